@@ -1,0 +1,56 @@
+"""What every command-line tool shares: quiet TensorFlow, readable errors, exit status.
+
+Import this module before TensorFlow in a tool's `__main__` module: it sets
+`TF_CPP_MIN_LOG_LEVEL` so TensorFlow's start-up chatter stays out of the tool's own output.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# Library chatter at import time (e.g. google.api_core's Python-version notice) is not ours.
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+from absl import app, logging  # noqa: E402
+
+from pipelines.errors import InputError  # noqa: E402
+
+
+def report(error: InputError) -> None:
+    print(f"error: {error}", file=sys.stderr)
+
+
+def run(main) -> None:
+    """Runs an absl `main(argv)`; bad input ends in one readable line and exit status 1."""
+
+    def guarded(argv):
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        logging.set_verbosity(logging.WARNING)
+        try:
+            return main(argv)
+        except InputError as error:
+            report(error)
+            sys.exit(1)
+        except Exception as error:  # TensorFlow errors raised while reading input
+            translated = _translate(error)
+            if translated is None:
+                raise
+            report(translated)
+            sys.exit(1)
+
+    app.run(guarded)
+
+
+def _translate(error: Exception) -> InputError | None:
+    if "tensorflow" not in sys.modules:
+        return None
+    from pipelines import logs
+
+    return logs.translate_error(error)

@@ -1,0 +1,70 @@
+"""Errors for people: bad input names the file, the row and the column, and what was expected.
+
+Input checks that run inside `tf.data` cannot raise Python exceptions; they fail with a
+`tf.errors.InvalidArgumentError` whose message carries `MARKER` followed by the readable text.
+`from_tf_error` turns such an error (and TensorFlow's own parse errors, which name the record
+through `parse_example`'s `names`) back into an `InputError`.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Prefix of every in-graph input-check message (see pipelines/logs.py).
+MARKER = "dwellrank-input-error: "
+
+
+class InputError(ValueError):
+    """Bad input that a person must fix.
+
+    Attributes: `file` (path or glob), `row` (1-based line of a CSV file counting the header as
+    line 1, or 1-based record of a TFRecord file), `column` (column or feature name), and
+    `reason` (what was wrong and what was expected).
+    """
+
+    def __init__(self, reason: str, *, file: str | None = None, row: int | None = None,
+                 column: str | None = None, row_kind: str = "line"):
+        self.reason, self.file, self.row, self.column = reason, file, row, column
+        where = []
+        if file:
+            where.append(str(file))
+        if row is not None:
+            where.append(f"{row_kind} {row}")
+        if column:
+            where.append(f"column '{column}'")
+        super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
+
+
+_WHERE = re.compile(r"(?P<file>.*?), (?P<kind>line|record) (?P<row>\d+)"
+                    r"(?:, column '(?P<column>[^']*)')?: (?P<reason>.*)\Z", re.S)
+_PARSE_EXAMPLE = re.compile(
+    r"Name: (?P<file>.*?):record (?P<row>\d+), Key: (?P<key>[^,]+), Index: \d+\.\s*(?P<why>[^\n\[]*)")
+
+
+def tf_reason(message: str) -> str:
+    """The first line of a TensorFlow error message without its graph-node decorations."""
+    line = message.strip().splitlines()[0] if message.strip() else message
+    line = re.sub(r"\{\{[^}]*\}\}\s*", "", line)
+    return re.sub(r"\s*\[Op:.*$", "", line).strip()
+
+
+def from_tf_error(error: Exception) -> InputError | None:
+    """The `InputError` described by a TensorFlow error raised while reading logs, or None."""
+    message = getattr(error, "message", None) or str(error)
+    at = message.find(MARKER)
+    if at >= 0:
+        text = message[at + len(MARKER):]
+        text = re.split(r"\]?\s*\n|\]\s*\[|\]\s*$", text, maxsplit=1)[0].strip()
+        # tf.debugging.Assert prints strings with C escapes for quotes and backslashes.
+        text = text.replace("\\'", "'").replace('\\"', '"').replace("\\\\", "\\")
+        where = _WHERE.match(text)
+        if where:
+            return InputError(where["reason"], file=where["file"], row=int(where["row"]),
+                              column=where["column"], row_kind=where["kind"])
+        return InputError(text)
+    match = _PARSE_EXAMPLE.search(message)
+    if match:
+        why = match["why"].strip().rstrip(".")
+        return InputError(why, file=match["file"], row=int(match["row"]), column=match["key"],
+                          row_kind="record")
+    return None

@@ -1,0 +1,675 @@
+"""Impression logs: the column contract (SPEC §2), the reader and the writers.
+
+`read_logs` turns globs of CSV (plain or gzip) and TFRecord files of `tf.Example` (plain or GZIP)
+into a `tf.data.Dataset` of batched feature dicts. Parsing and every value check run inside the
+graph, so the same reader serves training (also on `tf.distribute` workers), labelling and
+scoring; a bad value stops the pipeline with an `InvalidArgumentError` that names the file, line
+(or record) and column, which `pipelines.errors.from_tf_error` turns into an `InputError`.
+
+Column types follow SPEC §2: `user_id` and `item_id` are always strings; `timestamp` and `click`
+are int64; `dwell_time` is float64 (seconds); any other CSV column is int64 if every sampled
+value is an integer, float32 if every sampled value is a number, else a string. The sample is
+the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files): a column that turns out
+to hold another type further down is reported with its row, and its type can be set explicitly
+(`column_types`, or the feature config). Empty feature values take the type's default (0, 0.0
+or ""). In a `tf.Example` the same names and types apply (int64_list, float_list, bytes_list);
+ids may be int64_list; `dwell_time` may be int64_list.
+
+CSV files have one record per line (quoted fields may contain commas but not line breaks), a
+header line first, optional UTF-8 BOM and CRLF line ends; blank lines are skipped. Lines are
+numbered as in a text editor: the header is line 1. TFRecord records are numbered from 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import gzip
+import io
+import os
+import re
+import zlib
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from pipelines.errors import MARKER, InputError, from_tf_error, tf_reason
+
+REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
+# Columns that are never model features (besides the reserved label names).
+NON_FEATURE_COLUMNS = ("impression_id", "timestamp", "click", "dwell_time")
+# Names the label job adds; input logs may not use them for anything else.
+LABEL_COLUMNS = ("valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin")
+ID_COLUMNS = ("user_id", "item_id")
+FIXED_TYPES = {"user_id": "string", "item_id": "string", "timestamp": "int64", "click": "int64",
+               "dwell_time": "float64"}
+DTYPES = ("int64", "float32", "float64", "string")
+DEFAULTS = {"int64": 0, "float32": 0.0, "float64": 0.0, "string": ""}
+# Extra keys of `read_logs(..., with_source=True)`.
+SOURCE_FILE, SOURCE_ROW, DWELL_ZEROED = "_source_file", "_source_row", "_dwell_zeroed"
+
+SAMPLE_ROWS = 1000
+SAMPLE_FILES = 10
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.gzip")
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfrecords.gz",
+                     ".tfrecord.gzip", ".tfr.gz")
+
+_INT = r"[+-]?[0-9]{1,18}"
+_FLOAT = r"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)"
+_INT_RE, _FLOAT_RE = re.compile(_INT + r"\Z"), re.compile(_FLOAT + r"\Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogSchema:
+    """Column names in file order and their types ('int64', 'float32', 'float64', 'string')."""
+
+    columns: tuple[str, ...]
+    dtypes: Mapping[str, str]
+
+    def feature_columns(self) -> tuple[str, ...]:
+        """Columns that are model features by default (SPEC §2)."""
+        skip = set(NON_FEATURE_COLUMNS) | set(LABEL_COLUMNS)
+        return tuple(c for c in self.columns if c not in skip)
+
+    def to_json(self) -> dict:
+        return {"columns": list(self.columns), "dtypes": dict(self.dtypes)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LogSchema":
+        return cls(tuple(data["columns"]), dict(data["dtypes"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class LogFile:
+    path: str
+    format: str  # "csv" or "tfrecord"
+    gzip: bool
+
+
+# The most recent readers, so that a parse error raised deep inside tf.data (possibly inside
+# Keras' fit) can be traced back to its file and line (see `diagnose`).
+_recent_sources: list["LogSource"] = []
+
+
+def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
+    """Files matched by comma-separated globs, sorted within each glob, duplicates removed.
+
+    Raises InputError for a glob matching nothing, a directory, an unreadable file or a mix of
+    CSV and TFRecord files.
+    """
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p.strip()]
+    if not patterns:
+        raise InputError("no input given (expected a file or glob of log files)")
+    files, seen = [], set()
+    for pattern in patterns:
+        pattern = pattern.strip()
+        if os.path.isdir(pattern):
+            raise InputError(f"{pattern} is a directory; expected log files "
+                             f"(a glob such as {os.path.join(pattern, '*.csv.gz')})")
+        matches = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p)) or (
+            [pattern] if os.path.isfile(pattern) else [])
+        if not matches:
+            raise InputError(f"no file matches {pattern}")
+        for path in matches:
+            if path in seen:
+                continue
+            seen.add(path)
+            if not os.access(path, os.R_OK):
+                raise InputError("cannot read the file (permission denied)", file=path)
+            files.append(_classify(path))
+    kinds = {f.format for f in files}
+    if len(kinds) > 1:
+        raise InputError("the input mixes CSV and TFRecord files; read each format separately: "
+                         + ", ".join(f.path for f in files[:4]))
+    return files
+
+
+def _classify(path: str) -> LogFile:
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    is_gzip = head == b"\x1f\x8b"
+    lower = path.lower()
+    if lower.endswith((".gz", ".gzip")) and not is_gzip and os.path.getsize(path) > 0:
+        raise InputError("is named as gzip but is not gzip data (corrupt or mislabelled)", file=path)
+    if lower.endswith(CSV_SUFFIXES):
+        return LogFile(path, "csv", is_gzip)
+    if lower.endswith(TFRECORD_SUFFIXES):
+        return LogFile(path, "tfrecord", is_gzip)
+    # Unknown suffix: a text first line with a comma is CSV, anything else TFRecord.
+    try:
+        first = _open_text(LogFile(path, "csv", is_gzip)).readline()
+        looks_csv = "," in first and "\x00" not in first
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error):
+        looks_csv = False
+    return LogFile(path, "csv" if looks_csv else "tfrecord", is_gzip)
+
+
+def _open_text(log_file: LogFile) -> io.TextIOBase:
+    raw = gzip.open(log_file.path, "rb") if log_file.gzip else open(log_file.path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+# Schema inference -------------------------------------------------------------------------------
+def _infer_value_type(values: Iterable[str]) -> str:
+    kind = "int64"
+    seen = False
+    for value in values:
+        if value == "":
+            continue
+        seen = True
+        if kind == "int64" and not _INT_RE.match(value):
+            kind = "float32"
+        if kind == "float32" and not _FLOAT_RE.match(value):
+            return "string"
+    return kind if seen else "string"
+
+
+def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], list[list[str]]]:
+    try:
+        with _open_text(log_file) as text:
+            reader = csv.reader(text)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise InputError("is empty; expected a CSV header line", file=log_file.path)
+            rows = []
+            for row in reader:
+                if not row or row == [""]:
+                    continue
+                rows.append(row)
+                if len(rows) >= limit:
+                    break
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(f"is corrupt or truncated ({error})", file=log_file.path) from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"is not UTF-8 text ({error.reason} at byte {error.start}); "
+                         "expected a CSV log", file=log_file.path) from None
+    except csv.Error as error:
+        raise InputError(f"is not valid CSV: {error}", file=log_file.path) from None
+    header = [h.strip() for h in header]
+    return header, rows
+
+
+def _check_header(header: list[str], path: str) -> None:
+    if not any(header):
+        raise InputError("has an empty header line; expected column names", file=path, row=1)
+    seen = set()
+    for name in header:
+        if not name:
+            raise InputError("has an empty column name in its header", file=path, row=1)
+        if name in seen:
+            raise InputError(f"names column '{name}' twice in its header", file=path, row=1)
+        seen.add(name)
+    for name in REQUIRED_COLUMNS:
+        if name not in seen:
+            raise InputError(f"missing required column '{name}' (the header has: "
+                             f"{', '.join(header)})", file=path, row=1)
+
+
+def infer_schema(files: Sequence[LogFile],
+                 column_types: Mapping[str, str] | None = None) -> LogSchema:
+    """The columns and types of `files` (see the module docstring for the rules).
+
+    Raises InputError for a missing required column, differing CSV headers, empty input, a
+    required column of the wrong type, or an unknown type in `column_types`.
+    """
+    return _infer(files, column_types)[0]
+
+
+def _infer(files: Sequence[LogFile], column_types: Mapping[str, str] | None
+           ) -> tuple[LogSchema, dict[str, str]]:
+    """(schema, stored): `stored` maps each TFRecord feature to its stored kind ({} for CSV)."""
+    column_types = dict(column_types or {})
+    for name, kind in column_types.items():
+        if kind not in DTYPES:
+            raise InputError(f"type '{kind}' of column '{name}' is not one of {', '.join(DTYPES)}")
+        if name in FIXED_TYPES and kind != FIXED_TYPES[name]:
+            raise InputError(f"column '{name}' is always {FIXED_TYPES[name]}; cannot make it {kind}")
+    if files[0].format == "csv":
+        columns, samples = _sample_csv(files)
+        inferred = {c: _infer_value_type(samples[c]) for c in columns}
+        stored = {}
+    else:
+        columns, inferred = _sample_tfrecord(files)
+        stored = dict(inferred)
+    dtypes = {}
+    for name in columns:
+        dtypes[name] = column_types.get(name, FIXED_TYPES.get(name, inferred[name]))
+    for name in column_types:
+        if name not in dtypes:
+            raise InputError(f"a type is given for column '{name}', which the logs do not have "
+                             f"(columns: {', '.join(columns)})")
+    for name, kind in stored.items():
+        if kind == "string" and dtypes[name] != "string":
+            raise InputError(f"feature '{name}' is stored as bytes; it cannot be read as "
+                             f"{dtypes[name]}", file=files[0].path, column=name)
+    return LogSchema(tuple(columns), dtypes), stored
+
+
+def _sample_csv(files: Sequence[LogFile]) -> tuple[list[str], dict[str, list[str]]]:
+    header0 = None
+    samples: dict[str, list[str]] = {}
+    sampled = 0
+    for index, log_file in enumerate(files):
+        # Every header is checked (cheap); rows are sampled from the first files only, and from
+        # more files while no data row has been seen (so empty input is recognised).
+        take = SAMPLE_ROWS if (index < SAMPLE_FILES or sampled == 0) else 0
+        header, rows = _csv_header_and_sample(log_file, max(take, 1))
+        if header0 is None:
+            _check_header(header, log_file.path)
+            header0 = header
+            samples = {c: [] for c in header}
+        elif header != header0:
+            raise InputError(f"has header {','.join(header)}, unlike {files[0].path} "
+                             f"({','.join(header0)}); all files of one input need the same columns",
+                             file=log_file.path, row=1)
+        if take:
+            for line_offset, row in enumerate(rows):
+                if len(row) != len(header0):
+                    continue  # reported with its line number when the file is read
+                for name, value in zip(header0, row):
+                    samples[name].append(value)
+            sampled += len(rows)
+    if sampled == 0:
+        raise InputError("the input has no rows: "
+                         + ", ".join(f.path for f in files[:3]) + (" ..." if len(files) > 3 else "")
+                         + " hold only a header")
+    return header0, samples
+
+
+def _sample_tfrecord(files: Sequence[LogFile]) -> tuple[list[str], dict[str, str]]:
+    import tensorflow as tf
+
+    kinds: dict[str, str] = {}
+    first_seen: dict[str, str] = {}
+    sampled = 0
+    for index, log_file in enumerate(files):
+        if index >= SAMPLE_FILES and sampled:
+            break
+        dataset = tf.data.TFRecordDataset(log_file.path, "GZIP" if log_file.gzip else "")
+        try:
+            for number, record in enumerate(dataset.take(SAMPLE_ROWS).as_numpy_iterator(), 1):
+                try:
+                    example = tf.train.Example.FromString(record)
+                except Exception:
+                    raise InputError("is not a serialized tf.Example", file=log_file.path,
+                                     row=number, row_kind="record") from None
+                for name, feature in example.features.feature.items():
+                    kind = feature.WhichOneof("kind")
+                    if kind is None:
+                        continue
+                    kind = {"int64_list": "int64", "float_list": "float32",
+                            "bytes_list": "string"}[kind]
+                    previous = kinds.setdefault(name, kind)
+                    first_seen.setdefault(name, f"{log_file.path} record {number}")
+                    if previous != kind:
+                        raise InputError(f"is {kind} here but {previous} in {first_seen[name]}; a "
+                                         "feature needs one type", file=log_file.path, row=number,
+                                         column=name, row_kind="record")
+                sampled += 1
+        except tf.errors.OpError as error:
+            raise InputError(f"is corrupt or truncated ({tf_reason(error.message)})",
+                             file=log_file.path) from None
+    if sampled == 0:
+        raise InputError("the input has no records: " + ", ".join(f.path for f in files[:3]))
+    for name in REQUIRED_COLUMNS:
+        if name not in kinds:
+            raise InputError(f"missing required feature '{name}' in the first records (features: "
+                             f"{', '.join(sorted(kinds))})", file=files[0].path)
+    allowed = {"timestamp": ("int64",), "click": ("int64",), "dwell_time": ("float32", "int64"),
+               "user_id": ("string", "int64"), "item_id": ("string", "int64")}
+    for name, ok in allowed.items():
+        if kinds[name] not in ok:
+            raise InputError(f"feature '{name}' is {kinds[name]}; expected "
+                             f"{' or '.join(ok)}", file=first_seen[name].rsplit(" record ", 1)[0],
+                             column=name)
+    columns = [c for c in REQUIRED_COLUMNS] + sorted(set(kinds) - set(REQUIRED_COLUMNS))
+    return columns, kinds
+
+
+# Reading ------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class LogSource:
+    """Files of one input with their schema; `dataset()` reads them."""
+
+    files: list[LogFile]
+    schema: LogSchema
+    stored_types: dict[str, str]  # TFRecord: the kind each feature is stored as
+
+    @property
+    def format(self) -> str:
+        return self.files[0].format
+
+    def dataset(self, batch_size: int = 1024, *, allow_unclicked_dwell: bool = False,
+                with_source: bool = False, parallel_files: int = 1,
+                num_parallel_calls: int | None = None, drop_remainder: bool = False):
+        """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
+
+        With `with_source`, adds `_source_file` (string path) and `_source_row` (int64 line or
+        record number). With `allow_unclicked_dwell`, dwell on an unclicked row becomes 0 and
+        `_dwell_zeroed` (int64 0/1) marks the row; otherwise such a row is an error.
+        """
+        import tensorflow as tf
+
+        _recent_sources[:] = [self]
+        calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+        paths = [f.path for f in self.files]
+        compression = ["GZIP" if f.gzip else "" for f in self.files]
+        files = tf.data.Dataset.from_tensor_slices((paths, compression))
+        # Each file is read in batches and numbered with vectorized ops: per-row tf.data
+        # functions would cost more than the parsing itself.
+        if self.format == "csv":
+            def open_file(path, comp):
+                lines = tf.data.TextLineDataset(path, compression_type=comp).skip(1)
+                return lines.batch(batch_size).enumerate().map(
+                    lambda k, chunk: _number_chunk(path, k, chunk, batch_size, first_row=2,
+                                                   skip_blank=True))
+            parse = self._parse_csv_batch
+        else:
+            def open_file(path, comp):
+                records = tf.data.TFRecordDataset(path, compression_type=comp)
+                return records.batch(batch_size).enumerate().map(
+                    lambda k, chunk: _number_chunk(path, k, chunk, batch_size, first_row=1,
+                                                   skip_blank=False))
+            parse = self._parse_tfrecord_batch
+        chunks = files.interleave(open_file, cycle_length=max(1, parallel_files),
+                                  num_parallel_calls=calls if parallel_files > 1 else None,
+                                  deterministic=True if parallel_files > 1 else None)
+        # Blank lines and file ends leave short chunks: rebatch to exactly `batch_size` rows.
+        batches = chunks.rebatch(batch_size, drop_remainder=drop_remainder)
+
+        def to_features(path, row, payload):
+            return self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell,
+                                with_source)
+
+        return batches.map(to_features, num_parallel_calls=calls,
+                           deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+    # CSV --------------------------------------------------------------------------------------
+    def _parse_csv_batch(self, path, row, line):
+        """Fast path: no per-field format checks. A wrong field count or a value of the wrong
+        type makes TensorFlow's own parsing fail; `diagnose` then finds the line in Python."""
+        import tensorflow as tf
+
+        columns = self.schema.columns
+        fields = tf.io.decode_csv(line, record_defaults=[[""]] * len(columns))
+        out, checks = {}, []
+        for name, text in zip(columns, fields):
+            kind = self.schema.dtypes[name]
+            if kind == "string":
+                out[name] = text
+                continue
+            empty = tf.equal(text, "")
+            if name in ("timestamp", "click"):
+                checks.append(_check(~empty, path, row, name, "expected a value, found an empty "
+                                     "field"))
+            dtype = {"int64": tf.int64, "float32": tf.float32, "float64": tf.float64}[kind]
+            value = tf.strings.to_number(tf.where(empty, "0", text), out_type=dtype)
+            if kind != "int64" and name != "dwell_time":
+                checks.append(_check(tf.math.is_finite(value), path, row, name,
+                                     "expected a finite number, found ", text))
+            out[name] = (value, empty, text) if name == "dwell_time" else value
+        return out, checks
+
+    # TFRecord ---------------------------------------------------------------------------------
+    def _parse_tfrecord_batch(self, path, row, record):
+        import tensorflow as tf
+
+        names = tf.strings.join([path, ":record ", tf.strings.as_string(row)])
+        stored = {n: {"int64": tf.int64, "float32": tf.float32, "string": tf.string}[k]
+                  for n, k in self.stored_types.items() if n in self.schema.dtypes}
+        spec = {n: tf.io.RaggedFeature(dtype=d, row_splits_dtype=tf.int64) for n, d in stored.items()}
+        parsed = tf.io.parse_example(record, spec, example_names=names)
+        out, checks = {}, []
+        for name in self.schema.columns:
+            ragged = parsed[name]
+            count = ragged.row_lengths()
+            checks.append(_check(count <= 1, path, row, name, "expected one value, found ",
+                                 tf.strings.as_string(count), row_kind="record"))
+            if name in ("timestamp", "click", "user_id", "item_id"):
+                checks.append(_check(count >= 1, path, row, name,
+                                     "expected a value, but the feature is missing",
+                                     row_kind="record"))
+            default = "" if stored[name] == tf.string else 0
+            dense = ragged.to_tensor(default_value=default, shape=[None, 1])[:, 0]
+            kind = self.schema.dtypes[name]
+            if kind == "string" and stored[name] != tf.string:
+                dense = tf.strings.as_string(dense)
+            elif kind != "string":
+                dense = tf.cast(dense, {"int64": tf.int64, "float32": tf.float32,
+                                        "float64": tf.float64}[kind])
+            if name == "dwell_time":
+                dense = (dense, tf.equal(count, 0), tf.strings.as_string(dense, shortest=True))
+            out[name] = dense
+        return out, checks
+
+    # Shared checks ----------------------------------------------------------------------------
+    def _finish(self, parsed, path, row, allow_unclicked_dwell, with_source):
+        import tensorflow as tf
+
+        out, checks = parsed
+        kind = "line" if self.format == "csv" else "record"
+        dwell, dwell_empty, dwell_text = out["dwell_time"]
+        click = out["click"]
+        text = lambda x: tf.strings.as_string(x)  # noqa: E731
+        checks.append(_check((click == 0) | (click == 1), path, row, "click",
+                             "expected 0 or 1, found ", text(click), row_kind=kind))
+        finite = tf.math.is_finite(dwell)
+        checks.append(_check(finite, path, row, "dwell_time", "expected a finite number of "
+                             "seconds, found ", dwell_text, row_kind=kind))
+        checks.append(_check(~finite | (dwell >= 0), path, row, "dwell_time",
+                             "expected seconds >= 0, found ", dwell_text, row_kind=kind))
+        checks.append(_check(~((click == 1) & dwell_empty), path, row, "dwell_time",
+                             "a clicked row needs its dwell time, found an empty field",
+                             row_kind=kind))
+        unclicked_dwell = (click == 0) & (dwell > 0)
+        if not allow_unclicked_dwell:
+            checks.append(_check(~unclicked_dwell, path, row, "dwell_time",
+                                 "expected 0 or empty on an unclicked row (click = 0), found ",
+                                 dwell_text, " (--allow_unclicked_dwell treats it as 0)",
+                                 row_kind=kind))
+        with tf.control_dependencies(checks):
+            result = {n: tf.identity(v) for n, v in out.items() if n != "dwell_time"}
+            result["dwell_time"] = tf.identity(tf.where(unclicked_dwell, tf.zeros_like(dwell),
+                                                        dwell))
+        if allow_unclicked_dwell:
+            result[DWELL_ZEROED] = tf.cast(unclicked_dwell, tf.int64)
+        if with_source:
+            result[SOURCE_FILE] = path
+            result[SOURCE_ROW] = row
+        return result
+
+
+def _number_chunk(path, index, chunk, batch_size, first_row, skip_blank):
+    """(path[n], row[n], payload[n]) of the `index`-th chunk of a file, blank lines dropped."""
+    import tensorflow as tf
+
+    size = tf.shape(chunk, out_type=tf.int64)[0]
+    row = first_row + index * batch_size + tf.range(size, dtype=tf.int64)
+    paths = tf.fill([size], path)
+    if skip_blank:
+        keep = tf.strings.length(tf.strings.strip(chunk)) > 0
+        return (tf.boolean_mask(paths, keep), tf.boolean_mask(row, keep),
+                tf.boolean_mask(chunk, keep))
+    return paths, row, chunk
+
+
+def _check(ok, path, row, column, *message, row_kind="line"):
+    """An assertion that every element of `ok` holds; its message names the first bad row.
+
+    `message` pieces are strings or string tensors of the batch's shape (gathered at the first
+    bad row)."""
+    import tensorflow as tf
+
+    bad = tf.logical_not(ok)
+    first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int64)
+    pieces = [MARKER, tf.gather(path, first), f", {row_kind} ",
+              tf.strings.as_string(tf.gather(row, first))]
+    if column:
+        pieces.append(f", column '{column}'")
+    pieces.append(": ")
+    for piece in message:
+        pieces.append(piece if isinstance(piece, str) else tf.gather(piece, first))
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [tf.strings.join(pieces)])
+
+
+def open_logs(patterns: str | Sequence[str], *,
+              column_types: Mapping[str, str] | None = None) -> LogSource:
+    """Expands `patterns`, checks the files and infers their schema (see module docstring)."""
+    files = expand_inputs(patterns)
+    for log_file in files:
+        if os.path.getsize(log_file.path) == 0:
+            raise InputError("is empty (0 bytes); expected "
+                             + ("a CSV header line" if log_file.format == "csv" else "TFRecords"),
+                             file=log_file.path)
+    schema, stored = _infer(files, column_types)
+    return LogSource(files, schema, stored)
+
+
+def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,
+              column_types: Mapping[str, str] | None = None, **dataset_kwargs):
+    """Reads logs into a batched `tf.data.Dataset` of feature dicts; see `LogSource.dataset`."""
+    return open_logs(patterns, column_types=column_types).dataset(batch_size, **dataset_kwargs)
+
+
+def diagnose(source: "LogSource | None" = None) -> InputError | None:
+    """Explains a TensorFlow parse failure of `source` (default: the last reader's) in Python:
+    the first corrupt file, or the first CSV line with a wrong field count or a value that does
+    not fit its column's type. Returns None if nothing is found. Runs only after a failure."""
+    source = source or (_recent_sources[-1] if _recent_sources else None)
+    if source is None:
+        return None
+    corrupt = locate_corruption(source.files)
+    if corrupt is not None or source.format != "csv":
+        return corrupt
+    columns, dtypes = source.schema.columns, source.schema.dtypes
+    typed = [(i, n, _INT_RE if dtypes[n] == "int64" else _FLOAT_RE, dtypes[n])
+             for i, n in enumerate(columns) if dtypes[n] != "string"]
+    for log_file in source.files:
+        with _open_text(log_file) as text:
+            for number, line in enumerate(text, 1):
+                if number == 1 or not line.strip():
+                    continue
+                try:
+                    fields = next(csv.reader([line]))
+                except csv.Error as error:
+                    return InputError(f"is not valid CSV: {error}", file=log_file.path, row=number)
+                if len(fields) != len(columns):
+                    return InputError(f"expected {len(columns)} fields as in the header, found "
+                                      f"{len(fields)}", file=log_file.path, row=number)
+                for index, name, pattern, kind in typed:
+                    value = fields[index]
+                    if value and not pattern.match(value):
+                        what = "an integer" if kind == "int64" else "a number"
+                        guess = "" if name in FIXED_TYPES else (
+                            " (type inferred from the first rows; set it in the feature config "
+                            "if that guess was wrong)")
+                        return InputError(f"expected {what}{guess}, found '{value[:80]}'",
+                                          file=log_file.path, row=number, column=name)
+    return None
+
+
+def translate_error(error: Exception) -> InputError | None:
+    """The InputError behind a TensorFlow error raised while reading logs, or None if the error
+    is not about the input. Use around code that iterates a `read_logs` dataset:
+
+        try:
+            model.fit(read_logs(...))
+        except tf.errors.OpError as e:
+            raise (translate_error(e) or e)
+    """
+    import tensorflow as tf
+
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    found = from_tf_error(error)
+    if found is not None:
+        return found
+    found = diagnose()
+    if found is not None:
+        return found
+    lowered = error.message.lower()
+    if any(k in lowered for k in ("corrupt", "data_loss", "truncated", "header check",
+                                  "invalid block", "unexpected end", "inflate")):
+        return InputError(f"corrupt or truncated input ({tf_reason(error.message)})")
+    return None
+
+
+def locate_corruption(files: Sequence[LogFile] | None = None) -> InputError | None:
+    """Finds the first file among `files` (default: the last reader's) whose compressed or
+    TFRecord stream is corrupt; returns an InputError naming it, or None."""
+    import tensorflow as tf
+
+    if files is None:
+        files = _recent_sources[-1].files if _recent_sources else []
+    for log_file in files:
+        try:
+            if log_file.format == "csv":
+                with (gzip.open(log_file.path, "rb") if log_file.gzip
+                      else open(log_file.path, "rb")) as handle:
+                    while handle.read(1 << 20):
+                        pass
+            else:
+                for _ in tf.data.TFRecordDataset(log_file.path,
+                                                 "GZIP" if log_file.gzip else "").batch(4096):
+                    pass
+        except (OSError, EOFError, zlib.error) as error:
+            return InputError(f"is corrupt or truncated ({error})", file=log_file.path)
+        except tf.errors.OpError as error:
+            return InputError(f"is corrupt or truncated ({tf_reason(error.message)})",
+                              file=log_file.path)
+    return None
+
+
+# Writing ------------------------------------------------------------------------------------------
+def write_csv(path: str, columns: Mapping[str, np.ndarray], *, decimals: int = 3,
+              compress: bool | None = None) -> None:
+    """Writes columns (equal-length arrays, in mapping order) as CSV with a header.
+
+    Floats are rounded to `decimals` and written in their shortest form ("0.0", "12.345").
+    Gzip when `path` ends in .gz (or `compress`); the gzip header has no name and no time, so the
+    same columns always give the same bytes.
+    """
+    import pandas as pd
+
+    # numpy's float-to-text is far faster than pandas' float_format.
+    frame = pd.DataFrame({
+        name: (np.round(values, decimals).astype(str)
+               if np.issubdtype(np.asarray(values).dtype, np.floating) else values)
+        for name, values in columns.items()})
+    compress = path.endswith(".gz") if compress is None else compress
+    with open(path, "wb") as raw:
+        stream = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0,
+                                   compresslevel=6) if compress else raw
+        text = io.TextIOWrapper(stream, encoding="utf-8", newline="")
+        frame.to_csv(text, index=False, lineterminator="\n")
+        text.flush()
+        text.detach()
+        if compress:
+            stream.close()
+
+
+def write_tfrecord(path: str, columns: Mapping[str, np.ndarray], *, compress: bool = True) -> None:
+    """Writes one `tf.Example` per row: integers as int64_list, floats as float_list, anything
+    else as bytes_list."""
+    import tensorflow as tf
+
+    names = list(columns)
+    arrays = [np.asarray(columns[n]) for n in names]
+    makers = []
+    for array in arrays:
+        if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+            makers.append(lambda v: tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)])))
+        elif np.issubdtype(array.dtype, np.floating):
+            makers.append(lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=[v])))
+        else:
+            makers.append(lambda v: tf.train.Feature(
+                bytes_list=tf.train.BytesList(value=[str(v).encode()])))
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
+    with tf.io.TFRecordWriter(path, options) as writer:
+        for row in range(len(arrays[0]) if arrays else 0):
+            feature = {n: make(a[row]) for n, make, a in zip(names, makers, arrays)}
+            writer.write(tf.train.Example(
+                features=tf.train.Features(feature=feature)).SerializeToString())

@@ -1,0 +1,305 @@
+"""The log reader: same tensors from every format, and readable errors for bad input.
+
+References are independent of the code under test: CSV files are written with Python's csv
+module and TFRecords from hand-built tf.train.Example protos.
+"""
+
+import csv
+import gzip
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pipelines import logs
+from pipelines.errors import InputError
+
+ROWS = [
+    # impression_id, user_id, item_id, timestamp, click, dwell_time, position, category, score
+    (11, "u1", "a1", 1767571200, 1, 31.5, 0, "news", 0.25),
+    (12, "u1", "a2", 1767571210, 0, 0.0, 1, "sports", -1.5),
+    (13, "42", "7", 1767657600, 1, 0.0, 2, "tech", 3.0),
+    (14, "u2", "a1", 1767657601, 1, 1234.567, 0, "news", 0.0),
+    (15, "u3", "a3", 1767744000, 0, 0.0, 3, "café, bar", 2.5),
+]
+HEADER = ["impression_id", "user_id", "item_id", "timestamp", "click", "dwell_time", "position",
+          "category", "score"]
+
+
+def write_csv(path, header=HEADER, rows=ROWS, opener=open, newline="\n"):
+    with opener(path, "wt", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator=newline)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+def example(values, header=HEADER, override=None):
+    feature = {}
+    for name, value in zip(header, values):
+        value = (override or {}).get(name, value)
+        if value is None:
+            continue
+        if isinstance(value, bool) or isinstance(value, int):
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        elif isinstance(value, float):
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        else:
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_tfrecord(path, records, compression=""):
+    with tf.io.TFRecordWriter(str(path), tf.io.TFRecordOptions(compression_type=compression)) as w:
+        for record in records:
+            w.write(record)
+    return str(path)
+
+
+def read_all(pattern, **kwargs):
+    """Reads a whole input; TensorFlow errors become the InputError they describe."""
+    source = logs.open_logs(pattern)
+    dataset = source.dataset(kwargs.pop("batch_size", 2), **kwargs)
+    batches = []
+    try:
+        for batch in dataset:
+            batches.append({k: v.numpy() for k, v in batch.items()})
+    except tf.errors.OpError as error:
+        raise logs.translate_error(error) or error
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def expected_columns():
+    columns = list(zip(*ROWS))
+    return {name: np.array(values) for name, values in zip(HEADER, columns)}
+
+
+def test_csv_plain_gzip_and_tfrecord_give_equal_tensors(tmp_path):
+    plain = write_csv(tmp_path / "a.csv")
+    gz = write_csv(tmp_path / "a.csv.gz", opener=gzip.open)
+    records = [example(r) for r in ROWS]
+    tfr = write_tfrecord(tmp_path / "a.tfrecord", records)
+    tfr_gz = write_tfrecord(tmp_path / "b.tfrecord.gz", records, "GZIP")
+    want = expected_columns()
+    results = [read_all(p) for p in (plain, gz, tfr, tfr_gz)]
+    for got in results:
+        assert set(HEADER) <= set(got)
+        # ids are strings whatever they look like
+        assert list(got["user_id"]) == [str(v).encode() for v in want["user_id"]]
+        assert list(got["item_id"]) == [str(v).encode() for v in want["item_id"]]
+        assert got["timestamp"].dtype == np.int64 and got["click"].dtype == np.int64
+        np.testing.assert_array_equal(got["timestamp"], want["timestamp"].astype(np.int64))
+        np.testing.assert_array_equal(got["click"], want["click"].astype(np.int64))
+        assert got["dwell_time"].dtype == np.float64
+        np.testing.assert_allclose(got["dwell_time"], want["dwell_time"].astype(float), rtol=1e-7)
+        assert got["position"].dtype == np.int64
+        np.testing.assert_array_equal(got["position"], want["position"].astype(np.int64))
+        assert got["score"].dtype == np.float32
+        np.testing.assert_allclose(got["score"], want["score"].astype(np.float32))
+        assert [c.decode() for c in got["category"]] == list(want["category"])
+    for other in results[1:]:
+        for name in HEADER:
+            if name == "dwell_time" and other is not results[1]:
+                # tf.Example's float_list holds float32: TFRecord dwell is the float32 value.
+                np.testing.assert_array_equal(
+                    other[name], results[0][name].astype(np.float32).astype(np.float64))
+            else:
+                np.testing.assert_array_equal(other[name], results[0][name])
+
+
+def test_schema_inference_follows_spec_types(tmp_path):
+    path = write_csv(tmp_path / "a.csv")
+    schema = logs.open_logs(path).schema
+    assert schema.columns == tuple(HEADER)
+    assert schema.dtypes == {"impression_id": "int64", "user_id": "string", "item_id": "string",
+                             "timestamp": "int64", "click": "int64", "dwell_time": "float64",
+                             "position": "int64", "category": "string", "score": "float32"}
+    assert schema.feature_columns() == ("user_id", "item_id", "position", "category", "score")
+
+
+def test_rows_keep_file_order_and_source_lines(tmp_path):
+    first = write_csv(tmp_path / "day-0.csv", rows=ROWS[:3])
+    write_csv(tmp_path / "day-1.csv", rows=ROWS[3:])
+    got = read_all(str(tmp_path / "day-*.csv"), with_source=True, batch_size=4)
+    np.testing.assert_array_equal(got["impression_id"], [11, 12, 13, 14, 15])
+    assert [os.path.basename(p.decode()) for p in got[logs.SOURCE_FILE]] == \
+        ["day-0.csv"] * 3 + ["day-1.csv"] * 2
+    np.testing.assert_array_equal(got[logs.SOURCE_ROW], [2, 3, 4, 2, 3])
+    assert first.endswith("day-0.csv")
+
+
+def test_crlf_bom_blank_lines_and_quotes(tmp_path):
+    path = tmp_path / "a.csv"
+    with open(path, "w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(HEADER)
+        writer.writerows(ROWS[:2])
+        handle.write("\r\n")
+        writer.writerows(ROWS[2:])
+    got = read_all(str(path), batch_size=3, with_source=True)
+    np.testing.assert_array_equal(got["impression_id"], [11, 12, 13, 14, 15])
+    np.testing.assert_array_equal(got[logs.SOURCE_ROW], [2, 3, 5, 6, 7])
+    assert got["category"][4] == "café, bar".encode()
+
+
+def test_empty_dwell_on_unclicked_row_is_zero(tmp_path):
+    rows = [r[:5] + ("",) + r[6:] if r[4] == 0 else r for r in ROWS]
+    got = read_all(write_csv(tmp_path / "a.csv", rows=rows))
+    np.testing.assert_array_equal(got["dwell_time"], [31.5, 0, 0, 1234.567, 0])
+
+
+def test_unclicked_dwell_allowed_by_flag_is_zeroed_and_marked(tmp_path):
+    rows = list(ROWS)
+    rows[1] = rows[1][:5] + (12.0,) + rows[1][6:]
+    path = write_csv(tmp_path / "a.csv", rows=rows)
+    got = read_all(path, allow_unclicked_dwell=True)
+    np.testing.assert_array_equal(got["dwell_time"], [31.5, 0, 0, 1234.567, 0])
+    np.testing.assert_array_equal(got[logs.DWELL_ZEROED], [0, 1, 0, 0, 0])
+    with pytest.raises(InputError, match=r"a\.csv, line 3, column 'dwell_time': expected 0 or "
+                                         r"empty on an unclicked row"):
+        read_all(path)
+
+
+def replace_field(rows, index, column, value):
+    rows = [list(r) for r in rows]
+    rows[index][HEADER.index(column)] = value
+    return rows
+
+
+# (description, rows or header change, expected message pattern)
+CSV_CASES = [
+    ("click outside {0,1}", replace_field(ROWS, 2, "click", 2),
+     r"line 4, column 'click': expected 0 or 1, found 2"),
+    ("negative dwell", replace_field(ROWS, 0, "dwell_time", -3.0),
+     r"line 2, column 'dwell_time': expected seconds >= 0, found -3"),
+    ("nan dwell", replace_field(ROWS, 3, "dwell_time", "nan"),
+     r"line 5, column 'dwell_time': expected a finite number of seconds, found nan"),
+    ("infinite dwell", replace_field(ROWS, 3, "dwell_time", "inf"),
+     r"line 5, column 'dwell_time': expected a finite number of seconds, found inf"),
+    ("text timestamp", replace_field(ROWS, 1, "timestamp", "yesterday"),
+     r"line 3, column 'timestamp': expected an integer, found 'yesterday'"),
+    ("text dwell", replace_field(ROWS, 4, "dwell_time", "12s"),
+     r"line 6, column 'dwell_time': expected a number, found '12s'"),
+    ("empty click", replace_field(ROWS, 1, "click", ""),
+     r"line 3, column 'click': expected a value, found an empty field"),
+    ("clicked without dwell", replace_field(ROWS, 0, "dwell_time", ""),
+     r"line 2, column 'dwell_time': a clicked row needs its dwell time"),
+    ("decimal in an integer feature", replace_field(ROWS, 4, "position", "2.5"),
+     r"line 6, column 'position': expected an integer \(type inferred"),
+    ("non-finite float feature", replace_field(ROWS, 2, "score", "inf"),
+     r"line 4, column 'score': expected a finite number, found inf"),
+    ("extra field", [list(r) for r in ROWS[:3]] + [list(ROWS[3]) + ["x"]] + [list(ROWS[4])],
+     r"line 5: expected 9 fields as in the header, found 10"),
+]
+
+
+@pytest.mark.parametrize("name,rows,pattern", CSV_CASES, ids=[c[0] for c in CSV_CASES])
+def test_bad_csv_values_name_file_line_and_column(tmp_path, monkeypatch, name, rows, pattern):
+    # Types are inferred from a sample: keep the bad rows out of it, as in a long file.
+    monkeypatch.setattr(logs, "SAMPLE_ROWS", 1)
+    path = write_csv(tmp_path / "bad.csv.gz", rows=rows, opener=gzip.open)
+    with pytest.raises(InputError, match=pattern) as caught:
+        read_all(path)
+    assert caught.value.file.endswith("bad.csv.gz") or "bad.csv.gz" in str(caught.value)
+
+
+def test_missing_required_column_is_named(tmp_path):
+    header = [h if h != "click" else "clicked" for h in HEADER]
+    path = write_csv(tmp_path / "a.csv", header=header)
+    with pytest.raises(InputError, match=r"a\.csv, line 1: missing required column 'click'"):
+        logs.open_logs(path)
+
+
+@pytest.mark.parametrize("content,pattern", [
+    (b"", r"is empty \(0 bytes\)"),
+    (",".join(HEADER).encode() + b"\n", r"the input has no rows"),
+])
+def test_empty_input(tmp_path, content, pattern):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=pattern):
+        logs.open_logs(str(path))
+
+
+def test_glob_matching_nothing_and_directory(tmp_path):
+    with pytest.raises(InputError, match=r"no file matches .*nothing-\*\.csv"):
+        logs.open_logs(str(tmp_path / "nothing-*.csv"))
+    with pytest.raises(InputError, match=r"is a directory"):
+        logs.open_logs(str(tmp_path))
+
+
+def test_differing_headers_are_refused(tmp_path):
+    write_csv(tmp_path / "a.csv")
+    write_csv(tmp_path / "b.csv", header=HEADER[:-1] + ["other"])
+    with pytest.raises(InputError, match=r"b\.csv, line 1: has header .* unlike"):
+        logs.open_logs(str(tmp_path / "*.csv"))
+
+
+@pytest.mark.parametrize("sample_rows", [1000, 1], ids=["found-while-sampling", "found-while-reading"])
+def test_corrupt_gzip_is_named(tmp_path, monkeypatch, sample_rows):
+    monkeypatch.setattr(logs, "SAMPLE_ROWS", sample_rows)
+    good = write_csv(tmp_path / "a.csv.gz", opener=gzip.open, rows=ROWS * 200)
+    data = open(good, "rb").read()
+    # A truncated stream: the header parses, the body ends early.
+    (tmp_path / "b.csv.gz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"b\.csv\.gz: is corrupt or truncated"):
+        read_all(str(tmp_path / "*.csv.gz"), batch_size=64)
+    (tmp_path / "c.csv.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(InputError, match=r"c\.csv\.gz: is named as gzip but is not gzip"):
+        logs.open_logs(str(tmp_path / "c.csv.gz"))
+
+
+@pytest.mark.parametrize("sample_rows", [1000, 1], ids=["found-while-sampling", "found-while-reading"])
+def test_corrupt_tfrecord_is_named(tmp_path, monkeypatch, sample_rows):
+    monkeypatch.setattr(logs, "SAMPLE_ROWS", sample_rows)
+    path = write_tfrecord(tmp_path / "a.tfrecord", [example(r) for r in ROWS * 50])
+    data = bytearray(open(path, "rb").read())
+    data[len(data) // 2] ^= 0xFF  # flips a byte inside a record: its CRC no longer matches
+    (tmp_path / "bad.tfrecord").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"bad\.tfrecord: is corrupt or truncated"):
+        read_all(str(tmp_path / "bad.tfrecord"), batch_size=16)
+
+
+def test_tfrecord_wrong_type_names_record_and_feature(tmp_path):
+    records = [example(r) for r in ROWS]
+    records[3] = example(ROWS[3], override={"click": 1.0})
+    path = write_tfrecord(tmp_path / "a.tfrecord", records)
+    with pytest.raises(InputError, match=r"a\.tfrecord, record 4, column 'click': .*[Tt]ype"):
+        read_all(path)
+
+
+def test_tfrecord_missing_required_feature_names_record(tmp_path):
+    records = [example(r) for r in ROWS]
+    records[2] = example(ROWS[2], override={"timestamp": None})
+    path = write_tfrecord(tmp_path / "a.tfrecord", records)
+    with pytest.raises(InputError, match=r"a\.tfrecord, record 3, column 'timestamp': expected a "
+                                         r"value"):
+        read_all(path)
+
+
+def test_tfrecord_bad_click_value(tmp_path):
+    records = [example(r) for r in ROWS]
+    records[1] = example(ROWS[1], override={"click": 5})
+    path = write_tfrecord(tmp_path / "a.tfrecord.gz", records, "GZIP")
+    with pytest.raises(InputError, match=r"record 2, column 'click': expected 0 or 1, found 5"):
+        read_all(path)
+
+
+def test_mixed_formats_are_refused(tmp_path):
+    write_csv(tmp_path / "a.csv")
+    write_tfrecord(tmp_path / "b.tfrecord", [example(r) for r in ROWS])
+    with pytest.raises(InputError, match="mixes CSV and TFRecord"):
+        logs.open_logs(f"{tmp_path}/a.csv,{tmp_path}/b.tfrecord")
+
+
+def test_column_type_override(tmp_path):
+    path = write_csv(tmp_path / "a.csv")
+    source = logs.open_logs(path, column_types={"position": "string", "score": "float64"})
+    assert source.schema.dtypes["position"] == "string"
+    got = read_all(path)  # inference without override still int64
+    assert got["position"].dtype == np.int64
+    with pytest.raises(InputError, match="column 'click' is always int64"):
+        logs.open_logs(path, column_types={"click": "float32"})
+    with pytest.raises(InputError, match="'nope', which the logs do not have"):
+        logs.open_logs(path, column_types={"nope": "string"})
