@@ -1,5 +1,7 @@
 # Two commands do everything on a fresh machine: `make demo` and `make test`.
 # Both build (or reuse) the virtual environment in .venv first.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -ec
 PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -15,21 +17,21 @@ venv: $(STAMP)
 # and letting pip resolve again would backtrack for many minutes.
 $(STAMP): $(LOCK) setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade "pip>=24"
-	$(PY) -m pip install --quiet --no-deps -r $(LOCK)
-	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip install --quiet --upgrade "pip>=24" 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	$(PY) -m pip install --quiet --no-deps -r $(LOCK) 2>&1 | { grep -v "is ignored: it is neither" || true; }
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | { grep -v -E "is ignored: it is neither|BuildBackendWarning|!!|\*\*\*|Please be careful|name as your package|with strategy|^ *$$" || true; }
 	touch $(STAMP)
 
 demo: venv
 	DEMO_DIR=$(DEMO_DIR) PYTHON=$(PY) bash scripts/demo.sh
 
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 # Regenerate the lock with uv (a fast resolver); see BUILD.md.
 lock:
-	$(PYTHON) -m pip install --quiet uv
-	$(PYTHON) -m uv pip compile requirements/requirements.in \
+	test -x .venv-lock/bin/uv || { $(PYTHON) -m venv .venv-lock && .venv-lock/bin/pip install --quiet uv; }
+	.venv-lock/bin/uv pip compile requirements/requirements.in \
 	  --python-version 3.11 --python-platform x86_64-unknown-linux-gnu -o $(LOCK)
 
 wheel: venv
