@@ -17,7 +17,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=DeprecationWarning)
 
-from absl import app, logging  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 from pipelines.errors import InputError  # noqa: E402
 
@@ -26,8 +26,12 @@ def report(error: InputError) -> None:
     print(f"error: {error}", file=sys.stderr)
 
 
-def run(main) -> None:
-    """Runs an absl `main(argv)`; bad input ends in one readable line and exit status 1."""
+def run(main, *, pass_unknown_flags: bool = False) -> None:
+    """Runs an absl `main(argv)`; bad input ends in one readable line and exit status 1.
+
+    With `pass_unknown_flags`, flags this program does not define reach `main` in `argv[1:]`
+    (Beam pipeline options such as --runner or --direct_num_workers) instead of failing.
+    """
 
     def guarded(argv):
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -45,7 +49,10 @@ def run(main) -> None:
             report(translated)
             sys.exit(1)
 
-    app.run(guarded)
+    if pass_unknown_flags:
+        app.run(guarded, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
+    else:
+        app.run(guarded)
 
 
 def _translate(error: Exception) -> InputError | None:

@@ -1,0 +1,337 @@
+"""The label rules of SPEC §3, in one place: valid read, NDT, log dwell and dwell-time bins.
+
+Everything here is used by the statistics job (NDT fit, bin edges), the labelling job, training
+(labels computed on the fly from raw logs) and the benchmarks. The rules:
+
+- valid read of a click with dwell T seconds: the floor T >= min_dwell must pass, and one of
+  T1: T > x_l;  T2: the user's clicks over the `light_user_days` UTC days ending with the
+  impression's day (inclusive) < `light_user_clicks`;  T3: the item has a P10 and T > P10.
+  `valid_read_rule` is the first rule that holds (1, 2, 3), else 0. Unclicked: 0 and 0.
+- ndt(T) = A / (1 + exp(-(T - offset) / tau)) - B, clipped at 0; 0 when unclicked.
+- log_dwell = ln(1 + T) for clicks, else 0.
+- dwell_bin: the number of interior bin edges (seconds) that T reaches (T >= edge), so a dwell
+  exactly on an edge falls in the upper bin, values outside the range fall in the end bins and
+  a click with dwell 0 is in bin 0; -1 when unclicked.
+
+Counting for T2 uses the logs being labelled for the UTC days they cover (a day is covered when
+any row of the input falls on it; a user without clicks that day counts 0) and the stats
+artifact's user table for every other day of the window.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+from typing import Mapping
+
+import numpy as np
+
+from pipelines.errors import InputError
+
+FORMAT_VERSION = 1
+SECONDS_PER_DAY = 86_400
+LABEL_DTYPES = {"valid_read": "int64", "valid_read_rule": "int64", "ndt": "float32",
+                "log_dwell": "float32", "dwell_bin": "int64"}
+_KEY_SEPARATOR = "\x1f"  # between user id and day number in lookup keys
+
+
+# NDT ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class NdtParams:
+    """Parameters of ndt(T) = A / (1 + exp(-(T - offset) / tau)) - B (T, offset, tau: seconds)."""
+
+    offset: float
+    tau: float
+    A: float
+    B: float
+    t_max: float
+    epsilon: float
+    preset: str
+
+    def __call__(self, dwell: np.ndarray) -> np.ndarray:
+        """ndt of dwell seconds (shape [n]), clipped at 0. Clicks only: callers zero the rest."""
+        value = self.A / (1.0 + np.exp(-(np.asarray(dwell, float) - self.offset) / self.tau)) - self.B
+        return np.maximum(value, 0.0)
+
+    def derivative(self, dwell: float) -> float:
+        """d ndt / dT at `dwell` seconds (unclipped branch)."""
+        z = (dwell - self.offset) / self.tau
+        return self.A * _sigmoid(z) * _sigmoid(-z) / self.tau
+
+
+PAPER_NDT = dict(offset=15.0, tau=20.0, A=2.319, B=0.744)
+
+
+def _sigmoid(x: float) -> float:
+    """1 / (1 + exp(-x)) without overflow."""
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _auto_a_b(offset: float, tau: float, t_max: float) -> tuple[float, float]:
+    # A - B = t_max and B = A / (1 + exp(offset / tau))  =>  A = t_max / sigmoid(offset / tau).
+    a = t_max / _sigmoid(offset / tau)
+    return a, a * _sigmoid(-offset / tau)
+
+
+def fit_ndt(preset: str, *, x_l: float, x_h: float, t_max: float = 1.575, epsilon: float = 1e-5,
+            offset: float | None = None, tau: float | None = None, A: float | None = None,
+            B: float | None = None) -> NdtParams:
+    """NDT parameters for a preset ('auto', 'paper' or 'explicit').
+
+    auto: offset = x_l (or `offset`); B = A / (1 + exp(offset / tau)) so ndt(0) = 0; A - B = t_max;
+    tau solves d ndt/dT (x_h) = epsilon on the saturated branch 0 < tau < (x_h - offset) / 2,
+    where the derivative rises with tau, by bisection. Explicit `tau`, `A`, `B` override.
+    paper: offset 15, tau 20, A 2.319, B 0.744. explicit: all four given.
+    """
+    if preset == "paper":
+        p = dict(PAPER_NDT)
+        return NdtParams(p["offset"], p["tau"], p["A"], p["B"], p["A"] - p["B"], epsilon, "paper")
+    if preset == "explicit":
+        if None in (offset, tau, A, B):
+            raise InputError("--ndt=explicit needs --ndt_offset, --ndt_tau, --ndt_a and --ndt_b")
+        return NdtParams(offset, tau, A, B, A - B, epsilon, "explicit")
+    if preset != "auto":
+        raise InputError(f"unknown NDT preset '{preset}' (expected auto, paper or explicit)")
+    offset = x_l if offset is None else offset
+    if tau is None:
+        tau = _solve_tau(offset, x_h, t_max, epsilon)
+    a, b = _auto_a_b(offset, tau, t_max)
+    return NdtParams(offset, tau, a if A is None else A, b if B is None else B, t_max, epsilon,
+                     "auto")
+
+
+def _solve_tau(offset: float, x_h: float, t_max: float, epsilon: float) -> float:
+    def slope(tau: float) -> float:
+        a, _ = _auto_a_b(offset, tau, t_max)
+        z = (x_h - offset) / tau
+        return a * _sigmoid(z) * _sigmoid(-z) / tau
+
+    hi = (x_h - offset) / 2.0
+    if hi <= 0:
+        raise InputError(f"cannot fit NDT: x_h ({x_h:.3g} s) must exceed the offset "
+                         f"({offset:.3g} s)")
+    lo = hi * 1e-6
+    if not slope(lo) < epsilon < slope(hi):
+        raise InputError(f"cannot fit NDT: no tau in (0, {hi:.4g}) gives d ndt/dT(x_h) = "
+                         f"{epsilon:g} (the slope ranges {slope(lo):.3g} .. {slope(hi):.3g}); "
+                         "choose another --ndt_epsilon or give --ndt_tau")
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if slope(mid) < epsilon:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-13 * hi:
+            break
+    return 0.5 * (lo + hi)
+
+
+# Dwell bins -----------------------------------------------------------------------------------------
+def dwell_bin_edges(clicked_dwell: np.ndarray, num_bins: int) -> np.ndarray:
+    """`num_bins` + 1 edges (seconds), equal-width on ln(T) between the 0.5th and 99.5th
+    percentiles (numpy's linear interpolation) of clicked dwell times > 0."""
+    positive = clicked_dwell[clicked_dwell > 0]
+    lo, hi = np.percentile(positive, [0.5, 99.5])
+    if not hi > lo:
+        raise InputError(f"cannot make dwell-time bins: the 0.5th and 99.5th percentiles of "
+                         f"clicked dwell are equal ({lo:g} s)")
+    return np.exp(np.linspace(np.log(lo), np.log(hi), num_bins + 1))
+
+
+def assign_bins(dwell: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Bin index of each dwell (seconds), [n] -> [n] int64, with the module's edge convention."""
+    return np.searchsorted(np.asarray(edges)[1:-1], dwell, side="right").astype(np.int64)
+
+
+# The stats artifact ---------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class RuleConfig:
+    """Thresholds of the valid-read rules (stored in the artifact; label flags may override)."""
+
+    min_dwell: float = 5.0
+    t1_threshold: float | None = None  # None: the artifact's x_l
+    light_user_days: int = 7
+    light_user_clicks: int = 7
+    min_item_records: int = 5
+
+
+@dataclasses.dataclass
+class StatsArtifact:
+    """The statistics job's output, loaded: `stats` (stats.json), `item_p10` (item -> P10 s),
+    `user_day_clicks` ((user, UTC day number) -> clicks)."""
+
+    path: str
+    stats: dict
+    item_p10: dict
+    user_day_clicks: dict
+
+    @property
+    def ndt(self) -> NdtParams:
+        return NdtParams(**self.stats["ndt"])
+
+    @property
+    def rules(self) -> RuleConfig:
+        return RuleConfig(**self.stats["rules"])
+
+    @property
+    def dwell_bin_edges(self) -> np.ndarray:
+        return np.asarray(self.stats["dwell_bin_edges"], float)
+
+
+def read_table(directory: str, columns: Mapping[str, type]) -> dict[str, np.ndarray]:
+    """Reads the CSV shards `directory/part-*.csv` (header line, then rows) into arrays."""
+    import pandas as pd
+
+    shards = sorted(glob.glob(os.path.join(directory, "part-*.csv")))
+    frames = [pd.read_csv(s, dtype=dict(columns), keep_default_na=False) for s in shards]
+    if not frames:
+        return {c: np.zeros(0, t) for c, t in columns.items()}
+    frame = pd.concat(frames, ignore_index=True)
+    return {c: frame[c].to_numpy() for c in columns}
+
+
+def load_artifact(path: str) -> StatsArtifact:
+    """Loads a stats artifact directory; InputError if it is missing or of another version."""
+    stats_path = os.path.join(path, "stats.json")
+    if not os.path.isfile(stats_path):
+        raise InputError(f"{path} is not a stats artifact (no stats.json); make one with "
+                         "python -m pipelines.stats")
+    try:
+        with open(stats_path) as handle:
+            stats = json.load(handle)
+    except ValueError as error:
+        raise InputError(f"is not valid JSON ({error})", file=stats_path) from None
+    version = stats.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(f"has format_version {version!r}; this dwellrank reads version "
+                         f"{FORMAT_VERSION}: recompute the statistics with python -m "
+                         "pipelines.stats", file=stats_path)
+    items = read_table(os.path.join(path, "items"), {"item_id": str, "clicks": np.int64,
+                                                      "p10": float})
+    users = read_table(os.path.join(path, "user_days"), {"user_id": str, "day": np.int64,
+                                                         "clicks": np.int64})
+    return StatsArtifact(
+        path=path, stats=stats,
+        item_p10=dict(zip(items["item_id"].tolist(), items["p10"].tolist())),
+        user_day_clicks=dict(zip(zip(users["user_id"].tolist(), users["day"].tolist()),
+                                 users["clicks"].tolist())))
+
+
+# T2 window counts -----------------------------------------------------------------------------------
+def count_user_days(batches) -> tuple[dict, set]:
+    """Clicks per (user, UTC day) and the set of covered days, from batches of numpy dicts with
+    `user_id`, `timestamp`, `click`. Every (user, day) with an impression gets an entry."""
+    import pandas as pd
+
+    parts, days = [], set()
+    for batch in batches:
+        day = np.floor_divide(batch["timestamp"], SECONDS_PER_DAY)
+        frame = pd.DataFrame({"user": batch["user_id"], "day": day, "clicks": batch["click"]})
+        parts.append(frame.groupby(["user", "day"], sort=False)["clicks"].sum())
+        days.update(np.unique(day).tolist())
+    if not parts:
+        return {}, days
+    total = pd.concat(parts).groupby(level=[0, 1]).sum()
+    users = [u.decode() if isinstance(u, bytes) else str(u) for u in total.index.get_level_values(0)]
+    return dict(zip(zip(users, total.index.get_level_values(1).tolist()),
+                    total.to_numpy().tolist())), days
+
+
+def window_clicks(labelled: dict, covered_days: set, artifact_counts: dict,
+                  window_days: int) -> dict:
+    """(user, day) -> the user's clicks over the `window_days` days ending with `day`, for every
+    (user, day) of `labelled`; covered days count from `labelled`, others from the artifact."""
+    result = {}
+    for (user, day) in labelled:
+        total = 0
+        for back in range(window_days):
+            d = day - back
+            if d in covered_days:
+                total += labelled.get((user, d), 0)
+            else:
+                total += artifact_counts.get((user, d), 0)
+        result[(user, day)] = total
+    return result
+
+
+# The in-graph labeller ------------------------------------------------------------------------------
+class Labeler:
+    """Adds `valid_read`, `valid_read_rule`, `ndt`, `log_dwell`, `dwell_bin` to a batch dict of
+    a `read_logs` dataset (Tensors of shape [batch]); use with `dataset.map(labeler)`.
+
+    Lookup tables (item P10, 7-day click windows) are built once from the artifact and from the
+    logs being labelled (`count_user_days`).
+    """
+
+    def __init__(self, artifact: StatsArtifact, window: dict, rules: RuleConfig | None = None,
+                 ndt: NdtParams | None = None):
+        import tensorflow as tf
+
+        self.rules = rules or artifact.rules
+        self.ndt = ndt or artifact.ndt
+        self.x_l = float(artifact.stats["x_l"] if self.rules.t1_threshold is None
+                         else self.rules.t1_threshold)
+        self.interior_edges = tf.constant(artifact.dwell_bin_edges[1:-1], tf.float64)
+        items = list(artifact.item_p10)
+        self.item_p10 = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(items or [""], tf.string),
+                tf.constant([artifact.item_p10[i] for i in items] or [np.nan], tf.float64)),
+            default_value=np.nan)
+        keys = [f"{user}{_KEY_SEPARATOR}{day}" for user, day in window]
+        self.window = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys or [""], tf.string),
+                tf.constant(list(window.values()) or [0], tf.int64)),
+            default_value=-1)
+
+    def __call__(self, batch: dict) -> dict:
+        import tensorflow as tf
+
+        dwell = tf.cast(batch["dwell_time"], tf.float64)
+        clicked = tf.equal(batch["click"], 1)
+        day = tf.math.floordiv(batch["timestamp"], SECONDS_PER_DAY)
+        key = tf.strings.join([batch["user_id"], _KEY_SEPARATOR, tf.strings.as_string(day)])
+        window = self.window.lookup(key)
+        tf.debugging.assert_non_negative(
+            window, message="a (user, day) of the batch is missing from the T2 window table: "
+                            "count_user_days must see the same logs as the labeller")
+        p10 = self.item_p10.lookup(batch["item_id"])
+        t1 = dwell > self.x_l
+        t2 = window < self.rules.light_user_clicks
+        t3 = tf.logical_not(tf.math.is_nan(p10)) & (dwell > p10)
+        valid = clicked & (dwell >= self.rules.min_dwell) & (t1 | t2 | t3)
+        rule = tf.where(t1, 1, tf.where(t2, 2, 3))
+        p = self.ndt
+        ndt = tf.maximum(p.A / (1.0 + tf.exp(-(dwell - p.offset) / p.tau)) - p.B, 0.0)
+        zero = tf.zeros_like(dwell)
+        bins = tf.reduce_sum(tf.cast(dwell[:, None] >= self.interior_edges[None, :], tf.int64),
+                             axis=1)
+        out = dict(batch)
+        out["valid_read"] = tf.cast(valid, tf.int64)
+        out["valid_read_rule"] = tf.where(valid, tf.cast(rule, tf.int64), 0)
+        out["ndt"] = tf.cast(tf.where(clicked, ndt, zero), tf.float32)
+        out["log_dwell"] = tf.cast(tf.where(clicked, tf.math.log1p(dwell), zero), tf.float32)
+        out["dwell_bin"] = tf.where(clicked, bins, -1)
+        return out
+
+
+def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None,
+                ndt: NdtParams | None = None, batch_size: int = 8192,
+                allow_unclicked_dwell: bool = False) -> Labeler:
+    """A Labeler for the logs of `source` (a `LogSource`): one pass counts their clicks per user
+    and day for rule T2."""
+    rules = rules or artifact.rules
+    dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell)
+    columns = ("user_id", "timestamp", "click")
+    counts, covered = count_user_days(
+        {c: b[c] for c in columns} for b in dataset.map(
+            lambda b: {c: b[c] for c in columns}).as_numpy_iterator())
+    window = window_clicks(counts, covered, artifact.user_day_clicks, rules.light_user_days)
+    return Labeler(artifact, window, rules, ndt)

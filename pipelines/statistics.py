@@ -1,0 +1,272 @@
+"""The statistics job: an Apache Beam pipeline that writes the stats artifact (SPEC §3).
+
+Artifact layout (a directory, written to a temporary sibling and renamed into place):
+
+    stats.json            format_version, mu, sigma, x_l, x_h, ndt {offset, tau, A, B, t_max,
+                          epsilon, preset}, num_bins, dwell_bin_edges (s, num_bins + 1),
+                          dwell_bin_medians (s, num_bins), rows, clicks, clicks_with_dwell,
+                          rules {min_dwell, t1_threshold, light_user_days, light_user_clicks,
+                          min_item_records}, numeric_features {name: {mean, std}} of
+                          log1p(max(x, 0)), items_with_p10, user_days, schema, inputs
+    items/part-*.csv      item_id, clicks, p10: items with >= min_item_records clicks with
+                          dwell > 0; p10 = numpy's linear-interpolation 10th percentile (s)
+    user_days/part-*.csv  user_id, day, clicks: clicks per user per UTC day (day = unix
+                          seconds // 86400), rows with clicks > 0
+
+Definitions: mu and sigma are the mean and population standard deviation of ln(dwell) over
+clicks with dwell > 0; x_l = exp(mu - sigma), x_h = exp(mu + sigma). Bin edges are exact
+percentiles (see `labels.dwell_bin_edges`); each bin's median is the median of the clicked
+dwells > 0 that fall in it (NaN for an empty bin).
+
+Scaling: each input file is read by one worker with the same `tf.data` reader as training and
+pre-aggregated there (per-item dwell arrays, per-user-day counts, moments), so what is shuffled
+grows with items and user-days. Exact percentiles keep each click's dwell (8 bytes) until the
+combine: the global array for mu, sigma, edges and medians, and the per-item arrays for P10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from pipelines import labels, logs
+from pipelines.errors import MARKER, InputError, from_tf_error
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsConfig:
+    """Options of the statistics job."""
+
+    rules: labels.RuleConfig = labels.RuleConfig()
+    ndt_preset: str = "auto"
+    t_max: float = 1.575
+    epsilon: float = 1e-5
+    ndt_offset: float | None = None
+    ndt_tau: float | None = None
+    ndt_a: float | None = None
+    ndt_b: float | None = None
+    num_bins: int = 8
+    bin_edges: tuple[float, ...] | None = None  # explicit edges (seconds) instead of percentiles
+    allow_unclicked_dwell: bool = False
+    batch_size: int = 8192
+
+
+class _FilePart:
+    """Pre-aggregates of one input file (picklable, merged by `_MergeParts`)."""
+
+    def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0):
+        self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
+        self.dwell = [] if dwell is None else dwell  # list of arrays of clicked dwell > 0
+        self.numeric = numeric or {}  # name -> [count, sum, sum of squares] of log1p(max(x, 0))
+
+
+def _read_file(path: str, schema_json: dict, config: StatsConfig):
+    """Reads one log file; yields ('part', _FilePart), ('item', (id, dwells)), ('user_day',
+    ((user, day), clicks))."""
+    import pandas as pd
+
+    from apache_beam import pvalue
+
+    schema = logs.LogSchema.from_json(schema_json)
+    source = logs.LogSource(logs.expand_inputs([path]), schema, schema_json.get("stored", {}))
+    numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
+    part = _FilePart(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
+    item_parts, day_parts = [], []
+    dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell)
+    try:
+        for batch in dataset.as_numpy_iterator():
+            click = batch["click"] == 1
+            dwell = batch["dwell_time"]
+            part.rows += len(click)
+            part.clicks += int(click.sum())
+            if config.allow_unclicked_dwell:
+                part.unclicked_dwell += int(batch[logs.DWELL_ZEROED].sum())
+            positive = click & (dwell > 0)
+            part.dwell.append(dwell[positive])
+            item_parts.append(pd.DataFrame({"item": batch["item_id"][positive],
+                                            "dwell": dwell[positive]}))
+            day_parts.append(pd.DataFrame({
+                "user": batch["user_id"][click],
+                "day": np.floor_divide(batch["timestamp"][click], labels.SECONDS_PER_DAY)}))
+            for name in numeric:
+                x = np.log1p(np.maximum(batch[name].astype(np.float64), 0.0))
+                acc = part.numeric[name]
+                acc[0] += len(x)
+                acc[1] += float(x.sum())
+                acc[2] += float((x * x).sum())
+    except Exception as error:  # a bad value: report it with its file, line and column
+        translated = logs.translate_error(error)
+        if translated is not None:
+            # Beam re-raises worker errors wrapped; the marker lets the driver recover the text.
+            raise RuntimeError(MARKER + str(translated)) from None
+        raise
+    part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
+    yield pvalue.TaggedOutput("part", part)
+    items = pd.concat(item_parts) if item_parts else pd.DataFrame({"item": [], "dwell": []})
+    for item, values in items.groupby("item", sort=False)["dwell"]:
+        yield pvalue.TaggedOutput("item", (item.decode(), values.to_numpy()))
+    days = pd.concat(day_parts) if day_parts else pd.DataFrame({"user": [], "day": []})
+    for (user, day), count in days.groupby(["user", "day"], sort=False).size().items():
+        yield pvalue.TaggedOutput("user_day", ((user.decode(), int(day)), int(count)))
+
+
+def _merge_parts(parts) -> _FilePart:
+    merged = _FilePart()
+    for part in parts:
+        merged.rows += part.rows
+        merged.clicks += part.clicks
+        merged.unclicked_dwell += part.unclicked_dwell
+        merged.dwell.extend(part.dwell)
+        for name, acc in part.numeric.items():
+            into = merged.numeric.setdefault(name, [0.0, 0.0, 0.0])
+            for k in range(3):
+                into[k] += acc[k]
+    merged.dwell = [np.concatenate(merged.dwell)] if merged.dwell else []
+    return merged
+
+
+def summarize(part: _FilePart, config: StatsConfig, schema: logs.LogSchema) -> dict:
+    """stats.json's content from the merged pre-aggregates (everything but the table counts)."""
+    # Sorted, so the sums (and so the artifact) do not depend on how the work was split.
+    dwell = np.sort(part.dwell[0]) if part.dwell else np.zeros(0)
+    if part.rows == 0:
+        raise InputError("the input has no rows")
+    if len(dwell) < 2:
+        raise InputError(f"the input has {len(dwell)} click(s) with dwell > 0; the statistics "
+                         "need at least 2")
+    ln = np.log(dwell)
+    mu = float(ln.mean())
+    sigma = float(np.sqrt(((ln - mu) ** 2).mean()))
+    x_l, x_h = math_exp(mu - sigma), math_exp(mu + sigma)
+    ndt = labels.fit_ndt(config.ndt_preset, x_l=x_l, x_h=x_h, t_max=config.t_max,
+                         epsilon=config.epsilon, offset=config.ndt_offset, tau=config.ndt_tau,
+                         A=config.ndt_a, B=config.ndt_b)
+    if config.bin_edges is not None:
+        edges = np.asarray(config.bin_edges, float)
+        if len(edges) < 2 or np.any(np.diff(edges) <= 0):
+            raise InputError("--bin_edges must be at least two increasing numbers of seconds")
+    else:
+        edges = labels.dwell_bin_edges(dwell, config.num_bins)
+    bins = labels.assign_bins(dwell, edges)
+    medians = [float(np.median(dwell[bins == b])) if np.any(bins == b) else float("nan")
+               for b in range(len(edges) - 1)]
+    numeric = {}
+    for name, (count, total, squares) in sorted(part.numeric.items()):
+        mean = total / count if count else 0.0
+        var = max(squares / count - mean * mean, 0.0) if count else 0.0
+        numeric[name] = {"mean": mean, "std": float(np.sqrt(var))}
+    return {
+        "format_version": labels.FORMAT_VERSION,
+        "mu": mu, "sigma": sigma, "x_l": x_l, "x_h": x_h,
+        "ndt": dataclasses.asdict(ndt),
+        "num_bins": len(edges) - 1,
+        "dwell_bin_edges": edges.tolist(),
+        "dwell_bin_medians": medians,
+        "rows": part.rows, "clicks": part.clicks, "clicks_with_dwell": int(len(dwell)),
+        "unclicked_dwell_treated_as_zero": part.unclicked_dwell,
+        "rules": dataclasses.asdict(config.rules),
+        "numeric_features": numeric,
+        "schema": schema.to_json(),
+    }
+
+
+def math_exp(x: float) -> float:
+    return float(np.exp(x))
+
+
+def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConfig(),
+                  beam_args: list[str] | None = None) -> dict:
+    """Runs the statistics pipeline over the logs matching `pattern` into `output_dir`.
+
+    `beam_args` are Beam pipeline options (e.g. ['--runner=FlinkRunner', ...]; DirectRunner by
+    default). Returns stats.json's content. The artifact appears atomically; an existing one is
+    replaced, any other non-empty directory refused.
+    """
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from pipelines.atomic import atomic_directory
+
+    source = logs.open_logs(pattern)
+    schema_json = dict(source.schema.to_json(), stored=source.stored_types)
+    paths = [f.path for f in source.files]
+
+    def is_artifact(path):
+        return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))
+
+    with atomic_directory(output_dir, may_replace=is_artifact, what="--output_dir") as tmp:
+        options = PipelineOptions(beam_args or [])
+        try:
+            _run_pipeline(beam, options, paths, schema_json, config, tmp, pattern)
+        except InputError:
+            raise
+        except Exception as error:
+            translated = from_tf_error(error)
+            if translated is None:
+                raise
+            raise translated from None
+        with open(os.path.join(tmp, "stats.json")) as handle:
+            stats = json.load(handle)
+    return stats
+
+
+def _run_pipeline(beam, options, paths, schema_json, config, tmp, pattern):
+    """Builds and runs the pipeline; the artifact lands in `tmp`."""
+    with beam.Pipeline(options=options) as pipeline:
+        outputs = (pipeline
+                   | "Files" >> beam.Create(paths)
+                   | "Reshuffle" >> beam.Reshuffle()
+                   | "ReadAndPreaggregate" >> beam.FlatMap(_read_file, schema_json, config)
+                   .with_outputs("part", "item", "user_day"))
+        min_records = config.rules.min_item_records
+        items = (outputs.item
+                 | "ItemDwells" >> beam.CombinePerKey(_concat_arrays)
+                 | "ItemP10" >> beam.FlatMap(_item_row, min_records))
+        user_days = (outputs.user_day
+                     | "UserDayClicks" >> beam.CombinePerKey(sum)
+                     | "UserDayRow" >> beam.MapTuple(
+                         lambda key, n: f"{_csv_field(key[0])},{key[1]},{n}"))
+        _ = items | "WriteItems" >> beam.io.WriteToText(
+            os.path.join(tmp, "items", "part"), file_name_suffix=".csv",
+            header="item_id,clicks,p10")
+        _ = user_days | "WriteUserDays" >> beam.io.WriteToText(
+            os.path.join(tmp, "user_days", "part"), file_name_suffix=".csv",
+            header="user_id,day,clicks")
+        item_count = items | "CountItems" >> beam.combiners.Count.Globally()
+        day_count = user_days | "CountUserDays" >> beam.combiners.Count.Globally()
+        _ = (outputs.part
+             | "MergeParts" >> beam.CombineGlobally(_merge_parts)
+             | "WriteStats" >> beam.Map(
+                 _write_stats, tmp, config, schema_json, pattern,
+                 beam.pvalue.AsSingleton(item_count), beam.pvalue.AsSingleton(day_count)))
+
+
+def _concat_arrays(arrays) -> np.ndarray:
+    arrays = [np.asarray(a, float) for a in arrays]
+    return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
+def _item_row(item_and_dwell, min_records):
+    item, dwell = item_and_dwell
+    if len(dwell) >= min_records:
+        yield f"{_csv_field(item)},{len(dwell)},{np.percentile(dwell, 10)!r}"
+
+
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_stats(part, directory, config, schema_json, pattern, items, user_days):
+    schema = logs.LogSchema.from_json(schema_json)
+    try:
+        stats = summarize(part, config, schema)
+    except InputError as error:
+        raise RuntimeError(MARKER + str(error)) from None
+    stats.update(items_with_p10=int(items), user_days=int(user_days), inputs=pattern)
+    with open(os.path.join(directory, "stats.json"), "w") as handle:
+        json.dump(stats, handle, indent=2)
