@@ -330,8 +330,9 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
     rules = rules or artifact.rules
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell)
     columns = ("user_id", "timestamp", "click")
-    counts, covered = count_user_days(
-        {c: b[c] for c in columns} for b in dataset.map(
-            lambda b: {c: b[c] for c in columns}).as_numpy_iterator())
+    import tensorflow as tf
+
+    only = tf.autograph.experimental.do_not_convert(lambda b: {c: b[c] for c in columns})
+    counts, covered = count_user_days(dataset.map(only).as_numpy_iterator())
     window = window_clicks(counts, covered, artifact.user_day_clicks, rules.light_user_days)
     return Labeler(artifact, window, rules, ndt)

@@ -48,6 +48,7 @@ DTYPES = ("int64", "float32", "float64", "string")
 DEFAULTS = {"int64": 0, "float32": 0.0, "float64": 0.0, "string": ""}
 # Extra keys of `read_logs(..., with_source=True)`.
 SOURCE_FILE, SOURCE_ROW, DWELL_ZEROED = "_source_file", "_source_row", "_dwell_zeroed"
+RAW = "_raw"  # the row as read: a CSV line (without its line end) or a serialized tf.Example
 
 SAMPLE_ROWS = 1000
 SAMPLE_FILES = 10
@@ -343,13 +344,15 @@ class LogSource:
         return self.files[0].format
 
     def dataset(self, batch_size: int = 1024, *, allow_unclicked_dwell: bool = False,
-                with_source: bool = False, parallel_files: int = 1,
+                with_source: bool = False, with_raw: bool = False, parallel_files: int = 1,
                 num_parallel_calls: int | None = None, drop_remainder: bool = False):
         """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
 
         With `with_source`, adds `_source_file` (string path) and `_source_row` (int64 line or
         record number). With `allow_unclicked_dwell`, dwell on an unclicked row becomes 0 and
-        `_dwell_zeroed` (int64 0/1) marks the row; otherwise such a row is an error.
+        `_dwell_zeroed` (int64 0/1) marks the row; otherwise such a row is an error. With
+        `with_raw`, adds `_raw`: each row as read (a CSV line without its line end, or the
+        serialized tf.Example), so writers can pass input through unchanged.
         """
         import tensorflow as tf
 
@@ -363,16 +366,16 @@ class LogSource:
         if self.format == "csv":
             def open_file(path, comp):
                 lines = tf.data.TextLineDataset(path, compression_type=comp).skip(1)
-                return lines.batch(batch_size).enumerate().map(
+                return lines.batch(batch_size).enumerate().map(_no_autograph(
                     lambda k, chunk: _number_chunk(path, k, chunk, batch_size, first_row=2,
-                                                   skip_blank=True))
+                                                   skip_blank=True)))
             parse = self._parse_csv_batch
         else:
             def open_file(path, comp):
                 records = tf.data.TFRecordDataset(path, compression_type=comp)
-                return records.batch(batch_size).enumerate().map(
+                return records.batch(batch_size).enumerate().map(_no_autograph(
                     lambda k, chunk: _number_chunk(path, k, chunk, batch_size, first_row=1,
-                                                   skip_blank=False))
+                                                   skip_blank=False)))
             parse = self._parse_tfrecord_batch
         chunks = files.interleave(open_file, cycle_length=max(1, parallel_files),
                                   num_parallel_calls=calls if parallel_files > 1 else None,
@@ -381,11 +384,15 @@ class LogSource:
         batches = chunks.rebatch(batch_size, drop_remainder=drop_remainder)
 
         def to_features(path, row, payload):
-            return self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell,
-                                with_source)
+            out = self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell,
+                               with_source)
+            if with_raw:
+                out[RAW] = payload
+            return out
 
-        return batches.map(to_features, num_parallel_calls=calls,
-                           deterministic=True).prefetch(tf.data.AUTOTUNE)
+        # Straight-line graph code: autograph would only slow the tracing down.
+        return batches.map(tf.autograph.experimental.do_not_convert(to_features),
+                           num_parallel_calls=calls, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     # CSV --------------------------------------------------------------------------------------
     def _parse_csv_batch(self, path, row, line):
@@ -480,6 +487,12 @@ class LogSource:
             result[SOURCE_FILE] = path
             result[SOURCE_ROW] = row
         return result
+
+
+def _no_autograph(fn):
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(fn)
 
 
 def _number_chunk(path, index, chunk, batch_size, first_row, skip_blank):
@@ -651,9 +664,9 @@ def write_csv(path: str, columns: Mapping[str, np.ndarray], *, decimals: int = 3
             stream.close()
 
 
-def write_tfrecord(path: str, columns: Mapping[str, np.ndarray], *, compress: bool = True) -> None:
-    """Writes one `tf.Example` per row: integers as int64_list, floats as float_list, anything
-    else as bytes_list."""
+def serialize_examples(columns: Mapping[str, np.ndarray]) -> list[bytes]:
+    """One serialized `tf.Example` per row of `columns` (equal-length arrays): integers as
+    int64_list, floats as float_list, anything else (str or bytes) as bytes_list."""
     import tensorflow as tf
 
     names = list(columns)
@@ -665,11 +678,22 @@ def write_tfrecord(path: str, columns: Mapping[str, np.ndarray], *, compress: bo
         elif np.issubdtype(array.dtype, np.floating):
             makers.append(lambda v: tf.train.Feature(float_list=tf.train.FloatList(value=[v])))
         else:
-            makers.append(lambda v: tf.train.Feature(
-                bytes_list=tf.train.BytesList(value=[str(v).encode()])))
+            makers.append(lambda v: tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[v if isinstance(v, bytes) else str(v).encode()])))
+    records = []
+    for row in range(len(arrays[0]) if arrays else 0):
+        feature = {n: make(a[row]) for n, make, a in zip(names, makers, arrays)}
+        records.append(tf.train.Example(
+            features=tf.train.Features(feature=feature)).SerializeToString())
+    return records
+
+
+def write_tfrecord(path: str, columns: Mapping[str, np.ndarray], *, compress: bool = True) -> None:
+    """Writes one `tf.Example` per row (see `serialize_examples`), GZIP unless `compress` is
+    False."""
+    import tensorflow as tf
+
     options = tf.io.TFRecordOptions(compression_type="GZIP" if compress else "")
     with tf.io.TFRecordWriter(path, options) as writer:
-        for row in range(len(arrays[0]) if arrays else 0):
-            feature = {n: make(a[row]) for n, make, a in zip(names, makers, arrays)}
-            writer.write(tf.train.Example(
-                features=tf.train.Features(feature=feature)).SerializeToString())
+        for record in serialize_examples(columns):
+            writer.write(record)

@@ -1,0 +1,238 @@
+"""The labelling job: adds valid_read, valid_read_rule, ndt, log_dwell, dwell_bin to logs.
+
+One output shard per input file, rows in input order: `NNNNN-<input name>.csv.gz` (CSV with a
+header: every input column, then the five labels) or `NNNNN-<input name>.tfrecord.gz` (GZIP
+TFRecord of tf.Example). Input columns are passed through unchanged: a CSV line keeps its text and
+gains the label fields; a tf.Example keeps its bytes and gains the label features (protobuf
+messages merge when concatenated). The whole output directory appears atomically.
+
+Labels are computed by `pipelines.labels.Labeler` inside tf.data, the code training uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import re
+
+import numpy as np
+
+from pipelines import labels, logs
+from pipelines.atomic import atomic_directory
+from pipelines.errors import InputError
+
+LABEL_COLUMNS = ("valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin")
+
+
+@dataclasses.dataclass
+class LabelSummary:
+    """Counts of a labelling run."""
+
+    rows: int = 0
+    clicks: int = 0
+    valid_reads: int = 0
+    rule_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(4, np.int64))
+    bin_counts: np.ndarray | None = None
+    unclicked_dwell_zeroed: int = 0
+    clicked_dwell: list = dataclasses.field(default_factory=list)
+    files: list = dataclasses.field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        valid = max(self.valid_reads, 1)
+        return {
+            "rows": self.rows, "clicks": self.clicks, "valid_reads": self.valid_reads,
+            "valid_read_share_of_clicks": self.valid_reads / max(self.clicks, 1),
+            "rule_shares_of_valid_reads": {f"T{k}": int(self.rule_counts[k]) / valid
+                                           for k in (1, 2, 3)},
+            "dwell_bin_counts": [] if self.bin_counts is None else self.bin_counts.tolist(),
+            "unclicked_dwell_treated_as_zero": self.unclicked_dwell_zeroed,
+            "files": self.files,
+        }
+
+
+def _csv_text(tensor):
+    """CSV field text of a string tensor: quoted when it holds a comma, quote or line break."""
+    import tensorflow as tf
+
+    needs = tf.strings.regex_full_match(tensor, '(?s).*[,"\r\n].*')
+    quoted = tf.strings.join(['"', tf.strings.regex_replace(tensor, '"', '""'), '"'])
+    return tf.where(needs, quoted, tensor)
+
+
+def _as_text(tensor):
+    import tensorflow as tf
+
+    if tensor.dtype == tf.string:
+        return _csv_text(tensor)
+    if tensor.dtype.is_floating:
+        return tf.strings.as_string(tensor, shortest=True)
+    return tf.strings.as_string(tensor)
+
+
+def _read_header_line(log_file: logs.LogFile) -> str:
+    with logs._open_text(log_file) as text:  # noqa: SLF001 (same package)
+        return text.readline().rstrip("\r\n")
+
+
+def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfrecord",
+               rules: labels.RuleConfig | None = None, allow_unclicked_dwell: bool = False,
+               batch_size: int = 8192, compress: bool = True) -> LabelSummary:
+    """Labels the logs of `pattern` with the stats artifact `stats_dir` into `output_dir`.
+
+    `rules` overrides the artifact's rule thresholds. Returns the run's counts.
+    """
+    import tensorflow as tf
+
+    if fmt not in ("csv", "tfrecord"):
+        raise InputError(f"--format must be csv or tfrecord, not {fmt}")
+    artifact = labels.load_artifact(stats_dir)
+    source = logs.open_logs(pattern)
+    reserved = [c for c in source.schema.columns if c in LABEL_COLUMNS]
+    if reserved:
+        raise InputError(f"the input already has label column(s) {', '.join(reserved)}; label "
+                         "raw logs (these names are reserved)", file=source.files[0].path)
+    labeler = labels.labeler_for(source, artifact, rules, batch_size=batch_size,
+                                 allow_unclicked_dwell=allow_unclicked_dwell)
+    summary = LabelSummary(bin_counts=np.zeros(len(artifact.dwell_bin_edges) - 1, np.int64))
+    columns = source.schema.columns
+
+    def to_output(batch):
+        labelled = labeler(batch)
+        out = {logs.SOURCE_FILE: batch[logs.SOURCE_FILE],
+               "click": labelled["click"], "valid_read": labelled["valid_read"],
+               "valid_read_rule": labelled["valid_read_rule"],
+               "dwell_bin": labelled["dwell_bin"], "dwell_time": labelled["dwell_time"]}
+        if allow_unclicked_dwell:
+            out[logs.DWELL_ZEROED] = labelled[logs.DWELL_ZEROED]
+        label_text = [_as_text(labelled[c]) for c in LABEL_COLUMNS]
+        if fmt == "csv":
+            if source.format == "csv":
+                base = [batch[logs.RAW]]
+            else:
+                base = tf.strings.reduce_join(
+                    tf.stack([_as_text(batch[c]) for c in columns], axis=1), axis=1,
+                    separator=",")
+                base = [base]
+            out["line"] = tf.strings.reduce_join(tf.stack(base + label_text, axis=1), axis=1,
+                                                 separator=",")
+        else:
+            for c in LABEL_COLUMNS:
+                out[c] = labelled[c]
+            if source.format == "tfrecord":
+                out[logs.RAW] = batch[logs.RAW]
+            else:  # CSV to tf.Example: every parsed column
+                for c in columns:
+                    out.setdefault(c, batch[c])
+                out["dwell_time"] = labelled["dwell_time"]
+        return out
+
+    names = {}
+    for index, log_file in enumerate(source.files):
+        stem = re.sub(r"(\.(csv|tfrecords?|tfr))?(\.(gz|gzip))?$", "",
+                      os.path.basename(log_file.path), flags=re.I)
+        names[log_file.path] = (f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}"
+                                + (".gz" if compress else ""))
+    # One pipeline over all files (tracing one per file costs more than labelling a small
+    # file); rows arrive file after file, so each shard is opened once, when its rows begin.
+    dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
+                             with_raw=True, with_source=True).map(
+        tf.autograph.experimental.do_not_convert(to_output),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    with atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir") as tmp:
+        writer = None
+        try:
+            for batch in dataset.as_numpy_iterator():
+                _account(summary, batch)
+                sources = batch[logs.SOURCE_FILE]
+                starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
+                for start, end in zip(starts, np.r_[starts[1:], len(sources)]):
+                    path = sources[start].decode()
+                    if writer is None or writer.source != path:
+                        if writer is not None:
+                            writer.close()
+                        header = None
+                        if fmt == "csv":
+                            header = ",".join(
+                                [_read_header_line(logs.LogFile(path, "csv", path.endswith("gz")))
+                                 if source.format == "csv" else ",".join(columns),
+                                 *LABEL_COLUMNS])
+                        writer = _ShardWriter(os.path.join(tmp, names[path]), path, fmt,
+                                              compress, header, source.format, columns)
+                        summary.files.append(names[path])
+                    writer.write({k: v[start:end] for k, v in batch.items()})
+        except tf.errors.OpError as error:
+            raise (logs.translate_error(error) or error) from None
+        finally:
+            if writer is not None:
+                writer.close()
+        # Input files without rows (a header only) still get their (empty) shard.
+        for path, name in names.items():
+            if name not in summary.files:
+                header = None
+                if fmt == "csv":
+                    log_file = next(f for f in source.files if f.path == path)
+                    header = ",".join([_read_header_line(log_file) if source.format == "csv"
+                                       else ",".join(columns), *LABEL_COLUMNS])
+                _ShardWriter(os.path.join(tmp, name), path, fmt, compress, header,
+                             source.format, columns).close()
+        summary.files.sort()
+    return summary
+
+
+class _ShardWriter:
+    """Writes one output shard: CSV lines or tf.Example records."""
+
+    def __init__(self, path, source, fmt, compress, header, input_format, columns):
+        import tensorflow as tf
+
+        self.source, self.fmt, self.input_format, self.columns = source, fmt, input_format, columns
+        if fmt == "csv":
+            self.raw = open(path, "wb")
+            self.stream = (gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, mtime=0,
+                                         compresslevel=6) if compress else self.raw)
+            self.stream.write(header.encode() + b"\n")
+        else:
+            self.records = tf.io.TFRecordWriter(
+                path, tf.io.TFRecordOptions(compression_type="GZIP" if compress else ""))
+
+    def write(self, batch: dict) -> None:
+        if self.fmt == "csv":
+            if len(batch["line"]):
+                self.stream.write(b"\n".join(batch["line"].tolist()) + b"\n")
+        elif self.input_format == "tfrecord":
+            # Concatenated serialized messages merge: the input's features plus the labels.
+            suffix = logs.serialize_examples({c: batch[c] for c in LABEL_COLUMNS})
+            for record, extra in zip(batch[logs.RAW], suffix):
+                self.records.write(record + extra)
+        else:
+            for record in logs.serialize_examples(
+                    {c: batch[c] for c in tuple(self.columns) + LABEL_COLUMNS}):
+                self.records.write(record)
+
+    def close(self) -> None:
+        if self.fmt == "csv":
+            if self.stream is not self.raw:
+                self.stream.close()
+            self.raw.close()
+        else:
+            self.records.close()
+
+
+def _is_label_output(path: str) -> bool:
+    names = os.listdir(path)
+    return all(re.match(r"\d{5}-.*\.(csv|tfrecord)(\.gz)?$", n) for n in names)
+
+
+def _account(summary: LabelSummary, batch: dict) -> None:
+    click = batch["click"] == 1
+    summary.rows += len(click)
+    summary.clicks += int(click.sum())
+    summary.valid_reads += int(batch["valid_read"].sum())
+    summary.rule_counts += np.bincount(batch["valid_read_rule"], minlength=4)[:4]
+    bins = batch["dwell_bin"][click]
+    summary.bin_counts += np.bincount(bins, minlength=len(summary.bin_counts))[
+        :len(summary.bin_counts)]
+    summary.clicked_dwell.append(batch["dwell_time"][click])
+    if logs.DWELL_ZEROED in batch:
+        summary.unclicked_dwell_zeroed += int(batch[logs.DWELL_ZEROED].sum())

@@ -1,0 +1,323 @@
+"""Labels and the statistics job against the independent reference in reference_labels.py,
+on simulated logs and on hand-built edge cases (SPEC §3)."""
+
+import csv
+import glob
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines import labelling, labels, simulator, statistics
+from pipelines.errors import InputError
+from reference_labels import reference_labels, reference_ndt, reference_stats
+
+DAY = 86_400
+LABELS = ["valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin"]
+
+
+# NDT ----------------------------------------------------------------------------------------------
+def test_paper_preset_values():
+    p = labels.fit_ndt("paper", x_l=1.0, x_h=2.0)
+    assert (p.offset, p.tau, p.A, p.B) == (15.0, 20.0, 2.319, 0.744)
+    np.testing.assert_allclose(p(np.array([0.0, 15.0, 1000.0])),
+                               reference_ndt([0.0, 15.0, 1000.0], 15, 20, 2.319, 0.744))
+
+
+def test_auto_fit_reproduces_the_papers_setting():
+    p = labels.fit_ndt("auto", x_l=15.0, x_h=200.0, t_max=1.575, epsilon=1e-5)
+    assert p.offset == 15.0
+    assert p.tau == pytest.approx(19.75, abs=0.01)
+    assert p.A == pytest.approx(2.312, abs=5e-4)
+    assert p.B == pytest.approx(0.737, abs=5e-4)
+    assert p.A - p.B == pytest.approx(1.575, rel=1e-12)
+    assert p(np.array([0.0]))[0] == pytest.approx(0.0, abs=1e-12)
+    grid = np.linspace(0, 2000, 20001)
+    assert np.all(np.diff(p(grid)) >= 0)
+    # Central difference of the curve itself, not of the fitted formula.
+    h = 1e-3
+    slope = (p(np.array([200.0 + h]))[0] - p(np.array([200.0 - h]))[0]) / (2 * h)
+    assert slope == pytest.approx(1e-5, rel=1e-4)
+    # On the saturated branch: tau below (x_h - offset) / 2.
+    assert p.tau < (200 - 15) / 2
+
+
+def test_auto_fit_refuses_an_impossible_slope():
+    with pytest.raises(InputError, match="cannot fit NDT"):
+        labels.fit_ndt("auto", x_l=15.0, x_h=200.0, epsilon=1.0)
+
+
+# Simulated logs: statistics and labels against the reference ---------------------------------------
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sim")
+    config = simulator.SimConfig(num_users=400, num_items=250, days=10, seed=3)
+    simulator.write_simulation(config, str(root / "sim"), plot=False)
+    stats_dir = str(root / "stats")
+    statistics.compute_stats(str(root / "sim/logs/day-0[0-6].csv.gz"), stats_dir)
+    return root, stats_dir
+
+
+def read_frame(pattern):
+    frames = [pd.read_csv(p, dtype={"user_id": str, "item_id": str}, keep_default_na=False)
+              for p in sorted(glob.glob(pattern))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_stats_equal_the_reference(sim):
+    root, stats_dir = sim
+    window = read_frame(str(root / "sim/logs/day-0[0-6].csv.gz"))
+    want = reference_stats(window)
+    artifact = labels.load_artifact(stats_dir)
+    got = artifact.stats
+    assert got["format_version"] == labels.FORMAT_VERSION
+    assert got["rows"] == len(window) and got["clicks"] == int(window["click"].sum())
+    for key in ("mu", "sigma", "x_l", "x_h"):
+        assert got[key] == pytest.approx(want[key], rel=1e-6), key
+    assert artifact.item_p10.keys() == want["item_p10"].keys()
+    for item, p10 in want["item_p10"].items():
+        assert artifact.item_p10[item] == pytest.approx(p10, rel=1e-12), item
+    assert artifact.user_day_clicks == {(u, int(d)): n for (u, d), n in want["user_days"].items()}
+    edges = np.exp(np.linspace(want["log_lo"], want["log_hi"], 9))
+    np.testing.assert_allclose(got["dwell_bin_edges"], edges, rtol=1e-9)
+    assert got["ndt"]["offset"] == pytest.approx(want["x_l"], rel=1e-6)
+    # Bin medians: medians of the clicked dwells > 0 in each bin.
+    dwell = window.loc[(window.click == 1) & (window.dwell_time > 0), "dwell_time"].to_numpy()
+    bins = np.clip(np.floor((np.log(dwell) - want["log_lo"]) / (want["log_hi"] - want["log_lo"])
+                            * 8), 0, 7)
+    np.testing.assert_allclose(got["dwell_bin_medians"],
+                               [np.median(dwell[bins == b]) for b in range(8)], rtol=1e-9)
+    # Numeric features: mean and deviation of log1p(max(x, 0)).
+    x = np.log1p(np.maximum(window["item_length"].to_numpy(float), 0))
+    assert got["numeric_features"]["item_length"]["mean"] == pytest.approx(x.mean(), rel=1e-9)
+    assert got["numeric_features"]["item_length"]["std"] == pytest.approx(x.std(), rel=1e-6)
+
+
+def label_with_reference(frame, artifact):
+    stats = artifact.stats
+    edges = np.log(stats["dwell_bin_edges"])
+    return reference_labels(frame, x_l=stats["x_l"], item_p10=artifact.item_p10,
+                            history=artifact.user_day_clicks,
+                            ndt={k: stats["ndt"][k] for k in ("offset", "tau", "A", "B")},
+                            log_lo=edges[0], log_hi=edges[-1], num_bins=stats["num_bins"])
+
+
+def test_labels_equal_the_reference_on_simulated_logs(sim, tmp_path):
+    root, stats_dir = sim
+    pattern = str(root / "sim/logs/day-0[5-9].csv.gz")  # overlaps the stats window and beyond
+    summary = labelling.label_logs(pattern, stats_dir, str(tmp_path / "out"), fmt="csv")
+    got = read_frame(str(tmp_path / "out/*.csv.gz"))
+    frame = read_frame(pattern)
+    assert len(got) == len(frame) == summary.rows
+    # Input columns pass through unchanged, in input order.
+    pd.testing.assert_frame_equal(got[frame.columns], frame)
+    want = label_with_reference(frame, labels.load_artifact(stats_dir))
+    for column in ("valid_read", "valid_read_rule", "dwell_bin"):
+        np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy(), column)
+    np.testing.assert_allclose(got["ndt"], want["ndt"], atol=1e-5)
+    np.testing.assert_allclose(got["log_dwell"], want["log_dwell"], atol=1e-5)
+    # Every rule and every bin occurs, so the comparison covers them.
+    assert set(got["valid_read_rule"]) == {0, 1, 2, 3}
+    assert set(got["dwell_bin"]) == set(range(-1, 8))
+    assert summary.valid_reads == int(want["valid_read"].sum())
+
+
+def test_tfrecord_output_carries_the_same_labels_and_the_input(sim, tmp_path):
+    root, stats_dir = sim
+    pattern = str(root / "sim/logs/day-08.csv.gz")
+    labelling.label_logs(pattern, stats_dir, str(tmp_path / "csv"), fmt="csv")
+    labelling.label_logs(pattern, stats_dir, str(tmp_path / "tfr"), fmt="tfrecord")
+    from pipelines import logs
+
+    batches = list(logs.read_logs(str(tmp_path / "tfr/*.tfrecord.gz"), 4096).as_numpy_iterator())
+    tfr = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    want = read_frame(str(tmp_path / "csv/*.csv.gz"))
+    np.testing.assert_array_equal(tfr["impression_id"], want["impression_id"])
+    np.testing.assert_array_equal(tfr["category"].astype(str), want["category"])
+    for column in ("valid_read", "valid_read_rule", "dwell_bin"):
+        np.testing.assert_array_equal(tfr[column], want[column], column)
+    np.testing.assert_allclose(tfr["ndt"], want["ndt"], atol=1e-5)
+
+
+def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
+    _, stats_dir = sim
+    config = simulator.SimConfig(num_users=100, num_items=80, days=2, seed=5)
+    simulator.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
+    labelling.label_logs(str(tmp_path / "sim/logs/*.tfrecord.gz"), stats_dir,
+                         str(tmp_path / "tfr"), fmt="tfrecord")
+    labelling.label_logs(str(tmp_path / "sim/logs/*.tfrecord.gz"), stats_dir,
+                         str(tmp_path / "csv"), fmt="csv")
+    from pipelines import logs
+
+    batches = list(logs.read_logs(str(tmp_path / "tfr/*.tfrecord.gz"), 4096).as_numpy_iterator())
+    tfr = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    want = read_frame(str(tmp_path / "csv/*.csv.gz"))
+    for column in ("impression_id", "valid_read", "valid_read_rule", "dwell_bin"):
+        np.testing.assert_array_equal(tfr[column], want[column], column)
+
+
+def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path):
+    root, stats_dir = sim
+    statistics.compute_stats(str(root / "sim/logs/day-0[0-6].csv.gz"), str(tmp_path / "two"),
+                             beam_args=["--direct_num_workers=2",
+                                        "--direct_running_mode=multi_processing"])
+    one, two = labels.load_artifact(stats_dir), labels.load_artifact(str(tmp_path / "two"))
+    for key in ("mu", "sigma", "x_l", "x_h", "ndt", "dwell_bin_edges", "dwell_bin_medians",
+                "rows", "clicks", "items_with_p10", "user_days", "rules"):
+        assert one.stats[key] == two.stats[key], key
+    for name, moments in one.stats["numeric_features"].items():
+        for k, v in moments.items():
+            assert two.stats["numeric_features"][name][k] == pytest.approx(v, rel=1e-12)
+    assert one.item_p10 == two.item_p10
+    assert one.user_day_clicks == two.user_day_clicks
+
+
+# Hand-built edge cases -----------------------------------------------------------------------------
+HEADER = ["user_id", "item_id", "timestamp", "click", "dwell_time"]
+D = 20_000  # a UTC day number; its midnight is D * 86400
+
+
+def write_log(path, rows):
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows(rows)
+    return str(path)
+
+
+def history_rows():
+    """A stats window: a spread of dwell times (so mu, sigma and bins are defined) and:
+    - user 'hist6' with 6 clicks on day D-6; user 'hist7' with 7 clicks on day D-7;
+    - item 'four' with 4 clicks, item 'five' with 5 clicks (dwell 30..70)."""
+    rows = []
+    rng = np.random.default_rng(0)
+    for k, t in enumerate(np.exp(rng.normal(4, 1.3, 400))):
+        rows.append((f"bg{k % 50}", f"bg{k % 40}", (D - 10) * DAY + k, 1, round(float(t), 3)))
+    rows += [("hist6", "bgx", (D - 6) * DAY + k, 1, 100.0) for k in range(6)]
+    rows += [("hist7", "bgx", (D - 7) * DAY + k, 1, 100.0) for k in range(7)]
+    rows += [(f"h{k}", "four", (D - 9) * DAY + k, 1, 30.0 + 10 * k) for k in range(4)]
+    rows += [(f"h{k}", "five", (D - 9) * DAY + k, 1, 30.0 + 10 * k) for k in range(5)]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hand")
+    stats_dir = str(root / "stats")
+    statistics.compute_stats(write_log(root / "history.csv", history_rows()), stats_dir)
+    return root, stats_dir
+
+
+def label_rows(root, stats_dir, rows, name, **rules):
+    import dataclasses
+
+    path = write_log(root / f"{name}.csv", rows)
+    artifact = labels.load_artifact(stats_dir)
+    out = root / f"{name}-out"
+    labelling.label_logs(path, stats_dir, str(out), fmt="csv",
+                         rules=dataclasses.replace(artifact.rules, **rules))
+    return read_frame(str(out / "*.csv.gz"))
+
+
+def test_item_p10_only_with_enough_records(hand):
+    _, stats_dir = hand
+    artifact = labels.load_artifact(stats_dir)
+    assert "four" not in artifact.item_p10
+    assert artifact.item_p10["five"] == pytest.approx(np.percentile([30, 40, 50, 60, 70], 10))
+
+
+def test_t2_window_counts_seven_days_inclusive_with_history(hand):
+    root, stats_dir = hand
+    # Day D is covered by these logs; D-6 (hist6's 6 clicks) and D-7 come from the artifact.
+    # T1 off (threshold 1e9), so only T2 (and T3, unused here) can make a valid read.
+    rows = [("hist6", "new", D * DAY + 5, 1, 10.0),   # window = 6 + 1 = 7 -> not light
+            ("hist7", "new", D * DAY + 6, 1, 10.0),   # D-7 is outside: window = 1 -> light
+            ("fresh", "new", D * DAY + 7, 1, 10.0)]   # window = 1 -> light
+    got = label_rows(root, stats_dir, rows, "t2", t1_threshold=1e9)
+    assert got["valid_read_rule"].tolist() == [0, 2, 2]
+    # With one more click on day D-6 covered by the labelled logs, the artifact's D-6 count is
+    # replaced, not added: hist6 then has 1 (D-6, from these logs) + 1 (D) = 2 -> light.
+    rows2 = [("hist6", "new", (D - 6) * DAY + 1, 0, 0.0)] + rows
+    got2 = label_rows(root, stats_dir, rows2, "t2-covered", t1_threshold=1e9)
+    assert got2["valid_read_rule"].tolist() == [0, 2, 2, 2]
+    # The threshold and window are flags.
+    got3 = label_rows(root, stats_dir, rows, "t2-flags", t1_threshold=1e9, light_user_clicks=8)
+    assert got3["valid_read_rule"].tolist() == [2, 2, 2]
+
+
+def test_rule_precedence_floor_and_t3(hand):
+    root, stats_dir = hand
+    p10 = labels.load_artifact(stats_dir).item_p10["five"]  # 34 s
+    heavy = [("heavy", "bgx", D * DAY + k, 1, 100.0) for k in range(10)]  # never light
+    rows = heavy + [
+        ("light", "five", D * DAY + 100, 1, 40.0),    # T1 (> 20) and T2 and T3 -> rule 1
+        ("heavy", "five", D * DAY + 101, 1, 40.0),    # T1 and T3 -> 1
+        ("heavy", "five", D * DAY + 102, 1, 19.0),    # T3 only? 19 < p10 (34): invalid -> 0
+        ("heavy", "five", D * DAY + 103, 1, p10 + 0.5),  # T1 (> 20) -> 1
+        ("light", "four", D * DAY + 104, 1, 12.0),    # T2 only (no P10 for 'four') -> 2
+        ("light", "five", D * DAY + 105, 1, 4.9),     # below the floor -> 0 despite T2
+        ("light", "five", D * DAY + 106, 0, 0.0),     # unclicked -> 0
+    ]
+    got = label_rows(root, stats_dir, rows, "precedence", t1_threshold=20.0)
+    assert got["valid_read_rule"].tolist()[10:] == [1, 1, 0, 1, 2, 0, 0]
+    # T3 alone: T1 off, a heavy user, dwell above the item's P10.
+    rows = heavy + [("heavy", "five", D * DAY + 200, 1, 35.0),   # > 34: T3 -> 3
+                    ("heavy", "five", D * DAY + 201, 1, 34.0),   # = P10: not above -> 0
+                    ("heavy", "four", D * DAY + 202, 1, 90.0),   # no P10 -> 0
+                    ("light", "five", D * DAY + 203, 1, 35.0)]   # T2 before T3 -> 2
+    got = label_rows(root, stats_dir, rows, "t3", t1_threshold=1e9)
+    assert got["valid_read_rule"].tolist()[10:] == [3, 0, 0, 2]
+    assert got["valid_read"].tolist()[10:] == [1, 0, 0, 1]
+
+
+def test_unclicked_and_zero_dwell_clicks(hand):
+    root, stats_dir = hand
+    rows = [("u", "bgx", D * DAY, 0, ""), ("u", "bgx", D * DAY + 1, 1, 0.0)]
+    got = label_rows(root, stats_dir, rows, "zero")
+    assert got["dwell_bin"].tolist() == [-1, 0]
+    assert got["ndt"].tolist() == [0.0, 0.0] and got["log_dwell"].tolist() == [0.0, 0.0]
+    assert got["valid_read"].tolist() == [0, 0]
+
+
+def test_artifact_of_another_version_is_refused(hand, tmp_path):
+    _, stats_dir = hand
+    import shutil
+
+    copy = tmp_path / "old"
+    shutil.copytree(stats_dir, copy)
+    stats = json.loads((copy / "stats.json").read_text())
+    stats["format_version"] = 0
+    (copy / "stats.json").write_text(json.dumps(stats))
+    with pytest.raises(InputError, match="format_version 0"):
+        labels.load_artifact(str(copy))
+    with pytest.raises(InputError, match="not a stats artifact"):
+        labels.load_artifact(str(tmp_path))
+
+
+def test_label_cli_bad_input_leaves_no_output(hand, run, tmp_path):
+    root, stats_dir = hand
+    bad = write_log(tmp_path / "bad.csv", [("u", "i", D * DAY, 1, 10.0),
+                                           ("u", "i", D * DAY + 1, 0, 12.0)])
+    result = run("pipelines.label", f"--input={bad}", f"--stats={stats_dir}",
+                 f"--output_dir={tmp_path}/out", "--format=csv")
+    assert result.returncode == 1
+    assert "bad.csv, line 3, column 'dwell_time'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".out")]
+    result = run("pipelines.label", f"--input={bad}", f"--stats={stats_dir}",
+                 f"--output_dir={tmp_path}/out", "--format=csv", "--allow_unclicked_dwell")
+    assert result.returncode == 0, result.stderr
+    assert "treated as 0: 1" in result.stdout
+    assert (tmp_path / "out" / "labels.png").exists()
+
+
+def test_stats_cli_bad_input(run, tmp_path):
+    bad = write_log(tmp_path / "bad.csv", [("u", "i", D * DAY, 3, 10.0)])
+    result = run("pipelines.stats", f"--input={bad}", f"--output_dir={tmp_path}/stats")
+    assert result.returncode == 1, result.stderr
+    assert "bad.csv, line 2, column 'click': expected 0 or 1, found 3" in result.stderr
+    assert not (tmp_path / "stats").exists()
