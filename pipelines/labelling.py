@@ -12,6 +12,7 @@ Labels are computed by `pipelines.labels.Labeler` inside tf.data, the code train
 from __future__ import annotations
 
 import dataclasses
+import gc
 import gzip
 import os
 import re
@@ -94,12 +95,16 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
                          "raw logs (these names are reserved)", file=source.files[0].path)
     labeler = labels.labeler_for(source, artifact, rules, batch_size=batch_size,
                                  allow_unclicked_dwell=allow_unclicked_dwell)
+    # The tables and counts are long-lived: keep them out of the garbage collector's full
+    # passes, which otherwise rescan them while millions of per-batch objects come and go.
+    gc.collect()
+    gc.freeze()
     summary = LabelSummary(bin_counts=np.zeros(len(artifact.dwell_bin_edges) - 1, np.int64))
     columns = source.schema.columns
 
     def to_output(batch):
         labelled = labeler(batch)
-        out = {logs.SOURCE_FILE: batch[logs.SOURCE_FILE],
+        out = {logs.SOURCE_INDEX: batch[logs.SOURCE_INDEX],
                "click": labelled["click"], "valid_read": labelled["valid_read"],
                "valid_read_rule": labelled["valid_read_rule"],
                "dwell_bin": labelled["dwell_bin"], "dwell_time": labelled["dwell_time"]}
@@ -108,14 +113,16 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
         label_text = [_as_text(labelled[c]) for c in LABEL_COLUMNS]
         if fmt == "csv":
             if source.format == "csv":
-                base = [batch[logs.RAW]]
+                base = batch[logs.RAW]
             else:
                 base = tf.strings.reduce_join(
                     tf.stack([_as_text(batch[c]) for c in columns], axis=1), axis=1,
                     separator=",")
-                base = [base]
-            out["line"] = tf.strings.reduce_join(tf.stack(base + label_text, axis=1), axis=1,
-                                                 separator=",")
+            # One element-wise join: base,label1,...,label5.
+            pieces = [base]
+            for text in label_text:
+                pieces += [",", text]
+            out["line"] = tf.strings.join(pieces)
         else:
             for c in LABEL_COLUMNS:
                 out[c] = labelled[c]
@@ -135,8 +142,10 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
                                 + (".gz" if compress else ""))
     # One pipeline over all files (tracing one per file costs more than labelling a small
     # file); rows arrive file after file, so each shard is opened once, when its rows begin.
+    # CSV to CSV passes the input line through: only the labeller's columns are parsed.
+    needed = labels.LABEL_INPUTS if (fmt == "csv" and source.format == "csv") else None
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
-                             with_raw=True, with_source=True).map(
+                             with_raw=True, with_source=True, columns=needed).map(
         tf.autograph.experimental.do_not_convert(to_output),
         num_parallel_calls=tf.data.AUTOTUNE)
     with atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir") as tmp:
@@ -144,10 +153,10 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
         try:
             for batch in dataset.as_numpy_iterator():
                 _account(summary, batch)
-                sources = batch[logs.SOURCE_FILE]
+                sources = batch[logs.SOURCE_INDEX]
                 starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
                 for start, end in zip(starts, np.r_[starts[1:], len(sources)]):
-                    path = sources[start].decode()
+                    path = source.files[sources[start]].path
                     if writer is None or writer.source != path:
                         if writer is not None:
                             writer.close()

@@ -35,7 +35,9 @@ FORMAT_VERSION = 1
 SECONDS_PER_DAY = 86_400
 LABEL_DTYPES = {"valid_read": "int64", "valid_read_rule": "int64", "ndt": "float32",
                 "log_dwell": "float32", "dwell_bin": "int64"}
-_KEY_SEPARATOR = "\x1f"  # between user id and day number in lookup keys
+# Columns the labeller reads.
+LABEL_INPUTS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
+_DAY_SLOTS = 1 << 24  # window table key: user index * _DAY_SLOTS + (day - first day)
 
 
 # NDT ------------------------------------------------------------------------------------------------
@@ -224,39 +226,64 @@ def load_artifact(path: str) -> StatsArtifact:
 
 
 # T2 window counts -----------------------------------------------------------------------------------
-def count_user_days(batches) -> tuple[dict, set]:
-    """Clicks per (user, UTC day) and the set of covered days, from batches of numpy dicts with
-    `user_id`, `timestamp`, `click`. Every (user, day) with an impression gets an entry."""
+# Users are keyed by the 63-bit FarmHash fingerprint of their id (computed in-graph, so counting
+# never turns ids into Python objects). Two users share counts only if their fingerprints
+# collide: probability about n_users^2 / 2^64 (1e-7 for 1M users).
+FINGERPRINT_BUCKETS = (1 << 63) - 1
+
+
+def user_fingerprint(user_ids):
+    """int64 fingerprints of user ids (a string Tensor or array of str/bytes), [n] -> [n]."""
+    import tensorflow as tf
+
+    return tf.strings.to_hash_bucket_fast(user_ids, FINGERPRINT_BUCKETS)
+
+
+def count_user_days(batches):
+    """Clicks per (user fingerprint, UTC day) and the set of covered days, from batches of numpy
+    dicts with `user_fp`, `day` and `click` (see `labeler_for`). Every (user, day) with an
+    impression gets a row. Returns (DataFrame[user_fp, day, clicks], set of days)."""
     import pandas as pd
 
     parts, days = [], set()
     for batch in batches:
-        day = np.floor_divide(batch["timestamp"], SECONDS_PER_DAY)
-        frame = pd.DataFrame({"user": batch["user_id"], "day": day, "clicks": batch["click"]})
-        parts.append(frame.groupby(["user", "day"], sort=False)["clicks"].sum())
-        days.update(np.unique(day).tolist())
+        frame = pd.DataFrame({"user_fp": batch["user_fp"], "day": batch["day"],
+                              "clicks": batch["click"]})
+        parts.append(frame.groupby(["user_fp", "day"], sort=False, as_index=False)["clicks"].sum())
+        days.update(np.unique(batch["day"]).tolist())
     if not parts:
-        return {}, days
-    total = pd.concat(parts).groupby(level=[0, 1]).sum()
-    users = [u.decode() if isinstance(u, bytes) else str(u) for u in total.index.get_level_values(0)]
-    return dict(zip(zip(users, total.index.get_level_values(1).tolist()),
-                    total.to_numpy().tolist())), days
+        return pd.DataFrame({"user_fp": [], "day": [], "clicks": []}, dtype=np.int64), days
+    total = pd.concat(parts).groupby(["user_fp", "day"], as_index=False)["clicks"].sum()
+    return total, days
 
 
-def window_clicks(labelled: dict, covered_days: set, artifact_counts: dict,
-                  window_days: int) -> dict:
-    """(user, day) -> the user's clicks over the `window_days` days ending with `day`, for every
-    (user, day) of `labelled`; covered days count from `labelled`, others from the artifact."""
-    result = {}
-    for (user, day) in labelled:
-        total = 0
-        for back in range(window_days):
-            d = day - back
-            if d in covered_days:
-                total += labelled.get((user, d), 0)
-            else:
-                total += artifact_counts.get((user, d), 0)
-        result[(user, day)] = total
+def artifact_counts(artifact: "StatsArtifact"):
+    """The artifact's user table as DataFrame[user_fp, day, clicks]."""
+    import pandas as pd
+
+    keys = list(artifact.user_day_clicks)
+    users = [u for u, _ in keys]
+    fps = user_fingerprint(np.asarray(users, dtype=object)).numpy() if users else []
+    return pd.DataFrame({"user_fp": np.asarray(fps, np.int64),
+                         "day": np.asarray([d for _, d in keys], np.int64),
+                         "clicks": np.asarray(list(artifact.user_day_clicks.values()), np.int64)})
+
+
+def window_clicks(labelled, covered_days: set, history, window_days: int):
+    """For every (user_fp, day) of `labelled`: the user's clicks over the `window_days` days
+    ending with `day`; covered days count from `labelled`, other days from `history`.
+    Returns DataFrame[user_fp, day, window]."""
+    import pandas as pd
+
+    covered = np.fromiter(covered_days, np.int64) if covered_days else np.zeros(0, np.int64)
+    counts = pd.concat([labelled[["user_fp", "day", "clicks"]],
+                        history[~history["day"].isin(covered)][["user_fp", "day", "clicks"]]])
+    result = labelled[["user_fp", "day"]].copy()
+    result["window"] = 0
+    for back in range(window_days):
+        shifted = counts.assign(day=counts["day"] + back)
+        merged = result[["user_fp", "day"]].merge(shifted, on=["user_fp", "day"], how="left")
+        result["window"] += merged["clicks"].fillna(0).to_numpy(np.int64)
     return result
 
 
@@ -269,8 +296,9 @@ class Labeler:
     logs being labelled (`count_user_days`).
     """
 
-    def __init__(self, artifact: StatsArtifact, window: dict, rules: RuleConfig | None = None,
+    def __init__(self, artifact: StatsArtifact, window, rules: RuleConfig | None = None,
                  ndt: NdtParams | None = None):
+        """`window`: DataFrame[user_fp, day, window] from `window_clicks`."""
         import tensorflow as tf
 
         self.rules = rules or artifact.rules
@@ -284,11 +312,20 @@ class Labeler:
                 tf.constant(items or [""], tf.string),
                 tf.constant([artifact.item_p10[i] for i in items] or [np.nan], tf.float64)),
             default_value=np.nan)
-        keys = [f"{user}{_KEY_SEPARATOR}{day}" for user, day in window]
+        # Two int-keyed lookups: user fingerprint -> dense index, then index and day -> count.
+        fps = np.unique(window["user_fp"].to_numpy(np.int64))
+        self.first_day = int(window["day"].min()) if len(window) else 0
+        self.user_index = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(fps if len(fps) else [0], tf.int64),
+                tf.range(max(len(fps), 1), dtype=tf.int64)),
+            default_value=-1)
+        keys = (np.searchsorted(fps, window["user_fp"].to_numpy(np.int64)) * _DAY_SLOTS
+                + (window["day"].to_numpy(np.int64) - self.first_day))
         self.window = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
-                tf.constant(keys or [""], tf.string),
-                tf.constant(list(window.values()) or [0], tf.int64)),
+                tf.constant(keys if len(keys) else [0], tf.int64),
+                tf.constant(window["window"].to_numpy(np.int64) if len(keys) else [0], tf.int64)),
             default_value=-1)
 
     def __call__(self, batch: dict) -> dict:
@@ -297,8 +334,9 @@ class Labeler:
         dwell = tf.cast(batch["dwell_time"], tf.float64)
         clicked = tf.equal(batch["click"], 1)
         day = tf.math.floordiv(batch["timestamp"], SECONDS_PER_DAY)
-        key = tf.strings.join([batch["user_id"], _KEY_SEPARATOR, tf.strings.as_string(day)])
-        window = self.window.lookup(key)
+        user = self.user_index.lookup(user_fingerprint(batch["user_id"]))
+        window = self.window.lookup(user * _DAY_SLOTS + (day - self.first_day))
+        window = tf.where(user < 0, tf.constant(-1, tf.int64), window)
         tf.debugging.assert_non_negative(
             window, message="a (user, day) of the batch is missing from the T2 window table: "
                             "count_user_days must see the same logs as the labeller")
@@ -327,12 +365,16 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
                 allow_unclicked_dwell: bool = False) -> Labeler:
     """A Labeler for the logs of `source` (a `LogSource`): one pass counts their clicks per user
     and day for rule T2."""
-    rules = rules or artifact.rules
-    dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell)
-    columns = ("user_id", "timestamp", "click")
     import tensorflow as tf
 
-    only = tf.autograph.experimental.do_not_convert(lambda b: {c: b[c] for c in columns})
-    counts, covered = count_user_days(dataset.map(only).as_numpy_iterator())
-    window = window_clicks(counts, covered, artifact.user_day_clicks, rules.light_user_days)
+    rules = rules or artifact.rules
+    # Order does not matter for counting: two files at a time, three columns parsed, and only
+    # integers leave the graph.
+    dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
+                             columns=("user_id", "timestamp", "click"), parallel_files=2)
+    keys = dataset.map(tf.autograph.experimental.do_not_convert(lambda b: {
+        "user_fp": user_fingerprint(b["user_id"]),
+        "day": tf.math.floordiv(b["timestamp"], SECONDS_PER_DAY), "click": b["click"]}))
+    counts, covered = count_user_days(keys.as_numpy_iterator())
+    window = window_clicks(counts, covered, artifact_counts(artifact), rules.light_user_days)
     return Labeler(artifact, window, rules, ndt)

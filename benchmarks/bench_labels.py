@@ -1,0 +1,72 @@
+"""Labelling throughput against pandas, and peak memory of the stats and label jobs.
+
+    .venv/bin/python benchmarks/bench_labels.py [--sizes=1,2,4] [--workdir=/tmp/bench_labels]
+
+For each size (millions of rows, simulated with 10,000 users per million), runs as separate
+processes, each timed from process start to exit (imports included) with its peak resident
+memory (ru_maxrss): the stats job over all rows, `pipelines.label --format=csv` over all rows
+(gzip and plain), and benchmarks/pandas_labels.py doing the same labelling in pandas.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+
+def run_measured(cmd):
+    started = time.perf_counter()
+    child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    if status:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{child.stderr.read().decode()[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="1,2,4")
+    parser.add_argument("--workdir", default="/tmp/bench_labels")
+    args = parser.parse_args()
+    py = sys.executable
+    print(f"{'rows':>10} {'job':<34} {'seconds':>8} {'rows/s':>10} {'peak MB':>8}")
+    for size in [float(s) for s in args.sizes.split(",")]:
+        work = os.path.join(args.workdir, f"{size:g}M")
+        sim = os.path.join(work, "sim")
+        if not os.path.exists(os.path.join(sim, "summary.json")):
+            subprocess.run([py, "-m", "pipelines.simulate", f"--output_dir={sim}",
+                            f"--num_users={int(size * 10_000)}", f"--num_items={int(size * 5000)}",
+                            "--plot=false"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        import json
+        rows = json.load(open(os.path.join(sim, "summary.json")))["rows"]
+        logs = os.path.join(sim, "logs", "*.csv.gz")
+        stats = os.path.join(work, "stats")
+        jobs = [
+            ("pipelines.stats", [py, "-m", "pipelines.stats", f"--input={logs}",
+                                 f"--output_dir={stats}"]),
+            ("pipelines.label csv.gz", [py, "-m", "pipelines.label", f"--input={logs}",
+                                        f"--stats={stats}", f"--output_dir={work}/label_gz",
+                                        "--format=csv", "--plot=false"]),
+            ("pipelines.label csv (plain)", [py, "-m", "pipelines.label", f"--input={logs}",
+                                             f"--stats={stats}", f"--output_dir={work}/label",
+                                             "--format=csv", "--compress=false", "--plot=false"]),
+            ("pandas csv.gz", [py, os.path.join(HERE, "pandas_labels.py"), f"--input={logs}",
+                               f"--stats={stats}", f"--output={work}/pandas.csv.gz"]),
+            ("pandas csv (plain)", [py, os.path.join(HERE, "pandas_labels.py"),
+                                    f"--input={logs}", f"--stats={stats}",
+                                    f"--output={work}/pandas.csv"]),
+        ]
+        for name, cmd in jobs:
+            seconds, peak = run_measured(cmd)
+            print(f"{rows:>10,} {name:<34} {seconds:>8.1f} {rows / seconds:>10,.0f} {peak:>8,.0f}",
+                  flush=True)
+    print(f"machine: {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
