@@ -15,7 +15,9 @@ import dataclasses
 import gc
 import gzip
 import os
+import queue
 import re
+import threading
 
 import numpy as np
 
@@ -199,16 +201,34 @@ class _ShardWriter:
         if fmt == "csv":
             self.raw = open(path, "wb")
             self.stream = (gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, mtime=0,
-                                         compresslevel=6) if compress else self.raw)
+                                         compresslevel=1) if compress else self.raw)
             self.stream.write(header.encode() + b"\n")
+            # Compression runs on its own thread (zlib releases the GIL), beside TensorFlow's.
+            self.queue: queue.Queue = queue.Queue(maxsize=4)
+            self.failure: BaseException | None = None
+            self.thread = threading.Thread(target=self._drain, daemon=True)
+            self.thread.start()
         else:
             self.records = tf.io.TFRecordWriter(
                 path, tf.io.TFRecordOptions(compression_type="GZIP" if compress else ""))
 
+    def _drain(self) -> None:
+        while True:
+            data = self.queue.get()
+            if data is None:
+                return
+            if self.failure is None:
+                try:
+                    self.stream.write(data)
+                except BaseException as error:  # reported by write() or close()
+                    self.failure = error
+
     def write(self, batch: dict) -> None:
         if self.fmt == "csv":
+            if self.failure is not None:
+                raise self.failure
             if len(batch["line"]):
-                self.stream.write(b"\n".join(batch["line"].tolist()) + b"\n")
+                self.queue.put(b"\n".join(batch["line"].tolist()) + b"\n")
         elif self.input_format == "tfrecord":
             # Concatenated serialized messages merge: the input's features plus the labels.
             suffix = logs.serialize_examples({c: batch[c] for c in LABEL_COLUMNS})
@@ -221,6 +241,10 @@ class _ShardWriter:
 
     def close(self) -> None:
         if self.fmt == "csv":
+            self.queue.put(None)
+            self.thread.join()
+            if self.failure is not None:
+                raise self.failure
             if self.stream is not self.raw:
                 self.stream.close()
             self.raw.close()
