@@ -63,7 +63,7 @@ def main(argv):
     schema = result["schema"]
     features = set(schema.feature_columns())
     for name in schema.columns:
-        role = "feature" if name in features else "log"
+        role = "feature" if name in features else ("label" if name in logs.LABEL_COLUMNS else "log")
         print(f"  {name:<24} {schema.dtypes[name]:<8} {role}")
     print(f"read in {result['seconds']:.1f} s ({result['rows_per_second']:,.0f} rows/s)")
 
