@@ -36,7 +36,7 @@ def run(main, *, pass_unknown_flags: bool = False) -> None:
     def guarded(argv):
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
-        logging.set_verbosity(logging.WARNING)
+        logging.set_verbosity(logging.ERROR)
         try:
             return main(argv)
         except InputError as error:

@@ -37,6 +37,8 @@ flags.DEFINE_bool("allow_unclicked_dwell", False, "Treat dwell > 0 on unclicked 
                   "count them, instead of failing.")
 flags.DEFINE_integer("batch_size", 8192, "Rows per tf.data batch.")
 flags.DEFINE_bool("plot", True, "Write labels.png.")
+flags.DEFINE_string("schema", None, "A curated schema.pbtxt (python -m pipelines.validate): "
+                    "refuse input with anomalies against it.")
 flags.mark_flags_as_required(["input", "stats", "output_dir"])
 
 
@@ -81,6 +83,10 @@ def main(argv):
                  if getattr(FLAGS, k) is not None}
     rules = dataclasses.replace(artifact.rules, **overrides)
     started = time.perf_counter()
+    if FLAGS.schema:
+        from pipelines import validation
+
+        validation.check_input(FLAGS.input, FLAGS.schema)
     summary = labelling.label_logs(FLAGS.input, FLAGS.stats, FLAGS.output_dir, fmt=FLAGS.format,
                                    rules=rules, allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
                                    batch_size=FLAGS.batch_size, compress=FLAGS.compress)
@@ -101,8 +107,7 @@ def main(argv):
           f"({result['valid_read_share_of_clicks']:.1%} of clicks)")
     print(f"  first rule among valid reads: T1 {shares['T1']:.1%}  T2 {shares['T2']:.1%}  "
           f"T3 {shares['T3']:.1%}   (paper: 89.9 / 2.9 / 7.2 %)")
-    print(f"  NDT ({ndt['preset']}): offset {ndt['offset']:.3f}  tau {ndt['tau']:.3f}  "
-          f"A {ndt['A']:.4f}  B {ndt['B']:.4f}")
+    print("  " + labels.NdtParams(**ndt).describe())
     print("  dwell bins (clicks): " + "  ".join(f"{c:,}" for c in result["dwell_bin_counts"]))
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: {summary.unclicked_dwell_zeroed:,}")

@@ -58,6 +58,11 @@ class NdtParams:
         value = self.A / (1.0 + np.exp(-(np.asarray(dwell, float) - self.offset) / self.tau)) - self.B
         return np.maximum(value, 0.0)
 
+    def describe(self) -> str:
+        """One line for tool summaries."""
+        return (f"NDT ({self.preset}): offset {self.offset:.3f}  tau {self.tau:.3f}  "
+                f"A {self.A:.4f}  B {self.B:.4f}")
+
     def derivative(self, dwell: float) -> float:
         """d ndt / dT at `dwell` seconds (unclipped branch)."""
         z = (dwell - self.offset) / self.tau

@@ -41,6 +41,8 @@ flags.DEFINE_integer("num_bins", 8, "Number of dwell-time bins.")
 flags.DEFINE_list("bin_edges", None, "Explicit dwell-bin edges in seconds (num_bins + 1 values).")
 flags.DEFINE_bool("allow_unclicked_dwell", False, "Treat dwell > 0 on unclicked rows as 0 and "
                   "count them, instead of failing.")
+flags.DEFINE_string("schema", None, "A curated schema.pbtxt (python -m pipelines.validate): "
+                    "refuse input with anomalies against it.")
 flags.mark_flags_as_required(["input", "output_dir"])
 
 
@@ -56,6 +58,10 @@ def main(argv):
         bin_edges=tuple(float(e) for e in FLAGS.bin_edges) if FLAGS.bin_edges else None,
         allow_unclicked_dwell=FLAGS.allow_unclicked_dwell)
     started = time.perf_counter()
+    if FLAGS.schema:
+        from pipelines import validation
+
+        validation.check_input(FLAGS.input, FLAGS.schema, argv[1:])
     stats = statistics.compute_stats(FLAGS.input, FLAGS.output_dir, config, argv[1:])
     seconds = time.perf_counter() - started
     ndt = stats["ndt"]
@@ -64,8 +70,7 @@ def main(argv):
           f"{stats['user_days']:,} user-days")
     print(f"  ln(dwell): mu {stats['mu']:.4f}  sigma {stats['sigma']:.4f}  ->  "
           f"x_l {stats['x_l']:.2f} s  x_h {stats['x_h']:.1f} s")
-    print(f"  NDT ({ndt['preset']}): offset {ndt['offset']:.3f}  tau {ndt['tau']:.3f}  "
-          f"A {ndt['A']:.4f}  B {ndt['B']:.4f}")
+    print("  " + labels.NdtParams(**ndt).describe())
     print("  dwell bins (s): " + "  ".join(f"{e:.1f}" for e in stats["dwell_bin_edges"]))
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: "

@@ -1,0 +1,116 @@
+"""Data validation: drift between simulator settings, new categories, the curated schema, and
+--schema on the stats and label jobs (SPEC §9)."""
+
+import dataclasses
+import gzip
+import os
+
+import pandas as pd
+import pytest
+
+from pipelines import simulator, validation
+
+BASE = simulator.SimConfig(num_users=1500, num_items=800, days=4, seed=11)
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    root = tmp_path_factory.mktemp("validation")
+    simulator.write_simulation(BASE, str(root / "base"), plot=False)
+    # The same world with attractiveness raised: about twice the CTR.
+    simulator.write_simulation(dataclasses.replace(BASE, b0=BASE.b0 + 0.85), str(root / "ctr2"),
+                               plot=False)
+    # Day 3 again, with a tenth of the rows in a category the schema has never seen.
+    frame = pd.read_csv(root / "base/logs/day-03.csv.gz", dtype=str, keep_default_na=False)
+    frame.loc[frame.index % 10 == 0, "category"] = "weather"
+    os.makedirs(root / "newcat")
+    with gzip.open(root / "newcat/day-03.csv.gz", "wt", newline="") as handle:
+        frame.to_csv(handle, index=False)
+    reference = validation.generate_statistics(str(root / "base/logs/day-0[0-1].csv.gz"),
+                                               str(root / "reference.pb"))
+    schema = validation.infer_schema(reference)
+    return root, reference, schema
+
+
+def anomalies(root, pattern, schema, baseline):
+    stats = validation.generate_statistics(str(root / pattern), str(root / "tmp.pb"))
+    return validation.anomaly_lines(validation.validate(stats, schema, baseline))
+
+
+def test_statistics_count_rows_and_columns(worlds):
+    root, reference, _ = worlds
+    frame = pd.concat(pd.read_csv(root / f"base/logs/day-0{d}.csv.gz") for d in (0, 1))
+    dataset = reference.datasets[0]
+    assert dataset.num_examples == len(frame)
+    names = {f.path.step[0] for f in dataset.features}
+    assert names == set(frame.columns)
+    click = next(f for f in dataset.features if f.path.step[0] == "click")
+    assert click.num_stats.mean == pytest.approx(frame["click"].mean(), rel=1e-9)
+
+
+def test_curated_schema(worlds):
+    _, _, schema = worlds
+    tfdv = validation.tfdv()
+    click = tfdv.get_feature(schema, "click")
+    assert (click.int_domain.min, click.int_domain.max) == (0, 1)
+    dwell = tfdv.get_feature(schema, "dwell_time")
+    assert dwell.float_domain.min == 0 and dwell.float_domain.disallow_nan
+    for name in ("user_id", "item_id", "timestamp", "click", "dwell_time"):
+        assert tfdv.get_feature(schema, name).presence.min_fraction == 1.0
+    category = tfdv.get_feature(schema, "category")
+    assert set(tfdv.get_domain(schema, "category").value) == set(simulator.CATEGORIES)
+    assert category.drift_comparator.infinity_norm.threshold == 0.05
+    assert not tfdv.get_feature(schema, "timestamp").HasField("drift_comparator")
+    assert not tfdv.get_feature(schema, "user_id").HasField("drift_comparator")
+
+
+def test_two_days_of_the_same_setting_pass(worlds):
+    root, reference, schema = worlds
+    assert anomalies(root, "base/logs/day-0[2-3].csv.gz", schema, reference) == []
+
+
+def test_doubled_ctr_is_drift(worlds):
+    root, reference, schema = worlds
+    lines = anomalies(root, "ctr2/logs/day-0[2-3].csv.gz", schema, reference)
+    assert any(line.startswith("click:") and "Jensen-Shannon" in line for line in lines), lines
+
+
+def test_new_category_is_an_anomaly(worlds):
+    root, reference, schema = worlds
+    lines = anomalies(root, "newcat/day-03.csv.gz", schema, reference)
+    assert any(line.startswith("category:") and "weather" in line for line in lines), lines
+
+
+def test_validate_cli_exit_status_and_report(worlds, run, tmp_path):
+    root, _, _ = worlds
+    first = run("pipelines.validate", f"--input={root}/base/logs/day-0[0-1].csv.gz",
+                f"--output_dir={tmp_path}/v1")
+    assert first.returncode == 0, first.stderr
+    assert "no anomalies" in first.stdout and "IPython" not in first.stderr
+    for name in ("stats.pb", "schema.pbtxt", "anomalies.pbtxt", "report.md", "stats.html"):
+        assert (tmp_path / "v1" / name).stat().st_size > 0, name
+    second = run("pipelines.validate", f"--input={root}/newcat/day-03.csv.gz",
+                 f"--output_dir={tmp_path}/v2", f"--schema={tmp_path}/v1/schema.pbtxt",
+                 f"--baseline_stats={tmp_path}/v1/stats.pb")
+    assert second.returncode == 1
+    assert "category:" in second.stderr and "weather" in second.stderr
+    assert "weather" in (tmp_path / "v2" / "report.md").read_text()
+
+
+def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):
+    root, _, schema = worlds
+    tfdv = validation.tfdv()
+    tfdv.write_schema_text(schema, str(tmp_path / "schema.pbtxt"))
+    result = run("pipelines.stats", f"--input={root}/newcat/day-03.csv.gz",
+                 f"--output_dir={tmp_path}/stats", f"--schema={tmp_path}/schema.pbtxt")
+    assert result.returncode == 1
+    assert "does not match the schema" in result.stderr and "weather" in result.stderr
+    assert not (tmp_path / "stats").exists()
+    ok = run("pipelines.stats", f"--input={root}/base/logs/day-0[0-1].csv.gz",
+             f"--output_dir={tmp_path}/stats", f"--schema={tmp_path}/schema.pbtxt")
+    assert ok.returncode == 0, ok.stderr
+    result = run("pipelines.label", f"--input={root}/newcat/day-03.csv.gz",
+                 f"--stats={tmp_path}/stats", f"--output_dir={tmp_path}/labelled",
+                 f"--schema={tmp_path}/schema.pbtxt")
+    assert result.returncode == 1 and "weather" in result.stderr
+    assert not (tmp_path / "labelled").exists()
