@@ -26,11 +26,12 @@ def report(error: InputError) -> None:
     print(f"error: {error}", file=sys.stderr)
 
 
-def run(main, *, pass_unknown_flags: bool = False) -> None:
+def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None) -> None:
     """Runs an absl `main(argv)`; bad input ends in one readable line and exit status 1.
 
     With `pass_unknown_flags`, flags this program does not define reach `main` in `argv[1:]`
     (Beam pipeline options such as --runner or --direct_num_workers) instead of failing.
+    `argv` defaults to sys.argv.
     """
 
     def guarded(argv):
@@ -50,9 +51,10 @@ def run(main, *, pass_unknown_flags: bool = False) -> None:
             sys.exit(1)
 
     if pass_unknown_flags:
-        app.run(guarded, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
+        app.run(guarded, argv=argv,
+                flags_parser=lambda args: flags.FLAGS(args, known_only=True))
     else:
-        app.run(guarded)
+        app.run(guarded, argv=argv)
 
 
 def _translate(error: Exception) -> InputError | None:

@@ -55,6 +55,8 @@ def from_tf_error(error: Exception) -> InputError | None:
     if at >= 0:
         text = message[at + len(MARKER):]
         text = re.split(r"\]?\s*\n|\]\s*\[|\]\s*$", text, maxsplit=1)[0].strip()
+        # Beam appends the failing step: " [while running 'Read']".
+        text = re.sub(r"\s*\[while running .*$", "", text)
         # tf.debugging.Assert prints strings with C escapes for quotes and backslashes.
         text = text.replace("\\'", "'").replace('\\"', '"').replace("\\\\", "\\")
         where = _WHERE.match(text)

@@ -60,6 +60,9 @@ CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.gzip")
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfrecords.gz",
                      ".tfrecord.gzip", ".tfr.gz")
 
+# Python's csv module refuses fields over 128 KiB; logs may carry longer ones (article text).
+csv.field_size_limit(1 << 30)
+
 _INT = r"[+-]?[0-9]{1,18}"
 _FLOAT = r"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)"
 _INT_RE, _FLOAT_RE = re.compile(_INT + r"\Z"), re.compile(_FLOAT + r"\Z")

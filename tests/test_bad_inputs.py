@@ -1,0 +1,224 @@
+"""The bad-input catalogue (SPEC §11 and what users really feed) against every entry point that
+reads logs: exit status, a message naming the problem, and no partial output.
+
+Refused: each case ends in exit status 1 and one line `error: ...` naming the file (and line
+and column where there is one), with no output directory and no temporary left behind.
+Tolerated (documented in the README): CRLF line ends, a UTF-8 BOM, unicode ids, an enormous
+field; they end in exit status 0.
+"""
+
+import csv
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+HEADER = ["impression_id", "user_id", "item_id", "timestamp", "click", "dwell_time", "category"]
+DAY = 20_000 * 86_400
+
+
+def good_rows(n=60):
+    rows = []
+    for k in range(n):
+        click = int(k % 3 == 0)
+        rows.append([k, f"u{k % 7}", f"i{k % 5}", DAY + 60 * k, click,
+                     round(3.0 + 7.5 * (k % 11), 3) if click else 0, ["news", "tech"][k % 2]])
+    return rows
+
+
+def write(path, rows, header=HEADER, newline="\n", encoding="utf-8", opener=open):
+    with opener(path, "wt", newline="", encoding=encoding) as handle:
+        writer = csv.writer(handle, lineterminator=newline)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def with_value(row_index, column, value):
+    def build(d):
+        rows = good_rows()
+        rows[row_index][HEADER.index(column)] = value
+        write(d / "log.csv", rows)
+        return str(d / "log.csv")
+    return build
+
+
+def build_missing_column(d):
+    write(d / "log.csv", [r[:4] + r[5:] for r in good_rows()], HEADER[:4] + HEADER[5:])
+    return str(d / "log.csv")
+
+
+def build_empty(d):
+    (d / "log.csv").write_bytes(b"")
+    return str(d / "log.csv")
+
+
+def build_header_only(d):
+    write(d / "log.csv", [])
+    return str(d / "log.csv")
+
+
+def build_corrupt_gzip(d):
+    write(d / "full.csv.gz", good_rows(4000), opener=gzip.open)
+    data = (d / "full.csv.gz").read_bytes()
+    os.remove(d / "full.csv.gz")
+    (d / "log.csv.gz").write_bytes(data[: len(data) // 2])
+    return str(d / "log.csv.gz")
+
+
+def build_not_gzip(d):
+    (d / "log.csv.gz").write_bytes(b"impression_id,user_id\n1,2\n")
+    return str(d / "log.csv.gz")
+
+
+def build_corrupt_tfrecord(d):
+    (d / "log.tfrecord").write_bytes(b"\x00" * 5 + b"this is not a TFRecord file" * 10)
+    return str(d / "log.tfrecord")
+
+
+def build_glob_nothing(d):
+    return str(d / "nothing-*.csv")
+
+
+def build_directory(d):
+    (d / "logs").mkdir()
+    return str(d / "logs")
+
+
+def build_unreadable(d):
+    # A dangling link: the one unreadable file root cannot read either.
+    os.symlink(d / "gone.csv", d / "log.csv")
+    return str(d / "log.csv")
+
+
+def build_duplicated_header(d):
+    rows = good_rows()
+    write(d / "log.csv", rows[:20] + [HEADER] + rows[20:])
+    return str(d / "log.csv")
+
+
+def build_extra_field(d):
+    rows = good_rows()
+    rows[7] = rows[7] + ["surplus"]
+    write(d / "log.csv", rows)
+    return str(d / "log.csv")
+
+
+def build_crlf(d):
+    write(d / "log.csv", good_rows(), newline="\r\n")
+    return str(d / "log.csv")
+
+
+def build_bom(d):
+    write(d / "log.csv", good_rows(), encoding="utf-8-sig")
+    return str(d / "log.csv")
+
+
+def build_unicode_ids(d):
+    rows = good_rows()
+    for k, row in enumerate(rows):
+        row[1] = ["Zoë", "用户一", "👩‍💻", "Ωmega"][k % 4]
+    write(d / "log.csv", rows)
+    return str(d / "log.csv")
+
+
+def build_enormous_field(d):
+    rows = good_rows()
+    rows[3][HEADER.index("category")] = "x" * 2_000_000
+    write(d / "log.csv", rows)
+    return str(d / "log.csv")
+
+
+# name -> (builder, pattern the error must contain, or None when tolerated)
+CATALOGUE = {
+    "missing column": (build_missing_column, "line 1: missing required column 'click'"),
+    "wrong type": (with_value(4, "timestamp", "yesterday"),
+                   "line 6, column 'timestamp': expected an integer, found 'yesterday'"),
+    "click outside 0/1": (with_value(5, "click", 2), "line 7, column 'click': expected 0 or 1"),
+    "negative dwell": (with_value(3, "dwell_time", -1.5),
+                       "line 5, column 'dwell_time': expected seconds >= 0"),
+    "non-finite dwell": (with_value(3, "dwell_time", "nan"),
+                         "line 5, column 'dwell_time': expected a finite number"),
+    "dwell on unclicked row": (with_value(1, "dwell_time", 9.0),
+                               "line 3, column 'dwell_time': expected 0 or empty on an unclicked"),
+    "empty file": (build_empty, "log.csv: is empty (0 bytes)"),
+    "header only": (build_header_only, "the input has no rows"),
+    "corrupt gzip": (build_corrupt_gzip, "log.csv.gz: is corrupt or truncated"),
+    "gzip name, not gzip": (build_not_gzip, "log.csv.gz: is named as gzip but is not gzip"),
+    "corrupt tfrecord": (build_corrupt_tfrecord, "log.tfrecord: is corrupt or truncated"),
+    "glob matching nothing": (build_glob_nothing, "no file matches"),
+    "directory": (build_directory, "is a directory; expected log files"),
+    "unreadable file": (build_unreadable, "log.csv: cannot read the file"),
+    # The repeated header is among the sampled rows, so impression_id is inferred as a string
+    # and timestamp is the first column that fails.
+    "duplicated header": (build_duplicated_header,
+                          "line 22, column 'timestamp': expected an integer, found 'timestamp'"),
+    "extra field": (build_extra_field, "line 9: expected 7 fields as in the header, found 8"),
+    "CRLF line ends": (build_crlf, None),
+    "UTF-8 BOM": (build_bom, None),
+    "unicode ids": (build_unicode_ids, None),
+    "enormous field": (build_enormous_field, None),
+}
+ENTRY_POINTS = ("pipelines.describe", "pipelines.stats", "pipelines.label", "pipelines.validate")
+
+
+def argv_for(entry, pattern, out, stats):
+    if entry == "pipelines.describe":
+        return [f"--input={pattern}"]
+    if entry == "pipelines.label":
+        return [f"--input={pattern}", f"--stats={stats}", f"--output_dir={out}", "--format=csv",
+                "--plot=false"]
+    return [f"--input={pattern}", f"--output_dir={out}"]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """Runs every case against every entry point: {(entry, case): (result, case dir)}."""
+    root = tmp_path_factory.mktemp("catalogue")
+    good = root / "good.csv"
+    write(good, good_rows())
+    stats = root / "stats"
+    from pipelines import statistics
+
+    statistics.compute_stats(str(good), str(stats))
+    found = {}
+    for entry in ENTRY_POINTS:
+        cases, dirs = [], []
+        for name, (build, _) in CATALOGUE.items():
+            # --input is a comma-separated list of globs: keep commas out of the paths.
+            case_dir = root / entry.split(".")[1] / re.sub(r"[^A-Za-z0-9]+", "_", name)
+            case_dir.mkdir(parents=True)
+            pattern = build(case_dir)
+            cases.append(argv_for(entry, pattern, case_dir / "out", stats))
+            dirs.append(case_dir)
+        env = dict(os.environ, PYTHONPATH=REPO)
+        done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_harness.py"),
+                               entry], input=json.dumps(cases), capture_output=True, text=True,
+                              env=env, cwd=REPO, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        for name, result, case_dir in zip(CATALOGUE, json.loads(done.stdout), dirs):
+            found[(entry, name)] = (result, case_dir)
+    return found
+
+
+@pytest.mark.parametrize("entry", ENTRY_POINTS)
+@pytest.mark.parametrize("case", list(CATALOGUE))
+def test_catalogue(results, entry, case):
+    result, case_dir = results[(entry, case)]
+    pattern = CATALOGUE[case][1]
+    assert result["code"] != "exception", result["stderr"]
+    if pattern is None:
+        assert result["code"] == 0, result["stderr"]
+        return
+    assert result["code"] == 1, (result["stdout"], result["stderr"])
+    assert result["stderr"].startswith("error: "), result["stderr"]
+    assert pattern in result["stderr"], result["stderr"]
+    assert "while running" not in result["stderr"]
+    assert "Traceback" not in result["stderr"]
+    leftovers = [p for p in os.listdir(case_dir) if p == "out" or p.startswith(".out")]
+    assert leftovers == [], leftovers
