@@ -303,3 +303,21 @@ def test_column_type_override(tmp_path):
         logs.open_logs(path, column_types={"click": "float32"})
     with pytest.raises(InputError, match="'nope', which the logs do not have"):
         logs.open_logs(path, column_types={"nope": "string"})
+
+
+def test_serialize_examples_matches_protobuf():
+    columns = {
+        "i": np.array([0, 1, -1, 127, 128, 2**40, -(2**62)], np.int64),
+        "f": np.array([0.0, -1.5, 3.25, 1e-8, np.float32(1234.567), 7.0, 2.0], np.float32),
+        "s": np.array(["", "a", "é,\"x", "a" * 300, "z", "y", "w"], object),
+        "b": np.array([b"\x00\xff", b"", b"k", b"l", b"m", b"n", b"o"], object),
+    }
+    ours = logs.serialize_examples(columns)
+    for row, record in enumerate(ours):
+        want = tf.train.Example()
+        feature = want.features.feature
+        feature["i"].int64_list.value.append(int(columns["i"][row]))
+        feature["f"].float_list.value.append(float(columns["f"][row]))
+        feature["s"].bytes_list.value.append(columns["s"][row].encode())
+        feature["b"].bytes_list.value.append(columns["b"][row])
+        assert tf.train.Example.FromString(record) == want, row
