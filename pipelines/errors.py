@@ -8,6 +8,7 @@ through `parse_example`'s `names`) back into an `InputError`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 # Prefix of every in-graph input-check message (see pipelines/logs.py).
@@ -70,3 +71,18 @@ def from_tf_error(error: Exception) -> InputError | None:
         return InputError(why, file=match["file"], row=int(match["row"]), column=match["key"],
                           row_kind="record")
     return None
+
+
+@contextlib.contextmanager
+def reraised_from_workers():
+    """Driver side of a Beam pipeline: an input error raised in a worker (see
+    `logs.input_errors_for_beam`) comes back, wrapped by the runner, as the InputError it was."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as error:
+        translated = from_tf_error(error)
+        if translated is None:
+            raise
+        raise translated from None

@@ -22,6 +22,7 @@ numbered as in a text editor: the header is line 1. TFRecord records are numbere
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import glob
@@ -660,6 +661,20 @@ def translate_error(error: Exception) -> InputError | None:
                                   "invalid block", "unexpected end", "inflate")):
         return InputError(f"corrupt or truncated input ({tf_reason(error.message)})")
     return None
+
+
+@contextlib.contextmanager
+def input_errors_for_beam():
+    """Worker side of a Beam pipeline: bad input (an InputError, or a TensorFlow error that
+    `translate_error` explains) is re-raised with the marker, so that the driver can recover the
+    readable text through the runner's own wrapping (`errors.reraised_from_workers`)."""
+    try:
+        yield
+    except Exception as error:
+        translated = error if isinstance(error, InputError) else translate_error(error)
+        if translated is None:
+            raise
+        raise RuntimeError(MARKER + str(translated)) from None
 
 
 def locate_corruption(files: Sequence[LogFile] | None = None) -> InputError | None:

@@ -33,7 +33,7 @@ import os
 import numpy as np
 
 from pipelines import labels, logs
-from pipelines.errors import MARKER, InputError, from_tf_error
+from pipelines.errors import InputError, reraised_from_workers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +76,7 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
     part = _FilePart(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
     item_parts, day_parts = [], []
     dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell)
-    try:
+    with logs.input_errors_for_beam():
         for batch in dataset.as_numpy_iterator():
             click = batch["click"] == 1
             dwell = batch["dwell_time"]
@@ -97,12 +97,6 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
                 acc[0] += len(x)
                 acc[1] += float(x.sum())
                 acc[2] += float((x * x).sum())
-    except Exception as error:  # a bad value: report it with its file, line and column
-        translated = logs.translate_error(error)
-        if translated is not None:
-            # Beam re-raises worker errors wrapped; the marker lets the driver recover the text.
-            raise RuntimeError(MARKER + str(translated)) from None
-        raise
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
     yield pvalue.TaggedOutput("part", part)
     items = pd.concat(item_parts) if item_parts else pd.DataFrame({"item": [], "dwell": []})
@@ -198,16 +192,9 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
         return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))
 
     with atomic_directory(output_dir, may_replace=is_artifact, what="--output_dir") as tmp:
-        options = PipelineOptions(beam_args or [])
-        try:
-            _run_pipeline(beam, options, paths, schema_json, config, tmp, pattern)
-        except InputError:
-            raise
-        except Exception as error:
-            translated = from_tf_error(error)
-            if translated is None:
-                raise
-            raise translated from None
+        with reraised_from_workers():
+            _run_pipeline(beam, PipelineOptions(beam_args or []), paths, schema_json, config,
+                          tmp, pattern)
         with open(os.path.join(tmp, "stats.json")) as handle:
             stats = json.load(handle)
     return stats
@@ -263,10 +250,8 @@ def _csv_field(text: str) -> str:
 
 def _write_stats(part, directory, config, schema_json, pattern, items, user_days):
     schema = logs.LogSchema.from_json(schema_json)
-    try:
+    with logs.input_errors_for_beam():
         stats = summarize(part, config, schema)
-    except InputError as error:
-        raise RuntimeError(MARKER + str(error)) from None
     stats.update(items_with_p10=int(items), user_days=int(user_days), inputs=pattern)
     with open(os.path.join(directory, "stats.json"), "w") as handle:
         json.dump(stats, handle, indent=2)

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from pipelines import logs
-from pipelines.errors import MARKER, InputError, from_tf_error
+from pipelines.errors import InputError, reraised_from_workers
 
 def tfdv():
     """tensorflow_data_validation, imported without its note about IPython (only its notebook
@@ -62,7 +62,7 @@ def _record_batches(path: str, schema_json: dict, batch_size: int):
 
     schema = logs.LogSchema.from_json(schema_json)
     source = logs.LogSource(logs.expand_inputs([path]), schema, schema_json.get("stored", {}))
-    try:
+    with logs.input_errors_for_beam():
         for batch in source.dataset(batch_size).as_numpy_iterator():
             arrays, names = [], []
             for name in schema.columns:
@@ -75,11 +75,6 @@ def _record_batches(path: str, schema_json: dict, batch_size: int):
                 arrays.append(pa.ListArray.from_arrays(offsets, flat))
                 names.append(name)
             yield pa.RecordBatch.from_arrays(arrays, names)
-    except Exception as error:
-        translated = logs.translate_error(error)
-        if translated is not None:
-            raise RuntimeError(MARKER + str(translated)) from None
-        raise
 
 
 def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | None = None,
@@ -93,21 +88,13 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
     source = logs.open_logs(pattern)
     schema_json = dict(source.schema.to_json(), stored=source.stored_types)
     paths = [f.path for f in source.files]
-    try:
-        with beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
-            _ = (pipeline
-                 | "Files" >> beam.Create(paths)
-                 | "Reshuffle" >> beam.Reshuffle()
-                 | "Read" >> beam.FlatMap(_record_batches, schema_json, config.batch_size)
-                 | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
-                 | "Write" >> tfdv.WriteStatisticsToBinaryFile(output_path))
-    except InputError:
-        raise
-    except Exception as error:
-        translated = from_tf_error(error)
-        if translated is None:
-            raise
-        raise translated from None
+    with reraised_from_workers(), beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
+        _ = (pipeline
+             | "Files" >> beam.Create(paths)
+             | "Reshuffle" >> beam.Reshuffle()
+             | "Read" >> beam.FlatMap(_record_batches, schema_json, config.batch_size)
+             | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
+             | "Write" >> tfdv.WriteStatisticsToBinaryFile(output_path))
     return tfdv.load_stats_binary(output_path)
 
 

@@ -4,7 +4,6 @@ on simulated logs and on hand-built edge cases (SPEC §3)."""
 import csv
 import glob
 import json
-import math
 import os
 
 import numpy as np
