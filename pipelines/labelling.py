@@ -151,6 +151,16 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
         tf.autograph.experimental.do_not_convert(to_output),
         num_parallel_calls=tf.data.AUTOTUNE)
     with atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir") as tmp:
+        def open_shard(log_file: logs.LogFile) -> _ShardWriter:
+            header = None
+            if fmt == "csv":
+                first = (_read_header_line(log_file) if source.format == "csv"
+                         else ",".join(columns))
+                header = ",".join([first, *LABEL_COLUMNS])
+            summary.files.append(names[log_file.path])
+            return _ShardWriter(os.path.join(tmp, names[log_file.path]), log_file.path, fmt,
+                                compress, header, source.format, columns)
+
         writer = None
         try:
             for batch in dataset.as_numpy_iterator():
@@ -158,19 +168,11 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
                 sources = batch[logs.SOURCE_INDEX]
                 starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
                 for start, end in zip(starts, np.r_[starts[1:], len(sources)]):
-                    path = source.files[sources[start]].path
-                    if writer is None or writer.source != path:
+                    log_file = source.files[sources[start]]
+                    if writer is None or writer.source != log_file.path:
                         if writer is not None:
                             writer.close()
-                        header = None
-                        if fmt == "csv":
-                            header = ",".join(
-                                [_read_header_line(logs.LogFile(path, "csv", path.endswith("gz")))
-                                 if source.format == "csv" else ",".join(columns),
-                                 *LABEL_COLUMNS])
-                        writer = _ShardWriter(os.path.join(tmp, names[path]), path, fmt,
-                                              compress, header, source.format, columns)
-                        summary.files.append(names[path])
+                        writer = open_shard(log_file)
                     writer.write({k: v[start:end] for k, v in batch.items()})
         except tf.errors.OpError as error:
             raise (logs.translate_error(error) or error) from None
@@ -178,15 +180,9 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
             if writer is not None:
                 writer.close()
         # Input files without rows (a header only) still get their (empty) shard.
-        for path, name in names.items():
-            if name not in summary.files:
-                header = None
-                if fmt == "csv":
-                    log_file = next(f for f in source.files if f.path == path)
-                    header = ",".join([_read_header_line(log_file) if source.format == "csv"
-                                       else ",".join(columns), *LABEL_COLUMNS])
-                _ShardWriter(os.path.join(tmp, name), path, fmt, compress, header,
-                             source.format, columns).close()
+        for log_file in source.files:
+            if names[log_file.path] not in summary.files:
+                open_shard(log_file).close()
         summary.files.sort()
     return summary
 

@@ -101,6 +101,49 @@ class LogFile:
 _recent_sources: list["LogSource"] = []
 
 
+# File access: local paths through the os module; URLs (gs://, hdfs://, s3://, ram://, ...)
+# through TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark read buckets.
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _isdir(path: str) -> bool:
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.isdir(path)
+    return os.path.isdir(path)
+
+
+def _glob(pattern: str) -> list[str]:
+    if _is_url(pattern):
+        import tensorflow as tf
+
+        return sorted(p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p))
+    matches = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p))
+    return matches or ([pattern] if os.path.isfile(pattern) else [])
+
+
+def _size(path: str) -> int:
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.stat(path).length
+    return os.path.getsize(path)
+
+
+def _open_binary(path: str):
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.GFile(path, "rb")
+    return open(path, "rb")
+
+
+def _readable(path: str) -> bool:
+    return _is_url(path) or os.access(path, os.R_OK)
+
+
 def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
     """Files matched by comma-separated globs, sorted within each glob, duplicates removed.
 
@@ -114,18 +157,17 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
     files, seen = [], set()
     for pattern in patterns:
         pattern = pattern.strip()
-        if os.path.isdir(pattern):
+        if _isdir(pattern):
             raise InputError(f"{pattern} is a directory; expected log files "
-                             f"(a glob such as {os.path.join(pattern, '*.csv.gz')})")
-        matches = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p)) or (
-            [pattern] if os.path.isfile(pattern) else [])
+                             f"(a glob such as {pattern.rstrip('/')}/*.csv.gz)")
+        matches = _glob(pattern)
         if not matches:
             raise InputError(f"no file matches {pattern}")
         for path in matches:
             if path in seen:
                 continue
             seen.add(path)
-            if not os.access(path, os.R_OK):
+            if not _readable(path):
                 raise InputError("cannot read the file (permission denied)", file=path)
             files.append(_classify(path))
     kinds = {f.format for f in files}
@@ -136,11 +178,11 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
 
 
 def _classify(path: str) -> LogFile:
-    with open(path, "rb") as handle:
+    with _open_binary(path) as handle:
         head = handle.read(2)
     is_gzip = head == b"\x1f\x8b"
     lower = path.lower()
-    if lower.endswith((".gz", ".gzip")) and not is_gzip and os.path.getsize(path) > 0:
+    if lower.endswith((".gz", ".gzip")) and not is_gzip and _size(path) > 0:
         raise InputError("is named as gzip but is not gzip data (corrupt or mislabelled)", file=path)
     if lower.endswith(CSV_SUFFIXES):
         return LogFile(path, "csv", is_gzip)
@@ -156,7 +198,9 @@ def _classify(path: str) -> LogFile:
 
 
 def _open_text(log_file: LogFile) -> io.TextIOBase:
-    raw = gzip.open(log_file.path, "rb") if log_file.gzip else open(log_file.path, "rb")
+    raw = _open_binary(log_file.path)
+    if log_file.gzip:
+        raw = gzip.GzipFile(fileobj=raw, mode="rb")
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
@@ -383,7 +427,7 @@ class LogSource:
         # Each file is read in batches and numbered with vectorized ops: per-row tf.data
         # functions would cost more than the parsing itself.
         if self.format == "csv":
-            whole = all(os.path.getsize(f.path) <= WHOLE_FILE_BYTES for f in self.files)
+            whole = all(_size(f.path) <= WHOLE_FILE_BYTES for f in self.files)
             crlf = any(_has_crlf(f) for f in self.files)
 
             def open_file(path, comp):
@@ -534,9 +578,9 @@ class LogSource:
 
 
 def _has_crlf(log_file: LogFile) -> bool:
-    opener = gzip.open if log_file.gzip else open
     try:
-        with opener(log_file.path, "rb") as handle:
+        with _open_binary(log_file.path) as raw:
+            handle = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw
             return handle.readline().endswith(b"\r\n")
     except (OSError, EOFError, zlib.error):
         return False
@@ -586,7 +630,7 @@ def open_logs(patterns: str | Sequence[str], *,
     """Expands `patterns`, checks the files and infers their schema (see module docstring)."""
     files = expand_inputs(patterns)
     for log_file in files:
-        if os.path.getsize(log_file.path) == 0:
+        if _size(log_file.path) == 0:
             raise InputError("is empty (0 bytes); expected "
                              + ("a CSV header line" if log_file.format == "csv" else "TFRecords"),
                              file=log_file.path)
@@ -687,8 +731,8 @@ def locate_corruption(files: Sequence[LogFile] | None = None) -> InputError | No
     for log_file in files:
         try:
             if log_file.format == "csv":
-                with (gzip.open(log_file.path, "rb") if log_file.gzip
-                      else open(log_file.path, "rb")) as handle:
+                with _open_binary(log_file.path) as raw:
+                    handle = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw
                     while handle.read(1 << 20):
                         pass
             else:

@@ -134,7 +134,7 @@ def summarize(part: _FilePart, config: StatsConfig, schema: logs.LogSchema) -> d
     ln = np.log(dwell)
     mu = float(ln.mean())
     sigma = float(np.sqrt(((ln - mu) ** 2).mean()))
-    x_l, x_h = math_exp(mu - sigma), math_exp(mu + sigma)
+    x_l, x_h = float(np.exp(mu - sigma)), float(np.exp(mu + sigma))
     ndt = labels.fit_ndt(config.ndt_preset, x_l=x_l, x_h=x_h, t_max=config.t_max,
                          epsilon=config.epsilon, offset=config.ndt_offset, tau=config.ndt_tau,
                          A=config.ndt_a, B=config.ndt_b)
@@ -165,10 +165,6 @@ def summarize(part: _FilePart, config: StatsConfig, schema: logs.LogSchema) -> d
         "numeric_features": numeric,
         "schema": schema.to_json(),
     }
-
-
-def math_exp(x: float) -> float:
-    return float(np.exp(x))
 
 
 def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConfig(),

@@ -320,3 +320,17 @@ def test_stats_cli_bad_input(run, tmp_path):
     assert result.returncode == 1, result.stderr
     assert "bad.csv, line 2, column 'click': expected 0 or 1, found 3" in result.stderr
     assert not (tmp_path / "stats").exists()
+
+
+def test_header_only_file_gets_an_empty_shard(hand, tmp_path):
+    _, stats_dir = hand
+    write_log(tmp_path / "a.csv", [("u", "five", D * DAY, 1, 40.0)])
+    write_log(tmp_path / "b.csv", [])
+    summary = labelling.label_logs(str(tmp_path / "*.csv"), stats_dir, str(tmp_path / "out"),
+                                   fmt="csv")
+    assert summary.files == ["00000-a.csv.gz", "00001-b.csv.gz"]
+    import gzip
+
+    lines = gzip.open(tmp_path / "out" / "00001-b.csv.gz", "rt").read().splitlines()
+    assert lines == [",".join(HEADER + LABELS)]
+    assert len(read_frame(str(tmp_path / "out" / "00000-a.csv.gz"))) == 1

@@ -321,3 +321,18 @@ def test_serialize_examples_matches_protobuf():
         feature["s"].bytes_list.value.append(columns["s"][row].encode())
         feature["b"].bytes_list.value.append(columns["b"][row])
         assert tf.train.Example.FromString(record) == want, row
+
+
+def test_reads_from_tensorflow_file_systems(tmp_path):
+    """URLs go through tf.io.gfile (gs://, hdfs://, ...); TensorFlow's ram:// file system stands
+    in for a bucket here."""
+    local = write_csv(tmp_path / "a.csv.gz", opener=gzip.open)
+    remote = "ram://dwellrank-test/logs/a.csv.gz"
+    tf.io.gfile.makedirs("ram://dwellrank-test/logs")
+    tf.io.gfile.copy(local, remote, overwrite=True)
+    got = read_all("ram://dwellrank-test/logs/*.csv.gz")
+    want = read_all(local)
+    for name in HEADER:
+        np.testing.assert_array_equal(got[name], want[name])
+    with pytest.raises(InputError, match="no file matches ram://dwellrank-test/none"):
+        logs.open_logs("ram://dwellrank-test/none-*.csv")
