@@ -1,0 +1,104 @@
+"""Evaluation metrics of SPEC §6, defined once for training, benchmarks and reports.
+
+All functions take NumPy arrays and return plain floats (or lists), so that
+`eval_metrics.json` can hold them. scikit-learn is the test-time reference, not a runtime
+dependency: every metric here equals scikit-learn's on the same arrays (tests/test_metrics.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve of binary `labels` [n] ranked by `scores` [n]; ties count one
+    half (the Mann-Whitney statistic). NaN when only one class is present."""
+    labels = np.asarray(labels).astype(bool).ravel()
+    scores = np.asarray(scores, float).ravel()
+    positives = int(labels.sum())
+    negatives = len(labels) - positives
+    if positives == 0 or negatives == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), float)
+    ranks[order] = np.arange(1, len(scores) + 1)
+    # Average the ranks of tied scores.
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    rank_sums = np.bincount(inverse, weights=ranks)
+    ranks = (rank_sums / counts)[inverse]
+    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
+    """Mean binary cross-entropy (nats) of probabilities `probs` [n] for binary `labels` [n];
+    probabilities are clipped to [eps, 1 - eps], eps the float64 machine epsilon."""
+    labels = np.asarray(labels, float).ravel()
+    eps = np.finfo(np.float64).eps
+    p = np.clip(np.asarray(probs, np.float64).ravel(), eps, 1 - eps)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def rel_impr(model_auc: float, base_auc: float) -> float:
+    """RelaImpr of an AUC against a baseline's, in percent: ((AUC - 0.5) / (base - 0.5) - 1) x 100."""
+    return float(((model_auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0)
+
+
+def _per_class(true_bin: np.ndarray, pred_bin: np.ndarray):
+    """Classes present in either array, and per-class true positives, predicted and true counts."""
+    classes = np.union1d(true_bin, pred_bin)
+    tp = np.array([np.sum((true_bin == c) & (pred_bin == c)) for c in classes], float)
+    predicted = np.array([np.sum(pred_bin == c) for c in classes], float)
+    actual = np.array([np.sum(true_bin == c) for c in classes], float)
+    return classes, tp, predicted, actual
+
+
+def dwell_metrics(true_bin: np.ndarray, dwell_probs: np.ndarray, true_seconds: np.ndarray,
+                  bin_medians: np.ndarray, p_ctr: np.ndarray | None = None) -> dict:
+    """Dwell-time metrics over clicked impressions.
+
+    true_bin [n] int, dwell_probs [n, num_bins] (the predicted bin is the argmax), true_seconds
+    [n], bin_medians [num_bins] seconds (each bin's representative dwell), p_ctr [n] optional
+    predicted CTR. Returns `dt_mae_class`, `dt_rmse_class` (bin index errors),
+    `dt_weighted_f1`, `dt_macro_precision`, `dt_macro_recall` (over the classes present in the
+    true or predicted bins; a class never predicted has precision 0), `dt_mae_seconds`,
+    `dt_rmse_seconds` (predicted bin's median vs true seconds), `dt_pred_bin_distribution`,
+    `dt_true_bin_distribution` (shares per bin) and, with `p_ctr`, `dt_bias_by_ctr_decile`:
+    per decile of predicted CTR (lowest first), the mean of predicted minus true bin and of
+    predicted minus true seconds (ORCA's view of CTR-induced dwell bias).
+    """
+    true_bin = np.asarray(true_bin, np.int64).ravel()
+    dwell_probs = np.asarray(dwell_probs, float)
+    num_bins = dwell_probs.shape[1]
+    pred_bin = np.argmax(dwell_probs, axis=1)
+    medians = np.asarray(bin_medians, float)
+    error = (pred_bin - true_bin).astype(float)
+    seconds_error = medians[pred_bin] - np.asarray(true_seconds, float).ravel()
+    classes, tp, predicted, actual = _per_class(true_bin, pred_bin)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp),
+                   where=(precision + recall) > 0)
+    result = {
+        "dt_mae_class": float(np.mean(np.abs(error))),
+        "dt_rmse_class": float(np.sqrt(np.mean(error ** 2))),
+        "dt_weighted_f1": float(np.sum(f1 * actual) / actual.sum()),
+        "dt_macro_precision": float(precision.mean()),
+        "dt_macro_recall": float(recall.mean()),
+        "dt_mae_seconds": float(np.mean(np.abs(seconds_error))),
+        "dt_rmse_seconds": float(np.sqrt(np.mean(seconds_error ** 2))),
+        "dt_pred_bin_distribution": (np.bincount(pred_bin, minlength=num_bins)
+                                     / len(pred_bin)).tolist(),
+        "dt_true_bin_distribution": (np.bincount(true_bin, minlength=num_bins)
+                                     / len(true_bin)).tolist(),
+    }
+    if p_ctr is not None:
+        p_ctr = np.asarray(p_ctr, float).ravel()
+        # Deciles by rank, so ties and skewed CTRs still give ten groups of near-equal size.
+        decile = np.minimum((np.argsort(np.argsort(p_ctr, kind="mergesort")) * 10)
+                            // len(p_ctr), 9)
+        result["dt_bias_by_ctr_decile"] = [
+            {"decile": d, "mean_p_ctr": float(p_ctr[decile == d].mean()),
+             "bias_bins": float(error[decile == d].mean()),
+             "bias_seconds": float(seconds_error[decile == d].mean())}
+            for d in range(10) if np.any(decile == d)]
+    return result
