@@ -25,7 +25,8 @@ from pipelines import labels, logs
 from pipelines.atomic import atomic_directory
 from pipelines.errors import InputError
 
-LABEL_COLUMNS = ("valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin")
+# The label columns, in output order: defined once, in pipelines.logs.
+LABEL_COLUMNS = logs.LABEL_COLUMNS
 
 
 @dataclasses.dataclass

@@ -33,8 +33,6 @@ from pipelines.errors import InputError
 
 FORMAT_VERSION = 1
 SECONDS_PER_DAY = 86_400
-LABEL_DTYPES = {"valid_read": "int64", "valid_read_rule": "int64", "ndt": "float32",
-                "log_dwell": "float32", "dwell_bin": "int64"}
 # Columns the labeller reads.
 LABEL_INPUTS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
 _DAY_SLOTS = 1 << 24  # window table key: user index * _DAY_SLOTS + (day - first day)

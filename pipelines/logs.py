@@ -42,11 +42,9 @@ REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
 NON_FEATURE_COLUMNS = ("impression_id", "timestamp", "click", "dwell_time")
 # Names the label job adds; input logs may not use them for anything else.
 LABEL_COLUMNS = ("valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin")
-ID_COLUMNS = ("user_id", "item_id")
 FIXED_TYPES = {"user_id": "string", "item_id": "string", "timestamp": "int64", "click": "int64",
                "dwell_time": "float64"}
 DTYPES = ("int64", "float32", "float64", "string")
-DEFAULTS = {"int64": 0, "float32": 0.0, "float64": 0.0, "string": ""}
 # Extra keys of `read_logs(..., with_source=True)`.
 SOURCE_FILE, SOURCE_ROW, DWELL_ZEROED = "_source_file", "_source_row", "_dwell_zeroed"
 SOURCE_INDEX = "_source_index"  # position of the row's file in `LogSource.files`
@@ -261,19 +259,14 @@ def _check_header(header: list[str], path: str) -> None:
                              f"{', '.join(header)})", file=path, row=1)
 
 
-def infer_schema(files: Sequence[LogFile],
-                 column_types: Mapping[str, str] | None = None) -> LogSchema:
-    """The columns and types of `files` (see the module docstring for the rules).
+def _infer(files: Sequence[LogFile], column_types: Mapping[str, str] | None
+           ) -> tuple[LogSchema, dict[str, str]]:
+    """The columns and types of `files` (see the module docstring for the rules), and `stored`:
+    each TFRecord feature's stored kind ({} for CSV).
 
     Raises InputError for a missing required column, differing CSV headers, empty input, a
     required column of the wrong type, or an unknown type in `column_types`.
     """
-    return _infer(files, column_types)[0]
-
-
-def _infer(files: Sequence[LogFile], column_types: Mapping[str, str] | None
-           ) -> tuple[LogSchema, dict[str, str]]:
-    """(schema, stored): `stored` maps each TFRecord feature to its stored kind ({} for CSV)."""
     column_types = dict(column_types or {})
     for name, kind in column_types.items():
         if kind not in DTYPES:

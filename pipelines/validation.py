@@ -98,7 +98,7 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
     return tfdv.load_stats_binary(output_path)
 
 
-def curate_schema(schema, statistics, config: ValidationConfig = ValidationConfig()):
+def curate_schema(schema, config: ValidationConfig = ValidationConfig()):
     """Adds the project's expectations to an inferred schema (in place) and returns it."""
     tfdv = globals()['tfdv']()
     from tensorflow_metadata.proto.v0 import schema_pb2
@@ -133,7 +133,7 @@ def infer_schema(statistics, config: ValidationConfig = ValidationConfig()):
     tfdv = globals()['tfdv']()
 
     schema = tfdv.infer_schema(statistics, max_string_domain_size=config.max_domain_size)
-    return curate_schema(schema, statistics, config)
+    return curate_schema(schema, config)
 
 
 def anomaly_lines(anomalies) -> list[str]:
