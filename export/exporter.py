@@ -1,0 +1,170 @@
+"""Exporting a trained model directory as a versioned SavedModel for TF Serving (SPEC §7).
+
+    <export_base>/<version>/saved_model.pb, variables/, assets.extra/tf_serving_warmup_requests
+    <export_base>/models.config     an example TF Serving model config pointing at export_base
+
+The version directory is written under a hidden temporary name in `export_base` and renamed
+into place when complete: TF Serving only loads integer-named directories, so it never sees a
+half-written model, and an interrupted export leaves no version directory. An existing version
+is never overwritten.
+
+Warmup requests: `PredictionLog` records (tensorflow-serving-api) of `serving_default` with 1
+and 64 examples, made from the first rows of the model's training logs (or default-valued
+examples when those logs are no longer readable), so TF Serving initializes the graph and its
+lookup tables before the first real request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import tempfile
+
+import numpy as np
+
+from pipelines import logs
+from pipelines.errors import InputError
+from ranking import training
+from ranking.models import RankingModel
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+WARMUP_BATCHES = (1, 64)
+
+
+@dataclasses.dataclass
+class ExportResult:
+    path: str
+    version: int
+    signatures: dict  # name -> {"inputs": {name: (dtype, shape)}, "outputs": {...}}
+    warmup_records: int
+
+
+def load_trained(model_dir: str):
+    """(RankingModel with the newest checkpoint's weights, config.json contents)."""
+    import tensorflow as tf
+
+    description = training.load_model_description(model_dir)
+    spec, config = training.build_from_description(description)
+    model = RankingModel(spec, config)
+    model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if latest is None:
+        raise InputError(f"{model_dir} has no checkpoint yet: train it first "
+                         "(python -m ranking.train)")
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
+    return model, description
+
+
+def existing_versions(export_base: str) -> list[int]:
+    if not os.path.isdir(export_base):
+        return []
+    return sorted(int(name) for name in os.listdir(export_base) if re.fullmatch(r"\d+", name))
+
+
+def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) -> list[bytes]:
+    """Serialized tf.Examples for warmup: the first `rows` rows of the training logs, or
+    examples of default values (empty examples) when those logs cannot be read."""
+    try:
+        source = logs.open_logs(description["training"]["train"], column_types=spec.dtypes)
+        batch = next(iter(source.dataset(rows, columns=spec.names)))
+        columns = {name: batch[name].numpy() for name in spec.names}
+        return logs.serialize_examples(columns)
+    except (InputError, StopIteration, OSError):
+        return [b""] * rows
+
+
+def write_warmup(path: str, examples: list[bytes], model_name: str) -> int:
+    """Writes PredictionLog records of `serving_default` for each batch size of
+    WARMUP_BATCHES; returns the number of records."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    from export.serving import EXAMPLES_INPUT, SIGNATURE_EXAMPLES
+
+    count = 0
+    with tf.io.TFRecordWriter(path) as writer:
+        for size in WARMUP_BATCHES:
+            batch = (examples * (size // max(len(examples), 1) + 1))[:size]
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(
+                name=model_name, signature_name=SIGNATURE_EXAMPLES))
+            request.inputs[EXAMPLES_INPUT].CopyFrom(tf.make_tensor_proto(batch, dtype=tf.string))
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
+            count += 1
+    return count
+
+
+def models_config(export_base: str, model_name: str) -> str:
+    """A TF Serving model config (text proto) serving the newest version under export_base."""
+    return ("model_config_list {\n  config {\n"
+            f"    name: \"{model_name}\"\n    base_path: \"{os.path.abspath(export_base)}\"\n"
+            "    model_platform: \"tensorflow\"\n"
+            "    model_version_policy { latest { num_versions: 1 } }\n  }\n}\n")
+
+
+def describe_signatures(module) -> dict:
+    result = {}
+    for name, function in module.signatures().items():
+        inputs = {spec.name: (spec.dtype.name, list(spec.shape))
+                  for spec in function.structured_input_signature[1].values()} or {
+            spec.name: (spec.dtype.name, list(spec.shape))
+            for spec in function.structured_input_signature[0]}
+        outputs = {key: (spec.dtype.name, list(spec.shape))
+                   for key, spec in function.structured_outputs.items()}
+        result[name] = {"inputs": inputs, "outputs": outputs}
+    return result
+
+
+def export_saved_model(model_dir: str, export_base: str, version: int | None = None,
+                       tower_weights: dict | None = None, model_name: str | None = None,
+                       _before_rename=None) -> ExportResult:
+    """Exports the newest checkpoint of `model_dir` to `export_base/<version>` atomically.
+
+    `version`: default newest existing + 1 (1 for a new base); an existing version is refused.
+    `tower_weights`: {serving tower: weight} of the score (default 1 each).
+    """
+    import tensorflow as tf
+
+    from export.serving import ServingModule
+
+    versions = existing_versions(export_base)
+    if version is None:
+        version = (versions[-1] + 1) if versions else 1
+    if version < 0:
+        raise InputError(f"--version must be a non-negative integer, not {version}")
+    target = os.path.join(os.path.abspath(export_base), str(version))
+    if os.path.exists(target):
+        raise InputError(f"export version {version} exists already ({target}); versions are "
+                         "never overwritten: choose another --version or leave it out for "
+                         f"{versions[-1] + 1 if versions else 1}")
+    model, description = load_trained(model_dir)
+    spec, config = training.build_from_description(description)
+    try:
+        module = ServingModule(model.network, spec, config.preset, tower_weights)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
+    os.makedirs(export_base, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
+    try:
+        staged = os.path.join(tmp, str(version))
+        tf.saved_model.save(module, staged, signatures=module.signatures())
+        os.makedirs(os.path.join(staged, "assets.extra"))
+        records = write_warmup(os.path.join(staged, "assets.extra", WARMUP_FILE),
+                               warmup_examples(description, spec), model_name)
+        if _before_rename is not None:  # tests interrupt the export here
+            _before_rename(staged)
+        if os.path.exists(target):
+            raise InputError(f"export version {version} appeared while exporting ({target}); "
+                             "not overwriting it")
+        os.rename(staged, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    config_path = os.path.join(export_base, "models.config")
+    with open(config_path + ".tmp", "w") as handle:
+        handle.write(models_config(export_base, model_name))
+    os.replace(config_path + ".tmp", config_path)
+    return ExportResult(target, version, describe_signatures(module), records)

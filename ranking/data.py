@@ -1,0 +1,103 @@
+"""Training and evaluation input: raw logs -> labels on the fly -> (features, labels) batches.
+
+The labels come from `pipelines.labels` (the same code as the labelling job), computed inside
+the `tf.data` graph for every batch, so a model trains directly from raw logs.
+
+Order: each epoch reads the files in an order permuted by (seed, epoch), two files at a time,
+and shuffles rows in two stages seeded the same way: the rows of each read batch (8,192 rows) are
+permuted, cut into chunks of 256 rows, and the chunks pass through a shuffle buffer of
+`shuffle_buffer` rows before being joined into training batches. (A row-level shuffle buffer,
+`unbatch().shuffle().batch()`, costs a tf.data element per row and reads 7x slower on 2 cores;
+with chunks, a training batch of 2,048 rows draws 8 random chunks of the buffer, each a random
+sample of one read batch.) An epoch's batch sequence is therefore a
+pure function of (files, seed, epoch): resuming at batch k of an epoch skips k batches and
+continues with exactly the batches an uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+
+from pipelines import labels as labels_lib
+from pipelines import logs
+from pipelines.errors import InputError
+from ranking.features import FeatureSpec
+from ranking.tasks import LABEL_KEYS
+
+LABEL_INPUTS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
+# Rows per read batch before rows are shuffled and re-batched.
+READ_BATCH = 8192
+
+
+def open_source(patterns: str, spec: FeatureSpec | None = None) -> logs.LogSource:
+    """Opens logs; with a spec, feature columns are read with the types the model was built
+    with (an absent feature column is an error naming it)."""
+    source = logs.open_logs(patterns, column_types=None if spec is None else {
+        name: dtype for name, dtype in spec.dtypes.items()})
+    if spec is not None:
+        missing = [n for n in spec.names if n not in source.schema.dtypes]
+        if missing:
+            raise InputError(f"the logs lack the model's feature column(s) "
+                                  f"{', '.join(missing)}", file=patterns)
+    return source
+
+
+def _split(spec: FeatureSpec):
+    names = spec.names
+
+    def split(batch):
+        features = {n: batch[n] for n in names}
+        labels = {k: batch[k] for k in LABEL_KEYS}
+        return features, labels
+
+    return tf.autograph.experimental.do_not_convert(split)
+
+
+def labelled_dataset(source: logs.LogSource, labeler: labels_lib.Labeler, spec: FeatureSpec,
+                     batch_size: int, *, seed: int | None = None, epoch: int = 0,
+                     shuffle_buffer: int = 0, allow_unclicked_dwell: bool = False,
+                     drop_remainder: bool = False) -> tf.data.Dataset:
+    """(features, labels) batches of `batch_size` rows.
+
+    features: {feature: Tensor[batch]} in the spec's dtypes; labels: {click, valid_read, ndt,
+    log_dwell, dwell_bin, dwell_time}. With `seed`, files and rows are shuffled as described in
+    the module docstring; without, rows come in file order (evaluation, scoring).
+    """
+    columns = tuple(dict.fromkeys(spec.names + LABEL_INPUTS))
+    if seed is not None:
+        order = np.random.default_rng([seed, epoch]).permutation(len(source.files))
+        source = dataclasses.replace(source, files=[source.files[i] for i in order])
+    read_batch = max(batch_size, READ_BATCH) if shuffle_buffer else batch_size
+    dataset = source.dataset(read_batch, allow_unclicked_dwell=allow_unclicked_dwell,
+                             columns=columns, parallel_files=2 if seed is not None else 1)
+    dataset = dataset.map(tf.autograph.experimental.do_not_convert(labeler),
+                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if seed is not None and shuffle_buffer:
+        dataset = _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remainder)
+    return dataset.map(_split(spec), num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+CHUNK_ROWS = 256
+
+
+def _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remainder):
+    """Two-stage shuffle (module docstring); stateless seeds, so the order is reproducible."""
+
+    def permute(index, batch):
+        rows = tf.shape(batch["click"])[0]
+        noise = tf.random.stateless_uniform([rows], seed=tf.stack(
+            [tf.constant(seed * 1_000_003 + epoch, tf.int64), index]))
+        order = tf.argsort(noise)
+        return {k: tf.gather(v, order) for k, v in batch.items()}
+
+    chunks = (dataset.enumerate()
+              .map(tf.autograph.experimental.do_not_convert(permute),
+                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+              .rebatch(CHUNK_ROWS))
+    return (chunks.shuffle(max(1, shuffle_buffer // CHUNK_ROWS), seed=seed * 1_000_003 + epoch,
+                           reshuffle_each_iteration=False)
+            .rebatch(batch_size, drop_remainder=drop_remainder))

@@ -1,0 +1,218 @@
+"""The feature spec (SPEC §2): which log columns feed the model, and how each is encoded.
+
+Defined once and stored with the model (`config.json` in the model directory), so training,
+export and scoring encode a feature the same way.
+
+Defaults, from the log schema and the stats artifact:
+
+- every column except `impression_id`, `timestamp`, `click`, `dwell_time` and the label names
+  is a feature;
+- strings (and always `user_id`, `item_id`) are categorical: hashed with FarmHash
+  (`tf.strings.to_hash_bucket_fast`) into `hash_buckets` buckets (ids 131,072, others 1,024)
+  and embedded (ids 16 dimensions, others 8);
+- numbers are numeric: log1p of the non-negative part, standardized with the stats window's
+  mean and deviation of that value (`transform: "log1p_standardize"`).
+
+A JSON feature config overrides per feature (`--feature_config`):
+
+    {"features": {
+        "user_id":      {"hash_buckets": 262144, "embedding_dim": 32},
+        "category":     {"vocabulary": ["news", "sports", "tech"], "post_click": true},
+        "position":     {"type": "categorical"},
+        "item_length":  {"transform": "identity", "post_click": true},
+        "source":       {"exclude": true}}}
+
+Keys: `type` (categorical | numeric), `hash_buckets`, `vocabulary` (a list: index 0 is for
+values outside it), `embedding_dim`, `transform` (log1p_standardize | identity), `default`
+(the value a missing feature takes at serving time), `post_click`, `exclude`. Post-click features
+(mostly affecting dwell, such as category, length, publish age) can also be named with
+`--post_click_features`.
+
+Missing values: an empty CSV field or an absent `tf.Example` feature takes `default`: "" for
+strings (hashed like any other string), 0 for numbers (log1p(0) = 0 before standardizing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Mapping, Sequence
+
+from pipelines.errors import InputError
+from pipelines.logs import FIXED_TYPES, LogSchema
+
+ID_FEATURES = ("user_id", "item_id")
+ID_HASH_BUCKETS = 1 << 17
+HASH_BUCKETS = 1 << 10
+ID_EMBEDDING_DIM = 16
+EMBEDDING_DIM = 8
+TRANSFORMS = ("log1p_standardize", "identity")
+_CONFIG_KEYS = {"type", "hash_buckets", "vocabulary", "embedding_dim", "transform", "default",
+                "post_click", "exclude"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Feature:
+    """One model input: `dtype` is how it is read ('string', 'int64', 'float32'); `kind` is
+    'categorical' or 'numeric'."""
+
+    name: str
+    dtype: str
+    kind: str
+    hash_buckets: int = 0
+    vocabulary: tuple[str, ...] = ()
+    embedding_dim: int = 0
+    transform: str = ""
+    mean: float = 0.0
+    std: float = 1.0
+    default: str | float | int = ""
+    post_click: bool = False
+
+    @property
+    def num_embeddings(self) -> int:
+        """Rows of the embedding table: the buckets (or vocabulary plus its OOV row 0) and one
+        reserved row, the mask value of post-click features (ORCA's counterfactual masking)."""
+        size = len(self.vocabulary) + 1 if self.vocabulary else self.hash_buckets
+        return size + 1
+
+    @property
+    def mask_index(self) -> int:
+        return self.num_embeddings - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureSpec:
+    """The model's inputs, in log column order."""
+
+    features: tuple[Feature, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        return {f.name: f.dtype for f in self.features}
+
+    @property
+    def post_click(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features if f.post_click)
+
+    def __getitem__(self, name: str) -> Feature:
+        for feature in self.features:
+            if feature.name == name:
+                return feature
+        raise KeyError(name)
+
+    def to_json(self) -> list[dict]:
+        return [dataclasses.asdict(f) for f in self.features]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Mapping]) -> "FeatureSpec":
+        return cls(tuple(Feature(**{**f, "vocabulary": tuple(f.get("vocabulary", ()))})
+                         for f in data))
+
+
+def load_feature_config(path: str | None) -> dict:
+    """Reads a JSON feature config ({"features": {name: {...}}}); {} without a path."""
+    if not path:
+        return {}
+    try:
+        with open(path) as handle:
+            config = json.load(handle)
+    except OSError as error:
+        raise InputError(f"cannot read the feature config ({error.strerror})", file=path) from None
+    except ValueError as error:
+        raise InputError(f"is not valid JSON ({error})", file=path) from None
+    if not isinstance(config, dict) or not isinstance(config.get("features", {}), dict):
+        raise InputError('expected an object {"features": {name: {...}}}', file=path)
+    return config
+
+
+def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[str, float]],
+                       config: Mapping | None = None, post_click: Sequence[str] = (),
+                       config_path: str | None = None) -> FeatureSpec:
+    """The feature spec for logs of `schema`.
+
+    `numeric_stats`: the stats artifact's `numeric_features` ({name: {mean, std}} of
+    log1p(max(x, 0))); `config`: a parsed feature config; `post_click`: names marked post-click
+    in addition to the config's. Raises InputError for a config or flag naming an absent column,
+    an unknown key or a value of the wrong kind.
+    """
+    where = config_path or "feature config"
+    overrides = dict((config or {}).get("features", {}))
+    candidates = schema.feature_columns()
+    for name, options in overrides.items():
+        if name not in candidates:
+            raise InputError(f"names feature '{name}', which is not a feature column of the "
+                             f"logs (feature columns: {', '.join(candidates)})", file=where)
+        if not isinstance(options, dict):
+            raise InputError(f"feature '{name}': expected an object of options", file=where)
+        unknown = set(options) - _CONFIG_KEYS
+        if unknown:
+            raise InputError(f"feature '{name}': unknown option(s) {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(sorted(_CONFIG_KEYS))})", file=where)
+    for name in post_click:
+        if name not in candidates:
+            raise InputError(f"--post_click_features names '{name}', which is not a feature "
+                             f"column of the logs (feature columns: {', '.join(candidates)})")
+    features = []
+    for name in candidates:
+        options = overrides.get(name, {})
+        if options.get("exclude"):
+            continue
+        features.append(_feature(name, schema.dtypes[name], options, numeric_stats,
+                                 name in post_click, where))
+    if not features:
+        raise InputError("no feature columns are left: the model needs at least one", file=where)
+    return FeatureSpec(tuple(features))
+
+
+def _feature(name, dtype, options, numeric_stats, post_click, where) -> Feature:
+    is_id = name in ID_FEATURES
+    kind = options.get("type", "categorical" if is_id or dtype == "string" else "numeric")
+    if kind not in ("categorical", "numeric"):
+        raise InputError(f"feature '{name}': type must be 'categorical' or 'numeric', not "
+                         f"{kind!r}", file=where)
+    if is_id:
+        dtype = FIXED_TYPES[name]
+        if kind != "categorical":
+            raise InputError(f"feature '{name}' is always categorical", file=where)
+    if kind == "numeric" and dtype == "string":
+        raise InputError(f"feature '{name}' holds strings and cannot be numeric", file=where)
+    if dtype == "float64":
+        dtype = "float32"
+    post_click = bool(options.get("post_click", post_click))
+    if kind == "categorical":
+        vocabulary = tuple(str(v) for v in options.get("vocabulary", ()))
+        buckets = int(options.get("hash_buckets", ID_HASH_BUCKETS if is_id else HASH_BUCKETS))
+        dim = int(options.get("embedding_dim", ID_EMBEDDING_DIM if is_id else EMBEDDING_DIM))
+        if buckets < 1 or dim < 1:
+            raise InputError(f"feature '{name}': hash_buckets and embedding_dim must be >= 1",
+                             file=where)
+        default = options.get("default", "" if dtype == "string" else 0)
+        return Feature(name, dtype, "categorical", hash_buckets=0 if vocabulary else buckets,
+                       vocabulary=vocabulary, embedding_dim=dim,
+                       default=_typed(default, dtype, name, where), post_click=post_click)
+    transform = options.get("transform", "log1p_standardize")
+    if transform not in TRANSFORMS:
+        raise InputError(f"feature '{name}': transform must be one of {', '.join(TRANSFORMS)}",
+                         file=where)
+    mean, std = 0.0, 1.0
+    if transform == "log1p_standardize":
+        if name not in numeric_stats:
+            raise InputError(f"feature '{name}': the stats artifact has no moments for it "
+                             "(recompute the statistics, or use transform 'identity')")
+        mean = float(numeric_stats[name]["mean"])
+        std = float(numeric_stats[name]["std"]) or 1.0
+    return Feature(name, dtype, "numeric", transform=transform, mean=mean, std=std,
+                   default=_typed(options.get("default", 0), dtype, name, where),
+                   post_click=post_click)
+
+
+def _typed(value, dtype, name, where):
+    try:
+        return str(value) if dtype == "string" else int(value) if dtype == "int64" else float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"feature '{name}': default {value!r} is not a {dtype}",
+                         file=where) from None

@@ -1,0 +1,103 @@
+"""Keras layers: the feature encoder (raw log values in, one dense vector out) and MLP towers.
+
+Only TensorFlow ops are used (FarmHash bucketing, static hash tables, embeddings, arithmetic),
+so a SavedModel that contains these layers runs with TensorFlow alone.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import tensorflow as tf
+
+from ranking.features import Feature, FeatureSpec
+
+
+class FeatureEncoder(tf.keras.layers.Layer):
+    """Encodes a dict of raw feature Tensors [batch] into float32 [batch, output_dim].
+
+    Categorical features: FarmHash bucket (`to_hash_bucket_fast`; integers are hashed as their
+    decimal string) or vocabulary index (0 = out of vocabulary), then an embedding.
+    Numeric features: log1p(max(x, 0)) standardized with the stats window's moments, or x as is.
+    Outputs are concatenated in the spec's order: embeddings, then numerics.
+
+    `mask` (optional bool [batch]): rows whose post-click features are replaced by their
+    reserved mask row (categorical) or 0 (numeric), for counterfactual masking.
+    """
+
+    def __init__(self, spec: FeatureSpec, **kwargs):
+        super().__init__(**kwargs)
+        self.spec = spec
+        self.embeddings = {}
+        self.vocabularies = {}
+        for feature in spec.features:
+            if feature.kind != "categorical":
+                continue
+            self.embeddings[feature.name] = tf.keras.layers.Embedding(
+                feature.num_embeddings, feature.embedding_dim, name=f"{feature.name}_embedding")
+            if feature.vocabulary:
+                self.vocabularies[feature.name] = tf.lookup.StaticHashTable(
+                    tf.lookup.KeyValueTensorInitializer(
+                        tf.constant(feature.vocabulary, tf.string),
+                        tf.range(1, len(feature.vocabulary) + 1, dtype=tf.int64)),
+                    default_value=0, name=f"{feature.name}_vocabulary")
+
+    @property
+    def output_dim(self) -> int:
+        return sum(f.embedding_dim if f.kind == "categorical" else 1 for f in self.spec.features)
+
+    def indices(self, feature: Feature, values: tf.Tensor) -> tf.Tensor:
+        """Embedding row of each raw categorical value, int64 [batch]."""
+        strings = values if values.dtype == tf.string else tf.strings.as_string(values)
+        if feature.vocabulary:
+            return self.vocabularies[feature.name].lookup(strings)
+        return tf.strings.to_hash_bucket_fast(strings, feature.hash_buckets)
+
+    @staticmethod
+    def numeric(feature: Feature, values: tf.Tensor) -> tf.Tensor:
+        """The transformed numeric value, float32 [batch]."""
+        x = tf.cast(values, tf.float32)
+        if feature.transform == "log1p_standardize":
+            x = (tf.math.log1p(tf.maximum(x, 0.0)) - feature.mean) / feature.std
+        return x
+
+    def call(self, inputs: Mapping[str, tf.Tensor], mask: tf.Tensor | None = None) -> tf.Tensor:
+        embedded, numeric = [], []
+        for feature in self.spec.features:
+            values = inputs[feature.name]
+            masked = mask is not None and feature.post_click
+            if feature.kind == "categorical":
+                index = self.indices(feature, values)
+                if masked:
+                    index = tf.where(mask, tf.constant(feature.mask_index, tf.int64), index)
+                embedded.append(self.embeddings[feature.name](index))
+            else:
+                x = self.numeric(feature, values)
+                if masked:
+                    x = tf.where(mask, tf.zeros_like(x), x)
+                numeric.append(x[:, None])
+        return tf.concat(embedded + numeric, axis=1)
+
+
+class MLP(tf.keras.layers.Layer):
+    """Dense ReLU layers of `units`; with `output_units`, a final linear layer of that width.
+
+    [batch, d] -> [batch, units[-1]] (or [batch, output_units])."""
+
+    def __init__(self, units: Sequence[int], output_units: int | None = None,
+                 dropout: float = 0.0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        # Initial weights follow tf.keras.utils.set_random_seed (training sets it from --seed).
+        self.hidden = [tf.keras.layers.Dense(u, activation="relu", name=f"dense_{i}")
+                       for i, u in enumerate(units)]
+        self.dropout = [tf.keras.layers.Dropout(dropout, seed=seed + i) for i in range(len(units))
+                        ] if dropout else []
+        self.output_layer = None if output_units is None else tf.keras.layers.Dense(
+            output_units, name="logits")
+
+    def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
+        for i, layer in enumerate(self.hidden):
+            x = layer(x)
+            if self.dropout:
+                x = self.dropout[i](x, training=training)
+        return x if self.output_layer is None else self.output_layer(x)

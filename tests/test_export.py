@@ -1,0 +1,228 @@
+"""export.saved_model: the serving SavedModel against the Keras model, TF-only loading,
+saved_model_cli, RunInference, defaults and type errors, versions and atomicity (SPEC §7)."""
+
+import glob
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from export import exporter, serving
+from pipelines import logs
+from pipelines.errors import InputError
+from ranking import data, training
+from ranking.models import PRESETS, ModelConfig
+
+ROWS = 64
+
+
+@pytest.fixture(scope="module")
+def trained(small_world, tmp_path_factory):
+    """A briefly trained model directory per preset."""
+    root = tmp_path_factory.mktemp("models")
+    model_dirs = {}
+    for preset in PRESETS:
+        config = training.TrainConfig(train=small_world["train"], stats=small_world["stats"],
+                                      model=ModelConfig(preset), batch_size=256, epochs=1,
+                                      steps_per_epoch=5, progress="none")
+        model_dirs[preset] = str(root / preset)
+        training.train_and_evaluate(config, model_dirs[preset])
+    return model_dirs
+
+
+@pytest.fixture(scope="module")
+def eval_rows(small_world, trained):
+    """The first ROWS rows of the evaluation logs: feature columns and serialized examples."""
+    model, description = exporter.load_trained(trained["vr_ndt"])
+    spec, _ = training.build_from_description(description)
+    source = data.open_source(small_world["eval"], spec)
+    batch = next(iter(source.dataset(ROWS, columns=spec.names)))
+    columns = {name: batch[name].numpy() for name in spec.names}
+    return columns, logs.serialize_examples(columns)
+
+
+def keras_outputs(model_dir, columns):
+    model, _ = exporter.load_trained(model_dir)
+    outputs = model.network({k: tf.constant(v) for k, v in columns.items()})
+    return {k: v.numpy() for k, v in outputs.items()}
+
+
+@pytest.fixture(scope="module")
+def exports(trained, tmp_path_factory):
+    base = tmp_path_factory.mktemp("serving")
+    return {preset: exporter.export_saved_model(model_dir, str(base / preset))
+            for preset, model_dir in trained.items()}
+
+
+ISOLATED = r'''
+import importlib.abc, os, sys
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+BLOCKED = {"ranking", "pipelines", "export", "tensorflow_recommenders"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError("importing " + name + " is not allowed here")
+sys.meta_path.insert(0, Block())
+import numpy as np
+import tensorflow as tf
+examples = np.load(sys.argv[2], allow_pickle=True)
+columns = dict(np.load(sys.argv[3], allow_pickle=True))
+loaded = tf.saved_model.load(sys.argv[1])
+a = loaded.signatures["serving_default"](examples=tf.constant(list(examples)))
+b = loaded.signatures["predict_raw"](**{k: tf.constant(v) for k, v in columns.items()})
+loaded_modules = set(m.split(".")[0] for m in sys.modules)
+assert not BLOCKED & loaded_modules, "project code was imported"
+# (`import tensorflow` itself imports Keras 3; the model was built with tf_keras.)
+assert "tf_keras" not in loaded_modules, "tf_keras was needed"
+np.savez(sys.argv[4], **{"examples/" + k: v.numpy() for k, v in a.items()},
+         **{"raw/" + k: v.numpy() for k, v in b.items()})
+'''
+
+
+def test_export_loads_without_project_code_and_matches_keras(trained, exports, eval_rows,
+                                                            tmp_path):
+    columns, examples = eval_rows
+    np.save(tmp_path / "examples.npy", np.array(examples, dtype=object))
+    np.savez(tmp_path / "columns.npz", **columns)
+    script = tmp_path / "isolated.py"
+    script.write_text(ISOLATED)
+    # A serving process knows nothing of this project's Keras 2 setting.
+    serving_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    for preset, result in exports.items():
+        out = tmp_path / f"{preset}.npz"
+        # -I: isolated mode (no PYTHONPATH, no current directory on sys.path)
+        completed = subprocess.run([sys.executable, "-I", str(script), result.path,
+                                    str(tmp_path / "examples.npy"), str(tmp_path / "columns.npz"),
+                                    str(out)], capture_output=True, text=True, cwd=str(tmp_path),
+                                   env=serving_env)
+        assert completed.returncode == 0, completed.stderr[-3000:]
+        served = dict(np.load(out))
+        expected = keras_outputs(trained[preset], columns)
+        names = serving.output_names(preset)
+        assert {k.split("/")[1] for k in served} == set(names)
+        for name in names:
+            for path in ("examples", "raw"):
+                np.testing.assert_allclose(served[f"{path}/{name}"], expected[name], rtol=1e-5,
+                                           atol=1e-6, err_msg=f"{preset} {path} {name}")
+
+
+def test_saved_model_cli_runs_input_examples(exports, trained, eval_rows, tmp_path):
+    columns, _ = eval_rows
+    result = exports["vr_ndt"]
+    row = {k: (v[0].decode() if isinstance(v[0], bytes) else v[0].item())
+           for k, v in columns.items()}
+    literal = "[" + ", ".join(
+        f"{{{', '.join(f'{k!r}: [{v!r}]' for k, v in row.items())}}}" for _ in range(2)) + "]"
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    completed = subprocess.run(
+        [cli, "run", "--dir", result.path, "--tag_set", "serve", "--signature_def",
+         "serving_default", "--input_examples", f"examples={literal}",
+         "--outdir", str(tmp_path / "out")], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    score = np.load(tmp_path / "out" / "score.npy")
+    expected = keras_outputs(trained["vr_ndt"], {k: v[:1] for k, v in columns.items()})["score"]
+    np.testing.assert_allclose(score, np.repeat(expected, 2), rtol=1e-5)
+    shown = subprocess.run([cli, "show", "--dir", result.path, "--all"], capture_output=True,
+                           text=True)
+    assert shown.returncode == 0 and "predict_raw" in shown.stdout
+
+
+def test_run_inference_gives_one_prediction_per_input(exports, trained, eval_rows):
+    import apache_beam as beam
+    from apache_beam.testing.util import assert_that
+    from tfx_bsl.public.beam import RunInference
+    from tfx_bsl.public.proto import model_spec_pb2
+
+    columns, examples = eval_rows
+    expected = keras_outputs(trained["vr_ndt"], columns)["score"]
+    spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
+        model_path=exports["vr_ndt"].path, signature_name=["serving_default"]))
+
+    def check(results):
+        assert len(results) == len(examples)
+        by_key = {k: log.predict_log.response.outputs["score"].float_val[0] for k, log in results}
+        assert sorted(by_key) == list(range(len(examples)))
+        np.testing.assert_allclose([by_key[i] for i in range(len(examples))], expected, rtol=1e-5)
+
+    with beam.Pipeline() as pipeline:
+        predictions = (pipeline | beam.Create(list(enumerate(examples)))
+                       | RunInference(spec))
+        assert_that(predictions, check)
+
+
+def test_missing_features_take_defaults_and_wrong_types_name_the_feature(exports):
+    loaded = tf.saved_model.load(exports["vr_ndt"].path)
+    by_examples = loaded.signatures["serving_default"]
+    raw = loaded.signatures["predict_raw"]
+    spec = {name: value.dtype for name, value in raw.structured_input_signature[1].items()}
+    defaults = {name: tf.constant([""] if dtype == tf.string else [0], dtype)
+                for name, dtype in spec.items()}
+    empty = by_examples(examples=tf.constant([b""]))
+    np.testing.assert_allclose(empty["score"].numpy(), raw(**defaults)["score"].numpy(), rtol=1e-6)
+
+    partial = tf.train.Example()
+    partial.features.feature["user_id"].bytes_list.value.append(b"u-7")
+    partial.features.feature["position"].int64_list.value.append(3)
+    given = dict(defaults, user_id=tf.constant(["u-7"]), position=tf.constant([3], tf.int64))
+    np.testing.assert_allclose(
+        by_examples(examples=tf.constant([partial.SerializeToString()]))["score"].numpy(),
+        raw(**given)["score"].numpy(), rtol=1e-6)
+
+    wrong = tf.train.Example()
+    wrong.features.feature["position"].float_list.value.append(2.5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="position"):
+        by_examples(examples=tf.constant([wrong.SerializeToString()]))
+
+
+def test_versions_warmup_and_models_config(exports, trained):
+    result = exports["vr_ndt"]
+    base = os.path.dirname(result.path)
+    assert result.version == 1 and os.path.basename(result.path) == "1"
+    with pytest.raises(InputError, match="version 1 exists already"):
+        exporter.export_saved_model(trained["vr_ndt"], base, version=1)
+    warmup = os.path.join(result.path, "assets.extra", "tf_serving_warmup_requests")
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    sizes = []
+    for record in tf.data.TFRecordDataset(warmup):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        assert log.predict_log.request.model_spec.signature_name == "serving_default"
+        sizes.append(log.predict_log.request.inputs["examples"].tensor_shape.dim[0].size)
+    assert sizes == list(exporter.WARMUP_BATCHES)
+    config = open(os.path.join(base, "models.config")).read()
+    assert f'base_path: "{os.path.abspath(base)}"' in config and "vr_ndt" in config
+
+
+def test_interrupted_export_leaves_no_version_directory(trained, tmp_path):
+    base = tmp_path / "serving"
+
+    def interrupt(staged):
+        assert os.path.exists(os.path.join(staged, "saved_model.pb"))
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        exporter.export_saved_model(trained["single_ctr"], str(base), _before_rename=interrupt)
+    assert os.listdir(base) == []
+    second = exporter.export_saved_model(trained["single_ctr"], str(base), version=7)
+    third = exporter.export_saved_model(trained["single_ctr"], str(base))
+    assert (second.version, third.version) == (7, 8)
+    assert sorted(glob.glob(str(base / "*"))) == [str(base / "7"), str(base / "8"),
+                                                   str(base / "models.config")]
+
+
+def test_export_cli(trained, run, tmp_path):
+    done = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
+               f"--export_base={tmp_path / 'b'}", "--tower_weights=weighted_valid_read=0.5")
+    assert done.returncode == 0, done.stderr
+    assert "signature 'serving_default'" in done.stdout and "score float32" in done.stdout
+    again = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
+                f"--export_base={tmp_path / 'b'}", "--version=1")
+    assert again.returncode == 1 and "error: export version 1 exists already" in again.stderr
+    bad = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
+              f"--export_base={tmp_path / 'c'}", "--tower_weights=ctr=1")
+    assert bad.returncode == 1 and "serving towers of vr_ndt" in bad.stderr
+    assert not os.path.exists(tmp_path / "c" / "1")

@@ -1,0 +1,123 @@
+"""The feature spec, the encoder and the presets' towers and score wiring (SPEC §2, §4)."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model_fixtures import NUMERIC_STATS, SCHEMA, tiny_batch, tiny_spec
+from pipelines.errors import InputError
+from ranking import features, models
+from ranking.layers import FeatureEncoder
+
+
+def test_default_spec_follows_the_schema():
+    spec = tiny_spec()
+    assert spec.names == ("user_id", "item_id", "position", "category", "item_length",
+                          "publish_age_hours")
+    kinds = {f.name: f.kind for f in spec.features}
+    assert kinds == {"user_id": "categorical", "item_id": "categorical", "position": "numeric",
+                     "category": "categorical", "item_length": "numeric",
+                     "publish_age_hours": "numeric"}
+    assert spec["user_id"].hash_buckets == features.ID_HASH_BUCKETS
+    assert spec["category"].hash_buckets == features.HASH_BUCKETS
+    assert spec["item_length"].mean == 6.5 and spec["item_length"].std == 0.6
+    assert spec.post_click == ()
+    again = features.FeatureSpec.from_json(json.loads(json.dumps(spec.to_json())))
+    assert again == spec
+
+
+def test_feature_config_overrides_and_post_click_flag():
+    config = {"features": {"category": {"vocabulary": ["news", "sports"], "post_click": True},
+                           "position": {"type": "categorical", "embedding_dim": 4},
+                           "publish_age_hours": {"exclude": True},
+                           "item_length": {"transform": "identity"}}}
+    spec = tiny_spec(config, post_click=("item_length",))
+    assert "publish_age_hours" not in spec.names
+    assert spec["category"].vocabulary == ("news", "sports")
+    assert spec["category"].num_embeddings == 4  # OOV row 0, two words, the mask row
+    assert spec["position"].kind == "categorical" and spec["position"].embedding_dim == 4
+    assert spec.post_click == ("category", "item_length")
+
+
+@pytest.mark.parametrize("config,message", [
+    ({"features": {"weather": {}}}, "names feature 'weather'"),
+    ({"features": {"category": {"buckets": 3}}}, "unknown option"),
+    ({"features": {"category": {"type": "numeric"}}}, "holds strings"),
+    ({"features": {"user_id": {"type": "numeric"}}}, "always categorical"),
+    ({"features": {"position": {"transform": "sqrt"}}}, "transform must be"),
+])
+def test_bad_feature_config_is_refused_with_the_feature_named(config, message):
+    with pytest.raises(InputError, match=message):
+        features.build_feature_spec(SCHEMA, NUMERIC_STATS, config, config_path="features.json")
+
+
+def test_post_click_flag_naming_an_absent_column_is_refused():
+    with pytest.raises(InputError, match="'length'"):
+        tiny_spec(post_click=("length",))
+
+
+def test_encoder_against_numpy():
+    config = {"features": {"category": {"vocabulary": ["news", "sports"], "post_click": True},
+                           "position": {"type": "categorical"}}}
+    spec = tiny_spec(config, post_click=("item_length",))
+    encoder = FeatureEncoder(spec)
+    batch = {"user_id": tf.constant(["u1", "u2", "u1"]), "item_id": tf.constant(["a", "b", "c"]),
+             "position": tf.constant([7, 0, 7], tf.int64),
+             "category": tf.constant(["sports", "weather", "news"]),
+             "item_length": tf.constant([300, 0, -5], tf.int64),
+             "publish_age_hours": tf.constant([2.5, 0.0, 40.0])}
+    # Integers are hashed as their decimal strings; out-of-vocabulary is index 0.
+    position = encoder.indices(spec["position"], batch["position"]).numpy()
+    as_text = tf.strings.to_hash_bucket_fast(["7", "0", "7"], spec["position"].hash_buckets)
+    np.testing.assert_array_equal(position, as_text.numpy())
+    np.testing.assert_array_equal(
+        encoder.indices(spec["category"], batch["category"]).numpy(), [2, 0, 1])
+    length = FeatureEncoder.numeric(spec["item_length"], batch["item_length"]).numpy()
+    np.testing.assert_allclose(length, (np.log1p([300, 0, 0]) - 6.5) / 0.6, rtol=1e-6)
+    encoded = encoder(batch).numpy()
+    assert encoded.shape == (3, encoder.output_dim)
+    # Masking replaces the post-click features only: category (mask row) and item_length (0).
+    masked = encoder(batch, mask=tf.constant([True, False, False])).numpy()
+    np.testing.assert_array_equal(masked[1:], encoded[1:])
+    mask_row = encoder.embeddings["category"](tf.constant([spec["category"].mask_index]))
+    dims = [f.embedding_dim if f.kind == "categorical" else 1 for f in spec.features]
+    start = np.cumsum([0] + dims)
+    names = [f.name for f in spec.features if f.kind == "categorical"] + [
+        f.name for f in spec.features if f.kind == "numeric"]
+    offsets = dict(zip(names, start))
+    c = offsets["category"]
+    np.testing.assert_array_equal(masked[0, c:c + 8], mask_row.numpy()[0])
+    assert masked[0, offsets["item_length"]] == 0.0
+    np.testing.assert_array_equal(masked[0, :offsets["category"]], encoded[0, :offsets["category"]])
+
+
+@pytest.mark.parametrize("preset", list(models.PRESETS))
+def test_presets_towers_and_serving_score(preset):
+    tf.keras.utils.set_random_seed(0)
+    spec = tiny_spec()
+    network = models.build_network(spec, models.ModelConfig(preset))
+    outputs = {k: v.numpy() for k, v in network(tiny_batch(spec, 5)).items()}
+    towers = models.PRESETS[preset].towers
+    expected = {"score"}
+    for tower in towers:
+        expected |= ({"log_dwell", "dwell_seconds"} if tower == "log_dwell"
+                     else {tower, f"{tower}_logit"})
+    assert set(outputs) == expected
+    for tower in towers:
+        if tower == "log_dwell":
+            np.testing.assert_allclose(outputs["dwell_seconds"],
+                                       np.expm1(np.clip(outputs["log_dwell"], 0, 12)), rtol=1e-5)
+        else:
+            np.testing.assert_allclose(outputs[tower], 1 / (1 + np.exp(-outputs[f"{tower}_logit"])),
+                                       rtol=1e-5)
+    serving = {"single_ctr": ["ctr"], "ctr_logdt": ["ctr"], "vr_logdt": ["valid_read"],
+               "vr_ndt": ["valid_read", "weighted_valid_read"]}[preset]
+    np.testing.assert_allclose(outputs["score"], sum(outputs[t] for t in serving), rtol=1e-6)
+    # Each tower is its own MLP on the shared bottom: 2 hidden layers and the output layer.
+    tower_layers = [layer for layer in network.layers if layer.name.endswith("_tower")]
+    assert sorted(layer.name for layer in tower_layers) == sorted(f"{t}_tower" for t in towers)
+    assert all(len(layer.hidden) == 2 and layer.output_layer is not None
+               for layer in tower_layers)
+    assert len([layer for layer in network.layers if layer.name == "bottom"]) == 1

@@ -1,0 +1,123 @@
+"""ranking.train: learning, eval_metrics.json, resuming after SIGKILL, model-dir safety."""
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO
+from pipelines.errors import InputError
+from ranking import training
+from ranking.models import ModelConfig
+
+SIX_KEYS = {"auc_ctr", "auc_valid_read", "rows", "clicks", "valid_reads", "towers", "preset"}
+
+
+def config_for(world, preset="vr_ndt", **overrides):
+    options = dict(train=world["train"], eval=world["eval"], stats=world["stats"],
+                   model=ModelConfig(preset), batch_size=256, epochs=2, seed=1,
+                   checkpoint_every=50, progress="none")
+    options.update(overrides)
+    return training.TrainConfig(**options)
+
+
+def test_short_training_learns(small_world, tmp_path):
+    model_dir = str(tmp_path / "vr_ndt")
+    metrics = training.train_and_evaluate(config_for(small_world), model_dir)
+    # Position alone gives about 0.54 here; the simulator's best possible (true p_click) ~0.75.
+    assert metrics["auc_valid_read"] > 0.6, metrics
+    assert metrics["auc_ctr"] > 0.6, metrics
+    on_disk = json.load(open(os.path.join(model_dir, "eval_metrics.json")))
+    assert SIX_KEYS | {"logloss_valid_read", "logloss_weighted_valid_read"} <= set(on_disk)
+    assert on_disk["auc_valid_read"] == metrics["auc_valid_read"]
+    description = json.load(open(os.path.join(model_dir, "config.json")))
+    assert description["model"]["preset"] == "vr_ndt"
+    assert [f["name"] for f in description["features"]][:2] == ["user_id", "item_id"]
+    assert glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-*.index"))
+    assert glob.glob(os.path.join(model_dir, "logs", "train", "events.out.tfevents.*"))
+
+    # The same command again resumes at the end: no extra step, same metrics.
+    again = training.train_and_evaluate(config_for(small_world), model_dir)
+    assert again["global_step"] == metrics["global_step"]
+    assert again["auc_valid_read"] == pytest.approx(metrics["auc_valid_read"], abs=1e-9)
+
+    # A baseline's metrics give RelaImpr, and a log-dwell model adds the dwell metrics.
+    other = training.train_and_evaluate(
+        config_for(small_world, "ctr_logdt", epochs=1,
+                   baseline_metrics=os.path.join(model_dir, "eval_metrics.json")),
+        str(tmp_path / "ctr_logdt"))
+    expected = ((other["auc_valid_read"] - 0.5) / (metrics["auc_valid_read"] - 0.5) - 1) * 100
+    assert other["rel_impr"]["auc_valid_read"] == pytest.approx(expected, rel=1e-9)
+    assert other["rel_impr"]["baseline"] == "vr_ndt"
+    assert {"log_dwell_rmse", "dt_mae_class", "dt_weighted_f1",
+            "dt_bias_by_ctr_decile"} <= set(other)
+
+
+def test_model_dir_of_another_model_is_refused(small_world, tmp_path):
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not a dwellrank model directory"):
+        training.train_and_evaluate(config_for(small_world), str(model_dir))
+    trained = str(tmp_path / "trained")
+    training.train_and_evaluate(config_for(small_world, epochs=1, steps_per_epoch=3, eval=None),
+                                trained)
+    with pytest.raises(InputError, match="holds another model.*model"):
+        training.train_and_evaluate(config_for(small_world, "single_ctr", epochs=1,
+                                               steps_per_epoch=3, eval=None), trained)
+
+
+def _cli(args, **kwargs):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    return subprocess.Popen([sys.executable, "-m", "ranking.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _checkpoint_steps(model_dir):
+    return sorted(int(p.split("ckpt-")[1].split(".")[0])
+                  for p in glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-*.index")))
+
+
+def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(small_world,
+                                                                             tmp_path):
+    flagfile = tmp_path / "train.flags"
+    flagfile.write_text("\n".join([
+        "--model=vr_ndt", f"--train={small_world['train']}", f"--eval={small_world['eval']}",
+        f"--stats={small_world['stats']}", "--batch_size=128", "--epochs=2",
+        "--steps_per_epoch=120", "--checkpoint_every=10", "--keep_checkpoints=2",
+        "--deterministic", "--progress=epoch", "--seed=4"]) + "\n")
+    killed_dir = str(tmp_path / "killed")
+    process = _cli([f"--flagfile={flagfile}", f"--model_dir={killed_dir}"])
+    deadline = time.time() + 240
+    # Kill in the second epoch, so that resuming must also keep the finished first epoch.
+    while time.time() < deadline and not [s for s in _checkpoint_steps(killed_dir) if s > 130]:
+        if process.poll() is not None:
+            pytest.fail("training ended before it could be killed:\n" + process.stderr.read())
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    last = _checkpoint_steps(killed_dir)[-1]
+    assert 130 < last < 240
+
+    resumed = _cli([f"--flagfile={flagfile}", f"--model_dir={killed_dir}"])
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert f"global step {last}, epoch 2, {last - 120} batches into it" in out, out
+    assert "epoch 1/2" not in out  # the first epoch is not trained again
+    assert f"epoch 2/2: {240 - last} steps" in out, out
+
+    whole_dir = str(tmp_path / "whole")
+    whole = _cli([f"--flagfile={flagfile}", f"--model_dir={whole_dir}"])
+    whole_out, err = whole.communicate(timeout=300)
+    assert whole.returncode == 0, err
+    killed = json.load(open(os.path.join(killed_dir, "eval_metrics.json")))
+    uninterrupted = json.load(open(os.path.join(whole_dir, "eval_metrics.json")))
+    assert killed["global_step"] == uninterrupted["global_step"] == 240
+    # Same batches in the same order from the same state: the same model.
+    for key in ("auc_valid_read", "auc_ctr", "logloss_valid_read"):
+        assert killed[key] == pytest.approx(uninterrupted[key], rel=1e-6), key
