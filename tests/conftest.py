@@ -39,3 +39,30 @@ def small_world(tmp_path_factory):
     statistics.compute_stats(train, str(root / "stats"))
     return {"root": root, "train": train, "eval": str(root / "sim/logs/day-0[4-5].csv.gz"),
             "stats": str(root / "stats")}
+
+
+@pytest.fixture(scope="session")
+def trained(small_world, tmp_path_factory):
+    """A briefly trained model directory per preset: {preset: model_dir}."""
+    from ranking import training
+    from ranking.models import PRESETS, ModelConfig
+
+    root = tmp_path_factory.mktemp("models")
+    model_dirs = {}
+    for preset in PRESETS:
+        config = training.TrainConfig(train=small_world["train"], stats=small_world["stats"],
+                                      model=ModelConfig(preset), batch_size=256, epochs=1,
+                                      steps_per_epoch=5, progress="none")
+        model_dirs[preset] = str(root / preset)
+        training.train_and_evaluate(config, model_dirs[preset])
+    return model_dirs
+
+
+@pytest.fixture(scope="session")
+def exports(trained, tmp_path_factory):
+    """Each trained preset exported as version 1: {preset: exporter.ExportResult}."""
+    from export import exporter
+
+    base = tmp_path_factory.mktemp("serving")
+    return {preset: exporter.export_saved_model(model_dir, str(base / preset))
+            for preset, model_dir in trained.items()}

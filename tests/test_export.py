@@ -15,23 +15,8 @@ from export import exporter, serving
 from pipelines import logs
 from pipelines.errors import InputError
 from ranking import data, training
-from ranking.models import PRESETS, ModelConfig
 
 ROWS = 64
-
-
-@pytest.fixture(scope="module")
-def trained(small_world, tmp_path_factory):
-    """A briefly trained model directory per preset."""
-    root = tmp_path_factory.mktemp("models")
-    model_dirs = {}
-    for preset in PRESETS:
-        config = training.TrainConfig(train=small_world["train"], stats=small_world["stats"],
-                                      model=ModelConfig(preset), batch_size=256, epochs=1,
-                                      steps_per_epoch=5, progress="none")
-        model_dirs[preset] = str(root / preset)
-        training.train_and_evaluate(config, model_dirs[preset])
-    return model_dirs
 
 
 @pytest.fixture(scope="module")
@@ -49,13 +34,6 @@ def keras_outputs(model_dir, columns):
     model, _ = exporter.load_trained(model_dir)
     outputs = model.network({k: tf.constant(v) for k, v in columns.items()})
     return {k: v.numpy() for k, v in outputs.items()}
-
-
-@pytest.fixture(scope="module")
-def exports(trained, tmp_path_factory):
-    base = tmp_path_factory.mktemp("serving")
-    return {preset: exporter.export_saved_model(model_dir, str(base / preset))
-            for preset, model_dir in trained.items()}
 
 
 ISOLATED = r'''
