@@ -109,12 +109,12 @@ def summarize(results, seeds):
 
 def render(rows, command, seeds):
     lines = [f"| model | valid-read AUC (mean ± std, {seeds} seeds) | RelaImpr vs single_ctr | "
-             "click AUC | training examples/s |", "|---|---|---|---|---|"]
+             "click AUC |", "|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['auc_valid_read_mean']:.4f} ± "
                      f"{r['auc_valid_read_std']:.4f} | {r['rel_impr_mean']:+.2f}% ± "
                      f"{r['rel_impr_std']:.2f} | {r['auc_ctr_mean']:.4f} ± {r['auc_ctr_std']:.4f}"
-                     f" | {r['examples_per_second']:,.0f} |")
+                     " |")
     return "\n".join(lines) + f"\n\nCommand: `{command}`\n"
 
 

@@ -1,0 +1,74 @@
+"""Training throughput: examples/s of each preset at batch 2048, and of the input alone.
+
+    .venv/bin/python benchmarks/bench_train.py --sim=demo_out/sim --stats=demo_out/stats \
+        [--steps=300 --batch_size=2048 --presets=single_ctr,ctr_logdt,vr_logdt,vr_ndt]
+
+Each preset trains for --steps steps in its own process (`ranking.train`, raw CSV.gz logs of
+days 0-10 labelled on the fly); the rate is measured after the first step (which includes
+tracing). The input pipeline alone (read, label, shuffle, batch) is timed in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+def input_rate(train, stats, batch_size, steps):
+    from pipelines import labels
+    from ranking import data, features
+
+    artifact = labels.load_artifact(stats)
+    source = data.open_source(train)
+    spec = features.build_feature_spec(source.schema, artifact.stats["numeric_features"])
+    labeler = labels.labeler_for(source, artifact)
+    dataset = data.labelled_dataset(source, labeler, spec, batch_size, seed=0,
+                                    shuffle_buffer=65536).take(steps)
+    iterator = iter(dataset)
+    next(iterator)
+    started, rows = time.perf_counter(), 0
+    for _, batch_labels in iterator:
+        rows += int(batch_labels["click"].shape[0])
+    return rows / (time.perf_counter() - started)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sim", default="demo_out/sim")
+    parser.add_argument("--stats", default="demo_out/stats")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch_size", type=int, default=2048)
+    parser.add_argument("--presets", default="single_ctr,ctr_logdt,vr_logdt,vr_ndt")
+    args = parser.parse_args()
+    train = f"{args.sim}/logs/day-0*.csv.gz,{args.sim}/logs/day-10.csv.gz"
+    print(f"training examples/s at batch {args.batch_size}, {args.steps} steps, "
+          f"{os.cpu_count()} CPUs:")
+    print(f"  input pipeline alone (read + label + shuffle): "
+          f"{input_rate(train, args.stats, args.batch_size, args.steps):,.0f} examples/s")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    for preset in args.presets.split(","):
+        model_dir = tempfile.mkdtemp(prefix=f"bench-{preset}-")
+        done = subprocess.run(
+            [sys.executable, "-m", "ranking.train", f"--model={preset}", f"--train={train}",
+             f"--stats={args.stats}", f"--model_dir={model_dir}", "--epochs=1",
+             f"--steps_per_epoch={args.steps}", f"--batch_size={args.batch_size}",
+             "--progress=epoch", f"--checkpoint_every={10 * args.steps}"],
+            cwd=REPO, env=env, capture_output=True, text=True)
+        if done.returncode:
+            sys.exit(done.stderr[-3000:])
+        rate = re.search(r"\(([\d,]+) examples/s after the first step\)", done.stdout)
+        print(f"  {preset:11s} {rate.group(1) if rate else '?':>8s} examples/s")
+
+
+if __name__ == "__main__":
+    main()
