@@ -251,7 +251,9 @@ class _ShardWriter:
 
 def _is_label_output(path: str) -> bool:
     names = os.listdir(path)
-    return all(re.match(r"\d{5}-.*\.(csv|tfrecord)(\.gz)?$", n) for n in names)
+    # The label CLI adds summary.json and labels.png beside the shards.
+    return all(re.match(r"\d{5}-.*\.(csv|tfrecord)(\.gz)?$", n)
+               or n in ("summary.json", "labels.png") for n in names)
 
 
 def _account(summary: LabelSummary, batch: dict) -> None:

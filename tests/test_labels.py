@@ -312,6 +312,10 @@ def test_label_cli_bad_input_leaves_no_output(hand, run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "treated as 0: 1" in result.stdout
     assert (tmp_path / "out" / "labels.png").exists()
+    # Re-running over its own output (shards, summary.json, labels.png) replaces it.
+    again = run("pipelines.label", f"--input={bad}", f"--stats={stats_dir}",
+                f"--output_dir={tmp_path}/out", "--format=csv", "--allow_unclicked_dwell")
+    assert again.returncode == 0, again.stderr
 
 
 def test_stats_cli_bad_input(run, tmp_path):

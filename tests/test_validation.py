@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from pipelines import simulator, validation
+from pipelines.errors import InputError
 
 BASE = simulator.SimConfig(num_users=1500, num_items=800, days=4, seed=11)
 
@@ -114,3 +115,11 @@ def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):
                  f"--schema={tmp_path}/schema.pbtxt")
     assert result.returncode == 1 and "weather" in result.stderr
     assert not (tmp_path / "labelled").exists()
+    # Training takes the same schema and refuses before it creates the model directory.
+    from ranking import training
+
+    with pytest.raises(InputError, match="weather"):
+        training.train_and_evaluate(training.TrainConfig(
+            train=f"{root}/newcat/day-03.csv.gz", stats=f"{tmp_path}/stats",
+            schema=f"{tmp_path}/schema.pbtxt"), str(tmp_path / "model"))
+    assert not (tmp_path / "model").exists()
