@@ -150,7 +150,11 @@ def make_strategy(name: str):
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        # Every GPU, or without GPUs every logical CPU device (MirroredStrategy's own default
+        # would take only the first CPU).
+        devices = ([d.name for d in tf.config.list_logical_devices("GPU")]
+                   or [d.name for d in tf.config.list_logical_devices("CPU")])
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "parameter_server":
@@ -219,16 +223,19 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         tf.config.experimental.enable_op_determinism()
     strategy = make_strategy(config.strategy)
     chief = _is_chief(strategy)
+    if strategy.num_replicas_in_sync > 1 and config.progress != "none":
+        _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync; "
+             f"global batch {config.batch_size}")
     from ranking.models import RankingModel
 
+    # Progress counters live on the host, outside the strategy: only this loop updates them.
+    global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+    batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
+    steps_per_epoch_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_per_epoch")
     with strategy.scope():
         model = RankingModel(spec, config.model)
         optimizer = make_optimizer(config.optimizer, config.learning_rate)
-        global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-        batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
-        steps_per_epoch_seen = tf.Variable(0, dtype=tf.int64, trainable=False,
-                                           name="steps_per_epoch")
         # Create every variable now, so a restore fills them all at once.
         model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
         optimizer.build(model.trainable_variables)
