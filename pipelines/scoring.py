@@ -11,8 +11,9 @@ Output directory (appears atomically; re-running replaces an earlier scoring out
 
 Every readable input row gives exactly one output row; an unreadable one (a wrong type, a wrong
 field count, a click of 2, a corrupt TFRecord) gives a dead letter naming its file, line or
-record and the reason, and scoring goes on. After a corrupt compressed stream nothing more of
-that file can be read: one dead letter says from which row. More than `max_dead_letters` dead
+record and the reason, and scoring goes on. A TFRecord cut short or corrupt gets one dead letter
+from its first lost record (the records before it are scored); after a corrupt gzip stream
+nothing more of that file is read (one dead letter from the first unscored row). More than `max_dead_letters` dead
 letters fail the job (something is wrong with the input as a whole).
 
 Engines: `beam` (default) runs tfx_bsl's `RunInference` on Apache Beam (DirectRunner unless
@@ -36,6 +37,7 @@ import os
 import re
 import tempfile
 import typing
+import zlib
 
 import numpy as np
 
@@ -111,9 +113,10 @@ def read_scorable(log_file: logs.LogFile, schema: logs.LogSchema, stored: dict,
     """
     import tensorflow as tf
 
-    current, row_map, tmpdir = log_file, None, None
+    units = _FileUnits(log_file)
+    current, row_map = log_file, None  # row_map: remainder row -> original row
     last_done = 0  # original row number of the last row yielded
-    try:
+    with tempfile.TemporaryDirectory(prefix="dwellrank-score-") as tmpdir:
         while True:
             source = logs.LogSource([current], schema, stored)
             dataset = source.dataset(batch_size, columns=columns, with_source=True)
@@ -121,7 +124,7 @@ def read_scorable(log_file: logs.LogFile, schema: logs.LogSchema, stored: dict,
                 for batch in dataset.as_numpy_iterator():
                     rows = batch[logs.SOURCE_ROW]
                     if row_map is not None:
-                        rows = row_map[rows - _first_row(log_file)]
+                        rows = row_map[rows - units.first_row]
                     batch[logs.SOURCE_ROW] = rows
                     last_done = int(rows[-1]) if len(rows) else last_done
                     yield batch
@@ -132,38 +135,31 @@ def read_scorable(log_file: logs.LogFile, schema: logs.LogSchema, stored: dict,
                     raise
             bad = problem.row
             if bad is not None and row_map is not None:
-                bad = int(row_map[bad - _first_row(log_file)])
-            units = _units(log_file)
-            if bad is None or bad > len(units) + _first_row(log_file) - 1 or _corrupt(problem):
-                # A corrupt stream: nothing after the failure point can be read.
-                dead_letters.append(DeadLetter(log_file.path, last_done + 1, "unreadable from "
-                                               f"here to the end of the file: {problem.reason}",
-                                               ""))
+                bad = int(row_map[bad - units.first_row])
+            if bad is None or _corrupt(problem) or not units.has(bad):
+                # A corrupt stream: nothing after the failure point can be read. The rows
+                # before it that Python could still read are scored from a clean copy.
+                remaining = row_map if row_map is not None else units.rows()
+                readable = remaining[remaining > last_done] if units.cut_short else remaining[:0]
+                first_lost = (units.first_row + len(units.units) if units.cut_short
+                              else last_done + 1 if last_done else units.first_row)
+                dead_letters.append(DeadLetter(
+                    log_file.path, first_lost,
+                    f"unreadable from here to the end of the file: {problem.reason}", ""))
                 _check_count(dead_letters, max_dead_letters)
-                return
-            dead_letters.append(DeadLetter(log_file.path, bad, str(problem.reason)
-                                           + (f" (column '{problem.column}')"
-                                              if problem.column else ""),
-                                           _raw_text(units[bad - _first_row(log_file)])))
+                if not len(readable):
+                    return
+                row_map = readable
+                current = units.write(row_map, os.path.join(tmpdir, f"readable-{len(row_map)}"))
+                continue
+            reason = problem.reason + (f" (column '{problem.column}')" if problem.column else "")
+            dead_letters.append(DeadLetter(log_file.path, bad, reason, units.text(bad)))
             _check_count(dead_letters, max_dead_letters)
-            remaining = (row_map if row_map is not None
-                         else np.arange(_first_row(log_file), len(units) + _first_row(log_file)))
-            keep = remaining[(remaining > last_done) & (remaining != bad)].astype(np.int64)
-            if tmpdir is None:
-                tmpdir = tempfile.mkdtemp(prefix="dwellrank-score-")
-            current = _write_remainder(log_file, units, keep, tmpdir)
-            row_map = keep
-            if not len(keep):
+            remaining = row_map if row_map is not None else units.rows()
+            row_map = remaining[(remaining > last_done) & (remaining != bad)]
+            if not len(row_map):
                 return
-    finally:
-        if tmpdir is not None:
-            import shutil
-
-            shutil.rmtree(tmpdir, ignore_errors=True)
-
-
-def _first_row(log_file: logs.LogFile) -> int:
-    return 2 if log_file.format == "csv" else 1  # CSV line 1 is the header
+            current = units.write(row_map, os.path.join(tmpdir, f"remainder-{len(row_map)}"))
 
 
 def _corrupt(problem: InputError) -> bool:
@@ -171,57 +167,74 @@ def _corrupt(problem: InputError) -> bool:
     return any(k in lowered for k in ("corrupt", "truncated", "not gzip", "data loss"))
 
 
-_UNITS_CACHE: dict = {}
+class _FileUnits:
+    """A log file's rows as bytes, read in Python on the error path only: CSV data lines
+    (without line ends; `first_row` = 2, line 1 being the header) or TFRecord records
+    (`first_row` = 1; a corrupt tail is cut off)."""
 
+    def __init__(self, log_file: logs.LogFile):
+        self.log_file = log_file
+        self.first_row = 2 if log_file.format == "csv" else 1
+        self._units: list | None = None
+        self._header = b""
+        self.cut_short = False  # the Python read stopped at a corrupt tail
 
-def _units(log_file: logs.LogFile) -> list:
-    """The file's data lines (CSV, without line ends; header excluded) or records (TFRecord),
-    read in Python; only on the error path."""
-    if log_file.path in _UNITS_CACHE:
-        return _UNITS_CACHE[log_file.path]
-    if log_file.format == "csv":
-        with logs._open_binary(log_file.path) as handle:
-            data = handle.read()
-        if log_file.gzip:
-            data = gzip.decompress(data)
-        lines = data.split(b"\n")
-        if lines and lines[-1] == b"":
-            lines.pop()
-        units = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-    else:
+    @property
+    def units(self) -> list:
+        if self._units is None:
+            self._units = self._read()
+        return self._units
+
+    def _read(self) -> list:
+        if self.log_file.format == "csv":
+            with logs._open_binary(self.log_file.path) as handle:
+                data = handle.read()
+            try:
+                data = gzip.decompress(data) if self.log_file.gzip else data
+            except (OSError, EOFError, zlib.error):
+                return []  # corrupt gzip: nothing is re-read (a partial salvage is not tried)
+            lines = data.split(b"\n")
+            if lines and lines[-1] == b"":
+                lines.pop()
+            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
+            self._header = lines[0] if lines else b""
+            return lines[1:]
         import tensorflow as tf
 
-        units = []
+        records = []
         try:
-            for record in tf.data.TFRecordDataset(log_file.path,
-                                                  "GZIP" if log_file.gzip else ""):
-                units.append(record.numpy())
+            for record in tf.data.TFRecordDataset(self.log_file.path,
+                                                  "GZIP" if self.log_file.gzip else ""):
+                records.append(record.numpy())
         except tf.errors.OpError:
-            pass  # a corrupt tail: the records before it are usable
-    _UNITS_CACHE.clear()
-    _UNITS_CACHE[log_file.path] = units[1:] if log_file.format == "csv" else units
-    if log_file.format == "csv":
-        _UNITS_CACHE[log_file.path + "\0header"] = units[0] if units else b""
-    return _UNITS_CACHE[log_file.path]
+            self.cut_short = True
+        return records
 
+    def has(self, row: int) -> bool:
+        return self.first_row <= row < self.first_row + len(self.units)
 
-def _write_remainder(log_file, units, keep, tmpdir) -> logs.LogFile:
-    first = _first_row(log_file)
-    if log_file.format == "csv":
-        path = os.path.join(tmpdir, f"remainder-{len(keep)}.csv")
-        header = _UNITS_CACHE.get(log_file.path + "\0header", b"")
-        with open(path, "wb") as handle:
-            handle.write(header + b"\n")
-            for row in keep.tolist():
-                handle.write(units[row - first] + b"\n")
-    else:
-        import tensorflow as tf
+    def rows(self) -> np.ndarray:
+        return np.arange(self.first_row, self.first_row + len(self.units), dtype=np.int64)
 
-        path = os.path.join(tmpdir, f"remainder-{len(keep)}.tfrecord")
-        with tf.io.TFRecordWriter(path) as writer:
-            for row in keep.tolist():
-                writer.write(units[row - first])
-    return logs.expand_inputs([path])[0]
+    def text(self, row: int) -> str:
+        return _raw_text(self.units[row - self.first_row])
+
+    def write(self, rows: np.ndarray, stem: str) -> logs.LogFile:
+        """A plain file holding `rows` (original numbers), in this file's format."""
+        if self.log_file.format == "csv":
+            path = stem + ".csv"
+            with open(path, "wb") as handle:
+                handle.write(self._header + b"\n")
+                for row in rows.tolist():
+                    handle.write(self.units[row - self.first_row] + b"\n")
+        else:
+            import tensorflow as tf
+
+            path = stem + ".tfrecord"
+            with tf.io.TFRecordWriter(path) as writer:
+                for row in rows.tolist():
+                    writer.write(self.units[row - self.first_row])
+        return logs.expand_inputs([path])[0]
 
 
 def _raw_text(unit: bytes) -> str:

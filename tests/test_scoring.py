@@ -155,3 +155,27 @@ def test_rerun_replaces_atomically_and_foreign_directories_are_refused(exports, 
     assert os.listdir(foreign) == ["notes.txt"]
     with gzip.open(out / "00000-part-1.csv.gz", "rt") as handle:
         assert handle.readline().strip() == "impression_id,user_id,item_id,score,ctr"
+
+
+def test_tfrecord_bad_record_and_corrupt_tail(exports, small_world, tmp_path):
+    # 1,500 records: schema sampling reads the first 1,000, so the cut tail is met while scoring.
+    source = logs.open_logs(sorted(glob.glob(small_world["eval"]))[0])
+    columns = {k: v.numpy() for k, v in next(iter(source.dataset(1500))).items()}
+    columns["click"][9] = 2  # record 10
+    path = tmp_path / "logs.tfrecord"
+    logs.write_tfrecord(str(path), columns, compress=False)
+    data = path.read_bytes()
+    path.write_bytes(data[:-30])  # record 1500 cut short
+    out = str(tmp_path / "scores")
+    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
+                                 scoring.ScoreConfig(engine="local"))
+    with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
+        letters = list(csv.DictReader(handle))
+    assert [int(d["row"]) for d in letters] == [10, 1500]
+    assert "click" in letters[0]["reason"]
+    assert letters[1]["reason"].startswith("unreadable from here to the end of the file")
+    assert summary["rows"] == 1498
+    got = pd.read_csv(os.path.join(out, "00000-logs.csv.gz"))
+    ids = columns["impression_id"]
+    assert got["impression_id"].tolist() == [i for k, i in enumerate(ids[:1499].tolist())
+                                             if k != 9]
