@@ -34,6 +34,9 @@ flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch (default: 
 flags.DEFINE_integer("batch_size", 2048, "Global batch size (rows).")
 flags.DEFINE_enum("optimizer", "adam", list(training.OPTIMIZERS), "Optimizer.")
 flags.DEFINE_float("learning_rate", 1e-3, "Learning rate.")
+flags.DEFINE_enum("embedding_optimizer", "same", ["same"] + list(training.OPTIMIZERS),
+                  "Optimizer of the embedding tables (same: --optimizer for everything).")
+flags.DEFINE_float("embedding_learning_rate", 0.05, "Learning rate of --embedding_optimizer.")
 flags.DEFINE_integer("seed", 0, "Seed of initial weights and input order.")
 flags.DEFINE_list("bottom_units", ["256", "128"], "Shared-bottom (or MLP backbone) layer widths.")
 flags.DEFINE_list("tower_units", ["64", "32"], "Hidden widths of each tower (a 1-unit output "
@@ -70,7 +73,8 @@ def config_from_flags() -> training.TrainConfig:
         feature_config=FLAGS.feature_config,
         post_click_features=tuple(FLAGS.post_click_features), batch_size=FLAGS.batch_size,
         epochs=FLAGS.epochs, steps_per_epoch=FLAGS.steps_per_epoch, optimizer=FLAGS.optimizer,
-        learning_rate=FLAGS.learning_rate, seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer,
+        learning_rate=FLAGS.learning_rate, embedding_optimizer=FLAGS.embedding_optimizer,
+        embedding_learning_rate=FLAGS.embedding_learning_rate, seed=FLAGS.seed, shuffle_buffer=FLAGS.shuffle_buffer,
         checkpoint_every=FLAGS.checkpoint_every, keep_checkpoints=FLAGS.keep_checkpoints,
         log_every=FLAGS.log_every, eval_batch_size=FLAGS.eval_batch_size,
         baseline_metrics=FLAGS.baseline_metrics, strategy=FLAGS.strategy, schema=FLAGS.schema,

@@ -156,3 +156,17 @@ def test_mirrored_on_two_cpu_replicas_equals_one_device(small_world, tmp_path):
     assert "mirrored: 2 replicas in sync" in done.stdout
     for key in ("auc_valid_read", "auc_ctr", "logloss_valid_read", "logloss_weighted_valid_read"):
         assert results["mirrored"][key] == pytest.approx(results["default"][key], rel=1e-5), key
+
+
+def test_embedding_optimizer_trains_resumes_and_belongs_to_the_model(small_world, tmp_path):
+    model_dir = str(tmp_path / "m")
+    options = dict(eval=None, epochs=1, steps_per_epoch=3, embedding_optimizer="sgd",
+                   embedding_learning_rate=5.0)
+    training.train_and_evaluate(config_for(small_world, **options), model_dir)
+    # A second epoch resumes from the checkpoint with the composite optimizer's slots.
+    metrics = training.train_and_evaluate(
+        config_for(small_world, **dict(options, epochs=2, eval=small_world["eval"])), model_dir)
+    assert metrics["global_step"] == 6
+    with pytest.raises(InputError, match="holds another model.*training"):
+        training.train_and_evaluate(config_for(small_world, **dict(
+            options, embedding_optimizer="adagrad")), model_dir)
