@@ -66,12 +66,14 @@ def existing_versions(export_base: str) -> list[int]:
 def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) -> list[bytes]:
     """Serialized tf.Examples for warmup: the first `rows` rows of the training logs, or
     examples of default values (empty examples) when those logs cannot be read."""
+    import tensorflow as tf
+
     try:
         source = logs.open_logs(description["training"]["train"], column_types=spec.dtypes)
         batch = next(iter(source.dataset(rows, columns=spec.names)))
         columns = {name: batch[name].numpy() for name in spec.names}
         return logs.serialize_examples(columns)
-    except (InputError, StopIteration, OSError):
+    except (InputError, StopIteration, OSError, tf.errors.OpError):
         return [b""] * rows
 
 

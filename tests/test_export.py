@@ -204,3 +204,11 @@ def test_export_cli(trained, run, tmp_path):
               f"--export_base={tmp_path / 'c'}", "--tower_weights=ctr=1")
     assert bad.returncode == 1 and "serving towers of vr_ndt" in bad.stderr
     assert not os.path.exists(tmp_path / "c" / "1")
+
+
+def test_warmup_falls_back_to_default_examples_without_training_logs(tmp_path):
+    from model_fixtures import tiny_spec
+
+    examples = exporter.warmup_examples({"training": {"train": str(tmp_path / "gone/*.csv")}},
+                                        tiny_spec(), rows=3)
+    assert examples == [b"", b"", b""]  # empty tf.Examples: every feature takes its default
