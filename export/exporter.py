@@ -22,7 +22,6 @@ import re
 import shutil
 import tempfile
 
-import numpy as np
 
 from pipelines import logs
 from pipelines.errors import InputError

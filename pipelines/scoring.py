@@ -31,7 +31,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import gzip
-import io
 import json
 import os
 import re

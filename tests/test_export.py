@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO
 from export import exporter, serving
 from pipelines import logs
 from pipelines.errors import InputError
