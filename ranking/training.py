@@ -239,6 +239,13 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         config_path=config.feature_config)
     train_source = data.open_source(config.train, spec)
     eval_source = data.open_source(config.eval, spec) if config.eval else None
+    # The labellers' counting pass reads every row of the inputs, so bad input is refused here,
+    # before the model directory is created or touched.
+    labeler = labels_lib.labeler_for(train_source, artifact,
+                                     allow_unclicked_dwell=config.allow_unclicked_dwell)
+    eval_labeler = (labels_lib.labeler_for(eval_source, artifact,
+                                           allow_unclicked_dwell=config.allow_unclicked_dwell)
+                    if eval_source is not None else None)
     description = model_description(config, spec, artifact)
     resuming = _prepare_model_dir(model_dir, description)
 
@@ -280,8 +287,6 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     elif resuming:
         _say(f"{model_dir} has this model's config.json but no checkpoint: starting at step 0")
 
-    labeler = labels_lib.labeler_for(train_source, artifact,
-                                     allow_unclicked_dwell=config.allow_unclicked_dwell)
     train_step = _make_train_step(model, optimizer, strategy)
     writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "train")) \
         if chief else tf.summary.create_noop_writer()
@@ -349,7 +354,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
 
     if eval_source is None or not chief:
         return {}
-    result = evaluate(model, eval_source, artifact, spec, config)
+    result = evaluate(model, eval_source, artifact, spec, config, eval_labeler)
     result["global_step"] = int(global_step)
     result["training_seconds_this_run"] = training_seconds
     if throughputs:  # examples/s of this run's last epoch, after its first (tracing) step
@@ -362,10 +367,11 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     return result
 
 
-def evaluate(model, source, artifact, spec, config: TrainConfig) -> dict:
-    """SPEC §6 metrics of `model` on the logs of `source`, labelled with `artifact`."""
-    labeler = labels_lib.labeler_for(source, artifact,
-                                     allow_unclicked_dwell=config.allow_unclicked_dwell)
+def evaluate(model, source, artifact, spec, config: TrainConfig, labeler=None) -> dict:
+    """SPEC §6 metrics of `model` on the logs of `source`, labelled with `artifact` (by
+    `labeler`, made for `source` when not given)."""
+    labeler = labeler or labels_lib.labeler_for(
+        source, artifact, allow_unclicked_dwell=config.allow_unclicked_dwell)
     dataset = data.labelled_dataset(source, labeler, spec, config.eval_batch_size,
                                     allow_unclicked_dwell=config.allow_unclicked_dwell)
     outputs, labels = evaluation.predict(model.network, dataset)

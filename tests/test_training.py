@@ -1,6 +1,7 @@
 """ranking.train: learning, eval_metrics.json, resuming after SIGKILL, model-dir safety."""
 
 import glob
+import gzip
 import json
 import os
 import signal
@@ -170,3 +171,18 @@ def test_embedding_optimizer_trains_resumes_and_belongs_to_the_model(small_world
     with pytest.raises(InputError, match="holds another model.*training"):
         training.train_and_evaluate(config_for(small_world, **dict(
             options, embedding_optimizer="adagrad")), model_dir)
+
+
+def test_bad_training_or_eval_input_leaves_no_model_directory(small_world, tmp_path, run):
+    lines = gzip.open(sorted(glob.glob(small_world["train"]))[0], "rt").read().splitlines()
+    lines[99] = lines[99].replace(",0,0.0,", ",3,0.0,", 1)
+    assert ",3,0.0," in lines[99]
+    dirty = tmp_path / "dirty.csv"
+    dirty.write_text("\n".join(lines) + "\n")
+    for train, evaluate in ((dirty, small_world["eval"]), (small_world["train"], dirty)):
+        model_dir = tmp_path / "model"
+        done = run("ranking.train", f"--train={train}", f"--eval={evaluate}",
+                   f"--stats={small_world['stats']}", f"--model_dir={model_dir}")
+        assert done.returncode == 1
+        assert "dirty.csv, line 100, column 'click': expected 0 or 1, found 3" in done.stderr
+        assert not model_dir.exists()
