@@ -72,10 +72,8 @@ def resolve_saved_model(path: str) -> str:
 
 
 def read_signature(path: str) -> ModelSignature:
-    import tensorflow as tf
-
     path = resolve_saved_model(path)
-    loaded = tf.saved_model.load(path)
+    loaded = _loaded(path)  # the local engine reuses this load
     if "predict_raw" not in loaded.signatures:
         raise InputError(f"{path} has no predict_raw signature: export it with "
                          "python -m export.saved_model")
