@@ -6,6 +6,8 @@ summary.
 
 import dataclasses
 import filecmp
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -16,16 +18,26 @@ from pipelines import logs, simulator
 from pipelines.errors import InputError
 
 
-@pytest.fixture(scope="module")
-def default_world():
-    """The default-size world (about a million impressions), simulated in memory."""
-    config = simulator.SimConfig()
+def simulate_in_memory(config):
+    """(world, log, latent) of `config`'s days under the logging policy."""
     world = simulator.World(config)
     policy = simulator.LoggingPolicy()
     days = [simulator.simulate_day(world, policy, d) for d in range(config.days)]
     log = {k: np.concatenate([d[0][k] for d in days]) for k in simulator.LOG_COLUMNS}
     latent = {k: np.concatenate([d[1][k] for d in days]) for k in days[0][1]}
     return world, log, latent
+
+
+@pytest.fixture(scope="module")
+def default_world():
+    """The default-size world (about a million impressions), simulated in memory."""
+    return simulate_in_memory(simulator.SimConfig())
+
+
+@pytest.fixture(scope="module")
+def entangled_default_world():
+    """The default size in the `entangled` setting."""
+    return simulate_in_memory(simulator.SimConfig(setting="entangled"))
 
 
 def item_index(log):
@@ -37,8 +49,9 @@ def test_default_size_is_about_a_million_impressions(default_world):
     assert 800_000 <= len(log["click"]) <= 1_300_000
 
 
-def test_calibrated_to_the_papers_marginals(default_world):
-    _, log, _ = default_world
+@pytest.mark.parametrize("world_fixture", ["default_world", "entangled_default_world"])
+def test_calibrated_to_the_papers_marginals(world_fixture, request):
+    _, log, _ = request.getfixturevalue(world_fixture)
     click = log["click"] == 1
     assert 0.08 <= click.mean() <= 0.16
     dwell = log["dwell_time"][click]
@@ -195,3 +208,159 @@ def test_cli_bad_arguments_exit_non_zero_without_output(tmp_path, run):
     result = run("pipelines.simulate", f"--output_dir={tmp_path}/new", "--days=0")
     assert result.returncode == 1 and "--days" in result.stderr
     assert not (tmp_path / "new").exists()
+
+
+# Named settings (SPEC §10) -----------------------------------------------------------------------
+
+def world_checksum(config):
+    """SHA-256 of a world's logs, latent ground truth and user and item tables, in memory (so the
+    log writers' format does not enter), floats rounded to 6 decimals."""
+    world = simulator.World(config)
+    policy = simulator.LoggingPolicy()
+    digest = hashlib.sha256()
+
+    def add(name, values):
+        values = np.asarray(values)
+        if values.dtype.kind == "f":
+            values = np.round(values, 6)
+        digest.update(name.encode())
+        digest.update("\n".join(values.astype(str).tolist()).encode())
+
+    for day in range(config.days):
+        log, latent = simulator.simulate_day(world, policy, day)
+        for name in simulator.LOG_COLUMNS:
+            add(name, log[name])
+        for name in ("impression_id", "p_click", "dwell_log_mean"):
+            add(name, latent[name])
+    for table in (simulator.user_table(world), simulator.item_table(world)):
+        for name, values in table.items():
+            add(name, values)
+    return digest.hexdigest()
+
+
+# world_checksum(SMALL) computed with pipelines/simulator.py as it was before settings existed
+# (commit 838b0b6): the `legacy` setting must give that world, byte for byte.
+LEGACY_SMALL_CHECKSUM = "6ca3ffa728b1a67e1a8c7becd82499156b5fd0ba38fecd8b953912d6f5675a43"
+# The constants of that simulator, which `legacy` keeps.
+OLD_CONSTANTS = dict(b0=-2.3, w_interest=1.0, w_clickbait=1.6, m0=4.42, w_interest_dwell=0.25,
+                     w_clickbait_dwell=1.6, dwell_noise=0.7)
+
+
+def test_legacy_setting_is_the_default_and_reproduces_the_world_before_settings():
+    assert simulator.SimConfig().setting == simulator.DEFAULT_SETTING == "legacy"
+    legacy = simulator.SimConfig(num_users=300, num_items=200, days=3, seed=7, setting="legacy")
+    assert legacy == SMALL
+    assert world_checksum(legacy) == LEGACY_SMALL_CHECKSUM
+    assert all(getattr(legacy, name) == value for name, value in OLD_CONSTANTS.items())
+    assert legacy.w_topic == 0
+
+
+def test_settings_set_every_setting_dependent_field_and_document_their_mechanism():
+    dependent = {f.name for f in dataclasses.fields(simulator.SimConfig) if f.default is None}
+    assert {"b0", "w_topic", "w_clickbait", "w_clickbait_dwell"} <= dependent
+    assert {"legacy", "entangled"} <= set(simulator.SETTINGS)
+    for name, setting in simulator.SETTINGS.items():
+        assert set(setting.values) == dependent, name
+        assert len(setting.mechanism) > 200, name
+        config = simulator.SimConfig(setting=name)
+        assert {f: getattr(config, f) for f in dependent} == setting.values
+    # A value given explicitly wins over the setting's.
+    config = simulator.SimConfig(setting="entangled", b0=-1.0)
+    assert config.b0 == -1.0
+    assert config.w_topic == simulator.SETTINGS["entangled"].values["w_topic"]
+
+
+def test_unknown_setting_is_refused_with_the_known_names():
+    with pytest.raises(InputError, match=r"unknown simulator setting 'nope'.*legacy, entangled"):
+        simulator.SimConfig(setting="nope")
+
+
+def test_entangled_setting_is_deterministic_and_differs_from_legacy():
+    entangled = simulator.SimConfig(num_users=300, num_items=200, days=3, seed=7,
+                                    setting="entangled")
+    assert world_checksum(entangled) == world_checksum(entangled) != LEGACY_SMALL_CHECKSUM
+
+
+def test_replace_of_the_setting_alone_is_refused():
+    # It would copy legacy's resolved constants under the name `entangled`.
+    with pytest.raises(ValueError, match="build SimConfig"):
+        dataclasses.replace(SMALL, setting="entangled")
+    assert dataclasses.replace(SMALL, seed=8).setting == "legacy"  # other fields: as before
+
+
+# A medium world per setting: ~57,000 impressions and ~7,000 clicks, 0.3 s each.
+MEDIUM = dict(num_users=2000, num_items=1000, days=4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def medium_worlds():
+    return {name: simulate_in_memory(simulator.SimConfig(setting=name, **MEDIUM))
+            for name in ("legacy", "entangled")}
+
+
+def click_logit(latent):
+    return np.log(latent["p_click"]) - np.log1p(-latent["p_click"])
+
+
+def test_entangled_clicks_pair_high_ctr_with_short_reads_legacy_clicks_do_not(medium_worlds):
+    corr = {}
+    for name, (world, log, latent) in medium_worlds.items():
+        click = log["click"] == 1
+        corr[name] = np.corrcoef(click_logit(latent)[click], latent["dwell_log_mean"][click])[0, 1]
+        summary = simulator.summarize(log, world.config, latent)
+        assert summary["setting"] == name
+        assert summary["clicked_logit_dwell_corr"] == pytest.approx(corr[name])
+    # Over seeds 0-9 at this size, r lies in [-0.40, -0.30] in `entangled` and in [-0.06, 0.07]
+    # in `legacy`; with ~7,000 clicks its sampling error is ~0.01. So -0.2 is met with a wide
+    # margin where the mechanism exists and is far outside legacy's range, where it does not.
+    assert corr["entangled"] < -0.2, corr
+    assert abs(corr["legacy"]) < 0.12, corr
+    # Clickbait: much higher CTR, much shorter reads.
+    world, log, _ = medium_worlds["entangled"]
+    bait = world.item_clickbait[item_index(log)] > 0.5
+    click = log["click"] == 1
+    assert click[bait].mean() > 3 * click[~bait].mean()
+    assert log["dwell_time"][click & bait].mean() < 0.3 * log["dwell_time"][click & ~bait].mean()
+
+
+def test_entangled_post_click_features_act_on_dwell_not_on_clicks(medium_worlds):
+    r2 = {}
+    for name, (world, log, latent) in medium_worlds.items():
+        rows = np.arange(len(log["click"]))
+        # Everything the post-click features can explain, with the user: category one-hot,
+        # ln(length), publish age, and the user's (true) interest in the item's category.
+        user = log["user_id"] - 100_000
+        interest = world.interest(user, item_index(log))
+        design = np.column_stack([post_click_design(log, rows), interest])
+        r2[name] = (r_squared(click_logit(latent), design),
+                    r_squared(latent["dwell_log_mean"], design))
+    # Seeds 0-9 at this size: entangled click 0.01-0.04, dwell 0.59-0.66; legacy click 0.64-0.67.
+    assert r2["entangled"][0] < 0.1 and r2["entangled"][1] > 0.4, r2
+    assert r2["legacy"][0] > 0.5, r2  # where category drives the click through interest
+
+
+def test_ground_truth_holds_the_latent_topic_only_where_it_acts(tmp_path):
+    entangled = simulator.SimConfig(num_users=300, num_items=200, days=3, seed=7,
+                                    setting="entangled")
+    summary = simulator.write_simulation(entangled, str(tmp_path / "sim"), plot=False)
+    assert summary["setting"] == "entangled" and summary["config"]["setting"] == "entangled"
+    assert json.loads((tmp_path / "sim" / "summary.json").read_text())["setting"] == "entangled"
+    items = pd.read_csv(tmp_path / "sim" / "ground_truth" / "items.csv.gz")
+    users = pd.read_csv(tmp_path / "sim" / "ground_truth" / "users.csv.gz")
+    assert "topic" in items and "topic_interest_00" in users
+    world = simulator.World(SMALL)
+    assert "topic" not in simulator.item_table(world)
+    assert not any(k.startswith("topic") for k in simulator.user_table(world))
+
+
+def test_cli_setting_flag(tmp_path, run):
+    result = run("pipelines.simulate", f"--output_dir={tmp_path}/sim", "--num_users=200",
+                 "--num_items=100", "--days=2", "--setting=entangled", "--noplot")
+    assert result.returncode == 0, result.stderr
+    assert "setting entangled" in result.stdout and "corr(true click logit" in result.stdout
+    assert json.loads((tmp_path / "sim" / "summary.json").read_text())["setting"] == "entangled"
+    result = run("pipelines.simulate", f"--output_dir={tmp_path}/bad", "--setting=nope")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: unknown simulator setting 'nope'"), result.stderr
+    assert "legacy, entangled" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "bad").exists()
