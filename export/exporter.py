@@ -144,7 +144,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     model, description = load_trained(model_dir)
     spec, config = training.build_from_description(description)
     try:
-        module = ServingModule(model.network, spec, config.preset, tower_weights)
+        module = ServingModule(model.network, spec, config, tower_weights)
     except ValueError as error:
         raise InputError(str(error)) from None
     model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"

@@ -8,10 +8,12 @@ Signatures (both return the same outputs):
 - `predict_raw`: one input per feature, named as the feature, [batch] of its type (string,
   int64 or float32), for callers that do not build `tf.Example`s.
 
-Outputs, float32 [batch]: `score` (the weighted sum of the serving towers' probabilities; tower
-weights 1 unless exported with others), and every tower's output by name: `ctr`, `valid_read`,
-`weighted_valid_read` (probabilities), `log_dwell` (predicted log(1 + seconds)) and
-`dwell_seconds` (its expm1) for log-dwell towers.
+Outputs (`ranking.models.output_names`, each task's `serving_outputs`), float32: `score`
+[batch] (the weighted sum of the serving outputs; weights 1 unless exported with others), and
+every tower's output by name: `ctr`, `valid_read`, `weighted_valid_read` (probabilities)
+[batch]; `log_dwell` (predicted log(1 + seconds)) and `dwell_seconds` (its expm1) [batch] for
+log-dwell towers; `dwell_probs` [batch, num_bins], `expected_dwell_seconds` and
+`expected_ndt` [batch] for dwell-bin towers.
 
 Missing features: an absent feature in a `tf.Example` takes the feature's default from the
 feature spec ("" for strings, 0 for numbers, as an empty CSV field does in training). A feature
@@ -29,7 +31,7 @@ from typing import Mapping
 import tensorflow as tf
 
 from ranking.features import FeatureSpec
-from ranking.models import PRESETS, serving_score
+from ranking.models import ModelConfig, output_names, serving_score
 
 SIGNATURE_EXAMPLES = "serving_default"
 SIGNATURE_RAW = "predict_raw"
@@ -43,17 +45,10 @@ def feature_parsing_spec(spec: FeatureSpec) -> dict:
             for f in spec.features}
 
 
-def output_names(preset: str) -> tuple[str, ...]:
-    names = ["score"]
-    for tower in PRESETS[preset].towers:
-        names += ["log_dwell", "dwell_seconds"] if tower == "log_dwell" else [tower]
-    return tuple(names)
-
-
 class ServingModule(tf.Module):
     """Wraps a trained network with the two serving signatures."""
 
-    def __init__(self, network: tf.keras.Model, spec: FeatureSpec, preset: str,
+    def __init__(self, network: tf.keras.Model, spec: FeatureSpec, config: ModelConfig,
                  tower_weights: Mapping[str, float] | None = None):
         super().__init__(name="dwellrank")
         # The Keras network is captured by the signature functions, not tracked as an
@@ -65,13 +60,13 @@ class ServingModule(tf.Module):
         self.lookup_tables = [table for layer in network.submodules
                               for table in getattr(layer, "vocabularies", {}).values()]
         self._spec = spec
-        self._preset = preset
+        self._serving = config.serving
         self._weights = dict(tower_weights or {})
-        unknown = set(self._weights) - set(PRESETS[preset].serving)
+        unknown = set(self._weights) - set(self._serving)
         if unknown:
             raise ValueError(f"tower weights for {', '.join(sorted(unknown))}: the serving "
-                             f"towers of {preset} are {', '.join(PRESETS[preset].serving)}")
-        self._outputs = output_names(preset)
+                             f"towers of {config.preset} are {', '.join(self._serving)}")
+        self._outputs = output_names(config)
         self.serve_examples = tf.function(
             self._serve_examples,
             input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
@@ -85,7 +80,7 @@ class ServingModule(tf.Module):
         """Serving outputs of raw feature Tensors [batch]."""
         raw = self._call_network(dict(features))
         result = {name: raw[name] for name in self._outputs if name != "score"}
-        result["score"] = serving_score(raw, PRESETS[self._preset].serving, self._weights)
+        result["score"] = serving_score(raw, self._serving, self._weights)
         return result
 
     def _serve_examples(self, examples):

@@ -801,6 +801,15 @@ def _feature_entries(name: str, values: np.ndarray) -> list[bytes]:
     = {1: BytesList | 2: FloatList | 3: Int64List}; each list holds one (packed) value.
     """
     key = _length_delimited(0x0A, name.encode())
+    if values.ndim == 2 and np.issubdtype(values.dtype, np.floating):
+        # A float vector per row: entry = 0A len (key, 12 len (12 len (0A len <floats LE>))).
+        width = 4 * values.shape[1]
+        float_list = bytes([0x0A]) + _varint(width)
+        feature = bytes([0x12]) + _varint(len(float_list) + width) + float_list
+        head = key + bytes([0x12]) + _varint(len(feature) + width) + feature
+        prefix = bytes([0x0A]) + _varint(len(head) + width) + head
+        raw = np.ascontiguousarray(values, "<f4").tobytes()
+        return [prefix + raw[i:i + width] for i in range(0, len(raw), width)]
     if np.issubdtype(values.dtype, np.integer) or values.dtype == np.bool_:
         # entry = 0A L key 12 (k+4) 1A (k+2) 0A k <varint of k bytes>: lengths depend on k only.
         prefix = [b""] + [_length_delimited(0x0A, key + bytes([0x12, k + 4, 0x1A, k + 2, 0x0A, k])
@@ -829,7 +838,8 @@ def _feature_entries(name: str, values: np.ndarray) -> list[bytes]:
 
 def serialize_examples(columns: Mapping[str, np.ndarray]) -> list[bytes]:
     """One serialized `tf.Example` per row of `columns` (equal-length arrays): integers as
-    int64_list, floats as float_list (float32), anything else (str or bytes) as bytes_list.
+    int64_list, floats as float_list (float32; a 2-D float array [rows, m] gives a float_list of
+    m values per row), anything else (str or bytes) as bytes_list.
 
     Writes the protobuf wire format directly (about 20x faster than building tf.train.Example
     objects); tests check that protobuf parses it back to the same message."""

@@ -5,6 +5,9 @@ Output directory (appears atomically; re-running replaces an earlier scoring out
     NNNNN-<input name>.csv.gz | .tfrecord.gz   one shard per input file, rows in input order:
                                                impression_id (when the logs have it), user_id,
                                                item_id, score, then every tower output
+                                               (a 2-D output such as dwell_probs: one CSV
+                                               column per bin, dwell_probs_0 ...; a float
+                                               list per row in TFRecord)
     dead_letter.csv                            file, row, reason, raw: rows that could not be
                                                read (header only when there are none)
     summary.json                               rows scored, dead letters, per-file counts
@@ -262,14 +265,30 @@ def shard_name(index: int, log_file: logs.LogFile, fmt: str, compress: bool) -> 
 
 
 def write_shard(path: str, columns: dict, fmt: str, compress: bool) -> None:
-    """Writes output columns (ids, score, towers; equal-length arrays) as CSV or TFRecord."""
+    """Writes output columns (ids, score, towers; equal-length arrays) as CSV or TFRecord.
+
+    A 2-D output (`dwell_probs` [rows, bins]) is one column per bin in CSV (`dwell_probs_0`,
+    ...) and one float_list of `bins` values in TFRecord."""
     if fmt == "csv":
+        columns = flatten_columns(columns)
         # Ids come from TensorFlow as bytes; CSV gets their text.
         columns = {k: (np.char.decode(v.astype(bytes), "utf-8") if v.dtype == object else v)
                    for k, v in columns.items()}
         logs.write_csv(path, columns, decimals=7, compress=compress)
     else:
         logs.write_tfrecord(path, columns, compress=compress)
+
+
+def flatten_columns(columns: dict) -> dict:
+    """2-D columns [rows, m] split into m columns `name_0` ... `name_{m-1}`; others as they are."""
+    flat = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.ndim == 2:
+            flat.update({f"{name}_{k}": values[:, k] for k in range(values.shape[1])})
+        else:
+            flat[name] = values
+    return flat
 
 
 def write_dead_letters(path: str, dead_letters: list) -> None:
@@ -455,9 +474,12 @@ def _beam_read(element, job):
 
 
 def _prediction_row(keyed_log, outputs):
+    import tensorflow as tf
+
     key, log = keyed_log
     response = log.predict_log.response.outputs
-    values = tuple(response[o].float_val[0] for o in outputs)
+    # An output is [1] or [1, bins] for the one example of the request.
+    values = tuple(tf.make_ndarray(response[o])[0] for o in outputs)
     return key[0], (key[1],) + tuple(key[2:]) + values
 
 
@@ -476,7 +498,7 @@ def _beam_write(keyed, job, tmp, results_path, paths):
             part[name] = np.asarray(values, dtype=object if isinstance(values[0], bytes)
                                     else None)
         for k, name in enumerate(signature.outputs):
-            part[name] = np.asarray(transposed[1 + len(ids) + k], np.float32)
+            part[name] = np.stack(transposed[1 + len(ids) + k]).astype(np.float32)
         parts.append(part)
     log_file = logs.expand_inputs([paths[index]])[0]
     result = _finish_shard(index, log_file, job, tmp, parts, dead)

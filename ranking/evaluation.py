@@ -10,8 +10,9 @@ Keys:
   valid_read);
 - `towers`: per binary tower, its probability's AUC against click and valid_read;
 - for models with a log-dwell tower, over clicked impressions: `log_dwell_rmse` and the `dt_*`
-  metrics, the predicted bin being the bin of the predicted dwell seconds (bin models use the
-  argmax), bias by decile of the model's CTR-like probability;
+  metrics, the predicted bin being the bin of the predicted dwell seconds; for dwell-bin models
+  the `dt_*` metrics of the served `dwell_probs` (predicted bin = argmax); bias by decile of the
+  model's CTR-like probability (the first binary tower's, when the model has one);
 - `rel_impr` (percent) of `auc_ctr` and `auc_valid_read` against a baseline's metrics.
 """
 
@@ -21,24 +22,24 @@ from typing import Mapping
 
 import numpy as np
 
-from pipelines import labels as labels_lib
 from ranking import metrics
-from ranking.models import PRESETS
-from ranking.tasks import BINARY_TASKS
+from ranking.models import ModelConfig, output_names
 
-OUTPUT_KEYS = ("score", "ctr", "valid_read", "weighted_valid_read", "log_dwell", "dwell_seconds")
 LABEL_KEYS = ("click", "valid_read", "dwell_bin", "dwell_time")
 
 
-def predict(network, dataset) -> tuple[dict, dict]:
+def predict(network, dataset, config: ModelConfig) -> tuple[dict, dict]:
     """Runs `network` over a (features, labels) dataset; returns (outputs, labels) as dicts of
-    NumPy arrays [rows] (only the keys of OUTPUT_KEYS / LABEL_KEYS that exist)."""
+    NumPy arrays ([rows] or [rows, bins]): the model's serving outputs (`output_names`) and
+    the labels LABEL_KEYS."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def step(features):
         outputs = network(features, training=False)
-        return {k: v for k, v in outputs.items() if k in OUTPUT_KEYS}
+        return {k: outputs[k] for k in names}
+
+    names = output_names(config)
 
     outputs, labels = {}, {}
     for features, batch_labels in dataset:
@@ -50,38 +51,37 @@ def predict(network, dataset) -> tuple[dict, dict]:
     return join(outputs), join(labels)
 
 
-def evaluation_metrics(preset: str, outputs: Mapping[str, np.ndarray],
+def evaluation_metrics(config: ModelConfig, outputs: Mapping[str, np.ndarray],
                        labels: Mapping[str, np.ndarray], bin_edges: np.ndarray,
                        bin_medians: np.ndarray) -> dict:
-    """SPEC §6 metrics of one model's predictions (arrays [rows]); see the module docstring."""
+    """SPEC §6 metrics of one model's predictions; see the module docstring. Each task adds
+    its own (`ranking.tasks.Task.evaluate`)."""
     click = np.asarray(labels["click"]).astype(np.int64)
     valid_read = np.asarray(labels["valid_read"]).astype(np.int64)
     score = np.asarray(outputs["score"], np.float64)
     result = {
-        "preset": preset,
+        "preset": config.preset,
         "rows": int(len(click)), "clicks": int(click.sum()), "valid_reads": int(valid_read.sum()),
         "auc_ctr": metrics.auc(click, score),
         "auc_valid_read": metrics.auc(valid_read, score),
+        "towers": {},
     }
-    towers = [t for t in PRESETS[preset].towers if t in BINARY_TASKS]
-    own_label = {"ctr": click, "valid_read": valid_read, "weighted_valid_read": valid_read}
-    for tower in towers:
-        result[f"logloss_{tower}"] = metrics.logloss(own_label[tower], outputs[tower])
-    result["towers"] = {t: {"auc_ctr": metrics.auc(click, outputs[t]),
-                            "auc_valid_read": metrics.auc(valid_read, outputs[t])}
-                        for t in towers}
-    if "log_dwell" in outputs:
-        clicked = click == 1
-        seconds = np.asarray(labels["dwell_time"], np.float64)[clicked]
-        predicted = np.asarray(outputs["log_dwell"], np.float64)[clicked]
-        result["log_dwell_rmse"] = float(np.sqrt(np.mean((predicted - np.log1p(seconds)) ** 2)))
-        pred_bin = labels_lib.assign_bins(np.asarray(outputs["dwell_seconds"],
-                                                     np.float64)[clicked], bin_edges)
-        one_hot = np.eye(len(bin_medians))[pred_bin]
-        p_ctr = outputs[towers[0]][clicked]
-        result.update(metrics.dwell_metrics(np.asarray(labels["dwell_bin"])[clicked], one_hot,
-                                            seconds, bin_medians, p_ctr=p_ctr))
+    tasks = config.make_tasks()
+    binary = [t for t in tasks if t.binary]
+    # The model's click-like probability orders the DT bias by decile (ORCA's Fig. 4).
+    context = {"bin_edges": np.asarray(bin_edges, float),
+               "bin_medians": np.asarray(bin_medians, float),
+               "p_ctr": outputs[binary[0].serving_output] if binary else None}
+    labels = {**labels, "click": click, "valid_read": valid_read}
+    for task in tasks:
+        for key, value in task.evaluate(outputs, labels, context).items():
+            if key == "towers":
+                result["towers"].update(value)
+            else:
+                result[key] = value
     return result
+
+
 
 
 def add_rel_impr(result: dict, baseline: Mapping, baseline_name: str) -> dict:

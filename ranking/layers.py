@@ -21,20 +21,29 @@ class FeatureEncoder(tf.keras.layers.Layer):
     Numeric features: log1p(max(x, 0)) standardized with the stats window's moments, or x as is.
     Outputs are concatenated in the spec's order: embeddings, then numerics.
 
-    `mask` (optional bool [batch]): rows whose post-click features are replaced by their
-    reserved mask row (categorical) or 0 (numeric), for counterfactual masking.
+    `post_click_mask` (optional bool [batch]): rows whose post-click features are replaced by
+    their reserved mask row (categorical) or 0 (numeric), for ORCA's counterfactual masking.
+    (Not `mask`: Keras reserves that argument name and fills it from `_keras_mask`.)
     """
 
-    def __init__(self, spec: FeatureSpec, **kwargs):
+    def __init__(self, spec: FeatureSpec, embedding_init_std: float | None = None, **kwargs):
         super().__init__(**kwargs)
         self.spec = spec
         self.embeddings = {}
+
+        def initializer():
+            # One initializer per table: a shared unseeded instance would give same-shaped
+            # tables identical starting values. None: Keras' default, uniform in [-0.05, 0.05].
+            return ("uniform" if embedding_init_std is None
+                    else tf.keras.initializers.RandomNormal(stddev=embedding_init_std))
+
         self.vocabularies = {}
         for feature in spec.features:
             if feature.kind != "categorical":
                 continue
             self.embeddings[feature.name] = tf.keras.layers.Embedding(
-                feature.num_embeddings, feature.embedding_dim, name=f"{feature.name}_embedding")
+                feature.num_embeddings, feature.embedding_dim, embeddings_initializer=initializer(),
+                name=f"{feature.name}_embedding")
             if feature.vocabulary:
                 self.vocabularies[feature.name] = tf.lookup.StaticHashTable(
                     tf.lookup.KeyValueTensorInitializer(
@@ -61,7 +70,9 @@ class FeatureEncoder(tf.keras.layers.Layer):
             x = (tf.math.log1p(tf.maximum(x, 0.0)) - feature.mean) / feature.std
         return x
 
-    def call(self, inputs: Mapping[str, tf.Tensor], mask: tf.Tensor | None = None) -> tf.Tensor:
+    def call(self, inputs: Mapping[str, tf.Tensor],
+             post_click_mask: tf.Tensor | None = None) -> tf.Tensor:
+        mask = post_click_mask
         embedded, numeric = [], []
         for feature in self.spec.features:
             values = inputs[feature.name]

@@ -74,3 +74,67 @@ class ClickedMeanSquaredError:
                 else tf.cast(sample_weight, tf.float32))
         count = _global_sum(tf.cast(tf.size(squared), tf.float32))
         return tf.math.divide_no_nan(tf.reduce_sum(squared * mask), count)
+
+
+def clicked_sparse_cross_entropy(dwell_bin: tf.Tensor, logits: tf.Tensor,
+                                 weights: tf.Tensor | None = None) -> tf.Tensor:
+    """Softmax cross-entropy (nats) of `logits` [batch, bins] against `dwell_bin` [batch] over
+    clicked rows (dwell_bin >= 0), summed and divided by the global batch's clicked rows.
+
+    Unclicked rows (dwell_bin = -1) never reach the gather: their label is replaced by 0 and
+    their loss multiplied by 0, so they give exactly zero gradient. `weights` [batch] scale
+    each row's loss (ORCA's instance weights)."""
+    dwell_bin = tf.cast(dwell_bin, tf.int64)
+    clicked = dwell_bin >= 0
+    per_row = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.where(clicked, dwell_bin, tf.zeros_like(dwell_bin)),
+        logits=tf.cast(logits, tf.float32))
+    mask = tf.cast(clicked, tf.float32)
+    if weights is not None:
+        mask = mask * tf.cast(weights, tf.float32)
+    clicks = _global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)))
+    return tf.math.divide_no_nan(tf.reduce_sum(tf.where(clicked, per_row * mask, 0.0)), clicks)
+
+
+def entire_space_cross_entropy(click: tf.Tensor, dwell_bin: tf.Tensor, ctr_logit: tf.Tensor,
+                               dwell_logits: tf.Tensor) -> tf.Tensor:
+    """ESMM's loss of the (bins + 1)-way outcome of every impression, / global batch size N.
+
+    log p(no click) = log sigmoid(-ctr_logit); log p(click, bin k) = log sigmoid(ctr_logit)
+    + log_softmax(dwell_logits)_k. click [batch], dwell_bin [batch] (-1 when unclicked),
+    ctr_logit [batch], dwell_logits [batch, bins]."""
+    clicked = tf.equal(tf.cast(click, tf.int64), 1)
+    ctr_logit = tf.cast(ctr_logit, tf.float32)
+    log_bins = tf.nn.log_softmax(tf.cast(dwell_logits, tf.float32), axis=-1)
+    index = tf.where(clicked, tf.cast(dwell_bin, tf.int64), tf.zeros_like(tf.cast(dwell_bin,
+                                                                                  tf.int64)))
+    log_bin = tf.gather(log_bins, tf.maximum(index, 0), batch_dims=1)
+    log_likelihood = tf.where(clicked, tf.math.log_sigmoid(ctr_logit) + log_bin,
+                              tf.math.log_sigmoid(-ctr_logit))
+    count = _global_sum(tf.cast(tf.size(log_likelihood), tf.float32))
+    return tf.math.divide_no_nan(-tf.reduce_sum(log_likelihood), count)
+
+
+def orca_instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.Tensor,
+                          a: float = -0.1, b: float = 0.8, c: float = -0.2) -> tf.Tensor:
+    """ORCA's inverse instance weights, float32 [batch], without gradient (SPEC §4).
+
+    For a clicked row (dwell_bin >= 0): w = relu(l_ctr^a * l_dt^b + c), l_ctr its CTR
+    cross-entropy -log sigmoid(ctr_logit) and l_dt its raw-dwell cross-entropy, both floored at
+    1e-6 (a < 0 would make an exact CTR prediction infinite); unclicked rows weigh 0. The
+    weights are rescaled to mean 1 over the global batch's clicked rows, or are all 1 there
+    when they sum to about 0. a < 0: accurate CTR and poor DT weigh most.
+    """
+    dwell_bin = tf.cast(dwell_bin, tf.int64)
+    clicked = dwell_bin >= 0
+    ctr_logit = tf.stop_gradient(tf.cast(ctr_logit, tf.float32))
+    raw_logits = tf.stop_gradient(tf.cast(raw_logits, tf.float32))
+    l_ctr = tf.maximum(tf.nn.softplus(-ctr_logit), 1e-6)
+    l_dt = tf.maximum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.where(clicked, dwell_bin, tf.zeros_like(dwell_bin)), logits=raw_logits), 1e-6)
+    raw = tf.nn.relu(tf.pow(l_ctr, a) * tf.pow(l_dt, b) + c)
+    raw = tf.where(clicked, raw, 0.0)
+    clicks = _global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)))
+    total = _global_sum(tf.reduce_sum(raw))
+    ones = tf.cast(clicked, tf.float32)
+    return tf.where(total > 1e-12, raw * tf.math.divide_no_nan(clicks, total), ones)

@@ -41,28 +41,58 @@ def small_world(tmp_path_factory):
             "stats": str(root / "stats")}
 
 
+# The simulator's post-click features (pipelines.simulator.POST_CLICK_FEATURES).
+POST_CLICK = ("category", "item_length", "publish_age_hours")
+
+
+class Lazy:
+    """A session cache {key: value} that makes each value on first use (so `-k ple` trains
+    and exports only the models its tests need)."""
+
+    def __init__(self, make):
+        self._make, self._values = make, {}
+
+    def __getitem__(self, key):
+        if key not in self._values:
+            self._values[key] = self._make(key)
+        return self._values[key]
+
+
 @pytest.fixture(scope="session")
 def trained(small_world, tmp_path_factory):
-    """A briefly trained model directory per preset: {preset: model_dir}."""
+    """Briefly trained model directories, made on first use: trained[preset] -> model_dir."""
     from ranking import training
-    from ranking.models import PRESETS, ModelConfig
+    from ranking.models import ModelConfig
 
     root = tmp_path_factory.mktemp("models")
-    model_dirs = {}
-    for preset in PRESETS:
+
+    def train(preset):
         config = training.TrainConfig(train=small_world["train"], stats=small_world["stats"],
                                       model=ModelConfig(preset), batch_size=256, epochs=1,
-                                      steps_per_epoch=5, progress="none")
-        model_dirs[preset] = str(root / preset)
-        training.train_and_evaluate(config, model_dirs[preset])
-    return model_dirs
+                                      steps_per_epoch=5, progress="none",
+                                      post_click_features=POST_CLICK)
+        training.train_and_evaluate(config, str(root / preset))
+        return str(root / preset)
+
+    return Lazy(train)
 
 
 @pytest.fixture(scope="session")
 def exports(trained, tmp_path_factory):
-    """Each trained preset exported as version 1: {preset: exporter.ExportResult}."""
+    """Trained presets exported as version 1, on first use: exports[preset] -> ExportResult."""
     from export import exporter
 
     base = tmp_path_factory.mktemp("serving")
-    return {preset: exporter.export_saved_model(model_dir, str(base / preset))
-            for preset, model_dir in trained.items()}
+    return Lazy(lambda preset: exporter.export_saved_model(trained[preset], str(base / preset)))
+
+
+def _presets():
+    from ranking.models import PRESETS
+
+    return list(PRESETS)
+
+
+@pytest.fixture(scope="session", params=_presets())
+def preset(request):
+    """Each model preset in turn (tests taking it run once per preset: `-k ple` picks one)."""
+    return request.param

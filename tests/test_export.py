@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export import exporter, serving
+from export import exporter
 from pipelines import logs
 from pipelines.errors import InputError
-from ranking import data, training
+from ranking import data, models, training
 
 ROWS = 64
 
@@ -60,8 +60,8 @@ np.savez(sys.argv[4], **{"examples/" + k: v.numpy() for k, v in a.items()},
 '''
 
 
-def test_export_loads_without_project_code_and_matches_keras(trained, exports, eval_rows,
-                                                            tmp_path):
+def test_export_loads_without_project_code_and_matches_keras(preset, trained, exports,
+                                                            eval_rows, tmp_path):
     columns, examples = eval_rows
     np.save(tmp_path / "examples.npy", np.array(examples, dtype=object))
     np.savez(tmp_path / "columns.npz", **columns)
@@ -69,22 +69,33 @@ def test_export_loads_without_project_code_and_matches_keras(trained, exports, e
     script.write_text(ISOLATED)
     # A serving process knows nothing of this project's Keras 2 setting.
     serving_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    for preset, result in exports.items():
-        out = tmp_path / f"{preset}.npz"
-        # -I: isolated mode (no PYTHONPATH, no current directory on sys.path)
-        completed = subprocess.run([sys.executable, "-I", str(script), result.path,
-                                    str(tmp_path / "examples.npy"), str(tmp_path / "columns.npz"),
-                                    str(out)], capture_output=True, text=True, cwd=str(tmp_path),
-                                   env=serving_env)
-        assert completed.returncode == 0, completed.stderr[-3000:]
-        served = dict(np.load(out))
-        expected = keras_outputs(trained[preset], columns)
-        names = serving.output_names(preset)
-        assert {k.split("/")[1] for k in served} == set(names)
-        for name in names:
-            for path in ("examples", "raw"):
-                np.testing.assert_allclose(served[f"{path}/{name}"], expected[name], rtol=1e-5,
-                                           atol=1e-6, err_msg=f"{preset} {path} {name}")
+    result = exports[preset]
+    out = tmp_path / f"{preset}.npz"
+    # -I: isolated mode (no PYTHONPATH, no current directory on sys.path)
+    completed = subprocess.run([sys.executable, "-I", str(script), result.path,
+                                str(tmp_path / "examples.npy"), str(tmp_path / "columns.npz"),
+                                str(out)], capture_output=True, text=True, cwd=str(tmp_path),
+                               env=serving_env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    served = dict(np.load(out))
+    expected = keras_outputs(trained[preset], columns)
+    _, config = training.build_from_description(training.load_model_description(trained[preset]))
+    names = models.output_names(config)
+    assert {k.split("/")[1] for k in served} == set(names)
+    for name in names:
+        for path in ("examples", "raw"):
+            np.testing.assert_allclose(served[f"{path}/{name}"], expected[name], rtol=1e-5,
+                                       atol=1e-6, err_msg=f"{preset} {path} {name}")
+    if "dwell_bins" in config.towers or "entire_space_dwell" in config.towers:
+        # dwell_probs is float32 [batch, num_bins] in both signatures and sums to 1.
+        for path in ("examples", "raw"):
+            probs = served[f"{path}/dwell_probs"]
+            assert probs.dtype == np.float32 and probs.shape == (ROWS, config.task_options.num_bins)
+            np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+        signatures = result.signatures
+        for name in ("serving_default", "predict_raw"):
+            assert signatures[name]["outputs"]["dwell_probs"] == (
+                "float32", [None, config.task_options.num_bins])
 
 
 def test_saved_model_cli_runs_input_examples(exports, trained, eval_rows, tmp_path):

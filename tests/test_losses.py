@@ -59,24 +59,100 @@ def test_unknown_negative_weighting_is_refused():
         losses.click_reweighting_weights(VALID_READ, NDT, 1.0, "zero")
 
 
-@pytest.mark.parametrize("preset,weighting", [("single_ctr", "unit"), ("ctr_logdt", "unit"),
-                                              ("vr_logdt", "unit"), ("vr_ndt", "unit"),
-                                              ("vr_ndt", "ndt")])
+DWELL_BIN = np.array([3, 0, 2, -1, -1, 1])
+MEDIANS = (2.0, 6.0, 15.0, 40.0, 100.0, 250.0, 600.0, 1500.0)
+BIN_NDT = tuple(float(v) for v in np.clip(2.312 / (1 + np.exp(-(np.array(MEDIANS) - 15) / 19.75))
+                                          - 0.737, 0, None))
+
+
+def np_log_softmax(z):
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def np_clicked_ce(bins, logits):
+    clicked = bins >= 0
+    ce = -np_log_softmax(logits)[clicked, bins[clicked]]
+    return ce.sum() / clicked.sum()
+
+
+def test_dwell_bins_loss_is_cross_entropy_over_clicked_rows_only():
+    logits = np.random.default_rng(0).normal(size=(6, 8)) * 2
+    got = losses.clicked_sparse_cross_entropy(tf.constant(DWELL_BIN), tf.constant(logits))
+    assert float(got) == pytest.approx(np_clicked_ce(DWELL_BIN, logits), rel=1e-5)
+    # Unclicked rows (bin -1) give exactly zero gradient; clicked ones do not.
+    variable = tf.Variable(logits, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        loss = losses.clicked_sparse_cross_entropy(tf.constant(DWELL_BIN), variable)
+    gradient = tape.gradient(loss, variable).numpy()
+    assert np.all(gradient[DWELL_BIN < 0] == 0)
+    assert np.all(np.abs(gradient[DWELL_BIN >= 0]).sum(axis=1) > 0)
+    # The softmax gradient of the mean: (p - onehot) / clicks.
+    p = np.exp(np_log_softmax(logits))
+    onehot = np.eye(8)[np.maximum(DWELL_BIN, 0)]
+    np.testing.assert_allclose(gradient[DWELL_BIN >= 0], ((p - onehot) / 4)[DWELL_BIN >= 0],
+                               rtol=1e-4, atol=1e-6)
+    # Instance weights scale each clicked row's term; a batch without clicks costs 0.
+    weights = np.array([2.0, 0.5, 1.0, 9.0, 9.0, 0.0])
+    weighted = losses.clicked_sparse_cross_entropy(tf.constant(DWELL_BIN), tf.constant(logits),
+                                                   tf.constant(weights))
+    ce = -np_log_softmax(logits)[np.arange(6), np.maximum(DWELL_BIN, 0)]
+    assert float(weighted) == pytest.approx(np.sum((weights * ce)[DWELL_BIN >= 0]) / 4, rel=1e-5)
+    none = losses.clicked_sparse_cross_entropy(tf.constant([-1, -1]), tf.constant(logits[:2]))
+    assert float(none) == 0.0
+
+
+def test_entire_space_loss_is_the_joint_outcome_cross_entropy():
+    logits = np.random.default_rng(1).normal(size=(6, 8))
+    got = losses.entire_space_cross_entropy(tf.constant(CLICK), tf.constant(DWELL_BIN),
+                                            tf.constant(LOGITS), tf.constant(logits))
+    p_ctr = 1 / (1 + np.exp(-LOGITS))
+    joint = np.concatenate([(1 - p_ctr)[:, None], p_ctr[:, None] * np.exp(np_log_softmax(logits))],
+                           axis=1)  # [no click, click & bin 0 ... 7]
+    outcome = np.where(CLICK == 1, DWELL_BIN + 1, 0)
+    assert float(got) == pytest.approx(-np.mean(np.log(joint[np.arange(6), outcome])), rel=1e-5)
+
+
+def test_dwell_bin_outputs_and_expected_ndt_equal_numpy():
+    task = tasks.DwellBinsTask(tasks.TaskOptions(dwell_bin_medians=MEDIANS,
+                                                 dwell_bin_ndt=BIN_NDT))
+    logits = np.random.default_rng(2).normal(size=(5, 8))
+    out = {k: v.numpy() for k, v in task.outputs(tf.constant(logits, tf.float32)).items()}
+    p = np.exp(np_log_softmax(logits))
+    np.testing.assert_allclose(out["dwell_probs"], p, rtol=1e-5)
+    np.testing.assert_allclose(out["expected_dwell_seconds"], p @ np.array(MEDIANS), rtol=1e-5)
+    np.testing.assert_allclose(out["expected_ndt"], p @ np.array(BIN_NDT), rtol=1e-5)
+    assert task.output_units == 8 and task.serving_output == "expected_ndt"
+
+
+def test_empty_bins_get_a_finite_representative():
+    got = tasks.bin_medians_for_model([2.0, float("nan"), None, 50.0], [1.0, 4.0, 9.0, 30.0, 80.0])
+    assert got == pytest.approx((2.0, 6.0, np.sqrt(9.0 * 30.0), 50.0))
+
+
+@pytest.mark.parametrize("preset,weighting", [
+    ("single_ctr", "unit"), ("ctr_logdt", "unit"), ("vr_logdt", "unit"), ("vr_ndt", "unit"),
+    ("vr_ndt", "ndt"), ("shared_bottom_dt", "unit"), ("mmoe", "unit"), ("ple", "unit"),
+    ("esmm", "unit"), ("aitm", "unit"), ("deepfm", "unit"), ("dcn_v2", "unit"),
+    ("autoint", "unit"), ("autoint:dwell_bins", "unit")])
 def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
     """The tasks read the right outputs and labels: L = sum of the towers' losses."""
     tf.keras.utils.set_random_seed(1)
     spec = tiny_spec()
-    model = models.RankingModel(spec, models.ModelConfig(preset, negative_weight=0.7,
-                                                         negative_weighting=weighting))
+    preset, _, single_task = preset.partition(":")
+    config = models.ModelConfig(preset, negative_weight=0.7, negative_weighting=weighting,
+                                single_task=single_task or "ctr", dwell_bin_medians=MEDIANS,
+                                dwell_bin_ndt=BIN_NDT)
+    model = models.RankingModel(spec, config)
     features = tiny_batch(spec, 6)
     labels = {"click": tf.constant(CLICK), "valid_read": tf.constant(VALID_READ),
               "ndt": tf.constant(NDT, tf.float32), "log_dwell": tf.constant(LOG_DWELL, tf.float32),
-              "dwell_bin": tf.constant([3, 0, 2, -1, -1, 1]),
+              "dwell_bin": tf.constant(DWELL_BIN),
               "dwell_time": tf.constant(np.expm1(LOG_DWELL))}
     outputs = {k: v.numpy().astype(np.float64) for k, v in model(features).items()}
     got = {k: float(v) for k, v in model.task_losses((features, labels)).items()}
     expected = {}
-    for task in models.PRESETS[preset].towers:
+    for task in config.towers:
         if task == "ctr":
             expected[task] = np.mean(np_bce(CLICK, outputs["ctr_logit"]))
         elif task == "valid_read":
@@ -85,6 +161,14 @@ def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
             negative = 0.7 * (NDT if weighting == "ndt" else np.ones(6))
             w = np.where(VALID_READ == 1, NDT, negative)
             expected[task] = np.sum(w * np_bce(VALID_READ, outputs[f"{task}_logit"])) / 6
+        elif task == "dwell_bins":
+            expected[task] = np_clicked_ce(DWELL_BIN, outputs["dwell_logits"])
+        elif task == "entire_space_dwell":
+            p_ctr = 1 / (1 + np.exp(-outputs["ctr_logit"]))
+            p_bin = np.exp(np_log_softmax(outputs["dwell_logits"]))
+            likelihood = np.where(CLICK == 1, p_ctr * p_bin[np.arange(6), np.maximum(DWELL_BIN, 0)],
+                                  1 - p_ctr)
+            expected[task] = -np.mean(np.log(likelihood))
         else:
             c = CLICK == 1
             expected[task] = np.sum((outputs["log_dwell"][c] - LOG_DWELL[c]) ** 2) / 6
@@ -93,4 +177,4 @@ def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
         assert got[task] == pytest.approx(expected[task], rel=1e-5), task
     total = float(model.compute_loss((features, labels)))
     assert total == pytest.approx(sum(expected.values()), rel=1e-5)
-    assert set(tasks.LABEL_OF[t] for t in got) <= set(labels)
+    assert set(tasks.TASKS[t].label for t in got) <= set(labels)

@@ -1,0 +1,73 @@
+"""PLE (Tang et al., RecSys 2020): progressive layered extraction with CGC levels.
+
+Each level has `task_experts` experts per task and `shared_experts` shared experts. A task's
+gate (softmax over its own and the shared experts, on the task's input of that level) gives the
+task's next input; the shared gate (softmax over every expert of the level, on the shared
+input) gives the next shared input. The paper drops the shared gate at the last level; here it
+is kept there too, as ORCA's h_s (SPEC §4: "the shared gate's output at the last level").
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+from ranking.backbones.mmoe import mix
+from ranking.layers import MLP
+
+
+class CGCLevel(tf.keras.layers.Layer):
+    """One customized gate control level: ({task: x_t}, x_s) -> ({task: h_t}, h_s)."""
+
+    def __init__(self, task_names, task_experts, shared_experts, expert_units, dropout=0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.task_names = tuple(task_names)
+        self.task_experts = {t: [MLP(expert_units, dropout=dropout, name=f"{t}_expert_{k}")
+                                 for k in range(task_experts)] for t in self.task_names}
+        self.shared_experts = [MLP(expert_units, dropout=dropout, name=f"shared_expert_{k}")
+                               for k in range(shared_experts)]
+        self.task_gates = {t: tf.keras.layers.Dense(task_experts + shared_experts,
+                                                    activation="softmax", name=f"{t}_gate")
+                           for t in self.task_names}
+        self.shared_gate = tf.keras.layers.Dense(
+            len(self.task_names) * task_experts + shared_experts, activation="softmax",
+            name="shared_gate")
+
+    def call(self, task_inputs, shared_input, training=None, return_gates=False):
+        shared = [e(shared_input, training=training) for e in self.shared_experts]
+        own = {t: [e(task_inputs[t], training=training) for e in self.task_experts[t]]
+               for t in self.task_names}
+        gates = {t: self.task_gates[t](task_inputs[t]) for t in self.task_names}
+        gates["shared"] = self.shared_gate(shared_input)
+        outputs = {t: mix(tf.stack(own[t] + shared, axis=1), gates[t]) for t in self.task_names}
+        every = [h for t in self.task_names for h in own[t]] + shared
+        shared_output = mix(tf.stack(every, axis=1), gates["shared"])
+        if return_gates:
+            return outputs, shared_output, gates
+        return outputs, shared_output
+
+
+class PLE(tf.keras.layers.Layer):
+    """x [batch, d] -> {task: h_t, "shared": h_s} [batch, expert_units[-1]]."""
+
+    def __init__(self, task_names: Sequence[str], num_levels: int, task_experts: int,
+                 shared_experts: int, expert_units: Sequence[int], dropout: float = 0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if num_levels < 1 or task_experts < 1 or shared_experts < 1:
+            raise ValueError("PLE needs at least one level, one task expert and one shared "
+                             "expert")
+        self.task_names = tuple(task_names)
+        self.levels = [CGCLevel(task_names, task_experts, shared_experts, expert_units,
+                                dropout, name=f"level_{k}") for k in range(num_levels)]
+
+    def call(self, x, training=None, return_gates=False):
+        task_inputs, shared, all_gates = {t: x for t in self.task_names}, x, []
+        for level in self.levels:
+            task_inputs, shared, gates = level(task_inputs, shared, training=training,
+                                               return_gates=True)
+            all_gates.append(gates)
+        outputs = {**task_inputs, "shared": shared}
+        return (outputs, all_gates) if return_gates else outputs

@@ -1,0 +1,23 @@
+"""Shared bottom: one MLP whose output every tower reads (and `single_ctr`'s MLP backbone)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+from ranking.layers import MLP
+
+
+class SharedBottom(tf.keras.layers.Layer):
+    """x [batch, d] -> {task: h, "shared": h}, h = MLP(x) [batch, units[-1]]."""
+
+    def __init__(self, task_names: Sequence[str], units: Sequence[int], dropout: float = 0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.task_names = tuple(task_names)
+        self.mlp = MLP(units, dropout=dropout, name="mlp")
+
+    def call(self, x, training=None):
+        h = self.mlp(x, training=training)
+        return {**{t: h for t in self.task_names}, "shared": h}

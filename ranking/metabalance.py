@@ -1,0 +1,102 @@
+"""MetaBalance (He et al., WWW 2022): auxiliary gradients on shared parameters scaled to the
+main task's (SPEC §4, `--metabalance`).
+
+The main task is the model's first tower (`ctr`); every other task whose loss reaches the
+shared parameters (the feature encoder and the backbone) is auxiliary. Each step:
+
+    m_main <- beta m_main + (1 - beta) ||g_main||,  m_aux <- beta m_aux + (1 - beta) ||g_aux||
+    g_shared = g_main + sum_aux g_aux * r * m_main / m_aux
+
+where the norms are global norms over the shared parameters (of the global batch's gradient:
+replicas' gradients are summed before the norm), and r is `--metabalance_ratio` (the paper's
+relax factor enters the same way: r = 1 gives every auxiliary gradient the main one's
+magnitude). Task-specific parameters (towers, ORCA's NDE) get their own tasks' gradients
+unchanged. The moving averages are variables of this module, kept in the checkpoint, so a
+resumed run continues with the same averages.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import tensorflow as tf
+
+
+def _scale(gradient, factor):
+    if isinstance(gradient, tf.IndexedSlices):
+        return tf.IndexedSlices(gradient.values * factor, gradient.indices, gradient.dense_shape)
+    return gradient * factor
+
+
+def _add(a, b):
+    """Sum of two gradients of one variable (either may be None or IndexedSlices)."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, tf.IndexedSlices) and isinstance(b, tf.IndexedSlices):
+        return tf.IndexedSlices(tf.concat([a.values, b.values], 0),
+                                tf.concat([a.indices, b.indices], 0), a.dense_shape)
+    return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
+
+
+def _summed_rows(gradient):
+    """An IndexedSlices gradient's rows with repeated indices summed (the dense gradient's
+    non-zero rows); a dense gradient as it is."""
+    if not isinstance(gradient, tf.IndexedSlices):
+        return gradient
+    unique, position = tf.unique(gradient.indices)
+    return tf.math.unsorted_segment_sum(gradient.values, position, tf.size(unique))
+
+
+def _global_norm(gradients) -> tf.Tensor:
+    """Norm of the global batch's gradient over `gradients` (None: not reached)."""
+    present = [g for g in gradients if g is not None]
+    if not present:
+        return tf.constant(0.0)
+    context = tf.distribute.get_replica_context()
+    if context is not None and context.num_replicas_in_sync > 1:
+        present = context.all_reduce(tf.distribute.ReduceOp.SUM, present)
+    return tf.linalg.global_norm([_summed_rows(g) for g in present])
+
+
+class MetaBalance(tf.Module):
+    """Moving averages of the main and auxiliary gradient norms, and the balanced gradients."""
+
+    def __init__(self, main_task: str, auxiliary_tasks: Sequence[str], ratio: float = 1.0,
+                 beta: float = 0.9):
+        super().__init__(name="metabalance")
+        self.main_task = main_task
+        self.auxiliary_tasks = tuple(auxiliary_tasks)
+        self.ratio, self.beta = float(ratio), float(beta)
+        aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
+        self.norms = {t: tf.Variable(0.0, trainable=False, name=f"norm_{t}",
+                                     aggregation=aggregation)
+                      for t in (main_task,) + self.auxiliary_tasks}
+        self.steps = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps",
+                                 aggregation=aggregation)
+
+    def _average(self, task: str, norm: tf.Tensor) -> tf.Tensor:
+        # The first step takes the norm itself (no zero-initialization bias).
+        first = tf.equal(self.steps, 0)
+        value = tf.where(first, norm, self.beta * self.norms[task] + (1 - self.beta) * norm)
+        return self.norms[task].assign(value)
+
+    def gradients(self, tape: tf.GradientTape, task_losses: dict, shared: Sequence[tf.Variable],
+                  others: Sequence[tf.Variable]):
+        """(gradients of `shared`, gradients of `others`) for one step; `tape` must be
+        persistent and have recorded `task_losses`."""
+        main = tape.gradient(task_losses[self.main_task], shared)
+        balanced = list(main)
+        main_norm = self._average(self.main_task, _global_norm(main))
+        for task in self.auxiliary_tasks:
+            auxiliary = tape.gradient(task_losses[task], shared)
+            if all(g is None for g in auxiliary):
+                continue  # this task does not reach the shared parameters (ORCA's NDE)
+            norm = self._average(task, _global_norm(auxiliary))
+            factor = self.ratio * tf.math.divide_no_nan(main_norm, norm)
+            balanced = [_add(b, None if g is None else _scale(g, factor))
+                        for b, g in zip(balanced, auxiliary)]
+        self.steps.assign_add(1)
+        total = tf.add_n(list(task_losses.values()))
+        return balanced, tape.gradient(total, others)

@@ -1,0 +1,75 @@
+"""evaluation_metrics of dwell-bin models against scikit-learn on the same arrays (SPEC §6)."""
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from ranking import evaluation, models
+
+MEDIANS = (2.0, 6.0, 15.0, 40.0, 100.0, 250.0, 600.0, 1500.0)
+EDGES = np.array([1.0, 4.0, 9.0, 25.0, 60.0, 150.0, 400.0, 900.0, 3000.0])
+
+
+def synthetic(rows=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    click = (rng.random(rows) < 0.2).astype(np.int64)
+    valid_read = click * (rng.random(rows) < 0.8)
+    true_bin = np.where(click == 1, rng.integers(0, 8, rows), -1)
+    seconds = np.where(click == 1, np.array(MEDIANS)[np.maximum(true_bin, 0)]
+                       * rng.uniform(0.7, 1.3, rows), 0.0)
+    logits = rng.normal(size=(rows, 8)) + 2.0 * np.eye(8)[np.maximum(true_bin, 0)]
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    ctr = np.clip(0.2 + 0.3 * click + rng.normal(0, 0.2, rows), 0.01, 0.99)
+    outputs = {"ctr": ctr, "dwell_probs": probs, "expected_ndt": probs @ np.linspace(0, 1.5, 8)}
+    outputs["score"] = outputs["ctr"] + outputs["expected_ndt"]
+    labels = {"click": click, "valid_read": valid_read, "dwell_bin": true_bin,
+              "dwell_time": seconds}
+    return outputs, labels
+
+
+@pytest.mark.parametrize("preset", ["mmoe", "esmm"])
+def test_dwell_metrics_of_a_bin_model_equal_scikit_learn(preset):
+    outputs, labels = synthetic()
+    config = models.ModelConfig(preset, dwell_bin_medians=MEDIANS, dwell_bin_ndt=MEDIANS)
+    result = evaluation.evaluation_metrics(config, outputs, labels, EDGES, np.array(MEDIANS))
+    clicked = labels["click"] == 1
+    true_bin = labels["dwell_bin"][clicked]
+    pred_bin = outputs["dwell_probs"][clicked].argmax(axis=1)
+    assert result["auc_ctr"] == pytest.approx(sk.roc_auc_score(labels["click"], outputs["score"]))
+    assert result["towers"]["ctr"]["auc_ctr"] == pytest.approx(
+        sk.roc_auc_score(labels["click"], outputs["ctr"]))
+    assert result["logloss_ctr"] == pytest.approx(sk.log_loss(labels["click"], outputs["ctr"]))
+    assert result["dt_mae_class"] == pytest.approx(sk.mean_absolute_error(true_bin, pred_bin))
+    assert result["dt_rmse_class"] == pytest.approx(
+        np.sqrt(sk.mean_squared_error(true_bin, pred_bin)))
+    assert result["dt_weighted_f1"] == pytest.approx(
+        sk.f1_score(true_bin, pred_bin, average="weighted"))
+    assert result["dt_macro_precision"] == pytest.approx(
+        sk.precision_score(true_bin, pred_bin, average="macro", zero_division=0))
+    assert result["dt_macro_recall"] == pytest.approx(
+        sk.recall_score(true_bin, pred_bin, average="macro", zero_division=0))
+    seconds = labels["dwell_time"][clicked]
+    assert result["dt_mae_seconds"] == pytest.approx(
+        sk.mean_absolute_error(seconds, np.array(MEDIANS)[pred_bin]))
+    assert result["dt_rmse_seconds"] == pytest.approx(
+        np.sqrt(sk.mean_squared_error(seconds, np.array(MEDIANS)[pred_bin])))
+    assert result["dt_pred_bin_distribution"] == pytest.approx(
+        list(np.bincount(pred_bin, minlength=8) / clicked.sum()))
+    # The bias by CTR decile orders clicked rows by the ctr tower's probability.
+    deciles = result["dt_bias_by_ctr_decile"]
+    assert len(deciles) == 10
+    order = np.argsort(outputs["ctr"][clicked], kind="mergesort")
+    lowest = order[: int(np.ceil(clicked.sum() / 10))]
+    assert deciles[0]["bias_bins"] == pytest.approx(np.mean(pred_bin[lowest] - true_bin[lowest]),
+                                                    abs=0.05)
+
+
+def test_a_dwell_only_single_task_model_has_no_ctr_decile_bias():
+    outputs, labels = synthetic(rows=500)
+    outputs = {k: v for k, v in outputs.items() if k != "ctr"}
+    outputs["score"] = outputs["expected_ndt"]
+    config = models.ModelConfig("deepfm", single_task="dwell_bins", dwell_bin_medians=MEDIANS,
+                                dwell_bin_ndt=MEDIANS)
+    result = evaluation.evaluation_metrics(config, outputs, labels, EDGES, np.array(MEDIANS))
+    assert "dt_weighted_f1" in result and "dt_bias_by_ctr_decile" not in result
+    assert result["towers"] == {}

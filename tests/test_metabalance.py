@@ -1,0 +1,71 @@
+"""MetaBalance: balanced gradients against a hand computation; exact resume of an ORCA model
+with MetaBalance (its moving averages and ORCA's mask counter live in the checkpoint)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model_fixtures import tiny_batch, tiny_spec
+from ranking import models, training
+from ranking.metabalance import MetaBalance
+from test_orca import BIN_NDT, MEDIANS, labels_for
+
+
+def flat(gradients, like):
+    """Dense NumPy gradients; None (a variable the loss does not reach) as zeros."""
+    return [np.zeros(v.shape) if g is None else tf.convert_to_tensor(g).numpy()
+            for g, v in zip(gradients, like)]
+
+
+def test_auxiliary_gradients_take_ratio_times_the_main_norm():
+    tf.keras.utils.set_random_seed(0)
+    spec = tiny_spec()
+    model = models.RankingModel(spec, models.ModelConfig(
+        "mmoe", dwell_bin_medians=MEDIANS, dwell_bin_ndt=BIN_NDT))
+    features, labels = tiny_batch(spec, 32), labels_for(32)
+    shared = model.shared_variables()
+    others = [v for v in model.trainable_variables if all(v is not s for s in shared)]
+    balance = MetaBalance("ctr", ("dwell_bins",), ratio=0.5, beta=0.9)
+    norms = []
+    for step in range(2):
+        with tf.GradientTape(persistent=True) as tape:
+            task_losses = model.task_losses((features, labels), training=True)
+        got_shared, got_others = balance.gradients(tape, task_losses, shared, others)
+        main = flat(tape.gradient(task_losses["ctr"], shared), shared)
+        aux = flat(tape.gradient(task_losses["dwell_bins"], shared), shared)
+        norms.append((np.sqrt(sum(np.sum(g ** 2) for g in main)),
+                      np.sqrt(sum(np.sum(g ** 2) for g in aux))))
+        if step == 0:
+            m_main, m_aux = norms[0]
+        else:  # moving averages from the second step on
+            m_main = 0.9 * norms[0][0] + 0.1 * norms[1][0]
+            m_aux = 0.9 * norms[0][1] + 0.1 * norms[1][1]
+        factor = 0.5 * m_main / m_aux
+        for g, a, b in zip(flat(got_shared, shared), main, aux):
+            np.testing.assert_allclose(g, a + factor * b, rtol=1e-4, atol=1e-7)
+        # Task-specific variables keep their plain gradients.
+        total = tf.add_n(list(task_losses.values()))
+        for g, expected in zip(flat(got_others, others),
+                               flat(tape.gradient(total, others), others)):
+            np.testing.assert_allclose(g, expected, rtol=1e-6)
+        assert float(balance.norms["ctr"]) == pytest.approx(m_main, rel=1e-5)
+        # A different batch for the second step.
+        features, labels = tiny_batch(spec, 32, seed=1), labels_for(32, seed=1)
+
+
+def test_orca_with_metabalance_resumes_exactly(small_world, tmp_path):
+    def config(epochs):
+        return training.TrainConfig(
+            train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
+            model=models.ModelConfig("mmoe_orca"), batch_size=256, epochs=epochs,
+            steps_per_epoch=6, seed=2, post_click_features=("category", "item_length"),
+            metabalance=True, metabalance_ratio=0.8, deterministic=True, progress="none")
+
+    whole = training.train_and_evaluate(config(2), str(tmp_path / "whole"))
+    training.train_and_evaluate(config(1), str(tmp_path / "resumed"))
+    resumed = training.train_and_evaluate(config(2), str(tmp_path / "resumed"))
+    assert resumed["global_step"] == whole["global_step"] == 12
+    for key in ("auc_ctr", "dt_mae_class", "dt_weighted_f1", "logloss_ctr"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
+    # Without restoring the averages and the mask counter the runs would part.
+    assert resumed["raw_dwell"]["dt_mae_class"] == pytest.approx(whole["raw_dwell"]["dt_mae_class"])
