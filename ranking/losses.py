@@ -76,10 +76,16 @@ class ClickedMeanSquaredError:
         return tf.math.divide_no_nan(tf.reduce_sum(squared * mask), count)
 
 
+DT_DENOMINATORS = ("batch", "clicks")
+
+
 def clicked_sparse_cross_entropy(dwell_bin: tf.Tensor, logits: tf.Tensor,
-                                 weights: tf.Tensor | None = None) -> tf.Tensor:
+                                 weights: tf.Tensor | None = None,
+                                 denominator: str = "batch") -> tf.Tensor:
     """Softmax cross-entropy (nats) of `logits` [batch, bins] against `dwell_bin` [batch] over
-    clicked rows (dwell_bin >= 0), summed and divided by the global batch's clicked rows.
+    clicked rows (dwell_bin >= 0), summed and divided by the global batch size N
+    (`denominator` "batch", like every loss here) or by the global batch's clicked rows
+    ("clicks": the mean over clicks, ~1/CTR times heavier against the click loss).
 
     Unclicked rows (dwell_bin = -1) never reach the gather: their label is replaced by 0 and
     their loss multiplied by 0, so they give exactly zero gradient. `weights` [batch] scale
@@ -92,8 +98,11 @@ def clicked_sparse_cross_entropy(dwell_bin: tf.Tensor, logits: tf.Tensor,
     mask = tf.cast(clicked, tf.float32)
     if weights is not None:
         mask = mask * tf.cast(weights, tf.float32)
-    clicks = _global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)))
-    return tf.math.divide_no_nan(tf.reduce_sum(tf.where(clicked, per_row * mask, 0.0)), clicks)
+    if denominator not in DT_DENOMINATORS:
+        raise ValueError(f"denominator must be one of {DT_DENOMINATORS}, not {denominator!r}")
+    count = _global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)) if denominator == "clicks"
+                        else tf.cast(tf.size(dwell_bin), tf.float32))
+    return tf.math.divide_no_nan(tf.reduce_sum(tf.where(clicked, per_row * mask, 0.0)), count)
 
 
 def entire_space_cross_entropy(click: tf.Tensor, dwell_bin: tf.Tensor, ctr_logit: tf.Tensor,

@@ -114,6 +114,7 @@ class ModelConfig:
     log_dwell_std: float = 1.0
     dwell_bin_medians: tuple[float, ...] = ()
     dwell_bin_ndt: tuple[float, ...] = ()
+    dt_denominator: str = "batch"  # dwell-bin losses / batch size N, or / clicks (tasks.py)
     # ORCA (the *_orca presets, or `orca` on shared_bottom_dt; see ranking.orca).
     orca: bool = False
     mask_prob: float = 0.2
@@ -158,7 +159,8 @@ class ModelConfig:
         return tasks_lib.TaskOptions(
             self.negative_weight, self.negative_weighting, self.log_dwell_mean,
             self.log_dwell_std, tuple(self.dwell_bin_medians), tuple(self.dwell_bin_ndt),
-            orca=self.uses_orca, alpha=self.alpha, beta=self.beta,
+            dt_denominator=self.dt_denominator, orca=self.uses_orca, alpha=self.alpha,
+            beta=self.beta,
             instance_weights=self.instance_weights, iw_a=self.iw_a, iw_b=self.iw_b,
             iw_c=self.iw_c)
 
@@ -188,6 +190,8 @@ def check_config(config: ModelConfig) -> None:
         raise ValueError(f"ORCA needs a ctr and a dwell_bins tower on a "
                          f"{', '.join(ORCA_BACKBONES)} backbone; {config.preset} has "
                          f"{', '.join(config.spec.towers)} on {config.spec.backbone}")
+    if config.dt_denominator not in ("batch", "clicks"):
+        raise ValueError(f"dt_denominator must be batch or clicks, not {config.dt_denominator!r}")
     if not 0.0 <= config.mask_prob <= 1.0:
         raise ValueError(f"mask_prob must be in [0, 1], not {config.mask_prob}")
 

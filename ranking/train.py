@@ -80,6 +80,9 @@ flags.DEFINE_integer("cross_layers", MODEL["cross_layers"], "dcn_v2: cross layer
 flags.DEFINE_integer("attention_layers", MODEL["attention_layers"],
                      "autoint: interacting layers.")
 flags.DEFINE_integer("attention_heads", MODEL["attention_heads"], "autoint: attention heads.")
+flags.DEFINE_enum("dt_denominator", MODEL["dt_denominator"], ["batch", "clicks"],
+                  "Dwell-bin losses (clicked rows) divided by the batch size, or by the clicks "
+                  "(their mean over clicked rows).")
 flags.DEFINE_bool("orca", MODEL["orca"], "ORCA on shared_bottom_dt (mmoe_orca and ple_orca "
                   "have it by preset).")
 flags.DEFINE_float("mask_prob", MODEL["mask_prob"], "ORCA: probability that an example's "
@@ -134,7 +137,7 @@ def config_from_flags() -> training.TrainConfig:
         task_experts=FLAGS.task_experts, shared_experts=FLAGS.shared_experts,
         field_dim=FLAGS.field_dim, cross_layers=FLAGS.cross_layers,
         attention_layers=FLAGS.attention_layers, attention_heads=FLAGS.attention_heads,
-        orca=FLAGS.orca, mask_prob=FLAGS.mask_prob, alpha=FLAGS.alpha, beta=FLAGS.beta,
+        dt_denominator=FLAGS.dt_denominator, orca=FLAGS.orca, mask_prob=FLAGS.mask_prob, alpha=FLAGS.alpha, beta=FLAGS.beta,
         instance_weights=FLAGS.instance_weights, iw_a=FLAGS.iw_a, iw_b=FLAGS.iw_b,
         iw_c=FLAGS.iw_c, scd_heads=FLAGS.scd_heads)
     return training.TrainConfig(

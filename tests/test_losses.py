@@ -70,35 +70,41 @@ def np_log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
-def np_clicked_ce(bins, logits):
+def np_clicked_ce(bins, logits, denominator="batch"):
+    """NumPy: the sum of the clicked rows' cross-entropies over the batch size or the clicks."""
     clicked = bins >= 0
     ce = -np_log_softmax(logits)[clicked, bins[clicked]]
-    return ce.sum() / clicked.sum()
+    return ce.sum() / (len(bins) if denominator == "batch" else clicked.sum())
 
 
-def test_dwell_bins_loss_is_cross_entropy_over_clicked_rows_only():
+@pytest.mark.parametrize("denominator,count", [("batch", 6), ("clicks", 4)])
+def test_dwell_bins_loss_is_cross_entropy_over_clicked_rows_only(denominator, count):
     logits = np.random.default_rng(0).normal(size=(6, 8)) * 2
-    got = losses.clicked_sparse_cross_entropy(tf.constant(DWELL_BIN), tf.constant(logits))
-    assert float(got) == pytest.approx(np_clicked_ce(DWELL_BIN, logits), rel=1e-5)
+    got = losses.clicked_sparse_cross_entropy(tf.constant(DWELL_BIN), tf.constant(logits),
+                                              denominator=denominator)
+    assert float(got) == pytest.approx(np_clicked_ce(DWELL_BIN, logits, denominator), rel=1e-5)
     # Unclicked rows (bin -1) give exactly zero gradient; clicked ones do not.
     variable = tf.Variable(logits, dtype=tf.float32)
     with tf.GradientTape() as tape:
-        loss = losses.clicked_sparse_cross_entropy(tf.constant(DWELL_BIN), variable)
+        loss = losses.clicked_sparse_cross_entropy(tf.constant(DWELL_BIN), variable,
+                                                   denominator=denominator)
     gradient = tape.gradient(loss, variable).numpy()
     assert np.all(gradient[DWELL_BIN < 0] == 0)
     assert np.all(np.abs(gradient[DWELL_BIN >= 0]).sum(axis=1) > 0)
-    # The softmax gradient of the mean: (p - onehot) / clicks.
+    # The softmax cross-entropy's gradient: (p - onehot) / count.
     p = np.exp(np_log_softmax(logits))
     onehot = np.eye(8)[np.maximum(DWELL_BIN, 0)]
-    np.testing.assert_allclose(gradient[DWELL_BIN >= 0], ((p - onehot) / 4)[DWELL_BIN >= 0],
+    np.testing.assert_allclose(gradient[DWELL_BIN >= 0], ((p - onehot) / count)[DWELL_BIN >= 0],
                                rtol=1e-4, atol=1e-6)
     # Instance weights scale each clicked row's term; a batch without clicks costs 0.
     weights = np.array([2.0, 0.5, 1.0, 9.0, 9.0, 0.0])
     weighted = losses.clicked_sparse_cross_entropy(tf.constant(DWELL_BIN), tf.constant(logits),
-                                                   tf.constant(weights))
+                                                   tf.constant(weights), denominator)
     ce = -np_log_softmax(logits)[np.arange(6), np.maximum(DWELL_BIN, 0)]
-    assert float(weighted) == pytest.approx(np.sum((weights * ce)[DWELL_BIN >= 0]) / 4, rel=1e-5)
-    none = losses.clicked_sparse_cross_entropy(tf.constant([-1, -1]), tf.constant(logits[:2]))
+    assert float(weighted) == pytest.approx(np.sum((weights * ce)[DWELL_BIN >= 0]) / count,
+                                            rel=1e-5)
+    none = losses.clicked_sparse_cross_entropy(tf.constant([-1, -1]), tf.constant(logits[:2]),
+                                               denominator=denominator)
     assert float(none) == 0.0
 
 
@@ -134,15 +140,17 @@ def test_empty_bins_get_a_finite_representative():
     ("single_ctr", "unit"), ("ctr_logdt", "unit"), ("vr_logdt", "unit"), ("vr_ndt", "unit"),
     ("vr_ndt", "ndt"), ("shared_bottom_dt", "unit"), ("mmoe", "unit"), ("ple", "unit"),
     ("esmm", "unit"), ("aitm", "unit"), ("deepfm", "unit"), ("dcn_v2", "unit"),
-    ("autoint", "unit"), ("autoint:dwell_bins", "unit")])
+    ("autoint", "unit"), ("autoint:dwell_bins", "unit"), ("mmoe:clicks", "unit")])
 def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
     """The tasks read the right outputs and labels: L = sum of the towers' losses."""
     tf.keras.utils.set_random_seed(1)
     spec = tiny_spec()
-    preset, _, single_task = preset.partition(":")
+    preset, _, variant = preset.partition(":")
+    denominator = "clicks" if variant == "clicks" else "batch"
     config = models.ModelConfig(preset, negative_weight=0.7, negative_weighting=weighting,
-                                single_task=single_task or "ctr", dwell_bin_medians=MEDIANS,
-                                dwell_bin_ndt=BIN_NDT)
+                                single_task=variant if variant == "dwell_bins" else "ctr",
+                                dwell_bin_medians=MEDIANS, dwell_bin_ndt=BIN_NDT,
+                                dt_denominator=denominator)
     model = models.RankingModel(spec, config)
     features = tiny_batch(spec, 6)
     labels = {"click": tf.constant(CLICK), "valid_read": tf.constant(VALID_READ),
@@ -162,7 +170,7 @@ def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
             w = np.where(VALID_READ == 1, NDT, negative)
             expected[task] = np.sum(w * np_bce(VALID_READ, outputs[f"{task}_logit"])) / 6
         elif task == "dwell_bins":
-            expected[task] = np_clicked_ce(DWELL_BIN, outputs["dwell_logits"])
+            expected[task] = np_clicked_ce(DWELL_BIN, outputs["dwell_logits"], denominator)
         elif task == "entire_space_dwell":
             p_ctr = 1 / (1 + np.exp(-outputs["ctr_logit"]))
             p_bin = np.exp(np_log_softmax(outputs["dwell_logits"]))

@@ -153,8 +153,9 @@ def test_instance_weights_equal_numpy_and_average_one_over_clicks():
     np.testing.assert_array_equal(zero, clicked.astype(np.float32))
 
 
-def test_nde_loss_is_beta_times_the_weighted_debiased_cross_entropy():
-    spec, model = orca_model(beta=0.5, alpha=2.0)
+@pytest.mark.parametrize("denominator", ["batch", "clicks"])
+def test_nde_loss_is_beta_times_the_weighted_debiased_cross_entropy(denominator):
+    spec, model = orca_model(beta=0.5, alpha=2.0, dt_denominator=denominator)
     features, labels = tiny_batch(spec, ROWS), labels_for(ROWS, seed=1)
     outputs = model(features, training=False)
     got = {k: float(v) for k, v in model.task_losses((features, labels)).items()}
@@ -169,8 +170,9 @@ def test_nde_loss_is_beta_times_the_weighted_debiased_cross_entropy():
     raw_ce = ce(outputs["raw_dwell_logits"].numpy())
     weights = losses.orca_instance_weights(labels["dwell_bin"], outputs["ctr_logit"],
                                            outputs["raw_dwell_logits"]).numpy()
-    assert got["dwell_bins"] == pytest.approx(2.0 * raw_ce[clicked].mean(), rel=1e-5)
-    expected = 0.5 * np.sum((weights * ce(outputs["dwell_logits"].numpy()))[clicked]) / clicked.sum()
+    count = ROWS if denominator == "batch" else clicked.sum()
+    assert got["dwell_bins"] == pytest.approx(2.0 * raw_ce[clicked].sum() / count, rel=1e-5)
+    expected = 0.5 * np.sum((weights * ce(outputs["dwell_logits"].numpy()))[clicked]) / count
     assert got["nde"] == pytest.approx(expected, rel=1e-5)
 
 
