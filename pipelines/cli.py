@@ -12,6 +12,8 @@ import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# The same for processes the tools start (Beam's multi-processing workers).
+os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
 
 # Library chatter at import time (e.g. google.api_core's Python-version notice) is not ours.
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -19,7 +21,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 from absl import app, flags, logging  # noqa: E402
 
-from pipelines.errors import InputError  # noqa: E402
+from pipelines.errors import InputError, quiet_input_error_logs  # noqa: E402
 
 
 def report(error: InputError) -> None:
@@ -38,6 +40,7 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         logging.set_verbosity(logging.ERROR)
+        quiet_input_error_logs()
         try:
             return main(argv)
         except InputError as error:

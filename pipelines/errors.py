@@ -9,7 +9,9 @@ through `parse_example`'s `names`) back into an `InputError`.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import sys
 
 # Prefix of every in-graph input-check message (see pipelines/logs.py).
 MARKER = "dwellrank-input-error: "
@@ -77,6 +79,7 @@ def from_tf_error(error: Exception) -> InputError | None:
 def reraised_from_workers():
     """Driver side of a Beam pipeline: an input error raised in a worker (see
     `logs.input_errors_for_beam`) comes back, wrapped by the runner, as the InputError it was."""
+    quiet_input_error_logs()
     try:
         yield
     except InputError:
@@ -86,3 +89,64 @@ def reraised_from_workers():
         if translated is None:
             raise
         raise translated from None
+
+
+class _InputErrorRecords(logging.Filter):
+    """Drops log records about bad input carried from a Beam worker (their text holds MARKER):
+    Beam logs each failed bundle with its traceback before the driver re-raises the error,
+    which the tool then prints as one readable line. Other records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is not ours to judge
+            return True
+        error = record.exc_info[1] if record.exc_info else None
+        seen = 0
+        while error is not None and seen < 10:  # the exception and what it was raised from
+            text += str(error)
+            error = error.__cause__ or error.__context__
+            seen += 1
+        return MARKER not in text
+
+
+_FILTER = _InputErrorRecords()
+
+
+class _MarkerFreeStream:
+    """A text stream that drops writes carrying MARKER and passes everything else: Beam's SDK
+    worker also prints a failed instruction's traceback straight to stderr
+    (`sdk_worker._execute`), outside logging."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._dropped = False
+
+    def write(self, text):
+        # print() writes its line end separately: drop the one after a dropped text too.
+        if MARKER in text or (self._dropped and text == "\n"):
+            self._dropped = MARKER in text
+            return len(text)
+        self._dropped = False
+        return self._stream.write(text)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def quiet_input_error_logs() -> None:
+    """Keeps Beam's reports of bad input carried from workers (their text holds MARKER) out of
+    this process's output (the tool's, or a Beam worker's): a filter on the root logger's and
+    Beam's handlers and on logging's last resort, and a stderr that drops such writes;
+    idempotent. The tool prints the error once, as one readable line."""
+    if not isinstance(sys.stderr, _MarkerFreeStream):
+        sys.stderr = _MarkerFreeStream(sys.stderr)
+    handlers = [h for name in ("", "apache_beam") for h in logging.getLogger(name).handlers]
+    if logging.lastResort is not None:  # what prints when no handler is configured (workers)
+        handlers.append(logging.lastResort)
+    for handler in handlers:
+        if _FILTER not in handler.filters:
+            handler.addFilter(_FILTER)
+    beam = logging.getLogger("apache_beam")
+    if _FILTER not in beam.filters:
+        beam.addFilter(_FILTER)

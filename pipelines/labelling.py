@@ -27,6 +27,7 @@ from pipelines.errors import InputError
 
 # The label columns, in output order: defined once, in pipelines.logs.
 LABEL_COLUMNS = logs.LABEL_COLUMNS
+ID_FEATURES = ("user_id", "item_id")
 
 
 @dataclasses.dataclass
@@ -131,6 +132,8 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
                 out[c] = labelled[c]
             if source.format == "tfrecord":
                 out[logs.RAW] = batch[logs.RAW]
+                for c in ID_FEATURES:  # read as strings, written again as bytes
+                    out[c] = batch[c]
             else:  # CSV to tf.Example: every parsed column
                 for c in columns:
                     out.setdefault(c, batch[c])
@@ -227,8 +230,10 @@ class _ShardWriter:
             if len(batch["line"]):
                 self.queue.put(b"\n".join(batch["line"].tolist()) + b"\n")
         elif self.input_format == "tfrecord":
-            # Concatenated serialized messages merge: the input's features plus the labels.
-            suffix = logs.serialize_examples({c: batch[c] for c in LABEL_COLUMNS})
+            # Concatenated serialized messages merge: the input's features plus the labels,
+            # and the ids again as bytes (a repeated key's last value wins: an input that
+            # stored ids as int64 comes out with the bytes ids serving parses).
+            suffix = logs.serialize_examples({c: batch[c] for c in ID_FEATURES + LABEL_COLUMNS})
             for record, extra in zip(batch[logs.RAW], suffix):
                 self.records.write(record + extra)
         else:

@@ -296,8 +296,11 @@ class Labeler:
     a `read_logs` dataset (Tensors of shape [batch]); use with `dataset.map(labeler)`.
 
     Lookup tables (item P10, 7-day click windows) are built once from the artifact and from the
-    logs being labelled (`count_user_days`).
+    logs being labelled (`count_user_days`). `unclicked_dwell_zeroed`: rows of those logs whose
+    dwell > 0 on an unclicked row was treated as 0 (`labeler_for` with allow_unclicked_dwell).
     """
+
+    unclicked_dwell_zeroed = 0
 
     def __init__(self, artifact: StatsArtifact, window, rules: RuleConfig | None = None,
                  ndt: NdtParams | None = None):
@@ -375,9 +378,25 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
     # integers leave the graph.
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
                              columns=("user_id", "timestamp", "click"), parallel_files=2)
-    keys = dataset.map(tf.autograph.experimental.do_not_convert(lambda b: {
-        "user_fp": user_fingerprint(b["user_id"]),
-        "day": tf.math.floordiv(b["timestamp"], SECONDS_PER_DAY), "click": b["click"]}))
-    counts, covered = count_user_days(keys.as_numpy_iterator())
+    from pipelines import logs as logs_lib
+
+    zeroed = [0]  # unclicked rows whose dwell > 0 was treated as 0 (--allow_unclicked_dwell)
+
+    def key(b):
+        out = {"user_fp": user_fingerprint(b["user_id"]),
+               "day": tf.math.floordiv(b["timestamp"], SECONDS_PER_DAY), "click": b["click"]}
+        if allow_unclicked_dwell:
+            out["zeroed"] = tf.reduce_sum(b[logs_lib.DWELL_ZEROED])
+        return out
+
+    def counted(batches):
+        for batch in batches:
+            zeroed[0] += int(batch.pop("zeroed", 0))
+            yield batch
+
+    keys = dataset.map(tf.autograph.experimental.do_not_convert(key))
+    counts, covered = count_user_days(counted(keys.as_numpy_iterator()))
     window = window_clicks(counts, covered, artifact_counts(artifact), rules.light_user_days)
-    return Labeler(artifact, window, rules, ndt)
+    labeler = Labeler(artifact, window, rules, ndt)
+    labeler.unclicked_dwell_zeroed = zeroed[0]
+    return labeler

@@ -35,7 +35,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from pipelines.errors import MARKER, InputError, from_tf_error, tf_reason
+from pipelines.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs, tf_reason
 
 REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
 # Columns that are never model features (besides the reserved label names).
@@ -243,7 +243,8 @@ def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], li
     return header, rows
 
 
-def _check_header(header: list[str], path: str) -> None:
+def _check_header(header: list[str], path: str,
+                  required: Sequence[str] = REQUIRED_COLUMNS) -> None:
     if not any(header):
         raise InputError("has an empty header line; expected column names", file=path, row=1)
     seen = set()
@@ -253,14 +254,14 @@ def _check_header(header: list[str], path: str) -> None:
         if name in seen:
             raise InputError(f"names column '{name}' twice in its header", file=path, row=1)
         seen.add(name)
-    for name in REQUIRED_COLUMNS:
+    for name in required:
         if name not in seen:
             raise InputError(f"missing required column '{name}' (the header has: "
                              f"{', '.join(header)})", file=path, row=1)
 
 
-def _infer(files: Sequence[LogFile], column_types: Mapping[str, str] | None
-           ) -> tuple[LogSchema, dict[str, str]]:
+def _infer(files: Sequence[LogFile], column_types: Mapping[str, str] | None,
+           required: Sequence[str] = REQUIRED_COLUMNS) -> tuple[LogSchema, dict[str, str]]:
     """The columns and types of `files` (see the module docstring for the rules), and `stored`:
     each TFRecord feature's stored kind ({} for CSV).
 
@@ -274,11 +275,11 @@ def _infer(files: Sequence[LogFile], column_types: Mapping[str, str] | None
         if name in FIXED_TYPES and kind != FIXED_TYPES[name]:
             raise InputError(f"column '{name}' is always {FIXED_TYPES[name]}; cannot make it {kind}")
     if files[0].format == "csv":
-        columns, samples = _sample_csv(files)
+        columns, samples = _sample_csv(files, required)
         inferred = {c: _infer_value_type(samples[c]) for c in columns}
         stored = {}
     else:
-        columns, inferred = _sample_tfrecord(files)
+        columns, inferred = _sample_tfrecord(files, required)
         stored = dict(inferred)
     dtypes = {}
     for name in columns:
@@ -294,7 +295,8 @@ def _infer(files: Sequence[LogFile], column_types: Mapping[str, str] | None
     return LogSchema(tuple(columns), dtypes), stored
 
 
-def _sample_csv(files: Sequence[LogFile]) -> tuple[list[str], dict[str, list[str]]]:
+def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS
+                ) -> tuple[list[str], dict[str, list[str]]]:
     header0 = None
     samples: dict[str, list[str]] = {}
     sampled = 0
@@ -304,7 +306,7 @@ def _sample_csv(files: Sequence[LogFile]) -> tuple[list[str], dict[str, list[str
         take = SAMPLE_ROWS if (index < SAMPLE_FILES or sampled == 0) else 0
         header, rows = _csv_header_and_sample(log_file, max(take, 1))
         if header0 is None:
-            _check_header(header, log_file.path)
+            _check_header(header, log_file.path, required)
             header0 = header
             samples = {c: [] for c in header}
         elif header != header0:
@@ -325,7 +327,8 @@ def _sample_csv(files: Sequence[LogFile]) -> tuple[list[str], dict[str, list[str
     return header0, samples
 
 
-def _sample_tfrecord(files: Sequence[LogFile]) -> tuple[list[str], dict[str, str]]:
+def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS
+                     ) -> tuple[list[str], dict[str, str]]:
     import tensorflow as tf
 
     kinds: dict[str, str] = {}
@@ -360,18 +363,19 @@ def _sample_tfrecord(files: Sequence[LogFile]) -> tuple[list[str], dict[str, str
                              file=log_file.path) from None
     if sampled == 0:
         raise InputError("the input has no records: " + ", ".join(f.path for f in files[:3]))
-    for name in REQUIRED_COLUMNS:
+    for name in required:
         if name not in kinds:
             raise InputError(f"missing required feature '{name}' in the first records (features: "
                              f"{', '.join(sorted(kinds))})", file=files[0].path)
     allowed = {"timestamp": ("int64",), "click": ("int64",), "dwell_time": ("float32", "int64"),
                "user_id": ("string", "int64"), "item_id": ("string", "int64")}
     for name, ok in allowed.items():
-        if kinds[name] not in ok:
+        if name in kinds and kinds[name] not in ok:
             raise InputError(f"feature '{name}' is {kinds[name]}; expected "
                              f"{' or '.join(ok)}", file=first_seen[name].rsplit(" record ", 1)[0],
                              column=name)
-    columns = [c for c in REQUIRED_COLUMNS] + sorted(set(kinds) - set(REQUIRED_COLUMNS))
+    columns = ([c for c in REQUIRED_COLUMNS if c in kinds]
+               + sorted(set(kinds) - set(REQUIRED_COLUMNS)))
     return columns, kinds
 
 
@@ -383,6 +387,10 @@ class LogSource:
     files: list[LogFile]
     schema: LogSchema
     stored_types: dict[str, str]  # TFRecord: the kind each feature is stored as
+    # False for candidates (scoring): `click` and `dwell_time` are neither required, read nor
+    # checked; only the columns asked for are converted and checked.
+    outcomes: bool = True
+    checked: tuple[str, ...] | None = None  # set by dataset(): the columns it converts
 
     @property
     def format(self) -> str:
@@ -412,7 +420,10 @@ class LogSource:
             if unknown:
                 raise InputError(f"the logs have no column(s) {', '.join(unknown)} (columns: "
                                  f"{', '.join(self.schema.columns)})", file=self.files[0].path)
-        wanted = set(self.schema.columns if columns is None else columns) | {"click", "dwell_time"}
+        wanted = set(self.schema.columns if columns is None else columns)
+        if self.outcomes:
+            wanted |= {"click", "dwell_time"}
+        self.checked = tuple(c for c in self.schema.columns if c in wanted)
         calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
         paths = [f.path for f in self.files]
         compression = ["GZIP" if f.gzip else "" for f in self.files]
@@ -535,6 +546,11 @@ class LogSource:
         import tensorflow as tf
 
         out, checks = parsed
+        if not self.outcomes:
+            with tf.control_dependencies(checks):
+                result = {n: tf.identity(v[0] if n == "dwell_time" else v)
+                          for n, v in out.items()}
+            return self._with_source(result, path, row, with_source)
         kind = "line" if self.format == "csv" else "record"
         dwell, dwell_empty, dwell_text = out["dwell_time"]
         click = out["click"]
@@ -561,6 +577,11 @@ class LogSource:
                                                         dwell))
         if allow_unclicked_dwell:
             result[DWELL_ZEROED] = tf.cast(unclicked_dwell, tf.int64)
+        return self._with_source(result, path, row, with_source)
+
+    def _with_source(self, result, path, row, with_source):
+        import tensorflow as tf
+
         if with_source:
             result[SOURCE_FILE] = path
             result[SOURCE_ROW] = row
@@ -619,16 +640,23 @@ def _check(ok, path, row, column, *message, row_kind="line"):
 
 
 def open_logs(patterns: str | Sequence[str], *,
-              column_types: Mapping[str, str] | None = None) -> LogSource:
-    """Expands `patterns`, checks the files and infers their schema (see module docstring)."""
+              column_types: Mapping[str, str] | None = None,
+              candidates: Sequence[str] | None = None) -> LogSource:
+    """Expands `patterns`, checks the files and infers their schema (see module docstring).
+
+    With `candidates` (column names), the input is candidate rows to score: only those columns
+    are required, and `click` and `dwell_time`, when present, are neither read nor checked."""
     files = expand_inputs(patterns)
     for log_file in files:
         if _size(log_file.path) == 0:
             raise InputError("is empty (0 bytes); expected "
                              + ("a CSV header line" if log_file.format == "csv" else "TFRecords"),
                              file=log_file.path)
-    schema, stored = _infer(files, column_types)
-    return LogSource(files, schema, stored)
+    if candidates is None:
+        schema, stored = _infer(files, column_types)
+        return LogSource(files, schema, stored)
+    schema, stored = _infer(files, column_types, tuple(candidates))
+    return LogSource(files, schema, stored, outcomes=False)
 
 
 def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,
@@ -648,8 +676,9 @@ def diagnose(source: "LogSource | None" = None) -> InputError | None:
     if corrupt is not None or source.format != "csv":
         return corrupt
     columns, dtypes = source.schema.columns, source.schema.dtypes
+    checked = set(source.checked or columns)
     typed = [(i, n, _INT_RE if dtypes[n] == "int64" else _FLOAT_RE, dtypes[n])
-             for i, n in enumerate(columns) if dtypes[n] != "string"]
+             for i, n in enumerate(columns) if dtypes[n] != "string" and n in checked]
     for log_file in source.files:
         with _open_text(log_file) as text:
             for number, line in enumerate(text, 1):
@@ -704,7 +733,10 @@ def translate_error(error: Exception) -> InputError | None:
 def input_errors_for_beam():
     """Worker side of a Beam pipeline: bad input (an InputError, or a TensorFlow error that
     `translate_error` explains) is re-raised with the marker, so that the driver can recover the
-    readable text through the runner's own wrapping (`errors.reraised_from_workers`)."""
+    readable text through the runner's own wrapping (`errors.reraised_from_workers`). Beam's
+    log of the failed bundle is filtered out in this process (`errors.quiet_input_error_logs`):
+    the tool prints the error once, without a traceback."""
+    quiet_input_error_logs()
     try:
         yield
     except Exception as error:
@@ -836,14 +868,23 @@ def _feature_entries(name: str, values: np.ndarray) -> list[bytes]:
     return entries
 
 
+def _ids_as_text(name: str, values: np.ndarray) -> np.ndarray:
+    """Ids (`user_id`, `item_id`) are strings wherever the project writes them (SPEC §7):
+    integer ids become their decimal text, so serving parses every example the same way."""
+    if FIXED_TYPES.get(name) == "string" and np.issubdtype(values.dtype, np.integer):
+        return values.astype(str).astype(object)
+    return values
+
+
 def serialize_examples(columns: Mapping[str, np.ndarray]) -> list[bytes]:
-    """One serialized `tf.Example` per row of `columns` (equal-length arrays): integers as
-    int64_list, floats as float_list (float32; a 2-D float array [rows, m] gives a float_list of
+    """One serialized `tf.Example` per row of `columns` (equal-length arrays): ids as
+    bytes_list always (integer ids as their decimal text), other integers as int64_list, floats as float_list (float32; a 2-D float array [rows, m] gives a float_list of
     m values per row), anything else (str or bytes) as bytes_list.
 
     Writes the protobuf wire format directly (about 20x faster than building tf.train.Example
     objects); tests check that protobuf parses it back to the same message."""
-    per_column = [_feature_entries(name, np.asarray(values)) for name, values in columns.items()]
+    per_column = [_feature_entries(name, _ids_as_text(name, np.asarray(values)))
+                  for name, values in columns.items()]
     records = []
     for entries in zip(*per_column):
         features = b"".join(entries)

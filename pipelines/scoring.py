@@ -12,9 +12,13 @@ Output directory (appears atomically; re-running replaces an earlier scoring out
                                                read (header only when there are none)
     summary.json                               rows scored, dead letters, per-file counts
 
-Every readable input row gives exactly one output row; an unreadable one (a wrong type, a wrong
-field count, a click of 2, a corrupt TFRecord) gives a dead letter naming its file, line or
-record and the reason, and scoring goes on. A TFRecord cut short or corrupt gets one dead letter
+Input: logs or candidate rows. Only the model's feature columns are required (and read and
+checked); `impression_id`, `user_id` and `item_id` are written out when present; outcome columns
+(`click`, `dwell_time`, `timestamp`) may be absent and are never checked when present.
+
+Every readable input row gives exactly one output row; an unreadable one (a wrong type in a
+feature column, a wrong field count, a corrupt TFRecord) gives a dead letter naming its file,
+line or record and the reason, and scoring goes on. A TFRecord cut short or corrupt gets one dead letter
 from its first lost record (the records before it are scored); after a corrupt gzip stream
 nothing more of that file is read (one dead letter from the first unscored row). More than `max_dead_letters` dead
 letters fail the job (something is wrong with the input as a whole).
@@ -118,7 +122,7 @@ def read_scorable(log_file: logs.LogFile, schema: logs.LogSchema, stored: dict,
     last_done = 0  # original row number of the last row yielded
     with tempfile.TemporaryDirectory(prefix="dwellrank-score-") as tmpdir:
         while True:
-            source = logs.LogSource([current], schema, stored)
+            source = logs.LogSource([current], schema, stored, outcomes=False)
             dataset = source.dataset(batch_size, columns=columns, with_source=True)
             try:
                 for batch in dataset.as_numpy_iterator():
@@ -323,12 +327,11 @@ def score_logs(saved_model: str, pattern: str, output_dir: str, config: ScoreCon
     if config.engine not in ("beam", "local"):
         raise InputError(f"--engine must be beam or local, not {config.engine!r}")
     signature = read_signature(saved_model)
+    # Candidates: only the model's features are required; outcome columns (click,
+    # dwell_time, timestamp), when present, pass unread and unchecked.
     source = logs.open_logs(pattern, column_types={
-        k: v for k, v in signature.features.items() if k not in logs.FIXED_TYPES})
-    missing = [n for n in signature.features if n not in source.schema.dtypes]
-    if missing:
-        raise InputError(f"the logs lack the model's feature column(s) {', '.join(missing)}",
-                         file=pattern)
+        k: v for k, v in signature.features.items() if k not in logs.FIXED_TYPES},
+        candidates=tuple(signature.features))
     ids = tuple(c for c in ID_COLUMNS if c in source.schema.dtypes)
     columns = tuple(dict.fromkeys(ids + tuple(signature.features)))
     job = dict(schema=source.schema.to_json(), stored=source.stored_types, columns=columns,

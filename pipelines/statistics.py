@@ -16,7 +16,7 @@ Artifact layout (a directory, written to a temporary sibling and renamed into pl
 Definitions: mu and sigma are the mean and population standard deviation of ln(dwell) over
 clicks with dwell > 0; x_l = exp(mu - sigma), x_h = exp(mu + sigma). Bin edges are exact
 percentiles (see `labels.dwell_bin_edges`); each bin's median is the median of the clicked
-dwells > 0 that fall in it (NaN for an empty bin).
+dwells > 0 that fall in it (null for an empty bin: stats.json stays strict JSON).
 
 Scaling: each input file is read by one worker with the same `tf.data` reader as training and
 pre-aggregated there (per-item dwell arrays, per-user-day counts, moments), so what is shuffled
@@ -145,7 +145,8 @@ def summarize(part: _FilePart, config: StatsConfig, schema: logs.LogSchema) -> d
     else:
         edges = labels.dwell_bin_edges(dwell, config.num_bins)
     bins = labels.assign_bins(dwell, edges)
-    medians = [float(np.median(dwell[bins == b])) if np.any(bins == b) else float("nan")
+    # An empty bin has no median: null in stats.json (readers take it as NaN).
+    medians = [float(np.median(dwell[bins == b])) if np.any(bins == b) else None
                for b in range(len(edges) - 1)]
     numeric = {}
     for name, (count, total, squares) in sorted(part.numeric.items()):

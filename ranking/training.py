@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -242,7 +243,33 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     """Trains `config.model` on `config.train`, checkpointing into `model_dir` and resuming from
     it; then evaluates on `config.eval` (when given) and writes eval_metrics.json.
 
-    Returns the metrics dict ({} without --eval)."""
+    Bad input met after the model directory was made (a value past the rows that set the
+    column types, say) removes what this run wrote when the directory was new or empty; a
+    directory being resumed keeps its checkpoints. Returns the metrics dict ({} without
+    --eval)."""
+    existed = os.path.isdir(model_dir)
+    fresh = not (existed and os.listdir(model_dir))
+    try:
+        return _train_and_evaluate(config, model_dir)
+    except Exception as error:
+        if fresh and _is_bad_input(error) and os.path.isdir(model_dir):
+            for name in os.listdir(model_dir):
+                path = os.path.join(model_dir, name)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            if not existed:
+                os.rmdir(model_dir)
+        raise
+
+
+def _is_bad_input(error: Exception) -> bool:
+    if isinstance(error, InputError):
+        return True
+    from pipelines import logs
+
+    return logs.translate_error(error) is not None
+
+
+def _train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     import tensorflow as tf
 
     try:
@@ -278,6 +305,11 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     eval_labeler = (labels_lib.labeler_for(eval_source, artifact,
                                            allow_unclicked_dwell=config.allow_unclicked_dwell)
                     if eval_source is not None else None)
+    if config.allow_unclicked_dwell and config.progress != "none":
+        counted = [("training", labeler)] + ([("evaluation", eval_labeler)] if eval_labeler
+                                            else [])
+        _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
+            f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in counted))
     description = model_description(config, spec, artifact)
     resuming = _prepare_model_dir(model_dir, description)
 
@@ -397,6 +429,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         return {}
     result = evaluate(model, eval_source, artifact, spec, config, eval_labeler)
     result["global_step"] = int(global_step)
+    if config.allow_unclicked_dwell:
+        result["unclicked_dwell_treated_as_zero"] = {
+            "train": labeler.unclicked_dwell_zeroed, "eval": eval_labeler.unclicked_dwell_zeroed}
     result["training_seconds_this_run"] = training_seconds
     if throughputs:  # examples/s of this run's last epoch, after its first (tracing) step
         result["train_examples_per_second"] = throughputs[-1]

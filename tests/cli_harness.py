@@ -4,15 +4,19 @@
 
 cases.json is a list of argument lists; each run starts from the flags' defaults. Results are
 {"code", "stdout", "stderr"} per case ("code" is the exit status, or "exception" with the
-traceback in stderr when something escaped the CLI's error handling). One process per entry
-point keeps the bad-input catalogue fast: TensorFlow is imported once.
+traceback in stderr when something escaped the CLI's error handling). Output is captured at
+the file-descriptor level too (what logging handlers, Beam and native code write to the
+process's stdout and stderr), so a traceback printed anywhere shows in the case's result. One
+process per entry point keeps the bad-input catalogue fast: TensorFlow is imported once.
 """
 
 import contextlib
 import importlib
 import io
 import json
+import os
 import sys
+import tempfile
 import traceback
 
 from absl import flags
@@ -27,11 +31,13 @@ def main():
     cases = json.load(sys.stdin)
     module = importlib.import_module(name)
     results = []
+    results_stream = os.fdopen(os.dup(1), "w")
     for argv in cases:
         flags.FLAGS.unparse_flags()
         out, err = io.StringIO(), io.StringIO()
         code = 0
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        with fd_captured() as captured, contextlib.redirect_stdout(out), \
+                contextlib.redirect_stderr(err):
             try:
                 cli.run(module.main, pass_unknown_flags=name in PASS_UNKNOWN,
                         argv=[name] + list(argv))
@@ -40,8 +46,34 @@ def main():
             except BaseException:  # noqa: BLE001 - reported to the test
                 code = "exception"
                 err.write(traceback.format_exc())
-        results.append({"code": code, "stdout": out.getvalue(), "stderr": err.getvalue()})
-    sys.__stdout__.write(json.dumps(results))
+        results.append({"code": code, "stdout": out.getvalue() + captured["stdout"],
+                        "stderr": err.getvalue() + captured["stderr"]})
+    results_stream.write(json.dumps(results))
+    results_stream.flush()
+
+
+@contextlib.contextmanager
+def fd_captured():
+    """Captures file descriptors 1 and 2 (text written below Python's sys.stdout/stderr)."""
+    captured = {}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    files = {fd: tempfile.TemporaryFile() for fd in (1, 2)}
+    for fd, handle in files.items():
+        os.dup2(handle.fileno(), fd)
+    try:
+        yield captured
+    finally:
+        sys.__stdout__.flush()
+        sys.__stderr__.flush()
+        for fd in (1, 2):
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+            files[fd].seek(0)
+            captured["stdout" if fd == 1 else "stderr"] = files[fd].read().decode(
+                "utf-8", "replace")
+            files[fd].close()
 
 
 if __name__ == "__main__":

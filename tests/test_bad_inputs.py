@@ -4,7 +4,12 @@ reads logs: exit status, a message naming the problem, and no partial output.
 Refused: each case ends in exit status 1 and one line `error: ...` naming the file (and line
 and column where there is one), with no output directory and no temporary left behind.
 Tolerated (documented in the README): CRLF line ends, a UTF-8 BOM, unicode ids, an enormous
-field; they end in exit status 0.
+field; they end in exit status 0. No case prints a traceback anywhere (the harness captures
+the process's file descriptors, so Beam's and TensorFlow's own output counts too).
+
+Scoring reads candidates (SPEC §8): only the model's features are required and checked, so
+outcome problems (a missing or wrong click, dwell or timestamp) are not errors there, and a
+row it cannot read is a dead letter, not a failure (SCORE_EXPECTED).
 """
 
 import csv
@@ -164,15 +169,44 @@ CATALOGUE = {
     "unicode ids": (build_unicode_ids, None),
     "enormous field": (build_enormous_field, None),
 }
-ENTRY_POINTS = ("pipelines.describe", "pipelines.stats", "pipelines.label", "pipelines.validate")
+ENTRY_POINTS = ("pipelines.describe", "pipelines.stats", "pipelines.label", "pipelines.validate",
+                "ranking.train", "pipelines.score")
+# Scoring's own outcome where it differs: None (scored, exit 0), or the error's pattern. A file
+# whose first records cannot be read at all (the corrupt TFRecord) is refused, as elsewhere:
+# those rows set the column types.
+SCORE_EXPECTED = {
+    "missing column": None,  # click is an outcome: candidates need none
+    "wrong type": None,  # timestamp is not a model feature
+    "click outside 0/1": None,
+    "negative dwell": None,
+    "non-finite dwell": None,
+    "dwell on unclicked row": None,
+    "corrupt gzip": None,  # the readable head is scored, the rest is one dead letter
+    "duplicated header": None,  # every feature of that line is a string: a candidate row
+    "extra field": None,  # a dead letter for line 9
+}
+DEAD_LETTERS = {"corrupt gzip": "unreadable from here to the end of the file",
+                "extra field": "expected 7 fields as in the header, found 8"}
 
 
-def argv_for(entry, pattern, out, stats):
+def expected(entry, case):
+    if entry == "pipelines.score" and case in SCORE_EXPECTED:
+        return SCORE_EXPECTED[case]
+    return CATALOGUE[case][1]
+
+
+def argv_for(entry, pattern, out, stats, saved_model):
     if entry == "pipelines.describe":
         return [f"--input={pattern}"]
     if entry == "pipelines.label":
         return [f"--input={pattern}", f"--stats={stats}", f"--output_dir={out}", "--format=csv",
                 "--plot=false"]
+    if entry == "ranking.train":
+        return [f"--train={pattern}", f"--stats={stats}", f"--model_dir={out}",
+                "--model=single_ctr", "--batch_size=16", "--steps_per_epoch=2",
+                "--progress=none"]
+    if entry == "pipelines.score":
+        return [f"--saved_model={saved_model}", f"--input={pattern}", f"--output={out}"]
     return [f"--input={pattern}", f"--output_dir={out}"]
 
 
@@ -186,6 +220,14 @@ def results(tmp_path_factory):
     from pipelines import statistics
 
     statistics.compute_stats(str(good), str(stats))
+    from export import exporter
+    from ranking import training
+    from ranking.models import ModelConfig
+
+    training.train_and_evaluate(training.TrainConfig(
+        train=str(good), stats=str(stats), model=ModelConfig("single_ctr"), batch_size=16,
+        steps_per_epoch=2, progress="none"), str(root / "model"))
+    saved_model = exporter.export_saved_model(str(root / "model"), str(root / "serving")).path
     found = {}
     for entry in ENTRY_POINTS:
         cases, dirs = [], []
@@ -194,7 +236,7 @@ def results(tmp_path_factory):
             case_dir = root / entry.split(".")[1] / re.sub(r"[^A-Za-z0-9]+", "_", name)
             case_dir.mkdir(parents=True)
             pattern = build(case_dir)
-            cases.append(argv_for(entry, pattern, case_dir / "out", stats))
+            cases.append(argv_for(entry, pattern, case_dir / "out", stats, saved_model))
             dirs.append(case_dir)
         env = dict(os.environ, PYTHONPATH=REPO)
         done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_harness.py"),
@@ -210,10 +252,19 @@ def results(tmp_path_factory):
 @pytest.mark.parametrize("case", list(CATALOGUE))
 def test_catalogue(results, entry, case):
     result, case_dir = results[(entry, case)]
-    pattern = CATALOGUE[case][1]
+    pattern = expected(entry, case)
     assert result["code"] != "exception", result["stderr"]
+    assert "Traceback" not in result["stdout"] + result["stderr"], result["stderr"]
     if pattern is None:
         assert result["code"] == 0, result["stderr"]
+        if entry == "pipelines.score":
+            with open(case_dir / "out" / "dead_letter.csv") as handle:
+                letters = list(csv.DictReader(handle))
+            if case in DEAD_LETTERS:
+                assert len(letters) == 1 and DEAD_LETTERS[case] in letters[0]["reason"]
+                assert letters[0]["file"].endswith(("log.csv", "log.csv.gz", "log.tfrecord"))
+            else:
+                assert letters == [], letters
         return
     assert result["code"] == 1, (result["stdout"], result["stderr"])
     assert result["stderr"].startswith("error: "), result["stderr"]

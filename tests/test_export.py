@@ -222,3 +222,22 @@ def test_warmup_falls_back_to_default_examples_without_training_logs(tmp_path):
     examples = exporter.warmup_examples({"training": {"train": str(tmp_path / "gone/*.csv")}},
                                         tiny_spec(), rows=3)
     assert examples == [b"", b"", b""]  # empty tf.Examples: every feature takes its default
+
+
+def test_the_projects_own_tfrecord_logs_replay_to_serving(exports, tmp_path):
+    """Examples the project writes (here the simulator's TFRecord logs, numeric user ids and
+    all) parse in serving_default as they are: ids are bytes everywhere."""
+    from pipelines import simulator
+
+    config = simulator.SimConfig(num_users=60, num_items=40, days=1, seed=9)
+    simulator.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
+    path = sorted(glob.glob(str(tmp_path / "sim/logs/*.tfrecord.gz")))[0]
+    records = list(tf.data.TFRecordDataset(path, "GZIP").take(32).as_numpy_iterator())
+    loaded = tf.saved_model.load(exports["vr_ndt"].path)
+    served = loaded.signatures["serving_default"](examples=tf.constant(records))
+    source = logs.open_logs(path)
+    batch = next(iter(source.dataset(32)))
+    raw = loaded.signatures["predict_raw"](**{
+        name: batch[name] for name in loaded.signatures["predict_raw"]
+        .structured_input_signature[1]})
+    np.testing.assert_allclose(served["score"].numpy(), raw["score"].numpy(), rtol=1e-6)

@@ -158,6 +158,47 @@ def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
         np.testing.assert_array_equal(tfr[column], want[column], column)
 
 
+def test_ids_are_bytes_in_every_example_written(tmp_path, sim):
+    """The simulator writes ids as bytes; an input whose ids are int64 is labelled into
+    examples whose ids are bytes (what serving parses), the other features untouched."""
+    import tensorflow as tf
+
+    from pipelines import logs
+
+    _, stats_dir = sim
+    config = simulator.SimConfig(num_users=100, num_items=80, days=2, seed=5)
+    simulator.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
+    path = sorted(glob.glob(str(tmp_path / "sim/logs/*.tfrecord.gz")))[0]
+    first = next(iter(tf.data.TFRecordDataset(path, "GZIP").as_numpy_iterator()))
+    example = tf.train.Example.FromString(first)
+    assert example.features.feature["user_id"].WhichOneof("kind") == "bytes_list"
+    assert example.features.feature["item_id"].WhichOneof("kind") == "bytes_list"
+    # Rewrite the logs with int64 user ids, as another system might store them.
+    rows = [tf.train.Example.FromString(r) for r in
+            tf.data.TFRecordDataset(path, "GZIP").as_numpy_iterator()]
+    for row in rows:
+        user = row.features.feature["user_id"].bytes_list.value[0]
+        row.features.feature["user_id"].Clear()
+        row.features.feature["user_id"].int64_list.value.append(int(user))
+    with tf.io.TFRecordWriter(str(tmp_path / "ints.tfrecord")) as writer:
+        for row in rows:
+            writer.write(row.SerializeToString())
+    labelling.label_logs(str(tmp_path / "ints.tfrecord"), stats_dir, str(tmp_path / "out"),
+                         fmt="tfrecord")
+    out = sorted(glob.glob(str(tmp_path / "out/*.tfrecord*")))[0]
+    parsed = tf.io.parse_example(
+        list(tf.data.TFRecordDataset(out, "GZIP").as_numpy_iterator()),
+        {"user_id": tf.io.FixedLenFeature([], tf.string),
+         "position": tf.io.FixedLenFeature([], tf.int64),
+         "valid_read": tf.io.FixedLenFeature([], tf.int64)})
+    expected = [str(r.features.feature["user_id"].int64_list.value[0]).encode() for r in rows]
+    assert parsed["user_id"].numpy().tolist() == expected
+    assert parsed["position"].numpy().tolist() == [
+        r.features.feature["position"].int64_list.value[0] for r in rows]
+    assert logs.serialize_examples({"user_id": np.array([7])}) == logs.serialize_examples(
+        {"user_id": np.array(["7"], dtype=object)})
+
+
 def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path):
     root, stats_dir = sim
     statistics.compute_stats(str(root / "sim/logs/day-0[0-6].csv.gz"), str(tmp_path / "two"),
@@ -338,3 +379,25 @@ def test_header_only_file_gets_an_empty_shard(hand, tmp_path):
     lines = gzip.open(tmp_path / "out" / "00001-b.csv.gz", "rt").read().splitlines()
     assert lines == [",".join(HEADER + LABELS)]
     assert len(read_frame(str(tmp_path / "out" / "00000-a.csv.gz"))) == 1
+
+
+def test_an_empty_bin_has_a_null_median_and_readers_accept_it(sim, tmp_path):
+    """stats.json stays strict JSON (null, not a bare NaN) and a model gets a finite stand-in."""
+    root, _ = sim
+    out = str(tmp_path / "stats")
+    config = statistics.StatsConfig(bin_edges=(0.0, 1e6, 2e6, 3e6))  # bins 2 and 3 are empty
+    statistics.compute_stats(str(root / "sim/logs/day-0[0-2].csv.gz"), out, config)
+    text = open(os.path.join(out, "stats.json")).read()
+
+    def refuse(constant):
+        raise ValueError(f"not strict JSON: {constant}")
+
+    stats = json.loads(text, parse_constant=refuse)
+    assert stats["dwell_bin_medians"][1:] == [None, None]
+    assert stats["dwell_bin_medians"][0] > 0
+    artifact = labels.load_artifact(out)
+    from ranking import models, training
+
+    model = training.with_artifact(models.ModelConfig("mmoe"), artifact)
+    assert model.dwell_bin_medians[1] == pytest.approx(np.sqrt(1e6 * 2e6))
+    assert all(np.isfinite(model.dwell_bin_ndt))

@@ -94,12 +94,13 @@ def test_tfrecord_input_and_output(exports, small_input, tmp_path):
 @pytest.mark.parametrize("engine", ["local", "beam"])
 def test_unreadable_rows_go_to_the_dead_letter_file(exports, small_input, tmp_path, engine):
     lines = open(small_input[0]).read().splitlines()
-    bad = {5: lines[4].replace(",0,0.0,", ",2,0.0,", 1),  # click outside {0, 1}
-           40: lines[39] + ",extra",  # one field too many
+    # A click of 2 is not a scoring problem: outcome columns are never checked (row 5 is scored).
+    lines[4] = lines[4].replace(",0,0.0,", ",2,0.0,", 1)
+    assert ",2,0.0," in lines[4]
+    bad = {40: lines[39] + ",extra",  # one field too many
            41: lines[40].split(",", 6)[0:6] and ",".join(
                lines[40].split(",")[:6] + ["x"] + lines[40].split(",")[7:]),  # position 'x'
            301: lines[300][: len(lines[300]) // 2]}  # the last line, cut short
-    assert ",2,0.0," in bad[5]
     for number, text in bad.items():
         lines[number - 1] = text
     path = tmp_path / "dirty.csv"
@@ -107,15 +108,13 @@ def test_unreadable_rows_go_to_the_dead_letter_file(exports, small_input, tmp_pa
     out = str(tmp_path / "scores")
     summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
                                  scoring.ScoreConfig(engine=engine))
-    assert summary["rows"] == 300 - 4 and summary["dead_letters"] == 4
+    assert summary["rows"] == 300 - 3 and summary["dead_letters"] == 3
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         letters = list(csv.DictReader(handle))
-    assert [int(d["row"]) for d in letters] == [5, 40, 41, 301]
-    assert "expected 0 or 1, found 2" in letters[0]["reason"]
-    assert "click" in letters[0]["reason"]
-    assert "expected 13 fields" in letters[1]["reason"]
-    assert "position" in letters[2]["reason"] and "found 'x'" in letters[2]["reason"]
-    assert [d["raw"] for d in letters] == [bad[n] for n in (5, 40, 41, 301)]
+    assert [int(d["row"]) for d in letters] == [40, 41, 301]
+    assert "expected 13 fields" in letters[0]["reason"]
+    assert "position" in letters[1]["reason"] and "found 'x'" in letters[1]["reason"]
+    assert [d["raw"] for d in letters] == [bad[n] for n in (40, 41, 301)]
     got = pd.read_csv(os.path.join(out, "00000-dirty.csv.gz"), dtype={"user_id": str})
     clean = read_input(small_input[0])
     keep = [i for i in range(300) if i + 2 not in bad]
@@ -161,7 +160,7 @@ def test_tfrecord_bad_record_and_corrupt_tail(exports, small_world, tmp_path):
     # 1,500 records: schema sampling reads the first 1,000, so the cut tail is met while scoring.
     source = logs.open_logs(sorted(glob.glob(small_world["eval"]))[0])
     columns = {k: v.numpy() for k, v in next(iter(source.dataset(1500))).items()}
-    columns["click"][9] = 2  # record 10
+    columns["click"][9] = 2  # record 10: an outcome, never checked when scoring
     path = tmp_path / "logs.tfrecord"
     logs.write_tfrecord(str(path), columns, compress=False)
     data = path.read_bytes()
@@ -171,11 +170,57 @@ def test_tfrecord_bad_record_and_corrupt_tail(exports, small_world, tmp_path):
                                  scoring.ScoreConfig(engine="local"))
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         letters = list(csv.DictReader(handle))
-    assert [int(d["row"]) for d in letters] == [10, 1500]
-    assert "click" in letters[0]["reason"]
-    assert letters[1]["reason"].startswith("unreadable from here to the end of the file")
-    assert summary["rows"] == 1498
+    assert [int(d["row"]) for d in letters] == [1500]
+    assert letters[0]["reason"].startswith("unreadable from here to the end of the file")
+    assert summary["rows"] == 1499
     got = pd.read_csv(os.path.join(out, "00000-logs.csv.gz"))
     ids = columns["impression_id"]
-    assert got["impression_id"].tolist() == [i for k, i in enumerate(ids[:1499].tolist())
-                                             if k != 9]
+    assert got["impression_id"].tolist() == ids[:1499].tolist()
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_candidates_need_only_the_models_features(exports, small_input, tmp_path, engine):
+    """Rows without timestamp, click and dwell_time (candidates before any outcome) score
+    exactly as the same rows of a log do."""
+    frame = read_input(small_input[0])
+    candidates = frame.drop(columns=["timestamp", "click", "dwell_time"])
+    path = tmp_path / "candidates.csv"
+    candidates.to_csv(path, index=False)
+    out = str(tmp_path / "scores")
+    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
+                                 scoring.ScoreConfig(engine=engine))
+    assert summary["rows"] == len(frame) and summary["dead_letters"] == 0
+    got = pd.read_csv(os.path.join(out, "00000-candidates.csv.gz"), dtype={"user_id": str})
+    assert got["impression_id"].tolist() == frame["impression_id"].tolist()
+    expected = expected_scores(exports["vr_ndt"], frame)
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5, atol=1e-7)
+    # A feature the model needs is still required, with the column named.
+    without = candidates.drop(columns=["position"])
+    without.to_csv(tmp_path / "no_position.csv", index=False)
+    with pytest.raises(InputError, match="missing required column 'position'"):
+        scoring.score_logs(exports["vr_ndt"].path, str(tmp_path / "no_position.csv"),
+                           str(tmp_path / "scores2"), scoring.ScoreConfig(engine=engine))
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_dwell_bin_outputs_are_one_column_per_bin_or_a_float_list(exports, small_input,
+                                                                 tmp_path, engine):
+    export = exports["mmoe"]
+    frame = read_input(small_input[1])
+    expected = expected_scores(export, frame)
+    bins = expected["dwell_probs"].shape[1]
+    out = str(tmp_path / "csv")
+    scoring.score_logs(export.path, small_input[1], out, scoring.ScoreConfig(engine=engine))
+    got = pd.read_csv(os.path.join(out, "00000-part-1.csv.gz"))
+    probs = got[[f"dwell_probs_{k}" for k in range(bins)]].to_numpy()
+    np.testing.assert_allclose(probs, expected["dwell_probs"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["expected_ndt"], expected["expected_ndt"], rtol=1e-5,
+                               atol=1e-6)
+    out = str(tmp_path / "tfrecord")
+    scoring.score_logs(export.path, small_input[1], out,
+                       scoring.ScoreConfig(engine=engine, fmt="tfrecord"))
+    records = list(tf.data.TFRecordDataset(os.path.join(out, "00000-part-1.tfrecord.gz"),
+                                           "GZIP").as_numpy_iterator())
+    stored = np.array([tf.train.Example.FromString(r).features.feature["dwell_probs"]
+                       .float_list.value for r in records])
+    np.testing.assert_allclose(stored, expected["dwell_probs"], rtol=1e-5, atol=1e-6)

@@ -186,3 +186,46 @@ def test_bad_training_or_eval_input_leaves_no_model_directory(small_world, tmp_p
         assert done.returncode == 1
         assert "dirty.csv, line 100, column 'click': expected 0 or 1, found 3" in done.stderr
         assert not model_dir.exists()
+
+
+def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(small_world,
+                                                                            tmp_path):
+    """'x' in the numeric `position` column on line 1,500, past the 1,000 rows that set the
+    column types: found while training, after the model directory was made; the run's files
+    go (an earlier, resumable directory would keep its checkpoints)."""
+    lines = gzip.open(sorted(glob.glob(small_world["train"]))[0], "rt").read().splitlines()
+    header = lines[0].split(",")
+    fields = lines[1499].split(",")
+    fields[header.index("position")] = "x"
+    lines[1499] = ",".join(fields)
+    dirty = tmp_path / "dirty.csv"
+    dirty.write_text("\n".join(lines) + "\n")
+    for parent_exists in (False, True):
+        model_dir = tmp_path / f"model-{parent_exists}"
+        if parent_exists:
+            model_dir.mkdir()  # an empty directory the user made stays, empty
+        config = config_for(small_world, "single_ctr", train=str(dirty), eval=None, epochs=1,
+                            batch_size=512)
+        with pytest.raises(Exception) as caught:
+            training.train_and_evaluate(config, str(model_dir))
+        from pipelines import logs
+
+        error = caught.value if isinstance(caught.value, InputError) else \
+            logs.translate_error(caught.value)
+        assert "dirty.csv, line 1500, column 'position'" in str(error), str(caught.value)[:500]
+        assert (os.listdir(model_dir) == []) if parent_exists else not model_dir.exists()
+
+
+def test_unclicked_dwell_treated_as_zero_is_counted(small_world, tmp_path):
+    import pandas as pd
+
+    frame = pd.read_csv(sorted(glob.glob(small_world["train"]))[0], dtype=str,
+                        keep_default_na=False)
+    unclicked = frame.index[frame["click"] == "0"][:7]
+    frame.loc[unclicked, "dwell_time"] = "12.5"
+    dirty = tmp_path / "dirty.csv"
+    frame.to_csv(dirty, index=False)
+    config = config_for(small_world, "single_ctr", train=str(dirty), eval=str(dirty), epochs=1,
+                        steps_per_epoch=2, allow_unclicked_dwell=True)
+    metrics = training.train_and_evaluate(config, str(tmp_path / "model"))
+    assert metrics["unclicked_dwell_treated_as_zero"] == {"train": 7, "eval": 7}
