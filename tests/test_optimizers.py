@@ -51,3 +51,19 @@ def test_sparse_rows_update_lazily_and_dense_variables_as_adam():
     unseen = [0, 3, 5, 6, 8, 9]
     np.testing.assert_array_equal(table.numpy()[unseen], table0[unseen])
     assert np.all(lazy.get_slot(table, "v").numpy()[unseen] == 0)
+
+
+def test_embedding_optimizer_takes_the_encoders_tables_by_identity():
+    from model_fixtures import tiny_spec
+    from ranking import models, training
+
+    spec = tiny_spec()
+    model = models.RankingModel(spec, models.ModelConfig("deepfm"))
+    composite = training.make_optimizer("lazy_adam", 1e-3, model, "sgd", 0.1)
+    (_, embeddings), (_, others) = composite._optimizers_and_vars
+    tables = [layer.embeddings for layer in
+              model.network.get_layer("features").embeddings.values()]
+    assert {id(v) for v in embeddings()} == {id(v) for v in tables}
+    # DeepFM's per-field maps (named "..._field") and everything else go to the other optimizer.
+    assert len(embeddings()) + len(others()) == len(model.trainable_variables)
+    assert not {id(v) for v in embeddings()} & {id(v) for v in others()}
