@@ -1,11 +1,14 @@
 """Training throughput: examples/s of each preset at batch 2048, and of the input alone.
 
     .venv/bin/python benchmarks/bench_train.py --sim=demo_out/sim --stats=demo_out/stats \
-        [--steps=300 --batch_size=2048 --presets=single_ctr,ctr_logdt,vr_logdt,vr_ndt]
+        [--steps=300 --batch_size=2048 --presets=single_ctr,vr_ndt,mmoe,mmoe_orca,ple,ple_orca]
 
 Each preset trains for --steps steps in its own process (`ranking.train`, raw CSV.gz logs of
 days 0-10 labelled on the fly); the rate is measured after the first step (which includes
 tracing). The input pipeline alone (read, label, shuffle, batch) is timed in this process.
+Every run names the simulator's post-click features (ORCA masks them; other presets ignore
+the flag). For each `<preset>_orca` measured beside `<preset>`, ORCA's overhead is printed: the
+extra time per example, in percent of the backbone's.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ def main():
     parser.add_argument("--stats", default="demo_out/stats")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--batch_size", type=int, default=2048)
-    parser.add_argument("--presets", default="single_ctr,ctr_logdt,vr_logdt,vr_ndt")
+    parser.add_argument("--presets", default="single_ctr,ctr_logdt,vr_logdt,vr_ndt,"
+                        "shared_bottom_dt,mmoe,mmoe_orca,ple,ple_orca,esmm,aitm,deepfm,dcn_v2,"
+                        "autoint")
     args = parser.parse_args()
     train = f"{args.sim}/logs/day-0*.csv.gz,{args.sim}/logs/day-10.csv.gz"
     print(f"training examples/s at batch {args.batch_size}, {args.steps} steps, "
@@ -56,18 +61,27 @@ def main():
     print(f"  input pipeline alone (read + label + shuffle): "
           f"{input_rate(train, args.stats, args.batch_size, args.steps):,.0f} examples/s")
     env = dict(os.environ, PYTHONPATH=REPO)
+    rates = {}
     for preset in args.presets.split(","):
         model_dir = tempfile.mkdtemp(prefix=f"bench-{preset}-")
         done = subprocess.run(
             [sys.executable, "-m", "ranking.train", f"--model={preset}", f"--train={train}",
              f"--stats={args.stats}", f"--model_dir={model_dir}", "--epochs=1",
              f"--steps_per_epoch={args.steps}", f"--batch_size={args.batch_size}",
-             "--progress=epoch", f"--checkpoint_every={10 * args.steps}"],
+             "--progress=epoch", f"--checkpoint_every={10 * args.steps}",
+             "--post_click_features=category,item_length,publish_age_hours"],
             cwd=REPO, env=env, capture_output=True, text=True)
         if done.returncode:
             sys.exit(done.stderr[-3000:])
         rate = re.search(r"\(([\d,]+) examples/s after the first step\)", done.stdout)
-        print(f"  {preset:11s} {rate.group(1) if rate else '?':>8s} examples/s")
+        print(f"  {preset:16s} {rate.group(1) if rate else '?':>8s} examples/s", flush=True)
+        if rate:
+            rates[preset] = float(rate.group(1).replace(",", ""))
+    for preset, rate in rates.items():
+        base = preset[:-len("_orca")] if preset.endswith("_orca") else None
+        if base in rates:
+            print(f"  ORCA's overhead on {base}: {100 * (rates[base] / rate - 1):+.0f} % time per "
+                  f"example ({rates[base]:,.0f} -> {rate:,.0f} examples/s)")
 
 
 if __name__ == "__main__":

@@ -2,9 +2,15 @@
 
     python -m ranking.report --model_dirs=models/single_ctr,models/vr_ndt --output=report.md \
         [--scores=scores]
+    python -m ranking.report --model_dirs=... --output_dir=report --labelled=labelled \
+        --online=online --scores=scores      # a report directory with pictures
 
 The first model directory is the baseline of RelaImpr. With --scores (a pipelines.score
-output), the report also gives the score distribution of the scored logs.
+output), the report also gives the score distribution of the scored logs. With --output_dir,
+the report is a directory: report.md and its pictures, the label job's ln(dwell) histogram
+with the thresholds and the NDT curve (--labelled, the paper's Fig. 2), the shares of rules
+T1/T2/T3 among valid reads, the online A/B table and dwell-migration heat maps (--online, a
+pipelines.simulate_online output; the paper's Table 2 and Fig. 3).
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Model directories; the first is the baseline.")
 flags.DEFINE_string("output", None, "Markdown file to write (default: print only).")
 flags.DEFINE_string("scores", None, "Output directory of pipelines.score to summarize.")
+flags.DEFINE_string("output_dir", None, "Write a report directory (report.md and pictures).")
+flags.DEFINE_string("labelled", None, "Output directory of pipelines.label (pictures, rules).")
+flags.DEFINE_string("online", None, "Output directory of pipelines.simulate_online.")
 flags.mark_flags_as_required(["model_dirs"])
 
 
@@ -71,6 +80,78 @@ def scores_summary(directory: str) -> str:
     return "\n\n".join(lines)
 
 
+def rule_shares_figure(path: str, summary: dict) -> None:
+    """Bar chart of the shares of T1/T2/T3 among valid reads, beside the paper's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shares = summary["rule_shares_of_valid_reads"]
+    rules = ["T1", "T2", "T3"]
+    x = np.arange(3)
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.bar(x - 0.2, [100 * shares[r] for r in rules], 0.4, label="these logs")
+    ax.bar(x + 0.2, [89.9, 2.9, 7.2], 0.4, label="the paper's system", color="0.6")
+    ax.set_xticks(x)
+    ax.set_xticklabels(["T1: dwell > x_l", "T2: light user", "T3: > item P10"])
+    ax.set_ylabel("% of valid reads (first rule that holds)")
+    ax.set_title(f"Valid reads: {100 * summary['valid_read_share_of_clicks']:.1f} % of clicks")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report_directory(output_dir: str, text: str, labelled: str | None,
+                           online_dir: str | None) -> list[str]:
+    """report.md with its pictures in `output_dir` (atomically); returns the picture names."""
+    import shutil
+
+    from pipelines.atomic import atomic_directory
+
+    pictures, sections = [], [text]
+    with atomic_directory(output_dir, may_replace=lambda p: "report.md" in os.listdir(p)
+                          or not os.listdir(p), what="--output_dir") as tmp:
+        if labelled:
+            with open(os.path.join(labelled, "summary.json")) as handle:
+                summary = json.load(handle)
+            shares = summary["rule_shares_of_valid_reads"]
+            section = [f"## Labels\n\nValid reads are "
+                       f"{100 * summary['valid_read_share_of_clicks']:.1f} % of the "
+                       f"{summary['clicks']:,} clicks; first rule among valid reads: "
+                       + ", ".join(f"{r} {100 * v:.1f} %" for r, v in shares.items())
+                       + " (the paper's system: 89.9 / 2.9 / 7.2 %)."]
+            if os.path.exists(os.path.join(labelled, "labels.png")):
+                shutil.copy(os.path.join(labelled, "labels.png"), os.path.join(tmp, "labels.png"))
+                pictures.append("labels.png")
+                section.append("![ln(dwell) of clicks with mu ± sigma, x_l and x_h, and the NDT "
+                               "curve beside log(1 + T)](labels.png)")
+            rule_shares_figure(os.path.join(tmp, "rule_shares.png"), summary)
+            pictures.append("rule_shares.png")
+            section.append("![Shares of the valid-read rules](rule_shares.png)")
+            sections.append("\n\n".join(section))
+        if online_dir:
+            with open(os.path.join(online_dir, "online.json")) as handle:
+                run = json.load(handle)
+            with open(os.path.join(online_dir, "online.md")) as handle:
+                table = handle.read()
+            section = [f"## Online A/B test on the simulator\n\nPolicies "
+                       f"{', '.join(run['metrics'])} over {run['config']['days']} simulated "
+                       f"days, the same sessions, candidates and random draws for each "
+                       f"(common random numbers); ± is a 95 % interval over users.", table]
+            for name in run["figures"]:
+                shutil.copy(os.path.join(online_dir, name), os.path.join(tmp, name))
+                pictures.append(name)
+                section.append(f"![Change in clicks by user activeness and dwell: "
+                               f"{name[len('migration-'):-4]} against {list(run['metrics'])[0]}]"
+                               f"({name})")
+            sections.append("\n\n".join(section))
+        with open(os.path.join(tmp, "report.md"), "w") as handle:
+            handle.write("\n\n".join(sections) + "\n")
+    return pictures
+
+
 def main(argv):
     del argv
     named = [(os.path.basename(os.path.normpath(d)), load_metrics(d)) for d in FLAGS.model_dirs]
@@ -85,6 +166,9 @@ def main(argv):
     if FLAGS.output:
         with atomic_file(FLAGS.output) as handle:
             handle.write(text)
+    if FLAGS.output_dir:
+        pictures = write_report_directory(FLAGS.output_dir, text, FLAGS.labelled, FLAGS.online)
+        print(f"wrote {FLAGS.output_dir}/report.md with {', '.join(pictures) or 'no pictures'}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the built-in simulator:
-# simulate -> validate -> stats -> label -> train -> export -> score -> report.
+# simulate -> validate -> stats -> label -> train -> export -> score -> online A/B -> report.
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
 DEMO_DIR=${DEMO_DIR:-demo_out}
@@ -29,19 +29,26 @@ echo "== label the evaluation days (11-13) with the training window's statistics
   --output_dir="${DEMO_DIR}/labelled"
 
 echo
-echo "== train: single_ctr (the baseline), then vr_ndt (click reweighting); raw logs, labels on the fly"
+echo "== train: single_ctr (the baseline), vr_ndt (click reweighting), ple_orca (ORCA);"
+echo "   raw logs, labels on the fly"
 rm -rf "${DEMO_DIR}/models"
 "$PYTHON" -m ranking.train --model=single_ctr --train="${TRAIN}" --eval="${EVAL}" \
   --stats="${DEMO_DIR}/stats" --model_dir="${DEMO_DIR}/models/single_ctr"
 "$PYTHON" -m ranking.train --model=vr_ndt --train="${TRAIN}" --eval="${EVAL}" \
   --stats="${DEMO_DIR}/stats" --model_dir="${DEMO_DIR}/models/vr_ndt" \
   --baseline_metrics="${DEMO_DIR}/models/single_ctr/eval_metrics.json"
+"$PYTHON" -m ranking.train --model=ple_orca --train="${TRAIN}" --eval="${EVAL}" \
+  --stats="${DEMO_DIR}/stats" --model_dir="${DEMO_DIR}/models/ple_orca" \
+  --post_click_features=category,item_length,publish_age_hours \
+  --baseline_metrics="${DEMO_DIR}/models/single_ctr/eval_metrics.json"
 
 echo
-echo "== export vr_ndt for TF Serving"
+echo "== export the three models for TF Serving"
 rm -rf "${DEMO_DIR}/serving"
-"$PYTHON" -m export.saved_model --model_dir="${DEMO_DIR}/models/vr_ndt" \
-  --export_base="${DEMO_DIR}/serving/vr_ndt"
+for model in single_ctr vr_ndt ple_orca; do
+  "$PYTHON" -m export.saved_model --model_dir="${DEMO_DIR}/models/${model}" \
+    --export_base="${DEMO_DIR}/serving/${model}"
+done
 
 echo
 echo "== score the evaluation days with the export (in-process engine; --engine=beam runs RunInference on Beam)"
@@ -49,11 +56,26 @@ echo "== score the evaluation days with the export (in-process engine; --engine=
   --output="${DEMO_DIR}/scores" --engine=local
 
 echo
-echo "== report"
-"$PYTHON" -m ranking.report --model_dirs="${DEMO_DIR}/models/single_ctr,${DEMO_DIR}/models/vr_ndt" \
-  --scores="${DEMO_DIR}/scores" --output="${DEMO_DIR}/report.md"
+echo "== online A/B test on the simulator: the exports rank the same sessions' candidates"
+"$PYTHON" -m pipelines.simulate_online --sim="${SIM}" --stats="${DEMO_DIR}/stats" \
+  --policies="single_ctr=${DEMO_DIR}/serving/single_ctr,vr_ndt=${DEMO_DIR}/serving/vr_ndt,ple_orca=${DEMO_DIR}/serving/ple_orca" \
+  --days=2 --output_dir="${DEMO_DIR}/online"
 
-echo "demo done: logs in ${SIM}/logs, validation reports in ${DEMO_DIR}/validation*/report.md,"
-echo "statistics in ${DEMO_DIR}/stats, labelled logs in ${DEMO_DIR}/labelled, models in"
-echo "${DEMO_DIR}/models (tensorboard --logdir ${DEMO_DIR}/models), the SavedModel in"
-echo "${DEMO_DIR}/serving, scores in ${DEMO_DIR}/scores, the report in ${DEMO_DIR}/report.md"
+echo
+echo "== report"
+"$PYTHON" -m ranking.report \
+  --model_dirs="${DEMO_DIR}/models/single_ctr,${DEMO_DIR}/models/vr_ndt,${DEMO_DIR}/models/ple_orca" \
+  --scores="${DEMO_DIR}/scores" --labelled="${DEMO_DIR}/labelled" --online="${DEMO_DIR}/online" \
+  --output_dir="${DEMO_DIR}/report"
+
+echo
+echo "demo done:"
+echo "  logs                 ${SIM}/logs"
+echo "  validation reports   ${DEMO_DIR}/validation/report.md, ${DEMO_DIR}/validation_eval/report.md"
+echo "  statistics           ${DEMO_DIR}/stats"
+echo "  labelled logs        ${DEMO_DIR}/labelled (labels.png: the paper's Fig. 2)"
+echo "  models               ${DEMO_DIR}/models (tensorboard --logdir ${DEMO_DIR}/models)"
+echo "  SavedModels          ${DEMO_DIR}/serving"
+echo "  scores               ${DEMO_DIR}/scores"
+echo "  online A/B test      ${DEMO_DIR}/online"
+echo "  report               ${DEMO_DIR}/report/report.md (with its pictures)"

@@ -22,3 +22,32 @@ def test_report_relaimpr_by_hand(run, tmp_path):
     assert "| base | single_ctr | 0.6000 | +0.00% | 0.6200 | +0.00% | ctr 0.2500 |" in text
     missing = run("ranking.report", f"--model_dirs={tmp_path / 'nothing'}")
     assert missing.returncode == 1 and "no eval_metrics.json" in missing.stderr
+
+
+def test_report_directory_with_pictures(run, tmp_path):
+    write_metrics(tmp_path / "base", "single_ctr", 0.60, 0.62)
+    labelled = tmp_path / "labelled"
+    labelled.mkdir()
+    (labelled / "summary.json").write_text(json.dumps({
+        "clicks": 200, "valid_reads": 170, "valid_read_share_of_clicks": 0.85,
+        "rule_shares_of_valid_reads": {"T1": 0.9, "T2": 0.04, "T3": 0.06}}))
+    (labelled / "labels.png").write_bytes(b"\x89PNG fake")
+    online = tmp_path / "online"
+    online.mkdir()
+    (online / "online.json").write_text(json.dumps({
+        "metrics": {"single_ctr": {}, "vr_ndt": {}}, "config": {"days": 2},
+        "figures": ["migration-vr_ndt.png"]}))
+    (online / "online.md").write_text("| policy | CTR |\n|---|---|\n| single_ctr | 11.00 % |\n")
+    (online / "migration-vr_ndt.png").write_bytes(b"\x89PNG fake")
+    out = tmp_path / "report"
+    done = run("ranking.report", f"--model_dirs={tmp_path / 'base'}", f"--labelled={labelled}",
+               f"--online={online}", f"--output_dir={out}")
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "labels.png", "migration-vr_ndt.png", "report.md", "rule_shares.png"]
+    text = (out / "report.md").read_text()
+    assert "Valid reads are 85.0 % of the 200 clicks; first rule among valid reads: T1 90.0 %" \
+        in text
+    assert "](labels.png)" in text and "](rule_shares.png)" in text
+    assert "| single_ctr | 11.00 % |" in text and "](migration-vr_ndt.png)" in text
+    assert (out / "rule_shares.png").read_bytes()[:4] == b"\x89PNG"
