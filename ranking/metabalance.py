@@ -1,17 +1,19 @@
 """MetaBalance (He et al., WWW 2022): auxiliary gradients on shared parameters scaled to the
 main task's (SPEC §4, `--metabalance`).
 
-The main task is the model's first tower (`ctr`); every other task whose loss reaches the
-shared parameters (the feature encoder and the backbone) is auxiliary. Each step:
+The main task is the model's first tower (`ctr` for the dwell-bin presets); every other task
+is auxiliary. The shared parameters are those of the feature encoder and the backbone that the
+main task and at least one auxiliary task reach (a task's own gate or expert is not shared).
+Each step:
 
     m_main <- beta m_main + (1 - beta) ||g_main||,  m_aux <- beta m_aux + (1 - beta) ||g_aux||
     g_shared = g_main + sum_aux g_aux * r * m_main / m_aux
 
 where the norms are global norms over the shared parameters (of the global batch's gradient:
-replicas' gradients are summed before the norm), and r is `--metabalance_ratio` (the paper's
-relax factor enters the same way: r = 1 gives every auxiliary gradient the main one's
-magnitude). Task-specific parameters (towers, ORCA's NDE) get their own tasks' gradients
-unchanged. The moving averages are variables of this module, kept in the checkpoint, so a
+replicas' gradients are summed before the norm), and r is `--metabalance_ratio` (SPEC §4:
+"to r times the main task's gradient norm"; the paper's relax factor would instead mix
+r·scaled + (1 − r)·g_aux). Task-specific parameters (towers, a task's own gates and experts,
+ORCA's NDE) get their own tasks' gradients unchanged. The moving averages are variables of this module, kept in the checkpoint, so a
 resumed run continues with the same averages.
 """
 
@@ -82,21 +84,34 @@ class MetaBalance(tf.Module):
         value = tf.where(first, norm, self.beta * self.norms[task] + (1 - self.beta) * norm)
         return self.norms[task].assign(value)
 
-    def gradients(self, tape: tf.GradientTape, task_losses: dict, shared: Sequence[tf.Variable],
+    def gradients(self, tape: tf.GradientTape, task_losses: dict, candidates: Sequence[tf.Variable],
                   others: Sequence[tf.Variable]):
-        """(gradients of `shared`, gradients of `others`) for one step; `tape` must be
-        persistent and have recorded `task_losses`."""
-        main = tape.gradient(task_losses[self.main_task], shared)
+        """(gradients of `candidates`, gradients of `others`) for one step; `tape` must be
+        persistent and have recorded `task_losses`.
+
+        `candidates` are the encoder's and backbone's variables; those the main task and at
+        least one auxiliary task reach are the shared parameters that get balanced gradients.
+        A candidate only one task reaches (a task's own gate or expert) gets that task's plain
+        gradient, like the towers in `others`."""
+        per_task = {task: tape.gradient(task_losses[task], candidates)
+                    for task in (self.main_task,) + self.auxiliary_tasks}
+        main = per_task[self.main_task]
+        shared = [g is not None and any(per_task[t][i] is not None
+                                        for t in self.auxiliary_tasks)
+                  for i, g in enumerate(main)]
+        main_norm = self._average(self.main_task,
+                                  _global_norm([g for g, s in zip(main, shared) if s]))
         balanced = list(main)
-        main_norm = self._average(self.main_task, _global_norm(main))
         for task in self.auxiliary_tasks:
-            auxiliary = tape.gradient(task_losses[task], shared)
-            if all(g is None for g in auxiliary):
-                continue  # this task does not reach the shared parameters (ORCA's NDE)
-            norm = self._average(task, _global_norm(auxiliary))
-            factor = self.ratio * tf.math.divide_no_nan(main_norm, norm)
-            balanced = [_add(b, None if g is None else _scale(g, factor))
-                        for b, g in zip(balanced, auxiliary)]
+            auxiliary = per_task[task]
+            reaches = [g for g, s in zip(auxiliary, shared) if s and g is not None]
+            factor = None
+            if reaches:
+                norm = self._average(task, _global_norm(reaches))
+                factor = self.ratio * tf.math.divide_no_nan(main_norm, norm)
+            for i, g in enumerate(auxiliary):
+                if g is not None:
+                    balanced[i] = _add(balanced[i], _scale(g, factor) if shared[i] else g)
         self.steps.assign_add(1)
         total = tf.add_n(list(task_losses.values()))
         return balanced, tape.gradient(total, others)

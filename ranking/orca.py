@@ -83,8 +83,13 @@ class OrcaHead(tf.keras.layers.Layer):
     def post_click_mask(self, rows: tf.Tensor) -> tf.Tensor:
         """bool [rows]: which examples the NDE path sees masked; advances the draw counter."""
         draw = self.mask_draws.assign_add(1)
-        noise = tf.random.stateless_uniform(
-            tf.reshape(rows, [1]), seed=tf.stack([tf.constant(self.seed, tf.int64), draw]))
+        # Replicas of a distribution strategy share the counter: the replica id keeps their
+        # draws apart (one replica: id 0).
+        replica = tf.distribute.get_replica_context()
+        replica_id = tf.cast(replica.replica_id_in_sync_group if replica is not None else 0,
+                             tf.int64)
+        noise = tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack(
+            [tf.constant(self.seed, tf.int64) * 1024 + replica_id, draw]))
         return noise < self.mask_prob
 
     def call(self, features: Mapping[str, tf.Tensor], representations: Mapping[str, tf.Tensor],

@@ -23,26 +23,32 @@ def test_auxiliary_gradients_take_ratio_times_the_main_norm():
     model = models.RankingModel(spec, models.ModelConfig(
         "mmoe", dwell_bin_medians=MEDIANS, dwell_bin_ndt=BIN_NDT))
     features, labels = tiny_batch(spec, 32), labels_for(32)
-    shared = model.shared_variables()
-    others = [v for v in model.trainable_variables if all(v is not s for s in shared)]
+    candidates = model.shared_variables()
+    others = [v for v in model.trainable_variables if all(v is not s for s in candidates)]
     balance = MetaBalance("ctr", ("dwell_bins",), ratio=0.5, beta=0.9)
     norms = []
     for step in range(2):
         with tf.GradientTape(persistent=True) as tape:
             task_losses = model.task_losses((features, labels), training=True)
-        got_shared, got_others = balance.gradients(tape, task_losses, shared, others)
-        main = flat(tape.gradient(task_losses["ctr"], shared), shared)
-        aux = flat(tape.gradient(task_losses["dwell_bins"], shared), shared)
-        norms.append((np.sqrt(sum(np.sum(g ** 2) for g in main)),
-                      np.sqrt(sum(np.sum(g ** 2) for g in aux))))
+        got_shared, got_others = balance.gradients(tape, task_losses, candidates, others)
+        raw_main = tape.gradient(task_losses["ctr"], candidates)
+        raw_aux = tape.gradient(task_losses["dwell_bins"], candidates)
+        # Shared: reached by both tasks (embeddings, experts); each task's own gate is not.
+        shared = np.array([a is not None and b is not None for a, b in zip(raw_main, raw_aux)])
+        gates = {v.name: s for v, s in zip(candidates, shared) if "gate" in v.name}
+        assert gates and not any(gates.values()), gates
+        assert shared.sum() > 0
+        main, aux = flat(raw_main, candidates), flat(raw_aux, candidates)
+        norms.append((np.sqrt(sum(np.sum(g ** 2) for g, s in zip(main, shared) if s)),
+                      np.sqrt(sum(np.sum(g ** 2) for g, s in zip(aux, shared) if s))))
         if step == 0:
             m_main, m_aux = norms[0]
         else:  # moving averages from the second step on
             m_main = 0.9 * norms[0][0] + 0.1 * norms[1][0]
             m_aux = 0.9 * norms[0][1] + 0.1 * norms[1][1]
         factor = 0.5 * m_main / m_aux
-        for g, a, b in zip(flat(got_shared, shared), main, aux):
-            np.testing.assert_allclose(g, a + factor * b, rtol=1e-4, atol=1e-7)
+        for g, a, b, s in zip(flat(got_shared, candidates), main, aux, shared):
+            np.testing.assert_allclose(g, a + (factor if s else 1.0) * b, rtol=1e-4, atol=1e-7)
         # Task-specific variables keep their plain gradients.
         total = tf.add_n(list(task_losses.values()))
         for g, expected in zip(flat(got_others, others),

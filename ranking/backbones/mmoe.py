@@ -1,7 +1,8 @@
 """MMoE (Ma et al., KDD 2018): shared experts, one softmax gate per task, plus a shared gate.
 
 h_t = sum_k g_t(x)_k e_k(x), g_t = softmax(W_t x + b_t) over the experts. The extra gate gives
-the shared representation h_s that ORCA's NDE tower reads (SPEC §4).
+the shared representation h_s that ORCA's NDE tower reads (SPEC §4); ORCA reads it through a
+stop-gradient, so that gate is never trained and is the mean of the experts (zero weights).
 """
 
 from __future__ import annotations
@@ -29,9 +30,13 @@ class MMoE(tf.keras.layers.Layer):
         self.task_names = tuple(task_names)
         self.experts = [MLP(expert_units, dropout=dropout, name=f"expert_{k}")
                         for k in range(num_experts)]
-        self.gates = {name: tf.keras.layers.Dense(num_experts, activation="softmax",
-                                                  name=f"{name}_gate")
-                      for name in self.task_names + ("shared",)}
+        # The shared gate gives h_s, which ORCA's NDE reads through a stop-gradient: no loss
+        # trains it, so it starts (and stays) at zero, the plain mean of the experts, rather
+        # than at a random mixture.
+        self.gates = {name: tf.keras.layers.Dense(
+            num_experts, activation="softmax", name=f"{name}_gate",
+            kernel_initializer="zeros" if name == "shared" else "glorot_uniform")
+            for name in self.task_names + ("shared",)}
 
     def gate_values(self, x) -> dict[str, tf.Tensor]:
         """Each gate's softmax weights over the experts, [batch, num_experts]."""

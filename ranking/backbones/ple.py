@@ -4,7 +4,9 @@ Each level has `task_experts` experts per task and `shared_experts` shared exper
 gate (softmax over its own and the shared experts, on the task's input of that level) gives the
 task's next input; the shared gate (softmax over every expert of the level, on the shared
 input) gives the next shared input. The paper drops the shared gate at the last level; here it
-is kept there too, as ORCA's h_s (SPEC §4: "the shared gate's output at the last level").
+is kept there too, as ORCA's h_s (SPEC §4: "the shared gate's output at the last level"). No
+loss trains that gate (ORCA reads h_s through a stop-gradient), so it starts at zero weights:
+h_s is the mean of the last level's experts.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ class CGCLevel(tf.keras.layers.Layer):
     """One customized gate control level: ({task: x_t}, x_s) -> ({task: h_t}, h_s)."""
 
     def __init__(self, task_names, task_experts, shared_experts, expert_units, dropout=0.0,
-                 **kwargs):
+                 last: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.task_names = tuple(task_names)
         self.task_experts = {t: [MLP(expert_units, dropout=dropout, name=f"{t}_expert_{k}")
@@ -31,9 +33,11 @@ class CGCLevel(tf.keras.layers.Layer):
         self.task_gates = {t: tf.keras.layers.Dense(task_experts + shared_experts,
                                                     activation="softmax", name=f"{t}_gate")
                            for t in self.task_names}
+        # The last level's shared gate only gives h_s, which ORCA reads through a stop-gradient:
+        # untrained, it stays at zero weights (the mean of the level's experts).
         self.shared_gate = tf.keras.layers.Dense(
             len(self.task_names) * task_experts + shared_experts, activation="softmax",
-            name="shared_gate")
+            name="shared_gate", kernel_initializer="zeros" if last else "glorot_uniform")
 
     def call(self, task_inputs, shared_input, training=None, return_gates=False):
         shared = [e(shared_input, training=training) for e in self.shared_experts]
@@ -61,7 +65,8 @@ class PLE(tf.keras.layers.Layer):
                              "expert")
         self.task_names = tuple(task_names)
         self.levels = [CGCLevel(task_names, task_experts, shared_experts, expert_units,
-                                dropout, name=f"level_{k}") for k in range(num_levels)]
+                                dropout, last=k == num_levels - 1, name=f"level_{k}")
+                       for k in range(num_levels)]
 
     def call(self, x, training=None, return_gates=False):
         task_inputs, shared, all_gates = {t: x for t in self.task_names}, x, []
