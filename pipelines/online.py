@@ -1,7 +1,8 @@
 """Online evaluation on the simulator: ranking policies A/B-tested on simulated users (SPEC §10).
 
-The simulator's users arrive day by day after the logged period (`OnlineConfig.start_day`, by
-default the day after the logs end). For each session, `candidates` items are drawn from the
+The simulator's users arrive day by day on the calendar of the simulation's last days
+(`default_start`: its item pools stay fresh there) or from `OnlineConfig.start_day`; sessions
+and outcomes come from the online streams, not from the logs. For each session, `candidates` items are drawn from the
 day's pool; every policy scores the session's candidates and shows its top items in the
 session's slots (position 0 first); the world's causal model decides clicks and dwell.
 
@@ -19,8 +20,10 @@ Policies (`RankingPolicy.scores(world, requests, items) -> [n]`, higher is shown
   the same writer as the project's logs), as TF Serving would receive them, with `position` 0
   (the slot is what is being decided);
 - `RandomPolicy()`: uniform random order (a reference);
-- `LoggingScorePolicy()`: the logging policy's preferences (freshness, source quality, the
-  user's category interests) with Gumbel noise, as the simulator's logging policy samples;
+- `LoggingScorePolicy()`: a scorer built from the logging policy's preferences (freshness,
+  item quality, the user's true category interests) with Gumbel noise; it sees latent
+  traits no model sees, so it is a strong reference (it ranks one session's candidates, while
+  the logging policy samples a category, then an item of it, from the whole pool);
 - `ScoreFunctionPolicy(fn)`: any function of (world, requests, items), e.g. an oracle of the
   true click probability (tests).
 
@@ -29,7 +32,8 @@ dwell seconds, valid reads and impressions, with 95 % intervals over users; agai
 policy, relative changes with paired 95 % intervals (each user is seen by every policy).
 Valid reads are labelled by `pipelines.labels.Labeler` (the one definition of the rules) with
 the stats artifact of the training window; rule T2's click counts come from the online days
-(earlier days from the artifact's user table, as for any labelled logs).
+(earlier days from the artifact's user table, as for any labelled logs; days in neither count
+0, which makes more users light than in the logs; equally for every policy).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Callable, Sequence
 
 import numpy as np
@@ -147,25 +152,7 @@ def draw_day(world: simulator.World, day: int, config: OnlineConfig) -> DayDraws
     keys = rng.random((sessions, len(pool)))
     candidates = pool[np.argsort(keys, axis=1)[:, :k]]
     n = len(requests)
-    noise = {"click": rng.random(n), "bounce": rng.random(n), "dwell": rng.standard_normal(n),
-             "bounce_dwell": rng.standard_normal(n), "lost": rng.random(n)}
-    return DayDraws(requests, slots, candidates, noise)
-
-
-def respond(world: simulator.World, requests: simulator.Requests, item: np.ndarray,
-            noise: dict) -> dict:
-    """`World.respond` with given noise (common random numbers): click, dwell_time [n]."""
-    c = world.config
-    logit = world.click_logit(requests.user, item, requests.position, requests.timestamp)
-    p_click = 1.0 / (1.0 + np.exp(-logit))
-    click = (noise["click"] < p_click).astype(np.int64)
-    log_mean = world.dwell_log_mean(requests.user, item, requests.timestamp)
-    bounce = noise["bounce"] < c.bounce_base + c.bounce_clickbait * world.item_clickbait[item]
-    dwell = np.exp(np.where(bounce, np.log(6.0) + 0.6 * noise["bounce_dwell"],
-                            log_mean + c.dwell_noise * noise["dwell"]))
-    lost = noise["lost"] < c.zero_dwell_share
-    dwell = np.where((click == 1) & ~lost, np.round(dwell, 3), 0.0)
-    return {"click": click, "dwell_time": dwell, "p_click": p_click}
+    return DayDraws(requests, slots, candidates, world.outcome_noise(len(requests), rng))
 
 
 def rank(world: simulator.World, draws: DayDraws, policy: RankingPolicy) -> np.ndarray:
@@ -184,17 +171,34 @@ def rank(world: simulator.World, draws: DayDraws, policy: RankingPolicy) -> np.n
     return draws.candidates[draws.requests.session, order[draws.requests.session, position]]
 
 
+def default_start(world: simulator.World, config: OnlineConfig) -> int:
+    """The first online day: `config.start_day`, else the last `config.days` days of the
+    simulation's calendar (the evaluation days of a usual split). The simulator publishes
+    items only up to its last day, so later days would show an ever older catalogue; replaying
+    the last days' calendar keeps the item pools fresh (new sessions and outcomes, drawn from
+    the online streams, not the logs')."""
+    if config.start_day is not None:
+        return config.start_day
+    return max(0, world.config.days - config.days)
+
+
+def check_config(config: OnlineConfig) -> None:
+    if config.days < 1 or config.candidates < 1 or config.seed < 0 or (
+            config.start_day is not None and config.start_day < 0):
+        raise InputError("--days and --candidates must be >= 1, --seed and --start_day >= 0")
+
+
 def simulate(world: simulator.World, policies: dict, artifact: labels_lib.StatsArtifact,
              config: OnlineConfig = OnlineConfig()) -> dict:
     """Runs every policy over the same days; returns {policy: impression arrays}: user, item,
     timestamp, position, click, dwell_time, valid_read (aligned [n], identical slots for all)."""
-    start = world.config.days if config.start_day is None else config.start_day
+    start = default_start(world, config)
     shown = {name: [] for name in policies}
     for day in range(start, start + config.days):
         draws = draw_day(world, day, config)
         for name, policy in policies.items():
             item = rank(world, draws, policy)
-            outcome = respond(world, draws.requests, item, draws.noise)
+            outcome = world.respond(draws.requests, item, None, draws.noise)
             shown[name].append({"user": draws.requests.user, "item": item,
                                 "timestamp": draws.requests.timestamp,
                                 "position": draws.requests.position, **outcome})
@@ -373,8 +377,13 @@ def world_of(sim_dir: str) -> simulator.World:
         raise InputError("has no simulator config", file=path)
     fields = {f.name for f in dataclasses.fields(simulator.SimConfig)}
     setting = config.get("setting", summary.get("setting", simulator.DEFAULT_SETTING))
+    if setting not in simulator.SETTINGS:
+        raise InputError(f"names simulator setting {setting!r}, unknown here (settings: "
+                         f"{', '.join(simulator.SETTINGS)})", file=path)
+    defaults = simulator.SETTINGS[setting].values
+    # Values the setting gives are left to it; an explicit override is kept.
     explicit = {k: v for k, v in config.items() if k in fields and k != "setting"
-                and k not in simulator.SETTINGS[setting].values}
+                and not (k in defaults and v == defaults[k])}
     return simulator.World(simulator.SimConfig(setting=setting, **explicit))
 
 
@@ -384,9 +393,10 @@ def make_policies(specs: Sequence[str], seed: int = 0) -> dict:
     for spec in specs:
         name, _, path = spec.partition("=")
         name = name.strip()
-        if not name or name in policies:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name or "-/") or name in policies:
             raise InputError(f"--policies: expected NAME=SAVED_MODEL or random or logging, each "
-                             f"name once; got {spec!r}")
+                             f"name once and made of letters, digits, '_', '.', '-'; got "
+                             f"{spec!r}")
         if not path:
             if name == "random":
                 policies[name] = RandomPolicy(seed)

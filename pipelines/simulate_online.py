@@ -4,8 +4,8 @@
         --policies=single_ctr=demo_out/serving/single_ctr,vr_ndt=demo_out/serving/vr_ndt,random \
         --days=3 --output_dir=demo_out/online [--candidates=50 --seed=0]
 
-The simulation's world (its summary.json) continues after its logged days: the same users and
-items, new sessions. Every policy (NAME=SAVED_MODEL, or the built-ins `random` and `logging`)
+The simulation's world (its summary.json): the same users and items, new sessions, on the
+calendar of the simulation's last --days days (or from --start_day). Every policy (NAME=SAVED_MODEL, or the built-ins `random` and `logging`)
 ranks the same candidates for the same sessions, and the same random draws decide the outcome
 of each slot (common random numbers). The first policy is the baseline of the relative changes
 and of the dwell-migration heat map (one PNG per other policy).
@@ -35,7 +35,8 @@ flags.DEFINE_string("stats", None, "Stats artifact of the training window (valid
 flags.DEFINE_list("policies", None, "NAME=SAVED_MODEL, random or logging; the first is the "
                   "baseline.")
 flags.DEFINE_integer("days", _DEFAULTS.days, "Online days.")
-flags.DEFINE_integer("start_day", None, "First online day (default: the day after the logs).")
+flags.DEFINE_integer("start_day", None, "First online day (default: the simulation's last "
+                     "--days days, whose item pools are fresh).")
 flags.DEFINE_integer("candidates", _DEFAULTS.candidates, "Candidates per session.")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of sessions, candidates and outcomes.")
 flags.DEFINE_string("output_dir", None, "Where online.json, online.md and the PNGs go.")
@@ -50,16 +51,18 @@ def _is_online_output(path: str) -> bool:
 def main(argv):
     del argv
     started = time.perf_counter()
+    config = online.OnlineConfig(days=FLAGS.days, start_day=FLAGS.start_day,
+                                 candidates=FLAGS.candidates, seed=FLAGS.seed)
+    online.check_config(config)
     world = online.world_of(FLAGS.sim)
     artifact = labels.load_artifact(FLAGS.stats)
     policies = online.make_policies(FLAGS.policies, FLAGS.seed)
-    config = online.OnlineConfig(days=FLAGS.days, start_day=FLAGS.start_day,
-                                 candidates=FLAGS.candidates, seed=FLAGS.seed)
-    results = online.simulate(world, policies, artifact, config)
-    table = online.online_metrics(results, world.config.num_users)
     names = list(policies)
+    # The output directory is checked (and refused if foreign) before the simulation runs.
     with atomic_directory(FLAGS.output_dir, may_replace=_is_online_output,
                           what="--output_dir") as tmp:
+        results = online.simulate(world, policies, artifact, config)
+        table = online.online_metrics(results, world.config.num_users)
         figures = []
         for name in names[1:]:
             change, edges = online.dwell_migration(world, results[names[0]], results[name])

@@ -375,21 +375,33 @@ class World:
                 - c.w_clickbait_dwell * self.item_clickbait[item]
                 - c.w_fresh_dwell * self.age_days(item, timestamp))
 
-    def respond(self, requests: Requests, item: np.ndarray, rng: np.random.Generator) -> dict:
+    @staticmethod
+    def outcome_noise(n: int, rng: np.random.Generator) -> dict:
+        """The random draws that decide `n` impressions' outcomes (uniforms and normals, [n]
+        each), in the order `respond` has always drawn them."""
+        return {"click": rng.random(n), "bounce": rng.random(n),
+                "bounce_dwell": rng.standard_normal(n), "dwell": rng.standard_normal(n),
+                "lost": rng.random(n)}
+
+    def respond(self, requests: Requests, item: np.ndarray, rng: np.random.Generator | None,
+                noise: dict | None = None) -> dict:
         """Clicks and dwell seconds of the users in `requests` shown `item`.
 
-        Returns arrays of shape [n]: `click` (int64 0/1), `dwell_time` (float64 seconds, 0 when
+        The draws come from `rng`, or from `noise` (`outcome_noise`), so that policies shown
+        to the same slots can share them (common random numbers, `pipelines.online`). Returns
+        arrays of shape [n]: `click` (int64 0/1), `dwell_time` (float64 seconds, 0 when
         unclicked), and the latent `p_click` and `dwell_log_mean`.
         """
+        noise = noise if noise is not None else self.outcome_noise(len(item), rng)
         logit = self.click_logit(requests.user, item, requests.position, requests.timestamp)
         p_click = 1.0 / (1.0 + np.exp(-logit))
-        click = (rng.random(len(item)) < p_click).astype(np.int64)
+        click = (noise["click"] < p_click).astype(np.int64)
         log_mean = self.dwell_log_mean(requests.user, item, requests.timestamp)
         c = self.config
-        bounce = rng.random(len(item)) < c.bounce_base + c.bounce_clickbait * self.item_clickbait[item]
-        dwell = np.exp(np.where(bounce, np.log(6.0) + 0.6 * rng.standard_normal(len(item)),
-                                log_mean + c.dwell_noise * rng.standard_normal(len(item))))
-        lost = rng.random(len(item)) < c.zero_dwell_share
+        bounce = noise["bounce"] < c.bounce_base + c.bounce_clickbait * self.item_clickbait[item]
+        dwell = np.exp(np.where(bounce, np.log(6.0) + 0.6 * noise["bounce_dwell"],
+                                log_mean + c.dwell_noise * noise["dwell"]))
+        lost = noise["lost"] < c.zero_dwell_share
         dwell = np.where((click == 1) & ~lost, np.round(dwell, 3), 0.0)
         return {"click": click, "dwell_time": dwell, "p_click": p_click, "dwell_log_mean": log_mean}
 

@@ -39,6 +39,7 @@ import tensorflow_recommenders as tfrs
 
 from ranking import backbones
 from ranking import tasks as tasks_lib
+from ranking.losses import DT_DENOMINATORS
 from ranking.features import FeatureSpec
 from ranking.layers import MLP, FeatureEncoder
 
@@ -190,8 +191,29 @@ def check_config(config: ModelConfig) -> None:
         raise ValueError(f"ORCA needs a ctr and a dwell_bins tower on a "
                          f"{', '.join(ORCA_BACKBONES)} backbone; {config.preset} has "
                          f"{', '.join(config.spec.towers)} on {config.spec.backbone}")
-    if config.dt_denominator not in ("batch", "clicks"):
-        raise ValueError(f"dt_denominator must be batch or clicks, not {config.dt_denominator!r}")
+    if config.dt_denominator not in DT_DENOMINATORS:
+        raise ValueError(f"dt_denominator must be one of {', '.join(DT_DENOMINATORS)}, not "
+                         f"{config.dt_denominator!r}")
+    sizes = {"bottom_units": config.bottom_units, "expert_units": config.expert_units}
+    for name, units in sizes.items():
+        if not units or any(int(u) < 1 for u in units):
+            raise ValueError(f"{name} must be one or more widths >= 1, not {units!r}")
+    if config.tower_units is not None and any(int(u) < 1 for u in config.tower_units):
+        raise ValueError(f"tower_units must be widths >= 1, not {config.tower_units!r}")
+    at_least_one = {"experts": config.experts, "levels": config.levels,
+                    "task_experts": config.task_experts, "shared_experts": config.shared_experts,
+                    "field_dim": config.field_dim, "attention_heads": config.attention_heads,
+                    "scd_heads": config.scd_heads}
+    at_least_zero = {"cross_layers": config.cross_layers,
+                     "attention_layers": config.attention_layers}
+    for name, value in at_least_one.items():
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, not {value}")
+    for name, value in at_least_zero.items():
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, not {value}")
+    if not 0.0 <= config.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), not {config.dropout}")
     if not 0.0 <= config.mask_prob <= 1.0:
         raise ValueError(f"mask_prob must be in [0, 1], not {config.mask_prob}")
 
@@ -231,6 +253,7 @@ def build_network(spec: FeatureSpec, config: ModelConfig) -> tf.keras.Model:
     if config.uses_orca:
         from ranking.orca import OrcaHead
 
+        @tf.autograph.experimental.do_not_convert  # straight-line code
         def masked_forward(features, post_click_mask, training):
             return backbone(encoder(features, post_click_mask=post_click_mask),
                             training=training)

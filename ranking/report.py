@@ -62,6 +62,38 @@ def comparison_table(named: list[tuple[str, dict]]) -> str:
     return "\n".join(lines)
 
 
+DT_COLUMNS = (("dt_mae_class", "MAEclass", 3), ("dt_rmse_class", "RMSEclass", 3),
+              ("dt_weighted_f1", "F1", 3), ("dt_macro_precision", "precision", 3),
+              ("dt_macro_recall", "recall", 3), ("dt_mae_seconds", "MAE s", 1),
+              ("dt_rmse_seconds", "RMSE s", 1))
+
+
+def dwell_table(named: list[tuple[str, dict]]) -> str | None:
+    """Markdown rows of the dwell-time metrics (clicked impressions) of the models that have
+    them, with the ctr tower's own click AUC; None when no model has them."""
+    rows = [(name, m) for name, m in named if "dt_mae_class" in m]
+    if not rows:
+        return None
+    lines = ["Dwell time over clicked impressions (predicted bin = argmax of the served "
+             "distribution; SPEC §6):", "",
+             "| model | " + " | ".join(title for _, title, _ in DT_COLUMNS)
+             + " | ctr tower's click AUC |", "|---|" + "---|" * (len(DT_COLUMNS) + 1)]
+    for name, m in rows:
+        auc = m.get("towers", {}).get("ctr", {}).get("auc_ctr")
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.{d}f}" for k, _, d in DT_COLUMNS)
+                     + f" | {'–' if auc is None else f'{auc:.4f}'} |")
+    return "\n".join(lines)
+
+
+def _read_json(directory: str, name: str, flag: str) -> dict:
+    path = os.path.join(directory, name)
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read {name} of {flag} ({error})", file=path) from None
+
+
 def scores_summary(directory: str) -> str:
     import pandas as pd
 
@@ -114,8 +146,10 @@ def write_report_directory(output_dir: str, text: str, labelled: str | None,
     with atomic_directory(output_dir, may_replace=lambda p: "report.md" in os.listdir(p)
                           or not os.listdir(p), what="--output_dir") as tmp:
         if labelled:
-            with open(os.path.join(labelled, "summary.json")) as handle:
-                summary = json.load(handle)
+            summary = _read_json(labelled, "summary.json", "--labelled")
+            if "rule_shares_of_valid_reads" not in summary:
+                raise InputError("is not a pipelines.label summary",
+                                 file=os.path.join(labelled, "summary.json"))
             shares = summary["rule_shares_of_valid_reads"]
             section = [f"## Labels\n\nValid reads are "
                        f"{100 * summary['valid_read_share_of_clicks']:.1f} % of the "
@@ -132,10 +166,16 @@ def write_report_directory(output_dir: str, text: str, labelled: str | None,
             section.append("![Shares of the valid-read rules](rule_shares.png)")
             sections.append("\n\n".join(section))
         if online_dir:
-            with open(os.path.join(online_dir, "online.json")) as handle:
-                run = json.load(handle)
-            with open(os.path.join(online_dir, "online.md")) as handle:
-                table = handle.read()
+            run = _read_json(online_dir, "online.json", "--online")
+            if not {"metrics", "config", "figures"} <= set(run):
+                raise InputError("is not a pipelines.simulate_online output",
+                                 file=os.path.join(online_dir, "online.json"))
+            try:
+                with open(os.path.join(online_dir, "online.md")) as handle:
+                    table = handle.read()
+            except OSError as error:
+                raise InputError(f"cannot read online.md ({error.strerror})",
+                                 file=online_dir) from None
             section = [f"## Online A/B test on the simulator\n\nPolicies "
                        f"{', '.join(run['metrics'])} over {run['config']['days']} simulated "
                        f"days, the same sessions, candidates and random draws for each "
@@ -156,9 +196,19 @@ def main(argv):
     del argv
     named = [(os.path.basename(os.path.normpath(d)), load_metrics(d)) for d in FLAGS.model_dirs]
     first = named[0][1]
+    if (FLAGS.labelled or FLAGS.online) and not FLAGS.output_dir:
+        raise InputError("--labelled and --online go into a report directory: give --output_dir")
+    if FLAGS.output_dir:
+        parent = os.path.dirname(os.path.abspath(FLAGS.output_dir))
+        if not os.path.isdir(parent):
+            raise InputError(f"--output_dir {FLAGS.output_dir}: its parent {parent} is not a "
+                             "directory")
     parts = [f"# dwellrank report\n\nEvaluated on `{first.get('eval')}`: {first['rows']:,} "
              f"impressions, {first['clicks']:,} clicks, {first['valid_reads']:,} valid reads. "
              f"RelaImpr is against `{named[0][0]}`.", comparison_table(named)]
+    dwell = dwell_table(named)
+    if dwell:
+        parts.append(dwell)
     if FLAGS.scores:
         parts.append(scores_summary(FLAGS.scores))
     text = "\n\n".join(parts) + "\n"

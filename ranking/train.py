@@ -18,8 +18,9 @@ import dataclasses
 
 from absl import flags
 
+from pipelines.errors import InputError
 from ranking import training
-from ranking.losses import NEGATIVE_WEIGHTINGS
+from ranking.losses import DT_DENOMINATORS, NEGATIVE_WEIGHTINGS
 from ranking.models import PRESETS, SINGLE_TASKS, ModelConfig
 
 FLAGS = flags.FLAGS
@@ -80,7 +81,7 @@ flags.DEFINE_integer("cross_layers", MODEL["cross_layers"], "dcn_v2: cross layer
 flags.DEFINE_integer("attention_layers", MODEL["attention_layers"],
                      "autoint: interacting layers.")
 flags.DEFINE_integer("attention_heads", MODEL["attention_heads"], "autoint: attention heads.")
-flags.DEFINE_enum("dt_denominator", MODEL["dt_denominator"], ["batch", "clicks"],
+flags.DEFINE_enum("dt_denominator", MODEL["dt_denominator"], list(DT_DENOMINATORS),
                   "Dwell-bin losses (clicked rows) divided by the batch size, or by the clicks "
                   "(their mean over clicked rows).")
 flags.DEFINE_bool("orca", MODEL["orca"], "ORCA on shared_bottom_dt (mmoe_orca and ple_orca "
@@ -119,21 +120,26 @@ flags.DEFINE_enum("progress", TRAIN["progress"], ["auto", "bar", "epoch", "none"
 flags.mark_flags_as_required(["train", "stats", "model_dir"])
 
 
-def _ints(values) -> tuple[int, ...]:
-    return tuple(int(v) for v in values)
+def _ints(values, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise InputError(f"--{flag} must be comma-separated integers, not "
+                         f"{','.join(values)!r}") from None
 
 
 def config_from_flags() -> training.TrainConfig:
     model = ModelConfig(
-        preset=FLAGS.model, bottom_units=_ints(FLAGS.bottom_units),
-        tower_units=None if FLAGS.tower_units is None else _ints(FLAGS.tower_units),
+        preset=FLAGS.model, bottom_units=_ints(FLAGS.bottom_units, "bottom_units"),
+        tower_units=(None if FLAGS.tower_units is None
+                     else _ints(FLAGS.tower_units, "tower_units")),
         dropout=FLAGS.dropout,
         embedding_init_std=(FLAGS.embedding_init_std
                             if FLAGS.embedding_init_std and FLAGS.embedding_init_std > 0
                             else None),
         negative_weight=FLAGS.negative_weight,
         negative_weighting=FLAGS.negative_weighting, single_task=FLAGS.single_task,
-        experts=FLAGS.experts, expert_units=_ints(FLAGS.expert_units), levels=FLAGS.levels,
+        experts=FLAGS.experts, expert_units=_ints(FLAGS.expert_units, "expert_units"), levels=FLAGS.levels,
         task_experts=FLAGS.task_experts, shared_experts=FLAGS.shared_experts,
         field_dim=FLAGS.field_dim, cross_layers=FLAGS.cross_layers,
         attention_layers=FLAGS.attention_layers, attention_heads=FLAGS.attention_heads,

@@ -139,7 +139,8 @@ def _identity(description: dict) -> dict:
             "stats": description["stats"],
             "training": {k: training.get(k) for k in (
                 "train", "batch_size", "seed", "optimizer", "embedding_optimizer",
-                "shuffle_buffer", "steps_per_epoch", "metabalance", "metabalance_ratio")}}
+                "shuffle_buffer", "steps_per_epoch", "metabalance", "metabalance_ratio",
+                "metabalance_beta")}}
 
 
 def _prepare_model_dir(model_dir: str, description: dict) -> bool:
@@ -278,6 +279,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         raise InputError(str(error)) from None
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")
+    if config.metabalance and not (config.metabalance_ratio > 0
+                                   and 0 <= config.metabalance_beta < 1):
+        raise InputError("--metabalance_ratio must be > 0 and --metabalance_beta in [0, 1)")
     if config.schema:
         from pipelines import validation
 
@@ -453,7 +457,9 @@ def evaluate(model, source, artifact, spec, config: TrainConfig, labeler=None) -
     outputs, labels = evaluation.predict(model.network, dataset, config.model)
     result = evaluation.evaluation_metrics(
         config.model, outputs, labels, np.asarray(artifact.stats["dwell_bin_edges"]),
-        np.asarray(artifact.stats["dwell_bin_medians"], float))
+        # The model's medians: an empty bin's is its edges' geometric mean, not NaN.
+        np.asarray(config.model.dwell_bin_medians or bin_medians_for_model(
+            artifact.stats["dwell_bin_medians"], artifact.stats["dwell_bin_edges"]), float))
     result["eval"] = config.eval
     if config.baseline_metrics:
         try:

@@ -51,3 +51,20 @@ def test_report_directory_with_pictures(run, tmp_path):
     assert "](labels.png)" in text and "](rule_shares.png)" in text
     assert "| single_ctr | 11.00 % |" in text and "](migration-vr_ndt.png)" in text
     assert (out / "rule_shares.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_refuses_unusable_inputs_in_one_line(run, tmp_path):
+    write_metrics(tmp_path / "base", "single_ctr", 0.60, 0.62)
+    (tmp_path / "empty").mkdir()
+    cases = [([f"--labelled={tmp_path / 'empty'}", f"--output_dir={tmp_path / 'r1'}"],
+              "cannot read summary.json of --labelled"),
+             ([f"--online={tmp_path / 'empty'}", f"--output_dir={tmp_path / 'r2'}"],
+              "cannot read online.json of --online"),
+             ([f"--online={tmp_path / 'empty'}"], "give --output_dir"),
+             ([f"--output_dir={tmp_path / 'base' / 'eval_metrics.json' / 'sub'}"],
+              "is not a directory")]
+    for args, message in cases:
+        done = run("ranking.report", f"--model_dirs={tmp_path / 'base'}", *args)
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
