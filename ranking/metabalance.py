@@ -113,5 +113,6 @@ class MetaBalance(tf.Module):
                 if g is not None:
                     balanced[i] = _add(balanced[i], _scale(g, factor) if shared[i] else g)
         self.steps.assign_add(1)
-        total = tf.add_n(list(task_losses.values()))
-        return balanced, tape.gradient(total, others)
+        # Every task's plain gradient on the other variables (a list of targets sums them;
+        # a sum formed here, outside the tape, would have no gradient at all).
+        return balanced, tape.gradient(list(task_losses.values()), others)
