@@ -25,13 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import module  # noqa: E402
+
 POST_CLICK = "--post_click_features=category,item_length,publish_age_hours"
 
 # (row label, run name, preset, extra flags, which columns the run gives: dt, auc or both)
@@ -58,15 +59,6 @@ HEADERS = ("MAEclass ↓", "RMSEclass ↓", "F1 ↑", "Precision ↑", "Recall �
            "RMSE s ↓", "CTR AUC ↑")
 ORCA_PAIRS = (("MMoE", "MMoE + ORCA"), ("PLE", "PLE + ORCA"),
               ("PLE + MetaBalance", "PLE + MetaBalance + ORCA"))
-
-
-def module(name, *args):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    completed = subprocess.run([sys.executable, "-m", name, *args], cwd=REPO, env=env,
-                               capture_output=True, text=True)
-    if completed.returncode:
-        sys.exit(f"{name} {' '.join(args)} failed:\n{completed.stderr[-3000:]}")
-    return completed.stdout
 
 
 def prepare(out, setting, sim_args):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 
@@ -25,19 +24,13 @@ sys.path.insert(0, REPO)
 
 from ranking.metrics import rel_impr  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import module  # noqa: E402
+
 RUNS = [("single_ctr", "single_ctr", []), ("ctr_logdt", "ctr_logdt", []),
         ("vr_logdt", "vr_logdt", []),
         ("vr_ndt", "vr_ndt (negatives weigh 1)", ["--negative_weighting=unit"]),
         ("vr_ndt", "vr_ndt (negatives weigh NDT, Eq. 3 literally)", ["--negative_weighting=ndt"])]
-
-
-def module(name, *args):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    completed = subprocess.run([sys.executable, "-m", name, *args], cwd=REPO, env=env,
-                               capture_output=True, text=True)
-    if completed.returncode:
-        sys.exit(f"{name} failed:\n{completed.stderr[-3000:]}")
-    return completed.stdout
 
 
 def main():
