@@ -52,13 +52,18 @@ RUNS = [
     ("PLE + ORCA", "ple_orca", "ple_orca", [], "both"),
     ("PLE + MetaBalance", "ple_mb", "ple", ["--metabalance"], "both"),
     ("PLE + MetaBalance + ORCA", "ple_orca_mb", "ple_orca", ["--metabalance"], "both"),
+    # Ablations of ORCA on MMoE (the paper's Fig. 3 variants, in part).
+    ("MMoE + ORCA, no instance weights", "mmoe_orca_noiw", "mmoe_orca",
+     ["--instance_weights=false"], "both"),
+    ("MMoE + ORCA, no masking", "mmoe_orca_nomask", "mmoe_orca", ["--mask_prob=0"], "both"),
 ]
 DT_KEYS = ("dt_mae_class", "dt_rmse_class", "dt_weighted_f1", "dt_macro_precision",
            "dt_macro_recall", "dt_mae_seconds", "dt_rmse_seconds")
 HEADERS = ("MAEclass ↓", "RMSEclass ↓", "F1 ↑", "Precision ↑", "Recall ↑", "MAE s ↓",
            "RMSE s ↓", "CTR AUC ↑")
 ORCA_PAIRS = (("MMoE", "MMoE + ORCA"), ("PLE", "PLE + ORCA"),
-              ("PLE + MetaBalance", "PLE + MetaBalance + ORCA"))
+              ("PLE + MetaBalance", "PLE + MetaBalance + ORCA"),
+              ("MMoE", "MMoE + ORCA, no instance weights"), ("MMoE", "MMoE + ORCA, no masking"))
 
 
 def prepare(out, setting, sim_args):
