@@ -76,6 +76,7 @@ PRESETS = {
     "autoint": Preset(("ctr",), ("ctr",), backbone="autoint", single_task=True),
 }
 SINGLE_TASKS = ("ctr", "dwell_bins")
+_TASK_DEFAULTS = tasks_lib.TaskOptions()
 # ORCA needs a ctr and a raw dwell tower on a backbone that gives h_ctr, h_dt and h_s.
 ORCA_BACKBONES = ("shared_bottom", "mmoe", "ple")
 DEFAULT_TOWER_UNITS = (64, 32)
@@ -94,8 +95,9 @@ class ModelConfig:
     # starting rows keep ids seen rarely (or never, at evaluation) from adding noise: on the
     # small simulated logs, click AUC 0.574 against 0.565 (benchmarks/defaults.py).
     embedding_init_std: float | None = 1e-4
-    negative_weight: float = 1.0
-    negative_weighting: str = "unit"
+    # The loss options' defaults live once, in ranking.tasks.TaskOptions.
+    negative_weight: float = _TASK_DEFAULTS.negative_weight
+    negative_weighting: str = _TASK_DEFAULTS.negative_weighting
     single_task: str = "ctr"  # the task of deepfm, dcn_v2, autoint: ctr | dwell_bins
     # MMoE and PLE.
     experts: int = 4
@@ -111,21 +113,21 @@ class ModelConfig:
     # Filled from the stats artifact by training. The log-dwell tower predicts
     # (log1p(dwell) - mean) / std (mu, sigma of ln dwell over clicks); the dwell-bin tasks use
     # the bins' medians (seconds) and their NDT.
-    log_dwell_mean: float = 0.0
-    log_dwell_std: float = 1.0
+    log_dwell_mean: float = _TASK_DEFAULTS.log_dwell_mean
+    log_dwell_std: float = _TASK_DEFAULTS.log_dwell_std
     dwell_bin_medians: tuple[float, ...] = ()
     dwell_bin_ndt: tuple[float, ...] = ()
-    dt_denominator: str = "batch"  # dwell-bin losses / batch size N, or / clicks (tasks.py)
+    dt_denominator: str = _TASK_DEFAULTS.dt_denominator  # / batch size N, or / clicks
     # ORCA (the *_orca presets, or `orca` on shared_bottom_dt; see ranking.orca).
     orca: bool = False
     mask_prob: float = 0.2
     mask_seed: int = 0  # training sets it from its --seed
-    alpha: float = 1.0
-    beta: float = 1.0
-    instance_weights: bool = True
-    iw_a: float = -0.1
-    iw_b: float = 0.8
-    iw_c: float = -0.2
+    alpha: float = _TASK_DEFAULTS.alpha
+    beta: float = _TASK_DEFAULTS.beta
+    instance_weights: bool = _TASK_DEFAULTS.instance_weights
+    iw_a: float = _TASK_DEFAULTS.iw_a
+    iw_b: float = _TASK_DEFAULTS.iw_b
+    iw_c: float = _TASK_DEFAULTS.iw_c
     scd_heads: int = 2
 
     @property
