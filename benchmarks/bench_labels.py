@@ -1,11 +1,14 @@
 """Labelling throughput against pandas, and peak memory of the stats and label jobs.
 
     .venv/bin/python benchmarks/bench_labels.py [--sizes=1,2,4] [--workdir=/tmp/bench_labels]
+        [--engines=local,beam --beam_args='--direct_num_workers=2 ...' --no-baselines]
 
 For each size (millions of rows, simulated with 10,000 users per million), runs as separate
 processes, each timed from process start to exit (imports included) with its peak resident
-memory (ru_maxrss): the stats job over all rows, `pipelines.label --format=csv` over all rows
-(gzip and plain), and benchmarks/pandas_labels.py doing the same labelling in pandas.
+memory (ru_maxrss: the largest single process; Beam workers are not summed):
+the stats job over all rows, `pipelines.label --format=csv` over all rows with each engine of
+`--engines` (the Beam one with `--beam_args`), and, unless `--no-baselines`, the local label job
+writing plain CSV and benchmarks/pandas_labels.py doing the same labelling in pandas.
 """
 
 import argparse
@@ -32,7 +35,17 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="1,2,4")
     parser.add_argument("--workdir", default="/tmp/bench_labels")
+    parser.add_argument("--engines", default="local",
+                        help="label engines to time, comma-separated: local, beam")
+    parser.add_argument("--beam_args",
+                        default="--direct_num_workers=2 --direct_running_mode=multi_processing",
+                        help="Beam pipeline options of the beam engine (space-separated)")
+    parser.add_argument("--baselines", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time plain-CSV output and the pandas labeller")
     args = parser.parse_args()
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    if not engines or set(engines) - {"local", "beam"}:
+        parser.error(f"--engines takes local and/or beam, not {args.engines!r}")
     py = sys.executable
     print(f"{'rows':>10} {'job':<34} {'seconds':>8} {'rows/s':>10} {'peak MB':>8}")
     for size in [float(s) for s in args.sizes.split(",")]:
@@ -46,12 +59,14 @@ def main():
         rows = json.load(open(os.path.join(sim, "summary.json")))["rows"]
         logs = os.path.join(sim, "logs", "*.csv.gz")
         stats = os.path.join(work, "stats")
-        jobs = [
-            ("pipelines.stats", [py, "-m", "pipelines.stats", f"--input={logs}",
-                                 f"--output_dir={stats}"]),
-            ("pipelines.label csv.gz", [py, "-m", "pipelines.label", f"--input={logs}",
-                                        f"--stats={stats}", f"--output_dir={work}/label_gz",
-                                        "--format=csv", "--plot=false"]),
+        jobs = [("pipelines.stats", [py, "-m", "pipelines.stats", f"--input={logs}",
+                                     f"--output_dir={stats}"])]
+        for engine in engines:
+            jobs.append((f"pipelines.label csv.gz ({engine})", [
+                py, "-m", "pipelines.label", f"--input={logs}", f"--stats={stats}",
+                f"--output_dir={work}/label_gz_{engine}", "--format=csv", "--plot=false",
+                f"--engine={engine}", *(args.beam_args.split() if engine == "beam" else [])]))
+        jobs += [] if not args.baselines else [
             ("pipelines.label csv (plain)", [py, "-m", "pipelines.label", f"--input={logs}",
                                              f"--stats={stats}", f"--output_dir={work}/label",
                                              "--format=csv", "--compress=false", "--plot=false"]),

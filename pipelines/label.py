@@ -1,7 +1,12 @@
 """The labelling job (SPEC §3, §12): labelled TFRecord (GZIP) or CSV, one shard per input file.
 
     python -m pipelines.label --input='sim/logs/day-1*.csv.gz' --stats=stats --output_dir=labelled \
-        [--format=tfrecord|csv --min_dwell=5 --allow_unclicked_dwell ...]
+        [--format=tfrecord|csv --engine=local|beam --min_dwell=5 --allow_unclicked_dwell ...]
+
+--engine=local (the default) labels in this process (`pipelines.labelling`); --engine=beam runs
+the job on Apache Beam (`pipelines.labelling_beam`: rule T2's per-user-day counts joined by key
+across workers), with the same output; Beam pipeline options (--runner, --direct_num_workers,
+--direct_running_mode, ...) pass through.
 
 Prints the valid-read share of clicks, the T1/T2/T3 shares among valid reads (the paper's system:
 89.9 / 2.9 / 7.2 %), the NDT parameters and the dwell-bin counts, and writes labels.png (the
@@ -22,12 +27,15 @@ import numpy as np
 from absl import flags
 
 from pipelines import labelling, labels
+from pipelines.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "Comma-separated globs of logs to label.")
 flags.DEFINE_string("stats", None, "Stats artifact directory (python -m pipelines.stats).")
 flags.DEFINE_string("output_dir", None, "Directory for the labelled shards.")
 flags.DEFINE_enum("format", "tfrecord", ["tfrecord", "csv"], "Output format.")
+flags.DEFINE_enum("engine", "local", ["local", "beam"], "local: in this process; beam: on "
+                  "Apache Beam (DirectRunner unless --runner says otherwise), same output.")
 flags.DEFINE_bool("compress", True, "Gzip the output shards.")
 flags.DEFINE_float("min_dwell", None, "Override the artifact's valid-read floor (s).")
 flags.DEFINE_float("t1_threshold", None, "Override rule T1's threshold (s; default x_l).")
@@ -76,8 +84,13 @@ def plot_labels(path: str, clicked_dwell: np.ndarray, stats: dict) -> None:
 
 
 def main(argv):
-    del argv
-    artifact = labels.load_artifact(FLAGS.stats)
+    beam_args = argv[1:]
+    if beam_args and FLAGS.engine == "local":
+        # Only the Beam engine takes pipeline options: anything else is a mistyped flag.
+        raise InputError(f"unknown flag(s) {' '.join(beam_args)} (Beam pipeline options need "
+                         "--engine=beam)")
+    # The rules, NDT and bins only: the engines read the user table themselves.
+    artifact = labels.load_artifact(FLAGS.stats, user_days=False)
     overrides = {k: getattr(FLAGS, k) for k in ("min_dwell", "t1_threshold", "light_user_days",
                                                 "light_user_clicks")
                  if getattr(FLAGS, k) is not None}
@@ -86,10 +99,16 @@ def main(argv):
     if FLAGS.schema:
         from pipelines import validation
 
-        validation.check_input(FLAGS.input, FLAGS.schema)
-    summary = labelling.label_logs(FLAGS.input, FLAGS.stats, FLAGS.output_dir, fmt=FLAGS.format,
-                                   rules=rules, allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
-                                   batch_size=FLAGS.batch_size, compress=FLAGS.compress)
+        validation.check_input(FLAGS.input, FLAGS.schema, beam_args)
+    options = dict(fmt=FLAGS.format, rules=rules, allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
+                   batch_size=FLAGS.batch_size, compress=FLAGS.compress)
+    if FLAGS.engine == "beam":
+        from pipelines import labelling_beam
+
+        summary = labelling_beam.label_logs_beam(FLAGS.input, FLAGS.stats, FLAGS.output_dir,
+                                                 beam_args=beam_args, **options)
+    else:
+        summary = labelling.label_logs(FLAGS.input, FLAGS.stats, FLAGS.output_dir, **options)
     seconds = time.perf_counter() - started
     result = summary.as_dict()
     result["rules"] = dataclasses.asdict(rules)
@@ -102,7 +121,8 @@ def main(argv):
     shares = result["rule_shares_of_valid_reads"]
     ndt = artifact.stats["ndt"]
     print(f"labelled {summary.rows:,} rows into {FLAGS.output_dir} ({len(summary.files)} "
-          f"{FLAGS.format} shards) in {seconds:.1f} s ({summary.rows / seconds:,.0f} rows/s)")
+          f"{FLAGS.format} shards, engine {FLAGS.engine}) in {seconds:.1f} s "
+          f"({summary.rows / seconds:,.0f} rows/s)")
     print(f"  clicks {summary.clicks:,}   valid reads {summary.valid_reads:,} "
           f"({result['valid_read_share_of_clicks']:.1%} of clicks)")
     print(f"  first rule among valid reads: T1 {shares['T1']:.1%}  T2 {shares['T2']:.1%}  "
@@ -114,4 +134,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, pass_unknown_flags=True)

@@ -55,6 +55,19 @@ class LabelSummary:
             "files": self.files,
         }
 
+    def add(self, other: "LabelSummary") -> None:
+        """Adds the counts of `other` (e.g. one file's, from a Beam worker) to these."""
+        self.rows += other.rows
+        self.clicks += other.clicks
+        self.valid_reads += other.valid_reads
+        self.rule_counts = self.rule_counts + other.rule_counts
+        if other.bin_counts is not None:
+            self.bin_counts = (other.bin_counts.copy() if self.bin_counts is None
+                               else self.bin_counts + other.bin_counts)
+        self.unclicked_dwell_zeroed += other.unclicked_dwell_zeroed
+        self.clicked_dwell.extend(other.clicked_dwell)
+        self.files.extend(other.files)
+
 
 def _csv_text(tensor):
     """CSV field text of a string tensor: quoted when it holds a comma, quote or line break."""
@@ -80,23 +93,45 @@ def _read_header_line(log_file: logs.LogFile) -> str:
         return text.readline().rstrip("\r\n")
 
 
-def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfrecord",
-               rules: labels.RuleConfig | None = None, allow_unclicked_dwell: bool = False,
-               batch_size: int = 8192, compress: bool = True) -> LabelSummary:
-    """Labels the logs of `pattern` with the stats artifact `stats_dir` into `output_dir`.
-
-    `rules` overrides the artifact's rule thresholds. Returns the run's counts.
-    """
-    import tensorflow as tf
-
+def open_input(pattern: str, fmt: str) -> logs.LogSource:
+    """The logs to label, checked: a known output format and no reserved label column."""
     if fmt not in ("csv", "tfrecord"):
         raise InputError(f"--format must be csv or tfrecord, not {fmt}")
-    artifact = labels.load_artifact(stats_dir)
     source = logs.open_logs(pattern)
     reserved = [c for c in source.schema.columns if c in LABEL_COLUMNS]
     if reserved:
         raise InputError(f"the input already has label column(s) {', '.join(reserved)}; label "
                          "raw logs (these names are reserved)", file=source.files[0].path)
+    return source
+
+
+def shard_names(files: list, fmt: str, compress: bool) -> dict[str, str]:
+    """Output shard name of each input file (path -> name): `NNNNN-<input name>.<fmt>[.gz]`,
+    NNNNN the file's position in the input, so shards sort in input order."""
+    names = {}
+    for index, log_file in enumerate(files):
+        stem = re.sub(r"(\.(csv|tfrecords?|tfr))?(\.(gz|gzip))?$", "",
+                      os.path.basename(log_file.path), flags=re.I)
+        names[log_file.path] = (f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}"
+                                + (".gz" if compress else ""))
+    return names
+
+
+def output_directory(output_dir: str):
+    """The atomic output directory of a labelling run (an earlier label output is replaced)."""
+    return atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir")
+
+
+def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfrecord",
+               rules: labels.RuleConfig | None = None, allow_unclicked_dwell: bool = False,
+               batch_size: int = 8192, compress: bool = True) -> LabelSummary:
+    """Labels the logs of `pattern` with the stats artifact `stats_dir` into `output_dir`, in
+    this process (the local engine; `pipelines.labelling_beam` is the Beam one).
+
+    `rules` overrides the artifact's rule thresholds. Returns the run's counts.
+    """
+    source = open_input(pattern, fmt)
+    artifact = labels.load_artifact(stats_dir)
     labeler = labels.labeler_for(source, artifact, rules, batch_size=batch_size,
                                  allow_unclicked_dwell=allow_unclicked_dwell)
     # The tables and counts are long-lived: keep them out of the garbage collector's full
@@ -104,6 +139,23 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
     gc.collect()
     gc.freeze()
     summary = LabelSummary(bin_counts=np.zeros(len(artifact.dwell_bin_edges) - 1, np.int64))
+    with output_directory(output_dir) as tmp:
+        write_shards(source, labeler, tmp, shard_names(source.files, fmt, compress), summary,
+                     fmt=fmt, compress=compress, allow_unclicked_dwell=allow_unclicked_dwell,
+                     batch_size=batch_size)
+        summary.files.sort()
+    return summary
+
+
+def write_shards(source: logs.LogSource, labeler: labels.Labeler, directory: str,
+                 names: dict[str, str], summary: LabelSummary, *, fmt: str, compress: bool,
+                 allow_unclicked_dwell: bool, batch_size: int) -> None:
+    """Labels every file of `source` with `labeler` into `directory/names[path]` (one shard per
+    file, rows in input order; a file without rows gets an empty shard) and adds the counts to
+    `summary`. Both engines write through here: the local one with all files in one `source`,
+    the Beam one with one file per call."""
+    import tensorflow as tf
+
     columns = source.schema.columns
 
     def to_output(batch):
@@ -140,12 +192,6 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
                 out["dwell_time"] = labelled["dwell_time"]
         return out
 
-    names = {}
-    for index, log_file in enumerate(source.files):
-        stem = re.sub(r"(\.(csv|tfrecords?|tfr))?(\.(gz|gzip))?$", "",
-                      os.path.basename(log_file.path), flags=re.I)
-        names[log_file.path] = (f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}"
-                                + (".gz" if compress else ""))
     # One pipeline over all files (tracing one per file costs more than labelling a small
     # file); rows arrive file after file, so each shard is opened once, when its rows begin.
     # CSV to CSV passes the input line through: only the labeller's columns are parsed.
@@ -154,41 +200,41 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
                              with_raw=True, with_source=True, columns=needed).map(
         tf.autograph.experimental.do_not_convert(to_output),
         num_parallel_calls=tf.data.AUTOTUNE)
-    with atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir") as tmp:
-        def open_shard(log_file: logs.LogFile) -> _ShardWriter:
-            header = None
-            if fmt == "csv":
-                first = (_read_header_line(log_file) if source.format == "csv"
-                         else ",".join(columns))
-                header = ",".join([first, *LABEL_COLUMNS])
-            summary.files.append(names[log_file.path])
-            return _ShardWriter(os.path.join(tmp, names[log_file.path]), log_file.path, fmt,
-                                compress, header, source.format, columns)
+    written = set()
 
-        writer = None
-        try:
-            for batch in dataset.as_numpy_iterator():
-                _account(summary, batch)
-                sources = batch[logs.SOURCE_INDEX]
-                starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
-                for start, end in zip(starts, np.r_[starts[1:], len(sources)]):
-                    log_file = source.files[sources[start]]
-                    if writer is None or writer.source != log_file.path:
-                        if writer is not None:
-                            writer.close()
-                        writer = open_shard(log_file)
-                    writer.write({k: v[start:end] for k, v in batch.items()})
-        except tf.errors.OpError as error:
-            raise (logs.translate_error(error) or error) from None
-        finally:
-            if writer is not None:
-                writer.close()
-        # Input files without rows (a header only) still get their (empty) shard.
-        for log_file in source.files:
-            if names[log_file.path] not in summary.files:
-                open_shard(log_file).close()
-        summary.files.sort()
-    return summary
+    def open_shard(log_file: logs.LogFile) -> _ShardWriter:
+        header = None
+        if fmt == "csv":
+            first = (_read_header_line(log_file) if source.format == "csv"
+                     else ",".join(columns))
+            header = ",".join([first, *LABEL_COLUMNS])
+        summary.files.append(names[log_file.path])
+        written.add(log_file.path)
+        return _ShardWriter(os.path.join(directory, names[log_file.path]), log_file.path, fmt,
+                            compress, header, source.format, columns)
+
+    writer = None
+    try:
+        for batch in dataset.as_numpy_iterator():
+            _account(summary, batch)
+            sources = batch[logs.SOURCE_INDEX]
+            starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
+            for start, end in zip(starts, np.r_[starts[1:], len(sources)]):
+                log_file = source.files[sources[start]]
+                if writer is None or writer.source != log_file.path:
+                    if writer is not None:
+                        writer.close()
+                    writer = open_shard(log_file)
+                writer.write({k: v[start:end] for k, v in batch.items()})
+    except tf.errors.OpError as error:
+        raise (logs.translate_error(error) or error) from None
+    finally:
+        if writer is not None:
+            writer.close()
+    # Input files without rows (a header only) still get their (empty) shard.
+    for log_file in source.files:
+        if log_file.path not in written:
+            open_shard(log_file).close()
 
 
 class _ShardWriter:

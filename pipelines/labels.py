@@ -193,16 +193,33 @@ def read_table(directory: str, columns: Mapping[str, type]) -> dict[str, np.ndar
     """Reads the CSV shards `directory/part-*.csv` (header line, then rows) into arrays."""
     import pandas as pd
 
-    shards = sorted(glob.glob(os.path.join(directory, "part-*.csv")))
-    frames = [pd.read_csv(s, dtype=dict(columns), keep_default_na=False) for s in shards]
+    frames = [read_table_shard(s, columns) for s in table_shards(directory)]
     if not frames:
         return {c: np.zeros(0, t) for c, t in columns.items()}
     frame = pd.concat(frames, ignore_index=True)
     return {c: frame[c].to_numpy() for c in columns}
 
 
-def load_artifact(path: str) -> StatsArtifact:
-    """Loads a stats artifact directory; InputError if it is missing or of another version."""
+def table_shards(directory: str) -> list[str]:
+    """The CSV shards of an artifact table, sorted: `directory/part-*.csv`."""
+    return sorted(glob.glob(os.path.join(directory, "part-*.csv")))
+
+
+def read_table_shard(path: str, columns: Mapping[str, type]):
+    """One shard of an artifact table as a DataFrame of `columns` (ids stay text: no NA)."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=dict(columns), keep_default_na=False)[list(columns)]
+
+
+USER_DAY_COLUMNS = {"user_id": str, "day": np.int64, "clicks": np.int64}
+
+
+def load_artifact(path: str, *, user_days: bool = True) -> StatsArtifact:
+    """Loads a stats artifact directory; InputError if it is missing or of another version.
+
+    `user_days=False` leaves the user table out (`user_day_clicks` is then empty): it grows with
+    users x days of the stats window, and the Beam labelling engine joins it by key instead."""
     stats_path = os.path.join(path, "stats.json")
     if not os.path.isfile(stats_path):
         raise InputError(f"{path} is not a stats artifact (no stats.json); make one with "
@@ -219,8 +236,8 @@ def load_artifact(path: str) -> StatsArtifact:
                          "pipelines.stats", file=stats_path)
     items = read_table(os.path.join(path, "items"), {"item_id": str, "clicks": np.int64,
                                                       "p10": float})
-    users = read_table(os.path.join(path, "user_days"), {"user_id": str, "day": np.int64,
-                                                         "clicks": np.int64})
+    users = (read_table(os.path.join(path, "user_days"), USER_DAY_COLUMNS) if user_days
+             else {c: np.zeros(0, t) for c, t in USER_DAY_COLUMNS.items()})
     return StatsArtifact(
         path=path, stats=stats,
         item_p10=dict(zip(items["item_id"].tolist(), items["p10"].tolist())),
@@ -371,15 +388,26 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
                 allow_unclicked_dwell: bool = False) -> Labeler:
     """A Labeler for the logs of `source` (a `LogSource`): one pass counts their clicks per user
     and day for rule T2."""
+    rules = rules or artifact.rules
+    counts, covered, zeroed = count_source(source, batch_size, allow_unclicked_dwell)
+    window = window_clicks(counts, covered, artifact_counts(artifact), rules.light_user_days)
+    labeler = Labeler(artifact, window, rules, ndt)
+    labeler.unclicked_dwell_zeroed = zeroed
+    return labeler
+
+
+def count_source(source, batch_size: int = 8192, allow_unclicked_dwell: bool = False):
+    """The counting pass of rule T2 over the logs of `source` (a `LogSource`): returns
+    (DataFrame[user_fp, day, clicks] as `count_user_days`, set of covered days, number of
+    unclicked rows whose dwell > 0 was treated as 0)."""
     import tensorflow as tf
 
-    rules = rules or artifact.rules
+    from pipelines import logs as logs_lib
+
     # Order does not matter for counting: two files at a time, three columns parsed, and only
     # integers leave the graph.
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
                              columns=("user_id", "timestamp", "click"), parallel_files=2)
-    from pipelines import logs as logs_lib
-
     zeroed = [0]  # unclicked rows whose dwell > 0 was treated as 0 (--allow_unclicked_dwell)
 
     def key(b):
@@ -396,7 +424,4 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
 
     keys = dataset.map(tf.autograph.experimental.do_not_convert(key))
     counts, covered = count_user_days(counted(keys.as_numpy_iterator()))
-    window = window_clicks(counts, covered, artifact_counts(artifact), rules.light_user_days)
-    labeler = Labeler(artifact, window, rules, ndt)
-    labeler.unclicked_dwell_zeroed = zeroed[0]
-    return labeler
+    return counts, covered, zeroed[0]

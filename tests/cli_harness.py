@@ -23,7 +23,8 @@ from absl import flags
 
 from pipelines import cli
 
-PASS_UNKNOWN = {"pipelines.stats", "pipelines.validate"}
+# Modules whose CLI passes unknown flags to Beam (cli.run(..., pass_unknown_flags=True)).
+PASS_UNKNOWN = {"pipelines.stats", "pipelines.validate", "pipelines.label"}
 
 
 def main():

@@ -22,7 +22,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, Lazy
 
 HEADER = ["impression_id", "user_id", "item_id", "timestamp", "click", "dwell_time", "category"]
 DAY = 20_000 * 86_400
@@ -169,8 +169,9 @@ CATALOGUE = {
     "unicode ids": (build_unicode_ids, None),
     "enormous field": (build_enormous_field, None),
 }
-ENTRY_POINTS = ("pipelines.describe", "pipelines.stats", "pipelines.label", "pipelines.validate",
-                "ranking.train", "pipelines.score")
+# "module:engine" is a module run with --engine=engine (the label job's Beam engine).
+ENTRY_POINTS = ("pipelines.describe", "pipelines.stats", "pipelines.label",
+                "pipelines.label:beam", "pipelines.validate", "ranking.train", "pipelines.score")
 # Scoring's own outcome where it differs: None (scored, exit 0), or the error's pattern. A file
 # whose first records cannot be read at all (the corrupt TFRecord) is refused, as elsewhere:
 # those rows set the column types.
@@ -196,6 +197,9 @@ def expected(entry, case):
 
 
 def argv_for(entry, pattern, out, stats, saved_model):
+    if ":" in entry:
+        module, engine = entry.split(":")
+        return argv_for(module, pattern, out, stats, saved_model) + [f"--engine={engine}"]
     if entry == "pipelines.describe":
         return [f"--input={pattern}"]
     if entry == "pipelines.label":
@@ -212,7 +216,8 @@ def argv_for(entry, pattern, out, stats, saved_model):
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """Runs every case against every entry point: {(entry, case): (result, case dir)}."""
+    """Runs every case against an entry point, on first use (so `-k label` runs only the label
+    entry points): results[entry] -> {case: (result, case dir)}."""
     root = tmp_path_factory.mktemp("catalogue")
     good = root / "good.csv"
     write(good, good_rows())
@@ -220,38 +225,43 @@ def results(tmp_path_factory):
     from pipelines import statistics
 
     statistics.compute_stats(str(good), str(stats))
-    from export import exporter
-    from ranking import training
-    from ranking.models import ModelConfig
 
-    training.train_and_evaluate(training.TrainConfig(
-        train=str(good), stats=str(stats), model=ModelConfig("single_ctr"), batch_size=16,
-        steps_per_epoch=2, progress="none"), str(root / "model"))
-    saved_model = exporter.export_saved_model(str(root / "model"), str(root / "serving")).path
-    found = {}
-    for entry in ENTRY_POINTS:
+    def saved_model():
+        from export import exporter
+        from ranking import training
+        from ranking.models import ModelConfig
+
+        training.train_and_evaluate(training.TrainConfig(
+            train=str(good), stats=str(stats), model=ModelConfig("single_ctr"), batch_size=16,
+            steps_per_epoch=2, progress="none"), str(root / "model"))
+        return exporter.export_saved_model(str(root / "model"), str(root / "serving")).path
+
+    def run_entry(entry):
+        model = saved_model() if entry == "pipelines.score" else None
         cases, dirs = [], []
         for name, (build, _) in CATALOGUE.items():
             # --input is a comma-separated list of globs: keep commas out of the paths.
-            case_dir = root / entry.split(".")[1] / re.sub(r"[^A-Za-z0-9]+", "_", name)
+            case_dir = (root / re.sub(r"[^A-Za-z0-9]+", "_", entry.split(".")[1])
+                        / re.sub(r"[^A-Za-z0-9]+", "_", name))
             case_dir.mkdir(parents=True)
             pattern = build(case_dir)
-            cases.append(argv_for(entry, pattern, case_dir / "out", stats, saved_model))
+            cases.append(argv_for(entry, pattern, case_dir / "out", stats, model))
             dirs.append(case_dir)
         env = dict(os.environ, PYTHONPATH=REPO)
         done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_harness.py"),
-                               entry], input=json.dumps(cases), capture_output=True, text=True,
-                              env=env, cwd=REPO, timeout=600)
+                               entry.split(":")[0]], input=json.dumps(cases),
+                              capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
-        for name, result, case_dir in zip(CATALOGUE, json.loads(done.stdout), dirs):
-            found[(entry, name)] = (result, case_dir)
-    return found
+        return {name: (result, case_dir)
+                for name, result, case_dir in zip(CATALOGUE, json.loads(done.stdout), dirs)}
+
+    return Lazy(run_entry)
 
 
 @pytest.mark.parametrize("entry", ENTRY_POINTS)
 @pytest.mark.parametrize("case", list(CATALOGUE))
 def test_catalogue(results, entry, case):
-    result, case_dir = results[(entry, case)]
+    result, case_dir = results[entry][case]
     pattern = expected(entry, case)
     assert result["code"] != "exception", result["stderr"]
     assert "Traceback" not in result["stdout"] + result["stderr"], result["stderr"]
