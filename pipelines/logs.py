@@ -399,7 +399,8 @@ class LogSource:
     def dataset(self, batch_size: int = 1024, *, allow_unclicked_dwell: bool = False,
                 with_source: bool = False, with_raw: bool = False,
                 columns: Sequence[str] | None = None, parallel_files: int = 1,
-                num_parallel_calls: int | None = None, drop_remainder: bool = False):
+                num_parallel_calls: int | None = None, drop_remainder: bool = False,
+                file_shard: tuple | None = None):
         """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
 
         With `with_source`, adds `_source_file` (string path), `_source_index` (int64 position
@@ -410,7 +411,8 @@ class LogSource:
         only those columns are converted and returned (plus `click` and `dwell_time`, which
         every row is checked on); CSV lines are still split in full, so a wrong field count is
         still an error. `parallel_files` > 1 reads that many files at once (rows of different
-        files then interleave).
+        files then interleave). `file_shard` = (count, index) reads only files index,
+        index + count, ... (index may be a Tensor: a parameter-server worker's own index).
         """
         import tensorflow as tf
 
@@ -428,6 +430,8 @@ class LogSource:
         paths = [f.path for f in self.files]
         compression = ["GZIP" if f.gzip else "" for f in self.files]
         files = tf.data.Dataset.from_tensor_slices((paths, compression))
+        if file_shard is not None:
+            files = files.shard(*file_shard)
         # Each file is read in batches and numbered with vectorized ops: per-row tf.data
         # functions would cost more than the parsing itself.
         if self.format == "csv":

@@ -59,26 +59,57 @@ def _split(spec: FeatureSpec):
 def labelled_dataset(source: logs.LogSource, labeler: labels_lib.Labeler, spec: FeatureSpec,
                      batch_size: int, *, seed: int | None = None, epoch: int = 0,
                      shuffle_buffer: int = 0, allow_unclicked_dwell: bool = False,
-                     drop_remainder: bool = False) -> tf.data.Dataset:
+                     drop_remainder: bool = False, shard=None) -> tf.data.Dataset:
     """(features, labels) batches of `batch_size` rows.
 
     features: {feature: Tensor[batch]} in the spec's dtypes; labels: {click, valid_read, ndt,
     log_dwell, dwell_bin, dwell_time}. With `seed`, files and rows are shuffled as described in
     the module docstring; without, rows come in file order (evaluation, scoring).
+
+    `shard` (a `ranking.distribute.Shard`) is one worker's part of the input: with mode
+    "files", the files index, index + count, ... of the epoch's order (`batch_size` is then the
+    worker's batch; index may be a Tensor); with mode "rows", every file, and rows
+    [n * index / count, n * (index + 1) / count) of each batch of n rows (`batch_size` is the
+    global batch, which every worker draws alike).
     """
     columns = tuple(dict.fromkeys(spec.names + LABEL_INPUTS))
     if seed is not None:
         order = np.random.default_rng([seed, epoch]).permutation(len(source.files))
         source = dataclasses.replace(source, files=[source.files[i] for i in order])
     read_batch = max(batch_size, READ_BATCH) if shuffle_buffer else batch_size
+    file_shard = (shard.count, shard.index) if shard and shard.mode == "files" else None
     dataset = source.dataset(read_batch, allow_unclicked_dwell=allow_unclicked_dwell,
-                             columns=columns, parallel_files=2 if seed is not None else 1)
+                             columns=columns, parallel_files=2 if seed is not None else 1,
+                             file_shard=file_shard)
     dataset = dataset.map(tf.autograph.experimental.do_not_convert(labeler),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if seed is not None and shuffle_buffer:
         dataset = _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remainder)
+    if shard is not None and shard.mode == "rows":
+        dataset = dataset.map(_row_slice(shard), deterministic=True)
     return dataset.map(_split(spec), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def _row_slice(shard):
+    def take_slice(batch):
+        rows = tf.shape(batch["click"], out_type=tf.int64)[0]
+        start = rows * shard.index // shard.count
+        end = rows * (shard.index + 1) // shard.count
+        return {k: v[start:end] for k, v in batch.items()}
+
+    return tf.autograph.experimental.do_not_convert(take_slice)
+
+
+def rows_per_file(source: logs.LogSource, batch_size: int = READ_BATCH) -> np.ndarray:
+    """int64 [files]: the rows of each file of `source`, in `source.files` order (one pass
+    that converts the click column only)."""
+    dataset = source.dataset(batch_size, columns=("click",), with_source=True,
+                             parallel_files=2, allow_unclicked_dwell=True)
+    counts = np.zeros(len(source.files), np.int64)
+    for batch in dataset.map(lambda b: b[logs.SOURCE_INDEX]).as_numpy_iterator():
+        counts += np.bincount(batch, minlength=len(counts))
+    return counts
 
 
 CHUNK_ROWS = 256

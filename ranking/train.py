@@ -19,7 +19,7 @@ import dataclasses
 from absl import flags
 
 from pipelines.errors import InputError
-from ranking import training
+from ranking import distribute, training
 from ranking.losses import DT_DENOMINATORS, NEGATIVE_WEIGHTINGS
 from ranking.models import PRESETS, SINGLE_TASKS, ModelConfig
 
@@ -109,7 +109,13 @@ flags.DEFINE_integer("eval_batch_size", TRAIN["eval_batch_size"], "Rows per eval
 flags.DEFINE_string("baseline_metrics", None, "eval_metrics.json of a baseline model: adds "
                     "rel_impr.")
 flags.DEFINE_enum("strategy", TRAIN["strategy"], list(training.STRATEGIES),
-                  "tf.distribute strategy (multi-worker reads TF_CONFIG).")
+                  "tf.distribute strategy; multi-worker strategies read the cluster from "
+                  "TF_CONFIG (BUILD.md). parameter_server: run this command on every task; "
+                  "the chief trains, workers and ps tasks serve.")
+flags.DEFINE_enum("input_sharding", TRAIN["input_sharding"], list(distribute.INPUT_SHARDINGS),
+                  "multi_worker_mirrored: each worker reads its own files (files), or every "
+                  "file and its slice of each global batch (rows: exactly one process's "
+                  "batches).")
 flags.DEFINE_string("schema", None, "Curated schema.pbtxt: refuse anomalous input.")
 flags.DEFINE_bool("allow_unclicked_dwell", TRAIN["allow_unclicked_dwell"],
                   "Treat dwell > 0 on unclicked rows as 0.")
@@ -156,7 +162,7 @@ def config_from_flags() -> training.TrainConfig:
         shuffle_buffer=FLAGS.shuffle_buffer, checkpoint_every=FLAGS.checkpoint_every,
         keep_checkpoints=FLAGS.keep_checkpoints, log_every=FLAGS.log_every,
         eval_batch_size=FLAGS.eval_batch_size, baseline_metrics=FLAGS.baseline_metrics,
-        strategy=FLAGS.strategy, schema=FLAGS.schema,
+        strategy=FLAGS.strategy, input_sharding=FLAGS.input_sharding, schema=FLAGS.schema,
         allow_unclicked_dwell=FLAGS.allow_unclicked_dwell, deterministic=FLAGS.deterministic,
         progress=FLAGS.progress, metabalance=FLAGS.metabalance,
         metabalance_ratio=FLAGS.metabalance_ratio, metabalance_beta=FLAGS.metabalance_beta)

@@ -21,6 +21,7 @@ refused; the same config resumes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -33,12 +34,12 @@ import numpy as np
 from pipelines import atomic
 from pipelines import labels as labels_lib
 from pipelines.errors import InputError
-from ranking import data, evaluation, features as features_lib
+from ranking import data, distribute, evaluation, features as features_lib
 from ranking.models import ModelConfig, check_config
 from ranking.tasks import bin_medians_for_model
 
 CONFIG_FORMAT_VERSION = 1
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "parameter_server")
+STRATEGIES = distribute.STRATEGIES
 OPTIMIZERS = ("lazy_adam", "adam", "adagrad", "sgd")
 
 
@@ -69,7 +70,8 @@ class TrainConfig:
     log_every: int = 100  # steps between TensorBoard summaries
     eval_batch_size: int = 8192
     baseline_metrics: str | None = None
-    strategy: str = "default"
+    strategy: str = "default"  # ranking.distribute
+    input_sharding: str = "files"  # multi-worker: files | rows (ranking.distribute)
     schema: str | None = None
     allow_unclicked_dwell: bool = False
     deterministic: bool = False
@@ -166,35 +168,6 @@ def _prepare_model_dir(model_dir: str, description: dict) -> bool:
     return resuming
 
 
-def make_strategy(name: str):
-    """The `tf.distribute` strategy of `--strategy` (cluster from TF_CONFIG for multi-worker)."""
-    import tensorflow as tf
-
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        # Every GPU, or without GPUs every logical CPU device (MirroredStrategy's own default
-        # would take only the first CPU).
-        devices = ([d.name for d in tf.config.list_logical_devices("GPU")]
-                   or [d.name for d in tf.config.list_logical_devices("CPU")])
-        return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker_mirrored":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "parameter_server":
-        raise InputError("--strategy=parameter_server is not supported by this training loop "
-                         "yet (it needs a ClusterCoordinator loop); use multi_worker_mirrored")
-    raise InputError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {name!r}")
-
-
-def _is_chief(strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (resolver.task_type == "worker"
-                                             and resolver.task_id == 0
-                                             and "chief" not in resolver.cluster_spec().as_dict())
-
-
 def make_optimizer(name: str, learning_rate: float, model=None,
                    embedding_optimizer: str = "same", embedding_learning_rate: float = 0.05):
     """The optimizer of `--optimizer`; with `embedding_optimizer` other than "same", embedding
@@ -244,16 +217,25 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     """Trains `config.model` on `config.train`, checkpointing into `model_dir` and resuming from
     it; then evaluates on `config.eval` (when given) and writes eval_metrics.json.
 
+    The `tf.distribute` strategy is made first (multi-worker strategies must configure
+    collective ops before any other op runs). In a parameter-server cluster, a worker or ps
+    task serves here until it is stopped (`ranking.distribute`); only the chief trains.
+
     Bad input met after the model directory was made (a value past the rows that set the
     column types, say) removes what this run wrote when the directory was new or empty; a
     directory being resumed keeps its checkpoints. Returns the metrics dict ({} without
-    --eval)."""
+    --eval, and on every task but the chief)."""
+    if distribute.is_server_task(config.strategy):
+        distribute.serve_forever()
+        return {}
+    strategy = distribute.make_strategy(config.strategy)
+    chief = distribute.is_chief(strategy)
     existed = os.path.isdir(model_dir)
     fresh = not (existed and os.listdir(model_dir))
     try:
-        return _train_and_evaluate(config, model_dir)
+        return _train_and_evaluate(config, model_dir, strategy, chief)
     except Exception as error:
-        if fresh and _is_bad_input(error) and os.path.isdir(model_dir):
+        if chief and fresh and _is_bad_input(error) and os.path.isdir(model_dir):
             for name in os.listdir(model_dir):
                 path = os.path.join(model_dir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
@@ -270,9 +252,37 @@ def _is_bad_input(error: Exception) -> bool:
     return logs.translate_error(error) is not None
 
 
-def _train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
-    import tensorflow as tf
+@dataclasses.dataclass
+class Run:
+    """One training run's parts, as the loops (`ranking.loops`) use them."""
 
+    config: TrainConfig
+    model_dir: str
+    strategy: object
+    chief: bool
+    spec: features_lib.FeatureSpec
+    train_source: object
+    labeler: object
+    model: object
+    optimizer: object
+    balance: object
+    checkpoint: object
+    manager: object
+    # Progress counters, on the host (outside the strategy): only the loop updates them.
+    global_step: object
+    epoch: object
+    batch_in_epoch: object
+    steps_per_epoch: object
+    rows_per_file: np.ndarray | None = None  # multi-worker file sharding and parameter servers
+    workers: int = 1
+
+    def save(self) -> None:
+        """Writes a checkpoint at the global step (every task calls it; only the chief's
+        directory keeps them)."""
+        self.manager.save(checkpoint_number=int(self.global_step))
+
+
+def _check_options(config: TrainConfig) -> None:
     try:
         check_config(config.model)
     except ValueError as error:
@@ -282,6 +292,22 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     if config.metabalance and not (config.metabalance_ratio > 0
                                    and 0 <= config.metabalance_beta < 1):
         raise InputError("--metabalance_ratio must be > 0 and --metabalance_beta in [0, 1)")
+    if config.input_sharding not in distribute.INPUT_SHARDINGS:
+        raise InputError(f"--input_sharding must be one of "
+                         f"{', '.join(distribute.INPUT_SHARDINGS)}, not {config.input_sharding!r}")
+
+
+def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bool) -> dict:
+    import tensorflow as tf
+
+    from ranking import loops
+
+    _check_options(config)
+    parameter_servers = isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
+    workers = distribute.input_workers(strategy)
+    if not parameter_servers and config.batch_size % strategy.num_replicas_in_sync:
+        raise InputError(f"--batch_size {config.batch_size} must be a multiple of the "
+                         f"{strategy.num_replicas_in_sync} replicas in sync")
     if config.schema:
         from pipelines import validation
 
@@ -302,135 +328,59 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
                          "feature config); or set --mask_prob=0")
     train_source = data.open_source(config.train, spec)
     eval_source = data.open_source(config.eval, spec) if config.eval else None
+    if workers > 1 and config.input_sharding == "files" and len(train_source.files) < workers:
+        raise InputError(f"--input_sharding=files needs at least one training file per worker: "
+                         f"{len(train_source.files)} file(s) for {workers} workers; split the "
+                         "logs into more files or use --input_sharding=rows", file=config.train)
     # The labellers' counting pass reads every row of the inputs, so bad input is refused here,
-    # before the model directory is created or touched.
-    labeler = labels_lib.labeler_for(train_source, artifact,
-                                     allow_unclicked_dwell=config.allow_unclicked_dwell)
+    # before the model directory is created or touched. Under parameter servers the lookup
+    # tables are made in the strategy's scope, which gives every worker its own copy.
+    with strategy.scope() if parameter_servers else contextlib.nullcontext():
+        labeler = labels_lib.labeler_for(train_source, artifact,
+                                         allow_unclicked_dwell=config.allow_unclicked_dwell)
     eval_labeler = (labels_lib.labeler_for(eval_source, artifact,
                                            allow_unclicked_dwell=config.allow_unclicked_dwell)
-                    if eval_source is not None else None)
-    if config.allow_unclicked_dwell and config.progress != "none":
+                    if eval_source is not None and chief else None)
+    rows_per_file = (data.rows_per_file(train_source)
+                     if parameter_servers or (workers > 1 and config.input_sharding == "files")
+                     else None)
+    if config.allow_unclicked_dwell and config.progress != "none" and chief:
         counted = [("training", labeler)] + ([("evaluation", eval_labeler)] if eval_labeler
                                             else [])
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
             f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in counted))
     description = model_description(config, spec, artifact)
-    resuming = _prepare_model_dir(model_dir, description)
+    resuming = _prepare_model_dir(model_dir, description) if chief else True
 
     tf.keras.utils.set_random_seed(config.seed)
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    strategy = make_strategy(config.strategy)
-    chief = _is_chief(strategy)
-    if strategy.num_replicas_in_sync > 1 and config.progress != "none":
-        _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync; "
-             f"global batch {config.batch_size}")
-    from ranking.models import RankingModel
-
-    # Progress counters live on the host, outside the strategy: only this loop updates them.
-    global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-    epoch_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    batch_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="batch_in_epoch")
-    steps_per_epoch_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="steps_per_epoch")
-    with strategy.scope():
-        model = RankingModel(spec, config.model)
-        # Create every variable now, so a restore fills them all at once.
-        model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
-        optimizer = make_optimizer(config.optimizer, config.learning_rate, model,
-                                   config.embedding_optimizer, config.embedding_learning_rate)
-        if hasattr(optimizer, "build"):
-            optimizer.build(model.trainable_variables)
-        balance = None
-        if config.metabalance:
-            from ranking.metabalance import MetaBalance
-
-            towers = config.model.towers
-            balance = MetaBalance(towers[0], towers[1:], config.metabalance_ratio,
-                                  config.metabalance_beta)
-    parts = dict(model=model, optimizer=optimizer, global_step=global_step, epoch=epoch_var,
-                 batch_in_epoch=batch_in_epoch, steps_per_epoch=steps_per_epoch_seen)
-    if balance is not None:
-        parts["metabalance"] = balance
-    checkpoint = tf.train.Checkpoint(**parts)
-    checkpoint_dir = os.path.join(model_dir, "checkpoints")
-    if not chief:  # other workers write somewhere harmless (tf.distribute's convention)
-        checkpoint_dir = os.path.join(model_dir, f".worker-{strategy.cluster_resolver.task_id}")
-    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir,
-                                         max_to_keep=config.keep_checkpoints)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        _say(f"resumed from {manager.latest_checkpoint}: global step {int(global_step)}, "
-             f"epoch {int(epoch_var) + 1}, {int(batch_in_epoch)} batches into it")
-    elif resuming:
+    if config.progress != "none" and chief and (strategy.num_replicas_in_sync > 1
+                                                or workers > 1):
+        _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, "
+             f"{workers} input worker(s); global batch {config.batch_size}")
+    run = _build(config, model_dir, strategy, chief, spec, train_source, labeler)
+    run.rows_per_file, run.workers = rows_per_file, workers
+    chief_dir = os.path.join(model_dir, "checkpoints")
+    latest = tf.train.latest_checkpoint(chief_dir)
+    if latest:  # every task restores the chief's checkpoint
+        run.checkpoint.restore(latest).assert_existing_objects_matched()
+        if chief:
+            _say(f"resumed from {latest}: global step {int(run.global_step)}, "
+                 f"epoch {int(run.epoch) + 1}, {int(run.batch_in_epoch)} batches into it")
+    elif resuming and chief:
         _say(f"{model_dir} has this model's config.json but no checkpoint: starting at step 0")
 
-    train_step = _make_train_step(model, optimizer, strategy, balance)
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "logs", "train")) \
-        if chief else tf.summary.create_noop_writer()
-    show = config.progress if config.progress != "auto" else (
-        "bar" if sys.stdout.isatty() else "epoch")
-
-    started, throughputs = time.perf_counter(), []
-    while int(epoch_var) < config.epochs:
-        epoch = int(epoch_var)
-        skip = int(batch_in_epoch)
-        dataset = data.labelled_dataset(
-            train_source, labeler, spec, config.batch_size, seed=config.seed, epoch=epoch,
-            shuffle_buffer=config.shuffle_buffer,
-            allow_unclicked_dwell=config.allow_unclicked_dwell)
-        if config.steps_per_epoch:
-            dataset = dataset.take(config.steps_per_epoch)
-        dataset = dataset.skip(skip)
-        batches = iter(strategy.experimental_distribute_dataset(dataset))
-        target = int(steps_per_epoch_seen) or config.steps_per_epoch or None
-        bar = None
-        if show == "bar":
-            print(f"epoch {epoch + 1}/{config.epochs}")
-            bar = tf.keras.utils.Progbar(target, stateful_metrics=["loss"], unit_name="step")
-            if skip:
-                bar.update(skip)
-        epoch_started, epoch_rows, losses = time.perf_counter(), 0, {}
-        warm = None  # (time, rows) after the first step, which includes tracing
-        with writer.as_default():
-            for features, labels in batches:
-                step_losses = train_step((features, labels))
-                global_step.assign_add(1)
-                batch_in_epoch.assign_add(1)
-                step = int(global_step)
-                epoch_rows += int(step_losses.pop("rows"))
-                if warm is None:
-                    warm = (time.perf_counter(), epoch_rows)
-                losses = {k: float(v) for k, v in step_losses.items()}
-                if bar is not None:
-                    bar.update(int(batch_in_epoch), values=[("loss", losses["loss"])])
-                if step % config.log_every == 0:
-                    for name, value in losses.items():
-                        tf.summary.scalar(f"loss/{name}", value, step=step)
-                    tf.summary.scalar("examples_per_second",
-                                      epoch_rows / (time.perf_counter() - epoch_started), step=step)
-                if step % config.checkpoint_every == 0:
-                    manager.save(checkpoint_number=step)
-        if int(batch_in_epoch) == 0:
-            raise InputError("the training input yielded no batch", file=config.train)
-        steps_per_epoch_seen.assign(int(batch_in_epoch))
-        epoch_var.assign_add(1)
-        batch_in_epoch.assign(0)
-        manager.save(checkpoint_number=int(global_step))
-        now = time.perf_counter()
-        seconds = now - epoch_started
-        throughput = ((epoch_rows - warm[1]) / (now - warm[0])
-                      if warm is not None and epoch_rows > warm[1] else float("nan"))
-        throughputs.append(throughput)
-        if show != "none":
-            done = int(steps_per_epoch_seen) - skip
-            _say(f"epoch {epoch + 1}/{config.epochs}: {done} steps in {seconds:.1f} s "
-                 f"({throughput:,.0f} examples/s after the first step), "
-                 f"global step {int(global_step)}, "
-                 + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+    started = time.perf_counter()
+    train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
+    throughputs = train(run, _say)
     training_seconds = time.perf_counter() - started
+    if not chief:  # its checkpoints were only written for the collective ops' sake
+        shutil.rmtree(os.path.dirname(run.manager.directory + "/"), ignore_errors=True)
 
     if eval_source is None or not chief:
         return {}
+    model, global_step = run.model, run.global_step
     result = evaluate(model, eval_source, artifact, spec, config, eval_labeler)
     result["global_step"] = int(global_step)
     if config.allow_unclicked_dwell:
@@ -445,6 +395,50 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     with atomic.atomic_file(os.path.join(model_dir, "eval_metrics.json")) as handle:
         json.dump(result, handle, indent=2, allow_nan=True)
     return result
+
+
+def _build(config: TrainConfig, model_dir: str, strategy, chief: bool, spec, train_source,
+           labeler) -> Run:
+    """The model, optimizer, counters and checkpoint of a run, made in the strategy's scope."""
+    import tensorflow as tf
+
+    from ranking.models import RankingModel
+
+    counters = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+                for name in ("global_step", "epoch", "batch_in_epoch", "steps_per_epoch")}
+    with strategy.scope():
+        model = RankingModel(spec, config.model)
+        # Create every variable now, so a restore fills them all at once.
+        model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
+        optimizer = make_optimizer(config.optimizer, config.learning_rate, model,
+                                   config.embedding_optimizer, config.embedding_learning_rate)
+        # Slots now, not at the first step: a restore then fills them at once, which a
+        # deferred restore into slots made later on parameter servers would not.
+        if hasattr(optimizer, "build"):
+            optimizer.build(model.trainable_variables)
+        elif hasattr(optimizer, "_create_all_weights"):  # legacy Keras optimizers
+            optimizer._create_all_weights(model.trainable_variables)  # noqa: SLF001
+        balance = None
+        if config.metabalance:
+            from ranking.metabalance import MetaBalance
+
+            towers = config.model.towers
+            balance = MetaBalance(towers[0], towers[1:], config.metabalance_ratio,
+                                  config.metabalance_beta)
+    parts = dict(model=model, optimizer=optimizer, **counters)
+    if balance is not None:
+        parts["metabalance"] = balance
+    checkpoint = tf.train.Checkpoint(**parts)
+    if chief:
+        manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
+                                             max_to_keep=config.keep_checkpoints)
+    else:  # other workers write somewhere harmless, removed at the end (tf.distribute's way)
+        task_id = strategy.cluster_resolver.task_id
+        manager = tf.train.CheckpointManager(
+            checkpoint, os.path.join(model_dir, f".worker-{task_id}-checkpoints"), max_to_keep=1)
+    return Run(config=config, model_dir=model_dir, strategy=strategy, chief=chief, spec=spec,
+               train_source=train_source, labeler=labeler, model=model, optimizer=optimizer,
+               balance=balance, checkpoint=checkpoint, manager=manager, **counters)
 
 
 def evaluate(model, source, artifact, spec, config: TrainConfig, labeler=None) -> dict:
@@ -470,36 +464,3 @@ def evaluate(model, source, artifact, spec, config: TrainConfig, labeler=None) -
                              file=config.baseline_metrics) from None
         evaluation.add_rel_impr(result, baseline, baseline.get("preset", config.baseline_metrics))
     return result
-
-
-def _make_train_step(model, optimizer, strategy, balance=None):
-    import tensorflow as tf
-
-    variables = model.trainable_variables
-    shared = model.shared_variables() if balance is not None else []
-    shared_ids = {id(v) for v in shared}
-    others = [v for v in variables if id(v) not in shared_ids]
-
-    def replica_step(batch):
-        with tf.GradientTape(persistent=balance is not None) as tape:
-            losses = model.task_losses(batch, training=True)
-            total = tf.add_n(list(losses.values()))
-        if balance is None:
-            gradients = tape.gradient(total, variables)
-            optimizer.apply_gradients(zip(gradients, variables))
-        else:
-            shared_gradients, other_gradients = balance.gradients(tape, losses, shared, others)
-            optimizer.apply_gradients([(g, v) for g, v in zip(shared_gradients + other_gradients,
-                                                              shared + others)
-                                       if g is not None])
-        return {"loss": total, **losses,
-                "rows": tf.cast(tf.size(batch[1]["click"]), tf.float32)}
-
-    @tf.function(reduce_retracing=True)
-    def step(batch):
-        per_replica = strategy.run(replica_step, args=(batch,))
-        # Each replica's loss is already divided by the global batch: the sum is the loss.
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
-                for k, v in per_replica.items()}
-
-    return step

@@ -1,0 +1,172 @@
+"""Distribution: the `tf.distribute` strategy of `--strategy`, the cluster of `TF_CONFIG`, which
+task is the chief, and how the training input is split between workers.
+
+Strategies (`--strategy`):
+
+    default                one device
+    mirrored               every GPU of this machine, or without GPUs every logical CPU device
+    multi_worker_mirrored  synchronous data parallelism over the workers of TF_CONFIG (each runs
+                           `ranking.train`); gradients are all-reduced every step
+    parameter_server       asynchronous training: the chief runs the loop (a ClusterCoordinator
+                           schedules steps on the workers), variables live on the ps tasks
+                           (embedding tables partitioned across them); worker and ps tasks of
+                           TF_CONFIG run `ranking.train` too, which for them starts a TensorFlow
+                           server and serves until it is stopped
+
+Multi-worker strategies configure collective ops when they are made, which TensorFlow allows
+only before any other op has run: `train_and_evaluate` therefore makes the strategy first.
+
+Input sharding (`--input_sharding`, multi-worker strategies):
+
+    files  each worker reads only its files: the epoch's file order (a function of seed and
+           epoch) dealt round-robin, worker w taking files w, w + W, ...; every worker then takes
+           the same number of batches of global_batch / W rows (the smallest shard's count: a
+           synchronous step needs every worker, and uneven counts would hang the all-reduce),
+           so an epoch can leave out the tail of the larger shards.
+    rows   every worker reads every file and takes its slice of each global batch: the same
+           batches as one process, at W times the reading (for few, large files, and to check
+           that W workers train exactly like one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import numpy as np
+
+from pipelines.errors import InputError
+
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "parameter_server")
+INPUT_SHARDINGS = ("files", "rows")
+# Partition a variable into at most one shard per ps task, none smaller than this: the id
+# tables split, small dense layers stay whole.
+MIN_SHARD_BYTES = 256 << 10
+
+
+def cluster_task() -> tuple[str | None, int, dict]:
+    """(task type, task index, cluster dict) of the TF_CONFIG environment variable; (None, 0,
+    {}) without one. InputError for a TF_CONFIG that is not JSON of that shape."""
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None, 0, {}
+    try:
+        tf_config = json.loads(raw)
+        cluster = tf_config.get("cluster", {})
+        task = tf_config.get("task", {})
+        if not isinstance(cluster, dict) or not isinstance(task, dict):
+            raise ValueError("cluster and task must be objects")
+        return task.get("type"), int(task.get("index", 0)), cluster
+    except (ValueError, TypeError, AttributeError) as error:
+        raise InputError(f"TF_CONFIG is not valid ({error}); expected JSON like "
+                         '{"cluster": {"worker": ["host:port", ...]}, '
+                         '"task": {"type": "worker", "index": 0}}') from None
+
+
+def is_server_task(strategy: str) -> bool:
+    """True for a parameter-server cluster's worker and ps tasks: they serve, the chief trains."""
+    task_type, _, _ = cluster_task()
+    return strategy == "parameter_server" and task_type in ("worker", "ps")
+
+
+def serve_forever() -> None:
+    """Starts this task's TensorFlow server (TF_CONFIG) and blocks: a parameter-server cluster's
+    worker or ps task. The chief's ClusterCoordinator sends it work; stop it with a signal."""
+    import tensorflow as tf
+
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    # Workers and ps tasks keep their threads to serve; a ps serves many workers' requests.
+    server = tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type,
+                                  task_index=resolver.task_id, protocol=resolver.rpc_layer or
+                                  "grpc", start=True)
+    print(f"{resolver.task_type} {resolver.task_id}: serving at {server.target}", flush=True)
+    server.join()
+
+
+def make_strategy(name: str):
+    """The `tf.distribute` strategy of `--strategy` (cluster from TF_CONFIG for multi-worker).
+
+    Call it before any other TensorFlow op: multi-worker strategies configure collective ops."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        # Every GPU, or without GPUs every logical CPU device (MirroredStrategy's own default
+        # would take only the first CPU).
+        devices = ([d.name for d in tf.config.list_logical_devices("GPU")]
+                   or [d.name for d in tf.config.list_logical_devices("CPU")])
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker_mirrored":
+        task_type, _, cluster = cluster_task()
+        if cluster and task_type not in ("chief", "worker"):
+            raise InputError(f"--strategy=multi_worker_mirrored: TF_CONFIG's task type must be "
+                             f"chief or worker, not {task_type!r}")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "parameter_server":
+        task_type, _, cluster = cluster_task()
+        if not cluster.get("ps") or not cluster.get("worker") or task_type != "chief":
+            raise InputError("--strategy=parameter_server needs TF_CONFIG with chief, worker and "
+                             "ps tasks; the chief trains (this process's task type is "
+                             f"{task_type!r}), the others serve (BUILD.md)")
+        resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+        partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
+            min_shard_bytes=MIN_SHARD_BYTES, max_shards=len(cluster["ps"]))
+        return tf.distribute.experimental.ParameterServerStrategy(
+            resolver, variable_partitioner=partitioner)
+    raise InputError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {name!r}")
+
+
+def is_chief(strategy) -> bool:
+    """True for the task that writes checkpoints, summaries and metrics: the chief, or worker 0
+    of a cluster without one, or the only process."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (resolver.task_type == "worker"
+                                             and resolver.task_id == 0
+                                             and "chief" not in resolver.cluster_spec().as_dict())
+
+
+def input_workers(strategy) -> int:
+    """Workers that each read their own input: the chief and workers of a multi-worker
+    mirrored cluster, the workers of a parameter-server cluster, else 1."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        return len(cluster_task()[2].get("worker", []))
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return 1
+    cluster = resolver.cluster_spec().as_dict()
+    return len(cluster.get("chief", [])) + len(cluster.get("worker", []))
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """Worker `index` of `count` reads by `mode` (module docstring)."""
+
+    index: int
+    count: int
+    mode: str = "files"
+
+
+def shard_files(order: np.ndarray, shard: Shard) -> np.ndarray:
+    """The file indices worker `shard.index` reads in an epoch whose file order is `order`."""
+    return order[shard.index::shard.count] if shard.mode == "files" else order
+
+
+def synchronous_steps(rows_per_file: np.ndarray, order: np.ndarray, workers: int, mode: str,
+                      batch_size: int, cap: int | None) -> int:
+    """Steps of an epoch that every one of `workers` can take: with file sharding the smallest
+    shard's ceil(rows / (batch_size / workers)), with row sharding ceil(rows / batch_size);
+    at most `cap` (--steps_per_epoch). `batch_size` is the global batch in rows."""
+    if mode == "rows" or workers == 1:
+        steps = math.ceil(int(np.sum(rows_per_file)) / batch_size)
+    else:
+        per_worker = batch_size // workers
+        steps = min(math.ceil(int(np.sum(rows_per_file[shard_files(order, Shard(w, workers))]))
+                              / per_worker) for w in range(workers))
+    return min(steps, cap) if cap else steps

@@ -1,0 +1,259 @@
+"""The training loops behind `ranking.training.train_and_evaluate`.
+
+`train_synchronous` (one device, mirrored, multi-worker mirrored): every step is one global
+batch, split between replicas and workers; the loss of each replica is divided by the global
+batch (`ranking.losses`), so the all-reduced gradient is the gradient of the whole batch. Resuming
+is exact: an epoch's batch sequence is a function of (files, seed, epoch) (`ranking.data`), and
+the checkpoint records the batches done in the epoch, which a resumed run skips.
+
+`train_parameter_server` (`--strategy=parameter_server`, on the chief): a ClusterCoordinator
+schedules steps on whichever worker is free; a step is one batch of `--batch_size` rows read by
+that worker from its own files, and updates the variables on the ps tasks asynchronously. Which
+worker takes which batch is not deterministic, so resuming restores the model, the optimizer and
+the step, and each worker continues its file shard after batch_in_epoch / workers of its batches
+(exact with one worker).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import numpy as np
+
+from pipelines.errors import InputError
+from ranking import data, distribute
+
+
+def make_replica_step(run):
+    """One replica's training step on a batch (features, labels); returns {loss, <task>...,
+    rows} as float32 scalars (the losses already divided by the global batch)."""
+    import tensorflow as tf
+
+    model, optimizer, balance = run.model, run.optimizer, run.balance
+    variables = model.trainable_variables
+    shared = model.shared_variables() if balance is not None else []
+    shared_ids = {id(v) for v in shared}
+    others = [v for v in variables if id(v) not in shared_ids]
+
+    def replica_step(batch):
+        with tf.GradientTape(persistent=balance is not None) as tape:
+            losses = model.task_losses(batch, training=True)
+            total = tf.add_n(list(losses.values()))
+        if balance is None:
+            gradients = tape.gradient(total, variables)
+            optimizer.apply_gradients(zip(gradients, variables))
+        else:
+            shared_gradients, other_gradients = balance.gradients(tape, losses, shared, others)
+            optimizer.apply_gradients([(g, v) for g, v in zip(shared_gradients + other_gradients,
+                                                              shared + others)
+                                       if g is not None])
+        return {"loss": total, **losses,
+                "rows": tf.cast(tf.size(batch[1]["click"]), tf.float32)}
+
+    return replica_step
+
+
+def _reduced(strategy, replica_step, batch):
+    import tensorflow as tf
+
+    per_replica = strategy.run(replica_step, args=(batch,))
+    # Each replica's loss is already divided by the global batch: the sum is the loss.
+    return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+            for k, v in per_replica.items()}
+
+
+def _epoch_dataset(run, epoch: int, batch_size: int, shard=None):
+    config = run.config
+    return data.labelled_dataset(
+        run.train_source, run.labeler, run.spec, batch_size, seed=config.seed, epoch=epoch,
+        shuffle_buffer=config.shuffle_buffer, allow_unclicked_dwell=config.allow_unclicked_dwell,
+        shard=shard)
+
+
+def _file_order(run, epoch: int) -> np.ndarray:
+    # The permutation `ranking.data.labelled_dataset` applies to the files of an epoch.
+    return np.random.default_rng([run.config.seed, epoch]).permutation(
+        len(run.train_source.files))
+
+
+def _synchronous_batches(run, epoch: int, skip: int):
+    """(distributed iterator of the epoch's remaining batches, steps in the epoch or None)."""
+    import tensorflow as tf
+
+    config, strategy = run.config, run.strategy
+    if run.workers == 1:
+        dataset = _epoch_dataset(run, epoch, config.batch_size)
+        if config.steps_per_epoch:
+            dataset = dataset.take(config.steps_per_epoch)
+        return iter(strategy.experimental_distribute_dataset(dataset.skip(skip))), None
+    mode = config.input_sharding
+    steps = distribute.synchronous_steps(
+        run.rows_per_file if mode == "files" else np.asarray([_total_rows(run)]),
+        _file_order(run, epoch), run.workers, mode, config.batch_size, config.steps_per_epoch)
+    if steps == 0:
+        raise InputError("the training input yielded no batch", file=config.train)
+
+    def worker_dataset(context: tf.distribute.InputContext):
+        shard = distribute.Shard(context.input_pipeline_id, context.num_input_pipelines, mode)
+        # Files: each worker reads its files in batches of its share of the global batch.
+        batch = config.batch_size // run.workers if mode == "files" else config.batch_size
+        dataset = _epoch_dataset(run, epoch, batch, shard).take(steps).skip(skip)
+        local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
+        if local_replicas > 1:  # each local replica takes one piece of the worker's batch
+            dataset = dataset.rebatch(context.get_per_replica_batch_size(config.batch_size))
+        return dataset
+
+    return iter(strategy.distribute_datasets_from_function(worker_dataset)), steps
+
+
+def _total_rows(run) -> int:
+    if run.rows_per_file is None:
+        run.rows_per_file = data.rows_per_file(run.train_source)
+    return int(np.sum(run.rows_per_file))
+
+
+def train_synchronous(run, say) -> list[float]:
+    """Trains the remaining epochs of `run` (a `ranking.training.Run`); returns examples/s of
+    each epoch after its first step."""
+    import tensorflow as tf
+
+    config, strategy = run.config, run.strategy
+    replica_step = make_replica_step(run)
+
+    @tf.function(reduce_retracing=True)
+    def step(batch):
+        return _reduced(strategy, replica_step, batch)
+
+    return _epochs(run, say, lambda epoch, skip: _synchronous_batches(run, epoch, skip),
+                   lambda batches, steps: (step(batch) for batch in batches))
+
+
+def _epochs(run, say, open_epoch, run_steps) -> list[float]:
+    """The loop over epochs and steps shared by both strategies' loops: progress, summaries,
+    checkpoints every --checkpoint_every steps and at each epoch's end."""
+    import tensorflow as tf
+
+    config = run.config
+    writer = (tf.summary.create_file_writer(f"{run.model_dir}/logs/train") if run.chief
+              else tf.summary.create_noop_writer())
+    show = config.progress if config.progress != "auto" else (
+        "bar" if sys.stdout.isatty() else "epoch")
+    if not run.chief:
+        show = "none"
+    throughputs = []
+    while int(run.epoch) < config.epochs:
+        epoch = int(run.epoch)
+        skip = int(run.batch_in_epoch)
+        batches, steps = open_epoch(epoch, skip)
+        target = steps or int(run.steps_per_epoch) or config.steps_per_epoch or None
+        bar = None
+        if show == "bar":
+            print(f"epoch {epoch + 1}/{config.epochs}")
+            bar = tf.keras.utils.Progbar(target, stateful_metrics=["loss"], unit_name="step")
+            if skip:
+                bar.update(skip)
+        epoch_started, epoch_rows, losses = time.perf_counter(), 0, {}
+        warm = None  # (time, rows) after the first step, which includes tracing
+        with writer.as_default():
+            for step_losses in run_steps(batches, steps):
+                run.global_step.assign_add(1)
+                run.batch_in_epoch.assign_add(1)
+                step = int(run.global_step)
+                step_losses = dict(step_losses)
+                epoch_rows += int(step_losses.pop("rows"))
+                if warm is None:
+                    warm = (time.perf_counter(), epoch_rows)
+                losses = {k: float(v) for k, v in step_losses.items()}
+                if bar is not None:
+                    bar.update(int(run.batch_in_epoch), values=[("loss", losses["loss"])])
+                if step % config.log_every == 0:
+                    for name, value in losses.items():
+                        tf.summary.scalar(f"loss/{name}", value, step=step)
+                    tf.summary.scalar("examples_per_second",
+                                      epoch_rows / (time.perf_counter() - epoch_started), step=step)
+                if step % config.checkpoint_every == 0:
+                    run.save()
+        if int(run.batch_in_epoch) == 0:
+            raise InputError("the training input yielded no batch", file=config.train)
+        run.steps_per_epoch.assign(int(run.batch_in_epoch))
+        run.epoch.assign_add(1)
+        run.batch_in_epoch.assign(0)
+        run.save()
+        now = time.perf_counter()
+        seconds = now - epoch_started
+        throughput = ((epoch_rows - warm[1]) / (now - warm[0])
+                      if warm is not None and epoch_rows > warm[1] else float("nan"))
+        throughputs.append(throughput)
+        if show != "none":
+            done = int(run.steps_per_epoch) - skip
+            say(f"epoch {epoch + 1}/{config.epochs}: {done} steps in {seconds:.1f} s "
+                f"({throughput:,.0f} examples/s after the first step), "
+                f"global step {int(run.global_step)}, "
+                + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+    return throughputs
+
+
+def train_parameter_server(run, say) -> list[float]:
+    """Trains the remaining epochs of `run` on a parameter-server cluster, from the chief
+    (module docstring); returns examples/s of each epoch after its first step."""
+    import tensorflow as tf
+
+    config, strategy = run.config, run.strategy
+    coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
+    replica_step = make_replica_step(run)
+    workers = run.workers
+    if config.progress != "none":
+        tables = [v for layer in run.model.network.get_layer("features").embeddings.values()
+                  for v in [layer.embeddings]]
+        shards = sorted({len(getattr(t, "variables", [t])) for t in tables})
+        say(f"parameter_server: {workers} worker(s), "
+            f"{len(distribute.cluster_task()[2]['ps'])} ps; embedding "
+            f"tables in {'/'.join(str(s) for s in shards)} shard(s)")
+
+    @tf.function
+    def worker_step(iterator):
+        return _reduced(strategy, replica_step, next(iterator))
+
+    def open_epoch(epoch, skip):
+        steps = math.ceil(int(np.sum(run.rows_per_file)) / config.batch_size)
+        if config.steps_per_epoch:
+            steps = min(steps, config.steps_per_epoch)
+
+        def worker_dataset(_context=None):
+            index = tf.distribute.coordinator.experimental_get_current_worker_index()
+            shard = distribute.Shard(index, workers, "files")
+            # A worker whose shard ends first starts it again: the epoch is a number of steps.
+            return _epoch_dataset(run, epoch, config.batch_size, shard).repeat().skip(
+                skip // workers)
+
+        @tf.function
+        def per_worker_dataset():
+            return strategy.distribute_datasets_from_function(worker_dataset)
+
+        iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
+        return iterator, steps
+
+    def run_steps(iterator, steps):
+        return _scheduled(run, coordinator, worker_step, iterator, steps)
+
+    return _epochs(run, say, open_epoch, run_steps)
+
+
+def _scheduled(run, coordinator, worker_step, iterator, steps: int):
+    """Schedules the epoch's remaining steps and yields their losses as they finish; waits for
+    every scheduled step before a checkpoint, so that it holds them all."""
+    config = run.config
+    pending = []
+    for _ in range(int(run.batch_in_epoch), steps):
+        pending.append(coordinator.schedule(worker_step, args=(iterator,)))
+        next_step = int(run.global_step) + len(pending)
+        if next_step % config.checkpoint_every == 0 or len(pending) >= 64:
+            coordinator.join()
+            for result in pending:
+                yield result.fetch()
+            pending = []
+    coordinator.join()
+    for result in pending:
+        yield result.fetch()
