@@ -120,8 +120,9 @@ def _count_file(element, job):
 
     index, _ = element
     with logs.input_errors_for_beam():
-        counts, covered, _ = labels.count_source(_source(job, index), job["batch_size"],
-                                                 job["allow_unclicked_dwell"])
+        counted = labels.count_source(_source(job, index), job["batch_size"],
+                                      job["allow_unclicked_dwell"])
+        counts, covered = counted.user_days, counted.covered_days
     for day in sorted(covered):
         yield pvalue.TaggedOutput("days", int(day))
     columns = [counts[c].to_numpy(np.int64).tolist() for c in ("user_fp", "day", "clicks")]

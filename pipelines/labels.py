@@ -25,7 +25,7 @@ import glob
 import json
 import math
 import os
-from typing import Mapping
+from typing import Mapping, NamedTuple
 
 import numpy as np
 
@@ -318,6 +318,7 @@ class Labeler:
     """
 
     unclicked_dwell_zeroed = 0
+    rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
 
     def __init__(self, artifact: StatsArtifact, window, rules: RuleConfig | None = None,
                  ndt: NdtParams | None = None):
@@ -389,17 +390,28 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
     """A Labeler for the logs of `source` (a `LogSource`): one pass counts their clicks per user
     and day for rule T2."""
     rules = rules or artifact.rules
-    counts, covered, zeroed = count_source(source, batch_size, allow_unclicked_dwell)
-    window = window_clicks(counts, covered, artifact_counts(artifact), rules.light_user_days)
+    counted = count_source(source, batch_size, allow_unclicked_dwell)
+    window = window_clicks(counted.user_days, counted.covered_days, artifact_counts(artifact),
+                           rules.light_user_days)
     labeler = Labeler(artifact, window, rules, ndt)
-    labeler.unclicked_dwell_zeroed = zeroed
+    labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
+    labeler.rows_per_file = counted.rows_per_file
     return labeler
 
 
-def count_source(source, batch_size: int = 8192, allow_unclicked_dwell: bool = False):
-    """The counting pass of rule T2 over the logs of `source` (a `LogSource`): returns
-    (DataFrame[user_fp, day, clicks] as `count_user_days`, set of covered days, number of
-    unclicked rows whose dwell > 0 was treated as 0)."""
+class SourceCounts(NamedTuple):
+    """What the counting pass over some logs finds (`count_source`)."""
+
+    user_days: "object"  # DataFrame[user_fp, day, clicks], as `count_user_days`
+    covered_days: set  # UTC days with an impression
+    unclicked_dwell_zeroed: int  # unclicked rows whose dwell > 0 was treated as 0
+    rows_per_file: np.ndarray  # int64 [files]: rows of each of `source.files`
+
+
+def count_source(source, batch_size: int = 8192,
+                 allow_unclicked_dwell: bool = False) -> SourceCounts:
+    """The counting pass of rule T2 over the logs of `source` (a `LogSource`); it also counts
+    each file's rows (multi-worker training deals files to workers by them)."""
     import tensorflow as tf
 
     from pipelines import logs as logs_lib
@@ -407,12 +419,15 @@ def count_source(source, batch_size: int = 8192, allow_unclicked_dwell: bool = F
     # Order does not matter for counting: two files at a time, three columns parsed, and only
     # integers leave the graph.
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
-                             columns=("user_id", "timestamp", "click"), parallel_files=2)
+                             columns=("user_id", "timestamp", "click"), parallel_files=2,
+                             with_source=True)
     zeroed = [0]  # unclicked rows whose dwell > 0 was treated as 0 (--allow_unclicked_dwell)
+    rows_per_file = np.zeros(len(source.files), np.int64)
 
     def key(b):
         out = {"user_fp": user_fingerprint(b["user_id"]),
-               "day": tf.math.floordiv(b["timestamp"], SECONDS_PER_DAY), "click": b["click"]}
+               "day": tf.math.floordiv(b["timestamp"], SECONDS_PER_DAY), "click": b["click"],
+               "file": b[logs_lib.SOURCE_INDEX]}
         if allow_unclicked_dwell:
             out["zeroed"] = tf.reduce_sum(b[logs_lib.DWELL_ZEROED])
         return out
@@ -420,8 +435,9 @@ def count_source(source, batch_size: int = 8192, allow_unclicked_dwell: bool = F
     def counted(batches):
         for batch in batches:
             zeroed[0] += int(batch.pop("zeroed", 0))
+            rows_per_file[:] += np.bincount(batch.pop("file"), minlength=len(rows_per_file))
             yield batch
 
     keys = dataset.map(tf.autograph.experimental.do_not_convert(key))
     counts, covered = count_user_days(counted(keys.as_numpy_iterator()))
-    return counts, covered, zeroed[0]
+    return SourceCounts(counts, covered, zeroed[0], rows_per_file)

@@ -101,17 +101,6 @@ def _row_slice(shard):
     return tf.autograph.experimental.do_not_convert(take_slice)
 
 
-def rows_per_file(source: logs.LogSource, batch_size: int = READ_BATCH) -> np.ndarray:
-    """int64 [files]: the rows of each file of `source`, in `source.files` order (one pass
-    that converts the click column only)."""
-    dataset = source.dataset(batch_size, columns=("click",), with_source=True,
-                             parallel_files=2, allow_unclicked_dwell=True)
-    counts = np.zeros(len(source.files), np.int64)
-    for batch in dataset.map(lambda b: b[logs.SOURCE_INDEX]).as_numpy_iterator():
-        counts += np.bincount(batch, minlength=len(counts))
-    return counts
-
-
 CHUNK_ROWS = 256
 
 

@@ -90,7 +90,7 @@ def _synchronous_batches(run, epoch: int, skip: int):
         return iter(strategy.experimental_distribute_dataset(dataset.skip(skip))), None
     mode = config.input_sharding
     steps = distribute.synchronous_steps(
-        run.rows_per_file if mode == "files" else np.asarray([_total_rows(run)]),
+        run.rows_per_file,
         _file_order(run, epoch), run.workers, mode, config.batch_size, config.steps_per_epoch)
     if steps == 0:
         raise InputError("the training input yielded no batch", file=config.train)
@@ -106,12 +106,6 @@ def _synchronous_batches(run, epoch: int, skip: int):
         return dataset
 
     return iter(strategy.distribute_datasets_from_function(worker_dataset)), steps
-
-
-def _total_rows(run) -> int:
-    if run.rows_per_file is None:
-        run.rows_per_file = data.rows_per_file(run.train_source)
-    return int(np.sum(run.rows_per_file))
 
 
 def train_synchronous(run, say) -> list[float]:

@@ -273,7 +273,7 @@ class Run:
     epoch: object
     batch_in_epoch: object
     steps_per_epoch: object
-    rows_per_file: np.ndarray | None = None  # multi-worker file sharding and parameter servers
+    rows_per_file: np.ndarray | None = None  # int64 [training files] (the counting pass)
     workers: int = 1
 
     def save(self) -> None:
@@ -341,9 +341,6 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     eval_labeler = (labels_lib.labeler_for(eval_source, artifact,
                                            allow_unclicked_dwell=config.allow_unclicked_dwell)
                     if eval_source is not None and chief else None)
-    rows_per_file = (data.rows_per_file(train_source)
-                     if parameter_servers or (workers > 1 and config.input_sharding == "files")
-                     else None)
     if config.allow_unclicked_dwell and config.progress != "none" and chief:
         counted = [("training", labeler)] + ([("evaluation", eval_labeler)] if eval_labeler
                                             else [])
@@ -360,7 +357,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, "
              f"{workers} input worker(s); global batch {config.batch_size}")
     run = _build(config, model_dir, strategy, chief, spec, train_source, labeler)
-    run.rows_per_file, run.workers = rows_per_file, workers
+    run.rows_per_file, run.workers = labeler.rows_per_file, workers
     chief_dir = os.path.join(model_dir, "checkpoints")
     latest = tf.train.latest_checkpoint(chief_dir)
     if latest:  # every task restores the chief's checkpoint

@@ -153,6 +153,8 @@ def test_worker_shards_partition_the_epoch(small_world):
         assert sorted(rows) == sorted(own)  # exactly its own files' rows, each once
     assert sorted(shards[0] + shards[1]) == sorted(whole)
     assert len(whole) == sum(len(rows) for rows in by_file)
+    # The counting pass's rows per file, which set how many steps every worker takes.
+    assert labeler.rows_per_file.tolist() == [len(rows) for rows in by_file]
 
     sliced = [list(epoch(256, distribute.Shard(w, 2, "rows")).as_numpy_iterator())
               for w in (0, 1)]
