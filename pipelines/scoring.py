@@ -18,16 +18,20 @@ checked); `impression_id`, `user_id` and `item_id` are written out when present;
 
 Every readable input row gives exactly one output row; an unreadable one (a wrong type in a
 feature column, a wrong field count, a corrupt TFRecord) gives a dead letter naming its file,
-line or record and the reason, and scoring goes on. A TFRecord cut short or corrupt gets one dead letter
-from its first lost record (the records before it are scored); after a corrupt gzip stream
-nothing more of that file is read (one dead letter from the first unscored row). More than `max_dead_letters` dead
-letters fail the job (something is wrong with the input as a whole).
+line or record and the reason, and scoring goes on (`pipelines.dead_letters`: all of a file's
+bad rows are found in one extra pass). A gzip or TFRecord stream that breaks off gets one dead
+letter at its first lost row; the complete rows before it are scored. More than
+`max_dead_letters` dead letters fail the job (something is wrong with the input as a whole).
 
-Engines: `beam` (default) runs tfx_bsl's `RunInference` on Apache Beam (DirectRunner unless
-`--runner` says otherwise): files are read by workers with the project's reader, rows become
-serialized `tf.Example`s and go through the SavedModel's `serving_default`. `local` runs the
-SavedModel's `predict_raw` signature inside this process on the reader's batches: no
-per-row protos, several times faster for inputs one machine can handle.
+Memory does not grow with the input: files are read in batches of `batch_size` rows and each
+shard is written as the batches are scored (appended to a temporary file in the output
+directory, renamed when the file is done).
+
+Engines: `beam` (default; `pipelines.scoring_beam`) runs on Apache Beam (DirectRunner unless
+`--runner` says otherwise): workers read files in batches of NumPy columns, Beam's
+`RunInference` calls the SavedModel's `predict_raw` signature on each batch (the model loaded
+once per worker process) and the shards are assembled per file. `local` runs the same reader and
+`predict_raw` inside this process. Both give the same bytes.
 
 The model's feature names and types come from the SavedModel's `predict_raw` signature, so any
 export of this project can score logs without its model directory.
@@ -35,25 +39,23 @@ export of this project can score logs without its model directory.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import gzip
 import json
 import os
 import re
 import tempfile
-import typing
-import zlib
 
 import numpy as np
 
 from pipelines import logs
 from pipelines.atomic import atomic_directory
+from pipelines.dead_letters import (DEAD_LETTER, DEAD_LETTER_HEADER, DeadLetter,  # noqa: F401
+                                    TooManyDeadLetters, read_scorable, write_dead_letters)
 from pipelines.errors import InputError
 
 ID_COLUMNS = ("impression_id", "user_id", "item_id")
-DEAD_LETTER = "dead_letter.csv"
-DEAD_LETTER_HEADER = ("file", "row", "reason", "raw")
+CSV_DECIMALS = 7
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,7 @@ class ModelSignature:
     path: str
     features: dict  # name -> 'string' | 'int64' | 'float32'
     outputs: tuple[str, ...]  # 'score' first
+    widths: dict = dataclasses.field(default_factory=dict)  # 2-D output -> its columns
 
 
 def resolve_saved_model(path: str) -> str:
@@ -88,174 +91,9 @@ def read_signature(path: str) -> ModelSignature:
     features = {name: spec.dtype.name for name, spec in raw.structured_input_signature[1].items()}
     outputs = sorted(raw.structured_outputs)
     outputs = ("score",) + tuple(o for o in outputs if o != "score")
-    return ModelSignature(path, features, outputs)
-
-
-@dataclasses.dataclass
-class DeadLetter:
-    file: str
-    row: int | None
-    reason: str
-    raw: str
-
-
-class TooManyDeadLetters(InputError):
-    pass
-
-
-# Reading with dead letters ----------------------------------------------------------------------
-def read_scorable(log_file: logs.LogFile, schema: logs.LogSchema, stored: dict,
-                  columns: tuple[str, ...], batch_size: int, dead_letters: list,
-                  max_dead_letters: int):
-    """Yields numpy batch dicts of `columns` (+ `_source_row`) of one file; rows that fail to
-    read are appended to `dead_letters` and skipped.
-
-    The fast reader runs on the file; when it stops at a bad row, the rest of the file (minus
-    that row and the rows already yielded) is copied to a temporary file and read again, its
-    rows mapped back to the original line or record numbers. Costs one extra pass of the file's
-    remainder per bad row, nothing when there is none.
-    """
-    import tensorflow as tf
-
-    units = _FileUnits(log_file)
-    current, row_map = log_file, None  # row_map: remainder row -> original row
-    last_done = 0  # original row number of the last row yielded
-    with tempfile.TemporaryDirectory(prefix="dwellrank-score-") as tmpdir:
-        while True:
-            source = logs.LogSource([current], schema, stored, outcomes=False)
-            dataset = source.dataset(batch_size, columns=columns, with_source=True)
-            try:
-                for batch in dataset.as_numpy_iterator():
-                    rows = batch[logs.SOURCE_ROW]
-                    if row_map is not None:
-                        rows = row_map[rows - units.first_row]
-                    batch[logs.SOURCE_ROW] = rows
-                    last_done = int(rows[-1]) if len(rows) else last_done
-                    yield batch
-                return
-            except tf.errors.OpError as error:
-                problem = logs.translate_error(error)
-                if problem is None:
-                    raise
-            bad = problem.row
-            if bad is not None and row_map is not None:
-                bad = int(row_map[bad - units.first_row])
-            if bad is None or _corrupt(problem) or not units.has(bad):
-                # A corrupt stream: nothing after the failure point can be read. The rows
-                # before it that Python could still read are scored from a clean copy.
-                remaining = row_map if row_map is not None else units.rows()
-                readable = remaining[remaining > last_done] if units.cut_short else remaining[:0]
-                first_lost = (units.first_row + len(units.units) if units.cut_short
-                              else last_done + 1 if last_done else units.first_row)
-                dead_letters.append(DeadLetter(
-                    log_file.path, first_lost,
-                    f"unreadable from here to the end of the file: {problem.reason}", ""))
-                _check_count(dead_letters, max_dead_letters)
-                if not len(readable):
-                    return
-                row_map = readable
-                current = units.write(row_map, os.path.join(tmpdir, f"readable-{len(row_map)}"))
-                continue
-            reason = problem.reason + (f" (column '{problem.column}')" if problem.column else "")
-            dead_letters.append(DeadLetter(log_file.path, bad, reason, units.text(bad)))
-            _check_count(dead_letters, max_dead_letters)
-            remaining = row_map if row_map is not None else units.rows()
-            row_map = remaining[(remaining > last_done) & (remaining != bad)]
-            if not len(row_map):
-                return
-            current = units.write(row_map, os.path.join(tmpdir, f"remainder-{len(row_map)}"))
-
-
-def _corrupt(problem: InputError) -> bool:
-    lowered = problem.reason.lower()
-    return any(k in lowered for k in ("corrupt", "truncated", "not gzip", "data loss"))
-
-
-class _FileUnits:
-    """A log file's rows as bytes, read in Python on the error path only: CSV data lines
-    (without line ends; `first_row` = 2, line 1 being the header) or TFRecord records
-    (`first_row` = 1; a corrupt tail is cut off)."""
-
-    def __init__(self, log_file: logs.LogFile):
-        self.log_file = log_file
-        self.first_row = 2 if log_file.format == "csv" else 1
-        self._units: list | None = None
-        self._header = b""
-        self.cut_short = False  # the Python read stopped at a corrupt tail
-
-    @property
-    def units(self) -> list:
-        if self._units is None:
-            self._units = self._read()
-        return self._units
-
-    def _read(self) -> list:
-        if self.log_file.format == "csv":
-            with logs._open_binary(self.log_file.path) as handle:
-                data = handle.read()
-            try:
-                data = gzip.decompress(data) if self.log_file.gzip else data
-            except (OSError, EOFError, zlib.error):
-                return []  # corrupt gzip: nothing is re-read (a partial salvage is not tried)
-            lines = data.split(b"\n")
-            if lines and lines[-1] == b"":
-                lines.pop()
-            lines = [line[:-1] if line.endswith(b"\r") else line for line in lines]
-            self._header = lines[0] if lines else b""
-            return lines[1:]
-        import tensorflow as tf
-
-        records = []
-        try:
-            for record in tf.data.TFRecordDataset(self.log_file.path,
-                                                  "GZIP" if self.log_file.gzip else ""):
-                records.append(record.numpy())
-        except tf.errors.OpError:
-            self.cut_short = True
-        return records
-
-    def has(self, row: int) -> bool:
-        return self.first_row <= row < self.first_row + len(self.units)
-
-    def rows(self) -> np.ndarray:
-        return np.arange(self.first_row, self.first_row + len(self.units), dtype=np.int64)
-
-    def text(self, row: int) -> str:
-        return _raw_text(self.units[row - self.first_row])
-
-    def write(self, rows: np.ndarray, stem: str) -> logs.LogFile:
-        """A plain file holding `rows` (original numbers), in this file's format."""
-        if self.log_file.format == "csv":
-            path = stem + ".csv"
-            with open(path, "wb") as handle:
-                handle.write(self._header + b"\n")
-                for row in rows.tolist():
-                    handle.write(self.units[row - self.first_row] + b"\n")
-        else:
-            import tensorflow as tf
-
-            path = stem + ".tfrecord"
-            with tf.io.TFRecordWriter(path) as writer:
-                for row in rows.tolist():
-                    writer.write(self.units[row - self.first_row])
-        return logs.expand_inputs([path])[0]
-
-
-def _raw_text(unit: bytes) -> str:
-    if isinstance(unit, bytes):
-        try:
-            return unit.decode("utf-8")
-        except UnicodeDecodeError:
-            return unit.hex()
-    return str(unit)
-
-
-def _check_count(dead_letters, limit):
-    if len(dead_letters) > limit:
-        last = dead_letters[-1]
-        raise TooManyDeadLetters(f"more than {limit} unreadable rows (the last: {last.reason}); "
-                                 "raise --max_dead_letters if that many are expected",
-                                 file=last.file, row=last.row)
+    widths = {name: int(spec.shape[1]) for name, spec in raw.structured_outputs.items()
+              if spec.shape.rank == 2 and spec.shape[1] is not None}
+    return ModelSignature(path, features, outputs, widths)
 
 
 # Output shards ------------------------------------------------------------------------------------
@@ -268,19 +106,15 @@ def shard_name(index: int, log_file: logs.LogFile, fmt: str, compress: bool) -> 
     return f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}{'.gz' if compress else ''}"
 
 
-def write_shard(path: str, columns: dict, fmt: str, compress: bool) -> None:
-    """Writes output columns (ids, score, towers; equal-length arrays) as CSV or TFRecord.
+def output_names(ids, signature: ModelSignature) -> tuple[str, ...]:
+    """The columns of a shard: the ids, then the outputs (before splitting 2-D ones)."""
+    return tuple(ids) + tuple(signature.outputs)
 
-    A 2-D output (`dwell_probs` [rows, bins]) is one column per bin in CSV (`dwell_probs_0`,
-    ...) and one float_list of `bins` values in TFRecord."""
-    if fmt == "csv":
-        columns = flatten_columns(columns)
-        # Ids come from TensorFlow as bytes; CSV gets their text.
-        columns = {k: (np.char.decode(v.astype(bytes), "utf-8") if v.dtype == object else v)
-                   for k, v in columns.items()}
-        logs.write_csv(path, columns, decimals=7, compress=compress)
-    else:
-        logs.write_tfrecord(path, columns, compress=compress)
+
+def csv_header(names, widths: dict) -> tuple[str, ...]:
+    """CSV column names: a 2-D output of m columns (`widths`) is `name_0` ... `name_{m-1}`."""
+    return tuple(column for name in names for column in
+                 ([f"{name}_{k}" for k in range(widths[name])] if name in widths else [name]))
 
 
 def flatten_columns(columns: dict) -> dict:
@@ -295,13 +129,97 @@ def flatten_columns(columns: dict) -> dict:
     return flat
 
 
-def write_dead_letters(path: str, dead_letters: list) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(DEAD_LETTER_HEADER)
-        for letter in dead_letters:
-            writer.writerow([letter.file, "" if letter.row is None else letter.row,
-                             letter.reason, letter.raw])
+def format_csv_rows(columns: dict) -> bytes:
+    """CSV lines (no header, "\\n" line ends, UTF-8) of equal-length columns [rows] or
+    [rows, m]: ids as text, floats rounded to `CSV_DECIMALS` in their shortest form; the same
+    text `logs.write_csv(..., decimals=CSV_DECIMALS)` writes for these rows."""
+    import pandas as pd
+
+    columns = flatten_columns(columns)
+    frame = pd.DataFrame({
+        name: (np.char.decode(values.astype(bytes), "utf-8") if values.dtype == object
+               else np.round(values, CSV_DECIMALS).astype(str)
+               if np.issubdtype(values.dtype, np.floating) else values)
+        for name, values in columns.items()})
+    return frame.to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+
+
+def format_records(columns: dict) -> list[bytes]:
+    """One serialized tf.Example per row (a 2-D output: a float_list per row)."""
+    return logs.serialize_examples(columns)
+
+
+class ShardWriter:
+    """Writes one output shard as it goes: `write(columns)` formats a batch of rows and appends
+    it to a temporary file beside `path` (CSV: the header first; gzip without name or time, so
+    the same rows give the same bytes however they are batched); `close()` renames it onto
+    `path`, `abort()` removes it. Memory: one batch."""
+
+    def __init__(self, path: str, fmt: str, compress: bool, header: tuple[str, ...]):
+        self.path, self.fmt, self.rows = path, fmt, 0
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-",
+                                         dir=os.path.dirname(path))
+        os.close(fd)
+        if fmt == "csv":
+            import pandas as pd
+
+            self._raw = open(self._tmp, "wb")
+            self._stream = (gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0,
+                                          compresslevel=6) if compress else self._raw)
+            self._stream.write(pd.DataFrame(columns=list(header)).to_csv(
+                index=False, lineterminator="\n").encode("utf-8"))
+        else:
+            import tensorflow as tf
+
+            self._stream = tf.io.TFRecordWriter(self._tmp, tf.io.TFRecordOptions(
+                compression_type="GZIP" if compress else ""))
+
+    def write(self, columns: dict) -> None:
+        """Appends equal-length output columns (ids, score, towers) of one batch."""
+        rows = len(next(iter(columns.values()))) if columns else 0
+        if not rows:
+            return
+        if self.fmt == "csv":
+            self.write_formatted(format_csv_rows(columns), rows)
+        else:
+            self.write_formatted(format_records(columns), rows)
+
+    def write_formatted(self, data, rows: int) -> None:
+        """Appends rows already formatted: CSV bytes, or serialized records."""
+        if self.fmt == "csv":
+            self._stream.write(data)
+        else:
+            for record in data:
+                self._stream.write(record)
+        self.rows += rows
+
+    def close(self) -> None:
+        if self.fmt == "csv":
+            # A sync flush before the end, as logs.write_csv's text layer does: the same bytes.
+            self._stream.flush()
+        self._stream.close()
+        if self.fmt == "csv" and self._stream is not self._raw:
+            self._raw.close()
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._stream.close()
+            if self.fmt == "csv" and self._stream is not self._raw:
+                self._raw.close()
+        finally:
+            if os.path.exists(self._tmp):
+                os.remove(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
 
 
 def _is_score_output(path: str) -> bool:
@@ -340,7 +258,9 @@ def score_logs(saved_model: str, pattern: str, output_dir: str, config: ScoreCon
         if config.engine == "local":
             results = [_score_file_local(i, f, job, tmp) for i, f in enumerate(source.files)]
         else:
-            results = _score_beam(source.files, job, tmp, beam_args or [])
+            from pipelines import scoring_beam
+
+            results = scoring_beam.score_beam(source.files, job, tmp, beam_args or [])
         results.sort(key=lambda r: r["index"])
         dead = [DeadLetter(**d) for r in results for d in r.pop("dead_letters")]
         write_dead_letters(os.path.join(tmp, DEAD_LETTER), dead)
@@ -356,42 +276,46 @@ def score_logs(saved_model: str, pattern: str, output_dir: str, config: ScoreCon
     return summary
 
 
-def _gather(batches, names):
-    return {n: np.concatenate([b[n] for b in batches]) if batches else np.zeros(0)
-            for n in names}
+def open_shard(index: int, log_file: logs.LogFile, job: dict, directory: str) -> ShardWriter:
+    """The ShardWriter of input file `index` in `directory` (the job's format and columns)."""
+    signature = ModelSignature(**job["signature"])
+    config = job["config"]
+    name = shard_name(index, log_file, config["fmt"], config["compress"])
+    header = csv_header(output_names(job["ids"], signature), signature.widths)
+    return ShardWriter(os.path.join(directory, name), config["fmt"], config["compress"], header)
+
+
+def shard_result(index: int, log_file: logs.LogFile, writer: ShardWriter, dead: list) -> dict:
+    """A file's entry of summary.json (with its dead letters, in row order, to collect)."""
+    return {"index": index, "input": log_file.path, "output": os.path.basename(writer.path),
+            "rows": int(writer.rows),
+            "dead_letters": [dataclasses.asdict(d) for d in
+                             sorted(dead, key=lambda d: -1 if d.row is None else d.row)]}
+
+
+def predict_batch(predict, signature: ModelSignature, batch: dict) -> dict:
+    """`predict_raw` on one batch of NumPy feature columns [rows]: output name -> array [rows]
+    or [rows, m], float32."""
+    import tensorflow as tf
+
+    outputs = predict(**{n: tf.constant(batch[n]) for n in signature.features})
+    return {o: outputs[o].numpy() for o in signature.outputs}
 
 
 def _score_file_local(index, log_file, job, tmp):
-    """Local engine: one file through `predict_raw`, in this process."""
-    import tensorflow as tf
-
+    """Local engine: one file through `predict_raw`, in this process, written as it goes."""
     signature = ModelSignature(**job["signature"])
-    model = _loaded(signature.path)
-    predict = model.signatures["predict_raw"]
-    dead: list = []
-    parts = []
+    predict = _loaded(signature.path).signatures["predict_raw"]
     schema = logs.LogSchema.from_json(job["schema"])
-    for batch in read_scorable(log_file, schema, job["stored"], job["columns"],
-                               job["config"]["batch_size"], dead,
-                               job["config"]["max_dead_letters"]):
-        outputs = predict(**{n: tf.constant(batch[n]) for n in signature.features})
-        part = {c: batch[c] for c in job["ids"]}
-        part.update({o: outputs[o].numpy() for o in signature.outputs})
-        parts.append(part)
-    return _finish_shard(index, log_file, job, tmp, parts, dead)
-
-
-def _finish_shard(index, log_file, job, tmp, parts, dead):
-    signature = ModelSignature(**job["signature"])
-    names = tuple(job["ids"]) + signature.outputs
-    columns = _gather(parts, names)
-    config = job["config"]
-    name = shard_name(index, log_file, config["fmt"], config["compress"])
-    write_shard(os.path.join(tmp, name), columns, config["fmt"], config["compress"])
-    return {"index": index, "input": log_file.path, "output": name,
-            "rows": int(len(columns["score"])),
-            "dead_letters": [dataclasses.asdict(d) for d in
-                             sorted(dead, key=lambda d: -1 if d.row is None else d.row)]}
+    dead: list = []
+    with open_shard(index, log_file, job, tmp) as writer:
+        for batch in read_scorable(log_file, schema, job["stored"], job["columns"],
+                                   job["config"]["batch_size"], dead,
+                                   job["config"]["max_dead_letters"]):
+            part = {c: batch[c] for c in job["ids"]}
+            part.update(predict_batch(predict, signature, batch))
+            writer.write(part)
+    return shard_result(index, log_file, writer, dead)
 
 
 _MODELS: dict = {}
@@ -403,107 +327,3 @@ def _loaded(path):
     if path not in _MODELS:
         _MODELS[path] = tf.saved_model.load(path)
     return _MODELS[path]
-
-
-# Beam engine ------------------------------------------------------------------------------------
-def _score_beam(files, job, tmp, beam_args):
-    import apache_beam as beam
-    from apache_beam.options.pipeline_options import PipelineOptions
-    from tfx_bsl.public.beam import RunInference
-    from tfx_bsl.public.proto import model_spec_pb2
-
-    from pipelines.errors import reraised_from_workers
-
-    signature = ModelSignature(**job["signature"])
-    spec = model_spec_pb2.InferenceSpecType(saved_model_spec=model_spec_pb2.SavedModelSpec(
-        model_path=signature.path, signature_name=["serving_default"]))
-    results_path = os.path.join(tmp, ".results")
-    os.makedirs(results_path)
-    with reraised_from_workers():
-        with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
-            read = (pipeline
-                    | "Files" >> beam.Create([(i, f.path) for i, f in enumerate(files)])
-                    | "Reshuffle" >> beam.Reshuffle()
-                    | "ReadRows" >> beam.FlatMap(_beam_read, job).with_outputs("dead", main="rows"))
-            scored = (read.rows
-                      # Keyed input: RunInference then returns (key, PredictionLog) pairs.
-                      | "Keyed" >> beam.Map(lambda kv: kv).with_output_types(
-                          typing.Tuple[typing.Tuple, bytes])
-                      | "RunInference" >> RunInference(spec)
-                      | "Outputs" >> beam.Map(_prediction_row, signature.outputs)
-                      | "ByFile" >> beam.GroupByKey())
-            dead = read.dead | "DeadByFile" >> beam.GroupByKey()
-            _ = ({"rows": scored, "dead": dead}
-                 | "Join" >> beam.CoGroupByKey()
-                 | "WriteShard" >> beam.Map(_beam_write, job, tmp, results_path,
-                                            [f.path for f in files]))
-    results = []
-    for name in sorted(os.listdir(results_path)):
-        with open(os.path.join(results_path, name)) as handle:
-            results.append(json.load(handle))
-    import shutil
-
-    shutil.rmtree(results_path)
-    seen = {r["index"] for r in results}
-    for index, log_file in enumerate(files):  # files that yielded nothing at all
-        if index not in seen:
-            results.append(_finish_shard(index, log_file, job, tmp, [], []))
-    return results
-
-
-def _beam_read(element, job):
-    """Worker: one file -> ((file, row, ids...), serialized tf.Example) per readable row, and
-    ('dead', (file, DeadLetter dict)) per unreadable one."""
-    from apache_beam import pvalue
-
-    index, path = element
-    log_file = logs.expand_inputs([path])[0]
-    schema = logs.LogSchema.from_json(job["schema"])
-    features = tuple(job["signature"]["features"])
-    dead: list = []
-    with logs.input_errors_for_beam():
-        for batch in read_scorable(log_file, schema, job["stored"], job["columns"],
-                                   job["config"]["batch_size"], dead,
-                                   job["config"]["max_dead_letters"]):
-            examples = logs.serialize_examples({n: batch[n] for n in features})
-            rows = batch[logs.SOURCE_ROW].tolist()
-            ids = [batch[c].tolist() for c in job["ids"]]
-            for k, example in enumerate(examples):
-                yield (index, rows[k], *(v[k] for v in ids)), example
-    for letter in dead:
-        yield pvalue.TaggedOutput("dead", (index, dataclasses.asdict(letter)))
-    if not dead:
-        yield pvalue.TaggedOutput("dead", (index, None))  # every file reaches the writer
-
-
-def _prediction_row(keyed_log, outputs):
-    import tensorflow as tf
-
-    key, log = keyed_log
-    response = log.predict_log.response.outputs
-    # An output is [1] or [1, bins] for the one example of the request.
-    values = tuple(tf.make_ndarray(response[o])[0] for o in outputs)
-    return key[0], (key[1],) + tuple(key[2:]) + values
-
-
-def _beam_write(keyed, job, tmp, results_path, paths):
-    index, grouped = keyed
-    rows = sorted(r for group in grouped["rows"] for r in group)
-    dead = [DeadLetter(**d) for group in grouped["dead"] for d in group if d is not None]
-    signature = ModelSignature(**job["signature"])
-    ids = tuple(job["ids"])
-    parts = []
-    if rows:
-        transposed = list(zip(*rows))
-        part = {}
-        for k, name in enumerate(ids):
-            values = transposed[1 + k]
-            part[name] = np.asarray(values, dtype=object if isinstance(values[0], bytes)
-                                    else None)
-        for k, name in enumerate(signature.outputs):
-            part[name] = np.stack(transposed[1 + len(ids) + k]).astype(np.float32)
-        parts.append(part)
-    log_file = logs.expand_inputs([paths[index]])[0]
-    result = _finish_shard(index, log_file, job, tmp, parts, dead)
-    with open(os.path.join(results_path, f"{index:05d}.json"), "w") as handle:
-        json.dump(result, handle)

@@ -224,3 +224,228 @@ def test_dwell_bin_outputs_are_one_column_per_bin_or_a_float_list(exports, small
     stored = np.array([tf.train.Example.FromString(r).features.feature["dwell_probs"]
                        .float_list.value for r in records])
     np.testing.assert_allclose(stored, expected["dwell_probs"], rtol=1e-5, atol=1e-6)
+
+
+# Streaming shards, one-pass dead letters, the batched Beam engine ---------------------------------
+def corrupt_rows(lines, rows, seed=0):
+    """Corrupts data lines `rows` (CSV line numbers, the header being line 1) in turn four ways;
+    returns {row: (the corrupted text, what its dead letter's reason must say)}."""
+    header = lines[0].split(",")
+    position, age = header.index("position"), header.index("publish_age_hours")
+    done = {}
+    for k, row in enumerate(rows):
+        fields = lines[row - 1].split(",")
+        kind = k % 4
+        if kind == 0:
+            text, reason = lines[row - 1] + ",extra", f"expected {len(header)} fields"
+        elif kind == 1:
+            fields[position] = "x"
+            text, reason = ",".join(fields), "found 'x' (column 'position')"
+        elif kind == 2:
+            fields[age] = "inf"
+            text, reason = ",".join(fields), "expected a finite number, found inf"
+        else:
+            text, reason = ",".join(fields[:3]), "found 3"
+        lines[row - 1] = text
+        done[row] = (text, reason)
+    return done
+
+
+@pytest.fixture(scope="module")
+def log_3000(small_world, tmp_path_factory):
+    """3,000 rows of the evaluation logs as one plain CSV file (its lines, header first)."""
+    frame = read_input(sorted(glob.glob(small_world["eval"]))[0]).iloc[:3000]
+    assert len(frame) == 3000
+    path = tmp_path_factory.mktemp("log_3000") / "clean.csv"
+    frame.to_csv(path, index=False)
+    return frame, open(path).read().splitlines()
+
+
+def test_a_thousand_bad_rows_cost_one_extra_pass(exports, log_3000, tmp_path, monkeypatch):
+    """1,000 bad rows of 3,000: every one is a dead letter with its reason and text, the other
+    rows are scored in order, and the file is read by the fast reader twice (the file, then
+    its clean copy) and once in Python, not once per bad row."""
+    from pipelines import dead_letters
+
+    export = exports["vr_ndt"]  # trained (reading logs) before the reads are counted
+    frame, lines = log_3000
+    lines = list(lines)
+    rng = np.random.default_rng(7)
+    bad_rows = sorted(rng.choice(np.arange(2, 3002), size=1000, replace=False).tolist())
+    corrupted = corrupt_rows(lines, bad_rows)
+    path = tmp_path / "dirty.csv"
+    path.write_text("\n".join(lines) + "\n")
+    passes = {"reader": 0, "python": 0}
+    dataset, units = logs.LogSource.dataset, dead_letters._Units.__iter__
+
+    def counted_dataset(self, *args, **kwargs):
+        passes["reader"] += 1
+        return dataset(self, *args, **kwargs)
+
+    def counted_units(self):
+        passes["python"] += 1
+        return units(self)
+
+    monkeypatch.setattr(logs.LogSource, "dataset", counted_dataset)
+    monkeypatch.setattr(dead_letters._Units, "__iter__", counted_units)
+    out = str(tmp_path / "scores")
+    summary = scoring.score_logs(export.path, str(path), out,
+                                 scoring.ScoreConfig(engine="local", batch_size=256))
+    assert passes == {"reader": 2, "python": 1}
+    assert summary["rows"] == 2000 and summary["dead_letters"] == 1000
+    with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
+        letters = list(csv.DictReader(handle))
+    assert [int(d["row"]) for d in letters] == bad_rows
+    for letter in letters:
+        text, reason = corrupted[int(letter["row"])]
+        assert letter["raw"] == text and reason in letter["reason"], letter
+        assert letter["file"] == str(path)
+    keep = [i for i in range(3000) if i + 2 not in corrupted]
+    got = pd.read_csv(os.path.join(out, "00000-dirty.csv.gz"), dtype={"user_id": str})
+    assert got["impression_id"].tolist() == frame["impression_id"].iloc[keep].tolist()
+    expected = expected_scores(export, frame.iloc[keep])
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5, atol=1e-7)
+    # The limit stops the pass as soon as it is passed, naming the row past it.
+    with pytest.raises(InputError, match=f"line {bad_rows[10]}: more than 10 unreadable rows"):
+        scoring.score_logs(export.path, str(path), str(tmp_path / "scores2"),
+                           scoring.ScoreConfig(engine="local", max_dead_letters=10))
+
+
+def test_rows_the_reader_accepts_are_scored_and_quotes_are_judged_by_it(exports, log_3000,
+                                                                        tmp_path):
+    """The cheap test flags rows the reader may still accept (spaces around a number, quoted
+    fields); those are scored. A quote the reader refuses is a dead letter in its words."""
+    frame, lines = log_3000
+    lines = list(lines)
+    header = lines[0].split(",")
+    fields = lines[10].split(",")
+    fields[header.index("publish_age_hours")] = " 2.5 "  # TensorFlow allows spaces in floats
+    lines[10] = ",".join(fields)
+    fields = lines[20].split(",")
+    fields[header.index("category")] = '"news"'  # a quoted field: the same value
+    lines[20] = ",".join(fields)
+    fields = lines[30].split(",")
+    fields[header.index("category")] = 'ne"ws'
+    lines[30] = ",".join(fields)
+    lines[40] = lines[40] + ",extra"  # makes the fast reader fail, so the rows are checked
+    path = tmp_path / "quotes.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = str(tmp_path / "scores")
+    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
+                                 scoring.ScoreConfig(engine="local"))
+    with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
+        letters = list(csv.DictReader(handle))
+    assert [int(d["row"]) for d in letters] == [31, 41]
+    assert "Unquoted fields cannot have quotes" in letters[0]["reason"]
+    assert summary["rows"] == 2998
+    got = pd.read_csv(os.path.join(out, "00000-quotes.csv.gz"))
+    keep = [i for i in range(3000) if i + 2 not in (31, 41)]
+    assert got["impression_id"].tolist() == frame["impression_id"].iloc[keep].tolist()
+
+
+def test_corrupt_gzip_scores_its_readable_head(exports, log_3000, tmp_path):
+    frame, lines = log_3000
+    data = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(data[: len(data) // 2])
+    out = str(tmp_path / "scores")
+    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
+                                 scoring.ScoreConfig(engine="local"))
+    with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
+        [letter] = list(csv.DictReader(handle))
+    assert letter["reason"].startswith("unreadable from here to the end of the file: is "
+                                       "corrupt or truncated")
+    head = int(letter["row"]) - 2  # complete lines before the break
+    assert 500 < head < 3000 and summary["rows"] == head
+    got = pd.read_csv(os.path.join(out, "00000-cut.csv.gz"))
+    assert got["impression_id"].tolist() == frame["impression_id"].iloc[:head].tolist()
+
+
+def test_tfrecord_bad_records_and_a_corrupt_tail_in_one_file(exports, small_world, tmp_path):
+    """Records of the wrong kind, with two values or without user_id are dead letters in the
+    reader's words; the cut tail after them is one more (it was lost before)."""
+    source = logs.open_logs(sorted(glob.glob(small_world["eval"]))[0])
+    columns = {k: v.numpy() for k, v in next(iter(source.dataset(1500))).items()}
+    records = logs.serialize_examples(columns)
+
+    def example(change):
+        parsed = tf.train.Example.FromString(records[0])
+        change(parsed.features.feature)
+        return parsed.SerializeToString()
+
+    # After the first 1,000 records, which set the column types.
+    records[1099] = example(lambda f: f["position"].float_list.value.append(2.5))
+    records[1199] = example(lambda f: f["position"].int64_list.value.append(3))
+    records[1299] = example(lambda f: f.__delitem__("user_id"))
+    path = tmp_path / "logs.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for record in records:
+            writer.write(record)
+    path.write_bytes(path.read_bytes()[:-30])  # record 1500 cut short
+    out = str(tmp_path / "scores")
+    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
+                                 scoring.ScoreConfig(engine="local"))
+    with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
+        letters = list(csv.DictReader(handle))
+    assert [int(d["row"]) for d in letters] == [1100, 1200, 1300, 1500]
+    assert "Data types don't match" in letters[0]["reason"]
+    assert "position" in letters[0]["reason"]
+    assert letters[1]["reason"] == "expected one value, found 2 (column 'position')"
+    assert letters[2]["reason"] == ("expected a value, but the feature is missing "
+                                    "(column 'user_id')")
+    assert letters[3]["reason"].startswith("unreadable from here to the end of the file")
+    assert summary["rows"] == 1496
+
+
+def test_shards_written_batch_by_batch_have_the_bytes_of_one_write(tmp_path):
+    rng = np.random.default_rng(0)
+    columns = {"impression_id": np.arange(1000), "user_id": np.array(
+        [f"u{k % 37}".encode() for k in range(1000)], dtype=object),
+        "score": rng.random(1000).astype(np.float32),
+        "dwell_probs": rng.random((1000, 3)).astype(np.float32)}
+    header = scoring.csv_header(columns, {"dwell_probs": 3})
+    for fmt in ("csv", "tfrecord"):
+        for compress in (True, False):
+            path = str(tmp_path / f"batched.{fmt}.{compress}")
+            with scoring.ShardWriter(path, fmt, compress, header) as writer:
+                for start in (0, 10, 500, 999):
+                    end = {0: 10, 10: 500, 500: 999, 999: 1000}[start]
+                    writer.write({k: v[start:end] for k, v in columns.items()})
+            assert writer.rows == 1000
+            whole = str(tmp_path / f"whole.{fmt}.{compress}")
+            if fmt == "csv":
+                flat = scoring.flatten_columns(columns)
+                flat["user_id"] = np.char.decode(flat["user_id"].astype(bytes), "utf-8")
+                logs.write_csv(whole, flat, decimals=7, compress=compress)
+            else:
+                logs.write_tfrecord(whole, columns, compress=compress)
+            assert open(path, "rb").read() == open(whole, "rb").read(), (fmt, compress)
+    assert sorted(os.listdir(tmp_path)) == sorted(  # no temporary left
+        [f"{kind}.{fmt}.{c}" for kind in ("batched", "whole") for fmt in ("csv", "tfrecord")
+         for c in (True, False)])
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tfrecord"])
+def test_beam_and_local_engines_write_the_same_bytes(exports, log_3000, small_input, tmp_path,
+                                                     fmt):
+    """Many batches (64 rows each), dead letters, a blank line, several files: the batched
+    Beam engine's shards, dead letters and counts are the local engine's, byte for byte."""
+    frame, lines = log_3000
+    lines = list(lines)
+    corrupt_rows(lines, [5, 77, 78, 1500, 3001])
+    lines[999] = ""
+    path = tmp_path / "dirty.csv"
+    path.write_text("\n".join(lines) + "\n")
+    pattern = ",".join([str(path)] + small_input)
+    outputs = {}
+    for engine in ("local", "beam"):
+        out = str(tmp_path / engine)
+        summary = scoring.score_logs(exports["mmoe"].path, pattern, out, scoring.ScoreConfig(
+            engine=engine, fmt=fmt, batch_size=64))
+        outputs[engine] = {name: open(os.path.join(out, name), "rb").read()
+                           for name in sorted(os.listdir(out)) if name != "summary.json"}
+        summary.pop("engine")
+        outputs[engine]["summary"] = summary
+    assert outputs["local"] == outputs["beam"]
+    assert outputs["local"]["summary"]["rows"] == 2994 + 500
+    assert outputs["local"]["summary"]["dead_letters"] == 5
