@@ -37,7 +37,6 @@ import math
 import os
 import re
 import tempfile
-import threading
 import zlib
 from typing import Iterator
 
@@ -130,18 +129,8 @@ def _streamed(source: logs.LogSource, batch_size: int, columns):
     one op: faster for labelling, but it holds the file's text (a 64 MB .csv.gz is several
     hundred MB of text and strings). Scoring's time goes to inference, and streaming costs it
     nothing measurable (docs/BENCHMARKS.md), so its memory stays flat whatever the file's
-    size. The threshold is read when the dataset is built: lowered just for that (under a
-    lock: Beam may build datasets in several threads)."""
-    with _WHOLE_FILE_LOCK:
-        previous = logs.WHOLE_FILE_BYTES
-        logs.WHOLE_FILE_BYTES = -1
-        try:
-            return source.dataset(batch_size, columns=columns, with_source=True)
-        finally:
-            logs.WHOLE_FILE_BYTES = previous
-
-
-_WHOLE_FILE_LOCK = threading.Lock()
+    size."""
+    return source.dataset(batch_size, columns=columns, with_source=True, whole_files=False)
 
 
 def _salvage(source, columns, batch_size, last_done, error, dead_letters, limit):

@@ -400,7 +400,7 @@ class LogSource:
                 with_source: bool = False, with_raw: bool = False,
                 columns: Sequence[str] | None = None, parallel_files: int = 1,
                 num_parallel_calls: int | None = None, drop_remainder: bool = False,
-                file_shard: tuple | None = None):
+                file_shard: tuple | None = None, whole_files: bool = True):
         """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
 
         With `with_source`, adds `_source_file` (string path), `_source_index` (int64 position
@@ -413,6 +413,8 @@ class LogSource:
         still an error. `parallel_files` > 1 reads that many files at once (rows of different
         files then interleave). `file_shard` = (count, index) reads only files index,
         index + count, ... (index may be a Tensor: a parameter-server worker's own index).
+        `whole_files=False` streams CSV lines even from files small enough to be decompressed
+        and split in one op (faster, but it holds a file's text: scoring keeps memory flat).
         """
         import tensorflow as tf
 
@@ -435,7 +437,7 @@ class LogSource:
         # Each file is read in batches and numbered with vectorized ops: per-row tf.data
         # functions would cost more than the parsing itself.
         if self.format == "csv":
-            whole = all(_size(f.path) <= WHOLE_FILE_BYTES for f in self.files)
+            whole = whole_files and all(_size(f.path) <= WHOLE_FILE_BYTES for f in self.files)
             crlf = any(_has_crlf(f) for f in self.files)
 
             def open_file(path, comp):

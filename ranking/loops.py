@@ -108,6 +108,18 @@ def _synchronous_batches(run, epoch: int, skip: int):
     return iter(strategy.distribute_datasets_from_function(worker_dataset)), steps
 
 
+def barrier(strategy) -> None:
+    """Returns once every worker of `strategy` has called it (an all-reduce of ones)."""
+    import tensorflow as tf
+
+    @tf.function
+    def all_reduce():
+        ones = strategy.run(lambda: tf.ones([], tf.float32))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None)
+
+    all_reduce()
+
+
 def train_synchronous(run, say) -> list[float]:
     """Trains the remaining epochs of `run` (a `ranking.training.Run`); returns examples/s of
     each epoch after its first step."""

@@ -375,8 +375,23 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if not chief:  # its checkpoints were only written for the collective ops' sake
         shutil.rmtree(os.path.dirname(run.manager.directory + "/"), ignore_errors=True)
 
-    if eval_source is None or not chief:
-        return {}
+    result = {}
+    if eval_source is not None and chief:
+        result = _evaluate_and_write(run, eval_source, artifact, eval_labeler, training_seconds,
+                                     throughputs)
+    if workers > 1 and not parameter_servers:
+        # The other workers wait for the chief's evaluation, so that none leaves the cluster
+        # while it still runs (the chief's coordination service would report it as failed).
+        loops.barrier(strategy)
+    return result
+
+
+def _evaluate_and_write(run: Run, eval_source, artifact, eval_labeler, training_seconds: float,
+                        throughputs: list) -> dict:
+    """eval_metrics.json of a trained run (the chief's), with TensorBoard scalars."""
+    import tensorflow as tf
+
+    config, spec, model_dir, labeler = run.config, run.spec, run.model_dir, run.labeler
     model, global_step = run.model, run.global_step
     result = evaluate(model, eval_source, artifact, spec, config, eval_labeler)
     result["global_step"] = int(global_step)
