@@ -23,7 +23,7 @@ import shutil
 import tempfile
 
 
-from pipelines import logs
+from pipelines import log_writers, logs
 from pipelines.errors import InputError
 from ranking import training
 from ranking.models import RankingModel
@@ -71,7 +71,7 @@ def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) ->
         source = logs.open_logs(description["training"]["train"], column_types=spec.dtypes)
         batch = next(iter(source.dataset(rows, columns=spec.names)))
         columns = {name: batch[name].numpy() for name in spec.names}
-        return logs.serialize_examples(columns)
+        return log_writers.serialize_examples(columns)
     except (InputError, StopIteration, OSError, tf.errors.OpError):
         return [b""] * rows
 

@@ -1,6 +1,12 @@
 """pipelines package: everything around the model that reads or writes logs.
 
-    logs.py            the log contract (SPEC §2), the reader (tf.data) and the writers
+    logs.py            the reader (tf.data): open_logs, read_logs, LogSource; re-exports the
+                       log contract's public names below, so `logs.<name>` keeps working
+    log_schema.py      the log contract (SPEC §2): columns, types, LogSchema, LogFile,
+                       expand_inputs and schema inference
+    log_writers.py     write_csv, serialize_examples (tf.Example wire format), write_tfrecord
+    log_diagnosis.py   from a failed read to an InputError: translate_error, diagnose,
+                       locate_corruption, input_errors_for_beam, the reader's in-graph checks
     errors.py          InputError: bad input named by file, row and column
     atomic.py          outputs that appear whole or not at all
     cli.py             what every command-line tool shares

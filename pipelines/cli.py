@@ -63,6 +63,6 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
 def _translate(error: Exception) -> InputError | None:
     if "tensorflow" not in sys.modules:
         return None
-    from pipelines import logs
+    from pipelines import log_diagnosis
 
-    return logs.translate_error(error)
+    return log_diagnosis.translate_error(error)

@@ -13,7 +13,7 @@ import logging
 import re
 import sys
 
-# Prefix of every in-graph input-check message (see pipelines/logs.py).
+# Prefix of every in-graph input-check message (see `_check` in pipelines/log_diagnosis.py).
 MARKER = "dwellrank-input-error: "
 
 
@@ -78,7 +78,8 @@ def from_tf_error(error: Exception) -> InputError | None:
 @contextlib.contextmanager
 def reraised_from_workers():
     """Driver side of a Beam pipeline: an input error raised in a worker (see
-    `logs.input_errors_for_beam`) comes back, wrapped by the runner, as the InputError it was."""
+    `log_diagnosis.input_errors_for_beam`) comes back, wrapped by the runner, as the InputError
+    it was."""
     quiet_input_error_logs()
     try:
         yield

@@ -21,12 +21,12 @@ import threading
 
 import numpy as np
 
-from pipelines import labels, logs
+from pipelines import labels, log_diagnosis, log_schema, log_writers, logs
 from pipelines.atomic import atomic_directory
 from pipelines.errors import InputError
 
-# The label columns, in output order: defined once, in pipelines.logs.
-LABEL_COLUMNS = logs.LABEL_COLUMNS
+# The label columns, in output order: defined once, in pipelines.log_schema.
+LABEL_COLUMNS = log_schema.LABEL_COLUMNS
 ID_FEATURES = ("user_id", "item_id")
 
 
@@ -88,8 +88,8 @@ def _as_text(tensor):
     return tf.strings.as_string(tensor)
 
 
-def _read_header_line(log_file: logs.LogFile) -> str:
-    with logs._open_text(log_file) as text:  # noqa: SLF001 (same package)
+def _read_header_line(log_file: log_schema.LogFile) -> str:
+    with log_schema._open_text(log_file) as text:  # noqa: SLF001 (same package)
         return text.readline().rstrip("\r\n")
 
 
@@ -202,7 +202,7 @@ def write_shards(source: logs.LogSource, labeler: labels.Labeler, directory: str
         num_parallel_calls=tf.data.AUTOTUNE)
     written = set()
 
-    def open_shard(log_file: logs.LogFile) -> _ShardWriter:
+    def open_shard(log_file: log_schema.LogFile) -> _ShardWriter:
         header = None
         if fmt == "csv":
             first = (_read_header_line(log_file) if source.format == "csv"
@@ -227,7 +227,7 @@ def write_shards(source: logs.LogSource, labeler: labels.Labeler, directory: str
                     writer = open_shard(log_file)
                 writer.write({k: v[start:end] for k, v in batch.items()})
     except tf.errors.OpError as error:
-        raise (logs.translate_error(error) or error) from None
+        raise (log_diagnosis.translate_error(error) or error) from None
     finally:
         if writer is not None:
             writer.close()
@@ -279,11 +279,12 @@ class _ShardWriter:
             # Concatenated serialized messages merge: the input's features plus the labels,
             # and the ids again as bytes (a repeated key's last value wins: an input that
             # stored ids as int64 comes out with the bytes ids serving parses).
-            suffix = logs.serialize_examples({c: batch[c] for c in ID_FEATURES + LABEL_COLUMNS})
+            suffix = log_writers.serialize_examples(
+                {c: batch[c] for c in ID_FEATURES + LABEL_COLUMNS})
             for record, extra in zip(batch[logs.RAW], suffix):
                 self.records.write(record + extra)
         else:
-            for record in logs.serialize_examples(
+            for record in log_writers.serialize_examples(
                     {c: batch[c] for c in tuple(self.columns) + LABEL_COLUMNS}):
                 self.records.write(record)
 

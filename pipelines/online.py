@@ -47,7 +47,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from pipelines import labels as labels_lib
-from pipelines import logs, simulator
+from pipelines import log_writers, simulator
 from pipelines.errors import InputError
 
 SECONDS_PER_DAY = simulator.SECONDS_PER_DAY
@@ -85,7 +85,7 @@ class SavedModelPolicy(RankingPolicy):
 
         columns = world.observe(requests, items)
         columns["position"] = np.zeros(len(items), np.int64)  # the slot is being decided
-        examples = logs.serialize_examples(columns)
+        examples = log_writers.serialize_examples(columns)
         out = []
         for start in range(0, len(examples), self.batch_size):
             batch = tf.constant(examples[start:start + self.batch_size])

@@ -603,7 +603,7 @@ def write_simulation(config: SimConfig, output_dir: str, fmt: str = "csv",
     Returns the summary (see `summarize`). Replaces an earlier simulator output in `output_dir`;
     refuses any other non-empty directory.
     """
-    from pipelines import logs
+    from pipelines import log_writers
     from pipelines.atomic import atomic_directory
 
     if config.num_users < 1 or config.num_items < 1 or config.days < 1:
@@ -619,19 +619,19 @@ def write_simulation(config: SimConfig, output_dir: str, fmt: str = "csv",
             log, latent = simulate_day(world, policy, day)
             name = os.path.join(tmp, "logs", f"day-{day:02d}")
             if fmt == "csv":
-                logs.write_csv(name + ".csv.gz", log)
+                log_writers.write_csv(name + ".csv.gz", log)
             else:
-                logs.write_tfrecord(name + ".tfrecord.gz", log)
+                log_writers.write_tfrecord(name + ".tfrecord.gz", log)
             day_logs.append(log)
             latents.append(latent)
         everything = {k: np.concatenate([d[k] for d in day_logs]) for k in LOG_COLUMNS}
         latent = {k: np.concatenate([d[k] for d in latents]) for k in latents[0]}
         truth = os.path.join(tmp, "ground_truth")
-        logs.write_csv(os.path.join(truth, "users.csv.gz"), user_table(world),
-                       decimals=5)
-        logs.write_csv(os.path.join(truth, "items.csv.gz"), item_table(world),
-                       decimals=5)
-        logs.write_csv(os.path.join(truth, "impressions.csv.gz"), latent, decimals=6)
+        log_writers.write_csv(os.path.join(truth, "users.csv.gz"), user_table(world),
+                              decimals=5)
+        log_writers.write_csv(os.path.join(truth, "items.csv.gz"), item_table(world),
+                              decimals=5)
+        log_writers.write_csv(os.path.join(truth, "impressions.csv.gz"), latent, decimals=6)
         summary = summarize(everything, config, latent)
         with open(os.path.join(tmp, "summary.json"), "w") as handle:
             json.dump(summary, handle, indent=2)

@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from pipelines import labels, logs
+from pipelines import labels, log_diagnosis, log_schema, logs
 from pipelines.errors import InputError, reraised_from_workers
 
 
@@ -70,13 +70,14 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
 
     from apache_beam import pvalue
 
-    schema = logs.LogSchema.from_json(schema_json)
-    source = logs.LogSource(logs.expand_inputs([path]), schema, schema_json.get("stored", {}))
+    schema = log_schema.LogSchema.from_json(schema_json)
+    source = logs.LogSource(log_schema.expand_inputs([path]), schema,
+                            schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
     part = _FilePart(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
     item_parts, day_parts = [], []
     dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell)
-    with logs.input_errors_for_beam():
+    with log_diagnosis.input_errors_for_beam():
         for batch in dataset.as_numpy_iterator():
             click = batch["click"] == 1
             dwell = batch["dwell_time"]
@@ -122,7 +123,7 @@ def _merge_parts(parts) -> _FilePart:
     return merged
 
 
-def summarize(part: _FilePart, config: StatsConfig, schema: logs.LogSchema) -> dict:
+def summarize(part: _FilePart, config: StatsConfig, schema: log_schema.LogSchema) -> dict:
     """stats.json's content from the merged pre-aggregates (everything but the table counts)."""
     # Sorted, so the sums (and so the artifact) do not depend on how the work was split.
     dwell = np.sort(part.dwell[0]) if part.dwell else np.zeros(0)
@@ -246,8 +247,8 @@ def _csv_field(text: str) -> str:
 
 
 def _write_stats(part, directory, config, schema_json, pattern, items, user_days):
-    schema = logs.LogSchema.from_json(schema_json)
-    with logs.input_errors_for_beam():
+    schema = log_schema.LogSchema.from_json(schema_json)
+    with log_diagnosis.input_errors_for_beam():
         stats = summarize(part, config, schema)
     stats.update(items_with_p10=int(items), user_days=int(user_days), inputs=pattern)
     with open(os.path.join(directory, "stats.json"), "w") as handle:

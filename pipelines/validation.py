@@ -21,7 +21,7 @@ import os
 
 import numpy as np
 
-from pipelines import logs
+from pipelines import log_diagnosis, log_schema, logs
 from pipelines.errors import InputError, reraised_from_workers
 
 def tfdv():
@@ -60,9 +60,10 @@ def _record_batches(path: str, schema_json: dict, batch_size: int):
     as TFDV expects."""
     import pyarrow as pa
 
-    schema = logs.LogSchema.from_json(schema_json)
-    source = logs.LogSource(logs.expand_inputs([path]), schema, schema_json.get("stored", {}))
-    with logs.input_errors_for_beam():
+    schema = log_schema.LogSchema.from_json(schema_json)
+    source = logs.LogSource(log_schema.expand_inputs([path]), schema,
+                            schema_json.get("stored", {}))
+    with log_diagnosis.input_errors_for_beam():
         for batch in source.dataset(batch_size).as_numpy_iterator():
             arrays, names = [], []
             for name in schema.columns:
@@ -104,7 +105,7 @@ def curate_schema(schema, config: ValidationConfig = ValidationConfig()):
     from tensorflow_metadata.proto.v0 import schema_pb2
 
     names = {f.name for f in schema.feature}
-    for name in logs.REQUIRED_COLUMNS:
+    for name in log_schema.REQUIRED_COLUMNS:
         if name not in names:
             raise InputError(f"the statistics have no column '{name}'")
         feature = tfdv.get_feature(schema, name)

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from pipelines.logs import LogSchema
+from pipelines.log_schema import LogSchema
 from ranking import features
 
 SCHEMA = LogSchema(

@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from export import exporter
-from pipelines import logs
+from pipelines import log_writers, logs
 from pipelines.errors import InputError
 from ranking import data, models, training
 
@@ -26,7 +26,7 @@ def eval_rows(small_world, trained):
     source = data.open_source(small_world["eval"], spec)
     batch = next(iter(source.dataset(ROWS, columns=spec.names)))
     columns = {name: batch[name].numpy() for name in spec.names}
-    return columns, logs.serialize_examples(columns)
+    return columns, log_writers.serialize_examples(columns)
 
 
 def keras_outputs(model_dir, columns):

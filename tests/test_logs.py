@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import logs
+from pipelines import log_diagnosis, log_schema, log_writers, logs
 from pipelines.errors import InputError
 
 ROWS = [
@@ -66,7 +66,7 @@ def read_all(pattern, **kwargs):
         for batch in dataset:
             batches.append({k: v.numpy() for k, v in batch.items()})
     except tf.errors.OpError as error:
-        raise logs.translate_error(error) or error
+        raise log_diagnosis.translate_error(error) or error
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 
@@ -197,7 +197,7 @@ CSV_CASES = [
 @pytest.mark.parametrize("name,rows,pattern", CSV_CASES, ids=[c[0] for c in CSV_CASES])
 def test_bad_csv_values_name_file_line_and_column(tmp_path, monkeypatch, name, rows, pattern):
     # Types are inferred from a sample: keep the bad rows out of it, as in a long file.
-    monkeypatch.setattr(logs, "SAMPLE_ROWS", 1)
+    monkeypatch.setattr(log_schema, "SAMPLE_ROWS", 1)
     path = write_csv(tmp_path / "bad.csv.gz", rows=rows, opener=gzip.open)
     with pytest.raises(InputError, match=pattern) as caught:
         read_all(path)
@@ -238,7 +238,7 @@ def test_differing_headers_are_refused(tmp_path):
 
 @pytest.mark.parametrize("sample_rows", [1000, 1], ids=["found-while-sampling", "found-while-reading"])
 def test_corrupt_gzip_is_named(tmp_path, monkeypatch, sample_rows):
-    monkeypatch.setattr(logs, "SAMPLE_ROWS", sample_rows)
+    monkeypatch.setattr(log_schema, "SAMPLE_ROWS", sample_rows)
     good = write_csv(tmp_path / "a.csv.gz", opener=gzip.open, rows=ROWS * 200)
     data = open(good, "rb").read()
     # A truncated stream: the header parses, the body ends early.
@@ -252,7 +252,7 @@ def test_corrupt_gzip_is_named(tmp_path, monkeypatch, sample_rows):
 
 @pytest.mark.parametrize("sample_rows", [1000, 1], ids=["found-while-sampling", "found-while-reading"])
 def test_corrupt_tfrecord_is_named(tmp_path, monkeypatch, sample_rows):
-    monkeypatch.setattr(logs, "SAMPLE_ROWS", sample_rows)
+    monkeypatch.setattr(log_schema, "SAMPLE_ROWS", sample_rows)
     path = write_tfrecord(tmp_path / "a.tfrecord", [example(r) for r in ROWS * 50])
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF  # flips a byte inside a record: its CRC no longer matches
@@ -312,7 +312,7 @@ def test_serialize_examples_matches_protobuf():
         "s": np.array(["", "a", "é,\"x", "a" * 300, "z", "y", "w"], object),
         "b": np.array([b"\x00\xff", b"", b"k", b"l", b"m", b"n", b"o"], object),
     }
-    ours = logs.serialize_examples(columns)
+    ours = log_writers.serialize_examples(columns)
     for row, record in enumerate(ours):
         want = tf.train.Example()
         feature = want.features.feature

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from pipelines import logs, scoring
+from pipelines import log_writers, logs, scoring
 from pipelines.errors import InputError
 
 
@@ -74,7 +74,7 @@ def test_tfrecord_input_and_output(exports, small_input, tmp_path):
     source = logs.open_logs(small_input[0])
     batch = next(iter(source.dataset(1000)))
     tfrecord = str(tmp_path / "logs.tfrecord.gz")
-    logs.write_tfrecord(tfrecord, {k: v.numpy() for k, v in batch.items()})
+    log_writers.write_tfrecord(tfrecord, {k: v.numpy() for k, v in batch.items()})
     out = str(tmp_path / "scores")
     scoring.score_logs(exports["ctr_logdt"].path, tfrecord, out,
                        scoring.ScoreConfig(engine="local", fmt="tfrecord"))
@@ -162,7 +162,7 @@ def test_tfrecord_bad_record_and_corrupt_tail(exports, small_world, tmp_path):
     columns = {k: v.numpy() for k, v in next(iter(source.dataset(1500))).items()}
     columns["click"][9] = 2  # record 10: an outcome, never checked when scoring
     path = tmp_path / "logs.tfrecord"
-    logs.write_tfrecord(str(path), columns, compress=False)
+    log_writers.write_tfrecord(str(path), columns, compress=False)
     data = path.read_bytes()
     path.write_bytes(data[:-30])  # record 1500 cut short
     out = str(tmp_path / "scores")
@@ -366,7 +366,7 @@ def test_tfrecord_bad_records_and_a_corrupt_tail_in_one_file(exports, small_worl
     reader's words; the cut tail after them is one more (it was lost before)."""
     source = logs.open_logs(sorted(glob.glob(small_world["eval"]))[0])
     columns = {k: v.numpy() for k, v in next(iter(source.dataset(1500))).items()}
-    records = logs.serialize_examples(columns)
+    records = log_writers.serialize_examples(columns)
 
     def example(change):
         parsed = tf.train.Example.FromString(records[0])
@@ -416,9 +416,9 @@ def test_shards_written_batch_by_batch_have_the_bytes_of_one_write(tmp_path):
             if fmt == "csv":
                 flat = scoring.flatten_columns(columns)
                 flat["user_id"] = np.char.decode(flat["user_id"].astype(bytes), "utf-8")
-                logs.write_csv(whole, flat, decimals=7, compress=compress)
+                log_writers.write_csv(whole, flat, decimals=7, compress=compress)
             else:
-                logs.write_tfrecord(whole, columns, compress=compress)
+                log_writers.write_tfrecord(whole, columns, compress=compress)
             assert open(path, "rb").read() == open(whole, "rb").read(), (fmt, compress)
     assert sorted(os.listdir(tmp_path)) == sorted(  # no temporary left
         [f"{kind}.{fmt}.{c}" for kind in ("batched", "whole") for fmt in ("csv", "tfrecord")

@@ -211,10 +211,10 @@ def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(smal
                             batch_size=512)
         with pytest.raises(Exception) as caught:
             training.train_and_evaluate(config, str(model_dir))
-        from pipelines import logs
+        from pipelines import log_diagnosis
 
         error = caught.value if isinstance(caught.value, InputError) else \
-            logs.translate_error(caught.value)
+            log_diagnosis.translate_error(caught.value)
         assert "dirty.csv, line 1500, column 'position'" in str(error), str(caught.value)[:500]
         assert (os.listdir(model_dir) == []) if parent_exists else not model_dir.exists()
 
