@@ -24,6 +24,7 @@ import tensorflow as tf
 from pipelines import labels as labels_lib
 from pipelines import logs
 from pipelines.errors import InputError
+from ranking import distribute
 from ranking.features import FeatureSpec
 from ranking.tasks import LABEL_KEYS
 
@@ -74,7 +75,7 @@ def labelled_dataset(source: logs.LogSource, labeler: labels_lib.Labeler, spec: 
     """
     columns = tuple(dict.fromkeys(spec.names + LABEL_INPUTS))
     if seed is not None:
-        order = np.random.default_rng([seed, epoch]).permutation(len(source.files))
+        order = distribute.epoch_file_order(len(source.files), seed, epoch)
         source = dataclasses.replace(source, files=[source.files[i] for i in order])
     read_batch = max(batch_size, READ_BATCH) if shuffle_buffer else batch_size
     file_shard = (shard.count, shard.index) if shard and shard.mode == "files" else None

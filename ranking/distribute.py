@@ -46,29 +46,58 @@ INPUT_SHARDINGS = ("files", "rows")
 MIN_SHARD_BYTES = 256 << 10
 
 
+class PeerFailed(InputError):
+    """Another task of a synchronous cluster stopped (its log says why): this one cannot go on."""
+
+
 def cluster_task() -> tuple[str | None, int, dict]:
     """(task type, task index, cluster dict) of the TF_CONFIG environment variable; (None, 0,
-    {}) without one. InputError for a TF_CONFIG that is not JSON of that shape."""
+    {}) without one. InputError for a TF_CONFIG that is not JSON of that shape: every job a
+    list of "host:port" strings, the task's type one of the cluster's jobs and its index within
+    that job."""
     raw = os.environ.get("TF_CONFIG")
     if not raw:
         return None, 0, {}
+    example = ('expected JSON like {"cluster": {"worker": ["host:port", ...]}, '
+               '"task": {"type": "worker", "index": 0}}')
     try:
         tf_config = json.loads(raw)
-        cluster = tf_config.get("cluster", {})
-        task = tf_config.get("task", {})
+        cluster, task = tf_config.get("cluster", {}), tf_config.get("task", {})
         if not isinstance(cluster, dict) or not isinstance(task, dict):
             raise ValueError("cluster and task must be objects")
-        return task.get("type"), int(task.get("index", 0)), cluster
+        for job, addresses in cluster.items():
+            if (not isinstance(addresses, list) or not addresses
+                    or not all(isinstance(a, str) and ":" in a for a in addresses)):
+                raise ValueError(f"job {job!r} must be a non-empty list of \"host:port\"")
+        task_type, index = task.get("type"), task.get("index", 0)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise ValueError(f"task index must be an integer, not {index!r}")
     except (ValueError, TypeError, AttributeError) as error:
-        raise InputError(f"TF_CONFIG is not valid ({error}); expected JSON like "
-                         '{"cluster": {"worker": ["host:port", ...]}, '
-                         '"task": {"type": "worker", "index": 0}}') from None
+        raise InputError(f"TF_CONFIG is not valid ({error}); {example}") from None
+    if task_type not in cluster:
+        raise InputError(f"TF_CONFIG: task type {task_type!r} is not a job of the cluster "
+                         f"({', '.join(cluster) or 'none'})")
+    if not 0 <= index < len(cluster[task_type]):
+        raise InputError(f"TF_CONFIG: task index {index} is out of range: job {task_type!r} has "
+                         f"{len(cluster[task_type])} task(s)")
+    return task_type, index, cluster
+
+
+def check_parameter_server_cluster() -> str:
+    """This task's type in a parameter-server cluster (chief, worker or ps); InputError unless
+    TF_CONFIG names one chief, at least one worker and at least one ps task."""
+    task_type, _, cluster = cluster_task()
+    if len(cluster.get("chief", [])) != 1 or not cluster.get("worker") or not cluster.get("ps"):
+        raise InputError("--strategy=parameter_server needs TF_CONFIG with one chief, workers "
+                         "and ps tasks (the chief trains, the others serve; BUILD.md); its "
+                         f"cluster has {', '.join(f'{len(v)} {k}' for k, v in cluster.items()) or 'no tasks'}")
+    return task_type
 
 
 def is_server_task(strategy: str) -> bool:
     """True for a parameter-server cluster's worker and ps tasks: they serve, the chief trains."""
-    task_type, _, _ = cluster_task()
-    return strategy == "parameter_server" and task_type in ("worker", "ps")
+    return (strategy == "parameter_server"
+            and check_parameter_server_cluster() in ("worker", "ps"))
 
 
 def serve_forever() -> None:
@@ -106,14 +135,10 @@ def make_strategy(name: str):
                              f"chief or worker, not {task_type!r}")
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "parameter_server":
-        task_type, _, cluster = cluster_task()
-        if not cluster.get("ps") or not cluster.get("worker") or task_type != "chief":
-            raise InputError("--strategy=parameter_server needs TF_CONFIG with chief, worker and "
-                             "ps tasks; the chief trains (this process's task type is "
-                             f"{task_type!r}), the others serve (BUILD.md)")
+        check_parameter_server_cluster()
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
-            min_shard_bytes=MIN_SHARD_BYTES, max_shards=len(cluster["ps"]))
+            min_shard_bytes=MIN_SHARD_BYTES, max_shards=len(cluster_task()[2]["ps"]))
         return tf.distribute.experimental.ParameterServerStrategy(
             resolver, variable_partitioner=partitioner)
     raise InputError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {name!r}")
@@ -151,6 +176,12 @@ class Shard:
     index: int
     count: int
     mode: str = "files"
+
+
+def epoch_file_order(files: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which an epoch reads `files` files: a permutation, a function of (seed,
+    epoch) alone, so every worker computes the same one."""
+    return np.random.default_rng([seed, epoch]).permutation(files)
 
 
 def shard_files(order: np.ndarray, shard: Shard) -> np.ndarray:

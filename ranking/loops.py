@@ -16,7 +16,6 @@ the step, and each worker continues its file shard after batch_in_epoch / worker
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 
@@ -72,12 +71,6 @@ def _epoch_dataset(run, epoch: int, batch_size: int, shard=None):
         shard=shard)
 
 
-def _file_order(run, epoch: int) -> np.ndarray:
-    # The permutation `ranking.data.labelled_dataset` applies to the files of an epoch.
-    return np.random.default_rng([run.config.seed, epoch]).permutation(
-        len(run.train_source.files))
-
-
 def _synchronous_batches(run, epoch: int, skip: int):
     """(distributed iterator of the epoch's remaining batches, steps in the epoch or None)."""
     import tensorflow as tf
@@ -91,7 +84,7 @@ def _synchronous_batches(run, epoch: int, skip: int):
     mode = config.input_sharding
     steps = distribute.synchronous_steps(
         run.rows_per_file,
-        _file_order(run, epoch), run.workers, mode, config.batch_size, config.steps_per_epoch)
+        distribute.epoch_file_order(len(run.train_source.files), config.seed, epoch), run.workers, mode, config.batch_size, config.steps_per_epoch)
     if steps == 0:
         raise InputError("the training input yielded no batch", file=config.train)
 
@@ -132,8 +125,23 @@ def train_synchronous(run, say) -> list[float]:
     def step(batch):
         return _reduced(strategy, replica_step, batch)
 
+    def run_steps(batches, steps):
+        try:
+            for batch in batches:
+                yield step(batch)
+        except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+                tf.errors.DeadlineExceededError) as error:
+            if run.workers == 1:
+                raise
+            # A collective op failed because a peer left: one line, not a traceback.
+            first = str(error).strip().splitlines()[0][:300]
+            raise distribute.PeerFailed(
+                f"another task of the cluster stopped (see its log), so this one cannot "
+                f"continue ({type(error).__name__}: {first}); start every task again with the "
+                "same command to resume from the chief's last checkpoint") from None
+
     return _epochs(run, say, lambda epoch, skip: _synchronous_batches(run, epoch, skip),
-                   lambda batches, steps: (step(batch) for batch in batches))
+                   run_steps)
 
 
 def _epochs(run, say, open_epoch, run_steps) -> list[float]:
@@ -223,9 +231,9 @@ def train_parameter_server(run, say) -> list[float]:
         return _reduced(strategy, replica_step, next(iterator))
 
     def open_epoch(epoch, skip):
-        steps = math.ceil(int(np.sum(run.rows_per_file)) / config.batch_size)
-        if config.steps_per_epoch:
-            steps = min(steps, config.steps_per_epoch)
+        # Each step is one worker's batch of --batch_size rows: one process's step count.
+        steps = distribute.synchronous_steps(run.rows_per_file, None, 1, "rows",
+                                             config.batch_size, config.steps_per_epoch)
 
         def worker_dataset(_context=None):
             index = tf.distribute.coordinator.experimental_get_current_worker_index()

@@ -145,6 +145,39 @@ def _identity(description: dict) -> dict:
                 "metabalance_beta")}}
 
 
+def _check_other_task_model_dir(model_dir: str, description: dict) -> None:
+    """A non-chief task's check of the model directory (the chief makes and writes it): the
+    same refusal as the chief's when config.json holds another model, so every task of a
+    cluster stops on it rather than waiting for the chief in a collective op."""
+    if os.path.isfile(os.path.join(model_dir, "config.json")):
+        existing = load_model_description(model_dir)
+        if _identity(existing) != _identity(description):
+            raise InputError(f"--model_dir {model_dir} holds another model; choose an empty "
+                             "directory to train a new model",
+                             file=os.path.join(model_dir, "config.json"))
+
+
+LAYOUT_KEYS = ("strategy", "input_sharding", "input_workers")
+
+
+def _layout_change(model_dir: str, description: dict) -> str | None:
+    """A note when the run being resumed was trained with another cluster layout: the epoch in
+    progress then continues over other batches than an uninterrupted run's."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        before = json.load(handle).get("training", {})
+    now = description["training"]
+    defaults = {"strategy": "default", "input_sharding": "files", "input_workers": 1}
+    was = {k: before.get(k, defaults[k]) for k in LAYOUT_KEYS}
+    if all(was[k] == now.get(k) for k in LAYOUT_KEYS):
+        return None
+    was = ", ".join(f"{k} {v}" for k, v in was.items())
+    return (f"note: resuming with another cluster layout (was {was}): the epoch in progress "
+            "continues after the batches done, but not with exactly the batches left")
+
+
 def _prepare_model_dir(model_dir: str, description: dict) -> bool:
     """Creates or checks the model directory; returns True when resuming."""
     config_path = os.path.join(model_dir, "config.json")
@@ -225,6 +258,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     column types, say) removes what this run wrote when the directory was new or empty; a
     directory being resumed keeps its checkpoints. Returns the metrics dict ({} without
     --eval, and on every task but the chief)."""
+    _check_options(config)
     if distribute.is_server_task(config.strategy):
         distribute.serve_forever()
         return {}
@@ -235,7 +269,8 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     try:
         return _train_and_evaluate(config, model_dir, strategy, chief)
     except Exception as error:
-        if chief and fresh and _is_bad_input(error) and os.path.isdir(model_dir):
+        if (chief and fresh and _is_bad_input(error) and os.path.isdir(model_dir)
+                and not isinstance(error, distribute.PeerFailed)):
             for name in os.listdir(model_dir):
                 path = os.path.join(model_dir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
@@ -295,6 +330,9 @@ def _check_options(config: TrainConfig) -> None:
     if config.input_sharding not in distribute.INPUT_SHARDINGS:
         raise InputError(f"--input_sharding must be one of "
                          f"{', '.join(distribute.INPUT_SHARDINGS)}, not {config.input_sharding!r}")
+    if config.strategy == "parameter_server" and config.input_sharding != "files":
+        raise InputError("--input_sharding=rows is for multi_worker_mirrored: parameter-server "
+                         "workers take asynchronous steps from their own files")
 
 
 def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bool) -> dict:
@@ -302,7 +340,6 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
     from ranking import loops
 
-    _check_options(config)
     parameter_servers = isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
     workers = distribute.input_workers(strategy)
     if not parameter_servers and config.batch_size % strategy.num_replicas_in_sync:
@@ -340,14 +377,22 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                                          allow_unclicked_dwell=config.allow_unclicked_dwell)
     eval_labeler = (labels_lib.labeler_for(eval_source, artifact,
                                            allow_unclicked_dwell=config.allow_unclicked_dwell)
-                    if eval_source is not None and chief else None)
+                    if eval_source is not None else None)  # every task: the same refusals
     if config.allow_unclicked_dwell and config.progress != "none" and chief:
         counted = [("training", labeler)] + ([("evaluation", eval_labeler)] if eval_labeler
                                             else [])
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
             f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in counted))
     description = model_description(config, spec, artifact)
-    resuming = _prepare_model_dir(model_dir, description) if chief else True
+    description["training"]["input_workers"] = workers
+    if chief:
+        note = _layout_change(model_dir, description)
+        resuming = _prepare_model_dir(model_dir, description)
+        if note and resuming and config.progress != "none":
+            _say(note)
+    else:
+        _check_other_task_model_dir(model_dir, description)
+        resuming = True
 
     tf.keras.utils.set_random_seed(config.seed)
     if config.deterministic:

@@ -165,21 +165,35 @@ def test_worker_shards_partition_the_epoch(small_world):
         np.testing.assert_array_equal(joined, batches[k][1]["dwell_time"])
 
 
-def test_files_need_one_per_worker(small_world, tmp_path):
+@pytest.mark.parametrize("tf_config, strategy, message", [
+    ("{not json", "multi_worker_mirrored", "TF_CONFIG is not valid"),
+    ('{"cluster": {"worker": "127.0.0.1:1"}, "task": {"type": "worker", "index": 0}}',
+     "multi_worker_mirrored", "job 'worker' must be a non-empty list"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 3}}',
+     "multi_worker_mirrored", "task index 3 is out of range: job 'worker' has 1 task"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "chief", "index": 0}}',
+     "multi_worker_mirrored", "task type 'chief' is not a job of the cluster"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}',
+     "parameter_server", "needs TF_CONFIG with one chief, workers and ps tasks"),
+    ('{"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"], "ps": ["127.0.0.1:3"]},'
+     ' "task": {"type": "worker", "index": 0}}', "parameter_server:rows",
+     "--input_sharding=rows is for multi_worker_mirrored"),
+])
+def test_a_bad_cluster_is_refused_before_anything_starts(small_world, tmp_path, monkeypatch,
+                                                         tf_config, strategy, message):
+    """Refused in this process before any strategy or server exists (a worker-only cluster with
+    parameter_server would otherwise serve for ever), leaving no model directory."""
     from pipelines.errors import InputError
     from ranking import training
     from ranking.models import ModelConfig
 
-    assert distribute.cluster_task() == (None, 0, {})
-    os.environ["TF_CONFIG"] = "{not json"
-    try:
-        with pytest.raises(InputError, match="TF_CONFIG is not valid"):
-            training.train_and_evaluate(training.TrainConfig(
-                train=small_world["train"], stats=small_world["stats"],
-                model=ModelConfig("vr_ndt"), strategy="multi_worker_mirrored"),
-                str(tmp_path / "m"))
-    finally:
-        del os.environ["TF_CONFIG"]
+    strategy, _, sharding = strategy.partition(":")
+    monkeypatch.setenv("TF_CONFIG", tf_config)
+    config = training.TrainConfig(train=small_world["train"], stats=small_world["stats"],
+                                  model=ModelConfig("vr_ndt"), strategy=strategy,
+                                  input_sharding=sharding or "files")
+    with pytest.raises(InputError, match=message):
+        training.train_and_evaluate(config, str(tmp_path / "m"))
     assert not (tmp_path / "m").exists()
 
 
@@ -219,6 +233,23 @@ def test_two_workers_train_like_one_process_and_resume_after_a_kill(small_world,
     assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "eval_metrics.json",
                                              "logs"]
     assert "eval (" not in _log(tmp_path, "second-worker1")
+
+
+def test_too_few_files_for_the_workers_stops_every_worker(small_world, tmp_path):
+    """Every task makes the same input checks, so all of them refuse (none waits for ever in a
+    collective op for a peer that left)."""
+    one_file = str(small_world["root"] / "sim/logs/day-00.csv.gz")
+    flags = [f"--train={one_file}", f"--stats={small_world['stats']}",
+             f"--model_dir={tmp_path / 'model'}", "--strategy=multi_worker_mirrored"]
+    tasks = _workers(tmp_path, "few", flags)
+    _wait(tasks.values(), timeout=180)
+    for w in (0, 1):
+        log = _log(tmp_path, f"few-worker{w}")
+        assert tasks[("worker", w)].returncode == 1, log[-2000:]
+        assert ("needs at least one training file per worker: 1 file(s) for 2 workers"
+                in log), log[-2000:]
+        assert "Traceback" not in log
+    assert not (tmp_path / "model").exists()
 
 
 def test_two_workers_reading_their_own_files(small_world, single, tmp_path):
