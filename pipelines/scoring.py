@@ -21,7 +21,9 @@ feature column, a wrong field count, a corrupt TFRecord) gives a dead letter nam
 line or record and the reason, and scoring goes on (`pipelines.dead_letters`: all of a file's
 bad rows are found in one extra pass). A gzip or TFRecord stream that breaks off gets one dead
 letter at its first lost row; the complete rows before it are scored. More than
-`max_dead_letters` dead letters fail the job (something is wrong with the input as a whole).
+`max_dead_letters` dead letters fail the job (something is wrong with the input as a whole):
+the local engine stops as soon as the job's count passes it; Beam workers share no counter, so
+each file stops past the limit on its own and the job's total is checked at the end.
 
 Memory does not grow with the input: files are read in batches of `batch_size` rows and each
 shard is written as the batches are scored (appended to a temporary file in the output
@@ -256,7 +258,10 @@ def score_logs(saved_model: str, pattern: str, output_dir: str, config: ScoreCon
                ids=ids, signature=dataclasses.asdict(signature), config=dataclasses.asdict(config))
     with atomic_directory(output_dir, may_replace=_is_score_output, what="--output") as tmp:
         if config.engine == "local":
-            results = [_score_file_local(i, f, job, tmp) for i, f in enumerate(source.files)]
+            # One list across files: --max_dead_letters bounds the job, and its memory.
+            dead_so_far: list = []
+            results = [_score_file_local(i, f, job, tmp, dead_so_far)
+                       for i, f in enumerate(source.files)]
         else:
             from pipelines import scoring_beam
 
@@ -302,12 +307,14 @@ def predict_batch(predict, signature: ModelSignature, batch: dict) -> dict:
     return {o: outputs[o].numpy() for o in signature.outputs}
 
 
-def _score_file_local(index, log_file, job, tmp):
-    """Local engine: one file through `predict_raw`, in this process, written as it goes."""
+def _score_file_local(index, log_file, job, tmp, dead: list):
+    """Local engine: one file through `predict_raw`, in this process, written as it goes.
+    `dead`: the job's dead letters so far, which this file's join (the job's limit counts them
+    all)."""
     signature = ModelSignature(**job["signature"])
     predict = _loaded(signature.path).signatures["predict_raw"]
     schema = logs.LogSchema.from_json(job["schema"])
-    dead: list = []
+    before = len(dead)
     with open_shard(index, log_file, job, tmp) as writer:
         for batch in read_scorable(log_file, schema, job["stored"], job["columns"],
                                    job["config"]["batch_size"], dead,
@@ -315,7 +322,7 @@ def _score_file_local(index, log_file, job, tmp):
             part = {c: batch[c] for c in job["ids"]}
             part.update(predict_batch(predict, signature, batch))
             writer.write(part)
-    return shard_result(index, log_file, writer, dead)
+    return shard_result(index, log_file, writer, dead[before:])
 
 
 _MODELS: dict = {}

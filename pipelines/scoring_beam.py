@@ -119,12 +119,11 @@ def score_beam(files: list, job: dict, tmp: str, beam_args: list) -> list[dict]:
             results.append(json.load(handle))
     shutil.rmtree(results_path)
     shutil.rmtree(parts_path)
-    seen = {r["index"] for r in results}
-    for index, log_file in enumerate(files):  # a safety net: every file has a shard
-        if index not in seen:
-            with scoring.open_shard(index, log_file, job, tmp) as writer:
-                pass
-            results.append(scoring.shard_result(index, log_file, writer, []))
+    missing = sorted(set(range(len(files))) - {r["index"] for r in results})
+    if missing:  # every file sends a marker, so this is the runner losing work, not the input
+        raise RuntimeError(f"the Beam pipeline ended without a result for "
+                           f"{files[missing[0]].path} ({len(missing)} file(s) in all); no "
+                           "output was written")
     return results
 
 

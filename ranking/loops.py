@@ -134,11 +134,10 @@ def train_synchronous(run, say) -> list[float]:
             if run.workers == 1:
                 raise
             # A collective op failed because a peer left: one line, not a traceback.
-            first = str(error).strip().splitlines()[0][:300]
             raise distribute.PeerFailed(
                 f"another task of the cluster stopped (see its log), so this one cannot "
-                f"continue ({type(error).__name__}: {first}); start every task again with the "
-                "same command to resume from the chief's last checkpoint") from None
+                f"continue ({type(error).__name__} in a collective op); start every task again "
+                "with the same command to resume from the chief's last checkpoint") from None
 
     return _epochs(run, say, lambda epoch, skip: _synchronous_batches(run, epoch, skip),
                    run_steps)

@@ -135,6 +135,22 @@ def test_too_many_dead_letters_fail_without_output(exports, small_input, tmp_pat
     assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
 
+def test_the_dead_letter_limit_counts_the_whole_job(exports, small_input, tmp_path):
+    """Two files with 2 bad rows each and a limit of 3: the local engine stops in the second
+    file, at the job's 4th dead letter (not after scoring both, with 2 per file under it)."""
+    lines = open(small_input[0]).read().splitlines()
+    for name in ("a.csv", "b.csv"):
+        dirty = list(lines)
+        dirty[1:3] = [line + ",extra" for line in dirty[1:3]]
+        (tmp_path / name).write_text("\n".join(dirty) + "\n")
+    out = tmp_path / "scores"
+    with pytest.raises(InputError, match=r"more than 3 unreadable rows \(the last") as caught:
+        scoring.score_logs(exports["vr_ndt"].path, str(tmp_path / "*.csv"), str(out),
+                           scoring.ScoreConfig(engine="local", max_dead_letters=3))
+    assert caught.value.file.endswith("b.csv") and caught.value.row == 3
+    assert not out.exists()
+
+
 def test_rerun_replaces_atomically_and_foreign_directories_are_refused(exports, small_input,
                                                                       tmp_path, run):
     out = tmp_path / "scores"
