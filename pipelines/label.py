@@ -50,8 +50,9 @@ flags.DEFINE_string("schema", None, "A curated schema.pbtxt (python -m pipelines
 flags.mark_flags_as_required(["input", "stats", "output_dir"])
 
 
-def plot_labels(path: str, clicked_dwell: np.ndarray, stats: dict) -> None:
-    """The paper's Fig. 2: ln(dwell) histogram with mu +- sigma; NDT beside log(1 + T)."""
+def plot_labels(path: str, log_dwell_counts: np.ndarray, stats: dict) -> None:
+    """The paper's Fig. 2: ln(dwell) histogram with mu +- sigma; NDT beside log(1 + T).
+    `log_dwell_counts`: clicks per bin of `labelling.LOG_DWELL_EDGES`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,8 +61,7 @@ def plot_labels(path: str, clicked_dwell: np.ndarray, stats: dict) -> None:
     ndt = labels.NdtParams(**stats["ndt"])
     mu, sigma = stats["mu"], stats["sigma"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    positive = clicked_dwell[clicked_dwell > 0]
-    left.hist(np.log(positive), bins=80, color="#4c72b0")
+    left.stairs(log_dwell_counts, labelling.LOG_DWELL_EDGES, fill=True, color="#4c72b0")
     for x, label, colour in ((mu - sigma, f"mu - sigma: x_l = {stats['x_l']:.1f} s", "#c44e52"),
                              (mu, f"mu = {mu:.2f}", "k"),
                              (mu + sigma, f"mu + sigma: x_h = {stats['x_h']:.0f} s", "#55a868")):
@@ -116,8 +116,8 @@ def main(argv):
     with open(os.path.join(FLAGS.output_dir, "summary.json"), "w") as handle:
         json.dump(result, handle, indent=2)
     if FLAGS.plot:
-        dwell = np.concatenate(summary.clicked_dwell) if summary.clicked_dwell else np.zeros(0)
-        plot_labels(os.path.join(FLAGS.output_dir, "labels.png"), dwell, artifact.stats)
+        plot_labels(os.path.join(FLAGS.output_dir, "labels.png"), summary.log_dwell_counts,
+                    artifact.stats)
     shares = result["rule_shares_of_valid_reads"]
     ndt = artifact.stats["ndt"]
     print(f"labelled {summary.rows:,} rows into {FLAGS.output_dir} ({len(summary.files)} "

@@ -28,6 +28,8 @@ from pipelines.errors import InputError
 # The label columns, in output order: defined once, in pipelines.log_schema.
 LABEL_COLUMNS = log_schema.LABEL_COLUMNS
 ID_FEATURES = ("user_id", "item_id")
+# Bins of ln(dwell seconds) for labels.png: 0.05 s to 6 hours in steps of 0.1.
+LOG_DWELL_EDGES = np.round(np.arange(-3.0, 10.0 + 1e-9, 0.1), 6)
 
 
 @dataclasses.dataclass
@@ -40,7 +42,10 @@ class LabelSummary:
     rule_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(4, np.int64))
     bin_counts: np.ndarray | None = None
     unclicked_dwell_zeroed: int = 0
-    clicked_dwell: list = dataclasses.field(default_factory=list)
+    # Clicks with dwell > 0 per bin of ln(dwell seconds) (LOG_DWELL_EDGES; the ends take what
+    # lies beyond): labels.png's histogram, in memory that does not grow with the input.
+    log_dwell_counts: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(len(LOG_DWELL_EDGES) - 1, np.int64))
     files: list = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -65,7 +70,7 @@ class LabelSummary:
             self.bin_counts = (other.bin_counts.copy() if self.bin_counts is None
                                else self.bin_counts + other.bin_counts)
         self.unclicked_dwell_zeroed += other.unclicked_dwell_zeroed
-        self.clicked_dwell.extend(other.clicked_dwell)
+        self.log_dwell_counts = self.log_dwell_counts + other.log_dwell_counts
         self.files.extend(other.files)
 
 
@@ -317,6 +322,12 @@ def _account(summary: LabelSummary, batch: dict) -> None:
     bins = batch["dwell_bin"][click]
     summary.bin_counts += np.bincount(bins, minlength=len(summary.bin_counts))[
         :len(summary.bin_counts)]
-    summary.clicked_dwell.append(batch["dwell_time"][click])
+    dwell = batch["dwell_time"][click]
+    dwell = dwell[dwell > 0]
+    if len(dwell):
+        where = np.searchsorted(LOG_DWELL_EDGES, np.log(dwell), side="right") - 1
+        summary.log_dwell_counts += np.bincount(
+            np.clip(where, 0, len(summary.log_dwell_counts) - 1),
+            minlength=len(summary.log_dwell_counts))
     if logs.DWELL_ZEROED in batch:
         summary.unclicked_dwell_zeroed += int(batch[logs.DWELL_ZEROED].sum())

@@ -24,8 +24,8 @@ twice (count, then label), as in the local engine. Workers write their shards st
 the output's temporary directory, so on a distributed runner `--output_dir` must be on a file
 system every worker shares (as for `pipelines.score`).
 
-labels.png: each file contributes at most `PLOT_CLICKS_PER_FILE` clicked dwell times (evenly
-spaced in the file), so the driver's memory does not grow with the input.
+labels.png: each file's summary carries a fixed-size histogram of ln(dwell) (as the local
+engine's), so the driver's memory does not grow with the input and the picture is the same.
 """
 
 from __future__ import annotations
@@ -39,7 +39,6 @@ import numpy as np
 from pipelines import labelling, labels, logs
 from pipelines.errors import reraised_from_workers
 
-PLOT_CLICKS_PER_FILE = 200_000
 # Users per call of `labels.window_clicks` (its cost is per call: a few pandas merges).
 USERS_PER_BATCH = (64, 8192)
 
@@ -205,11 +204,6 @@ def _label_file(keyed, job, tmp, results):
                                compress=job["compress"],
                                allow_unclicked_dwell=job["allow_unclicked_dwell"],
                                batch_size=job["batch_size"])
-    dwell = (np.concatenate(summary.clicked_dwell) if summary.clicked_dwell
-             else np.zeros(0))
-    if len(dwell) > PLOT_CLICKS_PER_FILE:
-        dwell = dwell[np.linspace(0, len(dwell) - 1, PLOT_CLICKS_PER_FILE).astype(np.int64)]
-    summary.clicked_dwell = [dwell]
     # Written under a temporary name and renamed: a retried bundle never leaves half a file.
     path = os.path.join(results, f"{index:05d}.pkl")
     with open(path + ".tmp", "wb") as handle:
