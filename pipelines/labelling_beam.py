@@ -58,6 +58,7 @@ def label_logs_beam(pattern: str, stats_dir: str, output_dir: str, *, fmt: str =
     from apache_beam.options.pipeline_options import PipelineOptions
 
     source = labelling.open_input(pattern, fmt)
+    stats_dir = os.path.abspath(stats_dir)  # workers run elsewhere: not relative to this cwd
     artifact = labels.load_artifact(stats_dir, user_days=False)  # checked here, before workers
     rules = rules or artifact.rules
     job = dict(files=[(f.path, f.format, f.gzip) for f in source.files],

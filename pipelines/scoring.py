@@ -71,7 +71,9 @@ class ModelSignature:
 
 
 def resolve_saved_model(path: str) -> str:
-    """A SavedModel directory, or the newest integer version under an export base."""
+    """A SavedModel directory, or the newest integer version under an export base; absolute
+    (Beam workers may run in another directory)."""
+    path = os.path.abspath(path)
     if os.path.isfile(os.path.join(path, "saved_model.pb")):
         return path
     versions = sorted(int(n) for n in (os.listdir(path) if os.path.isdir(path) else [])
