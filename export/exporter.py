@@ -25,7 +25,7 @@ import tempfile
 
 from pipelines import log_writers, logs
 from pipelines.errors import InputError
-from ranking import training
+from ranking import model_dir as model_dir_lib
 from ranking.models import RankingModel
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -44,8 +44,8 @@ def load_trained(model_dir: str):
     """(RankingModel with the newest checkpoint's weights, config.json contents)."""
     import tensorflow as tf
 
-    description = training.load_model_description(model_dir)
-    spec, config = training.build_from_description(description)
+    description = model_dir_lib.load_model_description(model_dir)
+    spec, config = model_dir_lib.build_from_description(description)
     model = RankingModel(spec, config)
     model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
@@ -142,7 +142,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
                          "never overwritten: choose another --version or leave it out for "
                          f"{versions[-1] + 1 if versions else 1}")
     model, description = load_trained(model_dir)
-    spec, config = training.build_from_description(description)
+    spec, config = model_dir_lib.build_from_description(description)
     try:
         module = ServingModule(model.network, spec, config, tower_weights)
     except ValueError as error:

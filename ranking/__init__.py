@@ -2,7 +2,8 @@
 
 Commands and the modules behind them:
 
-    python -m ranking.train   training.train_and_evaluate: data (labelled batches), models
+    python -m ranking.train   training.train_and_evaluate: model_dir (config.json, resume
+                              checks), data (labelled batches), models
                               (presets, network; tasks, backbones/, orca, layers, features),
                               optimizers, metabalance, loops (synchronous and parameter-server
                               loops), distribute (strategies, TF_CONFIG, input sharding),

@@ -6,17 +6,7 @@ batches done in that epoch; the input order is a pure function of (seed, epoch) 
 `ranking.data`), so a run killed at any point resumes from its last checkpoint with the same
 global step and the same next batch, and no epoch is lost or repeated.
 
-The model directory:
-
-    config.json           what the model is (preset, sizes, losses, feature spec, the stats it
-                          was built with, training options): export rebuilds the model from it
-    checkpoints/          tf.train.Checkpoint files, every --checkpoint_every steps and at each
-                          epoch end (the newest --keep_checkpoints are kept)
-    logs/train, logs/eval TensorBoard summaries (losses, examples/s; evaluation metrics)
-    eval_metrics.json     SPEC §6 metrics on --eval (written at the end, atomically)
-
-A model directory that holds another model (a different config.json, or files without one) is
-refused; the same config resumes.
+The model directory's layout and checks: `ranking.model_dir`.
 """
 
 from __future__ import annotations
@@ -26,7 +16,6 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 import time
 
 import numpy as np
@@ -35,10 +24,10 @@ from pipelines import atomic
 from pipelines import labels as labels_lib
 from pipelines.errors import InputError
 from ranking import data, distribute, evaluation, features as features_lib
+from ranking import model_dir as model_dir_lib
 from ranking.models import ModelConfig, check_config
 from ranking.tasks import bin_medians_for_model
 
-CONFIG_FORMAT_VERSION = 1
 STRATEGIES = distribute.STRATEGIES
 OPTIMIZERS = ("lazy_adam", "adam", "adagrad", "sgd")
 
@@ -95,110 +84,6 @@ def with_artifact(model: ModelConfig, artifact: labels_lib.StatsArtifact) -> Mod
                                log_dwell_std=float(stats["sigma"]),
                                dwell_bin_medians=medians,
                                dwell_bin_ndt=tuple(float(v) for v in bin_ndt))
-
-
-def model_description(config: TrainConfig, spec: features_lib.FeatureSpec,
-                      artifact: labels_lib.StatsArtifact) -> dict:
-    """The content of config.json: what export and scoring need to rebuild the model."""
-    stats = artifact.stats
-    description = {
-        "format_version": CONFIG_FORMAT_VERSION,
-        "model": dataclasses.asdict(config.model),
-        "features": spec.to_json(),
-        "stats": {"path": os.path.abspath(artifact.path), "ndt": stats["ndt"],
-                  "dwell_bin_edges": stats["dwell_bin_edges"],
-                  "dwell_bin_medians": stats["dwell_bin_medians"],
-                  "x_l": stats["x_l"], "x_h": stats["x_h"]},
-        "training": {k: v for k, v in config.to_json().items() if k != "model"},
-    }
-    return json.loads(json.dumps(description))  # as it reads back from disk (lists, not tuples)
-
-
-def load_model_description(model_dir: str) -> dict:
-    """Reads `model_dir/config.json`; InputError if it is missing or of another version."""
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.isfile(path):
-        raise InputError(f"{model_dir} is not a model directory (no config.json); train one "
-                         "with python -m ranking.train")
-    with open(path) as handle:
-        description = json.load(handle)
-    if description.get("format_version") != CONFIG_FORMAT_VERSION:
-        raise InputError(f"has format_version {description.get('format_version')!r}; this "
-                         f"dwellrank reads version {CONFIG_FORMAT_VERSION}", file=path)
-    return description
-
-
-def build_from_description(description: dict):
-    """(FeatureSpec, ModelConfig) of a model directory's config.json."""
-    config = ModelConfig.from_json(description["model"])
-    return features_lib.FeatureSpec.from_json(description["features"]), config
-
-
-def _identity(description: dict) -> dict:
-    # What must match for a run to continue in an existing model directory.
-    training = description["training"]
-    return {"model": description["model"], "features": description["features"],
-            "stats": description["stats"],
-            "training": {k: training.get(k) for k in (
-                "train", "batch_size", "seed", "optimizer", "embedding_optimizer",
-                "shuffle_buffer", "steps_per_epoch", "metabalance", "metabalance_ratio",
-                "metabalance_beta")}}
-
-
-def _check_other_task_model_dir(model_dir: str, description: dict) -> None:
-    """A non-chief task's check of the model directory (the chief makes and writes it): the
-    same refusal as the chief's when config.json holds another model, so every task of a
-    cluster stops on it rather than waiting for the chief in a collective op."""
-    if os.path.isfile(os.path.join(model_dir, "config.json")):
-        existing = load_model_description(model_dir)
-        if _identity(existing) != _identity(description):
-            raise InputError(f"--model_dir {model_dir} holds another model; choose an empty "
-                             "directory to train a new model",
-                             file=os.path.join(model_dir, "config.json"))
-
-
-LAYOUT_KEYS = ("strategy", "input_sharding", "input_workers")
-
-
-def _layout_change(model_dir: str, description: dict) -> str | None:
-    """A note when the run being resumed was trained with another cluster layout: the epoch in
-    progress then continues over other batches than an uninterrupted run's."""
-    path = os.path.join(model_dir, "config.json")
-    if not os.path.isfile(path):
-        return None
-    with open(path) as handle:
-        before = json.load(handle).get("training", {})
-    now = description["training"]
-    defaults = {"strategy": "default", "input_sharding": "files", "input_workers": 1}
-    was = {k: before.get(k, defaults[k]) for k in LAYOUT_KEYS}
-    if all(was[k] == now.get(k) for k in LAYOUT_KEYS):
-        return None
-    was = ", ".join(f"{k} {v}" for k, v in was.items())
-    return (f"note: resuming with another cluster layout (was {was}): the epoch in progress "
-            "continues after the batches done, but not with exactly the batches left")
-
-
-def _prepare_model_dir(model_dir: str, description: dict) -> bool:
-    """Creates or checks the model directory; returns True when resuming."""
-    config_path = os.path.join(model_dir, "config.json")
-    if os.path.isdir(model_dir) and os.listdir(model_dir):
-        if not os.path.isfile(config_path):
-            raise InputError(f"--model_dir {model_dir} is not empty and holds no config.json: "
-                             "it is not a dwellrank model directory; choose an empty directory")
-        existing = load_model_description(model_dir)
-        if _identity(existing) != _identity(description):
-            changed = [k for k in ("model", "features", "stats", "training")
-                       if _identity(existing)[k] != _identity(description)[k]]
-            raise InputError(f"--model_dir {model_dir} holds another model (its config.json "
-                             f"differs in: {', '.join(changed)}); choose an empty directory "
-                             "to train a new model", file=config_path)
-        resuming = True
-    else:
-        os.makedirs(model_dir, exist_ok=True)
-        resuming = False
-    with atomic.atomic_file(config_path) as handle:
-        json.dump(description, handle, indent=2)
-    return resuming
 
 
 def make_optimizer(name: str, learning_rate: float, model=None,
@@ -383,15 +268,15 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                                             else [])
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
             f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in counted))
-    description = model_description(config, spec, artifact)
+    description = model_dir_lib.model_description(config, spec, artifact)
     description["training"]["input_workers"] = workers
     if chief:
-        note = _layout_change(model_dir, description)
-        resuming = _prepare_model_dir(model_dir, description)
+        note = model_dir_lib.layout_change(model_dir, description)
+        resuming = model_dir_lib.prepare(model_dir, description)
         if note and resuming and config.progress != "none":
             _say(note)
     else:
-        _check_other_task_model_dir(model_dir, description)
+        model_dir_lib.check_as_other_task(model_dir, description)
         resuming = True
 
     tf.keras.utils.set_random_seed(config.seed)

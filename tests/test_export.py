@@ -13,7 +13,8 @@ import tensorflow as tf
 from export import exporter
 from pipelines import log_writers, logs
 from pipelines.errors import InputError
-from ranking import data, models, training
+from ranking import data, models
+from ranking import model_dir as model_dir_lib
 
 ROWS = 64
 
@@ -22,7 +23,7 @@ ROWS = 64
 def eval_rows(small_world, trained):
     """The first ROWS rows of the evaluation logs: feature columns and serialized examples."""
     model, description = exporter.load_trained(trained["vr_ndt"])
-    spec, _ = training.build_from_description(description)
+    spec, _ = model_dir_lib.build_from_description(description)
     source = data.open_source(small_world["eval"], spec)
     batch = next(iter(source.dataset(ROWS, columns=spec.names)))
     columns = {name: batch[name].numpy() for name in spec.names}
@@ -79,7 +80,8 @@ def test_export_loads_without_project_code_and_matches_keras(preset, trained, ex
     assert completed.returncode == 0, completed.stderr[-3000:]
     served = dict(np.load(out))
     expected = keras_outputs(trained[preset], columns)
-    _, config = training.build_from_description(training.load_model_description(trained[preset]))
+    _, config = model_dir_lib.build_from_description(
+        model_dir_lib.load_model_description(trained[preset]))
     names = models.output_names(config)
     assert {k.split("/")[1] for k in served} == set(names)
     for name in names:
