@@ -61,7 +61,11 @@ def plot_labels(path: str, log_dwell_counts: np.ndarray, stats: dict) -> None:
     ndt = labels.NdtParams(**stats["ndt"])
     mu, sigma = stats["mu"], stats["sigma"]
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4), dpi=100)
-    left.stairs(log_dwell_counts, labelling.LOG_DWELL_EDGES, fill=True, color="#4c72b0")
+    edges = labelling.LOG_DWELL_EDGES
+    left.stairs(log_dwell_counts, edges, fill=True, color="#4c72b0")
+    occupied = np.flatnonzero(log_dwell_counts)
+    if len(occupied):  # the histogram's bins span 0.05 s to 6 h: show the occupied ones
+        left.set_xlim(edges[max(occupied[0] - 5, 0)], edges[min(occupied[-1] + 6, len(edges) - 1)])
     for x, label, colour in ((mu - sigma, f"mu - sigma: x_l = {stats['x_l']:.1f} s", "#c44e52"),
                              (mu, f"mu = {mu:.2f}", "k"),
                              (mu + sigma, f"mu + sigma: x_h = {stats['x_h']:.0f} s", "#55a868")):

@@ -82,9 +82,9 @@ def _synchronous_batches(run, epoch: int, skip: int):
             dataset = dataset.take(config.steps_per_epoch)
         return iter(strategy.experimental_distribute_dataset(dataset.skip(skip))), None
     mode = config.input_sharding
-    steps = distribute.synchronous_steps(
-        run.rows_per_file,
-        distribute.epoch_file_order(len(run.train_source.files), config.seed, epoch), run.workers, mode, config.batch_size, config.steps_per_epoch)
+    order = distribute.epoch_file_order(len(run.train_source.files), config.seed, epoch)
+    steps = distribute.synchronous_steps(run.rows_per_file, order, run.workers, mode,
+                                         config.batch_size, config.steps_per_epoch)
     if steps == 0:
         raise InputError("the training input yielded no batch", file=config.train)
 
