@@ -258,7 +258,7 @@ def test_too_few_files_for_the_workers_stops_every_worker(small_world, tmp_path)
 
 def test_two_workers_reading_their_own_files(small_world, single, tmp_path):
     """File sharding: other batches than one process's, so a measured tolerance: on the small
-    world the AUCs differed from one process's by 0.001 (valid read) and 0.014 (click)."""
+    world the AUCs differed from one process's by 0.008 (valid read) and 0.006 (click)."""
     model_dir = tmp_path / "model"
     tasks = _workers(tmp_path, "files", _flags(small_world, model_dir,
                                                "--strategy=multi_worker_mirrored"))
@@ -278,7 +278,7 @@ def test_parameter_servers_train_partition_embeddings_and_resume(small_world, si
                                                                tmp_path):
     """Chief, two workers and two ps tasks as local processes. Steps are asynchronous and each
     worker reads its own files, so a measured tolerance against one process (on the small
-    world, 120 steps: AUCs within 0.01). The chief is killed mid-way and restarted against the
+    world, 120 steps: AUCs 0.006-0.011 apart over two runs). The chief is killed mid-way and restarted against the
     running workers and ps tasks; the partitioned tables restore into one process's model."""
     from export import exporter
 
