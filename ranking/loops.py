@@ -218,9 +218,10 @@ def train_parameter_server(run, say) -> list[float]:
     replica_step = make_replica_step(run)
     workers = run.workers
     if config.progress != "none":
-        tables = [v for layer in run.model.network.get_layer("features").embeddings.values()
-                  for v in [layer.embeddings]]
-        shards = sorted({len(getattr(t, "variables", [t])) for t in tables})
+        encoder = run.model.network.get_layer("features")
+        # A partitioned table is a ShardedVariable, with one variable per shard.
+        shards = sorted({len(getattr(layer.embeddings, "variables", [None]))
+                         for layer in encoder.embeddings.values()})
         say(f"parameter_server: {workers} worker(s), "
             f"{len(distribute.cluster_task()[2]['ps'])} ps; embedding "
             f"tables in {'/'.join(str(s) for s in shards)} shard(s)")
