@@ -6,8 +6,9 @@ setup(
     version="0.1.0",
     description="Dwell-time ranking for article feeds: click reweighting and ORCA on TensorFlow.",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["ranking", "ranking.*", "pipelines", "pipelines.*",
-                                    "export", "export.*"]),
+    packages=find_packages(include=["core", "core.*", "pipelines", "pipelines.*", "ranking",
+                                    "ranking.*", "export", "export.*", "online", "online.*",
+                                    "report", "report.*"]),
     # Pins live in requirements/lock.txt (installed with --no-deps); these are the loose bounds.
     install_requires=[
         "tensorflow>=2.16,<2.17",

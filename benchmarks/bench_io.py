@@ -3,23 +3,21 @@
     .venv/bin/python benchmarks/bench_io.py [--num_users=10000 --days=14 --batch_size=4096]
 
 Prints rows/s for: generating the default world's logs in memory, simulating and writing them
-(CSV.gz, GZIP TFRecord), and reading them back with `pipelines.logs.read_logs` (CSV.gz, plain
+(CSV.gz, GZIP TFRecord), and reading them back with `core.logs.read_logs` (CSV.gz, plain
 CSV, GZIP TFRecord), each read a full pass over every row.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import time
 
-from pipelines import cli  # noqa: F401  (quiets TensorFlow before it loads)
-
-import dataclasses
-
 from absl import app, flags
 
-from pipelines import logs, simulator
+from core import cli, logs  # noqa: F401  (cli: quiets TensorFlow before it loads)
+from pipelines.simulate import simulator
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_users", simulator.SimConfig.num_users, "Users of the simulated world.")
@@ -52,8 +50,8 @@ def main(argv):
     print(f"{'simulate in memory':<44} {rows:>10,} {seconds:>8.1f} {rows / seconds:>10,.0f}")
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in ("csv", "tfrecord"):
-            _, seconds = timed(lambda: simulator.write_simulation(config, os.path.join(tmp, fmt), fmt,
-                                                         plot=False))
+            _, seconds = timed(lambda fmt=fmt: simulator.write_simulation(
+                config, os.path.join(tmp, fmt), fmt, plot=False))
             print(f"{'simulate + write ' + fmt:<44} {rows:>10,} {seconds:>8.1f} "
                   f"{rows / seconds:>10,.0f}")
         # A plain-CSV copy of the same logs.
@@ -67,7 +65,8 @@ def main(argv):
         for label, pattern in (("read CSV.gz", "csv/logs/*.csv.gz"),
                                ("read CSV (plain)", "plain/*.csv"),
                                ("read TFRecord (GZIP)", "tfrecord/logs/*.tfrecord.gz")):
-            count, seconds = timed(lambda: read_pass(os.path.join(tmp, pattern), FLAGS.batch_size))
+            count, seconds = timed(lambda pattern=pattern: read_pass(os.path.join(tmp, pattern),
+                                                                     FLAGS.batch_size))
             print(f"{label + f' (batch {FLAGS.batch_size})':<44} {count:>10,} {seconds:>8.1f} "
                   f"{count / seconds:>10,.0f}")
     print(f"machine: {os.cpu_count()} cores")

@@ -25,13 +25,14 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import core  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 
 def latency(saved_model: str, logs_glob: str, requests: dict) -> None:
     import tensorflow as tf
 
-    from pipelines import log_schema, log_writers, logs, scoring
+    from core import log_schema, log_writers, logs
+    from pipelines.score import scoring
 
     signature = scoring.read_signature(saved_model)
     source = logs.open_logs(logs_glob, column_types={

@@ -24,17 +24,18 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import core  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 
 def input_rate(train, stats, batch_size, steps):
-    from pipelines import labels
+    from core import stats_artifact
+    from core.labeler import labeler_for
     from ranking import data, features
 
-    artifact = labels.load_artifact(stats)
+    artifact = stats_artifact.load_artifact(stats)
     source = data.open_source(train)
-    spec = features.build_feature_spec(source.schema, artifact.stats["numeric_features"])
-    labeler = labels.labeler_for(source, artifact)
+    spec = features.build_feature_spec(source.schema, artifact.numeric_features)
+    labeler = labeler_for(source, artifact)
     dataset = data.labelled_dataset(source, labeler, spec, batch_size, seed=0,
                                     shuffle_buffer=65536).take(steps)
     iterator = iter(dataset)

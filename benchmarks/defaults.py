@@ -22,8 +22,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import module  # noqa: E402
 from orca_table import prepare  # noqa: E402
+
+from common import module  # noqa: E402
 
 SIZES = {"small": ["--num_users=1700", "--num_items=900", "--days=14"],
          "large": ["--num_users=10000", "--num_items=5000", "--days=14"]}

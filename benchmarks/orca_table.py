@@ -87,7 +87,7 @@ def run_all(out, setting, seeds, runs, batch_size, sim_args):
     train, evaluate, stats, summary = prepare(out, setting, sim_args)
     results = {}
     for seed in seeds:
-        for label, name, preset, extra, columns in runs:
+        for _label, name, preset, extra, _columns in runs:
             model_dir = os.path.join(out, setting, "models", f"{name}-seed{seed}")
             metrics_path = os.path.join(model_dir, "eval_metrics.json")
             started = time.perf_counter()

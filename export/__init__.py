@@ -1,5 +1,6 @@
-"""export package."""
-import os
+"""export: a trained model directory as a versioned SavedModel for TF Serving (SPEC §7).
 
-# tensorflow-recommenders needs Keras 2: select tf-keras before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    python -m export.saved_model   exporter.py (versions, warmup requests, models.config),
+                                   serving.py (the serving signatures, TensorFlow only)
+"""
+import core  # noqa: F401  (selects Keras 2 before TensorFlow loads)

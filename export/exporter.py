@@ -22,9 +22,9 @@ import re
 import shutil
 import tempfile
 
-
-from pipelines import log_writers, logs
-from pipelines.errors import InputError
+from core import log_writers, logs
+from core.atomic import atomic_file
+from core.errors import InputError
 from ranking import model_dir as model_dir_lib
 from ranking.models import RankingModel
 
@@ -45,8 +45,8 @@ def load_trained(model_dir: str):
     import tensorflow as tf
 
     description = model_dir_lib.load_model_description(model_dir)
-    spec, config = model_dir_lib.build_from_description(description)
-    model = RankingModel(spec, config)
+    spec, config, targets = model_dir_lib.build_from_description(description)
+    model = RankingModel(spec, config, targets)
     model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if latest is None:
@@ -120,8 +120,8 @@ def describe_signatures(module) -> dict:
 
 
 def export_saved_model(model_dir: str, export_base: str, version: int | None = None,
-                       tower_weights: dict | None = None, model_name: str | None = None,
-                       _before_rename=None) -> ExportResult:
+                       tower_weights: dict | None = None,
+                       model_name: str | None = None) -> ExportResult:
     """Exports the newest checkpoint of `model_dir` to `export_base/<version>` atomically.
 
     `version`: default newest existing + 1 (1 for a new base); an existing version is refused.
@@ -142,9 +142,9 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
                          "never overwritten: choose another --version or leave it out for "
                          f"{versions[-1] + 1 if versions else 1}")
     model, description = load_trained(model_dir)
-    spec, config = model_dir_lib.build_from_description(description)
     try:
-        module = ServingModule(model.network, spec, config, tower_weights)
+        module = ServingModule(model.network, model.feature_spec, model.config, model.targets,
+                               tower_weights)
     except ValueError as error:
         raise InputError(str(error)) from None
     model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
@@ -155,17 +155,13 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         tf.saved_model.save(module, staged, signatures=module.signatures())
         os.makedirs(os.path.join(staged, "assets.extra"))
         records = write_warmup(os.path.join(staged, "assets.extra", WARMUP_FILE),
-                               warmup_examples(description, spec), model_name)
-        if _before_rename is not None:  # tests interrupt the export here
-            _before_rename(staged)
+                               warmup_examples(description, model.feature_spec), model_name)
         if os.path.exists(target):
             raise InputError(f"export version {version} appeared while exporting ({target}); "
                              "not overwriting it")
         os.rename(staged, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    config_path = os.path.join(export_base, "models.config")
-    with open(config_path + ".tmp", "w") as handle:
+    with atomic_file(os.path.join(export_base, "models.config")) as handle:
         handle.write(models_config(export_base, model_name))
-    os.replace(config_path + ".tmp", config_path)
     return ExportResult(target, version, describe_signatures(module), records)

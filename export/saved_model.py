@@ -10,14 +10,13 @@ signatures. The SavedModel runs with TensorFlow alone (see export/serving.py).
 
 from __future__ import annotations
 
-from pipelines import cli  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
-
 import time
 
 from absl import flags
 
+from core import cli  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
+from core.errors import InputError
 from export import exporter
-from pipelines.errors import InputError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by ranking.train.")

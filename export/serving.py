@@ -30,6 +30,7 @@ from typing import Mapping
 
 import tensorflow as tf
 
+from core.stats_artifact import DwellTargets
 from ranking.features import FeatureSpec
 from ranking.models import ModelConfig, output_names, serving_score
 
@@ -49,12 +50,12 @@ class ServingModule(tf.Module):
     """Wraps a trained network with the two serving signatures."""
 
     def __init__(self, network: tf.keras.Model, spec: FeatureSpec, config: ModelConfig,
-                 tower_weights: Mapping[str, float] | None = None):
+                 targets: DwellTargets, tower_weights: Mapping[str, float] | None = None):
         super().__init__(name="dwellrank")
         # The Keras network is captured by the signature functions, not tracked as an
         # attribute: the SavedModel then holds plain variables, lookup tables and graphs (no
         # Keras layer metadata, nothing to deserialize), and saving skips Keras' per-layer
-        # tracing (about 3x faster).
+        # tracing.
         self._call_network = lambda features: network(features, training=False)
         self.model_variables = list(network.variables)
         self.lookup_tables = [table for layer in network.submodules
@@ -66,7 +67,7 @@ class ServingModule(tf.Module):
         if unknown:
             raise ValueError(f"tower weights for {', '.join(sorted(unknown))}: the serving "
                              f"towers of {config.preset} are {', '.join(self._serving)}")
-        self._outputs = output_names(config)
+        self._outputs = output_names(config, targets)
         self.serve_examples = tf.function(
             self._serve_examples,
             input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])

@@ -1,16 +1,19 @@
 """ranking: the models and their training.
 
-Commands and the modules behind them:
-
-    python -m ranking.train   training.train_and_evaluate: model_dir (config.json, resume
-                              checks), data (labelled batches), models
-                              (presets, network; tasks, backbones/, orca, layers, features),
-                              optimizers, metabalance, loops (synchronous and parameter-server
-                              loops), distribute (strategies, TF_CONFIG, input sharding),
-                              evaluation + metrics (eval_metrics.json)
-    python -m ranking.report  report (tables and pictures of trained models)
+    python -m ranking.train   training.train_and_evaluate (TrainConfig: every flag, defined once
+                              with the config it belongs to), behind it:
+        model_dir.py          config.json, resume checks
+        data.py               logs -> labelled (features, labels) batches
+        presets.py            the registered presets (towers, backbone, serving score)
+        models.py             ModelConfig; the network (encoder -> backbone -> towers) and
+                              RankingModel (tfrs.Model)
+        features.py, layers.py  the feature spec; the feature encoder and MLPs
+        backbones/            BACKBONES registry and BackboneConfig; one module per backbone
+        tasks.py, losses.py   TowerConfig; each task's label, outputs, loss, metrics
+        orca.py               ORCA: OrcaConfig, its task, its head; attaches itself to a model
+        optimizers.py         OptimizerConfig, make_optimizer, LazyAdam
+        metabalance.py        MetaBalanceConfig, gradient balancing
+        loops.py, distribute.py  the synchronous and parameter-server loops; strategies
+        evaluation.py, metrics.py  eval_metrics.json (SPEC §6), defined once
 """
-import os
-
-# tensorflow-recommenders needs Keras 2: select tf-keras before TensorFlow is first imported.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import core  # noqa: F401  (selects Keras 2 before TensorFlow loads)

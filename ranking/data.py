@@ -7,7 +7,7 @@ Order: each epoch reads the files in an order permuted by (seed, epoch), two fil
 and shuffles rows in two stages seeded the same way: the rows of each read batch (8,192 rows) are
 permuted, cut into chunks of 256 rows, and the chunks pass through a shuffle buffer of
 `shuffle_buffer` rows before being joined into training batches. (A row-level shuffle buffer,
-`unbatch().shuffle().batch()`, costs a tf.data element per row and reads 7x slower on 2 cores;
+`unbatch().shuffle().batch()`, costs a tf.data element per row and reads several times slower (README);
 with chunks, a training batch of 2,048 rows draws 8 random chunks of the buffer, each a random
 sample of one read batch.) An epoch's batch sequence is therefore a
 pure function of (files, seed, epoch): resuming at batch k of an epoch skips k batches and
@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import tensorflow as tf
 
-from pipelines import labels as labels_lib
-from pipelines import logs
-from pipelines.errors import InputError
+from core import logs
+from core.errors import InputError
+from core.label_rules import LABEL_KEYS
+from core.labeler import Labeler
 from ranking import distribute
 from ranking.features import FeatureSpec
-from ranking.tasks import LABEL_KEYS
 
 LABEL_INPUTS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
 # Rows per read batch before rows are shuffled and re-batched.
@@ -57,7 +56,7 @@ def _split(spec: FeatureSpec):
     return tf.autograph.experimental.do_not_convert(split)
 
 
-def labelled_dataset(source: logs.LogSource, labeler: labels_lib.Labeler, spec: FeatureSpec,
+def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec,
                      batch_size: int, *, seed: int | None = None, epoch: int = 0,
                      shuffle_buffer: int = 0, allow_unclicked_dwell: bool = False,
                      drop_remainder: bool = False, shard=None) -> tf.data.Dataset:

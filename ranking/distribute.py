@@ -37,7 +37,7 @@ import os
 
 import numpy as np
 
-from pipelines.errors import InputError
+from core.errors import InputError
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "parameter_server")
 INPUT_SHARDINGS = ("files", "rows")
@@ -90,7 +90,8 @@ def check_parameter_server_cluster() -> str:
     if len(cluster.get("chief", [])) != 1 or not cluster.get("worker") or not cluster.get("ps"):
         raise InputError("--strategy=parameter_server needs TF_CONFIG with one chief, workers "
                          "and ps tasks (the chief trains, the others serve; BUILD.md); its "
-                         f"cluster has {', '.join(f'{len(v)} {k}' for k, v in cluster.items()) or 'no tasks'}")
+                         "cluster has "
+                         f"{', '.join(f'{len(v)} {k}' for k, v in cluster.items()) or 'no tasks'}")
     return task_type
 
 

@@ -18,17 +18,37 @@ Keys:
 
 from __future__ import annotations
 
+import json
 from typing import Mapping
 
 import numpy as np
 
+from core.errors import InputError
+from core.stats_artifact import DwellTargets
 from ranking import metrics
-from ranking.models import ModelConfig, output_names
+from ranking.models import ModelConfig, model_tasks, output_names
 
+# The labels evaluation reads.
 LABEL_KEYS = ("click", "valid_read", "dwell_bin", "dwell_time")
 
 
-def predict(network, dataset, config: ModelConfig) -> tuple[dict, dict]:
+def evaluate(model, dataset, baseline_metrics: str | None = None) -> dict:
+    """SPEC §6 metrics of `model` (a RankingModel) on `dataset`, labelled (features, labels)
+    batches; with `baseline_metrics` (an eval_metrics.json), also `rel_impr`."""
+    outputs, labels = predict(model.network, dataset, model.config, model.targets)
+    result = evaluation_metrics(model.config, model.targets, outputs, labels)
+    if baseline_metrics:
+        try:
+            with open(baseline_metrics) as handle:
+                baseline = json.load(handle)
+        except (OSError, ValueError) as error:
+            raise InputError(f"cannot read the baseline metrics ({error})",
+                             file=baseline_metrics) from None
+        add_rel_impr(result, baseline, baseline.get("preset", baseline_metrics))
+    return result
+
+
+def predict(network, dataset, config: ModelConfig, targets: DwellTargets) -> tuple[dict, dict]:
     """Runs `network` over a (features, labels) dataset; returns (outputs, labels) as dicts of
     NumPy arrays ([rows] or [rows, bins]): the model's serving outputs (`output_names`) and
     the labels LABEL_KEYS."""
@@ -39,7 +59,7 @@ def predict(network, dataset, config: ModelConfig) -> tuple[dict, dict]:
         outputs = network(features, training=False)
         return {k: outputs[k] for k in names}
 
-    names = output_names(config)
+    names = output_names(config, targets)
 
     outputs, labels = {}, {}
     for features, batch_labels in dataset:
@@ -51,9 +71,9 @@ def predict(network, dataset, config: ModelConfig) -> tuple[dict, dict]:
     return join(outputs), join(labels)
 
 
-def evaluation_metrics(config: ModelConfig, outputs: Mapping[str, np.ndarray],
-                       labels: Mapping[str, np.ndarray], bin_edges: np.ndarray,
-                       bin_medians: np.ndarray) -> dict:
+def evaluation_metrics(config: ModelConfig, targets: DwellTargets,
+                       outputs: Mapping[str, np.ndarray],
+                       labels: Mapping[str, np.ndarray]) -> dict:
     """SPEC §6 metrics of one model's predictions; see the module docstring. Each task adds
     its own (`ranking.tasks.Task.evaluate`)."""
     click = np.asarray(labels["click"]).astype(np.int64)
@@ -66,11 +86,11 @@ def evaluation_metrics(config: ModelConfig, outputs: Mapping[str, np.ndarray],
         "auc_valid_read": metrics.auc(valid_read, score),
         "towers": {},
     }
-    tasks = config.make_tasks()
+    tasks = model_tasks(config, targets)
     binary = [t for t in tasks if t.binary]
     # The model's click-like probability orders the DT bias by decile (ORCA's Fig. 4).
-    context = {"bin_edges": np.asarray(bin_edges, float),
-               "bin_medians": np.asarray(bin_medians, float),
+    context = {"bin_edges": np.asarray(targets.bin_edges, float),
+               "bin_medians": np.asarray(targets.bin_medians, float),
                "p_ctr": outputs[binary[0].serving_output] if binary else None}
     labels = {**labels, "click": click, "valid_read": valid_read}
     for task in tasks:
@@ -80,8 +100,6 @@ def evaluation_metrics(config: ModelConfig, outputs: Mapping[str, np.ndarray],
             else:
                 result[key] = value
     return result
-
-
 
 
 def add_rel_impr(result: dict, baseline: Mapping, baseline_name: str) -> dict:

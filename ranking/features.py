@@ -38,8 +38,8 @@ import dataclasses
 import json
 from typing import Mapping, Sequence
 
-from pipelines.errors import InputError
-from pipelines.logs import FIXED_TYPES, LogSchema
+from core.errors import InputError
+from core.log_schema import FIXED_TYPES, LogSchema
 
 ID_FEATURES = ("user_id", "item_id")
 ID_HASH_BUCKETS = 1 << 17

@@ -19,9 +19,7 @@ from __future__ import annotations
 import sys
 import time
 
-import numpy as np
-
-from pipelines.errors import InputError
+from core.errors import InputError
 from ranking import data, distribute
 
 
@@ -118,7 +116,7 @@ def train_synchronous(run, say) -> list[float]:
     each epoch after its first step."""
     import tensorflow as tf
 
-    config, strategy = run.config, run.strategy
+    strategy = run.strategy
     replica_step = make_replica_step(run)
 
     @tf.function(reduce_retracing=True)

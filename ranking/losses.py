@@ -8,8 +8,7 @@ Normalization is fixed and explicit, the same with or without `tf.distribute`:
   of clicked impressions, unclicked ones contributing 0, averaged over the batch like every
   other loss here (Keras' SUM_OVER_BATCH_SIZE with sample_weight = click). Dividing by the
   number of clicks instead weighs each click's dwell error ~1/CTR times more than its click
-  error; on the simulator that swamped the shared bottom (valid-read AUC of `ctr_logdt` 0.577
-  against 0.600 this way and 0.604 for `single_ctr`, 1 epoch, seed 0).
+  error, which swamped the shared bottom on the simulator (README, "Models: decisions").
 
 Under a distribution strategy every replica divides its own sum by the global denominator
 (all-reduced), so the summed gradients equal those of one big batch.
@@ -22,7 +21,7 @@ import tensorflow as tf
 NEGATIVE_WEIGHTINGS = ("unit", "ndt")
 
 
-def _global_sum(value: tf.Tensor) -> tf.Tensor:
+def global_sum(value: tf.Tensor) -> tf.Tensor:
     """Sum of `value` over the replicas of the current strategy (itself without one)."""
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync == 1:
@@ -60,7 +59,7 @@ class WeightedBinaryCrossentropy:
         losses = binary_cross_entropy(y_true, y_pred)
         if sample_weight is not None:
             losses = losses * tf.cast(sample_weight, tf.float32)
-        count = _global_sum(tf.cast(tf.size(losses), tf.float32))
+        count = global_sum(tf.cast(tf.size(losses), tf.float32))
         return tf.math.divide_no_nan(tf.reduce_sum(losses), count)
 
 
@@ -72,7 +71,7 @@ class ClickedMeanSquaredError:
                                              tf.cast(y_pred, tf.float32))
         mask = (tf.ones_like(squared) if sample_weight is None
                 else tf.cast(sample_weight, tf.float32))
-        count = _global_sum(tf.cast(tf.size(squared), tf.float32))
+        count = global_sum(tf.cast(tf.size(squared), tf.float32))
         return tf.math.divide_no_nan(tf.reduce_sum(squared * mask), count)
 
 
@@ -100,7 +99,7 @@ def clicked_sparse_cross_entropy(dwell_bin: tf.Tensor, logits: tf.Tensor,
         mask = mask * tf.cast(weights, tf.float32)
     if denominator not in DT_DENOMINATORS:
         raise ValueError(f"denominator must be one of {DT_DENOMINATORS}, not {denominator!r}")
-    count = _global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)) if denominator == "clicks"
+    count = global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)) if denominator == "clicks"
                         else tf.cast(tf.size(dwell_bin), tf.float32))
     return tf.math.divide_no_nan(tf.reduce_sum(tf.where(clicked, per_row * mask, 0.0)), count)
 
@@ -120,30 +119,5 @@ def entire_space_cross_entropy(click: tf.Tensor, dwell_bin: tf.Tensor, ctr_logit
     log_bin = tf.gather(log_bins, tf.maximum(index, 0), batch_dims=1)
     log_likelihood = tf.where(clicked, tf.math.log_sigmoid(ctr_logit) + log_bin,
                               tf.math.log_sigmoid(-ctr_logit))
-    count = _global_sum(tf.cast(tf.size(log_likelihood), tf.float32))
+    count = global_sum(tf.cast(tf.size(log_likelihood), tf.float32))
     return tf.math.divide_no_nan(-tf.reduce_sum(log_likelihood), count)
-
-
-def orca_instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.Tensor,
-                          a: float = -0.1, b: float = 0.8, c: float = -0.2) -> tf.Tensor:
-    """ORCA's inverse instance weights, float32 [batch], without gradient (SPEC §4).
-
-    For a clicked row (dwell_bin >= 0): w = relu(l_ctr^a * l_dt^b + c), l_ctr its CTR
-    cross-entropy -log sigmoid(ctr_logit) and l_dt its raw-dwell cross-entropy, both floored at
-    1e-6 (a < 0 would make an exact CTR prediction infinite); unclicked rows weigh 0. The
-    weights are rescaled to mean 1 over the global batch's clicked rows, or are all 1 there
-    when they sum to about 0. a < 0: accurate CTR and poor DT weigh most.
-    """
-    dwell_bin = tf.cast(dwell_bin, tf.int64)
-    clicked = dwell_bin >= 0
-    ctr_logit = tf.stop_gradient(tf.cast(ctr_logit, tf.float32))
-    raw_logits = tf.stop_gradient(tf.cast(raw_logits, tf.float32))
-    l_ctr = tf.maximum(tf.nn.softplus(-ctr_logit), 1e-6)
-    l_dt = tf.maximum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.where(clicked, dwell_bin, tf.zeros_like(dwell_bin)), logits=raw_logits), 1e-6)
-    raw = tf.nn.relu(tf.pow(l_ctr, a) * tf.pow(l_dt, b) + c)
-    raw = tf.where(clicked, raw, 0.0)
-    clicks = _global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)))
-    total = _global_sum(tf.reduce_sum(raw))
-    ones = tf.cast(clicked, tf.float32)
-    return tf.where(total > 1e-12, raw * tf.math.divide_no_nan(clicks, total), ones)

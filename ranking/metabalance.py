@@ -13,15 +13,28 @@ where the norms are global norms over the shared parameters (of the global batch
 replicas' gradients are summed before the norm), and r is `--metabalance_ratio` (SPEC §4:
 "to r times the main task's gradient norm"; the paper's relax factor would instead mix
 r·scaled + (1 − r)·g_aux). Task-specific parameters (towers, a task's own gates and experts,
-ORCA's NDE) get their own tasks' gradients unchanged. The moving averages are variables of this module, kept in the checkpoint, so a
-resumed run continues with the same averages.
+ORCA's NDE) get their own tasks' gradients unchanged. The moving averages are variables of
+this module, kept in the checkpoint, so a resumed run continues with the same averages.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import tensorflow as tf
+
+from core.settings import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaBalanceConfig:
+    enabled: bool = setting(False, "Scale auxiliary tasks' gradients on shared parameters to "
+                            "--metabalance_ratio x the main (first) task's norm.",
+                            flag="metabalance")
+    ratio: float = setting(1.0, "MetaBalance: r.", flag="metabalance_ratio")
+    beta: float = setting(0.9, "MetaBalance: moving-average factor of the gradient norms.",
+                          flag="metabalance_beta")
 
 
 def _scale(gradient, factor):

@@ -1,7 +1,8 @@
 """The model directory: what `ranking.train` writes, and the checks before it writes.
 
-    config.json           what the model is (preset, sizes, losses, feature spec, the stats it
-                          was built with, training options): export rebuilds the model from it
+    config.json           what the model is (preset, sizes, losses, feature spec, the dwell
+                          targets' scales and the stats artifact it was built with, training
+                          options): export rebuilds the model from it
     checkpoints/          tf.train.Checkpoint files, every --checkpoint_every steps and at each
                           epoch end (the newest --keep_checkpoints are kept)
     logs/train, logs/eval TensorBoard summaries (losses, examples/s; evaluation metrics)
@@ -17,27 +18,25 @@ import dataclasses
 import json
 import os
 
-from pipelines import atomic
-from pipelines import labels as labels_lib
-from pipelines.errors import InputError
+from core import atomic
+from core.errors import InputError
+from core.stats_artifact import DwellTargets, StatsArtifact
 from ranking import features as features_lib
 from ranking.models import ModelConfig
 
-CONFIG_FORMAT_VERSION = 1
+# 2: the model config nested by concern (backbone, towers, orca) and the dwell targets apart.
+CONFIG_FORMAT_VERSION = 2
 
 
-def model_description(config, spec: features_lib.FeatureSpec,
-                      artifact: labels_lib.StatsArtifact) -> dict:
+def model_description(config, spec: features_lib.FeatureSpec, artifact: StatsArtifact,
+                      targets: DwellTargets) -> dict:
     """The content of config.json: what export and scoring need to rebuild the model."""
-    stats = artifact.stats
     description = {
         "format_version": CONFIG_FORMAT_VERSION,
         "model": dataclasses.asdict(config.model),
+        "targets": targets.to_json(),
         "features": spec.to_json(),
-        "stats": {"path": os.path.abspath(artifact.path), "ndt": stats["ndt"],
-                  "dwell_bin_edges": stats["dwell_bin_edges"],
-                  "dwell_bin_medians": stats["dwell_bin_medians"],
-                  "x_l": stats["x_l"], "x_h": stats["x_h"]},
+        "stats": artifact.summary(),
         "training": {k: v for k, v in config.to_json().items() if k != "model"},
     }
     return json.loads(json.dumps(description))  # as it reads back from disk (lists, not tuples)
@@ -58,16 +57,17 @@ def load_model_description(model_dir: str) -> dict:
 
 
 def build_from_description(description: dict):
-    """(FeatureSpec, ModelConfig) of a model directory's config.json."""
-    config = ModelConfig.from_json(description["model"])
-    return features_lib.FeatureSpec.from_json(description["features"]), config
+    """(FeatureSpec, ModelConfig, DwellTargets) of a model directory's config.json."""
+    return (features_lib.FeatureSpec.from_json(description["features"]),
+            ModelConfig.from_json(description["model"]),
+            DwellTargets.from_json(description["targets"]))
 
 
 def _identity(description: dict) -> dict:
     # What must match for a run to continue in an existing model directory.
     training = description["training"]
-    return {"model": description["model"], "features": description["features"],
-            "stats": description["stats"],
+    return {"model": description["model"], "targets": description["targets"],
+            "features": description["features"], "stats": description["stats"],
             "training": {k: training.get(k) for k in (
                 "train", "batch_size", "seed", "optimizer", "embedding_optimizer",
                 "shuffle_buffer", "steps_per_epoch", "metabalance", "metabalance_ratio",
@@ -116,7 +116,7 @@ def prepare(model_dir: str, description: dict) -> bool:
                              "it is not a dwellrank model directory; choose an empty directory")
         existing = load_model_description(model_dir)
         if _identity(existing) != _identity(description):
-            changed = [k for k in ("model", "features", "stats", "training")
+            changed = [k for k in ("model", "targets", "features", "stats", "training")
                        if _identity(existing)[k] != _identity(description)[k]]
             raise InputError(f"--model_dir {model_dir} holds another model (its config.json "
                              f"differs in: {', '.join(changed)}); choose an empty directory "

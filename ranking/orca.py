@@ -1,7 +1,7 @@
 """ORCA (SPEC §4): the negative CTR dependency extractor (NDE) and its debiased dwell logits.
 
-On a multi-task backbone (MMoE, PLE or the shared bottom) with a CTR tower (p_ctr) and a raw
-dwell tower (logits z_raw over the dwell bins), ORCA adds:
+On a backbone that supports it (MMoE, PLE or the shared bottom: `ranking.backbones`) with a CTR
+tower (p_ctr) and a raw dwell tower (logits z_raw over the dwell bins), ORCA adds:
 
 - SCD, the cross-task attention: multi-head self-attention (2 heads, 1 layer, residual) over
   the two tokens [stopgrad(h_ctr), stopgrad(h_dt)], flattened to [batch, 2 d];
@@ -20,17 +20,151 @@ ordinary forward's representations: one forward pass, no mask input.
 The mask is drawn with a stateless generator keyed by (seed, a counter of training calls kept in
 the checkpoint), so a resumed run draws the masks an uninterrupted one would have.
 
-The loss (the `nde` task, `ranking.tasks`) weighs each clicked example by ORCA's instance weight,
-see `ranking.losses.orca_instance_weights`.
+ORCA attaches itself to a model (`ranking.models` calls `adapt_tasks` and `attach` when the
+preset or `--orca` asks for it): the model's `dwell_bins` task becomes the raw tower (outputs
+`raw_dwell_logits`, ..., loss weighed by alpha) and ORCA adds its `nde` task, whose loss weighs
+each clicked example by ORCA's instance weight (`instance_weights`) and whose outputs are the
+debiased `dwell_*` the model serves. Its settings are `OrcaConfig`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Mapping
 
 import tensorflow as tf
 
+from core.errors import InputError
+from core.settings import setting
+from ranking import losses
+from ranking.backbones import BACKBONES
 from ranking.layers import MLP
+from ranking.losses import global_sum
+from ranking.tasks import DwellBinsTask, Task
+
+# The towers ORCA reads: the click tower and the dwell-bin tower it debiases.
+CTR_TASK, DWELL_TASK = "ctr", "dwell_bins"
+RAW_PREFIX = "raw_"
+
+
+@dataclasses.dataclass(frozen=True)
+class OrcaConfig:
+    """ORCA's settings (SPEC §4). `enabled` adds ORCA to `shared_bottom_dt`; the *_orca presets
+    have it by preset."""
+
+    enabled: bool = setting(False, "ORCA on shared_bottom_dt (mmoe_orca and ple_orca have it "
+                            "by preset).", flag="orca")
+    mask_prob: float = setting(0.2, "ORCA: probability that an example's post-click features "
+                               "are masked in the NDE path (training only).")
+    alpha: float = setting(1.0, "ORCA: weight of the raw dwell-bin loss.")
+    beta: float = setting(1.0, "ORCA: weight of the debiased (NDE) loss.")
+    instance_weights: bool = setting(True, "ORCA: weigh the NDE loss by relu(l_ctr^a l_dt^b + "
+                                     "c) (else 1).")
+    iw_a: float = setting(-0.1, "ORCA instance weights: exponent a of l_ctr.")
+    iw_b: float = setting(0.8, "ORCA instance weights: exponent b of l_dt.")
+    iw_c: float = setting(-0.2, "ORCA instance weights: offset c.")
+    scd_heads: int = setting(2, "ORCA: heads of the SCD attention.")
+    mask_seed: int = 0  # training sets it from its --seed
+
+    def check(self) -> None:
+        if not 0.0 <= self.mask_prob <= 1.0:
+            raise ValueError(f"mask_prob must be in [0, 1], not {self.mask_prob}")
+        if self.scd_heads < 1:
+            raise ValueError(f"scd_heads must be >= 1, not {self.scd_heads}")
+
+
+def check_model(preset_name: str, towers, backbone: str) -> None:
+    """ValueError unless ORCA can sit on a model of these towers and backbone."""
+    if tuple(towers) != (CTR_TASK, DWELL_TASK) or not BACKBONES[backbone].supports_orca:
+        able = ", ".join(name for name, b in BACKBONES.items() if b.supports_orca)
+        raise ValueError(f"ORCA needs a {CTR_TASK} and a {DWELL_TASK} tower on a {able} "
+                         f"backbone; {preset_name} has {', '.join(towers)} on {backbone}")
+
+
+def check_features(config: OrcaConfig, spec, preset_name: str) -> None:
+    """InputError when counterfactual masking has no post-click feature to mask."""
+    if config.mask_prob > 0 and not spec.post_click:
+        raise InputError(f"{preset_name}: ORCA's counterfactual masking needs post-click "
+                         "features (--post_click_features or post_click in the feature "
+                         "config); or set --mask_prob=0")
+
+
+def adapt_tasks(tasks: list[Task], config: OrcaConfig) -> list[Task]:
+    """The model's tasks under ORCA: the dwell-bin task becomes the raw tower (`raw_*` outputs,
+    loss weighed by alpha) and the `nde` task comes last."""
+    adapted = []
+    for task in tasks:
+        if task.task == DWELL_TASK:
+            task = DwellBinsTask(task.config, task.targets, prefix=RAW_PREFIX, weight=config.alpha)
+        adapted.append(task)
+    dwell = next(t for t in adapted if t.task == DWELL_TASK)
+    return adapted + [NdeTask(dwell.config, dwell.targets, weight=config.beta, orca=config)]
+
+
+def attach(config: OrcaConfig, tasks: list[Task], inputs, representations, outputs,
+           masked_forward, tower_units, dropout: float) -> dict:
+    """ORCA's outputs for a network: the `nde` task's (debiased `dwell_*`) and `nde_logits`.
+    `masked_forward(features, post_click_mask, training)` reruns the encoder and backbone."""
+    nde = tasks[-1]
+    head = OrcaHead(nde.output_units, tower_units, CTR_TASK, DWELL_TASK, config.mask_prob,
+                    config.mask_seed, masked_forward, heads=config.scd_heads, dropout=dropout,
+                    name="orca")
+    debiased = head(inputs, representations, outputs[f"{RAW_PREFIX}dwell_logits"])
+    return {**nde.outputs(debiased["dwell_logits"]), "nde_logits": debiased["nde_logits"]}
+
+
+class NdeTask(DwellBinsTask):
+    """ORCA's debiased dwell distribution softmax(z), z = stopgrad(z_raw) - z_nde (the NDE
+    tower's logits come from `OrcaHead`, not from a tower of this task).
+
+    Loss: beta * sum_i w_i CE(z, bin)_i / N over clicked rows (or / clicks with
+    `dt_denominator` "clicks": SPEC §4's mean_i), w_i ORCA's instance weights (`instance_weights`,
+    from the ctr logit and the raw dwell logits, no gradient) or 1 without them. Outputs:
+    `dwell_logits` (z), `dwell_probs`, `expected_dwell_seconds`, `expected_ndt` (what the model
+    serves)."""
+
+    name_ = "nde"
+    has_tower = False
+
+    def __init__(self, *args, orca: OrcaConfig = OrcaConfig(), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.orca = orca
+
+    def loss(self, labels, outputs):
+        weights = None
+        if self.orca.instance_weights:
+            weights = instance_weights(
+                labels["dwell_bin"], outputs[f"{CTR_TASK}_logit"],
+                outputs[f"{RAW_PREFIX}dwell_logits"], self.orca.iw_a, self.orca.iw_b,
+                self.orca.iw_c)
+        return self.weight * losses.clicked_sparse_cross_entropy(
+            labels["dwell_bin"], outputs["dwell_logits"], weights,
+            denominator=self.config.dt_denominator)
+
+
+def instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.Tensor,
+                          a: float = -0.1, b: float = 0.8, c: float = -0.2) -> tf.Tensor:
+    """ORCA's inverse instance weights, float32 [batch], without gradient (SPEC §4).
+
+    For a clicked row (dwell_bin >= 0): w = relu(l_ctr^a * l_dt^b + c), l_ctr its CTR
+    cross-entropy -log sigmoid(ctr_logit) and l_dt its raw-dwell cross-entropy, both floored at
+    1e-6 (a < 0 would make an exact CTR prediction infinite); unclicked rows weigh 0. The
+    weights are rescaled to mean 1 over the global batch's clicked rows, or are all 1 there
+    when they sum to about 0. a < 0: accurate CTR and poor DT weigh most.
+    """
+    dwell_bin = tf.cast(dwell_bin, tf.int64)
+    clicked = dwell_bin >= 0
+    ctr_logit = tf.stop_gradient(tf.cast(ctr_logit, tf.float32))
+    raw_logits = tf.stop_gradient(tf.cast(raw_logits, tf.float32))
+    l_ctr = tf.maximum(tf.nn.softplus(-ctr_logit), 1e-6)
+    l_dt = tf.maximum(tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.where(clicked, dwell_bin, tf.zeros_like(dwell_bin)), logits=raw_logits), 1e-6)
+    raw = tf.nn.relu(tf.pow(l_ctr, a) * tf.pow(l_dt, b) + c)
+    raw = tf.where(clicked, raw, 0.0)
+    clicks = global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)))
+    total = global_sum(tf.reduce_sum(raw))
+    ones = tf.cast(clicked, tf.float32)
+    return tf.where(total > 1e-12, raw * tf.math.divide_no_nan(clicks, total), ones)
 
 
 class CrossTaskAttention(tf.keras.layers.Layer):

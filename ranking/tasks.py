@@ -3,27 +3,29 @@ serving read from it (tensorflow-recommenders' `tasks/` style: one base class, o
 subclass per task). Models, evaluation, export and scoring ask the task; none branches on a
 task's name.
 
-| task                  | label       | tower units | outputs                                  | loss (sum / denominator)            |
-|-----------------------|-------------|-------------|------------------------------------------|-------------------------------------|
-| `ctr`                 | click       | 1           | `ctr_logit`, `ctr`                       | BCE / N                             |
-| `valid_read`          | valid_read  | 1           | `valid_read_logit`, `valid_read`         | BCE / N                             |
-| `weighted_valid_read` | valid_read  | 1           | `weighted_valid_read_logit`, ...         | w * BCE / N, w = ndt or negative w. |
-| `log_dwell`           | log_dwell   | 1           | `log_dwell`, `dwell_seconds`             | click * squared error / N           |
-| `dwell_bins`          | dwell_bin   | num_bins    | `dwell_logits`, `dwell_probs`,           | CE over clicked rows / N (or clicks)|
-|                       |             |             | `expected_dwell_seconds`, `expected_ndt` |                                     |
-| `entire_space_dwell`  | dwell_bin   | num_bins    | as `dwell_bins`                          | CE of (no click, click in bin k)/ N |
-| `nde` (ORCA)          | dwell_bin   | (none)      | as `dwell_bins`, debiased; `nde_logits`  | beta * w * CE over clicked / N      |
+| task                  | label      | units    | outputs                                | loss / denom.   |
+|-----------------------|------------|----------|----------------------------------------|-----------------|
+| `ctr`                 | click      | 1        | `ctr_logit`, `ctr`                     | BCE / N         |
+| `valid_read`          | valid_read | 1        | `valid_read_logit`, `valid_read`       | BCE / N         |
+| `weighted_valid_read` | valid_read | 1        | `weighted_valid_read_logit`, ...       | w * BCE / N     |
+| `log_dwell`           | log_dwell  | 1        | `log_dwell`, `dwell_seconds`           | click * SE / N  |
+| `dwell_bins`          | dwell_bin  | num_bins | `dwell_logits`, `dwell_probs`,         | CE over clicked |
+|                       |            |          | `expected_dwell_seconds`,              | rows / N (or    |
+|                       |            |          | `expected_ndt`                         | / clicks)       |
+| `entire_space_dwell`  | dwell_bin  | num_bins | as `dwell_bins`                        | CE of (no click,|
+|                       |            |          |                                        | bin k) / N      |
 
-Under ORCA the `dwell_bins` tower is the raw one: its outputs are `raw_dwell_logits`, ... and
-its loss weighs `alpha`; the served `dwell_*` outputs are the `nde` task's (`ranking.orca`).
+(w: a valid read's NDT, or the negative weight; SE: squared error.)
+
+A task may be given a `prefix` for its outputs and a `weight` for its loss: ORCA
+(`ranking.orca`) uses them to make the dwell-bin tower its raw one (`raw_dwell_logits`, ...,
+loss weighed by alpha) and adds its own `nde` task, which serves the debiased `dwell_*`.
 
 N is the global batch size, "clicks" the global batch's clicked rows (see `ranking.losses`).
 The dwell-bin losses count clicked rows only (SPEC §4) and divide by N like every loss here
 (`dt_denominator` "batch", the default), or by the clicks ("clicks", the mean over clicked
-rows, which weighs the dwell task ~1/CTR times more against the click task): on 1 M simulated
-rows `ple`'s ctr tower reached a click AUC of 0.6128 with N against 0.6042 with the clicks, at
-the same dwell-bin error (MAEclass 1.082 against 1.072). `entire_space_dwell` is ESMM's view of
-the same target: a
+rows, which weighs the dwell task ~1/CTR times more against the click task; the measured
+choice is in the README). `entire_space_dwell` is ESMM's view of the same target: a
 (num_bins + 1)-way outcome of every impression, p(no click) = 1 - p_ctr and
 p(click, bin k) = p_ctr * p(bin k | click), so it trains on all impressions.
 
@@ -35,51 +37,39 @@ writes, `evaluate` its SPEC §6 metrics.
 from __future__ import annotations
 
 import dataclasses
-import math
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from core.settings import setting
+from core.stats_artifact import DwellTargets
 from ranking import losses, metrics
 
-# Label columns every task may need, as the labeller produces them.
-LABEL_KEYS = ("click", "valid_read", "ndt", "log_dwell", "dwell_bin", "dwell_time")
 # Largest predicted log1p(dwell) turned into seconds (e^12 s is about 1.9 days).
 MAX_LOG_DWELL = 12.0
+SINGLE_TASKS = ("ctr", "dwell_bins")
 
 
 @dataclasses.dataclass(frozen=True)
-class TaskOptions:
-    """What the tasks need beyond their names (from the model config and the stats artifact).
+class TowerConfig:
+    """The towers and their losses' options (SPEC §4)."""
 
-    negative_weight, negative_weighting: the click-reweighting loss (SPEC §4).
-    log_dwell_mean, log_dwell_std: the log-dwell tower predicts (log1p(T) - mean) / std.
-    dwell_bin_medians: seconds, one per bin (the bins' representative values);
-    dwell_bin_ndt: ndt of each median (for `expected_ndt`).
-    """
-
-    negative_weight: float = 1.0
-    negative_weighting: str = "unit"  # unit | ndt
-    log_dwell_mean: float = 0.0
-    log_dwell_std: float = 1.0
-    dwell_bin_medians: tuple[float, ...] = ()
-    dwell_bin_ndt: tuple[float, ...] = ()
-    # ORCA (SPEC §4): the raw dwell tower's outputs are `raw_*` and its loss weighs `alpha`;
-    # the `nde` task's weighs `beta`, with instance weights relu(l_ctr^a l_dt^b + c).
-    dt_denominator: str = "batch"  # dwell-bin losses: / batch size or / clicks (losses.py)
-    orca: bool = False
-    alpha: float = 1.0
-    beta: float = 1.0
-    instance_weights: bool = True
-    iw_a: float = -0.1
-    iw_b: float = 0.8
-    iw_c: float = -0.2
-
-    @property
-    def num_bins(self) -> int:
-        return len(self.dwell_bin_medians)
+    tower_units: tuple[int, ...] | None = setting(
+        None, "Hidden widths of each tower (an output layer of the task's width follows); "
+        "default 64,32, and none for deepfm, dcn_v2, autoint.")
+    negative_weight: float = setting(1.0, "Weight of negatives in the weighted valid-read loss.")
+    negative_weighting: str = setting(
+        "unit", "unit: negatives weigh --negative_weight; ndt: --negative_weight x their NDT "
+        "(the paper's Eq. 3 literally: unclicked impressions weigh 0).",
+        choices=losses.NEGATIVE_WEIGHTINGS)
+    single_task: str = setting(
+        "ctr", "Task of the single-task presets deepfm, dcn_v2, autoint: ctr on every "
+        "impression, or dwell_bins on clicked ones.", choices=SINGLE_TASKS)
+    dt_denominator: str = setting(
+        "batch", "Dwell-bin losses (clicked rows) divided by the batch size, or by the clicks "
+        "(their mean over clicked rows).", choices=losses.DT_DENOMINATORS)
 
 
 class Task(tf.keras.layers.Layer):
@@ -92,10 +82,14 @@ class Task(tf.keras.layers.Layer):
     binary: bool = False  # a probability of a binary label (AUC, logloss)
     has_tower: bool = True  # False: its outputs come from elsewhere in the model (ORCA's NDE)
 
-    def __init__(self, options: TaskOptions = TaskOptions(), **kwargs):
+    def __init__(self, config: TowerConfig = TowerConfig(),
+                 targets: DwellTargets = DwellTargets(), *, prefix: str = "",
+                 weight: float = 1.0, **kwargs):
         super().__init__(name=f"{self.name_}_task", **kwargs)
         self.task = self.name_
-        self.options = options
+        self.config, self.targets = config, targets
+        # `prefix` names the outputs (`<prefix>dwell_probs`, ...); `weight` scales the loss.
+        self.prefix, self.weight = prefix, float(weight)
 
     @property
     def output_units(self) -> int:
@@ -136,8 +130,8 @@ class BinaryTask(Task):
 
     binary = True
 
-    def __init__(self, options: TaskOptions = TaskOptions(), **kwargs):
-        super().__init__(options, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.ranking = tfrs.tasks.Ranking(loss=losses.WeightedBinaryCrossentropy(),
                                           name=self.name_)
 
@@ -186,8 +180,8 @@ class WeightedValidReadTask(BinaryTask):
 
     def weights(self, labels):
         return losses.click_reweighting_weights(
-            labels["valid_read"], labels["ndt"], self.options.negative_weight,
-            self.options.negative_weighting)
+            labels["valid_read"], labels["ndt"], self.config.negative_weight,
+            self.config.negative_weighting)
 
 
 class LogDwellTask(Task):
@@ -195,8 +189,8 @@ class LogDwellTask(Task):
 
     name_, label = "log_dwell", "log_dwell"
 
-    def __init__(self, options: TaskOptions = TaskOptions(), **kwargs):
-        super().__init__(options, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.ranking = tfrs.tasks.Ranking(loss=losses.ClickedMeanSquaredError(), name=self.name_)
 
     @property
@@ -210,8 +204,8 @@ class LogDwellTask(Task):
     def outputs(self, raw):
         # The tower predicts the standardized target; unit scale keeps its MSE from swamping
         # the shared bottom at the start.
-        log_dwell = (self.options.log_dwell_mean
-                     + self.options.log_dwell_std * tf.squeeze(raw, axis=1))
+        log_dwell = (self.targets.log_dwell_mean
+                     + self.targets.log_dwell_std * tf.squeeze(raw, axis=1))
         return {"log_dwell": log_dwell,
                 "dwell_seconds": tf.math.expm1(tf.clip_by_value(log_dwell, 0.0, MAX_LOG_DWELL))}
 
@@ -222,14 +216,14 @@ class LogDwellTask(Task):
                             compute_metrics=False)
 
     def evaluate(self, outputs, labels, context):
-        from pipelines import labels as labels_lib
+        from core.label_rules import assign_bins
 
         clicked = np.asarray(labels["click"]) == 1
         seconds = np.asarray(labels["dwell_time"], np.float64)[clicked]
         predicted = np.asarray(outputs["log_dwell"], np.float64)[clicked]
         result = {"log_dwell_rmse": float(np.sqrt(np.mean((predicted - np.log1p(seconds)) ** 2)))}
         # The predicted bin is the bin of the predicted dwell seconds.
-        pred_bin = labels_lib.assign_bins(
+        pred_bin = assign_bins(
             np.asarray(outputs["dwell_seconds"], np.float64)[clicked], context["bin_edges"])
         one_hot = np.eye(len(context["bin_medians"]))[pred_bin]
         result.update(_dwell_metrics(labels, clicked, one_hot, context))
@@ -253,20 +247,17 @@ class DwellBinsTask(Task):
     name_, label = "dwell_bins", "dwell_bin"
     serving_output = "expected_ndt"
 
-    def __init__(self, options: TaskOptions = TaskOptions(), **kwargs):
-        super().__init__(options, **kwargs)
-        if options.num_bins < 2:
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.targets.num_bins < 2:
             raise ValueError("the dwell_bins task needs the stats artifact's bin medians "
                              "(at least 2 bins)")
-        self.medians = tf.constant(options.dwell_bin_medians, tf.float32)
-        self.bin_ndt = tf.constant(options.dwell_bin_ndt, tf.float32)
-        # Under ORCA this tower is the raw one: its outputs are raw_*, ORCA serves the rest.
-        self.prefix = "raw_" if options.orca else ""
-        self.weight = options.alpha if options.orca else 1.0
+        self.medians = tf.constant(self.targets.bin_medians, tf.float32)
+        self.bin_ndt = tf.constant(self.targets.bin_ndt, tf.float32)
 
     @property
     def output_units(self) -> int:
-        return self.options.num_bins
+        return self.targets.num_bins
 
     @property
     def output_key(self) -> str:
@@ -283,13 +274,13 @@ class DwellBinsTask(Task):
     def loss(self, labels, outputs):
         return self.weight * losses.clicked_sparse_cross_entropy(
             labels["dwell_bin"], outputs[self.output_key],
-            denominator=self.options.dt_denominator)
+            denominator=self.config.dt_denominator)
 
     def evaluate(self, outputs, labels, context):
         clicked = np.asarray(labels["click"]) == 1
         probs = np.asarray(outputs[f"{self.prefix}dwell_probs"])[clicked]
         result = _dwell_metrics(labels, clicked, probs, context)
-        # ORCA's raw tower: its metrics beside the served (debiased) ones.
+        # A prefixed tower (ORCA's raw one) reports beside the served distribution.
         return {f"{self.prefix}dwell": result} if self.prefix else result
 
 
@@ -314,57 +305,13 @@ class EntireSpaceDwellTask(DwellBinsTask):
                                                  outputs["ctr_logit"], outputs["dwell_logits"])
 
 
-class NdeTask(DwellBinsTask):
-    """ORCA's debiased dwell distribution softmax(z), z = stopgrad(z_raw) - z_nde (the NDE
-    tower's logits come from `ranking.orca.OrcaHead`, not from a tower of this task).
-
-    Loss: beta * sum_i w_i CE(z, bin)_i / N over clicked rows (or / clicks with
-    `dt_denominator` "clicks": SPEC §4's mean_i), w_i ORCA's instance weights
-    (`losses.orca_instance_weights`, from the ctr logit and the raw dwell logits, no gradient)
-    or 1 without them. Outputs: `dwell_logits` (z), `dwell_probs`, `expected_dwell_seconds`,
-    `expected_ndt` (what the model serves), and `nde_logits`."""
-
-    name_ = "nde"
-    has_tower = False
-
-    def __init__(self, options: TaskOptions = TaskOptions(), **kwargs):
-        super().__init__(dataclasses.replace(options, orca=False), **kwargs)
-        self.weight = options.beta
-        self.orca_options = options
-
-    def loss(self, labels, outputs):
-        weights = None
-        options = self.orca_options
-        if options.instance_weights:
-            weights = losses.orca_instance_weights(
-                labels["dwell_bin"], outputs["ctr_logit"], outputs["raw_dwell_logits"],
-                options.iw_a, options.iw_b, options.iw_c)
-        return self.weight * losses.clicked_sparse_cross_entropy(
-            labels["dwell_bin"], outputs["dwell_logits"], weights,
-            denominator=options.dt_denominator)
-
-
 TASKS = {cls.name_: cls for cls in (CtrTask, ValidReadTask, WeightedValidReadTask, LogDwellTask,
-                                    DwellBinsTask, EntireSpaceDwellTask, NdeTask)}
+                                    DwellBinsTask, EntireSpaceDwellTask)}
 
 
-def make_task(name: str, options: TaskOptions = TaskOptions()) -> Task:
+def make_task(name: str, config: TowerConfig = TowerConfig(),
+              targets: DwellTargets = DwellTargets()) -> Task:
+    """The task `name` of `TASKS` with the towers' config and the dwell targets' scales."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; tasks: {', '.join(TASKS)}")
-    return TASKS[name](options)
-
-
-def make_tasks(names: Sequence[str], options: TaskOptions = TaskOptions()) -> list[Task]:
-    return [make_task(n, options) for n in names]
-
-
-def bin_medians_for_model(medians: Sequence[float | None], edges: Sequence[float]) -> tuple:
-    """Bin medians with an empty bin's (NaN or None) replaced by the geometric mean of its
-    edges, so that expectations stay finite; seconds."""
-    result = []
-    for k, median in enumerate(medians):
-        if median is None or not math.isfinite(float(median)):
-            lo, hi = max(float(edges[k]), 1e-3), max(float(edges[k + 1]), 1e-3)
-            median = math.sqrt(lo * hi)
-        result.append(float(median))
-    return tuple(result)
+    return TASKS[name](config, targets)

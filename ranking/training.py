@@ -20,111 +20,58 @@ import time
 
 import numpy as np
 
-from pipelines import atomic
-from pipelines import labels as labels_lib
-from pipelines.errors import InputError
-from ranking import data, distribute, evaluation, features as features_lib
+from core import atomic, stats_artifact
+from core.errors import InputError
+from core.labeler import labeler_for
+from core.settings import setting
+from ranking import data, distribute, evaluation, orca
+from ranking import features as features_lib
 from ranking import model_dir as model_dir_lib
+from ranking.metabalance import MetaBalanceConfig
 from ranking.models import ModelConfig, check_config
-from ranking.tasks import bin_medians_for_model
-
-STRATEGIES = distribute.STRATEGIES
-OPTIMIZERS = ("lazy_adam", "adam", "adagrad", "sgd")
+from ranking.optimizers import OptimizerConfig, make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Everything a training run needs; flows as one object from the flags to the loop."""
+    """Everything a training run needs; flows as one object from the flags to the loop. Each
+    field with a help is a flag of `ranking.train` (`core.settings`)."""
 
-    train: str
-    stats: str
-    eval: str | None = None
+    train: str = setting(help="Comma-separated globs of raw training logs.")
+    stats: str = setting(help="Stats artifact of the training window (pipelines.stats).")
+    eval: str | None = setting(None, "Comma-separated globs of raw evaluation logs.")
     model: ModelConfig = ModelConfig()
-    feature_config: str | None = None
-    post_click_features: tuple[str, ...] = ()
-    batch_size: int = 2048
-    epochs: int = 1
-    steps_per_epoch: int | None = None  # None: the whole training input per epoch
-    optimizer: str = "lazy_adam"  # Adam with row-wise embedding updates (ranking.optimizers)
-    # 3e-3, not Keras' 1e-3: one epoch of small logs (~64 steps) is otherwise under-trained
-    # (click AUC 0.604 against 0.574 on 170 k simulated rows; 0.610 and 0.611 on 1 M rows;
-    # benchmarks/defaults.py).
-    learning_rate: float = 3e-3
-    embedding_optimizer: str = "same"  # same | adam | adagrad | sgd
-    embedding_learning_rate: float = 0.05
-    seed: int = 0
-    shuffle_buffer: int = 65536  # rows
-    checkpoint_every: int = 500  # steps
-    keep_checkpoints: int = 3
-    log_every: int = 100  # steps between TensorBoard summaries
-    eval_batch_size: int = 8192
-    baseline_metrics: str | None = None
-    strategy: str = "default"  # ranking.distribute
-    input_sharding: str = "files"  # multi-worker: files | rows (ranking.distribute)
-    schema: str | None = None
-    allow_unclicked_dwell: bool = False
-    deterministic: bool = False
-    progress: str = "auto"  # auto (bars on a terminal) | bar | epoch | none
-    metabalance: bool = False  # ranking.metabalance: balance auxiliary gradients
-    metabalance_ratio: float = 1.0
-    metabalance_beta: float = 0.9
+    feature_config: str | None = setting(None, "JSON feature config (see ranking/features.py).")
+    post_click_features: tuple[str, ...] = setting((), "Features that mostly act on dwell time.")
+    batch_size: int = setting(2048, "Global batch size (rows).")
+    epochs: int = setting(1, "Passes over the training logs.")
+    steps_per_epoch: int | None = setting(None, "Cap on steps per epoch (default: all rows).")
+    optimizer: OptimizerConfig = OptimizerConfig()
+    seed: int = setting(0, "Seed of initial weights and input order.")
+    shuffle_buffer: int = setting(65536, "Rows in the shuffle buffer.")
+    checkpoint_every: int = setting(500, "Steps between checkpoints.")
+    keep_checkpoints: int = setting(3, "Checkpoints kept.")
+    log_every: int = setting(100, "Steps between TensorBoard summaries.")
+    eval_batch_size: int = setting(8192, "Rows per evaluation batch.")
+    baseline_metrics: str | None = setting(None, "eval_metrics.json of a baseline model: adds "
+                                           "rel_impr.")
+    strategy: str = setting(
+        "default", "tf.distribute strategy; multi-worker strategies read the cluster from "
+        "TF_CONFIG (BUILD.md). parameter_server: run this command on every task; the chief "
+        "trains, workers and ps tasks serve.", choices=distribute.STRATEGIES)
+    input_sharding: str = setting(
+        "files", "multi_worker_mirrored: each worker reads its own files (files), or every file "
+        "and its slice of each global batch (rows: exactly one process's batches).",
+        choices=distribute.INPUT_SHARDINGS)
+    schema: str | None = setting(None, "Curated schema.pbtxt: refuse anomalous input.")
+    allow_unclicked_dwell: bool = setting(False, "Treat dwell > 0 on unclicked rows as 0.")
+    deterministic: bool = setting(False, "Enable TensorFlow's op determinism (slower).")
+    progress: str = setting("auto", "Keras progress bars (auto: on a terminal), one line per "
+                            "epoch, or nothing.", choices=("auto", "bar", "epoch", "none"))
+    metabalance: MetaBalanceConfig = MetaBalanceConfig()
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def with_artifact(model: ModelConfig, artifact: labels_lib.StatsArtifact) -> ModelConfig:
-    """`model` with the targets' scales from the stats artifact: mu and sigma of ln dwell (the
-    log-dwell tower's standardization), the dwell bins' medians in seconds (an empty bin's
-    replaced by its edges' geometric mean) and the NDT of each median."""
-    stats = artifact.stats
-    medians = bin_medians_for_model(stats["dwell_bin_medians"], stats["dwell_bin_edges"])
-    bin_ndt = artifact.ndt(np.asarray(medians, np.float64))
-    return dataclasses.replace(model, log_dwell_mean=float(stats["mu"]),
-                               log_dwell_std=float(stats["sigma"]),
-                               dwell_bin_medians=medians,
-                               dwell_bin_ndt=tuple(float(v) for v in bin_ndt))
-
-
-def make_optimizer(name: str, learning_rate: float, model=None,
-                   embedding_optimizer: str = "same", embedding_learning_rate: float = 0.05):
-    """The optimizer of `--optimizer`; with `embedding_optimizer` other than "same", embedding
-    tables get their own (a tfrs CompositeOptimizer of legacy Keras optimizers).
-
-    `lazy_adam` (`ranking.optimizers.LazyAdam`) is Adam on dense variables and updates only the
-    embedding rows of the batch; Keras' `adam` decays both moments of every row of every table
-    at every step, which for two 131,072 x 16 id tables is most of a training step on 2 CPUs.
-    Adagrad and SGD touch only the rows in the batch too."""
-    import tensorflow as tf
-
-    from ranking.optimizers import LazyAdam
-
-    legacy = embedding_optimizer != "same"
-    family = tf.keras.optimizers.legacy if legacy else tf.keras.optimizers
-    makers = {"adam": family.Adam, "lazy_adam": LazyAdam, "adagrad": family.Adagrad,
-              "sgd": family.SGD}
-    if name not in makers:
-        raise InputError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not {name!r}")
-    if not legacy:
-        return makers[name](learning_rate)
-    if embedding_optimizer not in makers:
-        raise InputError(f"--embedding_optimizer must be same or one of "
-                         f"{', '.join(OPTIMIZERS)}, not {embedding_optimizer!r}")
-    import tensorflow_recommenders as tfrs
-
-    # The embedding tables are the encoder's (by identity, not by a name pattern).
-    tables = {id(layer.embeddings) for layer in
-              model.network.get_layer("features").embeddings.values()}
-
-    def embeddings():
-        return [v for v in model.trainable_variables if id(v) in tables]
-
-    def others():
-        return [v for v in model.trainable_variables if id(v) not in tables]
-
-    return tfrs.experimental.optimizers.CompositeOptimizer([
-        (makers[embedding_optimizer](embedding_learning_rate), embeddings),
-        (makers[name](learning_rate), others)])
 
 
 def _say(message: str) -> None:
@@ -167,9 +114,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
 def _is_bad_input(error: Exception) -> bool:
     if isinstance(error, InputError):
         return True
-    from pipelines import logs
+    from core import log_diagnosis
 
-    return logs.translate_error(error) is not None
+    return log_diagnosis.translate_error(error) is not None
 
 
 @dataclasses.dataclass
@@ -209,8 +156,8 @@ def _check_options(config: TrainConfig) -> None:
         raise InputError(str(error)) from None
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")
-    if config.metabalance and not (config.metabalance_ratio > 0
-                                   and 0 <= config.metabalance_beta < 1):
+    if config.metabalance.enabled and not (config.metabalance.ratio > 0
+                                           and 0 <= config.metabalance.beta < 1):
         raise InputError("--metabalance_ratio must be > 0 and --metabalance_beta in [0, 1)")
     if config.input_sharding not in distribute.INPUT_SHARDINGS:
         raise InputError(f"--input_sharding must be one of "
@@ -231,23 +178,22 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         raise InputError(f"--batch_size {config.batch_size} must be a multiple of the "
                          f"{strategy.num_replicas_in_sync} replicas in sync")
     if config.schema:
-        from pipelines import validation
+        from pipelines.validate import validation
 
         validation.check_input(config.train, config.schema)
         if config.eval:
             validation.check_input(config.eval, config.schema)
-    artifact = labels_lib.load_artifact(config.stats)
+    artifact = stats_artifact.load_artifact(config.stats)
+    targets = artifact.targets
     config = dataclasses.replace(config, model=dataclasses.replace(
-        with_artifact(config.model, artifact), mask_seed=config.seed))
+        config.model, orca=dataclasses.replace(config.model.orca, mask_seed=config.seed)))
     train_source = data.open_source(config.train)
     spec = features_lib.build_feature_spec(
-        train_source.schema, artifact.stats.get("numeric_features", {}),
+        train_source.schema, artifact.numeric_features,
         features_lib.load_feature_config(config.feature_config), config.post_click_features,
         config_path=config.feature_config)
-    if config.model.uses_orca and config.model.mask_prob > 0 and not spec.post_click:
-        raise InputError(f"{config.model.preset}: ORCA's counterfactual masking needs "
-                         "post-click features (--post_click_features or post_click in the "
-                         "feature config); or set --mask_prob=0")
+    if config.model.uses_orca:
+        orca.check_features(config.model.orca, spec, config.model.preset)
     train_source = data.open_source(config.train, spec)
     eval_source = data.open_source(config.eval, spec) if config.eval else None
     if workers > 1 and config.input_sharding == "files" and len(train_source.files) < workers:
@@ -258,9 +204,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     # before the model directory is created or touched. Under parameter servers the lookup
     # tables are made in the strategy's scope, which gives every worker its own copy.
     with strategy.scope() if parameter_servers else contextlib.nullcontext():
-        labeler = labels_lib.labeler_for(train_source, artifact,
+        labeler = labeler_for(train_source, artifact,
                                          allow_unclicked_dwell=config.allow_unclicked_dwell)
-    eval_labeler = (labels_lib.labeler_for(eval_source, artifact,
+    eval_labeler = (labeler_for(eval_source, artifact,
                                            allow_unclicked_dwell=config.allow_unclicked_dwell)
                     if eval_source is not None else None)  # every task: the same refusals
     if config.allow_unclicked_dwell and config.progress != "none" and chief:
@@ -268,7 +214,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                                             else [])
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
             f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in counted))
-    description = model_dir_lib.model_description(config, spec, artifact)
+    description = model_dir_lib.model_description(config, spec, artifact, targets)
     description["training"]["input_workers"] = workers
     if chief:
         note = model_dir_lib.layout_change(model_dir, description)
@@ -286,7 +232,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                                                 or workers > 1):
         _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, "
              f"{workers} input worker(s); global batch {config.batch_size}")
-    run = _build(config, model_dir, strategy, chief, spec, train_source, labeler)
+    run = _build(config, model_dir, strategy, chief, spec, targets, train_source, labeler)
     run.rows_per_file, run.workers = labeler.rows_per_file, workers
     chief_dir = os.path.join(model_dir, "checkpoints")
     latest = tf.train.latest_checkpoint(chief_dir)
@@ -307,7 +253,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
     result = {}
     if eval_source is not None and chief:
-        result = _evaluate_and_write(run, eval_source, artifact, eval_labeler, training_seconds,
+        result = _evaluate_and_write(run, eval_source, eval_labeler, training_seconds,
                                      throughputs)
     if workers > 1 and not parameter_servers:
         # The other workers wait for the chief's evaluation, so that none leaves the cluster
@@ -316,14 +262,17 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     return result
 
 
-def _evaluate_and_write(run: Run, eval_source, artifact, eval_labeler, training_seconds: float,
+def _evaluate_and_write(run: Run, eval_source, eval_labeler, training_seconds: float,
                         throughputs: list) -> dict:
     """eval_metrics.json of a trained run (the chief's), with TensorBoard scalars."""
     import tensorflow as tf
 
     config, spec, model_dir, labeler = run.config, run.spec, run.model_dir, run.labeler
     model, global_step = run.model, run.global_step
-    result = evaluate(model, eval_source, artifact, spec, config, eval_labeler)
+    dataset = data.labelled_dataset(eval_source, eval_labeler, spec, config.eval_batch_size,
+                                    allow_unclicked_dwell=config.allow_unclicked_dwell)
+    result = evaluation.evaluate(model, dataset, config.baseline_metrics)
+    result["eval"] = config.eval
     result["global_step"] = int(global_step)
     if config.allow_unclicked_dwell:
         result["unclicked_dwell_treated_as_zero"] = {
@@ -339,8 +288,8 @@ def _evaluate_and_write(run: Run, eval_source, artifact, eval_labeler, training_
     return result
 
 
-def _build(config: TrainConfig, model_dir: str, strategy, chief: bool, spec, train_source,
-           labeler) -> Run:
+def _build(config: TrainConfig, model_dir: str, strategy, chief: bool, spec, targets,
+           train_source, labeler) -> Run:
     """The model, optimizer, counters and checkpoint of a run, made in the strategy's scope."""
     import tensorflow as tf
 
@@ -349,11 +298,10 @@ def _build(config: TrainConfig, model_dir: str, strategy, chief: bool, spec, tra
     counters = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
                 for name in ("global_step", "epoch", "batch_in_epoch", "steps_per_epoch")}
     with strategy.scope():
-        model = RankingModel(spec, config.model)
+        model = RankingModel(spec, config.model, targets)
         # Create every variable now, so a restore fills them all at once.
         model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
-        optimizer = make_optimizer(config.optimizer, config.learning_rate, model,
-                                   config.embedding_optimizer, config.embedding_learning_rate)
+        optimizer = make_optimizer(config.optimizer, model)
         # Slots now, not at the first step: a restore then fills them at once, which a
         # deferred restore into slots made later on parameter servers would not.
         if hasattr(optimizer, "build"):
@@ -361,12 +309,12 @@ def _build(config: TrainConfig, model_dir: str, strategy, chief: bool, spec, tra
         elif hasattr(optimizer, "_create_all_weights"):  # legacy Keras optimizers
             optimizer._create_all_weights(model.trainable_variables)  # noqa: SLF001
         balance = None
-        if config.metabalance:
+        if config.metabalance.enabled:
             from ranking.metabalance import MetaBalance
 
-            towers = config.model.towers
-            balance = MetaBalance(towers[0], towers[1:], config.metabalance_ratio,
-                                  config.metabalance_beta)
+            towers = [task.task for task in model.tasks]
+            balance = MetaBalance(towers[0], towers[1:], config.metabalance.ratio,
+                                  config.metabalance.beta)
     parts = dict(model=model, optimizer=optimizer, **counters)
     if balance is not None:
         parts["metabalance"] = balance
@@ -381,28 +329,3 @@ def _build(config: TrainConfig, model_dir: str, strategy, chief: bool, spec, tra
     return Run(config=config, model_dir=model_dir, strategy=strategy, chief=chief, spec=spec,
                train_source=train_source, labeler=labeler, model=model, optimizer=optimizer,
                balance=balance, checkpoint=checkpoint, manager=manager, **counters)
-
-
-def evaluate(model, source, artifact, spec, config: TrainConfig, labeler=None) -> dict:
-    """SPEC §6 metrics of `model` on the logs of `source`, labelled with `artifact` (by
-    `labeler`, made for `source` when not given)."""
-    labeler = labeler or labels_lib.labeler_for(
-        source, artifact, allow_unclicked_dwell=config.allow_unclicked_dwell)
-    dataset = data.labelled_dataset(source, labeler, spec, config.eval_batch_size,
-                                    allow_unclicked_dwell=config.allow_unclicked_dwell)
-    outputs, labels = evaluation.predict(model.network, dataset, config.model)
-    result = evaluation.evaluation_metrics(
-        config.model, outputs, labels, np.asarray(artifact.stats["dwell_bin_edges"]),
-        # The model's medians: an empty bin's is its edges' geometric mean, not NaN.
-        np.asarray(config.model.dwell_bin_medians or bin_medians_for_model(
-            artifact.stats["dwell_bin_medians"], artifact.stats["dwell_bin_edges"]), float))
-    result["eval"] = config.eval
-    if config.baseline_metrics:
-        try:
-            with open(config.baseline_metrics) as handle:
-                baseline = json.load(handle)
-        except (OSError, ValueError) as error:
-            raise InputError(f"cannot read the baseline metrics ({error})",
-                             file=config.baseline_metrics) from None
-        evaluation.add_rel_impr(result, baseline, baseline.get("preset", config.baseline_metrics))
-    return result

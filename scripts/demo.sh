@@ -57,13 +57,13 @@ echo "== score the evaluation days with the export (in-process engine; --engine=
 
 echo
 echo "== online A/B test on the simulator: the exports rank the same sessions' candidates"
-"$PYTHON" -m pipelines.simulate_online --sim="${SIM}" --stats="${DEMO_DIR}/stats" \
+"$PYTHON" -m online.ab_test --sim="${SIM}" --stats="${DEMO_DIR}/stats" \
   --policies="single_ctr=${DEMO_DIR}/serving/single_ctr,vr_ndt=${DEMO_DIR}/serving/vr_ndt,ple_orca=${DEMO_DIR}/serving/ple_orca" \
   --days=2 --output_dir="${DEMO_DIR}/online"
 
 echo
 echo "== report"
-"$PYTHON" -m ranking.report \
+"$PYTHON" -m report \
   --model_dirs="${DEMO_DIR}/models/single_ctr,${DEMO_DIR}/models/vr_ndt,${DEMO_DIR}/models/ple_orca" \
   --scores="${DEMO_DIR}/scores" --labelled="${DEMO_DIR}/labelled" --online="${DEMO_DIR}/online" \
   --output_dir="${DEMO_DIR}/report"

@@ -21,7 +21,7 @@ import traceback
 
 from absl import flags
 
-from pipelines import cli
+from core import cli
 
 # Modules whose CLI passes unknown flags to Beam (cli.run(..., pass_unknown_flags=True)).
 PASS_UNKNOWN = {"pipelines.stats", "pipelines.validate", "pipelines.label"}
@@ -30,7 +30,10 @@ PASS_UNKNOWN = {"pipelines.stats", "pipelines.validate", "pipelines.label"}
 def main():
     name = sys.argv[1]
     cases = json.load(sys.stdin)
+    # A stage's CLI is its package's __main__ (python -m pipelines.stats).
     module = importlib.import_module(name)
+    if not hasattr(module, "main"):
+        module = importlib.import_module(f"{name}.__main__")
     results = []
     results_stream = os.fdopen(os.dup(1), "w")
     for argv in cases:

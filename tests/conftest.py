@@ -2,7 +2,8 @@
 
 import os
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import core  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import subprocess  # noqa: E402
@@ -30,7 +31,8 @@ def small_world(tmp_path_factory):
     """A small simulated feed: 6 days; stats of days 0-3; train on days 0-3, evaluate on 4-5.
 
     Returns a dict with `root`, `train` and `eval` globs and the `stats` directory."""
-    from pipelines import simulator, statistics
+    from pipelines.simulate import simulator
+    from pipelines.stats import statistics
 
     root = tmp_path_factory.mktemp("world")
     config = simulator.SimConfig(num_users=1500, num_items=600, days=6, seed=11)
@@ -41,7 +43,7 @@ def small_world(tmp_path_factory):
             "stats": str(root / "stats")}
 
 
-# The simulator's post-click features (pipelines.simulator.POST_CLICK_FEATURES).
+# The simulator's post-click features (pipelines.simulate.simulator.POST_CLICK_FEATURES).
 POST_CLICK = ("category", "item_length", "publish_age_hours")
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
-from pipelines.log_schema import LogSchema
+from core.log_schema import LogSchema
 from ranking import features
 
 SCHEMA = LogSchema(

@@ -1,6 +1,6 @@
 """An independent NumPy/pandas implementation of SPEC §3, written from the spec's text.
 
-It shares no code with `pipelines.labels` / `pipelines.statistics`: tests compare the two, and
+It shares no code with `pipelines.labels` / `pipelines.stats.statistics`: tests compare the two, and
 the labelling benchmark uses it as the pandas baseline.
 """
 

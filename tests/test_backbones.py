@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model_fixtures import tiny_spec
 from ranking import backbones
 from ranking.backbones import fields as fields_lib
 from ranking.backbones.deepfm import bi_interaction
 from ranking.backbones.ple import PLE
+
+from model_fixtures import tiny_spec
 
 TASKS = ("ctr", "dwell_bins")
 BATCH, DIM = 7, 12

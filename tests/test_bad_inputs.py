@@ -170,7 +170,7 @@ CATALOGUE = {
     "enormous field": (build_enormous_field, None),
 }
 # "module:engine" is a module run with --engine=engine (the label job's Beam engine).
-ENTRY_POINTS = ("pipelines.describe", "pipelines.stats", "pipelines.label",
+ENTRY_POINTS = ("pipelines.validate.describe", "pipelines.stats", "pipelines.label",
                 "pipelines.label:beam", "pipelines.validate", "ranking.train", "pipelines.score")
 # Scoring's own outcome where it differs: None (scored, exit 0), or the error's pattern. A file
 # whose first records cannot be read at all (the corrupt TFRecord) is refused, as elsewhere:
@@ -200,7 +200,7 @@ def argv_for(entry, pattern, out, stats, saved_model):
     if ":" in entry:
         module, engine = entry.split(":")
         return argv_for(module, pattern, out, stats, saved_model) + [f"--engine={engine}"]
-    if entry == "pipelines.describe":
+    if entry == "pipelines.validate.describe":
         return [f"--input={pattern}"]
     if entry == "pipelines.label":
         return [f"--input={pattern}", f"--stats={stats}", f"--output_dir={out}", "--format=csv",
@@ -222,7 +222,7 @@ def results(tmp_path_factory):
     good = root / "good.csv"
     write(good, good_rows())
     stats = root / "stats"
-    from pipelines import statistics
+    from pipelines.stats import statistics
 
     statistics.compute_stats(str(good), str(stats))
 
@@ -241,7 +241,7 @@ def results(tmp_path_factory):
         cases, dirs = [], []
         for name, (build, _) in CATALOGUE.items():
             # --input is a comma-separated list of globs: keep commas out of the paths.
-            case_dir = (root / re.sub(r"[^A-Za-z0-9]+", "_", entry.split(".")[1])
+            case_dir = (root / re.sub(r"[^A-Za-z0-9]+", "_", entry)
                         / re.sub(r"[^A-Za-z0-9]+", "_", name))
             case_dir.mkdir(parents=True)
             pattern = build(case_dir)

@@ -17,8 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from conftest import REPO
 from ranking import distribute
+
+from conftest import REPO
 
 # Two epochs of 60 steps of 256 rows: the small world's 4 training files hold ~44 k rows, so
 # both epochs are capped and the runs are short.
@@ -129,15 +130,17 @@ def _rows(dataset):
 def test_worker_shards_partition_the_epoch(small_world):
     """File shards are disjoint, cover every row once and hold only their own files' rows;
     row shards are the slices of the global batches."""
-    from pipelines import labels as labels_lib
-    from ranking import data, features as features_lib
+    from core import stats_artifact
+    from core.labeler import labeler_for
+    from ranking import data
+    from ranking import features as features_lib
 
-    artifact = labels_lib.load_artifact(small_world["stats"])
+    artifact = stats_artifact.load_artifact(small_world["stats"])
     source = data.open_source(small_world["train"])
     spec = features_lib.build_feature_spec(source.schema,
-                                           artifact.stats.get("numeric_features", {}), None, ())
+                                           artifact.numeric_features, None, ())
     source = data.open_source(small_world["train"], spec)
-    labeler = labels_lib.labeler_for(source, artifact)
+    labeler = labeler_for(source, artifact)
 
     def epoch(batch_size, shard=None):
         return data.labelled_dataset(source, labeler, spec, batch_size, seed=3, epoch=1,
@@ -183,7 +186,7 @@ def test_a_bad_cluster_is_refused_before_anything_starts(small_world, tmp_path, 
                                                          tf_config, strategy, message):
     """Refused in this process before any strategy or server exists (a worker-only cluster with
     parameter_server would otherwise serve for ever), leaving no model directory."""
-    from pipelines.errors import InputError
+    from core.errors import InputError
     from ranking import training
     from ranking.models import ModelConfig
 
@@ -278,8 +281,9 @@ def test_parameter_servers_train_partition_embeddings_and_resume(small_world, si
                                                                tmp_path):
     """Chief, two workers and two ps tasks as local processes. Steps are asynchronous and each
     worker reads its own files, so a measured tolerance against one process (on the small
-    world, 120 steps: AUCs 0.006-0.011 apart over two runs). The chief is killed mid-way and restarted against the
-    running workers and ps tasks; the partitioned tables restore into one process's model."""
+    world, 120 steps: AUCs 0.006-0.011 apart over two runs). The chief is killed mid-way and
+    restarted against the running workers and ps tasks; the partitioned tables restore into one
+    process's model."""
     from export import exporter
 
     model_dir = tmp_path / "model"

@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk
 
+from core.stats_artifact import DwellTargets
 from ranking import evaluation, models
+from ranking.tasks import TowerConfig
 
 MEDIANS = (2.0, 6.0, 15.0, 40.0, 100.0, 250.0, 600.0, 1500.0)
 EDGES = np.array([1.0, 4.0, 9.0, 25.0, 60.0, 150.0, 400.0, 900.0, 3000.0])
+TARGETS = DwellTargets(bin_edges=tuple(EDGES), bin_medians=MEDIANS, bin_ndt=MEDIANS)
 
 
 def synthetic(rows=4000, seed=0):
@@ -30,8 +33,7 @@ def synthetic(rows=4000, seed=0):
 @pytest.mark.parametrize("preset", ["mmoe", "esmm"])
 def test_dwell_metrics_of_a_bin_model_equal_scikit_learn(preset):
     outputs, labels = synthetic()
-    config = models.ModelConfig(preset, dwell_bin_medians=MEDIANS, dwell_bin_ndt=MEDIANS)
-    result = evaluation.evaluation_metrics(config, outputs, labels, EDGES, np.array(MEDIANS))
+    result = evaluation.evaluation_metrics(models.ModelConfig(preset), TARGETS, outputs, labels)
     clicked = labels["click"] == 1
     true_bin = labels["dwell_bin"][clicked]
     pred_bin = outputs["dwell_probs"][clicked].argmax(axis=1)
@@ -68,8 +70,7 @@ def test_a_dwell_only_single_task_model_has_no_ctr_decile_bias():
     outputs, labels = synthetic(rows=500)
     outputs = {k: v for k, v in outputs.items() if k != "ctr"}
     outputs["score"] = outputs["expected_ndt"]
-    config = models.ModelConfig("deepfm", single_task="dwell_bins", dwell_bin_medians=MEDIANS,
-                                dwell_bin_ndt=MEDIANS)
-    result = evaluation.evaluation_metrics(config, outputs, labels, EDGES, np.array(MEDIANS))
+    config = models.ModelConfig("deepfm", towers=TowerConfig(single_task="dwell_bins"))
+    result = evaluation.evaluation_metrics(config, TARGETS, outputs, labels)
     assert "dt_weighted_f1" in result and "dt_bias_by_ctr_decile" not in result
     assert result["towers"] == {}

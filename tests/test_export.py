@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from core import log_writers, logs
+from core.errors import InputError
 from export import exporter
-from pipelines import log_writers, logs
-from pipelines.errors import InputError
 from ranking import data, models
 from ranking import model_dir as model_dir_lib
 
@@ -23,7 +23,7 @@ ROWS = 64
 def eval_rows(small_world, trained):
     """The first ROWS rows of the evaluation logs: feature columns and serialized examples."""
     model, description = exporter.load_trained(trained["vr_ndt"])
-    spec, _ = model_dir_lib.build_from_description(description)
+    spec = model.feature_spec
     source = data.open_source(small_world["eval"], spec)
     batch = next(iter(source.dataset(ROWS, columns=spec.names)))
     columns = {name: batch[name].numpy() for name in spec.names}
@@ -80,24 +80,24 @@ def test_export_loads_without_project_code_and_matches_keras(preset, trained, ex
     assert completed.returncode == 0, completed.stderr[-3000:]
     served = dict(np.load(out))
     expected = keras_outputs(trained[preset], columns)
-    _, config = model_dir_lib.build_from_description(
+    _, config, targets = model_dir_lib.build_from_description(
         model_dir_lib.load_model_description(trained[preset]))
-    names = models.output_names(config)
+    names = models.output_names(config, targets)
     assert {k.split("/")[1] for k in served} == set(names)
     for name in names:
         for path in ("examples", "raw"):
             np.testing.assert_allclose(served[f"{path}/{name}"], expected[name], rtol=1e-5,
                                        atol=1e-6, err_msg=f"{preset} {path} {name}")
-    if "dwell_bins" in config.towers or "entire_space_dwell" in config.towers:
+    if "dwell_bins" in config.tower_names or "entire_space_dwell" in config.tower_names:
         # dwell_probs is float32 [batch, num_bins] in both signatures and sums to 1.
         for path in ("examples", "raw"):
             probs = served[f"{path}/dwell_probs"]
-            assert probs.dtype == np.float32 and probs.shape == (ROWS, config.task_options.num_bins)
+            assert probs.dtype == np.float32 and probs.shape == (ROWS, targets.num_bins)
             np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
         signatures = result.signatures
         for name in ("serving_default", "predict_raw"):
             assert signatures[name]["outputs"]["dwell_probs"] == (
-                "float32", [None, config.task_options.num_bins])
+                "float32", [None, targets.num_bins])
 
 
 def test_saved_model_cli_runs_input_examples(exports, trained, eval_rows, tmp_path):
@@ -187,15 +187,21 @@ def test_versions_warmup_and_models_config(exports, trained):
     assert f'base_path: "{os.path.abspath(base)}"' in config and "vr_ndt" in config
 
 
-def test_interrupted_export_leaves_no_version_directory(trained, tmp_path):
+def test_interrupted_export_leaves_no_version_directory(trained, tmp_path, monkeypatch):
     base = tmp_path / "serving"
+    write_warmup = exporter.write_warmup
 
-    def interrupt(staged):
-        assert os.path.exists(os.path.join(staged, "saved_model.pb"))
+    def interrupt(path, *args):
+        # The last step before the rename: the SavedModel is complete, the warmup written.
+        count = write_warmup(path, *args)
+        staged = os.path.dirname(os.path.dirname(path))
+        assert os.path.exists(os.path.join(staged, "saved_model.pb")) and count
         raise KeyboardInterrupt
 
+    monkeypatch.setattr(exporter, "write_warmup", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        exporter.export_saved_model(trained["single_ctr"], str(base), _before_rename=interrupt)
+        exporter.export_saved_model(trained["single_ctr"], str(base))
+    monkeypatch.undo()
     assert os.listdir(base) == []
     second = exporter.export_saved_model(trained["single_ctr"], str(base), version=7)
     third = exporter.export_saved_model(trained["single_ctr"], str(base))
@@ -229,7 +235,7 @@ def test_warmup_falls_back_to_default_examples_without_training_logs(tmp_path):
 def test_the_projects_own_tfrecord_logs_replay_to_serving(exports, tmp_path):
     """Examples the project writes (here the simulator's TFRecord logs, numeric user ids and
     all) parse in serving_default as they are: ids are bytes everywhere."""
-    from pipelines import simulator
+    from pipelines.simulate import simulator
 
     config = simulator.SimConfig(num_users=60, num_items=40, days=1, seed=9)
     simulator.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)

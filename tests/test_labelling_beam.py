@@ -1,4 +1,4 @@
-"""The Beam labelling engine (pipelines/labelling_beam.py) against the local one: the same shards,
+"""The Beam labelling engine (pipelines/label/labelling_beam.py) against the local one: the same shards,
 row for row, and the same counts; rule T2's counts joined across files and the artifact; bad
 input through Beam workers ending in one readable line."""
 
@@ -9,9 +9,12 @@ import os
 
 import numpy as np
 import pytest
-
-from pipelines import labelling, labelling_beam, labels, simulator, statistics
 from test_labels import DAY, D, history_rows, read_frame, write_log
+
+from core import stats_artifact
+from pipelines.label import labelling, labelling_beam
+from pipelines.simulate import simulator
+from pipelines.stats import statistics
 
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
@@ -88,7 +91,7 @@ def test_t2_counts_are_joined_across_files_and_with_the_artifact(tmp_path):
     write_log(tmp_path / "a.csv", a)
     write_log(tmp_path / "b.csv", b)
     pattern = str(tmp_path / "[ab].csv")
-    rules = dataclasses.replace(labels.load_artifact(str(tmp_path / "stats")).rules,
+    rules = dataclasses.replace(stats_artifact.load_artifact(str(tmp_path / "stats")).rules,
                                 t1_threshold=1e9)
     local = labelling.label_logs(pattern, str(tmp_path / "stats"), str(tmp_path / "local"),
                                  fmt="csv", rules=rules)

@@ -10,8 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import labelling, labels, simulator, statistics
-from pipelines.errors import InputError
+from core import label_rules, stats_artifact
+from core.errors import InputError
+from pipelines.label import labelling
+from pipelines.simulate import simulator
+from pipelines.stats import statistics
+
 from reference_labels import reference_labels, reference_ndt, reference_stats
 
 DAY = 86_400
@@ -20,14 +24,14 @@ LABELS = ["valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin"]
 
 # NDT ----------------------------------------------------------------------------------------------
 def test_paper_preset_values():
-    p = labels.fit_ndt("paper", x_l=1.0, x_h=2.0)
+    p = label_rules.fit_ndt("paper", x_l=1.0, x_h=2.0)
     assert (p.offset, p.tau, p.A, p.B) == (15.0, 20.0, 2.319, 0.744)
     np.testing.assert_allclose(p(np.array([0.0, 15.0, 1000.0])),
                                reference_ndt([0.0, 15.0, 1000.0], 15, 20, 2.319, 0.744))
 
 
 def test_auto_fit_reproduces_the_papers_setting():
-    p = labels.fit_ndt("auto", x_l=15.0, x_h=200.0, t_max=1.575, epsilon=1e-5)
+    p = label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, t_max=1.575, epsilon=1e-5)
     assert p.offset == 15.0
     assert p.tau == pytest.approx(19.75, abs=0.01)
     assert p.A == pytest.approx(2.312, abs=5e-4)
@@ -46,7 +50,7 @@ def test_auto_fit_reproduces_the_papers_setting():
 
 def test_auto_fit_refuses_an_impossible_slope():
     with pytest.raises(InputError, match="cannot fit NDT"):
-        labels.fit_ndt("auto", x_l=15.0, x_h=200.0, epsilon=1.0)
+        label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, epsilon=1.0)
 
 
 # Simulated logs: statistics and labels against the reference ---------------------------------------
@@ -70,9 +74,9 @@ def test_stats_equal_the_reference(sim):
     root, stats_dir = sim
     window = read_frame(str(root / "sim/logs/day-0[0-6].csv.gz"))
     want = reference_stats(window)
-    artifact = labels.load_artifact(stats_dir)
-    got = artifact.stats
-    assert got["format_version"] == labels.FORMAT_VERSION
+    artifact = stats_artifact.load_artifact(stats_dir)
+    got = stats_artifact.read_stats_json(stats_dir)
+    assert got["format_version"] == stats_artifact.FORMAT_VERSION
     assert got["rows"] == len(window) and got["clicks"] == int(window["click"].sum())
     for key in ("mu", "sigma", "x_l", "x_h"):
         assert got[key] == pytest.approx(want[key], rel=1e-6), key
@@ -96,12 +100,12 @@ def test_stats_equal_the_reference(sim):
 
 
 def label_with_reference(frame, artifact):
-    stats = artifact.stats
-    edges = np.log(stats["dwell_bin_edges"])
-    return reference_labels(frame, x_l=stats["x_l"], item_p10=artifact.item_p10,
+    edges = np.log(artifact.dwell_bin_edges)
+    ndt = artifact.ndt
+    return reference_labels(frame, x_l=artifact.x_l, item_p10=artifact.item_p10,
                             history=artifact.user_day_clicks,
-                            ndt={k: stats["ndt"][k] for k in ("offset", "tau", "A", "B")},
-                            log_lo=edges[0], log_hi=edges[-1], num_bins=stats["num_bins"])
+                            ndt={"offset": ndt.offset, "tau": ndt.tau, "A": ndt.A, "B": ndt.B},
+                            log_lo=edges[0], log_hi=edges[-1], num_bins=artifact.num_bins)
 
 
 def test_labels_equal_the_reference_on_simulated_logs(sim, tmp_path):
@@ -113,7 +117,7 @@ def test_labels_equal_the_reference_on_simulated_logs(sim, tmp_path):
     assert len(got) == len(frame) == summary.rows
     # Input columns pass through unchanged, in input order.
     pd.testing.assert_frame_equal(got[frame.columns], frame)
-    want = label_with_reference(frame, labels.load_artifact(stats_dir))
+    want = label_with_reference(frame, stats_artifact.load_artifact(stats_dir))
     for column in ("valid_read", "valid_read_rule", "dwell_bin"):
         np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy(), column)
     np.testing.assert_allclose(got["ndt"], want["ndt"], atol=1e-5)
@@ -129,7 +133,7 @@ def test_tfrecord_output_carries_the_same_labels_and_the_input(sim, tmp_path):
     pattern = str(root / "sim/logs/day-08.csv.gz")
     labelling.label_logs(pattern, stats_dir, str(tmp_path / "csv"), fmt="csv")
     labelling.label_logs(pattern, stats_dir, str(tmp_path / "tfr"), fmt="tfrecord")
-    from pipelines import logs
+    from core import logs
 
     batches = list(logs.read_logs(str(tmp_path / "tfr/*.tfrecord.gz"), 4096).as_numpy_iterator())
     tfr = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -149,7 +153,7 @@ def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
                          str(tmp_path / "tfr"), fmt="tfrecord")
     labelling.label_logs(str(tmp_path / "sim/logs/*.tfrecord.gz"), stats_dir,
                          str(tmp_path / "csv"), fmt="csv")
-    from pipelines import logs
+    from core import logs
 
     batches = list(logs.read_logs(str(tmp_path / "tfr/*.tfrecord.gz"), 4096).as_numpy_iterator())
     tfr = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -163,7 +167,7 @@ def test_ids_are_bytes_in_every_example_written(tmp_path, sim):
     examples whose ids are bytes (what serving parses), the other features untouched."""
     import tensorflow as tf
 
-    from pipelines import log_writers
+    from core import log_writers
 
     _, stats_dir = sim
     config = simulator.SimConfig(num_users=100, num_items=80, days=2, seed=5)
@@ -204,13 +208,15 @@ def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path):
     statistics.compute_stats(str(root / "sim/logs/day-0[0-6].csv.gz"), str(tmp_path / "two"),
                              beam_args=["--direct_num_workers=2",
                                         "--direct_running_mode=multi_processing"])
-    one, two = labels.load_artifact(stats_dir), labels.load_artifact(str(tmp_path / "two"))
+    one, two = stats_artifact.load_artifact(stats_dir), stats_artifact.load_artifact(str(tmp_path / "two"))
+    json_one = stats_artifact.read_stats_json(stats_dir)
+    json_two = stats_artifact.read_stats_json(str(tmp_path / "two"))
     for key in ("mu", "sigma", "x_l", "x_h", "ndt", "dwell_bin_edges", "dwell_bin_medians",
                 "rows", "clicks", "items_with_p10", "user_days", "rules"):
-        assert one.stats[key] == two.stats[key], key
-    for name, moments in one.stats["numeric_features"].items():
+        assert json_one[key] == json_two[key], key
+    for name, moments in one.numeric_features.items():
         for k, v in moments.items():
-            assert two.stats["numeric_features"][name][k] == pytest.approx(v, rel=1e-12)
+            assert two.numeric_features[name][k] == pytest.approx(v, rel=1e-12)
     assert one.item_p10 == two.item_p10
     assert one.user_day_clicks == two.user_day_clicks
 
@@ -255,7 +261,7 @@ def label_rows(root, stats_dir, rows, name, **rules):
     import dataclasses
 
     path = write_log(root / f"{name}.csv", rows)
-    artifact = labels.load_artifact(stats_dir)
+    artifact = stats_artifact.load_artifact(stats_dir)
     out = root / f"{name}-out"
     labelling.label_logs(path, stats_dir, str(out), fmt="csv",
                          rules=dataclasses.replace(artifact.rules, **rules))
@@ -264,7 +270,7 @@ def label_rows(root, stats_dir, rows, name, **rules):
 
 def test_item_p10_only_with_enough_records(hand):
     _, stats_dir = hand
-    artifact = labels.load_artifact(stats_dir)
+    artifact = stats_artifact.load_artifact(stats_dir)
     assert "four" not in artifact.item_p10
     assert artifact.item_p10["five"] == pytest.approx(np.percentile([30, 40, 50, 60, 70], 10))
 
@@ -290,7 +296,7 @@ def test_t2_window_counts_seven_days_inclusive_with_history(hand):
 
 def test_rule_precedence_floor_and_t3(hand):
     root, stats_dir = hand
-    p10 = labels.load_artifact(stats_dir).item_p10["five"]  # 34 s
+    p10 = stats_artifact.load_artifact(stats_dir).item_p10["five"]  # 34 s
     heavy = [("heavy", "bgx", D * DAY + k, 1, 100.0) for k in range(10)]  # never light
     rows = heavy + [
         ("light", "five", D * DAY + 100, 1, 40.0),    # T1 (> 20) and T2 and T3 -> rule 1
@@ -332,9 +338,9 @@ def test_artifact_of_another_version_is_refused(hand, tmp_path):
     stats["format_version"] = 0
     (copy / "stats.json").write_text(json.dumps(stats))
     with pytest.raises(InputError, match="format_version 0"):
-        labels.load_artifact(str(copy))
+        stats_artifact.load_artifact(str(copy))
     with pytest.raises(InputError, match="not a stats artifact"):
-        labels.load_artifact(str(tmp_path))
+        stats_artifact.load_artifact(str(tmp_path))
 
 
 def test_label_cli_bad_input_leaves_no_output(hand, run, tmp_path):
@@ -395,9 +401,6 @@ def test_an_empty_bin_has_a_null_median_and_readers_accept_it(sim, tmp_path):
     stats = json.loads(text, parse_constant=refuse)
     assert stats["dwell_bin_medians"][1:] == [None, None]
     assert stats["dwell_bin_medians"][0] > 0
-    artifact = labels.load_artifact(out)
-    from ranking import models, training
-
-    model = training.with_artifact(models.ModelConfig("mmoe"), artifact)
-    assert model.dwell_bin_medians[1] == pytest.approx(np.sqrt(1e6 * 2e6))
-    assert all(np.isfinite(model.dwell_bin_ndt))
+    targets = stats_artifact.load_artifact(out).targets
+    assert targets.bin_medians[1] == pytest.approx(np.sqrt(1e6 * 2e6))
+    assert all(np.isfinite(targets.bin_ndt))

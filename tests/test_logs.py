@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pipelines import log_diagnosis, log_schema, log_writers, logs
-from pipelines.errors import InputError
+from core import log_diagnosis, log_schema, log_writers, logs
+from core.errors import InputError
 
 ROWS = [
     # impression_id, user_id, item_id, timestamp, click, dwell_time, position, category, score
@@ -66,7 +66,7 @@ def read_all(pattern, **kwargs):
         for batch in dataset:
             batches.append({k: v.numpy() for k, v in batch.items()})
     except tf.errors.OpError as error:
-        raise log_diagnosis.translate_error(error) or error
+        raise (log_diagnosis.translate_error(error) or error) from None
     return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
 
 

@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from core.stats_artifact import DwellTargets, representative_medians
 from ranking import losses, models, tasks
+
 from model_fixtures import tiny_batch, tiny_spec
 
 LOGITS = np.array([2.0, -1.0, 0.5, -3.0, 0.0, 1.5])
@@ -120,8 +122,7 @@ def test_entire_space_loss_is_the_joint_outcome_cross_entropy():
 
 
 def test_dwell_bin_outputs_and_expected_ndt_equal_numpy():
-    task = tasks.DwellBinsTask(tasks.TaskOptions(dwell_bin_medians=MEDIANS,
-                                                 dwell_bin_ndt=BIN_NDT))
+    task = tasks.DwellBinsTask(targets=DwellTargets(bin_medians=MEDIANS, bin_ndt=BIN_NDT))
     logits = np.random.default_rng(2).normal(size=(5, 8))
     out = {k: v.numpy() for k, v in task.outputs(tf.constant(logits, tf.float32)).items()}
     p = np.exp(np_log_softmax(logits))
@@ -132,7 +133,7 @@ def test_dwell_bin_outputs_and_expected_ndt_equal_numpy():
 
 
 def test_empty_bins_get_a_finite_representative():
-    got = tasks.bin_medians_for_model([2.0, float("nan"), None, 50.0], [1.0, 4.0, 9.0, 30.0, 80.0])
+    got = representative_medians([2.0, float("nan"), None, 50.0], [1.0, 4.0, 9.0, 30.0, 80.0])
     assert got == pytest.approx((2.0, 6.0, np.sqrt(9.0 * 30.0), 50.0))
 
 
@@ -147,11 +148,10 @@ def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
     spec = tiny_spec()
     preset, _, variant = preset.partition(":")
     denominator = "clicks" if variant == "clicks" else "batch"
-    config = models.ModelConfig(preset, negative_weight=0.7, negative_weighting=weighting,
-                                single_task=variant if variant == "dwell_bins" else "ctr",
-                                dwell_bin_medians=MEDIANS, dwell_bin_ndt=BIN_NDT,
-                                dt_denominator=denominator)
-    model = models.RankingModel(spec, config)
+    config = models.ModelConfig(preset, towers=tasks.TowerConfig(
+        negative_weight=0.7, negative_weighting=weighting,
+        single_task=variant if variant == "dwell_bins" else "ctr", dt_denominator=denominator))
+    model = models.RankingModel(spec, config, DwellTargets(bin_medians=MEDIANS, bin_ndt=BIN_NDT))
     features = tiny_batch(spec, 6)
     labels = {"click": tf.constant(CLICK), "valid_read": tf.constant(VALID_READ),
               "ndt": tf.constant(NDT, tf.float32), "log_dwell": tf.constant(LOG_DWELL, tf.float32),
@@ -160,7 +160,7 @@ def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
     outputs = {k: v.numpy().astype(np.float64) for k, v in model(features).items()}
     got = {k: float(v) for k, v in model.task_losses((features, labels)).items()}
     expected = {}
-    for task in config.towers:
+    for task in config.tower_names:
         if task == "ctr":
             expected[task] = np.mean(np_bce(CLICK, outputs["ctr_logit"]))
         elif task == "valid_read":

@@ -4,11 +4,13 @@ with MetaBalance (its moving averages and ORCA's mask counter live in the checkp
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_orca import BIN_NDT, MEDIANS, labels_for
+
+from core.stats_artifact import DwellTargets
+from ranking import models, training
+from ranking.metabalance import MetaBalance, MetaBalanceConfig
 
 from model_fixtures import tiny_batch, tiny_spec
-from ranking import models, training
-from ranking.metabalance import MetaBalance
-from test_orca import BIN_NDT, MEDIANS, labels_for
 
 
 def flat(gradients, like):
@@ -20,8 +22,8 @@ def flat(gradients, like):
 def test_auxiliary_gradients_take_ratio_times_the_main_norm():
     tf.keras.utils.set_random_seed(0)
     spec = tiny_spec()
-    model = models.RankingModel(spec, models.ModelConfig(
-        "mmoe", dwell_bin_medians=MEDIANS, dwell_bin_ndt=BIN_NDT))
+    model = models.RankingModel(spec, models.ModelConfig("mmoe"),
+                                DwellTargets(bin_medians=MEDIANS, bin_ndt=BIN_NDT))
     features, labels = tiny_batch(spec, 32), labels_for(32)
     candidates = model.shared_variables()
     others = [v for v in model.trainable_variables if all(v is not s for s in candidates)]
@@ -67,7 +69,7 @@ def test_orca_with_metabalance_resumes_exactly(small_world, tmp_path):
             train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
             model=models.ModelConfig("mmoe_orca"), batch_size=256, epochs=epochs,
             steps_per_epoch=6, seed=2, post_click_features=("category", "item_length"),
-            metabalance=True, metabalance_ratio=0.8, deterministic=True, progress="none")
+            metabalance=MetaBalanceConfig(True, ratio=0.8), deterministic=True, progress="none")
 
     whole = training.train_and_evaluate(config(2), str(tmp_path / "whole"))
     training.train_and_evaluate(config(1), str(tmp_path / "resumed"))

@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from model_fixtures import NUMERIC_STATS, SCHEMA, tiny_batch, tiny_spec
-from pipelines.errors import InputError
+from core.errors import InputError
+from core.stats_artifact import DwellTargets
 from ranking import features, models
 from ranking.layers import FeatureEncoder
+
+from model_fixtures import NUMERIC_STATS, SCHEMA, tiny_batch, tiny_spec
 
 
 def test_default_spec_follows_the_schema():
@@ -100,7 +102,7 @@ CLICK_REWEIGHTING = ("single_ctr", "ctr_logdt", "vr_logdt", "vr_ndt")
 def test_presets_towers_and_serving_score(preset):
     tf.keras.utils.set_random_seed(0)
     spec = tiny_spec()
-    network = models.build_network(spec, models.ModelConfig(preset))
+    network = models.build_network(spec, models.ModelConfig(preset), DwellTargets())
     outputs = {k: v.numpy() for k, v in network(tiny_batch(spec, 5)).items()}
     towers = models.PRESETS[preset].towers
     expected = {"score"}

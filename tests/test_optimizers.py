@@ -54,12 +54,15 @@ def test_sparse_rows_update_lazily_and_dense_variables_as_adam():
 
 
 def test_embedding_optimizer_takes_the_encoders_tables_by_identity():
+    from core.stats_artifact import DwellTargets
+    from ranking import models, optimizers
+
     from model_fixtures import tiny_spec
-    from ranking import models, training
 
     spec = tiny_spec()
-    model = models.RankingModel(spec, models.ModelConfig("deepfm"))
-    composite = training.make_optimizer("lazy_adam", 1e-3, model, "sgd", 0.1)
+    model = models.RankingModel(spec, models.ModelConfig("deepfm"), DwellTargets())
+    composite = optimizers.make_optimizer(optimizers.OptimizerConfig(
+        "lazy_adam", 1e-3, embedding_optimizer="sgd", embedding_learning_rate=0.1), model)
     (_, embeddings), (_, others) = composite._optimizers_and_vars
     tables = [layer.embeddings for layer in
               model.network.get_layer("features").embeddings.values()]

@@ -5,8 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from core.stats_artifact import DwellTargets
+from ranking import models, orca
+from ranking.tasks import TowerConfig
+
 from model_fixtures import tiny_batch, tiny_spec
-from ranking import losses, models
 
 MEDIANS = (2.0, 6.0, 15.0, 40.0, 100.0, 250.0, 600.0, 1500.0)
 BIN_NDT = (0.0, 0.0, 0.0, 0.8, 1.4, 1.57, 1.575, 1.575)
@@ -14,12 +17,14 @@ POST_CLICK = ("category", "item_length")
 ROWS = 16
 
 
-def orca_model(preset="mmoe_orca", **overrides):
+def orca_model(preset="mmoe_orca", dt_denominator="batch", **orca_options):
+    """A model of `preset` with ORCA's options `orca_options` (OrcaConfig fields)."""
     tf.keras.utils.set_random_seed(3)
     spec = tiny_spec(post_click=POST_CLICK)
-    config = models.ModelConfig(preset, dwell_bin_medians=MEDIANS, dwell_bin_ndt=BIN_NDT,
-                                **overrides)
-    return spec, models.RankingModel(spec, config)
+    config = models.ModelConfig(preset, towers=TowerConfig(dt_denominator=dt_denominator),
+                                orca=orca.OrcaConfig(**orca_options))
+    return spec, models.RankingModel(spec, config,
+                                     DwellTargets(bin_medians=MEDIANS, bin_ndt=BIN_NDT))
 
 
 def labels_for(rows, seed=0):
@@ -43,7 +48,7 @@ def variables_of(model, *names):
 
 @pytest.mark.parametrize("preset", ["mmoe_orca", "ple_orca", "shared_bottom_dt"])
 def test_gradients_are_decoupled(preset):
-    spec, model = orca_model(preset, orca=preset == "shared_bottom_dt")
+    spec, model = orca_model(preset, enabled=preset == "shared_bottom_dt")
     features, labels = tiny_batch(spec, ROWS), labels_for(ROWS)
     backbone = {"mmoe_orca": "mmoe", "ple_orca": "ple", "shared_bottom_dt": "bottom"}[preset]
     shared = variables_of(model, "features", backbone)
@@ -131,7 +136,7 @@ def test_instance_weights_equal_numpy_and_average_one_over_clicks():
     dwell_bin = np.array([3, -1, 0, 7, -1, 2, 5, 1])
     ctr_logit = rng.normal(size=8) * 2
     raw = rng.normal(size=(8, 8))
-    got = losses.orca_instance_weights(tf.constant(dwell_bin), tf.constant(ctr_logit),
+    got = orca.instance_weights(tf.constant(dwell_bin), tf.constant(ctr_logit),
                                        tf.constant(raw)).numpy()
     clicked = dwell_bin >= 0
     l_ctr = -np.log(1 / (1 + np.exp(-ctr_logit)))
@@ -148,7 +153,7 @@ def test_instance_weights_equal_numpy_and_average_one_over_clicks():
     order = np.argsort(-got[clicked])
     assert l_dt[clicked][order[0]] >= np.median(l_dt[clicked])
     # All-zero raw weights fall back to 1 on every clicked row.
-    zero = losses.orca_instance_weights(tf.constant(dwell_bin), tf.constant(ctr_logit),
+    zero = orca.instance_weights(tf.constant(dwell_bin), tf.constant(ctr_logit),
                                         tf.constant(raw), a=0.0, b=0.0, c=-5.0).numpy()
     np.testing.assert_array_equal(zero, clicked.astype(np.float32))
 
@@ -168,7 +173,7 @@ def test_nde_loss_is_beta_times_the_weighted_debiased_cross_entropy(denominator)
                                                                    np.maximum(bins, 0)]
 
     raw_ce = ce(outputs["raw_dwell_logits"].numpy())
-    weights = losses.orca_instance_weights(labels["dwell_bin"], outputs["ctr_logit"],
+    weights = orca.instance_weights(labels["dwell_bin"], outputs["ctr_logit"],
                                            outputs["raw_dwell_logits"]).numpy()
     count = ROWS if denominator == "batch" else clicked.sum()
     assert got["dwell_bins"] == pytest.approx(2.0 * raw_ce[clicked].sum() / count, rel=1e-5)
@@ -178,6 +183,6 @@ def test_nde_loss_is_beta_times_the_weighted_debiased_cross_entropy(denominator)
 
 def test_orca_needs_a_multi_task_bins_backbone():
     with pytest.raises(ValueError, match="ORCA needs"):
-        models.check_config(models.ModelConfig("vr_ndt", orca=True))
+        models.check_config(models.ModelConfig("vr_ndt", orca=orca.OrcaConfig(enabled=True)))
     with pytest.raises(ValueError, match="ORCA needs"):
-        models.check_config(models.ModelConfig("esmm", orca=True))
+        models.check_config(models.ModelConfig("esmm", orca=orca.OrcaConfig(enabled=True)))

@@ -13,14 +13,14 @@ def write_metrics(directory, preset, auc_vr, auc_ctr):
 def test_report_relaimpr_by_hand(run, tmp_path):
     write_metrics(tmp_path / "base", "single_ctr", 0.60, 0.62)
     write_metrics(tmp_path / "new", "vr_ndt", 0.62, 0.61)
-    done = run("ranking.report", f"--model_dirs={tmp_path / 'base'},{tmp_path / 'new'}",
+    done = run("report", f"--model_dirs={tmp_path / 'base'},{tmp_path / 'new'}",
                f"--output={tmp_path / 'report.md'}")
     assert done.returncode == 0, done.stderr
     text = (tmp_path / "report.md").read_text()
     # (0.62 - 0.5) / (0.60 - 0.5) - 1 = +20 %; (0.61 - 0.5) / (0.62 - 0.5) - 1 = -8.33 %
     assert "| new | vr_ndt | 0.6200 | +20.00% | 0.6100 | -8.33% |" in text
     assert "| base | single_ctr | 0.6000 | +0.00% | 0.6200 | +0.00% | ctr 0.2500 |" in text
-    missing = run("ranking.report", f"--model_dirs={tmp_path / 'nothing'}")
+    missing = run("report", f"--model_dirs={tmp_path / 'nothing'}")
     assert missing.returncode == 1 and "no eval_metrics.json" in missing.stderr
 
 
@@ -40,7 +40,7 @@ def test_report_directory_with_pictures(run, tmp_path):
     (online / "online.md").write_text("| policy | CTR |\n|---|---|\n| single_ctr | 11.00 % |\n")
     (online / "migration-vr_ndt.png").write_bytes(b"\x89PNG fake")
     out = tmp_path / "report"
-    done = run("ranking.report", f"--model_dirs={tmp_path / 'base'}", f"--labelled={labelled}",
+    done = run("report", f"--model_dirs={tmp_path / 'base'}", f"--labelled={labelled}",
                f"--online={online}", f"--output_dir={out}")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == [
@@ -64,7 +64,7 @@ def test_report_refuses_unusable_inputs_in_one_line(run, tmp_path):
              ([f"--output_dir={tmp_path / 'base' / 'eval_metrics.json' / 'sub'}"],
               "is not a directory")]
     for args, message in cases:
-        done = run("ranking.report", f"--model_dirs={tmp_path / 'base'}", *args)
+        done = run("report", f"--model_dirs={tmp_path / 'base'}", *args)
         assert done.returncode == 1 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()

@@ -12,8 +12,17 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from pipelines import log_writers, logs, scoring
-from pipelines.errors import InputError
+from core import log_writers, logs
+from core.errors import InputError
+from pipelines.score import scoring, scoring_beam
+
+
+def score(saved_model, pattern, output, engine="local", **options):
+    """Scores with the engine the CLI's --engine names."""
+    config = scoring.ScoreConfig(**options)
+    if engine == "beam":
+        return scoring_beam.score_logs_beam(saved_model, pattern, output, config)
+    return scoring.score_logs(saved_model, pattern, output, config)
 
 
 def read_input(path):
@@ -49,8 +58,8 @@ def small_input(small_world, tmp_path_factory):
 def test_scores_equal_the_model_row_for_row(exports, small_input, tmp_path, engine):
     export = exports["vr_ndt"]
     out = str(tmp_path / "scores")
-    summary = scoring.score_logs(os.path.dirname(export.path), ",".join(small_input), out,
-                                 scoring.ScoreConfig(engine=engine))
+    summary = score(os.path.dirname(export.path), ",".join(small_input), out,
+                                 engine=engine)
     assert summary["rows"] == 500 and summary["dead_letters"] == 0
     assert summary["saved_model"] == export.path  # the export base's newest version
     shards = sorted(glob.glob(os.path.join(out, "0000*-part-*.csv.gz")))
@@ -76,8 +85,8 @@ def test_tfrecord_input_and_output(exports, small_input, tmp_path):
     tfrecord = str(tmp_path / "logs.tfrecord.gz")
     log_writers.write_tfrecord(tfrecord, {k: v.numpy() for k, v in batch.items()})
     out = str(tmp_path / "scores")
-    scoring.score_logs(exports["ctr_logdt"].path, tfrecord, out,
-                       scoring.ScoreConfig(engine="local", fmt="tfrecord"))
+    score(exports["ctr_logdt"].path, tfrecord, out,
+                       engine="local", fmt="tfrecord")
     [shard] = glob.glob(os.path.join(out, "00000-logs.tfrecord.gz"))
     parsed = [tf.train.Example.FromString(r.numpy())
               for r in tf.data.TFRecordDataset(shard, "GZIP")]
@@ -106,8 +115,8 @@ def test_unreadable_rows_go_to_the_dead_letter_file(exports, small_input, tmp_pa
     path = tmp_path / "dirty.csv"
     path.write_text("\n".join(lines) + "\n")
     out = str(tmp_path / "scores")
-    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
-                                 scoring.ScoreConfig(engine=engine))
+    summary = score(exports["vr_ndt"].path, str(path), out,
+                                 engine=engine)
     assert summary["rows"] == 300 - 3 and summary["dead_letters"] == 3
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         letters = list(csv.DictReader(handle))
@@ -130,8 +139,8 @@ def test_too_many_dead_letters_fail_without_output(exports, small_input, tmp_pat
     path.write_text("\n".join(lines) + "\n")
     out = tmp_path / "scores"
     with pytest.raises(InputError, match="more than 2 unreadable rows"):
-        scoring.score_logs(exports["vr_ndt"].path, str(path), str(out),
-                           scoring.ScoreConfig(engine="local", max_dead_letters=2))
+        score(exports["vr_ndt"].path, str(path), str(out),
+                           engine="local", max_dead_letters=2)
     assert not out.exists() and not [p for p in os.listdir(tmp_path) if p.startswith(".")]
 
 
@@ -145,8 +154,8 @@ def test_the_dead_letter_limit_counts_the_whole_job(exports, small_input, tmp_pa
         (tmp_path / name).write_text("\n".join(dirty) + "\n")
     out = tmp_path / "scores"
     with pytest.raises(InputError, match=r"more than 3 unreadable rows \(the last") as caught:
-        scoring.score_logs(exports["vr_ndt"].path, str(tmp_path / "*.csv"), str(out),
-                           scoring.ScoreConfig(engine="local", max_dead_letters=3))
+        score(exports["vr_ndt"].path, str(tmp_path / "*.csv"), str(out),
+                           engine="local", max_dead_letters=3)
     assert caught.value.file.endswith("b.csv") and caught.value.row == 3
     assert not out.exists()
 
@@ -182,8 +191,8 @@ def test_tfrecord_bad_record_and_corrupt_tail(exports, small_world, tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[:-30])  # record 1500 cut short
     out = str(tmp_path / "scores")
-    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
-                                 scoring.ScoreConfig(engine="local"))
+    summary = score(exports["vr_ndt"].path, str(path), out,
+                                 engine="local")
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         letters = list(csv.DictReader(handle))
     assert [int(d["row"]) for d in letters] == [1500]
@@ -203,8 +212,8 @@ def test_candidates_need_only_the_models_features(exports, small_input, tmp_path
     path = tmp_path / "candidates.csv"
     candidates.to_csv(path, index=False)
     out = str(tmp_path / "scores")
-    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
-                                 scoring.ScoreConfig(engine=engine))
+    summary = score(exports["vr_ndt"].path, str(path), out,
+                                 engine=engine)
     assert summary["rows"] == len(frame) and summary["dead_letters"] == 0
     got = pd.read_csv(os.path.join(out, "00000-candidates.csv.gz"), dtype={"user_id": str})
     assert got["impression_id"].tolist() == frame["impression_id"].tolist()
@@ -214,8 +223,8 @@ def test_candidates_need_only_the_models_features(exports, small_input, tmp_path
     without = candidates.drop(columns=["position"])
     without.to_csv(tmp_path / "no_position.csv", index=False)
     with pytest.raises(InputError, match="missing required column 'position'"):
-        scoring.score_logs(exports["vr_ndt"].path, str(tmp_path / "no_position.csv"),
-                           str(tmp_path / "scores2"), scoring.ScoreConfig(engine=engine))
+        score(exports["vr_ndt"].path, str(tmp_path / "no_position.csv"),
+                           str(tmp_path / "scores2"), engine=engine)
 
 
 @pytest.mark.parametrize("engine", ["local", "beam"])
@@ -226,15 +235,15 @@ def test_dwell_bin_outputs_are_one_column_per_bin_or_a_float_list(exports, small
     expected = expected_scores(export, frame)
     bins = expected["dwell_probs"].shape[1]
     out = str(tmp_path / "csv")
-    scoring.score_logs(export.path, small_input[1], out, scoring.ScoreConfig(engine=engine))
+    score(export.path, small_input[1], out, engine=engine)
     got = pd.read_csv(os.path.join(out, "00000-part-1.csv.gz"))
     probs = got[[f"dwell_probs_{k}" for k in range(bins)]].to_numpy()
     np.testing.assert_allclose(probs, expected["dwell_probs"], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["expected_ndt"], expected["expected_ndt"], rtol=1e-5,
                                atol=1e-6)
     out = str(tmp_path / "tfrecord")
-    scoring.score_logs(export.path, small_input[1], out,
-                       scoring.ScoreConfig(engine=engine, fmt="tfrecord"))
+    score(export.path, small_input[1], out,
+                       engine=engine, fmt="tfrecord")
     records = list(tf.data.TFRecordDataset(os.path.join(out, "00000-part-1.tfrecord.gz"),
                                            "GZIP").as_numpy_iterator())
     stored = np.array([tf.train.Example.FromString(r).features.feature["dwell_probs"]
@@ -281,7 +290,7 @@ def test_a_thousand_bad_rows_cost_one_extra_pass(exports, log_3000, tmp_path, mo
     """1,000 bad rows of 3,000: every one is a dead letter with its reason and text, the other
     rows are scored in order, and the file is read by the fast reader twice (the file, then
     its clean copy) and once in Python, not once per bad row."""
-    from pipelines import dead_letters
+    from pipelines.score import dead_letters
 
     export = exports["vr_ndt"]  # trained (reading logs) before the reads are counted
     frame, lines = log_3000
@@ -305,8 +314,8 @@ def test_a_thousand_bad_rows_cost_one_extra_pass(exports, log_3000, tmp_path, mo
     monkeypatch.setattr(logs.LogSource, "dataset", counted_dataset)
     monkeypatch.setattr(dead_letters._Units, "__iter__", counted_units)
     out = str(tmp_path / "scores")
-    summary = scoring.score_logs(export.path, str(path), out,
-                                 scoring.ScoreConfig(engine="local", batch_size=256))
+    summary = score(export.path, str(path), out,
+                                 engine="local", batch_size=256)
     assert passes == {"reader": 2, "python": 1}
     assert summary["rows"] == 2000 and summary["dead_letters"] == 1000
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
@@ -323,8 +332,8 @@ def test_a_thousand_bad_rows_cost_one_extra_pass(exports, log_3000, tmp_path, mo
     np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5, atol=1e-7)
     # The limit stops the pass as soon as it is passed, naming the row past it.
     with pytest.raises(InputError, match=f"line {bad_rows[10]}: more than 10 unreadable rows"):
-        scoring.score_logs(export.path, str(path), str(tmp_path / "scores2"),
-                           scoring.ScoreConfig(engine="local", max_dead_letters=10))
+        score(export.path, str(path), str(tmp_path / "scores2"),
+                           engine="local", max_dead_letters=10)
 
 
 def test_rows_the_reader_accepts_are_scored_and_quotes_are_judged_by_it(exports, log_3000,
@@ -347,8 +356,8 @@ def test_rows_the_reader_accepts_are_scored_and_quotes_are_judged_by_it(exports,
     path = tmp_path / "quotes.csv"
     path.write_text("\n".join(lines) + "\n")
     out = str(tmp_path / "scores")
-    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
-                                 scoring.ScoreConfig(engine="local"))
+    summary = score(exports["vr_ndt"].path, str(path), out,
+                                 engine="local")
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         letters = list(csv.DictReader(handle))
     assert [int(d["row"]) for d in letters] == [31, 41]
@@ -365,8 +374,8 @@ def test_corrupt_gzip_scores_its_readable_head(exports, log_3000, tmp_path):
     path = tmp_path / "cut.csv.gz"
     path.write_bytes(data[: len(data) // 2])
     out = str(tmp_path / "scores")
-    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
-                                 scoring.ScoreConfig(engine="local"))
+    summary = score(exports["vr_ndt"].path, str(path), out,
+                                 engine="local")
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         [letter] = list(csv.DictReader(handle))
     assert letter["reason"].startswith("unreadable from here to the end of the file: is "
@@ -399,8 +408,8 @@ def test_tfrecord_bad_records_and_a_corrupt_tail_in_one_file(exports, small_worl
             writer.write(record)
     path.write_bytes(path.read_bytes()[:-30])  # record 1500 cut short
     out = str(tmp_path / "scores")
-    summary = scoring.score_logs(exports["vr_ndt"].path, str(path), out,
-                                 scoring.ScoreConfig(engine="local"))
+    summary = score(exports["vr_ndt"].path, str(path), out,
+                                 engine="local")
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         letters = list(csv.DictReader(handle))
     assert [int(d["row"]) for d in letters] == [1100, 1200, 1300, 1500]
@@ -456,8 +465,8 @@ def test_beam_and_local_engines_write_the_same_bytes(exports, log_3000, small_in
     outputs = {}
     for engine in ("local", "beam"):
         out = str(tmp_path / engine)
-        summary = scoring.score_logs(exports["mmoe"].path, pattern, out, scoring.ScoreConfig(
-            engine=engine, fmt=fmt, batch_size=64))
+        summary = score(exports["mmoe"].path, pattern, out,
+            engine=engine, fmt=fmt, batch_size=64)
         outputs[engine] = {name: open(os.path.join(out, name), "rb").read()
                            for name in sorted(os.listdir(out)) if name != "summary.json"}
         summary.pop("engine")

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import logs, simulator
-from pipelines.errors import InputError
+from core import logs
+from core.errors import InputError
+from pipelines.simulate import simulator
 
 
 def simulate_in_memory(config):
@@ -238,7 +239,7 @@ def world_checksum(config):
     return digest.hexdigest()
 
 
-# world_checksum(SMALL) computed with pipelines/simulator.py as it was before settings existed
+# world_checksum(SMALL) computed with pipelines/simulate/simulator.py as it was before settings existed
 # (commit 838b0b6): the `legacy` setting must give that world, byte for byte.
 LEGACY_SMALL_CHECKSUM = "6ca3ffa728b1a67e1a8c7becd82499156b5fd0ba38fecd8b953912d6f5675a43"
 # The constants of that simulator, which `legacy` keeps.

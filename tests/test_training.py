@@ -11,10 +11,12 @@ import time
 
 import pytest
 
-from conftest import REPO
-from pipelines.errors import InputError
+from core.errors import InputError
 from ranking import training
 from ranking.models import ModelConfig
+from ranking.optimizers import OptimizerConfig
+
+from conftest import REPO
 
 SIX_KEYS = {"auc_ctr", "auc_valid_read", "rows", "clicks", "valid_reads", "towers", "preset"}
 
@@ -164,8 +166,8 @@ def test_mirrored_on_two_cpu_replicas_equals_one_device(small_world, tmp_path):
 
 def test_embedding_optimizer_trains_resumes_and_belongs_to_the_model(small_world, tmp_path):
     model_dir = str(tmp_path / "m")
-    options = dict(eval=None, epochs=1, steps_per_epoch=3, embedding_optimizer="sgd",
-                   embedding_learning_rate=5.0)
+    options = dict(eval=None, epochs=1, steps_per_epoch=3, optimizer=OptimizerConfig(
+        embedding_optimizer="sgd", embedding_learning_rate=5.0))
     training.train_and_evaluate(config_for(small_world, **options), model_dir)
     # A second epoch resumes from the checkpoint with the composite optimizer's slots.
     metrics = training.train_and_evaluate(
@@ -173,7 +175,7 @@ def test_embedding_optimizer_trains_resumes_and_belongs_to_the_model(small_world
     assert metrics["global_step"] == 6
     with pytest.raises(InputError, match="holds another model.*training"):
         training.train_and_evaluate(config_for(small_world, **dict(
-            options, embedding_optimizer="adagrad")), model_dir)
+            options, optimizer=OptimizerConfig(embedding_optimizer="adagrad"))), model_dir)
 
 
 def test_bad_training_or_eval_input_leaves_no_model_directory(small_world, tmp_path, run):
@@ -211,7 +213,7 @@ def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(smal
                             batch_size=512)
         with pytest.raises(Exception) as caught:
             training.train_and_evaluate(config, str(model_dir))
-        from pipelines import log_diagnosis
+        from core import log_diagnosis
 
         error = caught.value if isinstance(caught.value, InputError) else \
             log_diagnosis.translate_error(caught.value)

@@ -8,8 +8,9 @@ import os
 import pandas as pd
 import pytest
 
-from pipelines import simulator, validation
-from pipelines.errors import InputError
+from core.errors import InputError
+from pipelines.simulate import simulator
+from pipelines.validate import validation
 
 BASE = simulator.SimConfig(num_users=1500, num_items=800, days=4, seed=11)
 

@@ -2,24 +2,31 @@
 
 Every backbone is a Keras layer whose `call(x, training)` returns a dict: one entry per task
 name (that task's representation, [batch, units]) and `shared` (a representation of what the
-tasks share, ORCA's h_s). ORCA (`ranking.orca`) can therefore sit on any multi-task backbone.
+tasks share, ORCA's h_s). `BACKBONES` registers each with what the rest of the model needs to
+know of it: its layer's name in a network, whether it is an interaction model (whose towers
+have no hidden layers) and whether ORCA can sit on it (task representations and a shared one
+drawn from the same experts or bottom).
 
-| backbone        | module           | representation of each task                | shared (h_s)      |
-|-----------------|------------------|--------------------------------------------|-------------------|
-| `mlp`           | shared_bottom    | one MLP (single_ctr)                       | the same          |
-| `shared_bottom` | shared_bottom    | one MLP shared by all towers               | the same          |
-| `mmoe`          | mmoe             | softmax gate per task over shared experts  | an extra gate     |
-| `ple`           | ple              | CGC levels of task and shared experts      | last shared gate  |
-| `separate`      | separate         | an MLP per task on shared embeddings (ESMM)| the embeddings    |
-| `aitm`          | aitm             | separate MLPs + adaptive information       | the embeddings    |
-|                 |                  | transfer from ctr to the next task         |                   |
-| `deepfm`        | deepfm           | [DNN, FM bi-interaction, first order]      | the same          |
-| `dcn_v2`        | dcn_v2           | DNN on tfrs `Cross` layers                 | the same          |
-| `autoint`       | autoint          | [self-attention over fields, DNN]          | the same          |
+| backbone        | module           | representation of each task                | shared (h_s)      | ORCA |
+|-----------------|------------------|--------------------------------------------|-------------------|------|
+| `mlp`           | shared_bottom    | one MLP (single_ctr)                       | the same          |      |
+| `shared_bottom` | shared_bottom    | one MLP shared by all towers               | the same          | yes  |
+| `mmoe`          | mmoe             | softmax gate per task over shared experts  | an extra gate     | yes  |
+| `ple`           | ple              | CGC levels of task and shared experts      | last shared gate  | yes  |
+| `separate`      | separate         | an MLP per task on shared embeddings (ESMM)| the embeddings    |      |
+| `aitm`          | aitm             | separate MLPs + adaptive information       | the embeddings    |      |
+|                 |                  | transfer from ctr to the next task         |                   |      |
+| `deepfm`        | deepfm           | [DNN, FM bi-interaction, first order]      | the same          |      |
+| `dcn_v2`        | dcn_v2           | DNN on tfrs `Cross` layers                 | the same          |      |
+| `autoint`       | autoint          | [self-attention over fields, DNN]          | the same          |      |
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable
+
+from core.settings import setting
 from ranking.backbones.aitm import AITM
 from ranking.backbones.autoint import AutoInt
 from ranking.backbones.dcn_v2 import DCNv2
@@ -29,40 +36,75 @@ from ranking.backbones.ple import PLE
 from ranking.backbones.separate import Separate
 from ranking.backbones.shared_bottom import SharedBottom
 
-BACKBONES = ("mlp", "shared_bottom", "mmoe", "ple", "separate", "aitm", "deepfm", "dcn_v2",
-             "autoint")
-# Interaction backbones end in a representation the task's output layer reads directly (the
-# original models' last layer is linear over it): their towers have no hidden layers.
-INTERACTION_BACKBONES = ("deepfm", "dcn_v2", "autoint")
+
+@dataclasses.dataclass(frozen=True)
+class BackboneConfig:
+    """Sizes of the backbones (each reads the fields it needs)."""
+
+    bottom_units: tuple[int, ...] = setting(
+        (256, 128), "Widths of the shared bottom, the MLP backbone, the interaction models' DNN "
+        "and ESMM's and AITM's per-task networks.")
+    experts: int = setting(4, "MMoE: shared experts.")
+    expert_units: tuple[int, ...] = setting((128, 64), "MMoE and PLE: expert widths.")
+    levels: int = setting(2, "PLE: CGC levels.")
+    task_experts: int = setting(1, "PLE: experts per task and level.")
+    shared_experts: int = setting(1, "PLE: shared experts per level.")
+    field_dim: int = setting(8, "deepfm, autoint: width of each field's vector.")
+    cross_layers: int = setting(3, "dcn_v2: cross layers.")
+    attention_layers: int = setting(2, "autoint: interacting layers.")
+    attention_heads: int = setting(2, "autoint: attention heads.")
+
+    def check(self) -> None:
+        """ValueError naming a size that cannot make a backbone."""
+        for name in ("bottom_units", "expert_units"):
+            units = getattr(self, name)
+            if not units or any(int(u) < 1 for u in units):
+                raise ValueError(f"{name} must be one or more widths >= 1, not {units!r}")
+        for name in ("experts", "levels", "task_experts", "shared_experts", "field_dim",
+                     "attention_heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, not {getattr(self, name)}")
+        for name in ("cross_layers", "attention_layers"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
 
 
-def layer_name(backbone: str) -> str:
-    """The name of backbone `backbone`'s layer in a network."""
-    return "bottom" if backbone in ("mlp", "shared_bottom") else backbone
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+    """A registered backbone: `make(task_names, config, dropout, spec)` gives its layer."""
+
+    name: str
+    layer_name: str
+    make: Callable
+    interaction: bool = False  # ends in a representation the output layer reads directly
+    supports_orca: bool = False
 
 
-def make_backbone(name: str, task_names, config, spec):
-    """The backbone layer `name` for towers `task_names`, sized by `config` (a ModelConfig);
-    `spec` (the FeatureSpec) gives the field layout that FM and AutoInt need."""
-    common = dict(dropout=config.dropout)
-    if name in ("mlp", "shared_bottom"):
-        return SharedBottom(task_names, config.bottom_units, name="bottom", **common)
-    if name == "mmoe":
-        return MMoE(task_names, config.experts, config.expert_units, name="mmoe", **common)
-    if name == "ple":
-        return PLE(task_names, config.levels, config.task_experts, config.shared_experts,
-                   config.expert_units, name="ple", **common)
-    if name == "separate":
-        return Separate(task_names, config.bottom_units, name="separate", **common)
-    if name == "aitm":
-        return AITM(task_names, config.bottom_units, name="aitm", **common)
-    if name == "deepfm":
-        return DeepFM(task_names, spec, config.field_dim, config.bottom_units, name="deepfm",
-                      **common)
-    if name == "dcn_v2":
-        return DCNv2(task_names, config.cross_layers, config.bottom_units, name="dcn_v2",
-                     **common)
-    if name == "autoint":
-        return AutoInt(task_names, spec, config.field_dim, config.attention_layers,
-                       config.attention_heads, config.bottom_units, name="autoint", **common)
-    raise ValueError(f"unknown backbone {name!r}; backbones: {', '.join(BACKBONES)}")
+def _register(*entries: Backbone) -> dict[str, Backbone]:
+    return {entry.name: entry for entry in entries}
+
+
+BACKBONES = _register(
+    Backbone("mlp", "bottom", lambda tasks, c, dropout, spec: SharedBottom(
+        tasks, c.bottom_units, name="bottom", dropout=dropout)),
+    Backbone("shared_bottom", "bottom", lambda tasks, c, dropout, spec: SharedBottom(
+        tasks, c.bottom_units, name="bottom", dropout=dropout), supports_orca=True),
+    Backbone("mmoe", "mmoe", lambda tasks, c, dropout, spec: MMoE(
+        tasks, c.experts, c.expert_units, name="mmoe", dropout=dropout), supports_orca=True),
+    Backbone("ple", "ple", lambda tasks, c, dropout, spec: PLE(
+        tasks, c.levels, c.task_experts, c.shared_experts, c.expert_units, name="ple",
+        dropout=dropout), supports_orca=True),
+    Backbone("separate", "separate", lambda tasks, c, dropout, spec: Separate(
+        tasks, c.bottom_units, name="separate", dropout=dropout)),
+    Backbone("aitm", "aitm", lambda tasks, c, dropout, spec: AITM(
+        tasks, c.bottom_units, name="aitm", dropout=dropout)),
+    Backbone("deepfm", "deepfm", lambda tasks, c, dropout, spec: DeepFM(
+        tasks, spec, c.field_dim, c.bottom_units, name="deepfm", dropout=dropout),
+        interaction=True),
+    Backbone("dcn_v2", "dcn_v2", lambda tasks, c, dropout, spec: DCNv2(
+        tasks, c.cross_layers, c.bottom_units, name="dcn_v2", dropout=dropout),
+        interaction=True),
+    Backbone("autoint", "autoint", lambda tasks, c, dropout, spec: AutoInt(
+        tasks, spec, c.field_dim, c.attention_layers, c.attention_heads, c.bottom_units,
+        name="autoint", dropout=dropout), interaction=True),
+)

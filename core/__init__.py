@@ -1,0 +1,21 @@
+"""core: the foundation every stage stands on (no command-line tools of its own).
+
+    errors.py          InputError: bad input named by file, row and column
+    atomic.py          outputs that appear whole or not at all
+    cli.py             what every command-line tool shares (quiet TensorFlow, one-line errors)
+    settings.py        config dataclass fields -> absl flags (each setting defined once)
+    log_schema.py      the log contract (SPEC §2): columns, types, input files, inference
+    logs.py            the reader (tf.data): open_logs, read_logs, LogSource
+    log_writers.py     write_csv, serialize_examples (tf.Example), write_tfrecord
+    log_diagnosis.py   from a failed read to an InputError (also on Beam workers)
+    label_rules.py     the label rules of SPEC §3: valid read, NDT, log dwell, dwell bins
+    stats_artifact.py  the stats artifact: layout, stats.json, the typed StatsArtifact
+    labeler.py         the in-graph Labeler (training, the label job, the online evaluation)
+
+Importing any package of the project imports this one first, which selects Keras 2 (below).
+"""
+import os
+
+# tensorflow-recommenders needs Keras 2: select tf-keras before TensorFlow is first imported.
+# The one place this is set; every other package imports `core` before anything else.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")

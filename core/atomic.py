@@ -1,0 +1,64 @@
+"""Outputs that appear whole or not at all: write into a temporary sibling, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Callable, Iterator
+
+from core.errors import InputError
+
+
+def _is_empty_dir(path: str) -> bool:
+    return os.path.isdir(path) and not os.listdir(path)
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_empty_dir,
+                     what: str = "output directory") -> Iterator[str]:
+    """Yields a temporary directory beside `target`; on success it becomes `target`.
+
+    An existing `target` is replaced only if `may_replace(target)` holds (by default: it is
+    empty); otherwise InputError is raised before any work starts. On any exception the
+    temporary directory is removed and `target` is left as it was.
+    """
+    target = os.path.abspath(target)
+    if os.path.exists(target) and not (os.path.isdir(target) and may_replace(target)):
+        raise InputError(f"{what} {target} exists and holds something else; "
+                         "refusing to overwrite it (choose another path or remove it)")
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.chmod(tmp, 0o755)
+    old = None
+    if os.path.exists(target):
+        old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=parent)
+        os.rename(target, os.path.join(old, "previous"))
+    os.rename(tmp, target)
+    if old:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
+    """Opens a temporary file beside `path`; on success it is renamed onto `path`."""
+    path = os.path.abspath(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
+    os.close(fd)
+    try:
+        with open(tmp, mode, **open_kwargs) as handle:
+            yield handle
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise

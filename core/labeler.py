@@ -1,0 +1,220 @@
+"""The in-graph labeller: applies the label rules (`core.label_rules`) to batches of logs.
+
+`Labeler` adds `valid_read`, `valid_read_rule`, `ndt`, `log_dwell` and `dwell_bin` to the batch
+dicts of a `core.logs` dataset, inside the tf.data graph, so the same code labels logs in the
+labelling job, in training (labels computed on the fly from raw logs) and in the online
+evaluation. `labeler_for` builds one for some logs: a first pass counts their clicks per user
+and UTC day for rule T2.
+
+Counting for T2 uses the logs being labelled for the UTC days they cover (a day is covered when
+any row of the input falls on it; a user without clicks that day counts 0) and the stats
+artifact's user table for every other day of the window.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from core import logs as logs_lib
+from core.label_rules import SECONDS_PER_DAY, NdtParams, RuleConfig
+from core.stats_artifact import StatsArtifact
+
+_DAY_SLOTS = 1 << 24  # window table key: user index * _DAY_SLOTS + (day - first day)
+
+
+# T2 window counts -----------------------------------------------------------------------------------
+# Users are keyed by the 63-bit FarmHash fingerprint of their id (computed in-graph, so counting
+# never turns ids into Python objects). Two users share counts only if their fingerprints
+# collide: probability about n_users^2 / 2^64 (1e-7 for 1M users).
+FINGERPRINT_BUCKETS = (1 << 63) - 1
+
+
+def user_fingerprint(user_ids):
+    """int64 fingerprints of user ids (a string Tensor or array of str/bytes), [n] -> [n]."""
+    import tensorflow as tf
+
+    return tf.strings.to_hash_bucket_fast(user_ids, FINGERPRINT_BUCKETS)
+
+
+def count_user_days(batches):
+    """Clicks per (user fingerprint, UTC day) and the set of covered days, from batches of numpy
+    dicts with `user_fp`, `day` and `click` (see `labeler_for`). Every (user, day) with an
+    impression gets a row. Returns (DataFrame[user_fp, day, clicks], set of days)."""
+    import pandas as pd
+
+    parts, days = [], set()
+    for batch in batches:
+        frame = pd.DataFrame({"user_fp": batch["user_fp"], "day": batch["day"],
+                              "clicks": batch["click"]})
+        parts.append(frame.groupby(["user_fp", "day"], sort=False, as_index=False)["clicks"].sum())
+        days.update(np.unique(batch["day"]).tolist())
+    if not parts:
+        return pd.DataFrame({"user_fp": [], "day": [], "clicks": []}, dtype=np.int64), days
+    total = pd.concat(parts).groupby(["user_fp", "day"], as_index=False)["clicks"].sum()
+    return total, days
+
+
+def artifact_counts(artifact: StatsArtifact):
+    """The artifact's user table as DataFrame[user_fp, day, clicks]."""
+    import pandas as pd
+
+    keys = list(artifact.user_day_clicks)
+    users = [u for u, _ in keys]
+    fps = user_fingerprint(np.asarray(users, dtype=object)).numpy() if users else []
+    return pd.DataFrame({"user_fp": np.asarray(fps, np.int64),
+                         "day": np.asarray([d for _, d in keys], np.int64),
+                         "clicks": np.asarray(list(artifact.user_day_clicks.values()), np.int64)})
+
+
+def window_clicks(labelled, covered_days: set, history, window_days: int):
+    """For every (user_fp, day) of `labelled`: the user's clicks over the `window_days` days
+    ending with `day`; covered days count from `labelled`, other days from `history`.
+    Returns DataFrame[user_fp, day, window]."""
+    import pandas as pd
+
+    covered = np.fromiter(covered_days, np.int64) if covered_days else np.zeros(0, np.int64)
+    counts = pd.concat([labelled[["user_fp", "day", "clicks"]],
+                        history[~history["day"].isin(covered)][["user_fp", "day", "clicks"]]])
+    result = labelled[["user_fp", "day"]].copy()
+    result["window"] = 0
+    for back in range(window_days):
+        shifted = counts.assign(day=counts["day"] + back)
+        merged = result[["user_fp", "day"]].merge(shifted, on=["user_fp", "day"], how="left")
+        result["window"] += merged["clicks"].fillna(0).to_numpy(np.int64)
+    return result
+
+
+# The in-graph labeller ------------------------------------------------------------------------------
+class Labeler:
+    """Adds `valid_read`, `valid_read_rule`, `ndt`, `log_dwell`, `dwell_bin` to a batch dict of
+    a `read_logs` dataset (Tensors of shape [batch]); use with `dataset.map(labeler)`.
+
+    Lookup tables (item P10, 7-day click windows) are built once from the artifact and from the
+    logs being labelled (`count_user_days`). `unclicked_dwell_zeroed`: rows of those logs whose
+    dwell > 0 on an unclicked row was treated as 0 (`labeler_for` with allow_unclicked_dwell).
+    """
+
+    unclicked_dwell_zeroed = 0
+    rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
+
+    def __init__(self, artifact: StatsArtifact, window, rules: RuleConfig | None = None,
+                 ndt: NdtParams | None = None):
+        """`window`: DataFrame[user_fp, day, window] from `window_clicks`."""
+        import tensorflow as tf
+
+        self.rules = rules or artifact.rules
+        self.ndt = ndt or artifact.ndt
+        self.x_l = float(artifact.x_l if self.rules.t1_threshold is None
+                         else self.rules.t1_threshold)
+        self.interior_edges = tf.constant(artifact.dwell_bin_edges[1:-1], tf.float64)
+        items = list(artifact.item_p10)
+        self.item_p10 = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(items or [""], tf.string),
+                tf.constant([artifact.item_p10[i] for i in items] or [np.nan], tf.float64)),
+            default_value=np.nan)
+        # Two int-keyed lookups: user fingerprint -> dense index, then index and day -> count.
+        fps = np.unique(window["user_fp"].to_numpy(np.int64))
+        self.first_day = int(window["day"].min()) if len(window) else 0
+        self.user_index = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(fps if len(fps) else [0], tf.int64),
+                tf.range(max(len(fps), 1), dtype=tf.int64)),
+            default_value=-1)
+        keys = (np.searchsorted(fps, window["user_fp"].to_numpy(np.int64)) * _DAY_SLOTS
+                + (window["day"].to_numpy(np.int64) - self.first_day))
+        self.window = tf.lookup.StaticHashTable(
+            tf.lookup.KeyValueTensorInitializer(
+                tf.constant(keys if len(keys) else [0], tf.int64),
+                tf.constant(window["window"].to_numpy(np.int64) if len(keys) else [0], tf.int64)),
+            default_value=-1)
+
+    def __call__(self, batch: dict) -> dict:
+        import tensorflow as tf
+
+        dwell = tf.cast(batch["dwell_time"], tf.float64)
+        clicked = tf.equal(batch["click"], 1)
+        day = tf.math.floordiv(batch["timestamp"], SECONDS_PER_DAY)
+        user = self.user_index.lookup(user_fingerprint(batch["user_id"]))
+        window = self.window.lookup(user * _DAY_SLOTS + (day - self.first_day))
+        window = tf.where(user < 0, tf.constant(-1, tf.int64), window)
+        tf.debugging.assert_non_negative(
+            window, message="a (user, day) of the batch is missing from the T2 window table: "
+                            "count_user_days must see the same logs as the labeller")
+        p10 = self.item_p10.lookup(batch["item_id"])
+        t1 = dwell > self.x_l
+        t2 = window < self.rules.light_user_clicks
+        t3 = tf.logical_not(tf.math.is_nan(p10)) & (dwell > p10)
+        valid = clicked & (dwell >= self.rules.min_dwell) & (t1 | t2 | t3)
+        rule = tf.where(t1, 1, tf.where(t2, 2, 3))
+        p = self.ndt
+        ndt = tf.maximum(p.A / (1.0 + tf.exp(-(dwell - p.offset) / p.tau)) - p.B, 0.0)
+        zero = tf.zeros_like(dwell)
+        bins = tf.reduce_sum(tf.cast(dwell[:, None] >= self.interior_edges[None, :], tf.int64),
+                             axis=1)
+        out = dict(batch)
+        out["valid_read"] = tf.cast(valid, tf.int64)
+        out["valid_read_rule"] = tf.where(valid, tf.cast(rule, tf.int64), 0)
+        out["ndt"] = tf.cast(tf.where(clicked, ndt, zero), tf.float32)
+        out["log_dwell"] = tf.cast(tf.where(clicked, tf.math.log1p(dwell), zero), tf.float32)
+        out["dwell_bin"] = tf.where(clicked, bins, -1)
+        return out
+
+
+def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None,
+                ndt: NdtParams | None = None, batch_size: int = 8192,
+                allow_unclicked_dwell: bool = False) -> Labeler:
+    """A Labeler for the logs of `source` (a `LogSource`): one pass counts their clicks per user
+    and day for rule T2."""
+    rules = rules or artifact.rules
+    counted = count_source(source, batch_size, allow_unclicked_dwell)
+    window = window_clicks(counted.user_days, counted.covered_days, artifact_counts(artifact),
+                           rules.light_user_days)
+    labeler = Labeler(artifact, window, rules, ndt)
+    labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
+    labeler.rows_per_file = counted.rows_per_file
+    return labeler
+
+
+class SourceCounts(NamedTuple):
+    """What the counting pass over some logs finds (`count_source`)."""
+
+    user_days: "object"  # DataFrame[user_fp, day, clicks], as `count_user_days`
+    covered_days: set  # UTC days with an impression
+    unclicked_dwell_zeroed: int  # unclicked rows whose dwell > 0 was treated as 0
+    rows_per_file: np.ndarray  # int64 [files]: rows of each of `source.files`
+
+
+def count_source(source, batch_size: int = 8192,
+                 allow_unclicked_dwell: bool = False) -> SourceCounts:
+    """The counting pass of rule T2 over the logs of `source` (a `LogSource`); it also counts
+    each file's rows (multi-worker training deals files to workers by them)."""
+    import tensorflow as tf
+
+    # Order does not matter for counting: two files at a time, three columns parsed, and only
+    # integers leave the graph.
+    dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
+                             columns=("user_id", "timestamp", "click"), parallel_files=2,
+                             with_source=True)
+    zeroed = [0]  # unclicked rows whose dwell > 0 was treated as 0 (--allow_unclicked_dwell)
+    rows_per_file = np.zeros(len(source.files), np.int64)
+
+    def key(b):
+        out = {"user_fp": user_fingerprint(b["user_id"]),
+               "day": tf.math.floordiv(b["timestamp"], SECONDS_PER_DAY), "click": b["click"],
+               "file": b[logs_lib.SOURCE_INDEX]}
+        if allow_unclicked_dwell:
+            out["zeroed"] = tf.reduce_sum(b[logs_lib.DWELL_ZEROED])
+        return out
+
+    def counted(batches):
+        for batch in batches:
+            zeroed[0] += int(batch.pop("zeroed", 0))
+            rows_per_file[:] += np.bincount(batch.pop("file"), minlength=len(rows_per_file))
+            yield batch
+
+    keys = dataset.map(tf.autograph.experimental.do_not_convert(key))
+    counts, covered = count_user_days(counted(keys.as_numpy_iterator()))
+    return SourceCounts(counts, covered, zeroed[0], rows_per_file)

@@ -1,0 +1,137 @@
+"""Error diagnosis for log reading: from a failed read to an `InputError` naming the file, row
+and column.
+
+The reader's in-graph checks (`core.logs`) carry their message in the TensorFlow error;
+`translate_error` turns such an error into an `InputError`, and for TensorFlow's own parse
+failures (the CSV fast path has no per-field checks) `diagnose` finds the first bad line in
+Python and `locate_corruption` the first corrupt file. `input_errors_for_beam` does the same on
+Beam workers. The reader (`core.logs`) registers each `LogSource` it opens here
+(`remember_source`), so that an error raised deep inside tf.data can be traced back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import zlib
+from typing import Sequence
+
+from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs, tf_reason
+from core.log_schema import FIXED_TYPES, FLOAT_RE, INT_RE, LogFile, open_binary, open_text
+
+# The most recent readers, so that a parse error raised deep inside tf.data (possibly inside
+# Keras' fit) can be traced back to its file and line (see `diagnose`).
+_recent_sources: list = []  # [the last LogSource read]
+
+
+def remember_source(source) -> None:
+    """Makes `source` the reader that `diagnose` and `locate_corruption` explain by default."""
+    _recent_sources[:] = [source]
+
+
+def diagnose(source=None) -> InputError | None:
+    """Explains a TensorFlow parse failure of `source` (default: the last reader's) in Python:
+    the first corrupt file, or the first CSV line with a wrong field count or a value that does
+    not fit its column's type. Returns None if nothing is found. Runs only after a failure."""
+    source = source or (_recent_sources[-1] if _recent_sources else None)
+    if source is None:
+        return None
+    corrupt = locate_corruption(source.files)
+    if corrupt is not None or source.format != "csv":
+        return corrupt
+    columns, dtypes = source.schema.columns, source.schema.dtypes
+    checked = set(source.checked or columns)
+    typed = [(i, n, INT_RE if dtypes[n] == "int64" else FLOAT_RE, dtypes[n])
+             for i, n in enumerate(columns) if dtypes[n] != "string" and n in checked]
+    for log_file in source.files:
+        with open_text(log_file) as text:
+            for number, line in enumerate(text, 1):
+                if number == 1 or not line.strip():
+                    continue
+                try:
+                    fields = next(csv.reader([line]))
+                except csv.Error as error:
+                    return InputError(f"is not valid CSV: {error}", file=log_file.path, row=number)
+                if len(fields) != len(columns):
+                    return InputError(f"expected {len(columns)} fields as in the header, found "
+                                      f"{len(fields)}", file=log_file.path, row=number)
+                for index, name, pattern, kind in typed:
+                    value = fields[index]
+                    if value and not pattern.match(value):
+                        what = "an integer" if kind == "int64" else "a number"
+                        guess = "" if name in FIXED_TYPES else (
+                            " (type inferred from the first rows; set it in the feature config "
+                            "if that guess was wrong)")
+                        return InputError(f"expected {what}{guess}, found '{value[:80]}'",
+                                          file=log_file.path, row=number, column=name)
+    return None
+
+
+def translate_error(error: Exception) -> InputError | None:
+    """The InputError behind a TensorFlow error raised while reading logs, or None if the error
+    is not about the input. Use around code that iterates a `read_logs` dataset:
+
+        try:
+            model.fit(read_logs(...))
+        except tf.errors.OpError as e:
+            raise (translate_error(e) or e)
+    """
+    import tensorflow as tf
+
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    found = from_tf_error(error)
+    if found is not None:
+        return found
+    found = diagnose()
+    if found is not None:
+        return found
+    lowered = error.message.lower()
+    if any(k in lowered for k in ("corrupt", "data_loss", "truncated", "header check",
+                                  "invalid block", "unexpected end", "inflate")):
+        return InputError(f"corrupt or truncated input ({tf_reason(error.message)})")
+    return None
+
+
+@contextlib.contextmanager
+def input_errors_for_beam():
+    """Worker side of a Beam pipeline: bad input (an InputError, or a TensorFlow error that
+    `translate_error` explains) is re-raised with the marker, so that the driver can recover the
+    readable text through the runner's own wrapping (`errors.reraised_from_workers`). Beam's
+    log of the failed bundle is filtered out in this process (`errors.quiet_input_error_logs`):
+    the tool prints the error once, without a traceback."""
+    quiet_input_error_logs()
+    try:
+        yield
+    except Exception as error:
+        translated = error if isinstance(error, InputError) else translate_error(error)
+        if translated is None:
+            raise
+        raise RuntimeError(MARKER + str(translated)) from None
+
+
+def locate_corruption(files: Sequence[LogFile] | None = None) -> InputError | None:
+    """Finds the first file among `files` (default: the last reader's) whose compressed or
+    TFRecord stream is corrupt; returns an InputError naming it, or None."""
+    import tensorflow as tf
+
+    if files is None:
+        files = _recent_sources[-1].files if _recent_sources else []
+    for log_file in files:
+        try:
+            if log_file.format == "csv":
+                with open_binary(log_file.path) as raw:
+                    handle = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw
+                    while handle.read(1 << 20):
+                        pass
+            else:
+                for _ in tf.data.TFRecordDataset(log_file.path,
+                                                 "GZIP" if log_file.gzip else "").batch(4096):
+                    pass
+        except (OSError, EOFError, zlib.error) as error:
+            return InputError(f"is corrupt or truncated ({error})", file=log_file.path)
+        except tf.errors.OpError as error:
+            return InputError(f"is corrupt or truncated ({tf_reason(error.message)})",
+                              file=log_file.path)
+    return None

@@ -1,0 +1,364 @@
+"""The log contract (SPEC §2): column names and types, the file formats, and the input files.
+
+`LogSchema` (columns in file order and their types) and `LogFile` (a path, its format and
+compression); `expand_inputs` turns comma-separated globs into classified `LogFile`s, and the
+schema inference (`infer_schema`) samples them. The reader (`core.logs`), the writers
+(`core.log_writers`) and error diagnosis (`core.log_diagnosis`) build on this module.
+
+Column types follow SPEC §2: `user_id` and `item_id` are always strings; `timestamp` and `click`
+are int64; `dwell_time` is float64 (seconds); any other CSV column is int64 if every sampled
+value is an integer, float32 if every sampled value is a number, else a string. The sample is
+the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files): a column that turns out
+to hold another type further down is reported with its row, and its type can be set explicitly
+(`column_types`, or the feature config). Empty feature values take the type's default (0, 0.0
+or ""). In a `tf.Example` the same names and types apply (int64_list, float_list, bytes_list);
+ids may be int64_list; `dwell_time` may be int64_list.
+
+CSV files have one record per line (quoted fields may contain commas but not line breaks), a
+header line first, optional UTF-8 BOM and CRLF line ends; blank lines are skipped. Lines are
+numbered as in a text editor: the header is line 1. TFRecord records are numbered from 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import glob
+import gzip
+import io
+import os
+import re
+import zlib
+from typing import Iterable, Mapping, Sequence
+
+from core.errors import InputError, tf_reason
+
+REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
+# Columns that are never model features (besides the reserved label names).
+NON_FEATURE_COLUMNS = ("impression_id", "timestamp", "click", "dwell_time")
+# Names the label job adds; input logs may not use them for anything else.
+LABEL_COLUMNS = ("valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin")
+FIXED_TYPES = {"user_id": "string", "item_id": "string", "timestamp": "int64", "click": "int64",
+               "dwell_time": "float64"}
+DTYPES = ("int64", "float32", "float64", "string")
+
+SAMPLE_ROWS = 1000
+SAMPLE_FILES = 10
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.gzip")
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfrecords.gz",
+                     ".tfrecord.gzip", ".tfr.gz")
+
+# Python's csv module refuses fields over 128 KiB; logs may carry longer ones (article text).
+csv.field_size_limit(1 << 30)
+
+_INT = r"[+-]?[0-9]{1,18}"
+_FLOAT = r"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)"
+INT_RE, FLOAT_RE = re.compile(_INT + r"\Z"), re.compile(_FLOAT + r"\Z")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogSchema:
+    """Column names in file order and their types ('int64', 'float32', 'float64', 'string')."""
+
+    columns: tuple[str, ...]
+    dtypes: Mapping[str, str]
+
+    def feature_columns(self) -> tuple[str, ...]:
+        """Columns that are model features by default (SPEC §2)."""
+        skip = set(NON_FEATURE_COLUMNS) | set(LABEL_COLUMNS)
+        return tuple(c for c in self.columns if c not in skip)
+
+    def to_json(self) -> dict:
+        return {"columns": list(self.columns), "dtypes": dict(self.dtypes)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "LogSchema":
+        return cls(tuple(data["columns"]), dict(data["dtypes"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class LogFile:
+    path: str
+    format: str  # "csv" or "tfrecord"
+    gzip: bool
+
+
+# File access: local paths through the os module; URLs (gs://, hdfs://, s3://, ram://, ...)
+# through TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark read buckets.
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _isdir(path: str) -> bool:
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.isdir(path)
+    return os.path.isdir(path)
+
+
+def _glob(pattern: str) -> list[str]:
+    if _is_url(pattern):
+        import tensorflow as tf
+
+        return sorted(p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p))
+    matches = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p))
+    return matches or ([pattern] if os.path.isfile(pattern) else [])
+
+
+def file_size(path: str) -> int:
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.stat(path).length
+    return os.path.getsize(path)
+
+
+def open_binary(path: str):
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.GFile(path, "rb")
+    return open(path, "rb")
+
+
+def _readable(path: str) -> bool:
+    return _is_url(path) or os.access(path, os.R_OK)
+
+
+def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
+    """Files matched by comma-separated globs, sorted within each glob, duplicates removed.
+
+    Raises InputError for a glob matching nothing, a directory, an unreadable file or a mix of
+    CSV and TFRecord files.
+    """
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p.strip()]
+    if not patterns:
+        raise InputError("no input given (expected a file or glob of log files)")
+    files, seen = [], set()
+    for pattern in patterns:
+        pattern = pattern.strip()
+        if _isdir(pattern):
+            raise InputError(f"{pattern} is a directory; expected log files "
+                             f"(a glob such as {pattern.rstrip('/')}/*.csv.gz)")
+        matches = _glob(pattern)
+        if not matches:
+            raise InputError(f"no file matches {pattern}")
+        for path in matches:
+            if path in seen:
+                continue
+            seen.add(path)
+            if not _readable(path):
+                raise InputError("cannot read the file (permission denied)", file=path)
+            files.append(_classify(path))
+    kinds = {f.format for f in files}
+    if len(kinds) > 1:
+        raise InputError("the input mixes CSV and TFRecord files; read each format separately: "
+                         + ", ".join(f.path for f in files[:4]))
+    return files
+
+
+def _classify(path: str) -> LogFile:
+    with open_binary(path) as handle:
+        head = handle.read(2)
+    is_gzip = head == b"\x1f\x8b"
+    lower = path.lower()
+    if lower.endswith((".gz", ".gzip")) and not is_gzip and file_size(path) > 0:
+        raise InputError("is named as gzip but is not gzip data (corrupt or mislabelled)", file=path)
+    if lower.endswith(CSV_SUFFIXES):
+        return LogFile(path, "csv", is_gzip)
+    if lower.endswith(TFRECORD_SUFFIXES):
+        return LogFile(path, "tfrecord", is_gzip)
+    # Unknown suffix: a text first line with a comma is CSV, anything else TFRecord.
+    try:
+        first = open_text(LogFile(path, "csv", is_gzip)).readline()
+        looks_csv = "," in first and "\x00" not in first
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error):
+        looks_csv = False
+    return LogFile(path, "csv" if looks_csv else "tfrecord", is_gzip)
+
+
+def open_text(log_file: LogFile) -> io.TextIOBase:
+    raw = open_binary(log_file.path)
+    if log_file.gzip:
+        raw = gzip.GzipFile(fileobj=raw, mode="rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+# Schema inference -------------------------------------------------------------------------------
+def _infer_value_type(values: Iterable[str]) -> str:
+    kind = "int64"
+    seen = False
+    for value in values:
+        if value == "":
+            continue
+        seen = True
+        if kind == "int64" and not INT_RE.match(value):
+            kind = "float32"
+        if kind == "float32" and not FLOAT_RE.match(value):
+            return "string"
+    return kind if seen else "string"
+
+
+def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], list[list[str]]]:
+    try:
+        with open_text(log_file) as text:
+            reader = csv.reader(text)
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise InputError("is empty; expected a CSV header line",
+                                 file=log_file.path) from None
+            rows = []
+            for row in reader:
+                if not row or row == [""]:
+                    continue
+                rows.append(row)
+                if len(rows) >= limit:
+                    break
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(f"is corrupt or truncated ({error})", file=log_file.path) from None
+    except UnicodeDecodeError as error:
+        raise InputError(f"is not UTF-8 text ({error.reason} at byte {error.start}); "
+                         "expected a CSV log", file=log_file.path) from None
+    except csv.Error as error:
+        raise InputError(f"is not valid CSV: {error}", file=log_file.path) from None
+    header = [h.strip() for h in header]
+    return header, rows
+
+
+def _check_header(header: list[str], path: str,
+                  required: Sequence[str] = REQUIRED_COLUMNS) -> None:
+    if not any(header):
+        raise InputError("has an empty header line; expected column names", file=path, row=1)
+    seen = set()
+    for name in header:
+        if not name:
+            raise InputError("has an empty column name in its header", file=path, row=1)
+        if name in seen:
+            raise InputError(f"names column '{name}' twice in its header", file=path, row=1)
+        seen.add(name)
+    for name in required:
+        if name not in seen:
+            raise InputError(f"missing required column '{name}' (the header has: "
+                             f"{', '.join(header)})", file=path, row=1)
+
+
+def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | None,
+           required: Sequence[str] = REQUIRED_COLUMNS) -> tuple[LogSchema, dict[str, str]]:
+    """The columns and types of `files` (see the module docstring for the rules), and `stored`:
+    each TFRecord feature's stored kind ({} for CSV).
+
+    Raises InputError for a missing required column, differing CSV headers, empty input, a
+    required column of the wrong type, or an unknown type in `column_types`.
+    """
+    column_types = dict(column_types or {})
+    for name, kind in column_types.items():
+        if kind not in DTYPES:
+            raise InputError(f"type '{kind}' of column '{name}' is not one of {', '.join(DTYPES)}")
+        if name in FIXED_TYPES and kind != FIXED_TYPES[name]:
+            raise InputError(f"column '{name}' is always {FIXED_TYPES[name]}; cannot make it {kind}")
+    if files[0].format == "csv":
+        columns, samples = _sample_csv(files, required)
+        inferred = {c: _infer_value_type(samples[c]) for c in columns}
+        stored = {}
+    else:
+        columns, inferred = _sample_tfrecord(files, required)
+        stored = dict(inferred)
+    dtypes = {}
+    for name in columns:
+        dtypes[name] = column_types.get(name, FIXED_TYPES.get(name, inferred[name]))
+    for name in column_types:
+        if name not in dtypes:
+            raise InputError(f"a type is given for column '{name}', which the logs do not have "
+                             f"(columns: {', '.join(columns)})")
+    for name, kind in stored.items():
+        if kind == "string" and dtypes[name] != "string":
+            raise InputError(f"feature '{name}' is stored as bytes; it cannot be read as "
+                             f"{dtypes[name]}", file=files[0].path, column=name)
+    return LogSchema(tuple(columns), dtypes), stored
+
+
+def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS
+                ) -> tuple[list[str], dict[str, list[str]]]:
+    header0 = None
+    samples: dict[str, list[str]] = {}
+    sampled = 0
+    for index, log_file in enumerate(files):
+        # Every header is checked (cheap); rows are sampled from the first files only, and from
+        # more files while no data row has been seen (so empty input is recognised).
+        take = SAMPLE_ROWS if (index < SAMPLE_FILES or sampled == 0) else 0
+        header, rows = _csv_header_and_sample(log_file, max(take, 1))
+        if header0 is None:
+            _check_header(header, log_file.path, required)
+            header0 = header
+            samples = {c: [] for c in header}
+        elif header != header0:
+            raise InputError(f"has header {','.join(header)}, unlike {files[0].path} "
+                             f"({','.join(header0)}); all files of one input need the same columns",
+                             file=log_file.path, row=1)
+        if take:
+            for row in rows:
+                if len(row) != len(header0):
+                    continue  # reported with its line number when the file is read
+                for name, value in zip(header0, row):
+                    samples[name].append(value)
+            sampled += len(rows)
+    if sampled == 0:
+        raise InputError("the input has no rows: "
+                         + ", ".join(f.path for f in files[:3]) + (" ..." if len(files) > 3 else "")
+                         + " hold only a header")
+    return header0, samples
+
+
+def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS
+                     ) -> tuple[list[str], dict[str, str]]:
+    import tensorflow as tf
+
+    kinds: dict[str, str] = {}
+    first_seen: dict[str, str] = {}
+    sampled = 0
+    for index, log_file in enumerate(files):
+        if index >= SAMPLE_FILES and sampled:
+            break
+        dataset = tf.data.TFRecordDataset(log_file.path, "GZIP" if log_file.gzip else "")
+        try:
+            for number, record in enumerate(dataset.take(SAMPLE_ROWS).as_numpy_iterator(), 1):
+                try:
+                    example = tf.train.Example.FromString(record)
+                except Exception:
+                    raise InputError("is not a serialized tf.Example", file=log_file.path,
+                                     row=number, row_kind="record") from None
+                for name, feature in example.features.feature.items():
+                    kind = feature.WhichOneof("kind")
+                    if kind is None:
+                        continue
+                    kind = {"int64_list": "int64", "float_list": "float32",
+                            "bytes_list": "string"}[kind]
+                    previous = kinds.setdefault(name, kind)
+                    first_seen.setdefault(name, f"{log_file.path} record {number}")
+                    if previous != kind:
+                        raise InputError(f"is {kind} here but {previous} in {first_seen[name]}; a "
+                                         "feature needs one type", file=log_file.path, row=number,
+                                         column=name, row_kind="record")
+                sampled += 1
+        except tf.errors.OpError as error:
+            raise InputError(f"is corrupt or truncated ({tf_reason(error.message)})",
+                             file=log_file.path) from None
+    if sampled == 0:
+        raise InputError("the input has no records: " + ", ".join(f.path for f in files[:3]))
+    for name in required:
+        if name not in kinds:
+            raise InputError(f"missing required feature '{name}' in the first records (features: "
+                             f"{', '.join(sorted(kinds))})", file=files[0].path)
+    allowed = {"timestamp": ("int64",), "click": ("int64",), "dwell_time": ("float32", "int64"),
+               "user_id": ("string", "int64"), "item_id": ("string", "int64")}
+    for name, ok in allowed.items():
+        if name in kinds and kinds[name] not in ok:
+            raise InputError(f"feature '{name}' is {kinds[name]}; expected "
+                             f"{' or '.join(ok)}", file=first_seen[name].rsplit(" record ", 1)[0],
+                             column=name)
+    columns = ([c for c in REQUIRED_COLUMNS if c in kinds]
+               + sorted(set(kinds) - set(REQUIRED_COLUMNS)))
+    return columns, kinds

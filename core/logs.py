@@ -1,0 +1,326 @@
+"""Impression logs: the reader (`open_logs`, `read_logs`, `LogSource`).
+
+`read_logs` turns globs of CSV (plain or gzip) and TFRecord files of `tf.Example` (plain or GZIP)
+into a `tf.data.Dataset` of batched feature dicts. Parsing and every value check run inside the
+graph, so the same reader serves training (also on `tf.distribute` workers), labelling and
+scoring; a bad value stops the pipeline with an `InvalidArgumentError` that names the file, line
+(or record) and column, which `core.errors.from_tf_error` turns into an `InputError`.
+
+The contract the reader enforces (column names and types, the CSV and TFRecord layouts, schema
+inference) is in `core.log_schema`; the writers are in `core.log_writers`; explaining a failed
+read (`translate_error`, `diagnose`) is in `core.log_diagnosis`, which this reader tells which
+input it is reading (`remember_source`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import zlib
+from typing import Mapping, Sequence
+
+from core.errors import MARKER, InputError
+from core.log_diagnosis import remember_source
+from core.log_schema import LogFile, LogSchema, expand_inputs, file_size, infer_schema, open_binary
+
+# Extra keys of `read_logs(..., with_source=True)`.
+SOURCE_FILE, SOURCE_ROW, DWELL_ZEROED = "_source_file", "_source_row", "_dwell_zeroed"
+SOURCE_INDEX = "_source_index"  # position of the row's file in `LogSource.files`
+RAW = "_raw"  # the row as read: a CSV line (without its line end) or a serialized tf.Example
+# CSV files up to this size (bytes on disk) are read whole, decompressed and split in one op
+# each (faster than line by line: docs/BENCHMARKS.md); larger inputs stream line by line.
+WHOLE_FILE_BYTES = 64 << 20
+
+
+# Reading ------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class LogSource:
+    """Files of one input with their schema; `dataset()` reads them."""
+
+    files: list[LogFile]
+    schema: LogSchema
+    stored_types: dict[str, str]  # TFRecord: the kind each feature is stored as
+    # False for candidates (scoring): `click` and `dwell_time` are neither required, read nor
+    # checked; only the columns asked for are converted and checked.
+    outcomes: bool = True
+    checked: tuple[str, ...] | None = None  # set by dataset(): the columns it converts
+
+    @property
+    def format(self) -> str:
+        return self.files[0].format
+
+    def dataset(self, batch_size: int = 1024, *, allow_unclicked_dwell: bool = False,
+                with_source: bool = False, with_raw: bool = False,
+                columns: Sequence[str] | None = None, parallel_files: int = 1,
+                num_parallel_calls: int | None = None, drop_remainder: bool = False,
+                file_shard: tuple | None = None, whole_files: bool = True):
+        """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
+
+        With `with_source`, adds `_source_file` (string path), `_source_index` (int64 position
+        of the file in `files`) and `_source_row` (int64 line or record number). With
+        `allow_unclicked_dwell`, dwell on an unclicked row becomes 0 and `_dwell_zeroed`
+        (int64 0/1) marks the row; otherwise such a row is an error. With
+        `with_raw`, adds `_raw`: each row as read (a CSV line without its line end, or the
+        serialized tf.Example), so writers can pass input through unchanged. With `columns`,
+        only those columns are converted and returned (plus `click` and `dwell_time`, which
+        every row is checked on); CSV lines are still split in full, so a wrong field count is
+        still an error. `parallel_files` > 1 reads that many files at once (rows of different
+        files then interleave). `file_shard` = (count, index) reads only files index,
+        index + count, ... (index may be a Tensor: a parameter-server worker's own index).
+        `whole_files=False` streams CSV lines even from files small enough to be decompressed
+        and split in one op (faster, but it holds a file's text: scoring keeps memory flat).
+        """
+        import tensorflow as tf
+
+        remember_source(self)
+        if columns is not None:
+            unknown = [c for c in columns if c not in self.schema.dtypes]
+            if unknown:
+                raise InputError(f"the logs have no column(s) {', '.join(unknown)} (columns: "
+                                 f"{', '.join(self.schema.columns)})", file=self.files[0].path)
+        wanted = set(self.schema.columns if columns is None else columns)
+        if self.outcomes:
+            wanted |= {"click", "dwell_time"}
+        self.checked = tuple(c for c in self.schema.columns if c in wanted)
+        calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
+        paths = [f.path for f in self.files]
+        compression = ["GZIP" if f.gzip else "" for f in self.files]
+        files = tf.data.Dataset.from_tensor_slices((paths, compression))
+        if file_shard is not None:
+            files = files.shard(*file_shard)
+        # Each file is read in batches and numbered with vectorized ops: per-row tf.data
+        # functions would cost more than the parsing itself.
+        if self.format == "csv":
+            whole = whole_files and all(file_size(f.path) <= WHOLE_FILE_BYTES for f in self.files)
+            crlf = any(_has_crlf(f) for f in self.files)
+
+            def open_file(path, comp):
+                if whole:
+                    data = tf.io.read_file(path)
+                    data = tf.cond(tf.equal(comp, "GZIP"),
+                                   lambda: tf.io.decode_compressed(data, "GZIP"), lambda: data)
+                    lines = tf.strings.split(data, "\n")[1:]
+                    if crlf:
+                        lines = tf.strings.regex_replace(lines, "\r$", "")
+                    lines = tf.data.Dataset.from_tensor_slices(lines)
+                else:
+                    lines = tf.data.TextLineDataset(path, compression_type=comp,
+                                                    buffer_size=4 << 20).skip(1)
+                return lines.batch(batch_size).enumerate().map(_no_autograph(
+                    lambda k, chunk: _number_chunk(path, k, chunk, batch_size, first_row=2,
+                                                   skip_blank=True)))
+
+            def parse(path, row, line):
+                return self._parse_csv_batch(path, row, line, wanted)
+        else:
+            def open_file(path, comp):
+                records = tf.data.TFRecordDataset(path, compression_type=comp,
+                                                  buffer_size=4 << 20)
+                return records.batch(batch_size).enumerate().map(_no_autograph(
+                    lambda k, chunk: _number_chunk(path, k, chunk, batch_size, first_row=1,
+                                                   skip_blank=False)))
+
+            def parse(path, row, record):
+                return self._parse_tfrecord_batch(path, row, record, wanted)
+        chunks = files.interleave(_no_autograph(open_file), cycle_length=max(1, parallel_files),
+                                  num_parallel_calls=calls if parallel_files > 1 else None,
+                                  deterministic=True if parallel_files > 1 else None)
+        # Blank lines and file ends leave short chunks: rebatch to exactly `batch_size` rows.
+        batches = chunks.rebatch(batch_size, drop_remainder=drop_remainder)
+
+        def to_features(path, row, payload):
+            out = self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell,
+                               with_source)
+            if with_raw:
+                out[RAW] = payload
+            return out
+
+        # Straight-line graph code: autograph would only slow the tracing down.
+        return batches.map(tf.autograph.experimental.do_not_convert(to_features),
+                           num_parallel_calls=calls, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+    # CSV --------------------------------------------------------------------------------------
+    def _parse_csv_batch(self, path, row, line, wanted):
+        """Fast path: no per-field format checks. A wrong field count or a value of the wrong
+        type makes TensorFlow's own parsing fail; `diagnose` then finds the line in Python."""
+        import tensorflow as tf
+
+        columns = self.schema.columns
+        fields = tf.io.decode_csv(line, record_defaults=[[""]] * len(columns))
+        out, checks = {}, []
+        for name, text in zip(columns, fields):
+            if name not in wanted:
+                continue
+            kind = self.schema.dtypes[name]
+            if kind == "string":
+                out[name] = text
+                continue
+            empty = tf.equal(text, "")
+            if name in ("timestamp", "click"):
+                checks.append(_check(~empty, path, row, name, "expected a value, found an empty "
+                                     "field"))
+            dtype = {"int64": tf.int64, "float32": tf.float32, "float64": tf.float64}[kind]
+            value = tf.strings.to_number(tf.where(empty, "0", text), out_type=dtype)
+            if kind != "int64" and name != "dwell_time":
+                checks.append(_check(tf.math.is_finite(value), path, row, name,
+                                     "expected a finite number, found ", text))
+            out[name] = (value, empty, text) if name == "dwell_time" else value
+        return out, checks
+
+    # TFRecord ---------------------------------------------------------------------------------
+    def _parse_tfrecord_batch(self, path, row, record, wanted):
+        import tensorflow as tf
+
+        names = tf.strings.join([path, ":record ", tf.strings.as_string(row)])
+        stored = {n: {"int64": tf.int64, "float32": tf.float32, "string": tf.string}[k]
+                  for n, k in self.stored_types.items() if n in self.schema.dtypes and n in wanted}
+        spec = {n: tf.io.RaggedFeature(dtype=d, row_splits_dtype=tf.int64) for n, d in stored.items()}
+        parsed = tf.io.parse_example(record, spec, example_names=names)
+        out, checks = {}, []
+        for name in self.schema.columns:
+            if name not in wanted:
+                continue
+            ragged = parsed[name]
+            count = ragged.row_lengths()
+            checks.append(_check(count <= 1, path, row, name, "expected one value, found ",
+                                 tf.strings.as_string(count), row_kind="record"))
+            if name in ("timestamp", "click", "user_id", "item_id"):
+                checks.append(_check(count >= 1, path, row, name,
+                                     "expected a value, but the feature is missing",
+                                     row_kind="record"))
+            default = "" if stored[name] == tf.string else 0
+            dense = ragged.to_tensor(default_value=default, shape=[None, 1])[:, 0]
+            kind = self.schema.dtypes[name]
+            if kind == "string" and stored[name] != tf.string:
+                dense = tf.strings.as_string(dense)
+            elif kind != "string":
+                dense = tf.cast(dense, {"int64": tf.int64, "float32": tf.float32,
+                                        "float64": tf.float64}[kind])
+            if name == "dwell_time":
+                dense = (dense, tf.equal(count, 0), tf.strings.as_string(dense, shortest=True))
+            out[name] = dense
+        return out, checks
+
+    # Shared checks ----------------------------------------------------------------------------
+    def _finish(self, parsed, path, row, allow_unclicked_dwell, with_source):
+        import tensorflow as tf
+
+        out, checks = parsed
+        if not self.outcomes:
+            with tf.control_dependencies(checks):
+                result = {n: tf.identity(v[0] if n == "dwell_time" else v)
+                          for n, v in out.items()}
+            return self._with_source(result, path, row, with_source)
+        kind = "line" if self.format == "csv" else "record"
+        dwell, dwell_empty, dwell_text = out["dwell_time"]
+        click = out["click"]
+        text = lambda x: tf.strings.as_string(x)  # noqa: E731
+        checks.append(_check((click == 0) | (click == 1), path, row, "click",
+                             "expected 0 or 1, found ", text(click), row_kind=kind))
+        finite = tf.math.is_finite(dwell)
+        checks.append(_check(finite, path, row, "dwell_time", "expected a finite number of "
+                             "seconds, found ", dwell_text, row_kind=kind))
+        checks.append(_check(~finite | (dwell >= 0), path, row, "dwell_time",
+                             "expected seconds >= 0, found ", dwell_text, row_kind=kind))
+        checks.append(_check(~((click == 1) & dwell_empty), path, row, "dwell_time",
+                             "a clicked row needs its dwell time, found an empty field",
+                             row_kind=kind))
+        unclicked_dwell = (click == 0) & (dwell > 0)
+        if not allow_unclicked_dwell:
+            checks.append(_check(~unclicked_dwell, path, row, "dwell_time",
+                                 "expected 0 or empty on an unclicked row (click = 0), found ",
+                                 dwell_text, " (--allow_unclicked_dwell treats it as 0)",
+                                 row_kind=kind))
+        with tf.control_dependencies(checks):
+            result = {n: tf.identity(v) for n, v in out.items() if n != "dwell_time"}
+            result["dwell_time"] = tf.identity(tf.where(unclicked_dwell, tf.zeros_like(dwell),
+                                                        dwell))
+        if allow_unclicked_dwell:
+            result[DWELL_ZEROED] = tf.cast(unclicked_dwell, tf.int64)
+        return self._with_source(result, path, row, with_source)
+
+    def _with_source(self, result, path, row, with_source):
+        import tensorflow as tf
+
+        if with_source:
+            result[SOURCE_FILE] = path
+            result[SOURCE_ROW] = row
+            paths = tf.constant([f.path for f in self.files])
+            result[SOURCE_INDEX] = tf.argmax(tf.cast(tf.equal(path[:, None], paths[None, :]),
+                                                     tf.int32), axis=1, output_type=tf.int64)
+        return result
+
+
+def _has_crlf(log_file: LogFile) -> bool:
+    try:
+        with open_binary(log_file.path) as raw:
+            handle = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw
+            return handle.readline().endswith(b"\r\n")
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _no_autograph(fn):
+    import tensorflow as tf
+
+    return tf.autograph.experimental.do_not_convert(fn)
+
+
+def _number_chunk(path, index, chunk, batch_size, first_row, skip_blank):
+    """(path[n], row[n], payload[n]) of the `index`-th chunk of a file, blank lines dropped."""
+    import tensorflow as tf
+
+    size = tf.shape(chunk, out_type=tf.int64)[0]
+    row = first_row + index * batch_size + tf.range(size, dtype=tf.int64)
+    paths = tf.fill([size], path)
+    if skip_blank:
+        keep = tf.strings.length(tf.strings.strip(chunk)) > 0
+        return (tf.boolean_mask(paths, keep), tf.boolean_mask(row, keep),
+                tf.boolean_mask(chunk, keep))
+    return paths, row, chunk
+
+
+def open_logs(patterns: str | Sequence[str], *,
+              column_types: Mapping[str, str] | None = None,
+              candidates: Sequence[str] | None = None) -> LogSource:
+    """Expands `patterns`, checks the files and infers their schema (see `core.log_schema`).
+
+    With `candidates` (column names), the input is candidate rows to score: only those columns
+    are required, and `click` and `dwell_time`, when present, are neither read nor checked."""
+    files = expand_inputs(patterns)
+    for log_file in files:
+        if file_size(log_file.path) == 0:
+            raise InputError("is empty (0 bytes); expected "
+                             + ("a CSV header line" if log_file.format == "csv" else "TFRecords"),
+                             file=log_file.path)
+    if candidates is None:
+        schema, stored = infer_schema(files, column_types)
+        return LogSource(files, schema, stored)
+    schema, stored = infer_schema(files, column_types, tuple(candidates))
+    return LogSource(files, schema, stored, outcomes=False)
+
+
+def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,
+              column_types: Mapping[str, str] | None = None, **dataset_kwargs):
+    """Reads logs into a batched `tf.data.Dataset` of feature dicts; see `LogSource.dataset`."""
+    return open_logs(patterns, column_types=column_types).dataset(batch_size, **dataset_kwargs)
+
+
+# The reader's in-graph checks ---------------------------------------------------------------------
+def _check(ok, path, row, column, *message, row_kind="line"):
+    """An assertion that every element of `ok` holds; its message names the first bad row.
+
+    `message` pieces are strings or string tensors of the batch's shape (gathered at the first
+    bad row)."""
+    import tensorflow as tf
+
+    bad = tf.logical_not(ok)
+    first = tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int64)
+    pieces = [MARKER, tf.gather(path, first), f", {row_kind} ",
+              tf.strings.as_string(tf.gather(row, first))]
+    if column:
+        pieces.append(f", column '{column}'")
+    pieces.append(": ")
+    for piece in message:
+        pieces.append(piece if isinstance(piece, str) else tf.gather(piece, first))
+    return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [tf.strings.join(pieces)])

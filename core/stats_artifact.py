@@ -1,0 +1,243 @@
+"""The stats artifact (SPEC §3): its layout, what it holds, and reading it into `StatsArtifact`.
+
+The statistics job (`pipelines.stats`) computes the pre-aggregates on Apache Beam and writes the
+artifact through `stats_json` and the table layout below; everything downstream reads it once,
+with `load_artifact`, into a typed `StatsArtifact`.
+
+    stats.json            format_version, mu, sigma, x_l, x_h, ndt {offset, tau, A, B, t_max,
+                          epsilon, preset}, num_bins, dwell_bin_edges (s, num_bins + 1),
+                          dwell_bin_medians (s, num_bins; null for an empty bin), rows, clicks,
+                          clicks_with_dwell, rules {min_dwell, t1_threshold, light_user_days,
+                          light_user_clicks, min_item_records}, numeric_features {name: {mean,
+                          std}} of log1p(max(x, 0)), items_with_p10, user_days, schema, inputs
+    items/part-*.csv      item_id, clicks, p10: items with >= min_item_records clicks with
+                          dwell > 0; p10 = numpy's linear-interpolation 10th percentile (s)
+    user_days/part-*.csv  user_id, day, clicks: clicks per user per UTC day (day = unix
+                          seconds // 86400), rows with clicks > 0
+
+Definitions: mu and sigma are the mean and population standard deviation of ln(dwell) over
+clicks with dwell > 0; x_l = exp(mu - sigma), x_h = exp(mu + sigma). Bin edges are exact
+percentiles (`label_rules.dwell_bin_edges`) or given; each bin's median is the median of the
+clicked dwells > 0 that fall in it. An empty bin has no median (null in stats.json, which stays
+strict JSON); where a representative value is needed (`DwellTargets`), it is the geometric mean
+of the bin's edges, applied here once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import math
+import os
+from typing import Mapping
+
+import numpy as np
+
+from core.errors import InputError
+from core.label_rules import NdtParams, RuleConfig, assign_bins, dwell_bin_edges, fit_ndt
+
+FORMAT_VERSION = 1
+USER_DAY_COLUMNS = {"user_id": str, "day": np.int64, "clicks": np.int64}
+ITEM_COLUMNS = {"item_id": str, "clicks": np.int64, "p10": float}
+
+
+@dataclasses.dataclass(frozen=True)
+class DwellTargets:
+    """The dwell targets' scales that models are built with, from one stats artifact.
+
+    log_dwell_mean, log_dwell_std: mu and sigma of ln(dwell) over clicks (the log-dwell tower
+    predicts (log1p(T) - mean) / std); bin_edges: seconds [bins + 1]; bin_medians: each bin's
+    representative dwell in seconds [bins] (an empty bin's: the geometric mean of its edges);
+    bin_ndt: the NDT of each representative dwell [bins]."""
+
+    log_dwell_mean: float = 0.0
+    log_dwell_std: float = 1.0
+    bin_edges: tuple[float, ...] = ()
+    bin_medians: tuple[float, ...] = ()
+    bin_ndt: tuple[float, ...] = ()
+
+    @property
+    def num_bins(self) -> int:
+        return len(self.bin_medians)
+
+    def to_json(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v
+                for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "DwellTargets":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsArtifact:
+    """A stats artifact, loaded (see the module docstring for each value).
+
+    `item_p10`: item id -> P10 (s); `user_day_clicks`: (user id, UTC day number) -> clicks
+    (empty when loaded with user_days=False)."""
+
+    path: str
+    mu: float
+    sigma: float
+    x_l: float
+    x_h: float
+    ndt: NdtParams
+    rules: RuleConfig
+    dwell_bin_edges: np.ndarray  # float64 [bins + 1], seconds
+    dwell_bin_medians: tuple  # [bins] seconds, None for an empty bin (as stored)
+    rows: int
+    clicks: int
+    numeric_features: dict  # name -> {"mean", "std"} of log1p(max(x, 0))
+    schema: dict  # the stats window's log schema (LogSchema.to_json())
+    inputs: str
+    item_p10: dict
+    user_day_clicks: dict
+
+    @property
+    def num_bins(self) -> int:
+        return len(self.dwell_bin_edges) - 1
+
+    @property
+    def targets(self) -> DwellTargets:
+        """The scales of the dwell targets (the empty-bin fallback applied)."""
+        medians = representative_medians(self.dwell_bin_medians, self.dwell_bin_edges)
+        return DwellTargets(
+            log_dwell_mean=float(self.mu), log_dwell_std=float(self.sigma),
+            bin_edges=tuple(float(e) for e in self.dwell_bin_edges), bin_medians=medians,
+            bin_ndt=tuple(float(v) for v in self.ndt(np.asarray(medians, np.float64))))
+
+    def summary(self) -> dict:
+        """What a model directory records of the artifact it was built with."""
+        return {"path": os.path.abspath(self.path), "ndt": dataclasses.asdict(self.ndt),
+                "dwell_bin_edges": [float(e) for e in self.dwell_bin_edges],
+                "dwell_bin_medians": list(self.dwell_bin_medians),
+                "x_l": self.x_l, "x_h": self.x_h}
+
+
+def representative_medians(medians, edges) -> tuple[float, ...]:
+    """Bin medians (seconds) with an empty bin's (None or NaN) replaced by the geometric mean
+    of its edges, so that expectations over the bins stay finite."""
+    result = []
+    for k, median in enumerate(medians):
+        if median is None or not math.isfinite(float(median)):
+            lo, hi = max(float(edges[k]), 1e-3), max(float(edges[k + 1]), 1e-3)
+            median = math.sqrt(lo * hi)
+        result.append(float(median))
+    return tuple(result)
+
+
+# Writing ------------------------------------------------------------------------------------------
+def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Mapping,
+               unclicked_dwell_zeroed: int, rules: RuleConfig, ndt_preset: str, t_max: float,
+               epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
+               num_bins: int = 8, bin_edges=None, schema: dict) -> dict:
+    """stats.json's content (everything but the table counts and the inputs).
+
+    dwell: float [clicks with dwell > 0], sorted (so that the sums, and the artifact, do not
+    depend on how the work was split); numeric_moments: name -> (count, sum, sum of squares)
+    of log1p(max(x, 0)); bin_edges: explicit edges in seconds, or None for percentiles."""
+    if rows == 0:
+        raise InputError("the input has no rows")
+    if len(dwell) < 2:
+        raise InputError(f"the input has {len(dwell)} click(s) with dwell > 0; the statistics "
+                         "need at least 2")
+    ln = np.log(dwell)
+    mu = float(ln.mean())
+    sigma = float(np.sqrt(((ln - mu) ** 2).mean()))
+    x_l, x_h = float(np.exp(mu - sigma)), float(np.exp(mu + sigma))
+    ndt = fit_ndt(ndt_preset, x_l=x_l, x_h=x_h, t_max=t_max, epsilon=epsilon, offset=ndt_offset,
+                  tau=ndt_tau, A=ndt_a, B=ndt_b)
+    if bin_edges is not None:
+        edges = np.asarray(bin_edges, float)
+        if len(edges) < 2 or np.any(np.diff(edges) <= 0):
+            raise InputError("--bin_edges must be at least two increasing numbers of seconds")
+    else:
+        edges = dwell_bin_edges(dwell, num_bins)
+    bins = assign_bins(dwell, edges)
+    medians = [float(np.median(dwell[bins == b])) if np.any(bins == b) else None
+               for b in range(len(edges) - 1)]
+    numeric = {}
+    for name, (count, total, squares) in sorted(numeric_moments.items()):
+        mean = total / count if count else 0.0
+        var = max(squares / count - mean * mean, 0.0) if count else 0.0
+        numeric[name] = {"mean": mean, "std": float(np.sqrt(var))}
+    return {
+        "format_version": FORMAT_VERSION,
+        "mu": mu, "sigma": sigma, "x_l": x_l, "x_h": x_h,
+        "ndt": dataclasses.asdict(ndt),
+        "num_bins": len(edges) - 1,
+        "dwell_bin_edges": edges.tolist(),
+        "dwell_bin_medians": medians,
+        "rows": rows, "clicks": clicks, "clicks_with_dwell": int(len(dwell)),
+        "unclicked_dwell_treated_as_zero": unclicked_dwell_zeroed,
+        "rules": dataclasses.asdict(rules),
+        "numeric_features": numeric,
+        "schema": schema,
+    }
+
+
+# Reading ------------------------------------------------------------------------------------------
+def read_table(directory: str, columns: Mapping[str, type]) -> dict[str, np.ndarray]:
+    """Reads the CSV shards `directory/part-*.csv` (header line, then rows) into arrays."""
+    import pandas as pd
+
+    frames = [read_table_shard(s, columns) for s in table_shards(directory)]
+    if not frames:
+        return {c: np.zeros(0, t) for c, t in columns.items()}
+    frame = pd.concat(frames, ignore_index=True)
+    return {c: frame[c].to_numpy() for c in columns}
+
+
+def table_shards(directory: str) -> list[str]:
+    """The CSV shards of an artifact table, sorted: `directory/part-*.csv`."""
+    return sorted(glob.glob(os.path.join(directory, "part-*.csv")))
+
+
+def read_table_shard(path: str, columns: Mapping[str, type]):
+    """One shard of an artifact table as a DataFrame of `columns` (ids stay text: no NA)."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=dict(columns), keep_default_na=False)[list(columns)]
+
+
+def read_stats_json(path: str) -> dict:
+    """stats.json of the artifact directory `path`, checked; InputError if it is missing, not
+    JSON or of another format version."""
+    stats_path = os.path.join(path, "stats.json")
+    if not os.path.isfile(stats_path):
+        raise InputError(f"{path} is not a stats artifact (no stats.json); make one with "
+                         "python -m pipelines.stats")
+    try:
+        with open(stats_path) as handle:
+            stats = json.load(handle)
+    except ValueError as error:
+        raise InputError(f"is not valid JSON ({error})", file=stats_path) from None
+    version = stats.get("format_version")
+    if version != FORMAT_VERSION:
+        raise InputError(f"has format_version {version!r}; this dwellrank reads version "
+                         f"{FORMAT_VERSION}: recompute the statistics with python -m "
+                         "pipelines.stats", file=stats_path)
+    return stats
+
+
+def load_artifact(path: str, *, user_days: bool = True) -> StatsArtifact:
+    """Loads a stats artifact directory; InputError if it is missing or of another version.
+
+    `user_days=False` leaves the user table out (`user_day_clicks` is then empty): it grows with
+    users x days of the stats window, and the Beam labelling engine joins it by key instead."""
+    stats = read_stats_json(path)
+    items = read_table(os.path.join(path, "items"), ITEM_COLUMNS)
+    users = (read_table(os.path.join(path, "user_days"), USER_DAY_COLUMNS) if user_days
+             else {c: np.zeros(0, t) for c, t in USER_DAY_COLUMNS.items()})
+    return StatsArtifact(
+        path=path, mu=float(stats["mu"]), sigma=float(stats["sigma"]), x_l=float(stats["x_l"]),
+        x_h=float(stats["x_h"]), ndt=NdtParams(**stats["ndt"]),
+        rules=RuleConfig(**stats["rules"]),
+        dwell_bin_edges=np.asarray(stats["dwell_bin_edges"], float),
+        dwell_bin_medians=tuple(stats["dwell_bin_medians"]), rows=int(stats["rows"]),
+        clicks=int(stats["clicks"]), numeric_features=dict(stats.get("numeric_features", {})),
+        schema=dict(stats.get("schema", {})), inputs=str(stats.get("inputs", "")),
+        item_p10=dict(zip(items["item_id"].tolist(), items["p10"].tolist())),
+        user_day_clicks=dict(zip(zip(users["user_id"].tolist(), users["day"].tolist()),
+                                 users["clicks"].tolist())))

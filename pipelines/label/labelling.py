@@ -1,0 +1,337 @@
+"""The labelling job: adds valid_read, valid_read_rule, ndt, log_dwell, dwell_bin to logs.
+
+One output shard per input file, rows in input order: `NNNNN-<input name>.csv.gz` (CSV with a
+header: every input column, then the five labels) or `NNNNN-<input name>.tfrecord.gz` (GZIP
+TFRecord of tf.Example). Input columns are passed through unchanged: a CSV line keeps its text and
+gains the label fields; a tf.Example keeps its bytes and gains the label features (protobuf
+messages merge when concatenated). The whole output directory appears atomically.
+
+Labels are computed by `pipelines.Labeler` inside tf.data, the code training uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import gzip
+import os
+import queue
+import re
+import threading
+
+import numpy as np
+
+from core import label_rules, log_diagnosis, log_schema, log_writers, logs, stats_artifact
+from core.atomic import atomic_directory
+from core.errors import InputError
+from core.labeler import Labeler, labeler_for
+
+# The label columns, in output order: defined once, in core.log_schema.
+LABEL_COLUMNS = log_schema.LABEL_COLUMNS
+ID_FEATURES = ("user_id", "item_id")
+# Bins of ln(dwell seconds) for labels.png: 0.05 s to 6 hours in steps of 0.1.
+LOG_DWELL_EDGES = np.round(np.arange(-3.0, 10.0 + 1e-9, 0.1), 6)
+
+
+@dataclasses.dataclass
+class LabelSummary:
+    """Counts of a labelling run."""
+
+    rows: int = 0
+    clicks: int = 0
+    valid_reads: int = 0
+    rule_counts: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(4, np.int64))
+    bin_counts: np.ndarray | None = None
+    unclicked_dwell_zeroed: int = 0
+    # Clicks with dwell > 0 per bin of ln(dwell seconds) (LOG_DWELL_EDGES; the ends take what
+    # lies beyond): labels.png's histogram, in memory that does not grow with the input.
+    log_dwell_counts: np.ndarray = dataclasses.field(
+        default_factory=lambda: np.zeros(len(LOG_DWELL_EDGES) - 1, np.int64))
+    files: list = dataclasses.field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        valid = max(self.valid_reads, 1)
+        return {
+            "rows": self.rows, "clicks": self.clicks, "valid_reads": self.valid_reads,
+            "valid_read_share_of_clicks": self.valid_reads / max(self.clicks, 1),
+            "rule_shares_of_valid_reads": {f"T{k}": int(self.rule_counts[k]) / valid
+                                           for k in (1, 2, 3)},
+            "dwell_bin_counts": [] if self.bin_counts is None else self.bin_counts.tolist(),
+            "unclicked_dwell_treated_as_zero": self.unclicked_dwell_zeroed,
+            "files": self.files,
+        }
+
+    def add(self, other: "LabelSummary") -> None:
+        """Adds the counts of `other` (e.g. one file's, from a Beam worker) to these."""
+        self.rows += other.rows
+        self.clicks += other.clicks
+        self.valid_reads += other.valid_reads
+        self.rule_counts = self.rule_counts + other.rule_counts
+        if other.bin_counts is not None:
+            self.bin_counts = (other.bin_counts.copy() if self.bin_counts is None
+                               else self.bin_counts + other.bin_counts)
+        self.unclicked_dwell_zeroed += other.unclicked_dwell_zeroed
+        self.log_dwell_counts = self.log_dwell_counts + other.log_dwell_counts
+        self.files.extend(other.files)
+
+
+def _csv_text(tensor):
+    """CSV field text of a string tensor: quoted when it holds a comma, quote or line break."""
+    import tensorflow as tf
+
+    needs = tf.strings.regex_full_match(tensor, '(?s).*[,"\r\n].*')
+    quoted = tf.strings.join(['"', tf.strings.regex_replace(tensor, '"', '""'), '"'])
+    return tf.where(needs, quoted, tensor)
+
+
+def _as_text(tensor):
+    import tensorflow as tf
+
+    if tensor.dtype == tf.string:
+        return _csv_text(tensor)
+    if tensor.dtype.is_floating:
+        return tf.strings.as_string(tensor, shortest=True)
+    return tf.strings.as_string(tensor)
+
+
+def _read_header_line(log_file: log_schema.LogFile) -> str:
+    with log_schema.open_text(log_file) as text:  # noqa: SLF001 (same package)
+        return text.readline().rstrip("\r\n")
+
+
+def open_input(pattern: str, fmt: str) -> logs.LogSource:
+    """The logs to label, checked: a known output format and no reserved label column."""
+    if fmt not in ("csv", "tfrecord"):
+        raise InputError(f"--format must be csv or tfrecord, not {fmt}")
+    source = logs.open_logs(pattern)
+    reserved = [c for c in source.schema.columns if c in LABEL_COLUMNS]
+    if reserved:
+        raise InputError(f"the input already has label column(s) {', '.join(reserved)}; label "
+                         "raw logs (these names are reserved)", file=source.files[0].path)
+    return source
+
+
+def shard_names(files: list, fmt: str, compress: bool) -> dict[str, str]:
+    """Output shard name of each input file (path -> name): `NNNNN-<input name>.<fmt>[.gz]`,
+    NNNNN the file's position in the input, so shards sort in input order."""
+    names = {}
+    for index, log_file in enumerate(files):
+        stem = re.sub(r"(\.(csv|tfrecords?|tfr))?(\.(gz|gzip))?$", "",
+                      os.path.basename(log_file.path), flags=re.I)
+        names[log_file.path] = (f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}"
+                                + (".gz" if compress else ""))
+    return names
+
+
+def output_directory(output_dir: str):
+    """The atomic output directory of a labelling run (an earlier label output is replaced)."""
+    return atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir")
+
+
+def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfrecord",
+               rules: label_rules.RuleConfig | None = None, allow_unclicked_dwell: bool = False,
+               batch_size: int = 8192, compress: bool = True, finish=None) -> LabelSummary:
+    """Labels the logs of `pattern` with the stats artifact `stats_dir` into `output_dir`, in
+    this process (the local engine; `pipelines.label.labelling_beam` is the Beam one).
+
+    `rules` overrides the artifact's rule thresholds; `finish(directory, summary)` may add
+    files to the output before it appears. Returns the run's counts.
+    """
+    source = open_input(pattern, fmt)
+    artifact = stats_artifact.load_artifact(stats_dir)
+    labeler = labeler_for(source, artifact, rules, batch_size=batch_size,
+                                 allow_unclicked_dwell=allow_unclicked_dwell)
+    # The tables and counts are long-lived: keep them out of the garbage collector's full
+    # passes, which otherwise rescan them while millions of per-batch objects come and go.
+    gc.collect()
+    gc.freeze()
+    summary = LabelSummary(bin_counts=np.zeros(artifact.num_bins, np.int64))
+    with output_directory(output_dir) as tmp:
+        write_shards(source, labeler, tmp, shard_names(source.files, fmt, compress), summary,
+                     fmt=fmt, compress=compress, allow_unclicked_dwell=allow_unclicked_dwell,
+                     batch_size=batch_size)
+        summary.files.sort()
+        if finish is not None:
+            finish(tmp, summary)
+    return summary
+
+
+def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
+                 names: dict[str, str], summary: LabelSummary, *, fmt: str, compress: bool,
+                 allow_unclicked_dwell: bool, batch_size: int) -> None:
+    """Labels every file of `source` with `labeler` into `directory/names[path]` (one shard per
+    file, rows in input order; a file without rows gets an empty shard) and adds the counts to
+    `summary`. Both engines write through here: the local one with all files in one `source`,
+    the Beam one with one file per call."""
+    import tensorflow as tf
+
+    columns = source.schema.columns
+
+    def to_output(batch):
+        labelled = labeler(batch)
+        out = {logs.SOURCE_INDEX: batch[logs.SOURCE_INDEX],
+               "click": labelled["click"], "valid_read": labelled["valid_read"],
+               "valid_read_rule": labelled["valid_read_rule"],
+               "dwell_bin": labelled["dwell_bin"], "dwell_time": labelled["dwell_time"]}
+        if allow_unclicked_dwell:
+            out[logs.DWELL_ZEROED] = labelled[logs.DWELL_ZEROED]
+        label_text = [_as_text(labelled[c]) for c in LABEL_COLUMNS]
+        if fmt == "csv":
+            if source.format == "csv":
+                base = batch[logs.RAW]
+            else:
+                base = tf.strings.reduce_join(
+                    tf.stack([_as_text(batch[c]) for c in columns], axis=1), axis=1,
+                    separator=",")
+            # One element-wise join: base,label1,...,label5.
+            pieces = [base]
+            for text in label_text:
+                pieces += [",", text]
+            out["line"] = tf.strings.join(pieces)
+        else:
+            for c in LABEL_COLUMNS:
+                out[c] = labelled[c]
+            if source.format == "tfrecord":
+                out[logs.RAW] = batch[logs.RAW]
+                for c in ID_FEATURES:  # read as strings, written again as bytes
+                    out[c] = batch[c]
+            else:  # CSV to tf.Example: every parsed column
+                for c in columns:
+                    out.setdefault(c, batch[c])
+                out["dwell_time"] = labelled["dwell_time"]
+        return out
+
+    # One pipeline over all files (tracing one per file costs more than labelling a small
+    # file); rows arrive file after file, so each shard is opened once, when its rows begin.
+    # CSV to CSV passes the input line through: only the labeller's columns are parsed.
+    needed = label_rules.LABEL_INPUTS if (fmt == "csv" and source.format == "csv") else None
+    dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
+                             with_raw=True, with_source=True, columns=needed).map(
+        tf.autograph.experimental.do_not_convert(to_output),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    written = set()
+
+    def open_shard(log_file: log_schema.LogFile) -> _ShardWriter:
+        header = None
+        if fmt == "csv":
+            first = (_read_header_line(log_file) if source.format == "csv"
+                     else ",".join(columns))
+            header = ",".join([first, *LABEL_COLUMNS])
+        summary.files.append(names[log_file.path])
+        written.add(log_file.path)
+        return _ShardWriter(os.path.join(directory, names[log_file.path]), log_file.path, fmt,
+                            compress, header, source.format, columns)
+
+    writer = None
+    try:
+        for batch in dataset.as_numpy_iterator():
+            _account(summary, batch)
+            sources = batch[logs.SOURCE_INDEX]
+            starts = np.flatnonzero(np.r_[True, sources[1:] != sources[:-1]])
+            for start, end in zip(starts, np.r_[starts[1:], len(sources)]):
+                log_file = source.files[sources[start]]
+                if writer is None or writer.source != log_file.path:
+                    if writer is not None:
+                        writer.close()
+                    writer = open_shard(log_file)
+                writer.write({k: v[start:end] for k, v in batch.items()})
+    except tf.errors.OpError as error:
+        raise (log_diagnosis.translate_error(error) or error) from None
+    finally:
+        if writer is not None:
+            writer.close()
+    # Input files without rows (a header only) still get their (empty) shard.
+    for log_file in source.files:
+        if log_file.path not in written:
+            open_shard(log_file).close()
+
+
+class _ShardWriter:
+    """Writes one output shard: CSV lines or tf.Example records."""
+
+    def __init__(self, path, source, fmt, compress, header, input_format, columns):
+        import tensorflow as tf
+
+        self.source, self.fmt, self.input_format, self.columns = source, fmt, input_format, columns
+        if fmt == "csv":
+            self.raw = open(path, "wb")
+            self.stream = (gzip.GzipFile(filename="", mode="wb", fileobj=self.raw, mtime=0,
+                                         compresslevel=1) if compress else self.raw)
+            self.stream.write(header.encode() + b"\n")
+            # Compression runs on its own thread (zlib releases the GIL), beside TensorFlow's.
+            self.queue: queue.Queue = queue.Queue(maxsize=4)
+            self.failure: BaseException | None = None
+            self.thread = threading.Thread(target=self._drain, daemon=True)
+            self.thread.start()
+        else:
+            self.records = tf.io.TFRecordWriter(
+                path, tf.io.TFRecordOptions(compression_type="GZIP" if compress else ""))
+
+    def _drain(self) -> None:
+        while True:
+            data = self.queue.get()
+            if data is None:
+                return
+            if self.failure is None:
+                try:
+                    self.stream.write(data)
+                except BaseException as error:  # reported by write() or close()
+                    self.failure = error
+
+    def write(self, batch: dict) -> None:
+        if self.fmt == "csv":
+            if self.failure is not None:
+                raise self.failure
+            if len(batch["line"]):
+                self.queue.put(b"\n".join(batch["line"].tolist()) + b"\n")
+        elif self.input_format == "tfrecord":
+            # Concatenated serialized messages merge: the input's features plus the labels,
+            # and the ids again as bytes (a repeated key's last value wins: an input that
+            # stored ids as int64 comes out with the bytes ids serving parses).
+            suffix = log_writers.serialize_examples(
+                {c: batch[c] for c in ID_FEATURES + LABEL_COLUMNS})
+            for record, extra in zip(batch[logs.RAW], suffix):
+                self.records.write(record + extra)
+        else:
+            for record in log_writers.serialize_examples(
+                    {c: batch[c] for c in tuple(self.columns) + LABEL_COLUMNS}):
+                self.records.write(record)
+
+    def close(self) -> None:
+        if self.fmt == "csv":
+            self.queue.put(None)
+            self.thread.join()
+            if self.failure is not None:
+                raise self.failure
+            if self.stream is not self.raw:
+                self.stream.close()
+            self.raw.close()
+        else:
+            self.records.close()
+
+
+def _is_label_output(path: str) -> bool:
+    names = os.listdir(path)
+    # The label CLI adds summary.json and labels.png beside the shards.
+    return all(re.match(r"\d{5}-.*\.(csv|tfrecord)(\.gz)?$", n)
+               or n in ("summary.json", "labels.png") for n in names)
+
+
+def _account(summary: LabelSummary, batch: dict) -> None:
+    click = batch["click"] == 1
+    summary.rows += len(click)
+    summary.clicks += int(click.sum())
+    summary.valid_reads += int(batch["valid_read"].sum())
+    summary.rule_counts += np.bincount(batch["valid_read_rule"], minlength=4)[:4]
+    bins = batch["dwell_bin"][click]
+    summary.bin_counts += np.bincount(bins, minlength=len(summary.bin_counts))[
+        :len(summary.bin_counts)]
+    dwell = batch["dwell_time"][click]
+    dwell = dwell[dwell > 0]
+    if len(dwell):
+        where = np.searchsorted(LOG_DWELL_EDGES, np.log(dwell), side="right") - 1
+        summary.log_dwell_counts += np.bincount(
+            np.clip(where, 0, len(summary.log_dwell_counts) - 1),
+            minlength=len(summary.log_dwell_counts))
+    if logs.DWELL_ZEROED in batch:
+        summary.unclicked_dwell_zeroed += int(batch[logs.DWELL_ZEROED].sum())

@@ -1,0 +1,3 @@
+"""Batch scoring (SPEC §8) through an exported SavedModel: `scoring` (shards, summary, the local
+engine), `scoring_beam` (Beam RunInference), `dead_letters` (unreadable rows);
+`python -m pipelines.score --engine=beam|local`."""

@@ -1,0 +1,352 @@
+"""Batch scoring of logs through an exported SavedModel (SPEC §8).
+
+Output directory (appears atomically; re-running replaces an earlier scoring output):
+
+    NNNNN-<input name>.csv.gz | .tfrecord.gz   one shard per input file, rows in input order:
+                                               impression_id (when the logs have it), user_id,
+                                               item_id, score, then every tower output
+                                               (a 2-D output such as dwell_probs: one CSV
+                                               column per bin, dwell_probs_0 ...; a float
+                                               list per row in TFRecord)
+    dead_letter.csv                            file, row, reason, raw: rows that could not be
+                                               read (header only when there are none)
+    summary.json                               rows scored, dead letters, per-file counts
+
+Input: logs or candidate rows. Only the model's feature columns are required (and read and
+checked); `impression_id`, `user_id` and `item_id` are written out when present; outcome columns
+(`click`, `dwell_time`, `timestamp`) may be absent and are never checked when present.
+
+Every readable input row gives exactly one output row; an unreadable one (a wrong type in a
+feature column, a wrong field count, a corrupt TFRecord) gives a dead letter naming its file,
+line or record and the reason, and scoring goes on (`pipelines.score.dead_letters`: all of a file's
+bad rows are found in one extra pass). A gzip or TFRecord stream that breaks off gets one dead
+letter at its first lost row; the complete rows before it are scored. More than
+`max_dead_letters` dead letters fail the job (something is wrong with the input as a whole):
+the local engine stops as soon as the job's count passes it; Beam workers share no counter, so
+each file stops past the limit on its own and the job's total is checked at the end.
+
+Memory does not grow with the input: files are read in batches of `batch_size` rows and each
+shard is written as the batches are scored (appended to a temporary file in the output
+directory, renamed when the file is done).
+
+Engines (the CLI's `--engine` picks one): `score_logs` here runs the reader and `predict_raw`
+inside this process; `pipelines.score.scoring_beam.score_logs_beam` runs on Apache Beam
+(DirectRunner unless `--runner` says otherwise): workers read files in batches of NumPy columns,
+Beam's `RunInference` calls the SavedModel's `predict_raw` signature on each batch (the model
+loaded once per worker process) and the shards are assembled per file. Both go through
+`run_job` and give the same bytes.
+
+The model's feature names and types come from the SavedModel's `predict_raw` signature, so any
+export of this project can score logs without its model directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+import os
+import re
+import tempfile
+
+import numpy as np
+
+from core import log_schema, log_writers, logs
+from core.atomic import atomic_directory
+from core.errors import InputError
+from core.settings import setting
+from pipelines.score.dead_letters import (  # noqa: F401
+    DEAD_LETTER,
+    DEAD_LETTER_HEADER,
+    DeadLetter,
+    TooManyDeadLetters,
+    read_scorable,
+    write_dead_letters,
+)
+
+ID_COLUMNS = ("impression_id", "user_id", "item_id")
+CSV_DECIMALS = 7
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSignature:
+    """What scoring needs to know of a SavedModel: feature types and output names."""
+
+    path: str
+    features: dict  # name -> 'string' | 'int64' | 'float32'
+    outputs: tuple[str, ...]  # 'score' first
+    widths: dict = dataclasses.field(default_factory=dict)  # 2-D output -> its columns
+
+
+def resolve_saved_model(path: str) -> str:
+    """A SavedModel directory, or the newest integer version under an export base; absolute
+    (Beam workers may run in another directory)."""
+    path = os.path.abspath(path)
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = sorted(int(n) for n in (os.listdir(path) if os.path.isdir(path) else [])
+                      if re.fullmatch(r"\d+", n)
+                      and os.path.isfile(os.path.join(path, n, "saved_model.pb")))
+    if not versions:
+        raise InputError(f"{path} is neither a SavedModel nor an export base with versions "
+                         "(make one with python -m export.saved_model)")
+    return os.path.join(path, str(versions[-1]))
+
+
+def read_signature(path: str) -> ModelSignature:
+    path = resolve_saved_model(path)
+    loaded = _loaded(path)  # the local engine reuses this load
+    if "predict_raw" not in loaded.signatures:
+        raise InputError(f"{path} has no predict_raw signature: export it with "
+                         "python -m export.saved_model")
+    raw = loaded.signatures["predict_raw"]
+    features = {name: spec.dtype.name for name, spec in raw.structured_input_signature[1].items()}
+    outputs = sorted(raw.structured_outputs)
+    outputs = ("score",) + tuple(o for o in outputs if o != "score")
+    widths = {name: int(spec.shape[1]) for name, spec in raw.structured_outputs.items()
+              if spec.shape.rank == 2 and spec.shape[1] is not None}
+    return ModelSignature(path, features, outputs, widths)
+
+
+# Output shards ------------------------------------------------------------------------------------
+def shard_name(index: int, log_file: log_schema.LogFile, fmt: str, compress: bool) -> str:
+    stem = os.path.basename(log_file.path)
+    for suffix in log_schema.CSV_SUFFIXES + log_schema.TFRECORD_SUFFIXES:
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}{'.gz' if compress else ''}"
+
+
+def output_names(ids, signature: ModelSignature) -> tuple[str, ...]:
+    """The columns of a shard: the ids, then the outputs (before splitting 2-D ones)."""
+    return tuple(ids) + tuple(signature.outputs)
+
+
+def csv_header(names, widths: dict) -> tuple[str, ...]:
+    """CSV column names: a 2-D output of m columns (`widths`) is `name_0` ... `name_{m-1}`."""
+    return tuple(column for name in names for column in
+                 ([f"{name}_{k}" for k in range(widths[name])] if name in widths else [name]))
+
+
+def flatten_columns(columns: dict) -> dict:
+    """2-D columns [rows, m] split into m columns `name_0` ... `name_{m-1}`; others as they are."""
+    flat = {}
+    for name, values in columns.items():
+        values = np.asarray(values)
+        if values.ndim == 2:
+            flat.update({f"{name}_{k}": values[:, k] for k in range(values.shape[1])})
+        else:
+            flat[name] = values
+    return flat
+
+
+def format_csv_rows(columns: dict) -> bytes:
+    """CSV lines (no header, "\\n" line ends, UTF-8) of equal-length columns [rows] or
+    [rows, m]: ids as text, floats rounded to `CSV_DECIMALS` in their shortest form; the same
+    text `log_writers.write_csv(..., decimals=CSV_DECIMALS)` writes for these rows."""
+    import pandas as pd
+
+    columns = flatten_columns(columns)
+    frame = pd.DataFrame({
+        name: (np.char.decode(values.astype(bytes), "utf-8") if values.dtype == object
+               else np.round(values, CSV_DECIMALS).astype(str)
+               if np.issubdtype(values.dtype, np.floating) else values)
+        for name, values in columns.items()})
+    return frame.to_csv(index=False, header=False, lineterminator="\n").encode("utf-8")
+
+
+def format_records(columns: dict) -> list[bytes]:
+    """One serialized tf.Example per row (a 2-D output: a float_list per row)."""
+    return log_writers.serialize_examples(columns)
+
+
+class ShardWriter:
+    """Writes one output shard as it goes: `write(columns)` formats a batch of rows and appends
+    it to a temporary file beside `path` (CSV: the header first; gzip without name or time, so
+    the same rows give the same bytes however they are batched); `close()` renames it onto
+    `path`, `abort()` removes it. Memory: one batch."""
+
+    def __init__(self, path: str, fmt: str, compress: bool, header: tuple[str, ...]):
+        self.path, self.fmt, self.rows = path, fmt, 0
+        fd, self._tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-",
+                                         dir=os.path.dirname(path))
+        os.close(fd)
+        if fmt == "csv":
+            import pandas as pd
+
+            self._raw = open(self._tmp, "wb")
+            self._stream = (gzip.GzipFile(filename="", mode="wb", fileobj=self._raw, mtime=0,
+                                          compresslevel=6) if compress else self._raw)
+            self._stream.write(pd.DataFrame(columns=list(header)).to_csv(
+                index=False, lineterminator="\n").encode("utf-8"))
+        else:
+            import tensorflow as tf
+
+            self._stream = tf.io.TFRecordWriter(self._tmp, tf.io.TFRecordOptions(
+                compression_type="GZIP" if compress else ""))
+
+    def write(self, columns: dict) -> None:
+        """Appends equal-length output columns (ids, score, towers) of one batch."""
+        rows = len(next(iter(columns.values()))) if columns else 0
+        if not rows:
+            return
+        if self.fmt == "csv":
+            self.write_formatted(format_csv_rows(columns), rows)
+        else:
+            self.write_formatted(format_records(columns), rows)
+
+    def write_formatted(self, data, rows: int) -> None:
+        """Appends rows already formatted: CSV bytes, or serialized records."""
+        if self.fmt == "csv":
+            self._stream.write(data)
+        else:
+            for record in data:
+                self._stream.write(record)
+        self.rows += rows
+
+    def close(self) -> None:
+        if self.fmt == "csv":
+            # A sync flush before the end, as log_writers.write_csv's text layer does: the same bytes.
+            self._stream.flush()
+        self._stream.close()
+        if self.fmt == "csv" and self._stream is not self._raw:
+            self._raw.close()
+        os.chmod(self._tmp, 0o644)
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        try:
+            self._stream.close()
+            if self.fmt == "csv" and self._stream is not self._raw:
+                self._raw.close()
+        finally:
+            if os.path.exists(self._tmp):
+                os.remove(self._tmp)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _is_score_output(path: str) -> bool:
+    names = set(os.listdir(path))
+    return not names or "summary.json" in names and DEAD_LETTER in names
+
+
+@dataclasses.dataclass(frozen=True)
+class ScoreConfig:
+    """Options of a scoring job; each is a flag of `pipelines.score` (`core.settings`)."""
+
+    fmt: str = setting("csv", "Output format.", flag="format", choices=("csv", "tfrecord"))
+    compress: bool = setting(True, "Gzip the output shards.")
+    batch_size: int = setting(4096, "Rows per read batch.")
+    max_dead_letters: int = setting(1000, "Fail when more rows than this are unreadable.")
+
+
+def score_logs(saved_model: str, pattern: str, output_dir: str,
+               config: ScoreConfig = ScoreConfig()) -> dict:
+    """Scores every row of the logs `pattern` with `saved_model` in this process (the local
+    engine; `pipelines.score.scoring_beam.score_logs_beam` is the Beam one); returns
+    summary.json's content."""
+
+    def score_files(files, job, tmp):
+        # One list across files: --max_dead_letters bounds the job, and its memory.
+        dead_so_far: list = []
+        return [_score_file_local(i, f, job, tmp, dead_so_far) for i, f in enumerate(files)]
+
+    return run_job(saved_model, pattern, output_dir, config, "local", score_files)
+
+
+def run_job(saved_model: str, pattern: str, output_dir: str, config: ScoreConfig, engine: str,
+            score_files) -> dict:
+    """What both engines share: the model's signature, the input, the atomic output directory,
+    the dead letters and summary.json; `score_files(files, job, directory)` scores the input
+    files into shards in `directory` and returns each file's summary entry (`shard_result`)."""
+    if config.fmt not in ("csv", "tfrecord"):
+        raise InputError(f"--format must be csv or tfrecord, not {config.fmt!r}")
+    signature = read_signature(saved_model)
+    # Candidates: only the model's features are required; outcome columns (click,
+    # dwell_time, timestamp), when present, pass unread and unchecked.
+    source = logs.open_logs(pattern, column_types={
+        k: v for k, v in signature.features.items() if k not in log_schema.FIXED_TYPES},
+        candidates=tuple(signature.features))
+    ids = tuple(c for c in ID_COLUMNS if c in source.schema.dtypes)
+    columns = tuple(dict.fromkeys(ids + tuple(signature.features)))
+    job = dict(schema=source.schema.to_json(), stored=source.stored_types, columns=columns,
+               ids=ids, signature=dataclasses.asdict(signature), config=dataclasses.asdict(config))
+    with atomic_directory(output_dir, may_replace=_is_score_output, what="--output") as tmp:
+        results = score_files(source.files, job, tmp)
+        results.sort(key=lambda r: r["index"])
+        dead = [DeadLetter(**d) for r in results for d in r.pop("dead_letters")]
+        write_dead_letters(os.path.join(tmp, DEAD_LETTER), dead)
+        summary = {"saved_model": signature.path, "inputs": pattern, "engine": engine,
+                   "rows": sum(r["rows"] for r in results), "dead_letters": len(dead),
+                   "outputs": list(signature.outputs), "files": results}
+        if len(dead) > config.max_dead_letters:
+            raise TooManyDeadLetters(f"{len(dead)} unreadable rows, more than "
+                                     f"--max_dead_letters={config.max_dead_letters}",
+                                     file=dead[-1].file, row=dead[-1].row)
+        with open(os.path.join(tmp, "summary.json"), "w") as handle:
+            json.dump(summary, handle, indent=2)
+    return summary
+
+
+def open_shard(index: int, log_file: log_schema.LogFile, job: dict, directory: str) -> ShardWriter:
+    """The ShardWriter of input file `index` in `directory` (the job's format and columns)."""
+    signature = ModelSignature(**job["signature"])
+    config = job["config"]
+    name = shard_name(index, log_file, config["fmt"], config["compress"])
+    header = csv_header(output_names(job["ids"], signature), signature.widths)
+    return ShardWriter(os.path.join(directory, name), config["fmt"], config["compress"], header)
+
+
+def shard_result(index: int, log_file: log_schema.LogFile, writer: ShardWriter, dead: list) -> dict:
+    """A file's entry of summary.json (with its dead letters, in row order, to collect)."""
+    return {"index": index, "input": log_file.path, "output": os.path.basename(writer.path),
+            "rows": int(writer.rows),
+            "dead_letters": [dataclasses.asdict(d) for d in
+                             sorted(dead, key=lambda d: -1 if d.row is None else d.row)]}
+
+
+def predict_batch(predict, signature: ModelSignature, batch: dict) -> dict:
+    """`predict_raw` on one batch of NumPy feature columns [rows]: output name -> array [rows]
+    or [rows, m], float32."""
+    import tensorflow as tf
+
+    outputs = predict(**{n: tf.constant(batch[n]) for n in signature.features})
+    return {o: outputs[o].numpy() for o in signature.outputs}
+
+
+def _score_file_local(index, log_file, job, tmp, dead: list):
+    """Local engine: one file through `predict_raw`, in this process, written as it goes.
+    `dead`: the job's dead letters so far, which this file's join (the job's limit counts them
+    all)."""
+    signature = ModelSignature(**job["signature"])
+    predict = _loaded(signature.path).signatures["predict_raw"]
+    schema = log_schema.LogSchema.from_json(job["schema"])
+    before = len(dead)
+    with open_shard(index, log_file, job, tmp) as writer:
+        for batch in read_scorable(log_file, schema, job["stored"], job["columns"],
+                                   job["config"]["batch_size"], dead,
+                                   job["config"]["max_dead_letters"]):
+            part = {c: batch[c] for c in job["ids"]}
+            part.update(predict_batch(predict, signature, batch))
+            writer.write(part)
+    return shard_result(index, log_file, writer, dead[before:])
+
+
+_MODELS: dict = {}
+
+
+def _loaded(path):
+    import tensorflow as tf
+
+    if path not in _MODELS:
+        _MODELS[path] = tf.saved_model.load(path)
+    return _MODELS[path]

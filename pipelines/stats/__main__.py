@@ -1,0 +1,52 @@
+"""The statistics job (SPEC §3): writes the stats artifact that labelling and training read.
+
+    python -m pipelines.stats --input='sim/logs/day-0*.csv.gz' --output_dir=stats \
+        [--min_dwell=5 --ndt=auto|paper|explicit --num_bins=8 ...] [Beam options]
+
+Flags it does not know go to Apache Beam (DirectRunner by default), e.g.
+`--direct_num_workers=2 --direct_running_mode=multi_processing`, or `--runner=FlinkRunner ...`.
+The artifact's layout is in `pipelines/stats/statistics.py`.
+"""
+
+from __future__ import annotations
+
+import time
+
+from absl import flags
+
+from core import cli, label_rules, settings  # cli first: it quiets TensorFlow before it loads
+from pipelines.stats import statistics
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input", None, "Comma-separated globs of the stats window's logs.")
+flags.DEFINE_string("output_dir", None, "Directory of the stats artifact.")
+settings.define_flags(statistics.StatsConfig)
+flags.DEFINE_string("schema", None, "A curated schema.pbtxt (python -m pipelines.validate): "
+                    "refuse input with anomalies against it.")
+flags.mark_flags_as_required(["input", "output_dir"])
+
+
+def main(argv):
+    config = settings.from_flags(statistics.StatsConfig)
+    started = time.perf_counter()
+    if FLAGS.schema:
+        from pipelines.validate import validation
+
+        validation.check_input(FLAGS.input, FLAGS.schema, argv[1:])
+    stats = statistics.compute_stats(FLAGS.input, FLAGS.output_dir, config, argv[1:])
+    seconds = time.perf_counter() - started
+    ndt = stats["ndt"]
+    print(f"wrote {FLAGS.output_dir} in {seconds:.1f} s: {stats['rows']:,} rows, "
+          f"{stats['clicks']:,} clicks, {stats['items_with_p10']:,} items with a P10, "
+          f"{stats['user_days']:,} user-days")
+    print(f"  ln(dwell): mu {stats['mu']:.4f}  sigma {stats['sigma']:.4f}  ->  "
+          f"x_l {stats['x_l']:.2f} s  x_h {stats['x_h']:.1f} s")
+    print("  " + label_rules.NdtParams(**ndt).describe())
+    print("  dwell bins (s): " + "  ".join(f"{e:.1f}" for e in stats["dwell_bin_edges"]))
+    if FLAGS.allow_unclicked_dwell:
+        print(f"  unclicked rows with dwell > 0 treated as 0: "
+              f"{stats['unclicked_dwell_treated_as_zero']:,}")
+
+
+if __name__ == "__main__":
+    cli.run(main, pass_unknown_flags=True)

@@ -1,0 +1,213 @@
+"""The statistics job: an Apache Beam pipeline that writes the stats artifact (SPEC §3).
+
+The artifact's layout, its definitions and its reader are in `core.stats_artifact`; this job
+computes the pre-aggregates and writes them through `stats_artifact.stats_json` and the table
+layout there. It appears atomically (written to a temporary sibling and renamed into place).
+
+Scaling: each input file is read by one worker with the same `tf.data` reader as training and
+pre-aggregated there (per-item dwell arrays, per-user-day counts, moments), so what is shuffled
+grows with items and user-days. Exact percentiles keep each click's dwell (8 bytes) until the
+combine: the global array for mu, sigma, edges and medians, and the per-item arrays for P10.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+
+from core import label_rules, log_diagnosis, log_schema, logs, stats_artifact
+from core.errors import reraised_from_workers
+from core.label_rules import SECONDS_PER_DAY
+from core.settings import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsConfig:
+    """Options of the statistics job; each is a flag of `pipelines.stats` (`core.settings`)."""
+
+    rules: label_rules.RuleConfig = label_rules.RuleConfig()
+    ndt_preset: str = setting("auto", "NDT parameter preset.", flag="ndt",
+                              choices=("auto", "paper", "explicit"))
+    t_max: float = setting(1.575, "auto: the range A - B of the NDT.", flag="ndt_t_max")
+    epsilon: float = setting(1e-5, "auto: the NDT's slope at x_h.", flag="ndt_epsilon")
+    ndt_offset: float | None = setting(None, "NDT offset in seconds (auto default: x_l).")
+    ndt_tau: float | None = setting(None, "NDT tau in seconds (auto default: fitted).")
+    ndt_a: float | None = setting(None, "NDT A (auto default: from t_max).")
+    ndt_b: float | None = setting(None, "NDT B (auto default: so that ndt(0) = 0).")
+    num_bins: int = setting(8, "Number of dwell-time bins.")
+    bin_edges: tuple[float, ...] | None = setting(
+        None, "Explicit dwell-bin edges in seconds (num_bins + 1 values) instead of "
+        "percentiles.")
+    allow_unclicked_dwell: bool = setting(False, "Treat dwell > 0 on unclicked rows as 0 and "
+                                          "count them, instead of failing.")
+    batch_size: int = 8192
+
+
+class _FilePart:
+    """Pre-aggregates of one input file (picklable, merged by `_MergeParts`)."""
+
+    def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0):
+        self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
+        self.dwell = [] if dwell is None else dwell  # list of arrays of clicked dwell > 0
+        self.numeric = numeric or {}  # name -> [count, sum, sum of squares] of log1p(max(x, 0))
+
+
+def _read_file(path: str, schema_json: dict, config: StatsConfig):
+    """Reads one log file; yields ('part', _FilePart), ('item', (id, dwells)), ('user_day',
+    ((user, day), clicks))."""
+    import pandas as pd
+    from apache_beam import pvalue
+
+    schema = log_schema.LogSchema.from_json(schema_json)
+    source = logs.LogSource(log_schema.expand_inputs([path]), schema,
+                            schema_json.get("stored", {}))
+    numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
+    part = _FilePart(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
+    item_parts, day_parts = [], []
+    dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell)
+    with log_diagnosis.input_errors_for_beam():
+        for batch in dataset.as_numpy_iterator():
+            click = batch["click"] == 1
+            dwell = batch["dwell_time"]
+            part.rows += len(click)
+            part.clicks += int(click.sum())
+            if config.allow_unclicked_dwell:
+                part.unclicked_dwell += int(batch[logs.DWELL_ZEROED].sum())
+            positive = click & (dwell > 0)
+            part.dwell.append(dwell[positive])
+            item_parts.append(pd.DataFrame({"item": batch["item_id"][positive],
+                                            "dwell": dwell[positive]}))
+            day_parts.append(pd.DataFrame({
+                "user": batch["user_id"][click],
+                "day": np.floor_divide(batch["timestamp"][click], SECONDS_PER_DAY)}))
+            for name in numeric:
+                x = np.log1p(np.maximum(batch[name].astype(np.float64), 0.0))
+                acc = part.numeric[name]
+                acc[0] += len(x)
+                acc[1] += float(x.sum())
+                acc[2] += float((x * x).sum())
+    part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
+    yield pvalue.TaggedOutput("part", part)
+    items = pd.concat(item_parts) if item_parts else pd.DataFrame({"item": [], "dwell": []})
+    for item, values in items.groupby("item", sort=False)["dwell"]:
+        yield pvalue.TaggedOutput("item", (item.decode(), values.to_numpy()))
+    days = pd.concat(day_parts) if day_parts else pd.DataFrame({"user": [], "day": []})
+    for (user, day), count in days.groupby(["user", "day"], sort=False).size().items():
+        yield pvalue.TaggedOutput("user_day", ((user.decode(), int(day)), int(count)))
+
+
+def _merge_parts(parts) -> _FilePart:
+    merged = _FilePart()
+    for part in parts:
+        merged.rows += part.rows
+        merged.clicks += part.clicks
+        merged.unclicked_dwell += part.unclicked_dwell
+        merged.dwell.extend(part.dwell)
+        for name, acc in part.numeric.items():
+            into = merged.numeric.setdefault(name, [0.0, 0.0, 0.0])
+            for k in range(3):
+                into[k] += acc[k]
+    merged.dwell = [np.concatenate(merged.dwell)] if merged.dwell else []
+    return merged
+
+
+def summarize(part: _FilePart, config: StatsConfig, schema: log_schema.LogSchema) -> dict:
+    """stats.json's content from the merged pre-aggregates (everything but the table counts)."""
+    # Sorted, so the sums (and so the artifact) do not depend on how the work was split.
+    dwell = np.sort(part.dwell[0]) if part.dwell else np.zeros(0)
+    return stats_artifact.stats_json(
+        dwell, rows=part.rows, clicks=part.clicks, numeric_moments=part.numeric,
+        unclicked_dwell_zeroed=part.unclicked_dwell, rules=config.rules,
+        ndt_preset=config.ndt_preset, t_max=config.t_max, epsilon=config.epsilon,
+        ndt_offset=config.ndt_offset, ndt_tau=config.ndt_tau, ndt_a=config.ndt_a,
+        ndt_b=config.ndt_b, num_bins=config.num_bins, bin_edges=config.bin_edges,
+        schema=schema.to_json())
+
+
+def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConfig(),
+                  beam_args: list[str] | None = None) -> dict:
+    """Runs the statistics pipeline over the logs matching `pattern` into `output_dir`.
+
+    `beam_args` are Beam pipeline options (e.g. ['--runner=FlinkRunner', ...]; DirectRunner by
+    default). Returns stats.json's content. The artifact appears atomically; an existing one is
+    replaced, any other non-empty directory refused.
+    """
+    import apache_beam as beam
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from core.atomic import atomic_directory
+
+    source = logs.open_logs(pattern)
+    schema_json = dict(source.schema.to_json(), stored=source.stored_types)
+    paths = [f.path for f in source.files]
+
+    def is_artifact(path):
+        return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))
+
+    with atomic_directory(output_dir, may_replace=is_artifact, what="--output_dir") as tmp:
+        with reraised_from_workers():
+            _run_pipeline(beam, PipelineOptions(beam_args or []), paths, schema_json, config,
+                          tmp, pattern)
+        with open(os.path.join(tmp, "stats.json")) as handle:
+            stats = json.load(handle)
+    return stats
+
+
+def _run_pipeline(beam, options, paths, schema_json, config, tmp, pattern):
+    """Builds and runs the pipeline; the artifact lands in `tmp`."""
+    with beam.Pipeline(options=options) as pipeline:
+        outputs = (pipeline
+                   | "Files" >> beam.Create(paths)
+                   | "Reshuffle" >> beam.Reshuffle()
+                   | "ReadAndPreaggregate" >> beam.FlatMap(_read_file, schema_json, config)
+                   .with_outputs("part", "item", "user_day"))
+        min_records = config.rules.min_item_records
+        items = (outputs.item
+                 | "ItemDwells" >> beam.CombinePerKey(_concat_arrays)
+                 | "ItemP10" >> beam.FlatMap(_item_row, min_records))
+        user_days = (outputs.user_day
+                     | "UserDayClicks" >> beam.CombinePerKey(sum)
+                     | "UserDayRow" >> beam.MapTuple(
+                         lambda key, n: f"{_csv_field(key[0])},{key[1]},{n}"))
+        _ = items | "WriteItems" >> beam.io.WriteToText(
+            os.path.join(tmp, "items", "part"), file_name_suffix=".csv",
+            header="item_id,clicks,p10")
+        _ = user_days | "WriteUserDays" >> beam.io.WriteToText(
+            os.path.join(tmp, "user_days", "part"), file_name_suffix=".csv",
+            header="user_id,day,clicks")
+        item_count = items | "CountItems" >> beam.combiners.Count.Globally()
+        day_count = user_days | "CountUserDays" >> beam.combiners.Count.Globally()
+        _ = (outputs.part
+             | "MergeParts" >> beam.CombineGlobally(_merge_parts)
+             | "WriteStats" >> beam.Map(
+                 _write_stats, tmp, config, schema_json, pattern,
+                 beam.pvalue.AsSingleton(item_count), beam.pvalue.AsSingleton(day_count)))
+
+
+def _concat_arrays(arrays) -> np.ndarray:
+    arrays = [np.asarray(a, float) for a in arrays]
+    return np.concatenate(arrays) if arrays else np.zeros(0)
+
+
+def _item_row(item_and_dwell, min_records):
+    item, dwell = item_and_dwell
+    if len(dwell) >= min_records:
+        yield f"{_csv_field(item)},{len(dwell)},{np.percentile(dwell, 10)!r}"
+
+
+def _csv_field(text: str) -> str:
+    if any(c in text for c in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_stats(part, directory, config, schema_json, pattern, items, user_days):
+    schema = log_schema.LogSchema.from_json(schema_json)
+    with log_diagnosis.input_errors_for_beam():
+        stats = summarize(part, config, schema)
+    stats.update(items_with_p10=int(items), user_days=int(user_days), inputs=pattern)
+    with open(os.path.join(directory, "stats.json"), "w") as handle:
+        json.dump(stats, handle, indent=2)

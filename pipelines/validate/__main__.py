@@ -1,0 +1,98 @@
+"""Validates logs with TensorFlow Data Validation (SPEC §9).
+
+    python -m pipelines.validate --input='sim/logs/day-0*.csv.gz' --output_dir=validation
+    python -m pipelines.validate --input='new/*.csv.gz' --output_dir=v2 \
+        --schema=validation/schema.pbtxt --baseline_stats=validation/stats.pb
+
+Writes stats.pb (TFDV statistics), schema.pbtxt (inferred and curated the first time; the given
+schema otherwise), anomalies.pbtxt, report.md and stats.html (TFDV's facets view, against the
+baseline when given). Prints the anomalies and exits with status 1 when there are any.
+Unknown flags go to Apache Beam, as for the stats job.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from absl import flags
+
+from core import cli  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
+from core.atomic import atomic_directory
+from core.errors import InputError
+from pipelines.validate import validation
+
+FLAGS = flags.FLAGS
+_DEFAULTS = validation.ValidationConfig()
+flags.DEFINE_string("input", None, "Comma-separated globs of logs to validate.")
+flags.DEFINE_string("output_dir", None, "Directory for statistics, schema, anomalies, report.")
+flags.DEFINE_string("schema", None, "A curated schema.pbtxt; inferred from the input if absent.")
+flags.DEFINE_string("baseline_stats", None, "stats.pb of earlier logs, to check drift against.")
+flags.DEFINE_float("categorical_drift", _DEFAULTS.categorical_drift,
+                   "L-infinity drift threshold for categorical features (inferred schemas).")
+flags.DEFINE_float("click_drift", _DEFAULTS.click_drift,
+                   "Jensen-Shannon drift threshold for click, i.e. the CTR (inferred schemas).")
+flags.DEFINE_float("numeric_drift", _DEFAULTS.numeric_drift,
+                   "Jensen-Shannon drift threshold for other numeric features (inferred schemas).")
+flags.DEFINE_float("dwell_drift", _DEFAULTS.dwell_drift,
+                   "Jensen-Shannon drift threshold for dwell_time (inferred schemas).")
+flags.DEFINE_integer("max_domain_size", _DEFAULTS.max_domain_size,
+                     "String features with at most this many values get a domain.")
+flags.mark_flags_as_required(["input", "output_dir"])
+
+
+def _is_validation_output(path: str) -> bool:
+    return not os.listdir(path) or os.path.isfile(os.path.join(path, "report.md"))
+
+
+def main(argv):
+    tfdv = validation.tfdv()
+    from tensorflow_data_validation.utils import display_util
+
+    config = validation.ValidationConfig(categorical_drift=FLAGS.categorical_drift,
+                                         click_drift=FLAGS.click_drift,
+                                         numeric_drift=FLAGS.numeric_drift,
+                                         dwell_drift=FLAGS.dwell_drift,
+                                         max_domain_size=FLAGS.max_domain_size)
+    baseline = None
+    if FLAGS.baseline_stats:
+        if not os.path.isfile(FLAGS.baseline_stats):
+            raise InputError("no such statistics file", file=FLAGS.baseline_stats)
+        baseline = tfdv.load_stats_binary(FLAGS.baseline_stats)
+    schema = None
+    if FLAGS.schema:
+        if not os.path.isfile(FLAGS.schema):
+            raise InputError("no such schema file", file=FLAGS.schema)
+        schema = tfdv.load_schema_text(FLAGS.schema)
+    with atomic_directory(FLAGS.output_dir, may_replace=_is_validation_output,
+                          what="--output_dir") as tmp:
+        stats = validation.generate_statistics(FLAGS.input, os.path.join(tmp, "stats.pb"),
+                                               argv[1:], config)
+        if schema is None:
+            schema = validation.infer_schema(stats, config)
+            note = "inferred from this input and curated (edit schema.pbtxt, pass --schema)"
+        else:
+            note = f"{FLAGS.schema}"
+        tfdv.write_schema_text(schema, os.path.join(tmp, "schema.pbtxt"))
+        anomalies = validation.validate(stats, schema, baseline)
+        tfdv.write_anomalies_text(anomalies, os.path.join(tmp, "anomalies.pbtxt"))
+        lines = validation.anomaly_lines(anomalies)
+        validation.write_report(os.path.join(tmp, "report.md"), FLAGS.input, stats, lines, note,
+                                FLAGS.baseline_stats)
+        html = display_util.get_statistics_html(stats, baseline, lhs_name="input",
+                                                rhs_name="baseline")
+        with open(os.path.join(tmp, "stats.html"), "w") as handle:
+            handle.write(html)
+    rows = stats.datasets[0].num_examples
+    print(f"validated {rows:,} rows of {FLAGS.input}; report in "
+          f"{os.path.join(FLAGS.output_dir, 'report.md')}")
+    if lines:
+        print(f"{len(lines)} anomal{'y' if len(lines) == 1 else 'ies'}:", file=sys.stderr)
+        for line in lines:
+            print(f"  {line}", file=sys.stderr)
+        sys.exit(1)
+    print("no anomalies")
+
+
+if __name__ == "__main__":
+    cli.run(main, pass_unknown_flags=True)

@@ -1,0 +1,81 @@
+"""core.settings: flags made from config dataclasses, and configs made back from flags."""
+
+import dataclasses
+
+import pytest
+from absl import flags
+
+from core.errors import InputError
+from core.settings import define_flags, from_flags, from_json, setting
+
+
+@dataclasses.dataclass(frozen=True)
+class Inner:
+    widths: tuple[int, ...] = setting((8, 4), "Widths.", flag="inner_widths")
+    rate: float = setting(0.5, "A rate.")
+    derived: int = 3  # no help: not a flag
+
+
+@dataclasses.dataclass(frozen=True)
+class Outer:
+    path: str = setting(help="Required path.")
+    kind: str = setting("a", "An enum.", choices=("a", "b"))
+    on: bool = setting(False, "A switch.")
+    count: int | None = setting(None, "Optional count.")
+    std: float | None = setting(1e-4, "0 or less means None.",
+                                parse=lambda v: v if v and v > 0 else None)
+    inner: Inner = Inner()
+
+
+def parsed(*argv):
+    values = flags.FlagValues()
+    required = define_flags(Outer, values)
+    values(["prog", *argv])
+    return values, required
+
+
+def test_every_setting_is_a_flag_named_as_its_field_or_flag():
+    values, required = parsed("--path=x")
+    assert required == ["path"]
+    assert {"path", "kind", "on", "count", "std", "inner_widths", "rate"} <= set(values)
+    assert "derived" not in values and "widths" not in values
+    assert values["kind"].help.endswith("An enum.") and values["inner_widths"].default == ["8", "4"]
+
+
+def test_flags_build_the_nested_config_back():
+    values, _ = parsed("--path=x", "--kind=b", "--on", "--count=7", "--std=0",
+                       "--inner_widths=16,2", "--rate=0.25")
+    config = from_flags(Outer, values)
+    assert config == Outer(path="x", kind="b", on=True, count=7, std=None,
+                           inner=Inner(widths=(16, 2), rate=0.25))
+    defaults = from_flags(Outer, parsed("--path=y")[0])
+    assert defaults == Outer(path="y")  # unchanged flags give the dataclass defaults
+
+
+def test_a_list_that_does_not_convert_names_its_flag():
+    values, _ = parsed("--path=x", "--inner_widths=16,wide")
+    with pytest.raises(InputError, match="--inner_widths must be comma-separated integers"):
+        from_flags(Outer, values)
+
+
+def test_a_bad_enum_value_is_refused_by_absl():
+    with pytest.raises(flags.IllegalFlagValueError):
+        parsed("--path=x", "--kind=c")
+
+
+def test_two_settings_with_one_flag_name_are_refused():
+    @dataclasses.dataclass(frozen=True)
+    class Clash:
+        a: Inner = Inner()
+        rate: float = setting(1.0, "Clashes with Inner.rate.")
+
+    with pytest.raises(ValueError, match="share the flag --rate"):
+        define_flags(Clash, flags.FlagValues())
+
+
+def test_from_json_reads_asdict_back():
+    config = Outer(path="p", count=2, inner=Inner(widths=(3,), rate=0.1, derived=9))
+    as_json = {"path": "p", "kind": "a", "on": False, "count": 2, "std": 1e-4,
+               "inner": {"widths": [3], "rate": 0.1, "derived": 9}, "unknown": 1}
+    assert dataclasses.asdict(config)["inner"]["widths"] == (3,)
+    assert from_json(Outer, as_json) == config
