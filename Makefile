@@ -25,7 +25,9 @@ $(STAMP): $(LOCK) setup.py
 demo: venv
 	DEMO_DIR=$(DEMO_DIR) PYTHON=$(PY) bash scripts/demo.sh
 
+# Lint first (ruff, configured in pyproject.toml), then the suite.
 test: venv
+	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest -q
 
 # Regenerate the lock with uv (a fast resolver); see BUILD.md.
