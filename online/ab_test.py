@@ -2,14 +2,17 @@
 
     python -m online.ab_test --sim=demo_out/sim --stats=demo_out/stats \
         --policies=single_ctr=demo_out/serving/single_ctr,vr_ndt=demo_out/serving/vr_ndt,random \
-        --days=3 --output_dir=demo_out/online [--candidates=50 --seed=0]
+        --days=3 --output_dir=demo_out/online [--consequences=none|chosen|strong --candidates=50
+         --seed=0]
 
 The simulation's world (its summary.json): the same users and items, new sessions, on the
 calendar of the simulation's last --days days (or from --start_day). Every policy
 (NAME=SAVED_MODEL, or the built-ins `random` and `logging`) ranks the same candidates for the
 same sessions, and the same random draws decide the outcome of each slot (common random
-numbers). The first policy is the baseline of the relative changes and of the dwell-migration
-heat map (one PNG per other policy).
+numbers). What users do next depends on what they were shown (`--consequences`, defined in
+online/consequences.py: leaving a session after each slot, coming back the next day). The first
+policy is the baseline of the relative changes and of the dwell-migration heat map (one PNG per
+other policy).
 
 Writes OUTPUT_DIR/online.json, online.md and migration-<policy>.png (written to a temporary
 directory, then renamed).
@@ -24,21 +27,17 @@ import time
 
 from absl import flags
 
-from core import cli, stats_artifact  # cli first: it quiets TensorFlow before it loads
+from core import cli, settings, stats_artifact  # cli first: it quiets TensorFlow before it loads
 from core.atomic import atomic_directory
-from online import simulation
+from online import metrics, simulation
+from online.policies import make_policies
 
 FLAGS = flags.FLAGS
-_DEFAULTS = simulation.OnlineConfig()
 flags.DEFINE_string("sim", None, "Simulation directory (pipelines.simulate) whose world to use.")
 flags.DEFINE_string("stats", None, "Stats artifact of the training window (valid-read rules).")
 flags.DEFINE_list("policies", None, "NAME=SAVED_MODEL, random or logging; the first is the "
                   "baseline.")
-flags.DEFINE_integer("days", _DEFAULTS.days, "Online days.")
-flags.DEFINE_integer("start_day", None, "First online day (default: the simulation's last "
-                     "--days days, whose item pools are fresh).")
-flags.DEFINE_integer("candidates", _DEFAULTS.candidates, "Candidates per session.")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of sessions, candidates and outcomes.")
+settings.define_flags(simulation.OnlineConfig)
 flags.DEFINE_string("output_dir", None, "Where online.json, online.md and the PNGs go.")
 flags.mark_flags_as_required(["sim", "stats", "policies", "output_dir"])
 
@@ -51,35 +50,40 @@ def _is_online_output(path: str) -> bool:
 def main(argv):
     del argv
     started = time.perf_counter()
-    config = simulation.OnlineConfig(days=FLAGS.days, start_day=FLAGS.start_day,
-                                 candidates=FLAGS.candidates, seed=FLAGS.seed)
+    config = settings.from_flags(simulation.OnlineConfig)
     simulation.check_config(config)
     world = simulation.world_of(FLAGS.sim)
     artifact = stats_artifact.load_artifact(FLAGS.stats)
-    policies = simulation.make_policies(FLAGS.policies, FLAGS.seed)
+    policies = make_policies(FLAGS.policies, config.seed)
     names = list(policies)
     # The output directory is checked (and refused if foreign) before the simulation runs.
     with atomic_directory(FLAGS.output_dir, may_replace=_is_online_output,
                           what="--output_dir") as tmp:
-        results = simulation.simulate(world, policies, artifact, config)
-        table = simulation.online_metrics(results, world.config.num_users)
+        calibration = simulation.calibrate(world, artifact, config)
+        results = simulation.simulate(world, policies, artifact, config, calibration)
+        table = metrics.online_metrics(results, world.config.num_users)
         figures = []
         for name in names[1:]:
-            change, edges = simulation.dwell_migration(world, results[names[0]], results[name])
+            change, edges = metrics.dwell_migration(world, results[names[0]], results[name])
             path = os.path.join(tmp, f"migration-{name}.png")
-            simulation.plot_migration(path, change, edges,
-                                  f"Clicks by dwell: {name} vs {names[0]}")
+            metrics.plot_migration(path, change, edges,
+                                   f"Clicks by dwell: {name} vs {names[0]}")
             figures.append(os.path.basename(path))
-        markdown = simulation.render(table, names[0])
+        markdown = metrics.render(table, names[0])
         with open(os.path.join(tmp, "online.md"), "w") as handle:
             handle.write(markdown)
         with open(os.path.join(tmp, "online.json"), "w") as handle:
             json.dump({"policies": FLAGS.policies, "sim": FLAGS.sim, "stats": FLAGS.stats,
-                       "config": dataclasses.asdict(config), "metrics": table,
+                       "config": dataclasses.asdict(config),
+                       "calibration": dataclasses.asdict(calibration), "metrics": table,
                        "figures": figures}, handle, indent=2)
     rows = sum(len(r["click"]) for r in results.values())
-    print(f"online: {len(names)} policies x {FLAGS.days} days, {rows:,} impressions in "
-          f"{time.perf_counter() - started:.1f} s")
+    seconds = time.perf_counter() - started
+    print(f"online: {len(names)} policies x {config.days} days, consequences "
+          f"{config.consequences}, {rows:,} impressions in {seconds:.1f} s "
+          f"({rows / max(seconds, 1e-9):,.0f} impressions/s)")
+    print(f"  calibrated on the logging policy: leave offset {calibration.leave_offset:+.3f}, "
+          f"reference outcome score {calibration.reference_score:+.3f}")
     print(markdown)
     print(f"wrote {FLAGS.output_dir}/online.md, online.json and "
           f"{', '.join(figures) or 'no heat map'}")

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from core import stats_artifact
-from online import simulation
+from online import metrics, simulation
+from online.policies import LoggingScorePolicy, RandomPolicy, ScoreFunctionPolicy
 from pipelines.simulate import simulator
 
 
@@ -33,30 +34,37 @@ def valid_read_oracle(world, requests, items):
     return long_read / (1 + np.exp(-logit))
 
 
-def test_identical_policies_give_identical_results(world_and_artifact):
+def clickbait_oracle(world, requests, items):
+    """Shows the most bounce-prone clickbait first (ground truth)."""
+    return world.item_clickbait[items]
+
+
+@pytest.mark.parametrize("strength", ["none", "chosen"])
+def test_identical_policies_give_identical_results(world_and_artifact, strength):
     world, artifact = world_and_artifact
-    config = simulation.OnlineConfig(days=2, seed=3)
-    results = simulation.simulate(world, {"a": simulation.LoggingScorePolicy(seed=1),
-                                      "b": simulation.LoggingScorePolicy(seed=1)}, artifact, config)
-    for key in ("user", "item", "click", "dwell_time", "valid_read"):
+    config = simulation.OnlineConfig(days=2, seed=3, consequences=strength)
+    results = simulation.simulate(world, {"a": LoggingScorePolicy(seed=1),
+                                          "b": LoggingScorePolicy(seed=1)}, artifact, config)
+    for key in ("user", "item", "session", "position", "click", "dwell_time", "valid_read"):
         np.testing.assert_array_equal(results["a"][key], results["b"][key])
-    table = simulation.online_metrics(results, world.config.num_users)
+    table = metrics.online_metrics(results, world.config.num_users)
     assert table["a"]["clicks"] == table["b"]["clicks"] > 0
-    change = table["b"]["relative_change"]
-    assert change["clicks"]["percent"] == 0 and change["clicks"]["ci95"] == 0
-    # The same sessions and slots for every policy, whatever it shows.
-    other = simulation.simulate(world, {"a": simulation.RandomPolicy(seed=5)}, artifact, config)
-    np.testing.assert_array_equal(other["a"]["user"], results["a"]["user"])
-    np.testing.assert_array_equal(other["a"]["position"], results["a"]["position"])
+    for change in table["b"]["relative_change"].values():
+        assert change["percent"] == 0 and change["ci95"] < 1e-12  # (rounding of a 0 variance)
+    if strength == "none":  # the same sessions and slots for every policy, whatever it shows
+        other = simulation.simulate(world, {"a": RandomPolicy(seed=5)}, artifact, config)
+        for key in ("user", "session", "position", "timestamp"):
+            np.testing.assert_array_equal(other["a"][key], results["a"][key])
 
 
 def test_oracles_beat_random(world_and_artifact):
     world, artifact = world_and_artifact
-    policies = {"random": simulation.RandomPolicy(seed=2),
-                "p_click": simulation.ScoreFunctionPolicy(p_click_oracle),
-                "valid_read": simulation.ScoreFunctionPolicy(valid_read_oracle)}
-    results = simulation.simulate(world, policies, artifact, simulation.OnlineConfig(days=2, seed=4))
-    table = simulation.online_metrics(results, world.config.num_users)
+    policies = {"random": RandomPolicy(seed=2),
+                "p_click": ScoreFunctionPolicy(p_click_oracle),
+                "valid_read": ScoreFunctionPolicy(valid_read_oracle)}
+    results = simulation.simulate(world, policies, artifact,
+                                  simulation.OnlineConfig(days=2, seed=4, consequences="none"))
+    table = metrics.online_metrics(results, world.config.num_users)
     ctr = table["p_click"]["relative_change"]["ctr"]
     assert ctr["percent"] - ctr["ci95"] > 0, ctr  # significantly more clicks
     reads = table["valid_read"]["relative_change"]["valid_reads"]
@@ -64,16 +72,66 @@ def test_oracles_beat_random(world_and_artifact):
     assert table["random"]["impressions"] == table["p_click"]["impressions"]
 
 
-def test_relative_change_interval_against_numpy():
+def test_clickbait_shortens_sessions_and_keeps_users_away(world_and_artifact):
+    """With consequences, a policy of bounce-prone clickbait gets shorter sessions and fewer
+    users back the next day than one of the true best valid reads; without, the same slots."""
+    world, artifact = world_and_artifact
+    policies = {"valid_read": ScoreFunctionPolicy(valid_read_oracle),
+                "clickbait": ScoreFunctionPolicy(clickbait_oracle)}
+    tables = {}
+    for strength in ("none", "chosen", "strong"):
+        config = simulation.OnlineConfig(days=3, seed=6, consequences=strength)
+        results = simulation.simulate(world, policies, artifact, config)
+        tables[strength] = metrics.online_metrics(results, world.config.num_users)
+    none, chosen, strong = tables["none"], tables["chosen"], tables["strong"]
+    assert none["clickbait"]["impressions"] == none["valid_read"]["impressions"]
+    assert none["clickbait"]["return_rate"] == none["valid_read"]["return_rate"]
+    for table in (chosen, strong):
+        good, bait = table["valid_read"], table["clickbait"]
+        assert bait["slots_per_session"] < good["slots_per_session"]
+        assert bait["return_rate"] < good["return_rate"]
+        impressions = bait["relative_change"]["impressions"]
+        assert impressions["percent"] + impressions["ci95"] < 0, impressions
+    # The stronger the consequences, the larger the gap.
+    gap = {name: t["valid_read"]["slots_per_session"] - t["clickbait"]["slots_per_session"]
+           for name, t in tables.items()}
+    assert gap["none"] == 0 < gap["chosen"] < gap["strong"]
+
+
+def test_calibration_keeps_the_logging_policys_sessions(world_and_artifact):
+    """On the calibration day the logging policy's sessions are as long with consequences as
+    without (the leave offset is solved for that)."""
+    world, artifact = world_and_artifact
+    lengths = {}
+    for strength in ("none", "chosen"):
+        config = simulation.OnlineConfig(days=1, seed=7, consequences=strength)
+        results = simulation.simulate(world, {"logging": LoggingScorePolicy(seed=7)}, artifact,
+                                      config)
+        lengths[strength] = metrics.online_metrics(
+            results, world.config.num_users)["logging"]["slots_per_session"]
+    assert lengths["chosen"] == pytest.approx(lengths["none"], rel=0.01)
+    assert lengths["none"] == pytest.approx(1 + world.config.session_items_mean, rel=0.05)
+
+
+def test_ratio_change_interval_against_a_bootstrap():
     rng = np.random.default_rng(0)
     a = rng.poisson(3.0, 500).astype(float)
     b = a + rng.poisson(0.5, 500)
-    got = simulation._relative_change(a, b)
+    ones = np.ones(500)
+    got = metrics.ratio_change(a, ones, b, ones)
     assert got["percent"] == pytest.approx(100 * (b.mean() / a.mean() - 1))
     # Bootstrap the ratio of means: the delta-method interval matches it to within 15 %.
     ratios = [b[i].mean() / a[i].mean() for i in
               (rng.integers(0, 500, 500) for _ in range(2000))]
     assert got["ci95"] == pytest.approx(100 * 1.96 * np.std(ratios), rel=0.15)
+    # A ratio of ratios (CTR: clicks over impressions, both per user).
+    shown_a, shown_b = a + 5, a + 7
+    got = metrics.ratio_change(a, shown_a, b, shown_b)
+    want = (b.mean() / shown_b.mean()) / (a.mean() / shown_a.mean())
+    assert got["percent"] == pytest.approx(100 * (want - 1))
+    boot = [(b[i].mean() / shown_b[i].mean()) / (a[i].mean() / shown_a[i].mean()) for i in
+            (rng.integers(0, 500, 500) for _ in range(2000))]
+    assert got["ci95"] == pytest.approx(100 * 1.96 * np.std(boot), rel=0.15)
 
 
 def test_dwell_migration_counts_clicks_by_activeness_and_dwell():
@@ -81,9 +139,9 @@ def test_dwell_migration_counts_clicks_by_activeness_and_dwell():
     user = np.arange(200)
     base = {"user": user, "click": np.ones(200, int), "dwell_time": np.linspace(1, 200, 200)}
     other = {"user": user, "click": np.ones(200, int), "dwell_time": base["dwell_time"] * 2}
-    change, edges = simulation.dwell_migration(world, base, base)
+    change, edges = metrics.dwell_migration(world, base, base)
     assert np.nanmax(np.abs(change)) == 0 and len(edges) == 4
-    change, _ = simulation.dwell_migration(world, base, other)
+    change, _ = metrics.dwell_migration(world, base, other)
     # Doubling every dwell moves clicks out of the shortest quantile, into the longest.
     assert np.nansum(change[:, 0]) < 0 < np.nansum(change[:, -1])
 
@@ -99,7 +157,7 @@ def test_cli_with_saved_model_policies(small_world, exports, run, tmp_path):
                                        "online.json", "online.md"]
     metrics = json.load(open(out / "online.json"))["metrics"]
     assert list(metrics) == ["single_ctr", "vr_ndt", "random"]
-    assert metrics["single_ctr"]["impressions"] == metrics["random"]["impressions"] > 0
+    assert metrics["single_ctr"]["clicks"] > 0 and metrics["random"]["impressions"] > 0
     bad = run("online.ab_test", f"--sim={small_world['root'] / 'sim'}",
               f"--stats={small_world['stats']}", "--policies=mystery", "--days=1",
               f"--output_dir={tmp_path / 'bad'}")
