@@ -17,6 +17,7 @@ lookup tables before the first real request.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -26,9 +27,11 @@ from core import log_writers, logs
 from core.atomic import atomic_file
 from core.errors import InputError
 from ranking import model_dir as model_dir_lib
+from ranking.fusion import Fusion, parse_weights
 from ranking.models import RankingModel
 
 WARMUP_FILE = "tf_serving_warmup_requests"
+FUSION_FILE = "score_fusion.json"
 WARMUP_BATCHES = (1, 64)
 
 
@@ -38,6 +41,7 @@ class ExportResult:
     version: int
     signatures: dict  # name -> {"inputs": {name: (dtype, shape)}, "outputs": {...}}
     warmup_records: int
+    fusion: Fusion
 
 
 def load_trained(model_dir: str):
@@ -119,13 +123,25 @@ def describe_signatures(module) -> dict:
     return result
 
 
+def resolve_fusion(default: Fusion, score_weights=(), score_space: str | None = None) -> Fusion:
+    """The serving score of `--score_weights` (output=weight pairs) and `--score_space`; what is
+    not given is the preset's `default`."""
+    if not score_weights and score_space is None:
+        return default
+    pairs = score_weights or [f"{n}={w:g}" for n, w in default.weights]
+    return parse_weights(pairs, score_space or default.space)
+
+
 def export_saved_model(model_dir: str, export_base: str, version: int | None = None,
-                       tower_weights: dict | None = None,
+                       score_weights=(), score_space: str | None = None,
                        model_name: str | None = None) -> ExportResult:
     """Exports the newest checkpoint of `model_dir` to `export_base/<version>` atomically.
 
     `version`: default newest existing + 1 (1 for a new base); an existing version is refused.
-    `tower_weights`: {serving tower: weight} of the score (default 1 each).
+    `score_weights` ('output=weight' pairs) and `score_space` ('linear' or 'log'): the serving
+    score (default: the preset's, `ranking.fusion`), stored in the SavedModel (the
+    `score_fusion` signature and assets.extra/score_fusion.json); a weight on an output the
+    model does not have is refused.
     """
     import tensorflow as tf
 
@@ -142,11 +158,9 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
                          "never overwritten: choose another --version or leave it out for "
                          f"{versions[-1] + 1 if versions else 1}")
     model, description = load_trained(model_dir)
-    try:
-        module = ServingModule(model.network, model.feature_spec, model.config, model.targets,
-                               tower_weights)
-    except ValueError as error:
-        raise InputError(str(error)) from None
+    fusion = resolve_fusion(model.config.fusion, score_weights, score_space)
+    module = ServingModule(model.network, model.feature_spec, model.config, model.targets,
+                           fusion)
     model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
     os.makedirs(export_base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
@@ -156,6 +170,8 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         os.makedirs(os.path.join(staged, "assets.extra"))
         records = write_warmup(os.path.join(staged, "assets.extra", WARMUP_FILE),
                                warmup_examples(description, model.feature_spec), model_name)
+        with open(os.path.join(staged, "assets.extra", FUSION_FILE), "w") as handle:
+            json.dump(module.fusion.to_json(), handle, indent=2)
         if os.path.exists(target):
             raise InputError(f"export version {version} appeared while exporting ({target}); "
                              "not overwriting it")
@@ -164,4 +180,4 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         shutil.rmtree(tmp, ignore_errors=True)
     with atomic_file(os.path.join(export_base, "models.config")) as handle:
         handle.write(models_config(export_base, model_name))
-    return ExportResult(target, version, describe_signatures(module), records)
+    return ExportResult(target, version, describe_signatures(module), records, fusion)

@@ -1,11 +1,14 @@
 """Export a trained model as a versioned SavedModel for TF Serving (SPEC §7).
 
     python -m export.saved_model --model_dir=models/vr_ndt --export_base=serving/vr_ndt \
-        [--version=N --tower_weights=valid_read=1,weighted_valid_read=0.5 --model_name=feed]
+        [--version=N --score_weights=valid_read=1,weighted_valid_read=0.5 --score_space=linear
+         --model_name=feed]
 
 Writes <export_base>/<version>/ atomically (default version: newest + 1; an existing one is
-refused), with warmup requests in assets.extra/, and <export_base>/models.config; prints the
-signatures. The SavedModel runs with TensorFlow alone (see export/serving.py).
+refused), with warmup requests and score_fusion.json in assets.extra/, and
+<export_base>/models.config; prints the signatures and the score's formula. The SavedModel runs
+with TensorFlow alone (see export/serving.py). The score is the preset's default fusion of the
+model's outputs (`ranking.fusion`) unless --score_weights / --score_space say otherwise.
 """
 
 from __future__ import annotations
@@ -15,38 +18,33 @@ import time
 from absl import flags
 
 from core import cli  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
-from core.errors import InputError
 from export import exporter
+from ranking.fusion import SPACES
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Model directory written by ranking.train.")
 flags.DEFINE_string("export_base", None, "Base directory of the versioned exports.")
 flags.DEFINE_integer("version", None, "Version number (default: newest existing + 1).")
-flags.DEFINE_list("tower_weights", [], "tower=weight pairs for the score (default 1 each).")
+flags.DEFINE_list("score_weights", [], "output=weight pairs of the serving score, e.g. "
+                  "ctr=1,expected_dwell_seconds=1 (default: the preset's).")
+flags.DEFINE_enum("score_space", None, list(SPACES), "linear: score = sum w * output; log: "
+                  "score = sum w * log(output), a product of the outputs (default: the "
+                  "preset's).")
 flags.DEFINE_string("model_name", None, "Model name in models.config and the warmup requests "
                     "(default: the export_base directory's name).")
 flags.mark_flags_as_required(["model_dir", "export_base"])
-
-
-def parse_weights(pairs) -> dict:
-    weights = {}
-    for pair in pairs:
-        name, _, value = pair.partition("=")
-        try:
-            weights[name.strip()] = float(value)
-        except ValueError:
-            raise InputError(f"--tower_weights: expected tower=number, got {pair!r}") from None
-    return weights
 
 
 def main(argv):
     del argv
     started = time.perf_counter()
     result = exporter.export_saved_model(FLAGS.model_dir, FLAGS.export_base, FLAGS.version,
-                                         parse_weights(FLAGS.tower_weights), FLAGS.model_name)
+                                         FLAGS.score_weights, FLAGS.score_space,
+                                         FLAGS.model_name)
     print(f"exported {FLAGS.model_dir} to {result.path} (version {result.version}) in "
           f"{time.perf_counter() - started:.1f} s; {result.warmup_records} warmup requests; "
           f"TF Serving config {FLAGS.export_base}/models.config")
+    print(f"  {result.fusion.formula()} ({result.fusion.space} space)")
     for name, signature in result.signatures.items():
         print(f"  signature '{name}':")
         print("    inputs:  " + ", ".join(f"{k} {d}{s}" for k, (d, s) in

@@ -1,15 +1,21 @@
 """The serving graph: a SavedModel that TF Serving, `saved_model_cli` and `RunInference` load
 with TensorFlow alone (SPEC §7).
 
-Signatures (both return the same outputs):
+Signatures (the first two return the same outputs):
 
 - `serving_default`: input `examples`, string [batch] of serialized `tf.Example`s, parsed in the
   graph (`tf.io.parse_example`);
 - `predict_raw`: one input per feature, named as the feature, [batch] of its type (string,
-  int64 or float32), for callers that do not build `tf.Example`s.
+  int64 or float32), for callers that do not build `tf.Example`s;
+- `score_fusion`: what `score` is: `formula` (string), `space` (string), `outputs` (string
+  [k]) and `weights` (float32 [k]), the constants the other signatures compute `score` with.
+  Its one input, `unused` (an int32 scalar), is ignored: it is there because `saved_model_cli
+  run` needs an input (`saved_model_cli run --dir V --tag_set serve --signature_def
+  score_fusion --input_exprs unused=0` prints the fusion).
 
 Outputs (`ranking.models.output_names`, each task's `serving_outputs`), float32: `score`
-[batch] (the weighted sum of the serving outputs; weights 1 unless exported with others), and
+[batch] (the fusion of `ranking.fusion`: the preset's default, or the weights and space given
+at export), and
 every tower's output by name: `ctr`, `valid_read`, `weighted_valid_read` (probabilities)
 [batch]; `log_dwell` (predicted log(1 + seconds)) and `dwell_seconds` (its expm1) [batch] for
 log-dwell towers; `dwell_probs` [batch, num_bins], `expected_dwell_seconds` and
@@ -32,10 +38,12 @@ import tensorflow as tf
 
 from core.stats_artifact import DwellTargets
 from ranking.features import FeatureSpec
-from ranking.models import ModelConfig, output_names, serving_score
+from ranking.fusion import Fusion
+from ranking.models import ModelConfig, output_names
 
 SIGNATURE_EXAMPLES = "serving_default"
 SIGNATURE_RAW = "predict_raw"
+SIGNATURE_FUSION = "score_fusion"
 EXAMPLES_INPUT = "examples"
 _DTYPES = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
 
@@ -50,7 +58,7 @@ class ServingModule(tf.Module):
     """Wraps a trained network with the two serving signatures."""
 
     def __init__(self, network: tf.keras.Model, spec: FeatureSpec, config: ModelConfig,
-                 targets: DwellTargets, tower_weights: Mapping[str, float] | None = None):
+                 targets: DwellTargets, fusion: Fusion | None = None):
         super().__init__(name="dwellrank")
         # The Keras network is captured by the signature functions, not tracked as an
         # attribute: the SavedModel then holds plain variables, lookup tables and graphs (no
@@ -61,13 +69,12 @@ class ServingModule(tf.Module):
         self.lookup_tables = [table for layer in network.submodules
                               for table in getattr(layer, "vocabularies", {}).values()]
         self._spec = spec
-        self._serving = config.serving
-        self._weights = dict(tower_weights or {})
-        unknown = set(self._weights) - set(self._serving)
-        if unknown:
-            raise ValueError(f"tower weights for {', '.join(sorted(unknown))}: the serving "
-                             f"towers of {config.preset} are {', '.join(self._serving)}")
         self._outputs = output_names(config, targets)
+        self.fusion = fusion or config.fusion
+        # Outputs the score may fuse: one value per row (not dwell_probs).
+        fusable = [n for n in self._outputs if n != "score"
+                   and len(network.output[n].shape) == 1]
+        self.fusion.check(fusable, f"{config.preset}")
         self.serve_examples = tf.function(
             self._serve_examples,
             input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
@@ -81,8 +88,15 @@ class ServingModule(tf.Module):
         """Serving outputs of raw feature Tensors [batch]."""
         raw = self._call_network(dict(features))
         result = {name: raw[name] for name in self._outputs if name != "score"}
-        result["score"] = serving_score(raw, self._serving, self._weights)
+        result["score"] = self.fusion.apply(raw)
         return result
+
+    def _describe_fusion(self, unused):
+        del unused
+        return {"formula": tf.constant(self.fusion.formula()),
+                "space": tf.constant(self.fusion.space),
+                "outputs": tf.constant(list(self.fusion.outputs)),
+                "weights": tf.constant([w for _, w in self.fusion.weights], tf.float32)}
 
     def _serve_examples(self, examples):
         features = tf.io.parse_example(examples, feature_parsing_spec(self._spec))
@@ -90,4 +104,6 @@ class ServingModule(tf.Module):
 
     def signatures(self) -> dict:
         return {SIGNATURE_EXAMPLES: self.serve_examples.get_concrete_function(),
-                SIGNATURE_RAW: self.serve_raw.get_concrete_function()}
+                SIGNATURE_RAW: self.serve_raw.get_concrete_function(),
+                SIGNATURE_FUSION: tf.function(self._describe_fusion, input_signature=[
+                    tf.TensorSpec([], tf.int32, name="unused")]).get_concrete_function()}

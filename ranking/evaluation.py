@@ -4,8 +4,10 @@
 benchmark and reports; every number in it comes from `ranking.metrics`.
 
 Keys:
-- `auc_ctr`, `auc_valid_read`: AUC of the serving `score` against click and valid_read over all
-  impressions (the paper's Table 1 reports `auc_valid_read`);
+- `auc_ctr`, `auc_valid_read`: AUC of the **served score** (the model's `score` output, the
+  preset's fusion of its towers, `ranking.fusion`) against click and valid_read over all
+  impressions (the paper's Table 1 reports `auc_valid_read`); the same two under `score`, with
+  the fusion's formula, so that nobody takes them for a tower's;
 - `logloss_<tower>` for each binary tower against its own label (`weighted_valid_read` against
   valid_read);
 - `towers`: per binary tower, its probability's AUC against click and valid_read;
@@ -86,6 +88,8 @@ def evaluation_metrics(config: ModelConfig, targets: DwellTargets,
         "auc_valid_read": metrics.auc(valid_read, score),
         "towers": {},
     }
+    result["score"] = {"fusion": config.fusion.formula(), "auc_ctr": result["auc_ctr"],
+                       "auc_valid_read": result["auc_valid_read"]}
     tasks = model_tasks(config, targets)
     binary = [t for t in tasks if t.binary]
     # The model's click-like probability orders the DT bias by decile (ORCA's Fig. 4).

@@ -13,14 +13,14 @@ Each tower is an MLP of `tower_units` hidden layers and an output layer of the t
 the interaction backbones' towers have no hidden layer (their models end in a linear layer over
 the interaction output).
 
-Outputs: each task's (see `ranking.tasks`), and `score`, the serving score (tower weights 1;
-export may weigh them).
+Outputs: each task's (see `ranking.tasks`), and `score`, the serving score: the preset's default
+fusion of the outputs (`ranking.fusion`; export may store another).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
@@ -30,6 +30,7 @@ from core.stats_artifact import DwellTargets
 from ranking import orca
 from ranking.backbones import BACKBONES, BackboneConfig
 from ranking.features import FeatureSpec
+from ranking.fusion import Fusion, default_fusion
 from ranking.layers import MLP, FeatureEncoder
 from ranking.orca import OrcaConfig
 from ranking.presets import PRESETS, Preset, preset
@@ -76,10 +77,15 @@ class ModelConfig:
 
     @property
     def serving(self) -> tuple[str, ...]:
-        """Outputs summed into the serving score."""
+        """The towers' serving outputs (what the default score fuses)."""
         if self.spec.single_task:
             return (TASKS[self.towers.single_task].serving_output,)
         return self.spec.serving
+
+    @property
+    def fusion(self) -> Fusion:
+        """The preset's default serving score (`ranking.fusion`)."""
+        return default_fusion(self.serving)
 
     @property
     def tower_units(self) -> tuple[int, ...]:
@@ -113,13 +119,6 @@ def model_tasks(config: ModelConfig, targets: DwellTargets) -> list[Task]:
     """The model's tasks in tower order (ORCA's `nde` last)."""
     tasks = [make_task(name, config.towers, targets) for name in config.tower_names]
     return orca.adapt_tasks(tasks, config.orca) if config.uses_orca else tasks
-
-
-def serving_score(outputs: Mapping[str, tf.Tensor], serving: Sequence[str],
-                  weights: Mapping[str, float] | None = None) -> tf.Tensor:
-    """Serving score [batch]: the weighted sum of the serving outputs."""
-    weights = weights or {}
-    return tf.add_n([float(weights.get(t, 1.0)) * outputs[t] for t in serving])
 
 
 def output_names(config: ModelConfig, targets: DwellTargets) -> tuple[str, ...]:
@@ -156,7 +155,7 @@ def build_network(spec: FeatureSpec, config: ModelConfig,
 
         outputs.update(orca.attach(config.orca, tasks, inputs, representations, outputs,
                                    masked_forward, config.tower_units, config.dropout))
-    outputs["score"] = serving_score(outputs, config.serving)
+    outputs["score"] = config.fusion.apply(outputs)
     return tf.keras.Model(inputs=inputs, outputs=outputs, name=config.preset)
 
 

@@ -1,21 +1,23 @@
 """The model presets of SPEC §4, registered by name (the papers' table rows).
 
-| preset                 | backbone (`backbones`) | towers (`tasks`)                  | serving score     |
-|------------------------|------------------------|-----------------------------------|-------------------|
-| single_ctr             | mlp                    | ctr                               | ctr               |
-| ctr_logdt              | shared_bottom          | ctr, log_dwell                    | ctr               |
-| vr_logdt               | shared_bottom          | valid_read, log_dwell             | valid_read        |
-| vr_ndt                 | shared_bottom          | valid_read, weighted_valid_read   | their sum         |
-| shared_bottom_dt       | shared_bottom          | ctr, dwell_bins                   | ctr+expected_ndt  |
-| mmoe, ple              | mmoe, ple              | ctr, dwell_bins                   | ctr+expected_ndt  |
-| esmm                   | separate               | ctr, entire_space_dwell           | ctr+expected_ndt  |
-| aitm                   | aitm                   | ctr, dwell_bins                   | ctr+expected_ndt  |
-| mmoe_orca, ple_orca    | mmoe, ple (or          | ctr, dwell_bins (raw), nde        | ctr+expected_ndt  |
-|                        | shared_bottom_dt with  | (`ranking.orca`)                  | (debiased bins)   |
-|                        | `--orca`)              |                                   |                   |
-| deepfm, dcn_v2, autoint| as named               | ctr, or dwell_bins (single_task)  | ctr / expected_ndt|
+| preset                 | backbone (`backbones`) | towers (`tasks`)                 | default serving score |
+|------------------------|------------------------|----------------------------------|-----------------------|
+| single_ctr             | mlp                    | ctr                              | ctr                   |
+| ctr_logdt              | shared_bottom          | ctr, log_dwell                   | ctr                   |
+| vr_logdt               | shared_bottom          | valid_read, log_dwell            | valid_read            |
+| vr_ndt                 | shared_bottom          | valid_read, weighted_valid_read  | P + P' (their sum)    |
+| shared_bottom_dt       | shared_bottom          | ctr, dwell_bins                  | log ctr + log E[dwell]|
+| mmoe, ple              | mmoe, ple              | ctr, dwell_bins                  | log ctr + log E[dwell]|
+| esmm                   | separate               | ctr, entire_space_dwell          | log ctr + log E[dwell]|
+| aitm                   | aitm                   | ctr, dwell_bins                  | log ctr + log E[dwell]|
+| mmoe_orca, ple_orca    | mmoe, ple (or          | ctr, dwell_bins (raw), nde       | log ctr + log E[dwell]|
+|                        | shared_bottom_dt with  | (`ranking.orca`)                 | (debiased bins)       |
+|                        | `--orca`)              |                                  |                       |
+| deepfm, dcn_v2, autoint| as named               | ctr, or dwell_bins (single_task) | ctr / log E[dwell]    |
 
-The first tower is the model's main task (MetaBalance balances the others against it).
+`serving` names the towers' outputs the default score fuses (`ranking.fusion.default_fusion`:
+E[dwell] is `expected_dwell_seconds`, the expected dwell per impression with the click
+probability). The first tower is the model's main task (MetaBalance balances the others against it).
 """
 
 from __future__ import annotations

@@ -32,9 +32,15 @@ def main(argv):
                                           FLAGS.model_dir)
     if metrics:
         print(f"eval ({metrics['rows']:,} rows, {metrics['clicks']:,} clicks, "
-              f"{metrics['valid_reads']:,} valid reads): auc_valid_read "
-              f"{metrics['auc_valid_read']:.4f}  auc_ctr {metrics['auc_ctr']:.4f}"
-              + "".join(f"  {k} {v:.4f}" for k, v in metrics.items() if k.startswith("logloss")))
+              f"{metrics['valid_reads']:,} valid reads)")
+        print(f"  served score ({metrics['score']['fusion']}): auc_valid_read "
+              f"{metrics['auc_valid_read']:.4f}  auc_ctr {metrics['auc_ctr']:.4f}")
+        for tower, aucs in metrics["towers"].items():
+            print(f"  {tower} tower: auc_valid_read {aucs['auc_valid_read']:.4f}  auc_ctr "
+                  f"{aucs['auc_ctr']:.4f}")
+        losses = [f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("logloss")]
+        if losses:
+            print("  " + "  ".join(losses))
         if "dt_mae_class" in metrics:
             print("  dwell (clicked rows): " + "  ".join(
                 f"{k[3:]} {metrics[k]:.4f}" for k in (

@@ -47,17 +47,22 @@ def load_metrics(model_dir: str) -> dict:
 
 
 def comparison_table(named: list[tuple[str, dict]]) -> str:
-    """Markdown rows: AUCs, RelaImpr against the first model, loglosses."""
+    """Markdown rows: the served score's AUCs and RelaImpr against the first model, each
+    tower's own AUCs beside them, loglosses."""
     base = named[0][1]
-    lines = ["| model | preset | valid-read AUC | RelaImpr (valid read) | click AUC | "
-             "RelaImpr (click) | logloss |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | preset | served score | valid-read AUC | RelaImpr (valid read) | "
+             "click AUC | RelaImpr (click) | towers' own AUCs (click / valid read) | logloss |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name, m in named:
         loss = ", ".join(f"{k[8:]} {v:.4f}" for k, v in m.items() if k.startswith("logloss_"))
+        towers = ", ".join(f"{t} {a['auc_ctr']:.4f} / {a['auc_valid_read']:.4f}"
+                           for t, a in m.get("towers", {}).items()) or "–"
+        fusion = m.get("score", {}).get("fusion", "score").removeprefix("score = ")
         lines.append(
-            f"| {name} | {m['preset']} | {m['auc_valid_read']:.4f} | "
+            f"| {name} | {m['preset']} | `{fusion}` | {m['auc_valid_read']:.4f} | "
             f"{metrics.rel_impr(m['auc_valid_read'], base['auc_valid_read']):+.2f}% | "
             f"{m['auc_ctr']:.4f} | {metrics.rel_impr(m['auc_ctr'], base['auc_ctr']):+.2f}% | "
-            f"{loss} |")
+            f"{towers} | {loss} |")
     return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 saved_model_cli, RunInference, defaults and type errors, versions and atomicity (SPEC §7)."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def keras_outputs(model_dir, columns):
 ISOLATED = r'''
 import importlib.abc, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-BLOCKED = {"ranking", "pipelines", "export", "tensorflow_recommenders"}
+BLOCKED = {"core", "pipelines", "ranking", "export", "online", "report", "tensorflow_recommenders"}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
         if name.split(".")[0] in BLOCKED:
@@ -210,17 +211,63 @@ def test_interrupted_export_leaves_no_version_directory(trained, tmp_path, monke
                                                    str(base / "models.config")]
 
 
+def served_in_isolation(path, columns, tmp_path):
+    """{signature/output: array} of the SavedModel `path` run by TensorFlow alone (ISOLATED)."""
+    examples = log_writers.serialize_examples(columns)
+    np.save(tmp_path / "examples.npy", np.array(examples, dtype=object))
+    np.savez(tmp_path / "columns.npz", **columns)
+    script = tmp_path / "isolated.py"
+    script.write_text(ISOLATED)
+    serving_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    completed = subprocess.run([sys.executable, "-I", str(script), path,
+                                str(tmp_path / "examples.npy"), str(tmp_path / "columns.npz"),
+                                str(tmp_path / "served.npz")], capture_output=True, text=True,
+                               cwd=str(tmp_path), env=serving_env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return dict(np.load(tmp_path / "served.npz"))
+
+
+@pytest.mark.parametrize("preset,weights,space", [
+    ("ple", ["ctr=1", "expected_dwell_seconds=0.5"], "log"),
+    ("ple", ["ctr=2", "expected_ndt=1"], "linear"),
+    ("vr_ndt", ["valid_read=1", "weighted_valid_read=0.25"], "linear")])
+def test_stored_fusion_is_the_formula_of_the_other_outputs(preset, weights, space, trained,
+                                                           eval_rows, tmp_path):
+    """The exported score equals the formula computed by hand from the outputs beside it, in a
+    process that has TensorFlow alone; the fusion is stored (signature and asset)."""
+    columns, _ = eval_rows
+    result = exporter.export_saved_model(trained[preset], str(tmp_path / "serving"),
+                                         score_weights=weights, score_space=space)
+    served = served_in_isolation(result.path, columns, tmp_path)
+    pairs = [(w.split("=")[0], float(w.split("=")[1])) for w in weights]
+    for path in ("examples", "raw"):
+        terms = [w * (np.log(np.maximum(served[f"{path}/{n}"].astype(np.float64), 1e-12))
+                      if space == "log" else served[f"{path}/{n}"]) for n, w in pairs]
+        np.testing.assert_allclose(served[f"{path}/score"], np.sum(terms, axis=0), rtol=1e-5,
+                                   atol=1e-6)
+    loaded = tf.saved_model.load(result.path)
+    stored = loaded.signatures["score_fusion"](unused=tf.constant(0))
+    assert stored["space"].numpy().decode() == space
+    assert [n.decode() for n in stored["outputs"].numpy()] == [n for n, _ in pairs]
+    np.testing.assert_allclose(stored["weights"].numpy(), [w for _, w in pairs])
+    asset = json.load(open(os.path.join(result.path, "assets.extra", "score_fusion.json")))
+    assert asset["formula"] == stored["formula"].numpy().decode() == result.fusion.formula()
+
+
 def test_export_cli(trained, run, tmp_path):
     done = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
-               f"--export_base={tmp_path / 'b'}", "--tower_weights=weighted_valid_read=0.5")
+               f"--export_base={tmp_path / 'b'}", "--score_weights=valid_read=1,"
+               "weighted_valid_read=0.5")
     assert done.returncode == 0, done.stderr
     assert "signature 'serving_default'" in done.stdout and "score float32" in done.stdout
+    assert "score = 1*valid_read + 0.5*weighted_valid_read (linear space)" in done.stdout
     again = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
                 f"--export_base={tmp_path / 'b'}", "--version=1")
     assert again.returncode == 1 and "error: export version 1 exists already" in again.stderr
     bad = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
-              f"--export_base={tmp_path / 'c'}", "--tower_weights=ctr=1")
-    assert bad.returncode == 1 and "serving towers of vr_ndt" in bad.stderr
+              f"--export_base={tmp_path / 'c'}", "--score_weights=ctr=1")
+    assert bad.returncode == 1 and "names ctr, which vr_ndt does not output" in bad.stderr
+    assert bad.stderr.count("\n") == 1
     assert not os.path.exists(tmp_path / "c" / "1")
 
 

@@ -163,3 +163,37 @@ def test_cli_with_saved_model_policies(small_world, exports, run, tmp_path):
               f"--output_dir={tmp_path / 'bad'}")
     assert bad.returncode == 1 and "'mystery' is not a built-in policy" in bad.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_choose_takes_the_best_objective_above_the_clicks_floor():
+    from online.tune_fusion import choose
+
+    def row(clicks, reads):
+        return {"metrics": {"clicks_per_user": clicks, "valid_reads_per_user": reads},
+                "baseline": {"clicks_per_user": 1.0}}
+
+    rows = [row(1.00, 0.50), row(0.99, 0.60), row(0.90, 0.90), row(1.05, 0.55)]
+    assert choose(rows, "valid_reads", 0.98) == 1
+    assert choose(rows, "valid_reads", 0.80) == 2
+    assert choose(rows, "valid_reads", 1.10) is None
+
+
+def test_tune_fusion_cli_sweeps_the_stored_weights(small_world, exports, run, tmp_path):
+    """A sweep of ple's expected-dwell weight against random, on tiny sessions: one row per
+    grid value, the stored fusion and the choice reported on other sessions, a picture."""
+    out = tmp_path / "tuning"
+    done = run("online.tune_fusion", f"--saved_model={exports['ple'].path}",
+               "--baseline=random", f"--sim={small_world['root'] / 'sim'}",
+               f"--stats={small_world['stats']}", f"--output_dir={out}", "--days=1",
+               "--candidates=8", "--grid=0,1", "--min_clicks=0")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(os.listdir(out)) == ["frontier.json", "frontier.md", "frontier.png"]
+    result = json.load(open(out / "frontier.json"))
+    assert [r["fusion"]["weights"] for r in result["rows"]] == [
+        {"ctr": 1.0, "expected_dwell_seconds": 0.0}, {"ctr": 1.0, "expected_dwell_seconds": 1.0}]
+    assert result["stored"]["space"] == "log" and result["chosen"] in (0, 1)
+    assert set(result["report"]) == {"stored (score = 1*log(ctr) + 1*log(expected_dwell_seconds))",
+                                     "chosen"}
+    # The stored weights are row 1's: measured on the report seed's sessions, not the tuning's.
+    assert result["report_seed"] != result["tune_seed"]
+    assert "--score_weights=ctr=1,expected_dwell_seconds=" in done.stdout
