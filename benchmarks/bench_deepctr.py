@@ -18,7 +18,13 @@ simulation (`--sim`, default OUT/sim, made with `python -m pipelines.simulate` a
 rest the training logs (default world: days 0-10 and 11-13, as benchmarks/table1.py).
 
 Each side is timed as one whole process: load, train `--epochs` epochs at `--batch_size`,
-evaluate.
+evaluate. With `--validation_days=N` both sides follow the selection protocol on the same
+split: the last N UTC days of the training logs are held out, each side trains up to
+`--epochs` epochs with early stopping (patience `--patience`) and is evaluated with its best
+weights: the project by its own `--validation_days --max_epochs --patience` (its default
+early-stopping metric for the preset), DeepCTR by Keras' `fit(validation_data=...)` with
+`EarlyStopping(monitor="val_loss", patience, restore_best_weights=True)` (val_loss: the sum of
+its two tasks' validation losses).
 
 - Project: `python -m ranking.train --model=MODEL --batch_size --epochs --seed --progress=epoch`
   (+ `--project_args`) in a fresh model directory. It needs the stats artifact of the training
@@ -166,10 +172,12 @@ def simulated_logs(args, out):
 def run_project(args, out, train, evaluate, stats):
     model_dir = os.path.join(out, "models", f"{args.model}-seed{args.seed}")
     shutil.rmtree(model_dir, ignore_errors=True)  # a finished model directory would resume
+    protocol = ([f"--validation_days={args.validation_days}", f"--max_epochs={args.epochs}",
+                 f"--patience={args.patience}"] if args.validation_days else [])
     stdout, seconds = module(
         "ranking.train", f"--model={args.model}", f"--train={train}", f"--eval={evaluate}",
         f"--stats={stats}", f"--model_dir={model_dir}", f"--batch_size={args.batch_size}",
-        f"--epochs={args.epochs}", f"--seed={args.seed}", "--progress=epoch",
+        f"--epochs={args.epochs}", f"--seed={args.seed}", "--progress=epoch", *protocol,
         *shlex.split(args.project_args), env=child_env(REPO))
     with open(os.path.join(model_dir, "eval_metrics.json")) as handle:
         metrics = json.load(handle)
@@ -182,7 +190,8 @@ def run_project(args, out, train, evaluate, stats):
             "auc_ctr": metrics["auc_ctr"], "auc_ctr_ctr_tower": ctr_tower,
             "auc_valid_read": metrics.get("auc_valid_read"),
             "training_seconds": metrics.get("training_seconds_this_run"),
-            "global_step": metrics.get("global_step"), "features": features,
+            "global_step": metrics.get("global_step"),
+            "selected_step": metrics.get("selected_step"), "features": features,
             "model_dir": model_dir, "stdout": stdout.strip().splitlines()}
 
 
@@ -210,7 +219,8 @@ def run_deepctr(args, out, train, evaluate):
     command = [sys.executable, os.path.abspath(__file__), "--child", f"--train={train}",
                f"--eval={evaluate}", f"--batch_size={args.batch_size}",
                f"--epochs={args.epochs}", f"--seed={args.seed}", f"--result={result_path}",
-               f"--autograph={args.deepctr_autograph}"]
+               f"--autograph={args.deepctr_autograph}",
+               f"--validation_days={args.validation_days}", f"--patience={args.patience}"]
     started = time.perf_counter()
     completed = subprocess.run(command, cwd=REPO, env=child_env(args.deepctr_dir),
                                capture_output=True, text=True)
@@ -245,6 +255,10 @@ def main():
     parser.add_argument("--batch_size", type=int, default=2048)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--validation_days", type=int, default=0,
+                        help="hold out the last N days of the training logs: early stopping "
+                        "on both sides (module docstring)")
+    parser.add_argument("--patience", type=int, default=2)
     parser.add_argument("--deepctr_dir", default="bench_out/peers/deepctr")
     parser.add_argument("--deepctr_autograph", choices=AUTOGRAPH, default="skip_tf_keras",
                         help="skip_tf_keras: autograph leaves tf_keras' internals alone, as it "
@@ -319,6 +333,11 @@ def render(r):
     lines.append(f"DeepCTR process phases: {phases} (first step of fit, with tracing, "
                  f"{d['first_step_seconds']:.1f} s; autograph {r['deepctr_autograph']}); "
                  f"long_read AUC {d['auc_long_read']:.4f}")
+    if d.get("validation_rows"):
+        lines.append(f"early stopping on the last days of the training logs "
+                     f"({d['validation_rows']:,} rows): dwellrank selected step "
+                     f"{p.get('selected_step')} of {p.get('global_step')}; DeepCTR the weights "
+                     f"of epoch {d.get('best_epoch')} of {d.get('epochs_run')}")
     if p.get("training_seconds") is not None:
         lines.append(f"dwellrank training loop {p['training_seconds']:.1f} s of its process, "
                      f"{p['global_step']} steps")
@@ -396,6 +415,8 @@ def child(argv):
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--result", required=True)
     parser.add_argument("--autograph", choices=AUTOGRAPH, required=True)
+    parser.add_argument("--validation_days", type=int, default=0)
+    parser.add_argument("--patience", type=int, default=2)
     args = parser.parse_args(argv)
     phases, mark = {}, time.perf_counter()
 
@@ -452,6 +473,10 @@ def child(argv):
             x_eval[name] = ((raw_eval - mean) / std).astype(np.float32)
             columns.append(DenseFeat(name, 1))
             features[name] = "numeric"
+    # The validation split: the last --validation_days UTC days of the training frame.
+    day = train["timestamp"].to_numpy(np.int64) // 86_400
+    held = (day > day.max() - args.validation_days) if args.validation_days else np.zeros(
+        len(day), bool)
     click = train["click"].to_numpy(np.float32)
     dwell = train["dwell_time"].fillna(0).to_numpy(np.float64)
     threshold = float(np.median(dwell[click == 1])) if (click == 1).any() else 0.0
@@ -459,7 +484,12 @@ def child(argv):
     eval_click = evaluate["click"].to_numpy(np.float32)
     eval_dwell = evaluate["dwell_time"].fillna(0).to_numpy(np.float64)
     eval_long = ((eval_click == 1) & (eval_dwell > threshold)).astype(np.float32)
-    train_rows, eval_rows = len(train), len(evaluate)
+    fit_rows = ~held
+    x_val = {k: v[held] for k, v in x_train.items()}
+    y_val = [click[held], long_read[held]]
+    x_train = {k: v[fit_rows] for k, v in x_train.items()}
+    click, long_read = click[fit_rows], long_read[fit_rows]
+    train_rows, eval_rows = int(fit_rows.sum()), len(evaluate)
     del train, evaluate
     phase("preprocess")
 
@@ -487,9 +517,17 @@ def child(argv):
 
     steady = Steady()
     steady.first_step = None
+    callbacks, validation = [steady], None
+    if args.validation_days:
+        stopper = tf.keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience,
+                                                   restore_best_weights=True)
+        callbacks.append(stopper)
+        validation = (x_val, y_val)
     fit_started = time.perf_counter()
-    model.fit(x_train, [click, long_read], batch_size=args.batch_size, epochs=args.epochs,
-              shuffle=True, verbose=2, callbacks=[steady])
+    history = model.fit(x_train, [click, long_read], batch_size=args.batch_size,
+                        epochs=args.epochs, shuffle=True, verbose=2, callbacks=callbacks,
+                        validation_data=validation)
+    epochs_run = len(history.history["loss"])
     phase("train")
 
     p_ctr, p_long = model.predict(x_eval, batch_size=EVAL_BATCH, verbose=0)
@@ -503,6 +541,10 @@ def child(argv):
               "first_step_seconds": steady.first_step,
               "train_rows": train_rows, "eval_rows": eval_rows, "features": features,
               "long_read_threshold_seconds": threshold, "params": int(model.count_params()),
+              "epochs_run": epochs_run,
+              "best_epoch": (int(stopper.best_epoch) + 1 if args.validation_days
+                             and stopper.best_weights is not None else None),
+              "validation_rows": int(held.sum()),
               "vocabulary_sizes": {c.name: c.vocabulary_size for c in columns
                                    if isinstance(c, SparseFeat)},
               "phases": phases, "tensorflow": tf.__version__,

@@ -1,15 +1,18 @@
-"""Are the training defaults right for small and large logs alike? Click AUC of presets under
-named flag sets, on simulator settings of two sizes.
+"""Are the training defaults right for small and large logs alike? Test-day metrics of presets
+under named flag sets, on simulator settings of two sizes.
 
     .venv/bin/python benchmarks/defaults.py --out=bench_out/defaults [--settings=legacy,entangled
-        --sizes=small,large --presets=single_ctr,ple --variants=previous,current --seeds=0,1]
+        --sizes=small,large --presets=single_ctr,ple --variants=one_epoch,protocol --seeds=0,1]
 
-Sizes: `small` (1,700 users, 900 items, 14 days: about 170 k impressions, one epoch about 64
-steps of 2,048 on the 11 training days, like the public logs the issue describes) and `large`
-(the simulator's default, about 1 M impressions, about 395 steps). Each run trains one epoch at
-batch 2,048 on all days but the last 3 and reports the ctr tower's AUC on the last 3 (the
-AUC of the served score for presets whose score is the ctr). Variants are named flag sets
-(VARIANTS); `current` is the defaults as they are now. Finished runs are reused.
+Sizes: `small` (1,700 users, 900 items, 14 days: about 170 k impressions, like the public logs
+the issues describe) and `large` (the simulator's default, about 1 M impressions). Training
+uses all days but the last 3, which are the test days. Variants are named flag sets
+(VARIANTS): `one_epoch` is training as it was before model selection (one epoch, no
+validation); the `protocol` variants hold out the last training day (--validation_days=1),
+train up to 10 epochs with early stopping and are tested with the best checkpoint. Printed per
+(size, setting, preset, variant): the ctr tower's click AUC (the served score's for presets
+without a ctr tower), the served score's valid-read AUC, the dwell MAEclass where there is one,
+the selected step and the wall time, mean ± std over seeds. Finished runs are reused.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -28,23 +32,30 @@ from common import module  # noqa: E402
 
 SIZES = {"small": ["--num_users=1700", "--num_items=900", "--days=14"],
          "large": ["--num_users=10000", "--num_items=5000", "--days=14"]}
-# Flag sets. `previous`: the defaults before this change (Keras' Adam at 1e-3 on every variable,
-# embeddings uniform in [-0.05, 0.05]).
+PROTOCOL = ["--validation_days=1", "--max_epochs=10"]
 VARIANTS = {
-    "previous": ["--optimizer=adam", "--embedding_init_std=-1", "--learning_rate=0.001"],
-    "current": [],
-    "adam_normal_init": ["--optimizer=adam", "--embedding_init_std=0.0001"],
-    "lazy_adam_uniform_init": ["--optimizer=lazy_adam", "--embedding_init_std=-1"],
-    "lazy_adam_normal_init": ["--optimizer=lazy_adam", "--embedding_init_std=0.0001"],
-    "lazy_adam_normal_init_lr_3e-3": ["--optimizer=lazy_adam", "--embedding_init_std=0.0001",
-                                      "--learning_rate=0.003"],
-    "lazy_adam_normal_init_lr_1e-2": ["--optimizer=lazy_adam", "--embedding_init_std=0.0001",
-                                      "--learning_rate=0.01"],
+    "one_epoch": ["--epochs=1"],
+    "protocol": PROTOCOL,
+    "protocol_patience1": PROTOCOL + ["--patience=1"],
+    "protocol_lr1e-3": PROTOCOL + ["--learning_rate=0.001"],
+    "protocol_batch512": PROTOCOL + ["--batch_size=512"],
+    "protocol_batch512_lr1e-3": PROTOCOL + ["--batch_size=512", "--learning_rate=0.001"],
+    "protocol_l2emb1e-5": PROTOCOL + ["--l2_embedding=1e-5"],
+    "protocol_l2emb1e-4": PROTOCOL + ["--l2_embedding=1e-4"],
+    "protocol_l2dense1e-6": PROTOCOL + ["--l2_dense=1e-6"],
+    "protocol_dropout0.1": PROTOCOL + ["--dropout=0.1"],
+    "protocol_batch_norm": PROTOCOL + ["--batch_norm"],
 }
 
 
 def auc_of(metrics):
     return metrics.get("towers", {}).get("ctr", {}).get("auc_ctr", metrics["auc_ctr"])
+
+
+def stats_of(values):
+    values = np.asarray(values, float)
+    return float(np.nanmean(values)), (float(np.nanstd(values, ddof=1)) if len(values) > 1
+                                       else 0.0)
 
 
 def main():
@@ -53,7 +64,7 @@ def main():
     parser.add_argument("--settings", default="legacy,entangled")
     parser.add_argument("--sizes", default="small,large")
     parser.add_argument("--presets", default="single_ctr,ple")
-    parser.add_argument("--variants", default="previous,current")
+    parser.add_argument("--variants", default="one_epoch,protocol")
     parser.add_argument("--seeds", default="0,1")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
@@ -65,33 +76,41 @@ def main():
             train, evaluate, stats, summary = prepare(world, setting, SIZES[size])
             for preset in args.presets.split(","):
                 for variant in args.variants.split(","):
-                    aucs, speeds = [], []
+                    found = {k: [] for k in ("auc", "auc_vr", "mae", "step", "seconds")}
                     for seed in seeds:
                         model_dir = os.path.join(world, setting, "models",
                                                  f"{preset}-{variant}-seed{seed}")
                         path = os.path.join(model_dir, "eval_metrics.json")
+                        started = time.perf_counter()
                         if not os.path.exists(path):
                             module("ranking.train", f"--model={preset}", f"--train={train}",
                                    f"--eval={evaluate}", f"--stats={stats}",
-                                   f"--model_dir={model_dir}", f"--seed={seed}", "--epochs=1",
-                                   "--batch_size=2048", "--progress=none",
-                                   *VARIANTS[variant])
+                                   f"--model_dir={model_dir}", f"--seed={seed}",
+                                   "--progress=none", *VARIANTS[variant])
+                            with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
+                                handle.write(str(time.perf_counter() - started))
                         with open(path) as handle:
                             metrics = json.load(handle)
-                        aucs.append(auc_of(metrics))
-                        speeds.append(metrics.get("train_examples_per_second", np.nan))
+                        with open(os.path.join(model_dir, "wall_seconds")) as handle:
+                            found["seconds"].append(float(handle.read()))
+                        found["auc"].append(auc_of(metrics))
+                        found["auc_vr"].append(metrics["auc_valid_read"])
+                        found["mae"].append(metrics.get("dt_mae_class", np.nan))
+                        found["step"].append(metrics.get("selected_step",
+                                                         metrics["global_step"]))
                     row = {"size": size, "setting": setting, "rows": summary["rows"],
-                           "preset": preset, "variant": variant,
-                           "auc_mean": float(np.mean(aucs)),
-                           "auc_std": float(np.std(aucs, ddof=1)) if len(aucs) > 1 else 0.0,
-                           "examples_per_second": float(np.nanmean(speeds))}
+                           "preset": preset, "variant": variant}
+                    for key, values in found.items():
+                        row[f"{key}_mean"], row[f"{key}_std"] = stats_of(values)
                     rows.append(row)
-                    print(f"{size:5s} {setting:9s} {preset:10s} {variant:22s} click AUC "
-                          f"{row['auc_mean']:.4f} ± {row['auc_std']:.4f}  "
-                          f"{row['examples_per_second']:,.0f} examples/s", flush=True)
+                    print(f"{size:5s} {setting:9s} {preset:10s} {variant:26s} click AUC "
+                          f"{row['auc_mean']:.4f} ± {row['auc_std']:.4f}  valid-read AUC "
+                          f"{row['auc_vr_mean']:.4f} ± {row['auc_vr_std']:.4f}  MAEclass "
+                          f"{row['mae_mean']:.3f}  step {row['step_mean']:.0f}  "
+                          f"{row['seconds_mean']:.0f} s", flush=True)
     with open(os.path.join(out, "defaults.json"), "w") as handle:
         json.dump({"variants": {k: VARIANTS[k] for k in args.variants.split(",")},
-                   "rows": rows}, handle, indent=2)
+                   "seeds": seeds, "rows": rows}, handle, indent=2)
 
 
 if __name__ == "__main__":

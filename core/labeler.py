@@ -98,6 +98,7 @@ class Labeler:
 
     unclicked_dwell_zeroed = 0
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
+    file_day_rows = None  # (file index, UTC day) -> rows of the counted logs
 
     def __init__(self, artifact: StatsArtifact, window, rules: RuleConfig | None = None,
                  ndt: NdtParams | None = None):
@@ -175,6 +176,7 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
     labeler = Labeler(artifact, window, rules, ndt)
     labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
     labeler.rows_per_file = counted.rows_per_file
+    labeler.file_day_rows = counted.file_day_rows
     return labeler
 
 
@@ -185,6 +187,7 @@ class SourceCounts(NamedTuple):
     covered_days: set  # UTC days with an impression
     unclicked_dwell_zeroed: int  # unclicked rows whose dwell > 0 was treated as 0
     rows_per_file: np.ndarray  # int64 [files]: rows of each of `source.files`
+    file_day_rows: dict  # (file index, UTC day) -> rows
 
 
 def count_source(source, batch_size: int = 8192,
@@ -199,7 +202,7 @@ def count_source(source, batch_size: int = 8192,
                              columns=("user_id", "timestamp", "click"), parallel_files=2,
                              with_source=True)
     zeroed = [0]  # unclicked rows whose dwell > 0 was treated as 0 (--allow_unclicked_dwell)
-    rows_per_file = np.zeros(len(source.files), np.int64)
+    file_day_rows: dict = {}
 
     def key(b):
         out = {"user_fp": user_fingerprint(b["user_id"]),
@@ -212,9 +215,15 @@ def count_source(source, batch_size: int = 8192,
     def counted(batches):
         for batch in batches:
             zeroed[0] += int(batch.pop("zeroed", 0))
-            rows_per_file[:] += np.bincount(batch.pop("file"), minlength=len(rows_per_file))
+            pairs, rows = np.unique(np.stack([batch.pop("file"), batch["day"]]), axis=1,
+                                    return_counts=True)
+            for (file, day), n in zip(pairs.T.tolist(), rows.tolist()):
+                file_day_rows[(file, day)] = file_day_rows.get((file, day), 0) + n
             yield batch
 
     keys = dataset.map(tf.autograph.experimental.do_not_convert(key))
     counts, covered = count_user_days(counted(keys.as_numpy_iterator()))
-    return SourceCounts(counts, covered, zeroed[0], rows_per_file)
+    rows_per_file = np.zeros(len(source.files), np.int64)
+    for (file, _), n in file_day_rows.items():
+        rows_per_file[file] += n
+    return SourceCounts(counts, covered, zeroed[0], rows_per_file, file_day_rows)

@@ -19,19 +19,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 
 from core import log_writers, logs
 from core.atomic import atomic_file
 from core.errors import InputError
+from export.versions import existing_versions
 from ranking import model_dir as model_dir_lib
+from ranking import selection
 from ranking.fusion import Fusion, parse_weights
 from ranking.models import RankingModel
 
 WARMUP_FILE = "tf_serving_warmup_requests"
 FUSION_FILE = "score_fusion.json"
+GATE_FILE = "quality_gate.json"
 WARMUP_BATCHES = (1, 64)
 
 
@@ -42,10 +44,13 @@ class ExportResult:
     signatures: dict  # name -> {"inputs": {name: (dtype, shape)}, "outputs": {...}}
     warmup_records: int
     fusion: Fusion
+    gate: dict | None = None
 
 
 def load_trained(model_dir: str):
-    """(RankingModel with the newest checkpoint's weights, config.json contents)."""
+    """(RankingModel with the weights to serve, config.json contents): the best checkpoint's
+    when the model was trained with a validation window (`ranking.selection`), else the
+    newest checkpoint's."""
     import tensorflow as tf
 
     description = model_dir_lib.load_model_description(model_dir)
@@ -56,14 +61,13 @@ def load_trained(model_dir: str):
     if latest is None:
         raise InputError(f"{model_dir} has no checkpoint yet: train it first "
                          "(python -m ranking.train)")
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial().assert_existing_objects_matched()
+    best = selection.best_checkpoint(model_dir)
+    checkpoint = tf.train.Checkpoint(model=model)
+    if best is not None:
+        checkpoint.read(best).assert_existing_objects_matched()
+    else:
+        checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
     return model, description
-
-
-def existing_versions(export_base: str) -> list[int]:
-    if not os.path.isdir(export_base):
-        return []
-    return sorted(int(name) for name in os.listdir(export_base) if re.fullmatch(r"\d+", name))
 
 
 def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) -> list[bytes]:
@@ -134,7 +138,8 @@ def resolve_fusion(default: Fusion, score_weights=(), score_space: str | None = 
 
 def export_saved_model(model_dir: str, export_base: str, version: int | None = None,
                        score_weights=(), score_space: str | None = None,
-                       model_name: str | None = None) -> ExportResult:
+                       model_name: str | None = None, baseline: str | None = None,
+                       gate: str | None = None, gate_logs: str | None = None) -> ExportResult:
     """Exports the newest checkpoint of `model_dir` to `export_base/<version>` atomically.
 
     `version`: default newest existing + 1 (1 for a new base); an existing version is refused.
@@ -142,6 +147,11 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     score (default: the preset's, `ranking.fusion`), stored in the SavedModel (the
     `score_fusion` signature and assets.extra/score_fusion.json); a weight on an output the
     model does not have is refused.
+
+    With `baseline` (an export base or version) and `gate` (METRIC:MAX_DROP), the quality gate
+    of `export.gate` runs first: a candidate worse than the baseline by more than MAX_DROP is
+    refused (InputError) and nothing is written; otherwise the decision goes into the version
+    as quality_gate.json.
     """
     import tensorflow as tf
 
@@ -157,10 +167,19 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         raise InputError(f"export version {version} exists already ({target}); versions are "
                          "never overwritten: choose another --version or leave it out for "
                          f"{versions[-1] + 1 if versions else 1}")
+    if (baseline is None) != (gate is None):
+        raise InputError("--baseline and --gate go together: the gate compares the candidate "
+                         "with the baseline")
     model, description = load_trained(model_dir)
     fusion = resolve_fusion(model.config.fusion, score_weights, score_space)
     module = ServingModule(model.network, model.feature_spec, model.config, model.targets,
                            fusion)
+    gate_record = None
+    if gate is not None:
+        from export import gate as gate_lib
+
+        gate_record = gate_lib.judge(gate_lib.parse_gate(gate), module, baseline, description,
+                                     gate_logs, model.feature_spec)
     model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
     os.makedirs(export_base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
@@ -172,6 +191,9 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
                                warmup_examples(description, model.feature_spec), model_name)
         with open(os.path.join(staged, "assets.extra", FUSION_FILE), "w") as handle:
             json.dump(module.fusion.to_json(), handle, indent=2)
+        if gate_record is not None:
+            with open(os.path.join(staged, GATE_FILE), "w") as handle:
+                json.dump(gate_record, handle, indent=2)
         if os.path.exists(target):
             raise InputError(f"export version {version} appeared while exporting ({target}); "
                              "not overwriting it")
@@ -180,4 +202,5 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         shutil.rmtree(tmp, ignore_errors=True)
     with atomic_file(os.path.join(export_base, "models.config")) as handle:
         handle.write(models_config(export_base, model_name))
-    return ExportResult(target, version, describe_signatures(module), records, fusion)
+    return ExportResult(target, version, describe_signatures(module), records, fusion,
+                        gate_record)

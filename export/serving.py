@@ -84,6 +84,10 @@ class ServingModule(tf.Module):
             input_signature=[tf.TensorSpec([None], _DTYPES[f.dtype], name=f.name)
                              for f in spec.features])
 
+    @property
+    def output_names(self) -> tuple[str, ...]:
+        return self._outputs
+
     def outputs(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Serving outputs of raw feature Tensors [batch]."""
         raw = self._call_network(dict(features))

@@ -49,7 +49,7 @@ class SavedModelPolicy(RankingPolicy):
     def __init__(self, path: str, batch_size: int = 8192):
         import tensorflow as tf
 
-        from pipelines.score.scoring import resolve_saved_model
+        from export.versions import resolve_saved_model
 
         self.path = resolve_saved_model(path)
         self.model = tf.saved_model.load(self.path)

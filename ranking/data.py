@@ -17,17 +17,18 @@ continues with exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 
+import numpy as np
 import tensorflow as tf
 
 from core import logs
 from core.errors import InputError
-from core.label_rules import LABEL_KEYS
+from core.label_rules import LABEL_INPUTS, LABEL_KEYS, SECONDS_PER_DAY
 from core.labeler import Labeler
 from ranking import distribute
 from ranking.features import FeatureSpec
 
-LABEL_INPUTS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
 # Rows per read batch before rows are shuffled and re-batched.
 READ_BATCH = 8192
 
@@ -45,6 +46,58 @@ def open_source(patterns: str, spec: FeatureSpec | None = None) -> logs.LogSourc
     return source
 
 
+@dataclasses.dataclass(frozen=True)
+class DayWindow:
+    """The rows of UTC days `first` .. `last` (day numbers: unix seconds // 86400; None: open)."""
+
+    first: int | None = None
+    last: int | None = None
+
+    def filter(self):
+        """A batch -> batch map keeping the window's rows (its `timestamp` column decides)."""
+        first, last = self.first, self.last
+
+        def keep_rows(batch):
+            day = tf.math.floordiv(batch["timestamp"], SECONDS_PER_DAY)
+            keep = tf.ones_like(day, tf.bool)
+            if first is not None:
+                keep &= day >= first
+            if last is not None:
+                keep &= day <= last
+            return {k: tf.boolean_mask(v, keep) for k, v in batch.items()}
+
+        return tf.autograph.experimental.do_not_convert(keep_rows)
+
+
+def _date(day: int) -> str:
+    return dt.datetime.fromtimestamp(day * SECONDS_PER_DAY, dt.timezone.utc).date().isoformat()
+
+
+def split_by_days(source: logs.LogSource, file_day_rows: dict, validation_days: int):
+    """Holds out the last `validation_days` UTC days of `source` (whose rows per (file index,
+    day) the labeller's counting pass found): returns ((training source, its DayWindow, its
+    rows per file), (validation source, its DayWindow)); each source keeps only the files
+    with rows in its window. InputError when no training day is left."""
+    days = sorted({day for _, day in file_day_rows})
+    cutoff = days[-1] - validation_days + 1
+    if cutoff <= days[0]:
+        raise InputError(f"--validation_days={validation_days} leaves no training rows: the "
+                         f"training input covers {len(days)} UTC day(s), {_date(days[0])} to "
+                         f"{_date(days[-1])}", file=",".join(f.path for f in source.files[:3]))
+    parts = []
+    for window, inside in ((DayWindow(last=cutoff - 1), lambda d: d < cutoff),
+                           (DayWindow(first=cutoff), lambda d: d >= cutoff)):
+        rows = {}
+        for (file, day), n in file_day_rows.items():
+            if inside(day):
+                rows[file] = rows.get(file, 0) + n
+        kept = sorted(rows)
+        parts.append((dataclasses.replace(source, files=[source.files[i] for i in kept]),
+                      window, np.array([rows[i] for i in kept], np.int64)))
+    (train, train_window, train_rows), (validation, validation_window, _) = parts
+    return (train, train_window, train_rows), (validation, validation_window)
+
+
 def _split(spec: FeatureSpec):
     names = spec.names
 
@@ -59,7 +112,8 @@ def _split(spec: FeatureSpec):
 def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec,
                      batch_size: int, *, seed: int | None = None, epoch: int = 0,
                      shuffle_buffer: int = 0, allow_unclicked_dwell: bool = False,
-                     drop_remainder: bool = False, shard=None) -> tf.data.Dataset:
+                     drop_remainder: bool = False, shard=None,
+                     days: DayWindow | None = None) -> tf.data.Dataset:
     """(features, labels) batches of `batch_size` rows.
 
     features: {feature: Tensor[batch]} in the spec's dtypes; labels: {click, valid_read, ndt,
@@ -71,6 +125,8 @@ def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec
     worker's batch; index may be a Tensor); with mode "rows", every file, and rows
     [n * index / count, n * (index + 1) / count) of each batch of n rows (`batch_size` is the
     global batch, which every worker draws alike).
+
+    `days` keeps only the rows of a window of UTC days (a held-out validation split).
     """
     columns = tuple(dict.fromkeys(spec.names + LABEL_INPUTS))
     if seed is not None:
@@ -83,6 +139,9 @@ def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec
                              file_shard=file_shard)
     dataset = dataset.map(tf.autograph.experimental.do_not_convert(labeler),
                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if days is not None:
+        dataset = dataset.map(days.filter(), num_parallel_calls=tf.data.AUTOTUNE,
+                              deterministic=True)
     if seed is not None and shuffle_buffer:
         dataset = _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remainder)
     if shard is not None and shard.mode == "rows":
@@ -121,3 +180,57 @@ def _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remaind
     return (chunks.shuffle(max(1, shuffle_buffer // CHUNK_ROWS), seed=seed * 1_000_003 + epoch,
                            reshuffle_each_iteration=False)
             .rebatch(batch_size, drop_remainder=drop_remainder))
+
+
+@dataclasses.dataclass
+class Inputs:
+    """A training run's labelled inputs: the training logs (with their labeller, rows per file
+    and, under --validation_days, the days they keep), and the validation and evaluation logs
+    as (source, labeller, DayWindow or None)."""
+
+    train: logs.LogSource
+    labeler: Labeler
+    rows_per_file: np.ndarray
+    train_days: DayWindow | None = None
+    validation: tuple | None = None
+    evaluation: tuple | None = None
+
+    def labellers(self):
+        """(input, labeller): train, validation (when it has its own logs), eval."""
+        named = [("train", self.labeler)]
+        if self.validation and self.validation[1] is not self.labeler:
+            named.append(("validation", self.validation[1]))
+        if self.evaluation:
+            named.append(("eval", self.evaluation[1]))
+        return named
+
+
+def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None) -> Inputs:
+    """Opens and labels the inputs of `config` (a TrainConfig). The labellers' counting passes
+    read every row, so bad input is refused here, before a model directory is touched.
+    `train_scope`: a context for the training labeller's tables (a parameter-server strategy's
+    scope gives every worker its own copy)."""
+    import contextlib
+
+    from core.labeler import labeler_for
+
+    def labelled(source, scope=None):
+        with scope or contextlib.nullcontext():
+            return labeler_for(source, artifact,
+                               allow_unclicked_dwell=config.allow_unclicked_dwell)
+
+    train = open_source(config.train, spec)
+    labeler = labelled(train, train_scope)
+    inputs = Inputs(train, labeler, labeler.rows_per_file)
+    selection = config.selection
+    if selection.validation_days:
+        (inputs.train, inputs.train_days, inputs.rows_per_file), (validation, days) = \
+            split_by_days(train, labeler.file_day_rows, selection.validation_days)
+        inputs.validation = (validation, labeler, days)
+    elif selection.validation:
+        validation = open_source(selection.validation, spec)
+        inputs.validation = (validation, labelled(validation), None)
+    if config.eval:
+        evaluation = open_source(config.eval, spec)
+        inputs.evaluation = (evaluation, labelled(evaluation))
+    return inputs

@@ -131,13 +131,15 @@ def load_feature_config(path: str | None) -> dict:
 
 def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[str, float]],
                        config: Mapping | None = None, post_click: Sequence[str] = (),
-                       config_path: str | None = None) -> FeatureSpec:
+                       config_path: str | None = None,
+                       embedding_dim: int | None = None) -> FeatureSpec:
     """The feature spec for logs of `schema`.
 
     `numeric_stats`: the stats artifact's `numeric_features` ({name: {mean, std}} of
     log1p(max(x, 0))); `config`: a parsed feature config; `post_click`: names marked post-click
-    in addition to the config's. Raises InputError for a config or flag naming an absent column,
-    an unknown key or a value of the wrong kind.
+    in addition to the config's; `embedding_dim`: every categorical feature's width unless the
+    config gives one (default: ids 16, others 8). Raises InputError for a config or flag naming
+    an absent column, an unknown key or a value of the wrong kind.
     """
     where = config_path or "feature config"
     overrides = dict((config or {}).get("features", {}))
@@ -162,13 +164,14 @@ def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[st
         if options.get("exclude"):
             continue
         features.append(_feature(name, schema.dtypes[name], options, numeric_stats,
-                                 name in post_click, where))
+                                 name in post_click, where, embedding_dim))
     if not features:
         raise InputError("no feature columns are left: the model needs at least one", file=where)
     return FeatureSpec(tuple(features))
 
 
-def _feature(name, dtype, options, numeric_stats, post_click, where) -> Feature:
+def _feature(name, dtype, options, numeric_stats, post_click, where,
+             embedding_dim=None) -> Feature:
     is_id = name in ID_FEATURES
     kind = options.get("type", "categorical" if is_id or dtype == "string" else "numeric")
     if kind not in ("categorical", "numeric"):
@@ -186,7 +189,8 @@ def _feature(name, dtype, options, numeric_stats, post_click, where) -> Feature:
     if kind == "categorical":
         vocabulary = tuple(str(v) for v in options.get("vocabulary", ()))
         buckets = int(options.get("hash_buckets", ID_HASH_BUCKETS if is_id else HASH_BUCKETS))
-        dim = int(options.get("embedding_dim", ID_EMBEDDING_DIM if is_id else EMBEDDING_DIM))
+        default_dim = embedding_dim or (ID_EMBEDDING_DIM if is_id else EMBEDDING_DIM)
+        dim = int(options.get("embedding_dim", default_dim))
         if buckets < 1 or dim < 1:
             raise InputError(f"feature '{name}': hash_buckets and embedding_dim must be >= 1",
                              file=where)

@@ -70,6 +70,17 @@ class FeatureEncoder(tf.keras.layers.Layer):
             x = (tf.math.log1p(tf.maximum(x, 0.0)) - feature.mean) / feature.std
         return x
 
+    def touched_rows_squared_norm(self, inputs: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Sum over the categorical features of the squared norms of the distinct embedding
+        rows `inputs` look up (a scalar; its gradient reaches those rows only)."""
+        total = tf.constant(0.0)
+        for feature in self.spec.features:
+            if feature.kind == "categorical":
+                rows, _ = tf.unique(self.indices(feature, inputs[feature.name]))
+                vectors = tf.gather(self.embeddings[feature.name].embeddings, rows)
+                total += tf.reduce_sum(tf.square(vectors))
+        return total
+
     def call(self, inputs: Mapping[str, tf.Tensor],
              post_click_mask: tf.Tensor | None = None) -> tf.Tensor:
         mask = post_click_mask
@@ -92,15 +103,20 @@ class FeatureEncoder(tf.keras.layers.Layer):
 
 class MLP(tf.keras.layers.Layer):
     """Dense ReLU layers of `units`; with `output_units`, a final linear layer of that width.
+    With `batch_norm`, each hidden layer is Dense -> BatchNormalization -> ReLU; `dropout`
+    follows each hidden layer.
 
     [batch, d] -> [batch, units[-1]] (or [batch, output_units])."""
 
     def __init__(self, units: Sequence[int], output_units: int | None = None,
-                 dropout: float = 0.0, seed: int = 0, **kwargs):
+                 dropout: float = 0.0, seed: int = 0, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         # Initial weights follow tf.keras.utils.set_random_seed (training sets it from --seed).
-        self.hidden = [tf.keras.layers.Dense(u, activation="relu", name=f"dense_{i}")
+        self.hidden = [tf.keras.layers.Dense(u, activation=None if batch_norm else "relu",
+                                             name=f"dense_{i}")
                        for i, u in enumerate(units)]
+        self.norms = [tf.keras.layers.BatchNormalization(name=f"batch_norm_{i}")
+                      for i in range(len(units))] if batch_norm else []
         self.dropout = [tf.keras.layers.Dropout(dropout, seed=seed + i) for i in range(len(units))
                         ] if dropout else []
         self.output_layer = None if output_units is None else tf.keras.layers.Dense(
@@ -109,6 +125,8 @@ class MLP(tf.keras.layers.Layer):
     def call(self, x: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         for i, layer in enumerate(self.hidden):
             x = layer(x)
+            if self.norms:
+                x = tf.nn.relu(self.norms[i](x, training=training))
             if self.dropout:
                 x = self.dropout[i](x, training=training)
         return x if self.output_layer is None else self.output_layer(x)

@@ -25,31 +25,47 @@ from ranking import data, distribute
 
 def make_replica_step(run):
     """One replica's training step on a batch (features, labels); returns {loss, <task>...,
-    rows} as float32 scalars (the losses already divided by the global batch)."""
+    [regularization,] rows} as float32 scalars (the losses already divided by the global
+    batch; the regularization penalty by the replicas, `ranking.regularization`)."""
     import tensorflow as tf
+
+    from ranking import regularization
+    from ranking.metabalance import add_gradients
 
     model, optimizer, balance = run.model, run.optimizer, run.balance
     variables = model.trainable_variables
     shared = model.shared_variables() if balance is not None else []
     shared_ids = {id(v) for v in shared}
     others = [v for v in variables if id(v) not in shared_ids]
+    penalties = run.config.model.regularization
+    regularized = bool(penalties.l2_dense or penalties.l2_embedding)
+    matrices = regularization.dense_matrices(model) if penalties.l2_dense else None
 
     def replica_step(batch):
         with tf.GradientTape(persistent=balance is not None) as tape:
             losses = model.task_losses(batch, training=True)
-            total = tf.add_n(list(losses.values()))
+            if regularized:
+                penalty = regularization.penalty(model, batch[0], penalties, matrices)
+            total = tf.add_n(list(losses.values()) + ([penalty] if regularized else []))
         if balance is None:
             gradients = tape.gradient(total, variables)
             optimizer.apply_gradients(zip(gradients, variables))
         else:
             shared_gradients, other_gradients = balance.gradients(tape, losses, shared, others)
-            optimizer.apply_gradients([(g, v) for g, v in zip(shared_gradients + other_gradients,
-                                                              shared + others)
+            if regularized:  # the penalty's own gradient, unbalanced
+                extra = tape.gradient(penalty, shared + others)
+                merged = [add_gradients(g, e) for g, e in
+                          zip(shared_gradients + other_gradients, extra)]
+            else:
+                merged = shared_gradients + other_gradients
+            optimizer.apply_gradients([(g, v) for g, v in zip(merged, shared + others)
                                        if g is not None])
-        return {"loss": total, **losses,
+        extra_losses = {"regularization": penalty} if regularized else {}
+        return {"loss": total, **losses, **extra_losses,
                 "rows": tf.cast(tf.size(batch[1]["click"]), tf.float32)}
 
     return replica_step
+
 
 
 def _reduced(strategy, replica_step, batch):
@@ -66,7 +82,7 @@ def _epoch_dataset(run, epoch: int, batch_size: int, shard=None):
     return data.labelled_dataset(
         run.train_source, run.labeler, run.spec, batch_size, seed=config.seed, epoch=epoch,
         shuffle_buffer=config.shuffle_buffer, allow_unclicked_dwell=config.allow_unclicked_dwell,
-        shard=shard)
+        shard=shard, days=run.inputs.train_days)
 
 
 def _synchronous_batches(run, epoch: int, skip: int):
@@ -143,10 +159,15 @@ def train_synchronous(run, say) -> list[float]:
 
 def _epochs(run, say, open_epoch, run_steps) -> list[float]:
     """The loop over epochs and steps shared by both strategies' loops: progress, summaries,
-    checkpoints every --checkpoint_every steps and at each epoch's end."""
+    checkpoints every --checkpoint_every steps and at each epoch's end; with a validation
+    window, validation (each epoch's end or every --validate_every steps, each followed by a
+    checkpoint), early stopping and --max_epochs (`ranking.selection`)."""
     import tensorflow as tf
 
-    config = run.config
+    config, validator = run.config, run.validator
+    every = config.selection.validate_every if validator is not None else None
+    epochs = config.selection.max_epochs if validator is not None else config.epochs
+    stopped = validator is not None and validator.selection.stopped
     writer = (tf.summary.create_file_writer(f"{run.model_dir}/logs/train") if run.chief
               else tf.summary.create_noop_writer())
     show = config.progress if config.progress != "auto" else (
@@ -154,14 +175,14 @@ def _epochs(run, say, open_epoch, run_steps) -> list[float]:
     if not run.chief:
         show = "none"
     throughputs = []
-    while int(run.epoch) < config.epochs:
+    while int(run.epoch) < epochs and not stopped:
         epoch = int(run.epoch)
         skip = int(run.batch_in_epoch)
         batches, steps = open_epoch(epoch, skip)
         target = steps or int(run.steps_per_epoch) or config.steps_per_epoch or None
         bar = None
         if show == "bar":
-            print(f"epoch {epoch + 1}/{config.epochs}")
+            print(f"epoch {epoch + 1}/{epochs}")
             bar = tf.keras.utils.Progbar(target, stateful_metrics=["loss"], unit_name="step")
             if skip:
                 bar.update(skip)
@@ -184,13 +205,24 @@ def _epochs(run, say, open_epoch, run_steps) -> list[float]:
                         tf.summary.scalar(f"loss/{name}", value, step=step)
                     tf.summary.scalar("examples_per_second",
                                       epoch_rows / (time.perf_counter() - epoch_started), step=step)
-                if step % config.checkpoint_every == 0:
+                if validator is not None:
+                    validator.selection.add_train_loss(losses["loss"])
+                if every and step % every == 0:
+                    stopped = validator.validate(step, epoch + 1)
                     run.save()
+                    if stopped:
+                        break
+                elif step % config.checkpoint_every == 0:
+                    run.save()
+        if stopped:  # early stopping mid-epoch: the epoch's counters stay where it stopped
+            break
         if int(run.batch_in_epoch) == 0:
             raise InputError("the training input yielded no batch", file=config.train)
         run.steps_per_epoch.assign(int(run.batch_in_epoch))
         run.epoch.assign_add(1)
         run.batch_in_epoch.assign(0)
+        if validator is not None and not every:
+            stopped = validator.validate(int(run.global_step), epoch + 1)
         run.save()
         now = time.perf_counter()
         seconds = now - epoch_started
@@ -199,7 +231,7 @@ def _epochs(run, say, open_epoch, run_steps) -> list[float]:
         throughputs.append(throughput)
         if show != "none":
             done = int(run.steps_per_epoch) - skip
-            say(f"epoch {epoch + 1}/{config.epochs}: {done} steps in {seconds:.1f} s "
+            say(f"epoch {epoch + 1}/{epochs}: {done} steps in {seconds:.1f} s "
                 f"({throughput:,.0f} examples/s after the first step), "
                 f"global step {int(run.global_step)}, "
                 + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))

@@ -43,7 +43,7 @@ def _scale(gradient, factor):
     return gradient * factor
 
 
-def _add(a, b):
+def add_gradients(a, b):
     """Sum of two gradients of one variable (either may be None or IndexedSlices)."""
     if a is None:
         return b
@@ -124,7 +124,7 @@ class MetaBalance(tf.Module):
                 factor = self.ratio * tf.math.divide_no_nan(main_norm, norm)
             for i, g in enumerate(auxiliary):
                 if g is not None:
-                    balanced[i] = _add(balanced[i], _scale(g, factor) if shared[i] else g)
+                    balanced[i] = add_gradients(balanced[i], _scale(g, factor) if shared[i] else g)
         self.steps.assign_add(1)
         # Every task's plain gradient on the other variables (a list of targets sums them;
         # a sum formed here, outside the tape, would have no gradient at all).

@@ -38,6 +38,18 @@ def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 
 
+def dwell_cross_entropy(true_bin: np.ndarray, dwell_probs: np.ndarray) -> float:
+    """Mean cross-entropy (nats) of a predicted distribution over dwell bins, dwell_probs
+    [n, bins], against the true bins [n]: -mean log p(true bin), probabilities floored at
+    1e-12 (scikit-learn's log_loss with the bins as labels)."""
+    true_bin = np.asarray(true_bin, np.int64).ravel()
+    probs = np.asarray(dwell_probs, np.float64)
+    if len(true_bin) == 0:
+        return float("nan")
+    picked = probs[np.arange(len(true_bin)), true_bin]
+    return float(-np.mean(np.log(np.maximum(picked, 1e-12))))
+
+
 def rel_impr(model_auc: float, base_auc: float) -> float:
     """RelaImpr of an AUC against a baseline's, in percent: ((AUC - 0.5) / (base - 0.5) - 1) x 100."""
     return float(((model_auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0)

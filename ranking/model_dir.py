@@ -6,7 +6,11 @@
     checkpoints/          tf.train.Checkpoint files, every --checkpoint_every steps and at each
                           epoch end (the newest --keep_checkpoints are kept)
     logs/train, logs/eval TensorBoard summaries (losses, examples/s; evaluation metrics)
-    eval_metrics.json     SPEC §6 metrics on --eval (written at the end, atomically)
+    eval_metrics.json     SPEC §6 metrics on --eval (written at the end, atomically); with a
+                          validation window, of the best checkpoint
+    best/, best.json      with a validation window: the best checkpoint and what it is (step,
+                          epoch, metric, value) (`ranking.selection`)
+    history.json          with a validation window: each validation's metrics
 
 A model directory that holds another model (a different config.json, or files without one) is
 refused; the same config resumes.
@@ -69,9 +73,13 @@ def _identity(description: dict) -> dict:
     return {"model": description["model"], "targets": description["targets"],
             "features": description["features"], "stats": description["stats"],
             "training": {k: training.get(k) for k in (
-                "train", "batch_size", "seed", "optimizer", "embedding_optimizer",
-                "shuffle_buffer", "steps_per_epoch", "metabalance", "metabalance_ratio",
-                "metabalance_beta")}}
+                "train", "batch_size", "seed", "optimizer",
+                "shuffle_buffer", "steps_per_epoch", "metabalance")},
+            # What would change the validation already recorded (--patience and --max_epochs
+            # may change: they only say when to stop).
+            "selection": {k: (training.get("selection") or {}).get(k) for k in (
+                "validation", "validation_days", "validate_every", "early_stopping_metric",
+                "min_delta")}}
 
 
 def check_as_other_task(model_dir: str, description: dict) -> None:
@@ -116,7 +124,7 @@ def prepare(model_dir: str, description: dict) -> bool:
                              "it is not a dwellrank model directory; choose an empty directory")
         existing = load_model_description(model_dir)
         if _identity(existing) != _identity(description):
-            changed = [k for k in ("model", "targets", "features", "stats", "training")
+            changed = [k for k in ("model", "targets", "features", "stats", "training", "selection")
                        if _identity(existing)[k] != _identity(description)[k]]
             raise InputError(f"--model_dir {model_dir} holds another model (its config.json "
                              f"differs in: {', '.join(changed)}); choose an empty directory "

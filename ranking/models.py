@@ -34,6 +34,7 @@ from ranking.fusion import Fusion, default_fusion
 from ranking.layers import MLP, FeatureEncoder
 from ranking.orca import OrcaConfig
 from ranking.presets import PRESETS, Preset, preset
+from ranking.regularization import RegularizationConfig
 from ranking.tasks import SINGLE_TASKS, TASKS, Task, TowerConfig, make_task
 
 DEFAULT_TOWER_UNITS = (64, 32)
@@ -57,7 +58,7 @@ class ModelConfig:
     embedding_init_std: float | None = setting(
         1e-4, "Initial embeddings ~ N(0, std^2); 0 or less: Keras' uniform in [-0.05, 0.05].",
         parse=_init_std)
-    dropout: float = setting(0.0, "Dropout rate after each hidden layer.")
+    regularization: RegularizationConfig = RegularizationConfig()
     backbone: BackboneConfig = BackboneConfig()
     towers: TowerConfig = TowerConfig()
     orca: OrcaConfig = OrcaConfig()
@@ -110,8 +111,7 @@ def check_config(config: ModelConfig) -> None:
     if config.towers.tower_units is not None and any(int(u) < 1
                                                      for u in config.towers.tower_units):
         raise ValueError(f"tower_units must be widths >= 1, not {config.towers.tower_units!r}")
-    if not 0.0 <= config.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), not {config.dropout}")
+    config.regularization.check()
     config.orca.check()
 
 
@@ -138,13 +138,14 @@ def build_network(spec: FeatureSpec, config: ModelConfig,
     encoder = FeatureEncoder(spec, config.embedding_init_std, name="features")
     tasks = model_tasks(config, targets)
     backbone = BACKBONES[config.spec.backbone].make(
-        [t.task for t in tasks if t.has_tower], config.backbone, config.dropout, spec)
+        [t.task for t in tasks if t.has_tower], config.backbone, config.regularization, spec)
     representations = backbone(encoder(inputs))
     outputs = {}
     for task in tasks:
         if task.has_tower:
             raw = MLP(config.tower_units, output_units=task.output_units,
-                      dropout=config.dropout, name=f"{task.task}_tower")(
+                      dropout=config.regularization.dropout,
+                      batch_norm=config.regularization.batch_norm, name=f"{task.task}_tower")(
                 representations[task.task])
             outputs.update(task.outputs(raw))
     if config.uses_orca:
@@ -154,7 +155,7 @@ def build_network(spec: FeatureSpec, config: ModelConfig,
                             training=training)
 
         outputs.update(orca.attach(config.orca, tasks, inputs, representations, outputs,
-                                   masked_forward, config.tower_units, config.dropout))
+                                   masked_forward, config.tower_units, config.regularization))
     outputs["score"] = config.fusion.apply(outputs)
     return tf.keras.Model(inputs=inputs, outputs=outputs, name=config.preset)
 

@@ -102,12 +102,13 @@ def adapt_tasks(tasks: list[Task], config: OrcaConfig) -> list[Task]:
 
 
 def attach(config: OrcaConfig, tasks: list[Task], inputs, representations, outputs,
-           masked_forward, tower_units, dropout: float) -> dict:
+           masked_forward, tower_units, regularization) -> dict:
     """ORCA's outputs for a network: the `nde` task's (debiased `dwell_*`) and `nde_logits`.
     `masked_forward(features, post_click_mask, training)` reruns the encoder and backbone."""
     nde = tasks[-1]
     head = OrcaHead(nde.output_units, tower_units, CTR_TASK, DWELL_TASK, config.mask_prob,
-                    config.mask_seed, masked_forward, heads=config.scd_heads, dropout=dropout,
+                    config.mask_seed, masked_forward, heads=config.scd_heads,
+                    dropout=regularization.dropout, batch_norm=regularization.batch_norm,
                     name="orca")
     debiased = head(inputs, representations, outputs[f"{RAW_PREFIX}dwell_logits"])
     return {**nde.outputs(debiased["dwell_logits"]), "nde_logits": debiased["nde_logits"]}
@@ -198,7 +199,7 @@ class OrcaHead(tf.keras.layers.Layer):
 
     def __init__(self, num_bins: int, tower_units, ctr_task: str, dwell_task: str,
                  mask_prob: float, seed: int, masked_forward=None, heads: int = 2,
-                 dropout: float = 0.0, **kwargs):
+                 dropout: float = 0.0, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         if not 0.0 <= mask_prob <= 1.0:
             raise ValueError(f"mask_prob must be in [0, 1], not {mask_prob}")
@@ -208,7 +209,7 @@ class OrcaHead(tf.keras.layers.Layer):
         self._masked_forward = masked_forward
         self.scd = CrossTaskAttention(heads, name="scd")
         self.nde_tower = MLP(tower_units, output_units=num_bins, dropout=dropout,
-                             name="nde_tower")
+                             batch_norm=batch_norm, name="nde_tower")
         # Training calls so far: with the seed, it keys the stateless mask draws.
         self.mask_draws = self.add_weight(
             name="mask_draws", shape=(), dtype=tf.int64, trainable=False,
@@ -230,8 +231,10 @@ class OrcaHead(tf.keras.layers.Layer):
              raw_logits: tf.Tensor, training=None):
         if training and self.mask_prob > 0 and self._masked_forward is not None:
             rows = tf.shape(raw_logits)[0]
+            # In inference mode: the second forward updates no batch-norm statistics and draws
+            # no dropout noise, so the backbone the other towers train is not disturbed.
             representations = self._masked_forward(features, self.post_click_mask(rows),
-                                                   training)
+                                                   False)
         h_ctr, h_dt, h_s = (tf.stop_gradient(representations[k])
                             for k in (self.ctr_task, self.dwell_task, "shared"))
         nde_logits = self.nde_tower(tf.concat([self.scd([h_ctr, h_dt]), h_s], axis=1),

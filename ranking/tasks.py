@@ -280,6 +280,8 @@ class DwellBinsTask(Task):
         clicked = np.asarray(labels["click"]) == 1
         probs = np.asarray(outputs[f"{self.prefix}dwell_probs"])[clicked]
         result = _dwell_metrics(labels, clicked, probs, context)
+        result["dt_cross_entropy"] = metrics.dwell_cross_entropy(
+            np.asarray(labels["dwell_bin"])[clicked], probs)
         # A prefixed tower (ORCA's raw one) reports beside the served distribution.
         return {f"{self.prefix}dwell": result} if self.prefix else result
 

@@ -11,25 +11,23 @@ The model directory's layout and checks: `ranking.model_dir`.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import time
 
-import numpy as np
-
 from core import atomic, stats_artifact
 from core.errors import InputError
-from core.labeler import labeler_for
 from core.settings import setting
-from ranking import data, distribute, evaluation, orca
+from ranking import data, distribute, evaluation, orca, selection
 from ranking import features as features_lib
 from ranking import model_dir as model_dir_lib
 from ranking.metabalance import MetaBalanceConfig
 from ranking.models import ModelConfig, check_config
-from ranking.optimizers import OptimizerConfig, make_optimizer
+from ranking.optimizers import OptimizerConfig
+from ranking.run import build_run
+from ranking.selection import SelectionConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +41,8 @@ class TrainConfig:
     model: ModelConfig = ModelConfig()
     feature_config: str | None = setting(None, "JSON feature config (see ranking/features.py).")
     post_click_features: tuple[str, ...] = setting((), "Features that mostly act on dwell time.")
+    embedding_dim: int | None = setting(None, "Width of every categorical feature's embedding "
+                                        "(default: ids 16, others 8; the feature config wins).")
     batch_size: int = setting(2048, "Global batch size (rows).")
     epochs: int = setting(1, "Passes over the training logs.")
     steps_per_epoch: int | None = setting(None, "Cap on steps per epoch (default: all rows).")
@@ -69,6 +69,7 @@ class TrainConfig:
     progress: str = setting("auto", "Keras progress bars (auto: on a terminal), one line per "
                             "epoch, or nothing.", choices=("auto", "bar", "epoch", "none"))
     metabalance: MetaBalanceConfig = MetaBalanceConfig()
+    selection: SelectionConfig = SelectionConfig()
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -119,36 +120,6 @@ def _is_bad_input(error: Exception) -> bool:
     return log_diagnosis.translate_error(error) is not None
 
 
-@dataclasses.dataclass
-class Run:
-    """One training run's parts, as the loops (`ranking.loops`) use them."""
-
-    config: TrainConfig
-    model_dir: str
-    strategy: object
-    chief: bool
-    spec: features_lib.FeatureSpec
-    train_source: object
-    labeler: object
-    model: object
-    optimizer: object
-    balance: object
-    checkpoint: object
-    manager: object
-    # Progress counters, on the host (outside the strategy): only the loop updates them.
-    global_step: object
-    epoch: object
-    batch_in_epoch: object
-    steps_per_epoch: object
-    rows_per_file: np.ndarray | None = None  # int64 [training files] (the counting pass)
-    workers: int = 1
-
-    def save(self) -> None:
-        """Writes a checkpoint at the global step (every task calls it; only the chief's
-        directory keeps them)."""
-        self.manager.save(checkpoint_number=int(self.global_step))
-
-
 def _check_options(config: TrainConfig) -> None:
     try:
         check_config(config.model)
@@ -156,6 +127,7 @@ def _check_options(config: TrainConfig) -> None:
         raise InputError(str(error)) from None
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")
+    config.selection.check()
     if config.metabalance.enabled and not (config.metabalance.ratio > 0
                                            and 0 <= config.metabalance.beta < 1):
         raise InputError("--metabalance_ratio must be > 0 and --metabalance_beta in [0, 1)")
@@ -177,43 +149,35 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if not parameter_servers and config.batch_size % strategy.num_replicas_in_sync:
         raise InputError(f"--batch_size {config.batch_size} must be a multiple of the "
                          f"{strategy.num_replicas_in_sync} replicas in sync")
+    if parameter_servers and config.selection.validate_every:
+        raise InputError("--validate_every is for synchronous training: parameter-server steps "
+                         "are asynchronous, so a parameter-server run validates at epoch ends")
     if config.schema:
         from pipelines.validate import validation
 
-        validation.check_input(config.train, config.schema)
-        if config.eval:
-            validation.check_input(config.eval, config.schema)
+        for glob in (config.train, config.selection.validation, config.eval):
+            if glob:
+                validation.check_input(glob, config.schema)
     artifact = stats_artifact.load_artifact(config.stats)
     targets = artifact.targets
     config = dataclasses.replace(config, model=dataclasses.replace(
         config.model, orca=dataclasses.replace(config.model.orca, mask_seed=config.seed)))
-    train_source = data.open_source(config.train)
     spec = features_lib.build_feature_spec(
-        train_source.schema, artifact.numeric_features,
+        data.open_source(config.train).schema, artifact.numeric_features,
         features_lib.load_feature_config(config.feature_config), config.post_click_features,
-        config_path=config.feature_config)
+        config_path=config.feature_config, embedding_dim=config.embedding_dim)
     if config.model.uses_orca:
         orca.check_features(config.model.orca, spec, config.model.preset)
-    train_source = data.open_source(config.train, spec)
-    eval_source = data.open_source(config.eval, spec) if config.eval else None
-    if workers > 1 and config.input_sharding == "files" and len(train_source.files) < workers:
+    # Every task makes the same refusals (bad input, too few files) before anything is written.
+    inputs = data.prepare_inputs(config, spec, artifact,
+                                 strategy.scope() if parameter_servers else None)
+    if workers > 1 and config.input_sharding == "files" and len(inputs.train.files) < workers:
         raise InputError(f"--input_sharding=files needs at least one training file per worker: "
-                         f"{len(train_source.files)} file(s) for {workers} workers; split the "
+                         f"{len(inputs.train.files)} file(s) for {workers} workers; split the "
                          "logs into more files or use --input_sharding=rows", file=config.train)
-    # The labellers' counting pass reads every row of the inputs, so bad input is refused here,
-    # before the model directory is created or touched. Under parameter servers the lookup
-    # tables are made in the strategy's scope, which gives every worker its own copy.
-    with strategy.scope() if parameter_servers else contextlib.nullcontext():
-        labeler = labeler_for(train_source, artifact,
-                                         allow_unclicked_dwell=config.allow_unclicked_dwell)
-    eval_labeler = (labeler_for(eval_source, artifact,
-                                           allow_unclicked_dwell=config.allow_unclicked_dwell)
-                    if eval_source is not None else None)  # every task: the same refusals
     if config.allow_unclicked_dwell and config.progress != "none" and chief:
-        counted = [("training", labeler)] + ([("evaluation", eval_labeler)] if eval_labeler
-                                            else [])
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
-            f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in counted))
+            f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
     description = model_dir_lib.model_description(config, spec, artifact, targets)
     description["training"]["input_workers"] = workers
     if chief:
@@ -232,10 +196,20 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                                                 or workers > 1):
         _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, "
              f"{workers} input worker(s); global batch {config.batch_size}")
-    run = _build(config, model_dir, strategy, chief, spec, targets, train_source, labeler)
-    run.rows_per_file, run.workers = labeler.rows_per_file, workers
-    chief_dir = os.path.join(model_dir, "checkpoints")
-    latest = tf.train.latest_checkpoint(chief_dir)
+    say = _say if chief and config.progress != "none" else (lambda _: None)
+    validator_factory = None
+    if inputs.validation is not None:
+        source, labeler, days = inputs.validation
+
+        def validator_factory(run):
+            return selection.Validator(run, lambda: data.labelled_dataset(
+                source, labeler, spec, config.eval_batch_size,
+                allow_unclicked_dwell=config.allow_unclicked_dwell, days=days),
+                config.selection, say)
+
+    run = build_run(config, model_dir, strategy, chief, spec, targets, inputs, workers,
+                    validator_factory)
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if latest:  # every task restores the chief's checkpoint
         run.checkpoint.restore(latest).assert_existing_objects_matched()
         if chief:
@@ -243,6 +217,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                  f"epoch {int(run.epoch) + 1}, {int(run.batch_in_epoch)} batches into it")
     elif resuming and chief:
         _say(f"{model_dir} has this model's config.json but no checkpoint: starting at step 0")
+    if run.validator is not None:
+        run.validator.resume()
 
     started = time.perf_counter()
     train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
@@ -250,11 +226,12 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     training_seconds = time.perf_counter() - started
     if not chief:  # its checkpoints were only written for the collective ops' sake
         shutil.rmtree(os.path.dirname(run.manager.directory + "/"), ignore_errors=True)
+        if run.validator is not None:
+            selection.remove_scratch(run.validator.scratch)
 
     result = {}
-    if eval_source is not None and chief:
-        result = _evaluate_and_write(run, eval_source, eval_labeler, training_seconds,
-                                     throughputs)
+    if inputs.evaluation is not None and chief:
+        result = _evaluate_and_write(run, training_seconds, throughputs)
     if workers > 1 and not parameter_servers:
         # The other workers wait for the chief's evaluation, so that none leaves the cluster
         # while it still runs (the chief's coordination service would report it as failed).
@@ -262,70 +239,38 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     return result
 
 
-def _evaluate_and_write(run: Run, eval_source, eval_labeler, training_seconds: float,
-                        throughputs: list) -> dict:
-    """eval_metrics.json of a trained run (the chief's), with TensorBoard scalars."""
+def _evaluate_and_write(run, training_seconds: float, throughputs: list) -> dict:
+    """eval_metrics.json of a trained run (the chief's), with TensorBoard scalars: of the best
+    checkpoint when the run has a validation window, else of the weights it ended with."""
     import tensorflow as tf
 
-    config, spec, model_dir, labeler = run.config, run.spec, run.model_dir, run.labeler
+    config, spec, model_dir = run.config, run.spec, run.model_dir
     model, global_step = run.model, run.global_step
+    eval_source, eval_labeler = run.inputs.evaluation
+    if run.validator is not None:
+        best = selection.best_checkpoint(model_dir)
+        if best is None:
+            raise InputError("training ended without a validation (no best checkpoint)",
+                             file=model_dir)
+        tf.train.Checkpoint(model=model).read(best).assert_existing_objects_matched()
     dataset = data.labelled_dataset(eval_source, eval_labeler, spec, config.eval_batch_size,
                                     allow_unclicked_dwell=config.allow_unclicked_dwell)
     result = evaluation.evaluate(model, dataset, config.baseline_metrics)
     result["eval"] = config.eval
     result["global_step"] = int(global_step)
+    if run.validator is not None:
+        result["selection"] = run.validator.selection.summary()
+        result["selected_step"] = result["selection"]["step"]
     if config.allow_unclicked_dwell:
         result["unclicked_dwell_treated_as_zero"] = {
-            "train": labeler.unclicked_dwell_zeroed, "eval": eval_labeler.unclicked_dwell_zeroed}
+            what: labeler.unclicked_dwell_zeroed for what, labeler in run.inputs.labellers()}
     result["training_seconds_this_run"] = training_seconds
     if throughputs:  # examples/s of this run's last epoch, after its first (tracing) step
         result["train_examples_per_second"] = throughputs[-1]
+    step = result.get("selected_step", int(global_step))
     with tf.summary.create_file_writer(os.path.join(model_dir, "logs", "eval")).as_default():
         for key in ("auc_ctr", "auc_valid_read"):
-            tf.summary.scalar(key, result[key], step=int(global_step))
+            tf.summary.scalar(key, result[key], step=step)
     with atomic.atomic_file(os.path.join(model_dir, "eval_metrics.json")) as handle:
         json.dump(result, handle, indent=2, allow_nan=True)
     return result
-
-
-def _build(config: TrainConfig, model_dir: str, strategy, chief: bool, spec, targets,
-           train_source, labeler) -> Run:
-    """The model, optimizer, counters and checkpoint of a run, made in the strategy's scope."""
-    import tensorflow as tf
-
-    from ranking.models import RankingModel
-
-    counters = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
-                for name in ("global_step", "epoch", "batch_in_epoch", "steps_per_epoch")}
-    with strategy.scope():
-        model = RankingModel(spec, config.model, targets)
-        # Create every variable now, so a restore fills them all at once.
-        model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
-        optimizer = make_optimizer(config.optimizer, model)
-        # Slots now, not at the first step: a restore then fills them at once, which a
-        # deferred restore into slots made later on parameter servers would not.
-        if hasattr(optimizer, "build"):
-            optimizer.build(model.trainable_variables)
-        elif hasattr(optimizer, "_create_all_weights"):  # legacy Keras optimizers
-            optimizer._create_all_weights(model.trainable_variables)  # noqa: SLF001
-        balance = None
-        if config.metabalance.enabled:
-            from ranking.metabalance import MetaBalance
-
-            towers = [task.task for task in model.tasks]
-            balance = MetaBalance(towers[0], towers[1:], config.metabalance.ratio,
-                                  config.metabalance.beta)
-    parts = dict(model=model, optimizer=optimizer, **counters)
-    if balance is not None:
-        parts["metabalance"] = balance
-    checkpoint = tf.train.Checkpoint(**parts)
-    if chief:
-        manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "checkpoints"),
-                                             max_to_keep=config.keep_checkpoints)
-    else:  # other workers write somewhere harmless, removed at the end (tf.distribute's way)
-        task_id = strategy.cluster_resolver.task_id
-        manager = tf.train.CheckpointManager(
-            checkpoint, os.path.join(model_dir, f".worker-{task_id}-checkpoints"), max_to_keep=1)
-    return Run(config=config, model_dir=model_dir, strategy=strategy, chief=chief, spec=spec,
-               train_source=train_source, labeler=labeler, model=model, optimizer=optimizer,
-               balance=balance, checkpoint=checkpoint, manager=manager, **counters)

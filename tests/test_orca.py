@@ -89,7 +89,9 @@ def test_served_distribution_is_softmax_of_raw_minus_nde_and_needs_no_mask():
     probs = np.exp(debiased.numpy()) / np.exp(debiased.numpy()).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(out["dwell_probs"], probs, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(out["expected_ndt"], probs @ np.array(BIN_NDT), rtol=1e-5)
-    np.testing.assert_allclose(out["score"], out["ctr"] + out["expected_ndt"], rtol=1e-6)
+    # The served score: the expected dwell per impression, log p_ctr + log E[dwell | click].
+    np.testing.assert_allclose(out["score"], np.log(out["ctr"]) + np.log(
+        probs @ np.array(MEDIANS)), rtol=1e-5)
     # Evaluation draws no mask: the counter did not move, and a second call is identical.
     assert int(layer(model, "orca").mask_draws.numpy()) == draws
     again = model(features, training=False)["dwell_logits"].numpy()

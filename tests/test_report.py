@@ -31,6 +31,10 @@ def test_report_relaimpr_by_hand(run, tmp_path):
 
 def test_report_directory_with_pictures(run, tmp_path):
     write_metrics(tmp_path / "base", "single_ctr", 0.60, 0.62)
+    (tmp_path / "base" / "history.json").write_text(json.dumps({
+        "metric": "auc_ctr", "direction": 1, "validations": [
+            {"step": 10, "epoch": 1, "train_loss": 0.40, "auc_ctr": 0.60, "best": True},
+            {"step": 20, "epoch": 2, "train_loss": 0.38, "auc_ctr": 0.59, "best": False}]}))
     labelled = tmp_path / "labelled"
     labelled.mkdir()
     (labelled / "summary.json").write_text(json.dumps({
@@ -49,11 +53,13 @@ def test_report_directory_with_pictures(run, tmp_path):
                f"--online={online}", f"--output_dir={out}")
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in out.iterdir()) == [
-        "labels.png", "migration-vr_ndt.png", "report.md", "rule_shares.png"]
+        "curves-base.png", "labels.png", "migration-vr_ndt.png", "report.md", "rule_shares.png"]
+    assert (out / "curves-base.png").read_bytes()[:4] == b"\x89PNG"
     text = (out / "report.md").read_text()
     assert "Valid reads are 85.0 % of the 200 clicks; first rule among valid reads: T1 90.0 %" \
         in text
     assert "](labels.png)" in text and "](rule_shares.png)" in text
+    assert "## Training and validation" in text and "](curves-base.png)" in text
     assert "| single_ctr | 11.00 % |" in text and "](migration-vr_ndt.png)" in text
     assert (out / "rule_shares.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -88,11 +88,14 @@ def _checkpoint_steps(model_dir):
 
 def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(small_world,
                                                                              tmp_path):
+    """Killed in training and again in validation, with early stopping's state and the best
+    checkpoint in play: the resumed run ends at the model an uninterrupted run ends at."""
     flagfile = tmp_path / "train.flags"
     flagfile.write_text("\n".join([
         "--model=vr_ndt", f"--train={small_world['train']}", f"--eval={small_world['eval']}",
-        f"--stats={small_world['stats']}", "--batch_size=128", "--epochs=2",
+        f"--stats={small_world['stats']}", "--batch_size=128", "--max_epochs=2",
         "--steps_per_epoch=120", "--checkpoint_every=10", "--keep_checkpoints=2",
+        "--validation_days=1", "--validate_every=40", "--patience=10",
         "--deterministic", "--progress=epoch", "--seed=4"]) + "\n")
     killed_dir = str(tmp_path / "killed")
     process = _cli([f"--flagfile={flagfile}", f"--model_dir={killed_dir}"])
@@ -110,12 +113,26 @@ def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(sm
     last = int(state.split('model_checkpoint_path: "ckpt-')[1].split('"')[0])
     assert 120 < last < 240
 
+    # Resumed, then killed again as soon as it starts validating at step 200.
     resumed = _cli([f"--flagfile={flagfile}", f"--model_dir={killed_dir}"])
-    out, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err
+    lines = []
+    for line in resumed.stdout:
+        lines.append(line)
+        if line.startswith("validating at step 200"):
+            resumed.send_signal(signal.SIGKILL)
+            break
+    resumed.wait()
+    out = "".join(lines)
     assert f"global step {last}, epoch 2, {last - 120} batches into it" in out, out
     assert "epoch 1/2" not in out  # the first epoch is not trained again
-    assert f"epoch 2/2: {240 - last} steps" in out, out
+    assert lines[-1].startswith("validating at step 200"), out
+    history = json.load(open(os.path.join(killed_dir, "history.json")))
+    assert history["validations"][-1]["step"] < 200  # killed before recording it
+
+    again = _cli([f"--flagfile={flagfile}", f"--model_dir={killed_dir}"])
+    out, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert "epoch 2/2" in out and "validation at step 240" in out, out
 
     whole_dir = str(tmp_path / "whole")
     whole = _cli([f"--flagfile={flagfile}", f"--model_dir={whole_dir}"])
@@ -124,6 +141,10 @@ def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(sm
     killed = json.load(open(os.path.join(killed_dir, "eval_metrics.json")))
     uninterrupted = json.load(open(os.path.join(whole_dir, "eval_metrics.json")))
     assert killed["global_step"] == uninterrupted["global_step"] == 240
+    assert killed["selection"] == uninterrupted["selection"]
+    for name in ("history.json", "best.json"):
+        assert (json.load(open(os.path.join(killed_dir, name)))
+                == json.load(open(os.path.join(whole_dir, name)))), name
     # Same batches in the same order from the same state: the same model.
     for key in ("auc_valid_read", "auc_ctr", "logloss_valid_read"):
         assert killed[key] == pytest.approx(uninterrupted[key], rel=1e-6), key

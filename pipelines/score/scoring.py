@@ -46,7 +46,6 @@ import dataclasses
 import gzip
 import json
 import os
-import re
 import tempfile
 
 import numpy as np
@@ -55,6 +54,7 @@ from core import log_schema, log_writers, logs
 from core.atomic import atomic_directory
 from core.errors import InputError
 from core.settings import setting
+from export.versions import resolve_saved_model
 from pipelines.score.dead_letters import (  # noqa: F401
     DEAD_LETTER,
     DEAD_LETTER_HEADER,
@@ -76,21 +76,6 @@ class ModelSignature:
     features: dict  # name -> 'string' | 'int64' | 'float32'
     outputs: tuple[str, ...]  # 'score' first
     widths: dict = dataclasses.field(default_factory=dict)  # 2-D output -> its columns
-
-
-def resolve_saved_model(path: str) -> str:
-    """A SavedModel directory, or the newest integer version under an export base; absolute
-    (Beam workers may run in another directory)."""
-    path = os.path.abspath(path)
-    if os.path.isfile(os.path.join(path, "saved_model.pb")):
-        return path
-    versions = sorted(int(n) for n in (os.listdir(path) if os.path.isdir(path) else [])
-                      if re.fullmatch(r"\d+", n)
-                      and os.path.isfile(os.path.join(path, n, "saved_model.pb")))
-    if not versions:
-        raise InputError(f"{path} is neither a SavedModel nor an export base with versions "
-                         "(make one with python -m export.saved_model)")
-    return os.path.join(path, str(versions[-1]))
 
 
 def read_signature(path: str) -> ModelSignature:

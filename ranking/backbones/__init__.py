@@ -71,7 +71,9 @@ class BackboneConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Backbone:
-    """A registered backbone: `make(task_names, config, dropout, spec)` gives its layer."""
+    """A registered backbone: `make(task_names, config, regularization, spec)` gives its layer
+    (`regularization`: a `ranking.regularization.RegularizationConfig`, for dropout and batch
+    normalization)."""
 
     name: str
     layer_name: str
@@ -85,26 +87,28 @@ def _register(*entries: Backbone) -> dict[str, Backbone]:
 
 
 BACKBONES = _register(
-    Backbone("mlp", "bottom", lambda tasks, c, dropout, spec: SharedBottom(
-        tasks, c.bottom_units, name="bottom", dropout=dropout)),
-    Backbone("shared_bottom", "bottom", lambda tasks, c, dropout, spec: SharedBottom(
-        tasks, c.bottom_units, name="bottom", dropout=dropout), supports_orca=True),
-    Backbone("mmoe", "mmoe", lambda tasks, c, dropout, spec: MMoE(
-        tasks, c.experts, c.expert_units, name="mmoe", dropout=dropout), supports_orca=True),
-    Backbone("ple", "ple", lambda tasks, c, dropout, spec: PLE(
+    Backbone("mlp", "bottom", lambda tasks, c, r, spec: SharedBottom(
+        tasks, c.bottom_units, name="bottom", dropout=r.dropout, batch_norm=r.batch_norm)),
+    Backbone("shared_bottom", "bottom", lambda tasks, c, r, spec: SharedBottom(
+        tasks, c.bottom_units, name="bottom", dropout=r.dropout, batch_norm=r.batch_norm),
+        supports_orca=True),
+    Backbone("mmoe", "mmoe", lambda tasks, c, r, spec: MMoE(
+        tasks, c.experts, c.expert_units, name="mmoe", dropout=r.dropout,
+        batch_norm=r.batch_norm), supports_orca=True),
+    Backbone("ple", "ple", lambda tasks, c, r, spec: PLE(
         tasks, c.levels, c.task_experts, c.shared_experts, c.expert_units, name="ple",
-        dropout=dropout), supports_orca=True),
-    Backbone("separate", "separate", lambda tasks, c, dropout, spec: Separate(
-        tasks, c.bottom_units, name="separate", dropout=dropout)),
-    Backbone("aitm", "aitm", lambda tasks, c, dropout, spec: AITM(
-        tasks, c.bottom_units, name="aitm", dropout=dropout)),
-    Backbone("deepfm", "deepfm", lambda tasks, c, dropout, spec: DeepFM(
-        tasks, spec, c.field_dim, c.bottom_units, name="deepfm", dropout=dropout),
-        interaction=True),
-    Backbone("dcn_v2", "dcn_v2", lambda tasks, c, dropout, spec: DCNv2(
-        tasks, c.cross_layers, c.bottom_units, name="dcn_v2", dropout=dropout),
-        interaction=True),
-    Backbone("autoint", "autoint", lambda tasks, c, dropout, spec: AutoInt(
+        dropout=r.dropout, batch_norm=r.batch_norm), supports_orca=True),
+    Backbone("separate", "separate", lambda tasks, c, r, spec: Separate(
+        tasks, c.bottom_units, name="separate", dropout=r.dropout, batch_norm=r.batch_norm)),
+    Backbone("aitm", "aitm", lambda tasks, c, r, spec: AITM(
+        tasks, c.bottom_units, name="aitm", dropout=r.dropout, batch_norm=r.batch_norm)),
+    Backbone("deepfm", "deepfm", lambda tasks, c, r, spec: DeepFM(
+        tasks, spec, c.field_dim, c.bottom_units, name="deepfm", dropout=r.dropout,
+        batch_norm=r.batch_norm), interaction=True),
+    Backbone("dcn_v2", "dcn_v2", lambda tasks, c, r, spec: DCNv2(
+        tasks, c.cross_layers, c.bottom_units, name="dcn_v2", dropout=r.dropout,
+        batch_norm=r.batch_norm), interaction=True),
+    Backbone("autoint", "autoint", lambda tasks, c, r, spec: AutoInt(
         tasks, spec, c.field_dim, c.attention_layers, c.attention_heads, c.bottom_units,
-        name="autoint", dropout=dropout), interaction=True),
+        name="autoint", dropout=r.dropout, batch_norm=r.batch_norm), interaction=True),
 )

@@ -43,11 +43,11 @@ class AITM(tf.keras.layers.Layer):
     """x [batch, d] -> {task: z_t [batch, units[-1]], "shared": x}."""
 
     def __init__(self, task_names: Sequence[str], units: Sequence[int], dropout: float = 0.0,
-                 **kwargs):
+                 batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.task_names = tuple(task_names)
         width = units[-1]
-        self.networks = {t: MLP(units, dropout=dropout, name=f"{t}_network")
+        self.networks = {t: MLP(units, dropout=dropout, batch_norm=batch_norm, name=f"{t}_network")
                          for t in self.task_names}
         self.transfers = {t: tf.keras.layers.Dense(width, activation="relu",
                                                    name=f"{t}_info")

@@ -30,13 +30,14 @@ class InteractingLayer(tf.keras.layers.Layer):
 
 class AutoInt(tf.keras.layers.Layer):
     def __init__(self, task_names: Sequence[str], spec, field_dim: int, attention_layers: int,
-                 attention_heads: int, units: Sequence[int], dropout: float = 0.0, **kwargs):
+                 attention_heads: int, units: Sequence[int], dropout: float = 0.0,
+                 batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.task_names = tuple(task_names)
         self.fields = FieldView(spec, field_dim, name="fields")
         self.interacting = [InteractingLayer(attention_heads, field_dim, name=f"interacting_{k}")
                             for k in range(attention_layers)]
-        self.dnn = MLP(units, dropout=dropout, name="dnn")
+        self.dnn = MLP(units, dropout=dropout, batch_norm=batch_norm, name="dnn")
 
     def call(self, x, training=None):
         fields = self.fields(x)

@@ -15,11 +15,11 @@ from ranking.layers import MLP
 
 class DCNv2(tf.keras.layers.Layer):
     def __init__(self, task_names: Sequence[str], cross_layers: int, units: Sequence[int],
-                 dropout: float = 0.0, **kwargs):
+                 dropout: float = 0.0, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.task_names = tuple(task_names)
         self.crosses = [tfrs.layers.dcn.Cross(name=f"cross_{k}") for k in range(cross_layers)]
-        self.dnn = MLP(units, dropout=dropout, name="dnn")
+        self.dnn = MLP(units, dropout=dropout, batch_norm=batch_norm, name="dnn")
 
     def call(self, x, training=None):
         x0, xl = x, x

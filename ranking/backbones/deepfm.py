@@ -25,11 +25,11 @@ def bi_interaction(fields: tf.Tensor) -> tf.Tensor:
 
 class DeepFM(tf.keras.layers.Layer):
     def __init__(self, task_names: Sequence[str], spec, field_dim: int, units: Sequence[int],
-                 dropout: float = 0.0, **kwargs):
+                 dropout: float = 0.0, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.task_names = tuple(task_names)
         self.fields = FieldView(spec, field_dim, name="fields")
-        self.dnn = MLP(units, dropout=dropout, name="dnn")
+        self.dnn = MLP(units, dropout=dropout, batch_norm=batch_norm, name="dnn")
 
     def call(self, x, training=None):
         h = tf.concat([self.dnn(x, training=training), bi_interaction(self.fields(x)), x], axis=1)

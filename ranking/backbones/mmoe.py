@@ -1,8 +1,11 @@
 """MMoE (Ma et al., KDD 2018): shared experts, one softmax gate per task, plus a shared gate.
 
 h_t = sum_k g_t(x)_k e_k(x), g_t = softmax(W_t x + b_t) over the experts. The extra gate gives
-the shared representation h_s that ORCA's NDE tower reads (SPEC §4); ORCA reads it through a
-stop-gradient, so that gate is never trained and is the mean of the experts (zero weights).
+the shared representation h_s that ORCA's NDE tower reads (SPEC §4); by default ORCA reads it
+through a stop-gradient, so that gate is never trained and is the mean of the experts (zero
+weights). With `nde_shared` ("gate" or "gate_and_experts", ORCA's `shared_representation`) it
+also returns `nde_shared`, the mix through which the NDE loss trains that gate (and the
+experts).
 """
 
 from __future__ import annotations
@@ -23,13 +26,15 @@ class MMoE(tf.keras.layers.Layer):
     """x [batch, d] -> {task: h_t, "shared": h_s} [batch, expert_units[-1]]."""
 
     def __init__(self, task_names: Sequence[str], num_experts: int,
-                 expert_units: Sequence[int], dropout: float = 0.0, **kwargs):
+                 expert_units: Sequence[int], dropout: float = 0.0, batch_norm: bool = False,
+                 nde_shared: str = "stop", **kwargs):
         super().__init__(**kwargs)
         if num_experts < 1:
             raise ValueError("MMoE needs at least one expert")
         self.task_names = tuple(task_names)
-        self.experts = [MLP(expert_units, dropout=dropout, name=f"expert_{k}")
-                        for k in range(num_experts)]
+        self.nde_shared = nde_shared
+        self.experts = [MLP(expert_units, dropout=dropout, batch_norm=batch_norm,
+                            name=f"expert_{k}") for k in range(num_experts)]
         # The shared gate gives h_s, which ORCA's NDE reads through a stop-gradient: no loss
         # trains it, so it starts (and stays) at zero, the plain mean of the experts, rather
         # than at a random mixture.
@@ -44,4 +49,17 @@ class MMoE(tf.keras.layers.Layer):
 
     def call(self, x, training=None):
         experts = tf.stack([e(x, training=training) for e in self.experts], axis=1)
-        return {name: mix(experts, g) for name, g in self.gate_values(x).items()}
+        out = {name: mix(experts, g) for name, g in self.gate_values(x).items()}
+        if self.nde_shared != "stop":
+            out["nde_shared"] = self.shared_for_nde(x)
+        return out
+
+    def shared_for_nde(self, x) -> tf.Tensor:
+        """h_s as ORCA's NDE loss may train it (`nde_shared` "gate": the shared gate only;
+        "gate_and_experts": the gate and the experts): the experts rerun in inference mode on
+        the stopped input, so no gradient reaches the encoder and no state changes."""
+        stopped = tf.stop_gradient(x)
+        experts = tf.stack([e(stopped, training=False) for e in self.experts], axis=1)
+        if self.nde_shared == "gate":
+            experts = tf.stop_gradient(experts)
+        return mix(experts, self.gates["shared"](stopped))

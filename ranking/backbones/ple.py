@@ -4,9 +4,11 @@ Each level has `task_experts` experts per task and `shared_experts` shared exper
 gate (softmax over its own and the shared experts, on the task's input of that level) gives the
 task's next input; the shared gate (softmax over every expert of the level, on the shared
 input) gives the next shared input. The paper drops the shared gate at the last level; here it
-is kept there too, as ORCA's h_s (SPEC §4: "the shared gate's output at the last level"). No
-loss trains that gate (ORCA reads h_s through a stop-gradient), so it starts at zero weights:
-h_s is the mean of the last level's experts.
+is kept there too, as ORCA's h_s (SPEC §4: "the shared gate's output at the last level"). By
+default no loss trains that gate (ORCA reads h_s through a stop-gradient), so it starts at zero
+weights: h_s is the mean of the last level's experts. With `nde_shared` ("gate" or
+"gate_and_experts", ORCA's `shared_representation`) the backbone also returns `nde_shared`, the
+same mix through which the NDE loss trains that gate (and the last level's experts).
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ class CGCLevel(tf.keras.layers.Layer):
     """One customized gate control level: ({task: x_t}, x_s) -> ({task: h_t}, h_s)."""
 
     def __init__(self, task_names, task_experts, shared_experts, expert_units, dropout=0.0,
-                 last: bool = False, **kwargs):
+                 last: bool = False, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.task_names = tuple(task_names)
-        self.task_experts = {t: [MLP(expert_units, dropout=dropout, name=f"{t}_expert_{k}")
+        self.task_experts = {t: [MLP(expert_units, dropout=dropout, batch_norm=batch_norm,
+                                     name=f"{t}_expert_{k}")
                                  for k in range(task_experts)] for t in self.task_names}
-        self.shared_experts = [MLP(expert_units, dropout=dropout, name=f"shared_expert_{k}")
+        self.shared_experts = [MLP(expert_units, dropout=dropout, batch_norm=batch_norm,
+                                   name=f"shared_expert_{k}")
                                for k in range(shared_experts)]
         self.task_gates = {t: tf.keras.layers.Dense(task_experts + shared_experts,
                                                     activation="softmax", name=f"{t}_gate")
@@ -38,6 +42,19 @@ class CGCLevel(tf.keras.layers.Layer):
         self.shared_gate = tf.keras.layers.Dense(
             len(self.task_names) * task_experts + shared_experts, activation="softmax",
             name="shared_gate", kernel_initializer="zeros" if last else "glorot_uniform")
+
+    def shared_for_nde(self, task_inputs, shared_input, train_experts: bool) -> tf.Tensor:
+        """The shared gate's mix as ORCA's NDE loss may train it: the gate (and, with
+        `train_experts`, the level's experts, rerun in inference mode) on stopped inputs."""
+        task_inputs = {t: tf.stop_gradient(task_inputs[t]) for t in self.task_names}
+        shared_input = tf.stop_gradient(shared_input)
+        shared = [e(shared_input, training=False) for e in self.shared_experts]
+        own = [e(task_inputs[t], training=False) for t in self.task_names
+               for e in self.task_experts[t]]
+        every = tf.stack(own + shared, axis=1)
+        if not train_experts:
+            every = tf.stop_gradient(every)
+        return mix(every, self.shared_gate(shared_input))
 
     def call(self, task_inputs, shared_input, training=None, return_gates=False):
         shared = [e(shared_input, training=training) for e in self.shared_experts]
@@ -58,21 +75,27 @@ class PLE(tf.keras.layers.Layer):
 
     def __init__(self, task_names: Sequence[str], num_levels: int, task_experts: int,
                  shared_experts: int, expert_units: Sequence[int], dropout: float = 0.0,
-                 **kwargs):
+                 batch_norm: bool = False, nde_shared: str = "stop", **kwargs):
         super().__init__(**kwargs)
         if num_levels < 1 or task_experts < 1 or shared_experts < 1:
             raise ValueError("PLE needs at least one level, one task expert and one shared "
                              "expert")
         self.task_names = tuple(task_names)
+        self.nde_shared = nde_shared
         self.levels = [CGCLevel(task_names, task_experts, shared_experts, expert_units,
-                                dropout, last=k == num_levels - 1, name=f"level_{k}")
+                                dropout, last=k == num_levels - 1, batch_norm=batch_norm,
+                                name=f"level_{k}")
                        for k in range(num_levels)]
 
     def call(self, x, training=None, return_gates=False):
         task_inputs, shared, all_gates = {t: x for t in self.task_names}, x, []
         for level in self.levels:
+            last_inputs = (task_inputs, shared)
             task_inputs, shared, gates = level(task_inputs, shared, training=training,
                                                return_gates=True)
             all_gates.append(gates)
         outputs = {**task_inputs, "shared": shared}
+        if self.nde_shared != "stop":  # ORCA's h_s trainable by the NDE loss (module docstring)
+            outputs["nde_shared"] = self.levels[-1].shared_for_nde(
+                *last_inputs, train_experts=self.nde_shared == "gate_and_experts")
         return (outputs, all_gates) if return_gates else outputs

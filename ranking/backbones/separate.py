@@ -16,10 +16,10 @@ class Separate(tf.keras.layers.Layer):
     """x [batch, d] -> {task: MLP_t(x)} and "shared": x."""
 
     def __init__(self, task_names: Sequence[str], units: Sequence[int], dropout: float = 0.0,
-                 **kwargs):
+                 batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.task_names = tuple(task_names)
-        self.networks = {t: MLP(units, dropout=dropout, name=f"{t}_network")
+        self.networks = {t: MLP(units, dropout=dropout, batch_norm=batch_norm, name=f"{t}_network")
                          for t in self.task_names}
 
     def call(self, x, training=None):

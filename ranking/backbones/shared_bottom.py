@@ -13,10 +13,10 @@ class SharedBottom(tf.keras.layers.Layer):
     """x [batch, d] -> {task: h, "shared": h}, h = MLP(x) [batch, units[-1]]."""
 
     def __init__(self, task_names: Sequence[str], units: Sequence[int], dropout: float = 0.0,
-                 **kwargs):
+                 batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.task_names = tuple(task_names)
-        self.mlp = MLP(units, dropout=dropout, name="mlp")
+        self.mlp = MLP(units, dropout=dropout, batch_norm=batch_norm, name="mlp")
 
     def call(self, x, training=None):
         h = self.mlp(x, training=training)

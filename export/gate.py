@@ -1,0 +1,156 @@
+"""The quality gate before serving: as TFX's Evaluator blesses a model before its Pusher.
+
+    python -m export.saved_model --model_dir=models/vr_ndt --export_base=serving/vr_ndt \
+        --baseline=serving/vr_ndt --gate=auc_valid_read:0.002 [--gate_logs=GLOB]
+
+The candidate (the model being exported, as it will be served) and the baseline (an export
+base, whose newest version is used, or a version directory) score the same held-out logs; the
+gate metric is computed on both with `ranking.metrics`. A candidate worse than the baseline by
+more than MAX_DROP is refused: one error line with both figures, exit status 1, and no version
+is written. Otherwise `quality_gate.json` (the metric, both figures, the logs, the decision)
+is written into the new version directory, beside saved_model.pb.
+
+Metrics: `auc_ctr` and `auc_valid_read` of the served `score`, or `OUTPUT.auc_ctr` /
+`OUTPUT.auc_valid_read` of an output both models have (e.g. `ctr.auc_ctr`, a click tower).
+
+The held-out logs are `--gate_logs`, or the candidate's validation window (its --validation
+logs, or the last --validation_days days of its training logs), or else its --eval logs. They
+are labelled with the candidate's stats artifact (its path is in config.json), so the
+baseline is judged on the same labels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from core.errors import InputError
+from ranking import metrics
+
+OUTCOMES = ("auc_ctr", "auc_valid_read")
+
+
+@dataclasses.dataclass(frozen=True)
+class Gate:
+    output: str  # "score" or another output of both models
+    label: str  # "click" or "valid_read"
+    max_drop: float
+    name: str  # as given, e.g. "auc_valid_read" or "ctr.auc_ctr"
+
+
+def parse_gate(text: str) -> Gate:
+    """METRIC:MAX_DROP (module docstring); InputError naming what is wrong."""
+    metric, _, drop = text.partition(":")
+    output, _, outcome = metric.rpartition(".")
+    try:
+        max_drop = float(drop)
+    except ValueError:
+        max_drop = float("nan")
+    if outcome not in OUTCOMES or not max_drop >= 0:
+        raise InputError(f"--gate: expected METRIC:MAX_DROP with METRIC one of "
+                         f"{', '.join(OUTCOMES)} (of the score) or OUTPUT.auc_ctr / "
+                         f"OUTPUT.auc_valid_read, and MAX_DROP >= 0; got {text!r}")
+    return Gate(output or "score", "click" if outcome == "auc_ctr" else "valid_read",
+                max_drop, metric)
+
+
+def held_out_logs(description: dict, gate_logs: str | None):
+    """(glob, "validation_days" or None) of the logs the gate scores (module docstring)."""
+    if gate_logs:
+        return gate_logs, None
+    training = description["training"]
+    selection = training.get("selection") or {}
+    if selection.get("validation"):
+        return selection["validation"], None
+    if selection.get("validation_days"):
+        return training["train"], "validation_days"
+    if training.get("eval"):
+        return training["eval"], None
+    raise InputError("the model has no validation or evaluation logs to gate on: give "
+                     "--gate_logs")
+
+
+def labelled_rows(description: dict, gate_logs: str | None, spec, batch_size: int = 8192):
+    """Feature columns (the candidate's spec) and labels of the held-out logs, as NumPy."""
+    from core import stats_artifact
+    from core.labeler import labeler_for
+    from ranking import data
+
+    pattern, window = held_out_logs(description, gate_logs)
+    artifact = stats_artifact.load_artifact(description["stats"]["path"])
+    source = data.open_source(pattern, spec)
+    labeler = labeler_for(source, artifact)
+    days = None
+    if window == "validation_days":
+        n = description["training"]["selection"]["validation_days"]
+        (_, _, _), (source, days) = data.split_by_days(source, labeler.file_day_rows, n)
+    dataset = data.labelled_dataset(source, labeler, spec, batch_size, days=days)
+    features, labels = {}, {}
+    for batch_features, batch_labels in dataset.as_numpy_iterator():
+        for k, v in batch_features.items():
+            features.setdefault(k, []).append(v)
+        for k in ("click", "valid_read"):
+            labels.setdefault(k, []).append(batch_labels[k])
+    join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
+    return pattern, join(features), join(labels)
+
+
+def _served(call, inputs: dict, outputs, features: dict, output: str,
+            batch_size: int = 8192) -> np.ndarray:
+    """`output` of `call` ({feature: Tensor} -> {output: Tensor}; its `inputs`: name ->
+    TensorSpec, its `outputs`: names) over the feature columns (cast to its dtypes)."""
+    import tensorflow as tf
+
+    missing = [name for name in inputs if name not in features]
+    if missing:
+        raise InputError(f"the baseline needs feature(s) {', '.join(missing)} that the held-out "
+                         "logs do not have")
+    if output not in outputs:
+        raise InputError(f"--gate names output {output!r}, which a model does not have "
+                         f"(outputs: {', '.join(sorted(outputs))})")
+    rows = len(next(iter(features.values())))
+    parts = []
+    for lo in range(0, rows, batch_size):
+        args = {}
+        for name, spec in inputs.items():
+            value = tf.constant(features[name][lo:lo + batch_size])
+            if spec.dtype == tf.string and value.dtype != tf.string:
+                value = tf.strings.as_string(value)
+            args[name] = tf.cast(value, spec.dtype) if spec.dtype != tf.string else value
+        parts.append(call(args)[output].numpy())
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def judge(gate: Gate, candidate, baseline_path: str, description: dict,
+          gate_logs: str | None, spec) -> dict:
+    """Scores the candidate (an `export.serving.ServingModule`) and the baseline SavedModel on
+    the held-out logs; returns the record, or raises InputError when the candidate is worse by
+    more than the allowed drop."""
+    import tensorflow as tf
+
+    from export.versions import resolve_saved_model
+
+    baseline_path = resolve_saved_model(baseline_path)
+    pattern, features, labels = labelled_rows(description, gate_logs, spec)
+    baseline = tf.saved_model.load(baseline_path).signatures["predict_raw"]
+    label = labels[gate.label]
+    candidate_inputs = candidate.signatures()["predict_raw"].structured_input_signature[0]
+    value = metrics.auc(label, _served(
+        candidate.outputs, {s.name: s for s in candidate_inputs}, candidate.output_names,
+        features, gate.output))
+    base_value = metrics.auc(label, _served(
+        lambda args: baseline(**args), baseline.structured_input_signature[1],
+        baseline.structured_outputs, features, gate.output))
+    record = {"metric": gate.name, "max_drop": gate.max_drop, "candidate": value,
+              "baseline": base_value, "baseline_path": baseline_path, "logs": pattern,
+              "rows": int(len(label))}
+    # (1e-6: the in-memory candidate and a loaded SavedModel agree to about 1e-6, so an equal
+    # model is never refused on rounding.)
+    if not value >= base_value - gate.max_drop - 1e-6:
+        raise InputError(f"quality gate: the candidate's {gate.name} {value:.4f} is "
+                         f"{base_value - value:.4f} below the baseline's {base_value:.4f} "
+                         f"({baseline_path}), more than the allowed {gate.max_drop:g}; no "
+                         "version was written")
+    record["decision"] = "passed"
+    return record

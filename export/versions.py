@@ -1,0 +1,31 @@
+"""Export bases and their versions: `<export_base>/<version>/` with integer versions, as TF
+Serving reads them. Light on purpose (no TensorFlow): scoring and the online mode resolve
+SavedModels with it."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from core.errors import InputError
+
+
+def resolve_saved_model(path: str) -> str:
+    """A SavedModel directory, or the newest integer version under an export base; absolute
+    (Beam workers may run in another directory)."""
+    path = os.path.abspath(path)
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    versions = sorted(int(n) for n in (os.listdir(path) if os.path.isdir(path) else [])
+                      if re.fullmatch(r"\d+", n)
+                      and os.path.isfile(os.path.join(path, n, "saved_model.pb")))
+    if not versions:
+        raise InputError(f"{path} is neither a SavedModel nor an export base with versions "
+                         "(make one with python -m export.saved_model)")
+    return os.path.join(path, str(versions[-1]))
+
+
+def existing_versions(export_base: str) -> list[int]:
+    if not os.path.isdir(export_base):
+        return []
+    return sorted(int(name) for name in os.listdir(export_base) if re.fullmatch(r"\d+", name))

@@ -1,0 +1,64 @@
+"""Regularization (SPEC §5): dropout, batch normalization, L2 on dense weights and on the
+embedding rows a batch touches; each a flag with its default here.
+
+- `dropout`: after each hidden layer of every MLP (experts, bottoms, DNNs, towers, ORCA's NDE).
+- `batch_norm`: each hidden layer of every MLP becomes Dense -> BatchNormalization -> ReLU
+  (-> dropout), as in the ORCA authors' towers.
+- `l2_dense`: lambda * sum of squared weights of every weight matrix (Dense kernels, attention
+  and cross layers; not biases, batch-norm scales or embedding tables), added to the training
+  loss each step.
+- `l2_embedding`: lambda * sum of squared embedding rows the batch looks up (each distinct row
+  once per step), added to the training loss: like a Keras L2 regularizer on the table, but
+  only the rows LazyAdam updates get its gradient, so rarely seen ids decay only when seen
+  (a whole-table penalty would touch every row at every step, which LazyAdam exists to avoid).
+
+Under a distribution strategy each replica adds its share (divided by the replicas in sync),
+so the all-reduced gradient holds the penalty once (for `l2_embedding`, rows that two replicas
+both touch are counted by each, which halves their share: the penalty is then per replica's
+batch, a documented approximation).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+from core.settings import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class RegularizationConfig:
+    dropout: float = setting(0.0, "Dropout rate after each hidden layer.")
+    batch_norm: bool = setting(False, "Batch normalization in every hidden layer of the "
+                               "experts, bottoms and towers.")
+    l2_dense: float = setting(0.0, "L2 penalty on dense weight matrices (lambda x sum of "
+                              "squares).")
+    l2_embedding: float = setting(0.0, "L2 penalty on the embedding rows each batch touches.")
+
+    def check(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.l2_dense < 0 or self.l2_embedding < 0:
+            raise ValueError("l2_dense and l2_embedding must be >= 0")
+
+
+def dense_matrices(model) -> list[tf.Variable]:
+    """The trainable weight matrices of `model` (a RankingModel) but its embedding tables."""
+    tables = {id(layer.embeddings) for layer in
+              model.network.get_layer("features").embeddings.values()}
+    return [v for v in model.trainable_variables if len(v.shape) >= 2 and id(v) not in tables]
+
+
+def penalty(model, features, config: RegularizationConfig, matrices=None) -> tf.Tensor:
+    """This replica's share of the regularization loss of a batch (a scalar)."""
+    total = tf.constant(0.0)
+    if config.l2_dense:
+        total += config.l2_dense * tf.add_n(
+            [tf.reduce_sum(tf.square(v)) for v in (matrices or dense_matrices(model))])
+    if config.l2_embedding:
+        encoder = model.network.get_layer("features")
+        total += config.l2_embedding * encoder.touched_rows_squared_norm(features)
+    replica = tf.distribute.get_replica_context()
+    replicas = replica.num_replicas_in_sync if replica is not None else 1
+    return total / replicas

@@ -1,0 +1,109 @@
+"""One training run's parts, as the loops use them: the model, the optimizer, the progress
+counters, the checkpoint (with MetaBalance's averages and the selection state when the run has
+them) and its manager (`build_run`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from ranking.optimizers import make_optimizer
+
+
+@dataclasses.dataclass
+class Run:
+    """One training run's parts (`ranking.loops` trains it)."""
+
+    config: object  # TrainConfig
+    model_dir: str
+    strategy: object
+    chief: bool
+    spec: object  # FeatureSpec
+    inputs: object  # ranking.data.Inputs
+    model: object
+    optimizer: object
+    balance: object
+    checkpoint: object
+    manager: object
+    # Progress counters, on the host (outside the strategy): only the loop updates them.
+    global_step: object
+    epoch: object
+    batch_in_epoch: object
+    steps_per_epoch: object
+    workers: int = 1
+    validator: object = None  # ranking.selection.Validator, with a validation window
+
+    @property
+    def train_source(self):
+        return self.inputs.train
+
+    @property
+    def labeler(self):
+        return self.inputs.labeler
+
+    @property
+    def rows_per_file(self) -> np.ndarray:
+        """int64 [training files]: rows of each (the counting pass)."""
+        return self.inputs.rows_per_file
+
+    def save(self) -> None:
+        """Writes a checkpoint at the global step (every task calls it; only the chief's
+        directory keeps them)."""
+        self.manager.save(checkpoint_number=int(self.global_step))
+
+
+def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inputs,
+              workers: int, validator_factory=None) -> Run:
+    """The model, optimizer, counters and checkpoint of a run, made in the strategy's scope;
+    `validator_factory(run)` makes the run's validator (its selection state is checkpointed)."""
+    import tensorflow as tf
+
+    from ranking.models import RankingModel
+
+    counters = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+                for name in ("global_step", "epoch", "batch_in_epoch", "steps_per_epoch")}
+    with strategy.scope():
+        model = RankingModel(spec, config.model, targets)
+        # Create every variable now, so a restore fills them all at once.
+        model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
+        optimizer = make_optimizer(config.optimizer, model)
+        # Slots now, not at the first step: a restore then fills them at once, which a
+        # deferred restore into slots made later on parameter servers would not.
+        if hasattr(optimizer, "build"):
+            optimizer.build(model.trainable_variables)
+        elif hasattr(optimizer, "_create_all_weights"):  # legacy Keras optimizers
+            optimizer._create_all_weights(model.trainable_variables)  # noqa: SLF001
+        balance = None
+        if config.metabalance.enabled:
+            from ranking.metabalance import MetaBalance
+
+            towers = [task.task for task in model.tasks]
+            balance = MetaBalance(towers[0], towers[1:], config.metabalance.ratio,
+                                  config.metabalance.beta)
+    run = Run(config=config, model_dir=model_dir, strategy=strategy, chief=chief, spec=spec,
+              inputs=inputs, model=model, optimizer=optimizer, balance=balance,
+              checkpoint=None, manager=None, workers=workers, **counters)
+    parts = dict(model=model, optimizer=optimizer, **counters)
+    if balance is not None:
+        parts["metabalance"] = balance
+    if validator_factory is not None:
+        with strategy.scope():
+            run.validator = validator_factory(run)
+        parts["selection"] = run.validator.selection.module
+    run.checkpoint = tf.train.Checkpoint(**parts)
+    if chief:
+        run.manager = tf.train.CheckpointManager(
+            run.checkpoint, os.path.join(model_dir, "checkpoints"),
+            max_to_keep=config.keep_checkpoints)
+    else:  # other workers write somewhere harmless, removed at the end (tf.distribute's way)
+        task_id = strategy.cluster_resolver.task_id
+        run.manager = tf.train.CheckpointManager(
+            run.checkpoint, os.path.join(model_dir, f".worker-{task_id}-checkpoints"),
+            max_to_keep=1)
+        if run.validator is not None:
+            from ranking.selection import scratch_directory
+
+            run.validator.scratch = scratch_directory(model_dir, task_id)
+    return run

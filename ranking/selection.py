@@ -1,0 +1,293 @@
+"""Model selection (SPEC §5): a validation window, early stopping and the best checkpoint.
+
+**Validation window.** `--validation=GLOB` (held-out logs) or `--validation_days=N`: the last N
+UTC days of the training input, by timestamp (never a random split: the tables are time
+splits), held out from training. Validation rows are labelled like training rows, with the same
+stats artifact. Validation runs at each epoch's end, or every `--validate_every` steps; its
+metrics go to TensorBoard (`logs/validation`) and to `history.json` in the model directory.
+
+**Early stopping.** The metric (`--early_stopping_metric`, `METRICS`) improves when it beats the
+best so far by more than `--min_delta` (in its direction); after `--patience` validations
+without improvement training stops; `--max_epochs` bounds the epochs. The default metric
+matches what the preset serves (`default_metric`): the valid-read AUC of the served score for
+the click-reweighting presets, the click AUC for CTR-only ones, the click log loss plus the
+cross-entropy of the served dwell distribution for the dwell-bin and ORCA presets (both are
+what their serving score is made of: p_ctr and the distribution over dwell bins), that
+cross-entropy alone for a dwell-only model.
+
+**The best checkpoint** is kept apart from the rolling ones: `best/` (a checkpoint of the model
+alone, written under a temporary name and renamed) and `best.json` (step, epoch, metric and its
+value). The test-day evaluation (`eval_metrics.json`, which records `selected_step`) and
+`export.saved_model` use it.
+
+**Exact resume.** The selection state (best value, step and epoch; validations without
+improvement; the last validated step; stopped) is a `tf.Module` saved in the rolling checkpoint,
+which is saved right after each validation. A run killed in training, in validation or between
+them resumes from its last checkpoint, trains again to the validation point it had not
+recorded, validates the same weights on the same rows (so to the same value) and goes on: it ends
+at exactly the model an uninterrupted run ends at.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+
+from core import atomic
+from core.errors import InputError
+from core.settings import setting
+
+# name -> (direction: +1 higher is better, -1 lower is better, what it is)
+METRICS = {
+    "auc_valid_read": (+1, "AUC of the served score against valid_read"),
+    "auc_ctr": (+1, "AUC of the served score against click"),
+    "logloss_ctr": (-1, "log loss of the click tower"),
+    "dwell_ce": (-1, "cross-entropy of the served dwell distribution over clicked rows"),
+    "logloss_ctr+dwell_ce": (-1, "the click log loss plus the dwell cross-entropy"),
+}
+BEST_DIR, BEST_JSON, HISTORY_JSON = "best", "best.json", "history.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectionConfig:
+    validation: str | None = setting(None, "Held-out validation logs (comma-separated globs), "
+                                     "labelled like the training logs.")
+    validation_days: int = setting(0, "Hold out the last N UTC days of --train, by timestamp, "
+                                   "for validation.")
+    validate_every: int | None = setting(None, "Steps between validations (default: at each "
+                                         "epoch's end).")
+    max_epochs: int = setting(10, "With a validation window, the most epochs to train (early "
+                              "stopping ends sooner); without one, --epochs applies.")
+    early_stopping_metric: str = setting(
+        "auto", "Validation metric of early stopping and the best checkpoint (auto: what the "
+        "preset serves).", choices=("auto",) + tuple(METRICS))
+    patience: int = setting(2, "Validations without improvement before training stops.")
+    min_delta: float = setting(0.0, "Smallest change of the metric that counts as an "
+                               "improvement.")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.validation or self.validation_days)
+
+    def check(self) -> None:
+        if self.validation and self.validation_days:
+            raise InputError("give --validation or --validation_days, not both")
+        if self.validation_days < 0 or self.max_epochs < 1 or self.patience < 1 or (
+                self.validate_every is not None and self.validate_every < 1):
+            raise InputError("--validation_days must be >= 0; --max_epochs, --patience and "
+                             "--validate_every >= 1")
+        if self.min_delta < 0:
+            raise InputError(f"--min_delta must be >= 0, not {self.min_delta}")
+
+
+def default_metric(config) -> str:
+    """The early-stopping metric that matches what a model (its ModelConfig) serves."""
+    serving = set(config.serving)
+    if serving & {"valid_read", "weighted_valid_read"}:
+        return "auc_valid_read"
+    if "expected_ndt" in serving:
+        return "logloss_ctr+dwell_ce" if "ctr" in serving else "dwell_ce"
+    return "auc_ctr"
+
+
+def metric_name(selection: SelectionConfig, model_config) -> str:
+    return (default_metric(model_config) if selection.early_stopping_metric == "auto"
+            else selection.early_stopping_metric)
+
+
+def metric_value(name: str, result: dict) -> float:
+    """The value of metric `name` in an `evaluation_metrics` result."""
+    if name == "dwell_ce":
+        return float(result["dt_cross_entropy"])
+    if name == "logloss_ctr+dwell_ce":
+        return float(result["logloss_ctr"]) + float(result["dt_cross_entropy"])
+    return float(result[name])
+
+
+def improves(value: float, best: float, direction: int, min_delta: float) -> bool:
+    """Whether `value` beats `best` by more than `min_delta` in `direction`; a NaN never
+    improves, anything improves on a NaN best (no validation yet)."""
+    if math.isnan(value):
+        return False
+    return math.isnan(best) or direction * (value - best) > min_delta
+
+
+class Selection:
+    """The early-stopping state as checkpointed variables (module docstring)."""
+
+    def __init__(self, metric: str, patience: int, min_delta: float):
+        import tensorflow as tf
+
+        self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.direction = METRICS[metric][0]
+        aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
+
+        def variable(value, dtype, name):
+            return tf.Variable(value, dtype=dtype, trainable=False, name=name,
+                               aggregation=aggregation)
+
+        self.module = tf.Module(name="selection")
+        self.module.best_value = variable(float("nan"), tf.float64, "best_value")
+        self.module.best_step = variable(-1, tf.int64, "best_step")
+        self.module.best_epoch = variable(-1, tf.int64, "best_epoch")
+        self.module.since_best = variable(0, tf.int64, "since_best")
+        self.module.validated_step = variable(-1, tf.int64, "validated_step")
+        self.module.stopped = variable(0, tf.int64, "stopped")
+        # The training loss since the last validation (its mean goes to the history).
+        self.module.loss_sum = variable(0.0, tf.float64, "loss_sum")
+        self.module.loss_steps = variable(0, tf.int64, "loss_steps")
+
+    def add_train_loss(self, loss: float) -> None:
+        self.module.loss_sum.assign_add(loss)
+        self.module.loss_steps.assign_add(1)
+
+    def take_train_loss(self) -> float:
+        """The mean training loss since the last call (NaN without a step), and a reset."""
+        steps = int(self.module.loss_steps)
+        mean = float(self.module.loss_sum) / steps if steps else float("nan")
+        self.module.loss_sum.assign(0.0)
+        self.module.loss_steps.assign(0)
+        return mean
+
+    @property
+    def stopped(self) -> bool:
+        return bool(int(self.module.stopped))
+
+    @property
+    def validated_step(self) -> int:
+        return int(self.module.validated_step)
+
+    def update(self, value: float, step: int, epoch: int) -> bool:
+        """Records a validation of `value` at `step` (in 1-based `epoch`); returns whether it
+        is the best so far. Stops after `patience` validations without improvement."""
+        m = self.module
+        improved = improves(value, float(m.best_value), self.direction, self.min_delta)
+        if improved:
+            m.best_value.assign(value)
+            m.best_step.assign(step)
+            m.best_epoch.assign(epoch)
+            m.since_best.assign(0)
+        else:
+            m.since_best.assign_add(1)
+        m.validated_step.assign(step)
+        if int(m.since_best) >= self.patience:
+            m.stopped.assign(1)
+        return improved
+
+    def summary(self) -> dict:
+        m = self.module
+        return {"metric": self.metric, "value": float(m.best_value), "step": int(m.best_step),
+                "epoch": int(m.best_epoch)}
+
+
+def write_best(model_dir: str, model, summary: dict, scratch: str | None = None) -> None:
+    """The best checkpoint: `model_dir/best/` (the model's variables) and best.json, each
+    appearing whole. A task that is not the chief writes into `scratch` (collective saving
+    needs every task; only the chief's is kept)."""
+    import tensorflow as tf
+
+    checkpoint = tf.train.Checkpoint(model=model)
+    if scratch is not None:
+        checkpoint.write(os.path.join(scratch, "best", "model"))
+        return
+    with atomic.atomic_directory(os.path.join(model_dir, BEST_DIR),
+                                 may_replace=lambda _: True, what="best checkpoint") as tmp:
+        checkpoint.write(os.path.join(tmp, "model"))
+    with atomic.atomic_file(os.path.join(model_dir, BEST_JSON)) as handle:
+        json.dump(summary, handle, indent=2)
+
+
+def best_checkpoint(model_dir: str) -> str | None:
+    """The best checkpoint's path prefix in `model_dir`, or None without one."""
+    prefix = os.path.join(model_dir, BEST_DIR, "model")
+    return prefix if os.path.exists(prefix + ".index") else None
+
+
+def read_history(model_dir: str, validated_step: int) -> list[dict]:
+    """history.json's entries up to `validated_step` (later ones belong to a run that was
+    killed before its checkpoint recorded them: they are validated again)."""
+    path = os.path.join(model_dir, HISTORY_JSON)
+    if not os.path.isfile(path):
+        return []
+    with open(path) as handle:
+        entries = json.load(handle).get("validations", [])
+    return [e for e in entries if e["step"] <= validated_step]
+
+
+def write_history(model_dir: str, entries: list[dict], metric: str) -> None:
+    with atomic.atomic_file(os.path.join(model_dir, HISTORY_JSON)) as handle:
+        json.dump({"metric": metric, "direction": METRICS[metric][0],
+                   "validations": entries}, handle, indent=2, allow_nan=True)
+
+
+def scratch_directory(model_dir: str, task_id: int) -> str:
+    """Where a non-chief task writes what only the chief keeps (removed at the end)."""
+    path = os.path.join(model_dir, f".worker-{task_id}-scratch")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def remove_scratch(path: str | None) -> None:
+    if path:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+
+class Validator:
+    """Validates a run's model on its validation window and keeps what selection needs: the
+    state (a `Selection`, in the run's checkpoint), history.json, TensorBoard scalars and the
+    best checkpoint. Every task of a synchronous cluster validates (the same weights and rows
+    give every task the same decision); only the chief writes."""
+
+    def __init__(self, run, dataset_fn, config: SelectionConfig, say):
+        self.run, self.dataset_fn, self.config, self.say = run, dataset_fn, config, say
+        self.metric = metric_name(config, run.config.model)
+        self.selection = Selection(self.metric, config.patience, config.min_delta)
+        self.history: list[dict] = []
+        self.scratch = None  # a non-chief task's directory for what only the chief keeps
+
+    def resume(self) -> None:
+        """After the run's checkpoint is restored: the history it recorded."""
+        if self.run.chief:
+            self.history = read_history(self.run.model_dir, self.selection.validated_step)
+
+    def validate(self, step: int, epoch: int) -> bool:
+        """Validates the current weights at global `step` (in 1-based `epoch`); returns
+        whether training stops."""
+        import tensorflow as tf
+
+        from ranking import evaluation
+
+        run = self.run
+        self.say(f"validating at step {step} (epoch {epoch})")
+        outputs, labels = evaluation.predict(run.model.network, self.dataset_fn(),
+                                             run.config.model, run.model.targets)
+        result = evaluation.evaluation_metrics(run.config.model, run.model.targets, outputs,
+                                               labels)
+        value = metric_value(self.metric, result)
+        improved = self.selection.update(value, step, epoch)
+        if improved:
+            write_best(run.model_dir, run.model, self.selection.summary(),
+                       None if run.chief else self.scratch)
+        entry = {"step": step, "epoch": epoch, "train_loss": self.selection.take_train_loss(),
+                 self.metric: value, "best": improved}
+        for key in ("auc_ctr", "auc_valid_read", "logloss_ctr", "dt_cross_entropy"):
+            if key in result and key != self.metric:
+                entry[key] = result[key]
+        if run.chief:
+            self.history.append(entry)
+            write_history(run.model_dir, self.history, self.metric)
+            writer = tf.summary.create_file_writer(os.path.join(run.model_dir, "logs",
+                                                                "validation"))
+            with writer.as_default():
+                for key, number in entry.items():
+                    if key not in ("step", "epoch", "best") and number == number:
+                        tf.summary.scalar(key, number, step=step)
+        since = int(self.selection.module.since_best)
+        self.say(f"validation at step {step}: {self.metric} {value:.5f}"
+                 + (" (best so far)" if improved else f" ({since} without improvement)")
+                 + ("; stopping early" if self.selection.stopped else ""))
+        return self.selection.stopped

@@ -1,0 +1,94 @@
+"""A report directory: report.md with its pictures (the models' training curves, the label
+job's picture and rule shares, the online A/B test's table and heat maps, the fusion tuning's
+frontier), written atomically."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from core.atomic import atomic_directory
+from core.errors import InputError
+from ranking.selection import HISTORY_JSON
+from report.figures import rule_shares_figure, training_curves
+from report.tables import read_json
+
+
+def write_report_directory(output_dir: str, text: str, labelled: str | None,
+                           online_dir: str | None, model_dirs: list[str],
+                           fusion_tuning: str | None = None) -> list[str]:
+    """report.md with its pictures in `output_dir` (atomically); returns the picture names."""
+    pictures, sections = [], [text]
+    with atomic_directory(output_dir, may_replace=lambda p: "report.md" in os.listdir(p)
+                          or not os.listdir(p), what="--output_dir") as tmp:
+        curves = []
+        for model_dir in model_dirs:
+            if os.path.isfile(os.path.join(model_dir, HISTORY_JSON)):
+                name = os.path.basename(os.path.normpath(model_dir))
+                picture = f"curves-{name}.png"
+                training_curves(os.path.join(tmp, picture),
+                                read_json(model_dir, HISTORY_JSON, "--model_dirs"), name)
+                pictures.append(picture)
+                curves.append(f"![{name}: training loss and validation metric by step, the "
+                              f"selected step marked]({picture})")
+        if curves:
+            sections.append("## Training and validation\n\n" + "\n\n".join(curves))
+        if labelled:
+            summary = read_json(labelled, "summary.json", "--labelled")
+            if "rule_shares_of_valid_reads" not in summary:
+                raise InputError("is not a pipelines.label summary",
+                                 file=os.path.join(labelled, "summary.json"))
+            shares = summary["rule_shares_of_valid_reads"]
+            section = [f"## Labels\n\nValid reads are "
+                       f"{100 * summary['valid_read_share_of_clicks']:.1f} % of the "
+                       f"{summary['clicks']:,} clicks; first rule among valid reads: "
+                       + ", ".join(f"{r} {100 * v:.1f} %" for r, v in shares.items())
+                       + " (the paper's system: 89.9 / 2.9 / 7.2 %)."]
+            if os.path.exists(os.path.join(labelled, "labels.png")):
+                shutil.copy(os.path.join(labelled, "labels.png"), os.path.join(tmp, "labels.png"))
+                pictures.append("labels.png")
+                section.append("![ln(dwell) of clicks with mu ± sigma, x_l and x_h, and the NDT "
+                               "curve beside log(1 + T)](labels.png)")
+            rule_shares_figure(os.path.join(tmp, "rule_shares.png"), summary)
+            pictures.append("rule_shares.png")
+            section.append("![Shares of the valid-read rules](rule_shares.png)")
+            sections.append("\n\n".join(section))
+        if online_dir:
+            run = read_json(online_dir, "online.json", "--online")
+            if not {"metrics", "config", "figures"} <= set(run):
+                raise InputError("is not an online.ab_test output",
+                                 file=os.path.join(online_dir, "online.json"))
+            try:
+                with open(os.path.join(online_dir, "online.md")) as handle:
+                    table = handle.read()
+            except OSError as error:
+                raise InputError(f"cannot read online.md ({error.strerror})",
+                                 file=online_dir) from None
+            consequences = run["config"].get("consequences", "none")
+            section = [f"## Online A/B test on the simulator\n\nPolicies "
+                       f"{', '.join(run['metrics'])} over {run['config']['days']} simulated "
+                       f"days, consequences `{consequences}` (online/consequences.py), the "
+                       f"same random draws at every (user, day, session, slot) for each "
+                       f"(common random numbers); ± is a 95 % interval over users.", table]
+            for name in run["figures"]:
+                shutil.copy(os.path.join(online_dir, name), os.path.join(tmp, name))
+                pictures.append(name)
+                section.append(f"![Change in clicks by user activeness and dwell: "
+                               f"{name[len('migration-'):-4]} against {list(run['metrics'])[0]}]"
+                               f"({name})")
+            sections.append("\n\n".join(section))
+        if fusion_tuning:
+            tuning = read_json(fusion_tuning, "frontier.json", "--fusion_tuning")
+            with open(os.path.join(fusion_tuning, "frontier.md")) as handle:
+                frontier = handle.read()
+            shutil.copy(os.path.join(fusion_tuning, "frontier.png"),
+                        os.path.join(tmp, "frontier.png"))
+            pictures.append("frontier.png")
+            sections.append(f"## Serving-score fusion tuned online\n\n`{tuning['saved_model']}` "
+                            f"against `{tuning['baseline']}`: the weights that maximize "
+                            f"{tuning['objective']} per user with clicks per user at least "
+                            f"{tuning['min_clicks']:g} x the baseline's (online/tune_fusion.py)."
+                            f"\n\n{frontier}\n![The frontier of the fusion weights](frontier.png)")
+        with open(os.path.join(tmp, "report.md"), "w") as handle:
+            handle.write("\n\n".join(sections) + "\n")
+    return pictures

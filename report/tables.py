@@ -1,0 +1,107 @@
+"""The report's tables: models compared on their eval_metrics.json (SPEC §6), the dwell-time
+metrics, and a scoring run's summary."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import numpy as np
+
+from core.errors import InputError
+from ranking import metrics
+
+
+def load_metrics(model_dir: str) -> dict:
+    path = os.path.join(model_dir, "eval_metrics.json")
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except OSError:
+        raise InputError("no eval_metrics.json: train with --eval first", file=model_dir) from None
+
+
+def comparison_table(named: list[tuple[str, dict]]) -> str:
+    """Markdown rows: the served score's AUCs and RelaImpr against the first model, each
+    tower's own AUCs beside them, loglosses."""
+    base = named[0][1]
+    lines = ["| model | preset | served score | valid-read AUC | RelaImpr (valid read) | "
+             "click AUC | RelaImpr (click) | towers' own AUCs (click / valid read) | logloss |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in named:
+        loss = ", ".join(f"{k[8:]} {v:.4f}" for k, v in m.items() if k.startswith("logloss_"))
+        towers = ", ".join(f"{t} {a['auc_ctr']:.4f} / {a['auc_valid_read']:.4f}"
+                           for t, a in m.get("towers", {}).items()) or "–"
+        fusion = m.get("score", {}).get("fusion", "score").removeprefix("score = ")
+        lines.append(
+            f"| {name} | {m['preset']} | `{fusion}` | {m['auc_valid_read']:.4f} | "
+            f"{metrics.rel_impr(m['auc_valid_read'], base['auc_valid_read']):+.2f}% | "
+            f"{m['auc_ctr']:.4f} | {metrics.rel_impr(m['auc_ctr'], base['auc_ctr']):+.2f}% | "
+            f"{towers} | {loss} |")
+    return "\n".join(lines)
+
+
+DT_COLUMNS = (("dt_mae_class", "MAEclass", 3), ("dt_rmse_class", "RMSEclass", 3),
+              ("dt_weighted_f1", "F1", 3), ("dt_macro_precision", "precision", 3),
+              ("dt_macro_recall", "recall", 3), ("dt_mae_seconds", "MAE s", 1),
+              ("dt_rmse_seconds", "RMSE s", 1))
+
+
+def dwell_table(named: list[tuple[str, dict]]) -> str | None:
+    """Markdown rows of the dwell-time metrics (clicked impressions) of the models that have
+    them, with the ctr tower's own click AUC; None when no model has them."""
+    rows = [(name, m) for name, m in named if "dt_mae_class" in m]
+    if not rows:
+        return None
+    lines = ["Dwell time over clicked impressions (predicted bin = argmax of the served "
+             "distribution; SPEC §6):", "",
+             "| model | " + " | ".join(title for _, title, _ in DT_COLUMNS)
+             + " | ctr tower's click AUC |", "|---|" + "---|" * (len(DT_COLUMNS) + 1)]
+    for name, m in rows:
+        auc = m.get("towers", {}).get("ctr", {}).get("auc_ctr")
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.{d}f}" for k, _, d in DT_COLUMNS)
+                     + f" | {'–' if auc is None else f'{auc:.4f}'} |")
+    return "\n".join(lines)
+
+
+def scores_summary(directory: str) -> str:
+    import pandas as pd
+
+    with open(os.path.join(directory, "summary.json")) as handle:
+        summary = json.load(handle)
+    frames = [pd.read_csv(p, usecols=["score"])
+              for p in sorted(glob.glob(os.path.join(directory, "*.csv*")))
+              if not p.endswith("dead_letter.csv")]
+    lines = [f"Scored {summary['rows']:,} rows with `{summary['saved_model']}` "
+             f"({summary['dead_letters']} dead letters); outputs: {', '.join(summary['outputs'])}."]
+    if frames:
+        score = pd.concat(frames)["score"].to_numpy()
+        q = np.percentile(score, [1, 25, 50, 75, 99])
+        lines.append("Score quantiles (1 / 25 / 50 / 75 / 99 %): "
+                     + " / ".join(f"{v:.4f}" for v in q))
+    return "\n\n".join(lines)
+
+
+def selection_table(named: list[tuple[str, dict]]) -> str | None:
+    """Markdown rows of the selected checkpoint of the models trained with a validation window;
+    None when no model was."""
+    rows = [(name, m) for name, m in named if "selection" in m]
+    if not rows:
+        return None
+    lines = ["| model | early-stopping metric | best value | selected step | epoch | steps "
+             "trained |", "|---|---|---|---|---|---|"]
+    for name, m in rows:
+        s = m["selection"]
+        lines.append(f"| {name} | {s['metric']} | {s['value']:.5f} | {s['step']} | {s['epoch']} "
+                     f"| {m.get('global_step', '–')} |")
+    return "\n".join(lines)
+
+
+def read_json(directory: str, name: str, flag: str) -> dict:
+    path = os.path.join(directory, name)
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read {name} of {flag} ({error})", file=path) from None

@@ -1,0 +1,233 @@
+"""Model selection (ranking.selection): early stopping on scripted metric sequences, the
+validation window by days, the best checkpoint in evaluation and export, the quality gate, and
+regularization's penalties by hand."""
+
+import glob
+import gzip
+import json
+import math
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow as tf
+
+from core import stats_artifact
+from core.errors import InputError
+from core.label_rules import SECONDS_PER_DAY
+from core.stats_artifact import DwellTargets
+from export import exporter
+from ranking import data, features, models, regularization, selection, training
+from ranking.models import ModelConfig
+from ranking.regularization import RegularizationConfig
+from ranking.selection import Selection, SelectionConfig
+
+from model_fixtures import tiny_batch, tiny_spec
+
+
+def run_sequence(values, metric="auc_ctr", patience=2, min_delta=0.0):
+    """Feeds one validation per epoch; returns (epochs trained, best epoch, best value)."""
+    state = Selection(metric, patience, min_delta)
+    for epoch, value in enumerate(values, start=1):
+        state.update(value, step=10 * epoch, epoch=epoch)
+        if state.stopped:
+            break
+    summary = state.summary()
+    return epoch, summary["epoch"], summary["value"]
+
+
+def test_early_stopping_stops_at_the_right_epoch():
+    # Higher is better: best at epoch 3, two epochs without improvement, stop after epoch 5.
+    assert run_sequence([0.60, 0.61, 0.63, 0.62, 0.625, 0.70]) == (5, 3, 0.63)
+    # Patience 1 stops at the first epoch that does not improve.
+    assert run_sequence([0.60, 0.61, 0.60, 0.70], patience=1) == (3, 2, 0.61)
+    # Lower is better for losses.
+    assert run_sequence([2.0, 1.9, 1.95, 1.8, 1.85, 1.86], metric="dwell_ce") == (6, 4, 1.8)
+    # min_delta: an improvement must beat the best by more than it.
+    assert run_sequence([0.60, 0.6005, 0.601, 0.65], min_delta=0.002) == (3, 1, 0.60)
+    # A NaN (e.g. an AUC without positives) never improves; anything beats the first NaN.
+    epochs, best, value = run_sequence([float("nan"), 0.6, float("nan"), float("nan")])
+    assert (epochs, best, value) == (4, 2, 0.6)
+    # Never stopping: every epoch improves.
+    assert run_sequence([0.1, 0.2, 0.3]) == (3, 3, 0.3)
+
+
+def test_the_default_metric_follows_what_the_preset_serves():
+    def default(preset, **towers):
+        from ranking.tasks import TowerConfig
+
+        return selection.default_metric(ModelConfig(preset, towers=TowerConfig(**towers)))
+
+    assert default("vr_ndt") == default("vr_logdt") == "auc_valid_read"
+    assert default("single_ctr") == default("ctr_logdt") == default("deepfm") == "auc_ctr"
+    assert default("ple") == default("mmoe_orca") == default("esmm") == "logloss_ctr+dwell_ce"
+    assert default("autoint", single_task="dwell_bins") == "dwell_ce"
+
+
+def test_validation_days_split_by_timestamp(small_world):
+    artifact = stats_artifact.load_artifact(small_world["stats"])
+    source = data.open_source(small_world["train"])
+    spec = features.build_feature_spec(source.schema, artifact.numeric_features)
+    source = data.open_source(small_world["train"], spec)
+    from core.labeler import labeler_for
+
+    labeler = labeler_for(source, artifact)
+    (train, train_days, rows), (held_out, days) = data.split_by_days(
+        source, labeler.file_day_rows, 1)
+    frame = pd.concat([pd.read_csv(f) for f in sorted(glob.glob(small_world["train"]))])
+    day = frame["timestamp"] // SECONDS_PER_DAY
+    last = int(day.max())
+    assert train_days.last == last - 1 and days.first == last
+    assert int(rows.sum()) == int((day < last).sum())
+
+    def rows(dataset):
+        return sum(len(labels["click"]) for _, labels in dataset.as_numpy_iterator())
+
+    # Every row of the last day is held out, every earlier row trains (pandas counts them).
+    kept = data.labelled_dataset(held_out, labeler, spec, 1024, days=days)
+    assert rows(kept) == int((day == last).sum())
+    trained = data.labelled_dataset(train, labeler, spec, 1024, days=train_days)
+    assert rows(trained) == int((day < last).sum())
+    with pytest.raises(InputError, match="--validation_days=4 leaves no training rows: the "
+                                         "training input covers 4 UTC day"):
+        data.split_by_days(source, labeler.file_day_rows, 4)
+
+
+def test_a_window_without_training_rows_is_one_error_line(small_world, run, tmp_path):
+    model_dir = tmp_path / "model"
+    done = run("ranking.train", "--model=single_ctr", f"--train={small_world['train']}",
+               f"--stats={small_world['stats']}", f"--model_dir={model_dir}",
+               "--validation_days=9", "--progress=none")
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert "leaves no training rows" in done.stderr
+    assert not model_dir.exists()
+
+
+def test_a_bad_validation_row_fails_like_eval_and_leaves_nothing(small_world, run, tmp_path):
+    lines = gzip.open(sorted(glob.glob(small_world["eval"]))[0], "rt").read().splitlines()
+    lines[7] = lines[7].replace(",0,", ",2,", 1) if ",0," in lines[7] else lines[7] + ",x"
+    bad = tmp_path / "validation.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    model_dir = tmp_path / "model"
+    done = run("ranking.train", "--model=single_ctr", f"--train={small_world['train']}",
+               f"--stats={small_world['stats']}", f"--model_dir={model_dir}",
+               f"--validation={bad}", "--progress=none")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"error: {bad}, line 8") and done.stderr.count("\n") == 1
+    assert not model_dir.exists()
+
+
+def test_the_best_checkpoint_is_evaluated_and_exported_not_the_last(small_world, tmp_path):
+    """A min_delta no change can beat makes the first validation the best and stops two
+    validations later: eval_metrics.json and the export are the first validation's weights."""
+    model_dir = str(tmp_path / "model")
+    config = training.TrainConfig(
+        train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
+        model=ModelConfig("single_ctr"), batch_size=256, seed=3, progress="none",
+        selection=SelectionConfig(validation_days=1, validate_every=4, patience=2,
+                                  min_delta=1.0, max_epochs=3))
+    metrics = training.train_and_evaluate(config, model_dir)
+    best = json.load(open(os.path.join(model_dir, "best.json")))
+    history = json.load(open(os.path.join(model_dir, "history.json")))
+    assert best == {**best, "step": 4, "epoch": 1, "metric": "auc_ctr"}
+    assert [e["step"] for e in history["validations"]] == [4, 8, 12]
+    assert [e["best"] for e in history["validations"]] == [True, False, False]
+    assert metrics["selected_step"] == 4 and metrics["global_step"] == 12
+
+    model, _ = exporter.load_trained(model_dir)
+    served = exporter.export_saved_model(model_dir, str(tmp_path / "serving"))
+    loaded = tf.saved_model.load(served.path).signatures["predict_raw"]
+    source = data.open_source(small_world["eval"], model.feature_spec)
+    batch = next(iter(source.dataset(256, columns=model.feature_spec.names)))
+    inputs = {n: batch[n] for n in model.feature_spec.names}
+    exported = loaded(**inputs)["ctr"].numpy()
+    np.testing.assert_allclose(exported, model.network(inputs)["ctr"].numpy(), rtol=1e-5)
+    last = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    tf.train.Checkpoint(model=model).restore(last).expect_partial()
+    assert np.max(np.abs(exported - model.network(inputs)["ctr"].numpy())) > 1e-4
+
+
+@pytest.fixture(scope="module")
+def learned(small_world, tmp_path_factory):
+    """A single_ctr that learned something (click AUC well above 0.5 on the eval days)."""
+    model_dir = str(tmp_path_factory.mktemp("learned") / "single_ctr")
+    metrics = training.train_and_evaluate(training.TrainConfig(
+        train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
+        model=ModelConfig("single_ctr"), batch_size=256, steps_per_epoch=60, seed=1,
+        progress="none"), model_dir)
+    assert metrics["auc_ctr"] > 0.55
+    return model_dir
+
+
+def test_the_quality_gate_refuses_a_worse_candidate_and_passes_an_equal_one(
+        small_world, learned, run, tmp_path):
+    base = tmp_path / "serving"
+    held_out = small_world["eval"]
+    exporter.export_saved_model(learned, str(base))
+    worse = run("export.saved_model", f"--model_dir={learned}", f"--export_base={base}",
+                f"--baseline={base}", "--gate=auc_ctr:0.01", f"--gate_logs={held_out}",
+                "--score_weights=ctr=-1")  # the same model, its ranking reversed
+    assert worse.returncode == 1 and worse.stderr.count("\n") == 1, worse.stderr
+    assert "quality gate: the candidate's auc_ctr" in worse.stderr
+    assert "below the baseline's" in worse.stderr and "no version was written" in worse.stderr
+    assert sorted(os.listdir(base)) == ["1", "models.config"]
+    equal = exporter.export_saved_model(learned, str(base), baseline=str(base),
+                                        gate="auc_ctr:0", gate_logs=held_out)
+    record = json.load(open(os.path.join(equal.path, "quality_gate.json")))
+    assert record["decision"] == "passed" and record["rows"] > 0
+    assert record["candidate"] == pytest.approx(record["baseline"], abs=1e-6)
+    # A gate on a tower output of both models, and a malformed gate.
+    tower = exporter.export_saved_model(learned, str(base), baseline=str(base),
+                                        gate="ctr.auc_valid_read:0", gate_logs=held_out)
+    assert tower.gate["metric"] == "ctr.auc_valid_read"
+    with pytest.raises(InputError, match="--gate: expected METRIC:MAX_DROP"):
+        exporter.export_saved_model(learned, str(base), baseline=str(base), gate="precision:0.1")
+
+
+def test_regularization_penalties_by_hand():
+    tf.keras.utils.set_random_seed(0)
+    spec = tiny_spec()
+    model = models.RankingModel(spec, ModelConfig("single_ctr"), DwellTargets())
+    batch = tiny_batch(spec, 8)
+    model(batch)
+    config = RegularizationConfig(l2_dense=0.01, l2_embedding=0.1)
+    got = float(regularization.penalty(model, batch, config))
+    matrices = regularization.dense_matrices(model)
+    assert matrices and all(len(v.shape) == 2 for v in matrices)
+    dense = 0.01 * sum(float(np.sum(np.square(v.numpy()))) for v in matrices)
+    encoder = model.network.get_layer("features")
+    touched = 0.0
+    for feature in spec.features:
+        if feature.kind == "categorical":
+            rows = np.unique(encoder.indices(feature, batch[feature.name]).numpy())
+            table = encoder.embeddings[feature.name].embeddings.numpy()
+            touched += float(np.sum(np.square(table[rows])))
+    assert got == pytest.approx(dense + 0.1 * touched, rel=1e-5)
+    # Only the touched rows get a gradient from the embedding penalty.
+    with tf.GradientTape() as tape:
+        value = regularization.penalty(model, batch, RegularizationConfig(l2_embedding=1.0))
+    table = encoder.embeddings["user_id"].embeddings
+    gradient = tape.gradient(value, table)
+    assert isinstance(gradient, tf.IndexedSlices)
+    rows = np.unique(encoder.indices(spec["user_id"], batch["user_id"]).numpy())
+    assert set(np.unique(gradient.indices.numpy())) == set(rows)
+
+
+def test_batch_norm_puts_a_normalization_in_every_hidden_layer():
+    tf.keras.utils.set_random_seed(0)
+    spec = tiny_spec()
+    config = ModelConfig("mmoe", regularization=RegularizationConfig(batch_norm=True))
+    network = models.build_network(spec, config, DwellTargets(bin_medians=(1.0, 5.0, 20.0),
+                                                              bin_ndt=(0.0, 0.2, 0.9)))
+    norms = [layer for layer in network.submodules
+             if isinstance(layer, tf.keras.layers.BatchNormalization)]
+    # 4 experts of 2 layers and 2 towers of 2 hidden layers.
+    assert len(norms) == 4 * 2 + 2 * 2
+    moving = [float(tf.reduce_sum(n.moving_mean)) for n in norms]
+    network(tiny_batch(spec, 16), training=False)
+    assert [float(tf.reduce_sum(n.moving_mean)) for n in norms] == moving
+    network(tiny_batch(spec, 16), training=True)
+    assert [float(tf.reduce_sum(n.moving_mean)) for n in norms] != moving
+    assert math.isfinite(moving[0])
