@@ -24,7 +24,9 @@ split: the last N UTC days of the training logs are held out, each side trains u
 weights: the project by its own `--validation_days --max_epochs --patience` (its default
 early-stopping metric for the preset), DeepCTR by Keras' `fit(validation_data=...)` with
 `EarlyStopping(monitor="val_loss", patience, restore_best_weights=True)` (val_loss: the sum of
-its two tasks' validation losses).
+its two tasks' validation losses). With `--refit=validation` (the default, as the project's)
+both sides then train the selected weights one more pass over the held-out days (DeepCTR: one
+`fit` epoch on them; its AUC before that pass is reported too).
 
 - Project: `python -m ranking.train --model=MODEL --batch_size --epochs --seed --progress=epoch`
   (+ `--project_args`) in a fresh model directory. It needs the stats artifact of the training
@@ -173,7 +175,8 @@ def run_project(args, out, train, evaluate, stats):
     model_dir = os.path.join(out, "models", f"{args.model}-seed{args.seed}")
     shutil.rmtree(model_dir, ignore_errors=True)  # a finished model directory would resume
     protocol = ([f"--validation_days={args.validation_days}", f"--max_epochs={args.epochs}",
-                 f"--patience={args.patience}"] if args.validation_days else [])
+                 f"--patience={args.patience}", f"--refit={args.refit}"]
+                if args.validation_days else [])
     stdout, seconds = module(
         "ranking.train", f"--model={args.model}", f"--train={train}", f"--eval={evaluate}",
         f"--stats={stats}", f"--model_dir={model_dir}", f"--batch_size={args.batch_size}",
@@ -220,7 +223,8 @@ def run_deepctr(args, out, train, evaluate):
                f"--eval={evaluate}", f"--batch_size={args.batch_size}",
                f"--epochs={args.epochs}", f"--seed={args.seed}", f"--result={result_path}",
                f"--autograph={args.deepctr_autograph}",
-               f"--validation_days={args.validation_days}", f"--patience={args.patience}"]
+               f"--validation_days={args.validation_days}", f"--patience={args.patience}",
+               f"--refit={args.refit}"]
     started = time.perf_counter()
     completed = subprocess.run(command, cwd=REPO, env=child_env(args.deepctr_dir),
                                capture_output=True, text=True)
@@ -259,6 +263,10 @@ def main():
                         help="hold out the last N days of the training logs: early stopping "
                         "on both sides (module docstring)")
     parser.add_argument("--patience", type=int, default=2)
+    parser.add_argument("--refit", choices=("validation", "none"), default="validation",
+                        help="with --validation_days: after early stopping, one pass over the "
+                        "held-out days from the best weights, on both sides (validation), or "
+                        "the best weights as selected (none)")
     parser.add_argument("--deepctr_dir", default="bench_out/peers/deepctr")
     parser.add_argument("--deepctr_autograph", choices=AUTOGRAPH, default="skip_tf_keras",
                         help="skip_tf_keras: autograph leaves tf_keras' internals alone, as it "
@@ -416,6 +424,7 @@ def child(argv):
     parser.add_argument("--result", required=True)
     parser.add_argument("--autograph", choices=AUTOGRAPH, required=True)
     parser.add_argument("--validation_days", type=int, default=0)
+    parser.add_argument("--refit", default="validation")
     parser.add_argument("--patience", type=int, default=2)
     args = parser.parse_args(argv)
     phases, mark = {}, time.perf_counter()
@@ -528,6 +537,13 @@ def child(argv):
                         epochs=args.epochs, shuffle=True, verbose=2, callbacks=callbacks,
                         validation_data=validation)
     epochs_run = len(history.history["loss"])
+    auc_selected = None
+    if args.validation_days and args.refit == "validation":
+        # The project's refit pass, given to the peer too: the restored best weights train
+        # one more pass over the held-out days (its vocabulary already holds their ids).
+        auc_selected = float(roc_auc_score(eval_click, model.predict(
+            x_eval, batch_size=EVAL_BATCH, verbose=0)[0].ravel()))
+        model.fit(x_val, y_val, batch_size=args.batch_size, epochs=1, shuffle=True, verbose=2)
     phase("train")
 
     p_ctr, p_long = model.predict(x_eval, batch_size=EVAL_BATCH, verbose=0)
@@ -537,6 +553,7 @@ def child(argv):
     phase("evaluate")
 
     result = {"model": f"DeepCTR {deepctr.__version__} PLE", "auc_ctr": auc_ctr,
+              "auc_ctr_before_refit": auc_selected,
               "auc_long_read": auc_long, "steady_examples_per_second": steady.rate,
               "first_step_seconds": steady.first_step,
               "train_rows": train_rows, "eval_rows": eval_rows, "features": features,

@@ -9,7 +9,8 @@ the issues describe) and `large` (the simulator's default, about 1 M impressions
 uses all days but the last 3, which are the test days. Variants are named flag sets
 (VARIANTS): `one_epoch` is training as it was before model selection (one epoch, no
 validation); the `protocol` variants hold out the last training day (--validation_days=1),
-train up to 10 epochs with early stopping and are tested with the best checkpoint. Printed per
+train up to 10 epochs with early stopping and are tested after the refit pass over the
+held-out day (`protocol_norefit`: with the best checkpoint as selected). Printed per
 (size, setting, preset, variant): the ctr tower's click AUC (the served score's for presets
 without a ctr tower), the served score's valid-read AUC, the dwell MAEclass where there is one,
 the selected step and the wall time, mean ± std over seeds. Finished runs are reused.
@@ -36,6 +37,7 @@ PROTOCOL = ["--validation_days=1", "--max_epochs=10"]
 VARIANTS = {
     "one_epoch": ["--epochs=1"],
     "protocol": PROTOCOL,
+    "protocol_norefit": PROTOCOL + ["--refit=none"],
     "protocol_patience1": PROTOCOL + ["--patience=1"],
     "protocol_lr1e-3": PROTOCOL + ["--learning_rate=0.001"],
     "protocol_batch512": PROTOCOL + ["--batch_size=512"],
@@ -73,7 +75,8 @@ def main():
     for size in args.sizes.split(","):
         for setting in args.settings.split(","):
             world = os.path.join(out, size)
-            train, evaluate, stats, summary = prepare(world, setting, SIZES[size])
+            train, evaluate, all_stats, summary = prepare(world, setting, SIZES[size])
+            stats = all_stats["project"]
             for preset in args.presets.split(","):
                 for variant in args.variants.split(","):
                     found = {k: [] for k in ("auc", "auc_vr", "mae", "step", "seconds")}

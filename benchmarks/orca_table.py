@@ -1,23 +1,38 @@
-"""The ORCA paper's Table 1 and Fig. 4 on the simulator, for every simulator setting asked.
+"""The ORCA paper's Table 1 and Fig. 4 on the simulator, with the model-selection protocol, ORCA
+as this project trains it and as its authors do, an ablation per difference, and the collapse.
 
     .venv/bin/python benchmarks/orca_table.py --out=bench_out/orca [--settings=legacy,entangled
         --seeds=0,1,2 --num_users=6000 --num_items=3000 --days=14 --runs=mmoe,mmoe_orca]
 
 For each simulator setting (`pipelines.simulate --setting`): simulate (unless OUT/SETTING/sim
-exists), compute the statistics of the training days (all but the last 3), train every run of
-RUNS on them with each seed (one epoch, batch 2,048, raw logs labelled on the fly, post-click
-features category, item_length, publish_age_hours) and evaluate on the last 3 days. Finished
-runs (an eval_metrics.json) are reused, so an interrupted benchmark continues where it stopped.
+exists), compute two stats artifacts of the training days (all but the last 3): this project's
+bins (8 equal-width bins of ln dwell) and the authors' (configs/orca_authors_stats.flags: fixed
+edges, midpoint values); train every run of RUNS with each seed and evaluate on the last 3
+days. Finished runs (an eval_metrics.json) are reused, so an interrupted benchmark continues.
+
+Protocol: every run but the one-epoch ones holds out the last training day for validation
+(--validation_days=1), trains up to 10 epochs with early stopping and is evaluated after its
+refit pass (`ranking.selection`); runs "as the authors" read configs/orca_authors.flags (their
+optimizer, batch, regularization, sizes, masking, NDE head, loss scale, h_s, patience and
+early-stopping metric) and the authors' bins. The one-epoch runs (`*_1ep`) are training as it was
+before model selection, for the collapse.
 
 Columns, over clicked evaluation impressions with the predicted bin = argmax of the served
 dwell distribution: MAEclass, RMSEclass (bin index), weighted F1, macro precision and recall,
-MAE and RMSE in seconds (predicted bin's median against the true dwell), and the CTR AUC of the
-model's ctr tower over all impressions. Single-task models are trained once per task: their DT
-columns come from the dwell_bins run, their AUC from the ctr run. Mean ± std over seeds.
+MAE and RMSE in seconds (predicted bin's value against the true dwell), and the CTR AUC of the
+model's ctr tower over all impressions. Each ORCA row's gain is against its own backbone row
+(same protocol, bins and loss scale): the relative change of each DT metric, signed so that
+better is positive, averaged over the five class metrics (the paper's primary ones) and over
+all seven.
+
+The collapse (the paper's Fig. 1 and 4a): per model, the share of clicked test impressions
+predicted in each bin against the truth, the raw and the debiased head of ORCA models side by
+side, and the moderate-bin share (bins neither the two shortest nor the longest), predicted
+against true.
 
 Writes OUT/orca_table.md and .json, and per setting fig4a-<setting>.png (predicted against true
-bin distribution of MMoE and MMoE+ORCA) and fig4bc-<setting>.png (mean predicted minus true
-dwell, in bins and seconds, by decile of predicted CTR), and prints the tables.
+bin shares) and fig4bc-<setting>.png (mean predicted minus true dwell, in bins and seconds, by
+decile of predicted CTR), and prints the tables.
 """
 
 from __future__ import annotations
@@ -31,43 +46,88 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import module  # noqa: E402
+from common import REPO, module  # noqa: E402
 
 POST_CLICK = "--post_click_features=category,item_length,publish_age_hours"
+PROTOCOL = ["--validation_days=1", "--max_epochs=10"]
+ONE_EPOCH = ["--epochs=1"]
+AUTHORS = [f"--flagfile={os.path.join(REPO, 'configs', 'orca_authors.flags')}"]
+AUTHORS_STATS = [f"--flagfile={os.path.join(REPO, 'configs', 'orca_authors_stats.flags')}"]
+# The authors' training protocol alone: optimizer, batch, regularization, sizes, early stopping.
+AUTHORS_TRAINING = ["--optimizer=adam", "--learning_rate=0.001", "--l2_dense=5e-5",
+                    "--l2_embedding=5e-5", "--batch_size=512", "--patience=1",
+                    "--early_stopping_metric=dwell_ce", "--dropout=0.2", "--batch_norm",
+                    "--embedding_dim=16", "--experts=8", "--task_experts=8",
+                    "--shared_experts=8", "--expert_units=128,64,32", "--tower_units=16,8"]
 
-# (row label, run name, preset, extra flags, which columns the run gives: dt, auc or both)
+
+class Run:
+    """One row: `name` (its model directories), `preset`, `flags`, `stats` (project | authors
+    bins), `baseline` (the run its ORCA gain is against), `columns` (dt, auc or both)."""
+
+    def __init__(self, label, name, preset, flags=(), stats="project", baseline=None,
+                 columns="both", protocol=PROTOCOL):
+        self.label, self.name, self.preset = label, name, preset
+        self.flags, self.stats, self.baseline = list(flags), stats, baseline
+        self.columns, self.protocol = columns, protocol
+
+
 RUNS = [
-    ("DeepFM", "deepfm_ctr", "deepfm", ["--single_task=ctr"], "auc"),
-    ("DeepFM", "deepfm_dt", "deepfm", ["--single_task=dwell_bins"], "dt"),
-    ("DCN-V2", "dcn_v2_ctr", "dcn_v2", ["--single_task=ctr"], "auc"),
-    ("DCN-V2", "dcn_v2_dt", "dcn_v2", ["--single_task=dwell_bins"], "dt"),
-    ("AutoInt", "autoint_ctr", "autoint", ["--single_task=ctr"], "auc"),
-    ("AutoInt", "autoint_dt", "autoint", ["--single_task=dwell_bins"], "dt"),
-    ("Shared bottom", "shared_bottom_dt", "shared_bottom_dt", [], "both"),
-    ("ESMM", "esmm", "esmm", [], "both"),
-    ("AITM", "aitm", "aitm", [], "both"),
-    ("MMoE", "mmoe", "mmoe", [], "both"),
-    ("MMoE + ORCA", "mmoe_orca", "mmoe_orca", [], "both"),
-    ("PLE", "ple", "ple", [], "both"),
-    ("PLE + ORCA", "ple_orca", "ple_orca", [], "both"),
-    ("PLE + MetaBalance", "ple_mb", "ple", ["--metabalance"], "both"),
-    ("PLE + MetaBalance + ORCA", "ple_orca_mb", "ple_orca", ["--metabalance"], "both"),
-    # Ablations of ORCA on MMoE (the paper's Fig. 3 variants, in part).
-    ("MMoE + ORCA, no instance weights", "mmoe_orca_noiw", "mmoe_orca",
-     ["--instance_weights=false"], "both"),
-    ("MMoE + ORCA, no masking", "mmoe_orca_nomask", "mmoe_orca", ["--mask_prob=0"], "both"),
+    # The backbones and ORCA on them: this project's and the authors' way.
+    Run("MMoE", "mmoe", "mmoe"),
+    Run("MMoE + ORCA", "mmoe_orca", "mmoe_orca", baseline="mmoe"),
+    Run("MMoE (authors' protocol)", "mmoe_authors", "mmoe", AUTHORS, "authors"),
+    Run("MMoE + ORCA (authors' protocol)", "mmoe_orca_authors", "mmoe_orca", AUTHORS, "authors",
+        baseline="mmoe_authors"),
+    Run("PLE", "ple", "ple"),
+    Run("PLE + ORCA", "ple_orca", "ple_orca", baseline="ple"),
+    Run("PLE (authors' protocol)", "ple_authors", "ple", AUTHORS, "authors"),
+    Run("PLE + ORCA (authors' protocol)", "ple_orca_authors", "ple_orca", AUTHORS, "authors",
+        baseline="ple_authors"),
+    # One difference at a time, on MMoE + ORCA as this project trains it.
+    Run("MMoE + ORCA, masked batches + NDE-only step", "mmoe_orca_batchmask", "mmoe_orca",
+        ["--mask_scope=batch"], baseline="mmoe"),
+    Run("MMoE + ORCA, the authors' NDE head", "mmoe_orca_authorshead", "mmoe_orca",
+        ["--nde_head=authors"], baseline="mmoe"),
+    Run("MMoE, dwell losses over clicks", "mmoe_clicks", "mmoe", ["--dt_denominator=clicks"]),
+    Run("MMoE + ORCA, dwell losses over clicks", "mmoe_orca_clicks", "mmoe_orca",
+        ["--dt_denominator=clicks"], baseline="mmoe_clicks"),
+    Run("MMoE + ORCA, h_s gate trained by the NDE", "mmoe_orca_gate", "mmoe_orca",
+        ["--shared_representation=gate"], baseline="mmoe"),
+    Run("MMoE, the authors' training", "mmoe_authorstraining", "mmoe", AUTHORS_TRAINING),
+    Run("MMoE + ORCA, the authors' training", "mmoe_orca_authorstraining", "mmoe_orca",
+        AUTHORS_TRAINING, baseline="mmoe_authorstraining"),
+    Run("MMoE, the authors' bins", "mmoe_authorsbins", "mmoe", stats="authors"),
+    Run("MMoE + ORCA, the authors' bins", "mmoe_orca_authorsbins", "mmoe_orca", stats="authors",
+        baseline="mmoe_authorsbins"),
+    # One epoch, no selection: training as it was, for the collapse.
+    Run("MMoE, one epoch", "mmoe_1ep", "mmoe", protocol=ONE_EPOCH),
+    Run("MMoE + ORCA, one epoch", "mmoe_orca_1ep", "mmoe_orca", baseline="mmoe_1ep",
+        protocol=ONE_EPOCH),
+    Run("PLE, one epoch", "ple_1ep", "ple", protocol=ONE_EPOCH),
+    Run("PLE + ORCA, one epoch", "ple_orca_1ep", "ple_orca", baseline="ple_1ep",
+        protocol=ONE_EPOCH),
+    # Not run by default (--runs): the paper's other baselines.
+    Run("DeepFM", "deepfm_ctr", "deepfm", ["--single_task=ctr"], columns="auc"),
+    Run("DeepFM", "deepfm_dt", "deepfm", ["--single_task=dwell_bins"], columns="dt"),
+    Run("Shared bottom", "shared_bottom_dt", "shared_bottom_dt"),
+    Run("PLE + MetaBalance", "ple_mb", "ple", ["--metabalance"]),
+    Run("PLE + MetaBalance + ORCA", "ple_orca_mb", "ple_orca", ["--metabalance"],
+        baseline="ple_mb"),
 ]
-DT_KEYS = ("dt_mae_class", "dt_rmse_class", "dt_weighted_f1", "dt_macro_precision",
-           "dt_macro_recall", "dt_mae_seconds", "dt_rmse_seconds")
+DEFAULT_RUNS = [r.name for r in RUNS][:RUNS.index(next(r for r in RUNS
+                                                       if r.name == "deepfm_ctr"))]
+CLASS_KEYS = ("dt_mae_class", "dt_rmse_class", "dt_weighted_f1", "dt_macro_precision",
+              "dt_macro_recall")
+DT_KEYS = CLASS_KEYS + ("dt_mae_seconds", "dt_rmse_seconds")
+HIGHER_IS_BETTER = ("dt_weighted_f1", "dt_macro_precision", "dt_macro_recall")
 HEADERS = ("MAEclass ↓", "RMSEclass ↓", "F1 ↑", "Precision ↑", "Recall ↑", "MAE s ↓",
-           "RMSE s ↓", "CTR AUC ↑")
-ORCA_PAIRS = (("MMoE", "MMoE + ORCA"), ("PLE", "PLE + ORCA"),
-              ("PLE + MetaBalance", "PLE + MetaBalance + ORCA"),
-              ("MMoE", "MMoE + ORCA, no instance weights"), ("MMoE", "MMoE + ORCA, no masking"))
+           "RMSE s ↓", "CTR AUC ↑", "epochs")
 
 
 def prepare(out, setting, sim_args):
-    """Simulates the setting's world and computes the stats of its training days."""
+    """Simulates the setting's world and computes the stats of its training days: (train glob,
+    eval glob, {bins: stats directory}, simulation summary)."""
     sim = os.path.join(out, setting, "sim")
     if not os.path.exists(os.path.join(sim, "summary.json")):
         print(f"simulating {setting} into {sim}", flush=True)
@@ -77,58 +137,127 @@ def prepare(out, setting, sim_args):
     days = sorted(f for f in os.listdir(os.path.join(sim, "logs")))
     train = ",".join(os.path.join(sim, "logs", f) for f in days[:-3])
     evaluate = ",".join(os.path.join(sim, "logs", f) for f in days[-3:])
-    stats = os.path.join(out, setting, "stats")
-    if not os.path.exists(os.path.join(stats, "stats.json")):
-        module("pipelines.stats", f"--input={train}", f"--output_dir={stats}")
+    stats = {}
+    for bins, extra in (("project", []), ("authors", AUTHORS_STATS)):
+        stats[bins] = os.path.join(out, setting, "stats" if bins == "project"
+                                   else "stats_authors")
+        if not os.path.exists(os.path.join(stats[bins], "stats.json")):
+            module("pipelines.stats", f"--input={train}", f"--output_dir={stats[bins]}",
+                   *extra)
     return train, evaluate, stats, summary
 
 
-def run_all(out, setting, seeds, runs, batch_size, sim_args):
+def train_run(out, setting, run, seed, train, evaluate, stats):
+    """The run's eval_metrics.json (training it unless it is there), with its wall time."""
+    model_dir = os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
+    metrics_path = os.path.join(model_dir, "eval_metrics.json")
+    if not os.path.exists(metrics_path):
+        started = time.perf_counter()
+        module("ranking.train", f"--model={run.preset}", f"--train={train}",
+               f"--eval={evaluate}", f"--stats={stats[run.stats]}", f"--model_dir={model_dir}",
+               f"--seed={seed}", "--progress=none", POST_CLICK, *run.protocol, *run.flags)
+        with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
+            handle.write(f"{time.perf_counter() - started:.1f}")
+    with open(metrics_path) as handle:
+        metrics = json.load(handle)
+    seconds_path = os.path.join(model_dir, "wall_seconds")
+    metrics["wall_seconds"] = (float(open(seconds_path).read())
+                               if os.path.exists(seconds_path) else float("nan"))
+    return metrics
+
+
+def run_all(out, setting, seeds, runs, sim_args):
     train, evaluate, stats, summary = prepare(out, setting, sim_args)
     results = {}
     for seed in seeds:
-        for _label, name, preset, extra, _columns in runs:
-            model_dir = os.path.join(out, setting, "models", f"{name}-seed{seed}")
-            metrics_path = os.path.join(model_dir, "eval_metrics.json")
-            started = time.perf_counter()
-            if not os.path.exists(metrics_path):
-                module("ranking.train", f"--model={preset}", f"--train={train}",
-                       f"--eval={evaluate}", f"--stats={stats}", f"--model_dir={model_dir}",
-                       f"--seed={seed}", "--epochs=1", f"--batch_size={batch_size}",
-                       "--progress=none", POST_CLICK, *extra)
-            with open(metrics_path) as handle:
-                metrics = json.load(handle)
-            results.setdefault(name, {})[seed] = metrics
-            auc = metrics.get("towers", {}).get("ctr", {}).get("auc_ctr", float("nan"))
-            print(f"{setting} seed {seed} {name}: ctr AUC {auc:.4f} "
+        for run in runs:
+            metrics = train_run(out, setting, run, seed, train, evaluate, stats)
+            results.setdefault(run.name, {})[seed] = metrics
+            print(f"{setting} seed {seed} {run.name}: ctr AUC {ctr_auc(metrics):.4f} "
                   f"MAEclass {metrics.get('dt_mae_class', float('nan')):.3f} "
                   f"F1 {metrics.get('dt_weighted_f1', float('nan')):.3f} "
-                  f"{metrics.get('train_examples_per_second', float('nan')):,.0f} ex/s "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+                  f"moderate {moderate_share(metrics.get('dt_pred_bin_distribution')):.3f} "
+                  f"epochs {epochs_of(metrics):.1f} ({metrics['wall_seconds']:.0f} s)",
+                  flush=True)
     return results, summary
+
+
+def ctr_auc(metrics):
+    value = metrics.get("towers", {}).get("ctr", {}).get("auc_ctr")
+    return float("nan") if value is None else value
+
+
+def epochs_of(metrics):
+    """Epochs the served model trained: the selected epoch (+ the refit pass counted as the
+    fraction of an epoch it is), or the epochs run."""
+    selection = metrics.get("selection")
+    if not selection:
+        return float(metrics.get("global_step", 0) > 0)
+    return float(selection["epoch"])
+
+
+def moderate_share(shares):
+    """The share of predictions (or truths) in the moderate bins: neither of the two shortest
+    nor the longest."""
+    if shares is None:
+        return float("nan")
+    return float(np.sum(shares[2:-1]))
 
 
 def _values(results, name, key, seeds):
     values = []
     for seed in seeds:
         metrics = results[name][seed]
-        value = (metrics.get("towers", {}).get("ctr", {}).get("auc_ctr") if key == "auc"
+        value = (ctr_auc(metrics) if key == "auc" else epochs_of(metrics) if key == "epochs"
                  else metrics.get(key))
         values.append(np.nan if value is None else value)
     return np.array(values, float)
 
 
+def mean_std(values):
+    return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
 def summarize(results, seeds, runs):
-    """{row label: {column key: (mean, std)}} in RUNS order."""
+    """{run name: {column key: (mean, std)}} in RUNS order."""
     rows = {}
-    for label, name, _, _, columns in runs:
-        row = rows.setdefault(label, {})
-        keys = (DT_KEYS if columns in ("dt", "both") else ()) + (
-            ("auc",) if columns in ("auc", "both") else ())
+    for run in runs:
+        row = rows.setdefault(run.name, {})
+        keys = (DT_KEYS if run.columns in ("dt", "both") else ()) + (
+            ("auc",) if run.columns in ("auc", "both") else ()) + ("epochs",)
         for key in keys:
-            v = _values(results, name, key, seeds)
-            row[key] = (float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0)
+            row[key] = mean_std(_values(results, run.name, key, seeds))
     return rows
+
+
+def dt_gain(results, run, seeds):
+    """ORCA's relative DT gain over its baseline (signed so that better is positive), per seed
+    paired and then averaged: {class: (mean, std) over seeds, all: ..., per_metric: [...]}."""
+    per_seed_class, per_seed_all, per_metric = [], [], []
+    for seed in seeds:
+        base, orca = results[run.baseline][seed], results[run.name][seed]
+        gains = []
+        for key in DT_KEYS:
+            b, o = base[key], orca[key]
+            gains.append(((o - b) if key in HIGHER_IS_BETTER else (b - o)) / abs(b) * 100)
+        per_seed_class.append(np.mean(gains[:len(CLASS_KEYS)]))
+        per_seed_all.append(np.mean(gains))
+        per_metric.append(gains)
+    auc = [ctr_auc(results[run.name][s]) - ctr_auc(results[run.baseline][s]) for s in seeds]
+    return {"class": mean_std(per_seed_class), "all": mean_std(per_seed_all),
+            "per_metric": np.mean(per_metric, axis=0).tolist(), "auc": mean_std(auc)}
+
+
+def collapse(results, name, seeds):
+    """Mean over seeds of the predicted bin shares of the served head, the raw head (ORCA
+    models; else None) and the truth."""
+    served = np.mean([results[name][s]["dt_pred_bin_distribution"] for s in seeds], axis=0)
+    true = np.mean([results[name][s]["dt_true_bin_distribution"] for s in seeds], axis=0)
+    raw = None
+    if "raw_dwell" in results[name][seeds[0]]:
+        raw = np.mean([results[name][s]["raw_dwell"]["dt_pred_bin_distribution"]
+                       for s in seeds], axis=0)
+    return served, raw, true
 
 
 def decile_bias(results, name, seeds):
@@ -141,46 +270,72 @@ def decile_bias(results, name, seeds):
     return np.mean(bins, axis=0), np.mean(seconds, axis=0)
 
 
-def render(setting, rows, results, seeds, summary):
+def render(setting, rows, results, seeds, summary, runs):
     lines = [f"### Setting `{setting}`", "",
-             f"{summary.get('rows', 0):,} impressions, CTR {100 * summary.get('ctr', 0):.1f} %.",
-             "", "| model | " + " | ".join(HEADERS) + " |",
-             "|---|" + "---|" * len(HEADERS)]
-    for label, row in rows.items():
-        cells = []
-        for key in DT_KEYS + ("auc",):
+             f"{summary.get('rows', 0):,} impressions, CTR {100 * summary.get('ctr', 0):.1f} %; "
+             f"{len(seeds)} seeds (mean ± std).", "",
+             "| model | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]
+    for run in runs:
+        row, cells = rows[run.name], []
+        for key in DT_KEYS + ("auc", "epochs"):
             if key not in row:
                 cells.append("–")
                 continue
             mean, std = row[key]
-            digits = 1 if key.endswith("seconds") else 4 if key == "auc" else 3
+            digits = 1 if key.endswith("seconds") or key == "epochs" else (
+                4 if key == "auc" else 3)
             cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "DT gain of ORCA over its backbone (relative, mean over the seven DT metrics, "
-              "sign so that better is positive), and CTR AUC change:", ""]
-    for base, orca in ORCA_PAIRS:
-        if base not in rows or orca not in rows:
+        lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
+    lines += ["", "DT gain of each ORCA row over its backbone row (relative, signed so that better "
+              "is positive; paired by seed): mean over the five class metrics, over all seven, "
+              "per metric; and the ctr tower's AUC change:", "",
+              "| ORCA row | against | DT gain, 5 class metrics | DT gain, 7 metrics | per metric "
+              "(MAEc RMSEc F1 P R MAE RMSE) | CTR AUC change |", "|---|---|---|---|---|---|"]
+    labels = {r.name: r.label for r in runs}
+    for run in runs:
+        if run.baseline is None or run.baseline not in rows:
             continue
-        gains = []
-        for key in DT_KEYS:
-            b, o = rows[base][key][0], rows[orca][key][0]
-            better_high = key in ("dt_weighted_f1", "dt_macro_precision", "dt_macro_recall")
-            gains.append(((o - b) if better_high else (b - o)) / abs(b) * 100)
-        lines.append(f"- {orca} vs {base}: DT {np.mean(gains):+.1f} % (per metric: "
-                     + ", ".join(f"{g:+.1f}" for g in gains) + f"); CTR AUC "
-                     f"{rows[orca]['auc'][0] - rows[base]['auc'][0]:+.4f}")
+        gain = dt_gain(results, run, seeds)
+        lines.append(f"| {run.label} | {labels[run.baseline]} | {gain['class'][0]:+.1f} % ± "
+                     f"{gain['class'][1]:.1f} | {gain['all'][0]:+.1f} % ± {gain['all'][1]:.1f} | "
+                     + " ".join(f"{g:+.1f}" for g in gain["per_metric"])
+                     + f" | {gain['auc'][0]:+.4f} ± {gain['auc'][1]:.4f} |")
+    lines += ["", "The collapse (Fig. 1, 4a): share of clicked test impressions predicted in each "
+              "bin (argmax), the served head and, for ORCA, the raw one; the moderate-bin share "
+              "(bins 2 to B-2) predicted against true:", "",
+              "| model | head | predicted share per bin | moderate predicted | moderate true |",
+              "|---|---|---|---|---|"]
+    for run in runs:
+        if run.columns == "auc":
+            continue
+        served, raw, true = collapse(results, run.name, seeds)
+        heads = [("served (debiased)" if raw is not None else "served", served)]
+        if raw is not None:
+            heads.append(("raw", raw))
+        for head, shares in heads:
+            lines.append(f"| {run.label} | {head} | " + " ".join(f"{s:.2f}" for s in shares)
+                         + f" | {moderate_share(shares):.3f} | {moderate_share(true):.3f} |")
+    for bins in ("project", "authors"):
+        first = next((r for r in runs if r.stats == bins and r.columns != "auc"), None)
+        if first is not None:
+            _, _, true = collapse(results, first.name, seeds)
+            lines.append(f"| truth ({bins} bins) | | " + " ".join(f"{s:.2f}" for s in true)
+                         + f" | {moderate_share(true):.3f} | {moderate_share(true):.3f} |")
     lines += ["", "Over-reliance check: mean (predicted − true) bin of clicked impressions by "
-              "decile of predicted CTR (lowest decile first), mean over seeds; the slope is "
-              "the least-squares change per decile:", ""]
-    for label, name in (("MMoE", "mmoe"), ("MMoE + ORCA", "mmoe_orca"), ("PLE", "ple"),
-                        ("PLE + ORCA", "ple_orca"), ("Shared bottom", "shared_bottom_dt")):
-        if name not in results:
+              "decile of predicted CTR (lowest first), mean over seeds; the slope is the "
+              "least-squares change per decile:", ""]
+    for run in runs:
+        if run.columns == "auc" or "dt_bias_by_ctr_decile" not in results[run.name][seeds[0]]:
             continue
-        bins, _ = decile_bias(results, name, seeds)
+        bins, _ = decile_bias(results, run.name, seeds)
         slope = np.polyfit(np.arange(len(bins)), bins, 1)[0]
-        lines.append(f"- {label}: slope {slope:+.3f} bins/decile; "
+        lines.append(f"- {run.label}: slope {slope:+.3f} bins/decile; "
                      + " ".join(f"{b:+.2f}" for b in bins))
     return "\n".join(lines) + "\n"
+
+
+PLOTTED = (("mmoe", "MMoE"), ("mmoe_orca", "MMoE + ORCA"), ("ple", "PLE"),
+           ("ple_orca", "PLE + ORCA"))
 
 
 def plot(out, setting, results, seeds):
@@ -189,22 +344,35 @@ def plot(out, setting, results, seeds):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if "mmoe" not in results or "mmoe_orca" not in results:
+    pairs = [(n, label) for n, label in PLOTTED if n in results]
+    if not pairs:
         return []
     paths = []
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    true = np.mean([results["mmoe"][s]["dt_true_bin_distribution"] for s in seeds], axis=0)
-    width = 0.27
-    x = np.arange(len(true))
-    ax.bar(x - width, true, width, label="ground truth", color="0.6")
-    for offset, (name, label) in zip((0, width), (("mmoe", "MMoE"), ("mmoe_orca", "MMoE + ORCA"))):
-        pred = np.mean([results[name][s]["dt_pred_bin_distribution"] for s in seeds], axis=0)
-        ax.bar(x + offset, pred, width, label=label)
-    ax.set_xlabel("dwell-time bin")
-    ax.set_ylabel("share of clicked impressions")
-    ax.set_title(f"Fig. 4a ({setting}): predicted vs true bin distribution, {len(seeds)} seeds")
-    ax.set_xticks(x)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
+    for ax, backbone in zip(axes, ("mmoe", "ple")):
+        names = [(n, label) for n, label in pairs if n.startswith(backbone)]
+        if not names:
+            continue
+        _, _, true = collapse(results, names[0][0], seeds)
+        bars = [("ground truth", true)]
+        for name, label in names:
+            served, raw, _ = collapse(results, name, seeds)
+            if raw is not None:
+                bars.append((f"{label}: raw head", raw))
+                bars.append((f"{label}: debiased head", served))
+            else:
+                bars.append((label, served))
+        width = 0.8 / len(bars)
+        x = np.arange(len(true))
+        for k, (label, shares) in enumerate(bars):
+            ax.bar(x + (k - (len(bars) - 1) / 2) * width, shares, width, label=label,
+                   color="0.6" if k == 0 else None)
+        ax.set_xlabel("dwell-time bin")
+        ax.set_xticks(x)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("share of clicked impressions")
+    fig.suptitle(f"Fig. 4a ({setting}): predicted (argmax) vs true bin shares, "
+                 f"{len(seeds)} seeds, with selection")
     fig.tight_layout()
     paths.append(os.path.join(out, f"fig4a-{setting}.png"))
     fig.savefig(paths[-1], dpi=110)
@@ -212,7 +380,7 @@ def plot(out, setting, results, seeds):
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     deciles = np.arange(1, 11)
-    for name, label in (("mmoe", "MMoE"), ("mmoe_orca", "MMoE + ORCA")):
+    for name, label in pairs:
         bins, seconds = decile_bias(results, name, seeds)
         axes[0].plot(deciles, bins, marker="o", label=label)
         axes[1].plot(deciles, seconds, marker="o", label=label)
@@ -221,7 +389,7 @@ def plot(out, setting, results, seeds):
         ax.set_xlabel("decile of predicted CTR (1 = lowest)")
         ax.set_ylabel(f"mean predicted − true ({unit})")
         ax.set_xticks(deciles)
-        ax.legend()
+        ax.legend(fontsize=7)
     fig.suptitle(f"Fig. 4b/c ({setting}): DT error by predicted CTR, clicked impressions, "
                  f"{len(seeds)} seeds")
     fig.tight_layout()
@@ -236,30 +404,41 @@ def main():
     parser.add_argument("--out", default="bench_out/orca")
     parser.add_argument("--settings", default="legacy,entangled")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--runs", default="", help="comma-separated run names (default all)")
-    parser.add_argument("--batch_size", type=int, default=2048)
+    parser.add_argument("--runs", default=",".join(DEFAULT_RUNS),
+                        help="comma-separated run names (RUNS)")
     parser.add_argument("--num_users", type=int, default=6000)
     parser.add_argument("--num_items", type=int, default=3000)
     parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--sim_seed", type=int, default=0, help="the simulator's seed (another "
+                        "world of the same setting: where options are chosen before the table)")
     args = parser.parse_args()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
-    wanted = set(filter(None, args.runs.split(",")))
-    runs = [r for r in RUNS if not wanted or r[1] in wanted]
+    wanted = args.runs.split(",")
+    by_name = {r.name: r for r in RUNS}
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        sys.exit(f"unknown runs: {', '.join(unknown)} (RUNS: {', '.join(by_name)})")
+    runs = [r for r in RUNS if r.name in wanted]
+    # A gain needs its baseline: add the baselines not asked for.
+    for run in list(runs):
+        if run.baseline and by_name[run.baseline] not in runs:
+            runs.insert(runs.index(run), by_name[run.baseline])
     sim_args = [f"--num_users={args.num_users}", f"--num_items={args.num_items}",
-                f"--days={args.days}"]
+                f"--days={args.days}", f"--seed={args.sim_seed}"]
     command = (f".venv/bin/python benchmarks/orca_table.py --out={args.out} "
                f"--settings={args.settings} --seeds={args.seeds} --num_users={args.num_users} "
-               f"--num_items={args.num_items} --days={args.days}"
-               + (f" --runs={args.runs}" if args.runs else ""))
+               f"--num_items={args.num_items} --days={args.days} --sim_seed={args.sim_seed} "
+               f"--runs={args.runs}")
     sections, everything = [], {"command": command, "settings": {}}
     for setting in args.settings.split(","):
-        results, summary = run_all(out, setting, seeds, runs, args.batch_size, sim_args)
+        results, summary = run_all(out, setting, seeds, runs, sim_args)
         rows = summarize(results, seeds, runs)
-        sections.append(render(setting, rows, results, seeds, summary))
+        sections.append(render(setting, rows, results, seeds, summary, runs))
         figures = plot(out, setting, results, seeds)
-        everything["settings"][setting] = {"rows": rows, "figures": figures,
+        gains = {r.name: dt_gain(results, r, seeds) for r in runs if r.baseline}
+        everything["settings"][setting] = {"rows": rows, "gains": gains, "figures": figures,
                                            "simulation": summary}
     markdown = "\n".join(sections) + f"\nCommand: `{command}`\n"
     with open(os.path.join(out, "orca_table.md"), "w") as handle:

@@ -1,12 +1,17 @@
 """The paper's Table 1 on the simulator: valid-read AUC and RelaImpr of the four presets.
 
-    .venv/bin/python benchmarks/table1.py --out=bench_out/table1 [--seeds=0,1,2 --epochs=1]
+    .venv/bin/python benchmarks/table1.py --out=bench_out/table1 [--setting=legacy
+        --protocol=selection --seeds=0,1,2]
 
-Simulates the default world (1M impressions, 14 days, simulator seed 0) unless --sim exists,
-computes the statistics of days 0-10, then trains every preset with each seed on days 0-10
-(raw logs, labels on the fly) and evaluates on days 11-13. `vr_ndt` runs with both negative
-weightings. RelaImpr is against `single_ctr` of the same seed. Writes `table1.md` and
-`table1.json` into --out and prints the table; each run's model directory stays under --out.
+Simulates the default world of `--setting` (1M impressions, 14 days, simulator seed 0) unless
+--sim exists, computes the statistics of days 0-10, then trains every preset with each seed on
+days 0-10 (raw logs, labels on the fly) and evaluates on days 11-13. `vr_ndt` runs with both
+negative weightings. `--protocol`: `one_epoch` (one epoch at --batch_size, as before model
+selection) or `selection` (day 10 held out for validation, up to --max_epochs epochs with
+early stopping on each preset's default metric, then the refit pass over day 10:
+`ranking.selection`). RelaImpr is against `single_ctr` of the same seed. Writes
+`table1-<setting>-<protocol>.md` and `.json` into --out and prints the table; each run's model
+directory stays under OUT/SETTING/PROTOCOL/models.
 """
 
 from __future__ import annotations
@@ -37,47 +42,59 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="bench_out/table1")
     parser.add_argument("--sim", default=None, help="existing simulation (default: OUT/sim)")
+    parser.add_argument("--setting", default="legacy", help="simulator setting")
+    parser.add_argument("--protocol", choices=("one_epoch", "selection"), default="selection")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=1, help="one_epoch: epochs")
+    parser.add_argument("--max_epochs", type=int, default=10, help="selection: most epochs")
     parser.add_argument("--batch_size", type=int, default=2048)
     args = parser.parse_args()
     out = os.path.abspath(args.out)
-    sim = os.path.abspath(args.sim or os.path.join(out, "sim"))
-    os.makedirs(out, exist_ok=True)
+    world = os.path.join(out, args.setting)
+    sim = os.path.abspath(args.sim or os.path.join(world, "sim"))
+    os.makedirs(world, exist_ok=True)
     if not os.path.exists(os.path.join(sim, "summary.json")):
         print(f"simulating into {sim}", flush=True)
-        module("pipelines.simulate", f"--output_dir={sim}")
+        module("pipelines.simulate", f"--output_dir={sim}", f"--setting={args.setting}")
     train = f"{sim}/logs/day-0*.csv.gz,{sim}/logs/day-10.csv.gz"
     evaluate = f"{sim}/logs/day-1[1-3].csv.gz"
-    stats = os.path.join(out, "stats")
+    protocol = ([f"--epochs={args.epochs}"] if args.protocol == "one_epoch" else
+                ["--validation_days=1", f"--max_epochs={args.max_epochs}"])
+    stats = os.path.join(world, "stats")
     if not os.path.exists(os.path.join(stats, "stats.json")):
         module("pipelines.stats", f"--input={train}", f"--output_dir={stats}")
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {}
     for seed in seeds:
         for preset, label, extra in RUNS:
-            model_dir = os.path.join(out, "models", f"{label.split(' (')[0]}"
+            model_dir = os.path.join(world, args.protocol, "models", f"{label.split(' (')[0]}"
                                      f"{'-' + extra[0].split('=')[1] if extra else ''}-seed{seed}")
             started = time.perf_counter()
             if not os.path.exists(os.path.join(model_dir, "eval_metrics.json")):
                 module("ranking.train", f"--model={preset}", f"--train={train}",
                        f"--eval={evaluate}", f"--stats={stats}", f"--model_dir={model_dir}",
-                       f"--seed={seed}", f"--epochs={args.epochs}",
-                       f"--batch_size={args.batch_size}", "--progress=none", *extra)
+                       f"--seed={seed}", f"--batch_size={args.batch_size}", "--progress=none",
+                       *protocol, *extra)
+                with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
+                    handle.write(f"{time.perf_counter() - started:.1f}")
             with open(os.path.join(model_dir, "eval_metrics.json")) as handle:
                 metrics = json.load(handle)
             results.setdefault(label, {})[seed] = metrics
             print(f"seed {seed} {label}: auc_valid_read {metrics['auc_valid_read']:.4f} "
                   f"auc_ctr {metrics['auc_ctr']:.4f} "
-                  f"{metrics.get('train_examples_per_second', float('nan')):,.0f} examples/s "
+                  f"selected step {metrics.get('selected_step', metrics['global_step'])} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
     table = summarize(results, seeds)
-    command = (f".venv/bin/python benchmarks/table1.py --out={args.out} --seeds={args.seeds} "
-               f"--epochs={args.epochs} --batch_size={args.batch_size}")
+    command = (f".venv/bin/python benchmarks/table1.py --out={args.out} "
+               f"--setting={args.setting} --protocol={args.protocol} --seeds={args.seeds} "
+               + (f"--epochs={args.epochs}" if args.protocol == "one_epoch"
+                  else f"--max_epochs={args.max_epochs}")
+               + f" --batch_size={args.batch_size}")
     markdown = render(table, command, len(seeds))
-    with open(os.path.join(out, "table1.md"), "w") as handle:
+    name = f"table1-{args.setting}-{args.protocol}"
+    with open(os.path.join(out, name + ".md"), "w") as handle:
         handle.write(markdown)
-    with open(os.path.join(out, "table1.json"), "w") as handle:
+    with open(os.path.join(out, name + ".json"), "w") as handle:
         json.dump({"command": command, "rows": table}, handle, indent=2)
     print(markdown)
 
@@ -91,23 +108,28 @@ def summarize(results, seeds):
         rel = np.array([rel_impr(by_seed[s]["auc_valid_read"], base[s]["auc_valid_read"])
                         for s in seeds])
         speed = np.array([by_seed[s].get("train_examples_per_second", np.nan) for s in seeds])
+        steps = np.array([by_seed[s].get("selected_step", by_seed[s]["global_step"])
+                          for s in seeds])
         std = (lambda x: float(np.std(x, ddof=1)) if len(x) > 1 else 0.0)  # noqa: E731
         rows.append({"model": label, "auc_valid_read_mean": float(auc.mean()),
                      "auc_valid_read_std": std(auc), "rel_impr_mean": float(rel.mean()),
                      "rel_impr_std": std(rel), "auc_ctr_mean": float(auc_ctr.mean()),
                      "auc_ctr_std": std(auc_ctr),
-                     "examples_per_second": float(np.nanmean(speed))})
+                     "examples_per_second": float(np.nanmean(speed)),
+                     "served_step_mean": float(steps.mean()),
+                     "per_seed_auc_valid_read": auc.tolist()})
     return rows
 
 
 def render(rows, command, seeds):
     lines = [f"| model | valid-read AUC (mean ± std, {seeds} seeds) | RelaImpr vs single_ctr | "
-             "click AUC |", "|---|---|---|---|"]
+             "click AUC | selected step | per seed |", "|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['auc_valid_read_mean']:.4f} ± "
                      f"{r['auc_valid_read_std']:.4f} | {r['rel_impr_mean']:+.2f}% ± "
                      f"{r['rel_impr_std']:.2f} | {r['auc_ctr_mean']:.4f} ± {r['auc_ctr_std']:.4f}"
-                     " |")
+                     f" | {r['served_step_mean']:.0f} | "
+                     + " ".join(f"{a:.4f}" for a in r["per_seed_auc_valid_read"]) + " |")
     return "\n".join(lines) + f"\n\nCommand: `{command}`\n"
 
 

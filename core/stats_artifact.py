@@ -6,7 +6,8 @@ with `load_artifact`, into a typed `StatsArtifact`.
 
     stats.json            format_version, mu, sigma, x_l, x_h, ndt {offset, tau, A, B, t_max,
                           epsilon, preset}, num_bins, dwell_bin_edges (s, num_bins + 1),
-                          dwell_bin_medians (s, num_bins; null for an empty bin), rows, clicks,
+                          dwell_bin_medians (s, num_bins; null for an empty bin), bin_values
+                          (median | midpoint: what DwellTargets values each bin at), rows, clicks,
                           clicks_with_dwell, rules {min_dwell, t1_threshold, light_user_days,
                           light_user_clicks, min_item_records}, numeric_features {name: {mean,
                           std}} of log1p(max(x, 0)), items_with_p10, user_days, schema, inputs
@@ -19,8 +20,10 @@ Definitions: mu and sigma are the mean and population standard deviation of ln(d
 clicks with dwell > 0; x_l = exp(mu - sigma), x_h = exp(mu + sigma). Bin edges are exact
 percentiles (`label_rules.dwell_bin_edges`) or given; each bin's median is the median of the
 clicked dwells > 0 that fall in it. An empty bin has no median (null in stats.json, which stays
-strict JSON); where a representative value is needed (`DwellTargets`), it is the geometric mean
-of the bin's edges, applied here once.
+strict JSON). A bin's representative value (`DwellTargets.bin_values`: what expected dwell and
+the dwell MAE in seconds use) is its median (`bin_values` "median", the default; an empty bin's
+is the geometric mean of its edges, applied here once) or the midpoint of its edges
+("midpoint", as ORCA's authors value their fixed bins).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from core.label_rules import NdtParams, RuleConfig, assign_bins, dwell_bin_edges
 FORMAT_VERSION = 1
 USER_DAY_COLUMNS = {"user_id": str, "day": np.int64, "clicks": np.int64}
 ITEM_COLUMNS = {"item_id": str, "clicks": np.int64, "p10": float}
+BIN_VALUES = ("median", "midpoint")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,19 +51,20 @@ class DwellTargets:
     """The dwell targets' scales that models are built with, from one stats artifact.
 
     log_dwell_mean, log_dwell_std: mu and sigma of ln(dwell) over clicks (the log-dwell tower
-    predicts (log1p(T) - mean) / std); bin_edges: seconds [bins + 1]; bin_medians: each bin's
-    representative dwell in seconds [bins] (an empty bin's: the geometric mean of its edges);
-    bin_ndt: the NDT of each representative dwell [bins]."""
+    predicts (log1p(T) - mean) / std); bin_edges: seconds [bins + 1]; bin_values: each bin's
+    representative dwell in seconds [bins] (its median, an empty bin's the geometric mean of its
+    edges; or the midpoint of its edges: the artifact's `bin_values`); bin_ndt: the NDT of each
+    representative dwell [bins]."""
 
     log_dwell_mean: float = 0.0
     log_dwell_std: float = 1.0
     bin_edges: tuple[float, ...] = ()
-    bin_medians: tuple[float, ...] = ()
+    bin_values: tuple[float, ...] = ()
     bin_ndt: tuple[float, ...] = ()
 
     @property
     def num_bins(self) -> int:
-        return len(self.bin_medians)
+        return len(self.bin_values)
 
     def to_json(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v
@@ -67,6 +72,9 @@ class DwellTargets:
 
     @classmethod
     def from_json(cls, data: Mapping) -> "DwellTargets":
+        data = dict(data)
+        if "bin_medians" in data:  # model directories written before bin values had a choice
+            data["bin_values"] = data.pop("bin_medians")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
@@ -86,6 +94,7 @@ class StatsArtifact:
     rules: RuleConfig
     dwell_bin_edges: np.ndarray  # float64 [bins + 1], seconds
     dwell_bin_medians: tuple  # [bins] seconds, None for an empty bin (as stored)
+    bin_values: str  # median | midpoint: how `targets` values each bin
     rows: int
     clicks: int
     numeric_features: dict  # name -> {"mean", "std"} of log1p(max(x, 0))
@@ -101,18 +110,22 @@ class StatsArtifact:
     @property
     def targets(self) -> DwellTargets:
         """The scales of the dwell targets (the empty-bin fallback applied)."""
-        medians = representative_medians(self.dwell_bin_medians, self.dwell_bin_edges)
+        if self.bin_values == "midpoint":
+            edges = self.dwell_bin_edges
+            values = tuple(float(v) for v in (edges[:-1] + edges[1:]) / 2)
+        else:
+            values = representative_medians(self.dwell_bin_medians, self.dwell_bin_edges)
         return DwellTargets(
             log_dwell_mean=float(self.mu), log_dwell_std=float(self.sigma),
-            bin_edges=tuple(float(e) for e in self.dwell_bin_edges), bin_medians=medians,
-            bin_ndt=tuple(float(v) for v in self.ndt(np.asarray(medians, np.float64))))
+            bin_edges=tuple(float(e) for e in self.dwell_bin_edges), bin_values=values,
+            bin_ndt=tuple(float(v) for v in self.ndt(np.asarray(values, np.float64))))
 
     def summary(self) -> dict:
         """What a model directory records of the artifact it was built with."""
         return {"path": os.path.abspath(self.path), "ndt": dataclasses.asdict(self.ndt),
                 "dwell_bin_edges": [float(e) for e in self.dwell_bin_edges],
                 "dwell_bin_medians": list(self.dwell_bin_medians),
-                "x_l": self.x_l, "x_h": self.x_h}
+                "bin_values": self.bin_values, "x_l": self.x_l, "x_h": self.x_h}
 
 
 def representative_medians(medians, edges) -> tuple[float, ...]:
@@ -131,12 +144,16 @@ def representative_medians(medians, edges) -> tuple[float, ...]:
 def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Mapping,
                unclicked_dwell_zeroed: int, rules: RuleConfig, ndt_preset: str, t_max: float,
                epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
-               num_bins: int = 8, bin_edges=None, schema: dict) -> dict:
+               num_bins: int = 8, bin_edges=None, bin_values: str = "median",
+               schema: dict) -> dict:
     """stats.json's content (everything but the table counts and the inputs).
 
     dwell: float [clicks with dwell > 0], sorted (so that the sums, and the artifact, do not
     depend on how the work was split); numeric_moments: name -> (count, sum, sum of squares)
-    of log1p(max(x, 0)); bin_edges: explicit edges in seconds, or None for percentiles."""
+    of log1p(max(x, 0)); bin_edges: explicit edges in seconds, or None for percentiles;
+    bin_values: median | midpoint (module docstring)."""
+    if bin_values not in BIN_VALUES:
+        raise InputError(f"bin_values must be one of {', '.join(BIN_VALUES)}, not {bin_values!r}")
     if rows == 0:
         raise InputError("the input has no rows")
     if len(dwell) < 2:
@@ -169,6 +186,7 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
         "num_bins": len(edges) - 1,
         "dwell_bin_edges": edges.tolist(),
         "dwell_bin_medians": medians,
+        "bin_values": bin_values,
         "rows": rows, "clicks": clicks, "clicks_with_dwell": int(len(dwell)),
         "unclicked_dwell_treated_as_zero": unclicked_dwell_zeroed,
         "rules": dataclasses.asdict(rules),
@@ -235,7 +253,8 @@ def load_artifact(path: str, *, user_days: bool = True) -> StatsArtifact:
         x_h=float(stats["x_h"]), ndt=NdtParams(**stats["ndt"]),
         rules=RuleConfig(**stats["rules"]),
         dwell_bin_edges=np.asarray(stats["dwell_bin_edges"], float),
-        dwell_bin_medians=tuple(stats["dwell_bin_medians"]), rows=int(stats["rows"]),
+        dwell_bin_medians=tuple(stats["dwell_bin_medians"]),
+        bin_values=str(stats.get("bin_values", "median")), rows=int(stats["rows"]),
         clicks=int(stats["clicks"]), numeric_features=dict(stats.get("numeric_features", {})),
         schema=dict(stats.get("schema", {})), inputs=str(stats.get("inputs", "")),
         item_p10=dict(zip(items["item_id"].tolist(), items["p10"].tolist())),

@@ -48,8 +48,8 @@ class ExportResult:
 
 
 def load_trained(model_dir: str):
-    """(RankingModel with the weights to serve, config.json contents): the best checkpoint's
-    when the model was trained with a validation window (`ranking.selection`), else the
+    """(RankingModel with the weights to serve, config.json contents): with a validation
+    window (`ranking.selection`), the refit checkpoint's, else the best one's; without one, the
     newest checkpoint's."""
     import tensorflow as tf
 
@@ -61,10 +61,10 @@ def load_trained(model_dir: str):
     if latest is None:
         raise InputError(f"{model_dir} has no checkpoint yet: train it first "
                          "(python -m ranking.train)")
-    best = selection.best_checkpoint(model_dir)
+    served = selection.served_checkpoint(model_dir)
     checkpoint = tf.train.Checkpoint(model=model)
-    if best is not None:
-        checkpoint.read(best).assert_existing_objects_matched()
+    if served is not None:
+        checkpoint.read(served).assert_existing_objects_matched()
     else:
         checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
     return model, description

@@ -94,7 +94,7 @@ def evaluation_metrics(config: ModelConfig, targets: DwellTargets,
     binary = [t for t in tasks if t.binary]
     # The model's click-like probability orders the DT bias by decile (ORCA's Fig. 4).
     context = {"bin_edges": np.asarray(targets.bin_edges, float),
-               "bin_medians": np.asarray(targets.bin_medians, float),
+               "bin_values": np.asarray(targets.bin_values, float),
                "p_ctr": outputs[binary[0].serving_output] if binary else None}
     labels = {**labels, "click": click, "valid_read": valid_read}
     for task in tasks:

@@ -67,6 +67,31 @@ def make_replica_step(run):
     return replica_step
 
 
+def make_nde_replica_step(run):
+    """ORCA's NDE-only step of a masked batch (--mask_scope=batch, `ranking.orca`): the NDE
+    loss of the masked forward, applied by the run's NDE optimizer to the NDE variables alone
+    (with --l2_dense, their own penalty added); returns {nde_masked_step} (float32 scalar)."""
+    import tensorflow as tf
+
+    from ranking import orca
+
+    model, optimizer = run.model, run.nde_optimizer
+    variables = model.network.get_layer("orca").nde_step_variables
+    l2_dense = run.config.model.regularization.l2_dense
+    matrices = [v for v in variables if len(v.shape) >= 2]
+
+    def replica_step(batch):
+        with tf.GradientTape() as tape:
+            loss = orca.nde_step_loss(model, batch)
+            if l2_dense:
+                replica = tf.distribute.get_replica_context()
+                loss += l2_dense * tf.add_n([tf.reduce_sum(tf.square(v)) for v in matrices]) / (
+                    replica.num_replicas_in_sync if replica is not None else 1)
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return {"nde_masked_step": loss}
+
+    return replica_step
+
 
 def _reduced(strategy, replica_step, batch):
     import tensorflow as tf
@@ -127,9 +152,10 @@ def barrier(strategy) -> None:
     all_reduce()
 
 
-def train_synchronous(run, say) -> list[float]:
-    """Trains the remaining epochs of `run` (a `ranking.training.Run`); returns examples/s of
-    each epoch after its first step."""
+def synchronous_steps(run):
+    """`run_batches(batches, first_step)`: a generator that takes each batch's training step
+    (and, for ORCA with --mask_scope=batch, the NDE-only step of a masked batch) and yields its
+    losses; `first_step` is the global step number of the first batch."""
     import tensorflow as tf
 
     strategy = run.strategy
@@ -139,10 +165,39 @@ def train_synchronous(run, say) -> list[float]:
     def step(batch):
         return _reduced(strategy, replica_step, batch)
 
+    masked_batches = run.nde_optimizer is not None
+    if masked_batches:
+        from ranking import orca
+
+        orca_config = run.config.model.orca
+        nde_replica_step = make_nde_replica_step(run)
+
+        @tf.function(reduce_retracing=True)
+        def nde_step(batch):
+            return _reduced(strategy, nde_replica_step, batch)
+
+    def run_batches(batches, first_step: int):
+        for number, batch in enumerate(batches, start=first_step):
+            losses = step(batch)
+            # The decision is the host's, keyed by the global step: every worker makes the
+            # same one, and a resumed run the one an uninterrupted run made.
+            if masked_batches and orca.batch_masked(orca_config, number):
+                losses = {**losses, **nde_step(batch)}
+            yield losses
+
+    return run_batches
+
+
+def train_synchronous(run, say) -> list[float]:
+    """Trains the remaining epochs of `run` (a `ranking.training.Run`); returns examples/s of
+    each epoch after its first step."""
+    import tensorflow as tf
+
+    run_batches = synchronous_steps(run)
+
     def run_steps(batches, steps):
         try:
-            for batch in batches:
-                yield step(batch)
+            yield from run_batches(batches, int(run.global_step) + 1)
         except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
                 tf.errors.DeadlineExceededError) as error:
             if run.workers == 1:
@@ -155,6 +210,48 @@ def train_synchronous(run, say) -> list[float]:
 
     return _epochs(run, say, lambda epoch, skip: _synchronous_batches(run, epoch, skip),
                    run_steps)
+
+
+def refit_on_validation(run, say) -> dict:
+    """`--refit=validation` (`ranking.selection`): the best checkpoint trains one pass over the
+    validation window and is written as the final one; returns final.json's summary. The
+    optimizer is as training left it; no rolling checkpoint is written."""
+    import tensorflow as tf
+
+    from ranking import selection
+
+    config, model_dir = run.config, run.model_dir
+    summary = run.validator.selection.summary()
+    done = selection.read_final(model_dir)
+    if done is not None and done.get("from_step") == summary["step"]:
+        return done  # a finished run started again: its pass is made already
+    best = selection.best_checkpoint(model_dir)
+    if best is None:
+        raise InputError("training ended without a validation (no best checkpoint)",
+                         file=model_dir)
+    tf.train.Checkpoint(model=run.model).read(best).assert_existing_objects_matched()
+    source, labeler, days = run.inputs.validation
+    # Its own shuffle order: the epoch number after every training epoch's.
+    dataset = data.labelled_dataset(
+        source, labeler, run.spec, config.batch_size, seed=config.seed,
+        epoch=config.selection.max_epochs, shuffle_buffer=config.shuffle_buffer,
+        allow_unclicked_dwell=config.allow_unclicked_dwell, days=days)
+    started, steps, rows = time.perf_counter(), 0, 0
+    batches = iter(run.strategy.experimental_distribute_dataset(dataset))
+    for losses in synchronous_steps(run)(batches, int(run.global_step) + 1):
+        steps += 1
+        rows += int(losses["rows"])
+    if steps == 0:
+        raise InputError("the validation window yielded no batch for the refit pass",
+                         file=config.selection.validation or config.train)
+    final = {"from_step": summary["step"], "from_epoch": summary["epoch"], "steps": steps,
+             "rows": rows, "window": "validation"}
+    if run.chief:
+        selection.write_final(model_dir, run.model, final)
+    say(f"refit: the best checkpoint (step {summary['step']}) trained one pass over the "
+        f"validation window: {steps} steps, {rows:,} rows in "
+        f"{time.perf_counter() - started:.1f} s")
+    return final
 
 
 def _epochs(run, say, open_epoch, run_steps) -> list[float]:

@@ -65,11 +65,11 @@ def _per_class(true_bin: np.ndarray, pred_bin: np.ndarray):
 
 
 def dwell_metrics(true_bin: np.ndarray, dwell_probs: np.ndarray, true_seconds: np.ndarray,
-                  bin_medians: np.ndarray, p_ctr: np.ndarray | None = None) -> dict:
+                  bin_values: np.ndarray, p_ctr: np.ndarray | None = None) -> dict:
     """Dwell-time metrics over clicked impressions.
 
     true_bin [n] int, dwell_probs [n, num_bins] (the predicted bin is the argmax), true_seconds
-    [n], bin_medians [num_bins] seconds (each bin's representative dwell), p_ctr [n] optional
+    [n], bin_values [num_bins] seconds (each bin's representative dwell), p_ctr [n] optional
     predicted CTR. Returns `dt_mae_class`, `dt_rmse_class` (bin index errors),
     `dt_weighted_f1`, `dt_macro_precision`, `dt_macro_recall` (over the classes present in the
     true or predicted bins; a class never predicted has precision 0), `dt_mae_seconds`,
@@ -82,7 +82,7 @@ def dwell_metrics(true_bin: np.ndarray, dwell_probs: np.ndarray, true_seconds: n
     dwell_probs = np.asarray(dwell_probs, float)
     num_bins = dwell_probs.shape[1]
     pred_bin = np.argmax(dwell_probs, axis=1)
-    medians = np.asarray(bin_medians, float)
+    medians = np.asarray(bin_values, float)
     error = (pred_bin - true_bin).astype(float)
     seconds_error = medians[pred_bin] - np.asarray(true_seconds, float).ravel()
     classes, tp, predicted, actual = _per_class(true_bin, pred_bin)

@@ -106,7 +106,7 @@ def check_config(config: ModelConfig) -> None:
         raise ValueError(f"single_task must be one of {', '.join(SINGLE_TASKS)}, "
                          f"not {config.towers.single_task!r}")
     if config.uses_orca:
-        orca.check_model(config.preset, spec.towers, spec.backbone)
+        orca.check_model(config.preset, spec.towers, spec.backbone, config.orca)
     config.backbone.check()
     if config.towers.tower_units is not None and any(int(u) < 1
                                                      for u in config.towers.tower_units):
@@ -137,8 +137,12 @@ def build_network(spec: FeatureSpec, config: ModelConfig,
               for f in spec.features}
     encoder = FeatureEncoder(spec, config.embedding_init_std, name="features")
     tasks = model_tasks(config, targets)
+    # ORCA's h_s as its NDE loss may train it (`ranking.orca`: shared_representation).
+    nde_shared = ({"nde_shared": config.orca.shared_representation}
+                  if config.uses_orca and config.orca.shared_representation != "stop" else {})
     backbone = BACKBONES[config.spec.backbone].make(
-        [t.task for t in tasks if t.has_tower], config.backbone, config.regularization, spec)
+        [t.task for t in tasks if t.has_tower], config.backbone, config.regularization, spec,
+        **nde_shared)
     representations = backbone(encoder(inputs))
     outputs = {}
     for task in tasks:
@@ -150,9 +154,11 @@ def build_network(spec: FeatureSpec, config: ModelConfig,
             outputs.update(task.outputs(raw))
     if config.uses_orca:
         @tf.autograph.experimental.do_not_convert  # straight-line code
-        def masked_forward(features, post_click_mask, training):
+        def masked_forward(features, post_click_mask):
+            # Inference mode: the second forward updates no batch-norm statistic and draws no
+            # dropout noise, so the backbone the towers train is not disturbed.
             return backbone(encoder(features, post_click_mask=post_click_mask),
-                            training=training)
+                            training=False)
 
         outputs.update(orca.attach(config.orca, tasks, inputs, representations, outputs,
                                    masked_forward, config.tower_units, config.regularization))

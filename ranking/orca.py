@@ -3,28 +3,46 @@
 On a backbone that supports it (MMoE, PLE or the shared bottom: `ranking.backbones`) with a CTR
 tower (p_ctr) and a raw dwell tower (logits z_raw over the dwell bins), ORCA adds:
 
-- SCD, the cross-task attention: multi-head self-attention (2 heads, 1 layer, residual) over
-  the two tokens [stopgrad(h_ctr), stopgrad(h_dt)], flattened to [batch, 2 d];
-- the NDE tower, an MLP on concat(SCD output, stopgrad(h_s)) giving logits z_nde [batch, bins];
+- SCD, the cross-task attention over the two tokens [stopgrad(h_ctr), stopgrad(h_dt)];
+- the NDE tower on concat(SCD output, h_s) giving logits z_nde [batch, bins];
 - debiased logits z = stopgrad(z_raw) - z_nde; the model serves softmax(z).
 
-Every input of the NDE path is stopped, so no gradient of its loss reaches the backbone, the
-embeddings or the raw towers; the CTR and raw-DT losses never see the NDE variables.
+The inputs of the NDE path are stopped, so no gradient of its loss reaches the embeddings or the
+raw towers, and the CTR and raw-DT losses never see the NDE variables. h_s (the backbone's
+shared representation) is stopped too unless `shared_representation` lets the NDE loss train
+the gate that mixes it (`gate`: MMoE's extra gate, PLE's last shared gate), or that gate and the
+experts it mixes (`gate_and_experts`); nothing else.
 
-Counterfactual masking (training only): each example is masked with probability `mask_prob`;
-a masked example's post-click features take their reserved mask value (categorical) or 0
-(numeric), and the NDE path sees the backbone's representations of the masked input (a second,
-stop-gradient forward of the encoder and backbone). At evaluation and serving the NDE reads the
-ordinary forward's representations: one forward pass, no mask input.
+**NDE head** (`nde_head`): `project` (this project's: one residual layer of multi-head
+self-attention over the tokens, flattened to [batch, 2 d], then an MLP of the towers' widths)
+or `authors` (as the authors' code: the tokens projected to 32 wide, attention with a learned
+linear residual of the unprojected tokens, ReLU, flattened, a 32-unit projection with ReLU; then
+with h_s a 16-unit layer (batch normalization and dropout when the model has them), an 8-unit
+ReLU layer and the bins).
 
-The mask is drawn with a stateless generator keyed by (seed, a counter of training calls kept in
-the checkpoint), so a resumed run draws the masks an uninterrupted one would have.
+**Counterfactual masking** (training only; `mask_scope`):
+
+- `row` (this project's): each example is masked with probability `mask_prob` inside the
+  training step; the NDE path sees the backbone's representations of the masked input (a
+  second, stop-gradient forward of the encoder and backbone, in inference mode: it updates no
+  batch-norm statistics and draws no dropout noise, so the backbone the towers train is not
+  disturbed). Masks are drawn statelessly from (seed, a counter of training calls kept in the
+  checkpoint), so a resumed run draws what an uninterrupted one would.
+- `batch` (the authors'): a whole batch is masked with probability `mask_prob` (decided from
+  (seed, global step)); it gets its ordinary step on the unmasked input, then an extra step
+  (`nde_step_loss`) in which the whole model reads the masked input (in inference mode) and
+  only the NDE tower is updated, by its own Adam optimizer at `nde_learning_rate_ratio` x the
+  learning rate; the raw logits being corrected and the instance weights come from that masked
+  forward. The NDE reads the ordinary forward otherwise.
+
+At evaluation and serving the NDE reads the ordinary forward: one pass, no mask input.
 
 ORCA attaches itself to a model (`ranking.models` calls `adapt_tasks` and `attach` when the
 preset or `--orca` asks for it): the model's `dwell_bins` task becomes the raw tower (outputs
 `raw_dwell_logits`, ..., loss weighed by alpha) and ORCA adds its `nde` task, whose loss weighs
 each clicked example by ORCA's instance weight (`instance_weights`) and whose outputs are the
-debiased `dwell_*` the model serves. Its settings are `OrcaConfig`.
+debiased `dwell_*` the model serves. Its settings are `OrcaConfig`; `configs/orca_authors.flags`
+sets every option the authors' code differs in.
 """
 
 from __future__ import annotations
@@ -32,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Mapping
 
+import numpy as np
 import tensorflow as tf
 
 from core.errors import InputError
@@ -45,6 +64,11 @@ from ranking.tasks import DwellBinsTask, Task
 # The towers ORCA reads: the click tower and the dwell-bin tower it debiases.
 CTR_TASK, DWELL_TASK = "ctr", "dwell_bins"
 RAW_PREFIX = "raw_"
+MASK_SCOPES = ("row", "batch")
+NDE_HEADS = ("project", "authors")
+SHARED_REPRESENTATIONS = ("stop", "gate", "gate_and_experts")
+# The authors' NDE head widths: attention and projection, the hidden layers after it.
+AUTHORS_ATTENTION, AUTHORS_UNITS = 32, (16, 8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +78,22 @@ class OrcaConfig:
 
     enabled: bool = setting(False, "ORCA on shared_bottom_dt (mmoe_orca and ple_orca have it "
                             "by preset).", flag="orca")
-    mask_prob: float = setting(0.2, "ORCA: probability that an example's post-click features "
-                               "are masked in the NDE path (training only).")
+    mask_prob: float = setting(0.2, "ORCA: probability that an example's (--mask_scope=row) or "
+                               "a batch's (batch) post-click features are masked for the NDE "
+                               "(training only).")
+    mask_scope: str = setting(
+        "row", "ORCA: row (each example masked inside the step) or batch (whole batches masked, "
+        "each with an extra step that trains only the NDE on the masked forward: the "
+        "authors' code).", choices=MASK_SCOPES)
+    nde_learning_rate_ratio: float = setting(
+        1.0, "ORCA, --mask_scope=batch: learning rate of the NDE's own optimizer, as a "
+        "multiple of --learning_rate.")
+    nde_head: str = setting("project", "ORCA's NDE head: project (this project's) or authors "
+                            "(as the authors' code; ranking/orca.py).", choices=NDE_HEADS)
+    shared_representation: str = setting(
+        "stop", "ORCA: what the NDE loss trains through h_s: nothing (stop), the gate that "
+        "mixes it (gate), or that gate and the experts it mixes (gate_and_experts).",
+        choices=SHARED_REPRESENTATIONS)
     alpha: float = setting(1.0, "ORCA: weight of the raw dwell-bin loss.")
     beta: float = setting(1.0, "ORCA: weight of the debiased (NDE) loss.")
     instance_weights: bool = setting(True, "ORCA: weigh the NDE loss by relu(l_ctr^a l_dt^b + "
@@ -71,14 +109,21 @@ class OrcaConfig:
             raise ValueError(f"mask_prob must be in [0, 1], not {self.mask_prob}")
         if self.scd_heads < 1:
             raise ValueError(f"scd_heads must be >= 1, not {self.scd_heads}")
+        if self.nde_learning_rate_ratio <= 0:
+            raise ValueError("nde_learning_rate_ratio must be > 0")
 
 
-def check_model(preset_name: str, towers, backbone: str) -> None:
-    """ValueError unless ORCA can sit on a model of these towers and backbone."""
+def check_model(preset_name: str, towers, backbone: str, config: OrcaConfig) -> None:
+    """ValueError unless ORCA, with `config`, can sit on a model of these towers and
+    backbone."""
     if tuple(towers) != (CTR_TASK, DWELL_TASK) or not BACKBONES[backbone].supports_orca:
         able = ", ".join(name for name, b in BACKBONES.items() if b.supports_orca)
         raise ValueError(f"ORCA needs a {CTR_TASK} and a {DWELL_TASK} tower on a {able} "
                          f"backbone; {preset_name} has {', '.join(towers)} on {backbone}")
+    if config.shared_representation != "stop" and not BACKBONES[backbone].trainable_shared:
+        able = ", ".join(name for name, b in BACKBONES.items() if b.trainable_shared)
+        raise ValueError(f"--shared_representation={config.shared_representation} needs a gate "
+                         f"that mixes h_s ({able}); {preset_name} is on {backbone}")
 
 
 def check_features(config: OrcaConfig, spec, preset_name: str) -> None:
@@ -104,10 +149,10 @@ def adapt_tasks(tasks: list[Task], config: OrcaConfig) -> list[Task]:
 def attach(config: OrcaConfig, tasks: list[Task], inputs, representations, outputs,
            masked_forward, tower_units, regularization) -> dict:
     """ORCA's outputs for a network: the `nde` task's (debiased `dwell_*`) and `nde_logits`.
-    `masked_forward(features, post_click_mask, training)` reruns the encoder and backbone."""
+    `masked_forward(features, post_click_mask)` reruns the encoder and backbone (inference
+    mode) on masked features."""
     nde = tasks[-1]
-    head = OrcaHead(nde.output_units, tower_units, CTR_TASK, DWELL_TASK, config.mask_prob,
-                    config.mask_seed, masked_forward, heads=config.scd_heads,
+    head = OrcaHead(nde.output_units, tower_units, config, masked_forward,
                     dropout=regularization.dropout, batch_norm=regularization.batch_norm,
                     name="orca")
     debiased = head(inputs, representations, outputs[f"{RAW_PREFIX}dwell_logits"])
@@ -144,7 +189,7 @@ class NdeTask(DwellBinsTask):
 
 
 def instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.Tensor,
-                          a: float = -0.1, b: float = 0.8, c: float = -0.2) -> tf.Tensor:
+                     a: float = -0.1, b: float = 0.8, c: float = -0.2) -> tf.Tensor:
     """ORCA's inverse instance weights, float32 [batch], without gradient (SPEC §4).
 
     For a clicked row (dwell_bin >= 0): w = relu(l_ctr^a * l_dt^b + c), l_ctr its CTR
@@ -169,8 +214,8 @@ def instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.
 
 
 class CrossTaskAttention(tf.keras.layers.Layer):
-    """SCD: tokens [h_ctr, h_dt] ([batch, d] each) -> [batch, 2 d]: one residual layer of
-    multi-head self-attention over the two tokens, flattened."""
+    """SCD, this project's: tokens [h_ctr, h_dt] ([batch, d] each) -> [batch, 2 d]: one
+    residual layer of multi-head self-attention over the two tokens, flattened."""
 
     def __init__(self, heads: int = 2, **kwargs):
         super().__init__(**kwargs)
@@ -190,30 +235,63 @@ class CrossTaskAttention(tf.keras.layers.Layer):
         return tf.reshape(mixed, [-1, 2 * stacked.shape[-1]])
 
 
+class ProjectedAttention(tf.keras.layers.Layer):
+    """SCD as the authors' code has it (an AutoInt interacting layer): tokens [h_ctr, h_dt]
+    ([batch, d] each) projected to `width`, multi-head self-attention (dropout on its weights)
+    plus a learned linear residual of the unprojected tokens, ReLU, flattened, and a `width`-unit
+    projection with ReLU -> [batch, width]."""
+
+    def __init__(self, heads: int = 2, width: int = AUTHORS_ATTENTION, dropout: float = 0.0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.projection = tf.keras.layers.Dense(width, use_bias=False, name="projection")
+        self.attention = tf.keras.layers.MultiHeadAttention(
+            num_heads=heads, key_dim=max(1, width // heads), dropout=dropout, name="attention")
+        self.residual = tf.keras.layers.Dense(width, use_bias=False, name="residual")
+        self.output_projection = tf.keras.layers.Dense(width, activation="relu", name="output")
+        self.width = width
+
+    def call(self, tokens, training=None):
+        stacked = tf.stack(list(tokens), axis=1)  # [batch, 2, d]
+        projected = self.projection(stacked)
+        mixed = tf.nn.relu(self.attention(projected, projected, training=training)
+                           + self.residual(stacked))
+        return self.output_projection(tf.reshape(mixed, [-1, 2 * self.width]))
+
+
 class OrcaHead(tf.keras.layers.Layer):
-    """(features, representations, z_raw) -> {dwell logits z, nde_logits}.
+    """(features, representations, z_raw) -> {dwell logits z, nde_logits} (module docstring).
 
-    `masked_forward(features, post_click_mask, training)` reruns the model's encoder and
-    backbone on masked features; it is held as a plain function (the layers it calls belong to
-    the network already)."""
+    `masked_forward(features, post_click_mask)` reruns the model's encoder and backbone on
+    masked features in inference mode; it is held as a plain function (the layers it calls
+    belong to the network already)."""
 
-    def __init__(self, num_bins: int, tower_units, ctr_task: str, dwell_task: str,
-                 mask_prob: float, seed: int, masked_forward=None, heads: int = 2,
+    def __init__(self, num_bins: int, tower_units, config: OrcaConfig, masked_forward=None,
                  dropout: float = 0.0, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if not 0.0 <= mask_prob <= 1.0:
-            raise ValueError(f"mask_prob must be in [0, 1], not {mask_prob}")
-        self.ctr_task, self.dwell_task = ctr_task, dwell_task
-        self.mask_prob = float(mask_prob)
-        self.seed = int(seed)
+        self.config = config
         self._masked_forward = masked_forward
-        self.scd = CrossTaskAttention(heads, name="scd")
-        self.nde_tower = MLP(tower_units, output_units=num_bins, dropout=dropout,
-                             batch_norm=batch_norm, name="nde_tower")
-        # Training calls so far: with the seed, it keys the stateless mask draws.
+        if config.nde_head == "authors":
+            self.scd = ProjectedAttention(config.scd_heads, dropout=dropout, name="scd")
+            self.nde_tower = MLP(AUTHORS_UNITS[:1], dropout=dropout, batch_norm=batch_norm,
+                                 name="nde_tower")
+            self.nde_head = MLP(AUTHORS_UNITS[1:], output_units=num_bins, name="nde_head")
+        else:
+            self.scd = CrossTaskAttention(config.scd_heads, name="scd")
+            self.nde_tower = MLP(tower_units, output_units=num_bins, dropout=dropout,
+                                 batch_norm=batch_norm, name="nde_tower")
+            self.nde_head = None
+        # Training calls so far: with the seed, it keys the stateless row-mask draws.
         self.mask_draws = self.add_weight(
             name="mask_draws", shape=(), dtype=tf.int64, trainable=False,
             initializer="zeros", aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+
+    @property
+    def nde_step_variables(self) -> list:
+        """What the NDE-only step of --mask_scope=batch trains: the NDE tower and its output
+        (not the attention, as in the authors' code)."""
+        layers = [self.nde_tower] + ([self.nde_head] if self.nde_head is not None else [])
+        return [v for layer in layers for v in layer.trainable_variables]
 
     def post_click_mask(self, rows: tf.Tensor) -> tf.Tensor:
         """bool [rows]: which examples the NDE path sees masked; advances the draw counter."""
@@ -224,20 +302,63 @@ class OrcaHead(tf.keras.layers.Layer):
         replica_id = tf.cast(replica.replica_id_in_sync_group if replica is not None else 0,
                              tf.int64)
         noise = tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack(
-            [tf.constant(self.seed, tf.int64) * 1024 + replica_id, draw]))
-        return noise < self.mask_prob
+            [tf.constant(self.config.mask_seed, tf.int64) * 1024 + replica_id, draw]))
+        return noise < self.config.mask_prob
 
     def call(self, features: Mapping[str, tf.Tensor], representations: Mapping[str, tf.Tensor],
              raw_logits: tf.Tensor, training=None):
-        if training and self.mask_prob > 0 and self._masked_forward is not None:
+        row_masks = self.config.mask_scope == "row" and self.config.mask_prob > 0
+        if training and row_masks and self._masked_forward is not None:
             rows = tf.shape(raw_logits)[0]
-            # In inference mode: the second forward updates no batch-norm statistics and draws
-            # no dropout noise, so the backbone the other towers train is not disturbed.
-            representations = self._masked_forward(features, self.post_click_mask(rows),
-                                                   False)
-        h_ctr, h_dt, h_s = (tf.stop_gradient(representations[k])
-                            for k in (self.ctr_task, self.dwell_task, "shared"))
-        nde_logits = self.nde_tower(tf.concat([self.scd([h_ctr, h_dt]), h_s], axis=1),
-                                    training=training)
+            representations = self._masked_forward(features, self.post_click_mask(rows))
+        h_ctr, h_dt = (tf.stop_gradient(representations[k])
+                       for k in (CTR_TASK, DWELL_TASK))
+        # h_s: stopped, or what the backbone made trainable by the NDE loss alone.
+        h_s = representations.get("nde_shared")
+        if h_s is None:
+            h_s = tf.stop_gradient(representations["shared"])
+        if self.nde_head is not None:
+            attended = self.scd([h_ctr, h_dt], training=training)
+            hidden = self.nde_tower(tf.concat([attended, h_s], axis=1), training=training)
+            nde_logits = self.nde_head(hidden, training=training)
+        else:
+            nde_logits = self.nde_tower(tf.concat([self.scd([h_ctr, h_dt]), h_s], axis=1),
+                                        training=training)
         return {"dwell_logits": tf.stop_gradient(raw_logits) - nde_logits,
                 "nde_logits": nde_logits}
+
+
+# The authors' masked-batch step (--mask_scope=batch) --------------------------------------------
+def batch_masked(config: OrcaConfig, step: int) -> bool:
+    """Whether the batch of global `step` is masked (--mask_scope=batch): a uniform keyed by
+    (seed, step), so a resumed run masks the batches an uninterrupted one would."""
+    rng = np.random.default_rng([config.mask_seed, 0x0BCA, step])
+    return bool(rng.random() < config.mask_prob)
+
+
+def nde_step_loss(model, batch) -> tf.Tensor:
+    """The NDE loss of the masked-batch step: the whole model reads the batch with its
+    post-click features masked (encoder, backbone and towers in inference mode), so the raw
+    logits being corrected and the instance weights come from the masked forward; the NDE
+    tower runs in training mode. Only the NDE variables should be updated by its gradient."""
+    features, labels = batch
+    network = model.network
+    config = model.config
+    encoder = network.get_layer("features")
+    backbone = network.get_layer(BACKBONES[config.spec.backbone].layer_name)
+    inputs = {name: features[name] for name in model.feature_spec.names}
+    rows = tf.shape(labels["click"])[0]
+    representations = backbone(encoder(inputs, post_click_mask=tf.ones([rows], tf.bool)),
+                               training=False)
+    outputs = {}
+    for task in model.tasks:
+        if task.has_tower:
+            raw = network.get_layer(f"{task.task}_tower")(representations[task.task],
+                                                         training=False)
+            outputs.update(task.outputs(raw))
+    head = network.get_layer("orca")
+    debiased = head(inputs, representations, outputs[f"{RAW_PREFIX}dwell_logits"],
+                    training=True)
+    nde = model.tasks[-1]
+    outputs.update(nde.outputs(debiased["dwell_logits"]))
+    return nde(labels, outputs)

@@ -1,6 +1,6 @@
 """One training run's parts, as the loops use them: the model, the optimizer, the progress
-counters, the checkpoint (with MetaBalance's averages and the selection state when the run has
-them) and its manager (`build_run`)."""
+counters, the checkpoint (with MetaBalance's averages, the selection state and ORCA's NDE
+optimizer when the run has them) and its manager (`build_run`)."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ class Run:
     steps_per_epoch: object
     workers: int = 1
     validator: object = None  # ranking.selection.Validator, with a validation window
+    # ORCA with --mask_scope=batch: the optimizer of the NDE-only step (`ranking.orca`).
+    nde_optimizer: object = None
 
     @property
     def train_source(self):
@@ -75,6 +77,18 @@ def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inpu
             optimizer.build(model.trainable_variables)
         elif hasattr(optimizer, "_create_all_weights"):  # legacy Keras optimizers
             optimizer._create_all_weights(model.trainable_variables)  # noqa: SLF001
+        nde_optimizer = None
+        if config.model.uses_orca and config.model.orca.mask_scope == "batch":
+            # The authors' NDE-only step has its own Adam state, at a multiple of the rate.
+            nde_optimizer = make_optimizer(dataclasses.replace(
+                config.optimizer, embedding_optimizer="same",
+                learning_rate=config.optimizer.learning_rate
+                * config.model.orca.nde_learning_rate_ratio))
+            nde_variables = model.network.get_layer("orca").nde_step_variables
+            if hasattr(nde_optimizer, "build"):
+                nde_optimizer.build(nde_variables)
+            else:
+                nde_optimizer._create_all_weights(nde_variables)  # noqa: SLF001
         balance = None
         if config.metabalance.enabled:
             from ranking.metabalance import MetaBalance
@@ -84,8 +98,11 @@ def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inpu
                                   config.metabalance.beta)
     run = Run(config=config, model_dir=model_dir, strategy=strategy, chief=chief, spec=spec,
               inputs=inputs, model=model, optimizer=optimizer, balance=balance,
-              checkpoint=None, manager=None, workers=workers, **counters)
+              checkpoint=None, manager=None, workers=workers, nde_optimizer=nde_optimizer,
+              **counters)
     parts = dict(model=model, optimizer=optimizer, **counters)
+    if nde_optimizer is not None:
+        parts["nde_optimizer"] = nde_optimizer
     if balance is not None:
         parts["metabalance"] = balance
     if validator_factory is not None:

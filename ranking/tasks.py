@@ -120,7 +120,7 @@ class Task(tf.keras.layers.Layer):
     def evaluate(self, outputs: Mapping[str, np.ndarray], labels: Mapping[str, np.ndarray],
                  context: Mapping) -> dict:
         """SPEC §6 metrics of this task's outputs (NumPy arrays, [rows] or [rows, bins]).
-        `context` holds `bin_medians`, `bin_edges` and `p_ctr` (the model's click probability,
+        `context` holds `bin_values`, `bin_edges` and `p_ctr` (the model's click probability,
         or None)."""
         return {}
 
@@ -225,7 +225,7 @@ class LogDwellTask(Task):
         # The predicted bin is the bin of the predicted dwell seconds.
         pred_bin = assign_bins(
             np.asarray(outputs["dwell_seconds"], np.float64)[clicked], context["bin_edges"])
-        one_hot = np.eye(len(context["bin_medians"]))[pred_bin]
+        one_hot = np.eye(len(context["bin_values"]))[pred_bin]
         result.update(_dwell_metrics(labels, clicked, one_hot, context))
         return result
 
@@ -234,7 +234,7 @@ def _dwell_metrics(labels, clicked, probs_of_clicked, context) -> dict:
     p_ctr = context.get("p_ctr")
     return metrics.dwell_metrics(
         np.asarray(labels["dwell_bin"])[clicked], probs_of_clicked,
-        np.asarray(labels["dwell_time"], np.float64)[clicked], context["bin_medians"],
+        np.asarray(labels["dwell_time"], np.float64)[clicked], context["bin_values"],
         p_ctr=None if p_ctr is None else np.asarray(p_ctr)[clicked])
 
 
@@ -252,7 +252,7 @@ class DwellBinsTask(Task):
         if self.targets.num_bins < 2:
             raise ValueError("the dwell_bins task needs the stats artifact's bin medians "
                              "(at least 2 bins)")
-        self.medians = tf.constant(self.targets.bin_medians, tf.float32)
+        self.medians = tf.constant(self.targets.bin_values, tf.float32)
         self.bin_ndt = tf.constant(self.targets.bin_ndt, tf.float32)
 
     @property

@@ -137,6 +137,11 @@ def _check_options(config: TrainConfig) -> None:
     if config.strategy == "parameter_server" and config.input_sharding != "files":
         raise InputError("--input_sharding=rows is for multi_worker_mirrored: parameter-server "
                          "workers take asynchronous steps from their own files")
+    if (config.strategy == "parameter_server" and config.model.uses_orca
+            and config.model.orca.mask_scope == "batch"):
+        raise InputError("--mask_scope=batch is for synchronous training: its NDE-only step "
+                         "follows a masked batch's step, which asynchronous parameter-server "
+                         "steps cannot order; use --mask_scope=row")
 
 
 def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bool) -> dict:
@@ -149,6 +154,11 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if not parameter_servers and config.batch_size % strategy.num_replicas_in_sync:
         raise InputError(f"--batch_size {config.batch_size} must be a multiple of the "
                          f"{strategy.num_replicas_in_sync} replicas in sync")
+    if (workers > 1 or parameter_servers) and config.selection.enabled and (
+            config.selection.refit != "none"):
+        raise InputError("--refit=validation (the default) makes its pass in one worker; on a "
+                         "cluster pass --refit=none (the best checkpoint is served as "
+                         "selected)")
     if parameter_servers and config.selection.validate_every:
         raise InputError("--validate_every is for synchronous training: parameter-server steps "
                          "are asynchronous, so a parameter-server run validates at epoch ends")
@@ -223,6 +233,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     started = time.perf_counter()
     train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
     throughputs = train(run, _say)
+    if run.validator is not None and config.selection.refit == "validation":
+        loops.refit_on_validation(run, say)
     training_seconds = time.perf_counter() - started
     if not chief:  # its checkpoints were only written for the collective ops' sake
         shutil.rmtree(os.path.dirname(run.manager.directory + "/"), ignore_errors=True)
@@ -240,19 +252,20 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
 
 def _evaluate_and_write(run, training_seconds: float, throughputs: list) -> dict:
-    """eval_metrics.json of a trained run (the chief's), with TensorBoard scalars: of the best
-    checkpoint when the run has a validation window, else of the weights it ended with."""
+    """eval_metrics.json of a trained run (the chief's), with TensorBoard scalars: of the
+    checkpoint it serves when the run has a validation window (the refit one, else the best:
+    `selection.served_checkpoint`), else of the weights it ended with."""
     import tensorflow as tf
 
     config, spec, model_dir = run.config, run.spec, run.model_dir
     model, global_step = run.model, run.global_step
     eval_source, eval_labeler = run.inputs.evaluation
     if run.validator is not None:
-        best = selection.best_checkpoint(model_dir)
-        if best is None:
+        served = selection.served_checkpoint(model_dir)
+        if served is None:
             raise InputError("training ended without a validation (no best checkpoint)",
                              file=model_dir)
-        tf.train.Checkpoint(model=model).read(best).assert_existing_objects_matched()
+        tf.train.Checkpoint(model=model).read(served).assert_existing_objects_matched()
     dataset = data.labelled_dataset(eval_source, eval_labeler, spec, config.eval_batch_size,
                                     allow_unclicked_dwell=config.allow_unclicked_dwell)
     result = evaluation.evaluate(model, dataset, config.baseline_metrics)
@@ -261,6 +274,7 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list) -> dict
     if run.validator is not None:
         result["selection"] = run.validator.selection.summary()
         result["selected_step"] = result["selection"]["step"]
+        result["refit"] = selection.read_final(model_dir)
     if config.allow_unclicked_dwell:
         result["unclicked_dwell_treated_as_zero"] = {
             what: labeler.unclicked_dwell_zeroed for what, labeler in run.inputs.labellers()}

@@ -10,7 +10,7 @@ from ranking.tasks import TowerConfig
 
 MEDIANS = (2.0, 6.0, 15.0, 40.0, 100.0, 250.0, 600.0, 1500.0)
 EDGES = np.array([1.0, 4.0, 9.0, 25.0, 60.0, 150.0, 400.0, 900.0, 3000.0])
-TARGETS = DwellTargets(bin_edges=tuple(EDGES), bin_medians=MEDIANS, bin_ndt=MEDIANS)
+TARGETS = DwellTargets(bin_edges=tuple(EDGES), bin_values=MEDIANS, bin_ndt=MEDIANS)
 
 
 def synthetic(rows=4000, seed=0):

@@ -122,7 +122,7 @@ def test_entire_space_loss_is_the_joint_outcome_cross_entropy():
 
 
 def test_dwell_bin_outputs_and_expected_ndt_equal_numpy():
-    task = tasks.DwellBinsTask(targets=DwellTargets(bin_medians=MEDIANS, bin_ndt=BIN_NDT))
+    task = tasks.DwellBinsTask(targets=DwellTargets(bin_values=MEDIANS, bin_ndt=BIN_NDT))
     logits = np.random.default_rng(2).normal(size=(5, 8))
     out = {k: v.numpy() for k, v in task.outputs(tf.constant(logits, tf.float32)).items()}
     p = np.exp(np_log_softmax(logits))
@@ -151,7 +151,7 @@ def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
     config = models.ModelConfig(preset, towers=tasks.TowerConfig(
         negative_weight=0.7, negative_weighting=weighting,
         single_task=variant if variant == "dwell_bins" else "ctr", dt_denominator=denominator))
-    model = models.RankingModel(spec, config, DwellTargets(bin_medians=MEDIANS, bin_ndt=BIN_NDT))
+    model = models.RankingModel(spec, config, DwellTargets(bin_values=MEDIANS, bin_ndt=BIN_NDT))
     features = tiny_batch(spec, 6)
     labels = {"click": tf.constant(CLICK), "valid_read": tf.constant(VALID_READ),
               "ndt": tf.constant(NDT, tf.float32), "log_dwell": tf.constant(LOG_DWELL, tf.float32),

@@ -4,13 +4,13 @@ with MetaBalance (its moving averages and ORCA's mask counter live in the checkp
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_orca import BIN_NDT, MEDIANS, labels_for
 
 from core.stats_artifact import DwellTargets
 from ranking import models, training
 from ranking.metabalance import MetaBalance, MetaBalanceConfig
 
 from model_fixtures import tiny_batch, tiny_spec
+from test_orca import BIN_NDT, MEDIANS, labels_for
 
 
 def flat(gradients, like):
@@ -23,7 +23,7 @@ def test_auxiliary_gradients_take_ratio_times_the_main_norm():
     tf.keras.utils.set_random_seed(0)
     spec = tiny_spec()
     model = models.RankingModel(spec, models.ModelConfig("mmoe"),
-                                DwellTargets(bin_medians=MEDIANS, bin_ndt=BIN_NDT))
+                                DwellTargets(bin_values=MEDIANS, bin_ndt=BIN_NDT))
     features, labels = tiny_batch(spec, 32), labels_for(32)
     candidates = model.shared_variables()
     others = [v for v in model.trainable_variables if all(v is not s for s in candidates)]

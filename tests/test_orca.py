@@ -24,7 +24,7 @@ def orca_model(preset="mmoe_orca", dt_denominator="batch", **orca_options):
     config = models.ModelConfig(preset, towers=TowerConfig(dt_denominator=dt_denominator),
                                 orca=orca.OrcaConfig(**orca_options))
     return spec, models.RankingModel(spec, config,
-                                     DwellTargets(bin_medians=MEDIANS, bin_ndt=BIN_NDT))
+                                     DwellTargets(bin_values=MEDIANS, bin_ndt=BIN_NDT))
 
 
 def labels_for(rows, seed=0):

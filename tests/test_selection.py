@@ -119,16 +119,20 @@ def test_a_bad_validation_row_fails_like_eval_and_leaves_nothing(small_world, ru
     assert not model_dir.exists()
 
 
-def test_the_best_checkpoint_is_evaluated_and_exported_not_the_last(small_world, tmp_path):
+def stopping_config(small_world, refit):
     """A min_delta no change can beat makes the first validation the best and stops two
-    validations later: eval_metrics.json and the export are the first validation's weights."""
-    model_dir = str(tmp_path / "model")
-    config = training.TrainConfig(
+    validations later."""
+    return training.TrainConfig(
         train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
         model=ModelConfig("single_ctr"), batch_size=256, seed=3, progress="none",
         selection=SelectionConfig(validation_days=1, validate_every=4, patience=2,
-                                  min_delta=1.0, max_epochs=3))
-    metrics = training.train_and_evaluate(config, model_dir)
+                                  min_delta=1.0, max_epochs=3, refit=refit))
+
+
+def test_the_best_checkpoint_is_evaluated_and_exported_not_the_last(small_world, tmp_path):
+    """--refit=none: eval_metrics.json and the export are the first validation's weights."""
+    model_dir = str(tmp_path / "model")
+    metrics = training.train_and_evaluate(stopping_config(small_world, "none"), model_dir)
     best = json.load(open(os.path.join(model_dir, "best.json")))
     history = json.load(open(os.path.join(model_dir, "history.json")))
     assert best == {**best, "step": 4, "epoch": 1, "metric": "auc_ctr"}
@@ -146,6 +150,35 @@ def test_the_best_checkpoint_is_evaluated_and_exported_not_the_last(small_world,
     np.testing.assert_allclose(exported, model.network(inputs)["ctr"].numpy(), rtol=1e-5)
     last = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     tf.train.Checkpoint(model=model).restore(last).expect_partial()
+    assert np.max(np.abs(exported - model.network(inputs)["ctr"].numpy())) > 1e-4
+    assert metrics["refit"] is None and not os.path.exists(os.path.join(model_dir, "final"))
+
+
+def test_refit_trains_the_best_checkpoint_one_pass_over_the_validation_day(small_world,
+                                                                           tmp_path):
+    """--refit=validation (the default): from the best checkpoint, one pass over every row of
+    the held-out day (counted here with pandas); that model is evaluated and exported."""
+    import glob
+
+    import pandas as pd
+
+    model_dir = str(tmp_path / "model")
+    metrics = training.train_and_evaluate(stopping_config(small_world, "validation"), model_dir)
+    last_day = sorted(glob.glob(small_world["train"]))[-1]
+    day_rows = len(pd.read_csv(last_day))
+    assert metrics["selected_step"] == 4 and metrics["global_step"] == 12
+    assert metrics["refit"] == {"from_step": 4, "from_epoch": 1, "steps": -(-day_rows // 256),
+                                "rows": day_rows, "window": "validation"}
+    model, _ = exporter.load_trained(model_dir)
+    served = exporter.export_saved_model(model_dir, str(tmp_path / "serving"))
+    loaded = tf.saved_model.load(served.path).signatures["predict_raw"]
+    source = data.open_source(small_world["eval"], model.feature_spec)
+    batch = next(iter(source.dataset(256, columns=model.feature_spec.names)))
+    inputs = {n: batch[n] for n in model.feature_spec.names}
+    exported = loaded(**inputs)["ctr"].numpy()
+    np.testing.assert_allclose(exported, model.network(inputs)["ctr"].numpy(), rtol=1e-5)
+    # Not the best checkpoint's weights: the pass moved them.
+    tf.train.Checkpoint(model=model).read(os.path.join(model_dir, "best", "model")).expect_partial()
     assert np.max(np.abs(exported - model.network(inputs)["ctr"].numpy())) > 1e-4
 
 
@@ -219,7 +252,7 @@ def test_batch_norm_puts_a_normalization_in_every_hidden_layer():
     tf.keras.utils.set_random_seed(0)
     spec = tiny_spec()
     config = ModelConfig("mmoe", regularization=RegularizationConfig(batch_norm=True))
-    network = models.build_network(spec, config, DwellTargets(bin_medians=(1.0, 5.0, 20.0),
+    network = models.build_network(spec, config, DwellTargets(bin_values=(1.0, 5.0, 20.0),
                                                               bin_ndt=(0.0, 0.2, 0.9)))
     norms = [layer for layer in network.submodules
              if isinstance(layer, tf.keras.layers.BatchNormalization)]

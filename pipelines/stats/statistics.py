@@ -22,6 +22,7 @@ from core import label_rules, log_diagnosis, log_schema, logs, stats_artifact
 from core.errors import reraised_from_workers
 from core.label_rules import SECONDS_PER_DAY
 from core.settings import setting
+from core.stats_artifact import BIN_VALUES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +42,9 @@ class StatsConfig:
     bin_edges: tuple[float, ...] | None = setting(
         None, "Explicit dwell-bin edges in seconds (num_bins + 1 values) instead of "
         "percentiles.")
+    bin_values: str = setting("median", "How each dwell bin is valued in seconds (expected "
+                              "dwell, dwell MAE): median (of its clicked dwells) or midpoint (of "
+                              "its edges, as ORCA's authors).", choices=BIN_VALUES)
     allow_unclicked_dwell: bool = setting(False, "Treat dwell > 0 on unclicked rows as 0 and "
                                           "count them, instead of failing.")
     batch_size: int = 8192
@@ -124,6 +128,7 @@ def summarize(part: _FilePart, config: StatsConfig, schema: log_schema.LogSchema
         ndt_preset=config.ndt_preset, t_max=config.t_max, epsilon=config.epsilon,
         ndt_offset=config.ndt_offset, ndt_tau=config.ndt_tau, ndt_a=config.ndt_a,
         ndt_b=config.ndt_b, num_bins=config.num_bins, bin_edges=config.bin_edges,
+        bin_values=config.bin_values,
         schema=schema.to_json())
 
 

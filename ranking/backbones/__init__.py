@@ -73,13 +73,16 @@ class BackboneConfig:
 class Backbone:
     """A registered backbone: `make(task_names, config, regularization, spec)` gives its layer
     (`regularization`: a `ranking.regularization.RegularizationConfig`, for dropout and batch
-    normalization)."""
+    normalization). `supports_orca`: it returns the shared representation h_s ("shared") ORCA's
+    NDE reads; `trainable_shared`: a gate mixes h_s, so `make(..., nde_shared=MODE)` can also
+    return it as ORCA's NDE loss trains it ("nde_shared"; `ranking.orca`)."""
 
     name: str
     layer_name: str
     make: Callable
     interaction: bool = False  # ends in a representation the output layer reads directly
     supports_orca: bool = False
+    trainable_shared: bool = False
 
 
 def _register(*entries: Backbone) -> dict[str, Backbone]:
@@ -92,12 +95,14 @@ BACKBONES = _register(
     Backbone("shared_bottom", "bottom", lambda tasks, c, r, spec: SharedBottom(
         tasks, c.bottom_units, name="bottom", dropout=r.dropout, batch_norm=r.batch_norm),
         supports_orca=True),
-    Backbone("mmoe", "mmoe", lambda tasks, c, r, spec: MMoE(
+    Backbone("mmoe", "mmoe", lambda tasks, c, r, spec, nde_shared="stop": MMoE(
         tasks, c.experts, c.expert_units, name="mmoe", dropout=r.dropout,
-        batch_norm=r.batch_norm), supports_orca=True),
-    Backbone("ple", "ple", lambda tasks, c, r, spec: PLE(
+        batch_norm=r.batch_norm, nde_shared=nde_shared), supports_orca=True,
+        trainable_shared=True),
+    Backbone("ple", "ple", lambda tasks, c, r, spec, nde_shared="stop": PLE(
         tasks, c.levels, c.task_experts, c.shared_experts, c.expert_units, name="ple",
-        dropout=r.dropout, batch_norm=r.batch_norm), supports_orca=True),
+        dropout=r.dropout, batch_norm=r.batch_norm, nde_shared=nde_shared), supports_orca=True,
+        trainable_shared=True),
     Backbone("separate", "separate", lambda tasks, c, r, spec: Separate(
         tasks, c.bottom_units, name="separate", dropout=r.dropout, batch_norm=r.batch_norm)),
     Backbone("aitm", "aitm", lambda tasks, c, r, spec: AITM(

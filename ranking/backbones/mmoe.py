@@ -50,16 +50,17 @@ class MMoE(tf.keras.layers.Layer):
     def call(self, x, training=None):
         experts = tf.stack([e(x, training=training) for e in self.experts], axis=1)
         out = {name: mix(experts, g) for name, g in self.gate_values(x).items()}
-        if self.nde_shared != "stop":
+        if self.nde_shared == "gate":  # the experts as computed, stopped: only the gate learns
+            out["nde_shared"] = mix(tf.stop_gradient(experts),
+                                    self.gates["shared"](tf.stop_gradient(x)))
+        elif self.nde_shared == "gate_and_experts":
             out["nde_shared"] = self.shared_for_nde(x)
         return out
 
     def shared_for_nde(self, x) -> tf.Tensor:
-        """h_s as ORCA's NDE loss may train it (`nde_shared` "gate": the shared gate only;
-        "gate_and_experts": the gate and the experts): the experts rerun in inference mode on
-        the stopped input, so no gradient reaches the encoder and no state changes."""
+        """h_s as ORCA's NDE loss trains it with `nde_shared` "gate_and_experts": the experts
+        rerun in inference mode on the stopped input (so no gradient reaches the encoder and
+        no batch-norm statistic moves), mixed by the shared gate."""
         stopped = tf.stop_gradient(x)
         experts = tf.stack([e(stopped, training=False) for e in self.experts], axis=1)
-        if self.nde_shared == "gate":
-            experts = tf.stop_gradient(experts)
         return mix(experts, self.gates["shared"](stopped))

@@ -43,20 +43,22 @@ class CGCLevel(tf.keras.layers.Layer):
             len(self.task_names) * task_experts + shared_experts, activation="softmax",
             name="shared_gate", kernel_initializer="zeros" if last else "glorot_uniform")
 
-    def shared_for_nde(self, task_inputs, shared_input, train_experts: bool) -> tf.Tensor:
-        """The shared gate's mix as ORCA's NDE loss may train it: the gate (and, with
-        `train_experts`, the level's experts, rerun in inference mode) on stopped inputs."""
+    def shared_for_nde(self, task_inputs, shared_input) -> tf.Tensor:
+        """The shared gate's mix as ORCA's NDE loss trains it with `nde_shared`
+        "gate_and_experts": the level's experts rerun in inference mode on the stopped inputs
+        (no gradient reaches what feeds the level, no batch-norm statistic moves)."""
         task_inputs = {t: tf.stop_gradient(task_inputs[t]) for t in self.task_names}
         shared_input = tf.stop_gradient(shared_input)
         shared = [e(shared_input, training=False) for e in self.shared_experts]
         own = [e(task_inputs[t], training=False) for t in self.task_names
                for e in self.task_experts[t]]
-        every = tf.stack(own + shared, axis=1)
-        if not train_experts:
-            every = tf.stop_gradient(every)
-        return mix(every, self.shared_gate(shared_input))
+        return mix(tf.stack(own + shared, axis=1), self.shared_gate(shared_input))
 
-    def call(self, task_inputs, shared_input, training=None, return_gates=False):
+    def call(self, task_inputs, shared_input, training=None, return_gates=False,
+             nde_shared="stop"):
+        """-> ({task: h_t}, h_s[, gates]); with `nde_shared` "gate" also h_s as the NDE loss
+        trains it (the experts as computed, stopped, mixed by the shared gate on the stopped
+        input), appended last."""
         shared = [e(shared_input, training=training) for e in self.shared_experts]
         own = {t: [e(task_inputs[t], training=training) for e in self.task_experts[t]]
                for t in self.task_names}
@@ -65,9 +67,11 @@ class CGCLevel(tf.keras.layers.Layer):
         outputs = {t: mix(tf.stack(own[t] + shared, axis=1), gates[t]) for t in self.task_names}
         every = [h for t in self.task_names for h in own[t]] + shared
         shared_output = mix(tf.stack(every, axis=1), gates["shared"])
-        if return_gates:
-            return outputs, shared_output, gates
-        return outputs, shared_output
+        result = (outputs, shared_output) + ((gates,) if return_gates else ())
+        if nde_shared == "gate":
+            result += (mix(tf.stop_gradient(tf.stack(every, axis=1)),
+                           self.shared_gate(tf.stop_gradient(shared_input))),)
+        return result
 
 
 class PLE(tf.keras.layers.Layer):
@@ -89,13 +93,19 @@ class PLE(tf.keras.layers.Layer):
 
     def call(self, x, training=None, return_gates=False):
         task_inputs, shared, all_gates = {t: x for t in self.task_names}, x, []
-        for level in self.levels:
+        nde_shared = None
+        for k, level in enumerate(self.levels):
             last_inputs = (task_inputs, shared)
-            task_inputs, shared, gates = level(task_inputs, shared, training=training,
-                                               return_gates=True)
+            mode = self.nde_shared if k == len(self.levels) - 1 else "stop"
+            task_inputs, shared, gates, *extra = level(
+                task_inputs, shared, training=training, return_gates=True, nde_shared=mode)
             all_gates.append(gates)
+            if extra:
+                nde_shared = extra[0]
         outputs = {**task_inputs, "shared": shared}
-        if self.nde_shared != "stop":  # ORCA's h_s trainable by the NDE loss (module docstring)
-            outputs["nde_shared"] = self.levels[-1].shared_for_nde(
-                *last_inputs, train_experts=self.nde_shared == "gate_and_experts")
+        # ORCA's h_s as the NDE loss trains it (module docstring).
+        if self.nde_shared == "gate":
+            outputs["nde_shared"] = nde_shared
+        elif self.nde_shared == "gate_and_experts":
+            outputs["nde_shared"] = self.levels[-1].shared_for_nde(*last_inputs)
         return (outputs, all_gates) if return_gates else outputs
