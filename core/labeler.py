@@ -8,7 +8,10 @@ and UTC day for rule T2.
 
 Counting for T2 uses the logs being labelled for the UTC days they cover (a day is covered when
 any row of the input falls on it; a user without clicks that day counts 0) and the stats
-artifact's user table for every other day of the window.
+artifact's user table for every other day of the window. When the logs being labelled are the
+very files the artifact was computed from (`StatsArtifact.counts_for`), its user table already
+holds every count the rules need: the labeller is built from it, without a pass over the logs
+(`window_from_daily`: a (user, day) the table has no window for had no click in the window).
 """
 
 from __future__ import annotations
@@ -86,6 +89,17 @@ def window_clicks(labelled, covered_days: set, history, window_days: int):
     return result
 
 
+def window_from_daily(daily, window_days: int):
+    """Every (user_fp, day) whose window of `window_days` days ending with it holds a click,
+    with that window's clicks, from daily counts DataFrame[user_fp, day, clicks]; returns
+    DataFrame[user_fp, day, window]. Any other (user, day) has a window of 0."""
+    import pandas as pd
+
+    shifted = pd.concat([daily.assign(day=daily["day"] + back) for back in range(window_days)])
+    window = shifted.groupby(["user_fp", "day"], as_index=False)["clicks"].sum()
+    return window.rename(columns={"clicks": "window"})
+
+
 # The in-graph labeller ------------------------------------------------------------------------------
 class Labeler:
     """Adds `valid_read`, `valid_read_rule`, `ndt`, `log_dwell`, `dwell_bin` to a batch dict of
@@ -99,10 +113,13 @@ class Labeler:
     unclicked_dwell_zeroed = 0
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
     file_day_rows = None  # (file index, UTC day) -> rows of the counted logs
+    counted = True  # False: built from the artifact's counts, without a pass over the logs
 
     def __init__(self, artifact: StatsArtifact, window, rules: RuleConfig | None = None,
-                 ndt: NdtParams | None = None):
-        """`window`: DataFrame[user_fp, day, window] from `window_clicks`."""
+                 ndt: NdtParams | None = None, missing_is_zero: bool = False):
+        """`window`: DataFrame[user_fp, day, window] from `window_clicks` (every (user, day) of
+        the logs to label has a row: a missing one is an error) or, with `missing_is_zero`,
+        from `window_from_daily` (a missing (user, day) has a window of 0)."""
         import tensorflow as tf
 
         self.rules = rules or artifact.rules
@@ -126,11 +143,12 @@ class Labeler:
             default_value=-1)
         keys = (np.searchsorted(fps, window["user_fp"].to_numpy(np.int64)) * _DAY_SLOTS
                 + (window["day"].to_numpy(np.int64) - self.first_day))
+        self.missing = 0 if missing_is_zero else -1
         self.window = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(keys if len(keys) else [0], tf.int64),
                 tf.constant(window["window"].to_numpy(np.int64) if len(keys) else [0], tf.int64)),
-            default_value=-1)
+            default_value=self.missing)
 
     def __call__(self, batch: dict) -> dict:
         import tensorflow as tf
@@ -139,11 +157,14 @@ class Labeler:
         clicked = tf.equal(batch["click"], 1)
         day = tf.math.floordiv(batch["timestamp"], SECONDS_PER_DAY)
         user = self.user_index.lookup(user_fingerprint(batch["user_id"]))
-        window = self.window.lookup(user * _DAY_SLOTS + (day - self.first_day))
-        window = tf.where(user < 0, tf.constant(-1, tf.int64), window)
-        tf.debugging.assert_non_negative(
-            window, message="a (user, day) of the batch is missing from the T2 window table: "
-                            "count_user_days must see the same logs as the labeller")
+        offset = day - self.first_day
+        window = self.window.lookup(user * _DAY_SLOTS + offset)
+        outside = (user < 0) | (offset < 0) | (offset >= _DAY_SLOTS)
+        window = tf.where(outside, tf.constant(self.missing, tf.int64), window)
+        if self.missing < 0:
+            tf.debugging.assert_non_negative(
+                window, message="a (user, day) of the batch is missing from the T2 window "
+                                "table: count_user_days must see the same logs as the labeller")
         p10 = self.item_p10.lookup(batch["item_id"])
         t1 = dwell > self.x_l
         t2 = window < self.rules.light_user_clicks
@@ -168,8 +189,24 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
                 ndt: NdtParams | None = None, batch_size: int = 8192,
                 allow_unclicked_dwell: bool = False) -> Labeler:
     """A Labeler for the logs of `source` (a `LogSource`): one pass counts their clicks per user
-    and day for rule T2."""
+    and day for rule T2, unless they are the files `artifact` was computed from (module
+    docstring)."""
     rules = rules or artifact.rules
+    file_day_rows = artifact.counts_for([f.path for f in source.files])
+    # Rows the stats job zeroed are errors here without --allow_unclicked_dwell: the counting
+    # pass finds them (with their file and row) before anything is written.
+    if artifact.unclicked_dwell_zeroed and not allow_unclicked_dwell:
+        file_day_rows = None
+    if file_day_rows is not None:
+        window = window_from_daily(artifact_counts(artifact), rules.light_user_days)
+        labeler = Labeler(artifact, window, rules, ndt, missing_is_zero=True)
+        labeler.unclicked_dwell_zeroed = artifact.unclicked_dwell_zeroed
+        labeler.file_day_rows = file_day_rows
+        labeler.rows_per_file = np.zeros(len(source.files), np.int64)
+        for (file, _), n in file_day_rows.items():
+            labeler.rows_per_file[file] += n
+        labeler.counted = False
+        return labeler
     counted = count_source(source, batch_size, allow_unclicked_dwell)
     window = window_clicks(counted.user_days, counted.covered_days, artifact_counts(artifact),
                            rules.light_user_days)
@@ -177,6 +214,7 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
     labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
     labeler.rows_per_file = counted.rows_per_file
     labeler.file_day_rows = counted.file_day_rows
+    labeler.counted = True
     return labeler
 
 

@@ -10,7 +10,9 @@ with `load_artifact`, into a typed `StatsArtifact`.
                           (median | midpoint: what DwellTargets values each bin at), rows, clicks,
                           clicks_with_dwell, rules {min_dwell, t1_threshold, light_user_days,
                           light_user_clicks, min_item_records}, numeric_features {name: {mean,
-                          std}} of log1p(max(x, 0)), items_with_p10, user_days, schema, inputs
+                          std}} of log1p(max(x, 0)), items_with_p10, user_days, schema, inputs,
+                          files [{path, bytes, mtime_ns, rows, day_rows {UTC day: rows}}]: each
+                          file read, as it was (`file_record`; `StatsArtifact.counts_for`)
     items/part-*.csv      item_id, clicks, p10: items with >= min_item_records clicks with
                           dwell > 0; p10 = numpy's linear-interpolation 10th percentile (s)
     user_days/part-*.csv  user_id, day, clicks: clicks per user per UTC day (day = unix
@@ -102,6 +104,32 @@ class StatsArtifact:
     inputs: str
     item_p10: dict
     user_day_clicks: dict
+    files: tuple = ()  # stats.json's file records (`file_record`), sorted by path
+    unclicked_dwell_zeroed: int = 0
+    user_days_loaded: bool = True  # False: loaded without its user table
+
+    def counts_for(self, paths) -> dict | None:
+        """{(file index, UTC day): rows} of `paths` when they are exactly the files this
+        artifact was computed from, unchanged (same real paths, sizes and modification times):
+        then its user table holds their clicks per user and day, and a job labelling them
+        needs no counting pass of its own. Else None."""
+        if not self.files or len(paths) != len(self.files) or not self.user_days_loaded:
+            return None
+        records = {record["path"]: record for record in self.files}
+        counts = {}
+        for index, path in enumerate(paths):
+            record = records.get(os.path.realpath(path))
+            if record is None:
+                return None
+            try:
+                status = os.stat(path)
+            except OSError:
+                return None
+            if (status.st_size, status.st_mtime_ns) != (record["bytes"], record["mtime_ns"]):
+                return None
+            for day, n in record["day_rows"].items():
+                counts[(index, int(day))] = int(n)
+        return counts
 
     @property
     def num_bins(self) -> int:
@@ -195,6 +223,15 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     }
 
 
+def file_record(path: str, day_rows: Mapping[int, int]) -> dict:
+    """What the artifact records of an input file: its real path, size and modification time
+    (so that a later job can tell it is the same file) and its rows per UTC day."""
+    status = os.stat(path)
+    return {"path": os.path.realpath(path), "bytes": int(status.st_size),
+            "mtime_ns": int(status.st_mtime_ns), "rows": int(sum(day_rows.values())),
+            "day_rows": {str(day): int(n) for day, n in sorted(day_rows.items())}}
+
+
 # Reading ------------------------------------------------------------------------------------------
 def read_table(directory: str, columns: Mapping[str, type]) -> dict[str, np.ndarray]:
     """Reads the CSV shards `directory/part-*.csv` (header line, then rows) into arrays."""
@@ -259,4 +296,6 @@ def load_artifact(path: str, *, user_days: bool = True) -> StatsArtifact:
         schema=dict(stats.get("schema", {})), inputs=str(stats.get("inputs", "")),
         item_p10=dict(zip(items["item_id"].tolist(), items["p10"].tolist())),
         user_day_clicks=dict(zip(zip(users["user_id"].tolist(), users["day"].tolist()),
-                                 users["clicks"].tolist())))
+                                 users["clicks"].tolist())),
+        files=tuple(stats.get("files", ())), user_days_loaded=user_days,
+        unclicked_dwell_zeroed=int(stats.get("unclicked_dwell_treated_as_zero", 0)))

@@ -75,12 +75,14 @@ class ServingModule(tf.Module):
         fusable = [n for n in self._outputs if n != "score"
                    and len(network.output[n].shape) == 1]
         self.fusion.check(fusable, f"{config.preset}")
+        # autograph=False: every function here is straight-line (no Python branch on a tensor);
+        # converting Keras' internals while tracing took seconds per signature.
         self.serve_examples = tf.function(
-            self._serve_examples,
+            self._serve_examples, autograph=False,
             input_signature=[tf.TensorSpec([None], tf.string, name=EXAMPLES_INPUT)])
         names = spec.names
         self.serve_raw = tf.function(
-            lambda *values: self.outputs(dict(zip(names, values))),
+            lambda *values: self.outputs(dict(zip(names, values))), autograph=False,
             input_signature=[tf.TensorSpec([None], _DTYPES[f.dtype], name=f.name)
                              for f in spec.features])
 
@@ -109,5 +111,6 @@ class ServingModule(tf.Module):
     def signatures(self) -> dict:
         return {SIGNATURE_EXAMPLES: self.serve_examples.get_concrete_function(),
                 SIGNATURE_RAW: self.serve_raw.get_concrete_function(),
-                SIGNATURE_FUSION: tf.function(self._describe_fusion, input_signature=[
+                SIGNATURE_FUSION: tf.function(self._describe_fusion, autograph=False,
+                                              input_signature=[
                     tf.TensorSpec([], tf.int32, name="unused")]).get_concrete_function()}

@@ -56,7 +56,7 @@ def predict(network, dataset, config: ModelConfig, targets: DwellTargets) -> tup
     the labels LABEL_KEYS."""
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def step(features):
         outputs = network(features, training=False)
         return {k: outputs[k] for k in names}

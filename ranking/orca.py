@@ -57,7 +57,7 @@ from core.errors import InputError
 from core.settings import setting
 from ranking import losses
 from ranking.backbones import BACKBONES
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 from ranking.losses import global_sum
 from ranking.tasks import DwellBinsTask, Task
 
@@ -213,7 +213,7 @@ def instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.
     return tf.where(total > 1e-12, raw * tf.math.divide_no_nan(clicks, total), ones)
 
 
-class CrossTaskAttention(tf.keras.layers.Layer):
+class CrossTaskAttention(StaticLayer):
     """SCD, this project's: tokens [h_ctr, h_dt] ([batch, d] each) -> [batch, 2 d]: one
     residual layer of multi-head self-attention over the two tokens, flattened."""
 
@@ -235,7 +235,7 @@ class CrossTaskAttention(tf.keras.layers.Layer):
         return tf.reshape(mixed, [-1, 2 * stacked.shape[-1]])
 
 
-class ProjectedAttention(tf.keras.layers.Layer):
+class ProjectedAttention(StaticLayer):
     """SCD as the authors' code has it (an AutoInt interacting layer): tokens [h_ctr, h_dt]
     ([batch, d] each) projected to `width`, multi-head self-attention (dropout on its weights)
     plus a learned linear residual of the unprojected tokens, ReLU, flattened, and a `width`-unit
@@ -259,7 +259,7 @@ class ProjectedAttention(tf.keras.layers.Layer):
         return self.output_projection(tf.reshape(mixed, [-1, 2 * self.width]))
 
 
-class OrcaHead(tf.keras.layers.Layer):
+class OrcaHead(StaticLayer):
     """(features, representations, z_raw) -> {dwell logits z, nde_logits} (module docstring).
 
     `masked_forward(features, post_click_mask)` reruns the model's encoder and backbone on

@@ -46,6 +46,7 @@ import tensorflow_recommenders as tfrs
 from core.settings import setting
 from core.stats_artifact import DwellTargets
 from ranking import losses, metrics
+from ranking.layers import StaticLayer
 
 # Largest predicted log1p(dwell) turned into seconds (e^12 s is about 1.9 days).
 MAX_LOG_DWELL = 12.0
@@ -72,7 +73,7 @@ class TowerConfig:
         "(their mean over clicked rows).", choices=losses.DT_DENOMINATORS)
 
 
-class Task(tf.keras.layers.Layer):
+class Task(StaticLayer):
     """One training objective on one tower. Subclasses set the class attributes and implement
     `outputs` and `loss`."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from core import cli, settings  # cli first: it quiets TensorFlow before it loads
+from core import cli, phases, settings  # cli first: it quiets TensorFlow before it loads
 from ranking import training
 
 FLAGS = flags.FLAGS
@@ -50,6 +50,8 @@ def main(argv):
             rel = metrics["rel_impr"]
             print(f"  RelaImpr vs {rel['baseline']}: auc_valid_read {rel['auc_valid_read']:+.2f}%"
                   f"  auc_ctr {rel['auc_ctr']:+.2f}%")
+        if "phase_seconds" in metrics:
+            print("  " + phases.describe(metrics["phase_seconds"]))
         print(f"  wrote {FLAGS.model_dir}/eval_metrics.json")
 
 

@@ -19,6 +19,7 @@ import time
 
 from core import atomic, stats_artifact
 from core.errors import InputError
+from core.phases import Phases
 from core.settings import setting
 from ranking import data, distribute, evaluation, orca, selection
 from ranking import features as features_lib
@@ -91,6 +92,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     column types, say) removes what this run wrote when the directory was new or empty; a
     directory being resumed keeps its checkpoints. Returns the metrics dict ({} without
     --eval, and on every task but the chief)."""
+    phases = Phases()
     _check_options(config)
     if distribute.is_server_task(config.strategy):
         distribute.serve_forever()
@@ -100,7 +102,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     existed = os.path.isdir(model_dir)
     fresh = not (existed and os.listdir(model_dir))
     try:
-        return _train_and_evaluate(config, model_dir, strategy, chief)
+        return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
         if (chief and fresh and _is_bad_input(error) and os.path.isdir(model_dir)
                 and not isinstance(error, distribute.PeerFailed)):
@@ -144,7 +146,8 @@ def _check_options(config: TrainConfig) -> None:
                          "steps cannot order; use --mask_scope=row")
 
 
-def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bool) -> dict:
+def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bool,
+                        phases: Phases) -> dict:
     import tensorflow as tf
 
     from ranking import loops
@@ -168,19 +171,21 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         for glob in (config.train, config.selection.validation, config.eval):
             if glob:
                 validation.check_input(glob, config.schema)
-    artifact = stats_artifact.load_artifact(config.stats)
-    targets = artifact.targets
-    config = dataclasses.replace(config, model=dataclasses.replace(
-        config.model, orca=dataclasses.replace(config.model.orca, mask_seed=config.seed)))
-    spec = features_lib.build_feature_spec(
-        data.open_source(config.train).schema, artifact.numeric_features,
-        features_lib.load_feature_config(config.feature_config), config.post_click_features,
-        config_path=config.feature_config, embedding_dim=config.embedding_dim)
-    if config.model.uses_orca:
-        orca.check_features(config.model.orca, spec, config.model.preset)
-    # Every task makes the same refusals (bad input, too few files) before anything is written.
-    inputs = data.prepare_inputs(config, spec, artifact,
-                                 strategy.scope() if parameter_servers else None)
+    with phases("inputs"):
+        artifact = stats_artifact.load_artifact(config.stats)
+        targets = artifact.targets
+        config = dataclasses.replace(config, model=dataclasses.replace(
+            config.model, orca=dataclasses.replace(config.model.orca, mask_seed=config.seed)))
+        spec = features_lib.build_feature_spec(
+            data.open_source(config.train).schema, artifact.numeric_features,
+            features_lib.load_feature_config(config.feature_config), config.post_click_features,
+            config_path=config.feature_config, embedding_dim=config.embedding_dim)
+        if config.model.uses_orca:
+            orca.check_features(config.model.orca, spec, config.model.preset)
+        # Every task makes the same refusals (bad input, too few files) before anything is
+        # written.
+        inputs = data.prepare_inputs(config, spec, artifact,
+                                     strategy.scope() if parameter_servers else None)
     if workers > 1 and config.input_sharding == "files" and len(inputs.train.files) < workers:
         raise InputError(f"--input_sharding=files needs at least one training file per worker: "
                          f"{len(inputs.train.files)} file(s) for {workers} workers; split the "
@@ -217,8 +222,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                 allow_unclicked_dwell=config.allow_unclicked_dwell, days=days),
                 config.selection, say)
 
-    run = build_run(config, model_dir, strategy, chief, spec, targets, inputs, workers,
-                    validator_factory)
+    with phases("build"):
+        run = build_run(config, model_dir, strategy, chief, spec, targets, inputs, workers,
+                        validator_factory)
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if latest:  # every task restores the chief's checkpoint
         run.checkpoint.restore(latest).assert_existing_objects_matched()
@@ -232,9 +238,11 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
     started = time.perf_counter()
     train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
-    throughputs = train(run, _say)
+    with phases("training"):
+        throughputs = train(run, _say)
     if run.validator is not None and config.selection.refit == "validation":
-        loops.refit_on_validation(run, say)
+        with phases("refit"):
+            loops.refit_on_validation(run, say)
     training_seconds = time.perf_counter() - started
     if not chief:  # its checkpoints were only written for the collective ops' sake
         shutil.rmtree(os.path.dirname(run.manager.directory + "/"), ignore_errors=True)
@@ -243,7 +251,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
     result = {}
     if inputs.evaluation is not None and chief:
-        result = _evaluate_and_write(run, training_seconds, throughputs)
+        result = _evaluate_and_write(run, training_seconds, throughputs, phases)
     if workers > 1 and not parameter_servers:
         # The other workers wait for the chief's evaluation, so that none leaves the cluster
         # while it still runs (the chief's coordination service would report it as failed).
@@ -251,7 +259,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     return result
 
 
-def _evaluate_and_write(run, training_seconds: float, throughputs: list) -> dict:
+def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases: Phases) -> dict:
     """eval_metrics.json of a trained run (the chief's), with TensorBoard scalars: of the
     checkpoint it serves when the run has a validation window (the refit one, else the best:
     `selection.served_checkpoint`), else of the weights it ended with."""
@@ -268,7 +276,8 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list) -> dict
         tf.train.Checkpoint(model=model).read(served).assert_existing_objects_matched()
     dataset = data.labelled_dataset(eval_source, eval_labeler, spec, config.eval_batch_size,
                                     allow_unclicked_dwell=config.allow_unclicked_dwell)
-    result = evaluation.evaluate(model, dataset, config.baseline_metrics)
+    with phases("evaluation"):
+        result = evaluation.evaluate(model, dataset, config.baseline_metrics)
     result["eval"] = config.eval
     result["global_step"] = int(global_step)
     if run.validator is not None:
@@ -285,6 +294,8 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list) -> dict
     with tf.summary.create_file_writer(os.path.join(model_dir, "logs", "eval")).as_default():
         for key in ("auc_ctr", "auc_valid_read"):
             tf.summary.scalar(key, result[key], step=step)
+    # Where this process's time went, up to here (the write that follows is not in it).
+    result["phase_seconds"] = phases.summary()
     with atomic.atomic_file(os.path.join(model_dir, "eval_metrics.json")) as handle:
         json.dump(result, handle, indent=2, allow_nan=True)
     return result

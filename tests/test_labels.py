@@ -222,6 +222,50 @@ def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path):
 
 
 # Hand-built edge cases -----------------------------------------------------------------------------
+def test_the_stats_own_files_are_labelled_from_its_counts_without_a_pass(sim, tmp_path):
+    """Labelling the very files of the stats window needs no counting pass (the artifact's user
+    table and file records hold the counts); the labels equal the reference and, byte for byte,
+    those of a counting pass (an artifact without file records); a changed file is counted."""
+    import shutil
+
+    from core import logs
+    from core.labeler import labeler_for
+
+    root, stats_dir = sim
+    pattern = str(root / "sim/logs/day-0[0-6].csv.gz")
+    artifact = stats_artifact.load_artifact(stats_dir)
+    source = logs.open_logs(pattern)
+    assert not labeler_for(source, artifact).counted
+    assert labeler_for(logs.open_logs(str(root / "sim/logs/day-0[0-5].csv.gz")), artifact).counted
+    recorded = [r["rows"] for r in stats_artifact.read_stats_json(stats_dir)["files"]]
+    assert recorded == [len(pd.read_csv(p)) for p in sorted(glob.glob(pattern))]
+
+    labelling.label_logs(pattern, stats_dir, str(tmp_path / "skip"), fmt="csv")
+    without_files = tmp_path / "stats_without_files"
+    shutil.copytree(stats_dir, without_files)
+    stats = stats_artifact.read_stats_json(str(without_files))
+    del stats["files"]
+    (without_files / "stats.json").write_text(json.dumps(stats))
+    labelling.label_logs(pattern, str(without_files), str(tmp_path / "count"), fmt="csv")
+    names = sorted(os.listdir(tmp_path / "skip"))
+    assert names == sorted(os.listdir(tmp_path / "count")) and names
+    for name in names:
+        if name.endswith(".csv.gz"):
+            assert ((tmp_path / "skip" / name).read_bytes()
+                    == (tmp_path / "count" / name).read_bytes()), name
+    got = read_frame(str(tmp_path / "skip/*.csv.gz"))
+    want = label_with_reference(read_frame(pattern), artifact)
+    for column in ("valid_read", "valid_read_rule", "dwell_bin"):
+        np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy(), column)
+    assert set(got["valid_read_rule"]) == {0, 1, 2, 3}
+
+    # A file that changed since the stats were computed is counted again.
+    copy = tmp_path / "logs"
+    shutil.copytree(root / "sim/logs", copy)
+    moved = stats_artifact.load_artifact(stats_dir)
+    assert labeler_for(logs.open_logs(str(copy / "day-0[0-6].csv.gz")), moved).counted
+
+
 HEADER = ["user_id", "item_id", "timestamp", "click", "dwell_time"]
 D = 20_000  # a UTC day number; its midnight is D * 86400
 

@@ -53,10 +53,11 @@ class StatsConfig:
 class _FilePart:
     """Pre-aggregates of one input file (picklable, merged by `_MergeParts`)."""
 
-    def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0):
+    def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0, files=None):
         self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
         self.dwell = [] if dwell is None else dwell  # list of arrays of clicked dwell > 0
         self.numeric = numeric or {}  # name -> [count, sum, sum of squares] of log1p(max(x, 0))
+        self.files = files or []  # stats_artifact.file_record of each file read
 
 
 def _read_file(path: str, schema_json: dict, config: StatsConfig):
@@ -70,13 +71,17 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
                             schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
     part = _FilePart(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
-    item_parts, day_parts = [], []
+    item_parts, day_parts, day_rows = [], [], {}
     dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell)
     with log_diagnosis.input_errors_for_beam():
         for batch in dataset.as_numpy_iterator():
             click = batch["click"] == 1
             dwell = batch["dwell_time"]
             part.rows += len(click)
+            days, rows = np.unique(np.floor_divide(batch["timestamp"], SECONDS_PER_DAY),
+                                   return_counts=True)
+            for day, n in zip(days.tolist(), rows.tolist()):
+                day_rows[day] = day_rows.get(day, 0) + n
             part.clicks += int(click.sum())
             if config.allow_unclicked_dwell:
                 part.unclicked_dwell += int(batch[logs.DWELL_ZEROED].sum())
@@ -94,6 +99,7 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
                 acc[1] += float(x.sum())
                 acc[2] += float((x * x).sum())
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
+    part.files = [stats_artifact.file_record(path, day_rows)]
     yield pvalue.TaggedOutput("part", part)
     items = pd.concat(item_parts) if item_parts else pd.DataFrame({"item": [], "dwell": []})
     for item, values in items.groupby("item", sort=False)["dwell"]:
@@ -110,6 +116,7 @@ def _merge_parts(parts) -> _FilePart:
         merged.clicks += part.clicks
         merged.unclicked_dwell += part.unclicked_dwell
         merged.dwell.extend(part.dwell)
+        merged.files.extend(part.files)
         for name, acc in part.numeric.items():
             into = merged.numeric.setdefault(name, [0.0, 0.0, 0.0])
             for k in range(3):
@@ -213,6 +220,7 @@ def _write_stats(part, directory, config, schema_json, pattern, items, user_days
     schema = log_schema.LogSchema.from_json(schema_json)
     with log_diagnosis.input_errors_for_beam():
         stats = summarize(part, config, schema)
-    stats.update(items_with_p10=int(items), user_days=int(user_days), inputs=pattern)
+    stats.update(items_with_p10=int(items), user_days=int(user_days), inputs=pattern,
+                 files=sorted(part.files, key=lambda record: record["path"]))
     with open(os.path.join(directory, "stats.json"), "w") as handle:
         json.dump(stats, handle, indent=2)

@@ -18,10 +18,10 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 
 
-class AdaptiveInformationTransfer(tf.keras.layers.Layer):
+class AdaptiveInformationTransfer(StaticLayer):
     """(p, q) [batch, d] each -> z [batch, d]."""
 
     def __init__(self, units: int, **kwargs):
@@ -39,7 +39,7 @@ class AdaptiveInformationTransfer(tf.keras.layers.Layer):
         return tf.einsum("bu,bud->bd", weights, self.h1(inputs))
 
 
-class AITM(tf.keras.layers.Layer):
+class AITM(StaticLayer):
     """x [batch, d] -> {task: z_t [batch, units[-1]], "shared": x}."""
 
     def __init__(self, task_names: Sequence[str], units: Sequence[int], dropout: float = 0.0,

@@ -12,10 +12,10 @@ from typing import Sequence
 import tensorflow as tf
 
 from ranking.backbones.fields import FieldView
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 
 
-class InteractingLayer(tf.keras.layers.Layer):
+class InteractingLayer(StaticLayer):
     """[batch, F, d_in] -> [batch, F, heads * key_dim]."""
 
     def __init__(self, heads: int, key_dim: int, **kwargs):
@@ -28,7 +28,7 @@ class InteractingLayer(tf.keras.layers.Layer):
         return tf.nn.relu(self.attention(fields, fields) + self.residual(fields))
 
 
-class AutoInt(tf.keras.layers.Layer):
+class AutoInt(StaticLayer):
     def __init__(self, task_names: Sequence[str], spec, field_dim: int, attention_layers: int,
                  attention_heads: int, units: Sequence[int], dropout: float = 0.0,
                  batch_norm: bool = False, **kwargs):

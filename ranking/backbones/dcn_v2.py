@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 
 
-class DCNv2(tf.keras.layers.Layer):
+class DCNv2(StaticLayer):
     def __init__(self, task_names: Sequence[str], cross_layers: int, units: Sequence[int],
                  dropout: float = 0.0, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)

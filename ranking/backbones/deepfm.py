@@ -14,7 +14,7 @@ from typing import Sequence
 import tensorflow as tf
 
 from ranking.backbones.fields import FieldView
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 
 
 def bi_interaction(fields: tf.Tensor) -> tf.Tensor:
@@ -23,7 +23,7 @@ def bi_interaction(fields: tf.Tensor) -> tf.Tensor:
     return 0.5 * (tf.square(summed) - tf.reduce_sum(tf.square(fields), axis=1))
 
 
-class DeepFM(tf.keras.layers.Layer):
+class DeepFM(StaticLayer):
     def __init__(self, task_names: Sequence[str], spec, field_dim: int, units: Sequence[int],
                  dropout: float = 0.0, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from ranking.features import FeatureSpec
+from ranking.layers import StaticLayer
 
 
 def field_widths(spec: FeatureSpec) -> list[tuple[str, int]]:
@@ -22,7 +23,7 @@ def field_widths(spec: FeatureSpec) -> list[tuple[str, int]]:
     return categorical + numeric
 
 
-class FieldView(tf.keras.layers.Layer):
+class FieldView(StaticLayer):
     """x [batch, d] (the encoder's output) -> [batch, num_fields, k]."""
 
     def __init__(self, spec: FeatureSpec, k: int, **kwargs):

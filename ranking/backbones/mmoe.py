@@ -14,7 +14,7 @@ from typing import Sequence
 
 import tensorflow as tf
 
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 
 
 def mix(experts: tf.Tensor, gate: tf.Tensor) -> tf.Tensor:
@@ -22,7 +22,7 @@ def mix(experts: tf.Tensor, gate: tf.Tensor) -> tf.Tensor:
     return tf.einsum("bn,bnd->bd", gate, experts)
 
 
-class MMoE(tf.keras.layers.Layer):
+class MMoE(StaticLayer):
     """x [batch, d] -> {task: h_t, "shared": h_s} [batch, expert_units[-1]]."""
 
     def __init__(self, task_names: Sequence[str], num_experts: int,

@@ -18,10 +18,10 @@ from typing import Sequence
 import tensorflow as tf
 
 from ranking.backbones.mmoe import mix
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 
 
-class CGCLevel(tf.keras.layers.Layer):
+class CGCLevel(StaticLayer):
     """One customized gate control level: ({task: x_t}, x_s) -> ({task: h_t}, h_s)."""
 
     def __init__(self, task_names, task_experts, shared_experts, expert_units, dropout=0.0,
@@ -74,7 +74,7 @@ class CGCLevel(tf.keras.layers.Layer):
         return result
 
 
-class PLE(tf.keras.layers.Layer):
+class PLE(StaticLayer):
     """x [batch, d] -> {task: h_t, "shared": h_s} [batch, expert_units[-1]]."""
 
     def __init__(self, task_names: Sequence[str], num_levels: int, task_experts: int,

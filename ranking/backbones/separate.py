@@ -7,12 +7,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import tensorflow as tf
-
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 
 
-class Separate(tf.keras.layers.Layer):
+class Separate(StaticLayer):
     """x [batch, d] -> {task: MLP_t(x)} and "shared": x."""
 
     def __init__(self, task_names: Sequence[str], units: Sequence[int], dropout: float = 0.0,

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import tensorflow as tf
-
-from ranking.layers import MLP
+from ranking.layers import MLP, StaticLayer
 
 
-class SharedBottom(tf.keras.layers.Layer):
+class SharedBottom(StaticLayer):
     """x [batch, d] -> {task: h, "shared": h}, h = MLP(x) [batch, units[-1]]."""
 
     def __init__(self, task_names: Sequence[str], units: Sequence[int], dropout: float = 0.0,
