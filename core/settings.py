@@ -192,3 +192,35 @@ def from_json(config_class, data: dict):
             value = tuple(value)
         values[field.name] = value
     return config_class(**values)
+
+
+def reference_markdown(config_class, *, skip: tuple[str, ...] = ()) -> str:
+    """A Markdown table of every flag of `config_class` (nested configs included, `skip`
+    left out): flag, default, help, and the config field it sets. docs/flags.md is made of
+    these tables (scripts/flag_reference.py), so the documented flags are the defined ones."""
+
+    def shown(leaf):
+        default = _default(leaf.field)
+        if default is None:
+            return "—" if leaf.field.default is not dataclasses.MISSING else "required"
+        if isinstance(default, tuple):
+            return "`" + ",".join(str(v) for v in default) + "`" if default else "(empty)"
+        if isinstance(default, bool):
+            return "`true`" if default else "`false`"
+        return f"`{default}`"
+
+    def cell(text):
+        return " ".join(str(text).split()).replace("|", "\\|")
+
+    rows = ["| flag | default | what it sets |", "|---|---|---|"]
+    for leaf in leaves(config_class):
+        if leaf.flag in skip:
+            continue
+        meta = leaf.field.metadata
+        help_text = meta["help"]
+        if meta.get("choices") is not None:
+            choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+            help_text += " One of: " + ", ".join(str(c) for c in choices) + "."
+        rows.append(f"| `--{leaf.flag}` | {cell(shown(leaf))} | {cell(help_text)} "
+                    f"(`{'.'.join(leaf.path)}`) |")
+    return "\n".join(rows) + "\n"

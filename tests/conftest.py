@@ -5,6 +5,12 @@ import os
 import core  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest-xdist workers on two cores: each worker's TensorFlow (and
+    # every CLI process its tests start, which inherit this) computes on one thread, so the
+    # two do not oversubscribe the cores. tf.data keeps its own pool.
+    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "2")
 
 import subprocess  # noqa: E402
 import sys  # noqa: E402

@@ -1,12 +1,15 @@
 """core.settings: flags made from config dataclasses, and configs made back from flags."""
 
 import dataclasses
+import os
 
 import pytest
 from absl import flags
 
 from core.errors import InputError
 from core.settings import define_flags, from_flags, from_json, setting
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,3 +82,24 @@ def test_from_json_reads_asdict_back():
                "inner": {"widths": [3], "rate": 0.1, "derived": 9}, "unknown": 1}
     assert dataclasses.asdict(config)["inner"]["widths"] == (3,)
     assert from_json(Outer, as_json) == config
+
+
+def test_the_flag_reference_lists_exactly_the_defined_flags():
+    """docs/flags.md is generated from the configs; a setting added without regenerating it
+    (python scripts/flag_reference.py) fails here. Every flag ranking.train defines from its
+    config has a row, and no row names a flag that does not exist."""
+    import importlib.util
+    import re
+
+    from core.settings import leaves
+    from ranking.training import TrainConfig
+
+    spec = importlib.util.spec_from_file_location(
+        "flag_reference", os.path.join(REPO, "scripts", "flag_reference.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with open(module.TARGET) as handle:
+        assert handle.read() == module.render(), "docs/flags.md is stale"
+    section = module.render().split("## `python -m ranking.train`")[1].split("\n## ")[0]
+    documented = re.findall(r"^\| `--([a-z0-9_]+)` \|", section, flags=re.M)
+    assert documented == [leaf.flag for leaf in leaves(TrainConfig)]
