@@ -37,8 +37,8 @@ def keras_outputs(model_dir, columns):
     return {k: v.numpy() for k, v in outputs.items()}
 
 
-ISOLATED = r'''
-import importlib.abc, os, sys
+ISOLATED = r"""
+import importlib.abc, json, os, sys
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 BLOCKED = {"core", "pipelines", "ranking", "export", "online", "report", "tensorflow_recommenders"}
 class Block(importlib.abc.MetaPathFinder):
@@ -50,36 +50,56 @@ import numpy as np
 import tensorflow as tf
 examples = np.load(sys.argv[2], allow_pickle=True)
 columns = dict(np.load(sys.argv[3], allow_pickle=True))
-loaded = tf.saved_model.load(sys.argv[1])
-a = loaded.signatures["serving_default"](examples=tf.constant(list(examples)))
-b = loaded.signatures["predict_raw"](**{k: tf.constant(v) for k, v in columns.items()})
+for saved_model, out in json.load(open(sys.argv[1])):
+    loaded = tf.saved_model.load(saved_model)
+    a = loaded.signatures["serving_default"](examples=tf.constant(list(examples)))
+    b = loaded.signatures["predict_raw"](**{k: tf.constant(v) for k, v in columns.items()})
+    np.savez(out, **{"examples/" + k: v.numpy() for k, v in a.items()},
+             **{"raw/" + k: v.numpy() for k, v in b.items()})
 loaded_modules = set(m.split(".")[0] for m in sys.modules)
 assert not BLOCKED & loaded_modules, "project code was imported"
 # (`import tensorflow` itself imports Keras 3; the model was built with tf_keras.)
 assert "tf_keras" not in loaded_modules, "tf_keras was needed"
-np.savez(sys.argv[4], **{"examples/" + k: v.numpy() for k, v in a.items()},
-         **{"raw/" + k: v.numpy() for k, v in b.items()})
-'''
+"""
+
+ISOLATED_TEST = "test_export_loads_without_project_code_and_matches_keras"
+
+
+def run_isolated(paths, columns, tmp) -> list[dict]:
+    """[{"examples/<output>" | "raw/<output>": array}] of each SavedModel of `paths`, called
+    through both signatures on `columns` in one Python process that cannot import project code
+    and has no Keras 2 setting (ISOLATED): one TensorFlow start-up for all of them."""
+    np.save(tmp / "examples.npy", np.array(log_writers.serialize_examples(columns), dtype=object))
+    np.savez(tmp / "columns.npz", **columns)
+    (tmp / "isolated.py").write_text(ISOLATED)
+    jobs = [(path, str(tmp / f"served-{k}.npz")) for k, path in enumerate(paths)]
+    (tmp / "jobs.json").write_text(json.dumps(jobs))
+    serving_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    # -I: isolated mode (no PYTHONPATH, no current directory on sys.path)
+    completed = subprocess.run([sys.executable, "-I", str(tmp / "isolated.py"),
+                                str(tmp / "jobs.json"), str(tmp / "examples.npy"),
+                                str(tmp / "columns.npz")], capture_output=True, text=True,
+                               cwd=str(tmp), env=serving_env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return [dict(np.load(out)) for _, out in jobs]
+
+
+@pytest.fixture(scope="module")
+def isolated_exports(request, exports, eval_rows, tmp_path_factory):
+    """{preset: run_isolated output} for every preset this session runs ISOLATED_TEST for."""
+    presets = sorted({item.callspec.params["preset"] for item in request.session.items
+                      if getattr(item, "originalname", None) == ISOLATED_TEST})
+    columns, _ = eval_rows
+    served = run_isolated([exports[p].path for p in presets], columns,
+                          tmp_path_factory.mktemp("isolated"))
+    return dict(zip(presets, served))
 
 
 def test_export_loads_without_project_code_and_matches_keras(preset, trained, exports,
-                                                            eval_rows, tmp_path):
-    columns, examples = eval_rows
-    np.save(tmp_path / "examples.npy", np.array(examples, dtype=object))
-    np.savez(tmp_path / "columns.npz", **columns)
-    script = tmp_path / "isolated.py"
-    script.write_text(ISOLATED)
-    # A serving process knows nothing of this project's Keras 2 setting.
-    serving_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+                                                            eval_rows, isolated_exports):
+    columns, _ = eval_rows
     result = exports[preset]
-    out = tmp_path / f"{preset}.npz"
-    # -I: isolated mode (no PYTHONPATH, no current directory on sys.path)
-    completed = subprocess.run([sys.executable, "-I", str(script), result.path,
-                                str(tmp_path / "examples.npy"), str(tmp_path / "columns.npz"),
-                                str(out)], capture_output=True, text=True, cwd=str(tmp_path),
-                               env=serving_env)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    served = dict(np.load(out))
+    served = isolated_exports[preset]
     expected = keras_outputs(trained[preset], columns)
     _, config, targets = model_dir_lib.build_from_description(
         model_dir_lib.load_model_description(trained[preset]))
@@ -213,18 +233,7 @@ def test_interrupted_export_leaves_no_version_directory(trained, tmp_path, monke
 
 def served_in_isolation(path, columns, tmp_path):
     """{signature/output: array} of the SavedModel `path` run by TensorFlow alone (ISOLATED)."""
-    examples = log_writers.serialize_examples(columns)
-    np.save(tmp_path / "examples.npy", np.array(examples, dtype=object))
-    np.savez(tmp_path / "columns.npz", **columns)
-    script = tmp_path / "isolated.py"
-    script.write_text(ISOLATED)
-    serving_env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    completed = subprocess.run([sys.executable, "-I", str(script), path,
-                                str(tmp_path / "examples.npy"), str(tmp_path / "columns.npz"),
-                                str(tmp_path / "served.npz")], capture_output=True, text=True,
-                               cwd=str(tmp_path), env=serving_env)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return dict(np.load(tmp_path / "served.npz"))
+    return run_isolated([path], columns, tmp_path)[0]
 
 
 @pytest.mark.parametrize("preset,weights,space", [
