@@ -444,10 +444,20 @@ def test_shards_written_batch_by_batch_have_the_bytes_of_one_write(tmp_path):
                 log_writers.write_csv(whole, flat, decimals=7, compress=compress)
             else:
                 log_writers.write_tfrecord(whole, columns, compress=compress)
-            assert open(path, "rb").read() == open(whole, "rb").read(), (fmt, compress)
+            if fmt == "csv" and compress:
+                # Scoring compresses at level 1 (speed), log_writers at 6: the same text, and
+                # the same bytes as one write of every row.
+                assert (gzip.decompress(open(path, "rb").read())
+                        == gzip.decompress(open(whole, "rb").read()))
+                once = str(tmp_path / f"once.{fmt}.{compress}")
+                with scoring.ShardWriter(once, fmt, compress, header) as writer:
+                    writer.write(columns)
+                assert open(path, "rb").read() == open(once, "rb").read()
+            else:
+                assert open(path, "rb").read() == open(whole, "rb").read(), (fmt, compress)
     assert sorted(os.listdir(tmp_path)) == sorted(  # no temporary left
         [f"{kind}.{fmt}.{c}" for kind in ("batched", "whole") for fmt in ("csv", "tfrecord")
-         for c in (True, False)])
+         for c in (True, False)] + ["once.csv.True"])
 
 
 @pytest.mark.parametrize("fmt", ["csv", "tfrecord"])
@@ -474,3 +484,66 @@ def test_beam_and_local_engines_write_the_same_bytes(exports, log_3000, small_in
     assert outputs["local"] == outputs["beam"]
     assert outputs["local"]["summary"]["rows"] == 2994 + 500
     assert outputs["local"]["summary"]["dead_letters"] == 5
+
+
+def test_background_writer_keeps_order_and_raises_the_writers_error():
+    """InBackground hands batches to one thread in call order; an error of the writer reaches
+    the caller (at a later call or at exit), and a caller's own error does not hang the exit
+    even with the queue full."""
+    from pipelines.score.scoring import InBackground
+
+    written = []
+    with InBackground(written.append, depth=1) as write:
+        for k in range(50):
+            write({"k": k})
+    assert written == [{"k": k} for k in range(50)]
+
+    def failing(columns):
+        if columns["k"] == 3:
+            raise OSError("disk full")
+        written.append(columns)
+
+    written.clear()
+    with pytest.raises(OSError, match="disk full"):
+        with InBackground(failing, depth=1) as write:
+            for k in range(10):
+                write({"k": k})
+    assert written == [{"k": 0}, {"k": 1}, {"k": 2}]
+
+    import threading
+    import time
+
+    gate = threading.Event()
+
+    def slow(columns):
+        gate.wait(5)
+
+    with pytest.raises(KeyError):
+        with InBackground(slow, depth=1) as write:
+            write({"k": 0})
+            write({"k": 1})  # waits in the queue while the first is being written
+            threading.Timer(0.2, gate.set).start()
+            started = time.perf_counter()
+            raise KeyError("caller failed")
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("ids", [["u1", "ü-7", "", "x y"], ["a,b", 'say "hi"', "line\nbreak", "z"]])
+def test_csv_rows_are_what_pandas_writes(ids):
+    """format_csv_rows joins fields itself; pandas' to_csv (minimal quoting) of the same text
+    columns is the reference, quoted ids included."""
+    import pandas as pd
+
+    from pipelines.score.scoring import CSV_DECIMALS, format_csv_rows
+
+    rows = len(ids)
+    columns = {"impression_id": np.arange(rows, dtype=np.int64) * 1_000_003,
+               "user_id": np.array([i.encode() for i in ids], dtype=object),
+               "score": np.array([0.1, 1e-9, np.nan, 123456.789], dtype=np.float32),
+               "dwell_probs": np.random.default_rng(0).random((rows, 3)).astype(np.float32)}
+    expected = pd.DataFrame({
+        "impression_id": columns["impression_id"], "user_id": ids,
+        "score": np.round(columns["score"], CSV_DECIMALS).astype(str),
+        **{f"dwell_probs_{k}": np.round(columns["dwell_probs"][:, k], CSV_DECIMALS).astype(str)
+           for k in range(3)}}).to_csv(index=False, header=False, lineterminator="\n")
+    assert format_csv_rows(columns).decode("utf-8") == expected
