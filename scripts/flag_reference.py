@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+warnings.filterwarnings("ignore", category=FutureWarning)  # google.api_core on Python 3.11
 import core  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
 TARGET = os.path.join(REPO, "docs", "flags.md")
