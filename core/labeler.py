@@ -95,6 +95,9 @@ def window_from_daily(daily, window_days: int):
     DataFrame[user_fp, day, window]. Any other (user, day) has a window of 0."""
     import pandas as pd
 
+    if window_days < 1 or daily.empty:
+        return pd.DataFrame({"user_fp": np.array([], np.int64), "day": np.array([], np.int64),
+                             "window": np.array([], np.int64)})
     shifted = pd.concat([daily.assign(day=daily["day"] + back) for back in range(window_days)])
     window = shifted.groupby(["user_fp", "day"], as_index=False)["clicks"].sum()
     return window.rename(columns={"clicks": "window"})

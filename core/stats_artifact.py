@@ -110,22 +110,24 @@ class StatsArtifact:
 
     def counts_for(self, paths) -> dict | None:
         """{(file index, UTC day): rows} of `paths` when they are exactly the files this
-        artifact was computed from, unchanged (same real paths, sizes and modification times):
-        then its user table holds their clicks per user and day, and a job labelling them
-        needs no counting pass of its own. Else None."""
-        if not self.files or len(paths) != len(self.files) or not self.user_days_loaded:
+        artifact was computed from, each once, unchanged (same real path, size, modification
+        and change times, inode): then its user table holds their clicks per user and day, and
+        a job labelling them needs no counting pass of its own. Else None."""
+        if not self.files or not self.user_days_loaded or \
+                any(record is None for record in self.files):
             return None
         records = {record["path"]: record for record in self.files}
+        statuses = [file_status(path) for path in paths]
+        if any(status is None for status in statuses):
+            return None
+        # The same set of files, none twice (two spellings or a link to one file included).
+        if sorted(status["path"] for status in statuses) != sorted(records):
+            return None
         counts = {}
-        for index, path in enumerate(paths):
-            record = records.get(os.path.realpath(path))
-            if record is None:
-                return None
-            try:
-                status = os.stat(path)
-            except OSError:
-                return None
-            if (status.st_size, status.st_mtime_ns) != (record["bytes"], record["mtime_ns"]):
+        for index, status in enumerate(statuses):
+            record = records[status["path"]]
+            if any(record.get(key) != status[key]
+                   for key in ("bytes", "mtime_ns", "ino", "ctime_ns")):
                 return None
             for day, n in record["day_rows"].items():
                 counts[(index, int(day))] = int(n)
@@ -223,12 +225,31 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     }
 
 
-def file_record(path: str, day_rows: Mapping[int, int]) -> dict:
-    """What the artifact records of an input file: its real path, size and modification time
-    (so that a later job can tell it is the same file) and its rows per UTC day."""
-    status = os.stat(path)
+def file_status(path: str) -> dict | None:
+    """What identifies a local input file's contents without reading it: {path (real), bytes,
+    mtime_ns, ino, ctime_ns}; None for a URL (gs://, hdfs://, ...) or a file that cannot be
+    stat'ed, which is then never taken as unchanged. ino and ctime_ns are set by the
+    filesystem on every write and rename, so a copy that preserves size and mtime (`cp -p`,
+    `rsync -t`, tar) is still a different file."""
+    if "://" in path:
+        return None
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
     return {"path": os.path.realpath(path), "bytes": int(status.st_size),
-            "mtime_ns": int(status.st_mtime_ns), "rows": int(sum(day_rows.values())),
+            "mtime_ns": int(status.st_mtime_ns), "ino": int(status.st_ino),
+            "ctime_ns": int(status.st_ctime_ns)}
+
+
+def file_record(path: str, day_rows: Mapping[int, int], before: dict | None) -> dict | None:
+    """What the artifact records of an input file: its `file_status` (taken `before` it was
+    read and again now: a file that changed while it was read, or a URL, gets no record) and
+    its rows per UTC day, so that a later job can tell it is the same file."""
+    after = file_status(path)
+    if before is None or after != before:
+        return None
+    return {**after, "rows": int(sum(day_rows.values())),
             "day_rows": {str(day): int(n) for day, n in sorted(day_rows.items())}}
 
 

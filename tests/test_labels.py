@@ -266,6 +266,51 @@ def test_the_stats_own_files_are_labelled_from_its_counts_without_a_pass(sim, tm
     assert labeler_for(logs.open_logs(str(copy / "day-0[0-6].csv.gz")), moved).counted
 
 
+def test_only_the_unchanged_stats_files_each_once_skip_the_count(sim, tmp_path):
+    """counts_for takes the artifact's counts only for exactly its files: not for one file
+    named twice (two spellings, or a link) in place of another, not for a file rewritten with
+    its size and modification time kept, not for a URL; and a file that changes while the
+    stats job reads it gets no record."""
+    import shutil
+
+    root, stats_dir = sim
+    artifact = stats_artifact.load_artifact(stats_dir)
+    paths = sorted(glob.glob(str(root / "sim/logs/day-0[0-6].csv.gz")))
+    assert artifact.counts_for(paths) is not None
+    assert artifact.counts_for(list(reversed(paths))) is not None  # order does not matter
+    twice = paths[:-1] + [os.path.join(os.path.dirname(paths[0]), ".", os.path.basename(paths[0]))]
+    assert artifact.counts_for(twice) is None
+    link = tmp_path / "link.csv.gz"
+    os.symlink(paths[0], link)
+    assert artifact.counts_for(paths[:-1] + [str(link)]) is None
+    assert artifact.counts_for(paths[:-1] + ["gs://bucket/" + os.path.basename(paths[-1])]) is None
+
+    # Rewritten in place with the same size and modification time: ctime and inode differ.
+    rewritten = tmp_path / "logs"
+    shutil.copytree(root / "sim/logs", rewritten)
+    shutil.copytree(stats_dir, tmp_path / "stats")
+    stats = stats_artifact.read_stats_json(str(tmp_path / "stats"))
+    copies = sorted(glob.glob(str(rewritten / "day-0[0-6].csv.gz")))
+    stats["files"] = [{**stats_artifact.file_status(p), "rows": r["rows"], "day_rows": r["day_rows"]}
+                      for p, r in zip(copies, stats["files"])]
+    (tmp_path / "stats" / "stats.json").write_text(json.dumps(stats))
+    assert stats_artifact.load_artifact(str(tmp_path / "stats")).counts_for(copies) is not None
+    status = os.stat(copies[0])
+    data = bytearray(open(copies[0], "rb").read())
+    data[-20] ^= 1
+    os.remove(copies[0])
+    open(copies[0], "wb").write(bytes(data))
+    os.utime(copies[0], ns=(status.st_atime_ns, status.st_mtime_ns))
+    assert os.stat(copies[0]).st_size == status.st_size
+    assert os.stat(copies[0]).st_mtime_ns == status.st_mtime_ns
+    assert stats_artifact.load_artifact(str(tmp_path / "stats")).counts_for(copies) is None
+
+    before = stats_artifact.file_status(paths[0])
+    assert stats_artifact.file_record(paths[0], {1: 2}, before)["day_rows"] == {"1": 2}
+    assert stats_artifact.file_record(paths[0], {1: 2}, {**before, "bytes": 1}) is None
+    assert stats_artifact.file_record("gs://bucket/x.csv", {1: 2}, None) is None
+
+
 HEADER = ["user_id", "item_id", "timestamp", "click", "dwell_time"]
 D = 20_000  # a UTC day number; its midnight is D * 86400
 

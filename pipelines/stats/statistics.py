@@ -67,6 +67,7 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
     from apache_beam import pvalue
 
     schema = log_schema.LogSchema.from_json(schema_json)
+    before = stats_artifact.file_status(path)  # recorded only if unchanged by the end of the read
     source = logs.LogSource(log_schema.expand_inputs([path]), schema,
                             schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
@@ -99,7 +100,7 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
                 acc[1] += float(x.sum())
                 acc[2] += float((x * x).sum())
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
-    part.files = [stats_artifact.file_record(path, day_rows)]
+    part.files = [stats_artifact.file_record(path, day_rows, before)]
     yield pvalue.TaggedOutput("part", part)
     items = pd.concat(item_parts) if item_parts else pd.DataFrame({"item": [], "dwell": []})
     for item, values in items.groupby("item", sort=False)["dwell"]:
@@ -221,6 +222,9 @@ def _write_stats(part, directory, config, schema_json, pattern, items, user_days
     with log_diagnosis.input_errors_for_beam():
         stats = summarize(part, config, schema)
     stats.update(items_with_p10=int(items), user_days=int(user_days), inputs=pattern,
-                 files=sorted(part.files, key=lambda record: record["path"]))
+                 # A file without a record (a URL, or changed while read): none is kept,
+                 # so labelling always counts.
+                 files=(sorted(part.files, key=lambda record: record["path"])
+                        if all(record is not None for record in part.files) else []))
     with open(os.path.join(directory, "stats.json"), "w") as handle:
         json.dump(stats, handle, indent=2)
