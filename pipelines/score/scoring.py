@@ -151,7 +151,7 @@ def format_csv_rows(columns: dict) -> bytes:
             texts[name] = values.astype(str)
     fields = [texts[name].tolist() for name in texts]
     quoted = any(_NEEDS_QUOTES.search(v) for name, values in columns.items()
-                 if values.dtype == object for v in texts[name].tolist())
+                 if values.dtype.kind not in "biuf" for v in texts[name].tolist())
     if quoted or len(fields) < 2 or not fields[0]:
         import pandas as pd
 
