@@ -7,10 +7,13 @@
                           epoch end (the newest --keep_checkpoints are kept)
     logs/train, logs/eval TensorBoard summaries (losses, examples/s; evaluation metrics)
     eval_metrics.json     SPEC §6 metrics on --eval (written at the end, atomically); with a
-                          validation window, of the best checkpoint
+                          validation window, of final/ (after a refit) or else best/
     best/, best.json      with a validation window: the best checkpoint and what it is (step,
                           epoch, metric, value) (`ranking.selection`)
+    final/, final.json    after the refit pass (--refit=validation): the best checkpoint
+                          trained one more pass over the validation window; what is served
     history.json          with a validation window: each validation's metrics
+    logs/validation       TensorBoard summaries of the validations
 
 A model directory that holds another model (a different config.json, or files without one) is
 refused; the same config resumes.
