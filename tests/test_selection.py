@@ -129,6 +129,21 @@ def stopping_config(small_world, refit):
                                   min_delta=1.0, max_epochs=3, refit=refit))
 
 
+def export_and_compare(small_world, model_dir, tmp_path):
+    """Exports `model_dir`, scores 256 evaluation rows through `predict_raw`, and checks the
+    ctr output equals the Keras model the exporter loads (the served checkpoint's). Returns
+    (that model, the inputs, the exported ctr)."""
+    model, _ = exporter.load_trained(model_dir)
+    served = exporter.export_saved_model(model_dir, str(tmp_path / "serving"))
+    loaded = tf.saved_model.load(served.path).signatures["predict_raw"]
+    source = data.open_source(small_world["eval"], model.feature_spec)
+    batch = next(iter(source.dataset(256, columns=model.feature_spec.names)))
+    inputs = {n: batch[n] for n in model.feature_spec.names}
+    exported = loaded(**inputs)["ctr"].numpy()
+    np.testing.assert_allclose(exported, model.network(inputs)["ctr"].numpy(), rtol=1e-5)
+    return model, inputs, exported
+
+
 def test_the_best_checkpoint_is_evaluated_and_exported_not_the_last(small_world, tmp_path):
     """--refit=none: eval_metrics.json and the export are the first validation's weights."""
     model_dir = str(tmp_path / "model")
@@ -140,14 +155,7 @@ def test_the_best_checkpoint_is_evaluated_and_exported_not_the_last(small_world,
     assert [e["best"] for e in history["validations"]] == [True, False, False]
     assert metrics["selected_step"] == 4 and metrics["global_step"] == 12
 
-    model, _ = exporter.load_trained(model_dir)
-    served = exporter.export_saved_model(model_dir, str(tmp_path / "serving"))
-    loaded = tf.saved_model.load(served.path).signatures["predict_raw"]
-    source = data.open_source(small_world["eval"], model.feature_spec)
-    batch = next(iter(source.dataset(256, columns=model.feature_spec.names)))
-    inputs = {n: batch[n] for n in model.feature_spec.names}
-    exported = loaded(**inputs)["ctr"].numpy()
-    np.testing.assert_allclose(exported, model.network(inputs)["ctr"].numpy(), rtol=1e-5)
+    model, inputs, exported = export_and_compare(small_world, model_dir, tmp_path)
     last = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     tf.train.Checkpoint(model=model).restore(last).expect_partial()
     assert np.max(np.abs(exported - model.network(inputs)["ctr"].numpy())) > 1e-4
@@ -169,14 +177,7 @@ def test_refit_trains_the_best_checkpoint_one_pass_over_the_validation_day(small
     assert metrics["selected_step"] == 4 and metrics["global_step"] == 12
     assert metrics["refit"] == {"from_step": 4, "from_epoch": 1, "steps": -(-day_rows // 256),
                                 "rows": day_rows, "window": "validation"}
-    model, _ = exporter.load_trained(model_dir)
-    served = exporter.export_saved_model(model_dir, str(tmp_path / "serving"))
-    loaded = tf.saved_model.load(served.path).signatures["predict_raw"]
-    source = data.open_source(small_world["eval"], model.feature_spec)
-    batch = next(iter(source.dataset(256, columns=model.feature_spec.names)))
-    inputs = {n: batch[n] for n in model.feature_spec.names}
-    exported = loaded(**inputs)["ctr"].numpy()
-    np.testing.assert_allclose(exported, model.network(inputs)["ctr"].numpy(), rtol=1e-5)
+    model, inputs, exported = export_and_compare(small_world, model_dir, tmp_path)
     # Not the best checkpoint's weights: the pass moved them.
     tf.train.Checkpoint(model=model).read(os.path.join(model_dir, "best", "model")).expect_partial()
     assert np.max(np.abs(exported - model.network(inputs)["ctr"].numpy())) > 1e-4

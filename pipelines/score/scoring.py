@@ -149,15 +149,15 @@ def format_csv_rows(columns: dict) -> bytes:
             texts[name] = np.round(values, CSV_DECIMALS).astype(str)
         else:
             texts[name] = values.astype(str)
-    fields = [texts[name].tolist() for name in texts]
+    fields = {name: text.tolist() for name, text in texts.items()}
     quoted = any(_NEEDS_QUOTES.search(v) for name, values in columns.items()
-                 if values.dtype.kind not in "biuf" for v in texts[name].tolist())
-    if quoted or len(fields) < 2 or not fields[0]:
+                 if values.dtype.kind not in "biuf" for v in fields[name])
+    if quoted or len(fields) < 2 or not next(iter(fields.values())):
         import pandas as pd
 
         return pd.DataFrame(texts).to_csv(index=False, header=False,
                                           lineterminator="\n").encode("utf-8")
-    return ("\n".join(map(",".join, zip(*fields))) + "\n").encode("utf-8")
+    return ("\n".join(map(",".join, zip(*fields.values()))) + "\n").encode("utf-8")
 
 
 def format_records(columns: dict) -> list[bytes]:
