@@ -234,3 +234,41 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None) -> Inp
         evaluation = open_source(config.eval, spec)
         inputs.evaluation = (evaluation, labelled(evaluation))
     return inputs
+
+
+class CachedBatches:
+    """The batches of `make_dataset()`, kept in memory after the first full pass when they
+    total at most `max_bytes` (0: never kept), so that a window validated again and again is
+    read, parsed and labelled once. A window larger than the bound is read again at each pass;
+    `kept` says which. Sizes count each tensor's elements (strings: their bytes plus 32)."""
+
+    def __init__(self, make_dataset, max_bytes: int):
+        self._make, self._max_bytes = make_dataset, max_bytes
+        self._batches: list | None = None
+        self._too_large = max_bytes <= 0
+
+    @property
+    def kept(self) -> bool:
+        return self._batches is not None
+
+    def __iter__(self):
+        if self._batches is not None:
+            yield from self._batches
+            return
+        batches, size = [], 0
+        for batch in self._make():
+            if not self._too_large:
+                size += sum(_tensor_bytes(t) for part in batch for t in part.values())
+                if size > self._max_bytes:
+                    self._too_large, batches = True, []
+                else:
+                    batches.append(batch)
+            yield batch
+        if not self._too_large:
+            self._batches = batches
+
+
+def _tensor_bytes(tensor) -> int:
+    if tensor.dtype == tf.string:
+        return int(tf.reduce_sum(tf.strings.length(tensor))) + 32 * int(tf.size(tensor))
+    return int(tf.size(tensor)) * tensor.dtype.size

@@ -54,23 +54,36 @@ def predict(network, dataset, config: ModelConfig, targets: DwellTargets) -> tup
     """Runs `network` over a (features, labels) dataset; returns (outputs, labels) as dicts of
     NumPy arrays ([rows] or [rows, bins]): the model's serving outputs (`output_names`) and
     the labels LABEL_KEYS."""
-    import tensorflow as tf
+    return Predictor(network, config, targets)(dataset)
 
-    @tf.function(reduce_retracing=True, autograph=False)
-    def step(features):
-        outputs = network(features, training=False)
-        return {k: outputs[k] for k in names}
 
-    names = output_names(config, targets)
+class Predictor:
+    """`predict` with its traced forward pass kept, for a caller that predicts again and again
+    with the same network (validation during training): tracing the model costs about as much
+    as a pass over a day of validation rows."""
 
-    outputs, labels = {}, {}
-    for features, batch_labels in dataset:
-        for key, value in step(features).items():
-            outputs.setdefault(key, []).append(value.numpy())
-        for key in LABEL_KEYS:
-            labels.setdefault(key, []).append(batch_labels[key].numpy())
-    join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
-    return join(outputs), join(labels)
+    def __init__(self, network, config: ModelConfig, targets: DwellTargets):
+        import tensorflow as tf
+
+        names = output_names(config, targets)
+
+        @tf.function(reduce_retracing=True, autograph=False)
+        def step(features):
+            outputs = network(features, training=False)
+            return {k: outputs[k] for k in names}
+
+        self._step = step
+
+    def __call__(self, batches) -> tuple[dict, dict]:
+        """(outputs, labels) of `batches`, an iterable of (features, labels) batches."""
+        outputs, labels = {}, {}
+        for features, batch_labels in batches:
+            for key, value in self._step(features).items():
+                outputs.setdefault(key, []).append(value.numpy())
+            for key in LABEL_KEYS:
+                labels.setdefault(key, []).append(batch_labels[key].numpy())
+        join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
+        return join(outputs), join(labels)
 
 
 def evaluation_metrics(config: ModelConfig, targets: DwellTargets,

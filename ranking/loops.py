@@ -159,7 +159,14 @@ def barrier(strategy) -> None:
 def synchronous_steps(run):
     """`run_batches(batches, first_step)`: a generator that takes each batch's training step
     (and, for ORCA with --mask_scope=batch, the NDE-only step of a masked batch) and yields its
-    losses; `first_step` is the global step number of the first batch."""
+    losses; `first_step` is the global step number of the first batch. Made once per run, so
+    that the refit pass reuses the traced step of training."""
+    if run.synchronous_steps is None:
+        run.synchronous_steps = _make_synchronous_steps(run)
+    return run.synchronous_steps
+
+
+def _make_synchronous_steps(run):
     import tensorflow as tf
 
     strategy = run.strategy

@@ -36,6 +36,8 @@ class Run:
     validator: object = None  # ranking.selection.Validator, with a validation window
     # ORCA with --mask_scope=batch: the optimizer of the NDE-only step (`ranking.orca`).
     nde_optimizer: object = None
+    # `ranking.loops.synchronous_steps`, once made: training and the refit pass share its trace.
+    synchronous_steps: object = None
 
     @property
     def train_source(self):

@@ -5,6 +5,9 @@ UTC days of the training input, by timestamp (never a random split: the tables a
 splits), held out from training. Validation rows are labelled like training rows, with the same
 stats artifact. Validation runs at each epoch's end, or every `--validate_every` steps; its
 metrics go to TensorBoard (`logs/validation`) and to `history.json` in the model directory.
+The window is read, parsed and labelled at its first validation and kept in memory when it fits
+`--validation_cache_mb` (`ranking.data.CachedBatches`): a day of validation rows otherwise costs
+a pass over every training file (the days filter reads them all) at every validation.
 
 **Early stopping.** The metric (`--early_stopping_metric`, `METRICS`) improves when it beats the
 best so far by more than `--min_delta` (in its direction); after `--patience` validations
@@ -87,6 +90,9 @@ class SelectionConfig:
                          "trains one more pass, over the validation window, so the served "
                          "model has seen the latest days) or none (serve the best checkpoint).",
                          choices=REFITS)
+    validation_cache_mb: int = setting(
+        1024, "Keep the labelled validation window in memory after its first validation, up "
+        "to this many MB (0: read, parse and label it again at each validation).")
 
     @property
     def enabled(self) -> bool:
@@ -292,7 +298,12 @@ class Validator:
     give every task the same decision); only the chief writes."""
 
     def __init__(self, run, dataset_fn, config: SelectionConfig, say):
-        self.run, self.dataset_fn, self.config, self.say = run, dataset_fn, config, say
+        from ranking import data, evaluation
+
+        self.run, self.config, self.say = run, config, say
+        self.batches = data.CachedBatches(dataset_fn, config.validation_cache_mb << 20)
+        self.predict = evaluation.Predictor(run.model.network, run.config.model,
+                                            run.model.targets)
         self.metric = metric_name(config, run.config.model)
         self.selection = Selection(self.metric, config.patience, config.min_delta)
         self.history: list[dict] = []
@@ -312,8 +323,7 @@ class Validator:
 
         run = self.run
         self.say(f"validating at step {step} (epoch {epoch})")
-        outputs, labels = evaluation.predict(run.model.network, self.dataset_fn(),
-                                             run.config.model, run.model.targets)
+        outputs, labels = self.predict(self.batches)
         result = evaluation.evaluation_metrics(run.config.model, run.model.targets, outputs,
                                                labels)
         value = metric_value(self.metric, result)

@@ -24,7 +24,7 @@ from conftest import REPO
 # Two epochs of 60 steps of 256 rows: the small world's 4 training files hold ~44 k rows, so
 # both epochs are capped and the runs are short.
 COMMON = ["--model=vr_ndt", "--batch_size=256", "--epochs=2", "--steps_per_epoch=60",
-          "--checkpoint_every=5", "--keep_checkpoints=3", "--seed=1", "--deterministic",
+          "--checkpoint_every=10", "--keep_checkpoints=3", "--seed=1", "--deterministic",
           "--progress=epoch"]
 KEYS = ("auc_valid_read", "auc_ctr", "logloss_valid_read", "logloss_weighted_valid_read")
 

@@ -94,6 +94,29 @@ def test_validation_days_split_by_timestamp(small_world):
         data.split_by_days(source, labeler.file_day_rows, 4)
 
 
+def test_the_validation_window_is_read_once_when_it_fits_the_bound():
+    """CachedBatches keeps the first pass's batches when they total at most the bound (sizes
+    by hand: float32 [4] is 16 bytes, strings "ab" and "c" are 3 bytes plus 32 each) and
+    reads the window again at every pass when they do not."""
+    batch = ({"x": tf.constant([1.0, 2.0, 3.0, 4.0])}, {"id": tf.constant(["ab", "c"])})
+    reads = []
+
+    def make_dataset():
+        reads.append(1)
+        return tf.data.Dataset.from_tensors(batch).repeat(2)
+
+    def passes(cache):
+        return [[(f["x"].numpy().tolist(), lab["id"].numpy().tolist()) for f, lab in cache]
+                for _ in range(3)]
+
+    expected = [[([1.0, 2.0, 3.0, 4.0], [b"ab", b"c"])] * 2] * 3
+    for bound, kept in ((2 * 83, True), (2 * 83 - 1, False), (0, False)):
+        reads.clear()
+        cache = data.CachedBatches(make_dataset, bound)
+        assert passes(cache) == expected, bound
+        assert cache.kept is kept and len(reads) == (1 if kept else 3), bound
+
+
 def test_a_window_without_training_rows_is_one_error_line(small_world, run, tmp_path):
     model_dir = tmp_path / "model"
     done = run("ranking.train", "--model=single_ctr", f"--train={small_world['train']}",

@@ -94,7 +94,7 @@ def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(sm
     flagfile.write_text("\n".join([
         "--model=vr_ndt", f"--train={small_world['train']}", f"--eval={small_world['eval']}",
         f"--stats={small_world['stats']}", "--batch_size=128", "--max_epochs=2",
-        "--steps_per_epoch=120", "--checkpoint_every=10", "--keep_checkpoints=2",
+        "--steps_per_epoch=120", "--checkpoint_every=20", "--keep_checkpoints=2",
         "--validation_days=1", "--validate_every=40", "--patience=10",
         "--deterministic", "--progress=epoch", "--seed=4"]) + "\n")
     killed_dir = str(tmp_path / "killed")
