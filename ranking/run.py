@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from core.errors import InputError
 from ranking.optimizers import make_optimizer
 
 
@@ -59,9 +60,11 @@ class Run:
 
 
 def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inputs,
-              workers: int, validator_factory=None) -> Run:
+              workers: int, validator_factory=None, click_rate: float | None = None) -> Run:
     """The model, optimizer, counters and checkpoint of a run, made in the strategy's scope;
-    `validator_factory(run)` makes the run's validator (its selection state is checkpointed)."""
+    `validator_factory(run)` makes the run's validator (its selection state is checkpointed);
+    `click_rate` (clicks / rows of the training logs) sets the click tower's initial output
+    bias under --output_bias=prior (a restored checkpoint then overwrites it)."""
     import tensorflow as tf
 
     from ranking.models import RankingModel
@@ -72,6 +75,8 @@ def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inpu
         model = RankingModel(spec, config.model, targets)
         # Create every variable now, so a restore fills them all at once.
         model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
+        if config.model.towers.output_bias == "prior":
+            set_click_prior(model, click_rate)
         optimizer = make_optimizer(config.optimizer, model)
         # Slots now, not at the first step: a restore then fills them at once, which a
         # deferred restore into slots made later on parameter servers would not.
@@ -126,3 +131,15 @@ def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inpu
 
             run.validator.scratch = scratch_directory(model_dir, task_id)
     return run
+
+
+def set_click_prior(model, click_rate: float | None) -> None:
+    """Sets the output bias of `model`'s click tower (`ctr`) to logit(click_rate), the
+    log-odds of the training CTR: the initial prediction is then the base rate."""
+    import math
+
+    if click_rate is None or not 0.0 < click_rate < 1.0:
+        raise InputError(f"--output_bias=prior needs a training CTR strictly between 0 and 1, "
+                         f"not {click_rate}")
+    tower = model.network.get_layer("ctr_tower")
+    tower.output_layer.bias.assign([math.log(click_rate / (1.0 - click_rate))])

@@ -71,6 +71,12 @@ class TowerConfig:
     dt_denominator: str = setting(
         "batch", "Dwell-bin losses (clicked rows) divided by the batch size, or by the clicks "
         "(their mean over clicked rows).", choices=losses.DT_DENOMINATORS)
+    output_bias: str = setting(
+        "zero", "Initial bias of the click tower's output layer: zero (Keras' default), or "
+        "prior: the logit of the training logs' CTR (the stats artifact's clicks / rows), so "
+        "the tower does not spend its first steps learning the base rate (in narrow towers "
+        "that push can leave every ReLU dead and the click output constant).",
+        choices=("zero", "prior"))
 
 
 class Task(StaticLayer):

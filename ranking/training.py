@@ -182,6 +182,10 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             config_path=config.feature_config, embedding_dim=config.embedding_dim)
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
+        if config.model.towers.output_bias == "prior" and (
+                "ctr" not in config.model.tower_names):
+            raise InputError(f"--output_bias=prior sets the click tower's bias; the model "
+                             f"{config.model.preset} has no click tower (ctr)")
         # Every task makes the same refusals (bad input, too few files) before anything is
         # written.
         inputs = data.prepare_inputs(config, spec, artifact,
@@ -224,7 +228,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
     with phases("build"):
         run = build_run(config, model_dir, strategy, chief, spec, targets, inputs, workers,
-                        validator_factory)
+                        validator_factory, click_rate=artifact.clicks / max(artifact.rows, 1))
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
     if latest:  # every task restores the chief's checkpoint
         run.checkpoint.restore(latest).assert_existing_objects_matched()

@@ -255,3 +255,45 @@ def test_unclicked_dwell_treated_as_zero_is_counted(small_world, tmp_path):
                         steps_per_epoch=2, allow_unclicked_dwell=True)
     metrics = training.train_and_evaluate(config, str(tmp_path / "model"))
     assert metrics["unclicked_dwell_treated_as_zero"] == {"train": 7, "eval": 7}
+
+
+def test_output_bias_prior_starts_the_click_tower_at_the_training_ctr(small_world, tmp_path):
+    """--output_bias=prior: the click tower's output bias starts at the log-odds of the training
+    CTR (clicks / rows, counted here with pandas), so with its hidden layers silenced the model
+    predicts exactly that CTR; a model without a click tower is refused before its directory
+    exists."""
+    import dataclasses
+    import math
+
+    import numpy as np
+    import pandas as pd
+    import tensorflow as tf
+
+    from ranking.tasks import TowerConfig
+
+    frame = pd.concat([pd.read_csv(f) for f in sorted(glob.glob(small_world["train"]))])
+    ctr = frame["click"].mean()
+    prior = ModelConfig("mmoe", towers=TowerConfig(output_bias="prior"))
+    config = training.TrainConfig(train=small_world["train"], stats=small_world["stats"],
+                                  model=prior, epochs=1, steps_per_epoch=1, progress="none",
+                                  optimizer=OptimizerConfig(learning_rate=1e-12))
+    model_dir = str(tmp_path / "prior")
+    training.train_and_evaluate(config, model_dir)
+    from export import exporter
+
+    model, _ = exporter.load_trained(model_dir)
+    tower = model.network.get_layer("ctr_tower")
+    assert float(tower.output_layer.bias[0]) == pytest.approx(math.log(ctr / (1 - ctr)),
+                                                             abs=1e-6)
+    for layer in tower.hidden:  # every hidden ReLU outputs 0: only the bias is left
+        layer.kernel.assign(tf.zeros_like(layer.kernel))
+        layer.bias.assign(tf.zeros_like(layer.bias))
+    spec = model.feature_spec
+    batch = {f.name: tf.zeros([3], f.dtype) for f in spec.features}
+    np.testing.assert_allclose(model.network(batch)["ctr"].numpy(), [ctr] * 3, rtol=1e-5)
+
+    no_click = dataclasses.replace(config, model=ModelConfig(
+        "deepfm", towers=TowerConfig(output_bias="prior", single_task="dwell_bins")))
+    with pytest.raises(InputError, match="has no click tower"):
+        training.train_and_evaluate(no_click, str(tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists()
