@@ -32,7 +32,8 @@ against true.
 
 Writes OUT/orca_table.md and .json, and per setting fig4a-<setting>.png (predicted against true
 bin shares) and fig4bc-<setting>.png (mean predicted minus true dwell, in bins and seconds, by
-decile of predicted CTR), and prints the tables.
+decile of predicted CTR), the same two as fig4a-<setting>-authors.png and fig4bc-<setting>-authors.png
+for the authors' protocol rows with --output_bias=prior when they ran, and prints the tables.
 """
 
 from __future__ import annotations
@@ -347,15 +348,18 @@ def render(setting, rows, results, seeds, summary, runs):
 
 PLOTTED = (("mmoe", "MMoE"), ("mmoe_orca", "MMoE + ORCA"), ("ple", "PLE"),
            ("ple_orca", "PLE + ORCA"))
+# The authors' protocol (their bins: a figure of its own), drawn as fig4a-SETTING-authors.png.
+PLOTTED_AUTHORS = (("mmoe_authors_prior", "MMoE"), ("mmoe_orca_authors_prior", "MMoE + ORCA"),
+                   ("ple_authors_prior", "PLE"), ("ple_orca_authors_prior", "PLE + ORCA"))
 
 
-def plot(out, setting, results, seeds):
+def plot(out, setting, results, seeds, plotted=PLOTTED, suffix="", protocol="with selection"):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pairs = [(n, label) for n, label in PLOTTED if n in results]
+    pairs = [(n, label) for n, label in plotted if n in results]
     if not pairs:
         return []
     paths = []
@@ -383,9 +387,9 @@ def plot(out, setting, results, seeds):
         ax.legend(fontsize=7)
     axes[0].set_ylabel("share of clicked impressions")
     fig.suptitle(f"Fig. 4a ({setting}): predicted (argmax) vs true bin shares, "
-                 f"{len(seeds)} seeds, with selection")
+                 f"{len(seeds)} seeds, {protocol}")
     fig.tight_layout()
-    paths.append(os.path.join(out, f"fig4a-{setting}.png"))
+    paths.append(os.path.join(out, f"fig4a-{setting}{suffix}.png"))
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
@@ -404,7 +408,7 @@ def plot(out, setting, results, seeds):
     fig.suptitle(f"Fig. 4b/c ({setting}): DT error by predicted CTR, clicked impressions, "
                  f"{len(seeds)} seeds")
     fig.tight_layout()
-    paths.append(os.path.join(out, f"fig4bc-{setting}.png"))
+    paths.append(os.path.join(out, f"fig4bc-{setting}{suffix}.png"))
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
@@ -447,7 +451,9 @@ def main():
         results, summary = run_all(out, setting, seeds, runs, sim_args)
         rows = summarize(results, seeds, runs)
         sections.append(render(setting, rows, results, seeds, summary, runs))
-        figures = plot(out, setting, results, seeds)
+        figures = plot(out, setting, results, seeds) + plot(
+            out, setting, results, seeds, PLOTTED_AUTHORS, "-authors",
+            "the authors' protocol with --output_bias=prior, their bins")
         gains = {r.name: dt_gain(results, r, seeds) for r in runs if r.baseline}
         everything["settings"][setting] = {"rows": rows, "gains": gains, "figures": figures,
                                            "simulation": summary}
