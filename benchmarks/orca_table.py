@@ -101,6 +101,8 @@ RUNS = [
         ["--mask_scope=batch"], baseline="mmoe"),
     Run("MMoE + ORCA, the authors' NDE head", "mmoe_orca_authorshead", "mmoe_orca",
         ["--nde_head=authors"], baseline="mmoe"),
+    Run("PLE + ORCA, the authors' NDE head", "ple_orca_authorshead", "ple_orca",
+        ["--nde_head=authors"], baseline="ple"),
     Run("MMoE, dwell losses over clicks", "mmoe_clicks", "mmoe", ["--dt_denominator=clicks"]),
     Run("MMoE + ORCA, dwell losses over clicks", "mmoe_orca_clicks", "mmoe_orca",
         ["--dt_denominator=clicks"], baseline="mmoe_clicks"),
