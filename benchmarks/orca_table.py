@@ -365,8 +365,11 @@ def plot(out, setting, results, seeds, plotted=PLOTTED, suffix="", protocol="wit
     if not pairs:
         return []
     paths = []
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=True)
-    for ax, backbone in zip(axes, ("mmoe", "ple")):
+    backbones = [b for b in ("mmoe", "ple") if any(n.startswith(b) for n, _ in pairs)]
+    fig, axes = plt.subplots(1, len(backbones), figsize=(6 * len(backbones), 3.8), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
+    for ax, backbone in zip(axes, backbones):
         names = [(n, label) for n, label in pairs if n.startswith(backbone)]
         if not names:
             continue
