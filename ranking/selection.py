@@ -107,6 +107,9 @@ class SelectionConfig:
                              "--validate_every >= 1")
         if self.min_delta < 0:
             raise InputError(f"--min_delta must be >= 0, not {self.min_delta}")
+        if self.validation_cache_mb < 0:
+            raise InputError(f"--validation_cache_mb must be >= 0 (0: no cache), not "
+                             f"{self.validation_cache_mb}")
 
 
 def default_metric(config) -> str:

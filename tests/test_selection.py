@@ -115,6 +115,8 @@ def test_the_validation_window_is_read_once_when_it_fits_the_bound():
         cache = data.CachedBatches(make_dataset, bound)
         assert passes(cache) == expected, bound
         assert cache.kept is kept and len(reads) == (1 if kept else 3), bound
+    with pytest.raises(InputError, match="--validation_cache_mb must be >= 0"):
+        SelectionConfig(validation_days=1, validation_cache_mb=-1).check()
 
 
 def test_a_window_without_training_rows_is_one_error_line(small_world, run, tmp_path):
