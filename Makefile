@@ -14,15 +14,16 @@ DEMO_DIR ?= demo_out
 venv: $(STAMP)
 
 # Re-installs only when the lock or setup.py changed. --no-deps: the lock is complete,
-# and letting pip resolve again would backtrack for many minutes. pip compiles the installed
-# modules one file at a time; compileall -j 0 does the same on every core (every process
-# then imports from bytecode, as after pip's own compile).
+# and letting pip resolve again would backtrack for many minutes. --no-compile, then
+# scripts/compile_imports.py byte-compiles the quarter of the installed modules the project
+# imports (pip's own compile, or compileall, compiles all of them and took longer than the
+# install).
 $(STAMP): $(LOCK) setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24" 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	$(PY) -m pip install --quiet --no-compile --no-deps -r $(LOCK) 2>&1 | { grep -v "is ignored: it is neither" || true; }
-	$(PY) -m compileall -q -j 0 "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')" > /dev/null
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | { grep -v -E "is ignored: it is neither|BuildBackendWarning|!!|\*\*\*|Please be careful|name as your package|with strategy|^ *$$" || true; }
+	$(PY) scripts/compile_imports.py
 	touch $(STAMP)
 
 demo: venv
