@@ -1,6 +1,7 @@
 """Runs one command-line module's `main` for many argument lists in one process.
 
     python tests/cli_harness.py pipelines.stats < cases.json > results.json
+    python tests/cli_harness.py --serve pipelines.stats      # one JSON line in, one out
 
 cases.json is a list of argument lists; each run starts from the flags' defaults. Results are
 {"code", "stdout", "stderr"} per case ("code" is the exit status, or "exception" with the
@@ -8,6 +9,10 @@ traceback in stderr when something escaped the CLI's error handling). Output is 
 the file-descriptor level too (what logging handlers, Beam and native code write to the
 process's stdout and stderr), so a traceback printed anywhere shows in the case's result. One
 process per entry point keeps the bad-input catalogue fast: TensorFlow is imported once.
+
+With --serve, cases arrive one at a time as JSON lines {"argv": [...], "cwd": DIR} on stdin,
+and each result is written as one JSON line as soon as it is known, until stdin closes: the
+tests' `run` fixture (tests/conftest.py) keeps one such process per command module.
 """
 
 import contextlib
@@ -23,37 +28,57 @@ from absl import flags
 
 from core import cli
 
-# Modules whose CLI passes unknown flags to Beam (cli.run(..., pass_unknown_flags=True)).
-PASS_UNKNOWN = {"pipelines.stats", "pipelines.validate", "pipelines.label"}
 
-
-def main():
-    name = sys.argv[1]
-    cases = json.load(sys.stdin)
-    # A stage's CLI is its package's __main__ (python -m pipelines.stats).
+def load(name):
+    """The module whose `main` `python -m name` runs (a package's is its __main__)."""
     module = importlib.import_module(name)
     if not hasattr(module, "main"):
         module = importlib.import_module(f"{name}.__main__")
-    results = []
+    return module
+
+
+def passes_unknown_flags(module) -> bool:
+    """Whether the module's entry point passes unknown flags on to Beam, as its
+    `if __name__ == "__main__":` block says (cli.run(main, pass_unknown_flags=True))."""
+    with open(module.__file__) as handle:
+        return "cli.run(main, pass_unknown_flags=True)" in handle.read()
+
+
+def run_case(name, module, argv) -> dict:
+    """Runs `python -m name argv...`'s main in this process: {"code", "stdout", "stderr"}."""
+    flags.FLAGS.unparse_flags()
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with fd_captured() as captured, contextlib.redirect_stdout(out), \
+            contextlib.redirect_stderr(err):
+        try:
+            cli.run(module.main, pass_unknown_flags=passes_unknown_flags(module),
+                    argv=[name] + list(argv))
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        except BaseException:  # noqa: BLE001 - reported to the test
+            code = "exception"
+            err.write(traceback.format_exc())
+    return {"code": code, "stdout": out.getvalue() + captured["stdout"],
+            "stderr": err.getvalue() + captured["stderr"]}
+
+
+def main():
+    serve = sys.argv[1] == "--serve"
+    name = sys.argv[-1]
+    # Read before any case runs: a case's captured descriptors must not take the pipe.
     results_stream = os.fdopen(os.dup(1), "w")
-    for argv in cases:
-        flags.FLAGS.unparse_flags()
-        out, err = io.StringIO(), io.StringIO()
-        code = 0
-        with fd_captured() as captured, contextlib.redirect_stdout(out), \
-                contextlib.redirect_stderr(err):
-            try:
-                cli.run(module.main, pass_unknown_flags=name in PASS_UNKNOWN,
-                        argv=[name] + list(argv))
-            except SystemExit as stop:
-                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
-            except BaseException:  # noqa: BLE001 - reported to the test
-                code = "exception"
-                err.write(traceback.format_exc())
-        results.append({"code": code, "stdout": out.getvalue() + captured["stdout"],
-                        "stderr": err.getvalue() + captured["stderr"]})
-    results_stream.write(json.dumps(results))
-    results_stream.flush()
+    module = load(name)
+    if not serve:
+        cases = json.load(sys.stdin)
+        results_stream.write(json.dumps([run_case(name, module, argv) for argv in cases]))
+        results_stream.flush()
+        return
+    while line := sys.stdin.readline():
+        request = json.loads(line)
+        os.chdir(request["cwd"])
+        results_stream.write(json.dumps(run_case(name, module, request["argv"])) + "\n")
+        results_stream.flush()
 
 
 @contextlib.contextmanager

@@ -20,16 +20,68 @@ import pytest  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_module(module, *args, cwd=None, timeout=300):
-    """Runs `python -m module args...` as a user would; returns the CompletedProcess."""
-    env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd or REPO, env=env, timeout=timeout)
+class CommandServers:
+    """`run(module, *args, cwd=None, timeout=300)`: what `python -m module args...` does, run
+    in a harness process kept per command module (tests/cli_harness.py --serve): each call
+    runs the module's `main` from its flags' defaults, with its stdout, stderr and exit status
+    captured as a process's would be, and TensorFlow is imported once per module and test
+    worker instead of once per call (about 5 s each). Returns a CompletedProcess."""
+
+    def __init__(self, log_dir):
+        self._servers: dict = {}
+        self._log_dir = log_dir
+
+    def __call__(self, module, *args, cwd=None, timeout=300):
+        import json
+        import select
+
+        argv = [str(a) for a in args]
+        server = self._server(module)
+        server.stdin.write(json.dumps({"argv": argv, "cwd": str(cwd or REPO)}) + "\n")
+        server.stdin.flush()
+        ready, _, _ = select.select([server.stdout], [], [], timeout)
+        line = server.stdout.readline() if ready else ""
+        if not line:
+            server.kill()
+            del self._servers[module]
+            log = self._log_dir / f"{module}.log"
+            pytest.fail(f"the harness for {module} {'timed out' if not ready else 'died'} on "
+                        f"{argv}: {log.read_text()[-3000:] if log.exists() else ''}")
+        result = json.loads(line)
+        code = result["code"]
+        stderr = result["stderr"]
+        if code == "exception":  # as a process would end: a traceback and status 1
+            code = 1
+        return subprocess.CompletedProcess([sys.executable, "-m", module, *argv], code,
+                                           result["stdout"], stderr)
+
+    def _server(self, module):
+        if module not in self._servers:
+            env = dict(os.environ, PYTHONPATH=REPO)
+            log = open(self._log_dir / f"{module}.log", "w")
+            self._servers[module] = subprocess.Popen(
+                [sys.executable, os.path.join(REPO, "tests", "cli_harness.py"), "--serve",
+                 module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                cwd=REPO, env=env)
+        return self._servers[module]
+
+    def close(self):
+        # Every result is in: a server may still hold threads a command left (Beam's), which
+        # would keep its interpreter from exiting, so it is stopped rather than waited for.
+        for server in self._servers.values():
+            server.kill()
+            server.wait()
+            server.stdin.close()
+            server.stdout.close()
 
 
-@pytest.fixture
-def run():
-    return run_module
+@pytest.fixture(scope="session")
+def run(tmp_path_factory):
+    """Runs a command module as a user would (`run(module, *args)`), through CommandServers:
+    the same main, flags, output and exit status, one start-up per module."""
+    servers = CommandServers(tmp_path_factory.mktemp("command_servers"))
+    yield servers
+    servers.close()
 
 
 @pytest.fixture(scope="session")
