@@ -1,18 +1,15 @@
 """Runs one command-line module's `main` for many argument lists in one process.
 
-    python tests/cli_harness.py pipelines.stats < cases.json > results.json
-    python tests/cli_harness.py --serve pipelines.stats      # one JSON line in, one out
+    python tests/cli_harness.py pipelines.stats      # one JSON line in, one JSON line out
 
-cases.json is a list of argument lists; each run starts from the flags' defaults. Results are
-{"code", "stdout", "stderr"} per case ("code" is the exit status, or "exception" with the
-traceback in stderr when something escaped the CLI's error handling). Output is captured at
-the file-descriptor level too (what logging handlers, Beam and native code write to the
-process's stdout and stderr), so a traceback printed anywhere shows in the case's result. One
-process per entry point keeps the bad-input catalogue fast: TensorFlow is imported once.
-
-With --serve, cases arrive one at a time as JSON lines {"argv": [...], "cwd": DIR} on stdin,
-and each result is written as one JSON line as soon as it is known, until stdin closes: the
-tests' `run` fixture (tests/conftest.py) keeps one such process per command module.
+Cases arrive one at a time on stdin as JSON lines {"argv": [...], "cwd": DIR}; each runs from
+the flags' defaults in DIR, and its result is written as one JSON line as soon as it is known,
+until stdin closes: {"code", "stdout", "stderr"} ("code" is the exit status, or "exception"
+with the traceback in stderr when something escaped the CLI's error handling). Output is
+captured at the file-descriptor level too (what logging handlers, Beam and native code write to
+the process's stdout and stderr), so a traceback printed anywhere shows in the case's result.
+The tests' `run` fixture (tests/conftest.py) keeps one such process per command module:
+TensorFlow is imported once per module, not once per call.
 """
 
 import contextlib
@@ -64,16 +61,10 @@ def run_case(name, module, argv) -> dict:
 
 
 def main():
-    serve = sys.argv[1] == "--serve"
-    name = sys.argv[-1]
-    # Read before any case runs: a case's captured descriptors must not take the pipe.
+    name = sys.argv[1]
+    # Taken before any case runs: a case's captured descriptors must not take the pipe.
     results_stream = os.fdopen(os.dup(1), "w")
     module = load(name)
-    if not serve:
-        cases = json.load(sys.stdin)
-        results_stream.write(json.dumps([run_case(name, module, argv) for argv in cases]))
-        results_stream.flush()
-        return
     while line := sys.stdin.readline():
         request = json.loads(line)
         os.chdir(request["cwd"])

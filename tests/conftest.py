@@ -22,7 +22,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 class CommandServers:
     """`run(module, *args, cwd=None, timeout=300)`: what `python -m module args...` does, run
-    in a harness process kept per command module (tests/cli_harness.py --serve): each call
+    in a harness process kept per command module (tests/cli_harness.py): each call
     runs the module's `main` from its flags' defaults, with its stdout, stderr and exit status
     captured as a process's would be, and TensorFlow is imported once per module and test
     worker instead of once per call (about 5 s each). Returns a CompletedProcess."""
@@ -60,8 +60,8 @@ class CommandServers:
             env = dict(os.environ, PYTHONPATH=REPO)
             log = open(self._log_dir / f"{module}.log", "w")
             self._servers[module] = subprocess.Popen(
-                [sys.executable, os.path.join(REPO, "tests", "cli_harness.py"), "--serve",
-                 module], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                [sys.executable, os.path.join(REPO, "tests", "cli_harness.py"), module],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
                 cwd=REPO, env=env)
         return self._servers[module]
 

@@ -14,15 +14,12 @@ row it cannot read is a dead letter, not a failure (SCORE_EXPECTED).
 
 import csv
 import gzip
-import json
 import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, Lazy
+from conftest import Lazy
 
 HEADER = ["impression_id", "user_id", "item_id", "timestamp", "click", "dwell_time", "category"]
 DAY = 20_000 * 86_400
@@ -215,9 +212,10 @@ def argv_for(entry, pattern, out, stats, saved_model):
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory):
+def results(tmp_path_factory, run):
     """Runs every case against an entry point, on first use (so `-k label` runs only the label
-    entry points): results[entry] -> {case: (result, case dir)}."""
+    entry points), through the `run` fixture (each case from the flags' defaults, output
+    captured at the descriptors): results[entry] -> {case: (CompletedProcess, case dir)}."""
     root = tmp_path_factory.mktemp("catalogue")
     good = root / "good.csv"
     write(good, good_rows())
@@ -247,13 +245,9 @@ def results(tmp_path_factory):
             pattern = build(case_dir)
             cases.append(argv_for(entry, pattern, case_dir / "out", stats, model))
             dirs.append(case_dir)
-        env = dict(os.environ, PYTHONPATH=REPO)
-        done = subprocess.run([sys.executable, os.path.join(REPO, "tests", "cli_harness.py"),
-                               entry.split(":")[0]], input=json.dumps(cases),
-                              capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
-        assert done.returncode == 0, done.stderr[-3000:]
-        return {name: (result, case_dir)
-                for name, result, case_dir in zip(CATALOGUE, json.loads(done.stdout), dirs)}
+        module = entry.split(":")[0]
+        return {name: (run(module, *argv), case_dir)
+                for name, argv, case_dir in zip(CATALOGUE, cases, dirs)}
 
     return Lazy(run_entry)
 
@@ -263,10 +257,9 @@ def results(tmp_path_factory):
 def test_catalogue(results, entry, case):
     result, case_dir = results[entry][case]
     pattern = expected(entry, case)
-    assert result["code"] != "exception", result["stderr"]
-    assert "Traceback" not in result["stdout"] + result["stderr"], result["stderr"]
+    assert "Traceback" not in result.stdout + result.stderr, result.stderr
     if pattern is None:
-        assert result["code"] == 0, result["stderr"]
+        assert result.returncode == 0, result.stderr
         if entry == "pipelines.score":
             with open(case_dir / "out" / "dead_letter.csv") as handle:
                 letters = list(csv.DictReader(handle))
@@ -276,10 +269,9 @@ def test_catalogue(results, entry, case):
             else:
                 assert letters == [], letters
         return
-    assert result["code"] == 1, (result["stdout"], result["stderr"])
-    assert result["stderr"].startswith("error: "), result["stderr"]
-    assert pattern in result["stderr"], result["stderr"]
-    assert "while running" not in result["stderr"]
-    assert "Traceback" not in result["stderr"]
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("error: "), result.stderr
+    assert pattern in result.stderr, result.stderr
+    assert "while running" not in result.stderr
     leftovers = [p for p in os.listdir(case_dir) if p == "out" or p.startswith(".out")]
     assert leftovers == [], leftovers
