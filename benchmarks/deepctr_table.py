@@ -92,10 +92,17 @@ def main(argv=None) -> int:
     for path in args.results:
         try:
             with open(path) as handle:
-                runs.append(json.load(handle))
+                run = json.load(handle)
+            # What the table reads, read once here: a file of another shape is one line.
+            _ = (_group(run), run["seed"], run["deepctr"]["auc_ctr"],
+                 run["deepctr"]["wall_seconds"], run["project"]["wall_seconds"])
         except (OSError, ValueError) as error:
             print(f"error: {path}: {error}", file=sys.stderr)
             return 1
+        except (KeyError, TypeError) as error:
+            print(f"error: {path}: not a bench_deepctr.json (no {error})", file=sys.stderr)
+            return 1
+        runs.append(run)
     print(table(runs))
     return 0
 
