@@ -106,4 +106,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from core.errors import InputError
+
+    try:
+        main()
+    except InputError as error:  # bad logs, stats or model: one line, as the CLIs say it
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
