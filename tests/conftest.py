@@ -29,6 +29,7 @@ class CommandServers:
 
     def __init__(self, log_dir):
         self._servers: dict = {}
+        self._logs: list = []
         self._log_dir = log_dir
 
     def __call__(self, module, *args, cwd=None, timeout=300):
@@ -48,17 +49,16 @@ class CommandServers:
             pytest.fail(f"the harness for {module} {'timed out' if not ready else 'died'} on "
                         f"{argv}: {log.read_text()[-3000:] if log.exists() else ''}")
         result = json.loads(line)
-        code = result["code"]
-        stderr = result["stderr"]
-        if code == "exception":  # as a process would end: a traceback and status 1
-            code = 1
+        # An escaped exception ends as a process would: its traceback on stderr, status 1.
+        code = 1 if result["code"] == "exception" else result["code"]
         return subprocess.CompletedProcess([sys.executable, "-m", module, *argv], code,
-                                           result["stdout"], stderr)
+                                           result["stdout"], result["stderr"])
 
     def _server(self, module):
         if module not in self._servers:
             env = dict(os.environ, PYTHONPATH=REPO)
             log = open(self._log_dir / f"{module}.log", "w")
+            self._logs.append(log)
             self._servers[module] = subprocess.Popen(
                 [sys.executable, os.path.join(REPO, "tests", "cli_harness.py"), module],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
@@ -73,6 +73,8 @@ class CommandServers:
             server.wait()
             server.stdin.close()
             server.stdout.close()
+        for log in self._logs:
+            log.close()
 
 
 @pytest.fixture(scope="session")
