@@ -1,4 +1,5 @@
-"""What the benchmarks share: running one of the project's modules as its own process."""
+"""What the benchmarks share: running one of the project's modules as its own process, or
+profiling its code inside this one."""
 
 from __future__ import annotations
 
@@ -18,3 +19,19 @@ def module(name: str, *args: str) -> str:
     if completed.returncode:
         sys.exit(f"{name} {' '.join(args)} failed:\n{completed.stderr[-3000:]}")
     return completed.stdout
+
+
+def in_process(main) -> None:
+    """Runs `main()` of a benchmark that imports the project's code into its own process: the
+    repository on sys.path, TensorFlow quiet and Keras 2 selected before TensorFlow loads (the
+    CLIs' set-up), and bad logs, stats or models ending in one `error:` line and status 1."""
+    sys.path.insert(0, REPO)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import core  # noqa: F401  (Keras 2 before TensorFlow)
+    from core.errors import InputError
+
+    try:
+        main()
+    except InputError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -26,11 +26,8 @@ import shutil
 import sys
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-
-import core  # noqa: E402,F401  (Keras 2 before TensorFlow)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import in_process  # noqa: E402
 
 
 def main() -> None:
@@ -106,10 +103,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from core.errors import InputError
-
-    try:
-        main()
-    except InputError as error:  # bad logs, stats or model: one line, as the CLIs say it
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
+    in_process(main)
