@@ -20,6 +20,20 @@ import pytest  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def recorded_checkpoint_step(model_dir):
+    """The step of the newest checkpoint in `model_dir`'s manager state file, 0 before any.
+
+    The manager writes that file (atomically) after a checkpoint's own files, so it names what a
+    resumed run starts from; a checkpoint's index file on disk may not be recorded yet.
+    """
+    try:
+        with open(os.path.join(model_dir, "checkpoints", "checkpoint")) as handle:
+            state = handle.read()
+    except FileNotFoundError:
+        return 0
+    return int(state.split('model_checkpoint_path: "ckpt-')[1].split('"')[0])
+
+
 class CommandServers:
     """`run(module, *args, cwd=None, timeout=300)`: what `python -m module args...` does, run
     in a harness process kept per command module (tests/cli_harness.py): each call

@@ -19,7 +19,7 @@ import pytest
 
 from ranking import distribute
 
-from conftest import REPO
+from conftest import REPO, recorded_checkpoint_step
 
 # Two epochs of 60 steps of 256 rows: the small world's 4 training files hold ~44 k rows, so
 # both epochs are capped and the runs are short.
@@ -74,26 +74,17 @@ def _metrics(model_dir):
         return json.load(handle)
 
 
-def _newest_checkpoint(model_dir):
-    # The manager's state file is written after a checkpoint's files.
-    try:
-        state = open(os.path.join(model_dir, "checkpoints", "checkpoint")).read()
-    except FileNotFoundError:
-        return 0
-    return int(state.split('model_checkpoint_path: "ckpt-')[1].split('"')[0])
-
-
 def _kill_after(processes, model_dir, step, watch, timeout=300):
     """SIGKILLs `processes` in order once the chief has checkpointed past `step`."""
     deadline = time.time() + timeout
-    while _newest_checkpoint(model_dir) <= step:
+    while recorded_checkpoint_step(model_dir) <= step:
         if watch.poll() is not None or time.time() > deadline:
             pytest.fail(f"training ended or stalled before step {step}")
         time.sleep(0.05)
     for process in processes:
         process.send_signal(signal.SIGKILL)
         process.wait()
-    return _newest_checkpoint(model_dir)
+    return recorded_checkpoint_step(model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +214,7 @@ def test_two_workers_train_like_one_process_and_resume_after_a_kill(small_world,
     stopped = _log(tmp_path, "first-worker0")
     assert "error: another task of the cluster stopped (see its log)" in stopped, stopped[-2000:]
     assert "Traceback" not in stopped
-    last = _newest_checkpoint(model_dir)
+    last = recorded_checkpoint_step(model_dir)
     assert 70 < last < 120
     second = _workers(tmp_path, "second", flags)
     _wait(second.values())

@@ -16,7 +16,7 @@ from ranking import training
 from ranking.models import ModelConfig
 from ranking.optimizers import OptimizerConfig
 
-from conftest import REPO
+from conftest import REPO, recorded_checkpoint_step
 
 SIX_KEYS = {"auc_ctr", "auc_valid_read", "rows", "clicks", "valid_reads", "towers", "preset"}
 
@@ -81,11 +81,6 @@ def _cli(args, **kwargs):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
-def _checkpoint_steps(model_dir):
-    return sorted(int(p.split("ckpt-")[1].split(".")[0])
-                  for p in glob.glob(os.path.join(model_dir, "checkpoints", "ckpt-*.index")))
-
-
 def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(small_world,
                                                                              tmp_path):
     """Killed in training and again in validation, with early stopping's state and the best
@@ -101,16 +96,13 @@ def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(sm
     process = _cli([f"--flagfile={flagfile}", f"--model_dir={killed_dir}"])
     deadline = time.time() + 240
     # Kill in the second epoch, so that resuming must also keep the finished first epoch.
-    while time.time() < deadline and not [s for s in _checkpoint_steps(killed_dir) if s > 130]:
+    while time.time() < deadline and recorded_checkpoint_step(killed_dir) <= 130:
         if process.poll() is not None:
             pytest.fail("training ended before it could be killed:\n" + process.stderr.read())
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    # The newest checkpoint the manager recorded (its state file is written after a
-    # checkpoint's files, so a kill between the two leaves the previous one newest).
-    state = open(os.path.join(killed_dir, "checkpoints", "checkpoint")).read()
-    last = int(state.split('model_checkpoint_path: "ckpt-')[1].split('"')[0])
+    last = recorded_checkpoint_step(killed_dir)
     assert 120 < last < 240
 
     # Resumed, then killed again as soon as it starts validating at step 200.
