@@ -53,7 +53,8 @@ class LogSource:
                 with_source: bool = False, with_raw: bool = False,
                 columns: Sequence[str] | None = None, parallel_files: int = 1,
                 num_parallel_calls: int | None = None, drop_remainder: bool = False,
-                file_shard: tuple | None = None, whole_files: bool = True):
+                file_shard: tuple | None = None, whole_files: bool = True,
+                batches_span_files: bool = True):
         """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
 
         With `with_source`, adds `_source_file` (string path), `_source_index` (int64 position
@@ -69,6 +70,9 @@ class LogSource:
         index + count, ... (index may be a Tensor: a parameter-server worker's own index).
         `whole_files=False` streams CSV lines even from files small enough to be decompressed
         and split in one op (faster, but it holds a file's text: scoring keeps memory flat).
+        `batches_span_files=False` batches each file on its own (a file's last batch may be
+        short): each file's batches are then those of reading it alone, so a model's outputs
+        on them are too (float sums depend on the batch's size).
         """
         import tensorflow as tf
 
@@ -122,11 +126,19 @@ class LogSource:
 
             def parse(path, row, record):
                 return self._parse_tfrecord_batch(path, row, record, wanted)
-        chunks = files.interleave(_no_autograph(open_file), cycle_length=max(1, parallel_files),
+        def file_batches(path, comp):
+            chunks = open_file(path, comp)
+            if batches_span_files:
+                return chunks
+            return chunks.rebatch(batch_size, drop_remainder=drop_remainder)
+
+        chunks = files.interleave(_no_autograph(file_batches),
+                                  cycle_length=max(1, parallel_files),
                                   num_parallel_calls=calls if parallel_files > 1 else None,
                                   deterministic=True if parallel_files > 1 else None)
         # Blank lines and file ends leave short chunks: rebatch to exactly `batch_size` rows.
-        batches = chunks.rebatch(batch_size, drop_remainder=drop_remainder)
+        batches = (chunks.rebatch(batch_size, drop_remainder=drop_remainder)
+                   if batches_span_files else chunks)
 
         def to_features(path, row, payload):
             out = self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell,

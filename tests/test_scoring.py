@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from core import log_writers, logs
+from core import log_schema, log_writers, logs
 from core.errors import InputError
 from pipelines.score import scoring, scoring_beam
 
@@ -334,6 +334,57 @@ def test_a_thousand_bad_rows_cost_one_extra_pass(exports, log_3000, tmp_path, mo
     with pytest.raises(InputError, match=f"line {bad_rows[10]}: more than 10 unreadable rows"):
         score(export.path, str(path), str(tmp_path / "scores2"),
                            engine="local", max_dead_letters=10)
+
+
+def test_one_reader_for_all_files_gives_each_files_own_batches_and_dead_letters(
+        log_3000, small_input, tmp_path, monkeypatch):
+    """`read_scorable_files` (the local engine's one pipeline over all files) against reading
+    each file alone (`read_scorable`): the same batches, bit for bit, and the same dead
+    letters, with bad rows first, last and in the middle of a file in the middle, a
+    header-only file and a gzip file that breaks off before more files; clean files are read
+    by one pipeline."""
+    from pipelines.score import dead_letters
+
+    frame, lines = log_3000
+    gz = tmp_path / "a.csv.gz"
+    gz.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0))
+    (tmp_path / "b.csv").write_text(lines[0] + "\n")
+    dirty = list(lines)
+    corrupt_rows(dirty, [2, 700, 3001])
+    (tmp_path / "c.csv").write_text("\n".join(dirty) + "\n")
+    cut = gzip.compress(("\n".join(lines) + "\n").encode(), mtime=0)
+    (tmp_path / "d.csv.gz").write_bytes(cut[: len(cut) // 2])
+    patterns = [str(tmp_path / n) for n in ("a.csv.gz", "b.csv", "c.csv", "d.csv.gz")]
+    clean_source = logs.open_logs(str(gz))  # the schema, as the model would fix it
+    source = logs.LogSource(log_schema.expand_inputs(patterns + small_input),
+                            clean_source.schema, clean_source.stored_types, outcomes=False)
+    columns = tuple(source.schema.columns)
+    args = (source.schema, source.stored_types, columns, 256)
+
+    alone, alone_dead = [], []
+    for i, log_file in enumerate(source.files):
+        alone += [(i, b) for b in dead_letters.read_scorable(log_file, *args, alone_dead, 100)]
+    together_dead = []
+    together = list(dead_letters.read_scorable_files(source.files, *args, together_dead, 100))
+    assert [i for i, _ in together] == [i for i, _ in alone]
+    assert {i for i, _ in together} == {0, 2, 3, 4, 5}  # b.csv has no rows
+    for (_, got), (_, want) in zip(together, alone):
+        for name in columns + (logs.SOURCE_ROW,):
+            np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+    assert together_dead == alone_dead
+    assert [(os.path.basename(d.file), d.row) for d in together_dead][:3] == [
+        ("c.csv", 2), ("c.csv", 700), ("c.csv", 3001)]
+    assert together_dead[3].reason.startswith(dead_letters.LOST)
+
+    opened = []
+    dataset = logs.LogSource.dataset
+    monkeypatch.setattr(logs.LogSource, "dataset",
+                        lambda self, *a, **k: opened.append(len(self.files)) or
+                        dataset(self, *a, **k))
+    clean = [source.files[k] for k in (0, 1, 4, 5)]
+    rows = sum(len(b[logs.SOURCE_ROW]) for _, b in
+               dead_letters.read_scorable_files(clean, *args, [], 100))
+    assert rows == 3000 + 300 + 200 and opened == [4]
 
 
 def test_rows_the_reader_accepts_are_scored_and_quotes_are_judged_by_it(exports, log_3000,

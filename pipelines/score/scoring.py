@@ -64,6 +64,7 @@ from pipelines.score.dead_letters import (  # noqa: F401
     DeadLetter,
     TooManyDeadLetters,
     read_scorable,
+    read_scorable_files,
     write_dead_letters,
 )
 
@@ -294,12 +295,7 @@ def score_logs(saved_model: str, pattern: str, output_dir: str,
     engine; `pipelines.score.scoring_beam.score_logs_beam` is the Beam one); returns
     summary.json's content."""
 
-    def score_files(files, job, tmp):
-        # One list across files: --max_dead_letters bounds the job, and its memory.
-        dead_so_far: list = []
-        return [_score_file_local(i, f, job, tmp, dead_so_far) for i, f in enumerate(files)]
-
-    return run_job(saved_model, pattern, output_dir, config, "local", score_files)
+    return run_job(saved_model, pattern, output_dir, config, "local", _score_files_local)
 
 
 def run_job(saved_model: str, pattern: str, output_dir: str, config: ScoreConfig, engine: str,
@@ -362,22 +358,47 @@ def predict_batch(predict, signature: ModelSignature, batch: dict) -> dict:
     return {o: outputs[o].numpy() for o in signature.outputs}
 
 
-def _score_file_local(index, log_file, job, tmp, dead: list):
-    """Local engine: one file through `predict_raw`, in this process, written as it goes.
-    `dead`: the job's dead letters so far, which this file's join (the job's limit counts them
-    all)."""
+def _score_files_local(files, job, tmp):
+    """Local engine: every file through one reader (`read_scorable_files`) and `predict_raw`
+    in this process; each file's shard written as it goes (an empty file: a header-only
+    shard), on one background thread. Returns each file's summary entry."""
     signature = ModelSignature(**job["signature"])
     predict = _loaded(signature.path).signatures["predict_raw"]
     schema = log_schema.LogSchema.from_json(job["schema"])
-    before = len(dead)
-    with open_shard(index, log_file, job, tmp) as writer, InBackground(writer.write) as write:
-        for batch in read_scorable(log_file, schema, job["stored"], job["columns"],
-                                   job["config"]["batch_size"], dead,
-                                   job["config"]["max_dead_letters"]):
-            part = {c: batch[c] for c in job["ids"]}
-            part.update(predict_batch(predict, signature, batch))
-            write(part)
-    return shard_result(index, log_file, writer, dead[before:])
+    dead: list = []  # one list across files: --max_dead_letters bounds the job, and its memory
+    writers: list[ShardWriter] = []  # one per file, opened in file order
+    try:
+        with InBackground(_write_or_close) as write:
+            def open_through(index):  # the shards of files up to `index`, earlier ones closed
+                while len(writers) <= index:
+                    if writers:
+                        write((writers[-1], None))
+                    writers.append(open_shard(len(writers), files[len(writers)], job, tmp))
+
+            for index, batch in read_scorable_files(
+                    files, schema, job["stored"], job["columns"], job["config"]["batch_size"],
+                    dead, job["config"]["max_dead_letters"]):
+                open_through(index)
+                part = {c: batch[c] for c in job["ids"]}
+                part.update(predict_batch(predict, signature, batch))
+                write((writers[-1], part))
+            open_through(len(files) - 1)
+            write((writers[-1], None))
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    return [shard_result(i, f, w, [d for d in dead if d.file == f.path])
+            for i, (f, w) in enumerate(zip(files, writers))]
+
+
+def _write_or_close(task) -> None:
+    """(writer, columns): appends a batch; (writer, None): closes the shard."""
+    writer, columns = task
+    if columns is None:
+        writer.close()
+    else:
+        writer.write(columns)
 
 
 _MODELS: dict = {}
