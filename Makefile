@@ -32,7 +32,7 @@ demo: venv
 # Lint first (ruff, configured in pyproject.toml), then the suite.
 test: venv
 	$(PY) -m ruff check --quiet .
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 # Regenerate the lock with uv (a fast resolver); see BUILD.md.
 lock:

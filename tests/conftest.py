@@ -19,6 +19,22 @@ import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# The test files that take longest (real processes, many trainings), longest first. `make
+# test` hands whole files to its two workers in collection order (--dist loadfile
+# --no-loadscope-reorder): starting the long ones first leaves short files to even out the end
+# of the run on both workers (xdist's own order, by number of tests, started these last).
+LONGEST_FIRST = ("test_distributed.py", "test_training.py", "test_export.py",
+                 "test_bad_inputs.py", "test_labels.py", "test_scoring.py",
+                 "test_labelling_beam.py", "test_selection.py", "test_orca_options.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: a file's tests keep their order
+
 
 def recorded_checkpoint_step(model_dir):
     """The step of the newest checkpoint in `model_dir`'s manager state file, 0 before any.
