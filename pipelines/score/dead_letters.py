@@ -172,8 +172,15 @@ def _streamed(source: logs.LogSource, batch_size: int, columns, batches_span_fil
     hundred MB of text and strings). Scoring's time goes to inference, and streaming costs it
     nothing measurable (docs/BENCHMARKS.md), so its memory stays flat whatever the file's
     size."""
+    import tensorflow as tf
+
+    # tf.data's autotuner ran this reader at one of two speeds from run to run on 2 cores
+    # (about 3 or 5.5 s per million rows); with its fixed defaults (parallel calls: the
+    # cores) it runs at the faster one every time (docs/BENCHMARKS.md).
+    options = tf.data.Options()
+    options.autotune.enabled = False
     return source.dataset(batch_size, columns=columns, with_source=True, whole_files=False,
-                          batches_span_files=batches_span_files)
+                          batches_span_files=batches_span_files).with_options(options)
 
 
 def _salvage(source, columns, batch_size, last_done, error, dead_letters, limit):
