@@ -10,9 +10,9 @@ Prints, on the same rows (`--input`, any logs `pipelines.score` accepts):
   rows/s after import and load (the steady state), then the same job with one part replaced by
   nothing: the CSV formatting (`format_csv_rows` returns no bytes) and the inference
   (`predict_batch` returns zeros), so what each part adds to the job shows;
-- the reader alone: every file through the fast reader as the job reads it (one tf.data
-  pipeline per file, batches converted to NumPy), the same without the NumPy conversion, and
-  all files as one pipeline (what a reader opened once would cost).
+- the reader alone, batches of NumPy columns: as the job reads (all files through one tf.data
+  pipeline, `dead_letters.read_scorable_files`), and file by file with one pipeline each (how
+  the job read before, and how the Beam engine's workers read).
 
 Each variant runs `--repeats` times (default 2; the minimum is printed): single runs on this
 2-core VM swing by ±15 %.
@@ -41,10 +41,10 @@ def main() -> None:
 
     started = time.perf_counter()
     import numpy as np
-    import tensorflow as tf
+    import tensorflow  # noqa: F401  (its import is part of the time printed)
 
     from core import log_schema, logs
-    from pipelines.score import scoring
+    from pipelines.score import dead_letters, scoring
     imported = time.perf_counter()
     signature = scoring.read_signature(args.saved_model)
     loaded = time.perf_counter()
@@ -82,24 +82,21 @@ def main() -> None:
     ids = tuple(c for c in scoring.ID_COLUMNS if c in source.schema.dtypes)
     columns = tuple(dict.fromkeys(ids + tuple(signature.features)))
 
-    def read(name, sources, numpy):
+    def read(name, batches):
         times = []
         for _ in range(args.repeats):
             t, rows = time.perf_counter(), 0
-            for src in sources:
-                dataset = src.dataset(args.batch_size, columns=columns, with_source=True,
-                                      whole_files=False)
-                for batch in (dataset.as_numpy_iterator() if numpy else dataset):
-                    rows += int(tf.shape(batch[logs.SOURCE_ROW])[0])
+            for batch in batches():
+                rows += len(batch[logs.SOURCE_ROW])
             times.append(time.perf_counter() - t)
-        print(f"{name:34s} {min(times):6.1f} s  {rows / min(times):9,.0f} rows/s")
+        print(f"{name:34s} {min(times):6.1f} s  {rows / min(times):9,.0f} rows/s  "
+              f"(runs {', '.join(f'{t:.1f}' for t in times)} s)")
 
-    per_file = [logs.LogSource([f], source.schema, source.stored_types, outcomes=False)
-                for f in source.files]
-    read("reader, per file, NumPy", per_file, True)
-    read("reader, per file, Tensors", per_file, False)
-    read("reader, all files in one pipeline", [logs.LogSource(
-        list(source.files), source.schema, source.stored_types, outcomes=False)], False)
+    reading = (source.schema, source.stored_types, columns, args.batch_size, [], 0)
+    read("reader as the job reads", lambda: (
+        batch for _, batch in dead_letters.read_scorable_files(source.files, *reading)))
+    read("reader, one pipeline per file", lambda: (
+        batch for f in source.files for batch in dead_letters.read_scorable(f, *reading)))
 
 
 if __name__ == "__main__":
