@@ -11,7 +11,7 @@ Prints, on the same rows (`--input`, any logs `pipelines.score` accepts):
   nothing: the CSV formatting (`format_csv_rows` returns no bytes) and the inference
   (`predict_batch` returns zeros), so what each part adds to the job shows;
 - the reader alone, batches of NumPy columns: as the job reads (all files through one tf.data
-  pipeline, `dead_letters.read_scorable_files`), and file by file with one pipeline each (how
+  pipeline, `reading.read_scorable_files`), and file by file with one pipeline each (how
   the job read before, and how the Beam engine's workers read).
 
 Each variant runs `--repeats` times (default 2; the minimum is printed): single runs on this
@@ -44,7 +44,7 @@ def main() -> None:
     import tensorflow  # noqa: F401  (its import is part of the time printed)
 
     from core import log_schema, logs
-    from pipelines.score import dead_letters, scoring
+    from pipelines.score import reading, scoring
     imported = time.perf_counter()
     signature = scoring.read_signature(args.saved_model)
     loaded = time.perf_counter()
@@ -92,11 +92,11 @@ def main() -> None:
         print(f"{name:34s} {min(times):6.1f} s  {rows / min(times):9,.0f} rows/s  "
               f"(runs {', '.join(f'{t:.1f}' for t in times)} s)")
 
-    reading = (source.schema, source.stored_types, columns, args.batch_size, [], 0)
+    read_args = (source.schema, source.stored_types, columns, args.batch_size, [], 0)
     read("reader as the job reads", lambda: (
-        batch for _, batch in dead_letters.read_scorable_files(source.files, *reading)))
+        batch for _, batch in reading.read_scorable_files(source.files, *read_args)))
     read("reader, one pipeline per file", lambda: (
-        batch for f in source.files for batch in dead_letters.read_scorable(f, *reading)))
+        batch for f in source.files for batch in reading.read_scorable(f, *read_args)))
 
 
 if __name__ == "__main__":

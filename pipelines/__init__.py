@@ -9,6 +9,7 @@
                                             label/labelling_beam.py (Beam engine)
     python -m pipelines.score               score/scoring.py (local engine, shards, summary),
                                             score/scoring_beam.py (Beam RunInference),
+                                            score/reading.py (reading, salvage),
                                             score/dead_letters.py (unreadable rows)
 
 The foundation they share (the log contract and reader, the label rules, the stats artifact,

@@ -343,7 +343,7 @@ def test_one_reader_for_all_files_gives_each_files_own_batches_and_dead_letters(
     letters, with bad rows first, last and in the middle of a file in the middle, a
     header-only file and a gzip file that breaks off before more files; clean files are read
     by one pipeline."""
-    from pipelines.score import dead_letters
+    from pipelines.score import reading
 
     frame, lines = log_3000
     gz = tmp_path / "a.csv.gz"
@@ -363,9 +363,9 @@ def test_one_reader_for_all_files_gives_each_files_own_batches_and_dead_letters(
 
     alone, alone_dead = [], []
     for i, log_file in enumerate(source.files):
-        alone += [(i, b) for b in dead_letters.read_scorable(log_file, *args, alone_dead, 100)]
+        alone += [(i, b) for b in reading.read_scorable(log_file, *args, alone_dead, 100)]
     together_dead = []
-    together = list(dead_letters.read_scorable_files(source.files, *args, together_dead, 100))
+    together = list(reading.read_scorable_files(source.files, *args, together_dead, 100))
     assert [i for i, _ in together] == [i for i, _ in alone]
     assert {i for i, _ in together} == {0, 2, 3, 4, 5}  # b.csv has no rows
     for (_, got), (_, want) in zip(together, alone):
@@ -374,7 +374,7 @@ def test_one_reader_for_all_files_gives_each_files_own_batches_and_dead_letters(
     assert together_dead == alone_dead
     assert [(os.path.basename(d.file), d.row) for d in together_dead][:3] == [
         ("c.csv", 2), ("c.csv", 700), ("c.csv", 3001)]
-    assert together_dead[3].reason.startswith(dead_letters.LOST)
+    assert together_dead[3].reason.startswith(reading.LOST)
 
     opened = []
     dataset = logs.LogSource.dataset
@@ -383,7 +383,7 @@ def test_one_reader_for_all_files_gives_each_files_own_batches_and_dead_letters(
                         dataset(self, *a, **k))
     clean = [source.files[k] for k in (0, 1, 4, 5)]
     rows = sum(len(b[logs.SOURCE_ROW]) for _, b in
-               dead_letters.read_scorable_files(clean, *args, [], 100))
+               reading.read_scorable_files(clean, *args, [], 100))
     assert rows == 3000 + 300 + 200 and opened == [4]
 
 

@@ -30,7 +30,9 @@ shard is written as the batches are scored (appended to a temporary file in the 
 directory, renamed when the file is done).
 
 Engines (the CLI's `--engine` picks one): `score_logs` here runs the reader and `predict_raw`
-inside this process; `pipelines.score.scoring_beam.score_logs_beam` runs on Apache Beam
+inside this process, all files through one reader pipeline
+(`pipelines.score.reading.read_scorable_files`);
+`pipelines.score.scoring_beam.score_logs_beam` runs on Apache Beam
 (DirectRunner unless `--runner` says otherwise): workers read files in batches of NumPy columns,
 Beam's `RunInference` calls the SavedModel's `predict_raw` signature on each batch (the model
 loaded once per worker process) and the shards are assembled per file. Both go through
@@ -63,10 +65,9 @@ from pipelines.score.dead_letters import (  # noqa: F401
     DEAD_LETTER_HEADER,
     DeadLetter,
     TooManyDeadLetters,
-    read_scorable,
-    read_scorable_files,
     write_dead_letters,
 )
+from pipelines.score.reading import read_scorable_files
 
 ID_COLUMNS = ("impression_id", "user_id", "item_id")
 CSV_DECIMALS = 7

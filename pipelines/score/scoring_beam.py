@@ -38,7 +38,8 @@ from typing import Any, Iterable, Sequence
 
 from core import log_diagnosis, log_schema
 from pipelines.score import scoring
-from pipelines.score.dead_letters import DeadLetter, read_scorable
+from pipelines.score.dead_letters import DeadLetter
+from pipelines.score.reading import read_scorable
 
 try:
     from apache_beam.ml.inference.base import ModelHandler
