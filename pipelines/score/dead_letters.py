@@ -279,6 +279,7 @@ def _quiet_tf_logger():
 
 
 def unit_text(log_file: log_schema.LogFile, row: int) -> str:
+    """Row `row` of a file as text (`raw` of a dead letter), "" when the file has no such row."""
     for number, unit in _Units(log_file):
         if number == row:
             return _raw_text(unit)
@@ -293,7 +294,7 @@ def _raw_text(unit: bytes) -> str:
 
 
 @dataclasses.dataclass
-class _Copy:
+class CleanCopy:
     """A clean copy of a file's readable rows from `start` on (None: no row), and how its rows
     map back: copy row k (from the format's first row) is original row
     start + k' + (number of gaps at or before it), gaps being the original rows left out."""
@@ -310,8 +311,8 @@ class _Copy:
         return self.start + position + np.searchsorted(self.gaps, position, side="right")
 
 
-def clean_copy(log_file, check: RowCheck, start: int, skipped: set, stem: str, dead_letters: list,
-          limit: int) -> _Copy:
+def clean_copy(log_file, check: RowCheck, start: int, skipped: set, stem: str,
+               dead_letters: list, limit: int) -> CleanCopy:
     """One pass over the rows from `start` on: new dead letters appended (and added to
     `skipped`), the others copied to a plain file `stem`.csv|.tfrecord."""
     import tensorflow as tf
@@ -350,5 +351,5 @@ def clean_copy(log_file, check: RowCheck, start: int, skipped: set, stem: str, d
     first_row = 2 if csv_format else 1
     # A copy row's original number: start + its position + the gaps before it.
     t = np.asarray(gaps, dtype=np.int64) - start - np.arange(len(gaps), dtype=np.int64)
-    return _Copy(log_schema.expand_inputs([path])[0] if kept else None, first_row, start, t,
+    return CleanCopy(log_schema.expand_inputs([path])[0] if kept else None, first_row, start, t,
                  units.lost, units.end_row)

@@ -153,8 +153,8 @@ def _salvage(source, columns, batch_size, last_done, error, dead_letters, limit)
             attempt += 1
             start = max(first_row, last_done + 1)
             before = len(skipped)
-            copy = clean_copy(log_file, check, start, skipped, os.path.join(tmpdir, f"clean-{attempt}"),
-                         dead_letters, limit)
+            copy = clean_copy(log_file, check, start, skipped,
+                              os.path.join(tmpdir, f"clean-{attempt}"), dead_letters, limit)
             progress = len(skipped) > before
             if copy.lost is not None and not lost_noted:
                 lost_noted = progress = True
