@@ -89,7 +89,9 @@ class LogSource:
         calls = tf.data.AUTOTUNE if num_parallel_calls is None else num_parallel_calls
         paths = [f.path for f in self.files]
         compression = ["GZIP" if f.gzip else "" for f in self.files]
-        files = tf.data.Dataset.from_tensor_slices((paths, compression))
+        # Each file's position in `files` travels with its rows (`_source_index`).
+        positions = tf.range(len(paths), dtype=tf.int64)
+        files = tf.data.Dataset.from_tensor_slices((paths, compression, positions))
         if file_shard is not None:
             files = files.shard(*file_shard)
         # Each file is read in batches and numbered with vectorized ops: per-row tf.data
@@ -98,7 +100,7 @@ class LogSource:
             whole = whole_files and all(file_size(f.path) <= WHOLE_FILE_BYTES for f in self.files)
             crlf = any(_has_crlf(f) for f in self.files)
 
-            def open_file(path, comp):
+            def open_file(path, comp, position):
                 if whole:
                     data = tf.io.read_file(path)
                     data = tf.cond(tf.equal(comp, "GZIP"),
@@ -111,23 +113,23 @@ class LogSource:
                     lines = tf.data.TextLineDataset(path, compression_type=comp,
                                                     buffer_size=4 << 20).skip(1)
                 return lines.batch(batch_size).enumerate().map(_no_autograph(
-                    lambda k, chunk: _number_chunk(path, k, chunk, batch_size, first_row=2,
-                                                   skip_blank=True)))
+                    lambda k, chunk: _number_chunk(path, position, k, chunk, batch_size,
+                                                   first_row=2, skip_blank=True)))
 
             def parse(path, row, line):
                 return self._parse_csv_batch(path, row, line, wanted)
         else:
-            def open_file(path, comp):
+            def open_file(path, comp, position):
                 records = tf.data.TFRecordDataset(path, compression_type=comp,
                                                   buffer_size=4 << 20)
                 return records.batch(batch_size).enumerate().map(_no_autograph(
-                    lambda k, chunk: _number_chunk(path, k, chunk, batch_size, first_row=1,
-                                                   skip_blank=False)))
+                    lambda k, chunk: _number_chunk(path, position, k, chunk, batch_size,
+                                                   first_row=1, skip_blank=False)))
 
             def parse(path, row, record):
                 return self._parse_tfrecord_batch(path, row, record, wanted)
-        def file_batches(path, comp):
-            chunks = open_file(path, comp)
+        def file_batches(path, comp, position):
+            chunks = open_file(path, comp, position)
             if batches_span_files:
                 return chunks
             return chunks.rebatch(batch_size, drop_remainder=drop_remainder)
@@ -140,9 +142,11 @@ class LogSource:
         batches = (chunks.rebatch(batch_size, drop_remainder=drop_remainder)
                    if batches_span_files else chunks)
 
-        def to_features(path, row, payload):
+        def to_features(path, position, row, payload):
             out = self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell,
                                with_source)
+            if with_source:
+                out[SOURCE_INDEX] = position
             if with_raw:
                 out[RAW] = payload
             return out
@@ -252,14 +256,10 @@ class LogSource:
         return self._with_source(result, path, row, with_source)
 
     def _with_source(self, result, path, row, with_source):
-        import tensorflow as tf
 
         if with_source:
             result[SOURCE_FILE] = path
             result[SOURCE_ROW] = row
-            paths = tf.constant([f.path for f in self.files])
-            result[SOURCE_INDEX] = tf.argmax(tf.cast(tf.equal(path[:, None], paths[None, :]),
-                                                     tf.int32), axis=1, output_type=tf.int64)
         return result
 
 
@@ -278,18 +278,19 @@ def _no_autograph(fn):
     return tf.autograph.experimental.do_not_convert(fn)
 
 
-def _number_chunk(path, index, chunk, batch_size, first_row, skip_blank):
-    """(path[n], row[n], payload[n]) of the `index`-th chunk of a file, blank lines dropped."""
+def _number_chunk(path, position, index, chunk, batch_size, first_row, skip_blank):
+    """(path[n], position[n], row[n], payload[n]) of the `index`-th chunk of the file at
+    `position` in the input, blank lines dropped."""
     import tensorflow as tf
 
     size = tf.shape(chunk, out_type=tf.int64)[0]
     row = first_row + index * batch_size + tf.range(size, dtype=tf.int64)
-    paths = tf.fill([size], path)
+    paths, positions = tf.fill([size], path), tf.fill([size], position)
     if skip_blank:
         keep = tf.strings.length(tf.strings.strip(chunk)) > 0
-        return (tf.boolean_mask(paths, keep), tf.boolean_mask(row, keep),
-                tf.boolean_mask(chunk, keep))
-    return paths, row, chunk
+        return (tf.boolean_mask(paths, keep), tf.boolean_mask(positions, keep),
+                tf.boolean_mask(row, keep), tf.boolean_mask(chunk, keep))
+    return paths, positions, row, chunk
 
 
 def open_logs(patterns: str | Sequence[str], *,
