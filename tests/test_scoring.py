@@ -598,3 +598,15 @@ def test_csv_rows_are_what_pandas_writes(ids):
         **{f"dwell_probs_{k}": np.round(columns["dwell_probs"][:, k], CSV_DECIMALS).astype(str)
            for k in range(3)}}).to_csv(index=False, header=False, lineterminator="\n")
     assert format_csv_rows(columns).decode("utf-8") == expected
+
+
+@pytest.mark.parametrize("other_id", [b"plain", b"needs,quotes"])
+def test_ids_that_are_not_utf8_go_out_as_they_came_in(other_id):
+    """An id's bytes are written as read, whether or not its batch goes through pandas for
+    quoting (the other id decides which path)."""
+    from pipelines.score.scoring import format_csv_rows
+
+    columns = {"user_id": np.array([b"u\xff\xfe-1", other_id], dtype=object),
+               "score": np.array([0.5, 0.25], dtype=np.float32)}
+    other = b'"needs,quotes"' if b"," in other_id else other_id
+    assert format_csv_rows(columns) == b"u\xff\xfe-1,0.5\n" + other + b",0.25\n"

@@ -158,9 +158,11 @@ def format_csv_rows(columns: dict) -> bytes:
     if quoted or len(fields) < 2 or not next(iter(fields.values())):
         import pandas as pd
 
-        texts = {name: [v.decode("utf-8") for v in values] for name, values in fields.items()}
-        return pd.DataFrame(texts).to_csv(index=False, header=False,
-                                          lineterminator="\n").encode("utf-8")
+        # surrogateescape: bytes that are not UTF-8 go out as they came in, as on the fast path.
+        texts = {name: [v.decode("utf-8", "surrogateescape") for v in values]
+                 for name, values in fields.items()}
+        return pd.DataFrame(texts).to_csv(index=False, header=False, lineterminator="\n"
+                                          ).encode("utf-8", "surrogateescape")
     return b"\n".join(map(b",".join, zip(*fields.values()))) + b"\n"
 
 
