@@ -393,7 +393,10 @@ def _score_files_local(files, job, tmp):
         for writer in writers:
             writer.abort()
         raise
-    return [shard_result(i, f, w, [d for d in dead if d.file == f.path])
+    by_file: dict = {}
+    for letter in dead:
+        by_file.setdefault(letter.file, []).append(letter)
+    return [shard_result(i, f, w, by_file.get(f.path, []))
             for i, (f, w) in enumerate(zip(files, writers))]
 
 
