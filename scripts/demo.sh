@@ -30,15 +30,16 @@ echo "== label the evaluation days (11-13) with the training window's statistics
 
 echo
 echo "== train: single_ctr (the baseline), vr_ndt (click reweighting), ple_orca (ORCA);"
-echo "   raw logs, labels on the fly"
+echo "   raw logs, labels on the fly; model selection: day 10 held out for validation, early"
+echo "   stopping, the best checkpoint refitted on day 10 (ranking/selection.py)"
 rm -rf "${DEMO_DIR}/models"
 "$PYTHON" -m ranking.train --model=single_ctr --train="${TRAIN}" --eval="${EVAL}" \
-  --stats="${DEMO_DIR}/stats" --model_dir="${DEMO_DIR}/models/single_ctr"
+  --stats="${DEMO_DIR}/stats" --validation_days=1 --model_dir="${DEMO_DIR}/models/single_ctr"
 "$PYTHON" -m ranking.train --model=vr_ndt --train="${TRAIN}" --eval="${EVAL}" \
-  --stats="${DEMO_DIR}/stats" --model_dir="${DEMO_DIR}/models/vr_ndt" \
+  --stats="${DEMO_DIR}/stats" --validation_days=1 --model_dir="${DEMO_DIR}/models/vr_ndt" \
   --baseline_metrics="${DEMO_DIR}/models/single_ctr/eval_metrics.json"
 "$PYTHON" -m ranking.train --model=ple_orca --train="${TRAIN}" --eval="${EVAL}" \
-  --stats="${DEMO_DIR}/stats" --model_dir="${DEMO_DIR}/models/ple_orca" \
+  --stats="${DEMO_DIR}/stats" --validation_days=1 --model_dir="${DEMO_DIR}/models/ple_orca" \
   --post_click_features=category,item_length,publish_age_hours \
   --baseline_metrics="${DEMO_DIR}/models/single_ctr/eval_metrics.json"
 
