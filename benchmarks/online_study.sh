@@ -23,7 +23,7 @@ mkdir -p "${OUT}"
 if [ ! -f "${OUT}/models/ctr_logdt/eval_metrics.json" ]; then
   rm -rf "${OUT}/models/ctr_logdt"
   "$PYTHON" -m ranking.train --model=ctr_logdt --train="${TRAIN}" --eval="${EVAL}" \
-    --stats="${DEMO_DIR}/stats" --model_dir="${OUT}/models/ctr_logdt"
+    --stats="${DEMO_DIR}/stats" --validation_days=1 --model_dir="${OUT}/models/ctr_logdt"
 fi
 rm -rf "${SERVING}"
 mkdir -p "${SERVING}"
