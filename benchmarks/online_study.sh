@@ -9,7 +9,8 @@
 # with the demo's command, tunes each dwell-aware export's fusion with online.tune_fusion
 # (sessions of seed 1, consequences chosen, floor: 98 % of single_ctr's clicks per user),
 # exports the tuned weights as version 2, then runs online.ab_test on the sessions of seed 2
-# (not the tuning sessions) at every strength. Nothing here changes the simulator.
+# (not the tuning sessions) at every strength, with single_ctr first and again with ctr_logdt
+# first (changes paired against each). Nothing here changes the simulator.
 set -euo pipefail
 PYTHON=${PYTHON:-.venv/bin/python}
 DEMO_DIR=${DEMO_DIR:-demo_out}
@@ -65,4 +66,12 @@ for strength in none chosen strong; do
     --days=2 --seed=2 --consequences="${strength}" --output_dir="${OUT}/ab_${strength}" \
     | tee "${OUT}/ab_${strength}.log" | tail -3
 done
-echo "wrote ${OUT}: tuning_*/frontier.md, ab_{none,chosen,strong}/online.md"
+# The same sessions with ctr_logdt (the paper's baseline) first: changes paired against it.
+LOGDT_FIRST="ctr_logdt=${SERVING}/ctr_logdt/1,single_ctr=${SERVING}/single_ctr/1${POLICIES#*ctr_logdt/1}"
+for strength in none chosen strong; do
+  rm -rf "${OUT}/ab_logdt_${strength}"
+  "$PYTHON" -m online.ab_test --sim="${SIM}" --stats="${DEMO_DIR}/stats" \
+    --policies="${LOGDT_FIRST}" --days=2 --seed=2 --consequences="${strength}" \
+    --output_dir="${OUT}/ab_logdt_${strength}" | tee "${OUT}/ab_logdt_${strength}.log" | tail -3
+done
+echo "wrote ${OUT}: tuning_*/frontier.md, ab_{none,chosen,strong}/online.md, ab_logdt_*/online.md"
