@@ -21,7 +21,8 @@ EVAL="${SIM}/logs/day-1[1-3].csv.gz"
 SERVING="${OUT}/serving"
 mkdir -p "${OUT}"
 
-if [ ! -f "${OUT}/models/ctr_logdt/eval_metrics.json" ]; then
+# Reused when finished, and trained as the demo trains (with a validation window: best.json).
+if [ ! -f "${OUT}/models/ctr_logdt/eval_metrics.json" ] || [ ! -f "${OUT}/models/ctr_logdt/best.json" ]; then
   rm -rf "${OUT}/models/ctr_logdt"
   "$PYTHON" -m ranking.train --model=ctr_logdt --train="${TRAIN}" --eval="${EVAL}" \
     --stats="${DEMO_DIR}/stats" --validation_days=1 --model_dir="${OUT}/models/ctr_logdt"
