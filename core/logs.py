@@ -143,10 +143,9 @@ class LogSource:
                    if batches_span_files else chunks)
 
         def to_features(path, position, row, payload):
-            out = self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell,
-                               with_source)
+            out = self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell)
             if with_source:
-                out[SOURCE_INDEX] = position
+                out.update({SOURCE_FILE: path, SOURCE_ROW: row, SOURCE_INDEX: position})
             if with_raw:
                 out[RAW] = payload
             return out
@@ -218,15 +217,14 @@ class LogSource:
         return out, checks
 
     # Shared checks ----------------------------------------------------------------------------
-    def _finish(self, parsed, path, row, allow_unclicked_dwell, with_source):
+    def _finish(self, parsed, path, row, allow_unclicked_dwell):
         import tensorflow as tf
 
         out, checks = parsed
         if not self.outcomes:
             with tf.control_dependencies(checks):
-                result = {n: tf.identity(v[0] if n == "dwell_time" else v)
-                          for n, v in out.items()}
-            return self._with_source(result, path, row, with_source)
+                return {n: tf.identity(v[0] if n == "dwell_time" else v)
+                        for n, v in out.items()}
         kind = "line" if self.format == "csv" else "record"
         dwell, dwell_empty, dwell_text = out["dwell_time"]
         click = out["click"]
@@ -253,13 +251,6 @@ class LogSource:
                                                         dwell))
         if allow_unclicked_dwell:
             result[DWELL_ZEROED] = tf.cast(unclicked_dwell, tf.int64)
-        return self._with_source(result, path, row, with_source)
-
-    def _with_source(self, result, path, row, with_source):
-
-        if with_source:
-            result[SOURCE_FILE] = path
-            result[SOURCE_ROW] = row
         return result
 
 

@@ -106,7 +106,7 @@ class RowCheck:
 
         def reader_checks(path, row, payload):
             return source._finish(parse(path, row, payload, wanted), path, row,
-                                  allow_unclicked_dwell=False, with_source=False)
+                                  allow_unclicked_dwell=False)
 
         self._reader = tf.function(reader_checks, autograph=False, input_signature=[
             tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.int64),
