@@ -52,7 +52,7 @@ class CGCLevel(StaticLayer):
         shared = [e(shared_input, training=False) for e in self.shared_experts]
         own = [e(task_inputs[t], training=False) for t in self.task_names
                for e in self.task_experts[t]]
-        return mix(tf.stack(own + shared, axis=1), self.shared_gate(shared_input))
+        return mix(own + shared, self.shared_gate(shared_input))
 
     def call(self, task_inputs, shared_input, training=None, return_gates=False,
              nde_shared="stop"):
@@ -64,12 +64,12 @@ class CGCLevel(StaticLayer):
                for t in self.task_names}
         gates = {t: self.task_gates[t](task_inputs[t]) for t in self.task_names}
         gates["shared"] = self.shared_gate(shared_input)
-        outputs = {t: mix(tf.stack(own[t] + shared, axis=1), gates[t]) for t in self.task_names}
+        outputs = {t: mix(own[t] + shared, gates[t]) for t in self.task_names}
         every = [h for t in self.task_names for h in own[t]] + shared
-        shared_output = mix(tf.stack(every, axis=1), gates["shared"])
+        shared_output = mix(every, gates["shared"])
         result = (outputs, shared_output) + ((gates,) if return_gates else ())
         if nde_shared == "gate":
-            result += (mix(tf.stop_gradient(tf.stack(every, axis=1)),
+            result += (mix([tf.stop_gradient(h) for h in every],
                            self.shared_gate(tf.stop_gradient(shared_input))),)
         return result
 
