@@ -135,6 +135,11 @@ class LogSource:
                 return self._parse_tfrecord_batch(path, row, record, wanted)
         def file_batches(path, comp, position):
             chunks = open_file(path, comp, position)
+            if parallel_files > 1:
+                # A chunk left without rows (blank lines, a header-only file) would still take
+                # a turn of the interleave; without it the order is a function of the rows'
+                # line numbers alone, which `ranking.train_cache` replays.
+                chunks = chunks.filter(_no_autograph(lambda _p, _q, row, _r: tf.size(row) > 0))
             if batches_span_files:
                 return chunks
             return chunks.rebatch(batch_size, drop_remainder=drop_remainder)

@@ -113,7 +113,7 @@ def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec
                      batch_size: int, *, seed: int | None = None, epoch: int = 0,
                      shuffle_buffer: int = 0, allow_unclicked_dwell: bool = False,
                      drop_remainder: bool = False, shard=None,
-                     days: DayWindow | None = None) -> tf.data.Dataset:
+                     days: DayWindow | None = None, cache=None) -> tf.data.Dataset:
     """(features, labels) batches of `batch_size` rows.
 
     features: {feature: Tensor[batch]} in the spec's dtypes; labels: {click, valid_read, ndt,
@@ -127,18 +127,24 @@ def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec
     global batch, which every worker draws alike).
 
     `days` keeps only the rows of a window of UTC days (a held-out validation split).
+
+    `cache` (a `ranking.train_cache.TrainingCache` of `source`'s rows): a seeded epoch of one
+    worker reads its rows from memory instead of the logs, in the same batches.
     """
     columns = tuple(dict.fromkeys(spec.names + LABEL_INPUTS))
     if seed is not None:
         order = distribute.epoch_file_order(len(source.files), seed, epoch)
         source = dataclasses.replace(source, files=[source.files[i] for i in order])
     read_batch = max(batch_size, READ_BATCH) if shuffle_buffer else batch_size
-    file_shard = (shard.count, shard.index) if shard and shard.mode == "files" else None
-    dataset = source.dataset(read_batch, allow_unclicked_dwell=allow_unclicked_dwell,
-                             columns=columns, parallel_files=2 if seed is not None else 1,
-                             file_shard=file_shard)
-    dataset = dataset.map(tf.autograph.experimental.do_not_convert(labeler),
-                          num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if cache is not None and seed is not None and shard is None:
+        dataset = cache.read_batches(order, read_batch)
+    else:
+        file_shard = (shard.count, shard.index) if shard and shard.mode == "files" else None
+        dataset = source.dataset(read_batch, allow_unclicked_dwell=allow_unclicked_dwell,
+                                 columns=columns, parallel_files=2 if seed is not None else 1,
+                                 file_shard=file_shard)
+        dataset = dataset.map(tf.autograph.experimental.do_not_convert(labeler),
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if days is not None:
         dataset = dataset.map(days.filter(), num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=True)
@@ -194,6 +200,8 @@ class Inputs:
     train_days: DayWindow | None = None
     validation: tuple | None = None
     evaluation: tuple | None = None
+    # `ranking.train_cache.TrainingCache` of `train`, when its rows are kept in memory.
+    train_cache: object = None
 
     def labellers(self):
         """(input, labeller): train, validation (when it has its own logs), eval."""
@@ -258,7 +266,7 @@ class CachedBatches:
         batches, size = [], 0
         for batch in self._make():
             if not self._too_large:
-                size += sum(_tensor_bytes(t) for part in batch for t in part.values())
+                size += sum(tensor_bytes(t) for part in batch for t in part.values())
                 if size > self._max_bytes:
                     self._too_large, batches = True, []
                 else:
@@ -268,7 +276,8 @@ class CachedBatches:
             self._batches = batches
 
 
-def _tensor_bytes(tensor) -> int:
+def tensor_bytes(tensor) -> int:
+    """Bytes of a Tensor's elements; a string counts its bytes plus 32."""
     if tensor.dtype == tf.string:
         return int(tf.reduce_sum(tf.strings.length(tensor))) + 32 * int(tf.size(tensor))
     return int(tf.size(tensor)) * tensor.dtype.size

@@ -111,7 +111,7 @@ def _epoch_dataset(run, epoch: int, batch_size: int, shard=None):
     return data.labelled_dataset(
         run.train_source, run.labeler, run.spec, batch_size, seed=config.seed, epoch=epoch,
         shuffle_buffer=config.shuffle_buffer, allow_unclicked_dwell=config.allow_unclicked_dwell,
-        shard=shard, days=run.inputs.train_days)
+        shard=shard, days=run.inputs.train_days, cache=run.inputs.train_cache)
 
 
 def _synchronous_batches(run, epoch: int, skip: int):

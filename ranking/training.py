@@ -21,7 +21,7 @@ from core import atomic, stats_artifact
 from core.errors import InputError
 from core.phases import Phases
 from core.settings import setting
-from ranking import data, distribute, evaluation, orca, selection
+from ranking import data, distribute, evaluation, orca, selection, train_cache
 from ranking import features as features_lib
 from ranking import model_dir as model_dir_lib
 from ranking.metabalance import MetaBalanceConfig
@@ -50,6 +50,10 @@ class TrainConfig:
     optimizer: OptimizerConfig = OptimizerConfig()
     seed: int = setting(0, "Seed of initial weights and input order.")
     shuffle_buffer: int = setting(65536, "Rows in the shuffle buffer.")
+    train_cache_mb: int = setting(
+        2048, "With two or more epochs to train on one worker and one replica: keep the "
+        "labelled training rows in memory up to this many MB, so that each row is read, parsed "
+        "and labelled once, not every epoch (the same batches; 0: read the logs every epoch).")
     checkpoint_every: int = setting(500, "Steps between checkpoints.")
     keep_checkpoints: int = setting(3, "Checkpoints kept.")
     log_every: int = setting(100, "Steps between TensorBoard summaries.")
@@ -129,6 +133,9 @@ def _check_options(config: TrainConfig) -> None:
         raise InputError(str(error)) from None
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")
+    if config.train_cache_mb < 0:
+        raise InputError(f"--train_cache_mb must be >= 0 (0: no cache), not "
+                         f"{config.train_cache_mb}")
     config.selection.check()
     if config.metabalance.enabled and not (config.metabalance.ratio > 0
                                            and 0 <= config.metabalance.beta < 1):
@@ -240,6 +247,17 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if run.validator is not None:
         run.validator.resume()
 
+    if _epochs_left(run) >= 2 and config.train_cache_mb and workers == 1 and (
+            strategy.num_replicas_in_sync == 1 and not parameter_servers):
+        with phases("cache"):
+            inputs.train_cache = train_cache.load(
+                inputs.train, inputs.labeler, spec, config.train_cache_mb << 20,
+                allow_unclicked_dwell=config.allow_unclicked_dwell)
+        cache = inputs.train_cache
+        say(f"training rows in memory: {cache.rows:,} rows, {cache.nbytes / 2**20:,.0f} MB, "
+            f"read and labelled in {cache.seconds:.1f} s (--train_cache_mb)" if cache else
+            f"training rows not kept in memory: more than --train_cache_mb="
+            f"{config.train_cache_mb} MB; each epoch reads the logs")
     started = time.perf_counter()
     train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
     with phases("training"):
@@ -261,6 +279,17 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         # while it still runs (the chief's coordination service would report it as failed).
         loops.barrier(strategy)
     return result
+
+
+def _epochs_left(run) -> int:
+    """Epochs the run may still train: to --epochs, or to --max_epochs unless selection has
+    stopped it."""
+    config, validator = run.config, run.validator
+    if validator is None:
+        return config.epochs - int(run.epoch)
+    if validator.selection.stopped:
+        return 0
+    return config.selection.max_epochs - int(run.epoch)
 
 
 def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases: Phases) -> dict:
