@@ -151,7 +151,7 @@ def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec
     if seed is not None and shuffle_buffer:
         dataset = _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remainder)
     if shard is not None and shard.mode == "rows":
-        dataset = dataset.map(_row_slice(shard), deterministic=True)
+        dataset = dataset.map(_row_slice(shard))
     return dataset.map(_split(spec), num_parallel_calls=tf.data.AUTOTUNE,
                        deterministic=True).prefetch(tf.data.AUTOTUNE)
 

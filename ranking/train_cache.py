@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from core import logs
+from core.errors import InputError
 from core.label_rules import LABEL_KEYS
 from core.labeler import Labeler
 from ranking import data
@@ -113,8 +114,8 @@ def _interleave(per_file: list, cycle: int) -> np.ndarray:
 def load(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec, max_bytes: int, *,
          allow_unclicked_dwell: bool = False) -> TrainingCache | None:
     """Reads and labels every row of `source` into memory; None (and nothing kept) as soon as
-    the columns pass `max_bytes` (tensor elements; strings count their bytes plus 32), or when
-    the logs have no row."""
+    the columns pass `max_bytes` (tensor elements; strings count their bytes plus 32).
+    InputError when the logs have no row."""
     started = time.perf_counter()
     keys = tuple(dict.fromkeys(spec.names + LABEL_KEYS + ("timestamp",)))
     columns = tuple(dict.fromkeys(spec.names + data.LABEL_INPUTS))
@@ -138,8 +139,9 @@ def load(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec, max_bytes:
             parts[k].append(batch[k])
         file_index.append(files.numpy())
         source_row.append(rows.numpy())
-    if not file_index:
-        return None
+    if not file_index:  # as the streamed epoch would say
+        raise InputError("the training input yielded no batch",
+                         file=",".join(f.path for f in source.files[:3]))
     return TrainingCache(
         columns={k: tf.concat(v, axis=0) for k, v in parts.items()},
         file_index=np.concatenate(file_index), source_row=np.concatenate(source_row),
