@@ -31,6 +31,8 @@ from ranking.features import FeatureSpec
 
 # Rows per read batch before rows are shuffled and re-batched.
 READ_BATCH = 8192
+# Files a training epoch reads at once (`ranking.train_cache` replays their interleave).
+PARALLEL_FILES = 2
 
 
 def open_source(patterns: str, spec: FeatureSpec | None = None) -> logs.LogSource:
@@ -129,7 +131,8 @@ def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec
     `days` keeps only the rows of a window of UTC days (a held-out validation split).
 
     `cache` (a `ranking.train_cache.TrainingCache` of `source`'s rows): a seeded epoch of one
-    worker reads its rows from memory instead of the logs, in the same batches.
+    worker reads its rows from memory instead of the logs, in the same batches (unseeded or
+    sharded reads ignore it).
     """
     columns = tuple(dict.fromkeys(spec.names + LABEL_INPUTS))
     if seed is not None:
@@ -141,7 +144,8 @@ def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec
     else:
         file_shard = (shard.count, shard.index) if shard and shard.mode == "files" else None
         dataset = source.dataset(read_batch, allow_unclicked_dwell=allow_unclicked_dwell,
-                                 columns=columns, parallel_files=2 if seed is not None else 1,
+                                 columns=columns,
+                                 parallel_files=PARALLEL_FILES if seed is not None else 1,
                                  file_shard=file_shard)
         dataset = dataset.map(tf.autograph.experimental.do_not_convert(labeler),
                               num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

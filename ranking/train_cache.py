@@ -33,8 +33,6 @@ from ranking.features import FeatureSpec
 
 # Rows per batch of the loading pass (its batches are concatenated: the size only sets speed).
 LOAD_BATCH = 65536
-# The stream's files read at once (`ranking.data.labelled_dataset`, parallel_files).
-STREAM_CYCLE = 2
 
 
 @dataclasses.dataclass
@@ -67,7 +65,7 @@ class TrainingCache:
             cuts = np.flatnonzero(np.diff(chunk)) + 1
             per_file.append(np.split(np.arange(start, end, dtype=np.int64), cuts)
                             if end > start else [])
-        return _interleave(per_file, STREAM_CYCLE)
+        return _interleave(per_file, data.PARALLEL_FILES)
 
     def read_batches(self, file_order: np.ndarray, read_batch: int) -> tf.data.Dataset:
         """The stream's read batches ({column: Tensor[<= read_batch]}, `columns`' keys) for an
@@ -142,8 +140,9 @@ def load(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec, max_bytes:
     if not file_index:  # as the streamed epoch would say
         raise InputError("the training input yielded no batch",
                          file=",".join(f.path for f in source.files[:3]))
+    # One column at a time, its batches dropped as it is joined: the peak stays near the bound.
     return TrainingCache(
-        columns={k: tf.concat(v, axis=0) for k, v in parts.items()},
+        columns={k: tf.concat(parts.pop(k), axis=0) for k in keys},
         file_index=np.concatenate(file_index), source_row=np.concatenate(source_row),
         first_row=2 if source.format == "csv" else 1, nbytes=size,
         seconds=time.perf_counter() - started)

@@ -51,9 +51,10 @@ class TrainConfig:
     seed: int = setting(0, "Seed of initial weights and input order.")
     shuffle_buffer: int = setting(65536, "Rows in the shuffle buffer.")
     train_cache_mb: int = setting(
-        2048, "With two or more epochs to train on one worker and one replica: keep the "
-        "labelled training rows in memory up to this many MB, so that each row is read, parsed "
-        "and labelled once, not every epoch (the same batches; 0: read the logs every epoch).")
+        2048, "When the epochs left would read the training rows twice over (one worker, one "
+        "replica): keep the labelled rows in memory up to this many MB, so that each row is "
+        "read, parsed and labelled once, not every epoch (the same batches; 0: read the logs "
+        "every epoch).")
     checkpoint_every: int = setting(500, "Steps between checkpoints.")
     keep_checkpoints: int = setting(3, "Checkpoints kept.")
     log_every: int = setting(100, "Steps between TensorBoard summaries.")
@@ -247,8 +248,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if run.validator is not None:
         run.validator.resume()
 
-    if _epochs_left(run) >= 2 and config.train_cache_mb and workers == 1 and (
-            strategy.num_replicas_in_sync == 1 and not parameter_servers):
+    if config.train_cache_mb and workers == 1 and strategy.num_replicas_in_sync == 1 and (
+            not parameter_servers and _reads_each_row_twice(run)):
         with phases("cache"):
             inputs.train_cache = train_cache.load(
                 inputs.train, inputs.labeler, spec, config.train_cache_mb << 20,
@@ -281,15 +282,18 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     return result
 
 
-def _epochs_left(run) -> int:
-    """Epochs the run may still train: to --epochs, or to --max_epochs unless selection has
-    stopped it."""
+def _reads_each_row_twice(run) -> bool:
+    """Whether the epochs the run may still train (to --epochs, or to --max_epochs unless
+    selection has stopped it) would read the training rows at least twice over: then keeping
+    them in memory saves a pass (`ranking.train_cache`)."""
     config, validator = run.config, run.validator
-    if validator is None:
-        return config.epochs - int(run.epoch)
-    if validator.selection.stopped:
-        return 0
-    return config.selection.max_epochs - int(run.epoch)
+    if validator is not None and validator.selection.stopped:
+        return False
+    epochs = config.selection.max_epochs if validator is not None else config.epochs
+    rows = int(run.rows_per_file.sum())
+    per_epoch = rows if not config.steps_per_epoch else min(
+        rows, config.steps_per_epoch * config.batch_size)
+    return (epochs - int(run.epoch)) * per_epoch >= 2 * rows > 0
 
 
 def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases: Phases) -> dict:

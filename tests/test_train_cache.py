@@ -9,16 +9,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from core import stats_artifact
+from core import logs, stats_artifact
 from core.labeler import labeler_for
 from ranking import data, features, train_cache, training
 from ranking.models import ModelConfig
 
 
-def test_replayed_interleave_is_tf_datas():
-    """Files of 3, 0, 5, 1, 2 and 4 chunks, two read at once: the order tf.data's deterministic
-    parallel interleave gives (as `core.logs` reads files), chunk for chunk."""
-    counts = [3, 0, 5, 1, 2, 4]
+@pytest.mark.parametrize("counts", [[3, 0, 5, 1, 2, 4], [0, 3, 0, 0, 2, 0], [1], [0, 0]])
+def test_replayed_interleave_is_tf_datas(counts):
+    """Files of uneven chunk counts (empty files first, in a row, last), two read at once: the
+    order tf.data's deterministic parallel interleave gives (as `core.logs` reads files), chunk
+    for chunk."""
     per_file = [[np.array([100 * f + j]) for j in range(n)] for f, n in enumerate(counts)]
     table = tf.constant(counts, tf.int64)
     streamed = tf.data.Dataset.range(len(counts)).interleave(
@@ -64,15 +65,18 @@ def _batches(dataset):
             for features_, labels in dataset]
 
 
-@pytest.mark.parametrize("batch_size,shuffle_buffer,read_batch", [
-    (300, 0, None),      # no shuffle: read batches of 300 lines, many chunks per file
-    (128, 1500, 700),    # the two-stage shuffle over read batches of 700 lines
+@pytest.mark.parametrize("batch_size,shuffle_buffer,read_batch,whole_files", [
+    (300, 0, None, True),     # no shuffle: read batches of 300 lines, many chunks per file
+    (128, 1500, 700, True),   # the two-stage shuffle over read batches of 700 lines
+    (128, 1500, 700, False),  # files streamed line by line (as files past 64 MB are)
 ])
 def test_an_epoch_from_memory_is_the_streamed_epoch(uneven_logs, monkeypatch, batch_size,
-                                                    shuffle_buffer, read_batch):
+                                                    shuffle_buffer, read_batch, whole_files):
     source, labeler, spec = uneven_logs
     if read_batch is not None:
         monkeypatch.setattr(data, "READ_BATCH", read_batch)
+    if not whole_files:
+        monkeypatch.setattr(logs, "WHOLE_FILE_BYTES", 0)
     cache = train_cache.load(source, labeler, spec, 1 << 30)
     assert cache.rows == sum(labeler.rows_per_file)
     last_day = int(cache.columns["timestamp"].numpy().max()) // 86400
@@ -105,11 +109,12 @@ def test_rows_past_the_bound_are_not_kept(uneven_logs):
 
 
 def test_training_with_the_cache_ends_where_streaming_does(small_world, tmp_path, capsys):
-    def train(cache_mb, name, steps=40):
+    def train(cache_mb, name, batch_size=1024, steps=None):
         config = training.TrainConfig(
             train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
-            model=ModelConfig("vr_ndt"), batch_size=256, epochs=2, steps_per_epoch=steps,
-            seed=2, progress="epoch", deterministic=True, train_cache_mb=cache_mb)
+            model=ModelConfig("vr_ndt"), batch_size=batch_size, epochs=2,
+            steps_per_epoch=steps, seed=2, progress="epoch", deterministic=True,
+            train_cache_mb=cache_mb)
         return training.train_and_evaluate(config, str(tmp_path / name))
 
     cached = train(64, "cached")
@@ -121,6 +126,9 @@ def test_training_with_the_cache_ends_where_streaming_does(small_world, tmp_path
         assert cached[key] == pytest.approx(streamed[key], rel=1e-6), key
     assert cached["phase_seconds"]["cache"] > 0
     assert "cache" not in streamed["phase_seconds"]
-    too_small = train(1, "too_small", steps=2)
+    too_small = train(1, "too_small", batch_size=8192)
     assert "not kept in memory: more than --train_cache_mb=1 MB" in capsys.readouterr().out
-    assert too_small["global_step"] == 4 and "cache" in too_small["phase_seconds"]
+    assert "cache" in too_small["phase_seconds"]
+    # Epochs capped to a few steps would not read the rows twice over: no cache.
+    train(64, "capped", steps=3)
+    assert "in memory" not in capsys.readouterr().out

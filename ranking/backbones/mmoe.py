@@ -20,9 +20,9 @@ from ranking.layers import MLP, StaticLayer
 def mix(experts: Sequence[tf.Tensor], gate: tf.Tensor) -> tf.Tensor:
     """Gate-weighted sum of expert outputs: n experts [batch, d], gate [batch, n] -> [batch, d].
 
-    A sum of n broadcast products: on 2 CPUs its forward and backward pass take about 40 % less
-    time than stacking the experts and contracting them with the gate (`einsum`, then the
-    backbones' largest cost after the matmuls; benchmarks/profile_step.py)."""
+    A sum of n broadcast products: on 2 CPUs half the op time of stacking the experts and
+    contracting them with the gate (`einsum`, then a quarter of a `ple` step's op time after the
+    matmuls; docs/BENCHMARKS.md, benchmarks/profile_step.py)."""
     return tf.add_n([weight * expert for weight, expert in
                      zip(tf.split(gate, len(experts), axis=1), experts)])
 
