@@ -203,8 +203,11 @@ def test_ids_are_bytes_in_every_example_written(tmp_path, sim):
     assert as_int == log_writers.serialize_examples({"user_id": np.array(["7"], dtype=object)})
 
 
-def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path):
+def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path, monkeypatch):
+    """Files read in groups of two by two worker processes against the fixture's artifact
+    (all seven files read through one dataset by one worker)."""
     root, stats_dir = sim
+    monkeypatch.setattr(statistics, "FILES_PER_READ", 2)
     statistics.compute_stats(str(root / "sim/logs/day-0[0-6].csv.gz"), str(tmp_path / "two"),
                              beam_args=["--direct_num_workers=2",
                                         "--direct_running_mode=multi_processing"])
@@ -219,6 +222,7 @@ def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path):
             assert two.numeric_features[name][k] == pytest.approx(v, rel=1e-12)
     assert one.item_p10 == two.item_p10
     assert one.user_day_clicks == two.user_day_clicks
+    assert json_one["files"] == json_two["files"]
 
 
 # Hand-built edge cases -----------------------------------------------------------------------------

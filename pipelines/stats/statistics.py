@@ -4,9 +4,10 @@ The artifact's layout, its definitions and its reader are in `core.stats_artifac
 computes the pre-aggregates and writes them through `stats_artifact.stats_json` and the table
 layout there. It appears atomically (written to a temporary sibling and renamed into place).
 
-Scaling: each input file is read by one worker with the same `tf.data` reader as training and
-pre-aggregated there (per-item dwell arrays, per-user-day counts, moments), so what is shuffled
-grows with items and user-days. Exact percentiles keep each click's dwell (8 bytes) until the
+Scaling: the input files are read in groups of up to `FILES_PER_READ`, each group by one worker
+with the same `tf.data` reader as training, and pre-aggregated there (per-item dwell arrays,
+per-user-day counts, moments, and each file's rows per day), so what is shuffled grows with
+items and user-days. Exact percentiles keep each click's dwell (8 bytes) until the
 combine: the global array for mu, sigma, edges and medians, and the per-item arrays for P10.
 """
 
@@ -23,6 +24,10 @@ from core.errors import reraised_from_workers
 from core.label_rules import SECONDS_PER_DAY
 from core.settings import setting
 from core.stats_artifact import BIN_VALUES
+
+# Files a worker reads through one dataset (a day's file each, typically): one reader graph
+# for the group instead of one per file, and pre-aggregates merged before the shuffle.
+FILES_PER_READ = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +55,8 @@ class StatsConfig:
     batch_size: int = 8192
 
 
-class _FilePart:
-    """Pre-aggregates of one input file (picklable, merged by `_MergeParts`)."""
+class _Part:
+    """Pre-aggregates of a group of input files (picklable, merged by `_merge_parts`)."""
 
     def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0, files=None):
         self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
@@ -60,29 +65,37 @@ class _FilePart:
         self.files = files or []  # stats_artifact.file_record of each file read
 
 
-def _read_file(path: str, schema_json: dict, config: StatsConfig):
-    """Reads one log file; yields ('part', _FilePart), ('item', (id, dwells)), ('user_day',
-    ((user, day), clicks))."""
+def _file_groups(paths: list[str]) -> list[list[str]]:
+    """The input files in groups of at most FILES_PER_READ, each read by one worker."""
+    return [paths[i:i + FILES_PER_READ] for i in range(0, len(paths), FILES_PER_READ)]
+
+
+def _read_files(paths: list[str], schema_json: dict, config: StatsConfig):
+    """Reads a group of log files; yields ('part', _Part) with a record per file,
+    ('item', (id, dwells)) and ('user_day', ((user, day), clicks)), pre-aggregated over the
+    group."""
     import pandas as pd
     from apache_beam import pvalue
 
     schema = log_schema.LogSchema.from_json(schema_json)
-    before = stats_artifact.file_status(path)  # recorded only if unchanged by the end of the read
-    source = logs.LogSource(log_schema.expand_inputs([path]), schema,
-                            schema_json.get("stored", {}))
+    files = log_schema.expand_inputs(paths)
+    # Recorded only if unchanged by the end of the read.
+    before = [stats_artifact.file_status(f.path) for f in files]
+    source = logs.LogSource(files, schema, schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
-    part = _FilePart(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
-    item_parts, day_parts, day_rows = [], [], {}
-    dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell)
+    part = _Part(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
+    item_parts, day_parts, file_days = [], [], []
+    # One dataset for the group: building a reader's graph costs about as much as reading a
+    # day's file, and two files read at once keep both cores busy.
+    dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell,
+                             with_source=True, parallel_files=min(2, len(files)))
     with log_diagnosis.input_errors_for_beam():
         for batch in dataset.as_numpy_iterator():
             click = batch["click"] == 1
             dwell = batch["dwell_time"]
+            day = np.floor_divide(batch["timestamp"], SECONDS_PER_DAY)
             part.rows += len(click)
-            days, rows = np.unique(np.floor_divide(batch["timestamp"], SECONDS_PER_DAY),
-                                   return_counts=True)
-            for day, n in zip(days.tolist(), rows.tolist()):
-                day_rows[day] = day_rows.get(day, 0) + n
+            file_days.append(np.stack([batch[logs.SOURCE_INDEX], day], axis=1))
             part.clicks += int(click.sum())
             if config.allow_unclicked_dwell:
                 part.unclicked_dwell += int(batch[logs.DWELL_ZEROED].sum())
@@ -90,9 +103,7 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
             part.dwell.append(dwell[positive])
             item_parts.append(pd.DataFrame({"item": batch["item_id"][positive],
                                             "dwell": dwell[positive]}))
-            day_parts.append(pd.DataFrame({
-                "user": batch["user_id"][click],
-                "day": np.floor_divide(batch["timestamp"][click], SECONDS_PER_DAY)}))
+            day_parts.append(pd.DataFrame({"user": batch["user_id"][click], "day": day[click]}))
             for name in numeric:
                 x = np.log1p(np.maximum(batch[name].astype(np.float64), 0.0))
                 acc = part.numeric[name]
@@ -100,7 +111,13 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
                 acc[1] += float(x.sum())
                 acc[2] += float((x * x).sum())
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
-    part.files = [stats_artifact.file_record(path, day_rows, before)]
+    day_rows = [{} for _ in files]
+    if file_days:
+        pairs, counts = np.unique(np.concatenate(file_days), axis=0, return_counts=True)
+        for (index, day), n in zip(pairs.tolist(), counts.tolist()):
+            day_rows[index][day] = n
+    part.files = [stats_artifact.file_record(f.path, rows, status)
+                  for f, rows, status in zip(files, day_rows, before)]
     yield pvalue.TaggedOutput("part", part)
     items = pd.concat(item_parts) if item_parts else pd.DataFrame({"item": [], "dwell": []})
     for item, values in items.groupby("item", sort=False)["dwell"]:
@@ -110,8 +127,8 @@ def _read_file(path: str, schema_json: dict, config: StatsConfig):
         yield pvalue.TaggedOutput("user_day", ((user.decode(), int(day)), int(count)))
 
 
-def _merge_parts(parts) -> _FilePart:
-    merged = _FilePart()
+def _merge_parts(parts) -> _Part:
+    merged = _Part()
     for part in parts:
         merged.rows += part.rows
         merged.clicks += part.clicks
@@ -126,7 +143,7 @@ def _merge_parts(parts) -> _FilePart:
     return merged
 
 
-def summarize(part: _FilePart, config: StatsConfig, schema: log_schema.LogSchema) -> dict:
+def summarize(part: _Part, config: StatsConfig, schema: log_schema.LogSchema) -> dict:
     """stats.json's content from the merged pre-aggregates (everything but the table counts)."""
     # Sorted, so the sums (and so the artifact) do not depend on how the work was split.
     dwell = np.sort(part.dwell[0]) if part.dwell else np.zeros(0)
@@ -173,9 +190,9 @@ def _run_pipeline(beam, options, paths, schema_json, config, tmp, pattern):
     """Builds and runs the pipeline; the artifact lands in `tmp`."""
     with beam.Pipeline(options=options) as pipeline:
         outputs = (pipeline
-                   | "Files" >> beam.Create(paths)
+                   | "FileGroups" >> beam.Create(_file_groups(paths))
                    | "Reshuffle" >> beam.Reshuffle()
-                   | "ReadAndPreaggregate" >> beam.FlatMap(_read_file, schema_json, config)
+                   | "ReadAndPreaggregate" >> beam.FlatMap(_read_files, schema_json, config)
                    .with_outputs("part", "item", "user_day"))
         min_records = config.rules.min_item_records
         items = (outputs.item
