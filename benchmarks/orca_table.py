@@ -60,6 +60,10 @@ AUTHORS_TRAINING = ["--optimizer=adam", "--learning_rate=0.001", "--l2_dense=5e-
                     "--early_stopping_metric=dwell_ce", "--dropout=0.2", "--batch_norm",
                     "--embedding_dim=16", "--experts=8", "--task_experts=8",
                     "--shared_experts=8", "--expert_units=128,64,32", "--tower_units=16,8"]
+# After AUTHORS: the click task trained as this project does (its defaults for the loss scale and
+# model selection) with the click prior, the rest of the authors' protocol kept.
+PROJECT_CLICK_TRAINING = ["--output_bias=prior", "--dt_denominator=batch",
+                          "--early_stopping_metric=auto", "--patience=2"]
 
 
 class Run:
@@ -96,6 +100,18 @@ RUNS = [
         "--output_bias=prior"], "authors"),
     Run("PLE + ORCA (authors' protocol, click prior)", "ple_orca_authors_prior", "ple_orca",
         AUTHORS + ["--output_bias=prior"], "authors", baseline="ple_authors_prior"),
+    # The authors' protocol (their bins, which make the backbones collapse, and their model,
+    # masking and optimizer) with the click task trained as this project trains it: the dwell
+    # losses over the batch, early stopping on the click log loss plus the dwell cross-entropy
+    # with patience 2, the click prior. Decided before it was run (2026-12-02).
+    Run("MMoE (authors' protocol, this project's click training)", "mmoe_authors_ctr", "mmoe",
+        AUTHORS + PROJECT_CLICK_TRAINING, "authors"),
+    Run("MMoE + ORCA (authors' protocol, this project's click training)", "mmoe_orca_authors_ctr",
+        "mmoe_orca", AUTHORS + PROJECT_CLICK_TRAINING, "authors", baseline="mmoe_authors_ctr"),
+    Run("PLE (authors' protocol, this project's click training)", "ple_authors_ctr", "ple",
+        AUTHORS + PROJECT_CLICK_TRAINING, "authors"),
+    Run("PLE + ORCA (authors' protocol, this project's click training)", "ple_orca_authors_ctr",
+        "ple_orca", AUTHORS + PROJECT_CLICK_TRAINING, "authors", baseline="ple_authors_ctr"),
     # One difference at a time, on MMoE + ORCA as this project trains it.
     Run("MMoE + ORCA, masked batches + NDE-only step", "mmoe_orca_batchmask", "mmoe_orca",
         ["--mask_scope=batch"], baseline="mmoe"),
