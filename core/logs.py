@@ -98,7 +98,7 @@ class LogSource:
         # functions would cost more than the parsing itself.
         if self.format == "csv":
             whole = whole_files and all(file_size(f.path) <= WHOLE_FILE_BYTES for f in self.files)
-            crlf = any(_has_crlf(f) for f in self.files)
+            crlf = any(has_crlf(f) for f in self.files)
 
             def open_file(path, comp, position):
                 if whole:
@@ -264,7 +264,7 @@ class LogSource:
         return result
 
 
-def _has_crlf(log_file: LogFile) -> bool:
+def has_crlf(log_file: LogFile) -> bool:
     try:
         with open_binary(log_file.path) as raw:
             handle = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw

@@ -203,12 +203,12 @@ def test_ids_are_bytes_in_every_example_written(tmp_path, sim):
     assert as_int == log_writers.serialize_examples({"user_id": np.array(["7"], dtype=object)})
 
 
-def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path, monkeypatch):
+def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path):
     """Files read in groups of two by two worker processes against the fixture's artifact
     (all seven files read through one dataset by one worker)."""
     root, stats_dir = sim
-    monkeypatch.setattr(statistics, "FILES_PER_READ", 2)
     statistics.compute_stats(str(root / "sim/logs/day-0[0-6].csv.gz"), str(tmp_path / "two"),
+                             statistics.StatsConfig(files_per_read=2),
                              beam_args=["--direct_num_workers=2",
                                         "--direct_running_mode=multi_processing"])
     one, two = stats_artifact.load_artifact(stats_dir), stats_artifact.load_artifact(str(tmp_path / "two"))
@@ -464,6 +464,48 @@ def test_stats_cli_bad_input(run, tmp_path):
     assert result.returncode == 1, result.stderr
     assert "bad.csv, line 2, column 'click': expected 0 or 1, found 3" in result.stderr
     assert not (tmp_path / "stats").exists()
+
+
+def test_stats_read_files_in_groups_as_if_each_were_read_alone(tmp_path, monkeypatch):
+    """Groups hold at most --files_per_read files of at most WHOLE_FILE_BYTES together; a file
+    past that size (read line by line) is alone and CRLF files are apart; the artifact equals
+    the one of every file read on its own (--files_per_read=1), file records included."""
+    from core import logs
+
+    rows = history_rows()
+    paths = []
+    for k in range(7):  # a-e LF, f CRLF (csv's default line end), g large (LF)
+        part = rows[k * 60:(k + 1) * 60] * (3 if k == 6 else 1)
+        path = tmp_path / f"{'abcdefg'[k]}.csv"
+        with open(path, "w", newline="") as handle:
+            writer = csv.writer(handle, lineterminator="\r\n" if k == 5 else "\n")
+            writer.writerow(HEADER)
+            writer.writerows(part)
+        paths.append(str(path))
+    sizes = [os.path.getsize(p) for p in paths]
+    bound = int(2.5 * max(sizes[:5]))
+    assert bound < sizes[6] and 2 * max(sizes[:5]) <= bound < 3 * min(sizes[:5])
+    monkeypatch.setattr(logs, "WHOLE_FILE_BYTES", bound)
+    files = logs.open_logs(str(tmp_path / "*.csv")).files
+    groups = statistics._file_groups(files, files_per_read=3)  # noqa: SLF001
+    assert sorted([os.path.basename(f.path) for f in g] for g in groups) == [
+        ["a.csv", "b.csv"], ["c.csv", "d.csv"], ["e.csv"], ["f.csv"], ["g.csv"]]
+    assert [len(g) for g in statistics._file_groups(files, 1)] == [1] * 7  # noqa: SLF001
+    pattern = str(tmp_path / "*.csv")
+    grouped = statistics.compute_stats(pattern, str(tmp_path / "grouped"),
+                                       statistics.StatsConfig(files_per_read=3))
+    alone = statistics.compute_stats(pattern, str(tmp_path / "alone"),
+                                     statistics.StatsConfig(files_per_read=1))
+    for key in ("rows", "clicks", "mu", "sigma", "dwell_bin_edges", "user_days",
+                "items_with_p10", "files"):
+        assert grouped[key] == alone[key], key
+    assert [f["rows"] for f in grouped["files"]] == [60] * 6 + [180]
+    one = stats_artifact.load_artifact(str(tmp_path / "grouped"))
+    two = stats_artifact.load_artifact(str(tmp_path / "alone"))
+    assert one.item_p10 == two.item_p10 and one.user_day_clicks == two.user_day_clicks
+    with pytest.raises(InputError, match="--files_per_read must be >= 1"):
+        statistics.compute_stats(pattern, str(tmp_path / "none"),
+                                 statistics.StatsConfig(files_per_read=0))
 
 
 def test_header_only_file_gets_an_empty_shard(hand, tmp_path):

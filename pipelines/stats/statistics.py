@@ -4,8 +4,9 @@ The artifact's layout, its definitions and its reader are in `core.stats_artifac
 computes the pre-aggregates and writes them through `stats_artifact.stats_json` and the table
 layout there. It appears atomically (written to a temporary sibling and renamed into place).
 
-Scaling: the input files are read in groups of up to `FILES_PER_READ`, each group by one worker
-with the same `tf.data` reader as training, and pre-aggregated there (per-item dwell arrays,
+Scaling: the input files are read in groups (`_file_groups`: up to `--files_per_read` files of
+together at most 64 MB on disk), each group read by one worker through one pipeline of the
+training reader (`tf.data`) and pre-aggregated there (per-item dwell arrays,
 per-user-day counts, moments, and each file's rows per day), so what is shuffled grows with
 items and user-days. Exact percentiles keep each click's dwell (8 bytes) until the
 combine: the global array for mu, sigma, edges and medians, and the per-item arrays for P10.
@@ -20,14 +21,10 @@ import os
 import numpy as np
 
 from core import label_rules, log_diagnosis, log_schema, logs, stats_artifact
-from core.errors import reraised_from_workers
+from core.errors import InputError, reraised_from_workers
 from core.label_rules import SECONDS_PER_DAY
 from core.settings import setting
 from core.stats_artifact import BIN_VALUES
-
-# Files a worker reads through one dataset (a day's file each, typically): one reader graph
-# for the group instead of one per file, and pre-aggregates merged before the shuffle.
-FILES_PER_READ = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +49,9 @@ class StatsConfig:
                               "its edges, as ORCA's authors).", choices=BIN_VALUES)
     allow_unclicked_dwell: bool = setting(False, "Treat dwell > 0 on unclicked rows as 0 and "
                                           "count them, instead of failing.")
+    files_per_read: int = setting(
+        16, "Input files a worker reads through one pipeline (one reader built for the group, "
+        "two files read at once); lower it to spread a few large files over more workers.")
     batch_size: int = 8192
 
 
@@ -65,26 +65,42 @@ class _Part:
         self.files = files or []  # stats_artifact.file_record of each file read
 
 
-def _file_groups(paths: list[str]) -> list[list[str]]:
-    """The input files in groups of at most FILES_PER_READ, each read by one worker."""
-    return [paths[i:i + FILES_PER_READ] for i in range(0, len(paths), FILES_PER_READ)]
+def _file_groups(files: list, files_per_read: int) -> list[list]:
+    """The input's `LogFile`s in groups, each read by one worker: at most `files_per_read`
+    files of together at most `logs.WHOLE_FILE_BYTES` on disk, so a worker holds no more than
+    it did for one large file. A file past that size is a group of its own (read line by line),
+    and CSV files with CRLF line ends are grouped apart: each file is parsed as if read alone."""
+    from core.log_schema import file_size
+
+    groups, open_groups = [], {}  # CRLF or not -> (files, bytes) of the group being filled
+    for log_file in files:
+        size = file_size(log_file.path)
+        if size > logs.WHOLE_FILE_BYTES:
+            groups.append([log_file])
+            continue
+        kind = log_file.format == "csv" and logs.has_crlf(log_file)
+        group, total = open_groups.get(kind, ([], 0))
+        if group and (len(group) >= files_per_read or total + size > logs.WHOLE_FILE_BYTES):
+            groups.append(group)
+            group, total = [], 0
+        open_groups[kind] = (group + [log_file], total + size)
+    return groups + [group for group, _ in open_groups.values()]
 
 
-def _read_files(paths: list[str], schema_json: dict, config: StatsConfig):
-    """Reads a group of log files; yields ('part', _Part) with a record per file,
+def _read_files(files: list, schema_json: dict, config: StatsConfig):
+    """Reads a group of log files (`LogFile`s); yields ('part', _Part) with a record per file,
     ('item', (id, dwells)) and ('user_day', ((user, day), clicks)), pre-aggregated over the
     group."""
     import pandas as pd
     from apache_beam import pvalue
 
     schema = log_schema.LogSchema.from_json(schema_json)
-    files = log_schema.expand_inputs(paths)
     # Recorded only if unchanged by the end of the read.
     before = [stats_artifact.file_status(f.path) for f in files]
     source = logs.LogSource(files, schema, schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
     part = _Part(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
-    item_parts, day_parts, file_days = [], [], []
+    item_parts, day_parts, day_rows = [], [], [{} for _ in files]
     # One dataset for the group: building a reader's graph costs about as much as reading a
     # day's file, and two files read at once keep both cores busy.
     dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell,
@@ -95,7 +111,10 @@ def _read_files(paths: list[str], schema_json: dict, config: StatsConfig):
             dwell = batch["dwell_time"]
             day = np.floor_divide(batch["timestamp"], SECONDS_PER_DAY)
             part.rows += len(click)
-            file_days.append(np.stack([batch[logs.SOURCE_INDEX], day], axis=1))
+            pairs, counts = np.unique(np.stack([batch[logs.SOURCE_INDEX], day], axis=1),
+                                      axis=0, return_counts=True)
+            for (index, file_day), n in zip(pairs.tolist(), counts.tolist()):
+                day_rows[index][file_day] = day_rows[index].get(file_day, 0) + n
             part.clicks += int(click.sum())
             if config.allow_unclicked_dwell:
                 part.unclicked_dwell += int(batch[logs.DWELL_ZEROED].sum())
@@ -111,11 +130,6 @@ def _read_files(paths: list[str], schema_json: dict, config: StatsConfig):
                 acc[1] += float(x.sum())
                 acc[2] += float((x * x).sum())
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
-    day_rows = [{} for _ in files]
-    if file_days:
-        pairs, counts = np.unique(np.concatenate(file_days), axis=0, return_counts=True)
-        for (index, day), n in zip(pairs.tolist(), counts.tolist()):
-            day_rows[index][day] = n
     part.files = [stats_artifact.file_record(f.path, rows, status)
                   for f, rows, status in zip(files, day_rows, before)]
     yield pvalue.TaggedOutput("part", part)
@@ -170,27 +184,28 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
 
     from core.atomic import atomic_directory
 
+    if config.files_per_read < 1:
+        raise InputError(f"--files_per_read must be >= 1, not {config.files_per_read}")
     source = logs.open_logs(pattern)
     schema_json = dict(source.schema.to_json(), stored=source.stored_types)
-    paths = [f.path for f in source.files]
 
     def is_artifact(path):
         return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))
 
     with atomic_directory(output_dir, may_replace=is_artifact, what="--output_dir") as tmp:
         with reraised_from_workers():
-            _run_pipeline(beam, PipelineOptions(beam_args or []), paths, schema_json, config,
-                          tmp, pattern)
+            _run_pipeline(beam, PipelineOptions(beam_args or []), source.files, schema_json,
+                          config, tmp, pattern)
         with open(os.path.join(tmp, "stats.json")) as handle:
             stats = json.load(handle)
     return stats
 
 
-def _run_pipeline(beam, options, paths, schema_json, config, tmp, pattern):
+def _run_pipeline(beam, options, files, schema_json, config, tmp, pattern):
     """Builds and runs the pipeline; the artifact lands in `tmp`."""
     with beam.Pipeline(options=options) as pipeline:
         outputs = (pipeline
-                   | "FileGroups" >> beam.Create(_file_groups(paths))
+                   | "FileGroups" >> beam.Create(_file_groups(files, config.files_per_read))
                    | "Reshuffle" >> beam.Reshuffle()
                    | "ReadAndPreaggregate" >> beam.FlatMap(_read_files, schema_json, config)
                    .with_outputs("part", "item", "user_day"))
