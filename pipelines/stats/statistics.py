@@ -70,11 +70,9 @@ def _file_groups(files: list, files_per_read: int) -> list[list]:
     files of together at most `logs.WHOLE_FILE_BYTES` on disk, so a worker holds no more than
     it did for one large file. A file past that size is a group of its own (read line by line),
     and CSV files with CRLF line ends are grouped apart: each file is parsed as if read alone."""
-    from core.log_schema import file_size
-
     groups, open_groups = [], {}  # CRLF or not -> (files, bytes) of the group being filled
     for log_file in files:
-        size = file_size(log_file.path)
+        size = log_schema.file_size(log_file.path)
         if size > logs.WHOLE_FILE_BYTES:
             groups.append([log_file])
             continue
