@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 
-from core import atomic, stats_artifact
+from core import atomic, stats_artifact, threads
 from core.errors import InputError
 from core.phases import Phases
 from core.settings import setting
@@ -72,6 +72,10 @@ class TrainConfig:
     schema: str | None = setting(None, "Curated schema.pbtxt: refuse anomalous input.")
     allow_unclicked_dwell: bool = setting(False, "Treat dwell > 0 on unclicked rows as 0.")
     deterministic: bool = setting(False, "Enable TensorFlow's op determinism (slower).")
+    intra_op_threads: int = setting(
+        1, "Threads one TensorFlow op may use (0: TensorFlow's choice, one per core). 1: each "
+        "op on one thread and independent ops (experts, towers) side by side, the faster on "
+        "few cores for these small matmuls (core/threads.py); set before TensorFlow starts.")
     progress: str = setting("auto", "Keras progress bars (auto: on a terminal), one line per "
                             "epoch, or nothing.", choices=("auto", "bar", "epoch", "none"))
     metabalance: MetaBalanceConfig = MetaBalanceConfig()
@@ -99,6 +103,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     --eval, and on every task but the chief)."""
     phases = Phases()
     _check_options(config)
+    note = threads.set_intra_op_threads(config.intra_op_threads)  # before the first op
+    if note and config.progress != "none":
+        _say(note)
     if distribute.is_server_task(config.strategy):
         distribute.serve_forever()
         return {}
@@ -134,6 +141,9 @@ def _check_options(config: TrainConfig) -> None:
         raise InputError(str(error)) from None
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")
+    if config.intra_op_threads < 0:
+        raise InputError(f"--intra_op_threads must be >= 0 (0: TensorFlow's choice), not "
+                         f"{config.intra_op_threads}")
     if config.train_cache_mb < 0:
         raise InputError(f"--train_cache_mb must be >= 0 (0: no cache), not "
                          f"{config.train_cache_mb}")

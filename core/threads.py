@@ -1,0 +1,33 @@
+"""How many threads one TensorFlow op may use in this process (`--intra_op_threads`).
+
+TensorFlow's default gives every op a pool of one thread per core, and runs independent ops
+side by side on its inter-op threads. The ranking networks here are many small matmuls
+(batch 2,048 by widths of 32-256) on independent branches (experts, towers, gates): on 2 cores
+splitting each op costs more than it gains, and with one thread per op the two cores run two
+branches at once instead (docs/BENCHMARKS.md: `ple` one epoch 7.9 -> 6.2 s). The number can be
+set only before the process' TensorFlow runtime starts (its first op).
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def set_intra_op_threads(threads: int) -> str | None:
+    """Makes TensorFlow's ops use `threads` threads each (0: TensorFlow's choice, which is
+    TF_NUM_INTRAOP_THREADS when set, else one per core). Returns None when the process runs
+    with that number, or a one-line note when its runtime had already started with another
+    (the setting then has no effect: a process runs with one pool)."""
+    import tensorflow as tf
+
+    threading = tf.config.threading
+    current = (threading.get_intra_op_parallelism_threads()
+               or int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0") or 0))
+    if current == threads:
+        return None
+    try:
+        threading.set_intra_op_parallelism_threads(threads)
+    except RuntimeError:  # the runtime started (an op ran) before this call
+        return (f"--intra_op_threads={threads} not applied: TensorFlow already runs in this "
+                f"process with {current or 'its default number of'} threads per op")
+    return None
