@@ -9,6 +9,10 @@ exists), compute two stats artifacts of the training days (all but the last 3): 
 bins (8 equal-width bins of ln dwell) and the authors' (configs/orca_authors_stats.flags: fixed
 edges, midpoint values); train every run of RUNS with each seed and evaluate on the last 3
 days. Finished runs (an eval_metrics.json) are reused, so an interrupted benchmark continues.
+`--train_args` adds ranking.train flags to every run it trains: the figures of docs/orca.md up
+to 2026-12-02 were trained with TensorFlow's default threads per op, which
+`--train_args=--intra_op_threads=0` gives back (the default since is one thread per op, whose
+float sums run in another order).
 
 Protocol: every run but the one-epoch ones holds out the last training day for validation
 (--validation_days=1), trains up to 10 epochs with early stopping and is evaluated after its
@@ -177,15 +181,17 @@ def prepare(out, setting, sim_args):
     return train, evaluate, stats, summary
 
 
-def train_run(out, setting, run, seed, train, evaluate, stats):
-    """The run's eval_metrics.json (training it unless it is there), with its wall time."""
+def train_run(out, setting, run, seed, train, evaluate, stats, train_args=()):
+    """The run's eval_metrics.json (training it unless it is there, with `train_args` added to
+    its ranking.train flags), with its wall time."""
     model_dir = os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
     metrics_path = os.path.join(model_dir, "eval_metrics.json")
     if not os.path.exists(metrics_path):
         started = time.perf_counter()
         module("ranking.train", f"--model={run.preset}", f"--train={train}",
                f"--eval={evaluate}", f"--stats={stats[run.stats]}", f"--model_dir={model_dir}",
-               f"--seed={seed}", "--progress=none", POST_CLICK, *run.protocol, *run.flags)
+               f"--seed={seed}", "--progress=none", POST_CLICK, *run.protocol, *run.flags,
+               *train_args)
         with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
             handle.write(f"{time.perf_counter() - started:.1f}")
     with open(metrics_path) as handle:
@@ -196,12 +202,12 @@ def train_run(out, setting, run, seed, train, evaluate, stats):
     return metrics
 
 
-def run_all(out, setting, seeds, runs, sim_args):
+def run_all(out, setting, seeds, runs, sim_args, train_args=()):
     train, evaluate, stats, summary = prepare(out, setting, sim_args)
     results = {}
     for seed in seeds:
         for run in runs:
-            metrics = train_run(out, setting, run, seed, train, evaluate, stats)
+            metrics = train_run(out, setting, run, seed, train, evaluate, stats, train_args)
             results.setdefault(run.name, {})[seed] = metrics
             print(f"{setting} seed {seed} {run.name}: ctr AUC {ctr_auc(metrics):.4f} "
                   f"MAEclass {metrics.get('dt_mae_class', float('nan')):.3f} "
@@ -447,7 +453,12 @@ def main():
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--sim_seed", type=int, default=0, help="the simulator's seed (another "
                         "world of the same setting: where options are chosen before the table)")
+    parser.add_argument("--train_args", default="",
+                        help="more ranking.train flags for every run trained, space-separated "
+                        "(e.g. --intra_op_threads=0, TensorFlow's threads, as every figure "
+                        "before 2026-12-03)")
     args = parser.parse_args()
+    train_args = args.train_args.split()
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -466,10 +477,11 @@ def main():
     command = (f".venv/bin/python benchmarks/orca_table.py --out={args.out} "
                f"--settings={args.settings} --seeds={args.seeds} --num_users={args.num_users} "
                f"--num_items={args.num_items} --days={args.days} --sim_seed={args.sim_seed} "
-               f"--runs={args.runs}")
+               f"--runs={args.runs}" + (f" --train_args='{args.train_args}'"
+                                        if train_args else ""))
     sections, everything = [], {"command": command, "settings": {}}
     for setting in args.settings.split(","):
-        results, summary = run_all(out, setting, seeds, runs, sim_args)
+        results, summary = run_all(out, setting, seeds, runs, sim_args, train_args)
         rows = summarize(results, seeds, runs)
         sections.append(render(setting, rows, results, seeds, summary, runs))
         figures = plot(out, setting, results, seeds) + plot(
