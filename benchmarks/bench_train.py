@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_train.py --sim=demo_out/sim --stats=demo_out/stats \
         [--steps=300 --batch_size=2048 --presets=single_ctr,vr_ndt,mmoe,mmoe_orca,ple,ple_orca
-         --train_args=--intra_op_threads=0]
+         --project_args=--intra_op_threads=0]
 
 Each preset trains for --steps steps in its own process (`ranking.train`, raw CSV.gz logs of
 days 0-10 labelled on the fly); the rate is measured after the first step (which includes
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -56,12 +57,12 @@ def main():
     parser.add_argument("--presets", default="single_ctr,ctr_logdt,vr_logdt,vr_ndt,"
                         "shared_bottom_dt,mmoe,mmoe_orca,ple,ple_orca,esmm,aitm,deepfm,dcn_v2,"
                         "autoint")
-    parser.add_argument("--train_args", default="", help="more ranking.train flags for every "
+    parser.add_argument("--project_args", default="", help="more ranking.train flags for every "
                         "preset, space-separated (e.g. --intra_op_threads=0)")
     args = parser.parse_args()
     train = f"{args.sim}/logs/day-0*.csv.gz,{args.sim}/logs/day-10.csv.gz"
     print(f"training examples/s at batch {args.batch_size}, {args.steps} steps, "
-          f"{os.cpu_count()} CPUs{', ' + args.train_args if args.train_args else ''}:")
+          f"{os.cpu_count()} CPUs{', ' + args.project_args if args.project_args else ''}:")
     print(f"  input pipeline alone (read + label + shuffle): "
           f"{input_rate(train, args.stats, args.batch_size, args.steps):,.0f} examples/s")
     env = dict(os.environ, PYTHONPATH=REPO)
@@ -74,7 +75,7 @@ def main():
              f"--steps_per_epoch={args.steps}", f"--batch_size={args.batch_size}",
              "--progress=epoch", f"--checkpoint_every={10 * args.steps}",
              "--post_click_features=category,item_length,publish_age_hours",
-             *args.train_args.split()],
+             *shlex.split(args.project_args)],
             cwd=REPO, env=env, capture_output=True, text=True)
         if done.returncode:
             sys.exit(done.stderr[-3000:])

@@ -9,10 +9,11 @@ exists), compute two stats artifacts of the training days (all but the last 3): 
 bins (8 equal-width bins of ln dwell) and the authors' (configs/orca_authors_stats.flags: fixed
 edges, midpoint values); train every run of RUNS with each seed and evaluate on the last 3
 days. Finished runs (an eval_metrics.json) are reused, so an interrupted benchmark continues.
-`--train_args` adds ranking.train flags to every run it trains: the figures of docs/orca.md up
+`--project_args` adds ranking.train flags to every run it trains: the figures of docs/orca.md up
 to 2026-12-02 were trained with TensorFlow's default threads per op, which
-`--train_args=--intra_op_threads=0` gives back (the default since is one thread per op, whose
-float sums run in another order).
+`--project_args=--intra_op_threads=0` gives back (the default since is one thread per op, whose
+float sums may run in another order). A finished run trained with other threads per op than
+asked for is refused, not reused.
 
 Protocol: every run but the one-epoch ones holds out the last training day for validation
 (--validation_days=1), trains up to 10 epochs with early stopping and is evaluated after its
@@ -45,6 +46,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -181,17 +183,42 @@ def prepare(out, setting, sim_args):
     return train, evaluate, stats, summary
 
 
-def train_run(out, setting, run, seed, train, evaluate, stats, train_args=()):
-    """The run's eval_metrics.json (training it unless it is there, with `train_args` added to
-    its ranking.train flags), with its wall time."""
+def _threads_per_op(project_args) -> int:
+    """The --intra_op_threads the runs are asked to train with (project_args, else the
+    default)."""
+    for arg in project_args:
+        if arg.startswith("--intra_op_threads="):
+            return int(arg.split("=", 1)[1])
+    from ranking.training import TrainConfig
+
+    return TrainConfig.__dataclass_fields__["intra_op_threads"].default
+
+
+def _check_reused(model_dir, project_args) -> None:
+    """Refuses to reuse a finished run trained with other threads per op than asked for (its
+    config.json; runs from before the setting used TensorFlow's, 0): one table, one setting."""
+    with open(os.path.join(model_dir, "config.json")) as handle:
+        trained = json.load(handle)["training"].get("intra_op_threads", 0)
+    wanted = _threads_per_op(project_args)
+    if trained != wanted:
+        sys.exit(f"{model_dir} was trained with --intra_op_threads={trained}, not {wanted}: "
+                 f"add --project_args=--intra_op_threads={trained} to reuse it, or remove it "
+                 "to train it again")
+
+
+def train_run(out, setting, run, seed, train, evaluate, stats, project_args=()):
+    """The run's eval_metrics.json (training it unless it is there, with `project_args` added
+    to its ranking.train flags), with its wall time."""
     model_dir = os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
     metrics_path = os.path.join(model_dir, "eval_metrics.json")
-    if not os.path.exists(metrics_path):
+    if os.path.exists(metrics_path):
+        _check_reused(model_dir, project_args)
+    else:
         started = time.perf_counter()
         module("ranking.train", f"--model={run.preset}", f"--train={train}",
                f"--eval={evaluate}", f"--stats={stats[run.stats]}", f"--model_dir={model_dir}",
                f"--seed={seed}", "--progress=none", POST_CLICK, *run.protocol, *run.flags,
-               *train_args)
+               *project_args)
         with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
             handle.write(f"{time.perf_counter() - started:.1f}")
     with open(metrics_path) as handle:
@@ -202,12 +229,12 @@ def train_run(out, setting, run, seed, train, evaluate, stats, train_args=()):
     return metrics
 
 
-def run_all(out, setting, seeds, runs, sim_args, train_args=()):
+def run_all(out, setting, seeds, runs, sim_args, project_args=()):
     train, evaluate, stats, summary = prepare(out, setting, sim_args)
     results = {}
     for seed in seeds:
         for run in runs:
-            metrics = train_run(out, setting, run, seed, train, evaluate, stats, train_args)
+            metrics = train_run(out, setting, run, seed, train, evaluate, stats, project_args)
             results.setdefault(run.name, {})[seed] = metrics
             print(f"{setting} seed {seed} {run.name}: ctr AUC {ctr_auc(metrics):.4f} "
                   f"MAEclass {metrics.get('dt_mae_class', float('nan')):.3f} "
@@ -453,12 +480,12 @@ def main():
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--sim_seed", type=int, default=0, help="the simulator's seed (another "
                         "world of the same setting: where options are chosen before the table)")
-    parser.add_argument("--train_args", default="",
+    parser.add_argument("--project_args", default="",
                         help="more ranking.train flags for every run trained, space-separated "
                         "(e.g. --intra_op_threads=0, TensorFlow's threads, as every figure "
                         "before 2026-12-03)")
     args = parser.parse_args()
-    train_args = args.train_args.split()
+    project_args = shlex.split(args.project_args)
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -477,11 +504,11 @@ def main():
     command = (f".venv/bin/python benchmarks/orca_table.py --out={args.out} "
                f"--settings={args.settings} --seeds={args.seeds} --num_users={args.num_users} "
                f"--num_items={args.num_items} --days={args.days} --sim_seed={args.sim_seed} "
-               f"--runs={args.runs}" + (f" --train_args='{args.train_args}'"
-                                        if train_args else ""))
+               f"--runs={args.runs}" + (f" --project_args={shlex.quote(args.project_args)}"
+                                        if project_args else ""))
     sections, everything = [], {"command": command, "settings": {}}
     for setting in args.settings.split(","):
-        results, summary = run_all(out, setting, seeds, runs, sim_args, train_args)
+        results, summary = run_all(out, setting, seeds, runs, sim_args, project_args)
         rows = summarize(results, seeds, runs)
         sections.append(render(setting, rows, results, seeds, summary, runs))
         figures = plot(out, setting, results, seeds) + plot(

@@ -4,7 +4,8 @@ executor's threads (thread-milliseconds per step; on 2 CPUs a step's wall time i
 the total when both threads are busy).
 
     .venv/bin/python benchmarks/profile_step.py --train='SIM/logs/day-0*.csv.gz' \\
-        --stats=STATS [--preset=ple --steps=20 --batch_size=2048 --out=bench_out/profile_step]
+        --stats=STATS [--preset=ple --steps=20 --batch_size=2048 --out=bench_out/profile_step
+        --intra_op_threads=0]
 
 It also prints the step's wall time, the forward pass alone and the gradient alone (no update),
 each the mean over the same in-memory batches after a warm-up. Ops of the backward pass are
@@ -68,6 +69,8 @@ def main() -> None:
     parser.add_argument("--train", required=True)
     parser.add_argument("--stats", required=True)
     parser.add_argument("--preset", default="ple")
+    parser.add_argument("--intra_op_threads", type=int, default=None,
+                        help="threads per op (default: ranking.train's; 0: TensorFlow's)")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=2048)
     parser.add_argument("--top", type=int, default=20)
@@ -114,7 +117,9 @@ def main() -> None:
     shutil.rmtree(model_dir, ignore_errors=True)
     training.train_and_evaluate(training.TrainConfig(
         train=args.train, stats=args.stats, model=ModelConfig(args.preset),
-        batch_size=args.batch_size, epochs=1, progress="none"), model_dir)
+        batch_size=args.batch_size, epochs=1, progress="none",
+        **({} if args.intra_op_threads is None else {"intra_op_threads": args.intra_op_threads})),
+        model_dir)
 
 
 if __name__ == "__main__":

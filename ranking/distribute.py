@@ -14,7 +14,8 @@ Strategies (`--strategy`):
                            server and serves until it is stopped
 
 Multi-worker strategies configure collective ops when they are made, which TensorFlow allows
-only before any other op has run: `train_and_evaluate` therefore makes the strategy first.
+only before any other op has run: `train_and_evaluate` therefore makes the strategy first
+(after setting the threads per op, `core.threads`, which runs no op).
 
 Input sharding (`--input_sharding`, multi-worker strategies):
 
@@ -101,16 +102,19 @@ def is_server_task(strategy: str) -> bool:
             and check_parameter_server_cluster() in ("worker", "ps"))
 
 
-def serve_forever() -> None:
+def serve_forever(intra_op_threads: int = 0) -> None:
     """Starts this task's TensorFlow server (TF_CONFIG) and blocks: a parameter-server cluster's
-    worker or ps task. The chief's ClusterCoordinator sends it work; stop it with a signal."""
+    worker or ps task. The chief's ClusterCoordinator sends it work; stop it with a signal.
+    `intra_op_threads` (`--intra_op_threads`; 0: TensorFlow's choice) sizes the pool of the
+    ops the server runs: the server builds its devices from its own config, not the process'."""
     import tensorflow as tf
 
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     # Workers and ps tasks keep their threads to serve; a ps serves many workers' requests.
+    config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra_op_threads)
     server = tf.distribute.Server(resolver.cluster_spec(), job_name=resolver.task_type,
                                   task_index=resolver.task_id, protocol=resolver.rpc_layer or
-                                  "grpc", start=True)
+                                  "grpc", config=config, start=True)
     print(f"{resolver.task_type} {resolver.task_id}: serving at {server.target}", flush=True)
     server.join()
 

@@ -73,9 +73,10 @@ class TrainConfig:
     allow_unclicked_dwell: bool = setting(False, "Treat dwell > 0 on unclicked rows as 0.")
     deterministic: bool = setting(False, "Enable TensorFlow's op determinism (slower).")
     intra_op_threads: int = setting(
-        1, "Threads one TensorFlow op may use (0: TensorFlow's choice, one per core). 1: each "
-        "op on one thread and independent ops (experts, towers) side by side, the faster on "
-        "few cores for these small matmuls (core/threads.py); set before TensorFlow starts.")
+        1, "Threads one TensorFlow op may use (0: TensorFlow's choice, TF_NUM_INTRAOP_THREADS "
+        "or one per core). 1: each op on one thread and independent ops (experts, towers) side "
+        "by side, the faster on few cores for these small matmuls (core/threads.py); set "
+        "before TensorFlow starts.")
     progress: str = setting("auto", "Keras progress bars (auto: on a terminal), one line per "
                             "epoch, or nothing.", choices=("auto", "bar", "epoch", "none"))
     metabalance: MetaBalanceConfig = MetaBalanceConfig()
@@ -93,9 +94,10 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     """Trains `config.model` on `config.train`, checkpointing into `model_dir` and resuming from
     it; then evaluates on `config.eval` (when given) and writes eval_metrics.json.
 
-    The `tf.distribute` strategy is made first (multi-worker strategies must configure
-    collective ops before any other op runs). In a parameter-server cluster, a worker or ps
-    task serves here until it is stopped (`ranking.distribute`); only the chief trains.
+    The threads per op are set first, then the `tf.distribute` strategy is made (both only
+    before the runtime's first op: multi-worker strategies configure collective ops). In a
+    parameter-server cluster, a worker or ps task serves here until it is stopped
+    (`ranking.distribute`); only the chief trains.
 
     Bad input met after the model directory was made (a value past the rows that set the
     column types, say) removes what this run wrote when the directory was new or empty; a
@@ -104,10 +106,10 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     phases = Phases()
     _check_options(config)
     note = threads.set_intra_op_threads(config.intra_op_threads)  # before the first op
-    if note and config.progress != "none":
+    if note:  # a setting that does not apply is said even under --progress=none
         _say(note)
     if distribute.is_server_task(config.strategy):
-        distribute.serve_forever()
+        distribute.serve_forever(config.intra_op_threads)
         return {}
     strategy = distribute.make_strategy(config.strategy)
     chief = distribute.is_chief(strategy)
