@@ -186,12 +186,15 @@ def prepare(out, setting, sim_args):
 def _threads_per_op(project_args) -> int:
     """The --intra_op_threads the runs are asked to train with (project_args, else the
     default)."""
-    for arg in project_args:
-        if arg.startswith("--intra_op_threads="):
-            return int(arg.split("=", 1)[1])
     from ranking.training import TrainConfig
 
-    return TrainConfig.__dataclass_fields__["intra_op_threads"].default
+    wanted = TrainConfig.__dataclass_fields__["intra_op_threads"].default
+    for index, arg in enumerate(project_args):  # absl's two spellings; the last one wins
+        if arg.startswith("--intra_op_threads="):
+            wanted = int(arg.split("=", 1)[1])
+        elif arg == "--intra_op_threads" and index + 1 < len(project_args):
+            wanted = int(project_args[index + 1])
+    return wanted
 
 
 def _check_reused(model_dir, project_args) -> None:
