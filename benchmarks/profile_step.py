@@ -83,7 +83,8 @@ def main() -> None:
     from ranking.models import ModelConfig
 
     def profile(run, say):
-        batches = list(loops._epoch_dataset(run, 0, args.batch_size).take(args.steps))  # noqa: SLF001
+        batches = list(loops.epoch_dataset(run.config, run.inputs, run.spec, 0,
+                                           args.batch_size).take(args.steps))
         model, variables = run.model, run.model.trainable_variables
         step = tf.function(loops.make_replica_step(run), autograph=False)
 

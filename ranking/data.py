@@ -206,6 +206,16 @@ class Inputs:
     evaluation: tuple | None = None
     # `ranking.train_cache.TrainingCache` of `train`, when its rows are kept in memory.
     train_cache: object = None
+    # The first epoch's batches, read ahead while the model is built (`ranking.loops.ReadAhead`).
+    first_epoch: object = None
+    # The evaluation labeller's counting pass, when it runs in the background (`prepare_inputs`).
+    evaluation_counting: object = None
+
+    def wait_for_counts(self) -> None:
+        """Waits for a counting pass made in the background; its bad input is raised here."""
+        if self.evaluation_counting is not None:
+            pending, self.evaluation_counting = self.evaluation_counting, None
+            self.evaluation = pending.result()
 
     def labellers(self):
         """(input, labeller): train, validation (when it has its own logs), eval."""
@@ -217,11 +227,15 @@ class Inputs:
         return named
 
 
-def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None) -> Inputs:
+def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
+                   count_evaluation_in_background: bool = False) -> Inputs:
     """Opens and labels the inputs of `config` (a TrainConfig). The labellers' counting passes
-    read every row, so bad input is refused here, before a model directory is touched.
+    read every row, so bad input is refused here (or, for the evaluation logs counted in the
+    background, by `Inputs.wait_for_counts`), before a model directory is touched.
     `train_scope`: a context for the training labeller's tables (a parameter-server strategy's
-    scope gives every worker its own copy)."""
+    scope gives every worker its own copy). `count_evaluation_in_background`: the evaluation
+    logs' counting pass (rule T2) runs in a thread, beside what the caller does next (building
+    the model), until `Inputs.wait_for_counts`."""
     import contextlib
 
     from core.labeler import labeler_for
@@ -244,7 +258,15 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None) -> Inp
         inputs.validation = (validation, labelled(validation), None)
     if config.eval:
         evaluation = open_source(config.eval, spec)
-        inputs.evaluation = (evaluation, labelled(evaluation))
+        if count_evaluation_in_background:
+            from concurrent.futures import ThreadPoolExecutor
+
+            executor = ThreadPoolExecutor(1, thread_name_prefix="count-evaluation")
+            inputs.evaluation_counting = executor.submit(
+                lambda: (evaluation, labelled(evaluation)))
+            executor.shutdown(wait=False)
+        else:
+            inputs.evaluation = (evaluation, labelled(evaluation))
     return inputs
 
 

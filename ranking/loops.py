@@ -106,12 +106,52 @@ def _reduced(strategy, replica_step, batch):
             for k, v in per_replica.items()}
 
 
-def _epoch_dataset(run, epoch: int, batch_size: int, shard=None):
-    config = run.config
+def epoch_dataset(config, inputs, spec, epoch: int, batch_size: int, shard=None):
+    """The (features, labels) batches of a training epoch of `inputs` (`ranking.data.Inputs`),
+    in the order of (seed, epoch) (`ranking.data`)."""
     return data.labelled_dataset(
-        run.train_source, run.labeler, run.spec, batch_size, seed=config.seed, epoch=epoch,
+        inputs.train, inputs.labeler, spec, batch_size, seed=config.seed, epoch=epoch,
         shuffle_buffer=config.shuffle_buffer, allow_unclicked_dwell=config.allow_unclicked_dwell,
-        shard=shard, days=run.inputs.train_days, cache=run.inputs.train_cache)
+        shard=shard, days=inputs.train_days, cache=inputs.train_cache)
+
+
+def single_worker_batches(config, inputs, spec, strategy, epoch: int, skip: int):
+    """An iterator of one worker's batches of an epoch after its first `skip` (every replica's
+    share of each, with a mirrored strategy)."""
+    dataset = epoch_dataset(config, inputs, spec, epoch, config.batch_size)
+    if config.steps_per_epoch:
+        dataset = dataset.take(config.steps_per_epoch)
+    return iter(strategy.experimental_distribute_dataset(dataset.skip(skip)))
+
+
+class ReadAhead:
+    """An iterator whose first element is fetched in a background thread from the moment this
+    is made: the first batch of a run costs reading its files, labelling and the shuffle
+    buffer's fill (tf.data's threads, outside the GIL), which then overlap what the main thread
+    does meanwhile (building the model). Later elements come from `iterator` as they would; an
+    error of the fetch is raised by the first `next`. (Making the input pipeline in the thread
+    too was slower: it is Python, and competes with the model's build for the GIL.)"""
+
+    _END = object()
+
+    def __init__(self, iterator):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._iterator = iterator
+        executor = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+        self._first = executor.submit(next, iterator, self._END)
+        executor.shutdown(wait=False)  # the thread ends with its one fetch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._first is not None:
+            first, self._first = self._first.result(), None
+            if first is self._END:
+                raise StopIteration
+            return first
+        return next(self._iterator)
 
 
 def _synchronous_batches(run, epoch: int, skip: int):
@@ -120,10 +160,10 @@ def _synchronous_batches(run, epoch: int, skip: int):
 
     config, strategy = run.config, run.strategy
     if run.workers == 1:
-        dataset = _epoch_dataset(run, epoch, config.batch_size)
-        if config.steps_per_epoch:
-            dataset = dataset.take(config.steps_per_epoch)
-        return iter(strategy.experimental_distribute_dataset(dataset.skip(skip))), None
+        ahead, run.inputs.first_epoch = run.inputs.first_epoch, None
+        if ahead is not None and (epoch, skip) == (0, 0):
+            return ahead, None
+        return single_worker_batches(config, run.inputs, run.spec, strategy, epoch, skip), None
     mode = config.input_sharding
     order = distribute.epoch_file_order(len(run.train_source.files), config.seed, epoch)
     steps = distribute.synchronous_steps(run.rows_per_file, order, run.workers, mode,
@@ -135,7 +175,8 @@ def _synchronous_batches(run, epoch: int, skip: int):
         shard = distribute.Shard(context.input_pipeline_id, context.num_input_pipelines, mode)
         # Files: each worker reads its files in batches of its share of the global batch.
         batch = config.batch_size // run.workers if mode == "files" else config.batch_size
-        dataset = _epoch_dataset(run, epoch, batch, shard).take(steps).skip(skip)
+        dataset = epoch_dataset(config, run.inputs, run.spec, epoch, batch, shard)
+        dataset = dataset.take(steps).skip(skip)
         local_replicas = context.num_replicas_in_sync // context.num_input_pipelines
         if local_replicas > 1:  # each local replica takes one piece of the worker's batch
             dataset = dataset.rebatch(context.get_per_replica_batch_size(config.batch_size))
@@ -377,8 +418,8 @@ def train_parameter_server(run, say) -> list[float]:
             index = tf.distribute.coordinator.experimental_get_current_worker_index()
             shard = distribute.Shard(index, workers, "files")
             # A worker whose shard ends first starts it again: the epoch is a number of steps.
-            return _epoch_dataset(run, epoch, config.batch_size, shard).repeat().skip(
-                skip // workers)
+            return epoch_dataset(config, run.inputs, run.spec, epoch, config.batch_size,
+                                 shard).repeat().skip(skip // workers)
 
         @tf.function(autograph=False)
         def per_worker_dataset():

@@ -21,7 +21,7 @@ from core import atomic, stats_artifact, threads
 from core.errors import InputError
 from core.phases import Phases
 from core.settings import setting
-from ranking import data, distribute, evaluation, orca, selection, train_cache
+from ranking import data, distribute, evaluation, loops, orca, selection, train_cache
 from ranking import features as features_lib
 from ranking import model_dir as model_dir_lib
 from ranking.metabalance import MetaBalanceConfig
@@ -170,8 +170,6 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                         phases: Phases) -> dict:
     import tensorflow as tf
 
-    from ranking import loops
-
     parameter_servers = isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
     workers = distribute.input_workers(strategy)
     if not parameter_servers and config.batch_size % strategy.num_replicas_in_sync:
@@ -191,6 +189,11 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         for glob in (config.train, config.selection.validation, config.eval):
             if glob:
                 validation.check_input(glob, config.schema)
+    # The seed before any input pipeline or thread: tf.data's shuffle seeds combine it with
+    # their own, and the model's initial weights come from it.
+    tf.keras.utils.set_random_seed(config.seed)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
     with phases("inputs"):
         artifact = stats_artifact.load_artifact(config.stats)
         targets = artifact.targets
@@ -207,34 +210,22 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             raise InputError(f"--output_bias=prior sets the click tower's bias; the model "
                              f"{config.model.preset} has no click tower (ctr)")
         # Every task makes the same refusals (bad input, too few files) before anything is
-        # written.
+        # written. One process alone counts the evaluation logs beside the model's build.
+        single_process = (workers == 1 and strategy.num_replicas_in_sync == 1
+                          and not parameter_servers)
         inputs = data.prepare_inputs(config, spec, artifact,
-                                     strategy.scope() if parameter_servers else None)
+                                     strategy.scope() if parameter_servers else None,
+                                     count_evaluation_in_background=single_process)
     if workers > 1 and config.input_sharding == "files" and len(inputs.train.files) < workers:
         raise InputError(f"--input_sharding=files needs at least one training file per worker: "
                          f"{len(inputs.train.files)} file(s) for {workers} workers; split the "
                          "logs into more files or use --input_sharding=rows", file=config.train)
-    if config.allow_unclicked_dwell and config.progress != "none" and chief:
-        _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
-            f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
-    description = model_dir_lib.model_description(config, spec, artifact, targets)
-    description["training"]["input_workers"] = workers
-    if chief:
-        note = model_dir_lib.layout_change(model_dir, description)
-        resuming = model_dir_lib.prepare(model_dir, description)
-        if note and resuming and config.progress != "none":
-            _say(note)
-    else:
-        model_dir_lib.check_as_other_task(model_dir, description)
-        resuming = True
-
-    tf.keras.utils.set_random_seed(config.seed)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    if config.progress != "none" and chief and (strategy.num_replicas_in_sync > 1
-                                                or workers > 1):
-        _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, "
-             f"{workers} input worker(s); global batch {config.batch_size}")
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    if single_process and latest is None and not _uses_train_cache(
+            config, inputs.rows_per_file, inputs.validation is not None):
+        # A run starting at step 0 reads its first batch while the model is built and traced.
+        inputs.first_epoch = loops.ReadAhead(loops.single_worker_batches(
+            config, inputs, spec, strategy, epoch=0, skip=0))
     say = _say if chief and config.progress != "none" else (lambda _: None)
     validator_factory = None
     if inputs.validation is not None:
@@ -249,7 +240,25 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     with phases("build"):
         run = build_run(config, model_dir, strategy, chief, spec, targets, inputs, workers,
                         validator_factory, click_rate=artifact.clicks / max(artifact.rows, 1))
-    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints"))
+    with phases("inputs"):
+        inputs.wait_for_counts()  # bad evaluation input is refused before anything is written
+    if config.allow_unclicked_dwell and config.progress != "none" and chief:
+        _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
+            f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
+    description = model_dir_lib.model_description(config, spec, artifact, targets)
+    description["training"]["input_workers"] = workers
+    if chief:
+        note = model_dir_lib.layout_change(model_dir, description)
+        resuming = model_dir_lib.prepare(model_dir, description)
+        if note and resuming and config.progress != "none":
+            _say(note)
+    else:
+        model_dir_lib.check_as_other_task(model_dir, description)
+        resuming = True
+    if config.progress != "none" and chief and (strategy.num_replicas_in_sync > 1
+                                                or workers > 1):
+        _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, "
+             f"{workers} input worker(s); global batch {config.batch_size}")
     if latest:  # every task restores the chief's checkpoint
         run.checkpoint.restore(latest).assert_existing_objects_matched()
         if chief:
@@ -260,8 +269,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if run.validator is not None:
         run.validator.resume()
 
-    if config.train_cache_mb and workers == 1 and strategy.num_replicas_in_sync == 1 and (
-            not parameter_servers and _reads_each_row_twice(run)):
+    if single_process and _uses_train_cache(
+            config, run.rows_per_file, run.validator is not None, int(run.epoch),
+            run.validator is not None and run.validator.selection.stopped):
         with phases("cache"):
             inputs.train_cache = train_cache.load(
                 inputs.train, inputs.labeler, spec, config.train_cache_mb << 20,
@@ -294,18 +304,20 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     return result
 
 
-def _reads_each_row_twice(run) -> bool:
-    """Whether the epochs the run may still train (to --epochs, or to --max_epochs unless
-    selection has stopped it) would read the training rows at least twice over: then keeping
-    them in memory saves a pass (`ranking.train_cache`)."""
-    config, validator = run.config, run.validator
-    if validator is not None and validator.selection.stopped:
+def _uses_train_cache(config, rows_per_file, validating: bool, epochs_done: int = 0,
+                      stopped: bool = False) -> bool:
+    """Whether a single-process run keeps its training rows in memory (--train_cache_mb): when
+    the epochs it may still train after `epochs_done` (to --epochs, or to --max_epochs when it
+    is `validating` and selection has not `stopped` it) would read the training rows
+    (`rows_per_file`) at least twice over, so that the cache saves a pass
+    (`ranking.train_cache`)."""
+    if not config.train_cache_mb or stopped:
         return False
-    epochs = config.selection.max_epochs if validator is not None else config.epochs
-    rows = int(run.rows_per_file.sum())
+    epochs = config.selection.max_epochs if validating else config.epochs
+    rows = int(rows_per_file.sum())
     per_epoch = rows if not config.steps_per_epoch else min(
         rows, config.steps_per_epoch * config.batch_size)
-    return (epochs - int(run.epoch)) * per_epoch >= 2 * rows > 0
+    return (epochs - epochs_done) * per_epoch >= 2 * rows > 0
 
 
 def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases: Phases) -> dict:

@@ -204,6 +204,9 @@ def test_bad_training_or_eval_input_leaves_no_model_directory(small_world, tmp_p
         assert done.returncode == 1
         assert "dirty.csv, line 100, column 'click': expected 0 or 1, found 3" in done.stderr
         assert not model_dir.exists()
+        # Refused before training: the evaluation logs' count, made beside the model's build,
+        # is awaited before the model directory is made.
+        assert "epoch 1/" not in done.stdout, done.stdout
 
 
 def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(small_world,
@@ -289,3 +292,63 @@ def test_output_bias_prior_starts_the_click_tower_at_the_training_ctr(small_worl
     with pytest.raises(InputError, match="has no click tower"):
         training.train_and_evaluate(no_click, str(tmp_path / "refused"))
     assert not (tmp_path / "refused").exists()
+
+
+def test_read_ahead_fetches_the_first_element_at_once_and_then_iterates_as_given():
+    import threading
+
+    from ranking import loops
+
+    fetched = threading.Event()
+
+    def elements():
+        fetched.set()
+        yield from (1, 2, 3)
+
+    ahead = loops.ReadAhead(elements())
+    assert fetched.wait(timeout=10)  # before anybody asked for it
+    assert list(ahead) == [1, 2, 3]
+    assert list(loops.ReadAhead(iter(()))) == []
+
+    def failing():
+        raise InputError("bad row", file="log.csv")
+        yield
+
+    ahead = loops.ReadAhead(failing())
+    with pytest.raises(InputError, match="log.csv: bad row"):
+        next(ahead)
+
+
+def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tmp_path,
+                                                                 monkeypatch):
+    """The first epoch read ahead (while the model is built) and read in the loop give the same
+    batches: the same weights to the last bit."""
+    import numpy as np
+    import tensorflow as tf
+
+    from ranking import loops
+
+    made = []
+    real = loops.ReadAhead
+
+    def counted(iterator):
+        made.append(iterator)
+        return real(iterator)
+
+    def weights(model_dir):
+        reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
+        return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+                if name.startswith("model/")}
+
+    config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=30, eval=None,
+                        train_cache_mb=0)
+    monkeypatch.setattr(loops, "ReadAhead", counted)
+    training.train_and_evaluate(config, str(tmp_path / "ahead"))
+    assert len(made) == 1
+    # None: the loop makes the epoch's input itself, after the model's build.
+    monkeypatch.setattr(loops, "ReadAhead", lambda iterator: None)
+    training.train_and_evaluate(config, str(tmp_path / "in_loop"))
+    ahead, in_loop = weights(str(tmp_path / "ahead")), weights(str(tmp_path / "in_loop"))
+    assert ahead.keys() == in_loop.keys() and len(ahead) > 4
+    for name in ahead:
+        np.testing.assert_array_equal(ahead[name], in_loop[name], err_msg=name)
