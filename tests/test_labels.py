@@ -508,6 +508,55 @@ def test_stats_read_files_in_groups_as_if_each_were_read_alone(tmp_path, monkeyp
                                  statistics.StatsConfig(files_per_read=0))
 
 
+def test_stats_tables_hold_one_row_per_item_and_user_day_over_groups(tmp_path):
+    """Four files, each read by a group of its own (--files_per_read=1), share every user, day
+    and item: each table has one row per item and per (user, day), equal to pandas' counts and
+    numpy's P10 over all the rows (the groups' tables merge in their partitions)."""
+    rows = history_rows()
+    for k in range(4):
+        write_log(tmp_path / f"{k}.csv", rows[k::4])
+    stats_dir = str(tmp_path / "stats")
+    statistics.compute_stats(str(tmp_path / "*.csv"), stats_dir,
+                             statistics.StatsConfig(files_per_read=1))
+    frame = pd.DataFrame(rows, columns=HEADER)
+    users = stats_artifact.read_table(os.path.join(stats_dir, "user_days"),
+                                      stats_artifact.USER_DAY_COLUMNS)
+    keys = list(zip(users["user_id"].tolist(), users["day"].tolist()))
+    assert len(keys) == len(set(keys))
+    clicks = frame[frame.click == 1]
+    want = clicks.groupby(["user_id", clicks.timestamp // DAY]).size()
+    assert dict(zip(keys, users["clicks"].tolist())) == {(u, int(d)): int(n)
+                                                          for (u, d), n in want.items()}
+    items = stats_artifact.read_table(os.path.join(stats_dir, "items"),
+                                      stats_artifact.ITEM_COLUMNS)
+    assert len(set(items["item_id"].tolist())) == len(items["item_id"])
+    dwell = clicks[clicks.dwell_time > 0].groupby("item_id")["dwell_time"]
+    want_items = {item: values.to_numpy() for item, values in dwell if len(values) >= 5}
+    assert sorted(items["item_id"].tolist()) == sorted(want_items) and len(want_items) > 10
+    for item, n, p10 in zip(items["item_id"], items["clicks"], items["p10"]):
+        assert n == len(want_items[item])
+        assert p10 == pytest.approx(np.percentile(want_items[item], 10), rel=1e-12)
+
+
+def test_table_partitions_are_the_same_in_every_process():
+    """Workers partition ids alike (Python's own str hash is salted per process)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    code = ("from pipelines.stats import statistics as s; "
+            "print(sorted((k, sorted(v)) for k, v in s._partitioned("
+            "{f'u{i}': i for i in range(200)}, lambda k: k).items()))")
+    outputs = {subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                              text=True, check=True,
+                              env=dict(os.environ, PYTHONHASHSEED=seed)).stdout
+               for seed in ("1", "2")}
+    assert len(outputs) == 1
+    partitions = eval(outputs.pop())  # noqa: S307 (our own output)
+    assert len(partitions) > 16 and sum(len(ids) for _, ids in partitions) == 200
+
+
 def test_header_only_file_gets_an_empty_shard(hand, tmp_path):
     _, stats_dir = hand
     write_log(tmp_path / "a.csv", [("u", "five", D * DAY, 1, 40.0)])
