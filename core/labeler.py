@@ -256,10 +256,7 @@ def count_source(source, batch_size: int = 8192,
     def counted(batches):
         for batch in batches:
             zeroed[0] += int(batch.pop("zeroed", 0))
-            pairs, rows = np.unique(np.stack([batch.pop("file"), batch["day"]]), axis=1,
-                                    return_counts=True)
-            for (file, day), n in zip(pairs.T.tolist(), rows.tolist()):
-                file_day_rows[(file, day)] = file_day_rows.get((file, day), 0) + n
+            logs_lib.add_file_day_rows(file_day_rows, batch.pop("file"), batch["day"])
             yield batch
 
     keys = dataset.map(tf.autograph.experimental.do_not_convert(key))

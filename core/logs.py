@@ -264,6 +264,29 @@ class LogSource:
         return result
 
 
+def add_file_day_rows(into: dict, file_index, day) -> None:
+    """Adds a batch's rows per (file index, UTC day) to `into` ({(file, day): rows}).
+    `file_index`, `day`: int arrays [rows] (the batch's SOURCE_INDEX column and its timestamps
+    // 86400). A batch of one file and one day (the usual case: logs are files per day) costs
+    two comparisons; others one sort."""
+    import numpy as np
+
+    file_index, day = np.asarray(file_index), np.asarray(day)
+    if not len(day):
+        return
+    if (file_index == file_index[0]).all() and (day == day[0]).all():
+        pairs, counts = [(int(file_index[0]), int(day[0]))], [len(day)]
+    else:
+        order = np.lexsort((day, file_index))
+        file_index, day = file_index[order], day[order]
+        starts = np.flatnonzero(np.r_[True, (file_index[1:] != file_index[:-1])
+                                      | (day[1:] != day[:-1])])
+        counts = np.diff(np.r_[starts, len(day)]).tolist()
+        pairs = list(zip(file_index[starts].tolist(), day[starts].tolist()))
+    for pair, n in zip(pairs, counts):
+        into[pair] = into.get(pair, 0) + n
+
+
 def has_crlf(log_file: LogFile) -> bool:
     try:
         with open_binary(log_file.path) as raw:

@@ -336,3 +336,19 @@ def test_reads_from_tensorflow_file_systems(tmp_path):
         np.testing.assert_array_equal(got[name], want[name])
     with pytest.raises(InputError, match="no file matches ram://dwellrank-test/none"):
         logs.open_logs("ram://dwellrank-test/none-*.csv")
+
+
+def test_rows_per_file_and_day_equal_a_counter():
+    import collections
+
+    rng = np.random.default_rng(0)
+    into, want = {}, collections.Counter()
+    batches = [(np.full(50, 3), np.full(50, 19_000)),  # one file, one day
+               (rng.integers(0, 4, 300), rng.integers(18_990, 19_003, 300)),
+               (np.array([], np.int64), np.array([], np.int64)),
+               (np.array([1, 1, 2]), np.array([-5, 7, -5]))]  # days before 1970 too
+    for files, days in batches:
+        logs.add_file_day_rows(into, files, days)
+        want.update(zip(files.tolist(), days.tolist()))
+    assert into == dict(want)
+    assert all(type(f) is int and type(d) is int for f, d in into)

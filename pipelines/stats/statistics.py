@@ -100,7 +100,7 @@ def _read_files(files: list, schema_json: dict, config: StatsConfig):
     source = logs.LogSource(files, schema, schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
     part = _Part(numeric={c: [0.0, 0.0, 0.0] for c in numeric})
-    item_parts, day_parts, day_rows = [], [], [{} for _ in files]
+    item_parts, day_parts, file_day_rows = [], [], {}  # file_day_rows: (file, day) -> rows
     # One dataset for the group: building a reader's graph costs about as much as reading a
     # day's file, and two files read at once keep both cores busy.
     dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell,
@@ -111,10 +111,7 @@ def _read_files(files: list, schema_json: dict, config: StatsConfig):
             dwell = batch["dwell_time"]
             day = np.floor_divide(batch["timestamp"], SECONDS_PER_DAY)
             part.rows += len(click)
-            pairs, counts = np.unique(np.stack([batch[logs.SOURCE_INDEX], day], axis=1),
-                                      axis=0, return_counts=True)
-            for (index, file_day), n in zip(pairs.tolist(), counts.tolist()):
-                day_rows[index][file_day] = day_rows[index].get(file_day, 0) + n
+            logs.add_file_day_rows(file_day_rows, batch[logs.SOURCE_INDEX], day)
             part.clicks += int(click.sum())
             if config.allow_unclicked_dwell:
                 part.unclicked_dwell += int(batch[logs.DWELL_ZEROED].sum())
@@ -130,6 +127,9 @@ def _read_files(files: list, schema_json: dict, config: StatsConfig):
                 acc[1] += float(x.sum())
                 acc[2] += float((x * x).sum())
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
+    day_rows = [{} for _ in files]
+    for (index, file_day), n in file_day_rows.items():
+        day_rows[index][file_day] = n
     part.files = [stats_artifact.file_record(f.path, rows, status)
                   for f, rows, status in zip(files, day_rows, before)]
     yield pvalue.TaggedOutput("part", part)
