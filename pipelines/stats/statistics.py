@@ -270,15 +270,15 @@ def _run_pipeline(beam, options, files, schema_json, config, tmp, pattern):
                  | f"Write{name}" >> beam.io.WriteToText(
                      os.path.join(tmp, "items" if name == "Items" else "user_days", "part"),
                      file_name_suffix=".csv", header=header))
-        item_count = (items | "ItemsPerBlock" >> beam.Map(lambda block: block[1])
-                      | "CountItems" >> beam.CombineGlobally(sum))
-        day_count = (user_days | "UserDaysPerBlock" >> beam.Map(lambda block: block[1])
-                     | "CountUserDays" >> beam.CombineGlobally(sum))
+        # The rows of each block, summed by the stats writer (a side input of at most
+        # TABLE_PARTITIONS numbers each).
+        item_counts = items | "ItemsPerBlock" >> beam.Map(lambda block: block[1])
+        day_counts = user_days | "UserDaysPerBlock" >> beam.Map(lambda block: block[1])
         _ = (outputs.part
              | "MergeParts" >> beam.CombineGlobally(_merge_parts)
              | "WriteStats" >> beam.Map(
                  _write_stats, tmp, config, schema_json, pattern,
-                 beam.pvalue.AsSingleton(item_count), beam.pvalue.AsSingleton(day_count)))
+                 beam.pvalue.AsList(item_counts), beam.pvalue.AsList(day_counts)))
 
 
 def _item_rows(item_dwells: dict, min_records: int) -> tuple[str, int]:
@@ -302,10 +302,12 @@ def _csv_field(text: str) -> str:
 
 
 def _write_stats(part, directory, config, schema_json, pattern, items, user_days):
+    """Writes stats.json from the merged part; `items`, `user_days`: the rows of each
+    table block."""
     schema = log_schema.LogSchema.from_json(schema_json)
     with log_diagnosis.input_errors_for_beam():
         stats = summarize(part, config, schema)
-    stats.update(items_with_p10=int(items), user_days=int(user_days), inputs=pattern,
+    stats.update(items_with_p10=int(sum(items)), user_days=int(sum(user_days)), inputs=pattern,
                  # A file without a record (a URL, or changed while read): none is kept,
                  # so labelling always counts.
                  files=(sorted(part.files, key=lambda record: record["path"])
