@@ -192,6 +192,36 @@ def _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remaind
             .rebatch(batch_size, drop_remainder=drop_remainder))
 
 
+class ReadAhead:
+    """An iterator whose first element is fetched in a background thread from the moment this
+    is made: a first batch costs reading files, labelling and (in training) the shuffle buffer's
+    fill, in tf.data's threads outside the GIL, which then overlap what the main thread does
+    meanwhile (building the model, tracing a step). Later elements come from `iterator` as they
+    would; an error of the fetch is raised by the first `next`. (Making the input pipeline in the
+    thread too was not faster: it is Python, and competes with the main thread for the GIL.)"""
+
+    _END = object()
+
+    def __init__(self, iterator):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._iterator = iterator
+        executor = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+        self._first = executor.submit(next, iterator, self._END)
+        executor.shutdown(wait=False)  # the thread ends with its one fetch
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._first is not None:
+            first, self._first = self._first.result(), None
+            if first is self._END:
+                raise StopIteration
+            return first
+        return next(self._iterator)
+
+
 @dataclasses.dataclass
 class Inputs:
     """A training run's labelled inputs: the training logs (with their labeller, rows per file
@@ -206,7 +236,7 @@ class Inputs:
     evaluation: tuple | None = None
     # `ranking.train_cache.TrainingCache` of `train`, when its rows are kept in memory.
     train_cache: object = None
-    # The first epoch's batches, read ahead while the model is built (`ranking.loops.ReadAhead`).
+    # The first epoch's batches, read ahead while the model is built (`ReadAhead`).
     first_epoch: object = None
     # The evaluation labeller's counting pass, when it runs in the background (`prepare_inputs`).
     evaluation_counting: object = None

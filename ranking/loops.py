@@ -124,36 +124,6 @@ def single_worker_batches(config, inputs, spec, strategy, epoch: int, skip: int)
     return iter(strategy.experimental_distribute_dataset(dataset.skip(skip)))
 
 
-class ReadAhead:
-    """An iterator whose first element is fetched in a background thread from the moment this
-    is made: the first batch of a run costs reading its files, labelling and the shuffle
-    buffer's fill (tf.data's threads, outside the GIL), which then overlap what the main thread
-    does meanwhile (building the model). Later elements come from `iterator` as they would; an
-    error of the fetch is raised by the first `next`. (Making the input pipeline in the thread
-    too was slower: it is Python, and competes with the model's build for the GIL.)"""
-
-    _END = object()
-
-    def __init__(self, iterator):
-        from concurrent.futures import ThreadPoolExecutor
-
-        self._iterator = iterator
-        executor = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-        self._first = executor.submit(next, iterator, self._END)
-        executor.shutdown(wait=False)  # the thread ends with its one fetch
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if self._first is not None:
-            first, self._first = self._first.result(), None
-            if first is self._END:
-                raise StopIteration
-            return first
-        return next(self._iterator)
-
-
 def _synchronous_batches(run, epoch: int, skip: int):
     """(distributed iterator of the epoch's remaining batches, steps in the epoch or None)."""
     import tensorflow as tf

@@ -224,7 +224,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if single_process and latest is None and not _uses_train_cache(
             config, inputs.rows_per_file, inputs.validation is not None):
         # A run starting at step 0 reads its first batch while the model is built and traced.
-        inputs.first_epoch = loops.ReadAhead(loops.single_worker_batches(
+        inputs.first_epoch = data.ReadAhead(loops.single_worker_batches(
             config, inputs, spec, strategy, epoch=0, skip=0))
     say = _say if chief and config.progress != "none" else (lambda _: None)
     validator_factory = None

@@ -297,7 +297,7 @@ def test_output_bias_prior_starts_the_click_tower_at_the_training_ctr(small_worl
 def test_read_ahead_fetches_the_first_element_at_once_and_then_iterates_as_given():
     import threading
 
-    from ranking import loops
+    from ranking import data
 
     fetched = threading.Event()
 
@@ -305,16 +305,16 @@ def test_read_ahead_fetches_the_first_element_at_once_and_then_iterates_as_given
         fetched.set()
         yield from (1, 2, 3)
 
-    ahead = loops.ReadAhead(elements())
+    ahead = data.ReadAhead(elements())
     assert fetched.wait(timeout=10)  # before anybody asked for it
     assert list(ahead) == [1, 2, 3]
-    assert list(loops.ReadAhead(iter(()))) == []
+    assert list(data.ReadAhead(iter(()))) == []
 
     def failing():
         raise InputError("bad row", file="log.csv")
         yield
 
-    ahead = loops.ReadAhead(failing())
+    ahead = data.ReadAhead(failing())
     with pytest.raises(InputError, match="log.csv: bad row"):
         next(ahead)
 
@@ -326,10 +326,10 @@ def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tm
     import numpy as np
     import tensorflow as tf
 
-    from ranking import loops
+    from ranking import data
 
     made = []
-    real = loops.ReadAhead
+    real = data.ReadAhead
 
     def counted(iterator):
         made.append(iterator)
@@ -342,11 +342,11 @@ def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tm
 
     config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=30, eval=None,
                         train_cache_mb=0)
-    monkeypatch.setattr(loops, "ReadAhead", counted)
+    monkeypatch.setattr(data, "ReadAhead", counted)
     training.train_and_evaluate(config, str(tmp_path / "ahead"))
     assert len(made) == 1
     # None: the loop makes the epoch's input itself, after the model's build.
-    monkeypatch.setattr(loops, "ReadAhead", lambda iterator: None)
+    monkeypatch.setattr(data, "ReadAhead", lambda iterator: None)
     training.train_and_evaluate(config, str(tmp_path / "in_loop"))
     ahead, in_loop = weights(str(tmp_path / "ahead")), weights(str(tmp_path / "in_loop"))
     assert ahead.keys() == in_loop.keys() and len(ahead) > 4

@@ -263,13 +263,14 @@ def _run_pipeline(beam, options, files, schema_json, config, tmp, pattern):
         user_days = (outputs.user_day
                      | "UserDayClicks" >> beam.CombinePerKey(_merge_user_days)
                      | "UserDayRows" >> beam.MapTuple(lambda _, table: _user_day_rows(table)))
-        for name, table, header in (("Items", items, "item_id,clicks,p10"),
-                                    ("UserDays", user_days, "user_id,day,clicks")):
+        for name, table, directory, header in (
+                ("Items", items, "items", "item_id,clicks,p10"),
+                ("UserDays", user_days, "user_days", "user_id,day,clicks")):
             _ = (table
                  | f"{name}Lines" >> beam.FlatMap(lambda block: [block[0]] if block[1] else [])
                  | f"Write{name}" >> beam.io.WriteToText(
-                     os.path.join(tmp, "items" if name == "Items" else "user_days", "part"),
-                     file_name_suffix=".csv", header=header))
+                     os.path.join(tmp, directory, "part"), file_name_suffix=".csv",
+                     header=header))
         # The rows of each block, summed by the stats writer (a side input of at most
         # TABLE_PARTITIONS numbers each).
         item_counts = items | "ItemsPerBlock" >> beam.Map(lambda block: block[1])
