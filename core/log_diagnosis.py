@@ -14,27 +14,35 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import threading
 import zlib
 from typing import Sequence
 
 from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs, tf_reason
 from core.log_schema import FIXED_TYPES, FLOAT_RE, INT_RE, LogFile, open_binary, open_text
 
-# The most recent readers, so that a parse error raised deep inside tf.data (possibly inside
-# Keras' fit) can be traced back to its file and line (see `diagnose`).
-_recent_sources: list = []  # [the last LogSource read]
+# The most recent reader of each thread, so that a parse error raised deep inside tf.data
+# (possibly inside Keras' fit) can be traced back to its file and line (see `diagnose`). Per
+# thread: training counts its evaluation logs in a thread while the main thread opens the
+# training input, and each error must be explained against its own reader.
+_recent = threading.local()
 
 
 def remember_source(source) -> None:
-    """Makes `source` the reader that `diagnose` and `locate_corruption` explain by default."""
-    _recent_sources[:] = [source]
+    """Makes `source` the reader that `diagnose` and `locate_corruption` explain by default in
+    this thread."""
+    _recent.source = source
+
+
+def _last_source():
+    return getattr(_recent, "source", None)
 
 
 def diagnose(source=None) -> InputError | None:
-    """Explains a TensorFlow parse failure of `source` (default: the last reader's) in Python:
+    """Explains a TensorFlow parse failure of `source` (default: this thread's last reader's):
     the first corrupt file, or the first CSV line with a wrong field count or a value that does
     not fit its column's type. Returns None if nothing is found. Runs only after a failure."""
-    source = source or (_recent_sources[-1] if _recent_sources else None)
+    source = source or _last_source()
     if source is None:
         return None
     corrupt = locate_corruption(source.files)
@@ -117,7 +125,7 @@ def locate_corruption(files: Sequence[LogFile] | None = None) -> InputError | No
     import tensorflow as tf
 
     if files is None:
-        files = _recent_sources[-1].files if _recent_sources else []
+        files = _last_source().files if _last_source() is not None else []
     for log_file in files:
         try:
             if log_file.format == "csv":

@@ -291,9 +291,22 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
         if count_evaluation_in_background:
             from concurrent.futures import ThreadPoolExecutor
 
+            def count():
+                # A failed read is explained here, against this thread's reader (the
+                # evaluation logs), not against what the main thread reads meanwhile.
+                try:
+                    return evaluation, labelled(evaluation)
+                except Exception as error:
+                    from core import log_diagnosis
+
+                    translated = (error if isinstance(error, InputError)
+                                  else log_diagnosis.translate_error(error))
+                    if translated is None:
+                        raise
+                    raise translated from None
+
             executor = ThreadPoolExecutor(1, thread_name_prefix="count-evaluation")
-            inputs.evaluation_counting = executor.submit(
-                lambda: (evaluation, labelled(evaluation)))
+            inputs.evaluation_counting = executor.submit(count)
             executor.shutdown(wait=False)
         else:
             inputs.evaluation = (evaluation, labelled(evaluation))

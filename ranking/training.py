@@ -237,24 +237,19 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                 allow_unclicked_dwell=config.allow_unclicked_dwell, days=days),
                 config.selection, say)
 
+    def prepare_model_dir() -> bool:
+        return _prepare_model_dir(config, model_dir, chief, workers, inputs,
+                                  model_dir_lib.model_description(config, spec, artifact, targets))
+
+    if not single_process:  # a cluster's tasks make the directory before they build together
+        resuming = prepare_model_dir()
     with phases("build"):
         run = build_run(config, model_dir, strategy, chief, spec, targets, inputs, workers,
                         validator_factory, click_rate=artifact.clicks / max(artifact.rows, 1))
-    with phases("inputs"):
-        inputs.wait_for_counts()  # bad evaluation input is refused before anything is written
-    if config.allow_unclicked_dwell and config.progress != "none" and chief:
-        _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
-            f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
-    description = model_dir_lib.model_description(config, spec, artifact, targets)
-    description["training"]["input_workers"] = workers
-    if chief:
-        note = model_dir_lib.layout_change(model_dir, description)
-        resuming = model_dir_lib.prepare(model_dir, description)
-        if note and resuming and config.progress != "none":
-            _say(note)
-    else:
-        model_dir_lib.check_as_other_task(model_dir, description)
-        resuming = True
+    if single_process:
+        with phases("inputs"):
+            inputs.wait_for_counts()  # bad evaluation input is refused before anything is written
+        resuming = prepare_model_dir()
     if config.progress != "none" and chief and (strategy.num_replicas_in_sync > 1
                                                 or workers > 1):
         _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, "
@@ -302,6 +297,24 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         # while it still runs (the chief's coordination service would report it as failed).
         loops.barrier(strategy)
     return result
+
+
+def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers: int,
+                       inputs, description: dict) -> bool:
+    """Makes or checks the model directory (the chief) or checks it (another task); says what
+    --allow_unclicked_dwell treated as 0; returns whether the run resumes."""
+    if config.allow_unclicked_dwell and config.progress != "none" and chief:
+        _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
+            f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
+    description["training"]["input_workers"] = workers
+    if not chief:
+        model_dir_lib.check_as_other_task(model_dir, description)
+        return True
+    note = model_dir_lib.layout_change(model_dir, description)
+    resuming = model_dir_lib.prepare(model_dir, description)
+    if note and resuming and config.progress != "none":
+        _say(note)
+    return resuming
 
 
 def _uses_train_cache(config, rows_per_file, validating: bool, epochs_done: int = 0,

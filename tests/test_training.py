@@ -207,6 +207,18 @@ def test_bad_training_or_eval_input_leaves_no_model_directory(small_world, tmp_p
         # Refused before training: the evaluation logs' count, made beside the model's build,
         # is awaited before the model directory is made.
         assert "epoch 1/" not in done.stdout, done.stdout
+    # A line TensorFlow's CSV parser rejects without naming it is found by reading the file
+    # again: the evaluation logs' (counted in a thread while the main thread opens the training
+    # input), not the training logs'.
+    lines[99] = lines[99] + ",surplus"
+    dirty.write_text("\n".join(lines) + "\n")
+    model_dir = tmp_path / "model"
+    done = run("ranking.train", f"--train={small_world['train']}", f"--eval={dirty}",
+               f"--stats={small_world['stats']}", f"--model_dir={model_dir}")
+    assert done.returncode == 1, done.stderr
+    assert "dirty.csv, line 100: expected" in done.stderr and "Traceback" not in done.stderr, \
+        done.stderr
+    assert not model_dir.exists()
 
 
 def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(small_world,
@@ -225,7 +237,10 @@ def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(smal
         model_dir = tmp_path / f"model-{parent_exists}"
         if parent_exists:
             model_dir.mkdir()  # an empty directory the user made stays, empty
-        config = config_for(small_world, "single_ctr", train=str(dirty), eval=None, epochs=1,
+        # With evaluation logs: they are counted in a thread while the training input is
+        # opened, and the error is still explained against the training logs.
+        config = config_for(small_world, "single_ctr", train=str(dirty),
+                            eval=None if parent_exists else small_world["eval"], epochs=1,
                             batch_size=512)
         with pytest.raises(Exception) as caught:
             training.train_and_evaluate(config, str(model_dir))
@@ -328,26 +343,29 @@ def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tm
 
     from ranking import data
 
-    made = []
-    real = data.ReadAhead
+    taken = []  # batches the loop took from a read-ahead
 
-    def counted(iterator):
-        made.append(iterator)
-        return real(iterator)
+    class Counted(data.ReadAhead):
+        def __next__(self):
+            batch = super().__next__()
+            taken.append(batch)
+            return batch
 
     def weights(model_dir):
         reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
         return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
                 if name.startswith("model/")}
 
-    config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=30, eval=None,
+    # With evaluation logs, counted in a thread beside the build and the read-ahead.
+    config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=30,
                         train_cache_mb=0)
-    monkeypatch.setattr(data, "ReadAhead", counted)
-    training.train_and_evaluate(config, str(tmp_path / "ahead"))
-    assert len(made) == 1
+    monkeypatch.setattr(data, "ReadAhead", Counted)
+    ahead_metrics = training.train_and_evaluate(config, str(tmp_path / "ahead"))
+    assert len(taken) == 30  # the loop trained on the batches read ahead
     # None: the loop makes the epoch's input itself, after the model's build.
     monkeypatch.setattr(data, "ReadAhead", lambda iterator: None)
-    training.train_and_evaluate(config, str(tmp_path / "in_loop"))
+    in_loop_metrics = training.train_and_evaluate(config, str(tmp_path / "in_loop"))
+    assert ahead_metrics["auc_ctr"] == in_loop_metrics["auc_ctr"]
     ahead, in_loop = weights(str(tmp_path / "ahead")), weights(str(tmp_path / "in_loop"))
     assert ahead.keys() == in_loop.keys() and len(ahead) > 4
     for name in ahead:
