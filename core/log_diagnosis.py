@@ -76,6 +76,11 @@ def diagnose(source=None) -> InputError | None:
     return None
 
 
+def explained(error: Exception) -> InputError | None:
+    """`error` itself when it is an InputError, else `translate_error(error)`."""
+    return error if isinstance(error, InputError) else translate_error(error)
+
+
 def translate_error(error: Exception) -> InputError | None:
     """The InputError behind a TensorFlow error raised while reading logs, or None if the error
     is not about the input. Use around code that iterates a `read_logs` dataset:
@@ -113,7 +118,7 @@ def input_errors_for_beam():
     try:
         yield
     except Exception as error:
-        translated = error if isinstance(error, InputError) else translate_error(error)
+        translated = explained(error)
         if translated is None:
             raise
         raise RuntimeError(MARKER + str(translated)) from None
@@ -125,7 +130,8 @@ def locate_corruption(files: Sequence[LogFile] | None = None) -> InputError | No
     import tensorflow as tf
 
     if files is None:
-        files = _last_source().files if _last_source() is not None else []
+        last = _last_source()
+        files = last.files if last is not None else []
     for log_file in files:
         try:
             if log_file.format == "csv":

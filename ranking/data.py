@@ -192,6 +192,16 @@ def _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remaind
             .rebatch(batch_size, drop_remainder=drop_remainder))
 
 
+def in_thread(task):
+    """A `concurrent.futures.Future` of `task()` run in a thread of its own, which ends with it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix="dwellrank")
+    future = executor.submit(task)
+    executor.shutdown(wait=False)
+    return future
+
+
 class ReadAhead:
     """An iterator whose first element is fetched in a background thread from the moment this
     is made: a first batch costs reading files, labelling and (in training) the shuffle buffer's
@@ -203,12 +213,8 @@ class ReadAhead:
     _END = object()
 
     def __init__(self, iterator):
-        from concurrent.futures import ThreadPoolExecutor
-
         self._iterator = iterator
-        executor = ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
-        self._first = executor.submit(next, iterator, self._END)
-        executor.shutdown(wait=False)  # the thread ends with its one fetch
+        self._first = in_thread(lambda: next(iterator, self._END))
 
     def __iter__(self):
         return self
@@ -289,25 +295,20 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
     if config.eval:
         evaluation = open_source(config.eval, spec)
         if count_evaluation_in_background:
-            from concurrent.futures import ThreadPoolExecutor
-
             def count():
                 # A failed read is explained here, against this thread's reader (the
                 # evaluation logs), not against what the main thread reads meanwhile.
                 try:
                     return evaluation, labelled(evaluation)
                 except Exception as error:
-                    from core import log_diagnosis
+                    from core.log_diagnosis import explained
 
-                    translated = (error if isinstance(error, InputError)
-                                  else log_diagnosis.translate_error(error))
+                    translated = explained(error)
                     if translated is None:
                         raise
                     raise translated from None
 
-            executor = ThreadPoolExecutor(1, thread_name_prefix="count-evaluation")
-            inputs.evaluation_counting = executor.submit(count)
-            executor.shutdown(wait=False)
+            inputs.evaluation_counting = in_thread(count)
         else:
             inputs.evaluation = (evaluation, labelled(evaluation))
     return inputs
