@@ -23,6 +23,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 from absl import app, flags, logging  # noqa: E402
 
+from core import threads  # noqa: E402
 from core.errors import InputError, quiet_input_error_logs  # noqa: E402
 
 
@@ -38,12 +39,12 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
     (Beam pipeline options such as --runner or --direct_num_workers) instead of failing.
     `argv` defaults to sys.argv.
 
-    `end_process` (default: when `argv` is None, i.e. for the process's own command line): once
-    the tool has exited, the process ends at once with its status (`end_now`) instead of
-    raising SystemExit into the interpreter's teardown.
+    `end_process` (default: `owns_process(argv)`): once the tool has exited, the process ends
+    at once with its status (`end_now`) instead of raising SystemExit into the interpreter's
+    teardown.
     """
     if end_process is None:
-        end_process = argv is None
+        end_process = owns_process(argv)
 
     def guarded(argv):
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -74,17 +75,29 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
         raise
 
 
+def owns_process(argv: list[str] | None) -> bool:
+    """Whether a tool run with `argv` is the process's program, which may end with it: run from
+    its own command line (`argv` None), not under a profiler or debugger (`python -m cProfile`,
+    pdb: they report after the program), nor in an interactive session (`python -i`, IPython's
+    `%run`), nor under the tests' command servers (tests/cli_harness.py passes `argv`)."""
+    return (argv is None and sys.getprofile() is None and sys.gettrace() is None
+            and not sys.flags.interactive and "IPython" not in sys.modules)
+
+
 def end_now(code) -> None:
     """Ends the process with `code` (a `SystemExit` code: None, a status, or a message for
     stderr and status 1) without the interpreter's teardown.
 
-    The teardown frees every object one by one, TensorFlow's graphs and runtime included: about
-    0.5 s of a training run after its last output line (docs/BENCHMARKS.md). What an exit owes
-    the user happens first: the exit handlers run (logging's flush, multiprocessing's children,
-    temporary directories) and stdout and stderr are flushed. Every output file is complete by
-    then (written to a temporary path and renamed, or closed by its writer). A successful tool
-    with another thread still running exits as Python would, waiting for it; a failed one does
-    not wait for reads it started in the background (`ranking.data.in_thread`).
+    The teardown frees every object one by one, TensorFlow's graphs and runtime included: 0.5 s
+    of a training run and 1 s of the statistics job after their last line (docs/BENCHMARKS.md).
+    What an exit owes the user happens first: the exit handlers run (logging's flush,
+    multiprocessing's children, temporary directories) and stdout and stderr are flushed; a
+    failed flush (a full disk, a closed pipe) turns status 0 into 120, as Python's own exit
+    does. The tools' outputs are whole by then (each is written to a temporary path and
+    renamed, or closed by its writer, before `main` returns: the tools' duty, not this
+    function's). If a thread other than the main one is still running, the process exits as
+    Python would, waiting for it; only a failed tool ends without waiting for the reads it
+    started in the background (`threads.read_in_background`), which write nothing.
     """
     if code is None:
         status = 0
@@ -93,15 +106,24 @@ def end_now(code) -> None:
     else:
         print(code, file=sys.stderr)
         status = 1
-    if status == 0 and any(t.is_alive() and not t.daemon for t in threading.enumerate()
-                           if t is not threading.main_thread()):
+    running = [t for t in threading.enumerate() if t is not threading.main_thread()
+               and t.is_alive() and not t.daemon]
+    if status != 0:
+        running = [t for t in running if not threads.is_background_read(t)]
+    if running:
         raise SystemExit(code)
     atexit._run_exitfuncs()  # noqa: SLF001 - what the interpreter runs at exit, run early
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing left to deliver
-            pass
+        except (OSError, ValueError) as error:
+            status = status or 120
+            if stream is sys.stdout:
+                try:
+                    print(f"error: could not write the output ({error})", file=sys.stderr)
+                    sys.stderr.flush()
+                except (OSError, ValueError):
+                    pass
     os._exit(status)
 
 

@@ -1,4 +1,5 @@
-"""How many threads one TensorFlow op may use in this process (`--intra_op_threads`).
+"""How many threads one TensorFlow op may use in this process (`--intra_op_threads`), and the
+threads a job starts to read input in the background (`read_in_background`).
 
 TensorFlow's default gives every op a pool of one thread per core, and runs independent ops
 side by side on its inter-op threads. The ranking networks here are many small matmuls
@@ -39,3 +40,24 @@ def set_intra_op_threads(threads: int) -> str | None:
         return (f"--intra_op_threads={threads} not applied: TensorFlow already runs in this "
                 f"process with {current or 'its default number of'} threads per op")
     return None
+
+
+# Names the threads of `read_in_background`: a failed tool does not wait for them
+# (`core.cli.end_now`).
+READ_THREAD_PREFIX = "dwellrank-read"
+
+
+def read_in_background(task):
+    """A `concurrent.futures.Future` of `task()`, a read (it writes nothing), run in a thread of
+    its own that ends with it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    executor = ThreadPoolExecutor(1, thread_name_prefix=READ_THREAD_PREFIX)
+    future = executor.submit(task)
+    executor.shutdown(wait=False)
+    return future
+
+
+def is_background_read(thread) -> bool:
+    """Whether `thread` (a threading.Thread) was started by `read_in_background`."""
+    return thread.name.startswith(READ_THREAD_PREFIX)

@@ -22,7 +22,7 @@ import datetime as dt
 import numpy as np
 import tensorflow as tf
 
-from core import logs
+from core import logs, threads
 from core.errors import InputError
 from core.label_rules import LABEL_INPUTS, LABEL_KEYS, SECONDS_PER_DAY
 from core.labeler import Labeler
@@ -192,16 +192,6 @@ def _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remaind
             .rebatch(batch_size, drop_remainder=drop_remainder))
 
 
-def in_thread(task):
-    """A `concurrent.futures.Future` of `task()` run in a thread of its own, which ends with it."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    executor = ThreadPoolExecutor(1, thread_name_prefix="dwellrank")
-    future = executor.submit(task)
-    executor.shutdown(wait=False)
-    return future
-
-
 class ReadAhead:
     """An iterator whose first element is fetched in a background thread from the moment this
     is made: a first batch costs reading files, labelling and (in training) the shuffle buffer's
@@ -214,7 +204,7 @@ class ReadAhead:
 
     def __init__(self, iterator):
         self._iterator = iterator
-        self._first = in_thread(lambda: next(iterator, self._END))
+        self._first = threads.read_in_background(lambda: next(iterator, self._END))
 
     def __iter__(self):
         return self
@@ -308,7 +298,7 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
                         raise
                     raise translated from None
 
-            inputs.evaluation_counting = in_thread(count)
+            inputs.evaluation_counting = threads.read_in_background(count)
         else:
             inputs.evaluation = (evaluation, labelled(evaluation))
     return inputs

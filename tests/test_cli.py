@@ -1,12 +1,15 @@
 """core.cli's end of a process: a tool run from its own command line ends as soon as it exits,
 with its status, its buffered output and its exit handlers, without the interpreter's teardown;
-a success waits for another thread still running, a failure does not; a tool run in-process
-(`argv` given: tests/cli_harness.py) raises SystemExit as before.
+a success waits for another thread still running, a failure only not for background reads; a
+failed flush is status 120; a tool run in-process (`argv` given: tests/cli_harness.py), under
+a profiler or a debugger raises SystemExit as before.
 
-The small programs run in fresh processes without PYTHONUNBUFFERED, so that stdout is buffered
-as it is for a user's pipe."""
+The programs run in fresh processes without PYTHONUNBUFFERED, so that stdout is buffered as it
+is for a user's pipe. Each leaves marks: `atexit` (its exit handlers ran) and `teardown` (an
+object's __del__ ran in the interpreter's teardown)."""
 
 import glob
+import json
 import os
 import subprocess
 import sys
@@ -18,7 +21,7 @@ from conftest import REPO
 
 PROGRAM = """
 import atexit, os, sys, threading, time
-from core import cli
+from core import cli, threads
 from core.errors import InputError
 
 MARKS = sys.argv[1]
@@ -40,18 +43,45 @@ def main(argv):
 cli.run(main, argv=None if "own" in sys.argv else [sys.argv[0]])
 """
 
+# A real command run as `python -m MODULE ARGS...` would, with the same marks.
+COMMAND = """
+import atexit, os, runpy, sys
 
-def _run(tmp_path, body: str, *flags: str):
-    """(exit status, stdout, stderr, marks left) of PROGRAM with `body` as main's."""
-    script = tmp_path / "tool.py"
-    script.write_text(PROGRAM.format(body=textwrap.indent(textwrap.dedent(body), "    ")))
-    marks = tmp_path / "marks"
-    marks.mkdir()
+MARKS = sys.argv[1]
+
+class Teardown:
+    def __del__(self, _open=open, _path=os.path.join(MARKS, "teardown")):
+        _open(_path, "w").close()
+
+KEPT = Teardown()
+atexit.register(lambda: open(os.path.join(MARKS, "atexit"), "w").close())
+sys.argv = sys.argv[2:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def _env():
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     env["PYTHONPATH"] = REPO
-    # A process that waits for the endless thread below runs into the timeout: the test fails.
-    done = subprocess.run([sys.executable, str(script), str(marks), *flags], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=60)
+    return env
+
+
+def _marks(tmp_path):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    return marks
+
+
+def _run(tmp_path, body: str, *args: str, python=(), stdout=subprocess.PIPE):
+    """(exit status, stdout, stderr, marks left) of PROGRAM with `body` as main's, run by
+    `python -X... python... tool.py MARKS args...`."""
+    script = tmp_path / "tool.py"
+    script.write_text(PROGRAM.format(body=textwrap.indent(textwrap.dedent(body), "    ")))
+    marks = _marks(tmp_path)
+    # A process that waits for an endless thread runs into the timeout: the test fails.
+    done = subprocess.run([sys.executable, *python, str(script), str(marks), *args], cwd=REPO,
+                          env=_env(), stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          timeout=60)
     return done.returncode, done.stdout, done.stderr, sorted(os.listdir(marks))
 
 
@@ -66,8 +96,7 @@ def test_a_success_ends_with_its_output_and_exit_handlers_and_skips_the_teardown
 
 def test_a_failure_does_not_wait_for_a_background_read(tmp_path):
     code, out, err, marks = _run(tmp_path, """
-        forever = threading.Event()
-        threading.Thread(target=forever.wait, name="background read").start()
+        threads.read_in_background(threading.Event().wait)  # a read that never ends
         print("counting", end="")
         raise InputError("expected 0 or 1, found 3", file="eval.csv", row=4, column="click")
         """, "own")
@@ -77,11 +106,14 @@ def test_a_failure_does_not_wait_for_a_background_read(tmp_path):
     assert marks == ["atexit"]
 
 
-def test_a_success_waits_for_another_thread_as_python_does(tmp_path):
-    code, out, err, marks = _run(tmp_path, """
+@pytest.mark.parametrize("fails", [False, True])
+def test_another_thread_is_waited_for_as_python_does(tmp_path, fails):
+    code, out, err, marks = _run(tmp_path, f"""
         threading.Thread(target=lambda: (time.sleep(0.5), mark("thread"))).start()
+        if {fails}:
+            raise InputError("bad")
         """, "own")
-    assert code == 0, err
+    assert code == (1 if fails else 0), err
     assert marks == ["atexit", "teardown", "thread"]
 
 
@@ -90,21 +122,43 @@ def test_a_message_given_to_exit_goes_to_stderr_with_status_1(tmp_path):
     assert (code, out, err.strip(), marks) == (1, "", "no model directory", ["atexit"])
 
 
+def test_output_that_cannot_be_written_is_status_120_as_in_python(tmp_path):
+    with open("/dev/full", "w") as full:
+        code, _, err, marks = _run(tmp_path, 'print("the report")', "own", stdout=full)
+    assert code == 120
+    assert "error: could not write the output" in err and "No space left" in err
+    assert marks == ["atexit"]
+
+
+def test_under_a_profiler_the_process_ends_as_usual_and_the_profile_is_written(tmp_path):
+    profile = tmp_path / "tool.prof"
+    code, out, err, marks = _run(tmp_path, 'print("scored", end="")', "own",
+                                 python=("-m", "cProfile", "-o", str(profile)))
+    assert (code, out) == (0, "scored"), err
+    assert profile.stat().st_size > 0
+    assert marks == ["atexit", "teardown"]
+
+
+def _command(tmp_path, module, *args):
+    marks = _marks(tmp_path)
+    done = subprocess.run([sys.executable, "-c", COMMAND, str(marks), module, *args], cwd=REPO,
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(os.listdir(marks)) == ["atexit"]  # it ended without the teardown
+    return done
+
+
 def test_the_training_command_ends_with_its_summaries_written(small_world, tmp_path):
-    """The real thing: TensorBoard's event files (flushed by their writers, not by the
-    teardown) hold the training and evaluation scalars when the process has ended."""
-    from tensorflow.core.util import event_pb2
+    """TensorBoard's event files (flushed by their writers, not by the teardown) hold the
+    training and evaluation scalars when the process has ended."""
     import tensorflow as tf
+    from tensorflow.core.util import event_pb2
 
     model_dir = tmp_path / "model"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
-    done = subprocess.run(
-        [sys.executable, "-m", "ranking.train", "--model=single_ctr",
-         f"--train={small_world['train']}", f"--eval={small_world['eval']}",
-         f"--stats={small_world['stats']}", "--steps_per_epoch=4", "--log_every=2",
-         "--progress=epoch", f"--model_dir={model_dir}"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = _command(tmp_path, "ranking.train", "--model=single_ctr",
+                    f"--train={small_world['train']}", f"--eval={small_world['eval']}",
+                    f"--stats={small_world['stats']}", "--steps_per_epoch=4", "--log_every=2",
+                    "--progress=epoch", f"--model_dir={model_dir}")
     assert done.stdout.rstrip().endswith(f"wrote {model_dir}/eval_metrics.json")
 
     def tags(kind):
@@ -116,3 +170,24 @@ def test_the_training_command_ends_with_its_summaries_written(small_world, tmp_p
 
     assert {("loss/loss", 2), ("loss/loss", 4)} <= tags("train")
     assert {("auc_ctr", 4), ("auc_valid_read", 4)} <= tags("eval")
+
+
+def test_the_statistics_job_with_beam_workers_ends_with_its_artifact_whole(small_world,
+                                                                           tmp_path):
+    """Beam's DirectRunner in worker processes: the artifact is the one made in-process."""
+    output = tmp_path / "stats"
+    _command(tmp_path, "pipelines.stats", f"--input={small_world['train']}",
+             f"--output_dir={output}", "--direct_running_mode=multi_processing",
+             "--direct_num_workers=2")
+    expected = small_world["stats"]
+    assert (json.load(open(output / "stats.json"))
+            == json.load(open(os.path.join(expected, "stats.json"))))
+
+    def rows(directory, table):
+        lines = []
+        for shard in sorted(glob.glob(os.path.join(directory, table, "part-*"))):
+            lines += open(shard).read().splitlines()[1:]  # each shard has its header
+        return sorted(lines)
+
+    for table in ("items", "user_days"):
+        assert rows(output, table) == rows(expected, table) and rows(output, table), table
