@@ -150,6 +150,15 @@ RUNS = [
     Run("PLE + MetaBalance", "ple_mb", "ple", ["--metabalance"]),
     Run("PLE + MetaBalance + ORCA", "ple_orca_mb", "ple_orca", ["--metabalance"],
         baseline="ple_mb"),
+    # Not run by default (--runs): which NDE head where the backbones collapse (the authors'
+    # bins), this project's protocol otherwise (docs/orca.md, 2026-12-03).
+    Run("MMoE + ORCA, the authors' bins and NDE head", "mmoe_orca_authorsbins_authorshead",
+        "mmoe_orca", ["--nde_head=authors"], stats="authors", baseline="mmoe_authorsbins"),
+    Run("PLE, the authors' bins", "ple_authorsbins", "ple", stats="authors"),
+    Run("PLE + ORCA, the authors' bins", "ple_orca_authorsbins", "ple_orca", stats="authors",
+        baseline="ple_authorsbins"),
+    Run("PLE + ORCA, the authors' bins and NDE head", "ple_orca_authorsbins_authorshead",
+        "ple_orca", ["--nde_head=authors"], stats="authors", baseline="ple_authorsbins"),
 ]
 DEFAULT_RUNS = [r.name for r in RUNS][:RUNS.index(next(r for r in RUNS
                                                        if r.name == "deepfm_ctr"))]
