@@ -159,6 +159,11 @@ RUNS = [
         baseline="ple_authorsbins"),
     Run("PLE + ORCA, the authors' bins and NDE head", "ple_orca_authorsbins_authorshead",
         "ple_orca", ["--nde_head=authors"], stats="authors", baseline="ple_authorsbins"),
+    # The same without the instance weights: is the over-correction theirs?
+    Run("MMoE + ORCA, the authors' bins, no instance weights", "mmoe_orca_authorsbins_noiw",
+        "mmoe_orca", ["--noinstance_weights"], stats="authors", baseline="mmoe_authorsbins"),
+    Run("PLE + ORCA, the authors' bins, no instance weights", "ple_orca_authorsbins_noiw",
+        "ple_orca", ["--noinstance_weights"], stats="authors", baseline="ple_authorsbins"),
 ]
 DEFAULT_RUNS = [r.name for r in RUNS][:RUNS.index(next(r for r in RUNS
                                                        if r.name == "deepfm_ctr"))]
