@@ -11,7 +11,8 @@
     label_rules.py     the label rules of SPEC §3: valid read, NDT, log dwell, dwell bins
     stats_artifact.py  the stats artifact: layout, stats.json, the typed StatsArtifact
     labeler.py         the in-graph Labeler (training, the label job, the online evaluation)
-    threads.py         how many threads one TensorFlow op may use (--intra_op_threads)
+    threads.py         how many threads one TensorFlow op may use (--intra_op_threads);
+                       reads in a background thread (read_in_background)
 
 Importing any package of the project imports this one first, which selects Keras 2 (below).
 """
