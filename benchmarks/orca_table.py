@@ -164,6 +164,15 @@ RUNS = [
         "mmoe_orca", ["--noinstance_weights"], stats="authors", baseline="mmoe_authorsbins"),
     Run("PLE + ORCA, the authors' bins, no instance weights", "ple_orca_authorsbins_noiw",
         "ple_orca", ["--noinstance_weights"], stats="authors", baseline="ple_authorsbins"),
+    # The instance weights balanced per true bin (--iw_balance=bin), on both bins.
+    Run("MMoE + ORCA, weights balanced per bin", "mmoe_orca_binbal", "mmoe_orca",
+        ["--iw_balance=bin"], baseline="mmoe"),
+    Run("PLE + ORCA, weights balanced per bin", "ple_orca_binbal", "ple_orca",
+        ["--iw_balance=bin"], baseline="ple"),
+    Run("MMoE + ORCA, the authors' bins, weights balanced per bin", "mmoe_orca_authorsbins_binbal",
+        "mmoe_orca", ["--iw_balance=bin"], stats="authors", baseline="mmoe_authorsbins"),
+    Run("PLE + ORCA, the authors' bins, weights balanced per bin", "ple_orca_authorsbins_binbal",
+        "ple_orca", ["--iw_balance=bin"], stats="authors", baseline="ple_authorsbins"),
 ]
 DEFAULT_RUNS = [r.name for r in RUNS][:RUNS.index(next(r for r in RUNS
                                                        if r.name == "deepfm_ctr"))]

@@ -67,6 +67,7 @@ RAW_PREFIX = "raw_"
 MASK_SCOPES = ("row", "batch")
 NDE_HEADS = ("project", "authors")
 SHARED_REPRESENTATIONS = ("stop", "gate", "gate_and_experts")
+IW_BALANCES = ("none", "bin")
 # The authors' NDE head widths: attention and projection, the hidden layers after it.
 AUTHORS_ATTENTION, AUTHORS_UNITS = 32, (16, 8)
 
@@ -101,6 +102,11 @@ class OrcaConfig:
     iw_a: float = setting(-0.1, "ORCA instance weights: exponent a of l_ctr.")
     iw_b: float = setting(0.8, "ORCA instance weights: exponent b of l_dt.")
     iw_c: float = setting(-0.2, "ORCA instance weights: offset c.")
+    iw_balance: str = setting(
+        "none", "ORCA instance weights: rescaled to mean 1 over the batch's clicked rows (none, "
+        "the paper's), or over each true bin's clicked rows (bin: every bin keeps its share of "
+        "the NDE loss; the weights only choose which of its rows count most).",
+        choices=IW_BALANCES)
     scd_heads: int = setting(2, "ORCA: heads of the SCD attention.")
     mask_seed: int = 0  # training sets it from its --seed
 
@@ -182,14 +188,15 @@ class NdeTask(DwellBinsTask):
             weights = instance_weights(
                 labels["dwell_bin"], outputs[f"{CTR_TASK}_logit"],
                 outputs[f"{RAW_PREFIX}dwell_logits"], self.orca.iw_a, self.orca.iw_b,
-                self.orca.iw_c)
+                self.orca.iw_c, per_bin=self.orca.iw_balance == "bin")
         return self.weight * losses.clicked_sparse_cross_entropy(
             labels["dwell_bin"], outputs["dwell_logits"], weights,
             denominator=self.config.dt_denominator)
 
 
 def instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.Tensor,
-                     a: float = -0.1, b: float = 0.8, c: float = -0.2) -> tf.Tensor:
+                     a: float = -0.1, b: float = 0.8, c: float = -0.2,
+                     per_bin: bool = False) -> tf.Tensor:
     """ORCA's inverse instance weights, float32 [batch], without gradient (SPEC §4).
 
     For a clicked row (dwell_bin >= 0): w = relu(l_ctr^a * l_dt^b + c), l_ctr its CTR
@@ -197,19 +204,31 @@ def instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.
     1e-6 (a < 0 would make an exact CTR prediction infinite); unclicked rows weigh 0. The
     weights are rescaled to mean 1 over the global batch's clicked rows, or are all 1 there
     when they sum to about 0. a < 0: accurate CTR and poor DT weigh most.
+
+    `per_bin`: rescaled to mean 1 over the clicked rows of each true bin instead (a bin whose
+    weights sum to about 0 gets 1s), so that the weights move no loss from one bin to another:
+    the paper's weights give the bins the raw head predicts worst the most weight, which
+    moves the NDE's correction toward them (docs/orca.md, under the collapse).
     """
     dwell_bin = tf.cast(dwell_bin, tf.int64)
     clicked = dwell_bin >= 0
     ctr_logit = tf.stop_gradient(tf.cast(ctr_logit, tf.float32))
     raw_logits = tf.stop_gradient(tf.cast(raw_logits, tf.float32))
     l_ctr = tf.maximum(tf.nn.softplus(-ctr_logit), 1e-6)
+    safe_bin = tf.where(clicked, dwell_bin, tf.zeros_like(dwell_bin))
     l_dt = tf.maximum(tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=tf.where(clicked, dwell_bin, tf.zeros_like(dwell_bin)), logits=raw_logits), 1e-6)
+        labels=safe_bin, logits=raw_logits), 1e-6)
     raw = tf.nn.relu(tf.pow(l_ctr, a) * tf.pow(l_dt, b) + c)
-    raw = tf.where(clicked, raw, 0.0)
-    clicks = global_sum(tf.reduce_sum(tf.cast(clicked, tf.float32)))
-    total = global_sum(tf.reduce_sum(raw))
     ones = tf.cast(clicked, tf.float32)
+    raw = raw * ones
+    if per_bin:
+        # [bins] clicks and weight sums of each true bin over the global batch.
+        member = tf.one_hot(safe_bin, tf.shape(raw_logits)[-1]) * ones[:, None]
+        clicks = tf.gather(global_sum(tf.reduce_sum(member, 0)), safe_bin)
+        total = tf.gather(global_sum(tf.reduce_sum(member * raw[:, None], 0)), safe_bin)
+    else:
+        clicks = global_sum(tf.reduce_sum(ones))
+        total = global_sum(tf.reduce_sum(raw))
     return tf.where(total > 1e-12, raw * tf.math.divide_no_nan(clicks, total), ones)
 
 

@@ -160,9 +160,38 @@ def test_instance_weights_equal_numpy_and_average_one_over_clicks():
     np.testing.assert_array_equal(zero, clicked.astype(np.float32))
 
 
-@pytest.mark.parametrize("denominator", ["batch", "clicks"])
-def test_nde_loss_is_beta_times_the_weighted_debiased_cross_entropy(denominator):
-    spec, model = orca_model(beta=0.5, alpha=2.0, dt_denominator=denominator)
+def test_instance_weights_per_bin_average_one_in_every_true_bin():
+    """--iw_balance=bin against NumPy: the paper's weights rescaled within each true bin, so
+    that every bin keeps its share of the NDE loss; a bin of all-zero weights gets 1s."""
+    rng = np.random.default_rng(6)
+    dwell_bin = np.array([3, -1, 0, 3, -1, 2, 3, 0, 2, 5, 1, -1])
+    ctr_logit = rng.normal(size=12) * 2
+    raw = rng.normal(size=(12, 8))
+    raw[10] = [-9, 9, -9, -9, -9, -9, -9, -9]  # bin 1's only click predicted exactly: weight 0
+    got = orca.instance_weights(tf.constant(dwell_bin), tf.constant(ctr_logit),
+                                tf.constant(raw), c=-0.9, per_bin=True).numpy()
+    paper = orca.instance_weights(tf.constant(dwell_bin), tf.constant(ctr_logit),
+                                  tf.constant(raw), c=-0.9).numpy()
+    clicked = dwell_bin >= 0
+    assert np.all(got[~clicked] == 0)
+    for b in np.unique(dwell_bin[clicked]):
+        rows = dwell_bin == b
+        if b == 1:  # its weights sum to 0: all 1
+            assert paper[rows].sum() == 0 and np.all(got[rows] == 1)
+            continue
+        # Within a bin, the paper's weights rescaled (the same order, mean 1).
+        np.testing.assert_allclose(got[rows], paper[rows] * rows.sum() / paper[rows].sum(),
+                                   rtol=1e-5)
+        assert got[rows].mean() == pytest.approx(1.0, rel=1e-5)
+    # The paper's own weights move weight between bins; these do not.
+    assert paper[dwell_bin == 3].sum() != pytest.approx(3.0, rel=1e-3)
+
+
+@pytest.mark.parametrize("denominator,balance", [("batch", "none"), ("clicks", "none"),
+                                                  ("batch", "bin")])
+def test_nde_loss_is_beta_times_the_weighted_debiased_cross_entropy(denominator, balance):
+    spec, model = orca_model(beta=0.5, alpha=2.0, dt_denominator=denominator,
+                             iw_balance=balance)
     features, labels = tiny_batch(spec, ROWS), labels_for(ROWS, seed=1)
     outputs = model(features, training=False)
     got = {k: float(v) for k, v in model.task_losses((features, labels)).items()}
@@ -176,7 +205,11 @@ def test_nde_loss_is_beta_times_the_weighted_debiased_cross_entropy(denominator)
 
     raw_ce = ce(outputs["raw_dwell_logits"].numpy())
     weights = orca.instance_weights(labels["dwell_bin"], outputs["ctr_logit"],
-                                           outputs["raw_dwell_logits"]).numpy()
+                                    outputs["raw_dwell_logits"],
+                                    per_bin=balance == "bin").numpy()
+    if balance == "bin":  # the two differ on this batch: the test tells them apart
+        assert not np.allclose(weights, orca.instance_weights(
+            labels["dwell_bin"], outputs["ctr_logit"], outputs["raw_dwell_logits"]).numpy())
     count = ROWS if denominator == "batch" else clicked.sum()
     assert got["dwell_bins"] == pytest.approx(2.0 * raw_ce[clicked].sum() / count, rel=1e-5)
     expected = 0.5 * np.sum((weights * ce(outputs["dwell_logits"].numpy()))[clicked]) / count
