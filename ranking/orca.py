@@ -105,7 +105,8 @@ class OrcaConfig:
     iw_balance: str = setting(
         "none", "ORCA instance weights: rescaled to mean 1 over the batch's clicked rows (none, "
         "the paper's), or over each true bin's clicked rows (bin: every bin keeps its share of "
-        "the NDE loss; the weights only choose which of its rows count most).",
+        "the NDE loss; the weights only choose which of its rows count most; it lost on the "
+        "simulator: docs/orca.md).",
         choices=IW_BALANCES)
     scd_heads: int = setting(2, "ORCA: heads of the SCD attention.")
     mask_seed: int = 0  # training sets it from its --seed
