@@ -207,9 +207,8 @@ def instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.
     when they sum to about 0. a < 0: accurate CTR and poor DT weigh most.
 
     `per_bin`: rescaled to mean 1 over the clicked rows of each true bin instead (a bin whose
-    weights sum to about 0 gets 1s), so that the weights move no loss from one bin to another:
-    the paper's weights give the bins the raw head predicts worst the most weight, which
-    moves the NDE's correction toward them (docs/orca.md, under the collapse).
+    weights sum to about 0 gets 1s), so that the weights move no loss from one bin to another
+    (not the paper's; on the simulator it lost more than the paper's weights: docs/orca.md).
     """
     dwell_bin = tf.cast(dwell_bin, tf.int64)
     clicked = dwell_bin >= 0
@@ -220,8 +219,8 @@ def instance_weights(dwell_bin: tf.Tensor, ctr_logit: tf.Tensor, raw_logits: tf.
     l_dt = tf.maximum(tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=safe_bin, logits=raw_logits), 1e-6)
     raw = tf.nn.relu(tf.pow(l_ctr, a) * tf.pow(l_dt, b) + c)
+    raw = tf.where(clicked, raw, 0.0)
     ones = tf.cast(clicked, tf.float32)
-    raw = raw * ones
     if per_bin:
         # [bins] clicks and weight sums of each true bin over the global batch.
         member = tf.one_hot(safe_bin, tf.shape(raw_logits)[-1]) * ones[:, None]
