@@ -76,11 +76,6 @@ def diagnose(source=None) -> InputError | None:
     return None
 
 
-def explained(error: Exception) -> InputError | None:
-    """`error` itself when it is an InputError, else `translate_error(error)`."""
-    return error if isinstance(error, InputError) else translate_error(error)
-
-
 def translate_error(error: Exception) -> InputError | None:
     """The InputError behind a TensorFlow error raised while reading logs, or None if the error
     is not about the input. Use around code that iterates a `read_logs` dataset:
@@ -116,12 +111,24 @@ def input_errors_for_beam():
     the tool prints the error once, without a traceback."""
     quiet_input_error_logs()
     try:
+        with input_errors_explained():
+            yield
+    except InputError as error:
+        raise RuntimeError(MARKER + str(error)) from None
+
+
+@contextlib.contextmanager
+def input_errors_explained():
+    """Re-raises an error of reading logs as the InputError behind it (an InputError as it is,
+    a TensorFlow error by `translate_error`, against this thread's last reader); any other
+    error as it is."""
+    try:
         yield
     except Exception as error:
-        translated = explained(error)
+        translated = error if isinstance(error, InputError) else translate_error(error)
         if translated is None:
             raise
-        raise RuntimeError(MARKER + str(translated)) from None
+        raise translated from None
 
 
 def locate_corruption(files: Sequence[LogFile] | None = None) -> InputError | None:

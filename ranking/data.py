@@ -286,17 +286,12 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
         evaluation = open_source(config.eval, spec)
         if count_evaluation_in_background:
             def count():
+                from core.log_diagnosis import input_errors_explained
+
                 # A failed read is explained here, against this thread's reader (the
                 # evaluation logs), not against what the main thread reads meanwhile.
-                try:
+                with input_errors_explained():
                     return evaluation, labelled(evaluation)
-                except Exception as error:
-                    from core.log_diagnosis import explained
-
-                    translated = explained(error)
-                    if translated is None:
-                        raise
-                    raise translated from None
 
             inputs.evaluation_counting = threads.read_in_background(count)
         else:
