@@ -34,10 +34,12 @@ from ranking.models import ModelConfig, model_tasks, output_names
 LABEL_KEYS = ("click", "valid_read", "dwell_bin", "dwell_time")
 
 
-def evaluate(model, dataset, baseline_metrics: str | None = None) -> dict:
+def evaluate(model, dataset, baseline_metrics: str | None = None, predictor=None) -> dict:
     """SPEC §6 metrics of `model` (a RankingModel) on `dataset`, labelled (features, labels)
-    batches; with `baseline_metrics` (an eval_metrics.json), also `rel_impr`."""
-    outputs, labels = predict(model.network, dataset, model.config, model.targets)
+    batches (any iterable of them); with `baseline_metrics` (an eval_metrics.json), also
+    `rel_impr`. `predictor`: a `Predictor` of the model's network, already traced."""
+    predictor = predictor or Predictor(model.network, model.config, model.targets)
+    outputs, labels = predictor(dataset)
     result = evaluation_metrics(model.config, model.targets, outputs, labels)
     if baseline_metrics:
         try:
@@ -73,6 +75,13 @@ class Predictor:
             return {k: outputs[k] for k in names}
 
         self._step = step
+
+    def trace(self, features_spec) -> None:
+        """Traces the forward pass for `features_spec` ({feature: tf.TensorSpec}, a dataset's
+        element_spec[0], batch dimension None) before the first batch is there: the one trace
+        then serves every batch, the last short one included (traced on the first batch's
+        shape, a short last batch would trace it again), and it can overlap the first read."""
+        self._step.get_concrete_function(features_spec)
 
     def __call__(self, batches) -> tuple[dict, dict]:
         """(outputs, labels) of `batches`, an iterable of (features, labels) batches."""

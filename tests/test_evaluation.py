@@ -74,3 +74,31 @@ def test_a_dwell_only_single_task_model_has_no_ctr_decile_bias():
     result = evaluation.evaluation_metrics(config, TARGETS, outputs, labels)
     assert "dt_weighted_f1" in result and "dt_bias_by_ctr_decile" not in result
     assert result["towers"] == {}
+
+
+def test_a_predictor_traced_ahead_traces_once_and_predicts_as_one_traced_on_batches():
+    """Predictor.trace (the evaluation's trace before its first batch is read): one trace for
+    batches of any size, the outputs those of a predictor traced on the batches themselves."""
+    import tensorflow as tf
+
+    from model_fixtures import tiny_batch, tiny_spec
+
+    spec = tiny_spec()
+    config = models.ModelConfig("ple")
+    network = models.build_network(spec, config, TARGETS)
+    rows = (64, 64, 17)  # a short last batch, as an evaluation's
+    batches = [(tiny_batch(spec, n, seed=i),
+                {"click": tf.zeros([n], tf.int64), "valid_read": tf.zeros([n], tf.int64),
+                 "dwell_bin": tf.fill([n], -1), "dwell_time": tf.zeros([n], tf.float64)})
+               for i, n in enumerate(rows)]
+    ahead = evaluation.Predictor(network, config, TARGETS)
+    ahead.trace({name: tf.TensorSpec([None], tensor.dtype)
+                 for name, tensor in batches[0][0].items()})
+    outputs, labels = ahead(batches)
+    assert ahead._step.experimental_get_tracing_count() == 1  # noqa: SLF001
+    plain = evaluation.Predictor(network, config, TARGETS)
+    expected, _ = plain(batches)
+    assert plain._step.experimental_get_tracing_count() == 2  # noqa: SLF001 (the short batch)
+    assert set(outputs) == set(expected) and len(labels["click"]) == sum(rows)
+    for key in expected:
+        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-6, atol=1e-7)

@@ -343,13 +343,23 @@ def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tm
 
     from ranking import data
 
-    taken = []  # batches the loop took from a read-ahead
+    real = data.ReadAhead
+    taken = []  # per read-ahead made (the first epoch's first, the evaluation's last): batches
 
-    class Counted(data.ReadAhead):
+    class Counted(real):
+        def __init__(self, iterator):
+            super().__init__(iterator)
+            self.taken = []
+            taken.append(self.taken)
+
         def __next__(self):
             batch = super().__next__()
-            taken.append(batch)
+            self.taken.append(batch)
             return batch
+
+    def evaluation_only(iterator):  # the training's read-ahead (the first one made) is off
+        taken.append(None)
+        return None if len(taken) == 1 else real(iterator)
 
     def weights(model_dir):
         reader = tf.train.load_checkpoint(os.path.join(model_dir, "checkpoints"))
@@ -361,10 +371,12 @@ def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tm
                         train_cache_mb=0)
     monkeypatch.setattr(data, "ReadAhead", Counted)
     ahead_metrics = training.train_and_evaluate(config, str(tmp_path / "ahead"))
-    assert len(taken) == 30  # the loop trained on the batches read ahead
+    assert len(taken) == 2 and len(taken[0]) == 30  # the loop trained on the batches read ahead
     # None: the loop makes the epoch's input itself, after the model's build.
-    monkeypatch.setattr(data, "ReadAhead", lambda iterator: None)
+    taken.clear()
+    monkeypatch.setattr(data, "ReadAhead", evaluation_only)
     in_loop_metrics = training.train_and_evaluate(config, str(tmp_path / "in_loop"))
+    assert len(taken) == 2 and taken[0] is None
     assert ahead_metrics["auc_ctr"] == in_loop_metrics["auc_ctr"]
     ahead, in_loop = weights(str(tmp_path / "ahead")), weights(str(tmp_path / "in_loop"))
     assert ahead.keys() == in_loop.keys() and len(ahead) > 4
