@@ -13,11 +13,20 @@
     labeler.py         the in-graph Labeler (training, the label job, the online evaluation)
     threads.py         how many threads one TensorFlow op may use (--intra_op_threads);
                        reads in a background thread (read_in_background)
+    optional_imports.py  TensorFlow's import without its unused scipy and Google API
+                       client integrations (0.2-0.3 s of every process's start)
 
-Importing any package of the project imports this one first, which selects Keras 2 (below).
+Importing any package of the project imports this one first, which selects Keras 2 and leaves
+TensorFlow's unused optional integrations out of its import (below).
 """
 import os
 
 # tensorflow-recommenders needs Keras 2: select tf-keras before TensorFlow is first imported.
 # The one place this is set; every other package imports `core` before anything else.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+# Before TensorFlow's first import too: its optional scipy and Google API client integrations,
+# which no tool uses, are left out of it (core/optional_imports.py).
+from core.optional_imports import skip_while_tensorflow_imports  # noqa: E402
+
+skip_while_tensorflow_imports()

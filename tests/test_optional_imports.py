@@ -1,0 +1,78 @@
+"""core.optional_imports: TensorFlow's import leaves out scipy and the Google API client, which
+stay importable (and whole) before and after it; nothing else is touched. Each check runs in a
+fresh Python process: a process imports TensorFlow once."""
+
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def _run(code: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.split()
+
+
+def test_tensorflow_imports_without_scipy_and_the_api_client_and_both_import_afterwards():
+    out = _run("""
+import sys
+import core
+from core import optional_imports
+print(any(isinstance(f, optional_imports.SkipWhileTensorFlowImports) for f in sys.meta_path))
+import tensorflow as tf
+print(tf.reduce_sum(tf.ones([3])).numpy() == 3.0)
+print('scipy' in sys.modules, 'googleapiclient' in sys.modules, 'pandas' in sys.modules)
+# tf_keras (Keras 2, imported by TensorFlow) went on without scipy: its image module has none.
+from tf_keras.src.preprocessing import image
+print(not hasattr(image, 'scipy'))
+import scipy.special
+print(abs(scipy.special.expit(0.0) - 0.5) < 1e-12)
+from sklearn.metrics import roc_auc_score
+print(roc_auc_score([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8]) == 1.0)
+import googleapiclient
+print(any(isinstance(f, optional_imports.SkipWhileTensorFlowImports) for f in sys.meta_path))
+""")
+    # finder before; TF works; scipy and the client left out, pandas not; tf_keras' image ops
+    # without scipy; both import normally afterwards; the finder has removed itself.
+    assert out == ["True", "True", "False", "False", "True", "True", "True", "True", "False"]
+
+
+def test_a_package_imported_before_tensorflow_is_left_as_it_is():
+    out = _run("""
+import sys
+import scipy.ndimage
+import core
+import tensorflow as tf
+from tf_keras.src.preprocessing import image
+print(image.scipy is sys.modules['scipy'], 'scipy.ndimage' in sys.modules)
+""")
+    assert out == ["True", "True"]
+
+
+def test_the_finder_skips_only_while_tensorflow_imports():
+    # A stand-in module named tensorflow, marked as importing and then as imported, as
+    # importlib marks a module's spec while its code runs.
+    out = _run("""
+import importlib.machinery, sys, types
+from core import optional_imports as oi
+finder = oi.SkipWhileTensorFlowImports()
+sys.meta_path.insert(0, finder)
+print(finder.find_spec('scipy') is None, oi.tensorflow_importing())
+fake = types.ModuleType('tensorflow')
+fake.__spec__ = importlib.machinery.ModuleSpec('tensorflow', None)
+fake.__spec__._initializing = True
+sys.modules['tensorflow'] = fake
+try:
+    finder.find_spec('scipy.linalg')
+    print('not skipped')
+except ModuleNotFoundError as error:
+    print(error.name)
+print(finder.find_spec('numpy') is None, finder in sys.meta_path)
+fake.__spec__._initializing = False
+print(finder.find_spec('googleapiclient') is None, finder in sys.meta_path)
+""")
+    assert out == ["True", "False", "scipy.linalg", "True", "True", "True", "False"]
