@@ -14,7 +14,7 @@
     threads.py         how many threads one TensorFlow op may use (--intra_op_threads);
                        reads in a background thread (read_in_background)
     optional_imports.py  TensorFlow's import without its unused scipy and Google API
-                       client integrations (0.2-0.3 s of every process's start)
+                       client integrations (0.3-0.4 s of every process's start)
 
 Importing any package of the project imports this one first, which selects Keras 2 and leaves
 TensorFlow's unused optional integrations out of its import (below).

@@ -343,16 +343,18 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases:
     model, global_step = run.model, run.global_step
     eval_source, eval_labeler = run.inputs.evaluation
     with phases("evaluation"):
-        dataset = data.labelled_dataset(eval_source, eval_labeler, spec, config.eval_batch_size,
-                                        allow_unclicked_dwell=config.allow_unclicked_dwell)
-        # The first batch is read (tf.data's threads) while the served weights are restored
-        # and the forward pass is traced (Python): 0.2-0.3 s of a one-epoch run.
-        batches = data.ReadAhead(iter(dataset))
+        served = None
         if run.validator is not None:
             served = selection.served_checkpoint(model_dir)
             if served is None:
                 raise InputError("training ended without a validation (no best checkpoint)",
                                  file=model_dir)
+        dataset = data.labelled_dataset(eval_source, eval_labeler, spec, config.eval_batch_size,
+                                        allow_unclicked_dwell=config.allow_unclicked_dwell)
+        # The first batch is read (tf.data's threads) while the served weights are restored
+        # and the forward pass is traced (Python): 0.2-0.3 s of a one-epoch run.
+        batches = data.ReadAhead(iter(dataset))
+        if served is not None:
             tf.train.Checkpoint(model=model).read(served).assert_existing_objects_matched()
         predictor = evaluation.Predictor(model.network, config.model, model.targets)
         predictor.trace(dataset.element_spec[0])

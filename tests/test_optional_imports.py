@@ -41,16 +41,19 @@ print(any(isinstance(f, optional_imports.SkipWhileTensorFlowImports) for f in sy
     assert out == ["True", "True", "False", "False", "True", "True", "True", "True", "False"]
 
 
-def test_a_package_imported_before_tensorflow_is_left_as_it_is():
+def test_a_package_imported_before_tensorflow_is_left_as_it_is_submodules_included():
     out = _run("""
 import sys
-import scipy.ndimage
+import scipy
+print('scipy.sparse' in sys.modules)
 import core
 import tensorflow as tf
 from tf_keras.src.preprocessing import image
+from tf_keras.src.engine import training_v1
 print(image.scipy is sys.modules['scipy'], 'scipy.ndimage' in sys.modules)
+print(training_v1.issparse is not None)  # scipy.sparse, first imported by tf_keras
 """)
-    assert out == ["True", "True"]
+    assert out == ["False", "True", "True", "True"]
 
 
 def test_the_finder_skips_only_while_tensorflow_imports():
@@ -66,13 +69,23 @@ fake = types.ModuleType('tensorflow')
 fake.__spec__ = importlib.machinery.ModuleSpec('tensorflow', None)
 fake.__spec__._initializing = True
 sys.modules['tensorflow'] = fake
-try:
-    finder.find_spec('scipy.linalg')
-    print('not skipped')
-except ModuleNotFoundError as error:
-    print(error.name)
-print(finder.find_spec('numpy') is None, finder in sys.meta_path)
+# Asked by TensorFlow's or tf_keras' code (a frame of theirs), or by anyone else.
+ask = "def ask(name):\\n    return finder.find_spec(name)\\n"
+asked_by = {}
+for package in ('tensorflow.python.x', 'tf_keras.src.y', '__main__', 'sklearn.z'):
+    scope = {'__name__': package, 'finder': finder}
+    exec(ask, scope)
+    asked_by[package] = scope['ask']
+for package, ask in asked_by.items():
+    try:
+        print(ask('scipy.linalg') is None)
+    except ModuleNotFoundError as error:
+        print(error.name)
+print(asked_by['tensorflow.python.x']('numpy') is None, finder in sys.meta_path)
 fake.__spec__._initializing = False
-print(finder.find_spec('googleapiclient') is None, finder in sys.meta_path)
+print(asked_by['tensorflow.python.x']('googleapiclient') is None, finder in sys.meta_path)
 """)
-    assert out == ["True", "False", "scipy.linalg", "True", "True", "True", "False"]
+    # Before TensorFlow: nothing skipped. While it imports: skipped for its code and tf_keras',
+    # not for others' (another thread's) nor for other packages. After: removed.
+    assert out == ["True", "False", "scipy.linalg", "scipy.linalg", "True", "True", "True",
+                   "True", "True", "False"]

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from core.errors import InputError
-from ranking import training
+from ranking import evaluation, training
 from ranking.models import ModelConfig
 from ranking.optimizers import OptimizerConfig
 
@@ -370,8 +370,16 @@ def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tm
     config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=30,
                         train_cache_mb=0)
     monkeypatch.setattr(data, "ReadAhead", Counted)
+    traced = []  # the evaluation's forward pass, traced for its dataset's element spec
+    real_trace = evaluation.Predictor.trace
+    monkeypatch.setattr(evaluation.Predictor, "trace",
+                        lambda self, spec: traced.append(self) or real_trace(self, spec))
     ahead_metrics = training.train_and_evaluate(config, str(tmp_path / "ahead"))
     assert len(taken) == 2 and len(taken[0]) == 30  # the loop trained on the batches read ahead
+    # The evaluation predicted every batch it read ahead, with its one trace.
+    eval_rows = sum(int(tf.size(labels["click"])) for _, labels in taken[1])
+    assert eval_rows == ahead_metrics["rows"] > 0
+    assert len(traced) == 1 and traced[0]._step.experimental_get_tracing_count() == 1  # noqa: SLF001
     # None: the loop makes the epoch's input itself, after the model's build.
     taken.clear()
     monkeypatch.setattr(data, "ReadAhead", evaluation_only)
