@@ -52,17 +52,10 @@ def evaluate(model, dataset, baseline_metrics: str | None = None, predictor=None
     return result
 
 
-def predict(network, dataset, config: ModelConfig, targets: DwellTargets) -> tuple[dict, dict]:
-    """Runs `network` over a (features, labels) dataset; returns (outputs, labels) as dicts of
-    NumPy arrays ([rows] or [rows, bins]): the model's serving outputs (`output_names`) and
-    the labels LABEL_KEYS."""
-    return Predictor(network, config, targets)(dataset)
-
-
 class Predictor:
-    """`predict` with its traced forward pass kept, for a caller that predicts again and again
-    with the same network (validation during training): tracing the model costs about as much
-    as a pass over a day of validation rows."""
+    """Runs a network over (features, labels) batches, its traced forward pass kept for a
+    caller that predicts again and again with the same network (validation during training):
+    tracing the model costs about as much as a pass over a day of validation rows."""
 
     def __init__(self, network, config: ModelConfig, targets: DwellTargets):
         import tensorflow as tf
@@ -84,7 +77,9 @@ class Predictor:
         self._step.get_concrete_function(features_spec)
 
     def __call__(self, batches) -> tuple[dict, dict]:
-        """(outputs, labels) of `batches`, an iterable of (features, labels) batches."""
+        """(outputs, labels) of `batches`, an iterable of (features, labels) batches, as dicts
+        of NumPy arrays ([rows] or [rows, bins]): the model's serving outputs (`output_names`)
+        and the labels LABEL_KEYS."""
         outputs, labels = {}, {}
         for features, batch_labels in batches:
             for key, value in self._step(features).items():
