@@ -16,6 +16,7 @@ holds every count the rules need: the labeller is built from it, without a pass 
 
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import numpy as np
@@ -41,66 +42,101 @@ def user_fingerprint(user_ids):
     return tf.strings.to_hash_bucket_fast(user_ids, FINGERPRINT_BUCKETS)
 
 
+@dataclasses.dataclass(frozen=True)
+class UserDays:
+    """Counts per (user fingerprint, UTC day): int64 arrays [rows] of one length. `count` is
+    clicks that day (`count_user_days`, `artifact_counts`) or clicks over the T2 window ending
+    that day (`window_clicks`, `window_from_daily`). NumPy, not pandas: training never imports
+    pandas (0.3 s of its start)."""
+
+    user_fp: np.ndarray
+    day: np.ndarray
+    count: np.ndarray
+
+    @property
+    def rows(self) -> int:
+        return len(self.user_fp)
+
+    @classmethod
+    def of(cls, user_fp, day, count) -> "UserDays":
+        return cls(np.asarray(user_fp, np.int64).reshape(-1), np.asarray(day, np.int64).reshape(-1),
+                   np.asarray(count, np.int64).reshape(-1))
+
+    def summed(self) -> tuple["UserDays", np.ndarray]:
+        """(rows with equal (user_fp, day) added into one, sorted by user_fp then day;
+        int64 [rows] index of each of this table's rows in it)."""
+        if not self.rows:
+            return self, np.zeros(0, np.int64)
+        order = np.lexsort((self.day, self.user_fp))
+        fp, day = self.user_fp[order], self.day[order]
+        new = np.ones(len(fp), bool)
+        new[1:] = (fp[1:] != fp[:-1]) | (day[1:] != day[:-1])
+        starts = np.flatnonzero(new)
+        inverse = np.empty(len(fp), np.int64)
+        inverse[order] = np.cumsum(new) - 1
+        return UserDays(fp[starts], day[starts], np.add.reduceat(self.count[order], starts)), inverse
+
+
+def _concat(tables) -> UserDays:
+    tables = list(tables)
+    return UserDays(*(np.concatenate([getattr(t, c) for t in tables] + [np.zeros(0, np.int64)])
+                      for c in ("user_fp", "day", "count")))
+
+
 def count_user_days(batches):
     """Clicks per (user fingerprint, UTC day) and the set of covered days, from batches of numpy
     dicts with `user_fp`, `day` and `click` (see `labeler_for`). Every (user, day) with an
-    impression gets a row. Returns (DataFrame[user_fp, day, clicks], set of days)."""
-    import pandas as pd
-
+    impression gets a row. Returns (UserDays of clicks, sorted by user and day; set of days)."""
     parts, days = [], set()
     for batch in batches:
-        frame = pd.DataFrame({"user_fp": batch["user_fp"], "day": batch["day"],
-                              "clicks": batch["click"]})
-        parts.append(frame.groupby(["user_fp", "day"], sort=False, as_index=False)["clicks"].sum())
+        parts.append(UserDays.of(batch["user_fp"], batch["day"], batch["click"]).summed()[0])
         days.update(np.unique(batch["day"]).tolist())
-    if not parts:
-        return pd.DataFrame({"user_fp": [], "day": [], "clicks": []}, dtype=np.int64), days
-    total = pd.concat(parts).groupby(["user_fp", "day"], as_index=False)["clicks"].sum()
-    return total, days
+    return _concat(parts).summed()[0], days
 
 
-def artifact_counts(artifact: StatsArtifact):
-    """The artifact's user table as DataFrame[user_fp, day, clicks]."""
-    import pandas as pd
-
+def artifact_counts(artifact: StatsArtifact) -> UserDays:
+    """The artifact's user table as UserDays of clicks."""
     keys = list(artifact.user_day_clicks)
     users = [u for u, _ in keys]
     fps = user_fingerprint(np.asarray(users, dtype=object)).numpy() if users else []
-    return pd.DataFrame({"user_fp": np.asarray(fps, np.int64),
-                         "day": np.asarray([d for _, d in keys], np.int64),
-                         "clicks": np.asarray(list(artifact.user_day_clicks.values()), np.int64)})
+    return UserDays.of(fps, [d for _, d in keys], list(artifact.user_day_clicks.values()))
 
 
-def window_clicks(labelled, covered_days: set, history, window_days: int):
-    """For every (user_fp, day) of `labelled`: the user's clicks over the `window_days` days
-    ending with `day`; covered days count from `labelled`, other days from `history`.
-    Returns DataFrame[user_fp, day, window]."""
-    import pandas as pd
+def window_clicks(labelled: UserDays, covered_days: set, history: UserDays,
+                  window_days: int) -> UserDays:
+    """For every (user_fp, day) of `labelled` (clicks that day): the user's clicks over the
+    `window_days` days ending with `day`; covered days count from `labelled`, other days from
+    `history`. Returns UserDays of window clicks, row for row of `labelled`."""
+    covered = np.fromiter(covered_days, np.int64, len(covered_days))
+    counts, _ = _concat([labelled, _rows(history, ~np.isin(history.day, covered))]).summed()
+    window = np.zeros(labelled.rows, np.int64)
+    if labelled.rows and counts.rows and window_days > 0:
+        # One int64 key per (user, day): dense user index * day span + day offset. `counts` is
+        # sorted by user then day, so its keys are ascending.
+        users = np.unique(counts.user_fp)
+        first = min(int(counts.day.min()), int(labelled.day.min()) - window_days + 1)
+        span = max(int(counts.day.max()), int(labelled.day.max())) - first + 1
+        keys = np.searchsorted(users, counts.user_fp) * span + (counts.day - first)
+        where = np.minimum(np.searchsorted(users, labelled.user_fp), len(users) - 1)
+        known = users[where] == labelled.user_fp
+        query = where * span + (labelled.day - first)
+        for back in range(window_days):
+            at = np.minimum(np.searchsorted(keys, query - back), len(keys) - 1)
+            window += np.where(known & (keys[at] == query - back), counts.count[at], 0)
+    return UserDays(labelled.user_fp, labelled.day, window)
 
-    covered = np.fromiter(covered_days, np.int64) if covered_days else np.zeros(0, np.int64)
-    counts = pd.concat([labelled[["user_fp", "day", "clicks"]],
-                        history[~history["day"].isin(covered)][["user_fp", "day", "clicks"]]])
-    result = labelled[["user_fp", "day"]].copy()
-    result["window"] = 0
-    for back in range(window_days):
-        shifted = counts.assign(day=counts["day"] + back)
-        merged = result[["user_fp", "day"]].merge(shifted, on=["user_fp", "day"], how="left")
-        result["window"] += merged["clicks"].fillna(0).to_numpy(np.int64)
-    return result
+
+def _rows(table: UserDays, keep: np.ndarray) -> UserDays:
+    return UserDays(table.user_fp[keep], table.day[keep], table.count[keep])
 
 
-def window_from_daily(daily, window_days: int):
+def window_from_daily(daily: UserDays, window_days: int) -> UserDays:
     """Every (user_fp, day) whose window of `window_days` days ending with it holds a click,
-    with that window's clicks, from daily counts DataFrame[user_fp, day, clicks]; returns
-    DataFrame[user_fp, day, window]. Any other (user, day) has a window of 0."""
-    import pandas as pd
-
-    if window_days < 1 or daily.empty:
-        return pd.DataFrame({"user_fp": np.array([], np.int64), "day": np.array([], np.int64),
-                             "window": np.array([], np.int64)})
-    shifted = pd.concat([daily.assign(day=daily["day"] + back) for back in range(window_days)])
-    window = shifted.groupby(["user_fp", "day"], as_index=False)["clicks"].sum()
-    return window.rename(columns={"clicks": "window"})
+    with that window's clicks, from daily clicks; any other (user, day) has a window of 0."""
+    if window_days < 1 or not daily.rows:
+        return UserDays.of([], [], [])
+    return _concat(UserDays(daily.user_fp, daily.day + back, daily.count)
+                   for back in range(window_days)).summed()[0]
 
 
 # The in-graph labeller ------------------------------------------------------------------------------
@@ -120,9 +156,9 @@ class Labeler:
 
     def __init__(self, artifact: StatsArtifact, window, rules: RuleConfig | None = None,
                  ndt: NdtParams | None = None, missing_is_zero: bool = False):
-        """`window`: DataFrame[user_fp, day, window] from `window_clicks` (every (user, day) of
-        the logs to label has a row: a missing one is an error) or, with `missing_is_zero`,
-        from `window_from_daily` (a missing (user, day) has a window of 0)."""
+        """`window`: UserDays of window clicks from `window_clicks` (every (user, day) of the
+        logs to label has a row: a missing one is an error) or, with `missing_is_zero`, from
+        `window_from_daily` (a missing (user, day) has a window of 0)."""
         import tensorflow as tf
 
         self.rules = rules or artifact.rules
@@ -137,20 +173,19 @@ class Labeler:
                 tf.constant([artifact.item_p10[i] for i in items] or [np.nan], tf.float64)),
             default_value=np.nan)
         # Two int-keyed lookups: user fingerprint -> dense index, then index and day -> count.
-        fps = np.unique(window["user_fp"].to_numpy(np.int64))
-        self.first_day = int(window["day"].min()) if len(window) else 0
+        fps = np.unique(window.user_fp)
+        self.first_day = int(window.day.min()) if window.rows else 0
         self.user_index = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(fps if len(fps) else [0], tf.int64),
                 tf.range(max(len(fps), 1), dtype=tf.int64)),
             default_value=-1)
-        keys = (np.searchsorted(fps, window["user_fp"].to_numpy(np.int64)) * _DAY_SLOTS
-                + (window["day"].to_numpy(np.int64) - self.first_day))
+        keys = np.searchsorted(fps, window.user_fp) * _DAY_SLOTS + (window.day - self.first_day)
         self.missing = 0 if missing_is_zero else -1
         self.window = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(
                 tf.constant(keys if len(keys) else [0], tf.int64),
-                tf.constant(window["window"].to_numpy(np.int64) if len(keys) else [0], tf.int64)),
+                tf.constant(window.count if len(keys) else [0], tf.int64)),
             default_value=self.missing)
 
     def __call__(self, batch: dict) -> dict:
@@ -224,7 +259,7 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
 class SourceCounts(NamedTuple):
     """What the counting pass over some logs finds (`count_source`)."""
 
-    user_days: "object"  # DataFrame[user_fp, day, clicks], as `count_user_days`
+    user_days: UserDays  # clicks per (user, day), as `count_user_days`
     covered_days: set  # UTC days with an impression
     unclicked_dwell_zeroed: int  # unclicked rows whose dwell > 0 was treated as 0
     rows_per_file: np.ndarray  # int64 [files]: rows of each of `source.files`

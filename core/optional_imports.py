@@ -2,13 +2,14 @@
 
 While `tensorflow` imports itself (with tf_keras, which it loads), it also imports scipy
 (tf_keras: image augmentation and scipy-sparse inputs to the v1 training loops; TensorFlow's
-copy of those) and the Google API client (TensorFlow: the GCE cluster resolver and the TPU
-client), each inside `try: ... except ImportError`, which leaves the integration off when the
-package is missing. Together they are 0.3-0.4 s of every process's start on a 2-core machine
-(docs/BENCHMARKS.md), for features this project never calls: it trains with its own loops on
-`tf.data` datasets, resolves clusters from TF_CONFIG and augments no images. (pandas, which
-tf_keras imports the same way, is not left out: the labeller and the stats artifact's tables
-need it in the same processes anyway.)
+copy of those), the Google API client (TensorFlow: the GCE cluster resolver and the TPU
+client) and pandas (tf_keras: DataFrames as inputs to `Model.fit`), each inside
+`try: ... except ImportError`, which leaves the integration off when the package is missing.
+Together they are 0.5-0.7 s of every process's start on a 2-core machine (docs/BENCHMARKS.md),
+for features this project never calls: it trains with its own loops on `tf.data` datasets,
+resolves clusters from TF_CONFIG and augments no images. (The labeller and the stats
+artifact's tables use NumPy, so training imports no pandas at all; the jobs that do, the
+statistics and labelling engines on Beam, import it as usual.)
 
 `skip_while_tensorflow_imports()` (called by `core/__init__.py`, before any TensorFlow import)
 makes those packages look absent to imports that TensorFlow's or tf_keras' own code makes while
@@ -23,7 +24,7 @@ import importlib.abc
 import sys
 
 # Top-level packages TensorFlow and tf_keras import optionally.
-SKIPPED = ("scipy", "googleapiclient")
+SKIPPED = ("scipy", "googleapiclient", "pandas")
 # Whose imports are skipped: code of these top-level packages.
 IMPORTERS = ("tensorflow", "tf_keras")
 

@@ -588,3 +588,76 @@ def test_an_empty_bin_has_a_null_median_and_readers_accept_it(sim, tmp_path):
     targets = stats_artifact.load_artifact(out).targets
     assert targets.bin_values[1] == pytest.approx(np.sqrt(1e6 * 2e6))
     assert all(np.isfinite(targets.bin_ndt))
+
+
+# T2 window tables (core.labeler.UserDays) ---------------------------------------------------------
+def _brute_windows(labelled, covered, history, window_days):
+    """The T2 windows by dictionaries: a second implementation of `window_clicks`."""
+    counts = {}
+    for fp, day, n in labelled:
+        counts[(fp, day)] = counts.get((fp, day), 0) + n
+    for fp, day, n in history:
+        if day not in covered:
+            counts[(fp, day)] = counts.get((fp, day), 0) + n
+    return [sum(counts.get((fp, day - back), 0) for back in range(window_days))
+            for fp, day, _ in labelled]
+
+
+def test_window_clicks_and_daily_windows_equal_a_dictionary_count():
+    from core.labeler import UserDays, count_user_days, window_clicks, window_from_daily
+
+    rng = np.random.default_rng(3)
+    # Fingerprints near both ends of int64 (keys must not overflow), days spanning 40.
+    users = np.array([0, 1, 7, 2**62, 2**63 - 2, 12345], np.int64)
+    rows = [(int(rng.choice(users)), int(rng.integers(20_000, 20_040)), int(rng.integers(0, 3)))
+            for _ in range(600)]
+    batches = [{"user_fp": np.array([r[0] for r in part], np.int64),
+                "day": np.array([r[1] for r in part], np.int64),
+                "click": np.array([r[2] for r in part], np.int64)}
+               for part in (rows[:250], rows[250:])]
+    labelled, covered = count_user_days(batches)
+    # One row per (user, day), clicks summed over both batches; every day seen is covered.
+    summed = {}
+    for fp, day, n in rows:
+        summed[(fp, day)] = summed.get((fp, day), 0) + n
+    got = dict(zip(zip(labelled.user_fp.tolist(), labelled.day.tolist()),
+                   labelled.count.tolist()))
+    assert got == summed and labelled.rows == len(summed)
+    assert covered == {r[1] for r in rows}
+    # History: days before and inside the covered range (the latter ignored), an unseen user.
+    history = [(int(rng.choice(users)), int(rng.integers(19_990, 20_045)), int(rng.integers(1, 4)))
+               for _ in range(300)] + [(99, 20_001, 5)]
+    table = UserDays.of(*zip(*history))
+    for window_days in (1, 7, 30):
+        window = window_clicks(labelled, covered, table, window_days)
+        want = _brute_windows(list(zip(labelled.user_fp.tolist(), labelled.day.tolist(),
+                                       labelled.count.tolist())), covered, history, window_days)
+        assert window.count.tolist() == want
+        assert np.array_equal(window.user_fp, labelled.user_fp)
+        # From daily counts alone: every (user, day) whose window holds a click, exactly.
+        daily = window_from_daily(table, window_days)
+        brute = {}
+        for fp, day, n in history:
+            for ahead in range(window_days):
+                brute[(fp, day + ahead)] = brute.get((fp, day + ahead), 0) + n
+        assert dict(zip(zip(daily.user_fp.tolist(), daily.day.tolist()),
+                        daily.count.tolist())) == brute
+    assert window_clicks(UserDays.of([], [], []), set(), table, 7).rows == 0
+    assert window_from_daily(UserDays.of([], [], []), 7).rows == 0
+
+
+def test_an_artifact_table_with_a_bad_value_names_its_shard_line_and_column(tmp_path):
+    (tmp_path / "part-00000-of-00001.csv").write_text(
+        "user_id,day,clicks\nu1,20000,3\n\n007,20001,2\nu3,20002,x\n")
+    with pytest.raises(InputError, match=r"part-00000-of-00001.csv, line 5, column 'clicks': "
+                                         r"'x' is not an integer"):
+        stats_artifact.read_table(str(tmp_path), stats_artifact.USER_DAY_COLUMNS)
+    (tmp_path / "part-00000-of-00001.csv").write_text("user_id,day,clicks\n\nu1,20000\n")
+    with pytest.raises(InputError, match=r"line 3: has 2 fields; the header has 3"):
+        stats_artifact.read_table(str(tmp_path), stats_artifact.USER_DAY_COLUMNS)
+    (tmp_path / "part-00000-of-00001.csv").write_text(
+        "user_id,day,clicks\nu1,20000,3\n\n007,20001,2\n")
+    table = stats_artifact.read_table(str(tmp_path), stats_artifact.USER_DAY_COLUMNS)
+    # Ids stay text (a leading zero kept), blank lines skipped, integers as int64.
+    assert table["user_id"].tolist() == ["u1", "007"] and table["day"].dtype == np.int64
+    assert table["clicks"].tolist() == [3, 2]

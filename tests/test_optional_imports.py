@@ -1,5 +1,6 @@
-"""core.optional_imports: TensorFlow's import leaves out scipy and the Google API client, which
-stay importable (and whole) before and after it; nothing else is touched. Each check runs in a
+"""core.optional_imports: TensorFlow's import leaves out scipy, the Google API client and pandas,
+which stay importable (and whole) before and after it; nothing else is touched; a training run
+imports no pandas at all. Each check runs in a
 fresh Python process: a process imports TensorFlow once."""
 
 import os
@@ -17,7 +18,7 @@ def _run(code: str) -> list[str]:
     return done.stdout.split()
 
 
-def test_tensorflow_imports_without_scipy_and_the_api_client_and_both_import_afterwards():
+def test_tensorflow_imports_without_scipy_the_api_client_and_pandas_and_each_imports_afterwards():
     out = _run("""
 import sys
 import core
@@ -34,11 +35,17 @@ print(abs(scipy.special.expit(0.0) - 0.5) < 1e-12)
 from sklearn.metrics import roc_auc_score
 print(roc_auc_score([0, 1, 0, 1], [0.1, 0.9, 0.2, 0.8]) == 1.0)
 import googleapiclient
+from tf_keras.src.engine import data_adapter
+print(data_adapter.pd is None)
+import pandas
+print(pandas.DataFrame({'a': [1, 2]})['a'].sum() == 3)
 print(any(isinstance(f, optional_imports.SkipWhileTensorFlowImports) for f in sys.meta_path))
 """)
-    # finder before; TF works; scipy and the client left out, pandas not; tf_keras' image ops
-    # without scipy; both import normally afterwards; the finder has removed itself.
-    assert out == ["True", "True", "False", "False", "True", "True", "True", "True", "False"]
+    # finder before; TF works; scipy, the client and pandas left out; tf_keras' image ops
+    # without scipy, its data adapter without pandas; each imports normally afterwards; the
+    # finder has removed itself.
+    assert out == ["True", "True", "False", "False", "False", "True", "True", "True", "True",
+                   "True", "False"]
 
 
 def test_a_package_imported_before_tensorflow_is_left_as_it_is_submodules_included():
@@ -89,3 +96,19 @@ print(asked_by['tensorflow.python.x']('googleapiclient') is None, finder in sys.
     # not for others' (another thread's) nor for other packages. After: removed.
     assert out == ["True", "False", "scipy.linalg", "scipy.linalg", "True", "True", "True",
                    "True", "True", "False"]
+
+
+def test_a_training_run_imports_no_pandas(small_world, tmp_path):
+    # The training logs are the artifact's (T2 windows from its user table) and the evaluation
+    # logs are not (a counting pass): both labellers' tables are made without pandas.
+    out = _run(f"""
+import sys
+import core
+from ranking import training
+config = training.TrainConfig(train={small_world['train']!r}, eval={small_world['eval']!r},
+                              stats={small_world['stats']!r}, batch_size=256, epochs=1,
+                              steps_per_epoch=2, progress='none')
+metrics = training.train_and_evaluate(config, {str(tmp_path / 'model')!r})
+print(metrics['rows'] > 0, 'pandas' in sys.modules)
+""")
+    assert out == ["True", "False"]

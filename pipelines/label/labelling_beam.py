@@ -38,10 +38,10 @@ import numpy as np
 
 from core import label_rules, log_diagnosis, log_schema, logs, stats_artifact
 from core.errors import reraised_from_workers
-from core.labeler import Labeler, count_source, user_fingerprint, window_clicks
+from core.labeler import Labeler, UserDays, count_source, user_fingerprint, window_clicks
 from pipelines.label import labelling
 
-# Users per call of `window_clicks` (its cost is per call: a few pandas merges).
+# Users per call of `window_clicks` (its cost is per call: a few sorts and searches).
 USERS_PER_BATCH = (64, 8192)
 
 
@@ -129,8 +129,8 @@ def _count_file(element, job):
         counts, covered = counted.user_days, counted.covered_days
     for day in sorted(covered):
         yield pvalue.TaggedOutput("days", int(day))
-    columns = [counts[c].to_numpy(np.int64).tolist() for c in ("user_fp", "day", "clicks")]
-    for fp, day, clicks in zip(*columns):
+    for fp, day, clicks in zip(counts.user_fp.tolist(), counts.day.tolist(),
+                               counts.count.tolist()):
         yield fp, (day, clicks, index)
 
 
@@ -141,16 +141,14 @@ def _read_history(path, covered, window_days):
     if not len(covered):
         return
     with log_diagnosis.input_errors_for_beam():
-        frame = stats_artifact.read_table_shard(path, stats_artifact.USER_DAY_COLUMNS)
-    day = frame["day"].to_numpy(np.int64)
+        table = stats_artifact.read_table_shard(path, stats_artifact.USER_DAY_COLUMNS)
+    day = table["day"]
     keep = ((day >= covered[0] - window_days + 1) & (day <= covered[-1])
             & ~np.isin(day, covered))
-    frame = frame[keep]
-    if not len(frame):
+    if not keep.any():
         return
-    fps = user_fingerprint(np.asarray(frame["user_id"].tolist(), dtype=object)).numpy()
-    for fp, d, clicks in zip(fps.tolist(), day[keep].tolist(),
-                             frame["clicks"].to_numpy(np.int64).tolist()):
+    fps = user_fingerprint(table["user_id"][keep]).numpy()
+    for fp, d, clicks in zip(fps.tolist(), day[keep].tolist(), table["clicks"][keep].tolist()):
         yield fp, (d, clicks)
 
 
@@ -166,19 +164,18 @@ def _windows(users, covered, window_days):
     """A batch of users with all their counts -> (file index, (fp[], day[], window[])): each
     (user, day) of each file with the user's clicks over the `window_days` days ending that
     day, by `window_clicks` (the local engine's definition)."""
-    import pandas as pd
-
-    own = [(fp, day, clicks, index) for fp, counts, _ in users
-           for day, clicks, index in counts]
-    past = [(fp, day, clicks) for fp, _, history in users for day, clicks in history]
-    per_file = pd.DataFrame(own, columns=["user_fp", "day", "clicks", "file"], dtype=np.int64)
-    history = pd.DataFrame(past, columns=["user_fp", "day", "clicks"], dtype=np.int64)
+    own = np.asarray([(fp, day, clicks, index) for fp, counts, _ in users
+                      for day, clicks, index in counts], np.int64).reshape(-1, 4)
+    past = np.asarray([(fp, day, clicks) for fp, _, history in users
+                       for day, clicks in history], np.int64).reshape(-1, 3)
     # A (user, day) may span files: its count is the sum over them.
-    totals = per_file.groupby(["user_fp", "day"], as_index=False)["clicks"].sum()
-    window = window_clicks(totals, set(covered), history, window_days)
-    joined = per_file[["user_fp", "day", "file"]].merge(window, on=["user_fp", "day"])
-    for index, part in joined.groupby("file", sort=False):
-        yield int(index), tuple(part[c].to_numpy(np.int64) for c in ("user_fp", "day", "window"))
+    totals, of_total = UserDays.of(own[:, 0], own[:, 1], own[:, 2]).summed()
+    window = window_clicks(totals, set(covered), UserDays.of(past[:, 0], past[:, 1], past[:, 2]),
+                           window_days).count[of_total]
+    files = own[:, 3]
+    for index in np.unique(files).tolist():
+        mine = files == index
+        yield index, (own[mine, 0], own[mine, 1], window[mine])
 
 
 _ARTIFACTS: dict = {}
@@ -194,13 +191,10 @@ def _artifact(path: str) -> stats_artifact.StatsArtifact:
 def _label_file(keyed, job, tmp, results):
     """(file index, {windows, file}) -> the file's shard in `tmp` and its counts (a pickled
     LabelSummary) in `results`."""
-    import pandas as pd
-
     index, grouped = keyed
     parts = list(grouped["windows"])
-    window = pd.DataFrame({c: (np.concatenate([p[k] for p in parts]) if parts
-                               else np.zeros(0, np.int64))
-                           for k, c in enumerate(("user_fp", "day", "window"))})
+    window = UserDays.of(*(np.concatenate([p[k] for p in parts] + [np.zeros(0, np.int64)])
+                           for k in range(3)))
     source = _source(job, index)
     summary = labelling.LabelSummary(bin_counts=np.zeros(job["num_bins"], np.int64))
     with log_diagnosis.input_errors_for_beam():
