@@ -65,14 +65,28 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
 
     try:
         if pass_unknown_flags:
-            app.run(guarded, argv=argv,
-                    flags_parser=lambda args: flags.FLAGS(args, known_only=True))
+            app.run(guarded, argv=argv, flags_parser=_parse_known_flags)
         else:
             app.run(guarded, argv=argv)
     except SystemExit as stop:
         if end_process:
             end_now(stop.code)
         raise
+
+
+def _parse_known_flags(args: list[str]) -> list[str]:
+    """absl's flag parsing with unknown flags left in the returned argv; a missing required
+    flag or a bad value ends as absl's own parser ends it (its message, status 1), not in a
+    traceback."""
+    try:
+        return flags.FLAGS(args, known_only=True)
+    except flags.Error as error:
+        lines = str(error).splitlines() or [""]
+        message = (" " + lines[0] if len(lines) == 1
+                   else "".join("\n  " + line for line in lines))
+        print(f"FATAL Flags parsing error:{message}\n"
+              "Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+        sys.exit(1)
 
 
 def owns_process(argv: list[str] | None) -> bool:

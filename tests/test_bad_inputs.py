@@ -275,3 +275,19 @@ def test_catalogue(results, entry, case):
     assert "while running" not in result.stderr
     leftovers = [p for p in os.listdir(case_dir) if p == "out" or p.startswith(".out")]
     assert leftovers == [], leftovers
+
+
+@pytest.mark.parametrize("module, int_flag", [
+    ("pipelines.stats", "num_bins"), ("pipelines.validate", "max_domain_size"),
+    ("pipelines.label", "batch_size"), ("pipelines.score", "batch_size"),
+    ("ranking.train", "batch_size")])
+def test_a_missing_required_flag_or_a_bad_flag_value_is_one_message_without_a_traceback(
+        run, module, int_flag):
+    # The Beam tools pass unknown flags on to Beam (their own parser); the others use absl's.
+    missing = run(module)
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr, missing.stderr
+    assert "FATAL Flags parsing error:" in missing.stderr
+    assert "must have a value other than None" in missing.stderr
+    bad = run(module, f"--{int_flag}=abc")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert f"flag --{int_flag}=abc" in bad.stderr
