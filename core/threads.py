@@ -42,6 +42,14 @@ def set_intra_op_threads(threads: int) -> str | None:
     return None
 
 
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one, else the count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 # Names the threads of `read_in_background`: a failed tool does not wait for them
 # (`core.cli.end_now`).
 READ_THREAD_PREFIX = "dwellrank-read"

@@ -55,6 +55,10 @@ class TrainConfig:
         "replica): keep the labelled rows in memory up to this many MB, so that each row is "
         "read, parsed and labelled once, not every epoch (the same batches; 0: read the logs "
         "every epoch).")
+    read_ahead_mb: int = setting(
+        512, "One worker: MB of labelled training batches read ahead of the training step, by "
+        "a thread pool of every CPU but one (filled while the model is built and traced, so "
+        "that the steps find their batches ready; 0: tf.data's own few batches).")
     checkpoint_every: int = setting(500, "Steps between checkpoints.")
     keep_checkpoints: int = setting(3, "Checkpoints kept.")
     log_every: int = setting(100, "Steps between TensorBoard summaries.")
@@ -146,6 +150,9 @@ def _check_options(config: TrainConfig) -> None:
     if config.intra_op_threads < 0:
         raise InputError(f"--intra_op_threads must be >= 0 (0: TensorFlow's choice), not "
                          f"{config.intra_op_threads}")
+    if config.read_ahead_mb < 0:
+        raise InputError(f"--read_ahead_mb must be >= 0 (0: tf.data's own prefetch), not "
+                         f"{config.read_ahead_mb}")
     if config.train_cache_mb < 0:
         raise InputError(f"--train_cache_mb must be >= 0 (0: no cache), not "
                          f"{config.train_cache_mb}")

@@ -334,10 +334,60 @@ def test_read_ahead_fetches_the_first_element_at_once_and_then_iterates_as_given
         next(ahead)
 
 
+def test_read_ahead_batches_are_those_that_fit_the_bound_counted_by_hand():
+    import tensorflow as tf
+
+    from ranking import data
+
+    spec = ({"user_id": tf.TensorSpec([None], tf.string),
+             "position": tf.TensorSpec([None], tf.int64)},
+            {"probs": tf.TensorSpec([None, 3], tf.float32)})
+    row = data.STRING_ELEMENT_BYTES + 8 + 3 * 4  # 84 bytes
+    assert data.read_ahead_batches(spec, 10, 10 * row * 10) == 10
+    assert data.read_ahead_batches(spec, 10, 10 * row * 10 - 1) == 9
+    assert data.read_ahead_batches(spec, 10, 100) == 1  # at least one batch
+
+
+def test_read_ahead_reads_batches_before_they_are_asked_for_and_keeps_them_in_order():
+    import threading
+    import time
+
+    import numpy as np
+    import tensorflow as tf
+
+    from core import threads
+    from ranking import data
+
+    made, lock = [0], threading.Lock()
+
+    def count(x):
+        with lock:
+            made[0] += 1
+        return x
+
+    dataset = tf.data.Dataset.range(200).map(
+        lambda x: tf.numpy_function(count, [x], tf.int64, stateful=True))
+    assert data.read_ahead(dataset, 1, 0) is dataset  # 0: unchanged
+    ahead = data.read_ahead(dataset, 1, 100 * 8)  # 100 batches of one int64
+    assert ahead.options().threading.private_threadpool_size == max(
+        1, threads.available_cpus() - 1)
+    iterator = iter(ahead)
+    assert int(next(iterator)) == 0
+    deadline = time.monotonic() + 20
+    while made[0] < 60 and time.monotonic() < deadline:  # filled while nobody asks
+        time.sleep(0.05)
+    assert made[0] >= 60
+    assert [int(x) for x in iterator] == list(range(1, 200))
+    np.testing.assert_array_equal(list(ahead.as_numpy_iterator()), np.arange(200))
+
+
 def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tmp_path,
                                                                  monkeypatch):
-    """The first epoch read ahead (while the model is built) and read in the loop give the same
-    batches: the same weights to the last bit."""
+    """The first epoch read ahead (while the model is built) and read in the loop, with the
+    deep read-ahead buffer and without, give the same batches: the same weights to the last
+    bit."""
+    import dataclasses
+
     import numpy as np
     import tensorflow as tf
 
@@ -390,3 +440,10 @@ def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tm
     assert ahead.keys() == in_loop.keys() and len(ahead) > 4
     for name in ahead:
         np.testing.assert_array_equal(ahead[name], in_loop[name], err_msg=name)
+    # Without the deep read-ahead buffer (--read_ahead_mb=0: tf.data's own prefetch) as well.
+    monkeypatch.setattr(data, "ReadAhead", real)
+    shallow = dataclasses.replace(config, read_ahead_mb=0)
+    assert training.train_and_evaluate(shallow, str(tmp_path / "shallow"))["auc_ctr"] == (
+        ahead_metrics["auc_ctr"])
+    for name, value in weights(str(tmp_path / "shallow")).items():
+        np.testing.assert_array_equal(value, ahead[name], err_msg=name)
