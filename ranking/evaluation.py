@@ -68,6 +68,7 @@ class Predictor:
             return {k: outputs[k] for k in names}
 
         self._step = step
+        self._traced = False
 
     def trace(self, features_spec) -> None:
         """Traces the forward pass for `features_spec` ({feature: tf.TensorSpec}, a dataset's
@@ -75,13 +76,21 @@ class Predictor:
         then serves every batch, the last short one included (traced on the first batch's
         shape, a short last batch would trace it again), and it can overlap the first read."""
         self._step.get_concrete_function(features_spec)
+        self._traced = True
 
     def __call__(self, batches) -> tuple[dict, dict]:
         """(outputs, labels) of `batches`, an iterable of (features, labels) batches, as dicts
         of NumPy arrays ([rows] or [rows, bins]): the model's serving outputs (`output_names`)
-        and the labels LABEL_KEYS."""
+        and the labels LABEL_KEYS. Not traced yet (`trace`), the forward pass is traced on the
+        first batch with its batch dimension left open, so a short last batch (or the next
+        call's) uses the same trace."""
+        import tensorflow as tf
+
         outputs, labels = {}, {}
         for features, batch_labels in batches:
+            if not self._traced:
+                self.trace({name: tf.TensorSpec([None, *value.shape[1:]], value.dtype)
+                            for name, value in features.items()})
             for key, value in self._step(features).items():
                 outputs.setdefault(key, []).append(value.numpy())
             for key in LABEL_KEYS:

@@ -76,9 +76,10 @@ def test_a_dwell_only_single_task_model_has_no_ctr_decile_bias():
     assert result["towers"] == {}
 
 
-def test_a_predictor_traced_ahead_traces_once_and_predicts_as_one_traced_on_batches():
-    """Predictor.trace (the evaluation's trace before its first batch is read): one trace for
-    batches of any size, the outputs those of a predictor traced on the batches themselves."""
+def test_a_predictor_traces_once_for_batches_of_any_size_and_predicts_as_the_network():
+    """Predictor.trace (the evaluation's trace before its first batch is read), or its trace on
+    the first batch (validation): one trace for batches of any size, the outputs those of the
+    network called eagerly."""
     import tensorflow as tf
 
     from model_fixtures import tiny_batch, tiny_spec
@@ -96,9 +97,17 @@ def test_a_predictor_traced_ahead_traces_once_and_predicts_as_one_traced_on_batc
                  for name, tensor in batches[0][0].items()})
     outputs, labels = ahead(batches)
     assert ahead._step.experimental_get_tracing_count() == 1  # noqa: SLF001
+    # Not traced ahead: traced on the first batch, with its batch dimension open, once for all
+    # (the short last batch and a second call included).
     plain = evaluation.Predictor(network, config, TARGETS)
-    expected, _ = plain(batches)
-    assert plain._step.experimental_get_tracing_count() == 2  # noqa: SLF001 (the short batch)
-    assert set(outputs) == set(expected) and len(labels["click"]) == sum(rows)
+    again, _ = plain(batches)
+    plain(batches[2:])
+    assert plain._step.experimental_get_tracing_count() == 1  # noqa: SLF001
+    # The reference: the network called eagerly on each batch.
+    names = set(outputs)
+    expected = {k: np.concatenate([network(f, training=False)[k].numpy() for f, _ in batches])
+                for k in names}
+    assert set(again) == names and len(labels["click"]) == sum(rows)
     for key in expected:
-        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(outputs[key], expected[key], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(again[key], expected[key], rtol=1e-5, atol=1e-6)
