@@ -42,7 +42,7 @@ def user_fingerprint(user_ids):
     return tf.strings.to_hash_bucket_fast(user_ids, FINGERPRINT_BUCKETS)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class UserDays:
     """Counts per (user fingerprint, UTC day): int64 arrays [rows] of one length. `count` is
     clicks that day (`count_user_days`, `artifact_counts`) or clicks over the T2 window ending
@@ -107,22 +107,29 @@ def window_clicks(labelled: UserDays, covered_days: set, history: UserDays,
     """For every (user_fp, day) of `labelled` (clicks that day): the user's clicks over the
     `window_days` days ending with `day`; covered days count from `labelled`, other days from
     `history`. Returns UserDays of window clicks, row for row of `labelled`."""
-    covered = np.fromiter(covered_days, np.int64, len(covered_days))
-    counts, _ = _concat([labelled, _rows(history, ~np.isin(history.day, covered))]).summed()
     window = np.zeros(labelled.rows, np.int64)
-    if labelled.rows and counts.rows and window_days > 0:
-        # One int64 key per (user, day): dense user index * day span + day offset. `counts` is
-        # sorted by user then day, so its keys are ascending.
+    if not labelled.rows or window_days < 1:
+        return UserDays(labelled.user_fp, labelled.day, window)
+    covered = np.fromiter(covered_days, np.int64, len(covered_days))
+    # Only the history a window reaches (the artifact's whole table is given): a smaller sort.
+    reached = ((history.day >= labelled.day.min() - window_days + 1)
+               & (history.day <= labelled.day.max()) & ~np.isin(history.day, covered))
+    counts, _ = _concat([labelled, _rows(history, reached)]).summed()
+    if counts.rows:
+        # One int64 key per (user, day): user rank * days + day rank, over the users of
+        # `counts` and the days any window asks for (ranks, not offsets: a stray far-off day
+        # cannot overflow the key). `counts` is sorted by user then day: its keys ascend.
         users = np.unique(counts.user_fp)
-        first = min(int(counts.day.min()), int(labelled.day.min()) - window_days + 1)
-        span = max(int(counts.day.max()), int(labelled.day.max())) - first + 1
-        keys = np.searchsorted(users, counts.user_fp) * span + (counts.day - first)
+        asked = labelled.day[None, :] - np.arange(window_days, dtype=np.int64)[:, None]
+        days = np.unique(np.concatenate([counts.day, asked.ravel()]))
+        keys = np.searchsorted(users, counts.user_fp) * len(days) + np.searchsorted(
+            days, counts.day)
         where = np.minimum(np.searchsorted(users, labelled.user_fp), len(users) - 1)
         known = users[where] == labelled.user_fp
-        query = where * span + (labelled.day - first)
         for back in range(window_days):
-            at = np.minimum(np.searchsorted(keys, query - back), len(keys) - 1)
-            window += np.where(known & (keys[at] == query - back), counts.count[at], 0)
+            query = where * len(days) + np.searchsorted(days, asked[back])
+            at = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+            window += np.where(known & (keys[at] == query), counts.count[at], 0)
     return UserDays(labelled.user_fp, labelled.day, window)
 
 

@@ -5,11 +5,12 @@ While `tensorflow` imports itself (with tf_keras, which it loads), it also impor
 copy of those), the Google API client (TensorFlow: the GCE cluster resolver and the TPU
 client) and pandas (tf_keras: DataFrames as inputs to `Model.fit`), each inside
 `try: ... except ImportError`, which leaves the integration off when the package is missing.
-Together they are 0.5-0.7 s of every process's start on a 2-core machine (docs/BENCHMARKS.md),
+Together they are 0.5-0.7 s of a training run's start on a 2-core machine (docs/BENCHMARKS.md),
 for features this project never calls: it trains with its own loops on `tf.data` datasets,
 resolves clusters from TF_CONFIG and augments no images. (The labeller and the stats
-artifact's tables use NumPy, so training imports no pandas at all; the jobs that do, the
-statistics and labelling engines on Beam, import it as usual.)
+artifact's tables use NumPy, so training imports no pandas at all; the tools that do, the Beam
+jobs (Apache Beam imports it before TensorFlow), scoring's writers and the report, import it
+as usual.)
 
 `skip_while_tensorflow_imports()` (called by `core/__init__.py`, before any TensorFlow import)
 makes those packages look absent to imports that TensorFlow's or tf_keras' own code makes while

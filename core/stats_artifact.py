@@ -276,7 +276,7 @@ def read_table_shard(path: str, columns: Mapping[str, type]) -> dict[str, np.nda
     Python's csv module, not pandas: a training run then never imports pandas (0.3 s of its
     start), and floats are parsed correctly rounded. InputError names the shard, line and column
     of a row with another number of fields than the header or a value not of its column's type."""
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8") as handle:  # as the statistics job writes
         reader = csv.reader(handle)
         header = next(reader, [])
         rows = [row for row in reader if row]
@@ -298,29 +298,34 @@ def read_table_shard(path: str, columns: Mapping[str, type]) -> dict[str, np.nda
         parse = float if kind is float else int
         try:
             out[column] = np.fromiter(map(parse, values), kind, len(values))
-        except ValueError:
+        except (ValueError, OverflowError):
             at = header.index(column)
             line, value = next((n, r[at]) for n, r in _numbered_rows(path)
                                if not _parses(r[at], parse))
-            expected = "a number" if kind is float else "an integer"
+            expected = "a number" if kind is float else "an integer (64-bit)"
             raise InputError(f"{value!r} is not {expected}", file=path, row=line,
                              column=column) from None
     return out
 
 
 def _numbered_rows(path: str):
-    """(line number, fields) of a table shard's non-blank rows after its header."""
-    with open(path, newline="") as handle:
-        yield from ((line, row) for line, row in enumerate(csv.reader(handle), 1)
-                    if row and line > 1)
+    """(line number where it starts, fields) of a table shard's non-blank rows after its header
+    (a quoted field may span lines)."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        line = reader.line_num + 1
+        for row in reader:
+            if row and line > 1:
+                yield line, row
+            line = reader.line_num + 1
 
 
 def _parses(value: str, parse) -> bool:
     try:
-        parse(value)
+        number = parse(value)
     except ValueError:
         return False
-    return True
+    return parse is not int or -2**63 <= number < 2**63
 
 
 def read_stats_json(path: str) -> dict:

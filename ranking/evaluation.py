@@ -88,7 +88,7 @@ class Predictor:
 
         outputs, labels = {}, {}
         for features, batch_labels in batches:
-            if not self._traced:
+            if not self._traced and all(isinstance(v, tf.Tensor) for v in features.values()):
                 self.trace({name: tf.TensorSpec([None, *value.shape[1:]], value.dtype)
                             for name, value in features.items()})
             for key, value in self._step(features).items():

@@ -121,7 +121,9 @@ def single_worker_batches(config, inputs, spec, strategy, epoch: int, skip: int)
     dataset = epoch_dataset(config, inputs, spec, epoch, config.batch_size)
     if config.steps_per_epoch:
         dataset = dataset.take(config.steps_per_epoch)
-    dataset = data.read_ahead(dataset.skip(skip), config.batch_size, config.read_ahead_mb << 20)
+    dataset = dataset.skip(skip)
+    if inputs.train_cache is None:  # batches from memory are made fast: no buffer on top
+        dataset = data.read_ahead(dataset, config.batch_size, config.read_ahead_mb << 20)
     return iter(strategy.experimental_distribute_dataset(dataset))
 
 

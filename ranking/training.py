@@ -56,9 +56,10 @@ class TrainConfig:
         "read, parsed and labelled once, not every epoch (the same batches; 0: read the logs "
         "every epoch).")
     read_ahead_mb: int = setting(
-        512, "One worker: MB of labelled training batches read ahead of the training step, by "
-        "a thread pool of every CPU but one (filled while the model is built and traced, so "
-        "that the steps find their batches ready; 0: tf.data's own few batches).")
+        512, "One worker streaming its logs (not from --train_cache_mb): MB of labelled "
+        "training batches read ahead of the training step, by a thread pool of every CPU but "
+        "one (filled while the model is built and traced, so that the steps find their batches "
+        "ready; 0: tf.data's own few batches).")
     checkpoint_every: int = setting(500, "Steps between checkpoints.")
     keep_checkpoints: int = setting(3, "Checkpoints kept.")
     log_every: int = setting(100, "Steps between TensorBoard summaries.")

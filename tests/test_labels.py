@@ -643,6 +643,16 @@ def test_window_clicks_and_daily_windows_equal_a_dictionary_count():
         assert dict(zip(zip(daily.user_fp.tolist(), daily.day.tolist()),
                         daily.count.tolist())) == brute
     assert window_clicks(UserDays.of([], [], []), set(), table, 7).rows == 0
+    # Stray far-off days (a timestamp in nanoseconds, say) in the history and in the logs
+    # labelled, with many users: keys by rank, not offset, do not overflow.
+    fps = np.arange(1, 100_001, dtype=np.int64) * 92_233_720_368
+    far = UserDays.of(np.r_[fps, 5], np.r_[np.full(len(fps), 20_000), 2**62 // 86_400],
+                      np.r_[np.full(len(fps), 2), 9])
+    days = np.full(len(fps), 20_003)
+    days[0] = 2**61  # one far-off row being labelled
+    labelled = UserDays.of(fps, days, np.ones(len(fps)))
+    got = window_clicks(labelled, {20_003, 2**61}, far, 7).count
+    assert got[0] == 1 and (got[1:] == 3).all()
     assert window_from_daily(UserDays.of([], [], []), 7).rows == 0
 
 
@@ -651,6 +661,12 @@ def test_an_artifact_table_with_a_bad_value_names_its_shard_line_and_column(tmp_
         "user_id,day,clicks\nu1,20000,3\n\n007,20001,2\nu3,20002,x\n")
     with pytest.raises(InputError, match=r"part-00000-of-00001.csv, line 5, column 'clicks': "
                                          r"'x' is not an integer"):
+        stats_artifact.read_table(str(tmp_path), stats_artifact.USER_DAY_COLUMNS)
+    # A quoted id over two lines counts both; a value past int64 is named, not a traceback.
+    (tmp_path / "part-00000-of-00001.csv").write_text(
+        'user_id,day,clicks\n"u\n1",20000,3\nu2,20001,99999999999999999999\n')
+    with pytest.raises(InputError, match=r"line 4, column 'clicks': '99999999999999999999' is "
+                                         r"not an integer"):
         stats_artifact.read_table(str(tmp_path), stats_artifact.USER_DAY_COLUMNS)
     (tmp_path / "part-00000-of-00001.csv").write_text("user_id,day,clicks\n\nu1,20000\n")
     with pytest.raises(InputError, match=r"line 3: has 2 fields; the header has 3"):
