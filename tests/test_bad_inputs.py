@@ -291,3 +291,14 @@ def test_a_missing_required_flag_or_a_bad_flag_value_is_one_message_without_a_tr
     bad = run(module, f"--{int_flag}=abc")
     assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
     assert f"flag --{int_flag}=abc" in bad.stderr
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--read_ahead_mb=-1", "--read_ahead_mb must be >= 0 (0: tf.data's own prefetch), not -1"),
+    ("--train_cache_mb=-1", "--train_cache_mb must be >= 0 (0: no cache), not -1")])
+def test_a_negative_memory_bound_is_refused_before_anything_is_read(run, tmp_path, flag,
+                                                                     message):
+    done = run("ranking.train", "--train=missing/*.csv", "--stats=missing",
+               f"--model_dir={tmp_path / 'model'}", flag)
+    assert done.returncode == 1 and done.stderr.strip() == f"error: {message}", done.stderr
+    assert not (tmp_path / "model").exists()
