@@ -291,7 +291,8 @@ def read_table_shard(path: str, columns: Mapping[str, type]) -> dict[str, np.nda
     fields = list(zip(*rows)) if rows else [()] * len(header)
     out = {}
     for column, kind in columns.items():
-        values = fields[header.index(column)]
+        at = header.index(column)
+        values = fields[at]
         if kind is str:
             out[column] = np.array(values, dtype=object).reshape(len(values))
             continue
@@ -299,7 +300,6 @@ def read_table_shard(path: str, columns: Mapping[str, type]) -> dict[str, np.nda
         try:
             out[column] = np.fromiter(map(parse, values), kind, len(values))
         except (ValueError, OverflowError):
-            at = header.index(column)
             line, value = next((n, r[at]) for n, r in _numbered_rows(path)
                                if not _parses(r[at], parse))
             expected = "a number" if kind is float else "an integer (64-bit)"

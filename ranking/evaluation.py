@@ -68,7 +68,6 @@ class Predictor:
             return {k: outputs[k] for k in names}
 
         self._step = step
-        self._traced = False
 
     def trace(self, features_spec) -> None:
         """Traces the forward pass for `features_spec` ({feature: tf.TensorSpec}, a dataset's
@@ -76,7 +75,6 @@ class Predictor:
         then serves every batch, the last short one included (traced on the first batch's
         shape, a short last batch would trace it again), and it can overlap the first read."""
         self._step.get_concrete_function(features_spec)
-        self._traced = True
 
     def __call__(self, batches) -> tuple[dict, dict]:
         """(outputs, labels) of `batches`, an iterable of (features, labels) batches, as dicts
@@ -88,7 +86,8 @@ class Predictor:
 
         outputs, labels = {}, {}
         for features, batch_labels in batches:
-            if not self._traced and all(isinstance(v, tf.Tensor) for v in features.values()):
+            if (not self._step.experimental_get_tracing_count()
+                    and all(isinstance(v, tf.Tensor) for v in features.values())):
                 self.trace({name: tf.TensorSpec([None, *value.shape[1:]], value.dtype)
                             for name, value in features.items()})
             for key, value in self._step(features).items():
