@@ -34,7 +34,8 @@ both sides then train the selected weights one more pass over the held-out days 
   the training process (and added to it in the second ratio). Its figures come from
   eval_metrics.json: `auc_ctr` (the AUC of the served score against click; for `ple` the
   score is ctr + expected NDT, so the ctr tower's own AUC, `towers.ctr.auc_ctr`, is printed
-  too) and `train_examples_per_second` (after the first step).
+  too, and it is the one the goal's "at a click AUC at least as high" compares with DeepCTR's
+  ctr output: like for like) and `train_examples_per_second` (after the first step).
 - DeepCTR (this file run with `--child`): pandas reads the CSVs; the features are the
   project's defaults: every column but impression_id, timestamp, click, dwell_time (and the
   label names); user_id, item_id and string columns are `SparseFeat`s, label-encoded with the
@@ -301,7 +302,11 @@ def main():
                 if project["features"].get(name) != deepctr["features"].get(name)}
     ratio = project["wall_seconds"] / deepctr["wall_seconds"]
     ratio_with_stats = (project["wall_seconds"] + stats_seconds) / deepctr["wall_seconds"]
-    goal = ratio <= 0.5 and project["auc_ctr"] >= deepctr["auc_ctr"]
+    # Like for like: the project's click output (the ctr tower where the model has one; the
+    # served score of a multi-task preset also weighs expected dwell) against DeepCTR's ctr.
+    project_click_auc = (project["auc_ctr"] if project.get("auc_ctr_ctr_tower") is None
+                         else project["auc_ctr_ctr_tower"])
+    goal = ratio <= 0.5 and project_click_auc >= deepctr["auc_ctr"]
     command = " ".join([".venv/bin/python", "benchmarks/bench_deepctr.py"]
                        + [shlex.quote(a) for a in sys.argv[1:]])
     report = {"command": command, "out": out, "train": train, "eval": evaluate, "sim": sim,
@@ -335,8 +340,9 @@ def render(r):
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     lines.append(f"wall time ratio dwellrank / DeepCTR: {r['wall_ratio']:.3f} "
-                 f"(with the stats job: {r['wall_ratio_with_stats']:.3f}); goal <= 0.5 at a CTR "
-                 f"AUC at least as high: {'met' if r['goal_met'] else 'NOT met'}")
+                 f"(with the stats job: {r['wall_ratio_with_stats']:.3f}); goal <= 0.5 at a click "
+                 f"AUC at least as high (the ctr tower's against DeepCTR's ctr output): "
+                 f"{'met' if r['goal_met'] else 'NOT met'}")
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in d["phases"].items())
     lines.append(f"DeepCTR process phases: {phases} (first step of fit, with tracing, "
                  f"{d['first_step_seconds']:.1f} s; autograph {r['deepctr_autograph']}); "
