@@ -543,6 +543,21 @@ def test_stats_tables_hold_one_row_per_item_and_user_day_over_groups(tmp_path):
         assert names and all(re.fullmatch(r"part-\d{5}-of-00032\.csv", n) for n in names), names
 
 
+def test_stats_over_a_group_of_files_without_clicks(tmp_path):
+    """A file group whose rows have no click (--files_per_read=1) adds its rows and nothing to
+    the tables: the artifact's tables are those of the other file alone."""
+    write_log(tmp_path / "a.csv", history_rows())
+    write_log(tmp_path / "b.csv", [(f"u{k}", f"i{k}", (D - 3) * DAY + k, 0, "")
+                                   for k in range(20)])
+    statistics.compute_stats(str(tmp_path / "*.csv"), str(tmp_path / "both"),
+                             statistics.StatsConfig(files_per_read=1))
+    statistics.compute_stats(str(tmp_path / "a.csv"), str(tmp_path / "alone"))
+    both = stats_artifact.load_artifact(str(tmp_path / "both"))
+    alone = stats_artifact.load_artifact(str(tmp_path / "alone"))
+    assert stats_artifact.read_stats_json(str(tmp_path / "both"))["rows"] == len(history_rows()) + 20
+    assert both.item_p10 == alone.item_p10 and both.user_day_clicks == alone.user_day_clicks
+
+
 def test_item_p10_is_numpys_percentile_bit_for_bit():
     """The items' P10, computed for all items at once (and by NumPy past 1,024 clicks), equals
     `np.percentile(dwell, 10)` per item to the last bit: lengths 1..40 and around the cut-off,

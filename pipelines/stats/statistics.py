@@ -22,6 +22,7 @@ sigma, edges and medians, and the per-item arrays for P10.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import uuid
@@ -95,8 +96,8 @@ def _file_groups(files: list, files_per_read: int) -> list[list]:
 
 def _read_files(files: list, schema_json: dict, config: StatsConfig):
     """Reads a group of log files (`LogFile`s); yields ('part', _Part) with a record per file,
-    ('item', (id, dwells)) and ('user_day', ((user, day), clicks)), pre-aggregated over the
-    group."""
+    then ('item', (partition, {item: dwells})) and ('user_day', (partition, {(user, day):
+    clicks})) per partition with rows (`_partitioned`), pre-aggregated over the group."""
     from apache_beam import pvalue
 
     schema = log_schema.LogSchema.from_json(schema_json)
@@ -164,6 +165,8 @@ def _user_day_clicks(users: np.ndarray, days: np.ndarray) -> dict:
     """{(user id (str), UTC day): clicks}. `users`: ids as bytes [clicks], `days`: int [clicks]."""
     import pandas as pd
 
+    if not len(users):  # a group without clicks
+        return {}
     codes, ids = pd.factorize(users)
     order = np.lexsort((days, codes))
     codes, days = codes[order], days[order]
@@ -273,6 +276,9 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
         with reraised_from_workers():
             _run_pipeline(beam, PipelineOptions(beam_args or []), source.files, schema_json,
                           config, tmp, pattern)
+        # A shard whose writer failed and was retried leaves its partial file behind.
+        for partial in glob.glob(os.path.join(tmp, "*", "*.partial")):
+            os.remove(partial)
         with open(os.path.join(tmp, "stats.json")) as handle:
             stats = json.load(handle)
     return stats
@@ -360,6 +366,8 @@ def _tenth_percentiles_together(arrays: list) -> list[float]:
     if not arrays:
         return []
     lengths = np.fromiter(map(len, arrays), np.int64, len(arrays))
+    if lengths.min() < 1:
+        raise ValueError("the percentile of an empty array")
     values = np.concatenate([np.asarray(a, np.float64) for a in arrays])
     group = np.repeat(np.arange(len(arrays)), lengths)
     by_value = np.argsort(values)
@@ -392,7 +400,7 @@ def _csv_field(text: str) -> str:
 
 def _write_stats(part, directory, config, schema_json, pattern, items, user_days):
     """Writes stats.json from the merged part; `items`, `user_days`: the rows of each
-    table block."""
+    table shard (0 for a partition without rows)."""
     schema = log_schema.LogSchema.from_json(schema_json)
     with log_diagnosis.input_errors_for_beam():
         stats = summarize(part, config, schema)
