@@ -6,6 +6,8 @@ import glob
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ from pipelines.label import labelling
 from pipelines.simulate import simulator
 from pipelines.stats import statistics
 
+from conftest import REPO
 from reference_labels import reference_labels, reference_ndt, reference_stats
 
 DAY = 86_400
@@ -465,6 +468,52 @@ def test_stats_cli_bad_input(run, tmp_path):
     assert result.returncode == 1, result.stderr
     assert "bad.csv, line 2, column 'click': expected 0 or 1, found 3" in result.stderr
     assert not (tmp_path / "stats").exists()
+    # The local engine: the same message, no traceback; Beam's options are refused.
+    result = run("pipelines.stats", f"--input={bad}", f"--output_dir={tmp_path}/stats",
+                 "--engine=local")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "bad.csv, line 2, column 'click': expected 0 or 1, found 3" in result.stderr
+    good = write_log(tmp_path / "good.csv", history_rows())
+    result = run("pipelines.stats", f"--input={good}", f"--output_dir={tmp_path}/stats",
+                 "--engine=local", "--direct_num_workers=2")
+    assert result.returncode == 1, result.stderr
+    assert "unknown flag(s) --direct_num_workers=2 (Beam pipeline options need --engine=beam)" \
+        in result.stderr
+    assert not (tmp_path / "stats").exists()
+
+
+def test_stats_local_engine_writes_the_beam_engines_artifact(tmp_path):
+    """--engine=local, in a fresh process that never imports Apache Beam, over three file
+    groups: the artifact of the Beam engine (stats.json equal but for the float sums of the
+    numeric features' moments, merged in another order; the same shards with the same rows)."""
+    rows = history_rows()
+    for k in range(3):
+        write_log(tmp_path / f"{k}.csv", rows[k::3])
+    pattern = str(tmp_path / "*.csv")
+    script = ("import sys; from pipelines.stats import statistics; "
+              f"statistics.compute_stats({pattern!r}, {str(tmp_path / 'local')!r}, "
+              "statistics.StatsConfig(files_per_read=1), engine='local'); "
+              "print('apache_beam' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            cwd=REPO, check=False)
+    assert result.returncode == 0 and result.stdout.split()[-1] == "False", result.stderr
+    statistics.compute_stats(pattern, str(tmp_path / "beam"),
+                             statistics.StatsConfig(files_per_read=1))
+    local, beam = (stats_artifact.read_stats_json(str(tmp_path / name))
+                   for name in ("local", "beam"))
+    local_moments, beam_moments = local.pop("numeric_features"), beam.pop("numeric_features")
+    assert local == beam and local["items_with_p10"] > 0
+    assert local_moments.keys() == beam_moments.keys()
+    for name, moments in beam_moments.items():
+        assert local_moments[name] == pytest.approx(moments, rel=1e-12), name
+    for table in ("items", "user_days"):
+        shards = {engine: sorted(os.listdir(tmp_path / engine / table))
+                  for engine in ("local", "beam")}
+        assert shards["local"] == shards["beam"] and shards["local"], table
+        for shard in shards["local"]:
+            lines = [sorted((tmp_path / engine / table / shard).read_text().splitlines())
+                     for engine in ("local", "beam")]
+            assert lines[0] == lines[1], (table, shard)
 
 
 def test_stats_read_files_in_groups_as_if_each_were_read_alone(tmp_path, monkeypatch):
