@@ -7,7 +7,7 @@ layout there. It appears atomically (written to a temporary sibling and renamed 
 Two engines run the same steps (`_preaggregate` per file group, the partitions' merges,
 `_write_shard`, `_write_stats`): "beam" (the default, SPEC §3's DirectRunner or any runner by
 pipeline options) and "local", which runs them in this process one file group after the other:
-no Beam import nor pipeline start (about 1.2 s of a small job), no parallelism across groups
+no Beam import nor pipeline start (about 1.4 s of a small job), no parallelism across groups
 (each group's reader reads two files at once).
 
 Scaling: the input files are read in groups (`_file_groups`: up to `--files_per_read` files of
