@@ -321,7 +321,9 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
 
 def _run_local(files, schema_json, config, tmp, pattern):
     """The local engine: the Beam pipeline's steps in this process (file groups read one after
-    the other, each through its own reader); the artifact lands in `tmp`."""
+    the other, each through its own reader); the artifact lands in `tmp`. It holds every
+    partition's tables at once, as the Beam engine's merge spreads them over its workers:
+    8 bytes per clicked dwell and about 150 per user-day (15 GB per 100 M user-days)."""
     parts, tables = [], {"item": {}, "user_day": {}}  # tag -> partition -> [group tables]
     for group in _file_groups(files, config.files_per_read):
         for tag, value in _preaggregate(group, schema_json, config):
