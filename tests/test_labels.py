@@ -479,6 +479,12 @@ def test_stats_cli_bad_input(run, tmp_path):
     assert result.returncode == 1, result.stderr
     assert "unknown flag(s) --direct_num_workers=2 (Beam pipeline options need --engine=beam)" \
         in result.stderr
+    no_clicks = write_log(tmp_path / "no_clicks.csv", [("u", "i", D * DAY, 0, "")])
+    for engine in ("beam", "local"):
+        result = run("pipelines.stats", f"--input={no_clicks}",
+                     f"--output_dir={tmp_path}/stats", f"--engine={engine}")
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert "the input has 0 click(s) with dwell > 0" in result.stderr, engine
     assert not (tmp_path / "stats").exists()
 
 
@@ -486,24 +492,30 @@ def test_stats_local_engine_writes_the_beam_engines_artifact(tmp_path):
     """--engine=local, in a fresh process that never imports Apache Beam, over three file
     groups: the artifact of the Beam engine (stats.json equal but for the float sums of the
     numeric features' moments, merged in another order; the same shards with the same rows)."""
-    rows = history_rows()
+    # A numeric feature (its moments) and unclicked rows with a dwell (treated as 0).
+    rows = [(*row, 1.5 * (k % 97)) for k, row in enumerate(history_rows())]
+    rows += [(f"n{k}", f"bg{k}", (D - 8) * DAY + k, 0, 7.0, 3.0) for k in range(9)]
     for k in range(3):
-        write_log(tmp_path / f"{k}.csv", rows[k::3])
+        with open(tmp_path / f"{k}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([*HEADER, "item_length"])
+            writer.writerows(rows[k::3])
     pattern = str(tmp_path / "*.csv")
+    config = "statistics.StatsConfig(files_per_read=1, allow_unclicked_dwell=True)"
     script = ("import sys; from pipelines.stats import statistics; "
-              f"statistics.compute_stats({pattern!r}, {str(tmp_path / 'local')!r}, "
-              "statistics.StatsConfig(files_per_read=1), engine='local'); "
-              "print('apache_beam' in sys.modules)")
+              f"statistics.compute_stats({pattern!r}, {str(tmp_path / 'local')!r}, {config}, "
+              "engine='local'); print('apache_beam' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             cwd=REPO, check=False)
     assert result.returncode == 0 and result.stdout.split()[-1] == "False", result.stderr
     statistics.compute_stats(pattern, str(tmp_path / "beam"),
-                             statistics.StatsConfig(files_per_read=1))
+                             statistics.StatsConfig(files_per_read=1, allow_unclicked_dwell=True))
     local, beam = (stats_artifact.read_stats_json(str(tmp_path / name))
                    for name in ("local", "beam"))
     local_moments, beam_moments = local.pop("numeric_features"), beam.pop("numeric_features")
     assert local == beam and local["items_with_p10"] > 0
-    assert local_moments.keys() == beam_moments.keys()
+    assert local["unclicked_dwell_treated_as_zero"] == 9 and len(local["files"]) == 3
+    assert local_moments.keys() == beam_moments.keys() == {"item_length"}
     for name, moments in beam_moments.items():
         assert local_moments[name] == pytest.approx(moments, rel=1e-12), name
     for table in ("items", "user_days"):

@@ -7,7 +7,8 @@
 With --engine=beam (the default), flags it does not know go to Apache Beam (DirectRunner by
 default), e.g. `--direct_num_workers=2 --direct_running_mode=multi_processing`, or
 `--runner=FlinkRunner ...`. --engine=local runs the same steps in this process without Beam
-(the same artifact; no Beam import or pipeline start, about 1.4 s less on one machine).
+(the same artifact; no Beam import or pipeline start, about 1.4 s less on one machine); the
+check against a `--schema` is a TFDV pipeline on Beam's DirectRunner with either engine.
 The artifact's layout is in `pipelines/stats/statistics.py`.
 """
 

@@ -1,4 +1,4 @@
-"""The statistics job: an Apache Beam pipeline that writes the stats artifact (SPEC §3).
+"""The statistics job (SPEC §3): the stats artifact, on Apache Beam or in one process.
 
 The artifact's layout, its definitions and its reader are in `core.stats_artifact`; this job
 computes the pre-aggregates and writes them through `stats_artifact.stats_json` and the table
@@ -113,8 +113,8 @@ def _read_files(files: list, schema_json: dict, config: StatsConfig):
 def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     """Reads a group of log files (`LogFile`s); yields ('part', _Part) with a record per file,
     then ('item', (partition, {item: dwells})) and ('user_day', (partition, {(user, day):
-    clicks})) per partition with rows (`_partitioned`), pre-aggregated over the group. Bad
-    input raises InputError."""
+    clicks})) per partition with rows (`_partitioned`), pre-aggregated over the group. A bad
+    value raises the reader's TensorFlow error: each engine explains it (`log_diagnosis`)."""
     schema = log_schema.LogSchema.from_json(schema_json)
     # Recorded only if unchanged by the end of the read.
     before = [stats_artifact.file_status(f.path) for f in files]
@@ -126,26 +126,25 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     # day's file, and two files read at once keep both cores busy.
     dataset = source.dataset(config.batch_size, allow_unclicked_dwell=config.allow_unclicked_dwell,
                              with_source=True, parallel_files=min(2, len(files)))
-    with log_diagnosis.input_errors_explained():
-        for batch in dataset.as_numpy_iterator():
-            click = batch["click"] == 1
-            dwell = batch["dwell_time"]
-            day = np.floor_divide(batch["timestamp"], SECONDS_PER_DAY)
-            part.rows += len(click)
-            logs.add_file_day_rows(file_day_rows, batch[logs.SOURCE_INDEX], day)
-            part.clicks += int(click.sum())
-            if config.allow_unclicked_dwell:
-                part.unclicked_dwell += int(batch[logs.DWELL_ZEROED].sum())
-            positive = click & (dwell > 0)
-            part.dwell.append(dwell[positive])
-            item_parts.append(batch["item_id"][positive])
-            day_parts.append((batch["user_id"][click], day[click]))
-            for name in numeric:
-                x = np.log1p(np.maximum(batch[name].astype(np.float64), 0.0))
-                acc = part.numeric[name]
-                acc[0] += len(x)
-                acc[1] += float(x.sum())
-                acc[2] += float((x * x).sum())
+    for batch in dataset.as_numpy_iterator():
+        click = batch["click"] == 1
+        dwell = batch["dwell_time"]
+        day = np.floor_divide(batch["timestamp"], SECONDS_PER_DAY)
+        part.rows += len(click)
+        logs.add_file_day_rows(file_day_rows, batch[logs.SOURCE_INDEX], day)
+        part.clicks += int(click.sum())
+        if config.allow_unclicked_dwell:
+            part.unclicked_dwell += int(batch[logs.DWELL_ZEROED].sum())
+        positive = click & (dwell > 0)
+        part.dwell.append(dwell[positive])
+        item_parts.append(batch["item_id"][positive])
+        day_parts.append((batch["user_id"][click], day[click]))
+        for name in numeric:
+            x = np.log1p(np.maximum(batch[name].astype(np.float64), 0.0))
+            acc = part.numeric[name]
+            acc[0] += len(x)
+            acc[1] += float(x.sum())
+            acc[2] += float((x * x).sum())
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
     day_rows = [{} for _ in files]
     for (index, file_day), n in file_day_rows.items():
@@ -322,23 +321,26 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
 def _run_local(files, schema_json, config, tmp, pattern):
     """The local engine: the Beam pipeline's steps in this process (file groups read one after
     the other, each through its own reader); the artifact lands in `tmp`. It holds every
-    partition's tables at once, as the Beam engine's merge spreads them over its workers:
-    8 bytes per clicked dwell and about 150 per user-day (15 GB per 100 M user-days)."""
+    partition's tables at once, as the Beam engine's merge spreads them over its workers: each
+    clicked dwell twice (the global array and its item's, 16 bytes) and about 150 bytes per
+    user-day (15 GB per 100 M user-days)."""
     parts, tables = [], {"item": {}, "user_day": {}}  # tag -> partition -> [group tables]
     for group in _file_groups(files, config.files_per_read):
-        for tag, value in _preaggregate(group, schema_json, config):
-            if tag == "part":
-                parts.append(value)
-            else:
-                partition, table = value
-                tables[tag].setdefault(partition, []).append(table)
+        with log_diagnosis.input_errors_explained():
+            for tag, value in _preaggregate(group, schema_json, config):
+                if tag == "part":
+                    parts.append(value)
+                else:
+                    partition, table = value
+                    tables[tag].setdefault(partition, []).append(table)
+    # Each partition's tables are let go once its shard is written.
     items = [_write_shard(tmp, "items", partition, ITEM_HEADER,
-                          _item_rows(_merge_item_dwells(group_tables),
+                          _item_rows(_merge_item_dwells(tables["item"].pop(partition)),
                                      config.rules.min_item_records))
-             for partition, group_tables in tables["item"].items()]
+             for partition in sorted(tables["item"])]
     user_days = [_write_shard(tmp, "user_days", partition, USER_DAY_HEADER,
-                              _user_day_rows(_merge_user_days(group_tables)))
-                 for partition, group_tables in tables["user_day"].items()]
+                              _user_day_rows(_merge_user_days(tables["user_day"].pop(partition))))
+                 for partition in sorted(tables["user_day"])]
     _write_stats(_merge_parts(parts), tmp, config, schema_json, pattern, items, user_days)
 
 
