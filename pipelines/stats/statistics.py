@@ -176,19 +176,16 @@ def _grouped_dwells(items: np.ndarray, dwell: np.ndarray) -> dict:
 
 
 def _user_day_clicks(users: np.ndarray, days: np.ndarray) -> dict:
-    """{(user id (str), UTC day): clicks}. `users`: ids as bytes [clicks], `days`: int [clicks]."""
+    """{(user id (str), UTC day): clicks}. `users`: ids as bytes [clicks], `days`: int [clicks].
+    Counted per (user code, day) by `logs.add_file_day_rows`, the pair counter the job uses for
+    rows per file and day."""
     import pandas as pd
 
-    if not len(users):  # a group without clicks
-        return {}
     codes, ids = pd.factorize(users)
-    order = np.lexsort((days, codes))
-    codes, days = codes[order], days[order]
-    starts = np.flatnonzero(np.r_[True, (codes[1:] != codes[:-1]) | (days[1:] != days[:-1])])
-    counts = np.diff(np.r_[starts, len(codes)])
+    counts: dict = {}
+    logs.add_file_day_rows(counts, codes, days)  # empty input: no pairs
     names = [name.decode() for name in ids]
-    return {(names[code], day): n for code, day, n in zip(codes[starts].tolist(),
-                                                          days[starts].tolist(), counts.tolist())}
+    return {(names[code], day): n for (code, day), n in counts.items()}
 
 
 # The item and user-day tables leave a worker in this many partitions (by a stable hash of the
@@ -264,7 +261,9 @@ def summarize(part: _Part, config: StatsConfig, schema: log_schema.LogSchema) ->
 
 
 ENGINES = ("beam", "local")
-ITEM_HEADER, USER_DAY_HEADER = "item_id,clicks,p10", "user_id,day,clicks"
+# The tables' header lines: their columns as the artifact defines them.
+ITEM_HEADER = ",".join(stats_artifact.ITEM_COLUMNS)
+USER_DAY_HEADER = ",".join(stats_artifact.USER_DAY_COLUMNS)
 
 
 def check_engine(engine: str, beam_args: list[str] | None) -> None:
