@@ -23,6 +23,7 @@ import numpy as np
 
 from core import logs as logs_lib
 from core.label_rules import SECONDS_PER_DAY, NdtParams, RuleConfig
+from core.lookup_tables import static_table
 from core.stats_artifact import StatsArtifact
 
 _DAY_SLOTS = 1 << 24  # window table key: user index * _DAY_SLOTS + (day - first day)
@@ -174,26 +175,15 @@ class Labeler:
                          else self.rules.t1_threshold)
         self.interior_edges = tf.constant(artifact.dwell_bin_edges[1:-1], tf.float64)
         items = list(artifact.item_p10)
-        self.item_p10 = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(items or [""], tf.string),
-                tf.constant([artifact.item_p10[i] for i in items] or [np.nan], tf.float64)),
-            default_value=np.nan)
+        self.item_p10 = static_table(items, [artifact.item_p10[i] for i in items], tf.string,
+                                     tf.float64, np.nan)
         # Two int-keyed lookups: user fingerprint -> dense index, then index and day -> count.
         fps = np.unique(window.user_fp)
         self.first_day = int(window.day.min()) if window.rows else 0
-        self.user_index = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(fps if len(fps) else [0], tf.int64),
-                tf.range(max(len(fps), 1), dtype=tf.int64)),
-            default_value=-1)
+        self.user_index = static_table(fps, np.arange(len(fps)), tf.int64, tf.int64, -1)
         keys = np.searchsorted(fps, window.user_fp) * _DAY_SLOTS + (window.day - self.first_day)
         self.missing = 0 if missing_is_zero else -1
-        self.window = tf.lookup.StaticHashTable(
-            tf.lookup.KeyValueTensorInitializer(
-                tf.constant(keys if len(keys) else [0], tf.int64),
-                tf.constant(window.count if len(keys) else [0], tf.int64)),
-            default_value=self.missing)
+        self.window = static_table(keys, window.count, tf.int64, tf.int64, self.missing)
 
     def __call__(self, batch: dict) -> dict:
         import tensorflow as tf

@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 
 import tensorflow as tf
 
+from core.lookup_tables import static_table
 from ranking.features import Feature, FeatureSpec
 
 
@@ -55,11 +56,9 @@ class FeatureEncoder(StaticLayer):
                 feature.num_embeddings, feature.embedding_dim, embeddings_initializer=initializer(),
                 name=f"{feature.name}_embedding")
             if feature.vocabulary:
-                self.vocabularies[feature.name] = tf.lookup.StaticHashTable(
-                    tf.lookup.KeyValueTensorInitializer(
-                        tf.constant(feature.vocabulary, tf.string),
-                        tf.range(1, len(feature.vocabulary) + 1, dtype=tf.int64)),
-                    default_value=0, name=f"{feature.name}_vocabulary")
+                self.vocabularies[feature.name] = static_table(
+                    feature.vocabulary, range(1, len(feature.vocabulary) + 1), tf.string,
+                    tf.int64, 0, name=f"{feature.name}_vocabulary")
 
     @property
     def output_dim(self) -> int:
