@@ -58,7 +58,7 @@ class FeatureEncoder(StaticLayer):
             if feature.vocabulary:
                 self.vocabularies[feature.name] = static_table(
                     feature.vocabulary, range(1, len(feature.vocabulary) + 1), tf.string,
-                    tf.int64, 0, name=f"{feature.name}_vocabulary")
+                    tf.int64, 0, exported=True, name=f"{feature.name}_vocabulary")
 
     @property
     def output_dim(self) -> int:

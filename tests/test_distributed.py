@@ -309,8 +309,9 @@ def test_parameter_servers_train_partition_embeddings_and_resume(small_world, si
 
 
 # A chief script: builds a labeller whose T2 window table holds `count` for its one (user, day)
-# under the parameter-server strategy (a copy of each table on every worker) and prints what a
-# worker's copy returns for that key.
+# and a table of the exported kind (the encoder's vocabularies) holding `count` for "a", under
+# the parameter-server strategy (a copy of each table on every worker), and prints what the
+# worker's copies return.
 _WINDOW_CHIEF = """
 import sys
 import core
@@ -318,23 +319,27 @@ from ranking import distribute
 strategy = distribute.make_strategy("parameter_server")
 import tensorflow as tf
 from core.labeler import Labeler, UserDays
+from core.lookup_tables import static_table
 from core.stats_artifact import load_artifact
-artifact = load_artifact(sys.argv[1])
+artifact, count = load_artifact(sys.argv[1]), int(sys.argv[2])
 with strategy.scope():
-    labeler = Labeler(artifact, UserDays.of([7], [100], [int(sys.argv[2])]))
+    labeler = Labeler(artifact, UserDays.of([7], [100], [count]))
+    vocabulary = static_table(["a"], [count], tf.string, tf.int64, 0, exported=True)
 coordinator = tf.distribute.coordinator.ClusterCoordinator(strategy)
-lookup = tf.function(lambda: labeler.window.lookup(tf.constant([0], tf.int64)))
-print("window", int(coordinator.fetch(coordinator.schedule(lookup))[0]), flush=True)
+lookup = tf.function(lambda: tf.concat([labeler.window.lookup(tf.constant([0], tf.int64)),
+                                        vocabulary.lookup(tf.constant(["a"]))], 0))
+window, index = coordinator.fetch(coordinator.schedule(lookup)).tolist()
+print("window", window, "vocabulary", index, flush=True)
 """
 
 
 def test_a_new_chief_gets_its_own_tables_on_running_workers(small_world, tmp_path):
     """Workers outlive their chief. Three chiefs, one after the other, build the same tables with
-    other contents: each worker copy must hold its own chief's. Named tables took their names
-    from a per-process counter, so chiefs met each other's tables on the worker: a later chief
-    read an earlier one's window (2 of 4 runs of two chiefs) or failed when the sizes differed
-    ("Table was already initialized with different data", the resumed chief of the test above
-    in a CI run)."""
+    other contents: each worker copy must hold its own chief's, of both kinds (anonymous, named
+    by a UUID). Tables named by TensorFlow's per-process counter met each other on the worker:
+    a later chief read an earlier one's window, or failed when the sizes differed ("Table was
+    already initialized with different data", the resumed chief of the test above in a CI run);
+    with those tables, this test's labeller part failed in 2 of 3 runs."""
     ports = _ports(3)
     cluster = {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}"],
                "ps": [f"127.0.0.1:{ports[2]}"]}
@@ -349,7 +354,7 @@ def test_a_new_chief_gets_its_own_tables_on_running_workers(small_world, tmp_pat
                                     str(count)], cwd=REPO, env=env, capture_output=True,
                                    text=True, timeout=180)
             assert chief.returncode == 0, chief.stderr[-3000:]
-            assert f"window {count}\n" in chief.stdout, chief.stdout
+            assert f"window {count} vocabulary {count}\n" in chief.stdout, chief.stdout
     finally:
         for process in servers.values():
             process.kill()

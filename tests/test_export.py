@@ -128,25 +128,54 @@ def test_export_loads_without_project_code_and_matches_keras(preset, trained, ex
                 "float32", [None, targets.num_bins])
 
 
+def _saved_model_cli_scores(path, columns, rows, outdir):
+    """`saved_model_cli run` of the serving signature on tf.Examples of `rows` rows of
+    `columns`: the scores, float32 [rows] (the CLI runs the SavedModel in a TF1 session)."""
+    literal = "[" + ", ".join(
+        "{" + ", ".join(f"{k!r}: [{(v[i].decode() if isinstance(v[i], bytes) else v[i].item())!r}]"
+                        for k, v in columns.items()) + "}" for i in range(rows)) + "]"
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    completed = subprocess.run(
+        [cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def",
+         "serving_default", "--input_examples", f"examples={literal}",
+         "--outdir", str(outdir)], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return np.load(outdir / "score.npy")
+
+
 def test_saved_model_cli_runs_input_examples(exports, trained, eval_rows, tmp_path):
     columns, _ = eval_rows
     result = exports["vr_ndt"]
-    row = {k: (v[0].decode() if isinstance(v[0], bytes) else v[0].item())
-           for k, v in columns.items()}
-    literal = "[" + ", ".join(
-        f"{{{', '.join(f'{k!r}: [{v!r}]' for k, v in row.items())}}}" for _ in range(2)) + "]"
-    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-    completed = subprocess.run(
-        [cli, "run", "--dir", result.path, "--tag_set", "serve", "--signature_def",
-         "serving_default", "--input_examples", f"examples={literal}",
-         "--outdir", str(tmp_path / "out")], capture_output=True, text=True)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    score = np.load(tmp_path / "out" / "score.npy")
+    first = {k: np.repeat(v[:1], 2) for k, v in columns.items()}
+    score = _saved_model_cli_scores(result.path, first, 2, tmp_path / "out")
     expected = keras_outputs(trained["vr_ndt"], {k: v[:1] for k, v in columns.items()})["score"]
     np.testing.assert_allclose(score, np.repeat(expected, 2), rtol=1e-5)
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     shown = subprocess.run([cli, "show", "--dir", result.path, "--all"], capture_output=True,
                            text=True)
     assert shown.returncode == 0 and "predict_raw" in shown.stdout
+
+
+def test_a_vocabulary_feature_serves_in_a_session(small_world, eval_rows, tmp_path):
+    """A categorical feature with a vocabulary is a lookup table in the SavedModel, which
+    `saved_model_cli run` (as TF Serving) initializes in a session by its name."""
+    from ranking import training
+    from ranking.models import ModelConfig
+
+    columns, _ = eval_rows
+    seen = sorted({c.decode() for c in columns["category"][:8]})
+    assert len(seen) >= 2  # the 8 rows served: some in the vocabulary, some out of it
+    feature_config = tmp_path / "features.json"
+    feature_config.write_text(json.dumps({"features": {"category": {"vocabulary": seen[:-1]}}}))
+    model_dir = str(tmp_path / "model")
+    training.train_and_evaluate(training.TrainConfig(
+        train=small_world["train"], stats=small_world["stats"], model=ModelConfig("vr_ndt"),
+        batch_size=256, epochs=1, steps_per_epoch=5, progress="none",
+        feature_config=str(feature_config)), model_dir)
+    result = exporter.export_saved_model(model_dir, str(tmp_path / "export"))
+    score = _saved_model_cli_scores(result.path, columns, 8, tmp_path / "out")
+    expected = keras_outputs(model_dir, {k: v[:8] for k, v in columns.items()})["score"]
+    np.testing.assert_allclose(score, expected, rtol=1e-5)
 
 
 def test_run_inference_gives_one_prediction_per_input(exports, trained, eval_rows):
