@@ -10,7 +10,8 @@
     log_diagnosis.py   from a failed read to an InputError (also on Beam workers)
     label_rules.py     the label rules of SPEC §3: valid read, NDT, log dwell, dwell bins
     stats_artifact.py  the stats artifact: layout, stats.json, the typed StatsArtifact
-    lookup_tables.py   static lookup tables, anonymous (a cluster's workers outlive a chief)
+    lookup_tables.py   static lookup tables under names no other table takes (a cluster's
+                       workers outlive their chief)
     labeler.py         the in-graph Labeler (training, the label job, the online evaluation)
     threads.py         how many threads one TensorFlow op may use (--intra_op_threads);
                        reads in a background thread (read_in_background)

@@ -21,6 +21,8 @@ counted the same names, met the previous chief's tables on the workers, and read
 
 from __future__ import annotations
 
+import functools
+
 
 def static_table(keys, values, key_dtype, value_dtype, default_value, *, exported: bool = False,
                  name: str | None = None):
@@ -43,6 +45,7 @@ def static_table(keys, values, key_dtype, value_dtype, default_value, *, exporte
                                      default_value=default_value, name=name)
 
 
+@functools.cache
 def _uuid_named_initializer():
     import tensorflow as tf
 
