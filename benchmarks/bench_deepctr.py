@@ -359,10 +359,8 @@ def render(r):
     lines.append(f"wall time ratio dwellrank / DeepCTR: {r['wall_ratio']:.3f} "
                  f"(with the stats job: {r['wall_ratio_with_stats']:.3f}; with its local "
                  f"engine: {fmt(r.get('wall_ratio_with_local_stats'), '.3f')}); goal <= 0.5 at "
-                 f"a click "
-                 f"AUC at least as high (the ctr tower's, where the model has one, against "
-                 f"DeepCTR's ctr output): "
-                 f"{'met' if r['goal_met'] else 'NOT met'}")
+                 "a click AUC at least as high (the ctr tower's, where the model has one, "
+                 f"against DeepCTR's ctr output): {'met' if r['goal_met'] else 'NOT met'}")
     phases = ", ".join(f"{k} {v:.1f} s" for k, v in d["phases"].items())
     lines.append(f"DeepCTR process phases: {phases} (first step of fit, with tracing, "
                  f"{d['first_step_seconds']:.1f} s; autograph {r['deepctr_autograph']}); "

@@ -429,8 +429,7 @@ def _tenth_percentiles_together(arrays: list) -> list[float]:
         raise ValueError("the percentile of an empty array")
     values = np.concatenate([np.asarray(a, np.float64) for a in arrays])
     group = np.repeat(np.arange(len(arrays)), lengths)
-    by_value = np.argsort(values)
-    ordered = values[by_value[np.argsort(group[by_value], kind="stable")]]
+    ordered = values[np.lexsort((values, group))]  # each array's values sorted, in its place
     starts = np.cumsum(lengths) - lengths
     virtual = (lengths - 1) * np.true_divide(10, 100)
     below = np.floor(virtual)
