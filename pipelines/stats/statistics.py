@@ -429,7 +429,10 @@ def _tenth_percentiles_together(arrays: list) -> list[float]:
         raise ValueError("the percentile of an empty array")
     values = np.concatenate([np.asarray(a, np.float64) for a in arrays])
     group = np.repeat(np.arange(len(arrays)), lengths)
-    ordered = values[np.lexsort((values, group))]  # each array's values sorted, in its place
+    # Each array's values sorted, in its place: by value, then stably by array (np.lexsort
+    # gives the same order but took 3.3 s against 2.2 s for 10^7 values in 10^5 arrays).
+    by_value = np.argsort(values)
+    ordered = values[by_value[np.argsort(group[by_value], kind="stable")]]
     starts = np.cumsum(lengths) - lengths
     virtual = (lengths - 1) * np.true_divide(10, 100)
     below = np.floor(virtual)
