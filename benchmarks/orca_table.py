@@ -53,6 +53,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ranking.metrics import DT_CLASS_METRICS, DT_SECONDS_METRICS, dt_gains  # noqa: E402
+
 from common import REPO, module  # noqa: E402
 
 POST_CLICK = "--post_click_features=category,item_length,publish_age_hours"
@@ -72,14 +74,24 @@ PROJECT_CLICK_TRAINING = ["--output_bias=prior", "--dt_denominator=batch",
                           "--early_stopping_metric=auto", "--patience=2"]
 
 
+# ORCA rows serve the debiased head, as the paper, unless their flags say otherwise: the
+# rows before --orca_serve (2026-12-03) were trained so, and keep their meaning.
+PAPER_HEAD = ["--orca_serve=debiased"]
+VALIDATED_HEAD = ["--orca_serve=validated"]
+
+
 class Run:
     """One row: `name` (its model directories), `preset`, `flags`, `stats` (project | authors
-    bins), `baseline` (the run its ORCA gain is against), `columns` (dt, auc or both)."""
+    bins), `baseline` (the run its ORCA gain is against), `columns` (dt, auc or both). An ORCA
+    row (a `*_orca` preset) without --orca_serve in `flags` serves the debiased head."""
 
     def __init__(self, label, name, preset, flags=(), stats="project", baseline=None,
                  columns="both", protocol=PROTOCOL):
         self.label, self.name, self.preset = label, name, preset
-        self.flags, self.stats, self.baseline = list(flags), stats, baseline
+        flags = list(flags)
+        if preset.endswith("_orca") and not any(f.startswith("--orca_serve") for f in flags):
+            flags = PAPER_HEAD + flags
+        self.flags, self.stats, self.baseline = flags, stats, baseline
         self.columns, self.protocol = columns, protocol
 
 
@@ -173,13 +185,21 @@ RUNS = [
         "mmoe_orca", ["--iw_balance=bin"], stats="authors", baseline="mmoe_authorsbins"),
     Run("PLE + ORCA, the authors' bins, weights balanced per bin", "ple_orca_authorsbins_binbal",
         "ple_orca", ["--iw_balance=bin"], stats="authors", baseline="ple_authorsbins"),
+    # The served head checked on the validation window (--orca_serve=validated, the default
+    # since 2026-12-03), on both bins (docs/orca.md).
+    Run("MMoE + ORCA, head validated", "mmoe_orca_validated", "mmoe_orca", VALIDATED_HEAD,
+        baseline="mmoe"),
+    Run("PLE + ORCA, head validated", "ple_orca_validated", "ple_orca", VALIDATED_HEAD,
+        baseline="ple"),
+    Run("MMoE + ORCA, the authors' bins, head validated", "mmoe_orca_authorsbins_validated",
+        "mmoe_orca", VALIDATED_HEAD, stats="authors", baseline="mmoe_authorsbins"),
+    Run("PLE + ORCA, the authors' bins, head validated", "ple_orca_authorsbins_validated",
+        "ple_orca", VALIDATED_HEAD, stats="authors", baseline="ple_authorsbins"),
 ]
 DEFAULT_RUNS = [r.name for r in RUNS][:RUNS.index(next(r for r in RUNS
                                                        if r.name == "deepfm_ctr"))]
-CLASS_KEYS = ("dt_mae_class", "dt_rmse_class", "dt_weighted_f1", "dt_macro_precision",
-              "dt_macro_recall")
-DT_KEYS = CLASS_KEYS + ("dt_mae_seconds", "dt_rmse_seconds")
-HIGHER_IS_BETTER = ("dt_weighted_f1", "dt_macro_precision", "dt_macro_recall")
+CLASS_KEYS = tuple(DT_CLASS_METRICS)
+DT_KEYS = CLASS_KEYS + tuple(DT_SECONDS_METRICS)
 HEADERS = ("MAEclass ↓", "RMSEclass ↓", "F1 ↑", "Precision ↑", "Recall ↑", "MAE s ↓",
            "RMSE s ↓", "CTR AUC ↑", "epochs")
 
@@ -266,9 +286,17 @@ def run_all(out, setting, seeds, runs, sim_args, project_args=()):
                   f"MAEclass {metrics.get('dt_mae_class', float('nan')):.3f} "
                   f"F1 {metrics.get('dt_weighted_f1', float('nan')):.3f} "
                   f"moderate {moderate_share(metrics.get('dt_pred_bin_distribution')):.3f} "
-                  f"epochs {epochs_of(metrics):.1f} ({metrics['wall_seconds']:.0f} s)",
+                  f"epochs {epochs_of(metrics):.1f} ({metrics['wall_seconds']:.0f} s)"
+                  + (f" served head {metrics['orca_served_head']}"
+                     if "orca_served_head" in metrics else ""),
                   flush=True)
     return results, summary
+
+
+def served_head(metrics):
+    """The dwell head an ORCA run served: --orca_serve's choice (runs before that option
+    served the debiased head)."""
+    return metrics.get("orca_served_head", "debiased")
 
 
 def ctr_auc(metrics):
@@ -325,10 +353,7 @@ def dt_gain(results, run, seeds):
     per_seed_class, per_seed_all, per_metric = [], [], []
     for seed in seeds:
         base, orca = results[run.baseline][seed], results[run.name][seed]
-        gains = []
-        for key in DT_KEYS:
-            b, o = base[key], orca[key]
-            gains.append(((o - b) if key in HIGHER_IS_BETTER else (b - o)) / abs(b) * 100)
+        gains = dt_gains(orca, base, DT_KEYS)
         per_seed_class.append(np.mean(gains[:len(CLASS_KEYS)]))
         per_seed_all.append(np.mean(gains))
         per_metric.append(gains)
@@ -379,7 +404,8 @@ def render(setting, rows, results, seeds, summary, runs):
               "is positive; paired by seed): mean over the five class metrics, over all seven, "
               "per metric; and the ctr tower's AUC change:", "",
               "| ORCA row | against | DT gain, 5 class metrics | DT gain, 7 metrics | per metric "
-              "(MAEc RMSEc F1 P R MAE RMSE) | CTR AUC change |", "|---|---|---|---|---|---|"]
+              "(MAEc RMSEc F1 P R MAE RMSE) | CTR AUC change | served head per seed |",
+              "|---|---|---|---|---|---|---|"]
     labels = {r.name: r.label for r in runs}
     for run in runs:
         if run.baseline is None or run.baseline not in rows:
@@ -388,7 +414,8 @@ def render(setting, rows, results, seeds, summary, runs):
         lines.append(f"| {run.label} | {labels[run.baseline]} | {gain['class'][0]:+.1f} % ± "
                      f"{gain['class'][1]:.1f} | {gain['all'][0]:+.1f} % ± {gain['all'][1]:.1f} | "
                      + " ".join(f"{g:+.1f}" for g in gain["per_metric"])
-                     + f" | {gain['auc'][0]:+.4f} ± {gain['auc'][1]:.4f} |")
+                     + f" | {gain['auc'][0]:+.4f} ± {gain['auc'][1]:.4f} | "
+                     + " ".join(served_head(results[run.name][s]) for s in seeds) + " |")
     lines += ["", "The collapse (Fig. 1, 4a): share of clicked test impressions predicted in each "
               "bin (argmax), the served head and, for ORCA, the raw one; the moderate-bin share "
               "(bins 2 to B-2) predicted against true:", "",
@@ -398,7 +425,8 @@ def render(setting, rows, results, seeds, summary, runs):
         if run.columns == "auc":
             continue
         served, raw, true = collapse(results, run.name, seeds)
-        heads = [("served (debiased)" if raw is not None else "served", served)]
+        heads = [("served" if raw is None else "served (" + "/".join(sorted(
+            {served_head(results[run.name][s]) for s in seeds})) + ")", served)]
         if raw is not None:
             heads.append(("raw", raw))
         for head, shares in heads:

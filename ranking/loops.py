@@ -255,6 +255,7 @@ def refit_on_validation(run, say) -> dict:
         raise InputError("training ended without a validation (no best checkpoint)",
                          file=model_dir)
     tf.train.Checkpoint(model=run.model).read(best).assert_existing_objects_matched()
+    head = apply_served_head(run, say)
     source, labeler, days = run.inputs.validation
     # Its own shuffle order: the epoch number after every training epoch's.
     dataset = data.labelled_dataset(
@@ -271,12 +272,54 @@ def refit_on_validation(run, say) -> dict:
                          file=config.selection.validation or config.train)
     final = {"from_step": summary["step"], "from_epoch": summary["epoch"], "steps": steps,
              "rows": rows, "window": "validation"}
+    if head is not None:
+        final["orca_served_head"] = head
     if run.chief:
         selection.write_final(model_dir, run.model, final)
     say(f"refit: the best checkpoint (step {summary['step']}) trained one pass over the "
         f"validation window: {steps} steps, {rows:,} rows in "
         f"{time.perf_counter() - started:.1f} s")
     return final
+
+
+def apply_served_head(run, say) -> str | None:
+    """--orca_serve (`ranking.orca`) once selection has chosen: makes an ORCA model with a
+    validation window serve the head it decides by the best validation (the raw one when
+    `validated` finds the debiased head worse there); returns that head, or None for a model
+    without ORCA or without a validation window (it serves the debiased head)."""
+    from ranking import orca
+
+    if not run.config.model.uses_orca or run.validator is None:
+        return None
+    gain = run.validator.selection.best_head_gain
+    head = orca.served_head(gain) if run.config.model.orca.serve == "validated" else "debiased"
+    orca.set_served_head(run.model.network, head)
+    if run.config.model.orca.serve == "validated":
+        say(f"ORCA: at the best validation the debiased head's mean DT gain over the raw head "
+            f"is {gain:+.2f} %: serving the {head} head"
+            + (" (--orca_serve=debiased serves the debiased one)" if head == "raw" else ""))
+    return head
+
+
+def serve_best_with_head(run, say) -> None:
+    """--refit=none: the best checkpoint written again with the head `apply_served_head`
+    chose, when that is not the one it was written with (every task of a synchronous cluster
+    takes part in the write; only the chief's is kept)."""
+    import tensorflow as tf
+
+    from ranking import selection
+
+    best = selection.best_checkpoint(run.model_dir) if run.chief else None
+    if run.chief and best is None:
+        raise InputError("training ended without a validation (no best checkpoint)",
+                         file=run.model_dir)
+    if run.chief:
+        tf.train.Checkpoint(model=run.model).read(best).assert_existing_objects_matched()
+    head = apply_served_head(run, say)
+    if head == "raw":
+        summary = dict(run.validator.selection.summary(), orca_served_head=head)
+        selection.write_best(run.model_dir, run.model, summary,
+                             None if run.chief else run.validator.scratch)
 
 
 def _epochs(run, say, open_epoch, run_steps) -> list[float]:

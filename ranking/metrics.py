@@ -114,3 +114,26 @@ def dwell_metrics(true_bin: np.ndarray, dwell_probs: np.ndarray, true_seconds: n
              "bias_seconds": float(seconds_error[decile == d].mean())}
             for d in range(10) if np.any(decile == d)]
     return result
+
+
+# The dwell metrics of predicted bins (the ORCA paper's primary ones) and in seconds, each with
+# its direction: +1 when higher is better.
+DT_CLASS_METRICS = {"dt_mae_class": -1, "dt_rmse_class": -1, "dt_weighted_f1": +1,
+                    "dt_macro_precision": +1, "dt_macro_recall": +1}
+DT_SECONDS_METRICS = {"dt_mae_seconds": -1, "dt_rmse_seconds": -1}
+
+
+def dt_gains(candidate: dict, reference: dict, keys=tuple(DT_CLASS_METRICS)) -> list[float]:
+    """Percent change of each DT metric in `keys` of `candidate` against `reference` (two
+    `dwell_metrics` results), signed so that better is positive: direction x (c - r) / |r| x
+    100 (inf or NaN when the reference is 0)."""
+    directions = {**DT_CLASS_METRICS, **DT_SECONDS_METRICS}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return [float(directions[k] * (np.float64(candidate[k]) - reference[k])
+                      / abs(np.float64(reference[k])) * 100) for k in keys]
+
+
+def dt_class_gain(candidate: dict, reference: dict) -> float:
+    """The mean DT gain (percent) of `candidate` over `reference`: the mean of `dt_gains` over
+    the five class metrics (the ORCA issue's figure of merit)."""
+    return float(np.mean(dt_gains(candidate, reference)))

@@ -68,6 +68,7 @@ MASK_SCOPES = ("row", "batch")
 NDE_HEADS = ("project", "authors")
 SHARED_REPRESENTATIONS = ("stop", "gate", "gate_and_experts")
 IW_BALANCES = ("none", "bin")
+SERVED_HEADS = ("validated", "debiased")
 # The authors' NDE head widths: attention and projection, the hidden layers after it.
 AUTHORS_ATTENTION, AUTHORS_UNITS = 32, (16, 8)
 
@@ -109,6 +110,11 @@ class OrcaConfig:
         "simulator: docs/orca.md).",
         choices=IW_BALANCES)
     scd_heads: int = setting(2, "ORCA: heads of the SCD attention.")
+    serve: str = setting(
+        "validated", "ORCA: the dwell head the model serves: validated (with a validation "
+        "window, the debiased head unless it is worse than the raw head there on the mean of "
+        "the five class metrics, then the raw one; without a window, the debiased head) or "
+        "debiased (always, as the paper).", choices=SERVED_HEADS, flag="orca_serve")
     mask_seed: int = 0  # training sets it from its --seed
 
     def check(self) -> None:
@@ -300,6 +306,12 @@ class OrcaHead(StaticLayer):
             self.nde_tower = MLP(tower_units, output_units=num_bins, dropout=dropout,
                                  batch_norm=batch_norm, name="nde_tower")
             self.nde_head = None
+        # 1 serves the debiased logits z_raw - z_nde, 0 the raw ones (--orca_serve: set once
+        # training ends, `set_served_head`); training runs with 1, so multiplying by it
+        # changes no number of training.
+        self.debias = self.add_weight(
+            name="debias", shape=(), dtype=tf.float32, trainable=False, initializer="ones",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         # Training calls so far: with the seed, it keys the stateless row-mask draws.
         self.mask_draws = self.add_weight(
             name="mask_draws", shape=(), dtype=tf.int64, trainable=False,
@@ -343,8 +355,28 @@ class OrcaHead(StaticLayer):
         else:
             nde_logits = self.nde_tower(tf.concat([self.scd([h_ctr, h_dt]), h_s], axis=1),
                                         training=training)
-        return {"dwell_logits": tf.stop_gradient(raw_logits) - nde_logits,
+        return {"dwell_logits": tf.stop_gradient(raw_logits) - self.debias * nde_logits,
                 "nde_logits": nde_logits}
+
+
+# The served head (--orca_serve) ------------------------------------------------------------------
+def served_head(debiased_gain: float) -> str:
+    """"debiased" or "raw": what --orca_serve=validated serves given `debiased_gain`, the mean DT
+    gain in percent of the debiased head over the raw head on the validation window at the
+    served checkpoint (`ranking.metrics.dt_class_gain`). The raw head only when the debiased
+    one is worse; a tie or no measure (NaN: no clicked validation row) keeps the paper's."""
+    return "raw" if debiased_gain < 0 else "debiased"
+
+
+def set_served_head(network, head: str) -> None:
+    """Makes an ORCA network serve `head` ("debiased" or "raw") in every output that derives
+    from the dwell distribution (`dwell_*`, the served score); checkpoints and exports keep it."""
+    network.get_layer("orca").debias.assign(1.0 if head == "debiased" else 0.0)
+
+
+def serving_head(network) -> str:
+    """The head an ORCA network serves now ("debiased" or "raw")."""
+    return "debiased" if float(network.get_layer("orca").debias.numpy()) == 1.0 else "raw"
 
 
 # The authors' masked-batch step (--mask_scope=batch) --------------------------------------------

@@ -165,6 +165,9 @@ class Selection:
         self.module.since_best = variable(0, tf.int64, "since_best")
         self.module.validated_step = variable(-1, tf.int64, "validated_step")
         self.module.stopped = variable(0, tf.int64, "stopped")
+        # ORCA: the debiased head's mean DT gain over the raw head at the best validation
+        # (percent; NaN for other models), which --orca_serve=validated decides by.
+        self.module.best_head_gain = variable(float("nan"), tf.float64, "best_head_gain")
         # The training loss since the last validation (its mean goes to the history).
         self.module.loss_sum = variable(0.0, tf.float64, "loss_sum")
         self.module.loss_steps = variable(0, tf.int64, "loss_steps")
@@ -189,13 +192,17 @@ class Selection:
     def validated_step(self) -> int:
         return int(self.module.validated_step)
 
-    def update(self, value: float, step: int, epoch: int) -> bool:
-        """Records a validation of `value` at `step` (in 1-based `epoch`); returns whether it
-        is the best so far. Stops after `patience` validations without improvement."""
+    def update(self, value: float, step: int, epoch: int,
+               head_gain: float = float("nan")) -> bool:
+        """Records a validation of `value` at `step` (in 1-based `epoch`), with an ORCA model's
+        `head_gain` (the debiased head's mean DT gain over the raw head, percent); returns
+        whether it is the best so far. Stops after `patience` validations without
+        improvement."""
         m = self.module
         improved = improves(value, float(m.best_value), self.direction, self.min_delta)
         if improved:
             m.best_value.assign(value)
+            m.best_head_gain.assign(head_gain)
             m.best_step.assign(step)
             m.best_epoch.assign(epoch)
             m.since_best.assign(0)
@@ -206,10 +213,17 @@ class Selection:
             m.stopped.assign(1)
         return improved
 
+    @property
+    def best_head_gain(self) -> float:
+        return float(self.module.best_head_gain)
+
     def summary(self) -> dict:
         m = self.module
-        return {"metric": self.metric, "value": float(m.best_value), "step": int(m.best_step),
-                "epoch": int(m.best_epoch)}
+        summary = {"metric": self.metric, "value": float(m.best_value),
+                   "step": int(m.best_step), "epoch": int(m.best_epoch)}
+        if not math.isnan(self.best_head_gain):
+            summary["orca_debiased_gain"] = self.best_head_gain
+        return summary
 
 
 def write_best(model_dir: str, model, summary: dict, scratch: str | None = None) -> None:
@@ -322,7 +336,7 @@ class Validator:
         whether training stops."""
         import tensorflow as tf
 
-        from ranking import evaluation
+        from ranking import evaluation, metrics
 
         run = self.run
         self.say(f"validating at step {step} (epoch {epoch})")
@@ -330,7 +344,9 @@ class Validator:
         result = evaluation.evaluation_metrics(run.config.model, run.model.targets, outputs,
                                                labels)
         value = metric_value(self.metric, result)
-        improved = self.selection.update(value, step, epoch)
+        head_gain = (metrics.dt_class_gain(result, result["raw_dwell"]) if "raw_dwell" in result
+                     else float("nan"))
+        improved = self.selection.update(value, step, epoch, head_gain)
         if improved:
             write_best(run.model_dir, run.model, self.selection.summary(),
                        None if run.chief else self.scratch)
@@ -339,6 +355,8 @@ class Validator:
         for key in ("auc_ctr", "auc_valid_read", "logloss_ctr", "dt_cross_entropy"):
             if key in result and key != self.metric:
                 entry[key] = result[key]
+        if "raw_dwell" in result:
+            entry["orca_debiased_gain"] = head_gain
         if run.chief:
             self.history.append(entry)
             write_history(run.model_dir, self.history, self.metric)

@@ -290,7 +290,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         throughputs = train(run, _say)
     if run.validator is not None and config.selection.refit == "validation":
         with phases("refit"):
-            loops.refit_on_validation(run, say)
+            loops.refit_on_validation(run, say)  # with the served head (--orca_serve)
+    elif run.validator is not None:
+        loops.serve_best_with_head(run, say)
     training_seconds = time.perf_counter() - started
     if not chief:  # its checkpoints were only written for the collective ops' sake
         shutil.rmtree(os.path.dirname(run.manager.directory + "/"), ignore_errors=True)
@@ -364,9 +366,12 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases:
         batches = data.ReadAhead(iter(dataset))
         if served is not None:
             tf.train.Checkpoint(model=model).read(served).assert_existing_objects_matched()
+        head = orca.serving_head(model.network) if config.model.uses_orca else None
         predictor = evaluation.Predictor(model.network, config.model, model.targets)
         predictor.trace(dataset.element_spec[0])
         result = evaluation.evaluate(model, batches, config.baseline_metrics, predictor)
+    if head is not None:  # ORCA: the dwell head the evaluated (and exported) weights serve
+        result["orca_served_head"] = head
     result["eval"] = config.eval
     result["global_step"] = int(global_step)
     if run.validator is not None:

@@ -1,0 +1,145 @@
+"""ORCA's served head (--orca_serve): the decision rule, the mean DT gain it decides by (by
+hand), the gate inside the network (served outputs equal the raw head's, training unchanged),
+and a trained model's choice carried through best/, final/, eval_metrics.json and the export."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from export import exporter
+from ranking import data, metrics, orca, training
+from ranking.models import ModelConfig
+from ranking.selection import SelectionConfig
+
+from conftest import POST_CLICK
+from model_fixtures import tiny_batch
+from test_orca import ROWS, labels_for, orca_model
+
+
+def test_the_mean_dt_gain_by_hand():
+    reference = {"dt_mae_class": 1.0, "dt_rmse_class": 2.0, "dt_weighted_f1": 0.25,
+                 "dt_macro_precision": 0.5, "dt_macro_recall": 0.2,
+                 "dt_mae_seconds": 50.0, "dt_rmse_seconds": 100.0}
+    candidate = {"dt_mae_class": 0.9, "dt_rmse_class": 2.2, "dt_weighted_f1": 0.3,
+                 "dt_macro_precision": 0.4, "dt_macro_recall": 0.2,
+                 "dt_mae_seconds": 60.0, "dt_rmse_seconds": 90.0}
+    # MAE 10 % lower (+10), RMSE 10 % higher (-10), F1 +20, precision -20, recall 0.
+    assert metrics.dt_gains(candidate, reference) == pytest.approx([10, -10, 20, -20, 0])
+    assert metrics.dt_class_gain(candidate, reference) == pytest.approx(0.0, abs=1e-12)
+    assert metrics.dt_gains(candidate, reference, ("dt_mae_seconds", "dt_rmse_seconds")) == (
+        pytest.approx([-20, 10]))
+    better = dict(candidate, dt_macro_precision=0.6)
+    assert metrics.dt_class_gain(better, reference) == pytest.approx(8.0)
+    # A reference of 0 (no class ever predicted right) gives no finite gain.
+    assert not math.isfinite(metrics.dt_class_gain(candidate,
+                                                   dict(reference, dt_macro_recall=0.0)))
+
+
+@pytest.mark.parametrize("gain, head", [(-0.01, "raw"), (-50.0, "raw"), (0.0, "debiased"),
+                                        (3.0, "debiased"), (float("nan"), "debiased")])
+def test_the_raw_head_only_when_the_debiased_one_is_worse(gain, head):
+    assert orca.served_head(gain) == head
+
+
+def test_the_gate_serves_the_raw_head_and_leaves_training_as_it_was():
+    spec, model = orca_model()
+    features, labels = tiny_batch(spec, ROWS), labels_for(ROWS)
+    assert orca.serving_head(model.network) == "debiased"
+    debiased = {k: v.numpy() for k, v in model(features, training=False).items()}
+    draws = model.network.get_layer("orca").mask_draws.numpy()
+    with tf.GradientTape() as tape:
+        losses = model.task_losses((features, labels), training=True)
+    nde_variables = model.network.get_layer("orca").trainable_variables
+    gradients = [g.numpy() for g in tape.gradient(losses["nde"], nde_variables)]
+
+    orca.set_served_head(model.network, "raw")
+    assert orca.serving_head(model.network) == "raw"
+    raw = {k: v.numpy() for k, v in model(features, training=False).items()}
+    # Every dwell output is the raw head's; the click tower and the NDE's own logits are not
+    # touched.
+    np.testing.assert_array_equal(raw["dwell_logits"], raw["raw_dwell_logits"])
+    np.testing.assert_allclose(raw["dwell_probs"], raw["raw_dwell_probs"], rtol=1e-6)
+    np.testing.assert_array_equal(raw["ctr"], debiased["ctr"])
+    np.testing.assert_array_equal(raw["nde_logits"], debiased["nde_logits"])
+    np.testing.assert_allclose(raw["score"], np.log(raw["ctr"]) + np.log(
+        raw["raw_dwell_probs"] @ np.array(model.targets.bin_values)), rtol=1e-5)
+    assert np.max(np.abs(raw["dwell_probs"] - debiased["dwell_probs"])) > 1e-4
+
+    # Back to the debiased head: bit for bit what the model served and trained before.
+    orca.set_served_head(model.network, "debiased")
+    again = {k: v.numpy() for k, v in model(features, training=False).items()}
+    for key in debiased:
+        np.testing.assert_array_equal(again[key], debiased[key])
+    model.network.get_layer("orca").mask_draws.assign(draws)  # the same row masks again
+    with tf.GradientTape() as tape:
+        losses = model.task_losses((features, labels), training=True)
+    for before, after in zip(gradients, tape.gradient(losses["nde"], nde_variables)):
+        np.testing.assert_array_equal(after.numpy(), before)
+
+
+def orca_config(small_world, refit, serve="validated"):
+    """mmoe_orca with a validation window: 8 steps, validated at step 4 and 8."""
+    return training.TrainConfig(
+        train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
+        model=ModelConfig("mmoe_orca", orca=orca.OrcaConfig(serve=serve)), batch_size=256,
+        seed=5, progress="none", post_click_features=POST_CLICK,
+        selection=SelectionConfig(validation_days=1, validate_every=4, patience=1,
+                                  max_epochs=1, refit=refit),
+        steps_per_epoch=8)
+
+
+def exported_dwell(small_world, model_dir, tmp_path):
+    """(dwell_probs, raw_dwell_probs) of 256 evaluation rows through the export's
+    predict_raw signature."""
+    model, _ = exporter.load_trained(model_dir)
+    served = exporter.export_saved_model(model_dir, str(tmp_path / "serving"))
+    loaded = tf.saved_model.load(served.path).signatures["predict_raw"]
+    source = data.open_source(small_world["eval"], model.feature_spec)
+    batch = next(iter(source.dataset(256, columns=model.feature_spec.names)))
+    out = loaded(**{n: batch[n] for n in model.feature_spec.names})
+    return out["dwell_probs"].numpy(), out["raw_dwell_probs"].numpy()
+
+
+@pytest.mark.parametrize("refit", ["none", "validation"])
+def test_a_raw_head_decision_is_served_evaluated_and_exported(small_world, tmp_path,
+                                                              monkeypatch, refit):
+    """The decision forced to "raw" (the rule is tested above): best/ (--refit=none) or
+    final/ serve the raw head, eval_metrics.json's dwell metrics are the raw head's, and the
+    export's dwell_probs are raw_dwell_probs."""
+    decided = []
+
+    def always_raw(gain):
+        decided.append(gain)
+        return "raw"
+
+    monkeypatch.setattr(orca, "served_head", always_raw)
+    model_dir = str(tmp_path / "model")
+    result = training.train_and_evaluate(orca_config(small_world, refit), model_dir)
+    history = json.load(open(os.path.join(model_dir, "history.json")))["validations"]
+    best = [e for e in history if e["best"]][-1]
+    # It decided by the best validation's gain, which the history and best.json record.
+    assert decided == [pytest.approx(best["orca_debiased_gain"])]
+    best_json = json.load(open(os.path.join(model_dir, "best.json")))
+    assert best_json["orca_debiased_gain"] == pytest.approx(best["orca_debiased_gain"])
+    record = best_json if refit == "none" else result["refit"]
+    assert record["orca_served_head"] == "raw" and result["orca_served_head"] == "raw"
+    for key in ("dt_cross_entropy", "dt_mae_class", "dt_macro_precision"):
+        assert result[key] == result["raw_dwell"][key]
+    served, raw = exported_dwell(small_world, model_dir, tmp_path)
+    np.testing.assert_allclose(served, raw, rtol=1e-6, atol=1e-7)
+
+
+def test_the_paper_head_is_served_when_asked_or_not_worse(small_world, tmp_path):
+    """--orca_serve=debiased serves the debiased head whatever the gain; eval_metrics.json
+    says which head it evaluated, and the export's dwell_probs differ from the raw ones."""
+    model_dir = str(tmp_path / "model")
+    result = training.train_and_evaluate(orca_config(small_world, "none", "debiased"), model_dir)
+    assert result["orca_served_head"] == "debiased"
+    assert "orca_served_head" not in json.load(open(os.path.join(model_dir, "best.json")))
+    assert result["dt_cross_entropy"] != result["raw_dwell"]["dt_cross_entropy"]
+    served, raw = exported_dwell(small_world, model_dir, tmp_path)
+    assert np.max(np.abs(served - raw)) > 1e-4
