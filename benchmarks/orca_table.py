@@ -185,8 +185,8 @@ RUNS = [
         "mmoe_orca", ["--iw_balance=bin"], stats="authors", baseline="mmoe_authorsbins"),
     Run("PLE + ORCA, the authors' bins, weights balanced per bin", "ple_orca_authorsbins_binbal",
         "ple_orca", ["--iw_balance=bin"], stats="authors", baseline="ple_authorsbins"),
-    # The served head checked on the validation window (--orca_serve=validated, the default
-    # since 2026-12-03), on both bins (docs/orca.md).
+    # The served head checked on the validation window (--orca_serve=validated, an option),
+    # on both bins (docs/orca.md).
     Run("MMoE + ORCA, head validated", "mmoe_orca_validated", "mmoe_orca", VALIDATED_HEAD,
         baseline="mmoe"),
     Run("PLE + ORCA, head validated", "ple_orca_validated", "ple_orca", VALIDATED_HEAD,

@@ -68,7 +68,7 @@ MASK_SCOPES = ("row", "batch")
 NDE_HEADS = ("project", "authors")
 SHARED_REPRESENTATIONS = ("stop", "gate", "gate_and_experts")
 IW_BALANCES = ("none", "bin")
-SERVED_HEADS = ("validated", "debiased")
+SERVED_HEADS = ("debiased", "validated")
 # The authors' NDE head widths: attention and projection, the hidden layers after it.
 AUTHORS_ATTENTION, AUTHORS_UNITS = 32, (16, 8)
 
@@ -110,11 +110,12 @@ class OrcaConfig:
         "simulator: docs/orca.md).",
         choices=IW_BALANCES)
     scd_heads: int = setting(2, "ORCA: heads of the SCD attention.")
+    # The default is SPEC §4's: serving uses softmax(z).
     serve: str = setting(
-        "validated", "ORCA: the dwell head the model serves: validated (with a validation "
-        "window, the debiased head unless it is worse than the raw head there on the mean of "
-        "the five class metrics, then the raw one; without a window, the debiased head) or "
-        "debiased (always, as the paper).", choices=SERVED_HEADS, flag="orca_serve")
+        "debiased", "ORCA: the dwell head the model serves: debiased (always, as the paper and "
+        "SPEC §4) or validated (with a validation window, the debiased head unless it is worse "
+        "than the raw head there on the mean of the five class metrics, then the raw one; "
+        "without a window, the debiased head).", choices=SERVED_HEADS, flag="orca_serve")
     mask_seed: int = 0  # training sets it from its --seed
 
     def check(self) -> None:
