@@ -255,7 +255,6 @@ def refit_on_validation(run, say) -> dict:
         raise InputError("training ended without a validation (no best checkpoint)",
                          file=model_dir)
     tf.train.Checkpoint(model=run.model).read(best).assert_existing_objects_matched()
-    head = apply_served_head(run, say)
     source, labeler, days = run.inputs.validation
     # Its own shuffle order: the epoch number after every training epoch's.
     dataset = data.labelled_dataset(
@@ -272,6 +271,7 @@ def refit_on_validation(run, say) -> dict:
                          file=config.selection.validation or config.train)
     final = {"from_step": summary["step"], "from_epoch": summary["epoch"], "steps": steps,
              "rows": rows, "window": "validation"}
+    head = apply_served_head(run, say)  # after the pass, which trains as training did
     if head is not None:
         final["orca_served_head"] = head
     if run.chief:
@@ -309,6 +309,8 @@ def serve_best_with_head(run, say) -> None:
 
     from ranking import selection
 
+    if not run.config.model.uses_orca or run.config.model.orca.serve != "validated":
+        return  # the best checkpoint serves the debiased head it was written with
     best = selection.best_checkpoint(run.model_dir) if run.chief else None
     if run.chief and best is None:
         raise InputError("training ended without a validation (no best checkpoint)",
