@@ -144,6 +144,12 @@ def improves(value: float, best: float, direction: int, min_delta: float) -> boo
     return math.isnan(best) or direction * (value - best) > min_delta
 
 
+def _read(variable):
+    """A state variable's value: a cluster's mirrored variables (made in the strategy's scope)
+    have no int() or float() of their own."""
+    return variable.numpy()
+
+
 class Selection:
     """The early-stopping state as checkpointed variables (module docstring)."""
 
@@ -178,19 +184,19 @@ class Selection:
 
     def take_train_loss(self) -> float:
         """The mean training loss since the last call (NaN without a step), and a reset."""
-        steps = int(self.module.loss_steps)
-        mean = float(self.module.loss_sum) / steps if steps else float("nan")
+        steps = int(_read(self.module.loss_steps))
+        mean = float(_read(self.module.loss_sum)) / steps if steps else float("nan")
         self.module.loss_sum.assign(0.0)
         self.module.loss_steps.assign(0)
         return mean
 
     @property
     def stopped(self) -> bool:
-        return bool(int(self.module.stopped))
+        return bool(_read(self.module.stopped))
 
     @property
     def validated_step(self) -> int:
-        return int(self.module.validated_step)
+        return int(_read(self.module.validated_step))
 
     def update(self, value: float, step: int, epoch: int,
                head_gain: float = float("nan")) -> bool:
@@ -199,7 +205,7 @@ class Selection:
         whether it is the best so far. Stops after `patience` validations without
         improvement."""
         m = self.module
-        improved = improves(value, float(m.best_value), self.direction, self.min_delta)
+        improved = improves(value, float(_read(m.best_value)), self.direction, self.min_delta)
         if improved:
             m.best_value.assign(value)
             m.best_head_gain.assign(head_gain)
@@ -209,18 +215,19 @@ class Selection:
         else:
             m.since_best.assign_add(1)
         m.validated_step.assign(step)
-        if int(m.since_best) >= self.patience:
+        if int(_read(m.since_best)) >= self.patience:
             m.stopped.assign(1)
         return improved
 
     @property
     def best_head_gain(self) -> float:
-        return float(self.module.best_head_gain)
+        return float(_read(self.module.best_head_gain))
 
     def summary(self) -> dict:
         m = self.module
-        summary = {"metric": self.metric, "value": float(m.best_value),
-                   "step": int(m.best_step), "epoch": int(m.best_epoch)}
+        summary = {"metric": self.metric, "value": float(_read(m.best_value)),
+                   "step": int(_read(m.best_step)),
+                   "epoch": int(_read(m.best_epoch))}
         if not math.isnan(self.best_head_gain):
             summary["orca_debiased_gain"] = self.best_head_gain
         return summary
@@ -366,7 +373,7 @@ class Validator:
                 for key, number in entry.items():
                     if key not in ("step", "epoch", "best") and number == number:
                         tf.summary.scalar(key, number, step=step)
-        since = int(self.selection.module.since_best)
+        since = int(_read(self.selection.module.since_best))
         self.say(f"validation at step {step}: {self.metric} {value:.5f}"
                  + (" (best so far)" if improved else f" ({since} without improvement)")
                  + ("; stopping early" if self.selection.stopped else ""))

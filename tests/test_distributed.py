@@ -19,7 +19,7 @@ import pytest
 
 from ranking import distribute
 
-from conftest import REPO, recorded_checkpoint_step
+from conftest import POST_CLICK, REPO, recorded_checkpoint_step
 
 # Two epochs of 60 steps of 256 rows: the small world's 4 training files hold ~44 k rows, so
 # both epochs are capped and the runs are short.
@@ -231,6 +231,38 @@ def test_two_workers_train_like_one_process_and_resume_after_a_kill(small_world,
     assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "eval_metrics.json",
                                              "logs"]
     assert "eval (" not in _log(tmp_path, "second-worker1")
+
+
+def test_two_workers_select_a_checkpoint_and_serve_orca_s_validated_head(small_world,
+                                                                         tmp_path):
+    """A validation window on a cluster (--refit=none): both workers validate, keep the same
+    selection state (mirrored variables), decide the same ORCA head (--orca_serve=validated)
+    and take part in writing best/ again with it; the chief's history.json, best.json and
+    eval_metrics.json agree. On this world and seed the debiased head is worse at the best
+    validation (-16.9 %), so the raw head is served and best/ is written twice."""
+    model_dir = tmp_path / "model"
+    flags = [f"--train={small_world['train']}", f"--eval={small_world['eval']}",
+             f"--stats={small_world['stats']}", f"--model_dir={model_dir}", "--model=mmoe_orca",
+             "--batch_size=256", "--steps_per_epoch=8", "--validation_days=1",
+             "--validate_every=4", "--max_epochs=1", "--patience=1", "--refit=none",
+             "--orca_serve=validated", "--post_click_features=" + ",".join(POST_CLICK),
+             "--seed=5", "--deterministic", "--progress=epoch",
+             "--strategy=multi_worker_mirrored", "--input_sharding=rows"]
+    tasks = _workers(tmp_path, "orca", flags)
+    _wait(tasks.values())
+    chief = _log(tmp_path, "orca-worker0")
+    assert [p.returncode for p in tasks.values()] == [0, 0], chief[-3000:]
+    assert "Traceback" not in chief + _log(tmp_path, "orca-worker1")
+    history = json.loads((model_dir / "history.json").read_text())["validations"]
+    assert [e["step"] for e in history] == [4, 8]
+    gain = [e for e in history if e["best"]][-1]["orca_debiased_gain"]
+    best = json.loads((model_dir / "best.json").read_text())
+    metrics = _metrics(model_dir)
+    assert gain < 0 and best["orca_debiased_gain"] == pytest.approx(gain)
+    assert best["orca_served_head"] == metrics["orca_served_head"] == "raw"
+    assert "serving the raw head" in chief
+    assert metrics["dt_cross_entropy"] == metrics["raw_dwell"]["dt_cross_entropy"]
+    assert not any(name.startswith(".worker") for name in os.listdir(model_dir))
 
 
 def test_too_few_files_for_the_workers_stops_every_worker(small_world, tmp_path):
