@@ -64,9 +64,9 @@ def load_trained(model_dir: str):
     served = selection.served_checkpoint(model_dir)
     checkpoint = tf.train.Checkpoint(model=model)
     if served is not None:
-        checkpoint.read(served).assert_existing_objects_matched()
+        model_dir_lib.read_checkpoint(checkpoint, served)
     else:
-        checkpoint.restore(latest).expect_partial().assert_existing_objects_matched()
+        model_dir_lib.read_checkpoint(checkpoint, latest, restore=True, partial=True)
     return model, description
 
 

@@ -243,7 +243,8 @@ def refit_on_validation(run, say) -> dict:
     optimizer is as training left it; no rolling checkpoint is written."""
     import tensorflow as tf
 
-    from ranking import selection
+    from ranking import model_dir as model_dir_lib
+    from ranking import orca, selection
 
     config, model_dir = run.config, run.model_dir
     summary = run.validator.selection.summary()
@@ -254,7 +255,11 @@ def refit_on_validation(run, say) -> dict:
     if best is None:
         raise InputError("training ended without a validation (no best checkpoint)",
                          file=model_dir)
-    tf.train.Checkpoint(model=run.model).read(best).assert_existing_objects_matched()
+    model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=run.model), best)
+    # The pass trains as training did, with the debiased head (a best/ that --refit=none
+    # rewrote with the raw head reads back with the gate at 0).
+    if config.model.uses_orca:
+        orca.set_served_head(run.model.network, "debiased")
     source, labeler, days = run.inputs.validation
     # Its own shuffle order: the epoch number after every training epoch's.
     dataset = data.labelled_dataset(
@@ -284,17 +289,18 @@ def refit_on_validation(run, say) -> dict:
 
 def apply_served_head(run, say) -> str | None:
     """--orca_serve (`ranking.orca`) once selection has chosen: makes an ORCA model with a
-    validation window serve the head it decides by the best validation (the raw one when
-    `validated` finds the debiased head worse there); returns that head, or None for a model
-    without ORCA or without a validation window (it serves the debiased head)."""
+    validation window serve the head chosen at the best validation (`validated`: the raw one
+    when the debiased head was worse there; `debiased`: always the debiased one); returns that
+    head, or None for a model without ORCA or without a validation window."""
     from ranking import orca
 
     if not run.config.model.uses_orca or run.validator is None:
         return None
     gain = run.validator.selection.best_head_gain
-    head = orca.served_head(gain) if run.config.model.orca.serve == "validated" else "debiased"
+    validated = run.config.model.orca.serve == "validated"
+    head = orca.choose_head(gain) if validated else "debiased"
     orca.set_served_head(run.model.network, head)
-    if run.config.model.orca.serve == "validated":
+    if validated:
         say(f"ORCA: at the best validation the debiased head's mean DT gain over the raw head "
             f"is {gain:+.2f} %: serving the {head} head"
             + (" (--orca_serve=debiased serves the debiased one)" if head == "raw" else ""))
@@ -302,26 +308,28 @@ def apply_served_head(run, say) -> str | None:
 
 
 def serve_best_with_head(run, say) -> None:
-    """--refit=none: the best checkpoint written again with the head `apply_served_head`
-    chose, when that is not the one it was written with (every task of a synchronous cluster
-    takes part in the write; only the chief's is kept)."""
+    """--refit=none with --orca_serve=validated: the best checkpoint read back, given the head
+    `apply_served_head` chooses and written again (best.json says which head). Every task of
+    a synchronous cluster reads its copy of the best checkpoint (the chief's, or the one in
+    its scratch directory) and takes part in the write, which aggregates some variables
+    (batch normalization's statistics) over the tasks; only the chief's is kept."""
     import tensorflow as tf
 
+    from ranking import model_dir as model_dir_lib
     from ranking import selection
 
     if not run.config.model.uses_orca or run.config.model.orca.serve != "validated":
         return  # the best checkpoint serves the debiased head it was written with
-    best = selection.best_checkpoint(run.model_dir) if run.chief else None
-    if run.chief and best is None:
+    scratch = None if run.chief else run.validator.scratch
+    best = (selection.best_checkpoint(run.model_dir) if scratch is None
+            else selection.best_checkpoint(scratch))
+    if best is None:
         raise InputError("training ended without a validation (no best checkpoint)",
                          file=run.model_dir)
-    if run.chief:
-        tf.train.Checkpoint(model=run.model).read(best).assert_existing_objects_matched()
+    model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=run.model), best)
     head = apply_served_head(run, say)
-    if head == "raw":
-        summary = dict(run.validator.selection.summary(), orca_served_head=head)
-        selection.write_best(run.model_dir, run.model, summary,
-                             None if run.chief else run.validator.scratch)
+    summary = dict(run.validator.selection.summary(), orca_served_head=head)
+    selection.write_best(run.model_dir, run.model, summary, scratch)
 
 
 def _epochs(run, say, open_epoch, run_steps) -> list[float]:

@@ -9,9 +9,12 @@
     eval_metrics.json     SPEC §6 metrics on --eval (written at the end, atomically); with a
                           validation window, of final/ (after a refit) or else best/
     best/, best.json      with a validation window: the best checkpoint and what it is (step,
-                          epoch, metric, value) (`ranking.selection`)
+                          epoch, metric, value; for ORCA the debiased head's mean DT gain over
+                          the raw head and, with --orca_serve=validated and --refit=none, the
+                          head served) (`ranking.selection`)
     final/, final.json    after the refit pass (--refit=validation): the best checkpoint
                           trained one more pass over the validation window; what is served
+                          (for ORCA, with the head served)
     history.json          with a validation window: each validation's metrics
     logs/validation       TensorBoard summaries of the validations
 
@@ -61,6 +64,26 @@ def load_model_description(model_dir: str) -> dict:
         raise InputError(f"has format_version {description.get('format_version')!r}; this "
                          f"dwellrank reads version {CONFIG_FORMAT_VERSION}", file=path)
     return description
+
+
+def read_checkpoint(checkpoint, path: str, *, restore: bool = False,
+                    partial: bool = False) -> None:
+    """Reads a `tf.train.Checkpoint` from prefix `path` (`restore`: with its deferred
+    restorations, as a resumed run's optimizer needs; `partial`: what it holds beyond the
+    model may go unused), every object the checkpoint's owner tracks matched. A checkpoint that
+    lacks one (written by another version of dwellrank, e.g. an ORCA model's before its
+    served-head gate, or for another model) is an InputError naming it, not a traceback."""
+    status = checkpoint.restore(path) if restore else checkpoint.read(path)
+    if partial:
+        status = status.expect_partial()
+    try:
+        status.assert_existing_objects_matched()
+    except AssertionError as error:
+        found = " ".join(str(error).split())
+        raise InputError("the checkpoint does not hold every variable of this model (written "
+                         "by another version of dwellrank, or for another model; retrain it): "
+                         + (found[:300] + " ..." if len(found) > 300 else found),
+                         file=path) from None
 
 
 def build_from_description(description: dict):

@@ -5,7 +5,9 @@ tower (p_ctr) and a raw dwell tower (logits z_raw over the dwell bins), ORCA add
 
 - SCD, the cross-task attention over the two tokens [stopgrad(h_ctr), stopgrad(h_dt)];
 - the NDE tower on concat(SCD output, h_s) giving logits z_nde [batch, bins];
-- debiased logits z = stopgrad(z_raw) - z_nde; the model serves softmax(z).
+- debiased logits z = stopgrad(z_raw) - z_nde; the model serves softmax(z) (SPEC §4), or,
+  with `serve` "validated" and a validation window, softmax(z_raw) when that window finds the
+  debiased head worse (a gate g in z = stopgrad(z_raw) - g z_nde, 1 in training; `choose_head`).
 
 The inputs of the NDE path are stopped, so no gradient of its loss reaches the embeddings or the
 raw towers, and the CTR and raw-DT losses never see the NDE variables. h_s (the backbone's
@@ -174,8 +176,9 @@ def attach(config: OrcaConfig, tasks: list[Task], inputs, representations, outpu
 
 
 class NdeTask(DwellBinsTask):
-    """ORCA's debiased dwell distribution softmax(z), z = stopgrad(z_raw) - z_nde (the NDE
-    tower's logits come from `OrcaHead`, not from a tower of this task).
+    """ORCA's debiased dwell distribution softmax(z), z = stopgrad(z_raw) - g z_nde (the NDE
+    tower's logits come from `OrcaHead`, not from a tower of this task; the gate g is 1 but
+    when --orca_serve=validated chose the raw head for serving).
 
     Loss: beta * sum_i w_i CE(z, bin)_i / N over clicked rows (or / clicks with
     `dt_denominator` "clicks": SPEC §4's mean_i), w_i ORCA's instance weights (`instance_weights`,
@@ -361,10 +364,10 @@ class OrcaHead(StaticLayer):
 
 
 # The served head (--orca_serve) ------------------------------------------------------------------
-def served_head(debiased_gain: float) -> str:
+def choose_head(debiased_gain: float) -> str:
     """"debiased" or "raw": what --orca_serve=validated serves given `debiased_gain`, the mean DT
     gain in percent of the debiased head over the raw head on the validation window at the
-    served checkpoint (`ranking.metrics.dt_class_gain`). The raw head only when the debiased
+    best validation (`ranking.metrics.dt_class_gain`). The raw head only when the debiased
     one is worse; a tie or no measure (NaN: no clicked validation row) keeps the paper's."""
     return "raw" if debiased_gain < 0 else "debiased"
 

@@ -37,6 +37,12 @@ replicas of one); a multi-worker or parameter-server run with a validation windo
 `--refit=none`. The pass writes no rolling checkpoint, so a run killed in it resumes at its
 end of training and makes the pass again from the same state.
 
+**ORCA's served head** (`--orca_serve=validated`, `ranking.orca`): each validation of an ORCA
+model also measures its debiased head against its raw head (`orca_debiased_gain` in
+history.json, the mean DT gain over the five class metrics, `ranking.metrics.dt_class_gain`);
+the value at the best validation is kept with the state, written to best.json, and decides
+which head is served once selection ends (`ranking.loops.apply_served_head`).
+
 **Exact resume.** The selection state (best value, step and epoch; validations without
 improvement; the last validated step; stopped) is a `tf.Module` saved in the rolling checkpoint,
 which is saved right after each validation. A run killed in training, in validation or between

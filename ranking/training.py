@@ -167,6 +167,19 @@ def _check_options(config: TrainConfig) -> None:
     if config.strategy == "parameter_server" and config.input_sharding != "files":
         raise InputError("--input_sharding=rows is for multi_worker_mirrored: parameter-server "
                          "workers take asynchronous steps from their own files")
+    if config.strategy == "multi_worker_mirrored" and config.model.regularization.batch_norm:
+        # Found 2026-12-03, cause not found: the workers' first step fails in a collective op
+        # of the batch normalization ("Shape mismatch in the collective instance").
+        raise InputError("--batch_norm does not train on multi_worker_mirrored here (its first "
+                         "step fails in a collective op of the batch normalization); train "
+                         "without it, or with --strategy=default or parameter_server")
+    if config.model.orca.serve == "validated" and not config.model.uses_orca:
+        raise InputError(f"--orca_serve=validated chooses between ORCA's dwell heads; "
+                         f"{config.model.preset} has no ORCA (mmoe_orca, ple_orca, or --orca "
+                         "on shared_bottom_dt)")
+    if config.model.orca.serve == "validated" and not config.selection.enabled:
+        raise InputError("--orca_serve=validated chooses the head on a validation window: give "
+                         "--validation or --validation_days")
     if (config.strategy == "parameter_server" and config.model.uses_orca
             and config.model.orca.mask_scope == "batch"):
         raise InputError("--mask_scope=batch is for synchronous training: its NDE-only step "
@@ -263,7 +276,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         _say(f"{config.strategy}: {strategy.num_replicas_in_sync} replicas in sync, "
              f"{workers} input worker(s); global batch {config.batch_size}")
     if latest:  # every task restores the chief's checkpoint
-        run.checkpoint.restore(latest).assert_existing_objects_matched()
+        model_dir_lib.read_checkpoint(run.checkpoint, latest, restore=True)
         if chief:
             _say(f"resumed from {latest}: global step {int(run.global_step)}, "
                  f"epoch {int(run.epoch) + 1}, {int(run.batch_in_epoch)} batches into it")
@@ -365,7 +378,7 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases:
         # and the forward pass is traced (Python): 0.2-0.3 s of a one-epoch run.
         batches = data.ReadAhead(iter(dataset))
         if served is not None:
-            tf.train.Checkpoint(model=model).read(served).assert_existing_objects_matched()
+            model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=model), served)
         head = orca.serving_head(model.network) if config.model.uses_orca else None
         predictor = evaluation.Predictor(model.network, config.model, model.targets)
         predictor.trace(dataset.element_spec[0])

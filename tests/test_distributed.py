@@ -17,9 +17,10 @@ import time
 import numpy as np
 import pytest
 
-from ranking import distribute
+from ranking import distribute, orca
 
 from conftest import POST_CLICK, REPO, recorded_checkpoint_step
+from test_orca_serve import assert_best_is_step
 
 # Two epochs of 60 steps of 256 rows: the small world's 4 training files hold ~44 k rows, so
 # both epochs are capped and the runs are short.
@@ -236,33 +237,54 @@ def test_two_workers_train_like_one_process_and_resume_after_a_kill(small_world,
 def test_two_workers_select_a_checkpoint_and_serve_orca_s_validated_head(small_world,
                                                                          tmp_path):
     """A validation window on a cluster (--refit=none): both workers validate, keep the same
-    selection state (mirrored variables), decide the same ORCA head (--orca_serve=validated)
-    and take part in writing best/ again with it; the chief's history.json, best.json and
-    eval_metrics.json agree. On this world and seed the debiased head is worse at the best
-    validation (-16.9 %), so the raw head is served and best/ is written twice."""
+    selection state (mirrored variables), choose the same ORCA head (--orca_serve=validated)
+    from the best validation (step 4 of 12: a min_delta no change beats) and both read their
+    copy of the best checkpoint back before writing it again with that head (a collective
+    write), so that best/ holds step 4's variables; the chief's history.json, best.json and
+    eval_metrics.json agree."""
     model_dir = tmp_path / "model"
     flags = [f"--train={small_world['train']}", f"--eval={small_world['eval']}",
              f"--stats={small_world['stats']}", f"--model_dir={model_dir}", "--model=mmoe_orca",
-             "--batch_size=256", "--steps_per_epoch=8", "--validation_days=1",
-             "--validate_every=4", "--max_epochs=1", "--patience=1", "--refit=none",
-             "--orca_serve=validated", "--post_click_features=" + ",".join(POST_CLICK),
-             "--seed=5", "--deterministic", "--progress=epoch",
-             "--strategy=multi_worker_mirrored", "--input_sharding=rows"]
+             "--batch_size=256", "--steps_per_epoch=12", "--validation_days=1",
+             "--validate_every=4", "--max_epochs=1", "--patience=2", "--min_delta=1e9",
+             "--refit=none", "--orca_serve=validated",
+             "--post_click_features=" + ",".join(POST_CLICK), "--seed=5", "--deterministic",
+             "--progress=epoch", "--strategy=multi_worker_mirrored", "--input_sharding=rows"]
     tasks = _workers(tmp_path, "orca", flags)
     _wait(tasks.values())
     chief = _log(tmp_path, "orca-worker0")
     assert [p.returncode for p in tasks.values()] == [0, 0], chief[-3000:]
     assert "Traceback" not in chief + _log(tmp_path, "orca-worker1")
     history = json.loads((model_dir / "history.json").read_text())["validations"]
-    assert [e["step"] for e in history] == [4, 8]
-    gain = [e for e in history if e["best"]][-1]["orca_debiased_gain"]
+    assert [(e["step"], e["best"]) for e in history] == [(4, True), (8, False), (12, False)]
+    gain = history[0]["orca_debiased_gain"]
     best = json.loads((model_dir / "best.json").read_text())
     metrics = _metrics(model_dir)
-    assert gain < 0 and best["orca_debiased_gain"] == pytest.approx(gain)
-    assert best["orca_served_head"] == metrics["orca_served_head"] == "raw"
-    assert "serving the raw head" in chief
-    assert metrics["dt_cross_entropy"] == metrics["raw_dwell"]["dt_cross_entropy"]
+    head = orca.choose_head(gain)
+    assert best["orca_debiased_gain"] == pytest.approx(gain)
+    assert best["orca_served_head"] == metrics["orca_served_head"] == head
+    assert f"serving the {head} head" in chief
+    assert (metrics["dt_cross_entropy"] == metrics["raw_dwell"]["dt_cross_entropy"]) == (
+        head == "raw")
+    assert_best_is_step(model_dir, 4, gate=1.0 if head == "debiased" else 0.0)
     assert not any(name.startswith(".worker") for name in os.listdir(model_dir))
+
+
+def test_batch_norm_on_workers_is_one_error_line(small_world, tmp_path):
+    """--batch_norm fails in a collective op at the first multi-worker step (cause not found):
+    refused before anything starts, without TF_CONFIG or a cluster."""
+    from core.errors import InputError
+    from ranking import training
+    from ranking.models import ModelConfig
+    from ranking.regularization import RegularizationConfig
+
+    config = training.TrainConfig(
+        train=small_world["train"], stats=small_world["stats"], progress="none",
+        strategy="multi_worker_mirrored",
+        model=ModelConfig("vr_ndt", regularization=RegularizationConfig(batch_norm=True)))
+    with pytest.raises(InputError, match="--batch_norm does not train on multi_worker_mirrored"):
+        training.train_and_evaluate(config, str(tmp_path / "model"))
+    assert not (tmp_path / "model").exists()
 
 
 def test_too_few_files_for_the_workers_stops_every_worker(small_world, tmp_path):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from core.errors import InputError
 from export import exporter
 from ranking import data, metrics, orca, training
 from ranking.models import ModelConfig
@@ -42,7 +43,7 @@ def test_the_mean_dt_gain_by_hand():
 @pytest.mark.parametrize("gain, head", [(-0.01, "raw"), (-50.0, "raw"), (0.0, "debiased"),
                                         (3.0, "debiased"), (float("nan"), "debiased")])
 def test_the_raw_head_only_when_the_debiased_one_is_worse(gain, head):
-    assert orca.served_head(gain) == head
+    assert orca.choose_head(gain) == head
 
 
 def test_the_gate_serves_the_raw_head_and_leaves_training_as_it_was():
@@ -81,15 +82,17 @@ def test_the_gate_serves_the_raw_head_and_leaves_training_as_it_was():
         np.testing.assert_array_equal(after.numpy(), before)
 
 
-def orca_config(small_world, refit, serve="validated"):
-    """mmoe_orca with a validation window: 8 steps, validated at step 4 and 8."""
+def orca_config(small_world, refit, serve="validated", preset="mmoe_orca", **selection):
+    """An ORCA model with a validation window: 12 steps validated at steps 4, 8 and 12; a
+    min_delta no change can beat makes step 4 the best (as in test_selection), so the best
+    checkpoint is not the last weights."""
+    options = dict(validation_days=1, validate_every=4, patience=2, min_delta=1e9,
+                   max_epochs=1, refit=refit)
     return training.TrainConfig(
         train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
-        model=ModelConfig("mmoe_orca", orca=orca.OrcaConfig(serve=serve)), batch_size=256,
+        model=ModelConfig(preset, orca=orca.OrcaConfig(serve=serve)), batch_size=256,
         seed=5, progress="none", post_click_features=POST_CLICK,
-        selection=SelectionConfig(validation_days=1, validate_every=4, patience=1,
-                                  max_epochs=1, refit=refit),
-        steps_per_epoch=8)
+        selection=SelectionConfig(**{**options, **selection}), steps_per_epoch=12)
 
 
 def exported_dwell(small_world, model_dir, tmp_path):
@@ -104,42 +107,121 @@ def exported_dwell(small_world, model_dir, tmp_path):
     return out["dwell_probs"].numpy(), out["raw_dwell_probs"].numpy()
 
 
+def model_variables(prefix):
+    """{checkpoint key: value} of the model's variables in a checkpoint."""
+    reader = tf.train.load_checkpoint(prefix)
+    return {key: reader.get_tensor(key) for key in reader.get_variable_to_shape_map()
+            if key.startswith("model/") and key.endswith("/.ATTRIBUTES/VARIABLE_VALUE")
+            and ".OPTIMIZER_SLOT" not in key}
+
+
+def assert_best_is_step(model_dir, step, gate):
+    """best/ holds the rolling checkpoint of `step`'s model variables, but for the gate."""
+    best = model_variables(os.path.join(model_dir, "best", "model"))
+    rolling = model_variables(os.path.join(model_dir, "checkpoints", f"ckpt-{step}"))
+    gates = [k for k in best if "/debias/" in k]
+    assert len(gates) == 1 and best.pop(gates[0]) == gate and rolling.pop(gates[0]) == 1.0
+    assert best.keys() == rolling.keys()
+    for key in best:
+        np.testing.assert_array_equal(best[key], rolling[key], err_msg=key)
+
+
+@pytest.fixture
+def heads_in_training(monkeypatch):
+    """The head the network serves at each call of the training steps (training and the
+    refit pass), recorded."""
+    from ranking import loops
+
+    seen, steps = [], loops.synchronous_steps
+
+    def recording(run, *args, **kwargs):
+        seen.append(orca.serving_head(run.model.network))
+        return steps(run, *args, **kwargs)
+
+    monkeypatch.setattr(loops, "synchronous_steps", recording)
+    return seen
+
+
 @pytest.mark.parametrize("refit", ["none", "validation"])
 def test_a_raw_head_decision_is_served_evaluated_and_exported(small_world, tmp_path,
-                                                              monkeypatch, refit):
-    """The decision forced to "raw" (the rule is tested above): best/ (--refit=none) or
-    final/ serve the raw head, eval_metrics.json's dwell metrics are the raw head's, and the
-    export's dwell_probs are raw_dwell_probs."""
+                                                              monkeypatch, heads_in_training,
+                                                              refit):
+    """The decision forced to "raw" (the rule is tested above): best/ (--refit=none: the best
+    step's weights, the gate at 0) or final/ serve the raw head, the refit pass trains with
+    the debiased one as training does, eval_metrics.json's dwell metrics are the raw head's,
+    and the export's dwell_probs are raw_dwell_probs."""
     decided = []
 
     def always_raw(gain):
         decided.append(gain)
         return "raw"
 
-    monkeypatch.setattr(orca, "served_head", always_raw)
+    monkeypatch.setattr(orca, "choose_head", always_raw)
     model_dir = str(tmp_path / "model")
     result = training.train_and_evaluate(orca_config(small_world, refit), model_dir)
     history = json.load(open(os.path.join(model_dir, "history.json")))["validations"]
-    best = [e for e in history if e["best"]][-1]
+    assert [(e["step"], e["best"]) for e in history] == [(4, True), (8, False), (12, False)]
     # It decided by the best validation's gain, which the history and best.json record.
-    assert decided == [pytest.approx(best["orca_debiased_gain"])]
+    assert decided == [pytest.approx(history[0]["orca_debiased_gain"])]
     best_json = json.load(open(os.path.join(model_dir, "best.json")))
-    assert best_json["orca_debiased_gain"] == pytest.approx(best["orca_debiased_gain"])
+    assert best_json["orca_debiased_gain"] == pytest.approx(history[0]["orca_debiased_gain"])
     record = best_json if refit == "none" else result["refit"]
     assert record["orca_served_head"] == "raw" and result["orca_served_head"] == "raw"
+    assert heads_in_training and set(heads_in_training) == {"debiased"}
+    if refit == "none":
+        assert_best_is_step(model_dir, 4, gate=0.0)
     for key in ("dt_cross_entropy", "dt_mae_class", "dt_macro_precision"):
         assert result[key] == result["raw_dwell"][key]
     served, raw = exported_dwell(small_world, model_dir, tmp_path)
     np.testing.assert_allclose(served, raw, rtol=1e-6, atol=1e-7)
 
 
-def test_the_paper_head_is_served_when_asked_or_not_worse(small_world, tmp_path):
-    """--orca_serve=debiased serves the debiased head whatever the gain; eval_metrics.json
-    says which head it evaluated, and the export's dwell_probs differ from the raw ones."""
+@pytest.mark.parametrize("serve", ["debiased", "validated"])
+def test_the_paper_head_is_served_when_asked_or_not_worse(small_world, tmp_path, monkeypatch,
+                                                          serve):
+    """--orca_serve=debiased, or validated when the debiased head is not worse (the decision
+    forced): the debiased head; best/ keeps the best step's weights and the gate at 1;
+    eval_metrics.json says which head it evaluated, and the export's dwell_probs are not the
+    raw ones."""
+    monkeypatch.setattr(orca, "choose_head", lambda gain: "debiased")
     model_dir = str(tmp_path / "model")
-    result = training.train_and_evaluate(orca_config(small_world, "none", "debiased"), model_dir)
+    result = training.train_and_evaluate(orca_config(small_world, "none", serve), model_dir)
     assert result["orca_served_head"] == "debiased"
-    assert "orca_served_head" not in json.load(open(os.path.join(model_dir, "best.json")))
+    best_json = json.load(open(os.path.join(model_dir, "best.json")))
+    assert best_json.get("orca_served_head") == ("debiased" if serve == "validated" else None)
+    assert_best_is_step(model_dir, 4, gate=1.0)
     assert result["dt_cross_entropy"] != result["raw_dwell"]["dt_cross_entropy"]
     served, raw = exported_dwell(small_world, model_dir, tmp_path)
     assert np.max(np.abs(served - raw)) > 1e-4
+
+
+@pytest.mark.parametrize("preset, selection, message", [
+    ("ple", {}, "ple has no ORCA"),
+    ("mmoe_orca", {"validation_days": 0}, "give --validation or --validation_days")])
+def test_validated_needs_orca_and_a_validation_window(small_world, tmp_path, preset, selection,
+                                                      message):
+    config = orca_config(small_world, "none", preset=preset, **selection)
+    with pytest.raises(InputError, match=message):
+        training.train_and_evaluate(config, str(tmp_path / "model"))
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_checkpoint_without_the_gate_is_one_error_not_a_traceback(small_world, tmp_path):
+    """An ORCA model's checkpoint written before the gate existed (made here by untracking
+    it) is refused by export with an InputError naming the checkpoint."""
+    model_dir = str(tmp_path / "model")
+    training.train_and_evaluate(orca_config(small_world, "none", "debiased"), model_dir)
+    model, _ = exporter.load_trained(model_dir)
+    head = model.network.get_layer("orca")
+    # Untracked as a weight and as a checkpoint dependency (TensorFlow's internal lists: the
+    # way to make a checkpoint as the code before the gate wrote it).
+    gate = head.debias
+    head._non_trainable_weights = [w for w in head._non_trainable_weights if w is not gate]
+    head._self_unconditional_checkpoint_dependencies = [
+        d for d in head._self_unconditional_checkpoint_dependencies if d.name != "debias"]
+    del head._self_unconditional_dependency_names["debias"]
+    best = os.path.join(model_dir, "best", "model")
+    tf.train.Checkpoint(model=model).write(best)
+    assert not any("/debias/" in k for k in model_variables(best))
+    with pytest.raises(InputError, match="does not hold every variable of this model"):
+        exporter.load_trained(model_dir)
