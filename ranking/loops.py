@@ -311,8 +311,8 @@ def serve_best_with_head(run, say) -> None:
     """--refit=none with --orca_serve=validated: the best checkpoint read back, given the head
     `apply_served_head` chooses and written again (best.json says which head). Every task of
     a synchronous cluster reads its copy of the best checkpoint (the chief's, or the one in
-    its scratch directory) and takes part in the write, which aggregates some variables
-    (batch normalization's statistics) over the tasks; only the chief's is kept."""
+    its scratch directory) and takes part in the write (a collective one, which may aggregate
+    variables over the tasks); only the chief's is kept."""
     import tensorflow as tf
 
     from ranking import model_dir as model_dir_lib
