@@ -318,7 +318,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if workers > 1 and not parameter_servers:
         # The other workers wait for the chief's evaluation, so that none leaves the cluster
         # while it still runs (the chief's coordination service would report it as failed).
-        loops.barrier(strategy)
+        loops.final_barrier(strategy)
     return result
 
 
