@@ -20,6 +20,7 @@ Recommenders code it calls was most of a first step's time (about 15 of 16.6 s f
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -174,8 +175,10 @@ def final_barrier(strategy) -> None:
     try:
         all_reduce()
     except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError):
-        pass
+            tf.errors.DeadlineExceededError) as error:
+        print(f"note: a peer left the cluster during the final barrier "
+              f"({type(error).__name__}); this task's work was done", file=sys.stderr,
+              flush=True)
 
 
 def synchronous_steps(run):
@@ -329,11 +332,13 @@ def serve_best_with_head(run, say) -> None:
     if not run.config.model.uses_orca or run.config.model.orca.serve != "validated":
         return  # the best checkpoint serves the debiased head it was written with
     scratch = None if run.chief else run.validator.scratch
-    best = (selection.best_checkpoint(run.model_dir) if scratch is None
-            else selection.best_checkpoint(scratch))
+    # A non-chief's own copy, else the chief's (a finished run started again: the copies in
+    # scratch directories were removed at its end).
+    best = ((scratch and selection.best_checkpoint(scratch))
+            or selection.best_checkpoint(run.model_dir))
     if best is None:
         raise InputError("training ended without a validation (no best checkpoint)",
-                         file=run.model_dir)
+                         file=os.path.join(run.model_dir, selection.BEST_DIR))
     model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=run.model), best)
     head = apply_served_head(run, say)
     summary = dict(run.validator.selection.summary(), orca_served_head=head)

@@ -116,8 +116,8 @@ class OrcaConfig:
     serve: str = setting(
         "debiased", "ORCA: the dwell head the model serves: debiased (always, as the paper and "
         "SPEC §4) or validated (with a validation window, the debiased head unless it is worse "
-        "than the raw head there on the mean of the five class metrics, then the raw one; "
-        "without a window, the debiased head).", choices=SERVED_HEADS, flag="orca_serve")
+        "than the raw head there on the mean of the five class metrics, then the raw one; it "
+        "needs a validation window).", choices=SERVED_HEADS, flag="orca_serve")
     mask_seed: int = 0  # training sets it from its --seed
 
     def check(self) -> None:

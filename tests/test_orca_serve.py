@@ -174,6 +174,13 @@ def test_a_raw_head_decision_is_served_evaluated_and_exported(small_world, tmp_p
         assert result[key] == result["raw_dwell"][key]
     served, raw = exported_dwell(small_world, model_dir, tmp_path)
     np.testing.assert_allclose(served, raw, rtol=1e-6, atol=1e-7)
+    if refit == "none":
+        # Started again with a refit pass: best/ reads back with the gate at 0, and the pass
+        # still trains with the debiased head.
+        heads_in_training.clear()
+        again = training.train_and_evaluate(orca_config(small_world, "validation"), model_dir)
+        assert heads_in_training[-1] == "debiased"
+        assert again["refit"]["orca_served_head"] == again["orca_served_head"] == "raw"
 
 
 @pytest.mark.parametrize("serve", ["debiased", "validated"])
