@@ -1,6 +1,7 @@
 """ORCA's served head (--orca_serve): the decision rule, the mean DT gain it decides by (by
 hand), the gate inside the network (served outputs equal the raw head's, training unchanged),
-and a trained model's choice carried through best/, final/, eval_metrics.json and the export."""
+a trained model's choice carried through best/, final/, eval_metrics.json and the export, the
+refusals of --orca_serve=validated, and a checkpoint from before the gate."""
 
 import json
 import math
