@@ -20,7 +20,6 @@ Recommenders code it calls was most of a first step's time (about 15 of 16.6 s f
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -262,10 +261,7 @@ def refit_on_validation(run, say) -> dict:
     done = selection.read_final(model_dir)
     if done is not None and done.get("from_step") == summary["step"]:
         return done  # a finished run started again: its pass is made already
-    best = selection.best_checkpoint(model_dir)
-    if best is None:
-        raise InputError("training ended without a validation (no best checkpoint)",
-                         file=model_dir)
+    best = selection.require_best_checkpoint(model_dir)
     model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=run.model), best)
     # The pass trains as training did, with the debiased head (a best/ that --refit=none
     # rewrote with the raw head reads back with the gate at 0).
@@ -332,13 +328,7 @@ def serve_best_with_head(run, say) -> None:
     if not run.config.model.uses_orca or run.config.model.orca.serve != "validated":
         return  # the best checkpoint serves the debiased head it was written with
     scratch = None if run.chief else run.validator.scratch
-    # A non-chief's own copy, else the chief's (a finished run started again: the copies in
-    # scratch directories were removed at its end).
-    best = ((scratch and selection.best_checkpoint(scratch))
-            or selection.best_checkpoint(run.model_dir))
-    if best is None:
-        raise InputError("training ended without a validation (no best checkpoint)",
-                         file=os.path.join(run.model_dir, selection.BEST_DIR))
+    best = selection.require_best_checkpoint(run.model_dir, scratch)
     model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=run.model), best)
     head = apply_served_head(run, say)
     summary = dict(run.validator.selection.summary(), orca_served_head=head)

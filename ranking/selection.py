@@ -262,6 +262,17 @@ def best_checkpoint(model_dir: str) -> str | None:
     return prefix if os.path.exists(prefix + ".index") else None
 
 
+def require_best_checkpoint(model_dir: str, scratch: str | None = None) -> str:
+    """The best checkpoint's path prefix: the copy in `scratch` (a non-chief task's) when there
+    is one, else `model_dir`'s (a finished run started again has no scratch copies left).
+    InputError when training ended without a validation."""
+    best = (scratch and best_checkpoint(scratch)) or best_checkpoint(model_dir)
+    if best is None:
+        raise InputError("training ended without a validation (no best checkpoint)",
+                         file=os.path.join(model_dir, BEST_DIR))
+    return best
+
+
 def write_final(model_dir: str, model, summary: dict) -> None:
     """The refit model (module docstring): `model_dir/final/` and final.json, each whole."""
     import tensorflow as tf
