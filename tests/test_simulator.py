@@ -259,7 +259,7 @@ def test_legacy_setting_is_the_default_and_reproduces_the_world_before_settings(
 def test_settings_set_every_setting_dependent_field_and_document_their_mechanism():
     dependent = {f.name for f in dataclasses.fields(simulator.SimConfig) if f.default is None}
     assert {"b0", "w_topic", "w_clickbait", "w_clickbait_dwell"} <= dependent
-    assert {"legacy", "entangled"} <= set(simulator.SETTINGS)
+    assert {"legacy", "entangled", "clickbait"} <= set(simulator.SETTINGS)
     for name, setting in simulator.SETTINGS.items():
         assert set(setting.values) == dependent, name
         assert len(setting.mechanism) > 200, name
@@ -296,7 +296,7 @@ MEDIUM = dict(num_users=2000, num_items=1000, days=4, seed=0)
 @pytest.fixture(scope="module")
 def medium_worlds():
     return {name: simulate_in_memory(simulator.SimConfig(setting=name, **MEDIUM))
-            for name in ("legacy", "entangled")}
+            for name in ("legacy", "entangled", "clickbait")}
 
 
 def click_logit(latent):
@@ -306,6 +306,8 @@ def click_logit(latent):
 def test_entangled_clicks_pair_high_ctr_with_short_reads_legacy_clicks_do_not(medium_worlds):
     corr = {}
     for name, (world, log, latent) in medium_worlds.items():
+        if name not in ("legacy", "entangled"):
+            continue
         click = log["click"] == 1
         corr[name] = np.corrcoef(click_logit(latent)[click], latent["dwell_log_mean"][click])[0, 1]
         summary = simulator.summarize(log, world.config, latent)
@@ -327,6 +329,8 @@ def test_entangled_clicks_pair_high_ctr_with_short_reads_legacy_clicks_do_not(me
 def test_entangled_post_click_features_act_on_dwell_not_on_clicks(medium_worlds):
     r2 = {}
     for name, (world, log, latent) in medium_worlds.items():
+        if name not in ("legacy", "entangled"):
+            continue
         rows = np.arange(len(log["click"]))
         # Everything the post-click features can explain, with the user: category one-hot,
         # ln(length), publish age, and the user's (true) interest in the item's category.
@@ -338,6 +342,42 @@ def test_entangled_post_click_features_act_on_dwell_not_on_clicks(medium_worlds)
     # Seeds 0-9 at this size: entangled click 0.01-0.04, dwell 0.59-0.66; legacy click 0.64-0.67.
     assert r2["entangled"][0] < 0.1 and r2["entangled"][1] > 0.4, r2
     assert r2["legacy"][0] > 0.5, r2  # where category drives the click through interest
+
+
+def test_clickbait_setting_is_entangled_with_clickbait_common(medium_worlds):
+    entangled, clickbait = (simulator.SETTINGS[n].values for n in ("entangled", "clickbait"))
+    mechanism = ("w_interest", "w_topic", "w_clickbait", "w_interest_dwell", "w_clickbait_dwell")
+    assert {k: clickbait[k] for k in mechanism} == {k: entangled[k] for k in mechanism}
+    shares = {}
+    for name in ("entangled", "clickbait"):
+        world, log, latent = medium_worlds[name]
+        click = log["click"] == 1
+        bait = world.item_clickbait[item_index(log)] > 0.5
+        shares[name] = ((world.item_clickbait > 0.5).mean(), bait[click].mean(), click.mean(),
+                        np.corrcoef(click_logit(latent)[click],
+                                    latent["dwell_log_mean"][click])[0, 1])
+    # Seed 0 at this size: a quarter of the items strong clickbait (entangled: 8 %), over half
+    # the clicks on them (entangled: a fifth), and the shortcut stronger over clicks.
+    items, clicks, ctr, corr = shares["clickbait"]
+    assert 0.2 <= items <= 0.32 and shares["entangled"][0] < 0.12, shares
+    assert clicks > 0.45 and shares["entangled"][1] < 0.3, shares
+    assert 0.08 <= ctr <= 0.16, shares
+    assert corr < shares["entangled"][3] < -0.2, shares
+
+
+def test_clickbait_setting_keeps_the_papers_ctr_and_centre_of_dwell():
+    _, log, _ = simulate_in_memory(simulator.SimConfig(setting="clickbait", num_users=4000,
+                                                       num_items=2000))
+    click = log["click"] == 1
+    dwell = log["dwell_time"][click]
+    ln = np.log(dwell[dwell > 0])
+    mu, sigma = ln.mean(), ln.std()
+    assert 0.08 <= click.mean() <= 0.16
+    # The centre as the papers' (exp(mu) ~ 55 s between x_l ~ 15 s and x_h ~ 200 s); the spread
+    # wider (module docstring: x_h / x_l about 19 against 15).
+    assert 40 <= np.exp(mu) <= 60, np.exp(mu)
+    assert 16 <= np.exp(2 * sigma) <= 22, np.exp(2 * sigma)
+    assert abs(((ln - mu) ** 3).mean() / sigma ** 3) < 0.5
 
 
 def test_ground_truth_holds_the_latent_topic_only_where_it_acts(tmp_path):
