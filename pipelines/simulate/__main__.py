@@ -20,7 +20,7 @@ of pipelines/simulate/simulator.py):
 
 The default stays `legacy` so that the outputs, tables and expectations written before settings
 existed (README, docs/table1.md, the demo, other modules' tests) still hold; choose `entangled`
-to show a method where its mechanism exists.
+to show a method where its mechanism exists, `clickbait` where it holds for most clicks.
 
 Output (written to a temporary directory, then renamed onto --output_dir):
 
