@@ -310,9 +310,8 @@ def click_logit(latent):
 
 def test_entangled_clicks_pair_high_ctr_with_short_reads_legacy_clicks_do_not(medium_worlds):
     corr = {}
-    for name, (world, log, latent) in medium_worlds.items():
-        if name not in ("legacy", "entangled"):
-            continue
+    for name in ("legacy", "entangled"):
+        world, log, latent = medium_worlds[name]
         click = log["click"] == 1
         corr[name] = np.corrcoef(click_logit(latent)[click], latent["dwell_log_mean"][click])[0, 1]
         summary = simulator.summarize(log, world.config, latent)
@@ -333,9 +332,8 @@ def test_entangled_clicks_pair_high_ctr_with_short_reads_legacy_clicks_do_not(me
 
 def test_entangled_post_click_features_act_on_dwell_not_on_clicks(medium_worlds):
     r2 = {}
-    for name, (world, log, latent) in medium_worlds.items():
-        if name not in ("legacy", "entangled"):
-            continue
+    for name in ("legacy", "entangled"):
+        world, log, latent = medium_worlds[name]
         rows = np.arange(len(log["click"]))
         # Everything the post-click features can explain, with the user: category one-hot,
         # ln(length), publish age, and the user's (true) interest in the item's category.
