@@ -30,8 +30,9 @@ model's ctr tower over all impressions. Each ORCA row's gain is against its own 
 better is positive, averaged over the five class metrics (the paper's primary ones) and over
 all seven. A third mean leaves macro precision out of the five: a bin the backbone never predicts
 has precision 0 by SPEC §6's definition, so a head that predicts it at all, however rarely,
-raises the macro mean by that bin's precision over the number of bins; the four other class
-metrics show whether a gain holds without that term.
+raises the macro mean by that bin's precision over the number of classes (the bins, when each
+occurs in the test clicks); the four other class metrics show whether a gain holds without
+macro precision (and so without its changes on the other bins too).
 
 The collapse (the paper's Fig. 1 and 4a): per model, the share of clicked test impressions
 predicted in each bin against the truth, the raw and the debiased head of ORCA models side by
@@ -355,7 +356,9 @@ def summarize(results, seeds, runs):
 
 def dt_gain(results, run, seeds):
     """ORCA's relative DT gain over its baseline (signed so that better is positive), per seed
-    paired and then averaged: {class: (mean, std) over seeds, all: ..., per_metric: [...]}."""
+    paired and then averaged: {class: (mean, std) over seeds of the five class metrics' mean,
+    class_without_precision: the same without macro precision, all: the seven metrics',
+    per_metric: [7 seed means], auc: the ctr tower's AUC change (mean, std)}."""
     per_seed_class, per_seed_without, per_seed_all, per_metric = [], [], [], []
     without_precision = [i for i, key in enumerate(CLASS_KEYS) if key != "dt_macro_precision"]
     for seed in seeds:
