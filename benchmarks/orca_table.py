@@ -202,6 +202,8 @@ RUNS = [
     # Where the paper's head gained (the authors' protocol): does the check keep it?
     Run("MMoE + ORCA (authors' protocol), head validated", "mmoe_orca_authors_validated",
         "mmoe_orca", AUTHORS + VALIDATED_HEAD, "authors", baseline="mmoe_authors"),
+    Run("PLE + ORCA (authors' protocol), head validated", "ple_orca_authors_validated",
+        "ple_orca", AUTHORS + VALIDATED_HEAD, "authors", baseline="ple_authors"),
 ]
 DEFAULT_RUNS = [r.name for r in RUNS][:RUNS.index(next(r for r in RUNS
                                                        if r.name == "deepfm_ctr"))]
