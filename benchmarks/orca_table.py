@@ -57,6 +57,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# ranking imports core, which loads TensorFlow: quiet, as the CLIs are (core/cli.py).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from ranking.metrics import DT_CLASS_METRICS, DT_SECONDS_METRICS, dt_gains  # noqa: E402
 
 from common import REPO, module  # noqa: E402
