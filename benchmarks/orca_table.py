@@ -19,8 +19,10 @@ Protocol: every run but the one-epoch ones holds out the last training day for v
 (--validation_days=1), trains up to 10 epochs with early stopping and is evaluated after its
 refit pass (`ranking.selection`); runs "as the authors" read configs/orca_authors.flags (their
 optimizer, batch, regularization, sizes, masking, NDE head, loss scale, h_s, patience and
-early-stopping metric) and the authors' bins. The one-epoch runs (`*_1ep`) are training as it was
-before model selection, for the collapse.
+early-stopping metric, and since a6a8e18 no refit pass: they serve the best checkpoint) and the
+authors' bins. A finished run is reused whatever its refit setting: runs from before a6a8e18
+keep theirs, so give a table of the current flagfile a new --out. The one-epoch runs (`*_1ep`)
+are training as it was before model selection, for the collapse.
 
 Columns, over clicked evaluation impressions with the predicted bin = argmax of the served
 dwell distribution: MAEclass, RMSEclass (bin index), weighted F1, macro precision and recall,
@@ -316,8 +318,8 @@ def ctr_auc(metrics):
 
 
 def epochs_of(metrics):
-    """Epochs the served model trained: the selected epoch (+ the refit pass counted as the
-    fraction of an epoch it is), or the epochs run."""
+    """Epochs the served model trained: the selected epoch (a refit pass after it is not
+    counted), or 1 for a run without model selection that trained."""
     selection = metrics.get("selection")
     if not selection:
         return float(metrics.get("global_step", 0) > 0)

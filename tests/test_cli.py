@@ -180,9 +180,10 @@ def test_the_training_command_ends_with_its_summaries_written(small_world, tmp_p
 def test_the_statistics_job_with_beam_workers_ends_with_its_artifact_whole(small_world,
                                                                            tmp_path):
     """Beam's DirectRunner in worker processes: the artifact is the one made in-process. How
-    the process ends is not asserted: on a loaded machine a thread of Beam's worker handling can
-    still be stopping when the tool returns, and the process then ends as Python does (seen
-    once, in a clean-clone run beside a training benchmark); either way is correct."""
+    the process ends is not asserted: on a loaded machine a thread (presumably of Beam's worker
+    handling; its name was not captured) can still be running when the tool returns, and the
+    process then ends as Python does, waiting for it (seen once, in a clean-clone run beside a
+    training benchmark); either way is correct (`core.cli.end_now`)."""
     output = tmp_path / "stats"
     _command(tmp_path, "pipelines.stats", f"--input={small_world['train']}",
              f"--output_dir={output}", "--direct_running_mode=multi_processing",
