@@ -12,16 +12,16 @@ days. Finished runs (an eval_metrics.json) are reused, so an interrupted benchma
 `--project_args` adds ranking.train flags to every run it trains: the figures of docs/orca.md up
 to 2026-12-02 were trained with TensorFlow's default threads per op, which
 `--project_args=--intra_op_threads=0` gives back (the default since is one thread per op, whose
-float sums may run in another order). A finished run trained with other threads per op than
-asked for is refused, not reused.
+float sums may run in another order). A finished run trained with other threads per op or
+another refit setting than asked for is refused, not reused.
 
 Protocol: every run but the one-epoch ones holds out the last training day for validation
 (--validation_days=1), trains up to 10 epochs with early stopping and is evaluated after its
 refit pass (`ranking.selection`); runs "as the authors" read configs/orca_authors.flags (their
 optimizer, batch, regularization, sizes, masking, NDE head, loss scale, h_s, patience and
 early-stopping metric, and since a6a8e18 no refit pass: they serve the best checkpoint) and the
-authors' bins. A finished run is reused whatever its refit setting: runs from before a6a8e18
-keep theirs, so give a table of the current flagfile a new --out. The one-epoch runs (`*_1ep`)
+authors' bins. Runs from before a6a8e18 made the pass: a table of the current flagfile over
+them is refused (above); give it a new --out. The one-epoch runs (`*_1ep`)
 are training as it was before model selection, for the collapse.
 
 Columns, over clicked evaluation impressions with the predicted bin = argmax of the served
@@ -239,30 +239,50 @@ def prepare(out, setting, sim_args):
     return train, evaluate, stats, summary
 
 
-def _threads_per_op(project_args) -> int:
-    """The --intra_op_threads the runs are asked to train with (project_args, else the
-    default)."""
+def _flag_value(args, name, default):
+    """The value `args` give --`name` (a string), expanding --flagfile=F as absl does (one flag
+    a line, # comments); the last one wins; `default` without one."""
+    value = default
+    args = list(args)
+    for index, arg in enumerate(args):
+        if arg.startswith("--flagfile="):
+            with open(arg.split("=", 1)[1]) as handle:
+                lines = [line.strip() for line in handle]
+            value = _flag_value([line for line in lines if line and not line.startswith("#")],
+                                name, value)
+        elif arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and index + 1 < len(args):
+            value = args[index + 1]
+    return value
+
+
+def _check_reused(model_dir, run, project_args) -> None:
+    """Refuses to reuse a finished run trained otherwise than asked for in the settings that
+    moved between runs of this table: threads per op (runs from before the setting used
+    TensorFlow's, 0) and the refit pass (the authors' flagfile had it until 2026-12-04; runs
+    from before model selection had none). One table, one setting."""
+    from ranking.selection import SelectionConfig
     from ranking.training import TrainConfig
 
-    wanted = TrainConfig.__dataclass_fields__["intra_op_threads"].default
-    for index, arg in enumerate(project_args):  # absl's two spellings; the last one wins
-        if arg.startswith("--intra_op_threads="):
-            wanted = int(arg.split("=", 1)[1])
-        elif arg == "--intra_op_threads" and index + 1 < len(project_args):
-            wanted = int(project_args[index + 1])
-    return wanted
-
-
-def _check_reused(model_dir, project_args) -> None:
-    """Refuses to reuse a finished run trained with other threads per op than asked for (its
-    config.json; runs from before the setting used TensorFlow's, 0): one table, one setting."""
     with open(os.path.join(model_dir, "config.json")) as handle:
-        trained = json.load(handle)["training"].get("intra_op_threads", 0)
-    wanted = _threads_per_op(project_args)
-    if trained != wanted:
-        sys.exit(f"{model_dir} was trained with --intra_op_threads={trained}, not {wanted}: "
-                 f"add --project_args=--intra_op_threads={trained} to reuse it, or remove it "
-                 "to train it again")
+        training = json.load(handle)["training"]
+    selection = training.get("selection", {})
+    asked = [*run.protocol, *run.flags, *project_args]
+    checks = [
+        ("intra_op_threads", training.get("intra_op_threads", 0),
+         int(_flag_value(asked, "intra_op_threads",
+                         TrainConfig.__dataclass_fields__["intra_op_threads"].default))),
+        ("refit", selection.get("refit", "none"),
+         _flag_value(asked, "refit", SelectionConfig.__dataclass_fields__["refit"].default)),
+    ]
+    if not (selection.get("validation") or selection.get("validation_days")):
+        checks.pop()  # no validation window, no refit pass whatever the flag says
+    for name, trained, wanted in checks:
+        if trained != wanted:
+            sys.exit(f"{model_dir} was trained with --{name}={trained}, not {wanted}: add "
+                     f"--project_args=--{name}={trained} to reuse it, or give the table a new "
+                     "--out (or remove the run) to train it again")
 
 
 def train_run(out, setting, run, seed, train, evaluate, stats, project_args=()):
@@ -271,7 +291,7 @@ def train_run(out, setting, run, seed, train, evaluate, stats, project_args=()):
     model_dir = os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
     metrics_path = os.path.join(model_dir, "eval_metrics.json")
     if os.path.exists(metrics_path):
-        _check_reused(model_dir, project_args)
+        _check_reused(model_dir, run, project_args)
     else:
         started = time.perf_counter()
         module("ranking.train", f"--model={run.preset}", f"--train={train}",
