@@ -240,17 +240,14 @@ def prepare(out, setting, sim_args):
 
 
 def _flag_value(args, name, default):
-    """The value `args` give --`name` (a string), expanding --flagfile=F as absl does (one flag
-    a line, # comments); the last one wins; `default` without one."""
+    """The value `args` give --`name` (a string) after absl expands their --flagfile=F; the last
+    one wins; `default` without one."""
+    from absl import flags
+
+    args = flags.FlagValues().read_flags_from_files(["orca_table", *args])[1:]
     value = default
-    args = list(args)
     for index, arg in enumerate(args):
-        if arg.startswith("--flagfile="):
-            with open(arg.split("=", 1)[1]) as handle:
-                lines = [line.strip() for line in handle]
-            value = _flag_value([line for line in lines if line and not line.startswith("#")],
-                                name, value)
-        elif arg.startswith(f"--{name}="):
+        if arg.startswith(f"--{name}="):
             value = arg.split("=", 1)[1]
         elif arg == f"--{name}" and index + 1 < len(args):
             value = args[index + 1]
