@@ -239,19 +239,23 @@ def prepare(out, setting, sim_args):
     return train, evaluate, stats, summary
 
 
-def _flag_value(args, name, default):
-    """The value `args` give --`name` (a string) after absl expands their --flagfile=F; the last
-    one wins; `default` without one."""
+def _asked_config(run, project_args):
+    """The ranking.train config the table asks `run` to train with (its protocol, its flags and
+    `project_args`), built by the project's own flag definitions (`core.settings`); the
+    required data flags get placeholders, as only the training settings are compared."""
     from absl import flags
 
-    args = flags.FlagValues().read_flags_from_files(["orca_table", *args])[1:]
-    value = default
-    for index, arg in enumerate(args):
-        if arg.startswith(f"--{name}="):
-            value = arg.split("=", 1)[1]
-        elif arg == f"--{name}" and index + 1 < len(args):
-            value = args[index + 1]
-    return value
+    from core import settings
+    from ranking.training import TrainConfig
+
+    flag_values = flags.FlagValues()
+    required = settings.define_flags(TrainConfig, flag_values)
+    try:
+        flag_values(["orca_table", *[f"--{name}=unused" for name in required],
+                     f"--model={run.preset}", *run.protocol, *run.flags, *project_args])
+    except flags.Error as error:
+        sys.exit(f"orca_table: run {run.name}: {error}")
+    return settings.from_flags(TrainConfig, flag_values)
 
 
 def _check_reused(model_dir, run, project_args) -> None:
@@ -259,20 +263,12 @@ def _check_reused(model_dir, run, project_args) -> None:
     moved between runs of this table: threads per op (runs from before the setting used
     TensorFlow's, 0) and the refit pass (the authors' flagfile had it until 2026-12-04; runs
     from before model selection had none). One table, one setting."""
-    from ranking.selection import SelectionConfig
-    from ranking.training import TrainConfig
-
     with open(os.path.join(model_dir, "config.json")) as handle:
         training = json.load(handle)["training"]
     selection = training.get("selection", {})
-    asked = [*run.protocol, *run.flags, *project_args]
-    checks = [
-        ("intra_op_threads", training.get("intra_op_threads", 0),
-         int(_flag_value(asked, "intra_op_threads",
-                         TrainConfig.__dataclass_fields__["intra_op_threads"].default))),
-        ("refit", selection.get("refit", "none"),
-         _flag_value(asked, "refit", SelectionConfig.__dataclass_fields__["refit"].default)),
-    ]
+    asked = _asked_config(run, project_args)
+    checks = [("intra_op_threads", training.get("intra_op_threads", 0), asked.intra_op_threads),
+              ("refit", selection.get("refit", "none"), asked.selection.refit)]
     if not (selection.get("validation") or selection.get("validation_days")):
         checks.pop()  # no validation window, no refit pass whatever the flag says
     for name, trained, wanted in checks:
