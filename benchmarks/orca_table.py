@@ -86,6 +86,8 @@ PROJECT_CLICK_TRAINING = ["--output_bias=prior", "--dt_denominator=batch",
 # rows before --orca_serve (2026-12-03) were trained so, and keep their meaning.
 PAPER_HEAD = ["--orca_serve=debiased"]
 VALIDATED_HEAD = ["--orca_serve=validated"]
+# Early stopping on the raw dwell head's cross-entropy (ranking.selection, raw_dwell_ce).
+RAW_STOP = ["--early_stopping_metric=raw_dwell_ce"]
 
 
 class Run:
@@ -208,6 +210,13 @@ RUNS = [
         "mmoe_orca", AUTHORS + VALIDATED_HEAD, "authors", baseline="mmoe_authors"),
     Run("PLE + ORCA (authors' protocol), head validated", "ple_orca_authors_validated",
         "ple_orca", AUTHORS + VALIDATED_HEAD, "authors", baseline="ple_authors"),
+    # The authors' protocol stopped on the raw head's loss, the backbone's own criterion
+    # (ranking.selection: the trunk stops at its backbone's epoch), 2026-12-05.
+    Run("MMoE + ORCA (authors' protocol), stopped as the backbone",
+        "mmoe_orca_authors_rawstop", "mmoe_orca", AUTHORS + RAW_STOP, "authors",
+        baseline="mmoe_authors"),
+    Run("PLE + ORCA (authors' protocol), stopped as the backbone", "ple_orca_authors_rawstop",
+        "ple_orca", AUTHORS + RAW_STOP, "authors", baseline="ple_authors"),
 ]
 DEFAULT_RUNS = [r.name for r in RUNS][:RUNS.index(next(r for r in RUNS
                                                        if r.name == "deepfm_ctr"))]

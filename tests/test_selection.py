@@ -23,6 +23,7 @@ from ranking.models import ModelConfig
 from ranking.regularization import RegularizationConfig
 from ranking.selection import Selection, SelectionConfig
 
+from conftest import POST_CLICK
 from model_fixtures import tiny_batch, tiny_spec
 
 
@@ -63,6 +64,47 @@ def test_the_default_metric_follows_what_the_preset_serves():
     assert default("single_ctr") == default("ctr_logdt") == default("deepfm") == "auc_ctr"
     assert default("ple") == default("mmoe_orca") == default("esmm") == "logloss_ctr+dwell_ce"
     assert default("autoint", single_task="dwell_bins") == "dwell_ce"
+
+
+def test_raw_dwell_ce_reads_the_raw_head_and_is_dwell_ce_without_one():
+    orca = {"dt_cross_entropy": 1.25, "raw_dwell": {"dt_cross_entropy": 1.5}}
+    assert selection.metric_value("raw_dwell_ce", orca) == 1.5
+    assert selection.metric_value("dwell_ce", orca) == 1.25
+    assert selection.metric_value("raw_dwell_ce", {"dt_cross_entropy": 1.25}) == 1.25
+    assert selection.METRICS["raw_dwell_ce"][0] == -1
+
+
+def test_orca_stopped_on_its_raw_head_stops_where_its_backbone_stops(small_world, tmp_path):
+    """--early_stopping_metric=raw_dwell_ce: the ORCA model's validations of its raw head are its
+    backbone's validations (same seed), so it stops and is served at the backbone's step with
+    the backbone's click tower; its served (debiased) head is another distribution."""
+    def train(preset):
+        config = training.TrainConfig(
+            train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
+            model=ModelConfig(preset), batch_size=512, seed=5, progress="none",
+            post_click_features=POST_CLICK,
+            selection=SelectionConfig(validation_days=1, validate_every=6, patience=1,
+                                      max_epochs=2, early_stopping_metric="raw_dwell_ce",
+                                      refit="none"))
+        model_dir = str(tmp_path / preset)
+        metrics = training.train_and_evaluate(config, model_dir)
+        history = json.load(open(os.path.join(model_dir, "history.json")))["validations"]
+        return metrics, history
+
+    plain, plain_history = train("mmoe")
+    orca_metrics, orca_history = train("mmoe_orca")
+    np.testing.assert_allclose([e["raw_dwell_ce"] for e in orca_history],
+                               [e["raw_dwell_ce"] for e in plain_history], rtol=1e-5)
+    assert [e["best"] for e in orca_history] == [e["best"] for e in plain_history]
+    assert orca_metrics["selected_step"] == plain["selected_step"]
+    assert orca_metrics["global_step"] == plain["global_step"]
+    # The backbone's own dwell cross-entropy is its raw one; the ORCA model's served head is
+    # the debiased one, which differs.
+    assert all(e["raw_dwell_ce"] == e["dt_cross_entropy"] for e in plain_history)
+    assert abs(orca_history[-1]["dt_cross_entropy"] - orca_history[-1]["raw_dwell_ce"]) > 1e-4
+    assert orca_metrics["towers"]["ctr"]["auc_ctr"] == pytest.approx(
+        plain["towers"]["ctr"]["auc_ctr"], abs=1e-4)
+    assert len(plain_history) >= 2
 
 
 def test_validation_days_split_by_timestamp(small_world):
