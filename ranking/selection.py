@@ -22,12 +22,12 @@ cross-entropy alone for a dwell-only model.
 dwell head and click tower are its backbone's at the same seed and step (the NDE's loss reaches
 neither, unless `--shared_representation=gate_and_experts`). Stopping on the *served*
 (debiased) head's loss, as the authors do, lets the NDE's curve pick the shared layers' epoch:
-with the authors' protocol on the simulator it picked an earlier one than the backbone's in 10
-of 18 runs, whose raw heads then lost 7.8 % to their backbones on average, nearly all of the
-debiased heads' 9.0 % over them (docs/orca.md, 2026-12-05). `raw_dwell_ce` stops on the raw
-head's cross-entropy, which is the backbone's own `dwell_ce`: the ORCA model stops at its
-backbone's step, so its click tower is the backbone's and its debiased head is compared with
-the backbone at the same weights.
+with the authors' protocol (no refit pass) on three simulated worlds it picked an earlier one
+than the backbone's in 10 of 18 runs, whose raw heads then lost 7.8 % to their backbones on
+average, nearly all of the debiased heads' 9.0 % over them (docs/orca.md, 2026-12-05).
+`raw_dwell_ce` stops on the raw head's cross-entropy, which is the backbone's own `dwell_ce`:
+the ORCA model stops at its backbone's step, so its click tower is the backbone's and its
+debiased head is compared with the backbone at the same weights.
 
 **The best checkpoint** is kept apart from the rolling ones: `best/` (a checkpoint of the model
 alone, written under a temporary name and renamed) and `best.json` (step, epoch, metric and its
