@@ -147,14 +147,20 @@ def metric_name(selection: SelectionConfig, model_config) -> str:
 
 
 def metric_value(name: str, result: dict) -> float:
-    """The value of metric `name` in an `evaluation_metrics` result."""
-    if name == "dwell_ce":
-        return float(result["dt_cross_entropy"])
-    if name == "logloss_ctr+dwell_ce":
-        return float(result["logloss_ctr"]) + float(result["dt_cross_entropy"])
-    if name == "raw_dwell_ce":
-        return float(result.get("raw_dwell", result)["dt_cross_entropy"])
-    return float(result[name])
+    """The value of metric `name` in an `evaluation_metrics` result; InputError when the model
+    has no head the metric reads (e.g. a dwell metric of a CTR-only model)."""
+    try:
+        if name == "dwell_ce":
+            return float(result["dt_cross_entropy"])
+        if name == "logloss_ctr+dwell_ce":
+            return float(result["logloss_ctr"]) + float(result["dt_cross_entropy"])
+        if name == "raw_dwell_ce":
+            return float(result.get("raw_dwell", result)["dt_cross_entropy"])
+        return float(result[name])
+    except KeyError as missing:
+        raise InputError(f"--early_stopping_metric={name}: this model's validation has no "
+                         f"{missing.args[0]} (the metric needs a head the model does not have)"
+                         ) from None
 
 
 def improves(value: float, best: float, direction: int, min_delta: float) -> bool:

@@ -72,6 +72,8 @@ def test_raw_dwell_ce_reads_the_raw_head_and_is_dwell_ce_without_one():
     assert selection.metric_value("dwell_ce", orca) == 1.25
     assert selection.metric_value("raw_dwell_ce", {"dt_cross_entropy": 1.25}) == 1.25
     assert selection.METRICS["raw_dwell_ce"][0] == -1
+    with pytest.raises(InputError, match="early_stopping_metric=raw_dwell_ce.*dt_cross_entropy"):
+        selection.metric_value("raw_dwell_ce", {"auc_ctr": 0.6, "logloss_ctr": 0.4})
 
 
 def test_orca_stopped_on_its_raw_head_stops_where_its_backbone_stops(small_world, tmp_path):
