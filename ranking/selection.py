@@ -74,15 +74,18 @@ from core import atomic
 from core.errors import InputError
 from core.settings import setting
 
-# name -> (direction: +1 higher is better, -1 lower is better, what it is)
+# name -> (direction: +1 higher is better, -1 lower is better, what it is, the serving outputs
+# it reads beside the score, which every model serves)
 METRICS = {
-    "auc_valid_read": (+1, "AUC of the served score against valid_read"),
-    "auc_ctr": (+1, "AUC of the served score against click"),
-    "logloss_ctr": (-1, "log loss of the click tower"),
-    "dwell_ce": (-1, "cross-entropy of the served dwell distribution over clicked rows"),
-    "logloss_ctr+dwell_ce": (-1, "the click log loss plus the dwell cross-entropy"),
+    "auc_valid_read": (+1, "AUC of the served score against valid_read", ()),
+    "auc_ctr": (+1, "AUC of the served score against click", ()),
+    "logloss_ctr": (-1, "log loss of the click tower", ("ctr",)),
+    "dwell_ce": (-1, "cross-entropy of the served dwell distribution over clicked rows",
+                 ("dwell_probs",)),
+    "logloss_ctr+dwell_ce": (-1, "the click log loss plus the dwell cross-entropy",
+                             ("ctr", "dwell_probs")),
     "raw_dwell_ce": (-1, "cross-entropy of the raw dwell head over clicked rows (ORCA: its "
-                     "backbone's own criterion; other models: dwell_ce)"),
+                     "backbone's own criterion; other models: dwell_ce)", ("dwell_probs",)),
 }
 BEST_DIR, BEST_JSON, HISTORY_JSON = "best", "best.json", "history.json"
 FINAL_DIR, FINAL_JSON = "final", "final.json"
@@ -146,9 +149,25 @@ def metric_name(selection: SelectionConfig, model_config) -> str:
             else selection.early_stopping_metric)
 
 
+def check_metric(selection: SelectionConfig, model_config, targets) -> None:
+    """InputError, before anything is read or trained, when the early-stopping metric needs an
+    output the model does not serve (e.g. a dwell metric of a CTR-only model); `targets` is
+    the stats artifact's `DwellTargets`."""
+    from ranking.models import output_names
+
+    name = metric_name(selection, model_config)
+    served = output_names(model_config, targets)
+    missing = [output for output in METRICS[name][2] if output not in served]
+    if missing:
+        raise InputError(f"--early_stopping_metric={name} reads the model's "
+                         f"{' and '.join(missing)}, which --model={model_config.preset} does "
+                         f"not serve (it serves {', '.join(served)}); choose another metric")
+
+
 def metric_value(name: str, result: dict) -> float:
     """The value of metric `name` in an `evaluation_metrics` result; InputError when the model
-    has no head the metric reads (e.g. a dwell metric of a CTR-only model)."""
+    has no head the metric reads (refused before training by `check_metric`; kept for a
+    result that lacks one all the same)."""
     try:
         if name == "dwell_ce":
             return float(result["dt_cross_entropy"])

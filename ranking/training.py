@@ -230,6 +230,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                 "ctr" not in config.model.tower_names):
             raise InputError(f"--output_bias=prior sets the click tower's bias; the model "
                              f"{config.model.preset} has no click tower (ctr)")
+        if config.selection.enabled:
+            selection.check_metric(config.selection, config.model, targets)
         # Every task makes the same refusals (bad input, too few files) before anything is
         # written. One process alone counts the evaluation logs beside the model's build.
         single_process = (workers == 1 and strategy.num_replicas_in_sync == 1

@@ -7,6 +7,7 @@ import gzip
 import json
 import math
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -74,6 +75,39 @@ def test_raw_dwell_ce_reads_the_raw_head_and_is_dwell_ce_without_one():
     assert selection.METRICS["raw_dwell_ce"][0] == -1
     with pytest.raises(InputError, match="early_stopping_metric=raw_dwell_ce.*dt_cross_entropy"):
         selection.metric_value("raw_dwell_ce", {"auc_ctr": 0.6, "logloss_ctr": 0.4})
+
+
+@pytest.mark.parametrize("preset, single_task, metric, refused", [
+    ("single_ctr", "ctr", "dwell_ce", "dwell_probs"),
+    ("single_ctr", "ctr", "raw_dwell_ce", "dwell_probs"),
+    ("deepfm", "dwell_bins", "logloss_ctr", "ctr"),
+    ("deepfm", "dwell_bins", "logloss_ctr+dwell_ce", "ctr"),
+    ("ctr_logdt", "ctr", "dwell_ce", "dwell_probs"),
+    ("single_ctr", "ctr", "auc_valid_read", None),
+    ("deepfm", "dwell_bins", "dwell_ce", None),
+    ("mmoe", "ctr", "logloss_ctr+dwell_ce", None),
+    ("mmoe_orca", "ctr", "raw_dwell_ce", None),
+])
+def test_an_early_stopping_metric_without_its_head_is_refused_before_training(
+        small_world, tmp_path, preset, single_task, metric, refused):
+    """The metric's outputs are checked against what the model serves when the run starts:
+    a refused run trains nothing and writes no model directory."""
+    model = ModelConfig(preset, towers=models.TowerConfig(single_task=single_task))
+    selection_config = SelectionConfig(validation_days=1, early_stopping_metric=metric)
+    artifact = stats_artifact.load_artifact(small_world["stats"])
+    if refused is None:
+        selection.check_metric(selection_config, model, artifact.targets)
+        return
+    config = training.TrainConfig(
+        train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
+        model=model, batch_size=512, progress="none", post_click_features=POST_CLICK,
+        selection=selection_config)
+    model_dir = tmp_path / "model"
+    with pytest.raises(InputError, match=re.escape(
+            f"--early_stopping_metric={metric} reads the model's {refused}, which "
+            f"--model={preset} does not serve")):
+        training.train_and_evaluate(config, str(model_dir))
+    assert not model_dir.exists()
 
 
 def test_orca_stopped_on_its_raw_head_stops_where_its_backbone_stops(small_world, tmp_path):
