@@ -110,6 +110,15 @@ def test_an_early_stopping_metric_without_its_head_is_refused_before_training(
     assert not model_dir.exists()
 
 
+def test_the_auto_early_stopping_metric_is_served_by_every_preset(small_world):
+    """`auto` picks a metric of what the preset serves, so no preset is refused for it."""
+    targets = stats_artifact.load_artifact(small_world["stats"]).targets
+    for preset in models.PRESETS:
+        for single_task in ("ctr", "dwell_bins"):
+            model = ModelConfig(preset, towers=models.TowerConfig(single_task=single_task))
+            selection.check_metric(SelectionConfig(validation_days=1), model, targets)
+
+
 def test_orca_stopped_on_its_raw_head_stops_where_its_backbone_stops(small_world, tmp_path):
     """--early_stopping_metric=raw_dwell_ce: the ORCA model's validations of its raw head are its
     backbone's validations (same seed), so it stops and is served at the backbone's step with
