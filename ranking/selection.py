@@ -150,7 +150,7 @@ def metric_name(selection: SelectionConfig, model_config) -> str:
 
 
 def check_metric(selection: SelectionConfig, model_config, targets) -> None:
-    """InputError, before any log is read or anything trained, when the early-stopping metric
+    """InputError, before a row is read or anything trained, when the early-stopping metric
     needs an output the model does not serve (e.g. a dwell metric of a CTR-only model);
     `targets` is the stats artifact's `DwellTargets`."""
     from ranking.models import output_names
