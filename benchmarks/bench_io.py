@@ -17,11 +17,11 @@ import time
 from absl import app, flags
 
 from core import cli, logs  # noqa: F401  (cli: quiets TensorFlow before it loads)
-from pipelines.simulate import simulator
+from pipelines.simulate import simulator, world_config, writing
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("num_users", simulator.SimConfig.num_users, "Users of the simulated world.")
-flags.DEFINE_integer("days", simulator.SimConfig.days, "Days of logs.")
+flags.DEFINE_integer("num_users", world_config.SimConfig.num_users, "Users of the simulated world.")
+flags.DEFINE_integer("days", world_config.SimConfig.days, "Days of logs.")
 flags.DEFINE_integer("batch_size", 4096, "Reader batch size.")
 
 
@@ -40,7 +40,7 @@ def read_pass(pattern: str, batch_size: int) -> int:
 
 def main(argv):
     del argv
-    config = dataclasses.replace(simulator.SimConfig(), num_users=FLAGS.num_users, days=FLAGS.days)
+    config = dataclasses.replace(world_config.SimConfig(), num_users=FLAGS.num_users, days=FLAGS.days)
     world = simulator.World(config)
     policy = simulator.LoggingPolicy()
     days, seconds = timed(lambda: [simulator.simulate_day(world, policy, d)
@@ -50,7 +50,7 @@ def main(argv):
     print(f"{'simulate in memory':<44} {rows:>10,} {seconds:>8.1f} {rows / seconds:>10,.0f}")
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in ("csv", "tfrecord"):
-            _, seconds = timed(lambda fmt=fmt: simulator.write_simulation(
+            _, seconds = timed(lambda fmt=fmt: writing.write_simulation(
                 config, os.path.join(tmp, fmt), fmt, plot=False))
             print(f"{'simulate + write ' + fmt:<44} {rows:>10,} {seconds:>8.1f} "
                   f"{rows / seconds:>10,.0f}")

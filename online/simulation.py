@@ -51,7 +51,7 @@ from core.settings import setting
 from online import consequences as conseq
 from online import crn
 from online.policies import LoggingScorePolicy, RankingPolicy
-from pipelines.simulate import simulator
+from pipelines.simulate import simulator, world_config
 
 # Key streams of the draws (`online.crn`).
 _SESSIONS, _HOUR_PEAK, _HOUR, _CANDIDATES, _LEAVE = 1, 2, 3, 4, 5
@@ -274,13 +274,13 @@ def world_of(sim_dir: str) -> simulator.World:
     config = dict(summary.get("config", {}))
     if not config:
         raise InputError("has no simulator config", file=path)
-    fields = {f.name for f in dataclasses.fields(simulator.SimConfig)}
-    setting_name = config.get("setting", summary.get("setting", simulator.DEFAULT_SETTING))
-    if setting_name not in simulator.SETTINGS:
+    fields = {f.name for f in dataclasses.fields(world_config.SimConfig)}
+    setting_name = config.get("setting", summary.get("setting", world_config.DEFAULT_SETTING))
+    if setting_name not in world_config.SETTINGS:
         raise InputError(f"names simulator setting {setting_name!r}, unknown here (settings: "
-                         f"{', '.join(simulator.SETTINGS)})", file=path)
-    defaults = simulator.SETTINGS[setting_name].values
+                         f"{', '.join(world_config.SETTINGS)})", file=path)
+    defaults = world_config.SETTINGS[setting_name].values
     # Values the setting gives are left to it; an explicit override is kept.
     explicit = {k: v for k, v in config.items() if k in fields and k != "setting"
                 and not (k in defaults and v == defaults[k])}
-    return simulator.World(simulator.SimConfig(setting=setting_name, **explicit))
+    return simulator.World(world_config.SimConfig(setting=setting_name, **explicit))

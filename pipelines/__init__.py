@@ -1,7 +1,9 @@
 """pipelines: the jobs over logs, one sub-package per stage of the flow, each with its CLI
 (`__main__.py`), its library and, where it has one, its Apache Beam variant.
 
-    python -m pipelines.simulate            simulate/simulator.py: the causal log simulator
+    python -m pipelines.simulate            simulate/simulator.py: the causal log simulator,
+                                            world_config.py (sizes, weights, named settings),
+                                            writing.py (logs, ground truth, summary)
     python -m pipelines.validate            validate/validation.py: TFDV statistics, schema,
     python -m pipelines.validate.describe       anomalies, drift; describe.py: read and describe
     python -m pipelines.stats               stats/statistics.py: the stats artifact (Beam)

@@ -124,12 +124,12 @@ def small_world(tmp_path_factory):
     """A small simulated feed: 6 days; stats of days 0-3; train on days 0-3, evaluate on 4-5.
 
     Returns a dict with `root`, `train` and `eval` globs and the `stats` directory."""
-    from pipelines.simulate import simulator
+    from pipelines.simulate import world_config, writing
     from pipelines.stats import statistics
 
     root = tmp_path_factory.mktemp("world")
-    config = simulator.SimConfig(num_users=1500, num_items=600, days=6, seed=11)
-    simulator.write_simulation(config, str(root / "sim"), plot=False)
+    config = world_config.SimConfig(num_users=1500, num_items=600, days=6, seed=11)
+    writing.write_simulation(config, str(root / "sim"), plot=False)
     train = str(root / "sim/logs/day-0[0-3].csv.gz")
     statistics.compute_stats(train, str(root / "stats"))
     return {"root": root, "train": train, "eval": str(root / "sim/logs/day-0[4-5].csv.gz"),

@@ -329,10 +329,10 @@ def test_warmup_falls_back_to_default_examples_without_training_logs(tmp_path):
 def test_the_projects_own_tfrecord_logs_replay_to_serving(exports, tmp_path):
     """Examples the project writes (here the simulator's TFRecord logs, numeric user ids and
     all) parse in serving_default as they are: ids are bytes everywhere."""
-    from pipelines.simulate import simulator
+    from pipelines.simulate import world_config, writing
 
-    config = simulator.SimConfig(num_users=60, num_items=40, days=1, seed=9)
-    simulator.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
+    config = world_config.SimConfig(num_users=60, num_items=40, days=1, seed=9)
+    writing.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
     path = sorted(glob.glob(str(tmp_path / "sim/logs/*.tfrecord.gz")))[0]
     records = list(tf.data.TFRecordDataset(path, "GZIP").take(32).as_numpy_iterator())
     loaded = tf.saved_model.load(exports["vr_ndt"].path)

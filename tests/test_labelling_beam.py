@@ -13,7 +13,7 @@ from test_labels import DAY, D, history_rows, read_frame, write_log
 
 from core import stats_artifact
 from pipelines.label import labelling, labelling_beam
-from pipelines.simulate import simulator
+from pipelines.simulate import world_config, writing
 from pipelines.stats import statistics
 
 TWO_WORKERS = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
@@ -24,8 +24,8 @@ def world(tmp_path_factory):
     """Five simulated days; stats of days 0-2; days 2-4 are labelled (day 2 is in both, so its
     counts come from the labelled logs, and days 0-1 of the T2 windows from the artifact)."""
     root = tmp_path_factory.mktemp("beam-labels")
-    config = simulator.SimConfig(num_users=150, num_items=100, days=5, seed=7)
-    simulator.write_simulation(config, str(root / "sim"), plot=False)
+    config = world_config.SimConfig(num_users=150, num_items=100, days=5, seed=7)
+    writing.write_simulation(config, str(root / "sim"), plot=False)
     statistics.compute_stats(str(root / "sim/logs/day-0[0-2].csv.gz"), str(root / "stats"))
     return root, str(root / "sim/logs/day-0[2-4].csv.gz"), str(root / "stats")
 

@@ -16,7 +16,7 @@ import pytest
 from core import label_rules, stats_artifact
 from core.errors import InputError
 from pipelines.label import labelling
-from pipelines.simulate import simulator
+from pipelines.simulate import world_config, writing
 from pipelines.stats import statistics
 
 from conftest import REPO
@@ -61,8 +61,8 @@ def test_auto_fit_refuses_an_impossible_slope():
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
     root = tmp_path_factory.mktemp("sim")
-    config = simulator.SimConfig(num_users=400, num_items=250, days=10, seed=3)
-    simulator.write_simulation(config, str(root / "sim"), plot=False)
+    config = world_config.SimConfig(num_users=400, num_items=250, days=10, seed=3)
+    writing.write_simulation(config, str(root / "sim"), plot=False)
     stats_dir = str(root / "stats")
     statistics.compute_stats(str(root / "sim/logs/day-0[0-6].csv.gz"), stats_dir)
     return root, stats_dir
@@ -151,8 +151,8 @@ def test_tfrecord_output_carries_the_same_labels_and_the_input(sim, tmp_path):
 
 def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
     _, stats_dir = sim
-    config = simulator.SimConfig(num_users=100, num_items=80, days=2, seed=5)
-    simulator.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
+    config = world_config.SimConfig(num_users=100, num_items=80, days=2, seed=5)
+    writing.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
     labelling.label_logs(str(tmp_path / "sim/logs/*.tfrecord.gz"), stats_dir,
                          str(tmp_path / "tfr"), fmt="tfrecord")
     labelling.label_logs(str(tmp_path / "sim/logs/*.tfrecord.gz"), stats_dir,
@@ -174,8 +174,8 @@ def test_ids_are_bytes_in_every_example_written(tmp_path, sim):
     from core import log_writers
 
     _, stats_dir = sim
-    config = simulator.SimConfig(num_users=100, num_items=80, days=2, seed=5)
-    simulator.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
+    config = world_config.SimConfig(num_users=100, num_items=80, days=2, seed=5)
+    writing.write_simulation(config, str(tmp_path / "sim"), "tfrecord", plot=False)
     path = sorted(glob.glob(str(tmp_path / "sim/logs/*.tfrecord.gz")))[0]
     first = next(iter(tf.data.TFRecordDataset(path, "GZIP").as_numpy_iterator()))
     example = tf.train.Example.FromString(first)

@@ -10,7 +10,7 @@ import pytest
 from core import stats_artifact
 from online import metrics, simulation
 from online.policies import LoggingScorePolicy, RandomPolicy, ScoreFunctionPolicy
-from pipelines.simulate import simulator
+from pipelines.simulate import simulator, world_config
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_ratio_change_interval_against_a_bootstrap():
 
 
 def test_dwell_migration_counts_clicks_by_activeness_and_dwell():
-    world = simulator.World(simulator.SimConfig(num_users=200, num_items=50, days=1, seed=1))
+    world = simulator.World(world_config.SimConfig(num_users=200, num_items=50, days=1, seed=1))
     user = np.arange(200)
     base = {"user": user, "click": np.ones(200, int), "dwell_time": np.linspace(1, 200, 200)}
     other = {"user": user, "click": np.ones(200, int), "dwell_time": base["dwell_time"] * 2}

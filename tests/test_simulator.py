@@ -16,7 +16,7 @@ import pytest
 
 from core import logs
 from core.errors import InputError
-from pipelines.simulate import simulator
+from pipelines.simulate import simulator, world_config, writing
 
 
 def simulate_in_memory(config):
@@ -32,13 +32,13 @@ def simulate_in_memory(config):
 @pytest.fixture(scope="module")
 def default_world():
     """The default-size world (about a million impressions), simulated in memory."""
-    return simulate_in_memory(simulator.SimConfig())
+    return simulate_in_memory(world_config.SimConfig())
 
 
 @pytest.fixture(scope="module")
 def entangled_default_world():
     """The default size in the `entangled` setting."""
-    return simulate_in_memory(simulator.SimConfig(setting="entangled"))
+    return simulate_in_memory(world_config.SimConfig(setting="entangled"))
 
 
 def item_index(log):
@@ -137,7 +137,7 @@ def test_dwell_only_on_clicks_and_some_zero_dwell_clicks(default_world):
     assert 0 < zero < 0.01
 
 
-SMALL = simulator.SimConfig(num_users=300, num_items=200, days=3, seed=7)
+SMALL = world_config.SimConfig(num_users=300, num_items=200, days=3, seed=7)
 
 
 def files_under(root):
@@ -147,9 +147,9 @@ def files_under(root):
 
 @pytest.mark.parametrize("fmt", ["csv", "tfrecord"])
 def test_same_seed_same_bytes(tmp_path, fmt):
-    a = simulator.write_simulation(SMALL, str(tmp_path / "a"), fmt, plot=False)
-    simulator.write_simulation(SMALL, str(tmp_path / "b"), fmt, plot=False)
-    simulator.write_simulation(dataclasses.replace(SMALL, seed=8), str(tmp_path / "c"), fmt, plot=False)
+    a = writing.write_simulation(SMALL, str(tmp_path / "a"), fmt, plot=False)
+    writing.write_simulation(SMALL, str(tmp_path / "b"), fmt, plot=False)
+    writing.write_simulation(dataclasses.replace(SMALL, seed=8), str(tmp_path / "c"), fmt, plot=False)
     names = [n for n in files_under(tmp_path / "a") if n.startswith(("logs", "ground_truth"))]
     assert len(names) == SMALL.days + 3 and a["rows"] > 1000
     for name in names:
@@ -161,8 +161,8 @@ def test_same_seed_same_bytes(tmp_path, fmt):
 def test_written_logs_read_back_equal_in_both_formats(tmp_path):
     world = simulator.World(SMALL)
     log, _ = simulator.simulate_day(world, simulator.LoggingPolicy(), 1)
-    simulator.write_simulation(SMALL, str(tmp_path / "csv"), "csv", plot=False)
-    simulator.write_simulation(SMALL, str(tmp_path / "tfr"), "tfrecord", plot=False)
+    writing.write_simulation(SMALL, str(tmp_path / "csv"), "csv", plot=False)
+    writing.write_simulation(SMALL, str(tmp_path / "tfr"), "tfrecord", plot=False)
     for path in (tmp_path / "csv/logs/day-01.csv.gz", tmp_path / "tfr/logs/day-01.tfrecord.gz"):
         batches = list(logs.read_logs(str(path), 512).as_numpy_iterator())
         got = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
@@ -180,14 +180,14 @@ def test_output_dir_with_other_content_is_refused_untouched(tmp_path):
     target.mkdir()
     (target / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="exists and holds something else"):
-        simulator.write_simulation(SMALL, str(target), plot=False)
+        writing.write_simulation(SMALL, str(target), plot=False)
     assert os.listdir(target) == ["notes.txt"]
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []
 
 
 def test_rerun_replaces_a_previous_simulation(tmp_path):
-    simulator.write_simulation(SMALL, str(tmp_path / "sim"), plot=False)
-    simulator.write_simulation(dataclasses.replace(SMALL, days=2), str(tmp_path / "sim"), plot=False)
+    writing.write_simulation(SMALL, str(tmp_path / "sim"), plot=False)
+    writing.write_simulation(dataclasses.replace(SMALL, days=2), str(tmp_path / "sim"), plot=False)
     assert sorted(os.listdir(tmp_path / "sim" / "logs")) == ["day-00.csv.gz", "day-01.csv.gz"]
 
 
@@ -248,8 +248,8 @@ OLD_CONSTANTS = dict(b0=-2.3, w_interest=1.0, w_clickbait=1.6, m0=4.42, w_intere
 
 
 def test_legacy_setting_is_the_default_and_reproduces_the_world_before_settings():
-    assert simulator.SimConfig().setting == simulator.DEFAULT_SETTING == "legacy"
-    legacy = simulator.SimConfig(num_users=300, num_items=200, days=3, seed=7, setting="legacy")
+    assert world_config.SimConfig().setting == world_config.DEFAULT_SETTING == "legacy"
+    legacy = world_config.SimConfig(num_users=300, num_items=200, days=3, seed=7, setting="legacy")
     assert legacy == SMALL
     assert world_checksum(legacy) == LEGACY_SMALL_CHECKSUM
     assert all(getattr(legacy, name) == value for name, value in OLD_CONSTANTS.items())
@@ -257,23 +257,23 @@ def test_legacy_setting_is_the_default_and_reproduces_the_world_before_settings(
 
 
 def test_settings_set_every_setting_dependent_field_and_document_their_mechanism():
-    dependent = {f.name for f in dataclasses.fields(simulator.SimConfig) if f.default is None}
+    dependent = {f.name for f in dataclasses.fields(world_config.SimConfig) if f.default is None}
     assert {"b0", "w_topic", "w_clickbait", "w_clickbait_dwell"} <= dependent
-    assert {"legacy", "entangled", "clickbait"} <= set(simulator.SETTINGS)
-    for name, setting in simulator.SETTINGS.items():
+    assert {"legacy", "entangled", "clickbait"} <= set(world_config.SETTINGS)
+    for name, setting in world_config.SETTINGS.items():
         assert set(setting.values) == dependent, name
         assert len(setting.mechanism) > 200, name
-        config = simulator.SimConfig(setting=name)
+        config = world_config.SimConfig(setting=name)
         assert {f: getattr(config, f) for f in dependent} == setting.values
     # A value given explicitly wins over the setting's.
-    config = simulator.SimConfig(setting="entangled", b0=-1.0)
+    config = world_config.SimConfig(setting="entangled", b0=-1.0)
     assert config.b0 == -1.0
-    assert config.w_topic == simulator.SETTINGS["entangled"].values["w_topic"]
+    assert config.w_topic == world_config.SETTINGS["entangled"].values["w_topic"]
 
 
 def test_unknown_setting_is_refused_with_the_known_names():
     with pytest.raises(InputError, match=r"unknown simulator setting 'nope'.*legacy, entangled"):
-        simulator.SimConfig(setting="nope")
+        world_config.SimConfig(setting="nope")
 
 
 # world_checksum of the small `entangled` world, computed at 5aa454f (before the clickbait shares
@@ -282,7 +282,7 @@ ENTANGLED_SMALL_CHECKSUM = "e56ae81692da06ba2b84789caa4dbffe6069b0cea51f929f4a43
 
 
 def test_entangled_setting_is_deterministic_and_differs_from_legacy():
-    entangled = simulator.SimConfig(num_users=300, num_items=200, days=3, seed=7,
+    entangled = world_config.SimConfig(num_users=300, num_items=200, days=3, seed=7,
                                     setting="entangled")
     assert world_checksum(entangled) == ENTANGLED_SMALL_CHECKSUM != LEGACY_SMALL_CHECKSUM
 
@@ -300,7 +300,7 @@ MEDIUM = dict(num_users=2000, num_items=1000, days=4, seed=0)
 
 @pytest.fixture(scope="module")
 def medium_worlds():
-    return {name: simulate_in_memory(simulator.SimConfig(setting=name, **MEDIUM))
+    return {name: simulate_in_memory(world_config.SimConfig(setting=name, **MEDIUM))
             for name in ("legacy", "entangled", "clickbait")}
 
 
@@ -314,7 +314,7 @@ def test_entangled_clicks_pair_high_ctr_with_short_reads_legacy_clicks_do_not(me
         world, log, latent = medium_worlds[name]
         click = log["click"] == 1
         corr[name] = np.corrcoef(click_logit(latent)[click], latent["dwell_log_mean"][click])[0, 1]
-        summary = simulator.summarize(log, world.config, latent)
+        summary = writing.summarize(log, world.config, latent)
         assert summary["setting"] == name
         assert summary["clicked_logit_dwell_corr"] == pytest.approx(corr[name])
     # Over seeds 0-9 at this size, r lies in [-0.40, -0.30] in `entangled` and in [-0.06, 0.07]
@@ -348,7 +348,7 @@ def test_entangled_post_click_features_act_on_dwell_not_on_clicks(medium_worlds)
 
 
 def test_clickbait_setting_is_entangled_with_clickbait_common(medium_worlds):
-    entangled, clickbait = (simulator.SETTINGS[n].values for n in ("entangled", "clickbait"))
+    entangled, clickbait = (world_config.SETTINGS[n].values for n in ("entangled", "clickbait"))
     mechanism = ("w_interest", "w_topic", "w_clickbait", "w_interest_dwell", "w_clickbait_dwell")
     assert {k: clickbait[k] for k in mechanism} == {k: entangled[k] for k in mechanism}
     shares = {}
@@ -369,7 +369,7 @@ def test_clickbait_setting_is_entangled_with_clickbait_common(medium_worlds):
 
 
 def test_clickbait_setting_keeps_the_papers_ctr_and_centre_of_dwell():
-    _, log, _ = simulate_in_memory(simulator.SimConfig(setting="clickbait", num_users=4000,
+    _, log, _ = simulate_in_memory(world_config.SimConfig(setting="clickbait", num_users=4000,
                                                        num_items=2000))
     click = log["click"] == 1
     dwell = log["dwell_time"][click]
@@ -389,9 +389,9 @@ def test_clickbait_setting_keeps_the_papers_ctr_and_centre_of_dwell():
 
 
 def test_ground_truth_holds_the_latent_topic_only_where_it_acts(tmp_path):
-    entangled = simulator.SimConfig(num_users=300, num_items=200, days=3, seed=7,
+    entangled = world_config.SimConfig(num_users=300, num_items=200, days=3, seed=7,
                                     setting="entangled")
-    summary = simulator.write_simulation(entangled, str(tmp_path / "sim"), plot=False)
+    summary = writing.write_simulation(entangled, str(tmp_path / "sim"), plot=False)
     assert summary["setting"] == "entangled" and summary["config"]["setting"] == "entangled"
     assert json.loads((tmp_path / "sim" / "summary.json").read_text())["setting"] == "entangled"
     items = pd.read_csv(tmp_path / "sim" / "ground_truth" / "items.csv.gz")

@@ -9,18 +9,18 @@ import pandas as pd
 import pytest
 
 from core.errors import InputError
-from pipelines.simulate import simulator
+from pipelines.simulate import simulator, world_config, writing
 from pipelines.validate import validation
 
-BASE = simulator.SimConfig(num_users=1500, num_items=800, days=4, seed=11)
+BASE = world_config.SimConfig(num_users=1500, num_items=800, days=4, seed=11)
 
 
 @pytest.fixture(scope="module")
 def worlds(tmp_path_factory):
     root = tmp_path_factory.mktemp("validation")
-    simulator.write_simulation(BASE, str(root / "base"), plot=False)
+    writing.write_simulation(BASE, str(root / "base"), plot=False)
     # The same world with attractiveness raised: about twice the CTR.
-    simulator.write_simulation(dataclasses.replace(BASE, b0=BASE.b0 + 0.85), str(root / "ctr2"),
+    writing.write_simulation(dataclasses.replace(BASE, b0=BASE.b0 + 0.85), str(root / "ctr2"),
                                plot=False)
     # Day 3 again, with a tenth of the rows in a category the schema has never seen.
     frame = pd.read_csv(root / "base/logs/day-03.csv.gz", dtype=str, keep_default_na=False)

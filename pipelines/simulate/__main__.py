@@ -4,7 +4,7 @@
         --num_users=10000 --num_items=5000 --days=14 --seed=0 --format=csv|tfrecord]
 
 --setting names the world (SPEC §10; the mechanisms and measured marginals are in the docstring
-of pipelines/simulate/simulator.py):
+of pipelines/simulate/world_config.py):
 
     legacy      (default) the world the simulator had before settings existed, byte for byte:
                 over clicks, click propensity and dwell are uncorrelated, and category drives the
@@ -41,13 +41,13 @@ import time
 from absl import flags
 
 from core import cli  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
-from pipelines.simulate import simulator
+from pipelines.simulate import world_config, writing
 
 FLAGS = flags.FLAGS
-_DEFAULTS = simulator.SimConfig()
+_DEFAULTS = world_config.SimConfig()
 flags.DEFINE_string("output_dir", None, "Directory to write logs/, ground_truth/ and the summary.")
 flags.DEFINE_string("setting", _DEFAULTS.setting,
-                    f"Named world: {' or '.join(simulator.SETTINGS)} (see the module docstring).")
+                    f"Named world: {' or '.join(world_config.SETTINGS)} (see the module docstring).")
 flags.DEFINE_integer("num_users", _DEFAULTS.num_users, "Number of users.")
 flags.DEFINE_integer("num_items", _DEFAULTS.num_items, "Number of items (articles).")
 flags.DEFINE_integer("days", _DEFAULTS.days, "Number of UTC days of logs.")
@@ -59,11 +59,11 @@ flags.mark_flag_as_required("output_dir")
 
 def main(argv):
     del argv
-    config = simulator.SimConfig(num_users=FLAGS.num_users, num_items=FLAGS.num_items,
+    config = world_config.SimConfig(num_users=FLAGS.num_users, num_items=FLAGS.num_items,
                                  days=FLAGS.days, seed=FLAGS.seed, start_date=FLAGS.start_date,
                                  setting=FLAGS.setting)
     started = time.perf_counter()
-    summary = simulator.write_simulation(config, FLAGS.output_dir, FLAGS.format, FLAGS.plot)
+    summary = writing.write_simulation(config, FLAGS.output_dir, FLAGS.format, FLAGS.plot)
     seconds = time.perf_counter() - started
     print(f"wrote {FLAGS.output_dir}/logs ({FLAGS.format}, {config.days} days, setting "
           f"{config.setting}) in {seconds:.1f} s ({summary['rows'] / seconds:,.0f} rows/s)")
@@ -76,7 +76,7 @@ def main(argv):
           f"{summary['share_clicks_above_x_h']:.1%}")
     print(f"  over clicks, corr(true click logit, true mean ln(dwell)) "
           f"{summary['clicked_logit_dwell_corr']:+.2f}")
-    print(f"  light users (< {simulator.LIGHT_USER_CLICKS} clicks in the last 7 days, among active): "
+    print(f"  light users (< {writing.LIGHT_USER_CLICKS} clicks in the last 7 days, among active): "
           f"{summary['share_light_users_last_week']:.1%}")
 
 

@@ -20,34 +20,9 @@ Causal model (all effects additive on the logit of a click or on ln(dwell)):
 `topic` is a latent item trait (20 topics, independent of the category) and users have interests
 over topics as over categories; neither is logged.
 
-Named settings (`SETTINGS`, `SimConfig.setting`, `python -m pipelines.simulate --setting=NAME`)
-choose the weights that carry a mechanism, so that a method's effect can be shown where its
-mechanism exists and where it does not (SPEC §10):
-
-- `legacy` (the default): the world the simulator had before settings existed, byte for byte.
-  Category interest drives the click (W_INTEREST 1, W_TOPIC 0); quality and interest raise click
-  and dwell alike while clickbait (W_CLICKBAIT 1.6, W_CLICKBAIT_DWELL 1.6) raises the click and
-  shortens the read, and these cancel: over clicks, the true click logit and the true mean
-  ln(dwell) are uncorrelated. No true CTR-DT shortcut, so ORCA should have little to correct.
-- `entangled`: both papers' mechanisms. Clickbait strongly raises the click and shortens the read
-  (W_CLICKBAIT 2.8, W_CLICKBAIT_DWELL 1.8), so over clicks the click logit and the mean ln(dwell)
-  are clearly negatively correlated ("high CTR, short read"); the click follows the latent topic
-  (W_TOPIC 1), not the category (W_INTEREST 0), and category interest lengthens the read
-  (W_INTEREST_DWELL 0.4): the post-click features (category, length, publish age) act mainly on
-  dwell. b0, m0 and DWELL_NOISE were then recalibrated to the marginals, nothing else.
-- `clickbait`: `entangled`'s mechanism with clickbait three times as common: over a quarter of
-  the items are strong clickbait (28 % against 9 %), drawing 59 % of the clicks (against 26 %);
-  over clicks r = -0.42. Only the two clickbait shares changed, and b0, m0 and DWELL_NOISE were
-  recalibrated (the CTR and the centre of ln(dwell) as the papers'); the spread of ln(dwell)
-  cannot then keep the papers' (x_h / x_l 21 against 13: a mixture of short bait reads and
-  long ones), which the README reports. It is the world in which ORCA's mechanism is most
-  common (the ORCA issue's hidden world had 25 % clickbait items).
-
-The constants are never tuned to make a model win: the mechanism weights express the setting's
-mechanism, and only b0, m0 and DWELL_NOISE are calibrated to the papers' published marginals
-(CTR 8-16 %, ~16-19 % of clicks below exp(mu - sigma) ~ 15 s, ~15 % above exp(mu + sigma) ~ 200 s,
-valid reads ~86 %). The marginals each setting gives, measured, are in the README
-(`pipelines.simulate`); `summarize` computes them for any simulation.
+The weights, sizes and named settings (`legacy`, `entangled`, `clickbait`) are
+`pipelines.simulate.world_config`; writing a simulation to disk is
+`pipelines.simulate.writing`.
 
 A policy is any object with ``choose(world, requests, rng) -> item indices``: the logging policy
 below samples by recency, quality and a little personalization (by category interest); the online
@@ -58,14 +33,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
-import os
-from typing import Mapping, Protocol
+from typing import Protocol
 
 import numpy as np
 
-from core.errors import InputError
 from core.label_rules import SECONDS_PER_DAY
+from pipelines.simulate.world_config import SimConfig
 
 CATEGORIES = ("news", "sports", "finance", "tech", "entertainment", "health", "travel", "food",
               "culture", "science", "autos", "games")
@@ -86,143 +59,6 @@ LOG_COLUMNS = ("impression_id", "user_id", "item_id", "timestamp", "click", "dwe
 POST_CLICK_FEATURES = ("category", "item_length", "publish_age_hours")
 
 
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """A named world: the values of the setting-dependent `SimConfig` fields, and the mechanism
-    they express (SPEC §10). `values` names every setting-dependent field (those whose default is
-    None); the other fields are the same in every setting."""
-
-    mechanism: str
-    values: Mapping[str, float]
-
-
-SETTINGS: dict[str, Setting] = {
-    # Measured numbers: the default size and seed 0 (see the module docstring).
-    "legacy": Setting(
-        mechanism=(
-            "The world the simulator had before settings existed, byte for byte. Interest in the "
-            "item's observed category drives the click (63 % of the click logit's variance) and "
-            "lengthens the read a little; quality raises both; clickbait raises the click and "
-            "shortens the read. These effects cancel: over clicks, the true click logit and the "
-            "true mean ln(dwell) are uncorrelated (r = -0.00), so there is no true CTR-DT shortcut "
-            "for a multi-task model to over-rely on, and a post-click feature (category, through the "
-            "user's interest) drives clicks as much as dwell."),
-        values=dict(b0=-2.3, w_interest=1.0, w_topic=0.0, w_clickbait=1.6,
-                    m0=4.42, w_interest_dwell=0.25, w_clickbait_dwell=1.6, dwell_noise=0.7,
-                    clickbait_share=0.06, clickbait_share_at_bad_sources=0.4),
-    ),
-    "entangled": Setting(
-        mechanism=(
-            "Both papers' mechanisms (ORCA's 'causal entanglement' of CTR and dwell time). "
-            "Clickbait strongly raises the click (x3.8 CTR) and strongly shortens the read, so "
-            "over clicks the true click logit and the true mean ln(dwell) are clearly negatively "
-            "correlated (r = -0.34): high CTR, short read. What draws the click is the user's "
-            "interest in the item's latent topic (not observed: learnable only from user and item "
-            "ids), not its category; the post-click features (category, item_length, "
-            "publish_age_hours) act mainly on dwell, where interest in the category lengthens the "
-            "read (they explain 2 % of the click logit's variance, 62 % of the mean ln(dwell)'s). "
-            "So a multi-task model has a CTR-DT shortcut to over-rely on (what ORCA corrects), "
-            "and masking the post-click features removes the direct dwell signal, not the "
-            "click's."),
-        # Mechanism: w_interest, w_topic, w_clickbait, w_interest_dwell, w_clickbait_dwell.
-        # Marginals only (CTR, mu, sigma), recalibrated for them: b0, m0, dwell_noise.
-        values=dict(b0=-2.0, w_interest=0.0, w_topic=1.0, w_clickbait=2.8,
-                    m0=4.78, w_interest_dwell=0.4, w_clickbait_dwell=1.8, dwell_noise=0.45,
-                    clickbait_share=0.06, clickbait_share_at_bad_sources=0.4),
-    ),
-    "clickbait": Setting(
-        mechanism=(
-            "The mechanism of 'entangled', more common: clickbait at ordinary sources is 4 times "
-            "as frequent and at clickbait farms 1.4 times, so over a quarter of the items are "
-            "strong clickbait (28 % against 9 %) and they draw most clicks (59 % against 26 %). "
-            "Over clicks the true click logit and the true mean ln(dwell) correlate at "
-            "r = -0.42 (entangled: -0.34): the CTR-DT shortcut holds for most "
-            "clicks, where ORCA's correction should matter most. The weights of every effect "
-            "are entangled's; the CTR and the centre of ln(dwell) were recalibrated to the "
-            "papers', but the spread of ln(dwell) is wider than theirs (x_h / x_l 21 against "
-            "13), since short bait reads and long ones mix."),
-        # Mechanism: entangled's weights; prevalence: the two clickbait shares.
-        # Marginals only (CTR, mu, sigma), recalibrated for them: b0, m0, dwell_noise.
-        values=dict(b0=-2.3, w_interest=0.0, w_topic=1.0, w_clickbait=2.8,
-                    m0=5.45, w_interest_dwell=0.4, w_clickbait_dwell=1.8, dwell_noise=0.4,
-                    clickbait_share=0.25, clickbait_share_at_bad_sources=0.55),
-    ),
-}
-DEFAULT_SETTING = "legacy"
-
-
-@dataclasses.dataclass(frozen=True)
-class SimConfig:
-    """Size, seed, setting and calibration of a simulated world. Defaults give ~1M impressions.
-
-    Fields that default to None take their value from the named `setting` (see `SETTINGS`); a
-    value given explicitly wins. `dataclasses.replace(config, setting=...)` would copy the old
-    setting's resolved values, so it is refused: build a new `SimConfig(setting=...)` instead.
-    """
-
-    num_users: int = 10_000
-    num_items: int = 5_000
-    days: int = 14
-    seed: int = 0
-    start_date: str = "2026-01-05"  # a Monday; day d covers [start + d days, start + d + 1 days)
-    setting: str = DEFAULT_SETTING  # a key of SETTINGS
-    num_sources: int = 200
-    # Users: sessions per day are log-normal (heavy-tailed: a few heavy users, many light ones).
-    sessions_median: float = 0.8
-    sessions_log_sd: float = 1.0
-    session_items_mean: float = 4.4  # items per session = 1 + Poisson(mean)
-    interest_concentration: float = 0.3  # Dirichlet alpha: small = focused interests
-    # Latent topics (not observed): what an item is about beyond its category. Users have
-    # interests over them too; they act on the click with weight w_topic (0 in `legacy`).
-    num_topics: int = 20
-    topic_concentration: float = 0.3
-    # Items. None: the setting's value.
-    clickbait_share: float | None = None  # strong clickbait share at ordinary sources
-    clickbait_source_share: float = 0.1  # sources whose items are often clickbait
-    clickbait_share_at_bad_sources: float | None = None
-    pool_days: float = 4.0  # items are shown for this many days after publication
-    # Click model. None: the setting's value.
-    b0: float | None = None
-    w_interest: float | None = None  # interest in the item's category
-    w_topic: float | None = None  # interest in the item's latent topic
-    w_quality: float = 0.35
-    w_clickbait: float | None = None
-    w_position: float = 0.08
-    w_fresh_click: float = 0.1
-    user_bias_sd: float = 0.4
-    # Dwell model (ln seconds). None: the setting's value.
-    m0: float | None = None
-    w_length: float = 0.7
-    w_depth: float = 0.35
-    w_quality_dwell: float = 0.25
-    w_interest_dwell: float | None = None
-    w_clickbait_dwell: float | None = None
-    w_fresh_dwell: float = 0.15
-    dwell_noise: float | None = None
-    # Bounces: clicks the reader regrets at once (more often on clickbait), ln(dwell) ~ N(ln 6, 0.6).
-    bounce_base: float = 0.04
-    bounce_clickbait: float = 0.25
-    zero_dwell_share: float = 0.002  # clicks whose dwell was lost by the tracker (logged as 0)
-
-    def __post_init__(self):
-        if self.setting not in SETTINGS:
-            raise InputError(f"unknown simulator setting {self.setting!r} (--setting): expected "
-                             f"one of {', '.join(SETTINGS)}")
-        for name, value in SETTINGS[self.setting].values.items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
-        values = {name: getattr(self, name) for name in SETTINGS[self.setting].values}
-        for other, setting in SETTINGS.items():
-            if other != self.setting and values == setting.values:
-                raise ValueError(
-                    f"SimConfig(setting={self.setting!r}) holds all of setting {other!r}'s values "
-                    f"(dataclasses.replace copies them): build SimConfig(setting="
-                    f"{self.setting!r}, ...) instead")
-
-    def start_timestamp(self) -> int:
-        """Unix seconds of day 0's UTC midnight."""
-        day = dt.datetime.strptime(self.start_date, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)
-        return int(day.timestamp())
 
 
 @dataclasses.dataclass
@@ -526,129 +362,3 @@ def item_table(world: World) -> dict:
     if world.config.w_topic:
         table["topic"] = world.item_topic
     return table
-
-
-# Writing a simulation ------------------------------------------------------------------------------
-GENERATOR = "pipelines.simulate"
-LIGHT_USER_CLICKS = 7  # SPEC §3 rule T2's default: fewer clicks than this over 7 days
-
-
-def summarize(log: dict, config: SimConfig, latent: dict | None = None) -> dict:
-    """Marginals of a simulated log (dict of LOG_COLUMNS arrays), for the printout and tests.
-
-    With `latent` (the ground truth of the same rows, as `simulate_day` returns it), also the
-    setting's mechanism: over clicks, the Pearson correlation of the true click logit and the
-    true mean ln(dwell) (`clicked_logit_dwell_corr`).
-    """
-    click = log["click"] == 1
-    dwell = log["dwell_time"][click]
-    positive = dwell[dwell > 0]
-    ln_dwell = np.log(positive)
-    mu, sigma = float(ln_dwell.mean()), float(ln_dwell.std())
-    centred = ln_dwell - mu
-    day = (log["timestamp"] - config.start_timestamp()) // SECONDS_PER_DAY
-    last_week = day >= config.days - 7
-    users, user_index = np.unique(log["user_id"], return_inverse=True)
-    week_clicks = np.bincount(user_index[last_week & click], minlength=len(users))
-    active = np.bincount(user_index[last_week], minlength=len(users)) > 0
-    summary = {
-        "generator": GENERATOR,
-        "setting": config.setting,
-        "config": dataclasses.asdict(config),
-        "rows": int(len(click)),
-        "clicks": int(click.sum()),
-        "ctr": float(click.mean()),
-        "users_seen": int(len(users)),
-        "items_seen": int(len(np.unique(log["item_id"]))),
-        "ln_dwell_mu": mu,
-        "ln_dwell_sigma": sigma,
-        "ln_dwell_skew": float((centred ** 3).mean() / sigma ** 3),
-        "x_l": float(np.exp(mu - sigma)),
-        "x_h": float(np.exp(mu + sigma)),
-        "share_clicks_below_x_l": float((positive < np.exp(mu - sigma)).mean()),
-        "share_clicks_above_x_h": float((positive > np.exp(mu + sigma)).mean()),
-        "share_clicks_zero_dwell": float((dwell == 0).mean()),
-        "share_light_users_last_week": float((week_clicks[active] < LIGHT_USER_CLICKS).mean()),
-    }
-    if latent is not None:
-        p_click = latent["p_click"][click]
-        logit = np.log(p_click) - np.log1p(-p_click)
-        summary["clicked_logit_dwell_corr"] = float(
-            np.corrcoef(logit, latent["dwell_log_mean"][click])[0, 1])
-    return summary
-
-
-def plot_ln_dwell(path: str, log: dict, summary: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    dwell = log["dwell_time"][(log["click"] == 1) & (log["dwell_time"] > 0)]
-    mu, sigma = summary["ln_dwell_mu"], summary["ln_dwell_sigma"]
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    ax.hist(np.log(dwell), bins=80, color="#4c72b0")
-    for x, label in ((mu - sigma, f"mu - sigma (x_l = {np.exp(mu - sigma):.1f} s)"),
-                     (mu, f"mu = {mu:.2f}"), (mu + sigma, f"mu + sigma (x_h = {np.exp(mu + sigma):.0f} s)")):
-        ax.axvline(x, color="#c44e52" if x != mu else "k", ls="--", lw=1, label=label)
-    ax.set_xlabel("ln(dwell seconds)")
-    ax.set_ylabel("clicks")
-    ax.set_title(f"Simulated dwell time: {summary['clicks']:,} clicks")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def _is_previous_output(path: str) -> bool:
-    if not os.listdir(path):
-        return True
-    try:
-        with open(os.path.join(path, "summary.json")) as handle:
-            return json.load(handle).get("generator") == GENERATOR
-    except (OSError, ValueError):
-        return False
-
-
-def write_simulation(config: SimConfig, output_dir: str, fmt: str = "csv",
-             plot: bool = True) -> dict:
-    """Simulates `config.days` days under the logging policy and writes them to `output_dir`.
-
-    Returns the summary (see `summarize`). Replaces an earlier simulator output in `output_dir`;
-    refuses any other non-empty directory.
-    """
-    from core import log_writers
-    from core.atomic import atomic_directory
-
-    if config.num_users < 1 or config.num_items < 1 or config.days < 1:
-        raise InputError("--num_users, --num_items and --days must be at least 1")
-    world = World(config)
-    policy = LoggingPolicy()
-    with atomic_directory(output_dir, may_replace=_is_previous_output,
-                          what="--output_dir") as tmp:
-        os.makedirs(os.path.join(tmp, "logs"))
-        os.makedirs(os.path.join(tmp, "ground_truth"))
-        day_logs, latents = [], []
-        for day in range(config.days):
-            log, latent = simulate_day(world, policy, day)
-            name = os.path.join(tmp, "logs", f"day-{day:02d}")
-            if fmt == "csv":
-                log_writers.write_csv(name + ".csv.gz", log)
-            else:
-                log_writers.write_tfrecord(name + ".tfrecord.gz", log)
-            day_logs.append(log)
-            latents.append(latent)
-        everything = {k: np.concatenate([d[k] for d in day_logs]) for k in LOG_COLUMNS}
-        latent = {k: np.concatenate([d[k] for d in latents]) for k in latents[0]}
-        truth = os.path.join(tmp, "ground_truth")
-        log_writers.write_csv(os.path.join(truth, "users.csv.gz"), user_table(world),
-                              decimals=5)
-        log_writers.write_csv(os.path.join(truth, "items.csv.gz"), item_table(world),
-                              decimals=5)
-        log_writers.write_csv(os.path.join(truth, "impressions.csv.gz"), latent, decimals=6)
-        summary = summarize(everything, config, latent)
-        with open(os.path.join(tmp, "summary.json"), "w") as handle:
-            json.dump(summary, handle, indent=2)
-        if plot:
-            plot_ln_dwell(os.path.join(tmp, "ln_dwell_hist.png"), everything, summary)
-    return summary
