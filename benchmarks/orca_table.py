@@ -8,11 +8,11 @@ For each simulator setting (`pipelines.simulate --setting`): simulate (unless OU
 exists), compute two stats artifacts of the training days (all but the last 3): this project's
 bins (8 equal-width bins of ln dwell) and the authors' (configs/orca_authors_stats.flags: fixed
 edges, midpoint values); train every run of RUNS (`benchmarks/orca_runs.py`) with each seed and
-evaluate on the last 3 days. Finished runs (an eval_metrics.json) are reused, so an interrupted benchmark continues.
-`--project_args` adds ranking.train flags to every run it trains: the figures of docs/orca.md up
-to 2026-12-02 were trained with TensorFlow's default threads per op, which
-`--project_args=--intra_op_threads=0` gives back (the default since is one thread per op, whose
-float sums may run in another order). A finished run trained with other threads per op or
+evaluate on the last 3 days. Finished runs (an eval_metrics.json) are reused, so an interrupted
+benchmark continues. `--project_args` adds ranking.train flags to every run it trains: the
+figures of docs/orca.md up to 2026-12-02 were trained with TensorFlow's default threads per op,
+which `--project_args=--intra_op_threads=0` gives back (the default since is one thread per op,
+whose float sums may run in another order). A finished run trained with other threads per op or
 another refit setting than asked for is refused, not reused.
 
 Protocol: every run but the one-epoch ones holds out the last training day for validation
