@@ -41,6 +41,9 @@ LABEL_COLUMNS = ("valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin
 FIXED_TYPES = {"user_id": "string", "item_id": "string", "timestamp": "int64", "click": "int64",
                "dwell_time": "float64"}
 DTYPES = ("int64", "float32", "float64", "string")
+# The last second of 9999-12-31 UTC: a larger `timestamp` is not unix seconds (in milliseconds,
+# every time after 1978 is larger), and its UTC day would be read as a date past year 9999.
+MAX_TIMESTAMP = 253_402_300_799
 
 SAMPLE_ROWS = 1000
 SAMPLE_FILES = 10

@@ -19,6 +19,7 @@ import gzip
 import zlib
 from typing import Mapping, Sequence
 
+from core import log_schema
 from core.errors import MARKER, InputError
 from core.log_diagnosis import remember_source
 from core.log_schema import LogFile, LogSchema, expand_inputs, file_size, infer_schema, open_binary
@@ -231,11 +232,17 @@ class LogSource:
         import tensorflow as tf
 
         out, checks = parsed
+        kind = "line" if self.format == "csv" else "record"
+        if "timestamp" in out:
+            timestamp = out["timestamp"]
+            checks.append(_check(timestamp <= log_schema.MAX_TIMESTAMP, path, row, "timestamp",
+                                 f"expected unix seconds (at most {log_schema.MAX_TIMESTAMP}, 9999-12-31 "
+                                 "UTC), found ", tf.strings.as_string(timestamp),
+                                 ": milliseconds? divide by 1000", row_kind=kind))
         if not self.outcomes:
             with tf.control_dependencies(checks):
                 return {n: tf.identity(v[0] if n == "dwell_time" else v)
                         for n, v in out.items()}
-        kind = "line" if self.format == "csv" else "record"
         dwell, dwell_empty, dwell_text = out["dwell_time"]
         click = out["click"]
         text = lambda x: tf.strings.as_string(x)  # noqa: E731

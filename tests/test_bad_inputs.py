@@ -142,6 +142,8 @@ CATALOGUE = {
     "wrong type": (with_value(4, "timestamp", "yesterday"),
                    "line 6, column 'timestamp': expected an integer, found 'yesterday'"),
     "click outside 0/1": (with_value(5, "click", 2), "line 7, column 'click': expected 0 or 1"),
+    "timestamp in milliseconds": (with_value(4, "timestamp", (DAY + 240) * 1000),
+                                  "line 6, column 'timestamp': expected unix seconds"),
     "negative dwell": (with_value(3, "dwell_time", -1.5),
                        "line 5, column 'dwell_time': expected seconds >= 0"),
     "non-finite dwell": (with_value(3, "dwell_time", "nan"),
@@ -176,6 +178,7 @@ SCORE_EXPECTED = {
     "missing column": None,  # click is an outcome: candidates need none
     "wrong type": None,  # timestamp is not a model feature
     "click outside 0/1": None,
+    "timestamp in milliseconds": None,
     "negative dwell": None,
     "non-finite dwell": None,
     "dwell on unclicked row": None,

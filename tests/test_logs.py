@@ -191,6 +191,9 @@ CSV_CASES = [
      r"line 4, column 'score': expected a finite number, found inf"),
     ("extra field", [list(r) for r in ROWS[:3]] + [list(ROWS[3]) + ["x"]] + [list(ROWS[4])],
      r"line 5: expected 9 fields as in the header, found 10"),
+    ("timestamp in milliseconds", replace_field(ROWS, 2, "timestamp", 1767657600000),
+     r"line 4, column 'timestamp': expected unix seconds \(at most 253402300799, 9999-12-31 "
+     r"UTC\), found 1767657600000: milliseconds\?"),
 ]
 
 
@@ -283,6 +286,29 @@ def test_tfrecord_bad_click_value(tmp_path):
     records[1] = example(ROWS[1], override={"click": 5})
     path = write_tfrecord(tmp_path / "a.tfrecord.gz", records, "GZIP")
     with pytest.raises(InputError, match=r"record 2, column 'click': expected 0 or 1, found 5"):
+        read_all(path)
+
+
+def test_timestamp_bound_is_the_last_second_of_year_9999(tmp_path):
+    import datetime as dt
+
+    last = dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc).timestamp()
+    assert log_schema.MAX_TIMESTAMP == int(last)
+    at_bound = replace_field(ROWS, 4, "timestamp", int(last))
+    got = read_all(write_csv(tmp_path / "a.csv", rows=at_bound))
+    assert got["timestamp"][4] == int(last)
+    past = replace_field(ROWS, 4, "timestamp", int(last) + 1)
+    with pytest.raises(InputError, match=r"b\.csv, line 6, column 'timestamp': expected unix "
+                                         r"seconds .*found 253402300800"):
+        read_all(write_csv(tmp_path / "b.csv", rows=past))
+
+
+def test_tfrecord_timestamp_in_milliseconds_names_record(tmp_path):
+    records = [example(r) for r in ROWS]
+    records[1] = example(ROWS[1], override={"timestamp": 1767571210000})
+    path = write_tfrecord(tmp_path / "a.tfrecord", records)
+    with pytest.raises(InputError, match=r"a\.tfrecord, record 2, column 'timestamp': expected "
+                                         r"unix seconds .*found 1767571210000: milliseconds"):
         read_all(path)
 
 

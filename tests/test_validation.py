@@ -124,3 +124,22 @@ def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):
             train=f"{root}/newcat/day-03.csv.gz", stats=f"{tmp_path}/stats",
             schema=f"{tmp_path}/schema.pbtxt"), str(tmp_path / "model"))
     assert not (tmp_path / "model").exists()
+
+
+def test_describe_names_the_utc_days_with_rows(run, tmp_path):
+    # 2026-01-05 00:00:00 UTC is 1767571200 (= 20458 days); rows on the 5th (its first and last
+    # second), the 7th and the 9th: five days spanned, three with rows, none on the 6th or 8th.
+    day = 86_400
+    stamps = [1767571200, 1767571200 + day - 1, 1767571200 + 2 * day, 1767571200 + 4 * day + 5]
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,item_id,timestamp,click,dwell_time\n"
+                    + "".join(f"u{k},i{k},{t},{k % 2},{30.0 * (k % 2)}\n"
+                              for k, t in enumerate(stamps)))
+    from pipelines.validate import describe
+
+    assert describe.describe(str(path))["days"] == [20458, 20460, 20462]
+    assert [describe.utc_date(d) for d in (0, 20458, -719162)] == ["1970-01-01", "2026-01-05",
+                                                                   "0001-01-01"]
+    result = run("pipelines.validate.describe", f"--input={path}")
+    assert result.returncode == 0, result.stderr
+    assert "days (UTC): 2026-01-05 to 2026-01-09, 3 with rows of 5" in result.stdout

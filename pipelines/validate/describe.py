@@ -1,4 +1,5 @@
-"""Reads logs end to end and describes them: inferred column types, rows, CTR, dwell quantiles.
+"""Reads logs end to end and describes them: inferred column types, rows, CTR, dwell quantiles
+and the UTC days they cover.
 
     python -m pipelines.validate.describe --input='sim/logs/*.csv.gz' [--allow_unclicked_dwell]
 
@@ -8,12 +9,14 @@ the statistics, labelling or training jobs; also a throughput figure for the rea
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import numpy as np
 from absl import flags
 
 from core import cli, log_schema, logs  # cli first: it quiets TensorFlow before it loads
+from core.label_rules import SECONDS_PER_DAY
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "Comma-separated globs of CSV(.gz) or TFRecord log files.")
@@ -24,14 +27,16 @@ flags.mark_flag_as_required("input")
 
 
 def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool = False) -> dict:
-    """Reads every row of `pattern`; returns counts, dwell quantiles (s) and rows/s."""
+    """Reads every row of `pattern`; returns counts, dwell quantiles (s), the UTC days with rows
+    (`days`: sorted day numbers, unix seconds // 86400) and rows/s."""
     source = logs.open_logs(pattern)
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell)
     started = time.perf_counter()
     rows = clicks = zeroed = 0
-    dwell_parts = []
+    dwell_parts, day_parts = [], []
     for batch in dataset:
         click = batch["click"].numpy()
+        day_parts.append(np.unique(batch["timestamp"].numpy() // SECONDS_PER_DAY))
         rows += len(click)
         clicks += int(click.sum())
         dwell_parts.append(batch["dwell_time"].numpy()[click == 1])
@@ -44,7 +49,17 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
     return {"files": len(source.files), "format": source.format, "schema": source.schema,
             "rows": rows, "clicks": clicks, "unclicked_dwell_zeroed": zeroed,
             "dwell_quantiles": quantiles, "seconds": seconds,
+            "days": np.unique(np.concatenate(day_parts)).tolist() if day_parts else [],
             "rows_per_second": rows / seconds if seconds else float("nan")}
+
+
+def utc_date(day: int) -> str:
+    """The date of UTC day `day` (days since 1970-01-01), as YYYY-MM-DD (before year 1, which
+    the reader lets through as unix seconds: the day number)."""
+    try:
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
+    except OverflowError:
+        return f"day {day}"
 
 
 def main(argv):
@@ -55,6 +70,10 @@ def main(argv):
     if result["dwell_quantiles"]:
         q = result["dwell_quantiles"]
         print(f"dwell of clicks (s): p10 {q['p10']:.1f}  p50 {q['p50']:.1f}  p90 {q['p90']:.1f}")
+    if result["days"]:
+        days = result["days"]
+        print(f"days (UTC): {utc_date(days[0])} to {utc_date(days[-1])}, {len(days)} with rows "
+              f"of {days[-1] - days[0] + 1}")
     if FLAGS.allow_unclicked_dwell:
         print(f"unclicked rows with dwell > 0, treated as 0: {result['unclicked_dwell_zeroed']:,}")
     print("columns:")
