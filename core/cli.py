@@ -31,6 +31,11 @@ def report(error: InputError) -> None:
     print(f"error: {error}", file=sys.stderr)
 
 
+def warn(message: str) -> None:
+    """One line `warning: ...` on stderr: the input was read, but something in it looks wrong."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
 def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None,
         end_process: bool | None = None) -> None:
     """Runs an absl `main(argv)`; bad input ends in one readable line and exit status 1.

@@ -172,6 +172,22 @@ def representative_medians(medians, edges) -> tuple[float, ...]:
 
 
 # Writing ------------------------------------------------------------------------------------------
+# A typical clicked dwell (exp(mu) of ln seconds) longer than this is not a feed's read (those
+# last seconds to minutes): dwell in milliseconds read as seconds looks so.
+DWELL_UNIT_DOUBT_SECONDS = 3600.0
+
+
+def dwell_unit_doubt(mu: float) -> str | None:
+    """What to tell a user whose clicked rows' typical dwell, exp(`mu`) with `mu` the mean ln
+    dwell in seconds, is over an hour (`DWELL_UNIT_DOUBT_SECONDS`); None otherwise."""
+    typical = float(np.exp(mu))
+    if typical <= DWELL_UNIT_DOUBT_SECONDS:
+        return None
+    return (f"the clicked rows' typical dwell is exp(mu) = {typical:,.0f} s "
+            f"({typical / 3600:.1f} h), and dwell_time is read as seconds (SPEC §2): if it is in "
+            "milliseconds, divide it by 1000")
+
+
 def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Mapping,
                unclicked_dwell_zeroed: int, rules: RuleConfig, ndt_preset: str, t_max: float,
                epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
@@ -194,8 +210,14 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     mu = float(ln.mean())
     sigma = float(np.sqrt(((ln - mu) ** 2).mean()))
     x_l, x_h = float(np.exp(mu - sigma)), float(np.exp(mu + sigma))
-    ndt = fit_ndt(ndt_preset, x_l=x_l, x_h=x_h, t_max=t_max, epsilon=epsilon, offset=ndt_offset,
-                  tau=ndt_tau, A=ndt_a, B=ndt_b)
+    try:
+        ndt = fit_ndt(ndt_preset, x_l=x_l, x_h=x_h, t_max=t_max, epsilon=epsilon,
+                      offset=ndt_offset, tau=ndt_tau, A=ndt_a, B=ndt_b)
+    except InputError as error:
+        doubt = dwell_unit_doubt(mu)
+        if doubt is None:
+            raise
+        raise InputError(f"{error}; {doubt}") from None
     if bin_edges is not None:
         edges = np.asarray(bin_edges, float)
         if len(edges) < 2 or np.any(np.diff(edges) <= 0):

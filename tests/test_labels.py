@@ -488,6 +488,33 @@ def test_stats_cli_bad_input(run, tmp_path):
     assert not (tmp_path / "stats").exists()
 
 
+def test_dwell_in_milliseconds_is_named_by_the_stats_job(run, tmp_path):
+    from core import stats_artifact
+
+    # The doubt starts past an hour of typical dwell: exp(mu) = 3600 s is none, 3601 s is one.
+    assert stats_artifact.dwell_unit_doubt(np.log(3600.0)) is None
+    assert "exp(mu) = 3,601 s (1.0 h)" in stats_artifact.dwell_unit_doubt(np.log(3601.0))
+    # history_rows' dwell in milliseconds: the automatic NDT fit fails, and its error says why.
+    rows = [(u, i, t, c, round(d * 1000, 3)) for u, i, t, c, d in history_rows()]
+    millis = write_log(tmp_path / "millis.csv", rows)
+    seconds = np.array([d for *_, d in history_rows()])
+    typical = float(np.exp(np.log(seconds * 1000).mean()))
+    result = run("pipelines.stats", f"--input={millis}", f"--output_dir={tmp_path}/stats",
+                 "--engine=local")
+    assert result.returncode == 1, result.stderr
+    assert "cannot fit NDT" in result.stderr
+    assert f"typical dwell is exp(mu) = {typical:,.0f} s" in result.stderr
+    assert "if it is in milliseconds, divide it by 1000" in result.stderr
+    # With the NDT given, the artifact is written and the doubt is a warning.
+    result = run("pipelines.stats", f"--input={millis}", f"--output_dir={tmp_path}/stats",
+                 "--engine=local", "--ndt_tau=20")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("warning: the clicked rows' typical dwell is exp(mu) = ")
+    plain = run("pipelines.stats", f"--input={write_log(tmp_path / 's.csv', history_rows())}",
+                f"--output_dir={tmp_path}/stats_s", "--engine=local")
+    assert plain.returncode == 0 and "warning" not in plain.stderr, plain.stderr
+
+
 def test_stats_local_engine_writes_the_beam_engines_artifact(tmp_path):
     """--engine=local, in a fresh process that never imports Apache Beam, over three file
     groups: the artifact of the Beam engine (stats.json equal but for the float sums of the

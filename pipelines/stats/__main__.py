@@ -18,7 +18,7 @@ import time
 
 from absl import flags
 
-from core import cli, label_rules, settings  # cli first: it quiets TensorFlow before it loads
+from core import cli, label_rules, settings, stats_artifact  # cli first: it quiets TensorFlow
 from pipelines.stats import statistics
 
 FLAGS = flags.FLAGS
@@ -55,6 +55,9 @@ def main(argv):
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: "
               f"{stats['unclicked_dwell_treated_as_zero']:,}")
+    warning = stats_artifact.dwell_unit_doubt(stats["mu"])
+    if warning:
+        cli.warn(warning)
 
 
 if __name__ == "__main__":
