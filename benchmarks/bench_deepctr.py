@@ -65,7 +65,7 @@ DEEPCTR_VERSION = "0.9.4"
 
 
 # ---------------------------------------------------------------------------------------------
-# Parent: data, stats, the two timed processes, the table.
+# Data, stats, the two timed processes, the table (DeepCTR's side: deepctr_ple.py).
 
 def module(name, *args, env=None):
     """Runs `python -m name args` from the repository (table1.py's helper); returns stdout and

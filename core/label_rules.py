@@ -18,6 +18,7 @@ training and the online evaluation. The rules:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
 
 import numpy as np
@@ -26,6 +27,16 @@ from core.errors import InputError
 from core.settings import setting
 
 SECONDS_PER_DAY = 86_400
+
+
+def utc_date(day: int) -> str:
+    """The date of UTC day `day` (unix seconds // SECONDS_PER_DAY) as YYYY-MM-DD; before year 1
+    (the reader bounds timestamps above only), "day N"."""
+    try:
+        return (dt.date(1970, 1, 1) + dt.timedelta(days=int(day))).isoformat()
+    except OverflowError:
+        return f"day {day}"
+
 # Columns the labeller reads.
 LABEL_INPUTS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
 # What a training batch carries as labels: the click and dwell time, and the labels tasks use.
@@ -105,6 +116,10 @@ def fit_ndt(preset: str, *, x_l: float, x_h: float, t_max: float = 1.575, epsilo
                      "auto")
 
 
+class NdtFitError(InputError):
+    """The automatic NDT fit found no tau for these logs' x_l, x_h (not a flag mistake)."""
+
+
 def _solve_tau(offset: float, x_h: float, t_max: float, epsilon: float) -> float:
     def slope(tau: float) -> float:
         a, _ = _auto_a_b(offset, tau, t_max)
@@ -113,11 +128,11 @@ def _solve_tau(offset: float, x_h: float, t_max: float, epsilon: float) -> float
 
     hi = (x_h - offset) / 2.0
     if hi <= 0:
-        raise InputError(f"cannot fit NDT: x_h ({x_h:.3g} s) must exceed the offset "
+        raise NdtFitError(f"cannot fit NDT: x_h ({x_h:.3g} s) must exceed the offset "
                          f"({offset:.3g} s)")
     lo = hi * 1e-6
     if not slope(lo) < epsilon < slope(hi):
-        raise InputError(f"cannot fit NDT: no tau in (0, {hi:.4g}) gives d ndt/dT(x_h) = "
+        raise NdtFitError(f"cannot fit NDT: no tau in (0, {hi:.4g}) gives d ndt/dT(x_h) = "
                          f"{epsilon:g} (the slope ranges {slope(lo):.3g} .. {slope(hi):.3g}); "
                          "choose another --ndt_epsilon or give --ndt_tau")
     for _ in range(200):

@@ -19,10 +19,17 @@ import gzip
 import zlib
 from typing import Mapping, Sequence
 
-from core import log_schema
 from core.errors import MARKER, InputError
 from core.log_diagnosis import remember_source
-from core.log_schema import LogFile, LogSchema, expand_inputs, file_size, infer_schema, open_binary
+from core.log_schema import (
+    MAX_TIMESTAMP,
+    LogFile,
+    LogSchema,
+    expand_inputs,
+    file_size,
+    infer_schema,
+    open_binary,
+)
 
 # Extra keys of `read_logs(..., with_source=True)`.
 SOURCE_FILE, SOURCE_ROW, DWELL_ZEROED = "_source_file", "_source_row", "_dwell_zeroed"
@@ -235,10 +242,11 @@ class LogSource:
         kind = "line" if self.format == "csv" else "record"
         if "timestamp" in out:
             timestamp = out["timestamp"]
-            checks.append(_check(timestamp <= log_schema.MAX_TIMESTAMP, path, row, "timestamp",
-                                 f"expected unix seconds (at most {log_schema.MAX_TIMESTAMP}, 9999-12-31 "
+            checks.append(_check(timestamp <= MAX_TIMESTAMP, path, row, "timestamp",
+                                 f"expected unix seconds (at most {MAX_TIMESTAMP}, 9999-12-31 "
                                  "UTC), found ", tf.strings.as_string(timestamp),
-                                 ": milliseconds? divide by 1000", row_kind=kind))
+                                 ": milliseconds, microseconds or nanoseconds? divide by 10^3, 10^6 or 10^9",
+                                 row_kind=kind))
         if not self.outcomes:
             with tf.control_dependencies(checks):
                 return {n: tf.identity(v[0] if n == "dwell_time" else v)

@@ -41,7 +41,7 @@ from typing import Mapping
 import numpy as np
 
 from core.errors import InputError
-from core.label_rules import NdtParams, RuleConfig, assign_bins, dwell_bin_edges, fit_ndt
+from core.label_rules import NdtFitError, NdtParams, RuleConfig, assign_bins, dwell_bin_edges, fit_ndt
 
 FORMAT_VERSION = 1
 USER_DAY_COLUMNS = {"user_id": str, "day": np.int64, "clicks": np.int64}
@@ -181,7 +181,7 @@ def dwell_unit_doubt(mu: float) -> str | None:
     """What to tell a user whose clicked rows' typical dwell, exp(`mu`) with `mu` the mean ln
     dwell in seconds, is over an hour (`DWELL_UNIT_DOUBT_SECONDS`); None otherwise."""
     typical = float(np.exp(mu))
-    if typical <= DWELL_UNIT_DOUBT_SECONDS:
+    if not typical > DWELL_UNIT_DOUBT_SECONDS:  # NaN too
         return None
     return (f"the clicked rows' typical dwell is exp(mu) = {typical:,.0f} s "
             f"({typical / 3600:.1f} h), and dwell_time is read as seconds (SPEC §2): if it is in "
@@ -213,7 +213,7 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     try:
         ndt = fit_ndt(ndt_preset, x_l=x_l, x_h=x_h, t_max=t_max, epsilon=epsilon,
                       offset=ndt_offset, tau=ndt_tau, A=ndt_a, B=ndt_b)
-    except InputError as error:
+    except NdtFitError as error:
         doubt = dwell_unit_doubt(mu)
         if doubt is None:
             raise

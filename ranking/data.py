@@ -17,14 +17,13 @@ continues with exactly the batches an uninterrupted run would have seen.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 
 import numpy as np
 import tensorflow as tf
 
 from core import logs, threads
 from core.errors import InputError
-from core.label_rules import LABEL_INPUTS, LABEL_KEYS, SECONDS_PER_DAY
+from core.label_rules import LABEL_INPUTS, LABEL_KEYS, SECONDS_PER_DAY, utc_date
 from core.labeler import Labeler
 from ranking import distribute
 from ranking.features import FeatureSpec
@@ -71,10 +70,6 @@ class DayWindow:
         return tf.autograph.experimental.do_not_convert(keep_rows)
 
 
-def _date(day: int) -> str:
-    return dt.datetime.fromtimestamp(day * SECONDS_PER_DAY, dt.timezone.utc).date().isoformat()
-
-
 def split_by_days(source: logs.LogSource, file_day_rows: dict, validation_days: int):
     """Holds out the last `validation_days` UTC days of `source` (whose rows per (file index,
     day) the labeller's counting pass found): returns ((training source, its DayWindow, its
@@ -84,8 +79,8 @@ def split_by_days(source: logs.LogSource, file_day_rows: dict, validation_days: 
     cutoff = days[-1] - validation_days + 1
     if cutoff <= days[0]:
         raise InputError(f"--validation_days={validation_days} leaves no training rows: the "
-                         f"training input covers {len(days)} UTC day(s), {_date(days[0])} to "
-                         f"{_date(days[-1])}", file=",".join(f.path for f in source.files[:3]))
+                         f"training input covers {len(days)} UTC day(s), {utc_date(days[0])} to "
+                         f"{utc_date(days[-1])}", file=",".join(f.path for f in source.files[:3]))
     parts = []
     for window, inside in ((DayWindow(last=cutoff - 1), lambda d: d < cutoff),
                            (DayWindow(first=cutoff), lambda d: d >= cutoff)):

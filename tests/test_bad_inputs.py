@@ -178,7 +178,7 @@ SCORE_EXPECTED = {
     "missing column": None,  # click is an outcome: candidates need none
     "wrong type": None,  # timestamp is not a model feature
     "click outside 0/1": None,
-    "timestamp in milliseconds": None,
+    "timestamp in milliseconds": None,  # scoring never reads the timestamp
     "negative dwell": None,
     "non-finite dwell": None,
     "dwell on unclicked row": None,

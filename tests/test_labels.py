@@ -510,6 +510,11 @@ def test_dwell_in_milliseconds_is_named_by_the_stats_job(run, tmp_path):
                  "--engine=local", "--ndt_tau=20")
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith("warning: the clicked rows' typical dwell is exp(mu) = ")
+    # A flag mistake on the same logs is only that: no doubt about units added.
+    result = run("pipelines.stats", f"--input={millis}", f"--output_dir={tmp_path}/stats_e",
+                 "--engine=local", "--ndt=explicit")
+    assert result.returncode == 1 and "--ndt=explicit needs" in result.stderr, result.stderr
+    assert "milliseconds" not in result.stderr
     plain = run("pipelines.stats", f"--input={write_log(tmp_path / 's.csv', history_rows())}",
                 f"--output_dir={tmp_path}/stats_s", "--engine=local")
     assert plain.returncode == 0 and "warning" not in plain.stderr, plain.stderr

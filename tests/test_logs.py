@@ -193,7 +193,10 @@ CSV_CASES = [
      r"line 5: expected 9 fields as in the header, found 10"),
     ("timestamp in milliseconds", replace_field(ROWS, 2, "timestamp", 1767657600000),
      r"line 4, column 'timestamp': expected unix seconds \(at most 253402300799, 9999-12-31 "
-     r"UTC\), found 1767657600000: milliseconds\?"),
+     r"UTC\), found 1767657600000: milliseconds, microseconds or nanoseconds\? divide by "
+     r"10\^3, 10\^6 or 10\^9"),
+    ("timestamp in nanoseconds", replace_field(ROWS, 3, "timestamp", 1767657601000000000),
+     r"line 5, column 'timestamp': expected unix seconds .*found 1767657601000000000: "),
 ]
 
 
@@ -308,7 +311,7 @@ def test_tfrecord_timestamp_in_milliseconds_names_record(tmp_path):
     records[1] = example(ROWS[1], override={"timestamp": 1767571210000})
     path = write_tfrecord(tmp_path / "a.tfrecord", records)
     with pytest.raises(InputError, match=r"a\.tfrecord, record 2, column 'timestamp': expected "
-                                         r"unix seconds .*found 1767571210000: milliseconds"):
+                                         r"unix seconds .*found 1767571210000: milliseconds, "):
         read_all(path)
 
 

@@ -283,7 +283,7 @@ ENTANGLED_SMALL_CHECKSUM = "e56ae81692da06ba2b84789caa4dbffe6069b0cea51f929f4a43
 
 def test_entangled_setting_is_deterministic_and_differs_from_legacy():
     entangled = world_config.SimConfig(num_users=300, num_items=200, days=3, seed=7,
-                                    setting="entangled")
+                                       setting="entangled")
     assert world_checksum(entangled) == ENTANGLED_SMALL_CHECKSUM != LEGACY_SMALL_CHECKSUM
 
 
@@ -370,7 +370,7 @@ def test_clickbait_setting_is_entangled_with_clickbait_common(medium_worlds):
 
 def test_clickbait_setting_keeps_the_papers_ctr_and_centre_of_dwell():
     _, log, _ = simulate_in_memory(world_config.SimConfig(setting="clickbait", num_users=4000,
-                                                       num_items=2000))
+                                                          num_items=2000))
     click = log["click"] == 1
     dwell = log["dwell_time"][click]
     ln = np.log(dwell[dwell > 0])
@@ -390,7 +390,7 @@ def test_clickbait_setting_keeps_the_papers_ctr_and_centre_of_dwell():
 
 def test_ground_truth_holds_the_latent_topic_only_where_it_acts(tmp_path):
     entangled = world_config.SimConfig(num_users=300, num_items=200, days=3, seed=7,
-                                    setting="entangled")
+                                       setting="entangled")
     summary = writing.write_simulation(entangled, str(tmp_path / "sim"), plot=False)
     assert summary["setting"] == "entangled" and summary["config"]["setting"] == "entangled"
     assert json.loads((tmp_path / "sim" / "summary.json").read_text())["setting"] == "entangled"

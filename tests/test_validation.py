@@ -21,7 +21,7 @@ def worlds(tmp_path_factory):
     writing.write_simulation(BASE, str(root / "base"), plot=False)
     # The same world with attractiveness raised: about twice the CTR.
     writing.write_simulation(dataclasses.replace(BASE, b0=BASE.b0 + 0.85), str(root / "ctr2"),
-                               plot=False)
+                             plot=False)
     # Day 3 again, with a tenth of the rows in a category the schema has never seen.
     frame = pd.read_csv(root / "base/logs/day-03.csv.gz", dtype=str, keep_default_na=False)
     frame.loc[frame.index % 10 == 0, "category"] = "weather"
@@ -138,8 +138,10 @@ def test_describe_names_the_utc_days_with_rows(run, tmp_path):
     from pipelines.validate import describe
 
     assert describe.describe(str(path))["days"] == [20458, 20460, 20462]
-    assert [describe.utc_date(d) for d in (0, 20458, -719162)] == ["1970-01-01", "2026-01-05",
-                                                                   "0001-01-01"]
+    from core.label_rules import utc_date
+
+    assert [utc_date(d) for d in (0, 20458, -719162, -719163)] == [
+        "1970-01-01", "2026-01-05", "0001-01-01", "day -719163"]
     result = run("pipelines.validate.describe", f"--input={path}")
     assert result.returncode == 0, result.stderr
     assert "days (UTC): 2026-01-05 to 2026-01-09, 3 with rows of 5" in result.stdout

@@ -3,8 +3,8 @@
     python -m pipelines.simulate --output_dir=sim [--setting=legacy|entangled|clickbait
         --num_users=10000 --num_items=5000 --days=14 --seed=0 --format=csv|tfrecord]
 
---setting names the world (SPEC §10; the mechanisms and measured marginals are in the docstring
-of pipelines/simulate/world_config.py):
+--setting names the world (SPEC §10; the mechanisms are in the docstring of
+pipelines/simulate/world_config.py, the measured marginals in the README):
 
     legacy      (default) the world the simulator had before settings existed, byte for byte:
                 over clicks, click propensity and dwell are uncorrelated, and category drives the
@@ -60,8 +60,8 @@ flags.mark_flag_as_required("output_dir")
 def main(argv):
     del argv
     config = world_config.SimConfig(num_users=FLAGS.num_users, num_items=FLAGS.num_items,
-                                 days=FLAGS.days, seed=FLAGS.seed, start_date=FLAGS.start_date,
-                                 setting=FLAGS.setting)
+                                    days=FLAGS.days, seed=FLAGS.seed, start_date=FLAGS.start_date,
+                                    setting=FLAGS.setting)
     started = time.perf_counter()
     summary = writing.write_simulation(config, FLAGS.output_dir, FLAGS.format, FLAGS.plot)
     seconds = time.perf_counter() - started

@@ -9,14 +9,13 @@ the statistics, labelling or training jobs; also a throughput figure for the rea
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 
 import numpy as np
 from absl import flags
 
 from core import cli, log_schema, logs  # cli first: it quiets TensorFlow before it loads
-from core.label_rules import SECONDS_PER_DAY
+from core.label_rules import SECONDS_PER_DAY, utc_date
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "Comma-separated globs of CSV(.gz) or TFRecord log files.")
@@ -33,10 +32,10 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell)
     started = time.perf_counter()
     rows = clicks = zeroed = 0
-    dwell_parts, day_parts = [], []
+    dwell_parts, days = [], set()
     for batch in dataset:
         click = batch["click"].numpy()
-        day_parts.append(np.unique(batch["timestamp"].numpy() // SECONDS_PER_DAY))
+        days.update(np.unique(batch["timestamp"].numpy() // SECONDS_PER_DAY).tolist())
         rows += len(click)
         clicks += int(click.sum())
         dwell_parts.append(batch["dwell_time"].numpy()[click == 1])
@@ -49,17 +48,8 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
     return {"files": len(source.files), "format": source.format, "schema": source.schema,
             "rows": rows, "clicks": clicks, "unclicked_dwell_zeroed": zeroed,
             "dwell_quantiles": quantiles, "seconds": seconds,
-            "days": np.unique(np.concatenate(day_parts)).tolist() if day_parts else [],
+            "days": sorted(days),
             "rows_per_second": rows / seconds if seconds else float("nan")}
-
-
-def utc_date(day: int) -> str:
-    """The date of UTC day `day` (days since 1970-01-01), as YYYY-MM-DD (before year 1, which
-    the reader lets through as unix seconds: the day number)."""
-    try:
-        return (dt.date(1970, 1, 1) + dt.timedelta(days=day)).isoformat()
-    except OverflowError:
-        return f"day {day}"
 
 
 def main(argv):
