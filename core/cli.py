@@ -84,14 +84,57 @@ def _parse_known_flags(args: list[str]) -> list[str]:
     flag or a bad value ends as absl's own parser ends it (its message, status 1), not in a
     traceback."""
     try:
-        return flags.FLAGS(args, known_only=True)
+        argv = flags.FLAGS(args, known_only=True)
     except flags.Error as error:
-        lines = str(error).splitlines() or [""]
-        message = (" " + lines[0] if len(lines) == 1
-                   else "".join("\n  " + line for line in lines))
-        print(f"FATAL Flags parsing error:{message}\n"
-              "Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
-        sys.exit(1)
+        _flags_error(str(error))
+    unknown = not_beam_options(argv[1:])
+    if unknown:
+        _flags_error(f"{', '.join(unknown)}: neither a flag of this command nor an Apache Beam "
+                     "pipeline option")
+    return argv
+
+
+def _flags_error(text: str) -> None:
+    """Ends as absl's own parser ends on a bad flag: its message format, status 1."""
+    lines = text.splitlines() or [""]
+    message = (" " + lines[0] if len(lines) == 1
+               else "".join("\n  " + line for line in lines))
+    print(f"FATAL Flags parsing error:{message}\n"
+          "Pass --helpshort or --helpfull to see help on flags.", file=sys.stderr)
+    sys.exit(1)
+
+
+def not_beam_options(args: list[str]) -> list[str]:
+    """Those of `args` (left over after a tool's own flags) that Apache Beam's pipeline options
+    do not parse either. Beam itself only logs and drops them, so a mistyped flag
+    (`--allow_unclicked_dwel`) or one another tool defines would be ignored in silence. Beam
+    is imported only when there is something to check (the local engines never import it)."""
+    if not args:
+        return []
+    import logging as std_logging
+
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    dropped: list[str] = []
+
+    class _Dropped(std_logging.Handler):
+        def emit(self, record):
+            # Beam's own line for what its parser left over (PipelineOptions.get_all_options).
+            if str(record.msg).startswith("Discarding unparseable args"):
+                dropped.extend(record.args[0] if isinstance(record.args, tuple) else [])
+
+    logger = std_logging.getLogger("apache_beam.options.pipeline_options")
+    handler, propagate, level = _Dropped(), logger.propagate, logger.level
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(std_logging.WARNING)  # whatever the root logger's level
+    try:
+        PipelineOptions(args).get_all_options()
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+        logger.setLevel(level)
+    return [arg for arg in dropped if arg.startswith("-")] or list(dropped)
 
 
 def owns_process(argv: list[str] | None) -> bool:

@@ -77,7 +77,8 @@ def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) ->
 
     try:
         source = logs.open_logs(description["training"]["train"], column_types=spec.dtypes)
-        batch = next(iter(source.dataset(rows, columns=spec.names)))
+        allow = bool(description["training"].get("allow_unclicked_dwell"))
+        batch = next(iter(source.dataset(rows, columns=spec.names, allow_unclicked_dwell=allow)))
         columns = {name: batch[name].numpy() for name in spec.names}
         return log_writers.serialize_examples(columns)
     except (InputError, StopIteration, OSError, tf.errors.OpError):

@@ -73,25 +73,29 @@ def held_out_logs(description: dict, gate_logs: str | None):
 
 def labelled_rows(description: dict, gate_logs: str | None, spec, batch_size: int = 8192):
     """Feature columns (the candidate's spec) and labels of the held-out logs, as NumPy."""
-    from core import stats_artifact
+    from core import log_diagnosis, stats_artifact
     from core.labeler import labeler_for
     from ranking import data
 
     pattern, window = held_out_logs(description, gate_logs)
     artifact = stats_artifact.load_artifact(description["stats"]["path"])
     source = data.open_source(pattern, spec)
-    labeler = labeler_for(source, artifact)
-    days = None
-    if window == "validation_days":
-        n = description["training"]["selection"]["validation_days"]
-        (_, _, _), (source, days) = data.split_by_days(source, labeler.file_day_rows, n)
-    dataset = data.labelled_dataset(source, labeler, spec, batch_size, days=days)
+    # The training run's own reading of dwell on unclicked rows (--allow_unclicked_dwell).
+    allow = bool(description["training"].get("allow_unclicked_dwell"))
     features, labels = {}, {}
-    for batch_features, batch_labels in dataset.as_numpy_iterator():
-        for k, v in batch_features.items():
-            features.setdefault(k, []).append(v)
-        for k in ("click", "valid_read"):
-            labels.setdefault(k, []).append(batch_labels[k])
+    with log_diagnosis.input_errors_explained():  # bad rows as InputErrors, for the API too
+        labeler = labeler_for(source, artifact, allow_unclicked_dwell=allow)
+        days = None
+        if window == "validation_days":
+            n = description["training"]["selection"]["validation_days"]
+            (_, _, _), (source, days) = data.split_by_days(source, labeler.file_day_rows, n)
+        dataset = data.labelled_dataset(source, labeler, spec, batch_size, days=days,
+                                        allow_unclicked_dwell=allow)
+        for batch_features, batch_labels in dataset.as_numpy_iterator():
+            for k, v in batch_features.items():
+                features.setdefault(k, []).append(v)
+            for k in ("click", "valid_read"):
+                labels.setdefault(k, []).append(batch_labels[k])
     join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
     return pattern, join(features), join(labels)
 

@@ -209,7 +209,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
         for glob in (config.train, config.selection.validation, config.eval):
             if glob:
-                validation.check_input(glob, config.schema)
+                validation.check_input(glob, config.schema,
+                                       allow_unclicked_dwell=config.allow_unclicked_dwell)
     # The seed before any input pipeline or thread: tf.data's shuffle seeds combine it with
     # their own, and the model's initial weights come from it.
     tf.keras.utils.set_random_seed(config.seed)

@@ -332,6 +332,30 @@ def test_the_quality_gate_refuses_a_worse_candidate_and_passes_an_equal_one(
         exporter.export_saved_model(learned, str(base), baseline=str(base), gate="precision:0.1")
 
 
+def test_the_gate_reads_unclicked_dwell_as_its_training_run_did(small_world, learned,
+                                                                tmp_path):
+    # A model trained with --allow_unclicked_dwell is gated on logs like its own: dwell on
+    # unclicked rows reads as 0, so the gate's labels are those of the same logs without it.
+    from export import gate
+    from ranking import model_dir as model_dir_lib
+
+    day = sorted(glob.glob(small_world["eval"]))[0]
+    frame = pd.read_csv(day, dtype=str, keep_default_na=False)
+    unclicked = frame.index[frame["click"] == "0"][:9]
+    frame.loc[unclicked, "dwell_time"] = "31.0"
+    frame.to_csv(tmp_path / "autoplay.csv", index=False)
+    description = model_dir_lib.load_model_description(learned)
+    spec = exporter.load_trained(learned)[0].feature_spec
+    with pytest.raises(InputError, match=f"line {unclicked[0] + 2}, column 'dwell_time'"):
+        gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec)
+    description["training"]["allow_unclicked_dwell"] = True
+    _, features, labels = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec)
+    _, clean_features, clean_labels = gate.labelled_rows(description, day, spec)
+    for name in ("click", "valid_read"):
+        np.testing.assert_array_equal(labels[name], clean_labels[name])
+    assert len(labels["click"]) == len(frame) and labels["valid_read"].sum() > 0
+
+
 def test_regularization_penalties_by_hand():
     tf.keras.utils.set_random_seed(0)
     spec = tiny_spec()

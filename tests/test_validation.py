@@ -126,6 +126,43 @@ def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):
     assert not (tmp_path / "model").exists()
 
 
+def test_unclicked_dwell_is_allowed_by_the_same_flag_in_validation_and_schema_checks(
+        worlds, run, tmp_path):
+    # Short-video logs carry play time on unclicked rows: with --allow_unclicked_dwell every
+    # job reads them as 0, the validation job and the --schema check of the others included.
+    root, _, schema = worlds
+    frame = pd.read_csv(root / "base/logs/day-00.csv.gz", dtype=str, keep_default_na=False)
+    unclicked = frame.index[frame["click"] == "0"][:5]
+    frame.loc[unclicked, "dwell_time"] = "7.5"
+    frame.to_csv(tmp_path / "autoplay.csv", index=False)
+    line = unclicked[0] + 2
+    refused = run("pipelines.validate", f"--input={tmp_path}/autoplay.csv",
+                  f"--output_dir={tmp_path}/v0")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert f"line {line}, column 'dwell_time': expected 0 or empty" in refused.stderr
+    assert not (tmp_path / "v0").exists()
+    # A Beam pipeline option still reaches Beam; a mistyped flag is refused, not dropped.
+    typo = run("pipelines.validate", f"--input={tmp_path}/autoplay.csv",
+               f"--output_dir={tmp_path}/v1", "--allow_unclicked_dwel")
+    assert typo.returncode == 1 and "Traceback" not in typo.stderr, typo.stderr
+    assert ("FATAL Flags parsing error: --allow_unclicked_dwel: neither a flag of this command "
+            "nor an Apache Beam pipeline option") in typo.stderr
+    assert not (tmp_path / "v1").exists()
+    allowed = run("pipelines.validate", f"--input={tmp_path}/autoplay.csv",
+                  f"--output_dir={tmp_path}/v1", "--allow_unclicked_dwell",
+                  "--direct_num_workers=1")
+    assert allowed.returncode == 0, allowed.stderr
+    assert (tmp_path / "v1" / "report.md").exists()
+    tfdv = validation.tfdv()
+    tfdv.write_schema_text(schema, str(tmp_path / "schema.pbtxt"))
+    stats = run("pipelines.stats", f"--input={tmp_path}/autoplay.csv",
+                f"--output_dir={tmp_path}/stats", f"--schema={tmp_path}/schema.pbtxt",
+                "--allow_unclicked_dwell")
+    assert stats.returncode == 0, stats.stderr
+    with pytest.raises(InputError, match=f"line {line}, column 'dwell_time'"):
+        validation.check_input(f"{tmp_path}/autoplay.csv", str(tmp_path / "schema.pbtxt"))
+
+
 def test_describe_names_the_utc_days_with_rows(run, tmp_path):
     # 2026-01-05 00:00:00 UTC is 1767571200 (= 20458 days); rows on the 5th (its first and last
     # second), the 7th and the 9th: five days spanned, three with rows, none on the 6th or 8th.

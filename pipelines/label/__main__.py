@@ -102,7 +102,8 @@ def main(argv):
     if FLAGS.schema:
         from pipelines.validate import validation
 
-        validation.check_input(FLAGS.input, FLAGS.schema, beam_args)
+        validation.check_input(FLAGS.input, FLAGS.schema, beam_args,
+                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell)
     def finish(directory, summary):
         # summary.json and labels.png go into the output before it appears.
         result = summary.as_dict()

@@ -40,7 +40,8 @@ def main(argv):
     if FLAGS.schema:
         from pipelines.validate import validation
 
-        validation.check_input(FLAGS.input, FLAGS.schema, argv[1:])
+        validation.check_input(FLAGS.input, FLAGS.schema, argv[1:],
+                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell)
     stats = statistics.compute_stats(FLAGS.input, FLAGS.output_dir, config, argv[1:],
                                      engine=FLAGS.engine)
     seconds = time.perf_counter() - started

@@ -7,7 +7,8 @@
 Writes stats.pb (TFDV statistics), schema.pbtxt (inferred and curated the first time; the given
 schema otherwise), anomalies.pbtxt, report.md and stats.html (TFDV's facets view, against the
 baseline when given). Prints the anomalies and exits with status 1 when there are any.
-Unknown flags go to Apache Beam, as for the stats job.
+Unknown flags go to Apache Beam, as for the stats job; one Beam does not know either is refused
+(`core.cli.not_beam_options`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ flags.DEFINE_float("dwell_drift", _DEFAULTS.dwell_drift,
                    "Jensen-Shannon drift threshold for dwell_time (inferred schemas).")
 flags.DEFINE_integer("max_domain_size", _DEFAULTS.max_domain_size,
                      "String features with at most this many values get a domain.")
+flags.DEFINE_bool("allow_unclicked_dwell", False,
+                  "Treat dwell > 0 on unclicked rows as 0 instead of failing (as the stats, "
+                  "label and training jobs with the same flag).")
 flags.mark_flags_as_required(["input", "output_dir"])
 
 
@@ -67,7 +71,8 @@ def main(argv):
     with atomic_directory(FLAGS.output_dir, may_replace=_is_validation_output,
                           what="--output_dir") as tmp:
         stats = validation.generate_statistics(FLAGS.input, os.path.join(tmp, "stats.pb"),
-                                               argv[1:], config)
+                                               argv[1:], config,
+                                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell)
         if schema is None:
             schema = validation.infer_schema(stats, config)
             note = "inferred from this input and curated (edit schema.pbtxt, pass --schema)"

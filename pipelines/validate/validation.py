@@ -56,16 +56,19 @@ class ValidationConfig:
     batch_size: int = 8192
 
 
-def _record_batches(path: str, schema_json: dict, batch_size: int):
+def _record_batches(path: str, schema_json: dict, batch_size: int,
+                    allow_unclicked_dwell: bool = False):
     """Reads one log file with the project's reader; yields Arrow RecordBatches of list columns,
-    as TFDV expects."""
+    as TFDV expects. With `allow_unclicked_dwell`, dwell > 0 on an unclicked row reads as 0
+    (as in the statistics, labelling and training jobs with that flag)."""
     import pyarrow as pa
 
     schema = log_schema.LogSchema.from_json(schema_json)
     source = logs.LogSource(log_schema.expand_inputs([path]), schema,
                             schema_json.get("stored", {}))
     with log_diagnosis.input_errors_for_beam():
-        for batch in source.dataset(batch_size).as_numpy_iterator():
+        for batch in source.dataset(
+                batch_size, allow_unclicked_dwell=allow_unclicked_dwell).as_numpy_iterator():
             arrays, names = [], []
             for name in schema.columns:
                 values = batch[name]
@@ -80,9 +83,11 @@ def _record_batches(path: str, schema_json: dict, batch_size: int):
 
 
 def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | None = None,
-                        config: ValidationConfig = ValidationConfig()):
+                        config: ValidationConfig = ValidationConfig(),
+                        allow_unclicked_dwell: bool = False):
     """TFDV statistics of the logs matching `pattern`, written to `output_path` (binary
-    DatasetFeatureStatisticsList) and returned."""
+    DatasetFeatureStatisticsList) and returned; `allow_unclicked_dwell` as in
+    `_record_batches`."""
     import apache_beam as beam
     tfdv = globals()['tfdv']()
     from apache_beam.options.pipeline_options import PipelineOptions
@@ -94,7 +99,8 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
         _ = (pipeline
              | "Files" >> beam.Create(paths)
              | "Reshuffle" >> beam.Reshuffle()
-             | "Read" >> beam.FlatMap(_record_batches, schema_json, config.batch_size)
+             | "Read" >> beam.FlatMap(_record_batches, schema_json, config.batch_size,
+                                     allow_unclicked_dwell)
              | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
              | "Write" >> tfdv.WriteStatisticsToBinaryFile(output_path))
     return tfdv.load_stats_binary(output_path)
@@ -158,9 +164,11 @@ def validate(statistics, schema, baseline=None):
     return tfdv.validate_statistics(statistics, schema, previous_statistics=baseline)
 
 
-def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = None) -> None:
+def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = None,
+                allow_unclicked_dwell: bool = False) -> None:
     """Refuses (InputError listing the anomalies) logs that do not match a curated schema; used
-    by the stats and label jobs' --schema flag."""
+    by the --schema flag of the stats, label and training jobs, which pass their
+    --allow_unclicked_dwell."""
     import tempfile
 
     tfdv = globals()['tfdv']()
@@ -174,7 +182,8 @@ def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = No
         raise InputError(f"is not a schema.pbtxt ({str(error).splitlines()[0]})",
                          file=schema_path) from None
     with tempfile.TemporaryDirectory() as tmp:
-        stats = generate_statistics(pattern, os.path.join(tmp, "stats.pb"), beam_args)
+        stats = generate_statistics(pattern, os.path.join(tmp, "stats.pb"), beam_args,
+                                    allow_unclicked_dwell=allow_unclicked_dwell)
     lines = anomaly_lines(validate(stats, schema))
     if lines:
         raise InputError(f"{pattern} does not match the schema {schema_path}:\n  "
