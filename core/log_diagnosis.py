@@ -57,23 +57,106 @@ def diagnose(source=None) -> InputError | None:
             for number, line in enumerate(text, 1):
                 if number == 1 or not line.strip():
                     continue
-                try:
-                    fields = next(csv.reader([line]))
-                except csv.Error as error:
-                    return InputError(f"is not valid CSV: {error}", file=log_file.path, row=number)
-                if len(fields) != len(columns):
-                    return InputError(f"expected {len(columns)} fields as in the header, found "
-                                      f"{len(fields)}", file=log_file.path, row=number)
-                for index, name, pattern, kind in typed:
-                    value = fields[index]
-                    if value and not pattern.match(value):
-                        what = "an integer" if kind == "int64" else "a number"
-                        guess = "" if name in FIXED_TYPES else (
-                            " (type inferred from the first rows; set it in the feature config "
-                            "if that guess was wrong)")
-                        return InputError(f"expected {what}{guess}, found '{value[:80]}'",
-                                          file=log_file.path, row=number, column=name)
+                found = csv_line_problem(line, columns, typed, log_file.path, number)
+                if found is not None:
+                    return found
     return None
+
+
+def csv_line_problem(line: str, columns: Sequence[str], typed, path: str,
+                     number: int) -> InputError | None:
+    """What is wrong with one CSV data line (`number` in the file at `path`) for TensorFlow's
+    parser, or None: its quoting, its field count against `columns`, or a value of `typed`
+    ((index, name, pattern, dtype) of the checked non-string columns) that does not fit."""
+    problem = quoting_problem(line)
+    if problem is not None:
+        index, what = problem
+        return InputError(what, file=path, row=number,
+                          column=columns[index] if index < len(columns) else None)
+    try:
+        fields = next(csv.reader([line]))
+    except csv.Error as error:
+        return InputError(f"is not valid CSV: {error}", file=path, row=number)
+    if len(fields) != len(columns):
+        return InputError(f"expected {len(columns)} fields as in the header, found "
+                          f"{len(fields)}", file=path, row=number)
+    for index, name, pattern, kind in typed:
+        value = fields[index]
+        if value and not pattern.match(value):
+            what = "an integer" if kind == "int64" else "a number"
+            guess = "" if name in FIXED_TYPES else (
+                " (type inferred from the first rows; set it in the feature config "
+                "if that guess was wrong)")
+            return InputError(f"expected {what}{guess}, found '{value[:80]}'",
+                              file=path, row=number, column=name)
+    return None
+
+
+def text_ids(ids, column: str, files: Sequence[LogFile]) -> list[str]:
+    """`ids` (bytes, as the reader yields them) as text; an id that is not UTF-8 is an
+    InputError naming the first line of `files` that holds it (SPEC §2: ids are strings). The
+    reader checks the sampled first rows' encoding; this catches a stray byte further down."""
+    try:
+        return [value.decode() for value in ids]
+    except UnicodeDecodeError:
+        pass
+    bad = next(value for value in ids if not _is_utf8(value))
+    reason = (f"expected UTF-8 text, found {bad[:80]!r} (re-encode the file as UTF-8, e.g. "
+              "iconv -f latin1 -t utf-8)")
+    for log_file in files:
+        if log_file.format != "csv":
+            continue
+        with open_binary(log_file.path) as raw:
+            lines = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw
+            for number, line in enumerate(lines, 1):
+                if bad in line:
+                    raise InputError(reason, file=log_file.path, row=number, column=column)
+    raise InputError(reason, file=files[0].path if len(files) == 1 else None, column=column)
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode()
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def quoting_problem(line: str) -> tuple[int, str] | None:
+    """What TensorFlow's CSV parser (`tf.io.decode_csv`) refuses in `line` though Python's
+    `csv` module reads it, as (0-based field index, what is wrong), or None: a quote inside an
+    unquoted field (`a 5" screen`), text after a field's closing quote, or a quoted field left
+    open at the line's end (a line break inside a field: the reader takes one line a row)."""
+    line = line.rstrip("\r\n")
+    at, field = 0, 0
+    while True:
+        if line.startswith('"', at):
+            at += 1
+            while True:
+                close = line.find('"', at)
+                if close < 0:
+                    return field, ("a quote opens that does not close on this line (line "
+                                   "breaks inside fields are not supported: remove them from "
+                                   "text columns)")
+                if line.startswith('"', close + 1):  # "" is an escaped quote
+                    at = close + 2
+                    continue
+                at = close + 1
+                break
+            if at < len(line) and line[at] != ",":
+                return field, ("text after the field's closing quote; quote the whole field "
+                               "and double the quotes inside it")
+        else:
+            end = line.find(",", at)
+            end = len(line) if end < 0 else end
+            if '"' in line[at:end]:
+                return field, (f"a quote inside an unquoted field ('{line[at:end][:80]}'); "
+                               "quote the whole field and double the quotes inside it")
+            at = end
+        if at >= len(line):
+            return None
+        at += 1  # the comma
+        field += 1
 
 
 def translate_error(error: Exception) -> InputError | None:

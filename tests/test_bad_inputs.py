@@ -111,6 +111,23 @@ def build_extra_field(d):
     return str(d / "log.csv")
 
 
+def build_stray_quote(d):
+    # Python's csv module reads `a 5" screen` as one field; TensorFlow's parser refuses it.
+    write(d / "log.csv", good_rows())
+    lines = (d / "log.csv").read_text().splitlines(keepends=True)
+    lines[6] = lines[6][: lines[6].rindex(",") + 1] + 'a 5" screen\n'
+    (d / "log.csv").write_text("".join(lines))
+    return str(d / "log.csv")
+
+
+def build_quoted_line_break(d):
+    # What pandas' to_csv writes for a title with a line break: a quoted field over two lines.
+    rows = good_rows()
+    rows[4][HEADER.index("category")] = "two\nlines"
+    write(d / "log.csv", rows)
+    return str(d / "log.csv")
+
+
 def build_crlf(d):
     write(d / "log.csv", good_rows(), newline="\r\n")
     return str(d / "log.csv")
@@ -163,6 +180,10 @@ CATALOGUE = {
     "duplicated header": (build_duplicated_header,
                           "line 22, column 'timestamp': expected an integer, found 'timestamp'"),
     "extra field": (build_extra_field, "line 9: expected 7 fields as in the header, found 8"),
+    "stray quote": (build_stray_quote,
+                    "line 7, column 'category': a quote inside an unquoted field"),
+    "quoted line break": (build_quoted_line_break,
+                          "line 6, column 'category': a quote opens that does not close"),
     "CRLF line ends": (build_crlf, None),
     "UTF-8 BOM": (build_bom, None),
     "unicode ids": (build_unicode_ids, None),
@@ -185,9 +206,15 @@ SCORE_EXPECTED = {
     "corrupt gzip": None,  # the readable head is scored, the rest is one dead letter
     "duplicated header": None,  # every feature of that line is a string: a candidate row
     "extra field": None,  # a dead letter for line 9
+    "stray quote": None,  # a dead letter for line 7
+    "quoted line break": None,  # dead letters for both halves of the row
 }
-DEAD_LETTERS = {"corrupt gzip": "unreadable from here to the end of the file",
-                "extra field": "expected 7 fields as in the header, found 8"}
+DEAD_LETTERS = {"corrupt gzip": ["unreadable from here to the end of the file"],
+                "extra field": ["expected 7 fields as in the header, found 8"],
+                "stray quote": ["a quote inside an unquoted field ('a 5\" screen'); quote the "
+                                "whole field and double the quotes inside it (column 'category')"],
+                "quoted line break": ["a quote opens that does not close on this line",
+                                      "a quote inside an unquoted field ('lines\"')"]}
 
 
 def expected(entry, case):
@@ -267,8 +294,10 @@ def test_catalogue(results, entry, case):
             with open(case_dir / "out" / "dead_letter.csv") as handle:
                 letters = list(csv.DictReader(handle))
             if case in DEAD_LETTERS:
-                assert len(letters) == 1 and DEAD_LETTERS[case] in letters[0]["reason"]
-                assert letters[0]["file"].endswith(("log.csv", "log.csv.gz", "log.tfrecord"))
+                assert len(letters) == len(DEAD_LETTERS[case]), letters
+                for letter, reason in zip(letters, DEAD_LETTERS[case]):
+                    assert reason in letter["reason"], (reason, letter)
+                    assert letter["file"].endswith(("log.csv", "log.csv.gz", "log.tfrecord"))
             else:
                 assert letters == [], letters
         return
@@ -305,3 +334,21 @@ def test_a_negative_memory_bound_is_refused_before_anything_is_read(run, tmp_pat
                f"--model_dir={tmp_path / 'model'}", flag)
     assert done.returncode == 1 and done.stderr.strip() == f"error: {message}", done.stderr
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_an_id_that_is_not_utf8_past_the_sampled_rows_is_named_by_the_stats_job(run, tmp_path,
+                                                                                engine):
+    # The reader checks the encoding of the rows it samples for the column types; a stray
+    # Latin-1 byte further down reaches the statistics job, whose tables are text.
+    write(tmp_path / "log.csv", good_rows(1200))
+    lines = (tmp_path / "log.csv").read_bytes().split(b"\n")
+    assert lines[1102].startswith(b"1101,u2,")  # line 1103: a click with dwell 10.5 s
+    lines[1102] = lines[1102].replace(b",u2,", b",u\xe92,")
+    (tmp_path / "log.csv").write_bytes(b"\n".join(lines))
+    result = run("pipelines.stats", f"--input={tmp_path / 'log.csv'}",
+                 f"--output_dir={tmp_path / 'stats'}", f"--engine={engine}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert (f"error: {tmp_path / 'log.csv'}, line 1103, column 'user_id': expected UTF-8 text, "
+            "found b'u\\xe92'") in result.stderr, result.stderr
+    assert not (tmp_path / "stats").exists()

@@ -129,6 +129,22 @@ def test_rows_keep_file_order_and_source_lines(tmp_path):
     assert first.endswith("day-0.csv")
 
 
+@pytest.mark.parametrize("line", [
+    'a,b,c', '"a","b, and more","c"', 'a,"say ""hi""",c', '"",,', 'a,b,""""', 'a,b,c\r\n',
+    'a,5" screen,c', 'a,"b"x,c', 'a,"b,c', 'a,b,c"', '"a"",b,c', 'a,b,"c"d', 'a, "b",c'])
+def test_the_quoting_check_refuses_exactly_what_tensorflows_csv_parser_refuses(line):
+    # The reference is TensorFlow's own parser, which the reader's fast path uses.
+    try:
+        tf.io.decode_csv(tf.constant([line.rstrip("\r\n")]), record_defaults=[""] * 3)
+        accepted = True
+    except tf.errors.InvalidArgumentError as error:
+        # (a field count other than 3 is not a quoting problem; none of the lines has one)
+        assert "quote" in error.message.lower(), error.message
+        accepted = False
+    problem = log_diagnosis.quoting_problem(line)
+    assert (problem is None) == accepted, (line, problem)
+
+
 def test_crlf_bom_blank_lines_and_quotes(tmp_path):
     path = tmp_path / "a.csv"
     with open(path, "w", newline="", encoding="utf-8-sig") as handle:

@@ -390,7 +390,7 @@ def test_one_reader_for_all_files_gives_each_files_own_batches_and_dead_letters(
 def test_rows_the_reader_accepts_are_scored_and_quotes_are_judged_by_it(exports, log_3000,
                                                                         tmp_path):
     """The cheap test flags rows the reader may still accept (spaces around a number, quoted
-    fields); those are scored. A quote the reader refuses is a dead letter in its words."""
+    fields); those are scored. A quote the reader refuses is a dead letter naming its column."""
     frame, lines = log_3000
     lines = list(lines)
     header = lines[0].split(",")
@@ -412,7 +412,8 @@ def test_rows_the_reader_accepts_are_scored_and_quotes_are_judged_by_it(exports,
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         letters = list(csv.DictReader(handle))
     assert [int(d["row"]) for d in letters] == [31, 41]
-    assert "Unquoted fields cannot have quotes" in letters[0]["reason"]
+    assert letters[0]["reason"].startswith("a quote inside an unquoted field ('ne\"ws')")
+    assert letters[0]["reason"].endswith("(column 'category')")
     assert summary["rows"] == 2998
     got = pd.read_csv(os.path.join(out, "00000-quotes.csv.gz"))
     keep = [i for i in range(3000) if i + 2 not in (31, 41)]

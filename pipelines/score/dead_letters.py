@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from core import log_schema, logs
+from core import log_diagnosis, log_schema, logs
 from core.errors import InputError, from_tf_error, tf_reason
 
 DEAD_LETTER = "dead_letter.csv"
@@ -171,10 +171,9 @@ class RowCheck:
             return None
         except tf.errors.OpError as error:
             found = from_tf_error(error)
-            if found is None and self.csv and "quote" not in error.message.lower():
-                # (TensorFlow's own words are the clearer ones about quoting.)
-                found = _csv_line_problem(unit.decode("utf-8", "replace"), len(self.columns),
-                                          self.typed, self.path, row)
+            if found is None and self.csv:
+                found = log_diagnosis.csv_line_problem(unit.decode("utf-8", "replace"),
+                                                       self.columns, self.typed, self.path, row)
             return found or InputError(_op_reason(error.message), file=self.path, row=row,
                                        row_kind="line" if self.csv else "record")
 
@@ -188,27 +187,6 @@ def _op_reason(message: str) -> str:
         if frames:
             message = "\n".join(line for line in lines[frames[-1] + 1:] if line.strip())
     return tf_reason(message)
-
-
-def _csv_line_problem(line, num_columns, typed, path, number):
-    """The wording of `log_diagnosis.diagnose` for one CSV line (keep the two in step)."""
-    try:
-        fields = next(csv.reader([line]))
-    except csv.Error as error:
-        return InputError(f"is not valid CSV: {error}", file=path, row=number)
-    if len(fields) != num_columns:
-        return InputError(f"expected {num_columns} fields as in the header, found "
-                          f"{len(fields)}", file=path, row=number)
-    for index, name, pattern, kind in typed:
-        value = fields[index]
-        if value and not pattern.match(value):
-            what = "an integer" if kind == "int64" else "a number"
-            guess = "" if name in log_schema.FIXED_TYPES else (
-                " (type inferred from the first rows; set it in the feature config "
-                "if that guess was wrong)")
-            return InputError(f"expected {what}{guess}, found '{value[:80]}'",
-                              file=path, row=number, column=name)
-    return None
 
 
 class _Units:

@@ -153,38 +153,40 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
                   for f, rows, status in zip(files, day_rows, before)]
     yield "part", part
     item_dwells = _grouped_dwells(np.concatenate(item_parts) if item_parts else np.zeros(0, object),
-                                  part.dwell[0] if part.dwell else np.zeros(0))
+                                  part.dwell[0] if part.dwell else np.zeros(0), files)
     for partition, table in _partitioned(item_dwells, lambda item: item).items():
         yield "item", (partition, table)
     users = np.concatenate([u for u, _ in day_parts]) if day_parts else np.zeros(0, object)
     days = np.concatenate([d for _, d in day_parts]) if day_parts else np.zeros(0, np.int64)
-    for partition, table in _partitioned(_user_day_clicks(users, days),
+    for partition, table in _partitioned(_user_day_clicks(users, days, files),
                                          lambda key: key[0]).items():
         yield "user_day", (partition, table)
 
 
-def _grouped_dwells(items: np.ndarray, dwell: np.ndarray) -> dict:
+def _grouped_dwells(items: np.ndarray, dwell: np.ndarray, files: list) -> dict:
     """{item id (str): its clicked dwells in read order}. `items`: ids as bytes [clicks],
-    `dwell`: seconds [clicks]. Grouped by sorting codes, not per row in Python."""
+    `dwell`: seconds [clicks]; `files`: the `LogFile`s read, to name one with an id that is not
+    UTF-8. Grouped by sorting codes, not per row in Python."""
     import pandas as pd
 
     codes, ids = pd.factorize(items)
+    names = log_diagnosis.text_ids(ids, "item_id", files)
     order = np.argsort(codes, kind="stable")
     starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if len(codes) else []
-    return {ids[codes[order[start]]].decode(): values
+    return {names[codes[order[start]]]: values
             for start, values in zip(starts, np.split(dwell[order], starts[1:]))}
 
 
-def _user_day_clicks(users: np.ndarray, days: np.ndarray) -> dict:
-    """{(user id (str), UTC day): clicks}. `users`: ids as bytes [clicks], `days`: int [clicks].
-    Counted per (user code, day) by `logs.add_file_day_rows`, the pair counter the job uses for
-    rows per file and day."""
+def _user_day_clicks(users: np.ndarray, days: np.ndarray, files: list) -> dict:
+    """{(user id (str), UTC day): clicks}. `users`: ids as bytes [clicks], `days`: int [clicks];
+    `files` as in `_grouped_dwells`. Counted per (user code, day) by `logs.add_file_day_rows`,
+    the pair counter the job uses for rows per file and day."""
     import pandas as pd
 
     codes, ids = pd.factorize(users)
     counts: dict = {}
     logs.add_file_day_rows(counts, codes, days)  # empty input: no pairs
-    names = [name.decode() for name in ids]
+    names = log_diagnosis.text_ids(ids, "user_id", files)
     return {(names[code], day): n for (code, day), n in counts.items()}
 
 
