@@ -188,6 +188,35 @@ def dwell_unit_doubt(mu: float) -> str | None:
             "milliseconds, divide it by 1000")
 
 
+# A share of clicks with dwell 0 above this is more than a feed's instant bounces: likely dwell
+# "unknown" written as 0.
+ZERO_DWELL_DOUBT_SHARE = 0.05
+
+
+def data_doubts(stats: dict) -> list[str]:
+    """What looks wrong in logs whose statistics are `stats` (stats.json's content), each a
+    sentence for the user; the job still writes the artifact. Dwell too long for seconds
+    (`dwell_unit_doubt`) or below the valid-read floor (minutes read as seconds), many clicks
+    with dwell 0 (unknown dwell written as 0)."""
+    doubts = []
+    mu, rules = stats["mu"], stats["rules"]
+    long_doubt = dwell_unit_doubt(mu)
+    if long_doubt:
+        doubts.append(long_doubt)
+    typical, floor = float(np.exp(mu)), float(rules["min_dwell"])
+    if typical < floor:
+        doubts.append(f"the clicked rows' typical dwell is exp(mu) = {typical:.2f} s, below the "
+                      f"valid-read floor --min_dwell={floor:g} s, so most clicks can never be "
+                      "valid reads: dwell_time is read as seconds (SPEC §2); if it is in "
+                      "minutes, multiply it by 60")
+    zero = stats["clicks"] - stats["clicks_with_dwell"]
+    if stats["clicks"] and zero / stats["clicks"] > ZERO_DWELL_DOUBT_SHARE:
+        doubts.append(f"{zero:,} of {stats['clicks']:,} clicks ({zero / stats['clicks']:.0%}) "
+                      "have dwell 0, read as reads shorter than any other (dwell bin 0, never a "
+                      "valid read); if 0 stands for an unknown dwell, leave those rows out")
+    return doubts
+
+
 def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Mapping,
                unclicked_dwell_zeroed: int, rules: RuleConfig, ndt_preset: str, t_max: float,
                epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,

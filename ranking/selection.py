@@ -182,6 +182,21 @@ def metric_value(name: str, result: dict) -> float:
                          ) from None
 
 
+def undefined_metric(metric: str, labels: dict) -> str:
+    """Why a run's first validation has no value of `metric` (NaN), for the user: the
+    validation logs' counts (`labels`: click and valid_read arrays [rows]), since an AUC needs
+    both classes and the dwell metrics need clicks; else the model's outputs diverged."""
+    import numpy as np
+
+    rows = len(labels["click"])
+    clicks, reads = int(np.sum(labels["click"])), int(np.sum(labels["valid_read"]))
+    return (f"--early_stopping_metric={metric} is undefined (NaN) at the first validation; the "
+            f"validation logs have {rows:,} rows, {clicks:,} clicks, {reads:,} valid reads (an "
+            "AUC needs both classes, the dwell metrics need clicks): choose other validation "
+            "logs or days, or another metric; if both classes are there, the model's outputs "
+            "are not finite (lower --learning_rate)")
+
+
 def improves(value: float, best: float, direction: int, min_delta: float) -> bool:
     """Whether `value` beats `best` by more than `min_delta` in `direction`; a NaN never
     improves, anything improves on a NaN best (no validation yet)."""
@@ -408,6 +423,8 @@ class Validator:
         result = evaluation.evaluation_metrics(run.config.model, run.model.targets, outputs,
                                                labels)
         value = metric_value(self.metric, result)
+        if math.isnan(value) and math.isnan(float(_read(self.selection.module.best_value))):
+            raise InputError(undefined_metric(self.metric, labels))
         head_gain = (metrics.dt_class_gain(result, result["raw_dwell"]) if "raw_dwell" in result
                      else float("nan"))
         improved = self.selection.update(value, step, epoch, head_gain)

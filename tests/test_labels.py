@@ -520,6 +520,50 @@ def test_dwell_in_milliseconds_is_named_by_the_stats_job(run, tmp_path):
     assert plain.returncode == 0 and "warning" not in plain.stderr, plain.stderr
 
 
+def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds():
+    from core import stats_artifact
+
+    def doubts(mu=np.log(60.0), rows=1000, clicks=100, clicks_with_dwell=100, min_dwell=5.0):
+        return stats_artifact.data_doubts({"mu": mu, "rows": rows, "clicks": clicks,
+                                           "clicks_with_dwell": clicks_with_dwell,
+                                           "rules": {"min_dwell": min_dwell}})
+
+    assert doubts() == []
+    # Minutes: exp(mu) below the floor (5.001 s: none; 4.99 s: one).
+    assert doubts(mu=np.log(5.001)) == []
+    [minutes] = doubts(mu=np.log(4.99))
+    assert "exp(mu) = 4.99 s, below the valid-read floor --min_dwell=5 s" in minutes
+    assert "if it is in minutes, multiply it by 60" in minutes
+    assert doubts(mu=np.log(2.0), min_dwell=1.0) == []
+    # Dwell 0 on clicks: 5 of 100 (5 %) is none, 6 of 100 one.
+    assert doubts(clicks_with_dwell=95) == []
+    [zero] = doubts(clicks_with_dwell=94)
+    assert zero.startswith("6 of 100 clicks (6%) have dwell 0")
+    # Milliseconds with dwell 0 on half the clicks: both named, each once.
+    assert len(doubts(mu=np.log(4000.0), clicks_with_dwell=50)) == 2
+
+
+def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, tmp_path):
+    # history_rows' dwell in minutes, and the same logs with a tenth of the clicks at dwell 0.
+    rows = [(u, i, t, c, round(d / 60, 4)) for u, i, t, c, d in history_rows()]
+    minutes = run("pipelines.stats", f"--input={write_log(tmp_path / 'min.csv', rows)}",
+                  f"--output_dir={tmp_path}/stats_m", "--engine=local", "--ndt_tau=20")
+    assert minutes.returncode == 0, minutes.stderr
+    assert "warning: the clicked rows' typical dwell is exp(mu) = " in minutes.stderr
+    assert "multiply it by 60" in minutes.stderr
+    rows = history_rows()
+    clicked = [k for k, row in enumerate(rows) if row[3] == 1]
+    zeroed = clicked[::10]
+    rows = [row[:4] + (0.0,) if k in zeroed else row for k, row in enumerate(rows)]
+    unknown = run("pipelines.stats", f"--input={write_log(tmp_path / 'zero.csv', rows)}",
+                  f"--output_dir={tmp_path}/stats_z", "--engine=local")
+    assert unknown.returncode == 0, unknown.stderr
+    share = len(zeroed) / len(clicked)
+    assert (f"warning: {len(zeroed):,} of {len(clicked):,} clicks ({share:.0%}) have dwell 0"
+            in unknown.stderr), unknown.stderr
+    assert "minutes" not in unknown.stderr
+
+
 def test_stats_local_engine_writes_the_beam_engines_artifact(tmp_path):
     """--engine=local, in a fresh process that never imports Apache Beam, over three file
     groups: the artifact of the Beam engine (stats.json equal but for the float sums of the

@@ -241,6 +241,26 @@ def stopping_config(small_world, refit):
                                   min_delta=1.0, max_epochs=3, refit=refit))
 
 
+def test_validation_logs_without_a_click_are_refused_at_the_first_validation(small_world,
+                                                                              tmp_path):
+    # Page-view logs (every row a click) or a window without clicks leave the click AUC
+    # undefined: the run says so at once, with the logs' counts, instead of ending without a
+    # best checkpoint.
+    day = sorted(glob.glob(small_world["eval"]))[0]
+    frame = pd.read_csv(day, dtype=str, keep_default_na=False)
+    frame["click"], frame["dwell_time"] = "0", "0"
+    frame.to_csv(tmp_path / "no_clicks.csv", index=False)
+    config = training.TrainConfig(
+        train=small_world["train"], stats=small_world["stats"], model=ModelConfig("single_ctr"),
+        batch_size=256, seed=3, progress="none",
+        selection=SelectionConfig(validation=str(tmp_path / "no_clicks.csv"), validate_every=4,
+                                  max_epochs=1))
+    with pytest.raises(InputError, match=re.escape(
+            f"--early_stopping_metric=auc_ctr is undefined (NaN) at the first validation; the "
+            f"validation logs have {len(frame):,} rows, 0 clicks, 0 valid reads")):
+        training.train_and_evaluate(config, str(tmp_path / "model"))
+
+
 def export_and_compare(small_world, model_dir, tmp_path):
     """Exports `model_dir`, scores 256 evaluation rows through `predict_raw`, and checks the
     ctr output equals the Keras model the exporter loads (the served checkpoint's). Returns

@@ -56,9 +56,8 @@ def main(argv):
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: "
               f"{stats['unclicked_dwell_treated_as_zero']:,}")
-    warning = stats_artifact.dwell_unit_doubt(stats["mu"])
-    if warning:
-        cli.warn(warning)
+    for doubt in stats_artifact.data_doubts(stats):
+        cli.warn(doubt)
 
 
 if __name__ == "__main__":
