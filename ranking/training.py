@@ -325,13 +325,37 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     return result
 
 
+# A file is read in its own order, its rows mixed only within --shuffle_buffer: one holding many
+# buffers' worth (a public dump sorted by time or by user) gives batches from a narrow slice.
+LARGE_FILE_BUFFERS = 8
+
+
+def input_order_note(paths: list[str], rows_per_file, shuffle_buffer: int) -> str | None:
+    """A note for training files of more than LARGE_FILE_BUFFERS x `shuffle_buffer` rows
+    (`rows_per_file`: int [files], aligned with `paths`), or None (also with no shuffle)."""
+    large = [(path, int(rows)) for path, rows in zip(paths, rows_per_file)
+             if shuffle_buffer > 0 and rows > LARGE_FILE_BUFFERS * shuffle_buffer]
+    if not large:
+        return None
+    path, rows = max(large, key=lambda pair: pair[1])
+    return (f"note: {len(large)} training file(s) hold over {LARGE_FILE_BUFFERS} x "
+            f"--shuffle_buffer={shuffle_buffer:,} rows (the largest: {path}, {rows:,} rows); a "
+            "file's rows mix only within the buffer, so if one is sorted (by time or by user), "
+            "split it into files (e.g. one a day) or raise --shuffle_buffer")
+
+
 def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers: int,
                        inputs, description: dict) -> bool:
     """Makes or checks the model directory (the chief) or checks it (another task); says what
-    --allow_unclicked_dwell treated as 0; returns whether the run resumes."""
+    --allow_unclicked_dwell treated as 0 and whether a training file is large against the
+    shuffle buffer; returns whether the run resumes."""
     if config.allow_unclicked_dwell and config.progress != "none" and chief:
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
             f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
+    order_note = input_order_note([f.path for f in inputs.train.files], inputs.rows_per_file,
+                                  config.shuffle_buffer)
+    if order_note and config.progress != "none" and chief:
+        _say(order_note)
     description["training"]["input_workers"] = workers
     if not chief:
         model_dir_lib.check_as_other_task(model_dir, description)

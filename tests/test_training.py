@@ -267,6 +267,24 @@ def test_unclicked_dwell_treated_as_zero_is_counted(small_world, tmp_path):
     assert metrics["unclicked_dwell_treated_as_zero"] == {"train": 7, "eval": 7}
 
 
+def test_a_training_file_large_against_the_shuffle_buffer_is_noted(small_world, tmp_path,
+                                                                   capsys):
+    import pandas as pd
+
+    files = sorted(glob.glob(small_world["train"]))
+    rows = [len(pd.read_csv(path)) for path in files]
+    buffer = min(rows) // 8  # every file holds more than 8 buffers
+    # The note's threshold by hand: over 8 x the buffer, not at it.
+    assert training.input_order_note(["a", "b"], [8 * buffer, 8 * buffer], buffer) is None
+    assert training.input_order_note(["a"], [8 * buffer + 1], 0) is None  # no shuffle
+    config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=1,
+                        shuffle_buffer=buffer, progress="epoch")
+    training.train_and_evaluate(config, str(tmp_path / "model"))
+    largest = max(range(len(files)), key=lambda k: rows[k])
+    assert (f"note: {len(files)} training file(s) hold over 8 x --shuffle_buffer={buffer:,} rows "
+            f"(the largest: {files[largest]}, {rows[largest]:,} rows)") in capsys.readouterr().out
+
+
 def test_output_bias_prior_starts_the_click_tower_at_the_training_ctr(small_world, tmp_path):
     """--output_bias=prior: the click tower's output bias starts at the log-odds of the training
     CTR (clicks / rows, counted here with pandas), so with its hidden layers silenced the model
