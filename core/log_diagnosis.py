@@ -85,8 +85,9 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str,
         if value and not pattern.match(value):
             what = "an integer" if kind == "int64" else "a number"
             guess = "" if name in FIXED_TYPES else (
-                " (type inferred from the first rows; set it in the feature config "
-                "if that guess was wrong)")
+                " (type inferred from the sampled first rows, which all fit it: write the "
+                "column so that they show its type, e.g. 2.0 for decimals, or give "
+                "column_types= to core.logs.open_logs in Python)")
             return InputError(f"expected {what}{guess}, found '{value[:80]}'",
                               file=path, row=number, column=name)
     return None
