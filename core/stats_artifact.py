@@ -10,7 +10,8 @@ with `load_artifact`, into a typed `StatsArtifact`.
                           (median | midpoint: what DwellTargets values each bin at), rows, clicks,
                           clicks_with_dwell, rules {min_dwell, t1_threshold, light_user_days,
                           light_user_clicks, min_item_records}, numeric_features {name: {mean,
-                          std}} of log1p(max(x, 0)), items_with_p10, user_days, schema, inputs,
+                          std} of log1p(max(x, 0)), nonzero_clicked, nonzero_unclicked (rows
+                          with x != 0)}, items_with_p10, user_days, schema, inputs,
                           files [{path, bytes, mtime_ns, rows, day_rows {UTC day: rows}}]: each
                           file read, as it was (`file_record`; `StatsArtifact.counts_for`)
     items/part-*.csv      item_id, clicks, p10: items with >= min_item_records clicks with
@@ -193,11 +194,18 @@ def dwell_unit_doubt(mu: float) -> str | None:
 ZERO_DWELL_DOUBT_SHARE = 0.05
 
 
+# A numeric feature that is 0 on every unclicked row but not on clicked ones is an outcome of the
+# click (a like, a share, a play time): as a feature it hands the model its label. Named when
+# at least this many unclicked rows would be non-zero were it independent of the click.
+OUTCOME_DOUBT_EXPECTED_ROWS = 20
+
+
 def data_doubts(stats: dict) -> list[str]:
     """What looks wrong in logs whose statistics are `stats` (stats.json's content), each a
     sentence for the user; the job still writes the artifact. Dwell too long for seconds
     (`dwell_unit_doubt`) or below the valid-read floor (minutes read as seconds), many clicks
-    with dwell 0 (unknown dwell written as 0)."""
+    with dwell 0 (unknown dwell written as 0), a numeric feature column that only clicked rows
+    have (an outcome of the click)."""
     doubts = []
     mu, rules = stats["mu"], stats["rules"]
     long_doubt = dwell_unit_doubt(mu)
@@ -214,6 +222,17 @@ def data_doubts(stats: dict) -> list[str]:
         doubts.append(f"{zero:,} of {stats['clicks']:,} clicks ({zero / stats['clicks']:.0%}) "
                       "have dwell 0, read as reads shorter than any other (dwell bin 0, never a "
                       "valid read); if 0 stands for an unknown dwell, leave those rows out")
+    clicks, unclicked = stats["clicks"], stats["rows"] - stats["clicks"]
+    for name, feature in sorted(stats.get("numeric_features", {}).items()):
+        on_clicks, off_clicks = feature.get("nonzero_clicked"), feature.get("nonzero_unclicked")
+        if on_clicks is None or off_clicks != 0 or not clicks:
+            continue
+        if unclicked * on_clicks / clicks >= OUTCOME_DOUBT_EXPECTED_ROWS:
+            doubts.append(f"feature column '{name}' is 0 on all {unclicked:,} unclicked rows but "
+                          f"not on {on_clicks:,} of the {clicks:,} clicked ones: an outcome of "
+                          "the click (a like, a share, a play time) hands the model its label; "
+                          "leave it out of the logs or exclude it in the feature config "
+                          '(--feature_config: {"features": {"' + name + '": {"exclude": true}}})')
     return doubts
 
 
@@ -226,7 +245,8 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
 
     dwell: float [clicks with dwell > 0], sorted (so that the sums, and the artifact, do not
     depend on how the work was split); numeric_moments: name -> (count, sum, sum of squares)
-    of log1p(max(x, 0)); bin_edges: explicit edges in seconds, or None for percentiles;
+    of log1p(max(x, 0)), optionally followed by the rows with x != 0 among clicked and among
+    unclicked rows; bin_edges: explicit edges in seconds, or None for percentiles;
     bin_values: median | midpoint (module docstring)."""
     if bin_values not in BIN_VALUES:
         raise InputError(f"bin_values must be one of {', '.join(BIN_VALUES)}, not {bin_values!r}")
@@ -257,10 +277,14 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     medians = [float(np.median(dwell[bins == b])) if np.any(bins == b) else None
                for b in range(len(edges) - 1)]
     numeric = {}
-    for name, (count, total, squares) in sorted(numeric_moments.items()):
+    for name, moments in sorted(numeric_moments.items()):
+        count, total, squares = moments[:3]
         mean = total / count if count else 0.0
         var = max(squares / count - mean * mean, 0.0) if count else 0.0
         numeric[name] = {"mean": mean, "std": float(np.sqrt(var))}
+        if len(moments) == 5:
+            numeric[name]["nonzero_clicked"], numeric[name]["nonzero_unclicked"] = (
+                int(moments[3]), int(moments[4]))
     return {
         "format_version": FORMAT_VERSION,
         "mu": mu, "sigma": sigma, "x_l": x_l, "x_h": x_h,

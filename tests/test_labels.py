@@ -542,6 +542,22 @@ def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds(
     # Milliseconds with dwell 0 on half the clicks: both named, each once.
     assert len(doubts(mu=np.log(4000.0), clicks_with_dwell=50)) == 2
 
+    def outcome(on_clicks, off_clicks, rows=1000, clicks=100):
+        stats = {"mu": np.log(60.0), "rows": rows, "clicks": clicks, "clicks_with_dwell": clicks,
+                 "rules": {"min_dwell": 5.0},
+                 "numeric_features": {"is_like": {"mean": 0.1, "std": 0.3,
+                                                  "nonzero_clicked": on_clicks,
+                                                  "nonzero_unclicked": off_clicks}}}
+        return stats_artifact.data_doubts(stats)
+
+    # 900 unclicked rows; a feature on 3 of 100 clicks would be on 27 of them if independent
+    # (>= 20: named), on 2 of 100 on 18 (not named); one unclicked row with it clears it.
+    [like] = outcome(3, 0)
+    assert like.startswith("feature column 'is_like' is 0 on all 900 unclicked rows but not on "
+                           "3 of the 100 clicked ones")
+    assert '{"features": {"is_like": {"exclude": true}}}' in like
+    assert outcome(2, 0) == [] and outcome(3, 1) == []
+
 
 def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, tmp_path):
     # history_rows' dwell in minutes, and the same logs with a tenth of the clicks at dwell 0.
@@ -562,6 +578,37 @@ def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, t
     assert (f"warning: {len(zeroed):,} of {len(clicked):,} clicks ({share:.0%}) have dwell 0"
             in unknown.stderr), unknown.stderr
     assert "minutes" not in unknown.stderr
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(run, tmp_path,
+                                                                            engine):
+    # history_rows (all clicks) with 600 unclicked impressions and two extra columns: is_like,
+    # 1 on every third click and never without one; item_age, a feature on every row.
+    rng = np.random.default_rng(1)
+    rows = [row + (int(k % 3 == 0), k % 17) for k, row in enumerate(history_rows())]
+    rows += [(f"bg{k % 50}", f"bg{k % 40}", (D - 9) * DAY + k, 0, 0.0, 0, int(rng.integers(1, 9)))
+             for k in range(600)]
+    path = tmp_path / "likes.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER + ["is_like", "item_age"])
+        writer.writerows(rows)
+    result = run("pipelines.stats", f"--input={path}", f"--output_dir={tmp_path}/stats",
+                 f"--engine={engine}")
+    assert result.returncode == 0, result.stderr
+    frame = pd.read_csv(path)
+    clicked = frame["click"] == 1
+    stats = json.loads((tmp_path / "stats" / "stats.json").read_text())
+    for name in ("is_like", "item_age"):  # the counts against pandas
+        assert stats["numeric_features"][name]["nonzero_clicked"] == int(
+            (frame[name][clicked] != 0).sum())
+        assert stats["numeric_features"][name]["nonzero_unclicked"] == int(
+            (frame[name][~clicked] != 0).sum())
+    likes = int((frame["is_like"][clicked] != 0).sum())
+    assert (f"warning: feature column 'is_like' is 0 on all 600 unclicked rows but not on "
+            f"{likes:,} of the {int(clicked.sum()):,} clicked ones") in result.stderr
+    assert "item_age" not in result.stderr
 
 
 def test_stats_local_engine_writes_the_beam_engines_artifact(tmp_path):
