@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import re
 import threading
 import zlib
 from typing import Sequence
@@ -63,6 +64,10 @@ def diagnose(source=None) -> InputError | None:
     return None
 
 
+# "1728061688.0": what pandas writes for an integer column that once held a NaN.
+_INTEGRAL_FLOAT = re.compile(r"^\s*[-+]?\d+\.0*\s*$")
+
+
 def csv_line_problem(line: str, columns: Sequence[str], typed, path: str,
                      number: int) -> InputError | None:
     """What is wrong with one CSV data line (`number` in the file at `path`) for TensorFlow's
@@ -88,7 +93,10 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str,
                 " (type inferred from the sampled first rows, which all fit it: write the "
                 "column so that they show its type, e.g. 2.0 for decimals, or give "
                 "column_types= to core.logs.open_logs in Python)")
-            return InputError(f"expected {what}{guess}, found '{value[:80]}'",
+            hint = ("; an integer written as a float: write the column as integers (pandas: "
+                    ".astype('int64') before to_csv)"
+                    if kind == "int64" and _INTEGRAL_FLOAT.match(value) else "")
+            return InputError(f"expected {what}{guess}, found '{value[:80]}'{hint}",
                               file=path, row=number, column=name)
     return None
 

@@ -7,6 +7,7 @@ module and TFRecords from hand-built tf.train.Example protos.
 import csv
 import gzip
 import os
+import re
 
 import numpy as np
 import pytest
@@ -143,6 +144,23 @@ def test_the_quoting_check_refuses_exactly_what_tensorflows_csv_parser_refuses(l
         accepted = False
     problem = log_diagnosis.quoting_problem(line)
     assert (problem is None) == accepted, (line, problem)
+
+
+def test_an_integer_written_as_a_float_gets_its_hint(tmp_path):
+    # pandas writes an integer column that once held a NaN as 1728061688.0.
+    rows = [["u1", "i1", 1728061688, 1, 3.5], ["u2", "i2", "1728061700.0", 0, 0]]
+    path = tmp_path / "floats.csv"
+    with open(path, "w", newline="") as handle:
+        csv.writer(handle).writerows([["user_id", "item_id", "timestamp", "click",
+                                       "dwell_time"]] + rows)
+    with pytest.raises(InputError, match=re.escape(
+            "line 3, column 'timestamp': expected an integer, found '1728061700.0'; an integer "
+            "written as a float: write the column as integers")):
+        read_all(str(path))
+    columns = ["user_id", "item_id", "timestamp", "click", "dwell_time"]
+    typed = [(3, "click", log_schema.INT_RE, "int64")]
+    assert "written as a float" not in str(log_diagnosis.csv_line_problem(
+        "u,i,1,1.5,2", columns, typed, "x.csv", 2))
 
 
 def test_crlf_bom_blank_lines_and_quotes(tmp_path):
