@@ -11,7 +11,8 @@ with `load_artifact`, into a typed `StatsArtifact`.
                           clicks_with_dwell, rules {min_dwell, t1_threshold, light_user_days,
                           light_user_clicks, min_item_records}, numeric_features {name: {mean,
                           std} of log1p(max(x, 0)), nonzero_clicked, nonzero_unclicked (rows
-                          with x != 0)}, items_with_p10, user_days, schema, inputs,
+                          with x != 0)}, items_with_p10, clicked_items (items with a clicked dwell
+                          > 0), clicked_users (users with a click), user_days, schema, inputs,
                           files [{path, bytes, mtime_ns, rows, day_rows {UTC day: rows}}]: each
                           file read, as it was (`file_record`; `StatsArtifact.counts_for`)
     items/part-*.csv      item_id, clicks, p10: items with >= min_item_records clicks with

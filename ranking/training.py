@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
@@ -227,6 +228,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             config_path=config.feature_config, embedding_dim=config.embedding_dim)
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
+        for note in id_bucket_notes(spec, stats_artifact.read_stats_json(config.stats)):
+            if chief and config.progress != "none":
+                _say(note)
         if config.model.towers.output_bias == "prior" and (
                 "ctr" not in config.model.tower_names):
             raise InputError(f"--output_bias=prior sets the click tower's bias; the model "
@@ -323,6 +327,30 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         # while it still runs (the chief's coordination service would report it as failed).
         loops.final_barrier(strategy)
     return result
+
+
+def id_bucket_notes(spec, stats: dict) -> list[str]:
+    """Notes for `user_id` / `item_id` hashed into fewer buckets than the stats window has
+    users with a click / items with a clicked dwell (`clicked_users`, `clicked_items` of
+    `stats`, stats.json's content; absent in artifacts made before them): most such ids then
+    share their embedding row with another (1 - exp(-ids / buckets) of them)."""
+    notes = []
+    names = {feature.name for feature in spec.features}
+    for name, key, what in (("user_id", "clicked_users", "users with a click"),
+                            ("item_id", "clicked_items", "items with a clicked dwell")):
+        ids = stats.get(key)
+        if name not in names or not ids or not spec[name].hash_buckets:
+            continue
+        buckets = spec[name].hash_buckets
+        if ids > buckets:
+            suggested = 1 << int(ids * 2 - 1).bit_length()  # a power of 2 >= 2 x ids
+            notes.append(
+                f"note: the stats window has {ids:,} {what} for {buckets:,} hash buckets of "
+                f"{name}: {1 - math.exp(-ids / buckets):.0%} of them share an embedding row; "
+                f'raise them in the feature config ({{"features": {{"{name}": {{"hash_buckets": '
+                f"{suggested}}}}}}}, {suggested * spec[name].embedding_dim * 4 / 2**20:,.1f} MB "
+                "of table)")
+    return notes
 
 
 # A file is read in its own order, its rows mixed only within --shuffle_buffer: one holding many

@@ -605,6 +605,10 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
             (frame[name][clicked] != 0).sum())
         assert stats["numeric_features"][name]["nonzero_unclicked"] == int(
             (frame[name][~clicked] != 0).sum())
+    # The ids the training job's hash-bucket note compares with the buckets, against pandas.
+    assert stats["clicked_users"] == frame["user_id"][clicked].nunique()
+    positive = clicked & (frame["dwell_time"] > 0)
+    assert stats["clicked_items"] == frame["item_id"][positive].nunique()
     likes = int((frame["is_like"][clicked] != 0).sum())
     assert (f"warning: feature column 'is_like' is 0 on all 600 unclicked rows but not on "
             f"{likes:,} of the {int(clicked.sum()):,} clicked ones") in result.stderr

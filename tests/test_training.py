@@ -285,6 +285,27 @@ def test_a_training_file_large_against_the_shuffle_buffer_is_noted(small_world, 
             f"(the largest: {files[largest]}, {rows[largest]:,} rows)") in capsys.readouterr().out
 
 
+def test_ids_beyond_their_hash_buckets_are_noted():
+    import math
+
+    from model_fixtures import tiny_spec
+
+    spec = tiny_spec({"features": {"item_id": {"hash_buckets": 1000, "embedding_dim": 8}}})
+    users = spec["user_id"].hash_buckets
+    assert training.id_bucket_notes(spec, {"clicked_users": users, "clicked_items": 1000}) == []
+    assert training.id_bucket_notes(spec, {}) == []  # an artifact from before the counts
+    [user, item] = training.id_bucket_notes(spec, {"clicked_users": users + 1,
+                                                   "clicked_items": 1500})
+    assert user.startswith(f"note: the stats window has {users + 1:,} users with a click for "
+                           f"{users:,} hash buckets of user_id: 63% of them share")
+    # 1 - exp(-1.5) = 78 %; 2 x 1500 = 3000 -> 4096 buckets of 8 floats: 0.125 MB.
+    assert f"{1 - math.exp(-1.5):.0%}" == "78%"
+    assert item == ("note: the stats window has 1,500 items with a clicked dwell for 1,000 hash "
+                    "buckets of item_id: 78% of them share an embedding row; raise them in the "
+                    'feature config ({"features": {"item_id": {"hash_buckets": 4096}}}, 0.1 MB of '
+                    "table)")
+
+
 def test_output_bias_prior_starts_the_click_tower_at_the_training_ctr(small_world, tmp_path):
     """--output_bias=prior: the click tower's output bias starts at the log-odds of the training
     CTR (clicks / rows, counted here with pandas), so with its hidden layers silenced the model

@@ -341,12 +341,11 @@ def _run_local(files, schema_json, config, tmp, pattern):
                     partition, table = value
                     tables[tag].setdefault(partition, []).append(table)
     # Each partition's tables are let go once its shard is written.
-    items = [_write_shard(tmp, "items", partition, ITEM_HEADER,
-                          _item_rows(_merge_item_dwells(tables["item"].pop(partition)),
-                                     config.rules.min_item_records))
+    items = [_write_items(tmp, partition, _merge_item_dwells(tables["item"].pop(partition)),
+                          config.rules.min_item_records)
              for partition in sorted(tables["item"])]
-    user_days = [_write_shard(tmp, "user_days", partition, USER_DAY_HEADER,
-                              _user_day_rows(_merge_user_days(tables["user_day"].pop(partition))))
+    user_days = [_write_user_days(tmp, partition,
+                                  _merge_user_days(tables["user_day"].pop(partition)))
                  for partition in sorted(tables["user_day"])]
     _write_stats(_merge_parts(parts), tmp, config, schema_json, pattern, items, user_days)
 
@@ -365,22 +364,31 @@ def _run_pipeline(beam, options, files, schema_json, config, tmp, pattern):
         items = (outputs.item
                  | "ItemDwells" >> beam.CombinePerKey(_merge_item_dwells)
                  | "WriteItems" >> beam.MapTuple(
-                     lambda partition, table: _write_shard(
-                         tmp, "items", partition, ITEM_HEADER,
-                         _item_rows(table, min_records))))
+                     lambda partition, table: _write_items(tmp, partition, table, min_records)))
         user_days = (outputs.user_day
                      | "UserDayClicks" >> beam.CombinePerKey(_merge_user_days)
                      | "WriteUserDays" >> beam.MapTuple(
-                         lambda partition, table: _write_shard(
-                             tmp, "user_days", partition, USER_DAY_HEADER,
-                             _user_day_rows(table))))
-        # The rows of each shard are summed by the stats writer (side inputs of at most
-        # TABLE_PARTITIONS numbers each).
+                         lambda partition, table: _write_user_days(tmp, partition, table)))
+        # The counts of each shard are summed by the stats writer (side inputs of at most
+        # TABLE_PARTITIONS pairs each).
         _ = (outputs.part
              | "MergeParts" >> beam.CombineGlobally(_merge_parts)
              | "WriteStats" >> beam.Map(
                  _write_stats_beam, tmp, config, schema_json, pattern,
                  beam.pvalue.AsList(items), beam.pvalue.AsList(user_days)))
+
+
+def _write_items(directory: str, partition: int, table: dict, min_records: int):
+    """Writes a partition's item shard; (its rows, the partition's items with a clicked dwell
+    > 0). Partitions split the ids, so the second numbers add up over partitions."""
+    return (_write_shard(directory, "items", partition, ITEM_HEADER,
+                         _item_rows(table, min_records)), len(table))
+
+
+def _write_user_days(directory: str, partition: int, table: dict):
+    """Writes a partition's user-day shard; (its rows, the partition's users with a click)."""
+    return (_write_shard(directory, "user_days", partition, USER_DAY_HEADER,
+                         _user_day_rows(table)), len({user for user, _ in table}))
 
 
 def _write_shard(directory: str, table: str, partition: int, header: str,
@@ -474,11 +482,15 @@ def _write_stats_beam(*args):
 
 
 def _write_stats(part, directory, config, schema_json, pattern, items, user_days):
-    """Writes stats.json from the merged part; `items`, `user_days`: the rows of each
-    table shard (0 for a partition without rows). Bad input (no click) raises InputError."""
+    """Writes stats.json from the merged part; `items`, `user_days`: (rows, distinct ids) of
+    each table shard (`_write_items`, `_write_user_days`). Bad input (no click) raises
+    InputError."""
     schema = log_schema.LogSchema.from_json(schema_json)
     stats = summarize(part, config, schema)
-    stats.update(items_with_p10=int(sum(items)), user_days=int(sum(user_days)), inputs=pattern,
+    stats.update(items_with_p10=int(sum(rows for rows, _ in items)),
+                 user_days=int(sum(rows for rows, _ in user_days)),
+                 clicked_items=int(sum(ids for _, ids in items)),
+                 clicked_users=int(sum(ids for _, ids in user_days)), inputs=pattern,
                  # A file without a record (a URL, or changed while read): none is kept,
                  # so labelling always counts.
                  files=(sorted(part.files, key=lambda record: record["path"])
