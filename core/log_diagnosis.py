@@ -94,8 +94,9 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str,
                 "column so that they show its type, e.g. 2.0 for decimals, or give "
                 "column_types= to core.logs.open_logs in Python)")
             hint = ("; an integer written as a float: write the column as integers (pandas: "
-                    ".astype('int64') before to_csv)"
-                    if kind == "int64" and _INTEGRAL_FLOAT.match(value) else "")
+                    "drop or fill its NaN, then .astype('int64') before to_csv)"
+                    if name in FIXED_TYPES and kind == "int64" and _INTEGRAL_FLOAT.match(value)
+                    else "")
             return InputError(f"expected {what}{guess}, found '{value[:80]}'{hint}",
                               file=path, row=number, column=name)
     return None
@@ -109,18 +110,31 @@ def text_ids(ids, column: str, files: Sequence[LogFile]) -> list[str]:
         return [value.decode() for value in ids]
     except UnicodeDecodeError:
         pass
-    bad = next(value for value in ids if not _is_utf8(value))
-    reason = (f"expected UTF-8 text, found {bad[:80]!r} (re-encode the file as UTF-8, e.g. "
-              "iconv -f latin1 -t utf-8)")
-    for log_file in files:
+    def reason(value: bytes) -> str:
+        return (f"expected UTF-8 text, found {value[:80]!r} (re-encode the file as UTF-8, e.g. "
+                "iconv -f latin1 -t utf-8)")
+
+    for log_file in files:  # the first line whose field in `column` is not UTF-8
         if log_file.format != "csv":
             continue
         with open_binary(log_file.path) as raw:
             lines = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw
+            index = None
             for number, line in enumerate(lines, 1):
-                if bad in line:
-                    raise InputError(reason, file=log_file.path, row=number, column=column)
-    raise InputError(reason, file=files[0].path if len(files) == 1 else None, column=column)
+                fields = next(csv.reader([line.decode("utf-8", "surrogateescape")]), [])
+                if index is None:
+                    names = [name.strip().lstrip("\ufeff") for name in fields]
+                    if column not in names:
+                        break
+                    index = names.index(column)
+                    continue
+                if index < len(fields):
+                    value = fields[index].encode("utf-8", "surrogateescape")
+                    if not _is_utf8(value):
+                        raise InputError(reason(value), file=log_file.path, row=number,
+                                         column=column)
+    bad = next(value for value in ids if not _is_utf8(value))
+    raise InputError(reason(bad), file=files[0].path if len(files) == 1 else None, column=column)
 
 
 def _is_utf8(value: bytes) -> bool:
@@ -161,6 +175,9 @@ def quoting_problem(line: str) -> tuple[int, str] | None:
             if '"' in line[at:end]:
                 return field, (f"a quote inside an unquoted field ('{line[at:end][:80]}'); "
                                "quote the whole field and double the quotes inside it")
+            if "\r" in line[at:end] or "\n" in line[at:end]:
+                return field, ("a line break (CR) inside an unquoted field; remove line breaks "
+                               "from text columns")
             at = end
         if at >= len(line):
             return None

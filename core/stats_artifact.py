@@ -102,7 +102,7 @@ class StatsArtifact:
     bin_values: str  # median | midpoint: how `targets` values each bin
     rows: int
     clicks: int
-    numeric_features: dict  # name -> {"mean", "std"} of log1p(max(x, 0))
+    numeric_features: dict  # name -> {"mean", "std"} of log1p(max(x, 0)), non-zero row counts
     schema: dict  # the stats window's log schema (LogSchema.to_json())
     inputs: str
     item_p10: dict
@@ -233,7 +233,9 @@ def data_doubts(stats: dict) -> list[str]:
                           f"not on {on_clicks:,} of the {clicks:,} clicked ones: an outcome of "
                           "the click (a like, a share, a play time) hands the model its label; "
                           "leave it out of the logs or exclude it in the feature config "
-                          '(--feature_config: {"features": {"' + name + '": {"exclude": true}}})')
+                          '(--feature_config: {"features": {"' + name + '": {"exclude": true}}}; '
+                          "the statistics job does not read the feature config, so this note "
+                          "stays when it does)")
     return doubts
 
 

@@ -183,18 +183,18 @@ def metric_value(name: str, result: dict) -> float:
 
 
 def undefined_metric(metric: str, labels: dict) -> str:
-    """Why a run's first validation has no value of `metric` (NaN), for the user: the
+    """Why a run's validations have no value of `metric` (NaN), for the user: the
     validation logs' counts (`labels`: click and valid_read arrays [rows]), since an AUC needs
     both classes and the dwell metrics need clicks; else the model's outputs diverged."""
     import numpy as np
 
     rows = len(labels["click"])
     clicks, reads = int(np.sum(labels["click"])), int(np.sum(labels["valid_read"]))
-    return (f"--early_stopping_metric={metric} is undefined (NaN) at the first validation; the "
-            f"validation logs have {rows:,} rows, {clicks:,} clicks, {reads:,} valid reads (an "
-            "AUC needs both classes, the dwell metrics need clicks): choose other validation "
-            "logs or days, or another metric; if both classes are there, the model's outputs "
-            "are not finite (lower --learning_rate)")
+    return (f"--early_stopping_metric={metric} is undefined (NaN) on the validation logs, and "
+            f"no validation before had a value; they have {rows:,} rows, {clicks:,} clicks, "
+            f"{reads:,} valid reads (an AUC needs both classes, the dwell metrics need clicks): "
+            "choose other validation logs or days, or another metric; if both classes are "
+            "there, the model's outputs are not finite (lower --learning_rate)")
 
 
 def improves(value: float, best: float, direction: int, min_delta: float) -> bool:

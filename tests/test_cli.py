@@ -200,3 +200,32 @@ def test_the_statistics_job_with_beam_workers_ends_with_its_artifact_whole(small
 
     for table in ("items", "user_days"):
         assert rows(output, table) == rows(expected, table) and rows(output, table), table
+
+
+@pytest.mark.parametrize("args, problem", [
+    ([], None),
+    (["--direct_num_workers=2", "--direct_running_mode=multi_processing"], None),
+    (["--runner", "DirectRunner", "--direct_num_workers", "2"], None),  # space-separated values
+    (["--runner=DataflowRunner", "--project=p", "--region=r", "--temp_location=gs://b/t"], None),
+    (["--runner=NoSuchRunner", "--anything=1"], None),  # left for Beam to report
+    (["--allow_unclicked_dwel", "--direct_num_workers=2", "--bogus=3"],
+     "--allow_unclicked_dwel, --bogus=3: neither a flag of this command nor an Apache Beam "
+     "pipeline option"),
+    (["--typo", "value"], "--typo: neither a flag of this command nor an Apache Beam pipeline "
+                          "option"),
+    (["stray"], "stray: neither a flag of this command nor an Apache Beam pipeline option"),
+    (["--direct_num_workers=abc"],
+     "Apache Beam: argument --direct_num_workers: invalid int value: 'abc'"),
+])
+def test_flags_left_to_beam_are_checked_against_its_options(args, problem):
+    import logging
+
+    from core import cli
+
+    assert cli.beam_flags_problem(args) == problem
+    # Also with logging switched off, which would hide Beam's own line about dropped flags.
+    logging.disable(logging.CRITICAL)
+    try:
+        assert cli.beam_flags_problem(args) == problem
+    finally:
+        logging.disable(logging.NOTSET)

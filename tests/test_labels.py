@@ -563,7 +563,7 @@ def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, t
     # history_rows' dwell in minutes, and the same logs with a tenth of the clicks at dwell 0.
     rows = [(u, i, t, c, round(d / 60, 4)) for u, i, t, c, d in history_rows()]
     minutes = run("pipelines.stats", f"--input={write_log(tmp_path / 'min.csv', rows)}",
-                  f"--output_dir={tmp_path}/stats_m", "--engine=local", "--ndt_tau=20")
+                  f"--output_dir={tmp_path}/stats_m", "--engine=local")
     assert minutes.returncode == 0, minutes.stderr
     assert "warning: the clicked rows' typical dwell is exp(mu) = " in minutes.stderr
     assert "multiply it by 60" in minutes.stderr

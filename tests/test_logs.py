@@ -132,7 +132,8 @@ def test_rows_keep_file_order_and_source_lines(tmp_path):
 
 @pytest.mark.parametrize("line", [
     'a,b,c', '"a","b, and more","c"', 'a,"say ""hi""",c', '"",,', 'a,b,""""', 'a,b,c\r\n',
-    'a,5" screen,c', 'a,"b"x,c', 'a,"b,c', 'a,b,c"', '"a"",b,c', 'a,b,"c"d', 'a, "b",c'])
+    'a,5" screen,c', 'a,"b"x,c', 'a,"b,c', 'a,b,c"', '"a"",b,c', 'a,b,"c"d', 'a, "b",c',
+    'a,b\rc,d'])
 def test_the_quoting_check_refuses_exactly_what_tensorflows_csv_parser_refuses(line):
     # The reference is TensorFlow's own parser, which the reader's fast path uses.
     try:

@@ -256,9 +256,11 @@ def test_validation_logs_without_a_click_are_refused_at_the_first_validation(sma
         selection=SelectionConfig(validation=str(tmp_path / "no_clicks.csv"), validate_every=4,
                                   max_epochs=1))
     with pytest.raises(InputError, match=re.escape(
-            f"--early_stopping_metric=auc_ctr is undefined (NaN) at the first validation; the "
-            f"validation logs have {len(frame):,} rows, 0 clicks, 0 valid reads")):
+            f"--early_stopping_metric=auc_ctr is undefined (NaN) on the validation logs, and no "
+            f"validation before had a value; they have {len(frame):,} rows, 0 clicks, 0 valid "
+            "reads")):
         training.train_and_evaluate(config, str(tmp_path / "model"))
+    assert not (tmp_path / "model").exists()  # a new model directory is removed on bad input
 
 
 def export_and_compare(small_world, model_dir, tmp_path):
