@@ -8,7 +8,7 @@ Writes stats.pb (TFDV statistics), schema.pbtxt (inferred and curated the first 
 schema otherwise), anomalies.pbtxt, report.md and stats.html (TFDV's facets view, against the
 baseline when given). Prints the anomalies and exits with status 1 when there are any.
 Unknown flags go to Apache Beam, as for the stats job; one Beam does not know either is refused
-(`core.cli.not_beam_options`).
+(`core.cli.beam_flags_problem`).
 """
 
 from __future__ import annotations
