@@ -110,6 +110,7 @@ def text_ids(ids, column: str, files: Sequence[LogFile]) -> list[str]:
         return [value.decode() for value in ids]
     except UnicodeDecodeError:
         pass
+
     def reason(value: bytes) -> str:
         return (f"expected UTF-8 text, found {value[:80]!r} (re-encode the file as UTF-8, e.g. "
                 "iconv -f latin1 -t utf-8)")
@@ -121,7 +122,10 @@ def text_ids(ids, column: str, files: Sequence[LogFile]) -> list[str]:
             lines = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw
             index = None
             for number, line in enumerate(lines, 1):
-                fields = next(csv.reader([line.decode("utf-8", "surrogateescape")]), [])
+                try:
+                    fields = next(csv.reader([line.decode("utf-8", "surrogateescape")]), [])
+                except csv.Error:  # a line the reader refuses anyway; not this column's problem
+                    continue
                 if index is None:
                     names = [name.strip().lstrip("\ufeff") for name in fields]
                     if column not in names:
@@ -147,9 +151,10 @@ def _is_utf8(value: bytes) -> bool:
 
 def quoting_problem(line: str) -> tuple[int, str] | None:
     """What TensorFlow's CSV parser (`tf.io.decode_csv`) refuses in `line` though Python's
-    `csv` module reads it, as (0-based field index, what is wrong), or None: a quote inside an
-    unquoted field (`a 5" screen`), text after a field's closing quote, or a quoted field left
-    open at the line's end (a line break inside a field: the reader takes one line a row)."""
+    `csv` module reads it, as (0-based field index, what is wrong), or None: a quote or a CR
+    inside an unquoted field (`a 5" screen`), text after a field's closing quote, or a quoted
+    field left open at the line's end (a line break inside a field: the reader takes one line a
+    row)."""
     line = line.rstrip("\r\n")
     at, field = 0, 0
     while True:
