@@ -174,7 +174,9 @@ def test_describe_names_the_utc_days_with_rows(run, tmp_path):
                               for k, t in enumerate(stamps)))
     from pipelines.validate import describe
 
-    assert describe.describe(str(path))["days"] == [20458, 20460, 20462]
+    described = describe.describe(str(path))
+    assert described["days"] == [20458, 20460, 20462]
+    assert described["clicks"] == 2 and described["zero_dwell_clicks"] == 0
     from core.label_rules import utc_date
 
     assert [utc_date(d) for d in (0, 20458, -719162, -719163)] == [
@@ -182,3 +184,7 @@ def test_describe_names_the_utc_days_with_rows(run, tmp_path):
     result = run("pipelines.validate.describe", f"--input={path}")
     assert result.returncode == 0, result.stderr
     assert "days (UTC): 2026-01-05 to 2026-01-09, 3 with rows of 5" in result.stdout
+    assert "; 0 clicks (0.0%) with dwell 0" in result.stdout
+    # A click with dwell 0 (an unknown dwell written as 0, say) is counted.
+    path.write_text(path.read_text() + "u9,i9,1767571300,1,0\n")
+    assert describe.describe(str(path))["zero_dwell_clicks"] == 1

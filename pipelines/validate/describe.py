@@ -26,8 +26,9 @@ flags.mark_flag_as_required("input")
 
 
 def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool = False) -> dict:
-    """Reads every row of `pattern`; returns counts, dwell quantiles (s), the UTC days with rows
-    (`days`: sorted day numbers, unix seconds // 86400) and rows/s."""
+    """Reads every row of `pattern`; returns counts (`zero_dwell_clicks`: clicks with dwell 0),
+    dwell quantiles of clicks (s), the UTC days with rows (`days`: sorted day numbers, unix
+    seconds // 86400) and rows/s."""
     source = logs.open_logs(pattern)
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell)
     started = time.perf_counter()
@@ -47,6 +48,7 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
                  if len(dwell) else {})
     return {"files": len(source.files), "format": source.format, "schema": source.schema,
             "rows": rows, "clicks": clicks, "unclicked_dwell_zeroed": zeroed,
+            "zero_dwell_clicks": int(np.count_nonzero(dwell == 0)),
             "dwell_quantiles": quantiles, "seconds": seconds,
             "days": sorted(days),
             "rows_per_second": rows / seconds if seconds else float("nan")}
@@ -59,7 +61,9 @@ def main(argv):
           f"{result['clicks']:,} clicks (CTR {result['clicks'] / max(result['rows'], 1):.2%})")
     if result["dwell_quantiles"]:
         q = result["dwell_quantiles"]
-        print(f"dwell of clicks (s): p10 {q['p10']:.1f}  p50 {q['p50']:.1f}  p90 {q['p90']:.1f}")
+        zero = result["zero_dwell_clicks"]
+        print(f"dwell of clicks (s): p10 {q['p10']:.1f}  p50 {q['p50']:.1f}  p90 {q['p90']:.1f}; "
+              f"{zero:,} clicks ({zero / result['clicks']:.1%}) with dwell 0")
     if result["days"]:
         days = result["days"]
         print(f"days (UTC): {utc_date(days[0])} to {utc_date(days[-1])}, {len(days)} with rows "
