@@ -189,6 +189,15 @@ def open_text(log_file: LogFile) -> io.TextIOBase:
     return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
 
+class AbsentTypedColumns(InputError):
+    """Columns given a type (`column_types`, e.g. a model's features) that the logs lack."""
+
+    def __init__(self, names: list[str], columns: list[str], path: str):
+        self.names = names
+        super().__init__(f"a type is given for column(s) {', '.join(names)}, which the logs do "
+                         f"not have (columns: {', '.join(columns)})", file=path)
+
+
 # Schema inference -------------------------------------------------------------------------------
 def _infer_value_type(values: Iterable[str]) -> str:
     kind = "int64"
@@ -272,10 +281,9 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
     dtypes = {}
     for name in columns:
         dtypes[name] = column_types.get(name, FIXED_TYPES.get(name, inferred[name]))
-    for name in column_types:
-        if name not in dtypes:
-            raise InputError(f"a type is given for column '{name}', which the logs do not have "
-                             f"(columns: {', '.join(columns)})")
+    absent = [name for name in column_types if name not in dtypes]
+    if absent:
+        raise AbsentTypedColumns(absent, columns, files[0].path)
     for name, kind in stored.items():
         if kind == "string" and dtypes[name] != "string":
             raise InputError(f"feature '{name}' is stored as bytes; it cannot be read as "

@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from core import logs, threads
+from core import log_schema, logs, threads
 from core.errors import InputError
 from core.label_rules import LABEL_INPUTS, LABEL_KEYS, SECONDS_PER_DAY, utc_date
 from core.labeler import Labeler
@@ -37,13 +37,12 @@ PARALLEL_FILES = 2
 def open_source(patterns: str, spec: FeatureSpec | None = None) -> logs.LogSource:
     """Opens logs; with a spec, feature columns are read with the types the model was built
     with (an absent feature column is an error naming it)."""
-    source = logs.open_logs(patterns, column_types=None if spec is None else {
-        name: dtype for name, dtype in spec.dtypes.items()})
-    if spec is not None:
-        missing = [n for n in spec.names if n not in source.schema.dtypes]
-        if missing:
-            raise InputError(f"the logs lack the model's feature column(s) "
-                                  f"{', '.join(missing)}", file=patterns)
+    try:
+        source = logs.open_logs(patterns, column_types=None if spec is None else {
+            name: dtype for name, dtype in spec.dtypes.items()})
+    except log_schema.AbsentTypedColumns as absent:
+        raise InputError(f"the logs lack the model's feature column(s) {', '.join(absent.names)}"
+                         f" (its training logs had them)", file=patterns) from None
     return source
 
 

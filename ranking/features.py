@@ -158,6 +158,9 @@ def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[st
         if name not in candidates:
             raise InputError(f"--post_click_features names '{name}', which is not a feature "
                              f"column of the logs (feature columns: {', '.join(candidates)})")
+        if overrides.get(name, {}).get("exclude"):
+            raise InputError(f"--post_click_features names '{name}', which the feature config "
+                             "excludes", file=where)
     features = []
     for name in candidates:
         options = overrides.get(name, {})

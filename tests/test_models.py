@@ -58,6 +58,9 @@ def test_bad_feature_config_is_refused_with_the_feature_named(config, message):
 def test_post_click_flag_naming_an_absent_column_is_refused():
     with pytest.raises(InputError, match="'length'"):
         tiny_spec(post_click=("length",))
+    # One the feature config excludes would be dropped from the post-click set in silence.
+    with pytest.raises(InputError, match="names 'category', which the feature config excludes"):
+        tiny_spec({"features": {"category": {"exclude": True}}}, post_click=("category",))
 
 
 def test_encoder_against_numpy():

@@ -285,6 +285,20 @@ def test_a_training_file_large_against_the_shuffle_buffer_is_noted(small_world, 
             f"(the largest: {files[largest]}, {rows[largest]:,} rows)") in capsys.readouterr().out
 
 
+def test_logs_without_a_feature_the_model_reads_are_refused_naming_it(tmp_path):
+    from core.errors import InputError
+    from model_fixtures import tiny_spec
+    from ranking import data
+
+    path = tmp_path / "eval.csv"  # position and category, but no item_length, publish_age_hours
+    path.write_text("user_id,item_id,timestamp,click,dwell_time,position,category\n"
+                    "u1,i1,1767571200,1,30.5,0,news\n")
+    with pytest.raises(InputError) as refused:
+        data.open_source(str(path), tiny_spec())
+    assert str(refused.value) == (f"{path}: the logs lack the model's feature column(s) "
+                                  "item_length, publish_age_hours (its training logs had them)")
+
+
 def test_ids_beyond_their_hash_buckets_are_noted():
     import math
 
