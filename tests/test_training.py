@@ -287,8 +287,9 @@ def test_a_training_file_large_against_the_shuffle_buffer_is_noted(small_world, 
 
 def test_logs_without_a_feature_the_model_reads_are_refused_naming_it(tmp_path):
     from core.errors import InputError
-    from model_fixtures import tiny_spec
     from ranking import data
+
+    from model_fixtures import tiny_spec
 
     path = tmp_path / "eval.csv"  # position and category, but no item_length, publish_age_hours
     path.write_text("user_id,item_id,timestamp,click,dwell_time,position,category\n"
