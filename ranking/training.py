@@ -372,6 +372,23 @@ def input_order_note(paths: list[str], rows_per_file, shuffle_buffer: int) -> st
             "split it into files (e.g. one a day) or raise --shuffle_buffer")
 
 
+def input_overlap_notes(config: TrainConfig) -> list[str]:
+    """Notes for --eval or --validation files that are also --train files (the same real
+    path): their metrics then measure rows the model trained on."""
+    from core.log_schema import expand_inputs
+
+    train = {os.path.realpath(f.path) for f in expand_inputs(config.train)}
+    notes = []
+    for flag, pattern in (("--eval", config.eval), ("--validation", config.selection.validation)):
+        shared = [f.path for f in expand_inputs(pattern)
+                  if os.path.realpath(f.path) in train] if pattern else []
+        if shared:
+            notes.append(f"note: {len(shared)} {flag} file(s) are --train files too ({shared[0]}"
+                         f"{', ...' if len(shared) > 1 else ''}): their metrics measure rows the "
+                         "model trained on")
+    return notes
+
+
 def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers: int,
                        inputs, description: dict) -> bool:
     """Makes or checks the model directory (the chief) or checks it (another task); says what
@@ -384,6 +401,8 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers
                                   config.shuffle_buffer)
     if order_note and config.progress != "none" and chief:
         _say(order_note)
+    for overlap_note in input_overlap_notes(config) if config.progress != "none" and chief else []:
+        _say(overlap_note)
     description["training"]["input_workers"] = workers
     if not chief:
         model_dir_lib.check_as_other_task(model_dir, description)

@@ -300,6 +300,21 @@ def test_logs_without_a_feature_the_model_reads_are_refused_naming_it(tmp_path):
                                   "item_length, publish_age_hours (its training logs had them)")
 
 
+def test_evaluation_files_that_are_training_files_are_noted(small_world):
+    import dataclasses
+
+    train = sorted(glob.glob(small_world["train"]))
+    assert training.input_overlap_notes(config_for(small_world)) == []
+    overlapping = config_for(small_world, eval=f"{small_world['eval']},{train[3]}")
+    assert training.input_overlap_notes(overlapping) == [
+        f"note: 1 --eval file(s) are --train files too ({train[3]}): their metrics measure rows "
+        "the model trained on"]
+    validation = dataclasses.replace(overlapping.selection, validation=small_world["train"])
+    notes = training.input_overlap_notes(dataclasses.replace(overlapping, selection=validation))
+    assert notes[1] == (f"note: 4 --validation file(s) are --train files too ({train[0]}, ...): "
+                        "their metrics measure rows the model trained on")
+
+
 def test_ids_beyond_their_hash_buckets_are_noted():
     import math
 
