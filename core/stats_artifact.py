@@ -11,8 +11,9 @@ with `load_artifact`, into a typed `StatsArtifact`.
                           clicks_with_dwell, rules {min_dwell, t1_threshold, light_user_days,
                           light_user_clicks, min_item_records}, numeric_features {name: {mean,
                           std} of log1p(max(x, 0)), nonzero_clicked, nonzero_unclicked (rows
-                          with x != 0)}, items_with_p10, clicked_items (items with a clicked dwell
-                          > 0), clicked_users (users with a click), user_days, schema, inputs,
+                          with x != 0), negative (rows with x < 0)}, items_with_p10,
+                          clicked_items (items with a clicked dwell > 0), clicked_users (users
+                          with a click), user_days, schema, inputs,
                           files [{path, bytes, mtime_ns, rows, day_rows {UTC day: rows}}]: each
                           file read, as it was (`file_record`; `StatsArtifact.counts_for`)
     items/part-*.csv      item_id, clicks, p10: items with >= min_item_records clicks with
@@ -195,6 +196,11 @@ def dwell_unit_doubt(mu: float) -> str | None:
 ZERO_DWELL_DOUBT_SHARE = 0.05
 
 
+# A numeric feature negative on more than this share of the rows loses that part: the transform
+# reads max(x, 0) (SPEC §2).
+NEGATIVE_DOUBT_SHARE = 0.05
+
+
 # A numeric feature that is 0 on every unclicked row but not on clicked ones is an outcome of the
 # click (a like, a share, a play time): as a feature it hands the model its label. Named when
 # at least this many unclicked rows would be non-zero were it independent of the click.
@@ -206,7 +212,7 @@ def data_doubts(stats: dict) -> list[str]:
     sentence for the user; the job still writes the artifact. Dwell too long for seconds
     (`dwell_unit_doubt`) or below the valid-read floor (minutes read as seconds), many clicks
     with dwell 0 (unknown dwell written as 0), a numeric feature column that only clicked rows
-    have (an outcome of the click)."""
+    have (an outcome of the click), or one often negative (read as 0)."""
     doubts = []
     mu, rules = stats["mu"], stats["rules"]
     long_doubt = dwell_unit_doubt(mu)
@@ -236,6 +242,15 @@ def data_doubts(stats: dict) -> list[str]:
                           '(--feature_config: {"features": {"' + name + '": {"exclude": true}}}; '
                           "the statistics job does not read the feature config, so this note "
                           "stays when it does)")
+    rows = stats["rows"]
+    for name, feature in sorted(stats.get("numeric_features", {}).items()):
+        negative = feature.get("negative", 0)
+        if rows and negative / rows > NEGATIVE_DOUBT_SHARE:
+            doubts.append(f"feature column '{name}' is negative on {negative:,} of {rows:,} rows "
+                          f"({negative / rows:.0%}): a numeric feature is log1p of its "
+                          "non-negative part (SPEC §2), so all of those read as 0; shift the "
+                          "column to be non-negative, or make it categorical in the feature "
+                          'config ({"features": {"' + name + '": {"type": "categorical"}}})')
     return doubts
 
 
@@ -249,7 +264,7 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     dwell: float [clicks with dwell > 0], sorted (so that the sums, and the artifact, do not
     depend on how the work was split); numeric_moments: name -> (count, sum, sum of squares)
     of log1p(max(x, 0)), optionally followed by the rows with x != 0 among clicked and among
-    unclicked rows; bin_edges: explicit edges in seconds, or None for percentiles;
+    unclicked rows and the rows with x < 0; bin_edges: explicit edges in seconds, or None for percentiles;
     bin_values: median | midpoint (module docstring)."""
     if bin_values not in BIN_VALUES:
         raise InputError(f"bin_values must be one of {', '.join(BIN_VALUES)}, not {bin_values!r}")
@@ -285,9 +300,10 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
         mean = total / count if count else 0.0
         var = max(squares / count - mean * mean, 0.0) if count else 0.0
         numeric[name] = {"mean": mean, "std": float(np.sqrt(var))}
-        if len(moments) == 5:
+        if len(moments) == 6:
             numeric[name]["nonzero_clicked"], numeric[name]["nonzero_unclicked"] = (
                 int(moments[3]), int(moments[4]))
+            numeric[name]["negative"] = int(moments[5])
     return {
         "format_version": FORMAT_VERSION,
         "mu": mu, "sigma": sigma, "x_l": x_l, "x_h": x_h,

@@ -558,6 +558,19 @@ def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds(
     assert '{"features": {"is_like": {"exclude": true}}}' in like
     assert outcome(2, 0) == [] and outcome(3, 1) == []
 
+    def negative(rows_below_zero):
+        stats = {"mu": np.log(60.0), "rows": 1000, "clicks": 100, "clicks_with_dwell": 100,
+                 "rules": {"min_dwell": 5.0},
+                 "numeric_features": {"delta": {"mean": 0.1, "std": 0.3, "negative":
+                                                rows_below_zero}}}
+        return stats_artifact.data_doubts(stats)
+
+    # Negative on 50 of 1,000 rows (5 %): none; on 51, one.
+    assert negative(50) == []
+    [delta] = negative(51)
+    assert delta.startswith("feature column 'delta' is negative on 51 of 1,000 rows (5%): ")
+    assert '{"features": {"delta": {"type": "categorical"}}}' in delta
+
 
 def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, tmp_path):
     # history_rows' dwell in minutes, and the same logs with a tenth of the clicks at dwell 0.
@@ -584,10 +597,11 @@ def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, t
 def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(run, tmp_path,
                                                                             engine):
     # history_rows (all clicks) with 600 unclicked impressions and two extra columns: is_like,
-    # 1 on every third click and never without one; item_age, a feature on every row.
+    # 1 on every third click and never without one; item_age, a feature on every row (negative
+    # on the unclicked rows).
     rng = np.random.default_rng(1)
     rows = [row + (int(k % 3 == 0), k % 17) for k, row in enumerate(history_rows())]
-    rows += [(f"bg{k % 50}", f"bg{k % 40}", (D - 9) * DAY + k, 0, 0.0, 0, int(rng.integers(1, 9)))
+    rows += [(f"bg{k % 50}", f"bg{k % 40}", (D - 9) * DAY + k, 0, 0.0, 0, -int(rng.integers(1, 9)))
              for k in range(600)]
     path = tmp_path / "likes.csv"
     with open(path, "w", newline="") as handle:
@@ -605,6 +619,7 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
             (frame[name][clicked] != 0).sum())
         assert stats["numeric_features"][name]["nonzero_unclicked"] == int(
             (frame[name][~clicked] != 0).sum())
+        assert stats["numeric_features"][name]["negative"] == int((frame[name] < 0).sum())
     # The ids the training job's hash-bucket note compares with the buckets, against pandas.
     assert stats["clicked_users"] == frame["user_id"][clicked].nunique()
     positive = clicked & (frame["dwell_time"] > 0)
@@ -612,7 +627,9 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
     likes = int((frame["is_like"][clicked] != 0).sum())
     assert (f"warning: feature column 'is_like' is 0 on all 600 unclicked rows but not on "
             f"{likes:,} of the {int(clicked.sum()):,} clicked ones") in result.stderr
-    assert "item_age" not in result.stderr
+    assert "is_like" not in result.stderr.split("\n", 1)[1]  # named once
+    assert (f"warning: feature column 'item_age' is negative on 600 of {len(frame):,} rows"
+            in result.stderr), result.stderr
 
 
 def test_stats_local_engine_writes_the_beam_engines_artifact(tmp_path):

@@ -76,8 +76,8 @@ class _Part:
     def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0, files=None):
         self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
         self.dwell = [] if dwell is None else dwell  # list of arrays of clicked dwell > 0
-        # name -> [count, sum, sum of squares] of log1p(max(x, 0)), then the rows with x != 0
-        # among clicked and among unclicked rows (an outcome of the click is 0 on the latter)
+        # name -> [count, sum, sum of squares] of log1p(max(x, 0)), rows with x != 0 among
+        # clicked and unclicked rows (an outcome of the click is 0 on the latter), rows x < 0
         self.numeric = numeric or {}
         self.files = files or []  # stats_artifact.file_record of each file read
 
@@ -122,7 +122,7 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     before = [stats_artifact.file_status(f.path) for f in files]
     source = logs.LogSource(files, schema, schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
-    part = _Part(numeric={c: [0.0, 0.0, 0.0, 0, 0] for c in numeric})
+    part = _Part(numeric={c: [0.0, 0.0, 0.0, 0, 0, 0] for c in numeric})
     item_parts, day_parts, file_day_rows = [], [], {}  # file_day_rows: (file, day) -> rows
     # One dataset for the group: building a reader's graph costs about as much as reading a
     # day's file, and two files read at once keep both cores busy.
@@ -151,6 +151,7 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
             nonzero = values != 0
             acc[3] += int(np.count_nonzero(nonzero & click))
             acc[4] += int(np.count_nonzero(nonzero & ~click))
+            acc[5] += int(np.count_nonzero(values < 0))
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
     day_rows = [{} for _ in files]
     for (index, file_day), n in file_day_rows.items():
@@ -247,7 +248,7 @@ def _merge_parts(parts) -> _Part:
         merged.dwell.extend(part.dwell)
         merged.files.extend(part.files)
         for name, acc in part.numeric.items():
-            into = merged.numeric.setdefault(name, [0.0, 0.0, 0.0, 0, 0])
+            into = merged.numeric.setdefault(name, [0.0, 0.0, 0.0, 0, 0, 0])
             for k in range(len(into)):
                 into[k] += acc[k]
     merged.dwell = [np.concatenate(merged.dwell)] if merged.dwell else []
