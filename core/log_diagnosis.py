@@ -58,7 +58,8 @@ def diagnose(source=None) -> InputError | None:
             for number, line in enumerate(text, 1):
                 if number == 1 or not line.strip():
                     continue
-                found = csv_line_problem(line, columns, typed, log_file.path, number)
+                found = csv_line_problem(line, columns, typed, log_file.path, number,
+                                         source.given_types)
                 if found is not None:
                     return found
     return None
@@ -68,11 +69,12 @@ def diagnose(source=None) -> InputError | None:
 _INTEGRAL_FLOAT = re.compile(r"^\s*[-+]?\d+\.0*\s*$")
 
 
-def csv_line_problem(line: str, columns: Sequence[str], typed, path: str,
-                     number: int) -> InputError | None:
+def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number: int,
+                     given: Sequence[str] = ()) -> InputError | None:
     """What is wrong with one CSV data line (`number` in the file at `path`) for TensorFlow's
     parser, or None: its quoting, its field count against `columns`, or a value of `typed`
-    ((index, name, pattern, dtype) of the checked non-string columns) that does not fit."""
+    ((index, name, pattern, dtype) of the checked non-string columns) that does not fit; the
+    types of `given` columns came from a model, not from this input's first rows."""
     problem = quoting_problem(line)
     if problem is not None:
         index, what = problem
@@ -89,10 +91,16 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str,
         value = fields[index]
         if value and not pattern.match(value):
             what = "an integer" if kind == "int64" else "a number"
-            guess = "" if name in FIXED_TYPES else (
-                " (type inferred from the sampled first rows, which all fit it: write the "
-                "column so that they show its type, e.g. 2.0 for decimals, or give "
-                "column_types= to core.logs.open_logs in Python)")
+            if name in FIXED_TYPES:
+                guess = ""
+            elif name in given:
+                guess = (f" (the model reads this feature as {kind}, its type in the training "
+                         "logs: write the column so, or train on logs that have it as this "
+                         "input does)")
+            else:
+                guess = (" (type inferred from the sampled first rows, which all fit it: write "
+                         "the column so that they show its type, e.g. 2.0 for decimals, or give "
+                         "column_types= to core.logs.open_logs in Python)")
             hint = ("; an integer written as a float: write the column as integers (pandas: "
                     "drop or fill its NaN, then .astype('int64') before to_csv)"
                     if name in FIXED_TYPES and kind == "int64" and _INTEGRAL_FLOAT.match(value)

@@ -52,6 +52,7 @@ class LogSource:
     # checked; only the columns asked for are converted and checked.
     outcomes: bool = True
     checked: tuple[str, ...] | None = None  # set by dataset(): the columns it converts
+    given_types: tuple[str, ...] = ()  # columns whose type was given (a model's), not inferred
 
     @property
     def format(self) -> str:
@@ -345,11 +346,12 @@ def open_logs(patterns: str | Sequence[str], *,
             raise InputError("is empty (0 bytes); expected "
                              + ("a CSV header line" if log_file.format == "csv" else "TFRecords"),
                              file=log_file.path)
+    given = tuple(column_types or ())
     if candidates is None:
         schema, stored = infer_schema(files, column_types)
-        return LogSource(files, schema, stored)
+        return LogSource(files, schema, stored, given_types=given)
     schema, stored = infer_schema(files, column_types, tuple(candidates))
-    return LogSource(files, schema, stored, outcomes=False)
+    return LogSource(files, schema, stored, outcomes=False, given_types=given)
 
 
 def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,

@@ -4,6 +4,7 @@ import glob
 import gzip
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -298,6 +299,25 @@ def test_logs_without_a_feature_the_model_reads_are_refused_naming_it(tmp_path):
         data.open_source(str(path), tiny_spec())
     assert str(refused.value) == (f"{path}: the logs lack the model's feature column(s) "
                                   "item_length, publish_age_hours (its training logs had them)")
+
+
+def test_a_value_that_does_not_fit_the_models_type_says_where_the_type_came_from(tmp_path):
+    from core import log_diagnosis
+    from core.errors import InputError
+    from ranking import data
+
+    from model_fixtures import tiny_spec
+
+    path = tmp_path / "eval.csv"  # position is int64 in the model; this input has 2.5 on line 3
+    path.write_text("user_id,item_id,timestamp,click,dwell_time,position,category,item_length,"
+                    "publish_age_hours\nu1,i1,1767571200,1,30.5,0,news,500,3.5\n"
+                    "u2,i2,1767571260,0,0,2.5,tech,800,1.0\n")
+    source = data.open_source(str(path), tiny_spec())
+    with pytest.raises(InputError, match=re.escape(
+            "line 3, column 'position': expected an integer (the model reads this feature as "
+            "int64, its type in the training logs")):
+        with log_diagnosis.input_errors_explained():
+            list(source.dataset(4).as_numpy_iterator())
 
 
 def test_evaluation_files_that_are_training_files_are_noted(small_world):

@@ -172,8 +172,9 @@ class RowCheck:
         except tf.errors.OpError as error:
             found = from_tf_error(error)
             if found is None and self.csv:
-                found = log_diagnosis.csv_line_problem(unit.decode("utf-8", "replace"),
-                                                       self.columns, self.typed, self.path, row)
+                found = log_diagnosis.csv_line_problem(
+                    unit.decode("utf-8", "replace"), self.columns, self.typed, self.path, row,
+                    given=[name for _, name, _, _ in self.typed])  # the SavedModel's types
             return found or InputError(_op_reason(error.message), file=self.path, row=row,
                                        row_kind="line" if self.csv else "record")
 
