@@ -4,6 +4,7 @@
                               with the config it belongs to), behind it:
         model_dir.py          config.json, resume checks
         data.py               logs -> labelled (features, labels) batches
+        input_notes.py        what training says about its input (the held-out window, notes)
         train_cache.py        the labelled training rows in memory, drawn in each epoch's order
         presets.py            the registered presets (towers, backbone, serving score)
         models.py             ModelConfig; the network (encoder -> backbone -> towers) and

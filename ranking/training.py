@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 import time
@@ -22,7 +21,7 @@ from core import atomic, stats_artifact, threads
 from core.errors import InputError
 from core.phases import Phases
 from core.settings import setting
-from ranking import data, distribute, evaluation, loops, orca, selection, train_cache
+from ranking import data, distribute, evaluation, input_notes, loops, orca, selection, train_cache
 from ranking import features as features_lib
 from ranking import model_dir as model_dir_lib
 from ranking.metabalance import MetaBalanceConfig
@@ -228,7 +227,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             config_path=config.feature_config, embedding_dim=config.embedding_dim)
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
-        for note in id_bucket_notes(spec, stats_artifact.read_stats_json(config.stats)):
+        stats_json = stats_artifact.read_stats_json(config.stats)
+        for note in input_notes.id_bucket_notes(spec, stats_json):
             if chief and config.progress != "none":
                 _say(note)
         if config.model.towers.output_bias == "prior" and (
@@ -329,80 +329,17 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     return result
 
 
-def id_bucket_notes(spec, stats: dict) -> list[str]:
-    """Notes for `user_id` / `item_id` hashed into fewer buckets than the stats window has
-    users with a click / items with a clicked dwell (`clicked_users`, `clicked_items` of
-    `stats`, stats.json's content; absent in artifacts made before them): most such ids then
-    share their embedding row with another (1 - exp(-ids / buckets) of them)."""
-    notes = []
-    names = {feature.name for feature in spec.features}
-    for name, key, what in (("user_id", "clicked_users", "users with a click"),
-                            ("item_id", "clicked_items", "items with a clicked dwell")):
-        ids = stats.get(key)
-        if name not in names or not ids or not spec[name].hash_buckets:
-            continue
-        buckets = spec[name].hash_buckets
-        if ids > buckets:
-            suggested = 1 << int(ids * 2 - 1).bit_length()  # a power of 2 >= 2 x ids
-            notes.append(
-                f"note: the stats window has {ids:,} {what} for {buckets:,} hash buckets of "
-                f"{name}: {1 - math.exp(-ids / buckets):.0%} of them share an embedding row; "
-                f'raise them in the feature config ({{"features": {{"{name}": {{"hash_buckets": '
-                f"{suggested}}}}}}}, {suggested * spec[name].embedding_dim * 4 / 2**20:,.1f} MB "
-                "of table)")
-    return notes
-
-
-# A file is read in its own order, its rows mixed only within --shuffle_buffer: one holding many
-# buffers' worth (a public dump sorted by time or by user) gives batches from a narrow slice.
-LARGE_FILE_BUFFERS = 8
-
-
-def input_order_note(paths: list[str], rows_per_file, shuffle_buffer: int) -> str | None:
-    """A note for training files of more than LARGE_FILE_BUFFERS x `shuffle_buffer` rows
-    (`rows_per_file`: int [files], aligned with `paths`), or None (also with no shuffle)."""
-    large = [(path, int(rows)) for path, rows in zip(paths, rows_per_file)
-             if shuffle_buffer > 0 and rows > LARGE_FILE_BUFFERS * shuffle_buffer]
-    if not large:
-        return None
-    path, rows = max(large, key=lambda pair: pair[1])
-    return (f"note: {len(large)} training file(s) hold over {LARGE_FILE_BUFFERS} x "
-            f"--shuffle_buffer={shuffle_buffer:,} rows (the largest: {path}, {rows:,} rows); a "
-            "file's rows mix only within the buffer, so if one is sorted (by time or by user), "
-            "split it into files (e.g. one a day) or raise --shuffle_buffer")
-
-
-def input_overlap_notes(config: TrainConfig) -> list[str]:
-    """Notes for --eval or --validation files that are also --train files (the same real
-    path): their metrics then measure rows the model trained on."""
-    from core.log_schema import expand_inputs
-
-    train = {os.path.realpath(f.path) for f in expand_inputs(config.train)}
-    notes = []
-    for flag, pattern in (("--eval", config.eval), ("--validation", config.selection.validation)):
-        shared = [f.path for f in expand_inputs(pattern)
-                  if os.path.realpath(f.path) in train] if pattern else []
-        if shared:
-            notes.append(f"note: {len(shared)} {flag} file(s) are --train files too ({shared[0]}"
-                         f"{', ...' if len(shared) > 1 else ''}): their metrics measure rows the "
-                         "model trained on")
-    return notes
-
-
 def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers: int,
                        inputs, description: dict) -> bool:
     """Makes or checks the model directory (the chief) or checks it (another task); says what
-    --allow_unclicked_dwell treated as 0 and whether a training file is large against the
-    shuffle buffer; returns whether the run resumes."""
+    --allow_unclicked_dwell treated as 0 and the input's notes (`input_notes.input_lines`);
+    returns whether the run resumes."""
     if config.allow_unclicked_dwell and config.progress != "none" and chief:
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
             f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
-    order_note = input_order_note([f.path for f in inputs.train.files], inputs.rows_per_file,
-                                  config.shuffle_buffer)
-    if order_note and config.progress != "none" and chief:
-        _say(order_note)
-    for overlap_note in input_overlap_notes(config) if config.progress != "none" and chief else []:
-        _say(overlap_note)
+    if config.progress != "none" and chief:
+        for line in input_notes.input_lines(config, inputs):
+            _say(line)
     description["training"]["input_workers"] = workers
     if not chief:
         model_dir_lib.check_as_other_task(model_dir, description)

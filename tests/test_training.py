@@ -13,7 +13,7 @@ import time
 import pytest
 
 from core.errors import InputError
-from ranking import evaluation, training
+from ranking import evaluation, input_notes, training
 from ranking.models import ModelConfig
 from ranking.optimizers import OptimizerConfig
 
@@ -276,8 +276,8 @@ def test_a_training_file_large_against_the_shuffle_buffer_is_noted(small_world, 
     rows = [len(pd.read_csv(path)) for path in files]
     buffer = (min(rows) - 1) // 8  # every file holds more than 8 buffers
     # The note's threshold by hand: over 8 x the buffer, not at it.
-    assert training.input_order_note(["a", "b"], [8 * buffer, 8 * buffer], buffer) is None
-    assert training.input_order_note(["a"], [8 * buffer + 1], 0) is None  # no shuffle
+    assert input_notes.input_order_note(["a", "b"], [8 * buffer, 8 * buffer], buffer) is None
+    assert input_notes.input_order_note(["a"], [8 * buffer + 1], 0) is None  # no shuffle
     config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=1,
                         shuffle_buffer=buffer, progress="epoch")
     training.train_and_evaluate(config, str(tmp_path / "model"))
@@ -318,42 +318,6 @@ def test_a_value_that_does_not_fit_the_models_type_says_where_the_type_came_from
             "int64, its type in the training logs")):
         with log_diagnosis.input_errors_explained():
             list(source.dataset(4).as_numpy_iterator())
-
-
-def test_evaluation_files_that_are_training_files_are_noted(small_world):
-    import dataclasses
-
-    train = sorted(glob.glob(small_world["train"]))
-    assert training.input_overlap_notes(config_for(small_world)) == []
-    overlapping = config_for(small_world, eval=f"{small_world['eval']},{train[3]}")
-    assert training.input_overlap_notes(overlapping) == [
-        f"note: 1 --eval file(s) are --train files too ({train[3]}): their metrics measure rows "
-        "the model trained on"]
-    validation = dataclasses.replace(overlapping.selection, validation=small_world["train"])
-    notes = training.input_overlap_notes(dataclasses.replace(overlapping, selection=validation))
-    assert notes[1] == (f"note: 4 --validation file(s) are --train files too ({train[0]}, ...): "
-                        "their metrics measure rows the model trained on")
-
-
-def test_ids_beyond_their_hash_buckets_are_noted():
-    import math
-
-    from model_fixtures import tiny_spec
-
-    spec = tiny_spec({"features": {"item_id": {"hash_buckets": 1000, "embedding_dim": 8}}})
-    users = spec["user_id"].hash_buckets
-    assert training.id_bucket_notes(spec, {"clicked_users": users, "clicked_items": 1000}) == []
-    assert training.id_bucket_notes(spec, {}) == []  # an artifact from before the counts
-    [user, item] = training.id_bucket_notes(spec, {"clicked_users": users + 1,
-                                                   "clicked_items": 1500})
-    assert user.startswith(f"note: the stats window has {users + 1:,} users with a click for "
-                           f"{users:,} hash buckets of user_id: 63% of them share")
-    # 1 - exp(-1.5) = 78 %; 2 x 1500 = 3000 -> 4096 buckets of 8 floats: 0.125 MB.
-    assert f"{1 - math.exp(-1.5):.0%}" == "78%"
-    assert item == ("note: the stats window has 1,500 items with a clicked dwell for 1,000 hash "
-                    "buckets of item_id: 78% of them share an embedding row; raise them in the "
-                    'feature config ({"features": {"item_id": {"hash_buckets": 4096}}}, 0.1 MB of '
-                    "table)")
 
 
 def test_output_bias_prior_starts_the_click_tower_at_the_training_ctr(small_world, tmp_path):

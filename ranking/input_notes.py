@@ -1,0 +1,113 @@
+"""What training tells its user about the input before it trains: the `note:` lines of
+`ranking.train` (printed by `ranking.training` on the chief) for what may mislead on real logs.
+Each function returns text and prints nothing, so each is tested on hand values.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+
+def id_bucket_notes(spec, stats: dict) -> list[str]:
+    """Notes for `user_id` / `item_id` hashed into fewer buckets than the stats window has
+    users with a click / items with a clicked dwell (`clicked_users`, `clicked_items` of
+    `stats`, stats.json's content; absent in artifacts made before them): most such ids then
+    share their embedding row with another (1 - exp(-ids / buckets) of them)."""
+    notes = []
+    names = {feature.name for feature in spec.features}
+    for name, key, what in (("user_id", "clicked_users", "users with a click"),
+                            ("item_id", "clicked_items", "items with a clicked dwell")):
+        ids = stats.get(key)
+        if name not in names or not ids or not spec[name].hash_buckets:
+            continue
+        buckets = spec[name].hash_buckets
+        if ids > buckets:
+            suggested = 1 << int(ids * 2 - 1).bit_length()  # a power of 2 >= 2 x ids
+            notes.append(
+                f"note: the stats window has {ids:,} {what} for {buckets:,} hash buckets of "
+                f"{name}: {1 - math.exp(-ids / buckets):.0%} of them share an embedding row; "
+                f'raise them in the feature config ({{"features": {{"{name}": {{"hash_buckets": '
+                f"{suggested}}}}}}}, {suggested * spec[name].embedding_dim * 4 / 2**20:,.1f} MB "
+                "of table)")
+    return notes
+
+
+# A file is read in its own order, its rows mixed only within --shuffle_buffer: one holding many
+# buffers' worth (a public dump sorted by time or by user) gives batches from a narrow slice.
+LARGE_FILE_BUFFERS = 8
+
+
+def input_order_note(paths: list[str], rows_per_file, shuffle_buffer: int) -> str | None:
+    """A note for training files of more than LARGE_FILE_BUFFERS x `shuffle_buffer` rows
+    (`rows_per_file`: int [files], aligned with `paths`), or None (also with no shuffle)."""
+    large = [(path, int(rows)) for path, rows in zip(paths, rows_per_file)
+             if shuffle_buffer > 0 and rows > LARGE_FILE_BUFFERS * shuffle_buffer]
+    if not large:
+        return None
+    path, rows = max(large, key=lambda pair: pair[1])
+    return (f"note: {len(large)} training file(s) hold over {LARGE_FILE_BUFFERS} x "
+            f"--shuffle_buffer={shuffle_buffer:,} rows (the largest: {path}, {rows:,} rows); a "
+            "file's rows mix only within the buffer, so if one is sorted (by time or by user), "
+            "split it into files (e.g. one a day) or raise --shuffle_buffer")
+
+
+# A held-out window with fewer rows a day than this share of the training days' mean is a sliver
+# (logs cut at a local midnight end with a few hours of a UTC day).
+SLIVER_SHARE = 0.1
+
+
+def validation_window_line(file_day_rows: dict, validation_days: int) -> str:
+    """What --validation_days held out: the window's UTC days and rows against the training
+    days' (`file_day_rows`: {(file index, UTC day): rows} of the training input), with a note
+    when the window is a sliver of a day."""
+    from core.label_rules import utc_date
+
+    per_day: dict = {}
+    for (_, day), rows in file_day_rows.items():
+        per_day[day] = per_day.get(day, 0) + rows
+    days = sorted(per_day)
+    cutoff = days[-1] - validation_days + 1
+    held = sum(rows for day, rows in per_day.items() if day >= cutoff)
+    kept = [day for day in days if day < cutoff]
+    trained = sum(per_day[day] for day in kept)
+    line = (f"validation window (--validation_days={validation_days}): {utc_date(cutoff)} to "
+            f"{utc_date(days[-1])} UTC, {held:,} rows; training {utc_date(kept[0])} to "
+            f"{utc_date(kept[-1])}, {trained:,} rows")
+    typical = trained / len(kept)  # rows a training day that has rows
+    if held < SLIVER_SHARE * typical * validation_days:
+        line += (f"; note: {held / validation_days:,.0f} rows a held-out day against "
+                 f"{typical:,.0f} a training day (logs cut at a local midnight end with a sliver "
+                 "of a UTC day): hold out one more day")
+    return line
+
+
+def input_overlap_notes(config) -> list[str]:
+    """Notes for --eval or --validation files that are also --train files (the same real
+    path) of `config` (a `TrainConfig`): their metrics then measure rows the model trained
+    on."""
+    from core.log_schema import expand_inputs
+
+    train = {os.path.realpath(f.path) for f in expand_inputs(config.train)}
+    notes = []
+    for flag, pattern in (("--eval", config.eval), ("--validation", config.selection.validation)):
+        shared = [f.path for f in expand_inputs(pattern)
+                  if os.path.realpath(f.path) in train] if pattern else []
+        if shared:
+            notes.append(f"note: {len(shared)} {flag} file(s) are --train files too ({shared[0]}"
+                         f"{', ...' if len(shared) > 1 else ''}): their metrics measure rows the "
+                         "model trained on")
+    return notes
+
+
+def input_lines(config, inputs) -> list[str]:
+    """The lines training prints about its input once it is counted (`config`: a
+    `TrainConfig`, `inputs`: its `ranking.data.Inputs`): the held-out window, and notes on
+    large files and on files shared with --eval or --validation."""
+    lines = []
+    if config.selection.validation_days:
+        lines.append(validation_window_line(inputs.labeler.file_day_rows,
+                                            config.selection.validation_days))
+    order = input_order_note([f.path for f in inputs.train.files], inputs.rows_per_file,
+                             config.shuffle_buffer)
+    return lines + ([order] if order else []) + input_overlap_notes(config)
