@@ -193,9 +193,13 @@ class AbsentTypedColumns(InputError):
     """Columns given a type (`column_types`, e.g. a model's features) that the logs lack."""
 
     def __init__(self, names: list[str], columns: list[str], path: str):
-        self.names = names
-        super().__init__(f"a type is given for column(s) {', '.join(names)}, which the logs do "
-                         f"not have (columns: {', '.join(columns)})", file=path)
+        self.names, self.columns, self.path = names, columns, path
+        quoted = ", ".join(f"'{name}'" for name in names)
+        super().__init__(f"a type is given for column(s) {quoted}, which the logs do not have "
+                         f"(columns: {', '.join(columns)})", file=path)
+
+    def __reduce__(self):  # picklable, as InputErrors crossing to Beam's driver must be
+        return AbsentTypedColumns, (self.names, self.columns, self.path)
 
 
 # Schema inference -------------------------------------------------------------------------------

@@ -247,7 +247,7 @@ def data_doubts(stats: dict) -> list[str]:
         negative = feature.get("negative", 0)
         if rows and negative / rows > NEGATIVE_DOUBT_SHARE:
             doubts.append(f"feature column '{name}' is negative on {negative:,} of {rows:,} rows "
-                          f"({negative / rows:.0%}): a numeric feature is log1p of its "
+                          f"({negative / rows:.1%}): a numeric feature is log1p of its "
                           "non-negative part (SPEC §2), so all of those read as 0; shift the "
                           "column to be non-negative, or make it categorical in the feature "
                           'config ({"features": {"' + name + '": {"type": "categorical"}}})')
@@ -300,9 +300,10 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
         mean = total / count if count else 0.0
         var = max(squares / count - mean * mean, 0.0) if count else 0.0
         numeric[name] = {"mean": mean, "std": float(np.sqrt(var))}
-        if len(moments) == 6:
+        if len(moments) >= 5:
             numeric[name]["nonzero_clicked"], numeric[name]["nonzero_unclicked"] = (
                 int(moments[3]), int(moments[4]))
+        if len(moments) >= 6:
             numeric[name]["negative"] = int(moments[5])
     return {
         "format_version": FORMAT_VERSION,

@@ -302,7 +302,9 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
             return labeler_for(source, artifact,
                                allow_unclicked_dwell=config.allow_unclicked_dwell)
 
-    train = open_source(config.train, spec)
+    # The spec's types were inferred from these very logs' first rows: a value that does not
+    # fit is explained as such, not as the model's type (`LogSource.given_types`).
+    train = dataclasses.replace(open_source(config.train, spec), given_types=())
     labeler = labelled(train, train_scope)
     inputs = Inputs(train, labeler, labeler.rows_per_file)
     selection = config.selection

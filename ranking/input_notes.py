@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 import os
 
+from core.label_rules import utc_date
+
 
 def id_bucket_notes(spec, stats: dict) -> list[str]:
     """Notes for `user_id` / `item_id` hashed into fewer buckets than the stats window has
@@ -61,38 +63,35 @@ def validation_window_line(file_day_rows: dict, validation_days: int) -> str:
     """What --validation_days held out: the window's UTC days and rows against the training
     days' (`file_day_rows`: {(file index, UTC day): rows} of the training input), with a note
     when the window is a sliver of a day."""
-    from core.label_rules import utc_date
-
     per_day: dict = {}
     for (_, day), rows in file_day_rows.items():
         per_day[day] = per_day.get(day, 0) + rows
     days = sorted(per_day)
     cutoff = days[-1] - validation_days + 1
-    held = sum(rows for day, rows in per_day.items() if day >= cutoff)
+    held_days = [day for day in days if day >= cutoff]  # days with rows, as `kept`
+    held = sum(per_day[day] for day in held_days)
     kept = [day for day in days if day < cutoff]
     trained = sum(per_day[day] for day in kept)
     line = (f"validation window (--validation_days={validation_days}): {utc_date(cutoff)} to "
             f"{utc_date(days[-1])} UTC, {held:,} rows; training {utc_date(kept[0])} to "
             f"{utc_date(kept[-1])}, {trained:,} rows")
     typical = trained / len(kept)  # rows a training day that has rows
-    if held < SLIVER_SHARE * typical * validation_days:
-        line += (f"; note: {held / validation_days:,.0f} rows a held-out day against "
+    if held / len(held_days) < SLIVER_SHARE * typical:
+        line += (f"; note: {held / len(held_days):,.0f} rows a held-out day against "
                  f"{typical:,.0f} a training day (logs cut at a local midnight end with a sliver "
                  "of a UTC day): hold out one more day")
     return line
 
 
-def input_overlap_notes(config) -> list[str]:
-    """Notes for --eval or --validation files that are also --train files (the same real
-    path) of `config` (a `TrainConfig`): their metrics then measure rows the model trained
-    on."""
-    from core.log_schema import expand_inputs
-
-    train = {os.path.realpath(f.path) for f in expand_inputs(config.train)}
+def input_overlap_notes(train_files, held_out: dict) -> list[str]:
+    """Notes for held-out logs whose files are training files too (the same real path; files
+    as `LogFile`s): `train_files`, the files trained on (after a --validation_days split, those
+    with training rows); `held_out`, {flag: files} of --eval and --validation. Their metrics
+    then measure rows the model trained on."""
+    train = {os.path.realpath(f.path) for f in train_files}
     notes = []
-    for flag, pattern in (("--eval", config.eval), ("--validation", config.selection.validation)):
-        shared = [f.path for f in expand_inputs(pattern)
-                  if os.path.realpath(f.path) in train] if pattern else []
+    for flag, files in held_out.items():
+        shared = [f.path for f in files if os.path.realpath(f.path) in train]
         if shared:
             notes.append(f"note: {len(shared)} {flag} file(s) are --train files too ({shared[0]}"
                          f"{', ...' if len(shared) > 1 else ''}): their metrics measure rows the "
@@ -110,4 +109,10 @@ def input_lines(config, inputs) -> list[str]:
                                             config.selection.validation_days))
     order = input_order_note([f.path for f in inputs.train.files], inputs.rows_per_file,
                              config.shuffle_buffer)
-    return lines + ([order] if order else []) + input_overlap_notes(config)
+    held_out = {}
+    if inputs.evaluation is not None:
+        held_out["--eval"] = inputs.evaluation[0].files
+    if inputs.validation is not None and config.selection.validation:
+        held_out["--validation"] = inputs.validation[0].files
+    return (lines + ([order] if order else [])
+            + input_overlap_notes(inputs.train.files, held_out))

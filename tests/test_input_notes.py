@@ -1,18 +1,9 @@
 """ranking.input_notes: what training says about its input (the held-out window, ids against
 their hash buckets, files shared between --train and --eval), against hand values."""
 
-import glob
-
-from ranking import input_notes, training
-from ranking.models import ModelConfig
+from ranking import input_notes
 
 DAY = 20_000  # a UTC day number (2024-10-04)
-
-
-def config_for(world, **overrides):
-    options = dict(train=world["train"], eval=world["eval"], stats=world["stats"],
-                   model=ModelConfig("single_ctr"), progress="none")
-    return training.TrainConfig(**{**options, **overrides})
 
 
 def test_the_validation_window_is_described_and_a_sliver_noted():
@@ -25,26 +16,34 @@ def test_the_validation_window_is_described_and_a_sliver_noted():
     assert sliver.endswith("; note: 99 rows a held-out day against 1,000 a training day (logs "
                            "cut at a local midnight end with a sliver of a UTC day): hold out "
                            "one more day")
-    # Two held-out days of 250 rows each: 250 a day, not a sliver.
+    # A held-out window of two calendar days with rows on one (a weekend): 99 rows on it is a
+    # sliver; 250 rows on each of two days is not.
+    gap = input_notes.validation_window_line({**rows, (1, DAY + 4): 99}, 2)
+    assert gap.startswith("validation window (--validation_days=2): 2024-10-07 to 2024-10-08 "
+                          "UTC, 99 rows") and "; note: 99 rows a held-out day" in gap
+    weekend = input_notes.validation_window_line({**rows, (1, DAY + 4): 150}, 2)
+    assert "note" not in weekend
     two = input_notes.validation_window_line({(0, DAY): 1000, (0, DAY + 1): 250,
                                               (0, DAY + 2): 250}, 2)
     assert two == ("validation window (--validation_days=2): 2024-10-05 to 2024-10-06 UTC, "
                    "500 rows; training 2024-10-04 to 2024-10-04, 1,000 rows")
 
 
-def test_evaluation_files_that_are_training_files_are_noted(small_world):
-    import dataclasses
+def test_held_out_files_that_are_training_files_are_noted(tmp_path):
+    from core.log_schema import LogFile
 
-    train = sorted(glob.glob(small_world["train"]))
-    assert input_notes.input_overlap_notes(config_for(small_world)) == []
-    overlapping = config_for(small_world, eval=f"{small_world['eval']},{train[3]}")
-    assert input_notes.input_overlap_notes(overlapping) == [
-        f"note: 1 --eval file(s) are --train files too ({train[3]}): their metrics measure rows "
-        "the model trained on"]
-    validation = dataclasses.replace(overlapping.selection, validation=small_world["train"])
-    notes = input_notes.input_overlap_notes(dataclasses.replace(overlapping, selection=validation))
-    assert notes[1] == (f"note: 4 --validation file(s) are --train files too ({train[0]}, ...): "
-                        "their metrics measure rows the model trained on")
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (tmp_path / name).write_text("user_id\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "b.csv")  # the same file by another path
+    a, b, c, link = (LogFile(str(tmp_path / n), "csv", False)
+                     for n in ("a.csv", "b.csv", "c.csv", "link.csv"))
+    assert input_notes.input_overlap_notes([a, b], {"--eval": [c]}) == []
+    assert input_notes.input_overlap_notes([a, b], {"--eval": [c, link],
+                                                    "--validation": [a, b]}) == [
+        f"note: 1 --eval file(s) are --train files too ({link.path}): their metrics measure "
+        "rows the model trained on",
+        f"note: 2 --validation file(s) are --train files too ({a.path}, ...): their metrics "
+        "measure rows the model trained on"]
 
 
 def test_ids_beyond_their_hash_buckets_are_noted():

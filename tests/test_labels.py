@@ -568,7 +568,7 @@ def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds(
     # Negative on 50 of 1,000 rows (5 %): none; on 51, one.
     assert negative(50) == []
     [delta] = negative(51)
-    assert delta.startswith("feature column 'delta' is negative on 51 of 1,000 rows (5%): ")
+    assert delta.startswith("feature column 'delta' is negative on 51 of 1,000 rows (5.1%): ")
     assert '{"features": {"delta": {"type": "categorical"}}}' in delta
 
 
@@ -627,7 +627,7 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
     likes = int((frame["is_like"][clicked] != 0).sum())
     assert (f"warning: feature column 'is_like' is 0 on all 600 unclicked rows but not on "
             f"{likes:,} of the {int(clicked.sum()):,} clicked ones") in result.stderr
-    assert "is_like" not in result.stderr.split("\n", 1)[1]  # named once
+    assert result.stderr.count("'is_like'") == 1  # named once
     assert (f"warning: feature column 'item_age' is negative on 600 of {len(frame):,} rows"
             in result.stderr), result.stderr
 
