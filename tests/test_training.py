@@ -301,6 +301,31 @@ def test_logs_without_a_feature_the_model_reads_are_refused_naming_it(tmp_path):
                                   "item_length, publish_age_hours (its training logs had them)")
 
 
+def test_a_value_past_the_sampled_rows_of_the_training_logs_is_explained_as_inferred(
+        small_world, tmp_path):
+    # The spec's types come from the training logs' own first rows: a later value that does
+    # not fit is explained so (not as the model's type, as for eval or scoring input).
+    import pandas as pd
+
+    from core import log_diagnosis
+    from pipelines.stats import statistics
+
+    frame = pd.read_csv(sorted(glob.glob(small_world["train"]))[0], dtype=str,
+                        keep_default_na=False).iloc[:1500]
+    frame.to_csv(tmp_path / "clean.csv", index=False)
+    statistics.compute_stats(str(tmp_path / "clean.csv"), str(tmp_path / "stats"),
+                             statistics.StatsConfig(), engine="local")
+    frame.loc[1200, "item_length"] = "2.5"
+    frame.to_csv(tmp_path / "dirty.csv", index=False)
+    config = config_for(small_world, "single_ctr", train=str(tmp_path / "dirty.csv"), eval=None,
+                        stats=str(tmp_path / "stats"), epochs=1)
+    with pytest.raises(InputError, match=re.escape(
+            "line 1202, column 'item_length': expected an integer (type inferred from the "
+            "sampled first rows")):
+        with log_diagnosis.input_errors_explained():  # as the command line explains it
+            training.train_and_evaluate(config, str(tmp_path / "model"))
+
+
 def test_a_value_that_does_not_fit_the_models_type_says_where_the_type_came_from(tmp_path):
     from core import log_diagnosis
     from core.errors import InputError
