@@ -7,8 +7,23 @@ from __future__ import annotations
 
 import math
 import os
+import re
 
 from core.label_rules import utc_date
+
+# A column named like an id: `author_id`, `ID`, `musicId`, `videoID` (not `valid`, `grid`).
+_ID_NAME = re.compile(r"(^|_)(id|ID|Id)$|[a-z0-9](Id|ID)$")
+
+
+def numeric_id_notes(spec) -> list[str]:
+    """Notes for numeric features named like ids (`author_id`): integer ids read as numbers
+    are log1p-transformed and standardized as magnitudes, which an id is not. A name is only a
+    hint, so this is a note, not an error."""
+    return [f"note: feature column '{feature.name}' is named like an id but is read as a "
+            "number (log1p, standardized): if it is an id, make it categorical in the feature "
+            f'config ({{"features": {{"{feature.name}": {{"type": "categorical"}}}}}})'
+            for feature in spec.features
+            if feature.kind == "numeric" and _ID_NAME.search(feature.name)]
 
 
 def id_bucket_notes(spec, stats: dict) -> list[str]:

@@ -228,8 +228,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
         stats_json = stats_artifact.read_stats_json(config.stats)
-        for note in input_notes.id_bucket_notes(spec, stats_json):
-            if chief and config.progress != "none":
+        if chief and config.progress != "none":
+            for note in (input_notes.numeric_id_notes(spec)
+                         + input_notes.id_bucket_notes(spec, stats_json)):
                 _say(note)
         if config.model.towers.output_bias == "prior" and (
                 "ctr" not in config.model.tower_names):

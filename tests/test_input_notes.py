@@ -29,6 +29,30 @@ def test_the_validation_window_is_described_and_a_sliver_noted():
                    "500 rows; training 2024-10-04 to 2024-10-04, 1,000 rows")
 
 
+def test_numeric_features_named_like_ids_are_noted():
+    from ranking import features
+
+    from model_fixtures import NUMERIC_STATS, SCHEMA, tiny_spec
+
+    assert input_notes.numeric_id_notes(tiny_spec()) == []  # position, item_length, ...
+    columns = SCHEMA.columns + ("author_id", "musicId", "grid", "valid")
+    dtypes = {**SCHEMA.dtypes, "author_id": "int64", "musicId": "int64", "grid": "int64",
+              "valid": "int64"}
+    stats = {**NUMERIC_STATS, **{name: {"mean": 1.0, "std": 1.0}
+                                 for name in ("author_id", "musicId", "grid", "valid")}}
+    schema = type(SCHEMA)(columns=columns, dtypes=dtypes)
+    notes = input_notes.numeric_id_notes(features.build_feature_spec(schema, stats, None, ()))
+    assert [note.split("'")[1] for note in notes] == ["author_id", "musicId"]
+    assert notes[0] == ("note: feature column 'author_id' is named like an id but is read as a "
+                        "number (log1p, standardized): if it is an id, make it categorical in "
+                        'the feature config ({"features": {"author_id": {"type": '
+                        '"categorical"}}})')
+    # Made categorical, it is not noted.
+    config = {"features": {"author_id": {"type": "categorical"}, "musicId": {"exclude": True}}}
+    assert input_notes.numeric_id_notes(
+        features.build_feature_spec(schema, stats, config, ())) == []
+
+
 def test_held_out_files_that_are_training_files_are_noted(tmp_path):
     from core.log_schema import LogFile
 
