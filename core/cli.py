@@ -141,7 +141,7 @@ def beam_flags_problem(args: list[str]) -> str | None:
             # Beam's own line for what its parser left over (PipelineOptions.get_all_options).
             message = record.getMessage()
             if message.startswith("Discarding unparseable args"):
-                listed = message.split(":", 1)[1].strip()
+                listed = message.partition(":")[2].strip()
                 try:
                     dropped.extend(ast.literal_eval(listed))
                 except (ValueError, SyntaxError):
