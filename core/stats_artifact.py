@@ -110,6 +110,9 @@ class StatsArtifact:
     user_day_clicks: dict
     files: tuple = ()  # stats.json's file records (`file_record`), sorted by path
     unclicked_dwell_zeroed: int = 0
+    # Users with a click and items with a clicked dwell (None in artifacts made before them).
+    clicked_users: int | None = None
+    clicked_items: int | None = None
     user_days_loaded: bool = True  # False: loaded without its user table
 
     def counts_for(self, paths) -> dict | None:
@@ -465,4 +468,5 @@ def load_artifact(path: str, *, user_days: bool = True) -> StatsArtifact:
         user_day_clicks=dict(zip(zip(users["user_id"].tolist(), users["day"].tolist()),
                                  users["clicks"].tolist())),
         files=tuple(stats.get("files", ())), user_days_loaded=user_days,
-        unclicked_dwell_zeroed=int(stats.get("unclicked_dwell_treated_as_zero", 0)))
+        unclicked_dwell_zeroed=int(stats.get("unclicked_dwell_treated_as_zero", 0)),
+        clicked_users=stats.get("clicked_users"), clicked_items=stats.get("clicked_items"))

@@ -26,16 +26,15 @@ def numeric_id_notes(spec) -> list[str]:
             if feature.kind == "numeric" and _ID_NAME.search(feature.name)]
 
 
-def id_bucket_notes(spec, stats: dict) -> list[str]:
+def id_bucket_notes(spec, clicked_users: int | None, clicked_items: int | None) -> list[str]:
     """Notes for `user_id` / `item_id` hashed into fewer buckets than the stats window has
-    users with a click / items with a clicked dwell (`clicked_users`, `clicked_items` of
-    `stats`, stats.json's content; absent in artifacts made before them): most such ids then
-    share their embedding row with another (1 - exp(-ids / buckets) of them)."""
+    users with a click / items with a clicked dwell (the stats artifact's counts; None in
+    artifacts made before them): most such ids then share their embedding row with another
+    (1 - exp(-ids / buckets) of them)."""
     notes = []
     names = {feature.name for feature in spec.features}
-    for name, key, what in (("user_id", "clicked_users", "users with a click"),
-                            ("item_id", "clicked_items", "items with a clicked dwell")):
-        ids = stats.get(key)
+    for name, ids, what in (("user_id", clicked_users, "users with a click"),
+                            ("item_id", clicked_items, "items with a clicked dwell")):
         if name not in names or not ids or not spec[name].hash_buckets:
             continue
         buckets = spec[name].hash_buckets

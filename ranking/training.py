@@ -227,10 +227,10 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             config_path=config.feature_config, embedding_dim=config.embedding_dim)
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
-        stats_json = stats_artifact.read_stats_json(config.stats)
         if chief and config.progress != "none":
             for note in (input_notes.numeric_id_notes(spec)
-                         + input_notes.id_bucket_notes(spec, stats_json)):
+                         + input_notes.id_bucket_notes(spec, artifact.clicked_users,
+                                                       artifact.clicked_items)):
                 _say(note)
         if config.model.towers.output_bias == "prior" and (
                 "ctr" not in config.model.tower_names):

@@ -77,10 +77,9 @@ def test_ids_beyond_their_hash_buckets_are_noted():
 
     spec = tiny_spec({"features": {"item_id": {"hash_buckets": 1000, "embedding_dim": 8}}})
     users = spec["user_id"].hash_buckets
-    assert input_notes.id_bucket_notes(spec, {"clicked_users": users, "clicked_items": 1000}) == []
-    assert input_notes.id_bucket_notes(spec, {}) == []  # an artifact from before the counts
-    [user, item] = input_notes.id_bucket_notes(spec, {"clicked_users": users + 1,
-                                                   "clicked_items": 1500})
+    assert input_notes.id_bucket_notes(spec, users, 1000) == []
+    assert input_notes.id_bucket_notes(spec, None, None) == []  # an artifact before the counts
+    [user, item] = input_notes.id_bucket_notes(spec, users + 1, 1500)
     assert user.startswith(f"note: the stats window has {users + 1:,} users with a click for "
                            f"{users:,} hash buckets of user_id: 63% of them share")
     # 1 - exp(-1.5) = 78 %; 2 x 1500 = 3000 -> 4096 buckets of 8 floats: 0.125 MB.

@@ -624,6 +624,9 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
     assert stats["clicked_users"] == frame["user_id"][clicked].nunique()
     positive = clicked & (frame["dwell_time"] > 0)
     assert stats["clicked_items"] == frame["item_id"][positive].nunique()
+    artifact = stats_artifact.load_artifact(str(tmp_path / "stats"))
+    assert (artifact.clicked_users, artifact.clicked_items) == (stats["clicked_users"],
+                                                                stats["clicked_items"])
     likes = int((frame["is_like"][clicked] != 0).sum())
     assert (f"warning: feature column 'is_like' is 0 on all 600 unclicked rows but not on "
             f"{likes:,} of the {int(clicked.sum()):,} clicked ones") in result.stderr
