@@ -141,6 +141,13 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     pattern, features, labels = labelled_rows(description, gate_logs, spec)
     baseline = tf.saved_model.load(baseline_path).signatures["predict_raw"]
     label = labels[gate.label]
+    positives = int(np.sum(label))
+    if positives in (0, len(label)):  # an AUC needs both classes
+        what = "clicks" if gate.label == "click" else "valid reads"
+        raise InputError(f"quality gate: the held-out logs have {positives:,} {what} in "
+                         f"{len(label):,} rows, so {gate.name} is undefined (an AUC needs both "
+                         "classes); give --gate_logs with both, or gate on another metric",
+                         file=pattern)
     candidate_inputs = candidate.signatures()["predict_raw"].structured_input_signature[0]
     value = metrics.auc(label, _served(
         candidate.outputs, {s.name: s for s in candidate_inputs}, candidate.output_names,

@@ -50,9 +50,27 @@ def dwell_cross_entropy(true_bin: np.ndarray, dwell_probs: np.ndarray) -> float:
     return float(-np.mean(np.log(np.maximum(picked, 1e-12))))
 
 
-def rel_impr(model_auc: float, base_auc: float) -> float:
-    """RelaImpr of an AUC against a baseline's, in percent: ((AUC - 0.5) / (base - 0.5) - 1) x 100."""
+def rel_impr(model_auc: float | None, base_auc: float | None) -> float:
+    """RelaImpr of an AUC against a baseline's, in percent: ((AUC - 0.5) / (base - 0.5) - 1) x 100;
+    NaN when either is undefined (NaN, or None as `json_ready` writes it)."""
+    if model_auc is None or base_auc is None:
+        return float("nan")
     return float(((model_auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0)
+
+
+def json_ready(value):
+    """`value` (nested dicts, lists, tuples, numbers) with every NaN or infinite float replaced
+    by None, for strict JSON: an undefined metric (an AUC on logs of one class, a mean over no
+    clicked rows) is written as null, which every JSON parser reads; Python's NaN token is
+    not JSON (RFC 8259) and strict parsers (jq, JavaScript, Go, `json.loads` with
+    `parse_constant`) refuse the whole file."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _per_class(true_bin: np.ndarray, pred_bin: np.ndarray):
@@ -81,6 +99,13 @@ def dwell_metrics(true_bin: np.ndarray, dwell_probs: np.ndarray, true_seconds: n
     true_bin = np.asarray(true_bin, np.int64).ravel()
     dwell_probs = np.asarray(dwell_probs, float)
     num_bins = dwell_probs.shape[1]
+    if len(true_bin) == 0:  # no clicked impressions: every dwell metric is undefined
+        undefined = {k: float("nan") for k in (*DT_CLASS_METRICS, *DT_SECONDS_METRICS)}
+        undefined["dt_pred_bin_distribution"] = [float("nan")] * num_bins
+        undefined["dt_true_bin_distribution"] = [float("nan")] * num_bins
+        if p_ctr is not None:
+            undefined["dt_bias_by_ctr_decile"] = []
+        return undefined
     pred_bin = np.argmax(dwell_probs, axis=1)
     medians = np.asarray(bin_values, float)
     error = (pred_bin - true_bin).astype(float)

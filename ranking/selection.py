@@ -73,6 +73,7 @@ import shutil
 from core import atomic
 from core.errors import InputError
 from core.settings import setting
+from ranking import metrics
 
 # name -> (direction: +1 higher is better, -1 lower is better, what it is, the serving outputs
 # it reads beside the score, which every model serves)
@@ -308,7 +309,7 @@ def write_best(model_dir: str, model, summary: dict, scratch: str | None = None)
                                  may_replace=lambda _: True, what="best checkpoint") as tmp:
         checkpoint.write(os.path.join(tmp, "model"))
     with atomic.atomic_file(os.path.join(model_dir, BEST_JSON)) as handle:
-        json.dump(summary, handle, indent=2)
+        json.dump(metrics.json_ready(summary), handle, indent=2, allow_nan=False)
 
 
 def best_checkpoint(model_dir: str) -> str | None:
@@ -336,7 +337,7 @@ def write_final(model_dir: str, model, summary: dict) -> None:
                                  may_replace=lambda _: True, what="refit checkpoint") as tmp:
         tf.train.Checkpoint(model=model).write(os.path.join(tmp, "model"))
     with atomic.atomic_file(os.path.join(model_dir, FINAL_JSON)) as handle:
-        json.dump(summary, handle, indent=2)
+        json.dump(metrics.json_ready(summary), handle, indent=2, allow_nan=False)
 
 
 def read_final(model_dir: str) -> dict | None:
@@ -370,8 +371,8 @@ def read_history(model_dir: str, validated_step: int) -> list[dict]:
 
 def write_history(model_dir: str, entries: list[dict], metric: str) -> None:
     with atomic.atomic_file(os.path.join(model_dir, HISTORY_JSON)) as handle:
-        json.dump({"metric": metric, "direction": METRICS[metric][0],
-                   "validations": entries}, handle, indent=2, allow_nan=True)
+        json.dump(metrics.json_ready({"metric": metric, "direction": METRICS[metric][0],
+                                      "validations": entries}), handle, indent=2, allow_nan=False)
 
 
 def scratch_directory(model_dir: str, task_id: int) -> str:
@@ -415,7 +416,7 @@ class Validator:
         whether training stops."""
         import tensorflow as tf
 
-        from ranking import evaluation, metrics
+        from ranking import evaluation
 
         run = self.run
         self.say(f"validating at step {step} (epoch {epoch})")

@@ -228,7 +228,8 @@ class LogDwellTask(Task):
         clicked = np.asarray(labels["click"]) == 1
         seconds = np.asarray(labels["dwell_time"], np.float64)[clicked]
         predicted = np.asarray(outputs["log_dwell"], np.float64)[clicked]
-        result = {"log_dwell_rmse": float(np.sqrt(np.mean((predicted - np.log1p(seconds)) ** 2)))}
+        result = {"log_dwell_rmse": float(np.sqrt(np.mean((predicted - np.log1p(seconds)) ** 2)))
+                  if clicked.any() else float("nan")}  # undefined without a clicked row
         # The predicted bin is the bin of the predicted dwell seconds.
         pred_bin = assign_bins(
             np.asarray(outputs["dwell_seconds"], np.float64)[clicked], context["bin_edges"])

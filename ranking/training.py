@@ -21,7 +21,7 @@ from core import atomic, stats_artifact, threads
 from core.errors import InputError
 from core.phases import Phases
 from core.settings import setting
-from ranking import data, distribute, evaluation, input_notes, loops, orca, selection, train_cache
+from ranking import data, distribute, evaluation, input_notes, loops, metrics, orca, selection, train_cache
 from ranking import features as features_lib
 from ranking import model_dir as model_dir_lib
 from ranking.metabalance import MetaBalanceConfig
@@ -416,5 +416,6 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases:
     # Where this process's time went, up to here (the write that follows is not in it).
     result["phase_seconds"] = phases.summary()
     with atomic.atomic_file(os.path.join(model_dir, "eval_metrics.json")) as handle:
-        json.dump(result, handle, indent=2, allow_nan=True)
+        # Strict JSON: an undefined metric (e.g. AUC on eval logs of one class) is null.
+        json.dump(metrics.json_ready(result), handle, indent=2, allow_nan=False)
     return result

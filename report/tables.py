@@ -22,6 +22,14 @@ def load_metrics(model_dir: str) -> dict:
         raise InputError("no eval_metrics.json: train with --eval first", file=model_dir) from None
 
 
+def number(value, digits: int, sign: str = "", unit: str = "") -> str:
+    """`value` with `digits` decimals ("+" in `sign`: signed) and `unit`, or "undefined" for a
+    metric eval_metrics.json writes as null (or a NaN): an AUC on eval logs of one class."""
+    if value is None or value != value:
+        return "undefined"
+    return f"{value:{sign}.{digits}f}{unit}"
+
+
 def comparison_table(named: list[tuple[str, dict]]) -> str:
     """Markdown rows: the served score's AUCs and RelaImpr against the first model, each
     tower's own AUCs beside them, loglosses."""
@@ -30,14 +38,16 @@ def comparison_table(named: list[tuple[str, dict]]) -> str:
              "click AUC | RelaImpr (click) | towers' own AUCs (click / valid read) | logloss |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, m in named:
-        loss = ", ".join(f"{k[8:]} {v:.4f}" for k, v in m.items() if k.startswith("logloss_"))
-        towers = ", ".join(f"{t} {a['auc_ctr']:.4f} / {a['auc_valid_read']:.4f}"
+        loss = ", ".join(f"{k[8:]} {number(v, 4)}" for k, v in m.items()
+                         if k.startswith("logloss_"))
+        towers = ", ".join(f"{t} {number(a['auc_ctr'], 4)} / {number(a['auc_valid_read'], 4)}"
                            for t, a in m.get("towers", {}).items()) or "–"
         fusion = m.get("score", {}).get("fusion", "score").removeprefix("score = ")
         lines.append(
-            f"| {name} | {m['preset']} | `{fusion}` | {m['auc_valid_read']:.4f} | "
-            f"{metrics.rel_impr(m['auc_valid_read'], base['auc_valid_read']):+.2f}% | "
-            f"{m['auc_ctr']:.4f} | {metrics.rel_impr(m['auc_ctr'], base['auc_ctr']):+.2f}% | "
+            f"| {name} | {m['preset']} | `{fusion}` | {number(m['auc_valid_read'], 4)} | "
+            f"{number(metrics.rel_impr(m['auc_valid_read'], base['auc_valid_read']), 2, '+', '%')} | "
+            f"{number(m['auc_ctr'], 4)} | "
+            f"{number(metrics.rel_impr(m['auc_ctr'], base['auc_ctr']), 2, '+', '%')} | "
             f"{towers} | {loss} |")
     return "\n".join(lines)
 
@@ -60,8 +70,8 @@ def dwell_table(named: list[tuple[str, dict]]) -> str | None:
              + " | ctr tower's click AUC |", "|---|" + "---|" * (len(DT_COLUMNS) + 1)]
     for name, m in rows:
         auc = m.get("towers", {}).get("ctr", {}).get("auc_ctr")
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.{d}f}" for k, _, d in DT_COLUMNS)
-                     + f" | {'–' if auc is None else f'{auc:.4f}'} |")
+        lines.append(f"| {name} | " + " | ".join(number(m[k], d) for k, _, d in DT_COLUMNS)
+                     + f" | {'–' if auc is None else number(auc, 4)} |")
     return "\n".join(lines)
 
 

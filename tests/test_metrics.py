@@ -73,6 +73,27 @@ def test_dwell_metrics_equal_sklearn(rng):
                                want["seconds"], rtol=1e-12)
 
 
+def test_without_clicked_rows_the_dwell_metrics_are_undefined_and_written_as_null():
+    import json
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "Mean of empty slice" reaches the user
+        got = metrics.dwell_metrics(np.zeros(0, int), np.zeros((0, 4)), np.zeros(0),
+                                    [1.0, 2.0, 3.0, 4.0], p_ctr=np.zeros(0))
+    assert set(got) == {*metrics.DT_CLASS_METRICS, *metrics.DT_SECONDS_METRICS,
+                        "dt_pred_bin_distribution", "dt_true_bin_distribution",
+                        "dt_bias_by_ctr_decile"}
+    assert all(np.isnan(got[k]) for k in (*metrics.DT_CLASS_METRICS, *metrics.DT_SECONDS_METRICS))
+    assert len(got["dt_true_bin_distribution"]) == 4 and got["dt_bias_by_ctr_decile"] == []
+    text = json.dumps(metrics.json_ready({"auc": metrics.auc([1, 1], [0.2, 0.3]), **got,
+                                          "n": 3, "inf": [float("inf"), 0.5]}), allow_nan=False)
+    back = json.loads(text)
+    assert back["auc"] is None and back["dt_mae_class"] is None and back["n"] == 3
+    assert back["dt_pred_bin_distribution"] == [None] * 4 and back["inf"] == [None, 0.5]
+    assert np.isnan(metrics.rel_impr(None, 0.7)) and metrics.rel_impr(0.8, 0.7) == pytest.approx(50)
+
+
 def test_dwell_metrics_by_hand():
     probs = np.eye(3)[[0, 1, 1, 2]]  # predicted bins 0, 1, 1, 2
     got = metrics.dwell_metrics([0, 1, 2, 2], probs, [1.0, 10.0, 100.0, 90.0], [1.0, 10.0, 100.0])

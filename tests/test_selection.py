@@ -354,6 +354,47 @@ def test_the_quality_gate_refuses_a_worse_candidate_and_passes_an_equal_one(
         exporter.export_saved_model(learned, str(base), baseline=str(base), gate="precision:0.1")
 
 
+def test_eval_logs_without_a_click_give_null_metrics_and_a_gate_that_says_why(
+        small_world, learned, tmp_path):
+    # Eval logs of one class leave the AUCs and the dwell metrics undefined: eval_metrics.json
+    # writes them as null (strict JSON, no NaN token), the report prints "undefined", and the
+    # quality gate names the counts instead of comparing two NaNs.
+    from report import tables
+
+    day = sorted(glob.glob(small_world["eval"]))[0]
+    frame = pd.read_csv(day, dtype=str, keep_default_na=False)
+    frame["click"], frame["dwell_time"] = "0", "0"
+    no_clicks = str(tmp_path / "no_clicks.csv")
+    frame.to_csv(no_clicks, index=False)
+    model_dir = str(tmp_path / "mmoe")
+    training.train_and_evaluate(training.TrainConfig(
+        train=small_world["train"], eval=no_clicks, stats=small_world["stats"],
+        model=ModelConfig("mmoe"), batch_size=256, steps_per_epoch=2, seed=1,
+        progress="none"), model_dir)
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    with open(os.path.join(model_dir, "eval_metrics.json")) as handle:
+        result = json.loads(handle.read(), parse_constant=refuse)
+    assert result["rows"] == len(frame) and result["clicks"] == 0
+    assert result["auc_ctr"] is None and result["auc_valid_read"] is None
+    assert result["towers"]["ctr"] == {"auc_ctr": None, "auc_valid_read": None}
+    assert result["dt_mae_class"] is None
+    assert isinstance(result["logloss_ctr"], float) and math.isfinite(result["logloss_ctr"])
+    table = tables.comparison_table([("mmoe", result), ("learned", tables.load_metrics(learned))])
+    assert "| mmoe | mmoe |" in table and "| undefined | undefined |" in table
+    assert "nan" not in table.lower()
+
+    base = tmp_path / "serving"
+    exporter.export_saved_model(learned, str(base))
+    with pytest.raises(InputError, match=rf"held-out logs have 0 clicks in {len(frame):,} rows, "
+                                         "so auc_ctr is undefined"):
+        exporter.export_saved_model(learned, str(base), baseline=str(base), gate="auc_ctr:0",
+                                    gate_logs=no_clicks)
+    assert sorted(os.listdir(base)) == ["1", "models.config"]
+
+
 def test_the_gate_reads_unclicked_dwell_as_its_training_run_did(small_world, learned,
                                                                 tmp_path):
     # A model trained with --allow_unclicked_dwell is gated on logs like its own: dwell on
