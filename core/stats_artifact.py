@@ -10,8 +10,9 @@ with `load_artifact`, into a typed `StatsArtifact`.
                           (median | midpoint: what DwellTargets values each bin at), rows, clicks,
                           clicks_with_dwell, rules {min_dwell, t1_threshold, light_user_days,
                           light_user_clicks, min_item_records}, numeric_features {name: {mean,
-                          std} of log1p(max(x, 0)), nonzero_clicked, nonzero_unclicked (rows
-                          with x != 0), negative (rows with x < 0)}, items_with_p10,
+                          std} of log1p(max(x, 0)), raw_mean, raw_std (of x itself),
+                          nonzero_clicked, nonzero_unclicked (rows with x != 0), negative (rows
+                          with x < 0)}, items_with_p10,
                           clicked_items (items with a clicked dwell > 0), clicked_users (users
                           with a click), user_days, schema, inputs,
                           files [{path, bytes, mtime_ns, rows, day_rows {UTC day: rows}}]: each
@@ -103,7 +104,8 @@ class StatsArtifact:
     bin_values: str  # median | midpoint: how `targets` values each bin
     rows: int
     clicks: int
-    numeric_features: dict  # name -> {"mean", "std"} of log1p(max(x, 0)), non-zero row counts
+    numeric_features: dict  # name -> {"mean", "std"} of log1p(max(x, 0)), {"raw_mean",
+    # "raw_std"} of x, non-zero row counts
     schema: dict  # the stats window's log schema (LogSchema.to_json())
     inputs: str
     item_p10: dict
@@ -251,14 +253,41 @@ def data_doubts(stats: dict) -> list[str]:
         if rows and negative / rows > NEGATIVE_DOUBT_SHARE:
             doubts.append(f"feature column '{name}' is negative on {negative:,} of {rows:,} rows "
                           f"({negative / rows:.1%}): a numeric feature is log1p of its "
-                          "non-negative part (SPEC §2), so all of those read as 0; shift the "
-                          "column to be non-negative, or make it categorical in the feature "
-                          'config ({"features": {"' + name + '": {"type": "categorical"}}})')
+                          "non-negative part (SPEC §2), so all of those read as 0; standardize it "
+                          'instead in the feature config ({"features": {"' + name + '": '
+                          '{"transform": "standardize"}}}), or make it categorical there '
+                          '({"type": "categorical"})')
     return doubts
 
 
+# Moments of no values: (count, mean, sum of squared deviations from the mean).
+NO_MOMENTS = (0, 0.0, 0.0)
+
+
+def central_moments(values: np.ndarray) -> tuple:
+    """(count, mean, sum of squared deviations from the mean) of `values` [n], in float64."""
+    x = np.asarray(values, np.float64)
+    if len(x) == 0:
+        return NO_MOMENTS
+    mean = float(x.mean())
+    return len(x), mean, float(np.square(x - mean).sum())
+
+
+def combine_moments(a: tuple, b: tuple) -> tuple:
+    """The `central_moments` of two groups of values together (Chan, Golub and LeVeque's
+    pairwise update): unlike sums of squares, exact for values far from 0 (a timestamp-like
+    column of 1.7e9 s with a spread of seconds), and independent of how the rows were split up
+    to rounding."""
+    (n_a, mean_a, m2_a), (n_b, mean_b, m2_b) = a, b
+    n = n_a + n_b
+    if n_a == 0 or n_b == 0:
+        return b if n_a == 0 else a
+    delta = mean_b - mean_a
+    return n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n
+
+
 def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Mapping,
-               unclicked_dwell_zeroed: int, rules: RuleConfig, ndt_preset: str, t_max: float,
+               unclicked_dwell_zeroed: int, raw_moments: Mapping | None = None, rules: RuleConfig, ndt_preset: str, t_max: float,
                epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
                num_bins: int = 8, bin_edges=None, bin_values: str = "median",
                schema: dict) -> dict:
@@ -267,7 +296,8 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     dwell: float [clicks with dwell > 0], sorted (so that the sums, and the artifact, do not
     depend on how the work was split); numeric_moments: name -> (count, sum, sum of squares)
     of log1p(max(x, 0)), optionally followed by the rows with x != 0 among clicked and among
-    unclicked rows and the rows with x < 0; bin_edges: explicit edges in seconds, or None for percentiles;
+    unclicked rows and the rows with x < 0; raw_moments: name -> `central_moments` of x
+    itself (raw_mean, raw_std: the `standardize` transform's); bin_edges: explicit edges in seconds, or None for percentiles;
     bin_values: median | midpoint (module docstring)."""
     if bin_values not in BIN_VALUES:
         raise InputError(f"bin_values must be one of {', '.join(BIN_VALUES)}, not {bin_values!r}")
@@ -308,6 +338,10 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
                 int(moments[3]), int(moments[4]))
         if len(moments) >= 6:
             numeric[name]["negative"] = int(moments[5])
+        if raw_moments and name in raw_moments:
+            n, raw_mean, m2 = raw_moments[name]
+            numeric[name]["raw_mean"] = float(raw_mean)
+            numeric[name]["raw_std"] = float(np.sqrt(m2 / n)) if n else 0.0
     return {
         "format_version": FORMAT_VERSION,
         "mu": mu, "sigma": sigma, "x_l": x_l, "x_h": x_h,

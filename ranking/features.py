@@ -11,7 +11,9 @@ Defaults, from the log schema and the stats artifact:
   (`tf.strings.to_hash_bucket_fast`) into `hash_buckets` buckets (ids 131,072, others 1,024)
   and embedded (ids 16 dimensions, others 8);
 - numbers are numeric: log1p of the non-negative part, standardized with the stats window's
-  mean and deviation of that value (`transform: "log1p_standardize"`).
+  mean and deviation of that value (`transform: "log1p_standardize"`). A signed feature (a time
+  difference, a score centred on 0) takes `"standardize"`: (x - mean) / deviation of x itself,
+  the stats window's too.
 
 A JSON feature config overrides per feature (`--feature_config`):
 
@@ -23,7 +25,8 @@ A JSON feature config overrides per feature (`--feature_config`):
         "source":       {"exclude": true}}}
 
 Keys: `type` (categorical | numeric), `hash_buckets`, `vocabulary` (a list: index 0 is for
-values outside it), `embedding_dim`, `transform` (log1p_standardize | identity), `default`
+values outside it), `embedding_dim`, `transform` (log1p_standardize | standardize | identity),
+`default`
 (the value a missing feature takes at serving time), `post_click`, `exclude`. Post-click features
 (mostly affecting dwell, such as category, length, publish age) can also be named with
 `--post_click_features`.
@@ -46,7 +49,7 @@ ID_HASH_BUCKETS = 1 << 17
 HASH_BUCKETS = 1 << 10
 ID_EMBEDDING_DIM = 16
 EMBEDDING_DIM = 8
-TRANSFORMS = ("log1p_standardize", "identity")
+TRANSFORMS = ("log1p_standardize", "standardize", "identity")
 _CONFIG_KEYS = {"type", "hash_buckets", "vocabulary", "embedding_dim", "transform", "default",
                 "post_click", "exclude"}
 
@@ -206,12 +209,16 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
         raise InputError(f"feature '{name}': transform must be one of {', '.join(TRANSFORMS)}",
                          file=where)
     mean, std = 0.0, 1.0
-    if transform == "log1p_standardize":
-        if name not in numeric_stats:
-            raise InputError(f"feature '{name}': the stats artifact has no moments for it "
-                             "(recompute the statistics, or use transform 'identity')")
-        mean = float(numeric_stats[name]["mean"])
-        std = float(numeric_stats[name]["std"]) or 1.0
+    if transform != "identity":
+        # log1p_standardize: the moments of log1p(max(x, 0)); standardize: those of x.
+        keys = ("mean", "std") if transform == "log1p_standardize" else ("raw_mean", "raw_std")
+        moments = numeric_stats.get(name, {})
+        if keys[0] not in moments:
+            raise InputError(f"feature '{name}': the stats artifact has no moments for transform "
+                             f"'{transform}' (recompute the statistics with this version, or "
+                             "use transform 'identity')")
+        mean = float(moments[keys[0]])
+        std = float(moments[keys[1]]) or 1.0
     return Feature(name, dtype, "numeric", transform=transform, mean=mean, std=std,
                    default=_typed(options.get("default", 0), dtype, name, where),
                    post_click=post_click)

@@ -29,7 +29,8 @@ class FeatureEncoder(StaticLayer):
 
     Categorical features: FarmHash bucket (`to_hash_bucket_fast`; integers are hashed as their
     decimal string) or vocabulary index (0 = out of vocabulary), then an embedding.
-    Numeric features: log1p(max(x, 0)) standardized with the stats window's moments, or x as is.
+    Numeric features: log1p(max(x, 0)) standardized with the stats window's moments, x
+    standardized with its own (`standardize`), or x as is.
     Outputs are concatenated in the spec's order: embeddings, then numerics.
 
     `post_click_mask` (optional bool [batch]): rows whose post-click features are replaced by
@@ -74,6 +75,10 @@ class FeatureEncoder(StaticLayer):
     @staticmethod
     def numeric(feature: Feature, values: tf.Tensor) -> tf.Tensor:
         """The transformed numeric value, float32 [batch]."""
+        if feature.transform == "standardize":
+            # In float64: a column far from 0 (1.7e9) keeps its spread through the subtraction.
+            x = (tf.cast(values, tf.float64) - feature.mean) / feature.std
+            return tf.cast(x, tf.float32)
         x = tf.cast(values, tf.float32)
         if feature.transform == "log1p_standardize":
             x = (tf.math.log1p(tf.maximum(x, 0.0)) - feature.mean) / feature.std

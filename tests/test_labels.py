@@ -569,7 +569,8 @@ def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds(
     assert negative(50) == []
     [delta] = negative(51)
     assert delta.startswith("feature column 'delta' is negative on 51 of 1,000 rows (5.1%): ")
-    assert '{"features": {"delta": {"type": "categorical"}}}' in delta
+    assert '{"features": {"delta": {"transform": "standardize"}}}' in delta
+    assert '({"type": "categorical"})' in delta
 
 
 def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, tmp_path):
@@ -599,14 +600,17 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
     # history_rows (all clicks) with 600 unclicked impressions and two extra columns: is_like,
     # 1 on every third click and never without one; item_age, a feature on every row (negative
     # on the unclicked rows).
+    # seen_at: a timestamp-like column (1.7e9 s, a spread of seconds), whose deviation sums of
+    # squares would lose.
     rng = np.random.default_rng(1)
-    rows = [row + (int(k % 3 == 0), k % 17) for k, row in enumerate(history_rows())]
-    rows += [(f"bg{k % 50}", f"bg{k % 40}", (D - 9) * DAY + k, 0, 0.0, 0, -int(rng.integers(1, 9)))
-             for k in range(600)]
+    rows = [row + (int(k % 3 == 0), k % 17, 1_700_000_000 + k % 7)
+            for k, row in enumerate(history_rows())]
+    rows += [(f"bg{k % 50}", f"bg{k % 40}", (D - 9) * DAY + k, 0, 0.0, 0, -int(rng.integers(1, 9)),
+              1_700_000_000 + k % 5) for k in range(600)]
     path = tmp_path / "likes.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(HEADER + ["is_like", "item_age"])
+        writer.writerow(HEADER + ["is_like", "item_age", "seen_at"])
         writer.writerows(rows)
     result = run("pipelines.stats", f"--input={path}", f"--output_dir={tmp_path}/stats",
                  f"--engine={engine}")
@@ -620,6 +624,10 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
         assert stats["numeric_features"][name]["nonzero_unclicked"] == int(
             (frame[name][~clicked] != 0).sum())
         assert stats["numeric_features"][name]["negative"] == int((frame[name] < 0).sum())
+    for name in ("is_like", "item_age", "seen_at"):  # the `standardize` transform's moments
+        x = frame[name].to_numpy(np.float64)
+        assert stats["numeric_features"][name]["raw_mean"] == pytest.approx(x.mean(), rel=1e-12)
+        assert stats["numeric_features"][name]["raw_std"] == pytest.approx(x.std(), rel=1e-9)
     # The ids the training job's hash-bucket note compares with the buckets, against pandas.
     assert stats["clicked_users"] == frame["user_id"][clicked].nunique()
     positive = clicked & (frame["dwell_time"] > 0)

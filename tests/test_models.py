@@ -98,6 +98,25 @@ def test_encoder_against_numpy():
     np.testing.assert_array_equal(masked[0, :offsets["category"]], encoded[0, :offsets["category"]])
 
 
+def test_standardize_reads_the_raw_moments_and_keeps_the_sign():
+    # A signed feature: (x - raw_mean) / raw_std, negative values kept (log1p_standardize reads
+    # them all as 0), in float64 so a column far from 0 keeps its spread.
+    stats = {**NUMERIC_STATS, "item_length": {"mean": 6.5, "std": 0.6, "raw_mean": 1.7e9,
+                                              "raw_std": 2.0}}
+    config = {"features": {"item_length": {"transform": "standardize"}}}
+    spec = features.build_feature_spec(SCHEMA, stats, config)
+    feature = spec["item_length"]
+    assert (feature.transform, feature.mean, feature.std) == ("standardize", 1.7e9, 2.0)
+    assert features.FeatureSpec.from_json(json.loads(json.dumps(spec.to_json()))) == spec
+    values = np.array([1_700_000_003, 1_699_999_995, 1_700_000_000], np.int64)
+    got = FeatureEncoder.numeric(feature, tf.constant(values)).numpy()
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, [1.5, -2.5, 0.0])
+    # An artifact made before the raw moments: the message says to recompute it.
+    with pytest.raises(InputError, match="no moments for transform 'standardize'.*recompute"):
+        features.build_feature_spec(SCHEMA, NUMERIC_STATS, config)
+
+
 CLICK_REWEIGHTING = ("single_ctr", "ctr_logdt", "vr_logdt", "vr_ndt")
 
 

@@ -73,12 +73,16 @@ class StatsConfig:
 class _Part:
     """Pre-aggregates of a group of input files (picklable, merged by `_merge_parts`)."""
 
-    def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0, files=None):
+    def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0, files=None,
+                 raw=None):
         self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
         self.dwell = [] if dwell is None else dwell  # list of arrays of clicked dwell > 0
         # name -> [count, sum, sum of squares] of log1p(max(x, 0)), rows with x != 0 among
         # clicked and unclicked rows (an outcome of the click is 0 on the latter), rows x < 0
         self.numeric = numeric or {}
+        # name -> (count, mean, sum of squared deviations) of x itself (the `standardize`
+        # transform's), merged by `stats_artifact.combine_moments`
+        self.raw = raw or {}
         self.files = files or []  # stats_artifact.file_record of each file read
 
 
@@ -152,6 +156,9 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
             acc[3] += int(np.count_nonzero(nonzero & click))
             acc[4] += int(np.count_nonzero(nonzero & ~click))
             acc[5] += int(np.count_nonzero(values < 0))
+            part.raw[name] = stats_artifact.combine_moments(
+                part.raw.get(name, stats_artifact.NO_MOMENTS),
+                stats_artifact.central_moments(values))
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
     day_rows = [{} for _ in files]
     for (index, file_day), n in file_day_rows.items():
@@ -251,6 +258,9 @@ def _merge_parts(parts) -> _Part:
             into = merged.numeric.setdefault(name, [0.0, 0.0, 0.0, 0, 0, 0])
             for k in range(len(into)):
                 into[k] += acc[k]
+        for name, moments in part.raw.items():
+            merged.raw[name] = stats_artifact.combine_moments(
+                merged.raw.get(name, stats_artifact.NO_MOMENTS), moments)
     merged.dwell = [np.concatenate(merged.dwell)] if merged.dwell else []
     return merged
 
@@ -261,6 +271,7 @@ def summarize(part: _Part, config: StatsConfig, schema: log_schema.LogSchema) ->
     dwell = np.sort(part.dwell[0]) if part.dwell else np.zeros(0)
     return stats_artifact.stats_json(
         dwell, rows=part.rows, clicks=part.clicks, numeric_moments=part.numeric,
+        raw_moments=part.raw,
         unclicked_dwell_zeroed=part.unclicked_dwell, rules=config.rules,
         ndt_preset=config.ndt_preset, t_max=config.t_max, epsilon=config.epsilon,
         ndt_offset=config.ndt_offset, ndt_tau=config.ndt_tau, ndt_a=config.ndt_a,
