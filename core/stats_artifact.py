@@ -287,7 +287,8 @@ def combine_moments(a: tuple, b: tuple) -> tuple:
 
 
 def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Mapping,
-               unclicked_dwell_zeroed: int, raw_moments: Mapping | None = None, rules: RuleConfig, ndt_preset: str, t_max: float,
+               unclicked_dwell_zeroed: int, raw_moments: Mapping | None = None,
+               rules: RuleConfig, ndt_preset: str, t_max: float,
                epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
                num_bins: int = 8, bin_edges=None, bin_values: str = "median",
                schema: dict) -> dict:
@@ -297,8 +298,8 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     depend on how the work was split); numeric_moments: name -> (count, sum, sum of squares)
     of log1p(max(x, 0)), optionally followed by the rows with x != 0 among clicked and among
     unclicked rows and the rows with x < 0; raw_moments: name -> `central_moments` of x
-    itself (raw_mean, raw_std: the `standardize` transform's); bin_edges: explicit edges in seconds, or None for percentiles;
-    bin_values: median | midpoint (module docstring)."""
+    itself (raw_mean, raw_std: the `standardize` transform's); bin_edges: explicit edges in
+    seconds, or None for percentiles; bin_values: median | midpoint (module docstring)."""
     if bin_values not in BIN_VALUES:
         raise InputError(f"bin_values must be one of {', '.join(BIN_VALUES)}, not {bin_values!r}")
     if rows == 0:
