@@ -25,9 +25,11 @@ A JSON feature config overrides per feature (`--feature_config`):
         "source":       {"exclude": true}}}
 
 Keys: `type` (categorical | numeric), `hash_buckets`, `vocabulary` (a list: index 0 is for
-values outside it), `embedding_dim`, `transform` (log1p_standardize | standardize | identity),
-`default`
-(the value a missing feature takes at serving time), `post_click`, `exclude`. Post-click features
+values outside it; on a numeric column its entries are read as the column's numbers, so 4.0
+matches the value 4), `embedding_dim`, `transform` (log1p_standardize | standardize |
+identity), `default` (the value a missing feature takes at serving time), `post_click`,
+`exclude`. A categorical number is hashed by its text: integers in decimal, decimals in their
+shortest form (4.5, 1e-07). Post-click features
 (mostly affecting dwell, such as category, length, publish age) can also be named with
 `--post_click_features`.
 
@@ -40,6 +42,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from typing import Mapping, Sequence
+
+import numpy as np
 
 from core.errors import InputError
 from core.log_schema import FIXED_TYPES, LogSchema
@@ -193,7 +197,12 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
         dtype = "float32"
     post_click = bool(options.get("post_click", post_click))
     if kind == "categorical":
-        vocabulary = tuple(str(v) for v in options.get("vocabulary", ()))
+        vocabulary = tuple(value_text(v, dtype, name, where)
+                           for v in options.get("vocabulary", ()))
+        repeated = sorted({v for v in vocabulary if vocabulary.count(v) > 1})
+        if repeated:
+            raise InputError(f"feature '{name}': the vocabulary lists {', '.join(repeated)} "
+                             "more than once (as the column's values read)", file=where)
         buckets = int(options.get("hash_buckets", ID_HASH_BUCKETS if is_id else HASH_BUCKETS))
         default_dim = embedding_dim or (ID_EMBEDDING_DIM if is_id else EMBEDDING_DIM)
         dim = int(options.get("embedding_dim", default_dim))
@@ -222,6 +231,27 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
     return Feature(name, dtype, "numeric", transform=transform, mean=mean, std=std,
                    default=_typed(options.get("default", 0), dtype, name, where),
                    post_click=post_click)
+
+
+def value_text(value, dtype: str, name: str, where: str) -> str:
+    """A vocabulary entry as the encoder sees a value of a `dtype` column: text as is, integers
+    in decimal, decimals as float32 in TensorFlow's shortest form (`tf.strings.as_string(x,
+    shortest=True)`, C's %g: 4.5 -> "4.5", 4.0 -> "4"), so `[4.0, 4.5]` matches a float
+    column's values as `[4, 4.5]` does. InputError for an entry that is not a number of a
+    numeric column."""
+    if dtype == "string":
+        return str(value)
+    try:
+        number = float(value)
+        if dtype == "int64":
+            if number != int(number):
+                raise ValueError
+            return str(int(number))
+        return f"{np.float32(number):g}"
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"feature '{name}': vocabulary entry {value!r} is not a value of the "
+                         f"column, which holds {'integers' if dtype == 'int64' else 'numbers'}",
+                         file=where) from None
 
 
 def _typed(value, dtype, name, where):

@@ -98,6 +98,33 @@ def test_encoder_against_numpy():
     np.testing.assert_array_equal(masked[0, :offsets["category"]], encoded[0, :offsets["category"]])
 
 
+def test_vocabularies_on_numeric_columns_match_the_values_as_the_encoder_reads_them():
+    # publish_age_hours is float32, position int64: entries given as JSON numbers or text match
+    # the values TensorFlow turns into text (its own op is the reference).
+    config = {"features": {"publish_age_hours": {"type": "categorical",
+                                                 "vocabulary": [0.5, "4.0", 12, 0.1, 1e-7]},
+                           "position": {"type": "categorical", "vocabulary": ["007", 2.0]}}}
+    spec = tiny_spec(config)
+    encoder = FeatureEncoder(spec)
+    hours = tf.constant([0.5, 4.0, 12.0, 0.1, 1e-7, 0.0, 4.5], tf.float32)
+    np.testing.assert_array_equal(
+        encoder.indices(spec["publish_age_hours"], hours).numpy(), [1, 2, 3, 4, 5, 0, 0])
+    np.testing.assert_array_equal(
+        encoder.indices(spec["position"], tf.constant([7, 2, 3], tf.int64)).numpy(), [1, 2, 0])
+    # Hashed decimals are told apart below 5e-7 ("%f" text would read them all as "0.000000").
+    hashed = tiny_spec({"features": {"publish_age_hours": {"type": "categorical"}}})
+    rows = FeatureEncoder(hashed).indices(hashed["publish_age_hours"],
+                                          tf.constant([0.0, 1e-7, 2e-7], tf.float32)).numpy()
+    assert len(set(rows.tolist())) == 3
+    for bad, message in [(["x"], "vocabulary entry 'x' is not a value of the column, which "
+                                 "holds numbers"),
+                         ([1.5], "entry 1.5 is not a value of the column, which holds integers"),
+                         ([4, "4.0"], "lists 4 more than once")]:
+        column = "position" if bad == [1.5] else "publish_age_hours"
+        with pytest.raises(InputError, match=message):
+            tiny_spec({"features": {column: {"type": "categorical", "vocabulary": bad}}})
+
+
 def test_standardize_reads_the_raw_moments_and_keeps_the_sign():
     # A signed feature: (x - raw_mean) / raw_std, negative values kept (log1p_standardize reads
     # them all as 0), in float64 so a column far from 0 keeps its spread.
