@@ -14,7 +14,10 @@ with `load_artifact`, into a typed `StatsArtifact`.
                           nonzero_clicked, nonzero_unclicked (rows with x != 0), negative (rows
                           with x < 0)}, items_with_p10,
                           clicked_items (items with a clicked dwell > 0), clicked_users (users
-                          with a click), user_days, schema, inputs,
+                          with a click), feature_values {name: {distinct, at_least}} (distinct
+                          values of each string or integer feature column but the ids, counted
+                          up to DISTINCT_VALUES_CAP: at_least when it stopped there),
+                          user_days, schema, inputs,
                           files [{path, bytes, mtime_ns, rows, day_rows {UTC day: rows}}]: each
                           file read, as it was (`file_record`; `StatsArtifact.counts_for`)
     items/part-*.csv      item_id, clicks, p10: items with >= min_item_records clicks with
@@ -115,6 +118,8 @@ class StatsArtifact:
     # Users with a click and items with a clicked dwell (None in artifacts made before them).
     clicked_users: int | None = None
     clicked_items: int | None = None
+    # stats.json's feature_values ({name: {distinct, at_least}}; {} in older artifacts)
+    feature_values: dict = dataclasses.field(default_factory=dict)
     user_days_loaded: bool = True  # False: loaded without its user table
 
     def counts_for(self, paths) -> dict | None:
@@ -260,6 +265,19 @@ def data_doubts(stats: dict) -> list[str]:
     return doubts
 
 
+# Distinct values counted per string or integer feature column, at most: enough to tell a
+# column's hash buckets (1,024 by default) too few, in bounded memory per worker.
+DISTINCT_VALUES_CAP = 1 << 16
+
+
+def counted_value_columns(schema) -> list[str]:
+    """The feature columns of `schema` (a `LogSchema`) whose distinct values the statistics job
+    counts: string and integer ones (a categorical feature, or one a feature config may make
+    categorical), not the ids, whose counts are `clicked_users` and `clicked_items`."""
+    return [name for name in schema.feature_columns()
+            if schema.dtypes[name] in ("string", "int64") and name not in ("user_id", "item_id")]
+
+
 # Moments of no values: (count, mean, sum of squared deviations from the mean).
 NO_MOMENTS = (0, 0.0, 0.0)
 
@@ -288,6 +306,7 @@ def combine_moments(a: tuple, b: tuple) -> tuple:
 
 def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Mapping,
                unclicked_dwell_zeroed: int, raw_moments: Mapping | None = None,
+               distinct_values: Mapping | None = None,
                rules: RuleConfig, ndt_preset: str, t_max: float,
                epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
                num_bins: int = 8, bin_edges=None, bin_values: str = "median",
@@ -299,7 +318,8 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     of log1p(max(x, 0)), optionally followed by the rows with x != 0 among clicked and among
     unclicked rows and the rows with x < 0; raw_moments: name -> `central_moments` of x
     itself (raw_mean, raw_std: the `standardize` transform's); bin_edges: explicit edges in
-    seconds, or None for percentiles; bin_values: median | midpoint (module docstring)."""
+    seconds, or None for percentiles; distinct_values: name -> distinct values counted (up to
+    DISTINCT_VALUES_CAP, or past it); bin_values: median | midpoint (module docstring)."""
     if bin_values not in BIN_VALUES:
         raise InputError(f"bin_values must be one of {', '.join(BIN_VALUES)}, not {bin_values!r}")
     if rows == 0:
@@ -355,6 +375,9 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
         "unclicked_dwell_treated_as_zero": unclicked_dwell_zeroed,
         "rules": dataclasses.asdict(rules),
         "numeric_features": numeric,
+        "feature_values": {name: {"distinct": min(n, DISTINCT_VALUES_CAP),
+                                  "at_least": n >= DISTINCT_VALUES_CAP}
+                           for name, n in sorted((distinct_values or {}).items())},
         "schema": schema,
     }
 
@@ -504,4 +527,5 @@ def load_artifact(path: str, *, user_days: bool = True) -> StatsArtifact:
                                  users["clicks"].tolist())),
         files=tuple(stats.get("files", ())), user_days_loaded=user_days,
         unclicked_dwell_zeroed=int(stats.get("unclicked_dwell_treated_as_zero", 0)),
-        clicked_users=stats.get("clicked_users"), clicked_items=stats.get("clicked_items"))
+        clicked_users=stats.get("clicked_users"), clicked_items=stats.get("clicked_items"),
+        feature_values=dict(stats.get("feature_values", {})))

@@ -26,26 +26,32 @@ def numeric_id_notes(spec) -> list[str]:
             if feature.kind == "numeric" and _ID_NAME.search(feature.name)]
 
 
-def id_bucket_notes(spec, clicked_users: int | None, clicked_items: int | None) -> list[str]:
-    """Notes for `user_id` / `item_id` hashed into fewer buckets than the stats window has
-    users with a click / items with a clicked dwell (the stats artifact's counts; None in
-    artifacts made before them): most such ids then share their embedding row with another
-    (1 - exp(-ids / buckets) of them)."""
+def id_bucket_notes(spec, clicked_users: int | None, clicked_items: int | None,
+                    feature_values: dict | None = None) -> list[str]:
+    """Notes for categorical features hashed into fewer buckets than the stats window has
+    values: `user_id` / `item_id` against its users with a click / items with a clicked dwell
+    (the stats artifact's counts; None in artifacts made before them), any other hashed feature
+    against its distinct values (`feature_values`, stats.json's {name: {distinct, at_least}}).
+    Most such values then share their embedding row with another (1 - exp(-values / buckets)
+    of them)."""
+    counts = {"user_id": (clicked_users, False, "users with a click"),
+              "item_id": (clicked_items, False, "items with a clicked dwell")}
+    for name, entry in (feature_values or {}).items():
+        counts[name] = (entry["distinct"], entry["at_least"], "distinct values")
     notes = []
-    names = {feature.name for feature in spec.features}
-    for name, ids, what in (("user_id", clicked_users, "users with a click"),
-                            ("item_id", clicked_items, "items with a clicked dwell")):
-        if name not in names or not ids or not spec[name].hash_buckets:
+    for feature in spec.features:
+        ids, at_least, what = counts.get(feature.name, (None, False, ""))
+        buckets = feature.hash_buckets
+        if feature.kind != "categorical" or not ids or not buckets or ids <= buckets:
             continue
-        buckets = spec[name].hash_buckets
-        if ids > buckets:
-            suggested = 1 << int(ids * 2 - 1).bit_length()  # a power of 2 >= 2 x ids
-            notes.append(
-                f"note: the stats window has {ids:,} {what} for {buckets:,} hash buckets of "
-                f"{name}: {1 - math.exp(-ids / buckets):.0%} of them share an embedding row; "
-                f'raise them in the feature config ({{"features": {{"{name}": {{"hash_buckets": '
-                f"{suggested}}}}}}}, {suggested * spec[name].embedding_dim * 4 / 2**20:,.1f} MB "
-                "of table)")
+        name = feature.name
+        suggested = 1 << int(ids * 2 - 1).bit_length()  # a power of 2 >= 2 x values
+        notes.append(
+            f"note: the stats window has {'at least ' if at_least else ''}{ids:,} {what} for "
+            f"{buckets:,} hash buckets of {name}: {1 - math.exp(-ids / buckets):.0%} of them "
+            f'share an embedding row; raise them in the feature config ({{"features": {{"{name}": '
+            f'{{"hash_buckets": {suggested}}}}}}}, {suggested * feature.embedding_dim * 4 / 2**20:,.1f} '
+            "MB of table)")
     return notes
 
 

@@ -230,7 +230,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         if chief and config.progress != "none":
             for note in (input_notes.numeric_id_notes(spec)
                          + input_notes.id_bucket_notes(spec, artifact.clicked_users,
-                                                       artifact.clicked_items)):
+                                                       artifact.clicked_items,
+                                                       artifact.feature_values)):
                 _say(note)
         if config.model.towers.output_bias == "prior" and (
                 "ctr" not in config.model.tower_names):

@@ -88,3 +88,21 @@ def test_ids_beyond_their_hash_buckets_are_noted():
                     "buckets of item_id: 78% of them share an embedding row; raise them in the "
                     'feature config ({"features": {"item_id": {"hash_buckets": 4096}}}, 0.1 MB of '
                     "table)")
+    # Other hashed features against their distinct values (stats.json's feature_values): a
+    # category column of 1,024 buckets with 1,025 values, 'position' (numeric unless made
+    # categorical) never noted as a number, and a count that stopped at the cap.
+    values = {"category": {"distinct": 1025, "at_least": False},
+              "position": {"distinct": 70000, "at_least": True}}
+    [category] = input_notes.id_bucket_notes(spec, None, None, values)
+    assert category.startswith("note: the stats window has 1,025 distinct values for 1,024 hash "
+                               "buckets of category: 63% of them share")
+    assert '{"hash_buckets": 4096}' in category
+    assert input_notes.id_bucket_notes(spec, None, None,
+                                       {"category": {"distinct": 1024, "at_least": False}}) == []
+    made = tiny_spec({"features": {"position": {"type": "categorical"}}})
+    [position] = [n for n in input_notes.id_bucket_notes(made, None, None, values)
+                  if "of position" in n]
+    assert position.startswith("note: the stats window has at least 70,000 distinct values for "
+                               "1,024 hash buckets of position: 100% of them")
+    vocabulary = tiny_spec({"features": {"category": {"vocabulary": ["a"]}}})
+    assert input_notes.id_bucket_notes(vocabulary, None, None, values) == []

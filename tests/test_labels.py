@@ -603,14 +603,15 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
     # seen_at: a timestamp-like column (1.7e9 s, a spread of seconds), whose deviation sums of
     # squares would lose.
     rng = np.random.default_rng(1)
-    rows = [row + (int(k % 3 == 0), k % 17, 1_700_000_000 + k % 7)
+    # tag: a string column of many values, whose distinct values the job counts too.
+    rows = [row + (int(k % 3 == 0), k % 17, 1_700_000_000 + k % 7, f"t{k % 1500}")
             for k, row in enumerate(history_rows())]
     rows += [(f"bg{k % 50}", f"bg{k % 40}", (D - 9) * DAY + k, 0, 0.0, 0, -int(rng.integers(1, 9)),
-              1_700_000_000 + k % 5) for k in range(600)]
+              1_700_000_000 + k % 5, f"t{k * 7 % 2000}") for k in range(600)]
     path = tmp_path / "likes.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(HEADER + ["is_like", "item_age", "seen_at"])
+        writer.writerow(HEADER + ["is_like", "item_age", "seen_at", "tag"])
         writer.writerows(rows)
     result = run("pipelines.stats", f"--input={path}", f"--output_dir={tmp_path}/stats",
                  f"--engine={engine}")
@@ -628,6 +629,10 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
         x = frame[name].to_numpy(np.float64)
         assert stats["numeric_features"][name]["raw_mean"] == pytest.approx(x.mean(), rel=1e-12)
         assert stats["numeric_features"][name]["raw_std"] == pytest.approx(x.std(), rel=1e-9)
+    # Distinct values of the string and integer feature columns (not the ids), against pandas.
+    assert stats["feature_values"] == {
+        name: {"distinct": frame[name].nunique(), "at_least": False}
+        for name in ("is_like", "item_age", "seen_at", "tag")}
     # The ids the training job's hash-bucket note compares with the buckets, against pandas.
     assert stats["clicked_users"] == frame["user_id"][clicked].nunique()
     positive = clicked & (frame["dwell_time"] > 0)
@@ -635,12 +640,32 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
     artifact = stats_artifact.load_artifact(str(tmp_path / "stats"))
     assert (artifact.clicked_users, artifact.clicked_items) == (stats["clicked_users"],
                                                                 stats["clicked_items"])
+    assert artifact.feature_values == stats["feature_values"]
     likes = int((frame["is_like"][clicked] != 0).sum())
     assert (f"warning: feature column 'is_like' is 0 on all 600 unclicked rows but not on "
             f"{likes:,} of the {int(clicked.sum()):,} clicked ones") in result.stderr
     assert result.stderr.count("'is_like'") == 1  # named once
     assert (f"warning: feature column 'item_age' is negative on 600 of {len(frame):,} rows"
             in result.stderr), result.stderr
+
+
+def test_distinct_values_stop_being_counted_at_the_cap(tmp_path, monkeypatch):
+    # Three files read apart (three parts merged): a column of 300 values counted up to a cap
+    # of 100 is "at least 100", one of 60 is exact, on both engines' merge (in this process).
+    monkeypatch.setattr(stats_artifact, "DISTINCT_VALUES_CAP", 100)
+    rows = [(*row, f"v{k % 300}", k % 60) for k, row in enumerate(history_rows())]
+    for k in range(3):
+        with open(tmp_path / f"{k}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([*HEADER, "tag", "slot"])
+            writer.writerows(rows[k::3])
+    assert len({r[-2] for r in rows}) == 300
+    for engine in ("local", "beam"):
+        statistics.compute_stats(str(tmp_path / "*.csv"), str(tmp_path / engine),
+                                 statistics.StatsConfig(files_per_read=1), engine=engine)
+        stats = stats_artifact.read_stats_json(str(tmp_path / engine))
+        assert stats["feature_values"] == {"tag": {"distinct": 100, "at_least": True},
+                                           "slot": {"distinct": 60, "at_least": False}}, engine
 
 
 def test_stats_local_engine_writes_the_beam_engines_artifact(tmp_path):

@@ -74,7 +74,7 @@ class _Part:
     """Pre-aggregates of a group of input files (picklable, merged by `_merge_parts`)."""
 
     def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0, files=None,
-                 raw=None):
+                 raw=None, values=None):
         self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
         self.dwell = [] if dwell is None else dwell  # list of arrays of clicked dwell > 0
         # name -> [count, sum, sum of squares] of log1p(max(x, 0)), rows with x != 0 among
@@ -83,6 +83,9 @@ class _Part:
         # name -> (count, mean, sum of squared deviations) of x itself (the `standardize`
         # transform's), merged by `stats_artifact.combine_moments`
         self.raw = raw or {}
+        # name -> the distinct values of a string or integer feature column (not the ids), up
+        # to DISTINCT_VALUES_CAP of them: how many hash buckets it needs (training's note)
+        self.values = values or {}
         self.files = files or []  # stats_artifact.file_record of each file read
 
 
@@ -121,12 +124,15 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     then ('item', (partition, {item: dwells})) and ('user_day', (partition, {(user, day):
     clicks})) per partition with rows (`_partitioned`), pre-aggregated over the group. A bad
     value raises the reader's TensorFlow error: each engine explains it (`log_diagnosis`)."""
+    import pandas as pd
+
     schema = log_schema.LogSchema.from_json(schema_json)
     # Recorded only if unchanged by the end of the read.
     before = [stats_artifact.file_status(f.path) for f in files]
     source = logs.LogSource(files, schema, schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
-    part = _Part(numeric={c: [0.0, 0.0, 0.0, 0, 0, 0] for c in numeric})
+    part = _Part(numeric={c: [0.0, 0.0, 0.0, 0, 0, 0] for c in numeric},
+                 values={c: set() for c in stats_artifact.counted_value_columns(schema)})
     item_parts, day_parts, file_day_rows = [], [], {}  # file_day_rows: (file, day) -> rows
     # One dataset for the group: building a reader's graph costs about as much as reading a
     # day's file, and two files read at once keep both cores busy.
@@ -145,6 +151,9 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
         part.dwell.append(dwell[positive])
         item_parts.append(batch["item_id"][positive])
         day_parts.append((batch["user_id"][click], day[click]))
+        for name, seen in part.values.items():
+            if len(seen) < stats_artifact.DISTINCT_VALUES_CAP:
+                seen.update(pd.unique(batch[name]))
         for name in numeric:
             values = batch[name]
             x = np.log1p(np.maximum(values.astype(np.float64), 0.0))
@@ -261,6 +270,10 @@ def _merge_parts(parts) -> _Part:
         for name, moments in part.raw.items():
             merged.raw[name] = stats_artifact.combine_moments(
                 merged.raw.get(name, stats_artifact.NO_MOMENTS), moments)
+        for name, seen in part.values.items():
+            into = merged.values.setdefault(name, set())
+            if len(into) < stats_artifact.DISTINCT_VALUES_CAP:
+                into.update(seen)
     merged.dwell = [np.concatenate(merged.dwell)] if merged.dwell else []
     return merged
 
@@ -271,7 +284,7 @@ def summarize(part: _Part, config: StatsConfig, schema: log_schema.LogSchema) ->
     dwell = np.sort(part.dwell[0]) if part.dwell else np.zeros(0)
     return stats_artifact.stats_json(
         dwell, rows=part.rows, clicks=part.clicks, numeric_moments=part.numeric,
-        raw_moments=part.raw,
+        raw_moments=part.raw, distinct_values={k: len(v) for k, v in part.values.items()},
         unclicked_dwell_zeroed=part.unclicked_dwell, rules=config.rules,
         ndt_preset=config.ndt_preset, t_max=config.t_max, epsilon=config.epsilon,
         ndt_offset=config.ndt_offset, ndt_tau=config.ndt_tau, ndt_a=config.ndt_a,
