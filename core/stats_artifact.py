@@ -304,8 +304,24 @@ def combine_moments(a: tuple, b: tuple) -> tuple:
     return n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n
 
 
-def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Mapping,
+# A deviation below this share of the mean's magnitude (at least 1) is rounding in the mean of a
+# constant column, not spread: it is written as 0 (so a reader standardizes by 1, not by 1e-16).
+CONSTANT_DEVIATION = 1e-12
+
+
+def mean_and_deviation(moments: tuple) -> tuple[float, float]:
+    """(mean, population standard deviation) of `central_moments`; (0, 0) for no values and a
+    deviation of 0 for a constant column (CONSTANT_DEVIATION)."""
+    n, mean, m2 = moments
+    if not n:
+        return 0.0, 0.0
+    std = float(np.sqrt(max(m2, 0.0) / n))
+    return float(mean), std if std > CONSTANT_DEVIATION * max(1.0, abs(mean)) else 0.0
+
+
+def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, log1p_moments: Mapping,
                unclicked_dwell_zeroed: int, raw_moments: Mapping | None = None,
+               numeric_counts: Mapping | None = None,
                distinct_values: Mapping | None = None,
                rules: RuleConfig, ndt_preset: str, t_max: float,
                epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
@@ -314,10 +330,10 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     """stats.json's content (everything but the table counts and the inputs).
 
     dwell: float [clicks with dwell > 0], sorted (so that the sums, and the artifact, do not
-    depend on how the work was split); numeric_moments: name -> (count, sum, sum of squares)
-    of log1p(max(x, 0)), optionally followed by the rows with x != 0 among clicked and among
-    unclicked rows and the rows with x < 0; raw_moments: name -> `central_moments` of x
-    itself (raw_mean, raw_std: the `standardize` transform's); bin_edges: explicit edges in
+    depend on how the work was split); log1p_moments and raw_moments: name ->
+    `central_moments` of log1p(max(x, 0)) (mean, std) and of x itself (raw_mean, raw_std: the
+    `standardize` transform's); numeric_counts: name -> the rows with x != 0 among clicked and
+    among unclicked rows and the rows with x < 0; bin_edges: explicit edges in
     seconds, or None for percentiles; distinct_values: name -> distinct values counted (up to
     DISTINCT_VALUES_CAP, or past it); bin_values: median | midpoint (module docstring)."""
     if bin_values not in BIN_VALUES:
@@ -349,20 +365,14 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, numeric_moments: Ma
     medians = [float(np.median(dwell[bins == b])) if np.any(bins == b) else None
                for b in range(len(edges) - 1)]
     numeric = {}
-    for name, moments in sorted(numeric_moments.items()):
-        count, total, squares = moments[:3]
-        mean = total / count if count else 0.0
-        var = max(squares / count - mean * mean, 0.0) if count else 0.0
-        numeric[name] = {"mean": mean, "std": float(np.sqrt(var))}
-        if len(moments) >= 5:
-            numeric[name]["nonzero_clicked"], numeric[name]["nonzero_unclicked"] = (
-                int(moments[3]), int(moments[4]))
-        if len(moments) >= 6:
-            numeric[name]["negative"] = int(moments[5])
+    for name, moments in sorted(log1p_moments.items()):
+        numeric[name] = dict(zip(("mean", "std"), mean_and_deviation(moments)))
+        if numeric_counts and name in numeric_counts:
+            numeric[name].update(zip(("nonzero_clicked", "nonzero_unclicked", "negative"),
+                                     map(int, numeric_counts[name])))
         if raw_moments and name in raw_moments:
-            n, raw_mean, m2 = raw_moments[name]
-            numeric[name]["raw_mean"] = float(raw_mean)
-            numeric[name]["raw_std"] = float(np.sqrt(m2 / n)) if n else 0.0
+            numeric[name].update(zip(("raw_mean", "raw_std"),
+                                     mean_and_deviation(raw_moments[name])))
     return {
         "format_version": FORMAT_VERSION,
         "mu": mu, "sigma": sigma, "x_l": x_l, "x_h": x_h,

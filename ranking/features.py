@@ -47,6 +47,7 @@ import numpy as np
 
 from core.errors import InputError
 from core.log_schema import FIXED_TYPES, LogSchema
+from core.stats_artifact import CONSTANT_DEVIATION
 
 ID_FEATURES = ("user_id", "item_id")
 ID_HASH_BUCKETS = 1 << 17
@@ -221,13 +222,26 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
     if transform != "identity":
         # log1p_standardize: the moments of log1p(max(x, 0)); standardize: those of x.
         keys = ("mean", "std") if transform == "log1p_standardize" else ("raw_mean", "raw_std")
-        moments = numeric_stats.get(name, {})
+        if name not in numeric_stats:
+            raise InputError(f"feature '{name}': the stats artifact has no moments for it (the "
+                             "logs of its stats window lack the column, or hold it as text): "
+                             "compute the statistics on logs like these, or use transform "
+                             "'identity'")
+        moments = numeric_stats[name]
         if keys[0] not in moments:
             raise InputError(f"feature '{name}': the stats artifact has no moments for transform "
-                             f"'{transform}' (recompute the statistics with this version, or "
-                             "use transform 'identity')")
+                             f"'{transform}' (made by an earlier version: recompute the "
+                             "statistics, or use transform 'identity')")
         mean = float(moments[keys[0]])
-        std = float(moments[keys[1]]) or 1.0
+        std = float(moments[keys[1]])
+        # A constant column (std 0, or rounding: up to ~1e-8 x the mean in an artifact made
+        # before `stats_artifact.mean_and_deviation`) reads as 0 when at its value, not as
+        # (x - mean) / 1e-8 when it is not. log1p_standardize computes in float32, which
+        # resolves no finer than its epsilon x the mean; standardize in float64.
+        resolution = (float(np.finfo(np.float32).eps) if transform == "log1p_standardize"
+                      else CONSTANT_DEVIATION)
+        if std <= resolution * max(1.0, abs(mean)):
+            std = 1.0
     return Feature(name, dtype, "numeric", transform=transform, mean=mean, std=std,
                    default=_typed(options.get("default", 0), dtype, name, where),
                    post_click=post_click)

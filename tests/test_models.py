@@ -139,6 +139,14 @@ def test_standardize_reads_the_raw_moments_and_keeps_the_sign():
     got = FeatureEncoder.numeric(feature, tf.constant(values)).numpy()
     assert got.dtype == np.float32
     np.testing.assert_array_equal(got, [1.5, -2.5, 0.0])
+    # A constant column: a deviation of 0, or rounding (an artifact made before the floor),
+    # standardizes by 1, so a value other than the constant is not read as 1e7 deviations.
+    for rounding in (0.0, 3.65e-08):
+        constant = {**NUMERIC_STATS, "item_length": {"mean": 1.7917595, "std": rounding}}
+        assert features.build_feature_spec(SCHEMA, constant)["item_length"].std == 1.0
+    assert features.build_feature_spec(
+        SCHEMA, {**NUMERIC_STATS, "item_length": {"mean": 1.79, "std": 1e-6}})[
+            "item_length"].std == 1e-6
     # An artifact made before the raw moments: the message says to recompute it.
     with pytest.raises(InputError, match="no moments for transform 'standardize'.*recompute"):
         features.build_feature_spec(SCHEMA, NUMERIC_STATS, config)

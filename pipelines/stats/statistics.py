@@ -74,14 +74,15 @@ class _Part:
     """Pre-aggregates of a group of input files (picklable, merged by `_merge_parts`)."""
 
     def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0, files=None,
-                 raw=None, values=None):
+                 log1p=None, raw=None, values=None):
         self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
         self.dwell = [] if dwell is None else dwell  # list of arrays of clicked dwell > 0
-        # name -> [count, sum, sum of squares] of log1p(max(x, 0)), rows with x != 0 among
-        # clicked and unclicked rows (an outcome of the click is 0 on the latter), rows x < 0
+        # name -> [rows with x != 0 among clicked and among unclicked rows (an outcome of the
+        # click is 0 on the latter), rows with x < 0]
         self.numeric = numeric or {}
-        # name -> (count, mean, sum of squared deviations) of x itself (the `standardize`
-        # transform's), merged by `stats_artifact.combine_moments`
+        # name -> (count, mean, sum of squared deviations) of log1p(max(x, 0)) and of x itself
+        # (the two standardizing transforms'), merged by `stats_artifact.combine_moments`
+        self.log1p = log1p or {}
         self.raw = raw or {}
         # name -> the distinct values of a string or integer feature column (not the ids), up
         # to DISTINCT_VALUES_CAP of them: how many hash buckets it needs (training's note)
@@ -131,7 +132,7 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     before = [stats_artifact.file_status(f.path) for f in files]
     source = logs.LogSource(files, schema, schema_json.get("stored", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
-    part = _Part(numeric={c: [0.0, 0.0, 0.0, 0, 0, 0] for c in numeric},
+    part = _Part(numeric={c: [0, 0, 0] for c in numeric},
                  values={c: set() for c in stats_artifact.counted_value_columns(schema)})
     item_parts, day_parts, file_day_rows = [], [], {}  # file_day_rows: (file, day) -> rows
     # One dataset for the group: building a reader's graph costs about as much as reading a
@@ -157,17 +158,15 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
         for name in numeric:
             values = batch[name]
             x = np.log1p(np.maximum(values.astype(np.float64), 0.0))
-            acc = part.numeric[name]
-            acc[0] += len(x)
-            acc[1] += float(x.sum())
-            acc[2] += float((x * x).sum())
+            counts = part.numeric[name]
             nonzero = values != 0
-            acc[3] += int(np.count_nonzero(nonzero & click))
-            acc[4] += int(np.count_nonzero(nonzero & ~click))
-            acc[5] += int(np.count_nonzero(values < 0))
-            part.raw[name] = stats_artifact.combine_moments(
-                part.raw.get(name, stats_artifact.NO_MOMENTS),
-                stats_artifact.central_moments(values))
+            counts[0] += int(np.count_nonzero(nonzero & click))
+            counts[1] += int(np.count_nonzero(nonzero & ~click))
+            counts[2] += int(np.count_nonzero(values < 0))
+            for moments, of in ((part.log1p, x), (part.raw, values)):
+                moments[name] = stats_artifact.combine_moments(
+                    moments.get(name, stats_artifact.NO_MOMENTS),
+                    stats_artifact.central_moments(of))
     part.dwell = [np.concatenate(part.dwell)] if part.dwell else []
     day_rows = [{} for _ in files]
     for (index, file_day), n in file_day_rows.items():
@@ -263,13 +262,14 @@ def _merge_parts(parts) -> _Part:
         merged.unclicked_dwell += part.unclicked_dwell
         merged.dwell.extend(part.dwell)
         merged.files.extend(part.files)
-        for name, acc in part.numeric.items():
-            into = merged.numeric.setdefault(name, [0.0, 0.0, 0.0, 0, 0, 0])
+        for name, counts in part.numeric.items():
+            into = merged.numeric.setdefault(name, [0, 0, 0])
             for k in range(len(into)):
-                into[k] += acc[k]
-        for name, moments in part.raw.items():
-            merged.raw[name] = stats_artifact.combine_moments(
-                merged.raw.get(name, stats_artifact.NO_MOMENTS), moments)
+                into[k] += counts[k]
+        for into, moments in ((merged.log1p, part.log1p), (merged.raw, part.raw)):
+            for name, of in moments.items():
+                into[name] = stats_artifact.combine_moments(
+                    into.get(name, stats_artifact.NO_MOMENTS), of)
         for name, seen in part.values.items():
             into = merged.values.setdefault(name, set())
             if len(into) < stats_artifact.DISTINCT_VALUES_CAP:
@@ -283,8 +283,9 @@ def summarize(part: _Part, config: StatsConfig, schema: log_schema.LogSchema) ->
     # Sorted, so the sums (and so the artifact) do not depend on how the work was split.
     dwell = np.sort(part.dwell[0]) if part.dwell else np.zeros(0)
     return stats_artifact.stats_json(
-        dwell, rows=part.rows, clicks=part.clicks, numeric_moments=part.numeric,
-        raw_moments=part.raw, distinct_values={k: len(v) for k, v in part.values.items()},
+        dwell, rows=part.rows, clicks=part.clicks, numeric_counts=part.numeric,
+        log1p_moments=part.log1p, raw_moments=part.raw,
+        distinct_values={k: len(v) for k, v in part.values.items()},
         unclicked_dwell_zeroed=part.unclicked_dwell, rules=config.rules,
         ndt_preset=config.ndt_preset, t_max=config.t_max, epsilon=config.epsilon,
         ndt_offset=config.ndt_offset, ndt_tau=config.ndt_tau, ndt_a=config.ndt_a,
