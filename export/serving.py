@@ -21,8 +21,10 @@ every tower's output by name: `ctr`, `valid_read`, `weighted_valid_read` (probab
 log-dwell towers; `dwell_probs` [batch, num_bins], `expected_dwell_seconds` and
 `expected_ndt` [batch] for dwell-bin towers.
 
-Missing features: an absent feature in a `tf.Example` takes the feature's default from the
-feature spec ("" for strings, 0 for numbers, as an empty CSV field does in training). A feature
+Missing features: an absent feature in a `tf.Example`, or one with an empty value list, takes
+the feature's default from the feature spec ("" for strings, 0 for numbers, as an empty CSV
+field or an empty list does in training); two or more values fail the request, naming the
+feature. A feature
 stored with the wrong kind (e.g. `float_list` for an int64 feature) fails the request with
 TensorFlow's parse error, which names the feature (`Key: position`). Ids must be `bytes_list`.
 
@@ -48,10 +50,24 @@ EXAMPLES_INPUT = "examples"
 _DTYPES = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
 
 
-def feature_parsing_spec(spec: FeatureSpec) -> dict:
-    """`tf.io.parse_example` spec: each feature a scalar of its dtype, with its default."""
-    return {f.name: tf.io.FixedLenFeature([], _DTYPES[f.dtype], default_value=f.default)
-            for f in spec.features}
+def parse_examples(examples: tf.Tensor, spec: FeatureSpec) -> dict:
+    """{feature: Tensor [batch] of its dtype} of serialized `tf.Example`s [batch], read as the
+    log reader reads them: an absent feature or an empty value list takes the feature's
+    default (a log written by a converter may hold `bytes_list {}` for a missing tag); more
+    than one value fails the request, naming the feature."""
+    parsed = tf.io.parse_example(examples, {
+        f.name: tf.io.RaggedFeature(_DTYPES[f.dtype], row_splits_dtype=tf.int64)
+        for f in spec.features})
+    features = {}
+    for f in spec.features:
+        ragged = parsed[f.name]
+        check = tf.debugging.assert_less_equal(
+            ragged.row_lengths(), tf.constant(1, tf.int64),
+            message=f"feature {f.name}: expected at most one value per example")
+        with tf.control_dependencies([check]):
+            features[f.name] = tf.identity(
+                ragged.to_tensor(default_value=f.default, shape=[None, 1])[:, 0])
+    return features
 
 
 class ServingModule(tf.Module):
@@ -105,8 +121,7 @@ class ServingModule(tf.Module):
                 "weights": tf.constant([w for _, w in self.fusion.weights], tf.float32)}
 
     def _serve_examples(self, examples):
-        features = tf.io.parse_example(examples, feature_parsing_spec(self._spec))
-        return self.outputs(features)
+        return self.outputs(parse_examples(examples, self._spec))
 
     def signatures(self) -> dict:
         return {SIGNATURE_EXAMPLES: self.serve_examples.get_concrete_function(),

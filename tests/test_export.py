@@ -219,10 +219,30 @@ def test_missing_features_take_defaults_and_wrong_types_name_the_feature(exports
         by_examples(examples=tf.constant([partial.SerializeToString()]))["score"].numpy(),
         raw(**given)["score"].numpy(), rtol=1e-6)
 
+    # Empty value lists read as absent, as the log reader reads them in training and scoring:
+    # one such example does not fail the request.
+    empty_lists = tf.train.Example()
+    empty_lists.features.feature["user_id"].bytes_list.value.append(b"u-7")
+    empty_lists.features.feature["position"].int64_list.value.append(3)
+    for name, dtype in spec.items():
+        if name not in ("user_id", "position"):
+            feature = empty_lists.features.feature[name]
+            {tf.string: feature.bytes_list, tf.int64: feature.int64_list,
+             tf.float32: feature.float_list}[dtype].SetInParent()
+    assert empty_lists.features.feature["item_id"].WhichOneof("kind") == "bytes_list"
+    batch = [empty_lists.SerializeToString(), partial.SerializeToString()]
+    np.testing.assert_allclose(by_examples(examples=tf.constant(batch))["score"].numpy(),
+                               raw(**given)["score"].numpy().repeat(2), rtol=1e-6)
+
     wrong = tf.train.Example()
     wrong.features.feature["position"].float_list.value.append(2.5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="position"):
         by_examples(examples=tf.constant([wrong.SerializeToString()]))
+    two = tf.train.Example()
+    two.features.feature["position"].int64_list.value.extend([1, 2])
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match="feature position: expected at most one value per example"):
+        by_examples(examples=tf.constant([two.SerializeToString()]))
 
 
 def test_versions_warmup_and_models_config(exports, trained):
