@@ -5,9 +5,10 @@ compression); `expand_inputs` turns comma-separated globs into classified `LogFi
 schema inference (`infer_schema`) samples them. The reader (`core.logs`), the writers
 (`core.log_writers`) and error diagnosis (`core.log_diagnosis`) build on this module.
 
-Column types follow SPEC §2: `user_id` and `item_id` are always strings; `timestamp` and `click`
-are int64; `dwell_time` is float64 (seconds); any other CSV column is int64 if every sampled
-value is an integer, float32 if every sampled value is a number, else a string. The sample is
+Column types follow SPEC §2: `user_id`, `item_id` and `impression_id` are always strings;
+`timestamp` and `click` are int64; `dwell_time` is float64 (seconds); any other CSV column is
+int64 if every sampled value is an integer int64 holds, a string if they are all integers but
+some lie beyond int64, float32 if every sampled value is a number, else a string. The sample is
 the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files): a column that turns out
 to hold another type further down is reported with its row, and its type can be set explicitly
 (`column_types`, or the feature config). Empty feature values take the type's default (0, 0.0
@@ -38,8 +39,11 @@ REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
 NON_FEATURE_COLUMNS = ("impression_id", "timestamp", "click", "dwell_time")
 # Names the label job adds; input logs may not use them for anything else.
 LABEL_COLUMNS = ("valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin")
+# impression_id is passed through to scores as it is written (SPEC §2), so it is text: an id
+# of 20 digits or with leading zeros comes out as it went in, and its values never decide
+# whether a row can be scored.
 FIXED_TYPES = {"user_id": "string", "item_id": "string", "timestamp": "int64", "click": "int64",
-               "dwell_time": "float64"}
+               "dwell_time": "float64", "impression_id": "string"}
 DTYPES = ("int64", "float32", "float64", "string")
 # The last second of 9999-12-31 UTC: a larger `timestamp` is not unix seconds (in milliseconds,
 # every time after 1978 is larger), and its UTC day would be read as a date past year 9999.
@@ -54,7 +58,7 @@ TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfreco
 # Python's csv module refuses fields over 128 KiB; logs may carry longer ones (article text).
 csv.field_size_limit(1 << 30)
 
-_INT = r"[+-]?[0-9]{1,18}"
+_INT = r"[+-]?[0-9]{1,19}"  # int64 holds every 18-digit number and some of 19 (`_fits_int64`)
 _FLOAT = r"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)"
 INT_RE, FLOAT_RE = re.compile(_INT + r"\Z"), re.compile(_FLOAT + r"\Z")
 
@@ -203,18 +207,22 @@ class AbsentTypedColumns(InputError):
 
 
 # Schema inference -------------------------------------------------------------------------------
+def _fits_int64(value: str) -> bool:
+    return INT_RE.match(value) is not None and -(1 << 63) <= int(value) < (1 << 63)
+
+
 def _infer_value_type(values: Iterable[str]) -> str:
-    kind = "int64"
-    seen = False
-    for value in values:
-        if value == "":
-            continue
-        seen = True
-        if kind == "int64" and not INT_RE.match(value):
-            kind = "float32"
-        if kind == "float32" and not FLOAT_RE.match(value):
-            return "string"
-    return kind if seen else "string"
+    """int64 when every non-empty value is an integer int64 holds; string when they are all
+    integers but some lie beyond int64 (a 20-digit id, which float32 would round to one value
+    for many ids); float32 when every value is a number; else (or with no value) string."""
+    present = [value for value in values if value != ""]
+    if not present:
+        return "string"
+    if all(_fits_int64(value) for value in present):
+        return "int64"
+    if all(INT_RE.match(value) for value in present):
+        return "string"
+    return "float32" if all(FLOAT_RE.match(value) for value in present) else "string"
 
 
 def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], list[list[str]]]:

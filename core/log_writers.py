@@ -16,11 +16,12 @@ import numpy as np
 from core.log_schema import FIXED_TYPES
 
 
-def write_csv(path: str, columns: Mapping[str, np.ndarray], *, decimals: int = 3,
+def write_csv(path: str, columns: Mapping[str, np.ndarray], *, decimals: int | None = 3,
               compress: bool | None = None) -> None:
     """Writes columns (equal-length arrays, in mapping order) as CSV with a header.
 
-    Floats are rounded to `decimals` and written in their shortest form ("0.0", "12.345").
+    Floats are rounded to `decimals` (None: not rounded) and written in their shortest form
+    ("0.0", "12.345"; the shortest text that reads back to the value of their dtype).
     Gzip when `path` ends in .gz (or `compress`); the gzip header has no name and no time, so the
     same columns always give the same bytes.
     """
@@ -28,7 +29,7 @@ def write_csv(path: str, columns: Mapping[str, np.ndarray], *, decimals: int = 3
 
     # numpy's float-to-text is far faster than pandas' float_format.
     frame = pd.DataFrame({
-        name: (np.round(values, decimals).astype(str)
+        name: ((values if decimals is None else np.round(values, decimals)).astype(str)
                if np.issubdtype(np.asarray(values).dtype, np.floating) else values)
         for name, values in columns.items()})
     compress = path.endswith(".gz") if compress is None else compress

@@ -223,7 +223,14 @@ class LogSource:
                                      "expected a value, but the feature is missing",
                                      row_kind="record"))
             default = "" if stored[name] == tf.string else 0
-            dense = ragged.to_tensor(default_value=default, shape=[None, 1])[:, 0]
+            value = ragged.to_tensor(default_value=default, shape=[None, 1])[:, 0]
+            if stored[name] == tf.float32 and name != "dwell_time":
+                # As in CSV: a NaN (pandas' missing value, kept by a converter) or an infinity
+                # would reach the statistics and the model as a number.
+                checks.append(_check(tf.math.is_finite(value), path, row, name,
+                                     "expected a finite number, found ", value,
+                                     row_kind="record"))
+            dense = value
             kind = self.schema.dtypes[name]
             if kind == "string" and stored[name] != tf.string:
                 dense = tf.strings.as_string(dense)
@@ -364,8 +371,8 @@ def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,
 def _check(ok, path, row, column, *message, row_kind="line"):
     """An assertion that every element of `ok` holds; its message names the first bad row.
 
-    `message` pieces are strings or string tensors of the batch's shape (gathered at the first
-    bad row)."""
+    `message` pieces are strings or tensors of the batch's shape (gathered at the first bad
+    row; a number is then written in its shortest form)."""
     import tensorflow as tf
 
     bad = tf.logical_not(ok)
@@ -376,5 +383,11 @@ def _check(ok, path, row, column, *message, row_kind="line"):
         pieces.append(f", column '{column}'")
     pieces.append(": ")
     for piece in message:
-        pieces.append(piece if isinstance(piece, str) else tf.gather(piece, first))
+        if isinstance(piece, str):
+            pieces.append(piece)
+        elif piece.dtype == tf.string:
+            pieces.append(tf.gather(piece, first))
+        else:  # turned into text at the one row named, not over the whole batch
+            pieces.append(tf.strings.as_string(tf.gather(piece, first),
+                                               shortest=piece.dtype.is_floating))
     return tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)), [tf.strings.join(pieces)])

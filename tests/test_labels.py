@@ -142,7 +142,8 @@ def test_tfrecord_output_carries_the_same_labels_and_the_input(sim, tmp_path):
     batches = list(logs.read_logs(str(tmp_path / "tfr/*.tfrecord.gz"), 4096).as_numpy_iterator())
     tfr = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
     want = read_frame(str(tmp_path / "csv/*.csv.gz"))
-    np.testing.assert_array_equal(tfr["impression_id"], want["impression_id"])
+    np.testing.assert_array_equal(tfr["impression_id"].astype(str),  # text, as written
+                                  want["impression_id"].astype(str))
     np.testing.assert_array_equal(tfr["category"].astype(str), want["category"])
     for column in ("valid_read", "valid_read_rule", "dwell_bin"):
         np.testing.assert_array_equal(tfr[column], want[column], column)
@@ -162,7 +163,9 @@ def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
     batches = list(logs.read_logs(str(tmp_path / "tfr/*.tfrecord.gz"), 4096).as_numpy_iterator())
     tfr = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
     want = read_frame(str(tmp_path / "csv/*.csv.gz"))
-    for column in ("impression_id", "valid_read", "valid_read_rule", "dwell_bin"):
+    np.testing.assert_array_equal(tfr["impression_id"].astype(str),  # text, as written
+                                  want["impression_id"].astype(str))
+    for column in ("valid_read", "valid_read_rule", "dwell_bin"):
         np.testing.assert_array_equal(tfr[column], want[column], column)
 
 
@@ -604,14 +607,15 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
     # squares would lose.
     rng = np.random.default_rng(1)
     # tag: a string column of many values, whose distinct values the job counts too.
-    rows = [row + (int(k % 3 == 0), k % 17, 1_700_000_000 + k % 7, f"t{k % 1500}")
+    # flag: constant, whose deviation is 0, not the rounding of E[x^2] - E[x]^2.
+    rows = [row + (int(k % 3 == 0), k % 17, 1_700_000_000 + k % 7, f"t{k % 1500}", 5)
             for k, row in enumerate(history_rows())]
     rows += [(f"bg{k % 50}", f"bg{k % 40}", (D - 9) * DAY + k, 0, 0.0, 0, -int(rng.integers(1, 9)),
-              1_700_000_000 + k % 5, f"t{k * 7 % 2000}") for k in range(600)]
+              1_700_000_000 + k % 5, f"t{k * 7 % 2000}", 5) for k in range(600)]
     path = tmp_path / "likes.csv"
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(HEADER + ["is_like", "item_age", "seen_at", "tag"])
+        writer.writerow(HEADER + ["is_like", "item_age", "seen_at", "tag", "flag"])
         writer.writerows(rows)
     result = run("pipelines.stats", f"--input={path}", f"--output_dir={tmp_path}/stats",
                  f"--engine={engine}")
@@ -625,14 +629,21 @@ def test_an_outcome_of_the_click_among_the_features_is_named_by_the_stats_job(ru
         assert stats["numeric_features"][name]["nonzero_unclicked"] == int(
             (frame[name][~clicked] != 0).sum())
         assert stats["numeric_features"][name]["negative"] == int((frame[name] < 0).sum())
-    for name in ("is_like", "item_age", "seen_at"):  # the `standardize` transform's moments
+    for name in ("is_like", "item_age", "seen_at"):  # the moments of both transforms
         x = frame[name].to_numpy(np.float64)
-        assert stats["numeric_features"][name]["raw_mean"] == pytest.approx(x.mean(), rel=1e-12)
-        assert stats["numeric_features"][name]["raw_std"] == pytest.approx(x.std(), rel=1e-9)
+        moments = stats["numeric_features"][name]
+        assert moments["raw_mean"] == pytest.approx(x.mean(), rel=1e-12)
+        assert moments["raw_std"] == pytest.approx(x.std(), rel=1e-9)
+        log1p = np.log1p(np.maximum(x, 0))
+        assert moments["mean"] == pytest.approx(log1p.mean(), rel=1e-12, abs=1e-15)
+        assert moments["std"] == pytest.approx(log1p.std(), rel=1e-9)
+    flag = stats["numeric_features"]["flag"]
+    assert (flag["std"], flag["raw_std"], flag["raw_mean"]) == (0.0, 0.0, 5.0)
+    assert flag["mean"] == pytest.approx(np.log(6.0), rel=1e-15)
     # Distinct values of the string and integer feature columns (not the ids), against pandas.
     assert stats["feature_values"] == {
         name: {"distinct": frame[name].nunique(), "at_least": False}
-        for name in ("is_like", "item_age", "seen_at", "tag")}
+        for name in ("is_like", "item_age", "seen_at", "tag", "flag")}
     # The ids the training job's hash-bucket note compares with the buckets, against pandas.
     assert stats["clicked_users"] == frame["user_id"][clicked].nunique()
     positive = clicked & (frame["dwell_time"] > 0)

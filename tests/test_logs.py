@@ -113,17 +113,31 @@ def test_schema_inference_follows_spec_types(tmp_path):
     path = write_csv(tmp_path / "a.csv")
     schema = logs.open_logs(path).schema
     assert schema.columns == tuple(HEADER)
-    assert schema.dtypes == {"impression_id": "int64", "user_id": "string", "item_id": "string",
+    assert schema.dtypes == {"impression_id": "string", "user_id": "string", "item_id": "string",
                              "timestamp": "int64", "click": "int64", "dwell_time": "float64",
                              "position": "int64", "category": "string", "score": "float32"}
     assert schema.feature_columns() == ("user_id", "item_id", "position", "category", "score")
+
+
+@pytest.mark.parametrize("values,kind", [
+    (["007", "-12", ""], "int64"),
+    (["9223372036854775807", "-9223372036854775808"], "int64"),  # int64's ends, 19 digits
+    (["1", "9223372036854775808"], "string"),  # an integer past int64: ids float32 would merge
+    (["12345678901234567890", "1.5"], "float32"),  # decimals among them: numbers
+    (["1", "2.5", "1e3", "nan"], "float32"),
+    (["1", "two"], "string"),
+    (["", ""], "string"),
+])
+def test_column_type_inference(values, kind):
+    assert log_schema._infer_value_type(values) == kind
 
 
 def test_rows_keep_file_order_and_source_lines(tmp_path):
     first = write_csv(tmp_path / "day-0.csv", rows=ROWS[:3])
     write_csv(tmp_path / "day-1.csv", rows=ROWS[3:])
     got = read_all(str(tmp_path / "day-*.csv"), with_source=True, batch_size=4)
-    np.testing.assert_array_equal(got["impression_id"], [11, 12, 13, 14, 15])
+    # impression_id is text (passed through as written).
+    np.testing.assert_array_equal(got["impression_id"], [b"11", b"12", b"13", b"14", b"15"])
     assert [os.path.basename(p.decode()) for p in got[logs.SOURCE_FILE]] == \
         ["day-0.csv"] * 3 + ["day-1.csv"] * 2
     np.testing.assert_array_equal(got[logs.SOURCE_ROW], [2, 3, 4, 2, 3])
@@ -173,7 +187,7 @@ def test_crlf_bom_blank_lines_and_quotes(tmp_path):
         handle.write("\r\n")
         writer.writerows(ROWS[2:])
     got = read_all(str(path), batch_size=3, with_source=True)
-    np.testing.assert_array_equal(got["impression_id"], [11, 12, 13, 14, 15])
+    np.testing.assert_array_equal(got["impression_id"], [b"11", b"12", b"13", b"14", b"15"])
     np.testing.assert_array_equal(got[logs.SOURCE_ROW], [2, 3, 5, 6, 7])
     assert got["category"][4] == "café, bar".encode()
 

@@ -4,6 +4,7 @@ outputs; dead letters with reasons; atomic re-runs (SPEC §8)."""
 import csv
 import glob
 import gzip
+import io
 import json
 import os
 
@@ -198,9 +199,9 @@ def test_tfrecord_bad_record_and_corrupt_tail(exports, small_world, tmp_path):
     assert [int(d["row"]) for d in letters] == [1500]
     assert letters[0]["reason"].startswith("unreadable from here to the end of the file")
     assert summary["rows"] == 1499
-    got = pd.read_csv(os.path.join(out, "00000-logs.csv.gz"))
-    ids = columns["impression_id"]
-    assert got["impression_id"].tolist() == ids[:1499].tolist()
+    got = pd.read_csv(os.path.join(out, "00000-logs.csv.gz"), dtype={"impression_id": str})
+    ids = [i.decode() for i in columns["impression_id"]]
+    assert got["impression_id"].tolist() == ids[:1499]
 
 
 @pytest.mark.parametrize("engine", ["local", "beam"])
@@ -225,6 +226,23 @@ def test_candidates_need_only_the_models_features(exports, small_input, tmp_path
     with pytest.raises(InputError, match="missing required column 'position'"):
         score(exports["vr_ndt"].path, str(tmp_path / "no_position.csv"),
                            str(tmp_path / "scores2"), engine=engine)
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_impression_ids_go_out_as_they_came_in(exports, small_input, tmp_path, engine):
+    """impression_id is text: leading zeros, 20-digit ids (past int64) and, after 1,000 rows of
+    integers, ids with letters are written as read, and never make a row a dead letter."""
+    frame = read_input(small_input[0])
+    many = pd.concat([frame] * 4, ignore_index=True).iloc[:1100].copy()
+    ids = [f"{k:08d}" for k in range(400)] + [str(18446744073709551616 + k) for k in range(600)]
+    many["impression_id"] = ids + [f"x{k}" for k in range(100)]
+    path = tmp_path / "ids.csv"
+    many.to_csv(path, index=False)
+    out = str(tmp_path / "scores")
+    summary = score(exports["vr_ndt"].path, str(path), out, engine=engine)
+    assert summary["rows"] == len(many) and summary["dead_letters"] == 0
+    got = pd.read_csv(os.path.join(out, "00000-ids.csv.gz"), dtype=str, keep_default_na=False)
+    assert got["impression_id"].tolist() == many["impression_id"].tolist()
 
 
 @pytest.mark.parametrize("engine", ["local", "beam"])
@@ -454,6 +472,9 @@ def test_tfrecord_bad_records_and_a_corrupt_tail_in_one_file(exports, small_worl
     records[1099] = example(lambda f: f["position"].float_list.value.append(2.5))
     records[1199] = example(lambda f: f["position"].int64_list.value.append(3))
     records[1299] = example(lambda f: f.__delitem__("user_id"))
+    # A NaN in a float feature (pandas' missing value, kept by a converter).
+    records[1399] = example(lambda f: f["publish_age_hours"].float_list.value.__setitem__(
+        0, float("nan")))
     path = tmp_path / "logs.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as writer:
         for record in records:
@@ -464,14 +485,16 @@ def test_tfrecord_bad_records_and_a_corrupt_tail_in_one_file(exports, small_worl
                                  engine="local")
     with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
         letters = list(csv.DictReader(handle))
-    assert [int(d["row"]) for d in letters] == [1100, 1200, 1300, 1500]
+    assert [int(d["row"]) for d in letters] == [1100, 1200, 1300, 1400, 1500]
     assert "Data types don't match" in letters[0]["reason"]
     assert "position" in letters[0]["reason"]
     assert letters[1]["reason"] == "expected one value, found 2 (column 'position')"
     assert letters[2]["reason"] == ("expected a value, but the feature is missing "
                                     "(column 'user_id')")
-    assert letters[3]["reason"].startswith("unreadable from here to the end of the file")
-    assert summary["rows"] == 1496
+    assert letters[3]["reason"] == ("expected a finite number, found nan "
+                                    "(column 'publish_age_hours')")
+    assert letters[4]["reason"].startswith("unreadable from here to the end of the file")
+    assert summary["rows"] == 1495
 
 
 def test_shards_written_batch_by_batch_have_the_bytes_of_one_write(tmp_path):
@@ -493,7 +516,8 @@ def test_shards_written_batch_by_batch_have_the_bytes_of_one_write(tmp_path):
             if fmt == "csv":
                 flat = scoring.flatten_columns(columns)
                 flat["user_id"] = np.char.decode(flat["user_id"].astype(bytes), "utf-8")
-                log_writers.write_csv(whole, flat, decimals=7, compress=compress)
+                log_writers.write_csv(whole, flat, decimals=scoring.CSV_DECIMALS,
+                                      compress=compress)
             else:
                 log_writers.write_tfrecord(whole, columns, compress=compress)
             if fmt == "csv" and compress:
@@ -586,19 +610,27 @@ def test_csv_rows_are_what_pandas_writes(ids):
     columns is the reference, quoted ids included."""
     import pandas as pd
 
-    from pipelines.score.scoring import CSV_DECIMALS, format_csv_rows
+    from pipelines.score.scoring import format_csv_rows
 
     rows = len(ids)
     columns = {"impression_id": np.arange(rows, dtype=np.int64) * 1_000_003,
                "user_id": np.array([i.encode() for i in ids], dtype=object),
-               "score": np.array([0.1, 1e-9, np.nan, 123456.789], dtype=np.float32),
+               "score": np.array([0.1, 1e-9, np.nan, 1.2345678e-4], dtype=np.float32),
                "dwell_probs": np.random.default_rng(0).random((rows, 3)).astype(np.float32)}
+    # Each float as the shortest text Python reads back to the same float32 (repr of the
+    # float32 value): no rounding, so small scores keep their digits.
+    text = lambda values: [repr(float(v)) if not np.isfinite(v) else  # noqa: E731
+                           str(np.float32(v)) for v in values]
     expected = pd.DataFrame({
         "impression_id": columns["impression_id"], "user_id": ids,
-        "score": np.round(columns["score"], CSV_DECIMALS).astype(str),
-        **{f"dwell_probs_{k}": np.round(columns["dwell_probs"][:, k], CSV_DECIMALS).astype(str)
+        "score": text(columns["score"]),
+        **{f"dwell_probs_{k}": text(columns["dwell_probs"][:, k])
            for k in range(3)}}).to_csv(index=False, header=False, lineterminator="\n")
-    assert format_csv_rows(columns).decode("utf-8") == expected
+    got = format_csv_rows(columns).decode("utf-8")
+    assert got == expected
+    scores = [row[2] for row in csv.reader(io.StringIO(got))]
+    assert scores[1] == "1e-09" and scores[3] == "0.00012345678"
+    assert all(np.float32(s) == v or np.isnan(v) for s, v in zip(scores, columns["score"]))
 
 
 @pytest.mark.parametrize("other_id", [b"plain", b"needs,quotes"])

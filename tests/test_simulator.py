@@ -166,7 +166,8 @@ def test_written_logs_read_back_equal_in_both_formats(tmp_path):
     for path in (tmp_path / "csv/logs/day-01.csv.gz", tmp_path / "tfr/logs/day-01.tfrecord.gz"):
         batches = list(logs.read_logs(str(path), 512).as_numpy_iterator())
         got = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
-        np.testing.assert_array_equal(got["impression_id"], log["impression_id"])
+        np.testing.assert_array_equal(got["impression_id"].astype(str),  # text, as written
+                                      log["impression_id"].astype(str))
         np.testing.assert_array_equal(got["user_id"].astype(str), log["user_id"].astype(str))
         np.testing.assert_array_equal(got["item_id"].astype(str), log["item_id"])
         np.testing.assert_array_equal(got["click"], log["click"])

@@ -158,6 +158,8 @@ class RowCheck:
             count = 0 if which is None else len(getattr(feature, which).value)
             if (which is not None and which != kind) or count > 1 or (needs_value and not count):
                 return True
+            if which == "float_list" and count and not math.isfinite(feature.float_list.value[0]):
+                return True  # the reader refuses a NaN or an infinity (not in dwell_time)
         return False
 
     def problem(self, unit: bytes, row: int) -> InputError | None:
