@@ -20,7 +20,7 @@ import zlib
 from typing import Sequence
 
 from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs, tf_reason
-from core.log_schema import FIXED_TYPES, FLOAT_RE, INT_RE, LogFile, open_binary, open_text
+from core.log_schema import FIXED_TYPES, FLOAT_RE, INT64_TEXT, LogFile, open_binary, open_text
 
 # The most recent reader of each thread, so that a parse error raised deep inside tf.data
 # (possibly inside Keras' fit) can be traced back to its file and line (see `diagnose`). Per
@@ -51,7 +51,7 @@ def diagnose(source=None) -> InputError | None:
         return corrupt
     columns, dtypes = source.schema.columns, source.schema.dtypes
     checked = set(source.checked or columns)
-    typed = [(i, n, INT_RE if dtypes[n] == "int64" else FLOAT_RE, dtypes[n])
+    typed = [(i, n, INT64_TEXT if dtypes[n] == "int64" else FLOAT_RE, dtypes[n])
              for i, n in enumerate(columns) if dtypes[n] != "string" and n in checked]
     for log_file in source.files:
         with open_text(log_file) as text:

@@ -58,7 +58,7 @@ TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfreco
 # Python's csv module refuses fields over 128 KiB; logs may carry longer ones (article text).
 csv.field_size_limit(1 << 30)
 
-_INT = r"[+-]?[0-9]{1,19}"  # int64 holds every 18-digit number and some of 19 (`_fits_int64`)
+_INT = r"[+-]?[0-9]{1,19}"  # int64 holds every 18-digit number and some of 19 (`fits_int64`)
 _FLOAT = r"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)"
 INT_RE, FLOAT_RE = re.compile(_INT + r"\Z"), re.compile(_FLOAT + r"\Z")
 
@@ -207,8 +207,24 @@ class AbsentTypedColumns(InputError):
 
 
 # Schema inference -------------------------------------------------------------------------------
-def _fits_int64(value: str) -> bool:
+_ANY_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def fits_int64(value: str) -> bool:
+    """Whether CSV text `value` is an integer that int64 holds (what the reader accepts)."""
     return INT_RE.match(value) is not None and -(1 << 63) <= int(value) < (1 << 63)
+
+
+class _Int64Text:
+    """A matcher like FLOAT_RE (`match(text)`, truthy when it fits) for int64 columns: INT_RE
+    takes 19 digits, some of which int64 does not hold."""
+
+    @staticmethod
+    def match(value: str) -> bool:
+        return fits_int64(value)
+
+
+INT64_TEXT = _Int64Text()
 
 
 def _infer_value_type(values: Iterable[str]) -> str:
@@ -218,9 +234,9 @@ def _infer_value_type(values: Iterable[str]) -> str:
     present = [value for value in values if value != ""]
     if not present:
         return "string"
-    if all(_fits_int64(value) for value in present):
+    if all(fits_int64(value) for value in present):
         return "int64"
-    if all(INT_RE.match(value) for value in present):
+    if all(_ANY_INT_RE.match(value) for value in present):
         return "string"
     return "float32" if all(FLOAT_RE.match(value) for value in present) else "string"
 

@@ -28,8 +28,8 @@ Keys: `type` (categorical | numeric), `hash_buckets`, `vocabulary` (a list: inde
 values outside it; on a numeric column its entries are read as the column's numbers, so 4.0
 matches the value 4), `embedding_dim`, `transform` (log1p_standardize | standardize |
 identity), `default` (the value a missing feature takes at serving time), `post_click`,
-`exclude`. A categorical number is hashed by its text: integers in decimal, decimals in their
-shortest form (4.5, 1e-07). Post-click features
+`exclude`. A categorical number is hashed by its text: integers in decimal, decimals as C's
+%.9g of their float32 (exact: 4.5, 1e-07). Post-click features
 (mostly affecting dwell, such as category, length, publish age) can also be named with
 `--post_click_features`.
 
@@ -39,8 +39,10 @@ strings (hashed like any other string), 0 for numbers (log1p(0) = 0 before stand
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -55,6 +57,7 @@ HASH_BUCKETS = 1 << 10
 ID_EMBEDDING_DIM = 16
 EMBEDDING_DIM = 8
 TRANSFORMS = ("log1p_standardize", "standardize", "identity")
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+\Z")
 _CONFIG_KEYS = {"type", "hash_buckets", "vocabulary", "embedding_dim", "transform", "default",
                 "post_click", "exclude"}
 
@@ -75,6 +78,11 @@ class Feature:
     std: float = 1.0
     default: str | float | int = ""
     post_click: bool = False
+    # How a categorical decimal is turned into text before hashing or a vocabulary lookup:
+    # "g9" (C's %.9g of the float32: exact, 4.5 -> "4.5"; every spec built now) or "fixed"
+    # (%f, six decimals: the default of configs written before the field, kept so that a model
+    # trained then is exported with the buckets it trained with).
+    decimal_text: str = "fixed"
 
     @property
     def num_embeddings(self) -> int:
@@ -200,7 +208,7 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
     if kind == "categorical":
         vocabulary = tuple(value_text(v, dtype, name, where)
                            for v in options.get("vocabulary", ()))
-        repeated = sorted({v for v in vocabulary if vocabulary.count(v) > 1})
+        repeated = sorted(v for v, n in collections.Counter(vocabulary).items() if n > 1)
         if repeated:
             raise InputError(f"feature '{name}': the vocabulary lists {', '.join(repeated)} "
                              "more than once (as the column's values read)", file=where)
@@ -212,7 +220,7 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
                              file=where)
         default = options.get("default", "" if dtype == "string" else 0)
         return Feature(name, dtype, "categorical", hash_buckets=0 if vocabulary else buckets,
-                       vocabulary=vocabulary, embedding_dim=dim,
+                       vocabulary=vocabulary, embedding_dim=dim, decimal_text="g9",
                        default=_typed(default, dtype, name, where), post_click=post_click)
     transform = options.get("transform", "log1p_standardize")
     if transform not in TRANSFORMS:
@@ -249,19 +257,23 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
 
 def value_text(value, dtype: str, name: str, where: str) -> str:
     """A vocabulary entry as the encoder sees a value of a `dtype` column: text as is, integers
-    in decimal, decimals as float32 in TensorFlow's shortest form (`tf.strings.as_string(x,
-    shortest=True)`, C's %g: 4.5 -> "4.5", 4.0 -> "4"), so `[4.0, 4.5]` matches a float
-    column's values as `[4, 4.5]` does. InputError for an entry that is not a number of a
-    numeric column."""
+    in decimal (exact, whatever their size; "007" -> "7"), decimals as the "g9" text of their
+    float32 (`tf.strings.as_string(x, precision=9, shortest=True)`, C's %.9g: 4.5 -> "4.5",
+    4.0 -> "4"), so `[4.0, 4.5]` matches a float column's values as `[4, 4.5]` does.
+    InputError for an entry that is not a number of a numeric column."""
     if dtype == "string":
         return str(value)
     try:
-        number = float(value)
+        if isinstance(value, bool):
+            raise ValueError
         if dtype == "int64":
-            if number != int(number):
+            if isinstance(value, int) or INTEGER_TEXT.match(str(value).strip()):
+                return str(int(value))
+            number = float(value)  # 4.0 (a JSON number or its text) is the integer 4
+            if not number.is_integer():
                 raise ValueError
             return str(int(number))
-        return f"{np.float32(number):g}"
+        return f"{np.float32(float(value)):.9g}"
     except (TypeError, ValueError, OverflowError):
         raise InputError(f"feature '{name}': vocabulary entry {value!r} is not a value of the "
                          f"column, which holds {'integers' if dtype == 'int64' else 'numbers'}",

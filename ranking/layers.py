@@ -67,10 +67,14 @@ class FeatureEncoder(StaticLayer):
 
     def indices(self, feature: Feature, values: tf.Tensor) -> tf.Tensor:
         """Embedding row of each raw categorical value, int64 [batch]."""
-        # Decimals by their shortest text ("4.5", not "4.500000", which would bucket every
-        # value below 5e-7 with 0): what `features.value_text` makes of a vocabulary entry.
-        strings = values if values.dtype == tf.string else tf.strings.as_string(
-            values, shortest=values.dtype.is_floating)
+        if values.dtype == tf.string:
+            strings = values
+        elif values.dtype.is_floating and feature.decimal_text == "g9":
+            # Exact text ("4.5"; %f's "4.500000" bucketed every value below 5e-7 with 0):
+            # what `features.value_text` makes of a vocabulary entry.
+            strings = tf.strings.as_string(values, precision=9, shortest=True)
+        else:
+            strings = tf.strings.as_string(values)
         if feature.vocabulary:
             return self.vocabularies[feature.name].lookup(strings)
         return tf.strings.to_hash_bucket_fast(strings, feature.hash_buckets)

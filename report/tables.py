@@ -69,9 +69,9 @@ def dwell_table(named: list[tuple[str, dict]]) -> str | None:
              "| model | " + " | ".join(title for _, title, _ in DT_COLUMNS)
              + " | ctr tower's click AUC |", "|---|" + "---|" * (len(DT_COLUMNS) + 1)]
     for name, m in rows:
-        auc = m.get("towers", {}).get("ctr", {}).get("auc_ctr")
+        ctr = m.get("towers", {}).get("ctr")  # None: no ctr tower; its AUC None: undefined
         lines.append(f"| {name} | " + " | ".join(number(m[k], d) for k, _, d in DT_COLUMNS)
-                     + f" | {'–' if auc is None else number(auc, 4)} |")
+                     + f" | {'–' if ctr is None else number(ctr['auc_ctr'], 4)} |")
     return "\n".join(lines)
 
 

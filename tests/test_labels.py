@@ -677,6 +677,14 @@ def test_distinct_values_stop_being_counted_at_the_cap(tmp_path, monkeypatch):
         stats = stats_artifact.read_stats_json(str(tmp_path / engine))
         assert stats["feature_values"] == {"tag": {"distinct": 100, "at_least": True},
                                            "slot": {"distinct": 60, "at_least": False}}, engine
+    # A worker stops adding values once past the cap (memory bounded by the cap and a batch).
+    from core import logs
+
+    source = logs.open_logs(str(tmp_path / "*.csv"))
+    schema_json = {**source.schema.to_json(), "stored": source.stored_types}
+    [(_, part)] = [out for out in statistics._preaggregate(
+        source.files, schema_json, statistics.StatsConfig(batch_size=16)) if out[0] == "part"]
+    assert 100 <= len(part.values["tag"]) < 100 + 16 and len(part.values["slot"]) == 60
 
 
 def test_stats_local_engine_writes_the_beam_engines_artifact(tmp_path):

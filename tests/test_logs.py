@@ -123,6 +123,8 @@ def test_schema_inference_follows_spec_types(tmp_path):
     (["007", "-12", ""], "int64"),
     (["9223372036854775807", "-9223372036854775808"], "int64"),  # int64's ends, 19 digits
     (["1", "9223372036854775808"], "string"),  # an integer past int64: ids float32 would merge
+    (["12345678901234567890", "1"], "string"),  # 20 digits
+    (["-123456789012345678901234567890"], "string"),
     (["12345678901234567890", "1.5"], "float32"),  # decimals among them: numbers
     (["1", "2.5", "1e3", "nan"], "float32"),
     (["1", "two"], "string"),
@@ -236,6 +238,8 @@ CSV_CASES = [
      r"line 2, column 'dwell_time': a clicked row needs its dwell time"),
     ("decimal in an integer feature", replace_field(ROWS, 4, "position", "2.5"),
      r"line 6, column 'position': expected an integer \(type inferred"),
+    ("integer past int64", replace_field(ROWS, 3, "position", "9223372036854775808"),
+     r"line 5, column 'position': expected an integer \(type inferred"),
     ("non-finite float feature", replace_field(ROWS, 2, "score", "inf"),
      r"line 4, column 'score': expected a finite number, found inf"),
     ("extra field", [list(r) for r in ROWS[:3]] + [list(ROWS[3]) + ["x"]] + [list(ROWS[4])],

@@ -101,21 +101,35 @@ def test_encoder_against_numpy():
 def test_vocabularies_on_numeric_columns_match_the_values_as_the_encoder_reads_them():
     # publish_age_hours is float32, position int64: entries given as JSON numbers or text match
     # the values TensorFlow turns into text (its own op is the reference).
-    config = {"features": {"publish_age_hours": {"type": "categorical",
-                                                 "vocabulary": [0.5, "4.0", 12, 0.1, 1e-7]},
-                           "position": {"type": "categorical", "vocabulary": ["007", 2.0]}}}
+    config = {"features": {"publish_age_hours": {"type": "categorical", "vocabulary": [
+        0.5, "4.0", 12, 0.1, 1e-7, 1234567, 1234568, 10.00001]},
+                           "position": {"type": "categorical", "vocabulary": [
+                               "007", 2.0, 1234567890123456789, "9007199254740993"]}}}
     spec = tiny_spec(config)
     encoder = FeatureEncoder(spec)
-    hours = tf.constant([0.5, 4.0, 12.0, 0.1, 1e-7, 0.0, 4.5], tf.float32)
-    np.testing.assert_array_equal(
-        encoder.indices(spec["publish_age_hours"], hours).numpy(), [1, 2, 3, 4, 5, 0, 0])
-    np.testing.assert_array_equal(
-        encoder.indices(spec["position"], tf.constant([7, 2, 3], tf.int64)).numpy(), [1, 2, 0])
-    # Hashed decimals are told apart below 5e-7 ("%f" text would read them all as "0.000000").
+    hours = tf.constant([0.5, 4.0, 12.0, 0.1, 1e-7, 1234567, 1234568, 10.00001, 10.0, 0.0, 4.5],
+                        tf.float32)
+    np.testing.assert_array_equal(encoder.indices(spec["publish_age_hours"], hours).numpy(),
+                                  [1, 2, 3, 4, 5, 6, 7, 8, 0, 0, 0])
+    # Integers exactly, past float64's 2^53 too.
+    positions = tf.constant([7, 2, 1234567890123456789, 9007199254740993, 9007199254740992, 3],
+                            tf.int64)
+    np.testing.assert_array_equal(encoder.indices(spec["position"], positions).numpy(),
+                                  [1, 2, 3, 4, 0, 0])
+    # Hashed decimals are told apart below 5e-7 ("%f" text would read them all as "0.000000")
+    # and past six digits (%g would read 1234567 and 1234568 as "1.23457e+06").
     hashed = tiny_spec({"features": {"publish_age_hours": {"type": "categorical"}}})
-    rows = FeatureEncoder(hashed).indices(hashed["publish_age_hours"],
-                                          tf.constant([0.0, 1e-7, 2e-7], tf.float32)).numpy()
-    assert len(set(rows.tolist())) == 3
+    rows = FeatureEncoder(hashed).indices(hashed["publish_age_hours"], tf.constant(
+        [0.0, 1e-7, 2e-7, 1234567, 1234568], tf.float32)).numpy()
+    assert len(set(rows.tolist())) == 5
+    # A config written before the field: the buckets it trained with (%f text).
+    old = features.FeatureSpec.from_json([{k: v for k, v in f.items() if k != "decimal_text"}
+                                          for f in hashed.to_json()])
+    assert old["publish_age_hours"].decimal_text == "fixed"
+    values = tf.constant([0.5, 1e-7], tf.float32)
+    np.testing.assert_array_equal(
+        FeatureEncoder(old).indices(old["publish_age_hours"], values).numpy(),
+        tf.strings.to_hash_bucket_fast(["0.500000", "0.000000"], features.HASH_BUCKETS).numpy())
     for bad, message in [(["x"], "vocabulary entry 'x' is not a value of the column, which "
                                  "holds numbers"),
                          ([1.5], "entry 1.5 is not a value of the column, which holds integers"),

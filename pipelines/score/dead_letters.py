@@ -31,7 +31,7 @@ LOST = "unreadable from here to the end of the file: "
 
 # What the cheap test lets through without asking TensorFlow (a value outside these may still
 # be accepted by the reader: the reader decides).
-_INT = re.compile(rb"[+-]?[0-9]{1,18}")
+_INT = re.compile(rb"[+-]?[0-9]{1,19}")
 _FLOAT = re.compile(rb"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)")
 _FLOAT32_MAX = 3.4028234663852886e38
 # Columns the reader requires a value of, when it reads them (see logs.LogSource).
@@ -99,7 +99,8 @@ class RowCheck:
         self.kinds = {n: (_KINDS[source.stored_types[n]], n in _RECORD_NEEDS_VALUE)
                       for n in checked if n in source.stored_types}
         # diagnose's account of a CSV line the reader rejects without naming it.
-        self.typed = [(i, n, log_schema.INT_RE if schema.dtypes[n] == "int64" else log_schema.FLOAT_RE,
+        self.typed = [(i, n, log_schema.INT64_TEXT if schema.dtypes[n] == "int64"
+                       else log_schema.FLOAT_RE,
                        schema.dtypes[n]) for i, n in enumerate(schema.columns)
                       if schema.dtypes[n] != "string" and n in wanted]
         parse = source._parse_csv_batch if self.csv else source._parse_tfrecord_batch
@@ -130,8 +131,8 @@ class RowCheck:
                     return True
                 continue
             if kind == "int64":
-                if not _INT.fullmatch(value):
-                    return True
+                if not _INT.fullmatch(value) or not -(1 << 63) <= int(value) < (1 << 63):
+                    return True  # 19 digits may lie past int64, which the reader refuses
             elif not _FLOAT.fullmatch(value):
                 return True
             else:
@@ -159,7 +160,7 @@ class RowCheck:
             if (which is not None and which != kind) or count > 1 or (needs_value and not count):
                 return True
             if which == "float_list" and count and not math.isfinite(feature.float_list.value[0]):
-                return True  # the reader refuses a NaN or an infinity (not in dwell_time)
+                return True  # the reader refuses a NaN or an infinity
         return False
 
     def problem(self, unit: bytes, row: int) -> InputError | None:

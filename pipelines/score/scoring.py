@@ -150,12 +150,8 @@ def format_csv_rows(columns: dict) -> bytes:
     columns = flatten_columns(columns)
     fields = {}
     for name, values in columns.items():
-        if values.dtype == object:
-            fields[name] = values.tolist()
-        elif np.issubdtype(values.dtype, np.floating):
-            fields[name] = values.astype(bytes).tolist()
-        else:
-            fields[name] = values.astype(bytes).tolist()
+        # Numbers' bytes are numpy's shortest text of their dtype (exact for float32).
+        fields[name] = values.tolist() if values.dtype == object else values.astype(bytes).tolist()
     quoted = any(_NEEDS_QUOTES.search(v) for name, values in columns.items()
                  if values.dtype == object for v in fields[name])
     if quoted or len(fields) < 2 or not next(iter(fields.values())):

@@ -84,8 +84,10 @@ class _Part:
         # (the two standardizing transforms'), merged by `stats_artifact.combine_moments`
         self.log1p = log1p or {}
         self.raw = raw or {}
-        # name -> the distinct values of a string or integer feature column (not the ids), up
-        # to DISTINCT_VALUES_CAP of them: how many hash buckets it needs (training's note)
+        # name -> fingerprints of the distinct values of a string or integer feature column
+        # (not the ids), up to DISTINCT_VALUES_CAP of them (two of 65,536 values share a 64-bit
+        # fingerprint with probability about 1e-10): how many hash buckets it needs (training's
+        # note)
         self.values = values or {}
         self.files = files or []  # stats_artifact.file_record of each file read
 
@@ -154,7 +156,9 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
         day_parts.append((batch["user_id"][click], day[click]))
         for name, seen in part.values.items():
             if len(seen) < stats_artifact.DISTINCT_VALUES_CAP:
-                seen.update(pd.unique(batch[name]))
+                # 64-bit fingerprints, the same in every worker process (pandas' fixed key):
+                # a set of long text fields would hold each field whole.
+                seen.update(pd.unique(pd.util.hash_array(batch[name], categorize=False)).tolist())
         for name in numeric:
             values = batch[name]
             x = np.log1p(np.maximum(values.astype(np.float64), 0.0))
