@@ -113,16 +113,17 @@ def _feature_entries(name: str, values: np.ndarray) -> list[bytes]:
 
 
 def _ids_as_text(name: str, values: np.ndarray) -> np.ndarray:
-    """Ids (`user_id`, `item_id`) are strings wherever the project writes them (SPEC §7):
-    integer ids become their decimal text, so serving parses every example the same way."""
+    """Ids (`user_id`, `item_id`, and `impression_id`, read as text: `log_schema.FIXED_TYPES`)
+    are strings wherever the project writes them (SPEC §7): integer ids become their decimal
+    text, so serving parses every example the same way."""
     if FIXED_TYPES.get(name) == "string" and np.issubdtype(values.dtype, np.integer):
         return values.astype(str).astype(object)
     return values
 
 
 def serialize_examples(columns: Mapping[str, np.ndarray]) -> list[bytes]:
-    """One serialized `tf.Example` per row of `columns` (equal-length arrays): ids as
-    bytes_list always (integer ids as their decimal text), other integers as int64_list,
+    """One serialized `tf.Example` per row of `columns` (equal-length arrays): ids (and
+    impression_id) as bytes_list always (integer ids as their decimal text), other integers as int64_list,
     floats as float_list (float32; a 2-D float array [rows, m] gives a float_list of m values
     per row), anything else (str or bytes) as bytes_list.
 
