@@ -9,7 +9,8 @@ Column types follow SPEC §2: `user_id`, `item_id` and `impression_id` are alway
 `timestamp` and `click` are int64; `dwell_time` is float64 (seconds); any other CSV column is
 int64 if every sampled value is an integer int64 holds, a string if they are all integers but
 some lie beyond int64, float32 if every sampled value is a number, else a string. The sample is
-the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files): a column that turns out
+the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files; a column empty on all
+of them, up to `SPARSE_SAMPLE_ROWS` rows of those files): a column that turns out
 to hold another type further down is reported with its row, and its type can be set explicitly
 (`column_types`, or the feature config). Empty feature values take the type's default (0, 0.0
 or ""). In a `tf.Example` the same names and types apply (int64_list, float_list, bytes_list);
@@ -51,6 +52,10 @@ MAX_TIMESTAMP = 253_402_300_799
 
 SAMPLE_ROWS = 1000
 SAMPLE_FILES = 10
+# A CSV column empty on every sampled row (a sparse feature: a count, a rating given by few) is
+# sampled further, up to this many rows of the first files, before it is typed: with no value
+# seen it is read as text, and its numbers would be hashed as words.
+SPARSE_SAMPLE_ROWS = 100_000
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.gzip")
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfrecords.gz",
                      ".tfrecord.gzip", ".tfr.gz")
@@ -348,7 +353,32 @@ def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COL
         raise InputError("the input has no rows: "
                          + ", ".join(f.path for f in files[:3]) + (" ..." if len(files) > 3 else "")
                          + " hold only a header")
+    _sample_sparse_columns(files, header0, samples)
     return header0, samples
+
+
+def _sample_sparse_columns(files: Sequence[LogFile], header: list[str],
+                           samples: dict[str, list[str]]) -> None:
+    """Adds to `samples` the values of the columns empty on every sampled row, read from up to
+    SPARSE_SAMPLE_ROWS rows of the first files (counted from each file's start). A file that
+    cannot be read that far ends the search: the reader names its problem with its line."""
+    sparse = [i for i, name in enumerate(header)
+              if name not in FIXED_TYPES and not any(samples[name])]
+    budget = SPARSE_SAMPLE_ROWS
+    for log_file in files[:SAMPLE_FILES]:
+        if not sparse or budget <= 0:
+            return
+        try:
+            _, rows = _csv_header_and_sample(log_file, budget)
+        except InputError:
+            return
+        budget -= len(rows)
+        for row in rows:
+            if len(row) == len(header):
+                for i in sparse:
+                    if row[i]:
+                        samples[header[i]].append(row[i])
+        sparse = [i for i in sparse if not any(samples[header[i]])]
 
 
 def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS

@@ -119,6 +119,25 @@ def test_schema_inference_follows_spec_types(tmp_path):
     assert schema.feature_columns() == ("user_id", "item_id", "position", "category", "score")
 
 
+def test_a_column_empty_on_the_sampled_rows_is_typed_by_the_rows_after(tmp_path):
+    # A sparse numeric feature (values from row 1,501 on), and a column empty everywhere: the
+    # first is sampled further and typed by its numbers, the second stays text.
+    header = [*HEADER, "likes", "unused"]
+    rows = [[*row, "" if k < 1500 else str(k % 7), ""]
+            for k, row in enumerate(ROWS * 400)]
+    path = tmp_path / "sparse.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    assert len(rows) == len(ROWS) * 400 > 1500 > log_schema.SAMPLE_ROWS
+    schema = logs.open_logs(str(path)).schema
+    assert schema.dtypes["likes"] == "int64" and schema.dtypes["unused"] == "string"
+    got = read_all(str(path))
+    np.testing.assert_array_equal(got["likes"], [0 if k < 1500 else k % 7
+                                                 for k in range(len(rows))])
+
+
 @pytest.mark.parametrize("values,kind", [
     (["007", "-12", ""], "int64"),
     (["9223372036854775807", "-9223372036854775808"], "int64"),  # int64's ends, 19 digits
