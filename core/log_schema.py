@@ -422,7 +422,8 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
             raise InputError(f"missing required feature '{name}' in the first records (features: "
                              f"{', '.join(sorted(kinds))})", file=files[0].path)
     allowed = {"timestamp": ("int64",), "click": ("int64",), "dwell_time": ("float32", "int64"),
-               "user_id": ("string", "int64"), "item_id": ("string", "int64")}
+               "user_id": ("string", "int64"), "item_id": ("string", "int64"),
+               "impression_id": ("string", "int64")}
     for name, ok in allowed.items():
         if name in kinds and kinds[name] not in ok:
             raise InputError(f"feature '{name}' is {kinds[name]}; expected "

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import decimal
 import json
-import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -57,7 +57,7 @@ HASH_BUCKETS = 1 << 10
 ID_EMBEDDING_DIM = 16
 EMBEDDING_DIM = 8
 TRANSFORMS = ("log1p_standardize", "standardize", "identity")
-INTEGER_TEXT = re.compile(r"[+-]?[0-9]+\Z")
+DECIMAL_TEXTS = ("g9", "fixed")
 _CONFIG_KEYS = {"type", "hash_buckets", "vocabulary", "embedding_dim", "transform", "default",
                 "post_click", "exclude"}
 
@@ -78,11 +78,16 @@ class Feature:
     std: float = 1.0
     default: str | float | int = ""
     post_click: bool = False
-    # How a categorical decimal is turned into text before hashing or a vocabulary lookup:
-    # "g9" (C's %.9g of the float32: exact, 4.5 -> "4.5"; every spec built now) or "fixed"
-    # (%f, six decimals: the default of configs written before the field, kept so that a model
-    # trained then is exported with the buckets it trained with).
+    # How a categorical decimal (a float32 categorical feature) is turned into text before
+    # hashing or a vocabulary lookup: "g9" (C's %.9g of the float32, -0 and subnormals as 0:
+    # exact, 4.5 -> "4.5"; every spec built now) or "fixed" (%f, six decimals: configs written
+    # before d6bedd7 lack the field, so that a model trained then keeps the buckets it trained
+    # with). Written to config.json for float32 categorical features only.
     decimal_text: str = "fixed"
+
+    @property
+    def is_categorical_decimal(self) -> bool:
+        return self.kind == "categorical" and self.dtype == "float32"
 
     @property
     def num_embeddings(self) -> int:
@@ -121,12 +126,20 @@ class FeatureSpec:
         raise KeyError(name)
 
     def to_json(self) -> list[dict]:
-        return [dataclasses.asdict(f) for f in self.features]
+        # decimal_text only where it means something: the config.json of every other feature
+        # reads as it did before the field (a run started then resumes).
+        return [{k: v for k, v in dataclasses.asdict(f).items()
+                 if k != "decimal_text" or f.is_categorical_decimal} for f in self.features]
 
     @classmethod
     def from_json(cls, data: Sequence[Mapping]) -> "FeatureSpec":
-        return cls(tuple(Feature(**{**f, "vocabulary": tuple(f.get("vocabulary", ()))})
+        spec = cls(tuple(Feature(**{**f, "vocabulary": tuple(f.get("vocabulary", ()))})
                          for f in data))
+        for feature in spec.features:
+            if feature.decimal_text not in DECIMAL_TEXTS:
+                raise InputError(f"feature '{feature.name}': decimal_text must be one of "
+                                 f"{', '.join(DECIMAL_TEXTS)}, not {feature.decimal_text!r}")
+        return spec
 
 
 def load_feature_config(path: str | None) -> dict:
@@ -220,7 +233,8 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
                              file=where)
         default = options.get("default", "" if dtype == "string" else 0)
         return Feature(name, dtype, "categorical", hash_buckets=0 if vocabulary else buckets,
-                       vocabulary=vocabulary, embedding_dim=dim, decimal_text="g9",
+                       vocabulary=vocabulary, embedding_dim=dim,
+                       decimal_text="g9" if dtype == "float32" else "fixed",
                        default=_typed(default, dtype, name, where), post_click=post_click)
     transform = options.get("transform", "log1p_standardize")
     if transform not in TRANSFORMS:
@@ -257,24 +271,32 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
 
 def value_text(value, dtype: str, name: str, where: str) -> str:
     """A vocabulary entry as the encoder sees a value of a `dtype` column: text as is, integers
-    in decimal (exact, whatever their size; "007" -> "7"), decimals as the "g9" text of their
-    float32 (`tf.strings.as_string(x, precision=9, shortest=True)`, C's %.9g: 4.5 -> "4.5",
-    4.0 -> "4"), so `[4.0, 4.5]` matches a float column's values as `[4, 4.5]` does.
-    InputError for an entry that is not a number of a numeric column."""
+    in decimal (exact; "007" -> "7"), decimals as the "g9" text of their float32
+    (`tf.strings.as_string(x, precision=9, shortest=True)`, C's %.9g: 4.5 -> "4.5", 4.0 -> "4";
+    -0 and subnormals as "0"), so `[4.0, 4.5]` matches a float column's values as `[4, 4.5]`
+    does. InputError for an entry that is not a value of the column (text in a numeric
+    column, a fraction or a number past int64 in an int64 one, a non-finite decimal)."""
     if dtype == "string":
         return str(value)
     try:
         if isinstance(value, bool):
             raise ValueError
         if dtype == "int64":
-            if isinstance(value, int) or INTEGER_TEXT.match(str(value).strip()):
-                return str(int(value))
-            number = float(value)  # 4.0 (a JSON number or its text) is the integer 4
-            if not number.is_integer():
+            # Exactly (Decimal, not float: 9007199254740993.0 stays itself); 4.0 is 4.
+            number = decimal.Decimal(str(value).strip())
+            if not number.is_finite() or number != number.to_integral_value():
                 raise ValueError
-            return str(int(number))
-        return f"{np.float32(float(value)):.9g}"
-    except (TypeError, ValueError, OverflowError):
+            integer = int(number)
+            if not -(1 << 63) <= integer < (1 << 63):
+                raise ValueError
+            return str(integer)
+        number = np.float32(float(value))
+        if not np.isfinite(number):
+            raise ValueError
+        if abs(number) < np.finfo(np.float32).tiny:  # -0 and subnormals read as 0
+            number = np.float32(0.0)
+        return f"{number:.9g}"
+    except (TypeError, ValueError, OverflowError, decimal.InvalidOperation):
         raise InputError(f"feature '{name}': vocabulary entry {value!r} is not a value of the "
                          f"column, which holds {'integers' if dtype == 'int64' else 'numbers'}",
                          file=where) from None

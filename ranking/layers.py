@@ -70,8 +70,10 @@ class FeatureEncoder(StaticLayer):
         if values.dtype == tf.string:
             strings = values
         elif values.dtype.is_floating and feature.decimal_text == "g9":
-            # Exact text ("4.5"; %f's "4.500000" bucketed every value below 5e-7 with 0):
-            # what `features.value_text` makes of a vocabulary entry.
+            # Exact text ("4.5"; %f's "4.500000" bucketed every value below 5e-7 with 0), -0
+            # (and a subnormal, which compares equal to 0 on a flushing CPU) as 0: what
+            # `features.value_text` makes of a vocabulary entry.
+            values = tf.where(tf.equal(values, 0), tf.zeros_like(values), values)
             strings = tf.strings.as_string(values, precision=9, shortest=True)
         else:
             strings = tf.strings.as_string(values)

@@ -985,3 +985,14 @@ def test_an_artifact_table_with_a_bad_value_names_its_shard_line_and_column(tmp_
     # Ids stay text (a leading zero kept), blank lines skipped, integers as int64.
     assert table["user_id"].tolist() == ["u1", "007"] and table["day"].dtype == np.int64
     assert table["clicks"].tolist() == [3, 2]
+
+
+def test_the_label_jobs_csv_text_of_a_float_reads_back_to_it():
+    # A TFRecord's float feature labelled to CSV: every float32 written exactly (%g's six
+    # digits would write 1234567 as 1.23457e+06).
+    import tensorflow as tf
+
+    values = np.array([1234567.0, 0.1, 4.5, -3.25e-12, 70.09, 3.4e38], np.float32)
+    text = labelling._as_text(tf.constant(values)).numpy()
+    assert text[0] == b"1234567" and text[2] == b"4.5"
+    np.testing.assert_array_equal(np.array([float(t) for t in text], np.float32), values)

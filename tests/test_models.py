@@ -122,6 +122,11 @@ def test_vocabularies_on_numeric_columns_match_the_values_as_the_encoder_reads_t
     rows = FeatureEncoder(hashed).indices(hashed["publish_age_hours"], tf.constant(
         [0.0, 1e-7, 2e-7, 1234567, 1234568], tf.float32)).numpy()
     assert len(set(rows.tolist())) == 5
+    # config.json carries decimal_text for float categoricals only: a config written before
+    # the field, of a model without one, reads as the spec built now (a run resumes).
+    assert [("decimal_text" in f) for f in hashed.to_json()] == [
+        f.name == "publish_age_hours" for f in hashed.features]
+    assert "decimal_text" not in json.dumps(tiny_spec().to_json())
     # A config written before the field: the buckets it trained with (%f text).
     old = features.FeatureSpec.from_json([{k: v for k, v in f.items() if k != "decimal_text"}
                                           for f in hashed.to_json()])
@@ -130,11 +135,22 @@ def test_vocabularies_on_numeric_columns_match_the_values_as_the_encoder_reads_t
     np.testing.assert_array_equal(
         FeatureEncoder(old).indices(old["publish_age_hours"], values).numpy(),
         tf.strings.to_hash_bucket_fast(["0.500000", "0.000000"], features.HASH_BUCKETS).numpy())
+    # Integers by their exact value; -0 as 0 (values and entries alike).
+    assert features.value_text("9007199254740993.0", "int64", "p", "f") == "9007199254740993"
+    assert [features.value_text(v, "int64", "p", "f") for v in ("+7", " 7", 7.0, "1e3")] == [
+        "7", "7", "7", "1000"]
+    zero = tiny_spec({"features": {"publish_age_hours": {"type": "categorical",
+                                                         "vocabulary": [-0.0, 2]}}})
+    np.testing.assert_array_equal(FeatureEncoder(zero).indices(
+        zero["publish_age_hours"], tf.constant([0.0, -0.0, 2.0, 1.0], tf.float32)).numpy(),
+        [1, 1, 2, 0])
     for bad, message in [(["x"], "vocabulary entry 'x' is not a value of the column, which "
                                  "holds numbers"),
                          ([1.5], "entry 1.5 is not a value of the column, which holds integers"),
+                         (["1e30"], "entry '1e30' is not a value of the column"),
+                         (["nan"], "entry 'nan' is not a value of the column"),
                          ([4, "4.0"], "lists 4 more than once")]:
-        column = "position" if bad == [1.5] else "publish_age_hours"
+        column = "position" if bad in ([1.5], ["1e30"]) else "publish_age_hours"
         with pytest.raises(InputError, match=message):
             tiny_spec({"features": {column: {"type": "categorical", "vocabulary": bad}}})
 

@@ -89,8 +89,8 @@ def _as_text(tensor):
 
     if tensor.dtype == tf.string:
         return _csv_text(tensor)
-    if tensor.dtype.is_floating:
-        return tf.strings.as_string(tensor, shortest=True)
+    if tensor.dtype.is_floating:  # exact for float32 (shortest=True alone keeps 6 digits)
+        return tf.strings.as_string(tensor, precision=9, shortest=True)
     return tf.strings.as_string(tensor)
 
 
