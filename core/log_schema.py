@@ -30,6 +30,7 @@ import gzip
 import io
 import os
 import re
+import types
 import zlib
 from typing import Iterable, Mapping, Sequence
 
@@ -220,16 +221,9 @@ def fits_int64(value: str) -> bool:
     return INT_RE.match(value) is not None and -(1 << 63) <= int(value) < (1 << 63)
 
 
-class _Int64Text:
-    """A matcher like FLOAT_RE (`match(text)`, truthy when it fits) for int64 columns: INT_RE
-    takes 19 digits, some of which int64 does not hold."""
-
-    @staticmethod
-    def match(value: str) -> bool:
-        return fits_int64(value)
-
-
-INT64_TEXT = _Int64Text()
+# A matcher like FLOAT_RE (`match(text)`, truthy when it fits) for int64 columns: INT_RE takes
+# 19 digits, some of which int64 does not hold.
+INT64_TEXT = types.SimpleNamespace(match=fits_int64)
 
 
 def _infer_value_type(values: Iterable[str]) -> str:

@@ -320,9 +320,8 @@ def mean_and_deviation(moments: tuple) -> tuple[float, float]:
 
 
 def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, log1p_moments: Mapping,
-               unclicked_dwell_zeroed: int, raw_moments: Mapping | None = None,
-               numeric_counts: Mapping | None = None,
-               distinct_values: Mapping | None = None,
+               unclicked_dwell_zeroed: int, raw_moments: Mapping, numeric_counts: Mapping,
+               distinct_values: Mapping,
                rules: RuleConfig, ndt_preset: str, t_max: float,
                epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
                num_bins: int = 8, bin_edges=None, bin_values: str = "median",
@@ -367,12 +366,9 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, log1p_moments: Mapp
     numeric = {}
     for name, moments in sorted(log1p_moments.items()):
         numeric[name] = dict(zip(("mean", "std"), mean_and_deviation(moments)))
-        if numeric_counts and name in numeric_counts:
-            numeric[name].update(zip(("nonzero_clicked", "nonzero_unclicked", "negative"),
-                                     map(int, numeric_counts[name])))
-        if raw_moments and name in raw_moments:
-            numeric[name].update(zip(("raw_mean", "raw_std"),
-                                     mean_and_deviation(raw_moments[name])))
+        numeric[name].update(zip(("nonzero_clicked", "nonzero_unclicked", "negative"),
+                                 map(int, numeric_counts[name])))
+        numeric[name].update(zip(("raw_mean", "raw_std"), mean_and_deviation(raw_moments[name])))
     return {
         "format_version": FORMAT_VERSION,
         "mu": mu, "sigma": sigma, "x_l": x_l, "x_h": x_h,
@@ -387,7 +383,7 @@ def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, log1p_moments: Mapp
         "numeric_features": numeric,
         "feature_values": {name: {"distinct": min(n, DISTINCT_VALUES_CAP),
                                   "at_least": n >= DISTINCT_VALUES_CAP}
-                           for name, n in sorted((distinct_values or {}).items())},
+                           for name, n in sorted(distinct_values.items())},
         "schema": schema,
     }
 

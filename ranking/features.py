@@ -48,8 +48,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from core.errors import InputError
-from core.log_schema import FIXED_TYPES, LogSchema
-from core.stats_artifact import CONSTANT_DEVIATION
+from core.log_schema import FIXED_TYPES, LogSchema, fits_int64
 
 ID_FEATURES = ("user_id", "item_id")
 ID_HASH_BUCKETS = 1 << 17
@@ -256,14 +255,14 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
                              "statistics, or use transform 'identity')")
         mean = float(moments[keys[0]])
         std = float(moments[keys[1]])
-        # A constant column (std 0, or rounding: up to ~1e-8 x the mean in an artifact made
-        # before `stats_artifact.mean_and_deviation`) reads as 0 when at its value, not as
-        # (x - mean) / 1e-8 when it is not. log1p_standardize computes in float32, which
-        # resolves no finer than its epsilon x the mean; standardize in float64.
-        resolution = (float(np.finfo(np.float32).eps) if transform == "log1p_standardize"
-                      else CONSTANT_DEVIATION)
-        if std <= resolution * max(1.0, abs(mean)):
-            std = 1.0
+        # A constant column (std 0, written so by `stats_artifact.mean_and_deviation`, or
+        # rounding up to ~1e-8 x the mean in a log1p moment of an artifact made before it)
+        # reads as 0 when at its value, not as (x - mean) / 1e-8 when it is not;
+        # log1p_standardize computes in float32, which resolves no finer than its epsilon.
+        if transform == "log1p_standardize" and std <= float(
+                np.finfo(np.float32).eps) * max(1.0, abs(mean)):
+            std = 0.0
+        std = std or 1.0
     return Feature(name, dtype, "numeric", transform=transform, mean=mean, std=std,
                    default=_typed(options.get("default", 0), dtype, name, where),
                    post_click=post_click)
@@ -286,10 +285,10 @@ def value_text(value, dtype: str, name: str, where: str) -> str:
             number = decimal.Decimal(str(value).strip())
             if not number.is_finite() or number != number.to_integral_value():
                 raise ValueError
-            integer = int(number)
-            if not -(1 << 63) <= integer < (1 << 63):
+            text = str(int(number))
+            if not fits_int64(text):
                 raise ValueError
-            return str(integer)
+            return text
         number = np.float32(float(value))
         if not np.isfinite(number):
             raise ValueError

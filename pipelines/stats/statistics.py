@@ -74,7 +74,7 @@ class _Part:
     """Pre-aggregates of a group of input files (picklable, merged by `_merge_parts`)."""
 
     def __init__(self, rows=0, clicks=0, dwell=None, numeric=None, unclicked_dwell=0, files=None,
-                 log1p=None, raw=None, values=None):
+                 values=None):
         self.rows, self.clicks, self.unclicked_dwell = rows, clicks, unclicked_dwell
         self.dwell = [] if dwell is None else dwell  # list of arrays of clicked dwell > 0
         # name -> [rows with x != 0 among clicked and among unclicked rows (an outcome of the
@@ -82,8 +82,7 @@ class _Part:
         self.numeric = numeric or {}
         # name -> (count, mean, sum of squared deviations) of log1p(max(x, 0)) and of x itself
         # (the two standardizing transforms'), merged by `stats_artifact.combine_moments`
-        self.log1p = log1p or {}
-        self.raw = raw or {}
+        self.log1p, self.raw = {}, {}
         # name -> fingerprints of the distinct values of a string or integer feature column
         # (not the ids), up to DISTINCT_VALUES_CAP of them (two of 65,536 values share a 64-bit
         # fingerprint with probability about 1e-10): how many hash buckets it needs (training's
