@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import gzip
+import math
 import re
 import threading
 import zlib
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs, tf_reason
 from core.log_schema import FIXED_TYPES, FLOAT_RE, INT64_TEXT, LogFile, open_binary, open_text
@@ -67,14 +68,26 @@ def diagnose(source=None) -> InputError | None:
 
 # "1728061688.0": what pandas writes for an integer column that once held a NaN.
 _INTEGRAL_FLOAT = re.compile(r"^\s*[-+]?\d+\.0*\s*$")
+_INTEGER = re.compile(r"[+-]?[0-9]+\Z")
+
+
+def _type_that_reads(value: str) -> str:
+    """The type to give a column whose inferred int64 or float32 refused CSV text `value`:
+    float32 for a finite decimal; else string (text, or an integer past int64, which float32
+    would merge with its neighbours)."""
+    if FLOAT_RE.match(value) and not _INTEGER.match(value) and math.isfinite(float(value)):
+        return "float32"
+    return "string"
 
 
 def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number: int,
-                     given: Sequence[str] = ()) -> InputError | None:
+                     given: Mapping[str, str] | None = None) -> InputError | None:
     """What is wrong with one CSV data line (`number` in the file at `path`) for TensorFlow's
     parser, or None: its quoting, its field count against `columns`, or a value of `typed`
-    ((index, name, pattern, dtype) of the checked non-string columns) that does not fit; the
-    types of `given` columns came from a model, not from this input's first rows."""
+    ((index, name, pattern, dtype) of the checked non-string columns) that does not fit;
+    `given` ({column: "model" | "flag"}, `LogSource.given_types`): columns whose type came from
+    a model or --column_types, not from this input's first rows."""
+    given = given or {}
     problem = quoting_problem(line)
     if problem is not None:
         index, what = problem
@@ -93,14 +106,18 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number
             what = "an integer" if kind == "int64" else "a number"
             if name in FIXED_TYPES:
                 guess = ""
-            elif name in given:
+            elif given.get(name) == "model":
                 guess = (f" (the model reads this feature as {kind}, its type in the training "
                          "logs: write the column so, or train on logs that have it as this "
                          "input does)")
+            elif given.get(name) == "flag":
+                guess = f" (its type is given as {kind} by --column_types)"
             else:
-                guess = (" (type inferred from the sampled first rows, which all fit it: write "
-                         "the column so that they show its type, e.g. 2.0 for decimals, or give "
-                         "column_types= to core.logs.open_logs in Python)")
+                fix = f"--column_types={name}:{_type_that_reads(value)}"
+                guess = (" (type inferred from the sampled first rows, which all fit it: give "
+                         f"the statistics job {fix}, which the label and training jobs take "
+                         "from its artifact, or write the column so that its first rows show "
+                         "its type, e.g. 2.0 for decimals)")
             hint = ("; an integer written as a float: write the column as integers (pandas: "
                     "drop or fill its NaN, then .astype('int64') before to_csv)"
                     if name in FIXED_TYPES and kind == "int64" and _INTEGRAL_FLOAT.match(value)

@@ -11,8 +11,9 @@ int64 if every sampled value is an integer int64 holds, a string if they are all
 some lie beyond int64, float32 if every sampled value is a number, else a string. The sample is
 the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files; a column empty on all
 of them, up to `SPARSE_SAMPLE_ROWS` rows of those files): a column that turns out
-to hold another type further down is reported with its row, and its type can be set explicitly
-(`column_types`, or the feature config). Empty feature values take the type's default (0, 0.0
+to hold another type further down is reported with its row, and its type can be given instead
+(`ReadConfig`: --column_types of the statistics job, kept in its artifact for the label and
+training jobs; `column_types` of `core.logs.open_logs`). Empty feature values take the type's default (0, 0.0
 or ""). In a `tf.Example` the same names and types apply (int64_list, float_list, bytes_list);
 ids may be int64_list; `dwell_time` may be int64_list.
 
@@ -35,6 +36,7 @@ import zlib
 from typing import Iterable, Mapping, Sequence
 
 from core.errors import InputError, tf_reason
+from core.settings import setting
 
 REQUIRED_COLUMNS = ("user_id", "item_id", "timestamp", "click", "dwell_time")
 # Columns that are never model features (besides the reserved label names).
@@ -47,6 +49,8 @@ LABEL_COLUMNS = ("valid_read", "valid_read_rule", "ndt", "log_dwell", "dwell_bin
 FIXED_TYPES = {"user_id": "string", "item_id": "string", "timestamp": "int64", "click": "int64",
                "dwell_time": "float64", "impression_id": "string"}
 DTYPES = ("int64", "float32", "float64", "string")
+# The types --column_types may give a column (a float64 feature is read as float32 anyway).
+GIVEN_TYPES = ("int64", "float32", "string")
 # The last second of 9999-12-31 UTC: a larger `timestamp` is not unix seconds (in milliseconds,
 # every time after 1978 is larger), and its UTC day would be read as a date past year 9999.
 MAX_TIMESTAMP = 253_402_300_799
@@ -87,6 +91,45 @@ class LogSchema:
     @classmethod
     def from_json(cls, data: dict) -> "LogSchema":
         return cls(tuple(data["columns"]), dict(data["dtypes"]))
+
+
+def parse_column_types(entries: Sequence[str] | None) -> tuple[str, ...]:
+    """--column_types' entries ('name:type', type one of `GIVEN_TYPES`), checked; an InputError
+    names a malformed entry, a fixed column (SPEC §2) given another type, or a column given two."""
+    given: dict[str, str] = {}
+    for entry in entries or ():
+        name, colon, kind = (part.strip() for part in entry.rpartition(":"))
+        if not colon or not name or kind not in GIVEN_TYPES:
+            raise InputError(f"--column_types: '{entry}' is not name:type with a type among "
+                             f"{', '.join(GIVEN_TYPES)} (e.g. zip_code:string,rating:float32)")
+        if FIXED_TYPES.get(name, kind) != kind:
+            raise InputError(f"--column_types: column '{name}' is always {FIXED_TYPES[name]} "
+                             "(SPEC §2)")
+        if given.get(name, kind) != kind:
+            raise InputError(f"--column_types gives column '{name}' two types: {given[name]} "
+                             f"and {kind}")
+        given[name] = kind
+    return tuple(f"{name}:{kind}" for name, kind in given.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadConfig:
+    """How the jobs that read logs before any stats artifact exists (the statistics and
+    validation jobs) type their columns; a flag each (`core.settings`). The statistics job
+    records the given types in its artifact, and the label and training jobs read their logs
+    with them (`stats_artifact.StatsArtifact.column_types`)."""
+
+    column_types: tuple[str, ...] = setting(
+        (), "Log columns' types as name:type (int64, float32 or string), comma-separated, "
+        "instead of inferring them from the first rows: e.g. zip_code:string (codes with "
+        "leading zeros), rating:float32 (decimals that appear only further down). The "
+        "statistics job keeps them in its artifact; the label and training jobs read their "
+        "logs with them.", parse=parse_column_types)
+
+    @property
+    def types(self) -> dict[str, str]:
+        """{column: type} of `column_types`."""
+        return dict(entry.rsplit(":", 1) for entry in self.column_types)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ from core.errors import MARKER, InputError
 from core.log_diagnosis import remember_source
 from core.log_schema import (
     MAX_TIMESTAMP,
+    AbsentTypedColumns,
     LogFile,
     LogSchema,
     expand_inputs,
@@ -52,7 +53,9 @@ class LogSource:
     # checked; only the columns asked for are converted and checked.
     outcomes: bool = True
     checked: tuple[str, ...] | None = None  # set by dataset(): the columns it converts
-    given_types: tuple[str, ...] = ()  # columns whose type was given (a model's), not inferred
+    # Columns whose type was given, not inferred: {column: "model"} for a trained model's
+    # features, {column: "flag"} for --column_types (the errors then say where it came from).
+    given_types: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def format(self) -> str:
@@ -341,24 +344,34 @@ def _number_chunk(path, position, index, chunk, batch_size, first_row, skip_blan
 
 
 def open_logs(patterns: str | Sequence[str], *,
-              column_types: Mapping[str, str] | None = None,
+              column_types: Mapping[str, str] | None = None, given_by: str = "model",
               candidates: Sequence[str] | None = None) -> LogSource:
     """Expands `patterns`, checks the files and infers their schema (see `core.log_schema`).
 
-    With `candidates` (column names), the input is candidate rows to score: only those columns
-    are required, and `click` and `dwell_time`, when present, are neither read nor checked."""
+    `column_types` ({column: type}) are read so instead of inferred; `given_by` says who gave
+    them, for the errors: "model" (a trained model's features: each must be in the logs) or
+    "flag" (--column_types of the statistics job, kept in its artifact). With `candidates`
+    (column names), the input is candidate rows to score: only those columns are required, and
+    `click` and `dwell_time`, when present, are neither read nor checked."""
     files = expand_inputs(patterns)
     for log_file in files:
         if file_size(log_file.path) == 0:
             raise InputError("is empty (0 bytes); expected "
                              + ("a CSV header line" if log_file.format == "csv" else "TFRecords"),
                              file=log_file.path)
-    given = tuple(column_types or ())
-    if candidates is None:
-        schema, stored = infer_schema(files, column_types)
-        return LogSource(files, schema, stored, given_types=given)
-    schema, stored = infer_schema(files, column_types, tuple(candidates))
-    return LogSource(files, schema, stored, outcomes=False, given_types=given)
+    given = {name: given_by for name in column_types or ()}
+    required = () if candidates is None else (tuple(candidates),)
+    try:
+        schema, stored = infer_schema(files, column_types, *required)
+    except AbsentTypedColumns as absent:
+        if given_by != "flag":
+            raise
+        quoted = ", ".join(f"'{name}'" for name in absent.names)
+        raise InputError(f"--column_types gives a type to column(s) {quoted}, which these logs "
+                         f"do not have (columns: {', '.join(absent.columns)}; the label and "
+                         "training jobs take the types given to the statistics job from its "
+                         "artifact)", file=absent.path) from None
+    return LogSource(files, schema, stored, outcomes=candidates is None, given_types=given)
 
 
 def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,

@@ -122,6 +122,12 @@ class StatsArtifact:
     feature_values: dict = dataclasses.field(default_factory=dict)
     user_days_loaded: bool = True  # False: loaded without its user table
 
+    @property
+    def column_types(self) -> dict[str, str]:
+        """{column: type} given to the statistics job (--column_types; `log_schema.ReadConfig`):
+        the label and training jobs read their logs so. {} when none were given."""
+        return dict(self.schema.get("given", {}))
+
     def counts_for(self, paths) -> dict | None:
         """{(file index, UTC day): rows} of `paths` when they are exactly the files this
         artifact was computed from, each once, unchanged (same real path, size, modification

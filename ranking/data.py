@@ -36,7 +36,8 @@ PARALLEL_FILES = 2
 
 def open_source(patterns: str, spec: FeatureSpec | None = None) -> logs.LogSource:
     """Opens logs; with a spec, feature columns are read with the types the model was built
-    with (an absent feature column is an error naming it)."""
+    with (an absent feature column is an error naming it). Without one (the training logs a
+    spec is built from), see `open_training_logs`."""
     try:
         source = logs.open_logs(patterns, column_types=None if spec is None else {
             name: dtype for name, dtype in spec.dtypes.items()})
@@ -44,6 +45,21 @@ def open_source(patterns: str, spec: FeatureSpec | None = None) -> logs.LogSourc
         raise InputError(f"the logs lack the model's feature column(s) {', '.join(absent.names)}"
                          f" (its training logs had them)", file=patterns) from None
     return source
+
+
+def open_training_logs(patterns: str, artifact) -> logs.LogSource:
+    """The training logs a model's spec is built from: their columns typed as --column_types of
+    the statistics job gave them (`artifact.column_types`), the others inferred."""
+    return logs.open_logs(patterns, column_types=artifact.column_types, given_by="flag")
+
+
+def as_training_logs(source: logs.LogSource, artifact) -> logs.LogSource:
+    """`source`, the training logs opened with the model's spec, with its errors explained as
+    the spec's types came: --column_types given to the statistics job (`artifact`'s), else these
+    very logs' first rows (`LogSource.given_types`), not "the model's type"."""
+    given = artifact.column_types
+    return dataclasses.replace(source, given_types={
+        name: "flag" for name in source.given_types if name in given})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,9 +318,7 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
             return labeler_for(source, artifact,
                                allow_unclicked_dwell=config.allow_unclicked_dwell)
 
-    # The spec's types were inferred from these very logs' first rows: a value that does not
-    # fit is explained as such, not as the model's type (`LogSource.given_types`).
-    train = dataclasses.replace(open_source(config.train, spec), given_types=())
+    train = as_training_logs(open_source(config.train, spec), artifact)
     labeler = labelled(train, train_scope)
     inputs = Inputs(train, labeler, labeler.rows_per_file)
     selection = config.selection

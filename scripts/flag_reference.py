@@ -25,6 +25,7 @@ TARGET = os.path.join(REPO, "docs", "flags.md")
 
 def commands():
     """(command, config class, flags skipped) for every CLI whose flags come from a config."""
+    from core import log_schema
     from online import simulation
     from pipelines.score import scoring
     from pipelines.stats import statistics
@@ -34,7 +35,9 @@ def commands():
             ("python -m ranking.train", training.TrainConfig, ()),
             ("python -m pipelines.score", scoring.ScoreConfig, ()),
             ("python -m online.ab_test", simulation.OnlineConfig, ()),
-            ("python -m online.tune_fusion", simulation.OnlineConfig, ("seed",))]
+            ("python -m online.tune_fusion", simulation.OnlineConfig, ("seed",)),
+            ("python -m pipelines.validate", log_schema.ReadConfig, ()),
+            ("python -m pipelines.validate.describe", log_schema.ReadConfig, ())]
 
 
 def render() -> str:

@@ -103,7 +103,8 @@ def main(argv):
         from pipelines.validate import validation
 
         validation.check_input(FLAGS.input, FLAGS.schema, beam_args,
-                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell)
+                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
+                               column_types=artifact.column_types)
     def finish(directory, summary):
         # summary.json and labels.png go into the output before it appears.
         result = summary.as_dict()

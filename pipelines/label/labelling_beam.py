@@ -59,13 +59,14 @@ def label_logs_beam(pattern: str, stats_dir: str, output_dir: str, *, fmt: str =
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    source = labelling.open_input(pattern, fmt)
     stats_dir = os.path.abspath(stats_dir)  # workers run elsewhere: not relative to this cwd
     artifact = stats_artifact.load_artifact(stats_dir, user_days=False)  # checked here, before workers
+    source = labelling.open_input(pattern, fmt, artifact)
     rules = rules or artifact.rules
     job = dict(files=[(f.path, f.format, f.gzip) for f in source.files],
                names=labelling.shard_names(source.files, fmt, compress),
-               schema=source.schema.to_json(), stored=source.stored_types, stats=stats_dir,
+               schema=source.schema.to_json(), stored=source.stored_types,
+               given=dict(source.given_types), stats=stats_dir,
                rules=rules, fmt=fmt, compress=compress, batch_size=batch_size,
                allow_unclicked_dwell=allow_unclicked_dwell,
                num_bins=artifact.num_bins)
@@ -113,7 +114,8 @@ def _source(job, index) -> logs.LogSource:
     """A reader of input file `index` alone, with the schema the driver inferred for all."""
     path, kind, gzipped = job["files"][index]
     return logs.LogSource([log_schema.LogFile(path, kind, gzipped)],
-                          log_schema.LogSchema.from_json(job["schema"]), job["stored"])
+                          log_schema.LogSchema.from_json(job["schema"]), job["stored"],
+                          given_types=job["given"])
 
 
 def _count_file(element, job):

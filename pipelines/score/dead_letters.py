@@ -178,8 +178,8 @@ class RowCheck:
                 found = log_diagnosis.csv_line_problem(
                     unit.decode("utf-8", "replace"), self.columns, self.typed, self.path, row,
                     # The SavedModel's types (impression_id's is this input's own).
-                    given=[name for _, name, _, _ in self.typed
-                           if name not in log_schema.NON_FEATURE_COLUMNS])
+                    given={name: "model" for _, name, _, _ in self.typed
+                           if name not in log_schema.NON_FEATURE_COLUMNS})
             return found or InputError(_op_reason(error.message), file=self.path, row=row,
                                        row_kind="line" if self.csv else "record")
 

@@ -41,7 +41,8 @@ def main(argv):
         from pipelines.validate import validation
 
         validation.check_input(FLAGS.input, FLAGS.schema, argv[1:],
-                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell)
+                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
+                               column_types=config.read.types)
     stats = statistics.compute_stats(FLAGS.input, FLAGS.output_dir, config, argv[1:],
                                      engine=FLAGS.engine)
     seconds = time.perf_counter() - started

@@ -47,6 +47,7 @@ class StatsConfig:
     """Options of the statistics job; each is a flag of `pipelines.stats` (`core.settings`)."""
 
     rules: label_rules.RuleConfig = label_rules.RuleConfig()
+    read: log_schema.ReadConfig = log_schema.ReadConfig()
     ndt_preset: str = setting("auto", "NDT parameter preset.", flag="ndt",
                               choices=("auto", "paper", "explicit"))
     t_max: float = setting(1.575, "auto: the range A - B of the NDT.", flag="ndt_t_max")
@@ -131,7 +132,8 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     schema = log_schema.LogSchema.from_json(schema_json)
     # Recorded only if unchanged by the end of the read.
     before = [stats_artifact.file_status(f.path) for f in files]
-    source = logs.LogSource(files, schema, schema_json.get("stored", {}))
+    source = logs.LogSource(files, schema, schema_json.get("stored", {}),
+                            given_types={n: "flag" for n in schema_json.get("given", {})})
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
     part = _Part(numeric={c: [0, 0, 0] for c in numeric},
                  values={c: set() for c in stats_artifact.counted_value_columns(schema)})
@@ -294,7 +296,10 @@ def summarize(part: _Part, config: StatsConfig, schema: log_schema.LogSchema) ->
         ndt_offset=config.ndt_offset, ndt_tau=config.ndt_tau, ndt_a=config.ndt_a,
         ndt_b=config.ndt_b, num_bins=config.num_bins, bin_edges=config.bin_edges,
         bin_values=config.bin_values,
-        schema=schema.to_json())
+        # The types given by --column_types, which the label and training jobs read with
+        # (`StatsArtifact.column_types`); the key only when some were given.
+        schema=dict(schema.to_json(), **({"given": config.read.types}
+                                         if config.read.column_types else {})))
 
 
 ENGINES = ("beam", "local")
@@ -328,8 +333,10 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
     check_engine(engine, beam_args)
     if config.files_per_read < 1:
         raise InputError(f"--files_per_read must be >= 1, not {config.files_per_read}")
-    source = logs.open_logs(pattern)
-    schema_json = dict(source.schema.to_json(), stored=source.stored_types)
+    source = logs.open_logs(pattern, column_types=config.read.types, given_by="flag")
+    # `given`: the types of --column_types, which the label and training jobs read with.
+    schema_json = dict(source.schema.to_json(), stored=source.stored_types,
+                       given=config.read.types)
 
     def is_artifact(path):
         return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))

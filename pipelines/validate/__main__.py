@@ -18,7 +18,7 @@ import sys
 
 from absl import flags
 
-from core import cli  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
+from core import cli, log_schema, settings  # cli first: it quiets TensorFlow before it loads
 from core.atomic import atomic_directory
 from core.errors import InputError
 from pipelines.validate import validation
@@ -42,6 +42,7 @@ flags.DEFINE_integer("max_domain_size", _DEFAULTS.max_domain_size,
 flags.DEFINE_bool("allow_unclicked_dwell", False,
                   "Treat dwell > 0 on unclicked rows as 0 instead of failing (as the stats, "
                   "label and training jobs with the same flag).")
+settings.define_flags(log_schema.ReadConfig)
 flags.mark_flags_as_required(["input", "output_dir"])
 
 
@@ -72,7 +73,9 @@ def main(argv):
                           what="--output_dir") as tmp:
         stats = validation.generate_statistics(FLAGS.input, os.path.join(tmp, "stats.pb"),
                                                argv[1:], config,
-                                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell)
+                                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
+                                               column_types=settings.from_flags(
+                                                   log_schema.ReadConfig).types)
         if schema is None:
             schema = validation.infer_schema(stats, config)
             note = "inferred from this input and curated (edit schema.pbtxt, pass --schema)"

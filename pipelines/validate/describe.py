@@ -2,6 +2,7 @@
 and the UTC days they cover.
 
     python -m pipelines.validate.describe --input='sim/logs/*.csv.gz' [--allow_unclicked_dwell]
+        [--column_types=zip_code:string]
 
 A quick check that a log is readable (every value passes the reader's checks) before it goes to
 the statistics, labelling or training jobs; also a throughput figure for the reader.
@@ -14,7 +15,7 @@ import time
 import numpy as np
 from absl import flags
 
-from core import cli, log_schema, logs  # cli first: it quiets TensorFlow before it loads
+from core import cli, log_schema, logs, settings  # cli first: it quiets TensorFlow
 from core.label_rules import SECONDS_PER_DAY, utc_date
 
 FLAGS = flags.FLAGS
@@ -22,14 +23,16 @@ flags.DEFINE_string("input", None, "Comma-separated globs of CSV(.gz) or TFRecor
 flags.DEFINE_integer("batch_size", 4096, "Rows per batch while reading.")
 flags.DEFINE_bool("allow_unclicked_dwell", False,
                   "Treat dwell > 0 on unclicked rows as 0 (and count them) instead of failing.")
+settings.define_flags(log_schema.ReadConfig)
 flags.mark_flag_as_required("input")
 
 
-def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool = False) -> dict:
-    """Reads every row of `pattern`; returns counts (`zero_dwell_clicks`: clicks with dwell 0),
-    dwell quantiles of clicks (s), the UTC days with rows (`days`: sorted day numbers, unix
-    seconds // 86400) and rows/s."""
-    source = logs.open_logs(pattern)
+def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool = False,
+             column_types: dict[str, str] | None = None) -> dict:
+    """Reads every row of `pattern` (`column_types`, {column: type}, read so); returns counts
+    (`zero_dwell_clicks`: clicks with dwell 0), dwell quantiles of clicks (s), the UTC days with
+    rows (`days`: sorted day numbers, unix seconds // 86400) and rows/s."""
+    source = logs.open_logs(pattern, column_types=column_types, given_by="flag")
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell)
     started = time.perf_counter()
     rows = clicks = zeroed = 0
@@ -56,7 +59,8 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
 
 def main(argv):
     del argv
-    result = describe(FLAGS.input, FLAGS.batch_size, FLAGS.allow_unclicked_dwell)
+    result = describe(FLAGS.input, FLAGS.batch_size, FLAGS.allow_unclicked_dwell,
+                      settings.from_flags(log_schema.ReadConfig).types)
     print(f"{result['files']} {result['format']} file(s), {result['rows']:,} rows, "
           f"{result['clicks']:,} clicks (CTR {result['clicks'] / max(result['rows'], 1):.2%})")
     if result["dwell_quantiles"]:

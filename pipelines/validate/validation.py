@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import Mapping
 
 import numpy as np
 
@@ -65,7 +66,7 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
 
     schema = log_schema.LogSchema.from_json(schema_json)
     source = logs.LogSource(log_schema.expand_inputs([path]), schema,
-                            schema_json.get("stored", {}))
+                            schema_json.get("stored", {}), given_types=schema_json["given"])
     with log_diagnosis.input_errors_for_beam():
         for batch in source.dataset(
                 batch_size, allow_unclicked_dwell=allow_unclicked_dwell).as_numpy_iterator():
@@ -84,16 +85,18 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
 
 def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | None = None,
                         config: ValidationConfig = ValidationConfig(),
-                        allow_unclicked_dwell: bool = False):
+                        allow_unclicked_dwell: bool = False,
+                        column_types: Mapping[str, str] | None = None):
     """TFDV statistics of the logs matching `pattern`, written to `output_path` (binary
     DatasetFeatureStatisticsList) and returned; `allow_unclicked_dwell` as in
-    `_record_batches`."""
+    `_record_batches`; `column_types` ({column: type}, --column_types) read so."""
     import apache_beam as beam
     tfdv = globals()['tfdv']()
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    source = logs.open_logs(pattern)
-    schema_json = dict(source.schema.to_json(), stored=source.stored_types)
+    source = logs.open_logs(pattern, column_types=column_types, given_by="flag")
+    schema_json = dict(source.schema.to_json(), stored=source.stored_types,
+                       given=dict(source.given_types))
     paths = [f.path for f in source.files]
     with reraised_from_workers(), beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
         _ = (pipeline
@@ -165,10 +168,12 @@ def validate(statistics, schema, baseline=None):
 
 
 def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = None,
-                allow_unclicked_dwell: bool = False) -> None:
+                allow_unclicked_dwell: bool = False,
+                column_types: Mapping[str, str] | None = None) -> None:
     """Refuses (InputError listing the anomalies) logs that do not match a curated schema; used
     by the --schema flag of the stats, label and training jobs, which pass their
-    --allow_unclicked_dwell."""
+    --allow_unclicked_dwell and the column types they read with (--column_types, or the stats
+    artifact's)."""
     import tempfile
 
     tfdv = globals()['tfdv']()
@@ -183,7 +188,8 @@ def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = No
                          file=schema_path) from None
     with tempfile.TemporaryDirectory() as tmp:
         stats = generate_statistics(pattern, os.path.join(tmp, "stats.pb"), beam_args,
-                                    allow_unclicked_dwell=allow_unclicked_dwell)
+                                    allow_unclicked_dwell=allow_unclicked_dwell,
+                                    column_types=column_types)
     lines = anomaly_lines(validate(stats, schema))
     if lines:
         raise InputError(f"{pattern} does not match the schema {schema_path}:\n  "
