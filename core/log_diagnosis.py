@@ -21,7 +21,7 @@ import zlib
 from typing import Mapping, Sequence
 
 from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs, tf_reason
-from core.log_schema import FIXED_TYPES, FLOAT_RE, INT64_TEXT, LogFile, open_binary, open_text
+from core.log_schema import ANY_INT_RE, FIXED_TYPES, FLOAT_RE, INT64_TEXT, LogFile, open_binary, open_text
 
 # The most recent reader of each thread, so that a parse error raised deep inside tf.data
 # (possibly inside Keras' fit) can be traced back to its file and line (see `diagnose`). Per
@@ -68,16 +68,21 @@ def diagnose(source=None) -> InputError | None:
 
 # "1728061688.0": what pandas writes for an integer column that once held a NaN.
 _INTEGRAL_FLOAT = re.compile(r"^\s*[-+]?\d+\.0*\s*$")
-_INTEGER = re.compile(r"[+-]?[0-9]+\Z")
+_FLOAT32_MAX = 3.4028234663852886e38
 
 
-def _type_that_reads(value: str) -> str:
+def _type_that_reads(value: str) -> str | None:
     """The type to give a column whose inferred int64 or float32 refused CSV text `value`:
-    float32 for a finite decimal; else string (text, or an integer past int64, which float32
-    would merge with its neighbours)."""
-    if FLOAT_RE.match(value) and not _INTEGER.match(value) and math.isfinite(float(value)):
-        return "float32"
-    return "string"
+    float32 for a decimal float32 holds; string for text, an integer past int64 (which float32
+    would merge with its neighbours) or a number past float32; None for nan or inf (no type
+    reads them: a missing value is an empty field)."""
+    if not FLOAT_RE.match(value):
+        return "string"
+    if not math.isfinite(float(value)):
+        return None
+    if ANY_INT_RE.match(value) or abs(float(value)) > _FLOAT32_MAX:
+        return "string"
+    return "float32"
 
 
 def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number: int,
@@ -112,12 +117,18 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number
                          "input does)")
             elif given.get(name) == "flag":
                 guess = f" (its type is given as {kind} by --column_types)"
+            elif given.get(name) == "artifact":
+                guess = (f" (its type is given as {kind} by the statistics job's --column_types, "
+                         "kept in its artifact: run that job with the type these values need)")
+            elif _type_that_reads(value) is None:
+                guess = (" (a missing value is an empty field, which reads as the type's "
+                         "default)")
             else:
                 fix = f"--column_types={name}:{_type_that_reads(value)}"
                 guess = (" (type inferred from the sampled first rows, which all fit it: give "
-                         f"the statistics job {fix}, which the label and training jobs take "
-                         "from its artifact, or write the column so that its first rows show "
-                         "its type, e.g. 2.0 for decimals)")
+                         f"{fix} to the statistics job, which keeps it for the label and "
+                         "training jobs, or write the column so that its first rows show its "
+                         "type, e.g. 2.0 for decimals)")
             hint = ("; an integer written as a float: write the column as integers (pandas: "
                     "drop or fill its NaN, then .astype('int64') before to_csv)"
                     if name in FIXED_TYPES and kind == "int64" and _INTEGRAL_FLOAT.match(value)

@@ -11,11 +11,12 @@ int64 if every sampled value is an integer int64 holds, a string if they are all
 some lie beyond int64, float32 if every sampled value is a number, else a string. The sample is
 the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files; a column empty on all
 of them, up to `SPARSE_SAMPLE_ROWS` rows of those files): a column that turns out
-to hold another type further down is reported with its row, and its type can be given instead
-(`ReadConfig`: --column_types of the statistics job, kept in its artifact for the label and
-training jobs; `column_types` of `core.logs.open_logs`). Empty feature values take the type's default (0, 0.0
-or ""). In a `tf.Example` the same names and types apply (int64_list, float_list, bytes_list);
-ids may be int64_list; `dwell_time` may be int64_list.
+to hold another type further down is reported with its row, and its type can be given
+instead (`ReadConfig`: --column_types of the statistics job, kept in its artifact for the
+label and training jobs; `column_types` of `core.logs.open_logs`). Empty feature values take
+the type's default (0, 0.0 or ""). In a `tf.Example` the same names and types apply
+(int64_list, float_list, bytes_list); ids may be int64_list; `dwell_time` may be int64_list;
+floats read as an int64 column must be whole.
 
 CSV files have one record per line (quoted fields may contain commas but not line breaks), a
 header line first, optional UTF-8 BOM and CRLF line ends; blank lines are skipped. Lines are
@@ -105,6 +106,9 @@ def parse_column_types(entries: Sequence[str] | None) -> tuple[str, ...]:
         if FIXED_TYPES.get(name, kind) != kind:
             raise InputError(f"--column_types: column '{name}' is always {FIXED_TYPES[name]} "
                              "(SPEC §2)")
+        if name in LABEL_COLUMNS:
+            raise InputError(f"--column_types: '{name}' is a label the label job writes, not "
+                             "a log column")
         if given.get(name, kind) != kind:
             raise InputError(f"--column_types gives column '{name}' two types: {given[name]} "
                              f"and {kind}")
@@ -122,9 +126,12 @@ class ReadConfig:
     column_types: tuple[str, ...] = setting(
         (), "Log columns' types as name:type (int64, float32 or string), comma-separated, "
         "instead of inferring them from the first rows: e.g. zip_code:string (codes with "
-        "leading zeros), rating:float32 (decimals that appear only further down). The "
-        "statistics job keeps them in its artifact; the label and training jobs read their "
-        "logs with them.", parse=parse_column_types)
+        "leading zeros), rating:float32 (decimals that appear only further down). Given to "
+        "the statistics job, they are kept in its artifact for the label and training jobs.",
+        parse=parse_column_types)
+
+    def __post_init__(self):  # built in Python, not from the flag: checked all the same
+        parse_column_types(self.column_types)
 
     @property
     def types(self) -> dict[str, str]:
@@ -256,7 +263,7 @@ class AbsentTypedColumns(InputError):
 
 
 # Schema inference -------------------------------------------------------------------------------
-_ANY_INT_RE = re.compile(r"[+-]?[0-9]+\Z")
+ANY_INT_RE = re.compile(r"[+-]?[0-9]+\Z")  # an integer of any size
 
 
 def fits_int64(value: str) -> bool:
@@ -278,7 +285,7 @@ def _infer_value_type(values: Iterable[str]) -> str:
         return "string"
     if all(fits_int64(value) for value in present):
         return "int64"
-    if all(_ANY_INT_RE.match(value) for value in present):
+    if all(ANY_INT_RE.match(value) for value in present):
         return "string"
     return "float32" if all(FLOAT_RE.match(value) for value in present) else "string"
 

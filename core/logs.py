@@ -238,6 +238,12 @@ class LogSource:
             if kind == "string" and stored[name] != tf.string:
                 dense = tf.strings.as_string(dense)
             elif kind != "string":
+                if kind == "int64" and stored[name] == tf.float32:
+                    # Floats read as an integer column (a converter that writes every number
+                    # as float_list): whole ones only, as in CSV; a cast would drop decimals.
+                    checks.append(_check(tf.equal(value, tf.round(value)), path, row, name,
+                                         "expected an integer, found ", value,
+                                         row_kind="record"))
                 dense = tf.cast(dense, {"int64": tf.int64, "float32": tf.float32,
                                         "float64": tf.float64}[kind])
             if name == "dwell_time":
@@ -348,9 +354,10 @@ def open_logs(patterns: str | Sequence[str], *,
               candidates: Sequence[str] | None = None) -> LogSource:
     """Expands `patterns`, checks the files and infers their schema (see `core.log_schema`).
 
-    `column_types` ({column: type}) are read so instead of inferred; `given_by` says who gave
-    them, for the errors: "model" (a trained model's features: each must be in the logs) or
-    "flag" (--column_types of the statistics job, kept in its artifact). With `candidates`
+    `column_types` ({column: type}) are read so instead of inferred, and each must be in the
+    logs; `given_by` says who gave them, for the errors: "model" (a trained model's features),
+    "flag" (this command's --column_types) or "artifact" (the statistics job's --column_types,
+    kept in its artifact: the label and training jobs). With `candidates`
     (column names), the input is candidate rows to score: only those columns are required, and
     `click` and `dwell_time`, when present, are neither read nor checked."""
     files = expand_inputs(patterns)
@@ -364,13 +371,14 @@ def open_logs(patterns: str | Sequence[str], *,
     try:
         schema, stored = infer_schema(files, column_types, *required)
     except AbsentTypedColumns as absent:
-        if given_by != "flag":
+        if given_by == "model":
             raise
         quoted = ", ".join(f"'{name}'" for name in absent.names)
-        raise InputError(f"--column_types gives a type to column(s) {quoted}, which these logs "
-                         f"do not have (columns: {', '.join(absent.columns)}; the label and "
-                         "training jobs take the types given to the statistics job from its "
-                         "artifact)", file=absent.path) from None
+        who = ("--column_types" if given_by == "flag" else
+               "the stats artifact (the statistics job's --column_types)")
+        raise InputError(f"{who} gives a type to column(s) {quoted}, which these logs do not "
+                         f"have (columns: {', '.join(absent.columns)})",
+                         file=absent.path) from None
     return LogSource(files, schema, stored, outcomes=candidates is None, given_types=given)
 
 

@@ -496,6 +496,12 @@ def _parses(value: str, parse) -> bool:
     return parse is not int or -2**63 <= number < 2**63
 
 
+def given_column_types(path: str) -> dict[str, str]:
+    """{column: type} given to the statistics job of the artifact at `path` (--column_types),
+    from its stats.json alone (the tables are not read); {} when none were given."""
+    return dict(read_stats_json(path).get("schema", {}).get("given", {}))
+
+
 def read_stats_json(path: str) -> dict:
     """stats.json of the artifact directory `path`, checked; InputError if it is missing, not
     JSON or of another format version."""

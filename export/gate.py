@@ -79,9 +79,8 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, batch_size: in
 
     pattern, window = held_out_logs(description, gate_logs)
     artifact = stats_artifact.load_artifact(description["stats"]["path"])
-    source = data.open_source(pattern, spec)
-    if window == "validation_days":  # the training logs, which set the spec's types
-        source = data.as_training_logs(source, artifact)
+    # The validation days are training logs, whose first rows set the spec's types.
+    source = data.open_source(pattern, spec, artifact, sets_types=window == "validation_days")
     # The training run's own reading of dwell on unclicked rows (--allow_unclicked_dwell).
     allow = bool(description["training"].get("allow_unclicked_dwell"))
     features, labels = {}, {}

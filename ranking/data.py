@@ -34,32 +34,27 @@ READ_BATCH = 8192
 PARALLEL_FILES = 2
 
 
-def open_source(patterns: str, spec: FeatureSpec | None = None) -> logs.LogSource:
-    """Opens logs; with a spec, feature columns are read with the types the model was built
-    with (an absent feature column is an error naming it). Without one (the training logs a
-    spec is built from), see `open_training_logs`."""
+def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *,
+                sets_types: bool = False) -> logs.LogSource:
+    """Opens logs. With a spec, its feature columns are read with the types the model was built
+    with (an absent one is an error naming it); without, these are the training logs a spec is
+    built from: the types given to the statistics job (`artifact.column_types`,
+    --column_types) apply, the others are inferred.
+
+    For the errors (`LogSource.given_types`): `artifact` says which types came from
+    --column_types; `sets_types` marks the training logs, whose own first rows set the spec's
+    other types, so a value that does not fit is explained as such, not as the model's type."""
+    given = {} if artifact is None else artifact.column_types
+    if spec is None:
+        return logs.open_logs(patterns, column_types=given, given_by="artifact")
     try:
-        source = logs.open_logs(patterns, column_types=None if spec is None else {
-            name: dtype for name, dtype in spec.dtypes.items()})
+        source = logs.open_logs(patterns, column_types=dict(spec.dtypes))
     except log_schema.AbsentTypedColumns as absent:
         raise InputError(f"the logs lack the model's feature column(s) {', '.join(absent.names)}"
                          f" (its training logs had them)", file=patterns) from None
-    return source
-
-
-def open_training_logs(patterns: str, artifact) -> logs.LogSource:
-    """The training logs a model's spec is built from: their columns typed as --column_types of
-    the statistics job gave them (`artifact.column_types`), the others inferred."""
-    return logs.open_logs(patterns, column_types=artifact.column_types, given_by="flag")
-
-
-def as_training_logs(source: logs.LogSource, artifact) -> logs.LogSource:
-    """`source`, the training logs opened with the model's spec, with its errors explained as
-    the spec's types came: --column_types given to the statistics job (`artifact`'s), else these
-    very logs' first rows (`LogSource.given_types`), not "the model's type"."""
-    given = artifact.column_types
     return dataclasses.replace(source, given_types={
-        name: "flag" for name in source.given_types if name in given})
+        name: "artifact" if name in given else "model" for name in spec.dtypes
+        if name in given or not sets_types})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -318,7 +313,7 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
             return labeler_for(source, artifact,
                                allow_unclicked_dwell=config.allow_unclicked_dwell)
 
-    train = as_training_logs(open_source(config.train, spec), artifact)
+    train = open_source(config.train, spec, artifact, sets_types=True)
     labeler = labelled(train, train_scope)
     inputs = Inputs(train, labeler, labeler.rows_per_file)
     selection = config.selection
@@ -327,10 +322,10 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
             split_by_days(train, labeler.file_day_rows, selection.validation_days)
         inputs.validation = (validation, labeler, days)
     elif selection.validation:
-        validation = open_source(selection.validation, spec)
+        validation = open_source(selection.validation, spec, artifact)
         inputs.validation = (validation, labelled(validation), None)
     if config.eval:
-        evaluation = open_source(config.eval, spec)
+        evaluation = open_source(config.eval, spec, artifact)
         if count_evaluation_in_background:
             def count():
                 from core.log_diagnosis import input_errors_explained

@@ -207,12 +207,12 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if config.schema:
         from pipelines.validate import validation
 
-        given = stats_artifact.load_artifact(config.stats, user_days=False).column_types
+        given = stats_artifact.given_column_types(config.stats)
         for glob in (config.train, config.selection.validation, config.eval):
             if glob:
                 validation.check_input(glob, config.schema,
                                        allow_unclicked_dwell=config.allow_unclicked_dwell,
-                                       column_types=given)
+                                       column_types=given, given_by="artifact")
     # The seed before any input pipeline or thread: tf.data's shuffle seeds combine it with
     # their own, and the model's initial weights come from it.
     tf.keras.utils.set_random_seed(config.seed)
@@ -224,7 +224,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         config = dataclasses.replace(config, model=dataclasses.replace(
             config.model, orca=dataclasses.replace(config.model.orca, mask_seed=config.seed)))
         spec = features_lib.build_feature_spec(
-            data.open_training_logs(config.train, artifact).schema, artifact.numeric_features,
+            data.open_source(config.train, artifact=artifact).schema, artifact.numeric_features,
             features_lib.load_feature_config(config.feature_config), config.post_click_features,
             config_path=config.feature_config, embedding_dim=config.embedding_dim)
         if config.model.uses_orca:

@@ -19,30 +19,34 @@ ROWS = 1_200  # past log_schema.SAMPLE_ROWS: the decimal rating is on line 1,102
 CODES = ["007", "7", "0042", "42"]
 
 
-def write_log(path, rows=ROWS, day=0, columns=("code", "rating")):
+def write_log(path, rows=ROWS, day=0, columns=("code", "rating"), decimal=True):
+    """A day's log; with `decimal`, the rating on line 1,102 is 3.5, else every rating whole."""
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["impression_id", "user_id", "item_id", "timestamp", "click",
                          "dwell_time", *columns])
         for k in range(rows):
             click = int(k % 3 == 0)
-            extra = {"code": CODES[k % 4], "rating": "3.5" if k == 1100 else str(k % 5)}
+            extra = {"code": CODES[k % 4],
+                     "rating": "3.5" if k == 1100 and decimal else str(k % 5)}
             writer.writerow([f"{day}-{k}", f"u{k % 40}", f"i{k % 30}", DAY + day * 86_400 + 60 * k,
                              click, round(3.0 + 7.5 * (k % 11), 3) if click else 0,
                              *[extra[c] for c in columns]])
     return str(path)
 
 
-@pytest.mark.parametrize("entries,expected", [
-    ((), ()),
-    (["zip:string", " rating : float32"], ("zip:string", "rating:float32")),
-    (["a:b:int64"], ("a:b:int64",)),  # a name may hold a colon: the type follows the last one
-    (["user_id:string", "zip:string", "zip:string"], ("user_id:string", "zip:string")),
+@pytest.mark.parametrize("entries,expected,types", [
+    ((), (), {}),
+    (["zip:string", " rating : float32"], ("zip:string", "rating:float32"),
+     {"zip": "string", "rating": "float32"}),
+    # A name may hold a colon: the type follows the last one.
+    (["a:b:int64"], ("a:b:int64",), {"a:b": "int64"}),
+    (["user_id:string", "zip:string", "zip:string"], ("user_id:string", "zip:string"),
+     {"user_id": "string", "zip": "string"}),
 ])
-def test_entries_are_read_as_name_and_type(entries, expected):
+def test_entries_are_read_as_name_and_type(entries, expected, types):
     assert log_schema.parse_column_types(entries) == expected
-    assert log_schema.ReadConfig(column_types=expected).types == dict(
-        e.rsplit(":", 1) for e in expected)
+    assert log_schema.ReadConfig(column_types=expected).types == types
 
 
 @pytest.mark.parametrize("entries,message", [
@@ -52,19 +56,44 @@ def test_entries_are_read_as_name_and_type(entries, expected):
     (["click:string"], r"column 'click' is always int64"),
     (["item_id:int64"], r"column 'item_id' is always string"),
     (["zip:int64", "zip:string"], r"gives column 'zip' two types: int64 and string"),
+    (["valid_read:int64"], r"'valid_read' is a label the label job writes"),
 ])
 def test_bad_entries_are_refused_naming_them(entries, message):
     with pytest.raises(InputError, match=message):
         log_schema.parse_column_types(entries)
+    with pytest.raises(InputError, match=message):  # built in Python: checked all the same
+        log_schema.ReadConfig(column_types=tuple(entries))
 
 
 @pytest.mark.parametrize("value,kind", [
-    ("3.5", "float32"), ("-1e-3", "float32"), (".5", "float32"),
-    ("abc", "string"), ("nan", "string"), ("inf", "string"),
+    ("3.5", "float32"), ("-1e-3", "float32"), (".5", "float32"), ("5.0", "float32"),
+    ("3e38", "float32"), ("abc", "string"),
     ("9223372036854775808", "string"),  # an integer past int64: float32 would merge neighbours
+    ("1e39", "string"), ("-4e38", "string"),  # past float32's largest, 3.4e38
+    ("nan", None), ("inf", None), ("-Infinity", None),  # no type reads them: write them empty
 ])
 def test_the_suggested_type_is_the_one_that_reads_the_value(value, kind):
     assert log_diagnosis._type_that_reads(value) == kind
+
+
+def labelled_columns(directory, fmt):
+    """{column: [values as text]} of the label job's shards in `directory`."""
+    import tensorflow as tf
+
+    out = {"code": [], "rating": []}
+    if fmt == "csv":
+        for shard in sorted(directory.glob("*.csv")):
+            with open(shard, newline="") as handle:
+                for row in csv.DictReader(handle):
+                    out["code"].append(row["code"])
+                    out["rating"].append(float(row["rating"]))
+        return out
+    for shard in sorted(directory.glob("*.tfrecord")):
+        for record in tf.data.TFRecordDataset(str(shard)):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            out["code"].append(feature["code"].bytes_list.value[0].decode())
+            out["rating"].append(feature["rating"].float_list.value[0])
+    return out
 
 
 def test_given_to_the_statistics_job_the_types_reach_labels_and_the_model(run, tmp_path):
@@ -78,37 +107,31 @@ def test_given_to_the_statistics_job_the_types_reach_labels_and_the_model(run, t
                   "--engine=local")
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert (f"{logs[0]}, line 1102, column 'rating': expected an integer (type inferred from "
-            "the sampled first rows, which all fit it: give the statistics job "
-            "--column_types=rating:float32, which the label and training jobs take from its "
-            "artifact") in refused.stderr, refused.stderr
+            "the sampled first rows, which all fit it: give --column_types=rating:float32 to "
+            "the statistics job, which keeps it for the label and training jobs, or write the "
+            "column so that its first rows show its type") in refused.stderr, refused.stderr
     assert not stats.exists()
 
     done = run("pipelines.stats", f"--input={pattern}", f"--output_dir={stats}",
                "--engine=local", "--column_types=code:string,rating:float32")
     assert done.returncode == 0, done.stderr
-    schema = json.loads((stats / "stats.json").read_text())["schema"]
-    assert schema["given"] == {"code": "string", "rating": "float32"}
-    assert schema["dtypes"]["code"] == "string" and schema["dtypes"]["rating"] == "float32"
-    # "007" and "7" are two codes: the distinct-value count sees the text.
-    assert json.loads((stats / "stats.json").read_text())["feature_values"]["code"][
-        "distinct"] == 4
+    stats_json = json.loads((stats / "stats.json").read_text())
+    assert stats_json["schema"]["given"] == {"code": "string", "rating": "float32"}
+    assert stats_json["schema"]["dtypes"]["code"] == "string"
+    assert stats_json["schema"]["dtypes"]["rating"] == "float32"
+    # "007" and "7" are two codes: the distinct-value count sees the text (as int64: two).
+    assert stats_json["feature_values"]["code"]["distinct"] == 4
 
-    # The label job reads the codes as text: the TFRecord carries them as written.
-    labelled = tmp_path / "labelled"
-    done = run("pipelines.label", f"--input={logs[0]}", f"--stats={stats}",
-               f"--output_dir={labelled}", "--format=tfrecord", "--compress=false",
-               "--plot=false")
-    assert done.returncode == 0, done.stderr
-    import tensorflow as tf
-
-    codes, ratings = [], []
-    for shard in sorted(labelled.glob("*.tfrecord")):
-        for record in tf.data.TFRecordDataset(str(shard)):
-            example = tf.train.Example.FromString(record.numpy())
-            codes.append(example.features.feature["code"].bytes_list.value[0].decode())
-            ratings.append(example.features.feature["rating"].float_list.value[0])
-    assert codes == [CODES[k % 4] for k in range(ROWS)]
-    assert ratings[1100] == 3.5 and ratings[:5] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    # The label job reads the codes as text, on both engines: its output carries them as written.
+    for engine, fmt in (("local", "tfrecord"), ("beam", "csv")):
+        labelled = tmp_path / f"labelled-{engine}"
+        done = run("pipelines.label", f"--input={logs[0]}", f"--stats={stats}",
+                   f"--output_dir={labelled}", f"--format={fmt}", "--compress=false",
+                   "--plot=false", f"--engine={engine}")
+        assert done.returncode == 0, done.stderr
+        columns = labelled_columns(labelled, fmt)
+        assert columns["code"] == [CODES[k % 4] for k in range(ROWS)], engine
+        assert columns["rating"][1100] == 3.5 and columns["rating"][:5] == [0, 1, 2, 3, 4]
 
     # Training reads with the artifact's types, and the model keeps them for serving.
     model_dir = tmp_path / "model"
@@ -122,6 +145,43 @@ def test_given_to_the_statistics_job_the_types_reach_labels_and_the_model(run, t
     assert features["rating"]["dtype"] == "float32" and features["rating"]["kind"] == "numeric"
 
 
+def test_without_the_flag_the_artifact_is_as_before(tmp_path):
+    from core import stats_artifact
+    from pipelines.stats import statistics
+
+    write_log(tmp_path / "day-0.csv", decimal=False)
+    stats = statistics.compute_stats(str(tmp_path / "day-0.csv"), str(tmp_path / "stats"),
+                                     engine="local")
+    assert "given" not in stats["schema"]
+    assert stats["schema"]["dtypes"]["code"] == "int64"  # inferred: "007" reads as 7
+    assert stats["feature_values"]["code"]["distinct"] == 2
+    assert stats_artifact.load_artifact(str(tmp_path / "stats")).column_types == {}
+    assert stats_artifact.given_column_types(str(tmp_path / "stats")) == {}
+
+
+def test_a_type_from_the_artifact_that_held_out_logs_do_not_fit_is_named_so(run, tmp_path):
+    train = write_log(tmp_path / "day-0.csv", decimal=False)
+    held_out = write_log(tmp_path / "day-1.csv", day=1)  # the rating 3.5 on line 1,102
+    stats = tmp_path / "stats"
+    done = run("pipelines.stats", f"--input={train}", f"--output_dir={stats}",
+               "--engine=local", "--column_types=rating:int64")
+    assert done.returncode == 0, done.stderr
+    origin = ("expected an integer (its type is given as int64 by the statistics job's "
+              "--column_types, kept in its artifact: run that job with the type these values "
+              "need), found '3.5'")
+    result = run("ranking.train", "--model=single_ctr", f"--train={train}", f"--eval={held_out}",
+                 f"--stats={stats}", f"--model_dir={tmp_path / 'model'}", "--batch_size=256",
+                 "--max_epochs=1", "--validation_days=0", "--progress=none")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{held_out}, line 1102, column 'rating': {origin}" in result.stderr, result.stderr
+    assert not (tmp_path / "model").exists()
+    result = run("pipelines.label", f"--input={held_out}", f"--stats={stats}",
+                 f"--output_dir={tmp_path / 'out'}", "--plot=false")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{held_out}, line 1102, column 'rating': {origin}" in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_label_job_names_a_given_column_its_logs_lack(run, tmp_path):
     write_log(tmp_path / "day-0.csv")
     stats = tmp_path / "stats"
@@ -132,8 +192,8 @@ def test_the_label_job_names_a_given_column_its_logs_lack(run, tmp_path):
     result = run("pipelines.label", f"--input={other}", f"--stats={stats}",
                  f"--output_dir={tmp_path / 'out'}")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-    assert (f"{other}: --column_types gives a type to column(s) 'code', which these logs do not "
-            "have") in result.stderr, result.stderr
+    assert (f"{other}: the stats artifact (the statistics job's --column_types) gives a type to "
+            "column(s) 'code', which these logs do not have") in result.stderr, result.stderr
     assert not (tmp_path / "out").exists()
 
 
@@ -150,8 +210,10 @@ def test_a_value_a_given_type_cannot_read_is_named_with_the_flag(run, tmp_path, 
 
 def test_the_validation_jobs_take_the_flag(run, tmp_path):
     path = write_log(tmp_path / "day-0.csv")
+    advice = "column 'rating': expected an integer (type inferred from the sampled first rows"
     refused = run("pipelines.validate.describe", f"--input={path}")
-    assert refused.returncode == 1 and "column 'rating'" in refused.stderr, refused.stderr
+    assert refused.returncode == 1 and advice in refused.stderr, refused.stderr
+    assert "--column_types=rating:float32" in refused.stderr
     done = run("pipelines.validate.describe", f"--input={path}",
                "--column_types=rating:float32,code:string")
     assert done.returncode == 0, done.stderr
@@ -159,3 +221,50 @@ def test_the_validation_jobs_take_the_flag(run, tmp_path):
     columns = {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()
                if line.startswith("  ")}
     assert columns["code"] == "string" and columns["rating"] == "float32", done.stdout
+
+    # TFDV's statistics (Beam workers) read with the flag too: the codes are text there.
+    refused = run("pipelines.validate", f"--input={path}", f"--output_dir={tmp_path / 'v0'}")
+    assert refused.returncode == 1 and advice in refused.stderr, refused.stderr
+    assert not (tmp_path / "v0").exists()
+    run("pipelines.validate", f"--input={path}", f"--output_dir={tmp_path / 'v1'}",
+        "--column_types=rating:float32,code:string")
+    report = (tmp_path / "v1" / "report.md").read_text()
+    assert "| code | STRING |" in report and "| rating | FLOAT |" in report, report
+
+
+def test_floats_read_as_an_integer_column_must_be_whole(tmp_path):
+    """A converter that writes every number as a float_list: read as int64 (a model's type, or
+    the flag's), whole values pass and a decimal is named, as in CSV (a cast dropped it)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from core import logs
+
+    def write(path, ratings):
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for k, rating in enumerate(ratings):
+                feature = {
+                    "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"u"])),
+                    "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"i"])),
+                    "timestamp": tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[DAY + k])),
+                    "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+                    "dwell_time": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0])),
+                    "rating": tf.train.Feature(float_list=tf.train.FloatList(value=[rating]))}
+                writer.write(tf.train.Example(features=tf.train.Features(
+                    feature=feature)).SerializeToString())
+        return str(path)
+
+    def read(path):
+        source = logs.open_logs(path, column_types={"rating": "int64"}, given_by="flag")
+        try:
+            return np.concatenate([b["rating"].numpy() for b in source.dataset(2)])
+        except tf.errors.OpError as error:
+            raise log_diagnosis.translate_error(error) from None
+
+    got = read(write(tmp_path / "whole.tfrecord", [2.0, -3.0, 0.0, 40.0]))
+    assert got.dtype == np.int64 and got.tolist() == [2, -3, 0, 40]
+    bad = write(tmp_path / "decimal.tfrecord", [2.0, 2.5, 1.0])
+    with pytest.raises(InputError, match=r"decimal\.tfrecord, record 2, column 'rating': "
+                                         r"expected an integer, found 2\.5"):
+        read(bad)

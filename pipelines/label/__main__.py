@@ -104,7 +104,7 @@ def main(argv):
 
         validation.check_input(FLAGS.input, FLAGS.schema, beam_args,
                                allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
-                               column_types=artifact.column_types)
+                               column_types=artifact.column_types, given_by="artifact")
     def finish(directory, summary):
         # summary.json and labels.png go into the output before it appears.
         result = summary.as_dict()

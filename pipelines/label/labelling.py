@@ -99,12 +99,14 @@ def _read_header_line(log_file: log_schema.LogFile) -> str:
         return text.readline().rstrip("\r\n")
 
 
-def open_input(pattern: str, fmt: str, artifact: stats_artifact.StatsArtifact) -> logs.LogSource:
+def open_input(pattern: str, fmt: str, stats_dir: str) -> logs.LogSource:
     """The logs to label, checked: a known output format and no reserved label column; columns
-    given a type by the statistics job (`artifact.column_types`) are read so."""
+    given a type by the statistics job (--column_types, kept in its artifact at `stats_dir`)
+    are read so."""
     if fmt not in ("csv", "tfrecord"):
         raise InputError(f"--format must be csv or tfrecord, not {fmt}")
-    source = logs.open_logs(pattern, column_types=artifact.column_types, given_by="flag")
+    source = logs.open_logs(pattern, column_types=stats_artifact.given_column_types(stats_dir),
+                            given_by="artifact")
     reserved = [c for c in source.schema.columns if c in LABEL_COLUMNS]
     if reserved:
         raise InputError(f"the input already has label column(s) {', '.join(reserved)}; label "
@@ -138,8 +140,8 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
     `rules` overrides the artifact's rule thresholds; `finish(directory, summary)` may add
     files to the output before it appears. Returns the run's counts.
     """
+    source = open_input(pattern, fmt, stats_dir)
     artifact = stats_artifact.load_artifact(stats_dir)
-    source = open_input(pattern, fmt, artifact)
     labeler = labeler_for(source, artifact, rules, batch_size=batch_size,
                                  allow_unclicked_dwell=allow_unclicked_dwell)
     # The tables and counts are long-lived: keep them out of the garbage collector's full

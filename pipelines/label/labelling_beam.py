@@ -59,14 +59,14 @@ def label_logs_beam(pattern: str, stats_dir: str, output_dir: str, *, fmt: str =
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    source = labelling.open_input(pattern, fmt, stats_dir)
     stats_dir = os.path.abspath(stats_dir)  # workers run elsewhere: not relative to this cwd
     artifact = stats_artifact.load_artifact(stats_dir, user_days=False)  # checked here, before workers
-    source = labelling.open_input(pattern, fmt, artifact)
     rules = rules or artifact.rules
     job = dict(files=[(f.path, f.format, f.gzip) for f in source.files],
                names=labelling.shard_names(source.files, fmt, compress),
                schema=source.schema.to_json(), stored=source.stored_types,
-               given=dict(source.given_types), stats=stats_dir,
+               given_types=dict(source.given_types), stats=stats_dir,
                rules=rules, fmt=fmt, compress=compress, batch_size=batch_size,
                allow_unclicked_dwell=allow_unclicked_dwell,
                num_bins=artifact.num_bins)
@@ -115,7 +115,7 @@ def _source(job, index) -> logs.LogSource:
     path, kind, gzipped = job["files"][index]
     return logs.LogSource([log_schema.LogFile(path, kind, gzipped)],
                           log_schema.LogSchema.from_json(job["schema"]), job["stored"],
-                          given_types=job["given"])
+                          given_types=job["given_types"])
 
 
 def _count_file(element, job):

@@ -133,7 +133,7 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     # Recorded only if unchanged by the end of the read.
     before = [stats_artifact.file_status(f.path) for f in files]
     source = logs.LogSource(files, schema, schema_json.get("stored", {}),
-                            given_types={n: "flag" for n in schema_json.get("given", {})})
+                            given_types=schema_json.get("given_types", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
     part = _Part(numeric={c: [0, 0, 0] for c in numeric},
                  values={c: set() for c in stats_artifact.counted_value_columns(schema)})
@@ -334,9 +334,8 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
     if config.files_per_read < 1:
         raise InputError(f"--files_per_read must be >= 1, not {config.files_per_read}")
     source = logs.open_logs(pattern, column_types=config.read.types, given_by="flag")
-    # `given`: the types of --column_types, which the label and training jobs read with.
     schema_json = dict(source.schema.to_json(), stored=source.stored_types,
-                       given=config.read.types)
+                       given_types=dict(source.given_types))
 
     def is_artifact(path):
         return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))

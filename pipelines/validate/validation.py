@@ -66,7 +66,8 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
 
     schema = log_schema.LogSchema.from_json(schema_json)
     source = logs.LogSource(log_schema.expand_inputs([path]), schema,
-                            schema_json.get("stored", {}), given_types=schema_json["given"])
+                            schema_json.get("stored", {}),
+                            given_types=schema_json.get("given_types", {}))
     with log_diagnosis.input_errors_for_beam():
         for batch in source.dataset(
                 batch_size, allow_unclicked_dwell=allow_unclicked_dwell).as_numpy_iterator():
@@ -86,17 +87,18 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
 def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | None = None,
                         config: ValidationConfig = ValidationConfig(),
                         allow_unclicked_dwell: bool = False,
-                        column_types: Mapping[str, str] | None = None):
+                        column_types: Mapping[str, str] | None = None, given_by: str = "flag"):
     """TFDV statistics of the logs matching `pattern`, written to `output_path` (binary
     DatasetFeatureStatisticsList) and returned; `allow_unclicked_dwell` as in
-    `_record_batches`; `column_types` ({column: type}, --column_types) read so."""
+    `_record_batches`; `column_types` ({column: type}) read so, given by `given_by` ("flag":
+    this job's --column_types; "artifact": the statistics job's, as `core.logs.open_logs`)."""
     import apache_beam as beam
     tfdv = globals()['tfdv']()
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    source = logs.open_logs(pattern, column_types=column_types, given_by="flag")
+    source = logs.open_logs(pattern, column_types=column_types, given_by=given_by)
     schema_json = dict(source.schema.to_json(), stored=source.stored_types,
-                       given=dict(source.given_types))
+                       given_types=dict(source.given_types))
     paths = [f.path for f in source.files]
     with reraised_from_workers(), beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
         _ = (pipeline
@@ -169,11 +171,11 @@ def validate(statistics, schema, baseline=None):
 
 def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = None,
                 allow_unclicked_dwell: bool = False,
-                column_types: Mapping[str, str] | None = None) -> None:
+                column_types: Mapping[str, str] | None = None, given_by: str = "flag") -> None:
     """Refuses (InputError listing the anomalies) logs that do not match a curated schema; used
     by the --schema flag of the stats, label and training jobs, which pass their
-    --allow_unclicked_dwell and the column types they read with (--column_types, or the stats
-    artifact's)."""
+    --allow_unclicked_dwell and the column types they read with: the statistics job its
+    --column_types (`given_by` "flag"), the others its artifact's ("artifact")."""
     import tempfile
 
     tfdv = globals()['tfdv']()
@@ -189,7 +191,7 @@ def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = No
     with tempfile.TemporaryDirectory() as tmp:
         stats = generate_statistics(pattern, os.path.join(tmp, "stats.pb"), beam_args,
                                     allow_unclicked_dwell=allow_unclicked_dwell,
-                                    column_types=column_types)
+                                    column_types=column_types, given_by=given_by)
     lines = anomaly_lines(validate(stats, schema))
     if lines:
         raise InputError(f"{pattern} does not match the schema {schema_path}:\n  "
