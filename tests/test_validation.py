@@ -5,6 +5,7 @@ import dataclasses
 import gzip
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -188,3 +189,58 @@ def test_describe_names_the_utc_days_with_rows(run, tmp_path):
     # A click with dwell 0 (an unknown dwell written as 0, say) is counted.
     path.write_text(path.read_text() + "u9,i9,1767571300,1,0\n")
     assert describe.describe(str(path))["zero_dwell_clicks"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tfrecord"])
+def test_describe_counts_duplicate_rows_and_impression_ids_as_pandas(run, tmp_path, fmt):
+    rng = np.random.default_rng(5)
+    n = 3000
+    frame = pd.DataFrame({
+        "impression_id": [f"m{k}" for k in range(n)], "user_id": rng.integers(0, 50, n).astype(str),
+        "item_id": rng.integers(0, 40, n).astype(str),
+        "timestamp": 1767571200 + rng.integers(0, 86_400, n), "click": rng.integers(0, 2, n)})
+    frame["dwell_time"] = np.where(frame["click"] == 1, 12.5, 0.0)
+    # A replayed batch (rows copied whole, some twice) and ids reused by other impressions.
+    copies = frame.sample(120, random_state=1)
+    frame = pd.concat([frame, copies, copies.iloc[:15]], ignore_index=True)
+    reused = frame.sample(40, random_state=2).index
+    frame.loc[reused, "impression_id"] = frame["impression_id"].iloc[:40].to_numpy()
+    frame = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    expected_rows = int(frame.duplicated().sum())
+    expected_ids = int(frame["impression_id"].duplicated().sum())
+    assert expected_rows >= 100 and expected_ids > expected_rows  # both kinds present
+    if fmt == "csv":
+        path = str(tmp_path / "log.csv")
+        frame.to_csv(path, index=False)
+    else:
+        import tensorflow as tf
+
+        path = str(tmp_path / "log.tfrecord")
+        with tf.io.TFRecordWriter(path) as writer:
+            for row in frame.itertuples(index=False):
+                feature = {name: tf.train.Feature(bytes_list=tf.train.BytesList(
+                    value=[str(getattr(row, name)).encode()]))
+                    for name in ("impression_id", "user_id", "item_id")}
+                feature["timestamp"] = tf.train.Feature(
+                    int64_list=tf.train.Int64List(value=[row.timestamp]))
+                feature["click"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[row.click]))
+                feature["dwell_time"] = tf.train.Feature(
+                    float_list=tf.train.FloatList(value=[row.dwell_time]))
+                writer.write(tf.train.Example(features=tf.train.Features(
+                    feature=feature)).SerializeToString())
+    from pipelines.validate import describe
+
+    described = describe.describe(path, batch_size=256)
+    assert described["rows"] == len(frame)
+    assert described["duplicate_rows"] == expected_rows
+    assert described["repeated_impression_ids"] == expected_ids
+    result = run("pipelines.validate.describe", f"--input={path}")
+    assert result.returncode == 0, result.stderr
+    assert (f"duplicates: {expected_rows:,} rows repeat an earlier row exactly "
+            f"({expected_rows / len(frame):.2%}); {expected_ids:,} rows repeat an earlier "
+            "impression_id (each row is read as its own impression") in result.stdout, result.stdout
+    # Without the column, only whole rows are compared.
+    frame.drop(columns="impression_id").to_csv(tmp_path / "no_ids.csv", index=False)
+    described = describe.describe(str(tmp_path / "no_ids.csv"))
+    assert described["repeated_impression_ids"] is None
+    assert described["duplicate_rows"] == int(frame.drop(columns="impression_id").duplicated().sum())

@@ -30,14 +30,25 @@ flags.mark_flag_as_required("input")
 def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool = False,
              column_types: dict[str, str] | None = None) -> dict:
     """Reads every row of `pattern` (`column_types`, {column: type}, read so); returns counts
-    (`zero_dwell_clicks`: clicks with dwell 0), dwell quantiles of clicks (s), the UTC days with
-    rows (`days`: sorted day numbers, unix seconds // 86400) and rows/s."""
+    (`zero_dwell_clicks`: clicks with dwell 0; `duplicate_rows`: rows equal to an earlier one,
+    byte for byte; `repeated_impression_ids`: rows whose `impression_id` an earlier row has,
+    None without the column), dwell quantiles of clicks (s), the UTC days with rows (`days`:
+    sorted day numbers, unix seconds // 86400) and rows/s. The duplicates are counted by 64-bit
+    fingerprints (8 bytes a row held to the end)."""
+    import pandas as pd
+
     source = logs.open_logs(pattern, column_types=column_types, given_by="flag")
-    dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell)
+    dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
+                             with_raw=True)
+    has_ids = "impression_id" in source.schema.dtypes
     started = time.perf_counter()
     rows = clicks = zeroed = 0
-    dwell_parts, days = [], set()
+    dwell_parts, days, row_prints, id_prints = [], set(), [], []
     for batch in dataset:
+        # A log written twice, or replayed, trains as separate impressions: say so.
+        row_prints.append(pd.util.hash_array(batch[logs.RAW].numpy().astype(object)))
+        if has_ids:
+            id_prints.append(pd.util.hash_array(batch["impression_id"].numpy().astype(object)))
         click = batch["click"].numpy()
         days.update(np.unique(batch["timestamp"].numpy() // SECONDS_PER_DAY).tolist())
         rows += len(click)
@@ -45,6 +56,9 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
         dwell_parts.append(batch["dwell_time"].numpy()[click == 1])
         if allow_unclicked_dwell:
             zeroed += int(batch[logs.DWELL_ZEROED].numpy().sum())
+    duplicates = rows - len(np.unique(np.concatenate(row_prints))) if rows else 0
+    repeated_ids = (rows - len(np.unique(np.concatenate(id_prints))) if rows else 0
+                    ) if has_ids else None
     seconds = time.perf_counter() - started
     dwell = np.concatenate(dwell_parts) if dwell_parts else np.zeros(0)
     quantiles = (dict(zip(("p10", "p50", "p90"), np.percentile(dwell, [10, 50, 90]).tolist()))
@@ -53,7 +67,8 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
             "rows": rows, "clicks": clicks, "unclicked_dwell_zeroed": zeroed,
             "zero_dwell_clicks": int(np.count_nonzero(dwell == 0)),
             "dwell_quantiles": quantiles, "seconds": seconds,
-            "days": sorted(days),
+            "days": sorted(days), "duplicate_rows": duplicates,
+            "repeated_impression_ids": repeated_ids,
             "rows_per_second": rows / seconds if seconds else float("nan")}
 
 
@@ -74,6 +89,13 @@ def main(argv):
               f"of {days[-1] - days[0] + 1}")
     if FLAGS.allow_unclicked_dwell:
         print(f"unclicked rows with dwell > 0, treated as 0: {result['unclicked_dwell_zeroed']:,}")
+    line = (f"duplicates: {result['duplicate_rows']:,} rows repeat an earlier row exactly "
+            f"({result['duplicate_rows'] / max(result['rows'], 1):.2%})")
+    if result["repeated_impression_ids"] is not None:
+        line += f"; {result['repeated_impression_ids']:,} rows repeat an earlier impression_id"
+    print(line + (" (each row is read as its own impression: drop duplicates before the "
+                  "statistics job if they are copies)" if result["duplicate_rows"] or
+                  result["repeated_impression_ids"] else ""))
     print("columns:")
     schema = result["schema"]
     features = set(schema.feature_columns())
