@@ -235,7 +235,9 @@ class LogSource:
                                      row_kind="record"))
             dense = value
             kind = self.schema.dtypes[name]
-            if kind == "string" and stored[name] != tf.string:
+            if kind == "string" and stored[name] == tf.float32:
+                dense = float32_text(dense)  # "5.6" as a CSV holds it, not %f's "5.600000"
+            elif kind == "string" and stored[name] != tf.string:
                 dense = tf.strings.as_string(dense)
             elif kind != "string":
                 if kind == "int64" and stored[name] == tf.float32:
@@ -294,6 +296,29 @@ class LogSource:
         if allow_unclicked_dwell:
             result[DWELL_ZEROED] = tf.cast(unclicked_dwell, tf.int64)
         return result
+
+
+def float32_text(values):
+    """float32 [n] -> string [n]: each value's shortest decimal that reads back to the same
+    float32, written as Python's repr writes a number ("5.6", "5.0", "0.0001", "1e-05",
+    "1.5e+16"), so a float stored in a TFRecord and read as text matches a CSV of the same log
+    where it matters (short decimals: grades, prices). A whole value from 2^24 to 1e16 is its
+    exact integer ("126542144.0"); -0 and subnormals are "0.0". Finite values only."""
+    import tensorflow as tf
+
+    values = tf.where(tf.equal(values, 0), tf.zeros_like(values), values)
+    # %g with the fewest significant digits (6 to 9) that reads back exactly; 9 always does.
+    text = tf.strings.as_string(values, precision=9, shortest=True)
+    for digits in (8, 7, 6):
+        shorter = tf.strings.as_string(values, precision=digits, shortest=True)
+        text = tf.where(tf.equal(tf.strings.to_number(shorter, tf.float32), values), shorter,
+                        text)
+    # A whole value below 1e16 is written as an integer with ".0", as repr writes it (%g
+    # would write 1e+06 or drop the ".0").
+    whole = tf.logical_and(tf.equal(values, tf.round(values)), tf.abs(values) < 1e16)
+    integer = tf.strings.join([tf.strings.as_string(
+        tf.cast(tf.where(whole, values, tf.zeros_like(values)), tf.int64)), ".0"])
+    return tf.where(whole, integer, text)
 
 
 def add_file_day_rows(into: dict, file_index, day) -> None:

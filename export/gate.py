@@ -107,6 +107,8 @@ def _served(call, inputs: dict, outputs, features: dict, output: str,
     TensorSpec, its `outputs`: names) over the feature columns (cast to its dtypes)."""
     import tensorflow as tf
 
+    from core import logs
+
     missing = [name for name in inputs if name not in features]
     if missing:
         raise InputError(f"the baseline needs feature(s) {', '.join(missing)} that the held-out "
@@ -120,7 +122,9 @@ def _served(call, inputs: dict, outputs, features: dict, output: str,
         args = {}
         for name, spec in inputs.items():
             value = tf.constant(features[name][lo:lo + batch_size])
-            if spec.dtype == tf.string and value.dtype != tf.string:
+            if spec.dtype == tf.string and value.dtype == tf.float32:
+                value = logs.float32_text(value)  # as the reader makes text of a float
+            elif spec.dtype == tf.string and value.dtype != tf.string:
                 value = tf.strings.as_string(value)
             args[name] = tf.cast(value, spec.dtype) if spec.dtype != tf.string else value
         parts.append(call(args)[output].numpy())

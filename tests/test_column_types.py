@@ -268,3 +268,69 @@ def test_floats_read_as_an_integer_column_must_be_whole(tmp_path):
     with pytest.raises(InputError, match=r"decimal\.tfrecord, record 2, column 'rating': "
                                          r"expected an integer, found 2\.5"):
         read(bad)
+
+
+def python_text(value) -> str:
+    """The reference: Python's repr of the float32's shortest round-trip decimal (NumPy's
+    unique digits), a whole value from 2^24 to 1e16 as its exact integer, 0 for -0 and
+    subnormals."""
+    import numpy as np
+
+    value = np.float32(value)
+    if value == 0 or abs(value) < np.finfo(np.float32).tiny:
+        return "0.0"
+    if value == np.round(value) and 2 ** 24 <= abs(value) < 1e16:
+        return repr(float(value))
+    return repr(float(np.format_float_positional(value, unique=True)))
+
+
+def test_floats_read_as_text_are_written_as_python_writes_them():
+    import numpy as np
+    import tensorflow as tf
+
+    from core import logs
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([
+        rng.standard_normal(20_000) * 10.0 ** rng.integers(-12, 20, 20_000),
+        np.round(rng.uniform(-100, 100, 5_000), 1),  # grades, prices: short decimals
+        np.round(rng.uniform(0, 1e8, 5_000)),
+        [5.6, 0.1, 12.99, 1e-4, 1e-5, 1234567, 16_777_217, 1e16, 1.5e16, -0.0, 3.4028235e38,
+         1e-45, 2.5, -2.5, 100.0]]).astype(np.float32)
+    got = [t.decode() for t in logs.float32_text(tf.constant(values)).numpy()]
+    assert got == [python_text(v) for v in values]
+    assert got[-15:-9] == ["5.6", "0.1", "12.99", "0.0001", "1e-05", "1234567.0"]
+    back = np.array(got, dtype=np.float32)
+    normal = np.abs(values) >= np.finfo(np.float32).tiny
+    assert np.array_equal(back[normal], values[normal])  # each reads back to its value
+
+
+def test_a_tfrecord_float_read_as_text_matches_the_csv_text(tmp_path):
+    """A grade stored as a float_list and given the string type reads as the CSV of the same
+    log holds it ("5.6"), so a model trained on one scores the other alike."""
+    import numpy as np
+    import tensorflow as tf
+
+    from core import logs
+
+    grades = [5.6, 4.0, 12.99, 0.5]
+    with tf.io.TFRecordWriter(str(tmp_path / "log.tfrecord")) as writer:
+        for k, grade in enumerate(grades):
+            feature = {
+                "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"u"])),
+                "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"i"])),
+                "timestamp": tf.train.Feature(int64_list=tf.train.Int64List(value=[DAY + k])),
+                "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+                "dwell_time": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0])),
+                "grade": tf.train.Feature(float_list=tf.train.FloatList(value=[grade]))}
+            writer.write(tf.train.Example(features=tf.train.Features(
+                feature=feature)).SerializeToString())
+    with open(tmp_path / "log.csv", "w") as handle:
+        handle.write("user_id,item_id,timestamp,click,dwell_time,grade\n")
+        handle.writelines(f"u,i,{DAY + k},0,0.0,{g}\n" for k, g in enumerate(grades))
+    read = {}
+    for name in ("log.tfrecord", "log.csv"):
+        source = logs.open_logs(str(tmp_path / name), column_types={"grade": "string"},
+                                given_by="flag")
+        read[name] = np.concatenate([b["grade"].numpy() for b in source.dataset(8)]).tolist()
+    assert read["log.tfrecord"] == read["log.csv"] == [b"5.6", b"4.0", b"12.99", b"0.5"]
