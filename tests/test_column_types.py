@@ -334,3 +334,42 @@ def test_a_tfrecord_float_read_as_text_matches_the_csv_text(tmp_path):
                                 given_by="flag")
         read[name] = np.concatenate([b["grade"].numpy() for b in source.dataset(8)]).tolist()
     assert read["log.tfrecord"] == read["log.csv"] == [b"5.6", b"4.0", b"12.99", b"0.5"]
+
+
+def test_a_tfrecord_feature_first_seen_far_down_is_a_column(tmp_path):
+    """A tf.Example leaves a sparse feature out: one that first appears after the first
+    1,000 records of each file is still found (up to 100,000 records of the first files),
+    and its kind is checked there too; its earlier records read as the default."""
+    import numpy as np
+    import tensorflow as tf
+
+    from core import logs
+
+    def write(path, rows, late_from, late_kind="float"):
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            for k in range(rows):
+                feature = {
+                    "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"u"])),
+                    "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"i"])),
+                    "timestamp": tf.train.Feature(
+                        int64_list=tf.train.Int64List(value=[DAY + k])),
+                    "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+                    "dwell_time": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0]))}
+                if k >= late_from:
+                    feature["video_type"] = (
+                        tf.train.Feature(float_list=tf.train.FloatList(value=[k / 2]))
+                        if late_kind == "float" or k < late_from + 10 else
+                        tf.train.Feature(int64_list=tf.train.Int64List(value=[k])))
+                writer.write(tf.train.Example(features=tf.train.Features(
+                    feature=feature)).SerializeToString())
+        return str(path)
+
+    path = write(tmp_path / "late.tfrecord", 6_000, late_from=4_500)
+    source = logs.open_logs(path)
+    assert source.schema.dtypes["video_type"] == "float32"
+    got = np.concatenate([b["video_type"].numpy() for b in source.dataset(1024)])
+    assert got.tolist() == [0.0] * 4_500 + [k / 2 for k in range(4_500, 6_000)]
+    mixed = write(tmp_path / "mixed.tfrecord", 6_000, late_from=4_500, late_kind="mixed")
+    with pytest.raises(InputError, match=r"mixed\.tfrecord, record 4511, column 'video_type': "
+                                         r"is int64 here but float32 in .*record 4501"):
+        logs.open_logs(mixed)
