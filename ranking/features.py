@@ -170,6 +170,10 @@ def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[st
     an absent column, an unknown key or a value of the wrong kind.
     """
     where = config_path or "feature config"
+    unknown = sorted(set(config or {}) - {"features"})
+    if unknown:  # a misspelt "features" would leave every default in place without a word
+        raise InputError(f"unknown key(s) {', '.join(unknown)}: a feature config is an object "
+                         '{"features": {name: {...}}}', file=where)
     overrides = dict((config or {}).get("features", {}))
     candidates = schema.feature_columns()
     for name, options in overrides.items():

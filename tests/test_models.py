@@ -49,6 +49,9 @@ def test_feature_config_overrides_and_post_click_flag():
     ({"features": {"category": {"type": "numeric"}}}, "holds strings"),
     ({"features": {"user_id": {"type": "numeric"}}}, "always categorical"),
     ({"features": {"position": {"transform": "sqrt"}}}, "transform must be"),
+    # A misspelt top-level key would leave every default feature (a leaking outcome too) in.
+    ({"feature": {"category": {"exclude": True}}},
+     r"features\.json: unknown key\(s\) feature: a feature config is an object"),
 ])
 def test_bad_feature_config_is_refused_with_the_feature_named(config, message):
     with pytest.raises(InputError, match=message):
