@@ -996,3 +996,41 @@ def test_the_label_jobs_csv_text_of_a_float_reads_back_to_it():
     text = labelling._as_text(tf.constant(values)).numpy()
     assert text[0] == b"1234567" and text[2] == b"4.5"
     np.testing.assert_array_equal(np.array([float(t) for t in text], np.float32), values)
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--num_bins=1"], r"--num_bins must be >= 2, not 1"),
+    (["--num_bins=-2"], r"--num_bins must be >= 2, not -2"),
+    (["--bin_edges=1,5"], r"--bin_edges must be three or more increasing numbers of seconds"),
+    (["--bin_edges=1,5,5,9"], r"--bin_edges must be three or more increasing"),
+    (["--bin_edges=-1,5,9"], r"--bin_edges must be three or more increasing numbers of seconds "
+                             r">= 0"),
+    (["--light_user_days=0"], r"--light_user_days must be 1 to 3,650 UTC days, not 0"),
+    (["--light_user_days=1000000"], r"--light_user_days must be 1 to 3,650"),
+    (["--min_dwell=-1", "--light_user_clicks=-2"],
+     r"--min_dwell must be >= 0 seconds, not -1; --light_user_clicks must be >= 0, not -2"),
+    (["--t1_threshold=0"], r"--t1_threshold must be > 0 seconds, not 0"),
+    (["--min_item_records=0"], r"--min_item_records must be >= 1, not 0"),
+])
+def test_the_statistics_job_refuses_thresholds_out_of_range(run, tmp_path, flags, message):
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,timestamp,click,dwell_time\n"
+                   + "".join(f"u{k},i{k},{1767571200 + k},1,{5 + k}\n" for k in range(20)))
+    result = run("pipelines.stats", f"--input={log}", f"--output_dir={tmp_path / 'stats'}",
+                 "--engine=local", *flags)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(r"error: " + message, result.stderr), result.stderr
+    assert not (tmp_path / "stats").exists()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--light_user_days=-3"], r"--light_user_days must be 1 to 3,650 UTC days, not -3"),
+    (["--min_dwell=-1"], r"--min_dwell must be >= 0 seconds, not -1"),
+])
+def test_the_label_job_refuses_overrides_out_of_range(run, tmp_path, hand, flags, message):
+    root, stats_dir = hand
+    result = run("pipelines.label", f"--input={root / 'history.csv'}", f"--stats={stats_dir}",
+                 f"--output_dir={tmp_path / 'out'}", *flags)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert re.search(r"error: " + message, result.stderr), result.stderr
+    assert not (tmp_path / "out").exists()

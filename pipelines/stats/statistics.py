@@ -70,6 +70,16 @@ class StatsConfig:
         "two files read at once); lower it to spread a few large files over more workers.")
     batch_size: int = 8192
 
+    def __post_init__(self):
+        # The dwell-bin models need two bins at least (one is a softmax with nothing to choose).
+        if self.bin_edges is None and self.num_bins < 2:
+            raise InputError(f"--num_bins must be >= 2, not {self.num_bins}")
+        if self.bin_edges is not None and (len(self.bin_edges) < 3 or any(
+                not b > a for a, b in zip(self.bin_edges, self.bin_edges[1:]))
+                or not self.bin_edges[0] >= 0):
+            raise InputError("--bin_edges must be three or more increasing numbers of seconds "
+                             f">= 0 (two bins at least), not {','.join(map(str, self.bin_edges))}")
+
 
 class _Part:
     """Pre-aggregates of a group of input files (picklable, merged by `_merge_parts`)."""
