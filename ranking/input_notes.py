@@ -15,6 +15,24 @@ from core.label_rules import utc_date
 _ID_NAME = re.compile(r"(^|_)(id|ID|Id)$|[a-z0-9](Id|ID)$")
 
 
+def label_column_notes(schema, rules) -> list[str]:
+    """A note for training logs that carry the label job's columns (its shards): training
+    labels every row again with the stats artifact's rules (`rules`, a `RuleConfig`), so labels
+    the label job made with other thresholds (its overrides) are not the ones trained on."""
+    from core.log_schema import LABEL_COLUMNS
+
+    present = [name for name in LABEL_COLUMNS if name in schema.dtypes]
+    if not present:
+        return []
+    t1 = "x_l" if rules.t1_threshold is None else f"{rules.t1_threshold:g} s"
+    return [f"note: the training logs carry label columns ({', '.join(present)}): training "
+            "labels every row again with the stats artifact's rules (min_dwell "
+            f"{rules.min_dwell:g} s, T1 {t1}, T2 {rules.light_user_clicks} clicks in "
+            f"{rules.light_user_days} days, T3 {rules.min_item_records} records) and does not "
+            "read them, so labels made with other thresholds (the label job's overrides) are "
+            "not the ones trained on"]
+
+
 def numeric_id_notes(spec) -> list[str]:
     """Notes for numeric features named like ids (`author_id`): integer ids read as numbers
     are log1p-transformed and standardized as magnitudes, which an id is not. A name is only a

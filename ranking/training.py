@@ -223,14 +223,16 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         targets = artifact.targets
         config = dataclasses.replace(config, model=dataclasses.replace(
             config.model, orca=dataclasses.replace(config.model.orca, mask_seed=config.seed)))
+        train_schema = data.open_source(config.train, artifact=artifact).schema
         spec = features_lib.build_feature_spec(
-            data.open_source(config.train, artifact=artifact).schema, artifact.numeric_features,
+            train_schema, artifact.numeric_features,
             features_lib.load_feature_config(config.feature_config), config.post_click_features,
             config_path=config.feature_config, embedding_dim=config.embedding_dim)
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
         if chief and config.progress != "none":
-            for note in (input_notes.numeric_id_notes(spec)
+            for note in (input_notes.label_column_notes(train_schema, artifact.rules)
+                         + input_notes.numeric_id_notes(spec)
                          + input_notes.id_bucket_notes(spec, artifact.clicked_users,
                                                        artifact.clicked_items,
                                                        artifact.feature_values)):

@@ -106,3 +106,20 @@ def test_ids_beyond_their_hash_buckets_are_noted():
                                "1,024 hash buckets of position: 100% of them")
     vocabulary = tiny_spec({"features": {"category": {"vocabulary": ["a"]}}})
     assert input_notes.id_bucket_notes(vocabulary, None, None, values) == []
+
+
+def test_training_logs_with_label_columns_are_noted():
+    from core.label_rules import RuleConfig
+    from core.log_schema import LogSchema
+
+    raw = LogSchema(("user_id", "item_id", "timestamp", "click", "dwell_time", "tag"),
+                    {"user_id": "string", "item_id": "string", "timestamp": "int64",
+                     "click": "int64", "dwell_time": "float64", "tag": "string"})
+    assert input_notes.label_column_notes(raw, RuleConfig()) == []
+    shards = LogSchema(raw.columns + ("valid_read", "dwell_bin"),
+                       dict(raw.dtypes, valid_read="int64", dwell_bin="int64"))
+    assert input_notes.label_column_notes(shards, RuleConfig(t1_threshold=12.5)) == [
+        "note: the training logs carry label columns (valid_read, dwell_bin): training labels "
+        "every row again with the stats artifact's rules (min_dwell 5 s, T1 12.5 s, T2 7 "
+        "clicks in 7 days, T3 5 records) and does not read them, so labels made with other "
+        "thresholds (the label job's overrides) are not the ones trained on"]
