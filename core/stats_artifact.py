@@ -217,6 +217,13 @@ ZERO_DWELL_DOUBT_SHARE = 0.05
 NEGATIVE_DOUBT_SHARE = 0.05
 
 
+# A numeric feature whose log1p(x) deviates by less than this share of its mean (at least 1)
+# while x itself varies is large against its spread (a date written 20220408, a year, unix
+# seconds): the default transform reads it as a few float32 steps, or as a constant, and a
+# missing value (0) thousands of deviations away.
+LOG1P_SPREAD_DOUBT = 1e-3
+
+
 # A numeric feature that is 0 on every unclicked row but not on clicked ones is an outcome of the
 # click (a like, a share, a play time): as a feature it hands the model its label. Named when
 # at least this many unclicked rows would be non-zero were it independent of the click.
@@ -228,7 +235,8 @@ def data_doubts(stats: dict) -> list[str]:
     sentence for the user; the job still writes the artifact. Dwell too long for seconds
     (`dwell_unit_doubt`) or below the valid-read floor (minutes read as seconds), many clicks
     with dwell 0 (unknown dwell written as 0), a numeric feature column that only clicked rows
-    have (an outcome of the click), or one often negative (read as 0)."""
+    have (an outcome of the click), one often negative (read as 0), or one large against its
+    spread (a date, a year: its log1p barely varies)."""
     doubts = []
     mu, rules = stats["mu"], stats["rules"]
     long_doubt = dwell_unit_doubt(mu)
@@ -268,6 +276,20 @@ def data_doubts(stats: dict) -> list[str]:
                           'instead in the feature config ({"features": {"' + name + '": '
                           '{"transform": "standardize"}}}), or make it categorical there '
                           '({"type": "categorical"})')
+    for name, feature in sorted(stats.get("numeric_features", {}).items()):
+        mean, std = feature.get("mean"), feature.get("std")
+        raw_mean, raw_std = feature.get("raw_mean"), feature.get("raw_std")
+        if mean is None or not raw_std or std >= LOG1P_SPREAD_DOUBT * max(1.0, abs(mean)):
+            continue
+        read_as = ("a constant" if std <= float(np.finfo(np.float32).eps) * max(1.0, abs(mean))
+                   else "a few float32 steps")
+        doubts.append(f"feature column '{name}' varies by {raw_std:.4g} around {raw_mean:.10g} "
+                      f"but its log1p only by {std:.2g} around {mean:.4g}: the default transform "
+                      f"(log1p, standardized) reads it as {read_as}, and a missing value (0) "
+                      f"as {abs(mean) / max(std, 1e-300):.2g} deviations away; standardize it "
+                      'instead in the feature config ({"features": {"' + name + '": '
+                      '{"transform": "standardize"}}}, with a typical "default"), or make it '
+                      'categorical ({"type": "categorical"}) if it is a date or a code')
     return doubts
 
 

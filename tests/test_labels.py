@@ -575,6 +575,30 @@ def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds(
     assert '{"features": {"delta": {"transform": "standardize"}}}' in delta
     assert '({"type": "categorical"})' in delta
 
+    def large(values):
+        values = np.asarray(values, float)
+        log = np.log1p(values)
+        stats = {"mu": np.log(60.0), "rows": 1000, "clicks": 100, "clicks_with_dwell": 100,
+                 "rules": {"min_dwell": 5.0},
+                 "numeric_features": {"date": {
+                     "mean": float(log.mean()), "std": float(log.std()),
+                     "raw_mean": float(values.mean()), "raw_std": float(values.std())}}}
+        return stats_artifact.data_doubts(stats)
+
+    # A date written 20220408: its log1p deviates by 5.5e-8 around 16.82, below float32's
+    # resolution there (16.82 x 1.19e-7 = 2.0e-6): read as a constant.
+    [date] = large([20220408, 20220409, 20220410, 20220411])
+    assert date.startswith("feature column 'date' varies by 1.118 around 20220409.5 but its "
+                           "log1p only by 5.5e-08 around 16.82: the default transform (log1p, "
+                           "standardized) reads it as a constant, and a missing value (0) as "
+                           "3e+08 deviations away")
+    assert '{"features": {"date": {"transform": "standardize"}}}' in date
+    # A year: 1.4e-3 / 7.61 = 1.9e-4 of its mean, above float32's resolution: coarse steps.
+    [year] = large([2019, 2020, 2021, 2022, 2023])
+    assert "reads it as a few float32 steps" in year
+    # A play time in ms (log1p spread ~1) and a constant column: none.
+    assert large([1200, 35000, 8000, 260000]) == [] and large([5, 5, 5]) == []
+
 
 def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, tmp_path):
     # history_rows' dwell in minutes, and the same logs with a tenth of the clicks at dwell 0.
