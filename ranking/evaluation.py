@@ -137,3 +137,32 @@ def add_rel_impr(result: dict, baseline: Mapping, baseline_name: str) -> dict:
     for key in ("auc_ctr", "auc_valid_read"):
         result["rel_impr"][key] = metrics.rel_impr(result[key], baseline[key])
     return result
+
+
+def summary_lines(result: Mapping) -> list[str]:
+    """What `ranking.train` prints of an evaluation `result` (`evaluate`'s, or eval_metrics.json
+    read back): the counts, the served score's and each tower's AUCs, the loglosses, the dwell
+    metrics and RelaImpr; a metric the eval logs leave undefined (NaN, or null) is
+    "undefined"."""
+    text = metrics.metric_text
+    lines = [f"eval ({result['rows']:,} rows, {result['clicks']:,} clicks, "
+             f"{result['valid_reads']:,} valid reads)",
+             f"  served score ({result['score']['fusion']}): auc_valid_read "
+             f"{text(result['auc_valid_read'], 4)}  auc_ctr {text(result['auc_ctr'], 4)}"]
+    for tower, aucs in result["towers"].items():
+        lines.append(f"  {tower} tower: auc_valid_read {text(aucs['auc_valid_read'], 4)}  "
+                     f"auc_ctr {text(aucs['auc_ctr'], 4)}")
+    losses = [f"{k} {text(v, 4)}" for k, v in result.items() if k.startswith("logloss")]
+    if losses:
+        lines.append("  " + "  ".join(losses))
+    if "dt_mae_class" in result:
+        lines.append("  dwell (clicked rows): " + "  ".join(
+            f"{k[3:]} {text(result[k], 4)}" for k in (
+                "dt_mae_class", "dt_rmse_class", "dt_weighted_f1", "dt_macro_precision",
+                "dt_macro_recall", "dt_mae_seconds", "dt_rmse_seconds")))
+    if "rel_impr" in result:
+        rel = result["rel_impr"]
+        lines.append(f"  RelaImpr vs {rel['baseline']}: auc_valid_read "
+                     f"{text(rel['auc_valid_read'], 2, '+', '%')}  auc_ctr "
+                     f"{text(rel['auc_ctr'], 2, '+', '%')}")
+    return lines

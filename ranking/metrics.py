@@ -58,6 +58,14 @@ def rel_impr(model_auc: float | None, base_auc: float | None) -> float:
     return float(((model_auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0)
 
 
+def metric_text(value, digits: int, sign: str = "", unit: str = "") -> str:
+    """`value` with `digits` decimals ("+" in `sign`: signed) and `unit`, or "undefined" for a
+    metric that is NaN (or None, as `json_ready` writes it): an AUC on logs of one class."""
+    if value is None or value != value:
+        return "undefined"
+    return f"{value:{sign}.{digits}f}{unit}"
+
+
 def json_ready(value):
     """`value` (nested dicts, lists, tuples, numbers) with every NaN or infinite float replaced
     by None, for strict JSON: an undefined metric (an AUC on logs of one class, a mean over no

@@ -17,7 +17,7 @@ from __future__ import annotations
 from absl import flags
 
 from core import cli, phases, settings  # cli first: it quiets TensorFlow before it loads
-from ranking import training
+from ranking import evaluation, training
 
 FLAGS = flags.FLAGS
 settings.define_flags(training.TrainConfig)
@@ -31,25 +31,8 @@ def main(argv):
     metrics = training.train_and_evaluate(settings.from_flags(training.TrainConfig),
                                           FLAGS.model_dir)
     if metrics:
-        print(f"eval ({metrics['rows']:,} rows, {metrics['clicks']:,} clicks, "
-              f"{metrics['valid_reads']:,} valid reads)")
-        print(f"  served score ({metrics['score']['fusion']}): auc_valid_read "
-              f"{metrics['auc_valid_read']:.4f}  auc_ctr {metrics['auc_ctr']:.4f}")
-        for tower, aucs in metrics["towers"].items():
-            print(f"  {tower} tower: auc_valid_read {aucs['auc_valid_read']:.4f}  auc_ctr "
-                  f"{aucs['auc_ctr']:.4f}")
-        losses = [f"{k} {v:.4f}" for k, v in metrics.items() if k.startswith("logloss")]
-        if losses:
-            print("  " + "  ".join(losses))
-        if "dt_mae_class" in metrics:
-            print("  dwell (clicked rows): " + "  ".join(
-                f"{k[3:]} {metrics[k]:.4f}" for k in (
-                    "dt_mae_class", "dt_rmse_class", "dt_weighted_f1", "dt_macro_precision",
-                    "dt_macro_recall", "dt_mae_seconds", "dt_rmse_seconds")))
-        if "rel_impr" in metrics:
-            rel = metrics["rel_impr"]
-            print(f"  RelaImpr vs {rel['baseline']}: auc_valid_read {rel['auc_valid_read']:+.2f}%"
-                  f"  auc_ctr {rel['auc_ctr']:+.2f}%")
+        for line in evaluation.summary_lines(metrics):
+            print(line)
         if "phase_seconds" in metrics:
             print("  " + phases.describe(metrics["phase_seconds"]))
         print(f"  wrote {FLAGS.model_dir}/eval_metrics.json")

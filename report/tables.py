@@ -22,12 +22,7 @@ def load_metrics(model_dir: str) -> dict:
         raise InputError("no eval_metrics.json: train with --eval first", file=model_dir) from None
 
 
-def number(value, digits: int, sign: str = "", unit: str = "") -> str:
-    """`value` with `digits` decimals ("+" in `sign`: signed) and `unit`, or "undefined" for a
-    metric eval_metrics.json writes as null (or a NaN): an AUC on eval logs of one class."""
-    if value is None or value != value:
-        return "undefined"
-    return f"{value:{sign}.{digits}f}{unit}"
+number = metrics.metric_text  # "undefined" for a metric eval_metrics.json writes as null
 
 
 def comparison_table(named: list[tuple[str, dict]]) -> str:

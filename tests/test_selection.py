@@ -19,7 +19,7 @@ from core.errors import InputError
 from core.label_rules import SECONDS_PER_DAY
 from core.stats_artifact import DwellTargets
 from export import exporter
-from ranking import data, features, models, regularization, selection, training
+from ranking import data, evaluation, features, models, regularization, selection, training
 from ranking.models import ModelConfig
 from ranking.regularization import RegularizationConfig
 from ranking.selection import Selection, SelectionConfig
@@ -385,6 +385,12 @@ def test_eval_logs_without_a_click_give_null_metrics_and_a_gate_that_says_why(
     table = tables.comparison_table([("mmoe", result), ("learned", tables.load_metrics(learned))])
     assert "| mmoe | mmoe |" in table and "| undefined | undefined |" in table
     assert "nan" not in table.lower()
+    # What ranking.train prints of it, from the run's own result (NaN) and from the file (null).
+    for metrics in (result, {k: (float("nan") if v is None else v) for k, v in result.items()}):
+        lines = evaluation.summary_lines(metrics)
+        assert lines[1].endswith("auc_valid_read undefined  auc_ctr undefined"), lines
+        assert "  ctr tower: auc_valid_read undefined  auc_ctr undefined" in lines
+        assert "mae_class undefined" in lines[-1] and "nan" not in " ".join(lines).lower()
 
     base = tmp_path / "serving"
     exporter.export_saved_model(learned, str(base))
