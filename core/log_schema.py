@@ -150,6 +150,12 @@ class LogFile:
 
 # File access: local paths through the os module; URLs (gs://, hdfs://, s3://, ram://, ...)
 # through TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark read buckets.
+def files_text(files: Sequence[LogFile], shown: int = 3) -> str:
+    """The first `shown` paths of `files`, comma-separated, and how many more there are."""
+    text = ", ".join(f.path for f in files[:shown])
+    return text + (f" and {len(files) - shown:,} more" if len(files) > shown else "")
+
+
 def _is_url(path: str) -> bool:
     return "://" in path
 
@@ -396,9 +402,7 @@ def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COL
                     samples[name].append(value)
             sampled += len(rows)
     if sampled == 0:
-        raise InputError("the input has no rows: "
-                         + ", ".join(f.path for f in files[:3]) + (" ..." if len(files) > 3 else "")
-                         + " hold only a header")
+        raise InputError(f"the input has no rows: {files_text(files)} hold only a header")
     _sample_sparse_columns(files, header0, samples)
     return header0, samples
 
@@ -473,7 +477,7 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
             raise InputError(f"is corrupt or truncated ({tf_reason(error.message)})",
                              file=log_file.path) from None
     if sampled == 0:
-        raise InputError("the input has no records: " + ", ".join(f.path for f in files[:3]))
+        raise InputError(f"the input has no records: {files_text(files)}")
     for name in required:
         if name not in kinds:
             raise InputError(f"missing required feature '{name}' in the first records (features: "

@@ -90,7 +90,7 @@ def split_by_days(source: logs.LogSource, file_day_rows: dict, validation_days: 
     if cutoff <= days[0]:
         raise InputError(f"--validation_days={validation_days} leaves no training rows: the "
                          f"training input covers {len(days)} UTC day(s), {utc_date(days[0])} to "
-                         f"{utc_date(days[-1])}", file=",".join(f.path for f in source.files[:3]))
+                         f"{utc_date(days[-1])}", file=log_schema.files_text(source.files))
     parts = []
     for window, inside in ((DayWindow(last=cutoff - 1), lambda d: d < cutoff),
                            (DayWindow(first=cutoff), lambda d: d >= cutoff)):

@@ -177,8 +177,9 @@ def test_validation_days_split_by_timestamp(small_world):
     trained = data.labelled_dataset(train, labeler, spec, 1024, days=train_days)
     assert rows(trained) == int((day < last).sum())
     with pytest.raises(InputError, match="--validation_days=4 leaves no training rows: the "
-                                         "training input covers 4 UTC day"):
+                                         "training input covers 4 UTC day") as refused:
         data.split_by_days(source, labeler.file_day_rows, 4)
+    assert refused.value.file.endswith(" and 1 more")  # four files: three named, one counted
 
 
 def test_the_validation_window_is_read_once_when_it_fits_the_bound():
