@@ -64,6 +64,9 @@ SAMPLE_FILES = 10
 # sampled further, up to this many rows of the first files, before it is typed: with no value
 # seen it is read as text, and its numbers would be hashed as words.
 SPARSE_SAMPLE_ROWS = 100_000
+# ... and, for TFRecords (whose features no header lists), at most this many bytes of records
+# past each file's first SAMPLE_ROWS (records holding article bodies are large).
+SPARSE_SAMPLE_BYTES = 64 << 20
 CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.gzip")
 TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfrecords.gz",
                      ".tfrecord.gzip", ".tfr.gz")
@@ -434,25 +437,54 @@ def _sample_sparse_columns(files: Sequence[LogFile], header: list[str],
 _STORED_KINDS = {"int64_list": "int64", "float_list": "float32", "bytes_list": "string"}
 
 
+def _sample_sparse_features(records, path: str, kinds: dict, first_seen: dict, sampled: int,
+                            read_bytes: int) -> tuple[int, int]:
+    """Adds to `kinds` the features first seen in `records` (a file's records after its first
+    SAMPLE_ROWS), read until SPARSE_SAMPLE_ROWS records are sampled in all or
+    SPARSE_SAMPLE_BYTES read past the first rows: a tf.Example leaves a sparse feature out, so
+    one may first appear far down, and no header lists it. Anything wrong down there (a record
+    that is not an Example, another kind, corruption) is left to the reader, which names it, or
+    makes a dead letter of it when scoring. Returns the updated (sampled, read_bytes)."""
+    import tensorflow as tf
+
+    number = SAMPLE_ROWS
+    try:
+        for batch in records.take(SPARSE_SAMPLE_ROWS - sampled).batch(256).as_numpy_iterator():
+            for record in batch:
+                number += 1
+                read_bytes += len(record)
+                try:
+                    example = tf.train.Example.FromString(record)
+                except Exception:
+                    continue
+                for name, feature in example.features.feature.items():
+                    kind = feature.WhichOneof("kind")
+                    if kind is not None and name not in kinds:
+                        kinds[name] = _STORED_KINDS[kind]
+                        first_seen[name] = f"{path} record {number}"
+            sampled += len(batch)
+            if read_bytes >= SPARSE_SAMPLE_BYTES:
+                break
+    except tf.errors.OpError:
+        pass
+    return sampled, read_bytes
+
+
 def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS
                      ) -> tuple[list[str], dict[str, str]]:
     import tensorflow as tf
 
     kinds: dict[str, str] = {}
     first_seen: dict[str, str] = {}
-    sampled = 0
+    sampled = sparse_bytes = 0
     for index, log_file in enumerate(files):
         if index >= SAMPLE_FILES and sampled:
             break
-        # Each file's first SAMPLE_ROWS records, and more of the first files while fewer than
-        # SPARSE_SAMPLE_ROWS are read: a tf.Example leaves a sparse feature out, so a feature
-        # may first appear far down (no header lists it). Read in batches: a record at a time
-        # costs 70 us, parsing one 3 to 5.
-        limit = max(SAMPLE_ROWS, SPARSE_SAMPLE_ROWS - sampled)
         dataset = tf.data.TFRecordDataset(log_file.path, "GZIP" if log_file.gzip else "")
         number = 0
+        # Read in batches: a record at a time costs 70 us, parsing one 3 to 5.
         try:
-            for records in dataset.take(limit).batch(4096).as_numpy_iterator():
+            for records in dataset.take(SAMPLE_ROWS).batch(256).as_numpy_iterator():
                 for record in records:
                     number += 1
                     try:
@@ -476,6 +508,11 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
         except tf.errors.OpError as error:
             raise InputError(f"is corrupt or truncated ({tf_reason(error.message)})",
                              file=log_file.path) from None
+        if number == SAMPLE_ROWS and sampled < SPARSE_SAMPLE_ROWS and \
+                sparse_bytes < SPARSE_SAMPLE_BYTES:
+            sampled, sparse_bytes = _sample_sparse_features(
+                dataset.skip(SAMPLE_ROWS), log_file.path, kinds, first_seen, sampled,
+                sparse_bytes)
     if sampled == 0:
         raise InputError(f"the input has no records: {files_text(files)}")
     for name in required:

@@ -331,7 +331,6 @@ def test_corrupt_gzip_is_named(tmp_path, monkeypatch, sample_rows):
 @pytest.mark.parametrize("sample_rows", [1000, 1], ids=["found-while-sampling", "found-while-reading"])
 def test_corrupt_tfrecord_is_named(tmp_path, monkeypatch, sample_rows):
     monkeypatch.setattr(log_schema, "SAMPLE_ROWS", sample_rows)
-    monkeypatch.setattr(log_schema, "SPARSE_SAMPLE_ROWS", sample_rows)
     path = write_tfrecord(tmp_path / "a.tfrecord", [example(r) for r in ROWS * 50])
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF  # flips a byte inside a record: its CRC no longer matches
