@@ -181,20 +181,23 @@ class RuleConfig:
     min_item_records: int = setting(5, "Rule T3: items need this many clicks with dwell > 0 "
                                     "for a P10.")
 
-    def __post_init__(self):
-        # Out of range, a threshold labels without a word: a window of 0 or fewer days makes
-        # every clicker light (T2), a negative floor lets dwell 0 be a valid read.
+    def check(self) -> "RuleConfig":
+        """Itself, or an InputError naming each flag out of range (checked where flags set the
+        rules, the statistics and label jobs; an artifact's stored rules load as they are).
+        Out of range, a threshold labels without a word: a window of 0 or fewer days makes
+        every clicker light (T2), a negative floor lets dwell 0 be a valid read."""
         problems = []
         if not self.min_dwell >= 0:
             problems.append(f"--min_dwell must be >= 0 seconds, not {self.min_dwell:g}")
-        if self.t1_threshold is not None and not self.t1_threshold > 0:
-            problems.append(f"--t1_threshold must be > 0 seconds, not {self.t1_threshold:g}")
+        if self.t1_threshold is not None and not self.t1_threshold >= 0:
+            problems.append(f"--t1_threshold must be >= 0 seconds, not {self.t1_threshold:g}")
         if not 1 <= self.light_user_days <= MAX_WINDOW_DAYS:
             problems.append(f"--light_user_days must be 1 to {MAX_WINDOW_DAYS:,} UTC days, not "
                             f"{self.light_user_days}")
         if self.light_user_clicks < 0:
             problems.append(f"--light_user_clicks must be >= 0, not {self.light_user_clicks}")
-        if self.min_item_records < 1:
-            problems.append(f"--min_item_records must be >= 1, not {self.min_item_records}")
+        if self.min_item_records < 0:
+            problems.append(f"--min_item_records must be >= 0, not {self.min_item_records}")
         if problems:
             raise InputError("; ".join(problems))
+        return self

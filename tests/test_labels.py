@@ -2,6 +2,7 @@
 on simulated logs and on hand-built edge cases (SPEC §3)."""
 
 import csv
+import dataclasses
 import glob
 import json
 import os
@@ -1033,8 +1034,8 @@ def test_the_label_jobs_csv_text_of_a_float_reads_back_to_it():
     (["--light_user_days=1000000"], r"--light_user_days must be 1 to 3,650"),
     (["--min_dwell=-1", "--light_user_clicks=-2"],
      r"--min_dwell must be >= 0 seconds, not -1; --light_user_clicks must be >= 0, not -2"),
-    (["--t1_threshold=0"], r"--t1_threshold must be > 0 seconds, not 0"),
-    (["--min_item_records=0"], r"--min_item_records must be >= 1, not 0"),
+    (["--t1_threshold=-1"], r"--t1_threshold must be >= 0 seconds, not -1"),
+    (["--min_item_records=-1"], r"--min_item_records must be >= 0, not -1"),
 ])
 def test_the_statistics_job_refuses_thresholds_out_of_range(run, tmp_path, flags, message):
     log = tmp_path / "log.csv"
@@ -1058,3 +1059,10 @@ def test_the_label_job_refuses_overrides_out_of_range(run, tmp_path, hand, flags
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert re.search(r"error: " + message, result.stderr), result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_rules_are_checked_where_flags_set_them_not_where_an_artifact_is_read():
+    stored = label_rules.RuleConfig(light_user_days=0, min_item_records=0, t1_threshold=0.0)
+    with pytest.raises(InputError, match="--light_user_days must be 1 to 3,650 UTC days, not 0"):
+        stored.check()
+    assert dataclasses.replace(stored, light_user_days=7).check().min_item_records == 0

@@ -97,7 +97,7 @@ def main(argv):
     overrides = {k: getattr(FLAGS, k) for k in ("min_dwell", "t1_threshold", "light_user_days",
                                                 "light_user_clicks")
                  if getattr(FLAGS, k) is not None}
-    rules = dataclasses.replace(artifact.rules, **overrides)
+    rules = dataclasses.replace(artifact.rules, **overrides).check()
     started = time.perf_counter()
     if FLAGS.schema:
         from pipelines.validate import validation

@@ -71,6 +71,7 @@ class StatsConfig:
     batch_size: int = 8192
 
     def __post_init__(self):
+        self.rules.check()
         # The dwell-bin models need two bins at least (one is a softmax with nothing to choose).
         if self.bin_edges is None and self.num_bins < 2:
             raise InputError(f"--num_bins must be >= 2, not {self.num_bins}")
