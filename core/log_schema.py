@@ -229,7 +229,7 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
     kinds = {f.format for f in files}
     if len(kinds) > 1:
         raise InputError("the input mixes CSV and TFRecord files; read each format separately: "
-                         + ", ".join(f.path for f in files[:4]))
+                         + files_text(files, shown=4))
     return files
 
 

@@ -217,11 +217,11 @@ ZERO_DWELL_DOUBT_SHARE = 0.05
 NEGATIVE_DOUBT_SHARE = 0.05
 
 
-# A numeric feature whose log1p(x) deviates by less than this share of its mean (at least 1)
-# while x itself varies is large against its spread (a date written 20220408, a year, unix
-# seconds): the default transform reads it as a few float32 steps, or as a constant, and a
-# missing value (0) thousands of deviations away.
-LOG1P_SPREAD_DOUBT = 1e-3
+# A numeric feature whose deviation is less than this share of its mean (above 1) is large
+# against its spread (a date written 20220408, a year, unix seconds): its log1p barely varies,
+# so the default transform reads it as a few float32 steps, or as a constant, and a missing
+# value (0) thousands of deviations away.
+LARGE_MEAN_DOUBT = 1e-3
 
 
 # A numeric feature that is 0 on every unclicked row but not on clicked ones is an outcome of the
@@ -279,7 +279,9 @@ def data_doubts(stats: dict) -> list[str]:
     for name, feature in sorted(stats.get("numeric_features", {}).items()):
         mean, std = feature.get("mean"), feature.get("std")
         raw_mean, raw_std = feature.get("raw_mean"), feature.get("raw_std")
-        if mean is None or not raw_std or std >= LOG1P_SPREAD_DOUBT * max(1.0, abs(mean)):
+        # A rare flag (1 on one row in millions) has a tiny log1p spread too, but no large mean.
+        if raw_mean is None or not raw_std or not (
+                raw_mean > 1 and raw_std < LARGE_MEAN_DOUBT * raw_mean):
             continue
         read_as = ("a constant" if std <= float(np.finfo(np.float32).eps) * max(1.0, abs(mean))
                    else "a few float32 steps")

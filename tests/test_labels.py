@@ -597,8 +597,13 @@ def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds(
     # A year: 1.4e-3 / 7.61 = 1.9e-4 of its mean, above float32's resolution: coarse steps.
     [year] = large([2019, 2020, 2021, 2022, 2023])
     assert "reads it as a few float32 steps" in year
-    # A play time in ms (log1p spread ~1) and a constant column: none.
+    # A play time in ms, a constant column, a rare flag (1 on one row in 2 million: its log1p
+    # barely varies too, but around 0) and an almost-always-1 flag: none.
     assert large([1200, 35000, 8000, 260000]) == [] and large([5, 5, 5]) == []
+    assert large([0] * 1_999_999 + [1]) == [] and large([1] * 1_999_999 + [0]) == []
+    # Unix seconds over ten days (spread 2.5e5 around 1.77e9: 1.4e-4 of it): coarse steps.
+    [seconds] = large(np.linspace(1767571200, 1767571200 + 864_000, 1001))
+    assert "reads it as a few float32 steps" in seconds
 
 
 def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, tmp_path):
@@ -1020,6 +1025,11 @@ def test_the_label_jobs_csv_text_of_a_float_reads_back_to_it():
     values = np.array([1234567.0, 0.1, 4.5, -3.25e-12, 70.09, 3.4e38], np.float32)
     text = labelling._as_text(tf.constant(values)).numpy()
     assert text[0] == b"1234567" and text[2] == b"4.5"
+    np.testing.assert_array_equal(np.array([float(t) for t in text], np.float32), values)
+    # A feature column is written as the reader makes text of a float (a CSV of the same log
+    # then reads alike as a string column), also exactly.
+    text = labelling._feature_text(tf.constant(values)).numpy()
+    assert text.tolist()[:3] == [b"1234567.0", b"0.1", b"4.5"] and text[4] == b"70.09"
     np.testing.assert_array_equal(np.array([float(t) for t in text], np.float32), values)
 
 

@@ -368,7 +368,7 @@ def test_eval_logs_without_a_click_give_null_metrics_and_a_gate_that_says_why(
     no_clicks = str(tmp_path / "no_clicks.csv")
     frame.to_csv(no_clicks, index=False)
     model_dir = str(tmp_path / "mmoe")
-    training.train_and_evaluate(training.TrainConfig(
+    returned = training.train_and_evaluate(training.TrainConfig(
         train=small_world["train"], eval=no_clicks, stats=small_world["stats"],
         model=ModelConfig("mmoe"), batch_size=256, steps_per_epoch=2, seed=1,
         progress="none"), model_dir)
@@ -387,7 +387,8 @@ def test_eval_logs_without_a_click_give_null_metrics_and_a_gate_that_says_why(
     assert "| mmoe | mmoe |" in table and "| undefined | undefined |" in table
     assert "nan" not in table.lower()
     # What ranking.train prints of it, from the run's own result (NaN) and from the file (null).
-    for metrics in (result, {k: (float("nan") if v is None else v) for k, v in result.items()}):
+    assert math.isnan(returned["auc_ctr"]) and math.isnan(returned["towers"]["ctr"]["auc_ctr"])
+    for metrics in (returned, result):
         lines = evaluation.summary_lines(metrics)
         assert lines[1].endswith("auc_valid_read undefined  auc_ctr undefined"), lines
         assert "  ctr tower: auc_valid_read undefined  auc_ctr undefined" in lines

@@ -205,9 +205,11 @@ def test_describe_counts_duplicate_rows_and_impression_ids_as_pandas(run, tmp_pa
     frame = pd.concat([frame, copies, copies.iloc[:15]], ignore_index=True)
     reused = frame.sample(40, random_state=2).index
     frame.loc[reused, "impression_id"] = frame["impression_id"].iloc[:40].to_numpy()
+    frame.loc[frame.sample(25, random_state=4).index, "impression_id"] = ""  # no id: no repeat
     frame = frame.sample(frac=1.0, random_state=3).reset_index(drop=True)
     expected_rows = int(frame.duplicated().sum())
-    expected_ids = int(frame["impression_id"].duplicated().sum())
+    ids = frame["impression_id"][frame["impression_id"] != ""]
+    expected_ids = int(ids.duplicated().sum())
     assert expected_rows >= 100 and expected_ids > expected_rows  # both kinds present
     if fmt == "csv":
         path = str(tmp_path / "log.csv")

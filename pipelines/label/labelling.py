@@ -94,6 +94,15 @@ def _as_text(tensor):
     return tf.strings.as_string(tensor)
 
 
+def _feature_text(tensor):
+    """A TFRecord input's column as CSV text: a float32 as the reader makes text of it ("5.6",
+    `logs.float32_text`), so the CSV and the TFRecord read alike as a string column; the label
+    columns keep `_as_text`'s cheaper exact form (they are read back as numbers)."""
+    if tensor.dtype.name == "float32":
+        return logs.float32_text(tensor)
+    return _as_text(tensor)
+
+
 def _read_header_line(log_file: log_schema.LogFile) -> str:
     with log_schema.open_text(log_file) as text:  # noqa: SLF001 (same package)
         return text.readline().rstrip("\r\n")
@@ -184,7 +193,7 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
                 base = batch[logs.RAW]
             else:
                 base = tf.strings.reduce_join(
-                    tf.stack([_as_text(batch[c]) for c in columns], axis=1), axis=1,
+                    tf.stack([_feature_text(batch[c]) for c in columns], axis=1), axis=1,
                     separator=",")
             # One element-wise join: base,label1,...,label5.
             pieces = [base]
