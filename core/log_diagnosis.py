@@ -60,7 +60,7 @@ def diagnose(source=None) -> InputError | None:
                 if number == 1 or not line.strip():
                     continue
                 found = csv_line_problem(line, columns, typed, log_file.path, number,
-                                         source.given_types)
+                                         source.type_origins)
                 if found is not None:
                     return found
     return None
@@ -90,8 +90,9 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number
     """What is wrong with one CSV data line (`number` in the file at `path`) for TensorFlow's
     parser, or None: its quoting, its field count against `columns`, or a value of `typed`
     ((index, name, pattern, dtype) of the checked non-string columns) that does not fit;
-    `given` ({column: "model" | "flag"}, `LogSource.given_types`): columns whose type came from
-    a model or --column_types, not from this input's first rows."""
+    `given` ({column: "model" | "flag" | "artifact"}, `LogSource.type_origins`): columns whose
+    type came from a model, this command's --column_types or the statistics job's (kept in its
+    artifact), not from this input's first rows."""
     given = given or {}
     problem = quoting_problem(line)
     if problem is not None:
@@ -120,11 +121,11 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number
             elif given.get(name) == "artifact":
                 guess = (f" (its type is given as {kind} by the statistics job's --column_types, "
                          "kept in its artifact: run that job with the type these values need)")
-            elif _type_that_reads(value) is None:
+            elif (fits := _type_that_reads(value)) is None:
                 guess = (" (a missing value is an empty field, which reads as the type's "
                          "default)")
             else:
-                fix = f"--column_types={name}:{_type_that_reads(value)}"
+                fix = f"--column_types={name}:{fits}"
                 guess = (" (type inferred from the sampled first rows, which all fit it: give "
                          f"{fix} to the statistics job, which keeps it for the label and "
                          "training jobs, or write the column so that its first rows show its "

@@ -2,7 +2,9 @@
 
 `LogSchema` (columns in file order and their types) and `LogFile` (a path, its format and
 compression); `expand_inputs` turns comma-separated globs into classified `LogFile`s, and the
-schema inference (`infer_schema`) samples them. The reader (`core.logs`), the writers
+schema inference (`infer_schema`) samples them; `ReadConfig` is the --column_types setting
+(of the statistics job, `pipelines.validate` and its `describe`; `parse_column_types` checks
+its entries). The reader (`core.logs`), the writers
 (`core.log_writers`) and error diagnosis (`core.log_diagnosis`) build on this module.
 
 Column types follow SPEC §2: `user_id`, `item_id` and `impression_id` are always strings;
@@ -17,8 +19,9 @@ label and training jobs; `column_types` of `core.logs.open_logs`). Empty feature
 the type's default (0, 0.0 or ""). In a `tf.Example` the same names and types apply
 (int64_list, float_list, bytes_list); ids may be int64_list; `dwell_time` may be int64_list;
 floats read as an int64 column must be whole. The features of TFRecords are the keys of the
-first `SPARSE_SAMPLE_ROWS` records of the first files (each file's first `SAMPLE_ROWS` at least):
-a tf.Example leaves a sparse feature out, so one may first appear far down.
+first `SPARSE_SAMPLE_ROWS` records of the first files (each file's first `SAMPLE_ROWS` at least,
+and past those at most `SPARSE_SAMPLE_BYTES` of records): a tf.Example leaves a sparse feature
+out, so one may first appear far down.
 
 CSV files have one record per line (quoted fields may contain commas but not line breaks), a
 header line first, optional UTF-8 BOM and CRLF line ends; blank lines are skipped. Lines are
@@ -53,7 +56,7 @@ FIXED_TYPES = {"user_id": "string", "item_id": "string", "timestamp": "int64", "
                "dwell_time": "float64", "impression_id": "string"}
 DTYPES = ("int64", "float32", "float64", "string")
 # The types --column_types may give a column (a float64 feature is read as float32 anyway).
-GIVEN_TYPES = ("int64", "float32", "string")
+FLAG_TYPES = ("int64", "float32", "string")
 # The last second of 9999-12-31 UTC: a larger `timestamp` is not unix seconds (in milliseconds,
 # every time after 1978 is larger), and its UTC day would be read as a date past year 9999.
 MAX_TIMESTAMP = 253_402_300_799
@@ -100,14 +103,14 @@ class LogSchema:
 
 
 def parse_column_types(entries: Sequence[str] | None) -> tuple[str, ...]:
-    """--column_types' entries ('name:type', type one of `GIVEN_TYPES`), checked; an InputError
+    """--column_types' entries ('name:type', type one of `FLAG_TYPES`), checked; an InputError
     names a malformed entry, a fixed column (SPEC §2) given another type, or a column given two."""
     given: dict[str, str] = {}
     for entry in entries or ():
         name, colon, kind = (part.strip() for part in entry.rpartition(":"))
-        if not colon or not name or kind not in GIVEN_TYPES:
+        if not colon or not name or kind not in FLAG_TYPES:
             raise InputError(f"--column_types: '{entry}' is not name:type with a type among "
-                             f"{', '.join(GIVEN_TYPES)} (e.g. zip_code:string,rating:float32)")
+                             f"{', '.join(FLAG_TYPES)} (e.g. zip_code:string,rating:float32)")
         if FIXED_TYPES.get(name, kind) != kind:
             raise InputError(f"--column_types: column '{name}' is always {FIXED_TYPES[name]} "
                              "(SPEC §2)")
@@ -131,12 +134,12 @@ class ReadConfig:
     column_types: tuple[str, ...] = setting(
         (), "Log columns' types as name:type (int64, float32 or string), comma-separated, "
         "instead of inferring them from the first rows: e.g. zip_code:string (codes with "
-        "leading zeros), rating:float32 (decimals that appear only further down). Given to "
-        "the statistics job, they are kept in its artifact for the label and training jobs.",
+        "leading zeros), rating:float32 (decimals that appear only further down). The "
+        "statistics job also keeps them in its artifact, for the label and training jobs.",
         parse=parse_column_types)
 
-    def __post_init__(self):  # built in Python, not from the flag: checked all the same
-        parse_column_types(self.column_types)
+    def __post_init__(self):  # built in Python, not from the flag: checked and read alike
+        object.__setattr__(self, "column_types", parse_column_types(self.column_types))
 
     @property
     def types(self) -> dict[str, str]:
@@ -151,14 +154,15 @@ class LogFile:
     gzip: bool
 
 
-# File access: local paths through the os module; URLs (gs://, hdfs://, s3://, ram://, ...)
-# through TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark read buckets.
 def files_text(files: Sequence[LogFile], shown: int = 3) -> str:
-    """The first `shown` paths of `files`, comma-separated, and how many more there are."""
+    """The first `shown` paths of `files`, comma-separated, and how many more there are (for
+    errors about a whole input)."""
     text = ", ".join(f.path for f in files[:shown])
     return text + (f" and {len(files) - shown:,} more" if len(files) > shown else "")
 
 
+# File access: local paths through the os module; URLs (gs://, hdfs://, s3://, ram://, ...)
+# through TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark read buckets.
 def _is_url(path: str) -> bool:
     return "://" in path
 
@@ -437,6 +441,19 @@ def _sample_sparse_columns(files: Sequence[LogFile], header: list[str],
 _STORED_KINDS = {"int64_list": "int64", "float_list": "float32", "bytes_list": "string"}
 
 
+def _record_kinds(record: bytes) -> dict[str, str] | None:
+    """{feature: stored kind} of a serialized tf.Example (features without a value list left
+    out), or None if the record is not one."""
+    import tensorflow as tf
+
+    try:
+        example = tf.train.Example.FromString(record)
+    except Exception:
+        return None
+    return {name: _STORED_KINDS[kind] for name, feature in example.features.feature.items()
+            if (kind := feature.WhichOneof("kind")) is not None}
+
+
 def _sample_sparse_features(records, path: str, kinds: dict, first_seen: dict, sampled: int,
                             read_bytes: int) -> tuple[int, int]:
     """Adds to `kinds` the features first seen in `records` (a file's records after its first
@@ -453,14 +470,9 @@ def _sample_sparse_features(records, path: str, kinds: dict, first_seen: dict, s
             for record in batch:
                 number += 1
                 read_bytes += len(record)
-                try:
-                    example = tf.train.Example.FromString(record)
-                except Exception:
-                    continue
-                for name, feature in example.features.feature.items():
-                    kind = feature.WhichOneof("kind")
-                    if kind is not None and name not in kinds:
-                        kinds[name] = _STORED_KINDS[kind]
+                for name, kind in (_record_kinds(record) or {}).items():
+                    if name not in kinds:
+                        kinds[name] = kind
                         first_seen[name] = f"{path} record {number}"
             sampled += len(batch)
             if read_bytes >= SPARSE_SAMPLE_BYTES:
@@ -487,16 +499,11 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
             for records in dataset.take(SAMPLE_ROWS).batch(256).as_numpy_iterator():
                 for record in records:
                     number += 1
-                    try:
-                        example = tf.train.Example.FromString(record)
-                    except Exception:
+                    found = _record_kinds(record)
+                    if found is None:
                         raise InputError("is not a serialized tf.Example", file=log_file.path,
-                                         row=number, row_kind="record") from None
-                    for name, feature in example.features.feature.items():
-                        kind = feature.WhichOneof("kind")
-                        if kind is None:
-                            continue
-                        kind = _STORED_KINDS[kind]
+                                         row=number, row_kind="record")
+                    for name, kind in found.items():
                         previous = kinds.setdefault(name, kind)
                         first_seen.setdefault(name, f"{log_file.path} record {number}")
                         if previous != kind:

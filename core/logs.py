@@ -53,9 +53,10 @@ class LogSource:
     # checked; only the columns asked for are converted and checked.
     outcomes: bool = True
     checked: tuple[str, ...] | None = None  # set by dataset(): the columns it converts
-    # Columns whose type was given, not inferred: {column: "model"} for a trained model's
-    # features, {column: "flag"} for --column_types (the errors then say where it came from).
-    given_types: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Columns whose type was given, not inferred, and by whom (the errors say so): {column:
+    # "model"} for a trained model's features, "flag" for this command's --column_types,
+    # "artifact" for the statistics job's, kept in its artifact (the label and training jobs).
+    type_origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def format(self) -> str:
@@ -235,16 +236,16 @@ class LogSource:
                                      row_kind="record"))
             dense = value
             kind = self.schema.dtypes[name]
-            if kind == "string" and stored[name] == tf.float32:
-                dense = float32_text(dense)  # "5.6" as a CSV holds it, not %f's "5.600000"
-            elif kind == "string" and stored[name] != tf.string:
-                dense = tf.strings.as_string(dense)
+            if kind == "string" and stored[name] != tf.string:
+                dense = as_text(dense)  # "5.6" as a CSV holds it, not %f's "5.600000"
             elif kind != "string":
                 if kind == "int64" and stored[name] == tf.float32:
                     # Floats read as an integer column (a converter that writes every number
-                    # as float_list): whole ones only, as in CSV; a cast would drop decimals.
-                    checks.append(_check(tf.equal(value, tf.round(value)), path, row, name,
-                                         "expected an integer, found ", value,
+                    # as float_list): whole ones int64 holds only, as in CSV; a cast would
+                    # drop decimals, or wrap.
+                    checks.append(_check(tf.logical_and(tf.equal(value, tf.round(value)),
+                                                        tf.abs(value) < 2.0 ** 63),
+                                         path, row, name, "expected an integer, found ", value,
                                          row_kind="record"))
                 dense = tf.cast(dense, {"int64": tf.int64, "float32": tf.float32,
                                         "float64": tf.float64}[kind])
@@ -296,6 +297,14 @@ class LogSource:
         if allow_unclicked_dwell:
             result[DWELL_ZEROED] = tf.cast(unclicked_dwell, tf.int64)
         return result
+
+
+def as_text(values):
+    """A number column as text, one way everywhere (the reader, the label job's CSV, the
+    gate): float32 by `float32_text`, integers in decimal."""
+    import tensorflow as tf
+
+    return float32_text(values) if values.dtype == tf.float32 else tf.strings.as_string(values)
 
 
 def float32_text(values):
@@ -392,9 +401,9 @@ def open_logs(patterns: str | Sequence[str], *,
                              + ("a CSV header line" if log_file.format == "csv" else "TFRecords"),
                              file=log_file.path)
     given = {name: given_by for name in column_types or ()}
-    required = () if candidates is None else (tuple(candidates),)
     try:
-        schema, stored = infer_schema(files, column_types, *required)
+        schema, stored = (infer_schema(files, column_types) if candidates is None else
+                          infer_schema(files, column_types, tuple(candidates)))
     except AbsentTypedColumns as absent:
         if given_by == "model":
             raise
@@ -404,7 +413,7 @@ def open_logs(patterns: str | Sequence[str], *,
         raise InputError(f"{who} gives a type to column(s) {quoted}, which these logs do not "
                          f"have (columns: {', '.join(absent.columns)})",
                          file=absent.path) from None
-    return LogSource(files, schema, stored, outcomes=candidates is None, given_types=given)
+    return LogSource(files, schema, stored, outcomes=candidates is None, type_origins=given)
 
 
 def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,

@@ -126,7 +126,7 @@ class StatsArtifact:
     def column_types(self) -> dict[str, str]:
         """{column: type} given to the statistics job (--column_types; `log_schema.ReadConfig`):
         the label and training jobs read their logs so. {} when none were given."""
-        return dict(self.schema.get("given", {}))
+        return _given_types(self.schema)
 
     def counts_for(self, paths) -> dict | None:
         """{(file index, UTC day): rows} of `paths` when they are exactly the files this
@@ -521,7 +521,12 @@ def _parses(value: str, parse) -> bool:
 def given_column_types(path: str) -> dict[str, str]:
     """{column: type} given to the statistics job of the artifact at `path` (--column_types),
     from its stats.json alone (the tables are not read); {} when none were given."""
-    return dict(read_stats_json(path).get("schema", {}).get("given", {}))
+    return _given_types(read_stats_json(path).get("schema", {}))
+
+
+def _given_types(schema: dict) -> dict[str, str]:
+    """stats.json's `schema.given` ({column: type}; absent when no type was given)."""
+    return dict(schema.get("given", {}))
 
 
 def read_stats_json(path: str) -> dict:

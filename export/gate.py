@@ -80,7 +80,7 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, batch_size: in
     pattern, window = held_out_logs(description, gate_logs)
     artifact = stats_artifact.load_artifact(description["stats"]["path"])
     # The validation days are training logs, whose first rows set the spec's types.
-    source = data.open_source(pattern, spec, artifact, sets_types=window == "validation_days")
+    source = data.open_source(pattern, spec, artifact, training_logs=window == "validation_days")
     # The training run's own reading of dwell on unclicked rows (--allow_unclicked_dwell).
     allow = bool(description["training"].get("allow_unclicked_dwell"))
     features, labels = {}, {}
@@ -122,10 +122,8 @@ def _served(call, inputs: dict, outputs, features: dict, output: str,
         args = {}
         for name, spec in inputs.items():
             value = tf.constant(features[name][lo:lo + batch_size])
-            if spec.dtype == tf.string and value.dtype == tf.float32:
-                value = logs.float32_text(value)  # as the reader makes text of a float
-            elif spec.dtype == tf.string and value.dtype != tf.string:
-                value = tf.strings.as_string(value)
+            if spec.dtype == tf.string and value.dtype != tf.string:
+                value = logs.as_text(value)  # as the reader makes text of a number
             args[name] = tf.cast(value, spec.dtype) if spec.dtype != tf.string else value
         parts.append(call(args)[output].numpy())
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -35,14 +35,14 @@ PARALLEL_FILES = 2
 
 
 def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *,
-                sets_types: bool = False) -> logs.LogSource:
+                training_logs: bool = False) -> logs.LogSource:
     """Opens logs. With a spec, its feature columns are read with the types the model was built
     with (an absent one is an error naming it); without, these are the training logs a spec is
     built from: the types given to the statistics job (`artifact.column_types`,
     --column_types) apply, the others are inferred.
 
-    For the errors (`LogSource.given_types`): `artifact` says which types came from
-    --column_types; `sets_types` marks the training logs, whose own first rows set the spec's
+    For the errors (`LogSource.type_origins`): `artifact` says which types came from
+    --column_types; `training_logs` marks the training logs, whose own first rows set the spec's
     other types, so a value that does not fit is explained as such, not as the model's type."""
     given = {} if artifact is None else artifact.column_types
     if spec is None:
@@ -52,9 +52,9 @@ def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *
     except log_schema.AbsentTypedColumns as absent:
         raise InputError(f"the logs lack the model's feature column(s) {', '.join(absent.names)}"
                          f" (its training logs had them)", file=patterns) from None
-    return dataclasses.replace(source, given_types={
+    return dataclasses.replace(source, type_origins={
         name: "artifact" if name in given else "model" for name in spec.dtypes
-        if name in given or not sets_types})
+        if name in given or not training_logs})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,7 +313,7 @@ def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
             return labeler_for(source, artifact,
                                allow_unclicked_dwell=config.allow_unclicked_dwell)
 
-    train = open_source(config.train, spec, artifact, sets_types=True)
+    train = open_source(config.train, spec, artifact, training_logs=True)
     labeler = labelled(train, train_scope)
     inputs = Inputs(train, labeler, labeler.rows_per_file)
     selection = config.selection

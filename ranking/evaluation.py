@@ -144,7 +144,7 @@ def summary_lines(result: Mapping) -> list[str]:
     read back): the counts, the served score's and each tower's AUCs, the loglosses, the dwell
     metrics and RelaImpr; a metric the eval logs leave undefined (NaN, or null) is
     "undefined"."""
-    text = metrics.metric_text
+    text = metrics.metric_text  # "undefined" for NaN or null
     lines = [f"eval ({result['rows']:,} rows, {result['clicks']:,} clicks, "
              f"{result['valid_reads']:,} valid reads)",
              f"  served score ({result['score']['fusion']}): auc_valid_read "

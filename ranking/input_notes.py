@@ -10,6 +10,7 @@ import os
 import re
 
 from core.label_rules import utc_date
+from core.log_schema import LABEL_COLUMNS
 
 # A column named like an id: `author_id`, `ID`, `musicId`, `videoID` (not `valid`, `grid`).
 _ID_NAME = re.compile(r"(^|_)(id|ID|Id)$|[a-z0-9](Id|ID)$")
@@ -19,8 +20,6 @@ def label_column_notes(schema, rules) -> list[str]:
     """A note for training logs that carry the label job's columns (its shards): training
     labels every row again with the stats artifact's rules (`rules`, a `RuleConfig`), so labels
     the label job made with other thresholds (its overrides) are not the ones trained on."""
-    from core.log_schema import LABEL_COLUMNS
-
     present = [name for name in LABEL_COLUMNS if name in schema.dtypes]
     if not present:
         return []

@@ -11,6 +11,7 @@ import numpy as np
 
 from core.errors import InputError
 from ranking import metrics
+from ranking.metrics import metric_text
 
 
 def load_metrics(model_dir: str) -> dict:
@@ -22,7 +23,6 @@ def load_metrics(model_dir: str) -> dict:
         raise InputError("no eval_metrics.json: train with --eval first", file=model_dir) from None
 
 
-number = metrics.metric_text  # "undefined" for a metric eval_metrics.json writes as null
 
 
 def comparison_table(named: list[tuple[str, dict]]) -> str:
@@ -33,16 +33,16 @@ def comparison_table(named: list[tuple[str, dict]]) -> str:
              "click AUC | RelaImpr (click) | towers' own AUCs (click / valid read) | logloss |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, m in named:
-        loss = ", ".join(f"{k[8:]} {number(v, 4)}" for k, v in m.items()
+        loss = ", ".join(f"{k[8:]} {metric_text(v, 4)}" for k, v in m.items()
                          if k.startswith("logloss_"))
-        towers = ", ".join(f"{t} {number(a['auc_ctr'], 4)} / {number(a['auc_valid_read'], 4)}"
+        towers = ", ".join(f"{t} {metric_text(a['auc_ctr'], 4)} / {metric_text(a['auc_valid_read'], 4)}"
                            for t, a in m.get("towers", {}).items()) or "–"
         fusion = m.get("score", {}).get("fusion", "score").removeprefix("score = ")
         lines.append(
-            f"| {name} | {m['preset']} | `{fusion}` | {number(m['auc_valid_read'], 4)} | "
-            f"{number(metrics.rel_impr(m['auc_valid_read'], base['auc_valid_read']), 2, '+', '%')} | "
-            f"{number(m['auc_ctr'], 4)} | "
-            f"{number(metrics.rel_impr(m['auc_ctr'], base['auc_ctr']), 2, '+', '%')} | "
+            f"| {name} | {m['preset']} | `{fusion}` | {metric_text(m['auc_valid_read'], 4)} | "
+            f"{metric_text(metrics.rel_impr(m['auc_valid_read'], base['auc_valid_read']), 2, '+', '%')} | "
+            f"{metric_text(m['auc_ctr'], 4)} | "
+            f"{metric_text(metrics.rel_impr(m['auc_ctr'], base['auc_ctr']), 2, '+', '%')} | "
             f"{towers} | {loss} |")
     return "\n".join(lines)
 
@@ -65,8 +65,8 @@ def dwell_table(named: list[tuple[str, dict]]) -> str | None:
              + " | ctr tower's click AUC |", "|---|" + "---|" * (len(DT_COLUMNS) + 1)]
     for name, m in rows:
         ctr = m.get("towers", {}).get("ctr")  # None: no ctr tower; its AUC None: undefined
-        lines.append(f"| {name} | " + " | ".join(number(m[k], d) for k, _, d in DT_COLUMNS)
-                     + f" | {'–' if ctr is None else number(ctr['auc_ctr'], 4)} |")
+        lines.append(f"| {name} | " + " | ".join(metric_text(m[k], d) for k, _, d in DT_COLUMNS)
+                     + f" | {'–' if ctr is None else metric_text(ctr['auc_ctr'], 4)} |")
     return "\n".join(lines)
 
 

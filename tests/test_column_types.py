@@ -48,6 +48,8 @@ def write_log(path, rows=ROWS, day=0, columns=("code", "rating"), decimal=True):
 def test_entries_are_read_as_name_and_type(entries, expected, types):
     assert log_schema.parse_column_types(entries) == expected
     assert log_schema.ReadConfig(column_types=expected).types == types
+    # Built in Python from the entries as written: read alike.
+    assert log_schema.ReadConfig(column_types=tuple(entries)).types == types
 
 
 @pytest.mark.parametrize("entries,message", [
@@ -269,6 +271,10 @@ def test_floats_read_as_an_integer_column_must_be_whole(tmp_path):
     with pytest.raises(InputError, match=r"decimal\.tfrecord, record 2, column 'rating': "
                                          r"expected an integer, found 2\.5"):
         read(bad)
+    huge = write(tmp_path / "huge.tfrecord", [2.0, 1.0, 1e20])  # whole, past int64: it wrapped
+    with pytest.raises(InputError, match=r"huge\.tfrecord, record 3, column 'rating': "
+                                         r"expected an integer, found 1e\+20"):
+        read(huge)
 
 
 def python_text(value) -> str:

@@ -95,12 +95,12 @@ def _as_text(tensor):
 
 
 def _feature_text(tensor):
-    """A TFRecord input's column as CSV text: a float32 as the reader makes text of it ("5.6",
-    `logs.float32_text`), so the CSV and the TFRecord read alike as a string column; the label
-    columns keep `_as_text`'s cheaper exact form (they are read back as numbers)."""
-    if tensor.dtype.name == "float32":
-        return logs.float32_text(tensor)
-    return _as_text(tensor)
+    """A TFRecord input's column as CSV text: a float32 feature as the reader makes text of it
+    ("5.6", `logs.as_text`), so the CSV and the TFRecord read alike as a string column; the
+    rest (the label columns, dwell_time in float64) as `_as_text`, exact and cheaper."""
+    import tensorflow as tf
+
+    return logs.as_text(tensor) if tensor.dtype == tf.float32 else _as_text(tensor)
 
 
 def _read_header_line(log_file: log_schema.LogFile) -> str:

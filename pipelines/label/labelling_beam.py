@@ -66,7 +66,7 @@ def label_logs_beam(pattern: str, stats_dir: str, output_dir: str, *, fmt: str =
     job = dict(files=[(f.path, f.format, f.gzip) for f in source.files],
                names=labelling.shard_names(source.files, fmt, compress),
                schema=source.schema.to_json(), stored=source.stored_types,
-               given_types=dict(source.given_types), stats=stats_dir,
+               type_origins=dict(source.type_origins), stats=stats_dir,
                rules=rules, fmt=fmt, compress=compress, batch_size=batch_size,
                allow_unclicked_dwell=allow_unclicked_dwell,
                num_bins=artifact.num_bins)
@@ -115,7 +115,7 @@ def _source(job, index) -> logs.LogSource:
     path, kind, gzipped = job["files"][index]
     return logs.LogSource([log_schema.LogFile(path, kind, gzipped)],
                           log_schema.LogSchema.from_json(job["schema"]), job["stored"],
-                          given_types=job["given_types"])
+                          type_origins=job["type_origins"])
 
 
 def _count_file(element, job):

@@ -144,7 +144,7 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     # Recorded only if unchanged by the end of the read.
     before = [stats_artifact.file_status(f.path) for f in files]
     source = logs.LogSource(files, schema, schema_json.get("stored", {}),
-                            given_types=schema_json.get("given_types", {}))
+                            type_origins=schema_json.get("type_origins", {}))
     numeric = [c for c in schema.feature_columns() if schema.dtypes[c] != "string"]
     part = _Part(numeric={c: [0, 0, 0] for c in numeric},
                  values={c: set() for c in stats_artifact.counted_value_columns(schema)})
@@ -346,7 +346,7 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
         raise InputError(f"--files_per_read must be >= 1, not {config.files_per_read}")
     source = logs.open_logs(pattern, column_types=config.read.types, given_by="flag")
     schema_json = dict(source.schema.to_json(), stored=source.stored_types,
-                       given_types=dict(source.given_types))
+                       type_origins=dict(source.type_origins))
 
     def is_artifact(path):
         return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))

@@ -1,5 +1,5 @@
-"""Reads logs end to end and describes them: inferred column types, rows, CTR, dwell quantiles
-and the UTC days they cover.
+"""Reads logs end to end and describes them: inferred column types, rows, CTR, dwell quantiles,
+the UTC days they cover, and the rows that repeat an earlier row or impression id.
 
     python -m pipelines.validate.describe --input='sim/logs/*.csv.gz' [--allow_unclicked_dwell]
         [--column_types=zip_code:string]
@@ -36,7 +36,10 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
     (`days`: sorted day numbers, unix seconds // 86400) and rows/s. The duplicates are counted
     by 64-bit fingerprints, 8 bytes a row (16 with `impression_id`) held to the end, where
     sorting them takes about as much again."""
-    import pandas as pd
+    import tensorflow as tf
+
+    def fingerprints(strings):  # 64 bits of FarmHash a string
+        return tf.bitcast(tf.fingerprint(strings), tf.int64).numpy()
 
     source = logs.open_logs(pattern, column_types=column_types, given_by="flag")
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
@@ -47,10 +50,10 @@ def describe(pattern: str, batch_size: int = 4096, allow_unclicked_dwell: bool =
     dwell_parts, days, row_prints, id_prints = [], set(), [], []
     for batch in dataset:
         # A log written twice, or replayed, trains as separate impressions: say so.
-        row_prints.append(pd.util.hash_array(batch[logs.RAW].numpy().astype(object)))
+        row_prints.append(fingerprints(batch[logs.RAW]))
         if has_ids:  # an empty id is no id: not a repeat
-            ids = batch["impression_id"].numpy()
-            id_prints.append(pd.util.hash_array(ids[ids != b""].astype(object)))
+            ids = batch["impression_id"]
+            id_prints.append(fingerprints(tf.boolean_mask(ids, tf.not_equal(ids, ""))))
         click = batch["click"].numpy()
         days.update(np.unique(batch["timestamp"].numpy() // SECONDS_PER_DAY).tolist())
         rows += len(click)

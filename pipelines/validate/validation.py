@@ -67,7 +67,7 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
     schema = log_schema.LogSchema.from_json(schema_json)
     source = logs.LogSource(log_schema.expand_inputs([path]), schema,
                             schema_json.get("stored", {}),
-                            given_types=schema_json.get("given_types", {}))
+                            type_origins=schema_json.get("type_origins", {}))
     with log_diagnosis.input_errors_for_beam():
         for batch in source.dataset(
                 batch_size, allow_unclicked_dwell=allow_unclicked_dwell).as_numpy_iterator():
@@ -98,7 +98,7 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
 
     source = logs.open_logs(pattern, column_types=column_types, given_by=given_by)
     schema_json = dict(source.schema.to_json(), stored=source.stored_types,
-                       given_types=dict(source.given_types))
+                       type_origins=dict(source.type_origins))
     paths = [f.path for f in source.files]
     with reraised_from_workers(), beam.Pipeline(options=PipelineOptions(beam_args or [])) as pipeline:
         _ = (pipeline
