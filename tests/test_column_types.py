@@ -9,6 +9,7 @@ whole number on every sampled row and a decimal further down (an error as int64)
 import csv
 import json
 import os
+import re
 
 import pytest
 
@@ -396,3 +397,23 @@ def test_a_tfrecord_feature_first_seen_far_down_is_a_column(tmp_path, monkeypatc
                 pass
         except tf.errors.OpError as error:
             raise log_diagnosis.translate_error(error) from None
+
+
+@pytest.mark.parametrize("module", ["pipelines.stats", "pipelines.validate",
+                                    "pipelines.validate.describe"])
+@pytest.mark.parametrize("value,message", [
+    ("zip", r"--column_types: 'zip' is not name:type with a type among int64, float32, string"),
+    ("click:string", r"--column_types: column 'click' is always int64"),
+    ("code:string,nope:float32", r"--column_types gives a type to column\(s\) 'nope', which "
+                                 r"these logs do not have \(columns: impression_id, "),
+])
+def test_bad_flag_values_end_in_one_error_line(run, tmp_path, module, value, message):
+    path = write_log(tmp_path / "day-0.csv", decimal=False)
+    out = tmp_path / "out"
+    result = run(module, f"--input={path}", f"--column_types={value}",
+                 *([] if module.endswith("describe") else [f"--output_dir={out}"]),
+                 *(["--engine=local"] if module == "pipelines.stats" else []))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1 and re.search("error: .*" + message, result.stderr), \
+        result.stderr
+    assert not out.exists()
