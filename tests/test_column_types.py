@@ -37,6 +37,27 @@ def write_log(path, rows=ROWS, day=0, columns=("code", "rating"), decimal=True):
     return str(path)
 
 
+def write_examples(path, extras) -> str:
+    """A TFRecord of one tf.Example per dict of `extras` ({feature: value}; a float is a
+    float_list, an int an int64_list), each with the required columns of an unclicked row."""
+    import tensorflow as tf
+
+    def feature(value):
+        if isinstance(value, float):
+            return tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+        if isinstance(value, int):
+            return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for k, extra in enumerate(extras):
+            values = {"user_id": b"u", "item_id": b"i", "timestamp": DAY + k, "click": 0,
+                      "dwell_time": 0.0, **extra}
+            writer.write(tf.train.Example(features=tf.train.Features(
+                feature={name: feature(v) for name, v in values.items()})).SerializeToString())
+    return str(path)
+
+
 @pytest.mark.parametrize("entries,expected,types", [
     ((), (), {}),
     (["zip:string", " rating : float32"], ("zip:string", "rating:float32"),
@@ -245,19 +266,7 @@ def test_floats_read_as_an_integer_column_must_be_whole(tmp_path):
     from core import logs
 
     def write(path, ratings):
-        with tf.io.TFRecordWriter(str(path)) as writer:
-            for k, rating in enumerate(ratings):
-                feature = {
-                    "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"u"])),
-                    "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"i"])),
-                    "timestamp": tf.train.Feature(
-                        int64_list=tf.train.Int64List(value=[DAY + k])),
-                    "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
-                    "dwell_time": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0])),
-                    "rating": tf.train.Feature(float_list=tf.train.FloatList(value=[rating]))}
-                writer.write(tf.train.Example(features=tf.train.Features(
-                    feature=feature)).SerializeToString())
-        return str(path)
+        return write_examples(path, [{"rating": float(r)} for r in ratings])
 
     def read(path):
         source = logs.open_logs(path, column_types={"rating": "int64"}, given_by="flag")
@@ -317,22 +326,11 @@ def test_a_tfrecord_float_read_as_text_matches_the_csv_text(tmp_path):
     """A grade stored as a float_list and given the string type reads as the CSV of the same
     log holds it ("5.6"), so a model trained on one scores the other alike."""
     import numpy as np
-    import tensorflow as tf
 
     from core import logs
 
     grades = [5.6, 4.0, 12.99, 0.5]
-    with tf.io.TFRecordWriter(str(tmp_path / "log.tfrecord")) as writer:
-        for k, grade in enumerate(grades):
-            feature = {
-                "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"u"])),
-                "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"i"])),
-                "timestamp": tf.train.Feature(int64_list=tf.train.Int64List(value=[DAY + k])),
-                "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
-                "dwell_time": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0])),
-                "grade": tf.train.Feature(float_list=tf.train.FloatList(value=[grade]))}
-            writer.write(tf.train.Example(features=tf.train.Features(
-                feature=feature)).SerializeToString())
+    write_examples(tmp_path / "log.tfrecord", [{"grade": g} for g in grades])
     with open(tmp_path / "log.csv", "w") as handle:
         handle.write("user_id,item_id,timestamp,click,dwell_time,grade\n")
         handle.writelines(f"u,i,{DAY + k},0,0.0,{g}\n" for k, g in enumerate(grades))
@@ -356,23 +354,10 @@ def test_a_tfrecord_feature_first_seen_far_down_is_a_column(tmp_path, monkeypatc
     from core import logs
 
     def write(path, rows, late_from, late_kind="float"):
-        with tf.io.TFRecordWriter(str(path)) as writer:
-            for k in range(rows):
-                feature = {
-                    "user_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"u"])),
-                    "item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"i"])),
-                    "timestamp": tf.train.Feature(
-                        int64_list=tf.train.Int64List(value=[DAY + k])),
-                    "click": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
-                    "dwell_time": tf.train.Feature(float_list=tf.train.FloatList(value=[0.0]))}
-                if k >= late_from:
-                    feature["video_type"] = (
-                        tf.train.Feature(float_list=tf.train.FloatList(value=[k / 2]))
-                        if late_kind == "float" or k < late_from + 10 else
-                        tf.train.Feature(int64_list=tf.train.Int64List(value=[k])))
-                writer.write(tf.train.Example(features=tf.train.Features(
-                    feature=feature)).SerializeToString())
-        return str(path)
+        return write_examples(path, [
+            {} if k < late_from else
+            {"video_type": k / 2 if late_kind == "float" or k < late_from + 10 else k}
+            for k in range(rows)])
 
     path = write(tmp_path / "late.tfrecord", 6_000, late_from=4_500)
     source = logs.open_logs(path)
