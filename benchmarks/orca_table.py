@@ -9,7 +9,13 @@ exists), compute two stats artifacts of the training days (all but the last 3): 
 bins (8 equal-width bins of ln dwell) and the authors' (configs/orca_authors_stats.flags: fixed
 edges, midpoint values); train every run of RUNS (`benchmarks/orca_runs.py`) with each seed and
 evaluate on the last 3 days. Finished runs (an eval_metrics.json) are reused, so an interrupted
-benchmark continues. `--project_args` adds ranking.train flags to every run it trains: the
+benchmark continues.
+
+On your own logs instead of a simulated world: `--train=GLOBS --eval=GLOBS
+--post_click_features=a,b [--name=mine --stats_args='--column_types=...']` (globs as
+ranking.train's; the evaluation logs later than the training logs, whose last UTC day is the
+validation window): the same runs, stats of the training logs with both bins under OUT/NAME, the
+section named after NAME. `--project_args` adds ranking.train flags to every run it trains: the
 figures of docs/orca.md up to 2026-12-02 were trained with TensorFlow's default threads per op,
 which `--project_args=--intra_op_threads=0` gives back (the default since is one thread per op,
 whose float sums may run in another order). A finished run trained with other threads per op or
@@ -63,7 +69,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from ranking.metrics import DT_CLASS_METRICS, DT_SECONDS_METRICS, dt_gains  # noqa: E402
 
-from common import module  # noqa: E402
+from common import add_logs_flags, check_logs_flags, logs_summary, module, stats_of  # noqa: E402
 from orca_runs import AUTHORS_STATS, DEFAULT_RUNS, POST_CLICK, RUNS  # noqa: E402
 
 CLASS_KEYS = tuple(DT_CLASS_METRICS)
@@ -84,14 +90,26 @@ def prepare(out, setting, sim_args):
     days = sorted(f for f in os.listdir(os.path.join(sim, "logs")))
     train = ",".join(os.path.join(sim, "logs", f) for f in days[:-3])
     evaluate = ",".join(os.path.join(sim, "logs", f) for f in days[-3:])
+    return train, evaluate, both_stats(out, setting, train), summary
+
+
+def prepare_logs(out, name, train, evaluate, stats_args=()):
+    """The same for a user's logs (`--train`, `--eval`): their two stats artifacts and a
+    summary of the training logs (`common.logs_summary`)."""
+    stats = both_stats(out, name, train, stats_args)
+    with open(os.path.join(stats["project"], "stats.json")) as handle:
+        summary = logs_summary(json.load(handle), train, evaluate)
+    return train, evaluate, stats, summary
+
+
+def both_stats(out, name, train, stats_args=()):
+    """{bins: stats directory} of the training logs: this project's bins and the authors'
+    (configs/orca_authors_stats.flags), each computed once (`common.stats_of`)."""
     stats = {}
     for bins, extra in (("project", []), ("authors", AUTHORS_STATS)):
-        stats[bins] = os.path.join(out, setting, "stats" if bins == "project"
-                                   else "stats_authors")
-        if not os.path.exists(os.path.join(stats[bins], "stats.json")):
-            module("pipelines.stats", f"--input={train}", f"--output_dir={stats[bins]}",
-                   *extra)
-    return train, evaluate, stats, summary
+        stats[bins] = os.path.join(out, name, "stats" if bins == "project" else "stats_authors")
+        stats_of(train, stats[bins], *stats_args, *extra)
+    return stats
 
 
 def _asked_config(run, project_args):
@@ -133,9 +151,11 @@ def _check_reused(model_dir, run, project_args) -> None:
                      "--out (or remove the run) to train it again")
 
 
-def train_run(out, setting, run, seed, train, evaluate, stats, project_args=()):
-    """The run's eval_metrics.json (training it unless it is there, with `project_args` added
-    to its ranking.train flags), with its wall time."""
+def train_run(out, setting, run, seed, train, evaluate, stats, project_args=(),
+              post_click=POST_CLICK):
+    """The run's eval_metrics.json (training it unless it is there, with `post_click` (the
+    --post_click_features flag) and `project_args` added to its ranking.train flags), with its
+    wall time."""
     model_dir = os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
     metrics_path = os.path.join(model_dir, "eval_metrics.json")
     if os.path.exists(metrics_path):
@@ -144,7 +164,7 @@ def train_run(out, setting, run, seed, train, evaluate, stats, project_args=()):
         started = time.perf_counter()
         module("ranking.train", f"--model={run.preset}", f"--train={train}",
                f"--eval={evaluate}", f"--stats={stats[run.stats]}", f"--model_dir={model_dir}",
-               f"--seed={seed}", "--progress=none", POST_CLICK, *run.protocol, *run.flags,
+               f"--seed={seed}", "--progress=none", post_click, *run.protocol, *run.flags,
                *project_args)
         with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
             handle.write(f"{time.perf_counter() - started:.1f}")
@@ -156,12 +176,20 @@ def train_run(out, setting, run, seed, train, evaluate, stats, project_args=()):
     return metrics
 
 
-def run_all(out, setting, seeds, runs, sim_args, project_args=()):
-    train, evaluate, stats, summary = prepare(out, setting, sim_args)
+def run_all(out, setting, seeds, runs, prepared, project_args=(), post_click=POST_CLICK):
+    """Trains (or reuses) every run with every seed on `prepared` (`prepare` or
+    `prepare_logs`): ({run name: {seed: metrics}}, summary)."""
+    train, evaluate, stats, summary = prepared
     results = {}
     for seed in seeds:
         for run in runs:
-            metrics = train_run(out, setting, run, seed, train, evaluate, stats, project_args)
+            metrics = train_run(out, setting, run, seed, train, evaluate, stats, project_args,
+                                post_click)
+            if run.columns != "auc" and not np.isfinite(np.array(
+                    metrics.get("dt_true_bin_distribution") or [np.nan], float)).all():
+                sys.exit(f"{run.name}, seed {seed}: no clicked impression of {evaluate} has a "
+                         "dwell bin, so the table's dwell-time metrics are undefined: give "
+                         "evaluation logs with clicks")
             results.setdefault(run.name, {})[seed] = metrics
             print(f"{setting} seed {seed} {run.name}: ctr AUC {ctr_auc(metrics):.4f} "
                   f"MAEclass {metrics.get('dt_mae_class', float('nan')):.3f} "
@@ -271,9 +299,15 @@ def decile_bias(results, name, seeds):
 
 
 def render(setting, rows, results, seeds, summary, runs):
-    lines = [f"### Setting `{setting}`", "",
-             f"{summary.get('rows', 0):,} impressions, CTR {100 * summary.get('ctr', 0):.1f} %; "
-             f"{len(seeds)} seeds (mean ± std).", "",
+    if summary.get("source") == "logs":
+        title = f"### Logs `{setting}`"
+        described = (f"Training `{summary['train']}` ({summary['rows']:,} impressions, CTR "
+                     f"{100 * summary['ctr']:.1f} %), evaluation `{summary['eval']}`")
+    else:
+        title = f"### Setting `{setting}`"
+        described = (f"{summary.get('rows', 0):,} impressions, CTR "
+                     f"{100 * summary.get('ctr', 0):.1f} %")
+    lines = [title, "", f"{described}; {len(seeds)} seeds (mean ± std).", "",
              "| model | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]
     for run in runs:
         row, cells = rows[run.name], []
@@ -428,7 +462,18 @@ def main():
                         help="more ranking.train flags for every run trained, space-separated "
                         "(e.g. --intra_op_threads=0, TensorFlow's threads, as every figure "
                         "before 2026-12-03)")
+    add_logs_flags(parser)
+    parser.add_argument("--post_click_features", default=None,
+                        help="with --train (required): your logs' post-click features, "
+                        "comma-separated (ORCA masks them; ranking.train's flag); the "
+                        "simulator's are " + POST_CLICK.split("=")[1])
     args = parser.parse_args()
+    check_logs_flags(parser, args, {name: parser.get_default(name) for name in (
+        "settings", "num_users", "num_items", "days", "sim_seed")})
+    if (args.train is None) != (args.post_click_features is None):
+        parser.error("--post_click_features names your logs' post-click features: with "
+                     "--train, and only there (the simulated worlds' are "
+                     + POST_CLICK.split("=")[1] + ")")
     project_args = shlex.split(args.project_args)
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
@@ -445,14 +490,25 @@ def main():
             runs.insert(runs.index(run), by_name[run.baseline])
     sim_args = [f"--num_users={args.num_users}", f"--num_items={args.num_items}",
                 f"--days={args.days}", f"--seed={args.sim_seed}"]
-    command = (f".venv/bin/python benchmarks/orca_table.py --out={args.out} "
-               f"--settings={args.settings} --seeds={args.seeds} --num_users={args.num_users} "
-               f"--num_items={args.num_items} --days={args.days} --sim_seed={args.sim_seed} "
-               f"--runs={args.runs}" + (f" --project_args={shlex.quote(args.project_args)}"
-                                        if project_args else ""))
+    if args.train is None:
+        source = (f"--settings={args.settings} --num_users={args.num_users} "
+                  f"--num_items={args.num_items} --days={args.days} --sim_seed={args.sim_seed}")
+        names, post_click = args.settings.split(","), POST_CLICK
+    else:
+        source = " ".join(shlex.quote(f"--{name}={getattr(args, name)}") for name in (
+            "train", "eval", "name", "post_click_features") + (
+            ("stats_args",) if args.stats_args else ()))
+        names = [args.name]
+        post_click = f"--post_click_features={args.post_click_features}"
+    command = (f".venv/bin/python benchmarks/orca_table.py --out={args.out} {source} "
+               f"--seeds={args.seeds} --runs={args.runs}"
+               + (f" --project_args={shlex.quote(args.project_args)}" if project_args else ""))
     sections, everything = [], {"command": command, "settings": {}}
-    for setting in args.settings.split(","):
-        results, summary = run_all(out, setting, seeds, runs, sim_args, project_args)
+    for setting in names:
+        prepared = (prepare(out, setting, sim_args) if args.train is None else prepare_logs(
+            out, setting, args.train, args.eval, shlex.split(args.stats_args)))
+        results, summary = run_all(out, setting, seeds, runs, prepared, project_args,
+                                   post_click)
         rows = summarize(results, seeds, runs)
         sections.append(render(setting, rows, results, seeds, summary, runs))
         figures = plot(out, setting, results, seeds) + plot(
@@ -460,7 +516,8 @@ def main():
             "the authors' protocol with --output_bias=prior, their bins")
         gains = {r.name: dt_gain(results, r, seeds) for r in runs if r.baseline}
         everything["settings"][setting] = {"rows": rows, "gains": gains, "figures": figures,
-                                           "simulation": summary}
+                                           "simulation" if args.train is None else "logs":
+                                           summary}
     markdown = "\n".join(sections) + f"\nCommand: `{command}`\n"
     with open(os.path.join(out, "orca_table.md"), "w") as handle:
         handle.write(markdown)

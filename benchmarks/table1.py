@@ -12,6 +12,10 @@ early stopping on each preset's default metric, then the refit pass over day 10:
 `ranking.selection`). RelaImpr is against `single_ctr` of the same seed. Writes
 `table1-<setting>-<protocol>.md` and `.json` into --out and prints the table; each run's model
 directory stays under OUT/SETTING/PROTOCOL/models.
+
+On your own logs instead: `--train=GLOBS --eval=GLOBS [--name=mine --stats_args=...]` (globs as
+ranking.train's; with `selection` the training logs' last UTC day is the validation window):
+their statistics and models under OUT/NAME, the table as `table1-<name>-<protocol>`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 
@@ -27,10 +32,10 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from ranking.metrics import rel_impr  # noqa: E402
+from ranking.metrics import metric_text, rel_impr  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import module  # noqa: E402
+from common import add_logs_flags, check_logs_flags, module, stats_of  # noqa: E402
 
 RUNS = [("single_ctr", "single_ctr", []), ("ctr_logdt", "ctr_logdt", []),
         ("vr_logdt", "vr_logdt", []),
@@ -48,21 +53,30 @@ def main():
     parser.add_argument("--epochs", type=int, default=1, help="one_epoch: epochs")
     parser.add_argument("--max_epochs", type=int, default=10, help="selection: most epochs")
     parser.add_argument("--batch_size", type=int, default=2048)
+    add_logs_flags(parser)
     args = parser.parse_args()
+    check_logs_flags(parser, args, {name: parser.get_default(name) for name in ("setting", "sim")})
     out = os.path.abspath(args.out)
-    world = os.path.join(out, args.setting)
-    sim = os.path.abspath(args.sim or os.path.join(world, "sim"))
-    os.makedirs(world, exist_ok=True)
-    if not os.path.exists(os.path.join(sim, "summary.json")):
-        print(f"simulating into {sim}", flush=True)
-        module("pipelines.simulate", f"--output_dir={sim}", f"--setting={args.setting}")
-    train = f"{sim}/logs/day-0*.csv.gz,{sim}/logs/day-10.csv.gz"
-    evaluate = f"{sim}/logs/day-1[1-3].csv.gz"
+    if args.train is None:
+        name = args.setting
+        world = os.path.join(out, name)
+        sim = os.path.abspath(args.sim or os.path.join(world, "sim"))
+        os.makedirs(world, exist_ok=True)
+        if not os.path.exists(os.path.join(sim, "summary.json")):
+            print(f"simulating into {sim}", flush=True)
+            module("pipelines.simulate", f"--output_dir={sim}", f"--setting={args.setting}")
+        train = f"{sim}/logs/day-0*.csv.gz,{sim}/logs/day-10.csv.gz"
+        evaluate = f"{sim}/logs/day-1[1-3].csv.gz"
+        source = f"--setting={args.setting}"
+    else:
+        name, train, evaluate = args.name, args.train, args.eval
+        world = os.path.join(out, name)
+        source = " ".join(shlex.quote(f"--{flag}={getattr(args, flag)}") for flag in (
+            "train", "eval", "name") + (("stats_args",) if args.stats_args else ()))
     protocol = ([f"--epochs={args.epochs}"] if args.protocol == "one_epoch" else
                 ["--validation_days=1", f"--max_epochs={args.max_epochs}"])
     stats = os.path.join(world, "stats")
-    if not os.path.exists(os.path.join(stats, "stats.json")):
-        module("pipelines.stats", f"--input={train}", f"--output_dir={stats}")
+    stats_of(train, stats, *shlex.split(args.stats_args))
     seeds = [int(s) for s in args.seeds.split(",")]
     results = {}
     for seed in seeds:
@@ -80,21 +94,22 @@ def main():
             with open(os.path.join(model_dir, "eval_metrics.json")) as handle:
                 metrics = json.load(handle)
             results.setdefault(label, {})[seed] = metrics
-            print(f"seed {seed} {label}: auc_valid_read {metrics['auc_valid_read']:.4f} "
-                  f"auc_ctr {metrics['auc_ctr']:.4f} "
+            print(f"seed {seed} {label}: auc_valid_read "
+                  f"{metric_text(metrics['auc_valid_read'], 4)} "
+                  f"auc_ctr {metric_text(metrics['auc_ctr'], 4)} "
                   f"selected step {metrics.get('selected_step', metrics['global_step'])} "
                   f"({time.perf_counter() - started:.0f} s)", flush=True)
     table = summarize(results, seeds)
     command = (f".venv/bin/python benchmarks/table1.py --out={args.out} "
-               f"--setting={args.setting} --protocol={args.protocol} --seeds={args.seeds} "
+               f"{source} --protocol={args.protocol} --seeds={args.seeds} "
                + (f"--epochs={args.epochs}" if args.protocol == "one_epoch"
                   else f"--max_epochs={args.max_epochs}")
                + f" --batch_size={args.batch_size}")
     markdown = render(table, command, len(seeds))
-    name = f"table1-{args.setting}-{args.protocol}"
-    with open(os.path.join(out, name + ".md"), "w") as handle:
+    table_name = f"table1-{name}-{args.protocol}"
+    with open(os.path.join(out, table_name + ".md"), "w") as handle:
         handle.write(markdown)
-    with open(os.path.join(out, name + ".json"), "w") as handle:
+    with open(os.path.join(out, table_name + ".json"), "w") as handle:
         json.dump({"command": command, "rows": table}, handle, indent=2)
     print(markdown)
 
@@ -103,8 +118,9 @@ def summarize(results, seeds):
     base = results["single_ctr"]
     rows = []
     for label, by_seed in results.items():
-        auc = np.array([by_seed[s]["auc_valid_read"] for s in seeds])
-        auc_ctr = np.array([by_seed[s]["auc_ctr"] for s in seeds])
+        # float: an undefined AUC (None in eval_metrics.json) is NaN here.
+        auc = np.array([by_seed[s]["auc_valid_read"] for s in seeds], float)
+        auc_ctr = np.array([by_seed[s]["auc_ctr"] for s in seeds], float)
         rel = np.array([rel_impr(by_seed[s]["auc_valid_read"], base[s]["auc_valid_read"])
                         for s in seeds])
         speed = np.array([by_seed[s].get("train_examples_per_second", np.nan) for s in seeds])

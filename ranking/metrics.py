@@ -159,10 +159,12 @@ DT_SECONDS_METRICS = {"dt_mae_seconds": -1, "dt_rmse_seconds": -1}
 def dt_gains(candidate: dict, reference: dict, keys=tuple(DT_CLASS_METRICS)) -> list[float]:
     """Percent change of each DT metric in `keys` of `candidate` against `reference` (two
     `dwell_metrics` results), signed so that better is positive: direction x (c - r) / |r| x
-    100 (inf or NaN when the reference is 0)."""
+    100 (inf or NaN when the reference is 0; NaN when either is undefined: NaN, or None as
+    `json_ready` writes it to eval_metrics.json)."""
     directions = {**DT_CLASS_METRICS, **DT_SECONDS_METRICS}
     with np.errstate(divide="ignore", invalid="ignore"):
-        return [float(directions[k] * (np.float64(candidate[k]) - reference[k])
+        # np.float64(None) is NaN: an undefined metric gives an undefined gain, not a TypeError.
+        return [float(directions[k] * (np.float64(candidate[k]) - np.float64(reference[k]))
                       / abs(np.float64(reference[k])) * 100) for k in keys]
 
 

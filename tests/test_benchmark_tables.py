@@ -1,0 +1,127 @@
+"""The ORCA table and Table 1 benchmarks on a user's own logs (--train, --eval): the flags they
+refuse, a metric left undefined, and one whole ORCA table on the small world's logs, its gain
+recomputed by hand from the runs' eval_metrics.json."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ranking import metrics
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = os.path.join(REPO, "benchmarks")
+
+
+def bench(script, *args, cwd=REPO):
+    """Runs benchmarks/`script` as a user would: (exit status, stdout, stderr)."""
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, os.path.join(BENCHMARKS, script), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=600)
+    return done.returncode, done.stdout, done.stderr
+
+
+@pytest.mark.parametrize("script, args, says", [
+    ("orca_table.py", ["--train=a.csv"], "--train and --eval go together"),
+    ("orca_table.py", ["--eval=a.csv"], "--train and --eval go together"),
+    ("orca_table.py", ["--train=a.csv", "--eval=b.csv", "--settings=legacy",
+                       "--post_click_features=x"], "--settings: a simulator flag"),
+    ("orca_table.py", ["--train=a.csv", "--eval=b.csv"], "--post_click_features names"),
+    ("orca_table.py", ["--post_click_features=x"], "--post_click_features names"),
+    ("orca_table.py", ["--stats_args=--column_types=a:string"], "--stats_args is for --train"),
+    ("table1.py", ["--train=a.csv", "--eval=b.csv", "--setting=entangled"],
+     "--setting: a simulator flag"),
+    ("table1.py", ["--eval=b.csv"], "--train and --eval go together"),
+])
+def test_the_logs_flags_refused_before_any_work(tmp_path, script, args, says):
+    status, stdout, stderr = bench(script, f"--out={tmp_path / 'out'}", *args)
+    assert status == 2 and says in stderr, stderr
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_an_undefined_metric_gives_an_undefined_gain_not_a_crash():
+    reference = {"dt_mae_class": 1.0, "dt_rmse_class": 2.0, "dt_weighted_f1": 0.25,
+                 "dt_macro_precision": None, "dt_macro_recall": 0.2}
+    candidate = dict(reference, dt_mae_class=0.8, dt_macro_precision=0.5)
+    gains = metrics.dt_gains(candidate, reference)
+    assert gains[0] == pytest.approx(20.0) and gains[1:3] == [0.0, 0.0] and gains[4] == 0.0
+    assert math.isnan(gains[3])
+    assert math.isnan(metrics.dt_gains(reference, candidate)[3])
+
+
+def test_table1_summary_with_an_undefined_auc():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import table1
+    finally:
+        sys.path.remove(BENCHMARKS)
+    run = {"global_step": 10, "train_examples_per_second": 1000.0}
+    results = {"single_ctr": {0: dict(run, auc_valid_read=0.6, auc_ctr=0.7)},
+               "vr_ndt": {0: dict(run, auc_valid_read=None, auc_ctr=0.65)}}
+    rows = {r["model"]: r for r in table1.summarize(results, [0])}
+    assert math.isnan(rows["vr_ndt"]["auc_valid_read_mean"])
+    assert math.isnan(rows["vr_ndt"]["rel_impr_mean"])
+    assert rows["vr_ndt"]["auc_ctr_mean"] == pytest.approx(0.65)
+    assert rows["single_ctr"]["rel_impr_mean"] == 0.0
+
+
+def hand_gain(orca, base):
+    """ORCA's mean DT gain over the five class metrics, in percent, by hand: lower MAE and RMSE
+    in bins are better, higher F1, precision and recall."""
+    lower = ("dt_mae_class", "dt_rmse_class")
+    higher = ("dt_weighted_f1", "dt_macro_precision", "dt_macro_recall")
+    changes = [(base[k] - orca[k]) / abs(base[k]) for k in lower]
+    changes += [(orca[k] - base[k]) / abs(base[k]) for k in higher]
+    return 100 * sum(changes) / 5
+
+
+def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
+    out = tmp_path / "out"
+    args = [f"--out={out}", f"--train={small_world['train']}", f"--eval={small_world['eval']}",
+            "--name=mine", "--post_click_features=category,item_length", "--seeds=0",
+            "--runs=mmoe_orca", "--project_args=--max_epochs=2 --steps_per_epoch=4 "
+            "--batch_size=256"]
+    status, stdout, stderr = bench("orca_table.py", *args)
+    assert status == 0, stderr
+    # The stats of the given training logs, both bins, under OUT/NAME.
+    for stats in ("stats", "stats_authors"):
+        with open(out / "mine" / stats / "stats.json") as handle:
+            assert json.load(handle)["inputs"] == small_world["train"]
+    runs = {}
+    for name in ("mmoe", "mmoe_orca"):
+        model_dir = out / "mine" / "models" / f"{name}-seed0"
+        with open(model_dir / "eval_metrics.json") as handle:
+            runs[name] = json.load(handle)
+        with open(model_dir / "config.json") as handle:
+            features = json.load(handle)["features"]
+        assert sorted(f["name"] for f in features if f.get("post_click")) == [
+            "category", "item_length"]
+    with open(out / "orca_table.json") as handle:
+        table = json.load(handle)
+    section = table["settings"]["mine"]
+    assert section["logs"]["train"] == small_world["train"]
+    with open(out / "mine" / "stats" / "stats.json") as handle:
+        stats = json.load(handle)
+    assert section["logs"]["rows"] == stats["rows"]
+    assert section["logs"]["ctr"] == pytest.approx(stats["clicks"] / stats["rows"])
+    gain = section["gains"]["mmoe_orca"]["class"][0]
+    assert gain == pytest.approx(hand_gain(runs["mmoe_orca"], runs["mmoe"]), abs=1e-9)
+    markdown = (out / "orca_table.md").read_text()
+    assert "### Logs `mine`" in markdown and f"{stats['rows']:,} impressions" in markdown
+    assert f"| MMoE + ORCA | MMoE | {gain:+.1f} % ± 0.0 |" in markdown
+    assert "--name=mine" in table["command"]
+
+    # Run again: the runs and stats are reused (no training); other logs into the same OUT are
+    # refused rather than mixed.
+    mtime = os.path.getmtime(out / "mine" / "models" / "mmoe-seed0" / "eval_metrics.json")
+    status, again, stderr = bench("orca_table.py", *args)
+    assert status == 0, stderr
+    assert os.path.getmtime(out / "mine" / "models" / "mmoe-seed0" / "eval_metrics.json") == mtime
+    status, _, stderr = bench("orca_table.py", *[a if not a.startswith("--train=") else
+                                                 f"--train={small_world['eval']}" for a in args])
+    assert status == 1
+    assert f"holds the statistics of {small_world['train']}, not of {small_world['eval']}" in (
+        stderr)
