@@ -6,9 +6,11 @@ labelling job, in training (labels computed on the fly from raw logs) and in the
 evaluation. `labeler_for` builds one for some logs: a first pass counts their clicks per user
 and UTC day for rule T2.
 
-Counting for T2 uses the logs being labelled for the UTC days they cover (a day is covered when
-any row of the input falls on it; a user without clicks that day counts 0) and the stats
-artifact's user table for every other day of the window. When the logs being labelled are the
+Counting for T2 uses the logs being labelled for the UTC days they hold (`held_days`: a day with
+at least as many rows in the input as the stats artifact saw of it; a user without clicks that
+day counts 0) and the stats artifact's user table for every other day of the window: a sliver
+of a day the artifact holds (late rows in hourly files) does not replace its counts of that day
+with the sliver's. When the logs being labelled are the
 very files the artifact was computed from (`StatsArtifact.counts_for`), its user table already
 holds every count the rules need: the labeller is built from it, without a pass over the logs
 (`window_from_daily`: a (user, day) the table has no window for had no click in the window).
@@ -22,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 
 from core import logs as logs_lib
-from core.label_rules import SECONDS_PER_DAY, NdtParams, RuleConfig
+from core.label_rules import SECONDS_PER_DAY, NdtParams, RuleConfig, utc_date
 from core.lookup_tables import static_table
 from core.stats_artifact import StatsArtifact
 
@@ -103,11 +105,52 @@ def artifact_counts(artifact: StatsArtifact) -> UserDays:
     return UserDays.of(fps, [d for _, d in keys], list(artifact.user_day_clicks.values()))
 
 
+def held_days(input_day_rows, artifact_day_rows) -> tuple[set, dict]:
+    """The UTC days whose T2 counts come from the logs being labelled: the days of
+    `input_day_rows` ({day: rows of the input}) with at least as many rows as the stats artifact
+    has of them (`artifact_day_rows`, {day: rows}; None for an artifact that did not record
+    them: every day of the input, SPEC §3's letter). A day the input holds fewer rows of is a
+    part of a day the artifact saw more of (late rows in the next hour's file, one hour of a
+    day): its counts stay the artifact's. Returns (held days, {day: (input rows, artifact
+    rows)} of the days left to the artifact)."""
+    held, left = set(), {}
+    for day, rows in input_day_rows.items():
+        seen = 0 if artifact_day_rows is None else artifact_day_rows.get(day, 0)
+        if rows >= seen:
+            held.add(int(day))
+        else:
+            left[int(day)] = (int(rows), int(seen))
+    return held, left
+
+
+def t2_days_note(left: dict) -> str | None:
+    """The note a job prints when `held_days` left days of its input to the artifact (`left`,
+    {day: (input rows, artifact rows)}), or None."""
+    if not left:
+        return None
+    days = sorted(left)
+    shown = "; ".join(f"{utc_date(d)}: {left[d][0]:,} row{'s' if left[d][0] != 1 else ''} "
+                      f"here, {left[d][1]:,} in the stats window" for d in days[:3])
+    more = f"; and {len(days) - 3} more day(s)" if len(days) > 3 else ""
+    return (f"rule T2 counts the clicks of {shown}{more} from the stats artifact: a UTC day "
+            "counts from the logs being labelled only when they hold at least as many of its "
+            "rows as the stats job saw (late rows of a day, in the next day's files, leave "
+            "that day to the artifact)")
+
+
+def day_rows_of(file_day_rows) -> dict:
+    """{UTC day: rows} from {(file index, UTC day): rows}."""
+    days: dict = {}
+    for (_, day), rows in file_day_rows.items():
+        days[int(day)] = days.get(int(day), 0) + int(rows)
+    return days
+
+
 def window_clicks(labelled: UserDays, covered_days: set, history: UserDays,
                   window_days: int) -> UserDays:
     """For every (user_fp, day) of `labelled` (clicks that day): the user's clicks over the
-    `window_days` days ending with `day`; covered days count from `labelled`, other days from
-    `history`. Returns UserDays of window clicks, row for row of `labelled`."""
+    `window_days` days ending with `day`; covered days (`held_days`) count from `labelled`,
+    other days from `history`. Returns UserDays of window clicks, row for row of `labelled`."""
     window = np.zeros(labelled.rows, np.int64)
     if not labelled.rows or window_days < 1:
         return UserDays(labelled.user_fp, labelled.day, window)
@@ -115,7 +158,8 @@ def window_clicks(labelled: UserDays, covered_days: set, history: UserDays,
     # Only the history a window reaches (the artifact's whole table is given): a smaller sort.
     reached = ((history.day >= labelled.day.min() - window_days + 1)
                & (history.day <= labelled.day.max()) & ~np.isin(history.day, covered))
-    counts, _ = _concat([labelled, _rows(history, reached)]).summed()
+    counts, _ = _concat([_rows(labelled, np.isin(labelled.day, covered)),
+                         _rows(history, reached)]).summed()
     if counts.rows:
         # One int64 key per (user, day): user rank * days + day rank, over the users of
         # `counts` and the days any window asks for (ranks, not offsets: a stray far-off day
@@ -158,6 +202,9 @@ class Labeler:
     """
 
     unclicked_dwell_zeroed = 0
+    # {UTC day: (input rows, artifact rows)}: days of the input whose T2 counts are the
+    # artifact's, as the input holds fewer of their rows (`held_days`; `t2_days_note`).
+    t2_days_from_artifact: dict = {}
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
     file_day_rows = None  # (file index, UTC day) -> rows of the counted logs
     counted = True  # False: built from the artifact's counts, without a pass over the logs
@@ -243,9 +290,11 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
         labeler.counted = False
         return labeler
     counted = count_source(source, batch_size, allow_unclicked_dwell)
-    window = window_clicks(counted.user_days, counted.covered_days, artifact_counts(artifact),
+    held, left = held_days(day_rows_of(counted.file_day_rows), artifact.day_rows)
+    window = window_clicks(counted.user_days, held, artifact_counts(artifact),
                            rules.light_user_days)
     labeler = Labeler(artifact, window, rules, ndt)
+    labeler.t2_days_from_artifact = left
     labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
     labeler.rows_per_file = counted.rows_per_file
     labeler.file_day_rows = counted.file_day_rows

@@ -154,6 +154,20 @@ class StatsArtifact:
         return counts
 
     @property
+    def day_rows(self) -> dict | None:
+        """{UTC day: rows} of the logs this artifact was computed from (its files' `day_rows`),
+        or None when it did not record them for every file (`labeler.held_days` then takes
+        every day of an input from it)."""
+        if not self.files or any(record is None or "day_rows" not in record
+                                 for record in self.files):
+            return None
+        days: dict = {}
+        for record in self.files:
+            for day, rows in record["day_rows"].items():
+                days[int(day)] = days.get(int(day), 0) + int(rows)
+        return days
+
+    @property
     def num_bins(self) -> int:
         return len(self.dwell_bin_edges) - 1
 

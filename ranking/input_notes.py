@@ -10,6 +10,7 @@ import os
 import re
 
 from core.label_rules import utc_date
+from core.labeler import t2_days_note
 from core.log_schema import LABEL_COLUMNS
 
 # A column named like an id: `author_id`, `ID`, `musicId`, `videoID` (not `valid`, `grid`).
@@ -139,7 +140,8 @@ def input_overlap_notes(train_files, held_out: dict) -> list[str]:
 def input_lines(config, inputs) -> list[str]:
     """The lines training prints about its input once it is counted (`config`: a
     `TrainConfig`, `inputs`: its `ranking.data.Inputs`): the held-out window, and notes on
-    large files and on files shared with --eval or --validation."""
+    large files, on files shared with --eval or --validation, and on days of an input whose
+    rule-T2 counts are the stats artifact's (`core.labeler.held_days`)."""
     lines = []
     if config.selection.validation_days:
         lines.append(validation_window_line(inputs.labeler.file_day_rows,
@@ -151,5 +153,7 @@ def input_lines(config, inputs) -> list[str]:
         held_out["--eval"] = inputs.evaluation[0].files
     if inputs.validation is not None and config.selection.validation:
         held_out["--validation"] = inputs.validation[0].files
+    t2_notes = [f"note: {what} logs: {note}" for what, labeler in inputs.labellers()
+                if (note := t2_days_note(labeler.t2_days_from_artifact))]
     return (lines + ([order] if order else [])
-            + input_overlap_notes(inputs.train.files, held_out))
+            + input_overlap_notes(inputs.train.files, held_out) + t2_notes)

@@ -33,15 +33,18 @@ def reference_ndt(dwell, offset, tau, A, B):
 
 def reference_labels(frame: pd.DataFrame, *, x_l: float, item_p10: dict, history: dict,
                      ndt: dict, log_lo: float, log_hi: float, num_bins: int,
-                     min_dwell: float = 5, window_days: int = 7, light_clicks: int = 7
-                     ) -> pd.DataFrame:
+                     min_dwell: float = 5, window_days: int = 7, light_clicks: int = 7,
+                     stats_day_rows: dict | None = None) -> pd.DataFrame:
     """The five label columns for `frame`. `history`: (user, day) -> clicks from the stats
-    window, used for days of the T2 window that `frame` does not cover."""
+    window, used for days of the T2 window that `frame` does not cover: days without rows in
+    `frame`, and days with fewer rows in `frame` than the stats window had (`stats_day_rows`,
+    day -> rows)."""
     dwell = frame["dwell_time"].to_numpy(float)
     clicked = frame["click"].to_numpy() == 1
     day = frame["timestamp"].to_numpy() // DAY
     users = frame["user_id"].astype(str).to_numpy()
-    covered = set(day.tolist())
+    rows_per_day = pd.Series(day).value_counts().to_dict()
+    covered = {d for d, n in rows_per_day.items() if n >= (stats_day_rows or {}).get(d, 0)}
     own = frame[clicked].groupby([users[clicked], day[clicked]]).size().to_dict()
     window = np.empty(len(frame), np.int64)
     for i, (u, d) in enumerate(zip(users, day)):

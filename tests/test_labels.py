@@ -104,13 +104,44 @@ def test_stats_equal_the_reference(sim):
     assert got["numeric_features"]["item_length"]["std"] == pytest.approx(x.std(), rel=1e-6)
 
 
-def label_with_reference(frame, artifact):
+def label_with_reference(frame, artifact, stats_day_rows=None):
     edges = np.log(artifact.dwell_bin_edges)
     ndt = artifact.ndt
     return reference_labels(frame, x_l=artifact.x_l, item_p10=artifact.item_p10,
                             history=artifact.user_day_clicks,
                             ndt={"offset": ndt.offset, "tau": ndt.tau, "A": ndt.A, "B": ndt.B},
-                            log_lo=edges[0], log_hi=edges[-1], num_bins=artifact.num_bins)
+                            log_lo=edges[0], log_hi=edges[-1], num_bins=artifact.num_bins,
+                            stats_day_rows=stats_day_rows)
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_labels_with_late_rows_of_stats_days_equal_the_reference(sim, tmp_path, engine):
+    """Day 7's logs with a sliver of each of days 5 and 6 (late rows, as hourly files hold
+    them): both engines label as the reference, which leaves days 5 and 6 to the stats window
+    (`stats_day_rows` by pandas from the stats input) and counts day 7 from the input."""
+    from pipelines.label import labelling_beam
+
+    root, stats_dir = sim
+    stats_input = read_frame(str(root / "sim/logs/day-0[0-6].csv.gz"))
+    stats_day_rows = (stats_input["timestamp"] // DAY).value_counts().to_dict()
+    late = stats_input[(stats_input["timestamp"] // DAY).isin(
+        [min(stats_day_rows) + 5, min(stats_day_rows) + 6])].tail(40)
+    frame = pd.concat([late, read_frame(str(root / "sim/logs/day-07.csv.gz"))],
+                      ignore_index=True)
+    path = str(tmp_path / "day-07-hourly.csv")
+    frame.to_csv(path, index=False)
+    label = labelling.label_logs if engine == "local" else labelling_beam.label_logs_beam
+    summary = label(path, stats_dir, str(tmp_path / "out"), fmt="csv")
+    got = read_frame(str(tmp_path / "out/*.csv.gz"))
+    frame = read_frame(path)
+    want = label_with_reference(frame, stats_artifact.load_artifact(stats_dir), stats_day_rows)
+    for column in ("valid_read", "valid_read_rule"):
+        np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy(), column)
+    assert sorted(summary.t2_days_from_artifact) == sorted(
+        (late["timestamp"] // DAY).unique().tolist())
+    # The rule matters here: counting days 5 and 6 from the sliver labels other reads.
+    literal = label_with_reference(frame, stats_artifact.load_artifact(stats_dir))
+    assert (literal["valid_read"] != want["valid_read"]).any()
 
 
 def test_labels_equal_the_reference_on_simulated_logs(sim, tmp_path):
@@ -385,14 +416,56 @@ def test_t2_window_counts_seven_days_inclusive_with_history(hand):
             ("fresh", "new", D * DAY + 7, 1, 10.0)]   # window = 1 -> light
     got = label_rows(root, stats_dir, rows, "t2", t1_threshold=1e9)
     assert got["valid_read_rule"].tolist() == [0, 2, 2]
-    # With one more click on day D-6 covered by the labelled logs, the artifact's D-6 count is
-    # replaced, not added: hist6 then has 1 (D-6, from these logs) + 1 (D) = 2 -> light.
-    rows2 = [("hist6", "new", (D - 6) * DAY + 1, 0, 0.0)] + rows
-    got2 = label_rows(root, stats_dir, rows2, "t2-covered", t1_threshold=1e9)
-    assert got2["valid_read_rule"].tolist() == [0, 2, 2, 2]
+    # Day D-6 held by the labelled logs (as many of its rows as the stats job saw: 6) counts
+    # from them, replacing the artifact's count, not adding to it: hist6 then has 0 (D-6, six
+    # unclicked rows here) + 1 (D) = 1 -> light.
+    held = [("hist6", "new", (D - 6) * DAY + k, 0, 0.0) for k in range(6)]
+    got2 = label_rows(root, stats_dir, held + rows, "t2-covered", t1_threshold=1e9)
+    assert got2["valid_read_rule"].tolist() == [0] * 6 + [2, 2, 2]
+    # A sliver of D-6 (1 row against the artifact's 6: a late row in the next day's file)
+    # leaves the day to the artifact: hist6 keeps 6 + 1 = 7 -> not light.
+    sliver = [("hist6", "new", (D - 6) * DAY + 1, 0, 0.0)] + rows
+    got_sliver = label_rows(root, stats_dir, sliver, "t2-sliver", t1_threshold=1e9)
+    assert got_sliver["valid_read_rule"].tolist() == [0, 0, 2, 2]
     # The threshold and window are flags.
     got3 = label_rows(root, stats_dir, rows, "t2-flags", t1_threshold=1e9, light_user_clicks=8)
     assert got3["valid_read_rule"].tolist() == [2, 2, 2]
+
+
+def test_held_days_by_hand():
+    from core.labeler import held_days, t2_days_note
+
+    artifact = {100: 3_000, 101: 2_500, 102: 10}
+    # The input holds day 102 (more rows), 103 (the artifact has none) and 101 (as many):
+    # those count from it; day 100 (27 rows against 3,000) is left to the artifact.
+    held, left = held_days({100: 27, 101: 2_500, 102: 11, 103: 1}, artifact)
+    assert held == {101, 102, 103} and left == {100: (27, 3_000)}
+    # An artifact without its files' day rows: every day of the input (SPEC's letter).
+    assert held_days({100: 27, 103: 1}, None) == ({100, 103}, {})
+    assert t2_days_note({}) is None
+    note = t2_days_note({0: (1, 3_008), 1: (2, 5), 2: (3, 6), 3: (4, 7)})
+    assert note.startswith("rule T2 counts the clicks of 1970-01-01: 1 row here, 3,008 in the "
+                           "stats window; 1970-01-02: 2 rows here, 5 in the stats window; ")
+    assert "; and 1 more day(s) from the stats artifact" in note
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_a_late_row_of_a_stats_day_leaves_that_day_to_the_artifact(hand, run, engine):
+    """hist6 clicked 6 times on D-6 (the stats window). Logs of day D whose file also holds
+    one late row of D-6 label hist6's click on D with a window of 6 + 1 = 7 (not light), on
+    both engines, and say which day they left to the artifact."""
+    root, stats_dir = hand
+    rows = [("late", "bgx", (D - 6) * DAY + 86_399, 0, 0.0),  # D-6 23:59:59, filed with D
+            ("hist6", "new", D * DAY + 5, 1, 10.0), ("fresh", "new", D * DAY + 7, 1, 10.0)]
+    path = write_log(root / f"late-{engine}.csv", rows)
+    out = root / f"late-{engine}-out"
+    done = run("pipelines.label", f"--input={path}", f"--stats={stats_dir}", "--format=csv",
+               f"--output_dir={out}", f"--engine={engine}", "--t1_threshold=1e9")
+    assert done.returncode == 0, done.stderr
+    assert read_frame(str(out / "*.csv.gz"))["valid_read_rule"].tolist() == [0, 0, 2]
+    day = label_rules.utc_date(D - 6)
+    assert (f"note: rule T2 counts the clicks of {day}: 1 row here, 6 in the stats window "
+            "from the stats artifact") in done.stdout
 
 
 def test_rule_precedence_floor_and_t3(hand):
@@ -933,7 +1006,8 @@ def _brute_windows(labelled, covered, history, window_days):
     """The T2 windows by dictionaries: a second implementation of `window_clicks`."""
     counts = {}
     for fp, day, n in labelled:
-        counts[(fp, day)] = counts.get((fp, day), 0) + n
+        if day in covered:
+            counts[(fp, day)] = counts.get((fp, day), 0) + n
     for fp, day, n in history:
         if day not in covered:
             counts[(fp, day)] = counts.get((fp, day), 0) + n
@@ -966,12 +1040,15 @@ def test_window_clicks_and_daily_windows_equal_a_dictionary_count():
     history = [(int(rng.choice(users)), int(rng.integers(19_990, 20_045)), int(rng.integers(1, 4)))
                for _ in range(300)] + [(99, 20_001, 5)]
     table = UserDays.of(*zip(*history))
+    # Days of the labelled logs left to the history (`held_days`: slivers) count from it.
+    slivers = {20_003, 20_010, 20_011}
     for window_days in (1, 7, 30):
-        window = window_clicks(labelled, covered, table, window_days)
-        want = _brute_windows(list(zip(labelled.user_fp.tolist(), labelled.day.tolist(),
-                                       labelled.count.tolist())), covered, history, window_days)
-        assert window.count.tolist() == want
-        assert np.array_equal(window.user_fp, labelled.user_fp)
+        for held in (covered, covered - slivers):
+            window = window_clicks(labelled, held, table, window_days)
+            want = _brute_windows(list(zip(labelled.user_fp.tolist(), labelled.day.tolist(),
+                                           labelled.count.tolist())), held, history, window_days)
+            assert window.count.tolist() == want
+            assert np.array_equal(window.user_fp, labelled.user_fp)
         # From daily counts alone: every (user, day) whose window holds a click, exactly.
         daily = window_from_daily(table, window_days)
         brute = {}

@@ -48,6 +48,9 @@ class LabelSummary:
     log_dwell_counts: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(len(LOG_DWELL_EDGES) - 1, np.int64))
     files: list = dataclasses.field(default_factory=list)
+    # {UTC day: (input rows, artifact rows)}: days whose T2 counts are the artifact's
+    # (`core.labeler.held_days`); one decision for the whole input, the same in every part.
+    t2_days_from_artifact: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         valid = max(self.valid_reads, 1)
@@ -73,6 +76,7 @@ class LabelSummary:
         self.unclicked_dwell_zeroed += other.unclicked_dwell_zeroed
         self.log_dwell_counts = self.log_dwell_counts + other.log_dwell_counts
         self.files.extend(other.files)
+        self.t2_days_from_artifact.update(other.t2_days_from_artifact)
 
 
 def _csv_text(tensor):
@@ -157,7 +161,8 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
     # passes, which otherwise rescan them while millions of per-batch objects come and go.
     gc.collect()
     gc.freeze()
-    summary = LabelSummary(bin_counts=np.zeros(artifact.num_bins, np.int64))
+    summary = LabelSummary(bin_counts=np.zeros(artifact.num_bins, np.int64),
+                           t2_days_from_artifact=dict(labeler.t2_days_from_artifact))
     with output_directory(output_dir) as tmp:
         write_shards(source, labeler, tmp, shard_names(source.files, fmt, compress), summary,
                      fmt=fmt, compress=compress, allow_unclicked_dwell=allow_unclicked_dwell,

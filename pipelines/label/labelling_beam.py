@@ -8,9 +8,10 @@ be as large as the runner (Dataflow, Flink, Spark; DirectRunner by default) can 
 
     Files ─ Reshuffle ─ CountUserDays ─┬─ counts:  user fp -> (day, clicks, file index),
                                        │           one per (user, UTC day) of each file
-                                       └─ days:    the UTC days the input covers (Distinct)
+                                       └─ days:    rows per UTC day of the input (summed)
+                                                   -> HeldDays: `core.labeler.held_days`
     user_days/part-*.csv ─ ReadHistory:  user fp -> (day, clicks) of the artifact's user table,
-                                         only days a window needs and the input does not cover
+                                         only days a window needs and the input does not hold
     {counts, history} ─ CoGroupByKey by user ─ BatchElements ─ Windows: `window_clicks`
           on each batch of users (the local engine's code) -> file index -> (fp[], day[], window[])
     {windows, file} ─ CoGroupByKey by file ─ LabelFile: the file is read again, labelled by a
@@ -38,7 +39,15 @@ import numpy as np
 
 from core import label_rules, log_diagnosis, log_schema, logs, stats_artifact
 from core.errors import reraised_from_workers
-from core.labeler import Labeler, UserDays, count_source, user_fingerprint, window_clicks
+from core.labeler import (
+    Labeler,
+    UserDays,
+    count_source,
+    day_rows_of,
+    held_days,
+    user_fingerprint,
+    window_clicks,
+)
 from pipelines.label import labelling
 
 # Users per call of `window_clicks` (its cost is per call: a few sorts and searches).
@@ -69,7 +78,7 @@ def label_logs_beam(pattern: str, stats_dir: str, output_dir: str, *, fmt: str =
                type_origins=dict(source.type_origins), stats=stats_dir,
                rules=rules, fmt=fmt, compress=compress, batch_size=batch_size,
                allow_unclicked_dwell=allow_unclicked_dwell,
-               num_bins=artifact.num_bins)
+               num_bins=artifact.num_bins, artifact_day_rows=artifact.day_rows)
     history = stats_artifact.table_shards(os.path.join(stats_dir, "user_days"))
     with labelling.output_directory(output_dir) as tmp:
         results = os.path.join(tmp, ".results")
@@ -93,20 +102,23 @@ def _build(beam, pipeline, job, history_shards, tmp, results):
     counted = (files
                | "CountUserDays" >> beam.FlatMap(_count_file, job)
                .with_outputs("days", main="counts"))
-    covered = beam.pvalue.AsList(counted.days | "CoveredDays" >> beam.Distinct())
+    held = beam.pvalue.AsSingleton(counted.days
+                                   | "DayRows" >> beam.CombinePerKey(sum)
+                                   | "AllDays" >> beam.combiners.ToList()
+                                   | "HeldDays" >> beam.Map(_held, job["artifact_day_rows"]))
     history = (pipeline
                | "HistoryShards" >> beam.Create(history_shards)
                | "ReshuffleHistory" >> beam.Reshuffle()
-               | "ReadHistory" >> beam.FlatMap(_read_history, covered, window_days))
+               | "ReadHistory" >> beam.FlatMap(_read_history, held, window_days))
     windows = ({"counts": counted.counts, "history": history}
                | "JoinByUser" >> beam.CoGroupByKey()
                | "LabelledUsers" >> beam.FlatMap(_labelled_user)
                | "BatchUsers" >> beam.BatchElements(min_batch_size=USERS_PER_BATCH[0],
                                                     max_batch_size=USERS_PER_BATCH[1])
-               | "Windows" >> beam.FlatMap(_windows, covered, window_days))
+               | "Windows" >> beam.FlatMap(_windows, held, window_days))
     _ = ({"windows": windows, "file": files}
          | "JoinByFile" >> beam.CoGroupByKey()
-         | "LabelFile" >> beam.Map(_label_file, job, tmp, results))
+         | "LabelFile" >> beam.Map(_label_file, job, tmp, results, held))
 
 
 # Workers --------------------------------------------------------------------------------------
@@ -120,33 +132,40 @@ def _source(job, index) -> logs.LogSource:
 
 def _count_file(element, job):
     """One file -> (user fp, (day, clicks, file index)) per (user, UTC day) with an impression
-    in it (clicks may be 0: the day is still covered for that user), and ('days', day) per UTC
-    day the file covers."""
+    in it (clicks may be 0: the day still counts for that user), and ('days', (day, rows)) per
+    UTC day of the file."""
     from apache_beam import pvalue
 
     index, _ = element
     with log_diagnosis.input_errors_for_beam():
         counted = count_source(_source(job, index), job["batch_size"],
                                       job["allow_unclicked_dwell"])
-        counts, covered = counted.user_days, counted.covered_days
-    for day in sorted(covered):
-        yield pvalue.TaggedOutput("days", int(day))
+        counts = counted.user_days
+    for day, rows in sorted(day_rows_of(counted.file_day_rows).items()):
+        yield pvalue.TaggedOutput("days", (day, rows))
     for fp, day, clicks in zip(counts.user_fp.tolist(), counts.day.tolist(),
                                counts.count.tolist()):
         yield fp, (day, clicks, index)
 
 
-def _read_history(path, covered, window_days):
+def _held(day_rows, artifact_day_rows):
+    """[(UTC day, rows of the input)] -> {days: the input's days, held: those whose counts come
+    from the input, left: {day: (input rows, artifact rows)} of the others} (`held_days`)."""
+    held, left = held_days(dict(day_rows), artifact_day_rows)
+    return {"days": sorted(day for day, _ in day_rows), "held": sorted(held), "left": left}
+
+
+def _read_history(path, held, window_days):
     """One shard of the artifact's user table -> (user fp, (day, clicks)) for the days a T2
-    window of the input reaches and the input does not cover (those count from the input)."""
-    covered = np.asarray(sorted(set(covered)), np.int64)
-    if not len(covered):
+    window of the input reaches and the input does not hold (`_held`: those count from it)."""
+    days = np.asarray(held["days"], np.int64)
+    if not len(days):
         return
     with log_diagnosis.input_errors_for_beam():
         table = stats_artifact.read_table_shard(path, stats_artifact.USER_DAY_COLUMNS)
     day = table["day"]
-    keep = ((day >= covered[0] - window_days + 1) & (day <= covered[-1])
-            & ~np.isin(day, covered))
+    keep = ((day >= days[0] - window_days + 1) & (day <= days[-1])
+            & ~np.isin(day, np.asarray(held["held"], np.int64)))
     if not keep.any():
         return
     fps = user_fingerprint(table["user_id"][keep]).numpy()
@@ -162,7 +181,7 @@ def _labelled_user(joined):
         yield fp, counts, list(groups["history"])
 
 
-def _windows(users, covered, window_days):
+def _windows(users, held, window_days):
     """A batch of users with all their counts -> (file index, (fp[], day[], window[])): each
     (user, day) of each file with the user's clicks over the `window_days` days ending that
     day, by `window_clicks` (the local engine's definition)."""
@@ -172,7 +191,8 @@ def _windows(users, covered, window_days):
                        for day, clicks in history], np.int64).reshape(-1, 3)
     # A (user, day) may span files: its count is the sum over them.
     totals, of_total = UserDays.of(own[:, 0], own[:, 1], own[:, 2]).summed()
-    window = window_clicks(totals, set(covered), UserDays.of(past[:, 0], past[:, 1], past[:, 2]),
+    window = window_clicks(totals, set(held["held"]),
+                           UserDays.of(past[:, 0], past[:, 1], past[:, 2]),
                            window_days).count[of_total]
     files = own[:, 3]
     for index in np.unique(files).tolist():
@@ -190,15 +210,16 @@ def _artifact(path: str) -> stats_artifact.StatsArtifact:
     return _ARTIFACTS[path]
 
 
-def _label_file(keyed, job, tmp, results):
+def _label_file(keyed, job, tmp, results, held):
     """(file index, {windows, file}) -> the file's shard in `tmp` and its counts (a pickled
-    LabelSummary) in `results`."""
+    LabelSummary, with the days `held` left to the artifact) in `results`."""
     index, grouped = keyed
     parts = list(grouped["windows"])
     window = UserDays.of(*(np.concatenate([p[k] for p in parts] + [np.zeros(0, np.int64)])
                            for k in range(3)))
     source = _source(job, index)
-    summary = labelling.LabelSummary(bin_counts=np.zeros(job["num_bins"], np.int64))
+    summary = labelling.LabelSummary(bin_counts=np.zeros(job["num_bins"], np.int64),
+                                     t2_days_from_artifact=held["left"])
     with log_diagnosis.input_errors_for_beam():
         labeler = Labeler(_artifact(job["stats"]), window, job["rules"])
         labelling.write_shards(source, labeler, tmp, job["names"], summary, fmt=job["fmt"],
