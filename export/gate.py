@@ -14,9 +14,10 @@ Metrics: `auc_ctr` and `auc_valid_read` of the served `score`, or `OUTPUT.auc_ct
 `OUTPUT.auc_valid_read` of an output both models have (e.g. `ctr.auc_ctr`, a click tower).
 
 The held-out logs are `--gate_logs`, or the candidate's validation window (its --validation
-logs, or the last --validation_days days of its training logs), or else its --eval logs. They
-are labelled with the candidate's stats artifact (its path is in config.json), so the
-baseline is judged on the same labels.
+logs, or the last --validation_days days of its training logs) unless its refit pass
+(`--refit=validation`, the default) trained on that window, or else its --eval logs; a model
+with neither is refused, naming --gate_logs. They are labelled with the candidate's stats
+artifact (its path is in config.json), so the baseline is judged on the same labels.
 """
 
 from __future__ import annotations
@@ -61,12 +62,20 @@ def held_out_logs(description: dict, gate_logs: str | None):
         return gate_logs, None
     training = description["training"]
     selection = training.get("selection") or {}
-    if selection.get("validation"):
-        return selection["validation"], None
-    if selection.get("validation_days"):
+    window = selection.get("validation") or selection.get("validation_days")
+    # After a refit pass the model has trained on its validation window: no longer held out.
+    refit = window and selection.get("refit", "none") != "none"
+    if window and not refit:
+        if selection.get("validation"):
+            return selection["validation"], None
         return training["train"], "validation_days"
     if training.get("eval"):
         return training["eval"], None
+    if refit:
+        raise InputError(f"the model's refit pass (--refit={selection['refit']}) trained on its "
+                         "validation window and it has no --eval logs, so nothing it was "
+                         "trained with is held out: give --gate_logs (logs neither model "
+                         "trained on)")
     raise InputError("the model has no validation or evaluation logs to gate on: give "
                      "--gate_logs")
 

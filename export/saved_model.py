@@ -38,7 +38,8 @@ flags.DEFINE_string("baseline", None, "Export base or version the quality gate c
 flags.DEFINE_string("gate", None, "METRIC:MAX_DROP, e.g. auc_valid_read:0.002: refuse to "
                     "write a version whose METRIC is below the baseline's by more than MAX_DROP.")
 flags.DEFINE_string("gate_logs", None, "Held-out logs of the gate (default: the model's "
-                    "validation window, else its --eval logs).")
+                    "validation window unless its refit pass trained on it, else its --eval "
+                    "logs).")
 flags.DEFINE_string("model_name", None, "Model name in models.config and the warmup requests "
                     "(default: the export_base directory's name).")
 flags.mark_flags_as_required(["model_dir", "export_base"])

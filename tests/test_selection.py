@@ -403,6 +403,33 @@ def test_eval_logs_without_a_click_give_null_metrics_and_a_gate_that_says_why(
     assert sorted(os.listdir(base)) == ["1", "models.config"]
 
 
+def test_the_gate_never_defaults_to_a_window_the_refit_pass_trained_on():
+    from export import gate
+
+    def described(eval_logs=None, **selection):
+        return {"training": {"train": "train/*.csv", "eval": eval_logs,
+                             "selection": selection}}
+
+    # No refit: the validation window (its own logs, or the training logs' last days).
+    assert gate.held_out_logs(described(validation="val/*.csv", refit="none"), None) == (
+        "val/*.csv", None)
+    assert gate.held_out_logs(described("ev/*.csv", validation_days=1, refit="none"),
+                              None) == ("train/*.csv", "validation_days")
+    # After a refit pass over it, the window is training data: the --eval logs, or a refusal.
+    assert gate.held_out_logs(described("ev/*.csv", validation_days=1, refit="validation"),
+                              None) == ("ev/*.csv", None)
+    assert gate.held_out_logs(described("ev/*.csv", validation="val/*.csv",
+                                        refit="validation"), None) == ("ev/*.csv", None)
+    with pytest.raises(InputError, match=r"refit pass \(--refit=validation\) trained on its "
+                                         "validation window and it has no --eval logs"):
+        gate.held_out_logs(described(validation_days=1, refit="validation"), None)
+    # --gate_logs always wins; a model without any held-out logs names it.
+    assert gate.held_out_logs(described(validation_days=1, refit="validation"), "g/*.csv") == (
+        "g/*.csv", None)
+    with pytest.raises(InputError, match="no validation or evaluation logs to gate on"):
+        gate.held_out_logs(described(), None)
+
+
 def test_the_gate_reads_unclicked_dwell_as_its_training_run_did(small_world, learned,
                                                                 tmp_path):
     # A model trained with --allow_unclicked_dwell is gated on logs like its own: dwell on
