@@ -161,6 +161,32 @@ def test_the_dead_letter_limit_counts_the_whole_job(exports, small_input, tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_a_job_that_scores_no_row_fails_and_a_file_without_one_is_named(
+        exports, small_input, tmp_path, run, engine):
+    """A candidate file whose feature column is written as another type on every row (here
+    position 'x'): under the dead-letter limit, but nothing scored is a failed job; beside a
+    good file, the job succeeds and names the file that gave no row."""
+    frame = read_input(small_input[1])
+    frame["position"] = "x"
+    bad = tmp_path / "bad.csv"
+    frame.to_csv(bad, index=False)
+    out = tmp_path / "scores"
+    done = run("pipelines.score", f"--saved_model={exports['vr_ndt'].path}", f"--input={bad}",
+               f"--output={out}", f"--engine={engine}")
+    assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"error: {bad}, line 2: no row could be scored: all 200 rows "
+                                  "are unreadable (the first: ")
+    assert "found 'x'" in done.stderr and not out.exists()
+    done = run("pipelines.score", f"--saved_model={exports['vr_ndt'].path}",
+               f"--input={small_input[0]},{bad}", f"--output={out}", f"--engine={engine}")
+    assert done.returncode == 0, done.stderr
+    assert "scored 300 rows" in done.stdout
+    assert (f"warning: 1 input file(s) have no scored row, only dead letters ({bad})"
+            in done.stdout)
+    assert json.load(open(out / "summary.json"))["files_without_a_scored_row"] == [str(bad)]
+
+
 def test_rerun_replaces_atomically_and_foreign_directories_are_refused(exports, small_input,
                                                                       tmp_path, run):
     out = tmp_path / "scores"

@@ -51,6 +51,10 @@ def main(argv):
     print(f"  outputs: {', '.join(summary['outputs'])}")
     print(f"  dead letters: {summary['dead_letters']:,}"
           + (f" (see {FLAGS.output}/{scoring.DEAD_LETTER})" if summary["dead_letters"] else ""))
+    unscored = summary["files_without_a_scored_row"]
+    if unscored:
+        print(f"warning: {len(unscored)} input file(s) have no scored row, only dead letters "
+              f"({unscored[0]}{', ...' if len(unscored) > 1 else ''})")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ bad rows are found in one extra pass). A gzip or TFRecord stream that breaks off
 letter at its first lost row; the complete rows before it are scored. More than
 `max_dead_letters` dead letters fail the job (something is wrong with the input as a whole):
 the local engine stops as soon as the job's count passes it; Beam workers share no counter, so
-each file stops past the limit on its own and the job's total is checked at the end.
+each file stops past the limit on its own and the job's total is checked at the end. A job
+that scored no row while it has dead letters fails too, whatever the limit; summary.json names
+the input files that gave dead letters and no scored row (`files_without_a_scored_row`).
 
 Memory does not grow with the input: files are read in batches of `batch_size` rows and each
 shard is written as the batches are scored (appended to a temporary file in the output
@@ -331,6 +333,15 @@ def run_job(saved_model: str, pattern: str, output_dir: str, config: ScoreConfig
             raise TooManyDeadLetters(f"{len(dead)} unreadable rows, more than "
                                      f"--max_dead_letters={config.max_dead_letters}",
                                      file=dead[-1].file, row=dead[-1].row)
+        if dead and not summary["rows"]:
+            # Nothing scored is a failed job, whatever the limit: the input does not fit the
+            # model (a small candidate file with a feature written as another type, say).
+            raise InputError(f"no row could be scored: all {len(dead):,} rows are unreadable "
+                             f"(the first: {dead[0].reason}); nothing was written",
+                             file=dead[0].file, row=dead[0].row)
+        unread = {d.file for d in dead}
+        summary["files_without_a_scored_row"] = [
+            r["input"] for r in results if not r["rows"] and r["input"] in unread]
         with open(os.path.join(tmp, "summary.json"), "w") as handle:
             json.dump(summary, handle, indent=2)
     return summary
