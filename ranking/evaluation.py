@@ -132,10 +132,16 @@ def evaluation_metrics(config: ModelConfig, targets: DwellTargets,
 
 
 def add_rel_impr(result: dict, baseline: Mapping, baseline_name: str) -> dict:
-    """Adds `rel_impr` {baseline, auc_ctr, auc_valid_read} (percent) to `result`."""
+    """Adds `rel_impr` {baseline, auc_ctr, auc_valid_read} (percent) to `result`; when the
+    baseline was evaluated on other logs (`metrics.other_evaluation`), both are undefined (None) and
+    `not_comparable` says why."""
     result["rel_impr"] = {"baseline": baseline_name}
+    reason = metrics.other_evaluation(result, baseline)
     for key in ("auc_ctr", "auc_valid_read"):
-        result["rel_impr"][key] = metrics.rel_impr(result[key], baseline[key])
+        result["rel_impr"][key] = (None if reason else
+                                   metrics.rel_impr(result[key], baseline[key]))
+    if reason:
+        result["rel_impr"]["not_comparable"] = reason
     return result
 
 
@@ -162,7 +168,11 @@ def summary_lines(result: Mapping) -> list[str]:
                 "dt_macro_recall", "dt_mae_seconds", "dt_rmse_seconds")))
     if "rel_impr" in result:
         rel = result["rel_impr"]
-        lines.append(f"  RelaImpr vs {rel['baseline']}: auc_valid_read "
-                     f"{text(rel['auc_valid_read'], 2, '+', '%')}  auc_ctr "
-                     f"{text(rel['auc_ctr'], 2, '+', '%')}")
+        if rel.get("not_comparable"):
+            lines.append(f"  RelaImpr vs {rel['baseline']}: not computed, the baseline was "
+                         f"{rel['not_comparable']}")
+        else:
+            lines.append(f"  RelaImpr vs {rel['baseline']}: auc_valid_read "
+                         f"{text(rel['auc_valid_read'], 2, '+', '%')}  auc_ctr "
+                         f"{text(rel['auc_ctr'], 2, '+', '%')}")
     return lines

@@ -7,6 +7,8 @@ dependency: every metric here equals scikit-learn's on the same arrays (tests/te
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 
@@ -56,6 +58,22 @@ def rel_impr(model_auc: float | None, base_auc: float | None) -> float:
     if model_auc is None or base_auc is None:
         return float("nan")
     return float(((model_auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0)
+
+
+def other_evaluation(result: Mapping, baseline: Mapping) -> str | None:
+    """Why two evaluations (`evaluate` results or eval_metrics.json) are not of the same
+    labelled logs, or None when they are: their rows, clicks and valid reads differ (other
+    logs, or the same logs labelled with another stats artifact). RelaImpr compares AUCs on
+    the same rows and labels only."""
+    counts = ("rows", "clicks", "valid_reads")
+    if all(result.get(k) == baseline.get(k) for k in counts):
+        return None
+    def count(v):
+        return f"{v:,}" if isinstance(v, int) else str(v)
+
+    return ("evaluated on other logs or labels (" + ", ".join(
+        f"{count(result.get(k))} {k.replace('_', ' ')}" for k in counts)
+        + " against the baseline's " + ", ".join(count(baseline.get(k)) for k in counts) + ")")
 
 
 def metric_text(value, digits: int, sign: str = "", unit: str = "") -> str:

@@ -25,6 +25,7 @@ from absl import flags
 from core import cli  # sets TF_CPP_MIN_LOG_LEVEL before TensorFlow loads
 from core.atomic import atomic_file
 from core.errors import InputError
+from ranking.metrics import other_evaluation
 from report import tables
 from report.directory import write_report_directory
 
@@ -52,9 +53,17 @@ def main(argv):
         if not os.path.isdir(parent):
             raise InputError(f"--output_dir {FLAGS.output_dir}: its parent {parent} is not a "
                              "directory")
-    parts = [f"# dwellrank report\n\nEvaluated on `{first.get('eval')}`: {first['rows']:,} "
-             f"impressions, {first['clicks']:,} clicks, {first['valid_reads']:,} valid reads. "
-             f"RelaImpr is against `{named[0][0]}`.", tables.comparison_table(named)]
+    others = [name for name, m in named[1:] if other_evaluation(m, first)]
+    evaluated = (f"Evaluated on `{first.get('eval')}`: {first['rows']:,} impressions, "
+                 f"{first['clicks']:,} clicks, {first['valid_reads']:,} valid reads")
+    if others:
+        evaluated = (f"`{named[0][0]}` evaluated on `{first.get('eval')}` ({first['rows']:,} "
+                     f"impressions, {first['clicks']:,} clicks, {first['valid_reads']:,} valid "
+                     f"reads); {', '.join(f'`{n}`' for n in others)} on other logs or labels "
+                     "(" + "; ".join(f"`{m.get('eval')}`: {m['rows']:,} impressions" for n, m
+                                     in named if n in others) + "), so no RelaImpr for them")
+    parts = [f"# dwellrank report\n\n{evaluated}. RelaImpr is against `{named[0][0]}`.",
+             tables.comparison_table(named)]
     for table in (tables.selection_table(named), tables.dwell_table(named)):
         if table:
             parts.append(table)

@@ -26,8 +26,9 @@ def load_metrics(model_dir: str) -> dict:
 
 
 def comparison_table(named: list[tuple[str, dict]]) -> str:
-    """Markdown rows: the served score's AUCs and RelaImpr against the first model, each
-    tower's own AUCs beside them, loglosses."""
+    """Markdown rows: the served score's AUCs and RelaImpr against the first model (only for
+    models evaluated on the same labelled logs: `metrics.other_evaluation`; else "other
+    logs"), each tower's own AUCs beside them, loglosses."""
     base = named[0][1]
     lines = ["| model | preset | served score | valid-read AUC | RelaImpr (valid read) | "
              "click AUC | RelaImpr (click) | towers' own AUCs (click / valid read) | logloss |",
@@ -38,11 +39,15 @@ def comparison_table(named: list[tuple[str, dict]]) -> str:
         towers = ", ".join(f"{t} {metric_text(a['auc_ctr'], 4)} / {metric_text(a['auc_valid_read'], 4)}"
                            for t, a in m.get("towers", {}).items()) or "–"
         fusion = m.get("score", {}).get("fusion", "score").removeprefix("score = ")
+        other = metrics.other_evaluation(m, base) is not None
+
+        def rel(key, m=m, other=other):
+            return "other logs" if other else metric_text(
+                metrics.rel_impr(m[key], base[key]), 2, "+", "%")
+
         lines.append(
             f"| {name} | {m['preset']} | `{fusion}` | {metric_text(m['auc_valid_read'], 4)} | "
-            f"{metric_text(metrics.rel_impr(m['auc_valid_read'], base['auc_valid_read']), 2, '+', '%')} | "
-            f"{metric_text(m['auc_ctr'], 4)} | "
-            f"{metric_text(metrics.rel_impr(m['auc_ctr'], base['auc_ctr']), 2, '+', '%')} | "
+            f"{rel('auc_valid_read')} | {metric_text(m['auc_ctr'], 4)} | {rel('auc_ctr')} | "
             f"{towers} | {loss} |")
     return "\n".join(lines)
 

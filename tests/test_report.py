@@ -3,11 +3,12 @@
 import json
 
 
-def write_metrics(directory, preset, auc_vr, auc_ctr, towers=None):
+def write_metrics(directory, preset, auc_vr, auc_ctr, towers=None, rows=1000,
+                  eval_logs="logs/*.csv"):
     directory.mkdir()
     (directory / "eval_metrics.json").write_text(json.dumps({
-        "preset": preset, "auc_valid_read": auc_vr, "auc_ctr": auc_ctr, "rows": 1000,
-        "clicks": 120, "valid_reads": 100, "eval": "logs/*.csv", "logloss_ctr": 0.25,
+        "preset": preset, "auc_valid_read": auc_vr, "auc_ctr": auc_ctr, "rows": rows,
+        "clicks": 120, "valid_reads": 100, "eval": eval_logs, "logloss_ctr": 0.25,
         "score": {"fusion": "score = 1*ctr", "auc_ctr": auc_ctr, "auc_valid_read": auc_vr},
         "towers": towers or {}}))
 
@@ -27,6 +28,36 @@ def test_report_relaimpr_by_hand(run, tmp_path):
         in text
     missing = run("report", f"--model_dirs={tmp_path / 'nothing'}")
     assert missing.returncode == 1 and "no eval_metrics.json" in missing.stderr
+
+
+def test_no_relaimpr_against_a_model_evaluated_on_other_logs(run, tmp_path):
+    from ranking import evaluation, metrics
+
+    write_metrics(tmp_path / "base", "vr_ndt", 0.60, 0.62)
+    write_metrics(tmp_path / "same", "mmoe", 0.62, 0.61, eval_logs="./logs/*.csv")
+    write_metrics(tmp_path / "part", "mmoe", 0.55, 0.66, rows=400, eval_logs="logs/day-1.csv")
+    done = run("report", f"--model_dirs={tmp_path / 'base'},{tmp_path / 'same'},"
+               f"{tmp_path / 'part'}")
+    assert done.returncode == 0, done.stderr
+    # The same counts under another spelling of the logs: compared; other counts: not.
+    assert "| same | mmoe | `1*ctr` | 0.6200 | +20.00% |" in done.stdout
+    assert ("| part | mmoe | `1*ctr` | 0.5500 | other logs | 0.6600 | other logs |"
+            in done.stdout)
+    assert ("`base` evaluated on `logs/*.csv` (1,000 impressions, 120 clicks, 100 valid "
+            "reads); `part` on other logs or labels (`logs/day-1.csv`: 400 impressions), so "
+            "no RelaImpr for them") in done.stdout
+    # ranking.train's RelaImpr line: not computed, and why.
+    base = json.loads((tmp_path / "base" / "eval_metrics.json").read_text())
+    result = json.loads((tmp_path / "part" / "eval_metrics.json").read_text())
+    evaluation.add_rel_impr(result, base, "vr_ndt")
+    assert result["rel_impr"]["auc_ctr"] is None and result["rel_impr"]["auc_valid_read"] is None
+    assert metrics.other_evaluation(result, base) == result["rel_impr"]["not_comparable"] == (
+        "evaluated on other logs or labels (400 rows, 120 clicks, 100 valid reads against "
+        "the baseline's 1,000, 120, 100)")
+    line = evaluation.summary_lines(dict(result, towers={}))[-1]
+    assert line == ("  RelaImpr vs vr_ndt: not computed, the baseline was evaluated on other "
+                    "logs or labels (400 rows, 120 clicks, 100 valid reads against the "
+                    "baseline's 1,000, 120, 100)")
 
 
 def test_report_directory_with_pictures(run, tmp_path):
