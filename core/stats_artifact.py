@@ -238,6 +238,12 @@ NEGATIVE_DOUBT_SHARE = 0.05
 LARGE_MEAN_DOUBT = 1e-3
 
 
+# The longest dwell bin's median above this (seconds): its clicks are pages left open (idle
+# tabs), not reads, in an article feed; they set the top bins, and the expected dwell that a
+# dwell-bin model serves (sum of bin probability x bin value) is weighed by them.
+LONG_TOP_BIN_DOUBT = 3600.0
+
+
 # A numeric feature that is 0 on every unclicked row but not on clicked ones is an outcome of the
 # click (a like, a share, a play time): as a feature it hands the model its label. Named when
 # at least this many unclicked rows would be non-zero were it independent of the click.
@@ -248,7 +254,8 @@ def data_doubts(stats: dict) -> list[str]:
     """What looks wrong in logs whose statistics are `stats` (stats.json's content), each a
     sentence for the user; the job still writes the artifact. Dwell too long for seconds
     (`dwell_unit_doubt`) or below the valid-read floor (minutes read as seconds), many clicks
-    with dwell 0 (unknown dwell written as 0), a numeric feature column that only clicked rows
+    with dwell 0 (unknown dwell written as 0), a longest dwell bin of idle tabs (its median
+    above an hour), a numeric feature column that only clicked rows
     have (an outcome of the click), one often negative (read as 0), or one large against its
     spread (a date, a year: its log1p barely varies)."""
     doubts = []
@@ -262,6 +269,15 @@ def data_doubts(stats: dict) -> list[str]:
                       f"valid-read floor --min_dwell={floor:g} s, so most clicks can never be "
                       "valid reads: dwell_time is read as seconds (SPEC §2); if it is in "
                       "minutes, multiply it by 60")
+    medians, edges = stats.get("dwell_bin_medians") or [], stats.get("dwell_bin_edges") or []
+    if not long_doubt and medians and medians[-1] > LONG_TOP_BIN_DOUBT:
+        doubts.append(f"the longest dwell bin's median is {medians[-1]:,.0f} s "
+                      f"({medians[-1] / 3600:.1f} h; the bins end at the clicks' 99.5th "
+                      f"percentile, {edges[-1]:,.0f} s): if those clicks are pages left open "
+                      "(idle tabs) rather than reads, they set the top bins, and the expected "
+                      "dwell a dwell-bin model serves (bin probabilities x bin values) is "
+                      "weighed by them; cap dwell_time in the logs (at the longest plausible "
+                      "read) before this job")
     zero = stats["clicks"] - stats["clicks_with_dwell"]
     if stats["clicks"] and zero / stats["clicks"] > ZERO_DWELL_DOUBT_SHARE:
         doubts.append(f"{zero:,} of {stats['clicks']:,} clicks ({zero / stats['clicks']:.0%}) "
@@ -298,7 +314,8 @@ def data_doubts(stats: dict) -> list[str]:
                 raw_mean > 1 and raw_std < LARGE_MEAN_DOUBT * raw_mean):
             continue
         read_as = ("a constant" if std <= float(np.finfo(np.float32).eps) * max(1.0, abs(mean))
-                   else "a few float32 steps")
+                   else "a few float32 steps (so a row's served score may differ with the "
+                   "batch it is scored in, by float32 rounding)")
         doubts.append(f"feature column '{name}' varies by {raw_std:.4g} around {raw_mean:.10g} "
                       f"but its log1p only by {std:.2g} around {mean:.4g}: the default transform "
                       f"(log1p, standardized) reads it as {read_as}, and a missing value (0) "

@@ -698,6 +698,27 @@ def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, t
     assert (f"warning: {len(zeroed):,} of {len(clicked):,} clicks ({share:.0%}) have dwell 0"
             in unknown.stderr), unknown.stderr
     assert "minutes" not in unknown.stderr
+    # A tail of pages left open: 4 % of the clicks at 1-8 hours. The top bins then span hours
+    # and the longest one's median (by numpy, over the clicks in it) is named.
+    rows = history_rows()
+    clicked = [k for k, row in enumerate(rows) if row[3] == 1]
+    idle = clicked[::25]
+    hours = np.random.default_rng(2).uniform(3600, 8 * 3600, len(idle)).round(1)
+    rows = [row[:4] + (float(hours[idle.index(k)]),) if k in idle else row
+            for k, row in enumerate(rows)]
+    tabs = run("pipelines.stats", f"--input={write_log(tmp_path / 'tabs.csv', rows)}",
+               f"--output_dir={tmp_path}/stats_t", "--engine=local")
+    assert tabs.returncode == 0, tabs.stderr
+    stats = json.load(open(tmp_path / "stats_t" / "stats.json"))
+    dwell = np.array([row[4] for row in rows if row[3] == 1 and row[4] > 0])
+    top = dwell[dwell >= stats["dwell_bin_edges"][-2]]
+    assert stats["dwell_bin_medians"][-1] == pytest.approx(np.median(top)) and np.median(top) > 3600
+    assert (f"warning: the longest dwell bin's median is {np.median(top):,.0f} s "
+            f"({np.median(top) / 3600:.1f} h; the bins end at the clicks' 99.5th percentile, "
+            f"{np.percentile(dwell, 99.5):,.0f} s): if those clicks are pages left open" in
+            tabs.stderr), tabs.stderr
+    # Without the tail (the minutes and zeros above, the history as it is): no such warning.
+    assert "longest dwell bin" not in unknown.stderr + minutes.stderr
 
 
 @pytest.mark.parametrize("engine", ["local", "beam"])
