@@ -130,10 +130,14 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number
                          f"{fix} to the statistics job, which keeps it for the label and "
                          "training jobs, or write the column so that its first rows show its "
                          "type, e.g. 2.0 for decimals)")
-            hint = ("; an integer written as a float: write the column as integers (pandas: "
-                    "drop or fill its NaN, then .astype('int64') before to_csv)"
-                    if name in FIXED_TYPES and kind == "int64" and _INTEGRAL_FLOAT.match(value)
-                    else "")
+            hint = ""
+            if name in FIXED_TYPES and kind == "int64" and _INTEGRAL_FLOAT.match(value):
+                hint = ("; an integer written as a float: write the column as integers (pandas: "
+                        "drop or fill its NaN, then .astype('int64') before to_csv)")
+            elif name in FIXED_TYPES and kind == "int64" and value.strip().lower() in (
+                    "true", "false"):
+                hint = ("; a boolean written as text: write the column as 0 and 1 (pandas: "
+                        ".astype('int64') before to_csv)")
             return InputError(f"expected {what}{guess}, found '{value[:80]}'{hint}",
                               file=path, row=number, column=name)
     return None

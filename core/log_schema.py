@@ -409,7 +409,8 @@ def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COL
                     samples[name].append(value)
             sampled += len(rows)
     if sampled == 0:
-        raise InputError(f"the input has no rows: {files_text(files)} hold only a header")
+        raise InputError(f"the input has no rows: {files_text(files)} "
+                         f"{'holds' if len(files) == 1 else 'hold'} only a header")
     _sample_sparse_columns(files, header0, samples)
     return header0, samples
 

@@ -306,7 +306,14 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                 inputs.train, inputs.labeler, spec, config.train_cache_mb << 20,
                 allow_unclicked_dwell=config.allow_unclicked_dwell)
         cache = inputs.train_cache
-        say(f"training rows in memory: {cache.rows:,} rows, {cache.nbytes / 2**20:,.0f} MB, "
+        # The files' rows: a file that straddles the validation window holds some of its
+        # rows too, which the day filter leaves out as each epoch draws.
+        trained = sum(int(n) for n in inputs.rows_per_file)
+        others = (f" ({trained:,} on training days; the rest, of the validation window in the "
+                  "same files, are filtered out as each epoch draws)"
+                  if cache and cache.rows != trained else "")
+        say(f"training rows in memory: {cache.rows:,} rows{others}, "
+            f"{cache.nbytes / 2**20:,.0f} MB, "
             f"read and labelled in {cache.seconds:.1f} s (--train_cache_mb)" if cache else
             f"training rows not kept in memory: more than --train_cache_mb="
             f"{config.train_cache_mb} MB; each epoch reads the logs")

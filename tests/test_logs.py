@@ -197,6 +197,10 @@ def test_an_integer_written_as_a_float_gets_its_hint(tmp_path):
     typed = [(3, "click", log_schema.INT_RE, "int64")]
     assert "written as a float" not in str(log_diagnosis.csv_line_problem(
         "u,i,1,1.5,2", columns, typed, "x.csv", 2))
+    # A pandas bool column: True/False.
+    assert str(log_diagnosis.csv_line_problem("u,i,1,False,2", columns, typed, "x.csv", 2)) == (
+        "x.csv, line 2, column 'click': expected an integer, found 'False'; a boolean written "
+        "as text: write the column as 0 and 1 (pandas: .astype('int64') before to_csv)")
 
 
 def test_crlf_bom_blank_lines_and_quotes(tmp_path):
@@ -291,13 +295,22 @@ def test_missing_required_column_is_named(tmp_path):
 
 @pytest.mark.parametrize("content,pattern", [
     (b"", r"is empty \(0 bytes\)"),
-    (",".join(HEADER).encode() + b"\n", r"the input has no rows"),
+    (",".join(HEADER).encode() + b"\n", r"the input has no rows: .*empty\.csv holds only a "
+                                         r"header$"),
 ])
 def test_empty_input(tmp_path, content, pattern):
     path = tmp_path / "empty.csv"
     path.write_bytes(content)
     with pytest.raises(InputError, match=pattern):
         logs.open_logs(str(path))
+
+
+def test_two_header_only_files_hold_no_rows(tmp_path):
+    for name in ("a.csv", "b.csv"):
+        (tmp_path / name).write_bytes(",".join(HEADER).encode() + b"\n")
+    with pytest.raises(InputError, match=r"the input has no rows: .*a\.csv, .*b\.csv hold only "
+                                         r"a header$"):
+        logs.open_logs(str(tmp_path / "*.csv"))
 
 
 def test_glob_matching_nothing_and_directory(tmp_path):

@@ -13,6 +13,7 @@ from core import logs, stats_artifact
 from core.labeler import labeler_for
 from ranking import data, features, train_cache, training
 from ranking.models import ModelConfig
+from ranking.selection import SelectionConfig
 
 
 @pytest.mark.parametrize("counts", [[3, 0, 5, 1, 2, 4], [0, 3, 0, 0, 2, 0], [1], [0, 0]])
@@ -132,3 +133,32 @@ def test_training_with_the_cache_ends_where_streaming_does(small_world, tmp_path
     # Epochs capped to a few steps would not read the rows twice over: no cache.
     train(64, "capped", steps=3)
     assert "in memory" not in capsys.readouterr().out
+
+
+def test_a_file_that_straddles_the_validation_window_is_counted_in_its_two_parts(
+        small_world, tmp_path, capsys):
+    """Days 2 and 3 in one file, day 3 held out: the cache holds the whole file, and the line
+    says how many of its rows are training rows (counted with pandas)."""
+    import glob
+
+    import pandas as pd
+
+    days = sorted(glob.glob(small_world["train"]))
+    frames = [pd.read_csv(path, dtype=str, keep_default_na=False) for path in days]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for k, frame in enumerate(frames[:2]):
+        frame.to_csv(logs / f"day-{k}.csv", index=False)
+    pd.concat(frames[2:]).to_csv(logs / "day-2-3.csv", index=False)
+    config = training.TrainConfig(
+        train=str(logs / "*.csv"), stats=small_world["stats"], model=ModelConfig("vr_ndt"),
+        batch_size=4096, seed=2, progress="epoch",
+        selection=SelectionConfig(validation_days=1, max_epochs=2, refit="none"),
+        train_cache_mb=64)
+    training.train_and_evaluate(config, str(tmp_path / "model"))
+    whole = sum(len(f) for f in frames)
+    trained = sum(len(f) for f in frames[:3])
+    assert (f"training rows in memory: {whole:,} rows ({trained:,} on training days; the "
+            "rest, of the validation window in the same files, are filtered out as each epoch "
+            "draws)") in capsys.readouterr().out
+
