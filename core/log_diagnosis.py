@@ -55,7 +55,7 @@ def diagnose(source=None) -> InputError | None:
     typed = [(i, n, INT64_TEXT if dtypes[n] == "int64" else FLOAT_RE, dtypes[n])
              for i, n in enumerate(columns) if dtypes[n] != "string" and n in checked]
     for log_file in source.files:
-        with open_text(log_file) as text:
+        with open_text(log_file, newline="\n") as text:  # lines as the reader counts them
             for number, line in enumerate(text, 1):
                 if number == 1 or not line.strip():
                     continue

@@ -257,11 +257,14 @@ def _classify(path: str) -> LogFile:
     return LogFile(path, "csv" if looks_csv else "tfrecord", is_gzip)
 
 
-def open_text(log_file: LogFile) -> io.TextIOBase:
+def open_text(log_file: LogFile, newline: str = "") -> io.TextIOBase:
+    """The file as UTF-8 text (a BOM dropped). `newline=""` (for the csv module) ends lines at
+    CR, LF or CRLF; `newline="\n"` at LF only, as the TensorFlow reader does, so that a lone CR
+    stays inside its line and lines are numbered as the reader numbers them."""
     raw = open_binary(log_file.path)
     if log_file.gzip:
         raw = gzip.GzipFile(fileobj=raw, mode="rb")
-    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline=newline)
 
 
 class AbsentTypedColumns(InputError):

@@ -203,6 +203,19 @@ def test_an_integer_written_as_a_float_gets_its_hint(tmp_path):
         "as text: write the column as 0 and 1 (pandas: .astype('int64') before to_csv)")
 
 
+def test_a_lone_cr_inside_a_field_is_named_at_the_readers_line(tmp_path):
+    # CRLF line ends, and on line 4 (as the reader and `sed -n 4p` count lines: LF ends them)
+    # a title "Oslo<CR>Bergen": not a line end, a line break inside an unquoted field.
+    lines = ["user_id,item_id,timestamp,click,dwell_time,title"] + [
+        f"u{k},i{k},{1_775_001_600 + k},1,30.0,t{k}" for k in range(6)]
+    lines[3] = lines[3].replace(",t2", ",Oslo\rBergen")
+    path = tmp_path / "titles.csv"
+    path.write_bytes("\r\n".join(lines).encode() + b"\r\n")
+    with pytest.raises(InputError, match=re.escape(
+            "titles.csv, line 4, column 'title': a line break (CR) inside an unquoted field")):
+        read_all(str(path))
+
+
 def test_crlf_bom_blank_lines_and_quotes(tmp_path):
     path = tmp_path / "a.csv"
     with open(path, "w", newline="", encoding="utf-8-sig") as handle:
