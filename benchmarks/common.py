@@ -42,16 +42,34 @@ def in_process(main) -> None:
 def stats_of(train: str, stats_dir: str, *extra: str) -> dict:
     """The stats artifact of the logs `train` (comma-separated globs) in `stats_dir`, computed
     by `pipelines.stats --input=train extra...` unless it is there; one made from other inputs
-    is refused rather than reused (a table of one log set, not two). Returns its stats.json."""
+    or with other flags (kept beside it in STATS_DIR.flags.json) is refused rather than reused
+    (a table of one log set, not two). Returns its stats.json."""
     path = os.path.join(stats_dir, "stats.json")
+    flags_path = stats_dir.rstrip("/") + ".flags.json"
     if not os.path.exists(path):
         module("pipelines.stats", f"--input={train}", f"--output_dir={stats_dir}", *extra)
+        with open(flags_path, "w") as handle:
+            json.dump(list(extra), handle)
     with open(path) as handle:
         stats = json.load(handle)
-    if stats.get("inputs") != train:
-        sys.exit(f"{stats_dir} holds the statistics of {stats.get('inputs')}, not of {train}: "
-                 "give the benchmark a new --out (or remove that directory)")
+    made_with = None
+    if os.path.exists(flags_path):
+        with open(flags_path) as handle:
+            made_with = json.load(handle)
+    if stats.get("inputs") != train or made_with not in (None, list(extra)):
+        sys.exit(f"{stats_dir} holds the statistics of {stats.get('inputs')} (flags "
+                 f"{' '.join(made_with or []) or 'none'}), not of {train} (flags "
+                 f"{' '.join(extra) or 'none'}): give the benchmark a new --out (or remove "
+                 "that directory)")
     return stats
+
+
+def check_reused_eval(model_dir: str, metrics: dict, evaluate: str) -> None:
+    """Exits when a finished run's eval_metrics.json (`metrics`) was evaluated on other logs
+    than `evaluate`: a table of one evaluation, not two."""
+    if metrics.get("eval") != evaluate:
+        sys.exit(f"{model_dir} was evaluated on {metrics.get('eval')}, not {evaluate}: give the "
+                 "benchmark a new --out (or remove the run) to train it again")
 
 
 def logs_summary(stats: dict, train: str, evaluate: str) -> dict:

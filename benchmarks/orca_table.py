@@ -69,7 +69,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from ranking.metrics import DT_CLASS_METRICS, DT_SECONDS_METRICS, dt_gains  # noqa: E402
 
-from common import add_logs_flags, check_logs_flags, logs_summary, module, stats_of  # noqa: E402
+from common import add_logs_flags, check_logs_flags, check_reused_eval, logs_summary, module, stats_of  # noqa: E402
 from orca_runs import AUTHORS_STATS, DEFAULT_RUNS, POST_CLICK, RUNS  # noqa: E402
 
 CLASS_KEYS = tuple(DT_CLASS_METRICS)
@@ -90,26 +90,26 @@ def prepare(out, setting, sim_args):
     days = sorted(f for f in os.listdir(os.path.join(sim, "logs")))
     train = ",".join(os.path.join(sim, "logs", f) for f in days[:-3])
     evaluate = ",".join(os.path.join(sim, "logs", f) for f in days[-3:])
-    return train, evaluate, both_stats(out, setting, train), summary
+    return train, evaluate, both_stats(out, setting, train)[0], summary
 
 
 def prepare_logs(out, name, train, evaluate, stats_args=()):
     """The same for a user's logs (`--train`, `--eval`): their two stats artifacts and a
     summary of the training logs (`common.logs_summary`)."""
-    stats = both_stats(out, name, train, stats_args)
-    with open(os.path.join(stats["project"], "stats.json")) as handle:
-        summary = logs_summary(json.load(handle), train, evaluate)
-    return train, evaluate, stats, summary
+    stats, project_stats = both_stats(out, name, train, stats_args)
+    return train, evaluate, stats, logs_summary(project_stats, train, evaluate)
 
 
 def both_stats(out, name, train, stats_args=()):
-    """{bins: stats directory} of the training logs: this project's bins and the authors'
-    (configs/orca_authors_stats.flags), each computed once (`common.stats_of`)."""
-    stats = {}
+    """({bins: stats directory} of the training logs: this project's bins and the authors'
+    (configs/orca_authors_stats.flags), each computed once (`common.stats_of`); the project
+    bins' stats.json)."""
+    stats, project_stats = {}, None
     for bins, extra in (("project", []), ("authors", AUTHORS_STATS)):
         stats[bins] = os.path.join(out, name, "stats" if bins == "project" else "stats_authors")
-        stats_of(train, stats[bins], *stats_args, *extra)
-    return stats
+        made = stats_of(train, stats[bins], *stats_args, *extra)
+        project_stats = project_stats or made
+    return stats, project_stats
 
 
 def _asked_config(run, project_args):
@@ -131,13 +131,23 @@ def _asked_config(run, project_args):
     return settings.from_flags(TrainConfig, flag_values)
 
 
-def _check_reused(model_dir, run, project_args) -> None:
+def _check_reused(model_dir, run, project_args, evaluate, post_click) -> None:
     """Refuses to reuse a finished run trained otherwise than asked for in the settings that
     moved between runs of this table: threads per op (runs from before the setting used
     TensorFlow's, 0) and the refit pass (the authors' flagfile had it until 2026-12-04; runs
     from before model selection had none). One table, one setting."""
     with open(os.path.join(model_dir, "config.json")) as handle:
-        training = json.load(handle)["training"]
+        description = json.load(handle)
+    training = description["training"]
+    with open(os.path.join(model_dir, "eval_metrics.json")) as handle:
+        check_reused_eval(model_dir, json.load(handle), evaluate)
+    trained_post_click = sorted(f["name"] for f in description["features"]
+                                if f.get("post_click"))
+    wanted = sorted(n for n in post_click.split("=", 1)[1].split(",") if n)
+    if trained_post_click != wanted:
+        sys.exit(f"{model_dir} was trained with post-click features "
+                 f"{','.join(trained_post_click) or 'none'}, not {','.join(wanted)}: give the "
+                 "table a new --out (or remove the run) to train it again")
     selection = training.get("selection", {})
     asked = _asked_config(run, project_args)
     checks = [("intra_op_threads", training.get("intra_op_threads", 0), asked.intra_op_threads),
@@ -159,7 +169,7 @@ def train_run(out, setting, run, seed, train, evaluate, stats, project_args=(),
     model_dir = os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
     metrics_path = os.path.join(model_dir, "eval_metrics.json")
     if os.path.exists(metrics_path):
-        _check_reused(model_dir, run, project_args)
+        _check_reused(model_dir, run, project_args, evaluate, post_click)
     else:
         started = time.perf_counter()
         module("ranking.train", f"--model={run.preset}", f"--train={train}",

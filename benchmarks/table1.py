@@ -35,7 +35,7 @@ sys.path.insert(0, REPO)
 from ranking.metrics import metric_text, rel_impr  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_logs_flags, check_logs_flags, module, stats_of  # noqa: E402
+from common import add_logs_flags, check_logs_flags, check_reused_eval, module, stats_of  # noqa: E402
 
 RUNS = [("single_ctr", "single_ctr", []), ("ctr_logdt", "ctr_logdt", []),
         ("vr_logdt", "vr_logdt", []),
@@ -84,7 +84,8 @@ def main():
             model_dir = os.path.join(world, args.protocol, "models", f"{label.split(' (')[0]}"
                                      f"{'-' + extra[0].split('=')[1] if extra else ''}-seed{seed}")
             started = time.perf_counter()
-            if not os.path.exists(os.path.join(model_dir, "eval_metrics.json")):
+            reused = os.path.exists(os.path.join(model_dir, "eval_metrics.json"))
+            if not reused:
                 module("ranking.train", f"--model={preset}", f"--train={train}",
                        f"--eval={evaluate}", f"--stats={stats}", f"--model_dir={model_dir}",
                        f"--seed={seed}", f"--batch_size={args.batch_size}", "--progress=none",
@@ -93,6 +94,8 @@ def main():
                     handle.write(f"{time.perf_counter() - started:.1f}")
             with open(os.path.join(model_dir, "eval_metrics.json")) as handle:
                 metrics = json.load(handle)
+            if reused:
+                check_reused_eval(model_dir, metrics, evaluate)
             results.setdefault(label, {})[seed] = metrics
             print(f"seed {seed} {label}: auc_valid_read "
                   f"{metric_text(metrics['auc_valid_read'], 4)} "

@@ -8,9 +8,10 @@ and UTC day for rule T2.
 
 Counting for T2 uses the logs being labelled for the UTC days they hold (`held_days`: a day with
 at least as many rows in the input as the stats artifact saw of it; a user without clicks that
-day counts 0) and the stats artifact's user table for every other day of the window: a sliver
-of a day the artifact holds (late rows in hourly files) does not replace its counts of that day
-with the sliver's. When the logs being labelled are the
+day counts 0), the larger of the two counts for the other days the input has rows of (a sliver
+of a day the artifact holds, late rows in hourly files, does not replace its counts; a user
+the artifact lacks keeps its own), and the stats artifact's user table for the days the
+input lacks. When the logs being labelled are the
 very files the artifact was computed from (`StatsArtifact.counts_for`), its user table already
 holds every count the rules need: the labeller is built from it, without a pass over the logs
 (`window_from_daily`: a (user, day) the table has no window for had no click in the window).
@@ -65,9 +66,10 @@ class UserDays:
         return cls(np.asarray(user_fp, np.int64).reshape(-1), np.asarray(day, np.int64).reshape(-1),
                    np.asarray(count, np.int64).reshape(-1))
 
-    def summed(self) -> tuple["UserDays", np.ndarray]:
-        """(rows with equal (user_fp, day) added into one, sorted by user_fp then day;
-        int64 [rows] index of each of this table's rows in it)."""
+    def summed(self, combine=np.add) -> tuple["UserDays", np.ndarray]:
+        """(rows with equal (user_fp, day) added into one (or combined by the ufunc `combine`,
+        e.g. np.maximum), sorted by user_fp then day; int64 [rows] index of each of this
+        table's rows in it)."""
         if not self.rows:
             return self, np.zeros(0, np.int64)
         order = np.lexsort((self.day, self.user_fp))
@@ -77,7 +79,8 @@ class UserDays:
         starts = np.flatnonzero(new)
         inverse = np.empty(len(fp), np.int64)
         inverse[order] = np.cumsum(new) - 1
-        return UserDays(fp[starts], day[starts], np.add.reduceat(self.count[order], starts)), inverse
+        return UserDays(fp[starts], day[starts],
+                        combine.reduceat(self.count[order], starts)), inverse
 
 
 def _concat(tables) -> UserDays:
@@ -106,13 +109,14 @@ def artifact_counts(artifact: StatsArtifact) -> UserDays:
 
 
 def held_days(input_day_rows, artifact_day_rows) -> tuple[set, dict]:
-    """The UTC days whose T2 counts come from the logs being labelled: the days of
+    """The UTC days whose T2 counts come from the logs being labelled alone: the days of
     `input_day_rows` ({day: rows of the input}) with at least as many rows as the stats artifact
     has of them (`artifact_day_rows`, {day: rows}; None for an artifact that did not record
-    them: every day of the input, SPEC §3's letter). A day the input holds fewer rows of is a
-    part of a day the artifact saw more of (late rows in the next hour's file, one hour of a
-    day): its counts stay the artifact's. Returns (held days, {day: (input rows, artifact
-    rows)} of the days left to the artifact)."""
+    them: every day of the input, SPEC §3's letter). A day the input holds fewer rows of may be
+    a part of a day the artifact saw more of (late rows filed with the next day's logs, one
+    hour of a day) or other users' rows of it (a held-out sample, a region): each user's
+    count of it is the larger of the input's and the artifact's (`window_clicks`). Returns
+    (held days, {day: (input rows, artifact rows)} of the other days of the input)."""
     held, left = set(), {}
     for day, rows in input_day_rows.items():
         seen = 0 if artifact_day_rows is None else artifact_day_rows.get(day, 0)
@@ -124,18 +128,20 @@ def held_days(input_day_rows, artifact_day_rows) -> tuple[set, dict]:
 
 
 def t2_days_note(left: dict) -> str | None:
-    """The note a job prints when `held_days` left days of its input to the artifact (`left`,
-    {day: (input rows, artifact rows)}), or None."""
+    """The note a job prints when `held_days` did not give some days of its input to it alone
+    (`left`, {day: (input rows, artifact rows)}), or None."""
     if not left:
         return None
     days = sorted(left)
-    shown = "; ".join(f"{utc_date(d)}: {left[d][0]:,} row{'s' if left[d][0] != 1 else ''} "
-                      f"here, {left[d][1]:,} in the stats window" for d in days[:3])
-    more = f"; and {len(days) - 3} more day(s)" if len(days) > 3 else ""
-    return (f"rule T2 counts the clicks of {shown}{more} from the stats artifact: a UTC day "
-            "counts from the logs being labelled only when they hold at least as many of its "
-            "rows as the stats job saw (late rows of a day, in the next day's files, leave "
-            "that day to the artifact)")
+    shown = ", ".join(f"{utc_date(d)} ({left[d][0]:,} row{'s' if left[d][0] != 1 else ''} "
+                      f"here, {left[d][1]:,} in the stats window)" for d in days[:3])
+    more = f" and {len(days) - 3} more day(s)" if len(days) > 3 else ""
+    return (f"rule T2 takes each user's clicks on {shown}{more} as the larger of these logs' "
+            "count and the stats artifact's: a UTC day counts from the logs being labelled "
+            "alone only when they hold at least as many of its rows as the stats job saw (late "
+            "rows of a "
+            "day filed with the next day's logs then add nothing to the artifact's count; a "
+            "user the stats window lacks keeps these logs' count)")
 
 
 def day_rows_of(file_day_rows) -> dict:
@@ -149,8 +155,11 @@ def day_rows_of(file_day_rows) -> dict:
 def window_clicks(labelled: UserDays, covered_days: set, history: UserDays,
                   window_days: int) -> UserDays:
     """For every (user_fp, day) of `labelled` (clicks that day): the user's clicks over the
-    `window_days` days ending with `day`; covered days (`held_days`) count from `labelled`,
-    other days from `history`. Returns UserDays of window clicks, row for row of `labelled`."""
+    `window_days` days ending with `day`. Covered days (`held_days`) count from `labelled`;
+    other days of `labelled` count the larger of its and `history`'s clicks of the user that
+    day (a sliver of a day `history` saw whole adds nothing; a user `history` lacks keeps its
+    own clicks); days `labelled` lacks count from `history`. Returns UserDays of window
+    clicks, row for row of `labelled`."""
     window = np.zeros(labelled.rows, np.int64)
     if not labelled.rows or window_days < 1:
         return UserDays(labelled.user_fp, labelled.day, window)
@@ -158,8 +167,12 @@ def window_clicks(labelled: UserDays, covered_days: set, history: UserDays,
     # Only the history a window reaches (the artifact's whole table is given): a smaller sort.
     reached = ((history.day >= labelled.day.min() - window_days + 1)
                & (history.day <= labelled.day.max()) & ~np.isin(history.day, covered))
-    counts, _ = _concat([_rows(labelled, np.isin(labelled.day, covered)),
-                         _rows(history, reached)]).summed()
+    held = np.isin(labelled.day, covered)
+    # One row per (user, day) on each side (history's summed), then on a day not held the
+    # larger count of the two (on a day only history has, its count).
+    past, _ = _rows(history, reached).summed()
+    partial, _ = _concat([_rows(labelled, ~held), past]).summed(np.maximum)
+    counts, _ = _concat([_rows(labelled, held), partial]).summed()
     if counts.rows:
         # One int64 key per (user, day): user rank * days + day rank, over the users of
         # `counts` and the days any window asks for (ranks, not offsets: a stray far-off day
@@ -202,9 +215,10 @@ class Labeler:
     """
 
     unclicked_dwell_zeroed = 0
-    # {UTC day: (input rows, artifact rows)}: days of the input whose T2 counts are the
-    # artifact's, as the input holds fewer of their rows (`held_days`; `t2_days_note`).
-    t2_days_from_artifact: dict = {}
+    # {UTC day: (input rows, artifact rows)}: days the input holds fewer rows of than the
+    # artifact, whose T2 counts are the larger of the two (`held_days`; `t2_days_note`); None
+    # on a labeller built from the artifact alone.
+    t2_days_from_artifact: dict | None = None
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
     file_day_rows = None  # (file index, UTC day) -> rows of the counted logs
     counted = True  # False: built from the artifact's counts, without a pass over the logs
@@ -306,7 +320,6 @@ class SourceCounts(NamedTuple):
     """What the counting pass over some logs finds (`count_source`)."""
 
     user_days: UserDays  # clicks per (user, day), as `count_user_days`
-    covered_days: set  # UTC days with an impression
     unclicked_dwell_zeroed: int  # unclicked rows whose dwell > 0 was treated as 0
     rows_per_file: np.ndarray  # int64 [files]: rows of each of `source.files`
     file_day_rows: dict  # (file index, UTC day) -> rows
@@ -341,8 +354,8 @@ def count_source(source, batch_size: int = 8192,
             yield batch
 
     keys = dataset.map(tf.autograph.experimental.do_not_convert(key))
-    counts, covered = count_user_days(counted(keys.as_numpy_iterator()))
+    counts, _ = count_user_days(counted(keys.as_numpy_iterator()))
     rows_per_file = np.zeros(len(source.files), np.int64)
     for (file, _), n in file_day_rows.items():
         rows_per_file[file] += n
-    return SourceCounts(counts, covered, zeroed[0], rows_per_file, file_day_rows)
+    return SourceCounts(counts, zeroed[0], rows_per_file, file_day_rows)

@@ -19,7 +19,9 @@ with `load_artifact`, into a typed `StatsArtifact`.
                           up to DISTINCT_VALUES_CAP: at_least when it stopped there),
                           user_days, schema, inputs,
                           files [{path, bytes, mtime_ns, rows, day_rows {UTC day: rows}}]: each
-                          file read, as it was (`file_record`; `StatsArtifact.counts_for`)
+                          file read, as it was (`file_record`; `StatsArtifact.counts_for`;
+                          empty when a file is a URL or changed while read), day_rows {UTC
+                          day: rows} of the whole input (rule T2's held days, `day_rows`)
     items/part-*.csv      item_id, clicks, p10: items with >= min_item_records clicks with
                           dwell > 0; p10 = numpy's linear-interpolation 10th percentile (s)
     user_days/part-*.csv  user_id, day, clicks: clicks per user per UTC day (day = unix
@@ -121,6 +123,8 @@ class StatsArtifact:
     # stats.json's feature_values ({name: {distinct, at_least}}; {} in older artifacts)
     feature_values: dict = dataclasses.field(default_factory=dict)
     user_days_loaded: bool = True  # False: loaded without its user table
+    # stats.json's day_rows ({UTC day: rows} of the whole input; None in older artifacts)
+    input_day_rows: dict | None = None
 
     @property
     def column_types(self) -> dict[str, str]:
@@ -155,9 +159,11 @@ class StatsArtifact:
 
     @property
     def day_rows(self) -> dict | None:
-        """{UTC day: rows} of the logs this artifact was computed from (its files' `day_rows`),
-        or None when it did not record them for every file (`labeler.held_days` then takes
-        every day of an input from it)."""
+        """{UTC day: rows} of the logs this artifact was computed from (stats.json's `day_rows`,
+        or in artifacts made before it its files' records), or None when it recorded neither
+        (`labeler.held_days` then takes every day of an input from the input)."""
+        if self.input_day_rows is not None:
+            return self.input_day_rows
         if not self.files or any(record is None or "day_rows" not in record
                                  for record in self.files):
             return None
@@ -270,10 +276,11 @@ def data_doubts(stats: dict) -> list[str]:
                       "valid reads: dwell_time is read as seconds (SPEC §2); if it is in "
                       "minutes, multiply it by 60")
     medians, edges = stats.get("dwell_bin_medians") or [], stats.get("dwell_bin_edges") or []
-    if not long_doubt and medians and medians[-1] > LONG_TOP_BIN_DOUBT:
-        doubts.append(f"the longest dwell bin's median is {medians[-1]:,.0f} s "
-                      f"({medians[-1] / 3600:.1f} h; the bins end at the clicks' 99.5th "
-                      f"percentile, {edges[-1]:,.0f} s): if those clicks are pages left open "
+    top = medians[-1] if medians else None  # None: an empty bin (given --bin_edges)
+    if not long_doubt and top is not None and top > LONG_TOP_BIN_DOUBT:
+        doubts.append(f"the longest dwell bin's median is {top:,.0f} s ({top / 3600:.1f} h; "
+                      f"it holds the clicks from {edges[-2]:,.0f} s on): if those clicks are "
+                      "pages left open "
                       "(idle tabs) rather than reads, they set the top bins, and the expected "
                       "dwell a dwell-bin model serves (bin probabilities x bin values) is "
                       "weighed by them; cap dwell_time in the logs (at the longest plausible "
@@ -604,4 +611,6 @@ def load_artifact(path: str, *, user_days: bool = True) -> StatsArtifact:
         files=tuple(stats.get("files", ())), user_days_loaded=user_days,
         unclicked_dwell_zeroed=int(stats.get("unclicked_dwell_treated_as_zero", 0)),
         clicked_users=stats.get("clicked_users"), clicked_items=stats.get("clicked_items"),
-        feature_values=dict(stats.get("feature_values", {})))
+        feature_values=dict(stats.get("feature_values", {})),
+        input_day_rows=({int(day): int(n) for day, n in stats["day_rows"].items()}
+                        if "day_rows" in stats else None))

@@ -15,7 +15,8 @@ Metrics: `auc_ctr` and `auc_valid_read` of the served `score`, or `OUTPUT.auc_ct
 
 The held-out logs are `--gate_logs`, or the candidate's validation window (its --validation
 logs, or the last --validation_days days of its training logs) unless its refit pass
-(`--refit=validation`, the default) trained on that window, or else its --eval logs; a model
+(`--refit=validation`, the default; `final/` in the model directory) trained on that window,
+or else its --eval logs; a model
 with neither is refused, naming --gate_logs. They are labelled with the candidate's stats
 artifact (its path is in config.json), so the baseline is judged on the same labels.
 """
@@ -56,15 +57,16 @@ def parse_gate(text: str) -> Gate:
                 max_drop, metric)
 
 
-def held_out_logs(description: dict, gate_logs: str | None):
-    """(glob, "validation_days" or None) of the logs the gate scores (module docstring)."""
+def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
+    """(glob, "validation_days" or None) of the logs the gate scores (module docstring);
+    `refitted`: the model made its refit pass (`ranking.selection.read_final`), so it has
+    trained on its validation window."""
     if gate_logs:
         return gate_logs, None
     training = description["training"]
     selection = training.get("selection") or {}
     window = selection.get("validation") or selection.get("validation_days")
-    # After a refit pass the model has trained on its validation window: no longer held out.
-    refit = window and selection.get("refit", "none") != "none"
+    refit = window and refitted
     if window and not refit:
         if selection.get("validation"):
             return selection["validation"], None
@@ -72,21 +74,22 @@ def held_out_logs(description: dict, gate_logs: str | None):
     if training.get("eval"):
         return training["eval"], None
     if refit:
-        raise InputError(f"the model's refit pass (--refit={selection['refit']}) trained on its "
-                         "validation window and it has no --eval logs, so nothing it was "
+        raise InputError(f"the model's refit pass (--refit={selection.get('refit')}) trained "
+                         "on its validation window and it has no --eval logs, so nothing it was "
                          "trained with is held out: give --gate_logs (logs neither model "
                          "trained on)")
     raise InputError("the model has no validation or evaluation logs to gate on: give "
                      "--gate_logs")
 
 
-def labelled_rows(description: dict, gate_logs: str | None, spec, batch_size: int = 8192):
+def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool,
+                  batch_size: int = 8192):
     """Feature columns (the candidate's spec) and labels of the held-out logs, as NumPy."""
     from core import log_diagnosis, stats_artifact
     from core.labeler import labeler_for
     from ranking import data
 
-    pattern, window = held_out_logs(description, gate_logs)
+    pattern, window = held_out_logs(description, gate_logs, refitted)
     artifact = stats_artifact.load_artifact(description["stats"]["path"])
     # The validation days are training logs, whose first rows set the spec's types.
     source = data.open_source(pattern, spec, artifact, training_logs=window == "validation_days")
@@ -139,16 +142,16 @@ def _served(call, inputs: dict, outputs, features: dict, output: str,
 
 
 def judge(gate: Gate, candidate, baseline_path: str, description: dict,
-          gate_logs: str | None, spec) -> dict:
+          gate_logs: str | None, spec, refitted: bool) -> dict:
     """Scores the candidate (an `export.serving.ServingModule`) and the baseline SavedModel on
     the held-out logs; returns the record, or raises InputError when the candidate is worse by
-    more than the allowed drop."""
+    more than the allowed drop. `refitted`: the candidate made its refit pass."""
     import tensorflow as tf
 
     from export.versions import resolve_saved_model
 
     baseline_path = resolve_saved_model(baseline_path)
-    pattern, features, labels = labelled_rows(description, gate_logs, spec)
+    pattern, features, labels = labelled_rows(description, gate_logs, spec, refitted)
     baseline = tf.saved_model.load(baseline_path).signatures["predict_raw"]
     label = labels[gate.label]
     positives = int(np.sum(label))

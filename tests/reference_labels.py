@@ -36,9 +36,9 @@ def reference_labels(frame: pd.DataFrame, *, x_l: float, item_p10: dict, history
                      min_dwell: float = 5, window_days: int = 7, light_clicks: int = 7,
                      stats_day_rows: dict | None = None) -> pd.DataFrame:
     """The five label columns for `frame`. `history`: (user, day) -> clicks from the stats
-    window, used for days of the T2 window that `frame` does not cover: days without rows in
-    `frame`, and days with fewer rows in `frame` than the stats window had (`stats_day_rows`,
-    day -> rows)."""
+    window, used for days of the T2 window without rows in `frame`; on days with fewer rows in
+    `frame` than the stats window had (`stats_day_rows`, day -> rows), a user's count is the
+    larger of the two."""
     dwell = frame["dwell_time"].to_numpy(float)
     clicked = frame["click"].to_numpy() == 1
     day = frame["timestamp"].to_numpy() // DAY
@@ -51,7 +51,12 @@ def reference_labels(frame: pd.DataFrame, *, x_l: float, item_p10: dict, history
         total = 0
         for k in range(window_days):
             dd = d - k
-            total += own.get((u, dd), 0) if dd in covered else history.get((u, dd), 0)
+            if dd in covered:
+                total += own.get((u, dd), 0)
+            elif dd in rows_per_day:
+                total += max(own.get((u, dd), 0), history.get((u, dd), 0))
+            else:
+                total += history.get((u, dd), 0)
         window[i] = total
     p10 = frame["item_id"].astype(str).map(item_p10).to_numpy(float)
     t1 = dwell > x_l

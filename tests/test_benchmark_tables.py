@@ -120,8 +120,19 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     status, again, stderr = bench("orca_table.py", *args)
     assert status == 0, stderr
     assert os.path.getmtime(out / "mine" / "models" / "mmoe-seed0" / "eval_metrics.json") == mtime
-    status, _, stderr = bench("orca_table.py", *[a if not a.startswith("--train=") else
-                                                 f"--train={small_world['eval']}" for a in args])
+    def changed(flag, value):
+        return [a if not a.startswith(f"--{flag}=") else f"--{flag}={value}" for a in args]
+
+    status, _, stderr = bench("orca_table.py", *changed("train", small_world["eval"]))
     assert status == 1
-    assert f"holds the statistics of {small_world['train']}, not of {small_world['eval']}" in (
-        stderr)
+    assert (f"holds the statistics of {small_world['train']} (flags none), not of "
+            f"{small_world['eval']} (flags none)") in stderr
+    status, _, stderr = bench("orca_table.py", *args, "--stats_args=--min_dwell=3")
+    assert status == 1 and "(flags --min_dwell=3)" in stderr
+    # Finished runs evaluated on other logs, or trained with other post-click features.
+    status, _, stderr = bench("orca_table.py", *changed("eval", small_world["train"]))
+    assert status == 1
+    assert f"was evaluated on {small_world['eval']}, not {small_world['train']}" in stderr
+    status, _, stderr = bench("orca_table.py", *changed("post_click_features", "category"))
+    assert status == 1
+    assert "trained with post-click features category,item_length, not category" in stderr

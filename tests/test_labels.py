@@ -422,11 +422,18 @@ def test_t2_window_counts_seven_days_inclusive_with_history(hand):
     held = [("hist6", "new", (D - 6) * DAY + k, 0, 0.0) for k in range(6)]
     got2 = label_rows(root, stats_dir, held + rows, "t2-covered", t1_threshold=1e9)
     assert got2["valid_read_rule"].tolist() == [0] * 6 + [2, 2, 2]
-    # A sliver of D-6 (1 row against the artifact's 6: a late row in the next day's file)
-    # leaves the day to the artifact: hist6 keeps 6 + 1 = 7 -> not light.
+    # A sliver of D-6 (1 row against the artifact's 6: a late row in the next day's file): each
+    # user's D-6 count is the larger of the two, so hist6 keeps 6 + 1 = 7 -> not light.
     sliver = [("hist6", "new", (D - 6) * DAY + 1, 0, 0.0)] + rows
     got_sliver = label_rows(root, stats_dir, sliver, "t2-sliver", t1_threshold=1e9)
     assert got_sliver["valid_read_rule"].tolist() == [0, 0, 2, 2]
+    # Other users' rows of D-6 (5 rows against 6: a held-out sample, say): 'other', whom the
+    # artifact lacks, keeps its own 5 clicks of D-6: 5 + 1 = 6 -> not light below 6.
+    others = [("other", "bgx", (D - 6) * DAY + 10 + k, 1, 100.0) for k in range(5)] + [
+        ("other", "new", D * DAY + 8, 1, 10.0)]
+    got_others = label_rows(root, stats_dir, others, "t2-others", t1_threshold=1e9,
+                            light_user_clicks=6)
+    assert got_others["valid_read_rule"].tolist()[-1] == 0
     # The threshold and window are flags.
     got3 = label_rows(root, stats_dir, rows, "t2-flags", t1_threshold=1e9, light_user_clicks=8)
     assert got3["valid_read_rule"].tolist() == [2, 2, 2]
@@ -444,9 +451,31 @@ def test_held_days_by_hand():
     assert held_days({100: 27, 103: 1}, None) == ({100, 103}, {})
     assert t2_days_note({}) is None
     note = t2_days_note({0: (1, 3_008), 1: (2, 5), 2: (3, 6), 3: (4, 7)})
-    assert note.startswith("rule T2 counts the clicks of 1970-01-01: 1 row here, 3,008 in the "
-                           "stats window; 1970-01-02: 2 rows here, 5 in the stats window; ")
-    assert "; and 1 more day(s) from the stats artifact" in note
+    assert note.startswith("rule T2 takes each user's clicks on 1970-01-01 (1 row here, 3,008 "
+                           "in the stats window), 1970-01-02 (2 rows here, 5 in the stats "
+                           "window), ")
+    assert " and 1 more day(s) as the larger of these logs' count and the stats artifact's" in (
+        note)
+
+
+def test_the_artifact_keeps_rows_per_day_however_its_files_were_read(hand, tmp_path):
+    """stats.json's day_rows (rule T2's held days) are the input's rows per UTC day, also when
+    its file records are empty (a gs:// input, a file changed while read); artifacts made
+    before them take them from the file records, or have none."""
+    import shutil
+
+    _, stats_dir = hand
+    want = pd.Series([row[2] // DAY for row in history_rows()]).value_counts().to_dict()
+    assert stats_artifact.load_artifact(stats_dir).day_rows == want
+    copy = tmp_path / "stats"
+    shutil.copytree(stats_dir, copy)
+    stats = json.load(open(copy / "stats.json"))
+    for drop, expected in (("files", want), ("day_rows", want), ("both", None)):
+        edited = dict(stats)
+        for key in (("files", "day_rows") if drop == "both" else (drop,)):
+            edited.pop(key)
+        (copy / "stats.json").write_text(json.dumps(edited))
+        assert stats_artifact.load_artifact(str(copy)).day_rows == expected, drop
 
 
 @pytest.mark.parametrize("engine", ["local", "beam"])
@@ -464,8 +493,8 @@ def test_a_late_row_of_a_stats_day_leaves_that_day_to_the_artifact(hand, run, en
     assert done.returncode == 0, done.stderr
     assert read_frame(str(out / "*.csv.gz"))["valid_read_rule"].tolist() == [0, 0, 2]
     day = label_rules.utc_date(D - 6)
-    assert (f"note: rule T2 counts the clicks of {day}: 1 row here, 6 in the stats window "
-            "from the stats artifact") in done.stdout
+    assert (f"note: rule T2 takes each user's clicks on {day} (1 row here, 6 in the stats "
+            "window) as the larger of these logs' count and the stats artifact's") in done.stdout
 
 
 def test_rule_precedence_floor_and_t3(hand):
@@ -714,9 +743,13 @@ def test_dwell_in_minutes_and_unknown_dwell_written_as_0_are_warned_about(run, t
     top = dwell[dwell >= stats["dwell_bin_edges"][-2]]
     assert stats["dwell_bin_medians"][-1] == pytest.approx(np.median(top)) and np.median(top) > 3600
     assert (f"warning: the longest dwell bin's median is {np.median(top):,.0f} s "
-            f"({np.median(top) / 3600:.1f} h; the bins end at the clicks' 99.5th percentile, "
-            f"{np.percentile(dwell, 99.5):,.0f} s): if those clicks are pages left open" in
-            tabs.stderr), tabs.stderr
+            f"({np.median(top) / 3600:.1f} h; it holds the clicks from "
+            f"{stats['dwell_bin_edges'][-2]:,.0f} s on): if those clicks are pages left open"
+            in tabs.stderr), tabs.stderr
+    # An empty longest bin (given --bin_edges past every dwell) has no median: no warning.
+    assert not [d for d in stats_artifact.data_doubts(dict(
+        stats, dwell_bin_medians=stats["dwell_bin_medians"][:-1] + [None]))
+        if "longest dwell bin" in d]
     # Without the tail (the minutes and zeros above, the history as it is): no such warning.
     assert "longest dwell bin" not in unknown.stderr + minutes.stderr
 
@@ -1025,13 +1058,21 @@ def test_an_empty_bin_has_a_null_median_and_readers_accept_it(sim, tmp_path):
 # T2 window tables (core.labeler.UserDays) ---------------------------------------------------------
 def _brute_windows(labelled, covered, history, window_days):
     """The T2 windows by dictionaries: a second implementation of `window_clicks`."""
-    counts = {}
+    own, past = {}, {}
     for fp, day, n in labelled:
-        if day in covered:
-            counts[(fp, day)] = counts.get((fp, day), 0) + n
+        own[(fp, day)] = own.get((fp, day), 0) + n
     for fp, day, n in history:
-        if day not in covered:
-            counts[(fp, day)] = counts.get((fp, day), 0) + n
+        past[(fp, day)] = past.get((fp, day), 0) + n
+    days = {day for _, day, _ in labelled}
+    counts = {}
+    for key in set(own) | set(past):
+        day = key[1]
+        if day in covered:
+            counts[key] = own.get(key, 0)
+        elif day in days:  # a day the labelled logs have but do not hold: the larger
+            counts[key] = max(own.get(key, 0), past.get(key, 0))
+        else:
+            counts[key] = past.get(key, 0)
     return [sum(counts.get((fp, day - back), 0) for back in range(window_days))
             for fp, day, _ in labelled]
 

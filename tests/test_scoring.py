@@ -175,8 +175,8 @@ def test_a_job_that_scores_no_row_fails_and_a_file_without_one_is_named(
     done = run("pipelines.score", f"--saved_model={exports['vr_ndt'].path}", f"--input={bad}",
                f"--output={out}", f"--engine={engine}")
     assert done.returncode == 1 and done.stderr.count("\n") == 1, done.stderr
-    assert done.stderr.startswith(f"error: {bad}, line 2: no row could be scored: all 200 rows "
-                                  "are unreadable (the first: ")
+    assert done.stderr.startswith(f"error: {bad}, line 2: no row could be scored: every row "
+                                  "read is a dead letter (200 letters; the first: ")
     assert "found 'x'" in done.stderr and not out.exists()
     done = run("pipelines.score", f"--saved_model={exports['vr_ndt'].path}",
                f"--input={small_input[0]},{bad}", f"--output={out}", f"--engine={engine}")

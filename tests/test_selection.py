@@ -410,24 +410,26 @@ def test_the_gate_never_defaults_to_a_window_the_refit_pass_trained_on():
         return {"training": {"train": "train/*.csv", "eval": eval_logs,
                              "selection": selection}}
 
-    # No refit: the validation window (its own logs, or the training logs' last days).
-    assert gate.held_out_logs(described(validation="val/*.csv", refit="none"), None) == (
-        "val/*.csv", None)
-    assert gate.held_out_logs(described("ev/*.csv", validation_days=1, refit="none"),
-                              None) == ("train/*.csv", "validation_days")
+    # No refit pass made (--refit=none, or a run killed before it: best/ is served): the
+    # validation window (its own logs, or the training logs' last days).
+    assert gate.held_out_logs(described(validation="val/*.csv", refit="none"), None,
+                              refitted=False) == ("val/*.csv", None)
+    assert gate.held_out_logs(described("ev/*.csv", validation_days=1, refit="validation"),
+                              None, refitted=False) == ("train/*.csv", "validation_days")
     # After a refit pass over it, the window is training data: the --eval logs, or a refusal.
     assert gate.held_out_logs(described("ev/*.csv", validation_days=1, refit="validation"),
-                              None) == ("ev/*.csv", None)
+                              None, refitted=True) == ("ev/*.csv", None)
     assert gate.held_out_logs(described("ev/*.csv", validation="val/*.csv",
-                                        refit="validation"), None) == ("ev/*.csv", None)
+                                        refit="validation"), None, refitted=True) == (
+        "ev/*.csv", None)
     with pytest.raises(InputError, match=r"refit pass \(--refit=validation\) trained on its "
                                          "validation window and it has no --eval logs"):
-        gate.held_out_logs(described(validation_days=1, refit="validation"), None)
+        gate.held_out_logs(described(validation_days=1, refit="validation"), None, True)
     # --gate_logs always wins; a model without any held-out logs names it.
-    assert gate.held_out_logs(described(validation_days=1, refit="validation"), "g/*.csv") == (
-        "g/*.csv", None)
+    assert gate.held_out_logs(described(validation_days=1, refit="validation"), "g/*.csv",
+                              True) == ("g/*.csv", None)
     with pytest.raises(InputError, match="no validation or evaluation logs to gate on"):
-        gate.held_out_logs(described(), None)
+        gate.held_out_logs(described(), None, False)
 
 
 def test_the_gate_reads_unclicked_dwell_as_its_training_run_did(small_world, learned,
@@ -445,10 +447,11 @@ def test_the_gate_reads_unclicked_dwell_as_its_training_run_did(small_world, lea
     description = model_dir_lib.load_model_description(learned)
     spec = exporter.load_trained(learned)[0].feature_spec
     with pytest.raises(InputError, match=f"line {unclicked[0] + 2}, column 'dwell_time'"):
-        gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec)
+        gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec, False)
     description["training"]["allow_unclicked_dwell"] = True
-    _, features, labels = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec)
-    _, clean_features, clean_labels = gate.labelled_rows(description, day, spec)
+    _, features, labels = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec,
+                                             False)
+    _, clean_features, clean_labels = gate.labelled_rows(description, day, spec, False)
     for name in ("click", "valid_read"):
         np.testing.assert_array_equal(labels[name], clean_labels[name])
     assert len(labels["click"]) == len(frame) and labels["valid_read"].sum() > 0

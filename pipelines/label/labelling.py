@@ -48,8 +48,9 @@ class LabelSummary:
     log_dwell_counts: np.ndarray = dataclasses.field(
         default_factory=lambda: np.zeros(len(LOG_DWELL_EDGES) - 1, np.int64))
     files: list = dataclasses.field(default_factory=list)
-    # {UTC day: (input rows, artifact rows)}: days whose T2 counts are the artifact's
-    # (`core.labeler.held_days`); one decision for the whole input, the same in every part.
+    # {UTC day: (input rows, artifact rows)}: days the input holds fewer rows of than the
+    # artifact, whose T2 counts are the larger of the two (`core.labeler.held_days`); one
+    # decision for the whole input, the same in every part.
     t2_days_from_artifact: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -162,7 +163,7 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
     gc.collect()
     gc.freeze()
     summary = LabelSummary(bin_counts=np.zeros(artifact.num_bins, np.int64),
-                           t2_days_from_artifact=dict(labeler.t2_days_from_artifact))
+                           t2_days_from_artifact=dict(labeler.t2_days_from_artifact or {}))
     with output_directory(output_dir) as tmp:
         write_shards(source, labeler, tmp, shard_names(source.files, fmt, compress), summary,
                      fmt=fmt, compress=compress, allow_unclicked_dwell=allow_unclicked_dwell,

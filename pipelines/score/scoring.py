@@ -336,8 +336,9 @@ def run_job(saved_model: str, pattern: str, output_dir: str, config: ScoreConfig
         if dead and not summary["rows"]:
             # Nothing scored is a failed job, whatever the limit: the input does not fit the
             # model (a small candidate file with a feature written as another type, say).
-            raise InputError(f"no row could be scored: all {len(dead):,} rows are unreadable "
-                             f"(the first: {dead[0].reason}); nothing was written",
+            raise InputError(f"no row could be scored: every row read is a dead letter "
+                             f"({len(dead):,} letter{'s' if len(dead) != 1 else ''}; the first: "
+                             f"{dead[0].reason}); nothing was written",
                              file=dead[0].file, row=dead[0].row)
         unread = {d.file for d in dead}
         summary["files_without_a_scored_row"] = [

@@ -101,6 +101,7 @@ class _Part:
         # note)
         self.values = values or {}
         self.files = files or []  # stats_artifact.file_record of each file read
+        self.day_rows: dict = {}  # UTC day -> rows, of every file (local or not)
 
 
 def _file_groups(files: list, files_per_read: int) -> list[list]:
@@ -187,6 +188,7 @@ def _preaggregate(files: list, schema_json: dict, config: StatsConfig):
     day_rows = [{} for _ in files]
     for (index, file_day), n in file_day_rows.items():
         day_rows[index][file_day] = n
+        part.day_rows[int(file_day)] = part.day_rows.get(int(file_day), 0) + int(n)
     part.files = [stats_artifact.file_record(f.path, rows, status)
                   for f, rows, status in zip(files, day_rows, before)]
     yield "part", part
@@ -278,6 +280,8 @@ def _merge_parts(parts) -> _Part:
         merged.unclicked_dwell += part.unclicked_dwell
         merged.dwell.extend(part.dwell)
         merged.files.extend(part.files)
+        for day, n in part.day_rows.items():
+            merged.day_rows[day] = merged.day_rows.get(day, 0) + n
         for name, counts in part.numeric.items():
             into = merged.numeric.setdefault(name, [0, 0, 0])
             for k in range(len(into)):
@@ -540,6 +544,8 @@ def _write_stats(part, directory, config, schema_json, pattern, items, user_days
                  # A file without a record (a URL, or changed while read): none is kept,
                  # so labelling always counts.
                  files=(sorted(part.files, key=lambda record: record["path"])
-                        if all(record is not None for record in part.files) else []))
+                        if all(record is not None for record in part.files) else []),
+                 # Rows per UTC day of the whole input, URLs included: rule T2's held days.
+                 day_rows={str(day): n for day, n in sorted(part.day_rows.items())})
     with open(os.path.join(directory, "stats.json"), "w") as handle:
         json.dump(stats, handle, indent=2)
