@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import atexit
+import errno
 import os
 import sys
 import threading
@@ -26,6 +27,12 @@ from absl import app, flags, logging  # noqa: E402
 
 from core import threads  # noqa: E402
 from core.errors import InputError, quiet_input_error_logs  # noqa: E402
+
+
+def _stdout_to_devnull() -> None:
+    """Points standard output at /dev/null, its unwritten buffer dropped with it."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def report(error: InputError) -> None:
@@ -61,6 +68,21 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             return main(argv)
         except InputError as error:
             report(error)
+            sys.exit(1)
+        except BrokenPipeError:
+            # The reader of stdout went away (`| head`): no traceback, and nothing more to
+            # write there (its final flush would fail again), as Python's docs advise.
+            _stdout_to_devnull()
+            sys.exit(1)
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            # A full disk is not a bug of the tool: one line, as for bad input. Without a file
+            # name the write was to standard output, whose final flush would fail again.
+            if error.filename is None:
+                _stdout_to_devnull()
+            print(f"error: no space left on device ({error.filename or 'standard output'}); "
+                  "free some and run again", file=sys.stderr)
             sys.exit(1)
         except Exception as error:  # TensorFlow errors raised while reading input
             translated = _translate(error)

@@ -130,6 +130,37 @@ def test_output_that_cannot_be_written_is_status_120_as_in_python(tmp_path):
     assert marks == ["atexit"]
 
 
+def test_a_full_disk_mid_run_is_one_line_with_status_1(tmp_path):
+    # A write that fails while the tool runs (a flushed line to a full device), not at the end.
+    with open("/dev/full", "w") as full:
+        code, _, err, marks = _run(tmp_path, 'print("a line", flush=True)', "own", stdout=full)
+    assert (code, err) == (1, "error: no space left on device (standard output); free some "
+                              "and run again\n")
+    assert marks == ["atexit"]
+
+
+def test_a_reader_that_goes_away_ends_the_tool_without_a_traceback(tmp_path):
+    # `tool | head -1`: the reader takes one line and closes the pipe; the tool's next write
+    # meets a broken pipe, and so would its final flush.
+    script = tmp_path / "tool.py"
+    script.write_text(PROGRAM.format(body=textwrap.indent(textwrap.dedent("""
+        print("first", flush=True)
+        time.sleep(0.5)
+        for _ in range(1000):
+            print("x" * 1000, flush=True)
+        """), "    ")))
+    marks = _marks(tmp_path)
+    tool = subprocess.Popen([sys.executable, str(script), str(marks), "own"], cwd=REPO,
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    assert tool.stdout.readline() == "first\n"
+    tool.stdout.close()
+    err = tool.stderr.read()
+    assert tool.wait(timeout=60) == 1
+    assert err == ""
+    assert sorted(os.listdir(marks)) == ["atexit"]
+
+
 def test_under_a_profiler_the_process_ends_as_usual_and_the_profile_is_written(tmp_path):
     profile = tmp_path / "tool.prof"
     code, out, err, marks = _run(tmp_path, 'print("scored", end="")', "own",
