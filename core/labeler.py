@@ -144,6 +144,12 @@ def t2_days_note(left: dict) -> str | None:
             "user the stats window lacks keeps these logs' count)")
 
 
+def clicks_per_day(daily: UserDays) -> dict:
+    """{UTC day: clicks} from clicks per (user, day)."""
+    days, at = np.unique(daily.day, return_inverse=True)
+    return dict(zip(days.tolist(), np.bincount(at, daily.count, len(days)).astype(int).tolist()))
+
+
 def day_rows_of(file_day_rows) -> dict:
     """{UTC day: rows} from {(file index, UTC day): rows}."""
     days: dict = {}
@@ -220,6 +226,7 @@ class Labeler:
     # on a labeller built from the artifact alone.
     t2_days_from_artifact: dict | None = None
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
+    day_clicks = None  # {UTC day: clicks} of the counted logs (`labeler_for`)
     file_day_rows = None  # (file index, UTC day) -> rows of the counted logs
     counted = True  # False: built from the artifact's counts, without a pass over the logs
 
@@ -294,8 +301,10 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
     if artifact.unclicked_dwell_zeroed and not allow_unclicked_dwell:
         file_day_rows = None
     if file_day_rows is not None:
-        window = window_from_daily(artifact_counts(artifact), rules.light_user_days)
-        labeler = Labeler(artifact, window, rules, ndt, missing_is_zero=True)
+        daily = artifact_counts(artifact)
+        labeler = Labeler(artifact, window_from_daily(daily, rules.light_user_days), rules, ndt,
+                          missing_is_zero=True)
+        labeler.day_clicks = clicks_per_day(daily)
         labeler.unclicked_dwell_zeroed = artifact.unclicked_dwell_zeroed
         labeler.file_day_rows = file_day_rows
         labeler.rows_per_file = np.zeros(len(source.files), np.int64)
@@ -309,6 +318,7 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
                            rules.light_user_days)
     labeler = Labeler(artifact, window, rules, ndt)
     labeler.t2_days_from_artifact = left
+    labeler.day_clicks = clicks_per_day(counted.user_days)
     labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
     labeler.rows_per_file = counted.rows_per_file
     labeler.file_day_rows = counted.file_day_rows

@@ -295,6 +295,17 @@ class Inputs:
         return named
 
 
+def validation_counts(inputs: Inputs) -> tuple[int, int]:
+    """(rows, clicks) of the validation window of `inputs`, from its labeller's counting pass:
+    the held-out days of the training logs (--validation_days), or the --validation logs."""
+    _, labeler, window = inputs.validation
+    first = -np.inf if window is None or window.first is None else window.first
+    last = np.inf if window is None or window.last is None else window.last
+    rows = sum(n for (_, day), n in labeler.file_day_rows.items() if first <= day <= last)
+    clicks = sum(n for day, n in (labeler.day_clicks or {}).items() if first <= day <= last)
+    return int(rows), int(clicks)
+
+
 def prepare_inputs(config, spec: FeatureSpec, artifact, train_scope=None,
                    count_evaluation_in_background: bool = False) -> Inputs:
     """Opens and labels the inputs of `config` (a TrainConfig). The labellers' counting passes

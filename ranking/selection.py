@@ -165,6 +165,22 @@ def check_metric(selection: SelectionConfig, model_config, targets) -> None:
                          f"not serve (it serves {', '.join(served)}); choose another metric")
 
 
+def check_validation_clicks(selection: SelectionConfig, model_config, rows: int,
+                            clicks: int) -> None:
+    """InputError, before anything is trained, when the validation window (`rows` rows,
+    `clicks` clicks, from the counting pass) has no click: then every early-stopping metric but
+    the click log loss is undefined there (an AUC needs both classes, the dwell metrics
+    clicks), which the first validation would find only after an epoch."""
+    name = metric_name(selection, model_config)
+    if clicks or name == "logloss_ctr":
+        return
+    raise InputError(f"the validation window has {rows:,} rows and no click, so "
+                     f"--early_stopping_metric={name} is undefined there (an AUC needs both "
+                     "classes, the dwell metrics need clicks): hold out other days "
+                     "(--validation_days) or logs (--validation), or choose "
+                     "--early_stopping_metric=logloss_ctr")
+
+
 def metric_value(name: str, result: dict) -> float:
     """The value of metric `name` in an `evaluation_metrics` result; InputError when the model
     has no head the metric reads (refused before training by `check_metric`; kept for a

@@ -250,6 +250,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         inputs = data.prepare_inputs(config, spec, artifact,
                                      strategy.scope() if parameter_servers else None,
                                      count_evaluation_in_background=single_process)
+        if config.selection.enabled and inputs.validation is not None:
+            selection.check_validation_clicks(config.selection, config.model,
+                                              *data.validation_counts(inputs))
     if workers > 1 and config.input_sharding == "files" and len(inputs.train.files) < workers:
         raise InputError(f"--input_sharding=files needs at least one training file per worker: "
                          f"{len(inputs.train.files)} file(s) for {workers} workers; split the "

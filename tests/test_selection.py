@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -242,24 +243,55 @@ def stopping_config(small_world, refit):
                                   min_delta=1.0, max_epochs=3, refit=refit))
 
 
-def test_validation_logs_without_a_click_are_refused_at_the_first_validation(small_world,
-                                                                              tmp_path):
-    # Page-view logs (every row a click) or a window without clicks leave the click AUC
-    # undefined: the run says so at once, with the logs' counts, instead of ending without a
-    # best checkpoint.
+def test_a_validation_window_without_a_click_is_refused_before_training(small_world,
+                                                                        tmp_path):
+    # Its metrics (but the click log loss) are undefined there: the counting pass knows it
+    # before an epoch is trained. As --validation logs, and as the held-out last day.
     day = sorted(glob.glob(small_world["eval"]))[0]
     frame = pd.read_csv(day, dtype=str, keep_default_na=False)
     frame["click"], frame["dwell_time"] = "0", "0"
     frame.to_csv(tmp_path / "no_clicks.csv", index=False)
+    logs = tmp_path / "train"
+    logs.mkdir()
+    days = sorted(glob.glob(small_world["train"]))
+    for path in days[:-1]:
+        shutil.copy(path, logs)
+    frame.to_csv(logs / "zz-last-day.csv", index=False)  # the eval day: after the others
+    for name, window in (
+            ("logs", SelectionConfig(validation=str(tmp_path / "no_clicks.csv"), max_epochs=1)),
+            ("days", SelectionConfig(validation_days=1, max_epochs=1))):
+        config = training.TrainConfig(
+            train=small_world["train"] if name == "logs" else f"{logs}/*",
+            stats=small_world["stats"], model=ModelConfig("single_ctr"), batch_size=256, seed=3,
+            progress="none", selection=window)
+        with pytest.raises(InputError, match=re.escape(
+                f"the validation window has {len(frame):,} rows and no click, so "
+                "--early_stopping_metric=auc_ctr is undefined there")):
+            training.train_and_evaluate(config, str(tmp_path / name))
+        assert not (tmp_path / name).exists()  # refused before anything is written
+    # The click log loss is defined without clicks: not refused.
+    selection.check_validation_clicks(
+        SelectionConfig(validation_days=1, early_stopping_metric="logloss_ctr"),
+        ModelConfig("single_ctr"), rows=10, clicks=0)
+
+
+def test_validation_logs_of_clicks_only_are_refused_at_the_first_validation(small_world,
+                                                                            tmp_path):
+    # Page-view logs (every row a click) leave the click AUC undefined: the run says so at its
+    # first validation, with the logs' counts, instead of ending without a best checkpoint.
+    day = sorted(glob.glob(small_world["eval"]))[0]
+    frame = pd.read_csv(day, dtype=str, keep_default_na=False)
+    frame["click"], frame["dwell_time"] = "1", "30.0"
+    frame.to_csv(tmp_path / "all_clicks.csv", index=False)
     config = training.TrainConfig(
         train=small_world["train"], stats=small_world["stats"], model=ModelConfig("single_ctr"),
         batch_size=256, seed=3, progress="none",
-        selection=SelectionConfig(validation=str(tmp_path / "no_clicks.csv"), validate_every=4,
+        selection=SelectionConfig(validation=str(tmp_path / "all_clicks.csv"), validate_every=4,
                                   max_epochs=1))
     with pytest.raises(InputError, match=re.escape(
             f"--early_stopping_metric=auc_ctr is undefined (NaN) on the validation logs, and no "
-            f"validation before had a value; they have {len(frame):,} rows, 0 clicks, 0 valid "
-            "reads")):
+            f"validation before had a value; they have {len(frame):,} rows, {len(frame):,} "
+            "clicks")):
         training.train_and_evaluate(config, str(tmp_path / "model"))
     assert not (tmp_path / "model").exists()  # a new model directory is removed on bad input
 
