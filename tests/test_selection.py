@@ -243,20 +243,27 @@ def stopping_config(small_world, refit):
                                   min_delta=1.0, max_epochs=3, refit=refit))
 
 
+def first_eval_day_as(small_world, path, click: str, dwell: str):
+    """The small world's first evaluation day with every row's click and dwell_time set so,
+    written to `path`; returns it as read (text columns)."""
+    day = sorted(glob.glob(small_world["eval"]))[0]
+    frame = pd.read_csv(day, dtype=str, keep_default_na=False)
+    frame["click"], frame["dwell_time"] = click, dwell
+    frame.to_csv(path, index=False)
+    return frame
+
+
 def test_a_validation_window_without_a_click_is_refused_before_training(small_world,
                                                                         tmp_path):
     # Its metrics (but the click log loss) are undefined there: the counting pass knows it
     # before an epoch is trained. As --validation logs, and as the held-out last day.
-    day = sorted(glob.glob(small_world["eval"]))[0]
-    frame = pd.read_csv(day, dtype=str, keep_default_na=False)
-    frame["click"], frame["dwell_time"] = "0", "0"
-    frame.to_csv(tmp_path / "no_clicks.csv", index=False)
+    frame = first_eval_day_as(small_world, tmp_path / "no_clicks.csv", click="0", dwell="0")
     logs = tmp_path / "train"
     logs.mkdir()
     days = sorted(glob.glob(small_world["train"]))
     for path in days[:-1]:
         shutil.copy(path, logs)
-    frame.to_csv(logs / "zz-last-day.csv", index=False)  # the eval day: after the others
+    shutil.copy(tmp_path / "no_clicks.csv", logs / "zz-last-day.csv")  # after the others
     for name, window in (
             ("logs", SelectionConfig(validation=str(tmp_path / "no_clicks.csv"), max_epochs=1)),
             ("days", SelectionConfig(validation_days=1, max_epochs=1))):
@@ -279,10 +286,8 @@ def test_validation_logs_of_clicks_only_are_refused_at_the_first_validation(smal
                                                                             tmp_path):
     # Page-view logs (every row a click) leave the click AUC undefined: the run says so at its
     # first validation, with the logs' counts, instead of ending without a best checkpoint.
-    day = sorted(glob.glob(small_world["eval"]))[0]
-    frame = pd.read_csv(day, dtype=str, keep_default_na=False)
-    frame["click"], frame["dwell_time"] = "1", "30.0"
-    frame.to_csv(tmp_path / "all_clicks.csv", index=False)
+    frame = first_eval_day_as(small_world, tmp_path / "all_clicks.csv", click="1",
+                              dwell="30.0")
     config = training.TrainConfig(
         train=small_world["train"], stats=small_world["stats"], model=ModelConfig("single_ctr"),
         batch_size=256, seed=3, progress="none",
