@@ -174,11 +174,14 @@ def window_clicks(labelled: UserDays, covered_days: set, history: UserDays,
     reached = ((history.day >= labelled.day.min() - window_days + 1)
                & (history.day <= labelled.day.max()) & ~np.isin(history.day, covered))
     held = np.isin(labelled.day, covered)
-    # One row per (user, day) on each side (history's summed), then on a day not held the
-    # larger count of the two (on a day only history has, its count).
-    past, _ = _rows(history, reached).summed()
-    partial, _ = _concat([_rows(labelled, ~held), past]).summed(np.maximum)
-    counts, _ = _concat([_rows(labelled, held), partial]).summed()
+    if held.all():  # the usual case: one sort, as no day takes the larger of two counts
+        counts, _ = _concat([labelled, _rows(history, reached)]).summed()
+    else:
+        # One row per (user, day) on each side (history's summed), then on a day not held
+        # the larger count of the two (on a day only history has, its count).
+        past, _ = _rows(history, reached).summed()
+        partial, _ = _concat([_rows(labelled, ~held), past]).summed(np.maximum)
+        counts, _ = _concat([_rows(labelled, held), partial]).summed()
     if counts.rows:
         # One int64 key per (user, day): user rank * days + day rank, over the users of
         # `counts` and the days any window asks for (ranks, not offsets: a stray far-off day

@@ -10,7 +10,7 @@ import os
 import re
 
 from core.label_rules import utc_date
-from core.labeler import t2_days_note
+from core.labeler import day_rows_of, t2_days_note
 from core.log_schema import LABEL_COLUMNS
 
 # A column named like an id: `author_id`, `ID`, `musicId`, `videoID` (not `valid`, `grid`).
@@ -101,9 +101,7 @@ def validation_window_line(file_day_rows: dict, validation_days: int) -> str:
     """What --validation_days held out: the window's UTC days and rows against the training
     days' (`file_day_rows`: {(file index, UTC day): rows} of the training input), with a note
     when the window is a sliver of a day."""
-    per_day: dict = {}
-    for (_, day), rows in file_day_rows.items():
-        per_day[day] = per_day.get(day, 0) + rows
+    per_day = day_rows_of(file_day_rows)
     days = sorted(per_day)
     cutoff = days[-1] - validation_days + 1
     held_days = [day for day in days if day >= cutoff]  # days with rows, as `kept`
