@@ -4,12 +4,14 @@
     atomic.py          outputs that appear whole or not at all
     cli.py             what every command-line tool shares (quiet TensorFlow, one-line errors)
     settings.py        config dataclass fields -> absl flags (each setting defined once)
+    phases.py          where a job's time goes (its `time:` line)
     log_schema.py      the log contract (SPEC §2): columns, types, input files, inference
     logs.py            the reader (tf.data): open_logs, read_logs, LogSource
     log_writers.py     write_csv, serialize_examples (tf.Example), write_tfrecord
     log_diagnosis.py   from a failed read to an InputError (also on Beam workers)
     label_rules.py     the label rules of SPEC §3: valid read, NDT, log dwell, dwell bins
     stats_artifact.py  the stats artifact: layout, stats.json, the typed StatsArtifact
+    data_doubts.py     what looks wrong in logs, read from their statistics (warnings)
     lookup_tables.py   static lookup tables under names no other table takes (a cluster's
                        workers outlive their chief)
     labeler.py         the in-graph Labeler (training, the label job, the online evaluation)

@@ -49,6 +49,7 @@ from typing import Mapping
 
 import numpy as np
 
+from core.data_doubts import dwell_unit_doubt
 from core.errors import InputError
 from core.label_rules import NdtFitError, NdtParams, RuleConfig, assign_bins, dwell_bin_edges, fit_ndt
 
@@ -211,128 +212,6 @@ def representative_medians(medians, edges) -> tuple[float, ...]:
 
 
 # Writing ------------------------------------------------------------------------------------------
-# A typical clicked dwell (exp(mu) of ln seconds) longer than this is not a feed's read (those
-# last seconds to minutes): dwell in milliseconds read as seconds looks so.
-DWELL_UNIT_DOUBT_SECONDS = 3600.0
-
-
-def dwell_unit_doubt(mu: float) -> str | None:
-    """What to tell a user whose clicked rows' typical dwell, exp(`mu`) with `mu` the mean ln
-    dwell in seconds, is over an hour (`DWELL_UNIT_DOUBT_SECONDS`); None otherwise."""
-    typical = float(np.exp(mu))
-    if not typical > DWELL_UNIT_DOUBT_SECONDS:  # NaN too
-        return None
-    return (f"the clicked rows' typical dwell is exp(mu) = {typical:,.0f} s "
-            f"({typical / 3600:.1f} h), and dwell_time is read as seconds (SPEC §2): if it is in "
-            "milliseconds, divide it by 1000")
-
-
-# A share of clicks with dwell 0 above this is more than a feed's instant bounces: likely dwell
-# "unknown" written as 0.
-ZERO_DWELL_DOUBT_SHARE = 0.05
-
-
-# A numeric feature negative on more than this share of the rows loses that part: the transform
-# reads max(x, 0) (SPEC §2).
-NEGATIVE_DOUBT_SHARE = 0.05
-
-
-# A numeric feature whose deviation is less than this share of its mean (above 1) is large
-# against its spread (a date written 20220408, a year, unix seconds): its log1p barely varies,
-# so the default transform reads it as a few float32 steps, or as a constant, and a missing
-# value (0) thousands of deviations away.
-LARGE_MEAN_DOUBT = 1e-3
-
-
-# The longest dwell bin's median above this (seconds): its clicks are pages left open (idle
-# tabs), not reads, in an article feed; they set the top bins, and the expected dwell that a
-# dwell-bin model serves (sum of bin probability x bin value) is weighed by them.
-LONG_TOP_BIN_DOUBT = 3600.0
-
-
-# A numeric feature that is 0 on every unclicked row but not on clicked ones is an outcome of the
-# click (a like, a share, a play time): as a feature it hands the model its label. Named when
-# at least this many unclicked rows would be non-zero were it independent of the click.
-OUTCOME_DOUBT_EXPECTED_ROWS = 20
-
-
-def data_doubts(stats: dict) -> list[str]:
-    """What looks wrong in logs whose statistics are `stats` (stats.json's content), each a
-    sentence for the user; the job still writes the artifact. Dwell too long for seconds
-    (`dwell_unit_doubt`) or below the valid-read floor (minutes read as seconds), many clicks
-    with dwell 0 (unknown dwell written as 0), a longest dwell bin of idle tabs (its median
-    above an hour), a numeric feature column that only clicked rows
-    have (an outcome of the click), one often negative (read as 0), or one large against its
-    spread (a date, a year: its log1p barely varies)."""
-    doubts = []
-    mu, rules = stats["mu"], stats["rules"]
-    long_doubt = dwell_unit_doubt(mu)
-    if long_doubt:
-        doubts.append(long_doubt)
-    typical, floor = float(np.exp(mu)), float(rules["min_dwell"])
-    if typical < floor:
-        doubts.append(f"the clicked rows' typical dwell is exp(mu) = {typical:.2f} s, below the "
-                      f"valid-read floor --min_dwell={floor:g} s, so most clicks can never be "
-                      "valid reads: dwell_time is read as seconds (SPEC §2); if it is in "
-                      "minutes, multiply it by 60")
-    medians, edges = stats.get("dwell_bin_medians") or [], stats.get("dwell_bin_edges") or []
-    top = medians[-1] if medians else None  # None: an empty bin (given --bin_edges)
-    if not long_doubt and top is not None and top > LONG_TOP_BIN_DOUBT:
-        doubts.append(f"the longest dwell bin's median is {top:,.0f} s ({top / 3600:.1f} h; "
-                      f"it holds the clicks from {edges[-2]:,.0f} s on): if those clicks are "
-                      "pages left open "
-                      "(idle tabs) rather than reads, they set the top bins, and the expected "
-                      "dwell a dwell-bin model serves (bin probabilities x bin values) is "
-                      "weighed by them; cap dwell_time in the logs (at the longest plausible "
-                      "read) before this job")
-    zero = stats["clicks"] - stats["clicks_with_dwell"]
-    if stats["clicks"] and zero / stats["clicks"] > ZERO_DWELL_DOUBT_SHARE:
-        doubts.append(f"{zero:,} of {stats['clicks']:,} clicks ({zero / stats['clicks']:.0%}) "
-                      "have dwell 0, read as reads shorter than any other (dwell bin 0, never a "
-                      "valid read); if 0 stands for an unknown dwell, leave those rows out")
-    clicks, unclicked = stats["clicks"], stats["rows"] - stats["clicks"]
-    for name, feature in sorted(stats.get("numeric_features", {}).items()):
-        on_clicks, off_clicks = feature.get("nonzero_clicked"), feature.get("nonzero_unclicked")
-        if on_clicks is None or off_clicks != 0 or not clicks:
-            continue
-        if unclicked * on_clicks / clicks >= OUTCOME_DOUBT_EXPECTED_ROWS:
-            doubts.append(f"feature column '{name}' is 0 on all {unclicked:,} unclicked rows but "
-                          f"not on {on_clicks:,} of the {clicks:,} clicked ones: an outcome of "
-                          "the click (a like, a share, a play time) hands the model its label; "
-                          "leave it out of the logs or exclude it in the feature config "
-                          '(--feature_config: {"features": {"' + name + '": {"exclude": true}}}; '
-                          "the statistics job does not read the feature config, so this note "
-                          "stays when it does)")
-    rows = stats["rows"]
-    for name, feature in sorted(stats.get("numeric_features", {}).items()):
-        negative = feature.get("negative", 0)
-        if rows and negative / rows > NEGATIVE_DOUBT_SHARE:
-            doubts.append(f"feature column '{name}' is negative on {negative:,} of {rows:,} rows "
-                          f"({negative / rows:.1%}): a numeric feature is log1p of its "
-                          "non-negative part (SPEC §2), so all of those read as 0; standardize it "
-                          'instead in the feature config ({"features": {"' + name + '": '
-                          '{"transform": "standardize"}}}), or make it categorical there '
-                          '({"type": "categorical"})')
-    for name, feature in sorted(stats.get("numeric_features", {}).items()):
-        mean, std = feature.get("mean"), feature.get("std")
-        raw_mean, raw_std = feature.get("raw_mean"), feature.get("raw_std")
-        # A rare flag (1 on one row in millions) has a tiny log1p spread too, but no large mean.
-        if raw_mean is None or not raw_std or not (
-                raw_mean > 1 and raw_std < LARGE_MEAN_DOUBT * raw_mean):
-            continue
-        read_as = ("a constant" if std <= float(np.finfo(np.float32).eps) * max(1.0, abs(mean))
-                   else "a few float32 steps (so a row's served score may differ with the "
-                   "batch it is scored in, by float32 rounding)")
-        doubts.append(f"feature column '{name}' varies by {raw_std:.4g} around {raw_mean:.10g} "
-                      f"but its log1p only by {std:.2g} around {mean:.4g}: the default transform "
-                      f"(log1p, standardized) reads it as {read_as}, and a missing value (0) "
-                      f"as {abs(mean) / max(std, 1e-300):.2g} deviations away; standardize it "
-                      'instead in the feature config ({"features": {"' + name + '": '
-                      '{"transform": "standardize"}}}, with a typical "default"), or make it '
-                      'categorical ({"type": "categorical"}) if it is a date or a code')
-    return doubts
-
-
 # Distinct values counted per string or integer feature column, at most: enough to tell a
 # column's hash buckets (1,024 by default) too few, in bounded memory per worker.
 DISTINCT_VALUES_CAP = 1 << 16

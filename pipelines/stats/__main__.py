@@ -18,7 +18,7 @@ import time
 
 from absl import flags
 
-from core import cli, label_rules, settings, stats_artifact  # cli first: it quiets TensorFlow
+from core import cli, data_doubts, label_rules, settings  # cli first: it quiets TensorFlow
 from pipelines.stats import statistics
 
 FLAGS = flags.FLAGS
@@ -57,7 +57,7 @@ def main(argv):
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: "
               f"{stats['unclicked_dwell_treated_as_zero']:,}")
-    for doubt in stats_artifact.data_doubts(stats):
+    for doubt in data_doubts.data_doubts(stats):
         cli.warn(doubt)
 
 

@@ -1,0 +1,93 @@
+"""The stats job's doubts about logs (core.data_doubts): each starts at its stated threshold
+and names its remedy; the values at the thresholds are computed by hand."""
+
+import numpy as np
+
+from core import data_doubts
+
+
+def test_a_dwell_unit_doubt_starts_past_an_hour_of_typical_dwell():
+    # exp(mu) = 3600 s is none, 3601 s is one.
+    assert data_doubts.dwell_unit_doubt(np.log(3600.0)) is None
+    assert "exp(mu) = 3,601 s (1.0 h)" in data_doubts.dwell_unit_doubt(np.log(3601.0))
+    assert data_doubts.dwell_unit_doubt(float("nan")) is None
+
+
+def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds():
+    def doubts(mu=np.log(60.0), rows=1000, clicks=100, clicks_with_dwell=100, min_dwell=5.0):
+        return data_doubts.data_doubts({"mu": mu, "rows": rows, "clicks": clicks,
+                                        "clicks_with_dwell": clicks_with_dwell,
+                                        "rules": {"min_dwell": min_dwell}})
+
+    assert doubts() == []
+    # Minutes: exp(mu) below the floor (5.001 s: none; 4.99 s: one).
+    assert doubts(mu=np.log(5.001)) == []
+    [minutes] = doubts(mu=np.log(4.99))
+    assert "exp(mu) = 4.99 s, below the valid-read floor --min_dwell=5 s" in minutes
+    assert "if it is in minutes, multiply it by 60" in minutes
+    assert doubts(mu=np.log(2.0), min_dwell=1.0) == []
+    # Dwell 0 on clicks: 5 of 100 (5 %) is none, 6 of 100 one.
+    assert doubts(clicks_with_dwell=95) == []
+    [zero] = doubts(clicks_with_dwell=94)
+    assert zero.startswith("6 of 100 clicks (6%) have dwell 0")
+    # Milliseconds with dwell 0 on half the clicks: both named, each once.
+    assert len(doubts(mu=np.log(4000.0), clicks_with_dwell=50)) == 2
+
+    def outcome(on_clicks, off_clicks, rows=1000, clicks=100):
+        stats = {"mu": np.log(60.0), "rows": rows, "clicks": clicks, "clicks_with_dwell": clicks,
+                 "rules": {"min_dwell": 5.0},
+                 "numeric_features": {"is_like": {"mean": 0.1, "std": 0.3,
+                                                  "nonzero_clicked": on_clicks,
+                                                  "nonzero_unclicked": off_clicks}}}
+        return data_doubts.data_doubts(stats)
+
+    # 900 unclicked rows; a feature on 3 of 100 clicks would be on 27 of them if independent
+    # (>= 20: named), on 2 of 100 on 18 (not named); one unclicked row with it clears it.
+    [like] = outcome(3, 0)
+    assert like.startswith("feature column 'is_like' is 0 on all 900 unclicked rows but not on "
+                           "3 of the 100 clicked ones")
+    assert '{"features": {"is_like": {"exclude": true}}}' in like
+    assert outcome(2, 0) == [] and outcome(3, 1) == []
+
+    def negative(rows_below_zero):
+        stats = {"mu": np.log(60.0), "rows": 1000, "clicks": 100, "clicks_with_dwell": 100,
+                 "rules": {"min_dwell": 5.0},
+                 "numeric_features": {"delta": {"mean": 0.1, "std": 0.3, "negative":
+                                                rows_below_zero}}}
+        return data_doubts.data_doubts(stats)
+
+    # Negative on 50 of 1,000 rows (5 %): none; on 51, one.
+    assert negative(50) == []
+    [delta] = negative(51)
+    assert delta.startswith("feature column 'delta' is negative on 51 of 1,000 rows (5.1%): ")
+    assert '{"features": {"delta": {"transform": "standardize"}}}' in delta
+    assert '({"type": "categorical"})' in delta
+
+    def large(values):
+        values = np.asarray(values, float)
+        log = np.log1p(values)
+        stats = {"mu": np.log(60.0), "rows": 1000, "clicks": 100, "clicks_with_dwell": 100,
+                 "rules": {"min_dwell": 5.0},
+                 "numeric_features": {"date": {
+                     "mean": float(log.mean()), "std": float(log.std()),
+                     "raw_mean": float(values.mean()), "raw_std": float(values.std())}}}
+        return data_doubts.data_doubts(stats)
+
+    # A date written 20220408: its log1p deviates by 5.5e-8 around 16.82, below float32's
+    # resolution there (16.82 x 1.19e-7 = 2.0e-6): read as a constant.
+    [date] = large([20220408, 20220409, 20220410, 20220411])
+    assert date.startswith("feature column 'date' varies by 1.118 around 20220409.5 but its "
+                           "log1p only by 5.5e-08 around 16.82: the default transform (log1p, "
+                           "standardized) reads it as a constant, and a missing value (0) as "
+                           "3e+08 deviations away")
+    assert '{"features": {"date": {"transform": "standardize"}}}' in date
+    # A year: 1.4e-3 / 7.61 = 1.9e-4 of its mean, above float32's resolution: coarse steps.
+    [year] = large([2019, 2020, 2021, 2022, 2023])
+    assert "reads it as a few float32 steps" in year
+    # A play time in ms, a constant column, a rare flag (1 on one row in 2 million: its log1p
+    # barely varies too, but around 0) and an almost-always-1 flag: none.
+    assert large([1200, 35000, 8000, 260000]) == [] and large([5, 5, 5]) == []
+    assert large([0] * 1_999_999 + [1]) == [] and large([1] * 1_999_999 + [0]) == []
+    # Unix seconds over ten days (spread 2.5e5 around 1.77e9: 1.4e-4 of it): coarse steps.
+    [seconds] = large(np.linspace(1767571200, 1767571200 + 864_000, 1001))
+    assert "reads it as a few float32 steps" in seconds
