@@ -14,12 +14,14 @@ import numpy as np
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """Area under the ROC curve of binary `labels` [n] ranked by `scores` [n]; ties count one
-    half (the Mann-Whitney statistic). NaN when only one class is present."""
+    half (the Mann-Whitney statistic). NaN when only one class is present, or when a score is
+    NaN (a diverged model: sorting would rank NaNs as one tie above every number, and
+    scikit-learn refuses them)."""
     labels = np.asarray(labels).astype(bool).ravel()
     scores = np.asarray(scores, float).ravel()
     positives = int(labels.sum())
     negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
+    if positives == 0 or negatives == 0 or np.isnan(scores).any():
         return float("nan")
     order = np.argsort(scores, kind="mergesort")
     ranks = np.empty(len(scores), float)

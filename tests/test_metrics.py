@@ -23,6 +23,16 @@ def test_auc_equals_sklearn_with_and_without_ties(rng):
     assert np.isnan(metrics.auc([1, 1], [0.2, 0.3]))
 
 
+def test_the_auc_of_a_diverged_model_is_undefined_not_a_number_between_0_and_1():
+    # NaN scores (outputs past float range): scikit-learn refuses them; sorting would rank the
+    # NaNs as one tie above every number (here an AUC of 1.0, and 0.5 with every score NaN).
+    labels, scores = [0, 0, 1, 1], [0.1, 0.4, np.nan, np.nan]
+    with pytest.raises(ValueError):
+        sk.roc_auc_score(labels, scores)
+    assert np.isnan(metrics.auc(labels, scores))
+    assert np.isnan(metrics.auc(labels, [np.nan] * 4))
+
+
 def test_logloss_equals_sklearn(rng):
     labels = (rng.random(3000) < 0.3).astype(int)
     probs = np.clip(rng.beta(2, 5, 3000), 1e-6, 1 - 1e-6)
