@@ -49,8 +49,8 @@ class ExportResult:
 
 def load_trained(model_dir: str):
     """(RankingModel with the weights to serve, config.json contents): with a validation
-    window (`ranking.selection`), the refit checkpoint's, else the best one's; without one, the
-    newest checkpoint's."""
+    window (`ranking.selection`), the refit checkpoint's, else the best one's (InputError before
+    its first validation); without a validation window, the newest checkpoint's."""
     import tensorflow as tf
 
     description = model_dir_lib.load_model_description(model_dir)
@@ -62,6 +62,13 @@ def load_trained(model_dir: str):
         raise InputError(f"{model_dir} has no checkpoint yet: train it first "
                          "(python -m ranking.train)")
     served = selection.served_checkpoint(model_dir)
+    chosen = description["training"].get("selection") or {}
+    if served is None and (chosen.get("validation") or chosen.get("validation_days")):
+        # Its newest weights are not a selected model: training has not validated yet.
+        raise InputError(f"{model_dir} was trained with a validation window but has no best "
+                         "checkpoint yet (its training has not reached a validation: still in "
+                         "its first epoch, or stopped before it): export it once ranking.train "
+                         "has finished", file=os.path.join(model_dir, selection.BEST_DIR))
     checkpoint = tf.train.Checkpoint(model=model)
     if served is not None:
         model_dir_lib.read_checkpoint(checkpoint, served)

@@ -357,13 +357,32 @@ def write_final(model_dir: str, model, summary: dict) -> None:
 
 
 def read_final(model_dir: str) -> dict | None:
-    """final.json of `model_dir` (with the refit checkpoint), or None without one."""
+    """final.json of `model_dir` (with the refit checkpoint), or None without one, or when it
+    is the refit of an earlier best checkpoint than best.json's (the run trained on after it,
+    e.g. resumed with a larger --max_epochs: that refit is not the selected model's)."""
     path = os.path.join(model_dir, FINAL_JSON)
     if not os.path.isfile(path) or not os.path.exists(
             os.path.join(model_dir, FINAL_DIR, "model.index")):
         return None
     with open(path) as handle:
-        return json.load(handle)
+        final = json.load(handle)
+    best = os.path.join(model_dir, BEST_JSON)
+    if not os.path.isfile(best):
+        return None
+    with open(best) as handle:
+        if json.load(handle).get("step") != final.get("from_step"):
+            return None
+    return final
+
+
+def remove_final(model_dir: str) -> None:
+    """Removes a refit checkpoint (`final/`, final.json) that a run with --refit=none must not
+    serve: one left by an earlier run of the model directory with the default refit pass.
+    final.json goes first, so a run killed in between leaves no final.json to read."""
+    path = os.path.join(model_dir, FINAL_JSON)
+    if os.path.exists(path):
+        os.remove(path)
+    shutil.rmtree(os.path.join(model_dir, FINAL_DIR), ignore_errors=True)
 
 
 def served_checkpoint(model_dir: str) -> str | None:

@@ -300,6 +300,11 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         _say(f"{model_dir} has this model's config.json but no checkpoint: starting at step 0")
     if run.validator is not None:
         run.validator.resume()
+        if chief and run.validator.selection.stopped:
+            best = run.validator.selection.summary()
+            _say(f"early stopping ended this run's training at step {int(run.global_step)} "
+                 f"(best step {best['step']}): nothing more is trained, whatever --patience "
+                 "or --max_epochs say now (a new --model_dir trains afresh)")
 
     if single_process and _uses_train_cache(
             config, run.rows_per_file, run.validator is not None, int(run.epoch),
@@ -328,6 +333,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         with phases("refit"):
             loops.refit_on_validation(run, say)  # with the served head (--orca_serve)
     elif run.validator is not None:
+        if chief:  # --refit=none serves best/, not a refit pass an earlier run made here
+            selection.remove_final(model_dir)
         loops.serve_best_with_head(run, say)
     training_seconds = time.perf_counter() - started
     if not chief:  # its checkpoints were only written for the collective ops' sake

@@ -2,6 +2,7 @@
 validation window by days, the best checkpoint in evaluation and export, the quality gate, and
 regularization's penalties by hand."""
 
+import dataclasses
 import glob
 import gzip
 import json
@@ -335,7 +336,7 @@ def test_the_best_checkpoint_is_evaluated_and_exported_not_the_last(small_world,
 
 
 def test_refit_trains_the_best_checkpoint_one_pass_over_the_validation_day(small_world,
-                                                                           tmp_path):
+                                                                           tmp_path, capsys):
     """--refit=validation (the default): from the best checkpoint, one pass over every row of
     the held-out day (counted here with pandas); that model is evaluated and exported."""
     import glob
@@ -353,6 +354,59 @@ def test_refit_trains_the_best_checkpoint_one_pass_over_the_validation_day(small
     # Not the best checkpoint's weights: the pass moved them.
     tf.train.Checkpoint(model=model).read(os.path.join(model_dir, "best", "model")).expect_partial()
     assert np.max(np.abs(exported - model.network(inputs)["ctr"].numpy())) > 1e-4
+
+    # Started again with --refit=none: the refit pass is not served any more (its final/ and
+    # final.json removed); evaluation and export are the best checkpoint's, as in a fresh
+    # --refit=none run (the test above).
+    capsys.readouterr()
+    again = training.train_and_evaluate(stopping_config(small_world, "none"), model_dir)
+    assert again["refit"] is None and again["selected_step"] == 4
+    assert ("early stopping ended this run's training at step 12 (best step 4): nothing more "
+            "is trained" in capsys.readouterr().out)
+    assert not os.path.exists(os.path.join(model_dir, "final"))
+    assert not os.path.exists(os.path.join(model_dir, "final.json"))
+    assert again["auc_ctr"] != metrics["auc_ctr"]
+    best_model, best_inputs, best_exported = export_and_compare(small_world, model_dir,
+                                                                tmp_path / "again")
+    tf.train.Checkpoint(model=best_model).read(
+        os.path.join(model_dir, "best", "model")).expect_partial()
+    np.testing.assert_allclose(best_exported, best_model.network(best_inputs)["ctr"].numpy(),
+                               rtol=1e-6)
+
+
+def test_a_refit_of_an_earlier_best_is_not_served(tmp_path):
+    """final/ serves only while final.json's from_step is best.json's step (a run resumed with
+    a larger --max_epochs may find a later best after its refit pass)."""
+    model_dir = tmp_path / "model"
+    (model_dir / "final").mkdir(parents=True)
+    (model_dir / "best").mkdir()
+    (model_dir / "final" / "model.index").write_text("")
+    (model_dir / "best" / "model.index").write_text("")
+    (model_dir / "final.json").write_text(json.dumps({"from_step": 36, "steps": 4}))
+    (model_dir / "best.json").write_text(json.dumps({"step": 36, "epoch": 1}))
+    assert selection.read_final(str(model_dir)) == {"from_step": 36, "steps": 4}
+    assert selection.served_checkpoint(str(model_dir)) == str(model_dir / "final" / "model")
+    (model_dir / "best.json").write_text(json.dumps({"step": 56, "epoch": 2}))
+    assert selection.read_final(str(model_dir)) is None
+    assert selection.served_checkpoint(str(model_dir)) == str(model_dir / "best" / "model")
+    selection.remove_final(str(model_dir))
+    assert not (model_dir / "final").exists() and not (model_dir / "final.json").exists()
+    selection.remove_final(str(model_dir))  # nothing to remove: no error
+
+
+def test_a_model_trained_with_validation_but_not_yet_validated_is_not_exported(small_world,
+                                                                              tmp_path):
+    """Its newest rolling checkpoint is not a selected model: export refuses it, naming best/."""
+    model_dir = str(tmp_path / "model")
+    training.train_and_evaluate(dataclasses.replace(
+        stopping_config(small_world, "none"), eval=None), model_dir)
+    shutil.rmtree(os.path.join(model_dir, "best"))  # as before the first validation
+    os.remove(os.path.join(model_dir, "best.json"))
+    with pytest.raises(InputError, match="was trained with a validation window but has no best "
+                       "checkpoint yet") as refused:
+        exporter.export_saved_model(model_dir, str(tmp_path / "serving"))
+    assert refused.value.file == os.path.join(model_dir, "best")
+    assert not os.path.exists(tmp_path / "serving" / "1")
 
 
 @pytest.fixture(scope="module")
