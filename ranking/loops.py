@@ -257,10 +257,12 @@ def refit_on_validation(run, say) -> dict:
     from ranking import orca, selection
 
     config, model_dir = run.config, run.model_dir
-    summary = run.validator.selection.summary()
+    # What best/ holds (best.json; the selection state's best but after a kill between best/
+    # and the checkpoint that records it), so final.json names the weights the pass starts from.
+    summary = selection.read_best(model_dir) or run.validator.selection.summary()
     done = selection.read_final(model_dir)
-    if done is not None and done.get("from_step") == summary["step"]:
-        return done  # a finished run started again: its pass is made already
+    if done is not None:
+        return done  # a finished run started again: the pass of this best/ is made already
     best = selection.require_best_checkpoint(model_dir)
     model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=run.model), best)
     # The pass trains as training did, with the debiased head (a best/ that --refit=none

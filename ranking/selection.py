@@ -366,13 +366,19 @@ def read_final(model_dir: str) -> dict | None:
         return None
     with open(path) as handle:
         final = json.load(handle)
-    best = os.path.join(model_dir, BEST_JSON)
-    if not os.path.isfile(best):
+    best = read_best(model_dir)
+    if best is None or best.get("step") != final.get("from_step"):
         return None
-    with open(best) as handle:
-        if json.load(handle).get("step") != final.get("from_step"):
-            return None
     return final
+
+
+def read_best(model_dir: str) -> dict | None:
+    """best.json of `model_dir` (what best/ holds: step, epoch, metric, value), or None."""
+    path = os.path.join(model_dir, BEST_JSON)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
 
 
 def remove_final(model_dir: str) -> None:
