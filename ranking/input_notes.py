@@ -119,12 +119,16 @@ def validation_window_line(file_day_rows: dict, validation_days: int) -> str:
     return line
 
 
-def input_overlap_notes(train_files, held_out: dict) -> list[str]:
+def input_overlap_notes(train_files, held_out: dict, window_files=(),
+                        window_trained: bool = False) -> list[str]:
     """Notes for held-out logs whose files are training files too (the same real path; files
     as `LogFile`s): `train_files`, the files trained on (after a --validation_days split, those
-    with training rows); `held_out`, {flag: files} of --eval and --validation. Their metrics
-    then measure rows the model trained on."""
+    with training rows); `window_files`, those of the --validation_days window, which selection
+    chose on (and, `window_trained`, the refit pass trained on); `held_out`, {flag: files} of
+    --eval and --validation. Their metrics then measure rows the model trained (or was
+    selected) on."""
     train = {os.path.realpath(f.path) for f in train_files}
+    window = {os.path.realpath(f.path) for f in window_files} - train
     notes = []
     for flag, files in held_out.items():
         shared = [f.path for f in files if os.path.realpath(f.path) in train]
@@ -132,7 +136,32 @@ def input_overlap_notes(train_files, held_out: dict) -> list[str]:
             notes.append(f"note: {len(shared)} {flag} file(s) are --train files too ({shared[0]}"
                          f"{', ...' if len(shared) > 1 else ''}): their metrics measure rows the "
                          "model trained on")
+        shared = [f.path for f in files if os.path.realpath(f.path) in window]
+        if shared:
+            notes.append(f"note: {len(shared)} {flag} file(s) are in --train's validation window "
+                         f"({shared[0]}{', ...' if len(shared) > 1 else ''}): their metrics "
+                         "measure rows the model was selected on"
+                         + (" and the refit pass trained on" if window_trained else ""))
     return notes
+
+
+def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict) -> str | None:
+    """A note when held-out logs (`flag`; `day_rows`, {UTC day: rows}) hold rows of days before
+    the training logs' last UTC day (`train_day_rows`, the same for --train, its validation
+    window included): held-out logs are later days than the training logs, and rows of earlier
+    days evaluate on the past the model learned from. (The last training day itself is not
+    noted: logs cut at a local midnight share it with the next logs.)"""
+    if not train_day_rows or not day_rows:
+        return None
+    last = max(train_day_rows)
+    earlier = sorted(day for day in day_rows if day < last)
+    if not earlier:
+        return None
+    rows = sum(day_rows[day] for day in earlier)
+    return (f"note: {rows:,} {flag} rows fall on {len(earlier)} UTC day(s) before --train's last "
+            f"({utc_date(earlier[0])}{' to ' + utc_date(earlier[-1]) if len(earlier) > 1 else ''}"
+            f"; --train ends {utc_date(last)}): held-out logs should be later days than the "
+            "training logs")
 
 
 def input_lines(config, inputs) -> list[str]:
@@ -146,12 +175,22 @@ def input_lines(config, inputs) -> list[str]:
                                             config.selection.validation_days))
     order = input_order_note([f.path for f in inputs.train.files], inputs.rows_per_file,
                              config.shuffle_buffer)
-    held_out = {}
+    held_out, counted = {}, {}
     if inputs.evaluation is not None:
         held_out["--eval"] = inputs.evaluation[0].files
+        counted["--eval"] = inputs.evaluation[1]
+    window_files = ()
     if inputs.validation is not None and config.selection.validation:
         held_out["--validation"] = inputs.validation[0].files
+        counted["--validation"] = inputs.validation[1]
+    elif inputs.validation is not None:  # the --validation_days window of --train's files
+        window_files = inputs.validation[0].files
+    overlap = input_overlap_notes(inputs.train.files, held_out, window_files,
+                                  config.selection.refit == "validation")
+    train_days = day_rows_of(inputs.labeler.file_day_rows or {})
+    earlier = [note for flag, labeler in counted.items()
+               if (note := earlier_days_note(train_days, flag,
+                                             day_rows_of(labeler.file_day_rows or {})))]
     t2_notes = [f"note: {what} logs: {note}" for what, labeler in inputs.labellers()
                 if (note := t2_days_note(labeler.t2_days_from_artifact))]
-    return (lines + ([order] if order else [])
-            + input_overlap_notes(inputs.train.files, held_out) + t2_notes)
+    return lines + ([order] if order else []) + overlap + earlier + t2_notes

@@ -83,7 +83,8 @@ class TrainConfig:
         "by side, the faster on few cores for these small matmuls (core/threads.py); set "
         "before TensorFlow starts.")
     progress: str = setting("auto", "Keras progress bars (auto: on a terminal), one line per "
-                            "epoch, or nothing.", choices=("auto", "bar", "epoch", "none"))
+                            "epoch, or none (notes on the input and the evaluation are "
+                            "printed either way).", choices=("auto", "bar", "epoch", "none"))
     metabalance: MetaBalanceConfig = MetaBalanceConfig()
     selection: SelectionConfig = SelectionConfig()
 
@@ -230,7 +231,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             config_path=config.feature_config, embedding_dim=config.embedding_dim)
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
-        if chief and config.progress != "none":
+        if chief:  # notes on the input, under --progress=none too (it quiets progress)
             for note in (input_notes.label_column_notes(train_schema, artifact.rules)
                          + input_notes.numeric_id_notes(spec)
                          + input_notes.id_bucket_notes(spec, artifact.clicked_users,
@@ -357,10 +358,10 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers
     """Makes or checks the model directory (the chief) or checks it (another task); says what
     --allow_unclicked_dwell treated as 0 and the input's notes (`input_notes.input_lines`);
     returns whether the run resumes."""
-    if config.allow_unclicked_dwell and config.progress != "none" and chief:
+    if config.allow_unclicked_dwell and chief:
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
             f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
-    if config.progress != "none" and chief:
+    if chief:
         for line in input_notes.input_lines(config, inputs):
             _say(line)
     description["training"]["input_workers"] = workers
@@ -369,7 +370,7 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers
         return True
     note = model_dir_lib.layout_change(model_dir, description)
     resuming = model_dir_lib.prepare(model_dir, description)
-    if note and resuming and config.progress != "none":
+    if note and resuming:
         _say(note)
     return resuming
 

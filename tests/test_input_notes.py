@@ -70,6 +70,41 @@ def test_held_out_files_that_are_training_files_are_noted(tmp_path):
         "measure rows the model trained on"]
 
 
+def test_held_out_files_in_the_validation_window_are_noted(tmp_path):
+    from core.log_schema import LogFile
+
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (tmp_path / name).write_text("user_id\n")
+    a, b, c = (LogFile(str(tmp_path / n), "csv", False) for n in ("a.csv", "b.csv", "c.csv"))
+    # b holds the last day (the --validation_days window); a file with both training and
+    # window rows (a) is noted as a training file only.
+    assert input_notes.input_overlap_notes([a], {"--eval": [c]}, [a, b], True) == []
+    assert input_notes.input_overlap_notes([a], {"--eval": [b, c]}, [a, b], True) == [
+        f"note: 1 --eval file(s) are in --train's validation window ({b.path}): their metrics "
+        "measure rows the model was selected on and the refit pass trained on"]
+    assert input_notes.input_overlap_notes([a], {"--eval": [a, b]}, [a, b], False) == [
+        f"note: 1 --eval file(s) are --train files too ({a.path}): their metrics measure rows "
+        "the model trained on",
+        f"note: 1 --eval file(s) are in --train's validation window ({b.path}): their metrics "
+        "measure rows the model was selected on"]
+
+
+def test_held_out_rows_of_days_before_the_training_logs_last_are_noted():
+    train = {DAY: 1000, DAY + 1: 1000, DAY + 2: 800}
+    # The next days, and a sliver of --train's last day (logs cut at a local midnight): none.
+    assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 120, DAY + 3: 900}) is None
+    assert input_notes.earlier_days_note(train, "--eval", {}) is None
+    assert input_notes.earlier_days_note({}, "--eval", {DAY: 5}) is None
+    assert input_notes.earlier_days_note(train, "--eval", {DAY + 1: 7, DAY + 2: 800,
+                                                           DAY + 3: 900}) == (
+        "note: 7 --eval rows fall on 1 UTC day(s) before --train's last (2024-10-05; --train "
+        "ends 2024-10-06): held-out logs should be later days than the training logs")
+    assert input_notes.earlier_days_note(train, "--validation", {DAY: 3, DAY + 1: 4}) == (
+        "note: 7 --validation rows fall on 2 UTC day(s) before --train's last (2024-10-04 to "
+        "2024-10-05; --train ends 2024-10-06): held-out logs should be later days than the "
+        "training logs")
+
+
 def test_ids_beyond_their_hash_buckets_are_noted():
     import math
 

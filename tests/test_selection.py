@@ -374,6 +374,27 @@ def test_refit_trains_the_best_checkpoint_one_pass_over_the_validation_day(small
                                rtol=1e-6)
 
 
+def test_eval_logs_of_training_days_are_noted_under_progress_none(small_world, tmp_path,
+                                                                  capsys):
+    """--eval given the first training day and the validation window's day: training says so
+    (under --progress=none too), naming the refit pass; the day note counts the first day's
+    rows (pandas)."""
+    days = sorted(glob.glob(small_world["train"]))
+    first, last = days[0], days[-1]
+    config = dataclasses.replace(stopping_config(small_world, "validation"),
+                                 eval=f"{first},{last}")
+    config = dataclasses.replace(config, selection=dataclasses.replace(
+        config.selection, max_epochs=1, patience=1))
+    capsys.readouterr()
+    training.train_and_evaluate(config, str(tmp_path / "model"))
+    out = capsys.readouterr().out
+    assert (f"note: 1 --eval file(s) are --train files too ({first}): their metrics measure "
+            "rows the model trained on") in out
+    assert (f"note: 1 --eval file(s) are in --train's validation window ({last}): their "
+            "metrics measure rows the model was selected on and the refit pass trained on") in out
+    assert f"note: {len(pd.read_csv(first)):,} --eval rows fall on 1 UTC day(s) before" in out
+
+
 def test_a_refit_of_an_earlier_best_is_not_served(tmp_path):
     """final/ serves only while final.json's from_step is best.json's step (a run resumed with
     a larger --max_epochs may find a later best after its refit pass)."""
