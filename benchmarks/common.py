@@ -4,23 +4,136 @@ logs instead of the simulator's."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shlex
 import subprocess
 import sys
+import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What a benchmark's run was trained with, beside its model directory (`train_model`).
+ARGS_FILE = "benchmark_args.json"
+_RELAYED: set[str] = set()
 
 
-def module(name: str, *args: str) -> str:
-    """Runs `python -m name args...` from the repository; exits with its stderr on failure;
-    returns its stdout."""
+def module(name: str, *args: str, label: str | None = None) -> str:
+    """Runs `python -m name args...` from the repository and returns its stdout. Its
+    `warning:` and `note:` lines are passed on to stderr (each text once a process, tagged
+    with `label`, default `name`); on failure exits with its `error:` line (else the end of
+    its stderr)."""
     env = dict(os.environ, PYTHONPATH=REPO)
     completed = subprocess.run([sys.executable, "-m", name, *args], cwd=REPO, env=env,
                                capture_output=True, text=True)
+    label = label or name
+    for line in (completed.stdout + "\n" + completed.stderr).splitlines():
+        line = line.strip()
+        if line.startswith(("warning:", "note:")) and line not in _RELAYED:
+            _RELAYED.add(line)
+            print(f"{line} [{label}]", file=sys.stderr, flush=True)
     if completed.returncode:
-        sys.exit(f"{name} {' '.join(args)} failed:\n{completed.stderr[-3000:]}")
+        errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
+        if errors:
+            sys.exit(f"error: {label}: {errors[-1][len('error:'):].strip()}")
+        sys.exit(f"error: {name} {' '.join(args)} failed (status {completed.returncode}):\n"
+                 f"{completed.stderr[-3000:]}")
     return completed.stdout
+
+
+def train_model(model_dir: str, args: list[str], label: str) -> None:
+    """Trains a benchmark's run: `python -m ranking.train args...` (`args` includes
+    --model_dir=`model_dir`), then its wall seconds and `args` beside it (`check_reused_args`)."""
+    started = time.perf_counter()
+    module("ranking.train", *args, label=label)
+    with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
+        handle.write(f"{time.perf_counter() - started:.1f}")
+    with open(os.path.join(model_dir, ARGS_FILE), "w") as handle:
+        json.dump(sorted(args), handle, indent=1)
+
+
+def check_reused_args(model_dir: str, args: list[str]) -> None:
+    """Exits when a finished run (`train_model`) was trained with other ranking.train flags
+    than `args` (the benchmark's flags changed since, e.g. --max_epochs or --project_args): a
+    table of one protocol, not two. Runs from before the file was written are not checked
+    here."""
+    path = os.path.join(model_dir, ARGS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as handle:
+        trained = json.load(handle)
+    if trained != sorted(args):
+        then = [a for a in trained if a not in args]
+        now = [a for a in sorted(args) if a not in trained]
+        sys.exit(f"error: {model_dir} was trained with {' '.join(then) or 'no such flag'}, "
+                 f"not {' '.join(now) or 'without it'}: give the benchmark a new --out (or "
+                 "remove the run) to train it again")
+
+
+def _file_statuses(globs: str) -> list | None:
+    """[[real path, bytes, mtime_ns]] of the local files of `globs` (comma-separated), sorted;
+    None when one is a URL (not checked)."""
+    statuses = []
+    for pattern in globs.split(","):
+        if "://" in pattern:
+            return None
+        for path in glob.glob(pattern):
+            status = os.stat(path)
+            statuses.append([os.path.realpath(path), int(status.st_size),
+                             int(status.st_mtime_ns)])
+    return sorted(statuses)
+
+
+def check_inputs_unchanged(directory: str, inputs: dict[str, str], made: bool) -> None:
+    """Exits when the files of `inputs` ({flag: comma-separated globs}) are not those a
+    benchmark's results in `directory` were made from under the same globs
+    (DIRECTORY/inputs.json: each file's real path, size and modification time): logs
+    rewritten in place would otherwise be credited with the old results. Other globs are left
+    to the checks that name them (`stats_of`, `check_reused_eval`). `made`: results exist
+    (without any, the record is simply written again)."""
+    path = os.path.join(directory, "inputs.json")
+    now = {flag: {"globs": globs, "files": _file_statuses(globs)}
+           for flag, globs in inputs.items()}
+    if made and os.path.exists(path):
+        with open(path) as handle:
+            before = json.load(handle)
+        for flag, record in now.items():
+            then = before.get(flag)
+            if not then or then["globs"] != record["globs"] or then["files"] == record["files"]:
+                continue
+            old = {f[0]: f for f in then["files"] or []}
+            new = {f[0]: f for f in record["files"] or []}
+            changed = sorted(set(old) ^ set(new)) or sorted(f for f in new if new[f] != old[f])
+            sys.exit(f"error: the files of --{flag}={record['globs']} changed since "
+                     f"{directory} was made from them ({', '.join(changed[:2])}"
+                     f"{', ...' if len(changed) > 2 else ''}: added, removed or rewritten): "
+                     "give the benchmark a new --out (or remove that directory)")
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "w") as handle:
+        json.dump(now, handle)
+
+
+def seeds_of(parser, text: str) -> list[int]:
+    """--seeds as integers, or exits through `parser` naming the flag."""
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        parser.error(f"--seeds={text}: comma-separated integers (e.g. 0,1,2)")
+
+
+def split_flags(parser, name: str, text: str) -> list[str]:
+    """A space-separated flags option (--stats_args, --project_args) split as a shell would,
+    or exits through `parser` naming the option."""
+    try:
+        return shlex.split(text)
+    except ValueError as error:
+        parser.error(f"--{name}={text!r}: {error} (space-separated flags, quoted as in a "
+                     "shell)")
+
+
+def mean_and_spread(mean: float, std: float, seeds: int, digits: int) -> str:
+    """A table cell: "mean ± std" over several seeds, the value alone for one."""
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if seeds > 1 else "")
 
 
 def in_process(main) -> None:
@@ -57,7 +170,7 @@ def stats_of(train: str, stats_dir: str, *extra: str) -> dict:
         with open(flags_path) as handle:
             made_with = json.load(handle)
     if stats.get("inputs") != train or made_with not in (None, list(extra)):
-        sys.exit(f"{stats_dir} holds the statistics of {stats.get('inputs')} (flags "
+        sys.exit(f"error: {stats_dir} holds the statistics of {stats.get('inputs')} (flags "
                  f"{' '.join(made_with or []) or 'none'}), not of {train} (flags "
                  f"{' '.join(extra) or 'none'}): give the benchmark a new --out (or remove "
                  "that directory)")
@@ -68,7 +181,7 @@ def check_reused_eval(model_dir: str, metrics: dict, evaluate: str) -> None:
     """Exits when a finished run's eval_metrics.json (`metrics`) was evaluated on other logs
     than `evaluate`: a table of one evaluation, not two."""
     if metrics.get("eval") != evaluate:
-        sys.exit(f"{model_dir} was evaluated on {metrics.get('eval')}, not {evaluate}: give the "
+        sys.exit(f"error: {model_dir} was evaluated on {metrics.get('eval')}, not {evaluate}: give the "
                  "benchmark a new --out (or remove the run) to train it again")
 
 

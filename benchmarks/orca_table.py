@@ -19,7 +19,10 @@ section named after NAME. `--project_args` adds ranking.train flags to every run
 figures of docs/orca.md up to 2026-12-02 were trained with TensorFlow's default threads per op,
 which `--project_args=--intra_op_threads=0` gives back (the default since is one thread per op,
 whose float sums may run in another order). A finished run trained with other threads per op or
-another refit setting than asked for is refused, not reused.
+another refit setting than asked for is refused, not reused; so is one trained with any other
+ranking.train flag (its flags are kept beside it, benchmark_args.json, since 2026-12-06), and,
+on your logs, a table whose input files changed under the same globs (OUT/NAME/inputs.json).
+The jobs' `warning:` and `note:` lines are passed on to stderr (each once, tagged with the run).
 
 Protocol: every run but the one-epoch ones holds out the last training day for validation
 (--validation_days=1), trains up to 10 epochs with early stopping and is evaluated after its
@@ -60,7 +63,6 @@ import json
 import os
 import shlex
 import sys
-import time
 
 import numpy as np
 
@@ -69,7 +71,20 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from ranking.metrics import DT_CLASS_METRICS, DT_SECONDS_METRICS, dt_gains  # noqa: E402
 
-from common import add_logs_flags, check_logs_flags, check_reused_eval, logs_summary, module, stats_of  # noqa: E402
+from common import (  # noqa: E402
+    add_logs_flags,
+    check_inputs_unchanged,
+    check_logs_flags,
+    check_reused_args,
+    check_reused_eval,
+    logs_summary,
+    mean_and_spread,
+    module,
+    seeds_of,
+    split_flags,
+    stats_of,
+    train_model,
+)
 from orca_runs import AUTHORS_STATS, DEFAULT_RUNS, POST_CLICK, RUNS  # noqa: E402
 
 CLASS_KEYS = tuple(DT_CLASS_METRICS)
@@ -96,6 +111,8 @@ def prepare(out, setting, sim_args):
 def prepare_logs(out, name, train, evaluate, stats_args=()):
     """The same for a user's logs (`--train`, `--eval`): their two stats artifacts and a
     summary of the training logs (`common.logs_summary`)."""
+    check_inputs_unchanged(os.path.join(out, name), {"train": train, "eval": evaluate},
+                           made=os.path.exists(os.path.join(out, name, "stats", "stats.json")))
     stats, project_stats = both_stats(out, name, train, stats_args)
     return train, evaluate, stats, logs_summary(project_stats, train, evaluate)
 
@@ -168,16 +185,14 @@ def train_run(out, setting, run, seed, train, evaluate, stats, project_args=(),
     wall time."""
     model_dir = os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
     metrics_path = os.path.join(model_dir, "eval_metrics.json")
+    args = [f"--model={run.preset}", f"--train={train}", f"--eval={evaluate}",
+            f"--stats={stats[run.stats]}", f"--model_dir={model_dir}", f"--seed={seed}",
+            "--progress=none", post_click, *run.protocol, *run.flags, *project_args]
     if os.path.exists(metrics_path):
         _check_reused(model_dir, run, project_args, evaluate, post_click)
+        check_reused_args(model_dir, args)
     else:
-        started = time.perf_counter()
-        module("ranking.train", f"--model={run.preset}", f"--train={train}",
-               f"--eval={evaluate}", f"--stats={stats[run.stats]}", f"--model_dir={model_dir}",
-               f"--seed={seed}", "--progress=none", post_click, *run.protocol, *run.flags,
-               *project_args)
-        with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
-            handle.write(f"{time.perf_counter() - started:.1f}")
+        train_model(model_dir, args, f"{setting} seed {seed} {run.name}")
     with open(metrics_path) as handle:
         metrics = json.load(handle)
     seconds_path = os.path.join(model_dir, "wall_seconds")
@@ -308,6 +323,12 @@ def decile_bias(results, name, seeds):
     return np.mean(bins, axis=0), np.mean(seconds, axis=0)
 
 
+def _signed(mean_std, seeds: int, digits: int, unit: str = "") -> str:
+    """A signed gain cell: "+mean unit ± std" over several seeds, "+mean unit" for one."""
+    mean, std = mean_std
+    return f"{mean:+.{digits}f}{unit}" + (f" ± {std:.{digits}f}" if seeds > 1 else "")
+
+
 def render(setting, rows, results, seeds, summary, runs):
     if summary.get("source") == "logs":
         title = f"### Logs `{setting}`"
@@ -317,7 +338,8 @@ def render(setting, rows, results, seeds, summary, runs):
         title = f"### Setting `{setting}`"
         described = (f"{summary.get('rows', 0):,} impressions, CTR "
                      f"{100 * summary.get('ctr', 0):.1f} %")
-    lines = [title, "", f"{described}; {len(seeds)} seeds (mean ± std).", "",
+    lines = [title, "", f"{described}; " + ("1 seed." if len(seeds) == 1 else
+                                            f"{len(seeds)} seeds (mean ± std)."), "",
              "| model | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]
     for run in runs:
         row, cells = rows[run.name], []
@@ -328,7 +350,7 @@ def render(setting, rows, results, seeds, summary, runs):
             mean, std = row[key]
             digits = 1 if key.endswith("seconds") or key == "epochs" else (
                 4 if key == "auc" else 3)
-            cells.append(f"{mean:.{digits}f} ± {std:.{digits}f}")
+            cells.append(mean_and_spread(mean, std, len(seeds), digits))
         lines.append(f"| {run.label} | " + " | ".join(cells) + " |")
     lines += ["", "DT gain of each ORCA row over its backbone row (relative, signed so that better "
               "is positive; paired by seed): mean over the five class metrics, over the four "
@@ -343,12 +365,11 @@ def render(setting, rows, results, seeds, summary, runs):
         if run.baseline is None or run.baseline not in rows:
             continue
         gain = dt_gain(results, run, seeds)
-        lines.append(f"| {run.label} | {labels[run.baseline]} | {gain['class'][0]:+.1f} % ± "
-                     f"{gain['class'][1]:.1f} | {gain['class_without_precision'][0]:+.1f} % ± "
-                     f"{gain['class_without_precision'][1]:.1f} | "
-                     f"{gain['all'][0]:+.1f} % ± {gain['all'][1]:.1f} | "
+        cells = [_signed(gain[key], len(seeds), digits, unit) for key, digits, unit in (
+            ("class", 1, " %"), ("class_without_precision", 1, " %"), ("all", 1, " %"))]
+        lines.append(f"| {run.label} | {labels[run.baseline]} | " + " | ".join(cells) + " | "
                      + " ".join(f"{g:+.1f}" for g in gain["per_metric"])
-                     + f" | {gain['auc'][0]:+.4f} ± {gain['auc'][1]:.4f} | "
+                     + f" | {_signed(gain['auc'], len(seeds), 4)} | "
                      + " ".join(served_head(results[run.name][s]) for s in seeds) + " |")
     lines += ["", "The collapse (Fig. 1, 4a): share of clicked test impressions predicted in each "
               "bin (argmax), the served head and, for ORCA, the raw one; the moderate-bin share "
@@ -480,19 +501,22 @@ def main():
     args = parser.parse_args()
     check_logs_flags(parser, args, {name: parser.get_default(name) for name in (
         "settings", "num_users", "num_items", "days", "sim_seed")})
-    if (args.train is None) != (args.post_click_features is None):
-        parser.error("--post_click_features names your logs' post-click features: with "
-                     "--train, and only there (the simulated worlds' are "
+    if args.train is not None and args.post_click_features is None:
+        parser.error("--post_click_features is required with --train: your logs' post-click "
+                     "features, comma-separated (ORCA masks them)")
+    if args.train is None and args.post_click_features is not None:
+        parser.error("--post_click_features is for --train (the simulated worlds' are "
                      + POST_CLICK.split("=")[1] + ")")
-    project_args = shlex.split(args.project_args)
-    out = os.path.abspath(args.out)
-    os.makedirs(out, exist_ok=True)
-    seeds = [int(s) for s in args.seeds.split(",")]
+    project_args = split_flags(parser, "project_args", args.project_args)
+    stats_args = split_flags(parser, "stats_args", args.stats_args)
+    seeds = seeds_of(parser, args.seeds)
     wanted = args.runs.split(",")
     by_name = {r.name: r for r in RUNS}
     unknown = [n for n in wanted if n not in by_name]
     if unknown:
-        sys.exit(f"unknown runs: {', '.join(unknown)} (RUNS: {', '.join(by_name)})")
+        parser.error(f"--runs: unknown run(s) {', '.join(unknown)} (RUNS: {', '.join(by_name)})")
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
     runs = [r for r in RUNS if r.name in wanted]
     # A gain needs its baseline: add the baselines not asked for.
     for run in list(runs):
@@ -516,7 +540,7 @@ def main():
     sections, everything = [], {"command": command, "settings": {}}
     for setting in names:
         prepared = (prepare(out, setting, sim_args) if args.train is None else prepare_logs(
-            out, setting, args.train, args.eval, shlex.split(args.stats_args)))
+            out, setting, args.train, args.eval, stats_args))
         results, summary = run_all(out, setting, seeds, runs, prepared, project_args,
                                    post_click)
         rows = summarize(results, seeds, runs)

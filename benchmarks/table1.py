@@ -16,6 +16,11 @@ directory stays under OUT/SETTING/PROTOCOL/models.
 On your own logs instead: `--train=GLOBS --eval=GLOBS [--name=mine --stats_args=...]` (globs as
 ranking.train's; with `selection` the training logs' last UTC day is the validation window):
 their statistics and models under OUT/NAME, the table as `table1-<name>-<protocol>`.
+
+Finished runs are reused, unless trained with other ranking.train flags (kept beside each run,
+benchmark_args.json) or, on your logs, the input files changed under the same globs
+(OUT/NAME/inputs.json): those are refused. The jobs' `warning:` and `note:` lines are passed on
+to stderr (each once, tagged with the run).
 """
 
 from __future__ import annotations
@@ -35,7 +40,20 @@ sys.path.insert(0, REPO)
 from ranking.metrics import metric_text, rel_impr  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import add_logs_flags, check_logs_flags, check_reused_eval, module, stats_of  # noqa: E402
+from common import (  # noqa: E402
+    add_logs_flags,
+    check_inputs_unchanged,
+    check_logs_flags,
+    check_reused_args,
+    check_reused_eval,
+    logs_summary,
+    mean_and_spread,
+    module,
+    seeds_of,
+    split_flags,
+    stats_of,
+    train_model,
+)
 
 RUNS = [("single_ctr", "single_ctr", []), ("ctr_logdt", "ctr_logdt", []),
         ("vr_logdt", "vr_logdt", []),
@@ -56,6 +74,10 @@ def main():
     add_logs_flags(parser)
     args = parser.parse_args()
     check_logs_flags(parser, args, {name: parser.get_default(name) for name in ("setting", "sim")})
+    stats_args = split_flags(parser, "stats_args", args.stats_args)
+    seeds = seeds_of(parser, args.seeds)
+    if args.epochs < 1 or args.max_epochs < 1 or args.batch_size < 1:
+        parser.error("--epochs, --max_epochs and --batch_size are at least 1")
     out = os.path.abspath(args.out)
     if args.train is None:
         name = args.setting
@@ -76,8 +98,10 @@ def main():
     protocol = ([f"--epochs={args.epochs}"] if args.protocol == "one_epoch" else
                 ["--validation_days=1", f"--max_epochs={args.max_epochs}"])
     stats = os.path.join(world, "stats")
-    stats_of(train, stats, *shlex.split(args.stats_args))
-    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.train is not None:
+        check_inputs_unchanged(world, {"train": train, "eval": evaluate},
+                               made=os.path.exists(os.path.join(stats, "stats.json")))
+    train_stats = stats_of(train, stats, *stats_args)
     results = {}
     for seed in seeds:
         for preset, label, extra in RUNS:
@@ -85,13 +109,14 @@ def main():
                                      f"{'-' + extra[0].split('=')[1] if extra else ''}-seed{seed}")
             started = time.perf_counter()
             reused = os.path.exists(os.path.join(model_dir, "eval_metrics.json"))
-            if not reused:
-                module("ranking.train", f"--model={preset}", f"--train={train}",
-                       f"--eval={evaluate}", f"--stats={stats}", f"--model_dir={model_dir}",
-                       f"--seed={seed}", f"--batch_size={args.batch_size}", "--progress=none",
-                       *protocol, *extra)
-                with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
-                    handle.write(f"{time.perf_counter() - started:.1f}")
+            train_args = [f"--model={preset}", f"--train={train}", f"--eval={evaluate}",
+                          f"--stats={stats}", f"--model_dir={model_dir}", f"--seed={seed}",
+                          f"--batch_size={args.batch_size}", "--progress=none", *protocol,
+                          *extra]
+            if reused:
+                check_reused_args(model_dir, train_args)
+            else:
+                train_model(model_dir, train_args, f"seed {seed} {label}")
             with open(os.path.join(model_dir, "eval_metrics.json")) as handle:
                 metrics = json.load(handle)
             if reused:
@@ -100,15 +125,24 @@ def main():
             print(f"seed {seed} {label}: auc_valid_read "
                   f"{metric_text(metrics['auc_valid_read'], 4)} "
                   f"auc_ctr {metric_text(metrics['auc_ctr'], 4)} "
-                  f"selected step {metrics.get('selected_step', metrics['global_step'])} "
-                  f"({time.perf_counter() - started:.0f} s)", flush=True)
+                  f"{'selected step' if args.protocol == 'selection' else 'steps'} "
+                  f"{metrics.get('selected_step', metrics['global_step'])} "
+                  + ("(reused)" if reused else f"({time.perf_counter() - started:.0f} s)"),
+                  flush=True)
     table = summarize(results, seeds)
     command = (f".venv/bin/python benchmarks/table1.py --out={args.out} "
                f"{source} --protocol={args.protocol} --seeds={args.seeds} "
                + (f"--epochs={args.epochs}" if args.protocol == "one_epoch"
                   else f"--max_epochs={args.max_epochs}")
                + f" --batch_size={args.batch_size}")
-    markdown = render(table, command, len(seeds))
+    if args.train is None:
+        described = f"The simulator's `{args.setting}` world ({sim})"
+    else:
+        logs = logs_summary(train_stats, train, evaluate)
+        described = (f"Logs `{name}`: training `{train}` ({logs['rows']:,} impressions, CTR "
+                     f"{100 * logs['ctr']:.1f} %), evaluation `{evaluate}`")
+    markdown = (f"### Table 1 on {name}, protocol `{args.protocol}`\n\n{described}.\n\n"
+                + render(table, command, len(seeds), args.protocol))
     table_name = f"table1-{name}-{args.protocol}"
     with open(os.path.join(out, table_name + ".md"), "w") as handle:
         handle.write(markdown)
@@ -140,13 +174,17 @@ def summarize(results, seeds):
     return rows
 
 
-def render(rows, command, seeds):
-    lines = [f"| model | valid-read AUC (mean ± std, {seeds} seeds) | RelaImpr vs single_ctr | "
-             "click AUC | selected step | per seed |", "|---|---|---|---|---|---|"]
+def render(rows, command, seeds, protocol="selection"):
+    spread = f"mean ± std, {seeds} seeds" if seeds > 1 else "1 seed"
+    steps = "selected step" if protocol == "selection" else "steps"
+    lines = [f"| model | valid-read AUC ({spread}) | RelaImpr vs single_ctr | "
+             f"click AUC | {steps} | per seed |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['auc_valid_read_mean']:.4f} ± "
-                     f"{r['auc_valid_read_std']:.4f} | {r['rel_impr_mean']:+.2f}% ± "
-                     f"{r['rel_impr_std']:.2f} | {r['auc_ctr_mean']:.4f} ± {r['auc_ctr_std']:.4f}"
+        rel = f"{r['rel_impr_mean']:+.2f}%" + (f" ± {r['rel_impr_std']:.2f}" if seeds > 1 else "")
+        lines.append(f"| {r['model']} | "
+                     f"{mean_and_spread(r['auc_valid_read_mean'], r['auc_valid_read_std'], seeds, 4)}"
+                     f" | {rel} | "
+                     f"{mean_and_spread(r['auc_ctr_mean'], r['auc_ctr_std'], seeds, 4)}"
                      f" | {r['served_step_mean']:.0f} | "
                      + " ".join(f"{a:.4f}" for a in r["per_seed_auc_valid_read"]) + " |")
     return "\n".join(lines) + f"\n\nCommand: `{command}`\n"

@@ -29,17 +29,27 @@ def bench(script, *args, cwd=REPO):
     ("orca_table.py", ["--eval=a.csv"], "--train and --eval go together"),
     ("orca_table.py", ["--train=a.csv", "--eval=b.csv", "--settings=legacy",
                        "--post_click_features=x"], "--settings: a simulator flag"),
-    ("orca_table.py", ["--train=a.csv", "--eval=b.csv"], "--post_click_features names"),
-    ("orca_table.py", ["--post_click_features=x"], "--post_click_features names"),
+    ("orca_table.py", ["--train=a.csv", "--eval=b.csv"],
+     "--post_click_features is required with --train"),
+    ("orca_table.py", ["--post_click_features=x"], "--post_click_features is for --train"),
     ("orca_table.py", ["--stats_args=--column_types=a:string"], "--stats_args is for --train"),
+    ("orca_table.py", ["--seeds=0,a"], "--seeds=0,a: comma-separated integers"),
+    ("orca_table.py", ["--runs=mmoe,nope"], "--runs: unknown run(s) nope"),
+    ("orca_table.py", ["--train=a.csv", "--eval=b.csv", "--post_click_features=x",
+                       "--stats_args=--column_types='a:string"],
+     "--stats_args=\"--column_types='a:string\": No closing quotation"),
+    ("orca_table.py", ["--project_args='--max_epochs=1"], "No closing quotation"),
     ("table1.py", ["--train=a.csv", "--eval=b.csv", "--setting=entangled"],
      "--setting: a simulator flag"),
     ("table1.py", ["--eval=b.csv"], "--train and --eval go together"),
+    ("table1.py", ["--seeds=1;2"], "--seeds=1;2: comma-separated integers"),
+    ("table1.py", ["--max_epochs=0"], "--epochs, --max_epochs and --batch_size are at least 1"),
 ])
 def test_the_logs_flags_refused_before_any_work(tmp_path, script, args, says):
     status, stdout, stderr = bench(script, f"--out={tmp_path / 'out'}", *args)
     assert status == 2 and says in stderr, stderr
-    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_undefined_metric_gives_an_undefined_gain_not_a_crash():
@@ -111,7 +121,11 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     assert gain == pytest.approx(hand_gain(runs["mmoe_orca"], runs["mmoe"]), abs=1e-9)
     markdown = (out / "orca_table.md").read_text()
     assert "### Logs `mine`" in markdown and f"{stats['rows']:,} impressions" in markdown
-    assert f"| MMoE + ORCA | MMoE | {gain:+.1f} % ± 0.0 |" in markdown
+    assert f"| MMoE + ORCA | MMoE | {gain:+.1f} % |" in markdown and "; 1 seed." in markdown
+    # What each run was trained with, kept beside it.
+    with open(out / "mine" / "models" / "mmoe-seed0" / "benchmark_args.json") as handle:
+        trained = json.load(handle)
+    assert "--max_epochs=2" in trained and "--model=mmoe" in trained and "--seed=0" in trained
     assert "--name=mine" in table["command"]
 
     # Run again: the runs and stats are reused (no training); other logs into the same OUT are
@@ -136,3 +150,70 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     status, _, stderr = bench("orca_table.py", *changed("post_click_features", "category"))
     assert status == 1
     assert "trained with post-click features category,item_length, not category" in stderr
+    # Finished runs trained with other ranking.train flags than asked now.
+    status, _, stderr = bench("orca_table.py", *changed(
+        "project_args", "--max_epochs=3 --steps_per_epoch=4 --batch_size=256"))
+    assert status == 1, stderr
+    assert "was trained with --max_epochs=2, not --max_epochs=3: give the benchmark a new --out" \
+        in stderr
+
+
+def test_logs_rewritten_under_the_same_globs_are_refused(tmp_path, monkeypatch):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import common
+    finally:
+        sys.path.remove(BENCHMARKS)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for day in ("a", "b"):
+        (logs / f"day-{day}.csv").write_text("user_id\n1\n")
+    inputs = {"train": str(logs / "day-a.csv"), "eval": str(logs / "day-b*.csv")}
+    results = tmp_path / "out" / "mine"
+    common.check_inputs_unchanged(str(results), inputs, made=False)
+    common.check_inputs_unchanged(str(results), inputs, made=True)  # unchanged: passes
+    # Another glob is left to the checks that name it (stats_of, check_reused_eval).
+    common.check_inputs_unchanged(str(results), dict(inputs, eval=str(logs / "day-a.csv")),
+                                  made=True)
+    common.check_inputs_unchanged(str(results), inputs, made=True)
+    (logs / "day-b2.csv").write_text("user_id\n2\n")  # a file added under the eval glob
+    with pytest.raises(SystemExit) as refused:
+        common.check_inputs_unchanged(str(results), inputs, made=True)
+    assert str(refused.value) == (
+        f"error: the files of --eval={logs}/day-b*.csv changed since {results} was made from "
+        f"them ({os.path.realpath(logs / 'day-b2.csv')}: added, removed or rewritten): give "
+        "the benchmark a new --out (or remove that directory)")
+    (logs / "day-b2.csv").unlink()
+    common.check_inputs_unchanged(str(results), inputs, made=True)
+    (logs / "day-a.csv").write_text("user_id\n1000\n")  # rewritten in place
+    with pytest.raises(SystemExit, match="the files of --train="):
+        common.check_inputs_unchanged(str(results), inputs, made=True)
+    # Nothing made from them yet: the record is written again.
+    common.check_inputs_unchanged(str(results), inputs, made=False)
+    common.check_inputs_unchanged(str(results), inputs, made=True)
+
+
+def test_a_benchmarks_jobs_pass_their_warnings_on_once(tmp_path, capsys):
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import common
+    finally:
+        sys.path.remove(BENCHMARKS)
+    log = tmp_path / "ms.csv"  # dwell in milliseconds: the statistics job warns
+    lines = ["user_id,item_id,timestamp,click,dwell_time"] + [
+        f"u{k % 7},i{k % 5},{1_700_000_000 + k},{int(k % 3 == 0)},"
+        f"{(40_000 + 997 * k) if k % 3 == 0 else 0}" for k in range(300)]
+    log.write_text("\n".join(lines) + "\n")
+    for run in (1, 2):
+        common.module("pipelines.stats", f"--input={log}", f"--output_dir={tmp_path}/s{run}",
+                      "--engine=local", "--ndt_tau=20", label="stats of ms.csv")
+    stderr = capsys.readouterr().err
+    warnings = [line for line in stderr.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1, stderr  # the second job's equal warning is not repeated
+    assert "if it is in milliseconds, divide it by 1000" in warnings[0]
+    assert warnings[0].endswith(" [stats of ms.csv]")
+    with pytest.raises(SystemExit) as failed:  # a failing job: its error line, tagged
+        common.module("pipelines.stats", f"--input={tmp_path}/none.csv",
+                      f"--output_dir={tmp_path}/s3", label="stats of none.csv")
+    assert str(failed.value).startswith("error: stats of none.csv: ")
+    assert "\n" not in str(failed.value)
