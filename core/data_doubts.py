@@ -55,7 +55,8 @@ OUTCOME_DOUBT_EXPECTED_ROWS = 20
 def data_doubts(stats: dict) -> list[str]:
     """What looks wrong in logs whose statistics are `stats` (stats.json's content), each a
     sentence for the user; the job still writes the artifact. Dwell too long for seconds
-    (`dwell_unit_doubt`) or below the valid-read floor (minutes read as seconds), many clicks
+    (`dwell_unit_doubt`) or below the valid-read floor (minutes read as seconds), rule T1's
+    threshold x_l below that floor (short reads: the rules cannot differ), many clicks
     with dwell 0 (unknown dwell written as 0), a longest dwell bin of idle tabs (its median
     above an hour), a numeric feature column that only clicked rows
     have (an outcome of the click), one often negative (read as 0), or one large against its
@@ -71,6 +72,17 @@ def data_doubts(stats: dict) -> list[str]:
                       f"valid-read floor --min_dwell={floor:g} s, so most clicks can never be "
                       "valid reads: dwell_time is read as seconds (SPEC §2); if it is in "
                       "minutes, multiply it by 60")
+    given = rules.get("t1_threshold")
+    t1 = float(given) if given is not None else (
+        float(np.exp(mu - stats["sigma"])) if "sigma" in stats else float("nan"))
+    if typical >= floor and t1 < floor:
+        named = (f"--t1_threshold={t1:g} s" if given is not None
+                 else f"x_l = exp(mu - sigma) = {t1:.2f} s")
+        doubts.append(f"rule T1's threshold, {named}, is below the "
+                      f"valid-read floor --min_dwell={floor:g} s: every click of {floor:g} s or "
+                      "more passes T1, so rules T2 and T3 never decide and a valid read is a "
+                      f"dwell of at least {floor:g} s; in a feed of short reads or videos a "
+                      "lower --min_dwell (or --t1_threshold) keeps the rules apart")
     medians, edges = stats.get("dwell_bin_medians") or [], stats.get("dwell_bin_edges") or []
     top = medians[-1] if medians else None  # None: an empty bin (given --bin_edges)
     if not long_doubt and top is not None and top > LONG_TOP_BIN_DOUBT:

@@ -14,10 +14,11 @@ def test_a_dwell_unit_doubt_starts_past_an_hour_of_typical_dwell():
 
 
 def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds():
-    def doubts(mu=np.log(60.0), rows=1000, clicks=100, clicks_with_dwell=100, min_dwell=5.0):
-        return data_doubts.data_doubts({"mu": mu, "rows": rows, "clicks": clicks,
-                                        "clicks_with_dwell": clicks_with_dwell,
-                                        "rules": {"min_dwell": min_dwell}})
+    def doubts(mu=np.log(60.0), rows=1000, clicks=100, clicks_with_dwell=100, min_dwell=5.0,
+               sigma=None, t1_threshold=None):
+        stats = {"mu": mu, "rows": rows, "clicks": clicks, "clicks_with_dwell": clicks_with_dwell,
+                 "rules": {"min_dwell": min_dwell, "t1_threshold": t1_threshold}}
+        return data_doubts.data_doubts(stats if sigma is None else dict(stats, sigma=sigma))
 
     assert doubts() == []
     # Minutes: exp(mu) below the floor (5.001 s: none; 4.99 s: one).
@@ -26,6 +27,16 @@ def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds(
     assert "exp(mu) = 4.99 s, below the valid-read floor --min_dwell=5 s" in minutes
     assert "if it is in minutes, multiply it by 60" in minutes
     assert doubts(mu=np.log(2.0), min_dwell=1.0) == []
+    # Rule T1's threshold below the floor (short videos): x_l = exp(ln 8 - ln 1.59) = 5.03 s is
+    # none, exp(ln 8 - ln 1.61) = 4.97 s one; a given --t1_threshold is the one compared.
+    assert doubts(mu=np.log(8.0), sigma=np.log(1.59)) == []
+    [short] = doubts(mu=np.log(8.0), sigma=np.log(1.61))
+    assert short.startswith("rule T1's threshold, x_l = exp(mu - sigma) = 4.97 s, is below the "
+                            "valid-read floor --min_dwell=5 s: every click of 5 s or more passes "
+                            "T1, so rules T2 and T3 never decide")
+    assert doubts(mu=np.log(8.0), sigma=np.log(1.61), t1_threshold=6.0) == []
+    [given] = doubts(sigma=0.1, t1_threshold=4.0)
+    assert given.startswith("rule T1's threshold, --t1_threshold=4 s, is below")
     # Dwell 0 on clicks: 5 of 100 (5 %) is none, 6 of 100 one.
     assert doubts(clicks_with_dwell=95) == []
     [zero] = doubts(clicks_with_dwell=94)
