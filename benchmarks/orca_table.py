@@ -188,7 +188,8 @@ def train_run(out, setting, run, seed, train, evaluate, stats, project_args=(),
     args = [f"--model={run.preset}", f"--train={train}", f"--eval={evaluate}",
             f"--stats={stats[run.stats]}", f"--model_dir={model_dir}", f"--seed={seed}",
             "--progress=none", post_click, *run.protocol, *run.flags, *project_args]
-    if os.path.exists(metrics_path):
+    reused = os.path.exists(metrics_path)
+    if reused:
         _check_reused(model_dir, run, project_args, evaluate, post_click)
         check_reused_args(model_dir, args)
     else:
@@ -198,6 +199,7 @@ def train_run(out, setting, run, seed, train, evaluate, stats, project_args=(),
     seconds_path = os.path.join(model_dir, "wall_seconds")
     metrics["wall_seconds"] = (float(open(seconds_path).read())
                                if os.path.exists(seconds_path) else float("nan"))
+    metrics["reused"] = reused
     return metrics
 
 
@@ -220,7 +222,8 @@ def run_all(out, setting, seeds, runs, prepared, project_args=(), post_click=POS
                   f"MAEclass {metrics.get('dt_mae_class', float('nan')):.3f} "
                   f"F1 {metrics.get('dt_weighted_f1', float('nan')):.3f} "
                   f"moderate {moderate_share(metrics.get('dt_pred_bin_distribution')):.3f} "
-                  f"epochs {epochs_of(metrics):.1f} ({metrics['wall_seconds']:.0f} s)"
+                  f"epochs {epochs_of(metrics):.1f} ({metrics['wall_seconds']:.0f} s"
+                  + (", reused)" if metrics["reused"] else ")")
                   + (f" served head {metrics['orca_served_head']}"
                      if "orca_served_head" in metrics else ""),
                   flush=True)

@@ -17,6 +17,7 @@ On your own logs instead: `--train=GLOBS --eval=GLOBS [--name=mine --stats_args=
 ranking.train's; with `selection` the training logs' last UTC day is the validation window):
 their statistics and models under OUT/NAME, the table as `table1-<name>-<protocol>`.
 
+`--project_args` adds ranking.train flags to every run it trains.
 Finished runs are reused, unless trained with other ranking.train flags (kept beside each run,
 benchmark_args.json) or, on your logs, the input files changed under the same globs
 (OUT/NAME/inputs.json): those are refused. The jobs' `warning:` and `note:` lines are passed on
@@ -71,10 +72,14 @@ def main():
     parser.add_argument("--epochs", type=int, default=1, help="one_epoch: epochs")
     parser.add_argument("--max_epochs", type=int, default=10, help="selection: most epochs")
     parser.add_argument("--batch_size", type=int, default=2048)
+    parser.add_argument("--project_args", default="",
+                        help="more ranking.train flags for every run trained, space-separated "
+                        "(e.g. --allow_unclicked_dwell, with --stats_args giving it too)")
     add_logs_flags(parser)
     args = parser.parse_args()
     check_logs_flags(parser, args, {name: parser.get_default(name) for name in ("setting", "sim")})
     stats_args = split_flags(parser, "stats_args", args.stats_args)
+    project_args = split_flags(parser, "project_args", args.project_args)
     seeds = seeds_of(parser, args.seeds)
     if args.epochs < 1 or args.max_epochs < 1 or args.batch_size < 1:
         parser.error("--epochs, --max_epochs and --batch_size are at least 1")
@@ -112,7 +117,7 @@ def main():
             train_args = [f"--model={preset}", f"--train={train}", f"--eval={evaluate}",
                           f"--stats={stats}", f"--model_dir={model_dir}", f"--seed={seed}",
                           f"--batch_size={args.batch_size}", "--progress=none", *protocol,
-                          *extra]
+                          *extra, *project_args]
             if reused:
                 check_reused_args(model_dir, train_args)
             else:
@@ -134,7 +139,8 @@ def main():
                f"{source} --protocol={args.protocol} --seeds={args.seeds} "
                + (f"--epochs={args.epochs}" if args.protocol == "one_epoch"
                   else f"--max_epochs={args.max_epochs}")
-               + f" --batch_size={args.batch_size}")
+               + f" --batch_size={args.batch_size}"
+               + (f" --project_args={shlex.quote(args.project_args)}" if project_args else ""))
     if args.train is None:
         described = f"The simulator's `{args.setting}` world ({sim})"
     else:
