@@ -29,7 +29,9 @@ def module(name: str, *args: str, label: str | None = None) -> str:
     label = label or name
     for line in (completed.stdout + "\n" + completed.stderr).splitlines():
         line = line.strip()
-        if line.startswith(("warning:", "note:")) and line not in _RELAYED:
+        # (a note may also end a line: the validation window's "...; note: a sliver of a day")
+        if (line.startswith(("warning:", "note:")) or "; note:" in line) and (
+                line not in _RELAYED):
             _RELAYED.add(line)
             print(f"{line} [{label}]", file=sys.stderr, flush=True)
     if completed.returncode:
@@ -65,6 +67,8 @@ def check_reused_args(model_dir: str, args: list[str]) -> None:
     if trained != sorted(args):
         then = [a for a in trained if a not in args]
         now = [a for a in sorted(args) if a not in trained]
+        if not then and not now:  # the same flags, one given twice
+            then, now = trained, sorted(args)
         sys.exit(f"error: {model_dir} was trained with {' '.join(then) or 'no such flag'}, "
                  f"not {' '.join(now) or 'without it'}: give the benchmark a new --out (or "
                  "remove the run) to train it again")
@@ -87,30 +91,38 @@ def _file_statuses(globs: str) -> list | None:
 def check_inputs_unchanged(directory: str, inputs: dict[str, str], made: bool) -> None:
     """Exits when the files of `inputs` ({flag: comma-separated globs}) are not those a
     benchmark's results in `directory` were made from under the same globs
-    (DIRECTORY/inputs.json: each file's real path, size and modification time): logs
-    rewritten in place would otherwise be credited with the old results. Other globs are left
-    to the checks that name them (`stats_of`, `check_reused_eval`). `made`: results exist
-    (without any, the record is simply written again)."""
+    (DIRECTORY/inputs.json, {flag: {globs: [[real path, size, mtime_ns]]}}, every globs a flag
+    was given with): logs rewritten in place would otherwise be credited with the old results.
+    Other globs are left to the checks that name them (`stats_of`, `check_reused_eval`).
+    `made`: results exist (without any, the record of these globs is written again)."""
     path = os.path.join(directory, "inputs.json")
-    now = {flag: {"globs": globs, "files": _file_statuses(globs)}
-           for flag, globs in inputs.items()}
-    if made and os.path.exists(path):
+    record = {}
+    if os.path.exists(path):
         with open(path) as handle:
-            before = json.load(handle)
-        for flag, record in now.items():
-            then = before.get(flag)
-            if not then or then["globs"] != record["globs"] or then["files"] == record["files"]:
-                continue
-            old = {f[0]: f for f in then["files"] or []}
-            new = {f[0]: f for f in record["files"] or []}
+            record = json.load(handle)
+    for flag, globs in inputs.items():
+        files = _file_statuses(globs)
+        then = record.get(flag, {}).get(globs)
+        if made and then is not None and then != files:
+            old = {f[0]: f for f in then or []}
+            new = {f[0]: f for f in files or []}
             changed = sorted(set(old) ^ set(new)) or sorted(f for f in new if new[f] != old[f])
-            sys.exit(f"error: the files of --{flag}={record['globs']} changed since "
-                     f"{directory} was made from them ({', '.join(changed[:2])}"
-                     f"{', ...' if len(changed) > 2 else ''}: added, removed or rewritten): "
-                     "give the benchmark a new --out (or remove that directory)")
+            sys.exit(f"error: the files of --{flag}={globs} changed since {directory} was made "
+                     f"from them ({', '.join(changed[:2])}{', ...' if len(changed) > 2 else ''}"
+                     ": added, removed or rewritten): give the benchmark a new --out (or remove "
+                     "that directory)")
+        if then is None or not made:
+            record.setdefault(flag, {})[globs] = files
     os.makedirs(directory, exist_ok=True)
     with open(path, "w") as handle:
-        json.dump(now, handle)
+        json.dump(record, handle)
+
+
+def absolute_globs(globs: str) -> str:
+    """Comma-separated globs with each local one made absolute: the benchmarks run their jobs
+    from the repository, so a glob relative to the user's directory must not be read there."""
+    return ",".join(g if "://" in g else os.path.abspath(os.path.expanduser(g))
+                    for g in globs.split(","))
 
 
 def seeds_of(parser, text: str) -> list[int]:
@@ -212,7 +224,8 @@ def add_logs_flags(parser, name_default: str = "logs") -> None:
 
 def check_logs_flags(parser, args, simulator_flags: dict) -> None:
     """Exits through `parser` when --train and --eval come apart, or when simulator flags
-    (`simulator_flags`: {flag name: default}, any changed) are given with --train."""
+    (`simulator_flags`: {flag name: default}, any changed) are given with --train; makes
+    --train's and --eval's local globs absolute (`absolute_globs`)."""
     if (args.train is None) != (args.eval is None):
         parser.error("--train and --eval go together: your training and evaluation logs")
     if args.train is None:
@@ -220,6 +233,7 @@ def check_logs_flags(parser, args, simulator_flags: dict) -> None:
             parser.error("--stats_args is for --train (the simulated worlds' statistics are "
                          "the benchmark's own)")
         return
+    args.train, args.eval = absolute_globs(args.train), absolute_globs(args.eval)
     given = [f"--{name}" for name, default in simulator_flags.items()
              if getattr(args, name) != default]
     if given:

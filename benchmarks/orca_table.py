@@ -144,7 +144,7 @@ def _asked_config(run, project_args):
         flag_values(["orca_table", *[f"--{name}=unused" for name in required],
                      f"--model={run.preset}", *run.protocol, *run.flags, *project_args])
     except flags.Error as error:
-        sys.exit(f"orca_table: run {run.name}: {error}")
+        sys.exit(f"error: orca_table: run {run.name}: {error}")
     return settings.from_flags(TrainConfig, flag_values)
 
 
@@ -162,7 +162,7 @@ def _check_reused(model_dir, run, project_args, evaluate, post_click) -> None:
                                 if f.get("post_click"))
     wanted = sorted(n for n in post_click.split("=", 1)[1].split(",") if n)
     if trained_post_click != wanted:
-        sys.exit(f"{model_dir} was trained with post-click features "
+        sys.exit(f"error: {model_dir} was trained with post-click features "
                  f"{','.join(trained_post_click) or 'none'}, not {','.join(wanted)}: give the "
                  "table a new --out (or remove the run) to train it again")
     selection = training.get("selection", {})
@@ -173,7 +173,7 @@ def _check_reused(model_dir, run, project_args, evaluate, post_click) -> None:
         checks.pop()  # no validation window, no refit pass whatever the flag says
     for name, trained, wanted in checks:
         if trained != wanted:
-            sys.exit(f"{model_dir} was trained with --{name}={trained}, not {wanted}: add "
+            sys.exit(f"error: {model_dir} was trained with --{name}={trained}, not {wanted}: add "
                      f"--project_args=--{name}={trained} to reuse it, or give the table a new "
                      "--out (or remove the run) to train it again")
 
@@ -214,7 +214,7 @@ def run_all(out, setting, seeds, runs, prepared, project_args=(), post_click=POS
                                 post_click)
             if run.columns != "auc" and not np.isfinite(np.array(
                     metrics.get("dt_true_bin_distribution") or [np.nan], float)).all():
-                sys.exit(f"{run.name}, seed {seed}: no clicked impression of {evaluate} has a "
+                sys.exit(f"error: {run.name}, seed {seed}: no clicked impression of {evaluate} has a "
                          "dwell bin, so the table's dwell-time metrics are undefined: give "
                          "evaluation logs with clicks")
             results.setdefault(run.name, {})[seed] = metrics

@@ -10,8 +10,8 @@ refused), with warmup requests and score_fusion.json in assets.extra/, and
 with TensorFlow alone (see export/serving.py). The score is the preset's default fusion of the
 model's outputs (`ranking.fusion`) unless --score_weights / --score_space say otherwise. With
 --baseline and --gate, the quality gate (export/gate.py) decides whether the version is written.
-A model trained with a validation window is exported from final/ (after the refit pass) or
-best/ (its best checkpoint).
+A model trained with a validation window is exported from final/ (after the refit pass of its
+best checkpoint) or best/ (its best checkpoint); before its first validation it is refused.
 """
 
 from __future__ import annotations

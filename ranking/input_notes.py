@@ -120,13 +120,14 @@ def validation_window_line(file_day_rows: dict, validation_days: int) -> str:
 
 
 def input_overlap_notes(train_files, held_out: dict, window_files=(),
-                        window_trained: bool = False) -> list[str]:
+                        window_trained: bool = False,
+                        window_is: str = "in --train's validation window") -> list[str]:
     """Notes for held-out logs whose files are training files too (the same real path; files
     as `LogFile`s): `train_files`, the files trained on (after a --validation_days split, those
-    with training rows); `window_files`, those of the --validation_days window, which selection
-    chose on (and, `window_trained`, the refit pass trained on); `held_out`, {flag: files} of
-    --eval and --validation. Their metrics then measure rows the model trained (or was
-    selected) on."""
+    with training rows); `window_files`, those of the validation window (the --validation_days
+    days, or the --validation logs: `window_is` says which), which selection chose on (and,
+    `window_trained`, the refit pass trained on); `held_out`, {flag: files} of --eval and
+    --validation. Their metrics then measure rows the model trained (or was selected) on."""
     train = {os.path.realpath(f.path) for f in train_files}
     window = {os.path.realpath(f.path) for f in window_files} - train
     notes = []
@@ -137,8 +138,8 @@ def input_overlap_notes(train_files, held_out: dict, window_files=(),
                          f"{', ...' if len(shared) > 1 else ''}): their metrics measure rows the "
                          "model trained on")
         shared = [f.path for f in files if os.path.realpath(f.path) in window]
-        if shared:
-            notes.append(f"note: {len(shared)} {flag} file(s) are in --train's validation window "
+        if shared and flag != "--validation":  # the window itself
+            notes.append(f"note: {len(shared)} {flag} file(s) are {window_is} "
                          f"({shared[0]}{', ...' if len(shared) > 1 else ''}): their metrics "
                          "measure rows the model was selected on"
                          + (" and the refit pass trained on" if window_trained else ""))
@@ -179,14 +180,15 @@ def input_lines(config, inputs) -> list[str]:
     if inputs.evaluation is not None:
         held_out["--eval"] = inputs.evaluation[0].files
         counted["--eval"] = inputs.evaluation[1]
-    window_files = ()
+    window_files, window_is = (), "in --train's validation window"
+    if inputs.validation is not None:  # the --validation_days window, or --validation's logs
+        window_files = inputs.validation[0].files
     if inputs.validation is not None and config.selection.validation:
         held_out["--validation"] = inputs.validation[0].files
         counted["--validation"] = inputs.validation[1]
-    elif inputs.validation is not None:  # the --validation_days window of --train's files
-        window_files = inputs.validation[0].files
+        window_is = "--validation files too"
     overlap = input_overlap_notes(inputs.train.files, held_out, window_files,
-                                  config.selection.refit == "validation")
+                                  config.selection.refit == "validation", window_is)
     train_days = day_rows_of(inputs.labeler.file_day_rows or {})
     earlier = [note for flag, labeler in counted.items()
                if (note := earlier_days_note(train_days, flag,

@@ -14,7 +14,8 @@
                           head served) (`ranking.selection`)
     final/, final.json    after the refit pass (--refit=validation): the best checkpoint
                           trained one more pass over the validation window; what is served
-                          (for ORCA, with the head served)
+                          while final.json's from_step is best.json's step (for ORCA, with
+                          the head served); removed by a run started again with --refit=none
     history.json          with a validation window: each validation's metrics
     logs/validation       TensorBoard summaries of the validations
 

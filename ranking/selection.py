@@ -42,11 +42,13 @@ validation window (shuffled, the training step, the optimizer as training left i
 validated any more): the served model has then seen every day. It is written as `final/`
 and `final.json` (the best step it started from, steps and rows of the pass). `none` serves the
 best checkpoint as selected. The test-day evaluation (`eval_metrics.json`, which records
-`selected_step` and `refit`) and `export.saved_model` use `final/` when there is one, else
-`best/` (`served_checkpoint`). The pass runs on one worker (one process, or the mirrored
-replicas of one); a multi-worker or parameter-server run with a validation window needs
-`--refit=none`. The pass writes no rolling checkpoint, so a run killed in it resumes at its
-end of training and makes the pass again from the same state.
+`selected_step` and `refit`) and `export.saved_model` use `final/` when there is one and it is
+the refit of best.json's step (a run trained on after its pass, or started again with
+`--refit=none`, which removes it, serves `best/`), else `best/` (`served_checkpoint`). The
+pass runs on one worker (one process, or the mirrored replicas of one); a multi-worker or
+parameter-server run with a validation window needs `--refit=none`. The pass writes no
+rolling checkpoint, so a run killed in it resumes at its end of training and makes the pass
+again from the same state.
 
 **ORCA's served head** (`--orca_serve=validated`, `ranking.orca`): each validation of an ORCA
 model also measures its debiased head against its raw head (`orca_debiased_gain` in
@@ -392,8 +394,9 @@ def remove_final(model_dir: str) -> None:
 
 
 def served_checkpoint(model_dir: str) -> str | None:
-    """The checkpoint a model directory serves: the refit one (`final/`), else the best one,
-    else None (a run without a validation window serves its newest rolling checkpoint)."""
+    """The checkpoint a model directory serves: the refit one (`final/`, while it is the refit
+    of best.json's step: `read_final`), else the best one, else None (a run without a
+    validation window serves its newest rolling checkpoint; export refuses one with a window)."""
     if read_final(model_dir) is not None:
         return os.path.join(model_dir, FINAL_DIR, "model")
     return best_checkpoint(model_dir)

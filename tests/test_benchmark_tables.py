@@ -164,6 +164,11 @@ def test_logs_rewritten_under_the_same_globs_are_refused(tmp_path, monkeypatch):
         import common
     finally:
         sys.path.remove(BENCHMARKS)
+    # Globs relative to the user's directory are read there, not in the repository the jobs
+    # run from.
+    monkeypatch.chdir(tmp_path)
+    assert common.absolute_globs("logs/day-*.csv,gs://bucket/day-*.csv") == (
+        f"{tmp_path}/logs/day-*.csv,gs://bucket/day-*.csv")
     logs = tmp_path / "logs"
     logs.mkdir()
     for day in ("a", "b"):
@@ -191,9 +196,16 @@ def test_logs_rewritten_under_the_same_globs_are_refused(tmp_path, monkeypatch):
     # Nothing made from them yet: the record is written again.
     common.check_inputs_unchanged(str(results), inputs, made=False)
     common.check_inputs_unchanged(str(results), inputs, made=True)
+    # A run with other globs in between (refused later by the checks that name them) keeps the
+    # record of the first globs: their files rewritten meanwhile are still found.
+    common.check_inputs_unchanged(str(results), dict(inputs, train=str(logs / "day-b*.csv")),
+                                  made=True)
+    (logs / "day-a.csv").write_text("user_id\n1000000\n")
+    with pytest.raises(SystemExit, match="the files of --train="):
+        common.check_inputs_unchanged(str(results), inputs, made=True)
 
 
-def test_a_benchmarks_jobs_pass_their_warnings_on_once(tmp_path, capsys):
+def test_a_benchmarks_jobs_pass_their_warnings_on_once(tmp_path, capsys, monkeypatch):
     sys.path.insert(0, BENCHMARKS)
     try:
         import common
@@ -212,6 +224,13 @@ def test_a_benchmarks_jobs_pass_their_warnings_on_once(tmp_path, capsys):
     assert len(warnings) == 1, stderr  # the second job's equal warning is not repeated
     assert "if it is in milliseconds, divide it by 1000" in warnings[0]
     assert warnings[0].endswith(" [stats of ms.csv]")
+    # A note at the end of a line (the validation window's sliver) is passed on whole.
+    sliver = "validation window (--validation_days=1): ...; note: 20 rows a held-out day"
+    monkeypatch.setattr(common.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a, 0, stdout=f"epoch 1/1\n{sliver}\n", stderr=""))
+    assert common.module("ranking.train", label="run") == f"epoch 1/1\n{sliver}\n"
+    assert capsys.readouterr().err == f"{sliver} [run]\n"
+    monkeypatch.undo()
     with pytest.raises(SystemExit) as failed:  # a failing job: its error line, tagged
         common.module("pipelines.stats", f"--input={tmp_path}/none.csv",
                       f"--output_dir={tmp_path}/s3", label="stats of none.csv")

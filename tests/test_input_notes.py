@@ -87,6 +87,11 @@ def test_held_out_files_in_the_validation_window_are_noted(tmp_path):
         "the model trained on",
         f"note: 1 --eval file(s) are in --train's validation window ({b.path}): their metrics "
         "measure rows the model was selected on"]
+    # --validation logs of their own: --eval sharing one is noted, the window itself is not.
+    assert input_notes.input_overlap_notes([a], {"--eval": [c], "--validation": [c]}, [c], True,
+                                           "--validation files too") == [
+        f"note: 1 --eval file(s) are --validation files too ({c.path}): their metrics measure "
+        "rows the model was selected on and the refit pass trained on"]
 
 
 def test_held_out_rows_of_days_before_the_training_logs_last_are_noted():

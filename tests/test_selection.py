@@ -361,8 +361,8 @@ def test_refit_trains_the_best_checkpoint_one_pass_over_the_validation_day(small
     capsys.readouterr()
     again = training.train_and_evaluate(stopping_config(small_world, "none"), model_dir)
     assert again["refit"] is None and again["selected_step"] == 4
-    assert ("early stopping ended this run's training at step 12 (best step 4): nothing more "
-            "is trained" in capsys.readouterr().out)
+    assert ("early stopping ended this run's training at step 12 (best step 4): no more "
+            "epochs" in capsys.readouterr().out)
     assert not os.path.exists(os.path.join(model_dir, "final"))
     assert not os.path.exists(os.path.join(model_dir, "final.json"))
     assert again["auc_ctr"] != metrics["auc_ctr"]
