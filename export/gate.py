@@ -137,7 +137,12 @@ def _served(call, inputs: dict, outputs, features: dict, output: str,
             if spec.dtype == tf.string and value.dtype != tf.string:
                 value = logs.as_text(value)  # as the reader makes text of a number
             args[name] = tf.cast(value, spec.dtype) if spec.dtype != tf.string else value
-        parts.append(call(args)[output].numpy())
+        part = call(args)[output].numpy()
+        if part.ndim > 1 and part.shape[-1] != 1:
+            raise InputError(f"--gate names output {output!r}, which has {part.shape[-1]} values "
+                             "a row (a distribution); an AUC ranks by one value a row: gate on "
+                             "the score or an output such as ctr")
+        parts.append(part.reshape(len(part)))
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 

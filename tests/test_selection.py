@@ -467,6 +467,22 @@ def test_the_quality_gate_refuses_a_worse_candidate_and_passes_an_equal_one(
         exporter.export_saved_model(learned, str(base), baseline=str(base), gate="precision:0.1")
 
 
+def test_the_gate_reads_one_value_a_row_and_refuses_a_distribution():
+    from export import gate
+
+    features = {"x": np.arange(5, dtype=np.float32)}
+    inputs = {"x": tf.TensorSpec([None], tf.float32)}
+
+    def call(args):  # a [rows, 1] tower output and a [rows, 3] distribution
+        return {"ctr": args["x"][:, None], "dwell_probs": tf.stack([args["x"]] * 3, axis=1)}
+
+    served = gate._served(call, inputs, ["ctr", "dwell_probs"], features, "ctr", batch_size=2)
+    np.testing.assert_array_equal(served, np.arange(5))
+    with pytest.raises(InputError, match="--gate names output 'dwell_probs', which has 3 values "
+                       "a row"):
+        gate._served(call, inputs, ["ctr", "dwell_probs"], features, "dwell_probs")
+
+
 def test_eval_logs_without_a_click_give_null_metrics_and_a_gate_that_says_why(
         small_world, learned, tmp_path):
     # Eval logs of one class leave the AUCs and the dwell metrics undefined: eval_metrics.json
