@@ -24,7 +24,7 @@ log-dwell towers; `dwell_probs` [batch, num_bins], `expected_dwell_seconds` and
 Missing features: an absent feature in a `tf.Example`, or one with an empty value list, takes
 the feature's default from the feature spec ("" for strings, 0 for numbers, as an empty CSV
 field or an empty list does in training); two or more values fail the request, naming the
-feature. A feature
+feature, and so does a NaN or infinite float (both signatures). A feature
 stored with the wrong kind (e.g. `float_list` for an int64 feature) fails the request with
 TensorFlow's parse error, which names the feature (`Key: position`). Ids must be `bytes_list`.
 
@@ -107,8 +107,16 @@ class ServingModule(tf.Module):
         return self._outputs
 
     def outputs(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-        """Serving outputs of raw feature Tensors [batch]."""
-        raw = self._call_network(dict(features))
+        """Serving outputs of raw feature Tensors [batch]. A NaN or infinite number fails the
+        request, naming the feature: the network would read it as no number it was trained on
+        (NaN scores one fixed value, near the top), and training, statistics and batch scoring
+        refuse it too."""
+        features = dict(features)
+        for f in self._spec.features:
+            if f.dtype == "float32":
+                features[f.name] = tf.debugging.assert_all_finite(
+                    features[f.name], f"feature {f.name}: expected a finite number")
+        raw = self._call_network(features)
         result = {name: raw[name] for name in self._outputs if name != "score"}
         result["score"] = self.fusion.apply(raw)
         return result

@@ -243,6 +243,20 @@ def test_missing_features_take_defaults_and_wrong_types_name_the_feature(exports
     with pytest.raises(tf.errors.InvalidArgumentError,
                        match="feature position: expected at most one value per example"):
         by_examples(examples=tf.constant([two.SerializeToString()]))
+    # A NaN or infinite number fails the request on both signatures (training and scoring
+    # refuse it; the network would give it one fixed score).
+    floats = [name for name, dtype in spec.items() if dtype == tf.float32]
+    assert floats
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        example = tf.train.Example()
+        example.features.feature[floats[0]].float_list.value.append(bad)
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=f"feature {floats[0]}: expected a finite number"):
+            by_examples(examples=tf.constant([partial.SerializeToString(),
+                                              example.SerializeToString()]))
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=f"feature {floats[0]}: expected a finite number"):
+            raw(**dict(defaults, **{floats[0]: tf.constant([bad])}))
 
 
 def test_versions_warmup_and_models_config(exports, trained):
