@@ -23,6 +23,7 @@ from core.errors import MARKER, InputError
 from core.log_diagnosis import remember_source
 from core.log_schema import (
     MAX_TIMESTAMP,
+    REQUIRED_COLUMNS,
     AbsentTypedColumns,
     LogFile,
     LogSchema,
@@ -57,6 +58,9 @@ class LogSource:
     # "model"} for a trained model's features, "flag" for this command's --column_types,
     # "artifact" for the statistics job's, kept in its artifact (the label and training jobs).
     type_origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # TFRecord: features a model reads that no sampled record holds (a tf.Example leaves a
+    # sparse feature out): read as their default on every row that lacks them.
+    absent_features: tuple[str, ...] = ()
 
     @property
     def format(self) -> str:
@@ -401,10 +405,19 @@ def open_logs(patterns: str | Sequence[str], *,
                              + ("a CSV header line" if log_file.format == "csv" else "TFRecords"),
                              file=log_file.path)
     given = {name: given_by for name in column_types or ()}
+    required = tuple(candidates) if candidates is not None else None
+    if required is not None and given_by == "model" and files[0].format == "tfrecord":
+        # Candidates' ids must be there; a model's other features may be sparse (below).
+        required = tuple(name for name in required if name in REQUIRED_COLUMNS)
     try:
-        schema, stored = (infer_schema(files, column_types) if candidates is None else
-                          infer_schema(files, column_types, tuple(candidates)))
+        schema, stored = (infer_schema(files, column_types) if required is None else
+                          infer_schema(files, column_types, required))
     except AbsentTypedColumns as absent:
+        if given_by == "model" and files[0].format == "tfrecord":
+            # A tf.Example leaves out a feature it has no value for, so a model's feature in no
+            # sampled record is sparse here, not missing: read as its default, as an absent
+            # value is in training and serving (`absent_features` says which).
+            return _with_absent_features(files, column_types, required, absent.names, candidates)
         if given_by == "model":
             raise
         quoted = ", ".join(f"'{name}'" for name in absent.names)
@@ -414,6 +427,22 @@ def open_logs(patterns: str | Sequence[str], *,
                          f"have (columns: {', '.join(absent.columns)})",
                          file=absent.path) from None
     return LogSource(files, schema, stored, outcomes=candidates is None, type_origins=given)
+
+
+def _with_absent_features(files, column_types, required, absent, candidates) -> LogSource:
+    """open_logs' source of TFRecord `files` whose sampled records hold none of the model's
+    features `absent`: the schema of the others, then `absent` with the model's types."""
+    present = {name: kind for name, kind in column_types.items() if name not in absent}
+    still_required = None if required is None else tuple(
+        name for name in required if name not in absent)
+    schema, stored = (infer_schema(files, present) if still_required is None else
+                      infer_schema(files, present, still_required))
+    schema = LogSchema(schema.columns + tuple(absent),
+                       {**schema.dtypes, **{name: column_types[name] for name in absent}})
+    stored = {**stored, **{name: column_types[name] for name in absent}}
+    return LogSource(files, schema, stored, outcomes=candidates is None,
+                     type_origins={name: "model" for name in column_types},
+                     absent_features=tuple(absent))
 
 
 def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,

@@ -165,6 +165,16 @@ def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict) -> str | 
             "training logs")
 
 
+def absent_features_note(flag: str, names) -> str | None:
+    """A note for TFRecord held-out logs none of whose first records holds the model's
+    features `names` (`LogSource.absent_features`): they are read as their defaults."""
+    if not names:
+        return None
+    return (f"note: the model's feature(s) {', '.join(names)} are in none of the first records "
+            f"of the {flag} logs (a tf.Example leaves out a feature it has no value for): read "
+            "as their default there")
+
+
 def input_lines(config, inputs) -> list[str]:
     """The lines training prints about its input once it is counted (`config`: a
     `TrainConfig`, `inputs`: its `ranking.data.Inputs`): the held-out window, and notes on
@@ -193,6 +203,10 @@ def input_lines(config, inputs) -> list[str]:
     earlier = [note for flag, labeler in counted.items()
                if (note := earlier_days_note(train_days, flag,
                                              day_rows_of(labeler.file_day_rows or {})))]
+    sources = {"--eval": inputs.evaluation, "--validation": inputs.validation
+               if config.selection.validation else None}
+    absent = [note for flag, held in sources.items() if held is not None and (
+        note := absent_features_note(flag, held[0].absent_features))]
     t2_notes = [f"note: {what} logs: {note}" for what, labeler in inputs.labellers()
                 if (note := t2_days_note(labeler.t2_days_from_artifact))]
-    return lines + ([order] if order else []) + overlap + earlier + t2_notes
+    return lines + ([order] if order else []) + overlap + earlier + absent + t2_notes

@@ -94,6 +94,14 @@ def test_held_out_files_in_the_validation_window_are_noted(tmp_path):
         "rows the model was selected on and the refit pass trained on"]
 
 
+def test_model_features_in_no_record_of_tfrecord_held_out_logs_are_noted():
+    assert input_notes.absent_features_note("--eval", ()) is None
+    assert input_notes.absent_features_note("--eval", ("author_followers", "likes")) == (
+        "note: the model's feature(s) author_followers, likes are in none of the first records "
+        "of the --eval logs (a tf.Example leaves out a feature it has no value for): read as "
+        "their default there")
+
+
 def test_held_out_rows_of_days_before_the_training_logs_last_are_noted():
     train = {DAY: 1000, DAY + 1: 1000, DAY + 2: 800}
     # The next days, and a sliver of --train's last day (logs cut at a local midnight): none.

@@ -255,6 +255,38 @@ def test_candidates_need_only_the_models_features(exports, small_input, tmp_path
 
 
 @pytest.mark.parametrize("engine", ["local", "beam"])
+def test_tfrecord_candidates_without_a_sparse_feature_score_it_as_its_default(
+        exports, small_input, tmp_path, engine, run):
+    """A tf.Example leaves out a feature it has no value for: TFRecord candidates in which no
+    record has `item_length` score as the model does with it at its default (0), as
+    serving_default does, and the summary names it; ids stay required."""
+    frame = read_input(small_input[0])
+    batch = next(iter(logs.open_logs(small_input[0]).dataset(1000)))
+    columns = {k: v.numpy() for k, v in batch.items()
+               if k not in ("item_length", "timestamp", "click", "dwell_time")}
+    path = str(tmp_path / "candidates.tfrecord.gz")
+    log_writers.write_tfrecord(path, columns)
+    out = str(tmp_path / "scores")
+    summary = score(exports["vr_ndt"].path, path, out, engine=engine)
+    assert summary["rows"] == len(frame) and summary["dead_letters"] == 0
+    assert summary["features_in_no_sampled_record"] == ["item_length"]
+    got = pd.read_csv(os.path.join(out, "00000-candidates.csv.gz"), dtype={"user_id": str})
+    expected = expected_scores(exports["vr_ndt"], frame.assign(item_length=0.0))
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5, atol=1e-7)
+    assert np.abs(expected["score"] - expected_scores(exports["vr_ndt"], frame)["score"]).max() > 1e-4
+    told = run("pipelines.score", f"--saved_model={exports['vr_ndt'].path}", f"--input={path}",
+               f"--output={tmp_path / 'scores_cli'}", f"--engine={engine}")
+    assert told.returncode == 0, told.stderr
+    assert ("warning: the model's feature(s) item_length are in none of the first records of "
+            "the input") in told.stdout
+    log_writers.write_tfrecord(str(tmp_path / "no_user.tfrecord.gz"),
+                               {k: v for k, v in columns.items() if k != "user_id"})
+    with pytest.raises(InputError, match="missing required feature 'user_id'"):
+        score(exports["vr_ndt"].path, str(tmp_path / "no_user.tfrecord.gz"),
+              str(tmp_path / "scores2"), engine=engine)
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
 def test_impression_ids_go_out_as_they_came_in(exports, small_input, tmp_path, engine):
     """impression_id is text: leading zeros, 20-digit ids (past int64) and, after 1,000 rows of
     integers, ids with letters are written as read, and never make a row a dead letter."""

@@ -51,6 +51,11 @@ def main(argv):
     print(f"  outputs: {', '.join(summary['outputs'])}")
     print(f"  dead letters: {summary['dead_letters']:,}"
           + (f" (see {FLAGS.output}/{scoring.DEAD_LETTER})" if summary["dead_letters"] else ""))
+    absent = summary["features_in_no_sampled_record"]
+    if absent:
+        print(f"warning: the model's feature(s) {', '.join(absent)} are in none of the first "
+              "records of the input (a tf.Example leaves out a feature it has no value for): "
+              "rows without them were scored with the feature's default, as serving does")
     unscored = summary["files_without_a_scored_row"]
     if unscored:
         print(f"warning: {len(unscored)} input file(s) have no scored row, only dead letters "
