@@ -19,9 +19,10 @@ label and training jobs; `column_types` of `core.logs.open_logs`). Empty feature
 the type's default (0, 0.0 or ""). In a `tf.Example` the same names and types apply
 (int64_list, float_list, bytes_list); ids may be int64_list; `dwell_time` may be int64_list;
 floats read as an int64 column must be whole. The features of TFRecords are the keys of the
-first `SPARSE_SAMPLE_ROWS` records of the first files (each file's first `SAMPLE_ROWS` at least,
-and past those at most `SPARSE_SAMPLE_BYTES` of records): a tf.Example leaves a sparse feature
-out, so one may first appear far down.
+first `SPARSE_SAMPLE_ROWS` records of the first `SAMPLE_FILES` files and of the last
+`LAST_SAMPLE_FILES` (each file's first `SAMPLE_ROWS` at least, and past those at most
+`SPARSE_SAMPLE_BYTES` of records): a tf.Example leaves a sparse feature out, so one may first
+appear far down, and a feature a writer added later appears only in the later files.
 
 CSV files have one record per line (quoted fields may contain commas but not line breaks), a
 header line first, optional UTF-8 BOM and CRLF line ends; blank lines are skipped. Lines are
@@ -63,6 +64,10 @@ MAX_TIMESTAMP = 253_402_300_799
 
 SAMPLE_ROWS = 1000
 SAMPLE_FILES = 10
+# TFRecord inputs are also sampled in their last files (in name order, usually the latest
+# days): a feature a log's writer added later is in no first file, and a tf.Example leaves no
+# header to say it exists.
+LAST_SAMPLE_FILES = 3
 # A CSV column empty on every sampled row (a sparse feature: a count, a rating given by few) is
 # sampled further, up to this many rows of the first files, before it is typed: with no value
 # seen it is read as text, and its numbers would be hashed as words.
@@ -494,8 +499,8 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
     first_seen: dict[str, str] = {}
     sampled = sparse_bytes = 0
     for index, log_file in enumerate(files):
-        if index >= SAMPLE_FILES and sampled:
-            break
+        if index >= SAMPLE_FILES and sampled and index < len(files) - LAST_SAMPLE_FILES:
+            continue
         dataset = tf.data.TFRecordDataset(log_file.path, "GZIP" if log_file.gzip else "")
         number = 0
         # Read in batches: a record at a time costs 70 us, parsing one 3 to 5.

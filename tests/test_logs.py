@@ -413,6 +413,22 @@ def test_tfrecord_timestamp_in_milliseconds_names_record(tmp_path):
         read_all(path)
 
 
+def test_a_tfrecord_feature_added_in_the_last_files_is_a_column(tmp_path):
+    # 14 daily files: 'likes' written from day 12 on (the last three files), 'mood' only in
+    # day 11 (neither the first 10 nor the last 3: past the sample, as documented).
+    for day in range(14):
+        extra = {"likes": 7} if day >= 11 else {"mood": "calm"} if day == 10 else {}
+        header = HEADER + list(extra)
+        write_tfrecord(tmp_path / f"day-{day:02d}.tfrecord",
+                       [example(r + tuple(extra.values()), header) for r in ROWS])
+    source = logs.open_logs(f"{tmp_path}/day-*.tfrecord")
+    assert source.schema.dtypes["likes"] == "int64" and "mood" not in source.schema.dtypes
+    rows = [batch for batch in source.dataset(len(ROWS) * 14)]
+    likes = rows[0]["likes"].numpy()
+    assert likes.tolist() == [0] * len(ROWS) * 11 + [7] * len(ROWS) * 3  # absent before: 0
+    assert log_schema.LAST_SAMPLE_FILES == 3 and log_schema.SAMPLE_FILES == 10
+
+
 def test_mixed_formats_are_refused(tmp_path):
     write_csv(tmp_path / "a.csv")
     write_tfrecord(tmp_path / "b.tfrecord", [example(r) for r in ROWS])
