@@ -21,7 +21,16 @@ import zlib
 from typing import Mapping, Sequence
 
 from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs, tf_reason
-from core.log_schema import ANY_INT_RE, FIXED_TYPES, FLOAT_RE, INT64_TEXT, LogFile, open_binary, open_text
+from core.log_schema import (
+    ANY_INT_RE,
+    FIXED_TYPES,
+    FLOAT_RE,
+    INT64_TEXT,
+    LogFile,
+    open_binary,
+    open_text,
+    tfrecord_damage,
+)
 
 # The most recent reader of each thread, so that a parse error raised deep inside tf.data
 # (possibly inside Keras' fit) can be traced back to its file and line (see `diagnose`). Per
@@ -308,6 +317,5 @@ def locate_corruption(files: Sequence[LogFile] | None = None) -> InputError | No
         except (OSError, EOFError, zlib.error) as error:
             return InputError(f"is corrupt or truncated ({error})", file=log_file.path)
         except tf.errors.OpError as error:
-            return InputError(f"is corrupt or truncated ({tf_reason(error.message)})",
-                              file=log_file.path)
+            return tfrecord_damage(log_file, error.message)
     return None

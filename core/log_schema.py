@@ -447,6 +447,41 @@ def _sample_sparse_columns(files: Sequence[LogFile], header: list[str],
         sparse = [i for i in sparse if not any(samples[header[i]])]
 
 
+def damage_reason(message: str) -> str:
+    """TensorFlow's reason for an unreadable TFRecord stream, for people: "truncated record at
+    1253270' failed with EOF reached" (a byte offset in the decompressed stream) reads "a
+    record cut short at byte 1,253,270 (EOF reached)"."""
+    reason = tf_reason(message)
+    cut = re.search(r"truncated record at (\d+)'? failed with (.*)$", reason)
+    if cut:
+        return f"a record cut short at byte {int(cut[1]):,} ({cut[2].strip()})"
+    return reason
+
+
+def tfrecord_damage(log_file: LogFile, message: str) -> InputError:
+    """The InputError of TFRecord `log_file`, whose reading failed with TensorFlow's `message`:
+    read again to number the first record that cannot be read (1-based), with its reason."""
+    import tensorflow as tf
+
+    dataset = tf.data.TFRecordDataset(log_file.path, "GZIP" if log_file.gzip else "")
+    readable = 0
+    try:
+        for batch in dataset.batch(4096).as_numpy_iterator():
+            readable += len(batch)
+        return InputError(f"is corrupt or truncated ({damage_reason(message)})",
+                          file=log_file.path)  # read whole this time: no record to name
+    except tf.errors.OpError:
+        pass
+    try:  # within the failing batch, record by record
+        for _ in dataset.skip(readable).as_numpy_iterator():
+            readable += 1
+    except tf.errors.OpError as error:
+        message = error.message
+    return InputError(f"is corrupt or truncated: {readable:,} record(s) read, then "
+                      f"{damage_reason(message)}", file=log_file.path, row=readable + 1,
+                      row_kind="record")
+
+
 _STORED_KINDS = {"int64_list": "int64", "float_list": "float32", "bytes_list": "string"}
 
 
@@ -522,8 +557,7 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
                                              row_kind="record")
                 sampled += len(records)
         except tf.errors.OpError as error:
-            raise InputError(f"is corrupt or truncated ({tf_reason(error.message)})",
-                             file=log_file.path) from None
+            raise tfrecord_damage(log_file, error.message) from None
         if number == SAMPLE_ROWS and sampled < SPARSE_SAMPLE_ROWS and \
                 sparse_bytes < SPARSE_SAMPLE_BYTES:
             sampled, sparse_bytes = _sample_sparse_features(

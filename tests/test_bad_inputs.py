@@ -190,7 +190,8 @@ CATALOGUE = {
     "header only": (build_header_only, "the input has no rows"),
     "corrupt gzip": (build_corrupt_gzip, "log.csv.gz: is corrupt or truncated"),
     "gzip name, not gzip": (build_not_gzip, "log.csv.gz: is named as gzip but is not gzip"),
-    "corrupt tfrecord": (build_corrupt_tfrecord, "log.tfrecord: is corrupt or truncated"),
+    "corrupt tfrecord": (build_corrupt_tfrecord, "log.tfrecord, record 1: is corrupt or "
+                         "truncated: 0 record(s) read, then corrupted record at 0"),
     "NaN feature in a tfrecord": (build_nan_feature_tfrecord,
                                   "log.tfrecord, record 4, column 'rating': expected a finite "
                                   "number, found nan"),

@@ -357,12 +357,22 @@ def test_corrupt_gzip_is_named(tmp_path, monkeypatch, sample_rows):
 @pytest.mark.parametrize("sample_rows", [1000, 1], ids=["found-while-sampling", "found-while-reading"])
 def test_corrupt_tfrecord_is_named(tmp_path, monkeypatch, sample_rows):
     monkeypatch.setattr(log_schema, "SAMPLE_ROWS", sample_rows)
-    path = write_tfrecord(tmp_path / "a.tfrecord", [example(r) for r in ROWS * 50])
+    records = [example(r) for r in ROWS * 50]
+    path = write_tfrecord(tmp_path / "a.tfrecord", records)
     data = bytearray(open(path, "rb").read())
     data[len(data) // 2] ^= 0xFF  # flips a byte inside a record: its CRC no longer matches
     (tmp_path / "bad.tfrecord").write_bytes(bytes(data))
-    with pytest.raises(InputError, match=r"bad\.tfrecord: is corrupt or truncated"):
+    # Its record by the framing (8 bytes of length, 4 of CRC, the data, 4 of CRC each).
+    ends = np.cumsum([16 + len(r) for r in records])
+    bad = int(np.searchsorted(ends, len(data) // 2, side="right")) + 1
+    with pytest.raises(InputError, match=rf"bad\.tfrecord, record {bad}: is corrupt or truncated: "
+                                         rf"{bad - 1} record\(s\) read, then corrupted record"):
         read_all(str(tmp_path / "bad.tfrecord"), batch_size=16)
+    # Cut short: the record the file ends in, and the offset said in bytes.
+    (tmp_path / "cut.tfrecord").write_bytes(bytes(data[:int(ends[9]) + 20]))
+    with pytest.raises(InputError, match=r"cut\.tfrecord, record 11: is corrupt or truncated: 10 "
+                                         r"record\(s\) read, then a record cut short at byte"):
+        read_all(str(tmp_path / "cut.tfrecord"), batch_size=16)
 
 
 def test_tfrecord_wrong_type_names_record_and_feature(tmp_path):
