@@ -52,6 +52,24 @@ LONG_TOP_BIN_DOUBT = 3600.0
 OUTCOME_DOUBT_EXPECTED_ROWS = 20
 
 
+def outcome_features(stats: dict) -> dict[str, str]:
+    """{name: why} of the numeric feature columns that look like an outcome of the click in
+    logs whose statistics are `stats` (stats.json's content): 0 on every unclicked row but not
+    on clicked ones, where at least OUTCOME_DOUBT_EXPECTED_ROWS unclicked rows would be
+    non-zero were it independent of the click."""
+    found = {}
+    clicks, unclicked = stats["clicks"], stats["rows"] - stats["clicks"]
+    for name, feature in sorted(stats.get("numeric_features", {}).items()):
+        on_clicks, off_clicks = feature.get("nonzero_clicked"), feature.get("nonzero_unclicked")
+        if on_clicks is None or off_clicks != 0 or not clicks:
+            continue
+        if unclicked * on_clicks / clicks >= OUTCOME_DOUBT_EXPECTED_ROWS:
+            found[name] = (f"feature column '{name}' is 0 on all {unclicked:,} unclicked rows "
+                           f"but not on {on_clicks:,} of the {clicks:,} clicked ones: an outcome "
+                           "of the click (a like, a share, a play time) hands the model its label")
+    return found
+
+
 def data_doubts(stats: dict) -> list[str]:
     """What looks wrong in logs whose statistics are `stats` (stats.json's content), each a
     sentence for the user; the job still writes the artifact. Dwell too long for seconds
@@ -98,19 +116,11 @@ def data_doubts(stats: dict) -> list[str]:
         doubts.append(f"{zero:,} of {stats['clicks']:,} clicks ({zero / stats['clicks']:.0%}) "
                       "have dwell 0, read as reads shorter than any other (dwell bin 0, never a "
                       "valid read); if 0 stands for an unknown dwell, leave those rows out")
-    clicks, unclicked = stats["clicks"], stats["rows"] - stats["clicks"]
-    for name, feature in sorted(stats.get("numeric_features", {}).items()):
-        on_clicks, off_clicks = feature.get("nonzero_clicked"), feature.get("nonzero_unclicked")
-        if on_clicks is None or off_clicks != 0 or not clicks:
-            continue
-        if unclicked * on_clicks / clicks >= OUTCOME_DOUBT_EXPECTED_ROWS:
-            doubts.append(f"feature column '{name}' is 0 on all {unclicked:,} unclicked rows but "
-                          f"not on {on_clicks:,} of the {clicks:,} clicked ones: an outcome of "
-                          "the click (a like, a share, a play time) hands the model its label; "
-                          "leave it out of the logs or exclude it in the feature config "
-                          '(--feature_config: {"features": {"' + name + '": {"exclude": true}}}; '
-                          "the statistics job does not read the feature config, so this note "
-                          "stays when it does)")
+    for name, text in outcome_features(stats).items():
+        doubts.append(text + "; leave it out of the logs or exclude it in the feature config "
+                      '(--feature_config: {"features": {"' + name + '": {"exclude": true}}}; '
+                      "the statistics job does not read the feature config, so this note "
+                      "stays when it does)")
     rows = stats["rows"]
     for name, feature in sorted(stats.get("numeric_features", {}).items()):
         negative = feature.get("negative", 0)

@@ -33,6 +33,20 @@ def label_column_notes(schema, rules) -> list[str]:
             "not the ones trained on"]
 
 
+def outcome_feature_notes(spec, artifact) -> list[str]:
+    """Notes for the model's features that the statistics job found to be an outcome of the
+    click (`core.data_doubts.outcome_features`; it warned too): trained on, they hand the model
+    its label, and serving has no such value before the click."""
+    from core.data_doubts import outcome_features
+
+    found = outcome_features({"rows": artifact.rows, "clicks": artifact.clicks,
+                              "numeric_features": artifact.numeric_features})
+    return [f"note: {found[f.name]} (the statistics job's warning), and serving has no such "
+            "value before the click: exclude it in the feature config "
+            '({"features": {"' + f.name + '": {"exclude": true}}})'
+            for f in spec.features if f.name in found]
+
+
 def numeric_id_notes(spec) -> list[str]:
     """Notes for numeric features named like ids (`author_id`): integer ids read as numbers
     are log1p-transformed and standardized as magnitudes, which an id is not. A name is only a

@@ -94,6 +94,27 @@ def test_held_out_files_in_the_validation_window_are_noted(tmp_path):
         "rows the model was selected on and the refit pass trained on"]
 
 
+def test_model_features_that_are_outcomes_of_the_click_are_noted():
+    import types
+
+    from model_fixtures import tiny_spec
+
+    numeric = {"item_length": {"nonzero_clicked": 30, "nonzero_unclicked": 0},  # an outcome
+               "position": {"nonzero_clicked": 30, "nonzero_unclicked": 5},  # on unclicked too
+               "is_share": {"nonzero_clicked": 30, "nonzero_unclicked": 0}}  # not a feature
+    artifact = types.SimpleNamespace(rows=1000, clicks=100, numeric_features=numeric)
+    spec = tiny_spec()
+    assert "item_length" in spec.names and "is_share" not in spec.names
+    assert input_notes.outcome_feature_notes(spec, artifact) == [
+        "note: feature column 'item_length' is 0 on all 900 unclicked rows but not on 30 of the "
+        "100 clicked ones: an outcome of the click (a like, a share, a play time) hands the "
+        "model its label (the statistics job's warning), and serving has no such value before "
+        'the click: exclude it in the feature config ({"features": {"item_length": '
+        '{"exclude": true}}})']
+    excluded = tiny_spec({"features": {"item_length": {"exclude": True}}})
+    assert input_notes.outcome_feature_notes(excluded, artifact) == []
+
+
 def test_model_features_in_no_record_of_tfrecord_held_out_logs_are_noted():
     assert input_notes.absent_features_note("--eval", ()) is None
     assert input_notes.absent_features_note("--eval", ("author_followers", "likes")) == (
