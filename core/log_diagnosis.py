@@ -20,13 +20,14 @@ import threading
 import zlib
 from typing import Mapping, Sequence
 
-from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs, tf_reason
+from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs
 from core.log_schema import (
     ANY_INT_RE,
     FIXED_TYPES,
     FLOAT_RE,
     INT64_TEXT,
     LogFile,
+    damage_reason,
     open_binary,
     open_text,
     tfrecord_damage,
@@ -262,7 +263,7 @@ def translate_error(error: Exception) -> InputError | None:
     lowered = error.message.lower()
     if any(k in lowered for k in ("corrupt", "data_loss", "truncated", "header check",
                                   "invalid block", "unexpected end", "inflate")):
-        return InputError(f"corrupt or truncated input ({tf_reason(error.message)})")
+        return InputError(f"corrupt or truncated input ({damage_reason(error.message)})")
     return None
 
 

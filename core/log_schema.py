@@ -447,14 +447,15 @@ def _sample_sparse_columns(files: Sequence[LogFile], header: list[str],
         sparse = [i for i in sparse if not any(samples[header[i]])]
 
 
-def damage_reason(message: str) -> str:
+def damage_reason(message: str, gzip: bool = False) -> str:
     """TensorFlow's reason for an unreadable TFRecord stream, for people: "truncated record at
-    1253270' failed with EOF reached" (a byte offset in the decompressed stream) reads "a
-    record cut short at byte 1,253,270 (EOF reached)"."""
+    1253270' failed with EOF reached" reads "a record cut short at byte 1,253,270: EOF
+    reached" (`gzip`: "... of the decompressed stream", where TensorFlow counts)."""
     reason = tf_reason(message)
     cut = re.search(r"truncated record at (\d+)'? failed with (.*)$", reason)
     if cut:
-        return f"a record cut short at byte {int(cut[1]):,} ({cut[2].strip()})"
+        where = " of the decompressed stream" if gzip else ""
+        return f"a record cut short at byte {int(cut[1]):,}{where}: {cut[2].strip()}"
     return reason
 
 
@@ -468,8 +469,12 @@ def tfrecord_damage(log_file: LogFile, message: str) -> InputError:
     try:
         for batch in dataset.batch(4096).as_numpy_iterator():
             readable += len(batch)
-        return InputError(f"is corrupt or truncated ({damage_reason(message)})",
+        return InputError(f"is corrupt or truncated ({damage_reason(message, log_file.gzip)})",
                           file=log_file.path)  # read whole this time: no record to name
+    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+            tf.errors.UnavailableError) as error:  # the file, not its records
+        return InputError(f"cannot read the file ({tf_reason(error.message)})",
+                          file=log_file.path)
     except tf.errors.OpError:
         pass
     try:  # within the failing batch, record by record
@@ -478,8 +483,8 @@ def tfrecord_damage(log_file: LogFile, message: str) -> InputError:
     except tf.errors.OpError as error:
         message = error.message
     return InputError(f"is corrupt or truncated: {readable:,} record(s) read, then "
-                      f"{damage_reason(message)}", file=log_file.path, row=readable + 1,
-                      row_kind="record")
+                      f"{damage_reason(message, log_file.gzip)}", file=log_file.path,
+                      row=readable + 1, row_kind="record")
 
 
 _STORED_KINDS = {"int64_list": "int64", "float_list": "float32", "bytes_list": "string"}

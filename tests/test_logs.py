@@ -371,8 +371,18 @@ def test_corrupt_tfrecord_is_named(tmp_path, monkeypatch, sample_rows):
     # Cut short: the record the file ends in, and the offset said in bytes.
     (tmp_path / "cut.tfrecord").write_bytes(bytes(data[:int(ends[9]) + 20]))
     with pytest.raises(InputError, match=r"cut\.tfrecord, record 11: is corrupt or truncated: 10 "
-                                         r"record\(s\) read, then a record cut short at byte"):
+                                         r"record\(s\) read, then a record cut short at byte [0-9,]+: "):
         read_all(str(tmp_path / "cut.tfrecord"), batch_size=16)
+
+
+def test_a_tfrecord_that_cannot_be_opened_is_not_called_corrupt(tmp_path):
+    gone = log_schema.LogFile(str(tmp_path / "gone.tfrecord"), "tfrecord", False)
+    error = log_schema.tfrecord_damage(gone, "whatever the first read said")
+    assert error.file == gone.path and error.row is None
+    assert error.reason.startswith("cannot read the file (")
+    assert log_schema.damage_reason("truncated record at 1253270' failed with EOF reached",
+                                    gzip=True) == ("a record cut short at byte 1,253,270 of the "
+                                                   "decompressed stream: EOF reached")
 
 
 def test_tfrecord_wrong_type_names_record_and_feature(tmp_path):

@@ -246,7 +246,8 @@ class _Units:
                 yield self.end_row, record
                 self.end_row += 1
         except tf.errors.OpError as error:
-            self.lost = f"is corrupt or truncated ({log_schema.damage_reason(error.message)})"
+            reason = log_schema.damage_reason(error.message, self.log_file.gzip)
+            self.lost = f"is corrupt or truncated ({reason})"
 
 
 @contextlib.contextmanager
