@@ -44,6 +44,7 @@ def bench(script, *args, cwd=REPO):
     ("table1.py", ["--eval=b.csv"], "--train and --eval go together"),
     ("table1.py", ["--seeds=1;2"], "--seeds=1;2: comma-separated integers"),
     ("table1.py", ["--max_epochs=0"], "--epochs, --max_epochs and --batch_size are at least 1"),
+    ("table1.py", ["--project_args=--seed='1"], "--project_args=\"--seed='1\": No closing"),
 ])
 def test_the_logs_flags_refused_before_any_work(tmp_path, script, args, says):
     status, stdout, stderr = bench(script, f"--out={tmp_path / 'out'}", *args)
