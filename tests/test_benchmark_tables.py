@@ -159,6 +159,30 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
         in stderr
 
 
+def test_table1_on_a_users_logs(small_world, tmp_path):
+    out = tmp_path / "out"
+    args = [f"--out={out}", f"--train={small_world['train']}", f"--eval={small_world['eval']}",
+            "--name=mine", "--seeds=0", "--protocol=one_epoch", "--batch_size=256",
+            "--project_args=--steps_per_epoch=3"]
+    status, stdout, stderr = bench("table1.py", *args)
+    assert status == 0, stderr
+    markdown = (out / "table1-mine-one_epoch.md").read_text()
+    with open(out / "mine" / "stats" / "stats.json") as handle:
+        stats = json.load(handle)
+    assert markdown.startswith("### Table 1 on mine, protocol `one_epoch`\n\nLogs `mine`: "
+                               f"training `{small_world['train']}` ({stats['rows']:,} "
+                               "impressions, CTR ")
+    assert "| model | valid-read AUC (1 seed) |" in markdown and " ± " not in markdown
+    run_dir = out / "mine" / "one_epoch" / "models" / "single_ctr-seed0"
+    with open(run_dir / "eval_metrics.json") as handle:
+        assert json.load(handle)["global_step"] == 3  # --project_args reached the run
+    status, again, stderr = bench("table1.py", *args)
+    assert status == 0 and again.count("(reused)") == 5, again
+    status, _, stderr = bench("table1.py", *args[:-1], "--project_args=--steps_per_epoch=4")
+    assert status == 1
+    assert "was trained with --steps_per_epoch=3, not --steps_per_epoch=4" in stderr
+
+
 def test_logs_rewritten_under_the_same_globs_are_refused(tmp_path, monkeypatch):
     sys.path.insert(0, BENCHMARKS)
     try:
