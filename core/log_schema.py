@@ -358,12 +358,16 @@ def _check_header(header: list[str], path: str,
 
 
 def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | None,
-           required: Sequence[str] = REQUIRED_COLUMNS) -> tuple[LogSchema, dict[str, str]]:
-    """The columns and types of `files` (see the module docstring for the rules), and `stored`:
-    each TFRecord feature's stored kind ({} for CSV).
+                 required: Sequence[str] = REQUIRED_COLUMNS, sparse_typed: bool = False
+                 ) -> tuple[LogSchema, dict[str, str], tuple[str, ...]]:
+    """The columns and types of `files` (see the module docstring for the rules), `stored`:
+    each TFRecord feature's stored kind ({} for CSV), and the typed columns no sampled record
+    holds, which `sparse_typed` (a model's features) makes TFRecord columns of their given
+    type (a tf.Example leaves out a feature it has no value for), read as their default.
 
     Raises InputError for a missing required column, differing CSV headers, empty input, a
-    required column of the wrong type, or an unknown type in `column_types`.
+    required column of the wrong type, or an unknown type in `column_types`;
+    AbsentTypedColumns for other typed columns the logs lack.
     """
     column_types = dict(column_types or {})
     for name, kind in column_types.items():
@@ -382,13 +386,17 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
     for name in columns:
         dtypes[name] = column_types.get(name, FIXED_TYPES.get(name, inferred[name]))
     absent = [name for name in column_types if name not in dtypes]
-    if absent:
+    if absent and sparse_typed and files[0].format == "tfrecord":
+        columns = list(columns) + absent
+        for name in absent:
+            dtypes[name] = stored[name] = column_types[name]
+    elif absent:
         raise AbsentTypedColumns(absent, columns, files[0].path)
     for name, kind in stored.items():
         if kind == "string" and dtypes[name] != "string":
             raise InputError(f"feature '{name}' is stored as bytes; it cannot be read as "
                              f"{dtypes[name]}", file=files[0].path, column=name)
-    return LogSchema(tuple(columns), dtypes), stored
+    return LogSchema(tuple(columns), dtypes), stored, tuple(absent)
 
 
 def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS

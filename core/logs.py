@@ -410,14 +410,13 @@ def open_logs(patterns: str | Sequence[str], *,
         # Candidates' ids must be there; a model's other features may be sparse (below).
         required = tuple(name for name in required if name in REQUIRED_COLUMNS)
     try:
-        schema, stored = (infer_schema(files, column_types) if required is None else
-                          infer_schema(files, column_types, required))
+        # A tf.Example leaves out a feature it has no value for, so a model's feature in no
+        # sampled TFRecord is sparse there, not missing: read as its default, as training reads
+        # an absent value (`absent_features` says which).
+        schema, stored, absent_features = infer_schema(
+            files, column_types, REQUIRED_COLUMNS if required is None else required,
+            sparse_typed=given_by == "model")
     except AbsentTypedColumns as absent:
-        if given_by == "model" and files[0].format == "tfrecord":
-            # A tf.Example leaves out a feature it has no value for, so a model's feature in no
-            # sampled record is sparse here, not missing: read as its default, as an absent
-            # value is in training and serving (`absent_features` says which).
-            return _with_absent_features(files, column_types, required, absent.names, candidates)
         if given_by == "model":
             raise
         quoted = ", ".join(f"'{name}'" for name in absent.names)
@@ -426,23 +425,8 @@ def open_logs(patterns: str | Sequence[str], *,
         raise InputError(f"{who} gives a type to column(s) {quoted}, which these logs do not "
                          f"have (columns: {', '.join(absent.columns)})",
                          file=absent.path) from None
-    return LogSource(files, schema, stored, outcomes=candidates is None, type_origins=given)
-
-
-def _with_absent_features(files, column_types, required, absent, candidates) -> LogSource:
-    """open_logs' source of TFRecord `files` whose sampled records hold none of the model's
-    features `absent`: the schema of the others, then `absent` with the model's types."""
-    present = {name: kind for name, kind in column_types.items() if name not in absent}
-    still_required = None if required is None else tuple(
-        name for name in required if name not in absent)
-    schema, stored = (infer_schema(files, present) if still_required is None else
-                      infer_schema(files, present, still_required))
-    schema = LogSchema(schema.columns + tuple(absent),
-                       {**schema.dtypes, **{name: column_types[name] for name in absent}})
-    stored = {**stored, **{name: column_types[name] for name in absent}}
-    return LogSource(files, schema, stored, outcomes=candidates is None,
-                     type_origins={name: "model" for name in column_types},
-                     absent_features=tuple(absent))
+    return LogSource(files, schema, stored, outcomes=candidates is None, type_origins=given,
+                     absent_features=absent_features)
 
 
 def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,
