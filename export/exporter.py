@@ -185,11 +185,10 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     gate_record = None
     if gate is not None:
         from export import gate as gate_lib
-        from ranking.selection import read_final
 
         gate_record = gate_lib.judge(gate_lib.parse_gate(gate), module, baseline, description,
                                      gate_logs, model.feature_spec,
-                                     refitted=read_final(model_dir) is not None)
+                                     refitted=selection.read_final(model_dir) is not None)
     model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
     os.makedirs(export_base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
