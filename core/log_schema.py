@@ -89,10 +89,16 @@ INT_RE, FLOAT_RE = re.compile(_INT + r"\Z"), re.compile(_FLOAT + r"\Z")
 
 @dataclasses.dataclass(frozen=True)
 class LogSchema:
-    """Column names in file order and their types ('int64', 'float32', 'float64', 'string')."""
+    """Column names in file order and their types ('int64', 'float32', 'float64', 'string').
+
+    `missing`: {column: value} an empty CSV field or a feature a `tf.Example` leaves out reads
+    as, in the column's type; a column not in it reads as 0 or "". A model's feature config
+    `default` (`ranking.features`) sets it, so training, scoring and serving read a missing
+    value alike."""
 
     columns: tuple[str, ...]
     dtypes: Mapping[str, str]
+    missing: Mapping[str, str | int | float] = dataclasses.field(default_factory=dict)
 
     def feature_columns(self) -> tuple[str, ...]:
         """Columns that are model features by default (SPEC §2)."""
@@ -100,11 +106,21 @@ class LogSchema:
         return tuple(c for c in self.columns if c not in skip)
 
     def to_json(self) -> dict:
-        return {"columns": list(self.columns), "dtypes": dict(self.dtypes)}
+        data = {"columns": list(self.columns), "dtypes": dict(self.dtypes)}
+        if self.missing:
+            data["missing"] = dict(self.missing)
+        return data
 
     @classmethod
     def from_json(cls, data: dict) -> "LogSchema":
-        return cls(tuple(data["columns"]), dict(data["dtypes"]))
+        return cls(tuple(data["columns"]), dict(data["dtypes"]), dict(data.get("missing", {})))
+
+    def with_missing(self, values: Mapping[str, str | int | float]) -> "LogSchema":
+        """This schema with `values` read for missing values of those of its columns (a value
+        equal to the type's own default, 0 or "", is left out)."""
+        kept = {name: value for name, value in values.items()
+                if name in self.dtypes and value not in (0, "")}
+        return dataclasses.replace(self, missing=kept)
 
 
 def parse_column_types(entries: Sequence[str] | None) -> tuple[str, ...]:

@@ -194,10 +194,10 @@ class LogSource:
             if name not in wanted:
                 continue
             kind = self.schema.dtypes[name]
-            if kind == "string":
-                out[name] = text
-                continue
             empty = tf.equal(text, "")
+            if kind == "string":
+                out[name] = self._fill_missing(name, empty, text)
+                continue
             if name in ("timestamp", "click"):
                 checks.append(_check(~empty, path, row, name, "expected a value, found an empty "
                                      "field"))
@@ -206,8 +206,17 @@ class LogSource:
             if kind != "int64" and name != "dwell_time":
                 checks.append(_check(tf.math.is_finite(value), path, row, name,
                                      "expected a finite number, found ", text))
-            out[name] = (value, empty, text) if name == "dwell_time" else value
+            out[name] = ((value, empty, text) if name == "dwell_time"
+                         else self._fill_missing(name, empty, value))
         return out, checks
+
+    def _fill_missing(self, name, missing, value):
+        """`value` [batch] with the schema's value for `name` where `missing` (bool [batch])."""
+        import tensorflow as tf
+
+        if name not in self.schema.missing:
+            return value
+        return tf.where(missing, tf.constant(self.schema.missing[name], value.dtype), value)
 
     # TFRecord ---------------------------------------------------------------------------------
     def _parse_tfrecord_batch(self, path, row, record, wanted):
@@ -255,6 +264,8 @@ class LogSource:
                                         "float64": tf.float64}[kind])
             if name == "dwell_time":
                 dense = (dense, tf.equal(count, 0), tf.strings.as_string(dense, shortest=True))
+            else:
+                dense = self._fill_missing(name, tf.equal(count, 0), dense)
             out[name] = dense
         return out, checks
 

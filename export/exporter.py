@@ -25,7 +25,7 @@ import tempfile
 from core import log_writers, logs
 from core.atomic import atomic_file
 from core.errors import InputError
-from export.versions import existing_versions
+from export.versions import FEATURE_DEFAULTS_FILE, existing_versions
 from ranking import model_dir as model_dir_lib
 from ranking import selection
 from ranking.fusion import Fusion, parse_weights
@@ -84,6 +84,7 @@ def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) ->
 
     try:
         source = logs.open_logs(description["training"]["train"], column_types=spec.dtypes)
+        source = dataclasses.replace(source, schema=source.schema.with_missing(spec.defaults))
         allow = bool(description["training"].get("allow_unclicked_dwell"))
         batch = next(iter(source.dataset(rows, columns=spec.names, allow_unclicked_dwell=allow)))
         columns = {name: batch[name].numpy() for name in spec.names}
@@ -200,6 +201,8 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
                                warmup_examples(description, model.feature_spec), model_name)
         with open(os.path.join(staged, "assets.extra", FUSION_FILE), "w") as handle:
             json.dump(module.fusion.to_json(), handle, indent=2)
+        with open(os.path.join(staged, FEATURE_DEFAULTS_FILE), "w") as handle:
+            json.dump(model.feature_spec.defaults, handle, indent=2)
         if gate_record is not None:
             with open(os.path.join(staged, GATE_FILE), "w") as handle:
                 json.dump(gate_record, handle, indent=2)

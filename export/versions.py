@@ -4,6 +4,7 @@ SavedModels with it."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -23,6 +24,21 @@ def resolve_saved_model(path: str) -> str:
         raise InputError(f"{path} is neither a SavedModel nor an export base with versions "
                          "(make one with python -m export.saved_model)")
     return os.path.join(path, str(versions[-1]))
+
+
+# {feature: default}: the value a missing feature reads as (the feature config's `default`), so
+# that batch scoring reads a missing value as training and `serving_default` do.
+FEATURE_DEFAULTS_FILE = os.path.join("assets.extra", "feature_defaults.json")
+
+
+def read_feature_defaults(saved_model: str) -> dict:
+    """{feature: default} of a SavedModel directory; {} for one exported before the file
+    (its training read a missing value as 0 or "")."""
+    path = os.path.join(saved_model, FEATURE_DEFAULTS_FILE)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        return json.load(handle)
 
 
 def existing_versions(export_base: str) -> list[int]:

@@ -52,9 +52,11 @@ def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *
     except log_schema.AbsentTypedColumns as absent:
         raise InputError(f"the logs lack the model's feature column(s) {', '.join(absent.names)}"
                          f" (its training logs had them)", file=patterns) from None
-    return dataclasses.replace(source, type_origins={
-        name: "artifact" if name in given else "model" for name in spec.dtypes
-        if name in given or not training_logs})
+    origins = {name: "artifact" if name in given else "model" for name in spec.dtypes
+               if name in given or not training_logs}
+    # A missing value reads as the feature config's `default`, as serving reads it.
+    return dataclasses.replace(source, schema=source.schema.with_missing(spec.defaults),
+                               type_origins=origins)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,14 +27,16 @@ A JSON feature config overrides per feature (`--feature_config`):
 Keys: `type` (categorical | numeric), `hash_buckets`, `vocabulary` (a list: index 0 is for
 values outside it; on a numeric column its entries are read as the column's numbers, so 4.0
 matches the value 4), `embedding_dim`, `transform` (log1p_standardize | standardize |
-identity), `default` (the value a missing feature takes at serving time), `post_click`,
+identity), `default` (the value a missing one reads as: an empty CSV field or a feature a
+`tf.Example` leaves out, in training, evaluation, batch scoring and serving alike), `post_click`,
 `exclude`. A categorical number is hashed by its text: integers in decimal, decimals as C's
 %.9g of their float32 (exact: 4.5, 1e-07). Post-click features
 (mostly affecting dwell, such as category, length, publish age) can also be named with
 `--post_click_features`.
 
-Missing values: an empty CSV field or an absent `tf.Example` feature takes `default`: "" for
-strings (hashed like any other string), 0 for numbers (log1p(0) = 0 before standardizing).
+Missing values: an empty CSV field or an absent `tf.Example` feature takes `default`, unless
+set "" for strings (hashed like any other string) and 0 for numbers (log1p(0) = 0 before
+standardizing). The statistics job has no feature config: its moments read a missing number as 0.
 """
 
 from __future__ import annotations
@@ -117,6 +119,11 @@ class FeatureSpec:
     @property
     def post_click(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.features if f.post_click)
+
+    @property
+    def defaults(self) -> dict[str, str | float | int]:
+        """{feature: the value a missing one reads as}, in training, scoring and serving."""
+        return {f.name: f.default for f in self.features}
 
     def __getitem__(self, name: str) -> Feature:
         for feature in self.features:

@@ -377,3 +377,94 @@ def test_the_projects_own_tfrecord_logs_replay_to_serving(exports, tmp_path):
         name: batch[name] for name in loaded.signatures["predict_raw"]
         .structured_input_signature[1]})
     np.testing.assert_allclose(served["score"].numpy(), raw["score"].numpy(), rtol=1e-6)
+
+
+def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving(small_world,
+                                                                                 tmp_path):
+    """A missing value (an empty CSV field, a feature a tf.Example leaves out) reads as the
+    feature config's `default` in training's reader, in batch scoring and in serving_default:
+    all three equal predict_raw fed the defaults by hand, which differs from 0 and ""."""
+    import pandas as pd
+
+    from pipelines.score import scoring
+    from ranking import training
+    from ranking.models import ModelConfig
+
+    defaults = {"item_length": 600, "publish_age_hours": 24.5, "category": "sports"}
+    feature_config = tmp_path / "features.json"
+    feature_config.write_text(json.dumps({"features": {
+        name: {"default": value} for name, value in defaults.items()}}))
+    model_dir = str(tmp_path / "model")
+    training.train_and_evaluate(training.TrainConfig(
+        train=small_world["train"], stats=small_world["stats"], model=ModelConfig("vr_ndt"),
+        batch_size=256, epochs=1, steps_per_epoch=5, progress="none",
+        feature_config=str(feature_config)), model_dir)
+
+    frame = pd.read_csv(sorted(glob.glob(small_world["eval"]))[0], dtype=str,
+                        keep_default_na=False).iloc[:40]
+    holes = frame.copy()
+    for k, name in enumerate(defaults):  # rows k, k + 3, ... lack feature k
+        holes.loc[holes.index[k::3], name] = ""
+    csv_path = str(tmp_path / "holes.csv")
+    holes.to_csv(csv_path, index=False)
+    filled = holes.copy()
+    for name, value in defaults.items():
+        filled.loc[filled[name] == "", name] = str(value)
+
+    model, _ = exporter.load_trained(model_dir)
+    spec = model.feature_spec
+    read = next(iter(data.open_source(csv_path, spec).dataset(64, columns=spec.names)))
+    np.testing.assert_array_equal(read["item_length"].numpy(),
+                                  filled["item_length"].astype(np.int64))
+    np.testing.assert_allclose(read["publish_age_hours"].numpy(),
+                               filled["publish_age_hours"].astype(np.float32))
+    assert [v.decode() for v in read["category"].numpy()] == list(filled["category"])
+    # The same rows in TFRecord, each missing feature left out of its tf.Example.
+    examples = []
+    for _, row in holes.iterrows():
+        example = tf.train.Example()
+        kinds = dict(spec.dtypes, timestamp="int64", click="int64", dwell_time="float32")
+        for name, kind in kinds.items():
+            if row[name] == "":
+                continue
+            feature = example.features.feature[name]
+            if kind == "string":
+                feature.bytes_list.value.append(row[name].encode())
+            elif kind == "int64":
+                feature.int64_list.value.append(int(row[name]))
+            else:
+                feature.float_list.value.append(float(row[name]))
+        examples.append(example.SerializeToString())
+    tfrecord_path = str(tmp_path / "holes.tfrecord")
+    with tf.io.TFRecordWriter(tfrecord_path) as writer:
+        for example in examples:
+            writer.write(example)
+    from_records = next(iter(data.open_source(tfrecord_path, spec).dataset(64,
+                                                                        columns=spec.names)))
+    for name in defaults:
+        np.testing.assert_array_equal(from_records[name].numpy(), read[name].numpy())
+
+    result = exporter.export_saved_model(model_dir, str(tmp_path / "export"))
+    with open(os.path.join(result.path, "assets.extra", "feature_defaults.json")) as handle:
+        assert {k: v for k, v in json.load(handle).items() if k in defaults} == defaults
+    loaded = tf.saved_model.load(result.path)
+    raw = loaded.signatures["predict_raw"]
+
+    def predict_raw(rows):
+        inputs = {name: tf.constant(rows[name].to_numpy().astype(
+            {"string": str, "int64": np.int64, "float32": np.float32}[spec[name].dtype]))
+            for name in spec.names}
+        return raw(**inputs)["score"].numpy()
+
+    expected = predict_raw(filled)
+    zeros = holes.copy()
+    for name in ("item_length", "publish_age_hours"):
+        zeros.loc[zeros[name] == "", name] = "0"
+    assert np.abs(predict_raw(zeros) - expected).max() > 1e-4  # the defaults matter
+    served = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"]
+    np.testing.assert_allclose(served.numpy(), expected, rtol=1e-5, atol=1e-7)
+    for path in (csv_path, tfrecord_path):
+        out = str(tmp_path / f"scores_{os.path.basename(path)}")
+        scoring.score_logs(result.path, path, out, scoring.ScoreConfig())
+        got = pd.read_csv(glob.glob(os.path.join(out, "00000-*.csv.gz"))[0])
+        np.testing.assert_allclose(got["score"], expected, rtol=1e-5, atol=1e-7)

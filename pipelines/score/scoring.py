@@ -61,7 +61,7 @@ from core import log_schema, log_writers, logs
 from core.atomic import atomic_directory
 from core.errors import InputError
 from core.settings import setting
-from export.versions import resolve_saved_model
+from export.versions import read_feature_defaults, resolve_saved_model
 from pipelines.score.dead_letters import (  # noqa: F401
     DEAD_LETTER,
     DEAD_LETTER_HEADER,
@@ -86,6 +86,7 @@ class ModelSignature:
     features: dict  # name -> 'string' | 'int64' | 'float32'
     outputs: tuple[str, ...]  # 'score' first
     widths: dict = dataclasses.field(default_factory=dict)  # 2-D output -> its columns
+    defaults: dict = dataclasses.field(default_factory=dict)  # feature -> a missing one's value
 
 
 def read_signature(path: str) -> ModelSignature:
@@ -100,7 +101,8 @@ def read_signature(path: str) -> ModelSignature:
     outputs = ("score",) + tuple(o for o in outputs if o != "score")
     widths = {name: int(spec.shape[1]) for name, spec in raw.structured_outputs.items()
               if spec.shape.rank == 2 and spec.shape[1] is not None}
-    return ModelSignature(path, features, outputs, widths)
+    defaults = {k: v for k, v in read_feature_defaults(path).items() if k in features}
+    return ModelSignature(path, features, outputs, widths, defaults)
 
 
 # Output shards ------------------------------------------------------------------------------------
@@ -317,6 +319,8 @@ def run_job(saved_model: str, pattern: str, output_dir: str, config: ScoreConfig
     source = logs.open_logs(pattern, column_types={
         k: v for k, v in signature.features.items() if k not in log_schema.FIXED_TYPES},
         candidates=tuple(signature.features))
+    # A missing value reads as the model's feature config `default`, as in training and serving.
+    source = dataclasses.replace(source, schema=source.schema.with_missing(signature.defaults))
     ids = tuple(c for c in ID_COLUMNS if c in source.schema.dtypes)
     columns = tuple(dict.fromkeys(ids + tuple(signature.features)))
     job = dict(schema=source.schema.to_json(), stored=source.stored_types, columns=columns,
