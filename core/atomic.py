@@ -15,6 +15,24 @@ def _is_empty_dir(path: str) -> bool:
     return os.path.isdir(path) and not os.listdir(path)
 
 
+def _make_parents(directory: str) -> list[str]:
+    """Makes `directory` and its missing parents; returns those it made, deepest first."""
+    made, path = [], directory
+    while path and not os.path.exists(path):
+        made.append(path)
+        path = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    return made
+
+
+def _remove_made(made: list[str]) -> None:
+    """Removes the directories `_make_parents` made, if still empty: a failed job leaves no
+    trace."""
+    for path in made:
+        with contextlib.suppress(OSError):
+            os.rmdir(path)
+
+
 @contextlib.contextmanager
 def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_empty_dir,
                      what: str = "output directory") -> Iterator[str]:
@@ -29,12 +47,13 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
         raise InputError(f"{what} {target} exists and holds something else; "
                          "refusing to overwrite it (choose another path or remove it)")
     parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
+    made = _make_parents(parent)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _remove_made(made)
         raise
     os.chmod(tmp, 0o755)
     old = None
@@ -50,7 +69,7 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
 def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
     """Opens a temporary file beside `path`; on success it is renamed onto `path`."""
     path = os.path.abspath(path)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    made = _make_parents(os.path.dirname(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
     os.close(fd)
     try:
@@ -61,4 +80,5 @@ def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        _remove_made(made)
         raise

@@ -53,8 +53,12 @@ def main(argv):
     config = settings.from_flags(simulation.OnlineConfig)
     simulation.check_config(config)
     world = simulation.world_of(FLAGS.sim)
+    warnings = simulation.check_world(world, config)
     artifact = stats_artifact.load_artifact(FLAGS.stats)
+    simulation.check_artifact(FLAGS.sim, artifact)
     policies = make_policies(FLAGS.policies, config.seed)
+    for warning in warnings:
+        cli.warn(warning)
     names = list(policies)
     # The output directory is checked (and refused if foreign) before the simulation runs.
     with atomic_directory(FLAGS.output_dir, may_replace=_is_online_output,
@@ -73,7 +77,11 @@ def main(argv):
         with open(os.path.join(tmp, "online.md"), "w") as handle:
             handle.write(markdown)
         with open(os.path.join(tmp, "online.json"), "w") as handle:
-            json.dump({"policies": FLAGS.policies, "sim": FLAGS.sim, "stats": FLAGS.stats,
+            json.dump({"policies": FLAGS.policies,
+                       # Which version of an export base each policy ranked with.
+                       "saved_models": {name: policy.path for name, policy in policies.items()
+                                        if hasattr(policy, "path")},
+                       "sim": FLAGS.sim, "stats": FLAGS.stats,
                        "config": dataclasses.asdict(config),
                        "calibration": dataclasses.asdict(calibration), "metrics": table,
                        "figures": figures}, handle, indent=2)

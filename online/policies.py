@@ -53,7 +53,14 @@ class SavedModelPolicy(RankingPolicy):
 
         self.path = resolve_saved_model(path)
         self.model = tf.saved_model.load(self.path)
+        if not {"serving_default", "predict_raw"} <= set(self.model.signatures):
+            raise InputError(f"{self.path} is not an export of this project (it has no "
+                             "serving_default and predict_raw signatures): export a model with "
+                             "python -m export.saved_model")
         self.serve = self.model.signatures["serving_default"]
+        # The model's features: every one must be a column the simulator observes, or
+        # serving_default would score it as its default without a word.
+        self.features = tuple(self.model.signatures["predict_raw"].structured_input_signature[1])
         self.batch_size = batch_size
 
     def outputs(self, world, requests, items, names: Sequence[str] = ("score",)) -> dict:
@@ -62,6 +69,12 @@ class SavedModelPolicy(RankingPolicy):
 
         columns = world.observe(requests, items)
         columns["position"] = np.zeros(len(items), np.int64)  # the slot is being decided
+        absent = [name for name in self.features if name not in columns]
+        if absent:
+            raise InputError(f"the model {self.path} reads feature(s) {', '.join(absent)}, "
+                             "which the simulated world does not have (its columns: "
+                             f"{', '.join(sorted(columns))}): the online mode ranks with "
+                             "models trained on the simulator's logs")
         examples = log_writers.serialize_examples(columns)
         parts = {name: [] for name in names}
         for start in range(0, len(examples), self.batch_size):
@@ -136,14 +149,18 @@ class ScoreFunctionPolicy(RankingPolicy):
         return np.asarray(self.function(world, requests, items), float)
 
 
-def make_policies(specs: Sequence[str], seed: int = 0) -> dict:
-    """NAME=SAVED_MODEL pairs, or the built-in names `random` and `logging`."""
+def make_policies(specs: Sequence[str], seed: int = 0, flag: str = "--policies") -> dict:
+    """NAME=SAVED_MODEL pairs, or the built-in names `random` and `logging`; `flag` names the
+    flag that gave them, for the errors."""
+    if not specs:
+        raise InputError(f"{flag}: give at least one policy (NAME=SAVED_MODEL, random or "
+                         "logging)")
     policies = {}
     for spec in specs:
         name, _, path = spec.partition("=")
         name = name.strip()
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name or "-/") or name in policies:
-            raise InputError(f"--policies: expected NAME=SAVED_MODEL or random or logging, each "
+            raise InputError(f"{flag}: expected NAME=SAVED_MODEL or random or logging, each "
                              f"name once and made of letters, digits, '_', '.', '-'; got "
                              f"{spec!r}")
         if not path:
@@ -152,7 +169,7 @@ def make_policies(specs: Sequence[str], seed: int = 0) -> dict:
             elif name == "logging":
                 policies[name] = LoggingScorePolicy(seed=seed)
             else:
-                raise InputError(f"--policies: {name!r} is not a built-in policy (random, "
+                raise InputError(f"{flag}: {name!r} is not a built-in policy (random, "
                                  "logging); give NAME=SAVED_MODEL")
         else:
             policies[name] = SavedModelPolicy(path)

@@ -202,9 +202,53 @@ def check_config(config: OnlineConfig) -> None:
     if config.days < 1 or config.candidates < 1 or config.seed < 0 or (
             config.start_day is not None and config.start_day < 0):
         raise InputError("--days and --candidates must be >= 1, --seed and --start_day >= 0")
+    if config.seed >= 2 ** 63:  # the random streams key on int64
+        raise InputError(f"--seed must be below 2^63, not {config.seed}")
     if config.consequences not in conseq.STRENGTHS:
         raise InputError(f"--consequences must be one of {', '.join(conseq.STRENGTHS)}, not "
                          f"{config.consequences!r}")
+
+
+def check_world(world: simulator.World, config: OnlineConfig) -> list[str]:
+    """Refuses online days past the simulation's calendar (InputError); returns warnings: days
+    whose candidate pool is smaller than `config.candidates` (sessions then repeat items)."""
+    start, last = default_start(world, config), world.config.days - 1
+    if start + config.days - 1 > last:
+        raise InputError(
+            f"online days {start}..{start + config.days - 1} reach past the simulation's "
+            f"calendar (days 0..{last}): it publishes items only up to day {last}, so later "
+            f"days would show an ever older catalogue; choose --start_day and --days within it "
+            f"(e.g. --start_day={max(0, last + 1 - config.days)})")
+    warnings = []
+    for day in range(start, start + config.days):
+        pool = len(world.candidate_pool(day))
+        if pool < config.candidates:
+            warnings.append(f"day {day}'s candidate pool holds {pool} items, fewer than "
+                            f"--candidates={config.candidates}: its sessions show some items "
+                            f"twice; lower --candidates to {pool} or simulate more items")
+            break
+    return warnings
+
+
+def check_artifact(world_dir: str, artifact: stats_artifact.StatsArtifact) -> None:
+    """Refuses a stats artifact made from logs other than the simulation's in `world_dir`
+    (judged by the names and sizes of the files it records): its valid-read rules (x_l, the
+    light users' counts, the items' P10) would come from another world."""
+    records = [r for r in artifact.files if r]
+    if not records:
+        return  # an artifact made before it recorded its files
+    logs_dir = os.path.join(world_dir, "logs")
+    ours = {name: os.path.getsize(os.path.join(logs_dir, name))
+            for name in (os.listdir(logs_dir) if os.path.isdir(logs_dir) else ())}
+    foreign = [r["path"] for r in records
+               if ours.get(os.path.basename(r["path"])) != r.get("bytes")]
+    if foreign:
+        raise InputError(f"the stats artifact was computed from other logs than the simulation "
+                         f"{world_dir}'s ({foreign[0]}"
+                         + (f" and {len(foreign) - 1} more" if len(foreign) > 1 else "")
+                         + " not among its logs/ files): its valid-read rules would come from "
+                         "another world; give the stats of this simulation's training days",
+                         file=artifact.path)
 
 
 def simulate(world: simulator.World, policies: dict, artifact: stats_artifact.StatsArtifact,
@@ -213,6 +257,7 @@ def simulate(world: simulator.World, policies: dict, artifact: stats_artifact.St
     """Runs every policy over the same days; returns {policy: impression arrays}: user, item,
     timestamp, position, session (key), click, dwell_time, valid_read (aligned [n])."""
     check_config(config)
+    check_world(world, config)
     strength = conseq.STRENGTHS[config.consequences]
     calibration = calibration or calibrate(world, artifact, config)
     hazard0 = _hazard0(world, config)

@@ -170,9 +170,14 @@ def main(argv):
         raise InputError(f"--grid must be comma-separated numbers, not {FLAGS.grid}") from None
     config = settings.from_flags(simulation.OnlineConfig, skip=("seed",))
     simulation.check_config(config)
+    for seed in (FLAGS.tune_seed, FLAGS.report_seed):
+        simulation.check_config(dataclasses.replace(config, seed=seed))
     world = simulation.world_of(FLAGS.sim)
+    for warning in simulation.check_world(world, config):
+        cli.warn(warning)
     artifact = stats_artifact.load_artifact(FLAGS.stats)
-    baseline = list(make_policies([FLAGS.baseline]).values())[0]
+    simulation.check_artifact(FLAGS.sim, artifact)
+    baseline = list(make_policies([FLAGS.baseline], flag="--baseline").values())[0]
     model = SavedModelPolicy(FLAGS.saved_model)
     stored = stored_fusion(model)
     if len(stored.weights) < 2:

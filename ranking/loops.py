@@ -413,7 +413,7 @@ def _epochs(run, say, open_epoch, run_steps) -> list[float]:
             done = int(run.steps_per_epoch) - skip
             say(f"epoch {epoch + 1}/{epochs}: {done} steps in {seconds:.1f} s "
                 f"({throughput:,.0f} examples/s after the first step), "
-                f"global step {int(run.global_step)}, "
+                f"global step {int(run.global_step)}, last batch's "
                 + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
     return throughputs
 

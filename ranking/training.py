@@ -114,6 +114,11 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     note = threads.set_intra_op_threads(config.intra_op_threads)  # before the first op
     if note:  # a setting that does not apply is said even under --progress=none
         _say(note)
+    default_epochs = TrainConfig.__dataclass_fields__["epochs"].default
+    if config.selection.enabled and config.epochs != default_epochs:
+        _say(f"note: --epochs={config.epochs} does not apply with a validation window: "
+             f"--max_epochs={config.selection.max_epochs} bounds the epochs and early stopping "
+             "ends sooner (--patience)")
     if distribute.is_server_task(config.strategy):
         distribute.serve_forever(config.intra_op_threads)
         return {}

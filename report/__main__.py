@@ -42,17 +42,20 @@ flags.mark_flags_as_required(["model_dirs"])
 
 def main(argv):
     del argv
-    named = [(os.path.basename(os.path.normpath(d)), tables.load_metrics(d))
-             for d in FLAGS.model_dirs]
+    names = tables.model_names(FLAGS.model_dirs)
+    named = [(name, tables.load_metrics(d)) for name, d in zip(names, FLAGS.model_dirs)]
     first = named[0][1]
     if (FLAGS.labelled or FLAGS.online or FLAGS.fusion_tuning) and not FLAGS.output_dir:
         raise InputError("--labelled, --online and --fusion_tuning go into a report "
                          "directory: give --output_dir")
-    if FLAGS.output_dir:
-        parent = os.path.dirname(os.path.abspath(FLAGS.output_dir))
-        if not os.path.isdir(parent):
-            raise InputError(f"--output_dir {FLAGS.output_dir}: its parent {parent} is not a "
-                             "directory")
+    for flag, path in (("--output_dir", FLAGS.output_dir), ("--output", FLAGS.output)):
+        if path:
+            parent = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(parent):
+                raise InputError(f"{flag} {path}: its parent {parent} is not a directory")
+    if FLAGS.output and os.path.isdir(FLAGS.output):
+        raise InputError("--output is a directory; it names the Markdown file to write "
+                         "(--output_dir writes a report directory)", file=FLAGS.output)
     others = [name for name, m in named[1:] if other_evaluation(m, first)]
     evaluated = (f"Evaluated on `{first.get('eval')}`: {first['rows']:,} impressions, "
                  f"{first['clicks']:,} clicks, {first['valid_reads']:,} valid reads")
@@ -70,13 +73,15 @@ def main(argv):
     if FLAGS.scores:
         parts.append(tables.scores_summary(FLAGS.scores))
     text = "\n\n".join(parts) + "\n"
+    pictures = None
+    if FLAGS.output_dir:  # first: it reads the other jobs' outputs, which may fail
+        pictures = write_report_directory(FLAGS.output_dir, text, FLAGS.labelled, FLAGS.online,
+                                          FLAGS.model_dirs, FLAGS.fusion_tuning, names)
     print(text)
     if FLAGS.output:
         with atomic_file(FLAGS.output) as handle:
             handle.write(text)
-    if FLAGS.output_dir:
-        pictures = write_report_directory(FLAGS.output_dir, text, FLAGS.labelled, FLAGS.online,
-                                          FLAGS.model_dirs, FLAGS.fusion_tuning)
+    if pictures is not None:
         print(f"wrote {FLAGS.output_dir}/report.md with {', '.join(pictures) or 'no pictures'}")
 
 

@@ -11,21 +11,41 @@ from core.atomic import atomic_directory
 from core.errors import InputError
 from ranking.selection import HISTORY_JSON
 from report.figures import rule_shares_figure, training_curves
-from report.tables import read_json
+from report.tables import model_names, read_json
+
+
+def _copy(directory: str, name: str, flag: str, tmp: str) -> None:
+    """Copies `name` of another job's output `directory` into the report."""
+    try:
+        shutil.copy(os.path.join(directory, name), os.path.join(tmp, name))
+    except OSError as error:
+        raise InputError(f"cannot read {name} of {flag} ({error.strerror})",
+                         file=os.path.join(directory, name)) from None
+
+
+def _read_text(directory: str, name: str, flag: str) -> str:
+    try:
+        with open(os.path.join(directory, name)) as handle:
+            return handle.read()
+    except OSError as error:
+        raise InputError(f"cannot read {name} of {flag} ({error.strerror})",
+                         file=os.path.join(directory, name)) from None
 
 
 def write_report_directory(output_dir: str, text: str, labelled: str | None,
                            online_dir: str | None, model_dirs: list[str],
-                           fusion_tuning: str | None = None) -> list[str]:
-    """report.md with its pictures in `output_dir` (atomically); returns the picture names."""
+                           fusion_tuning: str | None = None,
+                           names: list[str] | None = None) -> list[str]:
+    """report.md with its pictures in `output_dir` (atomically); returns the picture names.
+    `names`: the models' names in the report (`report.tables.model_names`, the default)."""
+    names = names or model_names(model_dirs)
     pictures, sections = [], [text]
     with atomic_directory(output_dir, may_replace=lambda p: "report.md" in os.listdir(p)
                           or not os.listdir(p), what="--output_dir") as tmp:
         curves = []
-        for model_dir in model_dirs:
+        for name, model_dir in zip(names, model_dirs):
             if os.path.isfile(os.path.join(model_dir, HISTORY_JSON)):
-                name = os.path.basename(os.path.normpath(model_dir))
-                picture = f"curves-{name}.png"
+                picture = f"curves-{name.replace('/', '_')}.png"
                 training_curves(os.path.join(tmp, picture),
                                 read_json(model_dir, HISTORY_JSON, "--model_dirs"), name)
                 pictures.append(picture)
@@ -58,12 +78,7 @@ def write_report_directory(output_dir: str, text: str, labelled: str | None,
             if not {"metrics", "config", "figures"} <= set(run):
                 raise InputError("is not an online.ab_test output",
                                  file=os.path.join(online_dir, "online.json"))
-            try:
-                with open(os.path.join(online_dir, "online.md")) as handle:
-                    table = handle.read()
-            except OSError as error:
-                raise InputError(f"cannot read online.md ({error.strerror})",
-                                 file=online_dir) from None
+            table = _read_text(online_dir, "online.md", "--online")
             consequences = run["config"].get("consequences", "none")
             section = [f"## Online A/B test on the simulator\n\nPolicies "
                        f"{', '.join(run['metrics'])} over {run['config']['days']} simulated "
@@ -71,7 +86,7 @@ def write_report_directory(output_dir: str, text: str, labelled: str | None,
                        f"same random draws at every (user, day, session, slot) for each "
                        f"(common random numbers); ± is a 95 % interval over users.", table]
             for name in run["figures"]:
-                shutil.copy(os.path.join(online_dir, name), os.path.join(tmp, name))
+                _copy(online_dir, name, "--online", tmp)
                 pictures.append(name)
                 section.append(f"![Change in clicks by user activeness and dwell: "
                                f"{name[len('migration-'):-4]} against {list(run['metrics'])[0]}]"
@@ -79,10 +94,11 @@ def write_report_directory(output_dir: str, text: str, labelled: str | None,
             sections.append("\n\n".join(section))
         if fusion_tuning:
             tuning = read_json(fusion_tuning, "frontier.json", "--fusion_tuning")
-            with open(os.path.join(fusion_tuning, "frontier.md")) as handle:
-                frontier = handle.read()
-            shutil.copy(os.path.join(fusion_tuning, "frontier.png"),
-                        os.path.join(tmp, "frontier.png"))
+            if not {"saved_model", "baseline", "objective", "min_clicks"} <= set(tuning):
+                raise InputError("is not an online.tune_fusion output",
+                                 file=os.path.join(fusion_tuning, "frontier.json"))
+            frontier = _read_text(fusion_tuning, "frontier.md", "--fusion_tuning")
+            _copy(fusion_tuning, "frontier.png", "--fusion_tuning", tmp)
             pictures.append("frontier.png")
             sections.append(f"## Serving-score fusion tuned online\n\n`{tuning['saved_model']}` "
                             f"against `{tuning['baseline']}`: the weights that maximize "

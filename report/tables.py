@@ -14,6 +14,26 @@ from ranking import metrics
 from ranking.metrics import metric_text
 
 
+def model_names(model_dirs: list[str]) -> list[str]:
+    """Each model directory's name in the report: its last path component, or as many last
+    components as tell it from the others (`expA/vr_ndt`, `expB/vr_ndt`). InputError for a
+    directory given twice."""
+    parts = [os.path.abspath(d).strip(os.sep).split(os.sep) for d in model_dirs]
+    seen = {}
+    for directory, path in zip(model_dirs, parts):
+        if tuple(path) in seen:
+            raise InputError(f"--model_dirs gives {seen[tuple(path)]} twice")
+        seen[tuple(path)] = directory
+    names = []
+    for path in parts:
+        for k in range(1, len(path) + 1):
+            tail = path[-k:]
+            if sum(other[-k:] == tail for other in parts) == 1:
+                break
+        names.append("/".join(tail))
+    return names
+
+
 def load_metrics(model_dir: str) -> dict:
     path = os.path.join(model_dir, "eval_metrics.json")
     try:
@@ -78,8 +98,10 @@ def dwell_table(named: list[tuple[str, dict]]) -> str | None:
 def scores_summary(directory: str) -> str:
     import pandas as pd
 
-    with open(os.path.join(directory, "summary.json")) as handle:
-        summary = json.load(handle)
+    summary = read_json(directory, "summary.json", "--scores")
+    if not {"rows", "saved_model", "dead_letters", "outputs"} <= set(summary):
+        raise InputError("is not a pipelines.score summary",
+                         file=os.path.join(directory, "summary.json"))
     frames = [pd.read_csv(p, usecols=["score"])
               for p in sorted(glob.glob(os.path.join(directory, "*.csv*")))
               if not p.endswith("dead_letter.csv")]

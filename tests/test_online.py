@@ -155,8 +155,12 @@ def test_cli_with_saved_model_policies(small_world, exports, run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(os.listdir(out)) == ["migration-random.png", "migration-vr_ndt.png",
                                        "online.json", "online.md"]
-    metrics = json.load(open(out / "online.json"))["metrics"]
+    written = json.load(open(out / "online.json"))
+    metrics = written["metrics"]
     assert list(metrics) == ["single_ctr", "vr_ndt", "random"]
+    # The version each export base resolved to.
+    assert written["saved_models"] == {"single_ctr": exports["single_ctr"].path,
+                                       "vr_ndt": exports["vr_ndt"].path}
     assert metrics["single_ctr"]["clicks"] > 0 and metrics["random"]["impressions"] > 0
     bad = run("online.ab_test", f"--sim={small_world['root'] / 'sim'}",
               f"--stats={small_world['stats']}", "--policies=mystery", "--days=1",
@@ -197,3 +201,54 @@ def test_tune_fusion_cli_sweeps_the_stored_weights(small_world, exports, run, tm
     # The stored weights are row 1's: measured on the report seed's sessions, not the tuning's.
     assert result["report_seed"] != result["tune_seed"]
     assert "--score_weights=ctr=1,expected_dwell_seconds=" in done.stdout
+
+
+def test_refusals_before_a_wrong_simulation(world_and_artifact, small_world, exports, tmp_path):
+    """Days past the calendar, a stats artifact of other logs, a model reading a column the
+    simulator has not, no policy, a seed past int64: refused, each with a sentence."""
+    from core.errors import InputError
+    from online.policies import SavedModelPolicy, make_policies
+
+    world, artifact = world_and_artifact  # a 6-day world: days 0..5
+    with pytest.raises(InputError, match=r"online days 5..6 reach past the simulation's "
+                                         r"calendar \(days 0..5\)"):
+        simulation.simulate(world, {"r": RandomPolicy()}, artifact,
+                            simulation.OnlineConfig(days=2, start_day=5))
+    assert simulation.check_world(world, simulation.OnlineConfig(days=1)) == []
+    warned = simulation.check_world(world, simulation.OnlineConfig(days=1, candidates=10 ** 6))
+    assert len(warned) == 1 and "fewer than --candidates=1000000" in warned[0]
+    with pytest.raises(InputError, match="below 2"):
+        simulation.check_config(simulation.OnlineConfig(seed=2 ** 63))
+
+    simulation.check_artifact(str(small_world["root"] / "sim"), artifact)  # its own logs
+    other = tmp_path / "other_sim"
+    (other / "logs").mkdir(parents=True)
+    for name in os.listdir(small_world["root"] / "sim" / "logs"):
+        (other / "logs" / name).write_bytes(b"other bytes")
+    with pytest.raises(InputError, match="computed from other logs than the simulation"):
+        simulation.check_artifact(str(other), artifact)
+
+    with pytest.raises(InputError, match="--baseline: give at least one policy"):
+        make_policies([], flag="--baseline")
+    policy = SavedModelPolicy(exports["vr_ndt"].path)
+
+    class WithoutItemLength:  # the world, observing no item_length column
+        def __getattr__(self, name):
+            return getattr(world, name)
+
+        def observe(self, requests, items):
+            columns = world.observe(requests, items)
+            del columns["item_length"]
+            return columns
+
+    sessions = simulation.draw_sessions(world, 4, np.ones(world.config.num_users),
+                                        simulation.OnlineConfig(candidates=4))
+    requests = simulator.Requests(user=np.repeat(sessions.user[:2], 4),
+                                  timestamp=np.repeat(sessions.start[:2], 4),
+                                  session=np.repeat(sessions.key[:2], 4),
+                                  position=np.zeros(8, np.int64))
+    items = sessions.candidates[:2].reshape(-1)
+    assert len(policy.scores(world, requests, items)) == 8
+    with pytest.raises(InputError, match="reads feature\\(s\\) item_length, which the simulated "
+                                         "world does not have"):
+        policy.scores(WithoutItemLength(), requests, items)

@@ -110,3 +110,56 @@ def test_report_refuses_unusable_inputs_in_one_line(run, tmp_path):
         assert done.returncode == 1 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+
+
+def test_models_of_one_name_in_two_experiments_keep_their_own_rows_and_curves(run, tmp_path):
+    """expA/vr_ndt and expB/vr_ndt: the rows and pictures are told apart by their parent
+    directory, each picture drawn from its own history (the selected step marked)."""
+    for experiment, step in (("expA", 10), ("expB", 20)):
+        model_dir = tmp_path / experiment / "vr_ndt"
+        model_dir.parent.mkdir()
+        write_metrics(model_dir, "vr_ndt", 0.60, 0.62)
+        (model_dir / "history.json").write_text(json.dumps({
+            "metric": "auc_ctr", "direction": 1, "validations": [
+                {"step": step, "epoch": 1, "train_loss": 0.4, "auc_ctr": 0.6, "best": True}]}))
+    out = tmp_path / "report"
+    done = run("report", f"--model_dirs={tmp_path / 'expA' / 'vr_ndt'},"
+               f"{tmp_path / 'expB' / 'vr_ndt'}", f"--output_dir={out}")
+    assert done.returncode == 0, done.stderr
+    pictures = sorted(p.name for p in out.glob("curves-*.png"))
+    assert pictures == ["curves-expA_vr_ndt.png", "curves-expB_vr_ndt.png"]
+    assert (out / pictures[0]).read_bytes() != (out / pictures[1]).read_bytes()
+    text = (out / "report.md").read_text()
+    assert "| expA/vr_ndt | vr_ndt |" in text and "| expB/vr_ndt | vr_ndt |" in text
+    twice = run("report", f"--model_dirs={tmp_path / 'expA' / 'vr_ndt'},"
+                f"{tmp_path / 'expA' / 'vr_ndt'}/")
+    assert twice.returncode == 1 and "gives" in twice.stderr and "twice" in twice.stderr
+
+
+def test_report_inputs_missing_a_file_fail_in_one_line_and_write_nothing(run, tmp_path):
+    write_metrics(tmp_path / "base", "single_ctr", 0.60, 0.62)
+    online = tmp_path / "online"
+    online.mkdir()
+    (online / "online.json").write_text(json.dumps({
+        "metrics": {"single_ctr": {}}, "config": {"days": 2}, "figures": ["migration-x.png"]}))
+    (online / "online.md").write_text("| policy |\n")
+    tuning = tmp_path / "tuning"
+    tuning.mkdir()
+    (tuning / "frontier.json").write_text(json.dumps({
+        "saved_model": "s", "baseline": "b", "objective": "valid_reads", "min_clicks": 0.98}))
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (tmp_path / "a_directory").mkdir()
+    cases = [([f"--online={online}"], "cannot read migration-x.png of --online"),
+             ([f"--fusion_tuning={tuning}"], "cannot read frontier.md of --fusion_tuning"),
+             ([f"--scores={scores}"], "cannot read summary.json of --scores")]
+    for k, (args, message) in enumerate(cases):
+        done = run("report", f"--model_dirs={tmp_path / 'base'}", *args,
+                   f"--output_dir={tmp_path / f'r{k}'}",
+                   f"--output={tmp_path / f'r{k}.md'}")
+        assert done.returncode == 1 and message in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (tmp_path / f"r{k}.md").exists() and not (tmp_path / f"r{k}").exists()
+    done = run("report", f"--model_dirs={tmp_path / 'base'}",
+               f"--output={tmp_path / 'a_directory'}")
+    assert done.returncode == 1 and "--output is a directory" in done.stderr, done.stderr
