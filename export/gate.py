@@ -24,6 +24,7 @@ artifact (its path is in config.json), so the baseline is judged on the same lab
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 
@@ -83,14 +84,30 @@ def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
 
 
 def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool,
-                  batch_size: int = 8192):
-    """Feature columns (the candidate's spec) and labels of the held-out logs, as NumPy."""
+                  batch_size: int = 8192, also: tuple = ()):
+    """Feature columns (the candidate's spec, and `also`: `ranking.features.Feature`s of the
+    baseline the candidate does not read) and labels of the held-out logs, as NumPy."""
     from core import log_diagnosis, stats_artifact
     from core.labeler import labeler_for
     from ranking import data
+    from ranking.features import FeatureSpec
+
+    spec = FeatureSpec(spec.features + tuple(also))
 
     pattern, window = held_out_logs(description, gate_logs, refitted)
     artifact = stats_artifact.load_artifact(description["stats"]["path"])
+    # The artifact is read from its path: one rewritten since (a statistics job run again into
+    # the same directory) would label the held-out logs with other rules than the model's.
+    recorded, now = description["stats"], artifact.summary()
+    changed = sorted(k for k in set(recorded) & set(now) - {"path"}
+                     if json.dumps(recorded[k], sort_keys=True) != json.dumps(now[k],
+                                                                              sort_keys=True))
+    if changed:
+        raise InputError(f"the stats artifact the model was trained with has changed since "
+                         f"(its {', '.join(changed)} differ from the model's config.json): the "
+                         "gate would label the held-out logs with other rules; give it back the "
+                         "training's artifact, or train the candidate again with this one",
+                         file=artifact.path)
     # The validation days are training logs, whose first rows set the spec's types.
     source = data.open_source(pattern, spec, artifact, training_logs=window == "validation_days")
     # The training run's own reading of dwell on unclicked rows (--allow_unclicked_dwell).
@@ -153,11 +170,21 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     more than the allowed drop. `refitted`: the candidate made its refit pass."""
     import tensorflow as tf
 
-    from export.versions import resolve_saved_model
+    from export.versions import read_feature_defaults, resolve_saved_model
+    from ranking.features import Feature
 
     baseline_path = resolve_saved_model(baseline_path)
-    pattern, features, labels = labelled_rows(description, gate_logs, spec, refitted)
     baseline = tf.saved_model.load(baseline_path).signatures["predict_raw"]
+    # Features the baseline reads and the candidate does not (one it dropped) are read too,
+    # as the baseline reads a missing one.
+    defaults = read_feature_defaults(baseline_path)
+    also = tuple(Feature(name, tensor.dtype.name,
+                         "categorical" if tensor.dtype == tf.string else "numeric",
+                         default=defaults.get(name, "" if tensor.dtype == tf.string else 0))
+                 for name, tensor in baseline.structured_input_signature[1].items()
+                 if name not in spec.names)
+    pattern, features, labels = labelled_rows(description, gate_logs, spec, refitted,
+                                              also=also)
     label = labels[gate.label]
     positives = int(np.sum(label))
     if positives in (0, len(label)):  # an AUC needs both classes

@@ -630,3 +630,52 @@ def test_batch_norm_puts_a_normalization_in_every_hidden_layer():
     network(tiny_batch(spec, 16), training=True)
     assert [float(tf.reduce_sum(n.moving_mean)) for n in norms] != moving
     assert math.isfinite(moving[0])
+
+
+def test_the_gate_refuses_a_stats_artifact_changed_since_training(small_world, learned):
+    """The gate labels with the artifact at the path config.json names: one rewritten since
+    (another statistics run into the same directory) would change the labels, so it is
+    refused, naming what differs."""
+    from export import gate
+    from ranking import model_dir as model_dir_lib
+
+    description = model_dir_lib.load_model_description(learned)
+    spec = exporter.load_trained(learned)[0].feature_spec
+    _, _, labels = gate.labelled_rows(description, small_world["eval"], spec, False)
+    assert labels["valid_read"].sum() > 0
+    description["stats"]["x_l"] += 1.0  # as if the artifact's x_l had moved since training
+    with pytest.raises(InputError, match=r"has changed since \(its x_l differ"):
+        gate.labelled_rows(description, small_world["eval"], spec, False)
+
+
+def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, learned,
+                                                                    tmp_path):
+    """A candidate trained with `source` excluded, gated against a baseline that reads it: the
+    held-out logs' `source` column is read for the baseline, whose AUC is the one it has on
+    those logs alone."""
+    from export import gate
+
+    config = tmp_path / "features.json"
+    config.write_text(json.dumps({"features": {"source": {"exclude": True}}}))
+    candidate = str(tmp_path / "without_source")
+    training.train_and_evaluate(training.TrainConfig(
+        train=small_world["train"], stats=small_world["stats"], model=ModelConfig("single_ctr"),
+        batch_size=256, steps_per_epoch=5, progress="none", feature_config=str(config)),
+        candidate)
+    assert "source" not in exporter.load_trained(candidate)[0].feature_spec.names
+    base = tmp_path / "serving"
+    exporter.export_saved_model(learned, str(base))
+    result = exporter.export_saved_model(candidate, str(base), baseline=str(base),
+                                         gate="auc_ctr:1", gate_logs=small_world["eval"])
+    # The baseline's AUC as the gate computes it alone on the same logs and labels.
+    from ranking import model_dir as model_dir_lib
+
+    spec = exporter.load_trained(learned)[0].feature_spec
+    _, features, labels = gate.labelled_rows(model_dir_lib.load_model_description(learned),
+                                             small_world["eval"], spec, False)
+    loaded = tf.saved_model.load(str(base / "1")).signatures["predict_raw"]
+    scores = loaded(**{k: tf.constant(v) for k, v in features.items()})["score"].numpy()
+    from sklearn.metrics import roc_auc_score
+
+    assert result.gate["baseline"] == pytest.approx(
+        roc_auc_score(labels["click"], scores.reshape(-1)), abs=1e-6)
