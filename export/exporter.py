@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -45,6 +46,9 @@ class ExportResult:
     warmup_records: int
     fusion: Fusion
     gate: dict | None = None
+    # Said as `warning:` lines: serving inputs changed since the previous version, a
+    # models.config edited by hand left as it is.
+    warnings: tuple = ()
 
 
 def load_trained(model_dir: str):
@@ -123,6 +127,42 @@ def models_config(export_base: str, model_name: str) -> str:
             "    model_version_policy { latest { num_versions: 1 } }\n  }\n}\n")
 
 
+def _hand_edited(path: str, export_base: str) -> bool:
+    """Whether models.config at `path` is other than one this module writes (a rollback pinned
+    with `specific { versions: ... }`, say)."""
+    with open(path) as handle:
+        text = handle.read()
+    name = re.search(r'name: "([^"]*)"', text)
+    return name is None or text != models_config(export_base, name.group(1))
+
+
+def serving_inputs(saved_model: str) -> dict:
+    """{feature: dtype name} of a SavedModel's predict_raw inputs, read from saved_model.pb
+    without loading it ({} when it has no such signature)."""
+    import tensorflow as tf
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model, "saved_model.pb"), "rb") as handle:
+        proto.ParseFromString(handle.read())
+    signatures = proto.meta_graphs[0].signature_def if proto.meta_graphs else {}
+    if "predict_raw" not in signatures:
+        return {}
+    return {name: tf.dtypes.as_dtype(info.dtype).name
+            for name, info in signatures["predict_raw"].inputs.items()}
+
+
+def contract_changes(before: dict, after: dict) -> list[str]:
+    """What a serving client must change between two `serving_inputs`, in words."""
+    changes = [f"{name} {before[name]} -> {after[name]} (a client sending {before[name]} is "
+               "refused)" for name in sorted(set(before) & set(after))
+               if before[name] != after[name]]
+    changes += [f"{name} ({after[name]}) added: a client that leaves it out gets its default"
+                for name in sorted(set(after) - set(before))]
+    changes += [f"{name} removed" for name in sorted(set(before) - set(after))]
+    return changes
+
+
 def describe_signatures(module) -> dict:
     result = {}
     for name, function in module.signatures().items():
@@ -169,6 +209,11 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     versions = existing_versions(export_base)
     if version is None:
         version = (versions[-1] + 1) if versions else 1
+    # The newest earlier version: its serving inputs are compared with the new one's.
+    previous_version = max((v for v in versions if v < version and os.path.isfile(
+        os.path.join(export_base, str(v), "saved_model.pb"))), default=None)
+    previous = (None if previous_version is None
+                else os.path.join(os.path.abspath(export_base), str(previous_version)))
     if version < 0:
         raise InputError(f"--version must be a non-negative integer, not {version}")
     target = os.path.join(os.path.abspath(export_base), str(version))
@@ -212,7 +257,19 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         os.rename(staged, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    with atomic_file(os.path.join(export_base, "models.config")) as handle:
-        handle.write(models_config(export_base, model_name))
+    warnings = []
+    if previous is not None:
+        changes = contract_changes(serving_inputs(previous), serving_inputs(target))
+        if changes:
+            warnings.append(f"the serving inputs changed from version {previous_version}: "
+                            + "; ".join(changes))
+    config_path = os.path.join(export_base, "models.config")
+    if os.path.isfile(config_path) and _hand_edited(config_path, export_base):
+        warnings.append(f"{config_path} was edited by hand (not the config this tool writes): "
+                        f"left as it is, so TF Serving serves version {version} only if its "
+                        "model_version_policy allows it")
+    else:
+        with atomic_file(config_path) as handle:
+            handle.write(models_config(export_base, model_name))
     return ExportResult(target, version, describe_signatures(module), records, fusion,
-                        gate_record)
+                        gate_record, tuple(warnings))

@@ -56,6 +56,8 @@ def main(argv):
           f"{time.perf_counter() - started:.1f} s; {result.warmup_records} warmup requests; "
           f"TF Serving config {FLAGS.export_base}/models.config")
     print(f"  {result.fusion.formula()} ({result.fusion.space} space)")
+    for warning in result.warnings:
+        cli.warn(warning)
     if result.gate:
         g = result.gate
         print(f"  quality gate passed: {g['metric']} {g['candidate']:.4f} against the "

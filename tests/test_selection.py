@@ -679,3 +679,24 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
 
     assert result.gate["baseline"] == pytest.approx(
         roc_auc_score(labels["click"], scores.reshape(-1)), abs=1e-6)
+    # The serving contract changed: said, naming the feature.
+    assert result.warnings == ("the serving inputs changed from version 1: source removed",)
+
+
+def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run):
+    """A rollback pinned in models.config survives the next export, which says so; the config
+    this tool writes is rewritten as before, and an unchanged model changes no serving input."""
+    base = tmp_path / "serving"
+    first = exporter.export_saved_model(learned, str(base))
+    assert first.warnings == ()
+    written = (base / "models.config").read_text()
+    assert "latest { num_versions: 1 }" in written
+    second = exporter.export_saved_model(learned, str(base))
+    assert second.warnings == () and (base / "models.config").read_text() == written
+    pinned = written.replace("latest { num_versions: 1 }", "specific { versions: 1 }")
+    (base / "models.config").write_text(pinned)
+    done = run("export.saved_model", f"--model_dir={learned}", f"--export_base={base}")
+    assert done.returncode == 0, done.stderr
+    assert (base / "models.config").read_text() == pinned
+    assert "warning: " in done.stderr and "was edited by hand" in done.stderr
+    assert "serves version 3 only if its model_version_policy allows it" in done.stderr
