@@ -231,10 +231,14 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     gate_record = None
     if gate is not None:
         from export import gate as gate_lib
+        from ranking.input_notes import trained_day_rows
 
-        gate_record = gate_lib.judge(gate_lib.parse_gate(gate), module, baseline, description,
-                                     gate_logs, model.feature_spec,
-                                     refitted=selection.read_final(model_dir) is not None)
+        refitted = selection.read_final(model_dir) is not None
+        gate_record = gate_lib.judge(
+            gate_lib.parse_gate(gate), module, baseline, description, gate_logs,
+            model.feature_spec, refitted=refitted,
+            trained_days=trained_day_rows(model_dir_lib.read_training_days(model_dir),
+                                          refitted))
     model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
     os.makedirs(export_base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
@@ -257,7 +261,8 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         os.rename(staged, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    warnings = []
+    warnings = [gate_record["note"].removeprefix("note: ")] if gate_record and \
+        "note" in gate_record else []
     if previous is not None:
         changes = contract_changes(serving_inputs(previous), serving_inputs(target))
         if changes:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 
 import numpy as np
 
@@ -83,12 +84,23 @@ def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
                      "--gate_logs")
 
 
+class HeldOut(typing.NamedTuple):
+    """The gate's held-out rows: `pattern` (their logs), `features` and `labels` ({name:
+    NumPy [rows]}), `day_rows` ({UTC day: rows} of the logs; None for a validation window of
+    the training logs)."""
+
+    pattern: str
+    features: dict
+    labels: dict
+    day_rows: dict | None
+
+
 def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool,
-                  batch_size: int = 8192, also: tuple = ()):
+                  batch_size: int = 8192, also: tuple = ()) -> HeldOut:
     """Feature columns (the candidate's spec, and `also`: `ranking.features.Feature`s of the
     baseline the candidate does not read) and labels of the held-out logs, as NumPy."""
     from core import log_diagnosis, stats_artifact
-    from core.labeler import labeler_for
+    from core.labeler import day_rows_of, labeler_for
     from ranking import data
     from ranking.features import FeatureSpec
 
@@ -127,7 +139,8 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
             for k in ("click", "valid_read"):
                 labels.setdefault(k, []).append(batch_labels[k])
     join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
-    return pattern, join(features), join(labels)
+    return HeldOut(pattern, join(features), join(labels),
+                   None if window == "validation_days" else day_rows_of(labeler.file_day_rows))
 
 
 def _served(call, inputs: dict, outputs, features: dict, output: str,
@@ -164,10 +177,12 @@ def _served(call, inputs: dict, outputs, features: dict, output: str,
 
 
 def judge(gate: Gate, candidate, baseline_path: str, description: dict,
-          gate_logs: str | None, spec, refitted: bool) -> dict:
+          gate_logs: str | None, spec, refitted: bool, trained_days: dict | None = None) -> dict:
     """Scores the candidate (an `export.serving.ServingModule`) and the baseline SavedModel on
     the held-out logs; returns the record, or raises InputError when the candidate is worse by
-    more than the allowed drop. `refitted`: the candidate made its refit pass."""
+    more than the allowed drop. `refitted`: the candidate made its refit pass; `trained_days`:
+    {UTC day: rows} it trained on (`ranking.input_notes.trained_day_rows`), for the record's
+    `note` when the held-out logs hold rows of them."""
     import tensorflow as tf
 
     from export.versions import read_feature_defaults, resolve_saved_model
@@ -183,8 +198,8 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
                          default=defaults.get(name, "" if tensor.dtype == tf.string else 0))
                  for name, tensor in baseline.structured_input_signature[1].items()
                  if name not in spec.names)
-    pattern, features, labels = labelled_rows(description, gate_logs, spec, refitted,
-                                              also=also)
+    pattern, features, labels, day_rows = labelled_rows(description, gate_logs, spec, refitted,
+                                                        also=also)
     label = labels[gate.label]
     positives = int(np.sum(label))
     if positives in (0, len(label)):  # an AUC needs both classes
@@ -203,6 +218,12 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     record = {"metric": gate.name, "max_drop": gate.max_drop, "candidate": value,
               "baseline": base_value, "baseline_path": baseline_path, "logs": pattern,
               "rows": int(len(label))}
+    if trained_days and day_rows:
+        from ranking.input_notes import gate_days_note
+
+        note = gate_days_note(trained_days, day_rows)
+        if note:
+            record["note"] = note
     # (1e-6: the in-memory candidate and a loaded SavedModel agree to about 1e-6, so an equal
     # model is never refused on rounding.)
     if not value >= base_value - gate.max_drop - 1e-6:

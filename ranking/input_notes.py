@@ -179,6 +179,44 @@ def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict) -> str | 
             "training logs")
 
 
+def trained_day_rows(record: dict | None, refitted: bool) -> dict | None:
+    """{UTC day: rows} a model trained on, from its training_days.json `record` (written by
+    training; None for a model directory from before it): the --train days, less the
+    --validation_days window unless the refit pass (`refitted`) trained on it, plus the
+    --validation logs' days when it did."""
+    if not record:
+        return None
+    train = {int(day): rows for day, rows in record["train"].items()}
+    window = record.get("validation_days") or 0
+    if window and not refitted and train:
+        cutoff = max(train) - window + 1
+        train = {day: rows for day, rows in train.items() if day < cutoff}
+    if refitted:
+        for day, rows in (record.get("validation") or {}).items():
+            train[int(day)] = train.get(int(day), 0) + rows
+    return train
+
+
+def gate_days_note(trained: dict, day_rows: dict) -> str | None:
+    """A note when the gate's held-out logs (`day_rows`, {UTC day: rows}) hold rows of days
+    the candidate trained on (`trained`, the same): its figure then measures rows it learned
+    from. A day holding a sliver of the candidate's last training day (logs cut at a local
+    midnight share a UTC day) is not noted."""
+    if not trained:
+        return None
+    last = max(trained)
+    typical = sum(trained.values()) / len(trained)
+    shared = sorted(day for day in day_rows if day in trained and (
+        day < last or day_rows[day] >= SLIVER_SHARE * typical))
+    if not shared:
+        return None
+    rows = sum(day_rows[day] for day in shared)
+    return (f"note: {rows:,} rows of the gate's logs fall on {len(shared)} UTC day(s) the "
+            f"candidate trained on ({utc_date(shared[0])}"
+            f"{' to ' + utc_date(shared[-1]) if len(shared) > 1 else ''}): its figure measures "
+            "rows it learned from; gate on later days")
+
+
 def absent_features_note(flag: str, names) -> str | None:
     """A note for TFRecord held-out logs none of whose first records holds the model's
     features `names` (`LogSource.absent_features`): they are read as their defaults."""

@@ -53,6 +53,31 @@ def model_description(config, spec: features_lib.FeatureSpec, artifact: StatsArt
     return json.loads(json.dumps(description))  # as it reads back from disk (lists, not tuples)
 
 
+TRAINING_DAYS_JSON = "training_days.json"
+
+
+def write_training_days(model_dir: str, train: dict, validation_days: int,
+                        validation: dict | None) -> None:
+    """training_days.json: {UTC day: rows} of the training logs (`train`, the
+    --validation_days window included) and of the --validation logs (`validation`), so that
+    the export's quality gate can say when its logs hold days the model trained on."""
+    record = {"train": {str(d): int(n) for d, n in sorted(train.items())},
+              "validation_days": int(validation_days),
+              "validation": None if validation is None else
+              {str(d): int(n) for d, n in sorted(validation.items())}}
+    with atomic.atomic_file(os.path.join(model_dir, TRAINING_DAYS_JSON)) as handle:
+        json.dump(record, handle, indent=2)
+
+
+def read_training_days(model_dir: str) -> dict | None:
+    """training_days.json's record, or None (a model directory from before it)."""
+    path = os.path.join(model_dir, TRAINING_DAYS_JSON)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
 def load_model_description(model_dir: str) -> dict:
     """Reads `model_dir/config.json`; InputError if it is missing or of another version."""
     path = os.path.join(model_dir, "config.json")

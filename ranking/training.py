@@ -19,6 +19,7 @@ import time
 
 from core import atomic, stats_artifact, threads
 from core.errors import InputError
+from core.labeler import day_rows_of
 from core.phases import Phases
 from core.settings import setting
 from ranking import data, distribute, evaluation, input_notes, loops, metrics, orca, selection, train_cache
@@ -376,6 +377,10 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers
         return True
     note = model_dir_lib.layout_change(model_dir, description)
     resuming = model_dir_lib.prepare(model_dir, description)
+    validation = (day_rows_of(inputs.validation[1].file_day_rows or {})
+                  if inputs.validation is not None and config.selection.validation else None)
+    model_dir_lib.write_training_days(model_dir, day_rows_of(inputs.labeler.file_day_rows or {}),
+                                      config.selection.validation_days, validation)
     if note and resuming:
         _say(note)
     return resuming

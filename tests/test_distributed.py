@@ -230,7 +230,7 @@ def test_two_workers_train_like_one_process_and_resume_after_a_kill(small_world,
         assert metrics[key] == pytest.approx(single[key], rel=1e-5), key
     # Only the chief wrote checkpoints and metrics; worker 1's scratch copies are gone.
     assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "eval_metrics.json",
-                                             "logs"]
+                                             "logs", "training_days.json"]
     assert "eval (" not in _log(tmp_path, "second-worker1")
 
 

@@ -577,9 +577,9 @@ def test_the_gate_reads_unclicked_dwell_as_its_training_run_did(small_world, lea
     with pytest.raises(InputError, match=f"line {unclicked[0] + 2}, column 'dwell_time'"):
         gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec, False)
     description["training"]["allow_unclicked_dwell"] = True
-    _, features, labels = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec,
+    _, features, labels, _ = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec,
                                              False)
-    _, clean_features, clean_labels = gate.labelled_rows(description, day, spec, False)
+    _, clean_features, clean_labels, _ = gate.labelled_rows(description, day, spec, False)
     for name in ("click", "valid_read"):
         np.testing.assert_array_equal(labels[name], clean_labels[name])
     assert len(labels["click"]) == len(frame) and labels["valid_read"].sum() > 0
@@ -641,7 +641,7 @@ def test_the_gate_refuses_a_stats_artifact_changed_since_training(small_world, l
 
     description = model_dir_lib.load_model_description(learned)
     spec = exporter.load_trained(learned)[0].feature_spec
-    _, _, labels = gate.labelled_rows(description, small_world["eval"], spec, False)
+    labels = gate.labelled_rows(description, small_world["eval"], spec, False).labels
     assert labels["valid_read"].sum() > 0
     description["stats"]["x_l"] += 1.0  # as if the artifact's x_l had moved since training
     with pytest.raises(InputError, match=r"has changed since \(its x_l differ"):
@@ -671,7 +671,7 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
     from ranking import model_dir as model_dir_lib
 
     spec = exporter.load_trained(learned)[0].feature_spec
-    _, features, labels = gate.labelled_rows(model_dir_lib.load_model_description(learned),
+    _, features, labels, _ = gate.labelled_rows(model_dir_lib.load_model_description(learned),
                                              small_world["eval"], spec, False)
     loaded = tf.saved_model.load(str(base / "1")).signatures["predict_raw"]
     scores = loaded(**{k: tf.constant(v) for k, v in features.items()})["score"].numpy()
@@ -700,3 +700,40 @@ def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run)
     assert (base / "models.config").read_text() == pinned
     assert "warning: " in done.stderr and "was edited by hand" in done.stderr
     assert "serves version 3 only if its model_version_policy allows it" in done.stderr
+
+
+def test_trained_days_and_the_gates_note_by_hand():
+    from ranking.input_notes import gate_days_note, trained_day_rows
+
+    record = {"train": {"10": 100, "11": 100, "12": 90}, "validation_days": 1,
+              "validation": None}
+    assert trained_day_rows(record, refitted=False) == {10: 100, 11: 100}
+    assert trained_day_rows(record, refitted=True) == {10: 100, 11: 100, 12: 90}
+    with_logs = dict(record, validation_days=0, validation={"13": 50})
+    assert trained_day_rows(with_logs, refitted=True) == {10: 100, 11: 100, 12: 90, 13: 50}
+    assert trained_day_rows(with_logs, refitted=False) == {10: 100, 11: 100, 12: 90}
+    assert trained_day_rows(None, refitted=True) is None
+    trained = {10: 100, 11: 100}
+    assert gate_days_note(trained, {12: 80, 13: 70}) is None  # later days
+    assert gate_days_note(trained, {11: 5, 12: 80}) is None  # a sliver of the last day
+    note = gate_days_note(trained, {11: 60, 12: 80})
+    assert note.startswith("note: 60 rows of the gate's logs fall on 1 UTC day(s) the "
+                           "candidate trained on")
+    assert "2 UTC day(s)" in gate_days_note(trained, {10: 1, 11: 60})
+
+
+def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, tmp_path):
+    base = tmp_path / "serving"
+    exporter.export_saved_model(learned, str(base))
+    later = exporter.export_saved_model(learned, str(base), baseline=str(base),
+                                        gate="auc_ctr:0", gate_logs=small_world["eval"])
+    assert "note" not in later.gate and later.warnings == ()
+    train_day = sorted(glob.glob(small_world["train"]))[-2]
+    trained = exporter.export_saved_model(learned, str(base), baseline=str(base),
+                                          gate="auc_ctr:0", gate_logs=train_day)
+    rows = len(pd.read_csv(train_day))
+    assert trained.gate["note"].startswith(f"note: {rows:,} rows of the gate's logs fall on 1 "
+                                           "UTC day(s) the candidate trained on")
+    assert trained.warnings[0] == trained.gate["note"].removeprefix("note: ")
+    record = json.load(open(os.path.join(trained.path, "quality_gate.json")))
+    assert record["note"] == trained.gate["note"]
