@@ -160,21 +160,38 @@ def input_overlap_notes(train_files, held_out: dict, window_files=(),
     return notes
 
 
-def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict) -> str | None:
-    """A note when held-out logs (`flag`; `day_rows`, {UTC day: rows}) hold rows of days before
-    the training logs' last UTC day (`train_day_rows`, the same for --train, its validation
-    window included): held-out logs are later days than the training logs, and rows of earlier
-    days evaluate on the past the model learned from. (The last training day itself is not
-    noted: logs cut at a local midnight share it with the next logs.)"""
+# Logs cut at a local midnight share a UTC day with the next logs: at most 14 h of it (the
+# largest time-zone offset), 58 % of a day. Held-out rows on the training's last UTC day count
+# as a training day's only from this share of a typical training day's rows on.
+FULL_DAY_SHARE = 0.75
+
+
+def days_before_or_of(train_day_rows: dict, day_rows: dict) -> list[int]:
+    """The UTC days of `day_rows` ({UTC day: rows} of held-out logs) that are training days
+    (`train_day_rows`, the same) or earlier: those before the training's last day, and that
+    day itself when the held-out logs hold a whole day's rows of it (FULL_DAY_SHARE of a
+    typical training day), not the share of it logs cut at a local midnight have."""
     if not train_day_rows or not day_rows:
-        return None
+        return []
     last = max(train_day_rows)
-    earlier = sorted(day for day in day_rows if day < last)
+    typical = sum(train_day_rows.values()) / len(train_day_rows)
+    return sorted(day for day in day_rows if day < last or (
+        day == last and day_rows[day] >= FULL_DAY_SHARE * typical))
+
+
+def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict) -> str | None:
+    """A note when held-out logs (`flag`; `day_rows`, {UTC day: rows}) hold rows of the
+    training logs' days or earlier (`train_day_rows`, the same for --train, its validation
+    window included; `days_before_or_of`): held-out logs are later days than the training logs,
+    and rows of earlier days evaluate on the past the model learned from."""
+    earlier = days_before_or_of(train_day_rows, day_rows)
     if not earlier:
         return None
+    last = max(train_day_rows)
     rows = sum(day_rows[day] for day in earlier)
-    return (f"note: {rows:,} {flag} rows fall on {len(earlier)} UTC day(s) before --train's last "
-            f"({utc_date(earlier[0])}{' to ' + utc_date(earlier[-1]) if len(earlier) > 1 else ''}"
+    return (f"note: {rows:,} {flag} rows fall on {len(earlier)} UTC day(s) of --train's days "
+            f"or before ({utc_date(earlier[0])}"
+            f"{' to ' + utc_date(earlier[-1]) if len(earlier) > 1 else ''}"
             f"; --train ends {utc_date(last)}): held-out logs should be later days than the "
             "training logs")
 
@@ -199,15 +216,9 @@ def trained_day_rows(record: dict | None, refitted: bool) -> dict | None:
 
 def gate_days_note(trained: dict, day_rows: dict) -> str | None:
     """A note when the gate's held-out logs (`day_rows`, {UTC day: rows}) hold rows of days
-    the candidate trained on (`trained`, the same): its figure then measures rows it learned
-    from. A day holding a sliver of the candidate's last training day (logs cut at a local
-    midnight share a UTC day) is not noted."""
-    if not trained:
-        return None
-    last = max(trained)
-    typical = sum(trained.values()) / len(trained)
-    shared = sorted(day for day in day_rows if day in trained and (
-        day < last or day_rows[day] >= SLIVER_SHARE * typical))
+    the candidate trained on (`trained`, the same; `days_before_or_of`): its figure then
+    measures rows it learned from."""
+    shared = [day for day in days_before_or_of(trained, day_rows) if day in trained]
     if not shared:
         return None
     rows = sum(day_rows[day] for day in shared)

@@ -123,20 +123,26 @@ def test_model_features_in_no_record_of_tfrecord_held_out_logs_are_noted():
         "their default there")
 
 
-def test_held_out_rows_of_days_before_the_training_logs_last_are_noted():
-    train = {DAY: 1000, DAY + 1: 1000, DAY + 2: 800}
-    # The next days, and a sliver of --train's last day (logs cut at a local midnight): none.
+def test_held_out_rows_of_the_training_logs_days_are_noted():
+    train = {DAY: 1000, DAY + 1: 1000, DAY + 2: 800}  # a typical day: 933 rows
+    # The next days, and the share of --train's last day that logs cut at a local midnight
+    # hold (up to 14 h of 24: 58 %): none.
     assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 120, DAY + 3: 900}) is None
+    assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 544, DAY + 3: 900}) is None
     assert input_notes.earlier_days_note(train, "--eval", {}) is None
     assert input_notes.earlier_days_note({}, "--eval", {DAY: 5}) is None
-    assert input_notes.earlier_days_note(train, "--eval", {DAY + 1: 7, DAY + 2: 800,
+    assert input_notes.earlier_days_note(train, "--eval", {DAY + 1: 7, DAY + 2: 300,
                                                            DAY + 3: 900}) == (
-        "note: 7 --eval rows fall on 1 UTC day(s) before --train's last (2024-10-05; --train "
-        "ends 2024-10-06): held-out logs should be later days than the training logs")
+        "note: 7 --eval rows fall on 1 UTC day(s) of --train's days or before (2024-10-05; "
+        "--train ends 2024-10-06): held-out logs should be later days than the training logs")
     assert input_notes.earlier_days_note(train, "--validation", {DAY: 3, DAY + 1: 4}) == (
-        "note: 7 --validation rows fall on 2 UTC day(s) before --train's last (2024-10-04 to "
-        "2024-10-05; --train ends 2024-10-06): held-out logs should be later days than the "
+        "note: 7 --validation rows fall on 2 UTC day(s) of --train's days or before (2024-10-04 "
+        "to 2024-10-05; --train ends 2024-10-06): held-out logs should be later days than the "
         "training logs")
+    # The whole last day again (a copy of the validation day under another name): noted.
+    assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 800}) == (
+        "note: 800 --eval rows fall on 1 UTC day(s) of --train's days or before (2024-10-06; "
+        "--train ends 2024-10-06): held-out logs should be later days than the training logs")
 
 
 def test_ids_beyond_their_hash_buckets_are_noted():

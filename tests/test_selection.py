@@ -377,8 +377,8 @@ def test_refit_trains_the_best_checkpoint_one_pass_over_the_validation_day(small
 def test_eval_logs_of_training_days_are_noted_under_progress_none(small_world, tmp_path,
                                                                   capsys):
     """--eval given the first training day and the validation window's day: training says so
-    (under --progress=none too), naming the refit pass; the day note counts the first day's
-    rows (pandas)."""
+    (under --progress=none too), naming the refit pass; the day note counts both days' rows
+    (pandas)."""
     days = sorted(glob.glob(small_world["train"]))
     first, last = days[0], days[-1]
     config = dataclasses.replace(stopping_config(small_world, "validation"),
@@ -392,7 +392,8 @@ def test_eval_logs_of_training_days_are_noted_under_progress_none(small_world, t
             "rows the model trained on") in out
     assert (f"note: 1 --eval file(s) are in --train's validation window ({last}): their "
             "metrics measure rows the model was selected on and the refit pass trained on") in out
-    assert f"note: {len(pd.read_csv(first)):,} --eval rows fall on 1 UTC day(s) before" in out
+    both = len(pd.read_csv(first)) + len(pd.read_csv(last))  # the window's whole day too
+    assert f"note: {both:,} --eval rows fall on 2 UTC day(s) of --train's days or before" in out
 
 
 def test_a_refit_of_an_earlier_best_is_not_served(tmp_path):
@@ -715,11 +716,14 @@ def test_trained_days_and_the_gates_note_by_hand():
     assert trained_day_rows(None, refitted=True) is None
     trained = {10: 100, 11: 100}
     assert gate_days_note(trained, {12: 80, 13: 70}) is None  # later days
-    assert gate_days_note(trained, {11: 5, 12: 80}) is None  # a sliver of the last day
-    note = gate_days_note(trained, {11: 60, 12: 80})
-    assert note.startswith("note: 60 rows of the gate's logs fall on 1 UTC day(s) the "
+    # The share of the last day that logs cut at a local midnight hold: not noted.
+    assert gate_days_note(trained, {11: 60, 12: 80}) is None
+    note = gate_days_note(trained, {11: 90, 12: 80})  # the whole day
+    assert note.startswith("note: 90 rows of the gate's logs fall on 1 UTC day(s) the "
                            "candidate trained on")
-    assert "2 UTC day(s)" in gate_days_note(trained, {10: 1, 11: 60})
+    assert "1 rows of the gate's logs fall on 1 UTC day(s)" in gate_days_note(trained,
+                                                                              {10: 1, 11: 60})
+    assert gate_days_note(trained, {9: 50}) is None  # before training: not trained on
 
 
 def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, tmp_path):
