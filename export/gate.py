@@ -93,6 +93,7 @@ class HeldOut(typing.NamedTuple):
     features: dict
     labels: dict
     day_rows: dict | None
+    window: str | None = None  # which rows of `pattern`, when not all of them
 
 
 def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool,
@@ -139,8 +140,11 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
             for k in ("click", "valid_read"):
                 labels.setdefault(k, []).append(batch_labels[k])
     join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
-    return HeldOut(pattern, join(features), join(labels),
-                   None if window == "validation_days" else day_rows_of(labeler.file_day_rows))
+    if window == "validation_days":
+        n = description["training"]["selection"]["validation_days"]
+        return HeldOut(pattern, join(features), join(labels), None,
+                       f"their last {n} UTC day(s), the candidate's validation window")
+    return HeldOut(pattern, join(features), join(labels), day_rows_of(labeler.file_day_rows))
 
 
 def _served(call, inputs: dict, outputs, features: dict, output: str,
@@ -198,8 +202,8 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
                          default=defaults.get(name, "" if tensor.dtype == tf.string else 0))
                  for name, tensor in baseline.structured_input_signature[1].items()
                  if name not in spec.names)
-    pattern, features, labels, day_rows = labelled_rows(description, gate_logs, spec, refitted,
-                                                        also=also)
+    pattern, features, labels, day_rows, window = labelled_rows(description, gate_logs, spec,
+                                                                refitted, also=also)
     label = labels[gate.label]
     positives = int(np.sum(label))
     if positives in (0, len(label)):  # an AUC needs both classes
@@ -218,6 +222,8 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     record = {"metric": gate.name, "max_drop": gate.max_drop, "candidate": value,
               "baseline": base_value, "baseline_path": baseline_path, "logs": pattern,
               "rows": int(len(label))}
+    if window:
+        record["window"] = window
     if trained_days and day_rows:
         from ranking.input_notes import gate_days_note
 

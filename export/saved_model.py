@@ -62,7 +62,8 @@ def main(argv):
         g = result.gate
         print(f"  quality gate passed: {g['metric']} {g['candidate']:.4f} against the "
               f"baseline's {g['baseline']:.4f} (allowed drop {g['max_drop']:g}) on "
-              f"{g['rows']:,} rows of {g['logs']}")
+              f"{g['rows']:,} rows of {g['logs']}"
+              + (f" ({g['window']})" if g.get("window") else ""))
     for name, signature in result.signatures.items():
         print(f"  signature '{name}':")
         print("    inputs:  " + ", ".join(f"{k} {d}{s}" for k, (d, s) in

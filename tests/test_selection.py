@@ -578,9 +578,9 @@ def test_the_gate_reads_unclicked_dwell_as_its_training_run_did(small_world, lea
     with pytest.raises(InputError, match=f"line {unclicked[0] + 2}, column 'dwell_time'"):
         gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec, False)
     description["training"]["allow_unclicked_dwell"] = True
-    _, features, labels, _ = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec,
+    _, features, labels, _, _ = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec,
                                              False)
-    _, clean_features, clean_labels, _ = gate.labelled_rows(description, day, spec, False)
+    _, clean_features, clean_labels, _, _ = gate.labelled_rows(description, day, spec, False)
     for name in ("click", "valid_read"):
         np.testing.assert_array_equal(labels[name], clean_labels[name])
     assert len(labels["click"]) == len(frame) and labels["valid_read"].sum() > 0
@@ -672,7 +672,7 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
     from ranking import model_dir as model_dir_lib
 
     spec = exporter.load_trained(learned)[0].feature_spec
-    _, features, labels, _ = gate.labelled_rows(model_dir_lib.load_model_description(learned),
+    _, features, labels, _, _ = gate.labelled_rows(model_dir_lib.load_model_description(learned),
                                              small_world["eval"], spec, False)
     loaded = tf.saved_model.load(str(base / "1")).signatures["predict_raw"]
     scores = loaded(**{k: tf.constant(v) for k, v in features.items()})["score"].numpy()
@@ -741,3 +741,18 @@ def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, t
     assert trained.warnings[0] == trained.gate["note"].removeprefix("note: ")
     record = json.load(open(os.path.join(trained.path, "quality_gate.json")))
     assert record["note"] == trained.gate["note"]
+
+
+def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, learned):
+    from export import gate
+    from ranking import model_dir as model_dir_lib
+
+    description = model_dir_lib.load_model_description(learned)
+    description["training"]["selection"] = {"validation_days": 1}
+    spec = exporter.load_trained(learned)[0].feature_spec
+    held = gate.labelled_rows(description, None, spec, refitted=False)
+    last_day = sorted(glob.glob(small_world["train"]))[-1]
+    assert held.pattern == description["training"]["train"]
+    assert len(held.labels["click"]) == len(pd.read_csv(last_day))
+    assert held.window == "their last 1 UTC day(s), the candidate's validation window"
+    assert held.day_rows is None
