@@ -127,13 +127,14 @@ def models_config(export_base: str, model_name: str) -> str:
             "    model_version_policy { latest { num_versions: 1 } }\n  }\n}\n")
 
 
-def _hand_edited(path: str, export_base: str) -> bool:
+def _hand_edited(path: str) -> bool:
     """Whether models.config at `path` is other than one this module writes (a rollback pinned
     with `specific { versions: ... }`, say)."""
     with open(path) as handle:
         text = handle.read()
     name = re.search(r'name: "([^"]*)"', text)
-    return name is None or text != models_config(export_base, name.group(1))
+    base = re.search(r'base_path: "([^"]*)"', text)  # its own: the base may have moved since
+    return name is None or base is None or text != models_config(base.group(1), name.group(1))
 
 
 def serving_inputs(saved_model: str) -> dict:
@@ -263,13 +264,14 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         shutil.rmtree(tmp, ignore_errors=True)
     warnings = [gate_record["note"].removeprefix("note: ")] if gate_record and \
         "note" in gate_record else []
-    if previous is not None:
-        changes = contract_changes(serving_inputs(previous), serving_inputs(target))
+    before = serving_inputs(previous) if previous is not None else {}
+    if before:  # (a SavedModel of another tool, without predict_raw: nothing to compare)
+        changes = contract_changes(before, serving_inputs(target))
         if changes:
             warnings.append(f"the serving inputs changed from version {previous_version}: "
                             + "; ".join(changes))
     config_path = os.path.join(export_base, "models.config")
-    if os.path.isfile(config_path) and _hand_edited(config_path, export_base):
+    if os.path.isfile(config_path) and _hand_edited(config_path):
         warnings.append(f"{config_path} was edited by hand (not the config this tool writes): "
                         f"left as it is, so TF Serving serves version {version} only if its "
                         "model_version_policy allows it")

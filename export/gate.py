@@ -180,6 +180,13 @@ def _served(call, inputs: dict, outputs, features: dict, output: str,
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
+def _same_value(a, b) -> bool:
+    """Whether two defaults read alike (600 and 600.0 do; "600" and 600 do not)."""
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return float(a) == float(b)
+
+
 def judge(gate: Gate, candidate, baseline_path: str, description: dict,
           gate_logs: str | None, spec, refitted: bool, trained_days: dict | None = None) -> dict:
     """Scores the candidate (an `export.serving.ServingModule`) and the baseline SavedModel on
@@ -190,20 +197,29 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     import tensorflow as tf
 
     from export.versions import read_feature_defaults, resolve_saved_model
-    from ranking.features import Feature
+    from ranking.features import Feature, FeatureSpec
 
     baseline_path = resolve_saved_model(baseline_path)
     baseline = tf.saved_model.load(baseline_path).signatures["predict_raw"]
-    # Features the baseline reads and the candidate does not (one it dropped) are read too,
-    # as the baseline reads a missing one.
+    # The baseline's features as it reads them: a missing value as its own default (an export
+    # from before feature_defaults.json: 0 or "", as its training read one).
     defaults = read_feature_defaults(baseline_path)
-    also = tuple(Feature(name, tensor.dtype.name,
-                         "categorical" if tensor.dtype == tf.string else "numeric",
-                         default=defaults.get(name, "" if tensor.dtype == tf.string else 0))
-                 for name, tensor in baseline.structured_input_signature[1].items()
-                 if name not in spec.names)
+    baseline_features = tuple(
+        Feature(name, tensor.dtype.name, "categorical" if tensor.dtype == tf.string else "numeric",
+                default=defaults.get(name, "" if tensor.dtype == tf.string else 0))
+        for name, tensor in baseline.structured_input_signature[1].items())
+    ours = spec.defaults
+    shared_alike = all(_same_value(f.default, ours[f.name])
+                       for f in baseline_features if f.name in ours)
+    # One read when the shared features' defaults agree (the features the candidate dropped
+    # read beside them); else the baseline's features in a read of their own.
+    also = tuple(f for f in baseline_features if f.name not in ours) if shared_alike else ()
     pattern, features, labels, day_rows, window = labelled_rows(description, gate_logs, spec,
                                                                 refitted, also=also)
+    baseline_rows = features
+    if not shared_alike:
+        baseline_rows = labelled_rows(description, gate_logs, FeatureSpec(baseline_features),
+                                      refitted).features
     label = labels[gate.label]
     positives = int(np.sum(label))
     if positives in (0, len(label)):  # an AUC needs both classes
@@ -218,7 +234,7 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
         features, gate.output))
     base_value = metrics.auc(label, _served(
         lambda args: baseline(**args), baseline.structured_input_signature[1],
-        baseline.structured_outputs, features, gate.output))
+        baseline.structured_outputs, baseline_rows, gate.output))
     record = {"metric": gate.name, "max_drop": gate.max_drop, "candidate": value,
               "baseline": base_value, "baseline_path": baseline_path, "logs": pattern,
               "rows": int(len(label))}

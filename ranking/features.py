@@ -45,6 +45,7 @@ import collections
 import dataclasses
 import decimal
 import json
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -313,8 +314,24 @@ def value_text(value, dtype: str, name: str, where: str) -> str:
 
 
 def _typed(value, dtype, name, where):
+    """The feature config's `default` in the feature's type: training, scoring and serving read
+    a missing value as it, so it must be a value the logs could hold (a finite number; for
+    int64 a whole one in range). Ids take none: a missing id is no one's."""
+    if name in ("user_id", "item_id") and value not in ("", 0):
+        raise InputError(f"feature '{name}': an id takes no default (a missing id reads as "
+                         "\"\", as the statistics job counted it)", file=where)
     try:
-        return str(value) if dtype == "string" else int(value) if dtype == "int64" else float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"feature '{name}': default {value!r} is not a {dtype}",
-                         file=where) from None
+        if dtype == "string":
+            return str(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError
+        if dtype == "int64":
+            if number != round(number) or abs(number) >= 2.0 ** 63:
+                raise ValueError
+            return int(value) if isinstance(value, int) else int(number)
+        return number
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(f"feature '{name}': default {value!r} is not a "
+                         + ("finite number" if dtype == "float32" else "whole number in int64's "
+                            "range" if dtype == "int64" else dtype), file=where) from None

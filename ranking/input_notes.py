@@ -162,21 +162,22 @@ def input_overlap_notes(train_files, held_out: dict, window_files=(),
 
 # Logs cut at a local midnight share a UTC day with the next logs: at most 14 h of it (the
 # largest time-zone offset), 58 % of a day. Held-out rows on the training's last UTC day count
-# as a training day's only from this share of a typical training day's rows on.
+# as a training day's only from this share of the fullest training day's rows on (the first
+# and last UTC days of logs cut so are partial: a mean over them would lower the bar).
 FULL_DAY_SHARE = 0.75
 
 
 def days_before_or_of(train_day_rows: dict, day_rows: dict) -> list[int]:
     """The UTC days of `day_rows` ({UTC day: rows} of held-out logs) that are training days
     (`train_day_rows`, the same) or earlier: those before the training's last day, and that
-    day itself when the held-out logs hold a whole day's rows of it (FULL_DAY_SHARE of a
-    typical training day), not the share of it logs cut at a local midnight have."""
+    day itself when the held-out logs hold a whole day's rows of it (FULL_DAY_SHARE of the
+    fullest training day), not the share of it logs cut at a local midnight have."""
     if not train_day_rows or not day_rows:
         return []
     last = max(train_day_rows)
-    typical = sum(train_day_rows.values()) / len(train_day_rows)
+    full = max(train_day_rows.values())
     return sorted(day for day in day_rows if day < last or (
-        day == last and day_rows[day] >= FULL_DAY_SHARE * typical))
+        day == last and day_rows[day] >= FULL_DAY_SHARE * full))
 
 
 def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict) -> str | None:

@@ -48,14 +48,20 @@ def main(argv):
     if (FLAGS.labelled or FLAGS.online or FLAGS.fusion_tuning) and not FLAGS.output_dir:
         raise InputError("--labelled, --online and --fusion_tuning go into a report "
                          "directory: give --output_dir")
-    for flag, path in (("--output_dir", FLAGS.output_dir), ("--output", FLAGS.output)):
-        if path:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                raise InputError(f"{flag} {path}: its parent {parent} is not a directory")
-    if FLAGS.output and os.path.isdir(FLAGS.output):
-        raise InputError("--output is a directory; it names the Markdown file to write "
-                         "(--output_dir writes a report directory)", file=FLAGS.output)
+    if FLAGS.output_dir:
+        parent = os.path.dirname(os.path.abspath(FLAGS.output_dir))
+        if not os.path.isdir(parent):
+            raise InputError(f"--output_dir {FLAGS.output_dir}: its parent {parent} is not a "
+                             "directory")
+    if FLAGS.output:  # checked first: it is written after the report directory
+        if os.path.isdir(FLAGS.output):
+            raise InputError("--output is a directory; it names the Markdown file to write "
+                             "(--output_dir writes a report directory)", file=FLAGS.output)
+        ancestor = os.path.dirname(os.path.abspath(FLAGS.output))
+        while not os.path.exists(ancestor):  # missing directories are made
+            ancestor = os.path.dirname(ancestor)
+        if not os.path.isdir(ancestor):
+            raise InputError(f"--output {FLAGS.output}: {ancestor} is a file, not a directory")
     others = [name for name, m in named[1:] if other_evaluation(m, first)]
     evaluated = (f"Evaluated on `{first.get('eval')}`: {first['rows']:,} impressions, "
                  f"{first['clicks']:,} clicks, {first['valid_reads']:,} valid reads")

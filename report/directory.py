@@ -45,7 +45,11 @@ def write_report_directory(output_dir: str, text: str, labelled: str | None,
         curves = []
         for name, model_dir in zip(names, model_dirs):
             if os.path.isfile(os.path.join(model_dir, HISTORY_JSON)):
-                picture = f"curves-{name.replace('/', '_')}.png"
+                stem, k = f"curves-{name.replace('/', '_')}", 1
+                picture = f"{stem}.png"
+                while picture in pictures:  # a/b/vr and a_b/vr: two names, one file name
+                    k += 1
+                    picture = f"{stem}-{k}.png"
                 training_curves(os.path.join(tmp, picture),
                                 read_json(model_dir, HISTORY_JSON, "--model_dirs"), name)
                 pictures.append(picture)

@@ -379,14 +379,17 @@ def test_the_projects_own_tfrecord_logs_replay_to_serving(exports, tmp_path):
     np.testing.assert_allclose(served["score"].numpy(), raw["score"].numpy(), rtol=1e-6)
 
 
-def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving(small_world,
-                                                                                 tmp_path):
+def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving(
+        small_world, exports, tmp_path):
     """A missing value (an empty CSV field, a feature a tf.Example leaves out) reads as the
-    feature config's `default` in training's reader, in batch scoring and in serving_default:
-    all three equal predict_raw fed the defaults by hand, which differs from 0 and ""."""
+    feature config's `default` in training's reader, in batch scoring (both engines) and in
+    serving_default: all equal predict_raw fed the defaults by hand, which differs from 0 and
+    "". The quality gate scores a baseline without those defaults with its own reading."""
     import pandas as pd
+    from sklearn.metrics import roc_auc_score
 
-    from pipelines.score import scoring
+    from export import gate
+    from pipelines.score import scoring, scoring_beam
     from ranking import training
     from ranking.models import ModelConfig
 
@@ -464,7 +467,27 @@ def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving
     served = loaded.signatures["serving_default"](examples=tf.constant(examples))["score"]
     np.testing.assert_allclose(served.numpy(), expected, rtol=1e-5, atol=1e-7)
     for path in (csv_path, tfrecord_path):
-        out = str(tmp_path / f"scores_{os.path.basename(path)}")
-        scoring.score_logs(result.path, path, out, scoring.ScoreConfig())
-        got = pd.read_csv(glob.glob(os.path.join(out, "00000-*.csv.gz"))[0])
-        np.testing.assert_allclose(got["score"], expected, rtol=1e-5, atol=1e-7)
+        for engine, score_logs in (("local", scoring.score_logs),
+                                   ("beam", scoring_beam.score_logs_beam)):
+            out = str(tmp_path / f"scores_{engine}_{os.path.basename(path)}")
+            score_logs(result.path, path, out, scoring.ScoreConfig())
+            got = pd.read_csv(glob.glob(os.path.join(out, "00000-*.csv.gz"))[0])
+            np.testing.assert_allclose(got["score"], expected, rtol=1e-5, atol=1e-7)
+
+    # The gate: the baseline (exported without defaults) reads a missing value as 0 or "".
+    baseline = exports["vr_ndt"]
+    base = tf.saved_model.load(baseline.path).signatures["predict_raw"]
+    base_inputs = {name: tf.constant(zeros[name].to_numpy().astype(
+        {tf.string: str, tf.int64: np.int64, tf.float32: np.float32}[spec_.dtype]))
+        for name, spec_ in base.structured_input_signature[1].items()}
+    base_scores = base(**base_inputs)["score"].numpy().reshape(-1)
+    from ranking import model_dir as model_dir_lib
+
+    labels = gate.labelled_rows(model_dir_lib.load_model_description(model_dir), csv_path, spec,
+                                False).labels["click"]
+    assert 0 < labels.sum() < len(labels)
+    gated = exporter.export_saved_model(model_dir, str(tmp_path / "export"),
+                                        baseline=baseline.path, gate="auc_ctr:1",
+                                        gate_logs=csv_path)
+    assert gated.gate["baseline"] == pytest.approx(roc_auc_score(labels, base_scores), abs=1e-6)
+    assert gated.gate["candidate"] == pytest.approx(roc_auc_score(labels, expected), abs=1e-6)

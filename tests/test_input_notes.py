@@ -124,7 +124,7 @@ def test_model_features_in_no_record_of_tfrecord_held_out_logs_are_noted():
 
 
 def test_held_out_rows_of_the_training_logs_days_are_noted():
-    train = {DAY: 1000, DAY + 1: 1000, DAY + 2: 800}  # a typical day: 933 rows
+    train = {DAY: 1000, DAY + 1: 1000, DAY + 2: 800}  # the fullest day: 1,000 rows
     # The next days, and the share of --train's last day that logs cut at a local midnight
     # hold (up to 14 h of 24: 58 %): none.
     assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 120, DAY + 3: 900}) is None
@@ -139,6 +139,10 @@ def test_held_out_rows_of_the_training_logs_days_are_noted():
         "note: 7 --validation rows fall on 2 UTC day(s) of --train's days or before (2024-10-04 "
         "to 2024-10-05; --train ends 2024-10-06): held-out logs should be later days than the "
         "training logs")
+    # Logs cut at UTC-10 (local days of 1,000 rows: UTC days of 583, 1,000, 417): the next
+    # local day's 583 rows on the last UTC day are not noted.
+    assert input_notes.earlier_days_note({DAY: 583, DAY + 1: 1000, DAY + 2: 417}, "--eval",
+                                         {DAY + 2: 583, DAY + 3: 417}) is None
     # The whole last day again (a copy of the validation day under another name): noted.
     assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 800}) == (
         "note: 800 --eval rows fall on 1 UTC day(s) of --train's days or before (2024-10-06; "

@@ -216,3 +216,24 @@ def test_presets_towers_and_serving_score(preset):
     assert all(len(layer.hidden) == 2 and layer.output_layer is not None
                for layer in tower_layers)
     assert len([layer for layer in network.layers if layer.name == "bottom"]) == 1
+
+
+def test_a_default_must_be_a_value_the_column_could_hold():
+    """Training, scoring and serving read a missing value as the default: a non-finite number,
+    a fraction or an out-of-range number for an integer column, or a default on an id, is
+    refused naming the feature; a whole float for an integer column is that integer."""
+    spec = tiny_spec({"features": {"position": {"default": 3.0},
+                                   "publish_age_hours": {"default": "24.5"},
+                                   "category": {"default": 7}}})
+    assert spec["position"].default == 3 and isinstance(spec["position"].default, int)
+    assert spec["publish_age_hours"].default == 24.5
+    assert spec["category"].default == "7"
+    for column, bad, message in [
+            ("publish_age_hours", "nan", "default 'nan' is not a finite number"),
+            ("publish_age_hours", float("inf"), "is not a finite number"),
+            ("position", 6.5, "default 6.5 is not a whole number in int64's range"),
+            ("position", 1e30, "is not a whole number in int64's range"),
+            ("position", "x", "is not a whole number"),
+            ("user_id", "anon", "an id takes no default")]:
+        with pytest.raises(InputError, match=message):
+            tiny_spec({"features": {column: {"default": bad}}})

@@ -131,6 +131,21 @@ def test_models_of_one_name_in_two_experiments_keep_their_own_rows_and_curves(ru
     assert (out / pictures[0]).read_bytes() != (out / pictures[1]).read_bytes()
     text = (out / "report.md").read_text()
     assert "| expA/vr_ndt | vr_ndt |" in text and "| expB/vr_ndt | vr_ndt |" in text
+    # Names whose file names would be one: a_b/vr_ndt and a/b/vr_ndt (beside c/b/vr_ndt).
+    for parts in (("a_b",), ("a", "b"), ("c", "b")):
+        model_dir = tmp_path.joinpath(*parts, "vr_ndt")
+        model_dir.parent.mkdir(parents=True)
+        write_metrics(model_dir, "vr_ndt", 0.60, 0.62)
+        (model_dir / "history.json").write_text((tmp_path / "expA" / "vr_ndt" /
+                                                 "history.json").read_text())
+    done = run("report", f"--model_dirs={tmp_path / 'a_b' / 'vr_ndt'},"
+               f"{tmp_path / 'a' / 'b' / 'vr_ndt'},{tmp_path / 'c' / 'b' / 'vr_ndt'}",
+               f"--output_dir={tmp_path / 'r2'}",
+               f"--output={tmp_path / 'new' / 'r.md'}")  # --output's directory is made
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (tmp_path / "r2").glob("curves-*.png")) == [
+        "curves-a_b_vr_ndt-2.png", "curves-a_b_vr_ndt.png", "curves-c_b_vr_ndt.png"]
+    assert (tmp_path / "new" / "r.md").read_text().startswith("# dwellrank report")
     twice = run("report", f"--model_dirs={tmp_path / 'expA' / 'vr_ndt'},"
                 f"{tmp_path / 'expA' / 'vr_ndt'}/")
     assert twice.returncode == 1 and "gives" in twice.stderr and "twice" in twice.stderr

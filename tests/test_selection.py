@@ -382,12 +382,14 @@ def test_eval_logs_of_training_days_are_noted_under_progress_none(small_world, t
     days = sorted(glob.glob(small_world["train"]))
     first, last = days[0], days[-1]
     config = dataclasses.replace(stopping_config(small_world, "validation"),
-                                 eval=f"{first},{last}")
+                                 eval=f"{first},{last}", epochs=3)
     config = dataclasses.replace(config, selection=dataclasses.replace(
         config.selection, max_epochs=1, patience=1))
     capsys.readouterr()
     training.train_and_evaluate(config, str(tmp_path / "model"))
     out = capsys.readouterr().out
+    assert ("note: --epochs=3 does not apply with a validation window: --max_epochs=1 bounds "
+            "the epochs and early stopping ends sooner (--patience)") in out
     assert (f"note: 1 --eval file(s) are --train files too ({first}): their metrics measure "
             "rows the model trained on") in out
     assert (f"note: 1 --eval file(s) are in --train's validation window ({last}): their "
@@ -701,6 +703,13 @@ def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run)
     assert (base / "models.config").read_text() == pinned
     assert "warning: " in done.stderr and "was edited by hand" in done.stderr
     assert "serves version 3 only if its model_version_policy allows it" in done.stderr
+    # An export base moved elsewhere: its config is still the tool's own, and follows it.
+    (base / "models.config").write_text(written)
+    moved = tmp_path / "moved"
+    shutil.move(str(base), str(moved))
+    fourth = exporter.export_saved_model(learned, str(moved))
+    assert fourth.warnings == () and fourth.version == 4
+    assert f'base_path: "{moved}"' in (moved / "models.config").read_text()
 
 
 def test_trained_days_and_the_gates_note_by_hand():
