@@ -262,8 +262,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         os.rename(staged, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    warnings = [gate_record["note"].removeprefix("note: ")] if gate_record and \
-        "note" in gate_record else []
+    warnings = [note.removeprefix("note: ") for note in (gate_record or {}).get("notes", ())]
     before = serving_inputs(previous) if previous is not None else {}
     if before:  # (a SavedModel of another tool, without predict_raw: nothing to compare)
         changes = contract_changes(before, serving_inputs(target))

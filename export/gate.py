@@ -94,6 +94,8 @@ class HeldOut(typing.NamedTuple):
     labels: dict
     day_rows: dict | None
     window: str | None = None  # which rows of `pattern`, when not all of them
+    # TFRecord logs: features none of whose first records holds them, read as their default.
+    absent_features: tuple = ()
 
 
 def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool,
@@ -143,8 +145,10 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
     if window == "validation_days":
         n = description["training"]["selection"]["validation_days"]
         return HeldOut(pattern, join(features), join(labels), None,
-                       f"their last {n} UTC day(s), the candidate's validation window")
-    return HeldOut(pattern, join(features), join(labels), day_rows_of(labeler.file_day_rows))
+                       f"their last {n} UTC day(s), the candidate's validation window",
+                       source.absent_features)
+    return HeldOut(pattern, join(features), join(labels), day_rows_of(labeler.file_day_rows),
+                   None, source.absent_features)
 
 
 def _served(call, inputs: dict, outputs, features: dict, output: str,
@@ -214,8 +218,8 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     # One read when the shared features' defaults agree (the features the candidate dropped
     # read beside them); else the baseline's features in a read of their own.
     also = tuple(f for f in baseline_features if f.name not in ours) if shared_alike else ()
-    pattern, features, labels, day_rows, window = labelled_rows(description, gate_logs, spec,
-                                                                refitted, also=also)
+    pattern, features, labels, day_rows, window, absent = labelled_rows(
+        description, gate_logs, spec, refitted, also=also)
     baseline_rows = features
     if not shared_alike:
         baseline_rows = labelled_rows(description, gate_logs, FeatureSpec(baseline_features),
@@ -240,12 +244,13 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
               "rows": int(len(label))}
     if window:
         record["window"] = window
-    if trained_days and day_rows:
-        from ranking.input_notes import gate_days_note
+    from ranking.input_notes import absent_features_note, gate_days_note
 
-        note = gate_days_note(trained_days, day_rows)
-        if note:
-            record["note"] = note
+    notes = [note for note in (gate_days_note(trained_days, day_rows)
+                               if trained_days and day_rows else None,
+                               absent_features_note("gate's", absent)) if note]
+    if notes:
+        record["notes"] = notes
     # (1e-6: the in-memory candidate and a loaded SavedModel agree to about 1e-6, so an equal
     # model is never refused on rounding.)
     if not value >= base_value - gate.max_drop - 1e-6:

@@ -491,3 +491,19 @@ def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving
                                         gate_logs=csv_path)
     assert gated.gate["baseline"] == pytest.approx(roc_auc_score(labels, base_scores), abs=1e-6)
     assert gated.gate["candidate"] == pytest.approx(roc_auc_score(labels, expected), abs=1e-6)
+    # Gate logs in TFRecord without item_length in any record: read as its default, said.
+    without = str(tmp_path / "without_item_length.tfrecord")
+    with tf.io.TFRecordWriter(without) as writer:
+        for serialized in examples:
+            example = tf.train.Example.FromString(serialized)
+            if "item_length" in example.features.feature:
+                del example.features.feature["item_length"]
+            writer.write(example.SerializeToString())
+    noted = exporter.export_saved_model(model_dir, str(tmp_path / "export"),
+                                        baseline=baseline.path, gate="auc_ctr:1",
+                                        gate_logs=without)
+    assert noted.gate["notes"] == [
+        "note: the model's feature(s) item_length are in none of the first records of the "
+        "gate's logs (a tf.Example leaves out a feature it has no value for): read as their "
+        "default there"]
+    assert noted.warnings[0] == noted.gate["notes"][0].removeprefix("note: ")

@@ -580,9 +580,9 @@ def test_the_gate_reads_unclicked_dwell_as_its_training_run_did(small_world, lea
     with pytest.raises(InputError, match=f"line {unclicked[0] + 2}, column 'dwell_time'"):
         gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec, False)
     description["training"]["allow_unclicked_dwell"] = True
-    _, features, labels, _, _ = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec,
-                                             False)
-    _, clean_features, clean_labels, _, _ = gate.labelled_rows(description, day, spec, False)
+    labels = gate.labelled_rows(description, str(tmp_path / "autoplay.csv"), spec,
+                                False).labels
+    clean_labels = gate.labelled_rows(description, day, spec, False).labels
     for name in ("click", "valid_read"):
         np.testing.assert_array_equal(labels[name], clean_labels[name])
     assert len(labels["click"]) == len(frame) and labels["valid_read"].sum() > 0
@@ -674,8 +674,9 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
     from ranking import model_dir as model_dir_lib
 
     spec = exporter.load_trained(learned)[0].feature_spec
-    _, features, labels, _, _ = gate.labelled_rows(model_dir_lib.load_model_description(learned),
-                                             small_world["eval"], spec, False)
+    held = gate.labelled_rows(model_dir_lib.load_model_description(learned),
+                              small_world["eval"], spec, False)
+    features, labels = held.features, held.labels
     loaded = tf.saved_model.load(str(base / "1")).signatures["predict_raw"]
     scores = loaded(**{k: tf.constant(v) for k, v in features.items()})["score"].numpy()
     from sklearn.metrics import roc_auc_score
@@ -740,16 +741,17 @@ def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, t
     exporter.export_saved_model(learned, str(base))
     later = exporter.export_saved_model(learned, str(base), baseline=str(base),
                                         gate="auc_ctr:0", gate_logs=small_world["eval"])
-    assert "note" not in later.gate and later.warnings == ()
+    assert "notes" not in later.gate and later.warnings == ()
     train_day = sorted(glob.glob(small_world["train"]))[-2]
     trained = exporter.export_saved_model(learned, str(base), baseline=str(base),
                                           gate="auc_ctr:0", gate_logs=train_day)
     rows = len(pd.read_csv(train_day))
-    assert trained.gate["note"].startswith(f"note: {rows:,} rows of the gate's logs fall on 1 "
+    note, = trained.gate["notes"]
+    assert note.startswith(f"note: {rows:,} rows of the gate's logs fall on 1 "
                                            "UTC day(s) the candidate trained on")
-    assert trained.warnings[0] == trained.gate["note"].removeprefix("note: ")
+    assert trained.warnings == (note.removeprefix("note: "),)
     record = json.load(open(os.path.join(trained.path, "quality_gate.json")))
-    assert record["note"] == trained.gate["note"]
+    assert record["notes"] == [note]
 
 
 def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, learned):
