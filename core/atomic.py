@@ -67,8 +67,13 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
 
 @contextlib.contextmanager
 def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
-    """Opens a temporary file beside `path`; on success it is renamed onto `path`."""
-    path = os.path.abspath(path)
+    """Opens a temporary file beside `path`; on success it is renamed onto `path`. A symbolic
+    link is followed (its target is replaced); an existing path that is not a regular file (a
+    device such as /dev/stdout's target, a pipe) is refused: a rename would replace it."""
+    path = os.path.realpath(path)
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise InputError(f"{path} exists and is not a regular file; refusing to replace it "
+                         "(name a file to write)")
     made = _make_parents(os.path.dirname(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
     os.close(fd)

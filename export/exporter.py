@@ -137,9 +137,9 @@ def _hand_edited(path: str) -> bool:
     return name is None or base is None or text != models_config(base.group(1), name.group(1))
 
 
-def serving_inputs(saved_model: str) -> dict:
-    """{feature: dtype name} of a SavedModel's predict_raw inputs, read from saved_model.pb
-    without loading it ({} when it has no such signature)."""
+def serving_contract(saved_model: str) -> tuple[dict, tuple]:
+    """({feature: dtype name} of a SavedModel's predict_raw inputs, its serving_default output
+    names), read from saved_model.pb without loading it (({}, ()) without predict_raw)."""
     import tensorflow as tf
     from tensorflow.core.protobuf import saved_model_pb2
 
@@ -148,19 +148,25 @@ def serving_inputs(saved_model: str) -> dict:
         proto.ParseFromString(handle.read())
     signatures = proto.meta_graphs[0].signature_def if proto.meta_graphs else {}
     if "predict_raw" not in signatures:
-        return {}
-    return {name: tf.dtypes.as_dtype(info.dtype).name
-            for name, info in signatures["predict_raw"].inputs.items()}
+        return {}, ()
+    inputs = {name: tf.dtypes.as_dtype(info.dtype).name
+              for name, info in signatures["predict_raw"].inputs.items()}
+    served = signatures.get("serving_default")
+    return inputs, tuple(sorted(served.outputs)) if served is not None else ()
 
 
-def contract_changes(before: dict, after: dict) -> list[str]:
-    """What a serving client must change between two `serving_inputs`, in words."""
-    changes = [f"{name} {before[name]} -> {after[name]} (a client sending {before[name]} is "
-               "refused)" for name in sorted(set(before) & set(after))
-               if before[name] != after[name]]
-    changes += [f"{name} ({after[name]}) added: a client that leaves it out gets its default"
-                for name in sorted(set(after) - set(before))]
-    changes += [f"{name} removed" for name in sorted(set(before) - set(after))]
+def contract_changes(before: tuple, after: tuple) -> list[str]:
+    """What a serving client must change between two `serving_contract`s, in words."""
+    (inputs, outputs), (new_inputs, new_outputs) = before, after
+    changes = [f"{name} {inputs[name]} -> {new_inputs[name]} (a client sending "
+               f"{inputs[name]} is refused)" for name in sorted(set(inputs) & set(new_inputs))
+               if inputs[name] != new_inputs[name]]
+    changes += [f"{name} ({new_inputs[name]}) added: a client that leaves it out gets its "
+                "default" for name in sorted(set(new_inputs) - set(inputs))]
+    changes += [f"{name} removed" for name in sorted(set(inputs) - set(new_inputs))]
+    changes += [f"output {name} removed: a client reading it fails"
+                for name in sorted(set(outputs) - set(new_outputs))]
+    changes += [f"output {name} added" for name in sorted(set(new_outputs) - set(outputs))]
     return changes
 
 
@@ -263,11 +269,11 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     warnings = [note.removeprefix("note: ") for note in (gate_record or {}).get("notes", ())]
-    before = serving_inputs(previous) if previous is not None else {}
-    if before:  # (a SavedModel of another tool, without predict_raw: nothing to compare)
-        changes = contract_changes(before, serving_inputs(target))
+    before = serving_contract(previous) if previous is not None else ({}, ())
+    if before[0]:  # (a SavedModel of another tool, without predict_raw: nothing to compare)
+        changes = contract_changes(before, serving_contract(target))
         if changes:
-            warnings.append(f"the serving inputs changed from version {previous_version}: "
+            warnings.append(f"the serving signature changed from version {previous_version}: "
                             + "; ".join(changes))
     config_path = os.path.join(export_base, "models.config")
     if os.path.isfile(config_path) and _hand_edited(config_path):

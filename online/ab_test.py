@@ -31,6 +31,7 @@ from core import cli, settings, stats_artifact  # cli first: it quiets TensorFlo
 from core.atomic import atomic_directory
 from online import metrics, simulation
 from online.policies import make_policies
+from ranking.metrics import json_ready
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("sim", None, "Simulation directory (pipelines.simulate) whose world to use.")
@@ -77,14 +78,14 @@ def main(argv):
         with open(os.path.join(tmp, "online.md"), "w") as handle:
             handle.write(markdown)
         with open(os.path.join(tmp, "online.json"), "w") as handle:
-            json.dump({"policies": FLAGS.policies,
+            json.dump(json_ready({"policies": FLAGS.policies,
                        # Which version of an export base each policy ranked with.
                        "saved_models": {name: policy.path for name, policy in policies.items()
                                         if hasattr(policy, "path")},
                        "sim": FLAGS.sim, "stats": FLAGS.stats,
                        "config": dataclasses.asdict(config),
                        "calibration": dataclasses.asdict(calibration), "metrics": table,
-                       "figures": figures}, handle, indent=2)
+                       "figures": figures}), handle, indent=2, allow_nan=False)
     rows = sum(len(r["click"]) for r in results.values())
     seconds = time.perf_counter() - started
     print(f"online: {len(names)} policies x {config.days} days, consequences "

@@ -15,6 +15,7 @@ import numpy as np
 
 from core.label_rules import SECONDS_PER_DAY
 from pipelines.simulate import simulator
+from ranking.metrics import metric_text
 
 PER_USER = ("clicks", "dwell_seconds", "valid_reads", "impressions", "sessions")
 CHANGES = ("ctr", "clicks", "dwell_seconds", "valid_reads", "impressions")
@@ -165,13 +166,13 @@ def render(table: dict, base: str) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in table.items():
         lines.append(
-            f"| {name} | {e['impressions']:,} | {100 * e['ctr']:.2f} % | "
+            f"| {name} | {e['impressions']:,} | {metric_text(100 * e['ctr'], 2, unit=' %')} | "
             f"{e['clicks_per_user']:.3f} ± {e['clicks_per_user_ci95']:.3f} | "
             f"{e['dwell_seconds_per_user']:.1f} ± {e['dwell_seconds_per_user_ci95']:.1f} | "
             f"{e['valid_reads_per_user']:.3f} ± {e['valid_reads_per_user_ci95']:.3f} | "
             f"{e['impressions_per_user']:.2f} ± {e['impressions_per_user_ci95']:.2f} | "
             f"{e['sessions_per_user']:.2f} | {e['slots_per_session']:.2f} | "
-            f"{100 * e['return_rate']:.1f} % |")
+            f"{metric_text(100 * e['return_rate'], 1, unit=' %')} |")
     changes = [f"| {name} vs {base} | " + " | ".join(
         f"{e['relative_change'][m]['percent']:+.2f} % ± {e['relative_change'][m]['ci95']:.2f}"
         for m in CHANGES) + " |"

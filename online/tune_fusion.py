@@ -37,6 +37,7 @@ from core.errors import InputError
 from online import metrics, simulation
 from online.policies import OutputFusionPolicy, SavedModelPolicy, make_policies
 from ranking.fusion import Fusion
+from ranking.metrics import json_ready
 
 OBJECTIVES = ("valid_reads", "clicks", "dwell_seconds", "impressions")
 FLAGS = flags.FLAGS
@@ -204,11 +205,12 @@ def main(argv):
         with open(os.path.join(tmp, "frontier.md"), "w") as handle:
             handle.write(text)
         with open(os.path.join(tmp, "frontier.json"), "w") as handle:
-            json.dump({"saved_model": model.path, "baseline": FLAGS.baseline,
+            json.dump(json_ready({"saved_model": model.path, "baseline": FLAGS.baseline,
                        "objective": FLAGS.objective, "min_clicks": FLAGS.min_clicks,
                        "config": dataclasses.asdict(config), "tune_seed": FLAGS.tune_seed,
                        "report_seed": FLAGS.report_seed, "stored": stored.to_json(),
-                       "rows": rows, "chosen": chosen, "report": report}, handle, indent=2)
+                       "rows": rows, "chosen": chosen, "report": report}), handle, indent=2,
+                      allow_nan=False)
     print(text)
     if chosen is None:
         print(f"no weighting keeps clicks per user at {FLAGS.min_clicks:g} x the baseline's; "

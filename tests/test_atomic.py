@@ -39,3 +39,22 @@ def test_a_finished_output_appears_whole_and_replaces_what_may_be_replaced(tmp_p
     with pytest.raises(InputError, match="holds something else"):
         with atomic_directory(str(target)):
             pass
+
+
+def test_a_file_output_follows_links_and_never_replaces_a_device(tmp_path):
+    import os
+
+    from core.errors import InputError
+
+    target = tmp_path / "real.md"
+    target.write_text("old")
+    (tmp_path / "link.md").symlink_to(target)
+    with atomic_file(str(tmp_path / "link.md")) as handle:
+        handle.write("new")
+    assert (tmp_path / "link.md").is_symlink() and target.read_text() == "new"
+    for device in ("/dev/null", "/dev/full"):
+        if os.path.exists(device):
+            with pytest.raises(InputError, match="is not a regular file"):
+                with atomic_file(device) as handle:
+                    handle.write("x")
+            assert not os.path.isfile(device)  # still a device

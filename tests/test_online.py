@@ -155,7 +155,13 @@ def test_cli_with_saved_model_policies(small_world, exports, run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert sorted(os.listdir(out)) == ["migration-random.png", "migration-vr_ndt.png",
                                        "online.json", "online.md"]
-    written = json.load(open(out / "online.json"))
+    def refuse(token):
+        raise ValueError(f"not strict JSON: {token}")
+
+    written = json.loads((out / "online.json").read_text(), parse_constant=refuse)
+    # One day: no next day to return on, so the return rate is undefined, not NaN.
+    assert written["metrics"]["single_ctr"]["return_rate"] is None
+    assert "| undefined |" in (out / "online.md").read_text()
     metrics = written["metrics"]
     assert list(metrics) == ["single_ctr", "vr_ndt", "random"]
     # The version each export base resolved to.

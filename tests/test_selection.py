@@ -684,7 +684,7 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
     assert result.gate["baseline"] == pytest.approx(
         roc_auc_score(labels["click"], scores.reshape(-1)), abs=1e-6)
     # The serving contract changed: said, naming the feature.
-    assert result.warnings == ("the serving inputs changed from version 1: source removed",)
+    assert result.warnings == ("the serving signature changed from version 1: source removed",)
 
 
 def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run):
@@ -767,3 +767,17 @@ def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, le
     assert len(held.labels["click"]) == len(pd.read_csv(last_day))
     assert held.window == "their last 1 UTC day(s), the candidate's validation window"
     assert held.day_rows is None
+
+
+def test_serving_contract_changes_in_words():
+    before = ({"item_length": "int64", "source": "string", "user_id": "string"},
+              ("score", "valid_read", "weighted_valid_read"))
+    after = ({"item_length": "float32", "user_id": "string", "tag": "string"}, ("ctr", "score"))
+    assert exporter.contract_changes(before, after) == [
+        "item_length int64 -> float32 (a client sending int64 is refused)",
+        "tag (string) added: a client that leaves it out gets its default",
+        "source removed",
+        "output valid_read removed: a client reading it fails",
+        "output weighted_valid_read removed: a client reading it fails",
+        "output ctr added"]
+    assert exporter.contract_changes(before, before) == []
