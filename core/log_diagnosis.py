@@ -116,6 +116,10 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number
     if len(fields) != len(columns):
         return InputError(f"expected {len(columns)} fields as in the header, found "
                           f"{len(fields)}", file=path, row=number)
+    if [f.strip().lstrip("\ufeff") for f in fields] == list(columns):
+        return InputError("is the header again (files joined with cat, or a writer that "
+                          "appended with a header each time?): one header a file, at its top",
+                          file=path, row=number)
     for index, name, pattern, kind in typed:
         value = fields[index]
         if value and not pattern.match(value):

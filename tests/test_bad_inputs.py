@@ -198,10 +198,9 @@ CATALOGUE = {
     "glob matching nothing": (build_glob_nothing, "no file matches"),
     "directory": (build_directory, "is a directory; expected log files"),
     "unreadable file": (build_unreadable, "log.csv: cannot read the file"),
-    # The repeated header is among the sampled rows: timestamp is the first column that fails
-    # (impression_id, read as text, takes the line).
-    "duplicated header": (build_duplicated_header,
-                          "line 22, column 'timestamp': expected an integer, found 'timestamp'"),
+    # The repeated header is among the sampled rows (impression_id, read as text, takes the
+    # line): named as the header, not as a value of the wrong type.
+    "duplicated header": (build_duplicated_header, "line 22: is the header again"),
     "extra field": (build_extra_field, "line 9: expected 7 fields as in the header, found 8"),
     "stray quote": (build_stray_quote,
                     "line 7, column 'category': a quote inside an unquoted field"),

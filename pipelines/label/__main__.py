@@ -130,7 +130,8 @@ def main(argv):
     result = summary.as_dict()
     shares = result["rule_shares_of_valid_reads"]
     print(f"labelled {summary.rows:,} rows into {FLAGS.output_dir} ({len(summary.files)} "
-          f"{FLAGS.format} shards, engine {FLAGS.engine}) in {seconds:.1f} s "
+          f"{FLAGS.format} shard{'s' if len(summary.files) != 1 else ''}, engine "
+          f"{FLAGS.engine}) in {seconds:.1f} s "
           f"({summary.rows / seconds:,.0f} rows/s)")
     print(f"  clicks {summary.clicks:,}   valid reads {summary.valid_reads:,} "
           f"({result['valid_read_share_of_clicks']:.1%} of clicks)")

@@ -46,7 +46,8 @@ def main(argv):
         summary = scoring.score_logs(FLAGS.saved_model, FLAGS.input, FLAGS.output, config)
     seconds = time.perf_counter() - started
     print(f"scored {summary['rows']:,} rows with {summary['saved_model']} into {FLAGS.output} "
-          f"({len(summary['files'])} {FLAGS.format} shards, engine {FLAGS.engine}) in "
+          f"({len(summary['files'])} {FLAGS.format} "
+          f"shard{'s' if len(summary['files']) != 1 else ''}, engine {FLAGS.engine}) in "
           f"{seconds:.1f} s ({summary['rows'] / max(seconds, 1e-9):,.0f} rows/s)")
     print(f"  outputs: {', '.join(summary['outputs'])}")
     print(f"  dead letters: {summary['dead_letters']:,}"
