@@ -9,22 +9,29 @@ LOCK   := requirements/lock.txt
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo_out
 
-.PHONY: venv demo test lock wheel clean
+.PHONY: venv install demo test lock wheel clean
 
-venv: $(STAMP)
+# What the environment was installed from: the lock's and setup.py's contents (not their file
+# times, which a fresh clone or a checkout renews) and this checkout's path (the project is
+# installed editable, pointing here).
+INSTALL_KEY := $(shell cat $(LOCK) setup.py | sha256sum | cut -c1-16) $(CURDIR)
 
-# Re-installs only when the lock or setup.py changed. --no-deps: the lock is complete,
+# Re-installs only when INSTALL_KEY changed. --no-deps: the lock is complete,
 # and letting pip resolve again would backtrack for many minutes. --no-compile, then
 # scripts/compile_imports.py byte-compiles the quarter of the installed modules the project
 # imports (pip's own compile, or compileall, compiles all of them and took longer than the
 # install).
-$(STAMP): $(LOCK) setup.py
+venv:
+	@if [ -x $(PY) ] && [ "$$(cat $(STAMP) 2>/dev/null)" = "$(INSTALL_KEY)" ]; then :; \
+	else $(MAKE) --no-print-directory install; fi
+
+install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24" 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	$(PY) -m pip install --quiet --no-compile --no-deps -r $(LOCK) 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . 2>&1 | { grep -v -E "is ignored: it is neither|BuildBackendWarning|!!|\*\*\*|Please be careful|name as your package|with strategy|^ *$$" || true; }
 	$(PY) scripts/compile_imports.py
-	touch $(STAMP)
+	echo "$(INSTALL_KEY)" > $(STAMP)
 
 demo: venv
 	DEMO_DIR=$(DEMO_DIR) PYTHON=$(PY) bash scripts/demo.sh
