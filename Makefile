@@ -14,7 +14,7 @@ DEMO_DIR ?= demo_out
 # What the environment was installed from: the lock's and setup.py's contents (not their file
 # times, which a fresh clone or a checkout renews) and this checkout's path (the project is
 # installed editable, pointing here).
-INSTALL_KEY := $(shell cat $(LOCK) setup.py | sha256sum | cut -c1-16) $(CURDIR)
+INSTALL_KEY := $(shell cat $(LOCK) setup.py | cksum | tr -s ' ' '-') $(CURDIR)
 
 # Re-installs only when INSTALL_KEY changed. --no-deps: the lock is complete,
 # and letting pip resolve again would backtrack for many minutes. --no-compile, then
@@ -23,9 +23,11 @@ INSTALL_KEY := $(shell cat $(LOCK) setup.py | sha256sum | cut -c1-16) $(CURDIR)
 # install).
 venv:
 	@if [ -x $(PY) ] && [ "$$(cat $(STAMP) 2>/dev/null)" = "$(INSTALL_KEY)" ]; then :; \
-	else $(MAKE) --no-print-directory install; fi
+	else $(MAKE) --no-print-directory -f $(firstword $(MAKEFILE_LIST)) install; fi
 
+# (The stamp goes first: an install that fails half-way is redone by the next run.)
 install:
+	rm -f $(STAMP)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=24" 2>&1 | { grep -v "is ignored: it is neither" || true; }
 	$(PY) -m pip install --quiet --no-compile --no-deps -r $(LOCK) 2>&1 | { grep -v "is ignored: it is neither" || true; }

@@ -68,9 +68,22 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
 @contextlib.contextmanager
 def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
     """Opens a temporary file beside `path`; on success it is renamed onto `path`. A symbolic
-    link is followed (its target is replaced); an existing path that is not a regular file (a
-    device such as /dev/stdout's target, a pipe) is refused: a rename would replace it."""
+    link to a regular file is followed (its target is replaced). Refused (InputError), since a
+    rename would replace what they are: a path that exists and is not a regular file (a device,
+    a pipe), a link to nothing, and the streams under /dev and /proc (/dev/stdout: the tool
+    prints to standard output itself)."""
+    given = path
+    hop, hops = os.path.abspath(path), []
+    while os.path.islink(hop) and len(hops) < 40:  # every link on the way, /dev/stdout's too
+        hops.append(hop)
+        hop = os.path.join(os.path.dirname(hop), os.readlink(hop))
     path = os.path.realpath(path)
+    if any(p.startswith(("/dev/", "/proc/")) and not p.startswith("/dev/shm/")
+           for p in hops + [hop, path]):  # (/dev/shm holds files)
+        raise InputError(f"{given} is a device or a process's stream, not a file to write "
+                         "(what the tool prints goes to standard output already)")
+    if os.path.islink(given) and not os.path.exists(given):
+        raise InputError(f"{given} is a symbolic link to nothing; name a file to write")
     if os.path.exists(path) and not os.path.isfile(path):
         raise InputError(f"{path} exists and is not a regular file; refusing to replace it "
                          "(name a file to write)")

@@ -44,10 +44,6 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-# absl's help flags: it prints the help, then exits with status 1.
-HELP_FLAGS = ("-h", "-?", "--help", "--helpshort", "--helpfull", "--helpxml")
-
-
 def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None,
         end_process: bool | None = None) -> None:
     """Runs an absl `main(argv)`; bad input ends in one readable line and exit status 1.
@@ -101,12 +97,9 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
         else:
             app.run(guarded, argv=argv)
     except SystemExit as stop:
-        args = sys.argv if argv is None else argv
-        if stop.code == 1 and any(a in HELP_FLAGS for a in args[1:]):
-            stop = SystemExit(0)  # absl exits 1 after printing asked-for help: not a failure
         if end_process:
             end_now(stop.code)
-        raise stop
+        raise
 
 
 def _parse_known_flags(args: list[str]) -> list[str]:

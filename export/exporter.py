@@ -127,14 +127,14 @@ def models_config(export_base: str, model_name: str) -> str:
             "    model_version_policy { latest { num_versions: 1 } }\n  }\n}\n")
 
 
-def _hand_edited(path: str) -> bool:
-    """Whether models.config at `path` is other than one this module writes (a rollback pinned
-    with `specific { versions: ... }`, say)."""
+def _hand_edited(path: str, export_base: str) -> bool:
+    """Whether models.config at `path` is other than the one this module writes for
+    `export_base` (a rollback pinned with `specific { versions: ... }`, a container's
+    `base_path`, or a base moved since: each is left to the user, with a warning)."""
     with open(path) as handle:
         text = handle.read()
     name = re.search(r'name: "([^"]*)"', text)
-    base = re.search(r'base_path: "([^"]*)"', text)  # its own: the base may have moved since
-    return name is None or base is None or text != models_config(base.group(1), name.group(1))
+    return name is None or text != models_config(export_base, name.group(1))
 
 
 def serving_contract(saved_model: str) -> tuple[dict, tuple]:
@@ -164,9 +164,10 @@ def contract_changes(before: tuple, after: tuple) -> list[str]:
     changes += [f"{name} ({new_inputs[name]}) added: a client that leaves it out gets its "
                 "default" for name in sorted(set(new_inputs) - set(inputs))]
     changes += [f"{name} removed" for name in sorted(set(inputs) - set(new_inputs))]
-    changes += [f"output {name} removed: a client reading it fails"
-                for name in sorted(set(outputs) - set(new_outputs))]
-    changes += [f"output {name} added" for name in sorted(set(new_outputs) - set(outputs))]
+    if outputs and new_outputs:  # (a SavedModel without serving_default: nothing to compare)
+        changes += [f"output {name} removed: a client reading it fails"
+                    for name in sorted(set(outputs) - set(new_outputs))]
+        changes += [f"output {name} added" for name in sorted(set(new_outputs) - set(outputs))]
     return changes
 
 
@@ -276,7 +277,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
             warnings.append(f"the serving signature changed from version {previous_version}: "
                             + "; ".join(changes))
     config_path = os.path.join(export_base, "models.config")
-    if os.path.isfile(config_path) and _hand_edited(config_path):
+    if os.path.isfile(config_path) and _hand_edited(config_path, export_base):
         warnings.append(f"{config_path} was edited by hand (not the config this tool writes): "
                         f"left as it is, so TF Serving serves version {version} only if its "
                         "model_version_policy allows it")

@@ -184,6 +184,17 @@ def _served(call, inputs: dict, outputs, features: dict, output: str,
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)
 
 
+def _as_kind(value, dtype: str):
+    """A default in the type a column is read as (the baseline's may be another): a number as
+    its text in a string column (0 as ""), a text as its number in a numeric one (0 if none)."""
+    if dtype == "string":
+        return "" if value in (0, "") else str(value)
+    try:
+        return float(value) if dtype == "float32" else int(float(value))
+    except (TypeError, ValueError):
+        return 0
+
+
 def _same_value(a, b) -> bool:
     """Whether two defaults read alike (600 and 600.0 do; "600" and 600 do not)."""
     if isinstance(a, str) or isinstance(b, str):
@@ -208,12 +219,16 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     # The baseline's features as it reads them: a missing value as its own default (an export
     # from before feature_defaults.json: 0 or "", as its training read one).
     defaults = read_feature_defaults(baseline_path)
+    ours = spec.dtypes
+    # Each column is read with the type the candidate reads it as (the logs' own, which the
+    # baseline's may no longer be: `_served` casts), a feature only the baseline reads with
+    # the baseline's.
     baseline_features = tuple(
-        Feature(name, tensor.dtype.name, "categorical" if tensor.dtype == tf.string else "numeric",
-                default=defaults.get(name, "" if tensor.dtype == tf.string else 0))
+        Feature(name, ours.get(name, tensor.dtype.name),
+                "categorical" if ours.get(name, tensor.dtype.name) == "string" else "numeric",
+                default=_as_kind(defaults.get(name, 0), ours.get(name, tensor.dtype.name)))
         for name, tensor in baseline.structured_input_signature[1].items())
-    ours = spec.defaults
-    shared_alike = all(_same_value(f.default, ours[f.name])
+    shared_alike = all(_same_value(f.default, spec.defaults[f.name])
                        for f in baseline_features if f.name in ours)
     # One read when the shared features' defaults agree (the features the candidate dropped
     # read beside them); else the baseline's features in a read of their own.
@@ -222,8 +237,12 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
         description, gate_logs, spec, refitted, also=also)
     baseline_rows = features
     if not shared_alike:
-        baseline_rows = labelled_rows(description, gate_logs, FeatureSpec(baseline_features),
-                                      refitted).features
+        second = labelled_rows(description, gate_logs, FeatureSpec(baseline_features), refitted)
+        baseline_rows = second.features
+        absent = tuple(dict.fromkeys(absent + second.absent_features))
+        if len(second.labels["click"]) != len(labels["click"]) or not np.array_equal(
+                second.labels["click"], labels["click"]):
+            raise RuntimeError("the gate's two reads of the held-out logs differ")  # a bug
     label = labels[gate.label]
     positives = int(np.sum(label))
     if positives in (0, len(label)):  # an AUC needs both classes

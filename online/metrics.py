@@ -159,6 +159,13 @@ def plot_migration(path: str, change: np.ndarray, edges: np.ndarray, title: str)
     plt.close(fig)
 
 
+def change_text(change: dict, digits: int = 2) -> str:
+    """A relative change ({percent, ci95}) as "+1.23 % ± 0.45", "undefined" where the base's
+    mean is 0."""
+    return (f"{metric_text(change['percent'], digits, '+', ' %')} ± "
+            f"{metric_text(change['ci95'], digits)}")
+
+
 def render(table: dict, base: str) -> str:
     """The table as Markdown: per policy, then the changes against `base`."""
     lines = ["| policy | impressions | CTR | clicks / user | dwell s / user | valid reads / user "
@@ -174,7 +181,7 @@ def render(table: dict, base: str) -> str:
             f"{e['sessions_per_user']:.2f} | {e['slots_per_session']:.2f} | "
             f"{metric_text(100 * e['return_rate'], 1, unit=' %')} |")
     changes = [f"| {name} vs {base} | " + " | ".join(
-        f"{e['relative_change'][m]['percent']:+.2f} % ± {e['relative_change'][m]['ci95']:.2f}"
+        change_text(e['relative_change'][m])
         for m in CHANGES) + " |"
         for name, e in table.items() if "relative_change" in e]
     if changes:

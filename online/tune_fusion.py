@@ -37,7 +37,7 @@ from core.errors import InputError
 from online import metrics, simulation
 from online.policies import OutputFusionPolicy, SavedModelPolicy, make_policies
 from ranking.fusion import Fusion
-from ranking.metrics import json_ready
+from ranking.metrics import json_ready, metric_text
 
 OBJECTIVES = ("valid_reads", "clicks", "dwell_seconds", "impressions")
 FLAGS = flags.FLAGS
@@ -149,7 +149,7 @@ def render(rows, chosen, report, objective, stored) -> str:
         lines.append(f"| {weights}{mark} | {m['clicks_per_user']:.3f} | "
                      f"{m['valid_reads_per_user']:.3f} | {m['dwell_seconds_per_user']:.1f} | "
                      f"{m['impressions_per_user']:.2f} | "
-                     f"{m['relative_change']['clicks']['percent']:+.1f} % |")
+                     f"{metric_text(m['relative_change']['clicks']['percent'], 1, '+', ' %')} |")
     if report:
         lines += ["", f"Report sessions (another seed), against the baseline (objective "
                   f"{objective}):", "", "| weights | " + " | ".join(metrics.CHANGES) + " |",
@@ -157,8 +157,7 @@ def render(rows, chosen, report, objective, stored) -> str:
         for label, r in report.items():
             change = r["metrics"]["relative_change"]
             lines.append(f"| {label} | " + " | ".join(
-                f"{change[c]['percent']:+.2f} % ± {change[c]['ci95']:.2f}"
-                for c in metrics.CHANGES) + " |")
+                metrics.change_text(change[c]) for c in metrics.CHANGES) + " |")
     return "\n".join(lines) + "\n"
 
 

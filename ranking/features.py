@@ -45,7 +45,6 @@ import collections
 import dataclasses
 import decimal
 import json
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -315,23 +314,31 @@ def value_text(value, dtype: str, name: str, where: str) -> str:
 
 def _typed(value, dtype, name, where):
     """The feature config's `default` in the feature's type: training, scoring and serving read
-    a missing value as it, so it must be a value the logs could hold (a finite number; for
-    int64 a whole one in range). Ids take none: a missing id is no one's."""
-    if name in ("user_id", "item_id") and value not in ("", 0):
+    a missing value as it, so it must be a value the logs could hold (a finite float32; for
+    int64 a whole number in range, read exactly). Ids take none: a missing id is no one's."""
+    kind = {"float32": "finite float32 number", "int64": "whole number in int64's range"}
+    try:
+        if isinstance(value, bool):  # JSON true: not a number, nor a text
+            raise ValueError
+        if dtype == "string":
+            typed = str(value)
+        else:
+            number = decimal.Decimal(str(value).strip())
+            if not number.is_finite():
+                raise ValueError
+            if dtype == "int64":
+                if number != number.to_integral_value() or not (
+                        -2 ** 63 <= number <= 2 ** 63 - 1):
+                    raise ValueError
+                typed = int(number)
+            else:
+                typed = float(number)
+                if abs(typed) > float(np.finfo(np.float32).max):
+                    raise ValueError
+    except (TypeError, ValueError, ArithmeticError):
+        raise InputError(f"feature '{name}': default {value!r} is not a "
+                         f"{kind.get(dtype, dtype)}", file=where) from None
+    if name in ("user_id", "item_id") and typed != "":
         raise InputError(f"feature '{name}': an id takes no default (a missing id reads as "
                          "\"\", as the statistics job counted it)", file=where)
-    try:
-        if dtype == "string":
-            return str(value)
-        number = float(value)
-        if not math.isfinite(number):
-            raise ValueError
-        if dtype == "int64":
-            if number != round(number) or abs(number) >= 2.0 ** 63:
-                raise ValueError
-            return int(value) if isinstance(value, int) else int(number)
-        return number
-    except (TypeError, ValueError, OverflowError):
-        raise InputError(f"feature '{name}': default {value!r} is not a "
-                         + ("finite number" if dtype == "float32" else "whole number in int64's "
-                            "range" if dtype == "int64" else dtype), file=where) from None
+    return typed

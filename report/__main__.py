@@ -54,7 +54,7 @@ def main(argv):
             raise InputError(f"--output_dir {FLAGS.output_dir}: its parent {parent} is not a "
                              "directory")
     if FLAGS.output:  # checked first: it is written after the report directory
-        if os.path.isdir(FLAGS.output):
+        if os.path.isdir(FLAGS.output) or FLAGS.output.endswith(os.sep):
             raise InputError("--output is a directory; it names the Markdown file to write "
                              "(--output_dir writes a report directory)", file=FLAGS.output)
         ancestor = os.path.dirname(os.path.abspath(FLAGS.output))

@@ -52,9 +52,22 @@ def test_a_file_output_follows_links_and_never_replaces_a_device(tmp_path):
     with atomic_file(str(tmp_path / "link.md")) as handle:
         handle.write("new")
     assert (tmp_path / "link.md").is_symlink() and target.read_text() == "new"
-    for device in ("/dev/null", "/dev/full"):
-        if os.path.exists(device):
-            with pytest.raises(InputError, match="is not a regular file"):
-                with atomic_file(device) as handle:
-                    handle.write("x")
-            assert not os.path.isfile(device)  # still a device
+    # Devices and streams are refused by name, never written (a regression would not replace
+    # /dev/null as root: the paths are links in tmp_path to them).
+    for stream in ("/dev/null", "/dev/stdout"):
+        link = tmp_path / f"to-{os.path.basename(stream)}"
+        link.symlink_to(stream)
+        with pytest.raises(InputError, match="is a device or a process's stream"):
+            with atomic_file(str(link)) as handle:
+                handle.write("x")
+        assert link.is_symlink()
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="is not a regular file"):
+        with atomic_file(str(pipe)) as handle:
+            handle.write("x")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x.md")
+    with pytest.raises(InputError, match="a symbolic link to nothing"):
+        with atomic_file(str(tmp_path / "dangling")) as handle:
+            handle.write("x")
+    assert not (tmp_path / "nowhere").exists()

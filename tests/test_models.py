@@ -228,12 +228,20 @@ def test_a_default_must_be_a_value_the_column_could_hold():
     assert spec["position"].default == 3 and isinstance(spec["position"].default, int)
     assert spec["publish_age_hours"].default == 24.5
     assert spec["category"].default == "7"
+    # int64 read exactly, to its bounds.
+    for exact in (2 ** 63 - 1, -2 ** 63, "9007199254740993"):
+        assert tiny_spec({"features": {"position": {"default": exact}}})[
+            "position"].default == int(exact)
     for column, bad, message in [
-            ("publish_age_hours", "nan", "default 'nan' is not a finite number"),
-            ("publish_age_hours", float("inf"), "is not a finite number"),
+            ("publish_age_hours", "nan", "default 'nan' is not a finite float32 number"),
+            ("publish_age_hours", float("inf"), "is not a finite float32 number"),
+            ("publish_age_hours", 1e39, "is not a finite float32 number"),  # inf in float32
+            ("publish_age_hours", True, "is not a finite float32 number"),
             ("position", 6.5, "default 6.5 is not a whole number in int64's range"),
             ("position", 1e30, "is not a whole number in int64's range"),
+            ("position", 2 ** 63, "is not a whole number in int64's range"),
             ("position", "x", "is not a whole number"),
-            ("user_id", "anon", "an id takes no default")]:
+            ("user_id", "anon", "an id takes no default"),
+            ("item_id", 0, "an id takes no default")]:
         with pytest.raises(InputError, match=message):
             tiny_spec({"features": {column: {"default": bad}}})

@@ -258,3 +258,9 @@ def test_refusals_before_a_wrong_simulation(world_and_artifact, small_world, exp
     with pytest.raises(InputError, match="reads feature\\(s\\) item_length, which the simulated "
                                          "world does not have"):
         policy.scores(WithoutItemLength(), requests, items)
+
+
+def test_an_undefined_change_reads_undefined_not_nan():
+    assert metrics.change_text({"percent": -11.624, "ci95": 1.1295}) == "-11.62 % ± 1.13"
+    assert metrics.change_text({"percent": float("nan"), "ci95": None}) == (
+        "undefined ± undefined")

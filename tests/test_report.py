@@ -175,6 +175,7 @@ def test_report_inputs_missing_a_file_fail_in_one_line_and_write_nothing(run, tm
         assert done.returncode == 1 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
         assert not (tmp_path / f"r{k}.md").exists() and not (tmp_path / f"r{k}").exists()
-    done = run("report", f"--model_dirs={tmp_path / 'base'}",
-               f"--output={tmp_path / 'a_directory'}")
-    assert done.returncode == 1 and "--output is a directory" in done.stderr, done.stderr
+    for directory in (str(tmp_path / "a_directory"), f"{tmp_path / 'to_be_made'}/"):
+        done = run("report", f"--model_dirs={tmp_path / 'base'}", f"--output={directory}")
+        assert done.returncode == 1 and "--output is a directory" in done.stderr, done.stderr
+    assert not (tmp_path / "to_be_made").exists()

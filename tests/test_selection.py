@@ -704,13 +704,13 @@ def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run)
     assert (base / "models.config").read_text() == pinned
     assert "warning: " in done.stderr and "was edited by hand" in done.stderr
     assert "serves version 3 only if its model_version_policy allows it" in done.stderr
-    # An export base moved elsewhere: its config is still the tool's own, and follows it.
-    (base / "models.config").write_text(written)
-    moved = tmp_path / "moved"
-    shutil.move(str(base), str(moved))
-    fourth = exporter.export_saved_model(learned, str(moved))
-    assert fourth.warnings == () and fourth.version == 4
-    assert f'base_path: "{moved}"' in (moved / "models.config").read_text()
+    # A base_path edited for a container (or a base moved since) is the user's too.
+    container = written.replace(f'base_path: "{base}"', 'base_path: "/models/vr_ndt"')
+    assert container != written
+    (base / "models.config").write_text(container)
+    fourth = exporter.export_saved_model(learned, str(base))
+    assert fourth.version == 4 and "was edited by hand" in fourth.warnings[0]
+    assert (base / "models.config").read_text() == container
 
 
 def test_trained_days_and_the_gates_note_by_hand():
@@ -781,3 +781,5 @@ def test_serving_contract_changes_in_words():
         "output weighted_valid_read removed: a client reading it fails",
         "output ctr added"]
     assert exporter.contract_changes(before, before) == []
+    # A predecessor without serving_default: its outputs are not compared.
+    assert exporter.contract_changes((before[0], ()), after)[-1] == "source removed"
