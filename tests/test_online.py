@@ -236,6 +236,13 @@ def test_refusals_before_a_wrong_simulation(world_and_artifact, small_world, exp
 
     with pytest.raises(InputError, match="--baseline: give at least one policy"):
         make_policies([], flag="--baseline")
+    with pytest.raises(InputError, match="--baseline: 'foo' is not a built-in policy"):
+        make_policies(["foo"], flag="--baseline")
+    import tensorflow as tf
+
+    tf.saved_model.save(tf.Module(), str(tmp_path / "foreign"))  # no signatures of ours
+    with pytest.raises(InputError, match="is not an export of this project"):
+        SavedModelPolicy(str(tmp_path / "foreign"))
     policy = SavedModelPolicy(exports["vr_ndt"].path)
 
     class WithoutItemLength:  # the world, observing no item_length column
