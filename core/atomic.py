@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -100,3 +101,12 @@ def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
             os.remove(tmp)
         _remove_made(made)
         raise
+
+
+def read_json_if_present(path: str):
+    """The JSON content of `path` (an output written whole, as above), or None when there is
+    no such file (a directory from before it, a step not reached yet)."""
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)

@@ -195,13 +195,6 @@ def _as_kind(value, dtype: str):
         return 0
 
 
-def _same_value(a, b) -> bool:
-    """Whether two defaults read alike (600 and 600.0 do; "600" and 600 do not)."""
-    if isinstance(a, str) or isinstance(b, str):
-        return a == b
-    return float(a) == float(b)
-
-
 def judge(gate: Gate, candidate, baseline_path: str, description: dict,
           gate_logs: str | None, spec, refitted: bool, trained_days: dict | None = None) -> dict:
     """Scores the candidate (an `export.serving.ServingModule`) and the baseline SavedModel on
@@ -228,7 +221,8 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
                 "categorical" if ours.get(name, tensor.dtype.name) == "string" else "numeric",
                 default=_as_kind(defaults.get(name, 0), ours.get(name, tensor.dtype.name)))
         for name, tensor in baseline.structured_input_signature[1].items())
-    shared_alike = all(_same_value(f.default, spec.defaults[f.name])
+    # (Both defaults in the candidate's type: 600 == 600.0.)
+    shared_alike = all(f.default == spec.defaults[f.name]
                        for f in baseline_features if f.name in ours)
     # One read when the shared features' defaults agree (the features the candidate dropped
     # read beside them); else the baseline's features in a read of their own.

@@ -71,11 +71,7 @@ def write_training_days(model_dir: str, train: dict, validation_days: int,
 
 def read_training_days(model_dir: str) -> dict | None:
     """training_days.json's record, or None (a model directory from before it)."""
-    path = os.path.join(model_dir, TRAINING_DAYS_JSON)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as handle:
-        return json.load(handle)
+    return atomic.read_json_if_present(os.path.join(model_dir, TRAINING_DAYS_JSON))
 
 
 def load_model_description(model_dir: str) -> dict:

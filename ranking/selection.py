@@ -376,11 +376,7 @@ def read_final(model_dir: str) -> dict | None:
 
 def read_best(model_dir: str) -> dict | None:
     """best.json of `model_dir` (what best/ holds: step, epoch, metric, value), or None."""
-    path = os.path.join(model_dir, BEST_JSON)
-    if not os.path.isfile(path):
-        return None
-    with open(path) as handle:
-        return json.load(handle)
+    return atomic.read_json_if_present(os.path.join(model_dir, BEST_JSON))
 
 
 def remove_final(model_dir: str) -> None:
