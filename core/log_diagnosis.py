@@ -21,17 +21,8 @@ import zlib
 from typing import Mapping, Sequence
 
 from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs
-from core.log_schema import (
-    ANY_INT_RE,
-    FIXED_TYPES,
-    FLOAT_RE,
-    INT64_TEXT,
-    LogFile,
-    damage_reason,
-    open_binary,
-    open_text,
-    tfrecord_damage,
-)
+from core.log_files import LogFile, damage_reason, open_binary, open_text, tfrecord_damage
+from core.log_schema import ANY_INT_RE, FIXED_TYPES, FLOAT_RE, INT64_TEXT
 
 # The most recent reader of each thread, so that a parse error raised deep inside tf.data
 # (possibly inside Keras' fit) can be traced back to its file and line (see `diagnose`). Per

@@ -21,16 +21,13 @@ from typing import Mapping, Sequence
 
 from core.errors import MARKER, InputError
 from core.log_diagnosis import remember_source
+from core.log_files import LogFile, expand_inputs, file_size, open_binary
 from core.log_schema import (
     MAX_TIMESTAMP,
     REQUIRED_COLUMNS,
     AbsentTypedColumns,
-    LogFile,
     LogSchema,
-    expand_inputs,
-    file_size,
     infer_schema,
-    open_binary,
 )
 
 # Extra keys of `read_logs(..., with_source=True)`.

@@ -7,6 +7,7 @@
     python -m pipelines.validate            validate/validation.py: TFDV statistics, schema,
     python -m pipelines.validate.describe       anomalies, drift; describe.py: read and describe
     python -m pipelines.stats               stats/statistics.py: the stats artifact (Beam)
+                                            stats/table_shards.py (its item, user-day tables)
     python -m pipelines.label               label/labelling.py (local engine),
                                             label/labelling_beam.py (Beam engine)
     python -m pipelines.score               score/scoring.py (local engine, shards, summary),

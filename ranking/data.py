@@ -21,7 +21,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from core import log_schema, logs, threads
+from core import log_files, log_schema, logs, threads
 from core.errors import InputError
 from core.label_rules import LABEL_INPUTS, LABEL_KEYS, SECONDS_PER_DAY, utc_date
 from core.labeler import Labeler
@@ -92,7 +92,7 @@ def split_by_days(source: logs.LogSource, file_day_rows: dict, validation_days: 
     if cutoff <= days[0]:
         raise InputError(f"--validation_days={validation_days} leaves no training rows: the "
                          f"training input covers {len(days)} UTC day(s), {utc_date(days[0])} to "
-                         f"{utc_date(days[-1])}", file=log_schema.files_text(source.files))
+                         f"{utc_date(days[-1])}", file=log_files.files_text(source.files))
     parts = []
     for window, inside in ((DayWindow(last=cutoff - 1), lambda d: d < cutoff),
                            (DayWindow(first=cutoff), lambda d: d >= cutoff)):

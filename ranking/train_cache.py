@@ -24,7 +24,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from core import log_schema, logs
+from core import log_files, logs
 from core.errors import InputError
 from core.label_rules import LABEL_KEYS
 from core.labeler import Labeler
@@ -139,7 +139,7 @@ def load(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec, max_bytes:
         source_row.append(rows.numpy())
     if not file_index:  # as the streamed epoch would say
         raise InputError("the training input yielded no batch",
-                         file=log_schema.files_text(source.files))
+                         file=log_files.files_text(source.files))
     # One column at a time, its batches dropped as it is joined: the peak stays near the bound.
     return TrainingCache(
         columns={k: tf.concat(parts.pop(k), axis=0) for k in keys},

@@ -54,7 +54,7 @@ def test_numeric_features_named_like_ids_are_noted():
 
 
 def test_held_out_files_that_are_training_files_are_noted(tmp_path):
-    from core.log_schema import LogFile
+    from core.log_files import LogFile
 
     for name in ("a.csv", "b.csv", "c.csv"):
         (tmp_path / name).write_text("user_id\n")
@@ -71,7 +71,7 @@ def test_held_out_files_that_are_training_files_are_noted(tmp_path):
 
 
 def test_held_out_files_in_the_validation_window_are_noted(tmp_path):
-    from core.log_schema import LogFile
+    from core.log_files import LogFile
 
     for name in ("a.csv", "b.csv", "c.csv"):
         (tmp_path / name).write_text("user_id\n")

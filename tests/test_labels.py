@@ -18,7 +18,7 @@ from core import data_doubts, label_rules, stats_artifact
 from core.errors import InputError
 from pipelines.label import labelling
 from pipelines.simulate import world_config, writing
-from pipelines.stats import statistics
+from pipelines.stats import statistics, table_shards
 
 from conftest import REPO
 from reference_labels import reference_labels, reference_ndt, reference_stats
@@ -898,9 +898,9 @@ def test_item_p10_is_numpys_percentile_bit_for_bit():
               + [rng.integers(1, 4, n).astype(float) for n in lengths]
               + [rng.uniform(1e-3, 1e6, n) for n in lengths])
     want = [float(np.percentile(a, 10)) for a in arrays]
-    assert statistics._tenth_percentiles(arrays) == want  # noqa: SLF001
-    assert statistics._tenth_percentiles_together(arrays) == want  # noqa: SLF001
-    assert statistics._tenth_percentiles([]) == []  # noqa: SLF001
+    assert table_shards.tenth_percentiles(arrays) == want
+    assert table_shards.tenth_percentiles_together(arrays) == want
+    assert table_shards.tenth_percentiles([]) == []
 
 
 def test_stats_with_no_item_reaching_rule_t3_write_an_empty_item_table(tmp_path):

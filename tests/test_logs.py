@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from core import log_diagnosis, log_schema, log_writers, logs
+from core import log_diagnosis, log_files, log_schema, log_writers, logs
 from core.errors import InputError
 
 ROWS = [
@@ -376,11 +376,11 @@ def test_corrupt_tfrecord_is_named(tmp_path, monkeypatch, sample_rows):
 
 
 def test_a_tfrecord_that_cannot_be_opened_is_not_called_corrupt(tmp_path):
-    gone = log_schema.LogFile(str(tmp_path / "gone.tfrecord"), "tfrecord", False)
-    error = log_schema.tfrecord_damage(gone, "whatever the first read said")
+    gone = log_files.LogFile(str(tmp_path / "gone.tfrecord"), "tfrecord", False)
+    error = log_files.tfrecord_damage(gone, "whatever the first read said")
     assert error.file == gone.path and error.row is None
     assert error.reason.startswith("cannot read the file (")
-    assert log_schema.damage_reason("truncated record at 1253270' failed with EOF reached",
+    assert log_files.damage_reason("truncated record at 1253270' failed with EOF reached",
                                     gzip=True) == ("a record cut short at byte 1,253,270 of the "
                                                    "decompressed stream: EOF reached")
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from core import log_schema, log_writers, logs
+from core import log_files, log_writers, logs
 from core.errors import InputError
 from pipelines.score import scoring, scoring_beam
 
@@ -432,7 +432,7 @@ def test_one_reader_for_all_files_gives_each_files_own_batches_and_dead_letters(
     (tmp_path / "d.csv.gz").write_bytes(cut[: len(cut) // 2])
     patterns = [str(tmp_path / n) for n in ("a.csv.gz", "b.csv", "c.csv", "d.csv.gz")]
     clean_source = logs.open_logs(str(gz))  # the schema, as the model would fix it
-    source = logs.LogSource(log_schema.expand_inputs(patterns + small_input),
+    source = logs.LogSource(log_files.expand_inputs(patterns + small_input),
                             clean_source.schema, clean_source.stored_types, outcomes=False)
     columns = tuple(source.schema.columns)
     args = (source.schema, source.stored_types, columns, 256)

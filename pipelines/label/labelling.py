@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from core import label_rules, log_diagnosis, log_schema, log_writers, logs, stats_artifact
+from core import label_rules, log_diagnosis, log_files, log_schema, log_writers, logs, stats_artifact
 from core.atomic import atomic_directory
 from core.errors import InputError
 from core.labeler import Labeler, labeler_for
@@ -108,8 +108,8 @@ def _feature_text(tensor):
     return logs.as_text(tensor) if tensor.dtype == tf.float32 else _as_text(tensor)
 
 
-def _read_header_line(log_file: log_schema.LogFile) -> str:
-    with log_schema.open_text(log_file) as text:  # noqa: SLF001 (same package)
+def _read_header_line(log_file: log_files.LogFile) -> str:
+    with log_files.open_text(log_file) as text:  # noqa: SLF001 (same package)
         return text.readline().rstrip("\r\n")
 
 
@@ -229,7 +229,7 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
         num_parallel_calls=tf.data.AUTOTUNE)
     written = set()
 
-    def open_shard(log_file: log_schema.LogFile) -> _ShardWriter:
+    def open_shard(log_file: log_files.LogFile) -> _ShardWriter:
         header = None
         if fmt == "csv":
             first = (_read_header_line(log_file) if source.format == "csv"

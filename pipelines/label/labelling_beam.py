@@ -37,7 +37,7 @@ import shutil
 
 import numpy as np
 
-from core import label_rules, log_diagnosis, log_schema, logs, stats_artifact
+from core import label_rules, log_diagnosis, log_files, log_schema, logs, stats_artifact
 from core.errors import reraised_from_workers
 from core.labeler import (
     Labeler,
@@ -125,7 +125,7 @@ def _build(beam, pipeline, job, history_shards, tmp, results):
 def _source(job, index) -> logs.LogSource:
     """A reader of input file `index` alone, with the schema the driver inferred for all."""
     path, kind, gzipped = job["files"][index]
-    return logs.LogSource([log_schema.LogFile(path, kind, gzipped)],
+    return logs.LogSource([log_files.LogFile(path, kind, gzipped)],
                           log_schema.LogSchema.from_json(job["schema"]), job["stored"],
                           type_origins=job["type_origins"])
 

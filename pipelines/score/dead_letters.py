@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from core import log_diagnosis, log_schema, logs
+from core import log_diagnosis, log_files, log_schema, logs
 from core.errors import InputError, from_tf_error, tf_reason
 
 DEAD_LETTER = "dead_letter.csv"
@@ -200,7 +200,7 @@ class _Units:
     line 1) or TFRecord records. Iterating yields (row, bytes); a stream that breaks off sets
     `lost` (the reason) and ends; `end_row` is then the first row not read."""
 
-    def __init__(self, log_file: log_schema.LogFile):
+    def __init__(self, log_file: log_files.LogFile):
         self.log_file = log_file
         self.header = b""
         self.lost: str | None = None
@@ -213,7 +213,7 @@ class _Units:
             yield from self._records()
 
     def _lines(self):
-        with log_schema.open_binary(self.log_file.path) as raw:
+        with log_files.open_binary(self.log_file.path) as raw:
             handle = gzip.GzipFile(fileobj=raw, mode="rb") if self.log_file.gzip else raw
             # Each line is yielded once the next one is read: a line without its line end
             # just before a break in the stream is incomplete and counts as lost.
@@ -246,7 +246,7 @@ class _Units:
                 yield self.end_row, record
                 self.end_row += 1
         except tf.errors.OpError as error:
-            reason = log_schema.damage_reason(error.message, self.log_file.gzip)
+            reason = log_files.damage_reason(error.message, self.log_file.gzip)
             self.lost = f"is corrupt or truncated ({reason})"
 
 
@@ -263,7 +263,7 @@ def _quiet_tf_logger():
         logger.setLevel(level)
 
 
-def unit_text(log_file: log_schema.LogFile, row: int) -> str:
+def unit_text(log_file: log_files.LogFile, row: int) -> str:
     """Row `row` of a file as text (`raw` of a dead letter), "" when the file has no such row."""
     for number, unit in _Units(log_file):
         if number == row:
@@ -284,7 +284,7 @@ class CleanCopy:
     map back: copy row k (from the format's first row) is original row
     start + k' + (number of gaps at or before it), gaps being the original rows left out."""
 
-    file: log_schema.LogFile | None
+    file: log_files.LogFile | None
     first_row: int
     start: int
     gaps: np.ndarray  # t_i = gap_i - start - i (sorted): kept rows before the i-th gap
@@ -336,5 +336,5 @@ def clean_copy(log_file, check: RowCheck, start: int, skipped: set, stem: str,
     first_row = 2 if csv_format else 1
     # A copy row's original number: start + its position + the gaps before it.
     t = np.asarray(gaps, dtype=np.int64) - start - np.arange(len(gaps), dtype=np.int64)
-    return CleanCopy(log_schema.expand_inputs([path])[0] if kept else None, first_row, start, t,
+    return CleanCopy(log_files.expand_inputs([path])[0] if kept else None, first_row, start, t,
                  units.lost, units.end_row)

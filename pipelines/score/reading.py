@@ -39,7 +39,7 @@ from typing import Iterator
 
 import numpy as np
 
-from core import log_diagnosis, log_schema, logs
+from core import log_diagnosis, log_files, log_schema, logs
 from core.errors import InputError
 from pipelines.score.dead_letters import (
     LOST,
@@ -52,7 +52,7 @@ from pipelines.score.dead_letters import (
 )
 
 
-def read_scorable_files(files: list[log_schema.LogFile], schema: log_schema.LogSchema,
+def read_scorable_files(files: list[log_files.LogFile], schema: log_schema.LogSchema,
                         stored: dict, columns: tuple[str, ...], batch_size: int,
                         dead_letters: list, max_dead_letters: int) -> Iterator[tuple[int, dict]]:
     """Yields (i, batch) for the readable rows of every file in `files`, in file then row
@@ -91,7 +91,7 @@ def read_scorable_files(files: list[log_schema.LogFile], schema: log_schema.LogS
             yield first, batch
 
 
-def read_scorable(log_file: log_schema.LogFile, schema: log_schema.LogSchema, stored: dict,
+def read_scorable(log_file: log_files.LogFile, schema: log_schema.LogSchema, stored: dict,
                   columns: tuple[str, ...], batch_size: int, dead_letters: list,
                   max_dead_letters: int, after_row: int = 0) -> Iterator[dict]:
     """Yields the readable rows of one file after row `after_row` in order, as dicts of NumPy

@@ -57,7 +57,7 @@ import threading
 
 import numpy as np
 
-from core import log_schema, log_writers, logs
+from core import log_files, log_schema, log_writers, logs
 from core.atomic import atomic_directory
 from core.errors import InputError
 from core.settings import setting
@@ -106,9 +106,9 @@ def read_signature(path: str) -> ModelSignature:
 
 
 # Output shards ------------------------------------------------------------------------------------
-def shard_name(index: int, log_file: log_schema.LogFile, fmt: str, compress: bool) -> str:
+def shard_name(index: int, log_file: log_files.LogFile, fmt: str, compress: bool) -> str:
     stem = os.path.basename(log_file.path)
-    for suffix in log_schema.CSV_SUFFIXES + log_schema.TFRECORD_SUFFIXES:
+    for suffix in log_files.CSV_SUFFIXES + log_files.TFRECORD_SUFFIXES:
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -354,7 +354,7 @@ def run_job(saved_model: str, pattern: str, output_dir: str, config: ScoreConfig
     return summary
 
 
-def open_shard(index: int, log_file: log_schema.LogFile, job: dict, directory: str) -> ShardWriter:
+def open_shard(index: int, log_file: log_files.LogFile, job: dict, directory: str) -> ShardWriter:
     """The ShardWriter of input file `index` in `directory` (the job's format and columns)."""
     signature = ModelSignature(**job["signature"])
     config = job["config"]
@@ -363,7 +363,7 @@ def open_shard(index: int, log_file: log_schema.LogFile, job: dict, directory: s
     return ShardWriter(os.path.join(directory, name), config["fmt"], config["compress"], header)
 
 
-def shard_result(index: int, log_file: log_schema.LogFile, writer: ShardWriter, dead: list) -> dict:
+def shard_result(index: int, log_file: log_files.LogFile, writer: ShardWriter, dead: list) -> dict:
     """A file's entry of summary.json (with its dead letters, in row order, to collect)."""
     return {"index": index, "input": log_file.path, "output": os.path.basename(writer.path),
             "rows": int(writer.rows),

@@ -5,8 +5,8 @@ computes the pre-aggregates and writes them through `stats_artifact.stats_json` 
 layout there. It appears atomically (written to a temporary sibling and renamed into place).
 
 Two engines run the same steps (`_preaggregate` per file group, the partitions' merges,
-`_write_shard`, `_write_stats`): "beam" (the default, SPEC §3's DirectRunner or any runner by
-pipeline options) and "local", which runs them in this process one file group after the other:
+`table_shards.write_shard`, `_write_stats`): "beam" (the default, SPEC §3's DirectRunner or
+any runner by pipeline options) and "local", which runs them in this process one file group after the other:
 no Beam import nor pipeline start (about 1.4 s of a small job), no parallelism across groups
 (each group's reader reads two files at once).
 
@@ -31,15 +31,16 @@ import dataclasses
 import glob
 import json
 import os
-import uuid
 
 import numpy as np
 
-from core import label_rules, log_diagnosis, log_schema, logs, stats_artifact
+from core import label_rules, log_diagnosis, log_files, log_schema, logs, stats_artifact
 from core.errors import InputError, reraised_from_workers
 from core.label_rules import SECONDS_PER_DAY
 from core.settings import setting
 from core.stats_artifact import BIN_VALUES
+from pipelines.stats import table_shards
+from pipelines.stats.table_shards import TABLE_PARTITIONS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,7 +112,7 @@ def _file_groups(files: list, files_per_read: int) -> list[list]:
     and CSV files with CRLF line ends are grouped apart: each file is parsed as if read alone."""
     groups, open_groups = [], {}  # CRLF or not -> (files, bytes) of the group being filled
     for log_file in files:
-        size = log_schema.file_size(log_file.path)
+        size = log_files.file_size(log_file.path)
         if size > logs.WHOLE_FILE_BYTES:
             groups.append([log_file])
             continue
@@ -230,11 +231,6 @@ def _user_day_clicks(users: np.ndarray, days: np.ndarray, files: list) -> dict:
     return {(names[code], day): n for (code, day), n in counts.items()}
 
 
-# The item and user-day tables leave a worker in this many partitions (by a stable hash of the
-# id), one element each: the combine then merges a few tables instead of moving one element per
-# item or user-day (on the DirectRunner 41 k user-days as elements cost about 0.8 s), and the
-# partitions are the merge's parallelism on a distributed runner.
-TABLE_PARTITIONS = 32
 
 
 def _partitioned(table: dict, id_of) -> dict[int, dict]:
@@ -318,9 +314,6 @@ def summarize(part: _Part, config: StatsConfig, schema: log_schema.LogSchema) ->
 
 
 ENGINES = ("beam", "local")
-# The tables' header lines: their columns as the artifact defines them.
-ITEM_HEADER = ",".join(stats_artifact.ITEM_COLUMNS)
-USER_DAY_HEADER = ",".join(stats_artifact.USER_DAY_COLUMNS)
 
 
 def check_engine(engine: str, beam_args: list[str] | None) -> None:
@@ -391,11 +384,12 @@ def _run_local(files, schema_json, config, tmp, pattern):
                     partition, table = value
                     tables[tag].setdefault(partition, []).append(table)
     # Each partition's tables are let go once its shard is written.
-    items = [_write_items(tmp, partition, _merge_item_dwells(tables["item"].pop(partition)),
-                          config.rules.min_item_records)
+    items = [table_shards.write_items(
+                 tmp, partition, _merge_item_dwells(tables["item"].pop(partition)),
+                 config.rules.min_item_records)
              for partition in sorted(tables["item"])]
-    user_days = [_write_user_days(tmp, partition,
-                                  _merge_user_days(tables["user_day"].pop(partition)))
+    user_days = [table_shards.write_user_days(
+                     tmp, partition, _merge_user_days(tables["user_day"].pop(partition)))
                  for partition in sorted(tables["user_day"])]
     _write_stats(_merge_parts(parts), tmp, config, schema_json, pattern, items, user_days)
 
@@ -414,11 +408,13 @@ def _run_pipeline(beam, options, files, schema_json, config, tmp, pattern):
         items = (outputs.item
                  | "ItemDwells" >> beam.CombinePerKey(_merge_item_dwells)
                  | "WriteItems" >> beam.MapTuple(
-                     lambda partition, table: _write_items(tmp, partition, table, min_records)))
+                     lambda partition, table: table_shards.write_items(
+                         tmp, partition, table, min_records)))
         user_days = (outputs.user_day
                      | "UserDayClicks" >> beam.CombinePerKey(_merge_user_days)
                      | "WriteUserDays" >> beam.MapTuple(
-                         lambda partition, table: _write_user_days(tmp, partition, table)))
+                         lambda partition, table: table_shards.write_user_days(
+                             tmp, partition, table)))
         # The counts of each shard are summed by the stats writer (side inputs of at most
         # TABLE_PARTITIONS pairs each).
         _ = (outputs.part
@@ -426,103 +422,6 @@ def _run_pipeline(beam, options, files, schema_json, config, tmp, pattern):
              | "WriteStats" >> beam.Map(
                  _write_stats_beam, tmp, config, schema_json, pattern,
                  beam.pvalue.AsList(items), beam.pvalue.AsList(user_days)))
-
-
-def _write_items(directory: str, partition: int, table: dict, min_records: int):
-    """Writes a partition's item shard; (its rows, the partition's items with a clicked dwell
-    > 0). Partitions split the ids, so the second numbers add up over partitions."""
-    return (_write_shard(directory, "items", partition, ITEM_HEADER,
-                         _item_rows(table, min_records)), len(table))
-
-
-def _write_user_days(directory: str, partition: int, table: dict):
-    """Writes a partition's user-day shard; (its rows, the partition's users with a click)."""
-    return (_write_shard(directory, "user_days", partition, USER_DAY_HEADER,
-                         _user_day_rows(table)), len({user for user, _ in table}))
-
-
-def _write_shard(directory: str, table: str, partition: int, header: str,
-                 block: tuple[str, int]) -> int:
-    """Writes one partition's CSV lines (`block`: text, rows) as the shard
-    `directory/table/part-<partition>-of-<TABLE_PARTITIONS>.csv` (none for no rows); returns
-    the rows. Written to a temporary name and renamed, so a retried bundle replaces it whole."""
-    text, rows = block
-    if not rows:
-        return 0
-    path = os.path.join(directory, table, f"part-{partition:05d}-of-{TABLE_PARTITIONS:05d}.csv")
-    partial = f"{path}.{uuid.uuid4().hex}.partial"
-    with open(partial, "w", encoding="utf-8", newline="") as handle:
-        handle.write(f"{header}\n{text}\n")
-    os.replace(partial, path)
-    return rows
-
-
-def _item_rows(item_dwells: dict, min_records: int) -> tuple[str, int]:
-    """(CSV lines `item_id,clicks,p10` of the items with at least `min_records` clicked
-    dwells, their number)."""
-    kept = [(item, dwell) for item, dwell in item_dwells.items() if len(dwell) >= min_records]
-    p10 = _tenth_percentiles([dwell for _, dwell in kept])
-    lines = [f"{_csv_field(item)},{len(dwell)},{value!r}"
-             for (item, dwell), value in zip(kept, p10)]
-    return "\n".join(lines), len(lines)
-
-
-def _tenth_percentiles(arrays: list) -> list[float]:
-    """`np.percentile(a, 10)` of each non-empty array `a`, bit for bit. Arrays of up to
-    `_SORTED_TOGETHER` values are done together (a call per item cost 60 µs: seconds for 10^5
-    items), larger ones by NumPy (its partition beats a sort there)."""
-    out = [0.0] * len(arrays)
-    small = [i for i, a in enumerate(arrays) if len(a) <= _SORTED_TOGETHER]
-    for i, value in zip(small, _tenth_percentiles_together([arrays[i] for i in small])):
-        out[i] = value
-    for i, values in enumerate(arrays):
-        if len(values) > _SORTED_TOGETHER:
-            out[i] = float(np.percentile(values, 10))
-    return out
-
-
-_SORTED_TOGETHER = 1024
-
-
-def _tenth_percentiles_together(arrays: list) -> list[float]:
-    """NumPy's default ("linear") percentile method over all arrays at once: the sorted values
-    at floor(v) and floor(v) + 1, v = (n - 1) q, interpolated as NumPy's `_lerp` does (from
-    the upper value when the weight is at least 0.5)."""
-    if not arrays:
-        return []
-    lengths = np.fromiter(map(len, arrays), np.int64, len(arrays))
-    if lengths.min() < 1:
-        raise ValueError("the percentile of an empty array")
-    values = np.concatenate([np.asarray(a, np.float64) for a in arrays])
-    group = np.repeat(np.arange(len(arrays)), lengths)
-    # Each array's values sorted, in its place: by value, then stably by array (np.lexsort
-    # gives the same order but took 3.3 s against 2.2 s for 10^7 values in 10^5 arrays).
-    by_value = np.argsort(values)
-    ordered = values[by_value[np.argsort(group[by_value], kind="stable")]]
-    starts = np.cumsum(lengths) - lengths
-    virtual = (lengths - 1) * np.true_divide(10, 100)
-    below = np.floor(virtual)
-    single = virtual >= lengths - 1  # n = 1: NumPy takes the last value at weight 1
-    below[single] = lengths[single] - 1
-    weight = np.where(single, 1.0, virtual - np.floor(virtual))
-    below_index = starts + below.astype(np.int64)
-    low = ordered[below_index]
-    high = ordered[np.where(single, below_index, below_index + 1)]
-    difference = high - low
-    p10 = np.where(weight >= 0.5, high - difference * (1 - weight), low + difference * weight)
-    return p10.tolist()
-
-
-def _user_day_rows(user_days: dict) -> tuple[str, int]:
-    """(CSV lines `user_id,day,clicks`, their number)."""
-    lines = [f"{_csv_field(user)},{day},{n}" for (user, day), n in user_days.items()]
-    return "\n".join(lines), len(lines)
-
-
-def _csv_field(text: str) -> str:
-    if any(c in text for c in ',"\n\r'):
-        return '"' + text.replace('"', '""') + '"'
-    return text
 
 
 def _write_stats_beam(*args):
@@ -533,8 +432,8 @@ def _write_stats_beam(*args):
 
 def _write_stats(part, directory, config, schema_json, pattern, items, user_days):
     """Writes stats.json from the merged part; `items`, `user_days`: (rows, distinct ids) of
-    each table shard (`_write_items`, `_write_user_days`). Bad input (no click) raises
-    InputError."""
+    each table shard (`table_shards.write_items`, `table_shards.write_user_days`). Bad input
+    (no click) raises InputError."""
     schema = log_schema.LogSchema.from_json(schema_json)
     stats = summarize(part, config, schema)
     stats.update(items_with_p10=int(sum(rows for rows, _ in items)),

@@ -22,7 +22,7 @@ from typing import Mapping
 
 import numpy as np
 
-from core import log_diagnosis, log_schema, logs
+from core import log_diagnosis, log_files, log_schema, logs
 from core.errors import InputError, reraised_from_workers
 
 
@@ -65,7 +65,7 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
     import pyarrow as pa
 
     schema = log_schema.LogSchema.from_json(schema_json)
-    source = logs.LogSource(log_schema.expand_inputs([path]), schema,
+    source = logs.LogSource(log_files.expand_inputs([path]), schema,
                             schema_json.get("stored", {}),
                             type_origins=schema_json.get("type_origins", {}))
     with log_diagnosis.input_errors_for_beam():

@@ -1,0 +1,183 @@
+"""Log files (SPEC §2): `LogFile` (a path, its format and compression), `expand_inputs` (comma-
+separated globs to classified `LogFile`s), opening them as bytes or UTF-8 text, and the reason
+a TFRecord file cannot be read (`tfrecord_damage`). The columns and types of their contents are
+`core.log_schema`'s.
+
+Local paths are read through the os module; URLs (gs://, hdfs://, s3://, ram://, ...) through
+TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark read buckets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import io
+import os
+import re
+import zlib
+from typing import Sequence
+
+from core.errors import InputError, tf_reason
+
+CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.gzip")
+TFRECORD_SUFFIXES = (".tfrecord", ".tfrecords", ".tfr", ".tfrecord.gz", ".tfrecords.gz",
+                     ".tfrecord.gzip", ".tfr.gz")
+
+
+@dataclasses.dataclass(frozen=True)
+class LogFile:
+    path: str
+    format: str  # "csv" or "tfrecord"
+    gzip: bool
+
+
+def files_text(files: Sequence[LogFile], shown: int = 3) -> str:
+    """The first `shown` paths of `files`, comma-separated, and how many more there are (for
+    errors about a whole input)."""
+    text = ", ".join(f.path for f in files[:shown])
+    return text + (f" and {len(files) - shown:,} more" if len(files) > shown else "")
+
+
+def _is_url(path: str) -> bool:
+    return "://" in path
+
+
+def _isdir(path: str) -> bool:
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.isdir(path)
+    return os.path.isdir(path)
+
+
+def _glob(pattern: str) -> list[str]:
+    if _is_url(pattern):
+        import tensorflow as tf
+
+        return sorted(p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p))
+    matches = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p))
+    return matches or ([pattern] if os.path.isfile(pattern) else [])
+
+
+def file_size(path: str) -> int:
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.stat(path).length
+    return os.path.getsize(path)
+
+
+def open_binary(path: str):
+    if _is_url(path):
+        import tensorflow as tf
+
+        return tf.io.gfile.GFile(path, "rb")
+    return open(path, "rb")
+
+
+def _readable(path: str) -> bool:
+    return _is_url(path) or os.access(path, os.R_OK)
+
+
+def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
+    """Files matched by comma-separated globs, sorted within each glob, duplicates removed.
+
+    Raises InputError for a glob matching nothing, a directory, an unreadable file or a mix of
+    CSV and TFRecord files.
+    """
+    if isinstance(patterns, str):
+        patterns = [p for p in patterns.split(",") if p.strip()]
+    if not patterns:
+        raise InputError("no input given (expected a file or glob of log files)")
+    files, seen = [], set()
+    for pattern in patterns:
+        pattern = pattern.strip()
+        if _isdir(pattern):
+            raise InputError(f"{pattern} is a directory; expected log files "
+                             f"(a glob such as {pattern.rstrip('/')}/*.csv.gz)")
+        matches = _glob(pattern)
+        if not matches:
+            raise InputError(f"no file matches {pattern}")
+        for path in matches:
+            if path in seen:
+                continue
+            seen.add(path)
+            if not _readable(path):
+                raise InputError("cannot read the file (permission denied)", file=path)
+            files.append(_classify(path))
+    kinds = {f.format for f in files}
+    if len(kinds) > 1:
+        raise InputError("the input mixes CSV and TFRecord files; read each format separately: "
+                         + files_text(files, shown=4))
+    return files
+
+
+def _classify(path: str) -> LogFile:
+    with open_binary(path) as handle:
+        head = handle.read(2)
+    is_gzip = head == b"\x1f\x8b"
+    lower = path.lower()
+    if lower.endswith((".gz", ".gzip")) and not is_gzip and file_size(path) > 0:
+        raise InputError("is named as gzip but is not gzip data (corrupt or mislabelled)", file=path)
+    if lower.endswith(CSV_SUFFIXES):
+        return LogFile(path, "csv", is_gzip)
+    if lower.endswith(TFRECORD_SUFFIXES):
+        return LogFile(path, "tfrecord", is_gzip)
+    # Unknown suffix: a text first line with a comma is CSV, anything else TFRecord.
+    try:
+        first = open_text(LogFile(path, "csv", is_gzip)).readline()
+        looks_csv = "," in first and "\x00" not in first
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error):
+        looks_csv = False
+    return LogFile(path, "csv" if looks_csv else "tfrecord", is_gzip)
+
+
+def open_text(log_file: LogFile, newline: str = "") -> io.TextIOBase:
+    """The file as UTF-8 text (a BOM dropped). `newline=""` (for the csv module) ends lines at
+    CR, LF or CRLF; `newline="\n"` at LF only, as the TensorFlow reader does, so that a lone CR
+    stays inside its line and lines are numbered as the reader numbers them."""
+    raw = open_binary(log_file.path)
+    if log_file.gzip:
+        raw = gzip.GzipFile(fileobj=raw, mode="rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline=newline)
+
+
+def damage_reason(message: str, gzip: bool = False) -> str:
+    """TensorFlow's reason for an unreadable TFRecord stream, for people: "truncated record at
+    1253270' failed with EOF reached" reads "a record cut short at byte 1,253,270: EOF
+    reached" (`gzip`: "... of the decompressed stream", where TensorFlow counts)."""
+    reason = tf_reason(message)
+    cut = re.search(r"truncated record at (\d+)'? failed with (.*)$", reason)
+    if cut:
+        where = " of the decompressed stream" if gzip else ""
+        return f"a record cut short at byte {int(cut[1]):,}{where}: {cut[2].strip()}"
+    return reason
+
+
+def tfrecord_damage(log_file: LogFile, message: str) -> InputError:
+    """The InputError of TFRecord `log_file`, whose reading failed with TensorFlow's `message`:
+    read again to number the first record that cannot be read (1-based), with its reason."""
+    import tensorflow as tf
+
+    dataset = tf.data.TFRecordDataset(log_file.path, "GZIP" if log_file.gzip else "")
+    readable = 0
+    try:
+        for batch in dataset.batch(4096).as_numpy_iterator():
+            readable += len(batch)
+        return InputError(f"is corrupt or truncated ({damage_reason(message, log_file.gzip)})",
+                          file=log_file.path)  # read whole this time: no record to name
+    except (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+            tf.errors.UnavailableError) as error:  # the file, not its records
+        return InputError(f"cannot read the file ({tf_reason(error.message)})",
+                          file=log_file.path)
+    except tf.errors.OpError:
+        pass
+    try:  # within the failing batch, record by record
+        for _ in dataset.skip(readable).as_numpy_iterator():
+            readable += 1
+    except tf.errors.OpError as error:
+        message = error.message
+    return InputError(f"is corrupt or truncated: {readable:,} record(s) read, then "
+                      f"{damage_reason(message, log_file.gzip)}", file=log_file.path,
+                      row=readable + 1, row_kind="record")
