@@ -124,7 +124,8 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
                          "training's artifact, or train the candidate again with this one",
                          file=artifact.path)
     # The validation days are training logs, whose first rows set the spec's types.
-    source = data.open_source(pattern, spec, artifact, training_logs=window == "validation_days")
+    source = data.open_source(pattern, spec, artifact, training_logs=window == "validation_days",
+                              baseline_only=tuple(f.name for f in also))
     # The training run's own reading of dwell on unclicked rows (--allow_unclicked_dwell).
     allow = bool(description["training"].get("allow_unclicked_dwell"))
     features, labels = {}, {}

@@ -35,7 +35,7 @@ PARALLEL_FILES = 2
 
 
 def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *,
-                training_logs: bool = False) -> logs.LogSource:
+                training_logs: bool = False, baseline_only: tuple = ()) -> logs.LogSource:
     """Opens logs. With a spec, its feature columns are read with the types the model was built
     with (an absent one is an error naming it); without, these are the training logs a spec is
     built from: the types given to the statistics job (`artifact.column_types`,
@@ -43,15 +43,21 @@ def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *
 
     For the errors (`LogSource.type_origins`): `artifact` says which types came from
     --column_types; `training_logs` marks the training logs, whose own first rows set the spec's
-    other types, so a value that does not fit is explained as such, not as the model's type."""
+    other types, so a value that does not fit is explained as such, not as the model's type.
+    `baseline_only`: names of spec features only the quality gate's baseline reads, named as
+    the baseline's when absent."""
     given = {} if artifact is None else artifact.column_types
     if spec is None:
         return logs.open_logs(patterns, column_types=given, given_by="artifact")
     try:
         source = logs.open_logs(patterns, column_types=dict(spec.dtypes))
     except log_schema.AbsentTypedColumns as absent:
-        raise InputError(f"the logs lack the model's feature column(s) {', '.join(absent.names)}"
-                         f" (its training logs had them)", file=patterns) from None
+        ours = [n for n in absent.names if n not in baseline_only]
+        theirs = [n for n in absent.names if n in baseline_only]
+        lacking = ([f"the model's feature column(s) {', '.join(ours)}"] if ours else []) + (
+            [f"the baseline's feature column(s) {', '.join(theirs)}"] if theirs else [])
+        raise InputError(f"the logs lack {' and '.join(lacking)} (the training logs had them)",
+                         file=patterns) from None
     origins = {name: "artifact" if name in given else "model" for name in spec.dtypes
                if name in given or not training_logs}
     # A missing value reads as the feature config's `default`, as serving reads it.

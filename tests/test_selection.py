@@ -685,6 +685,16 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
         roc_auc_score(labels["click"], scores.reshape(-1)), abs=1e-6)
     # The serving contract changed: said, naming the feature.
     assert result.warnings == ("the serving signature changed from version 1: source removed",)
+    # Gate logs without `source`: the column is the baseline's, and named so.
+    frame = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False)
+                       for f in sorted(glob.glob(small_world["eval"]))])
+    without = tmp_path / "no_source.csv"
+    frame.drop(columns=["source"]).to_csv(without, index=False)
+    with pytest.raises(InputError) as refused:
+        exporter.export_saved_model(candidate, str(base), baseline=str(base / "1"),
+                                    gate="auc_ctr:1", gate_logs=str(without))
+    assert str(refused.value) == (f"{without}: the logs lack the baseline's feature column(s) "
+                                  "source (the training logs had them)")
 
 
 def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run):

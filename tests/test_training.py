@@ -298,7 +298,7 @@ def test_logs_without_a_feature_the_model_reads_are_refused_naming_it(tmp_path):
     with pytest.raises(InputError) as refused:
         data.open_source(str(path), tiny_spec())
     assert str(refused.value) == (f"{path}: the logs lack the model's feature column(s) "
-                                  "item_length, publish_age_hours (its training logs had them)")
+                                  "item_length, publish_age_hours (the training logs had them)")
 
 
 def test_a_value_past_the_sampled_rows_of_the_training_logs_is_explained_as_inferred(
