@@ -137,6 +137,15 @@ def _hand_edited(path: str, export_base: str) -> bool:
     return name is None or text != models_config(export_base, name.group(1))
 
 
+def pinned_versions(path: str) -> list[int]:
+    """The versions a models.config at `path` pins with `specific { versions: ... }`, sorted
+    (empty for another version policy)."""
+    with open(path) as handle:
+        text = handle.read()
+    return sorted({int(v) for block in re.findall(r"specific\s*\{([^}]*)\}", text)
+                   for v in re.findall(r"versions\s*:\s*(\d+)", block)})
+
+
 def serving_contract(saved_model: str) -> tuple[dict, tuple]:
     """({feature: dtype name} of a SavedModel's predict_raw inputs, its serving_default output
     names), read from saved_model.pb without loading it (({}, ()) without predict_raw)."""
@@ -281,6 +290,17 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         warnings.append(f"{config_path} was edited by hand (not the config this tool writes): "
                         f"left as it is, so TF Serving serves version {version} only if its "
                         "model_version_policy allows it")
+        # A pinned version (a rollback) is what clients meet today: the contract from it too.
+        served = [v for v in pinned_versions(config_path) if v != version]
+        pinned = os.path.join(os.path.abspath(export_base), str(served[-1])) if served else None
+        if served and served[-1] != previous_version and os.path.isfile(
+                os.path.join(pinned, "saved_model.pb")):
+            pinned_contract = serving_contract(pinned)
+            changes = (contract_changes(pinned_contract, serving_contract(target))
+                       if pinned_contract[0] else [])
+            if changes:
+                warnings.append(f"the serving signature changed from version {served[-1]}, "
+                                f"which {config_path} pins: " + "; ".join(changes))
     else:
         with atomic_file(config_path) as handle:
             handle.write(models_config(export_base, model_name))

@@ -695,6 +695,19 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
                                     gate="auc_ctr:1", gate_logs=str(without))
     assert str(refused.value) == (f"{without}: the logs lack the baseline's feature column(s) "
                                   "source (the training logs had them)")
+    # Version 1 pinned by hand (a rollback): the next export's contract is compared with it
+    # too, since clients meet version 1 today, not version 2.
+    config_path = base / "models.config"
+    config_path.write_text(config_path.read_text().replace(
+        "latest { num_versions: 1 }", "specific { versions: 1 }"))
+    assert exporter.pinned_versions(str(config_path)) == [1]
+    third = exporter.export_saved_model(candidate, str(base))
+    assert third.version == 3 and third.warnings[1:] == (
+        f"the serving signature changed from version 1, which {config_path} pins: "
+        "source removed",)
+    config_path.write_text(config_path.read_text().replace(
+        "specific { versions: 1 }", "specific {\n versions: 3\n versions:2 }"))
+    assert exporter.pinned_versions(str(config_path)) == [2, 3]
 
 
 def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run):
