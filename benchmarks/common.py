@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -116,6 +117,20 @@ def check_inputs_unchanged(directory: str, inputs: dict[str, str], made: bool) -
     os.makedirs(directory, exist_ok=True)
     with open(path, "w") as handle:
         json.dump(record, handle)
+
+
+def simulated_days(sim: str, eval_days: int = 3) -> tuple[str, str]:
+    """(training files, evaluation files), comma-separated, of a simulation's logs: the last
+    `eval_days` UTC days are the evaluation logs, the days before them the training logs (in
+    day order, by the number in `day-N`). Exits with a one-line error when the simulation has
+    no day left to train on."""
+    logs = os.path.join(sim, "logs")
+    named = [(re.fullmatch(r"day-(\d+)\..*", name), name) for name in os.listdir(logs)]
+    days = [os.path.join(logs, n) for _, n in sorted((int(m[1]), n) for m, n in named if m)]
+    if len(days) <= eval_days:
+        sys.exit(f"error: {logs} has {len(days)} day file(s) and the last {eval_days} are the "
+                 f"evaluation logs: simulate at least {eval_days + 1} days (--days)")
+    return ",".join(days[:-eval_days]), ",".join(days[-eval_days:])
 
 
 def absolute_globs(globs: str) -> str:

@@ -89,6 +89,7 @@ from common import (  # noqa: E402
     logs_summary,
     module,
     seeds_of,
+    simulated_days,
     split_flags,
     stats_of,
     train_model,
@@ -105,9 +106,7 @@ def prepare(out, setting, sim_args):
         module("pipelines.simulate", f"--output_dir={sim}", f"--setting={setting}", *sim_args)
     with open(os.path.join(sim, "summary.json")) as handle:
         summary = json.load(handle)
-    days = sorted(f for f in os.listdir(os.path.join(sim, "logs")))
-    train = ",".join(os.path.join(sim, "logs", f) for f in days[:-3])
-    evaluate = ",".join(os.path.join(sim, "logs", f) for f in days[-3:])
+    train, evaluate = simulated_days(sim, 3)
     return train, evaluate, both_stats(out, setting, train)[0], summary
 
 

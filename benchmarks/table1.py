@@ -4,11 +4,12 @@
         --protocol=selection --seeds=0,1,2]
 
 Simulates the default world of `--setting` (1M impressions, 14 days, simulator seed 0) unless
---sim exists, computes the statistics of days 0-10, then trains every preset with each seed on
-days 0-10 (raw logs, labels on the fly) and evaluates on days 11-13. `vr_ndt` runs with both
+--sim exists, computes the statistics of its training days (all but the last 3: days 0-10 of
+14), then trains every preset with each seed on them (raw logs, labels on the fly) and
+evaluates on the last 3 (days 11-13). `vr_ndt` runs with both
 negative weightings. `--protocol`: `one_epoch` (one epoch at --batch_size, as before model
-selection) or `selection` (day 10 held out for validation, up to --max_epochs epochs with
-early stopping on each preset's default metric, then the refit pass over day 10:
+selection) or `selection` (the last training day held out for validation, up to --max_epochs
+epochs with early stopping on each preset's default metric, then the refit pass over it:
 `ranking.selection`). RelaImpr is against `single_ctr` of the same seed. Writes
 `table1-<setting>-<protocol>.md` and `.json` into --out and prints the table; each run's model
 directory stays under OUT/SETTING/PROTOCOL/models.
@@ -51,6 +52,7 @@ from common import (  # noqa: E402
     mean_and_spread,
     module,
     seeds_of,
+    simulated_days,
     split_flags,
     stats_of,
     train_model,
@@ -92,8 +94,7 @@ def main():
         if not os.path.exists(os.path.join(sim, "summary.json")):
             print(f"simulating into {sim}", flush=True)
             module("pipelines.simulate", f"--output_dir={sim}", f"--setting={args.setting}")
-        train = f"{sim}/logs/day-0*.csv.gz,{sim}/logs/day-10.csv.gz"
-        evaluate = f"{sim}/logs/day-1[1-3].csv.gz"
+        train, evaluate = simulated_days(sim, 3)
         source = f"--setting={args.setting}"
     else:
         name, train, evaluate = args.name, args.train, args.eval

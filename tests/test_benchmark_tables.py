@@ -63,6 +63,28 @@ def test_an_undefined_metric_gives_an_undefined_gain_not_a_crash():
     assert math.isnan(metrics.dt_gains(reference, candidate)[3])
 
 
+def test_a_simulations_last_days_are_its_evaluation_logs_in_day_order(tmp_path):
+    """Day files split by their number, not their name's text: with day-99 and day-100 (a
+    world simulated before names widened past 99 days, or given by hand) day-100 is last."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import common
+    finally:
+        sys.path.remove(BENCHMARKS)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for day in (98, 99, 100, 7):
+        (logs / f"day-{day:02d}.csv.gz").write_bytes(b"")
+    (logs / "notes.txt").write_text("not a day")
+    train, evaluate = common.simulated_days(str(tmp_path), 2)
+    assert train.split(",") == [str(logs / "day-07.csv.gz"), str(logs / "day-98.csv.gz")]
+    assert evaluate.split(",") == [str(logs / "day-99.csv.gz"), str(logs / "day-100.csv.gz")]
+    with pytest.raises(SystemExit) as refused:
+        common.simulated_days(str(tmp_path), 4)
+    assert str(refused.value) == (f"error: {logs} has 4 day file(s) and the last 4 are the "
+                                  "evaluation logs: simulate at least 5 days (--days)")
+
+
 def test_table1_summary_with_an_undefined_auc():
     sys.path.insert(0, BENCHMARKS)
     try:

@@ -210,6 +210,30 @@ def test_cli_bad_arguments_exit_non_zero_without_output(tmp_path, run):
     result = run("pipelines.simulate", f"--output_dir={tmp_path}/new", "--days=0")
     assert result.returncode == 1 and "--days" in result.stderr
     assert not (tmp_path / "new").exists()
+    # Dates, seeds and worlds the simulator cannot make: one line each, nothing written.
+    for flags, said in [
+            (["--start_date=2026-13-01"], "--start_date=2026-13-01: not a calendar date"),
+            (["--start_date=2026-1-5"], "--start_date=2026-1-5: expected a date as YYYY-MM-DD"),
+            (["--seed=-1"], "--seed=-1: expected a non-negative integer"),
+            (["--start_date=9999-12-30", "--days=3"], "ends after 9999-12-31"),
+            (["--num_users=1", "--num_items=5", "--days=1"],
+             "the simulated world has 0 impressions and 0 click(s) with a dwell time")]:
+        result = run("pipelines.simulate", f"--output_dir={tmp_path}/new", *flags)
+        assert result.returncode == 1, flags
+        assert result.stderr.startswith("error: ") and said in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and not (tmp_path / "new").exists()
+
+
+def test_day_files_sort_in_day_order_past_99_days(tmp_path):
+    """With 100 days or more the day numbers take three digits (day-099 before day-100), so
+    a sorted glob, as every job reads inputs, is in day order; up to 100 days two, as before."""
+    config = world_config.SimConfig(num_users=20, num_items=20, days=101)
+    writing.write_simulation(config, str(tmp_path / "long"), plot=False)
+    names = sorted(os.listdir(tmp_path / "long" / "logs"))
+    assert names == [f"day-{day:03d}.csv.gz" for day in range(101)]
+    writing.write_simulation(dataclasses.replace(config, days=100), str(tmp_path / "short"),
+                             plot=False)
+    assert sorted(os.listdir(tmp_path / "short" / "logs"))[-1] == "day-99.csv.gz"
 
 
 # Named settings (SPEC §10) -----------------------------------------------------------------------

@@ -24,7 +24,8 @@ to show a method where its mechanism exists, `clickbait` where it holds for most
 
 Output (written to a temporary directory, then renamed onto --output_dir):
 
-    logs/day-00.csv.gz ...        one file per UTC day (or day-00.tfrecord.gz with --format=tfrecord)
+    logs/day-00.csv.gz ...        one file per UTC day (or day-00.tfrecord.gz with --format=tfrecord;
+                                  day-000 ... from 100 days on, so names sort in day order)
     ground_truth/users.csv.gz     latent user traits (activeness, reading depth, interests, bias)
     ground_truth/items.csv.gz     item attributes and latent traits (quality, clickbait; topic)
     ground_truth/impressions.csv.gz   per impression: true click probability, mean ln(dwell)
@@ -32,6 +33,8 @@ Output (written to a temporary directory, then renamed onto --output_dir):
     ln_dwell_hist.png             histogram of ln(dwell) of clicks with mu +- sigma
 
 The same flags and seed always give the same bytes in logs/ and ground_truth/.
+--start_date is a calendar date; the last day must end by 9999-12-31 (SPEC §2's timestamps).
+A world too small to hold two clicks with a dwell time is refused, with nothing written.
 """
 
 from __future__ import annotations
@@ -57,6 +60,11 @@ flags.DEFINE_enum("format", "csv", ["csv", "tfrecord"], "Log format: CSV.gz or G
 flags.DEFINE_bool("plot", True, "Write ln_dwell_hist.png.")
 flags.mark_flag_as_required("output_dir")
 
+def _number(value, spec: str) -> str:
+    """`value` formatted by `spec`, or "undefined" (null in summary.json)."""
+    return "undefined" if value is None else format(value, spec)
+
+
 def main(argv):
     del argv
     config = world_config.SimConfig(num_users=FLAGS.num_users, num_items=FLAGS.num_items,
@@ -69,15 +77,18 @@ def main(argv):
           f"{config.setting}) in {seconds:.1f} s ({summary['rows'] / seconds:,.0f} rows/s)")
     print(f"  rows {summary['rows']:,}   clicks {summary['clicks']:,}   CTR {summary['ctr']:.2%}   "
           f"users {summary['users_seen']:,}   items {summary['items_seen']:,}")
-    print(f"  ln(dwell): mu {summary['ln_dwell_mu']:.3f}  sigma {summary['ln_dwell_sigma']:.3f}  "
-          f"skew {summary['ln_dwell_skew']:+.2f}")
-    print(f"  clicks below exp(mu - sigma) = {summary['x_l']:.1f} s: "
-          f"{summary['share_clicks_below_x_l']:.1%}   above exp(mu + sigma) = {summary['x_h']:.0f} s: "
-          f"{summary['share_clicks_above_x_h']:.1%}")
+    def f(key: str, spec: str) -> str:
+        return _number(summary[key], spec)
+
+    print(f"  ln(dwell): mu {f('ln_dwell_mu', '.3f')}  sigma {f('ln_dwell_sigma', '.3f')}  "
+          f"skew {f('ln_dwell_skew', '+.2f')}")
+    print(f"  clicks below exp(mu - sigma) = {f('x_l', '.1f')} s: "
+          f"{f('share_clicks_below_x_l', '.1%')}   above exp(mu + sigma) = {f('x_h', '.0f')} s: "
+          f"{f('share_clicks_above_x_h', '.1%')}")
     print(f"  over clicks, corr(true click logit, true mean ln(dwell)) "
-          f"{summary['clicked_logit_dwell_corr']:+.2f}")
+          f"{f('clicked_logit_dwell_corr', '+.2f')}")
     print(f"  light users (< {writing.LIGHT_USER_CLICKS} clicks in the last 7 days, among active): "
-          f"{summary['share_light_users_last_week']:.1%}")
+          f"{f('share_light_users_last_week', '.1%')}")
 
 
 if __name__ == "__main__":

@@ -99,7 +99,8 @@ class World:
         self.user_sessions_per_day = np.clip(np.exp(log_sessions), 0.02, 40.0)
         self.user_age_group = rng.choice(len(AGE_GROUPS), size=c.num_users, p=AGE_GROUP_SHARES)
         self.user_device = rng.choice(len(DEVICES), size=c.num_users, p=DEVICE_SHARES)
-        z_active = (log_sessions - log_sessions.mean()) / log_sessions.std()
+        spread = log_sessions.std()  # 0 for one user: every user is of average activity
+        z_active = (log_sessions - log_sessions.mean()) / (spread if spread > 0 else 1.0)
         # Heavy users read deeper; light users scan (the paper's reason for rule T2). Older readers
         # read a little deeper.
         self.user_reading_depth = (0.3 * z_active + 0.1 * (self.user_age_group - 2.5) / 1.5

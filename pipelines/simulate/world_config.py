@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from typing import Mapping
 
 from core.errors import InputError
+from core.log_schema import MAX_TIMESTAMP
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,6 +161,18 @@ class SimConfig:
     zero_dwell_share: float = 0.002  # clicks whose dwell was lost by the tracker (logged as 0)
 
     def __post_init__(self):
+        if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", self.start_date):
+            raise InputError(f"--start_date={self.start_date}: expected a date as YYYY-MM-DD")
+        try:
+            start = self.start_timestamp()
+        except ValueError:
+            raise InputError(f"--start_date={self.start_date}: not a calendar date (expected "
+                             "YYYY-MM-DD)") from None
+        if self.seed < 0:
+            raise InputError(f"--seed={self.seed}: expected a non-negative integer")
+        if self.days >= 1 and start + self.days * 86400 - 1 > MAX_TIMESTAMP:
+            raise InputError(f"--start_date={self.start_date} with --days={self.days} ends after "
+                             "9999-12-31, past the timestamps logs may hold (SPEC §2)")
         if self.setting not in SETTINGS:
             raise InputError(f"unknown simulator setting {self.setting!r} (--setting): expected "
                              f"one of {', '.join(SETTINGS)}")

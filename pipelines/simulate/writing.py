@@ -62,7 +62,9 @@ def summarize(log: dict, config: SimConfig, latent: dict | None = None) -> dict:
         logit = np.log(p_click) - np.log1p(-p_click)
         summary["clicked_logit_dwell_corr"] = float(
             np.corrcoef(logit, latent["dwell_log_mean"][click])[0, 1])
-    return summary
+    # Undefined figures (one distinct dwell: no spread) are null, so summary.json is JSON.
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v
+            for k, v in summary.items()}
 
 
 def plot_ln_dwell(path: str, log: dict, summary: dict) -> None:
@@ -116,9 +118,10 @@ def write_simulation(config: SimConfig, output_dir: str, fmt: str = "csv",
         os.makedirs(os.path.join(tmp, "logs"))
         os.makedirs(os.path.join(tmp, "ground_truth"))
         day_logs, latents = [], []
+        width = max(2, len(str(config.days - 1)))  # day-100 sorts after day-099, as glob sorts
         for day in range(config.days):
             log, latent = simulator.simulate_day(world, policy, day)
-            name = os.path.join(tmp, "logs", f"day-{day:02d}")
+            name = os.path.join(tmp, "logs", f"day-{day:0{width}d}")
             if fmt == "csv":
                 log_writers.write_csv(name + ".csv.gz", log)
             else:
@@ -126,6 +129,11 @@ def write_simulation(config: SimConfig, output_dir: str, fmt: str = "csv",
             day_logs.append(log)
             latents.append(latent)
         everything = {k: np.concatenate([d[k] for d in day_logs]) for k in simulator.LOG_COLUMNS}
+        read = (everything["click"] == 1) & (everything["dwell_time"] > 0)
+        if read.sum() < 2:  # ln(dwell)'s spread, and every job after this one, need reads
+            raise InputError(f"the simulated world has {len(read):,} impressions and "
+                             f"{int(read.sum())} click(s) with a dwell time: too few for logs "
+                             "(give more --num_users, --num_items or --days)")
         latent = {k: np.concatenate([d[k] for d in latents]) for k in latents[0]}
         truth = os.path.join(tmp, "ground_truth")
         log_writers.write_csv(os.path.join(truth, "users.csv.gz"), simulator.user_table(world),
@@ -135,7 +143,7 @@ def write_simulation(config: SimConfig, output_dir: str, fmt: str = "csv",
         log_writers.write_csv(os.path.join(truth, "impressions.csv.gz"), latent, decimals=6)
         summary = summarize(everything, config, latent)
         with open(os.path.join(tmp, "summary.json"), "w") as handle:
-            json.dump(summary, handle, indent=2)
+            json.dump(summary, handle, indent=2, allow_nan=False)
         if plot:
             plot_ln_dwell(os.path.join(tmp, "ln_dwell_hist.png"), everything, summary)
     return summary
