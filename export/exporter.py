@@ -26,10 +26,11 @@ import tempfile
 from core import log_writers, logs
 from core.atomic import atomic_file
 from core.errors import InputError
-from export.versions import FEATURE_DEFAULTS_FILE, existing_versions
+from export.versions import FEATURE_DEFAULTS_FILE, TRAINING_DAYS_FILE, existing_versions
 from ranking import model_dir as model_dir_lib
 from ranking import selection
 from ranking.fusion import Fusion, parse_weights
+from ranking.input_notes import trained_day_rows
 from ranking.models import RankingModel
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -246,16 +247,16 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     module = ServingModule(model.network, model.feature_spec, model.config, model.targets,
                            fusion)
     gate_record = None
+    # The days the model learned from: for its own gate, and kept in the export for the gates
+    # that later take it as their baseline.
+    refitted = selection.read_final(model_dir) is not None
+    trained_days = trained_day_rows(model_dir_lib.read_training_days(model_dir), refitted)
     if gate is not None:
         from export import gate as gate_lib
-        from ranking.input_notes import trained_day_rows
 
-        refitted = selection.read_final(model_dir) is not None
         gate_record = gate_lib.judge(
             gate_lib.parse_gate(gate), module, baseline, description, gate_logs,
-            model.feature_spec, refitted=refitted,
-            trained_days=trained_day_rows(model_dir_lib.read_training_days(model_dir),
-                                          refitted))
+            model.feature_spec, refitted=refitted, trained_days=trained_days)
     model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
     os.makedirs(export_base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
@@ -269,6 +270,10 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
             json.dump(module.fusion.to_json(), handle, indent=2)
         with open(os.path.join(staged, FEATURE_DEFAULTS_FILE), "w") as handle:
             json.dump(model.feature_spec.defaults, handle, indent=2)
+        if trained_days is not None:
+            with open(os.path.join(staged, TRAINING_DAYS_FILE), "w") as handle:
+                json.dump({str(day): rows for day, rows in sorted(trained_days.items())},
+                          handle, indent=2)
         if gate_record is not None:
             with open(os.path.join(staged, GATE_FILE), "w") as handle:
                 json.dump(gate_record, handle, indent=2)

@@ -205,7 +205,11 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     `note` when the held-out logs hold rows of them."""
     import tensorflow as tf
 
-    from export.versions import read_feature_defaults, resolve_saved_model
+    from export.versions import (
+        read_export_training_days,
+        read_feature_defaults,
+        resolve_saved_model,
+    )
     from ranking.features import Feature, FeatureSpec
 
     baseline_path = resolve_saved_model(baseline_path)
@@ -260,8 +264,11 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
         record["window"] = window
     from ranking.input_notes import absent_features_note, gate_days_note
 
+    baseline_days = read_export_training_days(baseline_path)
     notes = [note for note in (gate_days_note(trained_days, day_rows)
                                if trained_days and day_rows else None,
+                               gate_days_note(baseline_days, day_rows, "baseline")
+                               if baseline_days and day_rows else None,
                                absent_features_note("gate's", absent)) if note]
     if notes:
         record["notes"] = notes

@@ -41,6 +41,22 @@ def read_feature_defaults(saved_model: str) -> dict:
         return json.load(handle)
 
 
+# {UTC day: rows} the exported model trained on (`ranking.input_notes.trained_day_rows`), so that
+# a later export's quality gate can say when its logs hold days this version, as the baseline,
+# learned from.
+TRAINING_DAYS_FILE = os.path.join("assets.extra", "training_days.json")
+
+
+def read_export_training_days(saved_model: str) -> dict | None:
+    """{UTC day: rows} a SavedModel directory's model trained on; None for one exported before
+    the file or from a model directory without training_days.json."""
+    path = os.path.join(saved_model, TRAINING_DAYS_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        return {int(day): int(rows) for day, rows in json.load(handle).items()}
+
+
 def existing_versions(export_base: str) -> list[int]:
     if not os.path.isdir(export_base):
         return []

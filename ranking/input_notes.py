@@ -215,18 +215,19 @@ def trained_day_rows(record: dict | None, refitted: bool) -> dict | None:
     return train
 
 
-def gate_days_note(trained: dict, day_rows: dict) -> str | None:
+def gate_days_note(trained: dict, day_rows: dict, model: str = "candidate") -> str | None:
     """A note when the gate's held-out logs (`day_rows`, {UTC day: rows}) hold rows of days
-    the candidate trained on (`trained`, the same; `days_before_or_of`): its figure then
-    measures rows it learned from."""
+    the `model` ("candidate" or "baseline") trained on (`trained`, the same;
+    `days_before_or_of`): its figure then measures rows it learned from."""
     shared = [day for day in days_before_or_of(trained, day_rows) if day in trained]
     if not shared:
         return None
     rows = sum(day_rows[day] for day in shared)
+    favours = ", which favours it" if model == "baseline" else ""
     return (f"note: {rows:,} rows of the gate's logs fall on {len(shared)} UTC day(s) the "
-            f"candidate trained on ({utc_date(shared[0])}"
+            f"{model} trained on ({utc_date(shared[0])}"
             f"{' to ' + utc_date(shared[-1]) if len(shared) > 1 else ''}): its figure measures "
-            "rows it learned from; gate on later days")
+            f"rows it learned from{favours}; gate on later days")
 
 
 def absent_features_note(flag: str, names) -> str | None:

@@ -769,12 +769,26 @@ def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, t
     trained = exporter.export_saved_model(learned, str(base), baseline=str(base),
                                           gate="auc_ctr:0", gate_logs=train_day)
     rows = len(pd.read_csv(train_day))
-    note, = trained.gate["notes"]
+    # The baseline is the same model, exported with the days it trained on: both are said.
+    note, baseline_note = trained.gate["notes"]
     assert note.startswith(f"note: {rows:,} rows of the gate's logs fall on 1 "
                                            "UTC day(s) the candidate trained on")
-    assert trained.warnings == (note.removeprefix("note: "),)
+    assert baseline_note.startswith(f"note: {rows:,} rows of the gate's logs fall on 1 UTC "
+                                    "day(s) the baseline trained on")
+    assert baseline_note.endswith("its figure measures rows it learned from, which favours "
+                                  "it; gate on later days")
+    assert trained.warnings == (note.removeprefix("note: "),
+                                baseline_note.removeprefix("note: "))
     record = json.load(open(os.path.join(trained.path, "quality_gate.json")))
-    assert record["notes"] == [note]
+    assert record["notes"] == [note, baseline_note]
+    # The export keeps the days: {UTC day: rows} of the model's training_days.json.
+    from ranking import model_dir as model_dir_lib
+    from ranking.input_notes import trained_day_rows
+
+    kept = json.load(open(os.path.join(trained.path, "assets.extra", "training_days.json")))
+    assert {int(d): n for d, n in kept.items()} == trained_day_rows(
+        model_dir_lib.read_training_days(learned), False)
+    assert sum(kept.values()) == sum(len(pd.read_csv(f)) for f in glob.glob(small_world["train"]))
 
 
 def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, learned):
