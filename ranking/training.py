@@ -215,11 +215,12 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         from pipelines.validate import validation
 
         given = stats_artifact.given_column_types(config.stats)
-        for glob in (config.train, config.selection.validation, config.eval):
-            if glob:
-                validation.check_input(glob, config.schema,
-                                       allow_unclicked_dwell=config.allow_unclicked_dwell,
-                                       column_types=given, given_by="artifact")
+        with phases("schema"):
+            for glob in (config.train, config.selection.validation, config.eval):
+                if glob:
+                    validation.check_input(glob, config.schema,
+                                           allow_unclicked_dwell=config.allow_unclicked_dwell,
+                                           column_types=given, given_by="artifact")
     # The seed before any input pipeline or thread: tf.data's shuffle seeds combine it with
     # their own, and the model's initial weights come from it.
     tf.keras.utils.set_random_seed(config.seed)

@@ -46,7 +46,9 @@ def test_statistics_count_rows_and_columns(worlds):
     dataset = reference.datasets[0]
     assert dataset.num_examples == len(frame)
     names = {f.path.step[0] for f in dataset.features}
-    assert names == set(frame.columns)
+    # Every column but the impression id, a key unique on every row (not profiled).
+    assert "impression_id" in frame.columns and frame["impression_id"].is_unique
+    assert names == set(frame.columns) - {"impression_id"}
     click = next(f for f in dataset.features if f.path.step[0] == "click")
     assert click.num_stats.mean == pytest.approx(frame["click"].mean(), rel=1e-9)
 
@@ -65,6 +67,24 @@ def test_curated_schema(worlds):
     assert category.drift_comparator.infinity_norm.threshold == 0.05
     assert not tfdv.get_feature(schema, "timestamp").HasField("drift_comparator")
     assert not tfdv.get_feature(schema, "user_id").HasField("drift_comparator")
+
+
+def test_a_schema_made_when_impression_ids_were_profiled_still_validates(worlds):
+    """A schema inferred before impression ids were left out of the statistics holds the column
+    as required; the logs' statistics, which no longer profile it, pass it all the same, and
+    a column the schema requires that the logs lack is still an anomaly."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    root, reference, schema = worlds
+    older = schema_pb2.Schema()
+    older.CopyFrom(schema)
+    for name in ("impression_id", "reader_mood"):
+        feature = older.feature.add(name=name, type=schema_pb2.BYTES)
+        feature.presence.min_fraction = 1.0
+        feature.presence.min_count = 1
+    lines = validation.anomaly_lines(validation.validate(reference, older))
+    assert [line.split(":")[0] for line in lines] == ["reader_mood"]
+    assert len(older.feature) == len(schema.feature) + 2  # the caller's schema untouched
 
 
 def test_two_days_of_the_same_setting_pass(worlds):
@@ -112,6 +132,8 @@ def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):
     ok = run("pipelines.stats", f"--input={root}/base/logs/day-0[0-1].csv.gz",
              f"--output_dir={tmp_path}/stats", f"--schema={tmp_path}/schema.pbtxt")
     assert ok.returncode == 0, ok.stderr
+    assert ok.stdout.startswith(f"checked {root}/base/logs/day-0[0-1].csv.gz against "
+                                f"{tmp_path}/schema.pbtxt in ")
     result = run("pipelines.label", f"--input={root}/newcat/day-03.csv.gz",
                  f"--stats={tmp_path}/stats", f"--output_dir={tmp_path}/labelled",
                  f"--schema={tmp_path}/schema.pbtxt")
