@@ -58,14 +58,21 @@ def numeric_id_notes(spec) -> list[str]:
             if feature.kind == "numeric" and _ID_NAME.search(feature.name)]
 
 
+# A hashed feature is noted when at least this share of its values share their embedding row
+# with another value (1 - exp(-values / buckets): from about 0.29 values per bucket). Noting only
+# past one value per bucket left a quarter to three fifths of a log's ids sharing rows unsaid.
+SHARED_ROWS_NOTED = 0.25
+
+
 def id_bucket_notes(spec, clicked_users: int | None, clicked_items: int | None,
                     feature_values: dict | None = None) -> list[str]:
-    """Notes for categorical features hashed into fewer buckets than the stats window has
+    """Notes for categorical features hashed into too few buckets for the stats window's
     values: `user_id` / `item_id` against its users with a click / items with a clicked dwell
     (the stats artifact's counts; None in artifacts made before them), any other hashed feature
     against its distinct values (`feature_values`, stats.json's {name: {distinct, at_least}}).
-    Most such values then share their embedding row with another (1 - exp(-values / buckets)
-    of them)."""
+    Noted when at least `SHARED_ROWS_NOTED` of the values share their embedding row with
+    another (1 - exp(-values / buckets) of them); the suggested bucket count, a power of 2 of
+    at least 4 x values, brings that below a quarter."""
     counts = {"user_id": (clicked_users, False, "users with a click"),
               "item_id": (clicked_items, False, "items with a clicked dwell")}
     for name, entry in (feature_values or {}).items():
@@ -74,10 +81,11 @@ def id_bucket_notes(spec, clicked_users: int | None, clicked_items: int | None,
     for feature in spec.features:
         ids, at_least, what = counts.get(feature.name, (None, False, ""))
         buckets = feature.hash_buckets
-        if feature.kind != "categorical" or not ids or not buckets or ids <= buckets:
+        if (feature.kind != "categorical" or not ids or not buckets
+                or 1 - math.exp(-ids / buckets) < SHARED_ROWS_NOTED):
             continue
         name = feature.name
-        suggested = 1 << int(ids * 2 - 1).bit_length()  # a power of 2 >= 2 x values
+        suggested = 1 << int(ids * 4 - 1).bit_length()  # a power of 2 >= 4 x values
         notes.append(
             f"note: the stats window has {'at least ' if at_least else ''}{ids:,} {what} for "
             f"{buckets:,} hash buckets of {name}: {1 - math.exp(-ids / buckets):.0%} of them "

@@ -156,16 +156,24 @@ def test_ids_beyond_their_hash_buckets_are_noted():
 
     spec = tiny_spec({"features": {"item_id": {"hash_buckets": 1000, "embedding_dim": 8}}})
     users = spec["user_id"].hash_buckets
-    assert input_notes.id_bucket_notes(spec, users, 1000) == []
+    # Noted from a quarter of the values sharing a row: 1 - exp(-n / b) >= 0.25, n / b >= 0.2877.
+    below = int(-math.log(0.75) * users)  # 37,707 of 131,072: 24.99...%
+    assert 1 - math.exp(-below / users) < 0.25 <= 1 - math.exp(-(below + 1) / users)
+    assert input_notes.id_bucket_notes(spec, below, 287) == []
     assert input_notes.id_bucket_notes(spec, None, None) == []  # an artifact before the counts
-    [user, item] = input_notes.id_bucket_notes(spec, users + 1, 1500)
-    assert user.startswith(f"note: the stats window has {users + 1:,} users with a click for "
+    [user, item] = input_notes.id_bucket_notes(spec, users, 1500)
+    # As many users as buckets: 63 % share (noted; before, only past one id a bucket).
+    assert user.startswith(f"note: the stats window has {users:,} users with a click for "
                            f"{users:,} hash buckets of user_id: 63% of them share")
-    # 1 - exp(-1.5) = 78 %; 2 x 1500 = 3000 -> 4096 buckets of 8 floats: 0.125 MB.
+    assert '{"hash_buckets": 524288}' in user  # 4 x 131,072
+    [user] = input_notes.id_bucket_notes(spec, below + 1, None)
+    assert f"{below + 1:,} users with a click" in user and ": 25% of them share" in user
+    # 1 - exp(-1.5) = 78 %; 4 x 1500 = 6000 -> 8192 buckets of 8 floats: 0.25 MB, which
+    # 1 - exp(-1500 / 8192) = 17 % of the items would share.
     assert f"{1 - math.exp(-1.5):.0%}" == "78%"
     assert item == ("note: the stats window has 1,500 items with a clicked dwell for 1,000 hash "
                     "buckets of item_id: 78% of them share an embedding row; raise them in the "
-                    'feature config ({"features": {"item_id": {"hash_buckets": 4096}}}, 0.1 MB of '
+                    'feature config ({"features": {"item_id": {"hash_buckets": 8192}}}, 0.2 MB of '
                     "table)")
     # Other hashed features against their distinct values (stats.json's feature_values): a
     # category column of 1,024 buckets with 1,025 values, 'position' (numeric unless made
@@ -175,9 +183,9 @@ def test_ids_beyond_their_hash_buckets_are_noted():
     [category] = input_notes.id_bucket_notes(spec, None, None, values)
     assert category.startswith("note: the stats window has 1,025 distinct values for 1,024 hash "
                                "buckets of category: 63% of them share")
-    assert '{"hash_buckets": 4096}' in category
+    assert '{"hash_buckets": 8192}' in category
     assert input_notes.id_bucket_notes(spec, None, None,
-                                       {"category": {"distinct": 1024, "at_least": False}}) == []
+                                       {"category": {"distinct": 294, "at_least": False}}) == []
     made = tiny_spec({"features": {"position": {"type": "categorical"}}})
     [position] = [n for n in input_notes.id_bucket_notes(made, None, None, values)
                   if "of position" in n]
