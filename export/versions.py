@@ -32,13 +32,52 @@ FEATURE_DEFAULTS_FILE = os.path.join("assets.extra", "feature_defaults.json")
 
 
 def read_feature_defaults(saved_model: str) -> dict:
-    """{feature: default} of a SavedModel directory; {} for one exported before the file
-    (its training read a missing value as 0 or "")."""
+    """{feature: default} of a SavedModel directory: its feature_defaults.json, or for one
+    exported before that file, the values its `serving_default` parsing fills a missing
+    feature with (`serving_defaults`: an export of 2026-12-05 already served a feature
+    config's `default`, though its training read 0 or "")."""
     path = os.path.join(saved_model, FEATURE_DEFAULTS_FILE)
     if not os.path.isfile(path):
-        return {}
+        return serving_defaults(saved_model)
     with open(path) as handle:
         return json.load(handle)
+
+
+def serving_defaults(saved_model: str) -> dict:
+    """{feature: value} a SavedModel's `tf.Example` parsing gives a feature an example leaves
+    out, read from saved_model.pb without loading it: in each traced function holding one
+    `ParseExampleV2`, the constant `default_value` of the `RaggedTensorToTensor` densifying
+    each of its ragged features (`export.serving.parse_examples`). {} when there is none (a
+    SavedModel of another tool)."""
+    from tensorflow.core.protobuf import saved_model_pb2
+    from tensorflow.python.framework import tensor_util
+
+    proto = saved_model_pb2.SavedModel()
+    with open(os.path.join(saved_model, "saved_model.pb"), "rb") as handle:
+        proto.ParseFromString(handle.read())
+
+    def value(node) -> object:
+        array = tensor_util.MakeNdarray(node.attr["value"].tensor)
+        return array.tolist() if array.ndim else array.item()
+
+    defaults = {}
+    for function in (proto.meta_graphs[0].graph_def.library.function
+                     if proto.meta_graphs else []):
+        nodes = {node.name: node for node in function.node_def}
+        [parse, *more] = [n for n in function.node_def if n.op == "ParseExampleV2"] or [None]
+        if parse is None or more or len(parse.input) < 5:
+            continue
+        keys = value(nodes[parse.input[4].split(":")[0]])  # ragged_keys
+        for node in function.node_def:
+            source = node.input[1].split(":") if node.op == "RaggedTensorToTensor" else []
+            if source[:2] != [parse.name, "ragged_values"]:
+                continue
+            name = keys[int(source[2])]
+            name = name.decode() if isinstance(name, bytes) else name
+            default = value(nodes[node.input[2].split(":")[0]])
+            defaults.setdefault(name, default.decode() if isinstance(default, bytes)
+                                else default)
+    return defaults
 
 
 # {UTC day: rows} the exported model trained on (`ranking.input_notes.trained_day_rows`), so that

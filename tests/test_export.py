@@ -4,6 +4,7 @@ saved_model_cli, RunInference, defaults and type errors, versions and atomicity 
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -13,7 +14,7 @@ import tensorflow as tf
 
 from core import log_writers, logs
 from core.errors import InputError
-from export import exporter
+from export import exporter, versions
 from ranking import data, models
 from ranking import model_dir as model_dir_lib
 
@@ -473,6 +474,22 @@ def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving
             score_logs(result.path, path, out, scoring.ScoreConfig())
             got = pd.read_csv(glob.glob(os.path.join(out, "00000-*.csv.gz"))[0])
             np.testing.assert_allclose(got["score"], expected, rtol=1e-5, atol=1e-7)
+    # An export from before feature_defaults.json (2026-12-05) served the defaults already:
+    # they are read from its serving_default graph, so batch scoring, and the gate with it as
+    # the baseline, read a missing value as it serves it (before: as 0 or "").
+    older = tmp_path / "older" / "1"
+    shutil.copytree(result.path, older)
+    os.remove(older / "assets.extra" / "feature_defaults.json")
+    with open(os.path.join(result.path, "assets.extra", "feature_defaults.json")) as handle:
+        assert versions.read_feature_defaults(str(older)) == json.load(handle)
+    assert versions.serving_defaults(result.path) == versions.read_feature_defaults(result.path)
+    out = str(tmp_path / "scores_older")
+    scoring.score_logs(str(older), csv_path, out, scoring.ScoreConfig())
+    got = pd.read_csv(glob.glob(os.path.join(out, "00000-*.csv.gz"))[0])
+    np.testing.assert_allclose(got["score"], expected, rtol=1e-5, atol=1e-7)
+    itself = exporter.export_saved_model(model_dir, str(tmp_path / "older"), baseline=str(older),
+                                         gate="auc_ctr:0", gate_logs=csv_path)
+    assert itself.gate["baseline"] == pytest.approx(itself.gate["candidate"], abs=1e-6)
 
     # The gate: the baseline (exported without defaults) reads a missing value as 0 or "".
     baseline = exports["vr_ndt"]
