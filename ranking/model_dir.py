@@ -130,6 +130,26 @@ def _identity(description: dict) -> dict:
                 "min_delta")}}
 
 
+def differences(before, after, path: str = "") -> list[str]:
+    """Dotted paths of the values that differ between two JSON-like values (a feature of the
+    `features` list by its name: `features.item_length.default`)."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        return [d for key in sorted(set(before) | set(after), key=str)
+                for d in differences(before.get(key), after.get(key),
+                                     f"{path}.{key}" if path else str(key))]
+    if (isinstance(before, list) and isinstance(after, list)
+            and all(isinstance(x, dict) and "name" in x for x in before + after)):
+        names = list(dict.fromkeys([x["name"] for x in before + after]))
+        by_name = [{x["name"]: x for x in side} for side in (before, after)]
+        shared = [name for name in names if all(name in side for side in by_name)]
+        order = ([x["name"] for x in before if x["name"] in shared]
+                 != [x["name"] for x in after if x["name"] in shared])
+        return ([f"{path} (order)"] if order else []) + [
+            d for name in names
+            for d in differences(by_name[0].get(name), by_name[1].get(name), f"{path}.{name}")]
+    return [] if before == after else [path]
+
+
 def check_as_other_task(model_dir: str, description: dict) -> None:
     """A non-chief task's check of the model directory (the chief makes and writes it): the
     same refusal as the chief's when config.json holds another model, so every task of a
@@ -172,10 +192,11 @@ def prepare(model_dir: str, description: dict) -> bool:
                              "it is not a dwellrank model directory; choose an empty directory")
         existing = load_model_description(model_dir)
         if _identity(existing) != _identity(description):
-            changed = [k for k in ("model", "targets", "features", "stats", "training", "selection")
-                       if _identity(existing)[k] != _identity(description)[k]]
+            changed = differences(_identity(existing), _identity(description))
+            shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more"
+                                              if len(changed) > 6 else "")
             raise InputError(f"--model_dir {model_dir} holds another model (its config.json "
-                             f"differs in: {', '.join(changed)}); choose an empty directory "
+                             f"differs in: {shown}); choose an empty directory "
                              "to train a new model", file=config_path)
         resuming = True
     else:

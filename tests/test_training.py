@@ -187,9 +187,26 @@ def test_embedding_optimizer_trains_resumes_and_belongs_to_the_model(small_world
     metrics = training.train_and_evaluate(
         config_for(small_world, **dict(options, epochs=2, eval=small_world["eval"])), model_dir)
     assert metrics["global_step"] == 6
-    with pytest.raises(InputError, match="holds another model.*training"):
+    with pytest.raises(InputError, match=r"holds another model \(its config.json differs in: "
+                       r"training.optimizer.embedding_learning_rate, "
+                       r"training.optimizer.embedding_optimizer\)"):
         training.train_and_evaluate(config_for(small_world, **dict(
             options, optimizer=OptimizerConfig(embedding_optimizer="adagrad"))), model_dir)
+
+
+def test_a_refused_model_directory_names_what_differs():
+    from ranking.model_dir import differences
+
+    before = {"stats": {"path": "/a", "x_l": 9.0}, "training": {"seed": 0},
+              "features": [{"name": "item_length", "default": 0},
+                           {"name": "source", "hash_buckets": 1024}]}
+    after = {"stats": {"path": "/b", "x_l": 9.0}, "training": {"seed": 0, "new": 1},
+             "features": [{"name": "item_length", "default": 500}]}
+    assert differences(before, after) == [
+        "features.item_length.default", "features.source", "stats.path", "training.new"]
+    swapped = dict(before, features=before["features"][::-1])
+    assert differences(before, swapped) == ["features (order)"]
+    assert differences(before, before) == []
 
 
 def test_bad_training_or_eval_input_leaves_no_model_directory(small_world, tmp_path, run):
