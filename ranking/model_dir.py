@@ -183,6 +183,25 @@ def layout_change(model_dir: str, description: dict) -> str | None:
             "continues after the batches done, but not with exactly the batches left")
 
 
+def defaults_change(model_dir: str, description: dict) -> str | None:
+    """A note when the run resumes a model directory trained before a missing value read as the
+    feature config's `default` in training (2026-12-06; such a directory has checkpoints but no
+    training_days.json, which training has written since) and the model sets a `default`
+    other than 0 or "": its checkpoints learned from a missing value read as 0 or "", this run
+    and its evaluation read it as the default."""
+    if os.path.isfile(os.path.join(model_dir, TRAINING_DAYS_JSON)) or not os.path.isdir(
+            os.path.join(model_dir, "checkpoints")) or not os.listdir(
+            os.path.join(model_dir, "checkpoints")):
+        return None
+    set_ = [f["name"] for f in description["features"] if f.get("default") not in (0, "", None)]
+    if not set_:
+        return None
+    return (f"note: {model_dir} was trained before a missing value read as the feature "
+            f"config's default in training: its checkpoints read a missing "
+            f"{', '.join(set_)} as 0 or \"\", this run and its evaluation read the default (as "
+            "its exports serve); train in an empty directory for one reading throughout")
+
+
 def prepare(model_dir: str, description: dict) -> bool:
     """Creates or checks the model directory; returns True when resuming."""
     config_path = os.path.join(model_dir, "config.json")

@@ -377,13 +377,15 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers
         model_dir_lib.check_as_other_task(model_dir, description)
         return True
     note = model_dir_lib.layout_change(model_dir, description)
+    older = model_dir_lib.defaults_change(model_dir, description)
     resuming = model_dir_lib.prepare(model_dir, description)
     validation = (day_rows_of(inputs.validation[1].file_day_rows or {})
                   if inputs.validation is not None and config.selection.validation else None)
     model_dir_lib.write_training_days(model_dir, day_rows_of(inputs.labeler.file_day_rows or {}),
                                       config.selection.validation_days, validation)
-    if note and resuming:
-        _say(note)
+    for line in (note, older):
+        if line and resuming:
+            _say(line)
     return resuming
 
 

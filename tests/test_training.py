@@ -194,6 +194,40 @@ def test_embedding_optimizer_trains_resumes_and_belongs_to_the_model(small_world
             options, optimizer=OptimizerConfig(embedding_optimizer="adagrad"))), model_dir)
 
 
+def test_resuming_a_directory_trained_before_defaults_were_read_in_training_says_so(
+        small_world, tmp_path, capsys):
+    """A directory whose checkpoints predate training_days.json (written since missing values
+    read as the feature config's default in training) and whose model sets a default: the
+    resumed run says its checkpoints read 0 there. A directory of today's training does not."""
+    import json as json_lib
+
+    config_path = tmp_path / "features.json"
+    config_path.write_text(json_lib.dumps({"features": {"item_length": {"default": 500}}}))
+    options = dict(eval=None, epochs=1, steps_per_epoch=2, feature_config=str(config_path))
+    model_dir = tmp_path / "m"
+    training.train_and_evaluate(config_for(small_world, **options), str(model_dir))
+    capsys.readouterr()
+    training.train_and_evaluate(config_for(small_world, **dict(options, epochs=2)),
+                                str(model_dir))
+    assert "before a missing value read" not in capsys.readouterr().out
+    (model_dir / "training_days.json").unlink()  # as a directory of 2026-12-05 has none
+    training.train_and_evaluate(config_for(small_world, **dict(options, epochs=3)),
+                                str(model_dir))
+    out = capsys.readouterr().out
+    assert (f"note: {model_dir} was trained before a missing value read as the feature "
+            "config's default in training: its checkpoints read a missing item_length as 0 or "
+            '"", this run and its evaluation read the default') in out
+    # Without a default set, nothing to say.
+    plain = tmp_path / "plain"
+    plain_options = dict(options, feature_config=None)
+    training.train_and_evaluate(config_for(small_world, **plain_options), str(plain))
+    (plain / "training_days.json").unlink()
+    capsys.readouterr()
+    training.train_and_evaluate(config_for(small_world, **dict(plain_options, epochs=2)),
+                                str(plain))
+    assert "before a missing value read" not in capsys.readouterr().out
+
+
 def test_a_refused_model_directory_names_what_differs():
     from ranking.model_dir import differences
 
