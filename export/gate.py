@@ -265,8 +265,12 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     from ranking.input_notes import absent_features_note, gate_days_note
 
     baseline_days = read_export_training_days(baseline_path)
+    unknown = (None if trained_days is not None else
+               "note: the candidate's model directory records no training days (trained "
+               "before training_days.json, 2026-12-06): the gate cannot say whether its logs "
+               "hold days the candidate learned from; gate on days after its --train logs")
     notes = [note for note in (gate_days_note(trained_days, day_rows)
-                               if trained_days and day_rows else None,
+                               if trained_days and day_rows else None, unknown,
                                gate_days_note(baseline_days, day_rows, "baseline")
                                if baseline_days and day_rows else None,
                                absent_features_note("gate's", absent)) if note]

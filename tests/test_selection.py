@@ -789,6 +789,17 @@ def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, t
     assert {int(d): n for d, n in kept.items()} == trained_day_rows(
         model_dir_lib.read_training_days(learned), False)
     assert sum(kept.values()) == sum(len(pd.read_csv(f)) for f in glob.glob(small_world["train"]))
+    # A candidate trained before training_days.json: the gate says it cannot tell.
+    older = tmp_path / "older_model"
+    shutil.copytree(learned, older)
+    (older / "training_days.json").unlink()
+    unknown = exporter.export_saved_model(str(older), str(base), baseline=str(base),
+                                          gate="auc_ctr:0", gate_logs=small_world["eval"])
+    assert unknown.gate["notes"] == [
+        "note: the candidate's model directory records no training days (trained before "
+        "training_days.json, 2026-12-06): the gate cannot say whether its logs hold days the "
+        "candidate learned from; gate on days after its --train logs"]
+    assert not os.path.exists(os.path.join(unknown.path, "assets.extra", "training_days.json"))
 
 
 def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, learned):
