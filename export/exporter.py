@@ -138,6 +138,17 @@ def _hand_edited(path: str, export_base: str) -> bool:
     return name is None or text != models_config(export_base, name.group(1))
 
 
+def _other_base(path: str, export_base: str) -> str | None:
+    """The base_path of a models.config at `path` that is the one this module writes, but for
+    another base than `export_base`; else None."""
+    with open(path) as handle:
+        text = handle.read()
+    name, base = re.search(r'name: "([^"]*)"', text), re.search(r'base_path: "([^"]*)"', text)
+    if name is None or base is None or base.group(1) == os.path.abspath(export_base):
+        return None
+    return base.group(1) if text == models_config(base.group(1), name.group(1)) else None
+
+
 def pinned_versions(path: str) -> list[int]:
     """The versions a models.config at `path` pins with `specific { versions: ... }`, sorted
     (empty for another version policy)."""
@@ -292,9 +303,17 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
                             + "; ".join(changes))
     config_path = os.path.join(export_base, "models.config")
     if os.path.isfile(config_path) and _hand_edited(config_path, export_base):
-        warnings.append(f"{config_path} was edited by hand (not the config this tool writes): "
-                        f"left as it is, so TF Serving serves version {version} only if its "
-                        "model_version_policy allows it")
+        moved = _other_base(config_path, export_base)
+        if moved:  # the tool's config, for another base: a base copied or moved since
+            warnings.append(
+                f"{config_path} is this tool's config for another base_path, {moved} (a base "
+                f"copied or moved since, or a container's path): left as it is, so TF Serving "
+                f"reads versions from {moved}, not from {os.path.abspath(export_base)}; "
+                "remove the file to have the next export write it for this base")
+        else:
+            warnings.append(f"{config_path} was edited by hand (not the config this tool "
+                            f"writes): left as it is, so TF Serving serves version {version} "
+                            "only if its model_version_policy allows it")
         # A pinned version (a rollback) is what clients meet today: the contract from it too.
         served = [v for v in pinned_versions(config_path) if v != version]
         pinned = os.path.join(os.path.abspath(export_base), str(served[-1])) if served else None

@@ -732,8 +732,16 @@ def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run)
     assert container != written
     (base / "models.config").write_text(container)
     fourth = exporter.export_saved_model(learned, str(base))
-    assert fourth.version == 4 and "was edited by hand" in fourth.warnings[0]
+    assert fourth.version == 4 and fourth.warnings == (
+        f"{base / 'models.config'} is this tool's config for another base_path, /models/vr_ndt "
+        "(a base copied or moved since, or a container's path): left as it is, so TF Serving "
+        f"reads versions from /models/vr_ndt, not from {base}; remove the file to have the "
+        "next export write it for this base",)
     assert (base / "models.config").read_text() == container
+    # Removed: the next export writes it for this base again.
+    (base / "models.config").unlink()
+    fifth = exporter.export_saved_model(learned, str(base))
+    assert fifth.warnings == () and (base / "models.config").read_text() == written
 
 
 def test_trained_days_and_the_gates_note_by_hand():
