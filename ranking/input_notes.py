@@ -223,6 +223,25 @@ def trained_day_rows(record: dict | None, refitted: bool) -> dict | None:
     return train
 
 
+def input_change_note(record: dict | None, train: dict) -> str | None:
+    """A note when a resumed run's --train logs hold other rows per UTC day (`train`, {day:
+    rows}) than those its model directory recorded (`record`, training_days.json; None: not
+    recorded): the same glob matched other files since (a day added), and the epochs still to
+    train read them, unlike the epochs done."""
+    if not record:
+        return None
+    before = {int(day): rows for day, rows in record["train"].items()}
+    if before == train:
+        return None
+    changed = sorted(day for day in set(before) | set(train) if before.get(day) != train.get(day))
+    rows = sum(train.values()) - sum(before.values())
+    return (f"note: --train now holds {rows:+,} rows against the run being resumed, on "
+            f"{len(changed)} UTC day(s) ({utc_date(changed[0])}"
+            f"{' to ' + utc_date(changed[-1]) if len(changed) > 1 else ''}): the epochs still to "
+            "train read them, the epochs done did not; train in an empty directory to learn "
+            "from one input")
+
+
 def gate_days_note(trained: dict, day_rows: dict, model: str = "candidate") -> str | None:
     """A note when the gate's held-out logs (`day_rows`, {UTC day: rows}) hold rows of days
     the `model` ("candidate" or "baseline") trained on (`trained`, the same;

@@ -381,9 +381,12 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers
     resuming = model_dir_lib.prepare(model_dir, description)
     validation = (day_rows_of(inputs.validation[1].file_day_rows or {})
                   if inputs.validation is not None and config.selection.validation else None)
-    model_dir_lib.write_training_days(model_dir, day_rows_of(inputs.labeler.file_day_rows or {}),
+    train_days = day_rows_of(inputs.labeler.file_day_rows or {})
+    grown = (input_notes.input_change_note(model_dir_lib.read_training_days(model_dir),
+                                           train_days) if resuming else None)
+    model_dir_lib.write_training_days(model_dir, train_days,
                                       config.selection.validation_days, validation)
-    for line in (note, older):
+    for line in (note, older, grown):
         if line and resuming:
             _say(line)
     return resuming

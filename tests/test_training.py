@@ -228,6 +228,33 @@ def test_resuming_a_directory_trained_before_defaults_were_read_in_training_says
     assert "before a missing value read" not in capsys.readouterr().out
 
 
+def test_a_resumed_run_whose_glob_matches_another_day_says_so(small_world, tmp_path, capsys):
+    """The same --train glob matching one more day file on resume: the run says how many rows
+    and which UTC day the remaining epochs read that the epochs done did not."""
+    import datetime
+    import shutil
+
+    import pandas as pd
+
+    files = sorted(glob.glob(small_world["train"]))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for path in files[:-1]:
+        shutil.copy(path, logs)
+    options = dict(train=str(logs / "*"), eval=None, epochs=1, steps_per_epoch=2)
+    training.train_and_evaluate(config_for(small_world, **options), str(tmp_path / "m"))
+    capsys.readouterr()
+    shutil.copy(files[-1], logs)
+    training.train_and_evaluate(config_for(small_world, **dict(options, epochs=2)),
+                                str(tmp_path / "m"))
+    added = pd.read_csv(files[-1])
+    day = int(added["timestamp"].iloc[0]) // 86400
+    assert (added["timestamp"] // 86400 == day).all()
+    date = datetime.datetime.fromtimestamp(day * 86400, datetime.timezone.utc).date()
+    assert (f"note: --train now holds +{len(added):,} rows against the run being resumed, on 1 "
+            f"UTC day(s) ({date}): the epochs still to train read them") in capsys.readouterr().out
+
+
 def test_a_refused_model_directory_names_what_differs():
     from ranking.model_dir import differences
 
