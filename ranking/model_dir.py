@@ -84,7 +84,10 @@ def load_model_description(model_dir: str) -> dict:
         description = json.load(handle)
     if description.get("format_version") != CONFIG_FORMAT_VERSION:
         raise InputError(f"has format_version {description.get('format_version')!r}; this "
-                         f"dwellrank reads version {CONFIG_FORMAT_VERSION}", file=path)
+                         f"dwellrank reads version {CONFIG_FORMAT_VERSION} (the model directory "
+                         "was made by another version: train it again in an empty directory, "
+                         "or use the version that made it; its exports still serve and score)",
+                         file=path)
     return description
 
 

@@ -255,6 +255,19 @@ def test_a_resumed_run_whose_glob_matches_another_day_says_so(small_world, tmp_p
             f"UTC day(s) ({date}): the epochs still to train read them") in capsys.readouterr().out
 
 
+def test_a_model_directory_of_another_format_version_says_what_to_do(tmp_path):
+    from ranking import model_dir as model_dir_lib
+
+    (tmp_path / "config.json").write_text('{"format_version": 1}')
+    with pytest.raises(InputError) as refused:
+        model_dir_lib.load_model_description(str(tmp_path))
+    assert str(refused.value) == (
+        f"{tmp_path / 'config.json'}: has format_version 1; this dwellrank reads version "
+        f"{model_dir_lib.CONFIG_FORMAT_VERSION} (the model directory was made by another "
+        "version: train it again in an empty directory, or use the version that made it; its "
+        "exports still serve and score)")
+
+
 def test_a_refused_model_directory_names_what_differs():
     from ranking.model_dir import differences
 
