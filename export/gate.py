@@ -214,8 +214,8 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
 
     baseline_path = resolve_saved_model(baseline_path)
     baseline = tf.saved_model.load(baseline_path).signatures["predict_raw"]
-    # The baseline's features as it reads them: a missing value as its own default (an export
-    # from before feature_defaults.json: 0 or "", as its training read one).
+    # The baseline's features as it serves them: a missing value as its own default (an export
+    # from before feature_defaults.json: the one its serving_default graph fills in).
     defaults = read_feature_defaults(baseline_path)
     ours = spec.dtypes
     # Each column is read with the type the candidate reads it as (the logs' own, which the

@@ -34,8 +34,8 @@ FEATURE_DEFAULTS_FILE = os.path.join("assets.extra", "feature_defaults.json")
 def read_feature_defaults(saved_model: str) -> dict:
     """{feature: default} of a SavedModel directory: its feature_defaults.json, or for one
     exported before that file, the values its `serving_default` parsing fills a missing
-    feature with (`serving_defaults`: an export of 2026-12-05 already served a feature
-    config's `default`, though its training read 0 or "")."""
+    feature with (`serving_defaults`: exports since 2026-11-23 served a feature config's
+    `default`, though their training read 0 or "")."""
     path = os.path.join(saved_model, FEATURE_DEFAULTS_FILE)
     if not os.path.isfile(path):
         return serving_defaults(saved_model)
@@ -46,9 +46,12 @@ def read_feature_defaults(saved_model: str) -> dict:
 def serving_defaults(saved_model: str) -> dict:
     """{feature: value} a SavedModel's `tf.Example` parsing gives a feature an example leaves
     out, read from saved_model.pb without loading it: in each traced function holding one
-    `ParseExampleV2`, the constant `default_value` of the `RaggedTensorToTensor` densifying
-    each of its ragged features (`export.serving.parse_examples`). {} when there is none (a
-    SavedModel of another tool)."""
+    `ParseExampleV2`, its `dense_defaults` (exports before 2026-12-05 13:26 parsed each feature
+    as a `FixedLenFeature` with its default) and the `default_value` of the
+    `RaggedTensorToTensor` densifying each ragged feature (`export.serving.parse_examples`
+    since). float32 values as their shortest text (0.1, not 0.10000000149). {} when there is
+    none (a SavedModel of another tool)."""
+    import numpy as np
     from tensorflow.core.protobuf import saved_model_pb2
     from tensorflow.python.framework import tensor_util
 
@@ -56,9 +59,22 @@ def serving_defaults(saved_model: str) -> dict:
     with open(os.path.join(saved_model, "saved_model.pb"), "rb") as handle:
         proto.ParseFromString(handle.read())
 
-    def value(node) -> object:
+    def constant(nodes: dict, reference: str):
+        """The value of the Const node `reference` ("name:output:0") names, through Reshape
+        and Identity nodes (a dense default is reshaped to its shape), or None."""
+        node = nodes.get(reference.split(":")[0])
+        while node is not None and node.op in ("Reshape", "Identity"):
+            node = nodes.get(node.input[0].split(":")[0])
+        if node is None or node.op != "Const":
+            return None
         array = tensor_util.MakeNdarray(node.attr["value"].tensor)
+        if array.dtype == np.float32:  # float32's shortest text, as a Python float
+            return [float(x) for x in array.astype(str).ravel()] if array.ndim else float(
+                str(array.astype(str)))
         return array.tolist() if array.ndim else array.item()
+
+    def text(value):
+        return value.decode() if isinstance(value, bytes) else value
 
     defaults = {}
     for function in (proto.meta_graphs[0].graph_def.library.function
@@ -67,16 +83,20 @@ def serving_defaults(saved_model: str) -> dict:
         [parse, *more] = [n for n in function.node_def if n.op == "ParseExampleV2"] or [None]
         if parse is None or more or len(parse.input) < 5:
             continue
-        keys = value(nodes[parse.input[4].split(":")[0]])  # ragged_keys
+        inputs = [i for i in parse.input if not i.startswith("^")]  # no control inputs
+        dense = constant(nodes, inputs[3]) or []
+        for name, reference in zip(dense, inputs[5:]):
+            value = constant(nodes, reference)
+            if value is not None and not isinstance(value, list):
+                defaults.setdefault(text(name), text(value))
+        ragged = constant(nodes, inputs[4]) or []
         for node in function.node_def:
             source = node.input[1].split(":") if node.op == "RaggedTensorToTensor" else []
-            if source[:2] != [parse.name, "ragged_values"]:
+            if source[:2] != [parse.name, "ragged_values"] or int(source[2]) >= len(ragged):
                 continue
-            name = keys[int(source[2])]
-            name = name.decode() if isinstance(name, bytes) else name
-            default = value(nodes[node.input[2].split(":")[0]])
-            defaults.setdefault(name, default.decode() if isinstance(default, bytes)
-                                else default)
+            value = constant(nodes, node.input[2])
+            if value is not None and not isinstance(value, list):
+                defaults.setdefault(text(ragged[int(source[2])]), text(value))
     return defaults
 
 

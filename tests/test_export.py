@@ -380,6 +380,35 @@ def test_the_projects_own_tfrecord_logs_replay_to_serving(exports, tmp_path):
     np.testing.assert_allclose(served["score"].numpy(), raw["score"].numpy(), rtol=1e-6)
 
 
+def test_defaults_of_an_export_that_parsed_fixed_length_features(tmp_path):
+    """Exports before 2026-12-05 13:26 parsed each feature as a `FixedLenFeature` with its
+    default: `serving_defaults` reads those (`dense_defaults`), float32 as its shortest text;
+    a SavedModel without a tf.Example parse gives {}."""
+
+    class Old(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def serve(self, examples):
+            parsed = tf.io.parse_example(examples, {
+                "item_length": tf.io.FixedLenFeature([], tf.int64, default_value=7),
+                "category": tf.io.FixedLenFeature([], tf.string, default_value="x"),
+                "publish_age_hours": tf.io.FixedLenFeature([], tf.float32, default_value=0.1)})
+            return {"score": tf.cast(parsed["item_length"], tf.float32)
+                    + parsed["publish_age_hours"]}
+
+    class Plain(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+        def plain(self, x):
+            return {"score": x * 2}
+
+    old, plain = Old(), Plain()
+    tf.saved_model.save(old, str(tmp_path / "old"), signatures={"serving_default": old.serve})
+    assert versions.read_feature_defaults(str(tmp_path / "old")) == {
+        "item_length": 7, "category": "x", "publish_age_hours": 0.1}
+    tf.saved_model.save(plain, str(tmp_path / "plain"),
+                        signatures={"serving_default": plain.plain})
+    assert versions.serving_defaults(str(tmp_path / "plain")) == {}
+
+
 def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving(
         small_world, exports, tmp_path):
     """A missing value (an empty CSV field, a feature a tf.Example leaves out) reads as the
