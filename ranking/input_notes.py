@@ -223,23 +223,43 @@ def trained_day_rows(record: dict | None, refitted: bool) -> dict | None:
     return train
 
 
-def input_change_note(record: dict | None, train: dict) -> str | None:
-    """A note when a resumed run's --train logs hold other rows per UTC day (`train`, {day:
-    rows}) than those its model directory recorded (`record`, training_days.json; None: not
-    recorded): the same glob matched other files since (a day added), and the epochs still to
-    train read them, unlike the epochs done."""
+def input_change_note(record: dict | None, train: dict, validation: dict | None = None,
+                      validation_days: int = 0) -> str | None:
+    """A note when a resumed run's --train logs (`train`, {UTC day: rows}) or --validation logs
+    (`validation`, the same or None) hold other rows per day than its model directory recorded
+    (`record`, training_days.json; None: a new run, or not recorded): the same glob matched other
+    files since (a day added or removed), and the epochs still to train read them, unlike the
+    epochs done; with a --validation_days window, the window moved with the last day."""
     if not record:
         return None
     before = {int(day): rows for day, rows in record["train"].items()}
-    if before == train:
+    held = {int(day): rows for day, rows in (record.get("validation") or {}).items()}
+    changes = [(what, was, now) for what, was, now in (
+        ("--train", before, train), ("--validation", held, validation or {})) if was != now]
+    if not changes:
         return None
-    changed = sorted(day for day in set(before) | set(train) if before.get(day) != train.get(day))
-    rows = sum(train.values()) - sum(before.values())
-    return (f"note: --train now holds {rows:+,} rows against the run being resumed, on "
-            f"{len(changed)} UTC day(s) ({utc_date(changed[0])}"
-            f"{' to ' + utc_date(changed[-1]) if len(changed) > 1 else ''}): the epochs still to "
-            "train read them, the epochs done did not; train in an empty directory to learn "
-            "from one input")
+    parts = []
+    for what, was, now in changes:
+        days = sorted(day for day in set(was) | set(now) if was.get(day) != now.get(day))
+        parts.append(f"{what} now holds {sum(now.values()) - sum(was.values()):+,} rows on "
+                     f"{len(days)} UTC day(s) ({utc_date(days[0])}"
+                     f"{' to ' + utc_date(days[-1]) if len(days) > 1 else ''})")
+    window = (f"; the --validation_days={validation_days} window is the last day(s) of --train "
+              "now, so validation compares other days than the best recorded"
+              if validation_days and changes[0][0] == "--train" else "")
+    return (f"note: against the run being resumed, {' and '.join(parts)}: the epochs still to "
+            f"train read them, the epochs done did not{window}; train in an empty directory to "
+            "learn from one input")
+
+
+def merged_day_rows(recorded: dict, now: dict) -> dict:
+    """{UTC day: rows} of training_days.json's `recorded` entry (string days) and `now` (int
+    days): per day the larger count, so days a resumed run's epochs done learned from stay
+    recorded when its glob no longer matches them."""
+    merged = {int(day): int(rows) for day, rows in recorded.items()}
+    for day, rows in now.items():
+        merged[day] = max(merged.get(day, 0), int(rows))
+    return merged
 
 
 def gate_days_note(trained: dict, day_rows: dict, model: str = "candidate") -> str | None:
