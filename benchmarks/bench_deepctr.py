@@ -58,7 +58,8 @@ import subprocess
 import sys
 import time
 
-from deepctr_ple import AUTOGRAPH, RESULT_TAG  # this file's folder is on sys.path
+from common import simulated_days  # this file's folder is on sys.path
+from deepctr_ple import AUTOGRAPH, RESULT_TAG
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEEPCTR_VERSION = "0.9.4"
@@ -121,11 +122,11 @@ def simulated_logs(args, out):
         if made_here:
             with open(marker, "w") as handle:
                 json.dump(sim_args, handle)
-    files = sorted(glob.glob(os.path.join(sim, "logs", "day-*.csv.gz")))
-    if len(files) <= args.eval_days:
-        sys.exit(f"{sim}/logs has {len(files)} CSV day files: need more than --eval_days="
-                 f"{args.eval_days} (a TFRecord simulation cannot be read by the DeepCTR side)")
-    return ",".join(files[:-args.eval_days]), ",".join(files[-args.eval_days:]), sim
+    if not glob.glob(os.path.join(sim, "logs", "day-*.csv.gz")):
+        sys.exit(f"{sim}/logs has no CSV day files (a TFRecord simulation cannot be read by the "
+                 "DeepCTR side)")
+    train, evaluate = simulated_days(sim, args.eval_days)  # in day order, by number
+    return train, evaluate, sim
 
 
 def run_project(args, out, train, evaluate, stats):

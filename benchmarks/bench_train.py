@@ -28,6 +28,8 @@ sys.path.insert(0, REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import core  # noqa: E402,F401  (selects Keras 2 before TensorFlow loads)
 
+from common import simulated_days  # noqa: E402  (this file's folder is on sys.path)
+
 
 def input_rate(train, stats, batch_size, steps):
     from core import stats_artifact
@@ -60,7 +62,7 @@ def main():
     parser.add_argument("--project_args", default="", help="more ranking.train flags for every "
                         "preset, space-separated (e.g. --intra_op_threads=0)")
     args = parser.parse_args()
-    train = f"{args.sim}/logs/day-0*.csv.gz,{args.sim}/logs/day-10.csv.gz"
+    train, _ = simulated_days(args.sim, 3)  # the days before the last 3, as the tables train
     print(f"training examples/s at batch {args.batch_size}, {args.steps} steps, "
           f"{os.cpu_count()} CPUs{', ' + args.project_args if args.project_args else ''}:")
     print(f"  input pipeline alone (read + label + shuffle): "

@@ -55,6 +55,28 @@ def train_model(model_dir: str, args: list[str], label: str) -> None:
         json.dump(sorted(args), handle, indent=1)
 
 
+def input_files(globs: str) -> list[str]:
+    """The files comma-separated globs match, as sorted real paths (a glob and the list of
+    the files it matches are the same input); a URL glob stays as it is."""
+    files = set()
+    for pattern in (g for g in globs.split(",") if g):
+        matched = [] if "://" in pattern else glob.glob(pattern)
+        if matched:
+            files.update(os.path.realpath(f) for f in matched)
+        else:
+            files.add(pattern)
+    return sorted(files)
+
+
+_INPUT_FLAGS = ("--train=", "--eval=", "--validation=")
+
+
+def _as_files(args: list[str]) -> list[str]:
+    """`args` with each input flag's globs replaced by the files they match."""
+    return sorted(next((flag + ",".join(input_files(a[len(flag):])) for flag in _INPUT_FLAGS
+                        if a.startswith(flag)), a) for a in args)
+
+
 def check_reused_args(model_dir: str, args: list[str]) -> None:
     """Exits when a finished run (`train_model`) was trained with other ranking.train flags
     than `args` (the benchmark's flags changed since, e.g. --max_epochs or --project_args): a
@@ -65,7 +87,7 @@ def check_reused_args(model_dir: str, args: list[str]) -> None:
         return
     with open(path) as handle:
         trained = json.load(handle)
-    if trained != sorted(args):
+    if trained != sorted(args) and _as_files(trained) != _as_files(args):
         then = [a for a in trained if a not in args]
         now = [a for a in sorted(args) if a not in trained]
         if not then and not now:  # the same flags, one given twice
@@ -119,17 +141,17 @@ def check_inputs_unchanged(directory: str, inputs: dict[str, str], made: bool) -
         json.dump(record, handle)
 
 
-def simulated_days(sim: str, eval_days: int = 3) -> tuple[str, str]:
+def simulated_days(sim: str, eval_days: int = 3, train_days: int = 1) -> tuple[str, str]:
     """(training files, evaluation files), comma-separated, of a simulation's logs: the last
     `eval_days` UTC days are the evaluation logs, the days before them the training logs (in
-    day order, by the number in `day-N`). Exits with a one-line error when the simulation has
-    no day left to train on."""
+    day order, by the number in `day-N`). Exits with a one-line error when fewer than
+    `train_days` days are left to train on (2 when the last is held out for validation)."""
     logs = os.path.join(sim, "logs")
     named = [(re.fullmatch(r"day-(\d+)\..*", name), name) for name in os.listdir(logs)]
     days = [os.path.join(logs, n) for _, n in sorted((int(m[1]), n) for m, n in named if m)]
-    if len(days) <= eval_days:
+    if len(days) < eval_days + train_days:
         sys.exit(f"error: {logs} has {len(days)} day file(s) and the last {eval_days} are the "
-                 f"evaluation logs: simulate at least {eval_days + 1} days (--days)")
+                 f"evaluation logs: simulate at least {eval_days + train_days} days (--days)")
     return ",".join(days[:-eval_days]), ",".join(days[-eval_days:])
 
 
@@ -196,7 +218,8 @@ def stats_of(train: str, stats_dir: str, *extra: str) -> dict:
     if os.path.exists(flags_path):
         with open(flags_path) as handle:
             made_with = json.load(handle)
-    if stats.get("inputs") != train or made_with not in (None, list(extra)):
+    if (stats.get("inputs") != train and input_files(stats.get("inputs") or "")
+            != input_files(train)) or made_with not in (None, list(extra)):
         sys.exit(f"error: {stats_dir} holds the statistics of {stats.get('inputs')} (flags "
                  f"{' '.join(made_with or []) or 'none'}), not of {train} (flags "
                  f"{' '.join(extra) or 'none'}): give the benchmark a new --out (or remove "
@@ -207,7 +230,8 @@ def stats_of(train: str, stats_dir: str, *extra: str) -> dict:
 def check_reused_eval(model_dir: str, metrics: dict, evaluate: str) -> None:
     """Exits when a finished run's eval_metrics.json (`metrics`) was evaluated on other logs
     than `evaluate`: a table of one evaluation, not two."""
-    if metrics.get("eval") != evaluate:
+    if metrics.get("eval") != evaluate and input_files(metrics.get("eval") or "") != input_files(
+            evaluate):
         sys.exit(f"error: {model_dir} was evaluated on {metrics.get('eval')}, not {evaluate}: give the "
                  "benchmark a new --out (or remove the run) to train it again")
 

@@ -106,7 +106,7 @@ def prepare(out, setting, sim_args):
         module("pipelines.simulate", f"--output_dir={sim}", f"--setting={setting}", *sim_args)
     with open(os.path.join(sim, "summary.json")) as handle:
         summary = json.load(handle)
-    train, evaluate = simulated_days(sim, 3)
+    train, evaluate = simulated_days(sim, 3, train_days=2)  # selection holds one out
     return train, evaluate, both_stats(out, setting, train)[0], summary
 
 

@@ -94,7 +94,7 @@ def main():
         if not os.path.exists(os.path.join(sim, "summary.json")):
             print(f"simulating into {sim}", flush=True)
             module("pipelines.simulate", f"--output_dir={sim}", f"--setting={args.setting}")
-        train, evaluate = simulated_days(sim, 3)
+        train, evaluate = simulated_days(sim, 3, 2 if args.protocol == "selection" else 1)
         source = f"--setting={args.setting}"
     else:
         name, train, evaluate = args.name, args.train, args.eval

@@ -79,10 +79,17 @@ def test_a_simulations_last_days_are_its_evaluation_logs_in_day_order(tmp_path):
     train, evaluate = common.simulated_days(str(tmp_path), 2)
     assert train.split(",") == [str(logs / "day-07.csv.gz"), str(logs / "day-98.csv.gz")]
     assert evaluate.split(",") == [str(logs / "day-99.csv.gz"), str(logs / "day-100.csv.gz")]
+    # A glob and the list of the files it matches are one input (a table made before the
+    # split by day number reused, not refused).
+    assert common.input_files(f"{logs}/day-9*.csv.gz") == common.input_files(
+        f"{logs / 'day-99.csv.gz'},{logs / 'day-98.csv.gz'}")
+    assert common.input_files(f"{logs}/day-9*.csv.gz") != common.input_files(evaluate)
     with pytest.raises(SystemExit) as refused:
         common.simulated_days(str(tmp_path), 4)
     assert str(refused.value) == (f"error: {logs} has 4 day file(s) and the last 4 are the "
                                   "evaluation logs: simulate at least 5 days (--days)")
+    with pytest.raises(SystemExit, match="simulate at least 5 days"):
+        common.simulated_days(str(tmp_path), 3, train_days=2)
 
 
 def test_table1_summary_with_an_undefined_auc():
