@@ -196,12 +196,13 @@ def defaults_change(model_dir: str, description: dict) -> str | None:
             os.path.join(model_dir, "checkpoints")) or not os.listdir(
             os.path.join(model_dir, "checkpoints")):
         return None
-    set_ = [f["name"] for f in description["features"] if f.get("default") not in (0, "", None)]
-    if not set_:
+    defaulted = [f["name"] for f in description["features"]
+                 if f.get("default") not in (0, "", None)]
+    if not defaulted:
         return None
     return (f"note: {model_dir} was trained before a missing value read as the feature "
             f"config's default in training: its checkpoints read a missing "
-            f"{', '.join(set_)} as 0 or \"\", this run and its evaluation read the default (as "
+            f"{', '.join(defaulted)} as 0 or \"\", this run and its evaluation read the default (as "
             "its exports serve); train in an empty directory for one reading throughout")
 
 

@@ -797,6 +797,16 @@ def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, t
     assert {int(d): n for d, n in kept.items()} == trained_day_rows(
         model_dir_lib.read_training_days(learned), False)
     assert sum(kept.values()) == sum(len(pd.read_csv(f)) for f in glob.glob(small_world["train"]))
+    # A candidate that trained on other days than the baseline: only the baseline's note (the
+    # two notes read each model's own days, not one model's twice).
+    elsewhere = tmp_path / "trained_elsewhere"
+    shutil.copytree(learned, elsewhere)
+    record = json.loads((elsewhere / "training_days.json").read_text())
+    record["train"] = {"100": 5}  # 1970-04-11
+    (elsewhere / "training_days.json").write_text(json.dumps(record))
+    only_baseline = exporter.export_saved_model(str(elsewhere), str(base), baseline=str(base),
+                                                gate="auc_ctr:1", gate_logs=train_day)
+    assert only_baseline.gate["notes"] == [baseline_note]
     # A candidate trained before training_days.json: the gate says it cannot tell.
     older = tmp_path / "older_model"
     shutil.copytree(learned, older)

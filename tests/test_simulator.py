@@ -225,8 +225,8 @@ def test_cli_bad_arguments_exit_non_zero_without_output(tmp_path, run):
 
 
 def test_day_files_sort_in_day_order_past_99_days(tmp_path):
-    """With 100 days or more the day numbers take three digits (day-099 before day-100), so
-    a sorted glob, as every job reads inputs, is in day order; up to 100 days two, as before."""
+    """Past 100 days the day numbers take three digits (day-099 before day-100), so a sorted
+    glob, as every job reads inputs, is in day order; up to 100 days two, as before."""
     config = world_config.SimConfig(num_users=20, num_items=20, days=101)
     writing.write_simulation(config, str(tmp_path / "long"), plot=False)
     names = sorted(os.listdir(tmp_path / "long" / "logs"))

@@ -105,9 +105,8 @@ def main(argv):
 
         validation.check_input(FLAGS.input, FLAGS.schema, beam_args,
                                allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
-                               column_types=artifact.column_types, given_by="artifact")
-        print(f"checked {FLAGS.input} against {FLAGS.schema} in "
-              f"{time.perf_counter() - started:.1f} s (TFDV)", flush=True)
+                               column_types=artifact.column_types, given_by="artifact",
+                               say=True)
     def finish(directory, summary):
         # summary.json and labels.png go into the output before it appears.
         result = summary.as_dict()

@@ -25,7 +25,7 @@ to show a method where its mechanism exists, `clickbait` where it holds for most
 Output (written to a temporary directory, then renamed onto --output_dir):
 
     logs/day-00.csv.gz ...        one file per UTC day (or day-00.tfrecord.gz with --format=tfrecord;
-                                  day-000 ... from 100 days on, so names sort in day order)
+                                  day-000 ... past 100 days, so names sort in day order)
     ground_truth/users.csv.gz     latent user traits (activeness, reading depth, interests, bias)
     ground_truth/items.csv.gz     item attributes and latent traits (quality, clickbait; topic)
     ground_truth/impressions.csv.gz   per impression: true click probability, mean ln(dwell)
@@ -77,18 +77,18 @@ def main(argv):
           f"{config.setting}) in {seconds:.1f} s ({summary['rows'] / seconds:,.0f} rows/s)")
     print(f"  rows {summary['rows']:,}   clicks {summary['clicks']:,}   CTR {summary['ctr']:.2%}   "
           f"users {summary['users_seen']:,}   items {summary['items_seen']:,}")
-    def f(key: str, spec: str) -> str:
+    def shown(key: str, spec: str) -> str:
         return _number(summary[key], spec)
 
-    print(f"  ln(dwell): mu {f('ln_dwell_mu', '.3f')}  sigma {f('ln_dwell_sigma', '.3f')}  "
-          f"skew {f('ln_dwell_skew', '+.2f')}")
-    print(f"  clicks below exp(mu - sigma) = {f('x_l', '.1f')} s: "
-          f"{f('share_clicks_below_x_l', '.1%')}   above exp(mu + sigma) = {f('x_h', '.0f')} s: "
-          f"{f('share_clicks_above_x_h', '.1%')}")
+    print(f"  ln(dwell): mu {shown('ln_dwell_mu', '.3f')}  sigma {shown('ln_dwell_sigma', '.3f')}  "
+          f"skew {shown('ln_dwell_skew', '+.2f')}")
+    print(f"  clicks below exp(mu - sigma) = {shown('x_l', '.1f')} s: "
+          f"{shown('share_clicks_below_x_l', '.1%')}   above exp(mu + sigma) = {shown('x_h', '.0f')} s: "
+          f"{shown('share_clicks_above_x_h', '.1%')}")
     print(f"  over clicks, corr(true click logit, true mean ln(dwell)) "
-          f"{f('clicked_logit_dwell_corr', '+.2f')}")
+          f"{shown('clicked_logit_dwell_corr', '+.2f')}")
     print(f"  light users (< {writing.LIGHT_USER_CLICKS} clicks in the last 7 days, among active): "
-          f"{f('share_light_users_last_week', '.1%')}")
+          f"{shown('share_light_users_last_week', '.1%')}")
 
 
 if __name__ == "__main__":

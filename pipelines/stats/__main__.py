@@ -42,9 +42,7 @@ def main(argv):
 
         validation.check_input(FLAGS.input, FLAGS.schema, argv[1:],
                                allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
-                               column_types=config.read.types)
-        print(f"checked {FLAGS.input} against {FLAGS.schema} in "
-              f"{time.perf_counter() - started:.1f} s (TFDV)", flush=True)
+                               column_types=config.read.types, say=True)
     stats = statistics.compute_stats(FLAGS.input, FLAGS.output_dir, config, argv[1:],
                                      engine=FLAGS.engine)
     seconds = time.perf_counter() - started

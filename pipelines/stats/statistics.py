@@ -231,8 +231,6 @@ def _user_day_clicks(users: np.ndarray, days: np.ndarray, files: list) -> dict:
     return {(names[code], day): n for (code, day), n in counts.items()}
 
 
-
-
 def _partitioned(table: dict, id_of) -> dict[int, dict]:
     """{partition: the entries of `table` whose `id_of(key)` falls in it}, by a hash of the id
     that is the same in every worker process (pandas' hash_array, not Python's salted hash)."""

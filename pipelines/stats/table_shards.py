@@ -36,7 +36,7 @@ def write_user_days(directory: str, partition: int, table: dict):
 
 
 def write_shard(directory: str, table: str, partition: int, header: str,
-                 block: tuple[str, int]) -> int:
+                block: tuple[str, int]) -> int:
     """Writes one partition's CSV lines (`block`: text, rows) as the shard
     `directory/table/part-<partition>-of-<TABLE_PARTITIONS>.csv` (none for no rows); returns
     the rows. Written to a temporary name and renamed, so a retried bundle replaces it whole."""
