@@ -314,16 +314,17 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
             warnings.append(f"{config_path} was edited by hand (not the config this tool "
                             f"writes): left as it is, so TF Serving serves version {version} "
                             "only if its model_version_policy allows it")
-        # A pinned version (a rollback) is what clients meet today: the contract from it too.
-        served = [v for v in pinned_versions(config_path) if v != version]
-        pinned = os.path.join(os.path.abspath(export_base), str(served[-1])) if served else None
-        if served and served[-1] != previous_version and os.path.isfile(
-                os.path.join(pinned, "saved_model.pb")):
+        # Pinned versions (a rollback) are what clients meet today: the contract from each too.
+        for served in pinned_versions(config_path):
+            pinned = os.path.join(os.path.abspath(export_base), str(served))
+            if served in (version, previous_version) or not os.path.isfile(
+                    os.path.join(pinned, "saved_model.pb")):
+                continue
             pinned_contract = serving_contract(pinned)
             changes = (contract_changes(pinned_contract, serving_contract(target))
                        if pinned_contract[0] else [])
             if changes:
-                warnings.append(f"the serving signature changed from version {served[-1]}, "
+                warnings.append(f"the serving signature changed from version {served}, "
                                 f"which {config_path} pins: " + "; ".join(changes))
     else:
         with atomic_file(config_path) as handle:
