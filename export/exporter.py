@@ -314,18 +314,24 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
             warnings.append(f"{config_path} was edited by hand (not the config this tool "
                             f"writes): left as it is, so TF Serving serves version {version} "
                             "only if its model_version_policy allows it")
-        # Pinned versions (a rollback) are what clients meet today: the contract from each too.
+        # Pinned versions (a rollback) are what clients meet today: the contract from each too,
+        # versions with the same changes named together.
+        contract, changed = serving_contract(target), {}
         for served in pinned_versions(config_path):
             pinned = os.path.join(os.path.abspath(export_base), str(served))
             if served in (version, previous_version) or not os.path.isfile(
                     os.path.join(pinned, "saved_model.pb")):
                 continue
             pinned_contract = serving_contract(pinned)
-            changes = (contract_changes(pinned_contract, serving_contract(target))
+            changes = (contract_changes(pinned_contract, contract)
                        if pinned_contract[0] else [])
             if changes:
-                warnings.append(f"the serving signature changed from version {served}, "
-                                f"which {config_path} pins: " + "; ".join(changes))
+                changed.setdefault(tuple(changes), []).append(served)
+        for changes, served in changed.items():
+            which = (f"version {served[0]}, which" if len(served) == 1 else
+                     f"versions {', '.join(map(str, served))}, which")
+            warnings.append(f"the serving signature changed from {which} {config_path} pins: "
+                            + "; ".join(changes))
     else:
         with atomic_file(config_path) as handle:
             handle.write(models_config(export_base, model_name))

@@ -99,10 +99,10 @@ class HeldOut(typing.NamedTuple):
 
 
 def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool,
-                  batch_size: int = 8192, also: tuple = (), baselines: bool = False) -> HeldOut:
+                  batch_size: int = 8192, also: tuple = (), whose: str = "candidate") -> HeldOut:
     """Feature columns (the candidate's spec, and `also`: `ranking.features.Feature`s of the
     baseline the candidate does not read) and labels of the held-out logs, as NumPy.
-    `baselines`: `spec` is the baseline's (an absent column is named as the baseline's)."""
+    `whose`: "baseline" when `spec` is the baseline's (an absent column is named so)."""
     from core import log_diagnosis, stats_artifact
     from core.labeler import day_rows_of, labeler_for
     from ranking import data
@@ -127,7 +127,7 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
     # The validation days are training logs, whose first rows set the spec's types.
     source = data.open_source(pattern, spec, artifact, training_logs=window == "validation_days",
                               baseline_only=tuple(f.name for f in (
-                                  spec.features if baselines else also)))
+                                  spec.features if whose == "baseline" else also)))
     # The training run's own reading of dwell on unclicked rows (--allow_unclicked_dwell).
     allow = bool(description["training"].get("allow_unclicked_dwell"))
     features, labels = {}, {}
@@ -239,7 +239,7 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     baseline_rows = features
     if not shared_alike:
         second = labelled_rows(description, gate_logs, FeatureSpec(baseline_features), refitted,
-                               baselines=True)
+                               whose="baseline")
         baseline_rows = second.features
         absent = tuple(dict.fromkeys(absent + second.absent_features))
         if len(second.labels["click"]) != len(labels["click"]) or not np.array_equal(

@@ -81,9 +81,9 @@ def serving_defaults(saved_model: str) -> dict:
                      if proto.meta_graphs else []):
         nodes = {node.name: node for node in function.node_def}
         [parse, *more] = [n for n in function.node_def if n.op == "ParseExampleV2"] or [None]
-        if parse is None or more or len(parse.input) < 5:
+        inputs = [] if parse is None else [i for i in parse.input if not i.startswith("^")]
+        if more or len(inputs) < 5:  # (control inputs left out)
             continue
-        inputs = [i for i in parse.input if not i.startswith("^")]  # no control inputs
         dense = constant(nodes, inputs[3]) or []
         for name, reference in zip(dense, inputs[5:]):
             value = constant(nodes, reference)

@@ -227,9 +227,11 @@ def input_change_note(record: dict | None, train: dict, validation: dict | None 
                       validation_days: int = 0) -> str | None:
     """A note when a resumed run's --train logs (`train`, {UTC day: rows}) or --validation logs
     (`validation`, the same or None) hold other rows per day than its model directory recorded
-    (`record`, training_days.json; None: a new run, or not recorded): the same glob matched other
-    files since (a day added or removed), and the epochs still to train read them, unlike the
-    epochs done; with a --validation_days window, the window moved with the last day."""
+    for the run before (`record`, training_days.json; None: a new run, or not recorded): the
+    same glob matched other files since (a day added or removed), so the epochs still to train
+    read other logs than the epochs done; with a --validation_days window whose days changed,
+    validation compares other days than the best recorded. training_days.json then records the
+    logs as they are now (the gate's notes read the latest run's days)."""
     if not record:
         return None
     before = {int(day): rows for day, rows in record["train"].items()}
@@ -244,22 +246,16 @@ def input_change_note(record: dict | None, train: dict, validation: dict | None 
         parts.append(f"{what} now holds {sum(now.values()) - sum(was.values()):+,} rows on "
                      f"{len(days)} UTC day(s) ({utc_date(days[0])}"
                      f"{' to ' + utc_date(days[-1]) if len(days) > 1 else ''})")
-    window = (f"; the --validation_days={validation_days} window is the last day(s) of --train "
-              "now, so validation compares other days than the best recorded"
-              if validation_days and changes[0][0] == "--train" else "")
+
+    def window(days: dict) -> list:
+        return [(day, days[day]) for day in sorted(days)[-validation_days:]]
+
+    moved = (f"; the --validation_days={validation_days} window holds other rows now, so "
+             "validation compares other days than the best recorded"
+             if validation_days and window(before) != window(train) else "")
     return (f"note: against the run being resumed, {' and '.join(parts)}: the epochs still to "
-            f"train read them, the epochs done did not{window}; train in an empty directory to "
-            "learn from one input")
-
-
-def merged_day_rows(recorded: dict, now: dict) -> dict:
-    """{UTC day: rows} of training_days.json's `recorded` entry (string days) and `now` (int
-    days): per day the larger count, so days a resumed run's epochs done learned from stay
-    recorded when its glob no longer matches them."""
-    merged = {int(day): int(rows) for day, rows in recorded.items()}
-    for day, rows in now.items():
-        merged[day] = max(merged.get(day, 0), int(rows))
-    return merged
+            f"train read the logs as they are now, the epochs done read them as they were"
+            f"{moved}; train in an empty directory to learn from one input")
 
 
 def gate_days_note(trained: dict, day_rows: dict, model: str = "candidate") -> str | None:

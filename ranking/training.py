@@ -385,10 +385,6 @@ def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers
     recorded = model_dir_lib.read_training_days(model_dir) if resuming else None
     grown = input_notes.input_change_note(recorded, train_days, validation,
                                           config.selection.validation_days)
-    if recorded:  # the days the epochs done learned from stay recorded (the gate's notes)
-        train_days = input_notes.merged_day_rows(recorded["train"], train_days)
-        if validation is not None and recorded.get("validation"):
-            validation = input_notes.merged_day_rows(recorded["validation"], validation)
     model_dir_lib.write_training_days(model_dir, train_days,
                                       config.selection.validation_days, validation)
     for line in (note, older, grown):

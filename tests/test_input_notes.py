@@ -149,24 +149,29 @@ def test_held_out_rows_of_the_training_logs_days_are_noted():
         "--train ends 2024-10-06): held-out logs should be later days than the training logs")
 
 
-def test_a_resumed_runs_changed_input_is_noted_and_its_days_kept():
+def test_a_resumed_runs_changed_input_is_noted():
     record = {"train": {str(DAY): 100, str(DAY + 1): 50}, "validation_days": 1,
               "validation": None}
     assert input_notes.input_change_note(None, {DAY: 1}) is None  # a new run
-    assert input_notes.input_change_note(record, {DAY: 100, DAY + 1: 50}) is None
+    assert input_notes.input_change_note(record, {DAY: 100, DAY + 1: 50}, {}, 1) is None
+    # A day added at the end: the window (the last day) moved.
     assert input_notes.input_change_note(record, {DAY: 100, DAY + 1: 50, DAY + 2: 30}, None,
                                          1) == (
         "note: against the run being resumed, --train now holds +30 rows on 1 UTC day(s) "
-        "(2024-10-06): the epochs still to train read them, the epochs done did not; the "
-        "--validation_days=1 window is the last day(s) of --train now, so validation compares "
-        "other days than the best recorded; train in an empty directory to learn from one input")
+        "(2024-10-06): the epochs still to train read the logs as they are now, the epochs "
+        "done read them as they were; the --validation_days=1 window holds other rows now, so "
+        "validation compares other days than the best recorded; train in an empty directory "
+        "to learn from one input")
+    # A day backfilled before: the window did not move, so nothing is said of it.
+    backfilled = input_notes.input_change_note(record, {DAY - 1: 7, DAY: 100, DAY + 1: 50},
+                                               None, 1)
+    assert "+7 rows on 1 UTC day(s) (2024-10-03)" in backfilled
+    assert "window" not in backfilled
     held = dict(record, validation_days=0, validation={str(DAY + 5): 10})
     assert input_notes.input_change_note(held, {DAY: 100, DAY + 1: 50}, {DAY + 5: 12}) == (
         "note: against the run being resumed, --validation now holds +2 rows on 1 UTC day(s) "
-        "(2024-10-09): the epochs still to train read them, the epochs done did not; train in "
-        "an empty directory to learn from one input")
-    assert input_notes.merged_day_rows(record["train"], {DAY + 1: 60, DAY + 2: 5}) == {
-        DAY: 100, DAY + 1: 60, DAY + 2: 5}
+        "(2024-10-09): the epochs still to train read the logs as they are now, the epochs "
+        "done read them as they were; train in an empty directory to learn from one input")
 
 
 def test_ids_beyond_their_hash_buckets_are_noted():

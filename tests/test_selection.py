@@ -708,6 +708,18 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
     config_path.write_text(config_path.read_text().replace(
         "specific { versions: 1 }", "specific {\n versions: 3\n versions:2 }"))
     assert exporter.pinned_versions(str(config_path)) == [2, 3]
+    # Two pinned versions that read `source` (1 and 4), a newest one that does too (5): the
+    # candidate's export names both pinned versions in one warning.
+    assert exporter.export_saved_model(learned, str(base)).version == 4
+    config_path.write_text(config_path.read_text().replace(
+        "specific {\n versions: 3\n versions:2 }", "specific { versions: 1 versions: 4 }"))
+    assert exporter.export_saved_model(learned, str(base)).version == 5
+    sixth = exporter.export_saved_model(candidate, str(base))
+    assert sixth.warnings[0] == "the serving signature changed from version 5: source removed"
+    assert "was edited by hand" in sixth.warnings[1]
+    assert sixth.warnings[2:] == (
+        f"the serving signature changed from versions 1, 4, which {config_path} pins: "
+        "source removed",)
 
 
 def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run):
