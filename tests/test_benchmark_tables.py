@@ -84,6 +84,14 @@ def test_a_simulations_last_days_are_its_evaluation_logs_in_day_order(tmp_path):
     assert common.input_files(f"{logs}/day-9*.csv.gz") == common.input_files(
         f"{logs / 'day-99.csv.gz'},{logs / 'day-98.csv.gz'}")
     assert common.input_files(f"{logs}/day-9*.csv.gz") != common.input_files(evaluate)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / common.ARGS_FILE).write_text(json.dumps(sorted(
+        [f"--train={logs}/day-9*.csv.gz", "--seed=0"])))
+    common.check_reused_args(str(run), [f"--train={logs / 'day-98.csv.gz'},"
+                                        f"{logs / 'day-99.csv.gz'}", "--seed=0"])  # reused
+    with pytest.raises(SystemExit, match="was trained with"):
+        common.check_reused_args(str(run), [f"--train={logs / 'day-98.csv.gz'}", "--seed=0"])
     with pytest.raises(SystemExit) as refused:
         common.simulated_days(str(tmp_path), 4)
     assert str(refused.value) == (f"error: {logs} has 4 day file(s) and the last 4 are the "
