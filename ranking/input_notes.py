@@ -207,11 +207,21 @@ def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict) -> str | 
 
 def trained_day_rows(record: dict | None, refitted: bool) -> dict | None:
     """{UTC day: rows} a model trained on, from its training_days.json `record` (written by
-    training; None for a model directory from before it): the --train days, less the
-    --validation_days window unless the refit pass (`refitted`) trained on it, plus the
-    --validation logs' days when it did."""
+    training; None for a model directory from before it): the days its runs learned from
+    (`learned`, `ranking.model_dir.add_learned_days`) when recorded; else the latest run's
+    --train days, less the --validation_days window unless the refit pass (`refitted`) trained
+    on it, plus the --validation logs' days when it did."""
     if not record:
         return None
+    if record.get("learned") is not None:
+        return {int(day): rows for day, rows in record["learned"].items()}
+    return run_day_rows(record, refitted)
+
+
+def run_day_rows(record: dict, refitted: bool) -> dict:
+    """{UTC day: rows} the latest run of a training_days.json `record` trained on: its --train
+    days, less the --validation_days window unless the refit pass (`refitted`) trained on it,
+    plus the --validation logs' days when it did."""
     train = {int(day): rows for day, rows in record["train"].items()}
     window = record.get("validation_days") or 0
     if window and not refitted and train:

@@ -61,10 +61,28 @@ def write_training_days(model_dir: str, train: dict, validation_days: int,
     """training_days.json: {UTC day: rows} of the training logs (`train`, the
     --validation_days window included) and of the --validation logs (`validation`), so that
     the export's quality gate can say when its logs hold days the model trained on."""
+    learned = (read_training_days(model_dir) or {}).get("learned")  # kept across runs
     record = {"train": {str(d): int(n) for d, n in sorted(train.items())},
               "validation_days": int(validation_days),
               "validation": None if validation is None else
-              {str(d): int(n) for d, n in sorted(validation.items())}}
+              {str(d): int(n) for d, n in sorted(validation.items())},
+              **({"learned": learned} if learned is not None else {})}
+    with atomic.atomic_file(os.path.join(model_dir, TRAINING_DAYS_JSON)) as handle:
+        json.dump(record, handle, indent=2)
+
+
+def add_learned_days(model_dir: str, days: dict) -> None:
+    """Adds {UTC day: rows} a run trained on (steps or the refit pass) to training_days.json's
+    `learned`, the days any run in this directory learned from (per day the larger count), so
+    that a resumed run whose glob matches other files since keeps the days the epochs done
+    learned from, and a run that trained nothing adds none."""
+    record = read_training_days(model_dir)
+    if record is None:
+        return
+    learned = {int(d): int(n) for d, n in (record.get("learned") or {}).items()}
+    for day, rows in days.items():
+        learned[int(day)] = max(learned.get(int(day), 0), int(rows))
+    record["learned"] = {str(d): n for d, n in sorted(learned.items())}
     with atomic.atomic_file(os.path.join(model_dir, TRAINING_DAYS_JSON)) as handle:
         json.dump(record, handle, indent=2)
 

@@ -335,13 +335,19 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             f"training rows not kept in memory: more than --train_cache_mb="
             f"{config.train_cache_mb} MB; each epoch reads the logs")
     started = time.perf_counter()
+    steps_before = int(run.global_step)
     train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
     with phases("training"):
         throughputs = train(run, _say)
-    if run.validator is not None and config.selection.refit == "validation":
+    refit = run.validator is not None and config.selection.refit == "validation"
+    if refit:
         with phases("refit"):
             loops.refit_on_validation(run, say)  # with the served head (--orca_serve)
-    elif run.validator is not None:
+    if chief and (refit or int(run.global_step) > steps_before):
+        # The days this run learned from, kept across runs for the export's quality gate.
+        model_dir_lib.add_learned_days(model_dir, input_notes.run_day_rows(
+            model_dir_lib.read_training_days(model_dir) or {"train": {}}, refit))
+    if run.validator is not None and not refit:
         if chief:  # --refit=none serves best/, not a refit pass an earlier run made here
             selection.remove_final(model_dir)
         loops.serve_best_with_head(run, say)

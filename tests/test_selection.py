@@ -814,7 +814,7 @@ def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, t
     elsewhere = tmp_path / "trained_elsewhere"
     shutil.copytree(learned, elsewhere)
     record = json.loads((elsewhere / "training_days.json").read_text())
-    record["train"] = {"100": 5}  # 1970-04-11
+    record["train"] = record["learned"] = {"100": 5}  # 1970-04-11
     (elsewhere / "training_days.json").write_text(json.dumps(record))
     only_baseline = exporter.export_saved_model(str(elsewhere), str(base), baseline=str(base),
                                                 gate="auc_ctr:1", gate_logs=train_day)

@@ -257,13 +257,31 @@ def test_a_resumed_run_whose_glob_matches_another_day_says_so(small_world, tmp_p
             ) in capsys.readouterr().out
     recorded = json.loads((tmp_path / "m" / "training_days.json").read_text())["train"]
     assert recorded[str(day)] == len(added)
-    # Removed again: said once, then the record is the logs as they are.
+    # Removed again: said once, then the record is the logs as they are; the day the epochs
+    # done learned from stays among the days learned (the export's quality gate reads them).
     os.remove(logs / os.path.basename(files[-1]))
     for epochs in (3, 4):
         training.train_and_evaluate(config_for(small_world, **dict(options, epochs=epochs)),
                                     str(tmp_path / "m"))
         said = f"-{len(added):,} rows on 1 UTC day(s) ({date})" in capsys.readouterr().out
         assert said == (epochs == 3)
+    from ranking import model_dir as model_dir_lib
+    from ranking.input_notes import trained_day_rows
+
+    record = model_dir_lib.read_training_days(str(tmp_path / "m"))
+    assert str(day) not in record["train"] and trained_day_rows(record, False)[day] == len(added)
+    # A day added to a finished run, which trains nothing more: not among the days learned.
+    shutil.copy(files[-1], logs)
+    training.train_and_evaluate(config_for(small_world, **dict(options, epochs=4)),
+                                str(tmp_path / "m"))
+    record = model_dir_lib.read_training_days(str(tmp_path / "m"))
+    assert record["train"][str(day)] == len(added)
+    fresh = tmp_path / "fresh"
+    os.remove(logs / os.path.basename(files[-1]))
+    training.train_and_evaluate(config_for(small_world, **options), str(fresh))
+    shutil.copy(files[-1], logs)
+    training.train_and_evaluate(config_for(small_world, **options), str(fresh))
+    assert day not in trained_day_rows(model_dir_lib.read_training_days(str(fresh)), False)
 
 
 def test_a_model_directory_of_another_format_version_says_what_to_do(tmp_path):
