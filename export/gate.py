@@ -272,10 +272,15 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
                "note: the candidate's model directory records no training days (trained "
                "before training_days.json, 2026-12-06): the gate cannot say whether its logs "
                "hold days the candidate learned from; gate on days after its --train logs")
+    unknown_baseline = (None if baseline_days is not None else
+                        "note: the baseline export records no training days (exported before "
+                        "assets.extra/training_days.json, 2026-12-06, or from a model directory "
+                        "without them): the gate cannot say whether its logs hold days the "
+                        "baseline learned from, which would favour it")
     notes = [note for note in (gate_days_note(trained_days, day_rows)
                                if trained_days and day_rows else None, unknown,
                                gate_days_note(baseline_days, day_rows, "baseline")
-                               if baseline_days and day_rows else None,
+                               if baseline_days and day_rows else None, unknown_baseline,
                                absent_features_note("gate's", absent)) if note]
     if notes:
         record["notes"] = notes

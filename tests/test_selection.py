@@ -738,7 +738,21 @@ def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run)
     assert done.returncode == 0, done.stderr
     assert (base / "models.config").read_text() == pinned
     assert "warning: " in done.stderr and "was edited by hand" in done.stderr
-    assert "serves version 3 only if its model_version_policy allows it" in done.stderr
+    assert (f"{base / 'models.config'} was edited by hand (not the config this tool writes): "
+            "left as it is; it pins version(s) 1, so TF Serving does not serve version 3 until "
+            "you add it") in " ".join(done.stderr.split())
+    # Pinned by hand and copied elsewhere: the path TF Serving reads is named too.
+    copy = tmp_path / "copied"
+    shutil.copytree(base, copy)
+    copied = exporter.export_saved_model(learned, str(copy))
+    assert copied.warnings[-1].endswith(
+        f"it pins version(s) 1, so TF Serving does not serve version {copied.version} until you "
+        f"add it; its base_path is {base}, not {copy}: TF Serving reads versions from there")
+    latest = pinned.replace("specific { versions: 1 }", "latest { num_versions: 2 }")
+    (copy / "models.config").write_text(latest)
+    assert exporter.export_saved_model(learned, str(copy)).warnings[-1].endswith(
+        "TF Serving serves version 5 only if its model_version_policy allows it; its "
+        f"base_path is {base}, not {copy}: TF Serving reads versions from there")
     # A base_path edited for a container (or a base moved since) is the user's too.
     container = written.replace(f'base_path: "{base}"', 'base_path: "/models/vr_ndt"')
     assert container != written
@@ -830,6 +844,18 @@ def test_a_gate_on_days_the_candidate_trained_on_says_so(small_world, learned, t
         "training_days.json, 2026-12-06): the gate cannot say whether its logs hold days the "
         "candidate learned from; gate on days after its --train logs"]
     assert not os.path.exists(os.path.join(unknown.path, "assets.extra", "training_days.json"))
+    # A baseline exported before its training days were kept: said too.
+    old_baseline = tmp_path / "old_baseline" / "1"
+    shutil.copytree(trained.path, old_baseline)
+    os.remove(old_baseline / "assets.extra" / "training_days.json")
+    unknown_baseline = exporter.export_saved_model(
+        learned, str(base), baseline=str(old_baseline), gate="auc_ctr:1",
+        gate_logs=small_world["eval"])
+    assert unknown_baseline.gate["notes"] == [
+        "note: the baseline export records no training days (exported before "
+        "assets.extra/training_days.json, 2026-12-06, or from a model directory without them): "
+        "the gate cannot say whether its logs hold days the baseline learned from, which would "
+        "favour it"]
 
 
 def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, learned):
