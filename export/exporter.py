@@ -312,15 +312,19 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
                 "remove the file to have the next export write it for this base")
         else:
             pinned = pinned_versions(config_path)
-            serves = (f"it pins version(s) {', '.join(map(str, pinned))}, so TF Serving does "
-                      f"not serve version {version} until you add it" if pinned and
-                      version not in pinned else f"TF Serving serves version {version} only "
-                      "if its model_version_policy allows it")
+            pins = ", ".join(map(str, pinned))
+            serves = (f"TF Serving serves version {version} only if its model_version_policy "
+                      "allows it" if not pinned else
+                      f"it pins version(s) {pins}, so TF Serving serves version {version}"
+                      if version in pinned else
+                      f"it pins version(s) {pins}, so TF Serving does not serve version "
+                      f"{version} until you add it")
             with open(config_path) as handle:
-                bases = re.findall(r'base_path: "([^"]*)"', handle.read())
+                bases = re.findall(r'base_path\s*:\s*"([^"]*)"', handle.read())
             here = os.path.abspath(export_base)
             elsewhere = ("; its base_path is " + ", ".join(bases) + f", not {here}: TF Serving "
-                         "reads versions from there" if bases and here not in bases else "")
+                         "reads versions from there"
+                         if bases and here not in {os.path.normpath(b) for b in bases} else "")
             warnings.append(f"{config_path} was edited by hand (not the config this tool "
                             f"writes): left as it is; {serves}{elsewhere}")
         # Pinned versions (a rollback) are what clients meet today: the contract from each too,

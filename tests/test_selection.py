@@ -770,6 +770,35 @@ def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run)
     assert fifth.warnings == () and (base / "models.config").read_text() == written
 
 
+def test_the_days_learned_include_the_refit_window_once_it_is_trained(small_world, tmp_path):
+    """With --refit=validation the refit pass trains on the window: its day is learned. A
+    finished run started again with one more day under its glob trains nothing, so the new day
+    is not among the days learned (the gate's candidate notes)."""
+    import shutil
+
+    from ranking import model_dir as model_dir_lib
+    from ranking.input_notes import trained_day_rows
+
+    files = sorted(glob.glob(small_world["train"]))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for path in files[:-1]:
+        shutil.copy(path, logs)
+    config = training.TrainConfig(
+        train=str(logs / "*"), stats=small_world["stats"], model=ModelConfig("vr_ndt"),
+        batch_size=512, seed=5, progress="none",
+        selection=SelectionConfig(validation_days=1, max_epochs=1, refit="validation"))
+    model_dir = str(tmp_path / "m")
+    training.train_and_evaluate(config, model_dir)
+    days = {int(t) // SECONDS_PER_DAY: None for f in files[:-1]
+            for t in pd.read_csv(f, usecols=["timestamp"])["timestamp"]}
+    learned = trained_day_rows(model_dir_lib.read_training_days(model_dir), True)
+    assert sorted(learned) == sorted(days)  # the window's day too: the refit pass trained on it
+    shutil.copy(files[-1], logs)
+    training.train_and_evaluate(config, model_dir)  # finished: trains nothing
+    assert trained_day_rows(model_dir_lib.read_training_days(model_dir), True) == learned
+
+
 def test_trained_days_and_the_gates_note_by_hand():
     from ranking.input_notes import gate_days_note, trained_day_rows
 
