@@ -128,34 +128,83 @@ def models_config(export_base: str, model_name: str) -> str:
             "    model_version_policy { latest { num_versions: 1 } }\n  }\n}\n")
 
 
-def _hand_edited(path: str, export_base: str) -> bool:
-    """Whether models.config at `path` is other than the one this module writes for
+def _hand_edited(text: str, export_base: str) -> bool:
+    """Whether a models.config's `text` is other than the one this module writes for
     `export_base` (a rollback pinned with `specific { versions: ... }`, a container's
     `base_path`, or a base moved since: each is left to the user, with a warning)."""
-    with open(path) as handle:
-        text = handle.read()
     name = re.search(r'name: "([^"]*)"', text)
     return name is None or text != models_config(export_base, name.group(1))
 
 
-def _other_base(path: str, export_base: str) -> str | None:
-    """The base_path of a models.config at `path` that is the one this module writes, but for
+def _base_paths(text: str) -> list[str]:
+    """The `base_path`s a models.config's `text` names."""
+    return re.findall(r'base_path\s*:\s*"([^"]*)"', text)
+
+
+def _other_base(text: str, export_base: str) -> str | None:
+    """The base_path of a models.config's `text` that is the one this module writes, but for
     another base than `export_base`; else None."""
-    with open(path) as handle:
-        text = handle.read()
-    name, base = re.search(r'name: "([^"]*)"', text), re.search(r'base_path: "([^"]*)"', text)
-    if name is None or base is None or base.group(1) == os.path.abspath(export_base):
+    name, bases = re.search(r'name: "([^"]*)"', text), _base_paths(text)
+    if name is None or len(bases) != 1 or bases[0] == os.path.abspath(export_base):
         return None
-    return base.group(1) if text == models_config(base.group(1), name.group(1)) else None
+    return bases[0] if text == models_config(bases[0], name.group(1)) else None
+
+
+def _pinned(text: str) -> list[int]:
+    """The versions a models.config's `text` pins with `specific { versions: ... }`, sorted
+    (empty for another version policy)."""
+    return sorted({int(v) for block in re.findall(r"specific\s*\{([^}]*)\}", text)
+                   for v in re.findall(r"versions\s*:\s*(\d+)", block)})
 
 
 def pinned_versions(path: str) -> list[int]:
-    """The versions a models.config at `path` pins with `specific { versions: ... }`, sorted
-    (empty for another version policy)."""
+    """The versions the models.config at `path` pins (`_pinned`)."""
     with open(path) as handle:
-        text = handle.read()
-    return sorted({int(v) for block in re.findall(r"specific\s*\{([^}]*)\}", text)
-                   for v in re.findall(r"versions\s*:\s*(\d+)", block)})
+        return _pinned(handle.read())
+
+
+def _config_warnings(text: str, config_path: str, export_base: str, version: int,
+                     previous_version: int | None, contract: tuple) -> list[str]:
+    """What a models.config this export leaves as it is (`text`, hand-edited or for another
+    base) means for the new version: which base TF Serving reads, whether it serves the
+    version, and the serving contract's changes from each pinned version (what clients meet
+    today; versions with the same changes named together)."""
+    here = os.path.abspath(export_base)
+    moved = _other_base(text, export_base)
+    if moved:  # the tool's config, for another base: a base copied or moved since
+        return [f"{config_path} is this tool's config for another base_path, {moved} (a base "
+                f"copied or moved since, or a container's path): left as it is, so TF Serving "
+                f"reads versions from {moved}, not from {here}; "
+                "remove the file to have the next export write it for this base"]
+    pinned, bases = _pinned(text), _base_paths(text)
+    pins = ", ".join(map(str, pinned))
+    serves = (f"TF Serving serves version {version} only if its model_version_policy "
+              "allows it" if not pinned else
+              f"it pins version(s) {pins}, so TF Serving serves version {version}"
+              if version in pinned else
+              f"it pins version(s) {pins}, so TF Serving does not serve version "
+              f"{version} until you add it")
+    elsewhere = ("; its base_path is " + ", ".join(bases) + f", not {here}: TF Serving "
+                 "reads versions from there"
+                 if bases and here not in {os.path.normpath(b) for b in bases} else "")
+    warnings = [f"{config_path} was edited by hand (not the config this tool "
+                f"writes): left as it is; {serves}{elsewhere}"]
+    changed = {}
+    for served in pinned:
+        path = os.path.join(here, str(served))
+        if served in (version, previous_version) or not os.path.isfile(
+                os.path.join(path, "saved_model.pb")):
+            continue
+        pinned_contract = serving_contract(path)
+        changes = contract_changes(pinned_contract, contract) if pinned_contract[0] else []
+        if changes:
+            changed.setdefault(tuple(changes), []).append(served)
+    for changes, served in changed.items():
+        which = (f"version {served[0]}, which" if len(served) == 1 else
+                 f"versions {', '.join(map(str, served))}, which")
+        warnings.append(f"the serving signature changed from {which} {config_path} pins: "
+                        + "; ".join(changes))
+    return warnings
 
 
 def serving_contract(saved_model: str) -> tuple[dict, tuple]:
@@ -296,55 +345,20 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         shutil.rmtree(tmp, ignore_errors=True)
     warnings = [note.removeprefix("note: ") for note in (gate_record or {}).get("notes", ())]
     before = serving_contract(previous) if previous is not None else ({}, ())
+    contract = serving_contract(target)
     if before[0]:  # (a SavedModel of another tool, without predict_raw: nothing to compare)
-        changes = contract_changes(before, serving_contract(target))
+        changes = contract_changes(before, contract)
         if changes:
             warnings.append(f"the serving signature changed from version {previous_version}: "
                             + "; ".join(changes))
     config_path = os.path.join(export_base, "models.config")
-    if os.path.isfile(config_path) and _hand_edited(config_path, export_base):
-        moved = _other_base(config_path, export_base)
-        if moved:  # the tool's config, for another base: a base copied or moved since
-            warnings.append(
-                f"{config_path} is this tool's config for another base_path, {moved} (a base "
-                f"copied or moved since, or a container's path): left as it is, so TF Serving "
-                f"reads versions from {moved}, not from {os.path.abspath(export_base)}; "
-                "remove the file to have the next export write it for this base")
-        else:
-            pinned = pinned_versions(config_path)
-            pins = ", ".join(map(str, pinned))
-            serves = (f"TF Serving serves version {version} only if its model_version_policy "
-                      "allows it" if not pinned else
-                      f"it pins version(s) {pins}, so TF Serving serves version {version}"
-                      if version in pinned else
-                      f"it pins version(s) {pins}, so TF Serving does not serve version "
-                      f"{version} until you add it")
-            with open(config_path) as handle:
-                bases = re.findall(r'base_path\s*:\s*"([^"]*)"', handle.read())
-            here = os.path.abspath(export_base)
-            elsewhere = ("; its base_path is " + ", ".join(bases) + f", not {here}: TF Serving "
-                         "reads versions from there"
-                         if bases and here not in {os.path.normpath(b) for b in bases} else "")
-            warnings.append(f"{config_path} was edited by hand (not the config this tool "
-                            f"writes): left as it is; {serves}{elsewhere}")
-        # Pinned versions (a rollback) are what clients meet today: the contract from each too,
-        # versions with the same changes named together.
-        contract, changed = serving_contract(target), {}
-        for served in pinned_versions(config_path):
-            pinned = os.path.join(os.path.abspath(export_base), str(served))
-            if served in (version, previous_version) or not os.path.isfile(
-                    os.path.join(pinned, "saved_model.pb")):
-                continue
-            pinned_contract = serving_contract(pinned)
-            changes = (contract_changes(pinned_contract, contract)
-                       if pinned_contract[0] else [])
-            if changes:
-                changed.setdefault(tuple(changes), []).append(served)
-        for changes, served in changed.items():
-            which = (f"version {served[0]}, which" if len(served) == 1 else
-                     f"versions {', '.join(map(str, served))}, which")
-            warnings.append(f"the serving signature changed from {which} {config_path} pins: "
-                            + "; ".join(changes))
+    text = None
+    if os.path.isfile(config_path):
+        with open(config_path) as handle:
+            text = handle.read()
+    if text is not None and _hand_edited(text, export_base):
+        warnings += _config_warnings(text, config_path, export_base, version, previous_version,
+                                     contract)
     else:
         with atomic_file(config_path) as handle:
             handle.write(models_config(export_base, model_name))

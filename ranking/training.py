@@ -340,15 +340,17 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     # training days before the loop when epochs remain (a run killed mid-loop keeps them),
     # again after it if it trained, and the window's once the refit pass trains on it.
     record = (model_dir_lib.read_training_days(model_dir) if chief else None) or {"train": {}}
+    trains_on = input_notes.run_day_rows(record, False)
     epochs_wanted = config.selection.max_epochs if run.validator is not None else config.epochs
     stopped = run.validator is not None and run.validator.selection.stopped
-    if chief and int(run.epoch) < epochs_wanted and not stopped:
-        model_dir_lib.add_learned_days(model_dir, input_notes.run_day_rows(record, False))
+    will_train = int(run.epoch) < epochs_wanted and not stopped
+    if chief and will_train:
+        model_dir_lib.add_learned_days(model_dir, trains_on)
     train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
     with phases("training"):
         throughputs = train(run, _say)
-    if chief and int(run.global_step) > steps_before:
-        model_dir_lib.add_learned_days(model_dir, input_notes.run_day_rows(record, False))
+    if chief and not will_train and int(run.global_step) > steps_before:
+        model_dir_lib.add_learned_days(model_dir, trains_on)
     refit = run.validator is not None and config.selection.refit == "validation"
     # (A finished run started again finds its pass made: it trains nothing now.)
     refit_trains = refit and selection.read_final(model_dir) is None
@@ -356,9 +358,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         with phases("refit"):
             loops.refit_on_validation(run, say)  # with the served head (--orca_serve)
     if chief and refit_trains:
-        days, trained = (input_notes.run_day_rows(record, refitted) for refitted in (True, False))
         model_dir_lib.add_learned_days(model_dir, {
-            day: rows for day, rows in days.items() if trained.get(day) != rows})
+            day: rows for day, rows in input_notes.run_day_rows(record, True).items()
+            if trains_on.get(day) != rows})
     if run.validator is not None and not refit:
         if chief:  # --refit=none serves best/, not a refit pass an earlier run made here
             selection.remove_final(model_dir)
