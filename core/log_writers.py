@@ -121,16 +121,25 @@ def _ids_as_text(name: str, values: np.ndarray) -> np.ndarray:
     return values
 
 
-def serialize_examples(columns: Mapping[str, np.ndarray]) -> list[bytes]:
+def serialize_examples(columns: Mapping[str, np.ndarray],
+                       absent: Mapping[str, np.ndarray] | None = None) -> list[bytes]:
     """One serialized `tf.Example` per row of `columns` (equal-length arrays): ids (and
     impression_id) as bytes_list always (integer ids as their decimal text), other integers as int64_list,
     floats as float_list (float32; a 2-D float array [rows, m] gives a float_list of m values
-    per row), anything else (str or bytes) as bytes_list.
+    per row), anything else (str or bytes) as bytes_list. `absent` ({column: bool [rows]})
+    leaves a column's feature out of the rows marked True (a row with no value: reading it
+    gives the reader's default for the feature, not the placeholder in `columns`).
 
     Writes the protobuf wire format directly (much faster than building tf.train.Example
     objects); tests check that protobuf parses it back to the same message."""
     per_column = [_feature_entries(name, _ids_as_text(name, np.asarray(values)))
                   for name, values in columns.items()]
+    for index, name in enumerate(columns):
+        left_out = None if absent is None or name not in absent else np.asarray(absent[name])
+        if left_out is not None and left_out.any():
+            entries = per_column[index]
+            for row in np.flatnonzero(left_out).tolist():
+                entries[row] = b""
     records = []
     for entries in zip(*per_column):
         features = b"".join(entries)

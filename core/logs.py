@@ -34,6 +34,9 @@ from core.log_schema import (
 SOURCE_FILE, SOURCE_ROW, DWELL_ZEROED = "_source_file", "_source_row", "_dwell_zeroed"
 SOURCE_INDEX = "_source_index"  # position of the row's file in `LogSource.files`
 RAW = "_raw"  # the row as read: a CSV line (without its line end) or a serialized tf.Example
+# `dataset(with_missing=True)`: MISSING + column is True where the row had no value (an empty
+# CSV field, a feature the tf.Example leaves out), so writers can leave it missing again.
+MISSING = "_missing:"
 # CSV files up to this size (bytes on disk) are read whole, decompressed and split in one op
 # each (faster than line by line: docs/BENCHMARKS.md); larger inputs stream line by line.
 WHOLE_FILE_BYTES = 64 << 20
@@ -68,7 +71,7 @@ class LogSource:
                 columns: Sequence[str] | None = None, parallel_files: int = 1,
                 num_parallel_calls: int | None = None, drop_remainder: bool = False,
                 file_shard: tuple | None = None, whole_files: bool = True,
-                batches_span_files: bool = True):
+                batches_span_files: bool = True, with_missing: bool = False):
         """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
 
         With `with_source`, adds `_source_file` (string path), `_source_index` (int64 position
@@ -76,7 +79,10 @@ class LogSource:
         `allow_unclicked_dwell`, dwell on an unclicked row becomes 0 and `_dwell_zeroed`
         (int64 0/1) marks the row; otherwise such a row is an error. With
         `with_raw`, adds `_raw`: each row as read (a CSV line without its line end, or the
-        serialized tf.Example), so writers can pass input through unchanged. With `columns`,
+        serialized tf.Example), so writers can pass input through unchanged. With
+        `with_missing`, adds `_missing:<column>` (bool) for every column returned but
+        `dwell_time`: True where the row had no value (which reads as 0, "" or the schema's
+        `missing` value), so a writer can leave it out again. With `columns`,
         only those columns are converted and returned (plus `click` and `dwell_time`, which
         every row is checked on); CSV lines are still split in full, so a wrong field count is
         still an error. `parallel_files` > 1 reads that many files at once (rows of different
@@ -136,7 +142,7 @@ class LogSource:
                                                    first_row=2, skip_blank=True)))
 
             def parse(path, row, line):
-                return self._parse_csv_batch(path, row, line, wanted)
+                return self._parse_csv_batch(path, row, line, wanted, with_missing)
         else:
             def open_file(path, comp, position):
                 records = tf.data.TFRecordDataset(path, compression_type=comp,
@@ -146,7 +152,7 @@ class LogSource:
                                                    first_row=1, skip_blank=False)))
 
             def parse(path, row, record):
-                return self._parse_tfrecord_batch(path, row, record, wanted)
+                return self._parse_tfrecord_batch(path, row, record, wanted, with_missing)
         def file_batches(path, comp, position):
             chunks = open_file(path, comp, position)
             if parallel_files > 1:
@@ -179,7 +185,7 @@ class LogSource:
                            num_parallel_calls=calls, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
     # CSV --------------------------------------------------------------------------------------
-    def _parse_csv_batch(self, path, row, line, wanted):
+    def _parse_csv_batch(self, path, row, line, wanted, with_missing=False):
         """Fast path: no per-field format checks. A wrong field count or a value of the wrong
         type makes TensorFlow's own parsing fail; `diagnose` then finds the line in Python."""
         import tensorflow as tf
@@ -192,6 +198,8 @@ class LogSource:
                 continue
             kind = self.schema.dtypes[name]
             empty = tf.equal(text, "")
+            if with_missing and name != "dwell_time":
+                out[MISSING + name] = empty
             if kind == "string":
                 out[name] = self._fill_missing(name, empty, text)
                 continue
@@ -216,7 +224,7 @@ class LogSource:
         return tf.where(missing, tf.constant(self.schema.missing[name], value.dtype), value)
 
     # TFRecord ---------------------------------------------------------------------------------
-    def _parse_tfrecord_batch(self, path, row, record, wanted):
+    def _parse_tfrecord_batch(self, path, row, record, wanted, with_missing=False):
         import tensorflow as tf
 
         names = tf.strings.join([path, ":record ", tf.strings.as_string(row)])
@@ -262,6 +270,8 @@ class LogSource:
             if name == "dwell_time":
                 dense = (dense, tf.equal(count, 0), tf.strings.as_string(dense, shortest=True))
             else:
+                if with_missing:
+                    out[MISSING + name] = tf.equal(count, 0)
                 dense = self._fill_missing(name, tf.equal(count, 0), dense)
             out[name] = dense
         return out, checks

@@ -201,6 +201,66 @@ def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
         np.testing.assert_array_equal(tfr[column], want[column], column)
 
 
+def _read_with_defaults(pattern, defaults):
+    """Every row of `pattern`, a missing value read as `defaults[column]` (as training reads a
+    feature whose config sets `default`)."""
+    from core import logs
+
+    source = logs.open_logs(pattern)
+    source = dataclasses.replace(source, schema=source.schema.with_missing(defaults))
+    batches = list(source.dataset(4096).as_numpy_iterator())
+    return {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+
+
+def test_a_missing_value_stays_missing_in_the_label_jobs_output(sim, tmp_path):
+    """A CSV log's empty field is a feature the labelled tf.Example leaves out, and a
+    tf.Example's absent feature an empty CSV field: a model whose feature config sets a
+    `default` reads the default from the labelled shards, as from the raw logs and as
+    serving does (written as 0 or "", it read 0 or "")."""
+    from core import log_writers
+
+    root, stats_dir = sim
+    frame = pd.read_csv(root / "sim/logs/day-08.csv.gz", dtype=str, keep_default_na=False)
+    holes = np.random.default_rng(0).random((len(frame), 3)) < 0.2
+    for column, hole in zip(("item_length", "publish_age_hours", "category"), holes.T):
+        frame.loc[hole, column] = ""
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    defaults = {"item_length": 500, "publish_age_hours": 24.0, "category": "unknown"}
+    want = _read_with_defaults(str(tmp_path / "holes.csv"), defaults)
+    assert (want["item_length"] == 500).sum() == holes[:, 0].sum() > 0
+    labelling.label_logs(str(tmp_path / "holes.csv"), stats_dir, str(tmp_path / "tfr"),
+                         fmt="tfrecord")
+    labelling.label_logs(str(tmp_path / "holes.csv"), stats_dir, str(tmp_path / "csv"),
+                         fmt="csv")
+    for shards in ("tfr/*.tfrecord.gz", "csv/*.csv.gz"):
+        got = _read_with_defaults(str(tmp_path / shards), defaults)
+        for column in ("item_length", "publish_age_hours", "category", "position"):
+            np.testing.assert_array_equal(got[column], want[column], f"{shards} {column}")
+    # A TFRecord log whose records leave the features out: empty fields in the CSV output.
+    columns = {c: frame[c].to_numpy(object) for c in frame.columns if c != "dwell_time"}
+    columns["timestamp"] = frame["timestamp"].astype(np.int64).to_numpy()
+    columns["click"] = frame["click"].astype(np.int64).to_numpy()
+    columns["dwell_time"] = frame["dwell_time"].astype(np.float32).to_numpy()
+    columns["item_length"] = np.where(holes[:, 0], "0", frame["item_length"]).astype(np.int64)
+    columns["publish_age_hours"] = np.where(holes[:, 1], "0", frame["publish_age_hours"]
+                                            ).astype(np.float32)
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(tmp_path / "holes.tfrecord")) as writer:
+        for record in log_writers.serialize_examples(columns, absent={
+                "item_length": holes[:, 0], "publish_age_hours": holes[:, 1],
+                "category": holes[:, 2]}):
+            writer.write(record)
+    labelling.label_logs(str(tmp_path / "holes.tfrecord"), stats_dir, str(tmp_path / "back"),
+                         fmt="csv")
+    back = read_frame(str(tmp_path / "back/*.csv*"))
+    for column, hole in zip(("item_length", "publish_age_hours", "category"), holes.T):
+        assert (back[column].astype(str) == "").tolist() == hole.tolist(), column
+    got = _read_with_defaults(str(tmp_path / "holes.tfrecord"), defaults)
+    for column in ("item_length", "category"):
+        np.testing.assert_array_equal(got[column], want[column], column)
+
+
 def test_ids_are_bytes_in_every_example_written(tmp_path, sim):
     """The simulator writes ids as bytes; an input whose ids are int64 is labelled into
     examples whose ids are bytes (what serving parses), the other features untouched."""

@@ -198,9 +198,12 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
             if source.format == "csv":
                 base = batch[logs.RAW]
             else:
-                base = tf.strings.reduce_join(
-                    tf.stack([_feature_text(batch[c]) for c in columns], axis=1), axis=1,
-                    separator=",")
+                # A feature the tf.Example left out is an empty field, as a CSV log holds it
+                # (its value was read as 0 or ""): training then reads the feature's default.
+                base = tf.strings.reduce_join(tf.stack(
+                    [tf.where(batch[logs.MISSING + c], "", _feature_text(batch[c]))
+                     if logs.MISSING + c in batch else _feature_text(batch[c])
+                     for c in columns], axis=1), axis=1, separator=",")
             # One element-wise join: base,label1,...,label5.
             pieces = [base]
             for text in label_text:
@@ -216,6 +219,10 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
             else:  # CSV to tf.Example: every parsed column
                 for c in columns:
                     out.setdefault(c, batch[c])
+                    if logs.MISSING + c in batch and c not in log_schema.REQUIRED_COLUMNS:
+                        # An empty field is a feature the tf.Example leaves out, as a
+                        # TFRecord log would (not a 0 or "", which reads as a value).
+                        out[logs.MISSING + c] = batch[logs.MISSING + c]
                 out["dwell_time"] = labelled["dwell_time"]
         return out
 
@@ -224,7 +231,8 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
     # CSV to CSV passes the input line through: only the labeller's columns are parsed.
     needed = label_rules.LABEL_INPUTS if (fmt == "csv" and source.format == "csv") else None
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
-                             with_raw=True, with_source=True, columns=needed).map(
+                             with_raw=True, with_source=True, columns=needed,
+                             with_missing=fmt != source.format).map(
         tf.autograph.experimental.do_not_convert(to_output),
         num_parallel_calls=tf.data.AUTOTUNE)
     written = set()
@@ -312,7 +320,9 @@ class _ShardWriter:
                 self.records.write(record + extra)
         else:
             for record in log_writers.serialize_examples(
-                    {c: batch[c] for c in tuple(self.columns) + LABEL_COLUMNS}):
+                    {c: batch[c] for c in tuple(self.columns) + LABEL_COLUMNS},
+                    absent={c: batch[logs.MISSING + c] for c in self.columns
+                            if logs.MISSING + c in batch}):
                 self.records.write(record)
 
     def close(self) -> None:
