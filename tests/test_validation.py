@@ -104,6 +104,35 @@ def test_new_category_is_an_anomaly(worlds):
     assert any(line.startswith("category:") and "weather" in line for line in lines), lines
 
 
+def test_an_empty_field_is_missing_not_zero(worlds, tmp_path):
+    """A fifth of a day's `item_length` and `category` left empty: TFDV counts those rows as
+    missing (pandas' count of empties), the mean is that of the values there are, and the
+    schema, inferred on days where both are always present, says they are present too
+    rarely. Read as 0 and "", they were present on every row, the mean pulled toward 0."""
+    root, reference, schema = worlds
+    frame = pd.read_csv(root / "base/logs/day-03.csv.gz", dtype=str, keep_default_na=False)
+    holes = np.random.default_rng(1).random((len(frame), 2)) < 0.2
+    frame.loc[holes[:, 0], "item_length"] = ""
+    frame.loc[holes[:, 1], "category"] = ""
+    frame.to_csv(tmp_path / "holes.csv", index=False)
+    stats = validation.generate_statistics(str(tmp_path / "holes.csv"), str(tmp_path / "s.pb"))
+    features = {f.path.step[0]: f for f in stats.datasets[0].features}
+    length = features["item_length"].num_stats
+    assert length.common_stats.num_missing == holes[:, 0].sum() > 0
+    assert length.common_stats.num_non_missing == (~holes[:, 0]).sum()
+    present = pd.to_numeric(frame.loc[~holes[:, 0], "item_length"])
+    assert length.mean == pytest.approx(present.mean(), rel=1e-9)
+    assert length.min == present.min()
+    category = features["category"].string_stats
+    assert category.common_stats.num_missing == holes[:, 1].sum()
+    assert "" not in {b.label for b in category.rank_histogram.buckets}
+    lines = validation.anomaly_lines(validation.validate(stats, schema, reference))
+    for name in ("item_length", "category"):
+        line, = [line for line in lines if line.startswith(f"{name}:")]
+        assert "fewer examples than expected" in line and validation.SPARSE_REMEDY in line
+    assert not any(line.startswith("position:") for line in lines), lines
+
+
 def test_validate_cli_exit_status_and_report(worlds, run, tmp_path):
     root, _, _ = worlds
     first = run("pipelines.validate", f"--input={root}/base/logs/day-0[0-1].csv.gz",

@@ -66,8 +66,10 @@ class ValidationConfig:
 def _record_batches(path: str, schema_json: dict, batch_size: int,
                     allow_unclicked_dwell: bool = False):
     """Reads one log file with the project's reader; yields Arrow RecordBatches of list columns,
-    as TFDV expects. With `allow_unclicked_dwell`, dwell > 0 on an unclicked row reads as 0
-    (as in the statistics, labelling and training jobs with that flag)."""
+    as TFDV expects: a row without a value (an empty CSV field, a feature its tf.Example leaves
+    out) is a null list, which TFDV counts as missing, not as a 0 or "". With
+    `allow_unclicked_dwell`, dwell > 0 on an unclicked row reads as 0 (as in the statistics,
+    labelling and training jobs with that flag)."""
     import pyarrow as pa
 
     schema = log_schema.LogSchema.from_json(schema_json)
@@ -75,19 +77,27 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
                             schema_json.get("stored", {}),
                             type_origins=schema_json.get("type_origins", {}))
     with log_diagnosis.input_errors_for_beam():
-        for batch in source.dataset(
-                batch_size, allow_unclicked_dwell=allow_unclicked_dwell).as_numpy_iterator():
+        for batch in source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
+                                    with_missing=True).as_numpy_iterator():
             arrays, names = [], []
             for name in schema.columns:
                 if name in UNPROFILED:
                     continue
                 values = batch[name]
-                offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32))
+                # dwell_time has no mask: an empty one is an unclicked row's 0 (the contract).
+                missing = batch.get(logs.MISSING + name)
+                if missing is not None and missing.any():
+                    values = values[~missing]
+                    offsets = pa.array(np.r_[0, np.cumsum(~missing)].astype(np.int32))
+                    mask = pa.array(missing)
+                else:
+                    offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32))
+                    mask = None
                 if values.dtype == object:
                     flat = pa.array(values.tolist(), type=pa.binary())
                 else:
                     flat = pa.array(values)
-                arrays.append(pa.ListArray.from_arrays(offsets, flat))
+                arrays.append(pa.ListArray.from_arrays(offsets, flat, mask=mask))
                 names.append(name)
             yield pa.RecordBatch.from_arrays(arrays, names)
 
@@ -157,13 +167,29 @@ def infer_schema(statistics, config: ValidationConfig = ValidationConfig()):
     return curate_schema(schema, config)
 
 
+# What a presence anomaly means since the reader's missing values reach TFDV (2026-12-06).
+SPARSE_REMEDY = ("an empty field or a feature a tf.Example leaves out is missing; before "
+                 "2026-12-06 it counted as a 0 or \"\", so a schema inferred then requires "
+                 "the column on every row: if it may be empty, infer the schema again or "
+                 "lower its presence.min_fraction")
+
+
 def anomaly_lines(anomalies) -> list[str]:
-    """One readable line per anomaly: feature, short and long description."""
+    """One readable line per anomaly: feature, short and long description (a column present
+    on too few rows says what counts as missing and how to allow it)."""
+    from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+    sparse = {anomalies_pb2.AnomalyInfo.FEATURE_TYPE_LOW_FRACTION_PRESENT,
+              anomalies_pb2.AnomalyInfo.FEATURE_TYPE_LOW_NUMBER_PRESENT}
     lines = []
     for name, info in sorted(anomalies.anomaly_info.items()):
         reasons = "; ".join(r.description or r.short_description for r in info.reason)
-        lines.append(f"{name}: {info.short_description} ({reasons})" if reasons
-                     else f"{name}: {info.short_description}")
+        line = (f"{name}: {info.short_description} ({reasons})" if reasons
+                else f"{name}: {info.short_description}")
+        if name not in log_schema.REQUIRED_COLUMNS and any(r.type in sparse
+                                                           for r in info.reason):
+            line += f" — {SPARSE_REMEDY}"
+        lines.append(line)
     if anomalies.HasField("dataset_anomaly_info"):
         info = anomalies.dataset_anomaly_info
         lines.append(f"(dataset): {info.short_description}")
