@@ -324,25 +324,31 @@ def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COL
 def _sample_sparse_columns(files: Sequence[LogFile], header: list[str],
                            samples: dict[str, list[str]]) -> None:
     """Adds to `samples` the values of the columns empty on every sampled row, read from up to
-    SPARSE_SAMPLE_ROWS rows of the first files (counted from each file's start). A file that
-    cannot be read that far ends the search: the reader names its problem with its line."""
+    SPARSE_SAMPLE_ROWS rows of the first files (counted from each file's start), then, for
+    those still empty, as many of the last LAST_SAMPLE_FILES files (a column filled only since
+    a later day, as a TFRecord log's feature its writer added later comes out of the label
+    job). A file that cannot be read that far ends the search: the reader names its problem
+    with its line."""
     sparse = [i for i, name in enumerate(header)
               if name not in FIXED_TYPES and not any(samples[name])]
-    budget = SPARSE_SAMPLE_ROWS
-    for log_file in files[:SAMPLE_FILES]:
-        if not sparse or budget <= 0:
-            return
-        try:
-            _, rows = _csv_header_and_sample(log_file, budget)
-        except InputError:
-            return
-        budget -= len(rows)
-        for row in rows:
-            if len(row) == len(header):
-                for i in sparse:
-                    if row[i]:
-                        samples[header[i]].append(row[i])
-        sparse = [i for i in sparse if not any(samples[header[i]])]
+    first = files[:SAMPLE_FILES]
+    last = [f for f in files[-LAST_SAMPLE_FILES:] if f not in first]
+    for group in (first, last):
+        budget = SPARSE_SAMPLE_ROWS
+        for log_file in group:
+            if not sparse or budget <= 0:
+                break
+            try:
+                _, rows = _csv_header_and_sample(log_file, budget)
+            except InputError:
+                return
+            budget -= len(rows)
+            for row in rows:
+                if len(row) == len(header):
+                    for i in sparse:
+                        if row[i]:
+                            samples[header[i]].append(row[i])
+            sparse = [i for i in sparse if not any(samples[header[i]])]
 
 
 _STORED_KINDS = {"int64_list": "int64", "float_list": "float32", "bytes_list": "string"}

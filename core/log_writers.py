@@ -112,6 +112,20 @@ def _feature_entries(name: str, values: np.ndarray) -> list[bytes]:
     return entries
 
 
+def _empty_entry(name: str, dtype: np.dtype) -> bytes:
+    """The `Features.feature` map entry {name: Feature} with an empty value list of the kind
+    `_feature_entries` stores `dtype` as (Feature = {1: BytesList | 2: FloatList | 3:
+    Int64List}, the list of length 0: the kind is kept, there is no value)."""
+    if np.issubdtype(dtype, np.integer) or dtype == np.bool_:
+        kind = 0x1A
+    elif np.issubdtype(dtype, np.floating):
+        kind = 0x12
+    else:
+        kind = 0x0A
+    return _length_delimited(0x0A, _length_delimited(0x0A, name.encode())
+                             + _length_delimited(0x12, bytes([kind, 0])))
+
+
 def _ids_as_text(name: str, values: np.ndarray) -> np.ndarray:
     """Ids (`user_id`, `item_id`, and `impression_id`, read as text: `log_schema.FIXED_TYPES`)
     are strings wherever the project writes them (SPEC §7): integer ids become their decimal
@@ -127,19 +141,22 @@ def serialize_examples(columns: Mapping[str, np.ndarray],
     impression_id) as bytes_list always (integer ids as their decimal text), other integers as int64_list,
     floats as float_list (float32; a 2-D float array [rows, m] gives a float_list of m values
     per row), anything else (str or bytes) as bytes_list. `absent` ({column: bool [rows]})
-    leaves a column's feature out of the rows marked True (a row with no value: reading it
-    gives the reader's default for the feature, not the placeholder in `columns`).
+    gives the rows marked True an empty value list of the column's kind instead of their
+    value in `columns` (a placeholder): a row without a value, which readers read as missing
+    (the feature's default), while the column and its kind stay in every record, so a
+    reader that samples records still finds a column that is empty there.
 
     Writes the protobuf wire format directly (much faster than building tf.train.Example
     objects); tests check that protobuf parses it back to the same message."""
     per_column = [_feature_entries(name, _ids_as_text(name, np.asarray(values)))
                   for name, values in columns.items()]
-    for index, name in enumerate(columns):
+    for index, (name, values) in enumerate(columns.items()):
         left_out = None if absent is None or name not in absent else np.asarray(absent[name])
         if left_out is not None and left_out.any():
             entries = per_column[index]
+            empty = _empty_entry(name, _ids_as_text(name, np.asarray(values)).dtype)
             for row in np.flatnonzero(left_out).tolist():
-                entries[row] = b""
+                entries[row] = empty
     records = []
     for entries in zip(*per_column):
         features = b"".join(entries)

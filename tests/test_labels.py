@@ -219,11 +219,15 @@ def test_a_missing_value_stays_missing_in_the_label_jobs_output(sim, tmp_path):
     serving does (written as 0 or "", it read 0 or "")."""
     from core import log_writers
 
+    from core import logs
+
     root, stats_dir = sim
     frame = pd.read_csv(root / "sim/logs/day-08.csv.gz", dtype=str, keep_default_na=False)
-    holes = np.random.default_rng(0).random((len(frame), 3)) < 0.2
-    for column, hole in zip(("item_length", "publish_age_hours", "category"), holes.T):
+    holes = np.random.default_rng(0).random((len(frame), 4)) < 0.2
+    for column, hole in zip(("item_length", "publish_age_hours", "category", "impression_id"),
+                            holes.T):
         frame.loc[hole, column] = ""
+    frame["rating"] = ""  # empty on every row: the shards keep the column all the same
     frame.to_csv(tmp_path / "holes.csv", index=False)
     defaults = {"item_length": 500, "publish_age_hours": 24.0, "category": "unknown"}
     want = _read_with_defaults(str(tmp_path / "holes.csv"), defaults)
@@ -232,11 +236,23 @@ def test_a_missing_value_stays_missing_in_the_label_jobs_output(sim, tmp_path):
                          fmt="tfrecord")
     labelling.label_logs(str(tmp_path / "holes.csv"), stats_dir, str(tmp_path / "csv"),
                          fmt="csv")
+    raw_types = logs.open_logs(str(tmp_path / "holes.csv")).schema.dtypes
+    import tensorflow as tf
+
+    shard, = glob.glob(str(tmp_path / "tfr/*.tfrecord.gz"))
+    first_hole = int(np.flatnonzero(holes[:, 0])[0])
+    record = list(tf.data.TFRecordDataset(shard, "GZIP").skip(first_hole).take(1))[0]
+    feature = tf.train.Example.FromString(record.numpy()).features.feature["item_length"]
+    assert feature.WhichOneof("kind") == "int64_list" and not feature.int64_list.value
     for shards in ("tfr/*.tfrecord.gz", "csv/*.csv.gz"):
+        dtypes = logs.open_logs(str(tmp_path / shards)).schema.dtypes
+        assert {c: dtypes.get(c) for c in raw_types} == raw_types, shards
         got = _read_with_defaults(str(tmp_path / shards), defaults)
-        for column in ("item_length", "publish_age_hours", "category", "position"):
+        for column in ("item_length", "publish_age_hours", "category", "position",
+                       "impression_id", "rating"):
             np.testing.assert_array_equal(got[column], want[column], f"{shards} {column}")
     # A TFRecord log whose records leave the features out: empty fields in the CSV output.
+    frame = frame.drop(columns=["rating", "impression_id"])
     columns = {c: frame[c].to_numpy(object) for c in frame.columns if c != "dwell_time"}
     columns["timestamp"] = frame["timestamp"].astype(np.int64).to_numpy()
     columns["click"] = frame["click"].astype(np.int64).to_numpy()
@@ -244,20 +260,23 @@ def test_a_missing_value_stays_missing_in_the_label_jobs_output(sim, tmp_path):
     columns["item_length"] = np.where(holes[:, 0], "0", frame["item_length"]).astype(np.int64)
     columns["publish_age_hours"] = np.where(holes[:, 1], "0", frame["publish_age_hours"]
                                             ).astype(np.float32)
-    import tensorflow as tf
-
+    records = np.empty(len(frame), object)
+    sparse = ("item_length", "publish_age_hours", "category")
+    for pattern in {tuple(h) for h in holes[:, :3].tolist()}:
+        rows = np.flatnonzero((holes[:, :3] == pattern).all(axis=1))
+        kept = {c: v[rows] for c, v in columns.items()
+                if c not in sparse or not pattern[sparse.index(c)]}
+        records[rows] = log_writers.serialize_examples(kept)
     with tf.io.TFRecordWriter(str(tmp_path / "holes.tfrecord")) as writer:
-        for record in log_writers.serialize_examples(columns, absent={
-                "item_length": holes[:, 0], "publish_age_hours": holes[:, 1],
-                "category": holes[:, 2]}):
+        for record in records:
             writer.write(record)
     labelling.label_logs(str(tmp_path / "holes.tfrecord"), stats_dir, str(tmp_path / "back"),
                          fmt="csv")
     back = read_frame(str(tmp_path / "back/*.csv*"))
     for column, hole in zip(("item_length", "publish_age_hours", "category"), holes.T):
         assert (back[column].astype(str) == "").tolist() == hole.tolist(), column
-    got = _read_with_defaults(str(tmp_path / "holes.tfrecord"), defaults)
-    for column in ("item_length", "category"):
+    got = _read_with_defaults(str(tmp_path / "back/*.csv*"), defaults)
+    for column in ("item_length", "publish_age_hours", "category"):
         np.testing.assert_array_equal(got[column], want[column], column)
 
 

@@ -138,6 +138,23 @@ def test_a_column_empty_on_the_sampled_rows_is_typed_by_the_rows_after(tmp_path)
                                                  for k in range(len(rows))])
 
 
+def test_a_column_empty_in_the_first_files_is_typed_by_the_last_files(tmp_path):
+    """A column filled only in the latest files (a feature a TFRecord log's writer added
+    later, labelled to CSV, is empty in the earlier shards): typed by the numbers in the last
+    LAST_SAMPLE_FILES files, not read as text, which would hash its numbers as words."""
+    files = log_schema.SAMPLE_FILES + 2
+    for day in range(files):
+        with open(tmp_path / f"day-{day:02d}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow([*HEADER, "rating"])
+            writer.writerows([*row, f"{k + 0.5}" if day == files - 1 else ""]
+                             for k, row in enumerate(ROWS))
+    assert logs.open_logs(str(tmp_path / "*.csv")).schema.dtypes["rating"] == "float32"
+    first = str(tmp_path / f"day-{files - 2:02d}.csv")  # empty in every file read
+    assert logs.open_logs([str(tmp_path / "day-0*.csv"), first]).schema.dtypes[
+        "rating"] == "string"
+
+
 @pytest.mark.parametrize("values,kind", [
     (["007", "-12", ""], "int64"),
     (["9223372036854775807", "-9223372036854775808"], "int64"),  # int64's ends, 19 digits

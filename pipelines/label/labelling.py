@@ -220,8 +220,8 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
                 for c in columns:
                     out.setdefault(c, batch[c])
                     if logs.MISSING + c in batch and c not in log_schema.REQUIRED_COLUMNS:
-                        # An empty field is a feature the tf.Example leaves out, as a
-                        # TFRecord log would (not a 0 or "", which reads as a value).
+                        # An empty field is an empty value list (not a 0 or "", which reads
+                        # as a value): the reader's missing value, the column kept.
                         out[logs.MISSING + c] = batch[logs.MISSING + c]
                 out["dwell_time"] = labelled["dwell_time"]
         return out

@@ -171,7 +171,7 @@ def infer_schema(statistics, config: ValidationConfig = ValidationConfig()):
 SPARSE_REMEDY = ("an empty field or a feature a tf.Example leaves out is missing; before "
                  "2026-12-06 it counted as a 0 or \"\", so a schema inferred then requires "
                  "the column on every row: if it may be empty, infer the schema again or "
-                 "lower its presence.min_fraction")
+                 "lower its presence.min_fraction (and make a --baseline_stats of then again)")
 
 
 def anomaly_lines(anomalies) -> list[str]:
