@@ -217,9 +217,7 @@ def test_a_missing_value_stays_missing_in_the_label_jobs_output(sim, tmp_path):
     tf.Example's absent feature an empty CSV field: a model whose feature config sets a
     `default` reads the default from the labelled shards, as from the raw logs and as
     serving does (written as 0 or "", it read 0 or "")."""
-    from core import log_writers
-
-    from core import logs
+    from core import log_writers, logs
 
     root, stats_dir = sim
     frame = pd.read_csv(root / "sim/logs/day-08.csv.gz", dtype=str, keep_default_na=False)
