@@ -147,6 +147,19 @@ def test_validate_cli_exit_status_and_report(worlds, run, tmp_path):
     assert second.returncode == 1
     assert "category:" in second.stderr and "weather" in second.stderr
     assert "weather" in (tmp_path / "v2" / "report.md").read_text()
+    # Another file given as the schema or the baseline: one line naming it, no output.
+    (tmp_path / "notes.txt").write_text("this is not a schema\n")
+    for flag, given, says in (
+            ("--schema", tmp_path / "v1/stats.pb", "is not a schema.pbtxt"),
+            ("--schema", tmp_path / "notes.txt", "is not a schema.pbtxt"),
+            ("--baseline_stats", tmp_path / "v1/schema.pbtxt", "is not a stats.pb"),
+            ("--baseline_stats", tmp_path / "notes.txt", "is not a stats.pb")):
+        bad = run("pipelines.validate", f"--input={root}/base/logs/day-02.csv.gz",
+                  f"--output_dir={tmp_path}/v3", f"{flag}={given}")
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+        assert bad.stderr.strip().splitlines() == [bad.stderr.strip()], bad.stderr
+        assert bad.stderr.startswith(f"error: {given}") and says in bad.stderr, bad.stderr
+        assert not (tmp_path / "v3").exists()
 
 
 def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):

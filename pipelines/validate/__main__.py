@@ -20,7 +20,6 @@ from absl import flags
 
 from core import cli, log_schema, settings  # cli first: it quiets TensorFlow before it loads
 from core.atomic import atomic_directory
-from core.errors import InputError
 from pipelines.validate import validation
 
 FLAGS = flags.FLAGS
@@ -61,14 +60,10 @@ def main(argv):
                                          max_domain_size=FLAGS.max_domain_size)
     baseline = None
     if FLAGS.baseline_stats:
-        if not os.path.isfile(FLAGS.baseline_stats):
-            raise InputError("no such statistics file", file=FLAGS.baseline_stats)
-        baseline = tfdv.load_stats_binary(FLAGS.baseline_stats)
+        baseline = validation.load_statistics(FLAGS.baseline_stats)
     schema = None
     if FLAGS.schema:
-        if not os.path.isfile(FLAGS.schema):
-            raise InputError("no such schema file", file=FLAGS.schema)
-        schema = tfdv.load_schema_text(FLAGS.schema)
+        schema = validation.load_schema(FLAGS.schema)
     with atomic_directory(FLAGS.output_dir, may_replace=_is_validation_output,
                           what="--output_dir") as tmp:
         stats = validation.generate_statistics(FLAGS.input, os.path.join(tmp, "stats.pb"),

@@ -209,6 +209,39 @@ def validate(statistics, schema, baseline=None):
     return tfdv.validate_statistics(statistics, profiled, previous_statistics=baseline)
 
 
+def load_schema(path: str):
+    """The curated schema in `path` (schema.pbtxt); InputError naming the file if there is none
+    or it is not one."""
+    tfdv = globals()['tfdv']()
+    if not os.path.isfile(path):
+        raise InputError("no such schema file (make one with python -m pipelines.validate)",
+                         file=path)
+    try:
+        return tfdv.load_schema_text(path)
+    except Exception as error:  # a text-format parse error
+        message = (str(error).splitlines() or [type(error).__name__])[0]
+        raise InputError(f"is not a schema.pbtxt ({message})", file=path) from None
+
+
+def load_statistics(path: str):
+    """TFDV statistics in `path` (a stats.pb this job wrote); InputError naming the file if there
+    are none or it holds something else."""
+    tfdv = globals()['tfdv']()
+    if not os.path.isfile(path):
+        raise InputError("no such statistics file (a stats.pb of python -m pipelines.validate)",
+                         file=path)
+    try:
+        statistics = tfdv.load_stats_binary(path)
+    except Exception as error:  # a protobuf decode error
+        message = (str(error).splitlines() or [type(error).__name__])[0]
+        raise InputError(f"is not a stats.pb of python -m pipelines.validate ({message})",
+                         file=path) from None
+    if not statistics.datasets:
+        raise InputError("holds no statistics (expected a stats.pb of python -m "
+                         "pipelines.validate)", file=path)
+    return statistics
+
+
 def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = None,
                 allow_unclicked_dwell: bool = False,
                 column_types: Mapping[str, str] | None = None, given_by: str = "flag",
@@ -223,16 +256,7 @@ def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = No
 
     started = time.perf_counter()
 
-    tfdv = globals()['tfdv']()
-
-    if not os.path.isfile(schema_path):
-        raise InputError("no such schema file (make one with python -m pipelines.validate)",
-                         file=schema_path)
-    try:
-        schema = tfdv.load_schema_text(schema_path)
-    except Exception as error:  # a text-format parse error
-        raise InputError(f"is not a schema.pbtxt ({str(error).splitlines()[0]})",
-                         file=schema_path) from None
+    schema = load_schema(schema_path)
     with tempfile.TemporaryDirectory() as tmp:
         stats = generate_statistics(pattern, os.path.join(tmp, "stats.pb"), beam_args,
                                     allow_unclicked_dwell=allow_unclicked_dwell,
