@@ -17,6 +17,7 @@ from __future__ import annotations
 from absl import flags
 
 from core import cli, phases, settings  # cli first: it quiets TensorFlow before it loads
+from core.errors import InputError
 from ranking import evaluation, training
 
 FLAGS = flags.FLAGS
@@ -28,8 +29,13 @@ flags.mark_flag_as_required("model_dir")
 
 def main(argv):
     del argv
-    metrics = training.train_and_evaluate(settings.from_flags(training.TrainConfig),
-                                          FLAGS.model_dir)
+    config = settings.from_flags(training.TrainConfig)
+    if FLAGS["orca"].present and not FLAGS.orca and config.model.spec.orca:
+        # ORCA is what these presets are: --noorca would be recorded and not be true.
+        backbone = config.model.preset.removesuffix("_orca")
+        raise InputError(f"--noorca: {config.model.preset} is {backbone} with ORCA; for "
+                         f"{backbone} without it, train --model={backbone}")
+    metrics = training.train_and_evaluate(config, FLAGS.model_dir)
     if metrics:
         for line in evaluation.summary_lines(metrics):
             print(line)

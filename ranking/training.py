@@ -22,7 +22,18 @@ from core.errors import InputError
 from core.labeler import day_rows_of
 from core.phases import Phases
 from core.settings import setting
-from ranking import data, distribute, evaluation, input_notes, loops, metrics, orca, selection, train_cache
+from ranking import (
+    applicability,
+    data,
+    distribute,
+    evaluation,
+    input_notes,
+    loops,
+    metrics,
+    orca,
+    selection,
+    train_cache,
+)
 from ranking import features as features_lib
 from ranking import model_dir as model_dir_lib
 from ranking.metabalance import MetaBalanceConfig
@@ -115,11 +126,8 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     note = threads.set_intra_op_threads(config.intra_op_threads)  # before the first op
     if note:  # a setting that does not apply is said even under --progress=none
         _say(note)
-    default_epochs = TrainConfig.__dataclass_fields__["epochs"].default
-    if config.selection.enabled and config.epochs != default_epochs:
-        _say(f"note: --epochs={config.epochs} does not apply with a validation window: "
-             f"--max_epochs={config.selection.max_epochs} bounds the epochs and early stopping "
-             "ends sooner (--patience)")
+    for line in applicability.unread_settings(config):
+        _say(line)
     if distribute.is_server_task(config.strategy):
         distribute.serve_forever(config.intra_op_threads)
         return {}
@@ -155,6 +163,13 @@ def _check_options(config: TrainConfig) -> None:
         raise InputError(str(error)) from None
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")
+    for flag, rate in (("learning_rate", config.optimizer.learning_rate),
+                       ("embedding_learning_rate", config.optimizer.embedding_learning_rate)):
+        if not rate > 0:  # a negative rate climbs the loss: every score ends constant
+            raise InputError(f"--{flag} must be > 0, not {rate}")
+    if not config.model.towers.negative_weight >= 0:
+        raise InputError(f"--negative_weight must be >= 0 (a weight of the negatives' loss), "
+                         f"not {config.model.towers.negative_weight}")
     if config.intra_op_threads < 0:
         raise InputError(f"--intra_op_threads must be >= 0 (0: TensorFlow's choice), not "
                          f"{config.intra_op_threads}")

@@ -388,8 +388,8 @@ def test_eval_logs_of_training_days_are_noted_under_progress_none(small_world, t
     capsys.readouterr()
     training.train_and_evaluate(config, str(tmp_path / "model"))
     out = capsys.readouterr().out
-    assert ("note: --epochs=3 does not apply with a validation window: --max_epochs=1 bounds "
-            "the epochs and early stopping ends sooner (--patience)") in out
+    assert ("note: --epochs=3 does not apply: with a validation window --max_epochs=1 bounds "
+            "the epochs and early stopping ends sooner (--patience); it is not used") in out
     assert (f"note: 1 --eval file(s) are --train files too ({first}): their metrics measure "
             "rows the model trained on") in out
     assert (f"note: 1 --eval file(s) are in --train's validation window ({last}): their "

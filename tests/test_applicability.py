@@ -1,0 +1,106 @@
+"""Settings a run does not read are named (`ranking.applicability`): each case's expected notes
+are written out by hand from the presets' table (ranking/presets.py) and the settings' help."""
+
+import dataclasses
+
+import pytest
+from absl import flags
+
+from core import settings
+from ranking import applicability
+from ranking.backbones import BackboneConfig
+from ranking.models import ModelConfig
+from ranking.orca import OrcaConfig
+from ranking.tasks import TowerConfig
+from ranking.training import TrainConfig
+
+from conftest import REPO
+
+BASE = TrainConfig(train="logs/*.csv", stats="stats")
+
+
+def config(preset="vr_ndt", **changes):
+    """BASE with the preset and the nested settings given as {section: {field: value}}."""
+    model = ModelConfig(preset=preset)
+    top = {}
+    for section, values in changes.items():
+        if section in ("backbone", "towers", "orca", "regularization"):
+            model = dataclasses.replace(model, **{section: dataclasses.replace(
+                getattr(model, section), **values)})
+        elif isinstance(values, dict):
+            top[section] = dataclasses.replace(getattr(BASE, section), **values)
+        else:
+            top[section] = values
+    return dataclasses.replace(BASE, model=model, **top)
+
+
+def flags_named(notes):
+    return [note.split()[1] for note in notes]
+
+
+def test_defaults_and_settings_that_apply_give_no_note():
+    assert applicability.unread_settings(BASE) == []
+    assert applicability.unread_settings(config("mmoe", backbone={"experts": 8})) == []
+    assert applicability.unread_settings(config(
+        "ple", backbone={"levels": 3, "task_experts": 2, "expert_units": (32,)})) == []
+    assert applicability.unread_settings(config(
+        "deepfm", towers={"single_task": "dwell_bins", "dt_denominator": "clicks"})) == []
+    assert applicability.unread_settings(config("vr_ndt", towers={
+        "negative_weighting": "ndt", "negative_weight": 0.5})) == []
+    assert applicability.unread_settings(config(
+        "shared_bottom_dt", orca={"enabled": True, "mask_prob": 0.3})) == []
+
+
+@pytest.mark.parametrize("case, expected", [
+    (config("ple", backbone={"experts": 7}),
+     ["note: --experts=7 does not apply: a setting of the mmoe backbone; ple has the ple "
+      "backbone; it is not used"]),
+    (config("mmoe", towers={"single_task": "dwell_bins"}),
+     ["note: --single_task=dwell_bins does not apply: the task of the single-task presets "
+      "deepfm, dcn_v2, autoint; mmoe trains its own towers (ctr, dwell_bins); it is not used"]),
+    (config("deepfm", backbone={"cross_layers": 5}), ["--cross_layers=5"]),
+    (config("mmoe", orca={"mask_prob": 0.5}), ["--mask_prob=0.5"]),
+    (config("single_ctr", towers={"negative_weighting": "ndt"}), ["--negative_weighting=ndt"]),
+    (config("single_ctr", metabalance={"enabled": True}), ["--metabalance"]),
+    (config("single_ctr", towers={"dt_denominator": "clicks"}), ["--dt_denominator=clicks"]),
+    (config("vr_ndt", input_sharding="rows"), ["--input_sharding=rows"]),
+    (config("vr_ndt", selection={"patience": 1, "early_stopping_metric": "auc_ctr"}),
+     ["--early_stopping_metric=auc_ctr", "--patience=1"]),
+    (config("vr_ndt", epochs=3, selection={"validation_days": 1}), ["--epochs=3"]),
+    (config("mmoe_orca", orca={"mask_scope": "row", "nde_learning_rate_ratio": 2.0,
+                               "instance_weights": False, "iw_a": -0.2}),
+     ["--nde_learning_rate_ratio=2.0", "--iw_a=-0.2"]),
+    (config("vr_ndt", optimizer={"embedding_learning_rate": 0.1}),
+     ["--embedding_learning_rate=0.1"]),
+    (config("vr_ndt", metabalance={"ratio": 0.5}), ["--metabalance_ratio=0.5"]),
+])
+def test_a_setting_the_run_does_not_read_is_named(case, expected):
+    notes = applicability.unread_settings(case)
+    if expected[0].startswith("note:"):
+        assert notes == expected
+    else:
+        assert flags_named(notes) == expected, notes
+
+
+def test_the_orca_authors_flagfile_names_the_other_backbones_sizes():
+    """configs/orca_authors.flags serves mmoe_orca and ple_orca: each run names the other
+    backbone's expert counts, and nothing else."""
+    for preset, unread in (("mmoe_orca", ["--task_experts=8", "--shared_experts=8"]),
+                           ("ple_orca", ["--experts=8"])):
+        values = flags.FlagValues()
+        settings.define_flags(TrainConfig, values)
+        values(["train", f"--flagfile={REPO}/configs/orca_authors.flags", f"--model={preset}",
+                "--train=logs/*.csv", "--stats=stats", "--validation_days=1"])
+        run = settings.from_flags(TrainConfig, values)
+        assert flags_named(applicability.unread_settings(run)) == unread, preset
+
+
+def test_every_backbone_setting_is_read_by_some_backbone():
+    """Each backbone setting is read by a backbone the table names, and the table covers every
+    backbone setting with a flag (a new one is then placed, not silently always applied)."""
+    names = {leaf.flag for leaf in settings.leaves(BackboneConfig)} - {"bottom_units"}
+    assert names == set(applicability._BACKBONE_SETTINGS)  # noqa: SLF001
+    assert {leaf.flag for leaf in settings.leaves(OrcaConfig)} - {"orca"} == set(
+        applicability._ORCA_SETTINGS + applicability._INSTANCE_WEIGHT_SETTINGS  # noqa: SLF001
+        + ("nde_learning_rate_ratio",))
+    assert TowerConfig().single_task == "ctr"
