@@ -144,6 +144,35 @@ def t2_days_note(left: dict) -> str | None:
             "user the stats window lacks keeps these logs' count)")
 
 
+def short_artifact_days(input_day_rows, artifact_day_rows) -> dict:
+    """{UTC day: (input rows, artifact rows)} of the days the stats artifact saw whole (neither
+    its first nor its last day, which may be slivers: late rows, a window cut mid-day) yet
+    fewer rows of than the input holds (`input_day_rows`, `artifact_day_rows`: {day: rows};
+    None: an artifact that did not record them, {}): the artifact was made from other logs,
+    a part of these (a sample, a region) or before they were complete, and its rules and rule
+    T2's counts of other days are those logs'."""
+    if not artifact_day_rows or len(artifact_day_rows) < 3:
+        return {}
+    first, last = min(artifact_day_rows), max(artifact_day_rows)
+    return {int(day): (int(rows), int(artifact_day_rows[day]))
+            for day, rows in input_day_rows.items()
+            if first < day < last and 0 < artifact_day_rows.get(day, 0) < rows}
+
+
+def short_artifact_note(short: dict) -> str | None:
+    """The note a job prints on `short_artifact_days`' days, or None."""
+    if not short:
+        return None
+    days = sorted(short)
+    shown = ", ".join(f"{utc_date(d)} ({short[d][0]:,} rows here, {short[d][1]:,} in the stats "
+                      "window)" for d in days[:3])
+    more = f" and {len(days) - 3} more day(s)" if len(days) > 3 else ""
+    return (f"these logs hold more rows of {shown}{more} than the stats job saw: was the stats "
+            "artifact made from other logs, a part of these, or before they were complete? Its "
+            "rules (mu, sigma, bin edges, item P10s) and rule T2's counts of days these logs do "
+            "not hold are those logs'; run pipelines.stats on these logs' days")
+
+
 def clicks_per_day(daily: UserDays) -> dict:
     """{UTC day: clicks} from clicks per (user, day)."""
     days, at = np.unique(daily.day, return_inverse=True)
@@ -228,6 +257,9 @@ class Labeler:
     # artifact, whose T2 counts are the larger of the two (`held_days`; `t2_days_note`); None
     # on a labeller built from the artifact alone.
     t2_days_from_artifact: dict | None = None
+    # {UTC day: (input rows, artifact rows)}: days the artifact saw whole yet fewer rows of
+    # (`short_artifact_days`): made from other logs? ({} when the logs were not counted.)
+    short_artifact_days: dict = {}
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
     day_clicks = None  # {UTC day: clicks} of the counted logs (`labeler_for`)
     file_day_rows = None  # (file index, UTC day) -> rows of the counted logs
@@ -321,6 +353,8 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
                            rules.light_user_days)
     labeler = Labeler(artifact, window, rules, ndt)
     labeler.t2_days_from_artifact = left
+    labeler.short_artifact_days = short_artifact_days(day_rows_of(counted.file_day_rows),
+                                                      artifact.day_rows)
     labeler.day_clicks = clicks_per_day(counted.user_days)
     labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
     labeler.rows_per_file = counted.rows_per_file

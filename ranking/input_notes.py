@@ -10,7 +10,7 @@ import os
 import re
 
 from core.label_rules import utc_date
-from core.labeler import day_rows_of, t2_days_note
+from core.labeler import day_rows_of, short_artifact_note, t2_days_note
 from core.log_schema import LABEL_COLUMNS
 
 # A column named like an id: `author_id`, `ID`, `musicId`, `videoID` (not `valid`, `grid`).
@@ -326,5 +326,6 @@ def input_lines(config, inputs) -> list[str]:
     absent = [note for flag, held in sources.items() if held is not None and (
         note := absent_features_note(flag, held[0].absent_features))]
     t2_notes = [f"note: {what} logs: {note}" for what, labeler in inputs.labellers()
-                if (note := t2_days_note(labeler.t2_days_from_artifact))]
+                for note in (short_artifact_note(labeler.short_artifact_days),
+                             t2_days_note(labeler.t2_days_from_artifact)) if note]
     return lines + ([order] if order else []) + overlap + earlier + absent + t2_notes

@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -199,6 +200,52 @@ def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
                                   want["impression_id"].astype(str))
     for column in ("valid_read", "valid_read_rule", "dwell_bin"):
         np.testing.assert_array_equal(tfr[column], want[column], column)
+
+
+def test_short_artifact_days_by_hand():
+    from core.labeler import short_artifact_days, short_artifact_note
+
+    artifact = {0: 3, 1: 10, 2: 8, 3: 12, 4: 2}  # days 0 and 4: slivers at its ends
+    logs = {0: 50, 1: 10, 2: 10, 3: 10, 4: 50, 5: 40}
+    assert short_artifact_days(logs, artifact) == {2: (10, 8)}
+    assert short_artifact_days(logs, {1: 5, 2: 5}) == {}  # no day seen whole
+    assert short_artifact_days(logs, None) == {}
+    assert short_artifact_note({}) is None
+    assert short_artifact_note({2: (10, 8)}).startswith(
+        "these logs hold more rows of 1970-01-03 (10 rows here, 8 in the stats window) than "
+        "the stats job saw")
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_logs_of_another_world_than_the_stats_are_named(sim, tmp_path, engine):
+    """The stats of one simulated world, another world's logs of the same dates (twice the
+    users): the days the artifact saw whole and fewer rows of are named (pandas' counts), and
+    the stats world's own logs, read as other files, give no such day."""
+    root, stats_dir = sim
+    other = dataclasses.replace(world_config.SimConfig(num_users=400, num_items=250, days=10,
+                                                       seed=3), num_users=800, seed=4)
+    writing.write_simulation(other, str(tmp_path / "other"), plot=False)
+
+    def day_rows(pattern):
+        frame = pd.concat(pd.read_csv(p, usecols=["timestamp"]) for p in glob.glob(pattern))
+        return (frame["timestamp"] // 86400).value_counts().to_dict()
+
+    seen = day_rows(str(root / "sim/logs/day-0[0-6].csv.gz"))
+    here = day_rows(str(tmp_path / "other/logs/day-0[0-6].csv.gz"))
+    inner = range(min(seen) + 1, max(seen))
+    want = {d: (here[d], seen[d]) for d in inner if d in here and 0 < seen[d] < here[d]}
+    assert len(want) >= 3
+    from pipelines.label import labelling_beam
+
+    label = labelling.label_logs if engine == "local" else labelling_beam.label_logs_beam
+    summary = label(str(tmp_path / "other/logs/day-0[0-6].csv.gz"), stats_dir,
+                    str(tmp_path / "out"), fmt="csv")
+    assert summary.short_artifact_days == want
+    os.makedirs(tmp_path / "copy")
+    for path in glob.glob(str(root / "sim/logs/day-0[2-8].csv.gz")):
+        shutil.copy(path, tmp_path / "copy")
+    same = label(str(tmp_path / "copy/*.csv.gz"), stats_dir, str(tmp_path / "same"), fmt="csv")
+    assert same.short_artifact_days == {}
 
 
 def _read_with_defaults(pattern, defaults):

@@ -26,7 +26,7 @@ from absl import flags
 
 from core import cli, stats_artifact  # cli first: it quiets TensorFlow before it loads
 from core.errors import InputError
-from core.labeler import t2_days_note
+from core.labeler import short_artifact_note, t2_days_note
 from pipelines.label import labelling
 
 FLAGS = flags.FLAGS
@@ -142,9 +142,10 @@ def main(argv):
     print("  dwell bins (clicks): " + "  ".join(f"{c:,}" for c in result["dwell_bin_counts"]))
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: {summary.unclicked_dwell_zeroed:,}")
-    note = t2_days_note(summary.t2_days_from_artifact)
-    if note:
-        print(f"note: {note}")
+    for note in (short_artifact_note(summary.short_artifact_days),
+                 t2_days_note(summary.t2_days_from_artifact)):
+        if note:
+            print(f"note: {note}")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,9 @@ class LabelSummary:
     # artifact, whose T2 counts are the larger of the two (`core.labeler.held_days`); one
     # decision for the whole input, the same in every part.
     t2_days_from_artifact: dict = dataclasses.field(default_factory=dict)
+    # {UTC day: (input rows, artifact rows)}: days the artifact saw whole yet fewer rows of
+    # than the input holds (`core.labeler.short_artifact_days`).
+    short_artifact_days: dict = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         valid = max(self.valid_reads, 1)
@@ -78,6 +81,7 @@ class LabelSummary:
         self.log_dwell_counts = self.log_dwell_counts + other.log_dwell_counts
         self.files.extend(other.files)
         self.t2_days_from_artifact.update(other.t2_days_from_artifact)
+        self.short_artifact_days.update(other.short_artifact_days)
 
 
 def _csv_text(tensor):
@@ -163,7 +167,8 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
     gc.collect()
     gc.freeze()
     summary = LabelSummary(bin_counts=np.zeros(artifact.num_bins, np.int64),
-                           t2_days_from_artifact=dict(labeler.t2_days_from_artifact or {}))
+                           t2_days_from_artifact=dict(labeler.t2_days_from_artifact or {}),
+                           short_artifact_days=dict(labeler.short_artifact_days))
     with output_directory(output_dir) as tmp:
         write_shards(source, labeler, tmp, shard_names(source.files, fmt, compress), summary,
                      fmt=fmt, compress=compress, allow_unclicked_dwell=allow_unclicked_dwell,

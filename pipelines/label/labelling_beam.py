@@ -45,6 +45,7 @@ from core.labeler import (
     count_source,
     day_rows_of,
     held_days,
+    short_artifact_days,
     user_fingerprint,
     window_clicks,
 )
@@ -150,9 +151,11 @@ def _count_file(element, job):
 
 def _held(day_rows, artifact_day_rows):
     """[(UTC day, rows of the input)] -> {days: the input's days, held: those whose counts come
-    from the input, left: {day: (input rows, artifact rows)} of the others} (`held_days`)."""
+    from the input, left: {day: (input rows, artifact rows)} of the others (`held_days`),
+    short: the days the artifact saw whole yet fewer rows of (`short_artifact_days`)}."""
     held, left = held_days(dict(day_rows), artifact_day_rows)
-    return {"days": sorted(day for day, _ in day_rows), "held": sorted(held), "left": left}
+    return {"days": sorted(day for day, _ in day_rows), "held": sorted(held), "left": left,
+            "short": short_artifact_days(dict(day_rows), artifact_day_rows)}
 
 
 def _read_history(path, held, window_days):
@@ -219,7 +222,8 @@ def _label_file(keyed, job, tmp, results, held):
                            for k in range(3)))
     source = _source(job, index)
     summary = labelling.LabelSummary(bin_counts=np.zeros(job["num_bins"], np.int64),
-                                     t2_days_from_artifact=held["left"])
+                                     t2_days_from_artifact=held["left"],
+                                     short_artifact_days=held["short"])
     with log_diagnosis.input_errors_for_beam():
         labeler = Labeler(_artifact(job["stats"]), window, job["rules"])
         labelling.write_shards(source, labeler, tmp, job["names"], summary, fmt=job["fmt"],
