@@ -48,7 +48,8 @@ def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *
     the baseline's when absent."""
     given = {} if artifact is None else artifact.column_types
     if spec is None:
-        return logs.open_logs(patterns, column_types=given, given_by="artifact")
+        return _in_artifact_order(logs.open_logs(patterns, column_types=given,
+                                                 given_by="artifact"), artifact)
     try:
         source = logs.open_logs(patterns, column_types=dict(spec.dtypes))
     except log_schema.AbsentTypedColumns as absent:
@@ -63,6 +64,22 @@ def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *
     # A missing value reads as the feature config's `default`, as serving reads it.
     return dataclasses.replace(source, schema=source.schema.with_missing(spec.defaults),
                                type_origins=origins)
+
+
+def _in_artifact_order(source: logs.LogSource, artifact) -> logs.LogSource:
+    """`source` with a TFRecord input's columns in the order of the logs the stats artifact was
+    computed from (others after, as sampled). A tf.Example's features have no order (the reader
+    puts the required ones first, then the others by name), and the model's features follow
+    its input's columns: the label job's TFRecord shards of a CSV log then build the model the
+    CSV builds, with the same initial weights at the same seed."""
+    order = list((getattr(artifact, "schema", None) or {}).get("columns", ()))
+    if source.format != "tfrecord" or not order:
+        return source
+    place = {name: index for index, name in enumerate(order)}
+    columns = tuple(sorted(source.schema.columns,
+                           key=lambda name: (place.get(name, len(order)),
+                                             source.schema.columns.index(name))))
+    return dataclasses.replace(source, schema=dataclasses.replace(source.schema, columns=columns))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """ranking.train: learning, eval_metrics.json, resuming after SIGKILL, model-dir safety."""
 
+import dataclasses
 import glob
 import gzip
 import json
@@ -28,6 +29,27 @@ def config_for(world, preset="vr_ndt", **overrides):
                    checkpoint_every=50, progress="none")
     options.update(overrides)
     return training.TrainConfig(**options)
+
+
+def test_the_label_jobs_tfrecord_shards_train_the_model_the_raw_logs_train(small_world,
+                                                                           tmp_path):
+    """The label job's TFRecord shards of the CSV training logs build the same model (its
+    features in the logs' order, not the tf.Example's by name) and train it to the same
+    metrics at the same seed."""
+    from pipelines.label import labelling
+
+    labelling.label_logs(small_world["train"], small_world["stats"], str(tmp_path / "shards"),
+                         fmt="tfrecord")
+    config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=20)
+    raw = training.train_and_evaluate(config, str(tmp_path / "raw"))
+    shards = training.train_and_evaluate(
+        dataclasses.replace(config, train=str(tmp_path / "shards/*.tfrecord.gz")),
+        str(tmp_path / "from_shards"))
+    features = [json.load(open(tmp_path / d / "config.json"))["features"]
+                for d in ("raw", "from_shards")]
+    assert [f["name"] for f in features[0]] == [f["name"] for f in features[1]]
+    assert shards["auc_ctr"] == pytest.approx(raw["auc_ctr"], abs=1e-6)
+    assert shards["logloss_ctr"] == pytest.approx(raw["logloss_ctr"], abs=1e-6)
 
 
 def test_short_training_learns(small_world, tmp_path):
