@@ -144,19 +144,25 @@ def t2_days_note(left: dict) -> str | None:
             "user the stats window lacks keeps these logs' count)")
 
 
+# A day's rows in the logs past the stats artifact's by more than this share of them: late
+# rows filed days later, a few records replayed, do not make a note.
+SHORT_ARTIFACT_SHARE = 0.05
+
+
 def short_artifact_days(input_day_rows, artifact_day_rows) -> dict:
     """{UTC day: (input rows, artifact rows)} of the days the stats artifact saw whole (neither
     its first nor its last day, which may be slivers: late rows, a window cut mid-day) yet
-    fewer rows of than the input holds (`input_day_rows`, `artifact_day_rows`: {day: rows};
-    None: an artifact that did not record them, {}): the artifact was made from other logs,
-    a part of these (a sample, a region) or before they were complete, and its rules and rule
-    T2's counts of other days are those logs'."""
+    more than SHORT_ARTIFACT_SHARE fewer rows of than the input holds (`input_day_rows`,
+    `artifact_day_rows`: {day: rows}; None: an artifact that did not record them, {}): the
+    artifact was made from other logs, a part of these (a sample, a region) or before they
+    were complete, and its rules and rule T2's counts of other days are those logs'."""
     if not artifact_day_rows or len(artifact_day_rows) < 3:
         return {}
     first, last = min(artifact_day_rows), max(artifact_day_rows)
     return {int(day): (int(rows), int(artifact_day_rows[day]))
             for day, rows in input_day_rows.items()
-            if first < day < last and 0 < artifact_day_rows.get(day, 0) < rows}
+            if first < day < last
+            and 0 < artifact_day_rows.get(day, 0) * (1 + SHORT_ARTIFACT_SHARE) < rows}
 
 
 def short_artifact_note(short: dict) -> str | None:
@@ -170,7 +176,8 @@ def short_artifact_note(short: dict) -> str | None:
     return (f"these logs hold more rows of {shown}{more} than the stats job saw: was the stats "
             "artifact made from other logs, a part of these, or before they were complete? Its "
             "rules (mu, sigma, bin edges, item P10s) and rule T2's counts of days these logs do "
-            "not hold are those logs'; run pipelines.stats on these logs' days")
+            "not hold are those logs'; unless it is of a sample of them by design, run "
+            "pipelines.stats on these logs' days")
 
 
 def clicks_per_day(daily: UserDays) -> dict:

@@ -19,6 +19,7 @@ from ranking.backbones import BACKBONES
 
 # Backbones of each backbone setting ("MMoE: shared experts.": only mmoe reads it).
 _BACKBONE_SETTINGS = {
+    "bottom_units": ("mlp", "shared_bottom", "separate", "aitm", "deepfm", "dcn_v2", "autoint"),
     "experts": ("mmoe",),
     "expert_units": ("mmoe", "ple"),
     "levels": ("ple",),
@@ -34,7 +35,8 @@ _ORCA_SETTINGS = ("mask_prob", "mask_scope", "nde_head", "shared_representation"
 _INSTANCE_WEIGHT_SETTINGS = ("iw_a", "iw_b", "iw_c", "iw_balance")
 _SELECTION_SETTINGS = ("validate_every", "max_epochs", "early_stopping_metric", "patience",
                        "min_delta", "refit", "validation_cache_mb")
-_DWELL_BIN_TOWERS = ("dwell_bins", "entire_space_dwell")
+# Towers whose loss reads --dt_denominator (ESMM's entire-space loss is over every impression).
+_DWELL_BIN_TOWERS = ("dwell_bins",)
 
 
 def _why_unread(flag: str, config) -> str | None:
@@ -48,6 +50,10 @@ def _why_unread(flag: str, config) -> str | None:
         readers = ", ".join(_BACKBONE_SETTINGS[flag])
         return (f"a setting of the {readers} backbone{'s' if ',' in readers else ''}; "
                 f"{preset} has the {backbone} backbone")
+    if flag == "dt_denominator" and not any(t in _DWELL_BIN_TOWERS for t in towers) and \
+            not model.uses_orca and "entire_space_dwell" in towers:
+        return f"a setting of the dwell-bin losses over clicks; {preset}'s dwell loss is " \
+               "ESMM's over every impression (divided by the batch)"
     if flag in ("negative_weight", "negative_weighting") and \
             "weighted_valid_read" not in towers:
         return f"a setting of the weighted valid-read loss (vr_ndt); {preset} has no such tower"

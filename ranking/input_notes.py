@@ -325,7 +325,10 @@ def input_lines(config, inputs) -> list[str]:
                if config.selection.validation else None}
     absent = [note for flag, held in sources.items() if held is not None and (
         note := absent_features_note(flag, held[0].absent_features))]
+    # The stats artifact is of the training logs' window; held-out logs (a sample of the same
+    # days, other users) may hold more rows of its days by design.
     t2_notes = [f"note: {what} logs: {note}" for what, labeler in inputs.labellers()
-                for note in (short_artifact_note(labeler.short_artifact_days),
+                for note in (short_artifact_note(labeler.short_artifact_days)
+                             if what == "train" else None,
                              t2_days_note(labeler.t2_days_from_artifact)) if note]
     return lines + ([order] if order else []) + overlap + earlier + absent + t2_notes

@@ -136,6 +136,23 @@ def build_from_description(description: dict):
             DwellTargets.from_json(description["targets"]))
 
 
+def in_stored_order(model_dir: str, spec):
+    """`spec` (a FeatureSpec) with its features in the order of `model_dir`'s config.json when
+    that holds the same features in another order, else `spec`: a directory trained on
+    TFRecord input before its columns followed the stats artifact's logs (2026-12-06) listed
+    them by name, and resuming it keeps the model it made."""
+    path = os.path.join(model_dir, "config.json")
+    if not os.path.isfile(path):
+        return spec
+    try:
+        stored = [f["name"] for f in load_model_description(model_dir)["features"]]
+    except Exception:  # noqa: BLE001 (`prepare` names what is wrong with it)
+        return spec
+    if stored == list(spec.names) or sorted(stored) != sorted(spec.names):
+        return spec
+    return dataclasses.replace(spec, features=tuple(spec[name] for name in stored))
+
+
 def _identity(description: dict) -> dict:
     # What must match for a run to continue in an existing model directory.
     training = description["training"]

@@ -163,11 +163,15 @@ def _check_options(config: TrainConfig) -> None:
         raise InputError(str(error)) from None
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")
-    for flag, rate in (("learning_rate", config.optimizer.learning_rate),
-                       ("embedding_learning_rate", config.optimizer.embedding_learning_rate)):
+    # Ranges of the settings this run reads (one it does not read is a note, below).
+    rates = [("learning_rate", config.optimizer.learning_rate)] + (
+        [("embedding_learning_rate", config.optimizer.embedding_learning_rate)]
+        if config.optimizer.embedding_optimizer != "same" else [])
+    for flag, rate in rates:
         if not rate > 0:  # a negative rate climbs the loss: every score ends constant
             raise InputError(f"--{flag} must be > 0, not {rate}")
-    if not config.model.towers.negative_weight >= 0:
+    if "weighted_valid_read" in config.model.tower_names and \
+            not config.model.towers.negative_weight >= 0:
         raise InputError(f"--negative_weight must be >= 0 (a weight of the negatives' loss), "
                          f"not {config.model.towers.negative_weight}")
     if config.intra_op_threads < 0:
@@ -251,6 +255,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             train_schema, artifact.numeric_features,
             features_lib.load_feature_config(config.feature_config), config.post_click_features,
             config_path=config.feature_config, embedding_dim=config.embedding_dim)
+        spec = model_dir_lib.in_stored_order(model_dir, spec)
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
         if chief:  # notes on the input, under --progress=none too (it quiets progress)

@@ -8,7 +8,7 @@ from absl import flags
 
 from core import settings
 from ranking import applicability
-from ranking.backbones import BackboneConfig
+from ranking.backbones import BACKBONES, BackboneConfig
 from ranking.models import ModelConfig
 from ranking.orca import OrcaConfig
 from ranking.tasks import TowerConfig
@@ -63,6 +63,7 @@ def test_defaults_and_settings_that_apply_give_no_note():
     (config("single_ctr", towers={"negative_weighting": "ndt"}), ["--negative_weighting=ndt"]),
     (config("single_ctr", metabalance={"enabled": True}), ["--metabalance"]),
     (config("single_ctr", towers={"dt_denominator": "clicks"}), ["--dt_denominator=clicks"]),
+    (config("esmm", towers={"dt_denominator": "clicks"}), ["--dt_denominator=clicks"]),
     (config("vr_ndt", input_sharding="rows"), ["--input_sharding=rows"]),
     (config("vr_ndt", selection={"patience": 1, "early_stopping_metric": "auc_ctr"}),
      ["--early_stopping_metric=auc_ctr", "--patience=1"]),
@@ -95,11 +96,50 @@ def test_the_orca_authors_flagfile_names_the_other_backbones_sizes():
         assert flags_named(applicability.unread_settings(run)) == unread, preset
 
 
-def test_every_backbone_setting_is_read_by_some_backbone():
-    """Each backbone setting is read by a backbone the table names, and the table covers every
-    backbone setting with a flag (a new one is then placed, not silently always applied)."""
-    names = {leaf.flag for leaf in settings.leaves(BackboneConfig)} - {"bottom_units"}
-    assert names == set(applicability._BACKBONE_SETTINGS)  # noqa: SLF001
+# One preset per backbone, and a value other than the default of each backbone setting.
+BACKBONE_PRESETS = {"mlp": "single_ctr", "shared_bottom": "shared_bottom_dt", "mmoe": "mmoe",
+                    "ple": "ple", "separate": "esmm", "aitm": "aitm", "deepfm": "deepfm",
+                    "dcn_v2": "dcn_v2", "autoint": "autoint"}
+OTHER_VALUES = {"bottom_units": (16,), "experts": 3, "expert_units": (16,), "levels": 1,
+                "task_experts": 2, "shared_experts": 2, "field_dim": 4, "cross_layers": 1,
+                "attention_layers": 1, "attention_heads": 1}
+
+
+def _weight_shapes(preset, backbone=BackboneConfig()):
+    import tensorflow as tf
+
+    from core.stats_artifact import DwellTargets
+    from ranking import models
+
+    from model_fixtures import tiny_spec
+
+    bins = (10.0, 30.0, 60.0)  # three dwell bins' medians (seconds), any will do
+    network = models.build_network(tiny_spec(), ModelConfig(preset, backbone=backbone),
+                                   DwellTargets(bin_values=bins, bin_ndt=bins))
+    return sorted((v.name, tuple(v.shape)) for v in network.trainable_variables
+                  if not isinstance(v, tf.Tensor))
+
+
+def test_the_backbone_settings_are_read_where_building_the_network_says():
+    """Independently of the table: a backbone reads a setting when another value of it gives
+    the network other weights. Built for every backbone and every backbone setting, the
+    backbones whose weights change are exactly those the table says read it (and the table
+    covers every backbone setting with a flag)."""
+    assert {leaf.flag for leaf in settings.leaves(BackboneConfig)} == set(OTHER_VALUES)
+    assert set(applicability._BACKBONE_SETTINGS) == set(OTHER_VALUES)  # noqa: SLF001
+    assert set(BACKBONE_PRESETS) == set(BACKBONES)
+    defaults = {backbone: _weight_shapes(preset) for backbone, preset in BACKBONE_PRESETS.items()}
+    for flag, value in OTHER_VALUES.items():
+        readers = {backbone for backbone, preset in BACKBONE_PRESETS.items()
+                   if _weight_shapes(preset, dataclasses.replace(BackboneConfig(), **{flag: value}))
+                   != defaults[backbone]}
+        assert readers == set(applicability._BACKBONE_SETTINGS[flag]), flag  # noqa: SLF001
+        for backbone, preset in BACKBONE_PRESETS.items():
+            noted = applicability.unread_settings(config(preset, backbone={flag: value}))
+            assert bool(noted) == (backbone not in readers), (flag, backbone, noted)
+
+
+def test_every_orca_setting_is_in_the_table():
     assert {leaf.flag for leaf in settings.leaves(OrcaConfig)} - {"orca"} == set(
         applicability._ORCA_SETTINGS + applicability._INSTANCE_WEIGHT_SETTINGS  # noqa: SLF001
         + ("nde_learning_rate_ratio",))

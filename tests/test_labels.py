@@ -205,9 +205,12 @@ def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
 def test_short_artifact_days_by_hand():
     from core.labeler import short_artifact_days, short_artifact_note
 
-    artifact = {0: 3, 1: 10, 2: 8, 3: 12, 4: 2}  # days 0 and 4: slivers at its ends
-    logs = {0: 50, 1: 10, 2: 10, 3: 10, 4: 50, 5: 40}
-    assert short_artifact_days(logs, artifact) == {2: (10, 8)}
+    artifact = {0: 3, 1: 100, 2: 80, 3: 120, 4: 2, 5: 1000}  # 0 and 5: maybe slivers
+    logs = {0: 50, 1: 100, 2: 100, 3: 100, 4: 50, 5: 40, 6: 9}
+    # Day 4: 2 rows seen of 50; day 3: fewer here; day 1: as many; day 5: the last.
+    assert short_artifact_days(logs, artifact) == {2: (100, 80), 4: (50, 2)}
+    assert short_artifact_days({2: 84}, artifact) == {}  # 5 % more: late rows, not a note
+    assert short_artifact_days({2: 85}, artifact) == {2: (85, 80)}
     assert short_artifact_days(logs, {1: 5, 2: 5}) == {}  # no day seen whole
     assert short_artifact_days(logs, None) == {}
     assert short_artifact_note({}) is None

@@ -52,6 +52,29 @@ def test_the_label_jobs_tfrecord_shards_train_the_model_the_raw_logs_train(small
     assert shards["logloss_ctr"] == pytest.approx(raw["logloss_ctr"], abs=1e-6)
 
 
+def test_a_directory_trained_on_tfrecord_with_features_by_name_resumes(small_world, tmp_path,
+                                                                       monkeypatch):
+    """A model directory trained on TFRecord input when its features came by name (before
+    they followed the stats artifact's logs) resumes with its own feature order, not refused
+    as another model."""
+    from pipelines.label import labelling
+    from ranking import data
+
+    labelling.label_logs(small_world["train"], small_world["stats"], str(tmp_path / "shards"),
+                         fmt="tfrecord")
+    config = config_for(small_world, "single_ctr", epochs=2, steps_per_epoch=5, eval=None,
+                        train=str(tmp_path / "shards/*.tfrecord.gz"))
+    with monkeypatch.context() as old:
+        old.setattr(data, "_in_artifact_order", lambda source, artifact: source)
+        training.train_and_evaluate(dataclasses.replace(config, epochs=1),
+                                    str(tmp_path / "model"))
+    by_name = json.load(open(tmp_path / "model/config.json"))["features"]
+    assert [f["name"] for f in by_name][2:] == sorted(f["name"] for f in by_name[2:])
+    training.train_and_evaluate(config, str(tmp_path / "model"))
+    assert json.load(open(tmp_path / "model/config.json"))["features"] == by_name
+    assert os.path.isfile(tmp_path / "model/checkpoints/ckpt-10.index")  # 5 steps more
+
+
 def test_short_training_learns(small_world, tmp_path):
     model_dir = str(tmp_path / "vr_ndt")
     metrics = training.train_and_evaluate(config_for(small_world), model_dir)
