@@ -119,6 +119,15 @@ def serve_forever(intra_op_threads: int = 0) -> None:
     server.join()
 
 
+def lone_worker_note(name: str) -> str | None:
+    """The note for --strategy=multi_worker_mirrored without TF_CONFIG (TensorFlow then makes
+    a cluster of this process alone, which trains as --strategy=default would), or None."""
+    if name == "multi_worker_mirrored" and not cluster_task()[2]:
+        return ("note: --strategy=multi_worker_mirrored without TF_CONFIG: one worker, this "
+                "process (BUILD.md says how to describe the cluster)")
+    return None
+
+
 def make_strategy(name: str):
     """The `tf.distribute` strategy of `--strategy` (cluster from TF_CONFIG for multi-worker).
 

@@ -128,6 +128,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         _say(note)
     for line in applicability.unread_settings(config):
         _say(line)
+    note = distribute.lone_worker_note(config.strategy)
+    if note:
+        _say(note)
     if distribute.is_server_task(config.strategy):
         distribute.serve_forever(config.intra_op_threads)
         return {}

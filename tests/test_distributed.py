@@ -192,6 +192,18 @@ def test_a_bad_cluster_is_refused_before_anything_starts(small_world, tmp_path, 
     assert not (tmp_path / "m").exists()
 
 
+def test_multi_worker_mirrored_without_a_cluster_is_noted(monkeypatch):
+    from ranking import distribute
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distribute.lone_worker_note("multi_worker_mirrored").startswith(
+        "note: --strategy=multi_worker_mirrored without TF_CONFIG: one worker, this process")
+    assert distribute.lone_worker_note("default") is None
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
+                                    '"task": {"type": "worker", "index": 0}}')
+    assert distribute.lone_worker_note("multi_worker_mirrored") is None
+
+
 # Multi-worker mirrored -----------------------------------------------------------------------
 def _workers(tmp_path, name, flags):
     ports = _ports(2)
