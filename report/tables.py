@@ -35,12 +35,40 @@ def model_names(model_dirs: list[str]) -> list[str]:
 
 
 def load_metrics(model_dir: str) -> dict:
+    """The model directory's eval_metrics.json, with `preset_shown`: its preset and what the
+    run added to it (`preset_text`)."""
     path = os.path.join(model_dir, "eval_metrics.json")
     try:
         with open(path) as handle:
-            return json.load(handle)
+            metrics_ = json.load(handle)
     except OSError:
         raise InputError("no eval_metrics.json: train with --eval first", file=model_dir) from None
+    try:
+        with open(os.path.join(model_dir, "config.json")) as handle:
+            description = json.load(handle)
+    except (OSError, ValueError):
+        description = None  # an eval_metrics.json copied alone: its preset only
+    metrics_["preset_shown"] = preset_text(metrics_.get("preset", "?"), description)
+    return metrics_
+
+
+def preset_text(preset: str, description: dict | None) -> str:
+    """The preset as trained: `shared_bottom_dt + ORCA` (--orca), `mmoe + MetaBalance`,
+    `deepfm (dwell_bins)` (--single_task), from the model directory's config.json
+    (`description`; None: the preset alone)."""
+    from ranking.presets import PRESETS
+
+    if not description or preset not in PRESETS:
+        return preset
+    model = description.get("model", {})
+    text = preset
+    if PRESETS[preset].single_task:
+        text += f" ({model.get('towers', {}).get('single_task', 'ctr')})"
+    if model.get("orca", {}).get("enabled") and not PRESETS[preset].orca:
+        text += " + ORCA"
+    if (description.get("training", {}).get("metabalance") or {}).get("enabled"):
+        text += " + MetaBalance"
+    return text
 
 
 
@@ -66,7 +94,8 @@ def comparison_table(named: list[tuple[str, dict]]) -> str:
                 metrics.rel_impr(m[key], base[key]), 2, "+", "%")
 
         lines.append(
-            f"| {name} | {m['preset']} | `{fusion}` | {metric_text(m['auc_valid_read'], 4)} | "
+            f"| {name} | {m.get('preset_shown', m['preset'])} | `{fusion}` | "
+            f"{metric_text(m['auc_valid_read'], 4)} | "
             f"{rel('auc_valid_read')} | {metric_text(m['auc_ctr'], 4)} | {rel('auc_ctr')} | "
             f"{towers} | {loss} |")
     return "\n".join(lines)

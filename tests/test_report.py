@@ -30,6 +30,23 @@ def test_report_relaimpr_by_hand(run, tmp_path):
     assert missing.returncode == 1 and "no eval_metrics.json" in missing.stderr
 
 
+def test_the_preset_column_says_what_the_run_added_to_the_preset():
+    from report import tables
+
+    def description(orca=False, metabalance=False, single_task="ctr"):
+        return {"model": {"orca": {"enabled": orca}, "towers": {"single_task": single_task}},
+                "training": {"metabalance": {"enabled": metabalance}}}
+
+    assert tables.preset_text("shared_bottom_dt", description(orca=True)) == \
+        "shared_bottom_dt + ORCA"
+    assert tables.preset_text("mmoe_orca", description(orca=True)) == "mmoe_orca"
+    assert tables.preset_text("mmoe", description(metabalance=True)) == "mmoe + MetaBalance"
+    assert tables.preset_text("deepfm", description(single_task="dwell_bins")) == \
+        "deepfm (dwell_bins)"
+    assert tables.preset_text("vr_ndt", description()) == "vr_ndt"
+    assert tables.preset_text("vr_ndt", None) == "vr_ndt"
+
+
 def test_no_relaimpr_against_a_model_evaluated_on_other_logs(run, tmp_path):
     from ranking import evaluation, metrics
 
