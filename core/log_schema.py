@@ -248,12 +248,17 @@ def _check_header(header: list[str], path: str,
 
 
 def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | None,
-                 required: Sequence[str] = REQUIRED_COLUMNS, sparse_typed: bool = False
+                 required: Sequence[str] = REQUIRED_COLUMNS, sparse_typed: bool = False,
+                 unseen_types: Mapping[str, str] | None = None
                  ) -> tuple[LogSchema, dict[str, str], tuple[str, ...]]:
     """The columns and types of `files` (see the module docstring for the rules), `stored`:
     each TFRecord feature's stored kind ({} for CSV), and the typed columns no sampled record
     holds, which `sparse_typed` (a model's features) makes TFRecord columns of their given
     type (a tf.Example leaves out a feature it has no value for), read as their default.
+    `unseen_types` ({column: type}: the statistics job's logs' types, from its artifact) types
+    a CSV column with no value in the sample (else text), and adds a TFRecord feature no
+    sampled record holds, read as missing: logs of days a sparse feature left empty then read
+    it as the logs the statistics were computed from do.
 
     Raises InputError for a missing required column, differing CSV headers, empty input, a
     required column of the wrong type, or an unknown type in `column_types`;
@@ -265,13 +270,20 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
             raise InputError(f"type '{kind}' of column '{name}' is not one of {', '.join(DTYPES)}")
         if name in FIXED_TYPES and kind != FIXED_TYPES[name]:
             raise InputError(f"column '{name}' is always {FIXED_TYPES[name]}; cannot make it {kind}")
+    unseen_types = {name: kind for name, kind in (unseen_types or {}).items()
+                    if kind in DTYPES and name not in FIXED_TYPES}
     if files[0].format == "csv":
         columns, samples = _sample_csv(files, required)
-        inferred = {c: _infer_value_type(samples[c]) for c in columns}
+        inferred = {c: (unseen_types[c] if c in unseen_types and not any(samples[c])
+                        else _infer_value_type(samples[c])) for c in columns}
         stored = {}
     else:
         columns, inferred = _sample_tfrecord(files, required)
         stored = dict(inferred)
+        unseen = [name for name in unseen_types if name not in inferred]
+        columns = list(columns) + unseen
+        for name in unseen:
+            inferred[name] = stored[name] = unseen_types[name]
     dtypes = {}
     for name in columns:
         dtypes[name] = column_types.get(name, FIXED_TYPES.get(name, inferred[name]))

@@ -407,7 +407,8 @@ def _number_chunk(path, position, index, chunk, batch_size, first_row, skip_blan
 
 def open_logs(patterns: str | Sequence[str], *,
               column_types: Mapping[str, str] | None = None, given_by: str = "model",
-              candidates: Sequence[str] | None = None) -> LogSource:
+              candidates: Sequence[str] | None = None,
+              unseen_types: Mapping[str, str] | None = None) -> LogSource:
     """Expands `patterns`, checks the files and infers their schema (see `core.log_schema`).
 
     `column_types` ({column: type}) are read so instead of inferred, and each must be in the
@@ -415,7 +416,10 @@ def open_logs(patterns: str | Sequence[str], *,
     "flag" (this command's --column_types) or "artifact" (the statistics job's --column_types,
     kept in its artifact: the label and training jobs). With `candidates`
     (column names), the input is candidate rows to score: only those columns are required, and
-    `click` and `dwell_time`, when present, are neither read nor checked."""
+    `click` and `dwell_time`, when present, are neither read nor checked. `unseen_types`
+    ({column: type}, the statistics job's logs'): a column with no value in the sample takes
+    its type there, and a TFRecord feature no sampled record holds is read as missing
+    (`log_schema.infer_schema`)."""
     files = expand_inputs(patterns)
     for log_file in files:
         if file_size(log_file.path) == 0:
@@ -433,7 +437,7 @@ def open_logs(patterns: str | Sequence[str], *,
         # an absent value (`absent_features` says which).
         schema, stored, absent_features = infer_schema(
             files, column_types, REQUIRED_COLUMNS if required is None else required,
-            sparse_typed=given_by == "model")
+            sparse_typed=given_by == "model", unseen_types=unseen_types)
     except AbsentTypedColumns as absent:
         if given_by == "model":
             raise

@@ -128,6 +128,13 @@ class StatsArtifact:
     input_day_rows: dict | None = None
 
     @property
+    def log_types(self) -> dict[str, str]:
+        """{column: type} of the logs this artifact was computed from, given or inferred (the
+        label and training jobs type a column their own sample has no value of so). {} for
+        an artifact without its schema."""
+        return dict(self.schema.get("dtypes", {}))
+
+    @property
     def column_types(self) -> dict[str, str]:
         """{column: type} given to the statistics job (--column_types; `log_schema.ReadConfig`):
         the label and training jobs read their logs so. {} when none were given."""
@@ -439,6 +446,12 @@ def given_column_types(path: str) -> dict[str, str]:
     """{column: type} given to the statistics job of the artifact at `path` (--column_types),
     from its stats.json alone (the tables are not read); {} when none were given."""
     return _given_types(read_stats_json(path).get("schema", {}))
+
+
+def log_types(path: str) -> dict[str, str]:
+    """{column: type} of the logs the artifact at `path` was computed from (`StatsArtifact.
+    log_types`), from its stats.json alone; {} for an artifact without its schema."""
+    return dict(read_stats_json(path).get("schema", {}).get("dtypes", {}))
 
 
 def _given_types(schema: dict) -> dict[str, str]:

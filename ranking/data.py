@@ -48,8 +48,11 @@ def open_source(patterns: str, spec: FeatureSpec | None = None, artifact=None, *
     the baseline's when absent."""
     given = {} if artifact is None else artifact.column_types
     if spec is None:
+        # A column these logs hold no value of is typed as in the stats job's logs.
+        unseen = {} if artifact is None else artifact.log_types
         return _in_artifact_order(logs.open_logs(patterns, column_types=given,
-                                                 given_by="artifact"), artifact)
+                                                 given_by="artifact", unseen_types=unseen),
+                                  artifact)
     try:
         source = logs.open_logs(patterns, column_types=dict(spec.dtypes))
     except log_schema.AbsentTypedColumns as absent:

@@ -402,3 +402,42 @@ def test_bad_flag_values_end_in_one_error_line(run, tmp_path, module, value, mes
     assert result.stderr.count("\n") == 1 and re.search("error: .*" + message, result.stderr), \
         result.stderr
     assert not out.exists()
+
+
+def test_a_column_without_values_in_the_training_days_takes_the_stats_logs_type(tmp_path):
+    """A sparse float rating given only since day 2: the stats job (days 0-2) types it
+    float32; the training logs (days 0-1, every rating empty) read it so too, as CSV, as the
+    label job's TFRecord shards of them (empty float lists) and as TFRecord logs that leave
+    it out, and the model makes a number of it, not a hashed word (before: text)."""
+    import tensorflow as tf
+
+    from core import logs, stats_artifact
+    from pipelines.label import labelling
+    from pipelines.stats import statistics
+    from ranking import data, features
+
+    from model_fixtures import NUMERIC_STATS
+
+    for day in range(3):  # ratings of 0.5 to 4.5 on day 2, none before
+        path = write_log(tmp_path / f"day-{day}.csv", day=day, columns=("rating",))
+        text = open(path).read().splitlines()
+        open(path, "w").write("\n".join([text[0]] + [
+            line.rsplit(",", 1)[0] + "," + (f"{k % 5}.5" if day == 2 else "")
+            for k, line in enumerate(text[1:])]) + "\n")
+    statistics.compute_stats(str(tmp_path / "day-*.csv"), str(tmp_path / "stats"))
+    artifact = stats_artifact.load_artifact(str(tmp_path / "stats"))
+    assert artifact.log_types["rating"] == "float32"
+    early = str(tmp_path / "day-[01].csv")
+    assert logs.open_logs(early).schema.dtypes["rating"] == "string"  # no artifact: text
+    labelling.label_logs(early, str(tmp_path / "stats"), str(tmp_path / "shards"))
+    record = next(iter(tf.data.TFRecordDataset(
+        sorted((tmp_path / "shards").glob("*.tfrecord.gz"))[0], "GZIP")))
+    rating = tf.train.Example.FromString(record.numpy()).features.feature["rating"]
+    assert rating.WhichOneof("kind") == "float_list" and not rating.float_list.value
+    left_out = write_examples(tmp_path / "early.tfrecord", [{"position": 1}] * 3)
+    for pattern in (early, str(tmp_path / "shards/*.tfrecord.gz"), left_out):
+        schema = data.open_source(pattern, artifact=artifact).schema
+        assert schema.dtypes["rating"] == "float32", pattern
+        spec = features.build_feature_spec(schema, {**NUMERIC_STATS, "rating": {
+            "mean": 1.0, "std": 1.0}}, None, ())
+        assert spec["rating"].kind == "numeric", pattern

@@ -124,7 +124,7 @@ def open_input(pattern: str, fmt: str, stats_dir: str) -> logs.LogSource:
     if fmt not in ("csv", "tfrecord"):
         raise InputError(f"--format must be csv or tfrecord, not {fmt}")
     source = logs.open_logs(pattern, column_types=stats_artifact.given_column_types(stats_dir),
-                            given_by="artifact")
+                            given_by="artifact", unseen_types=stats_artifact.log_types(stats_dir))
     reserved = [c for c in source.schema.columns if c in LABEL_COLUMNS]
     if reserved:
         raise InputError(f"the input already has label column(s) {', '.join(reserved)}; label "

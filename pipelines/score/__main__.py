@@ -56,9 +56,10 @@ def main(argv):
     if absent:
         print(f"warning: the model's feature(s) {', '.join(absent)} are in none of the first "
               "records of the input (a tf.Example leaves out a feature it has no value for): "
-              "rows without them were scored with 0 or \"\", as training reads an absent "
-              "value (serving takes the feature config's \"default\" when one is set); if the "
-              "input's writer renamed or dropped them, these scores are not the model's")
+              "rows without them were scored with each feature's default (the feature "
+              "config's \"default\", else 0 or \"\"), as training and serving read an absent "
+              "value; if the input's writer renamed or dropped them, these scores are not the "
+              "model's")
     unscored = summary["files_without_a_scored_row"]
     if unscored:
         print(f"warning: {len(unscored)} input file(s) have no scored row, only dead letters "

@@ -168,10 +168,11 @@ def infer_schema(statistics, config: ValidationConfig = ValidationConfig()):
 
 
 # What a presence anomaly means since the reader's missing values reach TFDV (2026-12-06).
-SPARSE_REMEDY = ("an empty field or a feature a tf.Example leaves out is missing; before "
-                 "2026-12-06 it counted as a 0 or \"\", so a schema inferred then requires "
-                 "the column on every row: if it may be empty, infer the schema again or "
-                 "lower its presence.min_fraction (and make a --baseline_stats of then again)")
+SPARSE_REMEDY = ("an empty field or a feature a tf.Example leaves out is missing; if the "
+                 "column may be empty, lower its presence.min_fraction in the schema (a schema "
+                 "inferred before 2026-12-06, when an empty field counted as a 0 or \"\", "
+                 "requires every column it saw on every row: infer it again, and make "
+                 "baseline statistics of then again)")
 
 
 def anomaly_lines(anomalies) -> list[str]:
