@@ -256,9 +256,11 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
     holds, which `sparse_typed` (a model's features) makes TFRecord columns of their given
     type (a tf.Example leaves out a feature it has no value for), read as their default.
     `unseen_types` ({column: type}: the statistics job's logs' types, from its artifact) types
-    a CSV column with no value in the sample (else text), and adds a TFRecord feature no
-    sampled record holds, read as missing: logs of days a sparse feature left empty then read
-    it as the logs the statistics were computed from do.
+    a CSV column with no value in the sample (else text): logs of days a sparse feature left
+    empty then read it as the logs the statistics were computed from do. (A TFRecord feature
+    no sampled record holds is not added: it may be one these logs never have.) The columns
+    so typed keep the artifact's type where later rows here disagree: the error then names the
+    column and the --column_types remedy, as for a type inferred here.
 
     Raises InputError for a missing required column, differing CSV headers, empty input, a
     required column of the wrong type, or an unknown type in `column_types`;
@@ -271,19 +273,17 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
         if name in FIXED_TYPES and kind != FIXED_TYPES[name]:
             raise InputError(f"column '{name}' is always {FIXED_TYPES[name]}; cannot make it {kind}")
     unseen_types = {name: kind for name, kind in (unseen_types or {}).items()
-                    if kind in DTYPES and name not in FIXED_TYPES}
+                    if kind in DTYPES and name not in FIXED_TYPES and name not in LABEL_COLUMNS
+                    and name not in column_types}
     if files[0].format == "csv":
         columns, samples = _sample_csv(files, required)
-        inferred = {c: (unseen_types[c] if c in unseen_types and not any(samples[c])
-                        else _infer_value_type(samples[c])) for c in columns}
+        unseen_typed = tuple(c for c in columns if c in unseen_types and not any(samples[c]))
+        inferred = {c: (unseen_types[c] if c in unseen_typed else _infer_value_type(samples[c]))
+                    for c in columns}
         stored = {}
     else:
         columns, inferred = _sample_tfrecord(files, required)
         stored = dict(inferred)
-        unseen = [name for name in unseen_types if name not in inferred]
-        columns = list(columns) + unseen
-        for name in unseen:
-            inferred[name] = stored[name] = unseen_types[name]
     dtypes = {}
     for name in columns:
         dtypes[name] = column_types.get(name, FIXED_TYPES.get(name, inferred[name]))

@@ -66,8 +66,10 @@ def preset_text(preset: str, description: dict | None) -> str:
         text += f" ({model.get('towers', {}).get('single_task', 'ctr')})"
     if model.get("orca", {}).get("enabled") and not PRESETS[preset].orca:
         text += " + ORCA"
-    if (description.get("training", {}).get("metabalance") or {}).get("enabled"):
-        text += " + MetaBalance"
+    tasks = 1 if PRESETS[preset].single_task else len(PRESETS[preset].towers)
+    balanced = tasks > 1 or model.get("orca", {}).get("enabled") or PRESETS[preset].orca
+    if balanced and (description.get("training", {}).get("metabalance") or {}).get("enabled"):
+        text += " + MetaBalance"  # with one task it has nothing to balance (a training note)
     return text
 
 

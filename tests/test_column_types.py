@@ -406,9 +406,9 @@ def test_bad_flag_values_end_in_one_error_line(run, tmp_path, module, value, mes
 
 def test_a_column_without_values_in_the_training_days_takes_the_stats_logs_type(tmp_path):
     """A sparse float rating given only since day 2: the stats job (days 0-2) types it
-    float32; the training logs (days 0-1, every rating empty) read it so too, as CSV, as the
-    label job's TFRecord shards of them (empty float lists) and as TFRecord logs that leave
-    it out, and the model makes a number of it, not a hashed word (before: text)."""
+    float32; the training logs (days 0-1, every rating empty) read it so too, as CSV and as
+    the label job's TFRecord shards of them (empty float lists), and the model makes a number
+    of it, not a hashed word (before: text). TFRecord logs that never hold it do not gain it."""
     import tensorflow as tf
 
     from core import logs, stats_artifact
@@ -435,7 +435,8 @@ def test_a_column_without_values_in_the_training_days_takes_the_stats_logs_type(
     rating = tf.train.Example.FromString(record.numpy()).features.feature["rating"]
     assert rating.WhichOneof("kind") == "float_list" and not rating.float_list.value
     left_out = write_examples(tmp_path / "early.tfrecord", [{"position": 1}] * 3)
-    for pattern in (early, str(tmp_path / "shards/*.tfrecord.gz"), left_out):
+    assert "rating" not in data.open_source(left_out, artifact=artifact).schema.dtypes
+    for pattern in (early, str(tmp_path / "shards/*.tfrecord.gz")):
         schema = data.open_source(pattern, artifact=artifact).schema
         assert schema.dtypes["rating"] == "float32", pattern
         spec = features.build_feature_spec(schema, {**NUMERIC_STATS, "rating": {

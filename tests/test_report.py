@@ -44,6 +44,7 @@ def test_the_preset_column_says_what_the_run_added_to_the_preset():
     assert tables.preset_text("deepfm", description(single_task="dwell_bins")) == \
         "deepfm (dwell_bins)"
     assert tables.preset_text("vr_ndt", description()) == "vr_ndt"
+    assert tables.preset_text("single_ctr", description(metabalance=True)) == "single_ctr"
     assert tables.preset_text("vr_ndt", None) == "vr_ndt"
 
 

@@ -172,7 +172,7 @@ SPARSE_REMEDY = ("an empty field or a feature a tf.Example leaves out is missing
                  "column may be empty, lower its presence.min_fraction in the schema (a schema "
                  "inferred before 2026-12-06, when an empty field counted as a 0 or \"\", "
                  "requires every column it saw on every row: infer it again, and make "
-                 "baseline statistics of then again)")
+                 "baseline statistics made then again)")
 
 
 def anomaly_lines(anomalies) -> list[str]:
