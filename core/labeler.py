@@ -151,9 +151,10 @@ SHORT_ARTIFACT_SHARE = 0.05
 
 def short_artifact_days(input_day_rows, artifact_day_rows) -> dict:
     """{UTC day: (input rows, artifact rows)} of the days the stats artifact saw whole (neither
-    its first nor its last day, which may be slivers: late rows, a window cut mid-day) yet
-    more than SHORT_ARTIFACT_SHARE fewer rows of than the input holds (`input_day_rows`,
-    `artifact_day_rows`: {day: rows}; None: an artifact that did not record them, {}): the
+    its first nor its last day, which may be slivers: late rows, a window cut mid-day) of
+    which the input holds more rows than it saw, by more than SHORT_ARTIFACT_SHARE of them
+    (`input_day_rows`, `artifact_day_rows`: {day: rows}; None: an artifact that did not record
+    them, {}): the
     artifact was made from other logs, a part of these (a sample, a region) or before they
     were complete, and its rules and rule T2's counts of other days are those logs'."""
     if not artifact_day_rows or len(artifact_day_rows) < 3:
@@ -264,8 +265,8 @@ class Labeler:
     # artifact, whose T2 counts are the larger of the two (`held_days`; `t2_days_note`); None
     # on a labeller built from the artifact alone.
     t2_days_from_artifact: dict | None = None
-    # {UTC day: (input rows, artifact rows)}: days the artifact saw whole yet fewer rows of
-    # (`short_artifact_days`): made from other logs? ({} when the logs were not counted.)
+    # {UTC day: (input rows, artifact rows)}: days the artifact saw whole, of which the input
+    # holds more rows (`short_artifact_days`): made from other logs? ({}: not counted.)
     short_artifact_days: dict = {}
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
     day_clicks = None  # {UTC day: clicks} of the counted logs (`labeler_for`)

@@ -417,9 +417,8 @@ def open_logs(patterns: str | Sequence[str], *,
     kept in its artifact: the label and training jobs). With `candidates`
     (column names), the input is candidate rows to score: only those columns are required, and
     `click` and `dwell_time`, when present, are neither read nor checked. `unseen_types`
-    ({column: type}, the statistics job's logs'): a column with no value in the sample takes
-    its type there, and a TFRecord feature no sampled record holds is read as missing
-    (`log_schema.infer_schema`)."""
+    ({column: type}, the statistics job's logs'): a CSV column with no value in the sample
+    takes its type there (`log_schema.infer_schema`)."""
     files = expand_inputs(patterns)
     for log_file in files:
         if file_size(log_file.path) == 0:
