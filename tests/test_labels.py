@@ -236,7 +236,8 @@ def test_logs_of_another_world_than_the_stats_are_named(sim, tmp_path, engine):
     seen = day_rows(str(root / "sim/logs/day-0[0-6].csv.gz"))
     here = day_rows(str(tmp_path / "other/logs/day-0[0-6].csv.gz"))
     inner = range(min(seen) + 1, max(seen))
-    want = {d: (here[d], seen[d]) for d in inner if d in here and 0 < seen[d] < here[d]}
+    want = {d: (here[d], seen[d]) for d in inner
+            if d in here and 0 < seen[d] * 1.05 < here[d]}  # more than 5 % more rows here
     assert len(want) >= 3
     from pipelines.label import labelling_beam
 
@@ -263,9 +264,9 @@ def _read_with_defaults(pattern, defaults):
 
 
 def test_a_missing_value_stays_missing_in_the_label_jobs_output(sim, tmp_path):
-    """A CSV log's empty field is a feature the labelled tf.Example leaves out, and a
-    tf.Example's absent feature an empty CSV field: a model whose feature config sets a
-    `default` reads the default from the labelled shards, as from the raw logs and as
+    """A CSV log's empty field is an empty value list in the labelled tf.Example (the column
+    kept), and a tf.Example's absent feature an empty CSV field: a model whose feature config
+    sets a `default` reads the default from the labelled shards, as from the raw logs and as
     serving does (written as 0 or "", it read 0 or "")."""
     from core import log_writers, logs
 
