@@ -148,15 +148,16 @@ def serialize_examples(columns: Mapping[str, np.ndarray],
 
     Writes the protobuf wire format directly (much faster than building tf.train.Example
     objects); tests check that protobuf parses it back to the same message."""
-    per_column = [_feature_entries(name, _ids_as_text(name, np.asarray(values)))
-                  for name, values in columns.items()]
-    for index, (name, values) in enumerate(columns.items()):
+    per_column = []
+    for name, values in columns.items():
+        values = _ids_as_text(name, np.asarray(values))
+        entries = _feature_entries(name, values)
         left_out = None if absent is None or name not in absent else np.asarray(absent[name])
         if left_out is not None and left_out.any():
-            entries = per_column[index]
-            empty = _empty_entry(name, _ids_as_text(name, np.asarray(values)).dtype)
+            empty = _empty_entry(name, values.dtype)
             for row in np.flatnonzero(left_out).tolist():
                 entries[row] = empty
+        per_column.append(entries)
     records = []
     for entries in zip(*per_column):
         features = b"".join(entries)

@@ -50,10 +50,6 @@ def _why_unread(flag: str, config) -> str | None:
         readers = ", ".join(_BACKBONE_SETTINGS[flag])
         return (f"a setting of the {readers} backbone{'s' if ',' in readers else ''}; "
                 f"{preset} has the {backbone} backbone")
-    if flag == "dt_denominator" and not any(t in _DWELL_BIN_TOWERS for t in towers) and \
-            not model.uses_orca and "entire_space_dwell" in towers:
-        return f"a setting of the dwell-bin losses over clicks; {preset}'s dwell loss is " \
-               "ESMM's over every impression (divided by the batch)"
     if flag in ("negative_weight", "negative_weighting") and \
             "weighted_valid_read" not in towers:
         return f"a setting of the weighted valid-read loss (vr_ndt); {preset} has no such tower"
@@ -61,6 +57,9 @@ def _why_unread(flag: str, config) -> str | None:
         return f"the task of the single-task presets deepfm, dcn_v2, autoint; {preset} trains " \
                f"its own towers ({', '.join(towers)})"
     if flag == "dt_denominator" and not any(t in _DWELL_BIN_TOWERS for t in towers):
+        if "entire_space_dwell" in towers:
+            return f"a setting of the dwell-bin losses over clicks; {preset}'s dwell loss is " \
+                   "ESMM's over every impression (divided by the batch)"
         return f"a setting of the dwell-bin losses; {preset} has no dwell-bin tower"
     if flag == "orca" and model.spec.orca:
         return None  # --orca on mmoe_orca / ple_orca: what they have already
