@@ -40,6 +40,22 @@ def test_logloss_equals_sklearn(rng):
     assert metrics.logloss([1, 0], [0.5, 0.5]) == pytest.approx(np.log(2))
 
 
+def test_logloss_clips_a_float32_output_as_sklearn_does(rng):
+    # A model's float32 sigmoid saturates at exactly 0 or 1 (and below 2^-23 from either end):
+    # scikit-learn clips at the input's own epsilon, so the float64 epsilon would more than
+    # double the loss of each confidently wrong row.
+    labels = np.array([0, 1, 1, 0, 1, 0])
+    probs = np.array([1.0, 0.0, 1e-20, 0.99999994, 0.3, 0.2], np.float32)
+    assert metrics.logloss(labels, probs) == pytest.approx(sk.log_loss(labels, probs), rel=1e-6)
+    by_hand = (3 * -np.log(2.0 ** -23) - np.log(2.0 ** -23) - np.log(0.3) - np.log(0.8)) / 6
+    assert metrics.logloss(labels, probs) == pytest.approx(by_hand, rel=1e-6)
+    labels = (rng.random(5000) < 0.2).astype(int)
+    probs = (1 / (1 + np.exp(-rng.normal(0, 12, 5000)))).astype(np.float32)
+    assert metrics.logloss(labels, probs) == pytest.approx(sk.log_loss(labels, probs), rel=1e-5)
+    # float64 input keeps the float64 epsilon, as scikit-learn's does.
+    assert metrics.logloss([0], np.array([1.0])) == pytest.approx(-np.log(2.0 ** -52))
+
+
 def test_rel_impr_by_hand():
     assert metrics.rel_impr(0.75, 0.7) == pytest.approx(25.0)
     assert metrics.rel_impr(0.7, 0.7) == pytest.approx(0.0)
