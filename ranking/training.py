@@ -202,11 +202,10 @@ def _check_options(config: TrainConfig) -> None:
         raise InputError("--batch_norm does not train on multi_worker_mirrored here (its first "
                          "step fails in a collective op of the batch normalization); train "
                          "without it, or with --strategy=default or parameter_server")
-    if config.model.orca.serve == "validated" and not config.model.uses_orca:
-        raise InputError(f"--orca_serve=validated chooses between ORCA's dwell heads; "
-                         f"{config.model.preset} has no ORCA (mmoe_orca, ple_orca, or --orca "
-                         "on shared_bottom_dt)")
-    if config.model.orca.serve == "validated" and not config.selection.enabled:
+    # Without ORCA, --orca_serve=validated is one of the ORCA settings the run does not read
+    # (a note, `ranking.applicability`): one flagfile serves the presets with and without it.
+    if (config.model.orca.serve == "validated" and config.model.uses_orca
+            and not config.selection.enabled):
         raise InputError("--orca_serve=validated chooses the head on a validation window: give "
                          "--validation or --validation_days")
     if (config.strategy == "parameter_server" and config.model.uses_orca

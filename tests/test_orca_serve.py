@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from core.errors import InputError
 from export import exporter
-from ranking import data, metrics, orca, training
+from ranking import applicability, data, metrics, orca, training
 from ranking.models import ModelConfig
 from ranking.selection import SelectionConfig
 
@@ -203,15 +203,24 @@ def test_the_paper_head_is_served_when_asked_or_not_worse(small_world, tmp_path,
     assert np.max(np.abs(served - raw)) > 1e-4
 
 
-@pytest.mark.parametrize("preset, selection, message", [
-    ("ple", {}, "ple has no ORCA"),
-    ("mmoe_orca", {"validation_days": 0}, "give --validation or --validation_days")])
-def test_validated_needs_orca_and_a_validation_window(small_world, tmp_path, preset, selection,
-                                                      message):
-    config = orca_config(small_world, "none", preset=preset, **selection)
-    with pytest.raises(InputError, match=message):
+def test_validated_needs_a_validation_window(small_world, tmp_path):
+    config = orca_config(small_world, "none", preset="mmoe_orca", validation_days=0)
+    with pytest.raises(InputError, match="give --validation or --validation_days"):
         training.train_and_evaluate(config, str(tmp_path / "model"))
     assert not (tmp_path / "model").exists()
+
+
+@pytest.mark.parametrize("validation_days", [0, 1])
+def test_validated_without_orca_is_a_setting_not_read(small_world, validation_days):
+    """A preset without ORCA (one flagfile for mmoe and mmoe_orca) trains as without the flag,
+    with or without a validation window: the run's notes name it, training's checks pass."""
+    config = orca_config(small_world, "none", preset="ple", validation_days=validation_days)
+    assert config.model.orca.serve == "validated" and not config.model.uses_orca
+    notes = applicability.unread_settings(config)
+    assert [n for n in notes if "--orca_serve=validated" in n] == [
+        "note: --orca_serve=validated does not apply: an ORCA setting; ple has no ORCA "
+        "(mmoe_orca, ple_orca, or --orca on shared_bottom_dt); it is not used"], notes
+    training._check_options(config)  # no InputError
 
 
 def test_a_checkpoint_without_the_gate_is_one_error_not_a_traceback(small_world, tmp_path):
