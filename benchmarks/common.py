@@ -16,14 +16,17 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What a benchmark's run was trained with, beside its model directory (`train_model`).
 ARGS_FILE = "benchmark_args.json"
+# The `warning:` and `note:` lines a run's training printed, beside its model directory.
+NOTES_FILE = "benchmark_notes.json"
 _RELAYED: set[str] = set()
 
 
-def module(name: str, *args: str, label: str | None = None) -> str:
+def module(name: str, *args: str, label: str | None = None,
+           notes: list | None = None) -> str:
     """Runs `python -m name args...` from the repository and returns its stdout. Its
     `warning:` and `note:` lines are passed on to stderr (each text once a process, tagged
-    with `label`, default `name`); on failure exits with its `error:` line (else the end of
-    its stderr)."""
+    with `label`, default `name`) and, every one, appended to `notes` when given; on failure
+    exits with its `error:` line (else the end of its stderr)."""
     env = dict(os.environ, PYTHONPATH=REPO)
     completed = subprocess.run([sys.executable, "-m", name, *args], cwd=REPO, env=env,
                                capture_output=True, text=True)
@@ -31,10 +34,12 @@ def module(name: str, *args: str, label: str | None = None) -> str:
     for line in (completed.stdout + "\n" + completed.stderr).splitlines():
         line = line.strip()
         # (a note may also end a line: the validation window's "...; note: a sliver of a day")
-        if (line.startswith(("warning:", "note:")) or "; note:" in line) and (
-                line not in _RELAYED):
-            _RELAYED.add(line)
-            print(f"{line} [{label}]", file=sys.stderr, flush=True)
+        if line.startswith(("warning:", "note:")) or "; note:" in line:
+            if notes is not None:
+                notes.append(line)
+            if line not in _RELAYED:
+                _RELAYED.add(line)
+                print(f"{line} [{label}]", file=sys.stderr, flush=True)
     if completed.returncode:
         errors = [line for line in completed.stderr.splitlines() if line.startswith("error:")]
         if errors:
@@ -46,13 +51,39 @@ def module(name: str, *args: str, label: str | None = None) -> str:
 
 def train_model(model_dir: str, args: list[str], label: str) -> None:
     """Trains a benchmark's run: `python -m ranking.train args...` (`args` includes
-    --model_dir=`model_dir`), then its wall seconds and `args` beside it (`check_reused_args`)."""
+    --model_dir=`model_dir`), then its wall seconds, its `warning:` and `note:` lines
+    (`run_notes`) and `args` beside it (`check_reused_args`)."""
     started = time.perf_counter()
-    module("ranking.train", *args, label=label)
+    notes: list[str] = []
+    module("ranking.train", *args, label=label, notes=notes)
     with open(os.path.join(model_dir, "wall_seconds"), "w") as handle:
         handle.write(f"{time.perf_counter() - started:.1f}")
+    with open(os.path.join(model_dir, NOTES_FILE), "w") as handle:
+        json.dump(notes, handle, indent=1)
     with open(os.path.join(model_dir, ARGS_FILE), "w") as handle:
         json.dump(sorted(args), handle, indent=1)
+
+
+def run_notes(model_dir: str) -> list[str] | None:
+    """The `warning:` and `note:` lines a benchmark's run printed when it was trained
+    (`train_model`); None for a run trained before they were kept."""
+    path = os.path.join(model_dir, NOTES_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as handle:
+        return json.load(handle)
+
+
+def held_out_notes(model_dirs: list[str]) -> list[str]:
+    """The distinct notes of runs (`run_notes`) on their --eval logs (rows of the training
+    days, files shared with --train or its validation window): a table on such logs measures
+    rows its models trained or were selected on, which the table says."""
+    found: list[str] = []
+    for model_dir in model_dirs:
+        for line in run_notes(model_dir) or ():
+            if "--eval" in line and line not in found:
+                found.append(line)
+    return found
 
 
 def input_files(globs: str) -> list[str]:

@@ -131,8 +131,14 @@ def render(setting, rows, results, seeds, summary, runs):
         title = f"### Setting `{setting}`"
         described = (f"{summary.get('rows', 0):,} impressions, CTR "
                      f"{100 * summary.get('ctr', 0):.1f} %")
+    if summary.get("post_click"):
+        described += f"; post-click features (ORCA masks them) {', '.join(summary['post_click'])}"
+    notes = [f"- {note}" for note in summary.get("held_out_notes") or ()]
+    if notes:  # the evaluation logs hold rows the models trained or were selected on
+        notes = ["**The runs' notes on the evaluation logs** (their metrics measure rows the "
+                 "models trained or were selected on):", "", *notes, ""]
     lines = [title, "", f"{described}; " + ("1 seed." if len(seeds) == 1 else
-                                            f"{len(seeds)} seeds (mean ± std)."), "",
+                                            f"{len(seeds)} seeds (mean ± std)."), "", *notes,
              "| model | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]
     for run in runs:
         row, cells = rows[run.name], []

@@ -22,7 +22,11 @@ whose float sums may run in another order). A finished run trained with other th
 another refit setting than asked for is refused, not reused; so is one trained with any other
 ranking.train flag (its flags are kept beside it, benchmark_args.json, since 2026-12-06), and,
 on your logs, a table whose input files changed under the same globs (OUT/NAME/inputs.json).
-The jobs' `warning:` and `note:` lines are passed on to stderr (each once, tagged with the run).
+The jobs' `warning:` and `note:` lines are passed on to stderr (each once, tagged with the run)
+and kept beside each run (benchmark_notes.json); the runs' notes on their --eval logs (rows of
+the training days, files shared with --train or its validation window) head the section, so a
+table measured on rows its models trained on says so. The section names the features ORCA masks
+(--post_click_features with a --feature_config's own marks, as training marks them).
 
 Protocol: every run but the one-epoch ones holds out the last training day for validation
 (--validation_days=1), trains up to 10 epochs with early stopping and is evaluated after its
@@ -86,6 +90,7 @@ from common import (  # noqa: E402
     check_logs_flags,
     check_reused_args,
     check_reused_eval,
+    held_out_notes,
     logs_summary,
     module,
     seeds_of,
@@ -150,6 +155,28 @@ def _asked_config(run, project_args):
     return settings.from_flags(TrainConfig, flag_values)
 
 
+def post_click_names(flag: str, feature_config: str | None) -> list[str]:
+    """The features a run masks as post-click, sorted, as training marks them
+    (`ranking.features`): the --post_click_features names (`flag`, comma-separated) with a
+    feature config's own `post_click` marks over them, less the features it excludes."""
+    from core.errors import InputError
+    from ranking.features import load_feature_config
+
+    try:
+        options = load_feature_config(feature_config).get("features", {})
+    except InputError as error:
+        sys.exit(f"error: orca_table: {error}")
+    names = {n for n in flag.split(",") if n}
+    for name, option in options.items():
+        if not isinstance(option, dict):
+            continue  # training refuses such a config before it trains
+        if option.get("exclude") or not option.get("post_click", name in names):
+            names.discard(name)
+        else:
+            names.add(name)
+    return sorted(names)
+
+
 def _check_reused(model_dir, run, project_args, evaluate, post_click) -> None:
     """Refuses to reuse a finished run trained otherwise than asked for in the settings that
     moved between runs of this table: threads per op (runs from before the setting used
@@ -162,13 +189,13 @@ def _check_reused(model_dir, run, project_args, evaluate, post_click) -> None:
         check_reused_eval(model_dir, json.load(handle), evaluate)
     trained_post_click = sorted(f["name"] for f in description["features"]
                                 if f.get("post_click"))
-    wanted = sorted(n for n in post_click.split("=", 1)[1].split(",") if n)
+    asked = _asked_config(run, project_args)
+    wanted = post_click_names(post_click.split("=", 1)[1], asked.feature_config)
     if trained_post_click != wanted:
         sys.exit(f"error: {model_dir} was trained with post-click features "
                  f"{','.join(trained_post_click) or 'none'}, not {','.join(wanted)}: give the "
                  "table a new --out (or remove the run) to train it again")
     selection = training.get("selection", {})
-    asked = _asked_config(run, project_args)
     checks = [("intra_op_threads", training.get("intra_op_threads", 0), asked.intra_op_threads),
               ("refit", selection.get("refit", "none"), asked.selection.refit)]
     if not (selection.get("validation") or selection.get("validation_days")):
@@ -298,6 +325,11 @@ def main():
             out, setting, args.train, args.eval, stats_args))
         results, summary = run_all(out, setting, seeds, runs, prepared, project_args,
                                    post_click)
+        summary = dict(summary, post_click=post_click_names(
+            post_click.split("=", 1)[1], _asked_config(runs[0], project_args).feature_config),
+            held_out_notes=held_out_notes([
+                os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
+                for run in runs for seed in seeds]))
         rows = summarize(results, seeds, runs)
         sections.append(render(setting, rows, results, seeds, summary, runs))
         figures = plot(out, setting, results, seeds) + plot(

@@ -128,10 +128,13 @@ def hand_gain(orca, base):
 
 def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     out = tmp_path / "out"
+    # A feature config marks one more post-click feature than the flag names.
+    feature_config = tmp_path / "features.json"
+    feature_config.write_text('{"features": {"publish_age_hours": {"post_click": true}}}')
     args = [f"--out={out}", f"--train={small_world['train']}", f"--eval={small_world['eval']}",
             "--name=mine", "--post_click_features=category,item_length", "--seeds=0",
             "--runs=mmoe_orca", "--project_args=--max_epochs=2 --steps_per_epoch=4 "
-            "--batch_size=256"]
+            f"--batch_size=256 --feature_config={feature_config}"]
     status, stdout, stderr = bench("orca_table.py", *args)
     assert status == 0, stderr
     # The stats of the given training logs, both bins, under OUT/NAME.
@@ -146,7 +149,11 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
         with open(model_dir / "config.json") as handle:
             features = json.load(handle)["features"]
         assert sorted(f["name"] for f in features if f.get("post_click")) == [
-            "category", "item_length"]
+            "category", "item_length", "publish_age_hours"]
+        # The run's warning and note lines, kept beside it: those passed on to stderr.
+        with open(model_dir / "benchmark_notes.json") as handle:
+            kept = json.load(handle)
+        assert all(f"{line} [mine seed 0 {name}]" in stderr for line in kept), (kept, stderr)
     with open(out / "orca_table.json") as handle:
         table = json.load(handle)
     section = table["settings"]["mine"]
@@ -160,18 +167,32 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     markdown = (out / "orca_table.md").read_text()
     assert "### Logs `mine`" in markdown and f"{stats['rows']:,} impressions" in markdown
     assert f"| MMoE + ORCA | MMoE | {gain:+.1f} % |" in markdown and "; 1 seed." in markdown
+    assert ("post-click features (ORCA masks them) category, item_length, publish_age_hours"
+            in markdown)
+    assert "notes on the evaluation logs" not in markdown  # later days than the training's
     # What each run was trained with, kept beside it.
     with open(out / "mine" / "models" / "mmoe-seed0" / "benchmark_args.json") as handle:
         trained = json.load(handle)
     assert "--max_epochs=2" in trained and "--model=mmoe" in trained and "--seed=0" in trained
     assert "--name=mine" in table["command"]
 
-    # Run again: the runs and stats are reused (no training); other logs into the same OUT are
-    # refused rather than mixed.
+    # Run again: the runs and stats are reused (no training), the feature config's post-click
+    # feature included; other logs into the same OUT are refused rather than mixed. A run's
+    # note on its --eval logs (as training prints one for rows of the training days) is in
+    # the table.
+    overlap = ("note: 7 --eval rows fall on 1 UTC day(s) of --train's days or before "
+               "(2024-10-05; --train ends 2024-10-06): held-out logs should be later days than "
+               "the training logs")
+    with open(out / "mine" / "models" / "mmoe-seed0" / "benchmark_notes.json", "w") as handle:
+        json.dump(["note: not on the evaluation logs", overlap], handle)
     mtime = os.path.getmtime(out / "mine" / "models" / "mmoe-seed0" / "eval_metrics.json")
     status, again, stderr = bench("orca_table.py", *args)
     assert status == 0, stderr
     assert os.path.getmtime(out / "mine" / "models" / "mmoe-seed0" / "eval_metrics.json") == mtime
+    markdown = (out / "orca_table.md").read_text()
+    assert f"notes on the evaluation logs** (their metrics measure rows the models trained or " \
+           f"were selected on):\n\n- {overlap}\n" in markdown
+    assert "not on the evaluation logs" not in markdown
     def changed(flag, value):
         return [a if not a.startswith(f"--{flag}=") else f"--{flag}={value}" for a in args]
 
@@ -187,10 +208,12 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     assert f"was evaluated on {small_world['eval']}, not {small_world['train']}" in stderr
     status, _, stderr = bench("orca_table.py", *changed("post_click_features", "category"))
     assert status == 1
-    assert "trained with post-click features category,item_length, not category" in stderr
+    assert ("trained with post-click features category,item_length,publish_age_hours, not "
+            "category,publish_age_hours") in stderr
     # Finished runs trained with other ranking.train flags than asked now.
     status, _, stderr = bench("orca_table.py", *changed(
-        "project_args", "--max_epochs=3 --steps_per_epoch=4 --batch_size=256"))
+        "project_args", "--max_epochs=3 --steps_per_epoch=4 --batch_size=256 "
+        f"--feature_config={feature_config}"))
     assert status == 1, stderr
     assert "was trained with --max_epochs=2, not --max_epochs=3: give the benchmark a new --out" \
         in stderr
