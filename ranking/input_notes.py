@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Collection
 
 from core.label_rules import utc_date
 from core.labeler import day_rows_of, short_artifact_note, t2_days_note
@@ -175,25 +176,39 @@ def input_overlap_notes(train_files, held_out: dict, window_files=(),
 FULL_DAY_SHARE = 0.75
 
 
-def days_before_or_of(train_day_rows: dict, day_rows: dict) -> list[int]:
+def days_before_or_of(train_day_rows: dict, day_rows: dict,
+                      copied: Collection[int] = ()) -> list[int]:
     """The UTC days of `day_rows` ({UTC day: rows} of held-out logs) that are training days
     (`train_day_rows`, the same) or earlier: those before the training's last day, and that
     day itself when the held-out logs hold a whole day's rows of it (FULL_DAY_SHARE of the
-    fullest training day), not the share of it logs cut at a local midnight have."""
+    fullest training day), not the share of it logs cut at a local midnight have, or when it
+    is in `copied` (`copied_days`: a held-out file holds a training file's rows of it)."""
     if not train_day_rows or not day_rows:
         return []
     last = max(train_day_rows)
     full = max(train_day_rows.values())
     return sorted(day for day in day_rows if day < last or (
-        day == last and day_rows[day] >= FULL_DAY_SHARE * full))
+        day == last and (day_rows[day] >= FULL_DAY_SHARE * full or day in copied)))
 
 
-def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict) -> str | None:
+def copied_days(train_file_day_rows: dict, file_day_rows: dict) -> set[int]:
+    """The UTC days on which a held-out file holds exactly as many rows as a training file
+    does ({(file index, UTC day): rows} each): the same file, or a copy of its day under
+    another name. Days vary by a third in rows, so a whole day's count, a fraction of the
+    fullest day's, misses a copy of a day smaller than the fullest; the other part of a day
+    cut at a local midnight holds other rows, and so another count."""
+    trained = {(day, rows) for (_, day), rows in train_file_day_rows.items()}
+    return {day for (_, day), rows in file_day_rows.items() if (day, rows) in trained}
+
+
+def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict,
+                      copied: Collection[int] = ()) -> str | None:
     """A note when held-out logs (`flag`; `day_rows`, {UTC day: rows}) hold rows of the
     training logs' days or earlier (`train_day_rows`, the same for --train, its validation
-    window included; `days_before_or_of`): held-out logs are later days than the training logs,
-    and rows of earlier days evaluate on the past the model learned from."""
-    earlier = days_before_or_of(train_day_rows, day_rows)
+    window included; `days_before_or_of`, `copied` as there): held-out logs are later days
+    than the training logs, and rows of earlier days evaluate on the past the model learned
+    from."""
+    earlier = days_before_or_of(train_day_rows, day_rows, copied)
     if not earlier:
         return None
     last = max(train_day_rows)
@@ -319,8 +334,10 @@ def input_lines(config, inputs) -> list[str]:
                                   config.selection.refit == "validation", window_is)
     train_days = day_rows_of(inputs.labeler.file_day_rows or {})
     earlier = [note for flag, labeler in counted.items()
-               if (note := earlier_days_note(train_days, flag,
-                                             day_rows_of(labeler.file_day_rows or {})))]
+               if (note := earlier_days_note(
+                   train_days, flag, day_rows_of(labeler.file_day_rows or {}),
+                   copied_days(inputs.labeler.file_day_rows or {},
+                               labeler.file_day_rows or {})))]
     sources = {"--eval": inputs.evaluation, "--validation": inputs.validation
                if config.selection.validation else None}
     absent = [note for flag, held in sources.items() if held is not None and (

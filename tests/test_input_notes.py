@@ -149,6 +149,34 @@ def test_held_out_rows_of_the_training_logs_days_are_noted():
         "--train ends 2024-10-06): held-out logs should be later days than the training logs")
 
 
+def test_a_copy_of_a_training_day_smaller_than_the_fullest_is_noted():
+    """Days vary: a copy of the last training day (700 rows, below 75 % of the fullest day's
+    1,000) is found by a held-out file's count equal to a training file's on that day; the
+    other part of a day cut at a local midnight (another count) is not."""
+    train_files = {(0, DAY): 1000, (1, DAY + 1): 950, (2, DAY + 2): 700}
+    copy = {(0, DAY + 2): 700, (1, DAY + 3): 900}
+    copied = input_notes.copied_days(train_files, copy)
+    assert copied == {DAY + 2}
+    train = input_notes.day_rows_of(train_files)
+    assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 700}) is None  # by count
+    assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 700, DAY + 3: 900},
+                                         copied) == (
+        "note: 700 --eval rows fall on 1 UTC day(s) of --train's days or before (2024-10-06; "
+        "--train ends 2024-10-06): held-out logs should be later days than the training logs")
+    # Two days before the last and the last one copied: both counted, with their rows.
+    note = input_notes.earlier_days_note(train, "--eval", {DAY + 1: 950, DAY + 2: 700},
+                                         input_notes.copied_days(
+                                             train_files, {(0, DAY + 1): 950, (1, DAY + 2): 700}))
+    assert note.startswith("note: 1,650 --eval rows fall on 2 UTC day(s)")
+    # Logs cut at a local midnight: the held-out part of the last UTC day holds other rows.
+    cut = {(0, DAY): 583, (1, DAY + 1): 1000, (2, DAY + 2): 417}
+    held = {(0, DAY + 2): 583, (0, DAY + 3): 417}
+    assert input_notes.copied_days(cut, held) == set()
+    assert input_notes.earlier_days_note(input_notes.day_rows_of(cut), "--eval",
+                                         input_notes.day_rows_of(held),
+                                         input_notes.copied_days(cut, held)) is None
+
+
 def test_a_resumed_runs_changed_input_is_noted():
     record = {"train": {str(DAY): 100, str(DAY + 1): 50}, "validation_days": 1,
               "validation": None}
