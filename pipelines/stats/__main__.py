@@ -53,7 +53,9 @@ def main(argv):
     print(f"  ln(dwell): mu {stats['mu']:.4f}  sigma {stats['sigma']:.4f}  ->  "
           f"x_l {stats['x_l']:.2f} s  x_h {stats['x_h']:.1f} s")
     print("  " + label_rules.NdtParams(**ndt).describe())
-    print("  dwell bins (s): " + "  ".join(f"{e:.1f}" for e in stats["dwell_bin_edges"]))
+    # Short-video logs have sub-second edges: two significant digits there, not 0.0 and 0.1.
+    print("  dwell bins (s): " + "  ".join(f"{e:.1f}" if e >= 1 else f"{e:.2g}"
+                                           for e in stats["dwell_bin_edges"]))
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: "
               f"{stats['unclicked_dwell_treated_as_zero']:,}")
