@@ -115,24 +115,32 @@ def prepare(out, setting, sim_args):
     return train, evaluate, both_stats(out, setting, train)[0], summary
 
 
-def prepare_logs(out, name, train, evaluate, stats_args=()):
+def prepare_logs(out, name, train, evaluate, stats_args=(), post_click=""):
     """The same for a user's logs (`--train`, `--eval`): their two stats artifacts and a
-    summary of the training logs (`common.logs_summary`)."""
+    summary of the training logs (`common.logs_summary`); `post_click`, the
+    --post_click_features names, checked against the logs' columns before the second."""
     check_inputs_unchanged(os.path.join(out, name), {"train": train, "eval": evaluate},
                            made=os.path.exists(os.path.join(out, name, "stats", "stats.json")))
-    stats, project_stats = both_stats(out, name, train, stats_args)
+    stats, project_stats = both_stats(out, name, train, stats_args, post_click)
     return train, evaluate, stats, logs_summary(project_stats, train, evaluate)
 
 
-def both_stats(out, name, train, stats_args=()):
+def both_stats(out, name, train, stats_args=(), post_click=""):
     """({bins: stats directory} of the training logs: this project's bins and the authors'
     (configs/orca_authors_stats.flags), each computed once (`common.stats_of`); the project
-    bins' stats.json)."""
+    bins' stats.json). `post_click` (comma-separated names) must be columns of the logs: a
+    misspelt name is refused once the first artifact says what the columns are, not after
+    both and the first training."""
     stats, project_stats = {}, None
     for bins, extra in (("project", []), ("authors", AUTHORS_STATS)):
         stats[bins] = os.path.join(out, name, "stats" if bins == "project" else "stats_authors")
         made = stats_of(train, stats[bins], *stats_args, *extra)
         project_stats = project_stats or made
+        columns = made.get("schema", {}).get("dtypes", {})
+        absent = [n for n in post_click.split(",") if n and columns and n not in columns]
+        if absent:
+            sys.exit(f"error: --post_click_features names {', '.join(absent)}, not a column of "
+                     f"{train} (columns: {', '.join(columns)})")
     return stats, project_stats
 
 
@@ -322,7 +330,7 @@ def main():
     sections, everything = [], {"command": command, "settings": {}}
     for setting in names:
         prepared = (prepare(out, setting, sim_args) if args.train is None else prepare_logs(
-            out, setting, args.train, args.eval, stats_args))
+            out, setting, args.train, args.eval, stats_args, args.post_click_features))
         results, summary = run_all(out, setting, seeds, runs, prepared, project_args,
                                    post_click)
         summary = dict(summary, post_click=post_click_names(

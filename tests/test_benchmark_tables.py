@@ -210,6 +210,18 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     assert status == 1
     assert ("trained with post-click features category,item_length,publish_age_hours, not "
             "category,publish_age_hours") in stderr
+    # A misspelt post-click feature, into a new OUT: refused once the first stats artifact
+    # names the columns, before the second and before any training.
+    fresh = [a.replace(f"--out={out}", f"--out={tmp_path / 'fresh'}") for a in args]
+    status, _, stderr = bench("orca_table.py", *[
+        a if not a.startswith("--post_click_features=") else
+        "--post_click_features=category,item_lenght" for a in fresh])
+    assert status == 1
+    assert stderr.startswith("error: --post_click_features names item_lenght, not a column of "
+                             f"{small_world['train']} (columns: "), stderr
+    assert (tmp_path / "fresh" / "mine" / "stats" / "stats.json").exists()
+    assert not (tmp_path / "fresh" / "mine" / "stats_authors").exists()
+    assert not (tmp_path / "fresh" / "mine" / "models").exists()
     # Finished runs trained with other ranking.train flags than asked now.
     status, _, stderr = bench("orca_table.py", *changed(
         "project_args", "--max_epochs=3 --steps_per_epoch=4 --batch_size=256 "
