@@ -1,7 +1,8 @@
 """ORCA's served head (--orca_serve): the decision rule, the mean DT gain it decides by (by
 hand), the gate inside the network (served outputs equal the raw head's, training unchanged),
-a trained model's choice carried through best/, final/, eval_metrics.json and the export, the
-refusals of --orca_serve=validated, and a checkpoint from before the gate."""
+a trained model's choice carried through best/, final/, eval_metrics.json and the export,
+--orca_serve=validated refused without a validation window and a note without ORCA, and a
+checkpoint from before the gate."""
 
 import json
 import math
