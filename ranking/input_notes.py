@@ -191,14 +191,35 @@ def days_before_or_of(train_day_rows: dict, day_rows: dict,
         day == last and (day_rows[day] >= FULL_DAY_SHARE * full or day in copied)))
 
 
-def copied_days(train_file_day_rows: dict, file_day_rows: dict) -> set[int]:
-    """The UTC days on which a held-out file holds exactly as many rows as a training file
-    does ({(file index, UTC day): rows} each): the same file, or a copy of its day under
+def copied_days(train_files, train_file_day_rows: dict, files, file_day_rows: dict,
+                size=None) -> set[int]:
+    """The UTC days of held-out files (`files`, `LogFile`s; `file_day_rows`, {(file index, UTC
+    day): rows}) that are copies of training files (`train_files`, `train_file_day_rows`, the
+    same): a held-out file with a training file's rows on each of its UTC days and its size in
+    bytes (`size`, default `core.log_files.file_size`), the same file or one copied under
     another name. Days vary by a third in rows, so a whole day's count, a fraction of the
-    fullest day's, misses a copy of a day smaller than the fullest; the other part of a day
-    cut at a local midnight holds other rows, and so another count."""
-    trained = {(day, rows) for (_, day), rows in train_file_day_rows.items()}
-    return {day for (_, day), rows in file_day_rows.items() if (day, rows) in trained}
+    fullest day's, misses a copy of a day smaller than the fullest; the other part of a day cut
+    at a local midnight holds other rows, and shards of a fixed row count other bytes. A copy
+    written again otherwise (re-sharded, recompressed) is not found."""
+    if size is None:
+        from core.log_files import file_size as size
+
+    def by_file(file_day_rows):
+        days: dict = {}
+        for (index, day), rows in file_day_rows.items():
+            days.setdefault(index, {})[day] = rows
+        return {index: tuple(sorted(rows.items())) for index, rows in days.items()}
+
+    trained: dict = {}
+    for index, days in by_file(train_file_day_rows).items():
+        trained.setdefault(days, []).append(index)
+    copied: set[int] = set()
+    for index, days in by_file(file_day_rows).items():
+        candidates = trained.get(days, ())
+        if candidates and any(size(files[index].path) == size(train_files[t].path)
+                              for t in candidates):
+            copied.update(day for day, _ in days)
+    return copied
 
 
 def earlier_days_note(train_day_rows: dict, flag: str, day_rows: dict,
@@ -336,8 +357,8 @@ def input_lines(config, inputs) -> list[str]:
     earlier = [note for flag, labeler in counted.items()
                if (note := earlier_days_note(
                    train_days, flag, day_rows_of(labeler.file_day_rows or {}),
-                   copied_days(inputs.labeler.file_day_rows or {},
-                               labeler.file_day_rows or {})))]
+                   copied_days(inputs.train.files, inputs.labeler.file_day_rows or {},
+                               held_out[flag], labeler.file_day_rows or {})))]
     sources = {"--eval": inputs.evaluation, "--validation": inputs.validation
                if config.selection.validation else None}
     absent = [note for flag, held in sources.items() if held is not None and (

@@ -1,6 +1,7 @@
 """ranking.input_notes: what training says about its input (the held-out window, ids against
 their hash buckets, files shared between --train and --eval), against hand values."""
 
+from core.log_files import LogFile
 from ranking import input_notes
 
 DAY = 20_000  # a UTC day number (2024-10-04)
@@ -151,30 +152,42 @@ def test_held_out_rows_of_the_training_logs_days_are_noted():
 
 def test_a_copy_of_a_training_day_smaller_than_the_fullest_is_noted():
     """Days vary: a copy of the last training day (700 rows, below 75 % of the fullest day's
-    1,000) is found by a held-out file's count equal to a training file's on that day; the
-    other part of a day cut at a local midnight (another count) is not."""
-    train_files = {(0, DAY): 1000, (1, DAY + 1): 950, (2, DAY + 2): 700}
-    copy = {(0, DAY + 2): 700, (1, DAY + 3): 900}
-    copied = input_notes.copied_days(train_files, copy)
+    1,000) is found as a held-out file with a training file's rows per day and bytes; the other
+    part of a day cut at a local midnight, and shards of a fixed row count, are not."""
+    def log(path):
+        return LogFile(path, "csv", False)
+
+    sizes = {"d0.csv": 51_000, "d1.csv": 48_000, "d2.csv": 35_000, "copy.csv": 35_000,
+             "d3.csv": 45_000}
+    train_files = [log("d0.csv"), log("d1.csv"), log("d2.csv")]
+    train_rows = {(0, DAY): 1000, (1, DAY + 1): 950, (2, DAY + 2): 700}
+    held = [log("copy.csv"), log("d3.csv")]
+    held_rows = {(0, DAY + 2): 700, (1, DAY + 3): 900}
+    copied = input_notes.copied_days(train_files, train_rows, held, held_rows, sizes.get)
     assert copied == {DAY + 2}
-    train = input_notes.day_rows_of(train_files)
+    train = input_notes.day_rows_of(train_rows)
     assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 700}) is None  # by count
     assert input_notes.earlier_days_note(train, "--eval", {DAY + 2: 700, DAY + 3: 900},
                                          copied) == (
         "note: 700 --eval rows fall on 1 UTC day(s) of --train's days or before (2024-10-06; "
         "--train ends 2024-10-06): held-out logs should be later days than the training logs")
-    # Two days before the last and the last one copied: both counted, with their rows.
-    note = input_notes.earlier_days_note(train, "--eval", {DAY + 1: 950, DAY + 2: 700},
-                                         input_notes.copied_days(
-                                             train_files, {(0, DAY + 1): 950, (1, DAY + 2): 700}))
-    assert note.startswith("note: 1,650 --eval rows fall on 2 UTC day(s)")
-    # Logs cut at a local midnight: the held-out part of the last UTC day holds other rows.
-    cut = {(0, DAY): 583, (1, DAY + 1): 1000, (2, DAY + 2): 417}
-    held = {(0, DAY + 2): 583, (0, DAY + 3): 417}
-    assert input_notes.copied_days(cut, held) == set()
+    # The same rows but other bytes (another file of as many rows): not a copy.
+    assert input_notes.copied_days(train_files, train_rows, held, held_rows,
+                                   {**sizes, "copy.csv": 35_001}.get) == set()
+    # Logs cut at a local midnight: the held-out part of the last UTC day holds other rows;
+    # shards of a fixed 100 rows wholly inside that day hold as many rows, other bytes.
+    cut = {(0, DAY): 583, (1, DAY + 1): 1000, (2, DAY + 2): 417, (3, DAY + 2): 100}
+    after = {(0, DAY + 2): 583, (0, DAY + 3): 417, (1, DAY + 2): 100}
+    shard_sizes = {"d0.csv": 30_000, "d1.csv": 51_000, "d2.csv": 21_000, "s.csv": 5_113,
+                   "e0.csv": 50_000, "e1.csv": 5_087}
+    cut_files = [log("d0.csv"), log("d1.csv"), log("d2.csv"), log("s.csv")]
+    after_files = [log("e0.csv"), log("e1.csv")]
+    assert input_notes.copied_days(cut_files, cut, after_files, after, shard_sizes.get) == set()
     assert input_notes.earlier_days_note(input_notes.day_rows_of(cut), "--eval",
-                                         input_notes.day_rows_of(held),
-                                         input_notes.copied_days(cut, held)) is None
+                                         input_notes.day_rows_of(after), set()) is None
+    # A training file given again as --eval (the same path): its days are copied.
+    assert input_notes.copied_days(train_files, train_rows, [log("d1.csv")],
+                                   {(0, DAY + 1): 950}, sizes.get) == {DAY + 1}
 
 
 def test_a_resumed_runs_changed_input_is_noted():
