@@ -74,16 +74,24 @@ def run_notes(model_dir: str) -> list[str] | None:
         return json.load(handle)
 
 
-def held_out_notes(model_dirs: list[str]) -> list[str]:
-    """The distinct notes of runs (`run_notes`) on their --eval logs (rows of the training
-    days, files shared with --train or its validation window): a table on such logs measures
-    rows its models trained or were selected on, which the table says."""
+# Training's notes on --eval logs that hold rows it trained or was selected on
+# (`ranking.input_notes`: files shared with --train or its validation window, rows of its days).
+_HELD_OUT_OVERLAP = ("--eval file(s) are", "--eval rows fall on")
+
+
+def held_out_notes(model_dirs: list[str]) -> tuple[list[str], int]:
+    """(the distinct notes of runs (`run_notes`) that their --eval logs hold rows they trained
+    or were selected on, the number of runs trained before notes were kept): a table on such
+    logs says so."""
     found: list[str] = []
+    unknown = 0
     for model_dir in model_dirs:
-        for line in run_notes(model_dir) or ():
-            if "--eval" in line and line not in found:
+        notes = run_notes(model_dir)
+        unknown += notes is None
+        for line in notes or ():
+            if any(k in line for k in _HELD_OUT_OVERLAP) and line not in found:
                 found.append(line)
-    return found
+    return found, unknown
 
 
 def input_files(globs: str) -> list[str]:

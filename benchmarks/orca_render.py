@@ -131,12 +131,21 @@ def render(setting, rows, results, seeds, summary, runs):
         title = f"### Setting `{setting}`"
         described = (f"{summary.get('rows', 0):,} impressions, CTR "
                      f"{100 * summary.get('ctr', 0):.1f} %")
-    if summary.get("post_click"):
-        described += f"; post-click features (ORCA masks them) {', '.join(summary['post_click'])}"
+    masked = summary.get("post_click") or {}  # {run label: the features ORCA masks}
+    if len({tuple(names) for names in masked.values()}) == 1:
+        described += ("; post-click features (ORCA masks them) "
+                      + ", ".join(next(iter(masked.values()))))
+    elif masked:
+        described += "; post-click features (ORCA masks them): " + "; ".join(
+            f"{label} {', '.join(names)}" for label, names in masked.items())
     notes = [f"- {note}" for note in summary.get("held_out_notes") or ()]
     if notes:  # the evaluation logs hold rows the models trained or were selected on
         notes = ["**The runs' notes on the evaluation logs** (their metrics measure rows the "
                  "models trained or were selected on):", "", *notes, ""]
+    if summary.get("runs_without_notes"):
+        notes += [f"({summary['runs_without_notes']} of the runs were trained before their "
+                  "notes were kept: what they noted of the evaluation logs is not known here.)",
+                  ""]
     lines = [title, "", f"{described}; " + ("1 seed." if len(seeds) == 1 else
                                             f"{len(seeds)} seeds (mean ± std)."), "", *notes,
              "| model | " + " | ".join(HEADERS) + " |", "|---|" + "---|" * len(HEADERS)]

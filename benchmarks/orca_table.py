@@ -85,6 +85,7 @@ from orca_render import (  # noqa: E402
 )
 
 from common import (  # noqa: E402
+    REPO,
     add_logs_flags,
     check_inputs_unchanged,
     check_logs_flags,
@@ -170,6 +171,8 @@ def post_click_names(flag: str, feature_config: str | None) -> list[str]:
     from core.errors import InputError
     from ranking.features import load_feature_config
 
+    if feature_config and not os.path.isabs(feature_config) and "://" not in feature_config:
+        feature_config = os.path.join(REPO, feature_config)  # as the runs read it (their cwd)
     try:
         options = load_feature_config(feature_config).get("features", {})
     except InputError as error:
@@ -333,11 +336,14 @@ def main():
             out, setting, args.train, args.eval, stats_args, args.post_click_features))
         results, summary = run_all(out, setting, seeds, runs, prepared, project_args,
                                    post_click)
-        summary = dict(summary, post_click=post_click_names(
-            post_click.split("=", 1)[1], _asked_config(runs[0], project_args).feature_config),
-            held_out_notes=held_out_notes([
-                os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
-                for run in runs for seed in seeds]))
+        masked = {run.label: post_click_names(post_click.split("=", 1)[1],
+                                              _asked_config(run, project_args).feature_config)
+                  for run in runs}
+        notes, unknown = held_out_notes([
+            os.path.join(out, setting, "models", f"{run.name}-seed{seed}")
+            for run in runs for seed in seeds])
+        summary = dict(summary, post_click=masked, held_out_notes=notes,
+                       runs_without_notes=unknown)
         rows = summarize(results, seeds, runs)
         sections.append(render(setting, rows, results, seeds, summary, runs))
         figures = plot(out, setting, results, seeds) + plot(
