@@ -35,12 +35,13 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
     """Mean binary cross-entropy (nats) of probabilities `probs` [n] for binary `labels` [n];
-    probabilities are clipped to [eps, 1 - eps], eps the machine epsilon of `probs`' own float
-    type (float64 for other types), as scikit-learn's log_loss clips: a model's float32 output
-    of exactly 0 or 1 costs -ln(2^-23) ≈ 15.9 nats, not -ln(2^-52) ≈ 36.0."""
+    probabilities are clipped to [eps, 1 - eps], eps the machine epsilon of `probs`' own type
+    when float16 or float32 (else float64's), as scikit-learn's log_loss clips: a model's
+    float32 output of exactly 0 or 1 costs -ln(2^-23) ≈ 15.9 nats, not -ln(2^-52) ≈ 36.0."""
     labels = np.asarray(labels, float).ravel()
     probs = np.asarray(probs)
-    eps = np.finfo(probs.dtype if np.issubdtype(probs.dtype, np.floating) else np.float64).eps
+    # scikit-learn keeps float16 and float32 and reads everything else as float64.
+    eps = np.finfo(probs.dtype if probs.dtype in (np.float16, np.float32) else np.float64).eps
     p = np.clip(probs.astype(np.float64).ravel(), eps, 1 - eps)
     return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
 

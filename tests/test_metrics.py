@@ -52,8 +52,11 @@ def test_logloss_clips_a_float32_output_as_sklearn_does(rng):
     labels = (rng.random(5000) < 0.2).astype(int)
     probs = (1 / (1 + np.exp(-rng.normal(0, 12, 5000)))).astype(np.float32)
     assert metrics.logloss(labels, probs) == pytest.approx(sk.log_loss(labels, probs), rel=1e-5)
-    # float64 input keeps the float64 epsilon, as scikit-learn's does.
+    # float64 input keeps the float64 epsilon, as scikit-learn's does; a long double is read
+    # as float64 there.
     assert metrics.logloss([0], np.array([1.0])) == pytest.approx(-np.log(2.0 ** -52))
+    assert metrics.logloss([0, 1], np.array([1.0, 0.5], np.longdouble)) == pytest.approx(
+        sk.log_loss([0, 1], np.array([1.0, 0.5], np.longdouble)), rel=1e-12)
 
 
 def test_rel_impr_by_hand():
