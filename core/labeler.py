@@ -271,6 +271,7 @@ class Labeler:
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
     day_clicks = None  # {UTC day: clicks} of the counted logs (`labeler_for`)
     file_day_rows = None  # (file index, UTC day) -> rows of the counted logs
+    files = ()  # the `LogFile`s of the counted logs, which file_day_rows' indices name
     counted = True  # False: built from the artifact's counts, without a pass over the logs
 
     def __init__(self, artifact: StatsArtifact, window, rules: RuleConfig | None = None,
@@ -349,7 +350,7 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
                           missing_is_zero=True)
         labeler.day_clicks = clicks_per_day(daily)
         labeler.unclicked_dwell_zeroed = artifact.unclicked_dwell_zeroed
-        labeler.file_day_rows = file_day_rows
+        labeler.file_day_rows, labeler.files = file_day_rows, tuple(source.files)
         labeler.rows_per_file = np.zeros(len(source.files), np.int64)
         for (file, _), n in file_day_rows.items():
             labeler.rows_per_file[file] += n
@@ -366,7 +367,7 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
     labeler.day_clicks = clicks_per_day(counted.user_days)
     labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
     labeler.rows_per_file = counted.rows_per_file
-    labeler.file_day_rows = counted.file_day_rows
+    labeler.file_day_rows, labeler.files = counted.file_day_rows, tuple(source.files)
     labeler.counted = True
     return labeler
 

@@ -357,8 +357,8 @@ def input_lines(config, inputs) -> list[str]:
     earlier = [note for flag, labeler in counted.items()
                if (note := earlier_days_note(
                    train_days, flag, day_rows_of(labeler.file_day_rows or {}),
-                   copied_days(inputs.train.files, inputs.labeler.file_day_rows or {},
-                               held_out[flag], labeler.file_day_rows or {})))]
+                   copied_days(inputs.labeler.files, inputs.labeler.file_day_rows or {},
+                               labeler.files, labeler.file_day_rows or {})))]
     sources = {"--eval": inputs.evaluation, "--validation": inputs.validation
                if config.selection.validation else None}
     absent = [note for flag, held in sources.items() if held is not None and (

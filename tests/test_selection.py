@@ -398,6 +398,34 @@ def test_eval_logs_of_training_days_are_noted_under_progress_none(small_world, t
     assert f"note: {both:,} --eval rows fall on 2 UTC day(s) of --train's days or before" in out
 
 
+def test_a_copy_of_a_small_last_training_day_in_eval_is_noted(small_world, tmp_path, capsys):
+    """--eval given a copy, under another name, of the last training day when that day holds
+    half the rows of the others (below the 75 % of the fullest day that a day's count alone
+    needs): training finds the copy by its rows per day and bytes, and says so."""
+    days = sorted(glob.glob(small_world["train"]))
+    train_dir, eval_dir = tmp_path / "train", tmp_path / "eval"
+    train_dir.mkdir()
+    eval_dir.mkdir()
+    for day in days[:-1]:
+        shutil.copy(day, train_dir)
+    last = pd.read_csv(days[-1], dtype=str, keep_default_na=False)
+    half = last.iloc[: len(last) // 2]
+    half.to_csv(train_dir / os.path.basename(days[-1]), index=False)
+    copy = eval_dir / f"reexport-{os.path.basename(days[-1])}"
+    shutil.copy(train_dir / os.path.basename(days[-1]), copy)
+    fullest = max(len(pd.read_csv(day)) for day in days[:-1])
+    assert len(half) < 0.75 * fullest  # the count alone would not find it
+    config = dataclasses.replace(stopping_config(small_world, "validation"),
+                                 train=str(train_dir / "*"), eval=f"{copy},{small_world['eval']}")
+    config = dataclasses.replace(config, selection=dataclasses.replace(
+        config.selection, max_epochs=1, patience=1))
+    capsys.readouterr()
+    training.train_and_evaluate(config, str(tmp_path / "model"))
+    out = capsys.readouterr().out
+    assert (f"note: {len(half):,} --eval rows fall on 1 UTC day(s) of --train's days or before"
+            in out), out
+
+
 def test_a_refit_of_an_earlier_best_is_not_served(tmp_path):
     """final/ serves only while final.json's from_step is best.json's step (a run resumed with
     a larger --max_epochs may find a later best after its refit pass)."""
