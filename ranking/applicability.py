@@ -34,7 +34,7 @@ _ORCA_SETTINGS = ("mask_prob", "mask_scope", "nde_head", "shared_representation"
                   "instance_weights", "scd_heads", "orca_serve")
 _INSTANCE_WEIGHT_SETTINGS = ("iw_a", "iw_b", "iw_c", "iw_balance")
 _SELECTION_SETTINGS = ("validate_every", "max_epochs", "early_stopping_metric", "patience",
-                       "min_delta", "refit", "validation_cache_mb")
+                       "min_delta", "min_steps", "refit", "validation_cache_mb")
 # Towers whose loss reads --dt_denominator (ESMM's entire-space loss is over every impression).
 _DWELL_BIN_TOWERS = ("dwell_bins",)
 

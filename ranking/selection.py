@@ -109,6 +109,10 @@ class SelectionConfig:
         "auto", "Validation metric of early stopping and the best checkpoint (auto: what the "
         "preset serves).", choices=("auto",) + tuple(METRICS))
     patience: int = setting(2, "Validations without improvement before training stops.")
+    min_steps: int = setting(
+        0, "Global steps before which early stopping does not stop (a warm-up, as Keras' "
+        "start_from_epoch in steps): on small logs the validation metric can sit on a plateau "
+        "for hundreds of steps before it rises. The best validation is still served.")
     min_delta: float = setting(0.0, "Smallest change of the metric that counts as an "
                                "improvement.")
     refit: str = setting("validation", "After early stopping: validation (the best checkpoint "
@@ -126,6 +130,8 @@ class SelectionConfig:
     def check(self) -> None:
         if self.validation and self.validation_days:
             raise InputError("give --validation or --validation_days, not both")
+        if self.min_steps < 0:
+            raise InputError(f"--min_steps must be >= 0, not {self.min_steps}")
         if self.validation_days < 0 or self.max_epochs < 1 or self.patience < 1 or (
                 self.validate_every is not None and self.validate_every < 1):
             raise InputError("--validation_days must be >= 0; --max_epochs, --patience and "
@@ -233,10 +239,11 @@ def _read(variable):
 class Selection:
     """The early-stopping state as checkpointed variables (module docstring)."""
 
-    def __init__(self, metric: str, patience: int, min_delta: float):
+    def __init__(self, metric: str, patience: int, min_delta: float, min_steps: int = 0):
         import tensorflow as tf
 
         self.metric, self.patience, self.min_delta = metric, patience, min_delta
+        self.min_steps = min_steps
         self.direction = METRICS[metric][0]
         aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
 
@@ -283,7 +290,7 @@ class Selection:
         """Records a validation of `value` at `step` (in 1-based `epoch`), with an ORCA model's
         `head_gain` (the debiased head's mean DT gain over the raw head, percent); returns
         whether it is the best so far. Stops after `patience` validations without
-        improvement."""
+        improvement, from global step `min_steps` on."""
         m = self.module
         improved = improves(value, float(_read(m.best_value)), self.direction, self.min_delta)
         if improved:
@@ -295,7 +302,7 @@ class Selection:
         else:
             m.since_best.assign_add(1)
         m.validated_step.assign(step)
-        if int(_read(m.since_best)) >= self.patience:
+        if int(_read(m.since_best)) >= self.patience and step >= self.min_steps:
             m.stopped.assign(1)
         return improved
 
@@ -311,6 +318,34 @@ class Selection:
         if not math.isnan(self.best_head_gain):
             summary["orca_debiased_gain"] = self.best_head_gain
         return summary
+
+
+# Early stopping this early is noted: the walk's news logs (38 steps an epoch) sat on a
+# plateau of validation AUC 0.53-0.55 for 266 steps before rising to 0.75.
+EARLY_STOP_NOTE_STEPS = 1000
+
+
+def stopping_note(config: SelectionConfig, selection: Selection, global_step: int,
+                  epochs_done: int) -> str | None:
+    """A note on how a run with a validation window ended, or None: early stopping before
+    EARLY_STOP_NOTE_STEPS global steps without --min_steps (a plateau looks like convergence
+    to --patience), or --max_epochs reached (`epochs_done`) while the last validation was the
+    best (the metric was still improving)."""
+    summary = selection.summary()
+    if selection.stopped and global_step < EARLY_STOP_NOTE_STEPS and not config.min_steps:
+        return (f"note: early stopping ended training at step {global_step:,} (best step "
+                f"{summary['step']:,}): on small logs the validation metric can sit on a "
+                "plateau for hundreds of steps before it rises, which --patience="
+                f"{config.patience} reads as the end; --min_steps={EARLY_STOP_NOTE_STEPS} "
+                "trains at least that far before stopping (the best validation is still "
+                "served), or a smaller --batch_size gives more steps an epoch")
+    if (not selection.stopped and epochs_done >= config.max_epochs
+            and summary["step"] == int(_read(selection.module.validated_step))):
+        return (f"note: --max_epochs={config.max_epochs} ended training while the validation "
+                f"metric was still improving ({summary['metric']} {summary['value']:.5f} at "
+                f"the last validation, step {summary['step']:,}): more epochs may serve a "
+                "better model")
+    return None
 
 
 def write_best(model_dir: str, model, summary: dict, scratch: str | None = None) -> None:
@@ -442,7 +477,8 @@ class Validator:
         self.predict = evaluation.Predictor(run.model.network, run.config.model,
                                             run.model.targets)
         self.metric = metric_name(config, run.config.model)
-        self.selection = Selection(self.metric, config.patience, config.min_delta)
+        self.selection = Selection(self.metric, config.patience, config.min_delta,
+                                   config.min_steps)
         self.history: list[dict] = []
         self.scratch = None  # a non-chief task's directory for what only the chief keeps
 

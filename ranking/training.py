@@ -371,6 +371,10 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
     with phases("training"):
         throughputs = train(run, _say)
+    if chief and run.validator is not None and int(run.global_step) > steps_before and (
+            note := selection.stopping_note(config.selection, run.validator.selection,
+                                            int(run.global_step), int(run.epoch))):
+        _say(note)
     if chief and not will_train and int(run.global_step) > steps_before:
         model_dir_lib.add_learned_days(model_dir, trains_on)
     refit = run.validator is not None and config.selection.refit == "validation"

@@ -30,9 +30,10 @@ from conftest import POST_CLICK
 from model_fixtures import tiny_batch, tiny_spec
 
 
-def run_sequence(values, metric="auc_ctr", patience=2, min_delta=0.0):
-    """Feeds one validation per epoch; returns (epochs trained, best epoch, best value)."""
-    state = Selection(metric, patience, min_delta)
+def run_sequence(values, metric="auc_ctr", patience=2, min_delta=0.0, min_steps=0):
+    """Feeds one validation per epoch of 10 steps; returns (epochs trained, best epoch, best
+    value)."""
+    state = Selection(metric, patience, min_delta, min_steps)
     for epoch, value in enumerate(values, start=1):
         state.update(value, step=10 * epoch, epoch=epoch)
         if state.stopped:
@@ -55,6 +56,49 @@ def test_early_stopping_stops_at_the_right_epoch():
     assert (epochs, best, value) == (4, 2, 0.6)
     # Never stopping: every epoch improves.
     assert run_sequence([0.1, 0.2, 0.3]) == (3, 3, 0.3)
+
+
+def test_min_steps_keeps_training_through_a_plateau():
+    """The walk's curve (validation AUC by epoch of 38 steps, rounded): a plateau, then the
+    rise. Patience 2 stops in the plateau; --min_steps=200 (here steps of 10 an epoch: 20
+    epochs) trains through it and serves the best, the rise's end."""
+    curve = [0.528, 0.537, 0.539, 0.544, 0.541, 0.543, 0.546, 0.579, 0.633, 0.677, 0.717,
+             0.735, 0.753, 0.752, 0.750]
+    assert run_sequence(curve) == (6, 4, 0.544)
+    assert run_sequence(curve, min_steps=100) == (15, 13, 0.753)
+    # Past min_steps, patience decides again: stopped two validations after the best.
+    assert run_sequence(curve[:13] + [0.70, 0.69, 0.80], min_steps=100) == (15, 13, 0.753)
+    # Not before min_steps, even with patience long spent.
+    assert run_sequence([0.6] + [0.5] * 8, patience=1, min_steps=50) == (5, 1, 0.6)
+
+
+def test_a_run_stopped_early_on_small_logs_or_still_improving_is_noted():
+    config = SelectionConfig(validation_days=1, max_epochs=10)
+    stopped = Selection("auc_ctr", 2, 0.0)
+    for epoch, value in enumerate([0.528, 0.537, 0.544, 0.541, 0.543], start=1):
+        stopped.update(value, step=38 * epoch, epoch=epoch)
+    assert stopped.stopped
+    note = selection.stopping_note(config, stopped, 190, 5)
+    assert note.startswith("note: early stopping ended training at step 190 (best step 114): "
+                           "on small logs the validation metric can sit on a plateau"), note
+    assert "--min_steps=1000" in note
+    # Not with --min_steps given, nor past 1,000 steps.
+    assert selection.stopping_note(dataclasses.replace(config, min_steps=100), stopped, 190,
+                                   5) is None
+    assert selection.stopping_note(config, stopped, 1000, 5) is None
+    improving = Selection("auc_ctr", 2, 0.0)
+    for epoch in range(1, 11):
+        improving.update(0.5 + epoch / 100, step=38 * epoch, epoch=epoch)
+    assert selection.stopping_note(config, improving, 380, 10) == (
+        "note: --max_epochs=10 ended training while the validation metric was still improving "
+        "(auc_ctr 0.60000 at the last validation, step 380): more epochs may serve a better "
+        "model")
+    assert selection.stopping_note(config, improving, 342, 9) is None  # epochs remain
+    level = Selection("auc_ctr", 5, 0.0)
+    for epoch, value in enumerate([0.6, 0.7, 0.65], start=1):
+        level.update(value, step=10 * epoch, epoch=epoch)
+    assert selection.stopping_note(dataclasses.replace(config, max_epochs=3), level, 30,
+                                   3) is None  # its best was not the last validation
 
 
 def test_the_default_metric_follows_what_the_preset_serves():
@@ -396,6 +440,9 @@ def test_eval_logs_of_training_days_are_noted_under_progress_none(small_world, t
             "metrics measure rows the model was selected on and the refit pass trained on") in out
     both = len(pd.read_csv(first)) + len(pd.read_csv(last))  # the window's whole day too
     assert f"note: {both:,} --eval rows fall on 2 UTC day(s) of --train's days or before" in out
+    # Stopped by --patience at a few steps, without --min_steps: the plateau note.
+    assert re.search(r"note: early stopping ended training at step \d+ \(best step 4\): on "
+                     "small logs the validation metric can sit on a plateau", out), out
 
 
 def test_a_copy_of_a_small_last_training_day_in_eval_is_noted(small_world, tmp_path, capsys):
