@@ -294,6 +294,10 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
             dtypes[name] = stored[name] = column_types[name]
     elif absent:
         raise AbsentTypedColumns(absent, columns, files[0].path)
+    if sparse_typed and files[0].format == "csv":
+        # A model's feature column empty on every sampled row (a failed join upstream) reads
+        # as its default everywhere, as a feature no sampled tf.Example holds: said the same.
+        absent = [name for name in columns if name in column_types and not any(samples[name])]
     for name, kind in stored.items():
         if kind == "string" and dtypes[name] != "string":
             raise InputError(f"feature '{name}' is stored as bytes; it cannot be read as "

@@ -320,13 +320,14 @@ def gate_days_note(trained: dict, day_rows: dict, model: str = "candidate") -> s
 
 
 def absent_features_note(flag: str, names) -> str | None:
-    """A note for TFRecord held-out logs none of whose first records holds the model's
-    features `names` (`LogSource.absent_features`): they are read as their defaults."""
+    """A note for held-out logs none of whose sampled records has a value of the model's
+    features `names` (`LogSource.absent_features`: empty CSV fields, or features no sampled
+    tf.Example holds): they are read as their defaults."""
     if not names:
         return None
-    return (f"note: the model's feature(s) {', '.join(names)} are in none of the first records "
-            f"of the {flag} logs (a tf.Example leaves out a feature it has no value for): read "
-            "as their default there")
+    return (f"note: the model's feature(s) {', '.join(names)} have no value in any sampled "
+            f"record of the {flag} logs (empty CSV fields, or left out of every tf.Example): "
+            "read as their default there")
 
 
 def input_lines(config, inputs) -> list[str]:

@@ -183,9 +183,9 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     overlap = ("note: 7 --eval rows fall on 1 UTC day(s) of --train's days or before "
                "(2024-10-05; --train ends 2024-10-06): held-out logs should be later days than "
                "the training logs")
-    absent = ("note: the model's feature(s) likes are in none of the first records of the "
-              "--eval logs (a tf.Example leaves out a feature it has no value for): read as "
-              "their default there")  # a note on the --eval logs, not on their overlap
+    absent = ("note: the model's feature(s) likes have no value in any sampled record of the "
+              "--eval logs (empty CSV fields, or left out of every tf.Example): read as their "
+              "default there")  # a note on the --eval logs, not on their overlap
     with open(out / "mine" / "models" / "mmoe-seed0" / "benchmark_notes.json", "w") as handle:
         json.dump([absent, overlap], handle)
     mtime = os.path.getmtime(out / "mine" / "models" / "mmoe-seed0" / "eval_metrics.json")
@@ -195,7 +195,7 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     markdown = (out / "orca_table.md").read_text()
     assert f"notes on the evaluation logs** (their metrics measure rows the models trained or " \
            f"were selected on):\n\n- {overlap}\n" in markdown
-    assert "none of the first records" not in markdown and "trained before" not in markdown
+    assert "no value in any sampled record" not in markdown and "trained before" not in markdown
     # A run trained before notes were kept: the table says what it cannot know.
     os.remove(out / "mine" / "models" / "mmoe_orca-seed0" / "benchmark_notes.json")
     status, again, stderr = bench("orca_table.py", *args)

@@ -549,7 +549,7 @@ def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving
                                         baseline=baseline.path, gate="auc_ctr:1",
                                         gate_logs=without)
     assert noted.gate["notes"] == [
-        "note: the model's feature(s) item_length are in none of the first records of the "
-        "gate's logs (a tf.Example leaves out a feature it has no value for): read as their "
+        "note: the model's feature(s) item_length have no value in any sampled record of the "
+        "gate's logs (empty CSV fields, or left out of every tf.Example): read as their "
         "default there"]
     assert noted.warnings[0] == noted.gate["notes"][0].removeprefix("note: ")

@@ -119,9 +119,9 @@ def test_model_features_that_are_outcomes_of_the_click_are_noted():
 def test_model_features_in_no_record_of_tfrecord_held_out_logs_are_noted():
     assert input_notes.absent_features_note("--eval", ()) is None
     assert input_notes.absent_features_note("--eval", ("author_followers", "likes")) == (
-        "note: the model's feature(s) author_followers, likes are in none of the first records "
-        "of the --eval logs (a tf.Example leaves out a feature it has no value for): read as "
-        "their default there")
+        "note: the model's feature(s) author_followers, likes have no value in any sampled "
+        "record of the --eval logs (empty CSV fields, or left out of every tf.Example): read "
+        "as their default there")
 
 
 def test_held_out_rows_of_the_training_logs_days_are_noted():

@@ -254,6 +254,28 @@ def test_candidates_need_only_the_models_features(exports, small_input, tmp_path
                            str(tmp_path / "scores2"), engine=engine)
 
 
+def test_a_csv_feature_column_empty_on_every_row_is_named_as_a_sparse_one(exports, small_input,
+                                                                         tmp_path):
+    """A CSV whose `item_length` column is empty on every row (a failed join upstream) scores
+    each row with its default, as a TFRecord without the feature does, and the summary names
+    it; a column empty on some rows only is not named."""
+    frame = read_input(small_input[0]).head(1000)
+    path = tmp_path / "blank.csv"
+    frame.assign(item_length="").to_csv(path, index=False)
+    summary = score(exports["vr_ndt"].path, str(path), str(tmp_path / "scores"), engine="local")
+    assert summary["features_in_no_sampled_record"] == ["item_length"]
+    assert summary["rows"] == len(frame) and summary["dead_letters"] == 0
+    got = pd.read_csv(tmp_path / "scores" / "00000-blank.csv.gz", dtype={"user_id": str})
+    expected = expected_scores(exports["vr_ndt"], frame.assign(item_length=0.0))
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=1e-5, atol=1e-7)
+    some = frame.astype({"item_length": object})
+    some.loc[some.index[::2], "item_length"] = ""
+    some.to_csv(tmp_path / "some.csv", index=False)
+    summary = score(exports["vr_ndt"].path, str(tmp_path / "some.csv"), str(tmp_path / "s2"),
+                    engine="local")
+    assert summary["features_in_no_sampled_record"] == []
+
+
 @pytest.mark.parametrize("engine", ["local", "beam"])
 def test_tfrecord_candidates_without_a_sparse_feature_score_it_as_its_default(
         exports, small_input, tmp_path, engine, run):
@@ -277,8 +299,8 @@ def test_tfrecord_candidates_without_a_sparse_feature_score_it_as_its_default(
     told = run("pipelines.score", f"--saved_model={exports['vr_ndt'].path}", f"--input={path}",
                f"--output={tmp_path / 'scores_cli'}", f"--engine={engine}")
     assert told.returncode == 0, told.stderr
-    assert ("warning: the model's feature(s) item_length are in none of the first records of "
-            "the input") in told.stdout
+    assert ("warning: the model's feature(s) item_length have no value in any sampled record "
+            "of the input") in told.stdout
     log_writers.write_tfrecord(str(tmp_path / "no_user.tfrecord.gz"),
                                {k: v for k, v in columns.items() if k != "user_id"})
     with pytest.raises(InputError, match="missing required feature 'user_id'"):

@@ -54,9 +54,9 @@ def main(argv):
           + (f" (see {FLAGS.output}/{scoring.DEAD_LETTER})" if summary["dead_letters"] else ""))
     absent = summary["features_in_no_sampled_record"]
     if absent:
-        print(f"warning: the model's feature(s) {', '.join(absent)} are in none of the first "
-              "records of the input (a tf.Example leaves out a feature it has no value for): "
-              "rows without them were scored with each feature's default (the feature "
+        print(f"warning: the model's feature(s) {', '.join(absent)} have no value in any "
+              "sampled record of the input (empty CSV fields, or left out of every "
+              "tf.Example): rows without them were scored with each feature's default (the feature "
               "config's \"default\", else 0 or \"\"), as training and serving read an absent "
               "value; if the input's writer renamed or dropped them, these scores are not the "
               "model's")
