@@ -126,6 +126,16 @@ def dwell_table(named: list[tuple[str, dict]]) -> str | None:
     return "\n".join(lines)
 
 
+def _tfrecord_scores(path: str) -> np.ndarray:
+    """The `score` feature of a `pipelines.score --format=tfrecord` shard, float32 [rows]."""
+    import tensorflow as tf
+
+    spec = {"score": tf.io.FixedLenFeature([], tf.float32)}
+    records = tf.data.TFRecordDataset(path, "GZIP" if path.endswith(".gz") else None)
+    parts = [tf.io.parse_example(batch, spec)["score"].numpy() for batch in records.batch(8192)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
 def scores_summary(directory: str) -> str:
     import pandas as pd
 
@@ -133,13 +143,15 @@ def scores_summary(directory: str) -> str:
     if not {"rows", "saved_model", "dead_letters", "outputs"} <= set(summary):
         raise InputError("is not a pipelines.score summary",
                          file=os.path.join(directory, "summary.json"))
-    frames = [pd.read_csv(p, usecols=["score"])
+    frames = [pd.read_csv(p, usecols=["score"])["score"].to_numpy()
               for p in sorted(glob.glob(os.path.join(directory, "*.csv*")))
               if not p.endswith("dead_letter.csv")]
+    frames += [_tfrecord_scores(p)
+               for p in sorted(glob.glob(os.path.join(directory, "*.tfrecord*")))]
     lines = [f"Scored {summary['rows']:,} rows with `{summary['saved_model']}` "
              f"({summary['dead_letters']} dead letters); outputs: {', '.join(summary['outputs'])}."]
     if frames:
-        score = pd.concat(frames)["score"].to_numpy()
+        score = np.concatenate(frames)
         q = np.percentile(score, [1, 25, 50, 75, 99])
         lines.append("Score quantiles (1 / 25 / 50 / 75 / 99 %): "
                      + " / ".join(f"{v:.4f}" for v in q))

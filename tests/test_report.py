@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pandas as pd
+
 
 def write_metrics(directory, preset, auc_vr, auc_ctr, towers=None, rows=1000,
                   eval_logs="logs/*.csv"):
@@ -111,6 +114,31 @@ def test_report_directory_with_pictures(run, tmp_path):
     assert "## Training and validation" in text and "](curves-base.png)" in text
     assert "| single_ctr | 11.00 % |" in text and "](migration-vr_ndt.png)" in text
     assert (out / "rule_shares.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_score_quantiles_of_csv_and_tfrecord_shards_alike(tmp_path):
+    """The report's score quantiles read `pipelines.score`'s shards in either format
+    (numpy's percentiles of every score)."""
+    from core import log_writers
+    from report import tables
+
+    rng = np.random.default_rng(5)
+    scores = rng.random(3000).astype(np.float32)
+    summary = {"rows": 3000, "saved_model": "m/1", "dead_letters": 0, "outputs": ["score"]}
+    expected = "Score quantiles (1 / 25 / 50 / 75 / 99 %): " + " / ".join(
+        f"{v:.4f}" for v in np.percentile(scores, [1, 25, 50, 75, 99]))
+    for fmt in ("csv", "tfrecord"):
+        out = tmp_path / fmt
+        out.mkdir()
+        (out / "summary.json").write_text(json.dumps(summary))
+        for k, part in enumerate((scores[:1000], scores[1000:])):
+            columns = {"user_id": np.array([b"u"] * len(part)), "score": part}
+            if fmt == "csv":
+                pd.DataFrame({"user_id": "u", "score": part}).to_csv(
+                    out / f"0000{k}-day.csv.gz", index=False, float_format="%.9g")
+            else:
+                log_writers.write_tfrecord(str(out / f"0000{k}-day.tfrecord.gz"), columns)
+        assert expected in tables.scores_summary(str(out)), fmt
 
 
 def test_report_refuses_unusable_inputs_in_one_line(run, tmp_path):
