@@ -319,6 +319,29 @@ def gate_days_note(trained: dict, day_rows: dict, model: str = "candidate") -> s
             f"rows it learned from{favours}; gate on later days")
 
 
+def stats_window_notes(stats_files, held_out: dict) -> list[str]:
+    """Notes for held-out logs (`held_out`, {flag: comma-separated globs or None}) with files
+    the stats artifact was computed from (`stats_files`, its stats.json `files` records): the
+    labels' thresholds (x_l, item P10, bin edges) and rule T2's counts then learned from the
+    rows evaluated on. (Files the artifact lists by real path; a URL is never matched.)"""
+    from core.log_files import expand_inputs
+
+    paths = {record["path"] for record in stats_files or () if record}
+    notes = []
+    for flag, globs in held_out.items():
+        if not globs or not paths:
+            continue
+        shared = [f.path for f in expand_inputs(globs)
+                  if "://" not in f.path and os.path.realpath(f.path) in paths]
+        if shared:
+            notes.append(f"note: {len(shared)} {flag} file(s) are files the stats artifact was "
+                         f"computed from ({shared[0]}{', ...' if len(shared) > 1 else ''}): "
+                         "their labels' thresholds (x_l, item P10s, bin edges) and rule T2's "
+                         "counts learned from the rows evaluated on; compute the statistics "
+                         "on the training logs alone")
+    return notes
+
+
 def absent_features_note(flag: str, names) -> str | None:
     """A note for held-out logs none of whose sampled records has a value of the model's
     features `names` (`LogSource.absent_features`: empty CSV fields, or features no sampled

@@ -266,7 +266,9 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                          + input_notes.numeric_id_notes(spec)
                          + input_notes.id_bucket_notes(spec, artifact.clicked_users,
                                                        artifact.clicked_items,
-                                                       artifact.feature_values)):
+                                                       artifact.feature_values)
+                         + input_notes.stats_window_notes(artifact.files, {
+                             "--eval": config.eval, "--validation": config.selection.validation})):
                 _say(note)
         if config.model.towers.output_bias == "prior" and (
                 "ctr" not in config.model.tower_names):

@@ -276,3 +276,23 @@ def test_training_logs_with_label_columns_are_noted():
         "every row again with the stats artifact's rules (min_dwell 5 s, T1 12.5 s, T2 7 "
         "clicks in 7 days, T3 5 records) and does not read them, so labels made with other "
         "thresholds (the label job's overrides) are not the ones trained on"]
+
+
+def test_held_out_files_of_the_stats_window_are_noted(tmp_path):
+    """--eval files the stats artifact was computed from (its records' real paths) are named;
+    others, and a flag not given, are not."""
+    import os
+
+    for name in ("day-1.csv", "day-2.csv", "day-3.csv"):
+        (tmp_path / name).write_text("user_id,item_id,timestamp,click,dwell_time\n")
+    records = [{"path": os.path.realpath(tmp_path / "day-1.csv")},
+               {"path": os.path.realpath(tmp_path / "day-2.csv")}]
+    notes = input_notes.stats_window_notes(records, {
+        "--eval": f"{tmp_path}/day-2.csv,{tmp_path}/day-3.csv", "--validation": None})
+    assert notes == [
+        f"note: 1 --eval file(s) are files the stats artifact was computed from "
+        f"({tmp_path}/day-2.csv): their labels' thresholds (x_l, item P10s, bin edges) and "
+        "rule T2's counts learned from the rows evaluated on; compute the statistics on the "
+        "training logs alone"]
+    assert input_notes.stats_window_notes(records, {"--eval": f"{tmp_path}/day-3.csv"}) == []
+    assert input_notes.stats_window_notes((), {"--eval": f"{tmp_path}/day-1.csv"}) == []
