@@ -74,8 +74,9 @@ def run_notes(model_dir: str) -> list[str] | None:
         return json.load(handle)
 
 
-# Training's notes on --eval logs that hold rows it trained or was selected on
-# (`ranking.input_notes`: files shared with --train or its validation window, rows of its days).
+# Training's notes on --eval logs that hold rows it trained or was selected on, or whose
+# labels' thresholds it learned (`ranking.input_notes`: files shared with --train, its
+# validation window or the stats artifact's logs; rows of its days).
 _HELD_OUT_OVERLAP = ("--eval file(s) are", "--eval rows fall on")
 
 

@@ -140,8 +140,9 @@ def render(setting, rows, results, seeds, summary, runs):
             f"{label} {', '.join(names)}" for label, names in masked.items())
     notes = [f"- {note}" for note in summary.get("held_out_notes") or ()]
     if notes:  # the evaluation logs hold rows the models trained or were selected on
-        notes = ["**The runs' notes on the evaluation logs** (their metrics measure rows the "
-                 "models trained or were selected on):", "", *notes, ""]
+        notes = ["**The runs' notes on the evaluation logs** (rows the models trained or were "
+                 "selected on, or the statistics learned the labels' thresholds from):", "",
+                 *notes, ""]
     if summary.get("runs_without_notes"):
         notes += [f"({summary['runs_without_notes']} of the runs were trained before their "
                   "notes were kept: what they noted of the evaluation logs is not known here.)",

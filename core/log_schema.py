@@ -252,9 +252,10 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
                  unseen_types: Mapping[str, str] | None = None
                  ) -> tuple[LogSchema, dict[str, str], tuple[str, ...]]:
     """The columns and types of `files` (see the module docstring for the rules), `stored`:
-    each TFRecord feature's stored kind ({} for CSV), and the typed columns no sampled record
-    holds, which `sparse_typed` (a model's features) makes TFRecord columns of their given
-    type (a tf.Example leaves out a feature it has no value for), read as their default.
+    each TFRecord feature's stored kind ({} for CSV), and, with `sparse_typed` (a model's
+    features), the typed columns no sampled record has a value of: TFRecord features no
+    sampled record holds, made columns of their given type (a tf.Example leaves out a feature
+    it has no value for), and CSV columns empty on every sampled row; read as their default.
     `unseen_types` ({column: type}: the statistics job's logs' types, from its artifact) types
     a CSV column with no value in the sample (else text): logs of days a sparse feature left
     empty then read it as the logs the statistics were computed from do. (A TFRecord feature

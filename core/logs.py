@@ -58,8 +58,9 @@ class LogSource:
     # "model"} for a trained model's features, "flag" for this command's --column_types,
     # "artifact" for the statistics job's, kept in its artifact (the label and training jobs).
     type_origins: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # TFRecord: features a model reads that no sampled record holds (a tf.Example leaves a
-    # sparse feature out): read as their default on every row that lacks them.
+    # Features a model reads that no sampled record has a value of (a tf.Example leaves a
+    # sparse feature out; a CSV column empty on every sampled row): read as their default on
+    # every row without a value.
     absent_features: tuple[str, ...] = ()
 
     @property

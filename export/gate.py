@@ -94,7 +94,8 @@ class HeldOut(typing.NamedTuple):
     labels: dict
     day_rows: dict | None
     window: str | None = None  # which rows of `pattern`, when not all of them
-    # TFRecord logs: features none of whose first records holds them, read as their default.
+    # Features no sampled record has a value of (`LogSource.absent_features`), read as their
+    # default.
     absent_features: tuple = ()
 
 

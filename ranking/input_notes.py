@@ -323,16 +323,24 @@ def stats_window_notes(stats_files, held_out: dict) -> list[str]:
     """Notes for held-out logs (`held_out`, {flag: comma-separated globs or None}) with files
     the stats artifact was computed from (`stats_files`, its stats.json `files` records): the
     labels' thresholds (x_l, item P10, bin edges) and rule T2's counts then learned from the
-    rows evaluated on. (Files the artifact lists by real path; a URL is never matched.)"""
+    rows evaluated on. (A file at the real path the artifact lists, of its size, modification
+    time and inode; a URL is never matched.)"""
     from core.log_files import expand_inputs
+    from core.stats_artifact import file_status
 
-    paths = {record["path"] for record in stats_files or () if record}
+    same = ("bytes", "mtime_ns", "ino")  # the file the job read, not one rewritten there since
+    records = {record["path"]: record for record in stats_files or () if record}
     notes = []
+
+    def computed_from(path: str) -> bool:
+        status = file_status(path)  # None for a URL
+        record = records.get(status["path"]) if status else None
+        return record is not None and all(record.get(k) == status[k] for k in same)
+
     for flag, globs in held_out.items():
-        if not globs or not paths:
+        if not globs or not records:
             continue
-        shared = [f.path for f in expand_inputs(globs)
-                  if "://" not in f.path and os.path.realpath(f.path) in paths]
+        shared = [f.path for f in expand_inputs(globs) if computed_from(f.path)]
         if shared:
             notes.append(f"note: {len(shared)} {flag} file(s) are files the stats artifact was "
                          f"computed from ({shared[0]}{', ...' if len(shared) > 1 else ''}): "

@@ -110,8 +110,8 @@ class SelectionConfig:
         "preset serves).", choices=("auto",) + tuple(METRICS))
     patience: int = setting(2, "Validations without improvement before training stops.")
     min_steps: int = setting(
-        0, "Global steps before which early stopping does not stop (a warm-up, as Keras' "
-        "start_from_epoch in steps): on small logs the validation metric can sit on a plateau "
+        0, "Global steps of warm-up whose validations do not count against --patience (Keras' "
+        "start_from_epoch, in steps): on small logs the validation metric can sit on a plateau "
         "for hundreds of steps before it rises. The best validation is still served.")
     min_delta: float = setting(0.0, "Smallest change of the metric that counts as an "
                                "improvement.")
@@ -290,7 +290,8 @@ class Selection:
         """Records a validation of `value` at `step` (in 1-based `epoch`), with an ORCA model's
         `head_gain` (the debiased head's mean DT gain over the raw head, percent); returns
         whether it is the best so far. Stops after `patience` validations without
-        improvement, from global step `min_steps` on."""
+        improvement at global step `min_steps` or later (earlier ones choose the best but do
+        not count against patience: Keras' start_from_epoch, in steps)."""
         m = self.module
         improved = improves(value, float(_read(m.best_value)), self.direction, self.min_delta)
         if improved:
@@ -299,10 +300,10 @@ class Selection:
             m.best_step.assign(step)
             m.best_epoch.assign(epoch)
             m.since_best.assign(0)
-        else:
+        elif step >= self.min_steps:  # the warm-up's validations do not count against patience
             m.since_best.assign_add(1)
         m.validated_step.assign(step)
-        if int(_read(m.since_best)) >= self.patience and step >= self.min_steps:
+        if int(_read(m.since_best)) >= self.patience:
             m.stopped.assign(1)
         return improved
 
@@ -336,10 +337,11 @@ def stopping_note(config: SelectionConfig, selection: Selection, global_step: in
         return (f"note: early stopping ended training at step {global_step:,} (best step "
                 f"{summary['step']:,}): on small logs the validation metric can sit on a "
                 "plateau for hundreds of steps before it rises, which --patience="
-                f"{config.patience} reads as the end; --min_steps={EARLY_STOP_NOTE_STEPS} "
-                "trains at least that far before stopping (the best validation is still "
-                "served), or a smaller --batch_size gives more steps an epoch")
-    if (not selection.stopped and epochs_done >= config.max_epochs
+                f"{config.patience} reads as the end; in a new --model_dir, "
+                f"--min_steps={EARLY_STOP_NOTE_STEPS} trains that far (or to --max_epochs) "
+                "before patience counts (the best validation is still served), or a smaller "
+                "--batch_size gives more steps an epoch")
+    if (not selection.stopped and epochs_done >= config.max_epochs and summary["step"] >= 0
             and summary["step"] == int(_read(selection.module.validated_step))):
         return (f"note: --max_epochs={config.max_epochs} ended training while the validation "
                 f"metric was still improving ({summary['metric']} {summary['value']:.5f} at "

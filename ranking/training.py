@@ -336,8 +336,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         if chief and run.validator.selection.stopped:
             best = run.validator.selection.summary()
             _say(f"early stopping ended this run's training at step {int(run.global_step)} "
-                 f"(best step {best['step']}): no more epochs, whatever --patience or "
-                 "--max_epochs say now (a new --model_dir trains afresh)")
+                 f"(best step {best['step']}): no more epochs, whatever --patience, "
+                 "--min_steps or --max_epochs say now (a new --model_dir trains afresh)")
 
     if single_process and _uses_train_cache(
             config, run.rows_per_file, run.validator is not None, int(run.epoch),

@@ -143,11 +143,12 @@ def scores_summary(directory: str) -> str:
     if not {"rows", "saved_model", "dead_letters", "outputs"} <= set(summary):
         raise InputError("is not a pipelines.score summary",
                          file=os.path.join(directory, "summary.json"))
+    # Shards by their exact ending: an input named `x.tfrecord-00000-of-00004` scored to CSV
+    # is `00000-x.tfrecord-00000-of-00004.csv.gz`.
+    shards = sorted(glob.glob(os.path.join(directory, "[0-9]*")))
     frames = [pd.read_csv(p, usecols=["score"])["score"].to_numpy()
-              for p in sorted(glob.glob(os.path.join(directory, "*.csv*")))
-              if not p.endswith("dead_letter.csv")]
-    frames += [_tfrecord_scores(p)
-               for p in sorted(glob.glob(os.path.join(directory, "*.tfrecord*")))]
+              for p in shards if p.endswith((".csv", ".csv.gz"))]
+    frames += [_tfrecord_scores(p) for p in shards if p.endswith((".tfrecord", ".tfrecord.gz"))]
     lines = [f"Scored {summary['rows']:,} rows with `{summary['saved_model']}` "
              f"({summary['dead_letters']} dead letters); outputs: {', '.join(summary['outputs'])}."]
     if frames:

@@ -193,8 +193,9 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     assert status == 0, stderr
     assert os.path.getmtime(out / "mine" / "models" / "mmoe-seed0" / "eval_metrics.json") == mtime
     markdown = (out / "orca_table.md").read_text()
-    assert f"notes on the evaluation logs** (their metrics measure rows the models trained or " \
-           f"were selected on):\n\n- {overlap}\n" in markdown
+    assert ("notes on the evaluation logs** (rows the models trained or were selected on, or "
+            "the statistics learned the labels' thresholds from):\n\n"
+            f"- {overlap}\n") in markdown
     assert "no value in any sampled record" not in markdown and "trained before" not in markdown
     # A run trained before notes were kept: the table says what it cannot know.
     os.remove(out / "mine" / "models" / "mmoe_orca-seed0" / "benchmark_notes.json")

@@ -283,10 +283,12 @@ def test_held_out_files_of_the_stats_window_are_noted(tmp_path):
     others, and a flag not given, are not."""
     import os
 
+    from core.stats_artifact import file_status
+
     for name in ("day-1.csv", "day-2.csv", "day-3.csv"):
         (tmp_path / name).write_text("user_id,item_id,timestamp,click,dwell_time\n")
-    records = [{"path": os.path.realpath(tmp_path / "day-1.csv")},
-               {"path": os.path.realpath(tmp_path / "day-2.csv")}]
+    records = [file_status(str(tmp_path / "day-1.csv")), file_status(str(tmp_path / "day-2.csv"))]
+    assert records[0]["path"] == os.path.realpath(tmp_path / "day-1.csv")
     notes = input_notes.stats_window_notes(records, {
         "--eval": f"{tmp_path}/day-2.csv,{tmp_path}/day-3.csv", "--validation": None})
     assert notes == [
@@ -296,3 +298,6 @@ def test_held_out_files_of_the_stats_window_are_noted(tmp_path):
         "training logs alone"]
     assert input_notes.stats_window_notes(records, {"--eval": f"{tmp_path}/day-3.csv"}) == []
     assert input_notes.stats_window_notes((), {"--eval": f"{tmp_path}/day-1.csv"}) == []
+    # A file written again at that path since the statistics job read it: another file.
+    (tmp_path / "day-2.csv").write_text("user_id,item_id,timestamp,click,dwell_time\nu,i,1,0,0\n")
+    assert input_notes.stats_window_notes(records, {"--eval": f"{tmp_path}/day-2.csv"}) == []

@@ -131,11 +131,13 @@ def test_score_quantiles_of_csv_and_tfrecord_shards_alike(tmp_path):
         out = tmp_path / fmt
         out.mkdir()
         (out / "summary.json").write_text(json.dumps(summary))
+        # (An input named as TensorFlow shards, scored to CSV, keeps ".tfrecord" in its name.)
         for k, part in enumerate((scores[:1000], scores[1000:])):
             columns = {"user_id": np.array([b"u"] * len(part)), "score": part}
             if fmt == "csv":
                 pd.DataFrame({"user_id": "u", "score": part}).to_csv(
-                    out / f"0000{k}-day.csv.gz", index=False, float_format="%.9g")
+                    out / f"0000{k}-day.tfrecord-0000{k}-of-00002.csv.gz", index=False,
+                    float_format="%.9g")
             else:
                 log_writers.write_tfrecord(str(out / f"0000{k}-day.tfrecord.gz"), columns)
         assert expected in tables.scores_summary(str(out)), fmt

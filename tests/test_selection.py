@@ -70,6 +70,9 @@ def test_min_steps_keeps_training_through_a_plateau():
     assert run_sequence(curve[:13] + [0.70, 0.69, 0.80], min_steps=100) == (15, 13, 0.753)
     # Not before min_steps, even with patience long spent.
     assert run_sequence([0.6] + [0.5] * 8, patience=1, min_steps=50) == (5, 1, 0.6)
+    # The warm-up's validations do not count against patience (Keras' start_from_epoch): a
+    # flat metric to step 100, then patience 2 from there catches the rise at step 110.
+    assert run_sequence([0.6] * 10 + [0.7, 0.69, 0.68], min_steps=100) == (13, 11, 0.7)
 
 
 def test_a_run_stopped_early_on_small_logs_or_still_improving_is_noted():
@@ -81,7 +84,7 @@ def test_a_run_stopped_early_on_small_logs_or_still_improving_is_noted():
     note = selection.stopping_note(config, stopped, 190, 5)
     assert note.startswith("note: early stopping ended training at step 190 (best step 114): "
                            "on small logs the validation metric can sit on a plateau"), note
-    assert "--min_steps=1000" in note
+    assert "in a new --model_dir, --min_steps=1000 trains that far (or to --max_epochs)" in note
     # Not with --min_steps given, nor past 1,000 steps.
     assert selection.stopping_note(dataclasses.replace(config, min_steps=100), stopped, 190,
                                    5) is None
@@ -99,6 +102,8 @@ def test_a_run_stopped_early_on_small_logs_or_still_improving_is_noted():
         level.update(value, step=10 * epoch, epoch=epoch)
     assert selection.stopping_note(dataclasses.replace(config, max_epochs=3), level, 30,
                                    3) is None  # its best was not the last validation
+    # No validation at all (--validate_every past the run's steps): no note.
+    assert selection.stopping_note(config, Selection("auc_ctr", 2, 0.0), 380, 10) is None
 
 
 def test_the_default_metric_follows_what_the_preset_serves():

@@ -347,7 +347,7 @@ def run_job(saved_model: str, pattern: str, output_dir: str, config: ScoreConfig
         unread = {d.file for d in dead}
         summary["files_without_a_scored_row"] = [
             r["input"] for r in results if not r["rows"] and r["input"] in unread]
-        # TFRecord: model features no sampled record holds, scored as their default.
+        # Model features no sampled record has a value of, scored as their default.
         summary["features_in_no_sampled_record"] = list(source.absent_features)
         with open(os.path.join(tmp, "summary.json"), "w") as handle:
             json.dump(summary, handle, indent=2)
