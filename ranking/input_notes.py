@@ -182,7 +182,7 @@ def days_before_or_of(train_day_rows: dict, day_rows: dict,
     (`train_day_rows`, the same) or earlier: those before the training's last day, and that
     day itself when the held-out logs hold a whole day's rows of it (FULL_DAY_SHARE of the
     fullest training day), not the share of it logs cut at a local midnight have, or when it
-    is in `copied` (`copied_days`: a held-out file holds a training file's rows of it)."""
+    is in `copied` (`copied_days`: a held-out file is a copy of a training file)."""
     if not train_day_rows or not day_rows:
         return []
     last = max(train_day_rows)
