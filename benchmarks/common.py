@@ -82,8 +82,8 @@ _HELD_OUT_OVERLAP = ("--eval file(s) are", "--eval rows fall on")
 
 def held_out_notes(model_dirs: list[str]) -> tuple[list[str], int]:
     """(the distinct notes of runs (`run_notes`) that their --eval logs hold rows they trained
-    or were selected on, the number of runs trained before notes were kept): a table on such
-    logs says so."""
+    or were selected on, or the statistics learned the labels' thresholds from; the number of
+    runs trained before notes were kept): a table on such logs says so."""
     found: list[str] = []
     unknown = 0
     for model_dir in model_dirs:

@@ -24,9 +24,10 @@ ranking.train flag (its flags are kept beside it, benchmark_args.json, since 202
 on your logs, a table whose input files changed under the same globs (OUT/NAME/inputs.json).
 The jobs' `warning:` and `note:` lines are passed on to stderr (each once, tagged with the run)
 and kept beside each run (benchmark_notes.json); the runs' notes on their --eval logs (rows of
-the training days, files shared with --train or its validation window) head the section, so a
-table measured on rows its models trained on says so. The section names the features ORCA masks
-(--post_click_features with a --feature_config's own marks, as training marks them).
+the training days, files shared with --train, its validation window or the stats artifact's
+logs) head the section, so a table measured on rows its models learned from says so. The
+section names the features ORCA masks (--post_click_features with a --feature_config's own
+marks, as training marks them).
 
 Protocol: every run but the one-epoch ones holds out the last training day for validation
 (--validation_days=1), trains up to 10 epochs with early stopping and is evaluated after its
