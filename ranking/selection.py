@@ -110,9 +110,10 @@ class SelectionConfig:
         "preset serves).", choices=("auto",) + tuple(METRICS))
     patience: int = setting(2, "Validations without improvement before training stops.")
     min_steps: int = setting(
-        0, "Global steps of warm-up whose validations do not count against --patience (Keras' "
-        "start_from_epoch, in steps): on small logs the validation metric can sit on a plateau "
-        "for hundreds of steps before it rises. The best validation is still served.")
+        0, "Global steps of warm-up whose validations do not count against --patience (as "
+        "Keras' start_from_epoch, in steps, except that they still choose the best "
+        "checkpoint): on small logs the validation metric can sit on a plateau for hundreds of "
+        "steps before it rises.")
     min_delta: float = setting(0.0, "Smallest change of the metric that counts as an "
                                "improvement.")
     refit: str = setting("validation", "After early stopping: validation (the best checkpoint "
@@ -291,7 +292,8 @@ class Selection:
         `head_gain` (the debiased head's mean DT gain over the raw head, percent); returns
         whether it is the best so far. Stops after `patience` validations without
         improvement at global step `min_steps` or later (earlier ones choose the best but do
-        not count against patience: Keras' start_from_epoch, in steps)."""
+        not count against patience: Keras' start_from_epoch in steps, whose warm-up epochs
+        do not choose the best either)."""
         m = self.module
         improved = improves(value, float(_read(m.best_value)), self.direction, self.min_delta)
         if improved:

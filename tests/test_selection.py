@@ -59,9 +59,10 @@ def test_early_stopping_stops_at_the_right_epoch():
 
 
 def test_min_steps_keeps_training_through_a_plateau():
-    """The walk's curve (validation AUC by epoch of 38 steps, rounded): a plateau, then the
-    rise. Patience 2 stops in the plateau; --min_steps=200 (here steps of 10 an epoch: 20
-    epochs) trains through it and serves the best, the rise's end."""
+    """The walk's curve (validation AUC by epoch of 38 steps, rounded to 3 digits, with two
+    falling values added so that patience ends it): a plateau, then the rise. Patience 2
+    stops in the plateau; --min_steps=100 (here 10 steps an epoch: 10 epochs) trains through
+    it and serves the best, the rise's end."""
     curve = [0.528, 0.537, 0.539, 0.544, 0.541, 0.543, 0.546, 0.579, 0.633, 0.677, 0.717,
              0.735, 0.753, 0.752, 0.750]
     assert run_sequence(curve) == (6, 4, 0.544)
