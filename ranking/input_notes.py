@@ -320,12 +320,11 @@ def gate_days_note(trained: dict, day_rows: dict, model: str = "candidate") -> s
 
 
 def stats_window_notes(stats_files, held_out: dict) -> list[str]:
-    """Notes for held-out logs (`held_out`, {flag: comma-separated globs or None}) with files
+    """Notes for held-out logs (`held_out`, {flag: their `LogFile`s}) with files
     the stats artifact was computed from (`stats_files`, its stats.json `files` records): the
     labels' thresholds (x_l, item P10, bin edges) and rule T2's counts then learned from the
     rows evaluated on. (A file at the real path the artifact lists, of its size, modification
     time and inode; a URL is never matched.)"""
-    from core.log_files import expand_inputs
     from core.stats_artifact import file_status
 
     same = ("bytes", "mtime_ns", "ino")  # the file the job read, not one rewritten there since
@@ -337,10 +336,8 @@ def stats_window_notes(stats_files, held_out: dict) -> list[str]:
         record = records.get(status["path"]) if status else None
         return record is not None and all(record.get(k) == status[k] for k in same)
 
-    for flag, globs in held_out.items():
-        if not globs or not records:
-            continue
-        shared = [f.path for f in expand_inputs(globs) if computed_from(f.path)]
+    for flag, files in held_out.items():
+        shared = [f.path for f in files if records and computed_from(f.path)]
         if shared:
             notes.append(f"note: {len(shared)} {flag} file(s) are files the stats artifact was "
                          f"computed from ({shared[0]}{', ...' if len(shared) > 1 else ''}): "
@@ -361,11 +358,12 @@ def absent_features_note(flag: str, names) -> str | None:
             "read as their default there")
 
 
-def input_lines(config, inputs) -> list[str]:
+def input_lines(config, inputs, stats_files=()) -> list[str]:
     """The lines training prints about its input once it is counted (`config`: a
-    `TrainConfig`, `inputs`: its `ranking.data.Inputs`): the held-out window, and notes on
-    large files, on files shared with --eval or --validation, and on days of an input whose
-    rule-T2 counts are the stats artifact's (`core.labeler.held_days`)."""
+    `TrainConfig`, `inputs`: its `ranking.data.Inputs`, `stats_files`: the stats artifact's
+    file records): the held-out window, and notes on large files, on files shared with
+    --eval or --validation (or the stats job's, `stats_window_notes`), and on days of an input
+    whose rule-T2 counts are the stats artifact's (`core.labeler.held_days`)."""
     lines = []
     if config.selection.validation_days:
         lines.append(validation_window_line(inputs.labeler.file_day_rows,
@@ -385,6 +383,7 @@ def input_lines(config, inputs) -> list[str]:
         window_is = "--validation files too"
     overlap = input_overlap_notes(inputs.train.files, held_out, window_files,
                                   config.selection.refit == "validation", window_is)
+    overlap += stats_window_notes(stats_files, held_out)
     train_days = day_rows_of(inputs.labeler.file_day_rows or {})
     earlier = [note for flag, labeler in counted.items()
                if (note := earlier_days_note(

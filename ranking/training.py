@@ -266,9 +266,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
                          + input_notes.numeric_id_notes(spec)
                          + input_notes.id_bucket_notes(spec, artifact.clicked_users,
                                                        artifact.clicked_items,
-                                                       artifact.feature_values)
-                         + input_notes.stats_window_notes(artifact.files, {
-                             "--eval": config.eval, "--validation": config.selection.validation})):
+                                                       artifact.feature_values)):
                 _say(note)
         if config.model.towers.output_bias == "prior" and (
                 "ctr" not in config.model.tower_names):
@@ -309,7 +307,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
     def prepare_model_dir() -> bool:
         return _prepare_model_dir(config, model_dir, chief, workers, inputs,
-                                  model_dir_lib.model_description(config, spec, artifact, targets))
+                                  model_dir_lib.model_description(config, spec, artifact, targets),
+                                  artifact.files)
 
     if not single_process:  # a cluster's tasks make the directory before they build together
         resuming = prepare_model_dir()
@@ -410,15 +409,15 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
 
 
 def _prepare_model_dir(config: TrainConfig, model_dir: str, chief: bool, workers: int,
-                       inputs, description: dict) -> bool:
+                       inputs, description: dict, stats_files=()) -> bool:
     """Makes or checks the model directory (the chief) or checks it (another task); says what
-    --allow_unclicked_dwell treated as 0 and the input's notes (`input_notes.input_lines`);
-    returns whether the run resumes."""
+    --allow_unclicked_dwell treated as 0 and the input's notes (`input_notes.input_lines`,
+    with the stats artifact's file records `stats_files`); returns whether the run resumes."""
     if config.allow_unclicked_dwell and chief:
         _say("--allow_unclicked_dwell: unclicked rows with dwell > 0 treated as 0: " + ", ".join(
             f"{what} {lab.unclicked_dwell_zeroed:,}" for what, lab in inputs.labellers()))
     if chief:
-        for line in input_notes.input_lines(config, inputs):
+        for line in input_notes.input_lines(config, inputs, stats_files):
             _say(line)
     description["training"]["input_workers"] = workers
     if not chief:

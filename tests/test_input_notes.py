@@ -280,7 +280,7 @@ def test_training_logs_with_label_columns_are_noted():
 
 def test_held_out_files_of_the_stats_window_are_noted(tmp_path):
     """--eval files the stats artifact was computed from (its records' real paths) are named;
-    others, and a flag not given, are not."""
+    others are not."""
     import os
 
     from core.stats_artifact import file_status
@@ -289,15 +289,17 @@ def test_held_out_files_of_the_stats_window_are_noted(tmp_path):
         (tmp_path / name).write_text("user_id,item_id,timestamp,click,dwell_time\n")
     records = [file_status(str(tmp_path / "day-1.csv")), file_status(str(tmp_path / "day-2.csv"))]
     assert records[0]["path"] == os.path.realpath(tmp_path / "day-1.csv")
-    notes = input_notes.stats_window_notes(records, {
-        "--eval": f"{tmp_path}/day-2.csv,{tmp_path}/day-3.csv", "--validation": None})
+    def logs(*names):
+        return [LogFile(f"{tmp_path}/{name}", "csv", False) for name in names]
+
+    notes = input_notes.stats_window_notes(records, {"--eval": logs("day-2.csv", "day-3.csv")})
     assert notes == [
         f"note: 1 --eval file(s) are files the stats artifact was computed from "
         f"({tmp_path}/day-2.csv): their labels' thresholds (x_l, item P10s, bin edges) and "
         "rule T2's counts learned from the rows evaluated on; compute the statistics on the "
         "training logs alone"]
-    assert input_notes.stats_window_notes(records, {"--eval": f"{tmp_path}/day-3.csv"}) == []
-    assert input_notes.stats_window_notes((), {"--eval": f"{tmp_path}/day-1.csv"}) == []
+    assert input_notes.stats_window_notes(records, {"--eval": logs("day-3.csv")}) == []
+    assert input_notes.stats_window_notes((), {"--eval": logs("day-1.csv")}) == []
     # A file written again at that path since the statistics job read it: another file.
     (tmp_path / "day-2.csv").write_text("user_id,item_id,timestamp,click,dwell_time\nu,i,1,0,0\n")
-    assert input_notes.stats_window_notes(records, {"--eval": f"{tmp_path}/day-2.csv"}) == []
+    assert input_notes.stats_window_notes(records, {"--eval": logs("day-2.csv")}) == []
