@@ -36,6 +36,8 @@ def _stdout_to_devnull() -> None:
 
 
 def report(error: InputError) -> None:
+    for line in getattr(error, "warnings", ()):
+        warn(line)
     print(f"error: {error}", file=sys.stderr)
 
 

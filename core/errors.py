@@ -21,13 +21,16 @@ class InputError(ValueError):
     """Bad input that a person must fix.
 
     Attributes: `file` (path or glob), `row` (1-based line of a CSV file counting the header as
-    line 1, or 1-based record of a TFRecord file), `column` (column or feature name), and
-    `reason` (what was wrong and what was expected).
+    line 1, or 1-based record of a TFRecord file), `column` (column or feature name),
+    `reason` (what was wrong and what was expected), and `warnings` (lines a tool prints as
+    `warning:` before the error: what it found on the way that bears on the refusal, such as
+    the quality gate's notes on the logs it judged on).
     """
 
     def __init__(self, reason: str, *, file: str | None = None, row: int | None = None,
-                 column: str | None = None, row_kind: str = "line"):
+                 column: str | None = None, row_kind: str = "line", warnings: tuple = ()):
         self.reason, self.file, self.row, self.column = reason, file, row, column
+        self.warnings = tuple(warnings)
         where = []
         if file:
             where.append(str(file))

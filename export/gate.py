@@ -86,14 +86,14 @@ def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
 
 class HeldOut(typing.NamedTuple):
     """The gate's held-out rows: `pattern` (their logs), `features` and `labels` ({name:
-    NumPy [rows]}), `day_rows` ({UTC day: rows} of the logs; None for a validation window of
-    the training logs)."""
+    NumPy [rows]}), `day_rows` ({UTC day: rows} of the rows read: for a validation window of
+    the training logs, its days'), `window` (which rows of `pattern`, when not all of them)."""
 
     pattern: str
     features: dict
     labels: dict
-    day_rows: dict | None
-    window: str | None = None  # which rows of `pattern`, when not all of them
+    day_rows: dict
+    window: str | None = None
     # Features no sampled record has a value of (`LogSource.absent_features`), read as their
     # default.
     absent_features: tuple = ()
@@ -148,7 +148,11 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
     join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
     if window == "validation_days":
         n = description["training"]["selection"]["validation_days"]
-        return HeldOut(pattern, join(features), join(labels), None,
+        # The window's days, for the notes on models that trained on them (a baseline whose
+        # refit pass or later training took them in).
+        window_rows = {day: rows for day, rows in day_rows_of(labeler.file_day_rows).items()
+                       if day >= days.first}
+        return HeldOut(pattern, join(features), join(labels), window_rows,
                        f"their last {n} UTC day(s), the candidate's validation window",
                        source.absent_features)
     return HeldOut(pattern, join(features), join(labels), day_rows_of(labeler.file_day_rows),
@@ -288,9 +292,12 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     # (1e-6: the in-memory candidate and a loaded SavedModel agree to about 1e-6, so an equal
     # model is never refused on rounding.)
     if not value >= base_value - gate.max_drop - 1e-6:
+        # The notes said with the refusal: a baseline that trained on the gate's rows is
+        # favoured, which bears on a refusal most.
         raise InputError(f"quality gate: the candidate's {gate.name} {value:.4f} is "
                          f"{base_value - value:.4f} below the baseline's {base_value:.4f} "
                          f"({baseline_path}), more than the allowed {gate.max_drop:g}; no "
-                         "version was written")
+                         "version was written",
+                         warnings=[note.removeprefix("note: ") for note in notes])
     record["decision"] = "passed"
     return record

@@ -3,6 +3,7 @@ validation window by days, the best checkpoint in evaluation and export, the qua
 regularization's penalties by hand."""
 
 import dataclasses
+import datetime
 import glob
 import gzip
 import json
@@ -980,7 +981,37 @@ def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, le
     assert held.pattern == description["training"]["train"]
     assert len(held.labels["click"]) == len(pd.read_csv(last_day))
     assert held.window == "their last 1 UTC day(s), the candidate's validation window"
-    assert held.day_rows is None
+    days = pd.read_csv(last_day)["timestamp"] // 86400
+    assert held.day_rows == {int(day): int(n) for day, n in days.value_counts().items()}
+
+
+def test_a_gate_on_the_validation_window_names_a_baseline_trained_on_it(small_world, learned,
+                                                                          run, tmp_path):
+    """The default gate logs, the candidate's validation window (its last training day), are
+    rows the baseline (`learned`, trained on every training day) learned from, which favours
+    it: said when the gate passes, and before its error line when it refuses."""
+    model_dir = str(tmp_path / "model")
+    training.train_and_evaluate(dataclasses.replace(
+        stopping_config(small_world, "none"), eval=None), model_dir)
+    base = tmp_path / "serving"
+    exporter.export_saved_model(learned, str(base))
+    last_day = pd.read_csv(sorted(glob.glob(small_world["train"]))[-1])
+    date = (datetime.datetime.fromtimestamp(int(last_day["timestamp"].iloc[0]) // 86400 * 86400,
+                                            datetime.timezone.utc).strftime("%Y-%m-%d"))
+    note = (f"note: {len(last_day):,} rows of the gate's logs fall on 1 UTC day(s) the baseline "
+            f"trained on ({date}): its figure measures rows it learned from, which favours it; "
+            "gate on later days")
+    passed = exporter.export_saved_model(model_dir, str(base), baseline=str(base),
+                                         gate="auc_ctr:1")
+    assert passed.gate["window"] == "their last 1 UTC day(s), the candidate's validation window"
+    assert passed.gate["notes"] == [note]
+    refused = run("export.saved_model", f"--model_dir={model_dir}", f"--export_base={base}",
+                  f"--baseline={base / '1'}", "--gate=auc_ctr:0", "--score_weights=ctr=-1")
+    lines = refused.stderr.splitlines()
+    assert refused.returncode == 1 and len(lines) == 2, refused.stderr
+    assert lines[0] == "warning: " + note.removeprefix("note: ")
+    assert lines[1].startswith("error: quality gate: the candidate's auc_ctr")
+    assert sorted(os.listdir(base)) == ["1", "2", "models.config"]
 
 
 def test_serving_contract_changes_in_words():
