@@ -63,6 +63,9 @@ def _why_unread(flag: str, config) -> str | None:
         return f"a setting of the dwell-bin losses; {preset} has no dwell-bin tower"
     if flag == "orca" and model.spec.orca:
         return None  # --orca on mmoe_orca / ple_orca: what they have already
+    if flag == "post_click_features" and not model.uses_orca:
+        return f"the features ORCA masks; {preset} has no ORCA (mmoe_orca, ple_orca, or " \
+               "--orca on shared_bottom_dt)"
     if flag in _ORCA_SETTINGS and not model.uses_orca:
         return f"an ORCA setting; {preset} has no ORCA (mmoe_orca, ple_orca, or --orca on " \
                "shared_bottom_dt)"
@@ -107,6 +110,18 @@ def unread_settings(config) -> list[str]:
             notes.append(f"note: {_flag_text(leaf.flag, value)} does not apply: {why}; it is "
                          "not used")
     return notes
+
+
+def unread_post_click_marks(config, spec) -> list[str]:
+    """A `note:` when the feature config marks features `post_click` (in `spec`, a
+    `ranking.features.FeatureSpec`; those --post_click_features names have their flag's note)
+    and the run of `config` has no ORCA, their only reader."""
+    marked = [name for name in spec.post_click if name not in config.post_click_features]
+    if not marked or config.model.uses_orca:
+        return []
+    return [f"note: the feature config marks {', '.join(marked)} post_click, which only ORCA "
+            f"reads (it masks them); {config.model.preset} has no ORCA (mmoe_orca, ple_orca, "
+            "or --orca on shared_bottom_dt): the mark is not used"]
 
 
 def _flag_text(flag: str, value) -> str:

@@ -25,14 +25,17 @@ A JSON feature config overrides per feature (`--feature_config`):
         "source":       {"exclude": true}}}
 
 Keys: `type` (categorical | numeric), `hash_buckets`, `vocabulary` (a list: index 0 is for
-values outside it; on a numeric column its entries are read as the column's numbers, so 4.0
-matches the value 4), `embedding_dim`, `transform` (log1p_standardize | standardize |
-identity), `default` (the value a missing one reads as: an empty CSV field or a feature a
-`tf.Example` leaves out, in training, evaluation, batch scoring and serving alike), `post_click`,
-`exclude`. A categorical number is hashed by its text: integers in decimal, decimals as C's
-%.9g of their float32 (exact: 4.5, 1e-07). Post-click features
-(mostly affecting dwell, such as category, length, publish age) can also be named with
-`--post_click_features`.
+values outside it; on a number column made categorical its entries are read as the column's
+numbers, so 4.0 matches the value 4), `embedding_dim`, `transform` (log1p_standardize |
+standardize | identity), `default` (the value a missing one reads as: an empty CSV field or a
+feature a `tf.Example` leaves out, in training, evaluation, batch scoring and serving alike),
+`post_click` and `exclude` (true or false). `hash_buckets`, `vocabulary` and `embedding_dim`
+are categorical options, `transform` a numeric one: given to a feature of the other kind (a
+vocabulary on a number column without `"type": "categorical"`) they are an error, as is a value
+of the wrong JSON kind ("false" as a text, a vocabulary that is not a list). A categorical
+number is hashed by its text: integers in decimal, decimals as C's %.9g of their float32
+(exact: 4.5, 1e-07). Post-click features (mostly affecting dwell, such as category, length,
+publish age; ORCA masks them) can also be named with `--post_click_features`.
 
 Missing values: an empty CSV field or an absent `tf.Example` feature takes `default`, unless
 set "" for strings (hashed like any other string) and 0 for numbers (log1p(0) = 0 before
@@ -193,6 +196,7 @@ def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[st
         if unknown:
             raise InputError(f"feature '{name}': unknown option(s) {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(sorted(_CONFIG_KEYS))})", file=where)
+        _check_option_values(name, options, where)
     for name in post_click:
         if name not in candidates:
             raise InputError(f"--post_click_features names '{name}', which is not a feature "
@@ -212,6 +216,43 @@ def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[st
     return FeatureSpec(tuple(features))
 
 
+def _check_option_values(name: str, options: Mapping, where: str) -> None:
+    """InputError for an option value of the wrong JSON kind, which Python would otherwise
+    read its own way: "false" (a string) as true, "tech" as the vocabulary t, e, c, h, null as
+    the entry "None", 8.5 buckets as 8."""
+    def shown(value):
+        return json.dumps(value)
+
+    for key in ("post_click", "exclude"):
+        if key in options and not isinstance(options[key], bool):
+            raise InputError(f"feature '{name}': {key} must be true or false, not "
+                             f"{shown(options[key])}", file=where)
+    for key in ("hash_buckets", "embedding_dim"):
+        value = options.get(key)
+        if key in options and (isinstance(value, bool) or not isinstance(value, (int, float))
+                               or value != int(value)):
+            raise InputError(f"feature '{name}': {key} must be a whole number, not "
+                             f"{shown(value)}", file=where)
+    entries = options.get("vocabulary", [])
+    if not isinstance(entries, list) or not all(
+            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in entries):
+        raise InputError(f"feature '{name}': vocabulary must be a list of the column's values "
+                         f"(texts or numbers), not {shown(entries)}", file=where)
+    for key in ("type", "transform"):
+        if key in options and not isinstance(options[key], str):
+            raise InputError(f"feature '{name}': {key} must be a text, not "
+                             f"{shown(options[key])}", file=where)
+    default = options.get("default", "")
+    if not isinstance(default, (str, int, float)):  # (true: `_typed` says what the column holds)
+        raise InputError(f"feature '{name}': default must be a text or a number, not "
+                         f"{shown(default)}", file=where)
+
+
+# Options of one kind of feature only: on the other they would be dropped without a word.
+_CATEGORICAL_OPTIONS = ("vocabulary", "hash_buckets", "embedding_dim")
+_NUMERIC_OPTIONS = ("transform",)
+
+
 def _feature(name, dtype, options, numeric_stats, post_click, where,
              embedding_dim=None) -> Feature:
     is_id = name in ID_FEATURES
@@ -219,6 +260,16 @@ def _feature(name, dtype, options, numeric_stats, post_click, where,
     if kind not in ("categorical", "numeric"):
         raise InputError(f"feature '{name}': type must be 'categorical' or 'numeric', not "
                          f"{kind!r}", file=where)
+    misplaced = [k for k in (_CATEGORICAL_OPTIONS if kind == "numeric" else _NUMERIC_OPTIONS)
+                 if k in options]
+    if misplaced:
+        why = ("its type" if "type" in options else
+               "a number column is numeric unless its \"type\" is \"categorical\""
+               if kind == "numeric" else "a text column and the ids are categorical")
+        raise InputError(f"feature '{name}' is {kind} ({why}): {', '.join(misplaced)} "
+                         f"appl{'ies' if len(misplaced) == 1 else 'y'} to "
+                         f"{'categorical' if kind == 'numeric' else 'numeric'} features only",
+                         file=where)
     if is_id:
         dtype = FIXED_TYPES[name]
         if kind != "categorical":

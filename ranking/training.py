@@ -261,7 +261,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         if config.model.uses_orca:
             orca.check_features(config.model.orca, spec, config.model.preset)
         if chief:  # notes on the input, under --progress=none too (it quiets progress)
-            for note in (input_notes.label_column_notes(train_schema, artifact.rules)
+            for note in (applicability.unread_post_click_marks(config, spec)
+                         + input_notes.label_column_notes(train_schema, artifact.rules)
                          + input_notes.outcome_feature_notes(spec, artifact)
                          + input_notes.numeric_id_notes(spec)
                          + input_notes.id_bucket_notes(spec, artifact.clicked_users,

@@ -74,6 +74,10 @@ def test_defaults_and_settings_that_apply_give_no_note():
     (config("vr_ndt", optimizer={"embedding_learning_rate": 0.1}),
      ["--embedding_learning_rate=0.1"]),
     (config("vr_ndt", metabalance={"ratio": 0.5}), ["--metabalance_ratio=0.5"]),
+    (config("mmoe", post_click_features=("category", "item_length")),
+     ["note: --post_click_features=category,item_length does not apply: the features ORCA "
+      "masks; mmoe has no ORCA (mmoe_orca, ple_orca, or --orca on shared_bottom_dt); it is not "
+      "used"]),
 ])
 def test_a_setting_the_run_does_not_read_is_named(case, expected):
     notes = applicability.unread_settings(case)
@@ -144,3 +148,24 @@ def test_every_orca_setting_is_in_the_table():
         applicability._ORCA_SETTINGS + applicability._INSTANCE_WEIGHT_SETTINGS  # noqa: SLF001
         + ("nde_learning_rate_ratio",))
     assert TowerConfig().single_task == "ctr"
+
+
+def test_post_click_marks_of_the_feature_config_are_named_without_orca():
+    """The feature config's marks (those the flag does not name: the flag has its own note)."""
+    from model_fixtures import tiny_spec
+
+    spec = tiny_spec({"features": {"category": {"post_click": True}}},
+                     post_click=("item_length",))
+    assert spec.post_click == ("category", "item_length")
+    run = config("vr_ndt", post_click_features=("item_length",))
+    assert applicability.unread_post_click_marks(run, spec) == [
+        "note: the feature config marks category post_click, which only ORCA reads (it masks "
+        "them); vr_ndt has no ORCA (mmoe_orca, ple_orca, or --orca on shared_bottom_dt): the "
+        "mark is not used"]
+    assert applicability.unread_post_click_marks(config("ple_orca"), spec) == []
+    assert applicability.unread_post_click_marks(config(
+        "shared_bottom_dt", orca={"enabled": True}), spec) == []
+    assert applicability.unread_post_click_marks(config("vr_ndt"), tiny_spec()) == []
+    # With ORCA the flag is read: no note.
+    assert applicability.unread_settings(config(
+        "mmoe_orca", post_click_features=("category",))) == []

@@ -49,6 +49,29 @@ def test_feature_config_overrides_and_post_click_flag():
     ({"features": {"category": {"type": "numeric"}}}, "holds strings"),
     ({"features": {"user_id": {"type": "numeric"}}}, "always categorical"),
     ({"features": {"position": {"transform": "sqrt"}}}, "transform must be"),
+    # Options of the other kind of feature, which would be dropped without a word.
+    ({"features": {"position": {"vocabulary": [1, 2]}}},
+     r"feature 'position' is numeric \(a number column is numeric unless its \"type\" is "
+     r"\"categorical\"\): vocabulary applies to categorical features only"),
+    ({"features": {"position": {"type": "numeric", "hash_buckets": 8, "embedding_dim": 4}}},
+     r"'position' is numeric \(its type\): hash_buckets, embedding_dim apply to categorical"),
+    ({"features": {"category": {"transform": "standardize"}}},
+     r"'category' is categorical \(a text column and the ids are categorical\): transform "
+     "applies to numeric features only"),
+    ({"features": {"position": {"type": "categorical", "transform": "identity"}}},
+     r"'position' is categorical \(its type\): transform applies"),
+    # Values of the wrong JSON kind, which Python would read its own way.
+    ({"features": {"category": {"exclude": "false"}}},
+     "'category': exclude must be true or false, not \"false\""),
+    ({"features": {"category": {"post_click": 1}}}, "post_click must be true or false, not 1"),
+    ({"features": {"category": {"vocabulary": "tech"}}},
+     "vocabulary must be a list of the column's values \\(texts or numbers\\), not \"tech\""),
+    ({"features": {"category": {"vocabulary": ["news", None]}}},
+     r'vocabulary must be a list .*, not \["news", null\]'),
+    ({"features": {"category": {"hash_buckets": 8.5}}}, "hash_buckets must be a whole number"),
+    ({"features": {"category": {"embedding_dim": True}}}, "embedding_dim must be a whole number"),
+    ({"features": {"category": {"default": None}}}, "default must be a text or a number, not null"),
+    ({"features": {"category": {"type": ["numeric"]}}}, "type must be a text"),
     # A misspelt top-level key would leave every default feature (a leaking outcome too) in.
     ({"feature": {"category": {"exclude": True}}},
      r"features\.json: unknown key\(s\) feature: a feature config is an object"),
@@ -56,6 +79,11 @@ def test_feature_config_overrides_and_post_click_flag():
 def test_bad_feature_config_is_refused_with_the_feature_named(config, message):
     with pytest.raises(InputError, match=message):
         features.build_feature_spec(SCHEMA, NUMERIC_STATS, config, config_path="features.json")
+
+
+def test_whole_numbers_given_as_json_decimals_are_read():
+    spec = tiny_spec({"features": {"category": {"hash_buckets": 64.0, "embedding_dim": 4}}})
+    assert (spec["category"].hash_buckets, spec["category"].embedding_dim) == (64, 4)
 
 
 def test_post_click_flag_naming_an_absent_column_is_refused():
