@@ -225,6 +225,16 @@ def serving_contract(saved_model: str) -> tuple[dict, tuple]:
     return inputs, tuple(sorted(served.outputs)) if served is not None else ()
 
 
+def served_formula(saved_model: str) -> str | None:
+    """The score's formula an export of this tool serves (its assets.extra/score_fusion.json),
+    or None for a SavedModel without one."""
+    try:
+        with open(os.path.join(saved_model, "assets.extra", FUSION_FILE)) as handle:
+            return Fusion.from_json(json.load(handle)).formula()
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def contract_changes(before: tuple, after: tuple) -> list[str]:
     """What a serving client must change between two `serving_contract`s, in words."""
     (inputs, outputs), (new_inputs, new_outputs) = before, after
@@ -351,6 +361,12 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         if changes:
             warnings.append(f"the serving signature changed from version {previous_version}: "
                             + "; ".join(changes))
+    before_formula = served_formula(previous) if previous is not None else None
+    if before_formula and before_formula != fusion.formula():
+        warnings.append(f"the score's formula changed from version {previous_version}: "
+                        f"{before_formula} -> {fusion.formula()}: its values are on another "
+                        "scale (and may rank otherwise), so thresholds, calibrations and logged "
+                        f"scores of version {previous_version} do not carry over")
     config_path = os.path.join(export_base, "models.config")
     text = None
     if os.path.isfile(config_path):

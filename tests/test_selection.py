@@ -804,6 +804,24 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
         "source removed",)
 
 
+def test_a_new_score_formula_is_said(learned, tmp_path):
+    """Another --score_space or --score_weights than the previous version's: a warning with
+    both formulas (scores of the two versions are on other scales); the same one: none."""
+    base = tmp_path / "serving"
+    first = exporter.export_saved_model(learned, str(base))
+    assert first.warnings == () and first.fusion.formula() == "score = 1*ctr"
+    same = exporter.export_saved_model(learned, str(base), score_weights=["ctr=1"])
+    assert same.warnings == ()
+    logged = exporter.export_saved_model(learned, str(base), score_space="log")
+    assert logged.warnings == (
+        "the score's formula changed from version 2: score = 1*ctr -> score = 1*log(ctr): its "
+        "values are on another scale (and may rank otherwise), so thresholds, calibrations "
+        "and logged scores of version 2 do not carry over",)
+    # A SavedModel without score_fusion.json before (another tool's): nothing to compare.
+    os.remove(base / "3" / "assets.extra" / "score_fusion.json")
+    assert exporter.export_saved_model(learned, str(base)).warnings == ()
+
+
 def test_a_models_config_edited_by_hand_is_left_as_it_is(learned, tmp_path, run):
     """A rollback pinned in models.config survives the next export, which says so; the config
     this tool writes is rewritten as before, and an unchanged model changes no serving input."""
