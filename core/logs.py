@@ -19,6 +19,7 @@ import gzip
 import zlib
 from typing import Mapping, Sequence
 
+from core import log_files
 from core.errors import MARKER, InputError
 from core.log_diagnosis import remember_source
 from core.log_files import LogFile, expand_inputs, file_size, open_binary
@@ -72,7 +73,8 @@ class LogSource:
                 columns: Sequence[str] | None = None, parallel_files: int = 1,
                 num_parallel_calls: int | None = None, drop_remainder: bool = False,
                 file_shard: tuple | None = None, whole_files: bool = True,
-                batches_span_files: bool = True, with_missing: bool = False):
+                batches_span_files: bool = True, with_missing: bool = False,
+                check_streams: bool = True):
         """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
 
         With `with_source`, adds `_source_file` (string path), `_source_index` (int64 position
@@ -93,11 +95,19 @@ class LogSource:
         and split in one op (faster, but it holds a file's text: scoring keeps memory flat).
         `batches_span_files=False` batches each file on its own (a file's last batch may be
         short): each file's batches are then those of reading it alone, so a model's outputs
-        on them are too (float sums depend on the batch's size).
+        on them are too (float sums depend on the batch's size). `check_streams` (default):
+        a gzip file is read through zlib first (`log_files.check_gzip_files`, once a process),
+        since TensorFlow's readers take a stream cut short after a flush as whole and read a
+        corrupt one until inflate happens to fail; an InputError names a damaged file.
         """
         import tensorflow as tf
 
         remember_source(self)
+        if check_streams:
+            shard = (file_shard if file_shard is not None
+                     and all(isinstance(v, int) for v in file_shard) else None)
+            log_files.check_gzip_files(self.files if shard is None
+                                       else self.files[shard[1]::shard[0]])
         if columns is not None:
             unknown = [c for c in columns if c not in self.schema.dtypes]
             if unknown:

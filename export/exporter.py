@@ -91,7 +91,8 @@ def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) ->
         source = logs.open_logs(description["training"]["train"], column_types=spec.dtypes)
         source = dataclasses.replace(source, schema=source.schema.with_missing(spec.defaults))
         allow = bool(description["training"].get("allow_unclicked_dwell"))
-        batch = next(iter(source.dataset(rows, columns=spec.names, allow_unclicked_dwell=allow)))
+        batch = next(iter(source.dataset(rows, columns=spec.names, allow_unclicked_dwell=allow,
+                                         check_streams=False)))  # its first rows only
         columns = {name: batch[name].numpy() for name in spec.names}
         return log_writers.serialize_examples(columns)
     except (InputError, StopIteration, OSError, tf.errors.OpError):

@@ -14,8 +14,10 @@ row it cannot read is a dead letter, not a failure (SCORE_EXPECTED).
 
 import csv
 import gzip
+import io
 import os
 import re
+import zlib
 
 import pytest
 
@@ -70,6 +72,21 @@ def build_corrupt_gzip(d):
     data = (d / "full.csv.gz").read_bytes()
     os.remove(d / "full.csv.gz")
     (d / "log.csv.gz").write_bytes(data[: len(data) // 2])
+    return str(d / "log.csv.gz")
+
+
+def build_gzip_cut_after_a_flush(d):
+    """A log shipper killed after a flush: the deflate stream breaks off at a byte boundary,
+    with no final block and no trailer, its last line cut; TensorFlow reads it as whole. (Within the
+    1,000 rows the schema's sample reads, Python's gzip would find the cut.)"""
+    data = io.StringIO()
+    write_to = csv.writer(data)
+    write_to.writerow(HEADER)
+    write_to.writerows(good_rows(1200))
+    text = data.getvalue().encode()
+    deflate = zlib.compressobj(wbits=31)
+    cut = deflate.compress(text[:-7]) + deflate.flush(zlib.Z_SYNC_FLUSH)
+    (d / "log.csv.gz").write_bytes(cut)
     return str(d / "log.csv.gz")
 
 
@@ -189,6 +206,9 @@ CATALOGUE = {
     "empty file": (build_empty, "log.csv: is empty (0 bytes)"),
     "header only": (build_header_only, "the input has no rows"),
     "corrupt gzip": (build_corrupt_gzip, "log.csv.gz: is corrupt or truncated"),
+    "gzip cut after a flush": (build_gzip_cut_after_a_flush,
+                               "log.csv.gz: is corrupt or truncated (the gzip stream stops "
+                               "before its end marker"),
     "gzip name, not gzip": (build_not_gzip, "log.csv.gz: is named as gzip but is not gzip"),
     "corrupt tfrecord": (build_corrupt_tfrecord, "log.tfrecord, record 1: is corrupt or "
                          "truncated: 0 record(s) read, then corrupted record at 0"),
@@ -225,7 +245,9 @@ SCORE_EXPECTED = {
     "negative dwell": None,
     "non-finite dwell": None,
     "dwell on unclicked row": None,
-    "corrupt gzip": None,  # the readable head is scored, the rest is one dead letter
+    # A gzip file cut short: its complete rows are scored, the rest is one dead letter.
+    "corrupt gzip": None,
+    "gzip cut after a flush": None,
     "NaN feature in a tfrecord": None,  # rating is not the model's: not read (test_scoring)
     "duplicated header": None,  # every feature of that line is a string: a candidate row
     "extra field": None,  # a dead letter for line 9
@@ -233,6 +255,9 @@ SCORE_EXPECTED = {
     "quoted line break": None,  # dead letters for both halves of the row
 }
 DEAD_LETTERS = {"corrupt gzip": ["unreadable from here to the end of the file"],
+                "gzip cut after a flush": ["unreadable from here to the end of the file: is "
+                                           "corrupt or truncated (Compressed file ended before "
+                                           "the end-of-stream marker was reached)"],
                 "extra field": ["expected 7 fields as in the header, found 8"],
                 "stray quote": ["a quote inside an unquoted field ('a 5\" screen'); quote the "
                                 "whole field and double the quotes inside it (column 'category')"],

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -228,6 +229,120 @@ def test_tfrecord_bad_record_and_corrupt_tail(exports, small_world, tmp_path):
     got = pd.read_csv(os.path.join(out, "00000-logs.csv.gz"), dtype={"impression_id": str})
     ids = [i.decode() for i in columns["impression_id"]]
     assert got["impression_id"].tolist() == ids[:1499]
+
+
+def _flush_cut(data: bytes, keep: int) -> bytes:
+    """The first `keep` bytes of `data` gzipped and cut after a sync flush (a writer killed
+    after a flush: no final block, no trailer)."""
+    deflate = zlib.compressobj(wbits=31)
+    return deflate.compress(data[:keep]) + deflate.flush(zlib.Z_SYNC_FLUSH)
+
+
+def test_a_gzip_tfrecord_cut_after_a_flush_scores_its_whole_records(exports, small_world,
+                                                                    tmp_path):
+    """Cut at a record's end, TensorFlow reads the stream as whole; the check finds the cut:
+    the records before it are scored, one dead letter at the first lost record."""
+    source = logs.open_logs(sorted(glob.glob(small_world["eval"]))[0])
+    columns = {k: v.numpy() for k, v in next(iter(source.dataset(1500))).items()}
+    plain = tmp_path / "plain.tfrecord"
+    log_writers.write_tfrecord(str(plain), columns, compress=False)
+    data, end, records = plain.read_bytes(), 0, 0
+    while records < 1200:  # framing: length (8 bytes), its CRC (4), the record, its CRC (4)
+        end += 16 + int.from_bytes(data[end:end + 8], "little")
+        records += 1
+    path = tmp_path / "cut.tfrecord.gz"
+    path.write_bytes(_flush_cut(data, end))
+    read = sum(1 for _ in tf.data.TFRecordDataset(str(path), "GZIP"))
+    assert read == 1200  # TensorFlow's reader sees no damage
+    out = str(tmp_path / "scores")
+    summary = score(exports["vr_ndt"].path, str(path), out, engine="local")
+    with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
+        [letter] = list(csv.DictReader(handle))
+    assert int(letter["row"]) == 1201 and letter["reason"] == (
+        "unreadable from here to the end of the file: is corrupt or truncated (the gzip stream "
+        "stops before its end marker: the file was cut short, as by a writer stopped after a "
+        "flush or a copy broken off)")
+    assert summary["rows"] == 1200
+    got = pd.read_csv(os.path.join(out, "00000-cut.csv.gz"),
+                      dtype={"impression_id": str})
+    assert got["impression_id"].tolist() == [i.decode() for i in
+                                              columns["impression_id"][:1200]]
+
+
+def test_damaged_gzip_files_among_others(log_3000, tmp_path):
+    """Among whole files: a gzip file whose CRC fails (every byte decompresses, but nothing
+    tells a damaged one apart: one letter at its first row, none of its rows read) and one cut
+    after a flush mid-line (its complete lines read, one letter at the cut line, which
+    TensorFlow's reader would have read cut short). The other files are read in full, as each
+    file alone is."""
+    from pipelines.score import reading
+
+    frame, lines = log_3000
+    text = ("\n".join(lines) + "\n").encode()
+    (tmp_path / "a.csv").write_text("\n".join(lines[:1001]) + "\n")
+    whole = bytearray(gzip.compress(text, mtime=0))
+    whole[-8] ^= 0xFF  # the trailer's CRC-32
+    (tmp_path / "b.csv.gz").write_bytes(bytes(whole))
+    cut_at = text.index(b"\n", len(text) // 2) + 5  # five bytes into a line
+    (tmp_path / "c.csv.gz").write_bytes(_flush_cut(text, cut_at))
+    (tmp_path / "d.csv").write_text("\n".join(lines[:501]) + "\n")
+    files = log_files.expand_inputs([str(tmp_path / n) for n in
+                                     ("a.csv", "b.csv.gz", "c.csv.gz", "d.csv")])
+    assert [log_files.gzip_damage(f) for f in files] == [
+        None, "its gzip data is corrupt: incorrect data check", log_files.GZIP_CUT, None]
+    clean = logs.open_logs(str(tmp_path / "a.csv"))
+    args = (clean.schema, clean.stored_types, tuple(clean.schema.columns), 256)
+    letters = []
+    got = list(reading.read_scorable_files(files, *args, letters, 100))
+    rows = {}
+    for i, batch in got:
+        rows.setdefault(i, []).extend(batch[logs.SOURCE_ROW].tolist())
+    complete = text[:cut_at].count(b"\n") - 1  # data lines before the cut one
+    assert rows == {0: list(range(2, 1002)), 2: list(range(2, complete + 2)),
+                    3: list(range(2, 502))}
+    assert [(os.path.basename(d.file), d.row) for d in letters] == [
+        ("b.csv.gz", 2), ("c.csv.gz", complete + 2)]
+    assert letters[0].reason == (
+        "unreadable from here to the end of the file: is corrupt or truncated (its gzip data "
+        "is corrupt: incorrect data check); none of its rows is scored")
+    assert letters[1].reason.startswith("unreadable from here to the end of the file: is "
+                                        "corrupt or truncated (Compressed file ended before")
+    # Each file alone gives the same rows and letters.
+    alone_letters = []
+    alone = {i: [r for b in reading.read_scorable(f, *args, alone_letters, 100)
+                 for r in b[logs.SOURCE_ROW].tolist()] for i, f in enumerate(files)}
+    assert {i: r for i, r in alone.items() if r} == rows and alone_letters == letters
+    # The other jobs refuse both, naming the file.
+    for damaged, reason in ((files[1], "its gzip data is corrupt: incorrect data check"),
+                            (files[2], log_files.GZIP_CUT)):
+        with pytest.raises(InputError) as refused:
+            log_files.check_gzip_files([files[0], damaged])
+        assert str(refused.value) == f"{damaged.path}: is corrupt or truncated ({reason})"
+
+
+def test_gzip_damage_against_pythons_gzip(tmp_path):
+    """The check agrees with Python's gzip module: whole, multi-member and zero-padded streams
+    pass; a stream cut mid-block or after a flush, and a wrong CRC or length, do not."""
+    text = b"".join(b"%d,%d\n" % (k, k * k) for k in range(20000))
+    member = gzip.compress(text, mtime=0)
+    cases = {"whole": member, "two members": member + gzip.compress(b"1,1\n", mtime=0),
+             "padded": member + b"\0" * 9, "cut mid-block": member[: len(member) // 2],
+             "cut after a flush": _flush_cut(text, 70001),
+             "wrong crc": member[:-8] + bytes([member[-8] ^ 1]) + member[-7:],
+             "wrong length": member[:-1] + bytes([member[-1] ^ 1])}
+    for name, data in cases.items():
+        path = tmp_path / f"{name.replace(' ', '_')}.csv.gz"
+        path.write_bytes(data)
+        try:
+            gzip.decompress(data)
+            python_ok = True
+        except (EOFError, OSError, zlib.error):
+            python_ok = False
+        damage = log_files.gzip_damage(log_files.LogFile(str(path), "csv", True))
+        assert (damage is None) == python_ok, (name, damage)
+        if name.startswith("cut"):
+            assert damage == log_files.GZIP_CUT
+    assert log_files.gzip_damage(log_files.LogFile(str(path), "csv", False)) is None
 
 
 @pytest.mark.parametrize("engine", ["local", "beam"])

@@ -248,6 +248,11 @@ class _Units:
         except tf.errors.OpError as error:
             reason = log_files.damage_reason(error.message, self.log_file.gzip)
             self.lost = f"is corrupt or truncated ({reason})"
+            return
+        # A GZIP stream cut after a flush at a record's end reads as whole: its records are,
+        # the rest is lost.
+        if log_files.gzip_damage(self.log_file) == log_files.GZIP_CUT:
+            self.lost = f"is corrupt or truncated ({log_files.GZIP_CUT})"
 
 
 @contextlib.contextmanager

@@ -24,8 +24,13 @@ made again without it: correct, at the old cost for each such row.
 
 A stream that cannot be read to its end (a corrupt or truncated gzip or TFRecord file) gets one
 dead letter at its first lost row, "unreadable from here to the end of the file: <reason>"; the
-complete rows before that point are scored. More than `max_dead_letters` dead letters in a file
-stop the job (TooManyDeadLetters), as soon as the limit is passed.
+complete rows before that point are scored. Each gzip file is checked first
+(`log_files.gzip_damage`): TensorFlow's reader takes a stream cut after a flush as whole, its
+last line cut short, so a cut one is salvaged (its complete rows scored, one letter at the
+cut); and it reads the bytes of a corrupt one until inflate happens to fail, so a corrupt one
+gets one letter at its first row and none of its rows is scored. More
+than `max_dead_letters` dead letters in a file stop the job (TooManyDeadLetters), as soon as
+the limit is passed.
 
 The dead letters themselves, the row check and the pass that makes the clean copy are in
 `pipelines.score.dead_letters`.
@@ -64,6 +69,24 @@ def read_scorable_files(files: list[log_files.LogFile], schema: log_schema.LogSc
     again on its own from its last yielded row on (`read_scorable`, which salvages it; one
     more fast read of that file) and the pipeline restarts at the next file; so the rows and
     the dead letters are those of reading each file alone."""
+    damages = log_files.gzip_damages(files) + [None]
+    start = 0
+    for index, log_file in enumerate(files + [None]):
+        if log_file is not None and damages[index] is None:
+            continue
+        # The undamaged files before it, through one pipeline; then it alone.
+        for i, batch in _read_undamaged(files[start:index], schema, stored, columns,
+                                        batch_size, dead_letters, max_dead_letters):
+            yield start + i, batch
+        if log_file is not None:
+            for batch in read_scorable(log_file, schema, stored, columns, batch_size,
+                                       dead_letters, max_dead_letters):
+                yield index, batch
+        start = index + 1
+
+
+def _read_undamaged(files, schema, stored, columns, batch_size, dead_letters,
+                    max_dead_letters):
     import tensorflow as tf
 
     first = 0
@@ -101,8 +124,21 @@ def read_scorable(log_file: log_files.LogFile, schema: log_schema.LogSchema, sto
     error when it is not about the input."""
     import tensorflow as tf
 
+    damage = log_files.gzip_damage(log_file)
+    if damage is not None and damage != log_files.GZIP_CUT:
+        # A corrupt stream: TensorFlow's reader would score its bytes until inflate happens to
+        # fail, so none of its rows is.
+        first_row = 2 if log_file.format == "csv" else 1
+        dead_letters.append(DeadLetter(log_file.path, first_row, f"{LOST}is corrupt or "
+                                       f"truncated ({damage}); none of its rows is scored", ""))
+        check_count(dead_letters, max_dead_letters)
+        return
     source = logs.LogSource([log_file], schema, stored, outcomes=False)
     last_done = after_row  # the last row yielded (or skipped)
+    if damage is not None:  # cut short: TensorFlow's reader would read it as whole
+        yield from _salvage(source, columns, batch_size, last_done, None, dead_letters,
+                            max_dead_letters)
+        return
     try:
         for batch in _streamed(source, batch_size, columns).as_numpy_iterator():
             rows = batch[logs.SOURCE_ROW]
@@ -133,8 +169,10 @@ def _streamed(source: logs.LogSource, batch_size: int, columns, batches_span_fil
     # cores) it runs at the faster one every time (docs/BENCHMARKS.md).
     options = tf.data.Options()
     options.autotune.enabled = False
+    # (Gzip streams are checked by the callers: a damaged one is a dead letter, not an error.)
     return source.dataset(batch_size, columns=columns, with_source=True, whole_files=False,
-                          batches_span_files=batches_span_files).with_options(options)
+                          batches_span_files=batches_span_files,
+                          check_streams=False).with_options(options)
 
 
 def _salvage(source, columns, batch_size, last_done, error, dead_letters, limit):
@@ -161,6 +199,11 @@ def _salvage(source, columns, batch_size, last_done, error, dead_letters, limit)
                 dead_letters.append(DeadLetter(log_file.path, copy.end_row, LOST + copy.lost, ""))
                 check_count(dead_letters, limit)
             if not progress:
+                if error is None:  # (a stream `gzip_damage` found cut, read whole here)
+                    dead_letters.append(DeadLetter(log_file.path, start, f"{LOST}is corrupt "
+                                                   f"or truncated ({log_files.GZIP_CUT})", ""))
+                    check_count(dead_letters, limit)
+                    return
                 # Every row passed, yet the reader failed: the reader's own account decides.
                 problem = log_diagnosis.translate_error(error)
                 if problem is None:
