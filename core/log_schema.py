@@ -204,6 +204,7 @@ def _infer_value_type(values: Iterable[str]) -> str:
 
 
 def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], list[list[str]]]:
+    header, rows = None, []
     try:
         with open_text(log_file) as text:
             reader = csv.reader(text)
@@ -212,14 +213,19 @@ def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], li
             except StopIteration:
                 raise InputError("is empty; expected a CSV header line",
                                  file=log_file.path) from None
-            rows = []
             for row in reader:
                 if not row or row == [""]:
                     continue
                 rows.append(row)
                 if len(rows) >= limit:
                     break
-    except (OSError, EOFError, zlib.error) as error:
+    except EOFError as error:
+        # A gzip stream cut short: its rows before the cut are whole and sample the types;
+        # the cut is the reading's to report (an error, or in scoring a dead letter from there
+        # on), as for a file cut past the sample.
+        if header is None:
+            raise InputError(f"is corrupt or truncated ({error})", file=log_file.path) from None
+    except (OSError, zlib.error) as error:
         raise InputError(f"is corrupt or truncated ({error})", file=log_file.path) from None
     except UnicodeDecodeError as error:
         raise InputError(f"is not UTF-8 text ({error.reason} at byte {error.start}); "
@@ -443,7 +449,11 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
                                              row_kind="record")
                 sampled += len(records)
         except tf.errors.OpError as error:
-            raise tfrecord_damage(log_file, error.message) from None
+            if number == 0:
+                raise tfrecord_damage(log_file, error.message) from None
+            # Records read before a break sample the kinds; the break is the reading's to
+            # report (an error, or in scoring a dead letter from there on).
+            continue
         if number == SAMPLE_ROWS and sampled < SPARSE_SAMPLE_ROWS and \
                 sparse_bytes < SPARSE_SAMPLE_BYTES:
             sampled, sparse_bytes = _sample_sparse_features(
