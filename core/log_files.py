@@ -52,11 +52,25 @@ def _isdir(path: str) -> bool:
 
 
 def _glob(pattern: str) -> list[str]:
+    """The files `pattern` matches. InputError when it matches a directory too (a Spark or
+    Hive output `hour=15.csv/part-00000.csv.gz`): its rows would be left out without a word."""
     if _is_url(pattern):
         import tensorflow as tf
 
-        return sorted(p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p))
-    matches = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p))
+        matches = sorted(tf.io.gfile.glob(pattern))
+        directories = [p for p in matches if tf.io.gfile.isdir(p)]
+    else:
+        matches = sorted(glob.glob(pattern))
+        directories = [p for p in matches if os.path.isdir(p)]
+    if directories:
+        shown = directories[0].rstrip("/")
+        raise InputError(f"{pattern} matches {len(directories):,} director"
+                         f"{'y' if len(directories) == 1 else 'ies'} ({shown}"
+                         f"{', ...' if len(directories) > 1 else ''}), whose files it would leave "
+                         f"out; give a glob of the files in them ({shown}/*), or one that "
+                         "matches files only")
+    if _is_url(pattern):
+        return matches
     return matches or ([pattern] if os.path.isfile(pattern) else [])
 
 
@@ -103,6 +117,9 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
             if path in seen:
                 continue
             seen.add(path)
+            if not _is_url(path) and os.path.islink(path) and not os.path.exists(path):
+                raise InputError(f"is a symbolic link to {os.readlink(path)}, which does not "
+                                 "exist", file=path)
             if not _readable(path):
                 raise InputError("cannot read the file (permission denied)", file=path)
             files.append(_classify(path))

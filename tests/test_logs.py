@@ -348,6 +348,23 @@ def test_glob_matching_nothing_and_directory(tmp_path):
         logs.open_logs(str(tmp_path / "nothing-*.csv"))
     with pytest.raises(InputError, match=r"is a directory"):
         logs.open_logs(str(tmp_path))
+    # A glob matching a directory among files (a Spark output `hour=15.csv/part-0.csv`): its
+    # files would be left out, so it is refused, naming the directory.
+    write_csv(tmp_path / "hour=14.csv")
+    (tmp_path / "hour=15.csv").mkdir()
+    write_csv(tmp_path / "hour=15.csv" / "part-0.csv")
+    with pytest.raises(InputError) as refused:
+        logs.open_logs(str(tmp_path / "hour=*"))
+    directory = tmp_path / "hour=15.csv"
+    assert str(refused.value) == (
+        f"{tmp_path / 'hour=*'} matches 1 directory ({directory}), whose files it would leave "
+        f"out; give a glob of the files in them ({directory}/*), or one that matches files only")
+    assert len(logs.open_logs(f"{tmp_path / 'hour=14.csv'},{directory}/*").files) == 2
+    # A link whose target is gone: named so, not as a permission problem.
+    (tmp_path / "gone.csv").symlink_to(tmp_path / "moved.csv")
+    with pytest.raises(InputError, match=r"gone\.csv: is a symbolic link to .*moved\.csv, which "
+                                         "does not exist"):
+        logs.open_logs(str(tmp_path / "gone.csv"))
 
 
 def test_differing_headers_are_refused(tmp_path):
