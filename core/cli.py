@@ -11,6 +11,7 @@ import ast
 import atexit
 import errno
 import os
+import re
 import sys
 import threading
 import warnings
@@ -77,16 +78,22 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             _stdout_to_devnull()
             sys.exit(1)
         except OSError as error:
-            if error.errno != errno.ENOSPC:
+            if error.errno not in _WRITE_ERRNOS:
                 raise
-            # A full disk is not a bug of the tool: one line, as for bad input. Without a file
-            # name the write was to standard output, whose final flush would fail again.
+            # A full disk or a read-only one is not a bug of the tool: one line, as for bad
+            # input. Without a file name the write was to standard output, whose final flush
+            # would fail again.
             if error.filename is None:
                 _stdout_to_devnull()
-            print(f"error: no space left on device ({error.filename or 'standard output'}); "
-                  "free some and run again", file=sys.stderr)
+            print(f"error: {_WRITE_ERRNOS[error.errno]} "
+                  f"({error.filename or 'standard output'}); {_WRITE_REMEDY[error.errno]}",
+                  file=sys.stderr)
             sys.exit(1)
         except Exception as error:  # TensorFlow errors raised while reading input
+            written = _tf_write_error(error)
+            if written is not None:
+                print(f"error: {written}", file=sys.stderr)
+                sys.exit(1)
             translated = _translate(error)
             if translated is None:
                 raise
@@ -252,6 +259,33 @@ def end_now(code) -> None:
                 except (OSError, ValueError):
                     pass
     os._exit(status)
+
+
+# Writes that fail for the machine's sake, not the tool's: one `error:` line each.
+_WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
+                 errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied"}
+_WRITE_REMEDY = {errno.ENOSPC: "free some and run again",
+                 errno.EROFS: "write the output to a writable place",
+                 errno.EDQUOT: "free some of the quota and run again",
+                 errno.EACCES: "check the path's permissions"}
+
+
+def _tf_write_error(error: Exception) -> str | None:
+    """The one-line account of a TensorFlow error raised by a write that failed for the same
+    reasons (a checkpoint or SavedModel saved to a full or read-only disk: TensorFlow raises
+    its own error types, naming the file in its message), or None."""
+    if "tensorflow" not in sys.modules:
+        return None
+    import tensorflow as tf
+
+    if not isinstance(error, tf.errors.OpError):
+        return None
+    for code, text in _WRITE_ERRNOS.items():
+        if os.strerror(code).lower() in (error.message or "").lower():
+            where = re.search(r"(/[^\s;:,']+)", error.message)
+            return (f"{text} ({where[1] if where else 'writing'}); "
+                    f"{_WRITE_REMEDY[code]}")
+    return None
 
 
 def _translate(error: Exception) -> InputError | None:

@@ -139,6 +139,25 @@ def test_a_full_disk_mid_run_is_one_line_with_status_1(tmp_path):
     assert marks == ["atexit"]
 
 
+def test_a_read_only_disk_or_a_full_one_under_tensorflow_is_one_line(tmp_path):
+    """A write refused by a read-only file system (Python's OSError), and a checkpoint that
+    TensorFlow could not save to a full disk (its own error type, the file in its message)."""
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "full").mkdir()
+    code, _, err, _ = _run(tmp_path / "ro", """
+        raise OSError(30, "Read-only file system", "/mnt/ro/model/config.json")
+        """, "own")
+    assert (code, err) == (1, "error: read-only file system (/mnt/ro/model/config.json); write "
+                              "the output to a writable place\n")
+    code, _, err, _ = _run(tmp_path / "full", """
+        import tensorflow as tf
+        raise tf.errors.ResourceExhaustedError(None, None, "/m/checkpoints/ckpt-81_temp/part-0."
+                                               "tempstate7; No space left on device")
+        """, "own")
+    assert (code, err) == (1, "error: no space left on device (/m/checkpoints/ckpt-81_temp/"
+                              "part-0.tempstate7); free some and run again\n")
+
+
 def test_a_reader_that_goes_away_ends_the_tool_without_a_traceback(tmp_path):
     # `tool | head -1`: the reader takes one line and closes the pipe; the tool's next write
     # meets a broken pipe, and so would its final flush.
