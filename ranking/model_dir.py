@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 
 from core import atomic
 from core.errors import InputError
@@ -244,6 +245,14 @@ def defaults_change(model_dir: str, description: dict) -> str | None:
 def prepare(model_dir: str, description: dict) -> bool:
     """Creates or checks the model directory; returns True when resuming."""
     config_path = os.path.join(model_dir, "config.json")
+    if os.path.isdir(model_dir):
+        # A run killed while writing its first config.json leaves only that write's temporary
+        # file: the directory is as new (else a re-run, an auto-resume loop's, is refused).
+        entries = os.listdir(model_dir)
+        if entries and all(e.startswith(".config.json.tmp-") for e in entries):
+            for entry in entries:
+                path = os.path.join(model_dir, entry)
+                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     if os.path.isdir(model_dir) and os.listdir(model_dir):
         if not os.path.isfile(config_path):
             raise InputError(f"--model_dir {model_dir} is not empty and holds no config.json: "
@@ -254,8 +263,9 @@ def prepare(model_dir: str, description: dict) -> bool:
             shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more"
                                               if len(changed) > 6 else "")
             raise InputError(f"--model_dir {model_dir} holds another model (its config.json "
-                             f"differs in: {shown}); choose an empty directory "
-                             "to train a new model", file=config_path)
+                             f"differs in: {shown}); to resume it, run again with the settings "
+                             "it was trained with; choose an empty directory to train a new "
+                             "model", file=config_path)
         resuming = True
     else:
         os.makedirs(model_dir, exist_ok=True)

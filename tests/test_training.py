@@ -690,3 +690,21 @@ def test_reading_the_first_batch_ahead_leaves_training_as_it_was(small_world, tm
         ahead_metrics["auc_ctr"])
     for name, value in weights(str(tmp_path / "shallow")).items():
         np.testing.assert_array_equal(value, ahead[name], err_msg=name)
+
+
+def test_a_directory_left_by_a_run_killed_before_its_first_config_is_new(tmp_path):
+    """Killed while writing its first config.json, a run leaves only that write's temporary
+    file: a re-run (an auto-resume loop's) starts there, not refused; other contents are."""
+    from ranking import model_dir as model_dir_lib
+
+    directory = tmp_path / "m"
+    directory.mkdir()
+    (directory / ".config.json.tmp-k1ll3d").write_text('{"half": ')
+    assert model_dir_lib.prepare(str(directory), {"model": "vr_ndt"}) is False
+    assert sorted(os.listdir(directory)) == ["config.json"]
+    os.remove(directory / "config.json")
+    (directory / "notes.txt").write_text("mine")
+    (directory / ".config.json.tmp-k1ll3d").write_text('{"half": ')
+    with pytest.raises(InputError, match="is not empty and holds no config.json"):
+        model_dir_lib.prepare(str(directory), {"model": "vr_ndt"})
+    assert sorted(os.listdir(directory)) == [".config.json.tmp-k1ll3d", "notes.txt"]
