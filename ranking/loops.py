@@ -276,6 +276,7 @@ def refit_on_validation(run, say) -> dict:
         epoch=config.selection.max_epochs, shuffle_buffer=config.shuffle_buffer,
         allow_unclicked_dwell=config.allow_unclicked_dwell, days=days)
     started, steps, rows = time.perf_counter(), 0, 0
+    trained_to = int(run.global_step)  # where training left the optimizer, for `read_final`
     batches = iter(run.strategy.experimental_distribute_dataset(dataset))
     for losses in synchronous_steps(run)(batches, int(run.global_step) + 1):
         steps += 1
@@ -284,7 +285,7 @@ def refit_on_validation(run, say) -> dict:
         raise InputError("the validation window yielded no batch for the refit pass",
                          file=config.selection.validation or config.train)
     final = {"from_step": summary["step"], "from_epoch": summary["epoch"], "steps": steps,
-             "rows": rows, "window": "validation"}
+             "rows": rows, "window": "validation", "after_step": trained_to}
     head = apply_served_head(run, say)  # after the pass, which trains as training did
     if head is not None:
         final["orca_served_head"] = head

@@ -44,7 +44,10 @@ and `final.json` (the best step it started from, steps and rows of the pass). `n
 best checkpoint as selected. The test-day evaluation (`eval_metrics.json`, which records
 `selected_step` and `refit`) and `export.saved_model` use `final/` when there is one and it is
 the refit of best.json's step (a run trained on after its pass, or started again with
-`--refit=none`, which removes it, serves `best/`), else `best/` (`served_checkpoint`). The
+`--refit=none`, which removes it, serves `best/`; so does a pass made before a resumed run
+trained on, with a larger --max_epochs, from the same best checkpoint: final.json's
+`after_step` is then below the newest rolling checkpoint's, and the run makes the pass again
+from the optimizer as training now leaves it), else `best/` (`served_checkpoint`). The
 pass runs on one worker (one process, or the mirrored replicas of one); a multi-worker or
 parameter-server run with a validation window needs `--refit=none`. The pass writes no
 rolling checkpoint, so a run killed in it resumes at its end of training and makes the pass
@@ -70,6 +73,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 
 from core import atomic
@@ -399,8 +403,10 @@ def write_final(model_dir: str, model, summary: dict) -> None:
 
 def read_final(model_dir: str) -> dict | None:
     """final.json of `model_dir` (with the refit checkpoint), or None without one, or when it
-    is the refit of an earlier best checkpoint than best.json's (the run trained on after it,
-    e.g. resumed with a larger --max_epochs: that refit is not the selected model's)."""
+    is the refit of an earlier best checkpoint than best.json's, or was made before training
+    went on (its `after_step` below the newest rolling checkpoint's step: the run was resumed
+    with a larger --max_epochs, and the pass starts from the optimizer as training leaves it,
+    so the same best checkpoint's pass is made again)."""
     path = os.path.join(model_dir, FINAL_JSON)
     if not os.path.isfile(path) or not os.path.exists(
             os.path.join(model_dir, FINAL_DIR, "model.index")):
@@ -410,7 +416,21 @@ def read_final(model_dir: str) -> dict | None:
     best = read_best(model_dir)
     if best is None or best.get("step") != final.get("from_step"):
         return None
+    newest = newest_checkpoint_step(model_dir)
+    if "after_step" in final and newest is not None and newest > final["after_step"]:
+        return None
     return final
+
+
+def newest_checkpoint_step(model_dir: str) -> int | None:
+    """The step of the newest rolling checkpoint (`checkpoints/ckpt-<step>`, as the
+    checkpoint state file names it), or None without one."""
+    state = os.path.join(model_dir, "checkpoints", "checkpoint")
+    if not os.path.isfile(state):
+        return None
+    with open(state) as handle:
+        found = re.search(r'^model_checkpoint_path: ".*?ckpt-(\d+)"', handle.read(), re.M)
+    return int(found[1]) if found else None
 
 
 def read_best(model_dir: str) -> dict | None:

@@ -495,9 +495,47 @@ def test_a_refit_of_an_earlier_best_is_not_served(tmp_path):
     (model_dir / "best.json").write_text(json.dumps({"step": 56, "epoch": 2}))
     assert selection.read_final(str(model_dir)) is None
     assert selection.served_checkpoint(str(model_dir)) == str(model_dir / "best" / "model")
+    # A pass made before training went on (final.json's after_step below the newest rolling
+    # checkpoint's step): not served, though it refitted the same best checkpoint.
+    (model_dir / "best.json").write_text(json.dumps({"step": 36, "epoch": 1}))
+    (model_dir / "final.json").write_text(json.dumps({"from_step": 36, "after_step": 40}))
+    (model_dir / "checkpoints").mkdir()
+    state = 'model_checkpoint_path: "ckpt-{}"\nall_model_checkpoint_paths: "ckpt-20"\n'
+    (model_dir / "checkpoints" / "checkpoint").write_text(state.format(40))
+    assert selection.newest_checkpoint_step(str(model_dir)) == 40
+    assert selection.read_final(str(model_dir)) == {"from_step": 36, "after_step": 40}
+    (model_dir / "checkpoints" / "checkpoint").write_text(state.format(60))
+    assert selection.read_final(str(model_dir)) is None
     selection.remove_final(str(model_dir))
     assert not (model_dir / "final").exists() and not (model_dir / "final.json").exists()
     selection.remove_final(str(model_dir))  # nothing to remove: no error
+
+
+def test_raising_max_epochs_on_a_finished_run_makes_its_refit_pass_again(small_world, tmp_path):
+    """A run that ran out of epochs, resumed with a larger --max_epochs, trains on and makes
+    the refit pass again from the optimizer as training now leaves it: its final/ equals a
+    run trained with that --max_epochs from the start (exact resume), not the first pass."""
+    def config(max_epochs):
+        return dataclasses.replace(stopping_config(small_world, "validation"), eval=None,
+                                   batch_size=1024, selection=SelectionConfig(
+                                       validation_days=1, validate_every=16, patience=10,
+                                       min_delta=1.0, max_epochs=max_epochs,
+                                       refit="validation"))
+
+    resumed, fresh = str(tmp_path / "resumed"), str(tmp_path / "fresh")
+    training.train_and_evaluate(config(1), resumed)
+    first = selection.read_final(resumed)
+    training.train_and_evaluate(config(2), resumed)
+    again = selection.read_final(resumed)
+    assert again is not None and again["after_step"] == 2 * first["after_step"]
+    assert again["from_step"] == first["from_step"] == 16  # the same best (min_delta: 1)
+    training.train_and_evaluate(config(2), fresh)
+    assert selection.read_final(fresh) == again
+    for name, shape in tf.train.list_variables(os.path.join(fresh, "final", "model")):
+        if shape:
+            np.testing.assert_array_equal(
+                tf.train.load_variable(os.path.join(resumed, "final", "model"), name),
+                tf.train.load_variable(os.path.join(fresh, "final", "model"), name), name)
 
 
 def test_a_model_trained_with_validation_but_not_yet_validated_is_not_exported(small_world,
