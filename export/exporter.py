@@ -82,6 +82,20 @@ def load_trained(model_dir: str):
     return model, description
 
 
+def served_checkpoint_text(model_dir: str) -> str:
+    """Which checkpoint `load_trained` serves, in words: "final/ (the refit pass of step N's
+    best checkpoint)", "best/ (step N)" or "checkpoints/ckpt-N"."""
+    import tensorflow as tf
+
+    final, best = selection.read_final(model_dir), selection.read_best(model_dir)
+    if final is not None:
+        return f"final/ (the refit pass of step {final['from_step']}'s best checkpoint)"
+    if best is not None and selection.served_checkpoint(model_dir) is not None:
+        return f"best/ (step {best['step']})"
+    latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) or ""
+    return os.path.relpath(latest, model_dir) if latest else "its newest checkpoint"
+
+
 def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) -> list[bytes]:
     """Serialized tf.Examples for warmup: the first `rows` rows of the training logs, or
     examples of default values (empty examples) when those logs cannot be read."""
@@ -355,6 +369,10 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     warnings = [note.removeprefix("note: ") for note in (gate_record or {}).get("notes", ())]
+    unfinished = model_dir_lib.unfinished_training_note(model_dir,
+                                                       served_checkpoint_text(model_dir))
+    if unfinished:
+        warnings.insert(0, unfinished)
     before = serving_contract(previous) if previous is not None else ({}, ())
     contract = serving_contract(target)
     if before[0]:  # (a SavedModel of another tool, without predict_raw: nothing to compare)

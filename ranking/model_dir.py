@@ -55,6 +55,29 @@ def model_description(config, spec: features_lib.FeatureSpec, artifact: StatsArt
 
 
 TRAINING_DAYS_JSON = "training_days.json"
+# Present while a run trains (written before its loop, removed once its weights to serve are
+# written): a directory that holds it was killed, or is being trained now.
+TRAINING_MARK = "training.running"
+
+
+def mark_training(model_dir: str, running: bool) -> None:
+    """Writes (`running`) or removes the model directory's TRAINING_MARK."""
+    path = os.path.join(model_dir, TRAINING_MARK)
+    if running:
+        with atomic.atomic_file(path) as handle:
+            json.dump({"pid": os.getpid()}, handle)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
+def unfinished_training_note(model_dir: str, checkpoint: str) -> str | None:
+    """A warning line when `model_dir` holds TRAINING_MARK (a run killed, or one still
+    training): the export serves `checkpoint` (which it names) as it stands now."""
+    if not os.path.exists(os.path.join(model_dir, TRAINING_MARK)):
+        return None
+    return (f"{model_dir}'s training has not finished (a run killed before its end, or one "
+            f"still training): this export serves {checkpoint} as it stands; resume the run "
+            "(the same command) and export again once it ends")
 
 
 def write_training_days(model_dir: str, train: dict, validation_days: int,

@@ -370,6 +370,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     will_train = int(run.epoch) < epochs_wanted and not stopped
     if chief and will_train:
         model_dir_lib.add_learned_days(model_dir, trains_on)
+    if chief:  # until the weights to serve are written (export says when it is there)
+        model_dir_lib.mark_training(model_dir, running=True)
     train = loops.train_parameter_server if parameter_servers else loops.train_synchronous
     with phases("training"):
         throughputs = train(run, _say)
@@ -393,6 +395,8 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         if chief:  # --refit=none serves best/, not a refit pass an earlier run made here
             selection.remove_final(model_dir)
         loops.serve_best_with_head(run, say)
+    if chief:
+        model_dir_lib.mark_training(model_dir, running=False)
     training_seconds = time.perf_counter() - started
     if not chief:  # its checkpoints were only written for the collective ops' sake
         shutil.rmtree(os.path.dirname(run.manager.directory + "/"), ignore_errors=True)

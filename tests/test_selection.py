@@ -842,6 +842,35 @@ def test_a_candidate_without_a_feature_the_baseline_reads_is_gated(small_world, 
         "source removed",)
 
 
+def test_an_export_of_a_run_that_has_not_finished_says_so(small_world, learned, tmp_path,
+                                                           monkeypatch):
+    """A run killed mid-training (or one still training) leaves training.running: its export
+    says which checkpoint it serves as it stands; a finished run's leaves nothing."""
+    from ranking import loops
+    from ranking import model_dir as model_dir_lib
+
+    assert not os.path.exists(os.path.join(learned, model_dir_lib.TRAINING_MARK))
+    model_dir = str(tmp_path / "killed")
+    shutil.copytree(learned, model_dir)
+
+    def killed(run, say):
+        raise KeyboardInterrupt  # as a signal would end the loop
+
+    monkeypatch.setattr(loops, "train_synchronous", killed)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_and_evaluate(training.TrainConfig(
+            train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
+            model=ModelConfig("single_ctr"), batch_size=256, steps_per_epoch=60, seed=1,
+            epochs=2, progress="none"), model_dir)
+    assert os.path.exists(os.path.join(model_dir, model_dir_lib.TRAINING_MARK))
+    result = exporter.export_saved_model(model_dir, str(tmp_path / "serving"))
+    assert result.warnings == (
+        f"{model_dir}'s training has not finished (a run killed before its end, or one still "
+        "training): this export serves checkpoints/ckpt-60 as it stands; resume the run (the "
+        "same command) and export again once it ends",)
+    assert exporter.export_saved_model(learned, str(tmp_path / "done")).warnings == ()
+
+
 def test_a_new_score_formula_is_said(learned, tmp_path):
     """Another --score_space or --score_weights than the previous version's: a warning with
     both formulas (scores of the two versions are on other scales); the same one: none."""
