@@ -128,6 +128,21 @@ def lone_worker_note(name: str) -> str | None:
     return None
 
 
+def _signals_end_the_task(strategy):
+    """`strategy`, with SIGTERM and SIGINT ending the process again. TensorFlow's coordination
+    service installs its own handlers for them (a preemption notice for its
+    PreemptionCheckpointHandler, which training does not use), so a task of a cluster went on
+    training after `kill`, and one waiting for its peers could only be stopped by SIGKILL;
+    the run resumes from its last checkpoint, as after any stop."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():  # (where handlers can be set)
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, signal.SIG_DFL)
+    return strategy
+
+
 def make_strategy(name: str):
     """The `tf.distribute` strategy of `--strategy` (cluster from TF_CONFIG for multi-worker).
 
@@ -147,14 +162,14 @@ def make_strategy(name: str):
         if cluster and task_type not in ("chief", "worker"):
             raise InputError(f"--strategy=multi_worker_mirrored: TF_CONFIG's task type must be "
                              f"chief or worker, not {task_type!r}")
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _signals_end_the_task(tf.distribute.MultiWorkerMirroredStrategy())
     if name == "parameter_server":
         check_parameter_server_cluster()
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
             min_shard_bytes=MIN_SHARD_BYTES, max_shards=len(cluster_task()[2]["ps"]))
-        return tf.distribute.experimental.ParameterServerStrategy(
-            resolver, variable_partitioner=partitioner)
+        return _signals_end_the_task(tf.distribute.experimental.ParameterServerStrategy(
+            resolver, variable_partitioner=partitioner))
     raise InputError(f"--strategy must be one of {', '.join(STRATEGIES)}, not {name!r}")
 
 

@@ -436,3 +436,21 @@ def test_a_new_chief_gets_its_own_tables_on_running_workers(small_world, tmp_pat
         for process in servers.values():
             process.kill()
             process.wait()
+
+
+@pytest.mark.parametrize("strategy", ["multi_worker_mirrored"])
+def test_a_cluster_task_ends_on_sigterm(strategy):
+    """TensorFlow's coordination service takes SIGTERM for a preemption notice, so a task went
+    on after `kill`: once the strategy is made, SIGTERM ends the process again (status -15)."""
+    (port,) = _ports(1)
+    script = ("import os, signal, time\n"
+              "from ranking import distribute\n"
+              f"distribute.make_strategy({strategy!r})\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "time.sleep(10)\n"
+              "print('went on')\n")
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CONFIG=json.dumps(
+        {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}))
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+    assert done.returncode == -signal.SIGTERM and "went on" not in done.stdout, done.stderr
