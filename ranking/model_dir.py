@@ -277,6 +277,7 @@ def prepare(model_dir: str, description: dict) -> bool:
                 path = os.path.join(model_dir, entry)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
     if os.path.isdir(model_dir) and os.listdir(model_dir):
+        lock(model_dir)
         if not os.path.isfile(config_path):
             raise InputError(f"--model_dir {model_dir} is not empty and holds no config.json: "
                              "it is not a dwellrank model directory; choose an empty directory")
@@ -290,9 +291,64 @@ def prepare(model_dir: str, description: dict) -> bool:
                              "it was trained with; choose an empty directory to train a new "
                              "model", file=config_path)
         resuming = True
+        _remove_leftovers(model_dir)
     else:
         os.makedirs(model_dir, exist_ok=True)
+        lock(model_dir)
         resuming = False
     with atomic.atomic_file(config_path) as handle:
         json.dump(description, handle, indent=2)
     return resuming
+
+
+# {real path: open descriptor of the directory, flock'ed}: the model directories this process
+# trains (`lock`, `unlock`).
+_LOCKS: dict = {}
+
+
+def lock(model_dir: str) -> None:
+    """Takes the model directory for this process until `unlock` (an exclusive flock on the
+    directory, which the system drops with the process however it ends); InputError when
+    another process trains it now: two runs would rotate each other's checkpoints away, and
+    the last writer's files would win."""
+    import fcntl
+
+    path = os.path.realpath(model_dir)
+    if path in _LOCKS:
+        return
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        raise InputError(f"--model_dir {model_dir} is being trained by another process now; "
+                         "wait for it to end (or stop it), or train in another directory") from None
+    _LOCKS[path] = descriptor
+
+
+def is_locked_here(model_dir: str) -> bool:
+    """Whether this process holds the model directory (`lock`)."""
+    return os.path.realpath(model_dir) in _LOCKS
+
+
+def unlock(model_dir: str) -> None:
+    """Gives the model directory back (`lock`); nothing when this process does not hold it."""
+    descriptor = _LOCKS.pop(os.path.realpath(model_dir), None)
+    if descriptor is not None:
+        os.close(descriptor)  # (closing the descriptor drops its flock)
+
+
+def _remove_leftovers(model_dir: str) -> None:
+    """Removes what runs killed mid-write left (the directory is this process's: `lock`): the
+    hidden temporaries of best/, final/ and the JSON files (`.best.tmp-*`, ...), and the
+    `ckpt-N_temp` directories of a checkpoint write a full disk or a kill broke off. None is
+    ever read; at production sizes each is as large as the model."""
+    for name in os.listdir(model_dir):
+        if name.startswith(".") and ".tmp-" in name:
+            path = os.path.join(model_dir, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    checkpoints = os.path.join(model_dir, "checkpoints")
+    if os.path.isdir(checkpoints):
+        for name in os.listdir(checkpoints):
+            if name.startswith("ckpt-") and name.endswith("_temp"):
+                shutil.rmtree(os.path.join(checkpoints, name), ignore_errors=True)

@@ -142,13 +142,17 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
         if (chief and fresh and _is_bad_input(error) and os.path.isdir(model_dir)
-                and not isinstance(error, distribute.PeerFailed)):
+                and not isinstance(error, distribute.PeerFailed)
+                and model_dir_lib.is_locked_here(model_dir)):
             for name in os.listdir(model_dir):
                 path = os.path.join(model_dir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            model_dir_lib.unlock(model_dir)
             if not existed:
                 os.rmdir(model_dir)
         raise
+    finally:
+        model_dir_lib.unlock(model_dir)
 
 
 def _is_bad_input(error: Exception) -> bool:

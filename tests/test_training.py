@@ -708,3 +708,42 @@ def test_a_directory_left_by_a_run_killed_before_its_first_config_is_new(tmp_pat
     with pytest.raises(InputError, match="is not empty and holds no config.json"):
         model_dir_lib.prepare(str(directory), {"model": "vr_ndt"})
     assert sorted(os.listdir(directory)) == [".config.json.tmp-k1ll3d", "notes.txt"]
+    model_dir_lib.unlock(str(directory))
+
+
+def test_a_model_directory_trained_by_another_process_is_refused_and_leftovers_go(
+        small_world, tmp_path):
+    """Two runs in one directory would rotate each other's checkpoints away: while another
+    process holds it, training is refused and leaves its files alone. Once free, a resumed
+    run removes what killed runs left (temporaries of best/ and final/, a broken-off
+    checkpoint write), which nothing reads."""
+    import subprocess
+    import sys
+
+    from ranking import model_dir as model_dir_lib
+
+    model_dir = str(tmp_path / "m")
+    run = config_for(small_world, eval=None, epochs=1, steps_per_epoch=3)
+    training.train_and_evaluate(run, model_dir)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         "d = os.open(sys.argv[1], os.O_RDONLY)\n"
+         "fcntl.flock(d, fcntl.LOCK_EX)\nprint('held', flush=True)\ntime.sleep(120)\n",
+         model_dir], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        before = sorted(os.listdir(model_dir))
+        with pytest.raises(InputError, match=f"--model_dir {model_dir} is being trained by "
+                                             "another process now"):
+            training.train_and_evaluate(run, model_dir)
+        assert sorted(os.listdir(model_dir)) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    (tmp_path / "m" / ".best.tmp-a1b2").mkdir()
+    (tmp_path / "m" / ".history.json.tmp-c3d4").write_text("[")
+    (tmp_path / "m" / "checkpoints" / "ckpt-99_temp").mkdir()
+    training.train_and_evaluate(run, model_dir)  # a finished run started again
+    assert sorted(os.listdir(model_dir)) == before
+    assert not (tmp_path / "m" / "checkpoints" / "ckpt-99_temp").exists()
+    assert not model_dir_lib.is_locked_here(model_dir)
