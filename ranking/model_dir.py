@@ -323,6 +323,9 @@ def lock(model_dir: str) -> None:
         os.close(descriptor)
         raise InputError(f"--model_dir {model_dir} is being trained by another process now; "
                          "wait for it to end (or stop it), or train in another directory") from None
+    except OSError:  # a file system without flock (some network mounts): no lock, as before
+        os.close(descriptor)
+        return
     _LOCKS[path] = descriptor
 
 
