@@ -331,8 +331,11 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if latest:  # every task restores the chief's checkpoint
         model_dir_lib.read_checkpoint(run.checkpoint, latest, restore=True)
         if chief:
-            _say(f"resumed from {latest}: global step {int(run.global_step)}, "
-                 f"epoch {int(run.epoch) + 1}, {int(run.batch_in_epoch)} batches into it")
+            wanted = (config.selection.max_epochs if run.validator is not None
+                      else config.epochs)
+            where = (f"epoch {int(run.epoch) + 1}, {int(run.batch_in_epoch)} batches into it"
+                     if int(run.epoch) < wanted else f"its {int(run.epoch)} epoch(s) done")
+            _say(f"resumed from {latest}: global step {int(run.global_step)}, {where}")
     elif resuming and chief:
         _say(f"{model_dir} has this model's config.json but no checkpoint: starting at step 0")
     if run.validator is not None:
