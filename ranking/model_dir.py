@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 
 from core import atomic
@@ -266,18 +267,21 @@ def defaults_change(model_dir: str, description: dict) -> str | None:
 
 
 def prepare(model_dir: str, description: dict) -> bool:
-    """Creates or checks the model directory; returns True when resuming."""
+    """Creates or checks the model directory, taken for this process (`lock`); returns True
+    when resuming."""
     config_path = os.path.join(model_dir, "config.json")
-    if os.path.isdir(model_dir):
-        # A run killed while writing its first config.json leaves only that write's temporary
-        # file: the directory is as new (else a re-run, an auto-resume loop's, is refused).
-        entries = os.listdir(model_dir)
-        if entries and all(e.startswith(".config.json.tmp-") for e in entries):
-            for entry in entries:
-                path = os.path.join(model_dir, entry)
-                shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-    if os.path.isdir(model_dir) and os.listdir(model_dir):
-        lock(model_dir)
+    existed = os.path.isdir(model_dir)
+    os.makedirs(model_dir, exist_ok=True)
+    lock(model_dir)  # before anything in it is read or removed
+    entries = os.listdir(model_dir)
+    # A run killed while writing its first config.json leaves only that write's temporary
+    # file: the directory is as new (else a re-run, an auto-resume loop's, is refused).
+    if entries and all(e.startswith(".config.json.tmp-") for e in entries):
+        for entry in entries:
+            path = os.path.join(model_dir, entry)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        entries = []
+    if entries:
         if not os.path.isfile(config_path):
             raise InputError(f"--model_dir {model_dir} is not empty and holds no config.json: "
                              "it is not a dwellrank model directory; choose an empty directory")
@@ -291,42 +295,70 @@ def prepare(model_dir: str, description: dict) -> bool:
                              "it was trained with; choose an empty directory to train a new "
                              "model", file=config_path)
         resuming = True
-        _remove_leftovers(model_dir)
+        if _LOCKS.get(os.path.realpath(model_dir)) is not None:  # (held with a real flock)
+            _remove_leftovers(model_dir)
     else:
-        os.makedirs(model_dir, exist_ok=True)
-        lock(model_dir)
         resuming = False
+        _NEW_HERE[os.path.realpath(model_dir)] = not existed
     with atomic.atomic_file(config_path) as handle:
         json.dump(description, handle, indent=2)
     return resuming
 
 
-# {real path: open descriptor of the directory, flock'ed}: the model directories this process
-# trains (`lock`, `unlock`).
+# {real path: open descriptor of the directory, flock'ed, or None where the file system has no
+# flock}: the model directories this process trains (`lock`, `unlock`).
 _LOCKS: dict = {}
+# {real path: whether this run created it}: the directories `prepare` took as new, which a run
+# that then meets bad input empties (`taken_as_new`).
+_NEW_HERE: dict = {}
 
 
 def lock(model_dir: str) -> None:
     """Takes the model directory for this process until `unlock` (an exclusive flock on the
     directory, which the system drops with the process however it ends); InputError when
     another process trains it now: two runs would rotate each other's checkpoints away, and
-    the last writer's files would win."""
+    the last writer's files would win. Taken twice in one process, it is refused the same."""
     import fcntl
 
     path = os.path.realpath(model_dir)
+    busy = InputError(f"--model_dir {model_dir} is being trained by another process now; wait "
+                      "for it to end (or stop it), or train in another directory")
     if path in _LOCKS:
-        return
+        raise busy
     descriptor = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(descriptor)
-        raise InputError(f"--model_dir {model_dir} is being trained by another process now; "
-                         "wait for it to end (or stop it), or train in another directory") from None
-    except OSError:  # a file system without flock (some network mounts): no lock, as before
+        raise busy from None
+    except OSError:  # a file system without flock (some network mounts): held, unguarded
         os.close(descriptor)
-        return
+        descriptor = None
     _LOCKS[path] = descriptor
+
+
+def taken_as_new(model_dir: str) -> bool | None:
+    """For a directory this process's `prepare` took as new: whether it created it; else
+    None (a resumed one, or one not prepared yet)."""
+    return _NEW_HERE.get(os.path.realpath(model_dir))
+
+
+def _remove_leftovers(model_dir: str) -> None:
+    """Removes what runs killed mid-write left (the directory is this process's: `lock`): the
+    hidden temporaries `.NAME.tmp-*` and `.NAME.old-*` of best/, final/ and the JSON files
+    beside a NAME that exists (without it, a kill between the write's two renames may have left
+    the only copy), and the `ckpt-N_temp` directories of a checkpoint write a full disk or a
+    kill broke off. None is ever read; at production sizes each is as large as the model."""
+    for name in os.listdir(model_dir):
+        found = re.match(r"\.(.+)\.(?:tmp|old)-", name)
+        if found and os.path.exists(os.path.join(model_dir, found[1])):
+            path = os.path.join(model_dir, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
+    checkpoints = os.path.join(model_dir, "checkpoints")
+    if os.path.isdir(checkpoints):
+        for name in os.listdir(checkpoints):
+            if name.startswith("ckpt-") and name.endswith("_temp"):
+                shutil.rmtree(os.path.join(checkpoints, name), ignore_errors=True)
 
 
 def is_locked_here(model_dir: str) -> bool:
@@ -336,22 +368,8 @@ def is_locked_here(model_dir: str) -> bool:
 
 def unlock(model_dir: str) -> None:
     """Gives the model directory back (`lock`); nothing when this process does not hold it."""
-    descriptor = _LOCKS.pop(os.path.realpath(model_dir), None)
+    path = os.path.realpath(model_dir)
+    _NEW_HERE.pop(path, None)
+    descriptor = _LOCKS.pop(path, None)
     if descriptor is not None:
         os.close(descriptor)  # (closing the descriptor drops its flock)
-
-
-def _remove_leftovers(model_dir: str) -> None:
-    """Removes what runs killed mid-write left (the directory is this process's: `lock`): the
-    hidden temporaries of best/, final/ and the JSON files (`.best.tmp-*`, ...), and the
-    `ckpt-N_temp` directories of a checkpoint write a full disk or a kill broke off. None is
-    ever read; at production sizes each is as large as the model."""
-    for name in os.listdir(model_dir):
-        if name.startswith(".") and ".tmp-" in name:
-            path = os.path.join(model_dir, name)
-            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.remove(path)
-    checkpoints = os.path.join(model_dir, "checkpoints")
-    if os.path.isdir(checkpoints):
-        for name in os.listdir(checkpoints):
-            if name.startswith("ckpt-") and name.endswith("_temp"):
-                shutil.rmtree(os.path.join(checkpoints, name), ignore_errors=True)

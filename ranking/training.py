@@ -136,20 +136,19 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         return {}
     strategy = distribute.make_strategy(config.strategy)
     chief = distribute.is_chief(strategy)
-    existed = os.path.isdir(model_dir)
-    fresh = not (existed and os.listdir(model_dir))
     try:
         return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
-        if (chief and fresh and _is_bad_input(error) and os.path.isdir(model_dir)
-                and not isinstance(error, distribute.PeerFailed)
-                and model_dir_lib.is_locked_here(model_dir)):
+        # A directory this run took as new (under its lock: `model_dir.prepare`) is emptied,
+        # and removed when the run made it; one being resumed keeps its checkpoints.
+        created = model_dir_lib.taken_as_new(model_dir)
+        if (chief and created is not None and _is_bad_input(error)
+                and not isinstance(error, distribute.PeerFailed)):
             for name in os.listdir(model_dir):
                 path = os.path.join(model_dir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-            model_dir_lib.unlock(model_dir)
-            if not existed:
-                os.rmdir(model_dir)
+            if created:
+                os.rmdir(model_dir)  # (before the lock's descriptor closes: no one takes it)
         raise
     finally:
         model_dir_lib.unlock(model_dir)

@@ -217,7 +217,8 @@ CATALOGUE = {
                                   "number, found nan"),
     "glob matching nothing": (build_glob_nothing, "no file matches"),
     "directory": (build_directory, "is a directory; expected log files"),
-    "unreadable file": (build_unreadable, "log.csv: cannot read the file"),
+    # (Root reads every file: a link whose target is gone stands for one that cannot be read.)
+    "dangling symbolic link": (build_unreadable, "log.csv: is a symbolic link to "),
     # The repeated header is among the sampled rows (impression_id, read as text, takes the
     # line): named as the header, not as a value of the wrong type.
     "duplicated header": (build_duplicated_header, "line 22: is the header again"),

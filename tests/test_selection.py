@@ -400,7 +400,7 @@ def test_refit_trains_the_best_checkpoint_one_pass_over_the_validation_day(small
     day_rows = len(pd.read_csv(last_day))
     assert metrics["selected_step"] == 4 and metrics["global_step"] == 12
     assert metrics["refit"] == {"from_step": 4, "from_epoch": 1, "steps": -(-day_rows // 256),
-                                "rows": day_rows, "window": "validation"}
+                                "rows": day_rows, "window": "validation", "after_step": 12}
     model, inputs, exported = export_and_compare(small_world, model_dir, tmp_path)
     # Not the best checkpoint's weights: the pass moved them.
     tf.train.Checkpoint(model=model).read(os.path.join(model_dir, "best", "model")).expect_partial()

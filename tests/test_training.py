@@ -700,15 +700,21 @@ def test_a_directory_left_by_a_run_killed_before_its_first_config_is_new(tmp_pat
     directory = tmp_path / "m"
     directory.mkdir()
     (directory / ".config.json.tmp-k1ll3d").write_text('{"half": ')
-    assert model_dir_lib.prepare(str(directory), {"model": "vr_ndt"}) is False
-    assert sorted(os.listdir(directory)) == ["config.json"]
+    try:
+        assert model_dir_lib.prepare(str(directory), {"model": "vr_ndt"}) is False
+        assert model_dir_lib.taken_as_new(str(directory)) is False  # it existed, empty
+        assert sorted(os.listdir(directory)) == ["config.json"]
+    finally:
+        model_dir_lib.unlock(str(directory))
     os.remove(directory / "config.json")
     (directory / "notes.txt").write_text("mine")
     (directory / ".config.json.tmp-k1ll3d").write_text('{"half": ')
-    with pytest.raises(InputError, match="is not empty and holds no config.json"):
-        model_dir_lib.prepare(str(directory), {"model": "vr_ndt"})
+    try:
+        with pytest.raises(InputError, match="is not empty and holds no config.json"):
+            model_dir_lib.prepare(str(directory), {"model": "vr_ndt"})
+    finally:
+        model_dir_lib.unlock(str(directory))
     assert sorted(os.listdir(directory)) == [".config.json.tmp-k1ll3d", "notes.txt"]
-    model_dir_lib.unlock(str(directory))
 
 
 def test_a_model_directory_trained_by_another_process_is_refused_and_leftovers_go(
@@ -740,10 +746,43 @@ def test_a_model_directory_trained_by_another_process_is_refused_and_leftovers_g
     finally:
         holder.kill()
         holder.wait()
-    (tmp_path / "m" / ".best.tmp-a1b2").mkdir()
-    (tmp_path / "m" / ".history.json.tmp-c3d4").write_text("[")
+    (tmp_path / "m" / ".config.json.tmp-a1b2").mkdir()
+    (tmp_path / "m" / ".training_days.json.old-c3d4").write_text("{")
+    (tmp_path / "m" / ".best.tmp-e5f6").mkdir()  # best/ absent: maybe the only copy, kept
     (tmp_path / "m" / "checkpoints" / "ckpt-99_temp").mkdir()
     training.train_and_evaluate(run, model_dir)  # a finished run started again
-    assert sorted(os.listdir(model_dir)) == before
+    assert sorted(os.listdir(model_dir)) == sorted(before + [".best.tmp-e5f6"])
     assert not (tmp_path / "m" / "checkpoints" / "ckpt-99_temp").exists()
     assert not model_dir_lib.is_locked_here(model_dir)
+
+
+def test_without_flock_a_directory_is_held_but_nothing_is_removed(tmp_path, monkeypatch):
+    """A file system without flock (some network mounts): the directory is still this run's
+    (a new one is emptied after bad input), but leftovers are not removed, since another
+    process may be writing them."""
+    import errno
+    import fcntl
+
+    from ranking import model_dir as model_dir_lib
+
+    def no_flock(*_):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    directory = tmp_path / "m"
+    description = {"format_version": model_dir_lib.CONFIG_FORMAT_VERSION, "model": "vr_ndt",
+                   "targets": {}, "features": [], "stats": {}, "training": {}}
+    try:
+        assert model_dir_lib.prepare(str(directory), description) is False
+        assert model_dir_lib.is_locked_here(str(directory))
+        assert model_dir_lib.taken_as_new(str(directory)) is True  # made by this run
+    finally:
+        model_dir_lib.unlock(str(directory))
+    (directory / "best").mkdir()
+    (directory / ".best.tmp-x1").mkdir()
+    try:
+        assert model_dir_lib.prepare(str(directory), description) is True
+        assert model_dir_lib.taken_as_new(str(directory)) is None
+    finally:
+        model_dir_lib.unlock(str(directory))
+    assert (directory / ".best.tmp-x1").exists()
