@@ -281,9 +281,12 @@ def _tf_write_error(error: Exception) -> str | None:
     if not isinstance(error, tf.errors.OpError):
         return None
     for code, text in _WRITE_ERRNOS.items():
-        if os.strerror(code).lower() in (error.message or "").lower():
-            where = re.search(r"(/[^\s;:,']+)", error.message)
-            return (f"{text} ({where[1] if where else 'writing'}); "
+        if code == errno.EACCES:  # (a read TensorFlow was refused is the input's: translated)
+            continue
+        found = re.search(r"(\S+?)['\"]?;\s*" + re.escape(os.strerror(code)),
+                          error.message or "", re.I)
+        if found or os.strerror(code).lower() in (error.message or "").lower():
+            return (f"{text} ({found[1] if found else 'writing'}); "
                     f"{_WRITE_REMEDY[code]}")
     return None
 

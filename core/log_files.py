@@ -15,6 +15,7 @@ import gzip
 import io
 import os
 import re
+import threading
 import zlib
 from typing import Sequence
 
@@ -166,6 +167,8 @@ GZIP_CUT = ("the gzip stream stops before its end marker: the file was cut short
             "writer stopped after a flush or a copy broken off")
 # {(path, bytes, mtime_ns): reason or None}: each gzip file is checked once a process.
 _GZIP_CHECKED: dict = {}
+_GZIP_LOCKS: dict = {}
+_GZIP_CHECKING = threading.Lock()
 
 
 def gzip_damage(log_file: LogFile) -> str | None:
@@ -178,12 +181,15 @@ def gzip_damage(log_file: LogFile) -> str | None:
     if not log_file.gzip:
         return None
     if _is_url(log_file.path):
-        key = (log_file.path, file_size(log_file.path), None)
+        key = (log_file.path,)  # (a URL's stat is a request: checked once a process)
     else:
         status = os.stat(log_file.path)
         key = (log_file.path, status.st_size, status.st_mtime_ns)
-    if key not in _GZIP_CHECKED:
-        _GZIP_CHECKED[key] = _gzip_damage(log_file.path)
+    with _GZIP_CHECKING:
+        lock = _GZIP_LOCKS.setdefault(key, threading.Lock())
+    with lock:  # two threads asking for one file (a counting pass beside training) wait for one
+        if key not in _GZIP_CHECKED:
+            _GZIP_CHECKED[key] = _gzip_damage(log_file.path)
     return _GZIP_CHECKED[key]
 
 

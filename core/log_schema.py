@@ -219,14 +219,12 @@ def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], li
                 rows.append(row)
                 if len(rows) >= limit:
                     break
-    except EOFError as error:
-        # A gzip stream cut short: its rows before the cut are whole and sample the types;
-        # the cut is the reading's to report (an error, or in scoring a dead letter from there
-        # on), as for a file cut past the sample.
-        if header is None:
+    except (OSError, EOFError, zlib.error) as error:
+        # A gzip stream cut short or corrupt: the rows read before sample the types; the damage
+        # is the reading's to report (an error, or in scoring dead letters: `gzip_damage`), as
+        # for a file damaged past the sample.
+        if header is None or not log_file.gzip or isinstance(error, FileNotFoundError):
             raise InputError(f"is corrupt or truncated ({error})", file=log_file.path) from None
-    except (OSError, zlib.error) as error:
-        raise InputError(f"is corrupt or truncated ({error})", file=log_file.path) from None
     except UnicodeDecodeError as error:
         raise InputError(f"is not UTF-8 text ({error.reason} at byte {error.start}); "
                          "expected a CSV log", file=log_file.path) from None
@@ -430,29 +428,43 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
             continue
         dataset = tf.data.TFRecordDataset(log_file.path, "GZIP" if log_file.gzip else "")
         number = 0
+
+        def sample(records, log_file=log_file):
+            nonlocal number
+            for record in records:
+                number += 1
+                found = _record_kinds(record)
+                if found is None:
+                    raise InputError("is not a serialized tf.Example", file=log_file.path,
+                                     row=number, row_kind="record")
+                for name, kind in found.items():
+                    previous = kinds.setdefault(name, kind)
+                    first_seen.setdefault(name, f"{log_file.path} record {number}")
+                    if previous != kind:
+                        raise InputError(f"is {kind} here but {previous} in "
+                                         f"{first_seen[name]}; a feature needs one type",
+                                         file=log_file.path, row=number, column=name,
+                                         row_kind="record")
+
         # Read in batches: a record at a time costs 70 us, parsing one 3 to 5.
         try:
             for records in dataset.take(SAMPLE_ROWS).batch(256).as_numpy_iterator():
-                for record in records:
-                    number += 1
-                    found = _record_kinds(record)
-                    if found is None:
-                        raise InputError("is not a serialized tf.Example", file=log_file.path,
-                                         row=number, row_kind="record")
-                    for name, kind in found.items():
-                        previous = kinds.setdefault(name, kind)
-                        first_seen.setdefault(name, f"{log_file.path} record {number}")
-                        if previous != kind:
-                            raise InputError(f"is {kind} here but {previous} in "
-                                             f"{first_seen[name]}; a feature needs one type",
-                                             file=log_file.path, row=number, column=name,
-                                             row_kind="record")
+                sample(records)
                 sampled += len(records)
         except tf.errors.OpError as error:
-            if number == 0:
+            # The records before a break sample the kinds (the batch that held it is read
+            # again a record at a time); the break is the reading's to report (an error, or
+            # in scoring a dead letter from there on). A file without one is refused here.
+            whole = []
+            try:
+                for record in dataset.skip(number).take(SAMPLE_ROWS - number):
+                    whole.append(record.numpy())
+            except tf.errors.OpError:
+                pass
+            if number == 0 and not whole:
                 raise tfrecord_damage(log_file, error.message) from None
-            # Records read before a break sample the kinds; the break is the reading's to
-            # report (an error, or in scoring a dead letter from there on).
+            sample(whole)
+            sampled += len(whole)
             continue
         if number == SAMPLE_ROWS and sampled < SPARSE_SAMPLE_ROWS and \
                 sparse_bytes < SPARSE_SAMPLE_BYTES:

@@ -336,12 +336,19 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     # that later take it as their baseline.
     refitted = selection.read_final(model_dir) is not None
     trained_days = trained_day_rows(model_dir_lib.read_training_days(model_dir), refitted)
+    unfinished = model_dir_lib.unfinished_training_note(model_dir,
+                                                       served_checkpoint_text(model_dir))
     if gate is not None:
         from export import gate as gate_lib
 
-        gate_record = gate_lib.judge(
-            gate_lib.parse_gate(gate), module, baseline, description, gate_logs,
-            model.feature_spec, refitted=refitted, trained_days=trained_days)
+        try:
+            gate_record = gate_lib.judge(
+                gate_lib.parse_gate(gate), module, baseline, description, gate_logs,
+                model.feature_spec, refitted=refitted, trained_days=trained_days)
+        except InputError as refused:  # said with the refusal too
+            if unfinished:
+                refused.warnings = (unfinished,) + tuple(refused.warnings)
+            raise
     model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
     os.makedirs(export_base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
@@ -369,8 +376,6 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     warnings = [note.removeprefix("note: ") for note in (gate_record or {}).get("notes", ())]
-    unfinished = model_dir_lib.unfinished_training_note(model_dir,
-                                                       served_checkpoint_text(model_dir))
     if unfinished:
         warnings.insert(0, unfinished)
     before = serving_contract(previous) if previous is not None else ({}, ())

@@ -138,8 +138,8 @@ def _signals_end_the_task(strategy):
     import threading
 
     if threading.current_thread() is threading.main_thread():  # (where handlers can be set)
-        for number in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(number, signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, as usual
     return strategy
 
 

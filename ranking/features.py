@@ -48,6 +48,7 @@ import collections
 import dataclasses
 import decimal
 import json
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -230,7 +231,7 @@ def _check_option_values(name: str, options: Mapping, where: str) -> None:
     for key in ("hash_buckets", "embedding_dim"):
         value = options.get(key)
         if key in options and (isinstance(value, bool) or not isinstance(value, (int, float))
-                               or value != int(value)):
+                               or not math.isfinite(value) or value != int(value)):
             raise InputError(f"feature '{name}': {key} must be a whole number, not "
                              f"{shown(value)}", file=where)
     entries = options.get("vocabulary", [])

@@ -151,11 +151,11 @@ def test_a_read_only_disk_or_a_full_one_under_tensorflow_is_one_line(tmp_path):
                               "the output to a writable place\n")
     code, _, err, _ = _run(tmp_path / "full", """
         import tensorflow as tf
-        raise tf.errors.ResourceExhaustedError(None, None, "/m/checkpoints/ckpt-81_temp/part-0."
-                                               "tempstate7; No space left on device")
+        raise tf.errors.ResourceExhaustedError(None, None, "models/m/checkpoints/ckpt-81_temp/"
+                                               "part-0.tempstate7; No space left on device")
         """, "own")
-    assert (code, err) == (1, "error: no space left on device (/m/checkpoints/ckpt-81_temp/"
-                              "part-0.tempstate7); free some and run again\n")
+    assert (code, err) == (1, "error: no space left on device (models/m/checkpoints/ckpt-81_temp"
+                              "/part-0.tempstate7); free some and run again\n")
 
 
 def test_a_reader_that_goes_away_ends_the_tool_without_a_traceback(tmp_path):

@@ -69,6 +69,8 @@ def test_feature_config_overrides_and_post_click_flag():
     ({"features": {"category": {"vocabulary": ["news", None]}}},
      r'vocabulary must be a list .*, not \["news", null\]'),
     ({"features": {"category": {"hash_buckets": 8.5}}}, "hash_buckets must be a whole number"),
+    ({"features": {"category": {"hash_buckets": float("inf")}}},
+     "hash_buckets must be a whole number, not Infinity"),
     ({"features": {"category": {"embedding_dim": True}}}, "embedding_dim must be a whole number"),
     ({"features": {"category": {"default": None}}}, "default must be a text or a number, not null"),
     ({"features": {"category": {"type": ["numeric"]}}}, "type must be a text"),

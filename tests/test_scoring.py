@@ -269,6 +269,28 @@ def test_a_gzip_tfrecord_cut_after_a_flush_scores_its_whole_records(exports, sma
                                               columns["impression_id"][:1200]]
 
 
+def test_a_tfrecord_cut_within_its_first_records_is_scored_to_the_cut(exports, small_world,
+                                                                       tmp_path):
+    """A small shard (100 records) cut short in record 61: sampling the kinds reads the 60
+    whole records (the batch that held the break again, a record at a time) instead of refusing
+    the job; scoring scores them and gives the rest one dead letter."""
+    source = logs.open_logs(sorted(glob.glob(small_world["eval"]))[0])
+    columns = {k: v.numpy() for k, v in next(iter(source.dataset(100))).items()}
+    path = tmp_path / "small.tfrecord"
+    log_writers.write_tfrecord(str(path), columns, compress=False)
+    data, end = path.read_bytes(), 0
+    for _ in range(60):
+        end += 16 + int.from_bytes(data[end:end + 8], "little")
+    path.write_bytes(data[:end + 20])  # into record 61
+    out = str(tmp_path / "scores")
+    summary = score(exports["vr_ndt"].path, str(path), out, engine="local")
+    with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
+        [letter] = list(csv.DictReader(handle))
+    assert int(letter["row"]) == 61 and letter["reason"].startswith(
+        "unreadable from here to the end of the file: is corrupt or truncated")
+    assert summary["rows"] == 60
+
+
 def test_damaged_gzip_files_among_others(log_3000, tmp_path):
     """Among whole files: a gzip file whose CRC fails (every byte decompresses, but nothing
     tells a damaged one apart: one letter at its first row, none of its rows read) and one cut
