@@ -1,6 +1,7 @@
 """Log files (SPEC §2): `LogFile` (a path, its format and compression), `expand_inputs` (comma-
-separated globs to classified `LogFile`s), opening them as bytes or UTF-8 text, and the reason
-a TFRecord file cannot be read (`tfrecord_damage`). The columns and types of their contents are
+separated globs to classified `LogFile`s), opening them as bytes or UTF-8 text, the check of a
+gzip file's whole stream (`gzip_damage`), and the reason a TFRecord file cannot be read
+(`tfrecord_damage`). The columns and types of their contents are
 `core.log_schema`'s.
 
 Local paths are read through the os module; URLs (gs://, hdfs://, s3://, ram://, ...) through
@@ -213,6 +214,8 @@ def _gzip_damage(path: str) -> str | None:
     except zlib.error as error:
         detail = str(error).split(": ", 1)[-1]  # "Error -3 while decompressing data: ..."
         return f"its gzip data is corrupt: {detail}"
+    except OSError as error:  # (removed or unreadable since the glob was expanded)
+        raise InputError(f"cannot read the file ({error.strerror or error})", file=path) from None
     if started and not inflate.eof:
         return GZIP_CUT
     return None
