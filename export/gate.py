@@ -146,17 +146,15 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
             for k in ("click", "valid_read"):
                 labels.setdefault(k, []).append(batch_labels[k])
     join = lambda parts: {k: np.concatenate(v) for k, v in parts.items()}  # noqa: E731
+    # The days read, for the notes on models that trained on them (for a validation window,
+    # its days: a baseline's refit pass or later training may have taken them in).
+    day_rows = {day: rows for day, rows in day_rows_of(labeler.file_day_rows).items()
+                if days is None or day >= days.first}
     if window == "validation_days":
         n = description["training"]["selection"]["validation_days"]
-        # The window's days, for the notes on models that trained on them (a baseline whose
-        # refit pass or later training took them in).
-        window_rows = {day: rows for day, rows in day_rows_of(labeler.file_day_rows).items()
-                       if day >= days.first}
-        return HeldOut(pattern, join(features), join(labels), window_rows,
-                       f"their last {n} UTC day(s), the candidate's validation window",
-                       source.absent_features)
-    return HeldOut(pattern, join(features), join(labels), day_rows_of(labeler.file_day_rows),
-                   None, source.absent_features)
+        window = f"their last {n} UTC day(s), the candidate's validation window"
+    return HeldOut(pattern, join(features), join(labels), day_rows, window,
+                   source.absent_features)
 
 
 def _served(call, inputs: dict, outputs, features: dict, output: str,

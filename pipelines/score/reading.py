@@ -128,8 +128,7 @@ def read_scorable(log_file: log_files.LogFile, schema: log_schema.LogSchema, sto
     if damage is not None and damage != log_files.GZIP_CUT:
         # A corrupt stream: TensorFlow's reader would score its bytes until inflate happens to
         # fail, so none of its rows is.
-        first_row = 2 if log_file.format == "csv" else 1
-        dead_letters.append(DeadLetter(log_file.path, first_row, f"{LOST}is corrupt or "
+        dead_letters.append(DeadLetter(log_file.path, _first_row(log_file), f"{LOST}is corrupt or "
                                        f"truncated ({damage}); none of its rows is scored", ""))
         check_count(dead_letters, max_dead_letters)
         return
@@ -152,6 +151,11 @@ def read_scorable(log_file: log_files.LogFile, schema: log_schema.LogSchema, sto
         failure = error
     yield from _salvage(source, columns, batch_size, last_done, failure, dead_letters,
                         max_dead_letters)
+
+
+def _first_row(log_file: log_files.LogFile) -> int:
+    """The number of a file's first row: CSV lines count the header as line 1."""
+    return 2 if log_file.format == "csv" else 1
 
 
 def _streamed(source: logs.LogSource, batch_size: int, columns, batches_span_files=True):
@@ -181,7 +185,7 @@ def _salvage(source, columns, batch_size, last_done, error, dead_letters, limit)
 
     log_file = source.files[0]
     check = RowCheck(source, columns)
-    first_row = 2 if log_file.format == "csv" else 1
+    first_row = _first_row(log_file)
     skipped: set[int] = set()  # original rows given a dead letter here
     lost_noted = False
     failed_copy = None  # the clean copy whose reading raised `error` (None: the original)
