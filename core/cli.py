@@ -27,7 +27,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 from absl import app, flags, logging  # noqa: E402
 
 from core import threads  # noqa: E402
-from core.errors import InputError, quiet_input_error_logs  # noqa: E402
+from core.errors import InputError, Stopped, quiet_input_error_logs  # noqa: E402
 
 
 def _stdout_to_devnull() -> None:
@@ -72,6 +72,9 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
         except InputError as error:
             report(error)
             sys.exit(1)
+        except Stopped as stop:  # asked to stop by a signal, and stopped cleanly
+            print(f"stopped: {stop}", file=sys.stderr)
+            sys.exit(stop.status)
         except BrokenPipeError:
             # The reader of stdout went away (`| head`): no traceback, and nothing more to
             # write there (its final flush would fail again), as Python's docs advise.

@@ -41,6 +41,16 @@ class InputError(ValueError):
         super().__init__(f"{', '.join(where)}: {reason}" if where else reason)
 
 
+class Stopped(Exception):
+    """A run asked to stop by a signal stopped cleanly (`ranking.preemption`): not bad input.
+    The message says where it stopped and how to go on; `status` is the process's exit status
+    (128 + the signal's number, as a shell reports a process the signal ended)."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 _WHERE = re.compile(r"(?P<file>.*?), (?P<kind>line|record) (?P<row>\d+)"
                     r"(?:, column '(?P<column>[^']*)')?: (?P<reason>.*)\Z", re.S)
 _PARSE_EXAMPLE = re.compile(

@@ -188,6 +188,80 @@ def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(sm
         assert killed[key] == pytest.approx(uninterrupted[key], rel=1e-6), key
 
 
+def test_sigterm_stops_training_at_a_checkpointed_step_that_resumes_exactly(small_world,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    """SIGTERM in the loop (here sent by the process to itself as its 37th step returns, so
+    the step is known): the run ends after that step with `Stopped`, its checkpoint at step 37
+    (not one of --checkpoint_every's), the handler before it back in place and the run marked
+    unfinished; the same call then resumes to the model an uninterrupted run ends at."""
+    from core.errors import Stopped
+    from ranking import loops
+    from ranking import model_dir as model_dir_lib
+
+    real, sent = loops._make_synchronous_steps, []
+
+    def signalling(run):
+        run_batches = real(run)
+
+        def batches_then_sigterm(batches, first_step):
+            for number, losses in enumerate(run_batches(batches, first_step), start=first_step):
+                if number == 37 and not sent:
+                    sent.append(number)
+                    os.kill(os.getpid(), signal.SIGTERM)
+                yield losses
+
+        return batches_then_sigterm
+
+    monkeypatch.setattr(loops, "_make_synchronous_steps", signalling)
+    config = config_for(small_world, epochs=2, steps_per_epoch=30, checkpoint_every=20,
+                        deterministic=True)
+    stopped_dir = str(tmp_path / "stopped")
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(Stopped, match=r"SIGTERM at global step 37 \(epoch 2, 7 batches into "
+                                      r"it\); its checkpoint is .*ckpt-37: the same command") as stop:
+        training.train_and_evaluate(config, stopped_dir)
+    assert stop.value.status == 143
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert recorded_checkpoint_step(stopped_dir) == 37
+    assert os.path.exists(os.path.join(stopped_dir, model_dir_lib.TRAINING_MARK))
+    assert not os.path.exists(os.path.join(stopped_dir, "eval_metrics.json"))
+
+    resumed = training.train_and_evaluate(config, stopped_dir)
+    whole = training.train_and_evaluate(config, str(tmp_path / "whole"))
+    assert resumed["global_step"] == whole["global_step"] == 60
+    for key in ("auc_valid_read", "auc_ctr", "logloss_valid_read"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-6), key
+    assert not os.path.exists(os.path.join(stopped_dir, model_dir_lib.TRAINING_MARK))
+
+
+def test_sigterm_to_the_training_command_prints_one_line_and_exits_143(small_world, tmp_path):
+    """The command-line tool asked to stop mid-epoch: one `stopped:` line naming the step and
+    its checkpoint, which is the newest recorded, exit status 143, no traceback."""
+    model_dir = str(tmp_path / "m")
+    process = _cli(["--model=single_ctr", f"--train={small_world['train']}",
+                    f"--stats={small_world['stats']}", "--batch_size=8", "--epochs=1",
+                    "--checkpoint_every=25", "--progress=none", f"--model_dir={model_dir}"])
+    deadline = time.time() + 240
+    while time.time() < deadline and recorded_checkpoint_step(model_dir) < 25:
+        if process.poll() is not None:
+            pytest.fail("training ended before it could be stopped:\n" + process.stderr.read())
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    match = re.fullmatch(r"stopped: SIGTERM at global step (\d+) \(epoch 1, (\d+) batches into "
+                         r"it\); its checkpoint is (.*): the same command resumes from there",
+                         lines[0])
+    assert match, err
+    step = int(match[1])
+    assert step == int(match[2]) > 25
+    assert match[3] == os.path.join(model_dir, "checkpoints", f"ckpt-{step}")
+    assert recorded_checkpoint_step(model_dir) == step
+
+
 MIRRORED = r'''
 import json, os, sys
 import tensorflow as tf
