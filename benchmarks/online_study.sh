@@ -3,7 +3,8 @@
 # baseline), each at its stored (default) fusion and at the fusion tuned on other sessions,
 # at the three strengths of the online consequences (none, chosen, strong).
 #
-#   make demo && bash benchmarks/online_study.sh [DEMO_DIR=demo_out OUT=bench_out/online]
+#   make demo && [DEMO_DIR=demo_out] [OUT=bench_out/online] bash benchmarks/online_study.sh
+#   (both are environment variables; those are their defaults)
 #
 # Uses the demo's world, stats and exports (single_ctr, vr_ndt, ple_orca), trains ctr_logdt
 # with the demo's command, tunes each dwell-aware export's fusion with online.tune_fusion

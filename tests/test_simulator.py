@@ -196,7 +196,7 @@ def test_cli_prints_summary_and_plot(tmp_path, run):
     result = run("pipelines.simulate", f"--output_dir={tmp_path}/sim", "--num_users=200",
                  "--num_items=100", "--days=2")
     assert result.returncode == 0, result.stderr
-    assert "CTR" in result.stdout and "clicks below exp(mu - sigma)" in result.stdout
+    assert "CTR" in result.stdout and "clicks with dwell > 0: below exp(mu - sigma)" in result.stdout
     assert (tmp_path / "sim" / "ln_dwell_hist.png").read_bytes()[:4] == b"\x89PNG"
     assert "Traceback" not in result.stderr
 

@@ -82,7 +82,7 @@ def main(argv):
 
     print(f"  ln(dwell): mu {shown('ln_dwell_mu', '.3f')}  sigma {shown('ln_dwell_sigma', '.3f')}  "
           f"skew {shown('ln_dwell_skew', '+.2f')}")
-    print(f"  clicks below exp(mu - sigma) = {shown('x_l', '.1f')} s: "
+    print(f"  clicks with dwell > 0: below exp(mu - sigma) = {shown('x_l', '.1f')} s: "
           f"{shown('share_clicks_below_x_l', '.1%')}   above exp(mu + sigma) = {shown('x_h', '.0f')} s: "
           f"{shown('share_clicks_above_x_h', '.1%')}")
     print(f"  over clicks, corr(true click logit, true mean ln(dwell)) "
