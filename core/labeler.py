@@ -144,6 +144,35 @@ def t2_days_note(left: dict) -> str | None:
             "user the stats window lacks keeps these logs' count)")
 
 
+def t2_gap_days(input_day_rows, artifact_day_rows, light_user_days: int) -> list[int]:
+    """The UTC days that rule T2's windows of the input's days reach (`light_user_days` long,
+    each ending with its day) of which neither the input (`input_day_rows`, {day: rows}) nor
+    the stats artifact (`artifact_day_rows`; None: an artifact that did not record its days,
+    then []) holds a row, after the first day either holds: a day between the artifact's last
+    and the input's first (evaluation logs of days 11-13 with statistics of days 0-9), or a
+    day no log has (an outage). Every user's clicks on them count as 0, so more users pass as
+    light than did; ascending."""
+    if artifact_day_rows is None or not input_day_rows:
+        return []
+    known = {int(d) for d in input_day_rows} | {int(d) for d in artifact_day_rows}
+    first, reached = min(known), set()
+    for day in input_day_rows:
+        reached.update(range(max(first, int(day) - light_user_days + 1), int(day)))
+    return sorted(reached - known)
+
+
+def t2_gap_note(days) -> str | None:
+    """The note a job prints on `t2_gap_days`' days, or None."""
+    if not days:
+        return None
+    shown = ", ".join(utc_date(d) for d in days[:3])
+    more = f" and {len(days) - 3} more day(s)" if len(days) > 3 else ""
+    return (f"rule T2's windows of these logs' days reach UTC {shown}{more}, of which neither "
+            "these logs nor the stats artifact holds a row: every user's clicks there count as "
+            "0, so more users may pass as light (T2) than were; if those days' logs exist, give "
+            "them with these logs (or to the stats job)")
+
+
 # A day's rows in the logs past the stats artifact's by more than this share of them: late
 # rows filed days later, a few records replayed, do not make a note.
 SHORT_ARTIFACT_SHARE = 0.05
@@ -268,6 +297,9 @@ class Labeler:
     # {UTC day: (input rows, artifact rows)}: days the artifact saw whole, of which the input
     # holds more rows (`short_artifact_days`): made from other logs? ({}: not counted.)
     short_artifact_days: dict = {}
+    # UTC days T2's windows reach that neither the input nor the artifact holds
+    # (`t2_gap_days`; []: not counted).
+    t2_gap_days: list = []
     rows_per_file = None  # int64 [files] of the counted logs (`labeler_for`)
     day_clicks = None  # {UTC day: clicks} of the counted logs (`labeler_for`)
     file_day_rows = None  # (file index, UTC day) -> rows of the counted logs
@@ -364,6 +396,8 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
     labeler.t2_days_from_artifact = left
     labeler.short_artifact_days = short_artifact_days(day_rows_of(counted.file_day_rows),
                                                       artifact.day_rows)
+    labeler.t2_gap_days = t2_gap_days(day_rows_of(counted.file_day_rows), artifact.day_rows,
+                                      rules.light_user_days)
     labeler.day_clicks = clicks_per_day(counted.user_days)
     labeler.unclicked_dwell_zeroed = counted.unclicked_dwell_zeroed
     labeler.rows_per_file = counted.rows_per_file

@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection
 
 from core.label_rules import utc_date
-from core.labeler import day_rows_of, short_artifact_note, t2_days_note
+from core.labeler import day_rows_of, short_artifact_note, t2_days_note, t2_gap_note
 from core.log_schema import LABEL_COLUMNS
 
 # A column named like an id: `author_id`, `ID`, `musicId`, `videoID` (not `valid`, `grid`).
@@ -399,5 +399,6 @@ def input_lines(config, inputs, stats_files=()) -> list[str]:
     t2_notes = [f"note: {what} logs: {note}" for what, labeler in inputs.labellers()
                 for note in (short_artifact_note(labeler.short_artifact_days)
                              if what == "train" else None,
-                             t2_days_note(labeler.t2_days_from_artifact)) if note]
+                             t2_days_note(labeler.t2_days_from_artifact),
+                             t2_gap_note(labeler.t2_gap_days)) if note]
     return lines + ([order] if order else []) + overlap + earlier + absent + t2_notes

@@ -145,6 +145,51 @@ def test_labels_with_late_rows_of_stats_days_equal_the_reference(sim, tmp_path, 
     assert (literal["valid_read"] != want["valid_read"]).any()
 
 
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_days_neither_the_logs_nor_the_stats_hold_are_named(sim, tmp_path, engine):
+    """Day 9's logs with the statistics of days 0-6: rule T2's window of day 9 reaches days 7
+    and 8, which neither holds. Both engines label as the reference, whose history lacks them
+    (every user's clicks there count 0), and name the two days; days 7-9 together name none."""
+    from pipelines.label import labelling_beam
+
+    root, stats_dir = sim
+    artifact = stats_artifact.load_artifact(stats_dir)
+    first = min(artifact.day_rows)
+    label = labelling.label_logs if engine == "local" else labelling_beam.label_logs_beam
+    path = str(root / "sim/logs/day-09.csv.gz")
+    summary = label(path, stats_dir, str(tmp_path / "out"), fmt="csv")
+    assert summary.t2_gap_days == [first + 7, first + 8]
+    got = read_frame(str(tmp_path / "out/*.csv.gz"))
+    want = label_with_reference(read_frame(path), artifact)
+    for column in ("valid_read", "valid_read_rule"):
+        np.testing.assert_array_equal(got[column].to_numpy(), want[column].to_numpy(), column)
+    whole = label(str(root / "sim/logs/day-0[7-9].csv.gz"), stats_dir, str(tmp_path / "whole"),
+                  fmt="csv")
+    assert whole.t2_gap_days == []
+
+
+def test_t2_gap_days_by_hand():
+    from core.labeler import t2_gap_days, t2_gap_note
+
+    stats = dict.fromkeys(range(100, 110), 500)  # days 100-109
+    # Evaluation logs of days 111-113: the windows (7 days) reach 105-112; 110 is nowhere.
+    assert t2_gap_days({111: 9, 112: 9, 113: 9}, stats, 7) == [110]
+    assert t2_gap_days({110: 9, 111: 9}, stats, 7) == []
+    # An outage inside the stats window, and a day missing between two of the input's.
+    assert t2_gap_days({111: 9, 113: 9}, {d: 5 for d in stats if d != 107}, 7) == [107, 110, 112]
+    # Nothing before the first day any log holds; a one-day window reaches no other day.
+    assert t2_gap_days({100: 9, 101: 9}, {105: 5}, 7) == []
+    assert t2_gap_days({111: 9}, stats, 1) == []
+    # An artifact that did not record its days: unknown, so nothing named.
+    assert t2_gap_days({111: 9}, None, 7) == []
+    assert t2_gap_note([]) is None
+    note = t2_gap_note([0, 1, 2, 3])
+    assert note.startswith("rule T2's windows of these logs' days reach UTC 1970-01-01, "
+                           "1970-01-02, 1970-01-03 and 1 more day(s), of which neither these "
+                           "logs nor the stats artifact holds a row: every user's clicks there "
+                           "count as 0")
+
+
 def test_labels_equal_the_reference_on_simulated_logs(sim, tmp_path):
     root, stats_dir = sim
     pattern = str(root / "sim/logs/day-0[5-9].csv.gz")  # overlaps the stats window and beyond
@@ -623,6 +668,11 @@ def test_a_late_row_of_a_stats_day_leaves_that_day_to_the_artifact(hand, run, en
     day = label_rules.utc_date(D - 6)
     assert (f"note: rule T2 takes each user's clicks on {day} (1 row here, 6 in the stats "
             "window) as the larger of these logs' count and the stats artifact's") in done.stdout
+    # The hand-made stats window has no row of days D-8 (which the late row's window reaches)
+    # and D-5 to D-1 (day D's).
+    gap = ", ".join(label_rules.utc_date(D - k) for k in (8, 5, 4))
+    assert (f"note: rule T2's windows of these logs' days reach UTC {gap} and 3 more day(s), "
+            "of which neither these logs nor the stats artifact holds a row") in done.stdout
 
 
 def test_rule_precedence_floor_and_t3(hand):

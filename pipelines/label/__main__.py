@@ -26,7 +26,7 @@ from absl import flags
 
 from core import cli, stats_artifact  # cli first: it quiets TensorFlow before it loads
 from core.errors import InputError
-from core.labeler import short_artifact_note, t2_days_note
+from core.labeler import short_artifact_note, t2_days_note, t2_gap_note
 from pipelines.label import labelling
 
 FLAGS = flags.FLAGS
@@ -143,7 +143,8 @@ def main(argv):
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: {summary.unclicked_dwell_zeroed:,}")
     for note in (short_artifact_note(summary.short_artifact_days),
-                 t2_days_note(summary.t2_days_from_artifact)):
+                 t2_days_note(summary.t2_days_from_artifact),
+                 t2_gap_note(summary.t2_gap_days)):
         if note:
             print(f"note: {note}")
 

@@ -55,6 +55,9 @@ class LabelSummary:
     # {UTC day: (input rows, artifact rows)}: days the artifact saw whole yet fewer rows of
     # than the input holds (`core.labeler.short_artifact_days`).
     short_artifact_days: dict = dataclasses.field(default_factory=dict)
+    # UTC days rule T2's windows reach that neither the input nor the artifact holds
+    # (`core.labeler.t2_gap_days`), ascending.
+    t2_gap_days: list = dataclasses.field(default_factory=list)
 
     def as_dict(self) -> dict:
         valid = max(self.valid_reads, 1)
@@ -82,6 +85,7 @@ class LabelSummary:
         self.files.extend(other.files)
         self.t2_days_from_artifact.update(other.t2_days_from_artifact)
         self.short_artifact_days.update(other.short_artifact_days)
+        self.t2_gap_days = sorted(set(self.t2_gap_days) | set(other.t2_gap_days))
 
 
 def _csv_text(tensor):
@@ -168,7 +172,8 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
     gc.freeze()
     summary = LabelSummary(bin_counts=np.zeros(artifact.num_bins, np.int64),
                            t2_days_from_artifact=dict(labeler.t2_days_from_artifact or {}),
-                           short_artifact_days=dict(labeler.short_artifact_days))
+                           short_artifact_days=dict(labeler.short_artifact_days),
+                           t2_gap_days=list(labeler.t2_gap_days))
     with output_directory(output_dir) as tmp:
         write_shards(source, labeler, tmp, shard_names(source.files, fmt, compress), summary,
                      fmt=fmt, compress=compress, allow_unclicked_dwell=allow_unclicked_dwell,

@@ -46,6 +46,7 @@ from core.labeler import (
     day_rows_of,
     held_days,
     short_artifact_days,
+    t2_gap_days,
     user_fingerprint,
     window_clicks,
 )
@@ -106,7 +107,8 @@ def _build(beam, pipeline, job, history_shards, tmp, results):
     held = beam.pvalue.AsSingleton(counted.days
                                    | "DayRows" >> beam.CombinePerKey(sum)
                                    | "AllDays" >> beam.combiners.ToList()
-                                   | "HeldDays" >> beam.Map(_held, job["artifact_day_rows"]))
+                                   | "HeldDays" >> beam.Map(_held, job["artifact_day_rows"],
+                                                            window_days))
     history = (pipeline
                | "HistoryShards" >> beam.Create(history_shards)
                | "ReshuffleHistory" >> beam.Reshuffle()
@@ -149,13 +151,15 @@ def _count_file(element, job):
         yield fp, (day, clicks, index)
 
 
-def _held(day_rows, artifact_day_rows):
+def _held(day_rows, artifact_day_rows, window_days):
     """[(UTC day, rows of the input)] -> {days: the input's days, held: those whose counts come
     from the input, left: {day: (input rows, artifact rows)} of the others (`held_days`),
-    short: the days the artifact saw whole yet fewer rows of (`short_artifact_days`)}."""
+    short: the days the artifact saw whole yet fewer rows of (`short_artifact_days`), gap:
+    the days T2's windows reach that neither holds (`t2_gap_days`)}."""
     held, left = held_days(dict(day_rows), artifact_day_rows)
     return {"days": sorted(day for day, _ in day_rows), "held": sorted(held), "left": left,
-            "short": short_artifact_days(dict(day_rows), artifact_day_rows)}
+            "short": short_artifact_days(dict(day_rows), artifact_day_rows),
+            "gap": t2_gap_days(dict(day_rows), artifact_day_rows, window_days)}
 
 
 def _read_history(path, held, window_days):
@@ -223,7 +227,8 @@ def _label_file(keyed, job, tmp, results, held):
     source = _source(job, index)
     summary = labelling.LabelSummary(bin_counts=np.zeros(job["num_bins"], np.int64),
                                      t2_days_from_artifact=held["left"],
-                                     short_artifact_days=held["short"])
+                                     short_artifact_days=held["short"],
+                                     t2_gap_days=held["gap"])
     with log_diagnosis.input_errors_for_beam():
         labeler = Labeler(_artifact(job["stats"]), window, job["rules"])
         labelling.write_shards(source, labeler, tmp, job["names"], summary, fmt=job["fmt"],
