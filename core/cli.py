@@ -75,6 +75,9 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
         except Stopped as stop:  # asked to stop by a signal, and stopped cleanly
             print(f"stopped: {stop}", file=sys.stderr)
             sys.exit(stop.status)
+        except KeyboardInterrupt:  # Ctrl-C: the user knows why; no traceback
+            print("stopped: interrupted (SIGINT)", file=sys.stderr)
+            sys.exit(130)
         except BrokenPipeError:
             # The reader of stdout went away (`| head`): no traceback, and nothing more to
             # write there (its final flush would fail again), as Python's docs advise.

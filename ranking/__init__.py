@@ -16,7 +16,7 @@
         optimizers.py         OptimizerConfig, make_optimizer, LazyAdam
         metabalance.py        MetaBalanceConfig, gradient balancing
         loops.py, distribute.py  the synchronous and parameter-server loops; strategies
-        preemption.py         SIGTERM in a single process's loop: a checkpoint at the step, exit
+        preemption.py         SIGTERM, Ctrl-C in one process: a checkpoint at the step in flight
         evaluation.py, metrics.py  eval_metrics.json (SPEC §6), defined once
 """
 import core  # noqa: F401  (selects Keras 2 before TensorFlow loads)

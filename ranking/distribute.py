@@ -184,6 +184,16 @@ def is_chief(strategy) -> bool:
                                              and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def is_single_process(strategy) -> bool:
+    """True when `strategy` trains in this process alone: not a parameter-server cluster's
+    chief, nor a task of a multi-worker cluster (a lone multi-worker one, without TF_CONFIG,
+    is)."""
+    import tensorflow as tf
+
+    return (not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
+            and input_workers(strategy) == 1)
+
+
 def input_workers(strategy) -> int:
     """Workers that each read their own input: the chief and workers of a multi-worker
     mirrored cluster, the workers of a parameter-server cluster, else 1."""

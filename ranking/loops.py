@@ -243,10 +243,8 @@ def train_synchronous(run, say) -> list[float]:
                 f"continue ({type(error).__name__} in a collective op); start every task again "
                 "with the same command to resume from the chief's last checkpoint") from None
 
-    # One process: SIGTERM stops it at a checkpointed step. A cluster's tasks would have to
-    # agree on that step (`ranking.preemption`).
     return _epochs(run, say, lambda epoch, skip: _synchronous_batches(run, epoch, skip),
-                   run_steps, stoppable=run.workers == 1)
+                   run_steps)
 
 
 def refit_on_validation(run, say) -> dict:
@@ -340,33 +338,29 @@ def serve_best_with_head(run, say) -> None:
     selection.write_best(run.model_dir, run.model, summary, scratch)
 
 
-def _epochs(run, say, open_epoch, run_steps, stoppable: bool) -> list[float]:
+def _epochs(run, say, open_epoch, run_steps) -> list[float]:
     """The loop over epochs and steps shared by both strategies' loops: progress, summaries,
     checkpoints every --checkpoint_every steps and at each epoch's end; with a validation
     window, validation (each epoch's end or every --validate_every steps, each followed by a
-    checkpoint), early stopping and --max_epochs (`ranking.selection`). When `stoppable`,
-    SIGTERM stops it after the step in flight, checkpointed (`ranking.preemption`)."""
-    with preemption.stop_on_sigterm(stoppable) as stop:
+    checkpoint), early stopping and --max_epochs (`ranking.selection`). In a single process,
+    SIGTERM or Ctrl-C stops it after the step in flight, checkpointed (`ranking.preemption`)."""
+    with preemption.checkpointing() as stop:
         throughputs = _epoch_loop(run, say, open_epoch, run_steps, stop)
-    if stop:
-        _stop(run, stop.signal_name)
+        if stop:  # (still within the block: another signal does not end the save)
+            _checkpoint_now(run)
+            epoch, batches = int(run.epoch), int(run.batch_in_epoch)
+            where = (f"epoch {epoch + 1}, {batches} batches into it" if batches
+                     else f"after epoch {epoch}" if epoch else "before its first step")
+            raise Stopped(f"{stop.signal_name} at global step {int(run.global_step)} ({where}); "
+                          f"its checkpoint is {run.manager.latest_checkpoint}: the same command "
+                          "resumes from there", status=preemption.status(stop))
     return throughputs
 
 
-def _stop(run, signal_name: str) -> None:
-    """Writes a checkpoint at the global step unless the newest one is there, then raises
-    `Stopped` saying where the run stopped."""
-    import signal
-
-    step = int(run.global_step)
-    if not (run.manager.latest_checkpoint or "").endswith(f"ckpt-{step}"):
+def _checkpoint_now(run) -> None:
+    """A checkpoint at the global step, unless the newest one is at it."""
+    if not (run.manager.latest_checkpoint or "").endswith(f"ckpt-{int(run.global_step)}"):
         run.save()
-    epoch, batches = int(run.epoch), int(run.batch_in_epoch)
-    where = (f"epoch {epoch + 1}, {batches} batches into it" if batches
-             else f"after epoch {epoch}" if epoch else "before its first step")
-    raise Stopped(f"{signal_name} at global step {step} ({where}); its checkpoint is "
-                  f"{run.manager.latest_checkpoint}: the same command resumes from there",
-                  status=128 + int(getattr(signal, signal_name)))
 
 
 def _epoch_loop(run, say, open_epoch, run_steps, stop) -> list[float]:
@@ -422,7 +416,8 @@ def _epoch_loop(run, say, open_epoch, run_steps, stop) -> list[float]:
                         break
                 elif step % config.checkpoint_every == 0:
                     run.save()
-                if stop:
+                if stop:  # checkpointed before the input pipeline is torn down
+                    _checkpoint_now(run)
                     break
         if stopped or stop:  # stopped mid-epoch: the epoch's counters stay where it stopped
             break
@@ -492,7 +487,7 @@ def train_parameter_server(run, say) -> list[float]:
     def run_steps(iterator, steps):
         return _scheduled(run, coordinator, worker_step, iterator, steps)
 
-    return _epochs(run, say, open_epoch, run_steps, stoppable=False)
+    return _epochs(run, say, open_epoch, run_steps)
 
 
 def _scheduled(run, coordinator, worker_step, iterator, steps: int):

@@ -1,29 +1,40 @@
-"""SIGTERM during training: the step in flight finishes, a checkpoint is written at it, and the
-process ends with status 143, so that the same command resumes exactly where it stopped.
+"""SIGTERM and Ctrl-C during training: the step in flight finishes, a checkpoint is written at
+it, and the process ends (status 143 or 130), so that the same command resumes exactly there.
 
 A preemptible machine (a spot VM, an evicted Kubernetes pod) gets SIGTERM and some seconds of
 grace before SIGKILL. Ended at once, a run loses the steps since its last checkpoint (up to
---checkpoint_every of them, and a validation's work); asked to stop instead, the training loop
-of a single process (`ranking.loops`) ends after its current step (or the validation that step
-began), writes a checkpoint at that step unless it has just written one, and raises
-`core.errors.Stopped`; the command-line tool prints one `stopped:` line and exits with 143
-(128 + 15, what a shell reports for a process SIGTERM ended).
+--checkpoint_every of them, and a validation's work). A single training process instead
+handles SIGTERM and SIGINT itself for the whole of `train_and_evaluate` (`handled`):
 
-Outside the loop (reading the logs, the refit pass, evaluation) SIGTERM ends the process as it
-would by default: nothing there is lost that a re-run does not redo. The tasks of a cluster
-keep the default too (`ranking.distribute`): its tasks would have to agree on one step to
-checkpoint at (TensorFlow's PreemptionCheckpointHandler), which training does not use.
+- in the training loop (`checkpointing`, `ranking.loops`) the signal is a request: the loop
+  ends after its current step (or the validation that step began), writes a checkpoint at that
+  step at once unless the newest is there, and raises `core.errors.Stopped`; the tool prints
+  one `stopped:` line and exits with 128 + the signal's number (143, or 130 for Ctrl-C). More
+  SIGTERMs while it saves change nothing; a second Ctrl-C ends it at once (KeyboardInterrupt);
+- outside the loop (reading the logs, the rows cache, the refit pass, evaluation), where a
+  re-run redoes whatever is lost, SIGTERM ends the process at once with one line and status
+  143, as its default action would; the handler does it itself because the kernel drops a
+  signal left at its default action for a container's PID 1 (a pod without an init), which
+  would otherwise train on into SIGKILL. Ctrl-C raises KeyboardInterrupt there, as usual.
+
+The tasks of a cluster keep the default actions (`ranking.distribute`): its tasks would have to
+agree on one step to checkpoint at (TensorFlow's PreemptionCheckpointHandler), which training
+does not use.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
+
+_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopRequest:
-    """Whether the process was asked to stop: `signal_name` ("SIGTERM") or None."""
+    """Whether the loop was asked to stop: `signal_name` ("SIGTERM", "SIGINT") or None."""
 
     def __init__(self):
         self.signal_name: str | None = None
@@ -32,22 +43,69 @@ class StopRequest:
         return self.signal_name is not None
 
 
+class _Handler:
+    """The handler `handled` installs; `request` is the loop's while it runs (`checkpointing`)."""
+
+    def __init__(self):
+        self.request: StopRequest | None = None
+
+    def __call__(self, signum, frame):
+        name = signal.Signals(signum).name
+        request = self.request
+        if request is not None:
+            if request and signum == signal.SIGINT:
+                raise KeyboardInterrupt  # a second Ctrl-C: at once
+            if not request:
+                request.signal_name = name
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        print(f"stopped: {name} outside training's loop (reading the logs, the refit pass or "
+              "evaluation), which ended at once; the same command resumes from the newest "
+              "checkpoint", file=sys.stderr, flush=True)
+        os._exit(128 + signum)
+
+
+_handler: _Handler | None = None
+
+
 @contextlib.contextmanager
-def stop_on_sigterm(enabled: bool):
-    """Within the block, SIGTERM sets the yielded `StopRequest` instead of ending the process
-    (when `enabled`, and only in the main thread, where Python runs signal handlers); the
-    handler before it is put back at the block's end. A request that came while the block ran
-    stays set after it: the caller stops then."""
+def handled(enabled: bool):
+    """Within the block (a training call of a single process, when `enabled`), SIGTERM and
+    SIGINT are handled as the module docstring says; the handlers before it are put back at
+    its end. Only in the main thread, where Python runs signal handlers."""
+    global _handler
+    if not enabled or _handler is not None or (
+            threading.current_thread() is not threading.main_thread()):
+        yield
+        return
+    handler = _Handler()
+    previous = {number: signal.signal(number, handler) for number in _SIGNALS}
+    _handler = handler
+    try:
+        yield
+    finally:
+        _handler = None
+        for number, action in previous.items():
+            signal.signal(number, action)
+
+
+@contextlib.contextmanager
+def checkpointing():
+    """The training loop's block: yields the `StopRequest` that SIGTERM or SIGINT sets while it
+    runs (within `handled`; elsewhere one that nothing sets)."""
     request = StopRequest()
-    if not enabled or threading.current_thread() is not threading.main_thread():
+    handler = _handler
+    if handler is None:
         yield request
         return
-
-    def asked_to_stop(signum, frame):
-        request.signal_name = signal.Signals(signum).name
-
-    previous = signal.signal(signal.SIGTERM, asked_to_stop)
+    handler.request = request
     try:
         yield request
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        handler.request = None
+
+
+def status(request: StopRequest) -> int:
+    """The exit status of a process `request` stopped: 128 + the signal's number."""
+    return 128 + int(signal.Signals[request.signal_name])

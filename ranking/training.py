@@ -31,6 +31,7 @@ from ranking import (
     loops,
     metrics,
     orca,
+    preemption,
     selection,
     train_cache,
 )
@@ -137,7 +138,10 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     strategy = distribute.make_strategy(config.strategy)
     chief = distribute.is_chief(strategy)
     try:
-        return _train_and_evaluate(config, model_dir, strategy, chief, phases)
+        # One process handles SIGTERM and Ctrl-C itself; a cluster's tasks would have to agree
+        # on the step to checkpoint at (`ranking.preemption`).
+        with preemption.handled(distribute.is_single_process(strategy)):
+            return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
         # A directory this run took as new (under its lock: `model_dir.prepare`) is emptied,
         # and removed when the run made it; one being resumed keeps its checkpoints.

@@ -188,51 +188,135 @@ def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(sm
         assert killed[key] == pytest.approx(uninterrupted[key], rel=1e-6), key
 
 
-def test_sigterm_stops_training_at_a_checkpointed_step_that_resumes_exactly(small_world,
-                                                                          tmp_path,
-                                                                          monkeypatch):
-    """SIGTERM in the loop (here sent by the process to itself as its 37th step returns, so
-    the step is known): the run ends after that step with `Stopped`, its checkpoint at step 37
-    (not one of --checkpoint_every's), the handler before it back in place and the run marked
-    unfinished; the same call then resumes to the model an uninterrupted run ends at."""
-    from core.errors import Stopped
+def _signal_at_step(monkeypatch, number: int, signum):
+    """Makes training's steps send `signum` to this process as step `number` returns (once),
+    so that the step a signal arrives at is known."""
     from ranking import loops
-    from ranking import model_dir as model_dir_lib
 
     real, sent = loops._make_synchronous_steps, []
 
     def signalling(run):
         run_batches = real(run)
 
-        def batches_then_sigterm(batches, first_step):
-            for number, losses in enumerate(run_batches(batches, first_step), start=first_step):
-                if number == 37 and not sent:
-                    sent.append(number)
-                    os.kill(os.getpid(), signal.SIGTERM)
+        def batches_then_signal(batches, first_step):
+            for step, losses in enumerate(run_batches(batches, first_step), start=first_step):
+                if step == number and not sent:
+                    sent.append(step)
+                    os.kill(os.getpid(), signum)
                 yield losses
 
-        return batches_then_sigterm
+        return batches_then_signal
 
     monkeypatch.setattr(loops, "_make_synchronous_steps", signalling)
+
+
+def test_sigterm_stops_training_at_a_checkpointed_step_that_resumes_exactly(small_world,
+                                                                          tmp_path,
+                                                                          monkeypatch):
+    """SIGTERM in the loop (here sent by the process to itself as its 37th step returns, so
+    the step is known), and twice more while the stop's checkpoint is written: the run ends
+    after that step with `Stopped`, its checkpoint at step 37 (not one of --checkpoint_every's),
+    the handlers before it back in place and the run marked unfinished; the same call then
+    resumes to the model an uninterrupted run ends at."""
+    from core.errors import Stopped
+    from ranking import loops
+    from ranking import model_dir as model_dir_lib
+
+    _signal_at_step(monkeypatch, 37, signal.SIGTERM)
+    real_checkpoint = loops._checkpoint_now
+
+    def impatient(run):  # a scheduler that repeats its notice
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_checkpoint(run)
+
+    monkeypatch.setattr(loops, "_checkpoint_now", impatient)
     config = config_for(small_world, epochs=2, steps_per_epoch=30, checkpoint_every=20,
                         deterministic=True)
     stopped_dir = str(tmp_path / "stopped")
-    before = signal.getsignal(signal.SIGTERM)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with pytest.raises(Stopped, match=r"SIGTERM at global step 37 \(epoch 2, 7 batches into "
                                       r"it\); its checkpoint is .*ckpt-37: the same command") as stop:
         training.train_and_evaluate(config, stopped_dir)
     assert stop.value.status == 143
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
     assert recorded_checkpoint_step(stopped_dir) == 37
     assert os.path.exists(os.path.join(stopped_dir, model_dir_lib.TRAINING_MARK))
     assert not os.path.exists(os.path.join(stopped_dir, "eval_metrics.json"))
 
+    monkeypatch.undo()
     resumed = training.train_and_evaluate(config, stopped_dir)
     whole = training.train_and_evaluate(config, str(tmp_path / "whole"))
     assert resumed["global_step"] == whole["global_step"] == 60
     for key in ("auc_valid_read", "auc_ctr", "logloss_valid_read"):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-6), key
     assert not os.path.exists(os.path.join(stopped_dir, model_dir_lib.TRAINING_MARK))
+
+
+def test_ctrl_c_stops_at_a_checkpointed_step_and_a_second_one_at_once(small_world, tmp_path,
+                                                                     monkeypatch):
+    """Ctrl-C (SIGINT) in the loop is a stop request as SIGTERM is (status 130); a second
+    Ctrl-C while the stop's checkpoint is written raises KeyboardInterrupt at once."""
+    from core.errors import Stopped
+    from ranking import loops
+
+    _signal_at_step(monkeypatch, 5, signal.SIGINT)
+    config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=12,
+                        checkpoint_every=100, eval=None)
+    with pytest.raises(Stopped, match=r"SIGINT at global step 5 \(epoch 1, 5 batches") as stop:
+        training.train_and_evaluate(config, str(tmp_path / "once"))
+    assert stop.value.status == 130
+    assert recorded_checkpoint_step(str(tmp_path / "once")) == 5
+
+    monkeypatch.undo()
+    _signal_at_step(monkeypatch, 5, signal.SIGINT)
+    real_checkpoint = loops._checkpoint_now
+
+    def again(run):
+        os.kill(os.getpid(), signal.SIGINT)
+        real_checkpoint(run)
+
+    monkeypatch.setattr(loops, "_checkpoint_now", again)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_and_evaluate(config, str(tmp_path / "twice"))
+    assert recorded_checkpoint_step(str(tmp_path / "twice")) == 0
+
+
+SIGTERM_IN_EVALUATION = r'''
+import os, signal, sys
+from core import cli
+from ranking import train, training
+
+def evaluate_after_sigterm(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGTERM)
+    print("evaluated after SIGTERM", flush=True)
+
+training._evaluate_and_write = evaluate_after_sigterm
+sys.argv = ["ranking.train", *sys.argv[1:]]
+cli.run(train.main)
+'''
+
+
+def test_sigterm_outside_the_loop_ends_the_process_at_once(small_world, tmp_path):
+    """SIGTERM during evaluation (sent by the process itself, so the moment is known) ends the
+    process at once, as the signal's default action would, with one line and status 143: the
+    handler does it itself, for a container's PID 1, where the kernel drops a signal left at
+    its default. The run's checkpoint is there; nothing after the signal ran."""
+    model_dir = str(tmp_path / "m")
+    env = dict(os.environ, PYTHONPATH=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_IN_EVALUATION, "--model=single_ctr",
+         f"--train={small_world['train']}", f"--eval={small_world['eval']}",
+         f"--stats={small_world['stats']}", "--batch_size=256", "--steps_per_epoch=6",
+         "--progress=none", f"--model_dir={model_dir}"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143, done.stderr
+    assert done.stderr.strip() == (
+        "stopped: SIGTERM outside training's loop (reading the logs, the refit pass or "
+        "evaluation), which ended at once; the same command resumes from the newest "
+        "checkpoint"), done.stderr
+    assert "evaluated after SIGTERM" not in done.stdout
+    assert recorded_checkpoint_step(model_dir) == 6
 
 
 def test_sigterm_to_the_training_command_prints_one_line_and_exits_143(small_world, tmp_path):
