@@ -43,6 +43,22 @@ class StopRequest:
         return self.signal_name is not None
 
 
+def _end_at_once(signum, frame):
+    print(f"stopped: {signal.Signals(signum).name} outside training's loop (reading the logs, "
+          "the refit pass or evaluation), which ended at once; the same command resumes from "
+          "the newest checkpoint", file=sys.stderr, flush=True)
+    os._exit(128 + signum)
+
+
+def end_at_once_on_sigterm() -> None:
+    """SIGTERM ends the process at once with one line and status 143, as its default action
+    would, also as a container's PID 1. `ranking.train` calls it before TensorFlow loads, so
+    that a notice during its import or start-up is not lost; `handled` takes over later. In
+    the main thread only."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _end_at_once)
+
+
 class _Handler:
     """The handler `handled` installs; `request` is the loop's while it runs (`checkpointing`)."""
 
@@ -60,10 +76,7 @@ class _Handler:
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
-        print(f"stopped: {name} outside training's loop (reading the logs, the refit pass or "
-              "evaluation), which ended at once; the same command resumes from the newest "
-              "checkpoint", file=sys.stderr, flush=True)
-        os._exit(128 + signum)
+        _end_at_once(signum, frame)
 
 
 _handler: _Handler | None = None

@@ -17,8 +17,12 @@ from __future__ import annotations
 from absl import flags
 
 from core import cli, phases, settings  # cli first: it quiets TensorFlow before it loads
-from core.errors import InputError
-from ranking import evaluation, training
+from ranking import preemption
+
+preemption.end_at_once_on_sigterm()  # before TensorFlow's import, a few seconds
+
+from core.errors import InputError  # noqa: E402
+from ranking import evaluation, training  # noqa: E402
 
 FLAGS = flags.FLAGS
 settings.define_flags(training.TrainConfig)
