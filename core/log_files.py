@@ -178,7 +178,9 @@ def gzip_damage(log_file: LogFile) -> str | None:
     flush (a writer killed mid-file: no final block, no trailer) as complete, with its last
     line cut, and produce bytes of a corrupt stream until inflate happens to fail, so each
     gzip file is read once through zlib, which checks both (about 0.3 s a million rows).
-    Zero bytes after the last member are padding, as Python's gzip reads them."""
+    Zero bytes after a member are padding to Python's gzip and `gzip -t`, but TensorFlow's
+    reader fails on any between two members and on two or more after the last ("incorrect
+    header check", naming no file): a damage too, with the way out."""
     if not log_file.gzip:
         return None
     if _is_url(log_file.path):
@@ -195,7 +197,7 @@ def gzip_damage(log_file: LogFile) -> str | None:
 
 
 def _gzip_damage(path: str) -> str | None:
-    inflate, started = zlib.decompressobj(31), False
+    inflate, started, zeros = zlib.decompressobj(31), False, 0  # zeros: after the member's end
     try:
         with open_binary(path) as handle:
             while True:
@@ -204,10 +206,14 @@ def _gzip_damage(path: str) -> str | None:
                     break
                 while chunk:
                     if inflate.eof:  # a member ended: padding, or the next member
-                        chunk = chunk.lstrip(b"\0")
+                        stripped = chunk.lstrip(b"\0")
+                        zeros += len(chunk) - len(stripped)
+                        chunk = stripped
                         if not chunk:
                             break
-                        inflate, started = zlib.decompressobj(31), False
+                        if zeros:  # (TensorFlow's reader fails on any zero byte there)
+                            return _padding(zeros, more=True)
+                        inflate, started, zeros = zlib.decompressobj(31), False, 0
                     inflate.decompress(chunk, 1 << 22)
                     started = True
                     chunk = inflate.unconsumed_tail or inflate.unused_data
@@ -218,7 +224,14 @@ def _gzip_damage(path: str) -> str | None:
         raise InputError(f"cannot read the file ({error.strerror or error})", file=path) from None
     if started and not inflate.eof:
         return GZIP_CUT
-    return None
+    return _padding(zeros, more=False) if zeros > 1 else None  # (one it skips at the end)
+
+
+def _padding(zeros: int, more: bool) -> str:
+    where = "between two gzip members" if more else "after its gzip data"
+    return (f"{zeros:,} zero bytes of padding {where}, which Python's gzip and `gzip -t` read "
+            "past but TensorFlow's reader cannot; write it again without them: "
+            "gzip -dc FILE | gzip > NEW")
 
 
 def gzip_damages(files: Sequence[LogFile]) -> list[str | None]:

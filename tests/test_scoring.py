@@ -342,13 +342,19 @@ def test_damaged_gzip_files_among_others(log_3000, tmp_path):
         assert str(refused.value) == f"{damaged.path}: is corrupt or truncated ({reason})"
 
 
-def test_gzip_damage_against_pythons_gzip(tmp_path):
-    """The check agrees with Python's gzip module: whole, multi-member and zero-padded streams
-    pass; a stream cut mid-block or after a flush, and a wrong CRC or length, do not."""
+def test_gzip_damage_against_pythons_gzip_and_tensorflows_reader(tmp_path):
+    """The check passes exactly the streams that both Python's gzip module and TensorFlow's
+    reader read whole and alike (whole, multi-member, one zero byte after the end); it finds a
+    stream cut mid-block or after a flush (which TensorFlow reads without a word), a wrong CRC
+    or length, and zero-byte padding TensorFlow's reader fails on (which Python's reads past)."""
+    import tensorflow as tf
+
     text = b"".join(b"%d,%d\n" % (k, k * k) for k in range(20000))
     member = gzip.compress(text, mtime=0)
-    cases = {"whole": member, "two members": member + gzip.compress(b"1,1\n", mtime=0),
-             "padded": member + b"\0" * 9, "cut mid-block": member[: len(member) // 2],
+    second = gzip.compress(b"1,1\n", mtime=0)
+    cases = {"whole": member, "two members": member + second, "one zero byte": member + b"\0",
+             "padded": member + b"\0" * 9, "a zero byte between members": member + b"\0" + second,
+             "cut mid-block": member[: len(member) // 2],
              "cut after a flush": _flush_cut(text, 70001),
              "wrong crc": member[:-8] + bytes([member[-8] ^ 1]) + member[-7:],
              "wrong length": member[:-1] + bytes([member[-1] ^ 1])}
@@ -356,14 +362,22 @@ def test_gzip_damage_against_pythons_gzip(tmp_path):
         path = tmp_path / f"{name.replace(' ', '_')}.csv.gz"
         path.write_bytes(data)
         try:
-            gzip.decompress(data)
-            python_ok = True
+            python_lines = gzip.decompress(data).splitlines()
         except (EOFError, OSError, zlib.error):
-            python_ok = False
+            python_lines = None
+        try:
+            tf_lines = list(tf.data.TextLineDataset(str(path), "GZIP").as_numpy_iterator())
+        except tf.errors.OpError:
+            tf_lines = None
         damage = log_files.gzip_damage(log_files.LogFile(str(path), "csv", True))
-        assert (damage is None) == python_ok, (name, damage)
+        assert (damage is None) == (python_lines is not None and tf_lines == python_lines), (
+            name, damage)
         if name.startswith("cut"):
             assert damage == log_files.GZIP_CUT
+    assert log_files.gzip_damage(log_files.LogFile(str(tmp_path / "padded.csv.gz"), "csv",
+                                                   True)).startswith(
+        "9 zero bytes of padding after its gzip data, which Python's gzip and `gzip -t` read "
+        "past but TensorFlow's reader cannot")
     assert log_files.gzip_damage(log_files.LogFile(str(path), "csv", False)) is None
 
 
