@@ -22,7 +22,14 @@ from typing import Mapping, Sequence
 
 from core.errors import MARKER, InputError, from_tf_error, quiet_input_error_logs
 from core.log_files import LogFile, damage_reason, open_binary, open_text, tfrecord_damage
-from core.log_schema import ANY_INT_RE, FIXED_TYPES, FLOAT_RE, INT64_TEXT
+from core.log_schema import (
+    ANY_INT_RE,
+    FIXED_TYPES,
+    FLOAT_RE,
+    INT64_TEXT,
+    MISSING_TOKENS,
+    unreadable_number,
+)
 
 # The most recent reader of each thread, so that a parse error raised deep inside tf.data
 # (possibly inside Keras' fit) can be traced back to its file and line (see `diagnose`). Per
@@ -115,8 +122,10 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number
         value = fields[index]
         if value and not pattern.match(value):
             what = "an integer" if kind == "int64" else "a number"
-            if name in FIXED_TYPES:
-                guess = ""
+            if name in FIXED_TYPES:  # ('+1', 'Infinity' said; a missing value is not theirs)
+                why = unreadable_number(value)
+                guess = (f" ({why})" if why and value.strip().lower() not in MISSING_TOKENS
+                         else "")
             elif given.get(name) == "model":
                 guess = (f" (the model reads this feature as {kind}, its type in the training "
                          "logs: write the column so, or train on logs that have it as this "
@@ -126,6 +135,8 @@ def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number
             elif given.get(name) == "artifact":
                 guess = (f" (its type is given as {kind} by the statistics job's --column_types, "
                          "kept in its artifact: run that job with the type these values need)")
+            elif (why := unreadable_number(value)) is not None:
+                guess = f" ({why})"
             elif (fits := _type_that_reads(value)) is None:
                 guess = (" (a missing value is an empty field, which reads as the type's "
                          "default)")
@@ -200,8 +211,10 @@ def quoting_problem(line: str) -> tuple[int, str] | None:
     `csv` module reads it, as (0-based field index, what is wrong), or None: a quote or a CR
     inside an unquoted field (`a 5" screen`), text after a field's closing quote, or a quoted
     field left open at the line's end (a line break inside a field: the reader takes one line a
-    row)."""
-    line = line.rstrip("\r\n")
+    row). The line's LF, and a CR before it, end it as the reader strips them; a CR with no LF
+    after it (a file's last line) stays in the line, as for the reader."""
+    if line.endswith("\n"):
+        line = line[:-2] if line.endswith("\r\n") else line[:-1]
     at, field = 0, 0
     while True:
         if line.startswith('"', at):
@@ -226,6 +239,9 @@ def quoting_problem(line: str) -> tuple[int, str] | None:
             if '"' in line[at:end]:
                 return field, (f"a quote inside an unquoted field ('{line[at:end][:80]}'); "
                                "quote the whole field and double the quotes inside it")
+            if line.endswith("\r") and end == len(line):
+                return field, ("the line ends with a carriage return (CR) and no line feed "
+                               "(LF) after it; end every line with LF or CRLF")
             if "\r" in line[at:end] or "\n" in line[at:end]:
                 return field, ("a line break (CR) inside an unquoted field; remove line breaks "
                                "from text columns")

@@ -75,8 +75,10 @@ SPARSE_SAMPLE_BYTES = 64 << 20
 # Python's csv module refuses fields over 128 KiB; logs may carry longer ones (article text).
 csv.field_size_limit(1 << 30)
 
-_INT = r"[+-]?[0-9]{1,19}"  # int64 holds every 18-digit number and some of 19 (`fits_int64`)
-_FLOAT = r"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|infinity|nan)"
+# What TensorFlow's reader (`tf.strings.to_number`) reads: no '+' on an integer, "inf" but not
+# "Infinity". int64 holds every 18-digit number and some of 19 (`fits_int64`).
+_INT = r"-?[0-9]{1,19}"
+_FLOAT = r"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|nan)"
 INT_RE, FLOAT_RE = re.compile(_INT + r"\Z"), re.compile(_FLOAT + r"\Z")
 
 
@@ -189,6 +191,43 @@ def fits_int64(value: str) -> bool:
 INT64_TEXT = types.SimpleNamespace(match=fits_int64)
 
 
+# Text that databases, spreadsheets and dataframes write for a missing value (Hive and
+# MySQL's \N, SQL's NULL, pandas' None and NA, Excel's #N/A), lower-cased.
+MISSING_TOKENS = frozenset({"null", "none", "na", "n/a", "#n/a", "nil", "\\n"})
+_PLUS_INT = re.compile(r"\+[0-9]+\Z")
+_INFINITY = re.compile(r"(?i)[+-]?infinity\Z")
+
+
+def unreadable_number(value: str) -> str | None:
+    """Why CSV text `value`, in a column of numbers, is not one TensorFlow's reader reads, for
+    the values people mean as numbers or as missing: a missing-value marker (MISSING_TOKENS),
+    "Infinity", an integer with a '+' sign; else None."""
+    text = value.strip()
+    if text.lower() in MISSING_TOKENS:
+        return ("a missing value is an empty field here (pandas' to_csv writes NaN so by "
+                "default: leave na_rep alone)")
+    if _INFINITY.match(text):
+        return "TensorFlow's reader does not read 'Infinity', and no value here may be infinite"
+    if _PLUS_INT.match(text):
+        return "TensorFlow's reader takes no '+' sign on an integer: write it without one"
+    return None
+
+
+def _odd_value_among_numbers(values: Sequence[str]) -> tuple[str, str] | None:
+    """(value, why) for the first value of a column's sampled CSV text that `unreadable_number`
+    explains when every other non-empty value is a number; else None (a text column)."""
+    odd = None
+    for value in values:
+        if value == "":
+            continue
+        why = unreadable_number(value)
+        if why is not None:
+            odd = odd or (value, why)
+        elif not FLOAT_RE.match(value):
+            return None
+    return odd
+
+
 def _infer_value_type(values: Iterable[str]) -> str:
     """int64 when every non-empty value is an integer int64 holds; string when they are all
     integers but some lie beyond int64 (a 20-digit id, which float32 would round to one value
@@ -203,9 +242,23 @@ def _infer_value_type(values: Iterable[str]) -> str:
     return "float32" if all(FLOAT_RE.match(value) for value in present) else "string"
 
 
+def _cr_line_ends(log_file: LogFile) -> bool:
+    """Whether the first line of CSV `log_file` ends at a CR alone (Excel for Mac's "CSV
+    (Macintosh)", a writer's lineterminator='\\r'): TensorFlow's reader ends lines at LF only,
+    and reads such a file as one line. (Its first 64 KiB are read.)"""
+    with open_text(log_file, newline="\n") as text:
+        first = text.readline(1 << 16)
+    return "\r" in first.removesuffix("\n").removesuffix("\r")
+
+
 def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], list[list[str]]]:
     header, rows = None, []
     try:
+        if _cr_line_ends(log_file):
+            raise InputError("ends its lines with a carriage return (CR) alone (a Mac "
+                             "spreadsheet's CSV?), which TensorFlow's reader reads as one "
+                             "line; write it with LF or CRLF line ends, e.g. tr '\\r' '\\n' "
+                             "< FILE > NEW", file=log_file.path)
         with open_text(log_file) as text:
             reader = csv.reader(text)
             try:
@@ -285,6 +338,16 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
         unseen_typed = tuple(c for c in columns if c in unseen_types and not any(samples[c]))
         inferred = {c: (unseen_types[c] if c in unseen_typed else _infer_value_type(samples[c]))
                     for c in columns}
+        # Numbers with a value that would make the column text, unless a model reads these
+        # logs (its columns typed, the others unread).
+        for name in () if sparse_typed else columns:
+            odd = (None if name in column_types or name in FIXED_TYPES or name in unseen_typed
+                   else _odd_value_among_numbers(samples[name]))
+            if odd is not None:
+                raise InputError(
+                    f"the sampled first rows of {files_text(files[:SAMPLE_FILES])} hold numbers "
+                    f"and '{odd[0][:80]}': {odd[1]}; or, if the column is text, give "
+                    f"--column_types={name}:string", column=name)
         stored = {}
     else:
         columns, inferred = _sample_tfrecord(files, required)

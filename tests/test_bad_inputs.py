@@ -182,6 +182,11 @@ def build_unicode_ids(d):
     return str(d / "log.csv")
 
 
+def build_cr_line_ends(d):
+    write(d / "log.csv", good_rows(), newline="\r")  # Excel for Mac's "CSV (Macintosh)"
+    return str(d / "log.csv")
+
+
 def build_enormous_field(d):
     rows = good_rows()
     rows[3][HEADER.index("category")] = "x" * 2_000_000
@@ -195,6 +200,13 @@ CATALOGUE = {
     "wrong type": (with_value(4, "timestamp", "yesterday"),
                    "line 6, column 'timestamp': expected an integer, found 'yesterday'"),
     "click outside 0/1": (with_value(5, "click", 2), "line 7, column 'click': expected 0 or 1"),
+    # TensorFlow's reader reads no '+' on an integer, which Python's int() takes.
+    "plus-signed click": (with_value(5, "click", "+1"),
+                          "line 7, column 'click': expected an integer (TensorFlow's reader "
+                          "takes no '+' sign on an integer: write it without one), found '+1'"),
+    # TensorFlow's reader ends lines at LF only: the whole file was one line (no rows).
+    "CR line ends": (build_cr_line_ends, "log.csv: ends its lines with a carriage return (CR) "
+                     "alone"),
     "timestamp in milliseconds": (with_value(4, "timestamp", (DAY + 240) * 1000),
                                   "line 6, column 'timestamp': expected unix seconds"),
     "negative dwell": (with_value(3, "dwell_time", -1.5),
@@ -242,6 +254,7 @@ SCORE_EXPECTED = {
     "missing column": None,  # click is an outcome: candidates need none
     "wrong type": None,  # timestamp is not a model feature
     "click outside 0/1": None,
+    "plus-signed click": None,
     "timestamp in milliseconds": None,  # scoring never reads the timestamp
     "negative dwell": None,
     "non-finite dwell": None,

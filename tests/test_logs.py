@@ -170,6 +170,43 @@ def test_column_type_inference(values, kind):
     assert log_schema._infer_value_type(values) == kind
 
 
+SPELLINGS = ["1", "-1", "+1", "01", "-0", "9223372036854775807", "1.0", "1e3", "+1.5", ".5",
+             "5.", "1.5e+3", "inf", "-inf", "+inf", "INF", "nan", "NaN", "+nan", "Infinity",
+             "-Infinity", "infinity", "1_000", "1,5", "1e", "e3", "infinit", "NULL", "\\N"]
+
+
+@pytest.mark.parametrize("text", SPELLINGS)
+def test_number_patterns_accept_what_tensorflows_reader_reads(text):
+    """The patterns that type columns and explain refused lines accept exactly the spellings
+    `tf.strings.to_number` (the reader's parser) reads, as int64 and as float32 (without
+    surrounding spaces, and but for hexadecimal, which TensorFlow reads and these refuse)."""
+    def reads(dtype):
+        try:
+            tf.strings.to_number(text, out_type=dtype)
+            return True
+        except tf.errors.InvalidArgumentError:
+            return False
+
+    assert log_schema.fits_int64(text) == reads(tf.int64), text
+    assert bool(log_schema.FLOAT_RE.match(text)) == reads(tf.float32), text
+
+
+@pytest.mark.parametrize("odd", ["NULL", "\\N", "None", "NA", "null", "#N/A", "+3", "Infinity"])
+def test_a_value_that_would_make_a_number_column_text_is_refused(tmp_path, odd):
+    """One missing-value marker, '+3' or 'Infinity' among a column's sampled numbers made it
+    text before, its numbers hashed as words, without a word: now refused, naming the column
+    and the value; a text column holding 'NA' among words, or the column typed as string by
+    --column_types, reads."""
+    rows = replace_field(ROWS, 2, "position", odd)
+    path = write_csv(tmp_path / "odd.csv", rows=replace_field(rows, 1, "category", "NA"))
+    with pytest.raises(InputError, match=re.escape(
+            f"column 'position': the sampled first rows of {path} hold numbers and '{odd}': ")):
+        log_schema.infer_schema([log_files.LogFile(path, "csv", False)], None)
+    schema, _, _ = log_schema.infer_schema([log_files.LogFile(path, "csv", False)],
+                                           {"position": "string"})
+    assert schema.dtypes["position"] == schema.dtypes["category"] == "string"
+
+
 def test_rows_keep_file_order_and_source_lines(tmp_path):
     first = write_csv(tmp_path / "day-0.csv", rows=ROWS[:3])
     write_csv(tmp_path / "day-1.csv", rows=ROWS[3:])
@@ -185,11 +222,13 @@ def test_rows_keep_file_order_and_source_lines(tmp_path):
 @pytest.mark.parametrize("line", [
     'a,b,c', '"a","b, and more","c"', 'a,"say ""hi""",c', '"",,', 'a,b,""""', 'a,b,c\r\n',
     'a,5" screen,c', 'a,"b"x,c', 'a,"b,c', 'a,b,c"', '"a"",b,c', 'a,b,"c"d', 'a, "b",c',
-    'a,b\rc,d'])
+    'a,b\rc,d', 'a,b,c\r'])
 def test_the_quoting_check_refuses_exactly_what_tensorflows_csv_parser_refuses(line):
-    # The reference is TensorFlow's own parser, which the reader's fast path uses.
+    # The reference is TensorFlow's own parser, which the reader's fast path uses, on the line
+    # as TextLineDataset gives it: without its LF or CRLF (a file's last line may end in CR).
+    read = line[:-2] if line.endswith("\r\n") else line.removesuffix("\n")
     try:
-        tf.io.decode_csv(tf.constant([line.rstrip("\r\n")]), record_defaults=[""] * 3)
+        tf.io.decode_csv(tf.constant([read]), record_defaults=[""] * 3)
         accepted = True
     except tf.errors.InvalidArgumentError as error:
         # (a field count other than 3 is not a quoting problem; none of the lines has one)
@@ -303,6 +342,16 @@ CSV_CASES = [
      r"10\^3, 10\^6 or 10\^9"),
     ("timestamp in nanoseconds", replace_field(ROWS, 3, "timestamp", 1767657601000000000),
      r"line 5, column 'timestamp': expected unix seconds .*found 1767657601000000000: "),
+    # Spellings Python reads as numbers and TensorFlow's reader does not (a traceback before).
+    ("Infinity dwell", replace_field(ROWS, 3, "dwell_time", "Infinity"),
+     r"line 5, column 'dwell_time': expected a number \(TensorFlow's reader does not read "
+     r"'Infinity', and no value here may be infinite\), found 'Infinity'"),
+    ("plus-signed timestamp", replace_field(ROWS, 1, "timestamp", "+1767571210"),
+     r"line 3, column 'timestamp': expected an integer \(TensorFlow's reader takes no '\+' "
+     r"sign on an integer: write it without one\)"),
+    ("a missing-value marker in an integer feature", replace_field(ROWS, 4, "position", "NULL"),
+     r"line 6, column 'position': expected an integer \(a missing value is an empty field "
+     r"here"),
 ]
 
 
