@@ -143,10 +143,11 @@ def _classify(path: str) -> LogFile:
         return LogFile(path, "csv", is_gzip)
     if lower.endswith(TFRECORD_SUFFIXES):
         return LogFile(path, "tfrecord", is_gzip)
-    # Unknown suffix: a text first line with a comma is CSV, anything else TFRecord.
+    # Unknown suffix: a text first line with a separator is CSV (a tab or a semicolon, to be
+    # refused by its header with the reason), anything else TFRecord.
     try:
         first = open_text(LogFile(path, "csv", is_gzip)).readline()
-        looks_csv = "," in first and "\x00" not in first
+        looks_csv = any(c in first for c in ",\t;|") and "\x00" not in first
     except (OSError, UnicodeDecodeError, EOFError, zlib.error):
         looks_csv = False
     return LogFile(path, "csv" if looks_csv else "tfrecord", is_gzip)

@@ -279,8 +279,16 @@ def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], li
         if header is None or not log_file.gzip or isinstance(error, FileNotFoundError):
             raise InputError(f"is corrupt or truncated ({error})", file=log_file.path) from None
     except UnicodeDecodeError as error:
-        raise InputError(f"is not UTF-8 text ({error.reason} at byte {error.start}); "
-                         "expected a CSV log", file=log_file.path) from None
+        head = error.object[:4096]
+        if error.start == 0 and head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            why = ("it starts with a UTF-16 byte order mark (a spreadsheet's 'Unicode Text'?): "
+                   "save it as UTF-8 CSV")
+        elif head.count(0) > len(head) // 4:  # every other byte of ASCII text
+            why = "a quarter of its bytes are NUL: UTF-16? save it as UTF-8 CSV"
+        else:
+            why = "expected a CSV log"
+        raise InputError(f"is not UTF-8 text ({error.reason} at byte {error.start}); {why}",
+                         file=log_file.path) from None
     except csv.Error as error:
         raise InputError(f"is not valid CSV: {error}", file=log_file.path) from None
     header = [h.strip() for h in header]
@@ -301,7 +309,28 @@ def _check_header(header: list[str], path: str,
     for name in required:
         if name not in seen:
             raise InputError(f"missing required column '{name}' (the header has: "
-                             f"{', '.join(header)})", file=path, row=1)
+                             f"{_shown_header(header)}){_header_hint(header, name)}",
+                             file=path, row=1)
+
+
+def _shown_header(header: list[str]) -> str:
+    text = ", ".join(header).replace("\x00", "")  # (UTF-16's NUL bytes, not printed)
+    return text if len(text) <= 300 else text[:300] + "..."
+
+
+def _header_hint(header: list[str], missing: str) -> str:
+    """Why a header may lack `missing`: UTF-16 text, another separator, a name's case."""
+    if any("\x00" in name for name in header):
+        return "; its text holds NUL bytes: UTF-16? save the file as UTF-8"
+    if len(header) == 1:
+        for separator, called in (("\t", "tabs"), (";", "semicolons"), ("|", "'|'")):
+            if separator in header[0]:
+                return (f"; one column, its names separated by {called}: the logs are read as "
+                        "comma-separated CSV")
+    cased = [name for name in header if name.lower() == missing.lower()]
+    if cased:
+        return f"; it has '{cased[0]}': column names are case-sensitive"
+    return ""
 
 
 def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | None,

@@ -372,6 +372,52 @@ def test_missing_required_column_is_named(tmp_path):
         logs.open_logs(path)
 
 
+def _exported(text: str, name: str, encoding: str, tmp_path) -> str:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return str(path)
+
+
+@pytest.mark.parametrize("name,encoding,separator,header,says", [
+    ("tabs.csv", "utf-8", "\t", HEADER, "; one column, its names separated by tabs: the logs "
+                                       "are read as comma-separated CSV"),
+    ("tabs.tsv", "utf-8", "\t", HEADER, "; one column, its names separated by tabs: "),
+    ("semicolons.txt", "utf-8", ";", HEADER, "; one column, its names separated by semicolons"),
+    ("cased.csv", "utf-8", ",", [h.title() for h in HEADER], "; it has 'User_Id': column names "
+                                                            "are case-sensitive"),
+    ("utf16le.csv", "utf-16-le", ",", HEADER, "; its text holds NUL bytes: UTF-16? save the "
+                                              "file as UTF-8"),
+])
+def test_a_header_that_lacks_a_column_says_why_it_may(tmp_path, name, encoding, separator,
+                                                      header, says):
+    """Another separator (a .tsv named so is read as text, not as a corrupt TFRecord), a
+    name's case, UTF-16 without its byte order mark: the refusal says which, and prints no
+    NUL byte."""
+    ascii_rows = [[str(v).replace("é", "e") for v in row] for row in ROWS]  # (UTF-16: below)
+    rows = [separator.join(header)] + [separator.join(row) for row in ascii_rows]
+    path = _exported("\n".join(rows) + "\n", name, encoding, tmp_path)
+    with pytest.raises(InputError, match="line 1: missing required column 'user_id' ") as caught:
+        logs.open_logs(path)
+    assert str(caught.value).endswith(says) or says in str(caught.value), str(caught.value)
+    assert "\x00" not in str(caught.value)
+
+
+def test_utf16_is_named(tmp_path):
+    """UTF-16 with its byte order mark, and without one holding a non-ASCII letter (its
+    header then does not decode as UTF-8 with NULs, as ASCII text does: above)."""
+    text = "\n".join([",".join(HEADER)] + [",".join(str(v) for v in row) for row in ROWS])
+    path = _exported("\ufeff" + text, "unicode.csv", "utf-16-le", tmp_path)
+    with pytest.raises(InputError, match=re.escape(
+            "unicode.csv: is not UTF-8 text (invalid start byte at byte 0); it starts with a "
+            "UTF-16 byte order mark (a spreadsheet's 'Unicode Text'?): save it as UTF-8 CSV")):
+        logs.open_logs(path)
+    path = _exported(text, "no_mark.csv", "utf-16-le", tmp_path)
+    with pytest.raises(InputError, match=re.escape(
+            "no_mark.csv: is not UTF-8 text (invalid continuation byte at byte 538); a quarter "
+            "of its bytes are NUL: UTF-16? save it as UTF-8 CSV")):
+        logs.open_logs(path)
+
+
 @pytest.mark.parametrize("content,pattern", [
     (b"", r"is empty \(0 bytes\)"),
     (",".join(HEADER).encode() + b"\n", r"the input has no rows: .*empty\.csv holds only a "
