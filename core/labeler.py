@@ -383,6 +383,8 @@ def labeler_for(source, artifact: StatsArtifact, rules: RuleConfig | None = None
         labeler.day_clicks = clicks_per_day(daily)
         labeler.unclicked_dwell_zeroed = artifact.unclicked_dwell_zeroed
         labeler.file_day_rows, labeler.files = file_day_rows, tuple(source.files)
+        labeler.t2_gap_days = t2_gap_days(day_rows_of(file_day_rows), artifact.day_rows,
+                                          rules.light_user_days)
         labeler.rows_per_file = np.zeros(len(source.files), np.int64)
         for (file, _), n in file_day_rows.items():
             labeler.rows_per_file[file] += n

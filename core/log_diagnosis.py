@@ -26,6 +26,7 @@ from core.log_schema import (
     ANY_INT_RE,
     FIXED_TYPES,
     FLOAT_RE,
+    INFINITY_RE,
     INT64_TEXT,
     MISSING_TOKENS,
     unreadable_number,
@@ -84,6 +85,8 @@ def _type_that_reads(value: str) -> str | None:
     float32 for a decimal float32 holds; string for text, an integer past int64 (which float32
     would merge with its neighbours) or a number past float32; None for nan or inf (no type
     reads them: a missing value is an empty field)."""
+    if INFINITY_RE.match(value.strip()):
+        return None  # (TensorFlow reads no "Infinity"; no column takes an infinite value)
     if not FLOAT_RE.match(value):
         return "string"
     if not math.isfinite(float(value)):
@@ -211,8 +214,8 @@ def quoting_problem(line: str) -> tuple[int, str] | None:
     `csv` module reads it, as (0-based field index, what is wrong), or None: a quote or a CR
     inside an unquoted field (`a 5" screen`), text after a field's closing quote, or a quoted
     field left open at the line's end (a line break inside a field: the reader takes one line a
-    row). The line's LF, and a CR before it, end it as the reader strips them; a CR with no LF
-    after it (a file's last line) stays in the line, as for the reader."""
+    row). The line's LF, and a CR before it, end it as the reader strips them; another CR
+    (CR CR LF, or a file's last line ending in CR) stays in the line, as for the reader."""
     if line.endswith("\n"):
         line = line[:-2] if line.endswith("\r\n") else line[:-1]
     at, field = 0, 0

@@ -228,11 +228,19 @@ def _gzip_damage(path: str) -> str | None:
     return _padding(zeros, more=False) if zeros > 1 else None  # (one it skips at the end)
 
 
+_PADDING = "zero bytes of padding "
+
+
 def _padding(zeros: int, more: bool) -> str:
-    where = "between two gzip members" if more else "after its gzip data"
-    return (f"{zeros:,} zero bytes of padding {where}, which Python's gzip and `gzip -t` read "
+    if more:  # (gzip -dc stops at them: the members after would be lost)
+        return (f"{zeros:,} {_PADDING}between two gzip members, which Python's gzip reads past "
+                "but TensorFlow's reader and gzip -dc cannot; write it again with Python's: "
+                "python3 -c \"import gzip, sys; sys.stdout.buffer.write(gzip.open(sys.argv[1])"
+                ".read())\" FILE | gzip > NEW")
+    return (f"{zeros:,} {_PADDING}after its gzip data, which Python's gzip and gzip -dc read "
             "past but TensorFlow's reader cannot; write it again without them: "
             "gzip -dc FILE | gzip > NEW")
+
 
 
 def gzip_damages(files: Sequence[LogFile]) -> list[str | None]:

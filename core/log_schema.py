@@ -9,7 +9,10 @@ its entries). The reader (`core.logs`), the writers
 Column types follow SPEC §2: `user_id`, `item_id` and `impression_id` are always strings;
 `timestamp` and `click` are int64; `dwell_time` is float64 (seconds); any other CSV column is
 int64 if every sampled value is an integer int64 holds, a string if they are all integers but
-some lie beyond int64, float32 if every sampled value is a number, else a string. The sample is
+some lie beyond int64, float32 if every sampled value is a number, else a string; numbers are
+what TensorFlow's parser reads (no '+' on an integer, "inf" but not "Infinity"), and numbers
+among which a missing-value marker (NULL, \\N, NA, ...), "Infinity" or a '+'-signed integer
+would make the column text are refused (a missing value is an empty field). The sample is
 the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files; a column empty on all
 of them, up to `SPARSE_SAMPLE_ROWS` rows of those files): a column that turns out
 to hold another type further down is reported with its row, and its type can be given
@@ -195,43 +198,47 @@ INT64_TEXT = types.SimpleNamespace(match=fits_int64)
 # MySQL's \N, SQL's NULL, pandas' None and NA, Excel's #N/A), lower-cased.
 MISSING_TOKENS = frozenset({"null", "none", "na", "n/a", "#n/a", "nil", "\\n"})
 _PLUS_INT = re.compile(r"\+[0-9]+\Z")
-_INFINITY = re.compile(r"(?i)[+-]?infinity\Z")
+INFINITY_RE = re.compile(r"(?i)[+-]?infinity\Z")
 
 
-def unreadable_number(value: str) -> str | None:
-    """Why CSV text `value`, in a column of numbers, is not one TensorFlow's reader reads, for
-    the values people mean as numbers or as missing: a missing-value marker (MISSING_TOKENS),
-    "Infinity", an integer with a '+' sign; else None."""
+def unreadable_number(value: str, integers: bool = True) -> str | None:
+    """Why CSV text `value`, in a column of numbers (`integers`: of integers, where a '+' sign
+    is not read; float32 reads it), is not one TensorFlow's reader reads, for the values people
+    mean as numbers or as missing: a missing-value marker (MISSING_TOKENS), "Infinity", an
+    integer with a '+' sign; else None."""
     text = value.strip()
     if text.lower() in MISSING_TOKENS:
         return ("a missing value is an empty field here (pandas' to_csv writes NaN so by "
                 "default: leave na_rep alone)")
-    if _INFINITY.match(text):
+    if INFINITY_RE.match(text):
         return "TensorFlow's reader does not read 'Infinity', and no value here may be infinite"
-    if _PLUS_INT.match(text):
+    if integers and _PLUS_INT.match(text):
         return "TensorFlow's reader takes no '+' sign on an integer: write it without one"
     return None
 
 
 def _odd_value_among_numbers(values: Sequence[str]) -> tuple[str, str] | None:
     """(value, why) for the first value of a column's sampled CSV text that `unreadable_number`
-    explains when every other non-empty value is a number; else None (a text column)."""
-    odd = None
-    for value in values:
-        if value == "":
-            continue
-        why = unreadable_number(value)
+    explains when the others hold at least one number and nothing but numbers; else None (a
+    text column, or one of markers alone: a sparse text column of a database's NULLs)."""
+    present = [value for value in values if value != ""]
+    numbers = [v for v in present if unreadable_number(v) is None]
+    if not numbers or not all(FLOAT_RE.match(v) for v in numbers):
+        return None
+    integers = all(fits_int64(v) for v in numbers)
+    for value in present:
+        why = unreadable_number(value, integers)
         if why is not None:
-            odd = odd or (value, why)
-        elif not FLOAT_RE.match(value):
-            return None
-    return odd
+            return value, why
+    return None
 
 
 def _infer_value_type(values: Iterable[str]) -> str:
     """int64 when every non-empty value is an integer int64 holds; string when they are all
     integers but some lie beyond int64 (a 20-digit id, which float32 would round to one value
-    for many ids); float32 when every value is a number; else (or with no value) string."""
+    for many ids) or carry a '+' sign (which `_odd_value_among_numbers` refuses first where
+    the type is inferred); float32 when every value is a number; else (or with no value)
+    string."""
     present = [value for value in values if value != ""]
     if not present:
         return "string"
@@ -242,23 +249,30 @@ def _infer_value_type(values: Iterable[str]) -> str:
     return "float32" if all(FLOAT_RE.match(value) for value in present) else "string"
 
 
-def _cr_line_ends(log_file: LogFile) -> bool:
-    """Whether the first line of CSV `log_file` ends at a CR alone (Excel for Mac's "CSV
-    (Macintosh)", a writer's lineterminator='\\r'): TensorFlow's reader ends lines at LF only,
-    and reads such a file as one line. (Its first 64 KiB are read.)"""
+def _line_end_problem(log_file: LogFile) -> str | None:
+    """What is wrong with the line ends of CSV `log_file`, by its first line (at most 64 KiB),
+    for the reader, which ends lines at LF and strips one CR before it: a CR alone
+    (Excel for Mac's "CSV (Macintosh)", lineterminator='\\r') makes the file one line; CR CR
+    LF leaves a CR at the end of every line (`core.logs` strips one). None for LF and CRLF."""
     with open_text(log_file, newline="\n") as text:
         first = text.readline(1 << 16)
-    return "\r" in first.removesuffix("\n").removesuffix("\r")
+    if first.endswith("\r\r\n"):
+        return ("ends its lines with CR CR LF (a CSV writer given a file opened in text mode on "
+                "Windows, without newline=''), which leaves a CR in every line; write it with "
+                "LF or CRLF line ends")
+    if "\r" in first.removesuffix("\n").removesuffix("\r"):
+        return ("ends its lines with a carriage return (CR) alone (a Mac spreadsheet's CSV?), "
+                "which TensorFlow's reader reads as one line; write it with LF or CRLF line "
+                "ends, e.g. tr '\\r' '\\n' < FILE > NEW")
+    return None
 
 
 def _csv_header_and_sample(log_file: LogFile, limit: int) -> tuple[list[str], list[list[str]]]:
     header, rows = None, []
     try:
-        if _cr_line_ends(log_file):
-            raise InputError("ends its lines with a carriage return (CR) alone (a Mac "
-                             "spreadsheet's CSV?), which TensorFlow's reader reads as one "
-                             "line; write it with LF or CRLF line ends, e.g. tr '\\r' '\\n' "
-                             "< FILE > NEW", file=log_file.path)
+        problem = _line_end_problem(log_file)
+        if problem is not None:
+            raise InputError(problem, file=log_file.path)
         with open_text(log_file) as text:
             reader = csv.reader(text)
             try:
@@ -368,15 +382,18 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
         inferred = {c: (unseen_types[c] if c in unseen_typed else _infer_value_type(samples[c]))
                     for c in columns}
         # Numbers with a value that would make the column text, unless a model reads these
-        # logs (its columns typed, the others unread).
+        # logs (its columns typed, the others unread) or the statistics job's logs had it as
+        # text (an artifact made before this check: the label and training jobs read it so).
         for name in () if sparse_typed else columns:
             odd = (None if name in column_types or name in FIXED_TYPES or name in unseen_typed
+                   or unseen_types.get(name) == "string"
                    else _odd_value_among_numbers(samples[name]))
             if odd is not None:
                 raise InputError(
                     f"the sampled first rows of {files_text(files[:SAMPLE_FILES])} hold numbers "
                     f"and '{odd[0][:80]}': {odd[1]}; or, if the column is text, give "
-                    f"--column_types={name}:string", column=name)
+                    f"--column_types={name}:string to the statistics job (which keeps it for "
+                    "the label and training jobs) or to validation", column=name)
         stored = {}
     else:
         columns, inferred = _sample_tfrecord(files, required)

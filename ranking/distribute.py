@@ -184,7 +184,7 @@ def is_chief(strategy) -> bool:
                                              and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def is_single_process(strategy) -> bool:
+def trains_in_one_process(strategy) -> bool:
     """True when `strategy` trains in this process alone: not a parameter-server cluster's
     chief, nor a task of a multi-worker cluster (a lone multi-worker one, without TF_CONFIG,
     is)."""

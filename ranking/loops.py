@@ -364,6 +364,8 @@ def _checkpoint_now(run) -> None:
 
 
 def _epoch_loop(run, say, open_epoch, run_steps, stop) -> list[float]:
+    """`_epochs`' loop; on a `stop` request (`ranking.preemption.StopRequest`) it writes the
+    checkpoint of the step it ended at and returns. Returns examples/s of each whole epoch."""
     import tensorflow as tf
 
     config, validator = run.config, run.validator

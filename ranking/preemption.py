@@ -43,20 +43,40 @@ class StopRequest:
         return self.signal_name is not None
 
 
+def _say(line: str) -> None:
+    """One line on stderr from a signal handler: os.write, not print (the main thread may be
+    inside a write to stderr, which print would then enter again)."""
+    try:
+        os.write(sys.stderr.fileno(), (line + "\n").encode())
+    except (OSError, ValueError):
+        pass
+
+
 def _end_at_once(signum, frame):
-    print(f"stopped: {signal.Signals(signum).name} outside training's loop (reading the logs, "
-          "the refit pass or evaluation), which ended at once; the same command resumes from "
-          "the newest checkpoint", file=sys.stderr, flush=True)
+    _say(f"stopped: {signal.Signals(signum).name} outside training's loop (start-up, reading "
+         "the logs, the refit pass or evaluation), which ended at once; the same command "
+         "resumes from the newest checkpoint")
     os._exit(128 + signum)
 
 
 def end_at_once_on_sigterm() -> None:
-    """SIGTERM ends the process at once with one line and status 143, as its default action
-    would, also as a container's PID 1. `ranking.train` calls it before TensorFlow loads, so
-    that a notice during its import or start-up is not lost; `handled` takes over later. In
-    the main thread only."""
-    if threading.current_thread() is threading.main_thread():
+    """SIGTERM ends the process at once with one line and status 143 (a shell's status for a
+    process SIGTERM ended), also as a container's PID 1. `ranking.train` calls it before
+    TensorFlow loads, so that a notice during its import or start-up is not lost; `handled`
+    takes over later, `default_sigterm` gives a cluster's task the default back. In the main
+    thread only, and not where SIGTERM is ignored (inherited)."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN):
         signal.signal(signal.SIGTERM, _end_at_once)
+
+
+def default_sigterm() -> None:
+    """SIGTERM's default action again (a cluster's task, before its strategy or server: a
+    Python handler never runs while the main thread waits in TensorFlow's C++ for its peers or
+    serves, so SIGTERM would not end it)."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _end_at_once):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _Handler:
@@ -73,6 +93,8 @@ class _Handler:
                 raise KeyboardInterrupt  # a second Ctrl-C: at once
             if not request:
                 request.signal_name = name
+                if signum == signal.SIGINT:  # (a person waits: say it was heard)
+                    _say("stopping after this step and its checkpoint (Ctrl-C again: at once)")
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
@@ -93,7 +115,10 @@ def handled(enabled: bool):
         yield
         return
     handler = _Handler()
-    previous = {number: signal.signal(number, handler) for number in _SIGNALS}
+    # (A signal ignored as inherited, Ctrl-C for a job a script started in the background,
+    # stays ignored.)
+    previous = {number: signal.signal(number, handler) for number in _SIGNALS
+                if signal.getsignal(number) is not signal.SIG_IGN}
     _handler = handler
     try:
         yield
@@ -116,7 +141,8 @@ def checkpointing():
     try:
         yield request
     finally:
-        handler.request = None
+        if not request:  # (a stopped run's later SIGTERMs, while it unwinds, are that request's)
+            handler.request = None
 
 
 def status(request: StopRequest) -> int:

@@ -132,6 +132,8 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     note = distribute.lone_worker_note(config.strategy)
     if note:
         _say(note)
+    if config.strategy in ("multi_worker_mirrored", "parameter_server"):
+        preemption.default_sigterm()  # (a cluster's task: `ranking.preemption`)
     if distribute.is_server_task(config.strategy):
         distribute.serve_forever(config.intra_op_threads)
         return {}
@@ -140,7 +142,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     try:
         # One process handles SIGTERM and Ctrl-C itself; a cluster's tasks would have to agree
         # on the step to checkpoint at (`ranking.preemption`).
-        with preemption.handled(distribute.is_single_process(strategy)):
+        with preemption.handled(distribute.trains_in_one_process(strategy)):
             return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
         # A directory this run took as new (under its lock: `model_dir.prepare`) is emptied,

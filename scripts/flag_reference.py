@@ -48,9 +48,10 @@ def render() -> str:
              "the flags (`core.settings`); do not edit by hand. Each row names the config field "
              "the flag sets. `--flagfile=FILE` reads flags from a file (see `configs/`). "
              "Flags a command defines by hand are not here but in its `--helpfull`: paths and "
-             "job options (`--model_dir`, `--input`, `--output_dir`, validation's `--schema`, "
-             "`--baseline_stats`, `--max_domain_size` and drift thresholds, describe's "
-             "`--batch_size`), and every flag of `pipelines.label`, `export.saved_model`, "
+             "job options (`--model_dir`, `--input`, `--output_dir`, `--saved_model`, "
+             "`--engine`, `--schema`, validation's `--baseline_stats`, `--max_domain_size`, "
+             "drift thresholds and `--allow_unclicked_dwell`, describe's `--batch_size`), and "
+             "every flag of `pipelines.label`, `export.saved_model`, "
              "`pipelines.simulate` and `report`, which have no config dataclass.\n"]
     for command, config_class, skip in commands():
         parts.append(f"## `{command}` ({config_class.__module__}.{config_class.__name__})\n")

@@ -454,3 +454,26 @@ def test_a_cluster_task_ends_on_sigterm(strategy):
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
     assert done.returncode == -signal.SIGTERM and "went on" not in done.stdout, done.stderr
+
+
+def test_a_parameter_server_task_of_the_training_command_ends_on_sigterm(tmp_path):
+    """A ps task of `ranking.train` serves in TensorFlow's C++ (its main thread never runs
+    Python again): the command's own SIGTERM handler, set before TensorFlow loads, would never
+    run, so the task gets the default action back and `kill` ends it (status -15)."""
+    ports = _ports(3)
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CONFIG=json.dumps(
+        {"cluster": {"chief": [f"127.0.0.1:{ports[0]}"], "worker": [f"127.0.0.1:{ports[1]}"],
+                     "ps": [f"127.0.0.1:{ports[2]}"]}, "task": {"type": "ps", "index": 0}}))
+    ps = subprocess.Popen([sys.executable, "-m", "ranking.train", "--strategy=parameter_server",
+                           "--model=single_ctr", "--train=unused", "--stats=unused",
+                           f"--model_dir={tmp_path / 'm'}"], cwd=REPO, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        line = ps.stdout.readline()
+        assert line.startswith("ps 0: serving at"), line + ps.stderr.read()
+        ps.send_signal(signal.SIGTERM)
+        assert ps.wait(timeout=60) == -signal.SIGTERM
+    finally:
+        if ps.poll() is None:
+            ps.kill()
+            ps.wait()

@@ -205,6 +205,28 @@ def test_a_value_that_would_make_a_number_column_text_is_refused(tmp_path, odd):
     schema, _, _ = log_schema.infer_schema([log_files.LogFile(path, "csv", False)],
                                            {"position": "string"})
     assert schema.dtypes["position"] == schema.dtypes["category"] == "string"
+    # The statistics job's logs had it as text (an artifact made before the check): so read.
+    schema, _, _ = log_schema.infer_schema([log_files.LogFile(path, "csv", False)], None,
+                                           unseen_types={"position": "string"})
+    assert schema.dtypes["position"] == "string"
+
+
+@pytest.mark.parametrize("values,kind", [
+    (["\\N", "NULL", ""], "string"),  # a sparse text column of a database's markers alone
+    (["+1.5", "+2", "-0.5"], "float32"),  # a '+' float32 reads, among decimals
+    (["+1", "2"], None),  # among integers it does not: refused
+])
+def test_markers_alone_and_signed_decimals_are_not_refused(tmp_path, values, kind):
+    rows = [list(r) for r in ROWS]
+    for row, value in zip(rows, values):
+        row[HEADER.index("score")] = value
+    path = write_csv(tmp_path / "values.csv", rows=rows[:len(values)])
+    files = [log_files.LogFile(path, "csv", False)]
+    if kind is None:
+        with pytest.raises(InputError, match="column 'score': .* hold numbers and '\\+1'"):
+            log_schema.infer_schema(files, None)
+    else:
+        assert log_schema.infer_schema(files, None)[0].dtypes["score"] == kind
 
 
 def test_rows_keep_file_order_and_source_lines(tmp_path):

@@ -376,8 +376,13 @@ def test_gzip_damage_against_pythons_gzip_and_tensorflows_reader(tmp_path):
             assert damage == log_files.GZIP_CUT
     assert log_files.gzip_damage(log_files.LogFile(str(tmp_path / "padded.csv.gz"), "csv",
                                                    True)).startswith(
-        "9 zero bytes of padding after its gzip data, which Python's gzip and `gzip -t` read "
-        "past but TensorFlow's reader cannot")
+        "9 zero bytes of padding after its gzip data, which Python's gzip and gzip -dc read "
+        "past but TensorFlow's reader cannot; write it again without them: gzip -dc FILE | "
+        "gzip > NEW")
+    assert log_files.gzip_damage(log_files.LogFile(
+        str(tmp_path / "a_zero_byte_between_members.csv.gz"), "csv", True)).startswith(
+        "1 zero bytes of padding between two gzip members, which Python's gzip reads past but "
+        "TensorFlow's reader and gzip -dc cannot; write it again with Python's")
     assert log_files.gzip_damage(log_files.LogFile(str(path), "csv", False)) is None
 
 

@@ -231,8 +231,9 @@ def test_sigterm_stops_training_at_a_checkpointed_step_that_resumes_exactly(smal
         real_checkpoint(run)
 
     monkeypatch.setattr(loops, "_checkpoint_now", impatient)
-    config = config_for(small_world, epochs=2, steps_per_epoch=30, checkpoint_every=20,
-                        deterministic=True)
+    # (Not --deterministic: op determinism stays on in the process, and slows tf.data's
+    # threads for the tests after this one; one op thread keeps these sums in order.)
+    config = config_for(small_world, epochs=2, steps_per_epoch=30, checkpoint_every=20)
     stopped_dir = str(tmp_path / "stopped")
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     with pytest.raises(Stopped, match=r"SIGTERM at global step 37 \(epoch 2, 7 batches into "
@@ -312,8 +313,8 @@ def test_sigterm_outside_the_loop_ends_the_process_at_once(small_world, tmp_path
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 143, done.stderr
     assert done.stderr.strip() == (
-        "stopped: SIGTERM outside training's loop (reading the logs, the refit pass or "
-        "evaluation), which ended at once; the same command resumes from the newest "
+        "stopped: SIGTERM outside training's loop (start-up, reading the logs, the refit pass "
+        "or evaluation), which ended at once; the same command resumes from the newest "
         "checkpoint"), done.stderr
     assert "evaluated after SIGTERM" not in done.stdout
     assert recorded_checkpoint_step(model_dir) == 6
@@ -341,7 +342,7 @@ def test_sigterm_to_the_training_command_prints_one_line_and_exits_143(small_wor
                          lines[0])
     assert match, err
     step = int(match[1])
-    assert step == int(match[2]) > 25
+    assert step == int(match[2]) >= 25  # (25 when it came as that checkpoint was recorded)
     assert match[3] == os.path.join(model_dir, "checkpoints", f"ckpt-{step}")
     assert recorded_checkpoint_step(model_dir) == step
 
