@@ -179,8 +179,8 @@ def gzip_damage(log_file: LogFile) -> str | None:
     flush (a writer killed mid-file: no final block, no trailer) as complete, with its last
     line cut, and produce bytes of a corrupt stream until inflate happens to fail, so each
     gzip file is read once through zlib, which checks both (about 0.3 s a million rows).
-    Zero bytes after a member are padding to Python's gzip and `gzip -t`, but TensorFlow's
-    reader fails on any between two members and on two or more after the last ("incorrect
+    Zero bytes after a member are padding to Python's gzip (and after the last, to gzip -dc),
+    but TensorFlow's reader fails on any between two members and on two or more after the last ("incorrect
     header check", naming no file): a damage too, with the way out."""
     if not log_file.gzip:
         return None

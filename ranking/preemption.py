@@ -11,9 +11,10 @@ handles SIGTERM and SIGINT itself for the whole of `train_and_evaluate` (`handle
   step at once unless the newest is there, and raises `core.errors.Stopped`; the tool prints
   one `stopped:` line and exits with 128 + the signal's number (143, or 130 for Ctrl-C). More
   SIGTERMs while it saves change nothing; a second Ctrl-C ends it at once (KeyboardInterrupt);
-- outside the loop (reading the logs, the rows cache, the refit pass, evaluation), where a
-  re-run redoes whatever is lost, SIGTERM ends the process at once with one line and status
-  143, as its default action would; the handler does it itself because the kernel drops a
+- outside the loop (start-up from before TensorFlow's import, reading the logs, the rows
+  cache, the refit pass, evaluation), where a re-run redoes whatever is lost, SIGTERM ends the
+  process at once with one line and status 143 (a shell's for a process SIGTERM ended); the
+  handler does it itself because the kernel drops a
   signal left at its default action for a container's PID 1 (a pod without an init), which
   would otherwise train on into SIGKILL. Ctrl-C raises KeyboardInterrupt there, as usual.
 
