@@ -189,11 +189,17 @@ def test_sigkill_resumes_from_the_checkpoint_and_matches_an_uninterrupted_run(sm
 
 
 def _signal_at_step(monkeypatch, number: int, signum):
-    """Makes training's steps send `signum` to this process as step `number` returns (once),
-    so that the step a signal arrives at is known."""
+    """Makes training's steps raise `signum` in this (the main) thread as step `number` returns
+    (once), so that the step a signal arrives at is known; returns the handlers it found then.
+    The signal is unblocked and its handler the default first: a pytest worker may inherit
+    either from the tests it ran before (one run of the suite found SIGINT not delivered)."""
     from ranking import loops
 
-    real, sent = loops._make_synchronous_steps, []
+    real, sent, found = loops._make_synchronous_steps, [], []
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+    # (A process's usual handler, which `ranking.preemption` replaces while it trains.)
+    signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT
+                  else signal.SIG_DFL)
 
     def signalling(run):
         run_batches = real(run)
@@ -202,12 +208,14 @@ def _signal_at_step(monkeypatch, number: int, signum):
             for step, losses in enumerate(run_batches(batches, first_step), start=first_step):
                 if step == number and not sent:
                     sent.append(step)
-                    os.kill(os.getpid(), signum)
+                    found.append(signal.getsignal(signum))
+                    signal.raise_signal(signum)
                 yield losses
 
         return batches_then_signal
 
     monkeypatch.setattr(loops, "_make_synchronous_steps", signalling)
+    return found
 
 
 def test_sigterm_stops_training_at_a_checkpointed_step_that_resumes_exactly(small_world,
@@ -261,11 +269,12 @@ def test_ctrl_c_stops_at_a_checkpointed_step_and_a_second_one_at_once(small_worl
     from core.errors import Stopped
     from ranking import loops
 
-    _signal_at_step(monkeypatch, 5, signal.SIGINT)
+    found = _signal_at_step(monkeypatch, 5, signal.SIGINT)
     config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=12,
                         checkpoint_every=100, eval=None)
     with pytest.raises(Stopped, match=r"SIGINT at global step 5 \(epoch 1, 5 batches") as stop:
         training.train_and_evaluate(config, str(tmp_path / "once"))
+    assert type(found[0]).__name__ == "_Handler", found
     assert stop.value.status == 130
     assert recorded_checkpoint_step(str(tmp_path / "once")) == 5
 
