@@ -109,6 +109,7 @@ def serve_forever(intra_op_threads: int = 0) -> None:
     ops the server runs: the server builds its devices from its own config, not the process'."""
     import tensorflow as tf
 
+    _default_signal_actions()  # (it serves in C++: a Python handler would never run)
     resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
     # Workers and ps tasks keep their threads to serve; a ps serves many workers' requests.
     config = tf.compat.v1.ConfigProto(intra_op_parallelism_threads=intra_op_threads)
@@ -128,18 +129,26 @@ def lone_worker_note(name: str) -> str | None:
     return None
 
 
-def _signals_end_the_task(strategy):
-    """`strategy`, with SIGTERM and SIGINT ending the process again. TensorFlow's coordination
-    service installs its own handlers for them (a preemption notice for its
-    PreemptionCheckpointHandler, which training does not use), so a task of a cluster went on
-    training after `kill`, and one waiting for its peers could only be stopped by SIGKILL;
-    the run resumes from its last checkpoint, as after any stop."""
+def _default_signal_actions() -> None:
+    """SIGTERM ends a cluster's task and SIGINT raises KeyboardInterrupt, as in any process:
+    set before its strategy or server (which wait for peers, or serve, in TensorFlow's C++,
+    where the Python handler `ranking.train` sets before TensorFlow loads would never run)
+    and again after the strategy is made (`_signals_end_the_task`)."""
     import signal
     import threading
 
     if threading.current_thread() is threading.main_thread():  # (where handlers can be set)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)  # KeyboardInterrupt, as usual
+
+
+def _signals_end_the_task(strategy):
+    """`strategy`, with SIGTERM and SIGINT ending the process again. TensorFlow's coordination
+    service installs its own handlers for them (a preemption notice for its
+    PreemptionCheckpointHandler, which training does not use), so a task of a cluster went on
+    training after `kill`, and one waiting for its peers could only be stopped by SIGKILL;
+    the run resumes from its last checkpoint, as after any stop."""
+    _default_signal_actions()
     return strategy
 
 
@@ -162,9 +171,11 @@ def make_strategy(name: str):
         if cluster and task_type not in ("chief", "worker"):
             raise InputError(f"--strategy=multi_worker_mirrored: TF_CONFIG's task type must be "
                              f"chief or worker, not {task_type!r}")
+        _default_signal_actions()
         return _signals_end_the_task(tf.distribute.MultiWorkerMirroredStrategy())
     if name == "parameter_server":
         check_parameter_server_cluster()
+        _default_signal_actions()
         resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
         partitioner = tf.distribute.experimental.partitioners.MinSizePartitioner(
             min_shard_bytes=MIN_SHARD_BYTES, max_shards=len(cluster_task()[2]["ps"]))

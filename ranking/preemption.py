@@ -64,20 +64,13 @@ def end_at_once_on_sigterm() -> None:
     """SIGTERM ends the process at once with one line and status 143 (a shell's status for a
     process SIGTERM ended), also as a container's PID 1. `ranking.train` calls it before
     TensorFlow loads, so that a notice during its import or start-up is not lost; `handled`
-    takes over later, `default_sigterm` gives a cluster's task the default back. In the main
-    thread only, and not where SIGTERM is ignored (inherited)."""
+    takes over later, and a cluster's task gets the default back before its strategy or
+    server (`ranking.distribute`). In the main thread only, and not where SIGTERM is ignored
+    (inherited)."""
     if (threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN):
         signal.signal(signal.SIGTERM, _end_at_once)
 
-
-def default_sigterm() -> None:
-    """SIGTERM's default action again (a cluster's task, before its strategy or server: a
-    Python handler never runs while the main thread waits in TensorFlow's C++ for its peers or
-    serves, so SIGTERM would not end it)."""
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGTERM) is _end_at_once):
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 class _Handler:

@@ -132,8 +132,6 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     note = distribute.lone_worker_note(config.strategy)
     if note:
         _say(note)
-    if config.strategy in ("multi_worker_mirrored", "parameter_server"):
-        preemption.default_sigterm()  # (a cluster's task: `ranking.preemption`)
     if distribute.is_server_task(config.strategy):
         distribute.serve_forever(config.intra_op_threads)
         return {}
