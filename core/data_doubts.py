@@ -5,6 +5,8 @@ quotes when the dwell unit is the likely cause). Thresholds are named constants,
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 # A typical clicked dwell (exp(mu) of ln seconds) longer than this is not a feed's read (those
@@ -50,6 +52,38 @@ LONG_TOP_BIN_DOUBT = 3600.0
 # click (a like, a share, a play time): as a feature it hands the model its label. Named when
 # at least this many unclicked rows would be non-zero were it independent of the click.
 OUTCOME_DOUBT_EXPECTED_ROWS = 20
+
+
+# Ids written as decimals ("100196.0": pandas writes an integer column that has a missing value
+# as floats) are named when at least this share of the sampled ids look so: a feed's own text ids
+# seldom end in ".0", and a few odd ids in a column of integers are not the pattern.
+DECIMAL_ID_DOUBT_SHARE = 0.9
+# Ids read per column (the first rows of the artifact's tables), and the fewest worth a doubt.
+DECIMAL_ID_SAMPLE = 1000
+DECIMAL_ID_MIN_SAMPLE = 20
+_DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+\.0+")
+
+
+def decimal_id_doubt(column: str, ids) -> str | None:
+    """What to tell a user whose `column` ('user_id' or 'item_id') holds integers written as
+    decimals ('100196.0'), from `ids` (the first values the statistics job's tables hold, text;
+    at most DECIMAL_ID_SAMPLE are read, each distinct id counted once): ids are text as written
+    (SPEC §2), so logs that write the same ids as integers name other users or items. None below
+    DECIMAL_ID_DOUBT_SHARE of at least DECIMAL_ID_MIN_SAMPLE distinct non-empty ids."""
+    sample = [i for i in dict.fromkeys(list(ids)[:DECIMAL_ID_SAMPLE]) if i != ""]
+    decimal = [i for i in sample if _DECIMAL_INTEGER.fullmatch(i)]
+    if len(sample) < DECIMAL_ID_MIN_SAMPLE or len(decimal) < DECIMAL_ID_DOUBT_SHARE * len(sample):
+        return None
+    example = decimal[0]
+    whole = example.split(".")[0]
+    kind = "users" if column == "user_id" else "items"
+    return (f"column '{column}' holds integers written as decimals ({len(decimal):,} of the "
+            f"{len(sample):,} distinct ids read, such as '{example}'): ids are text, read as written, so "
+            f"logs or requests that write them as integers ('{whole}') name other {kind}, unknown "
+            "to these statistics' per-user and per-item counts (rules T2 and P10) and to a "
+            "model's embeddings; write the ids as integers in every log (pandas writes an "
+            "integer column that has a missing value as floats: fill it, or read it with "
+            "dtype=str or 'Int64') and compute the statistics again")
 
 
 def outcome_features(stats: dict) -> dict[str, str]:

@@ -442,3 +442,31 @@ def test_a_column_without_values_in_the_training_days_takes_the_stats_logs_type(
         spec = features.build_feature_spec(schema, {**NUMERIC_STATS, "rating": {
             "mean": 1.0, "std": 1.0}}, None, ())
         assert spec["rating"].kind == "numeric", pattern
+
+
+def test_the_statistics_job_names_ids_written_as_decimals(run, tmp_path):
+    """pandas writes an integer column with a missing value as floats: item ids '530.0' in the
+    statistics' logs are other items than the '530' of logs written otherwise."""
+    def log(name, item_id):
+        path = write_log(tmp_path / f"{name}.csv")
+        with open(path, newline="") as handle:
+            rows = list(csv.reader(handle))
+        with open(path, "w", newline="") as handle:
+            csv.writer(handle, lineterminator="\n").writerows(
+                [rows[0]] + [row[:2] + [item_id(k)] + row[3:] for k, row in enumerate(rows[1:])])
+        return path
+
+    decimal = log("decimal", lambda k: f"{500 + k % 60}.0")
+    done = run("pipelines.stats", f"--input={decimal}", f"--output_dir={tmp_path / 'stats'}",
+               "--engine=local", "--column_types=code:string,rating:float32")
+    assert done.returncode == 0, done.stderr
+    # The artifact's item table holds the clicked items (every third row is a click): the 20
+    # items 500, 503, ..., 557, each once. User ids 'u0'..'u39' are text, not named.
+    assert re.search(r"warning: column 'item_id' holds integers written as decimals \(20 of the "
+                     r"20 distinct ids read, such as '(5[0-5][0-9])\.0'\): .* write them as "
+                     r"integers \('\1'\) name other items", done.stderr), done.stderr
+    assert "user_id" not in done.stderr
+    whole = log("whole", lambda k: str(500 + k % 60))
+    done = run("pipelines.stats", f"--input={whole}", f"--output_dir={tmp_path / 'stats2'}",
+               "--engine=local", "--column_types=code:string,rating:float32")
+    assert done.returncode == 0 and "decimals" not in done.stderr, done.stderr

@@ -102,3 +102,31 @@ def test_the_stats_jobs_doubts_about_real_logs_start_at_their_stated_thresholds(
     # Unix seconds over ten days (spread 2.5e5 around 1.77e9: 1.4e-4 of it): coarse steps.
     [seconds] = large(np.linspace(1767571200, 1767571200 + 864_000, 1001))
     assert "reads it as a few float32 steps" in seconds
+
+
+def test_ids_written_as_decimals_are_named_from_nine_in_ten_of_twenty_distinct_ids():
+    def doubt(decimal, whole=0, column="user_id"):
+        ids = [f"{100 + k}.0" for k in range(decimal)] + [str(500 + k) for k in range(whole)]
+        return data_doubts.decimal_id_doubt(column, ids)
+
+    # Twenty distinct ids at least: 19 decimals are none, 20 one.
+    assert doubt(19) is None
+    text = doubt(20)
+    assert text.startswith("column 'user_id' holds integers written as decimals (20 of the 20 "
+                           "distinct ids read, such as '100.0'): ids are text, read as written, "
+                           "so logs or requests that write them as integers ('100') name other "
+                           "users")
+    assert "dtype=str or 'Int64'" in text
+    # Nine in ten: 18 of 20 (0.9) is one, 17 of 20 none.
+    assert doubt(18, 2) is not None and doubt(17, 3) is None
+    assert "name other items" in doubt(20, column="item_id")
+    # Each id once, empty ids left out: 20 rows of one id, or 20 empty ones, are not 20 ids.
+    assert data_doubts.decimal_id_doubt("user_id", ["7.0"] * 20 + [""] * 20) is None
+    # What a decimal integer is: signs and trailing zeros yes; a fraction, text or an integer no.
+    ids = ["-3.00", "+4.0"] + [f"{k}.0" for k in range(18)] + ["art-1.0", "1.5"]
+    assert data_doubts.decimal_id_doubt("item_id", ids) == doubt(20, 0, "item_id").replace(
+        "20 of the 20", "20 of the 22").replace("'100.0'", "'-3.00'").replace("('100')", "('-3')")
+    assert data_doubts.decimal_id_doubt("item_id", [str(100196 + k) for k in range(30)]) is None
+    # Only the first DECIMAL_ID_SAMPLE ids are read: decimals past them are not counted.
+    late = [str(k) for k in range(data_doubts.DECIMAL_ID_SAMPLE)] + [f"{k}.0" for k in range(99)]
+    assert data_doubts.decimal_id_doubt("user_id", late) is None

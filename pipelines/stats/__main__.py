@@ -14,11 +14,13 @@ The artifact's layout is in `pipelines/stats/statistics.py`.
 
 from __future__ import annotations
 
+import os
 import time
 
 from absl import flags
 
-from core import cli, data_doubts, label_rules, settings  # cli first: it quiets TensorFlow
+# (cli first: it quiets TensorFlow)
+from core import cli, data_doubts, label_rules, settings, stats_artifact
 from pipelines.stats import statistics
 
 FLAGS = flags.FLAGS
@@ -59,8 +61,25 @@ def main(argv):
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: "
               f"{stats['unclicked_dwell_treated_as_zero']:,}")
-    for doubt in data_doubts.data_doubts(stats):
+    for doubt in data_doubts.data_doubts(stats) + id_doubts(FLAGS.output_dir):
         cli.warn(doubt)
+
+
+def id_doubts(output_dir: str) -> list[str]:
+    """The doubts about the ids of the artifact at `output_dir` (`data_doubts.decimal_id_doubt`),
+    from the first rows of its item and user-day tables."""
+    doubts = []
+    for table, columns, column in (("items", stats_artifact.ITEM_COLUMNS, "item_id"),
+                                   ("user_days", stats_artifact.USER_DAY_COLUMNS, "user_id")):
+        ids = []
+        for shard in stats_artifact.table_shards(os.path.join(output_dir, table)):
+            ids.extend(stats_artifact.read_table_shard(shard, columns)[column])
+            if len(ids) >= data_doubts.DECIMAL_ID_SAMPLE:
+                break
+        doubt = data_doubts.decimal_id_doubt(column, ids)
+        if doubt:
+            doubts.append(doubt)
+    return doubts
 
 
 if __name__ == "__main__":
