@@ -300,6 +300,13 @@ class LogSource:
                                  "UTC), found ", tf.strings.as_string(timestamp),
                                  ": milliseconds, microseconds or nanoseconds? divide by 10^3, 10^6 or 10^9",
                                  row_kind=kind))
+            # Before 1970 is no feed's impression: a missing time written as -1, or a date
+            # whose epoch is not 1970 (its UTC day would be read as one before 1970).
+            checks.append(_check(timestamp >= 0, path, row, "timestamp",
+                                 "expected unix seconds (1970-01-01 UTC or later), found ",
+                                 tf.strings.as_string(timestamp),
+                                 ": a missing time written as a negative number? leave those "
+                                 "rows out", row_kind=kind))
         if not self.outcomes:
             with tf.control_dependencies(checks):
                 return {n: tf.identity(v[0] if n == "dwell_time" else v)

@@ -362,6 +362,9 @@ CSV_CASES = [
      r"line 4, column 'timestamp': expected unix seconds \(at most 253402300799, 9999-12-31 "
      r"UTC\), found 1767657600000: milliseconds, microseconds or nanoseconds\? divide by "
      r"10\^3, 10\^6 or 10\^9"),
+    ("negative timestamp", replace_field(ROWS, 2, "timestamp", -1),
+     r"line 4, column 'timestamp': expected unix seconds \(1970-01-01 UTC or later\), found -1: "
+     r"a missing time written as a negative number\? leave those rows out"),
     ("timestamp in nanoseconds", replace_field(ROWS, 3, "timestamp", 1767657601000000000),
      r"line 5, column 'timestamp': expected unix seconds .*found 1767657601000000000: "),
     # Spellings Python reads as numbers and TensorFlow's reader does not (a traceback before).
@@ -581,6 +584,16 @@ def test_tfrecord_timestamp_in_milliseconds_names_record(tmp_path):
     path = write_tfrecord(tmp_path / "a.tfrecord", records)
     with pytest.raises(InputError, match=r"a\.tfrecord, record 2, column 'timestamp': expected "
                                          r"unix seconds .*found 1767571210000: milliseconds, "):
+        read_all(path)
+
+
+def test_tfrecord_negative_timestamp_names_record(tmp_path):
+    records = [example(r) for r in ROWS]
+    records[2] = example(ROWS[2], override={"timestamp": -86400})
+    path = write_tfrecord(tmp_path / "a.tfrecord", records)
+    with pytest.raises(InputError, match=r"a\.tfrecord, record 3, column 'timestamp': expected "
+                                         r"unix seconds \(1970-01-01 UTC or later\), found "
+                                         r"-86400: a missing time"):
         read_all(path)
 
 
