@@ -59,7 +59,7 @@ OUTCOME_DOUBT_EXPECTED_ROWS = 20
 # seldom end in ".0", and a few odd ids in a column of integers are not the pattern.
 DECIMAL_ID_DOUBT_SHARE = 0.9
 # Ids read per column (the first rows of the artifact's tables), and the fewest worth a doubt.
-DECIMAL_ID_SAMPLE = 1000
+ID_SAMPLE = 1000
 DECIMAL_ID_MIN_SAMPLE = 20
 _DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+\.0+")
 
@@ -67,10 +67,10 @@ _DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+\.0+")
 def decimal_id_doubt(column: str, ids) -> str | None:
     """What to tell a user whose `column` ('user_id' or 'item_id') holds integers written as
     decimals ('100196.0'), from `ids` (the first values the statistics job's tables hold, text;
-    at most DECIMAL_ID_SAMPLE are read, each distinct id counted once): ids are text as written
+    at most ID_SAMPLE are read, each distinct id counted once): ids are text as written
     (SPEC §2), so logs that write the same ids as integers name other users or items. None below
     DECIMAL_ID_DOUBT_SHARE of at least DECIMAL_ID_MIN_SAMPLE distinct non-empty ids."""
-    sample = [i for i in dict.fromkeys(list(ids)[:DECIMAL_ID_SAMPLE]) if i != ""]
+    sample = [i for i in dict.fromkeys(list(ids)[:ID_SAMPLE]) if i != ""]
     decimal = [i for i in sample if _DECIMAL_INTEGER.fullmatch(i)]
     if len(sample) < DECIMAL_ID_MIN_SAMPLE or len(decimal) < DECIMAL_ID_DOUBT_SHARE * len(sample):
         return None
@@ -84,6 +84,27 @@ def decimal_id_doubt(column: str, ids) -> str | None:
             "model's embeddings; write the ids as integers in every log (pandas writes an "
             "integer column that has a missing value as floats: fill it, or read it with "
             "dtype=str or 'Int64') and compute the statistics again")
+
+
+def spaced_id_doubt(column: str, ids) -> str | None:
+    """What to tell a user whose `column` holds ids with white space at an end (' art-00088', as
+    a fixed-width or ', '-separated export pads them), from the first ID_SAMPLE of `ids`: ids
+    are text, read as written, so ' art-00088' and 'art-00088' are two. None without such ids."""
+    sample = [i for i in dict.fromkeys(list(ids)[:ID_SAMPLE]) if i != ""]
+    spaced = [i for i in sample if i != i.strip()]
+    if not spaced:
+        return None
+    kind = "users" if column == "user_id" else "items"
+    return (f"column '{column}' holds ids with white space at an end ({len(spaced):,} of the "
+            f"{len(sample):,} distinct ids read, such as {spaced[0]!r}): ids are text, read as "
+            f"written, so {spaced[0]!r} and {spaced[0].strip()!r} are two {kind}; write the ids "
+            "without the spaces in every log and compute the statistics again")
+
+
+def id_doubts(column: str, ids) -> list[str]:
+    """The doubts about `column`'s ids ('user_id' or 'item_id') from the first ID_SAMPLE of
+    `ids` (text): integers written as decimals, white space at an end."""
+    return [d for d in (decimal_id_doubt(column, ids), spaced_id_doubt(column, ids)) if d]
 
 
 def outcome_features(stats: dict) -> dict[str, str]:

@@ -127,6 +127,24 @@ def test_ids_written_as_decimals_are_named_from_nine_in_ten_of_twenty_distinct_i
     assert data_doubts.decimal_id_doubt("item_id", ids) == doubt(20, 0, "item_id").replace(
         "20 of the 20", "20 of the 22").replace("'100.0'", "'-3.00'").replace("('100')", "('-3')")
     assert data_doubts.decimal_id_doubt("item_id", [str(100196 + k) for k in range(30)]) is None
-    # Only the first DECIMAL_ID_SAMPLE ids are read: decimals past them are not counted.
-    late = [str(k) for k in range(data_doubts.DECIMAL_ID_SAMPLE)] + [f"{k}.0" for k in range(99)]
+    # Only the first ID_SAMPLE ids are read: decimals past them are not counted.
+    late = [str(k) for k in range(data_doubts.ID_SAMPLE)] + [f"{k}.0" for k in range(99)]
     assert data_doubts.decimal_id_doubt("user_id", late) is None
+
+
+def test_ids_with_white_space_at_an_end_are_named():
+    assert data_doubts.spaced_id_doubt("item_id", ["art-1", "art-2", "", "art 3"]) is None
+    ids = ["art-1", " art-2", "art-3 ", " art-2", "art-4\t"]
+    assert data_doubts.spaced_id_doubt("item_id", ids) == (
+        "column 'item_id' holds ids with white space at an end (3 of the 4 distinct ids read, "
+        "such as ' art-2'): ids are text, read as written, so ' art-2' and 'art-2' are two items; "
+        "write the ids without the spaces in every log and compute the statistics again")
+    # Only the first ID_SAMPLE ids are read; both doubts at once.
+    late = [str(k) for k in range(data_doubts.ID_SAMPLE)] + [" 7"]
+    assert data_doubts.spaced_id_doubt("user_id", late) is None
+    both = data_doubts.id_doubts("user_id", [f" {k}.0" for k in range(30)])
+    assert len(both) == 1 and "white space" in both[0]  # ' 3.0' is no decimal integer
+    both = data_doubts.id_doubts("user_id", [f"{k}.0" for k in range(30)] + [" 7.0"])
+    assert [d.split(" (")[0] for d in both] == [
+        "column 'user_id' holds integers written as decimals",
+        "column 'user_id' holds ids with white space at an end"]

@@ -66,19 +66,18 @@ def main(argv):
 
 
 def id_doubts(output_dir: str) -> list[str]:
-    """The doubts about the ids of the artifact at `output_dir` (`data_doubts.decimal_id_doubt`),
-    from the first rows of its item and user-day tables."""
+    """The doubts about the ids of the artifact at `output_dir` (`data_doubts.id_doubts`), from
+    the first rows of its item table (items with at least --min_item_records clicks) and its
+    user-day table (users with a click)."""
     doubts = []
     for table, columns, column in (("items", stats_artifact.ITEM_COLUMNS, "item_id"),
                                    ("user_days", stats_artifact.USER_DAY_COLUMNS, "user_id")):
         ids = []
         for shard in stats_artifact.table_shards(os.path.join(output_dir, table)):
             ids.extend(stats_artifact.read_table_shard(shard, columns)[column])
-            if len(ids) >= data_doubts.DECIMAL_ID_SAMPLE:
+            if len(ids) >= data_doubts.ID_SAMPLE:
                 break
-        doubt = data_doubts.decimal_id_doubt(column, ids)
-        if doubt:
-            doubts.append(doubt)
+        doubts += data_doubts.id_doubts(column, ids)
     return doubts
 
 
