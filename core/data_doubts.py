@@ -1,6 +1,7 @@
-"""What looks wrong in a feed's logs, read from their statistics (stats.json): each doubt a
-sentence for the user, which `pipelines.stats` prints as a warning (and the NDT fit's error
-quotes when the dwell unit is the likely cause). Thresholds are named constants, each with why.
+"""What looks wrong in a feed's logs, read from their statistics (stats.json, and the first ids
+of the artifact's tables): each doubt a sentence for the user, which `pipelines.stats` prints as
+a warning (and the NDT fit's error quotes when the dwell unit is the likely cause). Thresholds
+are named constants, each with why.
 """
 
 from __future__ import annotations
@@ -70,35 +71,43 @@ def decimal_id_doubt(column: str, ids) -> str | None:
     at most ID_SAMPLE are read, each distinct id counted once): ids are text as written
     (SPEC §2), so logs that write the same ids as integers name other users or items. None below
     DECIMAL_ID_DOUBT_SHARE of at least DECIMAL_ID_MIN_SAMPLE distinct non-empty ids."""
-    sample = [i for i in dict.fromkeys(list(ids)[:ID_SAMPLE]) if i != ""]
+    sample = _distinct_ids(ids)
     decimal = [i for i in sample if _DECIMAL_INTEGER.fullmatch(i)]
     if len(sample) < DECIMAL_ID_MIN_SAMPLE or len(decimal) < DECIMAL_ID_DOUBT_SHARE * len(sample):
         return None
     example = decimal[0]
     whole = example.split(".")[0]
-    kind = "users" if column == "user_id" else "items"
     return (f"column '{column}' holds integers written as decimals ({len(decimal):,} of the "
             f"{len(sample):,} distinct ids read, such as '{example}'): ids are text, read as written, so "
-            f"logs or requests that write them as integers ('{whole}') name other {kind}, unknown "
-            "to these statistics' per-user and per-item counts (rules T2 and P10) and to a "
-            "model's embeddings; write the ids as integers in every log (pandas writes an "
-            "integer column that has a missing value as floats: fill it, or read it with "
-            "dtype=str or 'Int64') and compute the statistics again")
+            f"logs or requests that write them as integers ('{whole}') name other "
+            f"{_kind(column)}, unknown to these statistics' per-user and per-item counts (rules "
+            "T2 and T3, the items' P10) and to a model's embeddings; write the ids as "
+            "integers in every log (pandas writes an integer column that has a missing value "
+            "as floats: fill it, or read it with dtype=str or 'Int64') and compute the "
+            "statistics again")
 
 
 def spaced_id_doubt(column: str, ids) -> str | None:
     """What to tell a user whose `column` holds ids with white space at an end (' art-00088', as
     a fixed-width or ', '-separated export pads them), from the first ID_SAMPLE of `ids`: ids
     are text, read as written, so ' art-00088' and 'art-00088' are two. None without such ids."""
-    sample = [i for i in dict.fromkeys(list(ids)[:ID_SAMPLE]) if i != ""]
+    sample = _distinct_ids(ids)
     spaced = [i for i in sample if i != i.strip()]
     if not spaced:
         return None
-    kind = "users" if column == "user_id" else "items"
     return (f"column '{column}' holds ids with white space at an end ({len(spaced):,} of the "
             f"{len(sample):,} distinct ids read, such as {spaced[0]!r}): ids are text, read as "
-            f"written, so {spaced[0]!r} and {spaced[0].strip()!r} are two {kind}; write the ids "
+            f"written, so {spaced[0]!r} and {spaced[0].strip()!r} are two {_kind(column)}; write the ids "
             "without the spaces in every log and compute the statistics again")
+
+
+def _distinct_ids(ids) -> list[str]:
+    """The distinct non-empty ids among the first ID_SAMPLE of `ids`, in their order."""
+    return [i for i in dict.fromkeys(list(ids)[:ID_SAMPLE]) if i != ""]
+
+
+def _kind(column: str) -> str:
+    return "users" if column == "user_id" else "items"
 
 
 def id_doubts(column: str, ids) -> list[str]:

@@ -60,6 +60,9 @@ FLAG_TYPES = ("int64", "float32", "string")
 # The last second of 9999-12-31 UTC: a larger `timestamp` is not unix seconds (in milliseconds,
 # every time after 1978 is larger), and its UTC day would be read as a date past year 9999.
 MAX_TIMESTAMP = 253_402_300_799
+# The first second of 1970-01-01 UTC: before it is no feed's impression (a missing time written
+# as -1, or a time counted from another epoch), and its UTC day would be read as one before 1970.
+MIN_TIMESTAMP = 0
 
 SAMPLE_ROWS = 1000
 SAMPLE_FILES = 10

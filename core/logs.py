@@ -25,6 +25,7 @@ from core.log_diagnosis import remember_source
 from core.log_files import LogFile, expand_inputs, file_size, open_binary
 from core.log_schema import (
     MAX_TIMESTAMP,
+    MIN_TIMESTAMP,
     REQUIRED_COLUMNS,
     AbsentTypedColumns,
     LogSchema,
@@ -300,9 +301,7 @@ class LogSource:
                                  "UTC), found ", tf.strings.as_string(timestamp),
                                  ": milliseconds, microseconds or nanoseconds? divide by 10^3, 10^6 or 10^9",
                                  row_kind=kind))
-            # Before 1970 is no feed's impression: a missing time written as -1, or a date
-            # whose epoch is not 1970 (its UTC day would be read as one before 1970).
-            checks.append(_check(timestamp >= 0, path, row, "timestamp",
+            checks.append(_check(timestamp >= MIN_TIMESTAMP, path, row, "timestamp",
                                  "expected unix seconds (1970-01-01 UTC or later), found ",
                                  tf.strings.as_string(timestamp),
                                  ": a missing time written as a negative number? leave those "

@@ -42,6 +42,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import glob
+import itertools
 import json
 import math
 import os
@@ -381,6 +382,25 @@ def read_table(directory: str, columns: Mapping[str, type]) -> dict[str, np.ndar
 def table_shards(directory: str) -> list[str]:
     """The CSV shards of an artifact table, sorted: `directory/part-*.csv`."""
     return sorted(glob.glob(os.path.join(directory, "part-*.csv")))
+
+
+def first_ids(directory: str, column: str, count: int) -> list[str]:
+    """The first `count` values of an artifact table's id `column` ('item_id', 'user_id'), in
+    shard order, as written (text); fewer when the table holds fewer rows. Reads only as many
+    lines as that takes."""
+    ids: list[str] = []
+    for shard in table_shards(directory):
+        with open(shard, newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            if column not in header:
+                continue
+            at = header.index(column)
+            ids += [row[at] for row in itertools.islice(reader, count - len(ids))
+                    if len(row) > at]
+        if len(ids) >= count:
+            break
+    return ids
 
 
 def read_table_shard(path: str, columns: Mapping[str, type]) -> dict[str, np.ndarray]:

@@ -209,6 +209,9 @@ CATALOGUE = {
                      "alone"),
     "timestamp in milliseconds": (with_value(4, "timestamp", (DAY + 240) * 1000),
                                   "line 6, column 'timestamp': expected unix seconds"),
+    "negative timestamp": (with_value(4, "timestamp", -1),
+                           "line 6, column 'timestamp': expected unix seconds (1970-01-01 UTC or "
+                           "later), found -1"),
     "negative dwell": (with_value(3, "dwell_time", -1.5),
                        "line 5, column 'dwell_time': expected seconds >= 0"),
     "non-finite dwell": (with_value(3, "dwell_time", "nan"),
@@ -256,6 +259,7 @@ SCORE_EXPECTED = {
     "click outside 0/1": None,
     "plus-signed click": None,
     "timestamp in milliseconds": None,  # scoring never reads the timestamp
+    "negative timestamp": None,
     "negative dwell": None,
     "non-finite dwell": None,
     "dwell on unclicked row": None,

@@ -127,9 +127,11 @@ def test_ids_written_as_decimals_are_named_from_nine_in_ten_of_twenty_distinct_i
     assert data_doubts.decimal_id_doubt("item_id", ids) == doubt(20, 0, "item_id").replace(
         "20 of the 20", "20 of the 22").replace("'100.0'", "'-3.00'").replace("('100')", "('-3')")
     assert data_doubts.decimal_id_doubt("item_id", [str(100196 + k) for k in range(30)]) is None
-    # Only the first ID_SAMPLE ids are read: decimals past them are not counted.
-    late = [str(k) for k in range(data_doubts.ID_SAMPLE)] + [f"{k}.0" for k in range(99)]
-    assert data_doubts.decimal_id_doubt("user_id", late) is None
+    # Only the first ID_SAMPLE ids are read: 1,000 decimals then 200 integers are all decimals
+    # read (all 1,200 would be 1,000 of 1,200, below nine in ten).
+    early = [f"{k}.0" for k in range(data_doubts.ID_SAMPLE)] + [str(k) for k in range(200)]
+    assert "(1,000 of the 1,000 distinct ids read" in data_doubts.decimal_id_doubt("user_id",
+                                                                                   early)
 
 
 def test_ids_with_white_space_at_an_end_are_named():

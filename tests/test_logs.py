@@ -576,6 +576,14 @@ def test_timestamp_bound_is_the_last_second_of_year_9999(tmp_path):
     with pytest.raises(InputError, match=r"b\.csv, line 6, column 'timestamp': expected unix "
                                          r"seconds .*found 253402300800"):
         read_all(write_csv(tmp_path / "b.csv", rows=past))
+    # The first bound: 1970-01-01 00:00:00 UTC is read, the second before it is not.
+    assert log_schema.MIN_TIMESTAMP == int(dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+                                           .timestamp()) == 0
+    got = read_all(write_csv(tmp_path / "c.csv", rows=replace_field(ROWS, 4, "timestamp", 0)))
+    assert got["timestamp"][4] == 0
+    with pytest.raises(InputError, match=r"d\.csv, line 6, column 'timestamp': expected unix "
+                                         r"seconds \(1970-01-01 UTC or later\), found -1"):
+        read_all(write_csv(tmp_path / "d.csv", rows=replace_field(ROWS, 4, "timestamp", -1)))
 
 
 def test_tfrecord_timestamp_in_milliseconds_names_record(tmp_path):
@@ -673,7 +681,7 @@ def test_rows_per_file_and_day_equal_a_counter():
     batches = [(np.full(50, 3), np.full(50, 19_000)),  # one file, one day
                (rng.integers(0, 4, 300), rng.integers(18_990, 19_003, 300)),
                (np.array([], np.int64), np.array([], np.int64)),
-               (np.array([1, 1, 2]), np.array([-5, 7, -5]))]  # days before 1970 too
+               (np.array([1, 1, 2]), np.array([-5, 7, -5]))]  # any int64 day (the reader's refuse < 0)
     for files, days in batches:
         logs.add_file_day_rows(into, files, days)
         want.update(zip(files.tolist(), days.tolist()))

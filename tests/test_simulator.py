@@ -216,6 +216,7 @@ def test_cli_bad_arguments_exit_non_zero_without_output(tmp_path, run):
             (["--start_date=2026-1-5"], "--start_date=2026-1-5: expected a date as YYYY-MM-DD"),
             (["--seed=-1"], "--seed=-1: expected a non-negative integer"),
             (["--start_date=9999-12-30", "--days=3"], "ends after 9999-12-31"),
+            (["--start_date=1969-12-31"], "--start_date=1969-12-31 is before 1970-01-01"),
             (["--num_users=1", "--num_items=5", "--days=1"],
              "the simulated world has 0 impressions and 0 click(s) with a dwell time")]:
         result = run("pipelines.simulate", f"--output_dir={tmp_path}/new", *flags)

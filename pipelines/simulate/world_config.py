@@ -39,7 +39,7 @@ import re
 from typing import Mapping
 
 from core.errors import InputError
-from core.log_schema import MAX_TIMESTAMP
+from core.log_schema import MAX_TIMESTAMP, MIN_TIMESTAMP
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,6 +170,9 @@ class SimConfig:
                              "YYYY-MM-DD)") from None
         if self.seed < 0:
             raise InputError(f"--seed={self.seed}: expected a non-negative integer")
+        if start < MIN_TIMESTAMP:
+            raise InputError(f"--start_date={self.start_date} is before 1970-01-01, before the "
+                             "timestamps logs may hold (unix seconds, SPEC §2)")
         if self.days >= 1 and start + self.days * 86400 - 1 > MAX_TIMESTAMP:
             raise InputError(f"--start_date={self.start_date} with --days={self.days} ends after "
                              "9999-12-31, past the timestamps logs may hold (SPEC §2)")

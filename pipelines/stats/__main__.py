@@ -61,22 +61,18 @@ def main(argv):
     if FLAGS.allow_unclicked_dwell:
         print(f"  unclicked rows with dwell > 0 treated as 0: "
               f"{stats['unclicked_dwell_treated_as_zero']:,}")
-    for doubt in data_doubts.data_doubts(stats) + id_doubts(FLAGS.output_dir):
+    for doubt in data_doubts.data_doubts(stats) + artifact_id_doubts(FLAGS.output_dir):
         cli.warn(doubt)
 
 
-def id_doubts(output_dir: str) -> list[str]:
+def artifact_id_doubts(output_dir: str) -> list[str]:
     """The doubts about the ids of the artifact at `output_dir` (`data_doubts.id_doubts`), from
-    the first rows of its item table (items with at least --min_item_records clicks) and its
-    user-day table (users with a click)."""
+    the first rows of its item table (items with at least --min_item_records clicks with dwell
+    > 0) and its user-day table (users with a click)."""
     doubts = []
-    for table, columns, column in (("items", stats_artifact.ITEM_COLUMNS, "item_id"),
-                                   ("user_days", stats_artifact.USER_DAY_COLUMNS, "user_id")):
-        ids = []
-        for shard in stats_artifact.table_shards(os.path.join(output_dir, table)):
-            ids.extend(stats_artifact.read_table_shard(shard, columns)[column])
-            if len(ids) >= data_doubts.ID_SAMPLE:
-                break
+    for table, column in (("items", "item_id"), ("user_days", "user_id")):
+        ids = stats_artifact.first_ids(os.path.join(output_dir, table), column,
+                                       data_doubts.ID_SAMPLE)
         doubts += data_doubts.id_doubts(column, ids)
     return doubts
 
