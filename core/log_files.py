@@ -242,7 +242,6 @@ def _padding(zeros: int, more: bool) -> str:
             "gzip -dc FILE | gzip > NEW")
 
 
-
 def gzip_damages(files: Sequence[LogFile]) -> list[str | None]:
     """`gzip_damage` of each of `files`, on two threads (zlib releases the GIL)."""
     if sum(f.gzip for f in files) > 1:

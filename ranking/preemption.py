@@ -72,7 +72,6 @@ def end_at_once_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, _end_at_once)
 
 
-
 class _Handler:
     """The handler `handled` installs; `request` is the loop's while it runs (`checkpointing`)."""
 
