@@ -18,6 +18,8 @@ from export import exporter, versions
 from ranking import data, models
 from ranking import model_dir as model_dir_lib
 
+from conftest import Lazy
+
 ROWS = 64
 
 
@@ -91,15 +93,37 @@ def run_isolated(paths, columns, tmp) -> list[dict]:
             else dict(np.load(out)) for _, out in jobs]
 
 
+# (preset, --score_weights, --score_space) of the exports FUSION_TEST checks.
+FUSIONS = [("ple", ("ctr=1", "expected_dwell_seconds=0.5"), "log"),
+           ("ple", ("ctr=2", "expected_ndt=1"), "linear"),
+           ("vr_ndt", ("valid_read=1", "weighted_valid_read=0.25"), "linear")]
+FUSION_TEST = "test_stored_fusion_is_the_formula_of_the_other_outputs"
+
+
 @pytest.fixture(scope="module")
-def isolated_exports(request, exports, eval_rows, tmp_path_factory):
-    """{preset: run_isolated output} for every preset this session runs ISOLATED_TEST for."""
-    presets = sorted({item.callspec.params["preset"] for item in request.session.items
-                      if getattr(item, "originalname", None) == ISOLATED_TEST})
+def fusion_exports(trained, tmp_path_factory):
+    """Exports with a stored score fusion, on first use: fusion_exports[FUSIONS entry]."""
+    base = tmp_path_factory.mktemp("fusion")
+    return Lazy(lambda fusion: exporter.export_saved_model(
+        trained[fusion[0]], str(base / str(FUSIONS.index(fusion))),
+        score_weights=list(fusion[1]), score_space=fusion[2]))
+
+
+@pytest.fixture(scope="module")
+def isolated_exports(request, exports, fusion_exports, eval_rows, tmp_path_factory):
+    """{preset or FUSIONS entry: run_isolated output} for every preset this session runs
+    ISOLATED_TEST for and every fusion it runs FUSION_TEST for, all in one process."""
+    def params(test, name):
+        return [item.callspec.params[name] for item in request.session.items
+                if getattr(item, "originalname", None) == test]
+
+    presets = sorted(set(params(ISOLATED_TEST, "preset")))
+    fusions = [f for f in FUSIONS if f in params(FUSION_TEST, "fusion")]
     columns, _ = eval_rows
-    served = run_isolated([exports[p].path for p in presets], columns,
+    served = run_isolated([exports[p].path for p in presets]
+                          + [fusion_exports[f].path for f in fusions], columns,
                           tmp_path_factory.mktemp("isolated"))
-    return dict(zip(presets, served))
+    return dict(zip(presets + fusions, served))
 
 
 def test_export_loads_without_project_code_and_matches_keras(preset, trained, exports,
@@ -302,25 +326,15 @@ def test_interrupted_export_leaves_no_version_directory(trained, tmp_path, monke
                                                    str(base / "models.config")]
 
 
-def served_in_isolation(path, columns, tmp_path):
-    """{signature/output: array} of the SavedModel `path` run by TensorFlow alone (ISOLATED)."""
-    served = run_isolated([path], columns, tmp_path)[0]
-    assert "error" not in served, served.get("error")
-    return served
-
-
-@pytest.mark.parametrize("preset,weights,space", [
-    ("ple", ["ctr=1", "expected_dwell_seconds=0.5"], "log"),
-    ("ple", ["ctr=2", "expected_ndt=1"], "linear"),
-    ("vr_ndt", ["valid_read=1", "weighted_valid_read=0.25"], "linear")])
-def test_stored_fusion_is_the_formula_of_the_other_outputs(preset, weights, space, trained,
-                                                           eval_rows, tmp_path):
+@pytest.mark.parametrize("fusion", FUSIONS, ids=["ple-log", "ple-linear", "vr_ndt-linear"])
+def test_stored_fusion_is_the_formula_of_the_other_outputs(fusion, fusion_exports,
+                                                           isolated_exports):
     """The exported score equals the formula computed by hand from the outputs beside it, in a
     process that has TensorFlow alone; the fusion is stored (signature and asset)."""
-    columns, _ = eval_rows
-    result = exporter.export_saved_model(trained[preset], str(tmp_path / "serving"),
-                                         score_weights=weights, score_space=space)
-    served = served_in_isolation(result.path, columns, tmp_path)
+    _, weights, space = fusion
+    result = fusion_exports[fusion]
+    served = isolated_exports[fusion]
+    assert "error" not in served, served.get("error")
     pairs = [(w.split("=")[0], float(w.split("=")[1])) for w in weights]
     for path in ("examples", "raw"):
         terms = [w * (np.log(np.maximum(served[f"{path}/{n}"].astype(np.float64), 1e-12))
