@@ -7,6 +7,7 @@ checkpoint from before the gate."""
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -185,16 +186,28 @@ def test_a_raw_head_decision_is_served_evaluated_and_exported(small_world, tmp_p
         assert again["refit"]["orca_served_head"] == again["orca_served_head"] == "raw"
 
 
+@pytest.fixture(scope="module")
+def served_debiased(small_world, tmp_path_factory):
+    """(model_dir, eval metrics) of one --orca_serve=debiased run of `orca_config` with
+    --refit=none; a test that changes the directory works on a copy."""
+    model_dir = str(tmp_path_factory.mktemp("debiased") / "model")
+    return model_dir, training.train_and_evaluate(orca_config(small_world, "none", "debiased"),
+                                                  model_dir)
+
+
 @pytest.mark.parametrize("serve", ["debiased", "validated"])
 def test_the_paper_head_is_served_when_asked_or_not_worse(small_world, tmp_path, monkeypatch,
-                                                          serve):
+                                                          request, serve):
     """--orca_serve=debiased, or validated when the debiased head is not worse (the decision
     forced): the debiased head; best/ keeps the best step's weights and the gate at 1;
     eval_metrics.json says which head it evaluated, and the export's dwell_probs are not the
     raw ones."""
-    monkeypatch.setattr(orca, "choose_head", lambda gain: "debiased")
-    model_dir = str(tmp_path / "model")
-    result = training.train_and_evaluate(orca_config(small_world, "none", serve), model_dir)
+    if serve == "debiased":  # (the head is not chosen: `choose_head` is not asked)
+        model_dir, result = request.getfixturevalue("served_debiased")
+    else:
+        monkeypatch.setattr(orca, "choose_head", lambda gain: "debiased")
+        model_dir = str(tmp_path / "model")
+        result = training.train_and_evaluate(orca_config(small_world, "none", serve), model_dir)
     assert result["orca_served_head"] == "debiased"
     best_json = json.load(open(os.path.join(model_dir, "best.json")))
     assert best_json.get("orca_served_head") == ("debiased" if serve == "validated" else None)
@@ -224,11 +237,11 @@ def test_validated_without_orca_is_a_setting_not_read(small_world, validation_da
     training._check_options(config)  # no InputError
 
 
-def test_a_checkpoint_without_the_gate_is_one_error_not_a_traceback(small_world, tmp_path):
+def test_a_checkpoint_without_the_gate_is_one_error_not_a_traceback(served_debiased, tmp_path):
     """An ORCA model's checkpoint written before the gate existed (made here by untracking
     it) is refused by export with an InputError naming the checkpoint."""
     model_dir = str(tmp_path / "model")
-    training.train_and_evaluate(orca_config(small_world, "none", "debiased"), model_dir)
+    shutil.copytree(served_debiased[0], model_dir)
     model, _ = exporter.load_trained(model_dir)
     head = model.network.get_layer("orca")
     # Untracked as a weight and as a checkpoint dependency (TensorFlow's internal lists: the
