@@ -31,20 +31,28 @@ def config_for(world, preset="vr_ndt", **overrides):
     return training.TrainConfig(**options)
 
 
+@pytest.fixture(scope="module")
+def label_shards(small_world, tmp_path_factory):
+    """The glob of the label job's TFRecord shards of the small world's training logs (read
+    only by the tests)."""
+    from pipelines.label import labelling
+
+    shards = tmp_path_factory.mktemp("label_shards")
+    labelling.label_logs(small_world["train"], small_world["stats"], str(shards),
+                         fmt="tfrecord")
+    return str(shards / "*.tfrecord.gz")
+
+
 def test_the_label_jobs_tfrecord_shards_train_the_model_the_raw_logs_train(small_world,
+                                                                           label_shards,
                                                                            tmp_path):
     """The label job's TFRecord shards of the CSV training logs build the same model (its
     features in the logs' order, not the tf.Example's by name) and train it to the same
     metrics at the same seed."""
-    from pipelines.label import labelling
-
-    labelling.label_logs(small_world["train"], small_world["stats"], str(tmp_path / "shards"),
-                         fmt="tfrecord")
     config = config_for(small_world, "single_ctr", epochs=1, steps_per_epoch=20)
     raw = training.train_and_evaluate(config, str(tmp_path / "raw"))
-    shards = training.train_and_evaluate(
-        dataclasses.replace(config, train=str(tmp_path / "shards/*.tfrecord.gz")),
-        str(tmp_path / "from_shards"))
+    shards = training.train_and_evaluate(dataclasses.replace(config, train=label_shards),
+                                         str(tmp_path / "from_shards"))
     features = [json.load(open(tmp_path / d / "config.json"))["features"]
                 for d in ("raw", "from_shards")]
     assert [f["name"] for f in features[0]] == [f["name"] for f in features[1]]
@@ -52,18 +60,16 @@ def test_the_label_jobs_tfrecord_shards_train_the_model_the_raw_logs_train(small
     assert shards["logloss_ctr"] == pytest.approx(raw["logloss_ctr"], abs=1e-6)
 
 
-def test_a_directory_trained_on_tfrecord_with_features_by_name_resumes(small_world, tmp_path,
+def test_a_directory_trained_on_tfrecord_with_features_by_name_resumes(small_world,
+                                                                       label_shards, tmp_path,
                                                                        monkeypatch):
     """A model directory trained on TFRecord input when its features came by name (before
     they followed the stats artifact's logs) resumes with its own feature order, not refused
     as another model."""
-    from pipelines.label import labelling
     from ranking import data
 
-    labelling.label_logs(small_world["train"], small_world["stats"], str(tmp_path / "shards"),
-                         fmt="tfrecord")
     config = config_for(small_world, "single_ctr", epochs=2, steps_per_epoch=5, eval=None,
-                        train=str(tmp_path / "shards/*.tfrecord.gz"))
+                        train=label_shards)
     with monkeypatch.context() as old:
         old.setattr(data, "_in_artifact_order", lambda source, artifact: source)
         training.train_and_evaluate(dataclasses.replace(config, epochs=1),
@@ -97,7 +103,7 @@ def test_short_training_learns(small_world, tmp_path):
 
     # A baseline's metrics give RelaImpr, and a log-dwell model adds the dwell metrics.
     other = training.train_and_evaluate(
-        config_for(small_world, "ctr_logdt", epochs=1,
+        config_for(small_world, "ctr_logdt", epochs=1, steps_per_epoch=20,
                    baseline_metrics=os.path.join(model_dir, "eval_metrics.json")),
         str(tmp_path / "ctr_logdt"))
     expected = ((other["auc_valid_read"] - 0.5) / (metrics["auc_valid_read"] - 0.5) - 1) * 100
