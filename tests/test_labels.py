@@ -264,22 +264,30 @@ def test_short_artifact_days_by_hand():
         "the stats job saw")
 
 
+@pytest.fixture(scope="module")
+def other_world(tmp_path_factory):
+    """The directory of another simulated world than `sim`'s, of the same dates (twice the
+    users; read only by the tests)."""
+    root = tmp_path_factory.mktemp("other_world")
+    other = dataclasses.replace(world_config.SimConfig(num_users=400, num_items=250, days=10,
+                                                       seed=3), num_users=800, seed=4)
+    writing.write_simulation(other, str(root / "other"), plot=False)
+    return root / "other"
+
+
 @pytest.mark.parametrize("engine", ["local", "beam"])
-def test_logs_of_another_world_than_the_stats_are_named(sim, tmp_path, engine):
+def test_logs_of_another_world_than_the_stats_are_named(sim, other_world, tmp_path, engine):
     """The stats of one simulated world, another world's logs of the same dates (twice the
     users): the days the artifact saw whole and fewer rows of are named (pandas' counts), and
     the stats world's own logs, read as other files, give no such day."""
     root, stats_dir = sim
-    other = dataclasses.replace(world_config.SimConfig(num_users=400, num_items=250, days=10,
-                                                       seed=3), num_users=800, seed=4)
-    writing.write_simulation(other, str(tmp_path / "other"), plot=False)
 
     def day_rows(pattern):
         frame = pd.concat(pd.read_csv(p, usecols=["timestamp"]) for p in glob.glob(pattern))
         return (frame["timestamp"] // 86400).value_counts().to_dict()
 
     seen = day_rows(str(root / "sim/logs/day-0[0-6].csv.gz"))
-    here = day_rows(str(tmp_path / "other/logs/day-0[0-6].csv.gz"))
+    here = day_rows(str(other_world / "logs/day-0[0-6].csv.gz"))
     inner = range(min(seen) + 1, max(seen))
     want = {d: (here[d], seen[d]) for d in inner
             if d in here and 0 < seen[d] * 1.05 < here[d]}  # more than 5 % more rows here
@@ -287,7 +295,7 @@ def test_logs_of_another_world_than_the_stats_are_named(sim, tmp_path, engine):
     from pipelines.label import labelling_beam
 
     label = labelling.label_logs if engine == "local" else labelling_beam.label_logs_beam
-    summary = label(str(tmp_path / "other/logs/day-0[0-6].csv.gz"), stats_dir,
+    summary = label(str(other_world / "logs/day-0[0-6].csv.gz"), stats_dir,
                     str(tmp_path / "out"), fmt="csv")
     assert summary.short_artifact_days == want
     os.makedirs(tmp_path / "copy")
