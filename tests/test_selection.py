@@ -538,12 +538,21 @@ def test_raising_max_epochs_on_a_finished_run_makes_its_refit_pass_again(small_w
                 tf.train.load_variable(os.path.join(fresh, "final", "model"), name), name)
 
 
-def test_a_model_trained_with_validation_but_not_yet_validated_is_not_exported(small_world,
+@pytest.fixture(scope="module")
+def stopped_early(small_world, tmp_path_factory):
+    """The model directory of one `stopping_config` run (--refit=none, no --eval); the tests
+    work on copies."""
+    model_dir = str(tmp_path_factory.mktemp("stopped_early") / "model")
+    training.train_and_evaluate(dataclasses.replace(
+        stopping_config(small_world, "none"), eval=None), model_dir)
+    return model_dir
+
+
+def test_a_model_trained_with_validation_but_not_yet_validated_is_not_exported(stopped_early,
                                                                               tmp_path):
     """Its newest rolling checkpoint is not a selected model: export refuses it, naming best/."""
     model_dir = str(tmp_path / "model")
-    training.train_and_evaluate(dataclasses.replace(
-        stopping_config(small_world, "none"), eval=None), model_dir)
+    shutil.copytree(stopped_early, model_dir)
     shutil.rmtree(os.path.join(model_dir, "best"))  # as before the first validation
     os.remove(os.path.join(model_dir, "best.json"))
     with pytest.raises(InputError, match="was trained with a validation window but has no best "
@@ -1071,13 +1080,13 @@ def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, le
 
 
 def test_a_gate_on_the_validation_window_names_a_baseline_trained_on_it(small_world, learned,
-                                                                          run, tmp_path):
+                                                                          stopped_early, run,
+                                                                          tmp_path):
     """The default gate logs, the candidate's validation window (its last training day), are
     rows the baseline (`learned`, trained on every training day) learned from, which favours
     it: said when the gate passes, and before its error line when it refuses."""
     model_dir = str(tmp_path / "model")
-    training.train_and_evaluate(dataclasses.replace(
-        stopping_config(small_world, "none"), eval=None), model_dir)
+    shutil.copytree(stopped_early, model_dir)
     base = tmp_path / "serving"
     exporter.export_saved_model(learned, str(base))
     last_day = pd.read_csv(sorted(glob.glob(small_world["train"]))[-1])
