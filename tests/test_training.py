@@ -106,6 +106,8 @@ def test_short_training_learns(small_world, tmp_path):
         config_for(small_world, "ctr_logdt", epochs=1, steps_per_epoch=20,
                    baseline_metrics=os.path.join(model_dir, "eval_metrics.json")),
         str(tmp_path / "ctr_logdt"))
+    # (At an AUC of exactly 0.5, constant scores, RelaImpr is -100 whatever the baseline.)
+    assert other["auc_valid_read"] != pytest.approx(0.5, abs=1e-6)
     expected = ((other["auc_valid_read"] - 0.5) / (metrics["auc_valid_read"] - 0.5) - 1) * 100
     assert other["rel_impr"]["auc_valid_read"] == pytest.approx(expected, rel=1e-9)
     assert other["rel_impr"]["baseline"] == "vr_ndt"
@@ -389,14 +391,14 @@ def test_mirrored_on_two_cpu_replicas_equals_one_device(small_world, tmp_path):
     done = subprocess.run([sys.executable, str(script), small_world["train"],
                            small_world["stats"], small_world["eval"], str(tmp_path),
                            "default", "mirrored"],
-                          capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+                          capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     results = {}
     for line in done.stdout.splitlines():
         if line.startswith("{"):
             results.update(json.loads(line))
     assert sorted(results) == ["default", "mirrored"]
-    assert "mirrored: 2 replicas in sync" in done.stdout
+    assert done.stdout.count("mirrored: 2 replicas in sync") == 1  # the second run's
     for key in ("auc_valid_read", "auc_ctr", "logloss_valid_read", "logloss_weighted_valid_read"):
         assert results["mirrored"][key] == pytest.approx(results["default"][key], rel=1e-5), key
 
