@@ -6,7 +6,8 @@
     settings.py        config dataclass fields -> absl flags (each setting defined once)
     phases.py          where a job's time goes (its `time:` line)
     log_files.py       log files (SPEC §2): globs to files, their format, opening, damage
-    log_schema.py      the log contract (SPEC §2): columns, types, schema inference
+    log_schema.py      the log contract (SPEC §2): columns, types, numbers as read
+    schema_inference.py  the columns and types of logs, from a sample of them
     logs.py            the reader (tf.data): open_logs, read_logs, LogSource
     log_writers.py     write_csv, serialize_examples (tf.Example), write_tfrecord
     log_diagnosis.py   from a failed read to an InputError (also on Beam workers)

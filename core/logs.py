@@ -6,10 +6,11 @@ graph, so the same reader serves training (also on `tf.distribute` workers), lab
 scoring; a bad value stops the pipeline with an `InvalidArgumentError` that names the file, line
 (or record) and column, which `core.errors.from_tf_error` turns into an `InputError`.
 
-The contract the reader enforces (column names and types, the CSV and TFRecord layouts, schema
-inference) is in `core.log_schema`; the writers are in `core.log_writers`; explaining a failed
-read (`translate_error`, `diagnose`) is in `core.log_diagnosis`, which this reader tells which
-input it is reading (`remember_source`).
+The contract the reader enforces (column names and types, the CSV and TFRecord layouts) is in
+`core.log_schema`; the schema inference from a sample of the files is in
+`core.schema_inference`; the writers are in `core.log_writers`; explaining a failed read
+(`translate_error`, `diagnose`) is in `core.log_diagnosis`, which this reader tells which input
+it is reading (`remember_source`).
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ from core.log_schema import (
     REQUIRED_COLUMNS,
     AbsentTypedColumns,
     LogSchema,
-    infer_schema,
 )
+from core.schema_inference import infer_schema
 
 # Extra keys of `read_logs(..., with_source=True)`.
 SOURCE_FILE, SOURCE_ROW, DWELL_ZEROED = "_source_file", "_source_row", "_dwell_zeroed"
@@ -426,7 +427,7 @@ def open_logs(patterns: str | Sequence[str], *,
               column_types: Mapping[str, str] | None = None, given_by: str = "model",
               candidates: Sequence[str] | None = None,
               unseen_types: Mapping[str, str] | None = None) -> LogSource:
-    """Expands `patterns`, checks the files and infers their schema (see `core.log_schema`).
+    """Expands `patterns`, checks the files and infers their schema (see `core.schema_inference`).
 
     `column_types` ({column: type}) are read so instead of inferred, and each must be in the
     logs; `given_by` says who gave them, for the errors: "model" (a trained model's features),
@@ -435,7 +436,7 @@ def open_logs(patterns: str | Sequence[str], *,
     (column names), the input is candidate rows to score: only those columns are required, and
     `click` and `dwell_time`, when present, are neither read nor checked. `unseen_types`
     ({column: type}, the statistics job's logs'): a CSV column with no value in the sample
-    takes its type there (`log_schema.infer_schema`)."""
+    takes its type there (`schema_inference.infer_schema`)."""
     files = expand_inputs(patterns)
     for log_file in files:
         if file_size(log_file.path) == 0:

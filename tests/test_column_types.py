@@ -17,7 +17,7 @@ from core import log_diagnosis, log_schema
 from core.errors import InputError
 
 DAY = 20_000 * 86_400
-ROWS = 1_200  # past log_schema.SAMPLE_ROWS: the decimal rating is on line 1,102
+ROWS = 1_200  # past schema_inference.SAMPLE_ROWS: the decimal rating is on line 1,102
 CODES = ["007", "7", "0042", "42"]
 
 
@@ -366,12 +366,12 @@ def test_a_tfrecord_feature_first_seen_far_down_is_a_column(tmp_path, monkeypatc
     assert got.tolist() == [0.0] * 4_500 + [k / 2 for k in range(4_500, 6_000)]
     # Past the first rows, sampling stops at SPARSE_SAMPLE_BYTES (records of article bodies
     # are large): with 2,000 records' worth, record 4,501 is not reached.
-    from core import log_schema
+    from core import schema_inference
 
     record_bytes = os.path.getsize(path) / 6_000
-    monkeypatch.setattr(log_schema, "SPARSE_SAMPLE_BYTES", int(2_000 * record_bytes))
+    monkeypatch.setattr(schema_inference, "SPARSE_SAMPLE_BYTES", int(2_000 * record_bytes))
     assert "video_type" not in logs.open_logs(path).schema.dtypes
-    monkeypatch.setattr(log_schema, "SPARSE_SAMPLE_BYTES", int(4_000 * record_bytes))
+    monkeypatch.setattr(schema_inference, "SPARSE_SAMPLE_BYTES", int(4_000 * record_bytes))
     assert "video_type" in logs.open_logs(path).schema.dtypes
     mixed = write(tmp_path / "mixed.tfrecord", 6_000, late_from=4_500, late_kind="mixed")
     source = logs.open_logs(mixed)

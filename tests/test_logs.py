@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from core import log_diagnosis, log_files, log_schema, log_writers, logs
+from core import log_diagnosis, log_files, log_schema, log_writers, logs, schema_inference
 from core.errors import InputError
 
 ROWS = [
@@ -130,7 +130,7 @@ def test_a_column_empty_on_the_sampled_rows_is_typed_by_the_rows_after(tmp_path)
         writer = csv.writer(handle)
         writer.writerow(header)
         writer.writerows(rows)
-    assert len(rows) == len(ROWS) * 400 > 1500 > log_schema.SAMPLE_ROWS
+    assert len(rows) == len(ROWS) * 400 > 1500 > schema_inference.SAMPLE_ROWS
     schema = logs.open_logs(str(path)).schema
     assert schema.dtypes["likes"] == "int64" and schema.dtypes["unused"] == "string"
     got = read_all(str(path))
@@ -142,7 +142,7 @@ def test_a_column_empty_in_the_first_files_is_typed_by_the_last_files(tmp_path):
     """A column filled only in the latest files (a feature a TFRecord log's writer added
     later, labelled to CSV, is empty in the earlier shards): typed by the numbers in the last
     LAST_SAMPLE_FILES files, not read as text, which would hash its numbers as words."""
-    files = log_schema.SAMPLE_FILES + 2
+    files = schema_inference.SAMPLE_FILES + 2
     for day in range(files):
         with open(tmp_path / f"day-{day:02d}.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
@@ -167,7 +167,7 @@ def test_a_column_empty_in_the_first_files_is_typed_by_the_last_files(tmp_path):
     (["", ""], "string"),
 ])
 def test_column_type_inference(values, kind):
-    assert log_schema._infer_value_type(values) == kind
+    assert schema_inference._infer_value_type(values) == kind
 
 
 SPELLINGS = ["1", "-1", "+1", "01", "-0", "9223372036854775807", "1.0", "1e3", "+1.5", ".5",
@@ -201,12 +201,12 @@ def test_a_value_that_would_make_a_number_column_text_is_refused(tmp_path, odd):
     path = write_csv(tmp_path / "odd.csv", rows=replace_field(rows, 1, "category", "NA"))
     with pytest.raises(InputError, match=re.escape(
             f"column 'position': the sampled first rows of {path} hold numbers and '{odd}': ")):
-        log_schema.infer_schema([log_files.LogFile(path, "csv", False)], None)
-    schema, _, _ = log_schema.infer_schema([log_files.LogFile(path, "csv", False)],
+        schema_inference.infer_schema([log_files.LogFile(path, "csv", False)], None)
+    schema, _, _ = schema_inference.infer_schema([log_files.LogFile(path, "csv", False)],
                                            {"position": "string"})
     assert schema.dtypes["position"] == schema.dtypes["category"] == "string"
     # The statistics job's logs had it as text (an artifact made before the check): so read.
-    schema, _, _ = log_schema.infer_schema([log_files.LogFile(path, "csv", False)], None,
+    schema, _, _ = schema_inference.infer_schema([log_files.LogFile(path, "csv", False)], None,
                                            unseen_types={"position": "string"})
     assert schema.dtypes["position"] == "string"
 
@@ -224,9 +224,9 @@ def test_markers_alone_and_signed_decimals_are_not_refused(tmp_path, values, kin
     files = [log_files.LogFile(path, "csv", False)]
     if kind is None:
         with pytest.raises(InputError, match="column 'score': .* hold numbers and '\\+1'"):
-            log_schema.infer_schema(files, None)
+            schema_inference.infer_schema(files, None)
     else:
-        assert log_schema.infer_schema(files, None)[0].dtypes["score"] == kind
+        assert schema_inference.infer_schema(files, None)[0].dtypes["score"] == kind
 
 
 def test_rows_keep_file_order_and_source_lines(tmp_path):
@@ -383,7 +383,7 @@ CSV_CASES = [
 @pytest.mark.parametrize("name,rows,pattern", CSV_CASES, ids=[c[0] for c in CSV_CASES])
 def test_bad_csv_values_name_file_line_and_column(tmp_path, monkeypatch, name, rows, pattern):
     # Types are inferred from a sample: keep the bad rows out of it, as in a long file.
-    monkeypatch.setattr(log_schema, "SAMPLE_ROWS", 1)
+    monkeypatch.setattr(schema_inference, "SAMPLE_ROWS", 1)
     path = write_csv(tmp_path / "bad.csv.gz", rows=rows, opener=gzip.open)
     with pytest.raises(InputError, match=pattern) as caught:
         read_all(path)
@@ -496,7 +496,7 @@ def test_differing_headers_are_refused(tmp_path):
 
 @pytest.mark.parametrize("sample_rows", [1000, 1], ids=["found-while-sampling", "found-while-reading"])
 def test_corrupt_gzip_is_named(tmp_path, monkeypatch, sample_rows):
-    monkeypatch.setattr(log_schema, "SAMPLE_ROWS", sample_rows)
+    monkeypatch.setattr(schema_inference, "SAMPLE_ROWS", sample_rows)
     good = write_csv(tmp_path / "a.csv.gz", opener=gzip.open, rows=ROWS * 200)
     data = open(good, "rb").read()
     # A truncated stream: the header parses, the body ends early.
@@ -510,7 +510,7 @@ def test_corrupt_gzip_is_named(tmp_path, monkeypatch, sample_rows):
 
 @pytest.mark.parametrize("sample_rows", [1000, 1], ids=["found-while-sampling", "found-while-reading"])
 def test_corrupt_tfrecord_is_named(tmp_path, monkeypatch, sample_rows):
-    monkeypatch.setattr(log_schema, "SAMPLE_ROWS", sample_rows)
+    monkeypatch.setattr(schema_inference, "SAMPLE_ROWS", sample_rows)
     records = [example(r) for r in ROWS * 50]
     path = write_tfrecord(tmp_path / "a.tfrecord", records)
     data = bytearray(open(path, "rb").read())
@@ -618,7 +618,7 @@ def test_a_tfrecord_feature_added_in_the_last_files_is_a_column(tmp_path):
     rows = [batch for batch in source.dataset(len(ROWS) * 14)]
     likes = rows[0]["likes"].numpy()
     assert likes.tolist() == [0] * len(ROWS) * 11 + [7] * len(ROWS) * 3  # absent before: 0
-    assert log_schema.LAST_SAMPLE_FILES == 3 and log_schema.SAMPLE_FILES == 10
+    assert schema_inference.LAST_SAMPLE_FILES == 3 and schema_inference.SAMPLE_FILES == 10
 
 
 def test_mixed_formats_are_refused(tmp_path):
