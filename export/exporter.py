@@ -28,7 +28,7 @@ from core.atomic import atomic_file
 from core.errors import InputError
 from export.versions import FEATURE_DEFAULTS_FILE, TRAINING_DAYS_FILE, existing_versions
 from ranking import model_dir as model_dir_lib
-from ranking import selection
+from ranking import selection_files
 from ranking.fusion import Fusion, parse_weights
 from ranking.input_notes import trained_day_rows
 from ranking.models import RankingModel
@@ -66,14 +66,14 @@ def load_trained(model_dir: str):
     if latest is None:
         raise InputError(f"{model_dir} has no checkpoint yet: train it first "
                          "(python -m ranking.train)")
-    served = selection.served_checkpoint(model_dir)
+    served = selection_files.served_checkpoint(model_dir)
     chosen = description["training"].get("selection") or {}
     if served is None and (chosen.get("validation") or chosen.get("validation_days")):
         # Its newest weights are not a selected model: training has not validated yet.
         raise InputError(f"{model_dir} was trained with a validation window but has no best "
                          "checkpoint yet (its training has not reached a validation: still in "
                          "its first epoch, or stopped before it): export it once ranking.train "
-                         "has finished", file=os.path.join(model_dir, selection.BEST_DIR))
+                         "has finished", file=os.path.join(model_dir, selection_files.BEST_DIR))
     checkpoint = tf.train.Checkpoint(model=model)
     if served is not None:
         model_dir_lib.read_checkpoint(checkpoint, served)
@@ -87,10 +87,10 @@ def served_checkpoint_text(model_dir: str) -> str:
     best checkpoint)", "best/ (step N)" or "checkpoints/ckpt-N"."""
     import tensorflow as tf
 
-    final, best = selection.read_final(model_dir), selection.read_best(model_dir)
+    final, best = selection_files.read_final(model_dir), selection_files.read_best(model_dir)
     if final is not None:
         return f"final/ (the refit pass of step {final['from_step']}'s best checkpoint)"
-    if best is not None and selection.served_checkpoint(model_dir) is not None:
+    if best is not None and selection_files.served_checkpoint(model_dir) is not None:
         return f"best/ (step {best['step']})"
     latest = tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) or ""
     return os.path.relpath(latest, model_dir) if latest else "its newest checkpoint"
@@ -334,7 +334,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     gate_record = None
     # The days the model learned from: for its own gate, and kept in the export for the gates
     # that later take it as their baseline.
-    refitted = selection.read_final(model_dir) is not None
+    refitted = selection_files.read_final(model_dir) is not None
     trained_days = trained_day_rows(model_dir_lib.read_training_days(model_dir), refitted)
     unfinished = model_dir_lib.unfinished_training_note(model_dir,
                                                        served_checkpoint_text(model_dir))

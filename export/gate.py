@@ -61,7 +61,7 @@ def parse_gate(text: str) -> Gate:
 
 def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
     """(glob, "validation_days" or None) of the logs the gate scores (module docstring);
-    `refitted`: the model made its refit pass (`ranking.selection.read_final`), so it has
+    `refitted`: the model made its refit pass (`ranking.selection_files.read_final`), so it has
     trained on its validation window."""
     if gate_logs:
         return gate_logs, None

@@ -254,16 +254,16 @@ def refit_on_validation(run, say) -> dict:
     import tensorflow as tf
 
     from ranking import model_dir as model_dir_lib
-    from ranking import orca, selection
+    from ranking import orca, selection_files
 
     config, model_dir = run.config, run.model_dir
     # What best/ holds (best.json; the selection state's best but after a kill between best/
     # and the checkpoint that records it), so final.json names the weights the pass starts from.
-    summary = selection.read_best(model_dir) or run.validator.selection.summary()
-    done = selection.read_final(model_dir)
+    summary = selection_files.read_best(model_dir) or run.validator.selection.summary()
+    done = selection_files.read_final(model_dir)
     if done is not None:
         return done  # a finished run started again: the pass of this best/ is made already
-    best = selection.require_best_checkpoint(model_dir)
+    best = selection_files.require_best_checkpoint(model_dir)
     model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=run.model), best)
     # The pass trains as training did, with the debiased head (a best/ that --refit=none
     # rewrote with the raw head reads back with the gate at 0).
@@ -290,7 +290,7 @@ def refit_on_validation(run, say) -> dict:
     if head is not None:
         final["orca_served_head"] = head
     if run.chief:
-        selection.write_final(model_dir, run.model, final)
+        selection_files.write_final(model_dir, run.model, final)
     say(f"refit: the best checkpoint (step {summary['step']}) trained one pass over the "
         f"validation window: {steps} steps, {rows:,} rows in "
         f"{time.perf_counter() - started:.1f} s")
@@ -326,16 +326,16 @@ def serve_best_with_head(run, say) -> None:
     import tensorflow as tf
 
     from ranking import model_dir as model_dir_lib
-    from ranking import selection
+    from ranking import selection_files
 
     if not run.config.model.uses_orca or run.config.model.orca.serve != "validated":
         return  # the best checkpoint serves the debiased head it was written with
     scratch = None if run.chief else run.validator.scratch
-    best = selection.require_best_checkpoint(run.model_dir, scratch)
+    best = selection_files.require_best_checkpoint(run.model_dir, scratch)
     model_dir_lib.read_checkpoint(tf.train.Checkpoint(model=run.model), best)
     head = apply_served_head(run, say)
     summary = dict(run.validator.selection.summary(), orca_served_head=head)
-    selection.write_best(run.model_dir, run.model, summary, scratch)
+    selection_files.write_best(run.model_dir, run.model, summary, scratch)
 
 
 def _epochs(run, say, open_epoch, run_steps) -> list[float]:

@@ -127,7 +127,7 @@ def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inpu
             run.checkpoint, os.path.join(model_dir, f".worker-{task_id}-checkpoints"),
             max_to_keep=1)
         if run.validator is not None:
-            from ranking.selection import scratch_directory
+            from ranking.selection_files import scratch_directory
 
             run.validator.scratch = scratch_directory(model_dir, task_id)
     return run

@@ -33,6 +33,7 @@ from ranking import (
     orca,
     preemption,
     selection,
+    selection_files,
     train_cache,
 )
 from ranking import features as features_lib
@@ -393,7 +394,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
         model_dir_lib.add_learned_days(model_dir, trains_on)
     refit = run.validator is not None and config.selection.refit == "validation"
     # (A finished run started again finds its pass made: it trains nothing now.)
-    refit_trains = refit and selection.read_final(model_dir) is None
+    refit_trains = refit and selection_files.read_final(model_dir) is None
     if refit:
         with phases("refit"):
             loops.refit_on_validation(run, say)  # with the served head (--orca_serve)
@@ -403,7 +404,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
             if trains_on.get(day) != rows})
     if run.validator is not None and not refit:
         if chief:  # --refit=none serves best/, not a refit pass an earlier run made here
-            selection.remove_final(model_dir)
+            selection_files.remove_final(model_dir)
         loops.serve_best_with_head(run, say)
     if chief:
         model_dir_lib.mark_training(model_dir, running=False)
@@ -411,7 +412,7 @@ def _train_and_evaluate(config: TrainConfig, model_dir: str, strategy, chief: bo
     if not chief:  # its checkpoints were only written for the collective ops' sake
         shutil.rmtree(os.path.dirname(run.manager.directory + "/"), ignore_errors=True)
         if run.validator is not None:
-            selection.remove_scratch(run.validator.scratch)
+            selection_files.remove_scratch(run.validator.scratch)
 
     result = {}
     if inputs.evaluation is not None and chief:
@@ -474,7 +475,7 @@ def _uses_train_cache(config, rows_per_file, validating: bool, epochs_done: int 
 def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases: Phases) -> dict:
     """eval_metrics.json of a trained run (the chief's), with TensorBoard scalars: of the
     checkpoint it serves when the run has a validation window (the refit one, else the best:
-    `selection.served_checkpoint`), else of the weights it ended with."""
+    `selection_files.served_checkpoint`), else of the weights it ended with."""
     import tensorflow as tf
 
     config, spec, model_dir = run.config, run.spec, run.model_dir
@@ -483,7 +484,7 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases:
     with phases("evaluation"):
         served = None
         if run.validator is not None:
-            served = selection.served_checkpoint(model_dir)
+            served = selection_files.served_checkpoint(model_dir)
             if served is None:
                 raise InputError("training ended without a validation (no best checkpoint)",
                                  file=model_dir)
@@ -505,7 +506,7 @@ def _evaluate_and_write(run, training_seconds: float, throughputs: list, phases:
     if run.validator is not None:
         result["selection"] = run.validator.selection.summary()
         result["selected_step"] = result["selection"]["step"]
-        result["refit"] = selection.read_final(model_dir)
+        result["refit"] = selection_files.read_final(model_dir)
     if config.allow_unclicked_dwell:
         result["unclicked_dwell_treated_as_zero"] = {
             what: labeler.unclicked_dwell_zeroed for what, labeler in run.inputs.labellers()}

@@ -9,7 +9,7 @@ import shutil
 
 from core.atomic import atomic_directory
 from core.errors import InputError
-from ranking.selection import HISTORY_JSON
+from ranking.selection_files import HISTORY_JSON
 from report.figures import rule_shares_figure, training_curves
 from report.tables import model_names, read_json
 

@@ -22,7 +22,16 @@ from core.errors import InputError
 from core.label_rules import SECONDS_PER_DAY
 from core.stats_artifact import DwellTargets
 from export import exporter
-from ranking import data, evaluation, features, models, regularization, selection, training
+from ranking import (
+    data,
+    evaluation,
+    features,
+    models,
+    regularization,
+    selection,
+    selection_files,
+    training,
+)
 from ranking.models import ModelConfig
 from ranking.regularization import RegularizationConfig
 from ranking.selection import Selection, SelectionConfig
@@ -490,11 +499,11 @@ def test_a_refit_of_an_earlier_best_is_not_served(tmp_path):
     (model_dir / "best" / "model.index").write_text("")
     (model_dir / "final.json").write_text(json.dumps({"from_step": 36, "steps": 4}))
     (model_dir / "best.json").write_text(json.dumps({"step": 36, "epoch": 1}))
-    assert selection.read_final(str(model_dir)) == {"from_step": 36, "steps": 4}
-    assert selection.served_checkpoint(str(model_dir)) == str(model_dir / "final" / "model")
+    assert selection_files.read_final(str(model_dir)) == {"from_step": 36, "steps": 4}
+    assert selection_files.served_checkpoint(str(model_dir)) == str(model_dir / "final" / "model")
     (model_dir / "best.json").write_text(json.dumps({"step": 56, "epoch": 2}))
-    assert selection.read_final(str(model_dir)) is None
-    assert selection.served_checkpoint(str(model_dir)) == str(model_dir / "best" / "model")
+    assert selection_files.read_final(str(model_dir)) is None
+    assert selection_files.served_checkpoint(str(model_dir)) == str(model_dir / "best" / "model")
     # A pass made before training went on (final.json's after_step below the newest rolling
     # checkpoint's step): not served, though it refitted the same best checkpoint.
     (model_dir / "best.json").write_text(json.dumps({"step": 36, "epoch": 1}))
@@ -502,13 +511,13 @@ def test_a_refit_of_an_earlier_best_is_not_served(tmp_path):
     (model_dir / "checkpoints").mkdir()
     state = 'model_checkpoint_path: "ckpt-{}"\nall_model_checkpoint_paths: "ckpt-20"\n'
     (model_dir / "checkpoints" / "checkpoint").write_text(state.format(40))
-    assert selection.newest_checkpoint_step(str(model_dir)) == 40
-    assert selection.read_final(str(model_dir)) == {"from_step": 36, "after_step": 40}
+    assert selection_files.newest_checkpoint_step(str(model_dir)) == 40
+    assert selection_files.read_final(str(model_dir)) == {"from_step": 36, "after_step": 40}
     (model_dir / "checkpoints" / "checkpoint").write_text(state.format(60))
-    assert selection.read_final(str(model_dir)) is None
-    selection.remove_final(str(model_dir))
+    assert selection_files.read_final(str(model_dir)) is None
+    selection_files.remove_final(str(model_dir))
     assert not (model_dir / "final").exists() and not (model_dir / "final.json").exists()
-    selection.remove_final(str(model_dir))  # nothing to remove: no error
+    selection_files.remove_final(str(model_dir))  # nothing to remove: no error
 
 
 def test_raising_max_epochs_on_a_finished_run_makes_its_refit_pass_again(small_world, tmp_path):
@@ -524,13 +533,13 @@ def test_raising_max_epochs_on_a_finished_run_makes_its_refit_pass_again(small_w
 
     resumed, fresh = str(tmp_path / "resumed"), str(tmp_path / "fresh")
     training.train_and_evaluate(config(1), resumed)
-    first = selection.read_final(resumed)
+    first = selection_files.read_final(resumed)
     training.train_and_evaluate(config(2), resumed)
-    again = selection.read_final(resumed)
+    again = selection_files.read_final(resumed)
     assert again is not None and again["after_step"] == 2 * first["after_step"]
     assert again["from_step"] == first["from_step"] == 16  # the same best (min_delta: 1)
     training.train_and_evaluate(config(2), fresh)
-    assert selection.read_final(fresh) == again
+    assert selection_files.read_final(fresh) == again
     for name, shape in tf.train.list_variables(os.path.join(fresh, "final", "model")):
         if shape:
             np.testing.assert_array_equal(
