@@ -228,11 +228,13 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
                    or unseen_types.get(name) == "string"
                    else _odd_value_among_numbers(samples[name]))
             if odd is not None:
+                path, line = _first_line_holding(files, columns, name, odd[0])
                 raise InputError(
                     f"the sampled first rows of {files_text(files[:SAMPLE_FILES])} hold numbers "
                     f"and '{odd[0][:80]}': {odd[1]}; or, if the column is text, give "
                     f"--column_types={name}:string to the statistics job (which keeps it for "
-                    "the label and training jobs) or to validation", column=name)
+                    "the label and training jobs) or to validation", file=path, row=line,
+                    column=name)
         stored = {}
     else:
         columns, inferred = _sample_tfrecord(files, required)
@@ -288,6 +290,29 @@ def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COL
                          f"{'holds' if len(files) == 1 else 'hold'} only a header")
     _sample_sparse_columns(files, header0, samples)
     return header0, samples
+
+
+def _first_line_holding(files: Sequence[LogFile], header: list[str], name: str, value: str
+                        ) -> tuple[str | None, int | None]:
+    """(path, line) of the first sampled CSV row whose column `name` is `value`, searched in
+    sampling order (the first SAMPLE_FILES files, then the last LAST_SAMPLE_FILES, up to
+    SPARSE_SAMPLE_ROWS rows each), so that an error can name it; (None, None) if not found
+    there. Only on the way to an error: the sample itself keeps no line numbers."""
+    column = header.index(name)
+    first = files[:SAMPLE_FILES]
+    for log_file in first + [f for f in files[-LAST_SAMPLE_FILES:] if f not in first]:
+        try:
+            with open_text(log_file) as text:
+                reader = csv.reader(text)
+                next(reader, None)  # the header (line 1)
+                for rows, row in enumerate(reader, 1):
+                    if len(row) == len(header) and row[column] == value:
+                        return log_file.path, reader.line_num
+                    if rows >= SPARSE_SAMPLE_ROWS:
+                        break
+        except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error):
+            continue  # the sample stopped there too; the reader names that file's problem
+    return None, None
 
 
 def _sample_sparse_columns(files: Sequence[LogFile], header: list[str],

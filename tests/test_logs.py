@@ -200,8 +200,13 @@ def test_a_value_that_would_make_a_number_column_text_is_refused(tmp_path, odd):
     rows = replace_field(ROWS, 2, "position", odd)
     path = write_csv(tmp_path / "odd.csv", rows=replace_field(rows, 1, "category", "NA"))
     with pytest.raises(InputError, match=re.escape(
-            f"column 'position': the sampled first rows of {path} hold numbers and '{odd}': ")):
+            f"column 'position': the sampled first rows of {path} hold numbers and '{odd}': ")
+            ) as refused:
         schema_inference.infer_schema([log_files.LogFile(path, "csv", False)], None)
+    # The row that holds it (the third data row), named as a text editor numbers it (the
+    # header is line 1).
+    assert (refused.value.file, refused.value.row) == (path, 4)
+    assert str(refused.value).startswith(f"{path}, line 4, column 'position': ")
     schema, _, _ = schema_inference.infer_schema([log_files.LogFile(path, "csv", False)],
                                            {"position": "string"})
     assert schema.dtypes["position"] == schema.dtypes["category"] == "string"
@@ -209,6 +214,20 @@ def test_a_value_that_would_make_a_number_column_text_is_refused(tmp_path, odd):
     schema, _, _ = schema_inference.infer_schema([log_files.LogFile(path, "csv", False)], None,
                                            unseen_types={"position": "string"})
     assert schema.dtypes["position"] == "string"
+
+
+def test_a_marker_among_numbers_is_named_in_a_later_gzip_file_with_its_line(tmp_path):
+    """The refusal names the file and line of the marker's first row, in sampling order: here
+    the second file (gzip, CRLF line ends), its fifth data row, line 6."""
+    first = write_csv(tmp_path / "day-0.csv", rows=ROWS)
+    second = write_csv(tmp_path / "day-1.csv.gz", rows=replace_field(ROWS, 4, "position", "NULL"),
+                       opener=gzip.open, newline="\r\n")
+    files = [log_files.LogFile(first, "csv", False), log_files.LogFile(second, "csv", True)]
+    with pytest.raises(InputError) as refused:
+        schema_inference.infer_schema(files, None)
+    assert (refused.value.file, refused.value.row, refused.value.column) == (
+        second, 6, "position")
+    assert "hold numbers and 'NULL'" in str(refused.value)
 
 
 @pytest.mark.parametrize("values,kind", [
