@@ -1,6 +1,6 @@
 """Serving latency and batch-scoring throughput of an exported model.
 
-    .venv/bin/python benchmarks/bench_serving.py --saved_model=bench_out/serving/vr_ndt \
+    .venv/bin/python benchmarks/bench_serving.py --saved_model=bench_out/serving/vr_ndt \\
         --logs='demo_out/sim/logs/day-*.csv.gz' [--rows=1000000 --engines=local,beam]
 
 1. `serving_default` latency, in-process (tf.saved_model.load, the same graph TF Serving runs),

@@ -1,6 +1,6 @@
 """Training throughput: examples/s of each preset at batch 2048, and of the input alone.
 
-    .venv/bin/python benchmarks/bench_train.py --sim=demo_out/sim --stats=demo_out/stats \
+    .venv/bin/python benchmarks/bench_train.py --sim=demo_out/sim --stats=demo_out/stats \\
         [--steps=300 --batch_size=2048 --presets=single_ctr,vr_ndt,mmoe,mmoe_orca,ple,ple_orca
          --project_args=--intra_op_threads=0]
 

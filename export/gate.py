@@ -1,6 +1,6 @@
 """The quality gate before serving: as TFX's Evaluator blesses a model before its Pusher.
 
-    python -m export.saved_model --model_dir=models/vr_ndt --export_base=serving/vr_ndt \
+    python -m export.saved_model --model_dir=models/vr_ndt --export_base=serving/vr_ndt \\
         --baseline=serving/vr_ndt --gate=auc_valid_read:0.002 [--gate_logs=GLOB]
 
 The candidate (the model being exported, as it will be served) and the baseline (an export

@@ -1,6 +1,6 @@
 """Export a trained model as a versioned SavedModel for TF Serving (SPEC §7).
 
-    python -m export.saved_model --model_dir=models/vr_ndt --export_base=serving/vr_ndt \
+    python -m export.saved_model --model_dir=models/vr_ndt --export_base=serving/vr_ndt \\
         [--version=N --score_weights=valid_read=1,weighted_valid_read=0.5 --score_space=linear
          --model_name=feed --baseline=serving/vr_ndt --gate=auc_valid_read:0.002]
 

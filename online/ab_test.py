@@ -1,7 +1,7 @@
 """Online A/B test of ranking policies on the simulator (SPEC §10; `online.simulation`).
 
-    python -m online.ab_test --sim=demo_out/sim --stats=demo_out/stats \
-        --policies=single_ctr=demo_out/serving/single_ctr,vr_ndt=demo_out/serving/vr_ndt,random \
+    python -m online.ab_test --sim=demo_out/sim --stats=demo_out/stats \\
+        --policies=single_ctr=demo_out/serving/single_ctr,vr_ndt=demo_out/serving/vr_ndt,random \\
         --days=3 --output_dir=demo_out/online [--consequences=none|chosen|strong --candidates=50
          --seed=0]
 

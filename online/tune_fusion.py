@@ -1,7 +1,7 @@
 """Tune the serving score's fusion weights of one export on the online simulator (SPEC §7).
 
-    python -m online.tune_fusion --saved_model=serving/ple_orca \
-        --baseline=single_ctr=serving/single_ctr --sim=sim --stats=stats --output_dir=tuning \
+    python -m online.tune_fusion --saved_model=serving/ple_orca \\
+        --baseline=single_ctr=serving/single_ctr --sim=sim --stats=stats --output_dir=tuning \\
         [--objective=valid_reads --min_clicks=0.98 --grid=0,0.25,0.5,0.75,1,1.5,2,3
          --days=2 --tune_seed=1 --report_seed=2 --consequences=chosen]
 

@@ -1,7 +1,7 @@
 """Train a ranking model from raw logs, labelled on the fly (SPEC §5).
 
-    python -m ranking.train --model=vr_ndt --train='sim/logs/day-0*.csv.gz' \
-        --eval='sim/logs/day-1[1-3].csv.gz' --stats=stats --model_dir=models/vr_ndt \
+    python -m ranking.train --model=vr_ndt --train='sim/logs/day-0*.csv.gz' \\
+        --eval='sim/logs/day-1[1-3].csv.gz' --stats=stats --model_dir=models/vr_ndt \\
         [--epochs=1 --batch_size=2048 --learning_rate=1e-3 --seed=0 --feature_config=features.json
          --post_click_features=category,item_length --negative_weighting=unit|ndt
          --baseline_metrics=models/single_ctr/eval_metrics.json --flagfile=train.flags]

@@ -1,8 +1,8 @@
 """Compare trained models: a Markdown report of their eval_metrics.json (SPEC §6).
 
-    python -m report --model_dirs=models/single_ctr,models/vr_ndt --output=report.md \
+    python -m report --model_dirs=models/single_ctr,models/vr_ndt --output=report.md \\
         [--scores=scores]
-    python -m report --model_dirs=... --output_dir=report --labelled=labelled \
+    python -m report --model_dirs=... --output_dir=report --labelled=labelled \\
         --online=online --scores=scores --fusion_tuning=tuning   # a directory with pictures
 
 The first model directory is the baseline of RelaImpr. The tables give the served score's AUCs

@@ -103,3 +103,29 @@ def test_the_flag_reference_lists_exactly_the_defined_flags():
     section = module.render().split("## `python -m ranking.train`")[1].split("\n## ")[0]
     documented = re.findall(r"^\| `--([a-z0-9_]+)` \|", section, flags=re.M)
     assert documented == [leaf.flag for leaf in leaves(TrainConfig)]
+
+
+def test_usage_lines_in_docstrings_keep_their_line_breaks():
+    """A command's module docstring is its --help text (absl prints it): a shell line
+    continuation written there as a single backslash joins the lines in the string, so --help
+    showed "...csv.gz'         --eval=...". Every docstring of the project's packages, benchmarks
+    and scripts holds at least as many line breaks as it spans source lines (written as "\\\\",
+    the backslash is shown and the break kept)."""
+    import ast
+    import glob
+
+    folders = ("core", "pipelines", "ranking", "export", "online", "report", "benchmarks",
+               "scripts")
+    joined = []
+    for folder in folders:
+        for path in glob.glob(os.path.join(REPO, folder, "**", "*.py"), recursive=True):
+            tree = ast.parse(open(path).read(), path)
+            for node in [tree] + [n for n in ast.walk(tree) if isinstance(
+                    n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]:
+                body = node.body[:1]
+                if body and isinstance(body[0], ast.Expr) and isinstance(
+                        body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+                    doc = body[0].value
+                    if doc.value.count("\n") < doc.end_lineno - doc.lineno:
+                        joined.append(f"{os.path.relpath(path, REPO)}:{doc.lineno}")
+    assert joined == []

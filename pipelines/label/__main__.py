@@ -1,6 +1,6 @@
 """The labelling job (SPEC §3, §12): labelled TFRecord (GZIP) or CSV, one shard per input file.
 
-    python -m pipelines.label --input='sim/logs/day-1*.csv.gz' --stats=stats --output_dir=labelled \
+    python -m pipelines.label --input='sim/logs/day-1*.csv.gz' --stats=stats --output_dir=labelled \\
         [--format=tfrecord|csv --engine=local|beam --min_dwell=5 --allow_unclicked_dwell ...]
 
 --engine=local (the default) labels in this process (`pipelines.label.labelling`); --engine=beam runs

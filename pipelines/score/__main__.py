@@ -1,6 +1,6 @@
 """Batch-score logs with an exported SavedModel (SPEC §8).
 
-    python -m pipelines.score --saved_model=serving/vr_ndt --input='sim/logs/day-1*.csv.gz' \
+    python -m pipelines.score --saved_model=serving/vr_ndt --input='sim/logs/day-1*.csv.gz' \\
         --output=scores [--format=csv|tfrecord --engine=beam|local --runner=DirectRunner ...]
 
 --saved_model is a version directory or an export base (its newest version). Writes one shard per

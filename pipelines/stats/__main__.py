@@ -1,6 +1,6 @@
 """The statistics job (SPEC §3): writes the stats artifact that labelling and training read.
 
-    python -m pipelines.stats --input='sim/logs/day-0*.csv.gz' --output_dir=stats \
+    python -m pipelines.stats --input='sim/logs/day-0*.csv.gz' --output_dir=stats \\
         [--min_dwell=5 --ndt=auto|paper|explicit --num_bins=8 ...] [--engine=beam|local]
         [Beam options]
 

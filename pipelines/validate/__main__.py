@@ -1,7 +1,7 @@
 """Validates logs with TensorFlow Data Validation (SPEC §9).
 
     python -m pipelines.validate --input='sim/logs/day-0*.csv.gz' --output_dir=validation
-    python -m pipelines.validate --input='new/*.csv.gz' --output_dir=v2 \
+    python -m pipelines.validate --input='new/*.csv.gz' --output_dir=v2 \\
         --schema=validation/schema.pbtxt --baseline_stats=validation/stats.pb
 
 Writes stats.pb (TFDV statistics), schema.pbtxt (inferred and curated the first time; the given
