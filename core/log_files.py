@@ -84,11 +84,34 @@ def file_size(path: str) -> int:
     return os.path.getsize(path)
 
 
-def open_binary(path: str):
-    if _is_url(path):
+class _FileSystemFile(io.RawIOBase):
+    """A file of TensorFlow's file systems (`tf.io.gfile.GFile`) as a raw binary stream: a
+    GFile is not an `io` object, so `io.TextIOWrapper` (CSV text: the schema's sample, the
+    diagnosis of a bad line) could not read it, and a plain CSV log at a URL failed there."""
+
+    def __init__(self, path: str):
         import tensorflow as tf
 
-        return tf.io.gfile.GFile(path, "rb")
+        self._file = tf.io.gfile.GFile(path, "rb")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._file.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._file.close()
+        super().close()
+
+
+def open_binary(path: str) -> io.BufferedIOBase:
+    """The file at `path` (a local path or a URL of TensorFlow's file systems) as bytes."""
+    if _is_url(path):
+        return io.BufferedReader(_FileSystemFile(path), 1 << 20)
     return open(path, "rb")
 
 

@@ -688,6 +688,17 @@ def test_reads_from_tensorflow_file_systems(tmp_path):
     want = read_all(local)
     for name in HEADER:
         np.testing.assert_array_equal(got[name], want[name])
+    # A plain CSV file there too (its text is sampled through io's wrappers, which a GFile
+    # alone does not fit), and a bad line in it named with its line.
+    plain = write_csv(tmp_path / "b.csv")
+    tf.io.gfile.copy(plain, "ram://dwellrank-test/plain/b.csv", overwrite=True)
+    got = read_all("ram://dwellrank-test/plain/b.csv")
+    for name in HEADER:
+        np.testing.assert_array_equal(got[name], want[name])
+    bad = write_csv(tmp_path / "c.csv", rows=replace_field(ROWS, 2, "click", 2))
+    tf.io.gfile.copy(bad, "ram://dwellrank-test/plain/c.csv", overwrite=True)
+    with pytest.raises(InputError, match=r"c\.csv, line 4, column 'click': expected 0 or 1"):
+        read_all("ram://dwellrank-test/plain/c.csv")
     with pytest.raises(InputError, match="no file matches ram://dwellrank-test/none"):
         logs.open_logs("ram://dwellrank-test/none-*.csv")
 
