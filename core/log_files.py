@@ -2,7 +2,7 @@
 separated globs to classified `LogFile`s), opening them as bytes or UTF-8 text, the check of a
 gzip file's whole stream (`gzip_damage`), and the reason a TFRecord file cannot be read
 (`tfrecord_damage`). The columns and types of their contents are
-`core.log_schema`'s.
+`core.log_schema`'s, inferred by `core.schema_inference`.
 
 Local paths are read through the os module; URLs (gs://, hdfs://, s3://, ram://, ...) through
 TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark read buckets.

@@ -10,11 +10,12 @@ on an integer, "inf" but not "Infinity"), and numbers among which a missing-valu
 (NULL, \\N, NA, ...), "Infinity" or a '+'-signed integer would make the column text are
 refused (a missing value is an empty field).
 
-The sample is the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files; a column
-empty on all of them, up to `SPARSE_SAMPLE_ROWS` rows of those files): a column that turns out
-to hold another type further down is reported with its row by the reader, and its type can be
-given instead (`core.log_schema.ReadConfig`). The features of TFRecords are the keys of the
-first `SPARSE_SAMPLE_ROWS` records of the first `SAMPLE_FILES` files and of the last
+The sample is the first `SAMPLE_ROWS` rows of each file (up to `SAMPLE_FILES` files, more while
+no row has been seen; a column empty on all of them, up to `SPARSE_SAMPLE_ROWS` rows of those
+files, then as many of the last `LAST_SAMPLE_FILES`): a column that turns out to hold another
+type further down is reported with its row by the reader, and its type can be given instead
+(`core.log_schema.ReadConfig`). The features of TFRecords are the keys of the first
+`SPARSE_SAMPLE_ROWS` records of the first `SAMPLE_FILES` files and of the last
 `LAST_SAMPLE_FILES` (each file's first `SAMPLE_ROWS` at least, and past those at most
 `SPARSE_SAMPLE_BYTES` of records): a tf.Example leaves a sparse feature out, so one may first
 appear far down, and a feature a writer added later appears only in the later files.
@@ -294,24 +295,55 @@ def _sample_csv(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COL
 
 def _first_line_holding(files: Sequence[LogFile], header: list[str], name: str, value: str
                         ) -> tuple[str | None, int | None]:
-    """(path, line) of the first sampled CSV row whose column `name` is `value`, searched in
-    sampling order (the first SAMPLE_FILES files, then the last LAST_SAMPLE_FILES, up to
-    SPARSE_SAMPLE_ROWS rows each), so that an error can name it; (None, None) if not found
-    there. Only on the way to an error: the sample itself keeps no line numbers."""
+    """(path, line) of the first sampled CSV row whose column `name` is `value`, so that an
+    error can name it; (None, None) if it is not found. The rows are searched in the order the
+    sample took them: each file's first SAMPLE_ROWS rows as `_sample_csv` takes them, then the
+    rows `_sample_sparse_columns` reads (for a column empty on all of those). Lines are counted
+    as the reader counts them (LF ends a line; the header is line 1). Only on the way to an
+    error: the sample itself keeps no line numbers, and nothing here may replace the error."""
     column = header.index(name)
-    first = files[:SAMPLE_FILES]
-    for log_file in first + [f for f in files[-LAST_SAMPLE_FILES:] if f not in first]:
+
+    def search(log_file: LogFile, limit: int) -> tuple[int | None, int]:
+        """(the line holding `value` or None, rows read) over the first `limit` non-blank
+        rows of `log_file`."""
+        rows = 0
         try:
-            with open_text(log_file) as text:
-                reader = csv.reader(text)
-                next(reader, None)  # the header (line 1)
-                for rows, row in enumerate(reader, 1):
-                    if len(row) == len(header) and row[column] == value:
-                        return log_file.path, reader.line_num
-                    if rows >= SPARSE_SAMPLE_ROWS:
+            with open_text(log_file, newline="\n") as text:
+                for number, line in enumerate(text, 1):
+                    if number == 1:
+                        continue  # the header
+                    try:
+                        row = next(csv.reader([line.removesuffix("\n").removesuffix("\r")]), [])
+                    except csv.Error:
+                        row = None
+                    if row is not None and (not row or row == [""]):
+                        continue  # a blank line, which the sample skips too
+                    rows += 1
+                    if row is not None and len(row) == len(header) and row[column] == value:
+                        return number, rows
+                    if rows >= limit:
                         break
-        except (OSError, EOFError, zlib.error, UnicodeDecodeError, csv.Error):
-            continue  # the sample stopped there too; the reader names that file's problem
+        except Exception:  # noqa: BLE001 - the sample stopped there too; the reader names it
+            pass
+        return None, rows
+
+    sampled = 0
+    for index, log_file in enumerate(files):  # as `_sample_csv`
+        if index < SAMPLE_FILES or sampled == 0:
+            line, rows = search(log_file, SAMPLE_ROWS)
+            if line is not None:
+                return log_file.path, line
+            sampled += rows
+    first = files[:SAMPLE_FILES]  # as `_sample_sparse_columns`
+    for group in (first, [f for f in files[-LAST_SAMPLE_FILES:] if f not in first]):
+        budget = SPARSE_SAMPLE_ROWS
+        for log_file in group:
+            if budget <= 0:
+                break
+            line, rows = search(log_file, budget)
+            if line is not None:
+                return log_file.path, line
+            budget -= rows
     return None, None
 
 

@@ -34,25 +34,24 @@ alone, written under a temporary name and renamed) and `best.json` (step, epoch,
 value). Those files, the refit's and history.json are read and written by
 `ranking.selection_files`.
 
-**Refit** (`--refit`). A validation window of the last days holds out the most recent logs,
-and in a feed whose items are new each day those are the days that matter most to the next
-ones: on the small simulated world, holding out the last of 11 training days costs a
-single-task CTR model more test-day AUC than early stopping wins back. So by default
-(`validation`), once training stops, the best checkpoint continues with one pass over the
-validation window (shuffled, the training step, the optimizer as training left it, nothing
-validated any more): the served model has then seen every day. It is written as `final/`
-and `final.json` (the best step it started from, steps and rows of the pass). `none` serves the
-best checkpoint as selected. The test-day evaluation (`eval_metrics.json`, which records
-`selected_step` and `refit`) and `export.saved_model` use `final/` when there is one and it is
-the refit of best.json's step (a run trained on after its pass, or started again with
-`--refit=none`, which removes it, serves `best/`; so does a pass made before a resumed run
-trained on, with a larger --max_epochs, from the same best checkpoint: final.json's
-`after_step` is then below the newest rolling checkpoint's, and the run makes the pass again
-from the optimizer as training now leaves it), else `best/` (`served_checkpoint`). The
-pass runs on one worker (one process, or the mirrored replicas of one); a multi-worker or
-parameter-server run with a validation window needs `--refit=none`. The pass writes no
-rolling checkpoint, so a run killed in it resumes at its end of training and makes the pass
-again from the same state.
+**Refit** (`--refit`). A validation window of the last days holds out the most recent logs, and
+in a feed whose items are new each day those are the days that matter most to the next ones: on
+the small simulated world, holding out the last of 11 training days costs a single-task CTR
+model more test-day AUC than early stopping wins back. So by default (`validation`), once
+training stops, the best checkpoint continues with one pass over the validation window
+(shuffled, the training step, the optimizer as training left it, nothing validated any more):
+the served model has then seen every day. It is written as `final/` and `final.json` (the best
+step it started from, steps and rows of the pass). `none` serves the best checkpoint as
+selected. The test-day evaluation (`eval_metrics.json`, which records `selected_step` and
+`refit`) and `export.saved_model` use `final/` when there is one and it is the refit of
+best.json's step (a run trained on after its pass, or started again with `--refit=none`, which
+removes it, serves `best/`; so does a pass made before a resumed run trained on, with a larger
+--max_epochs, from the same best checkpoint: final.json's `after_step` is then below the newest
+rolling checkpoint's, and the run makes the pass again from the optimizer as training now leaves
+it), else `best/` (`ranking.selection_files.served_checkpoint`). The pass runs on one worker
+(one process, or the mirrored replicas of one); a multi-worker or parameter-server run with a
+validation window needs `--refit=none`. The pass writes no rolling checkpoint, so a run killed
+in it resumes at its end of training and makes the pass again from the same state.
 
 **ORCA's served head** (`--orca_serve=validated`, `ranking.orca`): each validation of an ORCA
 model also measures its debiased head against its raw head (`orca_debiased_gain` in

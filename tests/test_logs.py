@@ -230,6 +230,30 @@ def test_a_marker_among_numbers_is_named_in_a_later_gzip_file_with_its_line(tmp_
     assert "hold numbers and 'NULL'" in str(refused.value)
 
 
+def test_the_line_named_for_a_marker_is_the_sampled_one_as_the_reader_counts_lines(
+        tmp_path, monkeypatch):
+    """With 3 rows sampled a file, a marker past the first file's sample (its line 6) is not
+    the one named: the second file's, line 3, is. A CR inside a quoted field does not end a
+    line for the reader, nor in the line named."""
+    monkeypatch.setattr(schema_inference, "SAMPLE_ROWS", 3)
+    first = write_csv(tmp_path / "day-0.csv", rows=replace_field(ROWS, 4, "position", "NULL"))
+    second = write_csv(tmp_path / "day-1.csv", rows=replace_field(ROWS, 1, "position", "NULL"))
+    files = [log_files.LogFile(first, "csv", False), log_files.LogFile(second, "csv", False)]
+    with pytest.raises(InputError) as refused:
+        schema_inference.infer_schema(files, None)
+    assert (refused.value.file, refused.value.row) == (second, 3)
+    # Line 2's quoted category holds a CR; line 4 is blank; the marker is on line 5.
+    path = tmp_path / "cr.csv"
+    path.write_text(",".join(HEADER) + "\n"
+                    '11,u1,a1,1767571200,1,31.5,0,"news\rsport",0.25\n'
+                    "12,u1,a2,1767571210,0,0.0,1,sports,-1.5\n"
+                    "\n"
+                    "13,42,7,1767657600,1,0.0,NA,tech,3.0\n", newline="")
+    with pytest.raises(InputError) as refused:
+        schema_inference.infer_schema([log_files.LogFile(str(path), "csv", False)], None)
+    assert (refused.value.file, refused.value.row) == (str(path), 5)
+
+
 @pytest.mark.parametrize("values,kind", [
     (["\\N", "NULL", ""], "string"),  # a sparse text column of a database's markers alone
     (["+1.5", "+2", "-0.5"], "float32"),  # a '+' float32 reads, among decimals
