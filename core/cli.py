@@ -67,6 +67,10 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
         warnings.filterwarnings("ignore", category=DeprecationWarning)
         logging.set_verbosity(logging.ERROR)
         quiet_input_error_logs()
+        if "core.log_diagnosis" in sys.modules:
+            # A reader of an earlier run in this process (tests' command servers, a notebook)
+            # must not be the one a TensorFlow error of this run is explained against.
+            sys.modules["core.log_diagnosis"].remember_source(None)
         try:
             return main(argv)
         except InputError as error:

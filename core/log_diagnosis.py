@@ -41,7 +41,7 @@ _recent = threading.local()
 
 def remember_source(source) -> None:
     """Makes `source` the reader that `diagnose` and `locate_corruption` explain by default in
-    this thread."""
+    this thread (None: none, as at a command's start)."""
     _recent.source = source
 
 

@@ -53,13 +53,31 @@ def _isdir(path: str) -> bool:
     return os.path.isdir(path)
 
 
+def _url_glob(pattern: str) -> list[str]:
+    """tf.io.gfile.glob of a URL, its failures as InputErrors: a scheme TensorFlow has no file
+    system for (this TensorFlow has gs://; hdfs://, s3:// and az:// are tensorflow-io's, which
+    the project does not install), or a listing refused (credentials, a missing bucket)."""
+    import tensorflow as tf
+
+    try:
+        return sorted(tf.io.gfile.glob(pattern))
+    except tf.errors.UnimplementedError:
+        scheme = pattern.split("://", 1)[0]
+        raise InputError(f"TensorFlow here has no file system for {scheme}:// URLs (it reads "
+                         "local paths and gs://; hdfs://, s3:// and az:// need tensorflow-io's "
+                         "file systems, not installed with this project): copy the logs to a "
+                         "local or mounted path", file=pattern) from None
+    except tf.errors.OpError as error:
+        raise InputError(f"cannot list {pattern}: {tf_reason(error.message)}") from None
+
+
 def _glob(pattern: str) -> list[str]:
     """The files `pattern` matches. InputError when it matches a directory too (a Spark or
     Hive output `hour=15.csv/part-00000.csv.gz`): its rows would be left out without a word."""
     if _is_url(pattern):
         import tensorflow as tf
 
-        matches = sorted(tf.io.gfile.glob(pattern))
+        matches = _url_glob(pattern)
         directories = [p for p in matches if tf.io.gfile.isdir(p)]
     else:
         matches = sorted(glob.glob(pattern))

@@ -723,6 +723,11 @@ def test_reads_from_tensorflow_file_systems(tmp_path):
     tf.io.gfile.copy(bad, "ram://dwellrank-test/plain/c.csv", overwrite=True)
     with pytest.raises(InputError, match=r"c\.csv, line 4, column 'click': expected 0 or 1"):
         read_all("ram://dwellrank-test/plain/c.csv")
+    # A scheme this TensorFlow has no file system for: one error naming it, not a traceback.
+    with pytest.raises(InputError, match=re.escape(
+            "hdfs://namenode:8020/logs/*.csv: TensorFlow here has no file system for hdfs:// "
+            "URLs")):
+        logs.open_logs("hdfs://namenode:8020/logs/*.csv")
     with pytest.raises(InputError, match="no file matches ram://dwellrank-test/none"):
         logs.open_logs("ram://dwellrank-test/none-*.csv")
 
