@@ -10,6 +10,16 @@ import tempfile
 from typing import Callable, Iterator
 
 from core.errors import InputError
+from core.log_files import is_url
+
+
+def _refuse_url(path: str, what: str) -> None:
+    """An output at a URL would be made a local folder named "gs:" by `os.path`: refused (the
+    commands refuse such flags first: `core.log_files.url_flag_problem`)."""
+    if is_url(path):
+        raise InputError(f"{what} {path} is a URL: outputs are written with local file "
+                         "operations (a temporary sibling, then a rename); give a local or "
+                         "mounted path")
 
 
 def _is_empty_dir(path: str) -> bool:
@@ -43,6 +53,7 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
     empty); otherwise InputError is raised before any work starts. On any exception the
     temporary directory is removed and `target` is left as it was.
     """
+    _refuse_url(target, what)
     target = os.path.abspath(target)
     if os.path.exists(target) and not (os.path.isdir(target) and may_replace(target)):
         raise InputError(f"{what} {target} exists and holds something else; "
@@ -73,6 +84,7 @@ def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
     rename would replace what they are: a path that exists and is not a regular file (a device,
     a pipe), a link to nothing, and the streams under /dev and /proc (/dev/stdout: the tool
     prints to standard output itself)."""
+    _refuse_url(path, "output file")
     given = path
     hop, hops = os.path.abspath(path), []
     while os.path.islink(hop) and len(hops) < 40:  # every link on the way, /dev/stdout's too

@@ -72,6 +72,11 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             # must not be the one a TensorFlow error of this run is explained against.
             sys.modules["core.log_diagnosis"].remember_source(None)
         try:
+            from core.log_files import url_flag_problem
+
+            problem = url_flag_problem({name: flags.FLAGS[name].value for name in flags.FLAGS})
+            if problem is not None:
+                raise InputError(problem)
             return main(argv)
         except InputError as error:
             report(error)

@@ -4,8 +4,10 @@ gzip file's whole stream (`gzip_damage`), and the reason a TFRecord file cannot 
 (`tfrecord_damage`). The columns and types of their contents are
 `core.log_schema`'s, inferred by `core.schema_inference`.
 
-Local paths are read through the os module; URLs (gs://, hdfs://, s3://, ram://, ...) through
-TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark read buckets.
+Local paths are read through the os module; URLs (gs://, ram://, and what other file systems
+are registered) through TensorFlow's file systems, so Beam workers on Dataflow, Flink or Spark
+read buckets. Only log inputs may be URLs (`URL_FLAGS`, `url_flag_problem`): the project's
+outputs and artifacts are written and read with local file operations (atomic renames, locks).
 """
 
 from __future__ import annotations
@@ -41,12 +43,37 @@ def files_text(files: Sequence[LogFile], shown: int = 3) -> str:
     return text + (f" and {len(files) - shown:,} more" if len(files) > shown else "")
 
 
-def _is_url(path: str) -> bool:
+# The flags that take log globs: the only ones that may name URLs.
+URL_FLAGS = ("input", "train", "eval", "validation", "gate_logs")
+
+
+def is_url(path: str) -> bool:
+    """Whether `path` is a URL (scheme://...) rather than a local or mounted path."""
     return "://" in path
 
 
+def url_flag_problem(values) -> str | None:
+    """Why a command's flags cannot run, for a URL given to a flag other than `URL_FLAGS`
+    (`values`: {flag name: value}, a value a string or a list of strings); else None. Outputs,
+    stats artifacts, model directories and exports are read and written with local file
+    operations (atomic renames, flock), which an object store lacks: given a URL, `os.path`
+    would make it a local folder named "gs:" and the job would write there without a word."""
+    for name, value in values.items():
+        if name in URL_FLAGS:
+            continue
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(item, str) and is_url(item.split("=", 1)[-1]):
+                return (f"--{name}={','.join(value) if isinstance(value, (list, tuple)) else value}"
+                        ": a URL; only the logs may be URLs (--" + ", --".join(URL_FLAGS)
+                        + "): outputs, stats artifacts, model directories and exports are "
+                        "written and read with local file operations (atomic renames, locks): "
+                        "give a local path or a mounted one (a bucket mounted with gcsfuse) "
+                        "and copy the result to the bucket afterwards")
+    return None
+
+
 def _isdir(path: str) -> bool:
-    if _is_url(path):
+    if is_url(path):
         import tensorflow as tf
 
         return tf.io.gfile.isdir(path)
@@ -74,7 +101,7 @@ def _url_glob(pattern: str) -> list[str]:
 def _glob(pattern: str) -> list[str]:
     """The files `pattern` matches. InputError when it matches a directory too (a Spark or
     Hive output `hour=15.csv/part-00000.csv.gz`): its rows would be left out without a word."""
-    if _is_url(pattern):
+    if is_url(pattern):
         import tensorflow as tf
 
         matches = _url_glob(pattern)
@@ -89,13 +116,13 @@ def _glob(pattern: str) -> list[str]:
                          f"{', ...' if len(directories) > 1 else ''}), whose files it would leave "
                          f"out; give a glob of the files in them ({shown}/*), or one that "
                          "matches files only")
-    if _is_url(pattern):
+    if is_url(pattern):
         return matches
     return matches or ([pattern] if os.path.isfile(pattern) else [])
 
 
 def file_size(path: str) -> int:
-    if _is_url(path):
+    if is_url(path):
         import tensorflow as tf
 
         return tf.io.gfile.stat(path).length
@@ -128,13 +155,13 @@ class _FileSystemFile(io.RawIOBase):
 
 def open_binary(path: str) -> io.BufferedIOBase:
     """The file at `path` (a local path or a URL of TensorFlow's file systems) as bytes."""
-    if _is_url(path):
+    if is_url(path):
         return io.BufferedReader(_FileSystemFile(path), 1 << 20)
     return open(path, "rb")
 
 
 def _readable(path: str) -> bool:
-    return _is_url(path) or os.access(path, os.R_OK)
+    return is_url(path) or os.access(path, os.R_OK)
 
 
 def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
@@ -160,7 +187,7 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
             if path in seen:
                 continue
             seen.add(path)
-            if not _is_url(path) and os.path.islink(path) and not os.path.exists(path):
+            if not is_url(path) and os.path.islink(path) and not os.path.exists(path):
                 raise InputError(f"is a symbolic link to {os.readlink(path)}, which does not "
                                  "exist", file=path)
             if not _readable(path):
@@ -225,7 +252,7 @@ def gzip_damage(log_file: LogFile) -> str | None:
     header check", naming no file): a damage too, with the way out."""
     if not log_file.gzip:
         return None
-    if _is_url(log_file.path):
+    if is_url(log_file.path):
         key = (log_file.path,)  # (a URL's stat is a request: checked once a process)
     else:
         status = os.stat(log_file.path)

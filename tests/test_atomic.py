@@ -1,9 +1,12 @@
 """core.atomic: outputs appear whole or not at all, and a failed job leaves no directory it
 made."""
 
+import os
+
 import pytest
 
 from core.atomic import atomic_directory, atomic_file
+from core.errors import InputError
 
 
 def test_a_failed_output_leaves_nothing_not_even_the_parents_it_made(tmp_path):
@@ -71,3 +74,15 @@ def test_a_file_output_follows_links_and_never_replaces_a_device(tmp_path):
         with atomic_file(str(tmp_path / "dangling")) as handle:
             handle.write("x")
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_an_output_at_a_url_is_refused_not_made_a_local_folder(tmp_path, monkeypatch):
+    """os.path.abspath('gs://b/out') is a local path ending in 'gs:/b/out': refused instead."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="output directory gs://b/out is a URL"):
+        with atomic_directory("gs://b/out"):
+            pass
+    with pytest.raises(InputError, match="output file gs://b/out.json is a URL"):
+        with atomic_file("gs://b/out.json"):
+            pass
+    assert os.listdir(tmp_path) == []

@@ -310,3 +310,32 @@ def test_a_tensorflow_error_is_not_explained_by_an_earlier_runs_reader(tmp_path,
     flags.FLAGS.unparse_flags()
     with pytest.raises(tf.errors.UnknownError, match="a failure of no input"):
         cli.run(second, argv=["second"], end_process=False)
+
+
+@pytest.mark.parametrize("module, args, flag", [
+    ("pipelines.stats", ["--output_dir=gs://bucket/stats"], "--output_dir=gs://bucket/stats"),
+    ("pipelines.label", ["--stats=gs://bucket/stats", "--output_dir=labelled"],
+     "--stats=gs://bucket/stats"),
+    ("report", ["--model_dirs=models/a,gs://bucket/b"], "--model_dirs=models/a,gs://bucket/b"),
+])
+def test_a_url_for_anything_but_the_logs_is_refused_before_any_work(run, small_world, tmp_path,
+                                                                     module, args, flag):
+    """Outputs, artifacts and model directories are local or mounted paths: a URL given to
+    their flags ends in one line naming the flag, before any work, and no folder named "gs:"
+    appears (os.path would make the URL one). The logs may be URLs: their flags pass."""
+    inputs = {"pipelines.stats": [f"--input={small_world['train']}"],
+              "pipelines.label": [f"--input={small_world['eval']}"], "report": []}[module]
+    result = run(module, *inputs, *args, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith(f"error: {flag}: a URL; only the logs may be URLs (--input, "
+                                    "--train, --eval, --validation, --gate_logs)")
+    assert result.stderr.count("\n") == 1 and os.listdir(tmp_path) == []
+
+
+def test_the_logs_flags_take_urls_past_the_rule():
+    from core.log_files import URL_FLAGS, url_flag_problem
+
+    assert url_flag_problem({name: "gs://bucket/day-*.csv" for name in URL_FLAGS}) is None
+    assert url_flag_problem({"policies": ["a=serving/a", "b=gs://x/b"], "seed": 3}).startswith(
+        "--policies=a=serving/a,b=gs://x/b: a URL;")
+    assert url_flag_problem({"output_dir": "scores", "model_dirs": None, "seed": 0}) is None
