@@ -278,11 +278,16 @@ def end_now(code) -> None:
 
 # Writes that fail for the machine's sake, not the tool's: one `error:` line each.
 _WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-only file system",
-                 errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied"}
+                 errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
+                 # An output path through a file (`--output_dir=notes.txt/out`) or onto one
+                 errno.ENOTDIR: "a part of the path is a file, not a directory",
+                 errno.EEXIST: "a file is where a directory was to be made"}
 _WRITE_REMEDY = {errno.ENOSPC: "free some and run again",
                  errno.EROFS: "write the output to a writable place",
                  errno.EDQUOT: "free some of the quota and run again",
-                 errno.EACCES: "check the path's permissions"}
+                 errno.EACCES: "check the path's permissions",
+                 errno.ENOTDIR: "give an output path in a directory",
+                 errno.EEXIST: "give an output path that is not a file"}
 
 
 def _tf_write_error(error: Exception) -> str | None:

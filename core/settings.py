@@ -30,6 +30,7 @@ flag, flagfile and script line of this project, and it is not in the pinned stac
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Callable, Iterator
@@ -40,11 +41,15 @@ _LIST_TYPES = {int: "integers", float: "numbers", str: "strings"}
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
-            choices: Any = None, parse: Callable | None = None):
+            choices: Any = None, parse: Callable | None = None, minimum: float | None = None,
+            maximum: float | None = None):
     """A dataclass field with a flag: `default`, the flag's `help` text, its name (default: the
-    field's), `choices` for an enum (a sequence, or a callable giving one), and `parse` to map
-    the flag's value to the field's. Without `default` the flag is required."""
-    metadata = {"help": help, "flag": flag, "choices": choices, "parse": parse}
+    field's), `choices` for an enum (a sequence, or a callable giving one), `parse` to map the
+    flag's value to the field's, and the bounds `minimum` and `maximum` of a number's flag
+    (absl refuses a value outside them; a float flag also refuses nan and inf). Without
+    `default` the flag is required."""
+    metadata = {"help": help, "flag": flag, "choices": choices, "parse": parse,
+                "minimum": minimum, "maximum": maximum}
     if dataclasses.is_dataclass(default):
         return dataclasses.field(default_factory=lambda: default, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -86,6 +91,10 @@ def _default(field: dataclasses.Field):
     return None
 
 
+def _finite_or_none(value) -> bool:
+    return value is None or math.isfinite(value)
+
+
 def define_flags(config_class, flag_values=None, *, skip: tuple[str, ...] = ()) -> list[str]:
     """Defines an absl flag for every setting of `config_class` (nested configs included) but
     the flags named in `skip`; returns the names of the required ones (fields without a
@@ -118,9 +127,16 @@ def define_flags(config_class, flag_values=None, *, skip: tuple[str, ...] = ()) 
         elif leaf.kind is bool:
             flags.DEFINE_bool(leaf.flag, default, help_text, **common)
         elif leaf.kind is int:
-            flags.DEFINE_integer(leaf.flag, default, help_text, **common)
+            flags.DEFINE_integer(leaf.flag, default, help_text, lower_bound=meta.get("minimum"),
+                                 upper_bound=meta.get("maximum"), **common)
         elif leaf.kind is float:
-            flags.DEFINE_float(leaf.flag, default, help_text, **common)
+            flags.DEFINE_float(leaf.flag, default, help_text, lower_bound=meta.get("minimum"),
+                               upper_bound=meta.get("maximum"), **common)
+            # nan passes absl's bounds (no comparison holds) and inf is a float: a weight, a
+            # rate or a threshold of either trains or labels nothing sensible, without a word.
+            flags.register_validator(leaf.flag, _finite_or_none,
+                                     message=f"--{leaf.flag} must be a finite number",
+                                     flag_values=flag_values)
         elif leaf.kind is str:
             flags.DEFINE_string(leaf.flag, default, help_text, **common)
         else:
@@ -221,6 +237,12 @@ def reference_markdown(config_class, *, skip: tuple[str, ...] = ()) -> str:
         if meta.get("choices") is not None:
             choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
             help_text += " One of: " + ", ".join(str(c) for c in choices) + "."
+        bounds = [f"{sign} {meta[key]:,}" for key, sign in (("minimum", "≥"), ("maximum", "≤"))
+                  if meta.get(key) is not None]
+        if bounds:
+            help_text += " (" + ", ".join(bounds) + ")"
+        if leaf.kind is float:
+            help_text += " (finite)"
         rows.append(f"| `--{leaf.flag}` | {cell(shown(leaf))} | {cell(help_text)} "
                     f"(`{'.'.join(leaf.path)}`) |")
     return "\n".join(rows) + "\n"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import time
 
@@ -168,6 +169,9 @@ def main(argv):
         grid = [float(w) for w in FLAGS.grid]
     except ValueError:
         raise InputError(f"--grid must be comma-separated numbers, not {FLAGS.grid}") from None
+    if not grid or not all(math.isfinite(w) for w in grid):
+        raise InputError(f"--grid must be one or more finite weights, not "
+                         f"{','.join(FLAGS.grid) or 'none'}")
     config = settings.from_flags(simulation.OnlineConfig, skip=("seed",))
     simulation.check_config(config)
     for seed in (FLAGS.tune_seed, FLAGS.report_seed):

@@ -60,8 +60,10 @@ def dwell_cross_entropy(true_bin: np.ndarray, dwell_probs: np.ndarray) -> float:
 
 def rel_impr(model_auc: float | None, base_auc: float | None) -> float:
     """RelaImpr of an AUC against a baseline's, in percent: ((AUC - 0.5) / (base - 0.5) - 1) x 100;
-    NaN when either is undefined (NaN, or None as `json_ready` writes it)."""
-    if model_auc is None or base_auc is None:
+    NaN when either is undefined (NaN, or None as `json_ready` writes it) and when the
+    baseline's AUC is 0.5 or below: the lift over random it divides by is then none or negative
+    (a rise from 0.49 to 0.63 would read as -2,251 %)."""
+    if model_auc is None or base_auc is None or not base_auc > 0.5:
         return float("nan")
     return float(((model_auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0)
 

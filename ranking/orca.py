@@ -98,8 +98,8 @@ class OrcaConfig:
         "stop", "ORCA: what the NDE loss trains through h_s: nothing (stop), the gate that "
         "mixes it (gate), or that gate and the experts it mixes (gate_and_experts).",
         choices=SHARED_REPRESENTATIONS)
-    alpha: float = setting(1.0, "ORCA: weight of the raw dwell-bin loss.")
-    beta: float = setting(1.0, "ORCA: weight of the debiased (NDE) loss.")
+    alpha: float = setting(1.0, "ORCA: weight of the raw dwell-bin loss.", minimum=0)
+    beta: float = setting(1.0, "ORCA: weight of the debiased (NDE) loss.", minimum=0)
     instance_weights: bool = setting(True, "ORCA: weigh the NDE loss by relu(l_ctr^a l_dt^b + "
                                      "c) (else 1).")
     iw_a: float = setting(-0.1, "ORCA instance weights: exponent a of l_ctr.")

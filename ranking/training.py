@@ -58,11 +58,13 @@ class TrainConfig:
     post_click_features: tuple[str, ...] = setting((), "Features that mostly act on dwell time.")
     embedding_dim: int | None = setting(None, "Width of every categorical feature's embedding "
                                         "(default: ids 16, others 8; the feature config wins).")
-    batch_size: int = setting(2048, "Global batch size (rows).")
+    batch_size: int = setting(2048, "Global batch size (rows).", minimum=1)
     epochs: int = setting(1, "Passes over the training logs.")
-    steps_per_epoch: int | None = setting(None, "Cap on steps per epoch (default: all rows).")
+    steps_per_epoch: int | None = setting(None, "Cap on steps per epoch (default: all rows).",
+                                          minimum=1)
     optimizer: OptimizerConfig = OptimizerConfig()
-    seed: int = setting(0, "Seed of initial weights and input order.")
+    seed: int = setting(0, "Seed of initial weights and input order.", minimum=0,
+                        maximum=2**32 - 1)
     shuffle_buffer: int = setting(65536, "Rows in the shuffle buffer.")
     train_cache_mb: int = setting(
         2048, "When the epochs left would read the training rows twice over (one worker, one "
@@ -74,10 +76,10 @@ class TrainConfig:
         "training batches read ahead of the training step, by a thread pool of every CPU but "
         "one (filled while the model is built and traced, so that the steps find their batches "
         "ready; 0: tf.data's own few batches).")
-    checkpoint_every: int = setting(500, "Steps between checkpoints.")
-    keep_checkpoints: int = setting(3, "Checkpoints kept.")
-    log_every: int = setting(100, "Steps between TensorBoard summaries.")
-    eval_batch_size: int = setting(8192, "Rows per evaluation batch.")
+    checkpoint_every: int = setting(500, "Steps between checkpoints.", minimum=1)
+    keep_checkpoints: int = setting(3, "Checkpoints kept.", minimum=1)
+    log_every: int = setting(100, "Steps between TensorBoard summaries.", minimum=1)
+    eval_batch_size: int = setting(8192, "Rows per evaluation batch.", minimum=1)
     baseline_metrics: str | None = setting(None, "eval_metrics.json of a baseline model: adds "
                                            "rel_impr.")
     strategy: str = setting(

@@ -42,6 +42,8 @@ flags.mark_flags_as_required(["model_dirs"])
 
 def main(argv):
     del argv
+    if not [d for d in FLAGS.model_dirs if d]:
+        raise InputError("--model_dirs names no model directory")
     names = tables.model_names(FLAGS.model_dirs)
     named = [(name, tables.load_metrics(d)) for name, d in zip(names, FLAGS.model_dirs)]
     first = named[0][1]

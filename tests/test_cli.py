@@ -339,3 +339,56 @@ def test_the_logs_flags_take_urls_past_the_rule():
     assert url_flag_problem({"policies": ["a=serving/a", "b=gs://x/b"], "seed": 3}).startswith(
         "--policies=a=serving/a,b=gs://x/b: a URL;")
     assert url_flag_problem({"output_dir": "scores", "model_dirs": None, "seed": 0}) is None
+
+
+@pytest.mark.parametrize("module, args", [
+    ("pipelines.stats", ["--engine=local", "--output_dir={file}/stats"]),
+    ("pipelines.simulate", ["--num_users=20", "--num_items=10", "--days=1",
+                            "--output_dir={file}/sim"]),
+])
+def test_an_output_path_through_or_onto_a_file_is_one_line(run, small_world, tmp_path, module,
+                                                          args):
+    """A file where a directory is to be made (the path onto it, or through it) ended in a
+    FileExistsError or NotADirectoryError traceback before 2026-12-07."""
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    inputs = [f"--input={small_world['train']}"] if module == "pipelines.stats" else []
+    result = run(module, *inputs, *[a.format(file=taken) for a in args])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith("error: a file is where a directory was to be made ("
+                                    f"{taken}); give an output path that is not a file")
+    assert taken.read_text() == "mine\n"
+
+
+TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--output_dir=o"]
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("report", ["--model_dirs="], "error: --model_dirs names no model directory"),
+    ("online.tune_fusion", [*TUNING, "--grid="], "error: --grid must be one or more finite "
+                                                "weights"),
+    ("online.tune_fusion", [*TUNING, "--grid=0,nan"], "error: --grid must be one or more finite "
+                                                     "weights"),
+    ("pipelines.validate.describe", ["--input=x.csv", "--batch_size=0"],
+     "FATAL Flags parsing error: flag --batch_size=0: 0 is not a positive integer"),
+    ("pipelines.score", ["--saved_model=s", "--input=x.csv", "--output=o",
+                         "--max_dead_letters=-1"],
+     "FATAL Flags parsing error: flag --max_dead_letters=-1: -1 is not a non-negative integer"),
+    ("ranking.train", ["--model=single_ctr", "--train=x.csv", "--stats=s", "--model_dir=m",
+                       "--checkpoint_every=0"],
+     "FATAL Flags parsing error: flag --checkpoint_every=0: 0 is not a positive integer"),
+    ("ranking.train", ["--model=single_ctr", "--train=x.csv", "--stats=s", "--model_dir=m",
+                       "--learning_rate=inf"],
+     "FATAL Flags parsing error: flag --learning_rate=inf: --learning_rate must be a finite "
+     "number"),
+])
+def test_flag_values_that_ended_in_a_traceback_are_refused(run, tmp_path, module, args,
+                                                           message):
+    """Found by a probe of odd flag values (2026-12-07): an empty --grid ended the sweep in an
+    IndexError, an empty --model_dirs in another, a batch of 0 rows in TensorFlow's error (of
+    -1, a segmentation fault), --max_dead_letters=-1 and --checkpoint_every=0 in an
+    IndexError and a ZeroDivisionError after training; --learning_rate=inf trained NaNs."""
+    result = run(module, *args, cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.startswith(message), result.stderr
+    assert os.listdir(tmp_path) == []

@@ -1284,6 +1284,13 @@ def test_the_label_jobs_csv_text_of_a_float_reads_back_to_it():
      r"--min_dwell must be >= 0 seconds, not -1; --light_user_clicks must be >= 0, not -2"),
     (["--t1_threshold=-1"], r"--t1_threshold must be >= 0 seconds, not -1"),
     (["--min_item_records=-1"], r"--min_item_records must be >= 0, not -1"),
+    # (each ended in a ZeroDivisionError or a MemoryError traceback, or labelled every click
+    # with one NDT, before 2026-12-07)
+    (["--ndt_tau=0"], r"--ndt_tau must be > 0, not 0.0"),
+    (["--ndt=explicit", "--ndt_offset=1", "--ndt_tau=-5", "--ndt_a=1", "--ndt_b=0"],
+     r"--ndt_tau must be > 0, not -5.0"),
+    (["--ndt_offset=-100"], r"--ndt_offset must be >= 0 seconds, not -100.0"),
+    (["--num_bins=1000000000000"], r"--num_bins must be <= 1,000 \(one softmax output a bin\)"),
 ])
 def test_the_statistics_job_refuses_thresholds_out_of_range(run, tmp_path, flags, message):
     log = tmp_path / "log.csv"

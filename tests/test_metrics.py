@@ -1,5 +1,7 @@
 """ranking.metrics against scikit-learn and hand-computed values."""
 
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -62,6 +64,9 @@ def test_logloss_clips_a_float32_output_as_sklearn_does(rng):
 def test_rel_impr_by_hand():
     assert metrics.rel_impr(0.75, 0.7) == pytest.approx(25.0)
     assert metrics.rel_impr(0.7, 0.7) == pytest.approx(0.0)
+    # A baseline no better than random has no lift to divide by: undefined, not a sign flip.
+    assert math.isnan(metrics.rel_impr(0.6277, 0.4941))
+    assert math.isnan(metrics.rel_impr(0.6, 0.5))
 
 
 def test_dwell_metrics_equal_sklearn(rng):

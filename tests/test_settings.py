@@ -66,6 +66,32 @@ def test_a_bad_enum_value_is_refused_by_absl():
         parsed("--path=x", "--kind=c")
 
 
+def test_bounds_and_finite_floats_are_absls_to_refuse():
+    """A setting's minimum and maximum bound its flag; a float flag refuses nan and inf, which
+    pass absl's bounds (no comparison holds for nan) and trained or labelled nothing sensible
+    without a word (--learning_rate=inf, --alpha=nan) before 2026-12-07."""
+    @dataclasses.dataclass(frozen=True)
+    class Bounded:
+        every: int = setting(500, "Steps.", minimum=1)
+        seed: int = setting(0, "Seed.", minimum=0, maximum=2**32 - 1)
+        weight: float = setting(1.0, "A weight.", minimum=0)
+        rate: float | None = setting(None, "A rate.")
+
+    def parse(*argv):
+        values = flags.FlagValues()
+        define_flags(Bounded, values)
+        values(["prog", *argv])
+        return from_flags(Bounded, values)
+
+    assert parse("--every=1", "--seed=4294967295", "--weight=0", "--rate=1e-3") == Bounded(
+        1, 2**32 - 1, 0.0, 1e-3)
+    assert parse().rate is None
+    for argv in (["--every=0"], ["--seed=-1"], ["--seed=4294967296"], ["--weight=-0.5"],
+                 ["--weight=nan"], ["--weight=inf"], ["--rate=nan"], ["--rate=-inf"]):
+        with pytest.raises(flags.IllegalFlagValueError):
+            parse(*argv)
+
+
 def test_two_settings_with_one_flag_name_are_refused():
     @dataclasses.dataclass(frozen=True)
     class Clash:

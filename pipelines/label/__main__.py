@@ -43,7 +43,7 @@ flags.DEFINE_integer("light_user_days", None, "Override rule T2's window (UTC da
 flags.DEFINE_integer("light_user_clicks", None, "Override rule T2's click threshold.")
 flags.DEFINE_bool("allow_unclicked_dwell", False, "Treat dwell > 0 on unclicked rows as 0 and "
                   "count them, instead of failing.")
-flags.DEFINE_integer("batch_size", 8192, "Rows per tf.data batch.")
+flags.DEFINE_integer("batch_size", 8192, "Rows per tf.data batch.", lower_bound=1)
 flags.DEFINE_bool("plot", True, "Write labels.png.")
 flags.DEFINE_string("schema", None, "A curated schema.pbtxt (python -m pipelines.validate): "
                     "refuse input with anomalies against it.")

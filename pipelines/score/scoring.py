@@ -293,8 +293,9 @@ class ScoreConfig:
 
     fmt: str = setting("csv", "Output format.", flag="format", choices=("csv", "tfrecord"))
     compress: bool = setting(True, "Gzip the output shards.")
-    batch_size: int = setting(4096, "Rows per read batch.")
-    max_dead_letters: int = setting(1000, "Fail when more rows than this are unreadable.")
+    batch_size: int = setting(4096, "Rows per read batch.", minimum=1)
+    max_dead_letters: int = setting(1000, "Fail when more rows than this are unreadable.",
+                                    minimum=0)
 
 
 def score_logs(saved_model: str, pattern: str, output_dir: str,

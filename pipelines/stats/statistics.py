@@ -42,6 +42,8 @@ from core.stats_artifact import BIN_VALUES
 from pipelines.stats import table_shards
 from pipelines.stats.table_shards import TABLE_PARTITIONS
 
+MAX_BINS = 1000  # dwell-time bins: one softmax output each; more is a typo, not a model
+
 
 @dataclasses.dataclass(frozen=True)
 class StatsConfig:
@@ -73,6 +75,16 @@ class StatsConfig:
 
     def __post_init__(self):
         self.rules.check()
+        # (nan and inf are refused for every float flag: core.settings)
+        for name in ("t_max", "epsilon", "ndt_tau"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise InputError(f"--{name if name == 'ndt_tau' else 'ndt_' + name} must be > 0, "
+                                 f"not {getattr(self, name)}")
+        if self.ndt_offset is not None and not self.ndt_offset >= 0:
+            raise InputError(f"--ndt_offset must be >= 0 seconds, not {self.ndt_offset}")
+        if self.num_bins > MAX_BINS:
+            raise InputError(f"--num_bins must be <= {MAX_BINS:,} (one softmax output a bin), "
+                             f"not {self.num_bins:,}")
         # The dwell-bin models need two bins at least (one is a softmax with nothing to choose).
         if self.bin_edges is None and self.num_bins < 2:
             raise InputError(f"--num_bins must be >= 2, not {self.num_bins}")

@@ -20,7 +20,7 @@ from core.label_rules import SECONDS_PER_DAY, utc_date
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input", None, "Comma-separated globs of CSV(.gz) or TFRecord log files.")
-flags.DEFINE_integer("batch_size", 4096, "Rows per batch while reading.")
+flags.DEFINE_integer("batch_size", 4096, "Rows per batch while reading.", lower_bound=1)
 flags.DEFINE_bool("allow_unclicked_dwell", False,
                   "Treat dwell > 0 on unclicked rows as 0 (and count them) instead of failing.")
 settings.define_flags(log_schema.ReadConfig)
