@@ -26,7 +26,12 @@ import tempfile
 from core import log_writers, logs
 from core.atomic import atomic_file
 from core.errors import InputError
-from export.versions import FEATURE_DEFAULTS_FILE, TRAINING_DAYS_FILE, existing_versions
+from export.versions import (
+    FEATURE_DEFAULTS_FILE,
+    TRAINING_DAYS_FILE,
+    existing_versions,
+    foreign_entries,
+)
 from ranking import model_dir as model_dir_lib
 from ranking import selection_files
 from ranking.fusion import Fusion, parse_weights
@@ -309,6 +314,13 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
 
     from export.serving import ServingModule
 
+    foreign = foreign_entries(export_base)
+    if foreign:
+        shown = ", ".join(foreign[:4]) + (", ..." if len(foreign) > 4 else "")
+        raise InputError(f"--export_base {export_base} holds {shown}: an export base holds only "
+                         "numbered versions and models.config (is it a model directory, a "
+                         "stats artifact or a version?); give a new or empty directory, or "
+                         "an existing export base")
     versions = existing_versions(export_base)
     if version is None:
         version = (versions[-1] + 1) if versions else 1

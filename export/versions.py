@@ -120,3 +120,14 @@ def existing_versions(export_base: str) -> list[int]:
     if not os.path.isdir(export_base):
         return []
     return sorted(int(name) for name in os.listdir(export_base) if re.fullmatch(r"\d+", name))
+
+
+def foreign_entries(export_base: str) -> list[str]:
+    """What an existing `export_base` holds besides an export base's own entries (numbered
+    versions, models.config, hidden entries such as an interrupted export's temporary ones): a model
+    directory's config.json, a stats artifact's stats.json, a version's saved_model.pb (a
+    version given as the base) mean the path is another thing's, not an export base."""
+    if not os.path.isdir(export_base):
+        return []
+    return sorted(name for name in os.listdir(export_base)
+                  if not re.fullmatch(r"\d+|models\.config|\..*", name))

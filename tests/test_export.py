@@ -4,6 +4,7 @@ saved_model_cli, RunInference, defaults and type errors, versions and atomicity 
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -308,6 +309,21 @@ def test_versions_warmup_and_models_config(exports, trained):
     assert sizes == list(exporter.WARMUP_BATCHES)
     config = open(os.path.join(base, "models.config")).read()
     assert f'base_path: "{os.path.abspath(base)}"' in config and "vr_ndt" in config
+
+
+def test_an_export_base_that_is_another_things_directory_is_refused(exports, trained):
+    """A model directory, a stats artifact or a version given as --export_base was written
+    into (a version 1 beside config.json, a version inside a version) before 2026-12-07."""
+    model_dir = trained["single_ctr"]
+    before = sorted(os.listdir(model_dir))
+    with pytest.raises(InputError, match=re.escape(f"--export_base {model_dir} holds ")
+                       + ".*config.json.*: an export base holds only numbered versions"):
+        exporter.export_saved_model(model_dir, model_dir)
+    assert sorted(os.listdir(model_dir)) == before
+    version = exports["single_ctr"].path
+    with pytest.raises(InputError, match="holds .*saved_model.pb"):
+        exporter.export_saved_model(model_dir, version)
+    assert not os.path.exists(os.path.join(version, "2"))
 
 
 def test_interrupted_export_leaves_no_version_directory(trained, tmp_path, monkeypatch):
