@@ -23,6 +23,8 @@ import re
 import shutil
 import tempfile
 
+import numpy as np
+
 from core import log_writers, logs
 from core.atomic import atomic_file
 from core.errors import InputError
@@ -85,6 +87,19 @@ def load_trained(model_dir: str):
     else:
         model_dir_lib.read_checkpoint(checkpoint, latest, restore=True, partial=True)
     return model, description
+
+
+def _refuse_diverged(model, model_dir: str) -> None:
+    """InputError when a weight to serve is NaN or infinite: training diverged (too high a
+    learning rate), and every score it served would be NaN, which scoring and serving would
+    write without a word."""
+    for variable in model.network.weights:
+        values = variable.numpy()
+        bad = int(values.size - np.isfinite(values).sum()) if values.dtype.kind == "f" else 0
+        if bad:
+            raise InputError(f"{model_dir}: {served_checkpoint_text(model_dir)} holds "
+                             f"{bad:,} NaN or infinite value(s) in {variable.name}: training "
+                             "diverged (too high a --learning_rate?); nothing exported")
 
 
 def served_checkpoint_text(model_dir: str) -> str:
@@ -340,6 +355,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         raise InputError("--baseline and --gate go together: the gate compares the candidate "
                          "with the baseline")
     model, description = load_trained(model_dir)
+    _refuse_diverged(model, model_dir)
     fusion = resolve_fusion(model.config.fusion, score_weights, score_space)
     module = ServingModule(model.network, model.feature_spec, model.config, model.targets,
                            fusion)

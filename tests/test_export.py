@@ -326,6 +326,26 @@ def test_an_export_base_that_is_another_things_directory_is_refused(exports, tra
     assert not os.path.exists(os.path.join(version, "2"))
 
 
+def test_a_diverged_model_is_not_exported(trained, tmp_path, monkeypatch):
+    """Weights of NaN (a --learning_rate=inf run, or one that diverged) were exported, and every
+    score served and scored was NaN, without a word, before 2026-12-07."""
+    load = exporter.load_trained
+
+    def diverged(model_dir):
+        model, description = load(model_dir)
+        variable = next(v for v in model.network.weights if v.shape.num_elements() > 1)
+        values = variable.numpy()
+        values.flat[[0, -1]] = [np.nan, np.inf]
+        variable.assign(values)
+        return model, description
+
+    monkeypatch.setattr(exporter, "load_trained", diverged)
+    with pytest.raises(InputError, match=r"holds 2 NaN or infinite value\(s\) in .*: training "
+                                         r"diverged"):
+        exporter.export_saved_model(trained["single_ctr"], str(tmp_path / "serving"))
+    assert not os.path.exists(tmp_path / "serving")
+
+
 def test_interrupted_export_leaves_no_version_directory(trained, tmp_path, monkeypatch):
     base = tmp_path / "serving"
     write_warmup = exporter.write_warmup
