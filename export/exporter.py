@@ -354,6 +354,15 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     if (baseline is None) != (gate is None):
         raise InputError("--baseline and --gate go together: the gate compares the candidate "
                          "with the baseline")
+    if gate_logs is not None and gate is None:
+        raise InputError("--gate_logs are the quality gate's logs: give --gate (and --baseline) "
+                         "too, or leave --gate_logs out")
+    named = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
+    for what, text in (("--model_name", named), ("--export_base", os.path.abspath(export_base))):
+        if re.search(r'["\\\x00-\x1f]', text):
+            raise InputError(f"{what} {text!r} holds a quote, a backslash or a control "
+                             "character, which models.config (TF Serving's text format, "
+                             "written as name: \"...\") cannot hold as written")
     model, description = load_trained(model_dir)
     _refuse_diverged(model, model_dir)
     fusion = resolve_fusion(model.config.fusion, score_weights, score_space)
@@ -377,7 +386,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
             if unfinished:
                 refused.warnings = (unfinished,) + tuple(refused.warnings)
             raise
-    model_name = model_name or os.path.basename(os.path.normpath(export_base)) or "dwellrank"
+    model_name = named
     os.makedirs(export_base, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
     try:

@@ -326,6 +326,22 @@ def test_an_export_base_that_is_another_things_directory_is_refused(exports, tra
     assert not os.path.exists(os.path.join(version, "2"))
 
 
+def test_a_model_name_models_config_cannot_hold_and_gate_logs_without_a_gate_are_refused(
+        trained, tmp_path):
+    """A name with a quote or a line break made models.config invalid for TF Serving, and
+    --gate_logs without --gate was ignored, without a word, before 2026-12-07."""
+    model_dir = trained["single_ctr"]
+    for name in ('a"b', "a\nb", "a\\b"):
+        with pytest.raises(InputError, match="--model_name .* holds a quote, a backslash or a "
+                                             "control character"):
+            exporter.export_saved_model(model_dir, str(tmp_path / "serving"), model_name=name)
+    with pytest.raises(InputError, match="--export_base .* holds a quote"):
+        exporter.export_saved_model(model_dir, str(tmp_path / 'say "cheese"'), model_name="a")
+    with pytest.raises(InputError, match="--gate_logs are the quality gate's logs: give --gate"):
+        exporter.export_saved_model(model_dir, str(tmp_path / "serving"), gate_logs="x.csv")
+    assert os.listdir(tmp_path) == []
+
+
 def test_a_diverged_model_is_not_exported(trained, tmp_path, monkeypatch):
     """Weights of NaN (a --learning_rate=inf run, or one that diverged) were exported, and every
     score served and scored was NaN, without a word, before 2026-12-07."""
