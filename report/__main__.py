@@ -64,6 +64,15 @@ def main(argv):
             ancestor = os.path.dirname(ancestor)
         if not os.path.isdir(ancestor):
             raise InputError(f"--output {FLAGS.output}: {ancestor} is a file, not a directory")
+        # An input's own file (a model's config.json, eval_metrics.json) is not overwritten.
+        output = os.path.realpath(FLAGS.output)
+        for given in [*FLAGS.model_dirs, FLAGS.scores, FLAGS.labelled, FLAGS.online,
+                      FLAGS.fusion_tuning]:
+            inside = given and os.path.isdir(given) and os.path.commonpath(
+                [output, os.path.realpath(given)]) == os.path.realpath(given)
+            if inside and os.path.exists(output):
+                raise InputError(f"--output {FLAGS.output} is a file of the input {given}; "
+                                 "the report would overwrite it: write it elsewhere")
     others = [name for name, m in named[1:] if other_evaluation(m, first)]
     evaluated = (f"Evaluated on `{first.get('eval')}`: {first['rows']:,} impressions, "
                  f"{first['clicks']:,} clicks, {first['valid_reads']:,} valid reads")

@@ -152,12 +152,18 @@ def test_report_refuses_unusable_inputs_in_one_line(run, tmp_path):
               "cannot read online.json of --online"),
              ([f"--online={tmp_path / 'empty'}"], "give --output_dir"),
              ([f"--output_dir={tmp_path / 'base' / 'eval_metrics.json' / 'sub'}"],
-              "is not a directory")]
+              "is not a directory"),
+             # An input's own file is not overwritten by the report (it was, until 2026-12-07).
+             ([f"--output={tmp_path / 'base' / 'eval_metrics.json'}"],
+              f"--output {tmp_path / 'base' / 'eval_metrics.json'} is a file of the input "
+              f"{tmp_path / 'base'}")]
+    metrics = (tmp_path / "base" / "eval_metrics.json").read_text()
     for args, message in cases:
         done = run("report", f"--model_dirs={tmp_path / 'base'}", *args)
         assert done.returncode == 1 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
+    assert (tmp_path / "base" / "eval_metrics.json").read_text() == metrics
 
 
 def test_models_of_one_name_in_two_experiments_keep_their_own_rows_and_curves(run, tmp_path):
