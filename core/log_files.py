@@ -62,7 +62,7 @@ def url_flag_problem(values) -> str | None:
         if name in URL_FLAGS:
             continue
         for item in value if isinstance(value, (list, tuple)) else [value]:
-            if isinstance(item, str) and is_url(item.split("=", 1)[-1]):
+            if isinstance(item, str) and is_url(item):  # (NAME=PATH items included)
                 return (f"--{name}={','.join(value) if isinstance(value, (list, tuple)) else value}"
                         ": a URL; only the logs may be URLs (--" + ", --".join(URL_FLAGS)
                         + "): outputs, stats artifacts, model directories and exports are "

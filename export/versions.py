@@ -122,12 +122,16 @@ def existing_versions(export_base: str) -> list[int]:
     return sorted(int(name) for name in os.listdir(export_base) if re.fullmatch(r"\d+", name))
 
 
+# What only another thing's directory holds: a model directory (ranking.train), a stats
+# artifact (pipelines.stats), a SavedModel version given as the base.
+FOREIGN_MARKERS = ("config.json", "eval_metrics.json", "checkpoints", "stats.json",
+                   "saved_model.pb", "saved_model.pbtxt", "variables")
+
+
 def foreign_entries(export_base: str) -> list[str]:
-    """What an existing `export_base` holds besides an export base's own entries (numbered
-    versions, models.config, hidden entries such as an interrupted export's temporary ones): a model
-    directory's config.json, a stats artifact's stats.json, a version's saved_model.pb (a
-    version given as the base) mean the path is another thing's, not an export base."""
+    """The entries of an existing `export_base` that say it is another thing's directory
+    (`FOREIGN_MARKERS`), not an export base; other files beside the versions (TF Serving's
+    monitoring or batching configs, lost+found, a version set aside) are left alone."""
     if not os.path.isdir(export_base):
         return []
-    return sorted(name for name in os.listdir(export_base)
-                  if not re.fullmatch(r"\d+|models\.config|\..*", name))
+    return sorted(name for name in os.listdir(export_base) if name in FOREIGN_MARKERS)

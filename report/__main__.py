@@ -40,6 +40,15 @@ flags.DEFINE_string("fusion_tuning", None, "Output directory of online.tune_fusi
 flags.mark_flags_as_required(["model_dirs"])
 
 
+def _is_report(path: str) -> bool:
+    """Whether `path` is a report this command wrote (run again, it may replace it)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(18) == "# dwellrank report"
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def main(argv):
     del argv
     if not [d for d in FLAGS.model_dirs if d]:
@@ -70,7 +79,7 @@ def main(argv):
                       FLAGS.fusion_tuning]:
             inside = given and os.path.isdir(given) and os.path.commonpath(
                 [output, os.path.realpath(given)]) == os.path.realpath(given)
-            if inside and os.path.exists(output):
+            if inside and os.path.exists(output) and not _is_report(output):
                 raise InputError(f"--output {FLAGS.output} is a file of the input {given}; "
                                  "the report would overwrite it: write it elsewhere")
     others = [name for name, m in named[1:] if other_evaluation(m, first)]

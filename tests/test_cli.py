@@ -339,6 +339,8 @@ def test_the_logs_flags_take_urls_past_the_rule():
     assert url_flag_problem({"policies": ["a=serving/a", "b=gs://x/b"], "seed": 3}).startswith(
         "--policies=a=serving/a,b=gs://x/b: a URL;")
     assert url_flag_problem({"output_dir": "scores", "model_dirs": None, "seed": 0}) is None
+    # An '=' in the URL itself (a partition path) hides nothing.
+    assert url_flag_problem({"model_dir": "gs://b/run=3"}).startswith("--model_dir=gs://b/run=3")
 
 
 @pytest.mark.parametrize("module, args", [

@@ -311,7 +311,7 @@ def test_versions_warmup_and_models_config(exports, trained):
     assert f'base_path: "{os.path.abspath(base)}"' in config and "vr_ndt" in config
 
 
-def test_an_export_base_that_is_another_things_directory_is_refused(exports, trained):
+def test_an_export_base_that_is_another_things_directory_is_refused(exports, trained, tmp_path):
     """A model directory, a stats artifact or a version given as --export_base was written
     into (a version 1 beside config.json, a version inside a version) before 2026-12-07."""
     model_dir = trained["single_ctr"]
@@ -324,6 +324,11 @@ def test_an_export_base_that_is_another_things_directory_is_refused(exports, tra
     with pytest.raises(InputError, match="holds .*saved_model.pb"):
         exporter.export_saved_model(model_dir, version)
     assert not os.path.exists(os.path.join(version, "2"))
+    # What else a serving volume holds beside the versions is left alone.
+    base = tmp_path / "serving"
+    (base / "lost+found").mkdir(parents=True)
+    (base / "monitoring.config").write_text("prometheus_config { enable: true }\n")
+    assert exporter.export_saved_model(model_dir, str(base)).version == 1
 
 
 def test_a_model_name_models_config_cannot_hold_and_gate_logs_without_a_gate_are_refused(

@@ -164,6 +164,11 @@ def test_report_refuses_unusable_inputs_in_one_line(run, tmp_path):
         assert "Traceback" not in done.stderr
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()
     assert (tmp_path / "base" / "eval_metrics.json").read_text() == metrics
+    # A report of its own there is replaced when run again.
+    for _ in range(2):
+        done = run("report", f"--model_dirs={tmp_path / 'base'}",
+                   f"--output={tmp_path / 'base' / 'report.md'}")
+        assert done.returncode == 0, done.stderr
 
 
 def test_models_of_one_name_in_two_experiments_keep_their_own_rows_and_curves(run, tmp_path):

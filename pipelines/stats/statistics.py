@@ -55,8 +55,8 @@ class StatsConfig:
                               choices=("auto", "paper", "explicit"))
     t_max: float = setting(1.575, "auto: the range A - B of the NDT.", flag="ndt_t_max")
     epsilon: float = setting(1e-5, "auto: the NDT's slope at x_h.", flag="ndt_epsilon")
-    ndt_offset: float | None = setting(None, "NDT offset in seconds (auto default: x_l).")
-    ndt_tau: float | None = setting(None, "NDT tau in seconds (auto default: fitted).")
+    ndt_offset: float | None = setting(None, "NDT offset in seconds, >= 0 (auto default: x_l).")
+    ndt_tau: float | None = setting(None, "NDT tau in seconds, > 0 (auto default: fitted).")
     ndt_a: float | None = setting(None, "NDT A (auto default: from t_max).")
     ndt_b: float | None = setting(None, "NDT B (auto default: so that ndt(0) = 0).")
     num_bins: int = setting(8, "Number of dwell-time bins.")
@@ -82,7 +82,7 @@ class StatsConfig:
                                  f"not {getattr(self, name)}")
         if self.ndt_offset is not None and not self.ndt_offset >= 0:
             raise InputError(f"--ndt_offset must be >= 0 seconds, not {self.ndt_offset}")
-        if self.num_bins > MAX_BINS:
+        if self.bin_edges is None and self.num_bins > MAX_BINS:
             raise InputError(f"--num_bins must be <= {MAX_BINS:,} (one softmax output a bin), "
                              f"not {self.num_bins:,}")
         # The dwell-bin models need two bins at least (one is a softmax with nothing to choose).
