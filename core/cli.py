@@ -104,7 +104,13 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
                   f"({error.filename or 'standard output'}); {_WRITE_REMEDY[error.errno]}",
                   file=sys.stderr)
             sys.exit(1)
+        except MemoryError as error:  # numpy's: an array larger than the machine
+            print(f"error: {_out_of_memory(error)}", file=sys.stderr)
+            sys.exit(1)
         except Exception as error:  # TensorFlow errors raised while reading input
+            if _tf_out_of_memory(error):
+                print(f"error: {_out_of_memory(error)}", file=sys.stderr)
+                sys.exit(1)
             written = _tf_write_error(error)
             if written is not None:
                 print(f"error: {written}", file=sys.stderr)
@@ -156,8 +162,10 @@ def beam_flags_problem(args: list[str]) -> str | None:
     (`--direct_num_workers=abc`), in one line. Beam itself only logs and drops an unknown one,
     so a mistyped flag (`--allow_unclicked_dwel`) or one another tool defines would be ignored
     in silence. Beam is imported only when there is something to check. A `--runner` is
-    imported first, so that options of its own module count as known; one Beam cannot load is
-    left for Beam to report."""
+    imported first, so that options of its own module count as known; one Beam cannot make
+    (unknown, or its module does not import) is the problem, as is a negative
+    `--direct_num_workers` (Beam's own parser takes it and its runner fails with an
+    IndexError)."""
     if not args:
         return None
     import contextlib
@@ -178,8 +186,8 @@ def beam_flags_problem(args: list[str]) -> str | None:
             from apache_beam.runners.runner import create_runner
 
             create_runner(runner)
-        except Exception:  # an unknown or unavailable runner: Beam says so when it starts
-            return None
+        except Exception as error:  # an unknown runner, or one whose module does not import
+            return f"--runner={runner}: Apache Beam cannot make this runner: {error}"
     dropped: list[str] = []
 
     class _Dropped(std_logging.Handler):
@@ -212,6 +220,12 @@ def beam_flags_problem(args: list[str]) -> str | None:
         std_logging.disable(disabled)
     unknown = [arg for arg in dropped if arg.startswith("-")] or dropped
     if not unknown:
+        from apache_beam.options.pipeline_options import DirectOptions
+
+        # Beam parses any int and fails deep in its runner on a negative one (IndexError).
+        workers = options.view_as(DirectOptions).direct_num_workers
+        if workers is not None and workers < 0:
+            return f"Apache Beam: --direct_num_workers must be >= 0, not {workers}"
         return None
     return (f"{', '.join(unknown)}: neither a flag of this command nor an Apache Beam pipeline "
             "option")
@@ -309,6 +323,41 @@ def _tf_write_error(error: Exception) -> str | None:
             return (f"{text} ({found[1] if found else 'writing'}); "
                     f"{_WRITE_REMEDY[code]}")
     return None
+
+
+def _tf_out_of_memory(error: Exception) -> bool:
+    """Whether `error` is TensorFlow's failed allocation (ResourceExhaustedError, "OOM when
+    allocating tensor ...")."""
+    if "tensorflow" not in sys.modules:
+        return False
+    import tensorflow as tf
+
+    return isinstance(error, tf.errors.ResourceExhaustedError) and "OOM" in (error.message or "")
+
+
+def _out_of_memory(error: Exception) -> str:
+    """One line for an allocation this machine cannot hold: what was asked (a tensor's shape
+    and type, an array's size), the machine's memory, and what to lower. A size flag far too
+    large (`--embedding_dim=10**12`) fails at its first allocation, not in a swap storm."""
+    text = str(getattr(error, "message", None) or error)
+    tensor = re.search(r"OOM when allocating tensor with shape\s*\[([^\]]*)\] and type (\w+)",
+                       text)
+    array = re.search(r"Unable to allocate (.+?) for an array with shape (\([^)]*\)) and data "
+                      r"type (\w+)", text)
+    if tensor:
+        what = f"a tensor of shape [{tensor[1]}] ({tensor[2]})"
+    elif array:
+        what = f"{array[1]} for an array of shape {array[2]} ({array[3]})"
+    else:
+        what = "an allocation"
+    try:
+        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB"
+    except (ValueError, OSError):  # not every system names these
+        memory = "memory"
+    return (f"out of memory: {what} does not fit in this machine's {memory}; lower the sizes "
+            "given to this command (model widths and vocabularies such as --embedding_dim, "
+            "--hash_buckets, --tower_units, --expert_units; --batch_size; counts of users, "
+            "items or candidates)")
 
 
 def _translate(error: Exception) -> InputError | None:
