@@ -29,6 +29,7 @@ def commands():
     from online import simulation
     from pipelines.score import scoring
     from pipelines.stats import statistics
+    from pipelines.validate import validation
     from ranking import training
 
     return [("python -m pipelines.stats", statistics.StatsConfig, ()),
@@ -36,6 +37,7 @@ def commands():
             ("python -m pipelines.score", scoring.ScoreConfig, ()),
             ("python -m online.ab_test", simulation.OnlineConfig, ()),
             ("python -m online.tune_fusion", simulation.OnlineConfig, ("seed",)),
+            ("python -m pipelines.validate", validation.ValidationConfig, ()),
             ("python -m pipelines.validate", log_schema.ReadConfig, ()),
             ("python -m pipelines.validate.describe", log_schema.ReadConfig, ())]
 
@@ -49,8 +51,8 @@ def render() -> str:
              "the flag sets. `--flagfile=FILE` reads flags from a file (see `configs/`). "
              "Flags a command defines by hand are not here but in its `--helpfull`: paths and "
              "job options (`--model_dir`, `--input`, `--output_dir`, `--saved_model`, "
-             "`--engine`, `--schema`, validation's `--baseline_stats`, `--max_domain_size`, "
-             "drift thresholds and `--allow_unclicked_dwell`, describe's `--batch_size`), and "
+             "`--engine`, `--schema`, validation's `--baseline_stats`, describe's `--batch_size`), "
+             "and "
              "every flag of `pipelines.label`, `export.saved_model`, "
              "`pipelines.simulate` and `report`, which have no config dataclass.\n"]
     for command, config_class, skip in commands():

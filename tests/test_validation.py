@@ -310,3 +310,27 @@ def test_describe_counts_duplicate_rows_and_impression_ids_as_pandas(run, tmp_pa
     described = describe.describe(str(tmp_path / "no_ids.csv"))
     assert described["repeated_impression_ids"] is None
     assert described["duplicate_rows"] == int(frame.drop(columns="impression_id").duplicated().sum())
+
+
+def test_the_validation_flags_come_from_its_config_with_their_bounds():
+    """--max_domain_size past a 32-bit int ended in a TypeError inside TFDV's C++, a negative or
+    nan drift threshold was taken (no drift check can pass a negative one): the flags come from
+    ValidationConfig (core.settings) with its bounds."""
+    from absl import flags
+
+    from core import settings
+
+    def parse(*argv):
+        values = flags.FlagValues()
+        settings.define_flags(validation.ValidationConfig, values)
+        values(["validate", *argv])
+        return settings.from_flags(validation.ValidationConfig, values)
+
+    assert parse() == validation.ValidationConfig()
+    assert parse("--max_domain_size=2147483647", "--click_drift=0", "--allow_unclicked_dwell") \
+        == validation.ValidationConfig(click_drift=0.0, max_domain_size=2**31 - 1,
+                                       allow_unclicked_dwell=True)
+    for argv in (["--max_domain_size=2147483648"], ["--max_domain_size=-1"],
+                 ["--categorical_drift=-0.1"], ["--dwell_drift=nan"], ["--numeric_drift=inf"]):
+        with pytest.raises(flags.IllegalFlagValueError):
+            parse(*argv)

@@ -23,24 +23,11 @@ from core.atomic import atomic_directory
 from pipelines.validate import validation
 
 FLAGS = flags.FLAGS
-_DEFAULTS = validation.ValidationConfig()
 flags.DEFINE_string("input", None, "Comma-separated globs of logs to validate.")
 flags.DEFINE_string("output_dir", None, "Directory for statistics, schema, anomalies, report.")
 flags.DEFINE_string("schema", None, "A curated schema.pbtxt; inferred from the input if absent.")
 flags.DEFINE_string("baseline_stats", None, "stats.pb of earlier logs, to check drift against.")
-flags.DEFINE_float("categorical_drift", _DEFAULTS.categorical_drift,
-                   "L-infinity drift threshold for categorical features (inferred schemas).")
-flags.DEFINE_float("click_drift", _DEFAULTS.click_drift,
-                   "Jensen-Shannon drift threshold for click, i.e. the CTR (inferred schemas).")
-flags.DEFINE_float("numeric_drift", _DEFAULTS.numeric_drift,
-                   "Jensen-Shannon drift threshold for other numeric features (inferred schemas).")
-flags.DEFINE_float("dwell_drift", _DEFAULTS.dwell_drift,
-                   "Jensen-Shannon drift threshold for dwell_time (inferred schemas).")
-flags.DEFINE_integer("max_domain_size", _DEFAULTS.max_domain_size,
-                     "String features with at most this many values get a domain.")
-flags.DEFINE_bool("allow_unclicked_dwell", False,
-                  "Treat dwell > 0 on unclicked rows as 0 instead of failing (as the stats, "
-                  "label and training jobs with the same flag).")
+settings.define_flags(validation.ValidationConfig)
 settings.define_flags(log_schema.ReadConfig)
 flags.mark_flags_as_required(["input", "output_dir"])
 
@@ -53,11 +40,7 @@ def main(argv):
     tfdv = validation.tfdv()
     from tensorflow_data_validation.utils import display_util
 
-    config = validation.ValidationConfig(categorical_drift=FLAGS.categorical_drift,
-                                         click_drift=FLAGS.click_drift,
-                                         numeric_drift=FLAGS.numeric_drift,
-                                         dwell_drift=FLAGS.dwell_drift,
-                                         max_domain_size=FLAGS.max_domain_size)
+    config = settings.from_flags(validation.ValidationConfig)
     baseline = None
     if FLAGS.baseline_stats:
         baseline = validation.load_statistics(FLAGS.baseline_stats)
@@ -68,7 +51,7 @@ def main(argv):
                           what="--output_dir") as tmp:
         stats = validation.generate_statistics(FLAGS.input, os.path.join(tmp, "stats.pb"),
                                                argv[1:], config,
-                                               allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
+                                               allow_unclicked_dwell=config.allow_unclicked_dwell,
                                                column_types=settings.from_flags(
                                                    log_schema.ReadConfig).types)
         if schema is None:

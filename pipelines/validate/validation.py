@@ -25,6 +25,7 @@ import numpy as np
 
 from core import log_diagnosis, log_files, log_schema, logs
 from core.errors import InputError, reraised_from_workers
+from core.settings import setting
 
 
 def tfdv():
@@ -49,17 +50,32 @@ UNPROFILED = ("impression_id",)
 
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
-    """Options of the validation job."""
+    """Options of the validation job; each is a flag of `pipelines.validate` (`core.settings`).
+    A distance is never below 0, so neither is a threshold; one above the distance's maximum
+    (1 for both) turns its check off."""
 
-    categorical_drift: float = 0.05  # L-infinity threshold for categorical features
-    click_drift: float = 0.01  # Jensen-Shannon divergence threshold for `click` (the CTR)
+    categorical_drift: float = setting(
+        0.05, "L-infinity drift threshold for categorical features (inferred schemas).",
+        minimum=0)
+    click_drift: float = setting(
+        0.01, "Jensen-Shannon drift threshold for click, i.e. the CTR (inferred schemas).",
+        minimum=0)
     # Jensen-Shannon thresholds for other numeric features. TFDV approximates the divergence on
     # equal-width histograms, which move with each day's extremes: two pairs of days of the same
     # simulated traffic differ by up to ~0.05 on item_length and ~0.3 on the heavy-tailed
     # dwell_time, whose check therefore only catches gross shifts.
-    numeric_drift: float = 0.1
-    dwell_drift: float = 0.5
-    max_domain_size: int = 100  # string features with at most this many values get a domain
+    numeric_drift: float = setting(
+        0.1, "Jensen-Shannon drift threshold for other numeric features (inferred schemas).",
+        minimum=0)
+    dwell_drift: float = setting(
+        0.5, "Jensen-Shannon drift threshold for dwell_time (inferred schemas).", minimum=0)
+    # TFDV hands the size to C++ as a 32-bit int (a larger one is a TypeError inside it).
+    max_domain_size: int = setting(
+        100, "String features with at most this many values get a domain.", minimum=0,
+        maximum=2**31 - 1)
+    allow_unclicked_dwell: bool = setting(
+        False, "Treat dwell > 0 on unclicked rows as 0 instead of failing (as the stats, label "
+        "and training jobs with the same flag).")
     batch_size: int = 8192
 
 
