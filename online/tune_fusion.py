@@ -172,8 +172,15 @@ def main(argv):
     if not grid or not all(math.isfinite(w) for w in grid):
         raise InputError(f"--grid must be one or more finite weights, not "
                          f"{','.join(FLAGS.grid) or 'none'}")
+    if not (math.isfinite(FLAGS.min_clicks) and FLAGS.min_clicks >= 0):
+        raise InputError(f"--min_clicks must be a finite fraction >= 0 of the baseline's clicks "
+                         f"per user, not {FLAGS.min_clicks}")
     config = settings.from_flags(simulation.OnlineConfig, skip=("seed",))
     simulation.check_config(config)
+    if FLAGS.tune_seed == FLAGS.report_seed:
+        cli.warn(f"--tune_seed and --report_seed are both {FLAGS.tune_seed}: the report's "
+                 "sessions are those the weights were chosen on, so its changes are not "
+                 "held out")
     for seed in (FLAGS.tune_seed, FLAGS.report_seed):
         simulation.check_config(dataclasses.replace(config, seed=seed))
     world = simulation.world_of(FLAGS.sim)

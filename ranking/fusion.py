@@ -24,6 +24,7 @@ signature (TensorFlow tensors) and the online tuning (NumPy arrays).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -47,6 +48,9 @@ class Fusion:
                              f"{self.space!r}")
         if not self.weights:
             raise ValueError("a score needs at least one weighted output")
+        for name, weight in self.weights:
+            if not math.isfinite(weight):  # a nan or inf weight ranks nothing, at every request
+                raise ValueError(f"the weight of {name} must be a finite number, not {weight}")
 
     @property
     def outputs(self) -> tuple[str, ...]:

@@ -391,6 +391,19 @@ TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--out
                                                 "weights"),
     ("online.tune_fusion", [*TUNING, "--grid=0,nan"], "error: --grid must be one or more finite "
                                                      "weights"),
+    ("online.tune_fusion", [*TUNING, "--min_clicks=nan"], "error: --min_clicks must be a finite "
+                                                         "fraction >= 0 of the baseline's"),
+    ("online.tune_fusion", [*TUNING, "--min_clicks=-1"], "error: --min_clicks must be a finite "
+                                                        "fraction >= 0 of the baseline's"),
+    # (a warning first, then --sim=s is no simulation)
+    ("online.tune_fusion", [*TUNING, "--tune_seed=3", "--report_seed=3"],
+     "warning: --tune_seed and --report_seed are both 3: the report's sessions are those the "
+     "weights were chosen on, so its changes are not held out\nerror: "),
+    ("pipelines.stats", ["--input=x.csv", "--output_dir=o", "--ndt=paper", "--ndt_tau=5",
+                         "--ndt_a=2"],
+     "error: --ndt=paper takes the paper's NDT parameters as they are (offset 15 s, tau 20 s, A "
+     "2.319, B 0.744); --ndt_tau, --ndt_a are not read with it: drop them, or use --ndt=auto "
+     "(they override the fit) or --ndt=explicit (all four)\n"),
     ("pipelines.validate.describe", ["--input=x.csv", "--batch_size=0"],
      "FATAL Flags parsing error: flag --batch_size=0: 0 is not a positive integer"),
     ("pipelines.score", ["--saved_model=s", "--input=x.csv", "--output=o",
@@ -409,7 +422,9 @@ def test_flag_values_that_ended_in_a_traceback_are_refused(run, tmp_path, module
     """Found by a probe of odd flag values (2026-12-07): an empty --grid ended the sweep in an
     IndexError, an empty --model_dirs in another, a batch of 0 rows in TensorFlow's error (of
     -1, a segmentation fault), --max_dead_letters=-1 and --checkpoint_every=0 in an
-    IndexError and a ZeroDivisionError after training; --learning_rate=inf trained NaNs."""
+    IndexError and a ZeroDivisionError after training; --learning_rate=inf trained NaNs.
+    Taken in silence: --min_clicks=nan (no fusion chosen, none said why), the same seed for
+    tuning and report, --ndt_tau beside --ndt=paper."""
     result = run(module, *args, cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith(message), result.stderr

@@ -429,6 +429,24 @@ def test_export_cli(trained, run, tmp_path):
     assert bad.returncode == 1 and "names ctr, which vr_ndt does not output" in bad.stderr
     assert bad.stderr.count("\n") == 1
     assert not os.path.exists(tmp_path / "c" / "1")
+    nan = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
+              f"--export_base={tmp_path / 'd'}", "--score_weights=valid_read=1,"
+              "weighted_valid_read=nan")
+    assert nan.returncode == 1 and nan.stderr == (
+        "error: the weight of weighted_valid_read must be a finite number, not nan\n")
+    assert not os.path.exists(tmp_path / "d" / "1")
+
+
+def test_a_score_weight_is_a_finite_number():
+    """A nan or inf weight was stored and served: every score nan (or inf), no ranking."""
+    from ranking import fusion
+
+    assert fusion.parse_weights(["ctr=1e3", "expected_dwell_seconds=-0.5"], "log").weights == (
+        ("ctr", 1000.0), ("expected_dwell_seconds", -0.5))
+    for value in ("nan", "inf", "-inf"):
+        with pytest.raises(InputError, match=f"the weight of ctr must be a finite number, not "
+                                             f"{float(value)}"):
+            fusion.parse_weights([f"ctr={value}"], "linear")
 
 
 def test_warmup_falls_back_to_default_examples_without_training_logs(tmp_path):

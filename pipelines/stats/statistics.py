@@ -82,6 +82,18 @@ class StatsConfig:
                                  f"not {getattr(self, name)}")
         if self.ndt_offset is not None and not self.ndt_offset >= 0:
             raise InputError(f"--ndt_offset must be >= 0 seconds, not {self.ndt_offset}")
+        given = [name for name in ("ndt_offset", "ndt_tau", "ndt_a", "ndt_b")
+                 if getattr(self, name) is not None]
+        if self.ndt_preset == "paper" and given:
+            # The paper's parameters are fixed: a value beside them would be dropped unseen.
+            paper = label_rules.PAPER_NDT
+            raise InputError(f"--ndt=paper takes the paper's NDT parameters as they are "
+                             f"(offset {paper['offset']:g} s, tau {paper['tau']:g} s, A "
+                             f"{paper['A']:g}, B {paper['B']:g}); "
+                             f"{', '.join('--' + n for n in given)} "
+                             f"{'is' if len(given) == 1 else 'are'} not read with it: drop "
+                             f"{'it' if len(given) == 1 else 'them'}, or use --ndt=auto "
+                             "(they override the fit) or --ndt=explicit (all four)")
         if self.bin_edges is None and self.num_bins > MAX_BINS:
             raise InputError(f"--num_bins must be <= {MAX_BINS:,} (one softmax output a bin), "
                              f"not {self.num_bins:,}")
