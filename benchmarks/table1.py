@@ -187,13 +187,16 @@ def render(rows, command, seeds, protocol="selection"):
     lines = [f"| model | valid-read AUC ({spread}) | RelaImpr vs single_ctr | "
              f"click AUC | {steps} | per seed |", "|---|---|---|---|---|---|"]
     for r in rows:
-        rel = f"{r['rel_impr_mean']:+.2f}%" + (f" ± {r['rel_impr_std']:.2f}" if seeds > 1 else "")
+        # (undefined where the base AUC is at or below 0.5, or a seed's AUC is undefined)
+        rel = metric_text(r["rel_impr_mean"], 2, "+", "%") + (
+            f" ± {r['rel_impr_std']:.2f}" if seeds > 1 and r["rel_impr_mean"] == r["rel_impr_mean"]
+            else "")
         lines.append(f"| {r['model']} | "
                      f"{mean_and_spread(r['auc_valid_read_mean'], r['auc_valid_read_std'], seeds, 4)}"
                      f" | {rel} | "
                      f"{mean_and_spread(r['auc_ctr_mean'], r['auc_ctr_std'], seeds, 4)}"
                      f" | {r['served_step_mean']:.0f} | "
-                     + " ".join(f"{a:.4f}" for a in r["per_seed_auc_valid_read"]) + " |")
+                     + " ".join(metric_text(a, 4) for a in r["per_seed_auc_valid_read"]) + " |")
     return "\n".join(lines) + f"\n\nCommand: `{command}`\n"
 
 

@@ -114,6 +114,9 @@ def test_table1_summary_with_an_undefined_auc():
     assert math.isnan(rows["vr_ndt"]["rel_impr_mean"])
     assert rows["vr_ndt"]["auc_ctr_mean"] == pytest.approx(0.65)
     assert rows["single_ctr"]["rel_impr_mean"] == 0.0
+    table = table1.render(list(rows.values()), "cmd", 1)
+    assert "| vr_ndt | undefined | undefined | 0.6500 | 10 | undefined |" in table, table
+    assert "| single_ctr | 0.6000 | +0.00% | 0.7000 |" in table, table
 
 
 def hand_gain(orca, base):
