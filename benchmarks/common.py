@@ -223,7 +223,7 @@ def split_flags(parser, name: str, text: str) -> list[str]:
 def mean_and_spread(mean: float, std: float, seeds: int, digits: int) -> str:
     """A table cell: "mean ± std" over several seeds, the value alone for one; "undefined" for
     a NaN mean (a seed's metric undefined: an AUC on logs of one class)."""
-    if mean != mean:
+    if mean is None or mean != mean:  # (None: json_ready's NaN)
         return "undefined"
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if seeds > 1 else "")
 

@@ -350,14 +350,19 @@ def _out_of_memory(error: Exception) -> str:
         what = f"{array[1]} for an array of shape {array[2]} ({array[3]})"
     else:
         what = "an allocation"
-    try:
-        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB"
-    except (ValueError, OSError):  # not every system names these
-        memory = "memory"
-    return (f"out of memory: {what} does not fit in this machine's {memory}; lower the sizes "
-            "given to this command (model widths and vocabularies such as --embedding_dim, "
-            "--hash_buckets, --tower_units, --expert_units; --batch_size; counts of users, "
-            "items or candidates)")
+    if "device:GPU" in text:
+        where = "the GPU's memory"
+    else:
+        try:
+            where = (f"the memory available (this machine has "
+                     f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} "
+                     "GiB)")
+        except (ValueError, OSError):  # not every system names these
+            where = "the memory available"
+    return (f"out of memory: {what} did not fit in {where}; lower the sizes given to this "
+            "command (model widths and vocabularies such as --embedding_dim, --tower_units, "
+            "--expert_units and a --feature_config's hash_buckets; --batch_size; counts of "
+            "users, items or candidates) or give it smaller input")
 
 
 def _translate(error: Exception) -> InputError | None:

@@ -14,7 +14,8 @@ outputs and the space; the first output keeps its weight and every other one swe
 
 Tuning and reporting use different sessions: the sweep runs on the sessions of `--tune_seed`,
 and the chosen weights and the export's stored ones are then measured on those of
-`--report_seed`, so the reported gain is not measured where it was chosen.
+`--report_seed`, so the reported gain is not measured where it was chosen (the same seed for
+both is run, with a warning, and frontier.md says the report is not held out).
 
 Writes OUTPUT_DIR/frontier.md, frontier.json (every weighting with its per-user metrics and
 intervals, the choice, and the report), frontier.png (clicks against the objective per user),
@@ -69,7 +70,11 @@ def stored_fusion(model: SavedModelPolicy) -> Fusion:
     stored = model.model.signatures["score_fusion"](unused=tf.constant(0))
     names = [n.decode() for n in stored["outputs"].numpy()]
     weights = [float(w) for w in stored["weights"].numpy()]
-    return Fusion(tuple(zip(names, weights)), stored["space"].numpy().decode())
+    try:
+        return Fusion(tuple(zip(names, weights)), stored["space"].numpy().decode())
+    except ValueError as error:  # a non-finite weight, stored before exports refused one
+        raise InputError(f"{model.path}'s stored score: {error}: export it again with finite "
+                         "--score_weights") from None
 
 
 def candidates(stored: Fusion, grid) -> list[Fusion]:
@@ -138,7 +143,7 @@ def plot_frontier(path: str, rows: list[dict], chosen: int | None, objective: st
     plt.close(fig)
 
 
-def render(rows, chosen, report, objective, stored) -> str:
+def render(rows, chosen, report, objective, stored, held_out: bool = True) -> str:
     lines = [f"Space {stored.space}; first output {stored.weights[0][0]} at weight "
              f"{stored.weights[0][1]:g}. Tuning sessions:", "",
              "| weights | clicks / user | valid reads / user | dwell s / user | impressions / "
@@ -152,7 +157,8 @@ def render(rows, chosen, report, objective, stored) -> str:
                      f"{m['impressions_per_user']:.2f} | "
                      f"{metric_text(m['relative_change']['clicks']['percent'], 1, '+', ' %')} |")
     if report:
-        lines += ["", f"Report sessions (another seed), against the baseline (objective "
+        seed = "another seed" if held_out else "the tuning seed: not held out"
+        lines += ["", f"Report sessions ({seed}), against the baseline (objective "
                   f"{objective}):", "", "| weights | " + " | ".join(metrics.CHANGES) + " |",
                   "|---|" + "---|" * len(metrics.CHANGES)]
         for label, r in report.items():
@@ -173,7 +179,7 @@ def main(argv):
         raise InputError(f"--grid must be one or more finite weights, not "
                          f"{','.join(FLAGS.grid) or 'none'}")
     if not (math.isfinite(FLAGS.min_clicks) and FLAGS.min_clicks >= 0):
-        raise InputError(f"--min_clicks must be a finite fraction >= 0 of the baseline's clicks "
+        raise InputError(f"--min_clicks must be a finite multiple >= 0 of the baseline's clicks "
                          f"per user, not {FLAGS.min_clicks}")
     config = settings.from_flags(simulation.OnlineConfig, skip=("seed",))
     simulation.check_config(config)
@@ -211,7 +217,8 @@ def main(argv):
         report = dict(zip(to_report, reported))
         plot_frontier(os.path.join(tmp, "frontier.png"), rows, chosen, FLAGS.objective,
                       FLAGS.min_clicks)
-        text = render(rows, chosen, report, FLAGS.objective, stored)
+        text = render(rows, chosen, report, FLAGS.objective, stored,
+                      held_out=FLAGS.tune_seed != FLAGS.report_seed)
         with open(os.path.join(tmp, "frontier.md"), "w") as handle:
             handle.write(text)
         with open(os.path.join(tmp, "frontier.json"), "w") as handle:

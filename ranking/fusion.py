@@ -33,6 +33,7 @@ from core.errors import InputError
 
 SPACES = ("linear", "log")
 LOG_FLOOR = 1e-12
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,8 +50,11 @@ class Fusion:
         if not self.weights:
             raise ValueError("a score needs at least one weighted output")
         for name, weight in self.weights:
-            if not math.isfinite(weight):  # a nan or inf weight ranks nothing, at every request
-                raise ValueError(f"the weight of {name} must be a finite number, not {weight}")
+            # A nan or inf weight ranks nothing, at every request; the export stores and serves
+            # the weights as float32, where a weight past its range is inf.
+            if not (math.isfinite(weight) and abs(weight) <= FLOAT32_MAX):
+                raise ValueError(f"the weight of {name} must be a finite number of float32's "
+                                 f"range (|w| <= {FLOAT32_MAX:.4g}), not {weight}")
 
     @property
     def outputs(self) -> tuple[str, ...]:

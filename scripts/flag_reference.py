@@ -52,9 +52,8 @@ def render() -> str:
              "Flags a command defines by hand are not here but in its `--helpfull`: paths and "
              "job options (`--model_dir`, `--input`, `--output_dir`, `--saved_model`, "
              "`--engine`, `--schema`, validation's `--baseline_stats`, describe's `--batch_size`), "
-             "and "
-             "every flag of `pipelines.label`, `export.saved_model`, "
-             "`pipelines.simulate` and `report`, which have no config dataclass.\n"]
+             "and every flag of `pipelines.label`, `export.saved_model`, `pipelines.simulate` "
+             "and `report`, which have no config dataclass.\n"]
     for command, config_class, skip in commands():
         parts.append(f"## `{command}` ({config_class.__module__}.{config_class.__name__})\n")
         parts.append(settings.reference_markdown(config_class, skip=skip))

@@ -392,9 +392,9 @@ TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--out
     ("online.tune_fusion", [*TUNING, "--grid=0,nan"], "error: --grid must be one or more finite "
                                                      "weights"),
     ("online.tune_fusion", [*TUNING, "--min_clicks=nan"], "error: --min_clicks must be a finite "
-                                                         "fraction >= 0 of the baseline's"),
+                                                         "multiple >= 0 of the baseline's"),
     ("online.tune_fusion", [*TUNING, "--min_clicks=-1"], "error: --min_clicks must be a finite "
-                                                        "fraction >= 0 of the baseline's"),
+                                                        "multiple >= 0 of the baseline's"),
     # (a warning first, then --sim=s is no simulation)
     ("online.tune_fusion", [*TUNING, "--tune_seed=3", "--report_seed=3"],
      "warning: --tune_seed and --report_seed are both 3: the report's sessions are those the "
@@ -438,13 +438,14 @@ import numpy as np
 import tensorflow as tf
 from core.atomic import atomic_directory
 
+# 2 EiB each: past any address space, so refused whatever the host's overcommit policy.
 def numpy_array(argv):
     with atomic_directory(sys.argv[1] + "/numpy"):
-        np.ones(10**13)
+        np.ones(2**58)
 
 def tensorflow_variable(argv):
     with atomic_directory(sys.argv[1] + "/tensorflow"):
-        tf.Variable(tf.zeros([10**12, 16]))
+        tf.Variable(tf.zeros([2**39, 2**20]))
 
 for main in (numpy_array, tensorflow_variable):
     try:
@@ -463,9 +464,10 @@ def test_an_allocation_larger_than_the_machine_is_one_line_and_leaves_no_output(
     assert done.stdout.splitlines() == ["numpy_array 1", "tensorflow_variable 1"], done.stderr
     lines = done.stderr.strip().splitlines()
     assert "Traceback" not in done.stderr and len(lines) == 2, done.stderr
-    assert lines[0].startswith("error: out of memory: 72.8 TiB for an array of shape "
-                               "(10000000000000,) (float64) does not fit in this machine's ")
-    assert lines[1].startswith("error: out of memory: a tensor of shape [1000000000000,16] "
-                               "(float) does not fit in this machine's ")
-    assert all("lower the sizes given to this command (" in line for line in lines)
+    assert lines[0].startswith("error: out of memory: 2.00 EiB for an array of shape "
+                               "(288230376151711744,) (float64) did not fit in the memory "
+                               "available (this machine has ")
+    assert lines[1].startswith("error: out of memory: a tensor of shape [549755813888,1048576] "
+                               "(float) did not fit in the memory available (this machine has ")
+    assert all("GiB); lower the sizes given to this command (" in line for line in lines)
     assert os.listdir(tmp_path) == []

@@ -432,20 +432,24 @@ def test_export_cli(trained, run, tmp_path):
     nan = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
               f"--export_base={tmp_path / 'd'}", "--score_weights=valid_read=1,"
               "weighted_valid_read=nan")
-    assert nan.returncode == 1 and nan.stderr == (
-        "error: the weight of weighted_valid_read must be a finite number, not nan\n")
+    assert nan.returncode == 1 and nan.stderr.startswith(
+        "error: the weight of weighted_valid_read must be a finite number of float32's range "
+        "(|w| <= 3.403e+38), not nan\n")
     assert not os.path.exists(tmp_path / "d" / "1")
 
 
 def test_a_score_weight_is_a_finite_number():
-    """A nan or inf weight was stored and served: every score nan (or inf), no ranking."""
+    """A nan or inf weight was stored and served: every score nan (or inf), no ranking; so
+    was one past float32's range, stored as inf."""
     from ranking import fusion
 
     assert fusion.parse_weights(["ctr=1e3", "expected_dwell_seconds=-0.5"], "log").weights == (
         ("ctr", 1000.0), ("expected_dwell_seconds", -0.5))
-    for value in ("nan", "inf", "-inf"):
-        with pytest.raises(InputError, match=f"the weight of ctr must be a finite number, not "
-                                             f"{float(value)}"):
+    assert fusion.parse_weights(["ctr=-3.4e38"], "linear").weights == (("ctr", -3.4e38),)
+    for value in ("nan", "inf", "-inf", "1e39", "-3.5e38"):  # (1e39 is inf in float32)
+        with pytest.raises(InputError, match=re.escape(
+                "the weight of ctr must be a finite number of float32's range (|w| <= "
+                f"3.403e+38), not {float(value)}")):
             fusion.parse_weights([f"ctr={value}"], "linear")
 
 

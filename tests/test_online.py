@@ -188,6 +188,44 @@ def test_choose_takes_the_best_objective_above_the_clicks_floor():
     assert choose(rows, "valid_reads", 1.10) is None
 
 
+def test_an_export_storing_a_weight_that_is_not_finite_is_named():
+    """Exports made before --score_weights refused nan could store one: tuning them is one
+    InputError naming the export, not Fusion's ValueError."""
+    import types
+
+    import tensorflow as tf
+
+    from core.errors import InputError
+    from online.tune_fusion import stored_fusion
+
+    def export(weights):
+        return types.SimpleNamespace(path="serving/old/1", model=types.SimpleNamespace(
+            signatures={"score_fusion": lambda unused: {
+                "outputs": tf.constant([b"ctr", b"expected_dwell_seconds"]),
+                "weights": tf.constant(weights, tf.float32), "space": tf.constant(b"log")}}))
+
+    assert stored_fusion(export([1.0, 0.5])).weights == (("ctr", 1.0),
+                                                         ("expected_dwell_seconds", 0.5))
+    with pytest.raises(InputError, match=r"^serving/old/1's stored score: the weight of "
+                                         r"expected_dwell_seconds must be a finite number .*, "
+                                         r"not nan: export it again with finite --score_weights"):
+        stored_fusion(export([1.0, float("nan")]))
+
+
+def test_a_report_on_the_tuning_seed_says_it_is_not_held_out():
+    from online.tune_fusion import render
+    from ranking.fusion import Fusion
+
+    change = {"percent": 1.0, "ci95": 0.5}
+    report = {"chosen": {"metrics": {"relative_change": {c: change for c in metrics.CHANGES}}}}
+    stored = Fusion((("ctr", 1.0), ("expected_dwell_seconds", 1.0)), "log")
+    held_out = render([], None, report, "valid_reads", stored)
+    same = render([], None, report, "valid_reads", stored, held_out=False)
+    assert "Report sessions (another seed), against the baseline" in held_out
+    assert "Report sessions (the tuning seed: not held out), against the baseline" in same
+    assert "| chosen | +1.00 % ± 0.50 |" in same
+
+
 def test_tune_fusion_cli_sweeps_the_stored_weights(small_world, exports, run, tmp_path):
     """A sweep of ple's expected-dwell weight against random, on tiny sessions: one row per
     grid value, the stored fusion and the choice reported on other sessions, a picture."""

@@ -51,7 +51,6 @@ def main(argv):
                           what="--output_dir") as tmp:
         stats = validation.generate_statistics(FLAGS.input, os.path.join(tmp, "stats.pb"),
                                                argv[1:], config,
-                                               allow_unclicked_dwell=config.allow_unclicked_dwell,
                                                column_types=settings.from_flags(
                                                    log_schema.ReadConfig).types)
         if schema is None:

@@ -120,16 +120,19 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
 
 def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | None = None,
                         config: ValidationConfig = ValidationConfig(),
-                        allow_unclicked_dwell: bool = False,
+                        allow_unclicked_dwell: bool | None = None,
                         column_types: Mapping[str, str] | None = None, given_by: str = "flag"):
     """TFDV statistics of the logs matching `pattern`, written to `output_path` (binary
     DatasetFeatureStatisticsList) and returned; `allow_unclicked_dwell` as in
-    `_record_batches`; `column_types` ({column: type}) read so, given by `given_by` ("flag":
-    this job's --column_types; "artifact": the statistics job's, as `core.logs.open_logs`)."""
+    `_record_batches` (None: the config's); `column_types` ({column: type}) read so, given by
+    `given_by` ("flag": this job's --column_types; "artifact": the statistics job's, as
+    `core.logs.open_logs`)."""
     import apache_beam as beam
     tfdv = globals()['tfdv']()
     from apache_beam.options.pipeline_options import PipelineOptions
 
+    if allow_unclicked_dwell is None:
+        allow_unclicked_dwell = config.allow_unclicked_dwell
     source = logs.open_logs(pattern, column_types=column_types, given_by=given_by)
     schema_json = dict(source.schema.to_json(), stored=source.stored_types,
                        type_origins=dict(source.type_origins))
