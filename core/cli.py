@@ -77,6 +77,8 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             problem = url_flag_problem({name: flags.FLAGS[name].value for name in flags.FLAGS})
             if problem is not None:
                 raise InputError(problem)
+            if not pass_unknown_flags and len(argv) > 1:
+                raise InputError(stray_arguments_problem(argv[1:]))
             return main(argv)
         except InputError as error:
             report(error)
@@ -229,6 +231,18 @@ def beam_flags_problem(args: list[str]) -> str | None:
         return None
     return (f"{', '.join(unknown)}: neither a flag of this command nor an Apache Beam pipeline "
             "option")
+
+
+def stray_arguments_problem(args: list[str]) -> str:
+    """The line for arguments left after absl's parsing, which a tool that takes no Beam options
+    takes none of: a word on the command line, or a --flagfile line without its leading --
+    (absl passes such a line on as an argument, so `learning_rate=0.5` in a flagfile was
+    dropped without a word)."""
+    name = args[0].split("=", 1)[0]
+    hint = f": write --{args[0]}" if name in flags.FLAGS else ""
+    what = "not a flag" if len(args) == 1 else "not flags"
+    return (f"{', '.join(args)}: {what} of this command, which takes no other arguments (a "
+            f"flag starts with --, on a --flagfile's lines too){hint}")
 
 
 def _last_line(text: str) -> str:

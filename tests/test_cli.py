@@ -471,3 +471,26 @@ def test_an_allocation_larger_than_the_machine_is_one_line_and_leaves_no_output(
                                "(float) did not fit in the memory available (this machine has ")
     assert all("GiB); lower the sizes given to this command (" in line for line in lines)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("module, args, message", [
+    ("ranking.train", ["--train=x.csv", "--stats=s", "--model_dir=m", "--flagfile={flagfile}"],
+     "error: learning_rate=0.5: not a flag of this command, which takes no other arguments (a "
+     "flag starts with --, on a --flagfile's lines too): write --learning_rate=0.5\n"),
+    ("report", ["--model_dirs=a", "stray", "words"],
+     "error: stray, words: not flags of this command, which takes no other arguments (a flag "
+     "starts with --, on a --flagfile's lines too)\n"),
+    # A Beam tool passes what is left to Beam, which knows neither (beam_flags_problem).
+    ("pipelines.stats", ["--input=x.csv", "--output_dir=o", "--flagfile={flagfile}"],
+     "FATAL Flags parsing error: learning_rate=0.5: neither a flag of this command nor an "
+     "Apache Beam pipeline option\n"),
+])
+def test_an_argument_that_is_not_a_flag_is_refused(run, tmp_path, module, args, message):
+    """absl passes a --flagfile line without its leading -- on as an argument: the tools that
+    take no Beam options dropped `learning_rate=0.5` in a flagfile, or a stray word on the
+    command line, without a word, and ran with the default."""
+    flagfile = tmp_path / "train.flags"
+    flagfile.write_text("# the learning rate\n--noallow_unclicked_dwell\nlearning_rate=0.5\n")
+    result = run(module, *[a.format(flagfile=flagfile) for a in args], cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.startswith(message), result.stderr
+    assert os.listdir(tmp_path) == ["train.flags"]
