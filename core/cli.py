@@ -48,11 +48,13 @@ def warn(message: str) -> None:
 
 
 def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None,
-        end_process: bool | None = None) -> None:
+        end_process: bool | None = None, takes_arguments: bool = False) -> None:
     """Runs an absl `main(argv)`; bad input ends in one readable line and exit status 1.
 
     With `pass_unknown_flags`, flags this program does not define reach `main` in `argv[1:]`
     (Beam pipeline options such as --runner or --direct_num_workers) instead of failing.
+    Without it, an argument left after the flags (a stray word, a --flagfile line without its
+    leading --) is refused unless `takes_arguments` says `main` reads them (no tool here does).
     `argv` defaults to sys.argv.
 
     `end_process` (default: `owns_process(argv)`): once the tool has exited, the process ends
@@ -77,7 +79,7 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             problem = url_flag_problem({name: flags.FLAGS[name].value for name in flags.FLAGS})
             if problem is not None:
                 raise InputError(problem)
-            if not pass_unknown_flags and len(argv) > 1:
+            if not (pass_unknown_flags or takes_arguments) and len(argv) > 1:
                 raise InputError(stray_arguments_problem(argv[1:]))
             return main(argv)
         except InputError as error:

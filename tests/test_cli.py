@@ -40,7 +40,7 @@ atexit.register(mark, "atexit")
 def main(argv):
 {body}
 
-cli.run(main, argv=None if "own" in sys.argv else [sys.argv[0]])
+cli.run(main, argv=None if "own" in sys.argv else [sys.argv[0]], takes_arguments=True)
 """
 
 # A real command run as `python -m MODULE ARGS...` would, with the same marks.
