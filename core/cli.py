@@ -53,8 +53,9 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
 
     With `pass_unknown_flags`, flags this program does not define reach `main` in `argv[1:]`
     (Beam pipeline options such as --runner or --direct_num_workers) instead of failing.
-    Without it, an argument left after the flags (a stray word, a --flagfile line without its
-    leading --) is refused unless `takes_arguments` says `main` reads them (no tool here does).
+    Without it, an argument absl's parsing leaves over (a stray word anywhere on the line, a
+    --flagfile line without its leading --) is refused unless `takes_arguments` says `main`
+    reads them (no tool here does).
     `argv` defaults to sys.argv.
 
     `end_process` (default: `owns_process(argv)`): once the tool has exited, the process ends
@@ -222,7 +223,10 @@ def beam_flags_problem(args: list[str]) -> str | None:
         logger.propagate = propagate
         logger.setLevel(level)
         std_logging.disable(disabled)
-    unknown = [arg for arg in dropped if arg.startswith("-")] or dropped
+    unknown = [arg for arg in dropped if arg.startswith("-")]
+    if not unknown and dropped:  # words only: a flagfile line without --, an expanded glob
+        return stray_arguments_problem(dropped, "neither this command nor Apache Beam takes "
+                                                "other arguments")
     if not unknown:
         from apache_beam.options.pipeline_options import DirectOptions
 
@@ -235,16 +239,32 @@ def beam_flags_problem(args: list[str]) -> str | None:
             "option")
 
 
-def stray_arguments_problem(args: list[str]) -> str:
-    """The line for arguments left after absl's parsing, which a tool that takes no Beam options
-    takes none of: a word on the command line, or a --flagfile line without its leading --
-    (absl passes such a line on as an argument, so `learning_rate=0.5` in a flagfile was
-    dropped without a word)."""
-    name = args[0].split("=", 1)[0]
-    hint = f": write --{args[0]}" if name in flags.FLAGS else ""
-    what = "not a flag" if len(args) == 1 else "not flags"
-    return (f"{', '.join(args)}: {what} of this command, which takes no other arguments (a "
-            f"flag starts with --, on a --flagfile's lines too){hint}")
+def _names_a_flag(arg: str) -> bool:
+    """Whether `arg` without its leading -- would be a flag: `learning_rate=0.5`, `noplot`."""
+    name = arg.split("=", 1)[0]
+    if name in flags.FLAGS or name == "flagfile":
+        return True
+    return name.startswith("no") and name[2:] in flags.FLAGS and flags.FLAGS[name[2:]].boolean
+
+
+def stray_arguments_problem(args: list[str],
+                            refused_by: str = "this command takes no other arguments") -> str:
+    """The line for arguments absl's parsing left over, which the tool takes none of: a word on
+    the command line, a --flagfile line without its leading -- (absl passes such a line on as
+    an argument, so `learning_rate=0.5` in a flagfile was dropped without a word), or files of
+    a glob the shell expanded after a space-separated flag (`--train logs/*.csv` trained on the
+    first file only)."""
+    shown = ", ".join(repr(a) for a in args[:3]) + (
+        f" and {len(args) - 3} more" if len(args) > 3 else "")
+    text = (f"{shown}: {'not a flag' if len(args) == 1 else 'not flags'} (a flag starts with "
+            f"--, on a --flagfile's lines too), and {refused_by}")
+    hints = [f"--{a}" for a in args if _names_a_flag(a)]
+    if hints:
+        return f"{text}: write {', '.join(hints)}"
+    if all(os.path.exists(a) for a in args):
+        return (f"{text}: are they a glob the shell expanded? Quote it, as in "
+                "--train='logs/*.csv'")
+    return text
 
 
 def _last_line(text: str) -> str:

@@ -269,7 +269,8 @@ def test_the_statistics_job_with_beam_workers_ends_with_its_artifact_whole(small
      "pipeline option"),
     (["--typo", "value"], "--typo: neither a flag of this command nor an Apache Beam pipeline "
                           "option"),
-    (["stray"], "stray: neither a flag of this command nor an Apache Beam pipeline option"),
+    (["stray"], "'stray': not a flag (a flag starts with --, on a --flagfile's lines too), and "
+                "neither this command nor Apache Beam takes other arguments"),
     (["--direct_num_workers=abc"],
      "Apache Beam: argument --direct_num_workers: invalid int value: 'abc'"),
 ])
@@ -473,24 +474,37 @@ def test_an_allocation_larger_than_the_machine_is_one_line_and_leaves_no_output(
     assert os.listdir(tmp_path) == []
 
 
+NOT_A_FLAG = "(a flag starts with --, on a --flagfile's lines too), and "
+
+
 @pytest.mark.parametrize("module, args, message", [
     ("ranking.train", ["--train=x.csv", "--stats=s", "--model_dir=m", "--flagfile={flagfile}"],
-     "error: learning_rate=0.5: not a flag of this command, which takes no other arguments (a "
-     "flag starts with --, on a --flagfile's lines too): write --learning_rate=0.5\n"),
+     f"error: 'learning_rate=0.5': not a flag {NOT_A_FLAG}this command takes no other arguments: "
+     "write --learning_rate=0.5\n"),
     ("report", ["--model_dirs=a", "stray", "words"],
-     "error: stray, words: not flags of this command, which takes no other arguments (a flag "
-     "starts with --, on a --flagfile's lines too)\n"),
-    # A Beam tool passes what is left to Beam, which knows neither (beam_flags_problem).
+     f"error: 'stray', 'words': not flags {NOT_A_FLAG}this command takes no other arguments\n"),
+    # `--train a.csv b.csv`: the shell expanded `--train *.csv`; absl took a.csv alone.
+    ("ranking.train", ["--stats=s", "--model_dir=m", "--train", "{a}", "{b}"],
+     f"error: '{{b}}': not a flag {NOT_A_FLAG}this command takes no other arguments: are they a "
+     "glob the shell expanded? Quote it, as in --train='logs/*.csv'\n"),
+    # A Beam tool leaves what absl does not take to Beam (beam_flags_problem).
     ("pipelines.stats", ["--input=x.csv", "--output_dir=o", "--flagfile={flagfile}"],
-     "FATAL Flags parsing error: learning_rate=0.5: neither a flag of this command nor an "
-     "Apache Beam pipeline option\n"),
+     f"FATAL Flags parsing error: 'learning_rate=0.5', 'noallow_unclicked_dwell': not flags "
+     f"{NOT_A_FLAG}neither this command nor Apache Beam takes other arguments: write "
+     "--noallow_unclicked_dwell\n"),
 ])
 def test_an_argument_that_is_not_a_flag_is_refused(run, tmp_path, module, args, message):
     """absl passes a --flagfile line without its leading -- on as an argument: the tools that
-    take no Beam options dropped `learning_rate=0.5` in a flagfile, or a stray word on the
-    command line, without a word, and ran with the default."""
+    take no Beam options dropped `learning_rate=0.5` in a flagfile, a stray word, or the files
+    after the first of a glob the shell expanded, without a word, and ran without them."""
     flagfile = tmp_path / "train.flags"
-    flagfile.write_text("# the learning rate\n--noallow_unclicked_dwell\nlearning_rate=0.5\n")
-    result = run(module, *[a.format(flagfile=flagfile) for a in args], cwd=tmp_path)
-    assert result.returncode == 1 and result.stderr.startswith(message), result.stderr
-    assert os.listdir(tmp_path) == ["train.flags"]
+    lines = "learning_rate=0.5\n" + ("noallow_unclicked_dwell\n" if module == "pipelines.stats"
+                                      else "")
+    flagfile.write_text("# the learning rate\n--noallow_unclicked_dwell\n" + lines)
+    for name in "ab":
+        (tmp_path / f"{name}.csv").write_text("user_id\n")
+    paths = {"flagfile": flagfile, "a": tmp_path / "a.csv", "b": tmp_path / "b.csv"}
+    result = run(module, *[a.format(**paths) for a in args], cwd=tmp_path)
+    assert result.returncode == 1 and result.stderr.startswith(message.format(**paths)), (
+        result.stderr)
+    assert sorted(os.listdir(tmp_path)) == ["a.csv", "b.csv", "train.flags"]
