@@ -51,8 +51,8 @@ UNPROFILED = ("impression_id",)
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
     """Options of the validation job; each is a flag of `pipelines.validate` (`core.settings`).
-    A distance is never below 0, so neither is a threshold; one above the distance's maximum
-    (1 for both) turns its check off."""
+    A distance is never below 0, so neither is a threshold; one at or above the largest
+    distance there can be turns its check off."""
 
     categorical_drift: float = setting(
         0.05, "L-infinity drift threshold for categorical features (inferred schemas).",
