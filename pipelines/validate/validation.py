@@ -120,19 +120,16 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
 
 def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | None = None,
                         config: ValidationConfig = ValidationConfig(),
-                        allow_unclicked_dwell: bool | None = None,
                         column_types: Mapping[str, str] | None = None, given_by: str = "flag"):
     """TFDV statistics of the logs matching `pattern`, written to `output_path` (binary
-    DatasetFeatureStatisticsList) and returned; `allow_unclicked_dwell` as in
-    `_record_batches` (None: the config's); `column_types` ({column: type}) read so, given by
+    DatasetFeatureStatisticsList) and returned; the config's `allow_unclicked_dwell` as in
+    `_record_batches`; `column_types` ({column: type}) read so, given by
     `given_by` ("flag": this job's --column_types; "artifact": the statistics job's, as
     `core.logs.open_logs`)."""
     import apache_beam as beam
     tfdv = globals()['tfdv']()
     from apache_beam.options.pipeline_options import PipelineOptions
 
-    if allow_unclicked_dwell is None:
-        allow_unclicked_dwell = config.allow_unclicked_dwell
     source = logs.open_logs(pattern, column_types=column_types, given_by=given_by)
     schema_json = dict(source.schema.to_json(), stored=source.stored_types,
                        type_origins=dict(source.type_origins))
@@ -142,7 +139,7 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
              | "Files" >> beam.Create(paths)
              | "Reshuffle" >> beam.Reshuffle()
              | "Read" >> beam.FlatMap(_record_batches, schema_json, config.batch_size,
-                                     allow_unclicked_dwell)
+                                     config.allow_unclicked_dwell)
              | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
              | "Write" >> tfdv.WriteStatisticsToBinaryFile(output_path))
     return tfdv.load_stats_binary(output_path)
@@ -279,7 +276,7 @@ def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = No
     schema = load_schema(schema_path)
     with tempfile.TemporaryDirectory() as tmp:
         stats = generate_statistics(pattern, os.path.join(tmp, "stats.pb"), beam_args,
-                                    allow_unclicked_dwell=allow_unclicked_dwell,
+                                    ValidationConfig(allow_unclicked_dwell=allow_unclicked_dwell),
                                     column_types=column_types, given_by=given_by)
     lines = anomaly_lines(validate(stats, schema))
     if lines:
