@@ -73,6 +73,8 @@ class NdtParams:
 
 
 PAPER_NDT = dict(offset=15.0, tau=20.0, A=2.319, B=0.744)
+# The automatic fit's defaults (`fit_ndt`): the range A - B and the slope at x_h.
+AUTO_T_MAX, AUTO_EPSILON = 1.575, 1e-5
 
 
 def _sigmoid(x: float) -> float:
@@ -89,16 +91,19 @@ def _auto_a_b(offset: float, tau: float, t_max: float) -> tuple[float, float]:
     return a, a * _sigmoid(-offset / tau)
 
 
-def fit_ndt(preset: str, *, x_l: float, x_h: float, t_max: float = 1.575, epsilon: float = 1e-5,
-            offset: float | None = None, tau: float | None = None, A: float | None = None,
-            B: float | None = None) -> NdtParams:
-    """NDT parameters for a preset ('auto', 'paper' or 'explicit').
+def fit_ndt(preset: str, *, x_l: float, x_h: float, t_max: float | None = None,
+            epsilon: float | None = None, offset: float | None = None, tau: float | None = None,
+            A: float | None = None, B: float | None = None) -> NdtParams:
+    """NDT parameters for a preset ('auto', 'paper' or 'explicit'); `t_max` and `epsilon`
+    default to AUTO_T_MAX and AUTO_EPSILON.
 
     auto: offset = x_l (or `offset`); B = A / (1 + exp(offset / tau)) so ndt(0) = 0; A - B = t_max;
     tau solves d ndt/dT (x_h) = epsilon on the saturated branch 0 < tau < (x_h - offset) / 2,
     where the derivative rises with tau, by bisection. Explicit `tau`, `A`, `B` override.
     paper: offset 15, tau 20, A 2.319, B 0.744. explicit: all four given.
     """
+    t_max = AUTO_T_MAX if t_max is None else t_max
+    epsilon = AUTO_EPSILON if epsilon is None else epsilon
     if preset == "paper":
         p = dict(PAPER_NDT)
         return NdtParams(p["offset"], p["tau"], p["A"], p["B"], p["A"] - p["B"], epsilon, "paper")

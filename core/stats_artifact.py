@@ -277,8 +277,8 @@ def mean_and_deviation(moments: tuple) -> tuple[float, float]:
 def stats_json(dwell: np.ndarray, *, rows: int, clicks: int, log1p_moments: Mapping,
                unclicked_dwell_zeroed: int, raw_moments: Mapping, numeric_counts: Mapping,
                distinct_values: Mapping,
-               rules: RuleConfig, ndt_preset: str, t_max: float,
-               epsilon: float, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
+               rules: RuleConfig, ndt_preset: str, t_max: float | None = None,
+               epsilon: float | None = None, ndt_offset=None, ndt_tau=None, ndt_a=None, ndt_b=None,
                num_bins: int = 8, bin_edges=None, bin_values: str = "median",
                schema: dict) -> dict:
     """stats.json's content (everything but the table counts and the inputs).

@@ -405,6 +405,17 @@ TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--out
      "error: --ndt=paper takes the paper's NDT parameters as they are (offset 15 s, tau 20 s, A "
      "2.319, B 0.744); --ndt_tau, --ndt_a are not read with it: drop them, or use --ndt=auto "
      "(they override the fit) or --ndt=explicit (all four)\n"),
+    ("pipelines.stats", ["--input=x.csv", "--output_dir=o", "--ndt=paper", "--ndt_epsilon=1e-4"],
+     "error: --ndt_epsilon shapes the automatic NDT fit (--ndt=auto); with --ndt=paper it is "
+     "not read: drop it\n"),
+    ("pipelines.stats", ["--input=x.csv", "--output_dir=o", "--ndt=explicit", "--ndt_offset=15",
+                         "--ndt_tau=20", "--ndt_a=2.3", "--ndt_b=0.7", "--ndt_t_max=2",
+                         "--ndt_epsilon=1e-4"],
+     "error: --ndt_t_max and --ndt_epsilon shape the automatic NDT fit (--ndt=auto); with "
+     "--ndt=explicit they are not read: drop them\n"),
+    ("pipelines.stats", ["--input=x.csv", "--output_dir=o", "--ndt_tau=20", "--ndt_epsilon=1e-4"],
+     "error: --ndt_epsilon shapes the automatic NDT fit (--ndt=auto); with --ndt_tau given "
+     "(epsilon only fits tau) it is not read: drop it\n"),
     ("pipelines.validate.describe", ["--input=x.csv", "--batch_size=0"],
      "FATAL Flags parsing error: flag --batch_size=0: 0 is not a positive integer"),
     ("pipelines.score", ["--saved_model=s", "--input=x.csv", "--output=o",
@@ -425,7 +436,8 @@ def test_flag_values_that_ended_in_a_traceback_are_refused(run, tmp_path, module
     -1, a segmentation fault), --max_dead_letters=-1 and --checkpoint_every=0 in an
     IndexError and a ZeroDivisionError after training; --learning_rate=inf trained NaNs.
     Taken in silence: --min_clicks=nan (no fusion chosen, none said why), the same seed for
-    tuning and report, --ndt_tau beside --ndt=paper."""
+    tuning and report, --ndt_tau beside --ndt=paper, --ndt_t_max and --ndt_epsilon where the
+    automatic fit is not run (or epsilon, beside a given tau, fits nothing)."""
     result = run(module, *args, cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.startswith(message), result.stderr

@@ -36,8 +36,12 @@ def test_paper_preset_values():
                                reference_ndt([0.0, 15.0, 1000.0], 15, 20, 2.319, 0.744))
 
 
-def test_auto_fit_reproduces_the_papers_setting():
-    p = label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, t_max=1.575, epsilon=1e-5)
+@pytest.mark.parametrize("given", [dict(t_max=1.575, epsilon=1e-5), {}],
+                         ids=["given", "defaults"])
+def test_auto_fit_reproduces_the_papers_setting(given):
+    """The paper's range and slope, given or as the fit's defaults (--ndt_t_max and
+    --ndt_epsilon not given)."""
+    p = label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, **given)
     assert p.offset == 15.0
     assert p.tau == pytest.approx(19.75, abs=0.01)
     assert p.A == pytest.approx(2.312, abs=5e-4)

@@ -53,8 +53,13 @@ class StatsConfig:
     read: log_schema.ReadConfig = log_schema.ReadConfig()
     ndt_preset: str = setting("auto", "NDT parameter preset.", flag="ndt",
                               choices=("auto", "paper", "explicit"))
-    t_max: float = setting(1.575, "auto: the range A - B of the NDT.", flag="ndt_t_max")
-    epsilon: float = setting(1e-5, "auto: the NDT's slope at x_h.", flag="ndt_epsilon")
+    # None: the fit's defaults (label_rules.AUTO_T_MAX, AUTO_EPSILON), so that a value given
+    # where the fit does not read it can be told from the default and refused.
+    t_max: float | None = setting(None, "auto: the range A - B of the NDT (default "
+                                  f"{label_rules.AUTO_T_MAX:g}).", flag="ndt_t_max")
+    epsilon: float | None = setting(None, "auto: the NDT's slope at x_h, which fits tau "
+                                    f"(default {label_rules.AUTO_EPSILON:g}).",
+                                    flag="ndt_epsilon")
     ndt_offset: float | None = setting(None, "NDT offset in seconds, >= 0 (auto default: x_l).")
     ndt_tau: float | None = setting(None, "NDT tau in seconds, > 0 (auto default: fitted).")
     ndt_a: float | None = setting(None, "NDT A (auto default: from t_max).")
@@ -94,6 +99,20 @@ class StatsConfig:
                              f"{'is' if len(given) == 1 else 'are'} not read with it: drop "
                              f"{'it' if len(given) == 1 else 'them'}, or use --ndt=auto "
                              "(they override the fit) or --ndt=explicit (all four)")
+        # --ndt_t_max and --ndt_epsilon shape the automatic fit only: with the paper's or four
+        # explicit parameters (and epsilon beside a given tau, which it would have fitted)
+        # nothing reads them, and a value given there would be dropped unseen.
+        fit_only = [f"--ndt_{name}" for name in ("t_max", "epsilon")
+                    if getattr(self, name) is not None and (
+                        self.ndt_preset != "auto"
+                        or (name == "epsilon" and self.ndt_tau is not None))]
+        if fit_only:
+            why = (f"with --ndt={self.ndt_preset}" if self.ndt_preset != "auto"
+                   else "with --ndt_tau given (epsilon only fits tau)")
+            raise InputError(f"{' and '.join(fit_only)} shape{'s' if len(fit_only) == 1 else ''}"
+                             f" the automatic NDT fit (--ndt=auto); {why} "
+                             f"{'it is' if len(fit_only) == 1 else 'they are'} not read: drop "
+                             f"{'it' if len(fit_only) == 1 else 'them'}")
         if self.bin_edges is None and self.num_bins > MAX_BINS:
             raise InputError(f"--num_bins must be <= {MAX_BINS:,} (one softmax output a bin), "
                              f"not {self.num_bins:,}")
