@@ -16,7 +16,7 @@
         optimizers.py         OptimizerConfig, make_optimizer, LazyAdam
         metabalance.py        MetaBalanceConfig, gradient balancing
         loops.py, distribute.py  the synchronous and parameter-server loops; strategies
-        preemption.py         SIGTERM, Ctrl-C in one process: a checkpoint at the step in flight
+        preemption.py         SIGTERM, Ctrl-C: a checkpoint at the step in flight (a cluster: agreed)
         selection.py          model selection: the validation window, early stopping, refit
         selection_files.py    best/, final/, history.json: what a model directory serves
         evaluation.py, metrics.py  eval_metrics.json (SPEC §6), defined once

@@ -195,14 +195,13 @@ def is_chief(strategy) -> bool:
                                              and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def trains_in_one_process(strategy) -> bool:
-    """True when `strategy` trains in this process alone: not a parameter-server cluster's
-    chief, nor a task of a multi-worker cluster (a lone multi-worker one, without TF_CONFIG,
-    is)."""
+def handles_stop_signals(strategy) -> bool:
+    """Whether training under `strategy` handles SIGTERM and Ctrl-C (`ranking.preemption`): one
+    process, or a task of a multi-worker mirrored cluster, whose steps carry the requests;
+    not the chief of a parameter-server cluster, whose workers serve in TensorFlow's C++."""
     import tensorflow as tf
 
-    return (not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
-            and input_workers(strategy) == 1)
+    return not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
 
 
 def input_workers(strategy) -> int:

@@ -20,6 +20,8 @@ Recommenders code it calls was most of a first step's time (about 15 of 16.6 s f
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
 import time
 
@@ -180,11 +182,18 @@ def final_barrier(strategy) -> None:
               flush=True)
 
 
+# The key of a cluster's step losses that counts the tasks asked to stop (`synchronous_steps`).
+STOP_REQUESTS = "stop_requests"
+
+
 def synchronous_steps(run):
-    """`run_batches(batches, first_step)`: a generator that takes each batch's training step
-    (and, for ORCA with --mask_scope=batch, the NDE-only step of a masked batch) and yields its
-    losses; `first_step` is the global step number of the first batch. Made once per run, so
-    that the refit pass reuses the traced step of training."""
+    """`run_batches(batches, first_step, stop=None)`: a generator that takes each batch's
+    training step (and, for ORCA with --mask_scope=batch, the NDE-only step of a masked batch)
+    and yields its losses; `first_step` is the global step number of the first batch. On a
+    multi-worker cluster the losses also hold STOP_REQUESTS: how many tasks' `stop`
+    (`ranking.preemption.StopRequest`) was set when they took the step, the same number on
+    every task. Made once per run, so that the refit pass reuses the traced step of
+    training."""
     if run.synchronous_steps is None:
         run.synchronous_steps = _make_synchronous_steps(run)
     return run.synchronous_steps
@@ -195,10 +204,18 @@ def _make_synchronous_steps(run):
 
     strategy = run.strategy
     replica_step = make_replica_step(run)
+    # The tasks of a cluster carry their stop requests in each step's all-reduce, so that all
+    # end after the same step (`ranking.preemption`).
+    carries_stops = run.workers > 1
 
     @tf.function(reduce_retracing=True, autograph=False)
-    def step(batch):
-        return _reduced(strategy, replica_step, batch)
+    def step(batch, stop_requested=None):
+        losses = _reduced(strategy, replica_step, batch)
+        if stop_requested is not None:
+            requests = strategy.run(tf.identity, args=(stop_requested,))
+            losses[STOP_REQUESTS] = strategy.reduce(tf.distribute.ReduceOp.SUM, requests,
+                                                    axis=None)
+        return losses
 
     masked_batches = run.nde_optimizer is not None
     if masked_batches:
@@ -211,9 +228,10 @@ def _make_synchronous_steps(run):
         def nde_step(batch):
             return _reduced(strategy, nde_replica_step, batch)
 
-    def run_batches(batches, first_step: int):
+    def run_batches(batches, first_step: int, stop=None):
         for number, batch in enumerate(batches, start=first_step):
-            losses = step(batch)
+            losses = (step(batch, tf.constant(1.0 if stop else 0.0)) if carries_stops
+                      else step(batch))
             # The decision is the host's, keyed by the global step: every worker makes the
             # same one, and a resumed run the one an uninterrupted run made.
             if masked_batches and orca.batch_masked(orca_config, number):
@@ -230,9 +248,9 @@ def train_synchronous(run, say) -> list[float]:
 
     run_batches = synchronous_steps(run)
 
-    def run_steps(batches, steps):
+    def run_steps(batches, steps, stop):
         try:
-            yield from run_batches(batches, int(run.global_step) + 1)
+            yield from run_batches(batches, int(run.global_step) + 1, stop)
         except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
                 tf.errors.DeadlineExceededError) as error:
             if run.workers == 1:
@@ -244,7 +262,7 @@ def train_synchronous(run, say) -> list[float]:
                 "with the same command to resume from the chief's last checkpoint") from None
 
     return _epochs(run, say, lambda epoch, skip: _synchronous_batches(run, epoch, skip),
-                   run_steps)
+                   run_steps, stops_agreed=run.workers > 1)
 
 
 def refit_on_validation(run, say) -> dict:
@@ -338,23 +356,50 @@ def serve_best_with_head(run, say) -> None:
     selection_files.write_best(run.model_dir, run.model, summary, scratch)
 
 
-def _epochs(run, say, open_epoch, run_steps) -> list[float]:
+def _epochs(run, say, open_epoch, run_steps, stops_agreed: bool = False) -> list[float]:
     """The loop over epochs and steps shared by both strategies' loops: progress, summaries,
     checkpoints every --checkpoint_every steps and at each epoch's end; with a validation
     window, validation (each epoch's end or every --validate_every steps, each followed by a
     checkpoint), early stopping and --max_epochs (`ranking.selection`). In a single process,
-    SIGTERM or Ctrl-C stops it after the step in flight, checkpointed (`ranking.preemption`)."""
+    SIGTERM or Ctrl-C stops it after the step in flight, checkpointed (`ranking.preemption`);
+    with `stops_agreed` (the tasks of a multi-worker cluster) after the first step that carried
+    a task's request, on every task."""
     with preemption.checkpointing() as stop:
-        throughputs = _epoch_loop(run, say, open_epoch, run_steps, stop)
+        stopped_together = _epoch_loop(run, say, open_epoch, run_steps, stop, stops_agreed)
+        throughputs = stopped_together.throughputs
+        if stop and stops_agreed and not stopped_together.agreed:
+            # Asked after the loop's last step, which no step carried: as outside the loop.
+            preemption.end_at_once(stop)
         if stop:  # (still within the block: another signal does not end the save)
             _checkpoint_now(run)
             epoch, batches = int(run.epoch), int(run.batch_in_epoch)
             where = (f"epoch {epoch + 1}, {batches} batches into it" if batches
                      else f"after epoch {epoch}" if epoch else "before its first step")
-            raise Stopped(f"{stop.signal_name} at global step {int(run.global_step)} ({where}); "
-                          f"its checkpoint is {run.manager.latest_checkpoint}: the same command "
-                          "resumes from there", status=preemption.status(stop))
+            who = ("another task of the cluster was asked to stop, so this one stopped"
+                   if stop.by_peer else stop.signal_name)
+            raise Stopped(f"{who} at global step {int(run.global_step)} ({where}); "
+                          f"its checkpoint is {checkpoint_of(run)}: the same command "
+                          f"{'on every task ' if stops_agreed else ''}resumes from there",
+                          status=preemption.status(stop))
     return throughputs
+
+
+def checkpoint_of(run) -> str:
+    """The newest checkpoint of the run as the chief keeps it (a worker writes its copy in a
+    scratch directory, removed when the run ends)."""
+    latest = run.manager.latest_checkpoint or ""
+    if run.chief or not latest:
+        return latest
+    return os.path.join(run.model_dir, "checkpoints", os.path.basename(latest))
+
+
+@dataclasses.dataclass
+class _LoopEnd:
+    """How `_epoch_loop` ended: examples/s of each whole epoch; `agreed`: a cluster's step
+    carried a stop request, and every task stopped after it."""
+
+    throughputs: list
+    agreed: bool = False
 
 
 def _checkpoint_now(run) -> None:
@@ -363,9 +408,10 @@ def _checkpoint_now(run) -> None:
         run.save()
 
 
-def _epoch_loop(run, say, open_epoch, run_steps, stop) -> list[float]:
+def _epoch_loop(run, say, open_epoch, run_steps, stop, stops_agreed=False) -> _LoopEnd:
     """`_epochs`' loop; on a `stop` request (`ranking.preemption.StopRequest`) it writes the
-    checkpoint of the step it ended at and returns. Returns examples/s of each whole epoch."""
+    checkpoint of the step it ended at and returns. With `stops_agreed` only a request a step
+    carried counts (the same on every task of the cluster: `synchronous_steps`)."""
     import tensorflow as tf
 
     config, validator = run.config, run.validator
@@ -379,7 +425,12 @@ def _epoch_loop(run, say, open_epoch, run_steps, stop) -> list[float]:
     if not run.chief:
         show = "none"
     throughputs = []
-    while int(run.epoch) < epochs and not stopped and not stop:
+    agreed = False  # with stops_agreed: a step carried a task's stop request
+
+    def stopping() -> bool:
+        return agreed if stops_agreed else bool(stop)
+
+    while int(run.epoch) < epochs and not stopped and not stopping():
         epoch = int(run.epoch)
         skip = int(run.batch_in_epoch)
         batches, steps = open_epoch(epoch, skip)
@@ -393,11 +444,15 @@ def _epoch_loop(run, say, open_epoch, run_steps, stop) -> list[float]:
         epoch_started, epoch_rows, losses = time.perf_counter(), 0, {}
         warm = None  # (time, rows) after the first step, which includes tracing
         with writer.as_default():
-            for step_losses in run_steps(batches, steps):
+            for step_losses in run_steps(batches, steps, stop):
                 run.global_step.assign_add(1)
                 run.batch_in_epoch.assign_add(1)
                 step = int(run.global_step)
                 step_losses = dict(step_losses)
+                requests = step_losses.pop(STOP_REQUESTS, None)
+                if requests is not None and float(requests) > 0:
+                    agreed = True
+                    stop.from_peer()  # (a task's own request stays its own)
                 epoch_rows += int(step_losses.pop("rows"))
                 if warm is None:
                     warm = (time.perf_counter(), epoch_rows)
@@ -418,10 +473,10 @@ def _epoch_loop(run, say, open_epoch, run_steps, stop) -> list[float]:
                         break
                 elif step % config.checkpoint_every == 0:
                     run.save()
-                if stop:  # checkpointed before the input pipeline is torn down
+                if stopping():  # checkpointed before the input pipeline is torn down
                     _checkpoint_now(run)
                     break
-        if stopped or stop:  # stopped mid-epoch: the epoch's counters stay where it stopped
+        if stopped or stopping():  # stopped mid-epoch: the epoch's counters stay where it stopped
             break
         if int(run.batch_in_epoch) == 0:
             raise InputError("the training input yielded no batch", file=config.train)
@@ -442,7 +497,7 @@ def _epoch_loop(run, say, open_epoch, run_steps, stop) -> list[float]:
                 f"({throughput:,.0f} examples/s after the first step), "
                 f"global step {int(run.global_step)}, last batch's "
                 + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-    return throughputs
+    return _LoopEnd(throughputs, agreed)
 
 
 def train_parameter_server(run, say) -> list[float]:
@@ -486,7 +541,7 @@ def train_parameter_server(run, say) -> list[float]:
         iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
         return iterator, steps
 
-    def run_steps(iterator, steps):
+    def run_steps(iterator, steps, _stop):  # (its chief keeps SIGTERM's default action)
         return _scheduled(run, coordinator, worker_step, iterator, steps)
 
     return _epochs(run, say, open_epoch, run_steps)

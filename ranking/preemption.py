@@ -18,9 +18,15 @@ handles SIGTERM and SIGINT itself for the whole of `train_and_evaluate` (`handle
   signal left at its default action for a container's PID 1 (a pod without an init), which
   would otherwise train on into SIGKILL. Ctrl-C raises KeyboardInterrupt there, as usual.
 
-The tasks of a cluster keep the default actions (`ranking.distribute`): its tasks would have to
-agree on one step to checkpoint at (TensorFlow's PreemptionCheckpointHandler), which training
-does not use.
+The tasks of a multi-worker mirrored cluster handle the signals alike, and agree on the step to
+stop at (`ranking.loops`): each step's all-reduce carries every task's "asked to stop", so
+every task ends after the same step, all write the checkpoint there together (the chief's
+directory keeps it), and each exits with the status of the signal (143, or 130; a task that was
+not signalled itself with 143 and "another task of the cluster was asked to stop"). A signal
+that arrives too late for the loop's last step to carry it is one outside the loop. TensorFlow's
+own PreemptionCheckpointHandler is not used: it keeps its own checkpoints and ends the process
+its way. The tasks of a parameter-server cluster keep the default actions
+(`ranking.distribute`).
 """
 
 from __future__ import annotations
@@ -35,10 +41,17 @@ _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class StopRequest:
-    """Whether the loop was asked to stop: `signal_name` ("SIGTERM", "SIGINT") or None."""
+    """Whether the loop was asked to stop: `signal_name` ("SIGTERM", "SIGINT") or None;
+    `by_peer`: the request is another task's, which a cluster's step carried here."""
 
     def __init__(self):
         self.signal_name: str | None = None
+        self.by_peer = False
+
+    def from_peer(self) -> None:
+        """Another task of the cluster was asked to stop (a step's all-reduce said so)."""
+        if self.signal_name is None:
+            self.signal_name, self.by_peer = "SIGTERM", True
 
     def __bool__(self) -> bool:
         return self.signal_name is not None
@@ -136,6 +149,13 @@ def checkpointing():
     finally:
         if not request:  # (a stopped run's later SIGTERMs, while it unwinds, are that request's)
             handler.request = None
+
+
+def end_at_once(request: StopRequest) -> None:
+    """Ends the process as a signal outside training's loop does (one line, 128 + its number):
+    for a cluster's task asked after the loop's last step, which no step carried to the
+    others."""
+    _end_at_once(int(signal.Signals[request.signal_name]), None)
 
 
 def status(request: StopRequest) -> int:

@@ -141,9 +141,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     strategy = distribute.make_strategy(config.strategy)
     chief = distribute.is_chief(strategy)
     try:
-        # One process handles SIGTERM and Ctrl-C itself; a cluster's tasks would have to agree
-        # on the step to checkpoint at (`ranking.preemption`).
-        with preemption.handled(distribute.trains_in_one_process(strategy)):
+        # One process, or every task of a multi-worker mirrored cluster (which agree on the
+        # step to checkpoint at), handles SIGTERM and Ctrl-C itself (`ranking.preemption`).
+        with preemption.handled(distribute.handles_stop_signals(strategy)):
             return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
         # A directory this run took as new (under its lock: `model_dir.prepare`) is emptied,

@@ -8,6 +8,7 @@ batch (the `single` fixture).
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -75,16 +76,18 @@ def _metrics(model_dir):
         return json.load(handle)
 
 
-def _kill_after(processes, model_dir, step, watch, timeout=300):
-    """SIGKILLs `processes` in order once the chief has checkpointed past `step`."""
+def _kill_after(processes, model_dir, step, watch, timeout=300, signal_number=signal.SIGKILL):
+    """Sends `signal_number` (SIGKILL: and waits) to `processes` in order once the chief has
+    checkpointed past `step`."""
     deadline = time.time() + timeout
     while recorded_checkpoint_step(model_dir) <= step:
         if watch.poll() is not None or time.time() > deadline:
             pytest.fail(f"training ended or stalled before step {step}")
         time.sleep(0.05)
     for process in processes:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+        process.send_signal(signal_number)
+        if signal_number == signal.SIGKILL:
+            process.wait()
     return recorded_checkpoint_step(model_dir)
 
 
@@ -244,6 +247,45 @@ def test_two_workers_train_like_one_process_and_resume_after_a_kill(small_world,
     assert sorted(os.listdir(model_dir)) == ["checkpoints", "config.json", "eval_metrics.json",
                                              "logs", "training_days.json"]
     assert "eval (" not in _log(tmp_path, "second-worker1")
+
+
+def test_sigterm_to_one_worker_stops_both_after_the_same_step_and_they_resume(
+        small_world, single, tmp_path):
+    """A preempted task (SIGTERM to worker 1, not the chief): its next step's all-reduce
+    carries the request, both tasks stop after that same step and write its checkpoint (the
+    chief's directory keeps it), each exits 143 with one line; the same command on both
+    resumes there and ends with one process's model (as after the kill above)."""
+    model_dir = tmp_path / "model"
+    flags = _flags(small_world, model_dir, "--strategy=multi_worker_mirrored",
+                   "--input_sharding=rows")
+    first = _workers(tmp_path, "first", flags)
+    _kill_after([first[("worker", 1)]], model_dir, 70, first[("worker", 0)],
+                signal_number=signal.SIGTERM)
+    _wait(first.values(), timeout=120)
+    chief, signalled = _log(tmp_path, "first-worker0"), _log(tmp_path, "first-worker1")
+    assert [p.returncode for p in first.values()] == [143, 143], chief[-2000:]
+    found = re.search(r"^stopped: another task of the cluster was asked to stop, so this one "
+                      r"stopped at global step (\d+) \(epoch 2, (\d+) batches into it\); its "
+                      r"checkpoint is (\S+): the same command on every task resumes from "
+                      r"there$", chief, re.M)
+    assert found, chief[-2000:]
+    step = int(found.group(1))
+    assert 70 < step < 120 and int(found.group(2)) == step - 60
+    assert found.group(3) == str(model_dir / "checkpoints" / f"ckpt-{step}")
+    assert f"\nstopped: SIGTERM at global step {step} (epoch 2, {step - 60} batches into " \
+           f"it); its checkpoint is {model_dir / 'checkpoints' / f'ckpt-{step}'}" in signalled, \
+        signalled[-2000:]
+    assert "Traceback" not in chief + signalled
+    assert recorded_checkpoint_step(model_dir) == step
+    second = _workers(tmp_path, "second", flags)
+    _wait(second.values())
+    resumed = _log(tmp_path, "second-worker0")
+    assert [p.returncode for p in second.values()] == [0, 0], resumed[-3000:]
+    assert f"global step {step}, epoch 2, {step - 60} batches into it" in resumed
+    metrics = _metrics(model_dir)
+    assert metrics["global_step"] == single["global_step"] == 120
+    for key in KEYS:
+        assert metrics[key] == pytest.approx(single[key], rel=1e-5), key
 
 
 def test_two_workers_select_a_checkpoint_and_serve_orca_s_validated_head(small_world,

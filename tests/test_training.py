@@ -212,8 +212,9 @@ def _signal_at_step(monkeypatch, number: int, signum):
     def signalling(run):
         run_batches = real(run)
 
-        def batches_then_signal(batches, first_step):
-            for step, losses in enumerate(run_batches(batches, first_step), start=first_step):
+        def batches_then_signal(batches, first_step, stop=None):
+            for step, losses in enumerate(run_batches(batches, first_step, stop),
+                                          start=first_step):
                 if step == number and not sent:
                     sent.append(step)
                     found.append(signal.getsignal(signum))
