@@ -4,12 +4,14 @@ optimizer when the run has them) and its manager (`build_run`)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 
 import numpy as np
 
 from core.errors import InputError
+from ranking import variable_memory
 from ranking.optimizers import make_optimizer
 
 
@@ -71,7 +73,14 @@ def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inpu
 
     counters = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
                 for name in ("global_step", "epoch", "batch_in_epoch", "steps_per_epoch")}
-    with strategy.scope():
+    # Variables this machine's memory cannot hold are refused, not left to the OOM killer
+    # (on parameter servers they live on the ps tasks: not counted here).
+    guard = contextlib.nullcontext()
+    if not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+        available = variable_memory.available_bytes()
+        variable_memory.check_embedding_tables(spec, config.optimizer, available)
+        guard = variable_memory.within_memory(available)
+    with guard, strategy.scope():
         model = RankingModel(spec, config.model, targets)
         # Create every variable now, so a restore fills them all at once.
         model({f.name: tf.zeros([1], f.dtype) for f in spec.features})
