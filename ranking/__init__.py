@@ -17,6 +17,7 @@
         metabalance.py        MetaBalanceConfig, gradient balancing
         loops.py, distribute.py  the synchronous and parameter-server loops; strategies
         preemption.py         SIGTERM, Ctrl-C: a checkpoint at the step in flight (a cluster: agreed)
+        variable_memory.py    a model past the memory available, refused before it is made
         selection.py          model selection: the validation window, early stopping, refit
         selection_files.py    best/, final/, history.json: what a model directory serves
         evaluation.py, metrics.py  eval_metrics.json (SPEC §6), defined once
