@@ -190,10 +190,10 @@ def synchronous_steps(run):
     """`run_batches(batches, first_step, stop=None)`: a generator that takes each batch's
     training step (and, for ORCA with --mask_scope=batch, the NDE-only step of a masked batch)
     and yields its losses; `first_step` is the global step number of the first batch. On a
-    multi-worker cluster the losses also hold STOP_REQUESTS: how many tasks' `stop`
-    (`ranking.preemption.StopRequest`) was set when they took the step, the same number on
-    every task. Made once per run, so that the refit pass reuses the traced step of
-    training."""
+    multi-worker cluster the losses also hold STOP_REQUESTS: the replicas whose task's `stop`
+    (`ranking.preemption.StopRequest`) was set when it took the step, the same number on
+    every task (summed over the replicas, so only > 0 means anything). Made once per run, so
+    that the refit pass reuses the traced step of training."""
     if run.synchronous_steps is None:
         run.synchronous_steps = _make_synchronous_steps(run)
     return run.synchronous_steps
@@ -367,10 +367,13 @@ def _epochs(run, say, open_epoch, run_steps, stops_agreed: bool = False) -> list
     with preemption.checkpointing() as stop:
         stopped_together = _epoch_loop(run, say, open_epoch, run_steps, stop, stops_agreed)
         throughputs = stopped_together.throughputs
-        if stop and stops_agreed and not stopped_together.agreed:
+        # Read once: a signal from here on is one after the loop (a cluster's tasks must not
+        # see one such signal two ways).
+        asked = bool(stop)
+        if asked and stops_agreed and not stopped_together.agreed:
             # Asked after the loop's last step, which no step carried: as outside the loop.
             preemption.end_at_once(stop)
-        if stop:  # (still within the block: another signal does not end the save)
+        if asked:  # (still within the block: another signal does not end the save)
             _checkpoint_now(run)
             epoch, batches = int(run.epoch), int(run.batch_in_epoch)
             where = (f"epoch {epoch + 1}, {batches} batches into it" if batches

@@ -95,10 +95,10 @@ class _Handler:
         name = signal.Signals(signum).name
         request = self.request
         if request is not None:
-            if request and signum == signal.SIGINT:
+            if request and not request.by_peer and signum == signal.SIGINT:
                 raise KeyboardInterrupt  # a second Ctrl-C: at once
-            if not request:
-                request.signal_name = name
+            if not request or request.by_peer:  # (a peer's request: this task's first signal)
+                request.signal_name, request.by_peer = name, False
                 if signum == signal.SIGINT:  # (a person waits: say it was heard)
                     _say("stopping after this step and its checkpoint (Ctrl-C again: at once)")
             return

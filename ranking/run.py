@@ -73,10 +73,9 @@ def build_run(config, model_dir: str, strategy, chief: bool, spec, targets, inpu
 
     counters = {name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
                 for name in ("global_step", "epoch", "batch_in_epoch", "steps_per_epoch")}
-    # Variables this machine's memory cannot hold are refused, not left to the OOM killer
-    # (on parameter servers they live on the ps tasks: not counted here).
+    # Variables this machine's memory cannot hold are refused, not left to the OOM killer.
     guard = contextlib.nullcontext()
-    if not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy):
+    if variable_memory.checks(strategy):
         available = variable_memory.available_bytes()
         variable_memory.check_embedding_tables(spec, config.optimizer, available)
         guard = variable_memory.within_memory(available)

@@ -11,7 +11,8 @@ available (they are most of a large model, and their sizes are known from the sp
 slots) and raises an InputError before the one that would take the total past it, counting the
 variable twice (its initial value is held beside it while it is copied in): wide towers or
 experts. Available: MemAvailable plus free swap (`/proc/meminfo`) when training starts, or
-less under a cgroup's limit (a container's). Variables are a lower bound of what training
+less under a cgroup's limit (a container's). One training process on CPUs is checked
+(`checks`), not a cluster's tasks nor variables on GPUs. Variables are a lower bound of what training
 needs (batches, activations and TensorFlow itself come on top), so a model this refuses could
 not have trained here; one it lets through may still not fit.
 """
@@ -53,18 +54,49 @@ def _read_int(path: str) -> int | None:
         return None
 
 
+def _stat_field(path: str, name: str) -> int:
+    """A field of a cgroup's memory.stat (0 when missing)."""
+    try:
+        with open(path) as handle:
+            for line in handle:
+                key, _, value = line.partition(" ")
+                if key == name:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _cgroup_bytes(root: str = "/sys/fs/cgroup") -> int | None:
-    """What this process's memory cgroup still allows (limit - usage), v2 or v1; None when
-    there is no limit. (The root cgroup is what a process in a container sees as its own.)"""
-    for limit_name, usage_name in (("memory.max", "memory.current"),
-                                   ("memory/memory.limit_in_bytes",
-                                    "memory/memory.usage_in_bytes")):
+    """What this process's memory cgroup still allows, v2 or v1: its limit less its usage,
+    whose inactive file pages (the page cache of files read, which the kernel reclaims first)
+    count as free; None when there is no limit. (The root cgroup is what a process in a
+    container sees as its own.)"""
+    for limit_name, usage_name, stat_name, inactive in (
+            ("memory.max", "memory.current", "memory.stat", "inactive_file"),
+            ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes",
+             "memory/memory.stat", "total_inactive_file")):
         limit = _read_int(os.path.join(root, limit_name))
         usage = _read_int(os.path.join(root, usage_name))
         # (v1 writes "no limit" as a huge number, near 2**63)
         if limit is not None and usage is not None and limit < 2**60:
-            return max(0, limit - usage)
+            cache = _stat_field(os.path.join(root, stat_name), inactive)
+            return max(0, limit - max(0, usage - cache))
     return None
+
+
+def checks(strategy) -> bool:
+    """Whether training under `strategy` checks its variables against this machine's memory:
+    one process on CPUs. (A cluster's tasks would each measure their own machine, and one that
+    refused would leave its peers waiting in the collective op that makes the variables; on
+    parameter servers or GPUs the variables live elsewhere.)"""
+    import tensorflow as tf
+
+    from ranking import distribute
+
+    return (not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
+            and distribute.input_workers(strategy) == 1
+            and not tf.config.list_logical_devices("GPU"))
 
 
 def available_bytes() -> int | None:

@@ -271,6 +271,24 @@ def test_sigterm_stops_training_at_a_checkpointed_step_that_resumes_exactly(smal
     assert not os.path.exists(os.path.join(stopped_dir, model_dir_lib.TRAINING_MARK))
 
 
+def test_a_peer_s_stop_leaves_this_task_s_first_ctrl_c_a_request():
+    """A cluster's task that a peer's request stopped (its step's all-reduce said so) is still
+    saving: its own first Ctrl-C then is a request, as anywhere, and only a second ends it."""
+    from ranking import preemption
+
+    handler, request = preemption._Handler(), preemption.StopRequest()
+    handler.request = request
+    request.from_peer()
+    assert (request.signal_name, request.by_peer) == ("SIGTERM", True)
+    handler(signal.SIGINT, None)
+    assert (request.signal_name, request.by_peer) == ("SIGINT", False)
+    with pytest.raises(KeyboardInterrupt):
+        handler(signal.SIGINT, None)
+    # A task's own request stays its own when the step then carries it back.
+    request.from_peer()
+    assert (request.signal_name, request.by_peer) == ("SIGINT", False)
+
+
 def test_ctrl_c_stops_at_a_checkpointed_step_and_a_second_one_at_once(small_world, tmp_path,
                                                                      monkeypatch):
     """Ctrl-C (SIGINT) in the loop is a stop request as SIGTERM is (status 130); a second

@@ -63,11 +63,18 @@ def test_available_memory_is_meminfo_or_the_cgroup_s_room(tmp_path):
     assert variable_memory._cgroup_bytes(str(tmp_path)) is None
     (tmp_path / "memory.max").write_text("1000\n")
     assert variable_memory._cgroup_bytes(str(tmp_path)) == 995
+    # The page cache of files read, inactive, counts as free.
+    (tmp_path / "memory.current").write_text("600\n")
+    (tmp_path / "memory.stat").write_text("anon 400\nfile 200\ninactive_file 150\n")
+    assert variable_memory._cgroup_bytes(str(tmp_path)) == 1000 - (600 - 150)
     v1 = tmp_path / "v1"
     (v1 / "memory").mkdir(parents=True)
     (v1 / "memory/memory.limit_in_bytes").write_text(str(2**63 - 4096))  # v1's "no limit"
     (v1 / "memory/memory.usage_in_bytes").write_text("7")
     assert variable_memory._cgroup_bytes(str(v1)) is None
+    (v1 / "memory/memory.limit_in_bytes").write_text("100")
+    (v1 / "memory/memory.stat").write_text("cache 5\ntotal_inactive_file 3\n")
+    assert variable_memory._cgroup_bytes(str(v1)) == 100 - (7 - 3)
 
 
 def test_embedding_tables_with_their_slots_are_checked_before_any_is_made():
