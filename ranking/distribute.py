@@ -195,15 +195,6 @@ def is_chief(strategy) -> bool:
                                              and "chief" not in resolver.cluster_spec().as_dict())
 
 
-def handles_stop_signals(strategy) -> bool:
-    """Whether training under `strategy` handles SIGTERM and Ctrl-C (`ranking.preemption`): one
-    process, or a task of a multi-worker mirrored cluster, whose steps carry the requests;
-    not the chief of a parameter-server cluster, whose workers serve in TensorFlow's C++."""
-    import tensorflow as tf
-
-    return not isinstance(strategy, tf.distribute.experimental.ParameterServerStrategy)
-
-
 def input_workers(strategy) -> int:
     """Workers that each read their own input: the chief and workers of a multi-worker
     mirrored cluster, the workers of a parameter-server cluster, else 1."""

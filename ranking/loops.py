@@ -262,7 +262,7 @@ def train_synchronous(run, say) -> list[float]:
                 "with the same command to resume from the chief's last checkpoint") from None
 
     return _epochs(run, say, lambda epoch, skip: _synchronous_batches(run, epoch, skip),
-                   run_steps, stops_agreed=run.workers > 1)
+                   run_steps, stop_rule="agreed" if run.workers > 1 else "step")
 
 
 def refit_on_validation(run, say) -> dict:
@@ -356,16 +356,19 @@ def serve_best_with_head(run, say) -> None:
     selection_files.write_best(run.model_dir, run.model, summary, scratch)
 
 
-def _epochs(run, say, open_epoch, run_steps, stops_agreed: bool = False) -> list[float]:
+def _epochs(run, say, open_epoch, run_steps, stop_rule: str = "step") -> list[float]:
     """The loop over epochs and steps shared by both strategies' loops: progress, summaries,
     checkpoints every --checkpoint_every steps and at each epoch's end; with a validation
     window, validation (each epoch's end or every --validate_every steps, each followed by a
     checkpoint), early stopping and --max_epochs (`ranking.selection`). In a single process,
-    SIGTERM or Ctrl-C stops it after the step in flight, checkpointed (`ranking.preemption`);
-    with `stops_agreed` (the tasks of a multi-worker cluster) after the first step that carried
-    a task's request, on every task."""
+    SIGTERM or Ctrl-C stops it, checkpointed (`ranking.preemption`), after the step in flight
+    (`stop_rule` "step": one process); on every task after the first step that carried a
+    task's request ("agreed": the tasks of a multi-worker cluster); or after the steps already
+    scheduled, which `run_steps` still yields ("drained": a parameter-server cluster's
+    chief)."""
+    stops_agreed = stop_rule == "agreed"
     with preemption.checkpointing() as stop:
-        stopped_together = _epoch_loop(run, say, open_epoch, run_steps, stop, stops_agreed)
+        stopped_together = _epoch_loop(run, say, open_epoch, run_steps, stop, stop_rule)
         throughputs = stopped_together.throughputs
         # Read once: a signal from here on is one after the loop (a cluster's tasks must not
         # see one such signal two ways).
@@ -411,10 +414,12 @@ def _checkpoint_now(run) -> None:
         run.save()
 
 
-def _epoch_loop(run, say, open_epoch, run_steps, stop, stops_agreed=False) -> _LoopEnd:
+def _epoch_loop(run, say, open_epoch, run_steps, stop, stop_rule="step") -> _LoopEnd:
     """`_epochs`' loop; on a `stop` request (`ranking.preemption.StopRequest`) it writes the
-    checkpoint of the step it ended at and returns. With `stops_agreed` only a request a step
-    carried counts (the same on every task of the cluster: `synchronous_steps`)."""
+    checkpoint of the step it ended at and returns. `stop_rule` (`_epochs`): "agreed" counts
+    only a request a step carried (the same on every task of the cluster:
+    `synchronous_steps`); "drained" ends the epoch's steps when `run_steps` does, which stops
+    scheduling steps once `stop` is set."""
     import tensorflow as tf
 
     config, validator = run.config, run.validator
@@ -428,10 +433,13 @@ def _epoch_loop(run, say, open_epoch, run_steps, stop, stops_agreed=False) -> _L
     if not run.chief:
         show = "none"
     throughputs = []
-    agreed = False  # with stops_agreed: a step carried a task's stop request
+    agreed = False  # "agreed": a step carried a task's stop request
 
-    def stopping() -> bool:
-        return agreed if stops_agreed else bool(stop)
+    def stopping(between_steps: bool = False) -> bool:
+        if stop_rule == "agreed":
+            return agreed
+        # ("drained": the steps scheduled before the request are trained and counted first)
+        return bool(stop) and (stop_rule != "drained" or not between_steps)
 
     while int(run.epoch) < epochs and not stopped and not stopping():
         epoch = int(run.epoch)
@@ -476,7 +484,7 @@ def _epoch_loop(run, say, open_epoch, run_steps, stop, stops_agreed=False) -> _L
                         break
                 elif step % config.checkpoint_every == 0:
                     run.save()
-                if stopping():  # checkpointed before the input pipeline is torn down
+                if stopping(between_steps=True):  # (checkpointed before the input is closed)
                     _checkpoint_now(run)
                     break
         if stopped or stopping():  # stopped mid-epoch: the epoch's counters stay where it stopped
@@ -544,18 +552,21 @@ def train_parameter_server(run, say) -> list[float]:
         iterator = iter(coordinator.create_per_worker_dataset(per_worker_dataset))
         return iterator, steps
 
-    def run_steps(iterator, steps, _stop):  # (its chief keeps SIGTERM's default action)
-        return _scheduled(run, coordinator, worker_step, iterator, steps)
+    def run_steps(iterator, steps, stop):
+        return _scheduled(run, coordinator, worker_step, iterator, steps, stop)
 
-    return _epochs(run, say, open_epoch, run_steps)
+    return _epochs(run, say, open_epoch, run_steps, stop_rule="drained")
 
 
-def _scheduled(run, coordinator, worker_step, iterator, steps: int):
+def _scheduled(run, coordinator, worker_step, iterator, steps: int, stop=None):
     """Schedules the epoch's remaining steps and yields their losses as they finish; waits for
-    every scheduled step before a checkpoint, so that it holds them all."""
+    every scheduled step before a checkpoint, so that it holds them all. Once `stop` is set
+    it schedules no more, and yields the steps scheduled before (all trained)."""
     config = run.config
     pending = []
     for _ in range(int(run.batch_in_epoch), steps):
+        if stop:
+            break
         pending.append(coordinator.schedule(worker_step, args=(iterator,)))
         next_step = int(run.global_step) + len(pending)
         if next_step % config.checkpoint_every == 0 or len(pending) >= 64:

@@ -25,8 +25,9 @@ directory keeps it), and each exits with the status of the signal (143, or 130; 
 not signalled itself with 143 and "another task of the cluster was asked to stop"). A signal
 that arrives too late for the loop's last step to carry it is one outside the loop. TensorFlow's
 own PreemptionCheckpointHandler is not used: it keeps its own checkpoints and ends the process
-its way. The tasks of a parameter-server cluster keep the default actions
-(`ranking.distribute`).
+its way. A parameter-server cluster's chief, which runs the loop, stops scheduling steps,
+counts the ones scheduled before (they train on the workers), and checkpoints after them; its
+workers and ps tasks keep the default actions (`ranking.distribute`).
 """
 
 from __future__ import annotations

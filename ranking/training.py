@@ -141,9 +141,11 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     strategy = distribute.make_strategy(config.strategy)
     chief = distribute.is_chief(strategy)
     try:
-        # One process, or every task of a multi-worker mirrored cluster (which agree on the
-        # step to checkpoint at), handles SIGTERM and Ctrl-C itself (`ranking.preemption`).
-        with preemption.handled(distribute.handles_stop_signals(strategy)):
+        # SIGTERM and Ctrl-C stop training at a checkpointed step (`ranking.preemption`): in
+        # one process, on every task of a multi-worker mirrored cluster (they agree on the
+        # step) and on a parameter-server cluster's chief (whose workers and ps tasks serve
+        # in TensorFlow's C++ and never come here).
+        with preemption.handled(True):
             return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
         # A directory this run took as new (under its lock: `model_dir.prepare`) is emptied,

@@ -392,8 +392,9 @@ def test_parameter_servers_train_partition_embeddings_and_resume(small_world, si
     """Chief, two workers and two ps tasks as local processes. Steps are asynchronous and each
     worker reads its own files, so a measured tolerance against one process (on the small
     world, 120 steps: AUCs 0.006-0.011 apart over two runs). The chief is killed mid-way and
-    restarted against the running workers and ps tasks; the partitioned tables restore into one
-    process's model."""
+    restarted against the running workers and ps tasks; then stopped by SIGTERM (it schedules
+    no more steps, counts the ones scheduled, checkpoints at the step it names and exits 143)
+    and restarted again; the partitioned tables restore into one process's model."""
     from export import exporter
 
     model_dir = tmp_path / "model"
@@ -406,10 +407,24 @@ def test_parameter_servers_train_partition_embeddings_and_resume(small_world, si
                        [("worker", 0), ("worker", 1), ("ps", 0), ("ps", 1)])
     try:
         chief = _cluster(cluster, flags, tmp_path, "first", [("chief", 0)])[("chief", 0)]
-        last = _kill_after([chief], model_dir, 70, chief)
+        killed = _kill_after([chief], model_dir, 70, chief)
         chief = _cluster(cluster, flags, tmp_path, "second", [("chief", 0)])[("chief", 0)]
+        _kill_after([chief], model_dir, killed, chief, signal_number=signal.SIGTERM)
         _wait([chief])
-        log = _log(tmp_path, "second-chief0")
+        stopped = _log(tmp_path, "second-chief0")
+        assert chief.returncode == 143, stopped[-3000:]
+        found = re.search(r"^stopped: SIGTERM at global step (\d+) \(epoch 2, (\d+) batches "
+                          r"into it\); its checkpoint is (\S+): the same command resumes from "
+                          r"there$", stopped, re.M)
+        assert found, stopped[-3000:]
+        last = int(found[1])
+        assert killed < last < 120 and int(found[2]) == last - 60
+        assert found[3] == str(model_dir / "checkpoints" / f"ckpt-{last}")
+        assert recorded_checkpoint_step(model_dir) == last
+        assert f"global step {killed}, epoch 2, {killed - 60} batches into it" in stopped
+        chief = _cluster(cluster, flags, tmp_path, "third", [("chief", 0)])[("chief", 0)]
+        _wait([chief])
+        log = _log(tmp_path, "third-chief0")
         assert chief.returncode == 0, log[-3000:]
     finally:
         for process in servers.values():
