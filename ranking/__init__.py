@@ -16,7 +16,7 @@
         optimizers.py         OptimizerConfig, make_optimizer, LazyAdam
         metabalance.py        MetaBalanceConfig, gradient balancing
         loops.py, distribute.py  the synchronous and parameter-server loops; strategies
-        preemption.py         SIGTERM, Ctrl-C: a checkpoint at the step in flight (a cluster: agreed)
+        preemption.py         SIGTERM, Ctrl-C: a checkpoint at the step in flight (clusters too)
         variable_memory.py    a model past the memory available, refused before it is made
         selection.py          model selection: the validation window, early stopping, refit
         selection_files.py    best/, final/, history.json: what a model directory serves

@@ -570,10 +570,29 @@ def _scheduled(run, coordinator, worker_step, iterator, steps: int, stop=None):
         pending.append(coordinator.schedule(worker_step, args=(iterator,)))
         next_step = int(run.global_step) + len(pending)
         if next_step % config.checkpoint_every == 0 or len(pending) >= 64:
-            coordinator.join()
+            _join(coordinator, stop)
             for result in pending:
                 yield result.fetch()
             pending = []
-    coordinator.join()
+    _join(coordinator, stop)
     for result in pending:
         yield result.fetch()
+
+
+# Seconds a parameter-server chief asked to stop waits for the steps it scheduled: a whole job
+# evicted stops the workers too, and the coordinator would wait for them to come back.
+DRAIN_SECONDS = 10.0
+
+
+def _join(coordinator, stop) -> None:
+    """`coordinator.join()`; once `stop` is set, the process ends (one line, no checkpoint) if
+    the scheduled steps do not finish within DRAIN_SECONDS of seeing it."""
+    deadline = None
+    while not coordinator.done():  # (raises a failed step's error, as join does)
+        if stop and deadline is None:
+            deadline = time.monotonic() + DRAIN_SECONDS
+        if deadline is not None and time.monotonic() > deadline:
+            preemption.end_at_once(stop, f"the steps scheduled before it did not finish within "
+                                         f"{DRAIN_SECONDS:g} s (were the workers stopped too?)")
+        time.sleep(0.002)
+    coordinator.join()

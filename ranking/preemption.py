@@ -26,8 +26,9 @@ not signalled itself with 143 and "another task of the cluster was asked to stop
 that arrives too late for the loop's last step to carry it is one outside the loop. TensorFlow's
 own PreemptionCheckpointHandler is not used: it keeps its own checkpoints and ends the process
 its way. A parameter-server cluster's chief, which runs the loop, stops scheduling steps,
-counts the ones scheduled before (they train on the workers), and checkpoints after them; its
-workers and ps tasks keep the default actions (`ranking.distribute`).
+counts the ones scheduled before (they train on the workers), and checkpoints after them
+(unless they do not finish within DRAIN_SECONDS: its workers were stopped too, and it ends at
+once); its workers and ps tasks keep the default actions (`ranking.distribute`).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ class _Handler:
             if not request or request.by_peer:  # (a peer's request: this task's first signal)
                 request.signal_name, request.by_peer = name, False
                 if signum == signal.SIGINT:  # (a person waits: say it was heard)
-                    _say("stopping after this step and its checkpoint (Ctrl-C again: at once)")
+                    _say("stopping after the step in flight, with a checkpoint (Ctrl-C again: "
+                         "at once)")
             return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
@@ -113,8 +115,8 @@ _handler: _Handler | None = None
 
 @contextlib.contextmanager
 def handled(enabled: bool):
-    """Within the block (a training call of a single process, when `enabled`), SIGTERM and
-    SIGINT are handled as the module docstring says; the handlers before it are put back at
+    """Within the block (a training call, when `enabled`), SIGTERM and SIGINT are handled as
+    the module docstring says; the handlers before it are put back at
     its end. Only in the main thread, where Python runs signal handlers."""
     global _handler
     if not enabled or _handler is not None or (
@@ -152,11 +154,16 @@ def checkpointing():
             handler.request = None
 
 
-def end_at_once(request: StopRequest) -> None:
-    """Ends the process as a signal outside training's loop does (one line, 128 + its number):
-    for a cluster's task asked after the loop's last step, which no step carried to the
-    others."""
-    _end_at_once(int(signal.Signals[request.signal_name]), None)
+def end_at_once(request: StopRequest, why: str | None = None) -> None:
+    """Ends the process with one line and 128 + the signal's number, as a signal outside
+    training's loop does (a cluster's task asked after the loop's last step, which no step
+    carried to the others), or saying `why` no checkpoint could be written."""
+    signum = int(signal.Signals[request.signal_name])
+    if why is None:
+        _end_at_once(signum, None)
+    _say(f"stopped: {request.signal_name}, and {why}: ended at once without a checkpoint; the "
+         "same command resumes from the newest checkpoint")
+    os._exit(128 + signum)
 
 
 def status(request: StopRequest) -> int:

@@ -442,6 +442,49 @@ def test_parameter_servers_train_partition_embeddings_and_resume(small_world, si
     assert os.path.isdir(result.path)
 
 
+class _Coordinator:
+    """A ClusterCoordinator's `done` and `join`: its steps finish after `polls` calls of done
+    (never, with None)."""
+
+    def __init__(self, polls):
+        self.polls, self.calls, self.joined = polls, 0, 0
+
+    def done(self):
+        self.calls += 1
+        return self.polls is not None and self.calls > self.polls
+
+    def join(self):
+        self.joined += 1
+
+
+def test_a_stopped_chief_waits_for_its_scheduled_steps_at_most_drain_seconds(monkeypatch):
+    """A whole job evicted stops the workers too: the chief, asked to stop, would wait for its
+    scheduled steps for ever (the coordinator waits for workers to come back); it ends after
+    DRAIN_SECONDS instead. Steps that finish are joined as before, asked or not."""
+    from ranking import loops, preemption
+
+    ended = []
+
+    def end_at_once(request, why=None):
+        ended.append((request.signal_name, why))
+        raise SystemExit(143)
+
+    monkeypatch.setattr(preemption, "end_at_once", end_at_once)
+    monkeypatch.setattr(loops, "DRAIN_SECONDS", 0.05)
+    asked = preemption.StopRequest()
+    asked.signal_name = "SIGTERM"
+    for request in (preemption.StopRequest(), asked):
+        finishing = _Coordinator(polls=3)
+        loops._join(finishing, request)
+        assert (finishing.calls, finishing.joined) == (4, 1)
+    started = time.monotonic()
+    with pytest.raises(SystemExit):
+        loops._join(_Coordinator(polls=None), asked)
+    assert 0.05 <= time.monotonic() - started < 5
+    assert ended == [("SIGTERM", "the steps scheduled before it did not finish within 0.05 s "
+                                 "(were the workers stopped too?)")]
+
+
 # A chief script: builds a labeller whose T2 window table holds `count` for its one (user, day)
 # and a table of the exported kind (the encoder's vocabularies) holding `count` for "a", under
 # the parameter-server strategy (a copy of each table on every worker), and prints what the
