@@ -27,6 +27,8 @@ from core.errors import InputError
 from core.settings import setting
 
 OPTIMIZERS = ("lazy_adam", "adam", "adagrad", "sgd")
+# Slot variables each keeps per weight (Adam's two moments, Adagrad's accumulator).
+SLOTS = {"lazy_adam": 2, "adam": 2, "adagrad": 1, "sgd": 0}
 
 
 @dataclasses.dataclass(frozen=True)

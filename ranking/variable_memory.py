@@ -23,6 +23,7 @@ import contextlib
 import os
 
 from core.errors import InputError
+from ranking.optimizers import SLOTS
 
 GIB = 2**30
 
@@ -106,8 +107,6 @@ def available_bytes() -> int | None:
     return min(known) if known else None
 
 
-# Slot variables an optimizer keeps per weight (`ranking.optimizers`).
-OPTIMIZER_SLOTS = {"lazy_adam": 2, "adam": 2, "adagrad": 1, "sgd": 0}
 REMEDY = ("lower --embedding_dim, a --feature_config's hash_buckets or embedding_dim, "
           "--tower_units or --expert_units")
 
@@ -125,7 +124,7 @@ def check_embedding_tables(spec, optimizer, available: int | None = None) -> Non
     available = available_bytes() if available is None else available
     name = (optimizer.embedding_optimizer if optimizer.embedding_optimizer != "same"
             else optimizer.optimizer)
-    copies = 1 + OPTIMIZER_SLOTS.get(name, 0)
+    copies = 1 + SLOTS[name]
     tables = [(f.num_embeddings * f.embedding_dim * 4 * copies, f) for f in spec.features
               if f.kind == "categorical"]
     need = sum(size for size, _ in tables)
