@@ -1,13 +1,18 @@
 """The ORCA table and Table 1 benchmarks on a user's own logs (--train, --eval): the flags they
 refuse, a metric left undefined, and one whole ORCA table on the small world's logs, its gain
-recomputed by hand from the runs' eval_metrics.json."""
+recomputed by hand from the runs' eval_metrics.json, and ORCA's gain beside the prior-adjusted
+decision (orca_decision.py) on that table's runs."""
 
+import csv
+import glob
+import gzip
 import json
 import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ranking import metrics
@@ -61,6 +66,36 @@ def test_an_undefined_metric_gives_an_undefined_gain_not_a_crash():
     assert gains[0] == pytest.approx(20.0) and gains[1:3] == [0.0, 0.0] and gains[4] == 0.0
     assert math.isnan(gains[3])
     assert math.isnan(metrics.dt_gains(reference, candidate)[3])
+
+
+def test_the_prior_adjusted_decision_by_hand():
+    """orca_decision.py's rule: argmax of ln p - ln pi, pi add-one smoothed; a bin of zero
+    probability is never chosen."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import orca_decision
+    finally:
+        sys.path.remove(BENCHMARKS)
+    prior = orca_decision.smoothed_prior([0, 3, 1])
+    np.testing.assert_allclose(prior, [1 / 7, 4 / 7, 2 / 7])
+    probs = np.array([[0.2, 0.5, 0.3],    # 1.4, 0.875, 1.05 times the prior: bin 0
+                      [0.0, 0.6, 0.4],    # -, 1.05, 1.4: bin 2
+                      [0.05, 0.9, 0.05]])  # 0.35, 1.575, 0.175: bin 1, as argmax
+    scores = orca_decision.prior_adjusted_scores(probs, prior)
+    assert np.argmax(scores, axis=1).tolist() == [0, 2, 1]
+    assert np.isneginf(scores[1, 0])
+    decided = metrics.dwell_metrics(np.array([0, 1, 1]), scores, np.array([1.0, 5.0, 5.0]),
+                                    np.array([1.0, 5.0, 20.0]))
+    assert decided["dt_pred_bin_distribution"] == pytest.approx([1 / 3, 1 / 3, 1 / 3])
+    assert decided["dt_mae_class"] == pytest.approx(1 / 3)  # |0-0|, |2-1|, |1-1|
+    reference = {"dt_mae_class": 2.0, "dt_rmse_class": 2.0, "dt_weighted_f1": 0.5,
+                 "dt_macro_precision": 0.25, "dt_macro_recall": 0.5}
+    candidate = {"dt_mae_class": 1.0, "dt_rmse_class": 2.0, "dt_weighted_f1": 0.6,
+                 "dt_macro_precision": 0.5, "dt_macro_recall": 0.5}
+    # MAE 50 % better, RMSE 0, F1 20 %, precision 100 %, recall 0.
+    assert orca_decision.class_gain(candidate, reference) == pytest.approx(34.0)
+    assert orca_decision.class_gain(candidate, reference,
+                                    orca_decision.WITHOUT_PRECISION) == pytest.approx(17.5)
 
 
 def test_a_simulations_last_days_are_its_evaluation_logs_in_day_order(tmp_path):
@@ -179,6 +214,31 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
         trained = json.load(handle)
     assert "--max_epochs=2" in trained and "--model=mmoe" in trained and "--seed=0" in trained
     assert "--name=mine" in table["command"]
+
+    # ORCA's gain beside the prior-adjusted decision (orca_decision.py): each served head,
+    # predicted again, gives eval_metrics.json's metrics (the script refuses a run otherwise).
+    status, printed, stderr = bench("orca_decision.py", f"--out={out}", "--setting=mine",
+                                    "--runs=mmoe_orca", "--seeds=0")
+    assert status == 0, stderr
+    with open(out / "orca_decision_mine.json") as handle:
+        decided = json.load(handle)
+    rows = {(r["run"], r["decision"]): r for r in decided["rows"]}
+    assert rows[("mmoe", "argmax")]["gain"] == 0.0
+    assert rows[("mmoe_orca", "argmax")]["gain"] == pytest.approx(gain, abs=1e-9)
+    backbone = decided["models"]["mmoe-seed0"]
+    assert rows[("mmoe", "prior-adjusted")]["gain"] == pytest.approx(
+        hand_gain(backbone["prior-adjusted"], runs["mmoe"]), abs=1e-9)
+    # The prior: the training logs' clicks per bin of the stats' edges, counted here by hand.
+    with open(out / "mine" / "stats" / "stats.json") as handle:
+        edges = np.asarray(json.load(handle)["dwell_bin_edges"])
+    dwell = []
+    for path in sorted(glob.glob(small_world["train"])):
+        with gzip.open(path, "rt") as handle:
+            dwell += [float(r["dwell_time"]) for r in csv.DictReader(handle) if r["click"] == "1"]
+    bins = np.clip(np.searchsorted(edges, dwell, side="right") - 1, 0, len(edges) - 2)
+    counts = np.bincount(bins, minlength=len(edges) - 1)
+    np.testing.assert_allclose(backbone["prior"], (counts + 1) / (counts.sum() + len(counts)))
+    assert "| mmoe_orca | prior-adjusted |" in printed
 
     # Run again: the runs and stats are reused (no training), the feature config's post-click
     # feature included; other logs into the same OUT are refused rather than mixed. A run's
