@@ -11,15 +11,16 @@ is predicted again on the clicked rows of its --eval logs and the predicted bin 
 - `argmax`: the most probable bin, as `eval_metrics.json` evaluates it (checked: the five class
   metrics must equal the file's, else the run is refused);
 - `prior-adjusted`: the argmax of ln p(bin) - ln pi(bin), pi the share of clicks per bin in the
-  model's --train logs (add-one smoothed). For calibrated probabilities this is the decision
-  that maximises the mean recall over bins (balanced accuracy); it has no parameter and
-  changes no weight (decided before any run was read: pi as counted, power 1).
+  model's --train logs (a held-out validation day included; add-one smoothed). For calibrated
+  probabilities and test shares as the training ones, about the decision that maximises the
+  mean recall over bins (balanced accuracy); it has no parameter and changes no weight
+  (decided before any run was read: pi as counted, power 1).
 
 It prints, per ORCA run and decision, the mean DT gain of the five class metrics
-(`ranking.metrics.dt_class_gain`) over the backbone's `argmax`, seed mean and sample std (as
-`orca_render.py`), the same
-without macro precision, and the share of predictions in the moderate bins (neither the two
-shortest nor the longest), and writes OUT/orca_decision_SETTING.json. If a backbone's
+(`orca_render.dt_gain`: per seed, paired) over the backbone's `argmax`, seed mean and sample
+std, the same without macro precision, and the share of predictions in the moderate bins
+(neither the two shortest nor the longest), and writes OUT/orca_decision_SETTING.json. A run's
+logs, stats and --allow_unclicked_dwell are read from its config.json, as training wrote them. If a backbone's
 `prior-adjusted` gain matches ORCA's, what ORCA adds on these logs is a shift of its decisions
 toward the bins the backbone under-predicts, which the rule gives without a second head.
 """
@@ -36,9 +37,6 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import in_process  # noqa: E402
 
-# The class metrics' gain without macro precision (a bin a model never predicts has precision
-# 0, so a head that predicts it at all raises that metric).
-WITHOUT_PRECISION = ("dt_mae_class", "dt_rmse_class", "dt_weighted_f1", "dt_macro_recall")
 DECISIONS = ("argmax", "prior-adjusted")
 
 
@@ -56,88 +54,80 @@ def prior_adjusted_scores(dwell_probs, prior) -> np.ndarray:
         return np.log(np.asarray(dwell_probs, np.float64)) - np.log(np.asarray(prior, np.float64))
 
 
-def class_gain(candidate: dict, reference: dict, keys=None) -> float:
-    """Mean DT gain (percent) of `candidate` over `reference` over the class metrics `keys`
-    (default: the five of the ORCA issue's figure of merit)."""
-    from ranking import metrics
-
-    if keys is None:
-        return metrics.dt_class_gain(candidate, reference)
-    return float(np.mean(metrics.dt_gains(candidate, reference, keys)))
-
-
-def _flag(args_file: str, name: str) -> str:
-    """The value of ranking.train's --`name` in a run's benchmark_args.json."""
-    try:
-        with open(args_file) as handle:
-            flags = json.load(handle)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"error: {args_file}: cannot read what the run was trained with "
-                         f"({error}); was it trained by orca_table.py?") from None
-    for flag in flags:
-        if flag.startswith(f"--{name}="):
-            return flag.split("=", 1)[1]
-    raise SystemExit(f"error: {args_file} has no --{name}")
-
-
 class _Predictions:
-    """Loads models and labels logs, keeping what several models share (a stats artifact and
-    the training logs' clicks per bin)."""
+    """Loads trained models and labels their logs, keeping what several models share (stats
+    artifacts, and the training logs' clicks per bin)."""
 
     def __init__(self):
         self._artifacts, self._priors = {}, {}
 
-    def artifact(self, path):
+    def _artifact(self, path):
         from core.stats_artifact import load_artifact
 
         if path not in self._artifacts:
             self._artifacts[path] = load_artifact(path)
         return self._artifacts[path]
 
-    def _clicked_labels(self, patterns, stats, spec, batches_of=None):
+    def _labelled(self, patterns: str, training: dict, spec):
+        """(features, labels) batches of `patterns`, labelled as the run's training and
+        evaluation labelled them (its stats artifact, --allow_unclicked_dwell)."""
         from core.labeler import labeler_for
         from ranking import data
 
-        artifact = self.artifact(stats)
+        artifact = self._artifact(training["stats"])
+        allow = bool(training.get("allow_unclicked_dwell"))
         source = data.open_source(patterns, spec, artifact)
-        dataset = data.labelled_dataset(source, labeler_for(source, artifact), spec, 8192)
-        return dataset if batches_of is None else batches_of(dataset)
+        return data.labelled_dataset(
+            source, labeler_for(source, artifact, allow_unclicked_dwell=allow), spec,
+            int(training.get("eval_batch_size") or 8192), allow_unclicked_dwell=allow)
 
-    def prior(self, train, stats, spec, num_bins) -> np.ndarray:
-        """The smoothed share of the --train logs' clicks per bin of `stats`' bins."""
-        key = (train, stats)
+    def prior(self, training: dict, spec, num_bins: int) -> np.ndarray:
+        """pi [num_bins]: `smoothed_prior` of the clicks per bin of the run's --train logs (all
+        of them: a held-out validation day included)."""
+        key = (training["train"], training["stats"], bool(training.get("allow_unclicked_dwell")))
         if key not in self._priors:
             counts = np.zeros(num_bins, np.int64)
-            for _, labels in self._clicked_labels(train, stats, spec):
+            for _, labels in self._labelled(training["train"], training, spec):
                 clicked = labels["click"].numpy() == 1
                 counts += np.bincount(labels["dwell_bin"].numpy()[clicked].astype(np.int64),
                                       minlength=num_bins)
             self._priors[key] = smoothed_prior(counts)
         return self._priors[key]
 
-    def served(self, model_dir):
-        """(dwell_probs [clicked, bins], labels of the clicked rows, targets, eval_metrics.json,
-        prior [bins]) of a model directory on its --eval logs."""
+    def served(self, model_dir: str):
+        """The served head of a trained model directory on its --eval logs' clicked rows:
+        (dwell_probs [clicks, bins], {label: [clicks]}, DwellTargets, eval_metrics.json's
+        contents, pi [bins])."""
         from export import exporter
         from ranking import evaluation
-        from ranking import model_dir as model_dir_lib
 
-        args_file = os.path.join(model_dir, "benchmark_args.json")
-        stats = _flag(args_file, "stats")
+        path = os.path.join(model_dir, "eval_metrics.json")
+        try:
+            with open(path) as handle:
+                recorded = json.load(handle)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"error: {path}: not a finished run's metrics ({error})") from None
         model, description = exporter.load_trained(model_dir)
-        spec, config, targets = model_dir_lib.build_from_description(description)
-        predictor = evaluation.Predictor(model.network, config, targets)
-        outputs, labels = self._clicked_labels(_flag(args_file, "eval"), stats, spec, predictor)
+        training = description["training"]
+        if not training.get("eval"):
+            raise SystemExit(f"error: {model_dir} was trained without --eval logs")
+        predictor = evaluation.Predictor(model.network, model.config, model.targets)
+        outputs, labels = predictor(self._labelled(training["eval"], training,
+                                                   model.feature_spec))
+        if "dwell_probs" not in outputs:
+            raise SystemExit(f"error: {model_dir}: its model ({model.config.preset}) serves no "
+                             "dwell distribution")
         clicked = labels["click"] == 1
-        with open(os.path.join(model_dir, "eval_metrics.json")) as handle:
-            recorded = json.load(handle)
-        prior = self.prior(_flag(args_file, "train"), stats, spec, targets.num_bins)
+        prior = self.prior(training, model.feature_spec, model.targets.num_bins)
         return (outputs["dwell_probs"][clicked], {k: v[clicked] for k, v in labels.items()},
-                targets, recorded, prior)
+                model.targets, recorded, prior)
 
 
 def decision_metrics(predictions: _Predictions, model_dir: str) -> dict:
-    """{decision: dwell metrics} of a model directory's served head (`DECISIONS`)."""
+    """{"argmax": dwell metrics, "prior-adjusted": dwell metrics, "prior": pi [bins]} of a
+    model directory's served head on its --eval logs' clicks (`ranking.metrics.dwell_metrics`,
+    bin errors in bins, seconds in seconds); refused when the argmax's class metrics differ
+    from its eval_metrics.json (another model than the one evaluated)."""
     from ranking import metrics
 
     probs, labels, targets, recorded, prior = predictions.served(model_dir)
@@ -150,19 +140,23 @@ def decision_metrics(predictions: _Predictions, model_dir: str) -> dict:
               "prior-adjusted": evaluated(prior_adjusted_scores(probs, prior)),
               "prior": prior.tolist()}
     for key in metrics.DT_CLASS_METRICS:
-        if not np.isclose(result["argmax"][key], recorded[key], rtol=1e-6, atol=1e-9):
-            raise SystemExit(f"error: {model_dir}: {key} predicted again is "
-                             f"{result['argmax'][key]}, eval_metrics.json has {recorded[key]}: "
-                             "not the model that was evaluated")
+        again, before = np.float64(result["argmax"][key]), np.float64(recorded.get(key))
+        if not np.isclose(again, before, rtol=1e-6, atol=1e-9, equal_nan=True):
+            raise SystemExit(f"error: {model_dir}: {key} predicted again is {again}, its "
+                             f"eval_metrics.json has {before}: not the model that was "
+                             "evaluated")
     return result
 
 
-def _moderate(shares) -> float:
-    return float(np.sum(np.asarray(shares)[2:-1]))
-
-
 def main():
+    import types
+
+    from orca_render import dt_gain, moderate_share
+
+    from ranking.metrics import json_ready
+
     import orca_runs
+    from common import seeds_of
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", required=True, help="an orca_table.py output directory")
@@ -172,50 +166,52 @@ def main():
     parser.add_argument("--seeds", default="0,1,2")
     args = parser.parse_args()
     by_name = {run.name: run for run in orca_runs.RUNS}
-    seeds = [int(s) for s in args.seeds.split(",")]
+    seeds = seeds_of(parser, args.seeds)
     models = os.path.join(args.out, args.setting, "models")
-    predictions, results, rows = _Predictions(), {}, []
+    predictions, decided, rows = _Predictions(), {}, []
     for name in args.runs.split(","):
         run = by_name.get(name)
         if run is None or run.baseline is None:
-            raise SystemExit(f"error: --runs: {name} is not an ORCA run of orca_runs.RUNS")
+            parser.error(f"--runs: {name} is not an ORCA run of orca_runs.RUNS")
         for member in (run.baseline, name):
             for seed in seeds:
                 directory = os.path.join(models, f"{member}-seed{seed}")
-                if (member, seed) not in results:
-                    if not os.path.exists(os.path.join(directory, "eval_metrics.json")):
-                        raise SystemExit(f"error: {directory} holds no finished run")
-                    results[(member, seed)] = decision_metrics(predictions, directory)
+                if (member, seed) not in decided:
+                    if not os.path.isdir(directory):
+                        raise SystemExit(f"error: {directory}: no such run")
+                    decided[(member, seed)] = decision_metrics(predictions, directory)
+        # orca_render's per-seed paired gains, over the backbone's argmax.
+        results = {f"{member} {decision}": {s: decided[(member, s)][decision] for s in seeds}
+                   for member in (run.baseline, name) for decision in DECISIONS}
         for member in (run.baseline, name):
             for decision in DECISIONS:
-                gains = [class_gain(results[(member, s)][decision],
-                                    results[(run.baseline, s)]["argmax"]) for s in seeds]
-                without = [class_gain(results[(member, s)][decision],
-                                      results[(run.baseline, s)]["argmax"], WITHOUT_PRECISION)
-                           for s in seeds]
-                moderate = np.mean([_moderate(results[(member, s)][decision][
-                    "dt_pred_bin_distribution"]) for s in seeds])
-                true_moderate = np.mean([_moderate(results[(member, s)][decision][
-                    "dt_true_bin_distribution"]) for s in seeds])
-                rows.append({"run": member, "against": run.baseline, "decision": decision,
-                             "gain": float(np.mean(gains)), "gain_std": (float(np.std(gains, ddof=1))
-                                          if len(gains) > 1 else 0.0),
-                             "gains_by_seed": gains,
-                             "gain_without_precision": float(np.mean(without)),
-                             "moderate_predicted": float(moderate),
-                             "moderate_true": float(true_moderate)})
+                gain = dt_gain(results, types.SimpleNamespace(
+                    name=f"{member} {decision}", baseline=f"{run.baseline} argmax"), seeds)
+                by_seed = [dt_gain(results, types.SimpleNamespace(
+                    name=f"{member} {decision}", baseline=f"{run.baseline} argmax"),
+                    [s])["class"][0] for s in seeds]
+                shares = [decided[(member, s)][decision] for s in seeds]
+                rows.append({
+                    "run": member, "against": f"{run.baseline} argmax", "decision": decision,
+                    "gain": gain["class"], "gains_by_seed": by_seed,
+                    "gain_without_precision": gain["class_without_precision"],
+                    "moderate_predicted": float(np.mean([moderate_share(
+                        r["dt_pred_bin_distribution"]) for r in shares])),
+                    "moderate_true": float(np.mean([moderate_share(
+                        r["dt_true_bin_distribution"]) for r in shares]))})
     print("| run | decision | gain over the backbone's argmax (5 class metrics) | by seed "
           "| without precision | moderate predicted / true |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['run']} | {row['decision']} | {row['gain']:+.1f} % ± {row['gain_std']:.1f} "
+        spread = f" ± {row['gain'][1]:.1f}" if len(seeds) > 1 else ""
+        print(f"| {row['run']} | {row['decision']} | {row['gain'][0]:+.1f} %{spread} "
               f"| {', '.join(f'{g:+.1f}' for g in row['gains_by_seed'])} "
-              f"| {row['gain_without_precision']:+.1f} % "
+              f"| {row['gain_without_precision'][0]:+.1f} % "
               f"| {row['moderate_predicted']:.3f} / {row['moderate_true']:.3f} |")
     path = os.path.join(args.out, f"orca_decision_{args.setting}.json")
     with open(path + ".tmp", "w") as handle:
-        json.dump({"command": " ".join(sys.argv), "rows": rows,
-                   "models": {f"{m}-seed{s}": r for (m, s), r in results.items()}},
+        json.dump(json_ready({"command": " ".join(sys.argv), "rows": rows,
+                              "models": {f"{m}-seed{s}": r for (m, s), r in decided.items()}}),
                   handle, indent=1)
     os.replace(path + ".tmp", path)
     print(f"wrote {path}")

@@ -88,14 +88,6 @@ def test_the_prior_adjusted_decision_by_hand():
                                     np.array([1.0, 5.0, 20.0]))
     assert decided["dt_pred_bin_distribution"] == pytest.approx([1 / 3, 1 / 3, 1 / 3])
     assert decided["dt_mae_class"] == pytest.approx(1 / 3)  # |0-0|, |2-1|, |1-1|
-    reference = {"dt_mae_class": 2.0, "dt_rmse_class": 2.0, "dt_weighted_f1": 0.5,
-                 "dt_macro_precision": 0.25, "dt_macro_recall": 0.5}
-    candidate = {"dt_mae_class": 1.0, "dt_rmse_class": 2.0, "dt_weighted_f1": 0.6,
-                 "dt_macro_precision": 0.5, "dt_macro_recall": 0.5}
-    # MAE 50 % better, RMSE 0, F1 20 %, precision 100 %, recall 0.
-    assert orca_decision.class_gain(candidate, reference) == pytest.approx(34.0)
-    assert orca_decision.class_gain(candidate, reference,
-                                    orca_decision.WITHOUT_PRECISION) == pytest.approx(17.5)
 
 
 def test_a_simulations_last_days_are_its_evaluation_logs_in_day_order(tmp_path):
@@ -223,10 +215,12 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     with open(out / "orca_decision_mine.json") as handle:
         decided = json.load(handle)
     rows = {(r["run"], r["decision"]): r for r in decided["rows"]}
-    assert rows[("mmoe", "argmax")]["gain"] == 0.0
-    assert rows[("mmoe_orca", "argmax")]["gain"] == pytest.approx(gain, abs=1e-9)
+    assert rows[("mmoe", "argmax")]["gain"] == [0.0, 0.0]
+    assert rows[("mmoe_orca", "argmax")]["gain"][0] == pytest.approx(gain, abs=1e-9)
     backbone = decided["models"]["mmoe-seed0"]
-    assert rows[("mmoe", "prior-adjusted")]["gain"] == pytest.approx(
+    assert backbone["argmax"]["dt_macro_recall"] == pytest.approx(
+        runs["mmoe"]["dt_macro_recall"], rel=1e-6)
+    assert rows[("mmoe", "prior-adjusted")]["gain"][0] == pytest.approx(
         hand_gain(backbone["prior-adjusted"], runs["mmoe"]), abs=1e-9)
     # The prior: the training logs' clicks per bin of the stats' edges, counted here by hand.
     with open(out / "mine" / "stats" / "stats.json") as handle:
@@ -239,6 +233,16 @@ def test_the_orca_table_on_a_users_logs(small_world, tmp_path):
     counts = np.bincount(bins, minlength=len(edges) - 1)
     np.testing.assert_allclose(backbone["prior"], (counts + 1) / (counts.sum() + len(counts)))
     assert "| mmoe_orca | prior-adjusted |" in printed
+    # A run whose metrics are not its model's is refused in one line.
+    edited = out / "mine" / "models" / "mmoe_orca-seed0" / "eval_metrics.json"
+    recorded = json.loads(edited.read_text())
+    edited.write_text(json.dumps({**recorded, "dt_mae_class": recorded["dt_mae_class"] + 0.5}))
+    status, _, stderr = bench("orca_decision.py", f"--out={out}", "--setting=mine",
+                              "--runs=mmoe_orca", "--seeds=0")
+    assert status == 1 and "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith(
+        f"error: {edited.parent}: dt_mae_class predicted again is "), stderr
+    edited.write_text(json.dumps(recorded))
 
     # Run again: the runs and stats are reused (no training), the feature config's post-click
     # feature included; other logs into the same OUT are refused rather than mixed. A run's
