@@ -48,8 +48,10 @@ def logloss(labels: np.ndarray, probs: np.ndarray) -> float:
 
 def dwell_cross_entropy(true_bin: np.ndarray, dwell_probs: np.ndarray) -> float:
     """Mean cross-entropy (nats) of a predicted distribution over dwell bins, dwell_probs
-    [n, bins], against the true bins [n]: -mean log p(true bin), probabilities floored at
-    1e-12 (scikit-learn's log_loss with the bins as labels)."""
+    [n, bins], against the true bins [n]: -mean log p(true bin) in float64, probabilities
+    floored at 1e-12 (scikit-learn's log_loss with the bins as labels, except for that floor:
+    it clips at the input dtype's epsilon, 2^-23 for float32, so the two differ where a true
+    bin's probability is below that)."""
     true_bin = np.asarray(true_bin, np.int64).ravel()
     probs = np.asarray(dwell_probs, np.float64)
     if len(true_bin) == 0:
@@ -133,7 +135,10 @@ def dwell_metrics(true_bin: np.ndarray, dwell_probs: np.ndarray, true_seconds: n
     true_bin = np.asarray(true_bin, np.int64).ravel()
     dwell_probs = np.asarray(dwell_probs, float)
     num_bins = dwell_probs.shape[1]
-    if len(true_bin) == 0:  # no clicked impressions: every dwell metric is undefined
+    # Undefined without clicked impressions, and for a model whose outputs are not all numbers
+    # (a diverged one): the argmax of a NaN row is bin 0, which would score it like any other
+    # model, where its AUC and losses are NaN.
+    if len(true_bin) == 0 or not np.isfinite(dwell_probs).all():
         undefined = {k: float("nan") for k in (*DT_CLASS_METRICS, *DT_SECONDS_METRICS)}
         undefined["dt_pred_bin_distribution"] = [float("nan")] * num_bins
         undefined["dt_true_bin_distribution"] = [float("nan")] * num_bins

@@ -231,9 +231,12 @@ class LogDwellTask(Task):
         result = {"log_dwell_rmse": float(np.sqrt(np.mean((predicted - np.log1p(seconds)) ** 2)))
                   if clicked.any() else float("nan")}  # undefined without a clicked row
         # The predicted bin is the bin of the predicted dwell seconds.
-        pred_bin = assign_bins(
-            np.asarray(outputs["dwell_seconds"], np.float64)[clicked], context["bin_edges"])
+        predicted_seconds = np.asarray(outputs["dwell_seconds"], np.float64)[clicked]
+        pred_bin = assign_bins(predicted_seconds, context["bin_edges"])
         one_hot = np.eye(len(context["bin_values"]))[pred_bin]
+        # A NaN prediction has no bin (assign_bins would put it in the last one): its row stays
+        # NaN, so the dwell metrics are undefined, as the RMSE above is.
+        one_hot[np.isnan(predicted_seconds)] = np.nan
         result.update(_dwell_metrics(labels, clicked, one_hot, context))
         return result
 

@@ -66,6 +66,39 @@ def test_dwell_metrics_of_a_bin_model_equal_scikit_learn(preset):
                                                     abs=0.05)
 
 
+
+DWELL_METRICS = ("dt_mae_class", "dt_rmse_class", "dt_weighted_f1", "dt_macro_precision",
+                 "dt_macro_recall", "dt_mae_seconds", "dt_rmse_seconds")
+
+
+def test_a_diverged_dwell_output_leaves_the_dwell_metrics_undefined():
+    # The argmax of a NaN row is bin 0 and numpy's searchsorted puts a NaN past the last edge:
+    # without the check, a model with NaN outputs scored finite dwell metrics like any other.
+    outputs, labels = synthetic(rows=500)
+    clicked = np.flatnonzero(labels["click"] == 1)
+    finite = evaluation.evaluation_metrics(models.ModelConfig("mmoe"), TARGETS, outputs, labels)
+    assert all(np.isfinite(finite[k]) for k in DWELL_METRICS)
+    outputs["dwell_probs"] = outputs["dwell_probs"].copy()
+    outputs["dwell_probs"][clicked[3]] = np.nan  # one clicked row
+    result = evaluation.evaluation_metrics(models.ModelConfig("mmoe"), TARGETS, outputs, labels)
+    assert all(np.isnan(result[k]) for k in (*DWELL_METRICS, "dt_cross_entropy"))
+    assert result["towers"]["ctr"]["auc_ctr"] == finite["towers"]["ctr"]["auc_ctr"]
+
+    # The log-dwell baselines: a NaN prediction on one clicked row.
+    rng = np.random.default_rng(1)
+    log_dwell = rng.normal(3.0, 1.0, 500)
+    log_dwell[clicked[5]] = np.nan
+    logdt = {"ctr": outputs["ctr"], "score": outputs["ctr"], "log_dwell": log_dwell,
+             "dwell_seconds": np.expm1(np.clip(log_dwell, 0, None))}
+    result = evaluation.evaluation_metrics(models.ModelConfig("ctr_logdt"), TARGETS, logdt,
+                                           labels)
+    assert all(np.isnan(result[k]) for k in (*DWELL_METRICS, "log_dwell_rmse"))
+    logdt["dwell_seconds"][clicked[5]] = 30.0  # the same row, a number again
+    logdt["log_dwell"][clicked[5]] = np.log1p(30.0)
+    result = evaluation.evaluation_metrics(models.ModelConfig("ctr_logdt"), TARGETS, logdt,
+                                           labels)
+    assert all(np.isfinite(result[k]) for k in DWELL_METRICS)
+
 def test_a_dwell_only_single_task_model_has_no_ctr_decile_bias():
     outputs, labels = synthetic(rows=500)
     outputs = {k: v for k, v in outputs.items() if k != "ctr"}
