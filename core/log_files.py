@@ -165,7 +165,9 @@ def _readable(path: str) -> bool:
 
 
 def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
-    """Files matched by comma-separated globs, sorted within each glob, duplicates removed.
+    """Files matched by comma-separated globs, sorted within each glob, duplicates removed (a
+    local file however spelled: `a.csv` and `./a.csv`, a relative and an absolute path or a
+    symbolic link are one file, read once under its first spelling).
 
     Raises InputError for a glob matching nothing, a directory, an unreadable file or a mix of
     CSV and TFRecord files.
@@ -184,9 +186,12 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
         if not matches:
             raise InputError(f"no file matches {pattern}")
         for path in matches:
-            if path in seen:
+            # Read twice, a file would count its rows and clicks twice in the statistics (rule
+            # T2's daily clicks, T3's items), and be trained on or scored twice.
+            key = path if is_url(path) else os.path.realpath(path)
+            if key in seen:
                 continue
-            seen.add(path)
+            seen.add(key)
             if not is_url(path) and os.path.islink(path) and not os.path.exists(path):
                 raise InputError(f"is a symbolic link to {os.readlink(path)}, which does not "
                                  "exist", file=path)

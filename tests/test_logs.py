@@ -284,6 +284,20 @@ def test_rows_keep_file_order_and_source_lines(tmp_path):
     assert first.endswith("day-0.csv")
 
 
+
+def test_one_file_spelled_several_ways_is_read_once(tmp_path, monkeypatch):
+    first = write_csv(tmp_path / "day-0.csv", rows=ROWS[:3])
+    write_csv(tmp_path / "day-1.csv", rows=ROWS[3:])
+    os.symlink(tmp_path / "day-0.csv", tmp_path / "link.csv")
+    monkeypatch.chdir(tmp_path)
+    spellings = ",".join([first, "./day-0.csv", "day-*.csv", str(tmp_path / "link.csv"),
+                          "../" + tmp_path.name + "/day-1.csv"])
+    files = log_files.expand_inputs(spellings)
+    # Each file once, under the first spelling that matched it.
+    assert [f.path for f in files] == [first, "day-1.csv"]
+    got = read_all(spellings, with_source=True, batch_size=4)
+    np.testing.assert_array_equal(got["impression_id"], [b"11", b"12", b"13", b"14", b"15"])
+
 @pytest.mark.parametrize("line", [
     'a,b,c', '"a","b, and more","c"', 'a,"say ""hi""",c', '"",,', 'a,b,""""', 'a,b,c\r\n',
     'a,5" screen,c', 'a,"b"x,c', 'a,"b,c', 'a,b,c"', '"a"",b,c', 'a,b,"c"d', 'a, "b",c',
