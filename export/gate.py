@@ -285,17 +285,40 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
                                gate_days_note(baseline_days, day_rows, "baseline")
                                if baseline_days and day_rows else None, unknown_baseline,
                                absent_features_note("gate's", absent)) if note]
+    refusal, note = decide(gate, value, base_value, baseline_path)
+    if note:
+        notes.append(note)
     if notes:
         record["notes"] = notes
-    # (1e-6: the in-memory candidate and a loaded SavedModel agree to about 1e-6, so an equal
-    # model is never refused on rounding.)
-    if not value >= base_value - gate.max_drop - 1e-6:
+    if refusal:
         # The notes said with the refusal: a baseline that trained on the gate's rows is
         # favoured, which bears on a refusal most.
-        raise InputError(f"quality gate: the candidate's {gate.name} {value:.4f} is "
-                         f"{base_value - value:.4f} below the baseline's {base_value:.4f} "
-                         f"({baseline_path}), more than the allowed {gate.max_drop:g}; no "
-                         "version was written",
-                         warnings=[note.removeprefix("note: ") for note in notes])
+        raise InputError(refusal, warnings=[n.removeprefix("note: ") for n in notes])
     record["decision"] = "passed"
     return record
+
+
+def decide(gate: Gate, value: float, base_value: float,
+           baseline_path: str) -> tuple[str | None, str | None]:
+    """(refusal message or None, note or None) for the candidate's and the baseline's gate
+    metric (AUCs; NaN where a model's served scores are not all numbers, `metrics.auc`).
+
+    A candidate below the baseline by more than `gate.max_drop` is refused; 1e-6 of slack, as
+    the in-memory candidate and a loaded SavedModel agree to about 1e-6, so an equal model is
+    never refused on rounding. An undefined candidate is refused; an undefined baseline (a
+    diverged model, ranking nothing) cannot be fallen below: the candidate passes, with a note.
+    """
+    if np.isnan(value):
+        return (f"quality gate: the candidate's {gate.name} is undefined: its served "
+                f"{gate.output} is not a number on every row (a diverged model); no version "
+                "was written"), None
+    if np.isnan(base_value):
+        return None, (f"note: the baseline's {gate.name} is undefined: its served "
+                      f"{gate.output} is not a number on every row ({baseline_path}); there is "
+                      "nothing to fall below, so the candidate passes")
+    if not value >= base_value - gate.max_drop - 1e-6:
+        return (f"quality gate: the candidate's {gate.name} {value:.4f} is "
+                f"{base_value - value:.4f} below the baseline's {base_value:.4f} "
+                f"({baseline_path}), more than the allowed {gate.max_drop:g}; no "
+                "version was written"), None
+    return None, None

@@ -608,6 +608,27 @@ def test_the_quality_gate_refuses_a_worse_candidate_and_passes_an_equal_one(
         exporter.export_saved_model(learned, str(base), baseline=str(base), gate="precision:0.1")
 
 
+
+def test_the_gates_decision_by_hand_and_with_a_diverged_model():
+    from export import gate
+
+    rule = gate.parse_gate("auc_ctr:0.002")
+    assert gate.decide(rule, 0.6085, 0.61, "base") == (None, None)  # 0.0015 below: allowed
+    assert gate.decide(rule, 0.61 - 0.002 - 5e-7, 0.61, "base") == (None, None)  # rounding
+    refusal, note = gate.decide(rule, 0.6050, 0.61, "base")
+    assert note is None and refusal == (
+        "quality gate: the candidate's auc_ctr 0.6050 is 0.0050 below the baseline's 0.6100 "
+        "(base), more than the allowed 0.002; no version was written")
+    assert gate.decide(rule, 0.61 - 0.002 - 2e-6, 0.61, "base")[0] is not None
+    # A candidate whose scores hold a NaN (its AUC undefined) is refused, saying so.
+    refusal, _ = gate.decide(rule, float("nan"), 0.61, "base")
+    assert refusal.startswith("quality gate: the candidate's auc_ctr is undefined")
+    # A baseline whose scores hold a NaN ranks nothing: the candidate passes, with a note
+    # (before, every candidate was refused as "nan below the baseline's nan").
+    refusal, note = gate.decide(rule, 0.55, float("nan"), "serving/vr_ndt/3")
+    assert refusal is None and "the baseline's auc_ctr is undefined" in note
+    assert "serving/vr_ndt/3" in note
+
 def test_the_gate_reads_one_value_a_row_and_refuses_a_distribution():
     from export import gate
 
