@@ -294,7 +294,10 @@ def input_change_note(record: dict | None, train: dict, validation: dict | None 
                      f"{' to ' + utc_date(days[-1]) if len(days) > 1 else ''})")
 
     def window(days: dict) -> list:
-        return [(day, days[day]) for day in sorted(days)[-validation_days:]]
+        # As `data.split_by_days` holds them out: the calendar days from the last day with
+        # rows back validation_days days (a day without rows is one of them).
+        first = max(days) - validation_days + 1 if days else 0
+        return [(day, days[day]) for day in sorted(days) if day >= first]
 
     moved = (f"; the --validation_days={validation_days} window holds other rows now, so "
              "validation compares other days than the best recorded"

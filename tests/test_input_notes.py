@@ -208,6 +208,14 @@ def test_a_resumed_runs_changed_input_is_noted():
                                                None, 1)
     assert "+7 rows on 1 UTC day(s) (2024-10-03)" in backfilled
     assert "window" not in backfilled
+    # The window is calendar days, as training holds it out: with days {1, 3, 5} before and
+    # {1, 2, 5} now, a two-day window is day 5 (and the empty day 4) both times.
+    gaps = {"train": {str(DAY + 1): 10, str(DAY + 3): 10, str(DAY + 5): 10},
+            "validation_days": 2, "validation": None}
+    assert "window" not in input_notes.input_change_note(
+        gaps, {DAY + 1: 10, DAY + 2: 10, DAY + 5: 10}, None, 2)
+    assert "window" in input_notes.input_change_note(
+        gaps, {DAY + 1: 10, DAY + 3: 10, DAY + 4: 3, DAY + 5: 10}, None, 2)
     held = dict(record, validation_days=0, validation={str(DAY + 5): 10})
     assert input_notes.input_change_note(held, {DAY: 100, DAY + 1: 50}, {DAY + 5: 12}) == (
         "note: against the run being resumed, --validation now holds +2 rows on 1 UTC day(s) "
