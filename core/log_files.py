@@ -205,6 +205,12 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
     return files
 
 
+def log_file(path: str) -> LogFile:
+    """The LogFile of one path that `expand_inputs` returned, read as a name, not a glob: a
+    worker handed expanded paths must not expand `d[1].csv` again (it would match `d1.csv`)."""
+    return _classify(path)
+
+
 def _classify(path: str) -> LogFile:
     with open_binary(path) as handle:
         head = handle.read(2)

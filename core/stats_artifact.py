@@ -381,7 +381,7 @@ def read_table(directory: str, columns: Mapping[str, type]) -> dict[str, np.ndar
 
 def table_shards(directory: str) -> list[str]:
     """The CSV shards of an artifact table, sorted: `directory/part-*.csv`."""
-    return sorted(glob.glob(os.path.join(directory, "part-*.csv")))
+    return sorted(glob.glob(os.path.join(glob.escape(directory), "part-*.csv")))
 
 
 def first_ids(directory: str, column: str, count: int) -> list[str]:

@@ -145,7 +145,7 @@ def scores_summary(directory: str) -> str:
                          file=os.path.join(directory, "summary.json"))
     # Shards by their exact ending: an input named `x.tfrecord-00000-of-00004` scored to CSV
     # is `00000-x.tfrecord-00000-of-00004.csv.gz`.
-    shards = sorted(glob.glob(os.path.join(directory, "[0-9]*")))
+    shards = sorted(glob.glob(os.path.join(glob.escape(directory), "[0-9]*")))
     frames = [pd.read_csv(p, usecols=["score"])["score"].to_numpy()
               for p in shards if p.endswith((".csv", ".csv.gz"))]
     frames += [_tfrecord_scores(p) for p in shards if p.endswith((".tfrecord", ".tfrecord.gz"))]

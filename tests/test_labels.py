@@ -427,6 +427,18 @@ def test_ids_are_bytes_in_every_example_written(tmp_path, sim):
     assert as_int == log_writers.serialize_examples({"user_id": np.array(["7"], dtype=object)})
 
 
+
+def test_an_artifact_in_a_directory_named_with_glob_characters_is_read_whole(sim, tmp_path):
+    # Its tables were found by a glob of the directory: `stats[v2]/part-*.csv` matched nothing,
+    # and the artifact loaded with no item P10 and no user-day clicks (rules T2, T3 silent).
+    root, stats_dir = sim
+    odd = str(tmp_path / "stats[v2]*")
+    statistics.compute_stats(str(root / "sim/logs/day-0[0-6].csv.gz"), odd,
+                             statistics.StatsConfig(), engine="local")
+    plain, named = stats_artifact.load_artifact(stats_dir), stats_artifact.load_artifact(odd)
+    assert len(named.item_p10) > 0 and len(named.user_day_clicks) > 0
+    assert named.item_p10 == plain.item_p10 and named.user_day_clicks == plain.user_day_clicks
+
 def test_beam_job_gives_the_same_artifact_with_two_workers(sim, tmp_path):
     """Files read in groups of two by two worker processes against the fixture's artifact
     (all seven files read through one dataset by one worker)."""

@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import zlib
 
 import numpy as np
@@ -79,6 +80,27 @@ def test_scores_equal_the_model_row_for_row(exports, small_input, tmp_path, engi
             np.testing.assert_allclose(got[name], expected[name], rtol=1e-5, atol=1e-7)
     assert open(os.path.join(out, scoring.DEAD_LETTER)).read().strip() == "file,row,reason,raw"
 
+
+
+@pytest.mark.parametrize("engine", ["local", "beam"])
+def test_file_names_with_glob_characters_are_scored_as_named(exports, small_input, tmp_path,
+                                                            engine):
+    # The Beam engine's workers expanded each input path again as a glob: `d[1].csv` matched
+    # `d1.csv`, whose rows were scored twice under the other file's name.
+    inputs = tmp_path / "input"
+    inputs.mkdir()
+    shutil.copy(small_input[0], inputs / "d[1].csv")  # 300 rows
+    shutil.copy(small_input[1], inputs / "d1.csv")  # 200 rows
+    out = str(tmp_path / "scores[1]")
+    summary = score(exports["vr_ndt"].path, str(inputs / "*.csv"), out,
+                    engine=engine)
+    assert summary["rows"] == 500
+    assert [os.path.basename(f["input"]) for f in summary["files"]] == ["d1.csv", "d[1].csv"]
+    assert [f["rows"] for f in summary["files"]] == [200, 300]
+    for shard, source in ((f"{out}/00000-d1.csv.gz", small_input[1]),
+                          (f"{out}/00001-d[1].csv.gz", small_input[0])):
+        got = pd.read_csv(shard, dtype={"user_id": str, "item_id": str})
+        assert got["impression_id"].tolist() == read_input(source)["impression_id"].tolist()
 
 def test_tfrecord_input_and_output(exports, small_input, tmp_path):
     frame = read_input(small_input[0])

@@ -341,5 +341,5 @@ def clean_copy(log_file, check: RowCheck, start: int, skipped: set, stem: str,
     first_row = 2 if csv_format else 1
     # A copy row's original number: start + its position + the gaps before it.
     t = np.asarray(gaps, dtype=np.int64) - start - np.arange(len(gaps), dtype=np.int64)
-    return CleanCopy(log_files.expand_inputs([path])[0] if kept else None, first_row, start, t,
+    return CleanCopy(log_files.log_file(path) if kept else None, first_row, start, t,
                  units.lost, units.end_row)

@@ -150,7 +150,7 @@ def _read_batches(element, job):
     names = tuple(job["columns"])
     dead: list = []
     with log_diagnosis.input_errors_for_beam():
-        log_file = log_files.expand_inputs([path])[0]
+        log_file = log_files.log_file(path)
         batches = read_scorable(log_file, schema, job["stored"], job["columns"],
                                 job["config"]["batch_size"], dead,
                                 job["config"]["max_dead_letters"])
@@ -202,7 +202,7 @@ def _write_shard(keyed, job, tmp, results_path, paths):
         return
     parts = sorted(e[1:] for e in events if e[0] == "part")
     dead = [DeadLetter(**e[1]) for e in events if e[0] == "dead"]
-    log_file = log_files.expand_inputs([paths[index]])[0]
+    log_file = log_files.log_file(paths[index])
     csv_format = job["config"]["fmt"] == "csv"
     with scoring.open_shard(index, log_file, job, tmp) as writer:
         for _, part, rows in parts:

@@ -407,7 +407,7 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
                 _run_pipeline(beam, PipelineOptions(beam_args or []), source.files,
                               schema_json, config, tmp, pattern)
         # A shard whose writer failed and was retried leaves its partial file behind.
-        for partial in glob.glob(os.path.join(tmp, "*", "*.partial")):
+        for partial in glob.glob(os.path.join(glob.escape(tmp), "*", "*.partial")):
             os.remove(partial)
         with open(os.path.join(tmp, "stats.json")) as handle:
             stats = json.load(handle)

@@ -89,7 +89,7 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
     import pyarrow as pa
 
     schema = log_schema.LogSchema.from_json(schema_json)
-    source = logs.LogSource(log_files.expand_inputs([path]), schema,
+    source = logs.LogSource([log_files.log_file(path)], schema,
                             schema_json.get("stored", {}),
                             type_origins=schema_json.get("type_origins", {}))
     with log_diagnosis.input_errors_for_beam():
