@@ -434,7 +434,8 @@ def open_logs(patterns: str | Sequence[str], *,
     "flag" (this command's --column_types) or "artifact" (the statistics job's --column_types,
     kept in its artifact: the label and training jobs). With `candidates`
     (column names), the input is candidate rows to score: only those columns are required, and
-    `click` and `dwell_time`, when present, are neither read nor checked. `unseen_types`
+    `click` and `dwell_time`, when present, are neither read nor checked, and a TFRecord the
+    schema's sample cannot read is left to the scoring reader's dead letters. `unseen_types`
     ({column: type}, the statistics job's logs'): a CSV column with no value in the sample
     takes its type there (`schema_inference.infer_schema`)."""
     files = expand_inputs(patterns)
@@ -454,7 +455,8 @@ def open_logs(patterns: str | Sequence[str], *,
         # an absent value (`absent_features` says which).
         schema, stored, absent_features = infer_schema(
             files, column_types, REQUIRED_COLUMNS if required is None else required,
-            sparse_typed=given_by == "model", unseen_types=unseen_types)
+            sparse_typed=given_by == "model", unseen_types=unseen_types,
+            dead_letters=candidates is not None)
     except AbsentTypedColumns as absent:
         if given_by == "model":
             raise

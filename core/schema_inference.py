@@ -23,6 +23,7 @@ appear far down, and a feature a writer added later appears only in the later fi
 
 from __future__ import annotations
 
+import collections
 import csv
 import zlib
 from typing import Iterable, Mapping, Sequence
@@ -189,7 +190,7 @@ def _header_hint(header: list[str], missing: str) -> str:
 
 def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | None,
                  required: Sequence[str] = REQUIRED_COLUMNS, sparse_typed: bool = False,
-                 unseen_types: Mapping[str, str] | None = None
+                 unseen_types: Mapping[str, str] | None = None, dead_letters: bool = False
                  ) -> tuple[LogSchema, dict[str, str], tuple[str, ...]]:
     """The columns and types of `files` (see the module docstring for the rules), `stored`:
     each TFRecord feature's stored kind ({} for CSV), and, with `sparse_typed` (a model's
@@ -201,7 +202,11 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
     empty then read it as the logs the statistics were computed from do. (A TFRecord feature
     no sampled record holds is not added: it may be one these logs never have.) The columns
     so typed keep the artifact's type where later rows here disagree: the error then names the
-    column and the --column_types remedy, as for a type inferred here.
+    column and the --column_types remedy, as for a type inferred here. With `dead_letters`
+    (batch scoring, whose reader sets unreadable records aside), a sampled TFRecord that is not
+    a tf.Example or a file whose first record is damaged is left out of the sample, and a
+    feature stored as two kinds takes the kind most sampled records hold: the records that
+    differ become dead letters when read, wherever they are in a file.
 
     Raises InputError for a missing required column, differing CSV headers, empty input, a
     required column of the wrong type, or an unknown type in `column_types`;
@@ -238,7 +243,7 @@ def infer_schema(files: Sequence[LogFile], column_types: Mapping[str, str] | Non
                     column=name)
         stored = {}
     else:
-        columns, inferred = _sample_tfrecord(files, required)
+        columns, inferred = _sample_tfrecord(files, required, dead_letters)
         stored = dict(inferred)
     dtypes = {}
     for name in columns:
@@ -421,12 +426,14 @@ def _sample_sparse_features(records, path: str, kinds: dict, first_seen: dict, s
     return sampled, read_bytes
 
 
-def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS
-                     ) -> tuple[list[str], dict[str, str]]:
+def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRED_COLUMNS,
+                     dead_letters: bool = False) -> tuple[list[str], dict[str, str]]:
     import tensorflow as tf
 
     kinds: dict[str, str] = {}
     first_seen: dict[str, str] = {}
+    kind_counts: collections.Counter = collections.Counter()  # (feature, kind) -> records
+    unreadable: InputError | None = None  # with `dead_letters`: the first record left out
     sampled = sparse_bytes = 0
     for index, log_file in enumerate(files):
         if index >= SAMPLE_FILES and sampled and index < len(files) - LAST_SAMPLE_FILES:
@@ -435,17 +442,22 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
         number = 0
 
         def sample(records, log_file=log_file):
-            nonlocal number
+            nonlocal number, unreadable
             for record in records:
                 number += 1
                 found = _record_kinds(record)
                 if found is None:
-                    raise InputError("is not a serialized tf.Example", file=log_file.path,
-                                     row=number, row_kind="record")
+                    error = InputError("is not a serialized tf.Example", file=log_file.path,
+                                       row=number, row_kind="record")
+                    if not dead_letters:
+                        raise error
+                    unreadable = unreadable or error
+                    continue
                 for name, kind in found.items():
                     previous = kinds.setdefault(name, kind)
                     first_seen.setdefault(name, f"{log_file.path} record {number}")
-                    if previous != kind:
+                    kind_counts[name, kind] += 1
+                    if previous != kind and not dead_letters:
                         raise InputError(f"is {kind} here but {previous} in "
                                          f"{first_seen[name]}; a feature needs one type",
                                          file=log_file.path, row=number, column=name,
@@ -459,7 +471,8 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
         except tf.errors.OpError as error:
             # The records before a break sample the kinds (the batch that held it is read
             # again a record at a time); the break is the reading's to report (an error, or
-            # in scoring a dead letter from there on). A file without one is refused here.
+            # in scoring a dead letter from there on). A file without one is refused here,
+            # except in scoring, whose reader makes it a dead letter.
             whole = []
             try:
                 for record in dataset.skip(number).take(SAMPLE_ROWS - number):
@@ -467,7 +480,10 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
             except tf.errors.OpError:
                 pass
             if number == 0 and not whole:
-                raise tfrecord_damage(log_file, error.message) from None
+                if not dead_letters:
+                    raise tfrecord_damage(log_file, error.message) from None
+                unreadable = unreadable or tfrecord_damage(log_file, error.message)
+                continue
             sample(whole)
             sampled += len(whole)
             continue
@@ -476,8 +492,15 @@ def _sample_tfrecord(files: Sequence[LogFile], required: Sequence[str] = REQUIRE
             sampled, sparse_bytes = _sample_sparse_features(
                 dataset.skip(SAMPLE_ROWS), log_file.path, kinds, first_seen, sampled,
                 sparse_bytes)
+    if not kinds and unreadable is not None:  # no record to take a schema from
+        raise unreadable
     if sampled == 0:
         raise InputError(f"the input has no records: {files_text(files)}")
+    if dead_letters:  # the kind most sampled records hold (a tie: the first seen)
+        for name, first in kinds.items():
+            held = [kind for (n, kind) in kind_counts if n == name]
+            if held:
+                kinds[name] = max(held, key=lambda k: (kind_counts[name, k], k == first))
     for name in required:
         if name not in kinds:
             raise InputError(f"missing required feature '{name}' in the first records (features: "

@@ -253,6 +253,47 @@ def test_tfrecord_bad_record_and_corrupt_tail(exports, small_world, tmp_path):
     assert got["impression_id"].tolist() == ids[:1499]
 
 
+
+def test_tfrecords_the_schema_sample_cannot_read_are_dead_letters(exports, small_world,
+                                                                  tmp_path):
+    # Scoring sets unreadable records aside wherever they are; in the first records, which the
+    # schema is sampled from, they failed the whole job (the same defect later: a dead letter).
+    source = logs.open_logs(sorted(glob.glob(small_world["eval"]))[0])
+    columns = {k: v.numpy() for k, v in next(iter(source.dataset(300))).items()}
+    records = log_writers.serialize_examples(columns)
+    as_float = tf.train.Example.FromString(records[0])
+    position = as_float.features.feature["position"]
+    value = position.int64_list.value[0]
+    position.float_list.value.append(float(value))  # record 1: position stored as floats
+    records[0] = as_float.SerializeToString()
+    records[2] = b"garbage"  # record 3: not a tf.Example
+    first = tmp_path / "a.tfrecord"
+    with tf.io.TFRecordWriter(str(first)) as writer:
+        for record in records[:200]:
+            writer.write(record)
+    second = tmp_path / "b.tfrecord"
+    with tf.io.TFRecordWriter(str(second)) as writer:
+        for record in records[200:]:
+            writer.write(record)
+    data = bytearray(second.read_bytes())
+    data[12 + len(records[200])] ^= 0xFF  # record 1's data checksum: the file from there
+    second.write_bytes(bytes(data))
+    out = str(tmp_path / "scores")
+    summary = score(exports["vr_ndt"].path, str(tmp_path / "*.tfrecord"), out, engine="local")
+    with open(os.path.join(out, scoring.DEAD_LETTER)) as handle:
+        letters = [(os.path.basename(d["file"]), int(d["row"]), d["reason"])
+                   for d in csv.DictReader(handle)]
+    assert [(name, row) for name, row, _ in letters] == [
+        ("a.tfrecord", 1), ("a.tfrecord", 3), ("b.tfrecord", 1)]
+    assert "position" in letters[0][2]
+    assert summary["rows"] == 198
+    got = pd.read_csv(os.path.join(out, "00000-a.csv.gz"), dtype={"impression_id": str})
+    ids = [i.decode() for i in columns["impression_id"]]
+    assert got["impression_id"].tolist() == ids[1:2] + ids[3:200]
+    # Training still refuses such logs at once, naming the record.
+    with pytest.raises(InputError, match="record 2, column 'position': is int64 here but float32"):
+        logs.open_logs(str(first))
+
 def _flush_cut(data: bytes, keep: int) -> bytes:
     """The first `keep` bytes of `data` gzipped and cut after a sync flush (a writer killed
     after a flush: no final block, no trailer)."""
