@@ -415,6 +415,11 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     warnings = [note.removeprefix("note: ") for note in (gate_record or {}).get("notes", ())]
     if unfinished:
         warnings.insert(0, unfinished)
+    if versions and version < versions[-1]:
+        # models.config's policy (and TF Serving's default) serves the newest version only.
+        warnings.append(f"version {version} is below the newest, {versions[-1]}: TF Serving "
+                        f"serves {versions[-1]} (models.config: latest {{ num_versions: 1 }}), "
+                        f"not this one; export it above {versions[-1]} to serve it")
     before = serving_contract(previous) if previous is not None else ({}, ())
     contract = serving_contract(target)
     if before[0]:  # (a SavedModel of another tool, without predict_raw: nothing to compare)

@@ -311,6 +311,16 @@ def test_versions_warmup_and_models_config(exports, trained):
     assert f'base_path: "{os.path.abspath(base)}"' in config and "vr_ndt" in config
 
 
+
+def test_a_version_below_the_newest_is_exported_with_a_warning(trained, tmp_path):
+    base = str(tmp_path / "serving")
+    assert exporter.export_saved_model(trained["single_ctr"], base, version=3).warnings == ()
+    older = exporter.export_saved_model(trained["single_ctr"], base, version=2)
+    assert older.version == 2 and os.path.isfile(os.path.join(older.path, "saved_model.pb"))
+    assert [w for w in older.warnings if "below the newest" in w] == [
+        "version 2 is below the newest, 3: TF Serving serves 3 (models.config: latest { "
+        "num_versions: 1 }), not this one; export it above 3 to serve it"]
+
 def test_an_export_base_that_is_another_things_directory_is_refused(exports, trained, tmp_path):
     """A model directory, a stats artifact or a version given as --export_base was written
     into (a version 1 beside config.json, a version inside a version) before 2026-12-07."""
