@@ -415,11 +415,6 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     warnings = [note.removeprefix("note: ") for note in (gate_record or {}).get("notes", ())]
     if unfinished:
         warnings.insert(0, unfinished)
-    if versions and version < versions[-1]:
-        # models.config's policy (and TF Serving's default) serves the newest version only.
-        warnings.append(f"version {version} is below the newest, {versions[-1]}: TF Serving "
-                        f"serves {versions[-1]} (models.config: latest {{ num_versions: 1 }}), "
-                        f"not this one; export it above {versions[-1]} to serve it")
     before = serving_contract(previous) if previous is not None else ({}, ())
     contract = serving_contract(target)
     if before[0]:  # (a SavedModel of another tool, without predict_raw: nothing to compare)
@@ -444,5 +439,12 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     else:
         with atomic_file(config_path) as handle:
             handle.write(models_config(export_base, model_name))
+        if versions and version < versions[-1]:
+            # The policy written (TF Serving's default too) serves the newest version only; a
+            # hand-edited models.config is judged by `_config_warnings` above.
+            warnings.append(f"version {version} is below the newest, {versions[-1]}: TF "
+                            f"Serving serves {versions[-1]} (models.config: latest {{ "
+                            f"num_versions: 1 }}), not this one; export it above "
+                            f"{versions[-1]} to serve it")
     return ExportResult(target, version, describe_signatures(module), records, fusion,
                         gate_record, tuple(warnings))
