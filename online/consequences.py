@@ -100,11 +100,15 @@ def outcome_scores(click: np.ndarray, dwell: np.ndarray, x_l: float, x_h: float)
 def baseline_hazard(mean_extra_slots: float, slots: int) -> np.ndarray:
     """h0(k) for k = 0 .. slots - 1: the chance that a session of 1 + Poisson(mean_extra_slots)
     slots ends after slot k, given that it reached it; the last slot ends every session."""
-    k = np.arange(slots)
+    # P(P >= k) as the sum of the tail, smallest terms first: 1 - cumsum(pmf) cancels to
+    # rounding noise from k near 30 (at a mean of 4.4), where h0 then fell towards 0 instead of
+    # rising to 1. The tail is summed far past the slots' end (its terms then vanish).
+    k = np.arange(slots + int(10 * mean_extra_slots) + 200)
     log_pmf = -mean_extra_slots + k * math.log(mean_extra_slots) - np.array(
         [math.lgamma(i + 1) for i in k])
     pmf = np.exp(log_pmf)
-    reached = 1.0 - np.concatenate([[0.0], np.cumsum(pmf)[:-1]])  # P(P >= k)
+    reached = np.cumsum(pmf[::-1])[::-1][:slots]  # P(P >= k)
+    pmf = pmf[:slots]
     hazard = np.where(reached > 1e-300, pmf / np.maximum(reached, 1e-300), 1.0)
     hazard = np.clip(hazard, 1e-12, 1.0)
     hazard[-1] = 1.0

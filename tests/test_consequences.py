@@ -55,6 +55,12 @@ def test_without_consequences_sessions_have_the_logs_length_distribution():
     observed = np.bincount(length - 1, minlength=15)[:15] / n
     np.testing.assert_allclose(observed, stats.poisson.pmf(np.arange(15), mean), atol=0.004)
     assert hazard0[0] == pytest.approx(math.exp(-mean))  # P(P = 0)
+    # Every slot's hazard against scipy's pmf / sf, the far tail included (1 - cumsum(pmf)
+    # lost it from slot 29 on: 0.40 at slot 31, then 1e-12, where it rises towards 1).
+    k = np.arange(slots - 1)
+    np.testing.assert_allclose(hazard0[:-1], stats.poisson.pmf(k, mean)
+                               / stats.poisson.sf(k - 1, mean), rtol=1e-9)
+    assert hazard0[-1] == 1.0
 
 
 def test_leaving_depends_on_the_outcome_by_the_odds_factor():
