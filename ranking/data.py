@@ -185,6 +185,12 @@ def labelled_dataset(source: logs.LogSource, labeler: Labeler, spec: FeatureSpec
     if days is not None:
         dataset = dataset.map(days.filter(), num_parallel_calls=tf.data.AUTOTUNE,
                               deterministic=True)
+        if seed is not None and not shuffle_buffer:
+            # The shuffle's rebatch makes the filtered batches whole again; without it a batch
+            # of lines read would train short, or empty (a step on nothing, and NaN moving
+            # statistics in batch normalization), and the steps counted for the window's rows
+            # would leave rows out.
+            dataset = dataset.rebatch(batch_size, drop_remainder=drop_remainder)
     if seed is not None and shuffle_buffer:
         dataset = _shuffle_rows(dataset, batch_size, shuffle_buffer, seed, epoch, drop_remainder)
     if shard is not None and shard.mode == "rows":

@@ -192,6 +192,9 @@ def _check_options(config: TrainConfig) -> None:
     if config.intra_op_threads < 0:
         raise InputError(f"--intra_op_threads must be >= 0 (0: TensorFlow's choice), not "
                          f"{config.intra_op_threads}")
+    if config.shuffle_buffer < 0:
+        raise InputError(f"--shuffle_buffer must be >= 0 (0: no row shuffle, the files' order "
+                         f"only), not {config.shuffle_buffer}")
     if config.read_ahead_mb < 0:
         raise InputError(f"--read_ahead_mb must be >= 0 (0: tf.data's own prefetch), not "
                          f"{config.read_ahead_mb}")

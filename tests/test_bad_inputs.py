@@ -402,6 +402,8 @@ def test_a_missing_required_flag_or_a_bad_flag_value_is_one_message_without_a_tr
 
 @pytest.mark.parametrize("flag, message", [
     ("--read_ahead_mb=-1", "--read_ahead_mb must be >= 0 (0: tf.data's own prefetch), not -1"),
+    ("--shuffle_buffer=-5", "--shuffle_buffer must be >= 0 (0: no row shuffle, the files' order "
+                            "only), not -5"),
     ("--train_cache_mb=-1", "--train_cache_mb must be >= 0 (0: no cache), not -1"),
     ("--learning_rate=-1", "--learning_rate must be > 0, not -1.0"),
     ("--validation_days=1 --min_steps=-1", "--min_steps must be >= 0, not -1"),
