@@ -133,6 +133,49 @@ def test_an_empty_field_is_missing_not_zero(worlds, tmp_path):
     assert not any(line.startswith("position:") for line in lines), lines
 
 
+
+def _coded_log(path, seed, region_shares, new_ids=False, rows=400):
+    """A small log with a region code of digits (text by --column_types), 20 items and
+    numeric user ids, and a `price` column empty on every row."""
+    rng = np.random.default_rng(seed)
+    click = (rng.random(rows) < 0.12).astype(int)
+    frame = pd.DataFrame(dict(
+        impression_id=np.arange(rows).astype(str), user_id=rng.integers(0, 30, rows).astype(str),
+        item_id=[f"it-{i}" for i in rng.integers(0, 20, rows)],
+        timestamp=1767574723 + np.arange(rows) * 60, click=click,
+        dwell_time=np.where(click == 1, 30.0, 0.0),
+        region=rng.choice(["1", "2", "3"], rows, p=region_shares), price=""))
+    if new_ids:  # a new item and a user id with letters: open sets, not anomalies
+        frame.loc[rows - 1, ["user_id", "item_id"]] = ["u-new", "it-99"]
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_a_text_code_of_digits_is_drift_checked_and_ids_have_no_domain(tmp_path):
+    # TFDV infers an empty int_domain for a text column of digits (no drift comparator: a
+    # shift of region codes passed), and closed domains for a small catalogue's item ids and
+    # numeric user ids (a new item, or a user id with letters, failed validation).
+    types = {"region": "string", "price": "float32"}
+    before = validation.generate_statistics(
+        _coded_log(tmp_path / "a.csv", 1, [0.6, 0.3, 0.1]), str(tmp_path / "a.pb"),
+        column_types=types)
+    schema = validation.infer_schema(before)
+    tfdv = validation.tfdv()
+    assert list(tfdv.get_domain(schema, "region").value) == ["1", "2", "3"]
+    assert tfdv.get_feature(schema, "region").drift_comparator.infinity_norm.threshold == 0.05
+    for name in ("user_id", "item_id"):
+        assert tfdv.get_feature(schema, name).WhichOneof("domain_info") is None
+    assert [d.name for d in schema.string_domain] == ["region"]
+    after = validation.generate_statistics(
+        _coded_log(tmp_path / "b.csv", 2, [0.1, 0.3, 0.6], new_ids=True),
+        str(tmp_path / "b.pb"), column_types=types)
+    lines = validation.anomaly_lines(validation.validate(after, schema, before))
+    assert [line.split(":")[0] for line in lines] == ["region"], lines
+    assert "Linfty distance" in lines[0]
+    # The report: a numeric column without a value has no mean, min or max (TFDV's are 0).
+    validation.write_report(str(tmp_path / "report.md"), "b.csv", after, lines, "given", None)
+    assert "| price | FLOAT | 400 | – | – | – |" in open(tmp_path / "report.md").read()
+
 def test_validate_cli_exit_status_and_report(worlds, run, tmp_path):
     root, _, _ = worlds
     first = run("pipelines.validate", f"--input={root}/base/logs/day-0[0-1].csv.gz",

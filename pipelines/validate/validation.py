@@ -41,6 +41,9 @@ def tfdv():
 
 # Columns never compared for drift: they differ between any two days by design.
 NO_DRIFT = ("impression_id", "timestamp", "user_id", "item_id")
+# Open sets of values: no domain either (a new item, or a user id with letters after digits
+# only, is not an anomaly), whatever TFDV infers from the statistics' few values.
+ID_COLUMNS = ("impression_id", "user_id", "item_id")
 # Columns TFDV does not profile: `impression_id` is a key, unique on every row, so its exact
 # uniques and top-k grow validation's memory and time with the rows and say nothing (3.36 M
 # rows: 125 s and 2.67 GB with it, 66 s and 1.44 GB without). A schema made when it was
@@ -163,6 +166,8 @@ def curate_schema(schema, config: ValidationConfig = ValidationConfig()):
     dwell.float_domain.CopyFrom(schema_pb2.FloatDomain(min=0.0, disallow_nan=True,
                                                         disallow_inf=True))
     for feature in schema.feature:
+        if feature.name in ID_COLUMNS:
+            _drop_domain(schema, feature)
         if feature.name in NO_DRIFT:
             continue
         if feature.HasField("domain") or feature.type == schema_pb2.BYTES:
@@ -175,11 +180,45 @@ def curate_schema(schema, config: ValidationConfig = ValidationConfig()):
     return schema
 
 
+def _drop_domain(schema, feature) -> None:
+    """Removes `feature`'s domain (and the schema's string domain it names, if any)."""
+    if feature.HasField("domain"):
+        named = [d for d in schema.string_domain if d.name == feature.domain]
+        for domain in named:
+            schema.string_domain.remove(domain)
+    feature.ClearField("domain_info")
+
+
+def _text_domains(schema, statistics, max_domain_size: int) -> None:
+    """A text column whose sampled values are all digits (a region code, a zip code, given
+    as string by --column_types) gets an empty `int_domain` from TFDV's inference, not a
+    string domain, so no drift comparator: it gets the string domain of its values, as text
+    columns of that size have (at most `max_domain_size` values; else no domain)."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    by_name = {(f.path.step[0] if f.path.step else f.name): f
+               for f in statistics.datasets[0].features}
+    for feature in schema.feature:
+        if feature.type != schema_pb2.BYTES or not feature.HasField("int_domain") \
+                or feature.name in ID_COLUMNS:
+            continue
+        stats = by_name.get(feature.name)
+        feature.ClearField("domain_info")
+        if stats is None or not stats.HasField("string_stats"):
+            continue
+        values = [b.label for b in stats.string_stats.rank_histogram.buckets]
+        if 0 < stats.string_stats.unique <= max_domain_size and \
+                len(values) == stats.string_stats.unique:
+            domain = schema.string_domain.add(name=feature.name, value=sorted(values))
+            feature.domain = domain.name
+
+
 def infer_schema(statistics, config: ValidationConfig = ValidationConfig()):
     """A curated schema inferred from `statistics`."""
     tfdv = globals()['tfdv']()
 
     schema = tfdv.infer_schema(statistics, max_string_domain_size=config.max_domain_size)
+    _text_domains(schema, statistics, config.max_domain_size)
     return curate_schema(schema, config)
 
 
@@ -307,8 +346,11 @@ def write_report(path: str, pattern: str, statistics, lines: list[str], schema_n
         if feature.HasField("num_stats"):
             s = feature.num_stats
             missing = s.common_stats.num_missing
-            out.append(f"| {name} | {kind} | {missing} | {s.mean:.4g} | {s.min:.4g} | "
-                       f"{s.max:.4g} |")
+            if s.common_stats.num_non_missing == 0:  # TFDV leaves mean, min, max at 0
+                out.append(f"| {name} | {kind} | {missing} | – | – | – |")
+            else:
+                out.append(f"| {name} | {kind} | {missing} | {s.mean:.4g} | {s.min:.4g} | "
+                           f"{s.max:.4g} |")
         elif feature.HasField("string_stats"):
             s = feature.string_stats
             out.append(f"| {name} | {kind} | {s.common_stats.num_missing} | {s.unique} "
