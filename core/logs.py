@@ -35,6 +35,8 @@ from core.schema_inference import infer_schema
 
 # Extra keys of `read_logs(..., with_source=True)`.
 SOURCE_FILE, SOURCE_ROW, DWELL_ZEROED = "_source_file", "_source_row", "_dwell_zeroed"
+# With `dwell_as_read`: the dwell as the row holds it, before an unclicked row's is zeroed.
+DWELL_AS_READ = "_dwell_as_read"
 SOURCE_INDEX = "_source_index"  # position of the row's file in `LogSource.files`
 RAW = "_raw"  # the row as read: a CSV line (without its line end) or a serialized tf.Example
 # `dataset(with_missing=True)`: MISSING + column is True where the row had no value (an empty
@@ -76,13 +78,14 @@ class LogSource:
                 num_parallel_calls: int | None = None, drop_remainder: bool = False,
                 file_shard: tuple | None = None, whole_files: bool = True,
                 batches_span_files: bool = True, with_missing: bool = False,
-                check_streams: bool = True):
+                check_streams: bool = True, dwell_as_read: bool = False):
         """A `tf.data.Dataset` of dicts column -> Tensor[batch] in file order.
 
         With `with_source`, adds `_source_file` (string path), `_source_index` (int64 position
         of the file in `files`) and `_source_row` (int64 line or record number). With
         `allow_unclicked_dwell`, dwell on an unclicked row becomes 0 and `_dwell_zeroed`
-        (int64 0/1) marks the row; otherwise such a row is an error. With
+        (int64 0/1) marks the row (with `dwell_as_read`, `_dwell_as_read` keeps the value the
+        row holds, for writers that pass rows through); otherwise such a row is an error. With
         `with_raw`, adds `_raw`: each row as read (a CSV line without its line end, or the
         serialized tf.Example), so writers can pass input through unchanged. With
         `with_missing`, adds `_missing:<column>` (bool) for every column returned but
@@ -186,7 +189,8 @@ class LogSource:
                    if batches_span_files else chunks)
 
         def to_features(path, position, row, payload):
-            out = self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell)
+            out = self._finish(parse(path, row, payload), path, row, allow_unclicked_dwell,
+                               dwell_as_read)
             if with_source:
                 out.update({SOURCE_FILE: path, SOURCE_ROW: row, SOURCE_INDEX: position})
             if with_raw:
@@ -290,7 +294,7 @@ class LogSource:
         return out, checks
 
     # Shared checks ----------------------------------------------------------------------------
-    def _finish(self, parsed, path, row, allow_unclicked_dwell):
+    def _finish(self, parsed, path, row, allow_unclicked_dwell, dwell_as_read=False):
         import tensorflow as tf
 
         out, checks = parsed
@@ -336,6 +340,8 @@ class LogSource:
                                                         dwell))
         if allow_unclicked_dwell:
             result[DWELL_ZEROED] = tf.cast(unclicked_dwell, tf.int64)
+            if dwell_as_read:
+                result[DWELL_AS_READ] = tf.identity(dwell)
         return result
 
 
@@ -477,6 +483,12 @@ def read_logs(patterns: str | Sequence[str], batch_size: int = 1024, *,
 
 
 # The reader's in-graph checks ---------------------------------------------------------------------
+def row_check(ok, path, row, column, *message, row_kind="line"):
+    """`_check` for writers of rows read here (path and row [batch], as `with_source` gives
+    them): its failure names the first bad row as the reader's errors do."""
+    return _check(ok, path, row, column, *message, row_kind=row_kind)
+
+
 def _check(ok, path, row, column, *message, row_kind="line"):
     """An assertion that every element of `ok` holds; its message names the first bad row.
 

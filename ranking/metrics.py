@@ -137,8 +137,8 @@ def dwell_metrics(true_bin: np.ndarray, dwell_probs: np.ndarray, true_seconds: n
     num_bins = dwell_probs.shape[1]
     # Undefined without clicked impressions, and for a model whose outputs are not all numbers
     # (a diverged one): the argmax of a NaN row is bin 0, which would score it like any other
-    # model, where its AUC and losses are NaN.
-    if len(true_bin) == 0 or not np.isfinite(dwell_probs).all():
+    # model, where its AUC and losses are NaN. (Scores of -inf, a log of 0, are ranked.)
+    if len(true_bin) == 0 or np.isnan(dwell_probs).any():
         undefined = {k: float("nan") for k in (*DT_CLASS_METRICS, *DT_SECONDS_METRICS)}
         undefined["dt_pred_bin_distribution"] = [float("nan")] * num_bins
         undefined["dt_true_bin_distribution"] = [float("nan")] * num_bins

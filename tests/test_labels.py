@@ -251,6 +251,63 @@ def test_tfrecord_input_passes_its_records_through(tmp_path, sim):
         np.testing.assert_array_equal(tfr[column], want[column], column)
 
 
+
+def _records(path):
+    import tensorflow as tf
+
+    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(
+        path, "GZIP")]
+
+
+def test_every_format_pair_passes_the_input_through_and_refuses_what_csv_cannot_hold(
+        sim, tmp_path):
+    # Unclicked dwell allowed (zeroed for the labels): CSV to TFRecord and TFRecord to CSV wrote
+    # the zeroed 0, CSV to CSV and TFRecord to TFRecord (raw lines, records) the 3.5 read.
+    from core import log_writers, logs
+
+    root, stats_dir = sim
+    frame = pd.read_csv(root / "sim/logs/day-08.csv.gz", dtype=str, keep_default_na=False)
+    frame = frame.iloc[:40].reset_index(drop=True)
+    row = int(np.flatnonzero(frame["click"] == "0")[0])
+    frame.loc[row, "dwell_time"] = "3.5"
+    (tmp_path / "csv").mkdir()
+    frame.to_csv(tmp_path / "csv/log.csv", index=False)
+    columns = {k: v for k, v in next(logs.read_logs(
+        str(tmp_path / "csv/log.csv"), 100, allow_unclicked_dwell=True).as_numpy_iterator()
+    ).items() if not k.startswith("_")}
+    columns["dwell_time"] = columns["dwell_time"].copy()
+    columns["dwell_time"][row] = 3.5
+    (tmp_path / "tfr").mkdir()
+    log_writers.write_tfrecord(str(tmp_path / "tfr/log.tfrecord.gz"), columns)
+    for source in ("csv/log.csv", "tfr/log.tfrecord.gz"):
+        for fmt in ("csv", "tfrecord"):
+            out = tmp_path / f"out-{source.split('/')[0]}-{fmt}"
+            labelling.label_logs(str(tmp_path / source), stats_dir, str(out), fmt=fmt,
+                                 allow_unclicked_dwell=True)
+            shard, = glob.glob(str(out / "00000-*"))
+            if fmt == "csv":
+                got = pd.read_csv(shard)
+                dwell = float(got["dwell_time"][row])
+                assert got["ndt"][row] == 0 and got["valid_read"][row] == 0
+            else:
+                example = _records(shard)[row]
+                dwell = example.features.feature["dwell_time"].float_list.value[0]
+            assert dwell == 3.5, (source, fmt)
+    # A text feature with a line break: a TFRecord holds it, a CSV log cannot (the reader's
+    # contract); labelled to CSV it is refused, naming the record, not written unreadable.
+    columns["category"] = columns["category"].copy()
+    columns["category"][6] = b"news\nsports"
+    log_writers.write_tfrecord(str(tmp_path / "tfr/log.tfrecord.gz"), columns)
+    with pytest.raises(InputError, match="log.tfrecord.gz, record 7, column 'category': a line "
+                                         "break, which a CSV log cannot hold"):
+        labelling.label_logs(str(tmp_path / "tfr/log.tfrecord.gz"), stats_dir,
+                             str(tmp_path / "broken"), fmt="csv", allow_unclicked_dwell=True)
+    assert not os.path.exists(tmp_path / "broken")
+    labelling.label_logs(str(tmp_path / "tfr/log.tfrecord.gz"), stats_dir,
+                         str(tmp_path / "kept"), fmt="tfrecord", allow_unclicked_dwell=True)
+    kept = _records(glob.glob(str(tmp_path / "kept/00000-*"))[0])[6]
+    assert kept.features.feature["category"].bytes_list.value[0] == b"news\nsports"
+
 def test_short_artifact_days_by_hand():
     from core.labeler import short_artifact_days, short_artifact_note
 

@@ -210,10 +210,24 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
             else:
                 # A feature the tf.Example left out is an empty field, as a CSV log holds it
                 # (its value was read as 0 or ""): training then reads the feature's default.
-                base = tf.strings.reduce_join(tf.stack(
-                    [tf.where(batch[logs.MISSING + c], "", _feature_text(batch[c]))
-                     if logs.MISSING + c in batch else _feature_text(batch[c])
-                     for c in columns], axis=1), axis=1, separator=",")
+                # Input columns pass through: an unclicked row's dwell as it was read
+                # (--allow_unclicked_dwell zeroes it for the labels only).
+                values = {c: batch[c] for c in columns}
+                if logs.DWELL_AS_READ in batch:
+                    values["dwell_time"] = batch[logs.DWELL_AS_READ]
+                # A CSV log holds no line break in a field (the reader's contract): a text
+                # feature with one is refused, naming its record, not written unreadable.
+                checks = [logs.row_check(
+                    ~tf.strings.regex_full_match(values[c], "(?s).*[\r\n].*"),
+                    batch[logs.SOURCE_FILE], batch[logs.SOURCE_ROW], c,
+                    "a line break, which a CSV log cannot hold (quoted fields may hold commas, "
+                    "not line breaks): label to --format=tfrecord", row_kind="record")
+                    for c in columns if values[c].dtype == tf.string]
+                with tf.control_dependencies(checks):
+                    base = tf.strings.reduce_join(tf.stack(
+                        [tf.where(batch[logs.MISSING + c], "", _feature_text(values[c]))
+                         if logs.MISSING + c in batch else _feature_text(values[c])
+                         for c in columns], axis=1), axis=1, separator=",")
             # One element-wise join: base,label1,...,label5.
             pieces = [base]
             for text in label_text:
@@ -233,7 +247,8 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
                         # An empty field is an empty value list (not a 0 or "", which reads
                         # as a value): the reader's missing value, the column kept.
                         out[logs.MISSING + c] = batch[logs.MISSING + c]
-                out["dwell_time"] = labelled["dwell_time"]
+                # As read (module docstring: input columns pass through unchanged).
+                out["dwell_time"] = batch.get(logs.DWELL_AS_READ, labelled["dwell_time"])
         return out
 
     # One pipeline over all files (tracing one per file costs more than labelling a small
@@ -242,7 +257,8 @@ def write_shards(source: logs.LogSource, labeler: Labeler, directory: str,
     needed = label_rules.LABEL_INPUTS if (fmt == "csv" and source.format == "csv") else None
     dataset = source.dataset(batch_size, allow_unclicked_dwell=allow_unclicked_dwell,
                              with_raw=True, with_source=True, columns=needed,
-                             with_missing=fmt != source.format).map(
+                             with_missing=fmt != source.format,
+                             dwell_as_read=fmt != source.format).map(
         tf.autograph.experimental.do_not_convert(to_output),
         num_parallel_calls=tf.data.AUTOTUNE)
     written = set()
