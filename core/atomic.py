@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from core.errors import InputError
 from core.log_files import is_url
@@ -46,15 +46,24 @@ def _remove_made(made: list[str]) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_empty_dir,
-                     what: str = "output directory") -> Iterator[str]:
+                     what: str = "output directory", inputs: Sequence[str] = ()
+                     ) -> Iterator[str]:
     """Yields a temporary directory beside `target`; on success it becomes `target`.
 
     An existing `target` is replaced only if `may_replace(target)` holds (by default: it is
     empty); otherwise InputError is raised before any work starts. On any exception the
-    temporary directory is removed and `target` is left as it was.
+    temporary directory is removed and `target` is left as it was. `inputs` (the job's input
+    files): a `target` that holds one of them is refused, as replacing it would delete it.
     """
     _refuse_url(target, what)
     target = os.path.abspath(target)
+    inside = os.path.realpath(target) + os.sep
+    held = [p for p in inputs if "://" not in p and os.path.realpath(p).startswith(inside)]
+    if held:
+        raise InputError(f"{what} {target} holds the input {held[0]}"
+                         f"{f' and {len(held) - 1:,} more' if len(held) > 1 else ''}: "
+                         "writing the output there would replace the logs being read; "
+                         "choose another path")
     if os.path.exists(target) and not (os.path.isdir(target) and may_replace(target)):
         raise InputError(f"{what} {target} exists and holds something else; "
                          "refusing to overwrite it (choose another path or remove it)")

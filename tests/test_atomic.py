@@ -86,3 +86,24 @@ def test_an_output_at_a_url_is_refused_not_made_a_local_folder(tmp_path, monkeyp
         with atomic_file("gs://b/out.json"):
             pass
     assert os.listdir(tmp_path) == []
+
+
+def test_an_output_directory_holding_an_input_is_refused_before_anything_moves(tmp_path):
+    # The label job's output named like its shards (`00000-raw.csv`) was taken for an earlier
+    # output and replaced, deleting the raw log it was reading.
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "00000-raw.csv").write_text("raw\n")
+    os.symlink(logs, tmp_path / "link")
+    for target in (logs, tmp_path / "link", tmp_path):
+        with pytest.raises(InputError, match=r"holds the input .*00000-raw.csv: writing the "
+                                             "output there would replace the logs being read"):
+            with atomic_directory(str(target), may_replace=lambda _: True,
+                                  inputs=[str(logs / "00000-raw.csv"), "gs://b/day.csv"]):
+                raise AssertionError("no work starts")
+    assert (logs / "00000-raw.csv").read_text() == "raw\n"
+    # Beside the inputs, or named like them, is fine.
+    with atomic_directory(str(tmp_path / "logs-labelled"),
+                          inputs=[str(logs / "00000-raw.csv")]) as tmp:
+        open(os.path.join(tmp, "out"), "w").close()
+    assert os.listdir(tmp_path / "logs-labelled") == ["out"]

@@ -308,6 +308,19 @@ def test_every_format_pair_passes_the_input_through_and_refuses_what_csv_cannot_
     kept = _records(glob.glob(str(tmp_path / "kept/00000-*"))[0])[6]
     assert kept.features.feature["category"].bytes_list.value[0] == b"news\nsports"
 
+
+def test_an_output_dir_holding_the_input_is_refused_and_the_input_kept(sim, tmp_path):
+    root, stats_dir = sim
+    logs_dir = tmp_path / "dl"
+    logs_dir.mkdir()
+    raw = logs_dir / "00000-raw.csv"  # named like a label shard: the folder looked like one
+    pd.read_csv(root / "sim/logs/day-08.csv.gz", dtype=str, keep_default_na=False).iloc[
+        :30].to_csv(raw, index=False)
+    before = raw.read_bytes()
+    with pytest.raises(InputError, match="--output_dir .*dl holds the input .*00000-raw.csv"):
+        labelling.label_logs(str(raw), stats_dir, str(logs_dir), fmt="csv")
+    assert os.listdir(logs_dir) == ["00000-raw.csv"] and raw.read_bytes() == before
+
 def test_short_artifact_days_by_hand():
     from core.labeler import short_artifact_days, short_artifact_note
 

@@ -148,9 +148,11 @@ def shard_names(files: list, fmt: str, compress: bool) -> dict[str, str]:
     return names
 
 
-def output_directory(output_dir: str):
-    """The atomic output directory of a labelling run (an earlier label output is replaced)."""
-    return atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir")
+def output_directory(output_dir: str, inputs=()):
+    """The atomic output directory of a labelling run (an earlier label output is replaced;
+    one holding an input file is refused)."""
+    return atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir",
+                            inputs=inputs)
 
 
 def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfrecord",
@@ -174,7 +176,7 @@ def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfr
                            t2_days_from_artifact=dict(labeler.t2_days_from_artifact or {}),
                            short_artifact_days=dict(labeler.short_artifact_days),
                            t2_gap_days=list(labeler.t2_gap_days))
-    with output_directory(output_dir) as tmp:
+    with output_directory(output_dir, [f.path for f in source.files]) as tmp:
         write_shards(source, labeler, tmp, shard_names(source.files, fmt, compress), summary,
                      fmt=fmt, compress=compress, allow_unclicked_dwell=allow_unclicked_dwell,
                      batch_size=batch_size)

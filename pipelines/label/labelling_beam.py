@@ -82,7 +82,7 @@ def label_logs_beam(pattern: str, stats_dir: str, output_dir: str, *, fmt: str =
                allow_unclicked_dwell=allow_unclicked_dwell,
                num_bins=artifact.num_bins, artifact_day_rows=artifact.day_rows)
     history = stats_artifact.table_shards(os.path.join(stats_dir, "user_days"))
-    with labelling.output_directory(output_dir) as tmp:
+    with labelling.output_directory(output_dir, [f.path for f in source.files]) as tmp:
         results = os.path.join(tmp, ".results")
         os.makedirs(results)
         with reraised_from_workers():

@@ -326,7 +326,8 @@ def run_job(saved_model: str, pattern: str, output_dir: str, config: ScoreConfig
     columns = tuple(dict.fromkeys(ids + tuple(signature.features)))
     job = dict(schema=source.schema.to_json(), stored=source.stored_types, columns=columns,
                ids=ids, signature=dataclasses.asdict(signature), config=dataclasses.asdict(config))
-    with atomic_directory(output_dir, may_replace=_is_score_output, what="--output") as tmp:
+    with atomic_directory(output_dir, may_replace=_is_score_output, what="--output",
+                          inputs=[f.path for f in source.files]) as tmp:
         results = score_files(source.files, job, tmp)
         results.sort(key=lambda r: r["index"])
         dead = [DeadLetter(**d) for r in results for d in r.pop("dead_letters")]
