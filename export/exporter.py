@@ -34,8 +34,8 @@ from export.versions import (
     existing_versions,
     foreign_entries,
 )
+from ranking import metrics, selection_files
 from ranking import model_dir as model_dir_lib
-from ranking import selection_files
 from ranking.fusion import Fusion, parse_weights
 from ranking.input_notes import trained_day_rows
 from ranking.models import RankingModel
@@ -405,7 +405,8 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
                           handle, indent=2)
         if gate_record is not None:
             with open(os.path.join(staged, GATE_FILE), "w") as handle:
-                json.dump(gate_record, handle, indent=2)
+                # Strict JSON: an undefined baseline figure (a diverged model) is null.
+                json.dump(metrics.json_ready(gate_record), handle, indent=2, allow_nan=False)
         if os.path.exists(target):
             raise InputError(f"export version {version} appeared while exporting ({target}); "
                              "not overwriting it")
@@ -439,12 +440,13 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     else:
         with atomic_file(config_path) as handle:
             handle.write(models_config(export_base, model_name))
-        if versions and version < versions[-1]:
+        newest = max((v for v in versions if os.path.isfile(
+            os.path.join(export_base, str(v), "saved_model.pb"))), default=None)
+        if newest is not None and version < newest:
             # The policy written (TF Serving's default too) serves the newest version only; a
             # hand-edited models.config is judged by `_config_warnings` above.
-            warnings.append(f"version {version} is below the newest, {versions[-1]}: TF "
-                            f"Serving serves {versions[-1]} (models.config: latest {{ "
-                            f"num_versions: 1 }}), not this one; export it above "
-                            f"{versions[-1]} to serve it")
+            warnings.append(f"version {version} is below the newest, {newest}: TF Serving "
+                            f"serves {newest} (models.config: latest {{ num_versions: 1 }}), "
+                            f"not this one; export it above {newest} to serve it")
     return ExportResult(target, version, describe_signatures(module), records, fusion,
                         gate_record, tuple(warnings))

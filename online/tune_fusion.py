@@ -196,11 +196,14 @@ def main(argv):
     simulation.check_artifact(FLAGS.sim, artifact)
 
     def baseline_of(seed: int):
-        # A built-in baseline (random, logging) draws its noise keyed by the measurement's
-        # seed, as `online.ab_test`'s policies do: the report's draws are not the tuning's.
         return list(make_policies([FLAGS.baseline], seed, flag="--baseline").values())[0]
 
-    baseline_of(FLAGS.tune_seed)  # a bad --baseline is refused before any output
+    # A built-in baseline (random, logging) draws its noise keyed by the measurement's seed,
+    # as `online.ab_test`'s policies do: the report's draws are not the tuning's. A SavedModel
+    # baseline has no noise: loaded once.
+    tune_baseline = baseline_of(FLAGS.tune_seed)
+    report_baseline = (baseline_of(FLAGS.report_seed) if hasattr(tune_baseline, "seed")
+                       else tune_baseline)
     model = SavedModelPolicy(FLAGS.saved_model)
     stored = stored_fusion(model)
     if len(stored.weights) < 2:
@@ -210,7 +213,7 @@ def main(argv):
                           may_replace=lambda p: not os.listdir(p)
                           or "frontier.json" in os.listdir(p)) as tmp:
         tune = dataclasses.replace(config, seed=FLAGS.tune_seed)
-        rows = measure(world, artifact, tune, baseline_of(FLAGS.tune_seed), model,
+        rows = measure(world, artifact, tune, tune_baseline, model,
                        candidates(stored, grid),
                        simulation.calibrate(world, artifact, tune))
         chosen = choose(rows, FLAGS.objective, FLAGS.min_clicks)
@@ -218,7 +221,7 @@ def main(argv):
         to_report = {"stored (" + stored.formula() + ")": stored}
         if chosen is not None:
             to_report["chosen"] = Fusion.from_json(rows[chosen]["fusion"])
-        reported = measure(world, artifact, report_config, baseline_of(FLAGS.report_seed), model,
+        reported = measure(world, artifact, report_config, report_baseline, model,
                            list(to_report.values()),
                            simulation.calibrate(world, artifact, report_config))
         report = dict(zip(to_report, reported))

@@ -584,7 +584,7 @@ def learned(small_world, tmp_path_factory):
 
 
 def test_the_quality_gate_refuses_a_worse_candidate_and_passes_an_equal_one(
-        small_world, learned, run, tmp_path):
+        small_world, learned, run, tmp_path, monkeypatch):
     base = tmp_path / "serving"
     held_out = small_world["eval"]
     exporter.export_saved_model(learned, str(base))
@@ -606,7 +606,24 @@ def test_the_quality_gate_refuses_a_worse_candidate_and_passes_an_equal_one(
     assert tower.gate["metric"] == "ctr.auc_valid_read"
     with pytest.raises(InputError, match="--gate: expected METRIC:MAX_DROP"):
         exporter.export_saved_model(learned, str(base), baseline=str(base), gate="precision:0.1")
+    # A baseline whose AUC is undefined (its scores NaN, a diverged model): the candidate
+    # passes with a note, and quality_gate.json stays strict JSON (null, not NaN).
+    from export import gate
 
+    real_auc, calls = gate.metrics.auc, []
+
+    def auc(label, scores):  # the candidate's figure first, then the baseline's: NaN
+        calls.append(None)
+        return real_auc(label, scores) if len(calls) % 2 else float("nan")
+
+    monkeypatch.setattr(gate.metrics, "auc", auc)
+    undefined = exporter.export_saved_model(learned, str(base), baseline=str(base),
+                                            gate="auc_ctr:0", gate_logs=held_out)
+    text = open(os.path.join(undefined.path, "quality_gate.json")).read()
+    record = json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
+    assert record["decision"] == "passed" and record["baseline"] is None
+    assert any("the baseline's auc_ctr is undefined" in n for n in record["notes"])
+    assert any("the baseline's auc_ctr is undefined" in w for w in undefined.warnings)
 
 
 def test_the_gates_decision_by_hand_and_with_a_diverged_model():

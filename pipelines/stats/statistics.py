@@ -394,7 +394,8 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
     def is_artifact(path):
         return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))
 
-    with atomic_directory(output_dir, may_replace=is_artifact, what="--output_dir") as tmp:
+    with atomic_directory(output_dir, may_replace=is_artifact, what="--output_dir",
+                          inputs=[f.path for f in source.files]) as tmp:
         for table in ("items", "user_days"):  # each table's shards are written straight in
             os.makedirs(os.path.join(tmp, table))
         if engine == "local":

@@ -18,7 +18,7 @@ import sys
 
 from absl import flags
 
-from core import cli, log_schema, settings  # cli first: it quiets TensorFlow before it loads
+from core import cli, log_files, log_schema, settings  # cli first: it quiets TensorFlow before it loads
 from core.atomic import atomic_directory
 from pipelines.validate import validation
 
@@ -48,7 +48,8 @@ def main(argv):
     if FLAGS.schema:
         schema = validation.load_schema(FLAGS.schema)
     with atomic_directory(FLAGS.output_dir, may_replace=_is_validation_output,
-                          what="--output_dir") as tmp:
+                          what="--output_dir",
+                          inputs=[f.path for f in log_files.expand_inputs(FLAGS.input)]) as tmp:
         stats = validation.generate_statistics(FLAGS.input, os.path.join(tmp, "stats.pb"),
                                                argv[1:], config,
                                                column_types=settings.from_flags(
