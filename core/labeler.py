@@ -446,7 +446,14 @@ def count_source(source, batch_size: int = 8192,
             yield batch
 
     keys = dataset.map(tf.autograph.experimental.do_not_convert(key))
-    counts, _ = count_user_days(counted(keys.as_numpy_iterator()))
+    try:
+        counts, _ = count_user_days(counted(keys.as_numpy_iterator()))
+    except tf.errors.OpError as error:
+        # A bad row met first by this pass is the InputError naming its file, row and column,
+        # as the jobs' own reads raise it (a library caller got TensorFlow's error).
+        from core import log_diagnosis
+
+        raise (log_diagnosis.translate_error(error) or error) from None
     rows_per_file = np.zeros(len(source.files), np.int64)
     for (file, _), n in file_day_rows.items():
         rows_per_file[file] += n

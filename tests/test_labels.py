@@ -321,6 +321,19 @@ def test_an_output_dir_holding_the_input_is_refused_and_the_input_kept(sim, tmp_
         labelling.label_logs(str(raw), stats_dir, str(logs_dir), fmt="csv")
     assert os.listdir(logs_dir) == ["00000-raw.csv"] and raw.read_bytes() == before
 
+
+def test_a_bad_row_met_by_the_counting_pass_is_an_input_error_for_library_callers(sim,
+                                                                                  tmp_path):
+    root, stats_dir = sim
+    frame = pd.read_csv(root / "sim/logs/day-08.csv.gz", dtype=str, keep_default_na=False)
+    frame = frame.iloc[:30].reset_index(drop=True)
+    frame.loc[4, "click"] = "2"
+    frame.to_csv(tmp_path / "bad.csv", index=False)
+    with pytest.raises(InputError, match=r"bad.csv, line 6, column 'click': expected 0 or 1, "
+                                         "found 2"):
+        labelling.label_logs(str(tmp_path / "bad.csv"), stats_dir, str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")
+
 def test_short_artifact_days_by_hand():
     from core.labeler import short_artifact_days, short_artifact_note
 
