@@ -58,7 +58,7 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
     _refuse_url(target, what)
     target = os.path.abspath(target)
     inside = os.path.realpath(target) + os.sep
-    held = [p for p in inputs if "://" not in p and os.path.realpath(p).startswith(inside)]
+    held = [p for p in inputs if not is_url(p) and os.path.realpath(p).startswith(inside)]
     if held:
         raise InputError(f"{what} {target} holds the input {held[0]}"
                          f"{f' and {len(held) - 1:,} more' if len(held) > 1 else ''}: "

@@ -339,9 +339,11 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     versions = existing_versions(export_base)
     if version is None:
         version = (versions[-1] + 1) if versions else 1
-    # The newest earlier version: its serving inputs are compared with the new one's.
-    previous_version = max((v for v in versions if v < version and os.path.isfile(
-        os.path.join(export_base, str(v), "saved_model.pb"))), default=None)
+    # Versions holding a model; the newest earlier one's serving inputs are compared with the
+    # new one's, and TF Serving's latest policy serves the newest.
+    served = [v for v in versions
+              if os.path.isfile(os.path.join(export_base, str(v), "saved_model.pb"))]
+    previous_version = max((v for v in served if v < version), default=None)
     previous = (None if previous_version is None
                 else os.path.join(os.path.abspath(export_base), str(previous_version)))
     if version < 0:
@@ -440,8 +442,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     else:
         with atomic_file(config_path) as handle:
             handle.write(models_config(export_base, model_name))
-        newest = max((v for v in versions if os.path.isfile(
-            os.path.join(export_base, str(v), "saved_model.pb"))), default=None)
+        newest = max(served, default=None)
         if newest is not None and version < newest:
             # The policy written (TF Serving's default too) serves the newest version only; a
             # hand-edited models.config is judged by `_config_warnings` above.
