@@ -99,8 +99,10 @@ def fit_ndt(preset: str, *, x_l: float, x_h: float, t_max: float | None = None,
 
     auto: offset = x_l (or `offset`); B = A / (1 + exp(offset / tau)) so ndt(0) = 0; A - B = t_max;
     tau solves d ndt/dT (x_h) = epsilon on the saturated branch 0 < tau < (x_h - offset) / 2,
-    where the derivative rises with tau, by bisection. Explicit `tau`, `A`, `B` override.
-    paper: offset 15, tau 20, A 2.319, B 0.744. explicit: all four given.
+    where the derivative rises with tau, by bisection. Explicit `tau`, `A`, `B` override; with
+    `A` alone, B = A / (1 + exp(offset / tau)) keeps ndt(0) = 0; with `B` alone, A = t_max + B
+    keeps the range (each flag's documented default). The fit of tau is the curve's with both
+    automatic. paper: offset 15, tau 20, A 2.319, B 0.744. explicit: all four given.
     """
     t_max = AUTO_T_MAX if t_max is None else t_max
     epsilon = AUTO_EPSILON if epsilon is None else epsilon
@@ -117,8 +119,11 @@ def fit_ndt(preset: str, *, x_l: float, x_h: float, t_max: float | None = None,
     if tau is None:
         tau = _solve_tau(offset, x_h, t_max, epsilon)
     a, b = _auto_a_b(offset, tau, t_max)
-    return NdtParams(offset, tau, a if A is None else A, b if B is None else B, t_max, epsilon,
-                     "auto")
+    if A is not None:
+        a, b = A, A * _sigmoid(-offset / tau) if B is None else B
+    elif B is not None:
+        a, b = t_max + B, B
+    return NdtParams(offset, tau, a, b, a - b, epsilon, "auto")
 
 
 class NdtFitError(InputError):

@@ -419,8 +419,12 @@ TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--out
     ("pipelines.stats", ["--input=x.csv", "--output_dir=o", "--ndt_tau=20", "--ndt_a=2.3",
                          "--ndt_b=0.7", "--ndt_t_max=2", "--ndt_epsilon=1e-4"],
      "error: --ndt_t_max and --ndt_epsilon shape the automatic NDT fit (--ndt=auto); with "
-     "--ndt_tau, --ndt_a and --ndt_b given (t_max only fits tau, A and B) they are not read: "
+     "--ndt_tau and --ndt_a given (t_max only fits tau and A) they are not read: "
      "drop them\n"),
+    ("pipelines.stats", ["--input=x.csv", "--output_dir=o", "--ndt_tau=20", "--ndt_a=2.3",
+                         "--ndt_t_max=2"],
+     "error: --ndt_t_max shapes the automatic NDT fit (--ndt=auto); with --ndt_tau and --ndt_a "
+     "given (t_max only fits tau and A) it is not read: drop it\n"),
     ("pipelines.validate.describe", ["--input=x.csv", "--batch_size=0"],
      "FATAL Flags parsing error: flag --batch_size=0: 0 is not a positive integer"),
     ("pipelines.score", ["--saved_model=s", "--input=x.csv", "--output=o",

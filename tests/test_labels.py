@@ -58,6 +58,23 @@ def test_auto_fit_reproduces_the_papers_setting(given):
     assert p.tau < (200 - 15) / 2
 
 
+def test_a_given_a_or_b_keeps_the_other_flags_documented_rule():
+    """--ndt_a alone: B so that ndt(0) = 0 (--ndt_b's default); --ndt_b alone: A = t_max + B
+    (--ndt_a's default, the range); tau is the automatic curve's in both."""
+    auto = label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0)
+    with_a = label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, A=3.0)
+    assert (with_a.tau, with_a.A) == (auto.tau, 3.0)
+    # By hand: B = A / (1 + exp(offset / tau)).
+    assert with_a.B == pytest.approx(3.0 / (1.0 + np.exp(15.0 / auto.tau)), rel=1e-12)
+    assert with_a(np.array([0.0]))[0] == pytest.approx(0.0, abs=1e-12)
+    assert with_a.t_max == pytest.approx(with_a.A - with_a.B, rel=1e-12)
+    with_b = label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, B=0.5, t_max=2.0)
+    assert (with_b.tau, with_b.A, with_b.B) == (
+        label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, t_max=2.0).tau, 2.5, 0.5)
+    both = label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, A=3.0, B=0.5)
+    assert (both.A, both.B, both.t_max) == (3.0, 0.5, 2.5)
+
+
 def test_auto_fit_refuses_an_impossible_slope():
     with pytest.raises(InputError, match="cannot fit NDT"):
         label_rules.fit_ndt("auto", x_l=15.0, x_h=200.0, epsilon=1.0)

@@ -101,10 +101,9 @@ class StatsConfig:
                              "(they override the fit) or --ndt=explicit (all four)")
         # --ndt_t_max and --ndt_epsilon shape the automatic fit only: with the paper's or four
         # explicit parameters nothing reads them, nor epsilon beside a given tau (it only fits
-        # tau), nor t_max beside a given tau, A and B (it fits tau, then A and B); a value
-        # given there would be dropped unseen.
-        fitted = (self.ndt_tau is None, self.ndt_tau is None or self.ndt_a is None
-                  or self.ndt_b is None)
+        # tau), nor t_max beside a given tau and A (it fits tau, then A; B then follows A,
+        # `label_rules.fit_ndt`); a value given there would be dropped unseen.
+        fitted = (self.ndt_tau is None, self.ndt_tau is None or self.ndt_a is None)
         fit_only = [f"--ndt_{name}" for name, read in zip(("epsilon", "t_max"), fitted)
                     if getattr(self, name) is not None
                     and (self.ndt_preset != "auto" or not read)][::-1]
@@ -112,8 +111,7 @@ class StatsConfig:
             why = (f"with --ndt={self.ndt_preset}" if self.ndt_preset != "auto"
                    else "with --ndt_tau given (epsilon only fits tau)"
                    if fit_only == ["--ndt_epsilon"]
-                   else "with --ndt_tau, --ndt_a and --ndt_b given (t_max only fits tau, A "
-                        "and B)")
+                   else "with --ndt_tau and --ndt_a given (t_max only fits tau and A)")
             raise InputError(f"{' and '.join(fit_only)} shape{'s' if len(fit_only) == 1 else ''}"
                              f" the automatic NDT fit (--ndt=auto); {why} "
                              f"{'it is' if len(fit_only) == 1 else 'they are'} not read: drop "
