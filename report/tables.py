@@ -34,15 +34,27 @@ def model_names(model_dirs: list[str]) -> list[str]:
     return names
 
 
+# What every table reads of an eval_metrics.json (`ranking.evaluation` writes them all).
+REQUIRED_METRICS = ("preset", "rows", "clicks", "valid_reads", "auc_ctr", "auc_valid_read")
+
+
 def load_metrics(model_dir: str) -> dict:
     """The model directory's eval_metrics.json, with `preset_shown`: its preset and what the
-    run added to it (`preset_text`)."""
+    run added to it (`preset_text`). InputError when it is missing, not JSON, or lacks one of
+    REQUIRED_METRICS (a file cut short or edited by hand)."""
     path = os.path.join(model_dir, "eval_metrics.json")
     try:
         with open(path) as handle:
             metrics_ = json.load(handle)
     except OSError:
         raise InputError("no eval_metrics.json: train with --eval first", file=model_dir) from None
+    except ValueError as error:
+        raise InputError(f"cannot read eval_metrics.json ({error})", file=path) from None
+    missing = ([k for k in REQUIRED_METRICS if k not in metrics_]
+               if isinstance(metrics_, dict) else list(REQUIRED_METRICS))
+    if missing:
+        raise InputError("is not an eval_metrics.json of ranking.train: it has no "
+                         f"{', '.join(missing)}", file=path)
     try:
         with open(os.path.join(model_dir, "config.json")) as handle:
             description = json.load(handle)

@@ -31,6 +31,19 @@ def test_report_relaimpr_by_hand(run, tmp_path):
         in text
     missing = run("report", f"--model_dirs={tmp_path / 'nothing'}")
     assert missing.returncode == 1 and "no eval_metrics.json" in missing.stderr
+    # A file cut short, or JSON without the figures: one line naming the file, no report.
+    for name, content, says in (("cut", '{"preset": "single', "cannot read eval_metrics.json"),
+                                ("bare", "{}", "it has no preset, rows, clicks"),
+                                ("list", "[1]", "it has no preset, rows, clicks")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "eval_metrics.json").write_text(content)
+        done = run("report", f"--model_dirs={tmp_path / 'base'},{tmp_path / name}",
+                   f"--output={tmp_path / name / 'report.md'}")
+        assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+        assert done.stderr.startswith(f"error: {tmp_path / name / 'eval_metrics.json'}"), \
+            done.stderr
+        assert says in done.stderr and len(done.stderr.splitlines()) == 1, done.stderr
+        assert not (tmp_path / name / "report.md").exists()
 
 
 def test_the_preset_column_says_what_the_run_added_to_the_preset():
