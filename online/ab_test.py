@@ -91,8 +91,10 @@ def main(argv):
     print(f"online: {len(names)} policies x {config.days} days, consequences "
           f"{config.consequences}, {rows:,} impressions in {seconds:.1f} s "
           f"({rows / max(seconds, 1e-9):,.0f} impressions/s)")
-    print(f"  calibrated on the logging policy: leave offset {calibration.leave_offset:+.3f}, "
-          f"reference outcome score {calibration.reference_score:+.3f}")
+    if config.consequences != "none":  # with none nothing is calibrated
+        print(f"  calibrated on the logging policy: leave offset "
+              f"{calibration.leave_offset:+.3f}, reference outcome score "
+              f"{calibration.reference_score:+.3f}")
     print(markdown)
     print(f"wrote {FLAGS.output_dir}/online.md, online.json and "
           f"{', '.join(figures) or 'no heat map'}")

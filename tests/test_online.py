@@ -168,6 +168,13 @@ def test_cli_with_saved_model_policies(small_world, exports, run, tmp_path):
     assert written["saved_models"] == {"single_ctr": exports["single_ctr"].path,
                                        "vr_ndt": exports["vr_ndt"].path}
     assert metrics["single_ctr"]["clicks"] > 0 and metrics["random"]["impressions"] > 0
+    assert "calibrated on the logging policy: leave offset" in done.stdout
+    # Without consequences nothing is calibrated, and the run does not say it was.
+    plain = run("online.ab_test", f"--sim={small_world['root'] / 'sim'}",
+                f"--stats={small_world['stats']}", "--policies=random", "--days=1",
+                "--consequences=none", f"--output_dir={tmp_path / 'plain'}")
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert "consequences none" in plain.stdout and "calibrated" not in plain.stdout
     bad = run("online.ab_test", f"--sim={small_world['root'] / 'sim'}",
               f"--stats={small_world['stats']}", "--policies=mystery", "--days=1",
               f"--output_dir={tmp_path / 'bad'}")
