@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import ast
 import atexit
+import contextlib
 import errno
 import os
 import re
+import signal
 import sys
 import threading
 import warnings
@@ -27,7 +29,7 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 from absl import app, flags, logging  # noqa: E402
 
 from core import threads  # noqa: E402
-from core.errors import InputError, Stopped, quiet_input_error_logs  # noqa: E402
+from core.errors import InputError, Stopped, Terminated, interrupted_by, quiet_input_error_logs  # noqa: E402
 
 
 def _stdout_to_devnull() -> None:
@@ -90,8 +92,9 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             print(f"stopped: {stop}", file=sys.stderr)
             sys.exit(stop.status)
         except KeyboardInterrupt:  # Ctrl-C: the user knows why; no traceback
-            print("stopped: interrupted (SIGINT)", file=sys.stderr)
-            sys.exit(130)
+            _stopped_by("SIGINT")
+        except Terminated:  # SIGTERM (`_sigterm_raises`), after outputs in the making went
+            _stopped_by("SIGTERM")
         except BrokenPipeError:
             # The reader of stdout went away (`| head`): no traceback, and nothing more to
             # write there (its final flush would fail again), as Python's docs advise.
@@ -113,6 +116,8 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             print(f"error: {_out_of_memory(error)}", file=sys.stderr)
             sys.exit(1)
         except Exception as error:  # TensorFlow errors raised while reading input
+            if interrupted_by(error):  # a signal's stop, as Beam re-raised it from a step
+                _stopped_by(interrupted_by(error))
             if _tf_out_of_memory(error):
                 print(f"error: {_out_of_memory(error)}", file=sys.stderr)
                 sys.exit(1)
@@ -127,14 +132,45 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             sys.exit(1)
 
     try:
-        if pass_unknown_flags:
-            app.run(guarded, argv=argv, flags_parser=_parse_known_flags)
-        else:
-            app.run(guarded, argv=argv)
+        with _sigterm_raises():
+            if pass_unknown_flags:
+                app.run(guarded, argv=argv, flags_parser=_parse_known_flags)
+            else:
+                app.run(guarded, argv=argv)
     except SystemExit as stop:
         if end_process:
             end_now(stop.code)
         raise
+
+
+def _stopped_by(signal_name: str) -> None:
+    """One `stopped:` line; exit with a shell's status for a process the signal ended."""
+    print(f"stopped: {'interrupted' if signal_name == 'SIGINT' else 'terminated'} "
+          f"({signal_name})", file=sys.stderr)
+    sys.exit(130 if signal_name == "SIGINT" else 143)
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """Within the block, SIGTERM raises `Terminated` in the main thread, as Ctrl-C raises
+    KeyboardInterrupt: a tool stopped by `kill` or a container's stop removes the output it was
+    making (`core.atomic`) and says so in one line, where the default action left a hidden
+    temporary directory and no word (and a container's PID 1 ignored the signal). Only where
+    SIGTERM has its default action: training installs its own handler first
+    (`ranking.preemption`), and an inherited SIG_IGN stays."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _parse_known_flags(args: list[str]) -> list[str]:

@@ -51,6 +51,31 @@ class Stopped(Exception):
         self.status = status
 
 
+class Terminated(BaseException):
+    """SIGTERM to a tool outside training (`core.cli.run`): raised in the main thread as Ctrl-C
+    raises KeyboardInterrupt, so outputs in the making are removed on the way out (a
+    BaseException: no `except Exception` of a library takes it for an error of its own)."""
+
+    def __init__(self, message: str = "terminated (SIGTERM)"):
+        super().__init__(message)
+
+
+def interrupted_by(error: BaseException) -> str | None:
+    """"SIGINT" or "SIGTERM" when `error` is a stop asked by that signal (KeyboardInterrupt,
+    `Terminated`), also as Beam re-raises one from a step (a RuntimeError "KeyboardInterrupt
+    [while running ...]", or the exception raised from it); else None."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, KeyboardInterrupt) or (
+                isinstance(error, RuntimeError) and str(error).startswith("KeyboardInterrupt")):
+            return "SIGINT"
+        if isinstance(error, Terminated):
+            return "SIGTERM"
+        error = error.__cause__ or error.__context__
+        seen += 1
+    return None
+
+
 _WHERE = re.compile(r"(?P<file>.*?), (?P<kind>line|record) (?P<row>\d+)"
                     r"(?:, column '(?P<column>[^']*)')?: (?P<reason>.*)\Z", re.S)
 _PARSE_EXAMPLE = re.compile(
@@ -106,9 +131,10 @@ def reraised_from_workers():
 
 
 class _InputErrorRecords(logging.Filter):
-    """Drops log records about bad input carried from a Beam worker (their text holds MARKER):
-    Beam logs each failed bundle with its traceback before the driver re-raises the error,
-    which the tool then prints as one readable line. Other records pass."""
+    """Drops log records about bad input carried from a Beam worker (their text holds MARKER),
+    and about a step a signal stopped (`interrupted_by`): Beam logs each failed bundle with its
+    traceback before the driver re-raises the error, which the tool then prints as one readable
+    line. Other records pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
@@ -116,6 +142,8 @@ class _InputErrorRecords(logging.Filter):
         except Exception:  # noqa: BLE001 - a malformed record is not ours to judge
             return True
         error = record.exc_info[1] if record.exc_info else None
+        if error is not None and interrupted_by(error):
+            return False
         seen = 0
         while error is not None and seen < 10:  # the exception and what it was raised from
             text += str(error)

@@ -11,6 +11,7 @@ object's __del__ ran in the interpreter's teardown)."""
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -529,3 +530,69 @@ def test_an_argument_that_is_not_a_flag_is_refused(run, tmp_path, module, args, 
     assert result.returncode == 1 and result.stderr.startswith(message.format(**paths)), (
         result.stderr)
     assert sorted(os.listdir(tmp_path)) == ["a.csv", "b.csv", "train.flags"]
+
+
+# Sends a signal to its own process from inside a tool's step (the `call`th call of `target`),
+# then runs the tool as its own program: a stop at a known point, without a race.
+SIGNALLED = """
+import importlib, os, runpy, signal, sys
+
+module, target, call, signum = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+owner, name = target.rsplit(".", 1)
+owner = importlib.import_module(owner)
+original, calls = getattr(owner, name), []
+
+def signalled(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == call:
+        os.kill(os.getpid(), signum)
+    return original(*args, **kwargs)
+
+setattr(owner, name, signalled)
+sys.argv = [module] + sys.argv[5:]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("module, target, call, signum, engine", [
+    ("pipelines.stats", "pipelines.stats.statistics._preaggregate", 1, "SIGINT", "beam"),
+    ("pipelines.stats", "pipelines.stats.statistics._preaggregate", 1, "SIGTERM", "beam"),
+    ("pipelines.stats", "pipelines.stats.statistics._preaggregate", 1, "SIGTERM", "local"),
+    ("pipelines.simulate", "pipelines.simulate.simulator.simulate_day", 2, "SIGTERM", None),
+])
+def test_a_signal_stops_a_tool_in_one_line_and_keeps_the_earlier_output(
+        small_world, tmp_path, module, target, call, signum, engine):
+    """Ctrl-C inside a Beam step came back as Beam's RuntimeError "KeyboardInterrupt [while
+    running ...]": a traceback of 168 lines and status 1; SIGTERM (`kill`, a container's stop)
+    ended the process silently with the output's hidden temporary directory left behind. Now:
+    one `stopped:` line, a shell's status for the signal, no temporary directory, and the
+    output of an earlier run as it was."""
+    import signal
+
+    out = tmp_path / "out"
+    if module == "pipelines.stats":
+        args = [f"--input={small_world['train']}", f"--output_dir={out}", f"--engine={engine}"]
+        shutil.copytree(small_world["stats"], out)  # an earlier run's artifact
+        kept = "stats.json"
+    else:
+        args = [f"--output_dir={out}", "--num_users=300", "--num_items=100", "--days=3",
+                "--noplot"]
+        out.mkdir()
+        (out / "logs").mkdir()
+        from pipelines.simulate.writing import GENERATOR
+
+        # An earlier simulation's (which the run may replace).
+        (out / "summary.json").write_text(json.dumps({"generator": GENERATOR}))
+        kept = "summary.json"
+    before = (out / kept).read_bytes()
+    number = getattr(signal, signum)
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNALLED, module, target, str(call), str(int(number)), *args],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), capture_output=True, text=True,
+        timeout=300)
+    assert done.returncode == 128 + number, (done.returncode, done.stderr[-3000:])
+    word = "interrupted" if signum == "SIGINT" else "terminated"
+    assert done.stderr.endswith(f"stopped: {word} ({signum})\n"), done.stderr[-3000:]
+    assert "Traceback" not in done.stderr and "while running" not in done.stderr, done.stderr
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # no hidden temporary directory
+    assert (out / kept).read_bytes() == before
