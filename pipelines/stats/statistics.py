@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import json
+import math
 import os
 
 import numpy as np
@@ -42,6 +43,7 @@ from core.stats_artifact import BIN_VALUES
 from pipelines.stats import table_shards
 from pipelines.stats.table_shards import TABLE_PARTITIONS
 
+DEFAULT_NUM_BINS = 8
 MAX_BINS = 1000  # dwell-time bins: one softmax output each; more is a typo, not a model
 
 
@@ -64,10 +66,10 @@ class StatsConfig:
     ndt_tau: float | None = setting(None, "NDT tau in seconds, > 0 (auto default: fitted).")
     ndt_a: float | None = setting(None, "NDT A (auto default: from t_max).")
     ndt_b: float | None = setting(None, "NDT B (auto default: so that ndt(0) = 0).")
-    num_bins: int = setting(8, "Number of dwell-time bins.")
+    num_bins: int = setting(DEFAULT_NUM_BINS, "Number of dwell-time bins.")
     bin_edges: tuple[float, ...] | None = setting(
-        None, "Explicit dwell-bin edges in seconds (num_bins + 1 values) instead of "
-        "percentiles.")
+        None, "Explicit dwell-bin edges in seconds (num_bins + 1 increasing finite values; "
+        "dwell above the last edge falls in the top bin) instead of percentiles.")
     bin_values: str = setting("median", "How each dwell bin is valued in seconds (expected "
                               "dwell, dwell MAE): median (of its clicked dwells) or midpoint (of "
                               "its edges, as ORCA's authors).", choices=BIN_VALUES)
@@ -122,11 +124,24 @@ class StatsConfig:
         # The dwell-bin models need two bins at least (one is a softmax with nothing to choose).
         if self.bin_edges is None and self.num_bins < 2:
             raise InputError(f"--num_bins must be >= 2, not {self.num_bins}")
-        if self.bin_edges is not None and (len(self.bin_edges) < 3 or any(
-                not b > a for a, b in zip(self.bin_edges, self.bin_edges[1:]))
-                or not self.bin_edges[0] >= 0):
-            raise InputError("--bin_edges must be three or more increasing numbers of seconds "
-                             f">= 0 (two bins at least), not {','.join(map(str, self.bin_edges))}")
+        if self.bin_edges is not None:
+            self._check_bin_edges()
+
+    def _check_bin_edges(self):
+        edges = self.bin_edges
+        # A finite last edge: the open top bin a user may mean by `inf` would be valued at
+        # infinity (its midpoint, or its median when empty), and expected dwell with it.
+        if len(edges) < 3 or any(not b > a for a, b in zip(edges, edges[1:])) or not (
+                edges[0] >= 0 and math.isfinite(edges[-1])):
+            raise InputError("--bin_edges must be three or more increasing finite numbers of "
+                             f"seconds >= 0 (two bins at least), not {','.join(map(str, edges))}"
+                             " (the last edge closes the top bin: dwell above it falls in it)")
+        if len(edges) - 1 > MAX_BINS:
+            raise InputError(f"--bin_edges must give <= {MAX_BINS:,} bins (one softmax output a "
+                             f"bin), not {len(edges) - 1:,}")
+        if self.num_bins not in (DEFAULT_NUM_BINS, len(edges) - 1):
+            raise InputError(f"--num_bins={self.num_bins} and --bin_edges ({len(edges) - 1} "
+                             "bins) disagree: the edges set the bins; drop --num_bins")
 
 
 class _Part:
