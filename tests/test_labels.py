@@ -1390,10 +1390,20 @@ def test_the_label_jobs_csv_text_of_a_float_reads_back_to_it():
 @pytest.mark.parametrize("flags,message", [
     (["--num_bins=1"], r"--num_bins must be >= 2, not 1"),
     (["--num_bins=-2"], r"--num_bins must be >= 2, not -2"),
-    (["--bin_edges=1,5"], r"--bin_edges must be three or more increasing numbers of seconds"),
+    (["--bin_edges=1,5"], r"--bin_edges must be three or more increasing finite numbers of "
+                          r"seconds"),
     (["--bin_edges=1,5,5,9"], r"--bin_edges must be three or more increasing"),
-    (["--bin_edges=-1,5,9"], r"--bin_edges must be three or more increasing numbers of seconds "
-                             r">= 0"),
+    (["--bin_edges=-1,5,9"], r"--bin_edges must be three or more increasing finite numbers of "
+                             r"seconds >= 0"),
+    # An open top bin is the last bin already; `inf` valued it (and expected dwell) at infinity
+    # and wrote stats.json with a bare Infinity (before 2026-12-07); --num_bins was dropped.
+    (["--bin_edges=0,5,30,inf"], r"--bin_edges must be three or more increasing finite .*"
+                                 r"not 0.0,5.0,30.0,inf \(the last edge closes the top bin"),
+    (["--bin_edges=0,5,30,1e400"], r"--bin_edges must be three or more increasing finite"),
+    (["--num_bins=4", "--bin_edges=0,5,30,60"],
+     r"--num_bins=4 and --bin_edges \(3 bins\) disagree: the edges set the bins; drop --num_bins"),
+    (["--bin_edges=" + ",".join(map(str, range(1002)))],
+     r"--bin_edges must give <= 1,000 bins \(one softmax output a bin\), not 1,001"),
     (["--light_user_days=0"], r"--light_user_days must be 1 to 3,650 UTC days, not 0"),
     (["--light_user_days=1000000"], r"--light_user_days must be 1 to 3,650"),
     (["--min_dwell=-1", "--light_user_clicks=-2"],
