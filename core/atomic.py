@@ -62,7 +62,7 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
     if held:
         raise InputError(f"{what} {target} holds the input {held[0]}"
                          f"{f' and {len(held) - 1:,} more' if len(held) > 1 else ''}: "
-                         "writing the output there would replace the logs being read; "
+                         "writing the output there would replace the input being read; "
                          "choose another path")
     if os.path.exists(target) and not (os.path.isdir(target) and may_replace(target)):
         raise InputError(f"{what} {target} exists and holds something else; "

@@ -97,7 +97,7 @@ def test_an_output_directory_holding_an_input_is_refused_before_anything_moves(t
     os.symlink(logs, tmp_path / "link")
     for target in (logs, tmp_path / "link", tmp_path):
         with pytest.raises(InputError, match=r"holds the input .*00000-raw.csv: writing the "
-                                             "output there would replace the logs being read"):
+                                             "output there would replace the input being read"):
             with atomic_directory(str(target), may_replace=lambda _: True,
                                   inputs=[str(logs / "00000-raw.csv"), "gs://b/day.csv"]):
                 raise AssertionError("no work starts")

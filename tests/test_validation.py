@@ -203,6 +203,13 @@ def test_validate_cli_exit_status_and_report(worlds, run, tmp_path):
         assert bad.stderr.strip().splitlines() == [bad.stderr.strip()], bad.stderr
         assert bad.stderr.startswith(f"error: {given}") and says in bad.stderr, bad.stderr
         assert not (tmp_path / "v3").exists()
+    # The baseline (or schema) inside --output_dir: refused, not replaced by this run's.
+    baseline = (tmp_path / "v1" / "stats.pb").read_bytes()
+    again = run("pipelines.validate", f"--input={root}/base/logs/day-02.csv.gz",
+                f"--output_dir={tmp_path}/v1", f"--baseline_stats={tmp_path}/v1/stats.pb")
+    assert again.returncode == 1 and again.stderr.startswith(
+        f"error: --output_dir {tmp_path}/v1 holds the input {tmp_path}/v1/stats.pb"), again.stderr
+    assert (tmp_path / "v1" / "stats.pb").read_bytes() == baseline
 
 
 def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):

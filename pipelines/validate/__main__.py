@@ -49,7 +49,9 @@ def main(argv):
         schema = validation.load_schema(FLAGS.schema)
     with atomic_directory(FLAGS.output_dir, may_replace=_is_validation_output,
                           what="--output_dir",
-                          inputs=[f.path for f in log_files.expand_inputs(FLAGS.input)]) as tmp:
+                          # (the baseline and the schema too: a run would replace them)
+                          inputs=[f.path for f in log_files.expand_inputs(FLAGS.input)]
+                          + [p for p in (FLAGS.baseline_stats, FLAGS.schema) if p]) as tmp:
         stats = validation.generate_statistics(FLAGS.input, os.path.join(tmp, "stats.pb"),
                                                argv[1:], config,
                                                column_types=settings.from_flags(
