@@ -410,10 +410,15 @@ def read_table_shard(path: str, columns: Mapping[str, type]) -> dict[str, np.nda
     Python's csv module, not pandas: a training run then never imports pandas (0.3 s of its
     start), and floats are parsed correctly rounded. InputError names the shard, line and column
     of a row with another number of fields than the header or a value not of its column's type."""
-    with open(path, newline="", encoding="utf-8") as handle:  # as the statistics job writes
-        reader = csv.reader(handle)
-        header = next(reader, [])
-        rows = [row for row in reader if row]
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:  # as the statistics job writes
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            rows = [row for row in reader if row]
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot be read as a table shard of the stats artifact ({error}); "
+                         "recompute the statistics with python -m pipelines.stats",
+                         file=path) from None
     missing = [c for c in columns if c not in header]
     if missing:
         raise InputError(f"has no column(s) {', '.join(missing)} (header: {','.join(header)}); "
@@ -491,6 +496,9 @@ def read_stats_json(path: str) -> dict:
             stats = json.load(handle)
     except ValueError as error:
         raise InputError(f"is not valid JSON ({error})", file=stats_path) from None
+    if not isinstance(stats, dict):
+        raise InputError("is not a stats.json (a JSON object); recompute the statistics with "
+                         "python -m pipelines.stats", file=stats_path)
     version = stats.get("format_version")
     if version != FORMAT_VERSION:
         raise InputError(f"has format_version {version!r}; this dwellrank reads version "
@@ -508,6 +516,32 @@ def load_artifact(path: str, *, user_days: bool = True) -> StatsArtifact:
     items = read_table(os.path.join(path, "items"), ITEM_COLUMNS)
     users = (read_table(os.path.join(path, "user_days"), USER_DAY_COLUMNS) if user_days
              else {c: np.zeros(0, t) for c, t in USER_DAY_COLUMNS.items()})
+    # A table with a shard lost or cut short in a copy reads without complaint, and its rules
+    # (T2, T3) would then label from part of it: its rows are checked against stats.json's.
+    _check_table_rows(path, "items", len(items["item_id"]), stats.get("items_with_p10"))
+    if user_days:
+        _check_table_rows(path, "user_days", len(users["user_id"]), stats.get("user_days"))
+    elif stats.get("user_days") and not table_shards(os.path.join(path, "user_days")):
+        _check_table_rows(path, "user_days", 0, stats.get("user_days"))
+    try:
+        return _artifact(path, stats, items, users, user_days)
+    except (KeyError, TypeError, ValueError) as error:
+        what = f"no {error}" if isinstance(error, KeyError) else str(error)
+        raise InputError(f"is damaged ({what}); recompute the statistics with python -m "
+                         "pipelines.stats", file=os.path.join(path, "stats.json")) from None
+
+
+def _check_table_rows(path: str, table: str, rows: int, recorded) -> None:
+    """InputError unless the artifact's `table` read `rows` rows, as stats.json records."""
+    if rows != recorded:
+        raise InputError(f"{table}/ holds {rows:,} rows where stats.json records {recorded}: "
+                         "the artifact is incomplete (a shard lost or cut short in a copy?); "
+                         "copy it whole or recompute the statistics with python -m "
+                         "pipelines.stats", file=os.path.join(path, table))
+
+
+def _artifact(path: str, stats: dict, items: dict, users: dict, user_days: bool):
+    """The StatsArtifact of a read stats.json and tables (`load_artifact`)."""
     return StatsArtifact(
         path=path, mu=float(stats["mu"]), sigma=float(stats["sigma"]), x_l=float(stats["x_l"]),
         x_h=float(stats["x_h"]), ndt=NdtParams(**stats["ndt"]),

@@ -1218,6 +1218,64 @@ def test_stats_with_no_item_reaching_rule_t3_write_an_empty_item_table(tmp_path)
     assert artifact.item_p10 == {} and artifact.user_day_clicks
 
 
+def test_an_incomplete_or_damaged_artifact_is_refused_naming_what_is_wrong(tmp_path):
+    """A table with a shard lost or a row cut off in a copy, a shard that is not text, a
+    stats.json that is not an object or lacks a field: InputError naming the file, where the
+    tables read without complaint (rules T2 and T3 then labelled from part of them) or Python's
+    own KeyError, AttributeError or UnicodeDecodeError came out."""
+    stats_dir = tmp_path / "stats"
+    statistics.compute_stats(write_log(tmp_path / "log.csv", history_rows()), str(stats_dir))
+    recorded = stats_artifact.read_stats_json(str(stats_dir))
+    items, user_days = recorded["items_with_p10"], recorded["user_days"]
+    assert items > 2 and user_days > 2
+    stats_artifact.load_artifact(str(stats_dir))  # whole: read as it is
+
+    def damaged(name, edit):
+        copy = tmp_path / name
+        shutil.copytree(stats_dir, copy)
+        edit(copy)
+        return str(copy)
+
+    def cut_last_row(table):
+        def edit(copy):
+            (shard,) = [p for p in glob.glob(str(copy / table / "part-*.csv"))
+                        if len(open(p).read().splitlines()) > 1][:1]
+            lines = open(shard).read().splitlines(keepends=True)
+            open(shard, "w").writelines(lines[:-1])
+        return edit
+
+    def drop_shards(table):
+        return lambda copy: shutil.rmtree(copy / table)
+
+    def shard_not_text(copy):
+        shard = sorted(glob.glob(str(copy / "items" / "part-*.csv")))[0]
+        open(shard, "ab").write(b"\xff\xfe,1,2\n")
+
+    def stats_json(content):
+        return lambda copy: (copy / "stats.json").write_text(content)
+
+    no_ndt = {k: v for k, v in recorded.items() if k != "ndt"}
+    cases = [
+        (cut_last_row("items"), "items",
+         f"items/ holds {items - 1} rows where stats.json records {items}"),
+        (drop_shards("items"), "items", f"items/ holds 0 rows where stats.json records {items}"),
+        (cut_last_row("user_days"), "user_days",
+         f"user_days/ holds {user_days - 1} rows where stats.json records {user_days}"),
+        (shard_not_text, "items/part-", "cannot be read as a table shard"),
+        (stats_json("[1]"), "stats.json", "is not a stats.json (a JSON object)"),
+        (stats_json(json.dumps(no_ndt)), "stats.json", "is damaged (no 'ndt')"),
+    ]
+    for n, (edit, where, says) in enumerate(cases):
+        path = damaged(f"copy{n}", edit)
+        with pytest.raises(InputError, match=re.escape(says)) as raised:
+            stats_artifact.load_artifact(path)
+        assert where in str(raised.value), raised.value
+    # The Beam labelling engine reads the user table by key later: its absence is caught here.
+    with pytest.raises(InputError, match="user_days/ holds 0 rows"):
+        stats_artifact.load_artifact(damaged("no_users", drop_shards("user_days")),
+                                     user_days=False)
+
+
 def test_table_partitions_are_the_same_in_every_process():
     """Workers partition ids alike (Python's own str hash is salted per process)."""
     import subprocess
