@@ -63,13 +63,14 @@ def diagnose(source=None) -> InputError | None:
     checked = set(source.checked or columns)
     typed = [(i, n, INT64_TEXT if dtypes[n] == "int64" else FLOAT_RE, dtypes[n])
              for i, n in enumerate(columns) if dtypes[n] != "string" and n in checked]
+    keeps_cr = getattr(source, "keeps_cr", False)
     for log_file in source.files:
         with open_text(log_file, newline="\n") as text:  # lines as the reader counts them
             for number, line in enumerate(text, 1):
                 if number == 1 or not line.strip():
                     continue
                 found = csv_line_problem(line, columns, typed, log_file.path, number,
-                                         source.type_origins)
+                                         source.type_origins, keeps_cr=keeps_cr)
                 if found is not None:
                     return found
     return None
@@ -97,15 +98,17 @@ def _type_that_reads(value: str) -> str | None:
 
 
 def csv_line_problem(line: str, columns: Sequence[str], typed, path: str, number: int,
-                     given: Mapping[str, str] | None = None) -> InputError | None:
+                     given: Mapping[str, str] | None = None,
+                     keeps_cr: bool = False) -> InputError | None:
     """What is wrong with one CSV data line (`number` in the file at `path`) for TensorFlow's
     parser, or None: its quoting, its field count against `columns`, or a value of `typed`
     ((index, name, pattern, dtype) of the checked non-string columns) that does not fit;
     `given` ({column: "model" | "flag" | "artifact"}, `LogSource.type_origins`): columns whose
     type came from a model, this command's --column_types or the statistics job's (kept in its
-    artifact), not from this input's first rows."""
+    artifact), not from this input's first rows; `keeps_cr`: the reader kept a CR before the
+    line's LF (`quoting_problem`)."""
     given = given or {}
-    problem = quoting_problem(line)
+    problem = quoting_problem(line, keeps_cr)
     if problem is not None:
         index, what = problem
         return InputError(what, file=path, row=number,
@@ -209,13 +212,22 @@ def _is_utf8(value: bytes) -> bool:
         return False
 
 
-def quoting_problem(line: str) -> tuple[int, str] | None:
+def quoting_problem(line: str, keeps_cr: bool = False) -> tuple[int, str] | None:
     """What TensorFlow's CSV parser (`tf.io.decode_csv`) refuses in `line` though Python's
     `csv` module reads it, as (0-based field index, what is wrong), or None: a quote or a CR
     inside an unquoted field (`a 5" screen`), text after a field's closing quote, or a quoted
     field left open at the line's end (a line break inside a field: the reader takes one line a
     row). The line's LF, and a CR before it, end it as the reader strips them; another CR
-    (CR CR LF, or a file's last line ending in CR) stays in the line, as for the reader."""
+    (CR CR LF, or a file's last line ending in CR) stays in the line, as for the reader. With
+    `keeps_cr` (a file read whole whose first lines end with LF alone: `LogSource.keeps_cr`)
+    the reader keeps the CR of a CR LF: line ends that differ within a file."""
+    if keeps_cr and line.endswith("\r\n"):
+        try:
+            last = len(next(csv.reader([line[:-2]]))) - 1  # the field the CR stays in
+        except csv.Error:
+            last = line.count(",")
+        return last, ("the line ends with CR LF where the file's first lines end with LF "
+                      "alone: end every line alike (LF, or CR LF)")
     if line.endswith("\n"):
         line = line[:-2] if line.endswith("\r\n") else line[:-1]
     at, field = 0, 0

@@ -135,6 +135,9 @@ class LogSource:
         if self.format == "csv":
             whole = whole_files and all(file_size(f.path) <= WHOLE_FILE_BYTES for f in self.files)
             crlf = any(has_crlf(f) for f in self.files)
+            # A CR before LF stays in the line only here (TextLineDataset strips it): the
+            # explanation of a parse error must know (`log_diagnosis.diagnose`).
+            self.keeps_cr = whole and not crlf
 
             def open_file(path, comp, position):
                 if whole:
@@ -400,10 +403,12 @@ def add_file_day_rows(into: dict, file_index, day) -> None:
 
 
 def has_crlf(log_file: LogFile) -> bool:
+    """Whether the CSV file's header or first data line ends with CR LF (a header written
+    apart with LF, then rows by Python's csv.writer, whose lines end with CR LF by default)."""
     try:
         with open_binary(log_file.path) as raw:
             handle = gzip.GzipFile(fileobj=raw, mode="rb") if log_file.gzip else raw
-            return handle.readline().endswith(b"\r\n")
+            return any(handle.readline().endswith(b"\r\n") for _ in range(2))
     except (OSError, EOFError, zlib.error):
         return False
 

@@ -365,6 +365,33 @@ def test_crlf_bom_blank_lines_and_quotes(tmp_path):
     assert got["category"][4] == "café, bar".encode()
 
 
+@pytest.mark.parametrize("whole_files", [True, False], ids=["whole", "by_line"])
+def test_a_header_written_apart_with_lf_before_crlf_rows_reads_as_crlf(tmp_path, whole_files):
+    """A header written with "\\n", then rows by csv.writer (CR LF by default): read as the
+    same file with LF throughout, where the whole-file reader kept each row's CR (TensorFlow's
+    "Unquoted fields cannot have quotes/CRLFs inside" as a traceback)."""
+    plain = write_csv(tmp_path / "plain.csv")
+    with open(tmp_path / "mixed.csv", "w", newline="", encoding="utf-8") as handle:
+        handle.write(",".join(HEADER) + "\n")
+        csv.writer(handle).writerows(ROWS)  # lineterminator "\r\n"
+    assert b"\r\n" in (tmp_path / "mixed.csv").read_bytes()
+    want, got = read_all(plain), read_all(str(tmp_path / "mixed.csv"), whole_files=whole_files)
+    for column in want:
+        np.testing.assert_array_equal(got[column], want[column], err_msg=column)
+
+
+def test_a_crlf_line_among_lf_lines_is_named(tmp_path):
+    lines = open(write_csv(tmp_path / "plain.csv"), encoding="utf-8").read().splitlines()
+    path = tmp_path / "later.csv"
+    path.write_bytes(("\n".join(lines[:3]) + "\r\n" + "\n".join(lines[3:]) + "\n").encode())
+    with pytest.raises(InputError, match=re.escape(
+            f"later.csv, line 3, column '{HEADER[-1]}': the line ends with CR LF where the "
+            "file's first lines end with LF alone: end every line alike (LF, or CR LF)")):
+        read_all(str(path))
+    # Read line by line, the reader strips the CR: the rows as written.
+    assert len(read_all(str(path), whole_files=False)["impression_id"]) == len(ROWS)
+
+
 def test_empty_dwell_on_unclicked_row_is_zero(tmp_path):
     rows = [r[:5] + ("",) + r[6:] if r[4] == 0 else r for r in ROWS]
     got = read_all(write_csv(tmp_path / "a.csv", rows=rows))
