@@ -42,14 +42,26 @@ def evaluate(model, dataset, baseline_metrics: str | None = None, predictor=None
     outputs, labels = predictor(dataset)
     result = evaluation_metrics(model.config, model.targets, outputs, labels)
     if baseline_metrics:
-        try:
-            with open(baseline_metrics) as handle:
-                baseline = json.load(handle)
-        except (OSError, ValueError) as error:
-            raise InputError(f"cannot read the baseline metrics ({error})",
-                             file=baseline_metrics) from None
+        baseline = read_baseline_metrics(baseline_metrics)
         add_rel_impr(result, baseline, baseline.get("preset", baseline_metrics))
     return result
+
+
+def read_baseline_metrics(path: str) -> dict:
+    """A baseline's eval_metrics.json (`--baseline_metrics`), with the counts and AUCs
+    RelaImpr reads; InputError naming the file otherwise."""
+    try:
+        with open(path) as handle:
+            baseline = json.load(handle)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the baseline metrics ({error})", file=path) from None
+    needed = ("rows", "clicks", "valid_reads", "auc_ctr", "auc_valid_read")
+    missing = ([k for k in needed if k not in baseline] if isinstance(baseline, dict)
+               else list(needed))
+    if missing:
+        raise InputError(f"is not an eval_metrics.json of ranking.train: it has no "
+                         f"{', '.join(missing)} (--baseline_metrics)", file=path)
+    return baseline
 
 
 class Predictor:

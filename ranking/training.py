@@ -149,10 +149,13 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
             return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
         # A directory this run took as new (under its lock: `model_dir.prepare`) is emptied,
-        # and removed when the run made it; one being resumed keeps its checkpoints.
+        # and removed when the run made it, unless the run wrote a checkpoint before the bad
+        # input came (a bad row in the evaluation logs after hours of training: the same
+        # command, the input mended, resumes there); one being resumed keeps its checkpoints.
         created = model_dir_lib.taken_as_new(model_dir)
         if (chief and created is not None and _is_bad_input(error)
-                and not isinstance(error, distribute.PeerFailed)):
+                and not isinstance(error, distribute.PeerFailed)
+                and not _holds_checkpoint(model_dir)):
             for name in os.listdir(model_dir):
                 path = os.path.join(model_dir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
@@ -161,6 +164,12 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         raise
     finally:
         model_dir_lib.unlock(model_dir)
+
+
+def _holds_checkpoint(model_dir: str) -> bool:
+    import tensorflow as tf
+
+    return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
 
 
 def _is_bad_input(error: Exception) -> bool:
@@ -176,6 +185,8 @@ def _check_options(config: TrainConfig) -> None:
         check_config(config.model)
     except ValueError as error:
         raise InputError(str(error)) from None
+    if config.baseline_metrics:  # read at the end: a typo must not wait for training
+        evaluation.read_baseline_metrics(config.baseline_metrics)
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")
     # Ranges of the settings this run reads (one it does not read is a note, below).

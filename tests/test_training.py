@@ -617,6 +617,43 @@ def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(smal
         assert (os.listdir(model_dir) == []) if parent_exists else not model_dir.exists()
 
 
+def test_a_bad_baseline_is_refused_before_training_and_checkpoints_outlive_bad_input(
+        small_world, tmp_path, run):
+    """A mistyped --baseline_metrics was read after training, whose bad-input clean-up then
+    removed the new model directory, its checkpoints too; bad input met after a checkpoint was
+    written (a bad row past the first steps) removed them as well."""
+    args = [f"--train={small_world['train']}", f"--stats={small_world['stats']}",
+            "--model=single_ctr", "--steps_per_epoch=2", "--batch_size=16", "--progress=epoch"]
+    (tmp_path / "notes.json").write_text('{"auc_ctr": 0.6}')
+    for given, says in ((tmp_path / "missing.json", "cannot read the baseline metrics"),
+                        (tmp_path / "notes.json", "is not an eval_metrics.json of "
+                                                  "ranking.train: it has no rows, clicks, "
+                                                  "valid_reads, auc_valid_read")):
+        done = run("ranking.train", *args, f"--eval={small_world['eval']}",
+                   f"--model_dir={tmp_path / 'model'}", f"--baseline_metrics={given}")
+        assert done.returncode == 1 and done.stderr.startswith(f"error: {given}: {says}"), \
+            done.stderr
+        assert "epoch 1/" not in done.stdout and not (tmp_path / "model").exists()
+    # 'x' on line 1,500 in the numeric `position`: read in the third 512-row batch, after the
+    # checkpoints of steps 1 and 2.
+    lines = gzip.open(sorted(glob.glob(small_world["train"]))[0], "rt").read().splitlines()
+    header = lines[0].split(",")
+    fields = lines[1499].split(",")
+    fields[header.index("position")] = "x"
+    lines[1499] = ",".join(fields)
+    dirty = tmp_path / "dirty.csv"
+    dirty.write_text("\n".join(lines) + "\n")
+    model_dir = tmp_path / "kept"
+    done = run("ranking.train", f"--train={dirty}", f"--stats={small_world['stats']}",
+               "--model=single_ctr", "--batch_size=512", "--shuffle_buffer=0",
+               "--checkpoint_every=1", "--progress=none", f"--model_dir={model_dir}")
+    assert done.returncode == 1 and "dirty.csv, line 1500, column 'position'" in done.stderr, \
+        done.stderr
+    import tensorflow as tf
+
+    assert tf.train.latest_checkpoint(str(model_dir / "checkpoints")).endswith("ckpt-2")
+
+
 def test_unclicked_dwell_treated_as_zero_is_counted(small_world, tmp_path):
     import pandas as pd
 
