@@ -112,7 +112,7 @@ def fit_ndt(preset: str, *, x_l: float, x_h: float, t_max: float | None = None,
     if preset == "explicit":
         if None in (offset, tau, A, B):
             raise InputError("--ndt=explicit needs --ndt_offset, --ndt_tau, --ndt_a and --ndt_b")
-        return NdtParams(offset, tau, A, B, A - B, epsilon, "explicit")
+        return _rising(NdtParams(offset, tau, A, B, A - B, epsilon, "explicit"))
     if preset != "auto":
         raise InputError(f"unknown NDT preset '{preset}' (expected auto, paper or explicit)")
     offset = x_l if offset is None else offset
@@ -123,7 +123,16 @@ def fit_ndt(preset: str, *, x_l: float, x_h: float, t_max: float | None = None,
         a, b = A, A * _sigmoid(-offset / tau) if B is None else B
     elif B is not None:
         a, b = t_max + B, B
-    return NdtParams(offset, tau, a, b, a - b, epsilon, "auto")
+    return _rising(NdtParams(offset, tau, a, b, a - b, epsilon, "auto"))
+
+
+def _rising(ndt: NdtParams) -> NdtParams:
+    """`ndt`, or an InputError when its A or range A - B is not positive: ndt(T) <= 0 for
+    every T, so every click's NDT label would be 0 (clipped) without a word."""
+    if not (ndt.A > 0 and ndt.A - ndt.B > 0):
+        raise InputError(f"the NDT's A ({ndt.A:g}) and its range A - B ({ndt.A - ndt.B:g}) must "
+                         "be > 0, else every click's NDT is 0: check --ndt_a and --ndt_b")
+    return ndt
 
 
 class NdtFitError(InputError):
@@ -197,10 +206,13 @@ class RuleConfig:
         Out of range, a threshold labels without a word: a window of 0 or fewer days makes
         every clicker light (T2), a negative floor lets dwell 0 be a valid read."""
         problems = []
-        if not self.min_dwell >= 0:
-            problems.append(f"--min_dwell must be >= 0 seconds, not {self.min_dwell:g}")
-        if self.t1_threshold is not None and not self.t1_threshold >= 0:
-            problems.append(f"--t1_threshold must be >= 0 seconds, not {self.t1_threshold:g}")
+        # (inf: no click is ever a valid read, without a word)
+        if not 0 <= self.min_dwell < math.inf:
+            problems.append(f"--min_dwell must be a finite number >= 0 of seconds, not "
+                            f"{self.min_dwell:g}")
+        if self.t1_threshold is not None and not 0 <= self.t1_threshold < math.inf:
+            problems.append(f"--t1_threshold must be a finite number >= 0 of seconds, not "
+                            f"{self.t1_threshold:g}")
         if not 1 <= self.light_user_days <= MAX_WINDOW_DAYS:
             problems.append(f"--light_user_days must be 1 to {MAX_WINDOW_DAYS:,} UTC days, not "
                             f"{self.light_user_days}")

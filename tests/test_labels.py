@@ -1465,8 +1465,14 @@ def test_the_label_jobs_csv_text_of_a_float_reads_back_to_it():
     (["--light_user_days=0"], r"--light_user_days must be 1 to 3,650 UTC days, not 0"),
     (["--light_user_days=1000000"], r"--light_user_days must be 1 to 3,650"),
     (["--min_dwell=-1", "--light_user_clicks=-2"],
-     r"--min_dwell must be >= 0 seconds, not -1; --light_user_clicks must be >= 0, not -2"),
-    (["--t1_threshold=-1"], r"--t1_threshold must be >= 0 seconds, not -1"),
+     r"--min_dwell must be a finite number >= 0 of seconds, not -1; --light_user_clicks must "
+     r"be >= 0, not -2"),
+    (["--t1_threshold=-1"], r"--t1_threshold must be a finite number >= 0 of seconds, not -1"),
+    # NDT parameters whose curve is never above 0: every click's NDT label was 0.
+    (["--ndt_a=-5"], r"the NDT's A \(-5\) and its range A - B \(-4.99\d+\) must be > 0"),
+    (["--ndt=explicit", "--ndt_offset=1", "--ndt_tau=5", "--ndt_a=1", "--ndt_b=2"],
+     r"the NDT's A \(1\) and its range A - B \(-1\) must be > 0, else every click's NDT is 0: "
+     r"check --ndt_a and --ndt_b"),
     (["--min_item_records=-1"], r"--min_item_records must be >= 0, not -1"),
     # (each ended in a ZeroDivisionError or a MemoryError traceback, or labelled every click
     # with one NDT, before 2026-12-07)
@@ -1489,7 +1495,10 @@ def test_the_statistics_job_refuses_thresholds_out_of_range(run, tmp_path, flags
 
 @pytest.mark.parametrize("flags,message", [
     (["--light_user_days=-3"], r"--light_user_days must be 1 to 3,650 UTC days, not -3"),
-    (["--min_dwell=-1"], r"--min_dwell must be >= 0 seconds, not -1"),
+    (["--min_dwell=-1"], r"--min_dwell must be a finite number >= 0 of seconds, not -1"),
+    # (its flags are the label job's own, without the settings' finite check)
+    (["--min_dwell=inf"], r"--min_dwell must be a finite number >= 0 of seconds, not inf"),
+    (["--t1_threshold=nan"], r"--t1_threshold must be a finite number >= 0 of seconds, not nan"),
 ])
 def test_the_label_job_refuses_overrides_out_of_range(run, tmp_path, hand, flags, message):
     root, stats_dir = hand
