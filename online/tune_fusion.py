@@ -54,8 +54,10 @@ flags.DEFINE_float("min_clicks", 0.98, "Floor on clicks per user, as a fraction 
                    "baseline's.")
 flags.DEFINE_list("grid", ["0", "0.25", "0.5", "0.75", "1", "1.5", "2", "3"],
                   "Weights swept for every output but the first.")
-flags.DEFINE_integer("tune_seed", 1, "Seed of the sessions the weights are chosen on.")
-flags.DEFINE_integer("report_seed", 2, "Seed of the sessions the choice is reported on.")
+flags.DEFINE_integer("tune_seed", 1, "Seed of the sessions the weights are chosen on.",
+                     lower_bound=0, upper_bound=2 ** 63 - 1)
+flags.DEFINE_integer("report_seed", 2, "Seed of the sessions the choice is reported on.",
+                     lower_bound=0, upper_bound=2 ** 63 - 1)
 settings.define_flags(simulation.OnlineConfig, skip=("seed",))
 flags.mark_flags_as_required(["saved_model", "baseline", "sim", "stats", "output_dir"])
 

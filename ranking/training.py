@@ -57,7 +57,8 @@ class TrainConfig:
     feature_config: str | None = setting(None, "JSON feature config (see ranking/features.py).")
     post_click_features: tuple[str, ...] = setting((), "Features that mostly act on dwell time.")
     embedding_dim: int | None = setting(None, "Width of every categorical feature's embedding "
-                                        "(default: ids 16, others 8; the feature config wins).")
+                                        "(default: ids 16, others 8; the feature config wins).",
+                                        minimum=1)
     batch_size: int = setting(2048, "Global batch size (rows).", minimum=1)
     epochs: int = setting(1, "Passes over the training logs.")
     steps_per_epoch: int | None = setting(None, "Cap on steps per epoch (default: all rows).",

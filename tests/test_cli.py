@@ -431,6 +431,14 @@ TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--out
     ("pipelines.score", ["--saved_model=s", "--input=x.csv", "--output=o",
                          "--max_dead_letters=-1"],
      "FATAL Flags parsing error: flag --max_dead_letters=-1: -1 is not a non-negative integer"),
+    # (named --seed, which this tool does not define, before 2026-12-07)
+    ("online.tune_fusion", [*TUNING, "--tune_seed=-1"],
+     "FATAL Flags parsing error: flag --tune_seed=-1: -1 is not an integer in the range [0, "
+     "9223372036854775807]"),
+    # (0 took the defaults unseen, and config.json recorded 0)
+    ("ranking.train", ["--model=single_ctr", "--train=x.csv", "--stats=s", "--model_dir=m",
+                       "--embedding_dim=0"],
+     "FATAL Flags parsing error: flag --embedding_dim=0: 0 is not a positive integer"),
     ("ranking.train", ["--model=single_ctr", "--train=x.csv", "--stats=s", "--model_dir=m",
                        "--checkpoint_every=0"],
      "FATAL Flags parsing error: flag --checkpoint_every=0: 0 is not a positive integer"),
