@@ -76,6 +76,8 @@ def _why_unread(flag: str, config) -> str | None:
                                               or not model.orca.instance_weights):
         return "an ORCA instance-weight setting; this run has no instance weights " + (
             "(--noinstance_weights)" if model.uses_orca else f"({preset} has no ORCA)")
+    if flag == "baseline_metrics" and not config.eval:
+        return "RelaImpr of this run's evaluation, which needs --eval"
     if flag == "embedding_learning_rate" and config.optimizer.embedding_optimizer == "same":
         return "the rate of --embedding_optimizer, which is `same` (--optimizer and " \
                "--learning_rate train the embeddings too)"

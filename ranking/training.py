@@ -186,7 +186,7 @@ def _check_options(config: TrainConfig) -> None:
         check_config(config.model)
     except ValueError as error:
         raise InputError(str(error)) from None
-    if config.baseline_metrics:  # read at the end: a typo must not wait for training
+    if config.baseline_metrics and config.eval:  # read at the end: a typo must not wait
         evaluation.read_baseline_metrics(config.baseline_metrics)
     if config.batch_size < 1 or config.epochs < 1:
         raise InputError("--batch_size and --epochs must be >= 1")

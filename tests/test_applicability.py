@@ -74,6 +74,9 @@ def test_defaults_and_settings_that_apply_give_no_note():
     (config("vr_ndt", optimizer={"embedding_learning_rate": 0.1}),
      ["--embedding_learning_rate=0.1"]),
     (config("vr_ndt", metabalance={"ratio": 0.5}), ["--metabalance_ratio=0.5"]),
+    (config("vr_ndt", eval=None, baseline_metrics="m/eval_metrics.json"),
+     ["note: --baseline_metrics=m/eval_metrics.json does not apply: RelaImpr of this run's "
+      "evaluation, which needs --eval; it is not used"]),
     (config("mmoe", post_click_features=("category", "item_length")),
      ["note: --post_click_features=category,item_length does not apply: the features ORCA "
       "masks; mmoe has no ORCA (mmoe_orca, ple_orca, or --orca on shared_bottom_dt); it is not "
