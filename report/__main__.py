@@ -82,6 +82,11 @@ def main(argv):
             if inside and os.path.exists(output) and not _is_report(output):
                 raise InputError(f"--output {FLAGS.output} is a file of the input {given}; "
                                  "the report would overwrite it: write it elsewhere")
+        # Any other file but an earlier report stays too (a log, a user's notes.md).
+        if os.path.exists(output) and not _is_report(output):
+            raise InputError(f"--output {FLAGS.output} exists and is not a report of this "
+                             "command; refusing to overwrite it (choose another path or "
+                             "remove it)")
     others = [name for name, m in named[1:] if other_evaluation(m, first)]
     evaluated = (f"Evaluated on `{first.get('eval')}`: {first['rows']:,} impressions, "
                  f"{first['clicks']:,} clicks, {first['valid_reads']:,} valid reads")

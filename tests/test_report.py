@@ -31,6 +31,15 @@ def test_report_relaimpr_by_hand(run, tmp_path):
         in text
     missing = run("report", f"--model_dirs={tmp_path / 'nothing'}")
     assert missing.returncode == 1 and "no eval_metrics.json" in missing.stderr
+    # An existing file that is not a report stays as it was; an earlier report is replaced.
+    (tmp_path / "notes.md").write_text("my notes\n")
+    kept = run("report", f"--model_dirs={tmp_path / 'base'}", f"--output={tmp_path / 'notes.md'}")
+    assert kept.returncode == 1 and kept.stderr == (
+        f"error: --output {tmp_path / 'notes.md'} exists and is not a report of this command; "
+        "refusing to overwrite it (choose another path or remove it)\n"), kept.stderr
+    assert (tmp_path / "notes.md").read_text() == "my notes\n"
+    again = run("report", f"--model_dirs={tmp_path / 'base'}", f"--output={tmp_path / 'report.md'}")
+    assert again.returncode == 0 and "| base |" in (tmp_path / "report.md").read_text()
     # A file cut short, or JSON without the figures: one line naming the file, no report.
     for name, content, says in (("cut", '{"preset": "single', "cannot read eval_metrics.json"),
                                 ("bare", "{}", "it has no preset, rows, clicks"),
