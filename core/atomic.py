@@ -13,6 +13,16 @@ from core.errors import InputError
 from core.log_files import is_url
 
 
+def _refuse_long_names(path: str, what: str) -> None:
+    """InputError when a name on `path` is longer than NAME_MAX bytes: the output's rename
+    would fail at the end, after all the work."""
+    for name in os.path.abspath(path).split(os.sep):
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise InputError(f"{what} {path}: the name {name[:40]}... has "
+                             f"{len(os.fsencode(name))} bytes, more than the file system's "
+                             f"{NAME_MAX}; give a shorter one")
+
+
 def _refuse_url(path: str, what: str) -> None:
     """An output at a URL would be made a local folder named "gs:" by `os.path`: refused (the
     commands refuse such flags first: `core.log_files.url_flag_problem`)."""
@@ -56,6 +66,7 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
     files): a `target` that holds one of them is refused, as replacing it would delete it.
     """
     _refuse_url(target, what)
+    _refuse_long_names(target, what)
     target = os.path.abspath(target)
     inside = os.path.realpath(target) + os.sep
     held = [p for p in inputs if not is_url(p) and os.path.realpath(p).startswith(inside)]
@@ -69,7 +80,7 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
                          "refusing to overwrite it (choose another path or remove it)")
     parent = os.path.dirname(target)
     made = _make_parents(parent)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    tmp = tempfile.mkdtemp(prefix=temporary_prefix(target), dir=parent)
     try:
         yield tmp
     except BaseException:
@@ -79,11 +90,24 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
     os.chmod(tmp, 0o755)
     old = None
     if os.path.exists(target):
-        old = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.old-", dir=parent)
+        old = tempfile.mkdtemp(prefix=temporary_prefix(target, "old"), dir=parent)
         os.rename(target, os.path.join(old, "previous"))
     os.rename(tmp, target)
     if old:
         shutil.rmtree(old, ignore_errors=True)
+
+
+# A file name's longest on Linux file systems (ext4, xfs: NAME_MAX), and what a temporary
+# sibling adds to the name it is made for: a dot, ".tmp-" and tempfile's 8 characters.
+NAME_MAX, _TEMPORARY_CHARACTERS = 255, 14
+
+
+def temporary_prefix(path: str, kind: str = "tmp") -> str:
+    """The prefix of `path`'s hidden temporary sibling, `.NAME.tmp-` (`kind` "old": `.NAME.old-`),
+    its NAME cut so that the sibling's name stays within NAME_MAX: a legal name of 242 to 255
+    characters could not be written otherwise."""
+    name = os.path.basename(path)[:NAME_MAX - _TEMPORARY_CHARACTERS]
+    return f".{name}.{kind}-"
 
 
 @contextlib.contextmanager
@@ -94,6 +118,7 @@ def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
     a pipe), a link to nothing, and the streams under /dev and /proc (/dev/stdout: the tool
     prints to standard output itself)."""
     _refuse_url(path, "output file")
+    _refuse_long_names(path, "output file")
     given = path
     hop, hops = os.path.abspath(path), []
     while os.path.islink(hop) and len(hops) < 40:  # every link on the way, /dev/stdout's too
@@ -110,7 +135,7 @@ def atomic_file(path: str, mode: str = "w", **open_kwargs) -> Iterator:
         raise InputError(f"{path} exists and is not a regular file; refusing to replace it "
                          "(name a file to write)")
     made = _make_parents(os.path.dirname(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
+    fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), dir=os.path.dirname(path))
     os.close(fd)
     try:
         with open(tmp, mode, **open_kwargs) as handle:

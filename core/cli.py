@@ -367,13 +367,15 @@ _WRITE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EROFS: "read-onl
                  errno.EDQUOT: "disk quota exceeded", errno.EACCES: "permission denied",
                  # An output path through a file (`--output_dir=notes.txt/out`) or onto one
                  errno.ENOTDIR: "a part of the path is a file, not a directory",
-                 errno.EEXIST: "a file is where a directory was to be made"}
+                 errno.EEXIST: "a file is where a directory was to be made",
+                 errno.ENAMETOOLONG: "a file name longer than the file system allows"}
 _WRITE_REMEDY = {errno.ENOSPC: "free some and run again",
                  errno.EROFS: "write the output to a writable place",
                  errno.EDQUOT: "free some of the quota and run again",
                  errno.EACCES: "check the path's permissions",
                  errno.ENOTDIR: "give an output path in a directory",
-                 errno.EEXIST: "give an output path that is not a file"}
+                 errno.EEXIST: "give an output path that is not a file",
+                 errno.ENAMETOOLONG: "give a shorter name (255 bytes at most)"}
 
 
 def _tf_write_error(error: Exception) -> str | None:

@@ -107,3 +107,26 @@ def test_an_output_directory_holding_an_input_is_refused_before_anything_moves(t
                           inputs=[str(logs / "00000-raw.csv")]) as tmp:
         open(os.path.join(tmp, "out"), "w").close()
     assert os.listdir(tmp_path / "logs-labelled") == ["out"]
+
+
+def test_names_up_to_the_file_systems_limit_are_written_and_longer_ones_refused_first(tmp_path):
+    """A name of 242 to 255 characters is legal, but its temporary sibling (`.NAME.tmp-` and
+    8 characters) was not: ENAMETOOLONG as a traceback. A name past 255 failed at the final
+    rename, after the whole job: now refused before it starts."""
+    longest = "d" * 255
+    with atomic_directory(str(tmp_path / longest)) as tmp:
+        (tmp_path / "probe").write_text(tmp)
+    assert (tmp_path / longest).is_dir()
+    with atomic_file(str(tmp_path / ("f" * 255))) as handle:
+        handle.write("whole")
+    assert (tmp_path / ("f" * 255)).read_text() == "whole"
+    # Again over the earlier one: its old copy's temporary name is cut the same way.
+    with atomic_directory(str(tmp_path / longest), may_replace=lambda _: True):
+        pass
+    started = []
+    for make in (lambda path: atomic_directory(path), lambda path: atomic_file(path)):
+        with pytest.raises(InputError, match="has 256 bytes, more than the file system's 255"):
+            with make(str(tmp_path / ("x" * 256) / "out")):
+                started.append(1)
+    assert started == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([longest, "f" * 255, "probe"])

@@ -57,7 +57,7 @@ import threading
 
 import numpy as np
 
-from core import log_files, log_schema, log_writers, logs
+from core import atomic, log_files, log_schema, log_writers, logs
 from core.atomic import atomic_directory
 from core.errors import InputError
 from core.settings import setting
@@ -182,7 +182,7 @@ class ShardWriter:
 
     def __init__(self, path: str, fmt: str, compress: bool, header: tuple[str, ...]):
         self.path, self.fmt, self.rows = path, fmt, 0
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-",
+        fd, self._tmp = tempfile.mkstemp(prefix=atomic.temporary_prefix(path),
                                          dir=os.path.dirname(path))
         os.close(fd)
         if fmt == "csv":
