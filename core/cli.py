@@ -77,9 +77,12 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
             # must not be the one a TensorFlow error of this run is explained against.
             sys.modules["core.log_diagnosis"].remember_source(None)
         try:
-            from core.log_files import url_flag_problem
+            from core.log_files import path_flag_problem, url_flag_problem
 
-            problem = url_flag_problem({name: flags.FLAGS[name].value for name in flags.FLAGS})
+            problem = (url_flag_problem({name: flags.FLAGS[name].value for name in flags.FLAGS})
+                       or path_flag_problem({name: flags.FLAGS[name].value
+                                             for name in flags.FLAGS
+                                             if flags.FLAGS[name].present}))
             if problem is not None:
                 raise InputError(problem)
             if not (pass_unknown_flags or takes_arguments) and len(argv) > 1:

@@ -72,6 +72,28 @@ def url_flag_problem(values) -> str | None:
     return None
 
 
+# The flags that name where a tool writes (each tool has some of them).
+OUTPUT_FLAGS = ("output_dir", "output", "model_dir", "export_base")
+
+
+def path_flag_problem(given) -> str | None:
+    """Why flags given on the command line cannot be paths (`given`: {flag name: value} of the
+    flags given, a value a string or a list of strings), or None: a value starting with `~`,
+    which a shell expands only at a word's start (`--output_dir=~/out` made a directory named
+    "~" in the working directory), or an empty output path (taken as the working directory)."""
+    for name, value in given.items():
+        items = value if isinstance(value, (list, tuple)) else [value]
+        for item in items:
+            if not isinstance(item, str):
+                continue
+            if any(part.strip().startswith("~") for part in item.split(",")):
+                return (f"--{name}={item}: a shell expands ~ only at the start of a word, not "
+                        f"after '=': write --{name} ~/... (a space, no '=') or $HOME/...")
+        if name in OUTPUT_FLAGS and isinstance(value, str) and not value.strip():
+            return f"--{name} is empty: name the output's path (or leave the flag out)"
+    return None
+
+
 def _isdir(path: str) -> bool:
     if is_url(path):
         import tensorflow as tf

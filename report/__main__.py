@@ -51,10 +51,12 @@ def _is_report(path: str) -> bool:
 
 def main(argv):
     del argv
-    if not [d for d in FLAGS.model_dirs if d]:
+    # (an empty item, `--model_dirs=a,`, is no directory: as --input's empty globs)
+    model_dirs = [d for d in FLAGS.model_dirs if d.strip()]
+    if not model_dirs:
         raise InputError("--model_dirs names no model directory")
-    names = tables.model_names(FLAGS.model_dirs)
-    named = [(name, tables.load_metrics(d)) for name, d in zip(names, FLAGS.model_dirs)]
+    names = tables.model_names(model_dirs)
+    named = [(name, tables.load_metrics(d)) for name, d in zip(names, model_dirs)]
     first = named[0][1]
     if (FLAGS.labelled or FLAGS.online or FLAGS.fusion_tuning) and not FLAGS.output_dir:
         raise InputError("--labelled, --online and --fusion_tuning go into a report "
@@ -75,7 +77,7 @@ def main(argv):
             raise InputError(f"--output {FLAGS.output}: {ancestor} is a file, not a directory")
         # An input's own file (a model's config.json, eval_metrics.json) is not overwritten.
         output = os.path.realpath(FLAGS.output)
-        for given in [*FLAGS.model_dirs, FLAGS.scores, FLAGS.labelled, FLAGS.online,
+        for given in [*model_dirs, FLAGS.scores, FLAGS.labelled, FLAGS.online,
                       FLAGS.fusion_tuning]:
             inside = given and os.path.isdir(given) and os.path.commonpath(
                 [output, os.path.realpath(given)]) == os.path.realpath(given)
@@ -107,7 +109,7 @@ def main(argv):
     pictures = None
     if FLAGS.output_dir:  # first: it reads the other jobs' outputs, which may fail
         pictures = write_report_directory(FLAGS.output_dir, text, FLAGS.labelled, FLAGS.online,
-                                          FLAGS.model_dirs, FLAGS.fusion_tuning, names)
+                                          model_dirs, FLAGS.fusion_tuning, names)
     print(text)
     if FLAGS.output:
         with atomic_file(FLAGS.output) as handle:

@@ -431,6 +431,17 @@ TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--out
     ("pipelines.score", ["--saved_model=s", "--input=x.csv", "--output=o",
                          "--max_dead_letters=-1"],
      "FATAL Flags parsing error: flag --max_dead_letters=-1: -1 is not a non-negative integer"),
+    # A ~ after '=' is not expanded by the shell: a directory named "~" in the working
+    # directory; an empty output path was the working directory itself (before 2026-12-07).
+    ("pipelines.simulate", ["--output_dir=~/sim", "--days=3"],
+     "error: --output_dir=~/sim: a shell expands ~ only at the start of a word, not after '=': "
+     "write --output_dir ~/... (a space, no '=') or $HOME/...\n"),
+    ("pipelines.stats", ["--input=logs/a.csv,~/logs/b.csv", "--output_dir=o"],
+     "error: --input=logs/a.csv,~/logs/b.csv: a shell expands ~ only at the start"),
+    ("pipelines.simulate", ["--output_dir=", "--days=3"],
+     "error: --output_dir is empty: name the output's path (or leave the flag out)\n"),
+    ("pipelines.simulate", ["--output_dir= ", "--days=3"],
+     "error: --output_dir is empty: name the output's path"),
     # (named --seed, which this tool does not define, before 2026-12-07)
     ("online.tune_fusion", [*TUNING, "--tune_seed=-1"],
      "FATAL Flags parsing error: flag --tune_seed=-1: -1 is not an integer in the range [0, "

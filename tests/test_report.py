@@ -38,7 +38,8 @@ def test_report_relaimpr_by_hand(run, tmp_path):
         f"error: --output {tmp_path / 'notes.md'} exists and is not a report of this command; "
         "refusing to overwrite it (choose another path or remove it)\n"), kept.stderr
     assert (tmp_path / "notes.md").read_text() == "my notes\n"
-    again = run("report", f"--model_dirs={tmp_path / 'base'}", f"--output={tmp_path / 'report.md'}")
+    # (a trailing comma: an empty item, which named no path in "no eval_metrics.json")
+    again = run("report", f"--model_dirs={tmp_path / 'base'},", f"--output={tmp_path / 'report.md'}")
     assert again.returncode == 0 and "| base |" in (tmp_path / "report.md").read_text()
     # A file cut short, or JSON without the figures: one line naming the file, no report.
     for name, content, says in (("cut", '{"preset": "single', "cannot read eval_metrics.json"),
