@@ -66,6 +66,7 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
     """
     if end_process is None:
         end_process = owns_process(argv)
+    given = list(sys.argv if argv is None else argv)[1:]
 
     def guarded(argv):
         warnings.filterwarnings("ignore", category=FutureWarning)
@@ -85,6 +86,9 @@ def run(main, *, pass_unknown_flags: bool = False, argv: list[str] | None = None
                                              if flags.FLAGS[name].present}))
             if problem is not None:
                 raise InputError(problem)
+            repeated = repeated_flags_problem(given)
+            if repeated is not None:
+                raise InputError(repeated)
             if not (pass_unknown_flags or takes_arguments) and len(argv) > 1:
                 raise InputError(stray_arguments_problem(argv[1:]))
             return main(argv)
@@ -284,6 +288,37 @@ def _names_a_flag(arg: str) -> bool:
     if name in flags.FLAGS or name == "flagfile":
         return True
     return name.startswith("no") and name[2:] in flags.FLAGS and flags.FLAGS[name[2:]].boolean
+
+
+def repeated_flags_problem(args: list[str]) -> str | None:
+    """The line for a list flag of this program (a comma-separated list: the logs' globs,
+    --model_dirs, --policies) given twice on the command line (`args`, before absl's parsing),
+    or None. absl keeps the last value without a word, which for a list drops the first:
+    `--input=day1.csv --input=day2.csv` read day 2 alone. Other flags keep absl's rule, the
+    last value wins, which scripts use to override (a --flagfile's lines are not in `args`)."""
+    seen: dict[str, str] = {}
+    for arg in args:
+        if arg == "--":  # what follows is not flags
+            break
+        if not arg.startswith("-") or arg in ("-", "--"):
+            continue
+        name = arg.lstrip("-").split("=", 1)[0]
+        if name not in flags.FLAGS and name.startswith("no") and name[2:] in flags.FLAGS:
+            name = name[2:]  # --nocompress is --compress's
+        if name not in flags.FLAGS or not _is_list_flag(flags.FLAGS[name]):
+            continue
+        if name in seen:
+            return (f"--{name} is given twice ({seen[name]} and {arg}); only the last would be "
+                    "read: give one comma-separated list")
+        seen[name] = arg
+    return None
+
+
+def _is_list_flag(flag) -> bool:
+    """A flag whose value is a comma-separated list (not a multi flag, which takes repeats)."""
+    return not isinstance(flag, flags.MultiFlag) and (
+        isinstance(flag.parser, flags.BaseListParser)
+        or (flag.help or "").startswith("Comma-separated"))
 
 
 def stray_arguments_problem(args: list[str],

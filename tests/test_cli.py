@@ -431,6 +431,13 @@ TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--out
     ("pipelines.score", ["--saved_model=s", "--input=x.csv", "--output=o",
                          "--max_dead_letters=-1"],
      "FATAL Flags parsing error: flag --max_dead_letters=-1: -1 is not a non-negative integer"),
+    # A list flag given twice: absl kept the last, so the first day was never read.
+    ("pipelines.validate.describe", ["--input=a.csv", "--input=b.csv"],
+     "error: --input is given twice (--input=a.csv and --input=b.csv); only the last would be "
+     "read: give one comma-separated list\n"),
+    ("ranking.train", ["--model=single_ctr", "--train", "a.csv", "--stats=s", "--model_dir=m",
+                       "--train=b.csv"],
+     "error: --train is given twice (--train and --train=b.csv)"),
     # A ~ after '=' is not expanded by the shell: a directory named "~" in the working
     # directory; an empty output path was the working directory itself (before 2026-12-07).
     ("pipelines.simulate", ["--output_dir=~/sim", "--days=3"],
