@@ -55,9 +55,10 @@ MIN_TIMESTAMP = 0
 csv.field_size_limit(1 << 30)
 
 # What TensorFlow's reader (`tf.strings.to_number`) reads: no '+' on an integer, "inf" but not
-# "Infinity". int64 holds every 18-digit number and some of 19 (`fits_int64`).
-_INT = r"-?[0-9]{1,19}"
-_FLOAT = r"(?i)[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|nan)"
+# "Infinity", spaces or tabs around the number (a "a, b, c" export: " 21" reads as 21). int64
+# holds every 18-digit number and some of 19 (`fits_int64`).
+_INT = r"[ \t]*-?[0-9]{1,19}[ \t]*"
+_FLOAT = r"(?i)[ \t]*[+-]?(([0-9]+\.?[0-9]*|\.[0-9]+)(e[+-]?[0-9]+)?|inf|nan)[ \t]*"
 INT_RE, FLOAT_RE = re.compile(_INT + r"\Z"), re.compile(_FLOAT + r"\Z")
 
 
@@ -157,7 +158,7 @@ class AbsentTypedColumns(InputError):
 
 
 # Numbers as TensorFlow's reader reads them ----------------------------------------------------
-ANY_INT_RE = re.compile(r"[+-]?[0-9]+\Z")  # an integer of any size
+ANY_INT_RE = re.compile(r"[ \t]*[+-]?[0-9]+[ \t]*\Z")  # an integer of any size
 
 
 def fits_int64(value: str) -> bool:

@@ -787,3 +787,18 @@ def test_rows_per_file_and_day_equal_a_counter():
         want.update(zip(files.tolist(), days.tolist()))
     assert into == dict(want)
     assert all(type(f) is int and type(d) is int for f, d in into)
+
+
+def test_numbers_with_spaces_around_them_are_typed_as_the_reader_reads_them(tmp_path):
+    """A "a, b, c" export: TensorFlow's reader reads " 1.25" and " 21" as numbers, and did for
+    timestamp, click and dwell_time, but the type inference made price and age text (hashed
+    words)."""
+    path = tmp_path / "spaced.csv"
+    path.write_text("user_id, item_id, timestamp, click, dwell_time, price, age\n"
+                    "u1, i1, 1767571200, 1, 12.5, 1.25, 21\n"
+                    "u2, i2, 1767571201, 0, 0, 2.5 , 33 \n")
+    source = logs.open_logs(str(path))
+    assert (source.schema.dtypes["price"], source.schema.dtypes["age"]) == ("float32", "int64")
+    got = read_all(str(path))
+    np.testing.assert_array_equal(got["price"], np.float32([1.25, 2.5]))
+    np.testing.assert_array_equal(got["age"], [21, 33])
