@@ -205,6 +205,10 @@ def expand_inputs(patterns: str | Sequence[str]) -> list[LogFile]:
             raise InputError(f"{pattern} is a directory; expected log files "
                              f"(a glob such as {pattern.rstrip('/')}/*.csv.gz)")
         matches = _glob(pattern)
+        if glob.has_magic(pattern):
+            # A job's marker a glob of its output directory matches (Spark's and Hadoop's
+            # `_SUCCESS`, empty): no rows, and not a log of either format.
+            matches = [p for p in matches if not _is_empty_marker(p)]
         if not matches:
             raise InputError(f"no file matches {pattern}")
         for path in matches:
@@ -233,10 +237,29 @@ def log_file(path: str) -> LogFile:
     return _classify(path)
 
 
+def _is_empty_marker(path: str) -> bool:
+    """An empty file whose name starts with '_' (`_SUCCESS`), as Hadoop's readers skip."""
+    return os.path.basename(path).startswith("_") and file_size(path) == 0
+
+
+# Compressions the readers do not read, by their files' first bytes: (magic, name, the command
+# that writes the file out).
+_OTHER_COMPRESSIONS = ((b"BZh", "bzip2", "bzip2 -dc"), (b"\xfd7zXZ\x00", "xz", "xz -dc"),
+                       (b"\x28\xb5\x2f\xfd", "zstd", "zstd -dc"), (b"PK\x03\x04", "zip", "unzip -p"),
+                       (b"7z\xbc\xaf\x27\x1c", "7z", "7z e -so"), (b"\x04\x22\x4d\x18", "lz4", "lz4 -dc"))
+
+
 def _classify(path: str) -> LogFile:
     with open_binary(path) as handle:
-        head = handle.read(2)
-    is_gzip = head == b"\x1f\x8b"
+        head = handle.read(6)
+    for magic, kind, command in _OTHER_COMPRESSIONS:
+        # (bzip2's fourth byte is its block size, 1-9; a TFRecord's first bytes are a length)
+        if head.startswith(magic) and (kind != "bzip2" or head[3:4] in b"123456789") and not (
+                path.lower().endswith(TFRECORD_SUFFIXES)):
+            raise InputError(f"is {kind}-compressed; the readers read plain or gzip files: "
+                             f"recompress it with gzip ({command} FILE | gzip > FILE.gz)",
+                             file=path)
+    is_gzip = head[:2] == b"\x1f\x8b"
     lower = path.lower()
     if lower.endswith((".gz", ".gzip")) and not is_gzip and file_size(path) > 0:
         raise InputError("is named as gzip but is not gzip data (corrupt or mislabelled)", file=path)

@@ -173,7 +173,9 @@ INT64_TEXT = types.SimpleNamespace(match=fits_int64)
 
 # Text that databases, spreadsheets and dataframes write for a missing value (Hive and
 # MySQL's \N, SQL's NULL, pandas' None and NA, Excel's #N/A), lower-cased.
-MISSING_TOKENS = frozenset({"null", "none", "na", "n/a", "#n/a", "nil", "\\n"})
+MISSING_TOKENS = frozenset({"null", "none", "na", "n/a", "#n/a", "nil", "\\n",
+                            # spreadsheets' and survey exports' placeholders
+                            "-", "--", "?", "."})
 _PLUS_INT = re.compile(r"\+[0-9]+\Z")
 INFINITY_RE = re.compile(r"(?i)[+-]?infinity\Z")
 

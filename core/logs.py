@@ -220,6 +220,13 @@ class LogSource:
             empty = tf.equal(text, "")
             if with_missing and name != "dwell_time":
                 out[MISSING + name] = empty
+            if name in ("user_id", "item_id") and self.outcomes:
+                # As a tf.Example without the feature: rows without an id would all be one
+                # user (or item), a heavy one for rule T2, sharing one embedding. (Scoring's
+                # candidates may lack one: a logged-out request is scored as served.)
+                checks.append(_check(~empty, path, row, name, "expected an id, found an empty "
+                                     "field (rows without an id would all be one "
+                                     f"{name[:-3]}: drop them or give each its id)"))
             if kind == "string":
                 out[name] = self._fill_missing(name, empty, text)
                 continue

@@ -191,7 +191,8 @@ def test_number_patterns_accept_what_tensorflows_reader_reads(text):
     assert bool(log_schema.FLOAT_RE.match(text)) == reads(tf.float32), text
 
 
-@pytest.mark.parametrize("odd", ["NULL", "\\N", "None", "NA", "null", "#N/A", "+3", "Infinity"])
+@pytest.mark.parametrize("odd", ["NULL", "\\N", "None", "NA", "null", "#N/A", "+3", "Infinity",
+                                 "-", "?", "--", "."])
 def test_a_value_that_would_make_a_number_column_text_is_refused(tmp_path, odd):
     """One missing-value marker, '+3' or 'Infinity' among a column's sampled numbers made it
     text before, its numbers hashed as words, without a word: now refused, naming the column
@@ -802,3 +803,47 @@ def test_numbers_with_spaces_around_them_are_typed_as_the_reader_reads_them(tmp_
     got = read_all(str(path))
     np.testing.assert_array_equal(got["price"], np.float32([1.25, 2.5]))
     np.testing.assert_array_equal(got["age"], [21, 33])
+
+
+def test_an_empty_id_is_refused_in_logs_with_outcomes_as_a_missing_feature_is(tmp_path):
+    """An empty user_id made every such row one user (never light for rule T2, one shared
+    embedding), where a tf.Example without the feature was refused. Scoring's candidates may
+    lack one: a logged-out request is scored as served."""
+    rows = replace_field(ROWS, 1, "user_id", "")
+    path = write_csv(tmp_path / "a.csv", rows=rows)
+    with pytest.raises(InputError, match=re.escape(
+            "a.csv, line 3, column 'user_id': expected an id, found an empty field (rows "
+            "without an id would all be one user: drop them or give each its id)")):
+        read_all(path)
+    rows = replace_field(ROWS, 2, "item_id", "")
+    with pytest.raises(InputError, match=r"line 4, column 'item_id': expected an id, found an "
+                                         r"empty field \(rows without an id would all be one "
+                                         r"item"):
+        read_all(write_csv(tmp_path / "b.csv", rows=rows))
+    candidates = logs.open_logs(path, candidates=("user_id", "item_id"))
+    got = next(iter(candidates.dataset(8)))
+    assert got["user_id"].numpy().tolist()[1] == b""
+
+
+def test_a_jobs_empty_marker_is_left_out_and_other_compressions_are_named(tmp_path):
+    """Spark's output directory globbed (`out/*`): its empty `_SUCCESS`, taken for a TFRecord,
+    made the input "mix CSV and TFRecord files"; a .bz2 or .xz log was "a corrupt TFRecord"."""
+    import bz2
+    import lzma
+
+    out = tmp_path / "out"
+    out.mkdir()
+    write_csv(out / "part-00000.csv")
+    (out / "_SUCCESS").write_bytes(b"")
+    files = log_files.expand_inputs(str(out / "*"))
+    assert [os.path.basename(f.path) for f in files] == ["part-00000.csv"]
+    # Named as it is, it is an input like any other (and refused as empty where read).
+    assert len(log_files.expand_inputs(str(out / "_SUCCESS"))) == 1
+    text = open(write_csv(tmp_path / "plain.csv"), "rb").read()
+    for name, data, kind, command in (("a.csv.bz2", bz2.compress(text), "bzip2", "bzip2 -dc"),
+                                      ("a.csv.xz", lzma.compress(text), "xz", "xz -dc")):
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match=re.escape(
+                f"{tmp_path / name}: is {kind}-compressed; the readers read plain or gzip "
+                f"files: recompress it with gzip ({command} FILE | gzip > FILE.gz)")):
+            log_files.expand_inputs(str(tmp_path / name))
