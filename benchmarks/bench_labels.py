@@ -15,6 +15,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -22,12 +23,16 @@ REPO = os.path.dirname(HERE)
 
 
 def run_measured(cmd):
-    started = time.perf_counter()
-    child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    seconds = time.perf_counter() - started
-    if status:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{child.stderr.read().decode()[-2000:]}")
+    # stderr to a file, not a pipe nobody reads until the end (a child writing more than a
+    # pipe holds would wait forever)
+    with tempfile.TemporaryFile() as errors:
+        started = time.perf_counter()
+        child = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.perf_counter() - started
+        if status:
+            errors.seek(0)
+            raise SystemExit(f"{' '.join(cmd)} failed:\n{errors.read().decode()[-2000:]}")
     return seconds, usage.ru_maxrss / 1024
 
 

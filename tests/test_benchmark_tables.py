@@ -408,3 +408,23 @@ def test_a_benchmarks_jobs_pass_their_warnings_on_once(tmp_path, capsys, monkeyp
                       f"--output_dir={tmp_path}/s3", label="stats of none.csv")
     assert str(failed.value).startswith("error: stats of none.csv: ")
     assert "\n" not in str(failed.value)
+
+
+def test_the_peers_auc_is_scikit_learns():
+    """benchmarks/deepctr_ple.py computes its AUC in NumPy (scikit-learn's import cost the
+    peer's timed process 0.7-0.9 s): equal to roc_auc_score, ties included."""
+    import importlib.util
+
+    from sklearn.metrics import roc_auc_score
+
+    spec = importlib.util.spec_from_file_location(
+        "deepctr_ple", os.path.join(os.path.dirname(__file__), "..", "benchmarks",
+                                    "deepctr_ple.py"))
+    peer = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(peer)
+    rng = np.random.default_rng(0)
+    for n, levels in ((50, 3), (1000, 20), (5000, 5000)):
+        labels = rng.random(n) < 0.3
+        scores = rng.integers(0, levels, n) / levels  # ties when levels < n
+        assert peer.roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores),
+                                                            abs=1e-12)
