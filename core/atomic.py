@@ -106,8 +106,8 @@ def temporary_prefix(path: str, kind: str = "tmp") -> str:
     """The prefix of `path`'s hidden temporary sibling, `.NAME.tmp-` (`kind` "old": `.NAME.old-`),
     its NAME cut so that the sibling's name stays within NAME_MAX: a legal name of 242 to 255
     characters could not be written otherwise."""
-    name = os.path.basename(path)[:NAME_MAX - _TEMPORARY_CHARACTERS]
-    return f".{name}.{kind}-"
+    name = os.fsencode(os.path.basename(path))[:NAME_MAX - _TEMPORARY_CHARACTERS]
+    return f".{name.decode(errors='ignore')}.{kind}-"  # (a character cut in two is dropped)
 
 
 @contextlib.contextmanager

@@ -318,7 +318,7 @@ def _is_list_flag(flag) -> bool:
     """A flag whose value is a comma-separated list (not a multi flag, which takes repeats)."""
     return not isinstance(flag, flags.MultiFlag) and (
         isinstance(flag.parser, flags.BaseListParser)
-        or (flag.help or "").startswith("Comma-separated"))
+        or "comma-separated" in (flag.help or "").lower())
 
 
 def stray_arguments_problem(args: list[str],

@@ -37,7 +37,8 @@ flags.DEFINE_string("baseline", None, "Export base or version the quality gate c
                     "(export/gate.py).")
 flags.DEFINE_string("gate", None, "METRIC:MAX_DROP, e.g. auc_valid_read:0.002: refuse to "
                     "write a version whose METRIC is below the baseline's by more than MAX_DROP.")
-flags.DEFINE_string("gate_logs", None, "Held-out logs of the gate (default: the model's "
+flags.DEFINE_string("gate_logs", None, "Held-out logs of the gate, comma-separated globs "
+                    "(default: the model's "
                     "validation window unless its refit pass trained on it, else its --eval "
                     "logs).")
 flags.DEFINE_string("model_name", None, "Model name in models.config and the warmup requests "

@@ -55,7 +55,7 @@ def read_baseline_metrics(path: str) -> dict:
             baseline = json.load(handle)
     except (OSError, ValueError) as error:
         raise InputError(f"cannot read the baseline metrics ({error})", file=path) from None
-    needed = ("rows", "clicks", "valid_reads", "auc_ctr", "auc_valid_read")
+    needed = metrics.COUNTS_AND_AUCS
     missing = ([k for k in needed if k not in baseline] if isinstance(baseline, dict)
                else list(needed))
     if missing:

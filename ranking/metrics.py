@@ -70,6 +70,10 @@ def rel_impr(model_auc: float | None, base_auc: float | None) -> float:
     return float(((model_auc - 0.5) / (base_auc - 0.5) - 1.0) * 100.0)
 
 
+# What every eval_metrics.json holds and its readers compare (RelaImpr, the report's tables).
+COUNTS_AND_AUCS = ("rows", "clicks", "valid_reads", "auc_ctr", "auc_valid_read")
+
+
 def other_evaluation(result: Mapping, baseline: Mapping) -> str | None:
     """Why two evaluations (`evaluate` results or eval_metrics.json) are not of the same
     labelled logs, or None when they are: their rows, clicks and valid reads differ (other

@@ -123,8 +123,9 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
     (`ranking.distribute`); only the chief trains.
 
     Bad input met after the model directory was made (a value past the rows that set the
-    column types, say) removes what this run wrote when the directory was new or empty; a
-    directory being resumed keeps its checkpoints. Returns the metrics dict ({} without
+    column types, say) removes what this run wrote when the directory was new or empty and no
+    checkpoint was written yet (one written before is kept, for the same command to resume);
+    a directory being resumed keeps its checkpoints. Returns the metrics dict ({} without
     --eval, and on every task but the chief)."""
     phases = Phases()
     _check_options(config)
@@ -156,7 +157,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         created = model_dir_lib.taken_as_new(model_dir)
         if (chief and created is not None and _is_bad_input(error)
                 and not isinstance(error, distribute.PeerFailed)
-                and not _holds_checkpoint(model_dir)):
+                and selection_files.newest_checkpoint_step(model_dir) is None):
             for name in os.listdir(model_dir):
                 path = os.path.join(model_dir, name)
                 shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
@@ -165,12 +166,6 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         raise
     finally:
         model_dir_lib.unlock(model_dir)
-
-
-def _holds_checkpoint(model_dir: str) -> bool:
-    import tensorflow as tf
-
-    return tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")) is not None
 
 
 def _is_bad_input(error: Exception) -> bool:

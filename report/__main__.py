@@ -85,7 +85,7 @@ def main(argv):
                 raise InputError(f"--output {FLAGS.output} is a file of the input {given}; "
                                  "the report would overwrite it: write it elsewhere")
         # Any other file but an earlier report stays too (a log, a user's notes.md).
-        if os.path.exists(output) and not _is_report(output):
+        if os.path.isfile(output) and not _is_report(output):  # (a device: atomic_file's)
             raise InputError(f"--output {FLAGS.output} exists and is not a report of this "
                              "command; refusing to overwrite it (choose another path or "
                              "remove it)")

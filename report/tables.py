@@ -35,7 +35,7 @@ def model_names(model_dirs: list[str]) -> list[str]:
 
 
 # What every table reads of an eval_metrics.json (`ranking.evaluation` writes them all).
-REQUIRED_METRICS = ("preset", "rows", "clicks", "valid_reads", "auc_ctr", "auc_valid_read")
+REQUIRED_METRICS = ("preset", *metrics.COUNTS_AND_AUCS)
 
 
 def load_metrics(model_dir: str) -> dict:

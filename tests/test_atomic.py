@@ -114,6 +114,12 @@ def test_names_up_to_the_file_systems_limit_are_written_and_longer_ones_refused_
     8 characters) was not: ENAMETOOLONG as a traceback. A name past 255 failed at the final
     rename, after the whole job: now refused before it starts."""
     longest = "d" * 255
+    # 250 bytes in 125 two-byte characters: the temporary name is cut by bytes, whole
+    # characters kept.
+    accented = "é" * 125
+    with atomic_file(str(tmp_path / accented)) as handle:
+        handle.write("é")
+    assert (tmp_path / accented).read_text() == "é"
     with atomic_directory(str(tmp_path / longest)) as tmp:
         (tmp_path / "probe").write_text(tmp)
     assert (tmp_path / longest).is_dir()
@@ -129,4 +135,5 @@ def test_names_up_to_the_file_systems_limit_are_written_and_longer_ones_refused_
             with make(str(tmp_path / ("x" * 256) / "out")):
                 started.append(1)
     assert started == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([longest, "f" * 255, "probe"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([longest, "f" * 255, "probe",
+                                                                 accented])

@@ -438,6 +438,12 @@ TUNING = ["--saved_model=s", "--baseline=random", "--sim=s", "--stats=s", "--out
     ("ranking.train", ["--model=single_ctr", "--train", "a.csv", "--stats=s", "--model_dir=m",
                        "--train=b.csv"],
      "error: --train is given twice (--train and --train=b.csv)"),
+    ("ranking.train", ["--model=single_ctr", "--train=a.csv", "--stats=s", "--model_dir=m",
+                       "--validation=d10.csv", "--validation=d11.csv"],
+     "error: --validation is given twice"),
+    ("export.saved_model", ["--model_dir=m", "--export_base=e", "--gate_logs=a.csv",
+                            "--gate_logs=b.csv"],
+     "error: --gate_logs is given twice"),
     # A ~ after '=' is not expanded by the shell: a directory named "~" in the working
     # directory; an empty output path was the working directory itself (before 2026-12-07).
     ("pipelines.simulate", ["--output_dir=~/sim", "--days=3"],

@@ -1458,6 +1458,8 @@ def test_the_label_jobs_csv_text_of_a_float_reads_back_to_it():
     (["--bin_edges=0,5,30,inf"], r"--bin_edges must be three or more increasing finite .*"
                                  r"not 0.0,5.0,30.0,inf \(the last edge closes the top bin"),
     (["--bin_edges=0,5,30,1e400"], r"--bin_edges must be three or more increasing finite"),
+    (["--num_bins=8", "--bin_edges=0,5,30,60"],
+     r"--num_bins=8 and --bin_edges \(3 bins\) disagree"),  # (8: the default, given)
     (["--num_bins=4", "--bin_edges=0,5,30,60"],
      r"--num_bins=4 and --bin_edges \(3 bins\) disagree: the edges set the bins; drop --num_bins"),
     (["--bin_edges=" + ",".join(map(str, range(1002)))],

@@ -38,6 +38,10 @@ def test_report_relaimpr_by_hand(run, tmp_path):
         f"error: --output {tmp_path / 'notes.md'} exists and is not a report of this command; "
         "refusing to overwrite it (choose another path or remove it)\n"), kept.stderr
     assert (tmp_path / "notes.md").read_text() == "my notes\n"
+    # A device is not read to tell a report (on a terminal, /dev/stdout waited for its keys).
+    device = run("report", f"--model_dirs={tmp_path / 'base'}", "--output=/dev/null")
+    assert device.returncode == 1 and "is a device or a process's stream" in device.stderr, \
+        device.stderr
     # (a trailing comma: an empty item, which named no path in "no eval_metrics.json")
     again = run("report", f"--model_dirs={tmp_path / 'base'},", f"--output={tmp_path / 'report.md'}")
     assert again.returncode == 0 and "| base |" in (tmp_path / "report.md").read_text()

@@ -66,7 +66,10 @@ class StatsConfig:
     ndt_tau: float | None = setting(None, "NDT tau in seconds, > 0 (auto default: fitted).")
     ndt_a: float | None = setting(None, "NDT A (auto default: from t_max).")
     ndt_b: float | None = setting(None, "NDT B (auto default: so that ndt(0) = 0).")
-    num_bins: int = setting(DEFAULT_NUM_BINS, "Number of dwell-time bins.")
+    # None: DEFAULT_NUM_BINS, or the count --bin_edges gives (a value given beside them is
+    # checked against it)
+    num_bins: int | None = setting(None, f"Number of dwell-time bins (default "
+                                   f"{DEFAULT_NUM_BINS}; with --bin_edges, theirs).")
     bin_edges: tuple[float, ...] | None = setting(
         None, "Explicit dwell-bin edges in seconds (num_bins + 1 increasing finite values; "
         "dwell above the last edge falls in the top bin) instead of percentiles.")
@@ -118,14 +121,21 @@ class StatsConfig:
                              f" the automatic NDT fit (--ndt=auto); {why} "
                              f"{'it is' if len(fit_only) == 1 else 'they are'} not read: drop "
                              f"{'it' if len(fit_only) == 1 else 'them'}")
-        if self.bin_edges is None and self.num_bins > MAX_BINS:
+        if self.bin_edges is None and self.bins > MAX_BINS:
             raise InputError(f"--num_bins must be <= {MAX_BINS:,} (one softmax output a bin), "
-                             f"not {self.num_bins:,}")
+                             f"not {self.bins:,}")
         # The dwell-bin models need two bins at least (one is a softmax with nothing to choose).
-        if self.bin_edges is None and self.num_bins < 2:
-            raise InputError(f"--num_bins must be >= 2, not {self.num_bins}")
+        if self.bin_edges is None and self.bins < 2:
+            raise InputError(f"--num_bins must be >= 2, not {self.bins}")
         if self.bin_edges is not None:
             self._check_bin_edges()
+
+    @property
+    def bins(self) -> int:
+        """The number of dwell-time bins: --bin_edges', else --num_bins or its default."""
+        if self.bin_edges is not None:
+            return len(self.bin_edges) - 1
+        return DEFAULT_NUM_BINS if self.num_bins is None else self.num_bins
 
     def _check_bin_edges(self):
         edges = self.bin_edges
@@ -139,7 +149,7 @@ class StatsConfig:
         if len(edges) - 1 > MAX_BINS:
             raise InputError(f"--bin_edges must give <= {MAX_BINS:,} bins (one softmax output a "
                              f"bin), not {len(edges) - 1:,}")
-        if self.num_bins not in (DEFAULT_NUM_BINS, len(edges) - 1):
+        if self.num_bins not in (None, len(edges) - 1):
             raise InputError(f"--num_bins={self.num_bins} and --bin_edges ({len(edges) - 1} "
                              "bins) disagree: the edges set the bins; drop --num_bins")
 
@@ -364,7 +374,7 @@ def summarize(part: _Part, config: StatsConfig, schema: log_schema.LogSchema) ->
         unclicked_dwell_zeroed=part.unclicked_dwell, rules=config.rules,
         ndt_preset=config.ndt_preset, t_max=config.t_max, epsilon=config.epsilon,
         ndt_offset=config.ndt_offset, ndt_tau=config.ndt_tau, ndt_a=config.ndt_a,
-        ndt_b=config.ndt_b, num_bins=config.num_bins, bin_edges=config.bin_edges,
+        ndt_b=config.ndt_b, num_bins=config.bins, bin_edges=config.bin_edges,
         bin_values=config.bin_values,
         # The types given by --column_types, which the label and training jobs read with
         # (`StatsArtifact.column_types`); the key only when some were given.
