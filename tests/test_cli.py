@@ -581,6 +581,10 @@ def signalled(*args, **kwargs):
     return original(*args, **kwargs)
 
 setattr(owner, name, signalled)
+# Ctrl-C as in a terminal's foreground job: the test runner's workers ignore SIGINT, and a
+# child inherits that (Python then installs no KeyboardInterrupt handler).
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (likewise, whatever ran the tests)
 sys.argv = [module] + sys.argv[5:]
 runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
