@@ -124,6 +124,48 @@ class FeatureEncoder(StaticLayer):
         return tf.concat(embedded + numeric, axis=1)
 
 
+class StatelessDropout(tf.keras.layers.Layer):
+    """Dropout of `rate` whose masks are drawn statelessly from (a base seed, the replica, a
+    count of training calls kept as the layer's variable, so in checkpoints): a resumed run
+    draws the masks the uninterrupted run would have. Keras' Dropout draws from a generator
+    whose state no checkpoint keeps, so a run resumed with --dropout parted from the
+    uninterrupted one at its first step. The base seed comes from Python's `random`, which
+    `tf.keras.utils.set_random_seed` (training: --seed) seeds, in the order layers are made.
+
+    [...] -> the same shape; the input as it is unless `training`."""
+
+    def __init__(self, rate: float, **kwargs):
+        import random
+
+        super().__init__(**kwargs)
+        self.rate = rate
+        self.base_seed = random.getrandbits(31)
+
+    def build(self, input_shape):
+        self.draws = self.add_weight(
+            name="draws", shape=(), dtype=tf.int64, trainable=False, initializer="zeros",
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        super().build(input_shape)
+
+    def call(self, x: tf.Tensor, training=None) -> tf.Tensor:
+        if not self.rate or training is None or training is False:
+            return x
+
+        def dropped():
+            draw = self.draws.assign_add(1)
+            # Replicas of a distribution strategy share the counter: the replica id keeps
+            # their masks apart (one replica: id 0).
+            replica = tf.distribute.get_replica_context()
+            replica_id = tf.cast(replica.replica_id_in_sync_group if replica is not None
+                                 else 0, tf.int64)
+            seed = tf.stack([tf.constant(self.base_seed, tf.int64) * 1024 + replica_id, draw])
+            return tf.nn.experimental.stateless_dropout(x, self.rate, seed=seed)
+
+        if training is True:
+            return dropped()
+        return tf.cond(tf.cast(training, tf.bool), dropped, lambda: tf.identity(x))
+
+
 class MLP(StaticLayer):
     """Dense ReLU layers of `units`; with `output_units`, a final linear layer of that width.
     With `batch_norm`, each hidden layer is Dense -> BatchNormalization -> ReLU; `dropout`
@@ -132,7 +174,7 @@ class MLP(StaticLayer):
     [batch, d] -> [batch, units[-1]] (or [batch, output_units])."""
 
     def __init__(self, units: Sequence[int], output_units: int | None = None,
-                 dropout: float = 0.0, seed: int = 0, batch_norm: bool = False, **kwargs):
+                 dropout: float = 0.0, batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
         # Initial weights follow tf.keras.utils.set_random_seed (training sets it from --seed).
         self.hidden = [tf.keras.layers.Dense(u, activation=None if batch_norm else "relu",
@@ -140,8 +182,8 @@ class MLP(StaticLayer):
                        for i, u in enumerate(units)]
         self.norms = [tf.keras.layers.BatchNormalization(name=f"batch_norm_{i}")
                       for i in range(len(units))] if batch_norm else []
-        self.dropout = [tf.keras.layers.Dropout(dropout, seed=seed + i) for i in range(len(units))
-                        ] if dropout else []
+        self.dropout = [StatelessDropout(dropout, name=f"dropout_{i}")
+                        for i in range(len(units))] if dropout else []
         self.output_layer = None if output_units is None else tf.keras.layers.Dense(
             output_units, name="logits")
 

@@ -59,7 +59,7 @@ from core.errors import InputError
 from core.settings import setting
 from ranking import losses
 from ranking.backbones import BACKBONES
-from ranking.layers import MLP, StaticLayer
+from ranking.layers import MLP, StatelessDropout, StaticLayer
 from ranking.losses import global_sum
 from ranking.tasks import DwellBinsTask, Task
 
@@ -264,6 +264,17 @@ class CrossTaskAttention(StaticLayer):
         return tf.reshape(mixed, [-1, 2 * stacked.shape[-1]])
 
 
+class _StatelessDropoutAttention(tf.keras.layers.MultiHeadAttention):
+    """MultiHeadAttention whose dropout on the attention weights is `StatelessDropout` (its
+    masks keyed by a checkpointed count: a resumed run draws what the uninterrupted run
+    would); without dropout, Keras' own layer, which draws nothing."""
+
+    def _build_attention(self, rank):
+        super()._build_attention(rank)
+        if self._dropout:
+            self._dropout_layer = StatelessDropout(self._dropout, name="attention_dropout")
+
+
 class ProjectedAttention(StaticLayer):
     """SCD as the authors' code has it (an AutoInt interacting layer): tokens [h_ctr, h_dt]
     ([batch, d] each) projected to `width`, multi-head self-attention (dropout on its weights)
@@ -274,7 +285,7 @@ class ProjectedAttention(StaticLayer):
                  **kwargs):
         super().__init__(**kwargs)
         self.projection = tf.keras.layers.Dense(width, use_bias=False, name="projection")
-        self.attention = tf.keras.layers.MultiHeadAttention(
+        self.attention = _StatelessDropoutAttention(
             num_heads=heads, key_dim=max(1, width // heads), dropout=dropout, name="attention")
         self.residual = tf.keras.layers.Dense(width, use_bias=False, name="residual")
         self.output_projection = tf.keras.layers.Dense(width, activation="relu", name="output")

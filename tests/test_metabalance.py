@@ -1,6 +1,8 @@
 """MetaBalance: balanced gradients against a hand computation; exact resume of an ORCA model
 with MetaBalance (its moving averages and ORCA's mask counter live in the checkpoint)."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -79,3 +81,35 @@ def test_orca_with_metabalance_resumes_exactly(small_world, tmp_path):
         assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
     # Without restoring the averages and the mask counter the runs would part.
     assert resumed["raw_dwell"]["dt_mae_class"] == pytest.approx(whole["raw_dwell"]["dt_mae_class"])
+
+
+@pytest.mark.parametrize("preset", ["single_ctr", "mmoe_orca"])
+def test_a_run_with_dropout_resumes_exactly(small_world, tmp_path, preset):
+    """Keras' Dropout drew its masks from a generator no checkpoint keeps: resumed, a run with
+    --dropout parted from the uninterrupted one at its first step. Its masks now come from a
+    checkpointed count of draws (the towers', experts', and the authors' ORCA attention's)."""
+    from ranking.orca import OrcaConfig
+    from ranking.regularization import RegularizationConfig
+
+    model = models.ModelConfig(preset, regularization=RegularizationConfig(dropout=0.3))
+    if preset == "mmoe_orca":
+        model = dataclasses.replace(model, orca=OrcaConfig(nde_head="authors"))
+
+    def config(epochs):
+        return training.TrainConfig(
+            train=small_world["train"], eval=small_world["eval"], stats=small_world["stats"],
+            model=model, batch_size=256, epochs=epochs, steps_per_epoch=4, seed=5,
+            post_click_features=("category", "item_length") if preset == "mmoe_orca" else (),
+            deterministic=True, progress="none")
+
+    whole = training.train_and_evaluate(config(2), str(tmp_path / "whole"))
+    training.train_and_evaluate(config(1), str(tmp_path / "resumed"))
+    resumed = training.train_and_evaluate(config(2), str(tmp_path / "resumed"))
+    assert resumed["global_step"] == whole["global_step"] == 8
+    for key in ("auc_ctr", "logloss_ctr"):
+        assert resumed[key] == pytest.approx(whole[key], rel=1e-6, abs=1e-9), key
+    # Dropout acts: the same run without it ends elsewhere.
+    plain = training.train_and_evaluate(dataclasses.replace(
+        config(2), model=dataclasses.replace(model, regularization=RegularizationConfig())),
+        str(tmp_path / "plain"))
+    assert plain["logloss_ctr"] != pytest.approx(whole["logloss_ctr"], rel=1e-6)
