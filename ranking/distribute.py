@@ -35,6 +35,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 
 import numpy as np
 
@@ -67,10 +68,15 @@ def cluster_task() -> tuple[str | None, int, dict]:
         if not isinstance(cluster, dict) or not isinstance(task, dict):
             raise ValueError("cluster and task must be objects")
         for job, addresses in cluster.items():
+            # (a port that is not a number failed in TensorFlow's C++ with a traceback)
             if (not isinstance(addresses, list) or not addresses
-                    or not all(isinstance(a, str) and ":" in a for a in addresses)):
-                raise ValueError(f"job {job!r} must be a non-empty list of \"host:port\"")
-        task_type, index = task.get("type"), task.get("index", 0)
+                    or not all(isinstance(a, str) and re.fullmatch(r".+:[0-9]{1,5}", a)
+                               for a in addresses)):
+                raise ValueError(f"job {job!r} must be a non-empty list of \"host:port\" with "
+                                 "a numeric port")
+        if "index" not in task:  # (TensorFlow refuses a cluster task without one, later)
+            raise ValueError("the task has no index")
+        task_type, index = task.get("type"), task["index"]
         if not isinstance(index, int) or isinstance(index, bool):
             raise ValueError(f"task index must be an integer, not {index!r}")
     except (ValueError, TypeError, AttributeError) as error:
@@ -122,10 +128,18 @@ def serve_forever(intra_op_threads: int = 0) -> None:
 
 def lone_worker_note(name: str) -> str | None:
     """The note for --strategy=multi_worker_mirrored without TF_CONFIG (TensorFlow then makes
-    a cluster of this process alone, which trains as --strategy=default would), or None."""
-    if name == "multi_worker_mirrored" and not cluster_task()[2]:
+    a cluster of this process alone, which trains as --strategy=default would), and for a
+    TF_CONFIG cluster under a strategy of one process (each task would train alone), or None."""
+    cluster = cluster_task()[2]
+    if name == "multi_worker_mirrored" and not cluster:
         return ("note: --strategy=multi_worker_mirrored without TF_CONFIG: one worker, this "
                 "process (BUILD.md says how to describe the cluster)")
+    tasks = sum(len(addresses) for addresses in cluster.values())
+    if name in ("default", "mirrored") and tasks > 1:
+        return (f"note: TF_CONFIG describes a cluster of {tasks} tasks, but --strategy={name} "
+                "trains in this process alone (every task started so would train its own "
+                "model): give --strategy=multi_worker_mirrored or parameter_server to train on "
+                "the cluster")
     return None
 
 
@@ -171,6 +185,13 @@ def make_strategy(name: str):
         if cluster and task_type not in ("chief", "worker"):
             raise InputError(f"--strategy=multi_worker_mirrored: TF_CONFIG's task type must be "
                              f"chief or worker, not {task_type!r}")
+        others = sorted(set(cluster) - {"chief", "worker"})
+        if others:
+            # TensorFlow makes such a job's first task the coordination leader, which no task
+            # of this strategy serves: every task waited for it forever, without a word.
+            raise InputError(f"--strategy=multi_worker_mirrored: TF_CONFIG's cluster has job(s) "
+                             f"{', '.join(others)}; this strategy's cluster is a chief and "
+                             "workers only (ps tasks are --strategy=parameter_server's)")
         _default_signal_actions()
         return _signals_end_the_task(tf.distribute.MultiWorkerMirroredStrategy())
     if name == "parameter_server":

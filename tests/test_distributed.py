@@ -173,6 +173,14 @@ def test_worker_shards_partition_the_epoch(small_world):
      "multi_worker_mirrored", "task type 'chief' is not a job of the cluster"),
     ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}',
      "parameter_server", "needs TF_CONFIG with one chief, workers and ps tasks"),
+    # (each failed inside TensorFlow with a traceback, or waited for ever without a word)
+    ('{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker"}}',
+     "multi_worker_mirrored", r"TF_CONFIG is not valid \(the task has no index\)"),
+    ('{"cluster": {"worker": ["127.0.0.1:abc"]}, "task": {"type": "worker", "index": 0}}',
+     "multi_worker_mirrored", "must be a non-empty list of \"host:port\" with a numeric port"),
+    ('{"cluster": {"worker": ["127.0.0.1:1"], "ps": ["127.0.0.1:2"]},'
+     ' "task": {"type": "worker", "index": 0}}', "multi_worker_mirrored",
+     "TF_CONFIG's cluster has job\\(s\\) ps; this strategy's cluster is a chief and workers only"),
     ('{"cluster": {"chief": ["127.0.0.1:1"], "worker": ["127.0.0.1:2"], "ps": ["127.0.0.1:3"]},'
      ' "task": {"type": "worker", "index": 0}}', "parameter_server:rows",
      "--input_sharding=rows is for multi_worker_mirrored"),
@@ -205,6 +213,11 @@ def test_multi_worker_mirrored_without_a_cluster_is_noted(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}, '
                                     '"task": {"type": "worker", "index": 0}}')
     assert distribute.lone_worker_note("multi_worker_mirrored") is None
+    # A cluster under a strategy of one process: each task would train alone.
+    assert distribute.lone_worker_note("default") == (
+        "note: TF_CONFIG describes a cluster of 2 tasks, but --strategy=default trains in this "
+        "process alone (every task started so would train its own model): give "
+        "--strategy=multi_worker_mirrored or parameter_server to train on the cluster")
 
 
 # Multi-worker mirrored -----------------------------------------------------------------------
