@@ -124,6 +124,16 @@ class FeatureEncoder(StaticLayer):
         return tf.concat(embedded + numeric, axis=1)
 
 
+def stateless_seed(base_seed: int, draw: tf.Tensor) -> tf.Tensor:
+    """The seed, int64 [2], of a stateless random draw: (`base_seed` * 1024 + this replica's
+    id, `draw`, a count kept in a checkpointed variable). Replicas of a distribution strategy
+    share the count: the replica id keeps their draws apart (one replica: id 0)."""
+    replica = tf.distribute.get_replica_context()
+    replica_id = tf.cast(replica.replica_id_in_sync_group if replica is not None else 0,
+                         tf.int64)
+    return tf.stack([tf.constant(base_seed, tf.int64) * 1024 + replica_id, draw])
+
+
 class StatelessDropout(tf.keras.layers.Layer):
     """Dropout of `rate` whose masks are drawn statelessly from (a base seed, the replica, a
     count of training calls kept as the layer's variable, so in checkpoints): a resumed run
@@ -152,13 +162,7 @@ class StatelessDropout(tf.keras.layers.Layer):
             return x
 
         def dropped():
-            draw = self.draws.assign_add(1)
-            # Replicas of a distribution strategy share the counter: the replica id keeps
-            # their masks apart (one replica: id 0).
-            replica = tf.distribute.get_replica_context()
-            replica_id = tf.cast(replica.replica_id_in_sync_group if replica is not None
-                                 else 0, tf.int64)
-            seed = tf.stack([tf.constant(self.base_seed, tf.int64) * 1024 + replica_id, draw])
+            seed = stateless_seed(self.base_seed, self.draws.assign_add(1))
             return tf.nn.experimental.stateless_dropout(x, self.rate, seed=seed)
 
         if training is True:

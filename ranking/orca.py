@@ -59,7 +59,7 @@ from core.errors import InputError
 from core.settings import setting
 from ranking import losses
 from ranking.backbones import BACKBONES
-from ranking.layers import MLP, StatelessDropout, StaticLayer
+from ranking.layers import MLP, StatelessDropout, StaticLayer, stateless_seed
 from ranking.losses import global_sum
 from ranking.tasks import DwellBinsTask, Task
 
@@ -341,14 +341,8 @@ class OrcaHead(StaticLayer):
 
     def post_click_mask(self, rows: tf.Tensor) -> tf.Tensor:
         """bool [rows]: which examples the NDE path sees masked; advances the draw counter."""
-        draw = self.mask_draws.assign_add(1)
-        # Replicas of a distribution strategy share the counter: the replica id keeps their
-        # draws apart (one replica: id 0).
-        replica = tf.distribute.get_replica_context()
-        replica_id = tf.cast(replica.replica_id_in_sync_group if replica is not None else 0,
-                             tf.int64)
-        noise = tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=tf.stack(
-            [tf.constant(self.config.mask_seed, tf.int64) * 1024 + replica_id, draw]))
+        seed = stateless_seed(self.config.mask_seed, self.mask_draws.assign_add(1))
+        noise = tf.random.stateless_uniform(tf.reshape(rows, [1]), seed=seed)
         return noise < self.config.mask_prob
 
     def call(self, features: Mapping[str, tf.Tensor], representations: Mapping[str, tf.Tensor],
