@@ -586,11 +586,9 @@ def test_bad_training_or_eval_input_leaves_no_model_directory(small_world, tmp_p
     assert not model_dir.exists()
 
 
-def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(small_world,
-                                                                            tmp_path):
-    """'x' in the numeric `position` column on line 1,500, past the 1,000 rows that set the
-    column types: found while training, after the model directory was made; the run's files
-    go (an earlier, resumable directory would keep its checkpoints)."""
+def position_x_on_line_1500(small_world, tmp_path):
+    """The first training day's log with 'x' in the numeric `position` column on line 1,500
+    (past the 1,000 rows that set the column types), as tmp_path/dirty.csv."""
     lines = gzip.open(sorted(glob.glob(small_world["train"]))[0], "rt").read().splitlines()
     header = lines[0].split(",")
     fields = lines[1499].split(",")
@@ -598,6 +596,15 @@ def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(smal
     lines[1499] = ",".join(fields)
     dirty = tmp_path / "dirty.csv"
     dirty.write_text("\n".join(lines) + "\n")
+    return dirty
+
+
+def test_a_bad_feature_value_past_the_type_sample_leaves_no_model_directory(small_world,
+                                                                            tmp_path):
+    """'x' in the numeric `position` column on line 1,500, past the 1,000 rows that set the
+    column types: found while training, after the model directory was made; the run's files
+    go (an earlier, resumable directory would keep its checkpoints)."""
+    dirty = position_x_on_line_1500(small_world, tmp_path)
     for parent_exists in (False, True):
         model_dir = tmp_path / f"model-{parent_exists}"
         if parent_exists:
@@ -636,13 +643,7 @@ def test_a_bad_baseline_is_refused_before_training_and_checkpoints_outlive_bad_i
         assert "epoch 1/" not in done.stdout and not (tmp_path / "model").exists()
     # 'x' on line 1,500 in the numeric `position`: read in the third 512-row batch, after the
     # checkpoints of steps 1 and 2.
-    lines = gzip.open(sorted(glob.glob(small_world["train"]))[0], "rt").read().splitlines()
-    header = lines[0].split(",")
-    fields = lines[1499].split(",")
-    fields[header.index("position")] = "x"
-    lines[1499] = ",".join(fields)
-    dirty = tmp_path / "dirty.csv"
-    dirty.write_text("\n".join(lines) + "\n")
+    dirty = position_x_on_line_1500(small_world, tmp_path)
     model_dir = tmp_path / "kept"
     done = run("ranking.train", f"--train={dirty}", f"--stats={small_world['stats']}",
                "--model=single_ctr", "--batch_size=512", "--shuffle_buffer=0",
