@@ -17,8 +17,9 @@ experts it mixes (`gate_and_experts`); nothing else.
 
 **NDE head** (`nde_head`): `project` (this project's: one residual layer of multi-head
 self-attention over the tokens, flattened to [batch, 2 d], then an MLP of the towers' widths)
-or `authors` (as the authors' code: the tokens projected to 32 wide, attention with a learned
-linear residual of the unprojected tokens, ReLU, flattened, a 32-unit projection with ReLU; then
+or `authors` (after the authors' code: the tokens projected to 32 wide, attention with a learned
+linear residual of the unprojected tokens, ReLU, flattened, a 32-unit projection with ReLU (theirs
+is linear: docs/orca.md lists what differs still); then
 with h_s a 16-unit layer (batch normalization and dropout when the model has them), an 8-unit
 ReLU layer and the bins).
 
@@ -44,7 +45,7 @@ preset or `--orca` asks for it): the model's `dwell_bins` task becomes the raw t
 `raw_dwell_logits`, ..., loss weighed by alpha) and ORCA adds its `nde` task, whose loss weighs
 each clicked example by ORCA's instance weight (`instance_weights`) and whose outputs are the
 debiased `dwell_*` the model serves. Its settings are `OrcaConfig`; `configs/orca_authors.flags`
-sets every option the authors' code differs in.
+sets each option the ORCA issue lists the authors' way.
 """
 
 from __future__ import annotations
