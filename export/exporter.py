@@ -231,6 +231,11 @@ def _config_warnings(text: str, config_path: str, export_base: str, version: int
                 os.path.join(path, "saved_model.pb")):
             continue
         pinned_contract = serving_contract(path)
+        if pinned_contract is None:
+            warnings.append(f"version {served}, which {config_path} pins, has a saved_model.pb "
+                            "that cannot be read (damaged or cut short): TF Serving cannot "
+                            "load it")
+            continue
         changes = contract_changes(pinned_contract, contract) if pinned_contract[0] else []
         if changes:
             changed.setdefault(tuple(changes), []).append(served)
@@ -242,15 +247,20 @@ def _config_warnings(text: str, config_path: str, export_base: str, version: int
     return warnings
 
 
-def serving_contract(saved_model: str) -> tuple[dict, tuple]:
+def serving_contract(saved_model: str) -> tuple[dict, tuple] | None:
     """({feature: dtype name} of a SavedModel's predict_raw inputs, its serving_default output
-    names), read from saved_model.pb without loading it (({}, ()) without predict_raw)."""
+    names), read from saved_model.pb without loading it (({}, ()) without predict_raw; None
+    when saved_model.pb cannot be read or parsed: a damaged version)."""
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
     from tensorflow.core.protobuf import saved_model_pb2
 
     proto = saved_model_pb2.SavedModel()
-    with open(os.path.join(saved_model, "saved_model.pb"), "rb") as handle:
-        proto.ParseFromString(handle.read())
+    try:
+        with open(os.path.join(saved_model, "saved_model.pb"), "rb") as handle:
+            proto.ParseFromString(handle.read())
+    except (OSError, DecodeError):
+        return None
     signatures = proto.meta_graphs[0].signature_def if proto.meta_graphs else {}
     if "predict_raw" not in signatures:
         return {}, ()
@@ -420,7 +430,11 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         warnings.insert(0, unfinished)
     before = serving_contract(previous) if previous is not None else ({}, ())
     contract = serving_contract(target)
-    if before[0]:  # (a SavedModel of another tool, without predict_raw: nothing to compare)
+    if before is None:
+        warnings.append(f"version {previous_version}'s saved_model.pb cannot be read (damaged "
+                        f"or cut short: {previous}): its serving signature was not compared "
+                        "with this version's, and TF Serving cannot load it")
+    elif before[0]:  # (a SavedModel of another tool, without predict_raw: nothing to compare)
         changes = contract_changes(before, contract)
         if changes:
             warnings.append(f"the serving signature changed from version {previous_version}: "

@@ -208,9 +208,8 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     more than the allowed drop. `refitted`: the candidate made its refit pass; `trained_days`:
     {UTC day: rows} it trained on (`ranking.input_notes.trained_day_rows`), for the record's
     `note` when the held-out logs hold rows of them."""
-    import tensorflow as tf
-
     from export.versions import (
+        load_saved_model,
         read_export_training_days,
         read_feature_defaults,
         resolve_saved_model,
@@ -218,7 +217,7 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     from ranking.features import Feature, FeatureSpec
 
     baseline_path = resolve_saved_model(baseline_path)
-    baseline = tf.saved_model.load(baseline_path).signatures["predict_raw"]
+    baseline = load_saved_model(baseline_path, role="--baseline ").signatures["predict_raw"]
     # The baseline's features as it serves them: a missing value as its own default (an export
     # from before feature_defaults.json: the one its serving_default graph fills in).
     defaults = read_feature_defaults(baseline_path)

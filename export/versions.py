@@ -1,6 +1,6 @@
 """Export bases and their versions: `<export_base>/<version>/` with integer versions, as TF
-Serving reads them. Light on purpose (no TensorFlow): scoring and the online mode resolve
-SavedModels with it."""
+Serving reads them. Light on purpose (TensorFlow only inside `load_saved_model`): scoring, the
+quality gate and the online mode resolve and load SavedModels with it."""
 
 from __future__ import annotations
 
@@ -9,6 +9,29 @@ import os
 import re
 
 from core.errors import InputError
+
+
+def load_saved_model(path: str, signatures=("predict_raw",), role: str = "") -> object:
+    """`tf.saved_model.load(path)` of a SavedModel directory, checked to hold `signatures`;
+    InputError naming the directory when it is damaged (a saved_model.pb cut short, its
+    variables/ missing) or lacks one of them (a SavedModel of another tool). `role` names it
+    in the message (e.g. "the baseline ")."""
+    import tensorflow as tf
+    from google.protobuf.message import DecodeError
+
+    try:
+        loaded = tf.saved_model.load(path)
+    except (OSError, ValueError, RuntimeError, DecodeError, tf.errors.OpError) as error:
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+        raise InputError(f"{role}{path} cannot be loaded as a SavedModel ({why}): it is "
+                         "damaged or incomplete; export it again with python -m "
+                         "export.saved_model") from None
+    lacking = [name for name in signatures if name not in loaded.signatures]
+    if lacking:
+        raise InputError(f"{role}{path} is not an export of this project (it has no "
+                         f"{' and '.join(lacking)} signature{'s' if len(lacking) > 1 else ''}): "
+                         "export a model with python -m export.saved_model")
+    return loaded
 
 
 def resolve_saved_model(path: str) -> str:

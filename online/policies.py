@@ -47,16 +47,10 @@ class RankingPolicy:
 
 class SavedModelPolicy(RankingPolicy):
     def __init__(self, path: str, batch_size: int = 8192):
-        import tensorflow as tf
-
-        from export.versions import resolve_saved_model
+        from export.versions import load_saved_model, resolve_saved_model
 
         self.path = resolve_saved_model(path)
-        self.model = tf.saved_model.load(self.path)
-        if not {"serving_default", "predict_raw"} <= set(self.model.signatures):
-            raise InputError(f"{self.path} is not an export of this project (it has no "
-                             "serving_default and predict_raw signatures): export a model with "
-                             "python -m export.saved_model")
+        self.model = load_saved_model(self.path, ("serving_default", "predict_raw"))
         self.serve = self.model.signatures["serving_default"]
         # The model's features: every one must be a column the simulator observes, or
         # serving_default would score it as its default without a word.

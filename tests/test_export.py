@@ -663,3 +663,57 @@ def test_a_feature_configs_default_is_read_alike_in_training_scoring_and_serving
         "gate's logs (empty CSV fields, or left out of every tf.Example): read as their "
         "default there"]
     assert noted.warnings[0] == noted.gate["notes"][0].removeprefix("note: ")
+
+
+def test_a_damaged_version_is_named_by_export_scoring_the_gate_and_the_online_mode(
+        trained, small_world, run, tmp_path):
+    """A version whose saved_model.pb was cut short, or whose variables/ is gone: exporting the
+    next version warns and succeeds (it used to fail with a traceback after the new version was
+    already in place, models.config unwritten); scoring it, gating on it and simulating it are
+    one error line each."""
+    base = tmp_path / "base"
+    first = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
+                f"--export_base={base}")
+    assert first.returncode == 0, first.stderr
+    with open(base / "1" / "saved_model.pb", "r+b") as handle:
+        handle.truncate(1000)
+    second = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
+                 f"--export_base={base}")
+    assert second.returncode == 0 and "Traceback" not in second.stderr, second.stderr
+    assert (f"warning: version 1's saved_model.pb cannot be read (damaged or cut short: "
+            f"{base / '1'})") in second.stderr, second.stderr
+    assert os.path.isfile(base / "2" / "saved_model.pb")
+    assert os.path.isfile(base / "models.config")
+
+    # A graph that reads with weights that do not: a copy of version 2 without variables/.
+    shutil.copytree(base / "2", tmp_path / "no_variables")
+    shutil.rmtree(tmp_path / "no_variables" / "variables")
+    for damaged in (base / "1", tmp_path / "no_variables"):
+        scored = run("pipelines.score", f"--saved_model={damaged}",
+                     f"--input={small_world['eval']}", f"--output={tmp_path / 'scored'}")
+        assert scored.returncode == 1 and "Traceback" not in scored.stderr, scored.stderr
+        assert scored.stderr.startswith(f"error: --saved_model {damaged} cannot be loaded as a "
+                                        "SavedModel ("), scored.stderr
+        assert scored.stderr.rstrip().endswith("it is damaged or incomplete; export it again "
+                                               "with python -m export.saved_model")
+        assert scored.stderr.count("\n") == 1, scored.stderr
+        assert not os.path.exists(tmp_path / "scored")
+        gated = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
+                    f"--export_base={tmp_path / 'gated'}", f"--baseline={damaged}",
+                    "--gate=auc_valid_read:0.01", f"--gate_logs={small_world['eval']}")
+        assert gated.returncode == 1 and "Traceback" not in gated.stderr, gated.stderr
+        assert f"error: --baseline {damaged} cannot be loaded as a SavedModel" in gated.stderr
+        assert not os.path.exists(tmp_path / "gated" / "1")
+    from online import policies
+
+    with pytest.raises(InputError, match="cannot be loaded as a SavedModel"):
+        policies.SavedModelPolicy(str(base / "1"))
+    # A SavedModel of another tool (no predict_raw) as the baseline: named, not a KeyError.
+    other = tmp_path / "other"
+    tf.saved_model.save(tf.Module(), str(other))
+    gated = run("export.saved_model", f"--model_dir={trained['vr_ndt']}",
+                f"--export_base={tmp_path / 'gated'}", f"--baseline={other}",
+                "--gate=auc_valid_read:0.01", f"--gate_logs={small_world['eval']}")
+    assert gated.returncode == 1 and "Traceback" not in gated.stderr, gated.stderr
+    assert (f"error: --baseline {other} is not an export of this project (it has no "
+            "predict_raw signature)") in gated.stderr, gated.stderr

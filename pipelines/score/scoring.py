@@ -61,7 +61,7 @@ from core import atomic, log_files, log_schema, log_writers, logs
 from core.atomic import atomic_directory
 from core.errors import InputError
 from core.settings import setting
-from export.versions import read_feature_defaults, resolve_saved_model
+from export.versions import load_saved_model, read_feature_defaults, resolve_saved_model
 from pipelines.score.dead_letters import (  # noqa: F401
     DEAD_LETTER,
     DEAD_LETTER_HEADER,
@@ -92,9 +92,6 @@ class ModelSignature:
 def read_signature(path: str) -> ModelSignature:
     path = resolve_saved_model(path)
     loaded = _loaded(path)  # the local engine reuses this load
-    if "predict_raw" not in loaded.signatures:
-        raise InputError(f"{path} has no predict_raw signature: export it with "
-                         "python -m export.saved_model")
     raw = loaded.signatures["predict_raw"]
     features = {name: spec.dtype.name for name, spec in raw.structured_input_signature[1].items()}
     outputs = sorted(raw.structured_outputs)
@@ -432,8 +429,6 @@ _MODELS: dict = {}
 
 
 def _loaded(path):
-    import tensorflow as tf
-
     if path not in _MODELS:
-        _MODELS[path] = tf.saved_model.load(path)
+        _MODELS[path] = load_saved_model(path, role="--saved_model ")
     return _MODELS[path]
