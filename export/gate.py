@@ -213,11 +213,13 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
         read_export_training_days,
         read_feature_defaults,
         resolve_saved_model,
+        signature_inputs,
     )
     from ranking.features import Feature, FeatureSpec
 
     baseline_path = resolve_saved_model(baseline_path)
     baseline = load_saved_model(baseline_path, role="--baseline ").signatures["predict_raw"]
+    baseline_inputs = signature_inputs(baseline)  # {column: (keyword, TensorSpec)}
     # The baseline's features as it serves them: a missing value as its own default (an export
     # from before feature_defaults.json: the one its serving_default graph fills in).
     defaults = read_feature_defaults(baseline_path)
@@ -229,7 +231,7 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
         Feature(name, ours.get(name, tensor.dtype.name),
                 "categorical" if ours.get(name, tensor.dtype.name) == "string" else "numeric",
                 default=_as_kind(defaults.get(name, 0), ours.get(name, tensor.dtype.name)))
-        for name, tensor in baseline.structured_input_signature[1].items())
+        for name, (_, tensor) in baseline_inputs.items())
     # (Both defaults in the candidate's type: 600 == 600.0.)
     shared_alike = all(f.default == spec.defaults[f.name]
                        for f in baseline_features if f.name in ours)
@@ -259,8 +261,10 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     value = metrics.auc(label, _served(
         candidate.outputs, {s.name: s for s in candidate_inputs}, candidate.output_names,
         features, gate.output))
+    keywords = {name: keyword for name, (keyword, _) in baseline_inputs.items()}
     base_value = metrics.auc(label, _served(
-        lambda args: baseline(**args), baseline.structured_input_signature[1],
+        lambda args: baseline(**{keywords[k]: v for k, v in args.items()}),
+        {name: spec for name, (_, spec) in baseline_inputs.items()},
         baseline.structured_outputs, baseline_rows, gate.output))
     record = {"metric": gate.name, "max_drop": gate.max_drop, "candidate": value,
               "baseline": base_value, "baseline_path": baseline_path, "logs": pattern,

@@ -34,6 +34,14 @@ def load_saved_model(path: str, signatures=("predict_raw",), role: str = "") -> 
     return loaded
 
 
+def signature_inputs(function) -> dict:
+    """{column: (keyword, TensorSpec)} of a loaded signature's inputs. Loading a SavedModel
+    makes each input's keyword a Python identifier (`publish-age` -> `publish_age`, `2device`
+    -> `arg_2device`); the column it reads keeps its exported name as the spec's `name`."""
+    return {(spec.name or keyword): (keyword, spec)
+            for keyword, spec in function.structured_input_signature[1].items()}
+
+
 def resolve_saved_model(path: str) -> str:
     """A SavedModel directory, or the newest integer version under an export base; absolute
     (Beam workers may run in another directory)."""

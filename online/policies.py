@@ -47,14 +47,14 @@ class RankingPolicy:
 
 class SavedModelPolicy(RankingPolicy):
     def __init__(self, path: str, batch_size: int = 8192):
-        from export.versions import load_saved_model, resolve_saved_model
+        from export.versions import load_saved_model, resolve_saved_model, signature_inputs
 
         self.path = resolve_saved_model(path)
         self.model = load_saved_model(self.path, ("serving_default", "predict_raw"))
         self.serve = self.model.signatures["serving_default"]
         # The model's features: every one must be a column the simulator observes, or
         # serving_default would score it as its default without a word.
-        self.features = tuple(self.model.signatures["predict_raw"].structured_input_signature[1])
+        self.features = tuple(signature_inputs(self.model.signatures["predict_raw"]))
         self.batch_size = batch_size
 
     def outputs(self, world, requests, items, names: Sequence[str] = ("score",)) -> dict:

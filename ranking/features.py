@@ -49,6 +49,7 @@ import dataclasses
 import decimal
 import json
 import math
+import re
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -168,6 +169,13 @@ def load_feature_config(path: str | None) -> dict:
     return config
 
 
+# A feature's name as TensorFlow takes it for a layer's and a signature input's name (its node
+# names: `^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$`, without / and >, which nest name scopes). A name that
+# is not a Python identifier (`publish-age`, `2device`) serves, under another keyword in a
+# loaded SavedModel (`export.versions.signature_inputs`).
+FEATURE_NAME_RE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.-]*")
+
+
 def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[str, float]],
                        config: Mapping | None = None, post_click: Sequence[str] = (),
                        config_path: str | None = None,
@@ -210,6 +218,13 @@ def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[st
         options = overrides.get(name, {})
         if options.get("exclude"):
             continue
+        if not FEATURE_NAME_RE.fullmatch(name):
+            raise InputError(
+                f"column {name!r} cannot be a model feature as named: TensorFlow names the "
+                "model's layers and its serving inputs after it, which takes letters, digits "
+                "and . _ - (not first: _ -); rename the column, or leave it out with "
+                f'{{"features": {{"{name}": {{"exclude": true}}}}}} in a --features config',
+                file=config_path)
         features.append(_feature(name, schema.dtypes[name], options, numeric_stats,
                                  name in post_click, where, embedding_dim))
     if not features:

@@ -1,6 +1,7 @@
 """export.saved_model: the serving SavedModel against the Keras model, TF-only loading,
 saved_model_cli, RunInference, defaults and type errors, versions and atomicity (SPEC §7)."""
 
+import csv
 import glob
 import json
 import os
@@ -717,3 +718,81 @@ def test_a_damaged_version_is_named_by_export_scoring_the_gate_and_the_online_mo
     assert gated.returncode == 1 and "Traceback" not in gated.stderr, gated.stderr
     assert (f"error: --baseline {other} is not an export of this project (it has no "
             "predict_raw signature)") in gated.stderr, gated.stderr
+
+
+def test_a_feature_named_outside_python_identifiers_trains_exports_scores_and_gates(
+        small_world, run, tmp_path):
+    """Columns named `2device` and `publish-age` are features TensorFlow takes, but a loaded
+    SavedModel calls them `arg_2device` and `publish_age`: scoring asked the logs for those
+    columns, and the gate could not take such an export as its baseline. A column name
+    TensorFlow cannot take (a space) is refused before training, naming the column."""
+    import gzip
+
+    renamed = {"user_device": "2device", "publish_age_hours": "publish-age"}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for path in sorted(glob.glob(small_world["train"]) + glob.glob(small_world["eval"])):
+        with gzip.open(path, "rt") as handle:
+            header, rest = handle.readline(), handle.read()
+        for before, after in renamed.items():
+            header = header.replace(before, after)
+        with gzip.open(logs / os.path.basename(path), "wt") as handle:
+            handle.write(header + rest)
+    train, held_out = str(logs / "day-0[0-3].csv.gz"), str(logs / "day-0[4-5].csv.gz")
+    stats = run("pipelines.stats", f"--input={train}", f"--output_dir={tmp_path / 'stats'}")
+    assert stats.returncode == 0, stats.stderr
+    trained = run("ranking.train", "--model=single_ctr", f"--train={train}",
+                  f"--stats={tmp_path / 'stats'}", f"--model_dir={tmp_path / 'model'}",
+                  "--batch_size=256", "--steps_per_epoch=3", "--progress=none")
+    assert trained.returncode == 0, trained.stderr
+    exported = run("export.saved_model", f"--model_dir={tmp_path / 'model'}",
+                   f"--export_base={tmp_path / 'serving'}")
+    assert exported.returncode == 0, exported.stderr
+    served = tf.saved_model.load(str(tmp_path / "serving" / "1")).signatures["predict_raw"]
+    assert {"arg_2device", "publish_age"} <= set(served.structured_input_signature[1])
+
+    scores = {}
+    for engine in ("local", "beam"):
+        out = tmp_path / f"scored_{engine}"
+        scored = run("pipelines.score", f"--saved_model={tmp_path / 'serving'}",
+                     f"--input={held_out}", f"--output={out}", "--format=csv",
+                     "--compress=false", f"--engine={engine}")
+        assert scored.returncode == 0, scored.stderr
+        scores[engine] = sorted(glob.glob(str(out / "*.csv")))
+        assert scores[engine]
+    assert [open(p).read() for p in scores["local"]] == [open(p).read() for p in scores["beam"]]
+    # The scores are predict_raw's on the columns as named in the logs.
+    first = scores["local"][0]
+    with gzip.open(sorted(glob.glob(held_out))[0], "rt") as handle:
+        rows = list(csv.DictReader(handle))[:50]
+    columns = {name: [row[name] for row in rows]
+               for name, (_, spec) in versions.signature_inputs(served).items()}
+    arguments = {keyword: tf.constant(np.array(columns[name], spec.dtype.as_numpy_dtype)
+                                      if spec.dtype != tf.string else columns[name])
+                 for name, (keyword, spec) in versions.signature_inputs(served).items()}
+    expected = served(**arguments)["score"].numpy()
+    with open(first) as handle:
+        got = np.array([float(row["score"]) for row in csv.DictReader(handle)][:50])
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+    # The same export as the gate's baseline: the candidate (the same model) passes.
+    gated = run("export.saved_model", f"--model_dir={tmp_path / 'model'}",
+                f"--export_base={tmp_path / 'serving'}", f"--baseline={tmp_path / 'serving'}",
+                "--gate=auc_ctr:0", f"--gate_logs={held_out}")
+    assert gated.returncode == 0, gated.stderr
+    record = json.load(open(tmp_path / "serving" / "2" / exporter.GATE_FILE))
+    assert record["candidate"] == pytest.approx(record["baseline"], abs=1e-6)
+
+    spaced = tmp_path / "spaced.csv"
+    with gzip.open(sorted(glob.glob(train))[0], "rt") as handle:
+        spaced.write_text(handle.read().replace("2device", "user device", 1))
+    stats = run("pipelines.stats", f"--input={spaced}", f"--output_dir={tmp_path / 'stats2'}")
+    assert stats.returncode == 0, stats.stderr
+    refused = run("ranking.train", "--model=single_ctr", f"--train={spaced}",
+                  f"--stats={tmp_path / 'stats2'}", f"--model_dir={tmp_path / 'model2'}",
+                  "--batch_size=256", "--steps_per_epoch=1", "--progress=none")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.startswith(
+        "error: column 'user device' cannot be a model feature as named"), refused.stderr
+    assert '{"features": {"user device": {"exclude": true}}}' in refused.stderr
+    assert not os.path.exists(tmp_path / "model2")

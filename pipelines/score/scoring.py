@@ -61,7 +61,12 @@ from core import atomic, log_files, log_schema, log_writers, logs
 from core.atomic import atomic_directory
 from core.errors import InputError
 from core.settings import setting
-from export.versions import load_saved_model, read_feature_defaults, resolve_saved_model
+from export.versions import (
+    load_saved_model,
+    read_feature_defaults,
+    resolve_saved_model,
+    signature_inputs,
+)
 from pipelines.score.dead_letters import (  # noqa: F401
     DEAD_LETTER,
     DEAD_LETTER_HEADER,
@@ -87,19 +92,24 @@ class ModelSignature:
     outputs: tuple[str, ...]  # 'score' first
     widths: dict = dataclasses.field(default_factory=dict)  # 2-D output -> its columns
     defaults: dict = dataclasses.field(default_factory=dict)  # feature -> a missing one's value
+    # feature -> its keyword in the loaded predict_raw, where the two differ (a name that is
+    # not a Python identifier: `export.versions.signature_inputs`)
+    keywords: dict = dataclasses.field(default_factory=dict)
 
 
 def read_signature(path: str) -> ModelSignature:
     path = resolve_saved_model(path)
     loaded = _loaded(path)  # the local engine reuses this load
     raw = loaded.signatures["predict_raw"]
-    features = {name: spec.dtype.name for name, spec in raw.structured_input_signature[1].items()}
+    inputs = signature_inputs(raw)
+    features = {name: spec.dtype.name for name, (_, spec) in inputs.items()}
+    keywords = {name: keyword for name, (keyword, _) in inputs.items() if keyword != name}
     outputs = sorted(raw.structured_outputs)
     outputs = ("score",) + tuple(o for o in outputs if o != "score")
     widths = {name: int(spec.shape[1]) for name, spec in raw.structured_outputs.items()
               if spec.shape.rank == 2 and spec.shape[1] is not None}
     defaults = {k: v for k, v in read_feature_defaults(path).items() if k in features}
-    return ModelSignature(path, features, outputs, widths, defaults)
+    return ModelSignature(path, features, outputs, widths, defaults, keywords)
 
 
 # Output shards ------------------------------------------------------------------------------------
@@ -375,7 +385,8 @@ def predict_batch(predict, signature: ModelSignature, batch: dict) -> dict:
     or [rows, m], float32."""
     import tensorflow as tf
 
-    outputs = predict(**{n: tf.constant(batch[n]) for n in signature.features})
+    outputs = predict(**{signature.keywords.get(n, n): tf.constant(batch[n])
+                         for n in signature.features})
     return {o: outputs[o].numpy() for o in signature.outputs}
 
 
