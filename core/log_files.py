@@ -52,6 +52,16 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
+def absolute_globs(patterns: str | None) -> str | None:
+    """Comma-separated globs with each local one made absolute (URLs as they are), for a record
+    read later from another working directory (a model directory's config.json, read by the
+    export's warmup and quality gate)."""
+    if patterns is None:
+        return None
+    return ",".join(p.strip() if is_url(p.strip()) else os.path.abspath(p.strip())
+                    for p in patterns.split(",") if p.strip())
+
+
 def url_flag_problem(values) -> str | None:
     """Why a command's flags cannot run, for a URL given to a flag other than `URL_FLAGS`
     (`values`: {flag name: value}, a value a string or a list of strings); else None. Outputs,

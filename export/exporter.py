@@ -116,9 +116,11 @@ def served_checkpoint_text(model_dir: str) -> str:
     return os.path.relpath(latest, model_dir) if latest else "its newest checkpoint"
 
 
-def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) -> list[bytes]:
+def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES),
+                    problems: list | None = None) -> list[bytes]:
     """Serialized tf.Examples for warmup: the first `rows` rows of the training logs, or
-    examples of default values (empty examples) when those logs cannot be read."""
+    examples of default values (empty examples) when those logs cannot be read, said in a
+    line appended to `problems`."""
     import tensorflow as tf
 
     try:
@@ -129,7 +131,12 @@ def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES)) ->
                                          check_streams=False)))  # its first rows only
         columns = {name: batch[name].numpy() for name in spec.names}
         return log_writers.serialize_examples(columns)
-    except (InputError, StopIteration, OSError, tf.errors.OpError):
+    except (InputError, StopIteration, OSError, tf.errors.OpError) as error:
+        if problems is not None:
+            why = (str(error).strip().splitlines() or ["they hold no rows"])[0][:300]
+            problems.append(f"the warmup requests are examples of default values: the training "
+                            f"logs {description['training']['train']} cannot be read here "
+                            f"({why}), so TF Serving warms up on rows unlike the served ones")
         return [b""] * rows
 
 
@@ -400,13 +407,15 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
             raise
     model_name = named
     os.makedirs(export_base, exist_ok=True)
+    warmup_problems: list = []  # (a line when the warmup cannot read the training logs)
     tmp = tempfile.mkdtemp(prefix=f".{version}.tmp-", dir=export_base)
     try:
         staged = os.path.join(tmp, str(version))
         tf.saved_model.save(module, staged, signatures=module.signatures())
         os.makedirs(os.path.join(staged, "assets.extra"))
         records = write_warmup(os.path.join(staged, "assets.extra", WARMUP_FILE),
-                               warmup_examples(description, model.feature_spec), model_name)
+                               warmup_examples(description, model.feature_spec,
+                                               problems=warmup_problems), model_name)
         with open(os.path.join(staged, "assets.extra", FUSION_FILE), "w") as handle:
             json.dump(module.fusion.to_json(), handle, indent=2)
         with open(os.path.join(staged, FEATURE_DEFAULTS_FILE), "w") as handle:
@@ -426,6 +435,7 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     warnings = [note.removeprefix("note: ") for note in (gate_record or {}).get("notes", ())]
+    warnings += warmup_problems
     if unfinished:
         warnings.insert(0, unfinished)
     before = serving_contract(previous) if previous is not None else ({}, ())

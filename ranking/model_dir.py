@@ -25,13 +25,14 @@ refused; the same config resumes.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
 import re
 import shutil
 
-from core import atomic
+from core import atomic, log_files
 from core.errors import InputError
 from core.stats_artifact import DwellTargets, StatsArtifact
 from ranking import features as features_lib
@@ -52,7 +53,19 @@ def model_description(config, spec: features_lib.FeatureSpec, artifact: StatsArt
         "stats": artifact.summary(),
         "training": {k: v for k, v in config.to_json().items() if k != "model"},
     }
+    _absolute_log_globs(description["training"])
     return json.loads(json.dumps(description))  # as it reads back from disk (lists, not tuples)
+
+
+def _absolute_log_globs(training: dict) -> dict:
+    """`training` (config.json's) with its log globs absolute, in place: the export reads them
+    (warmup rows, the quality gate's held-out days) from wherever it runs. A directory written
+    before (relative globs) compares as if they were given from this working directory."""
+    for record, key in ((training, "train"), (training, "eval"),
+                        (training.get("selection") or {}, "validation")):
+        if isinstance(record.get(key), str):
+            record[key] = log_files.absolute_globs(record[key])
+    return training
 
 
 TRAINING_DAYS_JSON = "training_days.json"
@@ -180,7 +193,7 @@ def in_stored_order(model_dir: str, spec):
 
 def _identity(description: dict) -> dict:
     # What must match for a run to continue in an existing model directory.
-    training = description["training"]
+    training = _absolute_log_globs(copy.deepcopy(description["training"]))
     return {"model": description["model"], "targets": description["targets"],
             "features": description["features"], "stats": description["stats"],
             "training": {k: training.get(k) for k in (

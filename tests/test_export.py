@@ -796,3 +796,59 @@ def test_a_feature_named_outside_python_identifiers_trains_exports_scores_and_ga
         "error: column 'user device' cannot be a model feature as named"), refused.stderr
     assert '{"features": {"user device": {"exclude": true}}}' in refused.stderr
     assert not os.path.exists(tmp_path / "model2")
+
+
+def test_relative_globs_are_recorded_absolute_so_the_export_reads_them_from_anywhere(
+        small_world, run, tmp_path):
+    """A model trained from one directory with relative --train/--eval globs and exported from
+    another: config.json kept the globs as given, so the export's warmup read nothing (empty
+    examples, without a word) and its quality gate found no file, or another directory's
+    files. The globs are recorded absolute; a directory recorded before (relative globs) still
+    resumes from where it was trained."""
+    here = tmp_path / "here"
+    here.mkdir()
+    train = os.path.relpath(small_world["train"], here)
+    held_out = os.path.relpath(small_world["eval"], here)
+    argv = ["ranking.train", "--model=single_ctr", f"--train={train}", f"--eval={held_out}",
+            f"--stats={small_world['stats']}", "--model_dir=model", "--batch_size=256",
+            "--steps_per_epoch=2", "--progress=none"]
+    trained = run(*argv, cwd=here)
+    assert trained.returncode == 0, trained.stderr
+    config_path = here / "model" / "config.json"
+    config = json.load(open(config_path))
+    assert config["training"]["train"] == small_world["train"]
+    assert config["training"]["eval"] == small_world["eval"]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    exported = run("export.saved_model", "--model_dir=../here/model", "--export_base=serving",
+                   cwd=elsewhere)
+    assert exported.returncode == 0 and "warning" not in exported.stderr, exported.stderr
+    warmup = elsewhere / "serving" / "1" / "assets.extra" / exporter.WARMUP_FILE
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    record = next(iter(tf.data.TFRecordDataset(str(warmup)).as_numpy_iterator()))
+    log = prediction_log_pb2.PredictionLog.FromString(record)
+    example = tf.train.Example.FromString(
+        log.predict_log.request.inputs["examples"].string_val[0])
+    assert "user_id" in example.features.feature  # a row of the training logs, not defaults
+
+    # Recorded relative (a directory trained before): the same command resumes it.
+    config["training"]["train"], config["training"]["eval"] = train, held_out
+    with open(config_path, "w") as handle:
+        json.dump(config, handle)
+    resumed = run(*argv, "--epochs=2", cwd=here)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.load(open(config_path))["training"]["train"] == small_world["train"]
+
+    # Logs that cannot be read at export: the warmup's default examples are said.
+    config = json.load(open(config_path))
+    config["training"]["train"] = str(tmp_path / "gone" / "*.csv.gz")
+    with open(config_path, "w") as handle:
+        json.dump(config, handle)
+    exported = run("export.saved_model", "--model_dir=../here/model", "--export_base=serving",
+                   cwd=elsewhere)
+    assert exported.returncode == 0, exported.stderr
+    assert ("warning: the warmup requests are examples of default values: the training logs "
+            f"{tmp_path / 'gone' / '*.csv.gz'} cannot be read here (no file matches") \
+        in exported.stderr, exported.stderr
