@@ -37,7 +37,7 @@ from export.versions import (
 from ranking import metrics, selection_files
 from ranking import model_dir as model_dir_lib
 from ranking.fusion import Fusion, parse_weights
-from ranking.input_notes import trained_day_rows
+from ranking.input_notes import trained_day_rows, validation_window_rows
 from ranking.models import RankingModel
 
 WARMUP_FILE = "tf_serving_warmup_requests"
@@ -391,7 +391,8 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
     # The days the model learned from: for its own gate, and kept in the export for the gates
     # that later take it as their baseline.
     refitted = selection_files.read_final(model_dir) is not None
-    trained_days = trained_day_rows(model_dir_lib.read_training_days(model_dir), refitted)
+    days_record = model_dir_lib.read_training_days(model_dir)
+    trained_days = trained_day_rows(days_record, refitted)
     unfinished = model_dir_lib.unfinished_training_note(model_dir,
                                                        served_checkpoint_text(model_dir))
     if gate is not None:
@@ -400,7 +401,8 @@ def export_saved_model(model_dir: str, export_base: str, version: int | None = N
         try:
             gate_record = gate_lib.judge(
                 gate_lib.parse_gate(gate), module, baseline, description, gate_logs,
-                model.feature_spec, refitted=refitted, trained_days=trained_days)
+                model.feature_spec, refitted=refitted, trained_days=trained_days,
+                window_rows=validation_window_rows(days_record))
         except InputError as refused:  # said with the refusal too
             if unfinished:
                 refused.warnings = (unfinished,) + tuple(refused.warnings)

@@ -14,7 +14,8 @@ Metrics: `auc_ctr` and `auc_valid_read` of the served `score`, or `OUTPUT.auc_ct
 `OUTPUT.auc_valid_read` of an output both models have (e.g. `ctr.auc_ctr`, a click tower).
 
 The held-out logs are `--gate_logs`, or the candidate's validation window (its --validation
-logs, or the last --validation_days days of its training logs) unless its refit pass
+logs, or the last --validation_days days of its training logs as training held them out:
+the days training_days.json records, not the last days the glob matches now) unless its refit pass
 (`--refit=validation`, the default; `final/` in the model directory) trained on that window,
 or else its --eval logs; a model
 with neither is refused, naming --gate_logs. They are labelled with the candidate's stats
@@ -97,13 +98,18 @@ class HeldOut(typing.NamedTuple):
     # Features no sampled record has a value of (`LogSource.absent_features`), read as their
     # default.
     absent_features: tuple = ()
+    notes: tuple = ()  # `note:` lines on the rows read
 
 
 def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool,
-                  batch_size: int = 8192, also: tuple = (), whose: str = "candidate") -> HeldOut:
+                  batch_size: int = 8192, also: tuple = (), whose: str = "candidate",
+                  window_rows: dict | None = None) -> HeldOut:
     """Feature columns (the candidate's spec, and `also`: `ranking.features.Feature`s of the
     baseline the candidate does not read) and labels of the held-out logs, as NumPy.
-    `whose`: "baseline" when `spec` is the baseline's (an absent column is named so)."""
+    `whose`: "baseline" when `spec` is the baseline's (an absent column is named so).
+    `window_rows`: {UTC day: rows} of the validation window training held out
+    (`ranking.input_notes.validation_window_rows`): the gate reads those days of the training
+    logs, not the last days they hold now (daily logs landing in the same directory)."""
     from core import log_diagnosis, stats_artifact
     from core.labeler import day_rows_of, labeler_for
     from ranking import data
@@ -135,7 +141,16 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
     with log_diagnosis.input_errors_explained():  # bad rows as InputErrors, for the API too
         labeler = labeler_for(source, artifact, allow_unclicked_dwell=allow)
         days = None
-        if window == "validation_days":
+        if window == "validation_days" and window_rows:
+            days = data.DayWindow(min(window_rows), max(window_rows))
+            kept = sorted({file for file, day in labeler.file_day_rows
+                           if days.first <= day <= days.last})
+            if not kept:
+                raise InputError(f"the candidate's validation window ({_dates(window_rows)}) "
+                                 "is no longer in its training logs: give --gate_logs (logs "
+                                 "neither model trained on)", file=pattern)
+            source = dataclasses.replace(source, files=[source.files[i] for i in kept])
+        elif window == "validation_days":  # (a model directory without training_days.json)
             n = description["training"]["selection"]["validation_days"]
             (_, _, _), (source, days) = data.split_by_days(source, labeler.file_day_rows, n)
         dataset = data.labelled_dataset(source, labeler, spec, batch_size, days=days,
@@ -149,12 +164,26 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
     # The days read, for the notes on models that trained on them (for a validation window,
     # its days: a baseline's refit pass or later training may have taken them in).
     day_rows = {day: rows for day, rows in day_rows_of(labeler.file_day_rows).items()
-                if days is None or day >= days.first}
+                if days is None or (days.first <= day and (days.last is None
+                                                           or day <= days.last))}
+    notes = ()
     if window == "validation_days":
         n = description["training"]["selection"]["validation_days"]
         window = f"their last {n} UTC day(s), the candidate's validation window"
+        if window_rows and day_rows != window_rows:
+            notes = (f"note: the candidate's validation window ({_dates(window_rows)}) held "
+                     f"{sum(window_rows.values()):,} rows of its training logs when it "
+                     f"trained and holds {sum(day_rows.values()):,} now: the gate's figure is "
+                     "not the one its model selection saw",)
     return HeldOut(pattern, join(features), join(labels), day_rows, window,
-                   source.absent_features)
+                   source.absent_features, notes)
+
+
+def _dates(day_rows: dict) -> str:
+    from core.label_rules import utc_date
+
+    first, last = utc_date(min(day_rows)), utc_date(max(day_rows))
+    return first if first == last else f"{first} to {last}"
 
 
 def _served(call, inputs: dict, outputs, features: dict, output: str,
@@ -202,12 +231,14 @@ def _as_kind(value, dtype: str):
 
 
 def judge(gate: Gate, candidate, baseline_path: str, description: dict,
-          gate_logs: str | None, spec, refitted: bool, trained_days: dict | None = None) -> dict:
+          gate_logs: str | None, spec, refitted: bool, trained_days: dict | None = None,
+          window_rows: dict | None = None) -> dict:
     """Scores the candidate (an `export.serving.ServingModule`) and the baseline SavedModel on
     the held-out logs; returns the record, or raises InputError when the candidate is worse by
     more than the allowed drop. `refitted`: the candidate made its refit pass; `trained_days`:
     {UTC day: rows} it trained on (`ranking.input_notes.trained_day_rows`), for the record's
-    `note` when the held-out logs hold rows of them."""
+    `note` when the held-out logs hold rows of them; `window_rows`: its validation window's
+    (`labelled_rows`)."""
     from export.versions import (
         load_saved_model,
         read_export_training_days,
@@ -238,12 +269,12 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     # One read when the shared features' defaults agree (the features the candidate dropped
     # read beside them); else the baseline's features in a read of their own.
     also = tuple(f for f in baseline_features if f.name not in ours) if shared_alike else ()
-    pattern, features, labels, day_rows, window, absent = labelled_rows(
-        description, gate_logs, spec, refitted, also=also)
+    pattern, features, labels, day_rows, window, absent, read_notes = labelled_rows(
+        description, gate_logs, spec, refitted, also=also, window_rows=window_rows)
     baseline_rows = features
     if not shared_alike:
         second = labelled_rows(description, gate_logs, FeatureSpec(baseline_features), refitted,
-                               whose="baseline")
+                               whose="baseline", window_rows=window_rows)
         baseline_rows = second.features
         absent = tuple(dict.fromkeys(absent + second.absent_features))
         if len(second.labels["click"]) != len(labels["click"]) or not np.array_equal(
@@ -283,7 +314,7 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
                         "assets.extra/training_days.json, 2026-12-06, or from a model directory "
                         "without them): the gate cannot say whether its logs hold days the "
                         "baseline learned from, which would favour it")
-    notes = [note for note in (gate_days_note(trained_days, day_rows)
+    notes = [*read_notes] + [note for note in (gate_days_note(trained_days, day_rows)
                                if trained_days and day_rows else None, unknown,
                                gate_days_note(baseline_days, day_rows, "baseline")
                                if baseline_days and day_rows else None, unknown_baseline,

@@ -254,6 +254,17 @@ def trained_day_rows(record: dict | None, refitted: bool) -> dict | None:
     return run_day_rows(record, refitted)
 
 
+def validation_window_rows(record: dict | None) -> dict | None:
+    """{UTC day: rows} of the --validation_days window of a training_days.json `record` as the
+    latest run held it out (the last days of its --train logs); None without a record or such
+    a window."""
+    if not record or not record.get("validation_days") or not record.get("train"):
+        return None
+    train = {int(day): rows for day, rows in record["train"].items()}
+    cutoff = max(train) - record["validation_days"] + 1
+    return {day: rows for day, rows in sorted(train.items()) if day >= cutoff}
+
+
 def run_day_rows(record: dict, refitted: bool) -> dict:
     """{UTC day: rows} the latest run of a training_days.json `record` trained on: its --train
     days, less the --validation_days window unless the refit pass (`refitted`) trained on it,

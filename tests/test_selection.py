@@ -1169,3 +1169,51 @@ def test_serving_contract_changes_in_words():
     assert exporter.contract_changes(before, before) == []
     # A predecessor without serving_default: its outputs are not compared.
     assert exporter.contract_changes((before[0], ()), after)[-1] == "source removed"
+
+
+def test_the_gate_reads_the_validation_window_training_held_out_not_the_newest_days(
+        small_world, tmp_path):
+    """Daily logs landing in the training glob's directory after training: the default gate
+    re-split the logs it matched at export, and so scored the newest day under the name "the
+    candidate's validation window". It reads the window training recorded (and its figure is
+    the one the model selection saw); a window whose rows changed since is said in a note."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    days = sorted(glob.glob(small_world["train"]))
+    for path in days:
+        shutil.copy(path, logs)
+    model_dir = str(tmp_path / "model")
+    training.train_and_evaluate(training.TrainConfig(
+        train=str(logs / "*.csv.gz"), stats=small_world["stats"],
+        model=ModelConfig("single_ctr"), batch_size=256, steps_per_epoch=4, seed=1,
+        progress="none", selection=SelectionConfig(validation_days=1, refit="none")),
+        model_dir)
+    selected = json.load(open(os.path.join(model_dir, "best.json")))
+    base = tmp_path / "serving"
+    exporter.export_saved_model(model_dir, str(base))
+    shutil.copy(sorted(glob.glob(small_world["eval"]))[0], logs)  # the next day lands
+    gated = exporter.export_saved_model(model_dir, str(base), baseline=str(base),
+                                        gate="auc_ctr:0")
+    last_day = pd.read_csv(days[-1])
+    assert gated.gate["rows"] == len(last_day)
+    assert gated.gate["window"] == "their last 1 UTC day(s), the candidate's validation window"
+    assert selected["metric"] == "auc_ctr"
+    assert gated.gate["candidate"] == pytest.approx(selected["value"], abs=1e-6)
+    assert "notes" not in gated.gate
+
+    # The window's own file rewritten since, with rows lost: read, and said.
+    last_day.iloc[: len(last_day) // 2].to_csv(logs / os.path.basename(days[-1]), index=False)
+    noted = exporter.export_saved_model(model_dir, str(base), baseline=str(base),
+                                        gate="auc_ctr:0")
+    assert noted.gate["rows"] == len(last_day) // 2
+    date = pd.to_datetime(int(last_day["timestamp"].iloc[0]) // 86400, unit="D").date()
+    assert noted.gate["notes"][0] == (
+        f"note: the candidate's validation window ({date}) held {len(last_day):,} rows of its "
+        f"training logs when it trained and holds {len(last_day) // 2:,} now: the gate's "
+        "figure is not the one its model selection saw")
+    # The window's file gone: refused, naming the window.
+    os.remove(logs / os.path.basename(days[-1]))
+    with pytest.raises(InputError, match=re.escape(
+            f"the candidate's validation window ({date}) is no longer in its training logs: "
+            "give --gate_logs")):
+        exporter.export_saved_model(model_dir, str(base), baseline=str(base), gate="auc_ctr:0")
