@@ -198,8 +198,9 @@ def simulated_days(sim: str, eval_days: int = 3, train_days: int = 1) -> tuple[s
 def absolute_globs(globs: str) -> str:
     """Comma-separated globs with each local one made absolute: the benchmarks run their jobs
     from the repository, so a glob relative to the user's directory must not be read there."""
-    return ",".join(g if "://" in g else os.path.abspath(os.path.expanduser(g))
-                    for g in globs.split(","))
+    from core.log_files import absolute_globs as absolute
+
+    return absolute(",".join(os.path.expanduser(g) for g in globs.split(",")))
 
 
 def seeds_of(parser, text: str) -> list[int]:
