@@ -86,8 +86,8 @@ def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
 
 
 class HeldOut(typing.NamedTuple):
-    """The gate's held-out rows: `pattern` (their logs), `features` and `labels` ({name:
-    NumPy [rows]}), `day_rows` ({UTC day: rows} of the rows read: for a validation window of
+    """The gate's held-out rows: `pattern` (their logs), `features` (the feature columns, or
+    what `labelled_rows`' `keep` kept of them) and `labels` ({name: NumPy [rows]}), `day_rows` ({UTC day: rows} of the rows read: for a validation window of
     the training logs, its days'), `window` (which rows of `pattern`, when not all of them)."""
 
     pattern: str
@@ -103,13 +103,16 @@ class HeldOut(typing.NamedTuple):
 
 def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool,
                   batch_size: int = 8192, also: tuple = (), whose: str = "candidate",
-                  window_rows: dict | None = None) -> HeldOut:
+                  window_rows: dict | None = None, keep=None) -> HeldOut:
     """Feature columns (the candidate's spec, and `also`: `ranking.features.Feature`s of the
     baseline the candidate does not read) and labels of the held-out logs, as NumPy.
     `whose`: "baseline" when `spec` is the baseline's (an absent column is named so).
     `window_rows`: {UTC day: rows} of the validation window training held out
     (`ranking.input_notes.validation_window_rows`): the gate reads those days of the training
-    logs, not the last days they hold now (daily logs landing in the same directory)."""
+    logs, not the last days they hold now (daily logs landing in the same directory).
+    `keep`: ({feature: NumPy [rows]} -> {name: NumPy [rows]}) what to keep of each batch
+    (the models' scores) in `features` instead of its columns, so that memory holds a few
+    numbers a row, not every feature of every row."""
     from core import log_diagnosis, stats_artifact
     from core.labeler import day_rows_of, labeler_for
     from ranking import data
@@ -156,7 +159,8 @@ def labelled_rows(description: dict, gate_logs: str | None, spec, refitted: bool
         dataset = data.labelled_dataset(source, labeler, spec, batch_size, days=days,
                                         allow_unclicked_dwell=allow)
         for batch_features, batch_labels in dataset.as_numpy_iterator():
-            for k, v in batch_features.items():
+            kept = batch_features if keep is None else keep(batch_features)
+            for k, v in kept.items():
                 features.setdefault(k, []).append(v)
             for k in ("click", "valid_read"):
                 labels.setdefault(k, []).append(batch_labels[k])
@@ -269,13 +273,28 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     # One read when the shared features' defaults agree (the features the candidate dropped
     # read beside them); else the baseline's features in a read of their own.
     also = tuple(f for f in baseline_features if f.name not in ours) if shared_alike else ()
-    pattern, features, labels, day_rows, window, absent, read_notes = labelled_rows(
-        description, gate_logs, spec, refitted, also=also, window_rows=window_rows)
-    baseline_rows = features
+    # Each batch is scored by both models as it is read: the scores are kept, not the rows.
+    candidate_inputs = candidate.signatures()["predict_raw"].structured_input_signature[0]
+    keywords = {name: keyword for name, (keyword, _) in baseline_inputs.items()}
+
+    def candidate_scores(batch):
+        return _served(candidate.outputs, {s.name: s for s in candidate_inputs},
+                       candidate.output_names, batch, gate.output)
+
+    def baseline_scores(batch):
+        return _served(lambda args: baseline(**{keywords[k]: v for k, v in args.items()}),
+                       {name: spec for name, (_, spec) in baseline_inputs.items()},
+                       baseline.structured_outputs, batch, gate.output)
+
+    pattern, scores, labels, day_rows, window, absent, read_notes = labelled_rows(
+        description, gate_logs, spec, refitted, also=also, window_rows=window_rows,
+        keep=lambda batch: {"candidate": candidate_scores(batch), **(
+            {"baseline": baseline_scores(batch)} if shared_alike else {})})
     if not shared_alike:
         second = labelled_rows(description, gate_logs, FeatureSpec(baseline_features), refitted,
-                               whose="baseline", window_rows=window_rows)
-        baseline_rows = second.features
+                               whose="baseline", window_rows=window_rows,
+                               keep=lambda batch: {"baseline": baseline_scores(batch)})
+        scores["baseline"] = second.features["baseline"]
         absent = tuple(dict.fromkeys(absent + second.absent_features))
         if len(second.labels["click"]) != len(labels["click"]) or not np.array_equal(
                 second.labels["click"], labels["click"]):
@@ -288,15 +307,8 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
                          f"{len(label):,} rows, so {gate.name} is undefined (an AUC needs both "
                          "classes); give --gate_logs with both, or gate on another metric",
                          file=pattern)
-    candidate_inputs = candidate.signatures()["predict_raw"].structured_input_signature[0]
-    value = metrics.auc(label, _served(
-        candidate.outputs, {s.name: s for s in candidate_inputs}, candidate.output_names,
-        features, gate.output))
-    keywords = {name: keyword for name, (keyword, _) in baseline_inputs.items()}
-    base_value = metrics.auc(label, _served(
-        lambda args: baseline(**{keywords[k]: v for k, v in args.items()}),
-        {name: spec for name, (_, spec) in baseline_inputs.items()},
-        baseline.structured_outputs, baseline_rows, gate.output))
+    value = metrics.auc(label, scores["candidate"])
+    base_value = metrics.auc(label, scores["baseline"])
     record = {"metric": gate.name, "max_drop": gate.max_drop, "candidate": value,
               "baseline": base_value, "baseline_path": baseline_path, "logs": pattern,
               "rows": int(len(label))}

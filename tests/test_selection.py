@@ -1124,6 +1124,12 @@ def test_the_gate_on_a_validation_window_says_which_days_it_read(small_world, le
     assert held.window == "their last 1 UTC day(s), the candidate's validation window"
     days = pd.read_csv(last_day)["timestamp"] // 86400
     assert held.day_rows == {int(day): int(n) for day, n in days.value_counts().items()}
+    # What the gate keeps of each batch (its scores) instead of every feature column.
+    kept = gate.labelled_rows(description, None, spec, refitted=False,
+                              keep=lambda batch: {"item_length": batch["item_length"] * 2})
+    assert set(kept.features) == {"item_length"}
+    np.testing.assert_array_equal(kept.features["item_length"],
+                                  held.features["item_length"] * 2)
 
 
 def test_a_gate_on_the_validation_window_names_a_baseline_trained_on_it(small_world, learned,
