@@ -14,12 +14,12 @@ Metrics: `auc_ctr` and `auc_valid_read` of the served `score`, or `OUTPUT.auc_ct
 `OUTPUT.auc_valid_read` of an output both models have (e.g. `ctr.auc_ctr`, a click tower).
 
 The held-out logs are `--gate_logs`, or the candidate's validation window (its --validation
-logs, or the last --validation_days days of its training logs as training held them out:
-the days training_days.json records, not the last days the glob matches now) unless its refit pass
-(`--refit=validation`, the default; `final/` in the model directory) trained on that window,
-or else its --eval logs; a model
-with neither is refused, naming --gate_logs. They are labelled with the candidate's stats
-artifact (its path is in config.json), so the baseline is judged on the same labels.
+logs, or the last --validation_days days of its training logs as training held them out: the
+days training_days.json records, not the last days the glob matches now) unless its refit
+pass (`--refit=validation`, the default; `final/` in the model directory) trained on that
+window, or else its --eval logs; a model with neither is refused, naming --gate_logs. They
+are labelled with the candidate's stats artifact (its path is in config.json), so the
+baseline is judged on the same labels.
 """
 
 from __future__ import annotations
@@ -87,8 +87,9 @@ def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
 
 class HeldOut(typing.NamedTuple):
     """The gate's held-out rows: `pattern` (their logs), `features` (the feature columns, or
-    what `labelled_rows`' `keep` kept of them) and `labels` ({name: NumPy [rows]}), `day_rows` ({UTC day: rows} of the rows read: for a validation window of
-    the training logs, its days'), `window` (which rows of `pattern`, when not all of them)."""
+    what `labelled_rows`' `keep` kept of them) and `labels` ({name: NumPy [rows]}), `day_rows`
+    ({UTC day: rows} of the rows read: for a validation window of the training logs, its
+    days'), `window` (which rows of `pattern`, when not all of them)."""
 
     pattern: str
     features: dict
