@@ -170,9 +170,9 @@ def load_feature_config(path: str | None) -> dict:
 
 
 # A feature's name as TensorFlow takes it for a layer's and a signature input's name (its node
-# names: `^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$`, without / and >, which nest name scopes). A name that
-# is not a Python identifier (`publish-age`, `2device`) serves, under another keyword in a
-# loaded SavedModel (`export.versions.signature_inputs`).
+# names: `^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$`, without / and >, which nest name scopes). A
+# name that is not a Python identifier (`publish-age`, `2device`) serves, under another
+# keyword in a loaded SavedModel (`export.versions.signature_inputs`).
 FEATURE_NAME_RE = re.compile(r"[A-Za-z0-9.][A-Za-z0-9_.-]*")
 
 
@@ -223,7 +223,7 @@ def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[st
                 f"column {name!r} cannot be a model feature as named: TensorFlow names the "
                 "model's layers and its serving inputs after it, which takes letters, digits "
                 "and . _ - (not first: _ -); rename the column, or leave it out with "
-                f'{{"features": {{"{name}": {{"exclude": true}}}}}} in a --features config',
+                f'{{"features": {{"{name}": {{"exclude": true}}}}}} in a --feature_config file',
                 file=config_path)
         features.append(_feature(name, schema.dtypes[name], options, numeric_stats,
                                  name in post_click, where, embedding_dim))

@@ -796,6 +796,14 @@ def test_a_feature_named_outside_python_identifiers_trains_exports_scores_and_ga
         "error: column 'user device' cannot be a model feature as named"), refused.stderr
     assert '{"features": {"user device": {"exclude": true}}}' in refused.stderr
     assert not os.path.exists(tmp_path / "model2")
+    # The advice holds: the column left out, the model trains.
+    config = tmp_path / "features.json"
+    config.write_text('{"features": {"user device": {"exclude": true}}}')
+    excluded = run("ranking.train", "--model=single_ctr", f"--train={spaced}",
+                   f"--stats={tmp_path / 'stats2'}", f"--model_dir={tmp_path / 'model2'}",
+                   f"--feature_config={config}", "--batch_size=256", "--steps_per_epoch=1",
+                   "--progress=none")
+    assert excluded.returncode == 0, excluded.stderr
 
 
 def test_relative_globs_are_recorded_absolute_so_the_export_reads_them_from_anywhere(
