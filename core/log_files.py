@@ -52,13 +52,14 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
-def absolute_globs(patterns: str | None) -> str | None:
-    """Comma-separated globs with each local one made absolute (URLs as they are), for a record
-    read later from another working directory (a model directory's config.json, read by the
-    export's warmup and quality gate)."""
+def absolute_globs(patterns: str | None, directory: str | None = None) -> str | None:
+    """Comma-separated globs with each local one made absolute (URLs as they are): a relative
+    one joined to `directory` (default: the working directory), for globs read from another
+    working directory than the one they were given in."""
     if patterns is None:
         return None
-    return ",".join(p.strip() if is_url(p.strip()) else os.path.abspath(p.strip())
+    return ",".join(p.strip() if is_url(p.strip()) else
+                    os.path.abspath(os.path.join(directory or os.getcwd(), p.strip()))
                     for p in patterns.split(",") if p.strip())
 
 

@@ -64,6 +64,8 @@ def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
     """(glob, "validation_days" or None) of the logs the gate scores (module docstring);
     `refitted`: the model made its refit pass (`ranking.selection_files.read_final`), so it has
     trained on its validation window."""
+    from ranking.model_dir import recorded_globs
+
     if gate_logs:
         return gate_logs, None
     training = description["training"]
@@ -72,10 +74,10 @@ def held_out_logs(description: dict, gate_logs: str | None, refitted: bool):
     refit = window and refitted
     if window and not refit:
         if selection.get("validation"):
-            return selection["validation"], None
-        return training["train"], "validation_days"
+            return recorded_globs(description, selection["validation"]), None
+        return recorded_globs(description, training["train"]), "validation_days"
     if training.get("eval"):
-        return training["eval"], None
+        return recorded_globs(description, training["eval"]), None
     if refit:
         raise InputError(f"the model's refit pass (--refit={selection.get('refit')}) trained "
                          "on its validation window and it has no --eval logs, so nothing it was "

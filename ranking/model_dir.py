@@ -2,7 +2,7 @@
 
     config.json           what the model is (preset, sizes, losses, feature spec, the dwell
                           targets' scales and the stats artifact it was built with, training
-                          options): export rebuilds the model from it
+                          options, the working directory): export rebuilds the model from it
     checkpoints/          tf.train.Checkpoint files, every --checkpoint_every steps and at each
                           epoch end (the newest --keep_checkpoints are kept)
     logs/train, logs/eval TensorBoard summaries (losses, examples/s; evaluation metrics)
@@ -25,7 +25,6 @@ refused; the same config resumes.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import os
@@ -52,20 +51,18 @@ def model_description(config, spec: features_lib.FeatureSpec, artifact: StatsArt
         "features": spec.to_json(),
         "stats": artifact.summary(),
         "training": {k: v for k, v in config.to_json().items() if k != "model"},
+        # Where the run was started: its relative log globs are read from there by the
+        # export (warmup rows, the quality gate's held-out logs), wherever that runs.
+        "working_directory": os.getcwd(),
     }
-    _absolute_log_globs(description["training"])
     return json.loads(json.dumps(description))  # as it reads back from disk (lists, not tuples)
 
 
-def _absolute_log_globs(training: dict) -> dict:
-    """`training` (config.json's) with its log globs absolute, in place: the export reads them
-    (warmup rows, the quality gate's held-out days) from wherever it runs. A directory written
-    before (relative globs) compares as if they were given from this working directory."""
-    for record, key in ((training, "train"), (training, "eval"),
-                        (training.get("selection") or {}, "validation")):
-        if isinstance(record.get(key), str):
-            record[key] = log_files.absolute_globs(record[key])
-    return training
+def recorded_globs(description: dict, globs: str) -> str:
+    """`globs` of a model's config.json (its --train, --eval or --validation) as the training
+    run read them: a relative local glob joined to the run's working directory (a directory
+    recorded before 2026-12-07 has none: read from the current one)."""
+    return log_files.absolute_globs(globs, description.get("working_directory"))
 
 
 TRAINING_DAYS_JSON = "training_days.json"
@@ -193,7 +190,7 @@ def in_stored_order(model_dir: str, spec):
 
 def _identity(description: dict) -> dict:
     # What must match for a run to continue in an existing model directory.
-    training = _absolute_log_globs(copy.deepcopy(description["training"]))
+    training = description["training"]
     return {"model": description["model"], "targets": description["targets"],
             "features": description["features"], "stats": description["stats"],
             "training": {k: training.get(k) for k in (

@@ -806,13 +806,13 @@ def test_a_feature_named_outside_python_identifiers_trains_exports_scores_and_ga
     assert excluded.returncode == 0, excluded.stderr
 
 
-def test_relative_globs_are_recorded_absolute_so_the_export_reads_them_from_anywhere(
+def test_relative_globs_are_read_from_where_training_ran_wherever_the_export_runs(
         small_world, run, tmp_path):
     """A model trained from one directory with relative --train/--eval globs and exported from
-    another: config.json kept the globs as given, so the export's warmup read nothing (empty
-    examples, without a word) and its quality gate found no file, or another directory's
-    files. The globs are recorded absolute; a directory recorded before (relative globs) still
-    resumes from where it was trained."""
+    another: the export read the globs from its own working directory, so its warmup read
+    nothing (examples of default values, without a word) and its quality gate found no file,
+    or another directory's files. config.json records where training ran; the globs stay as
+    given (a resumed run compares them as before)."""
     here = tmp_path / "here"
     here.mkdir()
     train = os.path.relpath(small_world["train"], here)
@@ -824,12 +824,11 @@ def test_relative_globs_are_recorded_absolute_so_the_export_reads_them_from_anyw
     assert trained.returncode == 0, trained.stderr
     config_path = here / "model" / "config.json"
     config = json.load(open(config_path))
-    assert config["training"]["train"] == small_world["train"]
-    assert config["training"]["eval"] == small_world["eval"]
+    assert config["training"]["train"] == train and config["working_directory"] == str(here)
 
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    exported = run("export.saved_model", "--model_dir=../here/model", "--export_base=serving",
+    elsewhere = tmp_path / "elsewhere" / "deeper"  # (the relative globs lead elsewhere here)
+    elsewhere.mkdir(parents=True)
+    exported = run("export.saved_model", "--model_dir=../../here/model", "--export_base=serving",
                    cwd=elsewhere)
     assert exported.returncode == 0 and "warning" not in exported.stderr, exported.stderr
     warmup = elsewhere / "serving" / "1" / "assets.extra" / exporter.WARMUP_FILE
@@ -840,23 +839,20 @@ def test_relative_globs_are_recorded_absolute_so_the_export_reads_them_from_anyw
     example = tf.train.Example.FromString(
         log.predict_log.request.inputs["examples"].string_val[0])
     assert "user_id" in example.features.feature  # a row of the training logs, not defaults
-
-    # Recorded relative (a directory trained before): the same command resumes it.
-    config["training"]["train"], config["training"]["eval"] = train, held_out
-    with open(config_path, "w") as handle:
-        json.dump(config, handle)
-    resumed = run(*argv, "--epochs=2", cwd=here)
-    assert resumed.returncode == 0, resumed.stderr
-    assert json.load(open(config_path))["training"]["train"] == small_world["train"]
+    # The gate's default logs (its --eval logs here), read where training ran.
+    gated = run("export.saved_model", "--model_dir=../../here/model", "--export_base=serving",
+                "--baseline=serving", "--gate=auc_ctr:0", cwd=elsewhere)
+    assert gated.returncode == 0, gated.stderr
+    gate_record = json.load(open(elsewhere / "serving" / "2" / exporter.GATE_FILE))
+    assert gate_record["logs"] == small_world["eval"]
 
     # Logs that cannot be read at export: the warmup's default examples are said.
-    config = json.load(open(config_path))
-    config["training"]["train"] = str(tmp_path / "gone" / "*.csv.gz")
+    config["training"]["train"] = "gone/*.csv.gz"
     with open(config_path, "w") as handle:
         json.dump(config, handle)
-    exported = run("export.saved_model", "--model_dir=../here/model", "--export_base=serving",
+    exported = run("export.saved_model", "--model_dir=../../here/model", "--export_base=serving",
                    cwd=elsewhere)
     assert exported.returncode == 0, exported.stderr
     assert ("warning: the warmup requests are examples of default values: the training logs "
-            f"{tmp_path / 'gone' / '*.csv.gz'} cannot be read here (no file matches") \
+            f"{here / 'gone' / '*.csv.gz'} cannot be read here (no file matches") \
         in exported.stderr, exported.stderr
