@@ -27,7 +27,7 @@ from core.atomic import atomic_file
 from core.errors import InputError
 from ranking.metrics import other_evaluation
 from report import tables
-from report.directory import write_report_directory
+from report.directory import REPORT_TITLE, is_report, write_report_directory
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model_dirs", None, "Model directories; the first is the baseline.")
@@ -39,14 +39,6 @@ flags.DEFINE_string("online", None, "Output directory of online.ab_test.")
 flags.DEFINE_string("fusion_tuning", None, "Output directory of online.tune_fusion.")
 flags.mark_flags_as_required(["model_dirs"])
 
-
-def _is_report(path: str) -> bool:
-    """Whether `path` is a report this command wrote (run again, it may replace it)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(18) == "# dwellrank report"
-    except (OSError, UnicodeDecodeError):
-        return False
 
 
 def main(argv):
@@ -81,11 +73,11 @@ def main(argv):
                       FLAGS.fusion_tuning]:
             inside = given and os.path.isdir(given) and os.path.commonpath(
                 [output, os.path.realpath(given)]) == os.path.realpath(given)
-            if inside and os.path.exists(output) and not _is_report(output):
+            if inside and os.path.exists(output) and not is_report(output):
                 raise InputError(f"--output {FLAGS.output} is a file of the input {given}; "
                                  "the report would overwrite it: write it elsewhere")
         # Any other file but an earlier report stays too (a log, a user's notes.md).
-        if os.path.isfile(output) and not _is_report(output):  # (a device: atomic_file's)
+        if os.path.isfile(output) and not is_report(output):  # (a device: atomic_file's)
             raise InputError(f"--output {FLAGS.output} exists and is not a report of this "
                              "command; refusing to overwrite it (choose another path or "
                              "remove it)")
@@ -98,7 +90,7 @@ def main(argv):
                      f"reads); {', '.join(f'`{n}`' for n in others)} on other logs or labels "
                      "(" + "; ".join(f"`{m.get('eval')}`: {m['rows']:,} impressions" for n, m
                                      in named if n in others) + "), so no RelaImpr for them")
-    parts = [f"# dwellrank report\n\n{evaluated}. RelaImpr is against `{named[0][0]}`.",
+    parts = [f"{REPORT_TITLE}\n\n{evaluated}. RelaImpr is against `{named[0][0]}`.",
              tables.comparison_table(named)]
     for table in (tables.selection_table(named), tables.dwell_table(named)):
         if table:

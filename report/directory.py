@@ -32,6 +32,26 @@ def _read_text(directory: str, name: str, flag: str) -> str:
                          file=os.path.join(directory, name)) from None
 
 
+REPORT_TITLE = "# dwellrank report"
+
+
+def is_report(path: str) -> bool:
+    """Whether file `path` is a report.md this tool wrote (run again, it may replace it)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(len(REPORT_TITLE)) == REPORT_TITLE
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def is_report_directory(path: str) -> bool:
+    """Whether `path` is empty or a report directory this tool wrote: its report.md and
+    pictures (.png) alone, nothing a person may have put beside them."""
+    entries = os.listdir(path)
+    return not entries or (is_report(os.path.join(path, "report.md"))
+                           and all(e == "report.md" or e.endswith(".png") for e in entries))
+
+
 def write_report_directory(output_dir: str, text: str, labelled: str | None,
                            online_dir: str | None, model_dirs: list[str],
                            fusion_tuning: str | None = None,
@@ -40,8 +60,8 @@ def write_report_directory(output_dir: str, text: str, labelled: str | None,
     `names`: the models' names in the report (`report.tables.model_names`, the default)."""
     names = names or model_names(model_dirs)
     pictures, sections = [], [text]
-    with atomic_directory(output_dir, may_replace=lambda p: "report.md" in os.listdir(p)
-                          or not os.listdir(p), what="--output_dir") as tmp:
+    with atomic_directory(output_dir, may_replace=is_report_directory,
+                          what="--output_dir") as tmp:
         curves = []
         for name, model_dir in zip(names, model_dirs):
             if os.path.isfile(os.path.join(model_dir, HISTORY_JSON)):

@@ -141,6 +141,22 @@ def test_report_directory_with_pictures(run, tmp_path):
     assert "## Training and validation" in text and "](curves-base.png)" in text
     assert "| single_ctr | 11.00 % |" in text and "](migration-vr_ndt.png)" in text
     assert (out / "rule_shares.png").read_bytes()[:4] == b"\x89PNG"
+    # Run again, it replaces its report; a directory holding a report.md of someone else's,
+    # or anything beside the report, is refused and left as it was.
+    again = run("report", f"--model_dirs={tmp_path / 'base'}", f"--output_dir={out}")
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["curves-base.png", "report.md"]
+    (out / "thesis.tex").write_text("months of work")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("# my notes\n")
+    for taken in (out, mine):
+        refused = run("report", f"--model_dirs={tmp_path / 'base'}", f"--output_dir={taken}")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+        assert refused.stderr.startswith(f"error: --output_dir {taken} exists and holds "
+                                         "something else"), refused.stderr
+    assert (out / "thesis.tex").read_text() == "months of work"
+    assert (mine / "report.md").read_text() == "# my notes\n"
 
 
 def test_score_quantiles_of_csv_and_tfrecord_shards_alike(tmp_path):

@@ -210,6 +210,19 @@ def test_validate_cli_exit_status_and_report(worlds, run, tmp_path):
     assert again.returncode == 1 and again.stderr.startswith(
         f"error: --output_dir {tmp_path}/v1 holds the input {tmp_path}/v1/stats.pb"), again.stderr
     assert (tmp_path / "v1" / "stats.pb").read_bytes() == baseline
+    # A directory holding a report.md of someone else's, or anything beside a validation's
+    # output, is refused and left as it was (it used to be replaced: a report.md sufficed).
+    (tmp_path / "v1" / "thesis.tex").write_text("months of work")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.md").write_text("# my notes\n")
+    for taken in (tmp_path / "v1", mine):
+        refused = run("pipelines.validate", f"--input={root}/base/logs/day-02.csv.gz",
+                      f"--output_dir={taken}")
+        assert refused.returncode == 1 and refused.stderr.startswith(
+            f"error: --output_dir {taken} exists and holds something else"), refused.stderr
+    assert (tmp_path / "v1" / "thesis.tex").read_text() == "months of work"
+    assert (mine / "report.md").read_text() == "# my notes\n"
 
 
 def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):

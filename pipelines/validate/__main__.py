@@ -32,8 +32,21 @@ settings.define_flags(log_schema.ReadConfig)
 flags.mark_flags_as_required(["input", "output_dir"])
 
 
+# What a run writes into --output_dir: an earlier run's output (these files alone, its report
+# titled as this job titles it) may be replaced, a directory holding anything else may not.
+OUTPUTS = ("stats.pb", "schema.pbtxt", "anomalies.pbtxt", "report.md", "stats.html")
+
+
 def _is_validation_output(path: str) -> bool:
-    return not os.listdir(path) or os.path.isfile(os.path.join(path, "report.md"))
+    entries = os.listdir(path)
+    if not entries:
+        return True
+    try:
+        with open(os.path.join(path, "report.md"), encoding="utf-8") as handle:
+            titled = handle.read(len(validation.REPORT_TITLE)) == validation.REPORT_TITLE
+    except (OSError, UnicodeDecodeError):
+        return False
+    return titled and set(entries) <= set(OUTPUTS)
 
 
 def main(argv):

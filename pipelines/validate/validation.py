@@ -326,13 +326,16 @@ def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = No
               f"{time.perf_counter() - started:.1f} s (TFDV)", flush=True)
 
 
+REPORT_TITLE = "# Validation of"
+
+
 def write_report(path: str, pattern: str, statistics, lines: list[str], schema_note: str,
                  baseline_path: str | None) -> None:
     """A Markdown report: what was checked, the anomalies, and per-feature statistics."""
     from tensorflow_metadata.proto.v0 import statistics_pb2
 
     dataset = statistics.datasets[0]
-    out = [f"# Validation of `{pattern}`", "",
+    out = [f"{REPORT_TITLE} `{pattern}`", "",
            f"- rows: {dataset.num_examples:,}",
            f"- schema: {schema_note}",
            f"- drift baseline: {baseline_path or 'none'}", "",
