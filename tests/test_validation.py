@@ -192,11 +192,21 @@ def test_validate_cli_exit_status_and_report(worlds, run, tmp_path):
     assert "weather" in (tmp_path / "v2" / "report.md").read_text()
     # Another file given as the schema or the baseline: one line naming it, no output.
     (tmp_path / "notes.txt").write_text("this is not a schema\n")
+    # Statistics of two datasets (slices of another tool's): TFDV's check raised a traceback
+    # after the whole statistics pass.
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    two = statistics_pb2.DatasetFeatureStatisticsList()
+    for _ in range(2):
+        two.datasets.add().CopyFrom(validation.load_statistics(
+            str(tmp_path / "v1/stats.pb")).datasets[0])
+    (tmp_path / "two.pb").write_bytes(two.SerializeToString())
     for flag, given, says in (
             ("--schema", tmp_path / "v1/stats.pb", "is not a schema.pbtxt"),
             ("--schema", tmp_path / "notes.txt", "is not a schema.pbtxt"),
             ("--baseline_stats", tmp_path / "v1/schema.pbtxt", "is not a stats.pb"),
-            ("--baseline_stats", tmp_path / "notes.txt", "is not a stats.pb")):
+            ("--baseline_stats", tmp_path / "notes.txt", "is not a stats.pb"),
+            ("--baseline_stats", tmp_path / "two.pb", "holds 2 dataset(s), not the one")):
         bad = run("pipelines.validate", f"--input={root}/base/logs/day-02.csv.gz",
                   f"--output_dir={tmp_path}/v3", f"{flag}={given}")
         assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr

@@ -295,6 +295,14 @@ def load_statistics(path: str):
     if not statistics.datasets:
         raise InputError("holds no statistics (expected a stats.pb of python -m "
                          "pipelines.validate)", file=path)
+    # This job writes one dataset of logs; a proto that parses as several (slices of another
+    # tool's statistics, or a schema.pb read as statistics) would fail inside TFDV's check.
+    if len(statistics.datasets) != 1 or not statistics.datasets[0].num_examples or not any(
+            f.HasField("num_stats") or f.HasField("string_stats")
+            for f in statistics.datasets[0].features):
+        raise InputError(f"holds {len(statistics.datasets)} dataset(s), not the one dataset of "
+                         "logs with their features' statistics that python -m "
+                         "pipelines.validate writes", file=path)
     return statistics
 
 
