@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from typing import Callable, Iterator, Sequence
@@ -34,6 +35,26 @@ def _refuse_url(path: str, what: str) -> None:
 
 def _is_empty_dir(path: str) -> bool:
     return os.path.isdir(path) and not os.listdir(path)
+
+
+def earlier_output(*, names: Sequence[str] = (), patterns: Sequence[str] = (),
+                   markers: Sequence[str] = (),
+                   check: Callable[[str], bool] | None = None) -> Callable[[str], bool]:
+    """A `may_replace` for `atomic_directory`: true for an empty directory or one holding an
+    earlier output of the job alone: every entry one of `names` or a full match of one of
+    `patterns` (regular expressions), each of `markers` present, and `check(path)` true (e.g.
+    a file's title). A directory with anything else in it (a person's files beside an
+    output, or a file of the output's name in their own directory) is not replaced."""
+    compiled = [re.compile(p) for p in patterns]
+
+    def may_replace(path: str) -> bool:
+        entries = os.listdir(path)
+        if not entries:
+            return True
+        return (all(e in names or any(c.fullmatch(e) for c in compiled) for e in entries)
+                and all(m in entries for m in markers) and (check is None or check(path)))
+
+    return may_replace
 
 
 def _make_parents(directory: str) -> list[str]:

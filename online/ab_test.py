@@ -43,9 +43,6 @@ flags.DEFINE_string("output_dir", None, "Where online.json, online.md and the PN
 flags.mark_flags_as_required(["sim", "stats", "policies", "output_dir"])
 
 
-def _is_online_output(path: str) -> bool:
-    names = set(os.listdir(path))
-    return not names or "online.json" in names
 
 
 def main(argv):
@@ -62,7 +59,7 @@ def main(argv):
         cli.warn(warning)
     names = list(policies)
     # The output directory is checked (and refused if foreign) before the simulation runs.
-    with atomic_directory(FLAGS.output_dir, may_replace=_is_online_output,
+    with atomic_directory(FLAGS.output_dir, may_replace=simulation.is_ab_test_output,
                           what="--output_dir") as tmp:
         calibration = simulation.calibrate(world, artifact, config)
         results = simulation.simulate(world, policies, artifact, config, calibration)

@@ -44,6 +44,7 @@ import os
 import numpy as np
 
 from core import stats_artifact
+from core.atomic import earlier_output
 from core.errors import InputError
 from core.label_rules import SECONDS_PER_DAY
 from core.labeler import Labeler, artifact_counts, count_user_days, user_fingerprint, window_clicks
@@ -61,6 +62,14 @@ SLOT_SECONDS = 12  # between a session's slots, as in the logs
 # The logs' session hours: peaks at 8:00, 12:30 and 20:30 (`simulator.World.requests`).
 _PEAKS, _PEAK_SHARES, _PEAK_SD = np.array([8.0, 12.5, 20.5]), np.array([0.3, 0.25, 0.45]), 1.8
 _CHUNK = 2048  # sessions per block when drawing candidates (memory: block x pool uniforms)
+
+
+# What the online tools write into their --output_dir: an earlier output of theirs (its files
+# alone) is replaced by a run into its directory, a directory holding anything else is not.
+is_ab_test_output = earlier_output(names=("online.json", "online.md"),
+                                   patterns=(r"migration-.*\.png",), markers=("online.json",))
+is_tuning_output = earlier_output(names=("frontier.json", "frontier.md", "frontier.png"),
+                                  markers=("frontier.json",))
 
 
 @dataclasses.dataclass(frozen=True)

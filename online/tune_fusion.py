@@ -212,8 +212,7 @@ def main(argv):
         raise InputError(f"{model.path} scores with one output ({stored.formula()}): nothing to "
                          "weigh")
     with atomic_directory(FLAGS.output_dir, what="--output_dir",
-                          may_replace=lambda p: not os.listdir(p)
-                          or "frontier.json" in os.listdir(p)) as tmp:
+                          may_replace=simulation.is_tuning_output) as tmp:
         tune = dataclasses.replace(config, seed=FLAGS.tune_seed)
         rows = measure(world, artifact, tune, tune_baseline, model,
                        candidates(stored, grid),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from core.atomic import atomic_directory
+from core.atomic import atomic_directory, earlier_output
 from core.errors import InputError
 from ranking.selection_files import HISTORY_JSON
 from report.figures import rule_shares_figure, training_curves
@@ -44,12 +44,11 @@ def is_report(path: str) -> bool:
         return False
 
 
-def is_report_directory(path: str) -> bool:
-    """Whether `path` is empty or a report directory this tool wrote: its report.md and
-    pictures (.png) alone, nothing a person may have put beside them."""
-    entries = os.listdir(path)
-    return not entries or (is_report(os.path.join(path, "report.md"))
-                           and all(e == "report.md" or e.endswith(".png") for e in entries))
+# Empty, or a report directory this tool wrote: its report.md and pictures (.png) alone,
+# nothing a person may have put beside them.
+is_report_directory = earlier_output(names=("report.md",), patterns=(r".*\.png",),
+                                     markers=("report.md",),
+                                     check=lambda p: is_report(os.path.join(p, "report.md")))
 
 
 def write_report_directory(output_dir: str, text: str, labelled: str | None,

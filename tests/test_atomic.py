@@ -1,6 +1,7 @@
 """core.atomic: outputs appear whole or not at all, and a failed job leaves no directory it
 made."""
 
+import json
 import os
 
 import pytest
@@ -137,3 +138,59 @@ def test_names_up_to_the_file_systems_limit_are_written_and_longer_ones_refused_
     assert started == []
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([longest, "f" * 255, "probe",
                                                                  accented])
+
+
+def test_a_job_replaces_its_own_earlier_output_alone(tmp_path):
+    """Each job's `may_replace`: an earlier output of the job (its files alone) is replaced; a
+    person's directory that holds the job's marker file (a stats.json, an online.json, a
+    report.md) beside other files, or the output with a file added, is not: a marker alone
+    used to suffice, and the whole directory was replaced."""
+    from online import simulation
+    from pipelines.score import scoring
+    from pipelines.simulate import writing
+    from pipelines.stats import statistics
+    from pipelines.validate import validation
+    from report import directory
+
+    simulated = json.dumps({"generator": writing.GENERATOR})
+    jobs = {
+        "stats": (statistics.is_artifact, {"stats.json": "{}", "items/": "", "user_days/": ""}),
+        "simulate": (writing._is_previous_output,
+                     {"summary.json": simulated, "logs/": "", "ground_truth/": "",
+                      "ln_dwell_hist.png": ""}),
+        "score": (scoring._is_score_output,
+                  {"summary.json": "{}", scoring.DEAD_LETTER: "", "00000-day-1.csv.gz": ""}),
+        "ab_test": (simulation.is_ab_test_output,
+                    {"online.json": "{}", "online.md": "", "migration-vr_ndt.png": ""}),
+        "tune_fusion": (simulation.is_tuning_output,
+                        {"frontier.json": "{}", "frontier.md": "", "frontier.png": ""}),
+        "validate": (validation.is_validation_output,
+                     {"report.md": "# Validation of `x`\n", "stats.pb": "",
+                      "schema.pbtxt": ""}),
+        "report": (directory.is_report_directory,
+                   {"report.md": "# dwellrank report\n", "curves-vr_ndt.png": ""}),
+    }
+    for job, (may_replace, files) in jobs.items():
+        output = tmp_path / job
+        output.mkdir()
+        assert may_replace(str(output)), job  # empty
+        for name, text in files.items():
+            if name.endswith("/"):
+                (output / name).mkdir()
+            else:
+                (output / name).write_text(text)
+        assert may_replace(str(output)), job
+        (output / "thesis.tex").write_text("months of work")
+        assert not may_replace(str(output)), job
+        marker = next(iter(files))  # a person's directory holding a file of the marker's name
+        mine = tmp_path / f"mine-{job}"
+        mine.mkdir()
+        (mine / marker.rstrip("/")).write_text(files[marker])
+        (mine / "notes.txt").write_text("mine")
+        assert not may_replace(str(mine)), job
+    # The title decides where a marker's name is common: a report.md of someone else's.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "report.md").write_text("# my notes\n")
+    assert not directory.is_report_directory(str(other))
+    assert not validation.is_validation_output(str(other))

@@ -289,9 +289,11 @@ class InBackground:
             raise self._error
 
 
-def _is_score_output(path: str) -> bool:
-    names = set(os.listdir(path))
-    return not names or "summary.json" in names and DEAD_LETTER in names
+# An earlier scoring output (replaced by a run into its directory): its shards, summary.json
+# and dead letters alone.
+_is_score_output = atomic.earlier_output(
+    names=("summary.json", DEAD_LETTER), patterns=(r"\d{5}-.*\.(csv|tfrecord)(\.gz)?",),
+    markers=("summary.json", DEAD_LETTER))
 
 
 @dataclasses.dataclass(frozen=True)

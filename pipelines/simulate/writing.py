@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from core.atomic import earlier_output
 from core.errors import InputError
 from core.label_rules import SECONDS_PER_DAY
 from pipelines.simulate import simulator
@@ -89,14 +90,18 @@ def plot_ln_dwell(path: str, log: dict, summary: dict) -> None:
     plt.close(fig)
 
 
-def _is_previous_output(path: str) -> bool:
-    if not os.listdir(path):
-        return True
+def _made_by_the_simulator(path: str) -> bool:
     try:
         with open(os.path.join(path, "summary.json")) as handle:
             return json.load(handle).get("generator") == GENERATOR
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         return False
+
+
+# An earlier simulation (replaced by a run into its directory): its files alone.
+_is_previous_output = earlier_output(
+    names=("logs", "ground_truth", "summary.json", "ln_dwell_hist.png"),
+    markers=("summary.json",), check=_made_by_the_simulator)
 
 
 def write_simulation(config: SimConfig, output_dir: str, fmt: str = "csv",

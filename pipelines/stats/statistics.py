@@ -36,6 +36,7 @@ import os
 import numpy as np
 
 from core import label_rules, log_diagnosis, log_files, log_schema, logs, stats_artifact
+from core.atomic import earlier_output
 from core.errors import InputError, reraised_from_workers
 from core.label_rules import SECONDS_PER_DAY
 from core.settings import setting
@@ -395,6 +396,10 @@ def check_engine(engine: str, beam_args: list[str] | None) -> None:
                          "--engine=beam)")
 
 
+# An earlier artifact (replaced by a run into its directory): stats.json and its tables alone.
+is_artifact = earlier_output(names=("stats.json", "items", "user_days"), markers=("stats.json",))
+
+
 def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConfig(),
                   beam_args: list[str] | None = None, engine: str = "beam") -> dict:
     """Runs the statistics job over the logs matching `pattern` into `output_dir`.
@@ -413,9 +418,6 @@ def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConf
     source = logs.open_logs(pattern, column_types=config.read.types, given_by="flag")
     schema_json = dict(source.schema.to_json(), stored=source.stored_types,
                        type_origins=dict(source.type_origins))
-
-    def is_artifact(path):
-        return not os.listdir(path) or os.path.isfile(os.path.join(path, "stats.json"))
 
     with atomic_directory(output_dir, may_replace=is_artifact, what="--output_dir",
                           inputs=[f.path for f in source.files]) as tmp:

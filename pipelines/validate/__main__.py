@@ -32,21 +32,7 @@ settings.define_flags(log_schema.ReadConfig)
 flags.mark_flags_as_required(["input", "output_dir"])
 
 
-# What a run writes into --output_dir: an earlier run's output (these files alone, its report
-# titled as this job titles it) may be replaced, a directory holding anything else may not.
-OUTPUTS = ("stats.pb", "schema.pbtxt", "anomalies.pbtxt", "report.md", "stats.html")
 
-
-def _is_validation_output(path: str) -> bool:
-    entries = os.listdir(path)
-    if not entries:
-        return True
-    try:
-        with open(os.path.join(path, "report.md"), encoding="utf-8") as handle:
-            titled = handle.read(len(validation.REPORT_TITLE)) == validation.REPORT_TITLE
-    except (OSError, UnicodeDecodeError):
-        return False
-    return titled and set(entries) <= set(OUTPUTS)
 
 
 def main(argv):
@@ -60,7 +46,7 @@ def main(argv):
     schema = None
     if FLAGS.schema:
         schema = validation.load_schema(FLAGS.schema)
-    with atomic_directory(FLAGS.output_dir, may_replace=_is_validation_output,
+    with atomic_directory(FLAGS.output_dir, may_replace=validation.is_validation_output,
                           what="--output_dir",
                           # (the baseline and the schema too: a run would replace them)
                           inputs=[f.path for f in log_files.expand_inputs(FLAGS.input)]

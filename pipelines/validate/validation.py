@@ -24,6 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from core import log_diagnosis, log_files, log_schema, logs
+from core.atomic import earlier_output
 from core.errors import InputError, reraised_from_workers
 from core.settings import setting
 
@@ -335,6 +336,20 @@ def check_input(pattern: str, schema_path: str, beam_args: list[str] | None = No
 
 
 REPORT_TITLE = "# Validation of"
+# What a run writes into --output_dir: an earlier run's output (these files alone, its report
+# titled as this job titles it) may be replaced, a directory holding anything else may not.
+OUTPUTS = ("stats.pb", "schema.pbtxt", "anomalies.pbtxt", "report.md", "stats.html")
+
+
+def _titled(path: str) -> bool:
+    try:
+        with open(os.path.join(path, "report.md"), encoding="utf-8") as handle:
+            return handle.read(len(REPORT_TITLE)) == REPORT_TITLE
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+is_validation_output = earlier_output(names=OUTPUTS, markers=("report.md",), check=_titled)
 
 
 def write_report(path: str, pattern: str, statistics, lines: list[str], schema_note: str,
