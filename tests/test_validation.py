@@ -131,6 +131,20 @@ def test_an_empty_field_is_missing_not_zero(worlds, tmp_path):
         line, = [line for line in lines if line.startswith(f"{name}:")]
         assert "fewer examples than expected" in line and validation.SPARSE_REMEDY in line
     assert not any(line.startswith("position:") for line in lines), lines
+    # The remedy works: with their presence.min_fraction lowered, the columns pass (the
+    # inferred shape of one value on every row refused them still: "Feature shape dropped").
+    tfdv = validation.tfdv()
+    sparse = type(schema)()
+    sparse.CopyFrom(schema)
+    for name in ("item_length", "category"):
+        tfdv.get_feature(sparse, name).presence.min_fraction = 0.5
+    lines = validation.anomaly_lines(validation.validate(stats, sparse, reference))
+    assert not any(line.startswith(("item_length:", "category:")) for line in lines), lines
+    # A schema inferred before, with that shape: its line says to delete it.
+    tfdv.get_feature(sparse, "category").shape.dim.add().size = 1
+    lines = validation.anomaly_lines(validation.validate(stats, sparse, reference))
+    line, = [line for line in lines if line.startswith("category:")]
+    assert "Feature shape dropped" in line and validation.SPARSE_REMEDY in line, line
 
 
 

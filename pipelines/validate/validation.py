@@ -167,6 +167,12 @@ def curate_schema(schema, config: ValidationConfig = ValidationConfig()):
     dwell.float_domain.CopyFrom(schema_pb2.FloatDomain(min=0.0, disallow_nan=True,
                                                         disallow_inf=True))
     for feature in schema.feature:
+        if feature.name not in log_schema.REQUIRED_COLUMNS and feature.HasField("shape"):
+            # A fixed shape (one value on every row, as TFDV infers a column it saw on every
+            # row) is refused by a row without one ("Feature shape dropped") whatever its
+            # presence allows: a feature column holds one value where present.
+            feature.ClearField("shape")
+            feature.value_count.min = feature.value_count.max = 1
         if feature.name in ID_COLUMNS:
             _drop_domain(schema, feature)
         if feature.name in NO_DRIFT:
@@ -226,9 +232,11 @@ def infer_schema(statistics, config: ValidationConfig = ValidationConfig()):
 # What a presence anomaly means since the reader's missing values reach TFDV (2026-12-06).
 SPARSE_REMEDY = ("an empty field or a feature a tf.Example leaves out is missing; if the "
                  "column may be empty, lower its presence.min_fraction in the schema (a schema "
-                 "inferred before 2026-12-06, when an empty field counted as a 0 or \"\", "
-                 "requires every column it saw on every row: infer it again, and make "
-                 "baseline statistics made then again)")
+                 "inferred before 2026-12-07 also gives the column a `shape`, one value on "
+                 "every row: delete it, or infer the schema again; one inferred before "
+                 "2026-12-06, when an empty field counted as a 0 or \"\", requires every "
+                 "column it saw on every row: infer it again, and make baseline statistics "
+                 "made then again)")
 
 
 def anomaly_lines(anomalies) -> list[str]:
@@ -237,7 +245,8 @@ def anomaly_lines(anomalies) -> list[str]:
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
     sparse = {anomalies_pb2.AnomalyInfo.FEATURE_TYPE_LOW_FRACTION_PRESENT,
-              anomalies_pb2.AnomalyInfo.FEATURE_TYPE_LOW_NUMBER_PRESENT}
+              anomalies_pb2.AnomalyInfo.FEATURE_TYPE_LOW_NUMBER_PRESENT,
+              anomalies_pb2.AnomalyInfo.INVALID_FEATURE_SHAPE}
     lines = []
     for name, info in sorted(anomalies.anomaly_info.items()):
         reasons = "; ".join(r.description or r.short_description for r in info.reason)
