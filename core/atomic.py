@@ -75,17 +75,10 @@ def _remove_made(made: list[str]) -> None:
             os.rmdir(path)
 
 
-@contextlib.contextmanager
-def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_empty_dir,
-                     what: str = "output directory", inputs: Sequence[str] = ()
-                     ) -> Iterator[str]:
-    """Yields a temporary directory beside `target`; on success it becomes `target`.
-
-    An existing `target` is replaced only if `may_replace(target)` holds (by default: it is
-    empty); otherwise InputError is raised before any work starts. On any exception the
-    temporary directory is removed and `target` is left as it was. `inputs` (the job's input
-    files): a `target` that holds one of them is refused, as replacing it would delete it.
-    """
+def check_output_directory(target: str, *, may_replace: Callable[[str], bool] = _is_empty_dir,
+                           what: str = "output directory", inputs: Sequence[str] = ()) -> str:
+    """`atomic_directory`'s checks of `target` alone, for a job to make before a long step
+    that precedes its output (e.g. a --schema check); returns `target` absolute."""
     _refuse_url(target, what)
     _refuse_long_names(target, what)
     target = os.path.abspath(target)
@@ -99,6 +92,21 @@ def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_em
     if os.path.exists(target) and not (os.path.isdir(target) and may_replace(target)):
         raise InputError(f"{what} {target} exists and holds something else; "
                          "refusing to overwrite it (choose another path or remove it)")
+    return target
+
+
+@contextlib.contextmanager
+def atomic_directory(target: str, *, may_replace: Callable[[str], bool] = _is_empty_dir,
+                     what: str = "output directory", inputs: Sequence[str] = ()
+                     ) -> Iterator[str]:
+    """Yields a temporary directory beside `target`; on success it becomes `target`.
+
+    An existing `target` is replaced only if `may_replace(target)` holds (by default: it is
+    empty); otherwise InputError is raised before any work starts. On any exception the
+    temporary directory is removed and `target` is left as it was. `inputs` (the job's input
+    files): a `target` that holds one of them is refused, as replacing it would delete it.
+    """
+    target = check_output_directory(target, may_replace=may_replace, what=what, inputs=inputs)
     parent = os.path.dirname(target)
     made = _make_parents(parent)
     tmp = tempfile.mkdtemp(prefix=temporary_prefix(target), dir=parent)

@@ -268,6 +268,19 @@ def test_stats_and_label_refuse_input_against_a_schema(worlds, run, tmp_path):
                  f"--schema={tmp_path}/schema.pbtxt")
     assert result.returncode == 1 and "weather" in result.stderr
     assert not (tmp_path / "labelled").exists()
+    # An output directory that cannot be written is refused before the schema check's pass
+    # over every row (which came first, and then the refusal).
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    for argv in ((f"--output_dir={tmp_path}/taken",),
+                 (f"--stats={tmp_path}/stats", f"--output_dir={tmp_path}/taken")):
+        module = "pipelines.stats" if len(argv) == 1 else "pipelines.label"
+        taken = run(module, f"--input={root}/base/logs/day-0[0-1].csv.gz", *argv,
+                    f"--schema={tmp_path}/schema.pbtxt")
+        assert taken.returncode == 1 and taken.stderr.startswith(
+            f"error: --output_dir {tmp_path}/taken exists and holds something else"), \
+            taken.stderr
+        assert "checked" not in taken.stdout, taken.stdout
     # Training takes the same schema and refuses before it creates the model directory.
     from ranking import training
 

@@ -101,8 +101,12 @@ def main(argv):
     rules = dataclasses.replace(artifact.rules, **overrides).check()
     started = time.perf_counter()
     if FLAGS.schema:
+        from core.log_files import expand_inputs
         from pipelines.validate import validation
 
+        # The output is checked first: the schema check reads every row.
+        labelling.check_output_directory(FLAGS.output_dir,
+                                         [f.path for f in expand_inputs(FLAGS.input)])
         validation.check_input(FLAGS.input, FLAGS.schema, beam_args,
                                allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
                                column_types=artifact.column_types, given_by="artifact",

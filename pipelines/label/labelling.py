@@ -21,7 +21,7 @@ import threading
 
 import numpy as np
 
-from core import label_rules, log_diagnosis, log_files, log_schema, log_writers, logs, stats_artifact
+from core import atomic, label_rules, log_diagnosis, log_files, log_schema, log_writers, logs, stats_artifact
 from core.atomic import atomic_directory
 from core.errors import InputError
 from core.labeler import Labeler, labeler_for
@@ -153,6 +153,12 @@ def output_directory(output_dir: str, inputs=()):
     one holding an input file is refused)."""
     return atomic_directory(output_dir, may_replace=_is_label_output, what="--output_dir",
                             inputs=inputs)
+
+
+def check_output_directory(output_dir: str, inputs=()) -> None:
+    """`output_directory`'s checks alone, before a long step that precedes the labelling."""
+    atomic.check_output_directory(output_dir, may_replace=_is_label_output,
+                                  what="--output_dir", inputs=inputs)
 
 
 def label_logs(pattern: str, stats_dir: str, output_dir: str, *, fmt: str = "tfrecord",

@@ -21,6 +21,7 @@ from absl import flags
 
 # (cli first: it quiets TensorFlow)
 from core import cli, data_doubts, label_rules, settings, stats_artifact
+from core.atomic import check_output_directory
 from pipelines.stats import statistics
 
 FLAGS = flags.FLAGS
@@ -40,8 +41,13 @@ def main(argv):
     started = time.perf_counter()
     statistics.check_engine(FLAGS.engine, argv[1:])
     if FLAGS.schema:
+        from core.log_files import expand_inputs
         from pipelines.validate import validation
 
+        # The output is checked first: the schema check reads every row.
+        check_output_directory(FLAGS.output_dir, may_replace=statistics.is_artifact,
+                               what="--output_dir",
+                               inputs=[f.path for f in expand_inputs(FLAGS.input)])
         validation.check_input(FLAGS.input, FLAGS.schema, argv[1:],
                                allow_unclicked_dwell=FLAGS.allow_unclicked_dwell,
                                column_types=config.read.types, say=True)
