@@ -193,15 +193,22 @@ def test_a_text_code_of_digits_is_drift_checked_and_ids_have_no_domain(tmp_path)
 def test_validate_cli_exit_status_and_report(worlds, run, tmp_path):
     root, _, _ = worlds
     first = run("pipelines.validate", f"--input={root}/base/logs/day-0[0-1].csv.gz",
-                f"--output_dir={tmp_path}/v1")
+                f"--output_dir={tmp_path}/v1", "--dwell_drift=0.5")
     assert first.returncode == 0, first.stderr
+    assert first.stderr.startswith(  # (its default value, but given: said)
+        "note: --dwell_drift: no drift is checked in this run (no --baseline_stats); the "
+        "inferred schema.pbtxt keeps the threshold for runs with one\n"), first.stderr
     assert "no anomalies" in first.stdout and "IPython" not in first.stderr
     for name in ("stats.pb", "schema.pbtxt", "anomalies.pbtxt", "report.md", "stats.html"):
         assert (tmp_path / "v1" / name).stat().st_size > 0, name
     second = run("pipelines.validate", f"--input={root}/newcat/day-03.csv.gz",
                  f"--output_dir={tmp_path}/v2", f"--schema={tmp_path}/v1/schema.pbtxt",
-                 f"--baseline_stats={tmp_path}/v1/stats.pb")
+                 f"--baseline_stats={tmp_path}/v1/stats.pb", "--click_drift=0")
     assert second.returncode == 1
+    # (a threshold of an inferred schema, given with --schema: said, not applied silently)
+    assert second.stderr.startswith(
+        f"note: --click_drift set(s) what an inferred schema holds; {tmp_path}/v1/schema.pbtxt's "
+        "own thresholds and domains apply (edit them there)\n"), second.stderr
     assert "category:" in second.stderr and "weather" in second.stderr
     assert "weather" in (tmp_path / "v2" / "report.md").read_text()
     # Another file given as the schema or the baseline: one line naming it, no output.

@@ -35,11 +35,32 @@ flags.mark_flags_as_required(["input", "output_dir"])
 
 
 
+DRIFT_FLAGS = ("categorical_drift", "click_drift", "numeric_drift", "dwell_drift")
+
+
+def _unused_flag_notes() -> list[str]:
+    """`note:` lines for the schema's thresholds given where they do nothing: with --schema
+    (whose own thresholds and domains apply), or drift without --baseline_stats (kept in the
+    inferred schema for later runs)."""
+    given = [name for name in DRIFT_FLAGS + ("max_domain_size",) if FLAGS[name].present]
+    if FLAGS.schema and given:
+        return [f"note: {', '.join('--' + n for n in given)} set(s) what an inferred schema "
+                f"holds; {FLAGS.schema}'s own thresholds and domains apply (edit them there)"]
+    drift = [name for name in given if name in DRIFT_FLAGS]
+    if drift and not FLAGS.baseline_stats:
+        return [f"note: {', '.join('--' + n for n in drift)}: no drift is checked in this "
+                "run (no --baseline_stats); the inferred schema.pbtxt keeps the threshold for "
+                "runs with one"]
+    return []
+
+
 def main(argv):
     tfdv = validation.tfdv()
     from tensorflow_data_validation.utils import display_util
 
     config = settings.from_flags(validation.ValidationConfig)
+    for note in _unused_flag_notes():
+        print(note, file=sys.stderr, flush=True)
     baseline = None
     if FLAGS.baseline_stats:
         baseline = validation.load_statistics(FLAGS.baseline_stats)
