@@ -146,7 +146,23 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
                                      config.allow_unclicked_dwell)
              | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
              | "Write" >> tfdv.WriteStatisticsToBinaryFile(output_path))
-    return tfdv.load_stats_binary(output_path)
+    statistics = tfdv.load_stats_binary(output_path)
+    # Features in the logs' column order: TFDV's follows its merge of the workers' partial
+    # statistics, so two runs on the same logs with several workers differed in order (the
+    # stats, the schema inferred from them, the report).
+    order = {name: k for k, name in enumerate(source.schema.columns)}
+    for dataset in statistics.datasets:
+        features = sorted(dataset.features, key=lambda f: (
+            order.get(f.path.step[0] if f.path.step else f.name, len(order)),
+            f.path.step[0] if f.path.step else f.name))
+        sorted_copy = [type(f)() for f in features]
+        for copy, feature in zip(sorted_copy, features):
+            copy.CopyFrom(feature)
+        del dataset.features[:]
+        dataset.features.extend(sorted_copy)
+    with open(output_path, "wb") as handle:
+        handle.write(statistics.SerializeToString())
+    return statistics
 
 
 def curate_schema(schema, config: ValidationConfig = ValidationConfig()):
