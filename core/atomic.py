@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import tempfile
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from core.errors import InputError
 from core.log_files import is_url
@@ -37,22 +37,57 @@ def _is_empty_dir(path: str) -> bool:
     return os.path.isdir(path) and not os.listdir(path)
 
 
+def file_starts_with(path: str, text: str) -> bool:
+    """Whether file `path` begins with `text` (a title this project writes)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read(len(text)) == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def json_has(path: str, key: str) -> bool:
+    """Whether file `path` is a JSON object holding `key` (a record this project writes)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(record, dict) and key in record
+
+
 def earlier_output(*, names: Sequence[str] = (), patterns: Sequence[str] = (),
-                   markers: Sequence[str] = (),
+                   markers: Mapping[str, str] = {}, titles: Mapping[str, str] = {},
+                   folders: Mapping[str, str] = {},
                    check: Callable[[str], bool] | None = None) -> Callable[[str], bool]:
     """A `may_replace` for `atomic_directory`: true for an empty directory or one holding an
-    earlier output of the job alone: every entry one of `names` or a full match of one of
-    `patterns` (regular expressions), each of `markers` present, and `check(path)` true (e.g.
-    a file's title). A directory with anything else in it (a person's files beside an
-    output, or a file of the output's name in their own directory) is not replaced."""
+    earlier output of the job alone. Every entry is one of `names`, a full match of one of
+    `patterns` (regular expressions) or one of `folders` ({folder: a pattern each of its
+    entries fully matches}); each file of `markers` ({JSON file: a key it holds}) and of
+    `titles` ({file: the text it begins with}) is present and as the job writes it; and
+    `check(path)` holds. A directory with anything else in it (a person's files beside an
+    output or inside its folders, or a file of the output's name of their own) is not
+    replaced."""
     compiled = [re.compile(p) for p in patterns]
+    inside = {folder: re.compile(p) for folder, p in folders.items()}
+
+    def belongs(path: str, entry: str) -> bool:
+        if entry in inside:
+            folder = os.path.join(path, entry)
+            return os.path.isdir(folder) and all(inside[entry].fullmatch(e)
+                                                 for e in os.listdir(folder))
+        return (entry in names or entry in markers or entry in titles
+                or any(c.fullmatch(entry) for c in compiled))
 
     def may_replace(path: str) -> bool:
         entries = os.listdir(path)
         if not entries:
             return True
-        return (all(e in names or any(c.fullmatch(e) for c in compiled) for e in entries)
-                and all(m in entries for m in markers) and (check is None or check(path)))
+        return (all(belongs(path, e) for e in entries)
+                and all(json_has(os.path.join(path, m), key) for m, key in markers.items())
+                and all(file_starts_with(os.path.join(path, f), text)
+                        for f, text in titles.items())
+                and (check is None or check(path)))
 
     return may_replace
 

@@ -15,6 +15,10 @@ import numpy as np
 
 from core.log_schema import FIXED_TYPES
 
+# The name of an output shard of the label and scoring jobs: NNNNN (the input file's position),
+# the input's stem, the format and, when compressed, .gz.
+SHARD_PATTERN = r"\d{5}-.*\.(csv|tfrecord)(\.gz)?"
+
 
 def write_csv(path: str, columns: Mapping[str, np.ndarray], *, decimals: int | None = 3,
               compress: bool | None = None) -> None:

@@ -66,10 +66,10 @@ _CHUNK = 2048  # sessions per block when drawing candidates (memory: block x poo
 
 # What the online tools write into their --output_dir: an earlier output of theirs (its files
 # alone) is replaced by a run into its directory, a directory holding anything else is not.
-is_ab_test_output = earlier_output(names=("online.json", "online.md"),
-                                   patterns=(r"migration-.*\.png",), markers=("online.json",))
-is_tuning_output = earlier_output(names=("frontier.json", "frontier.md", "frontier.png"),
-                                  markers=("frontier.json",))
+is_ab_test_output = earlier_output(names=("online.md",), patterns=(r"migration-.*\.png",),
+                                   markers={"online.json": "policies"})
+is_tuning_output = earlier_output(names=("frontier.md", "frontier.png"),
+                                  markers={"frontier.json": "saved_model"})
 
 
 @dataclasses.dataclass(frozen=True)

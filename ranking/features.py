@@ -223,7 +223,8 @@ def build_feature_spec(schema: LogSchema, numeric_stats: Mapping[str, Mapping[st
                 f"column {name!r} cannot be a model feature as named: TensorFlow names the "
                 "model's layers and its serving inputs after it, which takes letters, digits "
                 "and . _ - (not first: _ -); rename the column, or leave it out with "
-                f'{{"features": {{"{name}": {{"exclude": true}}}}}} in a --feature_config file',
+                f"{json.dumps({'features': {name: {'exclude': True}}})} in a --feature_config "
+                "file",
                 file=config_path)
         features.append(_feature(name, schema.dtypes[name], options, numeric_stats,
                                  name in post_click, where, embedding_dim))

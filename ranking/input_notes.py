@@ -270,10 +270,9 @@ def run_day_rows(record: dict, refitted: bool) -> dict:
     days, less the --validation_days window unless the refit pass (`refitted`) trained on it,
     plus the --validation logs' days when it did."""
     train = {int(day): rows for day, rows in record["train"].items()}
-    window = record.get("validation_days") or 0
-    if window and not refitted and train:
-        cutoff = max(train) - window + 1
-        train = {day: rows for day, rows in train.items() if day < cutoff}
+    window = validation_window_rows(record)
+    if window and not refitted:
+        train = {day: rows for day, rows in train.items() if day not in window}
     if refitted:
         for day, rows in (record.get("validation") or {}).items():
             train[int(day)] = train.get(int(day), 0) + rows

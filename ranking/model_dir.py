@@ -60,9 +60,11 @@ def model_description(config, spec: features_lib.FeatureSpec, artifact: StatsArt
 
 def recorded_globs(description: dict, globs: str) -> str:
     """`globs` of a model's config.json (its --train, --eval or --validation) as the training
-    run read them: a relative local glob joined to the run's working directory (a directory
-    recorded before 2026-12-07 has none: read from the current one)."""
-    return log_files.absolute_globs(globs, description.get("working_directory"))
+    run read them: a relative local glob joined to the run's working directory, or to the
+    current one when that directory is not here (a directory recorded before 2026-12-07, or
+    training in a container whose paths this machine lacks)."""
+    where = description.get("working_directory")
+    return log_files.absolute_globs(globs, where if where and os.path.isdir(where) else None)
 
 
 TRAINING_DAYS_JSON = "training_days.json"

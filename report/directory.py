@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from core.atomic import atomic_directory, earlier_output
+from core.atomic import atomic_directory, earlier_output, file_starts_with
 from core.errors import InputError
 from ranking.selection_files import HISTORY_JSON
 from report.figures import rule_shares_figure, training_curves
@@ -37,18 +37,14 @@ REPORT_TITLE = "# dwellrank report"
 
 def is_report(path: str) -> bool:
     """Whether file `path` is a report.md this tool wrote (run again, it may replace it)."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read(len(REPORT_TITLE)) == REPORT_TITLE
-    except (OSError, UnicodeDecodeError):
-        return False
+    return file_starts_with(path, REPORT_TITLE)
 
 
-# Empty, or a report directory this tool wrote: its report.md and pictures (.png) alone,
-# nothing a person may have put beside them.
-is_report_directory = earlier_output(names=("report.md",), patterns=(r".*\.png",),
-                                     markers=("report.md",),
-                                     check=lambda p: is_report(os.path.join(p, "report.md")))
+# Empty, or a report directory this tool wrote: its report.md and the pictures it writes
+# alone, nothing a person may have put beside them.
+is_report_directory = earlier_output(
+    titles={"report.md": REPORT_TITLE},
+    patterns=(r"curves-.*\.png", r"migration-.*\.png", r"(labels|rule_shares|frontier)\.png"))
 
 
 def write_report_directory(output_dir: str, text: str, labelled: str | None,

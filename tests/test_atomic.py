@@ -141,11 +141,12 @@ def test_names_up_to_the_file_systems_limit_are_written_and_longer_ones_refused_
 
 
 def test_a_job_replaces_its_own_earlier_output_alone(tmp_path):
-    """Each job's `may_replace`: an earlier output of the job (its files alone) is replaced; a
-    person's directory that holds the job's marker file (a stats.json, an online.json, a
-    report.md) beside other files, or the output with a file added, is not: a marker alone
-    used to suffice, and the whole directory was replaced."""
+    """Each job's `may_replace`: an earlier output of the job (its files alone, its records as
+    it writes them) is replaced; the output with a file added beside it or inside one of its
+    folders is not, nor a person's own file of the output's name (a stats.json, a report.md):
+    a marker's name alone used to suffice, and the whole directory was replaced."""
     from online import simulation
+    from pipelines.label import labelling
     from pipelines.score import scoring
     from pipelines.simulate import writing
     from pipelines.stats import statistics
@@ -153,44 +154,53 @@ def test_a_job_replaces_its_own_earlier_output_alone(tmp_path):
     from report import directory
 
     simulated = json.dumps({"generator": writing.GENERATOR})
+    # {job: (may_replace, {its files: content; a name ending in / a folder}, a file of its
+    # marker's name as a person might keep one, a folder of its to add a file into)}
     jobs = {
-        "stats": (statistics.is_artifact, {"stats.json": "{}", "items/": "", "user_days/": ""}),
+        "stats": (statistics.is_artifact,
+                  {"stats.json": '{"format_version": 3}', "items/part-00000-of-00032.csv": "",
+                   "user_days/part-00000-of-00032.csv": ""}, ("stats.json", "{}"), "items"),
         "simulate": (writing._is_previous_output,
-                     {"summary.json": simulated, "logs/": "", "ground_truth/": "",
-                      "ln_dwell_hist.png": ""}),
+                     {"summary.json": simulated, "logs/day-00.csv.gz": "",
+                      "ground_truth/users.csv.gz": "", "ln_dwell_hist.png": ""},
+                     ("summary.json", '{"generator": "mine"}'), "logs"),
+        "label": (labelling._is_label_output,
+                  {"00000-day-1.tfrecord.gz": "", "labels.png": "",
+                   "summary.json": '{"rule_shares_of_valid_reads": {}}'},
+                  ("summary.json", '{"mine": 1}'), None),
         "score": (scoring._is_score_output,
-                  {"summary.json": "{}", scoring.DEAD_LETTER: "", "00000-day-1.csv.gz": ""}),
+                  {"summary.json": '{"saved_model": "m/1"}', scoring.DEAD_LETTER:
+                   "file,row,reason,raw\n", "00000-day-1.csv.gz": ""},
+                  ("summary.json", "{}"), None),
         "ab_test": (simulation.is_ab_test_output,
-                    {"online.json": "{}", "online.md": "", "migration-vr_ndt.png": ""}),
+                    {"online.json": '{"policies": []}', "online.md": "",
+                     "migration-vr_ndt.png": ""}, ("online.json", "{}"), None),
         "tune_fusion": (simulation.is_tuning_output,
-                        {"frontier.json": "{}", "frontier.md": "", "frontier.png": ""}),
+                        {"frontier.json": '{"saved_model": "m/1"}', "frontier.md": "",
+                         "frontier.png": ""}, ("frontier.json", "[]"), None),
         "validate": (validation.is_validation_output,
                      {"report.md": "# Validation of `x`\n", "stats.pb": "",
-                      "schema.pbtxt": ""}),
+                      "schema.pbtxt": ""}, ("report.md", "# my notes\n"), None),
         "report": (directory.is_report_directory,
-                   {"report.md": "# dwellrank report\n", "curves-vr_ndt.png": ""}),
+                   {"report.md": "# dwellrank report\n", "curves-vr_ndt.png": ""},
+                   ("report.md", "# my notes\n"), None),
     }
-    for job, (may_replace, files) in jobs.items():
+    for job, (may_replace, files, (marker, theirs), folder) in jobs.items():
         output = tmp_path / job
         output.mkdir()
         assert may_replace(str(output)), job  # empty
         for name, text in files.items():
-            if name.endswith("/"):
-                (output / name).mkdir()
-            else:
-                (output / name).write_text(text)
+            (output / name).parent.mkdir(parents=True, exist_ok=True)
+            (output / name).write_text(text)
         assert may_replace(str(output)), job
-        (output / "thesis.tex").write_text("months of work")
+        if folder:  # a file of someone's inside one of the output's folders
+            (output / folder / "notes.txt").write_text("mine")
+            assert not may_replace(str(output)), job
+            (output / folder / "notes.txt").unlink()
+        picture = "holiday.png" if job == "report" else "thesis.tex"
+        (output / picture).write_text("months of work")
         assert not may_replace(str(output)), job
-        marker = next(iter(files))  # a person's directory holding a file of the marker's name
-        mine = tmp_path / f"mine-{job}"
+        mine = tmp_path / f"mine-{job}"  # a file of the marker's name, of one's own
         mine.mkdir()
-        (mine / marker.rstrip("/")).write_text(files[marker])
-        (mine / "notes.txt").write_text("mine")
+        (mine / marker).write_text(theirs)
         assert not may_replace(str(mine)), job
-    # The title decides where a marker's name is common: a report.md of someone else's.
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "report.md").write_text("# my notes\n")
-    assert not directory.is_report_directory(str(other))
-    assert not validation.is_validation_output(str(other))

@@ -372,11 +372,12 @@ class _ShardWriter:
             self.records.close()
 
 
-def _is_label_output(path: str) -> bool:
-    names = os.listdir(path)
-    # The label CLI adds summary.json and labels.png beside the shards.
-    return all(re.match(r"\d{5}-.*\.(csv|tfrecord)(\.gz)?$", n)
-               or n in ("summary.json", "labels.png") for n in names)
+# An earlier label output (replaced by a run into its directory): its shards alone, and the
+# label CLI's summary.json (as it writes it) and labels.png beside them.
+_is_label_output = atomic.earlier_output(
+    names=("labels.png", "summary.json"), patterns=(log_writers.SHARD_PATTERN,),
+    check=lambda path: not os.path.exists(os.path.join(path, "summary.json")) or atomic.json_has(
+        os.path.join(path, "summary.json"), "rule_shares_of_valid_reads"))
 
 
 def _account(summary: LabelSummary, batch: dict) -> None:

@@ -292,8 +292,8 @@ class InBackground:
 # An earlier scoring output (replaced by a run into its directory): its shards, summary.json
 # and dead letters alone.
 _is_score_output = atomic.earlier_output(
-    names=("summary.json", DEAD_LETTER), patterns=(r"\d{5}-.*\.(csv|tfrecord)(\.gz)?",),
-    markers=("summary.json", DEAD_LETTER))
+    patterns=(log_writers.SHARD_PATTERN,), markers={"summary.json": "saved_model"},
+    titles={DEAD_LETTER: ",".join(DEAD_LETTER_HEADER)})
 
 
 @dataclasses.dataclass(frozen=True)

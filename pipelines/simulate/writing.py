@@ -100,8 +100,10 @@ def _made_by_the_simulator(path: str) -> bool:
 
 # An earlier simulation (replaced by a run into its directory): its files alone.
 _is_previous_output = earlier_output(
-    names=("logs", "ground_truth", "summary.json", "ln_dwell_hist.png"),
-    markers=("summary.json",), check=_made_by_the_simulator)
+    names=("ln_dwell_hist.png",), markers={"summary.json": "generator"},
+    folders={"logs": r"day-\d+\.(csv|tfrecord)\.gz",
+             "ground_truth": r"(users|items|impressions)\.csv\.gz"},
+    check=_made_by_the_simulator)
 
 
 def write_simulation(config: SimConfig, output_dir: str, fmt: str = "csv",

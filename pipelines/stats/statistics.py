@@ -397,7 +397,9 @@ def check_engine(engine: str, beam_args: list[str] | None) -> None:
 
 
 # An earlier artifact (replaced by a run into its directory): stats.json and its tables alone.
-is_artifact = earlier_output(names=("stats.json", "items", "user_days"), markers=("stats.json",))
+is_artifact = earlier_output(markers={"stats.json": "format_version"},
+                             folders={"items": r"part-\d+-of-\d+\.csv",
+                                      "user_days": r"part-\d+-of-\d+\.csv"})
 
 
 def compute_stats(pattern: str, output_dir: str, config: StatsConfig = StatsConfig(),

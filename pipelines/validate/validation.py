@@ -146,22 +146,30 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
                                      config.allow_unclicked_dwell)
              | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
              | "Write" >> tfdv.WriteStatisticsToBinaryFile(output_path))
-    statistics = tfdv.load_stats_binary(output_path)
-    # Features in the logs' column order: TFDV's follows its merge of the workers' partial
-    # statistics, so two runs on the same logs with several workers differed in order (the
-    # stats, the schema inferred from them, the report).
-    order = {name: k for k, name in enumerate(source.schema.columns)}
-    for dataset in statistics.datasets:
-        features = sorted(dataset.features, key=lambda f: (
-            order.get(f.path.step[0] if f.path.step else f.name, len(order)),
-            f.path.step[0] if f.path.step else f.name))
-        sorted_copy = [type(f)() for f in features]
-        for copy, feature in zip(sorted_copy, features):
-            copy.CopyFrom(feature)
-        del dataset.features[:]
-        dataset.features.extend(sorted_copy)
+    statistics = in_column_order(tfdv.load_stats_binary(output_path), source.schema.columns)
     with open(output_path, "wb") as handle:
         handle.write(statistics.SerializeToString())
+    return statistics
+
+
+def in_column_order(statistics, columns):
+    """`statistics` (TFDV's, changed in place and returned) with each dataset's features in
+    the order of `columns` (others after, by name). TFDV's order follows its merge of the
+    workers' partial statistics, so two runs on the same logs with several Beam workers wrote
+    the stats, the schema inferred from them and the report in different orders."""
+    order = {name: k for k, name in enumerate(columns)}
+
+    def name(feature):
+        return feature.path.step[0] if feature.path.step else feature.name
+
+    for dataset in statistics.datasets:
+        features = sorted(dataset.features, key=lambda f: (order.get(name(f), len(order)),
+                                                            name(f)))
+        copies = [type(f)() for f in features]
+        for copy, feature in zip(copies, features):
+            copy.CopyFrom(feature)
+        del dataset.features[:]
+        dataset.features.extend(copies)
     return statistics
 
 
@@ -323,12 +331,14 @@ def load_statistics(path: str):
                          "pipelines.validate)", file=path)
     # This job writes one dataset of logs; a proto that parses as several (slices of another
     # tool's statistics, or a schema.pb read as statistics) would fail inside TFDV's check.
-    if len(statistics.datasets) != 1 or not statistics.datasets[0].num_examples or not any(
+    if len(statistics.datasets) != 1:
+        raise InputError(f"holds {len(statistics.datasets)} datasets, not the one dataset of "
+                         "logs that python -m pipelines.validate writes", file=path)
+    if not statistics.datasets[0].num_examples or not any(
             f.HasField("num_stats") or f.HasField("string_stats")
             for f in statistics.datasets[0].features):
-        raise InputError(f"holds {len(statistics.datasets)} dataset(s), not the one dataset of "
-                         "logs with their features' statistics that python -m "
-                         "pipelines.validate writes", file=path)
+        raise InputError("holds no rows or no feature's statistics (expected a stats.pb of "
+                         "python -m pipelines.validate)", file=path)
     return statistics
 
 
@@ -366,15 +376,7 @@ REPORT_TITLE = "# Validation of"
 OUTPUTS = ("stats.pb", "schema.pbtxt", "anomalies.pbtxt", "report.md", "stats.html")
 
 
-def _titled(path: str) -> bool:
-    try:
-        with open(os.path.join(path, "report.md"), encoding="utf-8") as handle:
-            return handle.read(len(REPORT_TITLE)) == REPORT_TITLE
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
-is_validation_output = earlier_output(names=OUTPUTS, markers=("report.md",), check=_titled)
+is_validation_output = earlier_output(names=OUTPUTS, titles={"report.md": REPORT_TITLE})
 
 
 def write_report(path: str, pattern: str, statistics, lines: list[str], schema_note: str,
