@@ -710,25 +710,27 @@ def test_eval_logs_without_a_click_give_null_metrics_and_a_gate_that_says_why(
     assert sorted(os.listdir(base)) == ["1", "models.config"]
 
 
-def test_the_gate_never_defaults_to_a_window_the_refit_pass_trained_on():
+def test_the_gate_never_defaults_to_a_window_the_refit_pass_trained_on(tmp_path):
     from export import gate
 
     def described(eval_logs=None, **selection):
         return {"training": {"train": "train/*.csv", "eval": eval_logs,
-                             "selection": selection}}
+                             "selection": selection}, "working_directory": str(tmp_path)}
 
+    # (The model's relative globs, read from the directory training ran in.)
     # No refit pass made (--refit=none, or a run killed before it: best/ is served): the
     # validation window (its own logs, or the training logs' last days).
     assert gate.held_out_logs(described(validation="val/*.csv", refit="none"), None,
-                              refitted=False) == ("val/*.csv", None)
+                              refitted=False) == (f"{tmp_path}/val/*.csv", None)
     assert gate.held_out_logs(described("ev/*.csv", validation_days=1, refit="validation"),
-                              None, refitted=False) == ("train/*.csv", "validation_days")
+                              None, refitted=False) == (f"{tmp_path}/train/*.csv",
+                                                        "validation_days")
     # After a refit pass over it, the window is training data: the --eval logs, or a refusal.
     assert gate.held_out_logs(described("ev/*.csv", validation_days=1, refit="validation"),
-                              None, refitted=True) == ("ev/*.csv", None)
+                              None, refitted=True) == (f"{tmp_path}/ev/*.csv", None)
     assert gate.held_out_logs(described("ev/*.csv", validation="val/*.csv",
                                         refit="validation"), None, refitted=True) == (
-        "ev/*.csv", None)
+        f"{tmp_path}/ev/*.csv", None)
     with pytest.raises(InputError, match=r"refit pass \(--refit=validation\) trained on its "
                                          "validation window and it has no --eval logs"):
         gate.held_out_logs(described(validation_days=1, refit="validation"), None, True)
