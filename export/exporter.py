@@ -123,10 +123,9 @@ def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES),
     line appended to `problems`."""
     import tensorflow as tf
 
+    train = model_dir_lib.recorded_globs(description, description["training"]["train"])
     try:
-        source = logs.open_logs(
-            model_dir_lib.recorded_globs(description, description["training"]["train"]),
-            column_types=spec.dtypes)
+        source = logs.open_logs(train, column_types=spec.dtypes)
         source = dataclasses.replace(source, schema=source.schema.with_missing(spec.defaults))
         allow = bool(description["training"].get("allow_unclicked_dwell"))
         batch = next(iter(source.dataset(rows, columns=spec.names, allow_unclicked_dwell=allow,
@@ -136,7 +135,6 @@ def warmup_examples(description: dict, spec, rows: int = max(WARMUP_BATCHES),
     except (InputError, StopIteration, OSError, tf.errors.OpError) as error:
         if problems is not None:
             why = (str(error).strip().splitlines() or ["they hold no rows"])[0][:300]
-            train = model_dir_lib.recorded_globs(description, description["training"]["train"])
             problems.append(f"the warmup requests are examples of default values: the training "
                             f"logs {train} cannot be read here "
                             f"({why}), so TF Serving warms up on rows unlike the served ones")

@@ -277,17 +277,18 @@ def judge(gate: Gate, candidate, baseline_path: str, description: dict,
     # read beside them); else the baseline's features in a read of their own.
     also = tuple(f for f in baseline_features if f.name not in ours) if shared_alike else ()
     # Each batch is scored by both models as it is read: the scores are kept, not the rows.
-    candidate_inputs = candidate.signatures()["predict_raw"].structured_input_signature[0]
+    candidate_specs = {s.name: s for s in
+                       candidate.signatures()["predict_raw"].structured_input_signature[0]}
+    baseline_specs = {name: spec for name, (_, spec) in baseline_inputs.items()}
     keywords = {name: keyword for name, (keyword, _) in baseline_inputs.items()}
 
     def candidate_scores(batch):
-        return _served(candidate.outputs, {s.name: s for s in candidate_inputs},
-                       candidate.output_names, batch, gate.output)
+        return _served(candidate.outputs, candidate_specs, candidate.output_names, batch,
+                       gate.output)
 
     def baseline_scores(batch):
         return _served(lambda args: baseline(**{keywords[k]: v for k, v in args.items()}),
-                       {name: spec for name, (_, spec) in baseline_inputs.items()},
-                       baseline.structured_outputs, batch, gate.output)
+                       baseline_specs, baseline.structured_outputs, batch, gate.output)
 
     pattern, scores, labels, day_rows, window, absent, read_notes = labelled_rows(
         description, gate_logs, spec, refitted, also=also, window_rows=window_rows,

@@ -59,9 +59,10 @@ class PredictRawHandler(ModelHandler):
         self._passthrough = tuple(passthrough)
 
     def load_model(self):
-        import tensorflow as tf
+        from export.versions import load_saved_model
 
-        return tf.saved_model.load(self._signature["path"])
+        # (the launcher loaded it first: `scoring.read_signature`, so it loads here too)
+        return load_saved_model(self._signature["path"], role="--saved_model ")
 
     def run_inference(self, batch: Sequence[dict], model: Any,
                       inference_args: dict | None = None) -> Iterable[dict]:
