@@ -46,11 +46,20 @@ def test_statistics_count_rows_and_columns(worlds):
     dataset = reference.datasets[0]
     assert dataset.num_examples == len(frame)
     names = {f.path.step[0] for f in dataset.features}
-    # Every column but the impression id, a key unique on every row (not profiled).
+    # Every column but the impression id, a key unique on every row (not profiled), and the
+    # log dwell of clicks derived from the logs.
     assert "impression_id" in frame.columns and frame["impression_id"].is_unique
-    assert names == set(frame.columns) - {"impression_id"}
-    click = next(f for f in dataset.features if f.path.step[0] == "click")
-    assert click.num_stats.mean == pytest.approx(frame["click"].mean(), rel=1e-9)
+    assert names == set(frame.columns) - {"impression_id"} | {validation.LOG_DWELL_OF_CLICKS}
+    features = {f.path.step[0]: f for f in dataset.features}
+    assert features["click"].num_stats.mean == pytest.approx(frame["click"].mean(), rel=1e-9)
+    # ln(1 + dwell) on clicked rows, missing on the others (NumPy on pandas' reading).
+    log_dwell = features[validation.LOG_DWELL_OF_CLICKS].num_stats
+    clicked = frame["click"] == 1
+    assert log_dwell.common_stats.num_non_missing == clicked.sum() > 0
+    assert log_dwell.common_stats.num_missing == (~clicked).sum()
+    expected = np.log1p(frame.loc[clicked, "dwell_time"].to_numpy())
+    assert log_dwell.mean == pytest.approx(expected.mean(), rel=1e-9)
+    assert (log_dwell.min, log_dwell.max) == pytest.approx((expected.min(), expected.max()))
 
 
 def test_curated_schema(worlds):
@@ -96,6 +105,44 @@ def test_doubled_ctr_is_drift(worlds):
     root, reference, schema = worlds
     lines = anomalies(root, "ctr2/logs/day-0[2-3].csv.gz", schema, reference)
     assert any(line.startswith("click:") and "Jensen-Shannon" in line for line in lines), lines
+
+
+def _dwell_times(path, out, factor):
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["dwell_time"] = (frame["dwell_time"].astype(float) * factor).round(3).astype(str)
+    with gzip.open(out, "wt", newline="") as handle:
+        frame.to_csv(handle, index=False)
+
+
+def test_a_dwell_shrunk_on_every_click_is_drift_of_the_log_dwell_of_clicks(worlds, tmp_path):
+    """Days 2-3 with every dwell halved (a client that stops counting half the time on the
+    page) against days 0-1: the log dwell of clicks drifts past its threshold, the same days
+    unchanged do not (test_two_days_of_the_same_setting_pass), and a schema inferred before the
+    derived column existed validates without it (no "new column"), the statistics given to it
+    untouched."""
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    root, reference, schema = worlds
+    for day in (2, 3):
+        _dwell_times(root / f"base/logs/day-0{day}.csv.gz", tmp_path / f"day-0{day}.csv.gz", 0.5)
+    lines = anomalies(tmp_path, "day-0[2-3].csv.gz", schema, reference)
+    drift = [line for line in lines if line.startswith(f"{validation.LOG_DWELL_OF_CLICKS}:")]
+    assert len(drift) == 1 and "Jensen-Shannon" in drift[0], lines
+    threshold = validation.ValidationConfig().log_dwell_drift
+    feature = validation.tfdv().get_feature(schema, validation.LOG_DWELL_OF_CLICKS)
+    assert feature.drift_comparator.jensen_shannon_divergence.threshold == threshold
+    assert f"above the threshold {threshold}" in drift[0]
+
+    older = schema_pb2.Schema()
+    older.CopyFrom(schema)
+    index = [f.name for f in older.feature].index(validation.LOG_DWELL_OF_CLICKS)
+    del older.feature[index]
+    stats = validation.load_statistics(str(tmp_path / "tmp.pb"))
+    kept = type(stats)()
+    kept.CopyFrom(stats)
+    lines = validation.anomaly_lines(validation.validate(stats, older, reference))
+    assert not any(validation.LOG_DWELL_OF_CLICKS in line for line in lines), lines
+    assert stats == kept
 
 
 def test_new_category_is_an_anomaly(worlds):
@@ -438,7 +485,8 @@ def test_the_validation_flags_come_from_its_config_with_their_bounds():
         == validation.ValidationConfig(click_drift=0.0, max_domain_size=2**31 - 1,
                                        allow_unclicked_dwell=True)
     for argv in (["--max_domain_size=2147483648"], ["--max_domain_size=-1"],
-                 ["--categorical_drift=-0.1"], ["--dwell_drift=nan"], ["--numeric_drift=inf"]):
+                 ["--categorical_drift=-0.1"], ["--dwell_drift=nan"], ["--numeric_drift=inf"],
+                 ["--log_dwell_drift=-0.01"]):
         with pytest.raises(flags.IllegalFlagValueError):
             parse(*argv)
 
@@ -449,7 +497,11 @@ def test_statistics_are_written_in_the_logs_column_order(worlds, tmp_path):
     features are put in the logs' column order, whatever order they come in."""
     root, reference, _ = worlds
     header = list(pd.read_csv(f"{root}/base/logs/day-00.csv.gz", nrows=0).columns)
-    expected = [c for c in header if c != "impression_id"]  # (not profiled)
+    columns = validation.statistics_columns(header)
+    # (the impression id not profiled; the derived log dwell beside dwell_time)
+    expected = [c for c in header if c != "impression_id"]
+    expected.insert(expected.index("dwell_time") + 1, validation.LOG_DWELL_OF_CLICKS)
+    assert [c for c in columns if c != "impression_id"] == expected
     assert [f.path.step[0] for f in reference.datasets[0].features] == expected
     shuffled = type(reference)()
     shuffled.CopyFrom(reference)
@@ -461,4 +513,4 @@ def test_statistics_are_written_in_the_logs_column_order(worlds, tmp_path):
     del shuffled.datasets[0].features[:]
     shuffled.datasets[0].features.extend(copies)
     assert [f.path.step[0] for f in shuffled.datasets[0].features] != expected
-    assert validation.in_column_order(shuffled, header) == reference
+    assert validation.in_column_order(shuffled, columns) == reference

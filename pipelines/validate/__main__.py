@@ -31,11 +31,8 @@ settings.define_flags(validation.ValidationConfig)
 settings.define_flags(log_schema.ReadConfig)
 flags.mark_flags_as_required(["input", "output_dir"])
 
-
-
-
-
-DRIFT_FLAGS = ("categorical_drift", "click_drift", "numeric_drift", "dwell_drift")
+DRIFT_FLAGS = ("categorical_drift", "click_drift", "numeric_drift", "dwell_drift",
+               "log_dwell_drift")
 
 
 def _unused_flag_notes() -> list[str]:

@@ -9,7 +9,9 @@ wrong with the data as a whole: missing columns, unexpected categorical values, 
 The schema is inferred on first use and curated (`curate_schema`): required columns always
 present, `click` in {0, 1}, `dwell_time` >= 0, string domains for small categorical features,
 and drift comparators: L-infinity distance for categorical features with a domain,
-Jensen-Shannon divergence for `click`, `dwell_time` and numeric features. Ids, timestamps and
+Jensen-Shannon divergence for `click`, `dwell_time`, numeric features and the one column the
+statistics derive, `log_dwell_of_clicks` (ln(1 + dwell) of clicks: the dwell check that sees a
+shrink). Ids, timestamps and
 impression ids are not drift-checked (they change every day by design); impression ids are not
 profiled at all (`UNPROFILED`: a key unique on every row). Users then edit schema.pbtxt and
 pass it back with --schema.
@@ -50,6 +52,13 @@ ID_COLUMNS = ("impression_id", "user_id", "item_id")
 # rows: 125 s and 2.67 GB with it, 66 s and 1.44 GB without). A schema made when it was
 # profiled is read without it.
 UNPROFILED = ("impression_id",)
+# A column the statistics derive from the logs (when the logs have none of that name): the
+# label rules' log dwell, ln(1 + dwell_time), of clicked rows alone, missing on the others. Its
+# drift is the dwell check: `dwell_time` itself is a 0 on every unclicked row, so its histogram
+# is mostly the CTR, and TFDV's equal-width histograms put the clicks' heavy tail in a bucket or
+# two (a dwell halved or quartered on every click moved `dwell_time`'s divergence by nothing
+# seen); on a log scale a shrink of every dwell is a shift across its buckets.
+LOG_DWELL_OF_CLICKS = "log_dwell_of_clicks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +82,9 @@ class ValidationConfig:
         minimum=0)
     dwell_drift: float = setting(
         0.5, "Jensen-Shannon drift threshold for dwell_time (inferred schemas).", minimum=0)
+    log_dwell_drift: float = setting(
+        0.05, f"Jensen-Shannon drift threshold for {LOG_DWELL_OF_CLICKS}, ln(1 + dwell_time) "
+        "of clicked rows (inferred schemas).", minimum=0)
     # TFDV hands the size to C++ as a 32-bit int (a larger one is a TypeError inside it).
     max_domain_size: int = setting(
         100, "String features with at most this many values get a domain.", minimum=0,
@@ -119,7 +131,22 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
                     flat = pa.array(values)
                 arrays.append(pa.ListArray.from_arrays(offsets, flat, mask=mask))
                 names.append(name)
+            if LOG_DWELL_OF_CLICKS not in schema.columns:
+                arrays.append(_log_dwell_of_clicks(batch["click"], batch["dwell_time"]))
+                names.append(LOG_DWELL_OF_CLICKS)
             yield pa.RecordBatch.from_arrays(arrays, names)
+
+
+def _log_dwell_of_clicks(click: np.ndarray, dwell: np.ndarray):
+    """The LOG_DWELL_OF_CLICKS list column of a batch (`click`, `dwell_time`: shape [n]):
+    ln(1 + dwell seconds) on clicked rows (the label rules' `log_dwell`), missing on the
+    others."""
+    import pyarrow as pa
+
+    clicked = click == 1
+    offsets = pa.array(np.r_[0, np.cumsum(clicked)].astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, pa.array(np.log1p(dwell[clicked])),
+                                    mask=pa.array(~clicked))
 
 
 def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | None = None,
@@ -146,10 +173,20 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
                                      config.allow_unclicked_dwell)
              | "Statistics" >> tfdv.GenerateStatistics(tfdv.StatsOptions())
              | "Write" >> tfdv.WriteStatisticsToBinaryFile(output_path))
-    statistics = in_column_order(tfdv.load_stats_binary(output_path), source.schema.columns)
+    statistics = in_column_order(tfdv.load_stats_binary(output_path),
+                                 statistics_columns(source.schema.columns))
     with open(output_path, "wb") as handle:
         handle.write(statistics.SerializeToString())
     return statistics
+
+
+def statistics_columns(columns) -> list[str]:
+    """The order of the statistics' features for logs of `columns`: theirs, with
+    LOG_DWELL_OF_CLICKS beside the column it is derived from (unless the logs have one)."""
+    columns = list(columns)
+    if LOG_DWELL_OF_CLICKS not in columns:
+        columns.insert(columns.index("dwell_time") + 1, LOG_DWELL_OF_CLICKS)
+    return columns
 
 
 def in_column_order(statistics, columns):
@@ -199,6 +236,9 @@ def curate_schema(schema, config: ValidationConfig = ValidationConfig()):
             feature.value_count.min = feature.value_count.max = 1
         if feature.name in ID_COLUMNS:
             _drop_domain(schema, feature)
+        if feature.name == LOG_DWELL_OF_CLICKS:
+            # Absent when no row is a click, which the click's own checks report.
+            feature.presence.min_count = 0
         if feature.name in NO_DRIFT:
             continue
         if feature.HasField("domain") or feature.type == schema_pb2.BYTES:
@@ -207,6 +247,7 @@ def curate_schema(schema, config: ValidationConfig = ValidationConfig()):
         else:
             feature.drift_comparator.jensen_shannon_divergence.threshold = {
                 "click": config.click_drift, "dwell_time": config.dwell_drift,
+                LOG_DWELL_OF_CLICKS: config.log_dwell_drift,
             }.get(feature.name, config.numeric_drift)
     return schema
 
@@ -288,7 +329,8 @@ def anomaly_lines(anomalies) -> list[str]:
 
 def validate(statistics, schema, baseline=None):
     """TFDV anomalies of `statistics` against `schema` (its `UNPROFILED` columns left out), with
-    drift against `baseline`."""
+    drift against `baseline`. A schema without LOG_DWELL_OF_CLICKS (one inferred before
+    2026-12-08) validates the statistics without it: it is no column of the logs."""
     tfdv = globals()['tfdv']()
 
     profiled = type(schema)()
@@ -296,7 +338,22 @@ def validate(statistics, schema, baseline=None):
     for index in reversed(range(len(profiled.feature))):
         if profiled.feature[index].name in UNPROFILED:
             del profiled.feature[index]
+    if not any(f.name == LOG_DWELL_OF_CLICKS for f in schema.feature):
+        statistics, baseline = (without_feature(s, LOG_DWELL_OF_CLICKS) if s is not None
+                                else None for s in (statistics, baseline))
     return tfdv.validate_statistics(statistics, profiled, previous_statistics=baseline)
+
+
+def without_feature(statistics, name: str):
+    """A copy of TFDV `statistics` without feature `name` in any dataset."""
+    copy = type(statistics)()
+    copy.CopyFrom(statistics)
+    for dataset in copy.datasets:
+        for index in reversed(range(len(dataset.features))):
+            feature = dataset.features[index]
+            if (feature.path.step[0] if feature.path.step else feature.name) == name:
+                del dataset.features[index]
+    return copy
 
 
 def load_schema(path: str):
@@ -395,6 +452,8 @@ def write_report(path: str, pattern: str, statistics, lines: list[str], schema_n
             "|---|---|---|---|---|---|"]
     for feature in dataset.features:
         name = feature.path.step[0] if feature.path.step else feature.name
+        if name == LOG_DWELL_OF_CLICKS:
+            name += " (derived: ln(1 + dwell_time) of clicks)"
         kind = statistics_pb2.FeatureNameStatistics.Type.Name(feature.type)
         if feature.HasField("num_stats"):
             s = feature.num_stats
