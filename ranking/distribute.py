@@ -31,6 +31,7 @@ Input sharding (`--input_sharding`, multi-worker strategies):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -50,6 +51,31 @@ MIN_SHARD_BYTES = 256 << 10
 
 class PeerFailed(InputError):
     """Another task of a synchronous cluster stopped (its log says why): this one cannot go on."""
+
+
+@contextlib.contextmanager
+def peer_failures_named(strategy_name: str):
+    """Within it, a task of a cluster (`strategy_name` multi_worker_mirrored or parameter_server,
+    TF_CONFIG of more than one task) that meets TensorFlow's error for a peer gone (in a
+    collective op or a remote call: the build's broadcast of the initial variables, a step, the
+    evaluation) raises PeerFailed, one line naming what to do, not a traceback: a task that
+    refused its input at start-up left the others waiting in the build's broadcast until the
+    coordination service's heartbeat timed out, and they ended in an UnavailableError
+    traceback that hid the one line that said why."""
+    import tensorflow as tf
+
+    in_cluster = (strategy_name in ("multi_worker_mirrored", "parameter_server")
+                  and sum(len(tasks) for tasks in cluster_task()[2].values()) > 1)
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError) as error:
+        if not in_cluster:
+            raise
+        raise PeerFailed(
+            f"another task of the cluster stopped (see its log), so this one cannot continue "
+            f"({type(error).__name__} waiting for it); start every task again with the same "
+            "command to resume from the chief's last checkpoint") from None
 
 
 def cluster_task() -> tuple[str | None, int, dict]:

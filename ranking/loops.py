@@ -244,22 +244,12 @@ def _make_synchronous_steps(run):
 def train_synchronous(run, say) -> list[float]:
     """Trains the remaining epochs of `run` (a `ranking.training.Run`); returns examples/s of
     each epoch after its first step."""
-    import tensorflow as tf
-
     run_batches = synchronous_steps(run)
 
+    # (A collective op that fails because a peer left is one line: training's
+    # `distribute.peer_failures_named`.)
     def run_steps(batches, steps, stop):
-        try:
-            yield from run_batches(batches, int(run.global_step) + 1, stop)
-        except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-                tf.errors.DeadlineExceededError) as error:
-            if run.workers == 1:
-                raise
-            # A collective op failed because a peer left: one line, not a traceback.
-            raise distribute.PeerFailed(
-                f"another task of the cluster stopped (see its log), so this one cannot "
-                f"continue ({type(error).__name__} in a collective op); start every task again "
-                "with the same command to resume from the chief's last checkpoint") from None
+        yield from run_batches(batches, int(run.global_step) + 1, stop)
 
     return _epochs(run, say, lambda epoch, skip: _synchronous_batches(run, epoch, skip),
                    run_steps, stop_rule="agreed" if run.workers > 1 else "step")

@@ -147,7 +147,7 @@ def train_and_evaluate(config: TrainConfig, model_dir: str) -> dict:
         # one process, on every task of a multi-worker mirrored cluster (they agree on the
         # step) and on a parameter-server cluster's chief (whose workers and ps tasks serve
         # in TensorFlow's C++ and never come here).
-        with preemption.handled(True):
+        with preemption.handled(True), distribute.peer_failures_named(config.strategy):
             return _train_and_evaluate(config, model_dir, strategy, chief, phases)
     except Exception as error:
         # A directory this run took as new (under its lock: `model_dir.prepare`) is emptied,

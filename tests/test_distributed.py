@@ -382,6 +382,32 @@ def test_too_few_files_for_the_workers_stops_every_worker(small_world, tmp_path)
     assert not (tmp_path / "model").exists()
 
 
+def test_a_task_refused_at_start_up_is_one_line_on_the_others(small_world, tmp_path):
+    """Worker 1 refuses its --train glob (a typo on one machine) before the model is built; the
+    chief, waiting in the build's broadcast of the initial variables, ended in an
+    UnavailableError traceback once the coordination service's heartbeat timed out: now one
+    line that names the peer. The same command, mended, trains in the directory it left."""
+    model_dir = tmp_path / "model"
+    good = [f"--train={small_world['train']}", f"--stats={small_world['stats']}",
+            f"--model_dir={model_dir}", "--strategy=multi_worker_mirrored",
+            "--model=single_ctr", "--batch_size=256", "--steps_per_epoch=3", "--progress=none"]
+    typo = [good[0].replace("day-0", "dya-0"), *good[1:]]
+    ports = _ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    tasks = {w: _start(flags, {"cluster": cluster, "task": {"type": "worker", "index": w}},
+                       tmp_path / f"typo-worker{w}.log") for w, flags in ((0, good), (1, typo))}
+    _wait(tasks.values(), timeout=180)
+    chief, worker = _log(tmp_path, "typo-worker0"), _log(tmp_path, "typo-worker1")
+    assert [p.returncode for p in tasks.values()] == [1, 1], (chief[-2000:], worker[-2000:])
+    assert "error: no file matches" in worker and "dya-0" in worker, worker[-2000:]
+    assert "error: another task of the cluster stopped (see its log)" in chief, chief[-2000:]
+    assert "Traceback" not in chief + worker
+    again = _workers(tmp_path, "mended", good)
+    _wait(again.values(), timeout=180)
+    assert [p.returncode for p in again.values()] == [0, 0], _log(tmp_path, "mended-worker0")
+    assert recorded_checkpoint_step(model_dir) == 3
+
+
 def test_two_workers_reading_their_own_files(small_world, single, tmp_path):
     """File sharding: other batches than one process's, so a measured tolerance: on the small
     world the AUCs differed from one process's by 0.008 (valid read) and 0.006 (click)."""
