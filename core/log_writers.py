@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import re
 from typing import Mapping
 
 import numpy as np
@@ -18,6 +20,16 @@ from core.log_schema import FIXED_TYPES
 # The name of an output shard of the label and scoring jobs: NNNNN (the input file's position),
 # the input's stem, the format and, when compressed, .gz.
 SHARD_PATTERN = r"\d{5}-.*\.(csv|tfrecord)(\.gz)?"
+
+
+def shard_name(index: int, path: str, fmt: str, compress: bool) -> str:
+    """The output shard of input file `path`, the `index`-th of the input: `NNNNN-<stem>.<fmt>`
+    (`fmt` "csv" or "tfrecord") and `.gz` when `compress`; the stem is the file's name without
+    its log suffix, in any case (`.csv`, `.tfrecord(s)`, `.tfr`, each with or without
+    `.gz`/`.gzip`), so shards sort in input order and keep the input's name."""
+    stem = re.sub(r"(\.(csv|tfrecords?|tfr))?(\.(gz|gzip))?$", "", os.path.basename(path),
+                  flags=re.I)
+    return f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}{'.gz' if compress else ''}"
 
 
 def write_csv(path: str, columns: Mapping[str, np.ndarray], *, decimals: int | None = 3,

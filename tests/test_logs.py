@@ -847,3 +847,26 @@ def test_a_jobs_empty_marker_is_left_out_and_other_compressions_are_named(tmp_pa
                 f"{tmp_path / name}: is {kind}-compressed; the readers read plain or gzip "
                 f"files: recompress it with gzip ({command} FILE | gzip > FILE.gz)")):
             log_files.expand_inputs(str(tmp_path / name))
+
+
+def test_shard_names_keep_the_inputs_stem_in_any_case():
+    """One name for the label and scoring jobs' shards (scoring kept an upper-case suffix in
+    the stem: `00000-DAY.CSV.csv`); names by hand, each matching SHARD_PATTERN."""
+    from pipelines.label import labelling
+
+    cases = [((3, "/logs/day-01.csv.gz", "csv", True), "00003-day-01.csv.gz"),
+             ((0, "DAY.CSV", "csv", False), "00000-DAY.csv"),
+             ((12, "gs://b/x.TFRecords.gzip", "tfrecord", True), "00012-x.tfrecord.gz"),
+             ((1, "part.tfr.gz", "csv", False), "00001-part.csv"),
+             ((2, "notes.v2.csv", "tfrecord", False), "00002-notes.v2.tfrecord")]
+    for args, name in cases:
+        assert log_writers.shard_name(*args) == name
+        assert re.fullmatch(log_writers.SHARD_PATTERN, name)
+
+    class File:
+        def __init__(self, path):
+            self.path = path
+
+    files = [File("a/day-00.csv"), File("b/DAY-01.CSV.GZ")]
+    assert labelling.shard_names(files, "tfrecord", True) == {
+        "a/day-00.csv": "00000-day-00.tfrecord.gz", "b/DAY-01.CSV.GZ": "00001-DAY-01.tfrecord.gz"}

@@ -16,7 +16,6 @@ import gc
 import gzip
 import os
 import queue
-import re
 import threading
 
 import numpy as np
@@ -137,15 +136,9 @@ def open_input(pattern: str, fmt: str, stats_dir: str) -> logs.LogSource:
 
 
 def shard_names(files: list, fmt: str, compress: bool) -> dict[str, str]:
-    """Output shard name of each input file (path -> name): `NNNNN-<input name>.<fmt>[.gz]`,
-    NNNNN the file's position in the input, so shards sort in input order."""
-    names = {}
-    for index, log_file in enumerate(files):
-        stem = re.sub(r"(\.(csv|tfrecords?|tfr))?(\.(gz|gzip))?$", "",
-                      os.path.basename(log_file.path), flags=re.I)
-        names[log_file.path] = (f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}"
-                                + (".gz" if compress else ""))
-    return names
+    """Output shard name of each input file (path -> name, `log_writers.shard_name`)."""
+    return {f.path: log_writers.shard_name(index, f.path, fmt, compress)
+            for index, f in enumerate(files)}
 
 
 def output_directory(output_dir: str, inputs=()):

@@ -113,15 +113,6 @@ def read_signature(path: str) -> ModelSignature:
 
 
 # Output shards ------------------------------------------------------------------------------------
-def shard_name(index: int, log_file: log_files.LogFile, fmt: str, compress: bool) -> str:
-    stem = os.path.basename(log_file.path)
-    for suffix in log_files.CSV_SUFFIXES + log_files.TFRECORD_SUFFIXES:
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-            break
-    return f"{index:05d}-{stem}.{'csv' if fmt == 'csv' else 'tfrecord'}{'.gz' if compress else ''}"
-
-
 def output_names(ids, signature: ModelSignature) -> tuple[str, ...]:
     """The columns of a shard: the ids, then the outputs (before splitting 2-D ones)."""
     return tuple(ids) + tuple(signature.outputs)
@@ -369,7 +360,7 @@ def open_shard(index: int, log_file: log_files.LogFile, job: dict, directory: st
     """The ShardWriter of input file `index` in `directory` (the job's format and columns)."""
     signature = ModelSignature(**job["signature"])
     config = job["config"]
-    name = shard_name(index, log_file, config["fmt"], config["compress"])
+    name = log_writers.shard_name(index, log_file.path, config["fmt"], config["compress"])
     header = csv_header(output_names(job["ids"], signature), signature.widths)
     return ShardWriter(os.path.join(directory, name), config["fmt"], config["compress"], header)
 
