@@ -15,10 +15,11 @@ import os
 import re
 import sys
 
-from absl import app, flags, logging
+from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from core import cli  # noqa: E402,F401  (quiets TensorFlow before it loads)
+from core import cli  # noqa: E402  (quiets TensorFlow before it loads)
+from core.errors import InputError  # noqa: E402
 from core.log_files import expand_inputs  # noqa: E402
 from pipelines.validate import validation  # noqa: E402
 
@@ -46,30 +47,27 @@ def divergences(current, previous, schema) -> dict[str, float]:
 
 
 def statistics(path: str, name: str):
-    out = os.path.join(FLAGS.workdir, f"{name}.pb")
-    if os.path.exists(out):
-        return validation.load_statistics(out)
-    return validation.generate_statistics(path, out)
+    """TFDV statistics of `path`, written to WORKDIR/name.pb (made again on every run)."""
+    return validation.generate_statistics(path, os.path.join(FLAGS.workdir, f"{name}.pb"))
 
 
 def multiplied(path: str, factor: float) -> str:
+    """`path` with every dwell multiplied by `factor`, as WORKDIR/dwell_x<factor>.csv.gz."""
     import pandas as pd
 
     out = os.path.join(FLAGS.workdir, f"dwell_x{factor:g}.csv.gz")
-    if not os.path.exists(out):
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-        frame["dwell_time"] = (frame["dwell_time"].astype(float) * factor).round(3).astype(str)
-        frame.to_csv(out, index=False)
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    frame["dwell_time"] = (frame["dwell_time"].astype(float) * factor).round(3).astype(str)
+    frame.to_csv(out, index=False)
     return out
 
 
 def main(argv):
     del argv
-    logging.set_verbosity(logging.ERROR)  # Beam's and TFDV's info lines, one pipeline a file
     os.makedirs(FLAGS.workdir, exist_ok=True)
     paths = [f.path for f in expand_inputs(FLAGS.logs)]
     if len(paths) < 2:
-        raise SystemExit("error: --logs needs at least two day files")
+        raise InputError(f"--logs needs at least two day files, not {len(paths)}")
     days = [statistics(path, f"day{k:03d}") for k, path in enumerate(paths)]
     # Every threshold at 0, so that TFDV reports each divergence it computes.
     schema = validation.infer_schema(days[0], validation.ValidationConfig(
@@ -95,4 +93,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)
