@@ -106,18 +106,36 @@ def clicked_sparse_cross_entropy(dwell_bin: tf.Tensor, logits: tf.Tensor,
 
 def entire_space_cross_entropy(click: tf.Tensor, dwell_bin: tf.Tensor, ctr_logit: tf.Tensor,
                                dwell_logits: tf.Tensor) -> tf.Tensor:
-    """ESMM's loss of the (bins + 1)-way outcome of every impression, / global batch size N.
+    """ESMM's entire-space loss for the dwell-bin target, summed over the batch / N.
 
-    log p(no click) = log sigmoid(-ctr_logit); log p(click, bin k) = log sigmoid(ctr_logit)
-    + log_softmax(dwell_logits)_k. click [batch], dwell_bin [batch] (-1 when unclicked),
-    ctr_logit [batch], dwell_logits [batch, bins]."""
+    ESMM (Ma et al., 2018) fits pCTCVR = pCTR * pCVR by a binary cross-entropy over every
+    impression, whose negatives are the unclicked impressions together with the clicks without
+    a conversion, and never fits pCVR on clicks alone. A dwell target's conversions are its
+    thresholds: for each interior bin edge k = 1 .. B-1, the event "clicked and dwell_bin >= k"
+    with p_k = p_ctr * P(bin >= k | click) = sigmoid(ctr_logit) * sum_{j >= k}
+    softmax(dwell_logits)_j. A row's loss is the mean of the B - 1 events' binary
+    cross-entropies, so an unclicked impression lowers p_ctr * P(bin >= k | click) and reaches
+    the dwell head. (The full likelihood of the (B + 1)-way outcome, no click or a click in bin
+    k, factorises into the click's cross-entropy and the clicked rows' bin cross-entropy: the
+    dwell head would learn from clicks alone, the sample selection ESMM exists to avoid; this
+    loss was that one before 2026-12-08.)
+
+    click [batch], dwell_bin [batch] (-1 when unclicked), ctr_logit [batch], dwell_logits
+    [batch, B]."""
     clicked = tf.equal(tf.cast(click, tf.int64), 1)
-    ctr_logit = tf.cast(ctr_logit, tf.float32)
-    log_bins = tf.nn.log_softmax(tf.cast(dwell_logits, tf.float32), axis=-1)
-    index = tf.where(clicked, tf.cast(dwell_bin, tf.int64), tf.zeros_like(tf.cast(dwell_bin,
-                                                                                  tf.int64)))
-    log_bin = tf.gather(log_bins, tf.maximum(index, 0), batch_dims=1)
-    log_likelihood = tf.where(clicked, tf.math.log_sigmoid(ctr_logit) + log_bin,
-                              tf.math.log_sigmoid(-ctr_logit))
-    count = global_sum(tf.cast(tf.size(log_likelihood), tf.float32))
-    return tf.math.divide_no_nan(-tf.reduce_sum(log_likelihood), count)
+    logits = tf.cast(dwell_logits, tf.float32)
+    # log P(bin >= k | click) for k = 1 .. B-1: tail sums of the softmax, in log space.
+    log_tail = (tf.math.cumulative_logsumexp(logits, axis=-1, reverse=True)
+                - tf.reduce_logsumexp(logits, axis=-1, keepdims=True))[:, 1:]
+    # (At most -1e-7: p_k = 1 in float32, a click logit past ~17, would make log(1 - p_k) -inf.)
+    log_p = tf.minimum(tf.math.log_sigmoid(tf.cast(ctr_logit, tf.float32))[:, None] + log_tail,
+                       -1e-7)
+    log_not_p = tf.where(log_p > -0.6931472, tf.math.log(-tf.math.expm1(log_p)),
+                         tf.math.log1p(-tf.math.exp(log_p)))  # log(1 - p), stable either side
+    edges = tf.range(1, tf.shape(logits)[-1], dtype=tf.int64)
+    event = tf.logical_and(clicked[:, None], tf.cast(dwell_bin, tf.int64)[:, None] >= edges)
+    events = tf.cast(tf.shape(log_tail)[-1], tf.float32)
+    per_row = -tf.math.divide_no_nan(tf.reduce_sum(tf.where(event, log_p, log_not_p), axis=-1),
+                                     events)
+    count = global_sum(tf.cast(tf.size(per_row), tf.float32))
+    return tf.math.divide_no_nan(tf.reduce_sum(per_row), count)

@@ -12,8 +12,9 @@ task's name.
 | `dwell_bins`          | dwell_bin  | num_bins | `dwell_logits`, `dwell_probs`,         | CE over clicked |
 |                       |            |          | `expected_dwell_seconds`,              | rows / N (or    |
 |                       |            |          | `expected_ndt`                         | / clicks)       |
-| `entire_space_dwell`  | dwell_bin  | num_bins | as `dwell_bins`                        | CE of (no click,|
-|                       |            |          |                                        | bin k) / N      |
+| `entire_space_dwell`  | dwell_bin  | num_bins | as `dwell_bins`                        | mean over k of  |
+|                       |            |          |                                        | BCE(click & bin |
+|                       |            |          |                                        | >= k) / N       |
 
 (w: a valid read's NDT, or the negative weight; SE: squared error.)
 
@@ -25,9 +26,10 @@ N is the global batch size, "clicks" the global batch's clicked rows (see `ranki
 The dwell-bin losses count clicked rows only (SPEC §4) and divide by N like every loss here
 (`dt_denominator` "batch", the default), or by the clicks ("clicks", the mean over clicked
 rows, which weighs the dwell task ~1/CTR times more against the click task; the measured
-choice is in the README). `entire_space_dwell` is ESMM's view of the same target: a
-(num_bins + 1)-way outcome of every impression, p(no click) = 1 - p_ctr and
-p(click, bin k) = p_ctr * p(bin k | click), so it trains on all impressions.
+choice is in the README). `entire_space_dwell` is ESMM's view of the same target: its
+conversions are the thresholds "clicked and dwell_bin >= k", each with p_ctr *
+P(bin >= k | click), a binary cross-entropy over every impression, so unclicked impressions
+train the dwell head too (`ranking.losses.entire_space_cross_entropy`).
 
 A task's `serving_output` is the output its preset may add to the serving score (`ctr`,
 `valid_read`, `weighted_valid_read`, `expected_ndt`), `serving_outputs` every output export
@@ -307,9 +309,10 @@ def distribution_outputs(logits: tf.Tensor, medians: tf.Tensor, bin_ndt: tf.Tens
 
 
 class EntireSpaceDwellTask(DwellBinsTask):
-    """ESMM's dwell task: p(no click) = 1 - p_ctr, p(click, bin k) = p_ctr * softmax(z)_k,
-    cross-entropy of that (num_bins + 1)-way outcome over every impression, divided by N.
-    Needs the `ctr` task's logit in the same model."""
+    """ESMM's dwell task: for each interior edge k, the binary cross-entropy of "clicked and
+    dwell_bin >= k" against p_ctr * P(bin >= k | click) over every impression, averaged over
+    the edges and divided by N (`losses.entire_space_cross_entropy`). Needs the `ctr` task's
+    logit in the same model."""
 
     name_ = "entire_space_dwell"
 

@@ -110,15 +110,41 @@ def test_dwell_bins_loss_is_cross_entropy_over_clicked_rows_only(denominator, co
     assert float(none) == 0.0
 
 
-def test_entire_space_loss_is_the_joint_outcome_cross_entropy():
+def np_entire_space(click, dwell_bin, ctr_logit, logits):
+    """ESMM's loss by hand: per row, the mean over interior edges k of the binary
+    cross-entropy of "clicked and bin >= k" against p_ctr * P(bin >= k | click); / N."""
+    p_ctr = 1 / (1 + np.exp(-ctr_logit))
+    probs = np.exp(np_log_softmax(logits))
+    bins = logits.shape[1]
+    tail = np.stack([probs[:, k:].sum(axis=1) for k in range(1, bins)], axis=1)
+    p = p_ctr[:, None] * tail
+    event = (click == 1)[:, None] & (dwell_bin[:, None] >= np.arange(1, bins))
+    return -np.sum(np.mean(np.where(event, np.log(p), np.log(1 - p)), axis=1)) / len(click)
+
+
+def test_entire_space_loss_is_esmm_over_the_dwell_thresholds():
+    """ESMM's CTCVR loss, one binary event a threshold, against NumPy; an unclicked row reaches
+    the dwell head (the entire-space property: the full (B + 1)-way likelihood, this loss before
+    2026-12-08, gave it exactly no gradient there); a click logit past float32's sigmoid stays
+    finite."""
     logits = np.random.default_rng(1).normal(size=(6, 8))
     got = losses.entire_space_cross_entropy(tf.constant(CLICK), tf.constant(DWELL_BIN),
                                             tf.constant(LOGITS), tf.constant(logits))
-    p_ctr = 1 / (1 + np.exp(-LOGITS))
-    joint = np.concatenate([(1 - p_ctr)[:, None], p_ctr[:, None] * np.exp(np_log_softmax(logits))],
-                           axis=1)  # [no click, click & bin 0 ... 7]
-    outcome = np.where(CLICK == 1, DWELL_BIN + 1, 0)
-    assert float(got) == pytest.approx(-np.mean(np.log(joint[np.arange(6), outcome])), rel=1e-5)
+    assert float(got) == pytest.approx(np_entire_space(CLICK, DWELL_BIN, LOGITS, logits),
+                                       rel=1e-5)
+    variable = tf.Variable(logits, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        loss = losses.entire_space_cross_entropy(tf.constant(CLICK), tf.constant(DWELL_BIN),
+                                                 tf.constant(LOGITS, tf.float32), variable)
+    gradient = tape.gradient(loss, variable).numpy()
+    unclicked = CLICK == 0
+    assert np.all(np.abs(gradient[unclicked]).sum(axis=1) > 1e-4), gradient
+    # Unclicked, every threshold is a negative: descent moves the head's mass to the lowest bin.
+    assert np.all(gradient[unclicked][:, 0] < 0) and np.all(gradient[unclicked][:, -1] > 0)
+    extreme = losses.entire_space_cross_entropy(
+        tf.constant([1, 0]), tf.constant([7, -1]), tf.constant([40.0, 40.0]),
+        tf.constant(np.tile([[-30.0] * 7 + [30.0]], (2, 1)), tf.float32))
+    assert np.isfinite(float(extreme)) and float(extreme) > 5  # the unclicked row: -log(1e-7)
 
 
 def test_dwell_bin_outputs_and_expected_ndt_equal_numpy():
@@ -172,11 +198,8 @@ def test_model_losses_equal_numpy_on_the_models_own_outputs(preset, weighting):
         elif task == "dwell_bins":
             expected[task] = np_clicked_ce(DWELL_BIN, outputs["dwell_logits"], denominator)
         elif task == "entire_space_dwell":
-            p_ctr = 1 / (1 + np.exp(-outputs["ctr_logit"]))
-            p_bin = np.exp(np_log_softmax(outputs["dwell_logits"]))
-            likelihood = np.where(CLICK == 1, p_ctr * p_bin[np.arange(6), np.maximum(DWELL_BIN, 0)],
-                                  1 - p_ctr)
-            expected[task] = -np.mean(np.log(likelihood))
+            expected[task] = np_entire_space(CLICK, DWELL_BIN, outputs["ctr_logit"],
+                                             outputs["dwell_logits"])
         else:
             c = CLICK == 1
             expected[task] = np.sum((outputs["log_dwell"][c] - LOG_DWELL[c]) ** 2) / 6
