@@ -197,6 +197,8 @@ def test_cli_prints_summary_and_plot(tmp_path, run):
                  "--num_items=100", "--days=2")
     assert result.returncode == 0, result.stderr
     assert "CTR" in result.stdout and "clicks with dwell > 0: below exp(mu - sigma)" in result.stdout
+    # Two days of logs: the light users' window is those two days, and says so.
+    assert "light users (< 7 clicks in the last 2 days, among active)" in result.stdout
     assert (tmp_path / "sim" / "ln_dwell_hist.png").read_bytes()[:4] == b"\x89PNG"
     assert "Traceback" not in result.stderr
 
@@ -439,3 +441,32 @@ def test_cli_setting_flag(tmp_path, run):
     assert result.stderr.startswith("error: unknown simulator setting 'nope'"), result.stderr
     assert "legacy, entangled" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "bad").exists()
+
+
+def test_the_ground_truth_gives_each_impressions_bounce_probability(tmp_path):
+    """p_bounce (since 2026-12-08): a click's chance of a ~6 s bounce, which the mean ln(dwell)
+    of the ground truth leaves out: bounce_base + bounce_clickbait * the item's clickbait, by
+    hand from items.csv.gz, row for row with the logs."""
+    config = world_config.SimConfig(num_users=300, num_items=200, days=3, seed=7,
+                                    setting="entangled")
+    writing.write_simulation(config, str(tmp_path / "sim"), plot=False)
+    truth = pd.read_csv(tmp_path / "sim" / "ground_truth" / "impressions.csv.gz")
+    logs_ = pd.concat(pd.read_csv(tmp_path / "sim" / "logs" / f"day-0{d}.csv.gz")
+                      for d in range(config.days))
+    items = pd.read_csv(tmp_path / "sim" / "ground_truth" / "items.csv.gz").set_index("item_id")
+    assert truth["impression_id"].tolist() == logs_["impression_id"].tolist()
+    expected = (config.bounce_base + config.bounce_clickbait
+                * items.loc[logs_["item_id"], "clickbait"].to_numpy())
+    # (both files round: clickbait to 5 decimals, p_bounce to 6)
+    np.testing.assert_allclose(truth["p_bounce"], expected, rtol=0, atol=2e-6)
+    assert truth["p_bounce"].max() > config.bounce_base  # the clickbait items bounce more
+
+
+def test_a_day_past_the_impression_numbering_is_refused(monkeypatch):
+    """Impression ids are day * 10^8 + row: a day of 10^8 rows or more would repeat the next
+    day's ids (about 14 M users), so it is refused (here with the bound lowered to 100)."""
+    world = simulator.World(SMALL)
+    monkeypatch.setattr(simulator, "IMPRESSIONS_PER_DAY", 100)
+    with pytest.raises(InputError, match=r"day 0 has [0-9,]+ impressions: the simulator numbers "
+                                         r"a day's impressions below 100 "):
+        simulator.simulate_day(world, simulator.LoggingPolicy(), 0)

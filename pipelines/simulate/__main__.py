@@ -11,9 +11,9 @@ pipelines/simulate/world_config.py, the measured marginals in the README):
                 click through the user's interest. No true CTR-DT shortcut: a method that
                 corrects over-reliance on CTR (ORCA) should have little to correct here.
     entangled   both papers' mechanisms: clickbait gives high CTR and short reads, so over clicks
-                the true click logit and the true mean ln(dwell) correlate at -0.34 (seed 0); the
-                click follows a latent topic, and the post-click features (category, length,
-                publish age) act mainly on dwell.
+                the true click logit and the true mean ln(dwell) of a read (bounces aside)
+                correlate at -0.34 (seed 0); the click follows a latent topic, and the
+                post-click features (category, length, publish age) act mainly on dwell.
     clickbait   entangled's mechanism with clickbait common: 28 % of the items are strong
                 clickbait and draw 59 % of the clicks (r = -0.42, seed 0); the spread of
                 ln(dwell) is wider than the papers'.
@@ -29,6 +29,7 @@ Output (written to a temporary directory, then renamed onto --output_dir):
     ground_truth/users.csv.gz     latent user traits (activeness, reading depth, interests, bias)
     ground_truth/items.csv.gz     item attributes and latent traits (quality, clickbait; topic)
     ground_truth/impressions.csv.gz   per impression: true click probability, mean ln(dwell)
+                                  of a read that does not bounce, bounce probability
     summary.json                  the setting and the marginals printed at the end
     ln_dwell_hist.png             histogram of ln(dwell) of clicks with mu +- sigma
 
@@ -85,9 +86,10 @@ def main(argv):
     print(f"  clicks with dwell > 0: below exp(mu - sigma) = {shown('x_l', '.1f')} s: "
           f"{shown('share_clicks_below_x_l', '.1%')}   above exp(mu + sigma) = {shown('x_h', '.0f')} s: "
           f"{shown('share_clicks_above_x_h', '.1%')}")
-    print(f"  over clicks, corr(true click logit, true mean ln(dwell)) "
+    print(f"  over clicks, corr(true click logit, true mean ln(dwell) of a read) "
           f"{shown('clicked_logit_dwell_corr', '+.2f')}")
-    print(f"  light users (< {writing.LIGHT_USER_CLICKS} clicks in the last 7 days, among active): "
+    print(f"  light users (< {writing.LIGHT_USER_CLICKS} clicks in the last "
+          f"{min(7, config.days)} days, among active): "
           f"{shown('share_light_users_last_week', '.1%')}")
 
 

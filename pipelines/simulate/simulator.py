@@ -37,8 +37,12 @@ from typing import Protocol
 
 import numpy as np
 
+from core.errors import InputError
 from core.label_rules import SECONDS_PER_DAY
 from pipelines.simulate.world_config import SimConfig
+
+# Impression ids are day * IMPRESSIONS_PER_DAY + row: unique across days below this many a day.
+IMPRESSIONS_PER_DAY = 100_000_000
 
 CATEGORIES = ("news", "sports", "finance", "tech", "entertainment", "health", "travel", "food",
               "culture", "science", "autos", "games")
@@ -216,7 +220,9 @@ class World:
         return logit
 
     def dwell_log_mean(self, user, item, timestamp) -> np.ndarray:
-        """Mean of ln(dwell seconds) if the user clicks, shape [n]."""
+        """Mean of ln(dwell seconds) of a read, if the user clicks and does not bounce (a
+        bounce, with probability `bounce_probability`, lasts about 6 s whatever this is),
+        shape [n]."""
         c = self.config
         return (c.m0 + c.w_length * (np.log(self.item_length[item]) - np.log(700.0))
                 + CATEGORY_DWELL[self.item_category[item]]
@@ -225,6 +231,11 @@ class World:
                 + c.w_interest_dwell * self.interest(user, item)
                 - c.w_clickbait_dwell * self.item_clickbait[item]
                 - c.w_fresh_dwell * self.age_days(item, timestamp))
+
+    def bounce_probability(self, item) -> np.ndarray:
+        """Probability that a click on `item` [n] bounces (about 6 s on the page), shape [n]."""
+        c = self.config
+        return c.bounce_base + c.bounce_clickbait * self.item_clickbait[item]
 
     @staticmethod
     def outcome_noise(n: int, rng: np.random.Generator) -> dict:
@@ -241,7 +252,7 @@ class World:
         The draws come from `rng`, or from `noise` (`outcome_noise`), so that policies shown
         to the same slots can share them (common random numbers, `online.simulation`). Returns
         arrays of shape [n]: `click` (int64 0/1), `dwell_time` (float64 seconds, 0 when
-        unclicked), and the latent `p_click` and `dwell_log_mean`.
+        unclicked), and the latent `p_click`, `dwell_log_mean` and `p_bounce`.
         """
         noise = noise if noise is not None else self.outcome_noise(len(item), rng)
         logit = self.click_logit(requests.user, item, requests.position, requests.timestamp)
@@ -249,12 +260,14 @@ class World:
         click = (noise["click"] < p_click).astype(np.int64)
         log_mean = self.dwell_log_mean(requests.user, item, requests.timestamp)
         c = self.config
-        bounce = noise["bounce"] < c.bounce_base + c.bounce_clickbait * self.item_clickbait[item]
+        p_bounce = self.bounce_probability(item)
+        bounce = noise["bounce"] < p_bounce
         dwell = np.exp(np.where(bounce, np.log(6.0) + 0.6 * noise["bounce_dwell"],
                                 log_mean + c.dwell_noise * noise["dwell"]))
         lost = noise["lost"] < c.zero_dwell_share
         dwell = np.where((click == 1) & ~lost, np.round(dwell, 3), 0.0)
-        return {"click": click, "dwell_time": dwell, "p_click": p_click, "dwell_log_mean": log_mean}
+        return {"click": click, "dwell_time": dwell, "p_click": p_click, "dwell_log_mean": log_mean,
+                "p_bounce": p_bounce}
 
     def observe(self, requests: Requests, item: np.ndarray) -> dict:
         """The observable feature columns of each impression (no outcome, no ids of the row)."""
@@ -310,9 +323,10 @@ def simulate_day(world: World, policy: Policy, day: int) -> tuple[dict, dict]:
     """One day of logs under `policy`.
 
     Returns (log, latent): `log` maps LOG_COLUMNS to arrays of shape [n], rows sorted by
-    timestamp, session and position; `latent` holds `impression_id`, `p_click` and
-    `dwell_log_mean` for the same rows. Each day has its own random stream, so a day's rows do
-    not depend on how many days come before it.
+    timestamp, session and position; `latent` holds `impression_id`, `p_click`,
+    `dwell_log_mean` and `p_bounce` for the same rows. Each day has its own random stream, so a
+    day's rows do not depend on how many days come before it. InputError for a day of
+    IMPRESSIONS_PER_DAY rows or more, whose impression ids would repeat the next day's.
     """
     rng = np.random.default_rng([world.config.seed, 1, day])
     requests = world.requests(day, rng)
@@ -321,12 +335,16 @@ def simulate_day(world: World, policy: Policy, day: int) -> tuple[dict, dict]:
     log = world.observe(requests, item)
     log.update(click=response["click"], dwell_time=response["dwell_time"])
     order = np.lexsort((requests.position, requests.session, requests.timestamp))
-    # Impression ids are unique across days: day * 10^8 + row.
-    impression_id = day * 100_000_000 + np.arange(len(order), dtype=np.int64)
+    if len(order) >= IMPRESSIONS_PER_DAY:
+        raise InputError(f"day {day} has {len(order):,} impressions: the simulator numbers a "
+                         f"day's impressions below {IMPRESSIONS_PER_DAY:,} (ids day * 10^8 + row, "
+                         "unique across days); simulate fewer users")
+    impression_id = day * IMPRESSIONS_PER_DAY + np.arange(len(order), dtype=np.int64)
     log = {name: (impression_id if name == "impression_id" else log[name][order])
            for name in LOG_COLUMNS}
     latent = {"impression_id": impression_id, "p_click": response["p_click"][order],
-              "dwell_log_mean": response["dwell_log_mean"][order]}
+              "dwell_log_mean": response["dwell_log_mean"][order],
+              "p_bounce": response["p_bounce"][order]}
     return log, latent
 
 

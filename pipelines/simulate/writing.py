@@ -26,7 +26,8 @@ def summarize(log: dict, config: SimConfig, latent: dict | None = None) -> dict:
 
     With `latent` (the ground truth of the same rows, as `simulator.simulate_day` returns it),
     also the setting's mechanism: over clicks, the Pearson correlation of the true click logit and the
-    true mean ln(dwell) (`clicked_logit_dwell_corr`).
+    true mean ln(dwell) of a read that does not bounce (`clicked_logit_dwell_corr`; bounces,
+    `p_bounce`, left out).
     """
     click = log["click"] == 1
     dwell = log["dwell_time"][click]
