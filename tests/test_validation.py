@@ -143,6 +143,22 @@ def test_a_dwell_shrunk_on_every_click_is_drift_of_the_log_dwell_of_clicks(world
     lines = validation.anomaly_lines(validation.validate(stats, older, reference))
     assert not any(validation.LOG_DWELL_OF_CLICKS in line for line in lines), lines
     assert stats == kept
+    assert "infer the schema again" in validation.derived_column_notes(older, reference)[0]
+    # A baseline made before, with today's schema: no check of the column (TFDV would report
+    # "previous data missing"), and a note that says why.
+    old_baseline = validation.without_feature(reference, validation.LOG_DWELL_OF_CLICKS)
+    lines = validation.anomaly_lines(validation.validate(stats, schema, old_baseline))
+    assert not any(validation.LOG_DWELL_OF_CLICKS in line for line in lines), lines
+    assert "make them again" in validation.derived_column_notes(schema, old_baseline)[0]
+    assert validation.derived_column_notes(schema, reference) == []
+    assert validation.derived_column_notes(older) == []  # no baseline: no drift to check
+
+    # Logs with a column of the derived column's name are refused, naming it.
+    frame = pd.read_csv(root / "base/logs/day-02.csv.gz")
+    frame[validation.LOG_DWELL_OF_CLICKS] = 1.0
+    frame.to_csv(tmp_path / "named.csv", index=False)
+    with pytest.raises(InputError, match=f"a column named {validation.LOG_DWELL_OF_CLICKS}"):
+        validation.generate_statistics(str(tmp_path / "named.csv"), str(tmp_path / "n.pb"))
 
 
 def test_new_category_is_an_anomaly(worlds):

@@ -79,6 +79,8 @@ def main(argv):
         else:
             note = f"{FLAGS.schema}"
         tfdv.write_schema_text(schema, os.path.join(tmp, "schema.pbtxt"))
+        for note in validation.derived_column_notes(schema, baseline):
+            print(note, file=sys.stderr, flush=True)
         anomalies = validation.validate(stats, schema, baseline)
         tfdv.write_anomalies_text(anomalies, os.path.join(tmp, "anomalies.pbtxt"))
         lines = validation.anomaly_lines(anomalies)

@@ -52,8 +52,8 @@ ID_COLUMNS = ("impression_id", "user_id", "item_id")
 # rows: 125 s and 2.67 GB with it, 66 s and 1.44 GB without). A schema made when it was
 # profiled is read without it.
 UNPROFILED = ("impression_id",)
-# A column the statistics derive from the logs (when the logs have none of that name): the
-# label rules' log dwell, ln(1 + dwell_time), of clicked rows alone, missing on the others. Its
+# A column the statistics derive from the logs (a name logs may not use here): the label
+# rules' log dwell, ln(1 + dwell_time), of clicked rows alone, missing on the others. Its
 # drift is the dwell check: `dwell_time` itself is a 0 on every unclicked row, so its histogram
 # is mostly the CTR, and TFDV's equal-width histograms put the clicks' heavy tail in a bucket or
 # two (a dwell halved or quartered on every click moved `dwell_time`'s divergence by nothing
@@ -131,9 +131,8 @@ def _record_batches(path: str, schema_json: dict, batch_size: int,
                     flat = pa.array(values)
                 arrays.append(pa.ListArray.from_arrays(offsets, flat, mask=mask))
                 names.append(name)
-            if LOG_DWELL_OF_CLICKS not in schema.columns:
-                arrays.append(_log_dwell_of_clicks(batch["click"], batch["dwell_time"]))
-                names.append(LOG_DWELL_OF_CLICKS)
+            arrays.append(_log_dwell_of_clicks(batch["click"], batch["dwell_time"]))
+            names.append(LOG_DWELL_OF_CLICKS)
             yield pa.RecordBatch.from_arrays(arrays, names)
 
 
@@ -162,6 +161,10 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
     from apache_beam.options.pipeline_options import PipelineOptions
 
     source = logs.open_logs(pattern, column_types=column_types, given_by=given_by)
+    if LOG_DWELL_OF_CLICKS in source.schema.columns:
+        raise InputError(f"the logs have a column named {LOG_DWELL_OF_CLICKS}, the name of the "
+                         "log dwell validation derives from dwell_time; rename the column",
+                         file=source.files[0].path)
     schema_json = dict(source.schema.to_json(), stored=source.stored_types,
                        type_origins=dict(source.type_origins))
     paths = [f.path for f in source.files]
@@ -182,11 +185,15 @@ def generate_statistics(pattern: str, output_path: str, beam_args: list[str] | N
 
 def statistics_columns(columns) -> list[str]:
     """The order of the statistics' features for logs of `columns`: theirs, with
-    LOG_DWELL_OF_CLICKS beside the column it is derived from (unless the logs have one)."""
+    LOG_DWELL_OF_CLICKS beside the column it is derived from."""
     columns = list(columns)
-    if LOG_DWELL_OF_CLICKS not in columns:
-        columns.insert(columns.index("dwell_time") + 1, LOG_DWELL_OF_CLICKS)
+    columns.insert(columns.index("dwell_time") + 1, LOG_DWELL_OF_CLICKS)
     return columns
+
+
+def feature_name(feature) -> str:
+    """The column name of a TFDV statistics feature (by path, or by name in older protos)."""
+    return feature.path.step[0] if feature.path.step else feature.name
 
 
 def in_column_order(statistics, columns):
@@ -195,13 +202,10 @@ def in_column_order(statistics, columns):
     workers' partial statistics, so two runs on the same logs with several Beam workers wrote
     the stats, the schema inferred from them and the report in different orders."""
     order = {name: k for k, name in enumerate(columns)}
-
-    def name(feature):
-        return feature.path.step[0] if feature.path.step else feature.name
-
     for dataset in statistics.datasets:
-        features = sorted(dataset.features, key=lambda f: (order.get(name(f), len(order)),
-                                                            name(f)))
+        features = sorted(dataset.features, key=lambda f: (order.get(feature_name(f),
+                                                                     len(order)),
+                                                           feature_name(f)))
         copies = [type(f)() for f in features]
         for copy, feature in zip(copies, features):
             copy.CopyFrom(feature)
@@ -268,8 +272,7 @@ def _text_domains(schema, statistics, max_domain_size: int) -> None:
     columns of that size have (at most `max_domain_size` values; else no domain)."""
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    by_name = {(f.path.step[0] if f.path.step else f.name): f
-               for f in statistics.datasets[0].features}
+    by_name = {feature_name(f): f for f in statistics.datasets[0].features}
     for feature in schema.feature:
         if feature.type != schema_pb2.BYTES or not feature.HasField("int_domain") \
                 or feature.name in ID_COLUMNS:
@@ -330,7 +333,9 @@ def anomaly_lines(anomalies) -> list[str]:
 def validate(statistics, schema, baseline=None):
     """TFDV anomalies of `statistics` against `schema` (its `UNPROFILED` columns left out), with
     drift against `baseline`. A schema without LOG_DWELL_OF_CLICKS (one inferred before
-    2026-12-08) validates the statistics without it: it is no column of the logs."""
+    2026-12-08) validates the statistics without it: it is no column of the logs; a baseline
+    without it (statistics made before) gives that column no drift check
+    (`derived_column_notes` says so)."""
     tfdv = globals()['tfdv']()
 
     profiled = type(schema)()
@@ -341,7 +346,31 @@ def validate(statistics, schema, baseline=None):
     if not any(f.name == LOG_DWELL_OF_CLICKS for f in schema.feature):
         statistics, baseline = (without_feature(s, LOG_DWELL_OF_CLICKS) if s is not None
                                 else None for s in (statistics, baseline))
+    elif baseline is not None and not _has_feature(baseline, LOG_DWELL_OF_CLICKS):
+        # (TFDV would report "previous data missing" for a column the baseline cannot have)
+        tfdv.get_feature(profiled, LOG_DWELL_OF_CLICKS).ClearField("drift_comparator")
     return tfdv.validate_statistics(statistics, profiled, previous_statistics=baseline)
+
+
+def _has_feature(statistics, name: str) -> bool:
+    return any(feature_name(f) == name for d in statistics.datasets for f in d.features)
+
+
+def derived_column_notes(schema, baseline=None) -> list[str]:
+    """`note:` lines for a validation whose schema or baseline predates LOG_DWELL_OF_CLICKS:
+    its drift, the dwell check that sees a shrink, is not checked then (none without a
+    baseline)."""
+    if baseline is None:
+        return []
+    if not any(f.name == LOG_DWELL_OF_CLICKS for f in schema.feature):
+        return [f"note: the schema has no {LOG_DWELL_OF_CLICKS} (inferred before 2026-12-08): "
+                "the log dwell of clicks is not drift-checked; infer the schema again to check "
+                "it"]
+    if not _has_feature(baseline, LOG_DWELL_OF_CLICKS):
+        return [f"note: the baseline statistics have no {LOG_DWELL_OF_CLICKS} (made before "
+                "2026-12-08): the log dwell of clicks is not drift-checked; make them again "
+                "to check it"]
+    return []
 
 
 def without_feature(statistics, name: str):
@@ -351,7 +380,7 @@ def without_feature(statistics, name: str):
     for dataset in copy.datasets:
         for index in reversed(range(len(dataset.features))):
             feature = dataset.features[index]
-            if (feature.path.step[0] if feature.path.step else feature.name) == name:
+            if feature_name(feature) == name:
                 del dataset.features[index]
     return copy
 
@@ -451,7 +480,7 @@ def write_report(path: str, pattern: str, statistics, lines: list[str], schema_n
     out += ["", "## Features", "", "| feature | type | missing | mean / unique | min | max |",
             "|---|---|---|---|---|---|"]
     for feature in dataset.features:
-        name = feature.path.step[0] if feature.path.step else feature.name
+        name = feature_name(feature)
         if name == LOG_DWELL_OF_CLICKS:
             name += " (derived: ln(1 + dwell_time) of clicks)"
         kind = statistics_pb2.FeatureNameStatistics.Type.Name(feature.type)
