@@ -53,29 +53,44 @@ class PeerFailed(InputError):
     """Another task of a synchronous cluster stopped (its log says why): this one cannot go on."""
 
 
+def peer_error_types() -> tuple:
+    """TensorFlow's errors for a peer gone from a collective op or a remote call."""
+    import tensorflow as tf
+
+    return (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
+            tf.errors.DeadlineExceededError)
+
+
+# Words of TensorFlow's messages for a peer gone ("Collective ops is aborted by: Error reported
+# from /job:worker/task:1: ... heartbeat timeout"), which a file system's error (a storage
+# service's 503, also an UnavailableError) does not hold.
+_PEER_WORDS = ("/job:", "collective", "coordination", "heartbeat", "peer")
+
+
 @contextlib.contextmanager
 def peer_failures_named(strategy_name: str):
     """Within it, a task of a cluster (`strategy_name` multi_worker_mirrored or parameter_server,
     TF_CONFIG of more than one task) that meets TensorFlow's error for a peer gone (in a
     collective op or a remote call: the build's broadcast of the initial variables, a step, the
-    evaluation) raises PeerFailed, one line naming what to do, not a traceback: a task that
-    refused its input at start-up left the others waiting in the build's broadcast until the
-    coordination service's heartbeat timed out, and they ended in an UnavailableError
-    traceback that hid the one line that said why."""
-    import tensorflow as tf
+    evaluation) raises PeerFailed, one line naming what to do and TensorFlow's reason, not a
+    traceback: a task that refused its input at start-up left the others waiting in the
+    build's broadcast until the coordination service's heartbeat timed out, and they ended in
+    an UnavailableError traceback that hid the one line that said why. Other errors of those
+    types (a log file the storage cannot serve) pass on to the error layer that names them."""
+    from core.errors import tf_reason
 
     in_cluster = (strategy_name in ("multi_worker_mirrored", "parameter_server")
                   and sum(len(tasks) for tasks in cluster_task()[2].values()) > 1)
     try:
         yield
-    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError) as error:
-        if not in_cluster:
+    except peer_error_types() as error:
+        message = getattr(error, "message", None) or str(error)
+        if not in_cluster or not any(word in message.lower() for word in _PEER_WORDS):
             raise
         raise PeerFailed(
             f"another task of the cluster stopped (see its log), so this one cannot continue "
-            f"({type(error).__name__} waiting for it); start every task again with the same "
-            "command to resume from the chief's last checkpoint") from None
+            f"({type(error).__name__}: {tf_reason(message)[:300]}); start every task again "
+            "with the same command to resume from the chief's last checkpoint") from None
 
 
 def cluster_task() -> tuple[str | None, int, dict]:

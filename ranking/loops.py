@@ -175,8 +175,7 @@ def final_barrier(strategy) -> None:
 
     try:
         all_reduce()
-    except (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
-            tf.errors.DeadlineExceededError) as error:
+    except distribute.peer_error_types() as error:
         print(f"note: a peer left the cluster during the final barrier "
               f"({type(error).__name__}); this task's work was done", file=sys.stderr,
               flush=True)

@@ -386,7 +386,8 @@ def test_a_task_refused_at_start_up_is_one_line_on_the_others(small_world, tmp_p
     """Worker 1 refuses its --train glob (a typo on one machine) before the model is built; the
     chief, waiting in the build's broadcast of the initial variables, ended in an
     UnavailableError traceback once the coordination service's heartbeat timed out: now one
-    line that names the peer. The same command, mended, trains in the directory it left."""
+    line that says another task stopped, with TensorFlow's reason. The same command, mended,
+    trains in the directory it left."""
     model_dir = tmp_path / "model"
     good = [f"--train={small_world['train']}", f"--stats={small_world['stats']}",
             f"--model_dir={model_dir}", "--strategy=multi_worker_mirrored",
@@ -401,6 +402,7 @@ def test_a_task_refused_at_start_up_is_one_line_on_the_others(small_world, tmp_p
     assert [p.returncode for p in tasks.values()] == [1, 1], (chief[-2000:], worker[-2000:])
     assert "error: no file matches" in worker and "dya-0" in worker, worker[-2000:]
     assert "error: another task of the cluster stopped (see its log)" in chief, chief[-2000:]
+    assert "/job:worker" in chief.split("error: another task")[1], chief[-2000:]
     assert "Traceback" not in chief + worker
     again = _workers(tmp_path, "mended", good)
     _wait(again.values(), timeout=180)
@@ -616,3 +618,35 @@ def test_a_parameter_server_task_of_the_training_command_ends_on_sigterm(tmp_pat
         if ps.poll() is None:
             ps.kill()
             ps.wait()
+
+
+def test_only_a_peers_error_is_named_as_one(monkeypatch):
+    """peer_failures_named turns TensorFlow's error for a peer gone into PeerFailed with its
+    reason, on a cluster's task only; the same error type from a storage service (a 503 on a
+    log file) passes on to the error layer that names the file, as does any error of a run
+    without a cluster."""
+    import tensorflow as tf
+
+    gone = tf.errors.UnavailableError(None, None, "Collective ops is aborted by: Error reported "
+                                                  "from /job:worker/task:1: heartbeat timeout")
+    storage = tf.errors.UnavailableError(None, None, "HTTP 503 reading gs://b/logs/day-03.csv.gz")
+    cluster = {"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+               "task": {"type": "worker", "index": 0}}
+    monkeypatch.setenv("TF_CONFIG", json.dumps(cluster))
+
+    def raised(error, strategy="multi_worker_mirrored"):
+        try:
+            with distribute.peer_failures_named(strategy):
+                raise error
+        except Exception as caught:  # noqa: BLE001 (what came out is the test)
+            return caught
+
+    named = raised(gone)
+    assert isinstance(named, distribute.PeerFailed)
+    assert "another task of the cluster stopped (see its log)" in str(named)
+    assert "UnavailableError: Collective ops is aborted by: Error reported from /job:worker" \
+        in str(named)
+    assert raised(storage) is storage
+    assert raised(gone, strategy="default") is gone  # TF_CONFIG, but training alone
+    monkeypatch.delenv("TF_CONFIG")
+    assert raised(gone) is gone
