@@ -124,14 +124,16 @@ def entire_space_cross_entropy(click: tf.Tensor, dwell_bin: tf.Tensor, ctr_logit
     [batch, B]."""
     clicked = tf.equal(tf.cast(click, tf.int64), 1)
     logits = tf.cast(dwell_logits, tf.float32)
-    # log P(bin >= k | click) for k = 1 .. B-1: tail sums of the softmax, in log space.
-    log_tail = (tf.math.cumulative_logsumexp(logits, axis=-1, reverse=True)
-                - tf.reduce_logsumexp(logits, axis=-1, keepdims=True))[:, 1:]
-    # (At most -1e-7: p_k = 1 in float32, a click logit past ~17, would make log(1 - p_k) -inf.)
-    log_p = tf.minimum(tf.math.log_sigmoid(tf.cast(ctr_logit, tf.float32))[:, None] + log_tail,
-                       -1e-7)
-    log_not_p = tf.where(log_p > -0.6931472, tf.math.log(-tf.math.expm1(log_p)),
-                         tf.math.log1p(-tf.math.exp(log_p)))  # log(1 - p), stable either side
+    ctr_logit = tf.cast(ctr_logit, tf.float32)[:, None]
+    # log P(bin >= k | click) and log P(bin < k | click) for k = 1 .. B-1, in log space.
+    total = tf.reduce_logsumexp(logits, axis=-1, keepdims=True)
+    log_tail = (tf.math.cumulative_logsumexp(logits, axis=-1, reverse=True) - total)[:, 1:]
+    log_head = (tf.math.cumulative_logsumexp(logits, axis=-1) - total)[:, :-1]
+    log_p = tf.math.log_sigmoid(ctr_logit) + log_tail
+    # 1 - p_k = sigmoid(-x) + sigmoid(x) * P(bin < k): exact where p_k rounds to 1 in float32.
+    log_not_p = tf.reduce_logsumexp(tf.stack(
+        [tf.broadcast_to(tf.math.log_sigmoid(-ctr_logit), tf.shape(log_head)),
+         tf.math.log_sigmoid(ctr_logit) + log_head], axis=-1), axis=-1)
     edges = tf.range(1, tf.shape(logits)[-1], dtype=tf.int64)
     event = tf.logical_and(clicked[:, None], tf.cast(dwell_bin, tf.int64)[:, None] >= edges)
     events = tf.cast(tf.shape(log_tail)[-1], tf.float32)

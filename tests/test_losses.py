@@ -125,8 +125,8 @@ def np_entire_space(click, dwell_bin, ctr_logit, logits):
 def test_entire_space_loss_is_esmm_over_the_dwell_thresholds():
     """ESMM's CTCVR loss, one binary event a threshold, against NumPy; an unclicked row reaches
     the dwell head (the entire-space property: the full (B + 1)-way likelihood, this loss before
-    2026-12-08, gave it exactly no gradient there); a click logit past float32's sigmoid stays
-    finite."""
+    2026-12-08, gave it exactly no gradient there); a click logit past float32's sigmoid keeps
+    its exact loss and gradient."""
     logits = np.random.default_rng(1).normal(size=(6, 8))
     got = losses.entire_space_cross_entropy(tf.constant(CLICK), tf.constant(DWELL_BIN),
                                             tf.constant(LOGITS), tf.constant(logits))
@@ -141,10 +141,17 @@ def test_entire_space_loss_is_esmm_over_the_dwell_thresholds():
     assert np.all(np.abs(gradient[unclicked]).sum(axis=1) > 1e-4), gradient
     # Unclicked, every threshold is a negative: descent moves the head's mass to the lowest bin.
     assert np.all(gradient[unclicked][:, 0] < 0) and np.all(gradient[unclicked][:, -1] > 0)
-    extreme = losses.entire_space_cross_entropy(
-        tf.constant([1, 0]), tf.constant([7, -1]), tf.constant([40.0, 40.0]),
-        tf.constant(np.tile([[-30.0] * 7 + [30.0]], (2, 1)), tf.float32))
-    assert np.isfinite(float(extreme)) and float(extreme) > 5  # the unclicked row: -log(1e-7)
+    # Sure of a long read that was not clicked: 1 - p_k = sigmoid(-40) + sigmoid(40) * P(bin < k)
+    # = e^-40 (1 + k e^-20) to float64, so that row's loss is 40 on every edge (and the clicked
+    # row's, in bin 7, about 0): 40 / 2 over the batch; d/dx of the unclicked row's is
+    # sigmoid(x) (1 - ...) = 1, / 2. (A clamp at p = 1 - 1e-7 gave 16.1 and no gradient.)
+    x = tf.Variable([40.0, 40.0])
+    with tf.GradientTape() as tape:
+        extreme = losses.entire_space_cross_entropy(
+            tf.constant([1, 0]), tf.constant([7, -1]), x,
+            tf.constant(np.tile([[-30.0] * 7 + [30.0]], (2, 1)), tf.float32))
+    assert float(extreme) == pytest.approx(20.0, rel=1e-5)
+    assert tape.gradient(extreme, x).numpy() == pytest.approx([0.0, 0.5], abs=1e-5)
 
 
 def test_dwell_bin_outputs_and_expected_ndt_equal_numpy():
