@@ -464,9 +464,15 @@ def test_the_ground_truth_gives_each_impressions_bounce_probability(tmp_path):
 
 def test_a_day_past_the_impression_numbering_is_refused(monkeypatch):
     """Impression ids are day * 10^8 + row: a day of 10^8 rows or more would repeat the next
-    day's ids (about 14 M users), so it is refused (here with the bound lowered to 100)."""
+    day's ids (about 14 M users), so it is refused (here with the bound lowered to 100), once
+    its requests are drawn and before the policy and the outcomes fill them (about 500 bytes a
+    row: 47 GiB at the bound)."""
+    class Unreached(simulator.LoggingPolicy):
+        def choose(self, world, requests, rng):
+            raise AssertionError("the day's items were chosen before the refusal")
+
     world = simulator.World(SMALL)
     monkeypatch.setattr(simulator, "IMPRESSIONS_PER_DAY", 100)
     with pytest.raises(InputError, match=r"day 0 has [0-9,]+ impressions: the simulator numbers "
                                          r"a day's impressions below 100 "):
-        simulator.simulate_day(world, simulator.LoggingPolicy(), 0)
+        simulator.simulate_day(world, Unreached(), 0)

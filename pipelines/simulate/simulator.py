@@ -235,7 +235,7 @@ class World:
     def bounce_probability(self, item) -> np.ndarray:
         """Probability that a click on `item` [n] bounces (about 6 s on the page), shape [n]."""
         c = self.config
-        return c.bounce_base + c.bounce_clickbait * self.item_clickbait[item]
+        return np.clip(c.bounce_base + c.bounce_clickbait * self.item_clickbait[item], 0.0, 1.0)
 
     @staticmethod
     def outcome_noise(n: int, rng: np.random.Generator) -> dict:
@@ -330,15 +330,15 @@ def simulate_day(world: World, policy: Policy, day: int) -> tuple[dict, dict]:
     """
     rng = np.random.default_rng([world.config.seed, 1, day])
     requests = world.requests(day, rng)
+    if len(requests) >= IMPRESSIONS_PER_DAY:  # (before the day's outcomes take the memory)
+        raise InputError(f"day {day} has {len(requests):,} impressions: the simulator numbers a "
+                         f"day's impressions below {IMPRESSIONS_PER_DAY:,} (ids day * 10^8 + row, "
+                         "unique across days); simulate fewer users")
     item = policy.choose(world, requests, rng)
     response = world.respond(requests, item, rng)
     log = world.observe(requests, item)
     log.update(click=response["click"], dwell_time=response["dwell_time"])
     order = np.lexsort((requests.position, requests.session, requests.timestamp))
-    if len(order) >= IMPRESSIONS_PER_DAY:
-        raise InputError(f"day {day} has {len(order):,} impressions: the simulator numbers a "
-                         f"day's impressions below {IMPRESSIONS_PER_DAY:,} (ids day * 10^8 + row, "
-                         "unique across days); simulate fewer users")
     impression_id = day * IMPRESSIONS_PER_DAY + np.arange(len(order), dtype=np.int64)
     log = {name: (impression_id if name == "impression_id" else log[name][order])
            for name in LOG_COLUMNS}
