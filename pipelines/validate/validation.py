@@ -343,30 +343,37 @@ def validate(statistics, schema, baseline=None):
     for index in reversed(range(len(profiled.feature))):
         if profiled.feature[index].name in UNPROFILED:
             del profiled.feature[index]
-    if not any(f.name == LOG_DWELL_OF_CLICKS for f in schema.feature):
+    predates = _derived_column_predated_by(schema, baseline)
+    if predates == "schema":
         statistics, baseline = (without_feature(s, LOG_DWELL_OF_CLICKS) if s is not None
                                 else None for s in (statistics, baseline))
-    elif baseline is not None and not _has_feature(baseline, LOG_DWELL_OF_CLICKS):
+    elif predates == "baseline":
         # (TFDV would report "previous data missing" for a column the baseline cannot have)
         tfdv.get_feature(profiled, LOG_DWELL_OF_CLICKS).ClearField("drift_comparator")
     return tfdv.validate_statistics(statistics, profiled, previous_statistics=baseline)
 
 
-def _has_feature(statistics, name: str) -> bool:
-    return any(feature_name(f) == name for d in statistics.datasets for f in d.features)
+def _derived_column_predated_by(schema, baseline=None) -> str | None:
+    """"schema" when `schema` has no LOG_DWELL_OF_CLICKS (inferred before it existed),
+    "baseline" when the baseline statistics have none (made before), else None."""
+    if not any(f.name == LOG_DWELL_OF_CLICKS for f in schema.feature):
+        return "schema"
+    if baseline is not None and not any(feature_name(f) == LOG_DWELL_OF_CLICKS
+                                        for d in baseline.datasets for f in d.features):
+        return "baseline"
+    return None
 
 
 def derived_column_notes(schema, baseline=None) -> list[str]:
     """`note:` lines for a validation whose schema or baseline predates LOG_DWELL_OF_CLICKS:
     its drift, the dwell check that sees a shrink, is not checked then (none without a
     baseline)."""
-    if baseline is None:
-        return []
-    if not any(f.name == LOG_DWELL_OF_CLICKS for f in schema.feature):
+    predates = _derived_column_predated_by(schema, baseline) if baseline is not None else None
+    if predates == "schema":
         return [f"note: the schema has no {LOG_DWELL_OF_CLICKS} (inferred before 2026-12-08): "
                 "the log dwell of clicks is not drift-checked; infer the schema again to check "
                 "it"]
-    if not _has_feature(baseline, LOG_DWELL_OF_CLICKS):
+    if predates == "baseline":
         return [f"note: the baseline statistics have no {LOG_DWELL_OF_CLICKS} (made before "
                 "2026-12-08): the log dwell of clicks is not drift-checked; make them again "
                 "to check it"]
