@@ -44,7 +44,7 @@ def make_replica_step(run):
     shared_ids = {id(v) for v in shared}
     others = [v for v in variables if id(v) not in shared_ids]
     penalties = run.config.model.regularization
-    regularized = bool(penalties.l2_dense or penalties.l2_embedding)
+    regularized = penalties.any_penalty
     matrices = regularization.dense_matrices(model) if penalties.l2_dense else None
 
     def replica_step(batch):
@@ -76,23 +76,21 @@ def make_replica_step(run):
 def make_nde_replica_step(run):
     """ORCA's NDE-only step of a masked batch (--mask_scope=batch, `ranking.orca`): the NDE
     loss of the masked forward, applied by the run's NDE optimizer to the NDE variables alone
-    (with --l2_dense, their own penalty added); returns {nde_masked_step} (float32 scalar)."""
+    (with --l2_dense or --weight_decay, their own penalty added, as the authors' NDE optimizer
+    decays its parameters); returns {nde_masked_step} (float32 scalar)."""
     import tensorflow as tf
 
-    from ranking import orca
+    from ranking import orca, regularization
 
     model, optimizer = run.model, run.nde_optimizer
     variables = model.network.get_layer("orca").nde_step_variables
-    l2_dense = run.config.model.regularization.l2_dense
-    matrices = [v for v in variables if len(v.shape) >= 2]
+    penalties = run.config.model.regularization
 
     def replica_step(batch):
         with tf.GradientTape() as tape:
             loss = orca.nde_step_loss(model, batch)
-            if l2_dense:
-                replica = tf.distribute.get_replica_context()
-                loss += l2_dense * tf.add_n([tf.reduce_sum(tf.square(v)) for v in matrices]) / (
-                    replica.num_replicas_in_sync if replica is not None else 1)
+            if penalties.l2_dense or penalties.weight_decay:
+                loss += regularization.variables_penalty(variables, penalties)
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return {"nde_masked_step": loss}
 

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import shutil
+import types
 
 import numpy as np
 import pandas as pd
@@ -793,6 +794,61 @@ def test_regularization_penalties_by_hand():
     assert isinstance(gradient, tf.IndexedSlices)
     rows = np.unique(encoder.indices(spec["user_id"], batch["user_id"]).numpy())
     assert set(np.unique(gradient.indices.numpy())) == set(rows)
+
+
+def test_weight_decay_is_torchs_coupled_decay_on_every_variable():
+    """--weight_decay=wd adds wd * w to the gradient of every trainable variable (torch's Adam
+    weight_decay): biases, batch-norm scales and offsets, and every row of every embedding
+    table, read by the batch or not; ORCA's NDE-only step decays its own variables alike."""
+    tf.keras.utils.set_random_seed(0)
+    spec = tiny_spec()
+    config = ModelConfig("mmoe", regularization=RegularizationConfig(batch_norm=True,
+                                                                    weight_decay=0.01))
+    model = models.RankingModel(spec, config, DwellTargets(bin_values=(1.0, 5.0, 20.0),
+                                                           bin_ndt=(0.0, 0.2, 0.9)))
+    batch = tiny_batch(spec, 8)
+    model(batch)
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        value = regularization.penalty(model, batch, config.regularization)
+    gradients = tape.gradient(value, variables)
+    assert float(value) == pytest.approx(
+        0.005 * sum(float(np.sum(np.square(v.numpy()))) for v in variables), rel=1e-5)
+    for v, g in zip(variables, gradients):
+        np.testing.assert_allclose(tf.convert_to_tensor(g).numpy(), 0.01 * v.numpy(),
+                                   rtol=1e-5, atol=1e-12, err_msg=v.name)
+    names = [v.name for v in variables]
+    assert any("bias" in n for n in names) and any("gamma" in n for n in names)
+    assert any("beta" in n for n in names)
+    # Every row of a table has its decay, the rows the batch does not read included.
+    encoder = model.network.get_layer("features")
+    table = encoder.embeddings["user_id"].embeddings
+    read = np.unique(encoder.indices(spec["user_id"], batch["user_id"]).numpy())
+    gradient = tf.convert_to_tensor(gradients[[id(v) for v in variables].index(id(table))])
+    unread = np.setdiff1d(np.arange(table.shape[0]), read)
+    assert unread.size and np.all(np.abs(gradient.numpy()[unread]).sum(axis=1) > 0)
+    # The training step adds it (and reports it).
+    from ranking import loops
+
+    labels = {"click": tf.constant([1, 0] * 4, tf.int64),
+              "dwell_bin": tf.constant([0, -1, 1, -1, 2, -1, 1, -1], tf.int64)}
+    run = types.SimpleNamespace(model=model, optimizer=tf.keras.optimizers.SGD(0.0),
+                                balance=None, config=types.SimpleNamespace(model=config))
+    step = loops.make_replica_step(run)((batch, labels))
+    assert float(step["regularization"]) == pytest.approx(float(value), rel=1e-5)
+    assert float(step["loss"]) == pytest.approx(
+        float(step["regularization"] + step["ctr"] + step["dwell_bins"]), rel=1e-5)
+    # Off, nothing is added; and the NDE-only step's penalty: l2_dense on matrices, the decay
+    # on every one of its variables.
+    assert float(regularization.penalty(model, batch, RegularizationConfig())) == 0.0
+    kernel, bias = tf.Variable([[1.0, -2.0]]), tf.Variable([3.0])
+    with tf.GradientTape() as tape:
+        value = regularization.variables_penalty(
+            [kernel, bias], RegularizationConfig(l2_dense=0.1, weight_decay=0.01))
+    g_kernel, g_bias = tape.gradient(value, [kernel, bias])
+    assert float(value) == pytest.approx(0.1 * 5.0 + 0.005 * 14.0)
+    np.testing.assert_allclose(g_kernel.numpy(), [[0.21, -0.42]], rtol=1e-6)
+    np.testing.assert_allclose(g_bias.numpy(), [0.03], rtol=1e-6)
 
 
 def test_batch_norm_puts_a_normalization_in_every_hidden_layer():
