@@ -18,9 +18,8 @@ experts it mixes (`gate_and_experts`); nothing else.
 **NDE head** (`nde_head`): `project` (this project's: one residual layer of multi-head
 self-attention over the tokens, flattened to [batch, 2 d], then an MLP of the towers' widths)
 or `authors` (after the authors' code: the tokens projected to 32 wide, attention with a learned
-linear residual of the unprojected tokens, ReLU, flattened, a 32-unit projection with ReLU (theirs
-is linear: docs/orca.md lists what differs still); then
-with h_s a 16-unit layer (batch normalization and dropout when the model has them), an 8-unit
+linear residual of the unprojected tokens, ReLU, flattened, a linear 32-unit projection (with a
+ReLU until 2026-12-08: docs/orca.md lists what differs still); then with h_s a 16-unit layer (batch normalization and dropout when the model has them), an 8-unit
 ReLU layer and the bins).
 
 **Counterfactual masking** (training only; `mask_scope`):
@@ -279,8 +278,8 @@ class _StatelessDropoutAttention(tf.keras.layers.MultiHeadAttention):
 class ProjectedAttention(StaticLayer):
     """SCD as the authors' code has it (an AutoInt interacting layer): tokens [h_ctr, h_dt]
     ([batch, d] each) projected to `width`, multi-head self-attention (dropout on its weights)
-    plus a learned linear residual of the unprojected tokens, ReLU, flattened, and a `width`-unit
-    projection with ReLU -> [batch, width]."""
+    plus a learned linear residual of the unprojected tokens, ReLU, flattened, and a linear
+    `width`-unit projection (their `attn_fc`) -> [batch, width]."""
 
     def __init__(self, heads: int = 2, width: int = AUTHORS_ATTENTION, dropout: float = 0.0,
                  **kwargs):
@@ -289,7 +288,7 @@ class ProjectedAttention(StaticLayer):
         self.attention = _StatelessDropoutAttention(
             num_heads=heads, key_dim=max(1, width // heads), dropout=dropout, name="attention")
         self.residual = tf.keras.layers.Dense(width, use_bias=False, name="residual")
-        self.output_projection = tf.keras.layers.Dense(width, activation="relu", name="output")
+        self.output_projection = tf.keras.layers.Dense(width, name="output")
         self.width = width
 
     def call(self, tokens, training=None):

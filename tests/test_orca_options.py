@@ -162,6 +162,11 @@ def test_authors_head_shapes():
     assert kernels["scd/output/kernel:0"] == (64, 32)
     widths = [shape[1] for name, shape in kernels.items() if name.startswith("nde_")]
     assert widths == [16, 8, len(MEDIANS)]
+    # The attention's output projection is linear, as their `attn_fc`: it goes below zero.
+    width = kernels["scd/projection/kernel:0"][0]
+    tokens = [tf.random.stateless_normal([64, width], seed=[1, k]) for k in (0, 1)]
+    out = head.scd(tokens).numpy()
+    assert out.shape == (64, 32) and (out < 0).any()
 
 
 def test_midpoint_bin_values(tmp_path, small_world):
