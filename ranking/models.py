@@ -11,7 +11,8 @@ tasks and attaches its head when the preset or `--orca` asks for it.
 
 Each tower is an MLP of `tower_units` hidden layers and an output layer of the task's width;
 the interaction backbones' towers have no hidden layer (their models end in a linear layer over
-the interaction output).
+the interaction output). With `--tower_output=fm_terms` the towers' last layers read the
+embeddings' first-order and FM terms too, as the ORCA authors' (`ranking.output_layers`).
 
 Outputs: each task's (see `ranking.tasks`), and `score`, the serving score: the preset's default
 fusion of the outputs (`ranking.fusion`; export may store another).
@@ -31,8 +32,9 @@ from ranking import orca
 from ranking.backbones import BACKBONES, BackboneConfig
 from ranking.features import FeatureSpec
 from ranking.fusion import Fusion, default_fusion
-from ranking.layers import MLP, FeatureEncoder
+from ranking.layers import FeatureEncoder
 from ranking.orca import OrcaConfig
+from ranking.output_layers import WIDE, WideTerms, make_tower, tower_input
 from ranking.presets import PRESETS, Preset, preset
 from ranking.regularization import RegularizationConfig
 from ranking.tasks import SINGLE_TASKS, TASKS, Task, TowerConfig, make_task
@@ -111,6 +113,9 @@ def check_config(config: ModelConfig) -> None:
     if config.towers.tower_units is not None and any(int(u) < 1
                                                      for u in config.towers.tower_units):
         raise ValueError(f"tower_units must be widths >= 1, not {config.towers.tower_units!r}")
+    if config.towers.tower_output == "fm_terms" and not config.tower_units:
+        raise ValueError(f"--tower_output=fm_terms needs towers with a hidden layer; "
+                         f"{config.preset}'s have none (--tower_units)")
     config.regularization.check()
     config.orca.check()
 
@@ -143,25 +148,34 @@ def build_network(spec: FeatureSpec, config: ModelConfig,
     backbone = BACKBONES[config.spec.backbone].make(
         [t.task for t in tasks if t.has_tower], config.backbone, config.regularization, spec,
         **nde_shared)
-    representations = backbone(encoder(inputs))
+    # The embeddings' first-order and FM terms, which the towers' last layers read with
+    # --tower_output=fm_terms (`ranking.output_layers`).
+    wide = (WideTerms(spec, name="wide_terms") if config.towers.tower_output == "fm_terms"
+            else None)
+
+    def represent(encoded, training=None):
+        representations = backbone(encoded, training=training)
+        return representations if wide is None else {**representations, WIDE: wide(encoded)}
+
+    representations = represent(encoder(inputs))
     outputs = {}
     for task in tasks:
         if task.has_tower:
-            raw = MLP(config.tower_units, output_units=task.output_units,
-                      dropout=config.regularization.dropout,
-                      batch_norm=config.regularization.batch_norm, name=f"{task.task}_tower")(
-                representations[task.task])
-            outputs.update(task.outputs(raw))
+            tower = make_tower(config.towers.tower_output, config.tower_units, task.output_units,
+                               config.regularization.dropout, config.regularization.batch_norm,
+                               name=f"{task.task}_tower")
+            outputs.update(task.outputs(tower(tower_input(representations, task.task))))
     if config.uses_orca:
         @tf.autograph.experimental.do_not_convert  # straight-line code
         def masked_forward(features, post_click_mask):
             # Inference mode: the second forward updates no batch-norm statistic and draws no
             # dropout noise, so the backbone the towers train is not disturbed.
-            return backbone(encoder(features, post_click_mask=post_click_mask),
-                            training=False)
+            return represent(encoder(features, post_click_mask=post_click_mask),
+                             training=False)
 
         outputs.update(orca.attach(config.orca, tasks, inputs, representations, outputs,
-                                   masked_forward, config.tower_units, config.regularization))
+                                   masked_forward, config.tower_units, config.regularization,
+                                   config.towers.tower_output))
     outputs["score"] = config.fusion.apply(outputs)
     return tf.keras.Model(inputs=inputs, outputs=outputs, name=config.preset)
 

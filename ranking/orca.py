@@ -16,11 +16,13 @@ the gate that mixes it (`gate`: MMoE's extra gate, PLE's last shared gate), or t
 experts it mixes (`gate_and_experts`); nothing else.
 
 **NDE head** (`nde_head`): `project` (this project's: one residual layer of multi-head
-self-attention over the tokens, flattened to [batch, 2 d], then an MLP of the towers' widths)
-or `authors` (after the authors' code: the tokens projected to 32 wide, attention with a learned
-linear residual of the unprojected tokens, ReLU, flattened, a linear 32-unit projection (with a
-ReLU until 2026-12-08: docs/orca.md lists what differs still); then with h_s a 16-unit layer (batch normalization and dropout when the model has them), an 8-unit
-ReLU layer and the bins).
+self-attention over the tokens, flattened to [batch, 2 d], then a tower of the towers' widths
+and kind) or `authors` (after the authors' code: the tokens projected to 32 wide, attention
+with a learned linear residual of the unprojected tokens, ReLU, flattened, a linear 32-unit
+projection (with a ReLU until 2026-12-08; docs/orca.md lists what differs still); then with h_s
+a 16-unit layer (batch normalization and dropout when the model has them), an 8-unit ReLU
+layer and the bins). With `--tower_output=fm_terms` the NDE's last hidden layer also reads the
+embeddings' first-order and FM terms, stopped (`ranking.output_layers`), as the authors'.
 
 **Counterfactual masking** (training only; `mask_scope`):
 
@@ -61,6 +63,7 @@ from ranking import losses
 from ranking.backbones import BACKBONES
 from ranking.layers import MLP, StatelessDropout, StaticLayer, stateless_seed
 from ranking.losses import global_sum
+from ranking.output_layers import WIDE, make_tower, tower_input
 from ranking.tasks import DwellBinsTask, Task
 
 # The towers ORCA reads: the click tower and the dwell-bin tower it debiases.
@@ -163,14 +166,14 @@ def adapt_tasks(tasks: list[Task], config: OrcaConfig) -> list[Task]:
 
 
 def attach(config: OrcaConfig, tasks: list[Task], inputs, representations, outputs,
-           masked_forward, tower_units, regularization) -> dict:
+           masked_forward, tower_units, regularization, tower_output: str = "dense") -> dict:
     """ORCA's outputs for a network: the `nde` task's (debiased `dwell_*`) and `nde_logits`.
     `masked_forward(features, post_click_mask)` reruns the encoder and backbone (inference
-    mode) on masked features."""
+    mode) on masked features; `tower_output` the towers' kind (`ranking.output_layers`)."""
     nde = tasks[-1]
     head = OrcaHead(nde.output_units, tower_units, config, masked_forward,
                     dropout=regularization.dropout, batch_norm=regularization.batch_norm,
-                    name="orca")
+                    tower_output=tower_output, name="orca")
     debiased = head(inputs, representations, outputs[f"{RAW_PREFIX}dwell_logits"])
     return {**nde.outputs(debiased["dwell_logits"]), "nde_logits": debiased["nde_logits"]}
 
@@ -307,7 +310,8 @@ class OrcaHead(StaticLayer):
     belong to the network already)."""
 
     def __init__(self, num_bins: int, tower_units, config: OrcaConfig, masked_forward=None,
-                 dropout: float = 0.0, batch_norm: bool = False, **kwargs):
+                 dropout: float = 0.0, batch_norm: bool = False, tower_output: str = "dense",
+                 **kwargs):
         super().__init__(**kwargs)
         self.config = config
         self._masked_forward = masked_forward
@@ -318,8 +322,8 @@ class OrcaHead(StaticLayer):
             self.nde_head = MLP(AUTHORS_UNITS[1:], output_units=num_bins, name="nde_head")
         else:
             self.scd = CrossTaskAttention(config.scd_heads, name="scd")
-            self.nde_tower = MLP(tower_units, output_units=num_bins, dropout=dropout,
-                                 batch_norm=batch_norm, name="nde_tower")
+            self.nde_tower = make_tower(tower_output, tower_units, num_bins, dropout, batch_norm,
+                                        name="nde_tower")
             self.nde_head = None
         # 1 serves the debiased logits z_raw - z_nde, 0 the raw ones (--orca_serve: set once
         # training ends, `set_served_head`); training runs with 1, so multiplying by it
@@ -357,12 +361,18 @@ class OrcaHead(StaticLayer):
         h_s = representations.get("nde_shared")
         if h_s is None:
             h_s = tf.stop_gradient(representations["shared"])
+        # The embeddings' first-order and FM terms, stopped, with --tower_output=fm_terms.
+        terms = representations.get(WIDE)
+        terms = None if terms is None else tf.stop_gradient(terms)
         if self.nde_head is not None:
             attended = self.scd([h_ctr, h_dt], training=training)
             hidden = self.nde_tower(tf.concat([attended, h_s], axis=1), training=training)
+            if terms is not None:
+                hidden = tf.concat([hidden, terms], axis=1)
             nde_logits = self.nde_head(hidden, training=training)
         else:
-            nde_logits = self.nde_tower(tf.concat([self.scd([h_ctr, h_dt]), h_s], axis=1),
+            joined = tf.concat([self.scd([h_ctr, h_dt]), h_s], axis=1)
+            nde_logits = self.nde_tower(joined if terms is None else (joined, terms),
                                         training=training)
         return {"dwell_logits": tf.stop_gradient(raw_logits) - self.debias * nde_logits,
                 "nde_logits": nde_logits}
@@ -408,13 +418,15 @@ def nde_step_loss(model, batch) -> tf.Tensor:
     backbone = network.get_layer(BACKBONES[config.spec.backbone].layer_name)
     inputs = {name: features[name] for name in model.feature_spec.names}
     rows = tf.shape(labels["click"])[0]
-    representations = backbone(encoder(inputs, post_click_mask=tf.ones([rows], tf.bool)),
-                               training=False)
+    masked = encoder(inputs, post_click_mask=tf.ones([rows], tf.bool))
+    representations = backbone(masked, training=False)
+    if config.towers.tower_output == "fm_terms":
+        representations = {**representations, WIDE: network.get_layer("wide_terms")(masked)}
     outputs = {}
     for task in model.tasks:
         if task.has_tower:
-            raw = network.get_layer(f"{task.task}_tower")(representations[task.task],
-                                                         training=False)
+            raw = network.get_layer(f"{task.task}_tower")(
+                tower_input(representations, task.task), training=False)
             outputs.update(task.outputs(raw))
     head = network.get_layer("orca")
     debiased = head(inputs, representations, outputs[f"{RAW_PREFIX}dwell_logits"],

@@ -49,6 +49,7 @@ from core.settings import setting
 from core.stats_artifact import DwellTargets
 from ranking import losses, metrics
 from ranking.layers import StaticLayer
+from ranking.output_layers import TOWER_OUTPUTS
 
 # Largest predicted log1p(dwell) turned into seconds (e^12 s is about 1.9 days).
 MAX_LOG_DWELL = 12.0
@@ -62,6 +63,11 @@ class TowerConfig:
     tower_units: tuple[int, ...] | None = setting(
         None, "Hidden widths of each tower (an output layer of the task's width follows); "
         "default 64,32, and none for deepfm, dcn_v2, autoint.")
+    tower_output: str = setting(
+        "dense", "Each tower's output layers: dense (its hidden layers, then a linear output) or "
+        "fm_terms (the ORCA authors': the last hidden layer reads the ones before with the "
+        "embeddings' first-order and FM terms; ranking/output_layers.py).",
+        choices=TOWER_OUTPUTS)
     negative_weight: float = setting(1.0, "Weight of negatives in the weighted valid-read loss.")
     negative_weighting: str = setting(
         "unit", "unit: negatives weigh --negative_weight; ndt: --negative_weight x their NDT "

@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from core.stats_artifact import DwellTargets
 from ranking import loops, models, orca
+from ranking.output_layers import tower_input
 from ranking.regularization import RegularizationConfig
 from ranking.tasks import TowerConfig
 
@@ -20,10 +21,11 @@ from test_orca import BIN_NDT, MEDIANS, POST_CLICK, ROWS, labels_for
 BACKBONE_LAYERS = {"mmoe_orca": "mmoe", "ple_orca": "ple"}
 
 
-def orca_model(preset="mmoe_orca", regularization=RegularizationConfig(), **orca_options):
+def orca_model(preset="mmoe_orca", regularization=RegularizationConfig(),
+               towers=TowerConfig(dt_denominator="clicks"), **orca_options):
     tf.keras.utils.set_random_seed(5)
     spec = tiny_spec(post_click=POST_CLICK)
-    config = models.ModelConfig(preset, towers=TowerConfig(dt_denominator="clicks"),
+    config = models.ModelConfig(preset, towers=towers,
                                 regularization=regularization,
                                 orca=orca.OrcaConfig(**orca_options))
     model = models.RankingModel(spec, config, DwellTargets(bin_values=MEDIANS, bin_ndt=BIN_NDT))
@@ -45,11 +47,15 @@ def numpy_instance_weights(bins, ctr_logit, raw_logits, a=-0.1, b=0.8, c=-0.2):
     return w * clicked.sum() / w.sum()
 
 
-@pytest.mark.parametrize("preset", ["mmoe_orca", "ple_orca"])
-def test_the_nde_only_step_changes_only_the_nde_and_reads_the_masked_forward(preset):
+@pytest.mark.parametrize("preset, tower_output", [("mmoe_orca", "dense"), ("ple_orca", "dense"),
+                                                  ("mmoe_orca", "fm_terms")])
+def test_the_nde_only_step_changes_only_the_nde_and_reads_the_masked_forward(preset,
+                                                                             tower_output):
     spec, model = orca_model(preset, mask_scope="batch", nde_head="authors",
                              shared_representation="gate",
-                             regularization=RegularizationConfig(batch_norm=True))
+                             regularization=RegularizationConfig(batch_norm=True),
+                             towers=TowerConfig(dt_denominator="clicks", tower_units=(16, 8),
+                                                tower_output=tower_output))
     features, labels = tiny_batch(spec, ROWS), labels_for(ROWS, seed=2)
     head = model.network.get_layer("orca")
     nde_ids = {id(v) for v in head.nde_step_variables}
@@ -74,8 +80,12 @@ def test_the_nde_only_step_changes_only_the_nde_and_reads_the_masked_forward(pre
     masked = encoder({n: features[n] for n in spec.names},
                      post_click_mask=tf.ones([ROWS], tf.bool))
     reps = backbone(masked, training=False)
-    raw = model.network.get_layer("dwell_bins_tower")(reps["dwell_bins"], training=False).numpy()
-    ctr_logit = model.network.get_layer("ctr_tower")(reps["ctr"], training=False).numpy()[:, 0]
+    if tower_output == "fm_terms":  # the embeddings' terms of the masked input too
+        reps = {**reps, "wide": model.network.get_layer("wide_terms")(masked)}
+    raw = model.network.get_layer("dwell_bins_tower")(
+        tower_input(reps, "dwell_bins"), training=False).numpy()
+    ctr_logit = model.network.get_layer("ctr_tower")(
+        tower_input(reps, "ctr"), training=False).numpy()[:, 0]
     # The NDE's logits as the step computed them: its head in training mode (no dropout here;
     # batch norm on the batch's statistics), with the weights the step read.
     for v, old in zip(variables, before):
