@@ -23,6 +23,7 @@ _BACKBONE_SETTINGS = {
     "experts": ("mmoe",),
     "expert_units": ("mmoe", "ple"),
     "levels": ("ple",),
+    "level_expert_units": ("ple",),
     "task_experts": ("ple",),
     "shared_experts": ("ple",),
     "field_dim": ("deepfm", "autoint"),
@@ -50,6 +51,8 @@ def _why_unread(flag: str, config) -> str | None:
         readers = ", ".join(_BACKBONE_SETTINGS[flag])
         return (f"a setting of the {readers} backbone{'s' if ',' in readers else ''}; "
                 f"{preset} has the {backbone} backbone")
+    if flag == "expert_units" and backbone == "ple" and model.backbone.level_expert_units.strip():
+        return "PLE's experts take their widths from --level_expert_units"
     if flag in ("negative_weight", "negative_weighting") and \
             "weighted_valid_read" not in towers:
         return f"a setting of the weighted valid-read loss (vr_ndt); {preset} has no such tower"

@@ -52,6 +52,12 @@ def test_defaults_and_settings_that_apply_give_no_note():
 
 
 @pytest.mark.parametrize("case, expected", [
+    (config("ple", backbone={"expert_units": (64,), "level_expert_units": "128,64/32"}),
+     ["note: --expert_units=64 does not apply: PLE's experts take their widths from "
+      "--level_expert_units; it is not used"]),
+    (config("mmoe", backbone={"level_expert_units": "128,64/32"}),
+     ["note: --level_expert_units=128,64/32 does not apply: a setting of the ple backbone; "
+      "mmoe has the mmoe backbone; it is not used"]),
     (config("ple", backbone={"experts": 7}),
      ["note: --experts=7 does not apply: a setting of the mmoe backbone; ple has the ple "
       "backbone; it is not used"]),
@@ -109,7 +115,7 @@ BACKBONE_PRESETS = {"mlp": "single_ctr", "shared_bottom": "shared_bottom_dt", "m
                     "dcn_v2": "dcn_v2", "autoint": "autoint"}
 OTHER_VALUES = {"bottom_units": (16,), "experts": 3, "expert_units": (16,), "levels": 1,
                 "task_experts": 2, "shared_experts": 2, "field_dim": 4, "cross_layers": 1,
-                "attention_layers": 1, "attention_heads": 1}
+                "attention_layers": 1, "attention_heads": 1, "level_expert_units": "16/8"}
 
 
 def _weight_shapes(preset, backbone=BackboneConfig()):

@@ -98,6 +98,30 @@ def test_ple_levels_shapes_and_gates(levels):
                                    rtol=1e-5, atol=1e-6)
 
 
+def test_ple_levels_can_have_their_own_expert_widths():
+    """--level_expert_units=16,8/4: the first level's experts 16 -> 8, the second's 4 (the ORCA
+    authors' PLE is 128,64/32); a count of levels other than --levels, or text that is not
+    widths, is refused."""
+    tf.keras.utils.set_random_seed(1)
+    config = backbones.BackboneConfig(level_expert_units="16,8/4")
+    assert config.ple_level_units == ((16, 8), (4,))
+    assert backbones.BackboneConfig(expert_units=(8,)).ple_level_units == ((8,), (8,))
+    layer = PLE(TASKS, num_levels=2, task_experts=2, shared_experts=1, expert_units=(99,),
+                level_units=config.ple_level_units)
+    x = x_batch()
+    out = layer(x)
+    assert all(v.shape == (BATCH, 4) for v in out.values())
+    for level, widths in zip(layer.levels, ((16, 8), (4,))):
+        for expert in level.shared_experts + level.task_experts["ctr"]:
+            assert [int(d.kernel.shape[1]) for d in expert.hidden] == list(widths)
+    assert int(layer.levels[1].shared_experts[0].hidden[0].kernel.shape[0]) == 8
+    with pytest.raises(ValueError, match="gives 3 levels; --levels is 2"):
+        backbones.BackboneConfig(level_expert_units="8/8/8").check()
+    for text in ("16,x/4", "16,0/4", "/"):
+        with pytest.raises(ValueError, match="level_expert_units must be widths"):
+            backbones.BackboneConfig(level_expert_units=text).check()
+
+
 def test_aitm_transfers_from_ctr_to_the_next_task():
     tf.keras.utils.set_random_seed(2)
     layer = backbones.AITM(TASKS, (16, 8))

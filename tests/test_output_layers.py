@@ -6,6 +6,7 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
+from test_orca_options import gradient_owners
 
 from core.stats_artifact import DwellTargets
 from ranking import models, orca
@@ -15,7 +16,6 @@ from ranking.tasks import TowerConfig
 
 from model_fixtures import tiny_batch, tiny_spec
 from test_orca import BIN_NDT, MEDIANS, POST_CLICK, ROWS, labels_for
-from test_orca_options import gradient_owners
 
 
 def test_wide_terms_are_the_first_order_and_fm_terms_by_hand():

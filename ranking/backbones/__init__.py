@@ -47,6 +47,10 @@ class BackboneConfig:
     experts: int = setting(4, "MMoE: shared experts.")
     expert_units: tuple[int, ...] = setting((128, 64), "MMoE and PLE: expert widths.")
     levels: int = setting(2, "PLE: CGC levels.")
+    level_expert_units: str = setting(
+        "", "PLE: each level's expert widths, levels separated by '/', as many as --levels: "
+        "e.g. 128,64/32 (the ORCA authors': the first level's experts 128 -> 64, the second's "
+        "32). Empty: --expert_units at every level.")
     task_experts: int = setting(1, "PLE: experts per task and level.")
     shared_experts: int = setting(1, "PLE: shared experts per level.")
     field_dim: int = setting(8, "deepfm, autoint: width of each field's vector.")
@@ -67,6 +71,27 @@ class BackboneConfig:
         for name in ("cross_layers", "attention_layers"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
+        levels = self.ple_level_units
+        if len(levels) != self.levels:
+            raise ValueError(f"level_expert_units={self.level_expert_units} gives "
+                             f"{len(levels)} levels; --levels is {self.levels}")
+
+    @property
+    def ple_level_units(self) -> tuple[tuple[int, ...], ...]:
+        """PLE's expert widths per level (ValueError when `level_expert_units` is not widths
+        >= 1 like 128,64/32)."""
+        if not self.level_expert_units.strip():
+            return (tuple(int(u) for u in self.expert_units),) * self.levels
+        try:
+            levels = tuple(tuple(int(u) for u in part.split(","))
+                           for part in self.level_expert_units.split("/"))
+        except ValueError:
+            levels = ()
+        if not levels or any(u < 1 for level in levels for u in level):
+            raise ValueError(f"level_expert_units must be widths >= 1 with the levels "
+                             f"separated by '/', like 128,64/32, not "
+                             f"{self.level_expert_units!r}")
+        return levels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +126,7 @@ BACKBONES = _register(
         trainable_shared=True),
     Backbone("ple", "ple", lambda tasks, c, r, spec, nde_shared="stop": PLE(
         tasks, c.levels, c.task_experts, c.shared_experts, c.expert_units, name="ple",
+        level_units=c.ple_level_units,
         dropout=r.dropout, batch_norm=r.batch_norm, nde_shared=nde_shared), supports_orca=True,
         trainable_shared=True),
     Backbone("separate", "separate", lambda tasks, c, r, spec: Separate(

@@ -75,18 +75,25 @@ class CGCLevel(StaticLayer):
 
 
 class PLE(StaticLayer):
-    """x [batch, d] -> {task: h_t, "shared": h_s} [batch, expert_units[-1]]."""
+    """x [batch, d] -> {task: h_t, "shared": h_s} [batch, the last level's widths[-1]].
+
+    Every level's experts have the widths `expert_units`, or level k's `level_units[k]` (the
+    ORCA authors' PLE: 128 -> 64, then 32)."""
 
     def __init__(self, task_names: Sequence[str], num_levels: int, task_experts: int,
                  shared_experts: int, expert_units: Sequence[int], dropout: float = 0.0,
-                 batch_norm: bool = False, nde_shared: str = "stop", **kwargs):
+                 batch_norm: bool = False, nde_shared: str = "stop",
+                 level_units: Sequence[Sequence[int]] | None = None, **kwargs):
         super().__init__(**kwargs)
         if num_levels < 1 or task_experts < 1 or shared_experts < 1:
             raise ValueError("PLE needs at least one level, one task expert and one shared "
                              "expert")
         self.task_names = tuple(task_names)
         self.nde_shared = nde_shared
-        self.levels = [CGCLevel(task_names, task_experts, shared_experts, expert_units,
+        level_units = [expert_units] * num_levels if level_units is None else level_units
+        if len(level_units) != num_levels:
+            raise ValueError(f"PLE has {num_levels} levels but widths for {len(level_units)}")
+        self.levels = [CGCLevel(task_names, task_experts, shared_experts, tuple(level_units[k]),
                                 dropout, last=k == num_levels - 1, batch_norm=batch_norm,
                                 name=f"level_{k}")
                        for k in range(num_levels)]
