@@ -12,12 +12,20 @@ PROTOCOL = ["--validation_days=1", "--max_epochs=10"]
 ONE_EPOCH = ["--epochs=1"]
 AUTHORS = [f"--flagfile={os.path.join(REPO, 'configs', 'orca_authors.flags')}"]
 AUTHORS_STATS = [f"--flagfile={os.path.join(REPO, 'configs', 'orca_authors_stats.flags')}"]
+# The flagfile's protocol as it was until 2026-12-08, before three differences from the
+# authors' code were closed (weight decay on every parameter, PLE's widths per level, the
+# output layers with the first-order and FM terms); after AUTHORS, these flags win. (The
+# attention output of the authors' NDE head, linear since, is code, not a flag.)
+AUTHORS_UNTIL_1208 = ["--weight_decay=0", "--l2_dense=5e-5", "--l2_embedding=5e-5",
+                      "--level_expert_units=", "--tower_output=dense"]
 # The authors' training protocol alone: optimizer, batch, regularization, sizes, early stopping.
-AUTHORS_TRAINING = ["--optimizer=adam", "--learning_rate=0.001", "--l2_dense=5e-5",
-                    "--l2_embedding=5e-5", "--batch_size=512", "--patience=1",
+AUTHORS_TRAINING = ["--optimizer=adam", "--learning_rate=0.001", "--weight_decay=1e-4",
+                    "--batch_size=512", "--patience=1",
                     "--early_stopping_metric=dwell_ce", "--dropout=0.2", "--batch_norm",
                     "--embedding_dim=16", "--experts=8", "--task_experts=8",
-                    "--shared_experts=8", "--expert_units=128,64,32", "--tower_units=16,8"]
+                    "--shared_experts=8", "--expert_units=128,64,32",
+                    "--level_expert_units=128,64/32", "--tower_units=16,8",
+                    "--tower_output=fm_terms"]
 # After AUTHORS: the click task trained as this project does (its defaults for the loss scale and
 # model selection) with the click prior, the rest of the authors' protocol kept.
 PROJECT_CLICK_TRAINING = ["--output_bias=prior", "--dt_denominator=batch",
@@ -159,6 +167,19 @@ RUNS = [
         baseline="mmoe_authors"),
     Run("PLE + ORCA (authors' protocol), stopped as the backbone", "ple_orca_authors_rawstop",
         "ple_orca", AUTHORS + RAW_STOP, "authors", baseline="ple_authors"),
+    # The authors' protocol as configs/orca_authors.flags had it until 2026-12-08, and each
+    # difference closed that day undone alone (on both the backbone and ORCA), 2026-12-08.
+    *[Run(f"{label} (authors' protocol{what})", f"{name}_authors{suffix}", preset,
+          AUTHORS + flags, "authors", baseline=None if not preset.endswith("_orca")
+          else f"{name.removesuffix('_orca')}_authors{suffix}")
+      for suffix, what, flags in (
+          ("1207", " as until 2026-12-08", AUTHORS_UNTIL_1208),
+          ("_l2", ", L2 on matrices and read rows", AUTHORS_UNTIL_1208[:3]),
+          ("_levels", ", PLE's widths alike at both levels", ["--level_expert_units="]),
+          ("_dense", ", towers without the FM terms", ["--tower_output=dense"]))
+      for label, name, preset in (("MMoE", "mmoe", "mmoe"), ("MMoE + ORCA", "mmoe_orca", "mmoe_orca"),
+                                  ("PLE", "ple", "ple"), ("PLE + ORCA", "ple_orca", "ple_orca"))
+      if not (suffix == "_levels" and preset.startswith("mmoe"))],
 ]
 DEFAULT_RUNS = [r.name for r in RUNS][:RUNS.index(next(r for r in RUNS
                                                        if r.name == "deepfm_ctr"))]
