@@ -99,8 +99,9 @@ def test_a_setting_the_run_does_not_read_is_named(case, expected):
 def test_the_orca_authors_flagfile_names_the_other_backbones_sizes():
     """configs/orca_authors.flags serves mmoe_orca and ple_orca: each run names the other
     backbone's expert counts, and nothing else."""
-    for preset, unread in (("mmoe_orca", ["--task_experts=8", "--shared_experts=8"]),
-                           ("ple_orca", ["--experts=8"])):
+    for preset, unread in (("mmoe_orca", ["--level_expert_units=128,64/32",
+                                          "--task_experts=8", "--shared_experts=8"]),
+                           ("ple_orca", ["--experts=8", "--expert_units=128,64,32"])):
         values = flags.FlagValues()
         settings.define_flags(TrainConfig, values)
         values(["train", f"--flagfile={REPO}/configs/orca_authors.flags", f"--model={preset}",
