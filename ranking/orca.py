@@ -314,7 +314,7 @@ class OrcaHead(StaticLayer):
                  **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self._masked_forward = masked_forward
+        self.masked_forward = masked_forward
         if config.nde_head == "authors":
             self.scd = ProjectedAttention(config.scd_heads, dropout=dropout, name="scd")
             self.nde_tower = MLP(AUTHORS_UNITS[:1], dropout=dropout, batch_norm=batch_norm,
@@ -352,9 +352,9 @@ class OrcaHead(StaticLayer):
     def call(self, features: Mapping[str, tf.Tensor], representations: Mapping[str, tf.Tensor],
              raw_logits: tf.Tensor, training=None):
         row_masks = self.config.mask_scope == "row" and self.config.mask_prob > 0
-        if training and row_masks and self._masked_forward is not None:
+        if training and row_masks and self.masked_forward is not None:
             rows = tf.shape(raw_logits)[0]
-            representations = self._masked_forward(features, self.post_click_mask(rows))
+            representations = self.masked_forward(features, self.post_click_mask(rows))
         h_ctr, h_dt = (tf.stop_gradient(representations[k])
                        for k in (CTR_TASK, DWELL_TASK))
         # h_s: stopped, or what the backbone made trainable by the NDE loss alone.
@@ -413,22 +413,17 @@ def nde_step_loss(model, batch) -> tf.Tensor:
     tower runs in training mode. Only the NDE variables should be updated by its gradient."""
     features, labels = batch
     network = model.network
-    config = model.config
-    encoder = network.get_layer("features")
-    backbone = network.get_layer(BACKBONES[config.spec.backbone].layer_name)
+    head = network.get_layer("orca")
     inputs = {name: features[name] for name in model.feature_spec.names}
     rows = tf.shape(labels["click"])[0]
-    masked = encoder(inputs, post_click_mask=tf.ones([rows], tf.bool))
-    representations = backbone(masked, training=False)
-    if config.towers.tower_output == "fm_terms":
-        representations = {**representations, WIDE: network.get_layer("wide_terms")(masked)}
+    # The network's own masked forward (encoder, backbone and, with fm_terms, the terms).
+    representations = head.masked_forward(inputs, tf.ones([rows], tf.bool))
     outputs = {}
     for task in model.tasks:
         if task.has_tower:
             raw = network.get_layer(f"{task.task}_tower")(
                 tower_input(representations, task.task), training=False)
             outputs.update(task.outputs(raw))
-    head = network.get_layer("orca")
     debiased = head(inputs, representations, outputs[f"{RAW_PREFIX}dwell_logits"],
                     training=True)
     nde = model.tasks[-1]

@@ -62,9 +62,6 @@ class FmTermsTower(StaticLayer):
     def __init__(self, units: Sequence[int], output_units: int, dropout: float = 0.0,
                  batch_norm: bool = False, **kwargs):
         super().__init__(**kwargs)
-        if not units:
-            raise ValueError("--tower_output=fm_terms needs at least one tower hidden width "
-                             "(--tower_units)")
         self.body = MLP(tuple(units[:-1]), dropout=dropout, batch_norm=batch_norm, name="body")
         self.head = MLP(tuple(units[-1:]), output_units=output_units, name="head")
 
@@ -88,12 +85,8 @@ def make_tower(tower_output: str, units: Sequence[int], output_units: int, dropo
                name=name)
 
 
-def tower_input(representations: Mapping[str, tf.Tensor], name: str, stop: bool = False):
+def tower_input(representations: Mapping[str, tf.Tensor], name: str):
     """What the tower of representation `name` reads: the representation, or with the wide
-    terms (when the model has them) the pair (representation, terms); `stop`: the terms
-    without gradient (ORCA's NDE)."""
+    terms (when the model has them) the pair (representation, terms)."""
     h = representations[name]
-    if WIDE not in representations:
-        return h
-    terms = representations[WIDE]
-    return h, (tf.stop_gradient(terms) if stop else terms)
+    return h if WIDE not in representations else (h, representations[WIDE])

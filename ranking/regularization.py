@@ -56,7 +56,8 @@ class RegularizationConfig:
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
         if self.l2_dense < 0 or self.l2_embedding < 0 or self.weight_decay < 0:
-            raise ValueError("l2_dense, l2_embedding and weight_decay must be >= 0")
+            raise ValueError(f"--l2_dense, --l2_embedding and --weight_decay must be >= 0, not "
+                             f"{self.l2_dense}, {self.l2_embedding}, {self.weight_decay}")
 
 
 def dense_matrices(model) -> list[tf.Variable]:

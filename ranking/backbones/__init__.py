@@ -73,7 +73,7 @@ class BackboneConfig:
                 raise ValueError(f"{name} must be >= 0, not {getattr(self, name)}")
         levels = self.ple_level_units
         if len(levels) != self.levels:
-            raise ValueError(f"level_expert_units={self.level_expert_units} gives "
+            raise ValueError(f"--level_expert_units={self.level_expert_units} gives "
                              f"{len(levels)} levels; --levels is {self.levels}")
 
     @property
@@ -88,7 +88,7 @@ class BackboneConfig:
         except ValueError:
             levels = ()
         if not levels or any(u < 1 for level in levels for u in level):
-            raise ValueError(f"level_expert_units must be widths >= 1 with the levels "
+            raise ValueError(f"--level_expert_units must be widths >= 1 with the levels "
                              f"separated by '/', like 128,64/32, not "
                              f"{self.level_expert_units!r}")
         return levels
